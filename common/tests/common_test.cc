@@ -1,0 +1,75 @@
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "common/crc32c.h"
+#include "common/result.h"
+#include "common/time_format.h"
+#include "common/uuid.h"
+
+namespace passage {
+namespace {
+
+using namespace std::chrono;
+
+TEST(TimeFormat, FormatsWholeSecondsWithoutFraction) {
+  timestamp t = sys_days{year{2026} / 11 / 20} + hours{9};
+  EXPECT_EQ(format_rfc3339(t), "2026-11-20T09:00:00Z");
+  EXPECT_EQ(format_rfc3339(t + microseconds{1500}), "2026-11-20T09:00:00.001500Z");
+}
+
+TEST(TimeFormat, ParsesOffsetsAndFractions) {
+  auto t = parse_rfc3339("2026-11-20T10:30:00+01:30");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(format_rfc3339(*t), "2026-11-20T09:00:00Z");
+  auto f = parse_rfc3339("2026-11-20T09:00:00.123456789Z");
+  ASSERT_TRUE(f);
+  EXPECT_EQ(format_rfc3339(*f), "2026-11-20T09:00:00.123456Z");
+}
+
+TEST(TimeFormat, RejectsMalformed) {
+  for (const char* bad : {"", "2026-11-20", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z",
+                          "2026-11-20T24:00:00Z", "2026-11-20T09:00:00", "2026-11-20T09:00:00Zx",
+                          "2026-11-20T09:00:00.Z", "2026-11-20 09:00:00Z"}) {
+    EXPECT_FALSE(parse_rfc3339(bad)) << bad;
+  }
+}
+
+TEST(Uuid, RoundTripsAndIsVersion4) {
+  std::set<uuid> seen;
+  for (int i = 0; i < 1000; ++i) {
+    uuid u = uuid::random();
+    EXPECT_EQ(u.bytes[6] >> 4, 4);
+    auto text = u.to_string();
+    auto back = uuid::parse(text);
+    ASSERT_TRUE(back);
+    EXPECT_EQ(*back, u);
+    seen.insert(u);
+  }
+  EXPECT_EQ(seen.size(), 1000u);
+  EXPECT_FALSE(uuid::parse("not-a-uuid"));
+  EXPECT_FALSE(uuid::parse("123e4567-e89b-12d3-a456-42661417400g"));
+}
+
+TEST(Crc32c, MatchesKnownVectors) {
+  EXPECT_EQ(crc32c("123456789"), 0xE3069283u);
+  EXPECT_EQ(crc32c(""), 0u);
+  std::string zeros(32, '\0');
+  EXPECT_EQ(crc32c(zeros), 0x8A9136AAu);
+}
+
+TEST(Result, CarriesValueOrError) {
+  result<int, std::string> ok = 42;
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(*ok, 42);
+  result<int, std::string> bad = fail(std::string("boom"));
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error(), "boom");
+  result<std::string, std::string> same = fail(std::string("e"));
+  EXPECT_FALSE(same);
+  result<void, std::string> v;
+  EXPECT_TRUE(v);
+}
+
+}  // namespace
+}  // namespace passage

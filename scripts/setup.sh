@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Passage needs to build, test and run, skipping
+# those already present. Needs root (or sudo). Safe to run again.
+set -euo pipefail
+
+packages=(
+  g++ cmake make pkg-config ccache
+  libgtest-dev libgmock-dev libbenchmark-dev
+  librocksdb-dev libboost-dev librdkafka-dev nlohmann-json3-dev libssl-dev
+  libcli11-dev libspdlog-dev prometheus-cpp-dev
+  kcat python3-kafka curl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+sudo_cmd=()
+[ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
