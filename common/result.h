@@ -34,16 +34,16 @@ class [[nodiscard]] result {
   using value_type = T;
   using error_type = E;
 
-  result(const T& v) : v_(std::in_place_index<0>, v) {}  // NOLINT: implicit by design
+  result(const T& v) : v_(std::in_place_index<0>, v) {}        // NOLINT: implicit by design
   result(T&& v) : v_(std::in_place_index<0>, std::move(v)) {}  // NOLINT
   template <typename G>
-    requires std::is_constructible_v<E, G>
-  result(unexpected<G> u) : v_(std::in_place_index<1>, std::move(u.error)) {}  // NOLINT
-  result(const E& e)  // NOLINT
-    requires(!std::is_same_v<T, E>)
+  requires std::is_constructible_v<E, G> result(unexpected<G> u)
+      : v_(std::in_place_index<1>, std::move(u.error)) {}  // NOLINT
+  result(const E& e)                                       // NOLINT
+      requires(!std::is_same_v<T, E>)
       : v_(std::in_place_index<1>, e) {}
   result(E&& e)  // NOLINT
-    requires(!std::is_same_v<T, E>)
+      requires(!std::is_same_v<T, E>)
       : v_(std::in_place_index<1>, std::move(e)) {}
 
   bool has_value() const noexcept { return v_.index() == 0; }
@@ -86,10 +86,10 @@ class [[nodiscard]] result<void, E> {
  public:
   result() = default;
   template <typename G>
-    requires std::is_constructible_v<E, G>
-  result(unexpected<G> u) : err_(std::move(u.error)), ok_(false) {}  // NOLINT
-  result(const E& e) : err_(e), ok_(false) {}                        // NOLINT
-  result(E&& e) : err_(std::move(e)), ok_(false) {}                  // NOLINT
+  requires std::is_constructible_v<E, G> result(unexpected<G> u)
+      : err_(std::move(u.error)), ok_(false) {}      // NOLINT
+  result(const E& e) : err_(e), ok_(false) {}        // NOLINT
+  result(E&& e) : err_(std::move(e)), ok_(false) {}  // NOLINT
 
   bool has_value() const noexcept { return ok_; }
   explicit operator bool() const noexcept { return ok_; }

@@ -30,8 +30,8 @@ std::string format_rfc3339(timestamp t) {
   auto us = (tod - h - m - s).count();
   char buf[40];
   int n = std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02lld", int(ymd.year()),
-                        unsigned(ymd.month()), unsigned(ymd.day()), int(h.count()),
-                        int(m.count()), static_cast<long long>(s.count()));
+                        unsigned(ymd.month()), unsigned(ymd.day()), int(h.count()), int(m.count()),
+                        static_cast<long long>(s.count()));
   if (us != 0) {
     n += std::snprintf(buf + n, sizeof buf - n, ".%06lld", static_cast<long long>(us));
   }
@@ -42,10 +42,9 @@ std::string format_rfc3339(timestamp t) {
 std::optional<timestamp> parse_rfc3339(std::string_view s) {
   using namespace std::chrono;
   int y, mo, d, h, mi, sec;
-  if (!digits(s, 0, 4, y) || s.size() < 20 || s[4] != '-' || !digits(s, 5, 2, mo) ||
-      s[7] != '-' || !digits(s, 8, 2, d) || (s[10] != 'T' && s[10] != 't') ||
-      !digits(s, 11, 2, h) || s[13] != ':' || !digits(s, 14, 2, mi) || s[16] != ':' ||
-      !digits(s, 17, 2, sec)) {
+  if (!digits(s, 0, 4, y) || s.size() < 20 || s[4] != '-' || !digits(s, 5, 2, mo) || s[7] != '-' ||
+      !digits(s, 8, 2, d) || (s[10] != 'T' && s[10] != 't') || !digits(s, 11, 2, h) ||
+      s[13] != ':' || !digits(s, 14, 2, mi) || s[16] != ':' || !digits(s, 17, 2, sec)) {
     return std::nullopt;
   }
   if (h > 23 || mi > 59 || sec > 59) return std::nullopt;

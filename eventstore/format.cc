@@ -1,0 +1,164 @@
+#include "eventstore/format.h"
+
+#include <bit>
+#include <cstring>
+
+#include "common/crc32c.h"
+
+namespace passage::eventstore::format {
+namespace {
+
+void put_u32(std::string& out, std::uint32_t v) {
+  char b[4];
+  std::memcpy(b, &v, 4);  // little-endian hosts only (checked below)
+  out.append(b, 4);
+}
+void put_u64(std::string& out, std::uint64_t v) {
+  char b[8];
+  std::memcpy(b, &v, 8);
+  out.append(b, 8);
+}
+void put_varint(std::string& out, std::uint32_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+void put_str(std::string& out, std::string_view s) {
+  put_varint(out, static_cast<std::uint32_t>(s.size()));
+  out.append(s);
+}
+
+static_assert(std::endian::native == std::endian::little, "record codec assumes little-endian");
+
+struct reader {
+  std::string_view in;
+  bool ok = true;
+
+  template <typename T>
+  T fixed() {
+    T v{};
+    if (in.size() < sizeof(T)) {
+      ok = false;
+      return v;
+    }
+    std::memcpy(&v, in.data(), sizeof(T));
+    in.remove_prefix(sizeof(T));
+    return v;
+  }
+  void str(std::string& out) {
+    std::uint32_t len = 0;
+    for (int shift = 0; shift <= 28; shift += 7) {
+      if (in.empty()) {
+        ok = false;
+        return;
+      }
+      auto byte = static_cast<std::uint8_t>(in.front());
+      in.remove_prefix(1);
+      len |= static_cast<std::uint32_t>(byte & 0x7F) << shift;
+      if (!(byte & 0x80)) {
+        if (in.size() < len) {
+          ok = false;
+          return;
+        }
+        out.assign(in.data(), len);
+        in.remove_prefix(len);
+        return;
+      }
+    }
+    ok = false;
+  }
+};
+
+}  // namespace
+
+std::string encode_be64(std::uint64_t v) {
+  std::string s(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    s[i] = static_cast<char>(v & 0xFF);
+    v >>= 8;
+  }
+  return s;
+}
+
+std::uint64_t decode_be64(std::string_view s) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<std::uint8_t>(s[i]);
+  return v;
+}
+
+std::string log_key(std::uint64_t position) { return encode_be64(position); }
+
+std::string stream_index_prefix(std::string_view stream) {
+  std::string k(stream);
+  k.push_back('\0');
+  return k;
+}
+
+std::string stream_index_key(std::string_view stream, std::uint64_t version) {
+  return stream_index_prefix(stream) + encode_be64(version);
+}
+
+std::string time_index_key(timestamp recorded_at, std::uint64_t first_position) {
+  // Flip the sign bit so that negative (pre-1970) times still sort first.
+  auto t = static_cast<std::uint64_t>(to_unix_micros(recorded_at)) ^ (1ull << 63);
+  return encode_be64(t) + encode_be64(first_position);
+}
+
+timestamp time_index_time(std::string_view key) {
+  return from_unix_micros(static_cast<std::int64_t>(decode_be64(key) ^ (1ull << 63)));
+}
+
+std::uint64_t time_index_position(std::string_view key) { return decode_be64(key.substr(8)); }
+
+void encode_record(const recorded_event& e, std::string& out) {
+  out.clear();
+  out.push_back(static_cast<char>(kRecordVersion));
+  out.append(4, '\0');  // crc placeholder
+  put_u64(out, e.position);
+  put_u64(out, e.stream_version);
+  put_u64(out, static_cast<std::uint64_t>(to_unix_micros(e.recorded_at)));
+  put_u32(out, e.schema_version);
+  out.append(e.event_id.as_bytes());
+  put_str(out, e.type);
+  put_str(out, e.stream);
+  put_str(out, e.org_id);
+  put_str(out, e.correlation_id);
+  put_str(out, e.causation_id);
+  put_str(out, e.actor);
+  put_str(out, e.data);
+  std::uint32_t crc = crc32c(std::string_view(out).substr(5));
+  std::memcpy(out.data() + 1, &crc, 4);
+}
+
+std::string decode_record(std::string_view bytes, recorded_event& out) {
+  if (bytes.size() < 5) return "record is truncated";
+  auto version = static_cast<std::uint8_t>(bytes[0]);
+  if (version != kRecordVersion) {
+    return "record has unknown record version " + std::to_string(version);
+  }
+  std::uint32_t stored_crc;
+  std::memcpy(&stored_crc, bytes.data() + 1, 4);
+  if (crc32c(bytes.substr(5)) != stored_crc) return "record checksum mismatch";
+  reader r{bytes.substr(5)};
+  out.position = r.fixed<std::uint64_t>();
+  out.stream_version = r.fixed<std::uint64_t>();
+  out.recorded_at = from_unix_micros(static_cast<std::int64_t>(r.fixed<std::uint64_t>()));
+  out.schema_version = r.fixed<std::uint32_t>();
+  if (r.in.size() < 16) return "record is truncated";
+  std::memcpy(out.event_id.bytes.data(), r.in.data(), 16);
+  r.in.remove_prefix(16);
+  r.str(out.type);
+  r.str(out.stream);
+  r.str(out.org_id);
+  r.str(out.correlation_id);
+  r.str(out.causation_id);
+  r.str(out.actor);
+  r.str(out.data);
+  if (!r.ok) return "record is truncated";
+  if (!r.in.empty()) return "record has trailing bytes";
+  return {};
+}
+
+}  // namespace passage::eventstore::format

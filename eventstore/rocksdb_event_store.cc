@@ -1,0 +1,818 @@
+// The RocksDB implementation of event_store. One writer thread owns position
+// assignment and stream versions; callers queue appends to it and the writer
+// turns everything queued into one WriteBatch with one fsync (group commit).
+
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/utilities/options_util.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/random.h"
+#include "eventstore/event_store.h"
+#include "eventstore/format.h"
+
+namespace passage::eventstore {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::size_t kMaxStreamName = 512;
+constexpr std::size_t kMaxTypeName = 256;
+constexpr std::size_t kMaxEventData = 4u << 20;
+constexpr std::size_t kMaxHeadCache = 1u << 20;
+
+store_error make_error(errc code, std::string message) {
+  return store_error{code, std::move(message), {}, 0, 0};
+}
+
+store_error rocks_error(const rocksdb::Status& s, std::string_view what) {
+  errc code = s.IsCorruption() ? errc::corruption : errc::io_error;
+  return make_error(code, std::string(what) + ": " + s.ToString());
+}
+
+store_error corrupt_record(std::uint64_t position, std::string_view what) {
+  store_error e =
+      make_error(errc::corruption, "event log record at position " + std::to_string(position) +
+                                       " is damaged: " + std::string(what));
+  e.position = position;
+  return e;
+}
+
+bool same_content(const recorded_event& stored, std::string_view stream, const new_event& e) {
+  return stored.stream == stream && stored.type == e.type &&
+         stored.schema_version == e.schema_version && stored.org_id == e.org_id &&
+         stored.correlation_id == e.correlation_id && stored.causation_id == e.causation_id &&
+         stored.actor == e.actor && stored.data == e.data;
+}
+
+std::optional<store_error> validate(const std::vector<stream_append>& streams) {
+  if (streams.empty()) return make_error(errc::invalid_argument, "append names no stream");
+  std::size_t total = 0;
+  std::unordered_set<std::string_view> names;
+  std::unordered_set<uuid> ids;
+  for (const auto& s : streams) {
+    if (s.stream.empty() || s.stream.size() > kMaxStreamName ||
+        s.stream.find('\0') != std::string::npos) {
+      return make_error(errc::invalid_argument,
+                        "stream name must be 1 to 512 bytes without NUL: '" + s.stream + "'");
+    }
+    if (!names.insert(s.stream).second) {
+      return make_error(errc::invalid_argument, "stream '" + s.stream + "' named twice");
+    }
+    for (const auto& e : s.events) {
+      if (e.event_id.is_nil()) return make_error(errc::invalid_argument, "event id is nil");
+      if (!ids.insert(e.event_id).second) {
+        return make_error(errc::invalid_argument,
+                          "event id " + e.event_id.to_string() + " appears twice in one append");
+      }
+      if (e.type.empty() || e.type.size() > kMaxTypeName) {
+        return make_error(errc::invalid_argument, "event type must be 1 to 256 bytes");
+      }
+      if (e.data.size() > kMaxEventData) {
+        return make_error(errc::invalid_argument, "event data exceeds 4 MiB");
+      }
+    }
+    total += s.events.size();
+  }
+  if (total == 0) return make_error(errc::invalid_argument, "append carries no event");
+  return std::nullopt;
+}
+
+// Pins one consistent view for a multi-step read. Secondary instances have no
+// snapshots; their view only moves on refresh(), which readers tolerate.
+class snapshot_guard {
+ public:
+  snapshot_guard(rocksdb::DB* db, bool read_only, rocksdb::ReadOptions& ro)
+      : db_(db), snap_(read_only ? nullptr : db->GetSnapshot()) {
+    ro.snapshot = snap_;
+  }
+  ~snapshot_guard() {
+    if (snap_) db_->ReleaseSnapshot(snap_);
+  }
+  snapshot_guard(const snapshot_guard&) = delete;
+  snapshot_guard& operator=(const snapshot_guard&) = delete;
+
+ private:
+  rocksdb::DB* db_;
+  const rocksdb::Snapshot* snap_;
+};
+
+class rocksdb_event_store final : public event_store {
+ public:
+  explicit rocksdb_event_store(const event_store_options& o) : options_(o) {
+    if (!options_.clock) options_.clock = &default_clock_;
+  }
+
+  ~rocksdb_event_store() override {
+    close();
+    if (db_) {
+      for (auto* h : raw_handles_) db_->DestroyColumnFamilyHandle(h);
+    }
+    db_.reset();
+    if (!owned_secondary_.empty()) {
+      std::error_code ec;
+      fs::remove_all(owned_secondary_, ec);
+    }
+  }
+
+  store_result<bool> open();
+
+  store_result<append_result> append(std::vector<stream_append> streams) override {
+    std::promise<store_result<append_result>> p;
+    auto f = p.get_future();
+    append_async(std::move(streams),
+                 [&p](store_result<append_result> r) { p.set_value(std::move(r)); });
+    return f.get();
+  }
+
+  void append_async(std::vector<stream_append> streams, append_callback done) override {
+    if (options_.read_only) {
+      done(make_error(errc::read_only, "the event store is open read-only"));
+      return;
+    }
+    if (auto bad = validate(streams)) {
+      done(std::move(*bad));
+      return;
+    }
+    {
+      std::lock_guard lk(queue_mu_);
+      if (!closing_) {
+        queue_.push_back(request{std::move(streams), std::move(done)});
+        queue_cv_.notify_one();
+        return;
+      }
+    }
+    done(make_error(errc::closed, "the event store is closed"));
+  }
+
+  store_result<std::vector<recorded_event>> read_stream(std::string_view stream,
+                                                        std::uint64_t from_version,
+                                                        read_direction direction,
+                                                        std::size_t max_count) override;
+  store_result<std::uint64_t> stream_version(std::string_view stream) override;
+  store_result<std::uint64_t> scan(
+      const log_filter& filter, const std::function<bool(const recorded_event&)>& visit) override;
+
+  std::uint64_t head_position() const override { return head_.load(std::memory_order_acquire); }
+
+  std::uint64_t wait_for_head(std::uint64_t after,
+                              std::chrono::steady_clock::time_point deadline) override {
+    if (options_.read_only) {
+      while (head_position() <= after && std::chrono::steady_clock::now() < deadline) {
+        (void)refresh();
+        if (head_position() > after) break;
+        std::this_thread::sleep_until(
+            std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(20)));
+      }
+      return head_position();
+    }
+    std::unique_lock lk(head_mu_);
+    head_cv_.wait_until(lk, deadline, [&] { return head_position() > after; });
+    return head_position();
+  }
+
+  store_result<std::uint64_t> refresh() override {
+    if (!options_.read_only) return head_position();
+    std::lock_guard lk(refresh_mu_);
+    auto s = db_->TryCatchUpWithPrimary();
+    if (!s.ok()) return rocks_error(s, "catching up with the writer");
+    auto last = last_record();
+    if (!last) return last.error();
+    head_.store(last->position, std::memory_order_release);
+    return last->position;
+  }
+
+  void close() override {
+    {
+      std::lock_guard lk(queue_mu_);
+      if (closing_) return;
+      closing_ = true;
+      queue_cv_.notify_all();
+    }
+    if (writer_.joinable()) writer_.join();
+  }
+
+ private:
+  struct request {
+    std::vector<stream_append> streams;
+    append_callback done;
+  };
+  // An event id written earlier in the batch being built.
+  struct pending_id {
+    const new_event* event;
+    std::string_view stream;
+    std::uint64_t position;
+    std::uint64_t stream_version;
+  };
+  struct batch_state {
+    rocksdb::WriteBatch wb;
+    std::unordered_map<std::string, std::uint64_t> versions;  // streams written in this batch
+    std::unordered_map<uuid, pending_id> ids;
+    std::uint64_t next_position;
+    timestamp recorded_at;
+    std::string record;  // scratch
+  };
+
+  rocksdb::ColumnFamilyHandle* cf(int i) const { return raw_handles_[static_cast<size_t>(i)]; }
+  rocksdb::ColumnFamilyHandle* log_cf() const { return cf(1); }
+  rocksdb::ColumnFamilyHandle* stream_cf() const { return cf(2); }
+  rocksdb::ColumnFamilyHandle* ids_cf() const { return cf(3); }
+  rocksdb::ColumnFamilyHandle* time_cf() const { return cf(4); }
+
+  void writer_loop();
+  void commit(std::deque<request>& batch);
+  store_result<append_result> prepare(const request& r, batch_state& b);
+  store_result<append_result> replay_stored(const request& r, batch_state& b);
+  store_result<std::uint64_t> current_version(const std::string& stream, const batch_state& b);
+  store_result<std::optional<std::uint64_t>> stored_position(const uuid& id);
+  store_result<recorded_event> read_at(std::uint64_t position);
+  store_result<recorded_event> last_record();
+  void decode_into(std::string_view key, std::string_view value, recorded_event& out,
+                   store_error& err, bool& ok) const;
+
+  event_store_options options_;
+  passage::system_clock default_clock_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> raw_handles_;
+  std::string owned_secondary_;
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<request> queue_;
+  bool closing_ = false;
+  std::thread writer_;
+
+  // Writer thread only.
+  std::uint64_t next_position_ = 1;
+  timestamp last_recorded_at_{};
+  std::unordered_map<std::string, std::uint64_t> heads_;
+  std::optional<store_error> failed_;
+
+  std::atomic<std::uint64_t> head_{0};
+  std::mutex head_mu_;
+  std::condition_variable head_cv_;
+  std::mutex refresh_mu_;
+};
+
+store_result<bool> rocksdb_event_store::open() {
+  rocksdb::Options db_options;
+  db_options.create_if_missing = !options_.read_only;
+  db_options.create_missing_column_families = !options_.read_only;
+  db_options.paranoid_checks = true;
+  db_options.max_background_jobs = 2;
+  db_options.bytes_per_sync = 1u << 20;
+  db_options.keep_log_file_num = 5;
+  if (options_.read_only) db_options.max_open_files = -1;  // required by secondary instances
+
+  auto cache = rocksdb::NewLRUCache(options_.block_cache_bytes);
+  auto family = [&](bool point_lookups) {
+    rocksdb::BlockBasedTableOptions t;
+    t.block_cache = cache;
+    t.block_size = 16 * 1024;
+    if (point_lookups) t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    rocksdb::ColumnFamilyOptions c;
+    c.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+    c.write_buffer_size = 64u << 20;
+    return c;
+  };
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, family(false)}, {format::kLogFamily, family(false)},
+      {format::kStreamIndexFamily, family(true)},         {format::kEventIdsFamily, family(true)},
+      {format::kTimeIndexFamily, family(false)},
+  };
+
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s;
+  if (options_.read_only) {
+    std::string secondary = options_.secondary_path;
+    if (secondary.empty()) {
+      secondary =
+          (fs::temp_directory_path() / ("passage-secondary-" + secure_random_hex(8))).string();
+      owned_secondary_ = secondary;
+    }
+    s = rocksdb::DB::OpenAsSecondary(db_options, options_.path, secondary, families, &raw_handles_,
+                                     &raw);
+  } else {
+    std::error_code ec;
+    fs::create_directories(options_.path, ec);
+    s = rocksdb::DB::Open(db_options, options_.path, families, &raw_handles_, &raw);
+  }
+  if (!s.ok()) {
+    if (s.IsInvalidArgument() && s.ToString().find("Column fam") != std::string::npos) {
+      return make_error(errc::unsupported_format,
+                        "'" + options_.path + "' is not a Passage event store: " + s.ToString());
+    }
+    return rocks_error(s, "opening the event store at '" + options_.path + "'");
+  }
+  db_.reset(raw);
+
+  std::string version;
+  s = db_->Get(rocksdb::ReadOptions(), cf(0), std::string(format::kFormatVersionKey), &version);
+  auto last = last_record();
+  if (!last && last.error().code != errc::invalid_argument) return last.error();
+  bool empty_log = !last;
+  if (s.IsNotFound()) {
+    if (!empty_log) {
+      return make_error(errc::unsupported_format,
+                        "event store at '" + options_.path + "' has events but no format version");
+    }
+    if (!options_.read_only) {
+      rocksdb::WriteOptions wo;
+      wo.sync = true;
+      s = db_->Put(wo, cf(0), std::string(format::kFormatVersionKey),
+                   std::to_string(format::kFormatVersion));
+      if (!s.ok()) return rocks_error(s, "writing the format version");
+    }
+  } else if (!s.ok()) {
+    return rocks_error(s, "reading the format version");
+  } else {
+    std::uint32_t stored = 0;
+    try {
+      stored = static_cast<std::uint32_t>(std::stoul(version));
+    } catch (const std::exception&) {
+      return make_error(errc::unsupported_format,
+                        "event store format version '" + version + "' is not a number");
+    }
+    if (stored > format::kFormatVersion) {
+      return make_error(errc::unsupported_format,
+                        "event store at '" + options_.path + "' was written by format version " +
+                            std::to_string(stored) + "; this build of passage reads up to " +
+                            std::to_string(format::kFormatVersion) + ": upgrade passage");
+    }
+  }
+
+  if (!empty_log) {
+    next_position_ = last->position + 1;
+    last_recorded_at_ = last->recorded_at;
+    head_.store(last->position);
+  }
+  if (!options_.read_only) writer_ = std::thread([this] { writer_loop(); });
+  return true;
+}
+
+void rocksdb_event_store::decode_into(std::string_view key, std::string_view value,
+                                      recorded_event& out, store_error& err, bool& ok) const {
+  std::uint64_t position = key.size() == 8 ? format::decode_be64(key) : 0;
+  if (key.size() != 8) {
+    err = corrupt_record(0, "log key has " + std::to_string(key.size()) + " bytes");
+    ok = false;
+    return;
+  }
+  auto what = format::decode_record(value, out);
+  if (!what.empty()) {
+    err = corrupt_record(position, what);
+    ok = false;
+    return;
+  }
+  if (out.position != position) {
+    err = corrupt_record(position, "record claims position " + std::to_string(out.position));
+    ok = false;
+    return;
+  }
+  if (options_.upcasters) options_.upcasters->upcast(out);
+  ok = true;
+}
+
+store_result<recorded_event> rocksdb_event_store::last_record() {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), log_cf()));
+  it->SeekToLast();
+  if (!it->status().ok()) return rocks_error(it->status(), "reading the end of the log");
+  if (!it->Valid()) return make_error(errc::invalid_argument, "the log is empty");
+  recorded_event e;
+  store_error err;
+  bool ok = false;
+  decode_into(it->key().ToStringView(), it->value().ToStringView(), e, err, ok);
+  if (!ok) return err;
+  return e;
+}
+
+store_result<recorded_event> rocksdb_event_store::read_at(std::uint64_t position) {
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), log_cf(), format::log_key(position), &value);
+  if (s.IsNotFound()) {
+    return corrupt_record(position, "an index points at it but the log has no such record");
+  }
+  if (!s.ok()) return rocks_error(s, "reading position " + std::to_string(position));
+  recorded_event e;
+  store_error err;
+  bool ok = false;
+  decode_into(format::log_key(position), value, e, err, ok);
+  if (!ok) return err;
+  return e;
+}
+
+store_result<std::optional<std::uint64_t>> rocksdb_event_store::stored_position(const uuid& id) {
+  std::string value;
+  auto s =
+      db_->Get(rocksdb::ReadOptions(), ids_cf(), rocksdb::Slice(id.as_bytes().data(), 16), &value);
+  if (s.IsNotFound()) return std::optional<std::uint64_t>{};
+  if (!s.ok()) return rocks_error(s, "looking up event id " + id.to_string());
+  if (value.size() != 8) return corrupt_record(0, "event id index entry has a bad length");
+  return std::optional<std::uint64_t>{format::decode_be64(value)};
+}
+
+store_result<std::uint64_t> rocksdb_event_store::current_version(const std::string& stream,
+                                                                 const batch_state& b) {
+  if (auto it = b.versions.find(stream); it != b.versions.end()) return it->second;
+  if (auto it = heads_.find(stream); it != heads_.end()) return it->second;
+  auto v = stream_version(stream);
+  if (!v) return v;
+  if (heads_.size() >= kMaxHeadCache) heads_.clear();
+  heads_.emplace(stream, *v);
+  return *v;
+}
+
+store_result<std::uint64_t> rocksdb_event_store::stream_version(std::string_view stream) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), stream_cf()));
+  auto prefix = format::stream_index_prefix(stream);
+  it->SeekForPrev(format::stream_index_key(stream, UINT64_MAX));
+  if (!it->status().ok())
+    return rocks_error(it->status(), "reading stream '" + std::string(stream) + "'");
+  if (!it->Valid() || !it->key().starts_with(prefix) || it->key().size() != prefix.size() + 8) {
+    return std::uint64_t{0};
+  }
+  return format::decode_be64(it->key().ToStringView().substr(prefix.size()));
+}
+
+// Builds the result for a request whose every event id is already stored
+// (possibly earlier in this same batch), or the error if contents differ.
+store_result<append_result> rocksdb_event_store::replay_stored(const request& r, batch_state& b) {
+  append_result out;
+  out.already_stored = true;
+  out.first_position = UINT64_MAX;
+  for (const auto& s : r.streams) {
+    stream_append_result sr{s.stream, UINT64_MAX, 0, UINT64_MAX, 0};
+    for (const auto& e : s.events) {
+      std::uint64_t position, version;
+      timestamp recorded_at;
+      if (auto it = b.ids.find(e.event_id); it != b.ids.end()) {
+        const auto& p = it->second;
+        if (p.stream != s.stream || !(*p.event == e)) {
+          return make_error(
+              errc::idempotency_conflict,
+              "event id " + e.event_id.to_string() + " is already stored with other content");
+        }
+        position = p.position;
+        version = p.stream_version;
+        recorded_at = b.recorded_at;
+      } else {
+        auto pos = stored_position(e.event_id);
+        if (!pos) return pos.error();
+        auto stored = read_at(**pos);
+        if (!stored) return stored.error();
+        if (!same_content(*stored, s.stream, e)) {
+          return make_error(
+              errc::idempotency_conflict,
+              "event id " + e.event_id.to_string() + " is already stored with other content");
+        }
+        position = stored->position;
+        version = stored->stream_version;
+        recorded_at = stored->recorded_at;
+      }
+      sr.first_version = std::min(sr.first_version, version);
+      sr.last_version = std::max(sr.last_version, version);
+      sr.first_position = std::min(sr.first_position, position);
+      sr.last_position = std::max(sr.last_position, position);
+      if (position < out.first_position) out.recorded_at = recorded_at;
+      out.first_position = std::min(out.first_position, position);
+      out.last_position = std::max(out.last_position, position);
+    }
+    if (s.events.empty()) sr = {s.stream, 0, 0, 0, 0};
+    out.streams.push_back(std::move(sr));
+  }
+  return out;
+}
+
+store_result<append_result> rocksdb_event_store::prepare(const request& r, batch_state& b) {
+  // 1. Idempotency: all ids stored -> return the original; some -> conflict.
+  std::size_t total = 0, found = 0;
+  for (const auto& s : r.streams) {
+    for (const auto& e : s.events) {
+      ++total;
+      if (b.ids.count(e.event_id)) {
+        ++found;
+        continue;
+      }
+      auto pos = stored_position(e.event_id);
+      if (!pos) return pos.error();
+      if (*pos) ++found;
+    }
+  }
+  if (found == total) return replay_stored(r, b);
+  if (found != 0) {
+    return make_error(errc::idempotency_conflict,
+                      std::to_string(found) + " of the " + std::to_string(total) +
+                          " event ids are already stored; an append is stored whole or not at all");
+  }
+
+  // 2. Expected versions, all checked before anything is written.
+  std::vector<std::uint64_t> current(r.streams.size());
+  for (std::size_t i = 0; i < r.streams.size(); ++i) {
+    const auto& s = r.streams[i];
+    auto v = current_version(s.stream, b);
+    if (!v) return v.error();
+    if (!s.expected.admits(*v)) {
+      store_error e = make_error(errc::wrong_expected_version,
+                                 "stream '" + s.stream + "' is at version " + std::to_string(*v) +
+                                     ", expected " + s.expected.to_string());
+      e.stream = s.stream;
+      e.actual_version = *v;
+      return e;
+    }
+    current[i] = *v;
+  }
+
+  // 3. Assign positions and versions; add the records to the batch.
+  append_result out;
+  out.first_position = b.next_position;
+  out.recorded_at = b.recorded_at;
+  for (std::size_t i = 0; i < r.streams.size(); ++i) {
+    const auto& s = r.streams[i];
+    stream_append_result sr{s.stream, 0, current[i], 0, 0};
+    std::uint64_t version = current[i];
+    recorded_event rec;
+    for (const auto& e : s.events) {
+      ++version;
+      std::uint64_t position = b.next_position++;
+      rec.event_id = e.event_id;
+      rec.type = e.type;
+      rec.schema_version = e.schema_version;
+      rec.stream = s.stream;
+      rec.stream_version = version;
+      rec.position = position;
+      rec.recorded_at = b.recorded_at;
+      rec.org_id = e.org_id;
+      rec.correlation_id = e.correlation_id;
+      rec.causation_id = e.causation_id;
+      rec.actor = e.actor;
+      rec.data = e.data;
+      format::encode_record(rec, b.record);
+      auto key = format::log_key(position);
+      b.wb.Put(log_cf(), key, b.record);
+      b.wb.Put(stream_cf(), format::stream_index_key(s.stream, version), key);
+      b.wb.Put(ids_cf(), rocksdb::Slice(e.event_id.as_bytes().data(), 16), key);
+      b.ids.emplace(e.event_id, pending_id{&e, s.stream, position, version});
+      if (sr.first_version == 0) {
+        sr.first_version = version;
+        sr.first_position = position;
+      }
+      sr.last_version = version;
+      sr.last_position = position;
+    }
+    if (!s.events.empty()) b.versions[s.stream] = version;
+    out.streams.push_back(std::move(sr));
+  }
+  out.last_position = b.next_position - 1;
+  return out;
+}
+
+void rocksdb_event_store::commit(std::deque<request>& batch) {
+  std::vector<store_result<append_result>> outcomes;
+  outcomes.reserve(batch.size());
+  if (failed_) {
+    for (auto& r : batch) r.done(*failed_);
+    return;
+  }
+  batch_state b;
+  b.next_position = next_position_;
+  b.recorded_at = std::max(last_recorded_at_, options_.clock->now());
+  for (const auto& r : batch) outcomes.push_back(prepare(r, b));
+
+  bool wrote = b.next_position != next_position_;
+  if (wrote) {
+    b.wb.Put(time_cf(), format::time_index_key(b.recorded_at, next_position_), rocksdb::Slice());
+    rocksdb::WriteOptions wo;
+    wo.sync = options_.sync;
+    auto s = db_->Write(wo, &b.wb);
+    if (!s.ok()) {
+      // RocksDB stops accepting writes after a failed WAL write; so do we.
+      failed_ = rocks_error(s, "writing to the event log");
+      for (auto& o : outcomes) {
+        if (o) o = *failed_;
+      }
+    } else {
+      next_position_ = b.next_position;
+      last_recorded_at_ = b.recorded_at;
+      if (heads_.size() + b.versions.size() > kMaxHeadCache) heads_.clear();
+      for (auto& [stream, v] : b.versions) heads_[stream] = v;
+      {
+        std::lock_guard lk(head_mu_);
+        head_.store(next_position_ - 1, std::memory_order_release);
+      }
+      head_cv_.notify_all();
+    }
+  }
+  for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(outcomes[i]));
+}
+
+void rocksdb_event_store::writer_loop() {
+  std::deque<request> batch;
+  for (;;) {
+    {
+      std::unique_lock lk(queue_mu_);
+      queue_cv_.wait(lk, [&] { return !queue_.empty() || closing_; });
+      if (queue_.empty()) return;  // closing and drained
+      std::size_t events = 0;
+      while (!queue_.empty() && (batch.empty() || events < options_.max_commit_events)) {
+        for (const auto& s : queue_.front().streams) events += s.events.size();
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    commit(batch);
+    batch.clear();
+  }
+}
+
+store_result<std::vector<recorded_event>> rocksdb_event_store::read_stream(
+    std::string_view stream, std::uint64_t from_version, read_direction direction,
+    std::size_t max_count) {
+  std::vector<recorded_event> out;
+  if (max_count == 0) return out;
+  auto prefix = format::stream_index_prefix(stream);
+  rocksdb::ReadOptions ro;
+  snapshot_guard snap(db_.get(), options_.read_only, ro);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, stream_cf()));
+  if (direction == read_direction::forward) {
+    it->Seek(format::stream_index_key(stream, from_version));
+  } else {
+    it->SeekForPrev(format::stream_index_key(stream, from_version));
+  }
+  std::vector<std::string> keys;
+  for (; it->Valid() && keys.size() < max_count;
+       direction == read_direction::forward ? it->Next() : it->Prev()) {
+    auto k = it->key();
+    if (!k.starts_with(prefix) || k.size() != prefix.size() + 8) break;
+    if (it->value().size() != 8) {
+      return corrupt_record(0, "stream index entry of '" + std::string(stream) + "' is damaged");
+    }
+    keys.emplace_back(it->value().ToString());
+  }
+  if (!it->status().ok()) return rocks_error(it->status(), "reading stream index");
+  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+  std::vector<std::string> values(keys.size());
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs(keys.size(), log_cf());
+  auto statuses = db_->MultiGet(ro, cfs, slices, &values);
+  out.resize(keys.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    std::uint64_t position = format::decode_be64(keys[i]);
+    if (statuses[i].IsNotFound()) {
+      return corrupt_record(position, "the stream index points at it but the log has no record");
+    }
+    if (!statuses[i].ok()) return rocks_error(statuses[i], "reading the log");
+    store_error err;
+    bool ok = false;
+    decode_into(keys[i], values[i], out[i], err, ok);
+    if (!ok) return err;
+  }
+  return out;
+}
+
+store_result<std::uint64_t> rocksdb_event_store::scan(
+    const log_filter& filter, const std::function<bool(const recorded_event&)>& visit) {
+  std::uint64_t start = std::max<std::uint64_t>(filter.from_position, 1);
+  rocksdb::ReadOptions ro;
+  ro.readahead_size = 2u << 20;
+  snapshot_guard snap(db_.get(), options_.read_only, ro);
+
+  if (filter.since) {
+    std::unique_ptr<rocksdb::Iterator> t(db_->NewIterator(ro, time_cf()));
+    t->Seek(format::time_index_key(*filter.since, 0));
+    if (!t->status().ok()) return rocks_error(t->status(), "reading the time index");
+    if (!t->Valid()) return std::uint64_t{0};
+    if (t->key().size() != 16) return corrupt_record(0, "time index entry is damaged");
+    // Every event of a commit shares its recorded_at, so the first commit at or
+    // after `since` holds the first matching event.
+    start = std::max(start, format::time_index_position(t->key().ToStringView()));
+  }
+
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, log_cf()));
+  recorded_event e;
+  std::uint64_t last = 0;
+  store_error err;
+  const bool any_type = filter.types.empty();
+  for (it->Seek(format::log_key(start)); it->Valid(); it->Next()) {
+    auto key = it->key().ToStringView();
+    if (key.size() == 8 && format::decode_be64(key) > filter.to_position) break;
+    bool ok = false;
+    decode_into(key, it->value().ToStringView(), e, err, ok);
+    if (!ok) return err;
+    if (last != 0 && e.position != last + 1) {
+      return corrupt_record(last + 1, "the log skips from position " + std::to_string(last) +
+                                          " to " + std::to_string(e.position));
+    }
+    if (filter.until && e.recorded_at >= *filter.until) break;
+    last = e.position;
+    if (!any_type &&
+        std::find(filter.types.begin(), filter.types.end(), e.type) == filter.types.end()) {
+      continue;
+    }
+    if (!filter.stream_prefix.empty() &&
+        !std::string_view(e.stream).starts_with(filter.stream_prefix)) {
+      continue;
+    }
+    if (filter.since && e.recorded_at < *filter.since) continue;
+    if (!visit(e)) break;
+  }
+  if (!it->status().ok()) {
+    auto s = rocks_error(it->status(), "reading the log after position " + std::to_string(last));
+    s.position = last + 1;
+    return s;
+  }
+  return last;
+}
+
+}  // namespace
+
+bool expected_version::admits(std::uint64_t current) const {
+  switch (kind_) {
+    case kind::any:
+      return true;
+    case kind::no_stream:
+      return current == 0;
+    case kind::stream_exists:
+      return current > 0;
+    case kind::exact:
+      return current == version_;
+  }
+  return false;
+}
+
+std::string expected_version::to_string() const {
+  switch (kind_) {
+    case kind::any:
+      return "any";
+    case kind::no_stream:
+      return "no stream";
+    case kind::stream_exists:
+      return "an existing stream";
+    case kind::exact:
+      return "version " + std::to_string(version_);
+  }
+  return "?";
+}
+
+const std::error_category& error_category() {
+  struct category final : std::error_category {
+    const char* name() const noexcept override { return "passage.eventstore"; }
+    std::string message(int c) const override {
+      switch (static_cast<errc>(c)) {
+        case errc::wrong_expected_version:
+          return "wrong expected version";
+        case errc::idempotency_conflict:
+          return "idempotency conflict";
+        case errc::invalid_argument:
+          return "invalid argument";
+        case errc::corruption:
+          return "corruption";
+        case errc::unsupported_format:
+          return "unsupported format";
+        case errc::io_error:
+          return "i/o error";
+        case errc::read_only:
+          return "read-only";
+        case errc::closed:
+          return "closed";
+      }
+      return "unknown";
+    }
+  };
+  static const category instance;
+  return instance;
+}
+
+store_result<std::vector<recorded_event>> event_store::read_all(const log_filter& filter,
+                                                                std::size_t max_count) {
+  std::vector<recorded_event> out;
+  if (max_count == 0) return out;
+  auto r = scan(filter, [&](const recorded_event& e) {
+    out.push_back(e);
+    return out.size() < max_count;
+  });
+  if (!r) return r.error();
+  return out;
+}
+
+store_result<std::unique_ptr<event_store>> open_event_store(const event_store_options& options) {
+  if (options.path.empty()) {
+    return store_error{errc::invalid_argument, "event store path is empty", {}, 0, 0};
+  }
+  auto store = std::make_unique<rocksdb_event_store>(options);
+  auto r = store->open();
+  if (!r) return r.error();
+  return std::unique_ptr<event_store>(std::move(store));
+}
+
+}  // namespace passage::eventstore

@@ -1,0 +1,561 @@
+// Appends, expected versions, idempotency, atomicity, reads and the on-disk
+// format checks of the RocksDB event store.
+
+#include <rocksdb/db.h>
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "eventstore/format.h"
+#include "eventstore/tests/store_fixture.h"
+
+namespace passage::eventstore::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+// ---- expected versions -------------------------------------------------------
+
+struct expectation_case {
+  const char* name;
+  int prior_events;  // events already in the stream
+  expected_version expected;
+  bool succeeds;
+};
+
+class expected_version_test : public store_test,
+                              public ::testing::WithParamInterface<expectation_case> {};
+
+TEST_P(expected_version_test, AdmitsOrRejectsWithActualVersion) {
+  const auto& c = GetParam();
+  for (int i = 0; i < c.prior_events; ++i) {
+    must_append({to("s-1", expected_version::any(), {make_event()})});
+  }
+  auto r = store_->append({to("s-1", c.expected, {make_event()})});
+  if (c.succeeds) {
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->streams[0].first_version, std::uint64_t(c.prior_events + 1));
+    EXPECT_EQ(r->streams[0].last_version, std::uint64_t(c.prior_events + 1));
+  } else {
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, errc::wrong_expected_version);
+    EXPECT_EQ(r.error().stream, "s-1");
+    EXPECT_EQ(r.error().actual_version, std::uint64_t(c.prior_events));
+    EXPECT_NE(r.error().message.find("is at version " + std::to_string(c.prior_events)),
+              std::string::npos)
+        << r.error().message;
+    auto v = store_->stream_version("s-1");
+    ASSERT_TRUE(v);
+    EXPECT_EQ(*v, std::uint64_t(c.prior_events)) << "a rejected append stored something";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllCases, expected_version_test,
+    ::testing::Values(
+        expectation_case{"any_on_empty", 0, expected_version::any(), true},
+        expectation_case{"any_on_existing", 2, expected_version::any(), true},
+        expectation_case{"no_stream_on_empty", 0, expected_version::no_stream(), true},
+        expectation_case{"no_stream_on_existing", 2, expected_version::no_stream(), false},
+        expectation_case{"exists_on_empty", 0, expected_version::stream_exists(), false},
+        expectation_case{"exists_on_existing", 2, expected_version::stream_exists(), true},
+        expectation_case{"exact_0_on_empty", 0, expected_version::exact(0), true},
+        expectation_case{"exact_0_on_existing", 2, expected_version::exact(0), false},
+        expectation_case{"exact_match", 2, expected_version::exact(2), true},
+        expectation_case{"exact_behind", 2, expected_version::exact(1), false},
+        expectation_case{"exact_ahead", 2, expected_version::exact(3), false},
+        expectation_case{"exact_on_empty", 0, expected_version::exact(1), false}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST_F(store_test, ConcurrentWritersWithExactVersionsHaveOneWinnerPerVersion) {
+  constexpr int kThreads = 8, kRounds = 50;
+  std::atomic<int> wins{0}, conflicts{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kRounds; ++i) {
+        auto v = store_->stream_version("contended");
+        ASSERT_TRUE(v);
+        auto r = store_->append({to("contended", expected_version::exact(*v), {make_event()})});
+        if (r) {
+          ++wins;
+        } else {
+          ASSERT_EQ(r.error().code, errc::wrong_expected_version);
+          ++conflicts;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wins + conflicts, kThreads * kRounds);
+  auto events = store_->read_stream("contended", 1, read_direction::forward, 100000);
+  ASSERT_TRUE(events);
+  ASSERT_EQ(events->size(), std::size_t(wins.load()));
+  for (std::size_t i = 0; i < events->size(); ++i) EXPECT_EQ((*events)[i].stream_version, i + 1);
+}
+
+// ---- idempotency -------------------------------------------------------------
+
+TEST_F(store_test, SameEventIdTwiceReturnsTheOriginalAndStoresNothing) {
+  must_append({to("other", expected_version::any(), {make_event()})});
+  auto e = make_event("InviteCreated", R"({"title":"x"})");
+  auto first = must_append({to("s-1", expected_version::no_stream(), {e})});
+  must_append({to("other", expected_version::any(), {make_event()})});
+  // Even though the expectation no longer holds, the retry is recognised first.
+  auto again = store_->append({to("s-1", expected_version::no_stream(), {e})});
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(again->already_stored);
+  EXPECT_FALSE(first.already_stored);
+  EXPECT_EQ(again->first_position, first.first_position);
+  EXPECT_EQ(again->last_position, first.last_position);
+  EXPECT_EQ(again->streams[0].last_version, 1u);
+  EXPECT_EQ(again->recorded_at, first.recorded_at);
+  EXPECT_EQ(store_->head_position(), 3u);
+}
+
+TEST_F(store_test, SameEventIdWithOtherContentIsAConflict) {
+  auto e = make_event("InviteCreated", R"({"title":"x"})");
+  must_append({to("s-1", expected_version::any(), {e})});
+  auto changed = e;
+  changed.data = R"({"title":"y"})";
+  auto r = store_->append({to("s-1", expected_version::any(), {changed})});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::idempotency_conflict);
+  auto other_stream = store_->append({to("s-2", expected_version::any(), {e})});
+  ASSERT_FALSE(other_stream);
+  EXPECT_EQ(other_stream.error().code, errc::idempotency_conflict);
+  EXPECT_EQ(store_->head_position(), 1u);
+}
+
+TEST_F(store_test, AppendMixingStoredAndNewIdsIsRefusedWhole) {
+  auto e = make_event();
+  must_append({to("s-1", expected_version::any(), {e})});
+  auto r = store_->append({to("s-1", expected_version::any(), {e, make_event()})});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::idempotency_conflict);
+  EXPECT_EQ(store_->head_position(), 1u);
+}
+
+TEST_F(store_test, DuplicateIdsInOneGroupCommitAreStoredOnce) {
+  auto e = make_event();
+  std::mutex mu;
+  std::vector<store_result<append_result>> results;
+  std::atomic<int> done{0};
+  for (int i = 0; i < 20; ++i) {
+    store_->append_async({to("s-1", expected_version::any(), {e})}, [&](auto r) {
+      std::lock_guard lk(mu);
+      results.push_back(std::move(r));
+      ++done;
+    });
+  }
+  while (done < 20) std::this_thread::sleep_for(1ms);
+  int fresh = 0;
+  for (auto& r : results) {
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->first_position, 1u);
+    fresh += !r->already_stored;
+  }
+  EXPECT_EQ(fresh, 1);
+  EXPECT_EQ(store_->head_position(), 1u);
+}
+
+TEST_F(store_test, MalformedAppendsAreRejected) {
+  auto nil = make_event();
+  nil.event_id = uuid{};
+  auto dup = make_event();
+  struct bad_case {
+    const char* why;
+    std::vector<stream_append> append;
+  };
+  std::vector<bad_case> cases = {
+      {"no stream", {}},
+      {"no events", {to("s", expected_version::any(), {})}},
+      {"empty stream name", {to("", expected_version::any(), {make_event()})}},
+      {"NUL in stream", {to(std::string("a\0b", 3), expected_version::any(), {make_event()})}},
+      {"nil id", {to("s", expected_version::any(), {nil})}},
+      {"empty type", {to("s", expected_version::any(), {make_event("")})}},
+      {"id twice", {to("s", expected_version::any(), {dup, dup})}},
+      {"stream twice",
+       {to("s", expected_version::any(), {make_event()}),
+        to("s", expected_version::any(), {make_event()})}},
+  };
+  for (auto& c : cases) {
+    auto r = store_->append(c.append);
+    ASSERT_FALSE(r) << c.why;
+    EXPECT_EQ(r.error().code, errc::invalid_argument) << c.why;
+  }
+  EXPECT_EQ(store_->head_position(), 0u);
+}
+
+// ---- multi-stream atomicity --------------------------------------------------
+
+TEST_F(store_test, MultiStreamAppendStoresAllOrNothing) {
+  must_append({to("invite-1", expected_version::any(), {make_event()})});
+  auto failed = store_->append({to("learner-1", expected_version::no_stream(), {make_event()}),
+                                to("invite-1", expected_version::exact(7), {make_event()}),
+                                to("claim-1", expected_version::any(), {make_event()})});
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code, errc::wrong_expected_version);
+  EXPECT_EQ(failed.error().stream, "invite-1");
+  EXPECT_EQ(failed.error().actual_version, 1u);
+  for (const char* s : {"learner-1", "claim-1"}) {
+    auto v = store_->stream_version(s);
+    ASSERT_TRUE(v);
+    EXPECT_EQ(*v, 0u) << s;
+  }
+  EXPECT_EQ(store_->head_position(), 1u);
+
+  auto ok = must_append({to("learner-1", expected_version::no_stream(), {make_event()}),
+                         to("invite-1", expected_version::exact(1), {make_event(), make_event()})});
+  EXPECT_EQ(ok.first_position, 2u);
+  EXPECT_EQ(ok.last_position, 4u);
+  EXPECT_EQ(ok.streams[0].first_position, 2u);
+  EXPECT_EQ(ok.streams[1].first_version, 2u);
+  EXPECT_EQ(ok.streams[1].last_version, 3u);
+}
+
+TEST_F(store_test, StreamWithNoEventsActsAsACondition) {
+  must_append({to("lead-form", expected_version::any(), {make_event()})});
+  auto stale = store_->append({to("lead-form", expected_version::exact(0), {}),
+                               to("invite-1", expected_version::any(), {make_event()})});
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, errc::wrong_expected_version);
+  auto fresh = store_->append({to("lead-form", expected_version::exact(1), {}),
+                               to("invite-1", expected_version::any(), {make_event()})});
+  ASSERT_TRUE(fresh) << fresh.error().message;
+  EXPECT_EQ(store_->head_position(), 2u);
+}
+
+// ---- positions under concurrency ---------------------------------------------
+
+TEST_F(store_test, PositionsAreGapFreeUnderSixteenConcurrentAppenders) {
+  constexpr int kThreads = 16, kPerThread = 200;
+  std::mutex mu;
+  std::map<std::uint64_t, uuid> acknowledged;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        auto e = make_event("TestHappened", std::to_string(t) + ":" + std::to_string(i));
+        // Half the threads share streams, half write their own.
+        std::string stream = t % 2 ? "own-" + std::to_string(t) : "shared-" + std::to_string(i % 3);
+        std::vector<stream_append> a{to(stream, expected_version::any(), {e})};
+        if (i % 5 == 0)
+          a.push_back(to("pair-" + std::to_string(t), expected_version::any(),
+                         {make_event(), make_event()}));
+        auto r = store_->append(std::move(a));
+        ASSERT_TRUE(r) << r.error().message;
+        std::lock_guard lk(mu);
+        ASSERT_TRUE(acknowledged.emplace(r->first_position, e.event_id).second)
+            << "position handed out twice";
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const std::uint64_t total = kThreads * kPerThread + kThreads * (kPerThread / 5) * 2;
+  EXPECT_EQ(store_->head_position(), total);
+  auto all = store_->read_all({}, total + 10);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), total);
+  std::map<std::string, std::uint64_t> versions;
+  for (std::size_t i = 0; i < all->size(); ++i) {
+    const auto& e = (*all)[i];
+    EXPECT_EQ(e.position, i + 1);
+    EXPECT_EQ(e.stream_version, ++versions[e.stream]) << e.stream;
+    if (i > 0) {
+      EXPECT_GE(e.recorded_at, (*all)[i - 1].recorded_at);
+    }
+    if (auto it = acknowledged.find(e.position); it != acknowledged.end()) {
+      EXPECT_EQ(it->second, e.event_id);
+    }
+  }
+}
+
+// ---- reads -------------------------------------------------------------------
+
+TEST_F(store_test, ReadsOneStreamForwardAndBackward) {
+  for (int i = 0; i < 5; ++i) {
+    must_append({to("s-1", expected_version::any(), {make_event("T", std::to_string(i + 1))}),
+                 to("s-2", expected_version::any(), {make_event()})});
+  }
+  auto fwd = store_->read_stream("s-1", 2, read_direction::forward, 3);
+  ASSERT_TRUE(fwd);
+  ASSERT_EQ(fwd->size(), 3u);
+  EXPECT_EQ((*fwd)[0].stream_version, 2u);
+  EXPECT_EQ((*fwd)[0].data, "2");
+  EXPECT_EQ((*fwd)[2].stream_version, 4u);
+  auto back = store_->read_stream("s-1", UINT64_MAX, read_direction::backward, 2);
+  ASSERT_TRUE(back);
+  ASSERT_EQ(back->size(), 2u);
+  EXPECT_EQ((*back)[0].stream_version, 5u);
+  EXPECT_EQ((*back)[1].stream_version, 4u);
+  auto from3 = store_->read_stream("s-1", 3, read_direction::backward, 10);
+  ASSERT_TRUE(from3);
+  ASSERT_EQ(from3->size(), 3u);
+  EXPECT_EQ((*from3)[2].stream_version, 1u);
+  auto none = store_->read_stream("s-", 1, read_direction::forward, 10);
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->empty()) << "a stream whose name prefixes others is empty";
+  auto v = store_->stream_version("s-2");
+  ASSERT_TRUE(v);
+  EXPECT_EQ(*v, 5u);
+}
+
+TEST_F(store_test, StoresEveryFieldOfTheEnvelope) {
+  auto e = make_event("InviteClaimed", R"({"claim":"c-1"})");
+  e.schema_version = 3;
+  e.org_id = "org-7";
+  e.correlation_id = "corr-9";
+  e.causation_id = "cause-8";
+  e.actor = "api-key:k1";
+  auto r = must_append({to("invite-9", expected_version::any(), {e})});
+  auto got = store_->read_all({}, 10);
+  ASSERT_TRUE(got);
+  ASSERT_EQ(got->size(), 1u);
+  const auto& s = (*got)[0];
+  EXPECT_EQ(s.event_id, e.event_id);
+  EXPECT_EQ(s.type, "InviteClaimed");
+  EXPECT_EQ(s.schema_version, 3u);
+  EXPECT_EQ(s.stream, "invite-9");
+  EXPECT_EQ(s.stream_version, 1u);
+  EXPECT_EQ(s.position, 1u);
+  EXPECT_EQ(s.recorded_at, clock_.now());
+  EXPECT_EQ(s.recorded_at, r.recorded_at);
+  EXPECT_EQ(s.org_id, "org-7");
+  EXPECT_EQ(s.correlation_id, "corr-9");
+  EXPECT_EQ(s.causation_id, "cause-8");
+  EXPECT_EQ(s.actor, "api-key:k1");
+  EXPECT_EQ(s.data, R"({"claim":"c-1"})");
+}
+
+TEST_F(store_test, ReadsTheGlobalLogFilteredByTypeAndStreamPrefix) {
+  for (int i = 0; i < 10; ++i) {
+    must_append({to("invite-" + std::to_string(i % 3), expected_version::any(),
+                    {make_event(i % 2 ? "InviteClaimed" : "ClaimRejected")}),
+                 to("learner-" + std::to_string(i), expected_version::any(),
+                    {make_event("LearnerRegistered")})});
+  }
+  auto claimed = store_->read_all({.types = {"InviteClaimed"}}, 100);
+  ASSERT_TRUE(claimed);
+  EXPECT_EQ(claimed->size(), 5u);
+  auto invite1 = store_->read_all({.stream_prefix = "invite-1"}, 100);
+  ASSERT_TRUE(invite1);
+  for (auto& e : *invite1) EXPECT_EQ(e.stream, "invite-1");
+  EXPECT_EQ(invite1->size(), 3u);
+  auto both = store_->read_all(
+      {.types = {"InviteClaimed", "LearnerRegistered"}, .stream_prefix = "learner-"}, 100);
+  ASSERT_TRUE(both);
+  EXPECT_EQ(both->size(), 10u);
+  auto window = store_->read_all({.from_position = 5, .to_position = 8}, 100);
+  ASSERT_TRUE(window);
+  ASSERT_EQ(window->size(), 4u);
+  EXPECT_EQ(window->front().position, 5u);
+  EXPECT_EQ(window->back().position, 8u);
+  auto limited = store_->read_all({.from_position = 0}, 3);
+  ASSERT_TRUE(limited);
+  EXPECT_EQ(limited->size(), 3u);
+}
+
+TEST_F(store_test, ReadsByTimeRangeAndKeepsRecordedAtMonotonic) {
+  const auto t0 = clock_.now();
+  for (int minute = 0; minute < 10; ++minute) {
+    clock_.set(t0 + std::chrono::minutes(minute));
+    must_append({to("s", expected_version::any(), {make_event("T", std::to_string(minute))})});
+  }
+  auto mid = store_->read_all(
+      {.since = t0 + std::chrono::minutes(3), .until = t0 + std::chrono::minutes(6)}, 100);
+  ASSERT_TRUE(mid);
+  ASSERT_EQ(mid->size(), 3u);
+  EXPECT_EQ(mid->front().data, "3");
+  EXPECT_EQ(mid->back().data, "5");
+  auto between = store_->read_all({.since = t0 + std::chrono::seconds(90)}, 100);
+  ASSERT_TRUE(between);
+  EXPECT_EQ(between->front().data, "2");
+  auto future = store_->read_all({.since = t0 + std::chrono::hours(1)}, 100);
+  ASSERT_TRUE(future);
+  EXPECT_TRUE(future->empty());
+
+  // A clock that steps back never makes recorded_at go back.
+  clock_.set(t0);
+  must_append({to("s", expected_version::any(), {make_event()})});
+  auto last = store_->read_stream("s", UINT64_MAX, read_direction::backward, 1);
+  ASSERT_TRUE(last);
+  EXPECT_EQ(last->front().recorded_at, t0 + std::chrono::minutes(9));
+}
+
+TEST_F(store_test, StateSurvivesReopen) {
+  for (int i = 0; i < 3; ++i) must_append({to("s", expected_version::any(), {make_event()})});
+  reopen();
+  EXPECT_EQ(store_->head_position(), 3u);
+  auto r = must_append({to("s", expected_version::exact(3), {make_event()})});
+  EXPECT_EQ(r.first_position, 4u);
+  EXPECT_EQ(r.streams[0].last_version, 4u);
+}
+
+TEST_F(store_test, UpcastersRewriteOldShapesOnEveryRead) {
+  auto old = make_event("InviteCreated", "v1");
+  old.schema_version = 1;
+  must_append({to("invite-1", expected_version::any(), {old})});
+  auto reg = std::make_shared<upcaster_registry>();
+  reg->add("InviteCreated", 1, [](recorded_event& e) { e.data += "->v2"; });
+  reg->add("InviteCreated", 2, [](recorded_event& e) { e.data += "->v3"; });
+  event_store_options o;
+  o.upcasters = reg;
+  reopen(o);
+  auto all = store_->read_all({}, 10);
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all->front().data, "v1->v2->v3");
+  EXPECT_EQ(all->front().schema_version, 3u);
+  auto stream = store_->read_stream("invite-1", 1, read_direction::forward, 10);
+  ASSERT_TRUE(stream);
+  EXPECT_EQ(stream->front().data, "v1->v2->v3");
+}
+
+TEST_F(store_test, AppendAfterCloseFailsCleanly) {
+  store_->close();
+  auto r = store_->append({to("s", expected_version::any(), {make_event()})});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::closed);
+}
+
+// ---- read-only (secondary) open ----------------------------------------------
+
+TEST_F(store_test, ReadOnlyOpenFollowsTheWriter) {
+  must_append({to("s", expected_version::any(), {make_event()})});
+  auto ro = open_event_store({.path = dir_.sub("events"), .read_only = true});
+  ASSERT_TRUE(ro) << ro.error().message;
+  auto& reader = **ro;
+  EXPECT_EQ(reader.head_position(), 1u);
+  must_append({to("s", expected_version::any(), {make_event(), make_event()})});
+  auto head = reader.refresh();
+  ASSERT_TRUE(head) << head.error().message;
+  EXPECT_EQ(*head, 3u);
+  auto all = reader.read_all({}, 10);
+  ASSERT_TRUE(all) << all.error().message;
+  EXPECT_EQ(all->size(), 3u);
+  auto w = reader.append({to("s", expected_version::any(), {make_event()})});
+  ASSERT_FALSE(w);
+  EXPECT_EQ(w.error().code, errc::read_only);
+}
+
+// ---- format version and corruption --------------------------------------------
+
+// Opens the store's RocksDB directly, as a tool poking at the folder would.
+class raw_db {
+ public:
+  explicit raw_db(const std::string& path) {
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const char* n :
+         {rocksdb::kDefaultColumnFamilyName.c_str(), format::kLogFamily, format::kStreamIndexFamily,
+          format::kEventIdsFamily, format::kTimeIndexFamily}) {
+      cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    }
+    rocksdb::DB* db = nullptr;
+    auto s = rocksdb::DB::Open(rocksdb::DBOptions(), path, cfs, &handles_, &db);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    db_.reset(db);
+  }
+  ~raw_db() {
+    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+  }
+  void put(int cf, const std::string& k, const std::string& v) {
+    ASSERT_TRUE(db_->Put(rocksdb::WriteOptions(), handles_[cf], k, v).ok());
+  }
+  std::string get(int cf, const std::string& k) {
+    std::string v;
+    EXPECT_TRUE(db_->Get(rocksdb::ReadOptions(), handles_[cf], k, &v).ok());
+    return v;
+  }
+
+ private:
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  std::unique_ptr<rocksdb::DB> db_;
+};
+
+TEST_F(store_test, RefusesAStoreWrittenByANewerFormat) {
+  must_append({to("s", expected_version::any(), {make_event()})});
+  store_.reset();
+  {
+    raw_db raw(dir_.sub("events"));
+    raw.put(0, std::string(format::kFormatVersionKey), "2");
+  }
+  auto s = open_event_store({.path = dir_.sub("events")});
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, errc::unsupported_format);
+  EXPECT_NE(s.error().message.find("format version 2"), std::string::npos) << s.error().message;
+  EXPECT_NE(s.error().message.find("upgrade passage"), std::string::npos) << s.error().message;
+}
+
+TEST_F(store_test, RefusesAFolderThatIsNotAnEventStore) {
+  store_.reset();
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  rocksdb::DB* db = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(o, dir_.sub("other"), &db).ok());
+  delete db;
+  auto s = open_event_store({.path = dir_.sub("other"), .read_only = true});
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, errc::unsupported_format) << s.error().message;
+}
+
+struct damage_case {
+  const char* name;
+  std::function<void(std::string&)> damage;
+  const char* expect;
+};
+
+class corruption_test : public store_test, public ::testing::WithParamInterface<damage_case> {};
+
+TEST_P(corruption_test, DamagedRecordIsReportedWithItsPosition) {
+  for (int i = 0; i < 5; ++i) {
+    must_append(
+        {to("s", expected_version::any(), {make_event("T", "payload-" + std::to_string(i))})});
+  }
+  store_.reset();
+  {
+    raw_db raw(dir_.sub("events"));
+    auto v = raw.get(1, format::log_key(3));
+    GetParam().damage(v);
+    raw.put(1, format::log_key(3), v);
+  }
+  reopen();
+  std::vector<std::uint64_t> seen;
+  auto r = store_->scan({}, [&](const recorded_event& e) {
+    seen.push_back(e.position);
+    return true;
+  });
+  ASSERT_FALSE(r) << "a damaged record was skipped silently";
+  EXPECT_EQ(r.error().code, errc::corruption);
+  EXPECT_EQ(r.error().position, 3u);
+  EXPECT_NE(r.error().message.find("position 3"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find(GetParam().expect), std::string::npos) << r.error().message;
+  EXPECT_EQ(seen, (std::vector<std::uint64_t>{1, 2}));
+  auto stream = store_->read_stream("s", 1, read_direction::forward, 10);
+  ASSERT_FALSE(stream);
+  EXPECT_EQ(stream.error().position, 3u);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Damages, corruption_test,
+    ::testing::Values(damage_case{"flipped_byte", [](std::string& v) { v[v.size() - 2] ^= 0x20; },
+                                  "checksum mismatch"},
+                      damage_case{"truncated", [](std::string& v) { v.resize(3); }, "truncated"},
+                      damage_case{"unknown_record_version", [](std::string& v) { v[0] = 9; },
+                                  "unknown record version"},
+                      damage_case{"moved_record",
+                                  [](std::string& v) {
+                                    // A valid record of another position written under key 3.
+                                    recorded_event e;
+                                    ASSERT_EQ(format::decode_record(v, e), "");
+                                    e.position = 4;
+                                    format::encode_record(e, v);
+                                  },
+                                  "claims position 4"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace passage::eventstore::testing
