@@ -5,6 +5,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/options_util.h>
 #include <rocksdb/write_batch.h>
@@ -271,26 +272,45 @@ store_result<bool> rocksdb_event_store::open() {
   db_options.create_if_missing = !options_.read_only;
   db_options.create_missing_column_families = !options_.read_only;
   db_options.paranoid_checks = true;
+  // One writer thread; hash memtables do not take concurrent inserts.
+  db_options.allow_concurrent_memtable_write = false;
   db_options.max_background_jobs = 2;
   db_options.bytes_per_sync = 1u << 20;
   db_options.keep_log_file_num = 5;
   if (options_.read_only) db_options.max_open_files = -1;  // required by secondary instances
 
   auto cache = rocksdb::NewLRUCache(options_.block_cache_bytes);
-  auto family = [&](bool point_lookups) {
+  // Keys of the log and the time index only ever grow: inserts hinted by a
+  // shared prefix go straight to the end of the memtable instead of searching.
+  // Event ids are random and only ever looked up whole: a hashed memtable keeps
+  // their inserts O(1) and bloom filters answer the lookups that miss.
+  enum class shape { sequential, by_id, other };
+  auto family = [&](shape k) {
     rocksdb::BlockBasedTableOptions t;
     t.block_cache = cache;
     t.block_size = 16 * 1024;
-    if (point_lookups) t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
     rocksdb::ColumnFamilyOptions c;
-    c.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
     c.write_buffer_size = 64u << 20;
+    if (k == shape::by_id) {
+      // Only ever read by whole key: a hash table memtable inserts in O(1)
+      // where a skip list would search among a million random ids.
+      c.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(16));
+      c.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(1u << 20));
+      t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+      c.memtable_prefix_bloom_size_ratio = 0.1;
+    }
+    if (k == shape::sequential) {
+      c.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(1));
+    }
+    c.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
     return c;
   };
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
-      {rocksdb::kDefaultColumnFamilyName, family(false)}, {format::kLogFamily, family(false)},
-      {format::kStreamIndexFamily, family(true)},         {format::kEventIdsFamily, family(true)},
-      {format::kTimeIndexFamily, family(false)},
+      {rocksdb::kDefaultColumnFamilyName, family(shape::other)},
+      {format::kLogFamily, family(shape::sequential)},
+      {format::kStreamIndexFamily, family(shape::other)},
+      {format::kEventIdsFamily, family(shape::by_id)},
+      {format::kTimeIndexFamily, family(shape::sequential)},
   };
 
   rocksdb::DB* raw = nullptr;
@@ -435,7 +455,8 @@ store_result<std::uint64_t> rocksdb_event_store::current_version(const std::stri
 }
 
 store_result<std::uint64_t> rocksdb_event_store::stream_version(std::string_view stream) {
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), stream_cf()));
+  rocksdb::ReadOptions ro;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, stream_cf()));
   auto prefix = format::stream_index_prefix(stream);
   it->SeekForPrev(format::stream_index_key(stream, UINT64_MAX));
   if (!it->status().ok())
