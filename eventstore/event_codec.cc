@@ -1,0 +1,688 @@
+#include "eventstore/event_codec.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <nlohmann/json.hpp>
+
+#include <cstddef>
+#include <limits>
+#include <map>
+#include <stdexcept>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+
+#include "common/random.h"
+#include "common/time_format.h"
+#include "domain/duration.h"
+#include "domain/text.h"
+#include "domain/types.h"
+
+namespace passage::eventstore {
+
+namespace {
+
+using json = nlohmann::json;
+namespace d = domain;
+
+// ---------------------------------------------------------------------------------------
+// Field lists. Each struct is described once; writing and reading both walk the same
+// list, so the two cannot disagree. JSON names are the member names without the
+// trailing underscore (SPEC §7).
+
+template <typename S, typename M>
+struct field {
+  std::string_view name;
+  M S::*member;
+};
+template <typename S, typename M>
+constexpr field<S, M> make_field(std::string_view name, M S::*member) {
+  return {name, member};
+}
+#define F(m) make_field(#m, &S::m##_)
+
+// clang-format off
+auto fields_of(const d::personal_data*) { using S = d::personal_data; return std::tuple{F(email), F(first_name), F(last_name), F(answers)}; }
+auto fields_of(const d::invite_track*) { using S = d::invite_track; return std::tuple{F(track_id), F(pausable)}; }
+auto fields_of(const d::claim_snapshot*) { using S = d::claim_snapshot; return std::tuple{F(tracks), F(access_duration), F(plays_per_track)}; }
+auto fields_of(const d::lead_form_field*) { using S = d::lead_form_field; return std::tuple{F(name), F(label), F(required)}; }
+auto fields_of(const d::lead_form*) { using S = d::lead_form; return std::tuple{F(fields)}; }
+// The fields of POST /v1/invites (SPEC §7), resolved.
+auto fields_of(const d::invite_settings*) {
+  using S = d::invite_settings;
+  return std::tuple{F(type), F(title), F(public_description), F(internal_description),
+                    F(image_url), F(tracks), F(access_duration), F(plays_per_track),
+                    F(expires_at), F(claim_limit), F(starts_at), F(ends_at), F(access),
+                    F(allowed_emails), F(allowed_domains), F(require_account),
+                    F(show_share_button), F(capacity_warning_percent)};
+}
+
+auto fields_of(const d::organization_created*) { using S = d::organization_created; return std::tuple{F(org_id), F(name), F(created_at)}; }
+auto fields_of(const d::api_key_issued*) { using S = d::api_key_issued; return std::tuple{F(org_id), F(key_id), F(role), F(name), F(key_hash), F(issued_at)}; }
+auto fields_of(const d::api_key_revoked*) { using S = d::api_key_revoked; return std::tuple{F(org_id), F(key_id), F(revoked_at)}; }
+auto fields_of(const d::lead_form_changed*) { using S = d::lead_form_changed; return std::tuple{F(org_id), F(form), F(changed_at)}; }
+auto fields_of(const d::track_registered*) { using S = d::track_registered; return std::tuple{F(org_id), F(track_id), F(title), F(pausable), F(owner), F(registered_at)}; }
+auto fields_of(const d::track_updated*) { using S = d::track_updated; return std::tuple{F(org_id), F(track_id), F(title), F(pausable), F(owner), F(updated_at)}; }
+auto fields_of(const d::invite_created*) { using S = d::invite_created; return std::tuple{F(org_id), F(invite_id), F(code), F(settings), F(duplicated_from), F(created_at)}; }
+auto fields_of(const d::invite_updated*) { using S = d::invite_updated; return std::tuple{F(org_id), F(invite_id), F(settings), F(changed_fields), F(updated_at)}; }
+auto fields_of(const d::invite_deactivated*) { using S = d::invite_deactivated; return std::tuple{F(org_id), F(invite_id), F(deactivated_at)}; }
+auto fields_of(const d::invite_reactivated*) { using S = d::invite_reactivated; return std::tuple{F(org_id), F(invite_id), F(reactivated_at)}; }
+auto fields_of(const d::invite_deleted*) { using S = d::invite_deleted; return std::tuple{F(org_id), F(invite_id), F(deleted_at)}; }
+auto fields_of(const d::invite_claimed*) {
+  using S = d::invite_claimed;
+  return std::tuple{F(org_id), F(invite_id), F(claim_id), F(learner_id), F(anonymous),
+                    F(claimed_at), F(restrictions), F(access_expires_at), F(personal_data)};
+}
+auto fields_of(const d::claim_rejected*) {
+  using S = d::claim_rejected;
+  return std::tuple{F(org_id), F(invite_id), F(reason), F(learner_id), F(anonymous),
+                    F(rejected_at), F(personal_data)};
+}
+auto fields_of(const d::invite_capacity_warning*) { using S = d::invite_capacity_warning; return std::tuple{F(org_id), F(invite_id), F(claims_count), F(claim_limit), F(threshold_percent), F(warned_at)}; }
+auto fields_of(const d::invite_filled*) { using S = d::invite_filled; return std::tuple{F(org_id), F(invite_id), F(claim_id), F(claim_limit), F(filled_at)}; }
+auto fields_of(const d::invite_expired*) { using S = d::invite_expired; return std::tuple{F(org_id), F(invite_id), F(expired_at), F(detected_at)}; }
+auto fields_of(const d::private_invitation_sent*) {
+  using S = d::private_invitation_sent;
+  return std::tuple{F(org_id), F(invite_id), F(invitation_id), F(job_id), F(resent),
+                    F(learner_id), F(sent_at), F(personal_data)};
+}
+auto fields_of(const d::track_played*) { using S = d::track_played; return std::tuple{F(org_id), F(invite_id), F(claim_id), F(learner_id), F(track_id), F(play_number), F(played_at)}; }
+auto fields_of(const d::track_paused*) { using S = d::track_paused; return std::tuple{F(org_id), F(invite_id), F(claim_id), F(learner_id), F(track_id), F(paused_at)}; }
+auto fields_of(const d::track_resumed*) { using S = d::track_resumed; return std::tuple{F(org_id), F(invite_id), F(claim_id), F(learner_id), F(track_id), F(resumed_at)}; }
+auto fields_of(const d::learner_registered*) { using S = d::learner_registered; return std::tuple{F(org_id), F(learner_id), F(role), F(must_change_password), F(registered_at), F(personal_data)}; }
+auto fields_of(const d::lead_captured*) { using S = d::lead_captured; return std::tuple{F(org_id), F(learner_id), F(invite_id), F(captured_at), F(personal_data)}; }
+auto fields_of(const d::learner_forgotten*) { using S = d::learner_forgotten; return std::tuple{F(org_id), F(learner_id), F(forgotten_at)}; }
+auto fields_of(const d::email_sent*) {
+  using S = d::email_sent;
+  return std::tuple{F(org_id), F(job_id), F(message_id), F(invitation_id), F(learner_id),
+                    F(sent_at), F(personal_data)};
+}
+auto fields_of(const d::email_failed*) {
+  using S = d::email_failed;
+  return std::tuple{F(org_id), F(job_id), F(message_id), F(invitation_id), F(learner_id),
+                    F(error), F(failed_at), F(personal_data)};
+}
+// clang-format on
+#undef F
+
+template <typename T>
+concept described = requires {
+  fields_of(static_cast<const T*>(nullptr));
+};
+
+template <typename E>
+concept has_personal_data = requires(E e) {
+  e.personal_data_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Writing.
+
+json to_value(const std::string& v) { return v; }
+json to_value(bool v) { return v; }
+json to_value(std::int64_t v) { return v; }
+json to_value(const uuid& v) { return v.to_string(); }
+json to_value(timestamp v) { return format_rfc3339(v); }
+json to_value(d::invite_type v) { return std::string(d::to_string(v)); }
+json to_value(d::access_mode v) { return std::string(d::to_string(v)); }
+json to_value(d::role v) { return std::string(d::to_string(v)); }
+json to_value(d::learner_role v) { return std::string(d::to_string(v)); }
+json to_value(d::rejection_reason v) { return std::string(d::to_string(v)); }
+json to_value(const d::access_duration& v) { return d::format_access_duration(v); }
+json to_value(const std::map<std::string, std::string>& v) {
+  json j = json::object();
+  for (const auto& [k, s] : v) j[k] = s;
+  return j;
+}
+template <typename T>
+json to_value(const std::optional<T>& v);
+template <typename T>
+json to_value(const std::vector<T>& v);
+template <described T>
+json to_value(const T& v);
+// An empty block is null: "no personal data" must not look like a forgotten one.
+json to_value(const d::personal_data& v);
+
+template <typename T>
+json to_value(const std::optional<T>& v) {
+  return v ? to_value(*v) : json(nullptr);
+}
+template <typename T>
+json to_value(const std::vector<T>& v) {
+  json j = json::array();
+  for (const auto& x : v) j.push_back(to_value(x));
+  return j;
+}
+template <described T>
+json to_value(const T& v) {
+  json j = json::object();
+  std::apply([&](const auto&... f) { ((j[std::string(f.name)] = to_value(v.*(f.member))), ...); },
+             fields_of(static_cast<const T*>(nullptr)));
+  return j;
+}
+json to_value(const d::personal_data& v) {
+  if (v.empty()) return nullptr;
+  return to_value<d::personal_data>(v);
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading. The path to the value is a chain of stack nodes, turned into text only when
+// something is wrong, so validating costs nothing on the happy path.
+
+struct path_node {
+  const path_node* parent = nullptr;
+  std::string_view name;  // empty: an array element at `index`
+  std::size_t index = 0;
+};
+
+std::string render(const path_node* p) {
+  if (p == nullptr) return {};
+  std::string parent = render(p->parent);
+  if (p->name.empty()) return parent + "[" + std::to_string(p->index) + "]";
+  return parent.empty() ? std::string(p->name) : parent + "." + std::string(p->name);
+}
+
+struct read_error {
+  std::string field;
+  std::string what;
+};
+
+bool fail(const path_node* at, read_error& err, std::string what) {
+  err = {render(at), std::move(what)};
+  return false;
+}
+
+bool from_value(const json& j, std::string& out, const path_node* at, read_error& err) {
+  if (!j.is_string()) return fail(at, err, "expected a string");
+  out = j.get_ref<const std::string&>();
+  return true;
+}
+bool from_value(const json& j, bool& out, const path_node* at, read_error& err) {
+  if (!j.is_boolean()) return fail(at, err, "expected a boolean");
+  out = j.get<bool>();
+  return true;
+}
+bool from_value(const json& j, std::int64_t& out, const path_node* at, read_error& err) {
+  if (!j.is_number_integer()) return fail(at, err, "expected an integer");
+  if (j.is_number_unsigned() &&
+      j.get<std::uint64_t>() > std::uint64_t(std::numeric_limits<std::int64_t>::max())) {
+    return fail(at, err, "integer out of range");
+  }
+  out = j.get<std::int64_t>();
+  return true;
+}
+bool from_value(const json& j, uuid& out, const path_node* at, read_error& err) {
+  if (!j.is_string()) return fail(at, err, "expected a UUID string");
+  auto u = uuid::parse(j.get_ref<const std::string&>());
+  if (!u) return fail(at, err, "not a UUID");
+  out = *u;
+  return true;
+}
+bool from_value(const json& j, timestamp& out, const path_node* at, read_error& err) {
+  if (!j.is_string()) return fail(at, err, "expected an RFC 3339 time string");
+  auto t = parse_rfc3339(j.get_ref<const std::string&>());
+  if (!t) return fail(at, err, "not an RFC 3339 time");
+  out = *t;
+  return true;
+}
+
+template <typename Enum, typename Parse>
+bool enum_from_value(const json& j, Enum& out, Parse parse, const path_node* at, read_error& err) {
+  if (!j.is_string()) return fail(at, err, "expected a string");
+  auto v = parse(j.get_ref<const std::string&>());
+  if (!v) return fail(at, err, "unknown value \"" + j.get<std::string>() + "\"");
+  out = *v;
+  return true;
+}
+bool from_value(const json& j, d::invite_type& out, const path_node* at, read_error& err) {
+  return enum_from_value(j, out, d::parse_invite_type, at, err);
+}
+bool from_value(const json& j, d::access_mode& out, const path_node* at, read_error& err) {
+  return enum_from_value(j, out, d::parse_access_mode, at, err);
+}
+bool from_value(const json& j, d::role& out, const path_node* at, read_error& err) {
+  return enum_from_value(j, out, d::parse_role, at, err);
+}
+bool from_value(const json& j, d::rejection_reason& out, const path_node* at, read_error& err) {
+  return enum_from_value(j, out, d::parse_rejection_reason, at, err);
+}
+bool from_value(const json& j, d::learner_role& out, const path_node* at, read_error& err) {
+  // types.h has no parser for the single learner role.
+  auto parse = [](std::string_view s) -> std::optional<d::learner_role> {
+    if (s == d::to_string(d::learner_role::student)) return d::learner_role::student;
+    return std::nullopt;
+  };
+  return enum_from_value(j, out, parse, at, err);
+}
+bool from_value(const json& j, d::access_duration& out, const path_node* at, read_error& err) {
+  if (!j.is_string()) return fail(at, err, "expected an access duration string");
+  auto v = d::parse_access_duration(j.get_ref<const std::string&>());
+  if (!v) return fail(at, err, v.error().message_);
+  out = *v;
+  return true;
+}
+bool from_value(const json& j, std::map<std::string, std::string>& out, const path_node* at,
+                read_error& err) {
+  if (!j.is_object()) return fail(at, err, "expected an object");
+  out.clear();
+  for (const auto& [k, v] : j.items()) {
+    path_node here{at, k};
+    if (!v.is_string()) return fail(&here, err, "expected a string");
+    out.emplace(k, v.get<std::string>());
+  }
+  return true;
+}
+template <typename T>
+bool from_value(const json& j, std::optional<T>& out, const path_node* at, read_error& err);
+template <typename T>
+bool from_value(const json& j, std::vector<T>& out, const path_node* at, read_error& err);
+template <described T>
+bool from_value(const json& j, T& out, const path_node* at, read_error& err);
+bool from_value(const json& j, d::personal_data& out, const path_node* at, read_error& err);
+
+template <typename T>
+bool from_value(const json& j, std::optional<T>& out, const path_node* at, read_error& err) {
+  if (j.is_null()) {
+    out.reset();
+    return true;
+  }
+  return from_value(j, out.emplace(), at, err);
+}
+template <typename T>
+bool from_value(const json& j, std::vector<T>& out, const path_node* at, read_error& err) {
+  if (!j.is_array()) return fail(at, err, "expected an array");
+  out.clear();
+  out.resize(j.size());
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    path_node here{at, {}, i};
+    if (!from_value(j[i], out[i], &here, err)) return false;
+  }
+  return true;
+}
+// Every listed field must be present (optional ones as null); unknown fields are
+// ignored so that consumers of an older build can read a newer event.
+template <described T>
+bool from_value(const json& j, T& out, const path_node* at, read_error& err) {
+  if (!j.is_object()) return fail(at, err, "expected an object");
+  auto one = [&](const auto& f) {
+    path_node here{at, f.name};
+    auto it = j.find(f.name);
+    if (it == j.end()) return fail(&here, err, "missing");
+    return from_value(*it, out.*(f.member), &here, err);
+  };
+  return std::apply([&](const auto&... f) { return (one(f) && ...); },
+                    fields_of(static_cast<const T*>(nullptr)));
+}
+bool from_value(const json& j, d::personal_data& out, const path_node* at, read_error& err) {
+  if (j.is_null()) {
+    out = {};
+    return true;
+  }
+  return from_value<d::personal_data>(j, out, at, err);
+}
+
+// ---------------------------------------------------------------------------------------
+// Event types by name.
+
+using decode_fn = result<d::event, codec_error> (*)(const json&);
+
+struct event_kind {
+  std::string_view type;
+  int schema_version = 1;
+  bool has_personal_data = false;
+  decode_fn decode = nullptr;
+};
+
+codec_error field_error(std::string_view type, const read_error& err) {
+  std::string msg(type);
+  msg += ": ";
+  if (!err.field.empty()) msg += err.field + ": ";
+  msg += err.what;
+  return {std::move(msg), err.field};
+}
+
+template <typename E>
+result<d::event, codec_error> decode_as(const json& j) {
+  E v;
+  read_error err;
+  if (!from_value(j, v, nullptr, err)) return field_error(E::type_name, err);
+  return d::event{std::move(v)};
+}
+
+template <std::size_t... I>
+std::unordered_map<std::string_view, event_kind> make_kinds(std::index_sequence<I...>) {
+  std::unordered_map<std::string_view, event_kind> kinds;
+  (kinds.emplace(std::variant_alternative_t<I, d::event>::type_name,
+                 event_kind{std::variant_alternative_t<I, d::event>::type_name,
+                            std::variant_alternative_t<I, d::event>::schema_version,
+                            has_personal_data<std::variant_alternative_t<I, d::event>>,
+                            &decode_as<std::variant_alternative_t<I, d::event>>}),
+   ...);
+  return kinds;
+}
+
+const event_kind* find_kind(std::string_view type) {
+  static const auto kinds = make_kinds(std::make_index_sequence<std::variant_size_v<d::event>>{});
+  auto it = kinds.find(type);
+  return it == kinds.end() ? nullptr : &it->second;
+}
+
+// ---------------------------------------------------------------------------------------
+// Crypto: AES-256-GCM, HMAC-SHA256 and base64, all from OpenSSL.
+
+constexpr std::string_view envelope_alg = "A256GCM";
+constexpr std::size_t iv_size = 12;
+constexpr std::size_t tag_size = 16;
+
+std::string base64_encode(std::string_view in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+std::optional<std::string> base64_decode(std::string_view in) {
+  if (in.size() % 4 != 0) return std::nullopt;
+  std::string out(in.size() / 4 * 3, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
+  if (n < 0) return std::nullopt;
+  // EVP_DecodeBlock counts the bytes the '=' padding stands for as zeros.
+  std::size_t pad = 0;
+  if (!in.empty() && in.back() == '=') ++pad;
+  if (in.size() >= 2 && in[in.size() - 2] == '=') ++pad;
+  out.resize(static_cast<std::size_t>(n) - pad);
+  return out;
+}
+
+const EVP_CIPHER* aes_256_gcm() {
+  // Fetched once: the implicit fetch of EVP_aes_256_gcm() costs a lookup per call.
+  static EVP_CIPHER* cipher = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+  return cipher;
+}
+
+struct cipher_ctx_free {
+  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
+};
+
+// One context per thread, re-initialised per message: saves an allocation per event.
+EVP_CIPHER_CTX* thread_cipher_ctx() {
+  thread_local std::unique_ptr<EVP_CIPHER_CTX, cipher_ctx_free> ctx(EVP_CIPHER_CTX_new());
+  return ctx.get();
+}
+
+const unsigned char* bytes(std::string_view s) {
+  return reinterpret_cast<const unsigned char*>(s.data());
+}
+
+// ciphertext || tag
+std::optional<std::string> seal(const data_key& key, std::string_view iv, std::string_view aad,
+                                std::string_view plaintext) {
+  EVP_CIPHER_CTX* ctx = thread_cipher_ctx();
+  if (ctx == nullptr || aes_256_gcm() == nullptr) return std::nullopt;
+  std::string out(plaintext.size() + tag_size, '\0');
+  auto* o = reinterpret_cast<unsigned char*>(out.data());
+  int len = 0, fin = 0;
+  if (EVP_EncryptInit_ex2(ctx, aes_256_gcm(), key.data(), bytes(iv), nullptr) != 1 ||
+      EVP_EncryptUpdate(ctx, nullptr, &len, bytes(aad), static_cast<int>(aad.size())) != 1 ||
+      EVP_EncryptUpdate(ctx, o, &len, bytes(plaintext), static_cast<int>(plaintext.size())) != 1 ||
+      EVP_EncryptFinal_ex(ctx, o + len, &fin) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, static_cast<int>(tag_size),
+                          o + plaintext.size()) != 1) {
+    return std::nullopt;
+  }
+  return out;
+}
+
+enum class open_status { ok, bad_tag, failed };
+
+open_status open_sealed(const data_key& key, std::string_view iv, std::string_view aad,
+                        std::string_view sealed, std::string& plaintext) {
+  EVP_CIPHER_CTX* ctx = thread_cipher_ctx();
+  if (ctx == nullptr || aes_256_gcm() == nullptr) return open_status::failed;
+  if (sealed.size() < tag_size) return open_status::bad_tag;
+  std::string_view ct = sealed.substr(0, sealed.size() - tag_size);
+  std::string tag(sealed.substr(ct.size()));
+  plaintext.assign(ct.size(), '\0');
+  auto* o = reinterpret_cast<unsigned char*>(plaintext.data());
+  int len = 0, fin = 0;
+  if (EVP_DecryptInit_ex2(ctx, aes_256_gcm(), key.data(), bytes(iv), nullptr) != 1 ||
+      EVP_DecryptUpdate(ctx, nullptr, &len, bytes(aad), static_cast<int>(aad.size())) != 1 ||
+      EVP_DecryptUpdate(ctx, o, &len, bytes(ct), static_cast<int>(ct.size())) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(tag_size), tag.data()) !=
+          1) {
+    return open_status::failed;
+  }
+  if (EVP_DecryptFinal_ex(ctx, o + len, &fin) != 1) {
+    OPENSSL_cleanse(plaintext.data(), plaintext.size());
+    return open_status::bad_tag;
+  }
+  return open_status::ok;
+}
+
+// Binds a ciphertext to its event: moved into another event (other id, type or
+// subject), it fails authentication instead of showing someone's data there.
+std::string aad_of(const uuid& event_id, std::string_view type, std::string_view subject) {
+  std::string aad = "passage.personal_data.v1|";
+  aad += event_id.to_string();
+  aad += '|';
+  aad += type;
+  aad += '|';
+  aad += subject;
+  return aad;
+}
+
+// Keeps a copy of a key from outliving its use on the stack.
+struct key_guard {
+  data_key& k;
+  ~key_guard() { OPENSSL_cleanse(k.data(), k.size()); }
+};
+
+codec_error error_of(std::string_view type, std::string msg, std::string field = {}) {
+  return {std::string(type) + ": " + (field.empty() ? "" : field + ": ") + msg, std::move(field)};
+}
+
+std::optional<json> parse_object(std::string_view text) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  return j;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+
+nlohmann::json to_json(const domain::event& e) {
+  return std::visit([](const auto& v) { return to_value(v); }, e);
+}
+
+result<domain::event, codec_error> event_from_json(std::string_view type, const nlohmann::json& j) {
+  const event_kind* kind = find_kind(type);
+  if (kind == nullptr) return codec_error{"unknown event type \"" + std::string(type) + "\""};
+  try {
+    return kind->decode(j);
+  } catch (const std::exception& ex) {  // nlohmann or allocation; never escapes
+    return error_of(type, std::string("cannot decode: ") + ex.what());
+  }
+}
+
+event_codec::event_codec(key_store& keys, std::string pepper)
+    : keys_(keys), pepper_(std::move(pepper)) {
+  // A short pepper makes "email:<hash>" subjects guessable from a list of addresses.
+  if (pepper_.size() < 32) throw std::invalid_argument("event_codec: pepper must be >= 32 bytes");
+}
+
+std::string event_codec::email_subject(const uuid& org_id, std::string_view email) const {
+  std::string msg = org_id.to_string();
+  msg += '|';
+  msg += domain::normalize_email(email);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  HMAC(EVP_sha256(), pepper_.data(), static_cast<int>(pepper_.size()), bytes(msg), msg.size(), md,
+       &md_len);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out = "email:";
+  for (unsigned int i = 0; i < md_len; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 0xf];
+  }
+  return out;
+}
+
+std::string event_codec::subject_of(const domain::event& e) const {
+  if (auto learner = domain::data_subject(e)) return "learner:" + learner->to_string();
+  const auto* pd = domain::personal_data_of(e);
+  if (pd == nullptr || pd->email_.empty()) return {};
+  return email_subject(domain::org_of(e), pd->email_);
+}
+
+result<new_event, codec_error> event_codec::encode(const domain::event& e,
+                                                   const event_metadata& meta) const {
+  const std::string_view type = domain::event_type(e);
+  new_event out;
+  out.event_id = meta.event_id;
+  out.type = std::string(type);
+  out.schema_version = static_cast<std::uint32_t>(domain::event_schema_version(e));
+  out.org_id = domain::org_of(e).to_string();
+  out.correlation_id = meta.correlation_id;
+  out.causation_id = meta.causation_id;
+  out.actor = meta.actor;
+  try {
+    json j = to_json(e);
+    const auto* pd = domain::personal_data_of(e);
+    if (pd != nullptr && !pd->empty()) {
+      std::string subject = subject_of(e);
+      if (subject.empty()) {
+        return error_of(type, "personal data without a learner or an email to key it",
+                        "personal_data");
+      }
+      auto key = keys_.get_or_create(subject);
+      if (!key) {
+        auto err =
+            error_of(type, "no key for personal data: " + key.error().message, "personal_data");
+        err.forgotten = key.error().destroyed;
+        return err;
+      }
+      key_guard guard{*key};
+      std::string plaintext = j["personal_data"].dump();
+      std::string iv(iv_size, '\0');
+      secure_random_bytes({reinterpret_cast<std::uint8_t*>(iv.data()), iv.size()});
+      auto sealed = seal(*key, iv, aad_of(meta.event_id, type, subject), plaintext);
+      OPENSSL_cleanse(plaintext.data(), plaintext.size());
+      if (!sealed) return error_of(type, "encryption failed", "personal_data");
+      j["personal_data"] = json{{"alg", std::string(envelope_alg)},
+                                {"subject", std::move(subject)},
+                                {"iv", base64_encode(iv)},
+                                {"ct", base64_encode(*sealed)}};
+    }
+    out.data = j.dump();
+  } catch (const std::exception& ex) {  // e.g. a string that is not UTF-8
+    return error_of(type, std::string("cannot encode: ") + ex.what());
+  }
+  return out;
+}
+
+namespace {
+
+// The clear personal_data of a stored envelope; nullopt when its key is gone.
+result<std::optional<json>, codec_error> open_envelope(key_store& keys, const recorded_event& e,
+                                                       const json& env) {
+  auto bad = [&](std::string what) { return error_of(e.type, std::move(what), "personal_data"); };
+  if (!env.is_object()) return bad("expected an encrypted envelope or null");
+  auto str = [&](const char* name) -> const std::string* {
+    auto it = env.find(name);
+    return it != env.end() && it->is_string() ? &it->get_ref<const std::string&>() : nullptr;
+  };
+  const std::string* alg = str("alg");
+  const std::string* subject = str("subject");
+  const std::string* iv64 = str("iv");
+  const std::string* ct64 = str("ct");
+  if (alg == nullptr || subject == nullptr || iv64 == nullptr || ct64 == nullptr) {
+    return bad("expected an encrypted envelope {alg, subject, iv, ct}");
+  }
+  if (*alg != envelope_alg) return bad("unsupported algorithm \"" + *alg + "\"");
+  auto iv = base64_decode(*iv64);
+  auto sealed = base64_decode(*ct64);
+  if (!iv || iv->size() != iv_size || !sealed || sealed->size() < tag_size) {
+    return bad("malformed envelope");
+  }
+  if (subject->empty() || subject->front() == '\0') return bad("malformed envelope subject");
+
+  auto key = keys.find(*subject);
+  if (!key) return bad("key store: " + key.error().message);
+  if (!*key) return std::optional<json>{};  // forgotten (or never stored): crypto-shredded
+  key_guard guard{**key};
+
+  std::string plaintext;
+  switch (open_sealed(**key, *iv, aad_of(e.event_id, e.type, *subject), *sealed, plaintext)) {
+    case open_status::ok:
+      break;
+    case open_status::bad_tag:
+      return bad("authentication failed (tampered, or moved from another event)");
+    case open_status::failed:
+      return bad("decryption failed");
+  }
+  auto clear = parse_object(plaintext);
+  OPENSSL_cleanse(plaintext.data(), plaintext.size());
+  if (!clear) return bad("decrypted personal data is not a JSON object");
+  return std::optional<json>{std::move(*clear)};
+}
+
+}  // namespace
+
+result<decoded_event, codec_error> event_codec::decode(const recorded_event& e) const {
+  const event_kind* kind = find_kind(e.type);
+  if (kind == nullptr) return codec_error{"unknown event type \"" + e.type + "\""};
+  if (e.schema_version != static_cast<std::uint32_t>(kind->schema_version)) {
+    return error_of(e.type, "schema_version " + std::to_string(e.schema_version) +
+                                " is not supported (expected " +
+                                std::to_string(kind->schema_version) + "; add an upcaster)");
+  }
+  try {
+    auto j = parse_object(e.data);
+    if (!j) return error_of(e.type, "data is not a JSON object");
+    bool forgotten = false;
+    if (kind->has_personal_data) {
+      auto it = j->find("personal_data");
+      if (it == j->end()) return error_of(e.type, "missing", "personal_data");
+      if (!it->is_null()) {
+        auto clear = open_envelope(keys_, e, *it);
+        if (!clear) return clear.error();
+        if (*clear) {
+          *it = std::move(**clear);
+        } else {
+          *it = nullptr;
+          forgotten = true;
+        }
+      }
+    }
+    auto ev = kind->decode(*j);
+    if (!ev) return ev.error();
+    return decoded_event{std::move(*ev), forgotten};
+  } catch (const std::exception& ex) {
+    return error_of(e.type, std::string("cannot decode: ") + ex.what());
+  }
+}
+
+result<nlohmann::json, codec_error> event_codec::to_public_json(const recorded_event& e) const {
+  try {
+    auto j = parse_object(e.data);
+    if (!j) return error_of(e.type, "data is not a JSON object");
+    auto it = j->find("personal_data");
+    if (it != j->end() && !it->is_null()) {
+      auto clear = open_envelope(keys_, e, *it);
+      if (!clear) return clear.error();
+      *it = *clear ? std::move(**clear) : json{{"forgotten", true}};
+    }
+    return std::move(*j);
+  } catch (const std::exception& ex) {
+    return error_of(e.type, std::string("cannot show: ") + ex.what());
+  }
+}
+
+}  // namespace passage::eventstore

@@ -1,0 +1,79 @@
+#pragma once
+// Domain events <-> stored events. Each domain event becomes a new_event whose `data`
+// is JSON (the public contract Kafka consumers read; field names in snake_case as in
+// SPEC §7, times RFC 3339 UTC). The personal_data block is encrypted with the key of
+// its subject (AES-256-GCM) and decrypted on read; once that key is destroyed the
+// block decodes as "forgotten" while every other field stays intact.
+//
+//   event_codec codec(keys, pepper);
+//   auto stored = codec.encode(domain_event, {.event_id = uuid::random(), .actor = "key:…"});
+//   auto back = codec.decode(recorded);            // decoded_event{event, forgotten}
+//   nlohmann::json shown = codec.to_public_json(recorded);   // for the API and Kafka
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+#include "common/uuid.h"
+#include "domain/events.h"
+#include "eventstore/event.h"
+#include "eventstore/key_store.h"
+
+namespace passage::eventstore {
+
+struct codec_error {
+  std::string message;  // names the event type and, when one is at fault, the field
+  std::string field;    // the offending field's path ("restrictions.tracks[0].pausable"), or ""
+  // encode() of personal data whose subject's key was destroyed: it can never be stored.
+  bool forgotten = false;
+};
+
+// Envelope metadata the application supplies with each event (SPEC §3).
+struct event_metadata {
+  uuid event_id;
+  std::string correlation_id;
+  std::string causation_id;
+  std::string actor;
+};
+
+struct decoded_event {
+  domain::event event;
+  // The personal_data block could not be decrypted because its subject was
+  // forgotten; personal_data_of(event) is then empty.
+  bool forgotten = false;
+};
+
+// Thread-safe (all state is the key store's).
+class event_codec {
+ public:
+  // `pepper`: a server secret (>= 32 bytes) for keyed hashes of emails, used as the
+  // encryption subject of personal data that has no learner yet. Never logged.
+  event_codec(key_store& keys, std::string pepper);
+
+  result<new_event, codec_error> encode(const domain::event& e, const event_metadata& meta) const;
+  result<decoded_event, codec_error> decode(const recorded_event& e) const;
+
+  // The event's data as shown outside (API, exports, Kafka): personal data decrypted,
+  // or {"forgotten": true} once its subject is forgotten; never ciphertext.
+  result<nlohmann::json, codec_error> to_public_json(const recorded_event& e) const;
+
+  // The encryption subject of an event's personal data: "learner:<uuid>" when the
+  // event names its data subject, else "email:<hex HMAC-SHA256(pepper, org|email)>".
+  std::string subject_of(const domain::event& e) const;
+  // "email:<…>" for an email of an organization (lower-cased before hashing).
+  std::string email_subject(const uuid& org_id, std::string_view email) const;
+
+ private:
+  key_store& keys_;
+  std::string pepper_;
+};
+
+// Plain JSON of a domain event (personal data in clear). For tests and for the
+// codec itself; nothing stores this form.
+nlohmann::json to_json(const domain::event& e);
+result<domain::event, codec_error> event_from_json(std::string_view type, const nlohmann::json& j);
+
+}  // namespace passage::eventstore

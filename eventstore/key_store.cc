@@ -1,0 +1,342 @@
+#include "eventstore/key_store.h"
+
+#include <openssl/crypto.h>
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <list>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+
+#include "common/random.h"
+
+namespace passage::eventstore {
+
+namespace {
+
+// Stored value of a destroyed subject. Any value that is not 32 bytes long would do;
+// readable text helps whoever inspects the folder with ldb.
+constexpr std::string_view tombstone = "destroyed";
+// Present while a destroy has written its tombstone but not yet purged the old key
+// bytes from the files; open_key_store() finishes the purge. Subjects never start
+// with '\0', so this cannot collide with one.
+constexpr std::string_view purge_pending_key{"\0purge-pending", 14};
+// Shards of the cache, each with its own lock: a synced write for a new key only
+// holds up the subjects of one shard.
+constexpr std::size_t shard_count = 16;
+
+key_store_error io_error(std::string what, const rocksdb::Status& s) {
+  return {what + ": " + s.ToString()};
+}
+
+bool valid_subject(std::string_view subject) { return !subject.empty() && subject.front() != '\0'; }
+
+void wipe(data_key& k) { OPENSSL_cleanse(k.data(), k.size()); }
+
+// Where keys live durably. Calls for one subject are serialised by the caller.
+class key_backend {
+ public:
+  virtual ~key_backend() = default;
+  // The stored value; nullopt when the subject was never written.
+  virtual result<std::optional<std::string>, key_store_error> get(std::string_view subject) = 0;
+  // Durable on return: data is encrypted with a key right after it is created.
+  virtual result<void, key_store_error> put(std::string_view subject, std::string_view value,
+                                            bool mark_purge_pending) = 0;
+  // Makes values overwritten so far leave every file of the store.
+  virtual result<void, key_store_error> purge(std::string_view subject) = 0;
+};
+
+class memory_backend final : public key_backend {
+ public:
+  result<std::optional<std::string>, key_store_error> get(std::string_view subject) override {
+    std::lock_guard lock(mu_);
+    auto it = values_.find(std::string(subject));
+    if (it == values_.end()) return std::optional<std::string>{};
+    return std::optional<std::string>{it->second};
+  }
+  result<void, key_store_error> put(std::string_view subject, std::string_view value,
+                                    bool) override {
+    std::lock_guard lock(mu_);
+    auto& v = values_[std::string(subject)];
+    OPENSSL_cleanse(v.data(), v.size());
+    v = value;
+    return {};
+  }
+  result<void, key_store_error> purge(std::string_view) override { return {}; }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, std::string> values_;
+};
+
+class rocksdb_backend final : public key_backend {
+ public:
+  static result<std::unique_ptr<rocksdb_backend>, key_store_error> open(const std::string& path) {
+    std::error_code ec;
+    std::filesystem::create_directories(path, ec);
+    if (ec) return key_store_error{"cannot create " + path + ": " + ec.message()};
+
+    rocksdb::Options options;
+    options.create_if_missing = true;
+    options.paranoid_checks = true;
+    // Keys are random bytes: compression gains nothing, and uncompressed files make
+    // "the key bytes are gone" checkable by scanning the folder.
+    options.compression = rocksdb::kNoCompression;
+    options.bottommost_compression = rocksdb::kNoCompression;
+    // Obsolete WAL files are deleted at once, never archived (an archived WAL would
+    // keep a destroyed key on disk), and never recycled (a recycled file keeps old
+    // records until they are overwritten).
+    options.WAL_ttl_seconds = 0;
+    options.WAL_size_limit_MB = 0;
+    options.recycle_log_file_num = 0;
+    options.keep_log_file_num = 3;
+    options.max_background_jobs = 2;
+
+    rocksdb::DB* raw = nullptr;
+    auto s = rocksdb::DB::Open(options, path, &raw);
+    if (!s.ok()) return io_error("cannot open key store " + path, s);
+    auto backend = std::unique_ptr<rocksdb_backend>(new rocksdb_backend(raw));
+
+    // A destroy that did not get to purge before the process ended: purge everything.
+    auto pending = backend->get(purge_pending_key);
+    if (!pending) return pending.error();
+    if (*pending) {
+      if (auto r = backend->purge({}); !r) return r.error();
+    }
+    return backend;
+  }
+
+  result<std::optional<std::string>, key_store_error> get(std::string_view subject) override {
+    std::string value;
+    auto s =
+        db_->Get(rocksdb::ReadOptions(), rocksdb::Slice(subject.data(), subject.size()), &value);
+    if (s.IsNotFound()) return std::optional<std::string>{};
+    if (!s.ok()) return io_error("key store read failed", s);
+    return std::optional<std::string>{std::move(value)};
+  }
+
+  result<void, key_store_error> put(std::string_view subject, std::string_view value,
+                                    bool mark_purge_pending) override {
+    rocksdb::WriteBatch batch;
+    batch.Put(rocksdb::Slice(subject.data(), subject.size()),
+              rocksdb::Slice(value.data(), value.size()));
+    if (mark_purge_pending) {
+      batch.Put(rocksdb::Slice(purge_pending_key.data(), purge_pending_key.size()), "");
+    }
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    auto s = db_->Write(wo, &batch);
+    if (!s.ok()) return io_error("key store write failed", s);
+    return {};
+  }
+
+  // `subject` empty: the whole key range (recovery after a crash mid-destroy).
+  result<void, key_store_error> purge(std::string_view subject) override {
+    std::lock_guard lock(purge_mu_);
+    // The memtable (and so the WAL) may still hold the old key: flush it into an SST,
+    // which makes the WAL obsolete.
+    auto s = db_->FlushWAL(true);
+    if (!s.ok()) return io_error("key store WAL flush failed", s);
+    rocksdb::FlushOptions fo;
+    fo.wait = true;
+    fo.allow_write_stall = true;
+    s = db_->Flush(fo);
+    if (!s.ok()) return io_error("key store flush failed", s);
+
+    // Rewrites every file holding a version of the subject down to the last level; the
+    // tombstone shadows the old value and no snapshot keeps it, so it is dropped.
+    rocksdb::CompactRangeOptions co;
+    co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    co.allow_write_stall = true;
+    rocksdb::Slice key(subject.data(), subject.size());
+    s = subject.empty() ? db_->CompactRange(co, nullptr, nullptr)
+                        : db_->CompactRange(co, &key, &key);
+    if (!s.ok()) return io_error("key store compaction failed", s);
+
+    // Compaction inputs and the old WAL are normally deleted by the background job,
+    // possibly just after CompactRange returns; re-enabling file deletions runs a
+    // full obsolete-file scan and deletes synchronously, so the bytes are gone now.
+    s = db_->DisableFileDeletions();
+    if (!s.ok()) return io_error("key store file deletion toggle failed", s);
+    s = db_->EnableFileDeletions(/*force=*/true);
+    if (!s.ok()) return io_error("key store file deletion failed", s);
+
+    s = db_->Delete(rocksdb::WriteOptions(),
+                    rocksdb::Slice(purge_pending_key.data(), purge_pending_key.size()));
+    if (!s.ok()) return io_error("key store write failed", s);
+    return {};
+  }
+
+ private:
+  explicit rocksdb_backend(rocksdb::DB* db) : db_(db) {}
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::mutex purge_mu_;  // one flush/compaction/deletion sequence at a time
+};
+
+// What the cache knows of a subject: its key, or that it was destroyed. Subjects whose
+// key never existed are not cached (they may be created by the next call).
+struct cache_entry {
+  std::string subject;
+  std::optional<data_key> key;  // nullopt: destroyed
+};
+
+class cached_key_store final : public key_store {
+ public:
+  cached_key_store(std::unique_ptr<key_backend> backend, std::size_t cache_entries)
+      : backend_(std::move(backend)),
+        per_shard_(cache_entries == 0 ? 0 : std::max<std::size_t>(1, cache_entries / shard_count)) {
+  }
+
+  ~cached_key_store() override {
+    for (auto& sh : shards_) {
+      for (auto& e : sh.lru) {
+        if (e.key) wipe(*e.key);
+      }
+    }
+  }
+
+  result<data_key, key_store_error> get_or_create(std::string_view subject) override {
+    if (!valid_subject(subject)) return key_store_error{"invalid key subject"};
+    auto& sh = shard_of(subject);
+    std::lock_guard lock(sh.mu);
+    auto known = lookup(sh, subject);
+    if (!known) return known.error();
+    if (known->state == key_state::present) return known->key;
+    if (known->state == key_state::destroyed) {
+      return key_store_error{"the key of " + std::string(subject) + " was destroyed", true};
+    }
+    data_key k;
+    secure_random_bytes(k);
+    auto r = backend_->put(subject, as_view(k), false);
+    if (!r) {
+      wipe(k);
+      return r.error();
+    }
+    remember(sh, subject, k);
+    return k;
+  }
+
+  result<std::optional<data_key>, key_store_error> find(std::string_view subject) override {
+    if (!valid_subject(subject)) return key_store_error{"invalid key subject"};
+    auto& sh = shard_of(subject);
+    std::lock_guard lock(sh.mu);
+    auto known = lookup(sh, subject);
+    if (!known) return known.error();
+    if (known->state == key_state::present) return std::optional<data_key>{known->key};
+    return std::optional<data_key>{};
+  }
+
+  bool is_destroyed(std::string_view subject) override {
+    if (!valid_subject(subject)) return false;
+    auto& sh = shard_of(subject);
+    std::lock_guard lock(sh.mu);
+    auto known = lookup(sh, subject);
+    return known && known->state == key_state::destroyed;
+  }
+
+  result<void, key_store_error> destroy(std::string_view subject) override {
+    if (!valid_subject(subject)) return key_store_error{"invalid key subject"};
+    {
+      auto& sh = shard_of(subject);
+      std::lock_guard lock(sh.mu);
+      if (auto r = backend_->put(subject, tombstone, true); !r) return r.error();
+      remember(sh, subject, std::nullopt);
+    }
+    // Slow (flush and compaction), so outside the shard lock: the tombstone is already
+    // durable and cached, so nobody can read or recreate the key meanwhile.
+    return backend_->purge(subject);
+  }
+
+ private:
+  struct shard {
+    std::mutex mu;
+    std::list<cache_entry> lru;  // most recently used first
+    // Views into the subjects of `lru`'s nodes, which never move.
+    std::unordered_map<std::string_view, std::list<cache_entry>::iterator> index;
+  };
+
+  enum class key_state { absent, present, destroyed };
+  struct known_key {
+    key_state state = key_state::absent;
+    data_key key{};
+  };
+
+  static std::string_view as_view(const data_key& k) {
+    return {reinterpret_cast<const char*>(k.data()), k.size()};
+  }
+
+  shard& shard_of(std::string_view subject) {
+    return shards_[std::hash<std::string_view>{}(subject) % shard_count];
+  }
+
+  // From the cache, else from the backend (and then cached). Caller holds sh.mu.
+  result<known_key, key_store_error> lookup(shard& sh, std::string_view subject) {
+    if (auto it = sh.index.find(subject); it != sh.index.end()) {
+      sh.lru.splice(sh.lru.begin(), sh.lru, it->second);
+      const auto& e = *it->second;
+      if (!e.key) return known_key{key_state::destroyed, {}};
+      return known_key{key_state::present, *e.key};
+    }
+    auto stored = backend_->get(subject);
+    if (!stored) return stored.error();
+    if (!*stored) return known_key{};
+    std::string& value = **stored;
+    known_key k;
+    if (value.size() == k.key.size()) {
+      k.state = key_state::present;
+      std::copy(value.begin(), value.end(), reinterpret_cast<char*>(k.key.data()));
+      OPENSSL_cleanse(value.data(), value.size());
+      remember(sh, subject, k.key);
+    } else if (value == tombstone) {
+      k.state = key_state::destroyed;
+      remember(sh, subject, std::nullopt);
+    } else {
+      return key_store_error{"corrupt key record for " + std::string(subject)};
+    }
+    return k;
+  }
+
+  // Caches what is known of `subject`, replacing (and wiping) what was there.
+  void remember(shard& sh, std::string_view subject, std::optional<data_key> key) {
+    if (auto it = sh.index.find(subject); it != sh.index.end()) {
+      auto& e = *it->second;
+      if (e.key) wipe(*e.key);
+      e.key = key;
+      sh.lru.splice(sh.lru.begin(), sh.lru, it->second);
+      return;
+    }
+    if (per_shard_ == 0) return;
+    if (sh.index.size() >= per_shard_) {
+      auto& last = sh.lru.back();
+      if (last.key) wipe(*last.key);
+      sh.index.erase(last.subject);
+      sh.lru.pop_back();
+    }
+    sh.lru.push_front(cache_entry{std::string(subject), key});
+    sh.index.emplace(sh.lru.front().subject, sh.lru.begin());
+  }
+
+  std::unique_ptr<key_backend> backend_;
+  std::size_t per_shard_;
+  std::array<shard, shard_count> shards_;
+};
+
+}  // namespace
+
+result<std::unique_ptr<key_store>, key_store_error> open_key_store(const key_store_options& o) {
+  if (o.path.empty()) return key_store_error{"key store path is required"};
+  auto backend = rocksdb_backend::open(o.path);
+  if (!backend) return backend.error();
+  return std::unique_ptr<key_store>(
+      std::make_unique<cached_key_store>(std::move(*backend), o.cache_entries));
+}
+
+std::unique_ptr<key_store> make_memory_key_store() {
+  return std::make_unique<cached_key_store>(std::make_unique<memory_backend>(), 1u << 16);
+}
+
+}  // namespace passage::eventstore

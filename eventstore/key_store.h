@@ -1,0 +1,65 @@
+#pragma once
+// Per-subject data keys for crypto-shredding (SPEC §6). Personal data in events is
+// encrypted with its subject's key; destroying the key makes that data unreadable
+// everywhere at once while the events themselves stay immutable. Keys live in their
+// own RocksDB folder, outside the event log.
+//
+//   auto keys = open_key_store({.path = "data/keys"});
+//   auto k = (*keys)->get_or_create("learner:6f1c…");   // 32 random bytes, AES-256
+//   (*keys)->destroy("learner:6f1c…");                   // gone from disk and cache
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+
+namespace passage::eventstore {
+
+using data_key = std::array<std::uint8_t, 32>;
+
+struct key_store_error {
+  std::string message;
+  // get_or_create on a subject whose key was destroyed (not an I/O failure: retrying
+  // will not help; the caller maps it to "forgotten").
+  bool destroyed = false;
+};
+
+// Subjects are non-empty strings not starting with '\0' (reserved for the store's own
+// bookkeeping). Thread-safe; owned by the application.
+class key_store {
+ public:
+  virtual ~key_store() = default;
+  // The subject's key, created (from the CSPRNG) on first use. Fails for a subject
+  // whose key was destroyed: its data must stay unreadable, so no new key is made.
+  virtual result<data_key, key_store_error> get_or_create(std::string_view subject) = 0;
+  // The subject's key; nullopt when it never existed or was destroyed.
+  virtual result<std::optional<data_key>, key_store_error> find(std::string_view subject) = 0;
+  // True once destroy() ran for the subject. A read error answers false; find() and
+  // get_or_create() report it.
+  virtual bool is_destroyed(std::string_view subject) = 0;
+  // Destroys the key for good: removed, a tombstone kept, memtables flushed and
+  // files compacted so the key bytes leave the disk (WAL and SST files). Idempotent:
+  // calling it again repeats the purge. Should the process die before the purge ran,
+  // the next open_key_store() runs it.
+  virtual result<void, key_store_error> destroy(std::string_view subject) = 0;
+};
+
+struct key_store_options {
+  std::string path;  // RocksDB folder, created if missing. Required.
+  // Keys (and destroyed markers) kept in memory, least recently used evicted first;
+  // 0 disables the cache. Default: 65536
+  std::size_t cache_entries = 1u << 16;
+};
+
+// Opens (or creates) the RocksDB key folder. It must not be the event log's folder.
+result<std::unique_ptr<key_store>, key_store_error> open_key_store(const key_store_options& o);
+
+// A key store in memory only: for tests and tools that must not touch a data folder.
+std::unique_ptr<key_store> make_memory_key_store();
+
+}  // namespace passage::eventstore

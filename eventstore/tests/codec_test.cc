@@ -1,0 +1,514 @@
+// The event codec: every domain event round-trips through JSON; personal data is stored
+// only as AES-256-GCM ciphertext bound to its event; destroying the subject's key makes
+// it "forgotten" while the rest of the event stays readable; bad input is a codec_error.
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "common/time_format.h"
+#include "domain/events.h"
+#include "eventstore/event_codec.h"
+#include "eventstore/key_store.h"
+
+namespace passage::eventstore {
+namespace {
+
+using nlohmann::json;
+namespace d = domain;
+
+uuid id(std::uint8_t n) {
+  uuid u;
+  u.bytes = {0x6f, 0x1c, 0x2d, 0x3e, 0x4f, 0x50, 0x41, 0x62,
+             0x83, 0x94, 0xa5, 0xb6, 0xc7, 0xd8, 0xe9, n};
+  return u;
+}
+timestamp at(std::int64_t seconds, std::int64_t micros = 0) {
+  return from_unix_micros(1795000000'000000 + seconds * 1000000 + micros);
+}
+const uuid org = id(1);
+const std::string pepper(32, 'p');
+
+d::personal_data ada() {
+  return {"ada@example.com",
+          "Ada",
+          "Lovelace",
+          {{"company", "Analytical Engines Ltd"}, {"consent", "yes"}}};
+}
+d::personal_data email_only(std::string email = "ada@example.com") { return {std::move(email)}; }
+
+d::invite_settings settings() {
+  d::invite_settings s;
+  s.type_ = d::invite_type::live_event;
+  s.title_ = "Kubernetes 101 workshop";
+  s.public_description_ = "Hands-on";
+  s.internal_description_ = "Budget Q4";
+  s.image_url_ = "https://example.com/k8s.png";
+  s.tracks_ = {{"k8s-basics", true}, {"k8s-networking", false}};
+  s.access_duration_ = *d::parse_access_duration("P1Y2M3DT4H5M6S");
+  s.plays_per_track_ = 3;
+  s.expires_at_ = at(100);
+  s.claim_limit_ = 50;
+  s.starts_at_ = at(200, 5);
+  s.ends_at_ = at(300);
+  s.access_ = d::access_mode::allowed;
+  s.allowed_emails_ = {"bob@example.com"};
+  s.allowed_domains_ = {"example.org"};
+  s.require_account_ = true;
+  s.show_share_button_ = true;
+  s.capacity_warning_percent_ = 75;
+  return s;
+}
+
+d::invite_claimed claimed() {
+  return {org,
+          id(2),
+          id(3),
+          id(4),
+          false,
+          at(10, 123456),
+          {{{"k8s-basics", true}}, *d::parse_access_duration("P30D"), 3},
+          at(10 + 30 * 86400, 123456),
+          ada()};
+}
+
+// One sample of every event type, with every field set to a non-default value so a field
+// the codec forgets makes the round trip fail.
+std::map<std::string_view, d::event> samples() {
+  std::vector<d::event> all = {
+      d::organization_created{org, "Acme", at(1)},
+      d::api_key_issued{org, id(9), d::role::professor, "ci key", std::string(64, 'a'), at(2)},
+      d::api_key_revoked{org, id(9), at(3)},
+      d::lead_form_changed{
+          org, {{{"company", "Company", false}, {"consent", "I agree", true}}}, at(4)},
+      d::track_registered{org, "k8s-basics", "Basics", true, id(9), at(5)},
+      d::track_updated{org, "k8s-basics", "Basics 2", true, id(10), at(6)},
+      d::invite_created{org, id(2), "AB2K7MZ", settings(), id(11), at(7)},
+      d::invite_updated{org, id(2), settings(), {"title", "claim_limit"}, at(8)},
+      d::invite_deactivated{org, id(2), at(9)},
+      d::invite_reactivated{org, id(2), at(10)},
+      d::invite_deleted{org, id(2), at(11)},
+      claimed(),
+      d::claim_rejected{org, id(2), d::rejection_reason::details_missing, id(4), true, at(12),
+                        email_only()},
+      d::invite_capacity_warning{org, id(2), 40, 50, 80, at(13)},
+      d::invite_filled{org, id(2), id(3), 50, at(14)},
+      d::invite_expired{org, id(2), at(15), at(16)},
+      d::private_invitation_sent{org, id(2), id(12), id(13), true, id(4), at(17), email_only()},
+      d::track_played{org, id(2), id(3), id(4), "k8s-basics", 2, at(18)},
+      d::track_paused{org, id(2), id(3), id(4), "k8s-basics", at(19)},
+      d::track_resumed{org, id(2), id(3), id(4), "k8s-basics", at(20)},
+      d::learner_registered{org, id(4), d::learner_role::student, false, at(21), ada()},
+      d::lead_captured{org, id(4), id(2), at(22), ada()},
+      d::learner_forgotten{org, id(4), at(23)},
+      d::email_sent{org, id(13), id(14), id(12), id(4), at(24), email_only()},
+      d::email_failed{org, id(13), id(14), id(12), id(4), "550 mailbox unavailable", at(25),
+                      email_only()},
+  };
+  std::map<std::string_view, d::event> by_type;
+  for (auto& e : all) by_type.emplace(d::event_type(e), std::move(e));
+  return by_type;
+}
+
+recorded_event record(const new_event& n, std::uint64_t position = 1) {
+  recorded_event r;
+  r.event_id = n.event_id;
+  r.type = n.type;
+  r.schema_version = n.schema_version;
+  r.stream = "s";
+  r.stream_version = 1;
+  r.position = position;
+  r.recorded_at = at(1000);
+  r.org_id = n.org_id;
+  r.correlation_id = n.correlation_id;
+  r.causation_id = n.causation_id;
+  r.actor = n.actor;
+  r.data = n.data;
+  return r;
+}
+
+event_metadata meta(std::uint8_t n = 200) { return {id(n), "corr-1", "cause-1", "key:abc"}; }
+
+class codec_test : public ::testing::Test {
+ protected:
+  std::unique_ptr<key_store> keys_ = make_memory_key_store();
+  event_codec codec_{*keys_, pepper};
+
+  recorded_event stored(const d::event& e, std::uint8_t n = 200) {
+    auto enc = codec_.encode(e, meta(n));
+    EXPECT_TRUE(enc) << (enc ? "" : enc.error().message);
+    return record(*enc);
+  }
+};
+
+TEST(codec_samples, every_event_type_has_a_sample) {
+  auto s = samples();
+  for (auto type : d::all_event_types()) {
+    EXPECT_TRUE(s.contains(type)) << type << " has no codec sample";
+  }
+  EXPECT_EQ(s.size(), d::all_event_types().size());
+}
+
+TEST(codec_json, every_event_round_trips_through_plain_json) {
+  for (const auto& [type, e] : samples()) {
+    json j = to_json(e);
+    auto back = event_from_json(type, j);
+    ASSERT_TRUE(back) << back.error().message;
+    EXPECT_TRUE(*back == e) << type << ": " << j.dump();
+    // And through text, as stored.
+    auto again = event_from_json(type, json::parse(j.dump()));
+    ASSERT_TRUE(again) << again.error().message;
+    EXPECT_TRUE(*again == e) << type;
+  }
+}
+
+TEST(codec_json, invite_claimed_has_the_contract_field_names) {
+  json j = to_json(claimed());
+  std::set<std::string> keys;
+  for (const auto& [k, v] : j.items()) keys.insert(k);
+  EXPECT_EQ(keys, (std::set<std::string>{"org_id", "invite_id", "claim_id", "learner_id",
+                                         "anonymous", "claimed_at", "restrictions",
+                                         "access_expires_at", "personal_data"}));
+  EXPECT_EQ(j["org_id"], org.to_string());
+  EXPECT_EQ(j["claimed_at"], "2026-11-18T11:06:50.123456Z");
+  EXPECT_EQ(j["restrictions"], json::parse(R"({"tracks":[{"track_id":"k8s-basics","pausable":true}],
+                            "access_duration":"P30D","plays_per_track":3})"));
+  EXPECT_EQ(j["personal_data"]["email"], "ada@example.com");
+
+  auto forever = claimed();
+  forever.restrictions_.access_duration_ = d::access_duration::forever();
+  forever.access_expires_at_.reset();
+  forever.personal_data_ = {};
+  json f = to_json(forever);
+  EXPECT_EQ(f["restrictions"]["access_duration"], "forever");
+  EXPECT_TRUE(f["access_expires_at"].is_null());
+  EXPECT_TRUE(f["personal_data"].is_null());
+  auto back = event_from_json("InviteClaimed", f);
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(*back == d::event{forever});
+}
+
+TEST(codec_json, invite_settings_use_the_post_invites_fields) {
+  json j = to_json(d::invite_created{org, id(2), "AB2K7MZ", settings(), std::nullopt, at(7)});
+  std::set<std::string> keys;
+  for (const auto& [k, v] : j["settings"].items()) keys.insert(k);
+  EXPECT_EQ(keys, (std::set<std::string>{
+                      "type", "title", "public_description", "internal_description", "image_url",
+                      "tracks", "access_duration", "plays_per_track", "expires_at", "claim_limit",
+                      "starts_at", "ends_at", "access", "allowed_emails", "allowed_domains",
+                      "require_account", "show_share_button", "capacity_warning_percent"}));
+  EXPECT_EQ(j["settings"]["type"], "live_event");
+  EXPECT_EQ(j["settings"]["access"], "allowed");
+  EXPECT_EQ(j["settings"]["access_duration"], "P1Y2M3DT4H5M6S");
+  EXPECT_TRUE(j["duplicated_from"].is_null());
+}
+
+TEST(codec_json, enums_use_their_snake_case_names) {
+  auto s = samples();
+  EXPECT_EQ(to_json(s.at("ApiKeyIssued"))["role"], "professor");
+  EXPECT_EQ(to_json(d::api_key_issued{org, id(9), d::role::operator_, "op", "x", at(1)})["role"],
+            "operator");
+  EXPECT_EQ(to_json(s.at("ClaimRejected"))["reason"], "details_missing");
+  EXPECT_EQ(to_json(s.at("LearnerRegistered"))["role"], "student");
+}
+
+TEST_F(codec_test, every_event_round_trips_through_encode_and_decode) {
+  for (const auto& [type, e] : samples()) {
+    auto enc = codec_.encode(e, meta());
+    ASSERT_TRUE(enc) << enc.error().message;
+    EXPECT_EQ(enc->event_id, id(200));
+    EXPECT_EQ(enc->type, type);
+    EXPECT_EQ(enc->schema_version, 1u);
+    EXPECT_EQ(enc->org_id, org.to_string());
+    EXPECT_EQ(enc->correlation_id, "corr-1");
+    EXPECT_EQ(enc->causation_id, "cause-1");
+    EXPECT_EQ(enc->actor, "key:abc");
+    auto dec = codec_.decode(record(*enc));
+    ASSERT_TRUE(dec) << dec.error().message;
+    EXPECT_FALSE(dec->forgotten);
+    EXPECT_TRUE(dec->event == e) << type << ": " << enc->data;
+  }
+}
+
+TEST_F(codec_test, stored_data_holds_no_personal_data_in_clear) {
+  for (const auto& [type, e] : samples()) {
+    auto r = stored(e);
+    for (const char* secret : {"ada@example.com", "Ada", "Lovelace", "Analytical"}) {
+      EXPECT_EQ(r.data.find(secret), std::string::npos) << type << " leaks " << secret;
+    }
+    json j = json::parse(r.data);
+    if (d::personal_data_of(e) == nullptr) {
+      EXPECT_FALSE(j.contains("personal_data")) << type;
+      continue;
+    }
+    const auto& env = j["personal_data"];
+    ASSERT_TRUE(env.is_object()) << type;
+    EXPECT_EQ(env["alg"], "A256GCM");
+    EXPECT_EQ(env["subject"], codec_.subject_of(e));
+    EXPECT_EQ(env["iv"].get<std::string>().size(), 16u);  // 12 bytes in base64
+    EXPECT_EQ(std::set<std::string>({"alg", "subject", "iv", "ct"}).size(), env.size());
+  }
+}
+
+TEST_F(codec_test, empty_personal_data_is_stored_as_null) {
+  auto anonymous = claimed();
+  anonymous.anonymous_ = true;
+  anonymous.personal_data_ = {};
+  auto r = stored(anonymous);
+  EXPECT_TRUE(json::parse(r.data)["personal_data"].is_null());
+  auto dec = codec_.decode(r);
+  ASSERT_TRUE(dec);
+  EXPECT_FALSE(dec->forgotten);
+  EXPECT_TRUE(dec->event == d::event{anonymous});
+  auto pub = codec_.to_public_json(r);
+  ASSERT_TRUE(pub);
+  EXPECT_TRUE((*pub)["personal_data"].is_null());
+}
+
+TEST_F(codec_test, each_event_gets_a_fresh_iv) {
+  auto a = json::parse(stored(claimed(), 1).data)["personal_data"];
+  auto b = json::parse(stored(claimed(), 2).data)["personal_data"];
+  EXPECT_NE(a["iv"], b["iv"]);
+  EXPECT_NE(a["ct"], b["ct"]);
+}
+
+TEST_F(codec_test, subjects_are_the_learner_else_a_keyed_hash_of_the_email) {
+  EXPECT_EQ(codec_.subject_of(claimed()), "learner:" + id(4).to_string());
+  d::claim_rejected unknown{org,   id(2), d::rejection_reason::not_allowed, std::nullopt,
+                            false, at(1), email_only("Eve@Example.com ")};
+  std::string s = codec_.subject_of(unknown);
+  EXPECT_EQ(s, codec_.email_subject(org, "eve@example.com"));
+  ASSERT_EQ(s.size(), 6u + 64u);
+  EXPECT_EQ(s.substr(0, 6), "email:");
+  EXPECT_EQ(s.find_first_not_of("0123456789abcdef", 6), std::string::npos);
+  EXPECT_NE(codec_.email_subject(id(99), "eve@example.com"), s) << "scoped to the org";
+  auto other_keys = make_memory_key_store();
+  event_codec other(*other_keys, std::string(32, 'q'));
+  EXPECT_NE(other.email_subject(org, "eve@example.com"), s) << "keyed by the pepper";
+  EXPECT_EQ(codec_.subject_of(d::invite_deleted{org, id(2), at(1)}), "");
+
+  auto r = stored(unknown);
+  auto dec = codec_.decode(r);
+  ASSERT_TRUE(dec);
+  EXPECT_TRUE(dec->event == d::event{unknown});
+}
+
+TEST_F(codec_test, public_json_shows_personal_data_in_clear) {
+  auto r = stored(claimed());
+  auto pub = codec_.to_public_json(r);
+  ASSERT_TRUE(pub) << pub.error().message;
+  EXPECT_EQ(*pub, to_json(claimed()));
+  auto plain = codec_.to_public_json(stored(samples().at("TrackPlayed")));
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(*plain, to_json(samples().at("TrackPlayed")));
+}
+
+TEST_F(codec_test, after_the_key_is_destroyed_the_learner_is_forgotten) {
+  auto e = claimed();
+  auto r = stored(e);
+  ASSERT_TRUE(keys_->destroy(codec_.subject_of(e)));
+
+  auto dec = codec_.decode(r);
+  ASSERT_TRUE(dec) << dec.error().message;
+  EXPECT_TRUE(dec->forgotten);
+  auto expected = e;
+  expected.personal_data_ = {};
+  EXPECT_TRUE(dec->event == d::event{expected}) << "ids, times and restrictions stay intact";
+
+  auto pub = codec_.to_public_json(r);
+  ASSERT_TRUE(pub);
+  EXPECT_EQ((*pub)["personal_data"], json({{"forgotten", true}}));
+  json rest = *pub;
+  json want = to_json(e);
+  rest.erase("personal_data");
+  want.erase("personal_data");
+  EXPECT_EQ(rest, want);
+
+  // Nothing new can be written for a forgotten subject.
+  auto again = codec_.encode(e, meta(201));
+  ASSERT_FALSE(again);
+  EXPECT_TRUE(again.error().forgotten);
+  EXPECT_EQ(again.error().field, "personal_data");
+
+  // Events without personal data of that learner are unaffected.
+  auto played = codec_.decode(stored(samples().at("TrackPlayed")));
+  ASSERT_TRUE(played);
+  EXPECT_FALSE(played->forgotten);
+}
+
+TEST_F(codec_test, a_key_that_never_existed_reads_as_forgotten) {
+  auto r = stored(claimed());
+  auto fresh_keys = make_memory_key_store();
+  event_codec elsewhere(*fresh_keys, pepper);
+  auto dec = elsewhere.decode(r);
+  ASSERT_TRUE(dec);
+  EXPECT_TRUE(dec->forgotten);
+  EXPECT_TRUE(fresh_keys->find(codec_.subject_of(claimed()))->has_value() == false)
+      << "decoding must not create keys";
+}
+
+TEST_F(codec_test, tampered_ciphertext_is_an_error) {
+  auto r = stored(claimed());
+  json j = json::parse(r.data);
+  std::string ct = j["personal_data"]["ct"];
+  ct[4] = ct[4] == 'A' ? 'B' : 'A';
+  j["personal_data"]["ct"] = ct;
+  r.data = j.dump();
+  auto dec = codec_.decode(r);
+  ASSERT_FALSE(dec);
+  EXPECT_EQ(dec.error().field, "personal_data");
+  EXPECT_NE(dec.error().message.find("InviteClaimed"), std::string::npos);
+  EXPECT_FALSE(codec_.to_public_json(r));
+}
+
+TEST_F(codec_test, ciphertext_moved_to_another_event_is_an_error) {
+  auto r = stored(claimed(), 1);
+  r.event_id = id(2);  // same bytes, claimed to be another event
+  EXPECT_FALSE(codec_.decode(r));
+
+  // The envelope of one learner's event pasted into another event of the same learner.
+  auto registered = stored(samples().at("LearnerRegistered"), 3);
+  auto claim = stored(claimed(), 4);
+  json j = json::parse(claim.data);
+  j["personal_data"] = json::parse(registered.data)["personal_data"];
+  claim.data = j.dump();
+  auto dec = codec_.decode(claim);
+  ASSERT_FALSE(dec);
+  EXPECT_EQ(dec.error().field, "personal_data");
+}
+
+TEST_F(codec_test, a_substituted_subject_is_an_error) {
+  auto r = stored(claimed());
+  ASSERT_TRUE(keys_->get_or_create("learner:someone-else"));
+  json j = json::parse(r.data);
+  j["personal_data"]["subject"] = "learner:someone-else";
+  r.data = j.dump();
+  EXPECT_FALSE(codec_.decode(r));
+}
+
+TEST_F(codec_test, malformed_envelopes_are_errors) {
+  auto r = stored(claimed());
+  for (const char* bad : {R"({"alg":"A128GCM","subject":"x","iv":"AAAAAAAAAAAAAAAA","ct":"AAAA"})",
+                          R"({"alg":"A256GCM","subject":"x","iv":"!!!","ct":"AAAA"})",
+                          R"({"alg":"A256GCM","iv":"AAAAAAAAAAAAAAAA","ct":"AAAA"})",
+                          R"({"email":"ada@example.com"})", R"("clear text")"}) {
+    json j = json::parse(r.data);
+    j["personal_data"] = json::parse(bad);
+    recorded_event m = r;
+    m.data = j.dump();
+    auto dec = codec_.decode(m);
+    ASSERT_FALSE(dec) << bad;
+    EXPECT_EQ(dec.error().field, "personal_data") << bad;
+  }
+}
+
+TEST_F(codec_test, malformed_json_is_an_error) {
+  auto r = stored(claimed());
+  for (const char* data : {"{not json", "", "[1,2]", "null", "{\"org_id\":"}) {
+    r.data = data;
+    auto dec = codec_.decode(r);
+    ASSERT_FALSE(dec) << data;
+    EXPECT_NE(dec.error().message.find("InviteClaimed"), std::string::npos);
+    EXPECT_FALSE(codec_.to_public_json(r)) << data;
+  }
+}
+
+TEST_F(codec_test, unknown_types_and_versions_are_errors) {
+  auto r = stored(claimed());
+  r.type = "InviteExploded";
+  EXPECT_FALSE(codec_.decode(r));
+  EXPECT_FALSE(event_from_json("InviteExploded", json::object()));
+  r = stored(claimed());
+  r.schema_version = 2;
+  auto dec = codec_.decode(r);
+  ASSERT_FALSE(dec);
+  EXPECT_NE(dec.error().message.find("schema_version"), std::string::npos);
+}
+
+struct bad_field_case {
+  std::string type;
+  std::string pointer;  // JSON pointer to change
+  json value;           // null with erase = true: remove the field
+  bool erase;
+  std::string field;  // expected codec_error::field
+};
+
+TEST(codec_json, missing_or_mistyped_fields_name_the_type_and_field) {
+  auto s = samples();
+  const std::vector<bad_field_case> cases = {
+      {"InviteClaimed", "/claimed_at", nullptr, true, "claimed_at"},
+      {"InviteClaimed", "/claimed_at", 17, false, "claimed_at"},
+      {"InviteClaimed", "/claimed_at", "yesterday", false, "claimed_at"},
+      {"InviteClaimed", "/org_id", "not-a-uuid", false, "org_id"},
+      {"InviteClaimed", "/anonymous", "false", false, "anonymous"},
+      {"InviteClaimed", "/access_expires_at", nullptr, true, "access_expires_at"},
+      {"InviteClaimed", "/restrictions/tracks/0/pausable", "yes", false,
+       "restrictions.tracks[0].pausable"},
+      {"InviteClaimed", "/restrictions/tracks/0/track_id", nullptr, true,
+       "restrictions.tracks[0].track_id"},
+      {"InviteClaimed", "/restrictions/access_duration", "P0D", false,
+       "restrictions.access_duration"},
+      {"InviteClaimed", "/restrictions/plays_per_track", 1.5, false,
+       "restrictions.plays_per_track"},
+      {"InviteClaimed", "/restrictions/plays_per_track", 18446744073709551615ull, false,
+       "restrictions.plays_per_track"},
+      {"InviteClaimed", "/restrictions", json::array(), false, "restrictions"},
+      {"InviteClaimed", "/personal_data/answers/consent", true, false,
+       "personal_data.answers.consent"},
+      {"InviteClaimed", "/personal_data/email", nullptr, true, "personal_data.email"},
+      {"ClaimRejected", "/reason", "bored", false, "reason"},
+      {"ClaimRejected", "/learner_id", 5, false, "learner_id"},
+      {"ApiKeyIssued", "/role", "root", false, "role"},
+      {"LearnerRegistered", "/role", "teacher", false, "role"},
+      {"InviteCreated", "/settings/type", "webinar", false, "settings.type"},
+      {"InviteCreated", "/settings/access", "everyone", false, "settings.access"},
+      {"InviteCreated", "/settings/allowed_emails/0", 1, false, "settings.allowed_emails[0]"},
+      {"InviteCreated", "/settings/tracks", json::object(), false, "settings.tracks"},
+      {"InviteUpdated", "/changed_fields", "title", false, "changed_fields"},
+      {"LeadFormChanged", "/form/fields/1/required", nullptr, true, "form.fields[1].required"},
+      {"TrackPlayed", "/play_number", "2", false, "play_number"},
+  };
+  for (const auto& c : cases) {
+    json j = to_json(s.at(c.type));
+    auto ptr = json::json_pointer(c.pointer);
+    if (c.erase) {
+      j[ptr.parent_pointer()].erase(ptr.back());
+    } else {
+      j[ptr] = c.value;
+    }
+    auto r = event_from_json(c.type, j);
+    ASSERT_FALSE(r) << c.type << c.pointer;
+    EXPECT_EQ(r.error().field, c.field) << c.type << c.pointer << ": " << r.error().message;
+    EXPECT_NE(r.error().message.find(c.type), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find(c.field), std::string::npos) << r.error().message;
+  }
+  EXPECT_FALSE(event_from_json("TrackPlayed", json("a string")));
+  EXPECT_FALSE(event_from_json("TrackPlayed", json()));
+}
+
+TEST(codec_json, unknown_fields_are_ignored) {
+  json j = to_json(samples().at("TrackPlayed"));
+  j["added_in_a_later_build"] = 1;
+  auto r = event_from_json("TrackPlayed", j);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(*r == samples().at("TrackPlayed"));
+}
+
+TEST_F(codec_test, invalid_utf8_is_an_encode_error_not_an_exception) {
+  auto e = claimed();
+  e.personal_data_.first_name_ = "\xff\xfe";
+  auto r = codec_.encode(e, meta());
+  ASSERT_FALSE(r);
+  d::organization_created o{org, "\xc3", at(1)};
+  EXPECT_FALSE(codec_.encode(o, meta()));
+}
+
+TEST(codec_construction, a_short_pepper_is_refused_at_start_up) {
+  auto keys = make_memory_key_store();
+  EXPECT_THROW(event_codec(*keys, "short"), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace passage::eventstore

@@ -1,0 +1,261 @@
+// The crypto-shredding key store: keys survive restarts, destroyed keys are never made
+// again, and after destroy() the key bytes are in no file of the folder.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include "eventstore/key_store.h"
+#include "tests/support/temp_dir.h"
+
+namespace passage::eventstore {
+namespace {
+
+std::unique_ptr<key_store> open_at(const std::string& path, std::size_t cache = 1u << 16) {
+  auto r = open_key_store({.path = path, .cache_entries = cache});
+  EXPECT_TRUE(r) << (r ? "" : r.error().message);
+  return r ? std::move(*r) : nullptr;
+}
+
+// Every file under `dir` that contains `key`'s bytes.
+std::vector<std::string> files_holding(const std::string& dir, const data_key& key) {
+  const std::string needle(reinterpret_cast<const char*>(key.data()), key.size());
+  std::vector<std::string> hits;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (bytes.find(needle) != std::string::npos) hits.push_back(entry.path().filename());
+  }
+  return hits;
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += x + " ";
+  return s;
+}
+
+// The same contract holds for the RocksDB store and the in-memory one.
+class key_store_contract : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    keys_ = GetParam() ? open_at(dir_.sub("keys")) : make_memory_key_store();
+    ASSERT_NE(keys_, nullptr);
+  }
+  testing::temp_dir dir_;
+  std::unique_ptr<key_store> keys_;
+};
+
+TEST_P(key_store_contract, get_or_create_returns_the_same_key_each_time) {
+  auto a = keys_->get_or_create("learner:1");
+  auto b = keys_->get_or_create("learner:1");
+  auto c = keys_->get_or_create("learner:2");
+  ASSERT_TRUE(a && b && c);
+  EXPECT_EQ(*a, *b);
+  EXPECT_NE(*a, *c);
+  EXPECT_NE(*a, data_key{});
+  auto found = keys_->find("learner:1");
+  ASSERT_TRUE(found);
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ(**found, *a);
+}
+
+TEST_P(key_store_contract, find_of_an_unknown_subject_is_empty_and_creates_nothing) {
+  auto found = keys_->find("learner:nobody");
+  ASSERT_TRUE(found);
+  EXPECT_FALSE(found->has_value());
+  EXPECT_FALSE(keys_->is_destroyed("learner:nobody"));
+  auto again = keys_->find("learner:nobody");
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(again->has_value());
+}
+
+TEST_P(key_store_contract, destroyed_key_is_gone_and_never_made_again) {
+  ASSERT_TRUE(keys_->get_or_create("learner:1"));
+  ASSERT_TRUE(keys_->get_or_create("learner:2"));
+  ASSERT_TRUE(keys_->destroy("learner:1"));
+  EXPECT_TRUE(keys_->is_destroyed("learner:1"));
+  EXPECT_FALSE(keys_->is_destroyed("learner:2"));
+  auto found = keys_->find("learner:1");
+  ASSERT_TRUE(found);
+  EXPECT_FALSE(found->has_value());
+  auto again = keys_->get_or_create("learner:1");
+  ASSERT_FALSE(again);
+  EXPECT_TRUE(again.error().destroyed);
+  EXPECT_TRUE(keys_->destroy("learner:1")) << "destroy is idempotent";
+  EXPECT_TRUE(keys_->get_or_create("learner:2")) << "other subjects are untouched";
+}
+
+TEST_P(key_store_contract, destroying_a_subject_that_never_had_a_key_blocks_it) {
+  ASSERT_TRUE(keys_->destroy("email:abc"));
+  EXPECT_TRUE(keys_->is_destroyed("email:abc"));
+  EXPECT_FALSE(keys_->get_or_create("email:abc"));
+}
+
+TEST_P(key_store_contract, invalid_subjects_are_refused) {
+  EXPECT_FALSE(keys_->get_or_create(""));
+  EXPECT_FALSE(keys_->get_or_create(std::string_view("\0x", 2)));
+  EXPECT_FALSE(keys_->find(""));
+  EXPECT_FALSE(keys_->destroy(""));
+  EXPECT_FALSE(keys_->is_destroyed(""));
+}
+
+TEST_P(key_store_contract, concurrent_callers_agree_on_one_key_per_subject) {
+  constexpr int threads = 8, subjects = 40, rounds = 200;
+  std::vector<std::map<int, data_key>> seen(threads);
+  std::vector<int> failures(threads, 0);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      for (int i = 0; i < rounds; ++i) {
+        int s = (i * 7 + t) % subjects;
+        std::string subject = "learner:" + std::to_string(s);
+        if (s % 10 == 9) {  // some subjects are destroyed while others use them
+          if (!keys_->destroy(subject)) ++failures[t];
+          continue;
+        }
+        auto k = keys_->get_or_create(subject);
+        if (!k) {
+          ++failures[t];
+          continue;
+        }
+        auto [it, fresh] = seen[t].emplace(s, *k);
+        if (!fresh && it->second != *k) ++failures[t];
+        auto f = keys_->find(subject);
+        if (!f || !f->has_value() || **f != *k) ++failures[t];
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  for (int t = 0; t < threads; ++t) EXPECT_EQ(failures[t], 0) << "thread " << t;
+  for (int t = 1; t < threads; ++t) {
+    for (const auto& [s, k] : seen[t]) {
+      auto it = seen[0].find(s);
+      if (it != seen[0].end()) {
+        EXPECT_EQ(it->second, k) << "subject " << s;
+      }
+    }
+  }
+  for (int s = 9; s < subjects; s += 10) {
+    EXPECT_TRUE(keys_->is_destroyed("learner:" + std::to_string(s)));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(stores, key_store_contract, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "rocksdb" : "memory"; });
+
+TEST(rocksdb_key_store, keys_and_tombstones_survive_a_reopen) {
+  testing::temp_dir dir;
+  data_key k1{};
+  {
+    auto keys = open_at(dir.sub("keys"));
+    auto k = keys->get_or_create("learner:1");
+    ASSERT_TRUE(k);
+    k1 = *k;
+    ASSERT_TRUE(keys->get_or_create("learner:2"));
+    ASSERT_TRUE(keys->destroy("learner:2"));
+  }
+  auto keys = open_at(dir.sub("keys"));
+  auto k = keys->get_or_create("learner:1");
+  ASSERT_TRUE(k);
+  EXPECT_EQ(*k, k1);
+  EXPECT_TRUE(keys->is_destroyed("learner:2"));
+  EXPECT_FALSE(keys->get_or_create("learner:2"));
+}
+
+TEST(rocksdb_key_store, a_small_cache_still_answers_correctly) {
+  testing::temp_dir dir;
+  auto keys = open_at(dir.sub("keys"), /*cache=*/1);
+  std::map<int, data_key> made;
+  for (int i = 0; i < 100; ++i) {
+    auto k = keys->get_or_create("learner:" + std::to_string(i));
+    ASSERT_TRUE(k);
+    made[i] = *k;
+  }
+  ASSERT_TRUE(keys->destroy("learner:5"));
+  for (int i = 0; i < 100; ++i) {
+    auto f = keys->find("learner:" + std::to_string(i));
+    ASSERT_TRUE(f);
+    if (i == 5) {
+      EXPECT_FALSE(f->has_value());
+    } else {
+      ASSERT_TRUE(f->has_value());
+      EXPECT_EQ(**f, made[i]);
+    }
+  }
+  auto no_cache = open_key_store({.path = dir.sub("other"), .cache_entries = 0});
+  ASSERT_TRUE(no_cache);
+  auto a = (*no_cache)->get_or_create("learner:x");
+  auto b = (*no_cache)->get_or_create("learner:x");
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(*a, *b);
+}
+
+TEST(rocksdb_key_store, destroyed_key_bytes_leave_every_file_while_in_the_wal) {
+  testing::temp_dir dir;
+  const auto path = dir.sub("keys");
+  auto keys = open_at(path);
+  auto k = keys->get_or_create("learner:victim");
+  ASSERT_TRUE(k);
+  std::vector<data_key> others;
+  for (int i = 0; i < 20; ++i) {
+    auto o = keys->get_or_create("learner:" + std::to_string(i));
+    ASSERT_TRUE(o);
+    others.push_back(*o);
+  }
+  // Not vacuous: before destroy the bytes are on disk (in the synced WAL).
+  ASSERT_FALSE(files_holding(path, *k).empty());
+
+  ASSERT_TRUE(keys->destroy("learner:victim"));
+  EXPECT_TRUE(files_holding(path, *k).empty()) << joined(files_holding(path, *k));
+  // The other keys are still on disk and readable after a restart.
+  keys.reset();
+  keys = open_at(path);
+  for (int i = 0; i < 20; ++i) {
+    auto f = keys->find("learner:" + std::to_string(i));
+    ASSERT_TRUE(f && f->has_value());
+    EXPECT_EQ(**f, others[i]);
+  }
+  EXPECT_TRUE(keys->is_destroyed("learner:victim"));
+  EXPECT_TRUE(files_holding(path, *k).empty());
+}
+
+TEST(rocksdb_key_store, destroyed_key_bytes_leave_every_file_once_in_sst_files) {
+  testing::temp_dir dir;
+  const auto path = dir.sub("keys");
+  data_key k{};
+  {
+    auto keys = open_at(path);
+    auto made = keys->get_or_create("learner:victim");
+    ASSERT_TRUE(made);
+    k = *made;
+  }
+  // Reopening recovers the WAL into an SST file; more keys land in further ones.
+  for (int round = 0; round < 3; ++round) {
+    auto keys = open_at(path);
+    for (int i = 0; i < 10; ++i) {
+      ASSERT_TRUE(
+          keys->get_or_create("learner:" + std::to_string(round) + "-" + std::to_string(i)));
+    }
+  }
+  ASSERT_FALSE(files_holding(path, k).empty());
+
+  auto keys = open_at(path);
+  ASSERT_TRUE(keys->destroy("learner:victim"));
+  EXPECT_TRUE(files_holding(path, k).empty()) << joined(files_holding(path, k));
+  auto found = keys->find("learner:victim");
+  ASSERT_TRUE(found);
+  EXPECT_FALSE(found->has_value());
+  EXPECT_TRUE(keys->get_or_create("learner:0-0"));
+}
+
+TEST(rocksdb_key_store, open_requires_a_path) { EXPECT_FALSE(open_key_store({.path = ""})); }
+
+}  // namespace
+}  // namespace passage::eventstore
