@@ -1,0 +1,90 @@
+#pragma once
+// Feeds the read models from the event log: a catch-up subscription from the read models'
+// checkpoint (catch-up, then live), each delivered batch decoded, applied and written with
+// its checkpoint in one WriteBatch. rebuild() wipes the read models and replays the whole
+// log synchronously (`passage replay`).
+//
+//   auto models = read_models::open({.path = "data/readmodels"}, codec);
+//   projector p(*store, **models);
+//   if (auto ok = p.start(); !ok) die(ok.error().message);
+//   ...
+//   p.stop();
+//
+//   auto r = rebuild(*store, **models, {.on_progress = [](const rebuild_progress& p) {
+//     log("{}/{} events, {:.0f}/s", p.events_done, p.events_total, p.events_per_second);
+//   }});
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+#include "common/result.h"
+#include "eventstore/event_store.h"
+#include "eventstore/subscription.h"
+#include "projections/read_models.h"
+
+namespace passage::projections {
+
+struct projector_options {
+  // Most events applied (and written) per batch. Default: 4096.
+  std::size_t max_batch = 4096;
+};
+
+// Owned by the application next to the read models it feeds (which must outlive it).
+// start(), stop() and the destructor are called from one controlling thread; the other
+// accessors from any thread. Events are applied on the subscription's own thread.
+class projector {
+ public:
+  projector(eventstore::event_store& store, read_models& models, projector_options options = {});
+  ~projector();
+  projector(const projector&) = delete;
+  projector& operator=(const projector&) = delete;
+
+  // Subscribes from read_models::applied_position() + 1. Fails when the read models are
+  // ahead of the log (a different or truncated log: rebuild them).
+  result<void, projection_error> start();
+  // Stops after the batch being applied; what was applied stays applied.
+  void stop();
+
+  bool running() const;
+  // True once the backlog is applied and new events are applied as they commit.
+  bool is_live() const;
+  // Why the projector stopped by itself (an undecodable event, a write error), if it did.
+  std::optional<projection_error> error() const;
+
+ private:
+  eventstore::event_store& store_;
+  read_models& models_;
+  projector_options options_;
+  std::unique_ptr<eventstore::subscription> subscription_;
+  mutable std::mutex mu_;
+  std::optional<projection_error> error_;
+};
+
+struct rebuild_progress {
+  std::uint64_t events_done = 0;
+  std::uint64_t events_total = 0;  // the log's head when the rebuild started
+  double seconds = 0;
+  double events_per_second = 0;
+};
+
+struct rebuild_options {
+  // Events per WriteBatch. Default: 8192.
+  std::size_t batch_size = 8192;
+  // Called on the calling thread about every `progress_interval`, and once at the end.
+  // Default: none.
+  std::function<void(const rebuild_progress&)> on_progress;
+  std::chrono::milliseconds progress_interval{1000};  // Default: 1 s
+};
+
+// Wipes the read models and applies the log from position 1 up to its current head, on the
+// calling thread. No projector may be feeding `models` meanwhile. Start a projector after
+// it to follow newer events.
+result<rebuild_progress, projection_error> rebuild(eventstore::event_store& store,
+                                                   read_models& models,
+                                                   const rebuild_options& options = {});
+
+}  // namespace passage::projections

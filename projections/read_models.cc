@@ -1,0 +1,1519 @@
+#include "projections/read_models.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/slice.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <charconv>
+#include <future>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/time_format.h"
+#include "domain/events.h"
+#include "domain/text.h"
+#include "projections/record_format.h"
+
+namespace passage::projections {
+
+namespace {
+
+using eventstore::recorded_event;
+
+// ---------------------------------------------------------------------------------------
+// Key layout (one column family). Rows are append-only and keyed by log position, so a
+// prefix scan returns them in log order.
+//
+//   m:cp                     checkpoint: last applied position (8 bytes big-endian)
+//   m:fmt                    record format version
+//   o<org>                   organization
+//   k<key id>                API key
+//   t<org><track id>         track
+//   s<invite>                invite identity and settings (rewritten on create/update only)
+//   i<invite>                invite lifecycle, version and counters
+//   c<claim>                 claim: snapshot and progress per track
+//   l<learner>               learner: keyed email hash, lead submitted, forgotten, claims
+//   A<invite><position>      acceptance row (encrypted event)
+//   R<invite><position>      rejection row (encrypted event)
+//   L<org><position>         lead row (encrypted event)
+
+constexpr std::string_view checkpoint_key = "m:cp";
+constexpr std::string_view format_key = "m:fmt";
+constexpr std::string_view format_version = "1";
+
+std::string key_of(char prefix, const uuid& id) {
+  std::string k(1, prefix);
+  k.append(id.as_bytes());
+  return k;
+}
+
+void append_be64(std::string& out, std::uint64_t v) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+
+std::uint64_t read_be64(std::string_view s) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < 8 && i < s.size(); ++i)
+    v = (v << 8) | static_cast<std::uint8_t>(s[i]);
+  return v;
+}
+
+std::string row_key(char prefix, const uuid& id, std::uint64_t position) {
+  std::string k = key_of(prefix, id);
+  append_be64(k, position);
+  return k;
+}
+
+std::string track_key(const uuid& org, std::string_view track_id) {
+  std::string k = key_of('t', org);
+  k.append(track_id);
+  return k;
+}
+
+rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
+std::string_view view(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
+std::optional<uuid> uuid_after(std::string_view stream, std::string_view prefix) {
+  if (stream.size() != prefix.size() + 36 || stream.substr(0, prefix.size()) != prefix) {
+    return std::nullopt;
+  }
+  return uuid::parse(stream.substr(prefix.size()));
+}
+
+// ---------------------------------------------------------------------------------------
+// Records.
+
+struct org_rec {
+  uuid org_id;
+  std::string name;
+  domain::lead_form form;
+  timestamp created_at{};
+};
+
+struct key_rec {
+  api_key_view v;
+  std::uint64_t position = 0;  // issue order
+};
+
+struct invite_rec {
+  // Identity and settings ("s").
+  uuid org_id;
+  uuid invite_id;
+  std::string code;
+  domain::invite_settings settings;
+  std::optional<uuid> duplicated_from;
+  timestamp created_at{};
+  std::uint64_t created_position = 0;
+  // Lifecycle and counters ("i").
+  timestamp updated_at{};
+  bool deactivated = false;
+  bool deleted = false;
+  std::uint64_t version = 0;
+  std::int64_t claims = 0;
+  std::int64_t anonymous_claims = 0;
+  std::int64_t rejections = 0;
+  std::int64_t plays = 0;
+  std::map<std::string, std::int64_t> plays_per_track;
+  std::map<std::string, std::int64_t> claims_per_day;
+};
+
+struct progress {
+  std::int64_t plays = 0;
+  bool paused = false;
+};
+
+struct claim_rec {
+  uuid org_id;
+  uuid invite_id;
+  uuid claim_id;
+  uuid learner_id;
+  bool anonymous = false;
+  timestamp claimed_at{};
+  std::optional<timestamp> access_expires_at;
+  std::vector<domain::invite_track> tracks;
+  domain::access_duration access_duration;
+  std::int64_t plays_per_track = 0;
+  std::map<std::string, progress> progress_by_track;
+};
+
+struct learner_rec {
+  uuid org_id;
+  uuid learner_id;
+  timestamp registered_at{};
+  std::string email_subject;  // keyed hash; empty when unknown or forgotten
+  bool lead_submitted = false;
+  bool forgotten = false;
+  std::vector<uuid> claims;
+};
+
+// --- encoding ---
+
+void put_duration(record_writer& w, const domain::access_duration& d) {
+  w.boolean(d.forever_);
+  for (auto part : {d.years_, d.months_, d.weeks_, d.days_, d.hours_, d.minutes_, d.seconds_}) {
+    w.i64(part);
+  }
+}
+
+domain::access_duration get_duration(record_reader& r) {
+  domain::access_duration d;
+  d.forever_ = r.boolean();
+  for (auto* part :
+       {&d.years_, &d.months_, &d.weeks_, &d.days_, &d.hours_, &d.minutes_, &d.seconds_}) {
+    *part = r.i64();
+  }
+  return d;
+}
+
+void put_settings(record_writer& w, const domain::invite_settings& s) {
+  w.u64(static_cast<std::uint64_t>(s.type_));
+  w.str(s.title_);
+  w.str(s.public_description_);
+  w.str(s.internal_description_);
+  w.str(s.image_url_);
+  w.u64(s.tracks_.size());
+  for (const auto& t : s.tracks_) {
+    w.str(t.track_id_);
+    w.boolean(t.pausable_);
+  }
+  put_duration(w, s.access_duration_);
+  w.i64(s.plays_per_track_);
+  w.opt_ts(s.expires_at_);
+  w.i64(s.claim_limit_);
+  w.opt_ts(s.starts_at_);
+  w.opt_ts(s.ends_at_);
+  w.u64(static_cast<std::uint64_t>(s.access_));
+  w.u64(s.allowed_emails_.size());
+  for (const auto& e : s.allowed_emails_) w.str(e);
+  w.u64(s.allowed_domains_.size());
+  for (const auto& e : s.allowed_domains_) w.str(e);
+  w.boolean(s.require_account_);
+  w.boolean(s.show_share_button_);
+  w.i64(s.capacity_warning_percent_);
+}
+
+domain::invite_settings get_settings(record_reader& r) {
+  domain::invite_settings s;
+  s.type_ = static_cast<domain::invite_type>(r.u64());
+  s.title_ = r.str();
+  s.public_description_ = r.str();
+  s.internal_description_ = r.str();
+  s.image_url_ = r.str();
+  for (auto n = r.u64(); n > 0 && r.ok(); --n) {
+    domain::invite_track t;
+    t.track_id_ = r.str();
+    t.pausable_ = r.boolean();
+    s.tracks_.push_back(std::move(t));
+  }
+  s.access_duration_ = get_duration(r);
+  s.plays_per_track_ = r.i64();
+  s.expires_at_ = r.opt_ts();
+  s.claim_limit_ = r.i64();
+  s.starts_at_ = r.opt_ts();
+  s.ends_at_ = r.opt_ts();
+  s.access_ = static_cast<domain::access_mode>(r.u64());
+  for (auto n = r.u64(); n > 0 && r.ok(); --n) s.allowed_emails_.push_back(r.str());
+  for (auto n = r.u64(); n > 0 && r.ok(); --n) s.allowed_domains_.push_back(r.str());
+  s.require_account_ = r.boolean();
+  s.show_share_button_ = r.boolean();
+  s.capacity_warning_percent_ = r.i64();
+  return s;
+}
+
+void put_counts(record_writer& w, const std::map<std::string, std::int64_t>& m) {
+  w.u64(m.size());
+  for (const auto& [k, v] : m) {
+    w.str(k);
+    w.i64(v);
+  }
+}
+
+std::map<std::string, std::int64_t> get_counts(record_reader& r) {
+  std::map<std::string, std::int64_t> m;
+  for (auto n = r.u64(); n > 0 && r.ok(); --n) {
+    auto k = r.str();
+    m[std::move(k)] = r.i64();
+  }
+  return m;
+}
+
+std::string encode(const org_rec& o) {
+  record_writer w;
+  w.id(o.org_id);
+  w.str(o.name);
+  w.ts(o.created_at);
+  w.u64(o.form.fields_.size());
+  for (const auto& f : o.form.fields_) {
+    w.str(f.name_);
+    w.str(f.label_);
+    w.boolean(f.required_);
+  }
+  return w.take();
+}
+
+bool decode(std::string_view in, org_rec& o) {
+  record_reader r(in);
+  o.org_id = r.id();
+  o.name = r.str();
+  o.created_at = r.ts();
+  for (auto n = r.u64(); n > 0 && r.ok(); --n) {
+    domain::lead_form_field f;
+    f.name_ = r.str();
+    f.label_ = r.str();
+    f.required_ = r.boolean();
+    o.form.fields_.push_back(std::move(f));
+  }
+  return r.ok();
+}
+
+std::string encode(const key_rec& k) {
+  record_writer w;
+  w.id(k.v.org_id);
+  w.id(k.v.key_id);
+  w.u64(static_cast<std::uint64_t>(k.v.role));
+  w.str(k.v.name);
+  w.str(k.v.key_hash);
+  w.boolean(k.v.revoked);
+  w.ts(k.v.issued_at);
+  w.opt_ts(k.v.revoked_at);
+  w.u64(k.position);
+  return w.take();
+}
+
+bool decode(std::string_view in, key_rec& k) {
+  record_reader r(in);
+  k.v.org_id = r.id();
+  k.v.key_id = r.id();
+  k.v.role = static_cast<domain::role>(r.u64());
+  k.v.name = r.str();
+  k.v.key_hash = r.str();
+  k.v.revoked = r.boolean();
+  k.v.issued_at = r.ts();
+  k.v.revoked_at = r.opt_ts();
+  k.position = r.u64();
+  return r.ok();
+}
+
+std::string encode(const track_view& t) {
+  record_writer w;
+  w.id(t.org_id);
+  w.str(t.track_id);
+  w.str(t.title);
+  w.boolean(t.pausable);
+  w.opt_id(t.owner);
+  w.ts(t.registered_at);
+  w.ts(t.updated_at);
+  return w.take();
+}
+
+bool decode(std::string_view in, track_view& t) {
+  record_reader r(in);
+  t.org_id = r.id();
+  t.track_id = r.str();
+  t.title = r.str();
+  t.pausable = r.boolean();
+  t.owner = r.opt_id();
+  t.registered_at = r.ts();
+  t.updated_at = r.ts();
+  return r.ok();
+}
+
+std::string encode_settings(const invite_rec& i) {
+  record_writer w;
+  w.id(i.org_id);
+  w.id(i.invite_id);
+  w.str(i.code);
+  w.opt_id(i.duplicated_from);
+  w.ts(i.created_at);
+  w.u64(i.created_position);
+  put_settings(w, i.settings);
+  return w.take();
+}
+
+bool decode_settings(std::string_view in, invite_rec& i) {
+  record_reader r(in);
+  i.org_id = r.id();
+  i.invite_id = r.id();
+  i.code = r.str();
+  i.duplicated_from = r.opt_id();
+  i.created_at = r.ts();
+  i.created_position = r.u64();
+  i.settings = get_settings(r);
+  return r.ok();
+}
+
+std::string encode_state(const invite_rec& i) {
+  record_writer w;
+  w.ts(i.updated_at);
+  w.boolean(i.deactivated);
+  w.boolean(i.deleted);
+  w.u64(i.version);
+  w.i64(i.claims);
+  w.i64(i.anonymous_claims);
+  w.i64(i.rejections);
+  w.i64(i.plays);
+  put_counts(w, i.plays_per_track);
+  put_counts(w, i.claims_per_day);
+  return w.take();
+}
+
+bool decode_state(std::string_view in, invite_rec& i) {
+  record_reader r(in);
+  i.updated_at = r.ts();
+  i.deactivated = r.boolean();
+  i.deleted = r.boolean();
+  i.version = r.u64();
+  i.claims = r.i64();
+  i.anonymous_claims = r.i64();
+  i.rejections = r.i64();
+  i.plays = r.i64();
+  i.plays_per_track = get_counts(r);
+  i.claims_per_day = get_counts(r);
+  return r.ok();
+}
+
+std::string encode(const claim_rec& c) {
+  record_writer w;
+  w.id(c.org_id);
+  w.id(c.invite_id);
+  w.id(c.claim_id);
+  w.id(c.learner_id);
+  w.boolean(c.anonymous);
+  w.ts(c.claimed_at);
+  w.opt_ts(c.access_expires_at);
+  w.u64(c.tracks.size());
+  for (const auto& t : c.tracks) {
+    w.str(t.track_id_);
+    w.boolean(t.pausable_);
+  }
+  put_duration(w, c.access_duration);
+  w.i64(c.plays_per_track);
+  w.u64(c.progress_by_track.size());
+  for (const auto& [track, p] : c.progress_by_track) {
+    w.str(track);
+    w.i64(p.plays);
+    w.boolean(p.paused);
+  }
+  return w.take();
+}
+
+bool decode(std::string_view in, claim_rec& c) {
+  record_reader r(in);
+  c.org_id = r.id();
+  c.invite_id = r.id();
+  c.claim_id = r.id();
+  c.learner_id = r.id();
+  c.anonymous = r.boolean();
+  c.claimed_at = r.ts();
+  c.access_expires_at = r.opt_ts();
+  for (auto n = r.u64(); n > 0 && r.ok(); --n) {
+    domain::invite_track t;
+    t.track_id_ = r.str();
+    t.pausable_ = r.boolean();
+    c.tracks.push_back(std::move(t));
+  }
+  c.access_duration = get_duration(r);
+  c.plays_per_track = r.i64();
+  for (auto n = r.u64(); n > 0 && r.ok(); --n) {
+    auto track = r.str();
+    progress p;
+    p.plays = r.i64();
+    p.paused = r.boolean();
+    c.progress_by_track[std::move(track)] = p;
+  }
+  return r.ok();
+}
+
+std::string encode(const learner_rec& l) {
+  record_writer w;
+  w.id(l.org_id);
+  w.id(l.learner_id);
+  w.ts(l.registered_at);
+  w.str(l.email_subject);
+  w.boolean(l.lead_submitted);
+  w.boolean(l.forgotten);
+  w.u64(l.claims.size());
+  for (const auto& c : l.claims) w.id(c);
+  return w.take();
+}
+
+bool decode(std::string_view in, learner_rec& l) {
+  record_reader r(in);
+  l.org_id = r.id();
+  l.learner_id = r.id();
+  l.registered_at = r.ts();
+  l.email_subject = r.str();
+  l.lead_submitted = r.boolean();
+  l.forgotten = r.boolean();
+  for (auto n = r.u64(); n > 0 && r.ok(); --n) l.claims.push_back(r.id());
+  return r.ok();
+}
+
+// The stored event, ciphertext and all, so personal data can be decrypted at query time.
+void put_event(record_writer& w, const recorded_event& e) {
+  w.id(e.event_id);
+  w.str(e.type);
+  w.u64(e.schema_version);
+  w.str(e.stream);
+  w.u64(e.stream_version);
+  w.u64(e.position);
+  w.ts(e.recorded_at);
+  w.str(e.org_id);
+  w.str(e.correlation_id);
+  w.str(e.causation_id);
+  w.str(e.actor);
+  w.str(e.data);
+}
+
+recorded_event get_event(record_reader& r) {
+  recorded_event e;
+  e.event_id = r.id();
+  e.type = r.str();
+  e.schema_version = static_cast<std::uint32_t>(r.u64());
+  e.stream = r.str();
+  e.stream_version = r.u64();
+  e.position = r.u64();
+  e.recorded_at = r.ts();
+  e.org_id = r.str();
+  e.correlation_id = r.str();
+  e.causation_id = r.str();
+  e.actor = r.str();
+  e.data = r.str();
+  return e;
+}
+
+std::string day_of(timestamp t) { return format_rfc3339(t).substr(0, 10); }
+
+// Event types the read models need decoded; the rest only move an invite's version.
+bool needs_decode(std::string_view type) {
+  static const std::unordered_set<std::string_view> types = {
+      domain::organization_created::type_name, domain::api_key_issued::type_name,
+      domain::api_key_revoked::type_name,      domain::lead_form_changed::type_name,
+      domain::track_registered::type_name,     domain::track_updated::type_name,
+      domain::invite_created::type_name,       domain::invite_updated::type_name,
+      domain::invite_deactivated::type_name,   domain::invite_reactivated::type_name,
+      domain::invite_deleted::type_name,       domain::invite_claimed::type_name,
+      domain::claim_rejected::type_name,       domain::track_played::type_name,
+      domain::track_paused::type_name,         domain::track_resumed::type_name,
+      domain::learner_registered::type_name,   domain::lead_captured::type_name,
+      domain::learner_forgotten::type_name};
+  return types.contains(type);
+}
+
+struct track_id_hash {
+  std::size_t operator()(const std::pair<uuid, std::string>& k) const noexcept {
+    return std::hash<uuid>{}(k.first) ^ (std::hash<std::string>{}(k.second) * 31);
+  }
+};
+
+// Events decoded before the write lock is taken; big batches are decoded in parallel.
+constexpr std::size_t parallel_decode_min = 512;
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+
+struct read_models::state {
+  read_models_options options;
+  const eventstore::event_codec* codec = nullptr;
+  std::unique_ptr<rocksdb::DB> db;
+  rocksdb::WriteOptions write_options;
+
+  mutable std::shared_mutex mu;
+  std::unordered_map<uuid, org_rec> orgs;
+  std::unordered_map<uuid, key_rec> keys;
+  std::unordered_map<std::string, uuid> key_by_hash;
+  std::map<uuid, std::map<std::string, track_view, std::less<>>> tracks;  // org -> id -> track
+  std::unordered_map<uuid, invite_rec> invites;
+  std::unordered_map<std::string, uuid> invite_by_code;
+  std::unordered_map<uuid, std::map<std::uint64_t, uuid>> invites_by_org;  // by creation
+  std::unordered_map<uuid, claim_rec> claims;
+  std::unordered_map<uuid, learner_rec> learners;
+  std::unordered_map<std::string, uuid> learner_by_subject;
+
+  std::atomic<std::uint64_t> applied{0};
+  std::mutex waiters_mu;
+  std::multimap<std::uint64_t, std::function<void()>> waiters;
+
+  // Touched by the batch being applied (projector thread only).
+  struct dirty_set {
+    std::unordered_set<uuid> orgs, keys, invite_settings, invite_states, claims, learners;
+    std::unordered_set<std::pair<uuid, std::string>, track_id_hash> tracks;
+    void clear() {
+      orgs.clear();
+      keys.clear();
+      invite_settings.clear();
+      invite_states.clear();
+      claims.clear();
+      learners.clear();
+      tracks.clear();
+    }
+  } dirty;
+  rocksdb::WriteBatch batch;
+
+  // --- loading ---
+
+  result<void, projection_error> load();
+  void reset_memory();
+
+  // --- applying (under the unique lock) ---
+
+  void apply_one(const recorded_event& re, const eventstore::decoded_event* d);
+  learner_rec& learner_of(const uuid& org, const uuid& learner_id);
+  void stage_dirty();
+  void publish(std::uint64_t position);
+
+  // --- queries (under a shared lock) ---
+
+  invite_view view_of(const invite_rec& i, timestamp now) const;
+  shown_person show(const recorded_event& e, const std::optional<uuid>& learner_id,
+                    std::map<std::string, std::string>* answers = nullptr) const;
+  claim_access_view access_of(const claim_rec& c, timestamp now) const;
+  template <typename F>
+  void scan_rows(const std::string& prefix, F&& visit) const;
+};
+
+void read_models::state::reset_memory() {
+  orgs.clear();
+  keys.clear();
+  key_by_hash.clear();
+  tracks.clear();
+  invites.clear();
+  invite_by_code.clear();
+  invites_by_org.clear();
+  claims.clear();
+  learners.clear();
+  learner_by_subject.clear();
+  dirty.clear();
+  batch.Clear();
+}
+
+result<void, projection_error> read_models::state::load() {
+  reset_memory();
+  std::string value;
+  auto s = db->Get(rocksdb::ReadOptions(), slice(format_key), &value);
+  if (s.IsNotFound()) {
+    s = db->Put(write_options, slice(format_key), slice(format_version));
+    if (!s.ok()) return projection_error{"read models: " + s.ToString()};
+  } else if (!s.ok()) {
+    return projection_error{"read models: " + s.ToString()};
+  } else if (value != format_version) {
+    return projection_error{"read models: folder has record format " + value + ", expected " +
+                            std::string(format_version) + "; rebuild with `passage replay`"};
+  }
+  s = db->Get(rocksdb::ReadOptions(), slice(checkpoint_key), &value);
+  if (s.ok()) {
+    applied.store(read_be64(value));
+  } else if (s.IsNotFound()) {
+    applied.store(0);
+  } else {
+    return projection_error{"read models: " + s.ToString()};
+  }
+
+  bool corrupt = false;
+  auto each = [&](char prefix, auto&& fn) {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    const std::string p(1, prefix);
+    for (it->Seek(p); it->Valid() && it->key().starts_with(p); it->Next()) {
+      if (!fn(view(it->value()))) corrupt = true;
+    }
+    if (!it->status().ok()) corrupt = true;
+  };
+  each('o', [&](std::string_view v) {
+    org_rec o;
+    if (!decode(v, o)) return false;
+    orgs[o.org_id] = std::move(o);
+    return true;
+  });
+  each('k', [&](std::string_view v) {
+    key_rec k;
+    if (!decode(v, k)) return false;
+    key_by_hash[k.v.key_hash] = k.v.key_id;
+    keys[k.v.key_id] = std::move(k);
+    return true;
+  });
+  each('t', [&](std::string_view v) {
+    track_view t;
+    if (!decode(v, t)) return false;
+    auto& org_tracks = tracks[t.org_id];
+    org_tracks[t.track_id] = std::move(t);
+    return true;
+  });
+  each('s', [&](std::string_view v) {
+    invite_rec i;
+    if (!decode_settings(v, i)) return false;
+    invite_by_code[i.code] = i.invite_id;
+    invites_by_org[i.org_id][i.created_position] = i.invite_id;
+    invites[i.invite_id] = std::move(i);
+    return true;
+  });
+  // The state records carry no id of their own: read them with their keys.
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek("i"); it->Valid() && it->key().starts_with("i"); it->Next()) {
+      if (it->key().size() != 17) continue;
+      uuid id;
+      std::copy_n(it->key().data() + 1, 16, id.bytes.begin());
+      auto found = invites.find(id);
+      if (found == invites.end() || !decode_state(view(it->value()), found->second)) corrupt = true;
+    }
+  }
+  each('c', [&](std::string_view v) {
+    claim_rec c;
+    if (!decode(v, c)) return false;
+    claims[c.claim_id] = std::move(c);
+    return true;
+  });
+  each('l', [&](std::string_view v) {
+    learner_rec l;
+    if (!decode(v, l)) return false;
+    if (!l.forgotten && !l.email_subject.empty())
+      learner_by_subject[l.email_subject] = l.learner_id;
+    learners[l.learner_id] = std::move(l);
+    return true;
+  });
+  if (corrupt) return projection_error{"read models: a record could not be read; rebuild"};
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------
+// Applying events.
+
+namespace {
+
+template <class... F>
+struct overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+overloaded(F...) -> overloaded<F...>;
+
+}  // namespace
+
+learner_rec& read_models::state::learner_of(const uuid& org, const uuid& learner_id) {
+  auto [it, inserted] = learners.try_emplace(learner_id);
+  if (inserted) {
+    it->second.org_id = org;
+    it->second.learner_id = learner_id;
+  }
+  dirty.learners.insert(learner_id);
+  return it->second;
+}
+
+void read_models::state::apply_one(const recorded_event& re, const eventstore::decoded_event* d) {
+  namespace dm = domain;
+  if (d != nullptr) {
+    const bool forgotten = d->forgotten;
+    auto invite_of = [&](const uuid& org, const uuid& id) -> invite_rec* {
+      auto it = invites.find(id);
+      if (it == invites.end() || it->second.org_id != org) return nullptr;
+      dirty.invite_states.insert(id);
+      return &it->second;
+    };
+    auto track_event = [&](const auto& e) {
+      auto& t = tracks[e.org_id_][e.track_id_];
+      t.org_id = e.org_id_;
+      t.track_id = e.track_id_;
+      t.title = e.title_;
+      t.pausable = e.pausable_;
+      t.owner = e.owner_;
+      dirty.tracks.insert({e.org_id_, e.track_id_});
+      return &t;
+    };
+    auto set_paused = [&](const auto& e, bool paused) {
+      auto it = claims.find(e.claim_id_);
+      if (it == claims.end()) return;
+      it->second.progress_by_track[e.track_id_].paused = paused;
+      dirty.claims.insert(e.claim_id_);
+    };
+    std::visit(overloaded{
+                   [&](const dm::organization_created& e) {
+                     auto& o = orgs[e.org_id_];
+                     o.org_id = e.org_id_;
+                     o.name = e.name_;
+                     o.created_at = e.created_at_;
+                     dirty.orgs.insert(e.org_id_);
+                   },
+                   [&](const dm::api_key_issued& e) {
+                     auto& k = keys[e.key_id_];
+                     k.v = api_key_view{e.org_id_,   e.key_id_, e.role_,      e.name_,
+                                        e.key_hash_, false,     e.issued_at_, std::nullopt};
+                     k.position = re.position;
+                     key_by_hash[e.key_hash_] = e.key_id_;
+                     dirty.keys.insert(e.key_id_);
+                   },
+                   [&](const dm::api_key_revoked& e) {
+                     auto it = keys.find(e.key_id_);
+                     if (it == keys.end() || it->second.v.org_id != e.org_id_) return;
+                     it->second.v.revoked = true;
+                     it->second.v.revoked_at = e.revoked_at_;
+                     dirty.keys.insert(e.key_id_);
+                   },
+                   [&](const dm::lead_form_changed& e) {
+                     auto& o = orgs[e.org_id_];
+                     o.org_id = e.org_id_;
+                     o.form = e.form_;
+                     dirty.orgs.insert(e.org_id_);
+                   },
+                   [&](const dm::track_registered& e) {
+                     auto* t = track_event(e);
+                     t->registered_at = e.registered_at_;
+                     t->updated_at = e.registered_at_;
+                   },
+                   [&](const dm::track_updated& e) { track_event(e)->updated_at = e.updated_at_; },
+                   [&](const dm::invite_created& e) {
+                     auto& i = invites[e.invite_id_];
+                     i.org_id = e.org_id_;
+                     i.invite_id = e.invite_id_;
+                     i.code = e.code_;
+                     i.settings = e.settings_;
+                     i.duplicated_from = e.duplicated_from_;
+                     i.created_at = e.created_at_;
+                     i.created_position = re.position;
+                     i.updated_at = e.created_at_;
+                     invite_by_code[e.code_] = e.invite_id_;
+                     invites_by_org[e.org_id_][re.position] = e.invite_id_;
+                     dirty.invite_settings.insert(e.invite_id_);
+                     dirty.invite_states.insert(e.invite_id_);
+                   },
+                   [&](const dm::invite_updated& e) {
+                     if (auto* i = invite_of(e.org_id_, e.invite_id_)) {
+                       i->settings = e.settings_;
+                       i->updated_at = e.updated_at_;
+                       dirty.invite_settings.insert(e.invite_id_);
+                     }
+                   },
+                   [&](const dm::invite_deactivated& e) {
+                     if (auto* i = invite_of(e.org_id_, e.invite_id_)) {
+                       i->deactivated = true;
+                       i->updated_at = e.deactivated_at_;
+                     }
+                   },
+                   [&](const dm::invite_reactivated& e) {
+                     if (auto* i = invite_of(e.org_id_, e.invite_id_)) {
+                       i->deactivated = false;
+                       i->updated_at = e.reactivated_at_;
+                     }
+                   },
+                   [&](const dm::invite_deleted& e) {
+                     if (auto* i = invite_of(e.org_id_, e.invite_id_)) {
+                       i->deleted = true;
+                       i->updated_at = e.deleted_at_;
+                     }
+                   },
+                   [&](const dm::invite_claimed& e) {
+                     auto* i = invite_of(e.org_id_, e.invite_id_);
+                     if (i == nullptr) return;
+                     ++i->claims;
+                     if (e.anonymous_) ++i->anonymous_claims;
+                     ++i->claims_per_day[day_of(e.claimed_at_)];
+                     auto& c = claims[e.claim_id_];
+                     c.org_id = e.org_id_;
+                     c.invite_id = e.invite_id_;
+                     c.claim_id = e.claim_id_;
+                     c.learner_id = e.learner_id_;
+                     c.anonymous = e.anonymous_;
+                     c.claimed_at = e.claimed_at_;
+                     c.access_expires_at = e.access_expires_at_;
+                     c.tracks = e.restrictions_.tracks_;
+                     c.access_duration = e.restrictions_.access_duration_;
+                     c.plays_per_track = e.restrictions_.plays_per_track_;
+                     dirty.claims.insert(e.claim_id_);
+                     learner_of(e.org_id_, e.learner_id_).claims.push_back(e.claim_id_);
+                     record_writer w;
+                     w.id(e.claim_id_);
+                     w.id(e.learner_id_);
+                     w.boolean(e.anonymous_);
+                     w.ts(e.claimed_at_);
+                     w.opt_ts(e.access_expires_at_);
+                     put_event(w, re);
+                     batch.Put(slice(row_key('A', e.invite_id_, re.position)), slice(w.data()));
+                   },
+                   [&](const dm::claim_rejected& e) {
+                     auto* i = invite_of(e.org_id_, e.invite_id_);
+                     if (i == nullptr) return;
+                     ++i->rejections;
+                     record_writer w;
+                     w.u64(static_cast<std::uint64_t>(e.reason_));
+                     w.opt_id(e.learner_id_);
+                     w.boolean(e.anonymous_);
+                     w.ts(e.rejected_at_);
+                     put_event(w, re);
+                     batch.Put(slice(row_key('R', e.invite_id_, re.position)), slice(w.data()));
+                   },
+                   [&](const dm::track_played& e) {
+                     auto c = claims.find(e.claim_id_);
+                     if (c != claims.end()) {
+                       auto& p = c->second.progress_by_track[e.track_id_];
+                       p.plays = std::max(p.plays + 1, e.play_number_);
+                       dirty.claims.insert(e.claim_id_);
+                     }
+                     if (auto* i = invite_of(e.org_id_, e.invite_id_)) {
+                       ++i->plays;
+                       ++i->plays_per_track[e.track_id_];
+                     }
+                   },
+                   [&](const dm::track_paused& e) { set_paused(e, true); },
+                   [&](const dm::track_resumed& e) { set_paused(e, false); },
+                   [&](const dm::learner_registered& e) {
+                     auto& l = learner_of(e.org_id_, e.learner_id_);
+                     l.registered_at = e.registered_at_;
+                     if (forgotten || l.forgotten || e.personal_data_.email_.empty()) return;
+                     auto subject = codec->email_subject(e.org_id_, e.personal_data_.email_);
+                     if (!l.email_subject.empty() && l.email_subject != subject) {
+                       auto old = learner_by_subject.find(l.email_subject);
+                       if (old != learner_by_subject.end() && old->second == l.learner_id) {
+                         learner_by_subject.erase(old);
+                       }
+                     }
+                     learner_by_subject[subject] = e.learner_id_;
+                     l.email_subject = std::move(subject);
+                   },
+                   [&](const dm::lead_captured& e) {
+                     learner_of(e.org_id_, e.learner_id_).lead_submitted = true;
+                     record_writer w;
+                     w.id(e.learner_id_);
+                     w.opt_id(e.invite_id_);
+                     w.ts(e.captured_at_);
+                     put_event(w, re);
+                     batch.Put(slice(row_key('L', e.org_id_, re.position)), slice(w.data()));
+                   },
+                   [&](const dm::learner_forgotten& e) {
+                     auto& l = learner_of(e.org_id_, e.learner_id_);
+                     l.forgotten = true;
+                     if (!l.email_subject.empty()) {
+                       auto it = learner_by_subject.find(l.email_subject);
+                       if (it != learner_by_subject.end() && it->second == l.learner_id) {
+                         learner_by_subject.erase(it);
+                       }
+                       l.email_subject.clear();
+                     }
+                   },
+                   [](const auto&) {},
+               },
+               d->event);
+  }
+  // Every event of an invite stream moves the invite's version (ETag / If-Match).
+  if (re.stream.starts_with("invite-")) {
+    if (auto id = uuid_after(re.stream, "invite-")) {
+      auto it = invites.find(*id);
+      if (it != invites.end()) {
+        it->second.version = std::max(it->second.version, re.stream_version);
+        dirty.invite_states.insert(*id);
+      }
+    }
+  }
+}
+
+void read_models::state::stage_dirty() {
+  for (const auto& id : dirty.orgs) {
+    batch.Put(slice(key_of('o', id)), slice(encode(orgs.at(id))));
+  }
+  for (const auto& id : dirty.keys) {
+    batch.Put(slice(key_of('k', id)), slice(encode(keys.at(id))));
+  }
+  for (const auto& [org, track_id] : dirty.tracks) {
+    batch.Put(slice(track_key(org, track_id)), slice(encode(tracks.at(org).at(track_id))));
+  }
+  for (const auto& id : dirty.invite_settings) {
+    batch.Put(slice(key_of('s', id)), slice(encode_settings(invites.at(id))));
+  }
+  for (const auto& id : dirty.invite_states) {
+    batch.Put(slice(key_of('i', id)), slice(encode_state(invites.at(id))));
+  }
+  for (const auto& id : dirty.claims) {
+    batch.Put(slice(key_of('c', id)), slice(encode(claims.at(id))));
+  }
+  for (const auto& id : dirty.learners) {
+    batch.Put(slice(key_of('l', id)), slice(encode(learners.at(id))));
+  }
+  dirty.clear();
+}
+
+void read_models::state::publish(std::uint64_t position) {
+  std::vector<std::function<void()>> ready;
+  {
+    std::lock_guard lock(waiters_mu);
+    applied.store(position, std::memory_order_release);
+    auto end = waiters.upper_bound(position);
+    for (auto it = waiters.begin(); it != end; ++it) ready.push_back(std::move(it->second));
+    waiters.erase(waiters.begin(), end);
+  }
+  for (auto& fn : ready) fn();
+}
+
+// ---------------------------------------------------------------------------------------
+
+read_models::read_models(std::unique_ptr<state> s) : state_(std::move(s)) {}
+read_models::~read_models() = default;
+
+result<std::unique_ptr<read_models>, projection_error> read_models::open(
+    const read_models_options& options, const eventstore::event_codec& codec) {
+  if (options.path.empty()) return projection_error{"read models: path is required"};
+  auto s = std::make_unique<state>();
+  s->options = options;
+  s->codec = &codec;
+  s->write_options.sync = options.sync;
+
+  rocksdb::Options db_options;
+  db_options.create_if_missing = true;
+  db_options.IncreaseParallelism(2);
+  db_options.compression = rocksdb::kLZ4Compression;
+  db_options.write_buffer_size = 64u << 20;
+  db_options.max_log_file_size = 64u << 20;
+  db_options.keep_log_file_num = 4;
+  rocksdb::DB* raw = nullptr;
+  auto st = rocksdb::DB::Open(db_options, options.path, &raw);
+  if (st.IsInvalidArgument() || st.IsNotSupported()) {
+    db_options.compression = rocksdb::kNoCompression;
+    st = rocksdb::DB::Open(db_options, options.path, &raw);
+  }
+  if (!st.ok())
+    return projection_error{"read models: cannot open " + options.path + ": " + st.ToString()};
+  s->db.reset(raw);
+  if (auto loaded = s->load(); !loaded) return loaded.error();
+  return std::unique_ptr<read_models>(new read_models(std::move(s)));
+}
+
+std::uint64_t read_models::applied_position() const {
+  return state_->applied.load(std::memory_order_acquire);
+}
+
+void read_models::when_applied(std::uint64_t position, std::function<void()> fn) {
+  {
+    std::lock_guard lock(state_->waiters_mu);
+    if (state_->applied.load(std::memory_order_acquire) < position) {
+      state_->waiters.emplace(position, std::move(fn));
+      return;
+    }
+  }
+  fn();
+}
+
+result<void, projection_error> read_models::apply(
+    std::span<const eventstore::recorded_event> batch) {
+  auto& s = *state_;
+  const std::uint64_t applied = s.applied.load(std::memory_order_acquire);
+  std::size_t first = 0;
+  while (first < batch.size() && batch[first].position <= applied) ++first;
+  if (first == batch.size()) return {};
+  const auto todo = batch.subspan(first);
+
+  // Decode outside the lock: readers keep going while the expensive part runs.
+  std::vector<std::optional<eventstore::decoded_event>> decoded(todo.size());
+  std::vector<std::string> errors(todo.size());
+  auto decode_range = [&](std::size_t lo, std::size_t hi) {
+    for (std::size_t i = lo; i < hi; ++i) {
+      if (!needs_decode(todo[i].type)) continue;
+      auto r = s.codec->decode(todo[i]);
+      if (r) {
+        decoded[i] = std::move(*r);
+      } else {
+        errors[i] = r.error().message;
+      }
+    }
+  };
+  const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
+  const std::size_t workers =
+      todo.size() < parallel_decode_min ? 1 : std::min<std::size_t>({hw, 8, todo.size() / 256});
+  if (workers <= 1) {
+    decode_range(0, todo.size());
+  } else {
+    std::vector<std::future<void>> parts;
+    const std::size_t per = (todo.size() + workers - 1) / workers;
+    for (std::size_t lo = per; lo < todo.size(); lo += per) {
+      parts.push_back(
+          std::async(std::launch::async, decode_range, lo, std::min(todo.size(), lo + per)));
+    }
+    decode_range(0, std::min(todo.size(), per));
+    for (auto& p : parts) p.get();
+  }
+  for (std::size_t i = 0; i < todo.size(); ++i) {
+    if (!errors[i].empty()) {
+      return projection_error{"read models: cannot decode event at position " +
+                              std::to_string(todo[i].position) + " (" + todo[i].type +
+                              "): " + errors[i]};
+    }
+  }
+
+  const std::uint64_t last = todo.back().position;
+  {
+    std::unique_lock lock(s.mu);
+    for (std::size_t i = 0; i < todo.size(); ++i) {
+      s.apply_one(todo[i], decoded[i] ? &*decoded[i] : nullptr);
+    }
+    s.stage_dirty();
+    std::string cp;
+    append_be64(cp, last);
+    s.batch.Put(slice(checkpoint_key), slice(cp));
+    auto st = s.db->Write(s.write_options, &s.batch);
+    s.batch.Clear();
+    if (!st.ok()) {
+      // Memory is ahead of the folder now: go back to what the folder holds.
+      (void)s.load();
+      return projection_error{"read models: write failed: " + st.ToString()};
+    }
+  }
+  s.publish(last);
+  return {};
+}
+
+result<void, projection_error> read_models::clear() {
+  auto& s = *state_;
+  {
+    std::unique_lock lock(s.mu);
+    rocksdb::WriteBatch wipe;
+    wipe.DeleteRange(rocksdb::Slice(""), rocksdb::Slice("\xff\xff", 2));
+    wipe.Put(slice(format_key), slice(format_version));
+    auto st = s.db->Write(s.write_options, &wipe);
+    if (!st.ok()) return projection_error{"read models: clear failed: " + st.ToString()};
+    st = s.db->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
+    if (!st.ok()) return projection_error{"read models: clear failed: " + st.ToString()};
+    s.reset_memory();
+  }
+  std::lock_guard lock(s.waiters_mu);
+  s.applied.store(0, std::memory_order_release);
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------
+// Queries.
+
+invite_view read_models::state::view_of(const invite_rec& i, timestamp now) const {
+  invite_view v;
+  v.org_id = i.org_id;
+  v.invite_id = i.invite_id;
+  v.code = i.code;
+  v.link = "/i/" + i.code;
+  v.version = i.version;
+  v.settings = i.settings;
+  v.duplicated_from = i.duplicated_from;
+  v.created_at = i.created_at;
+  v.updated_at = i.updated_at;
+  v.deactivated = i.deactivated;
+  v.deleted = i.deleted;
+  domain::status_inputs in;
+  in.type_ = i.settings.type_;
+  in.deleted_ = i.deleted;
+  in.deactivated_ = i.deactivated;
+  in.expires_at_ = i.settings.expires_at_;
+  in.starts_at_ = i.settings.starts_at_;
+  in.ends_at_ = i.settings.ends_at_;
+  in.claim_limit_ = i.settings.claim_limit_;
+  in.claims_count_ = i.claims;
+  v.status = domain::status_at(in, now);
+  v.claims_count = i.claims;
+  if (i.settings.claim_limit_ > 0) {
+    v.remaining_spots = std::max<std::int64_t>(0, i.settings.claim_limit_ - i.claims);
+  }
+  v.share_button_visible = i.settings.show_share_button_ &&
+                           i.settings.access_ != domain::access_mode::allowed &&
+                           (v.status.status_ == domain::invite_status::active ||
+                            v.status.status_ == domain::invite_status::upcoming);
+  return v;
+}
+
+shown_person read_models::state::show(const recorded_event& e,
+                                      const std::optional<uuid>& learner_id,
+                                      std::map<std::string, std::string>* answers) const {
+  shown_person p;
+  if (learner_id) {
+    std::shared_lock lock(mu);
+    auto l = learners.find(*learner_id);
+    if (l != learners.end() && l->second.forgotten) {
+      p.forgotten = true;
+      return p;
+    }
+  }
+  auto d = codec->decode(e);
+  // Never show ciphertext: data that cannot be decrypted counts as forgotten.
+  if (!d || d->forgotten) {
+    p.forgotten = true;
+    return p;
+  }
+  if (const auto* pd = domain::personal_data_of(d->event)) {
+    p.email = pd->email_;
+    p.first_name = pd->first_name_;
+    p.last_name = pd->last_name_;
+    if (answers != nullptr) *answers = pd->answers_;
+  }
+  return p;
+}
+
+claim_access_view read_models::state::access_of(const claim_rec& c, timestamp now) const {
+  claim_access_view v;
+  v.org_id = c.org_id;
+  v.invite_id = c.invite_id;
+  v.claim_id = c.claim_id;
+  v.learner_id = c.learner_id;
+  v.anonymous = c.anonymous;
+  v.claimed_at = c.claimed_at;
+  v.access_expires_at = c.access_expires_at;
+  v.access_expired = c.access_expires_at.has_value() && now >= *c.access_expires_at;
+  for (const auto& t : c.tracks) {
+    track_access_view tv;
+    tv.track_id = t.track_id_;
+    tv.pausable = t.pausable_;
+    tv.access_expires_at = c.access_expires_at;
+    if (auto p = c.progress_by_track.find(t.track_id_); p != c.progress_by_track.end()) {
+      tv.plays_used = p->second.plays;
+      tv.paused = p->second.paused;
+    }
+    if (c.plays_per_track > 0) {
+      tv.plays_remaining = std::max<std::int64_t>(0, c.plays_per_track - tv.plays_used);
+    }
+    v.tracks.push_back(std::move(tv));
+  }
+  return v;
+}
+
+template <typename F>
+void read_models::state::scan_rows(const std::string& prefix, F&& visit) const {
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(slice(prefix)); it->Valid() && it->key().starts_with(slice(prefix)); it->Next()) {
+    record_reader r(view(it->value()));
+    if (!visit(r)) break;
+  }
+}
+
+std::optional<organization_view> read_models::organization(const uuid& org_id) const {
+  std::shared_lock lock(state_->mu);
+  auto it = state_->orgs.find(org_id);
+  if (it == state_->orgs.end()) return std::nullopt;
+  return organization_view{it->second.org_id, it->second.name, it->second.form,
+                           it->second.created_at};
+}
+
+std::vector<organization_view> read_models::organizations() const {
+  std::shared_lock lock(state_->mu);
+  std::vector<organization_view> out;
+  for (const auto& [id, o] : state_->orgs) out.push_back({o.org_id, o.name, o.form, o.created_at});
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.created_at, a.org_id) < std::tie(b.created_at, b.org_id);
+  });
+  return out;
+}
+
+domain::lead_form read_models::lead_form(const uuid& org_id) const {
+  std::shared_lock lock(state_->mu);
+  auto it = state_->orgs.find(org_id);
+  return it == state_->orgs.end() ? domain::lead_form{} : it->second.form;
+}
+
+std::vector<track_view> read_models::tracks(const uuid& org_id) const {
+  std::shared_lock lock(state_->mu);
+  std::vector<track_view> out;
+  auto it = state_->tracks.find(org_id);
+  if (it == state_->tracks.end()) return out;
+  for (const auto& [id, t] : it->second) out.push_back(t);
+  return out;
+}
+
+std::optional<track_view> read_models::track(const uuid& org_id, std::string_view track_id) const {
+  std::shared_lock lock(state_->mu);
+  auto it = state_->tracks.find(org_id);
+  if (it == state_->tracks.end()) return std::nullopt;
+  auto t = it->second.find(track_id);
+  if (t == it->second.end()) return std::nullopt;
+  return t->second;
+}
+
+domain::track_catalog read_models::track_catalog(const uuid& org_id) const {
+  std::shared_lock lock(state_->mu);
+  domain::track_catalog out;
+  auto it = state_->tracks.find(org_id);
+  if (it == state_->tracks.end()) return out;
+  for (const auto& [id, t] : it->second) out[id] = domain::track_fact{t.title, t.pausable, t.owner};
+  return out;
+}
+
+std::optional<api_key_view> read_models::api_key_by_hash(std::string_view key_hash) const {
+  std::shared_lock lock(state_->mu);
+  auto h = state_->key_by_hash.find(std::string(key_hash));
+  if (h == state_->key_by_hash.end()) return std::nullopt;
+  auto k = state_->keys.find(h->second);
+  if (k == state_->keys.end()) return std::nullopt;
+  return k->second.v;
+}
+
+std::optional<api_key_view> read_models::api_key(const uuid& org_id, const uuid& key_id) const {
+  std::shared_lock lock(state_->mu);
+  auto k = state_->keys.find(key_id);
+  if (k == state_->keys.end() || k->second.v.org_id != org_id) return std::nullopt;
+  return k->second.v;
+}
+
+std::vector<api_key_view> read_models::api_keys(const uuid& org_id) const {
+  std::vector<std::pair<std::uint64_t, api_key_view>> found;
+  {
+    std::shared_lock lock(state_->mu);
+    for (const auto& [id, k] : state_->keys) {
+      if (k.v.org_id == org_id) found.emplace_back(k.position, k.v);
+    }
+  }
+  std::sort(found.begin(), found.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<api_key_view> out;
+  for (auto& [pos, v] : found) out.push_back(std::move(v));
+  return out;
+}
+
+std::optional<invite_ref> read_models::invite_by_code(std::string_view code) const {
+  std::shared_lock lock(state_->mu);
+  auto c = state_->invite_by_code.find(std::string(code));
+  if (c == state_->invite_by_code.end()) return std::nullopt;
+  auto i = state_->invites.find(c->second);
+  if (i == state_->invites.end()) return std::nullopt;
+  return invite_ref{i->second.org_id, i->second.invite_id};
+}
+
+std::optional<invite_view> read_models::invite(const uuid& org_id, const uuid& invite_id,
+                                               timestamp now) const {
+  std::shared_lock lock(state_->mu);
+  auto i = state_->invites.find(invite_id);
+  if (i == state_->invites.end() || i->second.org_id != org_id) return std::nullopt;
+  return state_->view_of(i->second, now);
+}
+
+result<invite_page, query_error> read_models::list_invites(const uuid& org_id,
+                                                           const invite_query& query,
+                                                           timestamp now) const {
+  std::uint64_t before = UINT64_MAX;
+  if (query.cursor) {
+    const auto& c = *query.cursor;
+    auto [end, ec] = std::from_chars(c.data(), c.data() + c.size(), before);
+    if (ec != std::errc() || end != c.data() + c.size() || c.empty()) {
+      return query_error{"cursor", "cursor is not one this server returned"};
+    }
+  }
+  const std::size_t limit = std::clamp<std::size_t>(query.limit, 1, max_page_size);
+  const std::string needle = domain::to_lower_ascii(query.q);
+
+  auto& s = *state_;
+  std::shared_lock lock(s.mu);
+  invite_page page;
+  auto by_org = s.invites_by_org.find(org_id);
+  if (by_org == s.invites_by_org.end()) return page;
+  const auto& ordered = by_org->second;
+  const auto org_tracks = s.tracks.find(org_id);
+
+  auto matches = [&](const invite_rec& i, const invite_view& v) {
+    const auto st = v.status.status_;
+    if (query.statuses.empty()) {
+      if (st == domain::invite_status::expired || st == domain::invite_status::deleted) {
+        return false;
+      }
+    } else if (std::find(query.statuses.begin(), query.statuses.end(), st) ==
+               query.statuses.end()) {
+      return false;
+    }
+    if (query.type && i.settings.type_ != *query.type) return false;
+    if (query.track && std::none_of(i.settings.tracks_.begin(), i.settings.tracks_.end(),
+                                    [&](const auto& t) { return t.track_id_ == *query.track; })) {
+      return false;
+    }
+    if (query.owned_by) {
+      for (const auto& t : i.settings.tracks_) {
+        if (org_tracks == s.tracks.end()) return false;
+        auto tr = org_tracks->second.find(t.track_id_);
+        if (tr == org_tracks->second.end() || tr->second.owner != query.owned_by) return false;
+      }
+    }
+    if (!needle.empty() &&
+        domain::to_lower_ascii(i.settings.title_).find(needle) == std::string::npos) {
+      return false;
+    }
+    return true;
+  };
+
+  // Newest first: walk creation positions downwards from the cursor.
+  auto it = std::make_reverse_iterator(ordered.lower_bound(before));
+  std::uint64_t last_position = 0;
+  for (; it != ordered.rend(); ++it) {
+    auto rec = s.invites.find(it->second);
+    if (rec == s.invites.end()) continue;
+    auto v = s.view_of(rec->second, now);
+    if (!matches(rec->second, v)) continue;
+    if (page.invites.size() == limit) {
+      page.next_cursor = std::to_string(last_position);
+      break;
+    }
+    last_position = it->first;
+    page.invites.push_back(std::move(v));
+  }
+  return page;
+}
+
+std::optional<usage_view> read_models::usage(const uuid& org_id, const uuid& invite_id) const {
+  std::shared_lock lock(state_->mu);
+  auto it = state_->invites.find(invite_id);
+  if (it == state_->invites.end() || it->second.org_id != org_id) return std::nullopt;
+  const auto& i = it->second;
+  usage_view u;
+  u.invite_id = i.invite_id;
+  u.claims = i.claims;
+  u.unique_learners = i.claims;  // one claim per learner (SPEC §2)
+  u.anonymous_claims = i.anonymous_claims;
+  u.rejections = i.rejections;
+  u.plays = i.plays;
+  for (const auto& t : i.settings.tracks_) u.plays_per_track[t.track_id_] = 0;
+  for (const auto& [track, n] : i.plays_per_track) u.plays_per_track[track] = n;
+  if (i.settings.claim_limit_ > 0) {
+    u.remaining_spots = std::max<std::int64_t>(0, i.settings.claim_limit_ - i.claims);
+  }
+  u.claims_per_day = i.claims_per_day;
+  return u;
+}
+
+std::optional<std::vector<acceptance_row>> read_models::acceptance_list(
+    const uuid& org_id, const uuid& invite_id, std::optional<timestamp> as_of) const {
+  {
+    std::shared_lock lock(state_->mu);
+    auto it = state_->invites.find(invite_id);
+    if (it == state_->invites.end() || it->second.org_id != org_id) return std::nullopt;
+  }
+  std::vector<std::pair<acceptance_row, recorded_event>> rows;
+  state_->scan_rows(key_of('A', invite_id), [&](record_reader& r) {
+    acceptance_row row;
+    row.claim_id = r.id();
+    row.learner_id = r.id();
+    row.anonymous = r.boolean();
+    row.claimed_at = r.ts();
+    row.access_expires_at = r.opt_ts();
+    auto e = get_event(r);
+    if (!r.ok()) return true;
+    row.position = e.position;
+    if (as_of && row.claimed_at >= *as_of) return true;
+    rows.emplace_back(std::move(row), std::move(e));
+    return true;
+  });
+  std::vector<acceptance_row> out;
+  out.reserve(rows.size());
+  for (auto& [row, e] : rows) {
+    if (!row.anonymous) row.who = state_->show(e, row.learner_id);
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+std::optional<std::vector<rejection_row>> read_models::rejections(const uuid& org_id,
+                                                                  const uuid& invite_id) const {
+  {
+    std::shared_lock lock(state_->mu);
+    auto it = state_->invites.find(invite_id);
+    if (it == state_->invites.end() || it->second.org_id != org_id) return std::nullopt;
+  }
+  std::vector<std::pair<rejection_row, recorded_event>> rows;
+  state_->scan_rows(key_of('R', invite_id), [&](record_reader& r) {
+    rejection_row row;
+    row.reason = static_cast<domain::rejection_reason>(r.u64());
+    row.learner_id = r.opt_id();
+    row.anonymous = r.boolean();
+    row.rejected_at = r.ts();
+    auto e = get_event(r);
+    if (!r.ok()) return true;
+    row.position = e.position;
+    rows.emplace_back(std::move(row), std::move(e));
+    return true;
+  });
+  std::vector<rejection_row> out;
+  out.reserve(rows.size());
+  for (auto& [row, e] : rows) {
+    row.who = state_->show(e, row.learner_id);
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+std::optional<claim_access_view> read_models::claim_access(const uuid& claim_id,
+                                                           timestamp now) const {
+  std::shared_lock lock(state_->mu);
+  auto it = state_->claims.find(claim_id);
+  if (it == state_->claims.end()) return std::nullopt;
+  return state_->access_of(it->second, now);
+}
+
+std::optional<domain::invite_claimed> read_models::claim_seed(const uuid& claim_id) const {
+  std::shared_lock lock(state_->mu);
+  auto it = state_->claims.find(claim_id);
+  if (it == state_->claims.end()) return std::nullopt;
+  const auto& c = it->second;
+  domain::invite_claimed e;
+  e.org_id_ = c.org_id;
+  e.invite_id_ = c.invite_id;
+  e.claim_id_ = c.claim_id;
+  e.learner_id_ = c.learner_id;
+  e.anonymous_ = c.anonymous;
+  e.claimed_at_ = c.claimed_at;
+  e.restrictions_ = domain::claim_snapshot{c.tracks, c.access_duration, c.plays_per_track};
+  e.access_expires_at_ = c.access_expires_at;
+  return e;
+}
+
+std::vector<claim_access_view> read_models::learner_claims(const uuid& org_id,
+                                                           const uuid& learner_id,
+                                                           timestamp now) const {
+  std::shared_lock lock(state_->mu);
+  std::vector<claim_access_view> out;
+  auto l = state_->learners.find(learner_id);
+  if (l == state_->learners.end() || l->second.org_id != org_id) return out;
+  for (const auto& id : l->second.claims) {
+    auto c = state_->claims.find(id);
+    if (c != state_->claims.end()) out.push_back(state_->access_of(c->second, now));
+  }
+  return out;
+}
+
+std::optional<learner_view> read_models::learner(const uuid& org_id, const uuid& learner_id) const {
+  std::shared_lock lock(state_->mu);
+  auto l = state_->learners.find(learner_id);
+  if (l == state_->learners.end() || l->second.org_id != org_id) return std::nullopt;
+  const auto& r = l->second;
+  return learner_view{r.org_id,         r.learner_id, r.registered_at,
+                      r.lead_submitted, r.forgotten,  r.claims};
+}
+
+std::optional<learner_ref> read_models::learner_by_email(const uuid& org_id,
+                                                         std::string_view email_subject) const {
+  std::shared_lock lock(state_->mu);
+  auto s = state_->learner_by_subject.find(std::string(email_subject));
+  if (s == state_->learner_by_subject.end()) return std::nullopt;
+  auto l = state_->learners.find(s->second);
+  if (l == state_->learners.end() || l->second.org_id != org_id || l->second.forgotten) {
+    return std::nullopt;
+  }
+  return learner_ref{l->second.learner_id, l->second.lead_submitted};
+}
+
+std::vector<lead_row> read_models::leads(const uuid& org_id) const {
+  std::vector<std::pair<lead_row, recorded_event>> rows;
+  state_->scan_rows(key_of('L', org_id), [&](record_reader& r) {
+    lead_row row;
+    row.learner_id = r.id();
+    row.invite_id = r.opt_id();
+    row.captured_at = r.ts();
+    auto e = get_event(r);
+    if (!r.ok()) return true;
+    row.position = e.position;
+    rows.emplace_back(std::move(row), std::move(e));
+    return true;
+  });
+  std::vector<lead_row> out;
+  out.reserve(rows.size());
+  for (auto& [row, e] : rows) {
+    row.who = state_->show(e, row.learner_id, &row.answers);
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+}  // namespace passage::projections

@@ -1,0 +1,308 @@
+#pragma once
+// The read models of Passage (CQRS projections, SPEC §4): invites with status, usage,
+// acceptance lists, rejections, learner access, leads, and the lookups the command side
+// and authentication need (tracks, invite codes, API keys, organizations, learners by
+// email). Fed only by events (see projector.h), kept in memory for cheap point reads and
+// persisted in their own RocksDB folder together with the last applied position, so a
+// restart resumes exactly where it stopped. Personal data is never stored in clear: rows
+// keep the encrypted event and are decrypted through the codec at query time, so a
+// forgotten learner shows as "forgotten" while counts and times stay exact.
+//
+//   auto models = read_models::open({.path = "data/readmodels"}, codec);
+//   projector p(*store, **models);                      // subscribes from the checkpoint
+//   if (auto started = p.start(); !started) die(started.error().message);
+//   auto invite = (*models)->invite(org_id, invite_id, clock.now());   // optional<invite_view>
+//   (*models)->when_applied(append_result.last_position, [&] { respond(); });
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/result.h"
+#include "common/uuid.h"
+#include "domain/events.h"
+#include "domain/invite.h"
+#include "domain/types.h"
+#include "eventstore/event.h"
+#include "eventstore/event_codec.h"
+
+namespace passage::projections {
+
+struct projection_error {
+  std::string message;
+};
+
+// A query argument the read models cannot use (an unparsable cursor, ...).
+struct query_error {
+  std::string field;  // "cursor", "limit", ...
+  std::string message;
+};
+
+// ---------------------------------------------------------------------------------------
+// Views: plain values copied out of the read models.
+
+struct organization_view {
+  uuid org_id;
+  std::string name;
+  domain::lead_form lead_form;
+  timestamp created_at{};
+};
+
+struct track_view {
+  uuid org_id;
+  std::string track_id;
+  std::string title;
+  bool pausable = false;
+  std::optional<uuid> owner;  // API key id of the owning professor
+  timestamp registered_at{};
+  timestamp updated_at{};
+};
+
+struct api_key_view {
+  uuid org_id;
+  uuid key_id;
+  domain::role role = domain::role::admin;
+  std::string name;
+  std::string key_hash;  // lower-case hex SHA-256
+  bool revoked = false;
+  timestamp issued_at{};
+  std::optional<timestamp> revoked_at;
+};
+
+// Where an invite code leads.
+struct invite_ref {
+  uuid org_id;
+  uuid invite_id;
+};
+
+struct invite_view {
+  uuid org_id;
+  uuid invite_id;
+  std::string code;
+  std::string link;       // "/i/{code}"
+  std::uint64_t version;  // the invite stream's version (ETag / If-Match)
+  domain::invite_settings settings;
+  std::optional<uuid> duplicated_from;
+  timestamp created_at{};
+  timestamp updated_at{};  // last InviteCreated/Updated/Deactivated/Reactivated/Deleted
+  bool deactivated = false;
+  bool deleted = false;
+  // Computed at query time from the stored inputs and `now` (domain::status_at).
+  domain::status_view status;
+  std::int64_t claims_count = 0;
+  std::optional<std::int64_t> remaining_spots;  // nullopt: unlimited
+  bool share_button_visible = false;            // show_share_button and not expired/full/allowed
+};
+
+struct invite_page {
+  std::vector<invite_view> invites;
+  std::optional<std::string> next_cursor;  // pass back as invite_query::cursor
+};
+
+struct invite_query {
+  // Empty: every status except expired and deleted (SPEC §2); otherwise exactly these.
+  std::vector<domain::invite_status> statuses;
+  std::optional<std::string> track;  // invites listing this track
+  std::optional<domain::invite_type> type;
+  std::string q;                      // case-insensitive text in the title; "" = any
+  std::optional<uuid> owned_by;       // professors: invites whose tracks are all its own
+  std::size_t limit = 50;             // Default: 50; clamped to [1, max_page_size]
+  std::optional<std::string> cursor;  // from invite_page::next_cursor
+};
+inline constexpr std::size_t max_page_size = 500;
+
+struct usage_view {
+  uuid invite_id;
+  std::int64_t claims = 0;
+  std::int64_t unique_learners = 0;
+  std::int64_t anonymous_claims = 0;
+  std::int64_t rejections = 0;
+  std::int64_t plays = 0;
+  std::map<std::string, std::int64_t> plays_per_track;  // every track of the invite, 0 if unplayed
+  std::optional<std::int64_t> remaining_spots;          // nullopt: unlimited
+  std::map<std::string, std::int64_t> claims_per_day;   // "YYYY-MM-DD" (UTC) -> claims
+};
+
+// Personal data of a row as shown: decrypted, or forgotten.
+struct shown_person {
+  bool forgotten = false;
+  std::string email;  // "" when anonymous, not given, or forgotten
+  std::string first_name;
+  std::string last_name;
+};
+
+struct acceptance_row {
+  uuid claim_id;
+  uuid learner_id;
+  bool anonymous = false;
+  timestamp claimed_at{};
+  std::optional<timestamp> access_expires_at;
+  shown_person who;  // who.email: the email used to claim
+  std::uint64_t position = 0;
+};
+
+struct rejection_row {
+  domain::rejection_reason reason = domain::rejection_reason::not_allowed;
+  std::optional<uuid> learner_id;
+  bool anonymous = false;
+  timestamp rejected_at{};
+  shown_person who;
+  std::uint64_t position = 0;
+};
+
+struct lead_row {
+  uuid learner_id;
+  std::optional<uuid> invite_id;
+  timestamp captured_at{};
+  shown_person who;
+  std::map<std::string, std::string> answers;  // empty when forgotten
+  std::uint64_t position = 0;
+};
+
+struct track_access_view {
+  std::string track_id;
+  bool pausable = false;
+  std::optional<timestamp> access_expires_at;  // nullopt: forever
+  std::int64_t plays_used = 0;
+  std::optional<std::int64_t> plays_remaining;  // nullopt: unlimited
+  bool paused = false;
+};
+
+struct claim_access_view {
+  uuid org_id;
+  uuid invite_id;
+  uuid claim_id;
+  uuid learner_id;
+  bool anonymous = false;
+  timestamp claimed_at{};
+  std::optional<timestamp> access_expires_at;
+  bool access_expired = false;  // at the `now` of the query
+  std::vector<track_access_view> tracks;
+};
+
+struct learner_view {
+  uuid org_id;
+  uuid learner_id;
+  timestamp registered_at{};
+  bool lead_submitted = false;
+  bool forgotten = false;
+  std::vector<uuid> claims;  // in claim order
+};
+
+// What the command side needs about the learner behind an email (claim_invite facts).
+struct learner_ref {
+  uuid learner_id;
+  bool lead_submitted = false;
+};
+
+// ---------------------------------------------------------------------------------------
+
+struct read_models_options {
+  // RocksDB folder of the read models (not the event log's). Required.
+  std::string path;
+  // fsync every applied batch. Default: false: changes and checkpoint share one atomic
+  // WriteBatch, so an OS crash can only lose a tail that is re-applied from the log.
+  bool sync = false;
+};
+
+// Progress of apply(): events applied so far.
+struct apply_stats {
+  std::uint64_t events = 0;
+  std::uint64_t batches = 0;
+};
+
+// Owned by the application (one per read-model folder). Query methods are const and safe
+// from any thread, concurrently with the projector. apply() is for the projector and
+// rebuild() only: one thread at a time.
+class read_models {
+ public:
+  // Opens (creating if needed) the folder and loads its state. `codec` decrypts personal
+  // data at query time; it must outlive the read models.
+  static result<std::unique_ptr<read_models>, projection_error> open(
+      const read_models_options& options, const eventstore::event_codec& codec);
+  ~read_models();
+  read_models(const read_models&) = delete;
+  read_models& operator=(const read_models&) = delete;
+
+  // --- consistency -----------------------------------------------------------------------
+
+  // The log position of the last event applied (0: none).
+  std::uint64_t applied_position() const;
+  // Runs `fn` once `position` has been applied: at once on the caller's thread if it has
+  // been already, else on the projector's thread right after the batch that applies it
+  // (so `fn` must be quick). Callbacks still pending when the read models are destroyed
+  // are dropped without running.
+  void when_applied(std::uint64_t position, std::function<void()> fn);
+
+  // --- organizations, tracks, keys -------------------------------------------------------
+
+  std::optional<organization_view> organization(const uuid& org_id) const;
+  std::vector<organization_view> organizations() const;
+  // The org's lead form (empty form for an unknown org).
+  domain::lead_form lead_form(const uuid& org_id) const;
+
+  std::vector<track_view> tracks(const uuid& org_id) const;  // by track id
+  std::optional<track_view> track(const uuid& org_id, std::string_view track_id) const;
+  // The org's tracks as create_invite / update_invite want them.
+  domain::track_catalog track_catalog(const uuid& org_id) const;
+
+  std::optional<api_key_view> api_key_by_hash(std::string_view key_hash) const;
+  std::optional<api_key_view> api_key(const uuid& org_id, const uuid& key_id) const;
+  std::vector<api_key_view> api_keys(const uuid& org_id) const;  // in issue order
+
+  // --- invites -----------------------------------------------------------------------------
+
+  std::optional<invite_ref> invite_by_code(std::string_view code) const;
+  // nullopt when the invite does not exist or belongs to another org.
+  std::optional<invite_view> invite(const uuid& org_id, const uuid& invite_id, timestamp now) const;
+  // Newest first.
+  result<invite_page, query_error> list_invites(const uuid& org_id, const invite_query& query,
+                                                timestamp now) const;
+  std::optional<usage_view> usage(const uuid& org_id, const uuid& invite_id) const;
+  // Claims in claim order; with `as_of`, only those claimed before it (exclusive). nullopt
+  // for an unknown invite.
+  std::optional<std::vector<acceptance_row>> acceptance_list(
+      const uuid& org_id, const uuid& invite_id, std::optional<timestamp> as_of = {}) const;
+  std::optional<std::vector<rejection_row>> rejections(const uuid& org_id,
+                                                       const uuid& invite_id) const;
+
+  // --- learners ----------------------------------------------------------------------------
+
+  // A claim with its tracks, access expiry and plays left at `now` (learner endpoints).
+  std::optional<claim_access_view> claim_access(const uuid& claim_id, timestamp now) const;
+  // The claim's InviteClaimed without personal data: seeds the claim aggregate
+  // (domain::evolve(claim_state{}, *seed)) for play, pause and resume decisions.
+  std::optional<domain::invite_claimed> claim_seed(const uuid& claim_id) const;
+  std::vector<claim_access_view> learner_claims(const uuid& org_id, const uuid& learner_id,
+                                                timestamp now) const;
+  std::optional<learner_view> learner(const uuid& org_id, const uuid& learner_id) const;
+  // By keyed email hash: event_codec::email_subject(org_id, email). Forgotten learners are
+  // not found (a later claim with that email starts a new learner).
+  std::optional<learner_ref> learner_by_email(const uuid& org_id,
+                                              std::string_view email_subject) const;
+  // LeadCaptured rows of the org, oldest first.
+  std::vector<lead_row> leads(const uuid& org_id) const;
+
+  // --- feeding (projector and rebuild only) -----------------------------------------------
+
+  // Decodes and applies events in position order, then writes the changes and the new
+  // checkpoint in one WriteBatch. Events at or below applied_position() are skipped.
+  result<void, projection_error> apply(std::span<const eventstore::recorded_event> batch);
+  // Drops every read model and the checkpoint (back to position 0).
+  result<void, projection_error> clear();
+
+  struct state;  // internal
+
+ private:
+  explicit read_models(std::unique_ptr<state> s);
+  std::unique_ptr<state> state_;
+};
+
+}  // namespace passage::projections

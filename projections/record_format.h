@@ -1,0 +1,128 @@
+#pragma once
+// The binary form of read-model records in RocksDB: varints, length-prefixed strings,
+// uuids and timestamps. Internal to passage::projections; the layout is versioned by
+// read_models' format key, so a change means a rebuild, never a migration.
+//
+//   record_writer w;
+//   w.id(invite_id); w.str(code); w.ts(created_at);
+//   record_reader r(w.data());
+//   uuid id = r.id(); std::string code = r.str(); timestamp t = r.ts();
+//   if (!r.ok()) corrupt();
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/clock.h"
+#include "common/uuid.h"
+
+namespace passage::projections {
+
+class record_writer {
+ public:
+  void u64(std::uint64_t v) {
+    while (v >= 0x80) {
+      out_.push_back(static_cast<char>((v & 0x7F) | 0x80));
+      v >>= 7;
+    }
+    out_.push_back(static_cast<char>(v));
+  }
+  void i64(std::int64_t v) {
+    u64((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));
+  }
+  void boolean(bool v) { out_.push_back(v ? 1 : 0); }
+  void str(std::string_view s) {
+    u64(s.size());
+    out_.append(s);
+  }
+  void id(const uuid& u) { out_.append(u.as_bytes()); }
+  void ts(timestamp t) { i64(to_unix_micros(t)); }
+  void opt_ts(const std::optional<timestamp>& t) {
+    boolean(t.has_value());
+    if (t) ts(*t);
+  }
+  void opt_id(const std::optional<uuid>& u) {
+    boolean(u.has_value());
+    if (u) id(*u);
+  }
+
+  const std::string& data() const { return out_; }
+  std::string take() { return std::move(out_); }
+  void clear() { out_.clear(); }
+
+ private:
+  std::string out_;
+};
+
+// Reads what record_writer wrote. A short or malformed input makes ok() false and every
+// later read return zero values, so callers check once at the end.
+class record_reader {
+ public:
+  explicit record_reader(std::string_view in) : in_(in) {}
+
+  std::uint64_t u64() {
+    std::uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (in_.empty()) return bad();
+      const auto b = static_cast<std::uint8_t>(in_.front());
+      in_.remove_prefix(1);
+      v |= static_cast<std::uint64_t>(b & 0x7F) << shift;
+      if (!(b & 0x80)) return v;
+    }
+    return bad();
+  }
+  std::int64_t i64() {
+    const std::uint64_t z = u64();
+    return static_cast<std::int64_t>((z >> 1) ^ (~(z & 1) + 1));
+  }
+  bool boolean() {
+    if (in_.empty()) return bad() != 0;
+    const char c = in_.front();
+    in_.remove_prefix(1);
+    return c != 0;
+  }
+  std::string str() {
+    const std::uint64_t n = u64();
+    if (n > in_.size()) {
+      bad();
+      return {};
+    }
+    std::string s(in_.substr(0, n));
+    in_.remove_prefix(n);
+    return s;
+  }
+  uuid id() {
+    uuid u;
+    if (in_.size() < u.bytes.size()) {
+      bad();
+      return u;
+    }
+    for (std::size_t i = 0; i < u.bytes.size(); ++i) u.bytes[i] = static_cast<std::uint8_t>(in_[i]);
+    in_.remove_prefix(u.bytes.size());
+    return u;
+  }
+  timestamp ts() { return from_unix_micros(i64()); }
+  std::optional<timestamp> opt_ts() {
+    if (!boolean()) return std::nullopt;
+    return ts();
+  }
+  std::optional<uuid> opt_id() {
+    if (!boolean()) return std::nullopt;
+    return id();
+  }
+
+  bool ok() const { return ok_; }
+  bool at_end() const { return in_.empty(); }
+
+ private:
+  std::uint64_t bad() {
+    ok_ = false;
+    in_ = {};
+    return 0;
+  }
+  std::string_view in_;
+  bool ok_ = true;
+};
+
+}  // namespace passage::projections

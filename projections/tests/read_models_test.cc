@@ -1,0 +1,659 @@
+#include "projections/read_models.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "projections/csv.h"
+#include "projections/json_views.h"
+#include "projections/tests/fixture.h"
+
+namespace passage::projections {
+namespace {
+
+using namespace std::chrono_literals;
+using domain::invite_status;
+using testing::at;
+using testing::hash_of;
+using testing::id;
+
+const uuid org = id(1);
+const uuid other_org = id(2);
+
+class read_models_test : public testing::projections_test {
+ protected:
+  void SetUp() override {
+    projections_test::SetUp();
+    create_org(org, "Acme", 'a');
+    register_track(org, "k8s", "Kubernetes basics", false);
+    register_track(org, "linux", "Linux on a VM", true);
+  }
+
+  domain::invite_state& invite_state(const uuid& i) { return invites_[i]; }
+
+  std::vector<std::string> titles(const invite_page& p) {
+    std::vector<std::string> out;
+    for (const auto& v : p.invites) out.push_back(v.settings.title_);
+    return out;
+  }
+
+  invite_page list(invite_query q, timestamp now) {
+    auto r = models_->list_invites(org, q, now);
+    EXPECT_TRUE(r) << (r ? "" : r.error().message);
+    return r ? *r : invite_page{};
+  }
+
+  // Every byte of every file under `folder`.
+  static std::string all_bytes(const std::string& folder) {
+    std::string out;
+    for (const auto& f : std::filesystem::recursive_directory_iterator(folder)) {
+      if (!f.is_regular_file()) continue;
+      std::ifstream in(f.path(), std::ios::binary);
+      out.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    return out;
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+// Lookups for the command side and authentication.
+
+TEST_F(read_models_test, organizations_api_keys_and_tracks) {
+  create_org(other_org, "Other", 'b');
+  const uuid prof = id(31);
+  issue_key(org, prof, domain::role::professor, 'c');
+  register_track(org, "docker", "Docker", true, prof);
+  catch_up();
+
+  auto o = models_->organization(org);
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->name, "Acme");
+  EXPECT_EQ(models_->organizations().size(), 2u);
+
+  auto owner = models_->api_key_by_hash(hash_of('a'));
+  ASSERT_TRUE(owner);
+  EXPECT_EQ(owner->org_id, org);
+  EXPECT_EQ(owner->role, domain::role::owner);
+  EXPECT_FALSE(owner->revoked);
+  auto p = models_->api_key_by_hash(hash_of('c'));
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->key_id, prof);
+  EXPECT_EQ(p->role, domain::role::professor);
+  EXPECT_FALSE(models_->api_key_by_hash(hash_of('z')));
+  EXPECT_EQ(models_->api_keys(org).size(), 2u);
+  EXPECT_FALSE(models_->api_key(other_org, prof));  // nothing crosses organizations
+
+  append(must(domain::decide(orgs_[org], domain::revoke_api_key{prof}, clock_.now())));
+  catch_up();
+  EXPECT_TRUE(models_->api_key_by_hash(hash_of('c'))->revoked);
+
+  auto tracks = models_->tracks(org);
+  ASSERT_EQ(tracks.size(), 3u);
+  EXPECT_EQ(tracks[0].track_id, "docker");
+  EXPECT_EQ(tracks[0].owner, prof);
+  EXPECT_TRUE(tracks[0].pausable);
+  EXPECT_EQ(models_->track(org, "k8s")->title, "Kubernetes basics");
+  EXPECT_TRUE(models_->tracks(other_org).empty());
+  auto cat = models_->track_catalog(org);
+  EXPECT_TRUE(cat.at("linux").pausable_);
+  EXPECT_EQ(cat.at("docker").owner_, prof);
+
+  append(must(
+      domain::decide(tracks_[{org, "k8s"}], domain::update_track{.title_ = "K8s"}, clock_.now())));
+  domain::lead_form form;
+  form.fields_.push_back({"company", "Company", true});
+  append(
+      must(domain::decide(orgs_[org], domain::change_lead_form{form, std::nullopt}, clock_.now())));
+  catch_up();
+  EXPECT_EQ(models_->track(org, "k8s")->title, "K8s");
+  EXPECT_EQ(models_->lead_form(org).fields_.size(), 1u);
+  EXPECT_EQ(to_json(*models_->organization(org))["lead_form"]["fields"][0]["name"], "company");
+  EXPECT_FALSE(to_json(*models_->api_key_by_hash(hash_of('a'))).contains("key_hash"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Invite detail, status, code lookup.
+
+TEST_F(read_models_test, invite_detail_with_counts_remaining_spots_and_version) {
+  const uuid inv = id(100);
+  auto d = draft("Kubernetes 101");
+  d.claim_limit_ = 3;
+  d.internal_description_ = "budget code 42";
+  create_invite(org, inv, "AB2K7MZ", d);
+  catch_up();
+
+  auto v = models_->invite(org, inv, clock_.now());
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->code, "AB2K7MZ");
+  EXPECT_EQ(v->link, "/i/AB2K7MZ");
+  EXPECT_EQ(v->version, 1u);
+  EXPECT_EQ(v->status.status_, invite_status::active);
+  EXPECT_EQ(v->claims_count, 0);
+  EXPECT_EQ(v->remaining_spots, 3);
+  EXPECT_FALSE(models_->invite(other_org, inv, clock_.now()));  // 404 across orgs
+
+  auto ref = models_->invite_by_code("AB2K7MZ");
+  ASSERT_TRUE(ref);
+  EXPECT_EQ(ref->invite_id, inv);
+  EXPECT_EQ(ref->org_id, org);
+  EXPECT_FALSE(models_->invite_by_code("ZZZZZZZ"));
+
+  claim(inv, "ada@example.com", 1);
+  claim(inv, "bob@example.com", 2);
+  claim(inv, "ada@example.com", 3);  // the same learner again: no second use
+  catch_up();
+  v = models_->invite(org, inv, clock_.now());
+  EXPECT_EQ(v->claims_count, 2);
+  EXPECT_EQ(v->remaining_spots, 1);
+  EXPECT_EQ(v->version, invite_state(inv).version_);
+  EXPECT_GE(v->version, 3u);
+
+  auto j = to_json(*v);
+  EXPECT_EQ(j["id"], inv.to_string());
+  EXPECT_EQ(j["link"], "/i/AB2K7MZ");
+  EXPECT_EQ(j["version"], v->version);
+  EXPECT_EQ(j["status"], "active");
+  EXPECT_EQ(j["claims_count"], 2);
+  EXPECT_EQ(j["remaining_spots"], 1);
+  EXPECT_EQ(j["internal_description"], "budget code 42");
+  EXPECT_EQ(j["access_duration"], "forever");
+  EXPECT_TRUE(j["expires_at"].is_null());
+  EXPECT_EQ(j["tracks"][0]["track_id"], "k8s");
+
+  auto pub = to_public_json(*v);
+  EXPECT_EQ(pub["title"], "Kubernetes 101");
+  EXPECT_EQ(pub["link"], "/i/AB2K7MZ");
+  EXPECT_FALSE(pub.contains("internal_description"));
+  EXPECT_FALSE(pub.contains("allowed_emails"));
+  EXPECT_FALSE(pub.contains("claims_count"));
+  EXPECT_EQ(pub.dump().find("budget code"), std::string::npos);
+
+  // Unlimited: remaining spots null.
+  const uuid open = id(101);
+  create_invite(org, open, "CD3M8NP", draft("Open house"));
+  catch_up();
+  auto u = models_->invite(org, open, clock_.now());
+  EXPECT_FALSE(u->remaining_spots);
+  EXPECT_TRUE(to_json(*u)["remaining_spots"].is_null());
+}
+
+TEST_F(read_models_test, status_is_computed_at_query_time) {
+  const uuid inv = id(100);
+  auto d = draft("Expiring");
+  d.expires_at_ = at("2026-04-01T00:00:00Z");
+  d.claim_limit_ = 1;
+  d.show_share_button_ = true;
+  create_invite(org, inv, "AB2K7MZ", d);
+  catch_up();
+  EXPECT_EQ(models_->invite(org, inv, clock_.now())->status.status_, invite_status::active);
+  EXPECT_TRUE(models_->invite(org, inv, clock_.now())->share_button_visible);
+  EXPECT_EQ(models_->invite(org, inv, at("2026-04-01T00:00:00Z"))->status.status_,
+            invite_status::expired);
+  EXPECT_FALSE(models_->invite(org, inv, at("2026-04-01T00:00:00Z"))->share_button_visible);
+
+  on_invite(inv, domain::deactivate_invite{});
+  catch_up();
+  EXPECT_EQ(models_->invite(org, inv, clock_.now())->status.status_, invite_status::deactivated);
+  on_invite(inv, domain::reactivate_invite{});
+  claim(inv, "ada@example.com", 1);
+  catch_up();
+  EXPECT_EQ(models_->invite(org, inv, clock_.now())->status.status_, invite_status::full);
+  on_invite(inv, domain::delete_invite{});
+  catch_up();
+  auto v = models_->invite(org, inv, clock_.now());
+  EXPECT_EQ(v->status.status_, invite_status::deleted);
+  EXPECT_EQ(v->version, invite_state(inv).version_);
+  EXPECT_TRUE(models_->invite_by_code("AB2K7MZ"));  // claims on it are still recorded
+
+  const uuid live = id(102);
+  auto l = draft("Live");
+  l.type_ = domain::invite_type::live_event;
+  l.starts_at_ = at("2026-03-11T12:00:00Z");
+  l.ends_at_ = at("2026-03-11T18:00:00Z");
+  create_invite(org, live, "CD3M8NP", l);
+  catch_up();
+  auto lv = models_->invite(org, live, clock_.now());
+  EXPECT_EQ(lv->status.status_, invite_status::upcoming);
+  EXPECT_EQ(lv->status.days_left_, 10);
+  EXPECT_EQ(to_json(*lv)["days_left"], 10);
+  EXPECT_EQ(models_->invite(org, live, at("2026-03-11T00:00:00Z"))->status.status_,
+            invite_status::active);
+}
+
+// ---------------------------------------------------------------------------------------
+// Lists.
+
+TEST_F(read_models_test, list_filters_and_hides_expired_and_deleted_by_default) {
+  create_org(other_org, "Other", 'b');
+  register_track(other_org, "k8s", "Kubernetes", false);
+  auto a = draft("Kubernetes for beginners", {"k8s"});
+  auto b = draft("Linux deep dive", {"linux"});
+  auto c = draft("Expired kubernetes", {"k8s", "linux"});
+  c.expires_at_ = at("2026-03-02T00:00:00Z");
+  auto d = draft("Live kubernetes", {"k8s"});
+  d.type_ = domain::invite_type::live_event;
+  d.starts_at_ = at("2026-03-20T10:00:00Z");
+  d.ends_at_ = at("2026-03-20T12:00:00Z");
+  auto e = draft("Deleted one");
+  create_invite(org, id(100), "AAAAAA2", a);
+  create_invite(org, id(101), "AAAAAA3", b);
+  create_invite(org, id(102), "AAAAAA4", c);
+  create_invite(org, id(103), "AAAAAA5", d);
+  create_invite(org, id(104), "AAAAAA6", e);
+  create_invite(other_org, id(105), "AAAAAA7", draft("Other org kubernetes"));
+  on_invite(id(104), domain::delete_invite{});
+  on_invite(id(101), domain::deactivate_invite{});
+  catch_up();
+  const auto later = at("2026-03-05T00:00:00Z");
+
+  EXPECT_EQ(titles(list({}, later)), (std::vector<std::string>{"Live kubernetes", "Linux deep dive",
+                                                               "Kubernetes for beginners"}));
+  EXPECT_EQ(titles(list({}, clock_.now())).size(), 4u);  // not expired yet
+  EXPECT_EQ(titles(list({.statuses = {invite_status::expired}}, later)),
+            (std::vector<std::string>{"Expired kubernetes"}));
+  EXPECT_EQ(titles(list({.statuses = {invite_status::deleted, invite_status::deactivated}}, later)),
+            (std::vector<std::string>{"Deleted one", "Linux deep dive"}));
+  EXPECT_EQ(titles(list({.statuses = {invite_status::upcoming}}, later)),
+            (std::vector<std::string>{"Live kubernetes"}));
+  EXPECT_EQ(titles(list({.track = "linux"}, later)), (std::vector<std::string>{"Linux deep dive"}));
+  EXPECT_EQ(titles(list({.type = domain::invite_type::live_event}, later)),
+            (std::vector<std::string>{"Live kubernetes"}));
+  EXPECT_EQ(titles(list({.q = "KUBERNETES"}, later)),
+            (std::vector<std::string>{"Live kubernetes", "Kubernetes for beginners"}));
+  EXPECT_TRUE(titles(list({.q = "nothing"}, later)).empty());
+
+  // Paging: newest first, a cursor that continues, none after the last page.
+  auto p1 = list({.limit = 2}, later);
+  EXPECT_EQ(titles(p1), (std::vector<std::string>{"Live kubernetes", "Linux deep dive"}));
+  ASSERT_TRUE(p1.next_cursor);
+  auto p2 = list({.limit = 2, .cursor = p1.next_cursor}, later);
+  EXPECT_EQ(titles(p2), (std::vector<std::string>{"Kubernetes for beginners"}));
+  EXPECT_FALSE(p2.next_cursor);
+  auto exact = list({.limit = 3}, later);
+  EXPECT_FALSE(exact.next_cursor);
+  EXPECT_TRUE(to_json(exact)["next_cursor"].is_null());
+  EXPECT_EQ(to_json(p1)["invites"].size(), 2u);
+
+  auto bad = models_->list_invites(org, {.cursor = "x1"}, later);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().field, "cursor");
+}
+
+TEST_F(read_models_test, list_owned_by_professor) {
+  const uuid prof = id(31);
+  issue_key(org, prof, domain::role::professor, 'c');
+  register_track(org, "mine", "Mine", false, prof);
+  create_invite(org, id(100), "AAAAAA2", draft("Mine only", {"mine"}));
+  create_invite(org, id(101), "AAAAAA3", draft("Mixed", {"mine", "k8s"}));
+  catch_up();
+  EXPECT_EQ(titles(list({.owned_by = prof}, clock_.now())),
+            (std::vector<std::string>{"Mine only"}));
+}
+
+// ---------------------------------------------------------------------------------------
+// Usage, acceptance list, rejections.
+
+TEST_F(read_models_test, usage_counts_claims_per_day_and_plays_per_track) {
+  const uuid inv = id(100);
+  auto d = draft("Two tracks", {"k8s", "linux"});
+  d.claim_limit_ = 10;
+  d.plays_per_track_ = 5;
+  create_invite(org, inv, "AB2K7MZ", d);
+  auto c1 = claim(inv, "ada@example.com", 1);
+  auto c2 = claim(inv, std::nullopt, 2);
+  clock_.advance(24h);
+  auto c3 = claim(inv, "bob@example.com", 3);
+  play(c1.claim_->claim_id_, c1.claim_->learner_id_, "k8s");
+  play(c1.claim_->claim_id_, c1.claim_->learner_id_, "k8s");
+  play(c3.claim_->claim_id_, c3.claim_->learner_id_, "k8s");
+  play(c3.claim_->claim_id_, c3.claim_->learner_id_, "linux");
+  catch_up();
+
+  auto u = models_->usage(org, inv);
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->claims, 3);
+  EXPECT_EQ(u->unique_learners, 3);
+  EXPECT_EQ(u->anonymous_claims, 1);
+  EXPECT_EQ(u->plays, 4);
+  EXPECT_EQ(u->plays_per_track, (std::map<std::string, std::int64_t>{{"k8s", 3}, {"linux", 1}}));
+  EXPECT_EQ(u->remaining_spots, 7);
+  EXPECT_EQ(u->claims_per_day,
+            (std::map<std::string, std::int64_t>{{"2026-03-01", 2}, {"2026-03-02", 1}}));
+  auto j = to_json(*u);
+  EXPECT_EQ(j["claims_per_day"][1]["date"], "2026-03-02");
+  EXPECT_EQ(j["plays_per_track"][0]["plays"], 3);
+  EXPECT_FALSE(models_->usage(other_org, inv));
+}
+
+TEST_F(read_models_test, acceptance_list_json_and_csv) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Workshop"));
+  claim(inv, "ada@example.com", 1, "Ada", "Lovelace");
+  clock_.advance(1h);
+  claim(inv, std::nullopt, 2);
+  clock_.advance(1h);
+  claim(inv, "=evil@example.com", 3, "@Bob", "Tables, \"Little\"");
+  catch_up();
+
+  auto rows = models_->acceptance_list(org, inv);
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->size(), 3u);
+  EXPECT_EQ((*rows)[0].who.email, "ada@example.com");
+  EXPECT_EQ((*rows)[0].learner_id, id(6001));
+  EXPECT_EQ((*rows)[0].claimed_at, at("2026-03-01T10:00:00Z"));
+  EXPECT_TRUE((*rows)[1].anonymous);
+  EXPECT_EQ((*rows)[1].who.email, "");
+  EXPECT_EQ((*rows)[2].who.email, "=evil@example.com");
+
+  auto j = to_json(std::span<const acceptance_row>(*rows));
+  EXPECT_EQ(j["claims"][0]["email"], "ada@example.com");
+  EXPECT_EQ(j["claims"][0]["claimed_at"], "2026-03-01T10:00:00Z");
+  EXPECT_EQ(j["claims"][0]["forgotten"], false);
+  EXPECT_TRUE(j["claims"][1]["email"].is_null());
+
+  const auto csv = acceptance_csv(*rows);
+  EXPECT_EQ(
+      csv.substr(0, csv.find("\r\n")),
+      "claim_id,learner_id,anonymous,email,first_name,last_name,claimed_at,access_expires_at");
+  EXPECT_NE(csv.find(",false,ada@example.com,,,2026-03-01T10:00:00Z,\r\n"), std::string::npos)
+      << csv;
+  EXPECT_NE(csv.find(",true,,,,2026-03-01T11:00:00Z,\r\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",'=evil@example.com,"), std::string::npos) << csv;
+
+  auto as_of = models_->acceptance_list(org, inv, at("2026-03-01T11:30:00Z"));
+  EXPECT_EQ(as_of->size(), 2u);
+  EXPECT_FALSE(models_->acceptance_list(other_org, inv));
+}
+
+TEST_F(read_models_test, rejections_are_listed_with_reason_and_email) {
+  const uuid inv = id(100);
+  auto d = draft("Only example.org");
+  d.access_ = domain::access_mode::allowed;
+  d.allowed_domains_ = {"example.org"};
+  create_invite(org, inv, "AB2K7MZ", d);
+  claim(inv, "mallory@evil.test", 1);
+  on_invite(inv, domain::deactivate_invite{});
+  claim(inv, "eve@example.org", 2);
+  catch_up();
+  auto r = models_->rejections(org, inv);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[0].reason, domain::rejection_reason::not_allowed);
+  EXPECT_EQ((*r)[0].who.email, "mallory@evil.test");
+  EXPECT_EQ((*r)[1].reason, domain::rejection_reason::deactivated);
+  EXPECT_EQ(to_json(std::span<const rejection_row>(*r))["rejections"][1]["reason"], "deactivated");
+  EXPECT_EQ(models_->usage(org, inv)->rejections, 2);
+  EXPECT_EQ(models_->invite(org, inv, clock_.now())->claims_count, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Learners.
+
+TEST_F(read_models_test, learner_access_per_claim_and_per_learner) {
+  const uuid inv = id(100);
+  auto d = draft("Access", {"k8s", "linux"});
+  d.access_duration_ = "P30D";
+  d.plays_per_track_ = 2;
+  create_invite(org, inv, "AB2K7MZ", d);
+  auto c = claim(inv, "ada@example.com", 1);
+  const auto claim_id = c.claim_->claim_id_;
+  const auto learner_id = c.claim_->learner_id_;
+  play(claim_id, learner_id, "linux");
+  append(must(
+      domain::decide(claims_[claim_id], domain::pause_track{learner_id, "linux"}, clock_.now())));
+  catch_up();
+
+  auto a = models_->claim_access(claim_id, clock_.now());
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->learner_id, learner_id);
+  EXPECT_EQ(a->access_expires_at, at("2026-03-31T10:00:00Z"));
+  EXPECT_FALSE(a->access_expired);
+  ASSERT_EQ(a->tracks.size(), 2u);
+  EXPECT_EQ(a->tracks[0].track_id, "k8s");
+  EXPECT_EQ(a->tracks[0].plays_remaining, 2);
+  EXPECT_EQ(a->tracks[1].plays_used, 1);
+  EXPECT_EQ(a->tracks[1].plays_remaining, 1);
+  EXPECT_TRUE(a->tracks[1].paused);
+  EXPECT_TRUE(a->tracks[1].pausable);
+  EXPECT_TRUE(models_->claim_access(claim_id, at("2026-03-31T10:00:00Z"))->access_expired);
+  EXPECT_EQ(to_json(*a)["tracks"][0]["plays_remaining"], 2);
+
+  auto seed = models_->claim_seed(claim_id);
+  ASSERT_TRUE(seed);
+  auto folded = domain::evolve(domain::claim_state{}, *seed);
+  EXPECT_EQ(folded.restrictions_, claims_[claim_id].restrictions_);
+  EXPECT_EQ(folded.access_expires_at_, claims_[claim_id].access_expires_at_);
+
+  const uuid inv2 = id(101);
+  create_invite(org, inv2, "CD3M8NP", draft("Second"));
+  claim(inv2, "ADA@example.com", 2);  // the same learner, found by email
+  catch_up();
+  auto mine = models_->learner_claims(org, learner_id, clock_.now());
+  ASSERT_EQ(mine.size(), 2u);
+  EXPECT_EQ(mine[1].invite_id, inv2);
+  EXPECT_TRUE(models_->learner_claims(other_org, learner_id, clock_.now()).empty());
+  EXPECT_EQ(models_->learner(org, learner_id)->claims.size(), 2u);
+}
+
+TEST_F(read_models_test, email_index_and_lead_form_submissions) {
+  domain::lead_form form;
+  form.fields_.push_back({"company", "Company", true});
+  append(
+      must(domain::decide(orgs_[org], domain::change_lead_form{form, std::nullopt}, clock_.now())));
+  const uuid inv = id(100);
+  auto d = draft("Leads");
+  d.access_ = domain::access_mode::lead_form;
+  create_invite(org, inv, "AB2K7MZ", d);
+  auto subject = codec_->email_subject(org, "ada@example.com");
+  catch_up();
+  EXPECT_FALSE(models_->learner_by_email(org, subject));
+
+  auto c = claim(inv, "ada@example.com", 1, "Ada", "Lovelace", {{"company", "Analytical"}});
+  ASSERT_EQ(c.outcome_, domain::claim_outcome::claimed);
+  catch_up();
+  auto ref = models_->learner_by_email(org, subject);
+  ASSERT_TRUE(ref);
+  EXPECT_EQ(ref->learner_id, c.claim_->learner_id_);
+  EXPECT_TRUE(ref->lead_submitted);
+  EXPECT_FALSE(models_->learner_by_email(other_org, subject));
+
+  auto leads = models_->leads(org);
+  ASSERT_EQ(leads.size(), 1u);
+  EXPECT_EQ(leads[0].who.email, "ada@example.com");
+  EXPECT_EQ(leads[0].who.last_name, "Lovelace");
+  EXPECT_EQ(leads[0].answers.at("company"), "Analytical");
+  EXPECT_EQ(leads[0].invite_id, inv);
+  EXPECT_EQ(to_json(leads[0])["answers"]["company"], "Analytical");
+}
+
+TEST_F(read_models_test, forgotten_learner_shows_as_forgotten_with_counts_intact) {
+  domain::lead_form form;
+  form.fields_.push_back({"company", "Company", true});
+  append(
+      must(domain::decide(orgs_[org], domain::change_lead_form{form, std::nullopt}, clock_.now())));
+  const uuid inv = id(100);
+  auto d = draft("Forget me");
+  d.access_ = domain::access_mode::lead_form;
+  d.claim_limit_ = 5;
+  create_invite(org, inv, "AB2K7MZ", d);
+  auto c = claim(inv, "ada.forgettable@example.com", 1, "Augusta", "Byronsdottir",
+                 {{"company", "Difference Engines Ltd"}});
+  claim(inv, "bob@example.com", 2, "Bob", "Builder", {{"company", "Bob & Co"}});
+  const auto learner_id = c.claim_->learner_id_;
+  play(c.claim_->claim_id_, learner_id, "k8s");
+  const auto subject = codec_->email_subject(org, "ada.forgettable@example.com");
+  catch_up();
+  ASSERT_TRUE(models_->learner_by_email(org, subject));
+  const auto claimed_at = (*models_->acceptance_list(org, inv))[0].claimed_at;
+
+  forget(learner_id);
+  catch_up();
+
+  EXPECT_FALSE(models_->learner_by_email(org, subject));
+  EXPECT_TRUE(models_->learner(org, learner_id)->forgotten);
+  auto rows = *models_->acceptance_list(org, inv);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_TRUE(rows[0].who.forgotten);
+  EXPECT_EQ(rows[0].who.email, "");
+  EXPECT_EQ(rows[0].claimed_at, claimed_at);
+  EXPECT_EQ(rows[0].learner_id, learner_id);
+  EXPECT_EQ(rows[1].who.email, "bob@example.com");
+  EXPECT_EQ(to_json(rows[0])["email"], "forgotten");
+  EXPECT_NE(acceptance_csv(rows).find(",forgotten,"), std::string::npos);
+  auto leads = models_->leads(org);
+  ASSERT_EQ(leads.size(), 2u);
+  EXPECT_TRUE(leads[0].who.forgotten);
+  EXPECT_TRUE(leads[0].answers.empty());
+  auto v = models_->invite(org, inv, clock_.now());
+  EXPECT_EQ(v->claims_count, 2);
+  EXPECT_EQ(v->remaining_spots, 3);
+  EXPECT_EQ(models_->usage(org, inv)->plays, 1);
+  EXPECT_EQ(models_->claim_access(c.claim_->claim_id_, clock_.now())->tracks[0].plays_used, 1);
+
+  // A later claim with that email starts a new learner.
+  auto again = claim(inv, "ada.forgettable@example.com", 3, "Augusta", "Byronsdottir",
+                     {{"company", "Difference Engines Ltd"}});
+  ASSERT_EQ(again.outcome_, domain::claim_outcome::claimed);
+  EXPECT_NE(again.claim_->learner_id_, learner_id);
+  catch_up();
+  EXPECT_EQ(models_->learner_by_email(org, subject)->learner_id, again.claim_->learner_id_);
+  forget(again.claim_->learner_id_);
+  catch_up();
+
+  // The auditor's grep: no clear personal data in any file of the read-model folder.
+  const auto bytes = all_bytes(models_path());
+  ASSERT_FALSE(bytes.empty());
+  for (std::string secret :
+       {"ada.forgettable@example.com", "ada.forgettable", "Augusta", "Byronsdottir",
+        "Difference Engines", "bob@example.com", "Builder", "Bob & Co"}) {
+    EXPECT_EQ(bytes.find(secret), std::string::npos) << secret;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Checkpoint, restart, rebuild, read-your-writes.
+
+TEST_F(read_models_test, restart_resumes_from_the_checkpoint_without_reapplying) {
+  const uuid inv = id(100);
+  auto d = draft("Restart");
+  d.claim_limit_ = 10;
+  create_invite(org, inv, "AB2K7MZ", d);
+  auto c = claim(inv, "ada@example.com", 1);
+  claim(inv, "bob@example.com", 2);
+  play(c.claim_->claim_id_, c.claim_->learner_id_, "k8s");
+  catch_up();
+  const auto applied = models_->applied_position();
+  EXPECT_EQ(applied, store_->head_position());
+  const auto before = to_json(*models_->invite(org, inv, clock_.now()));
+
+  open_models();  // closes the projector and the read models, opens them again
+  EXPECT_EQ(models_->applied_position(), applied);
+  EXPECT_EQ(to_json(*models_->invite(org, inv, clock_.now())), before);
+  EXPECT_EQ(models_->usage(org, inv)->plays, 1);
+  EXPECT_TRUE(models_->api_key_by_hash(hash_of('a')));
+  EXPECT_EQ(models_->invite_by_code("AB2K7MZ")->invite_id, inv);
+  EXPECT_TRUE(models_->learner_by_email(org, codec_->email_subject(org, "ada@example.com")));
+
+  // The same events delivered again are skipped (counts not doubled).
+  auto all = store_->read_all({}, 1000);
+  ASSERT_TRUE(all);
+  ASSERT_TRUE(models_->apply(*all));
+  EXPECT_EQ(models_->invite(org, inv, clock_.now())->claims_count, 2);
+
+  claim(inv, "carol@example.com", 3);  // starts the projector from the checkpoint
+  catch_up();
+  auto v = models_->invite(org, inv, clock_.now());
+  EXPECT_EQ(v->claims_count, 3);
+  EXPECT_EQ(models_->acceptance_list(org, inv)->size(), 3u);
+  EXPECT_EQ(models_->usage(org, inv)->plays, 1);
+}
+
+TEST_F(read_models_test, rebuild_from_zero_gives_identical_answers) {
+  const uuid prof = id(31);
+  issue_key(org, prof, domain::role::professor, 'c');
+  const uuid inv = id(100);
+  auto d = draft("Rebuild", {"k8s", "linux"});
+  d.claim_limit_ = 10;
+  d.plays_per_track_ = 3;
+  create_invite(org, inv, "AB2K7MZ", d);
+  create_invite(org, id(101), "CD3M8NP", draft("Second"));
+  auto c = claim(inv, "ada@example.com", 1);
+  claim(inv, std::nullopt, 2);
+  clock_.advance(48h);
+  claim(inv, "bob@example.com", 3);
+  play(c.claim_->claim_id_, c.claim_->learner_id_, "linux");
+  on_invite(id(101), domain::deactivate_invite{});
+  forget(c.claim_->learner_id_);
+  catch_up();
+
+  auto snapshot = [&] {
+    nlohmann::json j;
+    j["list"] = to_json(*models_->list_invites(
+        org, {.statuses = {invite_status::active, invite_status::deactivated}}, clock_.now()));
+    j["usage"] = to_json(*models_->usage(org, inv));
+    j["claims"] = to_json(std::span<const acceptance_row>(*models_->acceptance_list(org, inv)));
+    j["access"] = to_json(*models_->claim_access(c.claim_->claim_id_, clock_.now()));
+    j["key"] = to_json(*models_->api_key_by_hash(hash_of('c')));
+    j["tracks"] = nlohmann::json::array();
+    for (const auto& t : models_->tracks(org)) j["tracks"].push_back(to_json(t));
+    j["bob"] = models_->learner_by_email(org, codec_->email_subject(org, "bob@example.com"))
+                   ->learner_id.to_string();
+    j["applied"] = models_->applied_position();
+    return j;
+  };
+  const auto before = snapshot();
+  projector_.reset();
+
+  std::vector<rebuild_progress> reports;
+  auto r = rebuild(
+      *store_, *models_,
+      {.batch_size = 3, .on_progress = [&](const rebuild_progress& p) { reports.push_back(p); }});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->events_done, store_->head_position());
+  EXPECT_EQ(r->events_total, store_->head_position());
+  ASSERT_FALSE(reports.empty());
+  EXPECT_EQ(reports.back().events_done, r->events_done);
+  EXPECT_EQ(snapshot(), before);
+
+  // And after a restart on the rebuilt folder.
+  open_models();
+  EXPECT_EQ(snapshot(), before);
+}
+
+TEST_F(read_models_test, when_applied_fires_once_the_position_is_applied) {
+  catch_up();
+  bool ran = false;
+  models_->when_applied(models_->applied_position(), [&] { ran = true; });
+  EXPECT_TRUE(ran);  // already applied: at once
+
+  std::promise<std::uint64_t> seen;
+  auto f = seen.get_future();
+  const auto next = store_->head_position() + 2;
+  models_->when_applied(next, [&] { seen.set_value(models_->applied_position()); });
+  EXPECT_EQ(f.wait_for(50ms), std::future_status::timeout);
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("One"));
+  EXPECT_EQ(f.wait_for(50ms), std::future_status::timeout);
+  const auto pos = create_invite(org, id(101), "CD3M8NP", draft("Two"));
+  ASSERT_EQ(pos, next);
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  EXPECT_GE(f.get(), next);
+  EXPECT_TRUE(models_->invite(org, id(101), clock_.now()));  // read your write
+}
+
+TEST_F(read_models_test, projector_refuses_read_models_ahead_of_the_log) {
+  catch_up();
+  projector_.reset();
+  passage::testing::temp_dir other;
+  auto empty = eventstore::open_event_store({.path = other.sub("events"), .sync = false});
+  ASSERT_TRUE(empty);
+  projector p(**empty, *models_);
+  auto started = p.start();
+  ASSERT_FALSE(started);
+  EXPECT_NE(started.error().message.find("rebuild"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace passage::projections
