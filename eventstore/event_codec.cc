@@ -477,6 +477,16 @@ std::string aad_of(const uuid& event_id, std::string_view type, std::string_view
   return aad;
 }
 
+// A person may be forgotten, come back, and be forgotten again; each return needs a
+// new key for their email subject. The bound only stops a runaway loop.
+constexpr int max_email_generations = 1000;
+
+bool is_email_subject(std::string_view subject) { return subject.starts_with("email:"); }
+
+std::string email_generation(const std::string& base, int generation) {
+  return generation == 1 ? base : base + "." + std::to_string(generation);
+}
+
 // Keeps a copy of a key from outliving its use on the stack.
 struct key_guard {
   data_key& k;
@@ -534,6 +544,25 @@ std::string event_codec::email_subject(const uuid& org_id, std::string_view emai
   return out;
 }
 
+result<void, codec_error> event_codec::forget_email(const uuid& org_id,
+                                                    std::string_view email) const {
+  const std::string base = email_subject(org_id, email);
+  for (int g = 1; g <= max_email_generations; ++g) {
+    std::string subject = email_generation(base, g);
+    if (keys_.is_destroyed(subject)) continue;
+    auto key = keys_.find(subject);
+    if (!key) return codec_error{"forget_email: key store: " + key.error().message};
+    // Generation 1 is destroyed even if it never had a key, so that nothing recorded
+    // after the forget can reuse it; later generations end the search when unused.
+    if (!*key && g > 1) return {};
+    if (*key) OPENSSL_cleanse((*key)->data(), (*key)->size());
+    if (auto r = keys_.destroy(subject); !r) {
+      return codec_error{"forget_email: key store: " + r.error().message};
+    }
+  }
+  return {};
+}
+
 std::string event_codec::subject_of(const domain::event& e) const {
   if (auto learner = domain::data_subject(e)) return "learner:" + learner->to_string();
   const auto* pd = domain::personal_data_of(e);
@@ -562,6 +591,14 @@ result<new_event, codec_error> event_codec::encode(const domain::event& e,
                         "personal_data");
       }
       auto key = keys_.get_or_create(subject);
+      if (!key && key.error().destroyed && is_email_subject(subject)) {
+        // The email was forgotten; new data about it gets a fresh generation's key.
+        const std::string base = subject;
+        for (int g = 2; !key && key.error().destroyed && g <= max_email_generations; ++g) {
+          subject = email_generation(base, g);
+          key = keys_.get_or_create(subject);
+        }
+      }
       if (!key) {
         auto err =
             error_of(type, "no key for personal data: " + key.error().message, "personal_data");

@@ -63,8 +63,15 @@ class event_codec {
   // The encryption subject of an event's personal data: "learner:<uuid>" when the
   // event names its data subject, else "email:<hex HMAC-SHA256(pepper, org|email)>".
   std::string subject_of(const domain::event& e) const;
-  // "email:<…>" for an email of an organization (lower-cased before hashing).
+  // "email:<…>" for an email of an organization (trimmed and lower-cased before hashing).
   std::string email_subject(const uuid& org_id, std::string_view email) const;
+
+  // Forgetting a learner must also forget what was recorded about their email before
+  // the learner existed (rejected claims, invitations, mails), which is keyed by the
+  // email subject. This destroys that key. Since a destroyed key is never made again,
+  // personal data recorded for the same email later goes to a new generation of the
+  // subject ("email:<hex>.2", ".3", …); this destroys every generation in use.
+  result<void, codec_error> forget_email(const uuid& org_id, std::string_view email) const;
 
  private:
   key_store& keys_;

@@ -338,6 +338,38 @@ TEST_F(codec_test, after_the_key_is_destroyed_the_learner_is_forgotten) {
   EXPECT_FALSE(played->forgotten);
 }
 
+TEST_F(codec_test, a_forgotten_email_is_unreadable_yet_can_be_recorded_again) {
+  d::claim_rejected before{org,   id(2), d::rejection_reason::not_allowed, std::nullopt,
+                           false, at(1), email_only("eve@example.com")};
+  auto first = stored(before, 1);
+  ASSERT_TRUE(codec_.forget_email(org, "EVE@example.com"));
+  auto dec = codec_.decode(first);
+  ASSERT_TRUE(dec);
+  EXPECT_TRUE(dec->forgotten);
+
+  // Eve comes back: the audit record of a new rejection must still be writable.
+  auto second = stored(before, 2);
+  EXPECT_EQ(json::parse(second.data)["personal_data"]["subject"],
+            codec_.email_subject(org, "eve@example.com") + ".2");
+  dec = codec_.decode(second);
+  ASSERT_TRUE(dec);
+  EXPECT_FALSE(dec->forgotten);
+  EXPECT_TRUE(dec->event == d::event{before});
+
+  // Forgotten again: both records are gone, and a third life gets a third key.
+  ASSERT_TRUE(codec_.forget_email(org, "eve@example.com"));
+  for (const auto* r : {&first, &second}) {
+    auto again = codec_.decode(*r);
+    ASSERT_TRUE(again);
+    EXPECT_TRUE(again->forgotten);
+  }
+  auto third = stored(before, 3);
+  EXPECT_EQ(json::parse(third.data)["personal_data"]["subject"],
+            codec_.email_subject(org, "eve@example.com") + ".3");
+  ASSERT_TRUE(codec_.forget_email(org, "nobody@example.com")) << "forgetting is total";
+  EXPECT_TRUE(keys_->is_destroyed(codec_.email_subject(org, "nobody@example.com")));
+}
+
 TEST_F(codec_test, a_key_that_never_existed_reads_as_forgotten) {
   auto r = stored(claimed());
   auto fresh_keys = make_memory_key_store();
