@@ -1,0 +1,424 @@
+#include "api/v1/dto.h"
+
+#include <limits>
+#include <set>
+
+#include "common/time_format.h"
+
+namespace passage::api::v1 {
+namespace {
+
+using nlohmann::json;
+
+// Reads the members of one JSON object, remembering which it consumed, so that
+// whatever is left over can be reported as unknown.
+class object_reader {
+ public:
+  object_reader(const json& j, std::string path) : j_(j), path_(std::move(path)) {}
+
+  bool is_object() const { return j_.is_object(); }
+  bool has(const char* key) const { return j_.contains(key); }
+  std::string at(std::string_view key) const {
+    return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+  }
+
+  // Each getter: absent -> leaves `out` untouched and returns true (unless required).
+  std::optional<field_error> string(const char* key, std::string& out, bool required = false,
+                                    bool nullable = false) {
+    seen_.insert(key);
+    auto it = j_.find(key);
+    if (it == j_.end() || (nullable && it->is_null())) {
+      if (required) return field_error{at(key), "is required"};
+      return std::nullopt;
+    }
+    if (!it->is_string()) return field_error{at(key), "must be a string"};
+    out = it->get<std::string>();
+    return std::nullopt;
+  }
+  std::optional<field_error> boolean(const char* key, bool& out) {
+    seen_.insert(key);
+    auto it = j_.find(key);
+    if (it == j_.end()) return std::nullopt;
+    if (!it->is_boolean()) return field_error{at(key), "must be true or false"};
+    out = it->get<bool>();
+    return std::nullopt;
+  }
+  std::optional<field_error> integer(const char* key, std::int64_t& out) {
+    seen_.insert(key);
+    auto it = j_.find(key);
+    if (it == j_.end()) return std::nullopt;
+    if (it->is_number_unsigned()) {
+      if (it->get<std::uint64_t>() > std::uint64_t(std::numeric_limits<std::int64_t>::max())) {
+        return field_error{at(key), "is too large"};
+      }
+      out = static_cast<std::int64_t>(it->get<std::uint64_t>());
+      return std::nullopt;
+    }
+    if (!it->is_number_integer()) return field_error{at(key), "must be an integer"};
+    out = it->get<std::int64_t>();
+    return std::nullopt;
+  }
+  // RFC 3339; null clears when `nullable`, reported as present-but-empty.
+  std::optional<field_error> time(const char* key, std::optional<std::optional<timestamp>>& out) {
+    seen_.insert(key);
+    auto it = j_.find(key);
+    if (it == j_.end()) return std::nullopt;
+    if (it->is_null()) {
+      out = std::optional<timestamp>{};
+      return std::nullopt;
+    }
+    if (!it->is_string()) return field_error{at(key), "must be an RFC 3339 time or null"};
+    auto t = parse_rfc3339(it->get<std::string>());
+    if (!t) return field_error{at(key), "must be an RFC 3339 time such as 2026-11-20T09:00:00Z"};
+    out = *t;
+    return std::nullopt;
+  }
+  std::optional<field_error> strings(const char* key, std::vector<std::string>& out) {
+    seen_.insert(key);
+    auto it = j_.find(key);
+    if (it == j_.end()) return std::nullopt;
+    if (!it->is_array()) return field_error{at(key), "must be an array of strings"};
+    out.clear();
+    for (std::size_t i = 0; i < it->size(); ++i) {
+      if (!(*it)[i].is_string()) {
+        return field_error{at(key) + "[" + std::to_string(i) + "]", "must be a string"};
+      }
+      out.push_back((*it)[i].get<std::string>());
+    }
+    return std::nullopt;
+  }
+  const json* raw(const char* key) {
+    seen_.insert(key);
+    auto it = j_.find(key);
+    return it == j_.end() ? nullptr : &*it;
+  }
+  std::optional<field_error> no_unknown_members() const {
+    for (auto it = j_.begin(); it != j_.end(); ++it) {
+      if (!seen_.count(it.key())) return field_error{at(it.key()), "is not a known field"};
+    }
+    return std::nullopt;
+  }
+
+ private:
+  const json& j_;
+  std::string path_;
+  std::set<std::string, std::less<>> seen_;
+};
+
+#define PASSAGE_TRY(expr)                 \
+  do {                                    \
+    if (auto err_ = (expr)) return *err_; \
+  } while (0)
+
+std::optional<field_error> parse_tracks(const json* j,
+                                        std::vector<domain::invite_track_request>& out) {
+  if (!j) return std::nullopt;
+  if (!j->is_array())
+    return field_error{"tracks", "must be an array of {\"track_id\", \"pausable\"}"};
+  out.clear();
+  for (std::size_t i = 0; i < j->size(); ++i) {
+    std::string path = "tracks[" + std::to_string(i) + "]";
+    const json& t = (*j)[i];
+    if (t.is_string()) {  // shorthand: just the track id
+      out.push_back({t.get<std::string>(), std::nullopt});
+      continue;
+    }
+    if (!t.is_object()) return field_error{path, "must be an object or a track id"};
+    object_reader r(t, path);
+    domain::invite_track_request tr;
+    PASSAGE_TRY(r.string("track_id", tr.track_id_, true));
+    if (r.has("pausable")) {
+      bool p = false;
+      PASSAGE_TRY(r.boolean("pausable", p));
+      tr.pausable_ = p;
+    } else {
+      (void)r.raw("pausable");
+    }
+    PASSAGE_TRY(r.no_unknown_members());
+    out.push_back(std::move(tr));
+  }
+  return std::nullopt;
+}
+
+std::optional<field_error> parse_type(const json* j, std::optional<domain::invite_type>& out) {
+  if (!j) return std::nullopt;
+  auto t = j->is_string() ? domain::parse_invite_type(j->get<std::string>()) : std::nullopt;
+  if (!t) return field_error{"type", "must be \"self_paced\" or \"live_event\""};
+  out = *t;
+  return std::nullopt;
+}
+
+std::optional<field_error> parse_access(const json* j, std::optional<domain::access_mode>& out) {
+  if (!j) return std::nullopt;
+  auto a = j->is_string() ? domain::parse_access_mode(j->get<std::string>()) : std::nullopt;
+  if (!a) return field_error{"access", "must be \"anyone\", \"lead_form\" or \"allowed\""};
+  out = *a;
+  return std::nullopt;
+}
+
+std::optional<field_error> parse_duration_text(const json* j, std::optional<std::string>& out) {
+  if (!j) return std::nullopt;
+  if (!j->is_string()) {
+    return field_error{"access_duration", "must be an ISO-8601 duration such as P30D, or forever"};
+  }
+  out = j->get<std::string>();
+  return std::nullopt;
+}
+
+}  // namespace
+
+dto_result<nlohmann::json> parse_body(std::string_view body, bool allow_empty) {
+  if (body.empty()) {
+    if (allow_empty) return nlohmann::json::object();
+    return field_error{"", "a JSON object body is required"};
+  }
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded()) return field_error{"", "the body is not valid JSON (or not UTF-8)"};
+  if (!j.is_object()) return field_error{"", "the body must be a JSON object"};
+  return j;
+}
+
+dto_result<domain::invite_draft> parse_invite_draft(const nlohmann::json& body) {
+  // A create is a patch applied to the defaults, with the required fields present.
+  auto patch = parse_invite_patch(body);
+  if (!patch) return patch.error();
+  const auto& p = *patch;
+  domain::invite_draft d;
+  if (!p.title_) return field_error{"title", "is required"};
+  if (!p.tracks_) return field_error{"tracks", "is required"};
+  if (p.type_) d.type_ = *p.type_;
+  d.title_ = *p.title_;
+  if (p.public_description_) d.public_description_ = *p.public_description_;
+  if (p.internal_description_) d.internal_description_ = *p.internal_description_;
+  if (p.image_url_) d.image_url_ = *p.image_url_;
+  d.tracks_ = *p.tracks_;
+  if (p.access_duration_) d.access_duration_ = *p.access_duration_;
+  if (p.plays_per_track_) d.plays_per_track_ = *p.plays_per_track_;
+  if (p.expires_at_) d.expires_at_ = *p.expires_at_;
+  if (p.claim_limit_) d.claim_limit_ = *p.claim_limit_;
+  if (p.starts_at_) d.starts_at_ = *p.starts_at_;
+  if (p.ends_at_) d.ends_at_ = *p.ends_at_;
+  if (p.access_) d.access_ = *p.access_;
+  if (p.allowed_emails_) d.allowed_emails_ = *p.allowed_emails_;
+  if (p.allowed_domains_) d.allowed_domains_ = *p.allowed_domains_;
+  if (p.require_account_) d.require_account_ = *p.require_account_;
+  if (p.show_share_button_) d.show_share_button_ = *p.show_share_button_;
+  if (p.capacity_warning_percent_) d.capacity_warning_percent_ = *p.capacity_warning_percent_;
+  return d;
+}
+
+dto_result<domain::invite_patch> parse_invite_patch(const nlohmann::json& body) {
+  if (!body.is_object()) return field_error{"", "the body must be a JSON object"};
+  object_reader r(body, "");
+  domain::invite_patch p;
+  PASSAGE_TRY(parse_type(r.raw("type"), p.type_));
+  auto opt_string = [&](const char* key,
+                        std::optional<std::string>& out) -> std::optional<field_error> {
+    if (!r.has(key)) {
+      (void)r.raw(key);
+      return std::nullopt;
+    }
+    std::string v;
+    if (auto e = r.string(key, v, false, true)) return e;
+    out = v;
+    return std::nullopt;
+  };
+  PASSAGE_TRY(opt_string("title", p.title_));
+  PASSAGE_TRY(opt_string("public_description", p.public_description_));
+  PASSAGE_TRY(opt_string("internal_description", p.internal_description_));
+  PASSAGE_TRY(opt_string("image_url", p.image_url_));
+  if (const json* t = r.raw("tracks")) {
+    std::vector<domain::invite_track_request> tracks;
+    PASSAGE_TRY(parse_tracks(t, tracks));
+    p.tracks_ = std::move(tracks);
+  }
+  PASSAGE_TRY(parse_duration_text(r.raw("access_duration"), p.access_duration_));
+  auto opt_int = [&](const char* key,
+                     std::optional<std::int64_t>& out) -> std::optional<field_error> {
+    if (!r.has(key)) {
+      (void)r.raw(key);
+      return std::nullopt;
+    }
+    std::int64_t v = 0;
+    if (auto e = r.integer(key, v)) return e;
+    out = v;
+    return std::nullopt;
+  };
+  PASSAGE_TRY(opt_int("plays_per_track", p.plays_per_track_));
+  PASSAGE_TRY(opt_int("claim_limit", p.claim_limit_));
+  PASSAGE_TRY(opt_int("capacity_warning_percent", p.capacity_warning_percent_));
+  PASSAGE_TRY(r.time("expires_at", p.expires_at_));
+  PASSAGE_TRY(r.time("starts_at", p.starts_at_));
+  PASSAGE_TRY(r.time("ends_at", p.ends_at_));
+  PASSAGE_TRY(parse_access(r.raw("access"), p.access_));
+  auto opt_strings =
+      [&](const char* key,
+          std::optional<std::vector<std::string>>& out) -> std::optional<field_error> {
+    if (!r.has(key)) {
+      (void)r.raw(key);
+      return std::nullopt;
+    }
+    std::vector<std::string> v;
+    if (auto e = r.strings(key, v)) return e;
+    out = std::move(v);
+    return std::nullopt;
+  };
+  PASSAGE_TRY(opt_strings("allowed_emails", p.allowed_emails_));
+  PASSAGE_TRY(opt_strings("allowed_domains", p.allowed_domains_));
+  auto opt_bool = [&](const char* key, std::optional<bool>& out) -> std::optional<field_error> {
+    if (!r.has(key)) {
+      (void)r.raw(key);
+      return std::nullopt;
+    }
+    bool v = false;
+    if (auto e = r.boolean(key, v)) return e;
+    out = v;
+    return std::nullopt;
+  };
+  PASSAGE_TRY(opt_bool("require_account", p.require_account_));
+  PASSAGE_TRY(opt_bool("show_share_button", p.show_share_button_));
+  PASSAGE_TRY(r.no_unknown_members());
+  return p;
+}
+
+dto_result<service::claim_input> parse_claim_input(const nlohmann::json& body) {
+  if (!body.is_object()) return field_error{"", "the body must be a JSON object"};
+  object_reader r(body, "");
+  service::claim_input in;
+  std::string email;
+  PASSAGE_TRY(r.string("email", email, false, true));
+  if (!email.empty()) in.email = email;
+  PASSAGE_TRY(r.string("first_name", in.first_name, false, true));
+  PASSAGE_TRY(r.string("last_name", in.last_name, false, true));
+  std::string token;
+  PASSAGE_TRY(r.string("learner_token", token, false, true));
+  if (!token.empty()) in.learner_token = token;
+  if (const json* a = r.raw("answers")) {
+    if (!a->is_object()) return field_error{"answers", "must be an object of strings"};
+    for (auto it = a->begin(); it != a->end(); ++it) {
+      if (it->is_boolean()) {
+        in.answers[it.key()] = it->get<bool>() ? "true" : "false";
+      } else if (it->is_string()) {
+        in.answers[it.key()] = it->get<std::string>();
+      } else {
+        return field_error{"answers." + it.key(), "must be a string or a boolean"};
+      }
+    }
+  }
+  PASSAGE_TRY(r.no_unknown_members());
+  return in;
+}
+
+dto_result<domain::lead_form> parse_lead_form(const nlohmann::json& body) {
+  if (!body.is_object()) return field_error{"", "the body must be a JSON object"};
+  object_reader r(body, "");
+  domain::lead_form form;
+  const json* fields = r.raw("fields");
+  if (!fields) return field_error{"fields", "is required"};
+  if (!fields->is_array()) return field_error{"fields", "must be an array"};
+  for (std::size_t i = 0; i < fields->size(); ++i) {
+    std::string path = "fields[" + std::to_string(i) + "]";
+    if (!(*fields)[i].is_object()) return field_error{path, "must be an object"};
+    object_reader f((*fields)[i], path);
+    domain::lead_form_field field;
+    PASSAGE_TRY(f.string("name", field.name_, true));
+    PASSAGE_TRY(f.string("label", field.label_));
+    PASSAGE_TRY(f.boolean("required", field.required_));
+    PASSAGE_TRY(f.no_unknown_members());
+    form.fields_.push_back(std::move(field));
+  }
+  PASSAGE_TRY(r.no_unknown_members());
+  return form;
+}
+
+dto_result<track_request> parse_track(const nlohmann::json& body) {
+  if (!body.is_object()) return field_error{"", "the body must be a JSON object"};
+  object_reader r(body, "");
+  track_request t;
+  std::string id;
+  if (r.has("track_id")) {
+    PASSAGE_TRY(r.string("track_id", t.track_id, true));
+  } else {
+    (void)r.raw("track_id");
+    PASSAGE_TRY(r.string("id", t.track_id, true));
+  }
+  (void)r.raw("id");
+  PASSAGE_TRY(r.string("title", t.title, true));
+  PASSAGE_TRY(r.boolean("pausable", t.pausable));
+  PASSAGE_TRY(r.no_unknown_members());
+  return t;
+}
+
+dto_result<api_key_request> parse_api_key_request(const nlohmann::json& body) {
+  if (!body.is_object()) return field_error{"", "the body must be a JSON object"};
+  object_reader r(body, "");
+  api_key_request k;
+  std::string role;
+  PASSAGE_TRY(r.string("role", role, true));
+  auto parsed = domain::parse_role(role);
+  if (!parsed || *parsed == domain::role::operator_) {
+    return field_error{"role", "must be \"owner\", \"admin\" or \"professor\""};
+  }
+  k.role = *parsed;
+  PASSAGE_TRY(r.string("name", k.name));
+  PASSAGE_TRY(r.no_unknown_members());
+  return k;
+}
+
+dto_result<organization_request> parse_organization_request(const nlohmann::json& body) {
+  if (!body.is_object()) return field_error{"", "the body must be a JSON object"};
+  object_reader r(body, "");
+  organization_request o;
+  PASSAGE_TRY(r.string("name", o.name, true));
+  if (o.name.empty() || o.name.size() > 200) return field_error{"name", "must be 1 to 200 bytes"};
+  PASSAGE_TRY(r.no_unknown_members());
+  return o;
+}
+
+dto_result<play_request> parse_play_request(const nlohmann::json& body) {
+  if (!body.is_object()) return field_error{"", "the body must be a JSON object"};
+  object_reader r(body, "");
+  play_request p;
+  PASSAGE_TRY(r.string("track_id", p.track_id, true));
+  PASSAGE_TRY(r.no_unknown_members());
+  return p;
+}
+
+namespace {
+nlohmann::json time_or_null(const std::optional<timestamp>& t) {
+  return t ? nlohmann::json(format_rfc3339(*t)) : nlohmann::json(nullptr);
+}
+nlohmann::json int_or_null(const std::optional<std::int64_t>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+}  // namespace
+
+nlohmann::json to_json(const service::claim_result& r) {
+  nlohmann::json j;
+  if (!r.claim) return j;
+  const auto& c = *r.claim;
+  j["claim_id"] = c.claim_id_.to_string();
+  j["invite_id"] = r.invite_id.to_string();
+  j["learner_id"] = c.learner_id_.to_string();
+  j["learner_token"] = r.learner_token;
+  j["anonymous"] = c.anonymous_;
+  j["claimed_at"] = format_rfc3339(c.claimed_at_);
+  j["access_expires_at"] = time_or_null(c.access_expires_at_);
+  j["tracks"] = nlohmann::json::array();
+  for (const auto& t : r.tracks) {
+    j["tracks"].push_back({{"track_id", t.track_id},
+                           {"pausable", t.pausable},
+                           {"access_expires_at", time_or_null(t.access_expires_at)},
+                           {"plays_remaining", int_or_null(t.plays_remaining)}});
+  }
+  return j;
+}
+
+nlohmann::json to_json(const service::play_result& r) {
+  return {{"track_id", r.track_id},
+          {"plays_remaining", int_or_null(r.plays_remaining)},
+          {"access_expires_at", time_or_null(r.access_expires_at)},
+          {"paused", r.paused}};
+}
+
+}  // namespace passage::api::v1

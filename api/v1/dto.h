@@ -1,0 +1,61 @@
+#pragma once
+// Request bodies of the v1 API -> commands, and command results -> response
+// bodies (SPEC §4, §7). Parsing is strict: unknown members, wrong JSON types,
+// numbers out of range and malformed times are refused with the field's name,
+// so a client learns exactly what to fix and nothing half-valid reaches the log.
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+#include "common/result.h"
+#include "domain/invite.h"
+#include "domain/types.h"
+#include "service/command_service.h"
+
+namespace passage::api::v1 {
+
+struct field_error {
+  std::string field;  // "claim_limit", "tracks[1].track_id", "" for the whole body
+  std::string message;
+};
+
+template <typename T>
+using dto_result = result<T, field_error>;
+
+// Parses a request body; an empty body is an empty object when `allow_empty`.
+dto_result<nlohmann::json> parse_body(std::string_view body, bool allow_empty = false);
+
+dto_result<domain::invite_draft> parse_invite_draft(const nlohmann::json& body);
+dto_result<domain::invite_patch> parse_invite_patch(const nlohmann::json& body);
+dto_result<service::claim_input> parse_claim_input(const nlohmann::json& body);
+dto_result<domain::lead_form> parse_lead_form(const nlohmann::json& body);
+
+struct track_request {
+  std::string track_id;
+  std::string title;
+  bool pausable = false;
+};
+dto_result<track_request> parse_track(const nlohmann::json& body);
+
+struct api_key_request {
+  domain::role role = domain::role::admin;
+  std::string name;
+};
+dto_result<api_key_request> parse_api_key_request(const nlohmann::json& body);
+
+struct organization_request {
+  std::string name;
+};
+dto_result<organization_request> parse_organization_request(const nlohmann::json& body);
+
+struct play_request {
+  std::string track_id;
+};
+dto_result<play_request> parse_play_request(const nlohmann::json& body);
+
+// Response bodies.
+nlohmann::json to_json(const service::claim_result& r);
+nlohmann::json to_json(const service::play_result& r);
+
+}  // namespace passage::api::v1

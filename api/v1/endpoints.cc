@@ -1,0 +1,920 @@
+#include "api/v1/endpoints.h"
+
+#include <map>
+#include <memory>
+#include <thread>
+
+#include "api/problem.h"
+#include "api/v1/dto.h"
+#include "api/v1/html.h"
+#include "common/time_format.h"
+#include "domain/invite_code.h"
+#include "domain/text.h"
+#include "eventstore/subscription.h"
+#include "projections/csv.h"
+#include "projections/json_views.h"
+
+namespace passage::api::v1 {
+namespace {
+
+using nlohmann::json;
+using deps_ptr = std::shared_ptr<const endpoint_deps>;
+
+std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
+
+// ---- errors -------------------------------------------------------------------
+
+problem from_service(const service::service_error& e) {
+  problem p = make_problem(e.code, e.message);
+  if (!e.field.empty())
+    p.extra["errors"] = json::array({{{"field", e.field}, {"message", e.message}}});
+  if (e.current_version) p.extra["current_version"] = *e.current_version;
+  return p;
+}
+
+problem from_field(const field_error& e) {
+  if (e.field.empty()) return invalid_request(e.message);
+  return invalid_request(e.field + " " + e.message,
+                         json::array({{{"field", e.field}, {"message", e.message}}}));
+}
+
+// ---- request pieces -------------------------------------------------------------
+
+result<domain::principal, problem> authenticate(const endpoint_deps& d, const request& req,
+                                                bool operator_allowed = false) {
+  auto it = req.find(http::field::authorization);
+  std::string_view value = it == req.end() ? std::string_view{} : sv(it->value());
+  constexpr std::string_view kBearer = "Bearer ";
+  if (value.size() <= kBearer.size() || !value.starts_with(kBearer)) {
+    return make_problem("unauthorized", "an API key is required: Authorization: Bearer <key>");
+  }
+  std::string hash = service::hash_api_key(domain::trim(value.substr(kBearer.size())));
+  if (!d.operator_key_hash.empty() && hash == d.operator_key_hash) {
+    if (!operator_allowed) {
+      return make_problem("forbidden", "the operator key may only create organizations");
+    }
+    return domain::principal{domain::role::operator_, uuid{}, uuid{}};
+  }
+  auto key = d.reads->api_key_by_hash(hash);
+  if (!key || key->revoked) return make_problem("unauthorized", "unknown or revoked API key");
+  return domain::principal{key->role, key->org_id, key->key_id};
+}
+
+result<uuid, problem> uuid_param(const request_context& ctx, std::string_view name) {
+  auto v = ctx.params.get(name);
+  auto id = v ? uuid::parse(*v) : std::nullopt;
+  if (!id)
+    return make_problem("not_found", "no such " + std::string(name == "id" ? "resource" : name));
+  return *id;
+}
+
+result<std::optional<std::uint64_t>, problem> if_match(const request& req) {
+  auto it = req.find(http::field::if_match);
+  if (it == req.end()) return std::optional<std::uint64_t>{};
+  std::string_view v = domain::trim(sv(it->value()));
+  if (v.starts_with("W/")) v.remove_prefix(2);
+  if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+  std::uint64_t n = 0;
+  if (v.empty() || v.size() > 19) {
+    return invalid_request("If-Match must be the invite's ETag, e.g. \"3\"");
+  }
+  for (char c : v) {
+    if (c < '0' || c > '9')
+      return invalid_request("If-Match must be the invite's ETag, e.g. \"3\"");
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return std::optional<std::uint64_t>{n};
+}
+
+service::request_meta meta_of(const request_context& ctx) {
+  return {ctx.request_id.to_string(), ""};
+}
+
+// Runs `fn` once the read models show `position` (at once for 0).
+void after_applied(const endpoint_deps& d, std::uint64_t position, std::function<void()> fn) {
+  if (position == 0) {
+    fn();
+  } else {
+    d.reads->when_applied(position, std::move(fn));
+  }
+}
+
+response created(const json& body, std::string location) {
+  auto res = json_response(http::status::created, body);
+  res.set(http::field::location, location);
+  return res;
+}
+
+json error_body_for_claim(const service::claim_result& r) {
+  json j;
+  if (r.rejection) j["reason"] = domain::to_string(*r.rejection);
+  if (!r.missing_field.empty()) j["missing_field"] = r.missing_field;
+  return j;
+}
+
+// Wraps an admin handler: authenticates, then calls f(principal).
+template <typename F>
+handler admin(deps_ptr d, F f, bool operator_allowed = false) {
+  return [d, f, operator_allowed](const request& req, request_context& ctx, responder respond) {
+    auto who = authenticate(*d, req, operator_allowed);
+    if (!who) {
+      respond(problem_response(who.error()));
+      return;
+    }
+    f(*who, req, ctx, std::move(respond));
+  };
+}
+
+// A command result that answers with `written` facts once visible.
+service::callback<service::written> answer_written(
+    deps_ptr d, responder respond, std::function<response(const service::written&)> ok) {
+  return [d, respond, ok](service::service_result<service::written> r) {
+    if (!r) {
+      respond(problem_response(from_service(r.error())));
+      return;
+    }
+    auto w = *r;
+    after_applied(*d, w.position, [respond, ok, w] { respond(ok(w)); });
+  };
+}
+
+response invite_response(const endpoint_deps& d, const domain::principal& who, const uuid& id,
+                         http::status status) {
+  auto v = d.reads->invite(who.org_id_, id, d.clock->now());
+  if (!v) return problem_response(make_problem("not_found", "no such invite"));
+  auto res = json_response(status, projections::to_json(*v));
+  set_etag(res, v->version);
+  if (status == http::status::created)
+    res.set(http::field::location, "/v1/invites/" + id.to_string());
+  return res;
+}
+
+bool wants_csv(const request& req) {
+  auto it = req.find(http::field::accept);
+  return it != req.end() && it->value().find("text/csv") != std::string_view::npos;
+}
+
+// Renders one stored event for the outside (API, SSE).
+std::optional<json> event_json(const endpoint_deps& d, const eventstore::recorded_event& e) {
+  auto data = d.codec->to_public_json(e);
+  if (!data) return std::nullopt;
+  return json{{"event_id", e.event_id.to_string()},
+              {"type", e.type},
+              {"schema_version", e.schema_version},
+              {"stream", e.stream},
+              {"stream_version", e.stream_version},
+              {"position", e.position},
+              {"recorded_at", format_rfc3339(e.recorded_at)},
+              {"org_id", e.org_id},
+              {"correlation_id", e.correlation_id},
+              {"causation_id", e.causation_id},
+              {"actor", e.actor},
+              {"data", *data}};
+}
+
+bool may_read_log(const domain::principal& who) {
+  return domain::authorize(who, domain::action::read_event_log, {who.org_id_, {}, {}}).has_value();
+}
+
+// ---- routes -------------------------------------------------------------------
+
+void health_routes(router& r, deps_ptr d) {
+  r.add(http::verb::get, "/healthz", [](const request&, request_context&, responder respond) {
+    respond(json_response(http::status::ok, {{"status", "ok"}}));
+  });
+  r.add(http::verb::get, "/readyz", [d](const request&, request_context&, responder respond) {
+    bool ready = !d->ready || d->ready();
+    respond(json_response(ready ? http::status::ok : http::status::service_unavailable,
+                          {{"status", ready ? "ready" : "starting"},
+                           {"log_position", d->store->head_position()},
+                           {"read_model_position", d->reads->applied_position()}}));
+  });
+  r.add(http::verb::get, "/v1/system", [d](const request&, request_context&, responder respond) {
+    json j = d->system_info ? d->system_info() : json::object();
+    j["log_position"] = d->store->head_position();
+    j["read_model_position"] = d->reads->applied_position();
+    j["read_model_lag"] = d->store->head_position() -
+                          std::min(d->store->head_position(), d->reads->applied_position());
+    j["time"] = format_rfc3339(d->clock->now());
+    respond(json_response(http::status::ok, j));
+  });
+}
+
+void organization_routes(router& r, deps_ptr d) {
+  r.add(http::verb::post, "/v1/orgs",
+        with_idempotency(
+            *d->idempotency, [](const request&, const request_context&) { return "operator"; },
+            admin(
+                d,
+                [d](const domain::principal& who, const request& req, request_context& ctx,
+                    responder respond) {
+                  auto body = parse_body(req.body());
+                  auto o = body ? parse_organization_request(*body) : body.error();
+                  if (!o) return respond(problem_response(from_field(o.error()))), void();
+                  d->commands->create_organization(
+                      who, o->name, meta_of(ctx), [d, respond, name = o->name](auto res) {
+                        if (!res)
+                          return respond(problem_response(from_service(res.error()))), void();
+                        auto c = *res;
+                        after_applied(*d, c.at.position, [respond, c, name] {
+                          respond(created({{"id", c.org_id.to_string()},
+                                           {"name", name},
+                                           {"owner_key_id", c.owner_key_id.to_string()},
+                                           {"owner_key", c.owner_key}},
+                                          "/v1/orgs/" + c.org_id.to_string()));
+                        });
+                      });
+                },
+                true)));
+
+  auto scope = [d](const request& req, const request_context&) {
+    auto who = authenticate(*d, req, true);
+    return who ? who->key_id_.to_string() : std::string("anonymous");
+  };
+
+  r.add(http::verb::post, "/v1/api-keys",
+        with_idempotency(*d->idempotency, scope,
+                         admin(d, [d](const domain::principal& who, const request& req,
+                                      request_context& ctx, responder respond) {
+                           auto body = parse_body(req.body());
+                           auto k = body ? parse_api_key_request(*body) : body.error();
+                           if (!k) return respond(problem_response(from_field(k.error()))), void();
+                           d->commands->issue_api_key(
+                               who, k->role, k->name, meta_of(ctx), [d, respond](auto res) {
+                                 if (!res)
+                                   return respond(problem_response(from_service(res.error()))),
+                                          void();
+                                 auto c = *res;
+                                 after_applied(*d, c.at.position, [respond, c] {
+                                   respond(created({{"id", c.key_id.to_string()},
+                                                    {"role", domain::to_string(c.role)},
+                                                    {"name", c.name},
+                                                    {"key", c.key}},
+                                                   "/v1/api-keys/" + c.key_id.to_string()));
+                                 });
+                               });
+                         })));
+  r.add(http::verb::get, "/v1/api-keys",
+        admin(d, [d](const domain::principal& who, const request&, request_context&,
+                     responder respond) {
+          if (!domain::authorize(who, domain::action::manage_api_keys, {who.org_id_, {}, {}})) {
+            return respond(problem_response(
+                       make_problem("forbidden", "only an owner key manages keys"))),
+                   void();
+          }
+          json keys = json::array();
+          for (const auto& k : d->reads->api_keys(who.org_id_))
+            keys.push_back(projections::to_json(k));
+          respond(json_response(http::status::ok, {{"api_keys", keys}}));
+        }));
+  r.add(http::verb::delete_, "/v1/api-keys/{id}",
+        admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
+                     responder respond) {
+          auto id = uuid_param(ctx, "id");
+          if (!id) return respond(problem_response(id.error())), void();
+          if (!d->reads->api_key(who.org_id_, *id) &&
+              domain::authorize(who, domain::action::manage_api_keys, {who.org_id_, {}, {}})) {
+            return respond(problem_response(make_problem("not_found", "no such API key"))), void();
+          }
+          d->commands->revoke_api_key(who, *id, meta_of(ctx),
+                                      answer_written(d, respond, [](const service::written&) {
+                                        response res{http::status::no_content, 11};
+                                        res.prepare_payload();
+                                        return res;
+                                      }));
+        }));
+
+  r.add(http::verb::get, "/v1/lead-form",
+        admin(d, [d](const domain::principal& who, const request&, request_context&,
+                     responder respond) {
+          auto org = d->commands->organization(who.org_id_);
+          if (!org) return respond(problem_response(from_service(org.error()))), void();
+          auto res = json_response(http::status::ok, projections::to_json(org->lead_form_));
+          set_etag(res, org->version_);
+          respond(std::move(res));
+        }));
+  r.add(http::verb::put, "/v1/lead-form",
+        with_idempotency(*d->idempotency, scope,
+                         admin(d, [d](const domain::principal& who, const request& req,
+                                      request_context& ctx, responder respond) {
+                           auto body = parse_body(req.body());
+                           auto form = body ? parse_lead_form(*body) : body.error();
+                           if (!form)
+                             return respond(problem_response(from_field(form.error()))), void();
+                           auto expected = if_match(req);
+                           if (!expected)
+                             return respond(problem_response(expected.error())), void();
+                           d->commands->change_lead_form(
+                               who, *form, *expected, meta_of(ctx),
+                               answer_written(d, respond, [d, who](const service::written& w) {
+                                 auto org = d->commands->organization(who.org_id_);
+                                 auto res = json_response(
+                                     http::status::ok,
+                                     org ? projections::to_json(org->lead_form_) : json::object());
+                                 set_etag(res, w.version);
+                                 return res;
+                               }));
+                         })));
+  r.add(http::verb::get, "/v1/leads",
+        admin(d, [d](const domain::principal& who, const request&, request_context&,
+                     responder respond) {
+          if (!domain::authorize(who, domain::action::manage_lead_form, {who.org_id_, {}, {}})) {
+            return respond(problem_response(make_problem("forbidden", "owner or admin only"))),
+                   void();
+          }
+          json rows = json::array();
+          for (const auto& l : d->reads->leads(who.org_id_))
+            rows.push_back(projections::to_json(l));
+          respond(json_response(http::status::ok, {{"leads", rows}}));
+        }));
+}
+
+void track_routes(router& r, deps_ptr d) {
+  auto scope = [d](const request& req, const request_context&) {
+    auto who = authenticate(*d, req);
+    return who ? who->key_id_.to_string() : std::string("anonymous");
+  };
+  r.add(http::verb::post, "/v1/tracks",
+        with_idempotency(*d->idempotency, scope,
+                         admin(d, [d](const domain::principal& who, const request& req,
+                                      request_context& ctx, responder respond) {
+                           auto body = parse_body(req.body());
+                           auto t = body ? parse_track(*body) : body.error();
+                           if (!t) return respond(problem_response(from_field(t.error()))), void();
+                           auto id = t->track_id;
+                           d->commands->register_track(
+                               who, t->track_id, t->title, t->pausable, meta_of(ctx),
+                               answer_written(d, respond, [d, who, id](const service::written&) {
+                                 auto v = d->reads->track(who.org_id_, id);
+                                 return created(v ? projections::to_json(*v) : json{{"id", id}},
+                                                "/v1/tracks/" + id);
+                               }));
+                         })));
+  r.add(http::verb::get, "/v1/tracks",
+        admin(d, [d](const domain::principal& who, const request&, request_context&,
+                     responder respond) {
+          json tracks = json::array();
+          for (const auto& t : d->reads->tracks(who.org_id_))
+            tracks.push_back(projections::to_json(t));
+          respond(json_response(http::status::ok, {{"tracks", tracks}}));
+        }));
+}
+
+void invite_routes(router& r, deps_ptr d) {
+  auto scope = [d](const request& req, const request_context&) {
+    auto who = authenticate(*d, req);
+    return who ? who->key_id_.to_string() : std::string("anonymous");
+  };
+  r.add(http::verb::post, "/v1/invites",
+        with_idempotency(
+            *d->idempotency, scope,
+            admin(d, [d](const domain::principal& who, const request& req, request_context& ctx,
+                         responder respond) {
+              auto body = parse_body(req.body());
+              auto draft = body ? parse_invite_draft(*body) : body.error();
+              if (!draft) return respond(problem_response(from_field(draft.error()))), void();
+              d->commands->create_invite(
+                  who, std::move(*draft), meta_of(ctx), [d, who, respond](auto res) {
+                    if (!res) return respond(problem_response(from_service(res.error()))), void();
+                    auto c = *res;
+                    after_applied(*d, c.at.position, [d, who, respond, c] {
+                      respond(invite_response(*d, who, c.invite_id, http::status::created));
+                    });
+                  });
+            })));
+
+  r.add(http::verb::get, "/v1/invites",
+        admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
+                     responder respond) {
+          projections::invite_query q;
+          if (auto s = ctx.query.get("status"); s && !s->empty()) {
+            std::string_view rest = *s;
+            while (!rest.empty()) {
+              auto comma = rest.find(',');
+              auto part = rest.substr(0, comma);
+              bool found = false;
+              for (auto st : {domain::invite_status::active, domain::invite_status::upcoming,
+                              domain::invite_status::expired, domain::invite_status::full,
+                              domain::invite_status::deactivated, domain::invite_status::deleted}) {
+                if (domain::to_string(st) == part) {
+                  q.statuses.push_back(st);
+                  found = true;
+                }
+              }
+              if (!found && part != "all") {
+                return respond(
+                           problem_response(invalid_request("status must be a comma-separated list "
+                                                            "of active, upcoming, expired, full, "
+                                                            "deactivated, deleted or all"))),
+                       void();
+              }
+              if (part == "all") {
+                q.statuses = {domain::invite_status::active,      domain::invite_status::upcoming,
+                              domain::invite_status::expired,     domain::invite_status::full,
+                              domain::invite_status::deactivated, domain::invite_status::deleted};
+              }
+              rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+            }
+          }
+          if (auto t = ctx.query.get("track")) q.track = std::string(*t);
+          if (auto t = ctx.query.get("type")) {
+            auto parsed = domain::parse_invite_type(*t);
+            if (!parsed)
+              return respond(problem_response(
+                         invalid_request("type must be self_paced or live_event"))),
+                     void();
+            q.type = *parsed;
+          }
+          if (auto t = ctx.query.get("q")) q.q = std::string(*t);
+          if (auto t = ctx.query.get("cursor")) q.cursor = std::string(*t);
+          auto limit = query_int(ctx.query, "limit", 1,
+                                 static_cast<std::int64_t>(projections::max_page_size));
+          if (!limit) return respond(problem_response(limit.error())), void();
+          if (*limit) q.limit = static_cast<std::size_t>(**limit);
+          if (who.role_ == domain::role::professor) q.owned_by = who.key_id_;
+          auto page = d->reads->list_invites(who.org_id_, q, d->clock->now());
+          if (!page) {
+            return respond(problem_response(
+                       invalid_request(page.error().field + " " + page.error().message))),
+                   void();
+          }
+          json items = json::array();
+          for (const auto& v : page->invites) items.push_back(projections::to_json(v));
+          respond(json_response(
+              http::status::ok,
+              {{"invites", items},
+               {"next_cursor", page->next_cursor ? json(*page->next_cursor) : json(nullptr)}}));
+        }));
+
+  // Reads of one invite check professor ownership through the command side's
+  // authorization (404 across organizations).
+  auto readable = [d](const domain::principal& who, const uuid& id) -> std::optional<problem> {
+    if (who.role_ != domain::role::professor) {
+      if (!d->reads->invite(who.org_id_, id, d->clock->now()))
+        return make_problem("not_found", "no such invite");
+      return std::nullopt;
+    }
+    auto s = d->commands->invite_for(who, id);
+    if (!s) return from_service(s.error());
+    return std::nullopt;
+  };
+
+  r.add(http::verb::get, "/v1/invites/{id}",
+        admin(d, [d, readable](const domain::principal& who, const request& req,
+                               request_context& ctx, responder respond) {
+          auto id = uuid_param(ctx, "id");
+          if (!id) return respond(problem_response(id.error())), void();
+          if (auto p = readable(who, *id)) return respond(problem_response(*p)), void();
+          auto res = invite_response(*d, who, *id, http::status::ok);
+          auto inm = req.find(http::field::if_none_match);
+          if (inm != req.end() && inm->value() == res[http::field::etag]) {
+            response nm{http::status::not_modified, req.version()};
+            nm.set(http::field::etag, res[http::field::etag]);
+            nm.prepare_payload();
+            return respond(std::move(nm)), void();
+          }
+          respond(std::move(res));
+        }));
+
+  r.add(http::verb::patch, "/v1/invites/{id}",
+        with_idempotency(*d->idempotency, scope,
+                         admin(d, [d](const domain::principal& who, const request& req,
+                                      request_context& ctx, responder respond) {
+                           auto id = uuid_param(ctx, "id");
+                           if (!id) return respond(problem_response(id.error())), void();
+                           auto body = parse_body(req.body());
+                           auto patch = body ? parse_invite_patch(*body) : body.error();
+                           if (!patch)
+                             return respond(problem_response(from_field(patch.error()))), void();
+                           auto expected = if_match(req);
+                           if (!expected)
+                             return respond(problem_response(expected.error())), void();
+                           auto invite_id = *id;
+                           d->commands->update_invite(
+                               who, invite_id, std::move(*patch), *expected, meta_of(ctx),
+                               answer_written(
+                                   d, respond, [d, who, invite_id](const service::written&) {
+                                     return invite_response(*d, who, invite_id, http::status::ok);
+                                   }));
+                         })));
+
+  using lifecycle_fn = void (service::command_service::*)(
+      const domain::principal&, const uuid&, std::optional<std::uint64_t>,
+      const service::request_meta&, service::callback<service::written>);
+  auto lifecycle = [d, scope](lifecycle_fn fn, bool deleted) {
+    return with_idempotency(
+        *d->idempotency, scope,
+        admin(d, [d, fn, deleted](const domain::principal& who, const request& req,
+                                  request_context& ctx, responder respond) {
+          auto id = uuid_param(ctx, "id");
+          if (!id) return respond(problem_response(id.error())), void();
+          auto expected = if_match(req);
+          if (!expected) return respond(problem_response(expected.error())), void();
+          auto invite_id = *id;
+          ((*d->commands).*fn)(
+              who, invite_id, *expected, meta_of(ctx),
+              answer_written(d, respond, [d, who, invite_id, deleted](const service::written& w) {
+                if (deleted) {
+                  response res{http::status::no_content, 11};
+                  set_etag(res, w.version);
+                  res.prepare_payload();
+                  return res;
+                }
+                return invite_response(*d, who, invite_id, http::status::ok);
+              }));
+        }));
+  };
+  r.add(http::verb::post, "/v1/invites/{id}/deactivate",
+        lifecycle(&service::command_service::deactivate_invite, false));
+  r.add(http::verb::post, "/v1/invites/{id}/reactivate",
+        lifecycle(&service::command_service::reactivate_invite, false));
+  r.add(http::verb::delete_, "/v1/invites/{id}",
+        lifecycle(&service::command_service::delete_invite, true));
+
+  r.add(http::verb::post, "/v1/invites/{id}/duplicate",
+        with_idempotency(
+            *d->idempotency, scope,
+            admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
+                         responder respond) {
+              auto id = uuid_param(ctx, "id");
+              if (!id) return respond(problem_response(id.error())), void();
+              d->commands->duplicate_invite(who, *id, meta_of(ctx), [d, who, respond](auto res) {
+                if (!res) return respond(problem_response(from_service(res.error()))), void();
+                auto c = *res;
+                after_applied(*d, c.at.position, [d, who, respond, c] {
+                  respond(invite_response(*d, who, c.invite_id, http::status::created));
+                });
+              });
+            })));
+
+  r.add(http::verb::get, "/v1/invites/{id}/claims",
+        admin(d, [d, readable](const domain::principal& who, const request& req,
+                               request_context& ctx, responder respond) {
+          auto id = uuid_param(ctx, "id");
+          if (!id) return respond(problem_response(id.error())), void();
+          if (auto p = readable(who, *id)) return respond(problem_response(*p)), void();
+          std::optional<timestamp> as_of;
+          if (auto a = ctx.query.get("as_of")) {
+            as_of = parse_rfc3339(*a);
+            if (!as_of)
+              return respond(problem_response(invalid_request("as_of must be an RFC 3339 time"))),
+                     void();
+          }
+          auto rows = d->reads->acceptance_list(who.org_id_, *id, as_of);
+          if (!rows)
+            return respond(problem_response(make_problem("not_found", "no such invite"))), void();
+          if (wants_csv(req)) {
+            auto res = text_response(http::status::ok, projections::acceptance_csv(*rows),
+                                     "text/csv; charset=utf-8");
+            res.set(http::field::content_disposition,
+                    "attachment; filename=\"acceptance-" + id->to_string() + ".csv\"");
+            return respond(std::move(res)), void();
+          }
+          json items = json::array();
+          for (const auto& row : *rows) items.push_back(projections::to_json(row));
+          json body = {{"invite_id", id->to_string()}, {"claims", items}, {"count", rows->size()}};
+          if (as_of) body["as_of"] = format_rfc3339(*as_of);
+          respond(json_response(http::status::ok, body));
+        }));
+
+  r.add(http::verb::get, "/v1/invites/{id}/usage",
+        admin(d, [d, readable](const domain::principal& who, const request&, request_context& ctx,
+                               responder respond) {
+          auto id = uuid_param(ctx, "id");
+          if (!id) return respond(problem_response(id.error())), void();
+          if (auto p = readable(who, *id)) return respond(problem_response(*p)), void();
+          auto u = d->reads->usage(who.org_id_, *id);
+          if (!u)
+            return respond(problem_response(make_problem("not_found", "no such invite"))), void();
+          respond(json_response(http::status::ok, projections::to_json(*u)));
+        }));
+
+  r.add(http::verb::get, "/v1/invites/{id}/rejections",
+        admin(d, [d, readable](const domain::principal& who, const request&, request_context& ctx,
+                               responder respond) {
+          auto id = uuid_param(ctx, "id");
+          if (!id) return respond(problem_response(id.error())), void();
+          if (auto p = readable(who, *id)) return respond(problem_response(*p)), void();
+          auto rows = d->reads->rejections(who.org_id_, *id);
+          if (!rows)
+            return respond(problem_response(make_problem("not_found", "no such invite"))), void();
+          json items = json::array();
+          for (const auto& row : *rows) items.push_back(projections::to_json(row));
+          respond(json_response(http::status::ok,
+                                {{"invite_id", id->to_string()}, {"rejections", items}}));
+        }));
+}
+
+void public_routes(router& r, deps_ptr d) {
+  auto lookup = [d](std::string_view code) -> std::optional<projections::invite_view> {
+    auto normalized = domain::normalize_invite_code(code);
+    if (!domain::is_valid_invite_code(normalized)) return std::nullopt;
+    auto ref = d->reads->invite_by_code(normalized);
+    if (!ref) return std::nullopt;
+    auto v = d->reads->invite(ref->org_id, ref->invite_id, d->clock->now());
+    if (!v || v->deleted) return std::nullopt;
+    return v;
+  };
+
+  r.add(http::verb::get, "/v1/public/invites/{code}",
+        [d, lookup](const request&, request_context& ctx, responder respond) {
+          auto v = lookup(ctx.params.get_or("code", ""));
+          if (!v)
+            return respond(problem_response(make_problem("not_found", "no invite has this code"))),
+                   void();
+          auto form = d->reads->lead_form(v->org_id);
+          respond(json_response(http::status::ok, projections::to_public_json(*v, &form)));
+        });
+
+  r.add(http::verb::get, "/i/{code}",
+        [d, lookup](const request&, request_context& ctx, responder respond) {
+          auto code = ctx.params.get_or("code", "");
+          auto v = lookup(code);
+          if (!v) {
+            return respond(text_response(http::status::not_found, not_found_page(),
+                                         "text/html; charset=utf-8")),
+                   void();
+          }
+          auto form = d->reads->lead_form(v->org_id);
+          auto res = text_response(
+              http::status::ok,
+              claim_page(projections::to_public_json(*v, &form), projections::to_json(form)),
+              "text/html; charset=utf-8");
+          res.set(http::field::cache_control, "no-store");
+          res.set("Content-Security-Policy",
+                  "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                  "img-src https: data:; connect-src 'self'; form-action 'self'");
+          respond(std::move(res));
+        });
+
+  r.add(http::verb::post, "/v1/public/invites/{code}/claims",
+        with_idempotency(
+            *d->idempotency,
+            [](const request&, const request_context& ctx) {
+              return "public:" + std::string(ctx.params.get_or("code", ""));
+            },
+            [d](const request& req, request_context& ctx, responder respond) {
+              auto body = parse_body(req.body());
+              auto input = body ? parse_claim_input(*body) : body.error();
+              if (!input) return respond(problem_response(from_field(input.error()))), void();
+              if (d->claims_per_ip) {
+                if (auto wait = d->claims_per_ip(ctx.client_ip)) {
+                  return respond(problem_response(
+                             rate_limited(*wait, "too many claims from this address"))),
+                         void();
+                }
+              }
+              if (d->claims_per_email && input->email) {
+                if (auto wait = d->claims_per_email(domain::normalize_email(*input->email))) {
+                  return respond(problem_response(
+                             rate_limited(*wait, "too many claims for this email"))),
+                         void();
+                }
+              }
+              d->commands->claim(
+                  std::string(ctx.params.get_or("code", "")), std::move(*input), meta_of(ctx),
+                  [d, respond](service::service_result<service::claim_result> res) {
+                    if (!res) return respond(problem_response(from_service(res.error()))), void();
+                    auto c = *res;
+                    after_applied(*d, c.at.position, [respond, c] {
+                      if (c.outcome == domain::claim_outcome::rejected) {
+                        auto code = c.rejection ? std::string(domain::to_string(*c.rejection))
+                                                : std::string("not_allowed");
+                        problem p = make_problem(code, c.missing_field.empty()
+                                                           ? "the invite refused this claim"
+                                                           : "missing: " + c.missing_field);
+                        p.extra.update(error_body_for_claim(c));
+                        return respond(problem_response(p)), void();
+                      }
+                      bool fresh = c.outcome == domain::claim_outcome::claimed;
+                      auto res = json_response(fresh ? http::status::created : http::status::ok,
+                                               to_json(c));
+                      if (fresh)
+                        res.set(http::field::location,
+                                "/v1/public/claims/" + c.claim->claim_id_.to_string());
+                      respond(std::move(res));
+                    });
+                  });
+            }));
+
+  auto learner_token = [](const request& req, const json* body) -> std::string {
+    auto it = req.find(http::field::authorization);
+    if (it != req.end() && it->value().starts_with("Bearer "))
+      return std::string(it->value().substr(7));
+    if (body && body->contains("learner_token") && (*body)["learner_token"].is_string()) {
+      return (*body)["learner_token"].get<std::string>();
+    }
+    return {};
+  };
+
+  r.add(http::verb::get, "/v1/public/claims/{claim_id}",
+        [d, learner_token](const request& req, request_context& ctx, responder respond) {
+          auto id = uuid_param(ctx, "claim_id");
+          if (!id) return respond(problem_response(id.error())), void();
+          auto who = d->commands->tokens().verify(learner_token(req, nullptr));
+          auto c = d->reads->claim_access(*id, d->clock->now());
+          if (!who)
+            return respond(problem_response(
+                       make_problem("unauthorized", "a learner token is required"))),
+                   void();
+          if (!c || c->learner_id != who->learner_id || c->org_id != who->org_id) {
+            return respond(problem_response(make_problem("not_found", "no such claim"))), void();
+          }
+          respond(json_response(http::status::ok, projections::to_json(*c)));
+        });
+
+  using claim_fn = void (service::command_service::*)(const uuid&, std::string_view, std::string,
+                                                      const service::request_meta&,
+                                                      service::callback<service::play_result>);
+  auto claim_action = [d, learner_token](claim_fn fn, bool track_in_path) {
+    return [d, fn, track_in_path, learner_token](const request& req, request_context& ctx,
+                                                 responder respond) {
+      auto id = uuid_param(ctx, "claim_id");
+      if (!id) return respond(problem_response(id.error())), void();
+      auto body = parse_body(req.body(), track_in_path);
+      if (!body) return respond(problem_response(from_field(body.error()))), void();
+      std::string track;
+      if (track_in_path) {
+        track = ctx.params.get_or("track_id", "");
+      } else {
+        json copy = *body;
+        copy.erase("learner_token");
+        auto p = parse_play_request(copy);
+        if (!p) return respond(problem_response(from_field(p.error()))), void();
+        track = p->track_id;
+      }
+      auto token = learner_token(req, &*body);
+      ((*d->commands).*fn)(
+          *id, token, track, meta_of(ctx),
+          [d, respond, track_in_path](service::service_result<service::play_result> res) {
+            if (!res) return respond(problem_response(from_service(res.error()))), void();
+            auto p = *res;
+            after_applied(*d, p.at.position, [respond, p, track_in_path] {
+              respond(json_response(track_in_path ? http::status::ok : http::status::created,
+                                    to_json(p)));
+            });
+          });
+    };
+  };
+  r.add(http::verb::post, "/v1/public/claims/{claim_id}/plays",
+        claim_action(&service::command_service::play, false));
+  r.add(http::verb::post, "/v1/public/claims/{claim_id}/tracks/{track_id}/pause",
+        claim_action(&service::command_service::pause, true));
+  r.add(http::verb::post, "/v1/public/claims/{claim_id}/tracks/{track_id}/resume",
+        claim_action(&service::command_service::resume, true));
+}
+
+void event_routes(router& r, deps_ptr d) {
+  r.add(http::verb::get, "/v1/events",
+        admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
+                     responder respond) {
+          if (!may_read_log(who))
+            return respond(problem_response(make_problem("forbidden", "owner or admin only"))),
+                   void();
+          auto from = query_int(ctx.query, "from", 0, INT64_MAX);
+          auto limit = query_int(ctx.query, "limit", 1, 10000);
+          if (!from) return respond(problem_response(from.error())), void();
+          if (!limit) return respond(problem_response(limit.error())), void();
+          eventstore::log_filter f;
+          f.from_position = static_cast<std::uint64_t>(from->value_or(1));
+          if (auto t = ctx.query.get("type")) {
+            std::string_view rest = *t;
+            while (!rest.empty()) {
+              auto comma = rest.find(',');
+              f.types.emplace_back(rest.substr(0, comma));
+              rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+            }
+          }
+          if (auto s = ctx.query.get("stream")) f.stream_prefix = std::string(*s);
+          for (auto [name, slot] : {std::pair{"since", &f.since}, std::pair{"until", &f.until}}) {
+            if (auto v = ctx.query.get(name)) {
+              auto t = parse_rfc3339(*v);
+              if (!t)
+                return respond(problem_response(
+                           invalid_request(std::string(name) + " must be an RFC 3339 time"))),
+                       void();
+              *slot = *t;
+            }
+          }
+          std::size_t max = static_cast<std::size_t>(limit->value_or(100));
+          const std::string org = who.org_id_.to_string();
+          json items = json::array();
+          std::uint64_t last = 0;
+          bool failed = false;
+          auto scanned = d->store->scan(f, [&](const eventstore::recorded_event& e) {
+            last = e.position;
+            if (e.org_id != org) return true;
+            auto j = event_json(*d, e);
+            if (!j) {
+              failed = true;
+              return false;
+            }
+            items.push_back(std::move(*j));
+            return items.size() < max;
+          });
+          if (!scanned || failed) {
+            return respond(problem_response(
+                       make_problem("unavailable", "the event log could not be read"))),
+                   void();
+          }
+          std::uint64_t next = std::max<std::uint64_t>(last, *scanned) + 1;
+          respond(json_response(http::status::ok, {{"events", items},
+                                                   {"next_from", next},
+                                                   {"head_position", d->store->head_position()}}));
+        }));
+
+  r.add(http::verb::get, "/v1/streams/{stream}",
+        admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
+                     responder respond) {
+          if (!may_read_log(who))
+            return respond(problem_response(make_problem("forbidden", "owner or admin only"))),
+                   void();
+          auto from = query_int(ctx.query, "from", 1, INT64_MAX);
+          if (!from) return respond(problem_response(from.error())), void();
+          auto stream = ctx.params.get_or("stream", "");
+          auto events = d->store->read_stream(stream, static_cast<std::uint64_t>(from->value_or(1)),
+                                              eventstore::read_direction::forward, 1000);
+          if (!events)
+            return respond(problem_response(make_problem("unavailable", events.error().message))),
+                   void();
+          const std::string org = who.org_id_.to_string();
+          json items = json::array();
+          for (const auto& e : *events) {
+            if (e.org_id != org)
+              return respond(problem_response(make_problem("not_found", "no such stream"))), void();
+            auto j = event_json(*d, e);
+            if (!j)
+              return respond(
+                         problem_response(make_problem("unavailable", "event cannot be decoded"))),
+                     void();
+            items.push_back(std::move(*j));
+          }
+          if (items.empty())
+            return respond(problem_response(make_problem("not_found", "no such stream"))), void();
+          respond(json_response(http::status::ok, {{"stream", stream}, {"events", items}}));
+        }));
+
+  // Live tail as Server-Sent Events; resumes after Last-Event-ID (a position).
+  r.add(
+      http::verb::get, "/v1/events/live",
+      admin(d, [d](const domain::principal& who, const request& req, request_context& ctx,
+                   responder respond) {
+        if (!may_read_log(who))
+          return respond(problem_response(make_problem("forbidden", "owner or admin only"))),
+                 void();
+        auto from = query_int(ctx.query, "from", 0, INT64_MAX);
+        if (!from) return respond(problem_response(from.error())), void();
+        std::uint64_t start = static_cast<std::uint64_t>(from->value_or(0));
+        if (auto it = req.find("Last-Event-ID"); it != req.end()) {
+          try {
+            start = std::stoull(std::string(it->value())) + 1;
+          } catch (const std::exception&) {
+            return respond(
+                       problem_response(invalid_request("Last-Event-ID must be a log position"))),
+                   void();
+          }
+        } else if (!from->has_value()) {
+          start = d->store->head_position() + 1;  // live only
+        }
+        response_header h;
+        h.result(http::status::ok);
+        h.set(http::field::content_type, "text/event-stream");
+        h.set(http::field::cache_control, "no-store");
+        auto stream = respond.start_stream(std::move(h));
+        if (!stream) return;
+        stream->send(": passage live tail\nretry: 2000\n\n");
+        const std::string org = who.org_id_.to_string();
+        auto sub = std::make_shared<std::unique_ptr<eventstore::subscription>>();
+        *sub = std::make_unique<eventstore::subscription>(
+            *d->store,
+            eventstore::subscription_options{.filter = {.from_position = start}, .max_batch = 256},
+            [d, stream, org](std::span<const eventstore::recorded_event> batch) {
+              for (const auto& e : batch) {
+                if (e.org_id != org) continue;
+                auto j = event_json(*d, e);
+                if (!j) continue;
+                if (!stream->send("id: " + std::to_string(e.position) + "\nevent: " + e.type +
+                                  "\ndata: " + j->dump() + "\n\n")) {
+                  return false;
+                }
+              }
+              return stream->is_open();
+            });
+        // Stopping joins the subscription's thread: never on an I/O thread.
+        stream->on_close([sub] { std::thread([sub] { sub->reset(); }).detach(); });
+      }));
+}
+
+}  // namespace
+
+void register_routes(router& r, const endpoint_deps& deps) {
+  auto d = std::make_shared<const endpoint_deps>(deps);
+  health_routes(r, d);
+  organization_routes(r, d);
+  track_routes(r, d);
+  invite_routes(r, d);
+  public_routes(r, d);
+  event_routes(r, d);
+}
+
+}  // namespace passage::api::v1

@@ -1,0 +1,53 @@
+#pragma once
+// The v1 HTTP API of SPEC §4: every route, wired to the command service (writes)
+// and the read models (queries). Handlers answer asynchronously: a command's
+// response is sent once its events are durable and the read models have applied
+// them, so the next GET by the same client sees the write.
+//
+//   router r;
+//   register_routes(r, deps);          // deps outlive the router
+//   http_server server(ioc, options, r.as_handler());
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "api/router.h"
+#include "api/v1/idempotency.h"
+#include "eventstore/event_codec.h"
+#include "eventstore/event_store.h"
+#include "projections/read_models.h"
+#include "service/command_service.h"
+
+namespace passage::api::v1 {
+
+// A claim rate limit: nullopt allows the claim, else how long to wait.
+using limit_check = std::function<std::optional<std::chrono::seconds>(std::string_view key)>;
+
+// What the routes need; owned by the app, all outliving the router.
+struct endpoint_deps {
+  service::command_service* commands = nullptr;
+  projections::read_models* reads = nullptr;
+  const eventstore::event_codec* codec = nullptr;
+  eventstore::event_store* store = nullptr;
+  idempotency_store* idempotency = nullptr;
+  const passage::clock* clock = nullptr;
+  // SHA-256 hex of the operator key (may only create organizations).
+  std::string operator_key_hash;
+  // Claim abuse limits per client IP and per email; empty: unlimited.
+  limit_check claims_per_ip;
+  limit_check claims_per_email;
+  // What /v1/system reports besides positions (e.g. the Kafka bootstrap address).
+  std::function<nlohmann::json()> system_info;
+  // Whether the node is ready (read models caught up at start, ...).
+  std::function<bool()> ready;
+};
+
+void register_routes(router& r, const endpoint_deps& deps);
+
+// The OpenAPI 3 document describing the registered routes.
+nlohmann::json openapi_document(const router& r);
+
+}  // namespace passage::api::v1

@@ -1,0 +1,200 @@
+#include "api/v1/idempotency.h"
+
+#include <openssl/evp.h>
+#include <rocksdb/db.h>
+
+#include <nlohmann/json.hpp>
+
+#include "api/problem.h"
+
+namespace passage::api::v1 {
+namespace {
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char out[32];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), out, &len, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string s;
+  for (unsigned i = 0; i < len; ++i) {
+    s.push_back(kHex[out[i] >> 4]);
+    s.push_back(kHex[out[i] & 0xF]);
+  }
+  return s;
+}
+
+std::string encode(const stored_response& r) {
+  return nlohmann::json{{"f", r.fingerprint},
+                        {"s", r.status},
+                        {"c", r.content_type},
+                        {"e", r.etag},
+                        {"l", r.location},
+                        {"b", r.body},
+                        {"t", to_unix_micros(r.stored_at)}}
+      .dump();
+}
+
+std::optional<stored_response> decode(std::string_view v) {
+  auto j = nlohmann::json::parse(v, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  try {
+    stored_response r;
+    r.fingerprint = j.at("f").get<std::string>();
+    r.status = j.at("s").get<unsigned>();
+    r.content_type = j.at("c").get<std::string>();
+    r.etag = j.at("e").get<std::string>();
+    r.location = j.at("l").get<std::string>();
+    r.body = j.at("b").get<std::string>();
+    r.stored_at = from_unix_micros(j.at("t").get<std::int64_t>());
+    return r;
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
+}
+
+// Delivers to the original responder after storing the response.
+class storing_sink final : public response_sink {
+ public:
+  storing_sink(idempotency_store& store, std::string key, std::string fingerprint, responder out,
+               const passage::clock& clock)
+      : store_(store),
+        key_(std::move(key)),
+        fingerprint_(std::move(fingerprint)),
+        out_(std::move(out)),
+        clock_(clock) {}
+  ~storing_sink() override {
+    if (!done_) store_.finish(key_, std::nullopt);
+  }
+  void deliver(response res) override {
+    done_ = true;
+    std::optional<stored_response> keep;
+    if (res.result_int() < 500) {
+      stored_response r;
+      r.fingerprint = fingerprint_;
+      r.status = res.result_int();
+      r.content_type = std::string(res[http::field::content_type]);
+      r.etag = std::string(res[http::field::etag]);
+      r.location = std::string(res[http::field::location]);
+      r.body = res.body();
+      r.stored_at = clock_.now();
+      keep = std::move(r);
+    }
+    store_.finish(key_, keep);
+    out_(std::move(res));
+  }
+  std::shared_ptr<event_stream> open_stream(response_header header) override {
+    done_ = true;
+    store_.finish(key_, std::nullopt);
+    return out_.start_stream(std::move(header));
+  }
+
+ private:
+  idempotency_store& store_;
+  std::string key_, fingerprint_;
+  responder out_;
+  const passage::clock& clock_;
+  bool done_ = false;
+};
+
+}  // namespace
+
+result<std::unique_ptr<idempotency_store>, std::string> idempotency_store::open(
+    idempotency_options o) {
+  std::unique_ptr<idempotency_store> s(new idempotency_store());
+  s->options_ = std::move(o);
+  if (!s->options_.clock) s->options_.clock = &s->system_clock_;
+  rocksdb::Options opts;
+  opts.create_if_missing = true;
+  rocksdb::DB* db = nullptr;
+  auto st = rocksdb::DB::Open(opts, s->options_.path, &db);
+  if (!st.ok()) return fail("opening the idempotency store: " + st.ToString());
+  s->db_.reset(db);
+  s->purge_expired();
+  return s;
+}
+
+idempotency_store::~idempotency_store() = default;
+
+void idempotency_store::purge_expired() {
+  auto cutoff = options_.clock->now() - options_.retention;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  rocksdb::WriteBatch wb;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto r = decode(it->value().ToStringView());
+    if (!r || r->stored_at < cutoff) wb.Delete(it->key());
+  }
+  if (wb.Count() > 0) (void)db_->Write(rocksdb::WriteOptions(), &wb);
+}
+
+std::optional<stored_response> idempotency_store::begin(const std::string& key,
+                                                        bool& already_in_flight) {
+  std::lock_guard lk(mu_);
+  already_in_flight = false;
+  std::string v;
+  if (db_->Get(rocksdb::ReadOptions(), key, &v).ok()) {
+    auto r = decode(v);
+    if (r && r->stored_at >= options_.clock->now() - options_.retention) return r;
+  }
+  if (!in_flight_.insert(key).second) already_in_flight = true;
+  return std::nullopt;
+}
+
+void idempotency_store::finish(const std::string& key, const std::optional<stored_response>& r) {
+  std::lock_guard lk(mu_);
+  if (r) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;  // the response promises the write happened once
+    (void)db_->Put(wo, key, encode(*r));
+  }
+  in_flight_.erase(key);
+}
+
+handler with_idempotency(idempotency_store& store,
+                         std::function<std::string(const request&, const request_context&)> scope,
+                         handler inner) {
+  return [&store, scope = std::move(scope), inner = std::move(inner)](
+             const request& req, request_context& ctx, responder respond) {
+    auto it = req.find("Idempotency-Key");
+    if (it == req.end()) {
+      inner(req, ctx, std::move(respond));
+      return;
+    }
+    std::string idem(it->value());
+    if (idem.empty() || idem.size() > 255) {
+      respond(problem_response(invalid_request("Idempotency-Key must be 1 to 255 characters")));
+      return;
+    }
+    std::string key = scope(req, ctx) + '\0' + std::string(req.method_string()) + '\0' +
+                      std::string(ctx.route) + '\0' + idem;
+    std::string fingerprint = sha256_hex(std::string(req.method_string()) + " " +
+                                         std::string(req.target()) + "\n" + req.body());
+    bool busy = false;
+    auto stored = store.begin(key, busy);
+    if (stored) {
+      if (stored->fingerprint != fingerprint) {
+        respond(problem_response(
+            make_problem("idempotency_key_reused",
+                         "this Idempotency-Key was used with a different request; use a new key")));
+        return;
+      }
+      response res{static_cast<http::status>(stored->status), req.version()};
+      if (!stored->content_type.empty()) res.set(http::field::content_type, stored->content_type);
+      if (!stored->etag.empty()) res.set(http::field::etag, stored->etag);
+      if (!stored->location.empty()) res.set(http::field::location, stored->location);
+      res.set("Idempotent-Replayed", "true");
+      res.body() = stored->body;
+      res.prepare_payload();
+      respond(std::move(res));
+      return;
+    }
+    if (busy) {
+      respond(problem_response(
+          make_problem("conflict", "a request with this Idempotency-Key is still in progress")));
+      return;
+    }
+    auto sink = std::make_shared<storing_sink>(store, key, fingerprint, respond, store.clock());
+    inner(req, ctx, responder(sink));
+  };
+}
+
+}  // namespace passage::api::v1

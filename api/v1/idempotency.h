@@ -1,0 +1,76 @@
+#pragma once
+// Idempotency-Key support for commands: the first response to a key is stored
+// (in its own RocksDB folder, 24 hours by default) and a retry with the same key
+// gets that response again, appending nothing. The same key with another request
+// body is refused (422 idempotency_key_reused); a retry while the first request
+// is still running gets 409 conflict.
+//
+//   auto store = idempotency_store::open({.path = "data/idempotency"});
+//   router.add(post, "/v1/invites", with_idempotency(*store, "invites", create_invite));
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_set>
+
+#include "api/http_types.h"
+#include "common/clock.h"
+#include "common/result.h"
+
+namespace rocksdb {
+class DB;
+}
+
+namespace passage::api::v1 {
+
+struct idempotency_options {
+  std::string path;                           // RocksDB folder. Required.
+  std::chrono::seconds retention{24 * 3600};  // Default: 24 h
+  const passage::clock* clock = nullptr;      // Default: system clock
+};
+
+struct stored_response {
+  std::string fingerprint;  // of method, target and body
+  unsigned status = 200;
+  std::string content_type;
+  std::string etag;
+  std::string location;
+  std::string body;
+  timestamp stored_at{};
+};
+
+// Thread-safe; owned by the app.
+class idempotency_store {
+ public:
+  static result<std::unique_ptr<idempotency_store>, std::string> open(idempotency_options o);
+  ~idempotency_store();
+
+  // Begins a request under `key`: the stored response if there is one, else
+  // nullopt after marking the key in flight (false in `in_flight` when another
+  // request holds it).
+  std::optional<stored_response> begin(const std::string& key, bool& already_in_flight);
+  // Stores the response (for statuses below 500) and releases the key.
+  void finish(const std::string& key, const std::optional<stored_response>& r);
+  const passage::clock& clock() const { return *options_.clock; }
+
+ private:
+  idempotency_store() = default;
+  void purge_expired();
+
+  idempotency_options options_;
+  passage::system_clock system_clock_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::mutex mu_;
+  std::unordered_set<std::string> in_flight_;
+};
+
+// Wraps a command handler: without an Idempotency-Key header it runs as is. The
+// key is scoped by `scope` (the caller's API key id or, for public endpoints,
+// nothing) so two tenants never share keys.
+handler with_idempotency(idempotency_store& store,
+                         std::function<std::string(const request&, const request_context&)> scope,
+                         handler inner);
+
+}  // namespace passage::api::v1

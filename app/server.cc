@@ -1,0 +1,333 @@
+#include "app/server.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/stat.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "api/http_server.h"
+#include "api/logging.h"
+#include "api/metrics.h"
+#include "api/problem.h"
+#include "api/rate_limiter.h"
+#include "api/router.h"
+#include "api/v1/endpoints.h"
+#include "api/v1/idempotency.h"
+#include "common/random.h"
+#include "eventstore/event_codec.h"
+#include "eventstore/event_store.h"
+#include "eventstore/key_store.h"
+#include "projections/projector.h"
+#include "projections/read_models.h"
+#include "service/command_service.h"
+
+namespace passage::app {
+namespace {
+
+namespace fs = std::filesystem;
+
+}  // namespace
+
+std::string derive_key(const std::string& secret, std::string_view label) {
+  unsigned char out[32];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(label.data()), label.size(), out, &len);
+  return std::string(reinterpret_cast<const char*>(out), len);
+}
+
+namespace {
+
+// Reads a one-line secret file, or creates it (mode 0600) with `make()`.
+result<std::string, std::string> secret_file(const fs::path& path,
+                                             const std::function<std::string()>& make,
+                                             bool& created) {
+  created = false;
+  if (fs::exists(path)) {
+    std::ifstream in(path);
+    std::string line;
+    std::getline(in, line);
+    if (line.empty()) return fail("secret file " + path.string() + " is empty");
+    return line;
+  }
+  std::string value = make();
+  {
+    std::ofstream out(path, std::ios::trunc);
+    if (!out) return fail("cannot write " + path.string());
+    out << value << "\n";
+  }
+  ::chmod(path.c_str(), 0600);
+  created = true;
+  return value;
+}
+
+// The read models as the command side's facts.
+class read_model_facts final : public service::fact_source {
+ public:
+  read_model_facts(projections::read_models& reads, eventstore::event_store& store,
+                   const eventstore::event_codec& codec, const passage::clock& clock)
+      : reads_(reads), store_(store), codec_(codec), clock_(clock) {}
+
+  std::optional<service::invite_ref> invite_by_code(std::string_view code) override {
+    auto r = reads_.invite_by_code(code);
+    if (!r) return std::nullopt;
+    return service::invite_ref{r->org_id, r->invite_id};
+  }
+  std::optional<service::learner_ref> learner_by_email(const uuid& org,
+                                                       std::string_view subject) override {
+    auto r = reads_.learner_by_email(org, subject);
+    if (!r) return std::nullopt;
+    return service::learner_ref{r->learner_id, r->lead_submitted};
+  }
+  std::optional<domain::invite_claimed> claim_seed(const uuid& claim_id) override {
+    auto access = reads_.claim_access(claim_id, clock_.now());
+    if (!access) return std::nullopt;
+    auto rows = reads_.acceptance_list(access->org_id, access->invite_id);
+    if (!rows) return std::nullopt;
+    for (const auto& row : *rows) {
+      if (row.claim_id != claim_id) continue;
+      auto events =
+          store_.read_all({.from_position = row.position, .to_position = row.position}, 1);
+      if (!events || events->empty()) return std::nullopt;
+      auto decoded = codec_.decode(events->front());
+      if (!decoded) return std::nullopt;
+      if (auto* e = std::get_if<domain::invite_claimed>(&decoded->event)) return *e;
+      return std::nullopt;
+    }
+    return std::nullopt;
+  }
+  void when_applied(std::uint64_t position, std::function<void()> fn) override {
+    reads_.when_applied(position, std::move(fn));
+  }
+
+ private:
+  projections::read_models& reads_;
+  eventstore::event_store& store_;
+  const eventstore::event_codec& codec_;
+  const passage::clock& clock_;
+};
+
+}  // namespace
+
+struct server::impl {
+  server_options options;
+  passage::system_clock system_clock;
+  const passage::clock* clock = nullptr;
+  std::string owner_token, operator_token;
+
+  std::unique_ptr<eventstore::event_store> store;
+  std::unique_ptr<eventstore::key_store> keys;
+  std::unique_ptr<eventstore::event_codec> codec;
+  std::unique_ptr<projections::read_models> reads;
+  std::unique_ptr<projections::projector> projector;
+  std::unique_ptr<read_model_facts> facts;
+  std::unique_ptr<service::command_service> commands;
+  std::unique_ptr<api::v1::idempotency_store> idempotency;
+  std::unique_ptr<api::rate_limiter> per_ip, per_email;
+  std::shared_ptr<api::metrics> metrics;
+  std::unique_ptr<api::router> router;
+  boost::asio::io_context ioc;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
+  std::unique_ptr<api::http_server> http;
+  std::vector<std::thread> threads;
+
+  std::mutex stop_mu;
+  std::condition_variable stopped_cv;
+  bool stopping = false;
+  bool stopped = false;
+
+  void say(const std::string& s) {
+    if (options.say) {
+      options.say(s);
+    } else {
+      std::fprintf(stderr, "%s\n", s.c_str());
+    }
+  }
+};
+
+server::server(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
+
+server::~server() { stop(std::chrono::seconds(2)); }
+
+std::uint16_t server::port() const { return impl_->http ? impl_->http->port() : 0; }
+const std::string& server::owner_token() const { return impl_->owner_token; }
+const std::string& server::operator_token() const { return impl_->operator_token; }
+
+result<std::unique_ptr<server>, std::string> server::start(server_options options) {
+  auto im = std::make_unique<impl>();
+  im->options = std::move(options);
+  auto& o = im->options;
+  im->clock = o.clock ? o.clock : &im->system_clock;
+  fs::path dir(o.data_dir);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return fail("cannot create data folder " + dir.string() + ": " + ec.message());
+
+  bool created = false;
+  auto secret = secret_file(
+      dir / "server.secret", [] { return secure_random_hex(32); }, created);
+  if (!secret) return fail(secret.error());
+
+  auto store = eventstore::open_event_store(
+      {.path = (dir / "events").string(), .sync = o.sync, .clock = im->clock});
+  if (!store) return fail(store.error().message);
+  im->store = std::move(*store);
+
+  auto keys = eventstore::open_key_store({.path = (dir / "keys").string()});
+  if (!keys) return fail(keys.error().message);
+  im->keys = std::move(*keys);
+  im->codec = std::make_unique<eventstore::event_codec>(*im->keys, derive_key(*secret, "pepper"));
+
+  auto reads = projections::read_models::open({.path = (dir / "readmodels").string()}, *im->codec);
+  if (!reads) return fail(reads.error().message);
+  im->reads = std::move(*reads);
+  im->projector = std::make_unique<projections::projector>(*im->store, *im->reads);
+  if (auto started = im->projector->start(); !started) return fail(started.error().message);
+
+  im->facts = std::make_unique<read_model_facts>(*im->reads, *im->store, *im->codec, *im->clock);
+  im->commands = std::make_unique<service::command_service>(
+      *im->store, *im->codec, *im->facts, *im->clock,
+      service::learner_token_codec(derive_key(*secret, "learner-token")));
+
+  // The default organization and its owner key.
+  std::optional<std::string> owner = o.owner_token;
+  bool owner_created = false;
+  if (!owner) {
+    auto stored = secret_file(
+        dir / "owner.token", [] { return service::generate_api_key(); }, owner_created);
+    if (!stored) return fail(stored.error());
+    owner = *stored;
+  }
+  auto org = im->commands->ensure_organization(default_org_id(), "Default organization", owner);
+  if (!org) return fail("creating the default organization: " + org.error().message);
+  if (o.owner_token || owner_created) im->owner_token = *owner;
+  if (owner_created) {
+    im->say("passage: owner API key of the default organization (shown once, kept in " +
+            (dir / "owner.token").string() + "): " + *owner);
+  }
+  std::string operator_key;
+  if (o.operator_token) {
+    operator_key = *o.operator_token;
+  } else {
+    bool op_created = false;
+    auto stored = secret_file(
+        dir / "operator.token", [] { return service::generate_api_key(); }, op_created);
+    if (!stored) return fail(stored.error());
+    operator_key = *stored;
+    if (op_created) {
+      im->say("passage: operator key (creates organizations; kept in " +
+              (dir / "operator.token").string() + "): " + operator_key);
+    }
+  }
+  im->operator_token = operator_key;
+
+  auto idem = api::v1::idempotency_store::open(
+      {.path = (dir / "idempotency").string(), .clock = im->clock});
+  if (!idem) return fail(idem.error());
+  im->idempotency = std::move(*idem);
+
+  auto per_ip = api::parse_rate_limit(o.claim_limit_per_ip);
+  if (!per_ip) return fail("--claim-limit-per-ip: " + per_ip.error());
+  auto per_email = api::parse_rate_limit(o.claim_limit_per_email);
+  if (!per_email) return fail("--claim-limit-per-email: " + per_email.error());
+  im->per_ip = std::make_unique<api::rate_limiter>(
+      api::rate_limiter_options{.limit = *per_ip, .clock = im->clock});
+  im->per_email = std::make_unique<api::rate_limiter>(
+      api::rate_limiter_options{.limit = *per_email, .clock = im->clock});
+
+  im->metrics = std::make_shared<api::metrics>();
+  im->router = std::make_unique<api::router>();
+  api::v1::endpoint_deps deps;
+  deps.commands = im->commands.get();
+  deps.reads = im->reads.get();
+  deps.codec = im->codec.get();
+  deps.store = im->store.get();
+  deps.idempotency = im->idempotency.get();
+  deps.clock = im->clock;
+  deps.operator_key_hash = service::hash_api_key(operator_key);
+  auto* raw = im.get();
+  if (!per_ip->disabled()) {
+    deps.claims_per_ip = [raw](std::string_view ip) -> std::optional<std::chrono::seconds> {
+      auto d = raw->per_ip->acquire(ip);
+      if (d.allowed) return std::nullopt;
+      return d.retry_after;
+    };
+  }
+  if (!per_email->disabled()) {
+    deps.claims_per_email = [raw](std::string_view email) -> std::optional<std::chrono::seconds> {
+      auto d = raw->per_email->acquire(email);
+      if (d.allowed) return std::nullopt;
+      return d.retry_after;
+    };
+  }
+  deps.ready = [raw] { return raw->projector->is_live(); };
+  deps.system_info = [raw] {
+    return nlohmann::json{{"kafka", {{"enabled", false}}},
+                          {"projector_live", raw->projector->is_live()}};
+  };
+  api::v1::register_routes(*im->router, deps);
+  im->router->add(api::http::verb::get, "/metrics", im->metrics->metrics_handler());
+  auto openapi = std::make_shared<std::string>();
+  im->router->add(
+      api::http::verb::get, "/openapi.json",
+      [openapi](const api::request&, api::request_context&, api::responder respond) {
+        respond(api::text_response(api::http::status::ok, *openapi, "application/json"));
+      });
+  *openapi = api::v1::openapi_document(*im->router).dump(2);
+
+  // Gauges that read live values at scrape time would need a collectable; the
+  // positions are refreshed by the projector's progress instead.
+  api::http_server_options http;
+  http.address = o.address;
+  http.port = o.port;
+  http.trust_proxy = o.trust_proxy;
+  http.metrics = im->metrics;
+  http.access_log = api::make_json_logger("passage.access");
+  http.clock = im->clock;
+  im->http = std::make_unique<api::http_server>(im->ioc, http, im->router->as_handler());
+  if (auto started = im->http->start(); !started) return fail(started.error());
+  im->work.emplace(boost::asio::make_work_guard(im->ioc));
+  for (unsigned i = 0; i < std::max(1u, o.threads); ++i) {
+    im->threads.emplace_back([raw] { raw->ioc.run(); });
+  }
+  im->say("passage: listening on http://" + o.address + ":" + std::to_string(im->http->port()));
+  return std::unique_ptr<server>(new server(std::move(im)));
+}
+
+void server::stop(std::chrono::milliseconds grace) {
+  auto& im = *impl_;
+  {
+    std::lock_guard lk(im.stop_mu);
+    if (im.stopping) return;
+    im.stopping = true;
+  }
+  if (im.http) (void)im.http->stop(grace);
+  im.work.reset();
+  im.ioc.stop();
+  for (auto& t : im.threads) t.join();
+  im.threads.clear();
+  im.http.reset();
+  if (im.projector) im.projector->stop();
+  if (im.store) im.store->close();
+  {
+    std::lock_guard lk(im.stop_mu);
+    im.stopped = true;
+  }
+  im.stopped_cv.notify_all();
+}
+
+void server::wait() {
+  std::unique_lock lk(impl_->stop_mu);
+  impl_->stopped_cv.wait(lk, [&] { return impl_->stopped; });
+}
+
+}  // namespace passage::app

@@ -1,0 +1,1035 @@
+#include "service/command_service.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/random.h"
+#include "domain/claim.h"
+#include "domain/invite_code.h"
+#include "domain/learner.h"
+#include "domain/streams.h"
+#include "domain/text.h"
+
+namespace passage::service {
+namespace {
+
+using eventstore::expected_version;
+using eventstore::stream_append;
+
+std::string hex(const unsigned char* p, std::size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(2 * n);
+  for (std::size_t i = 0; i < n; ++i) {
+    s.push_back(kHex[p[i] >> 4]);
+    s.push_back(kHex[p[i] & 0xF]);
+  }
+  return s;
+}
+
+service_error store_failure(const eventstore::store_error& e) {
+  if (e.code == eventstore::errc::wrong_expected_version) {
+    auto err = make_service_error("version_conflict", e.message);
+    err.current_version = e.actual_version;
+    return err;
+  }
+  return make_service_error("unavailable", "the event log refused the write: " + e.message);
+}
+
+// One aggregate instance in memory. `state` and `version` include events whose
+// append is still in flight: the next command decides on top of them.
+template <typename State>
+struct aggregate {
+  std::mutex mu;
+  bool loaded = false;
+  State state{};
+  std::uint64_t version = 0;
+};
+
+template <typename State>
+class aggregate_cache {
+ public:
+  explicit aggregate_cache(std::size_t max) : max_(max) {}
+
+  std::shared_ptr<aggregate<State>> get(const std::string& stream) {
+    std::lock_guard lk(mu_);
+    auto& slot = map_[stream];
+    if (!slot) {
+      slot = std::make_shared<aggregate<State>>();
+      if (map_.size() > max_) evict_idle(stream);
+    }
+    return slot;
+  }
+
+ private:
+  // Drops entries nobody holds (no command deciding, no append in flight).
+  void evict_idle(const std::string& keep) {
+    for (auto it = map_.begin(); it != map_.end() && map_.size() > max_ / 2;) {
+      if (it->first != keep && it->second.use_count() == 1) {
+        it = map_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<aggregate<State>>> map_;
+  std::size_t max_;
+};
+
+// Runs posted work off the store's writer thread (retries reload aggregates).
+class worker {
+ public:
+  worker() : thread_([this] { run(); }) {}
+  ~worker() {
+    {
+      std::lock_guard lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  void post(std::function<void()> fn) {
+    {
+      std::lock_guard lk(mu_);
+      queue_.push_back(std::move(fn));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      std::function<void()> fn;
+      {
+        std::unique_lock lk(mu_);
+        cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        fn = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      fn();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+std::string generate_api_key() { return "psk_" + secure_random_hex(20); }
+
+std::string hash_api_key(std::string_view key) {
+  unsigned char out[32];
+  unsigned int len = 0;
+  EVP_Digest(key.data(), key.size(), out, &len, EVP_sha256(), nullptr);
+  return hex(out, len);
+}
+
+// What a decision hands to execute(): the events, expectations for streams other
+// than the aggregate's own, and how to answer once they are stored.
+template <typename State>
+struct plan {
+  domain::event_list events;
+  std::map<std::string, expected_version> other_streams;  // others: any
+  // Runs once the events are durable (at once when there are none), with the
+  // aggregate's state after them. May run on the store's writer thread.
+  std::function<void(const written&, const State& after)> on_success;
+};
+
+template <typename State>
+using decide_fn = std::function<domain::domain_result<plan<State>>(const State&, timestamp)>;
+template <typename State>
+using seed_fn = std::function<service_result<bool>(State&)>;
+using fail_fn = std::function<void(service_error)>;
+
+struct command_service::impl {
+  impl(eventstore::event_store& s, const eventstore::event_codec& c, fact_source& f,
+       const clock& cl, learner_token_codec t, command_service_options o)
+      : store(s),
+        codec(c),
+        facts(f),
+        clk(cl),
+        tokens(std::move(t)),
+        options(o),
+        invites(o.max_cached_aggregates),
+        claims(o.max_cached_aggregates),
+        orgs(o.max_cached_aggregates),
+        tracks(o.max_cached_aggregates) {}
+
+  eventstore::event_store& store;
+  const eventstore::event_codec& codec;
+  fact_source& facts;
+  const clock& clk;
+  learner_token_codec tokens;
+  command_service_options options;
+
+  aggregate_cache<domain::invite_state> invites;
+  aggregate_cache<domain::claim_state> claims;
+  aggregate_cache<domain::organization_state> orgs;
+  aggregate_cache<domain::track_state> tracks;
+
+  // Emails whose learner a claim registered but the read side may not show yet
+  // (email subject -> learner id): one learner per email even when claims for a
+  // new email race on different invites. Same for lead-form submissions.
+  std::mutex learners_mu;
+  std::unordered_map<std::string, uuid> pending_learners;
+  std::unordered_set<std::string> pending_leads;
+  // Codes of invites created here that the read side may not show yet.
+  std::mutex codes_mu;
+  std::unordered_map<std::string, invite_ref> pending_codes;
+  // Seeds of claims made here, so their plays need no read-side lookup.
+  std::mutex seeds_mu;
+  std::unordered_map<uuid, domain::invite_claimed> claim_seeds;
+
+  worker retries;
+
+  // ---- loading --------------------------------------------------------------
+
+  template <typename State>
+  service_result<bool> fold_stream(const std::string& stream, State& state,
+                                   std::uint64_t& version) {
+    std::uint64_t from = 1;
+    for (;;) {
+      auto page = store.read_stream(stream, from, eventstore::read_direction::forward, 1024);
+      if (!page) return store_failure(page.error());
+      for (const auto& rec : *page) {
+        auto d = codec.decode(rec);
+        if (!d) {
+          return make_service_error("unavailable", "event at position " +
+                                                       std::to_string(rec.position) +
+                                                       " cannot be decoded: " + d.error().message);
+        }
+        state = domain::evolve(std::move(state), d->event);
+        version = rec.stream_version;
+      }
+      if (page->size() < 1024) return true;
+      from = page->back().stream_version + 1;
+    }
+  }
+
+  template <typename State>
+  service_result<bool> ensure_loaded(aggregate<State>& agg, const std::string& stream,
+                                     const seed_fn<State>& seed) {
+    if (agg.loaded) return true;
+    State state{};
+    std::uint64_t version = 0;
+    if (seed) {
+      auto s = seed(state);
+      if (!s) return s;
+    }
+    auto r = fold_stream(stream, state, version);
+    if (!r) return r;
+    agg.state = std::move(state);
+    agg.version = version;
+    agg.loaded = true;
+    return true;
+  }
+
+  template <typename State>
+  service_result<State> load(aggregate_cache<State>& cache, const std::string& stream,
+                             const seed_fn<State>& seed = {}) {
+    auto agg = cache.get(stream);
+    std::lock_guard lk(agg->mu);
+    auto r = ensure_loaded<State>(*agg, stream, seed);
+    if (!r) return r.error();
+    return agg->state;
+  }
+
+  // ---- executing ------------------------------------------------------------
+
+  // Decides `decide` on the aggregate of `stream` and appends the events with the
+  // aggregate's version as the expectation. A version conflict (a stale cache)
+  // reloads and decides again, up to options.max_retries times.
+  template <typename State>
+  void execute(aggregate_cache<State>& cache, const std::string& stream, seed_fn<State> seed,
+               decide_fn<State> decide, const request_meta& meta, const std::string& actor,
+               fail_fn fail, int attempt = 0) {
+    auto agg = cache.get(stream);
+    std::unique_lock lk(agg->mu);
+    if (auto loaded = ensure_loaded<State>(*agg, stream, seed); !loaded) {
+      lk.unlock();
+      fail(loaded.error());
+      return;
+    }
+    auto decided = decide(agg->state, clk.now());
+    if (!decided) {
+      lk.unlock();
+      fail(from_domain(decided.error()));
+      return;
+    }
+    plan<State> p = std::move(*decided);
+    if (p.events.empty()) {
+      State after = agg->state;
+      written w{0, agg->version};
+      lk.unlock();
+      p.on_success(w, after);
+      return;
+    }
+
+    // Encode, grouped by stream with the aggregate's own stream first.
+    std::vector<stream_append> appends;
+    appends.push_back({stream, expected_version::exact(agg->version), {}});
+    State after = agg->state;
+    std::uint64_t own = 0;
+    for (const auto& e : p.events) {
+      auto target = domain::stream_of(e);
+      auto encoded =
+          codec.encode(e, {uuid::random(), meta.correlation_id, meta.causation_id, actor});
+      if (!encoded) {
+        lk.unlock();
+        fail(make_service_error("unavailable", "cannot encode event: " + encoded.error().message));
+        return;
+      }
+      if (target == stream) {
+        after = domain::evolve(std::move(after), e);
+        ++own;
+      }
+      auto it = std::find_if(appends.begin(), appends.end(),
+                             [&](const stream_append& a) { return a.stream == target; });
+      if (it == appends.end()) {
+        auto other = p.other_streams.find(target);
+        appends.push_back(
+            {target, other == p.other_streams.end() ? expected_version::any() : other->second, {}});
+        it = appends.end() - 1;
+      }
+      it->events.push_back(std::move(*encoded));
+    }
+    agg->state = after;
+    agg->version += own;
+    written w{0, agg->version};
+
+    // Queued while the aggregate is locked, so its appends reach the log in the
+    // order they were decided: the next command may already build on this one.
+    store.append_async(
+        std::move(appends),
+        [this, agg, w, after = std::move(after), on_success = std::move(p.on_success), &cache,
+         stream, seed = std::move(seed), decide = std::move(decide), meta, actor,
+         fail = std::move(fail),
+         attempt](eventstore::store_result<eventstore::append_result> r) mutable {
+          if (r) {
+            w.position = r->last_position;
+            on_success(w, after);
+            return;
+          }
+          {
+            // The cached state ran ahead of the log: drop it, reload next time.
+            std::lock_guard g(agg->mu);
+            agg->loaded = false;
+          }
+          if (r.error().code == eventstore::errc::wrong_expected_version &&
+              attempt < options.max_retries) {
+            retries.post([this, &cache, stream, seed, decide, meta, actor, fail, attempt] {
+              execute<State>(cache, stream, seed, decide, meta, actor, fail, attempt + 1);
+            });
+            return;
+          }
+          fail(store_failure(r.error()));
+        });
+  }
+
+  // ---- facts ----------------------------------------------------------------
+
+  service_result<domain::track_catalog> track_catalog(const uuid& org,
+                                                      const std::vector<std::string>& ids) {
+    domain::track_catalog catalog;
+    for (const auto& id : ids) {
+      if (catalog.count(id) || !domain::is_valid_track_id(id)) continue;
+      auto s = load(tracks, domain::track_stream(org, id));
+      if (!s) return s.error();
+      if (s->exists_) catalog.emplace(id, domain::to_fact(*s));
+    }
+    return catalog;
+  }
+
+  // An invite action by an org key; a professor needs the owners of every track.
+  domain::domain_result<bool> authorize_invite(const domain::principal& who, const uuid& org,
+                                               const std::vector<std::string>& track_ids) {
+    domain::access_target target{org, {}, std::nullopt};
+    if (who.role_ == domain::role::professor) {
+      auto catalog = track_catalog(org, track_ids);
+      if (!catalog) {
+        return domain::make_error(domain::errc::invalid_state, "", catalog.error().message);
+      }
+      for (const auto& id : track_ids) {
+        auto it = catalog->find(id);
+        target.track_owners_.push_back(it == catalog->end() ? std::nullopt : it->second.owner_);
+      }
+    }
+    auto ok = domain::authorize(who, domain::action::manage_invite, target);
+    if (!ok) return ok.error();
+    return true;
+  }
+
+  static std::vector<std::string> track_ids_of(const domain::invite_settings& s) {
+    std::vector<std::string> ids;
+    for (const auto& t : s.tracks_) ids.push_back(t.track_id_);
+    return ids;
+  }
+
+  static std::string actor_of(const domain::principal& who) {
+    return who.role_ == domain::role::operator_ ? "operator" : "key:" + who.key_id_.to_string();
+  }
+
+  std::optional<std::string> new_unique_code() {
+    for (int attempt = 0; attempt < 32; ++attempt) {
+      std::array<std::uint8_t, domain::invite_code_random_bytes> bytes{};
+      secure_random_bytes(bytes);
+      auto code = domain::make_invite_code(bytes);
+      if (!code) continue;
+      {
+        std::lock_guard lk(codes_mu);
+        if (pending_codes.count(*code)) continue;
+      }
+      if (facts.invite_by_code(*code)) continue;
+      return code;
+    }
+    return std::nullopt;
+  }
+
+  // Called with the code reserved before the append, so no second invite can take it.
+  void reserve_code(const std::string& code, invite_ref ref) {
+    std::lock_guard lk(codes_mu);
+    pending_codes[code] = ref;
+  }
+  void release_code_when_visible(const std::string& code, std::uint64_t position) {
+    facts.when_applied(position, [this, code] {
+      std::lock_guard lk(codes_mu);
+      pending_codes.erase(code);
+    });
+  }
+
+  std::optional<invite_ref> invite_by_code(const std::string& code) {
+    {
+      std::lock_guard lk(codes_mu);
+      if (auto it = pending_codes.find(code); it != pending_codes.end()) return it->second;
+    }
+    return facts.invite_by_code(code);
+  }
+
+  // Lifecycle and edit commands of an existing invite.
+  template <typename Command>
+  void invite_command(const domain::principal& who, const uuid& invite_id, Command cmd,
+                      const request_meta& m, callback<written> done) {
+    execute<domain::invite_state>(
+        invites, domain::invite_stream(invite_id), {},
+        [this, who, cmd = std::move(cmd), done](const domain::invite_state& s, timestamp now)
+            -> domain::domain_result<plan<domain::invite_state>> {
+          if (!s.exists_ || s.org_id_ != who.org_id_) {
+            return domain::make_error(domain::errc::not_found, "id", "no such invite");
+          }
+          auto ids = track_ids_of(s.settings_);
+          if constexpr (std::is_same_v<Command, domain::update_invite>) {
+            if (cmd.patch_.tracks_) {
+              for (const auto& t : *cmd.patch_.tracks_) ids.push_back(t.track_id_);
+            }
+          }
+          auto allowed = authorize_invite(who, s.org_id_, ids);
+          if (!allowed) return allowed.error();
+          auto events = domain::decide(s, cmd, now);
+          if (!events) return events.error();
+          return plan<domain::invite_state>{
+              std::move(*events), {}, [done](const written& w, const auto&) { done(w); }};
+        },
+        m, actor_of(who), [done](service_error e) { done(std::move(e)); });
+  }
+
+  // Plays, pauses and resumes: the claim aggregate, seeded by its InviteClaimed.
+  template <typename Command>
+  void claim_command(const uuid& claim_id, std::string_view token, Command cmd,
+                     const request_meta& m, callback<play_result> done) {
+    auto who = tokens.verify(token);
+    if (!who) {
+      done(make_service_error("unauthorized", "a valid learner token is required"));
+      return;
+    }
+    cmd.learner_id_ = who->learner_id;
+    seed_fn<domain::claim_state> seed = [this,
+                                         claim_id](domain::claim_state& s) -> service_result<bool> {
+      std::optional<domain::invite_claimed> e;
+      {
+        std::lock_guard lk(seeds_mu);
+        if (auto it = claim_seeds.find(claim_id); it != claim_seeds.end()) e = it->second;
+      }
+      if (!e) e = facts.claim_seed(claim_id);
+      if (!e) return make_service_error("not_found", "no such claim", "claim_id");
+      s = domain::evolve(std::move(s), domain::event{*e});
+      return true;
+    };
+    const std::string track = cmd.track_id_;
+    execute<domain::claim_state>(
+        claims, domain::claim_stream(claim_id), std::move(seed),
+        [cmd, who, done, track](const domain::claim_state& s,
+                                timestamp now) -> domain::domain_result<plan<domain::claim_state>> {
+          if (!s.exists_ || s.org_id_ != who->org_id) {
+            return domain::make_error(domain::errc::not_found, "claim_id", "no such claim");
+          }
+          auto events = domain::decide(s, cmd, now);
+          if (!events) return events.error();
+          return plan<domain::claim_state>{
+              std::move(*events),
+              {},
+              [done, track](const written& w, const domain::claim_state& after) {
+                play_result r;
+                r.track_id = track;
+                r.plays_remaining = domain::plays_remaining(after, track);
+                r.access_expires_at = after.access_expires_at_;
+                auto it = after.progress_.find(track);
+                r.paused = it != after.progress_.end() && it->second.paused_;
+                r.at = w;
+                done(std::move(r));
+              }};
+        },
+        m, "learner:" + who->learner_id.to_string(),
+        [done](service_error e) { done(std::move(e)); });
+  }
+
+  std::vector<claimed_track> tracks_of(const domain::claim_record& c,
+                                       const std::optional<domain::claim_state>& progress) {
+    std::vector<claimed_track> out;
+    for (const auto& t : c.restrictions_.tracks_) {
+      claimed_track ct;
+      ct.track_id = t.track_id_;
+      ct.pausable = t.pausable_;
+      ct.access_expires_at = c.access_expires_at_;
+      if (c.restrictions_.plays_per_track_ > 0) {
+        ct.plays_remaining = progress
+                                 ? domain::plays_remaining(*progress, t.track_id_)
+                                 : std::optional<std::int64_t>(c.restrictions_.plays_per_track_);
+      }
+      out.push_back(std::move(ct));
+    }
+    return out;
+  }
+};
+
+command_service::command_service(eventstore::event_store& store,
+                                 const eventstore::event_codec& codec, fact_source& facts,
+                                 const clock& clock, learner_token_codec tokens,
+                                 command_service_options options)
+    : impl_(std::make_unique<impl>(store, codec, facts, clock, std::move(tokens), options)) {}
+
+command_service::~command_service() = default;
+
+const learner_token_codec& command_service::tokens() const { return impl_->tokens; }
+
+// ---- organizations and keys ---------------------------------------------------
+
+service_result<organization_created_result> command_service::ensure_organization(
+    const uuid& org_id, std::string name, std::optional<std::string> owner_key) {
+  auto stream = domain::organization_stream(org_id);
+  auto current = impl_->load(impl_->orgs, stream);
+  if (!current) return current.error();
+  std::string key = owner_key ? *owner_key : generate_api_key();
+  std::string key_hash = hash_api_key(key);
+  std::promise<service_result<organization_created_result>> p;
+  auto f = p.get_future();
+  uuid key_id = uuid::random();
+  bool exists = current->exists_;
+  if (exists) {
+    for (const auto& [id, k] : current->api_keys_) {
+      if (k.key_hash_ == key_hash && !k.revoked_) {
+        return organization_created_result{org_id, id, "", {0, current->version_}};
+      }
+    }
+    if (!owner_key) return organization_created_result{org_id, {}, "", {0, current->version_}};
+  }
+  impl_->execute<domain::organization_state>(
+      impl_->orgs, stream, {},
+      [&, exists](const domain::organization_state& s,
+                  timestamp now) -> domain::domain_result<plan<domain::organization_state>> {
+        domain::domain_result<domain::event_list> events =
+            exists
+                ? domain::decide(
+                      s, domain::issue_api_key{key_id, domain::role::owner, "owner", key_hash}, now)
+                : domain::decide(
+                      s, domain::create_organization{org_id, name, key_id, "owner", key_hash}, now);
+        if (!events) return events.error();
+        return plan<domain::organization_state>{
+            std::move(*events), {}, [&](const written& w, const auto&) {
+              p.set_value(organization_created_result{org_id, key_id, key, w});
+            }};
+      },
+      {"startup", ""}, "system", [&](service_error e) { p.set_value(std::move(e)); });
+  return f.get();
+}
+
+void command_service::create_organization(const domain::principal& who, std::string name,
+                                          const request_meta& m,
+                                          callback<organization_created_result> done) {
+  uuid org_id = uuid::random();
+  auto allowed = domain::authorize(who, domain::action::create_organization, {org_id, {}, {}});
+  if (!allowed) {
+    done(from_domain(allowed.error()));
+    return;
+  }
+  auto key = std::make_shared<std::string>(generate_api_key());
+  uuid key_id = uuid::random();
+  impl_->execute<domain::organization_state>(
+      impl_->orgs, domain::organization_stream(org_id), {},
+      [=](const domain::organization_state& s,
+          timestamp now) -> domain::domain_result<plan<domain::organization_state>> {
+        auto events = domain::decide(
+            s, domain::create_organization{org_id, name, key_id, "owner", hash_api_key(*key)}, now);
+        if (!events) return events.error();
+        return plan<domain::organization_state>{
+            std::move(*events), {}, [=](const written& w, const auto&) {
+              done(organization_created_result{org_id, key_id, *key, w});
+            }};
+      },
+      m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
+}
+
+void command_service::issue_api_key(const domain::principal& who, domain::role role,
+                                    std::string name, const request_meta& m,
+                                    callback<api_key_result> done) {
+  auto allowed = domain::authorize(who, domain::action::manage_api_keys, {who.org_id_, {}, {}});
+  if (!allowed) {
+    done(from_domain(allowed.error()));
+    return;
+  }
+  auto key = std::make_shared<std::string>(generate_api_key());
+  uuid key_id = uuid::random();
+  impl_->execute<domain::organization_state>(
+      impl_->orgs, domain::organization_stream(who.org_id_), {},
+      [=](const domain::organization_state& s,
+          timestamp now) -> domain::domain_result<plan<domain::organization_state>> {
+        auto events =
+            domain::decide(s, domain::issue_api_key{key_id, role, name, hash_api_key(*key)}, now);
+        if (!events) return events.error();
+        return plan<domain::organization_state>{
+            std::move(*events), {}, [=](const written& w, const auto&) {
+              done(api_key_result{key_id, role, name, *key, w});
+            }};
+      },
+      m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
+}
+
+void command_service::revoke_api_key(const domain::principal& who, const uuid& key_id,
+                                     const request_meta& m, callback<written> done) {
+  auto allowed = domain::authorize(who, domain::action::manage_api_keys, {who.org_id_, {}, {}});
+  if (!allowed) {
+    done(from_domain(allowed.error()));
+    return;
+  }
+  impl_->execute<domain::organization_state>(
+      impl_->orgs, domain::organization_stream(who.org_id_), {},
+      [=](const domain::organization_state& s,
+          timestamp now) -> domain::domain_result<plan<domain::organization_state>> {
+        auto events = domain::decide(s, domain::revoke_api_key{key_id}, now);
+        if (!events) return events.error();
+        return plan<domain::organization_state>{
+            std::move(*events), {}, [=](const written& w, const auto&) { done(w); }};
+      },
+      m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
+}
+
+void command_service::change_lead_form(const domain::principal& who, domain::lead_form form,
+                                       std::optional<std::uint64_t> if_match, const request_meta& m,
+                                       callback<written> done) {
+  auto allowed = domain::authorize(who, domain::action::manage_lead_form, {who.org_id_, {}, {}});
+  if (!allowed) {
+    done(from_domain(allowed.error()));
+    return;
+  }
+  impl_->execute<domain::organization_state>(
+      impl_->orgs, domain::organization_stream(who.org_id_), {},
+      [=](const domain::organization_state& s,
+          timestamp now) -> domain::domain_result<plan<domain::organization_state>> {
+        auto events = domain::decide(s, domain::change_lead_form{form, if_match}, now);
+        if (!events) return events.error();
+        return plan<domain::organization_state>{
+            std::move(*events), {}, [=](const written& w, const auto&) { done(w); }};
+      },
+      m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
+}
+
+service_result<domain::organization_state> command_service::organization(const uuid& org_id) {
+  return impl_->load(impl_->orgs, domain::organization_stream(org_id));
+}
+
+// ---- tracks -------------------------------------------------------------------
+
+void command_service::register_track(const domain::principal& who, std::string track_id,
+                                     std::string title, bool pausable, const request_meta& m,
+                                     callback<written> done) {
+  std::optional<uuid> owner;
+  if (who.role_ == domain::role::professor) owner = who.key_id_;
+  auto allowed = domain::authorize(who, domain::action::register_track, {who.org_id_, {}, owner});
+  if (!allowed) {
+    done(from_domain(allowed.error()));
+    return;
+  }
+  if (!domain::is_valid_track_id(track_id)) {
+    done(make_service_error("invalid_request",
+                            "track id must be 1-64 characters of a-z, 0-9, '-', '_' or '.'",
+                            "track_id"));
+    return;
+  }
+  impl_->execute<domain::track_state>(
+      impl_->tracks, domain::track_stream(who.org_id_, track_id), {},
+      [=](const domain::track_state& s,
+          timestamp now) -> domain::domain_result<plan<domain::track_state>> {
+        auto events = domain::decide(
+            s, domain::register_track{who.org_id_, track_id, title, pausable, owner}, now);
+        if (!events) return events.error();
+        return plan<domain::track_state>{
+            std::move(*events), {}, [=](const written& w, const auto&) { done(w); }};
+      },
+      m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
+}
+
+void command_service::update_track(const domain::principal& who, std::string track_id,
+                                   domain::update_track c, const request_meta& m,
+                                   callback<written> done) {
+  impl_->execute<domain::track_state>(
+      impl_->tracks, domain::track_stream(who.org_id_, track_id), {},
+      [=](const domain::track_state& s,
+          timestamp now) -> domain::domain_result<plan<domain::track_state>> {
+        if (!s.exists_)
+          return domain::make_error(domain::errc::not_found, "track_id", "no such track");
+        auto owner_after = c.owner_ ? *c.owner_ : s.owner_;
+        auto allowed =
+            domain::authorize(who, domain::action::update_track, {who.org_id_, {}, owner_after});
+        if (!allowed) return allowed.error();
+        if (who.role_ == domain::role::professor && s.owner_ != who.key_id_) {
+          return domain::make_error(domain::errc::forbidden, "", "not your track");
+        }
+        auto events = domain::decide(s, c, now);
+        if (!events) return events.error();
+        return plan<domain::track_state>{
+            std::move(*events), {}, [=](const written& w, const auto&) { done(w); }};
+      },
+      m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
+}
+
+// ---- invites ------------------------------------------------------------------
+
+void command_service::create_invite(const domain::principal& who, domain::invite_draft draft,
+                                    const request_meta& m, callback<invite_written> done) {
+  std::vector<std::string> ids;
+  for (const auto& t : draft.tracks_) ids.push_back(t.track_id_);
+  auto allowed = impl_->authorize_invite(who, who.org_id_, ids);
+  if (!allowed) {
+    done(from_domain(allowed.error()));
+    return;
+  }
+  auto catalog = impl_->track_catalog(who.org_id_, ids);
+  if (!catalog) {
+    done(catalog.error());
+    return;
+  }
+  auto code = impl_->new_unique_code();
+  if (!code) {
+    done(make_service_error("unavailable", "could not draw an unused invite code"));
+    return;
+  }
+  uuid invite_id = uuid::random();
+  impl_->reserve_code(*code, {who.org_id_, invite_id});
+  auto* self = impl_.get();
+  domain::create_invite cmd{who.org_id_, invite_id, *code, std::move(draft), std::move(*catalog)};
+  impl_->execute<domain::invite_state>(
+      impl_->invites, domain::invite_stream(invite_id), {},
+      [self, cmd, done](const domain::invite_state& s,
+                        timestamp now) -> domain::domain_result<plan<domain::invite_state>> {
+        auto events = domain::decide(s, cmd, now);
+        if (!events) return events.error();
+        return plan<domain::invite_state>{
+            std::move(*events), {}, [self, cmd, done](const written& w, const auto&) {
+              self->release_code_when_visible(cmd.code_, w.position);
+              done(invite_written{cmd.invite_id_, cmd.code_, w});
+            }};
+      },
+      m, impl_->actor_of(who),
+      [self, code = *code, done](service_error e) {
+        std::lock_guard lk(self->codes_mu);
+        self->pending_codes.erase(code);
+        done(std::move(e));
+      });
+}
+
+void command_service::update_invite(const domain::principal& who, const uuid& invite_id,
+                                    domain::invite_patch p, std::optional<std::uint64_t> if_match,
+                                    const request_meta& m, callback<written> done) {
+  domain::update_invite cmd{std::move(p), {}, if_match};
+  if (cmd.patch_.tracks_) {
+    std::vector<std::string> ids;
+    for (const auto& t : *cmd.patch_.tracks_) ids.push_back(t.track_id_);
+    auto catalog = impl_->track_catalog(who.org_id_, ids);
+    if (!catalog) {
+      done(catalog.error());
+      return;
+    }
+    cmd.tracks_ = std::move(*catalog);
+  }
+  impl_->invite_command(who, invite_id, std::move(cmd), m, std::move(done));
+}
+
+void command_service::deactivate_invite(const domain::principal& who, const uuid& invite_id,
+                                        std::optional<std::uint64_t> if_match,
+                                        const request_meta& m, callback<written> done) {
+  impl_->invite_command(who, invite_id, domain::deactivate_invite{if_match}, m, std::move(done));
+}
+
+void command_service::reactivate_invite(const domain::principal& who, const uuid& invite_id,
+                                        std::optional<std::uint64_t> if_match,
+                                        const request_meta& m, callback<written> done) {
+  impl_->invite_command(who, invite_id, domain::reactivate_invite{if_match}, m, std::move(done));
+}
+
+void command_service::delete_invite(const domain::principal& who, const uuid& invite_id,
+                                    std::optional<std::uint64_t> if_match, const request_meta& m,
+                                    callback<written> done) {
+  impl_->invite_command(who, invite_id, domain::delete_invite{if_match}, m, std::move(done));
+}
+
+void command_service::duplicate_invite(const domain::principal& who, const uuid& invite_id,
+                                       const request_meta& m, callback<invite_written> done) {
+  auto source = invite_for(who, invite_id);
+  if (!source) {
+    done(source.error());
+    return;
+  }
+  auto code = impl_->new_unique_code();
+  if (!code) {
+    done(make_service_error("unavailable", "could not draw an unused invite code"));
+    return;
+  }
+  uuid new_id = uuid::random();
+  auto events = domain::decide(*source, domain::duplicate_invite{new_id, *code}, impl_->clk.now());
+  if (!events) {
+    done(from_domain(events.error()));
+    return;
+  }
+  impl_->reserve_code(*code, {who.org_id_, new_id});
+  auto* self = impl_.get();
+  auto decided = std::move(*events);
+  impl_->execute<domain::invite_state>(
+      impl_->invites, domain::invite_stream(new_id), {},
+      [self, decided, new_id, code = *code, done](const domain::invite_state& s, timestamp)
+          -> domain::domain_result<plan<domain::invite_state>> {
+        if (s.exists_) return domain::make_error(domain::errc::already_exists, "id", "exists");
+        return plan<domain::invite_state>{
+            decided, {}, [self, new_id, code, done](const written& w, const auto&) {
+              self->release_code_when_visible(code, w.position);
+              done(invite_written{new_id, code, w});
+            }};
+      },
+      m, impl_->actor_of(who),
+      [self, code = *code, done](service_error e) {
+        std::lock_guard lk(self->codes_mu);
+        self->pending_codes.erase(code);
+        done(std::move(e));
+      });
+}
+
+void command_service::expire_invite(const uuid& invite_id, const request_meta& m,
+                                    callback<written> done) {
+  impl_->execute<domain::invite_state>(
+      impl_->invites, domain::invite_stream(invite_id), {},
+      [done](const domain::invite_state& s,
+             timestamp now) -> domain::domain_result<plan<domain::invite_state>> {
+        auto events = domain::decide(s, domain::expire_invite{}, now);
+        if (!events) return events.error();
+        return plan<domain::invite_state>{
+            std::move(*events), {}, [done](const written& w, const auto&) { done(w); }};
+      },
+      m, "scheduler", [done](service_error e) { done(std::move(e)); });
+}
+
+service_result<domain::invite_state> command_service::invite_for(const domain::principal& who,
+                                                                 const uuid& invite_id) {
+  auto s = impl_->load(impl_->invites, domain::invite_stream(invite_id));
+  if (!s) return s.error();
+  if (!s->exists_ || s->org_id_ != who.org_id_) {
+    return make_service_error("not_found", "no such invite", "id");
+  }
+  auto allowed = impl_->authorize_invite(who, s->org_id_, impl::track_ids_of(s->settings_));
+  if (!allowed) return from_domain(allowed.error());
+  return s;
+}
+
+// ---- learners -----------------------------------------------------------------
+
+void command_service::claim(std::string code, claim_input input, const request_meta& m,
+                            callback<claim_result> done) {
+  auto* self = impl_.get();
+  auto normalized = domain::normalize_invite_code(code);
+  auto ref =
+      domain::is_valid_invite_code(normalized) ? self->invite_by_code(normalized) : std::nullopt;
+  if (!ref) {
+    done(make_service_error("not_found", "no invite has this code", "code"));
+    return;
+  }
+  std::optional<uuid> token_learner;
+  if (input.learner_token) {
+    auto who = self->tokens.verify(*input.learner_token);
+    if (who && who->org_id == ref->org_id) token_learner = who->learner_id;
+  }
+  auto org = self->load(self->orgs, domain::organization_stream(ref->org_id));
+  if (!org) {
+    done(org.error());
+    return;
+  }
+
+  // Facts about the email, looked up once; the invite lock serialises the rest.
+  std::string subject;
+  std::optional<uuid> known_learner;
+  bool lead_submitted = false;
+  if (input.email && domain::is_valid_email(*input.email)) {
+    subject = self->codec.email_subject(ref->org_id, domain::normalize_email(*input.email));
+    {
+      std::lock_guard lk(self->learners_mu);
+      if (auto it = self->pending_learners.find(subject); it != self->pending_learners.end()) {
+        known_learner = it->second;
+      }
+      lead_submitted = self->pending_leads.count(subject) > 0;
+    }
+    if (!known_learner) {
+      if (auto l = self->facts.learner_by_email(ref->org_id, subject)) {
+        known_learner = l->learner_id;
+        lead_submitted = lead_submitted || l->lead_submitted;
+      }
+    }
+  }
+
+  domain::claim_invite cmd;
+  cmd.email_ = input.email;
+  cmd.first_name_ = input.first_name;
+  cmd.last_name_ = input.last_name;
+  cmd.lead_answers_ = input.answers;
+  cmd.anonymous_learner_id_ = token_learner ? *token_learner : uuid::random();
+  cmd.existing_learner_id_ = known_learner;
+  cmd.lead_already_submitted_ = lead_submitted;
+  cmd.lead_form_ = org->lead_form_;
+  const uuid org_id = ref->org_id, invite_id = ref->invite_id;
+
+  impl_->execute<domain::invite_state>(
+      impl_->invites, domain::invite_stream(invite_id), {},
+      [self, cmd, subject, org_id, invite_id, done](
+          const domain::invite_state& s,
+          timestamp now) mutable -> domain::domain_result<plan<domain::invite_state>> {
+        cmd.claim_id_ = uuid::random();
+        cmd.new_learner_id_ = uuid::random();
+        auto d = domain::decide(s, cmd, now);
+        if (!d) return d.error();
+        if (d->learner_registered_ && !subject.empty()) {
+          // Another invite's claim may have registered this email since the
+          // lookup. A reservation is only dropped once the read side shows the
+          // learner, so checking the reservations and then the read side, under
+          // the lock, never misses one.
+          std::unique_lock lk(self->learners_mu);
+          std::optional<uuid> known;
+          if (auto it = self->pending_learners.find(subject); it != self->pending_learners.end()) {
+            known = it->second;
+          } else if (auto l = self->facts.learner_by_email(org_id, subject)) {
+            known = l->learner_id;
+          } else {
+            self->pending_learners.emplace(subject, cmd.new_learner_id_);
+          }
+          lk.unlock();
+          if (known) {
+            cmd.existing_learner_id_ = known;
+            d = domain::decide(s, cmd, now);
+            if (!d) return d.error();
+          }
+        }
+        bool lead_captured = std::any_of(d->events_.begin(), d->events_.end(), [](const auto& e) {
+          return std::holds_alternative<domain::lead_captured>(e);
+        });
+        if (lead_captured && !subject.empty()) {
+          std::lock_guard lk(self->learners_mu);
+          self->pending_leads.insert(subject);
+        }
+        plan<domain::invite_state> p;
+        p.events = d->events_;
+        if (d->learner_registered_) {
+          p.other_streams.insert_or_assign(domain::learner_stream(cmd.new_learner_id_),
+                                           expected_version::no_stream());
+        }
+        auto decision = *d;
+        p.on_success = [self, decision, subject, org_id, invite_id, done, lead_captured](
+                           const written& w, const domain::invite_state&) {
+          claim_result r;
+          r.outcome = decision.outcome_;
+          r.org_id = org_id;
+          r.invite_id = invite_id;
+          r.at = w;
+          if (decision.outcome_ == domain::claim_outcome::rejected) {
+            r.rejection = decision.rejection_;
+            r.missing_field = decision.missing_field_;
+            done(std::move(r));
+            return;
+          }
+          const auto& c = *decision.claim_;
+          r.claim = c;
+          r.learner_token = self->tokens.issue({org_id, c.learner_id_});
+          std::optional<domain::claim_state> progress;
+          if (decision.outcome_ == domain::claim_outcome::claimed) {
+            for (const auto& e : decision.events_) {
+              if (auto* ic = std::get_if<domain::invite_claimed>(&e)) {
+                std::lock_guard lk(self->seeds_mu);
+                self->claim_seeds[ic->claim_id_] = *ic;
+              }
+            }
+          } else {
+            // A returning learner: plays left come from the claim's own stream.
+            seed_fn<domain::claim_state> seed =
+                [self, id = c.claim_id_](domain::claim_state& s) -> service_result<bool> {
+              auto e = self->facts.claim_seed(id);
+              if (!e) return make_service_error("not_found", "no such claim");
+              s = domain::evolve(std::move(s), domain::event{*e});
+              return true;
+            };
+            auto cs = self->load(self->claims, domain::claim_stream(c.claim_id_), seed);
+            if (cs) progress = *cs;
+          }
+          r.tracks = self->tracks_of(c, progress);
+          if (w.position != 0 && (decision.learner_registered_ || lead_captured)) {
+            self->facts.when_applied(w.position, [self, subject] {
+              std::lock_guard lk(self->learners_mu);
+              self->pending_learners.erase(subject);
+              self->pending_leads.erase(subject);
+            });
+          }
+          done(std::move(r));
+        };
+        return p;
+      },
+      m, "learner", [done](service_error e) { done(std::move(e)); });
+}
+
+void command_service::play(const uuid& claim_id, std::string_view learner_token,
+                           std::string track_id, const request_meta& m,
+                           callback<play_result> done) {
+  impl_->claim_command(claim_id, learner_token, domain::play_track{{}, std::move(track_id)}, m,
+                       std::move(done));
+}
+
+void command_service::pause(const uuid& claim_id, std::string_view learner_token,
+                            std::string track_id, const request_meta& m,
+                            callback<play_result> done) {
+  impl_->claim_command(claim_id, learner_token, domain::pause_track{{}, std::move(track_id)}, m,
+                       std::move(done));
+}
+
+void command_service::resume(const uuid& claim_id, std::string_view learner_token,
+                             std::string track_id, const request_meta& m,
+                             callback<play_result> done) {
+  impl_->claim_command(claim_id, learner_token, domain::resume_track{{}, std::move(track_id)}, m,
+                       std::move(done));
+}
+
+}  // namespace passage::service

@@ -1,0 +1,196 @@
+#pragma once
+// The command side of Passage: every change goes through here. Each command loads
+// its aggregate (cached in memory), asks the domain to decide, encodes the events
+// and appends them with the aggregate's version as the expectation. Commands on
+// one aggregate are decided one after another on the cached state, and their
+// appends are pipelined into the store's group commit, so a busy invite takes
+// thousands of claims per second without ever exceeding its limit; a conflict
+// (a stale cache) is retried inside, never shown to the caller.
+//
+//   command_service svc(store, codec, facts, clock, options);
+//   svc.claim(code, input, meta, [](service_result<claim_result> r) { ... });
+//
+// Results arrive through callbacks, on the store's writer thread or on the
+// caller's; callbacks must be quick and hand real work to an executor.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/uuid.h"
+#include "domain/authorization.h"
+#include "domain/invite.h"
+#include "domain/organization.h"
+#include "domain/track.h"
+#include "eventstore/event_codec.h"
+#include "eventstore/event_store.h"
+#include "service/facts.h"
+#include "service/learner_token.h"
+#include "service/service_error.h"
+
+namespace passage::service {
+
+template <typename T>
+using callback = std::function<void(service_result<T>)>;
+
+// Who asked, for the event envelope (SPEC §3).
+struct request_meta {
+  std::string correlation_id;  // the request id
+  std::string causation_id;
+};
+
+// Where a command's events landed.
+struct written {
+  std::uint64_t position = 0;  // last position written (0 when nothing was)
+  std::uint64_t version = 0;   // the aggregate's version after the command
+};
+
+struct invite_written {
+  uuid invite_id;
+  std::string code;
+  written at;
+};
+
+struct claim_input {
+  std::optional<std::string> email;
+  std::string first_name;
+  std::string last_name;
+  std::map<std::string, std::string> answers;
+  // A learner token from an earlier claim: identifies an anonymous browser.
+  std::optional<std::string> learner_token;
+};
+
+struct claimed_track {
+  std::string track_id;
+  bool pausable = false;
+  std::optional<timestamp> access_expires_at;
+  std::optional<std::int64_t> plays_remaining;  // nullopt: unlimited
+};
+
+struct claim_result {
+  domain::claim_outcome outcome = domain::claim_outcome::rejected;
+  uuid invite_id;
+  uuid org_id;
+  // claimed / existing:
+  std::optional<domain::claim_record> claim;
+  std::string learner_token;
+  std::vector<claimed_track> tracks;
+  // rejected:
+  std::optional<domain::rejection_reason> rejection;
+  std::string missing_field;
+  std::string rejection_detail;
+  written at;
+};
+
+struct play_result {
+  std::string track_id;
+  std::optional<std::int64_t> plays_remaining;
+  std::optional<timestamp> access_expires_at;
+  bool paused = false;
+  written at;
+};
+
+struct organization_created_result {
+  uuid org_id;
+  uuid owner_key_id;
+  std::string owner_key;  // shown once
+  written at;
+};
+
+struct api_key_result {
+  uuid key_id;
+  domain::role role = domain::role::admin;
+  std::string name;
+  std::string key;  // shown once
+  written at;
+};
+
+struct command_service_options {
+  // Times a command is decided again after a version conflict. Default: 8.
+  int max_retries = 8;
+  // Aggregates kept in memory; idle ones beyond this are dropped. Default: 100000.
+  std::size_t max_cached_aggregates = 100000;
+};
+
+// "psk_" + 40 random hex characters, and its lower-case hex SHA-256.
+std::string generate_api_key();
+std::string hash_api_key(std::string_view key);
+
+// Owned by the app; every method is safe to call from any thread.
+class command_service {
+ public:
+  command_service(eventstore::event_store& store, const eventstore::event_codec& codec,
+                  fact_source& facts, const clock& clock, learner_token_codec tokens,
+                  command_service_options options = {});
+  ~command_service();
+  command_service(const command_service&) = delete;
+  command_service& operator=(const command_service&) = delete;
+
+  // --- organizations and keys ---
+  // Creates the organization with `org_id` unless it exists; the owner key is the
+  // given one (or generated). Used at start-up for the default organization.
+  service_result<organization_created_result> ensure_organization(
+      const uuid& org_id, std::string name, std::optional<std::string> owner_key);
+  void create_organization(const domain::principal& who, std::string name, const request_meta& m,
+                           callback<organization_created_result> done);
+  void issue_api_key(const domain::principal& who, domain::role role, std::string name,
+                     const request_meta& m, callback<api_key_result> done);
+  void revoke_api_key(const domain::principal& who, const uuid& key_id, const request_meta& m,
+                      callback<written> done);
+  void change_lead_form(const domain::principal& who, domain::lead_form form,
+                        std::optional<std::uint64_t> if_match, const request_meta& m,
+                        callback<written> done);
+  service_result<domain::organization_state> organization(const uuid& org_id);
+
+  // --- tracks ---
+  void register_track(const domain::principal& who, std::string track_id, std::string title,
+                      bool pausable, const request_meta& m, callback<written> done);
+  void update_track(const domain::principal& who, std::string track_id, domain::update_track c,
+                    const request_meta& m, callback<written> done);
+
+  // --- invites ---
+  void create_invite(const domain::principal& who, domain::invite_draft draft,
+                     const request_meta& m, callback<invite_written> done);
+  void update_invite(const domain::principal& who, const uuid& invite_id, domain::invite_patch p,
+                     std::optional<std::uint64_t> if_match, const request_meta& m,
+                     callback<written> done);
+  void deactivate_invite(const domain::principal& who, const uuid& invite_id,
+                         std::optional<std::uint64_t> if_match, const request_meta& m,
+                         callback<written> done);
+  void reactivate_invite(const domain::principal& who, const uuid& invite_id,
+                         std::optional<std::uint64_t> if_match, const request_meta& m,
+                         callback<written> done);
+  void delete_invite(const domain::principal& who, const uuid& invite_id,
+                     std::optional<std::uint64_t> if_match, const request_meta& m,
+                     callback<written> done);
+  void duplicate_invite(const domain::principal& who, const uuid& invite_id, const request_meta& m,
+                        callback<invite_written> done);
+  // Emits InviteExpired once its deadline has passed (the scheduler calls this).
+  void expire_invite(const uuid& invite_id, const request_meta& m, callback<written> done);
+  // Authorizes `who` to read the invite (404 across orgs, professor ownership).
+  service_result<domain::invite_state> invite_for(const domain::principal& who,
+                                                  const uuid& invite_id);
+
+  // --- learners ---
+  void claim(std::string code, claim_input input, const request_meta& m,
+             callback<claim_result> done);
+  void play(const uuid& claim_id, std::string_view learner_token, std::string track_id,
+            const request_meta& m, callback<play_result> done);
+  void pause(const uuid& claim_id, std::string_view learner_token, std::string track_id,
+             const request_meta& m, callback<play_result> done);
+  void resume(const uuid& claim_id, std::string_view learner_token, std::string track_id,
+              const request_meta& m, callback<play_result> done);
+
+  const learner_token_codec& tokens() const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace passage::service

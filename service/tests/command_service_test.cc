@@ -1,0 +1,307 @@
+// The command side against a real event store: decisions, pipelined appends on
+// one invite, retries after a stale cache, learners shared across invites.
+
+#include "service/command_service.h"
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "domain/invite.h"
+#include "domain/streams.h"
+#include "eventstore/event_codec.h"
+#include "eventstore/key_store.h"
+#include "tests/support/temp_dir.h"
+
+namespace passage::service {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Facts for tests: codes registered by the test, and a read side that never
+// catches up (when_applied callbacks are kept, not run), so everything the
+// service knows about new learners comes from its own reservations.
+class fake_facts final : public fact_source {
+ public:
+  std::optional<invite_ref> invite_by_code(std::string_view code) override {
+    std::lock_guard lk(mu_);
+    auto it = codes_.find(std::string(code));
+    if (it == codes_.end()) return std::nullopt;
+    return it->second;
+  }
+  std::optional<learner_ref> learner_by_email(const uuid&, std::string_view) override {
+    return std::nullopt;
+  }
+  std::optional<domain::invite_claimed> claim_seed(const uuid&) override { return std::nullopt; }
+  void when_applied(std::uint64_t, std::function<void()> fn) override {
+    std::lock_guard lk(mu_);
+    deferred_.push_back(std::move(fn));
+  }
+
+  void add(const std::string& code, invite_ref ref) {
+    std::lock_guard lk(mu_);
+    codes_[code] = ref;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, invite_ref> codes_;
+  std::vector<std::function<void()>> deferred_;
+};
+
+template <typename T>
+service_result<T> wait(std::function<void(callback<T>)> call) {
+  std::promise<service_result<T>> p;
+  auto f = p.get_future();
+  call([&p](service_result<T> r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+class command_service_test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = eventstore::open_event_store({.path = dir_.sub("events"), .clock = &clock_});
+    ASSERT_TRUE(s) << s.error().message;
+    store_ = std::move(*s);
+    codec_ = std::make_unique<eventstore::event_codec>(*keys_, std::string(32, 'p'));
+    svc_ = std::make_unique<command_service>(*store_, *codec_, facts_, clock_,
+                                             learner_token_codec(std::string(32, 't')));
+    auto org = svc_->ensure_organization(org_id_, "Acme", std::string("psk_owner"));
+    ASSERT_TRUE(org) << org.error().message;
+    owner_ = {domain::role::owner, org_id_, org->owner_key_id};
+  }
+
+  void register_track(const std::string& id, bool pausable = false) {
+    auto r = wait<written>([&](auto cb) {
+      svc_->register_track(owner_, id, "Track " + id, pausable, {"test", ""}, cb);
+    });
+    ASSERT_TRUE(r) << r.error().message;
+  }
+
+  invite_written create_invite(std::int64_t limit, std::int64_t plays = 0,
+                               domain::access_mode access = domain::access_mode::anyone) {
+    domain::invite_draft d;
+    d.title_ = "Kubernetes 101";
+    d.tracks_ = {{"k8s-basics", std::nullopt}};
+    d.claim_limit_ = limit;
+    d.plays_per_track_ = plays;
+    d.access_ = access;
+    if (access == domain::access_mode::allowed) d.allowed_domains_ = {"example.com"};
+    auto r = wait<invite_written>([&](auto cb) {
+      svc_->create_invite(owner_, d, {"test", ""}, cb);
+    });
+    EXPECT_TRUE(r) << r.error().message;
+    if (!r) return {};
+    facts_.add(r->code, {org_id_, r->invite_id});
+    return *r;
+  }
+
+  service_result<claim_result> claim(const std::string& code, std::string email) {
+    claim_input in;
+    if (!email.empty()) in.email = email;
+    return wait<claim_result>([&](auto cb) { svc_->claim(code, in, {"test", ""}, cb); });
+  }
+
+  std::vector<eventstore::recorded_event> stream(const std::string& name) {
+    auto r = store_->read_stream(name, 1, eventstore::read_direction::forward, 100000);
+    EXPECT_TRUE(r);
+    return r ? *r : std::vector<eventstore::recorded_event>{};
+  }
+
+  passage::testing::temp_dir dir_;
+  manual_clock clock_{from_unix_micros(1'790'000'000'000'000)};
+  std::unique_ptr<eventstore::event_store> store_;
+  std::unique_ptr<eventstore::key_store> keys_ = eventstore::make_memory_key_store();
+  std::unique_ptr<eventstore::event_codec> codec_;
+  fake_facts facts_;
+  std::unique_ptr<command_service> svc_;
+  uuid org_id_ = uuid::random();
+  domain::principal owner_;
+};
+
+TEST_F(command_service_test, TwoHundredConcurrentClaimsNeverExceedALimitOfFifty) {
+  register_track("k8s-basics");
+  auto invite = create_invite(50);
+  std::atomic<int> claimed{0}, full{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        auto r = claim(invite.code, "learner" + std::to_string(t * 25 + i) + "@example.com");
+        if (!r) {
+          ++other;
+          ADD_FAILURE() << r.error().code << ": " << r.error().message;
+        } else if (r->outcome == domain::claim_outcome::claimed) {
+          ++claimed;
+        } else if (r->rejection == domain::rejection_reason::full) {
+          ++full;
+        } else {
+          ++other;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(claimed, 50);
+  EXPECT_EQ(full, 150);
+  EXPECT_EQ(other, 0);
+  int claims = 0, rejections = 0, filled = 0;
+  for (const auto& e : stream(domain::invite_stream(invite.invite_id))) {
+    claims += e.type == "InviteClaimed";
+    rejections += e.type == "ClaimRejected";
+    filled += e.type == "InviteFilled";
+  }
+  EXPECT_EQ(claims, 50);
+  EXPECT_EQ(rejections, 150);
+  EXPECT_EQ(filled, 1);
+}
+
+TEST_F(command_service_test, RepeatClaimReturnsTheSameClaimAndToken) {
+  register_track("k8s-basics");
+  auto invite = create_invite(10);
+  auto first = claim(invite.code, "Ada@Example.com");
+  ASSERT_TRUE(first) << first.error().message;
+  ASSERT_EQ(first->outcome, domain::claim_outcome::claimed);
+  auto again = claim(invite.code, "ada@example.com");
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again->outcome, domain::claim_outcome::existing);
+  EXPECT_EQ(again->claim->claim_id_, first->claim->claim_id_);
+  EXPECT_EQ(again->learner_token, first->learner_token);
+  EXPECT_EQ(again->at.position, 0u) << "a repeat claim appends nothing";
+}
+
+TEST_F(command_service_test, OneNewEmailClaimingTwoInvitesAtOnceBecomesOneLearner) {
+  register_track("k8s-basics");
+  auto a = create_invite(0), b = create_invite(0);
+  for (int round = 0; round < 20; ++round) {
+    std::string email = "race" + std::to_string(round) + "@example.com";
+    auto fa = std::async(std::launch::async, [&] { return claim(a.code, email); });
+    auto fb = std::async(std::launch::async, [&] { return claim(b.code, email); });
+    auto ra = fa.get(), rb = fb.get();
+    ASSERT_TRUE(ra && rb);
+    EXPECT_EQ(ra->claim->learner_id_, rb->claim->learner_id_) << email;
+  }
+  int registered = 0;
+  auto all = store_->read_all({.types = {"LearnerRegistered"}}, 1000);
+  ASSERT_TRUE(all);
+  registered = static_cast<int>(all->size());
+  EXPECT_EQ(registered, 20);
+}
+
+TEST_F(command_service_test, PlaysStopAtTheLimitAndNeedTheLearnersToken) {
+  register_track("k8s-basics");
+  auto invite = create_invite(0, 2);
+  auto c = claim(invite.code, "ada@example.com");
+  ASSERT_TRUE(c) << c.error().message;
+  auto play = [&](const std::string& token) {
+    return wait<play_result>([&](auto cb) {
+      svc_->play(c->claim->claim_id_, token, "k8s-basics", {"test", ""}, cb);
+    });
+  };
+  auto p1 = play(c->learner_token);
+  ASSERT_TRUE(p1) << p1.error().message;
+  EXPECT_EQ(p1->plays_remaining, 1);
+  auto p2 = play(c->learner_token);
+  ASSERT_TRUE(p2);
+  EXPECT_EQ(p2->plays_remaining, 0);
+  auto p3 = play(c->learner_token);
+  ASSERT_FALSE(p3);
+  EXPECT_EQ(p3.error().code, "play_limit_reached");
+  auto forged = play("lt1.not-a-token");
+  ASSERT_FALSE(forged);
+  EXPECT_EQ(forged.error().code, "unauthorized");
+  auto other = claim(invite.code, "bob@example.com");
+  ASSERT_TRUE(other);
+  auto stolen = play(other->learner_token);
+  ASSERT_FALSE(stolen) << "another learner's token must not play this claim";
+}
+
+TEST_F(command_service_test, StaleCacheIsReloadedAndTheCommandRetried) {
+  register_track("k8s-basics");
+  auto invite = create_invite(3);
+  ASSERT_TRUE(claim(invite.code, "a@example.com"));
+  // Someone else appends to the invite stream behind the cache's back.
+  domain::event foreign = domain::invite_deactivated{org_id_, invite.invite_id, clock_.now()};
+  auto encoded = codec_->encode(foreign, {uuid::random(), "other", "", "other"});
+  ASSERT_TRUE(encoded);
+  ASSERT_TRUE(store_->append({{domain::invite_stream(invite.invite_id),
+                               eventstore::expected_version::any(),
+                               {*encoded}}}));
+  // The cached state says "active"; the retry sees the deactivation.
+  auto r = claim(invite.code, "b@example.com");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->outcome, domain::claim_outcome::rejected);
+  EXPECT_EQ(r->rejection, domain::rejection_reason::deactivated);
+}
+
+TEST_F(command_service_test, EditsNeedTheCurrentVersionWhenIfMatchIsGiven) {
+  register_track("k8s-basics");
+  auto invite = create_invite(3);
+  domain::invite_patch p;
+  p.title_ = "Renamed";
+  auto stale = wait<written>([&](auto cb) {
+    svc_->update_invite(owner_, invite.invite_id, p, 7, {"test", ""}, cb);
+  });
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, "version_conflict");
+  auto ok = wait<written>([&](auto cb) {
+    svc_->update_invite(owner_, invite.invite_id, p, invite.at.version, {"test", ""}, cb);
+  });
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->version, invite.at.version + 1);
+}
+
+TEST_F(command_service_test, OtherOrganizationsSeeNotFound) {
+  register_track("k8s-basics");
+  auto invite = create_invite(3);
+  domain::principal stranger{domain::role::owner, uuid::random(), uuid::random()};
+  auto r = wait<written>([&](auto cb) {
+    svc_->deactivate_invite(stranger, invite.invite_id, std::nullopt, {"test", ""}, cb);
+  });
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "not_found");
+}
+
+TEST_F(command_service_test, ProfessorsManageOnlyInvitesOfTheirOwnTracks) {
+  register_track("k8s-basics");
+  auto key = wait<api_key_result>([&](auto cb) {
+    svc_->issue_api_key(owner_, domain::role::professor, "prof", {"test", ""}, cb);
+  });
+  ASSERT_TRUE(key) << key.error().message;
+  domain::principal prof{domain::role::professor, org_id_, key->key_id};
+  auto own = wait<written>([&](auto cb) {
+    svc_->register_track(prof, "prof-track", "Mine", false, {"test", ""}, cb);
+  });
+  ASSERT_TRUE(own) << own.error().message;
+  domain::invite_draft d;
+  d.title_ = "Theirs";
+  d.tracks_ = {{"k8s-basics", std::nullopt}};
+  auto refused = wait<invite_written>([&](auto cb) {
+    svc_->create_invite(prof, d, {"test", ""}, cb);
+  });
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, "forbidden");
+  d.tracks_ = {{"prof-track", std::nullopt}};
+  auto mine = wait<invite_written>([&](auto cb) {
+    svc_->create_invite(prof, d, {"test", ""}, cb);
+  });
+  EXPECT_TRUE(mine) << mine.error().message;
+}
+
+TEST_F(command_service_test, EnsureOrganizationIsIdempotentAndAddsANewOwnerKey) {
+  auto again = svc_->ensure_organization(org_id_, "Acme", std::string("psk_owner"));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->owner_key, "") << "an existing key is not re-issued";
+  auto rotated = svc_->ensure_organization(org_id_, "Acme", std::string("psk_new_owner"));
+  ASSERT_TRUE(rotated);
+  EXPECT_EQ(rotated->owner_key, "psk_new_owner");
+  auto org = svc_->organization(org_id_);
+  ASSERT_TRUE(org);
+  EXPECT_EQ(org->api_keys_.size(), 2u);
+}
+
+}  // namespace
+}  // namespace passage::service
