@@ -2,6 +2,7 @@
 // again, and after destroy() the key bytes are in no file of the folder.
 
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
 
 #include <filesystem>
 #include <fstream>
@@ -253,6 +254,35 @@ TEST(rocksdb_key_store, destroyed_key_bytes_leave_every_file_once_in_sst_files) 
   ASSERT_TRUE(found);
   EXPECT_FALSE(found->has_value());
   EXPECT_TRUE(keys->get_or_create("learner:0-0"));
+}
+
+// A crash between the durable tombstone and the purge: the next open finishes the purge.
+// White-box: writes what destroy() writes first (tombstone + purge marker) by hand.
+TEST(rocksdb_key_store, open_finishes_a_purge_interrupted_by_a_crash) {
+  testing::temp_dir dir;
+  const auto path = dir.sub("keys");
+  data_key k{};
+  {
+    auto keys = open_at(path);
+    auto made = keys->get_or_create("learner:victim");
+    ASSERT_TRUE(made);
+    k = *made;
+  }
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), path, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    rocksdb::WriteBatch batch;
+    batch.Put("learner:victim", "destroyed");
+    batch.Put(rocksdb::Slice("\0purge-pending", 14), "");
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    ASSERT_TRUE(db->Write(wo, &batch).ok());
+  }
+  ASSERT_FALSE(files_holding(path, k).empty());
+  auto keys = open_at(path);
+  EXPECT_TRUE(files_holding(path, k).empty()) << joined(files_holding(path, k));
+  EXPECT_TRUE(keys->is_destroyed("learner:victim"));
 }
 
 TEST(rocksdb_key_store, open_requires_a_path) { EXPECT_FALSE(open_key_store({.path = ""})); }
