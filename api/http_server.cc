@@ -1,0 +1,855 @@
+#include "api/http_server.h"
+
+#include <array>
+#include <cmath>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "api/logging.h"
+#include "api/problem.h"
+
+namespace passage::api {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+using steady = std::chrono::steady_clock;
+
+constexpr char request_id_header[] = "X-Request-Id";
+constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
+
+class session;
+class session_stream;
+class server_core;
+
+// One request on its way through a session: read, handled, answered, written.
+// Owned by the session's queue and by the request's responder.
+struct exchange final : response_sink, std::enable_shared_from_this<exchange> {
+  explicit exchange(std::shared_ptr<session> s) : owner(std::move(s)) {}
+
+  void deliver(response res) override;
+  std::shared_ptr<event_stream> open_stream(response_header header) override;
+
+  std::shared_ptr<session> owner;
+  request req;
+  request_context ctx;
+  steady::time_point started = steady::now();
+  bool keep_alive = true;    // the client asked to keep the connection
+  bool close_after = false;  // the session answers an unreadable request and closes
+
+  // Fields below are touched on the session's strand only.
+  std::optional<response> res;
+  bool keep = true;  // decided when the response is written
+  // Stream state.
+  std::shared_ptr<session_stream> stream;
+  std::optional<response_header> stream_header;
+  bool stream_header_written = false;
+  bool stream_closing = false;
+  bool stream_finished = false;
+  std::string stream_pending;
+};
+
+// The event_stream handed to a handler: queues onto the session's strand.
+class session_stream final : public event_stream {
+ public:
+  explicit session_stream(std::weak_ptr<exchange> ex) : ex_(std::move(ex)) {}
+
+  bool send(std::string chunk) override;
+  void close() override;
+  bool is_open() const override { return !closed_.load(); }
+  void on_close(std::function<void()> fn) override {
+    std::unique_lock lock(mu_);
+    if (fired_) {
+      lock.unlock();
+      if (fn) fn();
+      return;
+    }
+    fn_ = std::move(fn);
+  }
+
+  // Called by the session once the stream is over, for whatever reason.
+  void notify_closed() {
+    closed_.store(true);
+    std::function<void()> fn;
+    {
+      std::lock_guard lock(mu_);
+      if (fired_) return;
+      fired_ = true;
+      fn = std::move(fn_);
+    }
+    if (fn) fn();
+  }
+
+ private:
+  std::weak_ptr<exchange> ex_;
+  std::atomic<bool> closed_{false};
+  std::mutex mu_;
+  bool fired_ = false;
+  std::function<void()> fn_;
+};
+
+// State shared by the listener and its sessions; outlives the http_server
+// object while handlers are pending.
+class server_core : public std::enable_shared_from_this<server_core> {
+ public:
+  server_core(asio::io_context& ioc, http_server_options options, handler h)
+      : ioc_(ioc),
+        options_(std::move(options)),
+        handler_(std::move(h)),
+        clock_(options_.clock ? options_.clock : &system_clock_),
+        strand_(asio::make_strand(ioc)),
+        acceptor_(strand_),
+        retry_timer_(strand_),
+        stop_timer_(strand_) {}
+
+  result<void, std::string> start();
+  void async_stop(std::chrono::milliseconds grace, std::function<void()> done);
+  void close_now();
+
+  void session_closed(session* s);
+
+  const http_server_options& options() const { return options_; }
+  const handler& request_handler() const { return handler_; }
+  const passage::clock& clock() const { return *clock_; }
+  asio::io_context& ioc() { return ioc_; }
+
+  std::atomic<std::uint16_t> port{0};
+  std::atomic<std::size_t> open{0};
+
+ private:
+  void do_accept();
+  void on_accept(error_code ec, tcp::socket socket);
+  std::vector<std::shared_ptr<session>> live_sessions();
+
+  asio::io_context& ioc_;
+  http_server_options options_;
+  handler handler_;
+  passage::system_clock system_clock_;
+  const passage::clock* clock_;
+  asio::strand<asio::io_context::executor_type> strand_;
+  tcp::acceptor acceptor_;
+  asio::steady_timer retry_timer_;
+  asio::steady_timer stop_timer_;
+
+  std::mutex mu_;  // guards the fields below
+  std::unordered_map<session*, std::weak_ptr<session>> sessions_;
+  bool stopping_ = false;
+  std::vector<std::function<void()>> on_stopped_;
+};
+
+// One connection. Every member function except the public entry points
+// (start, shutdown, force_close) runs on the socket's strand.
+class session : public std::enable_shared_from_this<session> {
+ public:
+  session(tcp::socket socket, std::shared_ptr<server_core> server)
+      : socket_(std::move(socket)),
+        server_(std::move(server)),
+        options_(server_->options()),
+        read_timer_(socket_.get_executor()),
+        write_timer_(socket_.get_executor()) {
+    error_code ec;
+    auto peer = socket_.remote_endpoint(ec);
+    if (!ec) peer_ip_ = peer.address().to_string();
+    socket_.set_option(tcp::no_delay(true), ec);
+  }
+
+  void start() {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->maybe_read(); });
+  }
+
+  // Graceful: finish what was read, then close.
+  void shutdown() {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->on_shutdown(); });
+  }
+
+  void force_close() {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close_socket(); });
+  }
+
+  template <typename F>
+  void run(F&& f) {
+    asio::post(socket_.get_executor(), std::forward<F>(f));
+  }
+
+  void on_response(const std::shared_ptr<exchange>& ex, response res) {
+    if (closed_ || ex->res || ex->stream) return;
+    ex->res = std::move(res);
+    do_write();
+  }
+
+  void on_stream_started(const std::shared_ptr<exchange>& ex,
+                         std::shared_ptr<session_stream> stream, response_header header) {
+    if (closed_) {
+      stream->notify_closed();
+      return;
+    }
+    ex->stream = std::move(stream);
+    ex->stream_header = std::move(header);
+    read_closed_ = true;  // a stream ends pipelining
+    do_write();
+  }
+
+  void on_stream_send(const std::shared_ptr<exchange>& ex, std::string chunk) {
+    if (closed_ || ex->stream_closing) return;
+    if (ex->stream_pending.size() + chunk.size() > options_.max_stream_buffer_bytes) {
+      close_socket();  // the client does not keep up
+      return;
+    }
+    ex->stream_pending += chunk;
+    do_write();
+  }
+
+  void on_stream_close(const std::shared_ptr<exchange>& ex) {
+    if (closed_) return;
+    ex->stream_closing = true;
+    do_write();
+  }
+
+ private:
+  enum class timer_kind { idle, header, body, linger };
+
+  // ---- reading ----
+
+  void maybe_read() {
+    if (closed_ || reading_) return;
+    if (lingering_ || streaming_) {
+      start_discard();
+      return;
+    }
+    if (read_closed_ || queue_.size() >= options_.max_pipelined_requests) return;
+    reading_ = true;
+    parser_.emplace();
+    parser_->header_limit(
+        static_cast<std::uint32_t>(std::min<std::size_t>(options_.max_header_bytes, UINT32_MAX)));
+    parser_->body_limit(options_.max_body_bytes);
+    if (buffer_.size() == 0 && requests_read_ > 0) {
+      // Keep-alive: wait for the next request's first byte under the idle
+      // timeout, then give it header_timeout.
+      arm_read_timer(options_.idle_timeout, timer_kind::idle);
+      socket_.async_wait(tcp::socket::wait_read,
+                         [self = shared_from_this()](error_code ec) { self->on_readable(ec); });
+    } else {
+      start_header_read();
+    }
+  }
+
+  void on_readable(error_code ec) {
+    reading_ = false;
+    disarm_read_timer();
+    if (closed_) return;
+    if (ec) {
+      close_socket();
+      return;
+    }
+    if (lingering_ || streaming_) {
+      maybe_read();
+      return;
+    }
+    reading_ = true;
+    start_header_read();
+  }
+
+  void start_header_read() {
+    arm_read_timer(options_.header_timeout, timer_kind::header);
+    http::async_read_header(
+        socket_, buffer_, *parser_,
+        [self = shared_from_this()](error_code ec, std::size_t) { self->on_header(ec); });
+  }
+
+  void on_header(error_code ec) {
+    reading_ = false;
+    disarm_read_timer();
+    if (closed_) return;
+    if (lingering_ || streaming_) {
+      if (ec) return close_socket();
+      return maybe_read();
+    }
+    if (ec) return on_read_failed(ec);
+    if (parser_->is_done()) return on_request();
+
+    const auto& head = parser_->get();
+    if (head.version() >= 11 && beast::iequals(head[http::field::expect], "100-continue") &&
+        queue_.empty() && !writing_) {
+      writing_ = true;
+      arm_write_timer();
+      asio::async_write(socket_, asio::buffer(continue_line.data(), continue_line.size()),
+                        [self = shared_from_this()](error_code wec, std::size_t) {
+                          self->writing_ = false;
+                          self->disarm_write_timer();
+                          if (self->closed_) return;
+                          if (wec) return self->close_socket();
+                          self->do_write();
+                        });
+    }
+    reading_ = true;
+    arm_read_timer(options_.body_timeout, timer_kind::body);
+    http::async_read(
+        socket_, buffer_, *parser_,
+        [self = shared_from_this()](error_code bec, std::size_t) { self->on_body(bec); });
+  }
+
+  void on_body(error_code ec) {
+    reading_ = false;
+    disarm_read_timer();
+    if (closed_) return;
+    if (lingering_ || streaming_) {
+      if (ec) return close_socket();
+      return maybe_read();
+    }
+    if (ec) return on_read_failed(ec);
+    on_request();
+  }
+
+  void on_read_failed(error_code ec) {
+    if (ec == http::error::end_of_stream) {
+      // The client closed (or half-closed) between requests: answer what was
+      // read, then close.
+      read_closed_ = true;
+      if (queue_.empty() && !writing_) close_socket();
+      return;
+    }
+    if (ec == http::error::body_limit) {
+      return fail_request(
+          "payload_too_large",
+          "the request body exceeds " + std::to_string(options_.max_body_bytes) + " bytes");
+    }
+    if (ec == http::error::header_limit) {
+      return fail_request("header_too_large", "the request line and header exceed " +
+                                                  std::to_string(options_.max_header_bytes) +
+                                                  " bytes");
+    }
+    if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
+        ec != http::error::partial_message) {
+      return fail_request("invalid_request", "malformed HTTP request: " + ec.message());
+    }
+    close_socket();  // network error, timeout, or the client left mid-request
+  }
+
+  // Answers a request the session could not read, then closes.
+  void fail_request(std::string_view code, std::string detail) {
+    auto ex = std::make_shared<exchange>(shared_from_this());
+    if (parser_ && parser_->is_header_done()) ex->req.base() = parser_->get().base();
+    ex->req.version(11);
+    fill_context(*ex);
+    ex->close_after = true;
+    ex->res = problem_response(make_problem(code, std::move(detail)));
+    queue_.push_back(ex);
+    read_closed_ = true;
+    do_write();
+  }
+
+  void on_request() {
+    ++requests_read_;
+    auto ex = std::make_shared<exchange>(shared_from_this());
+    ex->req = parser_->release();
+    parser_.reset();
+    ex->keep_alive = ex->req.keep_alive();
+    fill_context(*ex);
+    queue_.push_back(ex);
+    if (!ex->keep_alive || stopping_) read_closed_ = true;
+    maybe_read();  // pipelining: read the next request while this one is handled
+
+    responder respond(ex);
+    try {
+      server_->request_handler()(ex->req, ex->ctx, respond);
+    } catch (const std::exception& e) {
+      if (respond(problem_response(make_problem("internal", "")))) {
+        if (options_.access_log) {
+          log_json(*options_.access_log, spdlog::level::err, "handler threw",
+                   {{"error", e.what()}, {"request_id", ex->ctx.request_id.to_string()}});
+        }
+      }
+    } catch (...) {
+      respond(problem_response(make_problem("internal", "")));
+    }
+  }
+
+  void fill_context(exchange& ex) {
+    ex.ctx.client_ip = peer_ip_;
+    ex.ctx.received_at = server_->clock().now();
+    std::optional<uuid> id;
+    if (options_.trust_proxy) {
+      auto fwd = ex.req["X-Forwarded-For"];
+      std::string_view first(fwd.data(), fwd.size());
+      first = first.substr(0, first.find(','));
+      while (!first.empty() && (first.front() == ' ' || first.front() == '\t')) {
+        first.remove_prefix(1);
+      }
+      while (!first.empty() && (first.back() == ' ' || first.back() == '\t')) {
+        first.remove_suffix(1);
+      }
+      error_code ec;
+      auto addr = asio::ip::make_address(first, ec);
+      if (!ec && !first.empty()) ex.ctx.client_ip = addr.to_string();
+      auto rid = ex.req[request_id_header];
+      id = uuid::parse(std::string_view(rid.data(), rid.size()));
+    }
+    ex.ctx.request_id = id ? *id : uuid::random();
+  }
+
+  // Reads and drops input: while lingering before a close, and during an
+  // event stream to notice the client leaving.
+  void start_discard() {
+    reading_ = true;
+    socket_.async_read_some(asio::buffer(scratch_),
+                            [self = shared_from_this()](error_code ec, std::size_t) {
+                              self->reading_ = false;
+                              if (self->closed_) return;
+                              if (ec) return self->close_socket();
+                              self->maybe_read();
+                            });
+  }
+
+  // ---- writing ----
+
+  void do_write() {
+    if (closed_ || writing_ || lingering_ || queue_.empty()) return;
+    std::shared_ptr<exchange> ex = queue_.front();
+    if (ex->stream) return write_stream(ex);
+    if (!ex->res) return;
+    response& res = *ex->res;
+    res.version(ex->req.version());
+    ex->keep = ex->keep_alive && !ex->close_after && !stopping_ && res.keep_alive();
+    res.keep_alive(ex->keep);
+    res.set(request_id_header, ex->ctx.request_id.to_string());
+    res.prepare_payload();
+    writing_ = true;
+    arm_write_timer();
+    http::async_write(socket_, res, [self = shared_from_this(), ex](error_code ec, std::size_t) {
+      self->on_written(ec, ex);
+    });
+  }
+
+  void on_written(error_code ec, const std::shared_ptr<exchange>& ex) {
+    writing_ = false;
+    disarm_write_timer();
+    if (closed_) return;
+    if (ec) return close_socket();
+    record(*ex, ex->res->result_int());
+    queue_.pop_front();
+    if (!ex->keep) return begin_linger();
+    if (queue_.empty() && read_closed_) return begin_linger();
+    maybe_read();
+    do_write();
+  }
+
+  void write_stream(const std::shared_ptr<exchange>& ex) {
+    if (!ex->stream_header_written) {
+      stream_res_ =
+          std::make_unique<http::response<http::empty_body>>(std::move(*ex->stream_header));
+      auto& r = *stream_res_;
+      r.version(ex->req.version());
+      if (r.find(http::field::content_type) == r.end()) {
+        r.set(http::field::content_type, "text/event-stream");
+      }
+      if (r.find(http::field::cache_control) == r.end())
+        r.set(http::field::cache_control, "no-cache");
+      r.set("X-Accel-Buffering", "no");
+      r.set(request_id_header, ex->ctx.request_id.to_string());
+      r.keep_alive(false);
+      r.chunked(true);
+      stream_sr_ = std::make_unique<http::response_serializer<http::empty_body>>(r);
+      writing_ = true;
+      arm_write_timer();
+      http::async_write_header(socket_, *stream_sr_,
+                               [self = shared_from_this(), ex](error_code ec, std::size_t) {
+                                 if (!ec) {
+                                   ex->stream_header_written = true;
+                                   self->streaming_ = true;
+                                   self->disarm_read_timer();
+                                 }
+                                 self->on_stream_written(ec, ex);
+                               });
+      return;
+    }
+    if (!ex->stream_pending.empty()) {
+      chunk_.clear();
+      chunk_.swap(ex->stream_pending);
+      writing_ = true;
+      arm_write_timer();
+      asio::async_write(socket_, http::make_chunk(asio::buffer(chunk_)),
+                        [self = shared_from_this(), ex](error_code ec, std::size_t) {
+                          self->on_stream_written(ec, ex);
+                        });
+      return;
+    }
+    if (ex->stream_closing && !ex->stream_finished) {
+      ex->stream_finished = true;
+      writing_ = true;
+      arm_write_timer();
+      asio::async_write(socket_, http::make_chunk_last(),
+                        [self = shared_from_this(), ex](error_code ec, std::size_t) {
+                          self->on_stream_written(ec, ex);
+                        });
+    }
+  }
+
+  void on_stream_written(error_code ec, const std::shared_ptr<exchange>& ex) {
+    writing_ = false;
+    disarm_write_timer();
+    if (closed_) return;
+    if (ec) return close_socket();
+    if (ex->stream_header_written && !reading_) maybe_read();  // watch for the client leaving
+    if (ex->stream_finished) {
+      record(*ex, stream_res_ ? stream_res_->result_int() : 200);
+      return begin_linger();
+    }
+    do_write();
+  }
+
+  // ---- closing ----
+
+  void on_shutdown() {
+    if (closed_) return;
+    stopping_ = true;
+    read_closed_ = true;
+    for (auto& ex : queue_) {
+      if (ex->stream) ex->stream->close();
+    }
+    // Idle, or half-way through reading a request nobody answers yet: close
+    // now. Otherwise the last response goes out with Connection: close.
+    if (queue_.empty() && !writing_) close_socket();
+  }
+
+  // Stops sending, then drops input for linger_timeout (or until the client
+  // closes) so that the client reads the last response rather than a reset.
+  void begin_linger() {
+    if (lingering_ || closed_) return;
+    lingering_ = true;
+    error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return close_socket();
+    arm_read_timer(options_.linger_timeout, timer_kind::linger);
+    maybe_read();
+  }
+
+  void close_socket() {
+    if (closed_) return;
+    closed_ = true;
+    disarm_read_timer();
+    disarm_write_timer();
+    error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+    auto queue = std::move(queue_);
+    queue_.clear();
+    for (auto& ex : queue) {
+      if (ex->stream) ex->stream->notify_closed();
+    }
+    server_->session_closed(this);
+  }
+
+  // ---- timers ----
+
+  void arm_read_timer(std::chrono::milliseconds after, timer_kind kind) {
+    ++read_timer_gen_;
+    read_timer_.expires_after(after);
+    read_timer_.async_wait([self = shared_from_this(), gen = read_timer_gen_, kind](error_code ec) {
+      if (ec || gen != self->read_timer_gen_ || self->closed_) return;
+      self->on_read_timeout(kind);
+    });
+  }
+
+  void disarm_read_timer() {
+    ++read_timer_gen_;
+    read_timer_.cancel();
+  }
+
+  void on_read_timeout(timer_kind kind) {
+    if (kind == timer_kind::idle && (!queue_.empty() || writing_)) {
+      // Still answering earlier requests: the connection is not idle.
+      return arm_read_timer(options_.idle_timeout, kind);
+    }
+    close_socket();
+  }
+
+  void arm_write_timer() {
+    ++write_timer_gen_;
+    write_timer_.expires_after(options_.write_timeout);
+    write_timer_.async_wait([self = shared_from_this(), gen = write_timer_gen_](error_code ec) {
+      if (ec || gen != self->write_timer_gen_ || self->closed_) return;
+      self->close_socket();
+    });
+  }
+
+  void disarm_write_timer() {
+    ++write_timer_gen_;
+    write_timer_.cancel();
+  }
+
+  // ---- accounting ----
+
+  void record(const exchange& ex, unsigned status) {
+    auto elapsed = std::chrono::duration<double>(steady::now() - ex.started);
+    std::string_view method(ex.req.method_string().data(), ex.req.method_string().size());
+    if (method.empty()) method = "UNKNOWN";
+    if (options_.metrics) options_.metrics->observe_request(ex.ctx.route, method, status, elapsed);
+    if (options_.access_log) {
+      log_json(*options_.access_log, spdlog::level::info, "request",
+               {{"method", method},
+                {"route", ex.ctx.route.empty() ? "unmatched" : ex.ctx.route},
+                {"status", status},
+                {"duration_ms", std::round(elapsed.count() * 1e6) / 1e3},
+                {"request_id", ex.ctx.request_id.to_string()},
+                {"client", client_tag(ex.ctx.client_ip)}});
+    }
+  }
+
+  tcp::socket socket_;
+  std::shared_ptr<server_core> server_;
+  const http_server_options& options_;
+  std::string peer_ip_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::deque<std::shared_ptr<exchange>> queue_;
+  asio::steady_timer read_timer_;
+  asio::steady_timer write_timer_;
+  std::uint64_t read_timer_gen_ = 0;
+  std::uint64_t write_timer_gen_ = 0;
+  std::size_t requests_read_ = 0;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool read_closed_ = false;  // no further requests will be read
+  bool lingering_ = false;
+  bool streaming_ = false;  // an event stream's header is out
+  bool stopping_ = false;
+  bool closed_ = false;
+  std::array<char, 4096> scratch_{};
+  std::string chunk_;
+  std::unique_ptr<http::response<http::empty_body>> stream_res_;
+  std::unique_ptr<http::response_serializer<http::empty_body>> stream_sr_;
+};
+
+void exchange::deliver(response res) {
+  owner->run([self = shared_from_this(), res = std::move(res)]() mutable {
+    self->owner->on_response(self, std::move(res));
+  });
+}
+
+std::shared_ptr<event_stream> exchange::open_stream(response_header header) {
+  auto stream = std::make_shared<session_stream>(weak_from_this());
+  owner->run([self = shared_from_this(), stream, header = std::move(header)]() mutable {
+    self->owner->on_stream_started(self, std::move(stream), std::move(header));
+  });
+  return stream;
+}
+
+bool session_stream::send(std::string chunk) {
+  if (closed_.load()) return false;
+  auto ex = ex_.lock();
+  if (!ex) return false;
+  ex->owner->run([ex, chunk = std::move(chunk)]() mutable {
+    ex->owner->on_stream_send(ex, std::move(chunk));
+  });
+  return true;
+}
+
+void session_stream::close() {
+  if (closed_.exchange(true)) return;
+  auto ex = ex_.lock();
+  if (!ex) return;
+  ex->owner->run([ex] { ex->owner->on_stream_close(ex); });
+}
+
+// ---- server_core ----
+
+result<void, std::string> server_core::start() {
+  error_code ec;
+  auto address = asio::ip::make_address(options_.address, ec);
+  if (ec) return fail("invalid listen address '" + options_.address + "': " + ec.message());
+  tcp::endpoint endpoint(address, options_.port);
+  std::string where = options_.address + ":" + std::to_string(options_.port);
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    acceptor_.close(ec);
+    return fail("cannot listen on " + where + ": " + ec.message());
+  }
+  port.store(acceptor_.local_endpoint(ec).port());
+  asio::post(strand_, [self = shared_from_this()] { self->do_accept(); });
+  return {};
+}
+
+void server_core::do_accept() {
+  acceptor_.async_accept(asio::make_strand(ioc_),
+                         [self = shared_from_this()](error_code ec, tcp::socket socket) {
+                           self->on_accept(ec, std::move(socket));
+                         });
+}
+
+void server_core::on_accept(error_code ec, tcp::socket socket) {
+  if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+  if (ec) {
+    // Out of descriptors or a transient error: pause instead of spinning.
+    retry_timer_.expires_after(std::chrono::milliseconds(50));
+    retry_timer_.async_wait([self = shared_from_this()](error_code tec) {
+      if (!tec) self->do_accept();
+    });
+    return;
+  }
+  bool refuse = false;
+  std::shared_ptr<session> s;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || sessions_.size() >= options_.max_connections) {
+      refuse = true;
+    } else {
+      s = std::make_shared<session>(std::move(socket), shared_from_this());
+      sessions_.emplace(s.get(), s);
+      open.store(sessions_.size());
+    }
+  }
+  if (refuse) {
+    static const std::string busy = [] {
+      auto res = problem_response(make_problem("unavailable", "too many connections"));
+      res.keep_alive(false);
+      set_retry_after(res, std::chrono::seconds(1));
+      std::string text;
+      text.reserve(512);
+      for (const auto& f : res.base()) {
+        text.append(f.name_string().data(), f.name_string().size())
+            .append(": ")
+            .append(f.value().data(), f.value().size())
+            .append("\r\n");
+      }
+      return "HTTP/1.1 503 Service Unavailable\r\n" + text + "\r\n" + res.body();
+    }();
+    error_code ignored;
+    socket.non_blocking(true, ignored);
+    socket.write_some(asio::buffer(busy), ignored);
+    socket.shutdown(tcp::socket::shutdown_send, ignored);
+    socket.close(ignored);
+  } else {
+    if (options_.metrics) options_.metrics->connection_opened();
+    s->start();
+  }
+  do_accept();
+}
+
+std::vector<std::shared_ptr<session>> server_core::live_sessions() {
+  std::vector<std::shared_ptr<session>> out;
+  std::lock_guard lock(mu_);
+  for (auto& [p, w] : sessions_) {
+    if (auto s = w.lock()) out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void server_core::session_closed(session* s) {
+  std::vector<std::function<void()>> done;
+  {
+    std::lock_guard lock(mu_);
+    if (sessions_.erase(s) == 0) return;
+    open.store(sessions_.size());
+    if (stopping_ && sessions_.empty()) done.swap(on_stopped_);
+  }
+  if (options_.metrics) options_.metrics->connection_closed();
+  if (!done.empty()) {
+    asio::post(strand_, [self = shared_from_this()] { self->stop_timer_.cancel(); });
+    for (auto& fn : done) fn();
+  }
+}
+
+void server_core::async_stop(std::chrono::milliseconds grace, std::function<void()> done) {
+  asio::post(strand_, [self = shared_from_this(), grace, done = std::move(done)]() mutable {
+    error_code ec;
+    self->acceptor_.close(ec);
+    self->retry_timer_.cancel();
+    bool finished = false;
+    {
+      std::lock_guard lock(self->mu_);
+      self->stopping_ = true;
+      if (self->sessions_.empty()) {
+        finished = true;
+      } else if (done) {
+        self->on_stopped_.push_back(std::move(done));
+      }
+    }
+    if (finished) {
+      if (done) done();
+      return;
+    }
+    for (auto& s : self->live_sessions()) s->shutdown();
+    self->stop_timer_.expires_after(grace);
+    self->stop_timer_.async_wait([self](error_code tec) {
+      if (tec) return;
+      for (auto& s : self->live_sessions()) s->force_close();
+    });
+  });
+}
+
+void server_core::close_now() {
+  asio::post(strand_, [self = shared_from_this()] {
+    error_code ec;
+    self->acceptor_.close(ec);
+    self->retry_timer_.cancel();
+    self->stop_timer_.cancel();
+    {
+      std::lock_guard lock(self->mu_);
+      self->stopping_ = true;
+    }
+    for (auto& s : self->live_sessions()) s->force_close();
+  });
+}
+
+}  // namespace
+
+struct http_server::impl {
+  std::shared_ptr<server_core> core;
+};
+
+http_server::http_server(boost::asio::io_context& ioc, http_server_options options, handler h)
+    : impl_(std::make_shared<impl>(
+          impl{std::make_shared<server_core>(ioc, std::move(options), std::move(h))})) {}
+
+http_server::~http_server() { impl_->core->close_now(); }
+
+result<void, std::string> http_server::start() { return impl_->core->start(); }
+
+std::uint16_t http_server::port() const { return impl_->core->port.load(); }
+
+std::size_t http_server::open_connections() const { return impl_->core->open.load(); }
+
+void http_server::async_stop(std::chrono::milliseconds grace, std::function<void()> done) {
+  impl_->core->async_stop(grace, std::move(done));
+}
+
+result<void, std::string> http_server::stop(std::chrono::milliseconds grace) {
+  if (impl_->core->ioc().get_executor().running_in_this_thread()) {
+    return fail(std::string("http_server::stop() called on an I/O thread; use async_stop()"));
+  }
+  auto done = std::make_shared<std::promise<void>>();
+  auto finished = done->get_future();
+  async_stop(grace, [done] { done->set_value(); });
+  // Closing at the deadline is asynchronous too; allow it a moment.
+  if (finished.wait_for(grace + std::chrono::seconds(5)) != std::future_status::ready) {
+    return fail(
+        std::string("http_server::stop(): connections still open (is the io_context running?)"));
+  }
+  return {};
+}
+
+}  // namespace passage::api

@@ -1,0 +1,533 @@
+// The server over real loopback sockets (127.0.0.1, ephemeral ports). No test
+// asserts a duration: timeouts below only bound how long a broken server can
+// hang a test.
+
+#include "api/http_server.h"
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include <spdlog/sinks/ostream_sink.h>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+
+#include "api/logging.h"
+#include "api/problem.h"
+#include "api/router.h"
+
+namespace passage::api {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+constexpr auto liveness = 10s;  // how long a test waits before calling the server stuck
+
+// A blocking test client; every wait is bounded by `liveness`.
+class client {
+ public:
+  explicit client(std::uint16_t port) : socket_(ioc_) {
+    boost::system::error_code ec;
+    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+    connected_ = !ec;
+  }
+
+  bool connected() const { return connected_; }
+
+  void send(std::string_view data) {
+    boost::system::error_code ec;
+    asio::write(socket_, asio::buffer(data.data(), data.size()), ec);
+  }
+
+  // The next response, or nullopt on EOF, error or timeout.
+  std::optional<response> read() {
+    response res;
+    boost::system::error_code result = asio::error::timed_out;
+    http::async_read(socket_, buffer_, res,
+                     [&](boost::system::error_code ec, std::size_t) { result = ec; });
+    run();
+    if (result) return std::nullopt;
+    return res;
+  }
+
+  // Raw bytes until `needle` has been seen (true) or the connection ends (false).
+  bool read_until_contains(std::string_view needle) {
+    while (raw_.find(needle) == std::string::npos) {
+      std::array<char, 4096> chunk{};
+      boost::system::error_code result = asio::error::timed_out;
+      std::size_t n = 0;
+      socket_.async_read_some(asio::buffer(chunk),
+                              [&](boost::system::error_code ec, std::size_t k) {
+                                result = ec;
+                                n = k;
+                              });
+      run();
+      if (result) return false;
+      raw_.append(chunk.data(), n);
+    }
+    return true;
+  }
+
+  // Whether the server closes the connection (EOF or reset) within
+  // `liveness`; whatever else arrives first is skipped.
+  bool closed_by_server() {
+    std::array<char, 4096> chunk{};
+    while (true) {
+      boost::system::error_code result = asio::error::timed_out;
+      socket_.async_read_some(asio::buffer(chunk),
+                              [&](boost::system::error_code ec, std::size_t) { result = ec; });
+      run();
+      if (result == asio::error::timed_out) return false;
+      if (result) return true;
+    }
+  }
+
+  void close() {
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+  }
+
+  const std::string& raw() const { return raw_; }
+
+ private:
+  void run() {
+    ioc_.restart();
+    ioc_.run_for(liveness);
+    if (!ioc_.stopped()) {
+      boost::system::error_code ec;
+      socket_.cancel(ec);
+      ioc_.restart();
+      ioc_.run();
+    }
+  }
+
+  asio::io_context ioc_;
+  tcp::socket socket_;
+  beast::flat_buffer buffer_;
+  std::string raw_;
+  bool connected_ = false;
+};
+
+std::string get(std::string_view target, std::string_view extra = "") {
+  return "GET " + std::string(target) + " HTTP/1.1\r\nHost: test\r\n" + std::string(extra) + "\r\n";
+}
+
+// Polls `pred` until true or liveness runs out.
+template <typename Pred>
+bool eventually(Pred pred) {
+  auto deadline = std::chrono::steady_clock::now() + liveness;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+class http_server_test : public ::testing::Test {
+ protected:
+  http_server_test() {
+    routes_.add(http::verb::get, "/hello", [](const request&, request_context& ctx, responder r) {
+      r(text_response(http::status::ok, "hello " + ctx.client_ip, "text/plain"));
+    });
+    routes_.add(http::verb::get, "/items/{id}",
+                [](const request&, request_context& ctx, responder r) {
+                  r(json_response(http::status::ok, {{"id", ctx.params.get_or("id", "")}}));
+                });
+    routes_.add(http::verb::post, "/echo", [](const request& req, request_context&, responder r) {
+      r(text_response(http::status::ok, req.body(), "text/plain"));
+    });
+    // Answers from another thread after the test releases it.
+    routes_.add(http::verb::get, "/slow", [this](const request&, request_context&, responder r) {
+      slow_started_.set_value();
+      workers_.emplace_back([this, r] {
+        slow_release_.wait_for(liveness);
+        r(text_response(http::status::ok, "slow", "text/plain"));
+      });
+    });
+    routes_.add(
+        http::verb::get, "/fast/{n}", [](const request&, request_context& ctx, responder r) {
+          r(text_response(http::status::ok, std::string(ctx.params.get_or("n", "")), "text/plain"));
+        });
+    routes_.add(http::verb::get, "/drop", [](const request&, request_context&, responder) {});
+    routes_.add(http::verb::get, "/throw", [](const request&, request_context&, responder) {
+      throw std::runtime_error("boom");
+    });
+    routes_.add(http::verb::get, "/events", [this](const request&, request_context&, responder r) {
+      auto s = r.start_stream();
+      s->on_close([this] { stream_closed_.set_value(); });
+      s->send("data: one\n\n");
+      stream_.set_value(s);
+    });
+    routes_.add(http::verb::get, "/metrics", metrics_->metrics_handler());
+  }
+
+  ~http_server_test() override {
+    if (server_) {
+      EXPECT_TRUE(server_->stop(5s));
+    }
+    release_slow();
+    for (auto& t : workers_) t.join();
+    work_.reset();
+    for (auto& t : io_threads_) t.join();
+    server_.reset();
+  }
+
+  void start(http_server_options options = {}) {
+    options.port = 0;
+    options.metrics = metrics_;
+    options.access_log =
+        make_json_logger("access", std::make_shared<spdlog::sinks::ostream_sink_mt>(access_log_));
+    server_ = std::make_unique<http_server>(ioc_, std::move(options), routes_.as_handler());
+    auto started = server_->start();
+    ASSERT_TRUE(started) << started.error();
+    ASSERT_NE(server_->port(), 0);
+    for (int i = 0; i < 2; ++i) io_threads_.emplace_back([this] { ioc_.run(); });
+  }
+
+  void release_slow() {
+    std::call_once(released_, [this] { slow_release_promise_.set_value(); });
+  }
+
+  std::uint16_t port() const { return server_->port(); }
+
+  router routes_;
+  std::shared_ptr<metrics> metrics_ = std::make_shared<metrics>();
+  std::ostringstream access_log_;
+  asio::io_context ioc_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_{
+      ioc_.get_executor()};
+  std::unique_ptr<http_server> server_;
+  std::vector<std::thread> io_threads_;
+  std::vector<std::thread> workers_;
+  std::promise<void> slow_started_promise_;
+  std::promise<void>& slow_started_ = slow_started_promise_;
+  std::promise<void> slow_release_promise_;
+  std::shared_future<void> slow_release_ = slow_release_promise_.get_future().share();
+  std::once_flag released_;
+  std::promise<std::shared_ptr<event_stream>> stream_;
+  std::promise<void> stream_closed_;
+};
+
+TEST_F(http_server_test, keep_alive_serves_several_requests_on_one_connection) {
+  start();
+  client c(port());
+  ASSERT_TRUE(c.connected());
+  std::set<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    c.send(get("/items/" + std::to_string(i)));
+    auto res = c.read();
+    ASSERT_TRUE(res) << i;
+    EXPECT_EQ(res->result(), http::status::ok);
+    EXPECT_TRUE(res->keep_alive());
+    EXPECT_EQ(nlohmann::json::parse(res->body())["id"], std::to_string(i));
+    std::string id((*res)["X-Request-Id"]);
+    EXPECT_TRUE(uuid::parse(id).has_value()) << id;
+    ids.insert(id);
+  }
+  EXPECT_EQ(ids.size(), 3u);
+  EXPECT_EQ(server_->open_connections(), 1u);
+}
+
+TEST_F(http_server_test, pipelined_responses_come_back_in_request_order) {
+  start();
+  client c(port());
+  // Three requests in one write; the first is answered last, from another thread.
+  c.send(get("/slow") + get("/fast/1") + get("/fast/2"));
+  ASSERT_EQ(slow_started_promise_.get_future().wait_for(liveness), std::future_status::ready);
+  // Give the fast ones every chance to overtake before releasing the slow one.
+  std::this_thread::sleep_for(50ms);
+  release_slow();
+  std::vector<std::string> bodies;
+  for (int i = 0; i < 3; ++i) {
+    auto res = c.read();
+    ASSERT_TRUE(res) << i;
+    bodies.push_back(res->body());
+  }
+  EXPECT_EQ(bodies, (std::vector<std::string>{"slow", "1", "2"}));
+}
+
+TEST_F(http_server_test, oversized_body_gets_413_and_the_server_stays_up) {
+  start({.max_body_bytes = 1024});
+  {
+    client c(port());
+    std::string body(5000, 'x');
+    c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n" + body);
+    auto res = c.read();
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->result(), http::status::payload_too_large);
+    EXPECT_EQ((*res)[http::field::content_type], "application/problem+json");
+    EXPECT_EQ(nlohmann::json::parse(res->body())["code"], "payload_too_large");
+    EXPECT_FALSE(res->keep_alive());
+    EXPECT_TRUE(c.closed_by_server());
+  }
+  {
+    // Chunked bodies are limited as well.
+    client c(port());
+    c.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n" +
+           std::string(0x800, 'y') + "\r\n0\r\n\r\n");
+    auto res = c.read();
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->result(), http::status::payload_too_large);
+  }
+  client ok(port());
+  ok.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+  auto res = ok.read();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body(), "hello");
+}
+
+TEST_F(http_server_test, malformed_request_gets_400_and_close) {
+  start();
+  for (const char* bad : {"GET / HTP/1.1\r\n\r\n", "GET\x01 / HTTP/1.1\r\n\r\n",
+                          "GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+                          "POST /echo HTTP/1.1\r\nContent-Length: nope\r\n\r\n"}) {
+    client c(port());
+    c.send(bad);
+    auto res = c.read();
+    ASSERT_TRUE(res) << bad;
+    EXPECT_EQ(res->result(), http::status::bad_request) << bad;
+    EXPECT_EQ(nlohmann::json::parse(res->body())["code"], "invalid_request");
+    EXPECT_TRUE(c.closed_by_server());
+  }
+}
+
+TEST_F(http_server_test, header_too_large_gets_431) {
+  start({.max_header_bytes = 2048});
+  client c(port());
+  c.send(get("/hello", "X-Big: " + std::string(4096, 'a') + "\r\n"));
+  auto res = c.read();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result_int(), 431u);
+  EXPECT_EQ(nlohmann::json::parse(res->body())["code"], "header_too_large");
+}
+
+TEST_F(http_server_test, slowloris_client_is_disconnected_after_header_timeout) {
+  start({.header_timeout = 200ms});
+  client c(port());
+  c.send("GET /hello HTTP/1.1\r\nHost: t\r\n");  // and never the blank line
+  EXPECT_TRUE(c.closed_by_server());
+  EXPECT_TRUE(eventually([&] { return server_->open_connections() == 0; }));
+  client after(port());
+  after.send(get("/hello"));
+  EXPECT_TRUE(after.read());
+}
+
+TEST_F(http_server_test, idle_keep_alive_connection_is_closed) {
+  start({.idle_timeout = 200ms});
+  client c(port());
+  c.send(get("/hello"));
+  ASSERT_TRUE(c.read());
+  EXPECT_TRUE(c.closed_by_server());
+}
+
+TEST_F(http_server_test, connections_beyond_the_cap_are_refused) {
+  start({.max_connections = 2});
+  client a(port()), b(port());
+  for (client* c : {&a, &b}) {
+    c->send(get("/hello"));
+    ASSERT_TRUE(c->read());
+  }
+  client c(port());
+  c.send(get("/hello"));
+  auto res = c.read();  // a 503, or just a closed connection
+  if (res) {
+    EXPECT_EQ(res->result(), http::status::service_unavailable);
+    EXPECT_EQ(nlohmann::json::parse(res->body())["code"], "unavailable");
+  }
+  EXPECT_TRUE(c.closed_by_server());
+
+  a.close();
+  ASSERT_TRUE(eventually([&] { return server_->open_connections() == 1; }));
+  client d(port());
+  d.send(get("/hello"));
+  auto ok = d.read();
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->result(), http::status::ok);
+}
+
+TEST_F(http_server_test, event_stream_delivers_chunks_and_sees_the_client_leave) {
+  start();
+  client c(port());
+  c.send(get("/events"));
+  ASSERT_TRUE(c.read_until_contains("data: one\n\n"));
+  EXPECT_NE(c.raw().find("text/event-stream"), std::string::npos);
+  EXPECT_NE(c.raw().find("chunked"), std::string::npos);
+  auto f = stream_.get_future();
+  ASSERT_EQ(f.wait_for(liveness), std::future_status::ready);
+  auto stream = f.get();
+  std::thread other([stream] { EXPECT_TRUE(stream->send("data: two\n\n")); });
+  other.join();
+  ASSERT_TRUE(c.read_until_contains("data: two\n\n"));
+
+  c.close();
+  EXPECT_EQ(stream_closed_.get_future().wait_for(liveness), std::future_status::ready);
+  EXPECT_FALSE(stream->is_open());
+  EXPECT_FALSE(stream->send("data: late\n\n"));
+  bool late_callback = false;
+  stream->on_close([&] { late_callback = true; });  // runs at once
+  EXPECT_TRUE(late_callback);
+}
+
+TEST_F(http_server_test, event_stream_close_ends_the_response) {
+  start();
+  client c(port());
+  c.send(get("/events"));
+  auto f = stream_.get_future();
+  ASSERT_EQ(f.wait_for(liveness), std::future_status::ready);
+  f.get()->close();
+  ASSERT_TRUE(c.read_until_contains("0\r\n\r\n"));  // the last chunk
+  EXPECT_TRUE(c.closed_by_server());
+  EXPECT_EQ(stream_closed_.get_future().wait_for(liveness), std::future_status::ready);
+}
+
+TEST_F(http_server_test, graceful_stop_finishes_the_request_in_flight) {
+  start();
+  client c(port());
+  c.send(get("/slow"));
+  ASSERT_EQ(slow_started_promise_.get_future().wait_for(liveness), std::future_status::ready);
+  client idle(port());  // connected, never sends: closed at once by stop
+
+  auto stopped = std::async(std::launch::async, [this] { return server_->stop(10s); });
+  EXPECT_TRUE(idle.closed_by_server());
+  EXPECT_EQ(stopped.wait_for(50ms), std::future_status::timeout);  // still waiting for /slow
+  release_slow();
+  auto res = c.read();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body(), "slow");
+  EXPECT_FALSE(res->keep_alive());
+  ASSERT_EQ(stopped.wait_for(liveness), std::future_status::ready);
+  EXPECT_TRUE(stopped.get());
+  EXPECT_EQ(server_->open_connections(), 0u);
+  client late(port());
+  EXPECT_FALSE(late.connected() && late.read());
+}
+
+TEST_F(http_server_test, stop_closes_connections_still_open_at_the_deadline) {
+  start();
+  client c(port());
+  c.send(get("/slow"));
+  ASSERT_EQ(slow_started_promise_.get_future().wait_for(liveness), std::future_status::ready);
+  EXPECT_TRUE(server_->stop(100ms));
+  EXPECT_TRUE(c.closed_by_server());
+}
+
+TEST_F(http_server_test, dropped_or_throwing_handlers_answer_500) {
+  start();
+  client c(port());
+  for (const char* target : {"/drop", "/throw"}) {
+    c.send(get(target));
+    auto res = c.read();
+    ASSERT_TRUE(res) << target;
+    EXPECT_EQ(res->result(), http::status::internal_server_error);
+    EXPECT_EQ(nlohmann::json::parse(res->body())["code"], "internal");
+  }
+}
+
+TEST_F(http_server_test, router_problems_reach_the_client) {
+  start();
+  client c(port());
+  c.send(get("/nope") + get("/items/..") + "DELETE /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+  auto not_found = c.read();
+  auto bad = c.read();
+  auto wrong_method = c.read();
+  ASSERT_TRUE(not_found && bad && wrong_method);
+  EXPECT_EQ(not_found->result(), http::status::not_found);
+  EXPECT_EQ(bad->result(), http::status::bad_request);
+  EXPECT_EQ(wrong_method->result(), http::status::method_not_allowed);
+  EXPECT_EQ((*wrong_method)[http::field::allow], "GET");
+}
+
+TEST_F(http_server_test, client_ip_comes_from_the_proxy_only_when_trusted) {
+  start();
+  client c(port());
+  c.send(get("/hello", "X-Forwarded-For: 203.0.113.9, 10.0.0.1\r\n"));
+  auto res = c.read();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body(), "hello 127.0.0.1");
+}
+
+TEST_F(http_server_test, trusted_proxy_sets_client_ip_and_request_id) {
+  start({.trust_proxy = true});
+  client c(port());
+  std::string id = "0b7f7a3e-2f35-4a5e-9f49-3c4b3b0c6e11";
+  c.send(get("/hello", "X-Forwarded-For: 203.0.113.9, 10.0.0.1\r\nX-Request-Id: " + id + "\r\n"));
+  auto res = c.read();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body(), "hello 203.0.113.9");
+  EXPECT_EQ((*res)["X-Request-Id"], id);
+}
+
+TEST_F(http_server_test, metrics_and_access_log_use_route_templates) {
+  start();
+  client c(port());
+  c.send(get("/items/41") + get("/items/42") + get("/nope"));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.read());
+  c.send(get("/metrics"));
+  auto res = c.read();
+  ASSERT_TRUE(res);
+  const std::string& text = res->body();
+  EXPECT_NE(
+      text.find(R"(passage_http_requests_total{method="GET",route="/items/{id}",status="200"} 2)"),
+      std::string::npos)
+      << text;
+  EXPECT_NE(text.find(R"(route="unmatched",status="404"} 1)"), std::string::npos) << text;
+  EXPECT_EQ(text.find("/items/41"), std::string::npos);
+  EXPECT_NE(text.find("passage_http_open_connections 1"), std::string::npos);
+
+  ASSERT_TRUE(eventually([&] {
+    return access_log_.str().find("/nope") == std::string::npos &&
+           access_log_.str().find("unmatched") != std::string::npos;
+  }));
+  std::istringstream lines(access_log_.str());
+  std::string first;
+  std::getline(lines, first);
+  auto line = nlohmann::json::parse(first);
+  EXPECT_EQ(line["msg"], "request");
+  EXPECT_EQ(line["route"], "/items/{id}");
+  EXPECT_EQ(line["status"], 200);
+  EXPECT_EQ(line["method"], "GET");
+  EXPECT_TRUE(line.contains("duration_ms"));
+  EXPECT_TRUE(line.contains("request_id"));
+  EXPECT_EQ(access_log_.str().find("127.0.0.1"), std::string::npos);
+}
+
+TEST_F(http_server_test, http10_and_connection_close_end_the_connection) {
+  start();
+  client c(port());
+  c.send("GET /hello HTTP/1.0\r\n\r\n");
+  auto res = c.read();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result(), http::status::ok);
+  EXPECT_TRUE(c.closed_by_server());
+
+  client d(port());
+  d.send(get("/hello", "Connection: close\r\n") + get("/hello"));
+  ASSERT_TRUE(d.read());
+  EXPECT_TRUE(d.closed_by_server());
+}
+
+TEST_F(http_server_test, start_reports_a_port_in_use) {
+  start();
+  http_server second(ioc_, {.port = port()}, routes_.as_handler());
+  auto r = second.start();
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("cannot listen on 127.0.0.1:"), std::string::npos) << r.error();
+}
+
+}  // namespace
+}  // namespace passage::api
