@@ -9,6 +9,15 @@
 //   auto stored = codec.encode(domain_event, {.event_id = uuid::random(), .actor = "key:…"});
 //   auto back = codec.decode(recorded);            // decoded_event{event, forgotten}
 //   nlohmann::json shown = codec.to_public_json(recorded);   // for the API and Kafka
+//
+// Stored personal_data: null when the block is empty, else
+//   {"alg": "A256GCM", "subject": "learner:<uuid>" | "email:<hex>[.<generation>]",
+//    "iv": base64(12 random bytes), "ct": base64(ciphertext || 16-byte tag)}
+// with AAD "passage.personal_data.v1|<event_id>|<type>|<subject>", so a ciphertext
+// copied into another event fails authentication.
+//
+// ForgetLearner: keys.destroy("learner:<id>") and codec.forget_email(org, email) for the
+// learner's email (read it before destroying), then append LearnerForgotten.
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -50,10 +59,18 @@ struct decoded_event {
 class event_codec {
  public:
   // `pepper`: a server secret (>= 32 bytes) for keyed hashes of emails, used as the
-  // encryption subject of personal data that has no learner yet. Never logged.
+  // encryption subject of personal data that has no learner yet. Never logged; must stay
+  // the same for the life of the data. Throws std::invalid_argument when shorter (a
+  // start-up misconfiguration: short peppers make email subjects guessable).
+  // `keys` must outlive the codec.
   event_codec(key_store& keys, std::string pepper);
 
+  // Creates the subject's key on first use. Fails with `forgotten` when a learner's key
+  // was destroyed (a forgotten email instead moves to its next key generation).
   result<new_event, codec_error> encode(const domain::event& e, const event_metadata& meta) const;
+  // Expects the current schema_version (the store's upcasters run before this). A key
+  // that is destroyed or was never stored gives forgotten = true; a ciphertext that
+  // fails authentication is an error, never "forgotten".
   result<decoded_event, codec_error> decode(const recorded_event& e) const;
 
   // The event's data as shown outside (API, exports, Kafka): personal data decrypted,
