@@ -5,6 +5,7 @@
 #include <rocksdb/slice.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -507,6 +508,27 @@ bool needs_decode(std::string_view type) {
       domain::learner_registered::type_name,   domain::lead_captured::type_name,
       domain::learner_forgotten::type_name};
   return types.contains(type);
+}
+
+// Only LearnerRegistered needs its personal data while applying (the keyed email hash of
+// the email index); every other event is read without decrypting, which saves the key
+// lookup and AES-GCM on the replay path. Rows keep the encrypted event for query time.
+result<eventstore::decoded_event, eventstore::codec_error> decode_for_apply(
+    const eventstore::event_codec& codec, const recorded_event& e) {
+  if (e.type == domain::learner_registered::type_name) return codec.decode(e);
+  try {
+    auto j = nlohmann::json::parse(e.data);
+    if (!j.is_object()) return eventstore::codec_error{e.type + ": data is not a JSON object"};
+    if (auto pd = j.find("personal_data"); pd != j.end()) *pd = nullptr;
+    auto ev = eventstore::event_from_json(e.type, j);
+    if (!ev) return ev.error();
+    if (static_cast<std::uint32_t>(domain::event_schema_version(*ev)) != e.schema_version) {
+      return codec.decode(e);  // let the codec explain the version mismatch
+    }
+    return eventstore::decoded_event{std::move(*ev), false};
+  } catch (const std::exception& ex) {
+    return eventstore::codec_error{e.type + ": " + ex.what()};
+  }
 }
 
 struct track_id_hash {
@@ -1014,7 +1036,7 @@ result<void, projection_error> read_models::apply(
   auto decode_range = [&](std::size_t lo, std::size_t hi) {
     for (std::size_t i = lo; i < hi; ++i) {
       if (!needs_decode(todo[i].type)) continue;
-      auto r = s.codec->decode(todo[i]);
+      auto r = decode_for_apply(*s.codec, todo[i]);
       if (r) {
         decoded[i] = std::move(*r);
       } else {
