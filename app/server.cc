@@ -195,7 +195,7 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
 
   im->facts = std::make_unique<read_model_facts>(*im->reads, *im->store, *im->codec, *im->clock);
   im->commands = std::make_unique<service::command_service>(
-      *im->store, *im->codec, *im->facts, *im->clock,
+      *im->store, *im->codec, *im->keys, *im->facts, *im->clock,
       service::learner_token_codec(derive_key(*secret, "learner-token")));
 
   // The default organization and its owner key.

@@ -156,10 +156,11 @@ using seed_fn = std::function<service_result<bool>(State&)>;
 using fail_fn = std::function<void(service_error)>;
 
 struct command_service::impl {
-  impl(eventstore::event_store& s, const eventstore::event_codec& c, fact_source& f,
-       const clock& cl, learner_token_codec t, command_service_options o)
+  impl(eventstore::event_store& s, const eventstore::event_codec& c, eventstore::key_store& k,
+       fact_source& f, const clock& cl, learner_token_codec t, command_service_options o)
       : store(s),
         codec(c),
+        keys(k),
         facts(f),
         clk(cl),
         tokens(std::move(t)),
@@ -167,10 +168,12 @@ struct command_service::impl {
         invites(o.max_cached_aggregates),
         claims(o.max_cached_aggregates),
         orgs(o.max_cached_aggregates),
-        tracks(o.max_cached_aggregates) {}
+        tracks(o.max_cached_aggregates),
+        learners(o.max_cached_aggregates) {}
 
   eventstore::event_store& store;
   const eventstore::event_codec& codec;
+  eventstore::key_store& keys;
   fact_source& facts;
   const clock& clk;
   learner_token_codec tokens;
@@ -180,6 +183,7 @@ struct command_service::impl {
   aggregate_cache<domain::claim_state> claims;
   aggregate_cache<domain::organization_state> orgs;
   aggregate_cache<domain::track_state> tracks;
+  aggregate_cache<domain::learner_state> learners;
 
   // Emails whose learner a claim registered but the read side may not show yet
   // (email subject -> learner id): one learner per email even when claims for a
@@ -516,10 +520,10 @@ struct command_service::impl {
 };
 
 command_service::command_service(eventstore::event_store& store,
-                                 const eventstore::event_codec& codec, fact_source& facts,
-                                 const clock& clock, learner_token_codec tokens,
-                                 command_service_options options)
-    : impl_(std::make_unique<impl>(store, codec, facts, clock, std::move(tokens), options)) {}
+                                 const eventstore::event_codec& codec, eventstore::key_store& keys,
+                                 fact_source& facts, const clock& clock,
+                                 learner_token_codec tokens, command_service_options options)
+    : impl_(std::make_unique<impl>(store, codec, keys, facts, clock, std::move(tokens), options)) {}
 
 command_service::~command_service() = default;
 
@@ -1030,6 +1034,48 @@ void command_service::resume(const uuid& claim_id, std::string_view learner_toke
                              callback<play_result> done) {
   impl_->claim_command(claim_id, learner_token, domain::resume_track{{}, std::move(track_id)}, m,
                        std::move(done));
+}
+
+void command_service::forget_learner(const domain::principal& who, const uuid& learner_id,
+                                     const request_meta& m, callback<written> done) {
+  auto allowed = domain::authorize(who, domain::action::forget_learner, {who.org_id_, {}, {}});
+  if (!allowed) {
+    done(from_domain(allowed.error()));
+    return;
+  }
+  auto* self = impl_.get();
+  // Claims append to learner streams outside this cache: always decide on a fresh load.
+  {
+    auto agg = impl_->learners.get(domain::learner_stream(learner_id));
+    std::lock_guard lk(agg->mu);
+    agg->loaded = false;
+  }
+  impl_->execute<domain::learner_state>(
+      impl_->learners, domain::learner_stream(learner_id), {},
+      [self, who, learner_id, done](
+          const domain::learner_state& s,
+          timestamp now) -> domain::domain_result<plan<domain::learner_state>> {
+        if (!s.exists_ || s.org_id_ != who.org_id_) {
+          return domain::make_error(domain::errc::not_found, "id", "no such learner");
+        }
+        auto events = domain::decide(s, domain::forget_learner{}, now);
+        if (!events) return events.error();
+        if (!events->empty()) {
+          // Keys go first: once LearnerForgotten is in the log, nothing may still
+          // decrypt what it promises is gone.
+          if (!s.email_.empty()) {
+            if (auto f = self->codec.forget_email(s.org_id_, s.email_); !f) {
+              return domain::make_error(domain::errc::invalid_state, "", f.error().message);
+            }
+          }
+          if (auto d = self->keys.destroy("learner:" + learner_id.to_string()); !d) {
+            return domain::make_error(domain::errc::invalid_state, "", d.error().message);
+          }
+        }
+        return plan<domain::learner_state>{
+            std::move(*events), {}, [done](const written& w, const auto&) { done(w); }};
+      },
+      m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
 }
 
 }  // namespace passage::service

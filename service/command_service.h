@@ -29,6 +29,7 @@
 #include "domain/track.h"
 #include "eventstore/event_codec.h"
 #include "eventstore/event_store.h"
+#include "eventstore/key_store.h"
 #include "service/facts.h"
 #include "service/learner_token.h"
 #include "service/service_error.h"
@@ -124,9 +125,10 @@ std::string hash_api_key(std::string_view key);
 // Owned by the app; every method is safe to call from any thread.
 class command_service {
  public:
+  // `keys` is the codec's key store: forgetting a learner destroys keys in it.
   command_service(eventstore::event_store& store, const eventstore::event_codec& codec,
-                  fact_source& facts, const clock& clock, learner_token_codec tokens,
-                  command_service_options options = {});
+                  eventstore::key_store& keys, fact_source& facts, const clock& clock,
+                  learner_token_codec tokens, command_service_options options = {});
   ~command_service();
   command_service(const command_service&) = delete;
   command_service& operator=(const command_service&) = delete;
@@ -185,6 +187,11 @@ class command_service {
              const request_meta& m, callback<play_result> done);
   void resume(const uuid& claim_id, std::string_view learner_token, std::string track_id,
               const request_meta& m, callback<play_result> done);
+
+  // Crypto-shredding (SPEC §6): destroys the learner's key and every key of their
+  // email, then appends LearnerForgotten. Idempotent.
+  void forget_learner(const domain::principal& who, const uuid& learner_id, const request_meta& m,
+                      callback<written> done);
 
   const learner_token_codec& tokens() const;
 

@@ -764,6 +764,22 @@ void public_routes(router& r, deps_ptr d) {
         claim_action(&service::command_service::resume, true));
 }
 
+void learner_routes(router& r, deps_ptr d) {
+  r.add(http::verb::post, "/v1/learners/{id}/forget",
+        admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
+                     responder respond) {
+          auto id = uuid_param(ctx, "id");
+          if (!id) return respond(problem_response(id.error())), void();
+          auto learner = *id;
+          d->commands->forget_learner(who, learner, meta_of(ctx),
+                                      answer_written(d, respond, [learner](const service::written&) {
+                                        return json_response(http::status::ok,
+                                                             {{"learner_id", learner.to_string()},
+                                                              {"forgotten", true}});
+                                      }));
+        }));
+}
+
 void event_routes(router& r, deps_ptr d) {
   r.add(http::verb::get, "/v1/events",
         admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
@@ -914,6 +930,7 @@ void register_routes(router& r, const endpoint_deps& deps) {
   track_routes(r, d);
   invite_routes(r, d);
   public_routes(r, d);
+  learner_routes(r, d);
   event_routes(r, d);
 }
 

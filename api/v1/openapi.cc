@@ -52,6 +52,7 @@ const std::map<std::string, doc>& summaries() {
        {"Pause a pausable track", false}},
       {"POST /v1/public/claims/{claim_id}/tracks/{track_id}/resume",
        {"Resume a paused track", false}},
+      {"POST /v1/learners/{id}/forget", {"Erase a learner's personal data (crypto-shredding)", true}},
       {"GET /v1/events", {"The global log, in order, paged", true}},
       {"GET /v1/events/live", {"Live tail as Server-Sent Events (Last-Event-ID resumes)", true}},
       {"GET /v1/streams/{stream}", {"One stream's events", true}},

@@ -4,6 +4,7 @@
 #include "service/command_service.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <future>
 #include <mutex>
@@ -67,7 +68,7 @@ class command_service_test : public ::testing::Test {
     ASSERT_TRUE(s) << s.error().message;
     store_ = std::move(*s);
     codec_ = std::make_unique<eventstore::event_codec>(*keys_, std::string(32, 'p'));
-    svc_ = std::make_unique<command_service>(*store_, *codec_, facts_, clock_,
+    svc_ = std::make_unique<command_service>(*store_, *codec_, *keys_, facts_, clock_,
                                              learner_token_codec(std::string(32, 't')));
     auto org = svc_->ensure_organization(org_id_, "Acme", std::string("psk_owner"));
     ASSERT_TRUE(org) << org.error().message;
@@ -301,6 +302,36 @@ TEST_F(command_service_test, EnsureOrganizationIsIdempotentAndAddsANewOwnerKey) 
   auto org = svc_->organization(org_id_);
   ASSERT_TRUE(org);
   EXPECT_EQ(org->api_keys_.size(), 2u);
+}
+
+TEST_F(command_service_test, ForgettingALearnerShredsTheirPersonalData) {
+  register_track("k8s-basics");
+  auto invite = create_invite(0);
+  auto c = claim(invite.code, "ada@example.com");
+  ASSERT_TRUE(c) << c.error().message;
+  uuid learner = c->claim->learner_id_;
+  auto claimed = stream(domain::invite_stream(invite.invite_id)).back();
+  auto before = codec_->to_public_json(claimed);
+  ASSERT_TRUE(before);
+  EXPECT_NE(before->dump().find("ada@example.com"), std::string::npos);
+
+  auto forgot = wait<written>([&](auto cb) { svc_->forget_learner(owner_, learner, {"t", ""}, cb); });
+  ASSERT_TRUE(forgot) << forgot.error().message;
+  EXPECT_GT(forgot->position, 0u);
+  auto after = codec_->to_public_json(claimed);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->dump().find("ada@example.com"), std::string::npos) << after->dump();
+  auto decoded = codec_->decode(claimed);
+  ASSERT_TRUE(decoded);
+  EXPECT_TRUE(decoded->forgotten);
+
+  auto again = wait<written>([&](auto cb) { svc_->forget_learner(owner_, learner, {"t", ""}, cb); });
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->position, 0u) << "forgetting twice appends nothing";
+  domain::principal stranger{domain::role::owner, uuid::random(), uuid::random()};
+  auto foreign = wait<written>([&](auto cb) { svc_->forget_learner(stranger, learner, {"t", ""}, cb); });
+  ASSERT_FALSE(foreign);
+  EXPECT_EQ(foreign.error().code, "not_found");
 }
 
 }  // namespace

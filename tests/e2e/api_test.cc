@@ -1,0 +1,420 @@
+// End to end over real loopback HTTP against a whole node (real RocksDB): the
+// seed scenarios of the product, every access setting, limits and lifecycle.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "common/time_format.h"
+#include "tests/e2e/node_fixture.h"
+
+namespace passage::testing {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+TEST_F(node_test, HealthAndReadiness) {
+  EXPECT_EQ(client_->get("/healthz").status, 200u);
+  auto ready = client_->get("/readyz");
+  EXPECT_EQ(ready.status, 200u) << ready.body;
+  auto sys = client_->get("/v1/system");
+  EXPECT_EQ(sys.status, 200u);
+  EXPECT_TRUE(sys.json().contains("log_position"));
+}
+
+TEST_F(node_test, AdminEndpointsNeedAKey) {
+  auto r = client_->get("/v1/invites");
+  EXPECT_EQ(r.status, 401u);
+  EXPECT_EQ(r.header("Content-Type"), "application/problem+json");
+  EXPECT_EQ(r.json()["code"], "unauthorized");
+  EXPECT_EQ(client_->get("/v1/invites", auth("psk_wrong")).status, 401u);
+  EXPECT_EQ(client_->get("/v1/invites", auth(operator_)).status, 403u)
+      << "the operator key can only create organizations";
+}
+
+TEST_F(node_test, CreateEditDuplicateDeactivateDelete) {
+  make_track("k8s-basics");
+  auto invite = make_invite({{"title", "Kubernetes 101 workshop"},
+                             {"type", "self_paced"},
+                             {"tracks", {{{"track_id", "k8s-basics"}}}},
+                             {"access_duration", "P30D"},
+                             {"plays_per_track", 3},
+                             {"expires_at", "2026-12-31T23:59:00Z"},
+                             {"claim_limit", 50},
+                             {"access", "allowed"},
+                             {"allowed_domains", {"example.com"}},
+                             {"show_share_button", true},
+                             {"internal_description", "secret notes"}});
+  ASSERT_TRUE(invite.contains("id"));
+  std::string id = invite["id"], code = invite["code"];
+  EXPECT_EQ(code.size(), 7u);
+  EXPECT_EQ(invite["link"], "/i/" + code);
+  EXPECT_EQ(invite["status"], "active");
+  EXPECT_EQ(invite["remaining_spots"], 50);
+  EXPECT_EQ(invite["version"], 1);
+
+  auto got = client_->get("/v1/invites/" + id, auth());
+  ASSERT_EQ(got.status, 200u);
+  EXPECT_EQ(got.header("ETag"), "\"1\"");
+
+  // Stale If-Match -> 412; current -> 200 and a new version.
+  auto stale = client_->patch("/v1/invites/" + id, R"({"title":"New"})",
+                              {{"Authorization", "Bearer " + owner_}, {"If-Match", "\"7\""}});
+  EXPECT_EQ(stale.status, 412u) << stale.body;
+  EXPECT_EQ(stale.json()["code"], "version_conflict");
+  auto edited = client_->patch("/v1/invites/" + id, R"({"title":"Kubernetes 102"})",
+                               {{"Authorization", "Bearer " + owner_}, {"If-Match", "\"1\""}});
+  ASSERT_EQ(edited.status, 200u) << edited.body;
+  EXPECT_EQ(edited.json()["title"], "Kubernetes 102");
+  EXPECT_EQ(edited.header("ETag"), "\"2\"");
+
+  auto dup = client_->post("/v1/invites/" + id + "/duplicate", "", auth());
+  ASSERT_EQ(dup.status, 201u) << dup.body;
+  EXPECT_EQ(dup.json()["title"], "Kubernetes 102 (Copy)");
+  EXPECT_NE(dup.json()["code"], code);
+  EXPECT_EQ(dup.json()["claims_count"], 0);
+
+  auto off = client_->post("/v1/invites/" + id + "/deactivate", "", auth());
+  ASSERT_EQ(off.status, 200u) << off.body;
+  EXPECT_EQ(off.json()["status"], "deactivated");
+  auto refused = claim(code, {{"email", "ada@example.com"}});
+  EXPECT_EQ(refused.status, 409u);
+  EXPECT_EQ(refused.json()["code"], "deactivated");
+  auto on = client_->post("/v1/invites/" + id + "/reactivate", "", auth());
+  ASSERT_EQ(on.status, 200u);
+  EXPECT_EQ(on.json()["status"], "active");
+
+  auto list = client_->get("/v1/invites", auth());
+  ASSERT_EQ(list.status, 200u);
+  EXPECT_EQ(list.json()["invites"].size(), 2u);
+
+  EXPECT_EQ(client_->del("/v1/invites/" + id, auth()).status, 204u);
+  EXPECT_EQ(client_->get("/v1/invites", auth()).json()["invites"].size(), 1u)
+      << "deleted invites are hidden by default";
+  EXPECT_EQ(client_->get("/v1/invites?status=deleted", auth()).json()["invites"].size(), 1u);
+  EXPECT_EQ(client_->get("/v1/public/invites/" + code).status, 404u);
+}
+
+TEST_F(node_test, ClaimWithEachAccessSettingAndPlayUntilTheLimit) {
+  make_track("k8s-basics");
+  make_track("helm", true);
+  auto anyone = make_invite({{"title", "Open"},
+                             {"tracks", {{{"track_id", "k8s-basics"}}, {{"track_id", "helm"}}}},
+                             {"plays_per_track", 2},
+                             {"access_duration", "P1D"}});
+  auto allowed = make_invite({{"title", "Allowed"},
+                              {"tracks", {{{"track_id", "k8s-basics"}}}},
+                              {"access", "allowed"},
+                              {"allowed_emails", {"grace@corp.io"}},
+                              {"allowed_domains", {"example.com"}}});
+  auto put_form = client_->put(
+      "/v1/lead-form", R"({"fields":[{"name":"company","label":"Company","required":true},{"name":"consent","label":"I agree"}]})",
+      auth());
+  ASSERT_EQ(put_form.status, 200u) << put_form.body;
+  auto lead = make_invite({{"title", "Lead"}, {"tracks", {{{"track_id", "k8s-basics"}}}}, {"access", "lead_form"}});
+
+  // anyone: anonymous works and returns a learner token
+  auto anon = claim(anyone["code"], json::object());
+  ASSERT_EQ(anon.status, 201u) << anon.body;
+  EXPECT_TRUE(anon.json()["anonymous"].get<bool>());
+  // The same browser (token) claiming again gets the same claim back.
+  auto anon_again = claim(anyone["code"], {{"learner_token", anon.json()["learner_token"]}});
+  ASSERT_EQ(anon_again.status, 200u) << anon_again.body;
+  EXPECT_EQ(anon_again.json()["claim_id"], anon.json()["claim_id"]);
+
+  // allowed: domain and email lists, case-insensitive
+  EXPECT_EQ(claim(allowed["code"], {{"email", "Ada@EXAMPLE.com"}}).status, 201u);
+  EXPECT_EQ(claim(allowed["code"], {{"email", "GRACE@corp.io"}}).status, 201u);
+  auto outsider = claim(allowed["code"], {{"email", "eve@evil.example.com"}});
+  EXPECT_EQ(outsider.status, 403u) << outsider.body;
+  EXPECT_EQ(outsider.json()["code"], "not_allowed");
+  auto no_email = claim(allowed["code"], json::object());
+  EXPECT_EQ(no_email.json()["code"], "details_missing");
+
+  // lead form: required fields, then remembered org-wide
+  auto missing = claim(lead["code"], {{"email", "lin@example.com"}, {"first_name", "Lin"}, {"last_name", "Wu"}});
+  EXPECT_EQ(missing.status, 422u) << missing.body;
+  EXPECT_EQ(missing.json()["code"], "details_missing");
+  auto filled = claim(lead["code"], {{"email", "lin@example.com"},
+                                     {"first_name", "Lin"},
+                                     {"last_name", "Wu"},
+                                     {"answers", {{"company", "Acme"}, {"consent", true}}}});
+  ASSERT_EQ(filled.status, 201u) << filled.body;
+  auto leads = client_->get("/v1/leads", auth());
+  ASSERT_EQ(leads.status, 200u);
+  EXPECT_EQ(leads.json()["leads"].size(), 1u);
+
+  // plays until the limit, on the learner's token
+  auto ada = claim(anyone["code"], {{"email", "ada@example.com"}});
+  ASSERT_EQ(ada.status, 201u) << ada.body;
+  std::string claim_id = ada.json()["claim_id"], token = ada.json()["learner_token"];
+  EXPECT_EQ(ada.json()["tracks"][0]["plays_remaining"], 2);
+  http_client::headers learner = {{"Authorization", "Bearer " + token}};
+  for (int left : {1, 0}) {
+    auto p = client_->post("/v1/public/claims/" + claim_id + "/plays", R"({"track_id":"k8s-basics"})", learner);
+    ASSERT_EQ(p.status, 201u) << p.body;
+    EXPECT_EQ(p.json()["plays_remaining"], left);
+  }
+  auto over = client_->post("/v1/public/claims/" + claim_id + "/plays", R"({"track_id":"k8s-basics"})", learner);
+  EXPECT_EQ(over.json()["code"], "play_limit_reached") << over.body;
+  EXPECT_EQ(client_->post("/v1/public/claims/" + claim_id + "/plays", R"({"track_id":"k8s-basics"})").status, 401u);
+
+  // pause / resume a pausable track
+  ASSERT_EQ(client_->post("/v1/public/claims/" + claim_id + "/plays", R"({"track_id":"helm"})", learner).status, 201u);
+  auto paused = client_->post("/v1/public/claims/" + claim_id + "/tracks/helm/pause", "", learner);
+  ASSERT_EQ(paused.status, 200u) << paused.body;
+  EXPECT_TRUE(paused.json()["paused"].get<bool>());
+  EXPECT_EQ(client_->post("/v1/public/claims/" + claim_id + "/tracks/helm/resume", "", learner).status, 200u);
+  EXPECT_NE(client_->post("/v1/public/claims/" + claim_id + "/tracks/k8s-basics/pause", "", learner).status, 200u);
+
+  // usage and the acceptance list
+  auto usage = client_->get("/v1/invites/" + anyone["id"].get<std::string>() + "/usage", auth());
+  ASSERT_EQ(usage.status, 200u);
+  EXPECT_EQ(usage.json()["claims"], 2);
+  auto accepted = client_->get("/v1/invites/" + anyone["id"].get<std::string>() + "/claims", auth());
+  ASSERT_EQ(accepted.status, 200u);
+  EXPECT_EQ(accepted.json()["claims"].size(), 2u);
+  auto csv = client_->get("/v1/invites/" + allowed["id"].get<std::string>() + "/claims",
+                          {{"Authorization", "Bearer " + owner_}, {"Accept", "text/csv"}});
+  ASSERT_EQ(csv.status, 200u);
+  EXPECT_NE(csv.body.find("ada@example.com"), std::string::npos) << csv.body;
+  auto rejections = client_->get("/v1/invites/" + allowed["id"].get<std::string>() + "/rejections", auth());
+  EXPECT_EQ(rejections.json()["rejections"].size(), 2u) << rejections.body;
+}
+
+TEST_F(node_test, AccessExpiresWithTheInjectedClockAndSurvivesDeletion) {
+  make_track("k8s-basics");
+  auto invite = make_invite({{"title", "Short"}, {"tracks", {{{"track_id", "k8s-basics"}}}}, {"access_duration", "PT90M"}});
+  auto c = claim(invite["code"], {{"email", "ada@example.com"}});
+  ASSERT_EQ(c.status, 201u);
+  std::string claim_id = c.json()["claim_id"];
+  http_client::headers learner = {{"Authorization", "Bearer " + c.json()["learner_token"].get<std::string>()}};
+  // Deleting the invite never revokes the claim.
+  ASSERT_EQ(client_->del("/v1/invites/" + invite["id"].get<std::string>(), auth()).status, 204u);
+  auto before = client_->post("/v1/public/claims/" + claim_id + "/plays", R"({"track_id":"k8s-basics"})", learner);
+  EXPECT_EQ(before.status, 201u) << before.body;
+  clock_.advance(std::chrono::minutes(90));
+  auto after = client_->post("/v1/public/claims/" + claim_id + "/plays", R"({"track_id":"k8s-basics"})", learner);
+  EXPECT_EQ(after.json()["code"], "access_expired") << after.body;
+}
+
+TEST_F(node_test, TwoHundredConcurrentClaimsAgainstALimitOfFifty) {
+  make_track("k8s-basics");
+  auto invite = make_invite({{"title", "Busy"}, {"tracks", {{{"track_id", "k8s-basics"}}}}, {"claim_limit", 50}});
+  std::string code = invite["code"];
+  std::atomic<int> created{0}, full{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      http_client c(node_->port());
+      for (int i = 0; i < 25; ++i) {
+        auto r = c.post("/v1/public/invites/" + code + "/claims",
+                        json{{"email", "l" + std::to_string(t * 25 + i) + "@example.com"}}.dump());
+        if (r.status == 201) {
+          ++created;
+        } else if (r.status == 409 && r.json()["code"] == "full") {
+          ++full;
+        } else {
+          ++other;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(created, 50);
+  EXPECT_EQ(full, 150);
+  EXPECT_EQ(other, 0);
+  auto list = client_->get("/v1/invites/" + invite["id"].get<std::string>() + "/claims", auth());
+  EXPECT_EQ(list.json()["claims"].size(), 50u);
+  auto got = client_->get("/v1/invites/" + invite["id"].get<std::string>(), auth());
+  EXPECT_EQ(got.json()["status"], "full");
+  EXPECT_EQ(got.json()["remaining_spots"], 0);
+}
+
+TEST_F(node_test, StateIsIdenticalAfterARestart) {
+  make_track("k8s-basics");
+  auto invite = make_invite({{"title", "Keep"}, {"tracks", {{{"track_id", "k8s-basics"}}}}, {"claim_limit", 5}});
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(claim(invite["code"], {{"email", "p" + std::to_string(i) + "@x.io"}}).status, 201u);
+  std::string id = invite["id"];
+  auto before_invite = client_->get("/v1/invites/" + id, auth()).json();
+  auto before_claims = client_->get("/v1/invites/" + id + "/claims", auth()).json();
+  auto before_usage = client_->get("/v1/invites/" + id + "/usage", auth()).json();
+  restart();
+  EXPECT_EQ(client_->get("/v1/invites/" + id, auth()).json(), before_invite);
+  EXPECT_EQ(client_->get("/v1/invites/" + id + "/claims", auth()).json(), before_claims);
+  EXPECT_EQ(client_->get("/v1/invites/" + id + "/usage", auth()).json(), before_usage);
+  // And the command side picks up where it was: the limit still holds.
+  EXPECT_EQ(claim(invite["code"], {{"email", "p3@x.io"}}).status, 201u);
+  EXPECT_EQ(claim(invite["code"], {{"email", "p4@x.io"}}).status, 201u);
+  EXPECT_EQ(claim(invite["code"], {{"email", "p5@x.io"}}).json()["code"], "full");
+}
+
+TEST_F(node_test, OrganizationsAreIsolated) {
+  make_track("k8s-basics");
+  auto invite = make_invite({{"title", "Mine"}, {"tracks", {{{"track_id", "k8s-basics"}}}}});
+  auto org = client_->post("/v1/orgs", R"({"name":"Other Co"})", auth(operator_));
+  ASSERT_EQ(org.status, 201u) << org.body;
+  std::string other = org.json()["owner_key"];
+  std::string id = invite["id"];
+  for (auto path : {"/v1/invites/" + id, "/v1/invites/" + id + "/claims", "/v1/invites/" + id + "/usage"}) {
+    auto r = client_->get(path, auth(other));
+    EXPECT_EQ(r.status, 404u) << path << " " << r.body;
+  }
+  EXPECT_EQ(client_->patch("/v1/invites/" + id, R"({"title":"x"})", auth(other)).status, 404u);
+  EXPECT_EQ(client_->del("/v1/invites/" + id, auth(other)).status, 404u);
+  EXPECT_EQ(client_->get("/v1/invites", auth(other)).json()["invites"].size(), 0u);
+  EXPECT_EQ(client_->post("/v1/orgs", R"({"name":"x"})", auth()).status, 403u) << "only the operator";
+}
+
+TEST_F(node_test, ApiKeysAreOwnerOnlyAndRevocable) {
+  auto admin = client_->post("/v1/api-keys", R"({"role":"admin","name":"ci"})", auth());
+  ASSERT_EQ(admin.status, 201u) << admin.body;
+  std::string key = admin.json()["key"], key_id = admin.json()["id"];
+  EXPECT_EQ(client_->get("/v1/invites", auth(key)).status, 200u);
+  EXPECT_EQ(client_->post("/v1/api-keys", R"({"role":"admin"})", auth(key)).status, 403u);
+  EXPECT_EQ(client_->del("/v1/api-keys/" + key_id, auth()).status, 204u);
+  EXPECT_EQ(client_->get("/v1/invites", auth(key)).status, 401u);
+}
+
+TEST_F(node_test, IdempotencyKeyReturnsTheFirstResponse) {
+  make_track("k8s-basics");
+  http_client::headers h = {{"Authorization", "Bearer " + owner_}, {"Idempotency-Key", "create-1"}};
+  std::string body = R"({"title":"Once","tracks":[{"track_id":"k8s-basics"}]})";
+  auto first = client_->post("/v1/invites", body, h);
+  auto again = client_->post("/v1/invites", body, h);
+  ASSERT_EQ(first.status, 201u);
+  EXPECT_EQ(again.status, 201u);
+  EXPECT_EQ(first.body, again.body);
+  EXPECT_EQ(again.header("Idempotent-Replayed"), "true");
+  EXPECT_EQ(client_->get("/v1/invites", auth()).json()["invites"].size(), 1u);
+  auto reused = client_->post("/v1/invites", R"({"title":"Other","tracks":["k8s-basics"]})", h);
+  EXPECT_EQ(reused.status, 422u);
+}
+
+TEST_F(node_test, ClaimsAreRateLimitedPerIpWithRetryAfter) {
+  // The fixture turns the limits off; this node allows 2 claims per IP per minute.
+  client_.reset();
+  node_->stop();
+  node_.reset();
+  start("2/1m", "0");
+  make_track("k8s-basics");
+  auto invite = make_invite({{"title", "Limited"}, {"tracks", {{{"track_id", "k8s-basics"}}}}});
+  EXPECT_EQ(claim(invite["code"], {{"email", "a@x.io"}}).status, 201u);
+  EXPECT_EQ(claim(invite["code"], {{"email", "b@x.io"}}).status, 201u);
+  auto limited = claim(invite["code"], {{"email", "c@x.io"}});
+  EXPECT_EQ(limited.status, 429u);
+  EXPECT_FALSE(limited.header("Retry-After").empty());
+  EXPECT_EQ(limited.json()["code"], "rate_limited");
+  clock_.advance(std::chrono::minutes(1));
+  EXPECT_EQ(claim(invite["code"], {{"email", "c@x.io"}}).status, 201u);
+}
+
+TEST_F(node_test, BadInputGetsAClearErrorAndChangesNothing) {
+  make_track("k8s-basics");
+  auto head = client_->get("/v1/system").json()["log_position"];
+  struct bad {
+    std::string body;
+    std::string field;
+  };
+  std::vector<bad> cases = {
+      {"{not json", ""},
+      {"[1,2]", ""},
+      {R"({"title":5,"tracks":["k8s-basics"]})", "title"},
+      {R"({"title":"x","tracks":["k8s-basics"],"colour":"red"})", "colour"},
+      {R"({"title":"x","tracks":["k8s-basics"],"claim_limit":1e400})", ""},
+      {R"({"title":"x","tracks":["k8s-basics"],"claim_limit":99999999999999999999999})", "claim_limit"},
+      {R"({"title":"x","tracks":["k8s-basics"],"claim_limit":-1})", "claim_limit"},
+      {R"({"title":"x","tracks":["k8s-basics"],"expires_at":"tomorrow"})", "expires_at"},
+      {R"({"title":"x","tracks":["nope"]})", "tracks[0].track_id"},
+      {R"({"title":"","tracks":["k8s-basics"]})", "title"},
+      {"{\"title\":\"\xff\xfe\",\"tracks\":[\"k8s-basics\"]}", ""},
+      {R"({"title":"x","tracks":["k8s-basics"],"access_duration":"P1X"})", "access_duration"},
+  };
+  for (const auto& c : cases) {
+    auto r = client_->post("/v1/invites", c.body, auth());
+    EXPECT_EQ(r.status / 100, 4u) << c.body << " -> " << r.status << " " << r.body;
+    EXPECT_EQ(r.header("Content-Type"), "application/problem+json") << c.body;
+    if (!c.field.empty()) {
+      EXPECT_NE(r.body.find(c.field), std::string::npos) << c.body << " -> " << r.body;
+    }
+  }
+  // Path tricks and unknown routes.
+  EXPECT_EQ(client_->get("/v1/invites/..%2F..%2Fetc", auth()).status / 100, 4u);
+  EXPECT_EQ(client_->get("/v1/invites/not-a-uuid", auth()).status, 404u);
+  EXPECT_EQ(client_->get("/v1/nothing-here", auth()).status, 404u);
+  EXPECT_EQ(client_->request(boost::beast::http::verb::put, "/v1/invites", "{}", auth()).status, 405u);
+  // Oversized body.
+  std::string huge = R"({"title":")" + std::string(100 * 1024, 'a') + R"(","tracks":["k8s-basics"]})";
+  EXPECT_EQ(client_->post("/v1/invites", huge, auth()).status, 413u);
+  client_ = std::make_unique<http_client>(node_->port());
+  EXPECT_EQ(client_->get("/healthz").status, 200u) << "the server stays up";
+  EXPECT_EQ(client_->get("/v1/system").json()["log_position"], head) << "nothing was stored";
+}
+
+TEST_F(node_test, PublicViewAndClaimPageShowNoInternalFields) {
+  make_track("k8s-basics");
+  auto invite = make_invite({{"title", "Public <b>title</b>"},
+                             {"tracks", {{{"track_id", "k8s-basics"}}}},
+                             {"internal_description", "SECRET-NOTE"}});
+  auto view = client_->get("/v1/public/invites/" + invite["code"].get<std::string>());
+  ASSERT_EQ(view.status, 200u);
+  EXPECT_EQ(view.body.find("SECRET-NOTE"), std::string::npos);
+  auto page = client_->get("/i/" + invite["code"].get<std::string>());
+  ASSERT_EQ(page.status, 200u);
+  EXPECT_NE(page.header("Content-Type").find("text/html"), std::string::npos);
+  EXPECT_EQ(page.body.find("SECRET-NOTE"), std::string::npos);
+  EXPECT_NE(page.body.find("Public &lt;b&gt;title&lt;/b&gt;"), std::string::npos) << "escaped";
+  EXPECT_NE(page.body.find("<label"), std::string::npos);
+  EXPECT_EQ(client_->get("/i/ZZZZZZZ").status, 404u);
+}
+
+TEST_F(node_test, OpenApiDocumentListsEveryRoute) {
+  auto doc = client_->get("/openapi.json");
+  ASSERT_EQ(doc.status, 200u);
+  auto j = doc.json();
+  EXPECT_EQ(j["openapi"], "3.0.3");
+  for (auto [path, method] : std::vector<std::pair<std::string, std::string>>{
+           {"/v1/invites", "post"}, {"/v1/invites/{id}", "patch"},
+           {"/v1/public/invites/{code}/claims", "post"}, {"/v1/events/live", "get"}}) {
+    EXPECT_TRUE(j["paths"].contains(path) && j["paths"][path].contains(method)) << method << " " << path;
+  }
+  for (auto& [path, ops] : j["paths"].items()) {
+    for (auto& [method, op] : ops.items()) {
+      EXPECT_FALSE(op["summary"].get<std::string>().empty()) << method << " " << path << " has no summary";
+    }
+  }
+}
+
+TEST_F(node_test, ForgottenLearnerShowsAsForgottenWithCountsIntact) {
+  make_track("k8s-basics");
+  auto invite = make_invite({{"title", "Forget"}, {"tracks", {{{"track_id", "k8s-basics"}}}}});
+  auto c = claim(invite["code"], {{"email", "ada.lovelace@example.com"}, {"first_name", "Ada"}});
+  ASSERT_EQ(c.status, 201u);
+  std::string id = invite["id"];
+  ASSERT_NE(client_->get("/v1/invites/" + id + "/claims", auth()).body.find("ada.lovelace@example.com"),
+            std::string::npos);
+  auto forgot = client_->post("/v1/learners/" + c.json()["learner_id"].get<std::string>() + "/forget", "", auth());
+  ASSERT_EQ(forgot.status, 200u) << forgot.body;
+  auto list = client_->get("/v1/invites/" + id + "/claims", auth());
+  EXPECT_EQ(list.body.find("ada.lovelace@example.com"), std::string::npos) << list.body;
+  EXPECT_NE(list.body.find("forgotten"), std::string::npos) << list.body;
+  EXPECT_EQ(list.json()["claims"].size(), 1u);
+  EXPECT_EQ(client_->get("/v1/invites/" + id + "/usage", auth()).json()["claims"], 1);
+  auto events = client_->get("/v1/events?limit=1000", auth());
+  EXPECT_EQ(events.body.find("ada.lovelace@example.com"), std::string::npos);
+  EXPECT_NE(events.body.find("LearnerForgotten"), std::string::npos);
+}
+
+TEST_F(node_test, MetricsExposeRequestsByRoute) {
+  client_->get("/healthz");
+  auto m = client_->get("/metrics");
+  ASSERT_EQ(m.status, 200u);
+  EXPECT_NE(m.body.find("passage_http_requests_total"), std::string::npos);
+  EXPECT_NE(m.body.find("route=\"/healthz\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace passage::testing

@@ -1,0 +1,72 @@
+#pragma once
+// A whole Passage node in-process on a free loopback port, in a temp data
+// folder, with a manual clock; plus helpers for the common admin steps.
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+
+#include "app/server.h"
+#include "tests/support/http_client.h"
+#include "tests/support/temp_dir.h"
+
+namespace passage::testing {
+
+class node_test : public ::testing::Test {
+ protected:
+  void SetUp() override { start(); }
+  void TearDown() override { node_.reset(); }
+
+  void start(std::string per_ip = "0", std::string per_email = "0") {
+    app::server_options o;
+    o.data_dir = dir_.sub("data");
+    o.port = 0;
+    o.owner_token = owner_;
+    o.operator_token = operator_;
+    o.claim_limit_per_ip = per_ip;
+    o.claim_limit_per_email = per_email;
+    o.clock = &clock_;
+    o.say = [](const std::string&) {};
+    auto n = app::server::start(o);
+    ASSERT_TRUE(n) << n.error();
+    node_ = std::move(*n);
+    client_ = std::make_unique<http_client>(node_->port());
+  }
+  void restart() {
+    client_.reset();
+    node_->stop();
+    node_.reset();
+    start();
+  }
+
+  http_client::headers auth(const std::string& key = {}) {
+    return {{"Authorization", "Bearer " + (key.empty() ? owner_ : key)}};
+  }
+
+  void make_track(const std::string& id, bool pausable = false) {
+    auto r = client_->post("/v1/tracks",
+                           nlohmann::json{{"track_id", id}, {"title", id}, {"pausable", pausable}}.dump(),
+                           auth());
+    ASSERT_EQ(r.status, 201u) << r.body;
+  }
+
+  nlohmann::json make_invite(nlohmann::json body, const std::string& key = {}) {
+    auto r = client_->post("/v1/invites", body.dump(), auth(key));
+    EXPECT_EQ(r.status, 201u) << r.body;
+    return r.json();
+  }
+
+  http_reply claim(const std::string& code, nlohmann::json body) {
+    return client_->post("/v1/public/invites/" + code + "/claims", body.dump());
+  }
+
+  temp_dir dir_;
+  manual_clock clock_{from_unix_micros(1'790'000'000'000'000)};  // 2026-09-21
+  std::string owner_ = "psk_test_owner_0123456789";
+  std::string operator_ = "psk_test_operator_0123456789";
+  std::unique_ptr<app::server> node_;
+  std::unique_ptr<http_client> client_;
+};
+
+}  // namespace passage::testing
