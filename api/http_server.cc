@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cmath>
+#include <ctime>
 #include <deque>
 #include <future>
 #include <mutex>
@@ -38,6 +39,16 @@ using steady = std::chrono::steady_clock;
 
 constexpr char request_id_header[] = "X-Request-Id";
 constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
+
+// The Date header's IMF-fixdate for "now" (RFC 9110 §5.6.7).
+std::string http_date() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  std::size_t n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return std::string(buf, n);
+}
 
 class session;
 class session_stream;
@@ -433,6 +444,7 @@ class session : public std::enable_shared_from_this<session> {
     ex->keep = ex->keep_alive && !ex->close_after && !stopping_ && res.keep_alive();
     res.keep_alive(ex->keep);
     res.set(request_id_header, ex->ctx.request_id.to_string());
+    if (res.find(http::field::date) == res.end()) res.set(http::field::date, http_date());
     res.prepare_payload();
     writing_ = true;
     arm_write_timer();
@@ -467,6 +479,7 @@ class session : public std::enable_shared_from_this<session> {
         r.set(http::field::cache_control, "no-cache");
       r.set("X-Accel-Buffering", "no");
       r.set(request_id_header, ex->ctx.request_id.to_string());
+      r.set(http::field::date, http_date());
       r.keep_alive(false);
       r.chunked(true);
       stream_sr_ = std::make_unique<http::response_serializer<http::empty_body>>(r);

@@ -234,6 +234,7 @@ TEST_F(http_server_test, keep_alive_serves_several_requests_on_one_connection) {
     ASSERT_TRUE(res) << i;
     EXPECT_EQ(res->result(), http::status::ok);
     EXPECT_TRUE(res->keep_alive());
+    EXPECT_NE((*res)[http::field::date].find(" GMT"), std::string::npos);
     EXPECT_EQ(nlohmann::json::parse(res->body())["id"], std::to_string(i));
     std::string id((*res)["X-Request-Id"]);
     EXPECT_TRUE(uuid::parse(id).has_value()) << id;
