@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <thread>
 
 #include "projections/csv.h"
 #include "projections/json_views.h"
@@ -653,6 +654,40 @@ TEST_F(read_models_test, projector_refuses_read_models_ahead_of_the_log) {
   auto started = p.start();
   ASSERT_FALSE(started);
   EXPECT_NE(started.error().message.find("rebuild"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace passage::projections
+
+namespace passage::projections {
+namespace {
+
+TEST_F(read_models_test, readers_run_while_the_projector_applies) {
+  const uuid inv = id(100);
+  auto d = draft("Busy");
+  create_invite(org, inv, "AB2K7MZ", d);
+  catch_up();
+  std::atomic<bool> stop{false};
+  std::atomic<std::int64_t> max_seen{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 3; ++r) {
+    readers.emplace_back([&] {
+      while (!stop.load()) {
+        auto v = models_->invite(org, inv, at("2026-03-01T10:00:00Z"));
+        if (v) max_seen.store(std::max(max_seen.load(), v->claims_count));
+        (void)models_->list_invites(org, {}, at("2026-03-01T10:00:00Z"));
+        (void)models_->acceptance_list(org, inv);
+        (void)models_->usage(org, inv);
+      }
+    });
+  }
+  for (std::uint64_t n = 1; n <= 40; ++n) claim(inv, "learner" + std::to_string(n) + "@x.test", n);
+  catch_up();
+  stop.store(true);
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(models_->invite(org, inv, clock_.now())->claims_count, 40);
+  EXPECT_LE(max_seen.load(), 40);
+  EXPECT_EQ(models_->acceptance_list(org, inv)->size(), 40u);
 }
 
 }  // namespace
