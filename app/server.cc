@@ -73,9 +73,7 @@ result<std::string, std::string> secret_file(const fs::path& path,
 // The read models as the command side's facts.
 class read_model_facts final : public service::fact_source {
  public:
-  read_model_facts(projections::read_models& reads, eventstore::event_store& store,
-                   const eventstore::event_codec& codec, const passage::clock& clock)
-      : reads_(reads), store_(store), codec_(codec), clock_(clock) {}
+  explicit read_model_facts(projections::read_models& reads) : reads_(reads) {}
 
   std::optional<service::invite_ref> invite_by_code(std::string_view code) override {
     auto r = reads_.invite_by_code(code);
@@ -89,21 +87,7 @@ class read_model_facts final : public service::fact_source {
     return service::learner_ref{r->learner_id, r->lead_submitted};
   }
   std::optional<domain::invite_claimed> claim_seed(const uuid& claim_id) override {
-    auto access = reads_.claim_access(claim_id, clock_.now());
-    if (!access) return std::nullopt;
-    auto rows = reads_.acceptance_list(access->org_id, access->invite_id);
-    if (!rows) return std::nullopt;
-    for (const auto& row : *rows) {
-      if (row.claim_id != claim_id) continue;
-      auto events =
-          store_.read_all({.from_position = row.position, .to_position = row.position}, 1);
-      if (!events || events->empty()) return std::nullopt;
-      auto decoded = codec_.decode(events->front());
-      if (!decoded) return std::nullopt;
-      if (auto* e = std::get_if<domain::invite_claimed>(&decoded->event)) return *e;
-      return std::nullopt;
-    }
-    return std::nullopt;
+    return reads_.claim_seed(claim_id);
   }
   void when_applied(std::uint64_t position, std::function<void()> fn) override {
     reads_.when_applied(position, std::move(fn));
@@ -111,9 +95,6 @@ class read_model_facts final : public service::fact_source {
 
  private:
   projections::read_models& reads_;
-  eventstore::event_store& store_;
-  const eventstore::event_codec& codec_;
-  const passage::clock& clock_;
 };
 
 }  // namespace
@@ -193,7 +174,7 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   im->projector = std::make_unique<projections::projector>(*im->store, *im->reads);
   if (auto started = im->projector->start(); !started) return fail(started.error().message);
 
-  im->facts = std::make_unique<read_model_facts>(*im->reads, *im->store, *im->codec, *im->clock);
+  im->facts = std::make_unique<read_model_facts>(*im->reads);
   im->commands = std::make_unique<service::command_service>(
       *im->store, *im->codec, *im->keys, *im->facts, *im->clock,
       service::learner_token_codec(derive_key(*secret, "learner-token")));

@@ -771,12 +771,12 @@ void learner_routes(router& r, deps_ptr d) {
           auto id = uuid_param(ctx, "id");
           if (!id) return respond(problem_response(id.error())), void();
           auto learner = *id;
-          d->commands->forget_learner(who, learner, meta_of(ctx),
-                                      answer_written(d, respond, [learner](const service::written&) {
-                                        return json_response(http::status::ok,
-                                                             {{"learner_id", learner.to_string()},
-                                                              {"forgotten", true}});
-                                      }));
+          d->commands->forget_learner(
+              who, learner, meta_of(ctx),
+              answer_written(d, respond, [learner](const service::written&) {
+                return json_response(http::status::ok,
+                                     {{"learner_id", learner.to_string()}, {"forgotten", true}});
+              }));
         }));
 }
 

@@ -111,10 +111,12 @@ TEST_F(node_test, ClaimWithEachAccessSettingAndPlayUntilTheLimit) {
                               {"allowed_emails", {"grace@corp.io"}},
                               {"allowed_domains", {"example.com"}}});
   auto put_form = client_->put(
-      "/v1/lead-form", R"({"fields":[{"name":"company","label":"Company","required":true},{"name":"consent","label":"I agree"}]})",
+      "/v1/lead-form",
+      R"({"fields":[{"name":"company","label":"Company","required":true},{"name":"consent","label":"I agree"}]})",
       auth());
   ASSERT_EQ(put_form.status, 200u) << put_form.body;
-  auto lead = make_invite({{"title", "Lead"}, {"tracks", {{{"track_id", "k8s-basics"}}}}, {"access", "lead_form"}});
+  auto lead = make_invite(
+      {{"title", "Lead"}, {"tracks", {{{"track_id", "k8s-basics"}}}}, {"access", "lead_form"}});
 
   // anyone: anonymous works and returns a learner token
   auto anon = claim(anyone["code"], json::object());
@@ -135,7 +137,8 @@ TEST_F(node_test, ClaimWithEachAccessSettingAndPlayUntilTheLimit) {
   EXPECT_EQ(no_email.json()["code"], "details_missing");
 
   // lead form: required fields, then remembered org-wide
-  auto missing = claim(lead["code"], {{"email", "lin@example.com"}, {"first_name", "Lin"}, {"last_name", "Wu"}});
+  auto missing = claim(lead["code"],
+                       {{"email", "lin@example.com"}, {"first_name", "Lin"}, {"last_name", "Wu"}});
   EXPECT_EQ(missing.status, 422u) << missing.body;
   EXPECT_EQ(missing.json()["code"], "details_missing");
   auto filled = claim(lead["code"], {{"email", "lin@example.com"},
@@ -154,56 +157,76 @@ TEST_F(node_test, ClaimWithEachAccessSettingAndPlayUntilTheLimit) {
   EXPECT_EQ(ada.json()["tracks"][0]["plays_remaining"], 2);
   http_client::headers learner = {{"Authorization", "Bearer " + token}};
   for (int left : {1, 0}) {
-    auto p = client_->post("/v1/public/claims/" + claim_id + "/plays", R"({"track_id":"k8s-basics"})", learner);
+    auto p = client_->post("/v1/public/claims/" + claim_id + "/plays",
+                           R"({"track_id":"k8s-basics"})", learner);
     ASSERT_EQ(p.status, 201u) << p.body;
     EXPECT_EQ(p.json()["plays_remaining"], left);
   }
-  auto over = client_->post("/v1/public/claims/" + claim_id + "/plays", R"({"track_id":"k8s-basics"})", learner);
+  auto over = client_->post("/v1/public/claims/" + claim_id + "/plays",
+                            R"({"track_id":"k8s-basics"})", learner);
   EXPECT_EQ(over.json()["code"], "play_limit_reached") << over.body;
-  EXPECT_EQ(client_->post("/v1/public/claims/" + claim_id + "/plays", R"({"track_id":"k8s-basics"})").status, 401u);
+  EXPECT_EQ(
+      client_->post("/v1/public/claims/" + claim_id + "/plays", R"({"track_id":"k8s-basics"})")
+          .status,
+      401u);
 
   // pause / resume a pausable track
-  ASSERT_EQ(client_->post("/v1/public/claims/" + claim_id + "/plays", R"({"track_id":"helm"})", learner).status, 201u);
+  ASSERT_EQ(
+      client_->post("/v1/public/claims/" + claim_id + "/plays", R"({"track_id":"helm"})", learner)
+          .status,
+      201u);
   auto paused = client_->post("/v1/public/claims/" + claim_id + "/tracks/helm/pause", "", learner);
   ASSERT_EQ(paused.status, 200u) << paused.body;
   EXPECT_TRUE(paused.json()["paused"].get<bool>());
-  EXPECT_EQ(client_->post("/v1/public/claims/" + claim_id + "/tracks/helm/resume", "", learner).status, 200u);
-  EXPECT_NE(client_->post("/v1/public/claims/" + claim_id + "/tracks/k8s-basics/pause", "", learner).status, 200u);
+  EXPECT_EQ(
+      client_->post("/v1/public/claims/" + claim_id + "/tracks/helm/resume", "", learner).status,
+      200u);
+  EXPECT_NE(client_->post("/v1/public/claims/" + claim_id + "/tracks/k8s-basics/pause", "", learner)
+                .status,
+            200u);
 
   // usage and the acceptance list
   auto usage = client_->get("/v1/invites/" + anyone["id"].get<std::string>() + "/usage", auth());
   ASSERT_EQ(usage.status, 200u);
   EXPECT_EQ(usage.json()["claims"], 2);
-  auto accepted = client_->get("/v1/invites/" + anyone["id"].get<std::string>() + "/claims", auth());
+  auto accepted =
+      client_->get("/v1/invites/" + anyone["id"].get<std::string>() + "/claims", auth());
   ASSERT_EQ(accepted.status, 200u);
   EXPECT_EQ(accepted.json()["claims"].size(), 2u);
   auto csv = client_->get("/v1/invites/" + allowed["id"].get<std::string>() + "/claims",
                           {{"Authorization", "Bearer " + owner_}, {"Accept", "text/csv"}});
   ASSERT_EQ(csv.status, 200u);
   EXPECT_NE(csv.body.find("ada@example.com"), std::string::npos) << csv.body;
-  auto rejections = client_->get("/v1/invites/" + allowed["id"].get<std::string>() + "/rejections", auth());
+  auto rejections =
+      client_->get("/v1/invites/" + allowed["id"].get<std::string>() + "/rejections", auth());
   EXPECT_EQ(rejections.json()["rejections"].size(), 2u) << rejections.body;
 }
 
 TEST_F(node_test, AccessExpiresWithTheInjectedClockAndSurvivesDeletion) {
   make_track("k8s-basics");
-  auto invite = make_invite({{"title", "Short"}, {"tracks", {{{"track_id", "k8s-basics"}}}}, {"access_duration", "PT90M"}});
+  auto invite = make_invite({{"title", "Short"},
+                             {"tracks", {{{"track_id", "k8s-basics"}}}},
+                             {"access_duration", "PT90M"}});
   auto c = claim(invite["code"], {{"email", "ada@example.com"}});
   ASSERT_EQ(c.status, 201u);
   std::string claim_id = c.json()["claim_id"];
-  http_client::headers learner = {{"Authorization", "Bearer " + c.json()["learner_token"].get<std::string>()}};
+  http_client::headers learner = {
+      {"Authorization", "Bearer " + c.json()["learner_token"].get<std::string>()}};
   // Deleting the invite never revokes the claim.
   ASSERT_EQ(client_->del("/v1/invites/" + invite["id"].get<std::string>(), auth()).status, 204u);
-  auto before = client_->post("/v1/public/claims/" + claim_id + "/plays", R"({"track_id":"k8s-basics"})", learner);
+  auto before = client_->post("/v1/public/claims/" + claim_id + "/plays",
+                              R"({"track_id":"k8s-basics"})", learner);
   EXPECT_EQ(before.status, 201u) << before.body;
   clock_.advance(std::chrono::minutes(90));
-  auto after = client_->post("/v1/public/claims/" + claim_id + "/plays", R"({"track_id":"k8s-basics"})", learner);
+  auto after = client_->post("/v1/public/claims/" + claim_id + "/plays",
+                             R"({"track_id":"k8s-basics"})", learner);
   EXPECT_EQ(after.json()["code"], "access_expired") << after.body;
 }
 
 TEST_F(node_test, TwoHundredConcurrentClaimsAgainstALimitOfFifty) {
   make_track("k8s-basics");
-  auto invite = make_invite({{"title", "Busy"}, {"tracks", {{{"track_id", "k8s-basics"}}}}, {"claim_limit", 50}});
+  auto invite = make_invite(
+      {{"title", "Busy"}, {"tracks", {{{"track_id", "k8s-basics"}}}}, {"claim_limit", 50}});
   std::string code = invite["code"];
   std::atomic<int> created{0}, full{0}, other{0};
   std::vector<std::thread> threads;
@@ -236,8 +259,10 @@ TEST_F(node_test, TwoHundredConcurrentClaimsAgainstALimitOfFifty) {
 
 TEST_F(node_test, StateIsIdenticalAfterARestart) {
   make_track("k8s-basics");
-  auto invite = make_invite({{"title", "Keep"}, {"tracks", {{{"track_id", "k8s-basics"}}}}, {"claim_limit", 5}});
-  for (int i = 0; i < 3; ++i) ASSERT_EQ(claim(invite["code"], {{"email", "p" + std::to_string(i) + "@x.io"}}).status, 201u);
+  auto invite = make_invite(
+      {{"title", "Keep"}, {"tracks", {{{"track_id", "k8s-basics"}}}}, {"claim_limit", 5}});
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(claim(invite["code"], {{"email", "p" + std::to_string(i) + "@x.io"}}).status, 201u);
   std::string id = invite["id"];
   auto before_invite = client_->get("/v1/invites/" + id, auth()).json();
   auto before_claims = client_->get("/v1/invites/" + id + "/claims", auth()).json();
@@ -259,14 +284,16 @@ TEST_F(node_test, OrganizationsAreIsolated) {
   ASSERT_EQ(org.status, 201u) << org.body;
   std::string other = org.json()["owner_key"];
   std::string id = invite["id"];
-  for (auto path : {"/v1/invites/" + id, "/v1/invites/" + id + "/claims", "/v1/invites/" + id + "/usage"}) {
+  for (auto path :
+       {"/v1/invites/" + id, "/v1/invites/" + id + "/claims", "/v1/invites/" + id + "/usage"}) {
     auto r = client_->get(path, auth(other));
     EXPECT_EQ(r.status, 404u) << path << " " << r.body;
   }
   EXPECT_EQ(client_->patch("/v1/invites/" + id, R"({"title":"x"})", auth(other)).status, 404u);
   EXPECT_EQ(client_->del("/v1/invites/" + id, auth(other)).status, 404u);
   EXPECT_EQ(client_->get("/v1/invites", auth(other)).json()["invites"].size(), 0u);
-  EXPECT_EQ(client_->post("/v1/orgs", R"({"name":"x"})", auth()).status, 403u) << "only the operator";
+  EXPECT_EQ(client_->post("/v1/orgs", R"({"name":"x"})", auth()).status, 403u)
+      << "only the operator";
 }
 
 TEST_F(node_test, ApiKeysAreOwnerOnlyAndRevocable) {
@@ -325,7 +352,8 @@ TEST_F(node_test, BadInputGetsAClearErrorAndChangesNothing) {
       {R"({"title":5,"tracks":["k8s-basics"]})", "title"},
       {R"({"title":"x","tracks":["k8s-basics"],"colour":"red"})", "colour"},
       {R"({"title":"x","tracks":["k8s-basics"],"claim_limit":1e400})", ""},
-      {R"({"title":"x","tracks":["k8s-basics"],"claim_limit":99999999999999999999999})", "claim_limit"},
+      {R"({"title":"x","tracks":["k8s-basics"],"claim_limit":99999999999999999999999})",
+       "claim_limit"},
       {R"({"title":"x","tracks":["k8s-basics"],"claim_limit":-1})", "claim_limit"},
       {R"({"title":"x","tracks":["k8s-basics"],"expires_at":"tomorrow"})", "expires_at"},
       {R"({"title":"x","tracks":["nope"]})", "tracks[0].track_id"},
@@ -345,9 +373,11 @@ TEST_F(node_test, BadInputGetsAClearErrorAndChangesNothing) {
   EXPECT_EQ(client_->get("/v1/invites/..%2F..%2Fetc", auth()).status / 100, 4u);
   EXPECT_EQ(client_->get("/v1/invites/not-a-uuid", auth()).status, 404u);
   EXPECT_EQ(client_->get("/v1/nothing-here", auth()).status, 404u);
-  EXPECT_EQ(client_->request(boost::beast::http::verb::put, "/v1/invites", "{}", auth()).status, 405u);
+  EXPECT_EQ(client_->request(boost::beast::http::verb::put, "/v1/invites", "{}", auth()).status,
+            405u);
   // Oversized body.
-  std::string huge = R"({"title":")" + std::string(100 * 1024, 'a') + R"(","tracks":["k8s-basics"]})";
+  std::string huge =
+      R"({"title":")" + std::string(100 * 1024, 'a') + R"(","tracks":["k8s-basics"]})";
   EXPECT_EQ(client_->post("/v1/invites", huge, auth()).status, 413u);
   client_ = std::make_unique<http_client>(node_->port());
   EXPECT_EQ(client_->get("/healthz").status, 200u) << "the server stays up";
@@ -377,13 +407,17 @@ TEST_F(node_test, OpenApiDocumentListsEveryRoute) {
   auto j = doc.json();
   EXPECT_EQ(j["openapi"], "3.0.3");
   for (auto [path, method] : std::vector<std::pair<std::string, std::string>>{
-           {"/v1/invites", "post"}, {"/v1/invites/{id}", "patch"},
-           {"/v1/public/invites/{code}/claims", "post"}, {"/v1/events/live", "get"}}) {
-    EXPECT_TRUE(j["paths"].contains(path) && j["paths"][path].contains(method)) << method << " " << path;
+           {"/v1/invites", "post"},
+           {"/v1/invites/{id}", "patch"},
+           {"/v1/public/invites/{code}/claims", "post"},
+           {"/v1/events/live", "get"}}) {
+    EXPECT_TRUE(j["paths"].contains(path) && j["paths"][path].contains(method))
+        << method << " " << path;
   }
   for (auto& [path, ops] : j["paths"].items()) {
     for (auto& [method, op] : ops.items()) {
-      EXPECT_FALSE(op["summary"].get<std::string>().empty()) << method << " " << path << " has no summary";
+      EXPECT_FALSE(op["summary"].get<std::string>().empty())
+          << method << " " << path << " has no summary";
     }
   }
 }
@@ -394,9 +428,11 @@ TEST_F(node_test, ForgottenLearnerShowsAsForgottenWithCountsIntact) {
   auto c = claim(invite["code"], {{"email", "ada.lovelace@example.com"}, {"first_name", "Ada"}});
   ASSERT_EQ(c.status, 201u);
   std::string id = invite["id"];
-  ASSERT_NE(client_->get("/v1/invites/" + id + "/claims", auth()).body.find("ada.lovelace@example.com"),
-            std::string::npos);
-  auto forgot = client_->post("/v1/learners/" + c.json()["learner_id"].get<std::string>() + "/forget", "", auth());
+  ASSERT_NE(
+      client_->get("/v1/invites/" + id + "/claims", auth()).body.find("ada.lovelace@example.com"),
+      std::string::npos);
+  auto forgot = client_->post(
+      "/v1/learners/" + c.json()["learner_id"].get<std::string>() + "/forget", "", auth());
   ASSERT_EQ(forgot.status, 200u) << forgot.body;
   auto list = client_->get("/v1/invites/" + id + "/claims", auth());
   EXPECT_EQ(list.body.find("ada.lovelace@example.com"), std::string::npos) << list.body;

@@ -45,9 +45,9 @@ class node_test : public ::testing::Test {
   }
 
   void make_track(const std::string& id, bool pausable = false) {
-    auto r = client_->post("/v1/tracks",
-                           nlohmann::json{{"track_id", id}, {"title", id}, {"pausable", pausable}}.dump(),
-                           auth());
+    auto r = client_->post(
+        "/v1/tracks",
+        nlohmann::json{{"track_id", id}, {"title", id}, {"pausable", pausable}}.dump(), auth());
     ASSERT_EQ(r.status, 201u) << r.body;
   }
 

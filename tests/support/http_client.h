@@ -63,7 +63,8 @@ class http_client {
         auto res = parser.release();
         http_reply out;
         out.status = res.result_int();
-        for (const auto& f : res) out.headers[std::string(f.name_string())] = std::string(f.value());
+        for (const auto& f : res)
+          out.headers[std::string(f.name_string())] = std::string(f.value());
         out.body = res.body();
         if (!res.keep_alive()) close();
         return out;
