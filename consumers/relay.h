@@ -56,6 +56,10 @@ struct relay_options {
   std::size_t batch_bytes = 1u << 20;
   // librdkafka compression.type: none, gzip, snappy, lz4, zstd. Default: "none".
   std::string compression = "none";
+  // Threads that encode a batch of events into messages (the codec's JSON is
+  // most of the relay's CPU while it catches up); 1 encodes on the reading
+  // thread only. Default: 2.
+  std::size_t encode_threads = 2;
   // Events per read of the log. Default: 1024.
   std::size_t read_batch = 1024;
   // How often the checkpoint is written while running (without fsync; stop()
