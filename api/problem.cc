@@ -18,11 +18,13 @@ struct code_entry {
 
 // The one place where error codes meet HTTP statuses. Keep it sorted by
 // status, document additions in api/README.md.
-constexpr std::array<code_entry, 24> code_table{{
+constexpr std::array<code_entry, 30> code_table{{
     {"invalid_request", 400, "Invalid request"},
     {"unauthorized", 401, "Unauthorized"},
     {"forbidden", 403, "Forbidden"},
     {"not_allowed", 403, "Not allowed for this learner"},
+    {"access_expired", 403, "Access expired"},
+    {"play_limit_reached", 403, "Play limit reached"},
     {"not_found", 404, "Not found"},
     {"method_not_allowed", 405, "Method not allowed"},
     {"not_acceptable", 406, "Not acceptable"},
@@ -31,8 +33,12 @@ constexpr std::array<code_entry, 24> code_table{{
     {"not_open_yet", 409, "Invite not open yet"},
     {"full", 409, "Invite is full"},
     {"deactivated", 409, "Invite deactivated"},
+    {"already_exists", 409, "Already exists"},
+    {"not_pausable", 409, "Track cannot be paused"},
+    {"invalid_state", 409, "Not possible in the current state"},
     {"expired", 410, "Invite expired"},
     {"deleted", 410, "Invite deleted"},
+    {"forgotten", 410, "Learner forgotten"},
     {"version_conflict", 412, "Version conflict"},
     {"payload_too_large", 413, "Payload too large"},
     {"unsupported_media_type", 415, "Unsupported media type"},

@@ -9,6 +9,9 @@ bash scripts/setup.sh
 jobs=$(nproc)
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/passage-ccache}"
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
+# Paths relative to the checkout, so a fresh clone elsewhere hits the same cache.
+export CCACHE_BASEDIR="$PWD"
+export CCACHE_NOHASHDIR=true
 export CTEST_OUTPUT_ON_FAILURE=1
 
 run_suite() {

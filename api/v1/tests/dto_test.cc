@@ -1,0 +1,111 @@
+// Request bodies -> commands: strict parsing with the offending field named;
+// and every domain error code has an HTTP status of its own.
+
+#include "api/v1/dto.h"
+
+#include <gtest/gtest.h>
+
+#include "api/problem.h"
+#include "domain/errors.h"
+
+namespace passage::api::v1 {
+namespace {
+
+using nlohmann::json;
+
+TEST(Dto, ParsesTheSpecExampleInvite) {
+  auto body = parse_body(R"({"title": "Kubernetes 101 workshop", "type": "self_paced",
+    "tracks": [{"track_id": "k8s-basics"}], "access_duration": "P30D",
+    "plays_per_track": 3, "expires_at": "2026-12-31T23:59:00Z", "claim_limit": 50,
+    "access": "allowed", "allowed_domains": ["example.com"], "show_share_button": true})");
+  ASSERT_TRUE(body);
+  auto d = parse_invite_draft(*body);
+  ASSERT_TRUE(d) << d.error().field << " " << d.error().message;
+  EXPECT_EQ(d->title_, "Kubernetes 101 workshop");
+  EXPECT_EQ(d->tracks_.size(), 1u);
+  EXPECT_EQ(d->access_duration_, "P30D");
+  EXPECT_EQ(d->claim_limit_, 50);
+  EXPECT_EQ(d->access_, domain::access_mode::allowed);
+  ASSERT_TRUE(d->expires_at_);
+  EXPECT_TRUE(d->show_share_button_);
+}
+
+TEST(Dto, NamesTheFieldOfEveryBadInput) {
+  struct bad_case {
+    const char* body;
+    const char* field;
+  };
+  for (const auto& c : std::vector<bad_case>{
+           {R"({"tracks":["a"]})", "title"},
+           {R"({"title":"x"})", "tracks"},
+           {R"({"title":1,"tracks":["a"]})", "title"},
+           {R"({"title":"x","tracks":"a"})", "tracks"},
+           {R"({"title":"x","tracks":[{"pausable":true}]})", "tracks[0].track_id"},
+           {R"({"title":"x","tracks":[{"track_id":"a","extra":1}]})", "tracks[0].extra"},
+           {R"({"title":"x","tracks":["a"],"claim_limit":"5"})", "claim_limit"},
+           {R"({"title":"x","tracks":["a"],"claim_limit":1.5})", "claim_limit"},
+           {R"({"title":"x","tracks":["a"],"claim_limit":18446744073709551615})", "claim_limit"},
+           {R"({"title":"x","tracks":["a"],"expires_at":"2026-13-01T00:00:00Z"})", "expires_at"},
+           {R"({"title":"x","tracks":["a"],"type":"webinar"})", "type"},
+           {R"({"title":"x","tracks":["a"],"access":"everyone"})", "access"},
+           {R"({"title":"x","tracks":["a"],"allowed_emails":[1]})", "allowed_emails[0]"},
+           {R"({"title":"x","tracks":["a"],"show_share_button":"yes"})", "show_share_button"},
+           {R"({"title":"x","tracks":["a"],"unknown":true})", "unknown"},
+       }) {
+    auto body = parse_body(c.body);
+    ASSERT_TRUE(body) << c.body;
+    auto d = parse_invite_draft(*body);
+    ASSERT_FALSE(d) << c.body;
+    EXPECT_EQ(d.error().field, c.field) << c.body << ": " << d.error().message;
+  }
+}
+
+TEST(Dto, RefusesBodiesThatAreNotJsonObjects) {
+  for (const char* b : {"", "nope", "[]", "42", "{\"a\":", "{\"t\":\"\xc3\x28\"}"}) {
+    EXPECT_FALSE(parse_body(b)) << b;
+  }
+  EXPECT_TRUE(parse_body("", true));
+}
+
+TEST(Dto, PatchKeepsAbsentFieldsAndClearsNulls) {
+  auto p = parse_invite_patch(json::parse(R"({"title":"New","expires_at":null})"));
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->title_, "New");
+  ASSERT_TRUE(p->expires_at_);
+  EXPECT_FALSE(*p->expires_at_) << "null clears";
+  EXPECT_FALSE(p->claim_limit_);
+  EXPECT_FALSE(p->tracks_);
+}
+
+TEST(Dto, ClaimInputTakesAnswersAsStringsOrBooleans) {
+  auto in = parse_claim_input(json::parse(
+      R"({"email":"a@b.c","first_name":"A","answers":{"company":"Acme","consent":true}})"));
+  ASSERT_TRUE(in);
+  EXPECT_EQ(*in->email, "a@b.c");
+  EXPECT_EQ(in->answers.at("consent"), "true");
+  EXPECT_FALSE(parse_claim_input(json::parse(R"({"answers":{"n":1}})")));
+  EXPECT_FALSE(parse_claim_input(json::parse(R"({"emial":"x"})")));
+}
+
+TEST(Dto, ApiKeyRolesExcludeTheOperator) {
+  EXPECT_TRUE(parse_api_key_request(json::parse(R"({"role":"professor","name":"p"})")));
+  EXPECT_FALSE(parse_api_key_request(json::parse(R"({"role":"operator"})")));
+  EXPECT_FALSE(parse_api_key_request(json::parse(R"({"name":"p"})")));
+}
+
+TEST(ErrorTable, EveryDomainCodeHasItsOwnStatus) {
+  for (int c = static_cast<int>(domain::errc::invalid_request);
+       c <= static_cast<int>(domain::errc::forgotten); ++c) {
+    auto code = domain::to_string(static_cast<domain::errc>(c));
+    unsigned status = status_for(code);
+    EXPECT_GE(status, 400u) << code;
+    EXPECT_LT(status, 500u) << code << " would surface as a server error";
+  }
+  for (const char* code : {"unauthorized", "rate_limited", "idempotency_key_reused", "conflict"}) {
+    EXPECT_LT(status_for(code), 500u) << code;
+  }
+  EXPECT_EQ(status_for("unavailable"), 503u);
+}
+
+}  // namespace
+}  // namespace passage::api::v1
