@@ -158,14 +158,21 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
       dir / "server.secret", [] { return secure_random_hex(32); }, created);
   if (!secret) return fail(secret.error());
 
-  auto store = eventstore::open_event_store(
-      {.path = (dir / "events").string(), .sync = o.sync, .clock = im->clock});
-  if (!store) return fail(store.error().message);
-  im->store = std::move(*store);
-
-  auto keys = eventstore::open_key_store({.path = (dir / "keys").string()});
+  // New learners' keys are synced once per group commit of the log, just before
+  // the events encrypted with them, instead of one fsync per learner.
+  auto keys = eventstore::open_key_store({.path = (dir / "keys").string(), .sync_new_keys = false});
   if (!keys) return fail(keys.error().message);
   im->keys = std::move(*keys);
+  auto* key_store = im->keys.get();
+  eventstore::event_store_options store_options{
+      .path = (dir / "events").string(), .sync = o.sync, .clock = im->clock};
+  store_options.before_commit = [key_store]() -> std::optional<std::string> {
+    if (auto r = key_store->sync(); !r) return r.error().message;
+    return std::nullopt;
+  };
+  auto store = eventstore::open_event_store(store_options);
+  if (!store) return fail(store.error().message);
+  im->store = std::move(*store);
   im->codec = std::make_unique<eventstore::event_codec>(*im->keys, derive_key(*secret, "pepper"));
 
   auto reads = projections::read_models::open({.path = (dir / "readmodels").string()}, *im->codec);

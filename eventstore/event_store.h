@@ -43,6 +43,10 @@ struct event_store_options {
   const passage::clock* clock = nullptr;
   // Upgrades of old event shapes applied on every read. Default: none.
   std::shared_ptr<const upcaster_registry> upcasters;
+  // Runs on the writer thread before each commit that stores events; an error
+  // message fails that commit's appends (nothing is written). Passage makes new
+  // encryption keys durable here, before any event that needs them. Default: none.
+  std::function<std::optional<std::string>()> before_commit;
 };
 
 enum class read_direction { forward, backward };

@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <atomic>
 
 #include <algorithm>
 #include <filesystem>
@@ -42,9 +43,11 @@ class key_backend {
   virtual ~key_backend() = default;
   // The stored value; nullopt when the subject was never written.
   virtual result<std::optional<std::string>, key_store_error> get(std::string_view subject) = 0;
-  // Durable on return: data is encrypted with a key right after it is created.
+  // Durable on return (or, for new keys with deferred syncing, on the next sync()).
   virtual result<void, key_store_error> put(std::string_view subject, std::string_view value,
                                             bool mark_purge_pending) = 0;
+  // Makes every value written so far durable.
+  virtual result<void, key_store_error> sync() = 0;
   // Makes values overwritten so far leave every file of the store.
   virtual result<void, key_store_error> purge(std::string_view subject) = 0;
 };
@@ -66,6 +69,7 @@ class memory_backend final : public key_backend {
     return {};
   }
   result<void, key_store_error> purge(std::string_view) override { return {}; }
+  result<void, key_store_error> sync() override { return {}; }
 
  private:
   std::mutex mu_;
@@ -127,11 +131,26 @@ class rocksdb_backend final : public key_backend {
       batch.Put(rocksdb::Slice(purge_pending_key.data(), purge_pending_key.size()), "");
     }
     rocksdb::WriteOptions wo;
-    wo.sync = true;
+    // Destroying is always synced; new keys may wait for the next sync().
+    wo.sync = mark_purge_pending || sync_new_keys_;
     auto s = db_->Write(wo, &batch);
     if (!s.ok()) return io_error("key store write failed", s);
+    if (!wo.sync) unsynced_.store(true, std::memory_order_release);
     return {};
   }
+
+  result<void, key_store_error> sync() override {
+    // A put that lands after the exchange sets the flag again for the next sync.
+    if (!unsynced_.exchange(false, std::memory_order_acq_rel)) return {};
+    auto s = db_->FlushWAL(true);
+    if (!s.ok()) {
+      unsynced_.store(true);
+      return io_error("key store sync failed", s);
+    }
+    return {};
+  }
+
+  void set_sync_new_keys(bool on) { sync_new_keys_ = on; }
 
   // `subject` empty: the whole key range (recovery after a crash mid-destroy).
   result<void, key_store_error> purge(std::string_view subject) override {
@@ -175,6 +194,8 @@ class rocksdb_backend final : public key_backend {
 
   std::unique_ptr<rocksdb::DB> db_;
   std::mutex purge_mu_;  // one flush/compaction/deletion sequence at a time
+  bool sync_new_keys_ = true;
+  std::atomic<bool> unsynced_{false};
 };
 
 // What the cache knows of a subject: its key, or that it was destroyed. Subjects whose
@@ -250,6 +271,8 @@ class cached_key_store final : public key_store {
     // durable and cached, so nobody can read or recreate the key meanwhile.
     return backend_->purge(subject);
   }
+
+  result<void, key_store_error> sync() override { return backend_->sync(); }
 
  private:
   struct shard {
@@ -331,6 +354,7 @@ result<std::unique_ptr<key_store>, key_store_error> open_key_store(const key_sto
   if (o.path.empty()) return key_store_error{"key store path is required"};
   auto backend = rocksdb_backend::open(o.path);
   if (!backend) return backend.error();
+  (*backend)->set_sync_new_keys(o.sync_new_keys);
   return std::unique_ptr<key_store>(
       std::make_unique<cached_key_store>(std::move(*backend), o.cache_entries));
 }

@@ -47,6 +47,9 @@ class key_store {
   // calling it again repeats the purge. Should the process die before the purge ran,
   // the next open_key_store() runs it.
   virtual result<void, key_store_error> destroy(std::string_view subject) = 0;
+  // Makes every key created so far durable (a no-op unless new keys are written
+  // with deferred syncing, see key_store_options::sync_new_keys).
+  virtual result<void, key_store_error> sync() = 0;
 };
 
 struct key_store_options {
@@ -54,6 +57,11 @@ struct key_store_options {
   // Keys (and destroyed markers) kept in memory, least recently used evicted first;
   // 0 disables the cache. Default: 65536
   std::size_t cache_entries = 1u << 16;
+  // fsync each new key before get_or_create returns. Default: true. With false, a
+  // new key is durable only after the next sync(): the event store's before_commit
+  // hook calls it once per group commit, so a key is always durable before the
+  // first event encrypted with it, at one fsync per commit instead of per learner.
+  bool sync_new_keys = true;
 };
 
 // Opens (or creates) the RocksDB key folder. It must not be the event log's folder.

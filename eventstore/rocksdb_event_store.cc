@@ -612,6 +612,16 @@ void rocksdb_event_store::commit(std::deque<request>& batch) {
   for (const auto& r : batch) outcomes.push_back(prepare(r, b));
 
   bool wrote = b.next_position != next_position_;
+  if (wrote && options_.before_commit) {
+    if (auto err = options_.before_commit()) {
+      auto e = make_error(errc::io_error, "before the commit: " + *err);
+      for (auto& o : outcomes) {
+        if (o) o = e;
+      }
+      for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(outcomes[i]));
+      return;
+    }
+  }
   if (wrote) {
     b.wb.Put(time_cf(), format::time_index_key(b.recorded_at, next_position_), rocksdb::Slice());
     rocksdb::WriteOptions wo;

@@ -144,9 +144,12 @@ template <typename State>
 struct plan {
   domain::event_list events;
   std::map<std::string, expected_version> other_streams;  // others: any
-  // Runs once the events are durable (at once when there are none), with the
-  // aggregate's state after them. May run on the store's writer thread.
-  std::function<void(const written&, const State& after)> on_success;
+  // Runs once the events are durable (at once when there are none). May run on
+  // the store's writer thread.
+  std::function<void(const written&)> on_success;
+  // Optional: sees the aggregate's state right after the events, under its lock
+  // (copying a whole invite per command would make claims O(claims)).
+  std::function<void(const State& after)> observe;
 };
 
 template <typename State>
@@ -276,18 +279,17 @@ struct command_service::impl {
     }
     plan<State> p = std::move(*decided);
     if (p.events.empty()) {
-      State after = agg->state;
+      if (p.observe) p.observe(agg->state);
       written w{0, agg->version};
       lk.unlock();
-      p.on_success(w, after);
+      p.on_success(w);
       return;
     }
 
-    // Encode, grouped by stream with the aggregate's own stream first.
+    // Encode everything first (all or nothing), grouped by stream with the
+    // aggregate's own stream first; then apply the own events in place.
     std::vector<stream_append> appends;
     appends.push_back({stream, expected_version::exact(agg->version), {}});
-    State after = agg->state;
-    std::uint64_t own = 0;
     for (const auto& e : p.events) {
       auto target = domain::stream_of(e);
       auto encoded =
@@ -296,10 +298,6 @@ struct command_service::impl {
         lk.unlock();
         fail(make_service_error("unavailable", "cannot encode event: " + encoded.error().message));
         return;
-      }
-      if (target == stream) {
-        after = domain::evolve(std::move(after), e);
-        ++own;
       }
       auto it = std::find_if(appends.begin(), appends.end(),
                              [&](const stream_append& a) { return a.stream == target; });
@@ -311,21 +309,25 @@ struct command_service::impl {
       }
       it->events.push_back(std::move(*encoded));
     }
-    agg->state = after;
-    agg->version += own;
+    for (const auto& e : p.events) {
+      if (domain::stream_of(e) == stream) {
+        agg->state = domain::evolve(std::move(agg->state), e);
+        ++agg->version;
+      }
+    }
+    if (p.observe) p.observe(agg->state);
     written w{0, agg->version};
 
     // Queued while the aggregate is locked, so its appends reach the log in the
     // order they were decided: the next command may already build on this one.
     store.append_async(
         std::move(appends),
-        [this, agg, w, after = std::move(after), on_success = std::move(p.on_success), &cache,
-         stream, seed = std::move(seed), decide = std::move(decide), meta, actor,
-         fail = std::move(fail),
+        [this, agg, w, on_success = std::move(p.on_success), &cache, stream, seed = std::move(seed),
+         decide = std::move(decide), meta, actor, fail = std::move(fail),
          attempt](eventstore::store_result<eventstore::append_result> r) mutable {
           if (r) {
             w.position = r->last_position;
-            on_success(w, after);
+            on_success(w);
             return;
           }
           {
@@ -445,7 +447,7 @@ struct command_service::impl {
           auto events = domain::decide(s, cmd, now);
           if (!events) return events.error();
           return plan<domain::invite_state>{
-              std::move(*events), {}, [done](const written& w, const auto&) { done(w); }};
+              std::move(*events), {}, [done](const written& w) { done(w); }};
         },
         m, actor_of(who), [done](service_error e) { done(std::move(e)); });
   }
@@ -482,18 +484,20 @@ struct command_service::impl {
           }
           auto events = domain::decide(s, cmd, now);
           if (!events) return events.error();
+          auto shown = std::make_shared<play_result>();
+          shown->track_id = track;
           return plan<domain::claim_state>{
               std::move(*events),
               {},
-              [done, track](const written& w, const domain::claim_state& after) {
-                play_result r;
-                r.track_id = track;
-                r.plays_remaining = domain::plays_remaining(after, track);
-                r.access_expires_at = after.access_expires_at_;
+              [done, shown](const written& w) {
+                shown->at = w;
+                done(*shown);
+              },
+              [shown, track](const domain::claim_state& after) {
+                shown->plays_remaining = domain::plays_remaining(after, track);
+                shown->access_expires_at = after.access_expires_at_;
                 auto it = after.progress_.find(track);
-                r.paused = it != after.progress_.end() && it->second.paused_;
-                r.at = w;
-                done(std::move(r));
+                shown->paused = it != after.progress_.end() && it->second.paused_;
               }};
         },
         m, "learner:" + who->learner_id.to_string(),
@@ -521,8 +525,8 @@ struct command_service::impl {
 
 command_service::command_service(eventstore::event_store& store,
                                  const eventstore::event_codec& codec, eventstore::key_store& keys,
-                                 fact_source& facts, const clock& clock,
-                                 learner_token_codec tokens, command_service_options options)
+                                 fact_source& facts, const clock& clock, learner_token_codec tokens,
+                                 command_service_options options)
     : impl_(std::make_unique<impl>(store, codec, keys, facts, clock, std::move(tokens), options)) {}
 
 command_service::~command_service() = default;
@@ -562,7 +566,7 @@ service_result<organization_created_result> command_service::ensure_organization
                       s, domain::create_organization{org_id, name, key_id, "owner", key_hash}, now);
         if (!events) return events.error();
         return plan<domain::organization_state>{
-            std::move(*events), {}, [&](const written& w, const auto&) {
+            std::move(*events), {}, [&](const written& w) {
               p.set_value(organization_created_result{org_id, key_id, key, w});
             }};
       },
@@ -589,7 +593,7 @@ void command_service::create_organization(const domain::principal& who, std::str
             s, domain::create_organization{org_id, name, key_id, "owner", hash_api_key(*key)}, now);
         if (!events) return events.error();
         return plan<domain::organization_state>{
-            std::move(*events), {}, [=](const written& w, const auto&) {
+            std::move(*events), {}, [=](const written& w) {
               done(organization_created_result{org_id, key_id, *key, w});
             }};
       },
@@ -613,10 +617,9 @@ void command_service::issue_api_key(const domain::principal& who, domain::role r
         auto events =
             domain::decide(s, domain::issue_api_key{key_id, role, name, hash_api_key(*key)}, now);
         if (!events) return events.error();
-        return plan<domain::organization_state>{
-            std::move(*events), {}, [=](const written& w, const auto&) {
-              done(api_key_result{key_id, role, name, *key, w});
-            }};
+        return plan<domain::organization_state>{std::move(*events), {}, [=](const written& w) {
+                                                  done(api_key_result{key_id, role, name, *key, w});
+                                                }};
       },
       m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
 }
@@ -635,7 +638,7 @@ void command_service::revoke_api_key(const domain::principal& who, const uuid& k
         auto events = domain::decide(s, domain::revoke_api_key{key_id}, now);
         if (!events) return events.error();
         return plan<domain::organization_state>{
-            std::move(*events), {}, [=](const written& w, const auto&) { done(w); }};
+            std::move(*events), {}, [=](const written& w) { done(w); }};
       },
       m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
 }
@@ -655,7 +658,7 @@ void command_service::change_lead_form(const domain::principal& who, domain::lea
         auto events = domain::decide(s, domain::change_lead_form{form, if_match}, now);
         if (!events) return events.error();
         return plan<domain::organization_state>{
-            std::move(*events), {}, [=](const written& w, const auto&) { done(w); }};
+            std::move(*events), {}, [=](const written& w) { done(w); }};
       },
       m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
 }
@@ -690,7 +693,7 @@ void command_service::register_track(const domain::principal& who, std::string t
             s, domain::register_track{who.org_id_, track_id, title, pausable, owner}, now);
         if (!events) return events.error();
         return plan<domain::track_state>{
-            std::move(*events), {}, [=](const written& w, const auto&) { done(w); }};
+            std::move(*events), {}, [=](const written& w) { done(w); }};
       },
       m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
 }
@@ -714,7 +717,7 @@ void command_service::update_track(const domain::principal& who, std::string tra
         auto events = domain::decide(s, c, now);
         if (!events) return events.error();
         return plan<domain::track_state>{
-            std::move(*events), {}, [=](const written& w, const auto&) { done(w); }};
+            std::move(*events), {}, [=](const written& w) { done(w); }};
       },
       m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
 }
@@ -751,7 +754,7 @@ void command_service::create_invite(const domain::principal& who, domain::invite
         auto events = domain::decide(s, cmd, now);
         if (!events) return events.error();
         return plan<domain::invite_state>{
-            std::move(*events), {}, [self, cmd, done](const written& w, const auto&) {
+            std::move(*events), {}, [self, cmd, done](const written& w) {
               self->release_code_when_visible(cmd.code_, w.position);
               done(invite_written{cmd.invite_id_, cmd.code_, w});
             }};
@@ -826,7 +829,7 @@ void command_service::duplicate_invite(const domain::principal& who, const uuid&
           -> domain::domain_result<plan<domain::invite_state>> {
         if (s.exists_) return domain::make_error(domain::errc::already_exists, "id", "exists");
         return plan<domain::invite_state>{
-            decided, {}, [self, new_id, code, done](const written& w, const auto&) {
+            decided, {}, [self, new_id, code, done](const written& w) {
               self->release_code_when_visible(code, w.position);
               done(invite_written{new_id, code, w});
             }};
@@ -848,7 +851,7 @@ void command_service::expire_invite(const uuid& invite_id, const request_meta& m
         auto events = domain::decide(s, domain::expire_invite{}, now);
         if (!events) return events.error();
         return plan<domain::invite_state>{
-            std::move(*events), {}, [done](const written& w, const auto&) { done(w); }};
+            std::move(*events), {}, [done](const written& w) { done(w); }};
       },
       m, "scheduler", [done](service_error e) { done(std::move(e)); });
 }
@@ -964,8 +967,8 @@ void command_service::claim(std::string code, claim_input input, const request_m
                                            expected_version::no_stream());
         }
         auto decision = *d;
-        p.on_success = [self, decision, subject, org_id, invite_id, done, lead_captured](
-                           const written& w, const domain::invite_state&) {
+        p.on_success = [self, decision, subject, org_id, invite_id, done,
+                        lead_captured](const written& w) {
           claim_result r;
           r.outcome = decision.outcome_;
           r.org_id = org_id;
@@ -1052,9 +1055,8 @@ void command_service::forget_learner(const domain::principal& who, const uuid& l
   }
   impl_->execute<domain::learner_state>(
       impl_->learners, domain::learner_stream(learner_id), {},
-      [self, who, learner_id, done](
-          const domain::learner_state& s,
-          timestamp now) -> domain::domain_result<plan<domain::learner_state>> {
+      [self, who, learner_id, done](const domain::learner_state& s, timestamp now)
+          -> domain::domain_result<plan<domain::learner_state>> {
         if (!s.exists_ || s.org_id_ != who.org_id_) {
           return domain::make_error(domain::errc::not_found, "id", "no such learner");
         }
@@ -1073,7 +1075,7 @@ void command_service::forget_learner(const domain::principal& who, const uuid& l
           }
         }
         return plan<domain::learner_state>{
-            std::move(*events), {}, [done](const written& w, const auto&) { done(w); }};
+            std::move(*events), {}, [done](const written& w) { done(w); }};
       },
       m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
 }

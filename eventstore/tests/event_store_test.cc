@@ -415,6 +415,29 @@ TEST_F(store_test, UpcastersRewriteOldShapesOnEveryRead) {
   EXPECT_EQ(stream->front().data, "v1->v2->v3");
 }
 
+TEST_F(store_test, BeforeCommitHookRunsPerCommitAndCanRefuseIt) {
+  std::atomic<int> calls{0};
+  std::atomic<bool> refuse{false};
+  event_store_options o;
+  o.before_commit = [&]() -> std::optional<std::string> {
+    ++calls;
+    if (refuse) return std::string("key store unavailable");
+    return std::nullopt;
+  };
+  reopen(o);
+  must_append({to("s", expected_version::any(), {make_event()})});
+  EXPECT_EQ(calls, 1);
+  refuse = true;
+  auto r = store_->append({to("s", expected_version::any(), {make_event()})});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::io_error);
+  EXPECT_NE(r.error().message.find("key store unavailable"), std::string::npos);
+  EXPECT_EQ(store_->head_position(), 1u) << "a refused commit stores nothing";
+  refuse = false;
+  auto again = must_append({to("s", expected_version::exact(1), {make_event()})});
+  EXPECT_EQ(again.first_position, 2u) << "positions stay gap-free after a refused commit";
+}
+
 TEST_F(store_test, AppendAfterCloseFailsCleanly) {
   store_->close();
   auto r = store_->append({to("s", expected_version::any(), {make_event()})});

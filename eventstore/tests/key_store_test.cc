@@ -170,6 +170,26 @@ TEST(rocksdb_key_store, keys_and_tombstones_survive_a_reopen) {
   EXPECT_FALSE(keys->get_or_create("learner:2"));
 }
 
+TEST(rocksdb_key_store, deferred_new_keys_are_durable_after_sync) {
+  testing::temp_dir dir;
+  data_key k1{};
+  {
+    auto keys = open_key_store({.path = dir.sub("keys"), .sync_new_keys = false});
+    ASSERT_TRUE(keys);
+    auto k = (*keys)->get_or_create("learner:1");
+    ASSERT_TRUE(k);
+    k1 = *k;
+    ASSERT_TRUE((*keys)->sync());
+    ASSERT_TRUE((*keys)->sync()) << "a sync with nothing new is a no-op";
+  }
+  auto keys = open_key_store({.path = dir.sub("keys")});
+  ASSERT_TRUE(keys);
+  auto k = (*keys)->find("learner:1");
+  ASSERT_TRUE(k);
+  ASSERT_TRUE(*k);
+  EXPECT_EQ(**k, k1);
+}
+
 TEST(rocksdb_key_store, a_small_cache_still_answers_correctly) {
   testing::temp_dir dir;
   auto keys = open_at(dir.sub("keys"), /*cache=*/1);
