@@ -133,6 +133,13 @@ int main(int argc, char** argv) {
       ->add_flag("--trust-proxy", serve_options.trust_proxy,
                  "Client IP from the first X-Forwarded-For entry")
       ->envname("PASSAGE_TRUST_PROXY");
+  serve_cmd
+      ->add_option("--kafka-brokers", serve_options.kafka_brokers,
+                   "Kafka bootstrap servers host:port,...; empty: embedded broker; none: off")
+      ->envname("PASSAGE_KAFKA_BROKERS");
+  serve_cmd->add_option("--kafka-topic", serve_options.kafka_topic, "Topic events are published to")
+      ->envname("PASSAGE_KAFKA_TOPIC")
+      ->capture_default_str();
   serve_cmd->add_option("--threads", serve_options.threads, "I/O threads")
       ->envname("PASSAGE_THREADS")
       ->capture_default_str();

@@ -23,6 +23,8 @@
 #include "api/v1/endpoints.h"
 #include "api/v1/idempotency.h"
 #include "common/random.h"
+#include "consumers/embedded_broker.h"
+#include "consumers/relay.h"
 #include "eventstore/event_codec.h"
 #include "eventstore/event_store.h"
 #include "eventstore/key_store.h"
@@ -110,6 +112,9 @@ struct server::impl {
   std::unique_ptr<eventstore::event_codec> codec;
   std::unique_ptr<projections::read_models> reads;
   std::unique_ptr<projections::projector> projector;
+  std::unique_ptr<consumers::embedded_broker> broker;
+  std::unique_ptr<consumers::relay> relay;
+  std::string kafka_bootstrap;
   std::unique_ptr<read_model_facts> facts;
   std::unique_ptr<service::command_service> commands;
   std::unique_ptr<api::v1::idempotency_store> idempotency;
@@ -142,6 +147,7 @@ server::~server() { stop(std::chrono::seconds(2)); }
 std::uint16_t server::port() const { return impl_->http ? impl_->http->port() : 0; }
 const std::string& server::owner_token() const { return impl_->owner_token; }
 const std::string& server::operator_token() const { return impl_->operator_token; }
+const std::string& server::kafka_bootstrap() const { return impl_->kafka_bootstrap; }
 
 result<std::unique_ptr<server>, std::string> server::start(server_options options) {
   auto im = std::make_unique<impl>();
@@ -180,6 +186,31 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   im->reads = std::move(*reads);
   im->projector = std::make_unique<projections::projector>(*im->store, *im->reads);
   if (auto started = im->projector->start(); !started) return fail(started.error().message);
+
+  // Kafka: the relay only reads the log, so commands never wait for brokers.
+  if (o.kafka_brokers != "none") {
+    consumers::relay_options relay_options;
+    relay_options.topic = o.kafka_topic;
+    relay_options.checkpoint_path = (dir / "relay").string();
+    relay_options.clock = im->clock;
+    if (o.kafka_brokers.empty()) {
+      auto broker = consumers::embedded_broker::start({.topic = o.kafka_topic});
+      if (!broker) return fail("embedded Kafka broker: " + broker.error().message);
+      im->broker = std::move(*broker);
+      relay_options.brokers = im->broker->bootstrap_servers();
+      // A new embedded broker starts empty: publish the whole log into it.
+      relay_options.from_start = true;
+    } else {
+      relay_options.brokers = o.kafka_brokers;
+    }
+    im->kafka_bootstrap = relay_options.brokers;
+    im->relay = std::make_unique<consumers::relay>(*im->store, *im->codec, relay_options);
+    if (auto started = im->relay->start(); !started) {
+      return fail("Kafka relay: " + started.error().message);
+    }
+    im->say("passage: publishing events to Kafka topic " + o.kafka_topic + " at " +
+            im->kafka_bootstrap + (im->broker ? " (embedded broker)" : ""));
+  }
 
   im->facts = std::make_unique<read_model_facts>(*im->reads);
   im->commands = std::make_unique<service::command_service>(
@@ -259,8 +290,21 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   }
   deps.ready = [raw] { return raw->projector->is_live(); };
   deps.system_info = [raw] {
-    return nlohmann::json{{"kafka", {{"enabled", false}}},
-                          {"projector_live", raw->projector->is_live()}};
+    nlohmann::json kafka = {{"enabled", raw->relay != nullptr}};
+    if (raw->relay) {
+      auto st = raw->relay->stats();
+      kafka["bootstrap"] = raw->kafka_bootstrap;
+      kafka["embedded"] = raw->broker != nullptr;
+      kafka["topic"] = raw->options.kafka_topic;
+      kafka["published_position"] = st.published_position;
+      kafka["backlog"] = st.backlog;
+      kafka["publish_lag_seconds"] = st.lag_seconds;
+      kafka["connected"] = st.connected;
+      kafka["messages_published"] = st.messages_published;
+      kafka["errors"] = st.errors;
+      if (!st.last_error.empty()) kafka["last_error"] = st.last_error;
+    }
+    return nlohmann::json{{"kafka", kafka}, {"projector_live", raw->projector->is_live()}};
   };
   api::v1::register_routes(*im->router, deps);
   im->router->add(api::http::verb::get, "/metrics", im->metrics->metrics_handler());
@@ -279,7 +323,7 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   http.port = o.port;
   http.trust_proxy = o.trust_proxy;
   http.metrics = im->metrics;
-  http.access_log = api::make_json_logger("passage.access");
+  if (o.access_log) http.access_log = api::make_json_logger("passage.access");
   http.clock = im->clock;
   im->http = std::make_unique<api::http_server>(im->ioc, http, im->router->as_handler());
   if (auto started = im->http->start(); !started) return fail(started.error());
@@ -304,6 +348,9 @@ void server::stop(std::chrono::milliseconds grace) {
   for (auto& t : im.threads) t.join();
   im.threads.clear();
   im.http.reset();
+  if (im.relay) im.relay->stop();
+  im.relay.reset();
+  im.broker.reset();
   if (im.projector) im.projector->stop();
   if (im.store) im.store->close();
   {

@@ -138,6 +138,8 @@ int main(int argc, char** argv) {
   o.claim_limit_per_ip = "0";
   o.claim_limit_per_email = "0";
   o.say = [](const std::string&) {};
+  o.access_log = false;
+  o.kafka_brokers = "none";
   auto node = passage::app::server::start(o);
   if (!node) {
     std::fprintf(stderr, "%s\n", node.error().c_str());

@@ -444,6 +444,42 @@ TEST_F(node_test, ForgottenLearnerShowsAsForgottenWithCountsIntact) {
   EXPECT_NE(events.body.find("LearnerForgotten"), std::string::npos);
 }
 
+TEST_F(node_test, EmbeddedKafkaBrokerCarriesEveryEvent) {
+  client_.reset();
+  node_->stop();
+  node_.reset();
+  start("0", "0", "");  // embedded broker
+  ASSERT_FALSE(node_->kafka_bootstrap().empty());
+  make_track("k8s-basics");
+  auto invite = make_invite({{"title", "Kafka"}, {"tracks", {{{"track_id", "k8s-basics"}}}}});
+  ASSERT_EQ(claim(invite["code"], {{"email", "ada@example.com"}}).status, 201u);
+  json sys;
+  for (int i = 0; i < 500; ++i) {
+    sys = client_->get("/v1/system").json();
+    if (sys["kafka"]["published_position"] == sys["log_position"]) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(sys["kafka"]["published_position"], sys["log_position"]) << sys.dump();
+  EXPECT_EQ(sys["kafka"]["bootstrap"], node_->kafka_bootstrap());
+  EXPECT_TRUE(sys["kafka"]["embedded"].get<bool>());
+  if (std::system("command -v kcat >/dev/null 2>&1") != 0) GTEST_SKIP() << "kcat not installed";
+  std::string cmd = "kcat -b " + node_->kafka_bootstrap() +
+                    " -C -t passage.events -o beginning -e -q -f '%s\\n' 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  pclose(p);
+  std::size_t messages = 0;
+  for (std::size_t at = out.find("\"specversion\""); at != std::string::npos;
+       at = out.find("\"specversion\"", at + 1)) {
+    ++messages;
+  }
+  EXPECT_EQ(messages, sys["log_position"].get<std::size_t>()) << out.substr(0, 500);
+  EXPECT_NE(out.find("io.passage.InviteClaimed.v1"), std::string::npos);
+}
+
 TEST_F(node_test, MetricsExposeRequestsByRoute) {
   client_->get("/healthz");
   auto m = client_->get("/metrics");

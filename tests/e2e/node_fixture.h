@@ -18,8 +18,9 @@ class node_test : public ::testing::Test {
   void SetUp() override { start(); }
   void TearDown() override { node_.reset(); }
 
-  void start(std::string per_ip = "0", std::string per_email = "0") {
+  void start(std::string per_ip = "0", std::string per_email = "0", std::string kafka = "none") {
     app::server_options o;
+    o.kafka_brokers = kafka;
     o.data_dir = dir_.sub("data");
     o.port = 0;
     o.owner_token = owner_;
@@ -28,6 +29,7 @@ class node_test : public ::testing::Test {
     o.claim_limit_per_email = per_email;
     o.clock = &clock_;
     o.say = [](const std::string&) {};
+    o.access_log = false;
     auto n = app::server::start(o);
     ASSERT_TRUE(n) << n.error();
     node_ = std::move(*n);
