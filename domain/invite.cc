@@ -358,6 +358,28 @@ bool share_button_visible(const invite_state& s, timestamp now) {
 
 // ---------------------------------------------------------------------------------------
 
+invite_draft apply_patch(invite_draft d, const invite_patch& p) {
+  if (p.type_) d.type_ = *p.type_;
+  if (p.title_) d.title_ = *p.title_;
+  if (p.public_description_) d.public_description_ = *p.public_description_;
+  if (p.internal_description_) d.internal_description_ = *p.internal_description_;
+  if (p.image_url_) d.image_url_ = *p.image_url_;
+  if (p.tracks_) d.tracks_ = *p.tracks_;
+  if (p.access_duration_) d.access_duration_ = *p.access_duration_;
+  if (p.plays_per_track_) d.plays_per_track_ = *p.plays_per_track_;
+  if (p.expires_at_) d.expires_at_ = *p.expires_at_;
+  if (p.claim_limit_) d.claim_limit_ = *p.claim_limit_;
+  if (p.starts_at_) d.starts_at_ = *p.starts_at_;
+  if (p.ends_at_) d.ends_at_ = *p.ends_at_;
+  if (p.access_) d.access_ = *p.access_;
+  if (p.allowed_emails_) d.allowed_emails_ = *p.allowed_emails_;
+  if (p.allowed_domains_) d.allowed_domains_ = *p.allowed_domains_;
+  if (p.require_account_) d.require_account_ = *p.require_account_;
+  if (p.show_share_button_) d.show_share_button_ = *p.show_share_button_;
+  if (p.capacity_warning_percent_) d.capacity_warning_percent_ = *p.capacity_warning_percent_;
+  return d;
+}
+
 domain_result<event_list> decide(const invite_state& s, const create_invite& c, timestamp now) {
   if (s.exists_) return make_error(errc::already_exists, "id", "the invite exists already");
   if (c.invite_id_.is_nil()) return invalid("id", "invite id must not be nil");
@@ -373,24 +395,8 @@ domain_result<event_list> decide(const invite_state& s, const create_invite& c, 
 domain_result<event_list> decide(const invite_state& s, const update_invite& c, timestamp now) {
   if (auto err = check_existing(s, c.expected_version_)) return *err;
   const invite_patch& p = c.patch_;
-  invite_draft d = to_draft(s.settings_);
-  if (p.type_) d.type_ = *p.type_;
-  if (p.title_) d.title_ = *p.title_;
-  if (p.public_description_) d.public_description_ = *p.public_description_;
-  if (p.internal_description_) d.internal_description_ = *p.internal_description_;
-  if (p.image_url_) d.image_url_ = *p.image_url_;
-  if (p.access_duration_) d.access_duration_ = *p.access_duration_;
-  if (p.plays_per_track_) d.plays_per_track_ = *p.plays_per_track_;
-  if (p.expires_at_) d.expires_at_ = *p.expires_at_;
-  if (p.claim_limit_) d.claim_limit_ = *p.claim_limit_;
-  if (p.starts_at_) d.starts_at_ = *p.starts_at_;
-  if (p.ends_at_) d.ends_at_ = *p.ends_at_;
-  if (p.access_) d.access_ = *p.access_;
-  if (p.allowed_emails_) d.allowed_emails_ = *p.allowed_emails_;
-  if (p.allowed_domains_) d.allowed_domains_ = *p.allowed_domains_;
-  if (p.require_account_) d.require_account_ = *p.require_account_;
-  if (p.show_share_button_) d.show_share_button_ = *p.show_share_button_;
-  if (p.capacity_warning_percent_) d.capacity_warning_percent_ = *p.capacity_warning_percent_;
+  // Tracks are resolved below: unchanged ones keep their own pausable.
+  invite_draft d = apply_patch(to_draft(s.settings_), p);
   if (trim(d.title_).empty()) return invalid("title", "title is required");
 
   // Unchanged tracks are kept as they are, even if a track has since become non-pausable:

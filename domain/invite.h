@@ -111,6 +111,9 @@ struct invite_patch {
   std::optional<std::int64_t> capacity_warning_percent_;
 };
 
+// The draft with every field the patch carries replaced (PATCH semantics).
+invite_draft apply_patch(invite_draft base, const invite_patch& patch);
+
 struct update_invite {
   invite_patch patch_;
   track_catalog tracks_;                           // needed only when patch_.tracks_ is set

@@ -389,32 +389,50 @@ struct command_service::impl {
     return who.role_ == domain::role::operator_ ? "operator" : "key:" + who.key_id_.to_string();
   }
 
-  std::optional<std::string> new_unique_code() {
+  // Draws a code no invite uses and reserves it for `ref`, so no concurrent create
+  // takes it, until the read side shows the invite (or the create fails).
+  service_result<std::string> reserve_new_code(invite_ref ref) {
     for (int attempt = 0; attempt < 32; ++attempt) {
       std::array<std::uint8_t, domain::invite_code_random_bytes> bytes{};
       secure_random_bytes(bytes);
       auto code = domain::make_invite_code(bytes);
-      if (!code) continue;
-      {
-        std::lock_guard lk(codes_mu);
-        if (pending_codes.count(*code)) continue;
-      }
-      if (facts.invite_by_code(*code)) continue;
-      return code;
+      if (!code || facts.invite_by_code(*code)) continue;
+      std::lock_guard lk(codes_mu);
+      if (pending_codes.emplace(*code, ref).second) return *code;
     }
-    return std::nullopt;
+    return make_service_error("unavailable", "could not draw an unused invite code");
   }
-
-  // Called with the code reserved before the append, so no second invite can take it.
-  void reserve_code(const std::string& code, invite_ref ref) {
+  void release_code(const std::string& code) {
     std::lock_guard lk(codes_mu);
-    pending_codes[code] = ref;
+    pending_codes.erase(code);
   }
   void release_code_when_visible(const std::string& code, std::uint64_t position) {
-    facts.when_applied(position, [this, code] {
-      std::lock_guard lk(codes_mu);
-      pending_codes.erase(code);
-    });
+    facts.when_applied(position, [this, code] { release_code(code); });
+  }
+
+  // Starts a new invite stream (create or duplicate) under a reserved code.
+  void start_invite(const domain::principal& who, const uuid& invite_id, const std::string& code,
+                    std::function<domain::domain_result<domain::event_list>(
+                        const domain::invite_state&, timestamp)>
+                        decide_events,
+                    const request_meta& m, callback<invite_written> done) {
+    execute<domain::invite_state>(
+        invites, domain::invite_stream(invite_id), {},
+        [this, invite_id, code, decide_events, done](const domain::invite_state& s, timestamp now)
+            -> domain::domain_result<plan<domain::invite_state>> {
+          auto events = decide_events(s, now);
+          if (!events) return events.error();
+          return plan<domain::invite_state>{
+              std::move(*events), {}, [this, invite_id, code, done](const written& w) {
+                release_code_when_visible(code, w.position);
+                done(invite_written{invite_id, code, w});
+              }};
+        },
+        m, actor_of(who),
+        [this, code, done](service_error e) {
+          release_code(code);
+          done(std::move(e));
+        });
   }
 
   std::optional<invite_ref> invite_by_code(const std::string& code) {
@@ -738,33 +756,17 @@ void command_service::create_invite(const domain::principal& who, domain::invite
     done(catalog.error());
     return;
   }
-  auto code = impl_->new_unique_code();
+  uuid invite_id = uuid::random();
+  auto code = impl_->reserve_new_code({who.org_id_, invite_id});
   if (!code) {
-    done(make_service_error("unavailable", "could not draw an unused invite code"));
+    done(code.error());
     return;
   }
-  uuid invite_id = uuid::random();
-  impl_->reserve_code(*code, {who.org_id_, invite_id});
-  auto* self = impl_.get();
   domain::create_invite cmd{who.org_id_, invite_id, *code, std::move(draft), std::move(*catalog)};
-  impl_->execute<domain::invite_state>(
-      impl_->invites, domain::invite_stream(invite_id), {},
-      [self, cmd, done](const domain::invite_state& s,
-                        timestamp now) -> domain::domain_result<plan<domain::invite_state>> {
-        auto events = domain::decide(s, cmd, now);
-        if (!events) return events.error();
-        return plan<domain::invite_state>{
-            std::move(*events), {}, [self, cmd, done](const written& w) {
-              self->release_code_when_visible(cmd.code_, w.position);
-              done(invite_written{cmd.invite_id_, cmd.code_, w});
-            }};
-      },
-      m, impl_->actor_of(who),
-      [self, code = *code, done](service_error e) {
-        std::lock_guard lk(self->codes_mu);
-        self->pending_codes.erase(code);
-        done(std::move(e));
-      });
+  impl_->start_invite(
+      who, invite_id, *code,
+      [cmd](const domain::invite_state& s, timestamp now) { return domain::decide(s, cmd, now); },
+      m, std::move(done));
 }
 
 void command_service::update_invite(const domain::principal& who, const uuid& invite_id,
@@ -809,37 +811,26 @@ void command_service::duplicate_invite(const domain::principal& who, const uuid&
     done(source.error());
     return;
   }
-  auto code = impl_->new_unique_code();
+  uuid new_id = uuid::random();
+  auto code = impl_->reserve_new_code({who.org_id_, new_id});
   if (!code) {
-    done(make_service_error("unavailable", "could not draw an unused invite code"));
+    done(code.error());
     return;
   }
-  uuid new_id = uuid::random();
   auto events = domain::decide(*source, domain::duplicate_invite{new_id, *code}, impl_->clk.now());
   if (!events) {
+    impl_->release_code(*code);
     done(from_domain(events.error()));
     return;
   }
-  impl_->reserve_code(*code, {who.org_id_, new_id});
-  auto* self = impl_.get();
-  auto decided = std::move(*events);
-  impl_->execute<domain::invite_state>(
-      impl_->invites, domain::invite_stream(new_id), {},
-      [self, decided, new_id, code = *code, done](const domain::invite_state& s, timestamp)
-          -> domain::domain_result<plan<domain::invite_state>> {
+  impl_->start_invite(
+      who, new_id, *code,
+      [decided = std::move(*events)](const domain::invite_state& s,
+                                     timestamp) -> domain::domain_result<domain::event_list> {
         if (s.exists_) return domain::make_error(domain::errc::already_exists, "id", "exists");
-        return plan<domain::invite_state>{
-            decided, {}, [self, new_id, code, done](const written& w) {
-              self->release_code_when_visible(code, w.position);
-              done(invite_written{new_id, code, w});
-            }};
+        return decided;
       },
-      m, impl_->actor_of(who),
-      [self, code = *code, done](service_error e) {
-        std::lock_guard lk(self->codes_mu);
-        self->pending_codes.erase(code);
-        done(std::move(e));
-      });
+      m, std::move(done));
 }
 
 void command_service::expire_invite(const uuid& invite_id, const request_meta& m,

@@ -182,29 +182,9 @@ dto_result<domain::invite_draft> parse_invite_draft(const nlohmann::json& body) 
   // A create is a patch applied to the defaults, with the required fields present.
   auto patch = parse_invite_patch(body);
   if (!patch) return patch.error();
-  const auto& p = *patch;
-  domain::invite_draft d;
-  if (!p.title_) return field_error{"title", "is required"};
-  if (!p.tracks_) return field_error{"tracks", "is required"};
-  if (p.type_) d.type_ = *p.type_;
-  d.title_ = *p.title_;
-  if (p.public_description_) d.public_description_ = *p.public_description_;
-  if (p.internal_description_) d.internal_description_ = *p.internal_description_;
-  if (p.image_url_) d.image_url_ = *p.image_url_;
-  d.tracks_ = *p.tracks_;
-  if (p.access_duration_) d.access_duration_ = *p.access_duration_;
-  if (p.plays_per_track_) d.plays_per_track_ = *p.plays_per_track_;
-  if (p.expires_at_) d.expires_at_ = *p.expires_at_;
-  if (p.claim_limit_) d.claim_limit_ = *p.claim_limit_;
-  if (p.starts_at_) d.starts_at_ = *p.starts_at_;
-  if (p.ends_at_) d.ends_at_ = *p.ends_at_;
-  if (p.access_) d.access_ = *p.access_;
-  if (p.allowed_emails_) d.allowed_emails_ = *p.allowed_emails_;
-  if (p.allowed_domains_) d.allowed_domains_ = *p.allowed_domains_;
-  if (p.require_account_) d.require_account_ = *p.require_account_;
-  if (p.show_share_button_) d.show_share_button_ = *p.show_share_button_;
-  if (p.capacity_warning_percent_) d.capacity_warning_percent_ = *p.capacity_warning_percent_;
-  return d;
+  if (!patch->title_) return field_error{"title", "is required"};
+  if (!patch->tracks_) return field_error{"tracks", "is required"};
+  return domain::apply_patch(domain::invite_draft{}, *patch);
 }
 
 dto_result<domain::invite_patch> parse_invite_patch(const nlohmann::json& body) {
