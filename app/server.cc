@@ -154,6 +154,12 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   im->options = std::move(options);
   auto& o = im->options;
   im->clock = o.clock ? o.clock : &im->system_clock;
+  // Refuse bad settings before touching the data folder.
+  auto per_ip = api::parse_rate_limit(o.claim_limit_per_ip);
+  if (!per_ip) return fail("--claim-limit-per-ip: " + per_ip.error());
+  auto per_email = api::parse_rate_limit(o.claim_limit_per_email);
+  if (!per_email) return fail("--claim-limit-per-email: " + per_email.error());
+
   fs::path dir(o.data_dir);
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -212,10 +218,18 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
             im->kafka_bootstrap + (im->broker ? " (embedded broker)" : ""));
   }
 
+  im->metrics = std::make_shared<api::metrics>();
+  auto& append_latency = im->metrics->histogram(
+      "passage_append_duration_seconds", "Time from queueing an append to its fsync",
+      {0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1});
   im->facts = std::make_unique<read_model_facts>(*im->reads);
+  service::command_service_options command_options;
+  command_options.on_append_latency = [&append_latency](std::chrono::duration<double> d) {
+    append_latency.Observe(d.count());
+  };
   im->commands = std::make_unique<service::command_service>(
       *im->store, *im->codec, *im->keys, *im->facts, *im->clock,
-      service::learner_token_codec(derive_key(*secret, "learner-token")));
+      service::learner_token_codec(derive_key(*secret, "learner-token")), command_options);
 
   // The default organization and its owner key.
   std::optional<std::string> owner = o.owner_token;
@@ -254,16 +268,11 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   if (!idem) return fail(idem.error());
   im->idempotency = std::move(*idem);
 
-  auto per_ip = api::parse_rate_limit(o.claim_limit_per_ip);
-  if (!per_ip) return fail("--claim-limit-per-ip: " + per_ip.error());
-  auto per_email = api::parse_rate_limit(o.claim_limit_per_email);
-  if (!per_email) return fail("--claim-limit-per-email: " + per_email.error());
   im->per_ip = std::make_unique<api::rate_limiter>(
       api::rate_limiter_options{.limit = *per_ip, .clock = im->clock});
   im->per_email = std::make_unique<api::rate_limiter>(
       api::rate_limiter_options{.limit = *per_email, .clock = im->clock});
 
-  im->metrics = std::make_shared<api::metrics>();
   im->router = std::make_unique<api::router>();
   api::v1::endpoint_deps deps;
   deps.commands = im->commands.get();
@@ -307,7 +316,35 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
     return nlohmann::json{{"kafka", kafka}, {"projector_live", raw->projector->is_live()}};
   };
   api::v1::register_routes(*im->router, deps);
-  im->router->add(api::http::verb::get, "/metrics", im->metrics->metrics_handler());
+  // Positions and lags are read when scraped, so they are never stale.
+  auto& log_position = im->metrics->gauge("passage_log_position", "Last position in the event log");
+  auto& read_position =
+      im->metrics->gauge("passage_read_model_position", "Last position applied to the read models");
+  auto& read_lag = im->metrics->gauge("passage_read_model_lag_events",
+                                      "Events in the log not yet applied to the read models");
+  auto& kafka_backlog = im->metrics->gauge("passage_kafka_backlog_events",
+                                           "Events in the log not yet acknowledged by Kafka");
+  auto& kafka_lag = im->metrics->gauge("passage_kafka_publish_lag_seconds",
+                                       "Age of the oldest event not yet acknowledged by Kafka");
+  auto& kafka_published = im->metrics->gauge("passage_kafka_published_position",
+                                             "Every position up to this one is in Kafka");
+  im->router->add(api::http::verb::get, "/metrics",
+                  [raw, &log_position, &read_position, &read_lag, &kafka_backlog, &kafka_lag,
+                   &kafka_published, handler = im->metrics->metrics_handler()](
+                      const api::request& req, api::request_context& ctx, api::responder respond) {
+                    auto head = raw->store->head_position();
+                    auto applied = raw->reads->applied_position();
+                    log_position.Set(double(head));
+                    read_position.Set(double(applied));
+                    read_lag.Set(double(head - std::min(head, applied)));
+                    if (raw->relay) {
+                      auto st = raw->relay->stats();
+                      kafka_backlog.Set(double(st.backlog));
+                      kafka_lag.Set(st.lag_seconds);
+                      kafka_published.Set(double(st.published_position));
+                    }
+                    handler(req, ctx, std::move(respond));
+                  });
   auto openapi = std::make_shared<std::string>();
   im->router->add(
       api::http::verb::get, "/openapi.json",

@@ -322,9 +322,13 @@ struct command_service::impl {
     // order they were decided: the next command may already build on this one.
     store.append_async(
         std::move(appends),
-        [this, agg, w, on_success = std::move(p.on_success), &cache, stream, seed = std::move(seed),
+        [this, agg, w, queued = std::chrono::steady_clock::now(),
+         on_success = std::move(p.on_success), &cache, stream, seed = std::move(seed),
          decide = std::move(decide), meta, actor, fail = std::move(fail),
          attempt](eventstore::store_result<eventstore::append_result> r) mutable {
+          if (options.on_append_latency) {
+            options.on_append_latency(std::chrono::steady_clock::now() - queued);
+          }
           if (r) {
             w.position = r->last_position;
             on_success(w);

@@ -13,6 +13,7 @@
 // Results arrive through callbacks, on the store's writer thread or on the
 // caller's; callbacks must be quick and hand real work to an executor.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -116,6 +117,9 @@ struct command_service_options {
   int max_retries = 8;
   // Aggregates kept in memory; idle ones beyond this are dropped. Default: 100000.
   std::size_t max_cached_aggregates = 100000;
+  // Told how long each append took from queueing to fsync (for metrics); runs on
+  // the store's writer thread, so it must be quick. Default: none.
+  std::function<void(std::chrono::duration<double>)> on_append_latency;
 };
 
 // "psk_" + 40 random hex characters, and its lower-case hex SHA-256.

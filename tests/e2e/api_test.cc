@@ -486,6 +486,11 @@ TEST_F(node_test, MetricsExposeRequestsByRoute) {
   ASSERT_EQ(m.status, 200u);
   EXPECT_NE(m.body.find("passage_http_requests_total"), std::string::npos);
   EXPECT_NE(m.body.find("route=\"/healthz\""), std::string::npos);
+  for (const char* name :
+       {"passage_log_position", "passage_read_model_lag_events", "passage_append_duration_seconds",
+        "passage_http_request_duration_seconds"}) {
+    EXPECT_NE(m.body.find(name), std::string::npos) << name;
+  }
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
 #include <mutex>
 #include <random>
 #include <set>
@@ -65,6 +66,15 @@ class child_node {
     kill_now();
     if (drain_.joinable()) drain_.join();
     if (err_) std::fclose(err_);
+  }
+  // SIGTERM, then the exit status (0 for a graceful stop).
+  int terminate() {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
   void kill_now() {
     if (pid_ > 0) {
@@ -165,6 +175,78 @@ TEST(Crash, EveryAcknowledgedClaimSurvivesSigkillUnderLoad) {
   for (const auto& id : acknowledged) EXPECT_TRUE(present.count(id)) << id;
   std::printf("[ crash    ] 3 SIGKILLs under load, %zu acknowledged claims all present\n",
               acknowledged.size());
+}
+
+std::string run(const std::string& cmd, int& status) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  status = pclose(p);
+  return out;
+}
+
+TEST(Replay, RebuildsIdenticalReadModelsAfterAGracefulStop) {
+  temp_dir dir;
+  const std::string data = dir.sub("data");
+  http_client::headers auth = {{"Authorization", "Bearer " + kOwner}};
+  std::string invite_id;
+  json before_invite, before_claims, before_usage;
+  {
+    child_node node(data);
+    ASSERT_NE(node.port(), 0);
+    http_client c(node.port());
+    ASSERT_EQ(c.post("/v1/tracks", R"({"track_id":"t","title":"T"})", auth).status, 201u);
+    auto inv =
+        c.post("/v1/invites", R"({"title":"Replay","tracks":["t"],"claim_limit":100})", auth);
+    ASSERT_EQ(inv.status, 201u);
+    invite_id = inv.json()["id"];
+    for (int i = 0; i < 40; ++i) {
+      auto r = c.post("/v1/public/invites/" + inv.json()["code"].get<std::string>() + "/claims",
+                      json{{"email", "p" + std::to_string(i) + "@example.com"}}.dump());
+      ASSERT_EQ(r.status, 201u);
+    }
+    before_invite = c.get("/v1/invites/" + invite_id, auth).json();
+    before_claims = c.get("/v1/invites/" + invite_id + "/claims", auth).json();
+    before_usage = c.get("/v1/invites/" + invite_id + "/usage", auth).json();
+    c.close();
+    EXPECT_EQ(node.terminate(), 0) << "SIGTERM is a graceful stop";
+  }
+  int status = -1;
+  auto out = run(std::string(PASSAGE_BINARY) + " replay --data-dir " + data + " 2>&1", status);
+  ASSERT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("rebuilt read models from"), std::string::npos) << out;
+  EXPECT_NE(out.find("events/s"), std::string::npos) << out;
+
+  child_node node(data);
+  http_client c(node.port());
+  EXPECT_EQ(c.get("/v1/invites/" + invite_id, auth).json(), before_invite);
+  EXPECT_EQ(c.get("/v1/invites/" + invite_id + "/claims", auth).json(), before_claims);
+  EXPECT_EQ(c.get("/v1/invites/" + invite_id + "/usage", auth).json(), before_usage);
+}
+
+TEST(Replay, RefusesAFolderThatIsNotPassages) {
+  temp_dir dir;
+  int status = -1;
+  auto out = run(std::string(PASSAGE_BINARY) + " replay --data-dir " + dir.sub("nothing") + " 2>&1",
+                 status);
+  EXPECT_NE(status, 0);
+  EXPECT_NE(out.find("not found"), std::string::npos) << out;
+}
+
+TEST(Cli, BadFlagsAreNamedAndTouchNothing) {
+  temp_dir dir;
+  int status = -1;
+  auto out = run(std::string(PASSAGE_BINARY) + " serve --listen nowhere 2>&1", status);
+  EXPECT_NE(status, 0);
+  EXPECT_NE(out.find("--listen"), std::string::npos) << out;
+  out = run(std::string(PASSAGE_BINARY) + " serve --data-dir " + dir.sub("d") +
+                " --claim-limit-per-ip lots --listen 127.0.0.1:0 2>&1",
+            status);
+  EXPECT_NE(status, 0);
+  EXPECT_NE(out.find("claim-limit-per-ip"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir.sub("d"))) << "a refused start creates no data folder";
 }
 
 }  // namespace
