@@ -447,6 +447,27 @@ struct command_service::impl {
     return facts.invite_by_code(code);
   }
 
+  // A command on the caller's organization that answers with where it landed.
+  template <typename Command>
+  void org_command(const domain::principal& who, domain::action action, Command cmd,
+                   const request_meta& m, callback<written> done) {
+    auto allowed = domain::authorize(who, action, {who.org_id_, {}, {}});
+    if (!allowed) {
+      done(from_domain(allowed.error()));
+      return;
+    }
+    execute<domain::organization_state>(
+        orgs, domain::organization_stream(who.org_id_), {},
+        [cmd = std::move(cmd), done](const domain::organization_state& s, timestamp now)
+            -> domain::domain_result<plan<domain::organization_state>> {
+          auto events = domain::decide(s, cmd, now);
+          if (!events) return events.error();
+          return plan<domain::organization_state>{
+              std::move(*events), {}, [done](const written& w) { done(w); }};
+        },
+        m, actor_of(who), [done](service_error e) { done(std::move(e)); });
+  }
+
   // Lifecycle and edit commands of an existing invite.
   template <typename Command>
   void invite_command(const domain::principal& who, const uuid& invite_id, Command cmd,
@@ -648,41 +669,15 @@ void command_service::issue_api_key(const domain::principal& who, domain::role r
 
 void command_service::revoke_api_key(const domain::principal& who, const uuid& key_id,
                                      const request_meta& m, callback<written> done) {
-  auto allowed = domain::authorize(who, domain::action::manage_api_keys, {who.org_id_, {}, {}});
-  if (!allowed) {
-    done(from_domain(allowed.error()));
-    return;
-  }
-  impl_->execute<domain::organization_state>(
-      impl_->orgs, domain::organization_stream(who.org_id_), {},
-      [=](const domain::organization_state& s,
-          timestamp now) -> domain::domain_result<plan<domain::organization_state>> {
-        auto events = domain::decide(s, domain::revoke_api_key{key_id}, now);
-        if (!events) return events.error();
-        return plan<domain::organization_state>{
-            std::move(*events), {}, [=](const written& w) { done(w); }};
-      },
-      m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
+  impl_->org_command(who, domain::action::manage_api_keys, domain::revoke_api_key{key_id}, m,
+                     std::move(done));
 }
 
 void command_service::change_lead_form(const domain::principal& who, domain::lead_form form,
                                        std::optional<std::uint64_t> if_match, const request_meta& m,
                                        callback<written> done) {
-  auto allowed = domain::authorize(who, domain::action::manage_lead_form, {who.org_id_, {}, {}});
-  if (!allowed) {
-    done(from_domain(allowed.error()));
-    return;
-  }
-  impl_->execute<domain::organization_state>(
-      impl_->orgs, domain::organization_stream(who.org_id_), {},
-      [=](const domain::organization_state& s,
-          timestamp now) -> domain::domain_result<plan<domain::organization_state>> {
-        auto events = domain::decide(s, domain::change_lead_form{form, if_match}, now);
-        if (!events) return events.error();
-        return plan<domain::organization_state>{
-            std::move(*events), {}, [=](const written& w) { done(w); }};
-      },
-      m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
+  impl_->org_command(who, domain::action::manage_lead_form,
+                     domain::change_lead_form{std::move(form), if_match}, m, std::move(done));
 }
 
 service_result<domain::organization_state> command_service::organization(const uuid& org_id) {
