@@ -12,6 +12,8 @@ export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
 # Paths relative to the checkout, so a fresh clone elsewhere hits the same cache.
 export CCACHE_BASEDIR="$PWD"
 export CCACHE_NOHASHDIR=true
+# Let ccache cache compilations that use the precompiled Beast header.
+export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}"
 export CTEST_OUTPUT_ON_FAILURE=1
 
 run_suite() {
