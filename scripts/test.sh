@@ -20,7 +20,10 @@ run_suite() {
   local preset=$1
   echo "=== ${preset}: configure and build ==="
   local t0=$SECONDS
-  cmake --preset "$preset" >/dev/null
+  # Explicit, so a cache left by scripts/serve.sh (tests off) cannot hide the tests.
+  local bench=ON
+  [ "$preset" = asan ] && bench=OFF
+  cmake --preset "$preset" -DPASSAGE_BUILD_TESTS=ON -DPASSAGE_BUILD_BENCH="$bench" >/dev/null
   cmake --build "build/$preset" -j"$jobs"
   echo "=== ${preset}: build took $((SECONDS - t0)) s; running tests ==="
   ctest --test-dir "build/$preset" -j"$jobs" --timeout 600
