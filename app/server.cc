@@ -31,6 +31,7 @@
 #include "projections/projector.h"
 #include "projections/read_models.h"
 #include "service/command_service.h"
+#include "service/expiry_scheduler.h"
 
 namespace passage::app {
 namespace {
@@ -117,6 +118,7 @@ struct server::impl {
   std::string kafka_bootstrap;
   std::unique_ptr<read_model_facts> facts;
   std::unique_ptr<service::command_service> commands;
+  std::unique_ptr<service::expiry_scheduler> expiry;
   std::unique_ptr<api::v1::idempotency_store> idempotency;
   std::unique_ptr<api::rate_limiter> per_ip, per_email;
   std::shared_ptr<api::metrics> metrics;
@@ -230,6 +232,10 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   im->commands = std::make_unique<service::command_service>(
       *im->store, *im->codec, *im->keys, *im->facts, *im->clock,
       service::learner_token_codec(derive_key(*secret, "learner-token")), command_options);
+
+  im->expiry = std::make_unique<service::expiry_scheduler>(*im->store, *im->codec, *im->commands,
+                                                           *im->clock);
+  im->expiry->start();
 
   // The default organization and its owner key.
   std::optional<std::string> owner = o.owner_token;
@@ -379,6 +385,7 @@ void server::stop(std::chrono::milliseconds grace) {
     if (im.stopping) return;
     im.stopping = true;
   }
+  if (im.expiry) im.expiry->stop();
   if (im.http) (void)im.http->stop(grace);
   im.work.reset();
   im.ioc.stop();

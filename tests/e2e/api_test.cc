@@ -480,6 +480,45 @@ TEST_F(node_test, EmbeddedKafkaBrokerCarriesEveryEvent) {
   EXPECT_NE(out.find("io.passage.InviteClaimed.v1"), std::string::npos);
 }
 
+TEST_F(node_test, InviteExpiredIsEmittedOnTimeAndOnceAcrossARestart) {
+  make_track("k8s-basics");
+  auto count_expired = [&](const std::string& invite_id) {
+    auto events = client_->get("/v1/events?limit=10000&type=InviteExpired", auth()).json();
+    int n = 0;
+    for (const auto& e : events["events"]) n += e["stream"] == "invite-" + invite_id;
+    return n;
+  };
+  auto wait_for = [&](const std::string& invite_id, int want) {
+    for (int i = 0; i < 100 && count_expired(invite_id) < want; ++i)
+      std::this_thread::sleep_for(50ms);
+    return count_expired(invite_id);
+  };
+  auto deadline = format_rfc3339(clock_.now() + std::chrono::minutes(1));
+  auto a = make_invite({{"title", "A"}, {"tracks", {"k8s-basics"}}, {"expires_at", deadline}});
+  std::string a_id = a["id"];
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(count_expired(a_id), 0) << "not before its deadline";
+  clock_.advance(std::chrono::seconds(61));
+  EXPECT_EQ(wait_for(a_id, 1), 1);
+  EXPECT_EQ(client_->get("/v1/invites/" + a_id + "?", auth()).json()["status"], "expired");
+
+  // A restart that straddles B's deadline still emits it, once.
+  auto b = make_invite({{"title", "B"},
+                        {"tracks", {"k8s-basics"}},
+                        {"expires_at", format_rfc3339(clock_.now() + std::chrono::minutes(1))}});
+  std::string b_id = b["id"];
+  client_.reset();
+  node_->stop();
+  node_.reset();
+  clock_.advance(std::chrono::minutes(2));
+  start();
+  EXPECT_EQ(wait_for(b_id, 1), 1);
+  restart();
+  std::this_thread::sleep_for(600ms);
+  EXPECT_EQ(count_expired(b_id), 1) << "never twice";
+  EXPECT_EQ(count_expired(a_id), 1);
+}
+
 TEST_F(node_test, MetricsExposeRequestsByRoute) {
   client_->get("/healthz");
   auto m = client_->get("/metrics");
