@@ -9,8 +9,10 @@
 #include <filesystem>
 #include <thread>
 
+#include "app/export.h"
 #include "app/server.h"
 #include "common/random.h"
+#include "common/time_format.h"
 #include "eventstore/event_codec.h"
 #include "eventstore/event_store.h"
 #include "eventstore/key_store.h"
@@ -151,7 +153,82 @@ int main(int argc, char** argv) {
       ->envname("PASSAGE_DATA_DIR")
       ->capture_default_str();
 
+  app::export_options export_options;
+  std::string export_what = "claims", export_format = "csv", export_output = "-";
+  std::string export_invite, export_org, export_since, export_until, export_types;
+  auto* export_cmd = cli.add_subcommand(
+      "export", "Export claims, rejections, leads or events as CSV or NDJSON (runs beside serve)");
+  export_cmd->add_option("--data-dir", export_options.data_dir, "Data folder")
+      ->envname("PASSAGE_DATA_DIR")
+      ->capture_default_str();
+  export_cmd->add_option("what", export_what, "claims | rejections | leads | events")
+      ->check(CLI::IsMember({"claims", "rejections", "leads", "events"}));
+  export_cmd->add_option("--format", export_format, "csv | ndjson")
+      ->check(CLI::IsMember({"csv", "ndjson"}))
+      ->capture_default_str();
+  export_cmd->add_option("--invite", export_invite, "Only this invite (id)");
+  export_cmd->add_option("--org", export_org, "Only this organization (id)");
+  export_cmd->add_option("--since", export_since, "recorded_at >= this RFC 3339 time");
+  export_cmd->add_option("--until", export_until, "recorded_at < this RFC 3339 time");
+  export_cmd->add_option("--type", export_types, "events: comma-separated event types");
+  export_cmd->add_option("--output,-o", export_output, "File to write, - for stdout")
+      ->capture_default_str();
+
   CLI11_PARSE(cli, argc, argv);
+
+  if (*export_cmd) {
+    auto& e = export_options;
+    e.kind = export_what == "events"       ? app::export_kind::events
+             : export_what == "rejections" ? app::export_kind::rejections
+             : export_what == "leads"      ? app::export_kind::leads
+                                           : app::export_kind::claims;
+    e.format = export_format == "ndjson" ? app::export_format::ndjson : app::export_format::csv;
+    for (auto [text, slot, name] : {std::tuple{&export_invite, &e.invite, "--invite"},
+                                    std::tuple{&export_org, &e.org, "--org"}}) {
+      if (text->empty()) continue;
+      *slot = uuid::parse(*text);
+      if (!*slot) {
+        std::fprintf(stderr, "passage export: %s must be an id (uuid), got '%s'\n", name,
+                     text->c_str());
+        return 2;
+      }
+    }
+    for (auto [text, slot, name] : {std::tuple{&export_since, &e.since, "--since"},
+                                    std::tuple{&export_until, &e.until, "--until"}}) {
+      if (text->empty()) continue;
+      *slot = parse_rfc3339(*text);
+      if (!*slot) {
+        std::fprintf(stderr, "passage export: %s must be an RFC 3339 time, got '%s'\n", name,
+                     text->c_str());
+        return 2;
+      }
+    }
+    for (std::string_view rest = export_types; !rest.empty();) {
+      auto comma = rest.find(',');
+      e.types.emplace_back(rest.substr(0, comma));
+      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    }
+    std::FILE* out = stdout;
+    if (export_output != "-") {
+      out = std::fopen(export_output.c_str(), "w");
+      if (!out) {
+        std::fprintf(stderr, "passage export: cannot write %s\n", export_output.c_str());
+        return 1;
+      }
+    }
+    e.out = out;
+    e.progress = isatty(fileno(stderr));
+    auto r = app::run_export(e);
+    if (out != stdout) std::fclose(out);
+    if (!r) {
+      std::fprintf(stderr, "passage export: %s\n", r.error().c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "passage export: %llu rows (up to position %llu) in %.2f s\n",
+                 static_cast<unsigned long long>(r->rows),
+                 static_cast<unsigned long long>(r->up_to_position), r->seconds);
+    return 0;
+  }
 
   if (*serve_cmd) {
     auto colon = listen.rfind(':');

@@ -78,7 +78,9 @@ class memory_backend final : public key_backend {
 
 class rocksdb_backend final : public key_backend {
  public:
-  static result<std::unique_ptr<rocksdb_backend>, key_store_error> open(const std::string& path) {
+  static result<std::unique_ptr<rocksdb_backend>, key_store_error> open(const std::string& path,
+                                                                        bool read_only = false) {
+    if (read_only) return open_secondary(path);
     std::error_code ec;
     std::filesystem::create_directories(path, ec);
     if (ec) return key_store_error{"cannot create " + path + ": " + ec.message()};
@@ -113,10 +115,44 @@ class rocksdb_backend final : public key_backend {
     return backend;
   }
 
+  // A secondary instance that follows a store another process writes (tools such
+  // as `passage export` run beside the server); it never writes.
+  static result<std::unique_ptr<rocksdb_backend>, key_store_error> open_secondary(
+      const std::string& path) {
+    if (!std::filesystem::exists(path)) return key_store_error{"no key store at " + path};
+    auto scratch =
+        std::filesystem::temp_directory_path() / ("passage-keys-secondary-" + secure_random_hex(8));
+    rocksdb::Options options;
+    options.max_open_files = -1;  // required by secondary instances
+    rocksdb::DB* raw = nullptr;
+    auto s = rocksdb::DB::OpenAsSecondary(options, path, scratch.string(), &raw);
+    if (!s.ok()) return io_error("cannot open key store " + path + " read-only", s);
+    auto backend = std::unique_ptr<rocksdb_backend>(new rocksdb_backend(raw));
+    backend->read_only_ = true;
+    backend->scratch_ = scratch.string();
+    return backend;
+  }
+
+  ~rocksdb_backend() override {
+    db_.reset();
+    if (!scratch_.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(scratch_, ec);
+    }
+  }
+
   result<std::optional<std::string>, key_store_error> get(std::string_view subject) override {
     std::string value;
     auto s =
         db_->Get(rocksdb::ReadOptions(), rocksdb::Slice(subject.data(), subject.size()), &value);
+    if (s.IsNotFound() && read_only_) {
+      // The writer may have created it since we last looked.
+      std::lock_guard lock(purge_mu_);
+      if (db_->TryCatchUpWithPrimary().ok()) {
+        s = db_->Get(rocksdb::ReadOptions(), rocksdb::Slice(subject.data(), subject.size()),
+                     &value);
+      }
+    }
     if (s.IsNotFound()) return std::optional<std::string>{};
     if (!s.ok()) return io_error("key store read failed", s);
     return std::optional<std::string>{std::move(value)};
@@ -124,6 +160,7 @@ class rocksdb_backend final : public key_backend {
 
   result<void, key_store_error> put(std::string_view subject, std::string_view value,
                                     bool mark_purge_pending) override {
+    if (read_only_) return key_store_error{"the key store is open read-only"};
     rocksdb::WriteBatch batch;
     batch.Put(rocksdb::Slice(subject.data(), subject.size()),
               rocksdb::Slice(value.data(), value.size()));
@@ -196,6 +233,8 @@ class rocksdb_backend final : public key_backend {
   std::mutex purge_mu_;  // one flush/compaction/deletion sequence at a time
   bool sync_new_keys_ = true;
   std::atomic<bool> unsynced_{false};
+  bool read_only_ = false;
+  std::string scratch_;
 };
 
 // What the cache knows of a subject: its key, or that it was destroyed. Subjects whose
@@ -352,7 +391,7 @@ class cached_key_store final : public key_store {
 
 result<std::unique_ptr<key_store>, key_store_error> open_key_store(const key_store_options& o) {
   if (o.path.empty()) return key_store_error{"key store path is required"};
-  auto backend = rocksdb_backend::open(o.path);
+  auto backend = rocksdb_backend::open(o.path, o.read_only);
   if (!backend) return backend.error();
   (*backend)->set_sync_new_keys(o.sync_new_keys);
   return std::unique_ptr<key_store>(

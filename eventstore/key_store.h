@@ -62,6 +62,10 @@ struct key_store_options {
   // hook calls it once per group commit, so a key is always durable before the
   // first event encrypted with it, at one fsync per commit instead of per learner.
   bool sync_new_keys = true;
+  // Follow a store another process writes (a RocksDB secondary instance): reads
+  // only; keys created by the writer are found by catching up on a miss. For tools
+  // that run beside the server. Default: false.
+  bool read_only = false;
 };
 
 // Opens (or creates) the RocksDB key folder. It must not be the event log's folder.

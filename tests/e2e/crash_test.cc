@@ -226,6 +226,73 @@ TEST(Replay, RebuildsIdenticalReadModelsAfterAGracefulStop) {
   EXPECT_EQ(c.get("/v1/invites/" + invite_id + "/usage", auth).json(), before_usage);
 }
 
+TEST(Export, RunsBesideAWritingServerAndExportsAPrefixOfTheLog) {
+  temp_dir dir;
+  const std::string data = dir.sub("data");
+  child_node node(data);
+  ASSERT_NE(node.port(), 0);
+  http_client admin(node.port());
+  http_client::headers auth = {{"Authorization", "Bearer " + kOwner}};
+  ASSERT_EQ(admin.post("/v1/tracks", R"({"track_id":"t","title":"T"})", auth).status, 201u);
+  auto inv = admin.post("/v1/invites", R"({"title":"Export","tracks":["t"]})", auth);
+  ASSERT_EQ(inv.status, 201u);
+  std::string invite_id = inv.json()["id"], code = inv.json()["code"];
+  auto first = admin.post("/v1/public/invites/" + code + "/claims",
+                          R"({"email":"ada.exported@example.com"})");
+  ASSERT_EQ(first.status, 201u);
+
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    http_client c(node.port());
+    for (int n = 0; !stop; ++n) {
+      c.post("/v1/public/invites/" + code + "/claims",
+             json{{"email", "w" + std::to_string(n) + "@example.com"}}.dump());
+    }
+  });
+  for (int round = 0; round < 3; ++round) {
+    int status = -1;
+    auto out = run(std::string(PASSAGE_BINARY) + " export events --format ndjson --data-dir " +
+                       data + " 2>/dev/null",
+                   status);
+    ASSERT_EQ(status, 0) << out.substr(0, 500);
+    // Positions 1..N with no gap: a prefix of the log, however busy the writer.
+    std::uint64_t expected = 1;
+    std::size_t start = 0;
+    while (start < out.size()) {
+      auto end = out.find('\n', start);
+      auto line = json::parse(out.substr(start, end - start), nullptr, false);
+      ASSERT_FALSE(line.is_discarded()) << "line " << expected;
+      ASSERT_EQ(line["position"].get<std::uint64_t>(), expected);
+      ++expected;
+      start = end + 1;
+    }
+    EXPECT_GT(expected, 4u);
+  }
+  stop = true;
+  writer.join();
+
+  int status = -1;
+  auto csv = run(std::string(PASSAGE_BINARY) + " export claims --invite " + invite_id +
+                     " --data-dir " + data + " 2>/dev/null",
+                 status);
+  ASSERT_EQ(status, 0);
+  EXPECT_EQ(csv.rfind("position,recorded_at,org_id,invite_id,claim_id", 0), 0u)
+      << csv.substr(0, 200);
+  EXPECT_NE(csv.find("ada.exported@example.com"), std::string::npos);
+
+  // After forget the export shows the learner as forgotten, with the row intact.
+  auto forgot = admin.post(
+      "/v1/learners/" + first.json()["learner_id"].get<std::string>() + "/forget", "", auth);
+  ASSERT_EQ(forgot.status, 200u) << forgot.body;
+  auto after = run(std::string(PASSAGE_BINARY) + " export claims --invite " + invite_id +
+                       " --data-dir " + data + " 2>/dev/null",
+                   status);
+  ASSERT_EQ(status, 0);
+  EXPECT_EQ(after.find("ada.exported@example.com"), std::string::npos);
+  EXPECT_NE(after.find(first.json()["claim_id"].get<std::string>()), std::string::npos);
+  EXPECT_NE(after.find("forgotten"), std::string::npos);
+}
+
 TEST(Replay, RefusesAFolderThatIsNotPassages) {
   temp_dir dir;
   int status = -1;

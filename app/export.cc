@@ -1,0 +1,202 @@
+#include "app/export.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include "app/server.h"
+#include "common/time_format.h"
+#include "eventstore/event_codec.h"
+#include "eventstore/event_store.h"
+#include "eventstore/key_store.h"
+#include "projections/csv.h"
+
+namespace passage::app {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string text(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return {};
+  if (it->is_string()) return it->get<std::string>();
+  return it->dump();
+}
+
+// The personal data block as shown: decrypted, or forgotten.
+std::string person(const json& data, const char* field) {
+  auto it = data.find("personal_data");
+  if (it == data.end() || !it->is_object()) return {};
+  if (it->value("forgotten", false)) return std::string(field) == "email" ? "forgotten" : "";
+  return text(*it, field);
+}
+
+std::vector<std::string> header(export_kind k) {
+  switch (k) {
+    case export_kind::claims:
+      return {"position",   "recorded_at", "org_id",     "invite_id",         "claim_id",
+              "learner_id", "anonymous",   "claimed_at", "access_expires_at", "email"};
+    case export_kind::rejections:
+      return {"position", "recorded_at", "org_id", "invite_id", "reason", "learner_id", "email"};
+    case export_kind::leads:
+      return {"position", "recorded_at", "org_id",    "learner_id", "invite_id",
+              "email",    "first_name",  "last_name", "answers"};
+    case export_kind::events:
+      return {"position",       "recorded_at", "type",   "stream",
+              "stream_version", "event_id",    "org_id", "data"};
+  }
+  return {};
+}
+
+std::vector<std::string> row(export_kind k, const eventstore::recorded_event& e, const json& d) {
+  std::string position = std::to_string(e.position), at = format_rfc3339(e.recorded_at);
+  switch (k) {
+    case export_kind::claims:
+      return {position,
+              at,
+              e.org_id,
+              text(d, "invite_id"),
+              text(d, "claim_id"),
+              text(d, "learner_id"),
+              text(d, "anonymous"),
+              text(d, "claimed_at"),
+              text(d, "access_expires_at"),
+              person(d, "email")};
+    case export_kind::rejections:
+      return {position,          at,
+              e.org_id,          text(d, "invite_id"),
+              text(d, "reason"), text(d, "learner_id"),
+              person(d, "email")};
+    case export_kind::leads: {
+      auto pd = d.find("personal_data");
+      std::string answers = pd != d.end() && pd->is_object() && pd->contains("answers")
+                                ? (*pd)["answers"].dump()
+                                : "";
+      return {position,
+              at,
+              e.org_id,
+              text(d, "learner_id"),
+              text(d, "invite_id"),
+              person(d, "email"),
+              person(d, "first_name"),
+              person(d, "last_name"),
+              answers};
+    }
+    case export_kind::events:
+      return {position,
+              at,
+              e.type,
+              e.stream,
+              std::to_string(e.stream_version),
+              e.event_id.to_string(),
+              e.org_id,
+              d.dump()};
+  }
+  return {};
+}
+
+json ndjson_line(export_kind k, const eventstore::recorded_event& e, const json& d) {
+  if (k == export_kind::events) {
+    return {{"position", e.position},
+            {"recorded_at", format_rfc3339(e.recorded_at)},
+            {"type", e.type},
+            {"stream", e.stream},
+            {"stream_version", e.stream_version},
+            {"event_id", e.event_id.to_string()},
+            {"org_id", e.org_id},
+            {"correlation_id", e.correlation_id},
+            {"actor", e.actor},
+            {"data", d}};
+  }
+  json j = json::object();
+  auto names = header(k);
+  auto cells = row(k, e, d);
+  for (std::size_t i = 0; i < names.size(); ++i) j[names[i]] = cells[i];
+  j["position"] = e.position;
+  return j;
+}
+
+}  // namespace
+
+result<export_summary, std::string> run_export(const export_options& o) {
+  fs::path dir(o.data_dir);
+  std::ifstream secret_file(dir / "server.secret");
+  std::string secret;
+  if (!std::getline(secret_file, secret) || secret.empty()) {
+    return fail((dir / "server.secret").string() + " not found: is " + o.data_dir +
+                " a Passage data folder?");
+  }
+  auto store = eventstore::open_event_store({.path = (dir / "events").string(), .read_only = true});
+  if (!store) return fail(store.error().message);
+  auto keys = eventstore::open_key_store({.path = (dir / "keys").string(), .read_only = true});
+  if (!keys) return fail(keys.error().message);
+  eventstore::event_codec codec(**keys, derive_key(secret, "pepper"));
+
+  eventstore::log_filter f;
+  f.to_position = (*store)->head_position();  // a consistent cut: what existed at the start
+  f.since = o.since;
+  f.until = o.until;
+  switch (o.kind) {
+    case export_kind::claims:
+      f.types = {"InviteClaimed"};
+      break;
+    case export_kind::rejections:
+      f.types = {"ClaimRejected"};
+      break;
+    case export_kind::leads:
+      f.types = {"LeadCaptured"};
+      break;
+    case export_kind::events:
+      f.types = o.types;
+      break;
+  }
+  if (o.invite) f.stream_prefix = "invite-" + o.invite->to_string();
+  const std::string org = o.org ? o.org->to_string() : "";
+
+  export_summary sum;
+  sum.up_to_position = f.to_position;
+  if (o.format == export_format::csv) {
+    auto line = projections::csv_row(header(o.kind));
+    std::fwrite(line.data(), 1, line.size(), o.out);
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto last_report = t0;
+  std::optional<std::string> failure;
+  auto scanned = (*store)->scan(f, [&](const eventstore::recorded_event& e) {
+    ++sum.scanned;
+    if (!org.empty() && e.org_id != org) return true;
+    auto data = codec.to_public_json(e);
+    if (!data) {
+      failure = "event at position " + std::to_string(e.position) +
+                " cannot be decoded: " + data.error().message;
+      return false;
+    }
+    std::string line = o.format == export_format::csv ? projections::csv_row(row(o.kind, e, *data))
+                                                      : ndjson_line(o.kind, e, *data).dump() + "\n";
+    std::fwrite(line.data(), 1, line.size(), o.out);
+    ++sum.rows;
+    if (o.progress) {
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_report > std::chrono::milliseconds(500)) {
+        last_report = now;
+        double s = std::chrono::duration<double>(now - t0).count();
+        std::fprintf(stderr, "\rexported %llu rows, position %llu of %llu, %.0f events/s",
+                     static_cast<unsigned long long>(sum.rows),
+                     static_cast<unsigned long long>(e.position),
+                     static_cast<unsigned long long>(f.to_position), double(e.position) / s);
+      }
+    }
+    return true;
+  });
+  std::fflush(o.out);
+  if (!scanned) return fail(scanned.error().message);
+  if (failure) return fail(*failure);
+  sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (o.progress) std::fprintf(stderr, "\n");
+  return sum;
+}
+
+}  // namespace passage::app

@@ -1,0 +1,44 @@
+#pragma once
+// `passage export`: claims, rejections, leads or raw events as CSV or NDJSON,
+// straight from the event log. It opens the log and the key store read-only (RocksDB
+// secondary instances), so it runs while the server writes; it exports the prefix
+// of the log that existed when it started (a consistent cut), streaming, in bounded
+// memory. Personal data is decrypted, or shown as "forgotten".
+
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/result.h"
+#include "common/uuid.h"
+
+namespace passage::app {
+
+enum class export_kind { events, claims, rejections, leads };
+enum class export_format { ndjson, csv };
+
+struct export_options {
+  std::string data_dir = "data";
+  export_kind kind = export_kind::claims;
+  export_format format = export_format::csv;
+  std::optional<uuid> org;                // only this organization
+  std::optional<uuid> invite;             // only this invite's events
+  std::optional<timestamp> since, until;  // recorded_at in [since, until)
+  std::vector<std::string> types;         // events only: these types
+  std::FILE* out = stdout;
+  // Progress on stderr (events scanned, events/s). Default: off.
+  bool progress = false;
+};
+
+struct export_summary {
+  std::uint64_t rows = 0;
+  std::uint64_t scanned = 0;
+  std::uint64_t up_to_position = 0;  // the log's head when the export started
+  double seconds = 0;
+};
+
+result<export_summary, std::string> run_export(const export_options& options);
+
+}  // namespace passage::app
