@@ -323,17 +323,22 @@ status_view status_at(const status_inputs& in, timestamp now) {
   return {invite_status::active, std::nullopt};
 }
 
-status_view status_at(const invite_state& s, timestamp now) {
+status_view status_at(const invite_settings& settings, bool deleted, bool deactivated,
+                      std::int64_t claims_count, timestamp now) {
   status_inputs in;
-  in.type_ = s.settings_.type_;
-  in.deleted_ = s.deleted_;
-  in.deactivated_ = s.deactivated_;
-  in.expires_at_ = s.settings_.expires_at_;
-  in.starts_at_ = s.settings_.starts_at_;
-  in.ends_at_ = s.settings_.ends_at_;
-  in.claim_limit_ = s.settings_.claim_limit_;
-  in.claims_count_ = s.claims_count();
+  in.type_ = settings.type_;
+  in.deleted_ = deleted;
+  in.deactivated_ = deactivated;
+  in.expires_at_ = settings.expires_at_;
+  in.starts_at_ = settings.starts_at_;
+  in.ends_at_ = settings.ends_at_;
+  in.claim_limit_ = settings.claim_limit_;
+  in.claims_count_ = claims_count;
   return status_at(in, now);
+}
+
+status_view status_at(const invite_state& s, timestamp now) {
+  return status_at(s.settings_, s.deleted_, s.deactivated_, s.claims_count(), now);
 }
 
 std::optional<timestamp> claims_open_at(const invite_settings& s) {

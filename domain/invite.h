@@ -241,6 +241,9 @@ struct status_inputs {
 
 status_view status_at(const status_inputs& in, timestamp now);
 status_view status_at(const invite_state& s, timestamp now);
+// For read models that keep the settings, the flags and the count but no invite_state.
+status_view status_at(const invite_settings& settings, bool deleted, bool deactivated,
+                      std::int64_t claims_count, timestamp now);
 
 // When claims open (live: starts_at - 24h) and close (expires_at / ends_at); nullopt = never.
 std::optional<timestamp> claims_open_at(const invite_settings& s);

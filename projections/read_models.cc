@@ -1123,16 +1123,7 @@ invite_view read_models::state::view_of(const invite_rec& i, timestamp now) cons
   v.updated_at = i.updated_at;
   v.deactivated = i.deactivated;
   v.deleted = i.deleted;
-  domain::status_inputs in;
-  in.type_ = i.settings.type_;
-  in.deleted_ = i.deleted;
-  in.deactivated_ = i.deactivated;
-  in.expires_at_ = i.settings.expires_at_;
-  in.starts_at_ = i.settings.starts_at_;
-  in.ends_at_ = i.settings.ends_at_;
-  in.claim_limit_ = i.settings.claim_limit_;
-  in.claims_count_ = i.claims;
-  v.status = domain::status_at(in, now);
+  v.status = domain::status_at(i.settings, i.deleted, i.deactivated, i.claims, now);
   v.claims_count = i.claims;
   if (i.settings.claim_limit_ > 0) {
     v.remaining_spots = std::max<std::int64_t>(0, i.settings.claim_limit_ - i.claims);
