@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -517,6 +519,117 @@ TEST_F(node_test, InviteExpiredIsEmittedOnTimeAndOnceAcrossARestart) {
   std::this_thread::sleep_for(600ms);
   EXPECT_EQ(count_expired(b_id), 1) << "never twice";
   EXPECT_EQ(count_expired(a_id), 1);
+}
+
+TEST_F(node_test, AfterForgetNoFileOfTheDataFolderHoldsThePersonalData) {
+  auto form =
+      client_->put("/v1/lead-form", R"({"fields":[{"name":"company","required":true}]})", auth());
+  ASSERT_EQ(form.status, 200u);
+  make_track("k8s-basics");
+  auto invite =
+      make_invite({{"title", "Leads"}, {"tracks", {"k8s-basics"}}, {"access", "lead_form"}});
+  const std::string email = "zelda.quartermaine@example.org";
+  auto c = claim(invite["code"], {{"email", email},
+                                  {"first_name", "Zeldarine"},
+                                  {"last_name", "Quartermaine"},
+                                  {"answers", {{"company", "Hyrulecorp Industries"}}}});
+  ASSERT_EQ(c.status, 201u) << c.body;
+  // A rejection recorded under the email too (before and after forgetting).
+  ASSERT_EQ(
+      client_->post("/v1/invites/" + invite["id"].get<std::string>() + "/deactivate", "", auth())
+          .status,
+      200u);
+  ASSERT_EQ(claim(invite["code"], {{"email", email}}).status, 200u)
+      << "a returning learner keeps the claim";
+  ASSERT_NE(client_->get("/v1/leads", auth()).body.find("Hyrulecorp"), std::string::npos)
+      << "shown in clear before the forget";
+  auto forgot = client_->post(
+      "/v1/learners/" + c.json()["learner_id"].get<std::string>() + "/forget", "", auth());
+  ASSERT_EQ(forgot.status, 200u);
+  auto events = client_->get("/v1/events?limit=1000", auth());
+  for (const char* secret : {"zelda.quartermaine", "Zeldarine", "Quartermaine", "Hyrulecorp"}) {
+    EXPECT_EQ(events.body.find(secret), std::string::npos) << secret << " in /v1/events";
+  }
+  client_.reset();
+  node_->stop();
+  node_.reset();
+  std::size_t files = 0;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir_.sub("data"))) {
+    if (!f.is_regular_file()) continue;
+    ++files;
+    std::ifstream in(f.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (const char* secret : {"zelda.quartermaine", "Zeldarine", "Quartermaine", "Hyrulecorp"}) {
+      EXPECT_EQ(bytes.find(secret), std::string::npos) << secret << " in " << f.path();
+    }
+  }
+  EXPECT_GT(files, 10u);
+}
+
+// Reads SSE frames from a raw connection and collects their ids (log positions).
+class sse_reader {
+ public:
+  sse_reader(unsigned short port, const std::string& target, const std::string& key,
+             std::optional<std::uint64_t> last_event_id)
+      : socket_(ioc_) {
+    boost::asio::ip::tcp::resolver resolver(ioc_);
+    boost::asio::connect(socket_, resolver.resolve("127.0.0.1", std::to_string(port)));
+    std::string req =
+        "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + key + "\r\n";
+    if (last_event_id) req += "Last-Event-ID: " + std::to_string(*last_event_id) + "\r\n";
+    req += "\r\n";
+    boost::asio::write(socket_, boost::asio::buffer(req));
+  }
+  // Reads until an id >= `until` was seen.
+  void read_until(std::uint64_t until) {
+    while (ids_.empty() || ids_.back() < until) {
+      char buf[8192];
+      auto n = socket_.read_some(boost::asio::buffer(buf));
+      pending_.append(buf, n);
+      for (auto at = pending_.find("\nid: "); at != std::string::npos;
+           at = pending_.find("\nid: ")) {
+        auto end = pending_.find('\n', at + 5);
+        if (end == std::string::npos) break;
+        ids_.push_back(std::stoull(pending_.substr(at + 5, end - at - 5)));
+        pending_.erase(0, end);
+      }
+    }
+  }
+  const std::vector<std::uint64_t>& ids() const { return ids_; }
+
+ private:
+  boost::asio::io_context ioc_;
+  boost::asio::ip::tcp::socket socket_;
+  std::string pending_;
+  std::vector<std::uint64_t> ids_;
+};
+
+TEST_F(node_test, LiveTailResumesAfterADroppedConnectionWithoutGapOrDuplicate) {
+  make_track("k8s-basics");
+  auto invite = make_invite({{"title", "Live"}, {"tracks", {"k8s-basics"}}});
+  auto head = [&] {
+    return client_->get("/v1/system").json()["log_position"].get<std::uint64_t>();
+  };
+  std::vector<std::uint64_t> seen;
+  std::uint64_t last;
+  {
+    sse_reader a(node_->port(), "/v1/events/live?from=1", owner_, std::nullopt);
+    a.read_until(head());
+    for (int i = 0; i < 5; ++i)
+      ASSERT_EQ(claim(invite["code"], {{"email", "a" + std::to_string(i) + "@x.io"}}).status, 201u);
+    a.read_until(head() - 3);
+    seen = a.ids();
+    last = seen.back();
+  }  // dropped mid-stream
+  for (int i = 0; i < 5; ++i)
+    ASSERT_EQ(claim(invite["code"], {{"email", "b" + std::to_string(i) + "@x.io"}}).status, 201u);
+  sse_reader b(node_->port(), "/v1/events/live", owner_, last);
+  b.read_until(head());
+  seen.insert(seen.end(), b.ids().begin(), b.ids().end());
+  ASSERT_EQ(b.ids().front(), last + 1) << "resumes right after Last-Event-ID";
+  for (std::size_t i = 0; i < seen.size(); ++i)
+    ASSERT_EQ(seen[i], i + 1) << "gap or duplicate at " << i;
+  EXPECT_EQ(seen.back(), head());
 }
 
 TEST_F(node_test, MetricsExposeRequestsByRoute) {
