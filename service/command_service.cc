@@ -152,6 +152,14 @@ struct plan {
   std::function<void(const State& after)> observe;
 };
 
+// The plan of a command whose answer is where its events landed.
+template <typename State>
+domain::domain_result<plan<State>> answer_written(domain::domain_result<domain::event_list> events,
+                                                  const callback<written>& done) {
+  if (!events) return events.error();
+  return plan<State>{std::move(*events), {}, [done](const written& w) { done(w); }};
+}
+
 template <typename State>
 using decide_fn = std::function<domain::domain_result<plan<State>>(const State&, timestamp)>;
 template <typename State>
@@ -460,10 +468,7 @@ struct command_service::impl {
         orgs, domain::organization_stream(who.org_id_), {},
         [cmd = std::move(cmd), done](const domain::organization_state& s, timestamp now)
             -> domain::domain_result<plan<domain::organization_state>> {
-          auto events = domain::decide(s, cmd, now);
-          if (!events) return events.error();
-          return plan<domain::organization_state>{
-              std::move(*events), {}, [done](const written& w) { done(w); }};
+          return answer_written<domain::organization_state>(domain::decide(s, cmd, now), done);
         },
         m, actor_of(who), [done](service_error e) { done(std::move(e)); });
   }
@@ -487,10 +492,7 @@ struct command_service::impl {
           }
           auto allowed = authorize_invite(who, s.org_id_, ids);
           if (!allowed) return allowed.error();
-          auto events = domain::decide(s, cmd, now);
-          if (!events) return events.error();
-          return plan<domain::invite_state>{
-              std::move(*events), {}, [done](const written& w) { done(w); }};
+          return answer_written<domain::invite_state>(domain::decide(s, cmd, now), done);
         },
         m, actor_of(who), [done](service_error e) { done(std::move(e)); });
   }
@@ -706,11 +708,10 @@ void command_service::register_track(const domain::principal& who, std::string t
       impl_->tracks, domain::track_stream(who.org_id_, track_id), {},
       [=](const domain::track_state& s,
           timestamp now) -> domain::domain_result<plan<domain::track_state>> {
-        auto events = domain::decide(
-            s, domain::register_track{who.org_id_, track_id, title, pausable, owner}, now);
-        if (!events) return events.error();
-        return plan<domain::track_state>{
-            std::move(*events), {}, [=](const written& w) { done(w); }};
+        return answer_written<domain::track_state>(
+            domain::decide(s, domain::register_track{who.org_id_, track_id, title, pausable, owner},
+                           now),
+            done);
       },
       m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
 }
@@ -731,10 +732,7 @@ void command_service::update_track(const domain::principal& who, std::string tra
         if (who.role_ == domain::role::professor && s.owner_ != who.key_id_) {
           return domain::make_error(domain::errc::forbidden, "", "not your track");
         }
-        auto events = domain::decide(s, c, now);
-        if (!events) return events.error();
-        return plan<domain::track_state>{
-            std::move(*events), {}, [=](const written& w) { done(w); }};
+        return answer_written<domain::track_state>(domain::decide(s, c, now), done);
       },
       m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
 }
@@ -838,10 +836,8 @@ void command_service::expire_invite(const uuid& invite_id, const request_meta& m
       impl_->invites, domain::invite_stream(invite_id), {},
       [done](const domain::invite_state& s,
              timestamp now) -> domain::domain_result<plan<domain::invite_state>> {
-        auto events = domain::decide(s, domain::expire_invite{}, now);
-        if (!events) return events.error();
-        return plan<domain::invite_state>{
-            std::move(*events), {}, [done](const written& w) { done(w); }};
+        return answer_written<domain::invite_state>(domain::decide(s, domain::expire_invite{}, now),
+                                                    done);
       },
       m, "scheduler", [done](service_error e) { done(std::move(e)); });
 }
