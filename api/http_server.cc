@@ -288,15 +288,30 @@ class session : public std::enable_shared_from_this<session> {
         [self = shared_from_this()](error_code ec, std::size_t) { self->on_header(ec); });
   }
 
-  void on_header(error_code ec) {
+  // Shared end of a header or body read: true when the request goes on being
+  // processed, false when the read was handled here (closed, lingering, streaming,
+  // failed).
+  bool read_completed(error_code ec) {
     reading_ = false;
     disarm_read_timer();
-    if (closed_) return;
+    if (closed_) return false;
     if (lingering_ || streaming_) {
-      if (ec) return close_socket();
-      return maybe_read();
+      if (ec) {
+        close_socket();
+      } else {
+        maybe_read();
+      }
+      return false;
     }
-    if (ec) return on_read_failed(ec);
+    if (ec) {
+      on_read_failed(ec);
+      return false;
+    }
+    return true;
+  }
+
+  void on_header(error_code ec) {
+    if (!read_completed(ec)) return;
     if (parser_->is_done()) return on_request();
 
     const auto& head = parser_->get();
@@ -321,15 +336,7 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void on_body(error_code ec) {
-    reading_ = false;
-    disarm_read_timer();
-    if (closed_) return;
-    if (lingering_ || streaming_) {
-      if (ec) return close_socket();
-      return maybe_read();
-    }
-    if (ec) return on_read_failed(ec);
-    on_request();
+    if (read_completed(ec)) on_request();
   }
 
   void on_read_failed(error_code ec) {
