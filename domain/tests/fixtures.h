@@ -8,26 +8,17 @@
 #include <string_view>
 #include <vector>
 
-#include "common/time_format.h"
 #include "domain/claim.h"
 #include "domain/invite.h"
 #include "domain/streams.h"
+#include "tests/support/test_values.h"
 
 namespace passage::domain::testing {
 
-inline timestamp at(std::string_view rfc3339) {
-  auto t = parse_rfc3339(rfc3339);
-  EXPECT_TRUE(t.has_value()) << rfc3339;
-  return t.value_or(timestamp{});
-}
+using passage::testing::at;
 
 // uuid with the given number in its last bytes: id(1) != id(2), stable across runs.
-inline uuid id(std::uint64_t n) {
-  uuid u;
-  for (int i = 0; i < 8; ++i) u.bytes[15 - i] = static_cast<std::uint8_t>(n >> (8 * i));
-  u.bytes[0] = 0xAB;
-  return u;
-}
+inline uuid id(std::uint64_t n) { return passage::testing::numbered_uuid(n, 0xAB); }
 
 inline const uuid org = id(1000);
 inline const uuid invite_id = id(2000);

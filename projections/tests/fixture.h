@@ -13,7 +13,6 @@
 #include <thread>
 #include <vector>
 
-#include "common/time_format.h"
 #include "domain/claim.h"
 #include "domain/invite.h"
 #include "domain/learner.h"
@@ -26,24 +25,14 @@
 #include "projections/projector.h"
 #include "projections/read_models.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/test_values.h"
 
 namespace passage::projections::testing {
 
-inline timestamp at(std::string_view rfc3339) {
-  auto t = parse_rfc3339(rfc3339);
-  EXPECT_TRUE(t.has_value()) << rfc3339;
-  return t.value_or(timestamp{});
-}
+using passage::testing::at;
 
 // A uuid with `n` in its last bytes: stable across runs.
-inline uuid id(std::uint64_t n) {
-  uuid u;
-  for (int i = 0; i < 8; ++i) u.bytes[15 - i] = static_cast<std::uint8_t>(n >> (8 * i));
-  u.bytes[0] = 0xCD;
-  u.bytes[6] = 0x40;
-  u.bytes[8] = 0x80;
-  return u;
-}
+inline uuid id(std::uint64_t n) { return passage::testing::numbered_uuid(n, 0xCD); }
 
 inline std::string hash_of(char c) { return std::string(64, c); }
 
