@@ -13,6 +13,7 @@
 #include "eventstore/subscription.h"
 #include "projections/csv.h"
 #include "projections/json_views.h"
+#include "web/static_assets.h"
 
 namespace passage::api::v1 {
 namespace {
@@ -640,10 +641,7 @@ void public_routes(router& r, deps_ptr d) {
               http::status::ok,
               claim_page(projections::to_public_json(*v, &form), projections::to_json(form)),
               "text/html; charset=utf-8");
-          res.set(http::field::cache_control, "no-store");
-          res.set("Content-Security-Policy",
-                  "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                  "img-src https: data:; connect-src 'self'; form-action 'self'");
+          web::set_page_headers(res);
           respond(std::move(res));
         });
 

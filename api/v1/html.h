@@ -1,8 +1,9 @@
 #pragma once
 // The plain learner page behind an invite link (/i/{code}): the invite's public
 // fields, the form its access rule needs, and the result with the track list.
-// Self-contained (inline style and script, no CDN), accessible (labels, live
-// region, keyboard only), and it talks only to the public JSON API.
+// Works without JavaScript (the invite, why it is closed, the form); web/static/
+// learner.js, an embedded module, adds claiming, playing and pausing through the
+// public JSON API. No inline code, no CDN; accessible (labels, live region).
 
 #include <nlohmann/json.hpp>
 
