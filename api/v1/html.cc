@@ -1,5 +1,8 @@
 #include "api/v1/html.h"
 
+#include <chrono>
+
+#include "common/time_format.h"
 #include "web/static_assets.h"
 
 namespace passage::api::v1 {
@@ -22,9 +25,14 @@ std::string page_head(const std::string& title, std::string_view script) {
 
 // Why an invite that is not open refuses claims, for the page itself.
 std::string closed_reason(const std::string& status, const std::string& starts_at) {
-  if (status == "upcoming")
-    return "This invite is not open yet. It opens 24 hours before the event starts (" +
-           html_escape(starts_at) + ").";
+  if (status == "upcoming") {
+    auto starts = parse_rfc3339(starts_at);
+    if (!starts) return "This invite is not open yet.";
+    return "This invite is not open yet. It opens on <time datetime=\"" +
+           html_escape(format_rfc3339(*starts - std::chrono::hours(24))) + "\">" +
+           html_escape(format_rfc3339(*starts - std::chrono::hours(24))) +
+           "</time>, 24 hours before the event starts.";
+  }
   if (status == "expired") return "This invite has expired.";
   if (status == "full") return "Sorry, this invite is full.";
   if (status == "deactivated") return "This invite is not available at the moment.";

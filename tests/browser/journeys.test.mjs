@@ -296,19 +296,19 @@ test('console: create an invite, learner claims through the lead form and plays 
 test('learner: every rejection reason has its own message', async () => {
   const day = 24 * 3600 * 1000;
   const iso = (ms) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
-  const make = async (extra) => {
-    const res = await apiCall('POST', '/v1/invites', { title: 'Rejections ' + Math.random(), tracks: [{ track_id: 'helm-intro' }], ...extra });
+  const make = async (title, extra) => {
+    const res = await apiCall('POST', '/v1/invites', { title, public_description: 'Helm for platform teams.', tracks: [{ track_id: 'helm-intro' }], ...extra });
     assert.equal(res.status, 201, JSON.stringify(res.body));
     return res.body;
   };
-  const expired = await make({ expires_at: iso(Date.now() - day) });
+  const expired = await make('Helm clinic (spring)', { expires_at: iso(Date.now() - day) });
   const startsAt = Date.now() + 3 * day;
-  const upcoming = await make({ type: 'live_event', starts_at: iso(startsAt), ends_at: iso(startsAt + 2 * 3600 * 1000) });
-  const full = await make({ claim_limit: 1 });
+  const upcoming = await make('Helm live Q&A', { type: 'live_event', starts_at: iso(startsAt), ends_at: iso(startsAt + 2 * 3600 * 1000) });
+  const full = await make('Helm 1:1 session', { claim_limit: 1 });
   assert.equal((await fetch(base + '/v1/public/invites/' + full.code + '/claims', {
     method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"email":"first@example.com"}' })).status, 201);
-  const allowed = await make({ access: 'allowed', allowed_domains: ['example.com'] });
-  const deactivated = await make({});
+  const allowed = await make('Helm for Example Corp', { access: 'allowed', allowed_domains: ['example.com'] });
+  const deactivated = await make('Helm (paused)', {});
   assert.equal((await apiCall('POST', '/v1/invites/' + deactivated.id + '/deactivate')).status, 200);
 
   const cases = [
@@ -330,7 +330,7 @@ test('learner: every rejection reason has its own message', async () => {
   }
   // Server-side, without a claim attempt: why the invite is closed, with the opening time.
   await page.goto(base + '/i/' + upcoming.code);
-  assert.match(await page.locator('#closed').textContent(), /not open yet/);
+  assert.match(await page.locator('#closed').textContent(), /not open yet\. It opens on .+, 24 hours before the event starts/);
   await page.context().close();
 
   const rejections = await apiCall('GET', '/v1/invites/' + full.id + '/rejections');

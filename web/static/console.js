@@ -30,9 +30,12 @@ function problemText(res) {
   return p.detail || p.title || 'The request failed (' + res.status + ').';
 }
 
+// Shows a page; a leading .page-head row takes the heading on its left.
 function page(title, ...children) {
   const h1 = el('h1', { tabindex: '-1' }, title);
-  main.replaceChildren(h1, ...children);
+  if (children[0]?.classList?.contains('page-head')) children[0].prepend(h1);
+  else children.unshift(h1);
+  main.replaceChildren(...children);
   document.title = title + ' · Passage console';
   h1.focus();
 }
@@ -134,10 +137,19 @@ async function inviteList() {
     filters.q = form.querySelector('#filter-q').value.trim();
     const query = new URLSearchParams();
     for (const [k, v] of Object.entries(filters)) if (v) query.set(k, v);
-    query.set('limit', '100');
-    const res = await api('GET', '/v1/invites?' + query);
-    if (!res.ok) return results.replaceChildren(errorBox(problemText(res)));
-    results.replaceChildren(inviteTable(res.body.invites, load));
+    query.set('limit', '50');
+    const shown = [];
+    const more = async (cursor) => {
+      if (cursor) query.set('cursor', cursor);
+      const res = await api('GET', '/v1/invites?' + query);
+      if (!res.ok) return results.replaceChildren(errorBox(problemText(res)));
+      shown.push(...res.body.invites);
+      const next = res.body.next_cursor;
+      results.replaceChildren(inviteTable(shown, load), next
+        ? el('div', { class: 'actions' }, el('button', { type: 'button', class: 'secondary', onclick: () => more(next) }, 'Show more invites'))
+        : null);
+    };
+    await more(null);
   };
   form.addEventListener('change', load);
   form.addEventListener('submit', (ev) => { ev.preventDefault(); load(); });
@@ -610,13 +622,13 @@ async function activity() {
   const state = el('span', { class: 'muted' }, el('span', { class: 'live-dot' }), 'Connecting…');
   const feed = el('ol', { class: 'feed', role: 'log', 'aria-label': 'Events, newest first', 'aria-live': 'polite' });
   const empty = el('p', { class: 'empty card' }, 'Waiting for events…');
-  page('Live activity', el('div', { class: 'page-head' }, el('div', { class: 'actions' }, state)),
+  page('Live activity', pageHead(state),
     el('p', { class: 'muted' }, 'Every event of your organization as it is recorded, newest first.'), empty, feed);
   stopLive = follow('/v1/events/live?from=' + Math.max(1, head - 49), key(), (msg) => {
     const e = msg.data;
     if (!e || !e.type) return;
     empty.hidden = true;
-    const invite = e.stream.startsWith('invite-') ? e.stream.slice(7) : null;
+    const invite = e.stream.startsWith('invite-') ? e.stream.slice(7) : e.data?.invite_id || null;
     feed.prepend(el('li', { dataset: { type: e.type } },
       el('span', { class: 'muted' }, '#' + e.position), el('strong', {}, e.type),
       invite ? el('a', { href: '#/invites/' + invite }, e.stream) : el('span', {}, e.stream),

@@ -180,6 +180,9 @@ function enableShare() {
   });
 }
 
+// Server-rendered times (UTC) in the reader's own time zone.
+for (const t of document.querySelectorAll('time[datetime]')) t.textContent = when(t.getAttribute('datetime'));
+
 if (form) {
   form.addEventListener('submit', claim);
   enableShare();
