@@ -130,7 +130,9 @@ async function inviteList() {
     el('div', {}, el('label', { for: 'filter-q' }, 'Search'),
       el('input', { id: 'filter-q', type: 'search', value: filters.q, placeholder: 'Title or code' })));
   const results = el('div', { 'aria-live': 'polite' });
+  let latest = 0;  // answers of older loads arrive late: only the latest renders
   const load = async () => {
+    const mine = ++latest;
     filters.status = form.querySelector('#filter-status').value;
     filters.track = form.querySelector('#filter-track').value;
     filters.type = form.querySelector('#filter-type').value;
@@ -142,12 +144,15 @@ async function inviteList() {
     const more = async (cursor) => {
       if (cursor) query.set('cursor', cursor);
       const res = await api('GET', '/v1/invites?' + query);
+      if (mine !== latest) return;
       if (!res.ok) return results.replaceChildren(errorBox(problemText(res)));
       shown.push(...res.body.invites);
       const next = res.body.next_cursor;
-      results.replaceChildren(inviteTable(shown, load), next
-        ? el('div', { class: 'actions' }, el('button', { type: 'button', class: 'secondary', onclick: () => more(next) }, 'Show more invites'))
-        : null);
+      results.replaceChildren(inviteTable(shown, load));
+      if (next) {
+        results.append(el('div', { class: 'actions' },
+          el('button', { type: 'button', class: 'secondary', onclick: () => more(next) }, 'Show more invites')));
+      }
     };
     await more(null);
   };
@@ -469,10 +474,13 @@ async function inviteDetail(id) {
   const claims = el('div');
   const rejections = el('div');
   const liveState = el('span', { class: 'muted' }, el('span', { class: 'live-dot' }), 'Connecting…');
+  let latest = 0;  // overlapping refreshes: only the latest renders
   const refresh = async () => {
+    const mine = ++latest;
     const [u, c, r, fresh] = await Promise.all([
       api('GET', '/v1/invites/' + id + '/usage'), api('GET', '/v1/invites/' + id + '/claims'),
       api('GET', '/v1/invites/' + id + '/rejections'), api('GET', '/v1/invites/' + id)]);
+    if (mine !== latest) return;
     if (u.ok) renderUsage(u.body, fresh.ok ? fresh.body : v, figures, chart, plays);
     if (c.ok) claims.replaceChildren(acceptanceTable(c.body.claims));
     if (r.ok) rejections.replaceChildren(rejectionTable(r.body.rejections));
@@ -584,11 +592,12 @@ function person(row) {
 
 function acceptanceTable(rows) {
   if (!rows.length) return el('p', { class: 'empty card' }, 'Nobody has claimed this invite yet.');
+  const named = rows.some((r) => person(r)[1]);
   return el('div', { class: 'table-wrap' }, el('table', { id: 'acceptance-list' },
-    el('thead', {}, el('tr', {}, ['Email', 'Name', 'Claimed', 'Access until'].map((h) => el('th', { scope: 'col' }, h)))),
+    el('thead', {}, el('tr', {}, ['Email', named && 'Name', 'Claimed', 'Access until'].filter(Boolean).map((h) => el('th', { scope: 'col' }, h)))),
     el('tbody', {}, rows.map((r) => {
       const [email, name] = person(r);
-      return el('tr', {}, el('td', {}, email), el('td', {}, name), el('td', {}, when(r.claimed_at)),
+      return el('tr', {}, el('td', {}, email), named ? el('td', {}, name) : null, el('td', {}, when(r.claimed_at)),
         el('td', {}, r.access_expires_at ? when(r.access_expires_at) : 'Forever'));
     }))));
 }
