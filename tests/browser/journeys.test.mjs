@@ -348,7 +348,43 @@ test('learner page works without JavaScript, and no page breaks its content secu
   await page.getByLabel('Email (optional)').waitFor(wait);
   await page.getByRole('link', { name: '/i/' + invite.code }).waitFor(wait);
   assert.equal(await page.getByRole('button', { name: 'Copy link' }).count(), 0, 'the copy button needs script');
+  await shot(page, 'learner-no-script');
+
+  // The form posts to the page itself: a claim, then the same claim again.
+  await page.getByLabel('Email (optional)').fill('lin@example.com');
+  const [claimed] = await Promise.all([page.waitForNavigation(), page.getByRole('button', { name: 'Get access' }).click()]);
+  assert.equal(claimed.status(), 201);
+  await page.getByText('You have access.').waitFor(wait);
+  await page.locator('#access').getByText('k8s-basics').waitFor(wait);
+  await page.locator('#access').getByText('Unlimited plays · No expiry').waitFor(wait);
+  await shot(page, 'learner-no-script-claimed');
+  await page.goto(base + '/i/' + invite.code);
+  await page.getByLabel('Email (optional)').fill('lin@example.com');
+  const [again] = await Promise.all([page.waitForNavigation(), page.getByRole('button', { name: 'Get access' }).click()]);
+  assert.equal(again.status(), 200);
+  await page.getByText('Welcome back: you already have access.').waitFor(wait);
+
+  // Refusals without script keep what was typed.
+  const closed = (await apiCall('POST', '/v1/invites', { title: 'Closed', tracks: [{ track_id: 'k8s-basics' }], access: 'allowed', allowed_domains: ['example.com'] })).body;
+  await page.goto(base + '/i/' + closed.code);
+  await page.getByLabel('Email').fill('mallory@elsewhere.org');
+  const [refused] = await Promise.all([page.waitForNavigation(), page.getByRole('button', { name: 'Get access' }).click()]);
+  assert.equal(refused.status(), 403);
+  await page.locator('#result').getByText('This invite is not available for your email address.').waitFor(wait);
+  assert.equal(await page.getByLabel('Email').inputValue(), 'mallory@elsewhere.org');
   await page.context().close();
+
+  // With script, a claim made by the form post is taken over: play works.
+  const scripted = await newPage();
+  await scripted.goto(base + '/i/' + invite.code);
+  await scripted.getByLabel('Email (optional)').fill('lin@example.com');
+  // form.submit() skips the script's submit handler: the page's own post, as without script.
+  await Promise.all([scripted.waitForNavigation(), scripted.evaluate(() => document.getElementById('claim').submit())]);
+  await scripted.getByText('Welcome back: you already have access.').waitFor(wait);
+  assert.equal(await scripted.locator('#access').getAttribute('data-learner-token'), null, 'the token leaves the DOM');
+  await scripted.getByRole('button', { name: 'Play k8s-basics' }).click();
+  await scripted.getByText('Playing k8s-basics.').waitFor(wait);
+  await scripted.context().close();
   const csp = browserErrors.filter((e) => /Content Security Policy|Refused to/i.test(e));
   assert.deepEqual(csp, []);
   const unexpected = browserErrors.filter((e) => !/status of (4\d\d)/.test(e));

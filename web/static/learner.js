@@ -183,8 +183,18 @@ function enableShare() {
 // Server-rendered times (UTC) in the reader's own time zone.
 for (const t of document.querySelectorAll('time[datetime]')) t.textContent = when(t.getAttribute('datetime'));
 
+// A claim made by the page's own form post (before scripts ran) hands over here.
+function adoptServedClaim() {
+  const { claimId, learnerToken } = access.dataset;
+  if (!claimId || !learnerToken) return;
+  localStorage.setItem('passage.learner_token', learnerToken);
+  localStorage.setItem(storageKey, JSON.stringify({ claim_id: claimId, learner_token: learnerToken }));
+  delete access.dataset.learnerToken;
+}
+
 if (form) {
   form.addEventListener('submit', claim);
   enableShare();
+  adoptServedClaim();
   showClaim();
 }
