@@ -80,10 +80,11 @@ async function shot(page, name) {
   await page.screenshot({ path: path.join(artifacts, name + '.png'), fullPage: true });
 }
 
+// Signs in with the keyboard alone: the key field has focus, Enter submits.
 async function signIn(page) {
   await page.goto(base + '/console');
-  await page.getByLabel('API key').fill(ownerKey);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.keyboard.type(ownerKey);
+  await page.keyboard.press('Enter');
   await page.getByRole('heading', { name: 'Invites', level: 1 }).waitFor(wait);
 }
 
@@ -268,7 +269,9 @@ test('console: create an invite, learner claims through the lead form and plays 
 
   // Delete with confirmation: the link stops working, the learner keeps access.
   await admin.getByRole('button', { name: 'Delete Kubernetes 101 (autumn)', exact: true }).click();
-  await admin.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+  await admin.getByRole('dialog').waitFor(wait);
+  await admin.keyboard.press('Escape');
+  await admin.getByRole('dialog').waitFor({ state: 'detached', ...wait });
   await admin.getByRole('link', { name: 'Kubernetes 101 (autumn)', exact: true }).waitFor(wait);
   await admin.getByRole('button', { name: 'Delete Kubernetes 101 (autumn)', exact: true }).click();
   await admin.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
