@@ -14,9 +14,12 @@ std::string_view content_type_of(std::string_view name) {
     std::string_view ext, type;
   };
   static constexpr entry types[] = {
-      {".js", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
-      {".html", "text/html; charset=utf-8"},     {".svg", "image/svg+xml"},
-      {".png", "image/png"},                     {".json", "application/json"},
+      {".js", "text/javascript; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},
+      {".html", "text/html; charset=utf-8"},
+      {".svg", "image/svg+xml"},
+      {".png", "image/png"},
+      {".json", "application/json"},
   };
   for (const auto& t : types) {
     if (name.ends_with(t.ext)) return t.type;
@@ -97,7 +100,8 @@ void register_routes(api::router& r) {
   r.add(http::verb::get, "/assets/{version}/{file}", serve_asset);
   r.add(http::verb::get, "/console",
         [](const api::request&, api::request_context&, api::responder respond) {
-          auto res = api::text_response(http::status::ok, console_page(), "text/html; charset=utf-8");
+          auto res =
+              api::text_response(http::status::ok, console_page(), "text/html; charset=utf-8");
           set_page_headers(res);
           respond(std::move(res));
         });

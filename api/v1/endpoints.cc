@@ -188,12 +188,18 @@ std::optional<problem> claim_rate_limit(const endpoint_deps& d, const request_co
   return std::nullopt;
 }
 
+// The learner page for a code that names no invite (or a deleted one).
+response invite_not_found_page() {
+  return text_response(http::status::not_found, not_found_page(), "text/html; charset=utf-8");
+}
+
 // The learner page of an invite, answering its own form post when `outcome` is set.
 response claim_page_response(const endpoint_deps& d, const projections::invite_view& v,
                              http::status status, const claim_page_outcome* outcome) {
   auto form = d.reads->lead_form(v.org_id);
   auto res = text_response(
-      status, claim_page(projections::to_public_json(v, &form), projections::to_json(form), outcome),
+      status,
+      claim_page(projections::to_public_json(v, &form), projections::to_json(form), outcome),
       "text/html; charset=utf-8");
   web::set_page_headers(res);
   return res;
@@ -658,9 +664,7 @@ void public_routes(router& r, deps_ptr d) {
           auto code = ctx.params.get_or("code", "");
           auto v = lookup(code);
           if (!v) {
-            return respond(text_response(http::status::not_found, not_found_page(),
-                                         "text/html; charset=utf-8")),
-                   void();
+            return respond(invite_not_found_page()), void();
           }
           respond(claim_page_response(*d, *v, http::status::ok, nullptr));
         });
@@ -672,15 +676,12 @@ void public_routes(router& r, deps_ptr d) {
           std::string code(ctx.params.get_or("code", ""));
           auto v = lookup(code);
           if (!v) {
-            return respond(text_response(http::status::not_found, not_found_page(),
-                                         "text/html; charset=utf-8")),
-                   void();
+            return respond(invite_not_found_page()), void();
           }
           auto fields = parse_query(req.body());
           claim_page_outcome outcome;
           if (fields) {
-            outcome.submitted =
-                claim_form_body({fields->begin(), fields->end()});
+            outcome.submitted = claim_form_body({fields->begin(), fields->end()});
           }
           auto input = fields ? parse_claim_input(outcome.submitted)
                               : dto_result<service::claim_input>(field_error{"", "bad form"});
@@ -689,19 +690,17 @@ void public_routes(router& r, deps_ptr d) {
           if (input && !refused) refused = claim_rate_limit(*d, ctx, *input);
           if (refused) {
             outcome.rejection = refused->code;
-            return respond(claim_page_response(*d, *v, http::status(refused->status),
-                                               &outcome)),
+            return respond(claim_page_response(*d, *v, http::status(refused->status), &outcome)),
                    void();
           }
           d->commands->claim(
               code, std::move(*input), meta_of(ctx),
-              [d, respond, code, lookup, outcome](service::service_result<service::claim_result> res) mutable {
+              [d, respond, code, lookup,
+               outcome](service::service_result<service::claim_result> res) mutable {
                 if (!res) {
                   outcome.rejection = res.error().code;
                   auto now = lookup(code);
-                  if (!now) return respond(text_response(http::status::not_found, not_found_page(),
-                                                         "text/html; charset=utf-8")),
-                                void();
+                  if (!now) return respond(invite_not_found_page()), void();
                   return respond(claim_page_response(
                              *d, *now, http::status(status_for(outcome.rejection)), &outcome)),
                          void();
@@ -709,9 +708,7 @@ void public_routes(router& r, deps_ptr d) {
                 auto c = *res;
                 after_applied(*d, c.at.position, [d, respond, code, lookup, outcome, c]() mutable {
                   auto now = lookup(code);
-                  if (!now) return respond(text_response(http::status::not_found, not_found_page(),
-                                                         "text/html; charset=utf-8")),
-                                void();
+                  if (!now) return respond(invite_not_found_page()), void();
                   auto status = http::status::created;
                   if (c.outcome == domain::claim_outcome::rejected) {
                     outcome.rejection = c.rejection ? std::string(domain::to_string(*c.rejection))

@@ -47,19 +47,23 @@ std::string refusal_text(const std::string& code, const std::string& starts_at) 
 // The learner's tracks after a claim, with the claim id and learner token for
 // learner.js to take over (play, pause) when scripts run.
 std::string access_section(const nlohmann::json& claim) {
-  std::string html = "<section id=\"access\" class=\"card\" aria-labelledby=\"access-title\" "
-                     "data-claim-id=\"" + html_escape(claim.value("claim_id", "")) +
-                     "\" data-learner-token=\"" + html_escape(claim.value("learner_token", "")) +
-                     "\"><h2 id=\"access-title\">Your tracks</h2><ul class=\"claim-tracks\">";
+  std::string html =
+      "<section id=\"access\" class=\"card\" aria-labelledby=\"access-title\" "
+      "data-claim-id=\"" +
+      html_escape(claim.value("claim_id", "")) + "\" data-learner-token=\"" +
+      html_escape(claim.value("learner_token", "")) +
+      "\"><h2 id=\"access-title\">Your tracks</h2><ul class=\"claim-tracks\">";
   for (const auto& t : claim.value("tracks", nlohmann::json::array())) {
-    std::string left = t["plays_remaining"].is_null()
-                           ? "Unlimited plays"
-                           : std::to_string(t["plays_remaining"].get<std::int64_t>()) + " plays left";
+    std::string left =
+        t["plays_remaining"].is_null()
+            ? "Unlimited plays"
+            : std::to_string(t["plays_remaining"].get<std::int64_t>()) + " plays left";
     std::string until = t["access_expires_at"].is_null()
                             ? "No expiry"
                             : "Access until " + t["access_expires_at"].get<std::string>();
     html += "<li><div><strong>" + html_escape(t.value("track_id", "")) +
-            "</strong><div class=\"meta\">" + html_escape(left + " · " + until) + "</div></div></li>";
+            "</strong><div class=\"meta\">" + html_escape(left + " · " + until) +
+            "</div></div></li>";
   }
   return html + "</ul></section>\n";
 }
@@ -124,8 +128,7 @@ std::string claim_page(const nlohmann::json& invite, const nlohmann::json& lead_
       j = &submitted["answers"];
     }
     auto key = dot == std::string::npos ? name : name.substr(dot + 1);
-    return j->contains(key) && (*j)[key].is_string() ? (*j)[key].get<std::string>()
-                                                    : std::string();
+    return j->contains(key) && (*j)[key].is_string() ? (*j)[key].get<std::string>() : std::string();
   };
   std::string access = str("access");
   bool needs_email = access != "anyone" ||
@@ -169,8 +172,9 @@ std::string claim_page(const nlohmann::json& invite, const nlohmann::json& lead_
       std::string name = f.value("name", "");
       bool required = f.value("required", false) || name == "consent";
       // Lead-form answers post as answer.<name>.
-      html += field("answer." + name, f.value("label", name).empty() ? name : f.value("label", name),
-                    name == "consent" ? "checkbox" : "text", required, sent("answer." + name));
+      html +=
+          field("answer." + name, f.value("label", name).empty() ? name : f.value("label", name),
+                name == "consent" ? "checkbox" : "text", required, sent("answer." + name));
     }
   }
   html += "<button type=\"submit\">Get access</button>\n</form>\n";

@@ -115,7 +115,7 @@ export async function copyText(text) {
     await navigator.clipboard.writeText(text);
     return true;
   } catch (e) {
-    const area = el('textarea', { 'aria-hidden': 'true', style: null }, text);
+    const area = el('textarea', { 'aria-hidden': 'true' }, text);
     area.className = 'skip';
     document.body.append(area);
     area.select();

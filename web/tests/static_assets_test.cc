@@ -19,7 +19,8 @@ class static_assets_test : public ::testing::Test {
     if (if_none_match) req.set(http::field::if_none_match, *if_none_match);
     api::request_context ctx;
     std::optional<api::response> got;
-    r_.dispatch(req, ctx, api::responder::capture([&](api::response res) { got = std::move(res); }));
+    r_.dispatch(req, ctx,
+                api::responder::capture([&](api::response res) { got = std::move(res); }));
     EXPECT_TRUE(got.has_value()) << target;
     return got ? std::move(*got) : api::response{};
   }
