@@ -32,6 +32,7 @@
 #include "projections/read_models.h"
 #include "service/command_service.h"
 #include "service/expiry_scheduler.h"
+#include "web/static_assets.h"
 
 namespace passage::app {
 namespace {
@@ -322,6 +323,7 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
     return nlohmann::json{{"kafka", kafka}, {"projector_live", raw->projector->is_live()}};
   };
   api::v1::register_routes(*im->router, deps);
+  web::register_routes(*im->router);  // the console and the learner page's assets
   // Positions and lags are read when scraped, so they are never stale.
   auto& log_position = im->metrics->gauge("passage_log_position", "Last position in the event log");
   auto& read_position =

@@ -13,6 +13,7 @@
 #include "eventstore/subscription.h"
 #include "projections/csv.h"
 #include "projections/json_views.h"
+#include "web/static_assets.h"
 
 namespace passage::api::v1 {
 namespace {
@@ -170,6 +171,38 @@ std::optional<json> event_json(const endpoint_deps& d, const eventstore::recorde
               {"causation_id", e.causation_id},
               {"actor", e.actor},
               {"data", *data}};
+}
+
+// The claim abuse limits (SPEC §2): a 429 problem when this address or email
+// has claimed too often.
+std::optional<problem> claim_rate_limit(const endpoint_deps& d, const request_context& ctx,
+                                        const service::claim_input& input) {
+  if (d.claims_per_ip) {
+    if (auto wait = d.claims_per_ip(ctx.client_ip))
+      return rate_limited(*wait, "too many claims from this address");
+  }
+  if (d.claims_per_email && input.email) {
+    if (auto wait = d.claims_per_email(domain::normalize_email(*input.email)))
+      return rate_limited(*wait, "too many claims for this email");
+  }
+  return std::nullopt;
+}
+
+// The learner page for a code that names no invite (or a deleted one).
+response invite_not_found_page() {
+  return text_response(http::status::not_found, not_found_page(), "text/html; charset=utf-8");
+}
+
+// The learner page of an invite, answering its own form post when `outcome` is set.
+response claim_page_response(const endpoint_deps& d, const projections::invite_view& v,
+                             http::status status, const claim_page_outcome* outcome) {
+  auto form = d.reads->lead_form(v.org_id);
+  auto res = text_response(
+      status,
+      claim_page(projections::to_public_json(v, &form), projections::to_json(form), outcome),
+      "text/html; charset=utf-8");
+  web::set_page_headers(res);
+  return res;
 }
 
 bool may_read_log(const domain::principal& who) {
@@ -631,20 +664,65 @@ void public_routes(router& r, deps_ptr d) {
           auto code = ctx.params.get_or("code", "");
           auto v = lookup(code);
           if (!v) {
-            return respond(text_response(http::status::not_found, not_found_page(),
-                                         "text/html; charset=utf-8")),
+            return respond(invite_not_found_page()), void();
+          }
+          respond(claim_page_response(*d, *v, http::status::ok, nullptr));
+        });
+
+  // The learner page's form without scripts (application/x-www-form-urlencoded):
+  // the same claim as the JSON endpoint, answered with the page.
+  r.add(http::verb::post, "/i/{code}",
+        [d, lookup](const request& req, request_context& ctx, responder respond) {
+          std::string code(ctx.params.get_or("code", ""));
+          auto v = lookup(code);
+          if (!v) {
+            return respond(invite_not_found_page()), void();
+          }
+          auto fields = parse_query(req.body());
+          claim_page_outcome outcome;
+          if (fields) {
+            outcome.submitted = claim_form_body({fields->begin(), fields->end()});
+          }
+          auto input = fields ? parse_claim_input(outcome.submitted)
+                              : dto_result<service::claim_input>(field_error{"", "bad form"});
+          std::optional<problem> refused;
+          if (!input) refused = invalid_request(input.error().message);
+          if (input && !refused) refused = claim_rate_limit(*d, ctx, *input);
+          if (refused) {
+            outcome.rejection = refused->code;
+            return respond(claim_page_response(*d, *v, http::status(refused->status), &outcome)),
                    void();
           }
-          auto form = d->reads->lead_form(v->org_id);
-          auto res = text_response(
-              http::status::ok,
-              claim_page(projections::to_public_json(*v, &form), projections::to_json(form)),
-              "text/html; charset=utf-8");
-          res.set(http::field::cache_control, "no-store");
-          res.set("Content-Security-Policy",
-                  "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                  "img-src https: data:; connect-src 'self'; form-action 'self'");
-          respond(std::move(res));
+          d->commands->claim(
+              code, std::move(*input), meta_of(ctx),
+              [d, respond, code, lookup,
+               outcome](service::service_result<service::claim_result> res) mutable {
+                if (!res) {
+                  outcome.rejection = res.error().code;
+                  auto now = lookup(code);
+                  if (!now) return respond(invite_not_found_page()), void();
+                  return respond(claim_page_response(
+                             *d, *now, http::status(status_for(outcome.rejection)), &outcome)),
+                         void();
+                }
+                auto c = *res;
+                after_applied(*d, c.at.position, [d, respond, code, lookup, outcome, c]() mutable {
+                  auto now = lookup(code);
+                  if (!now) return respond(invite_not_found_page()), void();
+                  auto status = http::status::created;
+                  if (c.outcome == domain::claim_outcome::rejected) {
+                    outcome.rejection = c.rejection ? std::string(domain::to_string(*c.rejection))
+                                                    : std::string("not_allowed");
+                    outcome.missing_field = c.missing_field;
+                    status = http::status(status_for(outcome.rejection));
+                  } else {
+                    outcome.claim = to_json(c);
+                    outcome.again = c.outcome != domain::claim_outcome::claimed;
+                    if (outcome.again) status = http::status::ok;
+                  }
+                  respond(claim_page_response(*d, *now, status, &outcome));
+                });
+              });
         });
 
   r.add(http::verb::post, "/v1/public/invites/{code}/claims",
@@ -657,20 +735,8 @@ void public_routes(router& r, deps_ptr d) {
               auto body = parse_body(req.body());
               auto input = body ? parse_claim_input(*body) : body.error();
               if (!input) return respond(problem_response(from_field(input.error()))), void();
-              if (d->claims_per_ip) {
-                if (auto wait = d->claims_per_ip(ctx.client_ip)) {
-                  return respond(problem_response(
-                             rate_limited(*wait, "too many claims from this address"))),
-                         void();
-                }
-              }
-              if (d->claims_per_email && input->email) {
-                if (auto wait = d->claims_per_email(domain::normalize_email(*input->email))) {
-                  return respond(problem_response(
-                             rate_limited(*wait, "too many claims for this email"))),
-                         void();
-                }
-              }
+              if (auto limited = claim_rate_limit(*d, ctx, *input))
+                return respond(problem_response(*limited)), void();
               d->commands->claim(
                   std::string(ctx.params.get_or("code", "")), std::move(*input), meta_of(ctx),
                   [d, respond](service::service_result<service::claim_result> res) {

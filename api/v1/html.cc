@@ -1,91 +1,87 @@
 #include "api/v1/html.h"
 
+#include <chrono>
+
+#include "common/time_format.h"
+#include "web/static_assets.h"
+
 namespace passage::api::v1 {
 namespace {
 
-constexpr const char* kStyle = R"(
-body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b;background:#fff}
-h1{font-size:1.6rem;margin-bottom:.25rem}
-img{max-width:100%;height:auto;border-radius:6px}
-label{display:block;margin-top:.75rem;font-weight:600}
-input[type=text],input[type=email]{width:100%;padding:.5rem;font-size:1rem;border:1px solid #555;border-radius:4px}
-button{margin-top:1rem;padding:.6rem 1.2rem;font-size:1rem;background:#0b57d0;color:#fff;border:0;border-radius:4px;cursor:pointer}
-button:focus,input:focus{outline:3px solid #f4b400;outline-offset:2px}
-.status{padding:.75rem;border-radius:4px;margin-top:1rem}
-.error{background:#fce8e6;color:#7a1a12}.ok{background:#e6f4ea;color:#0d652d}
-ol{padding-left:1.25rem}
-)";
+// The head shared by the learner pages: the embedded stylesheet and, when
+// `script` is set, a module script (no inline code: the pages run under
+// web::page_security_policy()).
+std::string page_head(const std::string& title, std::string_view script) {
+  std::string head =
+      "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+      "<title>" +
+      html_escape(title) + "</title><link rel=\"stylesheet\" href=\"" +
+      web::asset_url("passage.css") + "\">";
+  if (!script.empty())
+    head += "<script type=\"module\" src=\"" + web::asset_url(script) + "\"></script>";
+  return head + "</head><body class=\"learner\"><main id=\"main\">\n";
+}
 
-// Posts the form to the public claim endpoint and renders the answer.
-constexpr const char* kScript = R"(
-const form = document.getElementById('claim');
-const out = document.getElementById('result');
-const messages = {
-  expired: 'This invite has expired.',
-  not_open_yet: 'This invite is not open yet.',
-  full: 'Sorry, this invite is full.',
-  not_allowed: 'This invite is not available for your email address.',
-  deactivated: 'This invite has been deactivated.',
-  deleted: 'This invite no longer exists.',
-  details_missing: 'Please fill in the required details.',
-  rate_limited: 'Too many attempts. Please try again later.'
-};
-function text(el, s) { el.textContent = s; }
-form.addEventListener('submit', async (ev) => {
-  ev.preventDefault();
-  const data = new FormData(form);
-  const body = {};
-  const answers = {};
-  for (const [k, v] of data.entries()) {
-    if (k.startsWith('answer.')) answers[k.slice(7)] = v; else if (v !== '') body[k] = v;
+// Why a claim is refused, by status or rejection code (the same words), for the
+// page itself; learner.js says the same for answers it receives.
+std::string refusal_text(const std::string& code, const std::string& starts_at) {
+  if (code == "upcoming" || code == "not_open_yet") {
+    auto starts = parse_rfc3339(starts_at);
+    if (!starts) return "This invite is not open yet.";
+    auto opens = html_escape(format_rfc3339(*starts - std::chrono::hours(24)));
+    return "This invite is not open yet. It opens on <time datetime=\"" + opens + "\">" + opens +
+           "</time>, 24 hours before the event starts.";
   }
-  for (const box of form.querySelectorAll('input[type=checkbox]')) answers[box.name.slice(7)] = box.checked ? 'true' : 'false';
-  if (Object.keys(answers).length) body.answers = answers;
-  const token = localStorage.getItem('passage.learner_token');
-  if (token) body.learner_token = token;
-  out.className = 'status';
-  text(out, 'Claiming…');
-  try {
-    const res = await fetch('/v1/public/invites/' + encodeURIComponent(form.dataset.code) + '/claims', {
-      method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)});
-    const json = await res.json();
-    if (!res.ok) {
-      out.className = 'status error';
-      text(out, messages[json.code] || json.detail || 'The claim failed.');
-      return;
-    }
-    localStorage.setItem('passage.learner_token', json.learner_token);
-    out.className = 'status ok';
-    out.innerHTML = '';
-    const h = document.createElement('h2'); text(h, 'You have access'); out.appendChild(h);
-    const list = document.createElement('ol');
-    for (const t of json.tracks) {
-      const li = document.createElement('li');
-      let s = t.track_id;
-      if (t.access_expires_at) s += ' — until ' + t.access_expires_at;
-      if (t.plays_remaining !== null) s += ' — ' + t.plays_remaining + ' plays left';
-      text(li, s); list.appendChild(li);
-    }
-    out.appendChild(list);
-  } catch (e) {
-    out.className = 'status error';
-    text(out, 'The network request failed. Please try again.');
+  if (code == "expired") return "This invite has expired.";
+  if (code == "full") return "Sorry, this invite is full: every spot has been taken.";
+  if (code == "not_allowed") return "This invite is not available for your email address.";
+  if (code == "deactivated") return "This invite is not available at the moment.";
+  if (code == "deleted") return "This invite no longer exists.";
+  if (code == "details_missing") return "Please fill in the required details.";
+  if (code == "rate_limited") return "Too many attempts. Please wait a little and try again.";
+  if (code == "invalid_request") return "Please check the details you entered.";
+  return "This invite is not available.";
+}
+
+// The learner's tracks after a claim, with the claim id and learner token for
+// learner.js to take over (play, pause) when scripts run.
+std::string access_section(const nlohmann::json& claim) {
+  std::string html =
+      "<section id=\"access\" class=\"card\" aria-labelledby=\"access-title\" "
+      "data-claim-id=\"" +
+      html_escape(claim.value("claim_id", "")) + "\" data-learner-token=\"" +
+      html_escape(claim.value("learner_token", "")) +
+      "\"><h2 id=\"access-title\">Your tracks</h2><ul class=\"claim-tracks\">";
+  for (const auto& t : claim.value("tracks", nlohmann::json::array())) {
+    std::string left =
+        t["plays_remaining"].is_null()
+            ? "Unlimited plays"
+            : std::to_string(t["plays_remaining"].get<std::int64_t>()) + " plays left";
+    std::string until = t["access_expires_at"].is_null()
+                            ? "No expiry"
+                            : "Access until " + t["access_expires_at"].get<std::string>();
+    html += "<li><div><strong>" + html_escape(t.value("track_id", "")) +
+            "</strong><div class=\"meta\">" + html_escape(left + " · " + until) +
+            "</div></div></li>";
   }
-});
-)";
+  return html + "</ul></section>\n";
+}
 
 std::string field(const std::string& name, const std::string& label, const std::string& type,
-                  bool required) {
+                  bool required, const std::string& value) {
   std::string id = "f-" + name;
   std::string attrs = required ? " required aria-required=\"true\"" : "";
   if (type == "checkbox") {
+    if (value == "true") attrs += " checked";
     return "<label for=\"" + html_escape(id) + "\"><input type=\"checkbox\" id=\"" +
-           html_escape(id) + "\" name=\"answer." + html_escape(name) + "\"" + attrs + "> " +
+           html_escape(id) + "\" name=\"" + html_escape(name) + "\"" + attrs + "> " +
            html_escape(label) + "</label>\n";
   }
   return "<label for=\"" + html_escape(id) + "\">" + html_escape(label) +
          (required ? " (required)" : "") + "</label><input type=\"" + type + "\" id=\"" +
-         html_escape(id) + "\" name=\"" + html_escape(name) + "\"" + attrs + ">\n";
+         html_escape(id) + "\" name=\"" + html_escape(name) + "\" value=\"" + html_escape(value) +
+         "\"" + attrs + ">\n";
 }
 
 }  // namespace
@@ -117,71 +113,115 @@ std::string html_escape(std::string_view s) {
   return out;
 }
 
-std::string claim_page(const nlohmann::json& invite, const nlohmann::json& lead_form) {
+std::string claim_page(const nlohmann::json& invite, const nlohmann::json& lead_form,
+                       const claim_page_outcome* outcome) {
   auto str = [&](const char* k) {
     return invite.contains(k) && invite[k].is_string() ? invite[k].get<std::string>()
                                                        : std::string();
+  };
+  const nlohmann::json submitted = outcome ? outcome->submitted : nlohmann::json::object();
+  auto sent = [&](const std::string& name) {
+    auto dot = name.find('.');
+    const nlohmann::json* j = &submitted;
+    if (dot != std::string::npos) {
+      if (!submitted.contains("answers")) return std::string();
+      j = &submitted["answers"];
+    }
+    auto key = dot == std::string::npos ? name : name.substr(dot + 1);
+    return j->contains(key) && (*j)[key].is_string() ? (*j)[key].get<std::string>() : std::string();
   };
   std::string access = str("access");
   bool needs_email = access != "anyone" ||
                      (invite.contains("require_account") && invite["require_account"].get<bool>());
   std::string status = str("status");
+  bool claimed = outcome && outcome->claim.is_object();
 
-  std::string html =
-      "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-      "<title>" +
-      html_escape(str("title")) + "</title><style>" + kStyle + "</style></head><body><main>\n";
+  std::string html = page_head(str("title"), "learner.js");
+  html += "<article class=\"invite\">";
   html += "<h1>" + html_escape(str("title")) + "</h1>\n";
   auto image = str("image_url");
-  if (image.starts_with("https://")) html += "<img src=\"" + html_escape(image) + "\" alt=\"\">\n";
+  if (image.starts_with("https://"))
+    html += "<img class=\"cover\" src=\"" + html_escape(image) + "\" alt=\"\">\n";
   if (!str("public_description").empty())
     html += "<p>" + html_escape(str("public_description")) + "</p>\n";
-  html += "<h2>Tracks</h2><ol>";
+  html += "<h2>Tracks</h2><ol class=\"tracks\">";
   for (const auto& t : invite.value("tracks", nlohmann::json::array())) {
     html += "<li>" + html_escape(t.value("track_id", "")) + "</li>";
   }
-  html += "</ol>\n";
-  if (status != "active") {
-    std::string why = status == "upcoming"
-                          ? "This invite opens 24 hours before the event starts (" +
-                                html_escape(str("starts_at")) + ")."
-                      : status == "expired" ? "This invite has expired."
-                      : status == "full"    ? "Sorry, this invite is full."
-                                            : "This invite is not available.";
-    html += "<p class=\"status error\" role=\"status\">" + why + "</p>\n";
+  html += "</ol></article>\n";
+  if (status != "active" && !outcome) {
+    html += "<p id=\"closed\" class=\"notice error\" role=\"status\">" +
+            refusal_text(status, str("starts_at")) + "</p>\n";
   }
-  html += "<form id=\"claim\" data-code=\"" + html_escape(str("code")) + "\" novalidate>\n";
+  // Without scripts the form posts to this page (POST /i/{code}); learner.js
+  // posts JSON to the public API instead.
+  html += "<form id=\"claim\" class=\"card\" method=\"post\" action=\"/i/" +
+          html_escape(str("code")) + "\" data-code=\"" + html_escape(str("code")) +
+          "\" data-starts-at=\"" + html_escape(str("starts_at")) + "\" novalidate" +
+          (claimed ? " hidden" : "") + ">\n";
+  html += "<h2>Get access</h2>\n";
   if (needs_email || access == "lead_form") {
-    html += field("email", "Email", "email", true);
+    html += field("email", "Email", "email", true, sent("email"));
   } else {
-    html += field("email", "Email (optional)", "email", false);
+    html += field("email", "Email (optional)", "email", false, sent("email"));
   }
   if (access == "lead_form") {
-    html += field("first_name", "First name", "text", true);
-    html += field("last_name", "Last name", "text", true);
+    html += field("first_name", "First name", "text", true, sent("first_name"));
+    html += field("last_name", "Last name", "text", true, sent("last_name"));
     for (const auto& f : lead_form.value("fields", nlohmann::json::array())) {
       std::string name = f.value("name", "");
-      bool required = f.value("required", false);
-      html += field(name, f.value("label", name).empty() ? name : f.value("label", name),
-                    name == "consent" ? "checkbox" : "text", required);
+      bool required = f.value("required", false) || name == "consent";
+      // Lead-form answers post as answer.<name>.
+      html +=
+          field("answer." + name, f.value("label", name).empty() ? name : f.value("label", name),
+                name == "consent" ? "checkbox" : "text", required, sent("answer." + name));
     }
   }
   html += "<button type=\"submit\">Get access</button>\n</form>\n";
-  html += "<div id=\"result\" role=\"status\" aria-live=\"polite\"></div>\n";
-  if (invite.value("show_share_button", false)) {
-    html +=
-        "<p><button type=\"button\" onclick=\"navigator.clipboard.writeText(location.href)\">"
-        "Copy link to share</button></p>\n";
+  if (claimed) {
+    html += "<div id=\"result\" class=\"notice ok\" role=\"status\" aria-live=\"polite\">" +
+            std::string(outcome->again ? "Welcome back: you already have access."
+                                       : "You have access.") +
+            "</div>\n" + access_section(outcome->claim);
+  } else {
+    std::string message;
+    if (outcome) {
+      message = refusal_text(outcome->rejection, str("starts_at"));
+      if (!outcome->missing_field.empty())
+        message += " Missing: " + html_escape(outcome->missing_field) + ".";
+    }
+    html += std::string("<div id=\"result\"") + (outcome ? " class=\"notice error\"" : "") +
+            " role=\"status\" aria-live=\"polite\">" + message + "</div>\n";
+    html += "<section id=\"access\" aria-labelledby=\"access-title\" hidden></section>\n";
   }
-  html += "</main><script>" + std::string(kScript) + "</script></body></html>\n";
+  if (invite.value("show_share_button", false)) {
+    html += "<p class=\"share\">Share this invite: <a id=\"share-link\" href=\"" +
+            html_escape(str("link")) + "\">" + html_escape(str("link")) +
+            "</a> <button type=\"button\" id=\"share\" class=\"secondary\" hidden>Copy "
+            "link</button></p>\n";
+  }
+  html += "</main></body></html>\n";
   return html;
 }
 
+nlohmann::json claim_form_body(const std::vector<std::pair<std::string, std::string>>& form) {
+  nlohmann::json body = nlohmann::json::object();
+  nlohmann::json answers = nlohmann::json::object();
+  for (const auto& [name, value] : form) {
+    if (name.starts_with("answer.")) {
+      answers[name.substr(7)] = value == "on" ? std::string("true") : value;
+    } else if (name == "email" || name == "first_name" || name == "last_name") {
+      if (!value.empty()) body[name] = value;
+    }
+  }
+  if (!answers.empty()) body["answers"] = answers;
+  return body;
+}
+
 std::string not_found_page() {
-  return "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Invite not "
-         "found</title></head><body><main><h1>Invite not found</h1><p>This invite link is not "
-         "valid. Check the link or ask the person who sent it.</p></main></body></html>\n";
+  return page_head("Invite not found", "") +
+         "<h1>Invite not found</h1><p>This invite link is not valid. Check the link or ask the "
+         "person who sent it.</p></main></body></html>\n";
 }
 
 }  // namespace passage::api::v1

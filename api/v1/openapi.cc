@@ -58,6 +58,10 @@ const std::map<std::string, doc>& summaries() {
       {"GET /v1/events/live", {"Live tail as Server-Sent Events (Last-Event-ID resumes)", true}},
       {"GET /v1/streams/{stream}", {"One stream's events", true}},
       {"GET /i/{code}", {"The learner's claim page (HTML)", false}},
+      {"POST /i/{code}", {"The claim page's own form post, without scripts (HTML)", false}},
+      {"GET /console", {"The admin console (HTML; signs in with an API key)", false}},
+      {"GET /assets/{version}/{file}",
+       {"Console and learner page scripts and styles (immutable, ETag)", false}},
   };
   return table;
 }

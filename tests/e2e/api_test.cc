@@ -645,5 +645,45 @@ TEST_F(node_test, MetricsExposeRequestsByRoute) {
   }
 }
 
+TEST_F(node_test, ClaimPageFormPostClaimsWithoutScripts) {
+  make_track("k8s-basics");
+  auto invite = make_invite({{"title", "No script"},
+                             {"tracks", {{{"track_id", "k8s-basics"}}}},
+                             {"plays_per_track", 2},
+                             {"access", "allowed"},
+                             {"allowed_domains", {"example.com"}}});
+  std::string page = "/i/" + invite["code"].get<std::string>();
+  const http_client::headers form = {{"Content-Type", "application/x-www-form-urlencoded"}};
+
+  auto get = client_->get(page);
+  EXPECT_NE(get.body.find("method=\"post\" action=\"" + page + "\""), std::string::npos);
+  EXPECT_EQ(get.body.find("<script>"), std::string::npos) << "no inline script";
+  EXPECT_EQ(get.header("Content-Security-Policy").find("unsafe-inline"), std::string::npos);
+
+  auto first = client_->post(page, "email=ada%40example.com", form);
+  EXPECT_EQ(first.status, 201u) << first.body;
+  EXPECT_NE(first.header("Content-Type").find("text/html"), std::string::npos);
+  EXPECT_NE(first.body.find("You have access."), std::string::npos);
+  EXPECT_NE(first.body.find("2 plays left"), std::string::npos);
+  EXPECT_NE(first.body.find("data-claim-id=\""), std::string::npos);
+  EXPECT_EQ(first.header("Cache-Control"), "no-store") << "the page holds a learner token";
+
+  auto again = client_->post(page, "email=ADA%40example.com", form);
+  EXPECT_EQ(again.status, 200u);
+  EXPECT_NE(again.body.find("Welcome back"), std::string::npos);
+  auto id = invite["id"].get<std::string>();
+  EXPECT_EQ(client_->get("/v1/invites/" + id + "/claims", auth()).json()["count"], 1)
+      << "the same learner, one claim";
+
+  auto refused = client_->post(page, "email=%3Cb%3Eeve%40elsewhere.org", form);
+  EXPECT_EQ(refused.status, 403u);
+  EXPECT_NE(refused.body.find("not available for your email address"), std::string::npos);
+  EXPECT_NE(refused.body.find("value=\"&lt;b&gt;eve@elsewhere.org\""), std::string::npos)
+      << "what was typed comes back, escaped";
+  EXPECT_EQ(refused.body.find("<b>eve"), std::string::npos);
+
+  EXPECT_EQ(client_->post("/i/ZZZZZZZ", "email=a%40example.com", form).status, 404u);
+}
+
 }  // namespace
 }  // namespace passage::testing
