@@ -9,6 +9,7 @@ packages=(
   librocksdb-dev libboost-dev librdkafka-dev nlohmann-json3-dev libssl-dev
   libcli11-dev libspdlog-dev prometheus-cpp-dev
   kcat python3-kafka curl
+  libcurl4-openssl-dev python3-aiosmtpd
 )
 
 missing=()
