@@ -46,7 +46,11 @@ form.addEventListener('submit', async (ev) => {
   out.className = 'status';
   text(out, 'Claiming…');
   try {
-    const res = await fetch('/v1/public/invites/' + encodeURIComponent(form.dataset.code) + '/claims', {
+    // A personal link (private invitation) claims through its own route.
+    const link = new URLSearchParams(location.search).get('invitation');
+    const url = link ? '/v1/public/invitations/' + encodeURIComponent(link) + '/claims'
+                     : '/v1/public/invites/' + encodeURIComponent(form.dataset.code) + '/claims';
+    const res = await fetch(url, {
       method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)});
     const json = await res.json();
     if (!res.ok) {
