@@ -186,6 +186,7 @@ void make_mailer(server::impl& im, const fs::path& dir) {
   mo.max_attempts = o.mail_max_attempts;
   mo.initial_backoff = o.mail_initial_backoff;
   mo.max_backoff = o.mail_max_backoff;
+  mo.reminder_poll = o.mail_reminder_poll;
   mo.clock = im.clock;
   auto* raw = &im;
   mo.personal_link = [raw](std::string_view code, const uuid& invite, const uuid& invitation) {
@@ -401,7 +402,9 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
                             {"checkpoint", mail.checkpoint},
                             {"sent", mail.sent},
                             {"failed", mail.failed},
-                            {"attempts_failed", mail.attempts_failed}}}};
+                            {"attempts_failed", mail.attempts_failed},
+                            {"reminders_sent", mail.reminders_sent},
+                            {"reminders_skipped", mail.reminders_skipped}}}};
   };
   api::v1::register_routes(*im->router, deps);
   // Positions and lags are read when scraped, so they are never stale.

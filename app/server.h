@@ -76,6 +76,8 @@ struct server_options {
   int mail_max_attempts = 8;
   std::chrono::milliseconds mail_initial_backoff{1000};
   std::chrono::milliseconds mail_max_backoff{300'000};
+  // How often due reminders (opt-in per send) are looked for. Default: 30 s.
+  std::chrono::milliseconds mail_reminder_poll{30'000};
   // fsync every append before acknowledging it. Default: true.
   bool sync = true;
   // Where "now" comes from. Default: the system clock. Must outlive the server.

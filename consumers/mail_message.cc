@@ -57,7 +57,21 @@ std::string fill(std::string_view tpl, const template_values& values, bool escap
 
 }  // namespace
 
-mail_template default_invitation_template() {
+std::string_view to_string(mail_kind k) {
+  return k == mail_kind::invitation ? "invitation" : "reminder";
+}
+
+mail_template default_template(mail_kind k) {
+  if (k == mail_kind::reminder) {
+    return {"Reminder: you are invited to {{title}}",
+            "Hello,\n\na reminder: you are invited to \"{{title}}\" and have not claimed your "
+            "place yet.\n\n{{description}}\n\nYour personal link (it works for you only):\n"
+            "{{link}}\n",
+            "<!DOCTYPE html>\n<html><body>\n<p>Hello,</p>\n<p>a reminder: you are invited to "
+            "<strong>{{title}}</strong> and have not claimed your place yet.</p>\n"
+            "<p>{{description}}</p>\n<p><a href=\"{{link}}\">Open your invitation</a> (it works "
+            "for you only).</p>\n</body></html>\n"};
+  }
   return {"You are invited: {{title}}",
           "Hello,\n\nyou are invited to \"{{title}}\".\n\n{{description}}\n\n"
           "Your personal link (it works for you only, please do not forward it):\n{{link}}\n",
@@ -67,17 +81,18 @@ mail_template default_invitation_template() {
           "not forward it).</p>\n</body></html>\n"};
 }
 
-mail_template invitation_template(const std::string& dir, std::string_view org_id) {
-  mail_template t = default_invitation_template();
+mail_template template_for(mail_kind k, const std::string& dir, std::string_view org_id) {
+  mail_template t = default_template(k);
   if (dir.empty()) return t;
   const auto base = std::filesystem::path(dir) / std::string(org_id);
-  auto override_with = [&](const char* file, std::string& part) {
+  const std::string name(to_string(k));
+  auto override_with = [&](const std::string& file, std::string& part) {
     std::error_code ec;
     if (std::filesystem::is_regular_file(base / file, ec)) part = read_file(base / file);
   };
-  override_with("invitation.subject", t.subject);
-  override_with("invitation.txt", t.text);
-  override_with("invitation.html", t.html);
+  override_with(name + ".subject", t.subject);
+  override_with(name + ".txt", t.text);
+  override_with(name + ".html", t.html);
   return t;
 }
 

@@ -3,7 +3,7 @@
 // templates with {{placeholders}} per organization, and the RFC 5322 text that goes to
 // SMTP or into an .eml file. Pure: no I/O except template loading.
 //
-//   mail_template t = invitation_template(templates_dir, org_id);
+//   mail_template t = template_for(mail_kind::invitation, templates_dir, org_id);
 //   mail_message m = render(t, {{"title", title}, {"link", url}}, from, to, message_id);
 //   std::string wire = to_rfc5322(m, now);
 //
@@ -37,11 +37,15 @@ struct mail_template {
 
 using template_values = std::map<std::string, std::string, std::less<>>;
 
-// The built-in private invitation mail ({{title}}, {{description}}, {{link}}).
-mail_template default_invitation_template();
-// `<dir>/<org_id>/invitation.subject|.txt|.html` where present, else the built-in part.
+// The kinds of mail Passage sends, each with a built-in template using {{title}},
+// {{description}} and {{link}}: the private invitation, and the reminder to an addressee
+// who has not claimed.
+enum class mail_kind { invitation, reminder };
+std::string_view to_string(mail_kind k);  // "invitation", "reminder"
+mail_template default_template(mail_kind k);
+// `<dir>/<org_id>/<kind>.subject|.txt|.html` where present, else the built-in part.
 // An empty `dir` gives the built-in template.
-mail_template invitation_template(const std::string& dir, std::string_view org_id);
+mail_template template_for(mail_kind k, const std::string& dir, std::string_view org_id);
 
 mail_message render(const mail_template& t, const template_values& values, std::string from,
                     std::string to, std::string message_id);

@@ -12,8 +12,11 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <set>
+#include <thread>
 
 #include "domain/events.h"
+#include "domain/invite.h"
 #include "domain/streams.h"
 #include "eventstore/subscription.h"
 
@@ -76,6 +79,19 @@ std::string email_job_view::status() const {
   return failed == 0 ? "complete" : "error";
 }
 
+// The mail's id and its outcome event's id, per kind (stable across runs).
+uuid mail_id(mail_kind k, const uuid& event_id) {
+  return derived_id(event_id, k == mail_kind::invitation ? "mail" : "reminder");
+}
+uuid outcome_id(mail_kind k, const uuid& event_id) {
+  return derived_id(event_id, k == mail_kind::invitation ? "outcome" : "reminder-outcome");
+}
+
+std::string reminder_key(timestamp due, const uuid& event_id) {
+  return "r:" + encode_position(static_cast<std::uint64_t>(to_unix_micros(due))) +
+         std::string(event_id.as_bytes());
+}
+
 struct mailer::state {
   state(eventstore::event_store& st, const eventstore::event_codec& c,
         std::unique_ptr<mail_transport> t, mailer_options o)
@@ -92,6 +108,8 @@ struct mailer::state {
 
   std::unique_ptr<rocksdb::DB> db;
   std::unique_ptr<eventstore::subscription> subscription;
+  std::thread reminders;
+  std::mutex send_mu;          // the transport is used by one thread at a time
   mutable std::mutex jobs_mu;  // read-modify-write of job records
 
   std::mutex stop_mu;
@@ -102,7 +120,8 @@ struct mailer::state {
   std::map<uuid, invite_facts> invites;
   std::uint64_t checkpoint = 0;
 
-  std::atomic<std::uint64_t> checkpoint_shown{0}, sent{0}, failed{0}, attempts_failed{0};
+  std::atomic<std::uint64_t> checkpoint_shown{0}, sent{0}, failed{0}, attempts_failed{0},
+      reminders_sent{0}, reminders_skipped{0};
 
   // ---- state store ----------------------------------------------------------
 
@@ -190,21 +209,25 @@ struct mailer::state {
     bool forgotten = false;  // not a delivery failure: no dead letter
   };
 
-  // Sends with retries; nullopt when stopping interrupted it.
-  std::optional<outcome> deliver(const d::private_invitation_sent& inv,
+  // Sends a mail of `kind` for the invitation `rec`, with retries; nullopt when stopping
+  // interrupted it.
+  std::optional<outcome> deliver(mail_kind kind, const d::private_invitation_sent& inv,
                                  const eventstore::recorded_event& rec) {
     const auto& facts = invite(inv.invite_id_);
-    const auto tpl = invitation_template(opt.templates_dir, inv.org_id_.to_string());
+    const auto tpl = template_for(kind, opt.templates_dir, inv.org_id_.to_string());
     const std::string link = opt.personal_link(facts.code, inv.invite_id_, inv.invitation_id_);
     auto message = render(
         tpl, {{"title", facts.title}, {"description", facts.public_description}, {"link", link}},
         opt.from, inv.personal_data_.email_,
-        "<" + derived_id(rec.event_id, "mail").to_string() + "@passage>");
+        "<" + mail_id(kind, rec.event_id).to_string() + "@passage>");
     outcome o;
     auto backoff = opt.initial_backoff;
     for (o.attempts = 1;; ++o.attempts) {
       const std::string wire = to_rfc5322(message, clk->now());
-      auto r = transport->send(message, wire);
+      auto r = [&] {
+        std::lock_guard lk(send_mu);  // the subscription and the reminder thread share it
+        return transport->send(message, wire);
+      }();
       if (r) {
         o.sent = true;
         break;
@@ -241,6 +264,10 @@ struct mailer::state {
                                               {"forgotten", o.forgotten}}
                                              .dump());
     b.Put(slice(key('j', inv.job_id_)), job.dump());
+    if (o.sent && inv.remind_at_) {
+      b.Put(slice(reminder_key(*inv.remind_at_, rec.event_id)),
+            slice(encode_position(rec.position)));
+    }
     if (!o.sent && !o.forgotten) {
       b.Put(slice(key('d', inv.job_id_, rec.event_id)),
             json{{"invitation_id", inv.invitation_id_.to_string()},
@@ -254,10 +281,10 @@ struct mailer::state {
 
   // Appends EmailSent / EmailFailed with an id derived from the source event (a re-append
   // after a restart is a no-op). False when stopping interrupted it.
-  bool append_outcome(const eventstore::recorded_event& rec, d::private_invitation_sent inv,
-                      const outcome& o) {
+  bool append_outcome(mail_kind kind, const eventstore::recorded_event& rec,
+                      d::private_invitation_sent inv, const outcome& o) {
     d::event e;
-    const uuid message_id = derived_id(rec.event_id, "mail");
+    const uuid message_id = mail_id(kind, rec.event_id);
     if (o.sent) {
       e = d::email_sent{inv.org_id_,     inv.job_id_, message_id,        inv.invitation_id_,
                         inv.learner_id_, o.at,        inv.personal_data_};
@@ -265,7 +292,7 @@ struct mailer::state {
       e = d::email_failed{inv.org_id_,     inv.job_id_, message_id, inv.invitation_id_,
                           inv.learner_id_, o.error,     o.at,       inv.personal_data_};
     }
-    const eventstore::event_metadata meta{derived_id(rec.event_id, "outcome"), rec.correlation_id,
+    const eventstore::event_metadata meta{outcome_id(kind, rec.event_id), rec.correlation_id,
                                           rec.event_id.to_string(), "mailer"};
     auto encoded = codec.encode(e, meta);
     if (!encoded && encoded.error().forgotten) {
@@ -306,7 +333,9 @@ struct mailer::state {
       return true;
     }
     auto inv = std::get<d::private_invitation_sent>(decoded->event);
-    if (auto done = stored_outcome(rec.event_id)) return append_outcome(rec, inv, *done);
+    if (auto done = stored_outcome(rec.event_id)) {
+      return append_outcome(mail_kind::invitation, rec, inv, *done);
+    }
     {
       std::lock_guard lk(jobs_mu);
       rocksdb::WriteBatch b;
@@ -318,12 +347,117 @@ struct mailer::state {
     if (decoded->forgotten || inv.personal_data_.email_.empty()) {
       o = outcome{false, "recipient forgotten", 0, clk->now(), true};
     } else {
-      o = deliver(inv, rec);
+      o = deliver(mail_kind::invitation, inv, rec);
       if (!o) return false;
     }
     if (!record(rec, inv, *o)) return false;
     (o->sent ? sent : failed)++;
-    return append_outcome(rec, inv, *o);
+    return append_outcome(mail_kind::invitation, rec, inv, *o);
+  }
+
+  // ---- reminders ------------------------------------------------------------
+
+  // What a reminder checks about an invite: its state and the addresses that claimed.
+  struct invite_snapshot {
+    d::invite_state state;
+    std::set<std::string> claimed;
+  };
+  using snapshots = std::map<uuid, invite_snapshot>;
+
+  std::optional<invite_snapshot> load_snapshot(const uuid& invite_id) {
+    invite_snapshot snap;
+    std::uint64_t from = 1;
+    for (;;) {
+      auto page = store.read_stream(d::invite_stream(invite_id), from,
+                                    eventstore::read_direction::forward, 1024);
+      if (!page) return std::nullopt;
+      for (const auto& rec : *page) {
+        auto decoded = codec.decode(rec);
+        if (!decoded) continue;
+        if (auto* c = std::get_if<d::invite_claimed>(&decoded->event)) {
+          snap.claimed.insert(c->personal_data_.email_);
+        }
+        snap.state = d::evolve(std::move(snap.state), decoded->event);
+      }
+      if (page->size() < 1024) break;
+      from = page->back().stream_version + 1;
+    }
+    return snap;
+  }
+
+  // Whether the addressee of `inv` should still be reminded: the invite takes claims, the
+  // invitation's link is still the current one, and nobody claimed with its address. Each
+  // invite is read once per pass over the due reminders (`seen`).
+  bool still_unclaimed(const d::private_invitation_sent& inv, snapshots& seen) {
+    auto it = seen.find(inv.invite_id_);
+    if (it == seen.end()) {
+      auto snap = load_snapshot(inv.invite_id_);
+      if (!snap) return false;
+      it = seen.emplace(inv.invite_id_, std::move(*snap)).first;
+    }
+    const auto& s = it->second;
+    const auto status = d::status_at(s.state, clk->now()).status_;
+    const bool open = status == d::invite_status::active || status == d::invite_status::upcoming;
+    return open && s.state.personal_links_.count(inv.invitation_id_) > 0 &&
+           s.claimed.count(inv.personal_data_.email_) == 0;
+  }
+
+  // Handles one due reminder (the PrivateInvitationSent at `position`); false when stopping
+  // interrupted it (it stays due).
+  bool remind(std::uint64_t position, snapshots& seen) {
+    eventstore::log_filter f;
+    f.from_position = position;
+    f.to_position = position;
+    auto found = store.read_all(f, 1);
+    if (!found || found->empty()) return true;
+    const auto& rec = found->front();
+    auto decoded = codec.decode(rec);
+    if (!decoded) return true;
+    auto inv = std::get<d::private_invitation_sent>(decoded->event);
+    const uuid id = mail_id(mail_kind::reminder, rec.event_id);
+    if (auto done = stored_outcome(id)) return append_outcome(mail_kind::reminder, rec, inv, *done);
+    if (decoded->forgotten || inv.personal_data_.email_.empty() || !still_unclaimed(inv, seen)) {
+      ++reminders_skipped;
+      return true;
+    }
+    auto o = deliver(mail_kind::reminder, inv, rec);
+    if (!o) return false;
+    rocksdb::WriteBatch b;
+    b.Put(slice(key('l', id)), json{{"sent", o->sent},
+                                    {"error", o->error},
+                                    {"attempts", o->attempts},
+                                    {"at", to_unix_micros(o->at)},
+                                    {"forgotten", o->forgotten}}
+                                   .dump());
+    if (!write(b, true)) return false;
+    ++reminders_sent;
+    return append_outcome(mail_kind::reminder, rec, inv, *o);
+  }
+
+  // Every reminder due by now, in due order.
+  void remind_due() {
+    const std::string prefix = "r:";
+    const std::string until =
+        prefix + encode_position(static_cast<std::uint64_t>(to_unix_micros(clk->now())) + 1);
+    std::vector<std::pair<std::string, std::uint64_t>> due;
+    {
+      std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+      for (it->Seek(slice(prefix)); it->Valid() && it->key().compare(slice(until)) < 0;
+           it->Next()) {
+        due.emplace_back(it->key().ToString(), decode_position(it->value().ToString()));
+      }
+    }
+    snapshots seen;
+    for (const auto& [k, position] : due) {
+      if (is_stopping() || !remind(position, seen)) return;
+      rocksdb::WriteBatch b;
+      b.Delete(slice(k));
+      write(b, false);
+    }
+  }
+
+  void run_reminders() {
+    while (pause(opt.reminder_poll)) remind_due();
   }
 
   bool handle(std::span<const eventstore::recorded_event> batch) {
@@ -381,6 +515,7 @@ result<void, consumer_error> mailer::start() {
                      std::string(d::invite_updated::type_name)};
   so.max_batch = 256;
   auto* st = s_.get();
+  s_->reminders = std::thread([st] { st->run_reminders(); });
   s_->subscription = std::make_unique<eventstore::subscription>(
       s_->store, so,
       [st](std::span<const eventstore::recorded_event> batch) { return st->handle(batch); },
@@ -399,6 +534,7 @@ void mailer::stop() {
   s_->stop_cv.notify_all();
   s_->subscription->stop();
   s_->subscription.reset();
+  if (s_->reminders.joinable()) s_->reminders.join();
 }
 
 result<void, consumer_error> mailer::register_job(const uuid& job_id, const uuid& org_id,
@@ -446,8 +582,8 @@ std::optional<email_job_view> mailer::job(const uuid& org_id, const uuid& job_id
 }
 
 mailer_stats mailer::stats() const {
-  return {s_->checkpoint_shown.load(), s_->sent.load(), s_->failed.load(),
-          s_->attempts_failed.load()};
+  return {s_->checkpoint_shown.load(), s_->sent.load(),           s_->failed.load(),
+          s_->attempts_failed.load(),  s_->reminders_sent.load(), s_->reminders_skipped.load()};
 }
 
 std::string mailer::transport() const { return s_->transport->describe(); }

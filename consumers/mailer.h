@@ -21,6 +21,13 @@
 // Learners forgotten (SPEC §6) before their mail went out get no mail: the event decodes
 // as forgotten and is recorded as EmailFailed without personal data.
 //
+// Reminders (opt-in per send, `remind_at` in the event): once the invitation mail went
+// out, `r:<due><event id>` waits in the state store; a thread looks for due ones every
+// `reminder_poll` and sends a reminder (template kind `reminder`, same personal link) only
+// if the invite still takes claims, the link is still current and nobody claimed with
+// the address. Its outcome is an EmailSent / EmailFailed in the job's stream with ids
+// derived from the invitation event (kind "reminder"), ledgered like the invitation.
+//
 //   mailer m(store, codec, std::move(transport), {.state_path = "data/mailer",
 //             .personal_link = [](auto code, auto& invite, auto& inv) { return url; }});
 //   m.start();  ...  m.job(org, job_id);  ...  m.stop();
@@ -60,7 +67,10 @@ struct mailer_options {
   // Backoff between attempts: doubles from initial up to max. Defaults: 1 s, 5 min.
   std::chrono::milliseconds initial_backoff{1000};
   std::chrono::milliseconds max_backoff{300'000};
-  // Source of sent_at / failed_at. Default: nullptr = the system clock.
+  // How often due reminders are looked for. Default: 30 s.
+  std::chrono::milliseconds reminder_poll{30'000};
+  // Source of sent_at / failed_at and of "now" for reminders. Default: nullptr = the
+  // system clock.
   const passage::clock* clock = nullptr;
 };
 
@@ -88,9 +98,11 @@ struct email_job_view {
 
 struct mailer_stats {
   std::uint64_t checkpoint = 0;
-  std::uint64_t sent = 0;             // since start
-  std::uint64_t failed = 0;           // since start
-  std::uint64_t attempts_failed = 0;  // transport errors, retried or not
+  std::uint64_t sent = 0;               // since start
+  std::uint64_t failed = 0;             // since start
+  std::uint64_t attempts_failed = 0;    // transport errors, retried or not
+  std::uint64_t reminders_sent = 0;     // since start (sent or failed after retries)
+  std::uint64_t reminders_skipped = 0;  // since start: claimed, replaced link, closed invite
 };
 
 // Owned by the app. start()/stop() from one controlling thread; job(), register_job() and

@@ -205,6 +205,8 @@ struct private_invitation_sent {
   // Addresses of the bulk send this invitation belongs to (all recorded in one append), so a
   // reader of any one of them knows the size of the job.
   std::int64_t job_total_ = 1;
+  // Opt-in reminder: when to remind the addressee if they have not claimed by then.
+  std::optional<timestamp> remind_at_;
   friend bool operator==(const private_invitation_sent&, const private_invitation_sent&) = default;
 };
 

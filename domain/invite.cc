@@ -489,6 +489,7 @@ domain_result<event_list> decide(const invite_state& s, const send_private_invit
   e.learner_id_ = c.existing_learner_id_;
   e.sent_at_ = now;
   e.personal_data_.email_ = email;
+  if (c.remind_after_) e.remind_at_ = access_expires_at(now, *c.remind_after_);
   if (auto it = s.private_invitations_.find(email);
       it != s.private_invitations_.end() && c.on_existing_ == on_existing_invitation::resend) {
     e.invitation_id_ = it->second;

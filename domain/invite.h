@@ -175,6 +175,8 @@ struct send_private_invitation {
   std::string email_;
   on_existing_invitation on_existing_ = on_existing_invitation::resend;
   std::optional<uuid> existing_learner_id_;  // fact: the org's learner with this email
+  // Opt-in: remind the addressee after this long if they have not claimed. Default: none.
+  std::optional<access_duration> remind_after_;
 };
 
 // ---------------------------------------------------------------------------------------

@@ -865,6 +865,7 @@ service_result<domain::invite_state> command_service::invite_for(const domain::p
 void command_service::send_private_invitations(const domain::principal& who, const uuid& invite_id,
                                                std::vector<std::string> emails,
                                                domain::on_existing_invitation on_existing,
+                                               std::optional<domain::access_duration> remind_after,
                                                const request_meta& m,
                                                callback<invitation_job> done) {
   auto* self = impl_.get();
@@ -876,6 +877,7 @@ void command_service::send_private_invitations(const domain::principal& who, con
     domain::send_private_invitation c;
     c.job_id_ = job_id;
     c.on_existing_ = on_existing;
+    c.remind_after_ = remind_after;
     if (domain::is_valid_email(email)) {
       const auto subject = self->codec.email_subject(who.org_id_, domain::normalize_email(email));
       std::lock_guard lk(self->learners_mu);

@@ -194,10 +194,12 @@ class command_service {
   // Private invitations (access `allowed` only): records one PrivateInvitationSent per
   // address, all in one append, under a new job id; the mailer sends them. `on_existing`:
   // resend an address's current personal link, or replace it (the old one stops claiming).
+  // `remind_after` (opt-in): the mailer reminds addressees who have not claimed by then.
   void send_private_invitations(const domain::principal& who, const uuid& invite_id,
                                 std::vector<std::string> emails,
-                                domain::on_existing_invitation on_existing, const request_meta& m,
-                                callback<invitation_job> done);
+                                domain::on_existing_invitation on_existing,
+                                std::optional<domain::access_duration> remind_after,
+                                const request_meta& m, callback<invitation_job> done);
   // Authorizes `who` to read the invite (404 across orgs, professor ownership).
   service_result<domain::invite_state> invite_for(const domain::principal& who,
                                                   const uuid& invite_id);

@@ -393,6 +393,15 @@ dto_result<send_request> parse_send_request(const nlohmann::json& body) {
   } else {
     return field_error{"on_existing", "must be \"resend\" (the same personal link) or \"new\""};
   }
+  std::string remind_after;
+  PASSAGE_TRY(r.string("remind_after", remind_after, false, true));
+  if (!remind_after.empty()) {
+    auto d = domain::parse_access_duration(remind_after, "remind_after");
+    if (!d || d->forever_) {
+      return field_error{"remind_after", "must be an ISO 8601 duration such as \"P3D\""};
+    }
+    out.remind_after = *d;
+  }
   PASSAGE_TRY(r.no_unknown_members());
   return out;
 }

@@ -60,6 +60,7 @@ inline constexpr std::size_t max_emails_per_send = 10000;
 struct send_request {
   std::vector<std::string> emails;
   domain::on_existing_invitation on_existing = domain::on_existing_invitation::resend;
+  std::optional<domain::access_duration> remind_after;  // ISO 8601, e.g. "P3D"; opt-in
 };
 dto_result<send_request> parse_send_request(const nlohmann::json& body);
 

@@ -945,8 +945,8 @@ void invitation_routes(router& r, deps_ptr d) {
               auto send = body ? parse_send_request(*body) : body.error();
               if (!send) return respond(problem_response(from_field(send.error()))), void();
               d->commands->send_private_invitations(
-                  who, *id, std::move(send->emails), send->on_existing, meta_of(ctx),
-                  [d, respond](service::service_result<service::invitation_job> res) {
+                  who, *id, std::move(send->emails), send->on_existing, send->remind_after,
+                  meta_of(ctx), [d, respond](service::service_result<service::invitation_job> res) {
                     if (!res) return respond(problem_response(from_service(res.error()))), void();
                     const auto job = *res;
                     if (d->on_invitation_job) d->on_invitation_job(job);

@@ -59,7 +59,8 @@ const std::map<std::string, doc>& summaries() {
       {"GET /v1/streams/{stream}", {"One stream's events", true}},
       {"GET /i/{code}", {"The learner's claim page (HTML)", false}},
       {"POST /v1/invites/{id}/send",
-       {"Send private invitations by email (up to 10,000; on_existing resend | new); 202 job",
+       {"Send private invitations by email (up to 10,000; on_existing resend | new; "
+        "remind_after); 202 job",
         true}},
       {"GET /v1/jobs/{id}", {"A bulk send: status, total, processed, failed, dead letters", true}},
       {"POST /v1/public/invitations/{token}/claims",

@@ -28,7 +28,7 @@ std::vector<std::string> header_lines(const std::string& wire) {
 
 TEST(MailMessage, PlaceholdersAreFilledAndEscapedInHtmlOnly) {
   auto m = render(
-      default_invitation_template(),
+      default_template(mail_kind::invitation),
       {{"title", "R&D <intro>"}, {"description", "a \"b\""}, {"link", "https://x/i/C?a=1&b=2"}},
       "Passage <no-reply@example.com>", "ada@example.com", "<1@passage>");
   EXPECT_EQ(m.subject, "You are invited: R&D <intro>");
@@ -67,8 +67,9 @@ TEST(MailMessage, NonAsciiHeadersAreEncodedWords) {
 }
 
 TEST(MailMessage, MultipartAlternativeWithBase64Bodies) {
-  auto m = render(default_invitation_template(), {{"title", "T"}, {"link", "L"}}, "f@example.com",
-                  "t@example.com", "<6f1c2a4e-8b1d-4c3e-9f00-112233445566@passage>");
+  auto m =
+      render(default_template(mail_kind::invitation), {{"title", "T"}, {"link", "L"}},
+             "f@example.com", "t@example.com", "<6f1c2a4e-8b1d-4c3e-9f00-112233445566@passage>");
   const std::string wire = to_rfc5322(m, t0);
   EXPECT_NE(wire.find("Date: Fri, 20 Nov 2026 09:00:00 +0000\r\n"), std::string::npos);
   EXPECT_NE(wire.find("Message-ID: <6f1c2a4e-8b1d-4c3e-9f00-112233445566@passage>\r\n"),
@@ -85,12 +86,16 @@ TEST(MailMessage, TemplatesPerOrganizationOverrideTheBuiltInParts) {
   passage::testing::temp_dir dir;
   std::filesystem::create_directories(dir.sub("tpl") + "/org-a");
   std::ofstream(dir.sub("tpl") + "/org-a/invitation.subject") << "Join {{title}} at ACME";
-  auto a = invitation_template(dir.sub("tpl"), "org-a");
-  auto b = invitation_template(dir.sub("tpl"), "org-b");
+  auto a = template_for(mail_kind::invitation, dir.sub("tpl"), "org-a");
+  auto b = template_for(mail_kind::invitation, dir.sub("tpl"), "org-b");
   EXPECT_EQ(a.subject, "Join {{title}} at ACME");
-  EXPECT_EQ(a.text, default_invitation_template().text);
-  EXPECT_EQ(b.subject, default_invitation_template().subject);
+  EXPECT_EQ(a.text, default_template(mail_kind::invitation).text);
+  EXPECT_EQ(b.subject, default_template(mail_kind::invitation).subject);
   EXPECT_EQ(render(a, {{"title", "K8s"}}, "f", "t", "<m>").subject, "Join K8s at ACME");
+  // Reminders have their own files and built-in template.
+  EXPECT_EQ(template_for(mail_kind::reminder, dir.sub("tpl"), "org-a").subject,
+            default_template(mail_kind::reminder).subject);
+  EXPECT_NE(default_template(mail_kind::reminder).subject, b.subject);
 }
 
 TEST(MailMessage, DerivedIdsAreStablePerEventAndKind) {

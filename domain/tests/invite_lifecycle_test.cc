@@ -290,6 +290,11 @@ TEST(InviteLifecycle, PrivateInvitationsResendOrCreateNewLinks) {
   EXPECT_EQ(renewed.personal_links_.at(id(903)), "ada@example.com");
   EXPECT_EQ(renewed.private_invitations_.at("ada@example.com"), id(903));
 
+  EXPECT_FALSE(fresh.remind_at_);
+  resend.remind_after_ = *parse_access_duration("P2D", "remind_after");
+  EXPECT_EQ(std::get<private_invitation_sent>(decide(s, resend, t0)->at(0)).remind_at_,
+            t0 + std::chrono::hours(48));
+
   EXPECT_EQ(decide(s, send_private_invitation{id(1), id(2), "nope"}, t0).error().field_, "email");
   s = with_events(s, *decide(s, deactivate_invite{}, t0));
   EXPECT_EQ(decide(s, first, t0).error().code_, errc::deactivated);

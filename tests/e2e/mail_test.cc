@@ -92,6 +92,7 @@ class MailTest : public node_test {
       o.mail_initial_backoff = 20ms;
       o.mail_max_backoff = 200ms;
       o.mail_max_attempts = max_attempts_;
+      o.mail_reminder_poll = 20ms;
       o.public_url = "https://learn.example.com/";
     };
     node_test::SetUp();
@@ -179,8 +180,8 @@ TEST_F(MailTest, BulkSendOfAThousandGivesAThousandDistinctPersonalLinks) {
   EXPECT_EQ(message_ids.size(), 1000u);
 
   // The link in the mail opens the claim page, which claims through the personal link.
-  auto page = client_->get("/i/" + invite["code"].get<std::string>() + "?invitation=" +
-                           token_of["learner0@example.com"]);
+  auto page = client_->get("/i/" + invite["code"].get<std::string>() +
+                           "?invitation=" + token_of["learner0@example.com"]);
   EXPECT_EQ(page.status, 200u);
   EXPECT_NE(page.body.find("/v1/public/invitations/"), std::string::npos);
 
@@ -347,6 +348,46 @@ TEST_F(MailTest, InvalidSendsAreRefusedWithAField) {
                          json{{"emails", {"a@example.com"}}}.dump(), auth());
   EXPECT_EQ(r.status, 409u) << r.body;
   EXPECT_EQ(client_->get("/v1/jobs/" + uuid::random().to_string(), auth()).status, 404u);
+}
+
+// Opt-in reminders go, after the delay, only to addressees who have not claimed and whose
+// link is still current, with the same personal link.
+TEST_F(MailTest, RemindersGoOnlyToAddresseesWhoHaveNotClaimed) {
+  auto invite = private_invite();
+  const std::string id = invite["id"];
+  auto r = client_->post("/v1/invites/" + id + "/send",
+                         json{{"emails", {"ada@example.com", "bob@example.com", "cy@example.com"}},
+                              {"remind_after", "P2D"}}
+                             .dump(),
+                         auth());
+  ASSERT_EQ(r.status, 202u) << r.body;
+  wait_job(r.json()["job_id"]);
+  std::map<std::string, std::string> token_of;
+  for (const auto& m : inbox()) token_of[m.envelope_to] = m.token();
+  ASSERT_EQ(claim_link(token_of["ada@example.com"]).status, 201u);  // ada claims
+  wait_job(send(id, {"cy@example.com"}, "new"));  // cy's first link is replaced (no reminder)
+
+  auto reminders = [&] {
+    auto mail = client_->get("/v1/system").json()["mail"];
+    return mail["reminders_sent"].get<int>() + mail["reminders_skipped"].get<int>();
+  };
+  EXPECT_EQ(reminders(), 0);  // not due: the clock has not moved
+  clock_.advance(std::chrono::hours(49));
+  while (reminders() < 3) std::this_thread::sleep_for(10ms);
+  auto mail = client_->get("/v1/system").json()["mail"];
+  EXPECT_EQ(mail["reminders_sent"], 1);
+  EXPECT_EQ(mail["reminders_skipped"], 2);
+
+  std::vector<received> to_bob;
+  for (const auto& m : inbox())
+    if (m.envelope_to == "bob@example.com") to_bob.push_back(m);
+  ASSERT_EQ(to_bob.size(), 2u);
+  const auto& reminder =
+      to_bob[0].header("Subject").starts_with("Reminder") ? to_bob[0] : to_bob[1];
+  EXPECT_EQ(reminder.header("Subject"), "Reminder: you are invited to Kubernetes 101");
+  EXPECT_EQ(reminder.token(), token_of["bob@example.com"]);
+  EXPECT_EQ(inbox().size(), 3u + 1u + 1u);  // invitations, cy's new link, bob's reminder
+  EXPECT_EQ(claim_link(reminder.token()).status, 201u);
 }
 
 // No SMTP server: mails become .eml files in the data folder.
