@@ -116,9 +116,9 @@ struct mailer::state {
   std::condition_variable stop_cv;
   bool stopping = false;
 
-  // Only the subscription thread touches these.
+  std::mutex invites_mu;  // the subscription and the reminder thread read it
   std::map<uuid, invite_facts> invites;
-  std::uint64_t checkpoint = 0;
+  std::uint64_t checkpoint = 0;  // the subscription thread's
 
   std::atomic<std::uint64_t> checkpoint_shown{0}, sent{0}, failed{0}, attempts_failed{0},
       reminders_sent{0}, reminders_skipped{0};
@@ -133,7 +133,7 @@ struct mailer::state {
     return j;
   }
 
-  // Adds the job record to `batch` unless it exists. Under jobs_mu.
+  // The stored job record, or a new one with no mail handled yet. Under jobs_mu.
   json job_record(const uuid& job_id, const uuid& org, const uuid& invite, std::int64_t total) {
     if (auto j = get_json(key('j', job_id))) return *j;
     return json{{"org", org.to_string()},
@@ -172,8 +172,11 @@ struct mailer::state {
 
   // ---- invites --------------------------------------------------------------
 
-  const invite_facts& invite(const uuid& invite_id) {
-    if (auto it = invites.find(invite_id); it != invites.end()) return it->second;
+  invite_facts invite(const uuid& invite_id) {
+    {
+      std::lock_guard lk(invites_mu);
+      if (auto it = invites.find(invite_id); it != invites.end()) return it->second;
+    }
     invite_facts f;
     std::uint64_t from = 1;
     for (;;) {
@@ -196,6 +199,7 @@ struct mailer::state {
       if (page->size() < 1024) break;
       from = page->back().stream_version + 1;
     }
+    std::lock_guard lk(invites_mu);
     return invites[invite_id] = std::move(f);
   }
 
@@ -213,7 +217,7 @@ struct mailer::state {
   // interrupted it.
   std::optional<outcome> deliver(mail_kind kind, const d::private_invitation_sent& inv,
                                  const eventstore::recorded_event& rec) {
-    const auto& facts = invite(inv.invite_id_);
+    const auto facts = invite(inv.invite_id_);
     const auto tpl = template_for(kind, opt.templates_dir, inv.org_id_.to_string());
     const std::string link = opt.personal_link(facts.code, inv.invite_id_, inv.invitation_id_);
     auto message = render(
@@ -463,7 +467,10 @@ struct mailer::state {
   bool handle(std::span<const eventstore::recorded_event> batch) {
     for (const auto& rec : batch) {
       if (rec.type == d::invite_updated::type_name) {
-        if (auto id = uuid::parse(std::string_view(rec.stream).substr(7))) invites.erase(*id);
+        if (auto id = uuid::parse(std::string_view(rec.stream).substr(7))) {
+          std::lock_guard lk(invites_mu);
+          invites.erase(*id);
+        }
       } else if (rec.type == d::private_invitation_sent::type_name) {
         if (is_stopping() || !handle_invitation(rec)) {
           save_checkpoint(true);
