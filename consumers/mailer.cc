@@ -119,6 +119,9 @@ struct mailer::state {
   std::mutex invites_mu;  // the subscription and the reminder thread read it
   std::map<uuid, invite_facts> invites;
   std::uint64_t checkpoint = 0;  // the subscription thread's
+  // The outcome events already in the log for the job being sent (outcome event id ->
+  // sent), read once per job: the log is the ledger of last resort (subscription thread).
+  std::optional<std::pair<uuid, std::map<uuid, bool>>> logged;
 
   std::atomic<std::uint64_t> checkpoint_shown{0}, sent{0}, failed{0}, attempts_failed{0},
       reminders_sent{0}, reminders_skipped{0};
@@ -328,6 +331,28 @@ struct mailer::state {
                    j->value("forgotten", false)};
   }
 
+  // The outcome of the invitation `rec` as the log already records it, if it does: after
+  // the state folder was lost, this keeps mails that went out from going out again.
+  std::optional<outcome> logged_outcome(const d::private_invitation_sent& inv,
+                                        const eventstore::recorded_event& rec) {
+    if (!logged || logged->first != inv.job_id_) {
+      std::map<uuid, bool> found;
+      std::uint64_t from = 1;
+      for (;;) {
+        auto page = store.read_stream(d::email_job_stream(inv.job_id_), from,
+                                      eventstore::read_direction::forward, 1024);
+        if (!page) break;
+        for (const auto& r : *page) found[r.event_id] = r.type == d::email_sent::type_name;
+        if (page->size() < 1024) break;
+        from = page->back().stream_version + 1;
+      }
+      logged.emplace(inv.job_id_, std::move(found));
+    }
+    auto it = logged->second.find(outcome_id(mail_kind::invitation, rec.event_id));
+    if (it == logged->second.end()) return std::nullopt;
+    return outcome{it->second, it->second ? "" : "failed (recorded in the log)", 0, clk->now()};
+  }
+
   // False when stopping interrupted it (the event is handled again after the next start).
   bool handle_invitation(const eventstore::recorded_event& rec) {
     auto decoded = codec.decode(rec);
@@ -340,6 +365,7 @@ struct mailer::state {
     if (auto done = stored_outcome(rec.event_id)) {
       return append_outcome(mail_kind::invitation, rec, inv, *done);
     }
+    if (auto done = logged_outcome(inv, rec)) return record(rec, inv, *done);
     {
       std::lock_guard lk(jobs_mu);
       rocksdb::WriteBatch b;

@@ -14,7 +14,9 @@
 // with a ledger entry is not sent again, only its outcome event re-appended (its event id
 // is derived from the source event's, so the store keeps the first). The one window left is
 // a crash between the SMTP server's "250" and the ledger write; the Message-ID (also
-// derived from the event id) lets a receiver drop that duplicate.
+// derived from the event id) lets a receiver drop that duplicate. Should the state folder
+// be lost, the outcome events already in the log stand in for the ledger (read once per
+// job), so mails that went out do not go out again and the job counters are rebuilt.
 //
 // Failures are retried with exponential backoff, in log order (a failing mail holds the
 // ones after it); after max_attempts the mail is dead-lettered and counted as failed.

@@ -256,6 +256,26 @@ TEST_F(MailTest, NodeRestartMidJobSendsEachMailOnce) {
   for (const auto& [address, n] : per_address) EXPECT_EQ(n, 1) << address;
 }
 
+// The mailer's state folder is lost: the outcome events in the log keep every mail from
+// going out again, and the job's counters are rebuilt from them.
+TEST_F(MailTest, LostMailerStateSendsNothingTwice) {
+  auto invite = private_invite();
+  std::vector<std::string> emails;
+  for (int i = 0; i < 40; ++i) emails.push_back("s" + std::to_string(i) + "@example.com");
+  const std::string first = send(invite["id"], emails);
+  wait_job(first);
+  client_.reset();
+  node_.reset();
+  std::filesystem::remove_all(dir_.sub("data") + "/mailer");
+  start();
+  auto second = wait_job(send(invite["id"], {"late@example.com"}));
+  EXPECT_EQ(second["status"], "complete");
+  EXPECT_EQ(sink_.count(), 41u);
+  auto job = client_->get("/v1/jobs/" + first, auth()).json();
+  EXPECT_EQ(job["status"], "complete") << job.dump();
+  EXPECT_EQ(job["sent"], 40);
+}
+
 TEST_F(MailTest, ResendKeepsTheLinkAndNewReplacesIt) {
   auto invite = private_invite();
   const std::string id = invite["id"];
