@@ -145,6 +145,34 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--threads", serve_options.threads, "I/O threads")
       ->envname("PASSAGE_THREADS")
       ->capture_default_str();
+  serve_cmd
+      ->add_option("--smtp-url", serve_options.smtp_url,
+                   "SMTP server smtp://host:port or smtps://host:port; empty: .eml files in "
+                   "<data-dir>/outbox")
+      ->envname("PASSAGE_SMTP_URL");
+  serve_cmd->add_flag("--smtp-starttls", serve_options.smtp_starttls, "Require STARTTLS")
+      ->envname("PASSAGE_SMTP_STARTTLS");
+  serve_cmd->add_option("--smtp-user", serve_options.smtp_user, "SMTP AUTH user")
+      ->envname("PASSAGE_SMTP_USER");
+  serve_cmd->add_option("--smtp-password", serve_options.smtp_password, "SMTP AUTH password")
+      ->envname("PASSAGE_SMTP_PASSWORD");
+  serve_cmd->add_option("--mail-from", serve_options.mail_from, "From header of mails")
+      ->envname("PASSAGE_MAIL_FROM")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--public-url", serve_options.public_url,
+                   "Base URL of learner links in mails; empty: http://<listen>")
+      ->envname("PASSAGE_PUBLIC_URL");
+  serve_cmd
+      ->add_option("--mail-templates", serve_options.mail_templates,
+                   "Folder of per-organization templates <org id>/invitation.subject|.txt|.html")
+      ->envname("PASSAGE_MAIL_TEMPLATES");
+  serve_cmd
+      ->add_option("--mail-max-attempts", serve_options.mail_max_attempts,
+                   "Attempts per mail before it is dead-lettered")
+      ->envname("PASSAGE_MAIL_MAX_ATTEMPTS")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
 
   std::string replay_dir = "data";
   auto* replay_cmd =

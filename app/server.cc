@@ -23,7 +23,9 @@
 #include "api/v1/endpoints.h"
 #include "api/v1/idempotency.h"
 #include "common/random.h"
+#include "common/time_format.h"
 #include "consumers/embedded_broker.h"
+#include "consumers/mailer.h"
 #include "consumers/relay.h"
 #include "eventstore/event_codec.h"
 #include "eventstore/event_store.h"
@@ -120,6 +122,7 @@ struct server::impl {
   std::unique_ptr<read_model_facts> facts;
   std::unique_ptr<service::command_service> commands;
   std::unique_ptr<service::expiry_scheduler> expiry;
+  std::unique_ptr<consumers::mailer> mailer;
   std::unique_ptr<api::v1::idempotency_store> idempotency;
   std::unique_ptr<api::rate_limiter> per_ip, per_email;
   std::shared_ptr<api::metrics> metrics;
@@ -142,6 +145,66 @@ struct server::impl {
     }
   }
 };
+
+namespace {
+
+nlohmann::json job_json(const consumers::email_job_view& v) {
+  nlohmann::json dead = nlohmann::json::array();
+  for (const auto& d : v.dead_letters) {
+    dead.push_back({{"event_id", d.event_id.to_string()},
+                    {"invitation_id", d.invitation_id.to_string()},
+                    {"error", d.error},
+                    {"attempts", d.attempts},
+                    {"failed_at", format_rfc3339(d.failed_at)}});
+  }
+  return {{"job_id", v.job_id.to_string()},
+          {"invite_id", v.invite_id.to_string()},
+          {"status", v.status()},
+          {"total", v.total},
+          {"processed", v.processed()},
+          {"sent", v.sent},
+          {"failed", v.failed},
+          {"dead_letters", dead}};
+}
+
+// The mailer: SMTP when configured, else .eml files in <data>/outbox. Started once the
+// HTTP port is known (the personal links name it).
+void make_mailer(server::impl& im, const fs::path& dir) {
+  const auto& o = im.options;
+  std::unique_ptr<consumers::mail_transport> transport;
+  if (o.smtp_url.empty()) {
+    transport = consumers::make_eml_transport((dir / "outbox").string());
+  } else {
+    transport = consumers::make_smtp_transport({.url = o.smtp_url,
+                                                .starttls = o.smtp_starttls,
+                                                .username = o.smtp_user,
+                                                .password = o.smtp_password});
+  }
+  consumers::mailer_options mo;
+  mo.state_path = (dir / "mailer").string();
+  mo.from = o.mail_from;
+  mo.templates_dir = o.mail_templates;
+  mo.max_attempts = o.mail_max_attempts;
+  mo.initial_backoff = o.mail_initial_backoff;
+  mo.max_backoff = o.mail_max_backoff;
+  mo.reminder_poll = o.mail_reminder_poll;
+  mo.clock = im.clock;
+  auto* raw = &im;
+  mo.personal_link = [raw](std::string_view code, const uuid& invite, const uuid& invitation) {
+    std::string base = raw->options.public_url;
+    if (base.empty()) {
+      base = "http://" + raw->options.address + ":" +
+             std::to_string(raw->http ? raw->http->port() : raw->options.port);
+    }
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    return base + "/i/" + std::string(code) +
+           "?invitation=" + raw->commands->links().issue({invite, invitation});
+  };
+  im.mailer = std::make_unique<consumers::mailer>(*im.store, *im.codec, std::move(transport),
+                                                  std::move(mo));
+}
+
+}  // namespace
 
 server::server(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
 
@@ -230,6 +293,7 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   command_options.on_append_latency = [&append_latency](std::chrono::duration<double> d) {
     append_latency.Observe(d.count());
   };
+  command_options.personal_link_secret = derive_key(*secret, "personal-link");
   im->commands = std::make_unique<service::command_service>(
       *im->store, *im->codec, *im->keys, *im->facts, *im->clock,
       service::learner_token_codec(derive_key(*secret, "learner-token")), command_options);
@@ -237,6 +301,7 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   im->expiry = std::make_unique<service::expiry_scheduler>(*im->store, *im->codec, *im->commands,
                                                            *im->clock);
   im->expiry->start();
+  make_mailer(*im, dir);
 
   // The default organization and its owner key.
   std::optional<std::string> owner = o.owner_token;
@@ -305,6 +370,16 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
     };
   }
   deps.ready = [raw] { return raw->projector->is_live(); };
+  deps.on_invitation_job = [raw](const service::invitation_job& job) {
+    if (auto r = raw->mailer->register_job(job.job_id, job.org_id, job.invite_id, job.total); !r) {
+      raw->say("passage: mailer: " + r.error().message);
+    }
+  };
+  deps.job_status = [raw](const uuid& org, const uuid& job) -> std::optional<nlohmann::json> {
+    auto v = raw->mailer->job(org, job);
+    if (!v) return std::nullopt;
+    return job_json(*v);
+  };
   deps.system_info = [raw] {
     nlohmann::json kafka = {{"enabled", raw->relay != nullptr}};
     if (raw->relay) {
@@ -320,7 +395,17 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
       kafka["errors"] = st.errors;
       if (!st.last_error.empty()) kafka["last_error"] = st.last_error;
     }
-    return nlohmann::json{{"kafka", kafka}, {"projector_live", raw->projector->is_live()}};
+    auto mail = raw->mailer->stats();
+    return nlohmann::json{{"kafka", kafka},
+                          {"projector_live", raw->projector->is_live()},
+                          {"mail",
+                           {{"transport", raw->mailer->transport()},
+                            {"checkpoint", mail.checkpoint},
+                            {"sent", mail.sent},
+                            {"failed", mail.failed},
+                            {"attempts_failed", mail.attempts_failed},
+                            {"reminders_sent", mail.reminders_sent},
+                            {"reminders_skipped", mail.reminders_skipped}}}};
   };
   api::v1::register_routes(*im->router, deps);
   web::register_routes(*im->router);  // the console and the learner page's assets
@@ -367,11 +452,16 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   http.address = o.address;
   http.port = o.port;
   http.trust_proxy = o.trust_proxy;
+  // A bulk send carries up to 10,000 addresses.
+  http.max_body_bytes = 1u << 20;
   http.metrics = im->metrics;
   if (o.access_log) http.access_log = api::make_json_logger("passage.access");
   http.clock = im->clock;
   im->http = std::make_unique<api::http_server>(im->ioc, http, im->router->as_handler());
   if (auto started = im->http->start(); !started) return fail(started.error());
+  if (auto started = im->mailer->start(); !started) {
+    return fail("mailer: " + started.error().message);
+  }
   im->work.emplace(boost::asio::make_work_guard(im->ioc));
   for (unsigned i = 0; i < std::max(1u, o.threads); ++i) {
     im->threads.emplace_back([raw] { raw->ioc.run(); });
@@ -388,6 +478,7 @@ void server::stop(std::chrono::milliseconds grace) {
     im.stopping = true;
   }
   if (im.expiry) im.expiry->stop();
+  if (im.mailer) im.mailer->stop();
   if (im.http) (void)im.http->stop(grace);
   im.work.reset();
   im.ioc.stop();

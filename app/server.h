@@ -56,6 +56,28 @@ struct server_options {
   std::string kafka_brokers;
   // Topic the events are published to. Default: "passage.events".
   std::string kafka_topic = "passage.events";
+  // Mail (private invitations). SMTP server as smtp://host[:port] or smtps://host[:port];
+  // "" writes each mail as an .eml file into <data_dir>/outbox instead. Default: "".
+  std::string smtp_url;
+  // Require STARTTLS on smtp://. Default: false.
+  bool smtp_starttls = false;
+  // SMTP AUTH credentials; empty: none. Default: none.
+  std::string smtp_user;
+  std::string smtp_password;
+  // From header of every mail. Default: "Passage <no-reply@passage.invalid>".
+  std::string mail_from = "Passage <no-reply@passage.invalid>";
+  // Base URL of the learner pages in mails. Default: "" = http://<address>:<port>.
+  std::string public_url;
+  // Per-organization mail templates (<dir>/<org id>/invitation.subject|.txt|.html).
+  // Default: "" (built-in).
+  std::string mail_templates;
+  // Attempts per mail before it is dead-lettered, and the backoff between attempts
+  // (doubling from initial to max). Defaults: 8, 1 s, 5 min.
+  int mail_max_attempts = 8;
+  std::chrono::milliseconds mail_initial_backoff{1000};
+  std::chrono::milliseconds mail_max_backoff{300'000};
+  // How often due reminders (opt-in per send) are looked for. Default: 30 s.
+  std::chrono::milliseconds mail_reminder_poll{30'000};
   // fsync every append before acknowledging it. Default: true.
   bool sync = true;
   // Where "now" comes from. Default: the system clock. Must outlive the server.

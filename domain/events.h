@@ -202,6 +202,11 @@ struct private_invitation_sent {
   std::optional<uuid> learner_id_;  // known learner with this email, if any
   timestamp sent_at_;
   personal_data personal_data_;  // email_ of the recipient
+  // Addresses of the bulk send this invitation belongs to (all recorded in one append), so a
+  // reader of any one of them knows the size of the job.
+  std::int64_t job_total_ = 1;
+  // Opt-in reminder: when to remind the addressee if they have not claimed by then.
+  std::optional<timestamp> remind_at_;
   friend bool operator==(const private_invitation_sent&, const private_invitation_sent&) = default;
 };
 

@@ -277,7 +277,13 @@ invite_state evolve(invite_state s, const event& e) {
           s.expired_announced_for_ = v.expired_at_;
           ++s.version_;
         } else if constexpr (std::is_same_v<E, private_invitation_sent>) {
-          s.private_invitations_[normalize_email(v.personal_data_.email_)] = v.invitation_id_;
+          const std::string email = normalize_email(v.personal_data_.email_);
+          auto [it, fresh] = s.private_invitations_.try_emplace(email, v.invitation_id_);
+          if (!fresh && it->second != v.invitation_id_) {
+            s.personal_links_.erase(it->second);  // "new": the old link stops claiming
+            it->second = v.invitation_id_;
+          }
+          s.personal_links_[v.invitation_id_] = email;
           ++s.version_;
         }
       },
@@ -464,6 +470,10 @@ domain_result<event_list> decide(const invite_state& s, const send_private_invit
                                  timestamp now) {
   if (auto err = check_existing(s, std::nullopt)) return *err;
   if (!is_valid_email(c.email_)) return invalid("email", "not an email address");
+  if (s.settings_.access_ != access_mode::allowed) {
+    return make_error(errc::invalid_state, "access",
+                      "private invitations need an invite with access \"allowed\"");
+  }
   const auto st = status_at(s, now).status_;
   if (st == invite_status::deactivated) {
     return make_error(errc::deactivated, "", "the invite is deactivated");
@@ -479,6 +489,7 @@ domain_result<event_list> decide(const invite_state& s, const send_private_invit
   e.learner_id_ = c.existing_learner_id_;
   e.sent_at_ = now;
   e.personal_data_.email_ = email;
+  if (c.remind_after_) e.remind_at_ = access_expires_at(now, *c.remind_after_);
   if (auto it = s.private_invitations_.find(email);
       it != s.private_invitations_.end() && c.on_existing_ == on_existing_invitation::resend) {
     e.invitation_id_ = it->second;
@@ -498,6 +509,17 @@ domain_result<claim_decision> decide(const invite_state& s, const claim_invite& 
   if (c.email_ && !trim(*c.email_).empty()) {
     if (!is_valid_email(*c.email_)) return invalid("email", "not an email address");
     email = normalize_email(*c.email_);
+  }
+  const std::string* link_email = nullptr;  // the personal link's addressee
+  bool wrong_link = false;
+  if (c.invitation_id_) {
+    auto it = s.personal_links_.find(*c.invitation_id_);
+    if (it == s.personal_links_.end() || (email && *email != it->second)) {
+      wrong_link = true;
+    } else {
+      link_email = &it->second;
+      email = it->second;
+    }
   }
   std::optional<uuid> learner_id;
   bool anonymous = false;
@@ -527,10 +549,15 @@ domain_result<claim_decision> decide(const invite_state& s, const claim_invite& 
   };
 
   if (s.deleted_) return reject(rejection_reason::deleted);
+  if (wrong_link) return reject(rejection_reason::not_allowed);
 
   // Claims are never revoked, so a returning learner gets the same claim in any state.
   if (learner_id && !new_learner) {
     if (auto it = s.claims_by_learner_.find(*learner_id); it != s.claims_by_learner_.end()) {
+      // A claimed personal link is bound to its learner: a forwarded link claims nothing.
+      if (link_email && c.presented_learner_id_ != learner_id) {
+        return reject(rejection_reason::not_allowed);
+      }
       claim_decision d;
       d.outcome_ = claim_outcome::existing;
       d.claim_ = it->second;
@@ -556,7 +583,7 @@ domain_result<claim_decision> decide(const invite_state& s, const claim_invite& 
   if (!email && !anonymous) {
     return invalid("anonymous_learner_id", "an anonymous claim needs an anonymous learner id");
   }
-  if (cfg.access_ == access_mode::allowed) {
+  if (cfg.access_ == access_mode::allowed && !link_email) {
     const bool listed = std::find(cfg.allowed_emails_.begin(), cfg.allowed_emails_.end(), *email) !=
                             cfg.allowed_emails_.end() ||
                         std::find(cfg.allowed_domains_.begin(), cfg.allowed_domains_.end(),

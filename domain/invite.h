@@ -155,16 +155,28 @@ struct claim_invite {
   uuid new_learner_id_;                      // used to register a learner for a new email
   bool lead_already_submitted_ = false;      // this email filled the org lead form before
   lead_form lead_form_;                      // the org's current lead form
+
+  // Claim through a personal link (private invitation): the link's current invitation id.
+  // The claim is then made for the addressee's email only, whatever the access rule lists.
+  std::optional<uuid> invitation_id_;
+  // The learner of a verified learner token the claimant presented, if any: a personal
+  // link that was claimed already gives the claim back only to that learner.
+  std::optional<uuid> presented_learner_id_;
 };
 
 enum class on_existing_invitation { resend, create_new };
 
+// Private invitations need access `allowed`: the personal link is the addressee's
+// permission. Resending keeps the email's personal link; create_new replaces it, and the
+// old link stops claiming.
 struct send_private_invitation {
   uuid job_id_;
   uuid invitation_id_;  // used when a new personal link is made
   std::string email_;
   on_existing_invitation on_existing_ = on_existing_invitation::resend;
   std::optional<uuid> existing_learner_id_;  // fact: the org's learner with this email
+  // Opt-in: remind the addressee after this long if they have not claimed. Default: none.
+  std::optional<access_duration> remind_after_;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -196,6 +208,7 @@ struct invite_state {
   bool capacity_warning_emitted_ = false;
   std::optional<timestamp> expired_announced_for_;   // deadline InviteExpired was emitted for
   std::map<std::string, uuid> private_invitations_;  // normalised email -> invitation id
+  std::map<uuid, std::string> personal_links_;       // current invitation id -> email
   std::int64_t rejections_ = 0;
   std::uint64_t version_ = 0;
 
@@ -293,6 +306,11 @@ struct claim_decision {
 // who already holds a claim gets it back whatever the invite's state (claims are never
 // revoked); deactivated; not_open_yet; expired; access rule (details_missing,
 // not_allowed); full.
+//
+// Through a personal link (invitation_id_ set) the learner is the link's addressee:
+// an unknown or replaced link, or another email in the command, is not_allowed; a link
+// whose addressee claimed already answers `existing` only to that learner's token
+// (presented_learner_id_), anyone else is not_allowed; the access list is not consulted.
 domain_result<claim_decision> decide(const invite_state& s, const claim_invite& c, timestamp now);
 
 }  // namespace passage::domain

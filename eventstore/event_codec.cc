@@ -86,7 +86,8 @@ auto fields_of(const d::invite_expired*) { using S = d::invite_expired; return s
 auto fields_of(const d::private_invitation_sent*) {
   using S = d::private_invitation_sent;
   return std::tuple{F(org_id), F(invite_id), F(invitation_id), F(job_id), F(resent),
-                    F(learner_id), F(sent_at), F(personal_data)};
+                    F(learner_id), F(sent_at), F(personal_data), F(job_total),
+                    F(remind_at)};
 }
 auto fields_of(const d::track_played*) { using S = d::track_played; return std::tuple{F(org_id), F(invite_id), F(claim_id), F(learner_id), F(track_id), F(play_number), F(played_at)}; }
 auto fields_of(const d::track_paused*) { using S = d::track_paused; return std::tuple{F(org_id), F(invite_id), F(claim_id), F(learner_id), F(track_id), F(paused_at)}; }

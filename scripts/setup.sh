@@ -10,6 +10,7 @@ packages=(
   libcli11-dev libspdlog-dev prometheus-cpp-dev
   kcat python3-kafka curl
   chromium nodejs
+  libcurl4-openssl-dev python3-aiosmtpd
 )
 # npm ships inside some nodejs builds; Debian's own nodejs needs the npm package.
 command -v npm >/dev/null 2>&1 || packages+=(npm)

@@ -175,6 +175,7 @@ struct command_service::impl {
         facts(f),
         clk(cl),
         tokens(std::move(t)),
+        links(o.personal_link_secret.empty() ? secure_random_hex(32) : o.personal_link_secret),
         options(o),
         invites(o.max_cached_aggregates),
         claims(o.max_cached_aggregates),
@@ -188,6 +189,7 @@ struct command_service::impl {
   fact_source& facts;
   const clock& clk;
   learner_token_codec tokens;
+  personal_link_codec links;
   command_service_options options;
 
   aggregate_cache<domain::invite_state> invites;
@@ -210,6 +212,10 @@ struct command_service::impl {
   std::unordered_map<uuid, domain::invite_claimed> claim_seeds;
 
   worker retries;
+
+  // Claims by code and by personal link share this path (invitation_id: the link's).
+  void claim_on(invite_ref ref, claim_input input, std::optional<uuid> invitation_id,
+                const request_meta& m, callback<claim_result> done);
 
   // ---- loading --------------------------------------------------------------
 
@@ -856,22 +862,124 @@ service_result<domain::invite_state> command_service::invite_for(const domain::p
 
 // ---- learners -----------------------------------------------------------------
 
+void command_service::send_private_invitations(const domain::principal& who, const uuid& invite_id,
+                                               std::vector<std::string> emails,
+                                               domain::on_existing_invitation on_existing,
+                                               std::optional<domain::access_duration> remind_after,
+                                               const request_meta& m,
+                                               callback<invitation_job> done) {
+  auto* self = impl_.get();
+  // Facts first, outside the invite's lock: the learner already registered for each address.
+  std::vector<domain::send_private_invitation> cmds;
+  cmds.reserve(emails.size());
+  const uuid job_id = uuid::random();
+  for (auto& email : emails) {
+    domain::send_private_invitation c;
+    c.job_id_ = job_id;
+    c.on_existing_ = on_existing;
+    c.remind_after_ = remind_after;
+    if (domain::is_valid_email(email)) {
+      const auto subject = self->codec.email_subject(who.org_id_, domain::normalize_email(email));
+      std::lock_guard lk(self->learners_mu);
+      if (auto it = self->pending_learners.find(subject); it != self->pending_learners.end()) {
+        c.existing_learner_id_ = it->second;
+      }
+    }
+    if (!c.existing_learner_id_ && domain::is_valid_email(email)) {
+      const auto subject = self->codec.email_subject(who.org_id_, domain::normalize_email(email));
+      if (auto l = self->facts.learner_by_email(who.org_id_, subject)) {
+        c.existing_learner_id_ = l->learner_id;
+      }
+    }
+    c.email_ = std::move(email);
+    cmds.push_back(std::move(c));
+  }
+  const auto total = static_cast<std::int64_t>(cmds.size());
+  self->execute<domain::invite_state>(
+      self->invites, domain::invite_stream(invite_id), {},
+      [self, who, cmds = std::move(cmds), job_id, total, done](
+          const domain::invite_state& s,
+          timestamp now) mutable -> domain::domain_result<plan<domain::invite_state>> {
+        if (!s.exists_ || s.org_id_ != who.org_id_) {
+          return domain::make_error(domain::errc::not_found, "id", "no such invite");
+        }
+        auto allowed = self->authorize_invite(who, s.org_id_, impl::track_ids_of(s.settings_));
+        if (!allowed) return allowed.error();
+        // Every address is decided on the invitations before it, in one atomic append:
+        // the whole job is recorded, or nothing.
+        domain::invite_state after = s;
+        domain::event_list events;
+        events.reserve(cmds.size());
+        for (std::size_t i = 0; i < cmds.size(); ++i) {
+          cmds[i].invitation_id_ = uuid::random();
+          auto e = domain::decide(after, cmds[i], now);
+          if (!e) {
+            auto err = e.error();
+            if (err.field_ == "email") err.field_ = "emails[" + std::to_string(i) + "]";
+            return err;
+          }
+          for (auto& ev : *e) {
+            std::get<domain::private_invitation_sent>(ev).job_total_ = total;
+            after = domain::evolve(std::move(after), ev);
+            events.push_back(std::move(ev));
+          }
+        }
+        const uuid org = s.org_id_, invite = s.invite_id_;
+        return plan<domain::invite_state>{
+            std::move(events), {}, [done, job_id, org, invite, total](const written& w) {
+              done(invitation_job{job_id, invite, org, total, w});
+            }};
+      },
+      m, impl::actor_of(who), [done](service_error e) { done(std::move(e)); });
+}
+
+const personal_link_codec& command_service::links() const { return impl_->links; }
+
 void command_service::claim(std::string code, claim_input input, const request_meta& m,
                             callback<claim_result> done) {
-  auto* self = impl_.get();
   auto normalized = domain::normalize_invite_code(code);
   auto ref =
-      domain::is_valid_invite_code(normalized) ? self->invite_by_code(normalized) : std::nullopt;
+      domain::is_valid_invite_code(normalized) ? impl_->invite_by_code(normalized) : std::nullopt;
   if (!ref) {
     done(make_service_error("not_found", "no invite has this code", "code"));
     return;
   }
+  impl_->claim_on(*ref, std::move(input), std::nullopt, m, std::move(done));
+}
+
+void command_service::claim_by_link(std::string token, claim_input input, const request_meta& m,
+                                    callback<claim_result> done) {
+  auto link = impl_->links.verify(token);
+  auto s = link ? impl_->load(impl_->invites, domain::invite_stream(link->invite_id))
+                : service_result<domain::invite_state>(domain::invite_state{});
+  if (!s) {
+    done(s.error());
+    return;
+  }
+  if (!s->exists_) {
+    done(make_service_error("not_found", "no such personal link", "token"));
+    return;
+  }
+  // The facts are looked up for the addressee; the domain checks the link again under
+  // the invite's lock (it may have been replaced meanwhile).
+  if (auto it = s->personal_links_.find(link->invitation_id);
+      it != s->personal_links_.end() && !input.email) {
+    input.email = it->second;
+  }
+  impl_->claim_on({s->org_id_, s->invite_id_}, std::move(input), link->invitation_id, m,
+                  std::move(done));
+}
+
+void command_service::impl::claim_on(invite_ref ref, claim_input input,
+                                     std::optional<uuid> invitation_id, const request_meta& m,
+                                     callback<claim_result> done) {
+  auto* self = this;
   std::optional<uuid> token_learner;
   if (input.learner_token) {
     auto who = self->tokens.verify(*input.learner_token);
-    if (who && who->org_id == ref->org_id) token_learner = who->learner_id;
+    if (who && who->org_id == ref.org_id) token_learner = who->learner_id;
   }
-  auto org = self->load(self->orgs, domain::organization_stream(ref->org_id));
+  auto org = self->load(self->orgs, domain::organization_stream(ref.org_id));
   if (!org) {
     done(org.error());
     return;
@@ -882,7 +990,7 @@ void command_service::claim(std::string code, claim_input input, const request_m
   std::optional<uuid> known_learner;
   bool lead_submitted = false;
   if (input.email && domain::is_valid_email(*input.email)) {
-    subject = self->codec.email_subject(ref->org_id, domain::normalize_email(*input.email));
+    subject = self->codec.email_subject(ref.org_id, domain::normalize_email(*input.email));
     {
       std::lock_guard lk(self->learners_mu);
       if (auto it = self->pending_learners.find(subject); it != self->pending_learners.end()) {
@@ -891,7 +999,7 @@ void command_service::claim(std::string code, claim_input input, const request_m
       lead_submitted = self->pending_leads.count(subject) > 0;
     }
     if (!known_learner) {
-      if (auto l = self->facts.learner_by_email(ref->org_id, subject)) {
+      if (auto l = self->facts.learner_by_email(ref.org_id, subject)) {
         known_learner = l->learner_id;
         lead_submitted = lead_submitted || l->lead_submitted;
       }
@@ -907,10 +1015,12 @@ void command_service::claim(std::string code, claim_input input, const request_m
   cmd.existing_learner_id_ = known_learner;
   cmd.lead_already_submitted_ = lead_submitted;
   cmd.lead_form_ = org->lead_form_;
-  const uuid org_id = ref->org_id, invite_id = ref->invite_id;
+  cmd.invitation_id_ = invitation_id;
+  cmd.presented_learner_id_ = token_learner;
+  const uuid org_id = ref.org_id, invite_id = ref.invite_id;
 
-  impl_->execute<domain::invite_state>(
-      impl_->invites, domain::invite_stream(invite_id), {},
+  execute<domain::invite_state>(
+      invites, domain::invite_stream(invite_id), {},
       [self, cmd, subject, org_id, invite_id, done](
           const domain::invite_state& s,
           timestamp now) mutable -> domain::domain_result<plan<domain::invite_state>> {

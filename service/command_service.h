@@ -33,6 +33,7 @@
 #include "eventstore/key_store.h"
 #include "service/facts.h"
 #include "service/learner_token.h"
+#include "service/personal_link.h"
 #include "service/service_error.h"
 
 namespace passage::service {
@@ -112,6 +113,15 @@ struct api_key_result {
   written at;
 };
 
+// A bulk send of private invitations, recorded (all addresses in one append).
+struct invitation_job {
+  uuid job_id;
+  uuid invite_id;
+  uuid org_id;
+  std::int64_t total = 0;
+  written at;
+};
+
 struct command_service_options {
   // Times a command is decided again after a version conflict. Default: 8.
   int max_retries = 8;
@@ -120,6 +130,9 @@ struct command_service_options {
   // Told how long each append took from queueing to fsync (for metrics); runs on
   // the store's writer thread, so it must be quick. Default: none.
   std::function<void(std::chrono::duration<double>)> on_append_latency;
+  // Secret that signs personal links (app: derive_key(secret, "personal-link")).
+  // Default: "" means a random one for this process (links die with it).
+  std::string personal_link_secret;
 };
 
 // "psk_" + 40 random hex characters, and its lower-case hex SHA-256.
@@ -178,6 +191,15 @@ class command_service {
                         callback<invite_written> done);
   // Emits InviteExpired once its deadline has passed (the scheduler calls this).
   void expire_invite(const uuid& invite_id, const request_meta& m, callback<written> done);
+  // Private invitations (access `allowed` only): records one PrivateInvitationSent per
+  // address, all in one append, under a new job id; the mailer sends them. `on_existing`:
+  // resend an address's current personal link, or replace it (the old one stops claiming).
+  // `remind_after` (opt-in): the mailer reminds addressees who have not claimed by then.
+  void send_private_invitations(const domain::principal& who, const uuid& invite_id,
+                                std::vector<std::string> emails,
+                                domain::on_existing_invitation on_existing,
+                                std::optional<domain::access_duration> remind_after,
+                                const request_meta& m, callback<invitation_job> done);
   // Authorizes `who` to read the invite (404 across orgs, professor ownership).
   service_result<domain::invite_state> invite_for(const domain::principal& who,
                                                   const uuid& invite_id);
@@ -185,6 +207,10 @@ class command_service {
   // --- learners ---
   void claim(std::string code, claim_input input, const request_meta& m,
              callback<claim_result> done);
+  // Claim through a personal link (token from personal_link_codec): only for the
+  // addressee; once claimed, only that learner's token gets the claim back.
+  void claim_by_link(std::string token, claim_input input, const request_meta& m,
+                     callback<claim_result> done);
   void play(const uuid& claim_id, std::string_view learner_token, std::string track_id,
             const request_meta& m, callback<play_result> done);
   void pause(const uuid& claim_id, std::string_view learner_token, std::string track_id,
@@ -198,6 +224,7 @@ class command_service {
                       callback<written> done);
 
   const learner_token_codec& tokens() const;
+  const personal_link_codec& links() const;
 
  private:
   struct impl;

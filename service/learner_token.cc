@@ -1,85 +1,22 @@
 #include "service/learner_token.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
-#include <array>
-#include <cstring>
+#include "service/signed_ids.h"
 
 namespace passage::service {
 namespace {
 
 constexpr std::string_view kPrefix = "lt1.";
-constexpr std::size_t kTagBytes = 16;
-constexpr std::size_t kRawBytes = 32 + kTagBytes;
-
-std::array<unsigned char, 32> tag_of(const std::string& secret, const unsigned char* data,
-                                     std::size_t n) {
-  std::array<unsigned char, 32> out{};
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), data, n, out.data(), &len);
-  return out;
-}
-
-// base64url without padding, from OpenSSL's standard base64.
-std::string to_base64url(const unsigned char* data, std::size_t n) {
-  std::string b64(4 * ((n + 2) / 3) + 1, '\0');
-  int len =
-      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()), data, static_cast<int>(n));
-  b64.resize(static_cast<std::size_t>(len));
-  for (auto& c : b64) {
-    if (c == '+') c = '-';
-    if (c == '/') c = '_';
-  }
-  while (!b64.empty() && b64.back() == '=') b64.pop_back();
-  return b64;
-}
-
-std::optional<std::string> from_base64url(std::string_view s) {
-  std::string b64(s);
-  for (auto& c : b64) {
-    if (c == '-')
-      c = '+';
-    else if (c == '_')
-      c = '/';
-    else if (c == '+' || c == '/' || c == '=')
-      return std::nullopt;
-  }
-  std::size_t pad = (4 - b64.size() % 4) % 4;
-  if (pad == 3) return std::nullopt;
-  b64.append(pad, '=');
-  std::string out(b64.size() / 4 * 3, '\0');
-  int len = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(b64.data()),
-                            static_cast<int>(b64.size()));
-  if (len < 0) return std::nullopt;
-  out.resize(static_cast<std::size_t>(len) - pad);
-  return out;
-}
 
 }  // namespace
 
 std::string learner_token_codec::issue(const learner_identity& who) const {
-  std::array<unsigned char, kRawBytes> raw{};
-  std::memcpy(raw.data(), who.org_id.bytes.data(), 16);
-  std::memcpy(raw.data() + 16, who.learner_id.bytes.data(), 16);
-  auto tag = tag_of(secret_, raw.data(), 32);
-  std::memcpy(raw.data() + 32, tag.data(), kTagBytes);
-  return std::string(kPrefix) + to_base64url(raw.data(), raw.size());
+  return sign_ids(secret_, kPrefix, "", who.org_id, who.learner_id);
 }
 
 std::optional<learner_identity> learner_token_codec::verify(std::string_view token) const {
-  if (!token.starts_with(kPrefix) || token.size() > 128) return std::nullopt;
-  auto raw = from_base64url(token.substr(kPrefix.size()));
-  if (!raw || raw->size() != kRawBytes) return std::nullopt;
-  auto bytes = reinterpret_cast<const unsigned char*>(raw->data());
-  auto tag = tag_of(secret_, bytes, 32);
-  if (CRYPTO_memcmp(tag.data(), bytes + 32, kTagBytes) != 0) return std::nullopt;
-  learner_identity who;
-  std::memcpy(who.org_id.bytes.data(), bytes, 16);
-  std::memcpy(who.learner_id.bytes.data(), bytes + 16, 16);
-  return who;
+  auto ids = verify_ids(secret_, kPrefix, "", token);
+  if (!ids) return std::nullopt;
+  return learner_identity{ids->first, ids->second};
 }
 
 }  // namespace passage::service

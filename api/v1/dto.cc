@@ -4,6 +4,7 @@
 #include <set>
 
 #include "common/time_format.h"
+#include "domain/text.h"
 
 namespace passage::api::v1 {
 namespace {
@@ -362,6 +363,47 @@ dto_result<play_request> parse_play_request(const nlohmann::json& body) {
   PASSAGE_TRY(r.string("track_id", p.track_id, true));
   PASSAGE_TRY(r.no_unknown_members());
   return p;
+}
+
+dto_result<send_request> parse_send_request(const nlohmann::json& body) {
+  if (!body.is_object()) return field_error{"", "the body must be a JSON object"};
+  object_reader r(body, "");
+  send_request out;
+  if (!r.has("emails")) return field_error{"emails", "is required"};
+  std::vector<std::string> emails;
+  PASSAGE_TRY(r.strings("emails", emails));
+  if (emails.empty()) return field_error{"emails", "needs at least one address"};
+  if (emails.size() > max_emails_per_send) {
+    return field_error{"emails", "at most " + std::to_string(max_emails_per_send) + " per call"};
+  }
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < emails.size(); ++i) {
+    if (!domain::is_valid_email(emails[i])) {
+      return field_error{"emails[" + std::to_string(i) + "]", "is not an email address"};
+    }
+    auto e = domain::normalize_email(emails[i]);
+    if (seen.insert(e).second) out.emails.push_back(std::move(e));
+  }
+  std::string on_existing = "resend";
+  PASSAGE_TRY(r.string("on_existing", on_existing));
+  if (on_existing == "resend") {
+    out.on_existing = domain::on_existing_invitation::resend;
+  } else if (on_existing == "new") {
+    out.on_existing = domain::on_existing_invitation::create_new;
+  } else {
+    return field_error{"on_existing", "must be \"resend\" (the same personal link) or \"new\""};
+  }
+  std::string remind_after;
+  PASSAGE_TRY(r.string("remind_after", remind_after, false, true));
+  if (!remind_after.empty()) {
+    auto d = domain::parse_access_duration(remind_after, "remind_after");
+    if (!d || d->forever_) {
+      return field_error{"remind_after", "must be an ISO 8601 duration such as \"P3D\""};
+    }
+    out.remind_after = *d;
+  }
+  PASSAGE_TRY(r.no_unknown_members());
+  return out;
 }
 
 namespace {

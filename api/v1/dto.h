@@ -54,6 +54,16 @@ struct play_request {
 };
 dto_result<play_request> parse_play_request(const nlohmann::json& body);
 
+// POST /v1/invites/{id}/send: {"emails": [...], "on_existing": "resend" | "new"}.
+// Addresses are validated, normalised and de-duplicated (first occurrence kept).
+inline constexpr std::size_t max_emails_per_send = 10000;
+struct send_request {
+  std::vector<std::string> emails;
+  domain::on_existing_invitation on_existing = domain::on_existing_invitation::resend;
+  std::optional<domain::access_duration> remind_after;  // ISO 8601, e.g. "P3D"; opt-in
+};
+dto_result<send_request> parse_send_request(const nlohmann::json& body);
+
 // Response bodies.
 nlohmann::json to_json(const service::claim_result& r);
 nlohmann::json to_json(const service::play_result& r);

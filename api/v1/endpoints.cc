@@ -173,21 +173,6 @@ std::optional<json> event_json(const endpoint_deps& d, const eventstore::recorde
               {"data", *data}};
 }
 
-// The claim abuse limits (SPEC §2): a 429 problem when this address or email
-// has claimed too often.
-std::optional<problem> claim_rate_limit(const endpoint_deps& d, const request_context& ctx,
-                                        const service::claim_input& input) {
-  if (d.claims_per_ip) {
-    if (auto wait = d.claims_per_ip(ctx.client_ip))
-      return rate_limited(*wait, "too many claims from this address");
-  }
-  if (d.claims_per_email && input.email) {
-    if (auto wait = d.claims_per_email(domain::normalize_email(*input.email)))
-      return rate_limited(*wait, "too many claims for this email");
-  }
-  return std::nullopt;
-}
-
 // The learner page for a code that names no invite (or a deleted one).
 response invite_not_found_page() {
   return text_response(http::status::not_found, not_found_page(), "text/html; charset=utf-8");
@@ -195,12 +180,13 @@ response invite_not_found_page() {
 
 // The learner page of an invite, answering its own form post when `outcome` is set.
 response claim_page_response(const endpoint_deps& d, const projections::invite_view& v,
-                             http::status status, const claim_page_outcome* outcome) {
+                             http::status status, const claim_page_outcome* outcome,
+                             std::string_view invitation) {
   auto form = d.reads->lead_form(v.org_id);
-  auto res = text_response(
-      status,
-      claim_page(projections::to_public_json(v, &form), projections::to_json(form), outcome),
-      "text/html; charset=utf-8");
+  auto res = text_response(status,
+                           claim_page(projections::to_public_json(v, &form),
+                                      projections::to_json(form), outcome, invitation),
+                           "text/html; charset=utf-8");
   web::set_page_headers(res);
   return res;
 }
@@ -638,6 +624,45 @@ void invite_routes(router& r, deps_ptr d) {
         }));
 }
 
+// Answers a claim (by code or by personal link): 201 new, 200 existing, problem rejected.
+service::callback<service::claim_result> claim_answer(deps_ptr d, responder respond) {
+  return [d, respond](service::service_result<service::claim_result> res) {
+    if (!res) return respond(problem_response(from_service(res.error()))), void();
+    auto c = *res;
+    after_applied(*d, c.at.position, [respond, c] {
+      if (c.outcome == domain::claim_outcome::rejected) {
+        auto code =
+            c.rejection ? std::string(domain::to_string(*c.rejection)) : std::string("not_allowed");
+        problem p = make_problem(code, c.missing_field.empty() ? "the invite refused this claim"
+                                                               : "missing: " + c.missing_field);
+        p.extra.update(error_body_for_claim(c));
+        return respond(problem_response(p)), void();
+      }
+      bool fresh = c.outcome == domain::claim_outcome::claimed;
+      auto res = json_response(fresh ? http::status::created : http::status::ok, to_json(c));
+      if (fresh)
+        res.set(http::field::location, "/v1/public/claims/" + c.claim->claim_id_.to_string());
+      respond(std::move(res));
+    });
+  };
+}
+
+// Claim abuse limits (SPEC §2); nullopt lets the claim through.
+std::optional<problem> claim_limited(const endpoint_deps& d, const request_context& ctx,
+                                     const service::claim_input& input) {
+  if (d.claims_per_ip) {
+    if (auto wait = d.claims_per_ip(ctx.client_ip)) {
+      return rate_limited(*wait, "too many claims from this address");
+    }
+  }
+  if (d.claims_per_email && input.email) {
+    if (auto wait = d.claims_per_email(domain::normalize_email(*input.email))) {
+      return rate_limited(*wait, "too many claims for this email");
+    }
+  }
+  return std::nullopt;
+}
+
 void public_routes(router& r, deps_ptr d) {
   auto lookup = [d](std::string_view code) -> std::optional<projections::invite_view> {
     auto normalized = domain::normalize_invite_code(code);
@@ -666,7 +691,8 @@ void public_routes(router& r, deps_ptr d) {
           if (!v) {
             return respond(invite_not_found_page()), void();
           }
-          respond(claim_page_response(*d, *v, http::status::ok, nullptr));
+          respond(claim_page_response(*d, *v, http::status::ok, nullptr,
+                                      ctx.query.get_or("invitation", "")));
         });
 
   // The learner page's form without scripts (application/x-www-form-urlencoded):
@@ -674,6 +700,8 @@ void public_routes(router& r, deps_ptr d) {
   r.add(http::verb::post, "/i/{code}",
         [d, lookup](const request& req, request_context& ctx, responder respond) {
           std::string code(ctx.params.get_or("code", ""));
+          // Opened from a private invitation's personal link: claim through that link.
+          std::string invitation(ctx.query.get_or("invitation", ""));
           auto v = lookup(code);
           if (!v) {
             return respond(invite_not_found_page()), void();
@@ -687,26 +715,27 @@ void public_routes(router& r, deps_ptr d) {
                               : dto_result<service::claim_input>(field_error{"", "bad form"});
           std::optional<problem> refused;
           if (!input) refused = invalid_request(input.error().message);
-          if (input && !refused) refused = claim_rate_limit(*d, ctx, *input);
+          if (input && !refused) refused = claim_limited(*d, ctx, *input);
           if (refused) {
             outcome.rejection = refused->code;
-            return respond(claim_page_response(*d, *v, http::status(refused->status), &outcome)),
+            return respond(claim_page_response(*d, *v, http::status(refused->status), &outcome,
+                                               invitation)),
                    void();
           }
-          d->commands->claim(
-              code, std::move(*input), meta_of(ctx),
-              [d, respond, code, lookup,
-               outcome](service::service_result<service::claim_result> res) mutable {
+          auto answer = [d, respond, code, lookup, outcome,
+                         invitation](service::service_result<service::claim_result> res) mutable {
                 if (!res) {
                   outcome.rejection = res.error().code;
                   auto now = lookup(code);
                   if (!now) return respond(invite_not_found_page()), void();
-                  return respond(claim_page_response(
-                             *d, *now, http::status(status_for(outcome.rejection)), &outcome)),
+                  return respond(claim_page_response(*d, *now,
+                                                     http::status(status_for(outcome.rejection)),
+                                                     &outcome, invitation)),
                          void();
                 }
                 auto c = *res;
-                after_applied(*d, c.at.position, [d, respond, code, lookup, outcome, c]() mutable {
+                after_applied(*d, c.at.position,
+                              [d, respond, code, lookup, outcome, invitation, c]() mutable {
                   auto now = lookup(code);
                   if (!now) return respond(invite_not_found_page()), void();
                   auto status = http::status::created;
@@ -720,9 +749,15 @@ void public_routes(router& r, deps_ptr d) {
                     outcome.again = c.outcome != domain::claim_outcome::claimed;
                     if (outcome.again) status = http::status::ok;
                   }
-                  respond(claim_page_response(*d, *now, status, &outcome));
+                  respond(claim_page_response(*d, *now, status, &outcome, invitation));
                 });
-              });
+          };
+          if (invitation.empty()) {
+            d->commands->claim(code, std::move(*input), meta_of(ctx), std::move(answer));
+          } else {
+            d->commands->claim_by_link(invitation, std::move(*input), meta_of(ctx),
+                                       std::move(answer));
+          }
         });
 
   r.add(http::verb::post, "/v1/public/invites/{code}/claims",
@@ -735,32 +770,10 @@ void public_routes(router& r, deps_ptr d) {
               auto body = parse_body(req.body());
               auto input = body ? parse_claim_input(*body) : body.error();
               if (!input) return respond(problem_response(from_field(input.error()))), void();
-              if (auto limited = claim_rate_limit(*d, ctx, *input))
+              if (auto limited = claim_limited(*d, ctx, *input))
                 return respond(problem_response(*limited)), void();
-              d->commands->claim(
-                  std::string(ctx.params.get_or("code", "")), std::move(*input), meta_of(ctx),
-                  [d, respond](service::service_result<service::claim_result> res) {
-                    if (!res) return respond(problem_response(from_service(res.error()))), void();
-                    auto c = *res;
-                    after_applied(*d, c.at.position, [respond, c] {
-                      if (c.outcome == domain::claim_outcome::rejected) {
-                        auto code = c.rejection ? std::string(domain::to_string(*c.rejection))
-                                                : std::string("not_allowed");
-                        problem p = make_problem(code, c.missing_field.empty()
-                                                           ? "the invite refused this claim"
-                                                           : "missing: " + c.missing_field);
-                        p.extra.update(error_body_for_claim(c));
-                        return respond(problem_response(p)), void();
-                      }
-                      bool fresh = c.outcome == domain::claim_outcome::claimed;
-                      auto res = json_response(fresh ? http::status::created : http::status::ok,
-                                               to_json(c));
-                      if (fresh)
-                        res.set(http::field::location,
-                                "/v1/public/claims/" + c.claim->claim_id_.to_string());
-                      respond(std::move(res));
-                    });
-                  });
+              d->commands->claim(std::string(ctx.params.get_or("code", "")), std::move(*input),
+                                 meta_of(ctx), claim_answer(d, respond));
             }));
 
   auto learner_token = [](const request& req, const json* body) -> std::string {
@@ -987,6 +1000,68 @@ void event_routes(router& r, deps_ptr d) {
       }));
 }
 
+// Private invitations (SPEC §4): a bulk send is recorded at once (202 with the job id);
+// the mailer delivers it and GET /v1/jobs/{id} shows its progress. Personal links claim
+// through /v1/public/invitations/{token}/claims.
+void invitation_routes(router& r, deps_ptr d) {
+  auto scope = [d](const request& req, const request_context&) {
+    auto who = authenticate(*d, req);
+    return who ? who->key_id_.to_string() : std::string("anonymous");
+  };
+  r.add(http::verb::post, "/v1/invites/{id}/send",
+        with_idempotency(
+            *d->idempotency, scope,
+            admin(d, [d](const domain::principal& who, const request& req, request_context& ctx,
+                         responder respond) {
+              auto id = uuid_param(ctx, "id");
+              if (!id) return respond(problem_response(id.error())), void();
+              auto body = parse_body(req.body());
+              auto send = body ? parse_send_request(*body) : body.error();
+              if (!send) return respond(problem_response(from_field(send.error()))), void();
+              d->commands->send_private_invitations(
+                  who, *id, std::move(send->emails), send->on_existing, send->remind_after,
+                  meta_of(ctx), [d, respond](service::service_result<service::invitation_job> res) {
+                    if (!res) return respond(problem_response(from_service(res.error()))), void();
+                    const auto job = *res;
+                    if (d->on_invitation_job) d->on_invitation_job(job);
+                    auto out = json_response(http::status::accepted,
+                                             {{"job_id", job.job_id.to_string()},
+                                              {"invite_id", job.invite_id.to_string()},
+                                              {"status", "started"},
+                                              {"total", job.total}});
+                    out.set(http::field::location, "/v1/jobs/" + job.job_id.to_string());
+                    respond(std::move(out));
+                  });
+            })));
+
+  r.add(http::verb::get, "/v1/jobs/{id}",
+        admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
+                     responder respond) {
+          auto id = uuid_param(ctx, "id");
+          if (!id) return respond(problem_response(id.error())), void();
+          auto job = d->job_status ? d->job_status(who.org_id_, *id) : std::nullopt;
+          if (!job)
+            return respond(problem_response(make_problem("not_found", "no such job"))), void();
+          respond(json_response(http::status::ok, *job));
+        }));
+
+  r.add(http::verb::post, "/v1/public/invitations/{token}/claims",
+        with_idempotency(
+            *d->idempotency,
+            [](const request&, const request_context& ctx) {
+              return "invitation:" + std::string(ctx.params.get_or("token", ""));
+            },
+            [d](const request& req, request_context& ctx, responder respond) {
+              auto body = parse_body(req.body(), true);
+              auto input = body ? parse_claim_input(*body) : body.error();
+              if (!input) return respond(problem_response(from_field(input.error()))), void();
+              if (auto limited = claim_limited(*d, ctx, *input))
+                return respond(problem_response(*limited)), void();
+              d->commands->claim_by_link(std::string(ctx.params.get_or("token", "")),
+                                         std::move(*input), meta_of(ctx), claim_answer(d, respond));
+            }));
+}
+
 }  // namespace
 
 void register_routes(router& r, const endpoint_deps& deps) {
@@ -998,6 +1073,7 @@ void register_routes(router& r, const endpoint_deps& deps) {
   public_routes(r, d);
   learner_routes(r, d);
   event_routes(r, d);
+  invitation_routes(r, d);
 }
 
 }  // namespace passage::api::v1

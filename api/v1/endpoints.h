@@ -43,6 +43,10 @@ struct endpoint_deps {
   std::function<nlohmann::json()> system_info;
   // Whether the node is ready (read models caught up at start, ...).
   std::function<bool()> ready;
+  // Private invitations: told of each recorded bulk send (the mailer registers the job);
+  // job_status answers GET /v1/jobs/{id} (nullopt: unknown in this organization).
+  std::function<void(const service::invitation_job&)> on_invitation_job;
+  std::function<std::optional<nlohmann::json>(const uuid& org_id, const uuid& job_id)> job_status;
 };
 
 void register_routes(router& r, const endpoint_deps& deps);

@@ -1,5 +1,6 @@
 #include "api/v1/html.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "common/time_format.h"
@@ -84,6 +85,13 @@ std::string field(const std::string& name, const std::string& label, const std::
          "\"" + attrs + ">\n";
 }
 
+bool is_url_safe(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '.' || ch == '-' || ch == '_';
+  });
+}
+
 }  // namespace
 
 std::string html_escape(std::string_view s) {
@@ -114,7 +122,7 @@ std::string html_escape(std::string_view s) {
 }
 
 std::string claim_page(const nlohmann::json& invite, const nlohmann::json& lead_form,
-                       const claim_page_outcome* outcome) {
+                       const claim_page_outcome* outcome, std::string_view invitation) {
   auto str = [&](const char* k) {
     return invite.contains(k) && invite[k].is_string() ? invite[k].get<std::string>()
                                                        : std::string();
@@ -155,8 +163,12 @@ std::string claim_page(const nlohmann::json& invite, const nlohmann::json& lead_
   }
   // Without scripts the form posts to this page (POST /i/{code}); learner.js
   // posts JSON to the public API instead.
-  html += "<form id=\"claim\" class=\"card\" method=\"post\" action=\"/i/" +
-          html_escape(str("code")) + "\" data-code=\"" + html_escape(str("code")) +
+  // Link tokens are URL-safe ("pl1." and base64url); anything else is not kept.
+  std::string target = "/i/" + str("code");
+  if (!invitation.empty() && is_url_safe(invitation))
+    target += "?invitation=" + std::string(invitation);
+  html += "<form id=\"claim\" class=\"card\" method=\"post\" action=\"" +
+          html_escape(target) + "\" data-code=\"" + html_escape(str("code")) +
           "\" data-starts-at=\"" + html_escape(str("starts_at")) + "\" novalidate" +
           (claimed ? " hidden" : "") + ">\n";
   html += "<h2>Get access</h2>\n";

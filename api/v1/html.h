@@ -23,9 +23,12 @@ struct claim_page_outcome {
 };
 
 // `invite` is the public invite JSON, `lead_form` the org's form JSON;
-// `outcome` when the page answers its own form post.
+// `outcome` when the page answers its own form post; `invitation` the personal
+// link token (private invitation, `?invitation=`) the page was opened with, kept
+// in the form's target so that its post claims through that link.
 std::string claim_page(const nlohmann::json& invite, const nlohmann::json& lead_form,
-                       const claim_page_outcome* outcome = nullptr);
+                       const claim_page_outcome* outcome = nullptr,
+                       std::string_view invitation = {});
 
 // The JSON claim request from the form's fields (email, names, answer.<name>;
 // a checked checkbox is "true").

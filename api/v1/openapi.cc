@@ -62,6 +62,13 @@ const std::map<std::string, doc>& summaries() {
       {"GET /console", {"The admin console (HTML; signs in with an API key)", false}},
       {"GET /assets/{version}/{file}",
        {"Console and learner page scripts and styles (immutable, ETag)", false}},
+      {"POST /v1/invites/{id}/send",
+       {"Send private invitations by email (up to 10,000; on_existing resend | new; "
+        "remind_after); 202 job",
+        true}},
+      {"GET /v1/jobs/{id}", {"A bulk send: status, total, processed, failed, dead letters", true}},
+      {"POST /v1/public/invitations/{token}/claims",
+       {"Claim through a personal link (only for its addressee)", false}},
   };
   return table;
 }

@@ -254,8 +254,19 @@ TEST(InviteLifecycle, NeverExpiringInviteCannotBeExpired) {
   EXPECT_EQ(r.error().code_, errc::invalid_state);
 }
 
-TEST(InviteLifecycle, PrivateInvitationsResendOrCreateNewLinks) {
+TEST(InviteLifecycle, PrivateInvitationsNeedAccessAllowed) {
   invite_state s = given_invite(basic_draft());
+  auto r = decide(s, send_private_invitation{id(900), id(901), "ada@example.com"}, t0);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code_, errc::invalid_state);
+  EXPECT_EQ(r.error().field_, "access");
+}
+
+TEST(InviteLifecycle, PrivateInvitationsResendOrCreateNewLinks) {
+  invite_draft d = basic_draft();
+  d.access_ = access_mode::allowed;
+  d.allowed_domains_ = {"example.org"};
+  invite_state s = given_invite(d);
   send_private_invitation first{id(900), id(901), "Ada@Example.com"};
   auto r = decide(s, first, t0);
   ASSERT_TRUE(r);
@@ -274,6 +285,15 @@ TEST(InviteLifecycle, PrivateInvitationsResendOrCreateNewLinks) {
   auto fresh = std::get<private_invitation_sent>(decide(s, resend, t0)->at(0));
   EXPECT_EQ(fresh.invitation_id_, id(903));
   EXPECT_FALSE(fresh.resent_);
+  auto renewed = with_events(s, event_list{fresh});
+  EXPECT_EQ(renewed.personal_links_.count(id(901)), 0u);  // the old link stops working
+  EXPECT_EQ(renewed.personal_links_.at(id(903)), "ada@example.com");
+  EXPECT_EQ(renewed.private_invitations_.at("ada@example.com"), id(903));
+
+  EXPECT_FALSE(fresh.remind_at_);
+  resend.remind_after_ = *parse_access_duration("P2D", "remind_after");
+  EXPECT_EQ(std::get<private_invitation_sent>(decide(s, resend, t0)->at(0)).remind_at_,
+            t0 + std::chrono::hours(48));
 
   EXPECT_EQ(decide(s, send_private_invitation{id(1), id(2), "nope"}, t0).error().field_, "email");
   s = with_events(s, *decide(s, deactivate_invite{}, t0));

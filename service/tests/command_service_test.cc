@@ -315,7 +315,9 @@ TEST_F(command_service_test, ForgettingALearnerShredsTheirPersonalData) {
   ASSERT_TRUE(before);
   EXPECT_NE(before->dump().find("ada@example.com"), std::string::npos);
 
-  auto forgot = wait<written>([&](auto cb) { svc_->forget_learner(owner_, learner, {"t", ""}, cb); });
+  auto forgot = wait<written>([&](auto cb) {
+    svc_->forget_learner(owner_, learner, {"t", ""}, cb);
+  });
   ASSERT_TRUE(forgot) << forgot.error().message;
   EXPECT_GT(forgot->position, 0u);
   auto after = codec_->to_public_json(claimed);
@@ -325,13 +327,108 @@ TEST_F(command_service_test, ForgettingALearnerShredsTheirPersonalData) {
   ASSERT_TRUE(decoded);
   EXPECT_TRUE(decoded->forgotten);
 
-  auto again = wait<written>([&](auto cb) { svc_->forget_learner(owner_, learner, {"t", ""}, cb); });
+  auto again = wait<written>([&](auto cb) {
+    svc_->forget_learner(owner_, learner, {"t", ""}, cb);
+  });
   ASSERT_TRUE(again);
   EXPECT_EQ(again->position, 0u) << "forgetting twice appends nothing";
   domain::principal stranger{domain::role::owner, uuid::random(), uuid::random()};
-  auto foreign = wait<written>([&](auto cb) { svc_->forget_learner(stranger, learner, {"t", ""}, cb); });
+  auto foreign = wait<written>([&](auto cb) {
+    svc_->forget_learner(stranger, learner, {"t", ""}, cb);
+  });
   ASSERT_FALSE(foreign);
   EXPECT_EQ(foreign.error().code, "not_found");
+}
+
+}  // namespace
+}  // namespace passage::service
+
+namespace passage::service {
+namespace {
+
+class private_invitation_test : public command_service_test {
+ protected:
+  service_result<invitation_job> send(
+      const uuid& invite, std::vector<std::string> emails,
+      domain::on_existing_invitation on_existing = domain::on_existing_invitation::resend) {
+    return wait<invitation_job>([&](auto cb) {
+      svc_->send_private_invitations(owner_, invite, emails, on_existing, std::nullopt,
+                                     {"test", ""}, cb);
+    });
+  }
+  std::vector<domain::private_invitation_sent> invitations(const uuid& invite) {
+    std::vector<domain::private_invitation_sent> out;
+    for (const auto& rec : stream(domain::invite_stream(invite))) {
+      auto d = codec_->decode(rec);
+      EXPECT_TRUE(d);
+      if (auto* p = d ? std::get_if<domain::private_invitation_sent>(&d->event) : nullptr)
+        out.push_back(*p);
+    }
+    return out;
+  }
+};
+
+TEST_F(private_invitation_test, ABulkSendIsOneAppendWithOneLinkPerAddress) {
+  register_track("k8s-basics");
+  auto invite = create_invite(0, 0, domain::access_mode::allowed);
+  std::vector<std::string> emails;
+  for (int i = 0; i < 500; ++i) emails.push_back("p" + std::to_string(i) + "@other.org");
+  auto job = send(invite.invite_id, emails);
+  ASSERT_TRUE(job) << job.error().message;
+  EXPECT_EQ(job->total, 500);
+  auto sent = invitations(invite.invite_id);
+  ASSERT_EQ(sent.size(), 500u);
+  std::set<uuid> links;
+  for (std::size_t i = 0; i < sent.size(); ++i) {
+    EXPECT_EQ(sent[i].job_id_, job->job_id);
+    EXPECT_EQ(sent[i].job_total_, 500);
+    EXPECT_EQ(sent[i].personal_data_.email_, emails[i]);
+    links.insert(sent[i].invitation_id_);
+  }
+  EXPECT_EQ(links.size(), 500u);
+  // One append: the invitations hold consecutive positions.
+  auto recs = stream(domain::invite_stream(invite.invite_id));
+  EXPECT_EQ(recs.back().position - recs[1].position, 499u);
+}
+
+TEST_F(private_invitation_test, APersonalLinkClaimsForItsAddresseeOnly) {
+  register_track("k8s-basics");
+  auto invite = create_invite(0, 0, domain::access_mode::allowed);
+  ASSERT_TRUE(send(invite.invite_id, {"ada@other.org", "bob@other.org"}));
+  auto sent = invitations(invite.invite_id);
+  const std::string bob = svc_->links().issue({invite.invite_id, sent[1].invitation_id_});
+
+  auto r = wait<claim_result>([&](auto cb) {
+    svc_->claim_by_link(bob, claim_input{}, {"test", ""}, cb);
+  });
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->outcome, domain::claim_outcome::claimed);
+  auto claimed = stream(domain::invite_stream(invite.invite_id)).back();
+  auto d = codec_->decode(claimed);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(std::get<domain::invite_claimed>(d->event).personal_data_.email_, "bob@other.org");
+
+  // A link signed with another secret, or for another invite, claims nothing.
+  personal_link_codec other(std::string(32, 'x'));
+  auto forged = wait<claim_result>([&](auto cb) {
+    svc_->claim_by_link(other.issue({invite.invite_id, sent[0].invitation_id_}), claim_input{},
+                        {"test", ""}, cb);
+  });
+  ASSERT_FALSE(forged);
+  EXPECT_EQ(forged.error().code, "not_found");
+}
+
+TEST_F(private_invitation_test, ARefusedSendAppendsNothing) {
+  register_track("k8s-basics");
+  auto open = create_invite(0);
+  auto refused = send(open.invite_id, {"ada@other.org"});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, "invalid_state");
+  EXPECT_EQ(stream(domain::invite_stream(open.invite_id)).size(), 1u);
+  auto bad = send(create_invite(0, 0, domain::access_mode::allowed).invite_id,
+                  {"ok@other.org", "not an address"});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().field, "emails[1]");
 }
 
 }  // namespace

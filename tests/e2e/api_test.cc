@@ -377,9 +377,9 @@ TEST_F(node_test, BadInputGetsAClearErrorAndChangesNothing) {
   EXPECT_EQ(client_->get("/v1/nothing-here", auth()).status, 404u);
   EXPECT_EQ(client_->request(boost::beast::http::verb::put, "/v1/invites", "{}", auth()).status,
             405u);
-  // Oversized body.
+  // Oversized body (the limit is 1 MiB: a bulk send carries up to 10,000 addresses).
   std::string huge =
-      R"({"title":")" + std::string(100 * 1024, 'a') + R"(","tracks":["k8s-basics"]})";
+      R"({"title":")" + std::string(1100 * 1024, 'a') + R"(","tracks":["k8s-basics"]})";
   EXPECT_EQ(client_->post("/v1/invites", huge, auth()).status, 413u);
   client_ = std::make_unique<http_client>(node_->port());
   EXPECT_EQ(client_->get("/healthz").status, 200u) << "the server stays up";

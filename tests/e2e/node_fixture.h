@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -30,6 +31,7 @@ class node_test : public ::testing::Test {
     o.clock = &clock_;
     o.say = [](const std::string&) {};
     o.access_log = false;
+    if (configure_) configure_(o);
     auto n = app::server::start(o);
     ASSERT_TRUE(n) << n.error();
     node_ = std::move(*n);
@@ -63,6 +65,8 @@ class node_test : public ::testing::Test {
     return client_->post("/v1/public/invites/" + code + "/claims", body.dump());
   }
 
+  // Extra settings for start() (e.g. SMTP), applied last.
+  std::function<void(app::server_options&)> configure_;
   temp_dir dir_;
   manual_clock clock_{from_unix_micros(1'790'000'000'000'000)};  // 2026-09-21
   std::string owner_ = "psk_test_owner_0123456789";

@@ -72,13 +72,21 @@ function claimBody() {
   return body;
 }
 
+// A personal link (private invitation, `?invitation=<token>`) claims through its own
+// route, for its addressee only; a plain invite link claims by code.
+function claimUrl() {
+  const link = new URLSearchParams(location.search).get('invitation');
+  return link ? '/v1/public/invitations/' + encodeURIComponent(link) + '/claims'
+              : '/v1/public/invites/' + encodeURIComponent(code) + '/claims';
+}
+
 async function claim(ev) {
   ev.preventDefault();
   clearFieldErrors();
   const button = form.querySelector('button[type=submit]');
   button.disabled = true;
   say('Claiming…', 'info');
-  const res = await call('POST', '/v1/public/invites/' + encodeURIComponent(code) + '/claims', { body: claimBody() });
+  const res = await call('POST', claimUrl(), { body: claimBody() });
   button.disabled = false;
   if (!res.ok) {
     const problem = res.body || {};

@@ -1,0 +1,194 @@
+#include "consumers/mail_message.h"
+
+#include <openssl/evp.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace passage::consumers {
+namespace {
+
+std::string base64(std::string_view in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+// Base64 in lines of 76 characters (RFC 2045).
+std::string base64_lines(std::string_view in) {
+  std::string b = base64(in), out;
+  for (std::size_t i = 0; i < b.size(); i += 76) {
+    out.append(b, i, 76);
+    out += "\r\n";
+  }
+  return out;
+}
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string fill(std::string_view tpl, const template_values& values, bool escape) {
+  std::string out;
+  std::size_t i = 0;
+  while (i < tpl.size()) {
+    auto open = tpl.find("{{", i);
+    if (open == std::string_view::npos) break;
+    auto close = tpl.find("}}", open + 2);
+    if (close == std::string_view::npos) break;
+    out.append(tpl.substr(i, open - i));
+    auto name = tpl.substr(open + 2, close - open - 2);
+    if (auto it = values.find(name); it != values.end()) {
+      out += escape ? html_escape(it->second) : it->second;
+    }
+    i = close + 2;
+  }
+  out.append(tpl.substr(i));
+  return out;
+}
+
+}  // namespace
+
+std::string_view to_string(mail_kind k) {
+  return k == mail_kind::invitation ? "invitation" : "reminder";
+}
+
+mail_template default_template(mail_kind k) {
+  if (k == mail_kind::reminder) {
+    return {"Reminder: you are invited to {{title}}",
+            "Hello,\n\na reminder: you are invited to \"{{title}}\" and have not claimed your "
+            "place yet.\n\n{{description}}\n\nYour personal link (it works for you only):\n"
+            "{{link}}\n",
+            "<!DOCTYPE html>\n<html><body>\n<p>Hello,</p>\n<p>a reminder: you are invited to "
+            "<strong>{{title}}</strong> and have not claimed your place yet.</p>\n"
+            "<p>{{description}}</p>\n<p><a href=\"{{link}}\">Open your invitation</a> (it works "
+            "for you only).</p>\n</body></html>\n"};
+  }
+  return {"You are invited: {{title}}",
+          "Hello,\n\nyou are invited to \"{{title}}\".\n\n{{description}}\n\n"
+          "Your personal link (it works for you only, please do not forward it):\n{{link}}\n",
+          "<!DOCTYPE html>\n<html><body>\n<p>Hello,</p>\n<p>you are invited to "
+          "<strong>{{title}}</strong>.</p>\n<p>{{description}}</p>\n"
+          "<p><a href=\"{{link}}\">Open your invitation</a> (it works for you only, please do "
+          "not forward it).</p>\n</body></html>\n"};
+}
+
+mail_template template_for(mail_kind k, const std::string& dir, std::string_view org_id) {
+  mail_template t = default_template(k);
+  if (dir.empty()) return t;
+  const auto base = std::filesystem::path(dir) / std::string(org_id);
+  const std::string name(to_string(k));
+  auto override_with = [&](const std::string& file, std::string& part) {
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(base / file, ec)) part = read_file(base / file);
+  };
+  override_with(name + ".subject", t.subject);
+  override_with(name + ".txt", t.text);
+  override_with(name + ".html", t.html);
+  return t;
+}
+
+mail_message render(const mail_template& t, const template_values& values, std::string from,
+                    std::string to, std::string message_id) {
+  mail_message m;
+  m.from = std::move(from);
+  m.to = std::move(to);
+  m.subject = fill(t.subject, values, false);
+  m.text = fill(t.text, values, false);
+  m.html = t.html.empty() ? std::string() : fill(t.html, values, true);
+  m.message_id = std::move(message_id);
+  return m;
+}
+
+std::string header_value(std::string_view raw) {
+  std::string clean;
+  bool ascii = true;
+  for (char c : raw) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      if (clean.empty() || clean.back() != ' ') clean += ' ';
+      continue;
+    }
+    if (u >= 0x80) ascii = false;
+    clean += c;
+  }
+  if (ascii) return clean;
+  // RFC 2047: encoded words of at most 75 characters; split on UTF-8 character starts.
+  std::string out;
+  std::size_t i = 0;
+  while (i < clean.size()) {
+    std::size_t n = std::min<std::size_t>(45, clean.size() - i);
+    while (i + n < clean.size() && (static_cast<unsigned char>(clean[i + n]) & 0xC0) == 0x80) --n;
+    if (!out.empty()) out += "\r\n ";
+    out += "=?UTF-8?B?" + base64(std::string_view(clean).substr(i, n)) + "?=";
+    i += n;
+  }
+  return out;
+}
+
+std::string html_escape(std::string_view raw) {
+  std::string out;
+  for (char c : raw) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+std::string to_rfc5322(const mail_message& m, timestamp date) {
+  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(date.time_since_epoch());
+  const std::time_t t = static_cast<std::time_t>(secs.count());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char when[64];
+  std::strftime(when, sizeof when, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  const std::string boundary = "=_passage_" + header_value(m.message_id.substr(1, 36));
+
+  std::string out;
+  out += "From: " + header_value(m.from) + "\r\n";
+  out += "To: " + header_value(m.to) + "\r\n";
+  out += "Subject: " + header_value(m.subject) + "\r\n";
+  out += "Date: " + std::string(when) + "\r\n";
+  out += "Message-ID: " + header_value(m.message_id) + "\r\n";
+  out += "MIME-Version: 1.0\r\n";
+  auto part = [](std::string_view type, std::string_view body) {
+    return "Content-Type: " + std::string(type) +
+           "; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n" + base64_lines(body);
+  };
+  if (m.html.empty()) {
+    out += part("text/plain", m.text);
+    return out;
+  }
+  out += "Content-Type: multipart/alternative; boundary=\"" + boundary + "\"\r\n\r\n";
+  out += "--" + boundary + "\r\n" + part("text/plain", m.text);
+  out += "--" + boundary + "\r\n" + part("text/html", m.html);
+  out += "--" + boundary + "--\r\n";
+  return out;
+}
+
+}  // namespace passage::consumers

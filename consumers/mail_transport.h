@@ -1,0 +1,50 @@
+#pragma once
+// Where rendered mails go: an SMTP server through libcurl (smtp:// with optional
+// STARTTLS, smtps://, authentication), or .eml files in a folder when no SMTP server is
+// configured, so a default node still shows what it would send. libcurl types never
+// leave mail_transport.cc.
+//
+//   auto t = make_smtp_transport({.url = "smtp://127.0.0.1:2525"});
+//   if (auto sent = t->send(message, wire); !sent) retry_later(sent.error());
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "common/result.h"
+#include "consumers/mail_message.h"
+
+namespace passage::consumers {
+
+// Used by one thread at a time (the mailer's).
+class mail_transport {
+ public:
+  virtual ~mail_transport() = default;
+  // Delivers `wire` (the RFC 5322 text of `m`) to m.to. An error is worth retrying; its
+  // text never contains the recipient's address.
+  virtual result<void, std::string> send(const mail_message& m, const std::string& wire) = 0;
+  // "smtp://host:port" or "eml:<folder>", for logs and /v1/system.
+  virtual std::string describe() const = 0;
+};
+
+struct smtp_options {
+  // smtp://host[:port] (plain, or STARTTLS with `starttls`) or smtps://host[:port]. Required.
+  std::string url;
+  // Require STARTTLS on smtp:// (refuse to send in clear). Default: false.
+  bool starttls = false;
+  // SMTP AUTH credentials; empty: no authentication. Default: none.
+  std::string username;
+  std::string password;
+  // Verify the server's certificate and name (TLS). Default: true.
+  bool verify_peer = true;
+  // Connect and whole-transfer timeouts. Defaults: 10 s, 60 s.
+  std::chrono::milliseconds connect_timeout{10'000};
+  std::chrono::milliseconds timeout{60'000};
+};
+
+// Keeps one libcurl handle, so consecutive mails reuse the SMTP connection.
+std::unique_ptr<mail_transport> make_smtp_transport(const smtp_options& o);
+// Writes <folder>/<message id>.eml (atomically: a temporary file, then rename).
+std::unique_ptr<mail_transport> make_eml_transport(std::string folder);
+
+}  // namespace passage::consumers

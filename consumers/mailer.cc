@@ -1,0 +1,626 @@
+#include "consumers/mailer.h"
+
+#include <openssl/evp.h>
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "domain/events.h"
+#include "domain/invite.h"
+#include "domain/streams.h"
+#include "eventstore/subscription.h"
+
+namespace passage::consumers {
+namespace {
+
+using nlohmann::json;
+namespace d = domain;
+
+constexpr std::string_view checkpoint_key = "m:cp";
+
+std::string encode_position(std::uint64_t p) {
+  std::string s(8, '\0');
+  for (int i = 7; i >= 0; --i, p >>= 8) s[static_cast<std::size_t>(i)] = static_cast<char>(p);
+  return s;
+}
+
+std::uint64_t decode_position(std::string_view s) {
+  std::uint64_t p = 0;
+  for (unsigned char c : s) p = (p << 8) | c;
+  return p;
+}
+
+std::string key(char prefix, const uuid& a) {
+  return std::string(1, prefix) + ":" + std::string(a.as_bytes());
+}
+std::string key(char prefix, const uuid& a, const uuid& b) {
+  return key(prefix, a) + std::string(b.as_bytes());
+}
+
+rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
+
+consumer_error db_error(const std::string& what, const rocksdb::Status& s) {
+  return {errc::checkpoint, "mailer state: " + what + ": " + s.ToString()};
+}
+
+// Facts of an invite a mail shows (its public title and description).
+struct invite_facts {
+  std::string code;
+  std::string title;
+  std::string public_description;
+};
+
+}  // namespace
+
+uuid derived_id(const uuid& event_id, std::string_view kind) {
+  const std::string input = "passage.mail|" + event_id.to_string() + "|" + std::string(kind);
+  unsigned char digest[32];
+  unsigned int len = 0;
+  EVP_Digest(input.data(), input.size(), digest, &len, EVP_sha256(), nullptr);
+  uuid id;
+  std::copy(digest, digest + 16, id.bytes.begin());
+  id.bytes[6] = static_cast<std::uint8_t>((id.bytes[6] & 0x0F) | 0x80);  // version 8
+  id.bytes[8] = static_cast<std::uint8_t>((id.bytes[8] & 0x3F) | 0x80);  // RFC 9562 variant
+  return id;
+}
+
+std::string email_job_view::status() const {
+  if (processed() < total) return "started";
+  return failed == 0 ? "complete" : "error";
+}
+
+// The mail's id and its outcome event's id, per kind (stable across runs).
+uuid mail_id(mail_kind k, const uuid& event_id) {
+  return derived_id(event_id, k == mail_kind::invitation ? "mail" : "reminder");
+}
+uuid outcome_id(mail_kind k, const uuid& event_id) {
+  return derived_id(event_id, k == mail_kind::invitation ? "outcome" : "reminder-outcome");
+}
+
+std::string reminder_key(timestamp due, const uuid& event_id) {
+  return "r:" + encode_position(static_cast<std::uint64_t>(to_unix_micros(due))) +
+         std::string(event_id.as_bytes());
+}
+
+struct mailer::state {
+  state(eventstore::event_store& st, const eventstore::event_codec& c,
+        std::unique_ptr<mail_transport> t, mailer_options o)
+      : store(st), codec(c), transport(std::move(t)), opt(std::move(o)) {
+    clk = opt.clock ? opt.clock : &system;
+  }
+
+  eventstore::event_store& store;
+  const eventstore::event_codec& codec;
+  std::unique_ptr<mail_transport> transport;
+  mailer_options opt;
+  passage::system_clock system;
+  const passage::clock* clk = nullptr;
+
+  std::unique_ptr<rocksdb::DB> db;
+  std::unique_ptr<eventstore::subscription> subscription;
+  std::thread reminders;
+  std::mutex send_mu;          // the transport is used by one thread at a time
+  mutable std::mutex jobs_mu;  // read-modify-write of job records
+
+  std::mutex stop_mu;
+  std::condition_variable stop_cv;
+  bool stopping = false;
+
+  std::mutex invites_mu;  // the subscription and the reminder thread read it
+  std::map<uuid, invite_facts> invites;
+  std::uint64_t checkpoint = 0;  // the subscription thread's
+  // The outcome events already in the log for the job being sent (outcome event id ->
+  // sent), read once per job: the log is the ledger of last resort (subscription thread).
+  std::optional<std::pair<uuid, std::map<uuid, bool>>> logged;
+
+  std::atomic<std::uint64_t> checkpoint_shown{0}, sent{0}, failed{0}, attempts_failed{0},
+      reminders_sent{0}, reminders_skipped{0};
+
+  // ---- state store ----------------------------------------------------------
+
+  std::optional<json> get_json(const std::string& k) const {
+    std::string v;
+    if (!db->Get(rocksdb::ReadOptions(), slice(k), &v).ok()) return std::nullopt;
+    auto j = json::parse(v, nullptr, false);
+    if (j.is_discarded()) return std::nullopt;
+    return j;
+  }
+
+  // The stored job record, or a new one with no mail handled yet. Under jobs_mu.
+  json job_record(const uuid& job_id, const uuid& org, const uuid& invite, std::int64_t total) {
+    if (auto j = get_json(key('j', job_id))) return *j;
+    return json{{"org", org.to_string()},
+                {"invite", invite.to_string()},
+                {"total", total},
+                {"sent", 0},
+                {"failed", 0}};
+  }
+
+  bool write(rocksdb::WriteBatch& batch, bool sync) {
+    rocksdb::WriteOptions w;
+    w.sync = sync;
+    auto s = db->Write(w, &batch);
+    if (!s.ok()) spdlog::error("mailer: state write failed: {}", s.ToString());
+    return s.ok();
+  }
+
+  void save_checkpoint(bool sync) {
+    rocksdb::WriteBatch b;
+    b.Put(slice(checkpoint_key), slice(encode_position(checkpoint)));
+    write(b, sync);
+    checkpoint_shown.store(checkpoint);
+  }
+
+  // ---- waiting --------------------------------------------------------------
+
+  // Sleeps for `d` unless stop() is called; false when stopping.
+  bool pause(std::chrono::milliseconds d) {
+    std::unique_lock lk(stop_mu);
+    return !stop_cv.wait_for(lk, d, [this] { return stopping; });
+  }
+  bool is_stopping() {
+    std::lock_guard lk(stop_mu);
+    return stopping;
+  }
+
+  // ---- invites --------------------------------------------------------------
+
+  invite_facts invite(const uuid& invite_id) {
+    {
+      std::lock_guard lk(invites_mu);
+      if (auto it = invites.find(invite_id); it != invites.end()) return it->second;
+    }
+    invite_facts f;
+    std::uint64_t from = 1;
+    for (;;) {
+      auto page = store.read_stream(d::invite_stream(invite_id), from,
+                                    eventstore::read_direction::forward, 1024);
+      if (!page || page->empty()) break;
+      for (const auto& rec : *page) {
+        if (rec.type != d::invite_created::type_name && rec.type != d::invite_updated::type_name) {
+          continue;
+        }
+        auto decoded = codec.decode(rec);
+        if (!decoded) continue;
+        if (auto* c = std::get_if<d::invite_created>(&decoded->event)) {
+          f = {c->code_, c->settings_.title_, c->settings_.public_description_};
+        } else if (auto* u = std::get_if<d::invite_updated>(&decoded->event)) {
+          f.title = u->settings_.title_;
+          f.public_description = u->settings_.public_description_;
+        }
+      }
+      if (page->size() < 1024) break;
+      from = page->back().stream_version + 1;
+    }
+    std::lock_guard lk(invites_mu);
+    return invites[invite_id] = std::move(f);
+  }
+
+  // ---- one invitation -------------------------------------------------------
+
+  struct outcome {
+    bool sent = false;
+    std::string error;
+    int attempts = 0;
+    timestamp at{};
+    bool forgotten = false;  // not a delivery failure: no dead letter
+  };
+
+  // Sends a mail of `kind` for the invitation `rec`, with retries; nullopt when stopping
+  // interrupted it.
+  std::optional<outcome> deliver(mail_kind kind, const d::private_invitation_sent& inv,
+                                 const eventstore::recorded_event& rec) {
+    const auto facts = invite(inv.invite_id_);
+    const auto tpl = template_for(kind, opt.templates_dir, inv.org_id_.to_string());
+    const std::string link = opt.personal_link(facts.code, inv.invite_id_, inv.invitation_id_);
+    auto message = render(
+        tpl, {{"title", facts.title}, {"description", facts.public_description}, {"link", link}},
+        opt.from, inv.personal_data_.email_,
+        "<" + mail_id(kind, rec.event_id).to_string() + "@passage>");
+    outcome o;
+    auto backoff = opt.initial_backoff;
+    for (o.attempts = 1;; ++o.attempts) {
+      const std::string wire = to_rfc5322(message, clk->now());
+      auto r = [&] {
+        std::lock_guard lk(send_mu);  // the subscription and the reminder thread share it
+        return transport->send(message, wire);
+      }();
+      if (r) {
+        o.sent = true;
+        break;
+      }
+      ++attempts_failed;
+      o.error = r.error();
+      spdlog::warn("mailer: attempt {} for event {} failed: {}", o.attempts,
+                   rec.event_id.to_string(), o.error);
+      if (o.attempts >= opt.max_attempts) break;
+      if (!pause(backoff)) return std::nullopt;
+      backoff = std::min(backoff * 2, opt.max_backoff);
+      // Forgotten while the mail waited: no further mail (SPEC §6).
+      if (auto again = codec.decode(rec); again && again->forgotten) {
+        o.error = "recipient forgotten";
+        o.forgotten = true;
+        break;
+      }
+    }
+    o.at = clk->now();
+    return o;
+  }
+
+  // Ledger entry, job counters and dead letter, in one synced batch.
+  bool record(const eventstore::recorded_event& rec, const d::private_invitation_sent& inv,
+              const outcome& o) {
+    std::lock_guard lk(jobs_mu);
+    json job = job_record(inv.job_id_, inv.org_id_, inv.invite_id_, inv.job_total_);
+    job[o.sent ? "sent" : "failed"] = job[o.sent ? "sent" : "failed"].get<std::int64_t>() + 1;
+    rocksdb::WriteBatch b;
+    b.Put(slice(key('l', rec.event_id)), json{{"sent", o.sent},
+                                              {"error", o.error},
+                                              {"attempts", o.attempts},
+                                              {"at", to_unix_micros(o.at)},
+                                              {"forgotten", o.forgotten}}
+                                             .dump());
+    b.Put(slice(key('j', inv.job_id_)), job.dump());
+    if (o.sent && inv.remind_at_) {
+      b.Put(slice(reminder_key(*inv.remind_at_, rec.event_id)),
+            slice(encode_position(rec.position)));
+    }
+    if (!o.sent && !o.forgotten) {
+      b.Put(slice(key('d', inv.job_id_, rec.event_id)),
+            json{{"invitation_id", inv.invitation_id_.to_string()},
+                 {"error", o.error},
+                 {"attempts", o.attempts},
+                 {"at", to_unix_micros(o.at)}}
+                .dump());
+    }
+    return write(b, true);
+  }
+
+  // Appends EmailSent / EmailFailed with an id derived from the source event (a re-append
+  // after a restart is a no-op). False when stopping interrupted it.
+  bool append_outcome(mail_kind kind, const eventstore::recorded_event& rec,
+                      d::private_invitation_sent inv, const outcome& o) {
+    d::event e;
+    const uuid message_id = mail_id(kind, rec.event_id);
+    if (o.sent) {
+      e = d::email_sent{inv.org_id_,     inv.job_id_, message_id,        inv.invitation_id_,
+                        inv.learner_id_, o.at,        inv.personal_data_};
+    } else {
+      e = d::email_failed{inv.org_id_,     inv.job_id_, message_id, inv.invitation_id_,
+                          inv.learner_id_, o.error,     o.at,       inv.personal_data_};
+    }
+    const eventstore::event_metadata meta{outcome_id(kind, rec.event_id), rec.correlation_id,
+                                          rec.event_id.to_string(), "mailer"};
+    auto encoded = codec.encode(e, meta);
+    if (!encoded && encoded.error().forgotten) {
+      *d::personal_data_of(e) = {};  // forgotten since: keep the fact, not the address
+      encoded = codec.encode(e, meta);
+    }
+    if (!encoded) {
+      spdlog::error("mailer: cannot encode the outcome of {}: {}", rec.event_id.to_string(),
+                    encoded.error().message);
+      return true;  // nothing a retry could fix; the ledger and job still show it
+    }
+    auto backoff = opt.initial_backoff;
+    for (;;) {
+      auto r = store.append(
+          {{d::email_job_stream(inv.job_id_), eventstore::expected_version::any(), {*encoded}}});
+      if (r) return true;
+      spdlog::warn("mailer: appending the outcome of {} failed: {}", rec.event_id.to_string(),
+                   r.error().message);
+      if (!pause(backoff)) return false;
+      backoff = std::min(backoff * 2, opt.max_backoff);
+    }
+  }
+
+  std::optional<outcome> stored_outcome(const uuid& event_id) const {
+    auto j = get_json(key('l', event_id));
+    if (!j) return std::nullopt;
+    return outcome{j->value("sent", false), j->value("error", std::string()),
+                   j->value("attempts", 0), from_unix_micros(j->value("at", std::int64_t{0})),
+                   j->value("forgotten", false)};
+  }
+
+  // The outcome of the invitation `rec` as the log already records it, if it does: after
+  // the state folder was lost, this keeps mails that went out from going out again.
+  std::optional<outcome> logged_outcome(const d::private_invitation_sent& inv,
+                                        const eventstore::recorded_event& rec) {
+    if (!logged || logged->first != inv.job_id_) {
+      std::map<uuid, bool> found;
+      std::uint64_t from = 1;
+      for (;;) {
+        auto page = store.read_stream(d::email_job_stream(inv.job_id_), from,
+                                      eventstore::read_direction::forward, 1024);
+        if (!page) break;
+        for (const auto& r : *page) found[r.event_id] = r.type == d::email_sent::type_name;
+        if (page->size() < 1024) break;
+        from = page->back().stream_version + 1;
+      }
+      logged.emplace(inv.job_id_, std::move(found));
+    }
+    auto it = logged->second.find(outcome_id(mail_kind::invitation, rec.event_id));
+    if (it == logged->second.end()) return std::nullopt;
+    return outcome{it->second, it->second ? "" : "failed (recorded in the log)", 0, clk->now()};
+  }
+
+  // False when stopping interrupted it (the event is handled again after the next start).
+  bool handle_invitation(const eventstore::recorded_event& rec) {
+    auto decoded = codec.decode(rec);
+    if (!decoded) {
+      spdlog::error("mailer: event {} cannot be decoded: {}", rec.event_id.to_string(),
+                    decoded.error().message);
+      return true;
+    }
+    auto inv = std::get<d::private_invitation_sent>(decoded->event);
+    if (auto done = stored_outcome(rec.event_id)) {
+      return append_outcome(mail_kind::invitation, rec, inv, *done);
+    }
+    if (auto done = logged_outcome(inv, rec)) return record(rec, inv, *done);
+    {
+      std::lock_guard lk(jobs_mu);
+      rocksdb::WriteBatch b;
+      b.Put(slice(key('j', inv.job_id_)),
+            job_record(inv.job_id_, inv.org_id_, inv.invite_id_, inv.job_total_).dump());
+      write(b, false);
+    }
+    std::optional<outcome> o;
+    if (decoded->forgotten || inv.personal_data_.email_.empty()) {
+      o = outcome{false, "recipient forgotten", 0, clk->now(), true};
+    } else {
+      o = deliver(mail_kind::invitation, inv, rec);
+      if (!o) return false;
+    }
+    if (!record(rec, inv, *o)) return false;
+    (o->sent ? sent : failed)++;
+    return append_outcome(mail_kind::invitation, rec, inv, *o);
+  }
+
+  // ---- reminders ------------------------------------------------------------
+
+  // What a reminder checks about an invite: its state and the addresses that claimed.
+  struct invite_snapshot {
+    d::invite_state state;
+    std::set<std::string> claimed;
+  };
+  using snapshots = std::map<uuid, invite_snapshot>;
+
+  std::optional<invite_snapshot> load_snapshot(const uuid& invite_id) {
+    invite_snapshot snap;
+    std::uint64_t from = 1;
+    for (;;) {
+      auto page = store.read_stream(d::invite_stream(invite_id), from,
+                                    eventstore::read_direction::forward, 1024);
+      if (!page) return std::nullopt;
+      for (const auto& rec : *page) {
+        auto decoded = codec.decode(rec);
+        if (!decoded) continue;
+        if (auto* c = std::get_if<d::invite_claimed>(&decoded->event)) {
+          snap.claimed.insert(c->personal_data_.email_);
+        }
+        snap.state = d::evolve(std::move(snap.state), decoded->event);
+      }
+      if (page->size() < 1024) break;
+      from = page->back().stream_version + 1;
+    }
+    return snap;
+  }
+
+  // Whether the addressee of `inv` should still be reminded: the invite takes claims, the
+  // invitation's link is still the current one, and nobody claimed with its address. Each
+  // invite is read once per pass over the due reminders (`seen`).
+  bool still_unclaimed(const d::private_invitation_sent& inv, snapshots& seen) {
+    auto it = seen.find(inv.invite_id_);
+    if (it == seen.end()) {
+      auto snap = load_snapshot(inv.invite_id_);
+      if (!snap) return false;
+      it = seen.emplace(inv.invite_id_, std::move(*snap)).first;
+    }
+    const auto& s = it->second;
+    const auto status = d::status_at(s.state, clk->now()).status_;
+    const bool open = status == d::invite_status::active || status == d::invite_status::upcoming;
+    return open && s.state.personal_links_.count(inv.invitation_id_) > 0 &&
+           s.claimed.count(inv.personal_data_.email_) == 0;
+  }
+
+  // Handles one due reminder (the PrivateInvitationSent at `position`); false when stopping
+  // interrupted it (it stays due).
+  bool remind(std::uint64_t position, snapshots& seen) {
+    eventstore::log_filter f;
+    f.from_position = position;
+    f.to_position = position;
+    auto found = store.read_all(f, 1);
+    if (!found || found->empty()) return true;
+    const auto& rec = found->front();
+    auto decoded = codec.decode(rec);
+    if (!decoded) return true;
+    auto inv = std::get<d::private_invitation_sent>(decoded->event);
+    const uuid id = mail_id(mail_kind::reminder, rec.event_id);
+    if (auto done = stored_outcome(id)) return append_outcome(mail_kind::reminder, rec, inv, *done);
+    if (decoded->forgotten || inv.personal_data_.email_.empty() || !still_unclaimed(inv, seen)) {
+      ++reminders_skipped;
+      return true;
+    }
+    auto o = deliver(mail_kind::reminder, inv, rec);
+    if (!o) return false;
+    rocksdb::WriteBatch b;
+    b.Put(slice(key('l', id)), json{{"sent", o->sent},
+                                    {"error", o->error},
+                                    {"attempts", o->attempts},
+                                    {"at", to_unix_micros(o->at)},
+                                    {"forgotten", o->forgotten}}
+                                   .dump());
+    if (!write(b, true)) return false;
+    ++reminders_sent;
+    return append_outcome(mail_kind::reminder, rec, inv, *o);
+  }
+
+  // Every reminder due by now, in due order.
+  void remind_due() {
+    const std::string prefix = "r:";
+    const std::string until =
+        prefix + encode_position(static_cast<std::uint64_t>(to_unix_micros(clk->now())) + 1);
+    std::vector<std::pair<std::string, std::uint64_t>> due;
+    {
+      std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+      for (it->Seek(slice(prefix)); it->Valid() && it->key().compare(slice(until)) < 0;
+           it->Next()) {
+        due.emplace_back(it->key().ToString(), decode_position(it->value().ToString()));
+      }
+    }
+    snapshots seen;
+    for (const auto& [k, position] : due) {
+      if (is_stopping() || !remind(position, seen)) return;
+      rocksdb::WriteBatch b;
+      b.Delete(slice(k));
+      write(b, false);
+    }
+  }
+
+  void run_reminders() {
+    while (pause(opt.reminder_poll)) remind_due();
+  }
+
+  bool handle(std::span<const eventstore::recorded_event> batch) {
+    for (const auto& rec : batch) {
+      if (rec.type == d::invite_updated::type_name) {
+        if (auto id = uuid::parse(std::string_view(rec.stream).substr(7))) {
+          std::lock_guard lk(invites_mu);
+          invites.erase(*id);
+        }
+      } else if (rec.type == d::private_invitation_sent::type_name) {
+        if (is_stopping() || !handle_invitation(rec)) {
+          save_checkpoint(true);
+          return false;
+        }
+      }
+      checkpoint = rec.position;
+    }
+    save_checkpoint(false);
+    return !is_stopping();
+  }
+};
+
+mailer::mailer(eventstore::event_store& store, const eventstore::event_codec& codec,
+               std::unique_ptr<mail_transport> transport, mailer_options options)
+    : s_(std::make_unique<state>(store, codec, std::move(transport), std::move(options))) {}
+
+mailer::~mailer() { stop(); }
+
+result<void, consumer_error> mailer::start() {
+  if (s_->subscription) return consumer_error{errc::already_running, "mailer already running"};
+  if (!s_->opt.personal_link)
+    return consumer_error{errc::invalid_config, "personal_link is required"};
+  if (!s_->db) {
+    std::error_code ec;
+    std::filesystem::create_directories(s_->opt.state_path, ec);
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    o.keep_log_file_num = 2;
+    o.max_manifest_file_size = 1u << 20;
+    o.write_buffer_size = 4u << 20;
+    rocksdb::DB* raw = nullptr;
+    auto st = rocksdb::DB::Open(o, s_->opt.state_path, &raw);
+    if (!st.ok()) return db_error("open " + s_->opt.state_path, st);
+    s_->db.reset(raw);
+    std::string v;
+    st = s_->db->Get(rocksdb::ReadOptions(), slice(checkpoint_key), &v);
+    if (!st.ok() && !st.IsNotFound()) return db_error("read checkpoint", st);
+    s_->checkpoint = st.ok() ? decode_position(v) : 0;
+    s_->checkpoint_shown.store(s_->checkpoint);
+  }
+  {
+    std::lock_guard lk(s_->stop_mu);
+    s_->stopping = false;
+  }
+  eventstore::subscription_options so;
+  so.filter.from_position = s_->checkpoint + 1;
+  so.filter.types = {std::string(d::private_invitation_sent::type_name),
+                     std::string(d::invite_updated::type_name)};
+  so.max_batch = 256;
+  auto* st = s_.get();
+  s_->reminders = std::thread([st] { st->run_reminders(); });
+  s_->subscription = std::make_unique<eventstore::subscription>(
+      s_->store, so,
+      [st](std::span<const eventstore::recorded_event> batch) { return st->handle(batch); },
+      [](const eventstore::store_error& e) {
+        spdlog::error("mailer: reading the log failed: {}", e.message);
+      });
+  return {};
+}
+
+void mailer::stop() {
+  if (!s_->subscription) return;
+  {
+    std::lock_guard lk(s_->stop_mu);
+    s_->stopping = true;
+  }
+  s_->stop_cv.notify_all();
+  s_->subscription->stop();
+  s_->subscription.reset();
+  if (s_->reminders.joinable()) s_->reminders.join();
+}
+
+result<void, consumer_error> mailer::register_job(const uuid& job_id, const uuid& org_id,
+                                                  const uuid& invite_id, std::int64_t total) {
+  if (!s_->db) return consumer_error{errc::checkpoint, "mailer not started"};
+  std::lock_guard lk(s_->jobs_mu);
+  if (s_->get_json(key('j', job_id))) return {};
+  rocksdb::WriteBatch b;
+  b.Put(slice(key('j', job_id)), s_->job_record(job_id, org_id, invite_id, total).dump());
+  // Not synced: it runs on the store's writer thread, and a record lost in a crash is made
+  // again from the events when the mailer reaches them.
+  if (!s_->write(b, false)) return consumer_error{errc::checkpoint, "mailer state write failed"};
+  return {};
+}
+
+std::optional<email_job_view> mailer::job(const uuid& org_id, const uuid& job_id) const {
+  if (!s_->db) return std::nullopt;
+  json j;
+  {
+    std::lock_guard lk(s_->jobs_mu);
+    auto found = s_->get_json(key('j', job_id));
+    if (!found) return std::nullopt;
+    j = std::move(*found);
+  }
+  if (j.value("org", std::string()) != org_id.to_string()) return std::nullopt;
+  email_job_view v;
+  v.job_id = job_id;
+  v.org_id = org_id;
+  v.invite_id = uuid::parse(j.value("invite", std::string())).value_or(uuid{});
+  v.total = j.value("total", std::int64_t{0});
+  v.sent = j.value("sent", std::int64_t{0});
+  v.failed = j.value("failed", std::int64_t{0});
+  const std::string prefix = key('d', job_id);
+  std::unique_ptr<rocksdb::Iterator> it(s_->db->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(slice(prefix)); it->Valid() && it->key().starts_with(slice(prefix)); it->Next()) {
+    auto dl = json::parse(it->value().ToString(), nullptr, false);
+    if (dl.is_discarded() || it->key().size() != prefix.size() + 16) continue;
+    dead_letter_view row;
+    std::copy_n(it->key().data() + prefix.size(), 16, row.event_id.bytes.begin());
+    row.invitation_id = uuid::parse(dl.value("invitation_id", std::string())).value_or(uuid{});
+    row.error = dl.value("error", std::string());
+    row.attempts = dl.value("attempts", 0);
+    row.failed_at = from_unix_micros(dl.value("at", std::int64_t{0}));
+    v.dead_letters.push_back(std::move(row));
+  }
+  return v;
+}
+
+mailer_stats mailer::stats() const {
+  return {s_->checkpoint_shown.load(), s_->sent.load(),           s_->failed.load(),
+          s_->attempts_failed.load(),  s_->reminders_sent.load(), s_->reminders_skipped.load()};
+}
+
+std::string mailer::transport() const { return s_->transport->describe(); }
+
+}  // namespace passage::consumers

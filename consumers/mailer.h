@@ -1,0 +1,143 @@
+#pragma once
+// The mailer: sends the private invitations recorded in the log (PrivateInvitationSent),
+// one mail per event, and records each outcome as EmailSent or EmailFailed in the job's
+// stream (job-<id>). It reads a catch-up subscription from its checkpoint and keeps its
+// own RocksDB (`data/mailer`):
+//
+//   m:cp              checkpoint: the last position fully handled (8 bytes big-endian)
+//   l:<event id>      sent-ledger: the outcome of the mail for that event (JSON)
+//   j:<job id>        job status: org, invite, total, sent, failed (JSON)
+//   d:<job id><event id>  dead letter: a mail given up after max_attempts (JSON, no address)
+//
+// Exactly one delivery per event id: the ledger entry is written (fsync) as soon as the
+// transport accepted the mail, before the outcome event is appended; a re-delivered event
+// with a ledger entry is not sent again, only its outcome event re-appended (its event id
+// is derived from the source event's, so the store keeps the first). The one window left is
+// a crash between the SMTP server's "250" and the ledger write; the Message-ID (also
+// derived from the event id) lets a receiver drop that duplicate. Should the state folder
+// be lost, the outcome events already in the log stand in for the ledger (read once per
+// job), so mails that went out do not go out again and the job counters are rebuilt.
+//
+// Failures are retried with exponential backoff, in log order (a failing mail holds the
+// ones after it); after max_attempts the mail is dead-lettered and counted as failed.
+// Learners forgotten (SPEC §6) before their mail went out get no mail: the event decodes
+// as forgotten and is recorded as EmailFailed without personal data.
+//
+// Reminders (opt-in per send, `remind_at` in the event): once the invitation mail went
+// out, `r:<due><event id>` waits in the state store; a thread looks for due ones every
+// `reminder_poll` and sends a reminder (template kind `reminder`, same personal link) only
+// if the invite still takes claims, the link is still current and nobody claimed with
+// the address. Its outcome is an EmailSent / EmailFailed in the job's stream with ids
+// derived from the invitation event (kind "reminder"), ledgered like the invitation.
+//
+//   mailer m(store, codec, std::move(transport), {.state_path = "data/mailer",
+//             .personal_link = [](auto code, auto& invite, auto& inv) { return url; }});
+//   m.start();  ...  m.job(org, job_id);  ...  m.stop();
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/result.h"
+#include "common/uuid.h"
+#include "consumers/errors.h"
+#include "consumers/mail_transport.h"
+#include "eventstore/event_codec.h"
+#include "eventstore/event_store.h"
+
+namespace passage::consumers {
+
+struct mailer_options {
+  // Folder of the mailer's RocksDB (checkpoint, ledger, jobs, dead letters). Required.
+  std::string state_path;
+  // The From header. Default: "Passage <no-reply@passage.invalid>".
+  std::string from = "Passage <no-reply@passage.invalid>";
+  // The full URL of an invitation's personal link, from the invite's code and ids. Required.
+  std::function<std::string(std::string_view code, const uuid& invite_id,
+                            const uuid& invitation_id)>
+      personal_link;
+  // Per-organization templates (`<dir>/<org id>/invitation.subject|.txt|.html`).
+  // Default: "" (the built-in ones).
+  std::string templates_dir;
+  // Attempts per mail before it is dead-lettered. Default: 8.
+  int max_attempts = 8;
+  // Backoff between attempts: doubles from initial up to max. Defaults: 1 s, 5 min.
+  std::chrono::milliseconds initial_backoff{1000};
+  std::chrono::milliseconds max_backoff{300'000};
+  // How often due reminders are looked for. Default: 30 s.
+  std::chrono::milliseconds reminder_poll{30'000};
+  // Source of sent_at / failed_at and of "now" for reminders. Default: nullptr = the
+  // system clock.
+  const passage::clock* clock = nullptr;
+};
+
+struct dead_letter_view {
+  uuid event_id;  // the PrivateInvitationSent event
+  uuid invitation_id;
+  std::string error;
+  int attempts = 0;
+  timestamp failed_at{};
+};
+
+struct email_job_view {
+  uuid job_id;
+  uuid org_id;
+  uuid invite_id;
+  std::int64_t total = 0;
+  std::int64_t sent = 0;
+  std::int64_t failed = 0;
+  std::int64_t processed() const { return sent + failed; }
+  // "started" while mails are pending, "complete" when all went out, "error" when all were
+  // handled and some failed (see dead_letters).
+  std::string status() const;
+  std::vector<dead_letter_view> dead_letters;
+};
+
+struct mailer_stats {
+  std::uint64_t checkpoint = 0;
+  std::uint64_t sent = 0;               // since start
+  std::uint64_t failed = 0;             // since start
+  std::uint64_t attempts_failed = 0;    // transport errors, retried or not
+  std::uint64_t reminders_sent = 0;     // since start (sent or failed after retries)
+  std::uint64_t reminders_skipped = 0;  // since start: claimed, replaced link, closed invite
+};
+
+// Owned by the app. start()/stop() from one controlling thread; job(), register_job() and
+// stats() from any thread. Mails are sent on the subscription's thread.
+class mailer {
+ public:
+  mailer(eventstore::event_store& store, const eventstore::event_codec& codec,
+         std::unique_ptr<mail_transport> transport, mailer_options options);
+  ~mailer();
+  mailer(const mailer&) = delete;
+  mailer& operator=(const mailer&) = delete;
+
+  result<void, consumer_error> start();
+  // Interrupts a backoff wait; the mail being retried is retried after the next start.
+  void stop();
+
+  // Records a job the command side just wrote, so its status is readable before the
+  // mailer reaches its events. Idempotent; the mailer records it too when it gets there.
+  result<void, consumer_error> register_job(const uuid& job_id, const uuid& org_id,
+                                            const uuid& invite_id, std::int64_t total);
+  // The job of `org_id` (nullopt: unknown, or another organization's).
+  std::optional<email_job_view> job(const uuid& org_id, const uuid& job_id) const;
+  mailer_stats stats() const;
+  std::string transport() const;
+
+  struct state;
+
+ private:
+  std::unique_ptr<state> s_;
+};
+
+// The id of the mail (and of its outcome event) for a source event: a name-based UUID
+// (SHA-256 of "passage.mail|<event id>|<kind>", version 8), the same on every run.
+uuid derived_id(const uuid& event_id, std::string_view kind);
+
+}  // namespace passage::consumers

@@ -1,0 +1,110 @@
+// Rendering of mails: templates, HTML escaping, header injection, RFC 2047, the MIME shape,
+// per-organization templates, and the ids derived from source events.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "common/time_format.h"
+#include "consumers/mail_message.h"
+#include "consumers/mailer.h"
+#include "tests/support/temp_dir.h"
+
+namespace passage::consumers {
+namespace {
+
+const timestamp t0 = *parse_rfc3339("2026-11-20T09:00:00Z");
+
+std::vector<std::string> header_lines(const std::string& wire) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  for (;;) {
+    auto end = wire.find("\r\n", at);
+    if (end == std::string::npos || end == at) break;
+    out.push_back(wire.substr(at, end - at));
+    at = end + 2;
+  }
+  return out;
+}
+
+TEST(MailMessage, PlaceholdersAreFilledAndEscapedInHtmlOnly) {
+  auto m = render(
+      default_template(mail_kind::invitation),
+      {{"title", "R&D <intro>"}, {"description", "a \"b\""}, {"link", "https://x/i/C?a=1&b=2"}},
+      "Passage <no-reply@example.com>", "ada@example.com", "<1@passage>");
+  EXPECT_EQ(m.subject, "You are invited: R&D <intro>");
+  EXPECT_NE(m.text.find("\"R&D <intro>\""), std::string::npos);
+  EXPECT_NE(m.text.find("https://x/i/C?a=1&b=2"), std::string::npos);
+  EXPECT_NE(m.html.find("<strong>R&amp;D &lt;intro&gt;</strong>"), std::string::npos);
+  EXPECT_NE(m.html.find("href=\"https://x/i/C?a=1&amp;b=2\""), std::string::npos);
+  EXPECT_EQ(m.html.find("<intro>"), std::string::npos);
+}
+
+TEST(MailMessage, CrLfInHeaderValuesCannotInjectHeaders) {
+  mail_message m;
+  m.from = "Evil\r\nBcc: a@evil.example <no-reply@example.com>";
+  m.to = "ada@example.com\r\nCc: b@evil.example";
+  m.subject = "Hi\r\nX-Injected: yes\n\rTo: c@evil.example";
+  m.text = "body";
+  m.message_id = "<6f1c2a4e-8b1d-4c3e-9f00-112233445566@passage>";
+  const std::string wire = to_rfc5322(m, t0);
+  for (const auto& line : header_lines(wire)) {
+    EXPECT_FALSE(line.starts_with("Bcc:")) << line;
+    EXPECT_FALSE(line.starts_with("Cc:")) << line;
+    EXPECT_FALSE(line.starts_with("X-Injected:")) << line;
+    EXPECT_FALSE(line.starts_with("To: c@")) << line;
+  }
+  EXPECT_NE(wire.find("Subject: Hi X-Injected: yes To: c@evil.example\r\n"), std::string::npos);
+  EXPECT_EQ(header_value("a\tb\x01"
+                         "c"),
+            "a b c");
+}
+
+TEST(MailMessage, NonAsciiHeadersAreEncodedWords) {
+  const std::string v = header_value("Kubernetes für Anfänger – Teil 1 mit einem langen Titel");
+  EXPECT_TRUE(v.starts_with("=?UTF-8?B?")) << v;
+  for (const auto& line : header_lines(v + "\r\n")) EXPECT_LE(line.size(), 76u) << line;
+  EXPECT_EQ(header_value("plain ascii"), "plain ascii");
+}
+
+TEST(MailMessage, MultipartAlternativeWithBase64Bodies) {
+  auto m =
+      render(default_template(mail_kind::invitation), {{"title", "T"}, {"link", "L"}},
+             "f@example.com", "t@example.com", "<6f1c2a4e-8b1d-4c3e-9f00-112233445566@passage>");
+  const std::string wire = to_rfc5322(m, t0);
+  EXPECT_NE(wire.find("Date: Fri, 20 Nov 2026 09:00:00 +0000\r\n"), std::string::npos);
+  EXPECT_NE(wire.find("Message-ID: <6f1c2a4e-8b1d-4c3e-9f00-112233445566@passage>\r\n"),
+            std::string::npos);
+  EXPECT_NE(wire.find("Content-Type: multipart/alternative; boundary="), std::string::npos);
+  EXPECT_NE(wire.find("Content-Type: text/plain; charset=utf-8"), std::string::npos);
+  EXPECT_NE(wire.find("Content-Type: text/html; charset=utf-8"), std::string::npos);
+  // No body line can end the SMTP data early.
+  EXPECT_EQ(wire.find("\r\n.\r\n"), std::string::npos);
+  for (const auto& line : header_lines(wire)) EXPECT_LE(line.size(), 998u);
+}
+
+TEST(MailMessage, TemplatesPerOrganizationOverrideTheBuiltInParts) {
+  passage::testing::temp_dir dir;
+  std::filesystem::create_directories(dir.sub("tpl") + "/org-a");
+  std::ofstream(dir.sub("tpl") + "/org-a/invitation.subject") << "Join {{title}} at ACME";
+  auto a = template_for(mail_kind::invitation, dir.sub("tpl"), "org-a");
+  auto b = template_for(mail_kind::invitation, dir.sub("tpl"), "org-b");
+  EXPECT_EQ(a.subject, "Join {{title}} at ACME");
+  EXPECT_EQ(a.text, default_template(mail_kind::invitation).text);
+  EXPECT_EQ(b.subject, default_template(mail_kind::invitation).subject);
+  EXPECT_EQ(render(a, {{"title", "K8s"}}, "f", "t", "<m>").subject, "Join K8s at ACME");
+  // Reminders have their own files and built-in template.
+  EXPECT_EQ(template_for(mail_kind::reminder, dir.sub("tpl"), "org-a").subject,
+            default_template(mail_kind::reminder).subject);
+  EXPECT_NE(default_template(mail_kind::reminder).subject, b.subject);
+}
+
+TEST(MailMessage, DerivedIdsAreStablePerEventAndKind) {
+  const uuid e = *uuid::parse("6f1c2a4e-8b1d-4c3e-9f00-112233445566");
+  EXPECT_EQ(derived_id(e, "mail"), derived_id(e, "mail"));
+  EXPECT_NE(derived_id(e, "mail"), derived_id(e, "outcome"));
+  EXPECT_NE(derived_id(e, "mail"), derived_id(uuid::random(), "mail"));
+  EXPECT_EQ(derived_id(e, "mail").to_string()[14], '8');  // version 8
+}
+
+}  // namespace
+}  // namespace passage::consumers

@@ -1,0 +1,504 @@
+// Private invitations end to end: a node in-process, a real SMTP server (aiosmtpd) as a
+// child process on loopback. Bulk sends, personal links, resend versus new, the SMTP
+// server killed mid-job, header injection, .eml fallback, forgotten recipients.
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+
+#include <chrono>
+#include <map>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "tests/e2e/node_fixture.h"
+#include "tests/support/smtp_sink.h"
+
+namespace passage::testing {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+std::string base64_decode(std::string in) {
+  std::erase_if(in, [](char c) { return c == '\r' || c == '\n'; });
+  std::string out(in.size() / 4 * 3 + 3, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
+  if (n < 0) return {};
+  while (!in.empty() && in.back() == '=') {
+    in.pop_back();
+    --n;
+  }
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+// One received mail: its headers (unfolded) and its decoded text/plain part.
+struct received {
+  std::string envelope_to;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string text;
+
+  std::string header(const std::string& name) const {
+    for (const auto& [k, v] : headers)
+      if (k == name) return v;
+    return {};
+  }
+  // The personal link token in the text.
+  std::string token() const {
+    std::smatch m;
+    static const std::regex re("invitation=(pl1\\.[A-Za-z0-9_-]+)");
+    return std::regex_search(text, m, re) ? m[1].str() : std::string();
+  }
+};
+
+received parse_mail(const std::string& raw) {
+  received r;
+  const auto split = raw.find("\r\n\r\n");
+  std::string head = raw.substr(0, split);
+  std::istringstream lines(head);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty() && (line[0] == ' ' || line[0] == '\t') && !r.headers.empty()) {
+      r.headers.back().second += line;
+      continue;
+    }
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string value = line.substr(colon + 1);
+    if (!value.empty() && value[0] == ' ') value.erase(0, 1);
+    r.headers.emplace_back(line.substr(0, colon), value);
+  }
+  r.envelope_to = r.header("X-Envelope-To");
+  // The first base64 part is text/plain.
+  auto p = raw.find("Content-Type: text/plain");
+  auto body = raw.find("\r\n\r\n", p);
+  auto end = raw.find("\r\n--", body + 4);
+  if (p != std::string::npos && body != std::string::npos) {
+    r.text = base64_decode(
+        raw.substr(body + 4, end == std::string::npos ? std::string::npos : end - body - 4));
+  }
+  return r;
+}
+
+class MailTest : public node_test {
+ protected:
+  void SetUp() override {
+    sink_.start();
+    configure_ = [this](app::server_options& o) {
+      o.smtp_url = smtp_url_.empty() ? sink_.url() : smtp_url_;
+      o.mail_initial_backoff = 20ms;
+      o.mail_max_backoff = 200ms;
+      o.mail_max_attempts = max_attempts_;
+      o.mail_reminder_poll = 20ms;
+      o.public_url = "https://learn.example.com/";
+    };
+    node_test::SetUp();
+    make_track("k8s");
+  }
+
+  json private_invite(const std::string& title = "Kubernetes 101") {
+    return make_invite({{"title", title},
+                        {"public_description", "Hands-on <b>cluster</b> basics"},
+                        {"tracks", {{{"track_id", "k8s"}}}},
+                        {"access", "allowed"},
+                        {"allowed_domains", {"staff.example.org"}}});
+  }
+
+  std::string send(const std::string& invite_id, const std::vector<std::string>& emails,
+                   const std::string& on_existing = "resend") {
+    auto r = client_->post("/v1/invites/" + invite_id + "/send",
+                           json{{"emails", emails}, {"on_existing", on_existing}}.dump(), auth());
+    EXPECT_EQ(r.status, 202u) << r.body;
+    return r.json().value("job_id", "");
+  }
+
+  // Polls the job until every address was handled (no timing asserted: the ctest timeout
+  // bounds a hang).
+  json wait_job(const std::string& job_id) {
+    for (;;) {
+      auto r = client_->get("/v1/jobs/" + job_id, auth());
+      EXPECT_EQ(r.status, 200u) << r.body;
+      auto j = r.json();
+      if (r.status != 200u || j["status"] != "started") return j;
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+
+  std::vector<received> inbox() {
+    std::vector<received> out;
+    for (const auto& raw : sink_.messages()) out.push_back(parse_mail(raw));
+    return out;
+  }
+
+  http_reply claim_link(const std::string& token, json body = json::object()) {
+    return client_->post("/v1/public/invitations/" + token + "/claims", body.dump());
+  }
+
+  std::string email_of_claim(const std::string& invite_id, const std::string& claim_id) {
+    auto r = client_->get("/v1/invites/" + invite_id + "/claims", auth());
+    auto body = r.json();
+    for (const auto& row : body["claims"])
+      if (row.value("claim_id", "") == claim_id) return row.value("email", "");
+    return {};
+  }
+
+  smtp_sink sink_{dir_.sub("inbox")};
+  std::string smtp_url_;
+  int max_attempts_ = 1000;
+};
+
+TEST_F(MailTest, BulkSendOfAThousandGivesAThousandDistinctPersonalLinks) {
+  auto invite = private_invite();
+  const std::string id = invite["id"];
+  std::vector<std::string> emails;
+  for (int i = 0; i < 1000; ++i) emails.push_back("learner" + std::to_string(i) + "@example.com");
+  auto job = wait_job(send(id, emails));
+  EXPECT_EQ(job["status"], "complete") << job.dump();
+  EXPECT_EQ(job["total"], 1000);
+  EXPECT_EQ(job["processed"], 1000);
+  EXPECT_EQ(job["failed"], 0);
+
+  auto mails = inbox();
+  ASSERT_EQ(mails.size(), 1000u);
+  std::map<std::string, std::string> token_of;  // address -> token
+  std::set<std::string> tokens, message_ids;
+  for (const auto& m : mails) {
+    EXPECT_EQ(m.header("Subject"), "You are invited: Kubernetes 101");
+    EXPECT_NE(m.text.find("Hands-on <b>cluster</b> basics"), std::string::npos);
+    EXPECT_NE(m.text.find("https://learn.example.com/i/" + invite["code"].get<std::string>() +
+                          "?invitation=pl1."),
+              std::string::npos);
+    token_of[m.envelope_to] = m.token();
+    tokens.insert(m.token());
+    message_ids.insert(m.header("Message-ID"));
+  }
+  EXPECT_EQ(token_of.size(), 1000u);  // every address got mail
+  EXPECT_EQ(tokens.size(), 1000u);    // with its own link
+  EXPECT_EQ(message_ids.size(), 1000u);
+
+  // The link in the mail opens the claim page, whose form claims through the personal
+  // link, also without scripts (learner.js posts to /v1/public/invitations/{token}/claims).
+  const std::string page_url = "/i/" + invite["code"].get<std::string>() +
+                               "?invitation=" + token_of["learner0@example.com"];
+  auto page = client_->get(page_url);
+  EXPECT_EQ(page.status, 200u);
+  EXPECT_NE(page.body.find("action=\"" + page_url + "\""), std::string::npos);
+  const http_client::headers form{{"Content-Type", "application/x-www-form-urlencoded"}};
+  auto foreign = client_->post(page_url, "email=eve%40example.com", form);
+  EXPECT_EQ(foreign.status, 403u) << foreign.body;
+  auto posted = client_->post(page_url, "email=learner0%40example.com", form);
+  EXPECT_EQ(posted.status, 201u) << posted.body;
+  EXPECT_NE(posted.body.find("You have access."), std::string::npos);
+
+  // Each link claims for its own addressee (a sample of them: each claim is an fsync).
+  for (int i = 97; i < 1000; i += 97) {  // learner0 claimed through the page above
+    const std::string email = "learner" + std::to_string(i) + "@example.com";
+    auto r = claim_link(token_of[email]);
+    ASSERT_EQ(r.status, 201u) << r.body;
+    EXPECT_EQ(email_of_claim(id, r.json()["claim_id"]), email);
+  }
+}
+
+// The SMTP server crashes in the middle of a transaction (at RCPT TO, after 50 accepted
+// mails), then comes back: every mail arrives exactly once. A crash at a known point keeps
+// the test exact; a SIGKILL could land between a message's acceptance and its "250", the
+// one window no SMTP client can close (see consumers/README.md).
+TEST_F(MailTest, SmtpServerDiesMidJobEveryMailDeliveredExactlyOnce) {
+  sink_.kill();
+  sink_.start(50);
+  auto invite = private_invite();
+  std::vector<std::string> emails;
+  for (int i = 0; i < 300; ++i) emails.push_back("p" + std::to_string(i) + "@example.com");
+  const std::string job_id = send(invite["id"], emails);
+  sink_.wait_exit();
+  const auto delivered_before = sink_.count();
+  // The mailer meets the dead server (a failed attempt), then SMTP comes back.
+  for (;;) {
+    auto sys = client_->get("/v1/system").json();
+    if (sys["mail"]["attempts_failed"].get<std::uint64_t>() > 0) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(delivered_before, 50u);
+  EXPECT_EQ(client_->get("/v1/jobs/" + job_id, auth()).json()["status"], "started");
+  sink_.start();
+  auto job = wait_job(job_id);
+  EXPECT_EQ(job["status"], "complete") << job.dump();
+  EXPECT_EQ(job["processed"], 300);
+
+  std::map<std::string, int> per_address, per_message_id;
+  for (const auto& m : inbox()) {
+    ++per_address[m.envelope_to];
+    ++per_message_id[m.header("Message-ID")];
+  }
+  EXPECT_EQ(per_address.size(), 300u);
+  for (const auto& [address, n] : per_address) EXPECT_EQ(n, 1) << address;
+  for (const auto& [mid, n] : per_message_id) EXPECT_EQ(n, 1) << mid;
+
+  // One EmailSent per invitation in the job's stream, also after a restart of the node.
+  restart();
+  auto stream = client_->get("/v1/streams/job-" + job_id, auth()).json();
+  std::size_t sent = 0;
+  for (const auto& e : stream["events"]) sent += e["type"] == "EmailSent";
+  EXPECT_EQ(sent, 300u);
+  EXPECT_EQ(sink_.count(), 300u);
+}
+
+// The node stops in the middle of a job and starts again: the mailer resumes from its
+// checkpoint and ledger, and no mail is sent twice.
+TEST_F(MailTest, NodeRestartMidJobSendsEachMailOnce) {
+  auto invite = private_invite();
+  std::vector<std::string> emails;
+  for (int i = 0; i < 400; ++i) emails.push_back("r" + std::to_string(i) + "@example.com");
+  const std::string job_id = send(invite["id"], emails);
+  while (sink_.count() < 30) std::this_thread::sleep_for(2ms);
+  restart();
+  EXPECT_LT(sink_.count(), 400u);
+  auto job = wait_job(job_id);
+  EXPECT_EQ(job["status"], "complete") << job.dump();
+  std::map<std::string, int> per_address;
+  for (const auto& m : inbox()) ++per_address[m.envelope_to];
+  EXPECT_EQ(per_address.size(), 400u);
+  for (const auto& [address, n] : per_address) EXPECT_EQ(n, 1) << address;
+}
+
+// The mailer's state folder is lost: the outcome events in the log keep every mail from
+// going out again, and the job's counters are rebuilt from them.
+TEST_F(MailTest, LostMailerStateSendsNothingTwice) {
+  auto invite = private_invite();
+  std::vector<std::string> emails;
+  for (int i = 0; i < 40; ++i) emails.push_back("s" + std::to_string(i) + "@example.com");
+  const std::string first = send(invite["id"], emails);
+  wait_job(first);
+  client_.reset();
+  node_.reset();
+  std::filesystem::remove_all(dir_.sub("data") + "/mailer");
+  start();
+  auto second = wait_job(send(invite["id"], {"late@example.com"}));
+  EXPECT_EQ(second["status"], "complete");
+  EXPECT_EQ(sink_.count(), 41u);
+  auto job = client_->get("/v1/jobs/" + first, auth()).json();
+  EXPECT_EQ(job["status"], "complete") << job.dump();
+  EXPECT_EQ(job["sent"], 40);
+}
+
+TEST_F(MailTest, ResendKeepsTheLinkAndNewReplacesIt) {
+  auto invite = private_invite();
+  const std::string id = invite["id"];
+  wait_job(send(id, {"ada@example.com"}));
+  const std::string first = inbox().at(0).token();
+  ASSERT_FALSE(first.empty());
+
+  wait_job(send(id, {"Ada@Example.com"}, "resend"));
+  std::set<std::string> tokens;
+  for (const auto& m : inbox()) tokens.insert(m.token());
+  EXPECT_EQ(tokens, std::set<std::string>{first});  // two mails, the same link
+
+  wait_job(send(id, {"ada@example.com"}, "new"));
+  tokens.clear();
+  for (const auto& m : inbox()) tokens.insert(m.token());
+  ASSERT_EQ(tokens.size(), 2u);
+  tokens.erase(first);
+  const std::string renewed = *tokens.begin();
+
+  auto old_claim = claim_link(first);
+  EXPECT_EQ(old_claim.status, 403u) << old_claim.body;
+  EXPECT_EQ(old_claim.json()["code"], "not_allowed");
+  auto ok = claim_link(renewed);
+  ASSERT_EQ(ok.status, 201u) << ok.body;
+  EXPECT_EQ(email_of_claim(id, ok.json()["claim_id"]), "ada@example.com");
+}
+
+TEST_F(MailTest, AClaimedPersonalLinkCannotBeUsedByAnotherLearner) {
+  auto invite = private_invite();
+  wait_job(send(invite["id"], {"ada@example.com", "bob@example.com"}));
+  std::map<std::string, std::string> token_of;
+  for (const auto& m : inbox()) token_of[m.envelope_to] = m.token();
+  const std::string ada = token_of["ada@example.com"];
+
+  // Someone else's email on ada's link: refused, and recorded.
+  auto other = claim_link(ada, {{"email", "eve@staff.example.org"}});
+  EXPECT_EQ(other.status, 403u) << other.body;
+
+  auto claimed = claim_link(ada);
+  ASSERT_EQ(claimed.status, 201u) << claimed.body;
+  const std::string token = claimed.json()["learner_token"];
+
+  // The forwarded link: anyone without ada's learner token is refused.
+  EXPECT_EQ(claim_link(ada).status, 403u);
+  auto bob = claim_link(token_of["bob@example.com"]).json();
+  EXPECT_EQ(claim_link(ada, {{"learner_token", bob["learner_token"]}}).status, 403u);
+  // Ada's own browser gets her claim back.
+  auto again = claim_link(ada, {{"learner_token", token}});
+  EXPECT_EQ(again.status, 200u) << again.body;
+  EXPECT_EQ(again.json()["claim_id"], claimed.json()["claim_id"]);
+  // A forged token is not a link.
+  EXPECT_EQ(claim_link("pl1.AAAA").status, 404u);
+
+  auto rejections =
+      client_->get("/v1/invites/" + invite["id"].get<std::string>() + "/rejections", auth()).json();
+  EXPECT_GE(rejections["rejections"].size(), 3u) << rejections.dump();
+}
+
+TEST_F(MailTest, HeaderInjectionInTitlesIsNeutralised) {
+  // Titles are free text (only trimmed), so CR/LF reach the mail renderer.
+  auto invite = private_invite("Welcome\r\nBcc: victim@evil.example\r\nX-Evil: 1");
+  ASSERT_TRUE(invite.contains("id"));
+  wait_job(send(invite["id"], {"ada@example.com"}));
+  auto mails = inbox();
+  ASSERT_EQ(mails.size(), 1u);
+  for (const auto& [name, value] : mails[0].headers) {
+    EXPECT_NE(name, "Bcc");
+    EXPECT_NE(name, "X-Evil");
+  }
+  EXPECT_NE(mails[0].header("Subject").find("Bcc: victim@evil.example"), std::string::npos);
+  EXPECT_EQ(mails[0].envelope_to, "ada@example.com");  // and nobody else
+}
+
+TEST_F(MailTest, InvalidSendsAreRefusedWithAField) {
+  auto invite = private_invite();
+  const std::string path = "/v1/invites/" + invite["id"].get<std::string>() + "/send";
+  auto bad = client_->post(path, json{{"emails", {"ok@example.com", "nope"}}}.dump(), auth());
+  EXPECT_EQ(bad.status, 400u);
+  EXPECT_NE(bad.body.find("emails[1]"), std::string::npos) << bad.body;
+  EXPECT_EQ(client_->post(path, json{{"emails", json::array()}}.dump(), auth()).status, 400u);
+  EXPECT_EQ(
+      client_->post(path, json{{"emails", {"a@example.com"}}, {"on_existing", "x"}}.dump(), auth())
+          .status,
+      400u);
+  std::vector<std::string> many(10001, "a@example.com");
+  EXPECT_EQ(client_->post(path, json{{"emails", many}}.dump(), auth()).status, 400u);
+  // An invite that is not `allowed` sends no private invitations.
+  auto open = make_invite({{"title", "Open"}, {"tracks", {{{"track_id", "k8s"}}}}});
+  auto r = client_->post("/v1/invites/" + open["id"].get<std::string>() + "/send",
+                         json{{"emails", {"a@example.com"}}}.dump(), auth());
+  EXPECT_EQ(r.status, 409u) << r.body;
+  EXPECT_EQ(client_->get("/v1/jobs/" + uuid::random().to_string(), auth()).status, 404u);
+}
+
+// Opt-in reminders go, after the delay, only to addressees who have not claimed and whose
+// link is still current, with the same personal link.
+TEST_F(MailTest, RemindersGoOnlyToAddresseesWhoHaveNotClaimed) {
+  auto invite = private_invite();
+  const std::string id = invite["id"];
+  auto r = client_->post("/v1/invites/" + id + "/send",
+                         json{{"emails", {"ada@example.com", "bob@example.com", "cy@example.com"}},
+                              {"remind_after", "P2D"}}
+                             .dump(),
+                         auth());
+  ASSERT_EQ(r.status, 202u) << r.body;
+  wait_job(r.json()["job_id"]);
+  std::map<std::string, std::string> token_of;
+  for (const auto& m : inbox()) token_of[m.envelope_to] = m.token();
+  ASSERT_EQ(claim_link(token_of["ada@example.com"]).status, 201u);  // ada claims
+  wait_job(send(id, {"cy@example.com"}, "new"));  // cy's first link is replaced (no reminder)
+
+  auto reminders = [&] {
+    auto mail = client_->get("/v1/system").json()["mail"];
+    return mail["reminders_sent"].get<int>() + mail["reminders_skipped"].get<int>();
+  };
+  EXPECT_EQ(reminders(), 0);  // not due: the clock has not moved
+  clock_.advance(std::chrono::hours(49));
+  while (reminders() < 3) std::this_thread::sleep_for(10ms);
+  auto mail = client_->get("/v1/system").json()["mail"];
+  EXPECT_EQ(mail["reminders_sent"], 1);
+  EXPECT_EQ(mail["reminders_skipped"], 2);
+
+  std::vector<received> to_bob;
+  for (const auto& m : inbox())
+    if (m.envelope_to == "bob@example.com") to_bob.push_back(m);
+  ASSERT_EQ(to_bob.size(), 2u);
+  const auto& reminder =
+      to_bob[0].header("Subject").starts_with("Reminder") ? to_bob[0] : to_bob[1];
+  EXPECT_EQ(reminder.header("Subject"), "Reminder: you are invited to Kubernetes 101");
+  EXPECT_EQ(reminder.token(), token_of["bob@example.com"]);
+  EXPECT_EQ(inbox().size(), 3u + 1u + 1u);  // invitations, cy's new link, bob's reminder
+  EXPECT_EQ(claim_link(reminder.token()).status, 201u);
+}
+
+// No SMTP server: mails become .eml files in the data folder.
+class EmlTest : public node_test {
+ protected:
+  void SetUp() override {
+    node_test::SetUp();
+    make_track("k8s");
+  }
+};
+
+TEST_F(EmlTest, WithoutSmtpMailsAreWrittenAsEmlFiles) {
+  auto invite = make_invite({{"title", "Kubernetes 101"},
+                             {"tracks", {{{"track_id", "k8s"}}}},
+                             {"access", "allowed"},
+                             {"allowed_domains", {"example.org"}}});
+  auto r = client_->post("/v1/invites/" + invite["id"].get<std::string>() + "/send",
+                         json{{"emails", {"ada@example.com", "bob@example.com"}}}.dump(), auth());
+  ASSERT_EQ(r.status, 202u) << r.body;
+  const std::string job = r.json()["job_id"];
+  for (;;) {
+    auto j = client_->get("/v1/jobs/" + job, auth()).json();
+    if (j["status"] != "started") {
+      EXPECT_EQ(j["status"], "complete");
+      break;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  std::size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir_.sub("data") + "/outbox")) {
+    ASSERT_EQ(e.path().extension(), ".eml");
+    std::ifstream in(e.path());
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_NE(all.find("Subject: You are invited: Kubernetes 101"), std::string::npos);
+    ++files;
+  }
+  EXPECT_EQ(files, 2u);
+}
+
+// A recipient forgotten while their mail waits for the SMTP server gets no mail.
+TEST_F(MailTest, ForgottenRecipientGetsNoMail) {
+  auto invite = private_invite();
+  // Ada becomes a learner through an ordinary claim of an open invite.
+  auto open = make_invite({{"title", "Open"}, {"tracks", {{{"track_id", "k8s"}}}}});
+  auto c = claim(open["code"], {{"email", "ada@example.com"}});
+  ASSERT_EQ(c.status, 201u) << c.body;
+  const std::string learner = c.json()["learner_id"];
+
+  sink_.kill();
+  const std::string job = send(invite["id"], {"ada@example.com"});
+  for (;;) {  // the mail is waiting for the server
+    if (client_->get("/v1/system").json()["mail"]["attempts_failed"].get<std::uint64_t>() > 0)
+      break;
+    std::this_thread::sleep_for(10ms);
+  }
+  auto f = client_->post("/v1/learners/" + learner + "/forget", "", auth());
+  ASSERT_EQ(f.status, 200u) << f.body;
+  sink_.start();
+  auto j = wait_job(job);
+  EXPECT_EQ(j["failed"], 1) << j.dump();
+  EXPECT_EQ(j["dead_letters"].size(), 0u);
+  EXPECT_EQ(sink_.count(), 0u);
+  auto stream = client_->get("/v1/streams/job-" + job, auth()).json();
+  ASSERT_EQ(stream["events"].size(), 1u) << stream.dump();
+  EXPECT_EQ(stream["events"][0]["type"], "EmailFailed");
+  EXPECT_EQ(stream["events"][0]["data"]["error"], "recipient forgotten");
+}
+
+// After max_attempts the mail is dead-lettered, visible on the job.
+TEST_F(MailTest, UndeliverableMailIsDeadLetteredAndVisible) {
+  client_.reset();
+  node_.reset();
+  smtp_url_ = "smtp://127.0.0.1:" + std::to_string(smtp_sink::free_port());  // nobody listens
+  max_attempts_ = 3;
+  start();
+  auto invite = private_invite();
+  auto j = wait_job(send(invite["id"], {"ada@example.com"}));
+  EXPECT_EQ(j["status"], "error");
+  EXPECT_EQ(j["failed"], 1);
+  ASSERT_EQ(j["dead_letters"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["dead_letters"][0]["attempts"], 3);
+  EXPECT_EQ(j["dead_letters"][0]["error"].get<std::string>().find("ada@"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace passage::testing
