@@ -94,6 +94,7 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
   eventstore::log_filter filter;
   filter.from_position = 1;
   filter.to_position = progress.events_total;
+  if (options.as_of) filter.until = *options.as_of + std::chrono::microseconds(1);
   if (progress.events_total > 0) {
     auto scanned = store.scan(filter, [&](const eventstore::recorded_event& e) {
       batch.push_back(e);
@@ -105,6 +106,7 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
     if (!flush()) return *failed;
   }
   update();
+  if (options.as_of) progress.events_total = progress.events_done;
   if (options.on_progress) options.on_progress(progress);
   return progress;
 }
