@@ -1167,6 +1167,17 @@ result<void, projection_error> read_models::apply(
   return {};
 }
 
+result<void, projection_error> read_models::set_bulk_load(bool on) {
+  auto& s = *state_;
+  std::unique_lock lock(s.mu);
+  s.write_options.disableWAL = on;
+  s.write_options.sync = !on && s.options.sync;  // RocksDB refuses sync without its WAL
+  if (on) return {};
+  auto st = s.db->Flush(rocksdb::FlushOptions());
+  if (!st.ok()) return projection_error{"read models: flush failed: " + st.ToString()};
+  return {};
+}
+
 result<void, projection_error> read_models::clear() {
   auto& s = *state_;
   {

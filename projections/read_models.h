@@ -371,6 +371,11 @@ class read_models {
   // Decodes and applies events in position order, then writes the changes and the new
   // checkpoint in one WriteBatch. Events at or below applied_position() are skipped.
   result<void, projection_error> apply(std::span<const eventstore::recorded_event> batch);
+  // Rebuild only. While on, applied batches skip RocksDB's write-ahead log: a crash then
+  // loses at most the unflushed tail together with its checkpoint (memtables are flushed
+  // whole), and the rebuild is run again. Turning it off flushes, so everything applied is
+  // on disk.
+  result<void, projection_error> set_bulk_load(bool on);
   // Drops every read model and the checkpoint (back to position 0).
   result<void, projection_error> clear();
 
