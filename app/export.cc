@@ -35,8 +35,16 @@ std::string person(const json& data, const char* field) {
 std::vector<std::string> header(export_kind k) {
   switch (k) {
     case export_kind::claims:
-      return {"position",   "recorded_at", "org_id",     "invite_id",         "claim_id",
-              "learner_id", "anonymous",   "claimed_at", "access_expires_at", "email",
+      return {"position",
+              "recorded_at",
+              "org_id",
+              "invite_id",
+              "claim_id",
+              "learner_id",
+              "anonymous",
+              "claimed_at",
+              "access_expires_at",
+              "email",
               "seconds_since_invite_created"};
     case export_kind::rejections:
       return {"position", "recorded_at", "org_id", "invite_id", "reason", "learner_id", "email"};
@@ -189,8 +197,9 @@ result<export_summary, std::string> run_export(const export_options& o) {
     }
     auto cells = row(o.kind, e, *data);
     if (o.kind == export_kind::claims) cells.push_back(since_created(invite_created, *data));
-    std::string line = o.format == export_format::csv ? projections::csv_row(cells)
-                                                      : ndjson_line(o.kind, e, *data, cells).dump() + "\n";
+    std::string line = o.format == export_format::csv
+                           ? projections::csv_row(cells)
+                           : ndjson_line(o.kind, e, *data, cells).dump() + "\n";
     std::fwrite(line.data(), 1, line.size(), o.out);
     ++sum.rows;
     if (o.progress) {

@@ -30,7 +30,7 @@ struct export_options {
   // Only events recorded at or before this instant: the claims export then lists exactly
   // the acceptance lists as the server showed them at that instant (GET ...?as_of=).
   std::optional<timestamp> as_of;
-  std::vector<std::string> types;         // events only: these types
+  std::vector<std::string> types;  // events only: these types
   std::FILE* out = stdout;
   // Progress on stderr (events scanned, events/s). Default: off.
   bool progress = false;

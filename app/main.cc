@@ -51,12 +51,11 @@ int serve(app::server_options options) {
 void print_progress(bool tty, const projections::rebuild_progress& p) {
   double share = p.events_total ? double(p.events_done) / double(p.events_total) : 1.0;
   int filled = static_cast<int>(share * 30);
-  std::fprintf(stderr, "%s[%.*s%.*s] %3.0f%% %llu/%llu events, %.0f events/s%s", tty ? "\r" : "",
-               filled, "##############################", 30 - filled,
-               "..............................", share * 100,
-               static_cast<unsigned long long>(p.events_done),
-               static_cast<unsigned long long>(p.events_total), p.events_per_second,
-               tty ? "" : "\n");
+  std::fprintf(
+      stderr, "%s[%.*s%.*s] %3.0f%% %llu/%llu events, %.0f events/s%s", tty ? "\r" : "", filled,
+      "##############################", 30 - filled, "..............................", share * 100,
+      static_cast<unsigned long long>(p.events_done),
+      static_cast<unsigned long long>(p.events_total), p.events_per_second, tty ? "" : "\n");
 }
 
 struct replay_options {
@@ -165,8 +164,8 @@ int usage(const std::string& data_dir, const std::string& invite, const std::str
     return 1;
   }
   if (!*then) {
-    std::fprintf(stderr, "passage usage: no invite %s%s%s\n", invite.c_str(),
-                 as_of ? " at " : "", as_of ? as_of_text.c_str() : "");
+    std::fprintf(stderr, "passage usage: no invite %s%s%s\n", invite.c_str(), as_of ? " at " : "",
+                 as_of ? as_of_text.c_str() : "");
     return 1;
   }
   auto body = projections::to_json((*then)->usage());

@@ -72,8 +72,7 @@ std::uint64_t write_log(const fs::path& dir, std::uint64_t target) {
   std::ofstream(dir / "server.secret") << secret << "\n";
   auto keys = eventstore::open_key_store({.path = (dir / "keys").string(), .sync_new_keys = false});
   if (!keys) die(keys.error().message);
-  auto store =
-      eventstore::open_event_store({.path = (dir / "events").string(), .sync = false});
+  auto store = eventstore::open_event_store({.path = (dir / "events").string(), .sync = false});
   if (!store) die(store.error().message);
   eventstore::event_codec codec(**keys, app::derive_key(secret, "pepper"));
 
@@ -106,8 +105,7 @@ std::uint64_t write_log(const fs::path& dir, std::uint64_t target) {
   std::vector<std::string> tracks;
   for (int t = 0; t < 20; ++t) {
     tracks.push_back("track-" + std::to_string(t));
-    add(d::track_registered{org, tracks.back(), "Track " + std::to_string(t), t % 2 == 0, {},
-                            t0});
+    add(d::track_registered{org, tracks.back(), "Track " + std::to_string(t), t % 2 == 0, {}, t0});
   }
   std::uint64_t invites = 0;
   auto new_invite = [&](timestamp at) {
@@ -116,8 +114,8 @@ std::uint64_t write_log(const fs::path& dir, std::uint64_t target) {
     for (int t = 0; t < 3; ++t) s.tracks_.push_back({tracks[(invites + t) % tracks.size()], false});
     s.claim_limit_ = 1000;
     s.plays_per_track_ = 10;
-    add(d::invite_created{org, numbered(2, invites), "C" + std::to_string(1000000 + invites), s,
-                          {}, at});
+    add(d::invite_created{
+        org, numbered(2, invites), "C" + std::to_string(1000000 + invites), s, {}, at});
     ++invites;
   };
   int last_report = 0;
@@ -133,8 +131,8 @@ std::uint64_t write_log(const fs::path& dir, std::uint64_t target) {
     pd.last_name_ = "Last";
     add(d::learner_registered{org, learner, d::learner_role::student, true, at, pd});
     if (n % 20 == 19) {  // 5 % also get turned away once (an invite that is full)
-      add(d::claim_rejected{org, numbered(2, i / 2), d::rejection_reason::full, learner, false,
-                            at, d::personal_data{.email_ = pd.email_}});
+      add(d::claim_rejected{org, numbered(2, i / 2), d::rejection_reason::full, learner, false, at,
+                            d::personal_data{.email_ = pd.email_}});
     }
     d::claim_snapshot snap;
     for (int t = 0; t < 3; ++t) snap.tracks_.push_back({tracks[(i + t) % tracks.size()], false});
@@ -165,8 +163,8 @@ int phase_rebuild(const fs::path& dir) {
   auto data = app::open_offline(dir.string());
   if (!data) die(data.error());
   fs::remove_all(dir / "bench-readmodels");
-  auto models =
-      projections::read_models::open({.path = (dir / "bench-readmodels").string()}, *(*data)->codec);
+  auto models = projections::read_models::open({.path = (dir / "bench-readmodels").string()},
+                                               *(*data)->codec);
   if (!models) die(models.error().message);
   auto r = projections::rebuild(*(*data)->store, **models);
   if (!r) die(r.error().message);
@@ -179,7 +177,8 @@ int phase_export(const fs::path& dir, app::export_kind kind) {
   app::export_options o;
   o.data_dir = dir.string();
   o.kind = kind;
-  o.format = kind == app::export_kind::events ? app::export_format::ndjson : app::export_format::csv;
+  o.format =
+      kind == app::export_kind::events ? app::export_format::ndjson : app::export_format::csv;
   o.out = out;
   auto r = app::run_export(o);
   std::fclose(out);
@@ -202,9 +201,12 @@ child_result run_phase(const char* self, const std::string& phase, const fs::pat
   posix_spawn_file_actions_adddup2(&actions, pipefd[1], STDOUT_FILENO);
   posix_spawn_file_actions_addclose(&actions, pipefd[0]);
   std::string dir_s = dir.string();
-  std::vector<char*> args = {const_cast<char*>(self), const_cast<char*>("--phase"),
-                             const_cast<char*>(phase.c_str()), const_cast<char*>("--dir"),
-                             dir_s.data(), nullptr};
+  std::vector<char*> args = {const_cast<char*>(self),
+                             const_cast<char*>("--phase"),
+                             const_cast<char*>(phase.c_str()),
+                             const_cast<char*>("--dir"),
+                             dir_s.data(),
+                             nullptr};
   pid_t pid = 0;
   if (posix_spawn(&pid, self, &actions, nullptr, args.data(), environ) != 0) die("spawn");
   posix_spawn_file_actions_destroy(&actions);

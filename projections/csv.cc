@@ -33,9 +33,9 @@ std::string csv_row(const std::vector<std::string>& cells) {
 }
 
 std::string acceptance_csv(std::span<const acceptance_row> rows) {
-  std::string out = csv_row({"claim_id", "learner_id", "anonymous", "email", "first_name",
-                             "last_name", "claimed_at", "access_expires_at",
-                             "seconds_since_invite_created"});
+  std::string out =
+      csv_row({"claim_id", "learner_id", "anonymous", "email", "first_name", "last_name",
+               "claimed_at", "access_expires_at", "seconds_since_invite_created"});
   for (const auto& r : rows) {
     out += csv_row({r.claim_id.to_string(), r.learner_id.to_string(),
                     r.anonymous ? "true" : "false", r.who.forgotten ? "forgotten" : r.who.email,

@@ -28,8 +28,8 @@ result<std::vector<eventstore::recorded_event>, projection_error> stream_until(
 
 }  // namespace
 
-invite_snapshot::invite_snapshot(std::unique_ptr<read_models> models, uuid org_id,
-                                 uuid invite_id, timestamp as_of)
+invite_snapshot::invite_snapshot(std::unique_ptr<read_models> models, uuid org_id, uuid invite_id,
+                                 timestamp as_of)
     : models_(std::move(models)), org_id_(org_id), invite_id_(invite_id), as_of_(as_of) {}
 
 usage_view invite_snapshot::usage() const {
@@ -57,8 +57,8 @@ result<std::optional<invite_snapshot>, projection_error> invite_as_of(
   for (const auto& e : *events) {
     if (e.type != domain::invite_claimed::type_name) continue;
     auto decoded = codec.decode(e);
-    if (!decoded) return projection_error{"invite " + invite_id.to_string() + ": " +
-                                          decoded.error().message};
+    if (!decoded)
+      return projection_error{"invite " + invite_id.to_string() + ": " + decoded.error().message};
     const auto& c = std::get<domain::invite_claimed>(decoded->event);
     claim_streams.push_back(domain::claim_stream(c.claim_id_));
   }

@@ -502,7 +502,8 @@ std::string day_of(timestamp t) { return format_rfc3339(t).substr(0, 10); }
 // The start of t's UTC hour or day, RFC 3339.
 std::string bucket_of(timestamp t, claim_bucket b) {
   auto text = format_rfc3339(t);
-  return b == claim_bucket::hour ? text.substr(0, 13) + ":00:00Z" : text.substr(0, 10) + "T00:00:00Z";
+  return b == claim_bucket::hour ? text.substr(0, 13) + ":00:00Z"
+                                 : text.substr(0, 10) + "T00:00:00Z";
 }
 
 std::int64_t seconds_between(timestamp from, timestamp to) {
@@ -526,8 +527,8 @@ std::optional<claim_delay_stats> delay_stats(std::vector<std::int64_t> seconds) 
 // the email used can be shown (or "forgotten") at query time.
 void put_history(rocksdb::WriteBatch& batch, const uuid& learner, const recorded_event& re,
                  learner_fact fact, timestamp at, const uuid& invite,
-                 const std::optional<uuid>& claim, std::string_view track,
-                 std::int64_t play_number, std::optional<domain::rejection_reason> reason) {
+                 const std::optional<uuid>& claim, std::string_view track, std::int64_t play_number,
+                 std::optional<domain::rejection_reason> reason) {
   record_writer w;
   w.u64(static_cast<std::uint64_t>(fact));
   w.u64(re.position);

@@ -245,11 +245,11 @@ struct learner_history_entry {
   timestamp at{};  // claimed_at, rejected_at, played_at, ...
   std::uint64_t position = 0;
   uuid invite_id;
-  std::optional<uuid> claim_id;                            // claims and plays
-  std::string track_id;                                    // plays, pauses, resumes
-  std::int64_t play_number = 0;                            // plays
-  std::optional<domain::rejection_reason> reason;          // rejections
-  shown_person who;                                        // claims and rejections: the email used
+  std::optional<uuid> claim_id;                    // claims and plays
+  std::string track_id;                            // plays, pauses, resumes
+  std::int64_t play_number = 0;                    // plays
+  std::optional<domain::rejection_reason> reason;  // rejections
+  shown_person who;                                // claims and rejections: the email used
 };
 
 struct learner_history_view {

@@ -174,8 +174,7 @@ TEST_F(history_test, organization_claim_history_per_hour_and_day_and_per_invite)
 
   auto days = models_->claim_history(org, {});
   EXPECT_EQ(days.claims, 6);
-  EXPECT_EQ(days.buckets,
-            (claim_counts{{"2026-03-01T00:00:00Z", 3}, {"2026-03-02T00:00:00Z", 3}}));
+  EXPECT_EQ(days.buckets, (claim_counts{{"2026-03-01T00:00:00Z", 3}, {"2026-03-02T00:00:00Z", 3}}));
   ASSERT_EQ(days.invites.size(), 2u);
   EXPECT_EQ(days.invites[0].title, "B");  // newest first
   EXPECT_EQ(days.invites[0].claims, 2);
@@ -184,9 +183,9 @@ TEST_F(history_test, organization_claim_history_per_hour_and_day_and_per_invite)
   ASSERT_TRUE(days.time_to_claim);
   EXPECT_EQ(days.time_to_claim->count, 6);
 
-  auto hours = models_->claim_history(
-      org, {.bucket = claim_bucket::hour, .since = at("2026-03-01T11:00:00Z"),
-            .until = at("2026-03-02T10:15:00Z")});
+  auto hours = models_->claim_history(org, {.bucket = claim_bucket::hour,
+                                            .since = at("2026-03-01T11:00:00Z"),
+                                            .until = at("2026-03-02T10:15:00Z")});
   EXPECT_EQ(hours.claims, 4);
   EXPECT_EQ(hours.buckets,
             (claim_counts{{"2026-03-01T12:00:00Z", 2}, {"2026-03-02T10:00:00Z", 2}}));

@@ -355,10 +355,9 @@ TEST_F(read_models_test, acceptance_list_json_and_csv) {
   EXPECT_TRUE(j["claims"][1]["email"].is_null());
 
   const auto csv = acceptance_csv(*rows);
-  EXPECT_EQ(
-      csv.substr(0, csv.find("\r\n")),
-      "claim_id,learner_id,anonymous,email,first_name,last_name,claimed_at,access_expires_at,"
-      "seconds_since_invite_created");
+  EXPECT_EQ(csv.substr(0, csv.find("\r\n")),
+            "claim_id,learner_id,anonymous,email,first_name,last_name,claimed_at,access_expires_at,"
+            "seconds_since_invite_created");
   EXPECT_NE(csv.find(",false,ada@example.com,,,2026-03-01T10:00:00Z,,0\r\n"), std::string::npos)
       << csv;
   EXPECT_NE(csv.find(",true,,,,2026-03-01T11:00:00Z,,3600\r\n"), std::string::npos) << csv;

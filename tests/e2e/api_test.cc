@@ -657,10 +657,10 @@ using namespace std::chrono_literals;
 class audit_test : public node_test {
  protected:
   http_reply play(const json& claimed, const std::string& track) {
-    return client_->post("/v1/public/claims/" + claimed["claim_id"].get<std::string>() + "/plays",
-                         json{{"track_id", track}}.dump(),
-                         {{"Authorization",
-                           "Bearer " + claimed["learner_token"].get<std::string>()}});
+    return client_->post(
+        "/v1/public/claims/" + claimed["claim_id"].get<std::string>() + "/plays",
+        json{{"track_id", track}}.dump(),
+        {{"Authorization", "Bearer " + claimed["learner_token"].get<std::string>()}});
   }
   // GET usage and claims as the server answers them now.
   std::pair<json, json> answers(const std::string& id, const std::string& query = "") {
@@ -713,9 +713,9 @@ TEST_F(audit_test, UsageAndClaimsAsOfAnswerAsTheServerDidAtEachInstant) {
   }
   EXPECT_EQ(seen[2].second.first["rejections"], 1);
   EXPECT_EQ(seen[3].second.first["claims"], 3);
-  EXPECT_EQ(client_->get("/v1/invites/" + id + "/usage?as_of=" + seen[1].first, auth())
-                .json()["as_of"],
-            seen[1].first);
+  EXPECT_EQ(
+      client_->get("/v1/invites/" + id + "/usage?as_of=" + seen[1].first, auth()).json()["as_of"],
+      seen[1].first);
 
   auto before = client_->get("/v1/invites/" + id + "/usage?as_of=2020-01-01T00:00:00Z", auth());
   EXPECT_EQ(before.status, 404u) << "the invite did not exist yet";
@@ -724,8 +724,9 @@ TEST_F(audit_test, UsageAndClaimsAsOfAnswerAsTheServerDidAtEachInstant) {
   EXPECT_EQ(bad.json()["code"], "invalid_request");
   auto org = client_->post("/v1/orgs", R"({"name":"Other Co"})", auth(operator_));
   ASSERT_EQ(org.status, 201u);
-  EXPECT_EQ(client_->get("/v1/invites/" + id + "/usage?as_of=" + seen[3].first,
-                         auth(org.json()["owner_key"]))
+  EXPECT_EQ(client_
+                ->get("/v1/invites/" + id + "/usage?as_of=" + seen[3].first,
+                      auth(org.json()["owner_key"]))
                 .status,
             404u);
 }
@@ -781,9 +782,9 @@ TEST_F(audit_test, LearnerHistoryAcrossInvitesShowsForgottenWithTimesAndCountsIn
   const std::string learner = c["learner_id"];
   clock_.advance(5min);
   ASSERT_EQ(play(c, "k8s-basics").status, 201u);
-  ASSERT_EQ(client_->post("/v1/invites/" + b["id"].get<std::string>() + "/deactivate", "", auth())
-                .status,
-            200u);
+  ASSERT_EQ(
+      client_->post("/v1/invites/" + b["id"].get<std::string>() + "/deactivate", "", auth()).status,
+      200u);
   clock_.advance(5min);
   EXPECT_EQ(claim(b["code"], {{"email", email}}).status, 409u);
 
@@ -804,9 +805,9 @@ TEST_F(audit_test, LearnerHistoryAcrossInvitesShowsForgottenWithTimesAndCountsIn
 
   auto org = client_->post("/v1/orgs", R"({"name":"Other Co"})", auth(operator_));
   ASSERT_EQ(org.status, 201u);
-  EXPECT_EQ(client_->get("/v1/learners/" + learner + "/history", auth(org.json()["owner_key"]))
-                .status,
-            404u)
+  EXPECT_EQ(
+      client_->get("/v1/learners/" + learner + "/history", auth(org.json()["owner_key"])).status,
+      404u)
       << "another org's learner is not found";
   EXPECT_EQ(client_->get("/v1/learners/" + learner + "/history").status, 401u);
   EXPECT_EQ(client_->get("/v1/learners/not-an-id/history", auth()).status, 404u);

@@ -309,8 +309,8 @@ TEST(PointInTime, CliAnswersAsTheServerDidAtAnInstantBesideARunningServer) {
   http_client admin(node.port());
   http_client::headers auth = {{"Authorization", "Bearer " + kOwner}};
   ASSERT_EQ(admin.post("/v1/tracks", R"({"track_id":"t","title":"T"})", auth).status, 201u);
-  auto inv = admin.post("/v1/invites", R"({"title":"As of","tracks":["t"],"claim_limit":50})",
-                        auth);
+  auto inv =
+      admin.post("/v1/invites", R"({"title":"As of","tracks":["t"],"claim_limit":50})", auth);
   ASSERT_EQ(inv.status, 201u);
   std::string invite_id = inv.json()["id"], code = inv.json()["code"];
   auto claim_some = [&](int from, int to) {
@@ -323,8 +323,8 @@ TEST(PointInTime, CliAnswersAsTheServerDidAtAnInstantBesideARunningServer) {
   claim_some(0, 3);
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   // The instant, on the same machine clock as the server's.
-  auto now = std::chrono::time_point_cast<std::chrono::microseconds>(
-      std::chrono::system_clock::now());
+  auto now =
+      std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now());
   auto micros = now.time_since_epoch().count();
   std::time_t secs = static_cast<std::time_t>(micros / 1'000'000);
   char text[64];
@@ -354,8 +354,7 @@ TEST(PointInTime, CliAnswersAsTheServerDidAtAnInstantBesideARunningServer) {
                      " --as-of " + as_of + " --data-dir " + data + " 2>/dev/null",
                  status);
   ASSERT_EQ(status, 0);
-  EXPECT_NE(csv.substr(0, csv.find('\n')).find("seconds_since_invite_created"),
-            std::string::npos)
+  EXPECT_NE(csv.substr(0, csv.find('\n')).find("seconds_since_invite_created"), std::string::npos)
       << csv.substr(0, 200);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 4) << csv;  // header + 3 claims
 
@@ -366,8 +365,8 @@ TEST(PointInTime, CliAnswersAsTheServerDidAtAnInstantBesideARunningServer) {
   EXPECT_NE(status, 0);
   EXPECT_NE(refused.find("--out"), std::string::npos) << refused;
   const std::string copy = dir.sub("analysis");
-  auto out = run(std::string(PASSAGE_BINARY) + " replay --data-dir " + data + " --as-of " +
-                     as_of + " --out " + copy + " 2>&1",
+  auto out = run(std::string(PASSAGE_BINARY) + " replay --data-dir " + data + " --as-of " + as_of +
+                     " --out " + copy + " 2>&1",
                  status);
   ASSERT_EQ(status, 0) << out;
   EXPECT_NE(out.find("events/s"), std::string::npos) << out;
