@@ -3,10 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
-#include <filesystem>
-#include <fstream>
+#include <unordered_map>
 
-#include "app/server.h"
+#include "app/offline.h"
 #include "common/time_format.h"
 #include "eventstore/event_codec.h"
 #include "eventstore/event_store.h"
@@ -16,7 +15,6 @@
 namespace passage::app {
 namespace {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 std::string text(const json& j, const char* key) {
@@ -37,8 +35,17 @@ std::string person(const json& data, const char* field) {
 std::vector<std::string> header(export_kind k) {
   switch (k) {
     case export_kind::claims:
-      return {"position",   "recorded_at", "org_id",     "invite_id",         "claim_id",
-              "learner_id", "anonymous",   "claimed_at", "access_expires_at", "email"};
+      return {"position",
+              "recorded_at",
+              "org_id",
+              "invite_id",
+              "claim_id",
+              "learner_id",
+              "anonymous",
+              "claimed_at",
+              "access_expires_at",
+              "email",
+              "seconds_since_invite_created"};
     case export_kind::rejections:
       return {"position", "recorded_at", "org_id", "invite_id", "reason", "learner_id", "email"};
     case export_kind::leads:
@@ -98,7 +105,18 @@ std::vector<std::string> row(export_kind k, const eventstore::recorded_event& e,
   return {};
 }
 
-json ndjson_line(export_kind k, const eventstore::recorded_event& e, const json& d) {
+// Seconds from the invite's creation to the claim; "" when the creation is not exported
+// (a --since after it).
+std::string since_created(const std::unordered_map<std::string, timestamp>& created,
+                          const json& claim) {
+  auto c = created.find(text(claim, "invite_id"));
+  auto at = parse_rfc3339(text(claim, "claimed_at"));
+  if (c == created.end() || !at) return {};
+  return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*at - c->second).count());
+}
+
+json ndjson_line(export_kind k, const eventstore::recorded_event& e, const json& d,
+                 const std::vector<std::string>& cells) {
   if (k == export_kind::events) {
     return {{"position", e.position},
             {"recorded_at", format_rfc3339(e.recorded_at)},
@@ -113,7 +131,6 @@ json ndjson_line(export_kind k, const eventstore::recorded_event& e, const json&
   }
   json j = json::object();
   auto names = header(k);
-  auto cells = row(k, e, d);
   for (std::size_t i = 0; i < names.size(); ++i) j[names[i]] = cells[i];
   j["position"] = e.position;
   return j;
@@ -122,26 +139,23 @@ json ndjson_line(export_kind k, const eventstore::recorded_event& e, const json&
 }  // namespace
 
 result<export_summary, std::string> run_export(const export_options& o) {
-  fs::path dir(o.data_dir);
-  std::ifstream secret_file(dir / "server.secret");
-  std::string secret;
-  if (!std::getline(secret_file, secret) || secret.empty()) {
-    return fail((dir / "server.secret").string() + " not found: is " + o.data_dir +
-                " a Passage data folder?");
-  }
-  auto store = eventstore::open_event_store({.path = (dir / "events").string(), .read_only = true});
-  if (!store) return fail(store.error().message);
-  auto keys = eventstore::open_key_store({.path = (dir / "keys").string(), .read_only = true});
-  if (!keys) return fail(keys.error().message);
-  eventstore::event_codec codec(**keys, derive_key(secret, "pepper"));
+  auto data = open_offline(o.data_dir);
+  if (!data) return fail(data.error());
+  auto& store = (*data)->store;
+  const auto& codec = *(*data)->codec;
 
   eventstore::log_filter f;
-  f.to_position = (*store)->head_position();  // a consistent cut: what existed at the start
+  f.to_position = store->head_position();  // a consistent cut: what existed at the start
   f.since = o.since;
   f.until = o.until;
+  if (o.as_of) {
+    auto after = *o.as_of + std::chrono::microseconds(1);
+    f.until = f.until ? std::min(*f.until, after) : after;
+  }
   switch (o.kind) {
     case export_kind::claims:
-      f.types = {"InviteClaimed"};
+      // InviteCreated for the time from an invite's creation to each claim.
+      f.types = {"InviteClaimed", "InviteCreated"};
       break;
     case export_kind::rejections:
       f.types = {"ClaimRejected"};
@@ -165,7 +179,8 @@ result<export_summary, std::string> run_export(const export_options& o) {
   auto t0 = std::chrono::steady_clock::now();
   auto last_report = t0;
   std::optional<std::string> failure;
-  auto scanned = (*store)->scan(f, [&](const eventstore::recorded_event& e) {
+  std::unordered_map<std::string, timestamp> invite_created;  // claims: invite id -> created_at
+  auto scanned = store->scan(f, [&](const eventstore::recorded_event& e) {
     ++sum.scanned;
     if (!org.empty() && e.org_id != org) return true;
     auto data = codec.to_public_json(e);
@@ -174,8 +189,17 @@ result<export_summary, std::string> run_export(const export_options& o) {
                 " cannot be decoded: " + data.error().message;
       return false;
     }
-    std::string line = o.format == export_format::csv ? projections::csv_row(row(o.kind, e, *data))
-                                                      : ndjson_line(o.kind, e, *data).dump() + "\n";
+    if (o.kind == export_kind::claims && e.type == "InviteCreated") {
+      if (auto t = parse_rfc3339(text(*data, "created_at"))) {
+        invite_created[text(*data, "invite_id")] = *t;
+      }
+      return true;
+    }
+    auto cells = row(o.kind, e, *data);
+    if (o.kind == export_kind::claims) cells.push_back(since_created(invite_created, *data));
+    std::string line = o.format == export_format::csv
+                           ? projections::csv_row(cells)
+                           : ndjson_line(o.kind, e, *data, cells).dump() + "\n";
     std::fwrite(line.data(), 1, line.size(), o.out);
     ++sum.rows;
     if (o.progress) {

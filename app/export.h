@@ -3,7 +3,8 @@
 // straight from the event log. It opens the log and the key store read-only (RocksDB
 // secondary instances), so it runs while the server writes; it exports the prefix
 // of the log that existed when it started (a consistent cut), streaming, in bounded
-// memory. Personal data is decrypted, or shown as "forgotten".
+// memory. Personal data is decrypted, or shown as "forgotten". Claims carry the seconds
+// from the invite's creation to the claim.
 
 #include <cstdio>
 #include <optional>
@@ -26,7 +27,10 @@ struct export_options {
   std::optional<uuid> org;                // only this organization
   std::optional<uuid> invite;             // only this invite's events
   std::optional<timestamp> since, until;  // recorded_at in [since, until)
-  std::vector<std::string> types;         // events only: these types
+  // Only events recorded at or before this instant: the claims export then lists exactly
+  // the acceptance lists as the server showed them at that instant (GET ...?as_of=).
+  std::optional<timestamp> as_of;
+  std::vector<std::string> types;  // events only: these types
   std::FILE* out = stdout;
   // Progress on stderr (events scanned, events/s). Default: off.
   bool progress = false;

@@ -10,12 +10,15 @@
 #include <thread>
 
 #include "app/export.h"
+#include "app/offline.h"
 #include "app/server.h"
 #include "common/random.h"
 #include "common/time_format.h"
 #include "eventstore/event_codec.h"
 #include "eventstore/event_store.h"
 #include "eventstore/key_store.h"
+#include "projections/json_views.h"
+#include "projections/point_in_time.h"
 #include "projections/projector.h"
 #include "projections/read_models.h"
 
@@ -45,62 +48,129 @@ int serve(app::server_options options) {
   return 0;
 }
 
-// Rebuilds <dir>/readmodels from the whole log, printing a progress bar.
-int replay(const std::string& dir) {
+void print_progress(bool tty, const projections::rebuild_progress& p) {
+  double share = p.events_total ? double(p.events_done) / double(p.events_total) : 1.0;
+  int filled = static_cast<int>(share * 30);
+  std::fprintf(
+      stderr, "%s[%.*s%.*s] %3.0f%% %llu/%llu events, %.0f events/s%s", tty ? "\r" : "", filled,
+      "##############################", 30 - filled, "..............................", share * 100,
+      static_cast<unsigned long long>(p.events_done),
+      static_cast<unsigned long long>(p.events_total), p.events_per_second, tty ? "" : "\n");
+}
+
+struct replay_options {
+  std::string data_dir = "data";
+  std::string out;    // "": the live folder <data_dir>/readmodels
+  std::string as_of;  // RFC 3339; "": the whole log
+};
+
+// Rebuilds read models from the log with a progress bar: the live folder
+// (<dir>/readmodels, server stopped), or as of an instant into a folder of their own
+// (--out), beside a running server: the log and the keys are then only read.
+int replay(const replay_options& o) {
   namespace fs = std::filesystem;
-  auto secret_path = fs::path(dir) / "server.secret";
-  std::string secret;
-  {
-    std::FILE* f = std::fopen(secret_path.c_str(), "r");
-    if (!f) {
-      std::fprintf(stderr, "passage replay: %s not found: is %s a Passage data folder?\n",
-                   secret_path.c_str(), dir.c_str());
+  std::optional<timestamp> as_of;
+  if (!o.as_of.empty()) {
+    as_of = parse_rfc3339(o.as_of);
+    if (!as_of) {
+      std::fprintf(stderr, "passage replay: --as-of must be an RFC 3339 time, got '%s'\n",
+                   o.as_of.c_str());
+      return 2;
+    }
+    if (o.out.empty()) {
+      std::fprintf(stderr,
+                   "passage replay: --as-of needs --out DIR (the live read models always follow "
+                   "the whole log)\n");
+      return 2;
+    }
+  }
+  const fs::path live = fs::path(o.data_dir) / "readmodels";
+  std::error_code ec;
+  if (!o.out.empty() && fs::weakly_canonical(o.out, ec) == fs::weakly_canonical(live, ec)) {
+    std::fprintf(stderr, "passage replay: --out must not be the live read models (%s)\n",
+                 live.c_str());
+    return 2;
+  }
+  // With --out the server may be running: open its keys read-only too.
+  std::unique_ptr<app::offline_data> data;
+  if (o.out.empty()) {
+    auto opened = app::open_offline(o.data_dir, app::key_access::exclusive);
+    if (!opened) {
+      std::fprintf(stderr, "passage replay: %s (stop passage serve first)\n",
+                   opened.error().c_str());
       return 1;
     }
-    char buf[256] = {};
-    if (std::fgets(buf, sizeof buf, f)) secret = buf;
-    std::fclose(f);
-    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+    data = std::move(*opened);
+  } else {
+    auto opened = app::open_offline(o.data_dir);
+    if (!opened) {
+      std::fprintf(stderr, "passage replay: %s\n", opened.error().c_str());
+      return 1;
+    }
+    data = std::move(*opened);
   }
-  // The log is only read: a secondary instance never writes it.
-  auto store = eventstore::open_event_store(
-      {.path = (fs::path(dir) / "events").string(), .read_only = true});
-  if (!store) {
-    std::fprintf(stderr, "passage replay: %s\n", store.error().message.c_str());
-    return 1;
-  }
-  auto keys = eventstore::open_key_store({.path = (fs::path(dir) / "keys").string()});
-  if (!keys) {
-    std::fprintf(stderr, "passage replay: %s (stop passage serve first)\n",
-                 keys.error().message.c_str());
-    return 1;
-  }
-  eventstore::event_codec codec(**keys, app::derive_key(secret, "pepper"));
-  auto models =
-      projections::read_models::open({.path = (fs::path(dir) / "readmodels").string()}, codec);
+  const std::string target = o.out.empty() ? live.string() : o.out;
+  auto models = projections::read_models::open({.path = target}, *data->codec);
   if (!models) {
-    std::fprintf(stderr, "passage replay: %s (stop passage serve first)\n",
-                 models.error().message.c_str());
+    std::fprintf(stderr, "passage replay: %s%s\n", models.error().message.c_str(),
+                 o.out.empty() ? " (stop passage serve first)" : "");
     return 1;
   }
   bool tty = isatty(fileno(stderr));
   auto r = projections::rebuild(
-      **store, **models, {.on_progress = [tty](const projections::rebuild_progress& p) {
-        double share = p.events_total ? double(p.events_done) / double(p.events_total) : 1.0;
-        int filled = static_cast<int>(share * 30);
-        std::fprintf(
-            stderr, "%s[%.*s%.*s] %3.0f%% %llu/%llu events, %.0f events/s%s", tty ? "\r" : "",
-            filled, "##############################", 30 - filled, "..............................",
-            share * 100, static_cast<unsigned long long>(p.events_done),
-            static_cast<unsigned long long>(p.events_total), p.events_per_second, tty ? "" : "\n");
-      }});
+      *data->store, **models,
+      {.on_progress = [tty](const projections::rebuild_progress& p) { print_progress(tty, p); },
+       .as_of = as_of});
   if (tty) std::fprintf(stderr, "\n");
   if (!r) {
     std::fprintf(stderr, "passage replay: %s\n", r.error().message.c_str());
     return 1;
   }
-  std::printf("rebuilt read models from %llu events in %.2f s (%.0f events/s)\n",
-              static_cast<unsigned long long>(r->events_done), r->seconds, r->events_per_second);
+  std::printf("rebuilt read models from %llu events%s%s into %s in %.2f s (%.0f events/s)\n",
+              static_cast<unsigned long long>(r->events_done), as_of ? " recorded up to " : "",
+              as_of ? format_rfc3339(*as_of).c_str() : "", target.c_str(), r->seconds,
+              r->events_per_second);
+  return 0;
+}
+
+// Prints an invite's usage as JSON (GET /v1/invites/{id}/usage), now or as of an instant,
+// rebuilt from the log; runs beside a running server.
+int usage(const std::string& data_dir, const std::string& invite, const std::string& as_of_text) {
+  auto id = uuid::parse(invite);
+  if (!id) {
+    std::fprintf(stderr, "passage usage: --invite must be an id (uuid), got '%s'\n",
+                 invite.c_str());
+    return 2;
+  }
+  std::optional<timestamp> as_of;
+  if (!as_of_text.empty()) {
+    as_of = parse_rfc3339(as_of_text);
+    if (!as_of) {
+      std::fprintf(stderr, "passage usage: --as-of must be an RFC 3339 time, got '%s'\n",
+                   as_of_text.c_str());
+      return 2;
+    }
+  }
+  auto data = app::open_offline(data_dir);
+  if (!data) {
+    std::fprintf(stderr, "passage usage: %s\n", data.error().c_str());
+    return 1;
+  }
+  // "Now" is the last event of the log.
+  timestamp at = as_of ? *as_of : timestamp::max();
+  auto then = projections::invite_as_of(*(*data)->store, *(*data)->codec, *id, at);
+  if (!then) {
+    std::fprintf(stderr, "passage usage: %s\n", then.error().message.c_str());
+    return 1;
+  }
+  if (!*then) {
+    std::fprintf(stderr, "passage usage: no invite %s%s%s\n", invite.c_str(), as_of ? " at " : "",
+                 as_of ? as_of_text.c_str() : "");
+    return 1;
+  }
+  auto body = projections::to_json((*then)->usage());
+  if (as_of) body["as_of"] = format_rfc3339(*as_of);
+  std::printf("%s\n", body.dump(2).c_str());
   return 0;
 }
 
@@ -174,12 +244,25 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
 
-  std::string replay_dir = "data";
-  auto* replay_cmd =
-      cli.add_subcommand("replay", "Rebuild every read model from position 0 of the log");
-  replay_cmd->add_option("--data-dir", replay_dir, "Data folder")
+  replay_options replay_opts;
+  auto* replay_cmd = cli.add_subcommand(
+      "replay", "Rebuild the read models from position 1 of the log (or as of an instant)");
+  replay_cmd->add_option("--data-dir", replay_opts.data_dir, "Data folder")
       ->envname("PASSAGE_DATA_DIR")
       ->capture_default_str();
+  replay_cmd->add_option("--out", replay_opts.out,
+                         "Build into this folder instead of the live one (runs beside serve)");
+  replay_cmd->add_option("--as-of", replay_opts.as_of,
+                         "Only events recorded at or before this RFC 3339 time (needs --out)");
+
+  std::string usage_dir = "data", usage_invite, usage_as_of;
+  auto* usage_cmd = cli.add_subcommand(
+      "usage", "An invite's usage as JSON, now or as of an instant (rebuilt from the log)");
+  usage_cmd->add_option("--data-dir", usage_dir, "Data folder")
+      ->envname("PASSAGE_DATA_DIR")
+      ->capture_default_str();
+  usage_cmd->add_option("--invite", usage_invite, "The invite (id)")->required();
+  usage_cmd->add_option("--as-of", usage_as_of, "RFC 3339 time: the answer given at that instant");
 
   app::export_options export_options;
   std::string export_what = "claims", export_format = "csv", export_output = "-";
@@ -198,6 +281,9 @@ int main(int argc, char** argv) {
   export_cmd->add_option("--org", export_org, "Only this organization (id)");
   export_cmd->add_option("--since", export_since, "recorded_at >= this RFC 3339 time");
   export_cmd->add_option("--until", export_until, "recorded_at < this RFC 3339 time");
+  std::string export_as_of;
+  export_cmd->add_option("--as-of", export_as_of,
+                         "Only events recorded at or before this RFC 3339 time");
   export_cmd->add_option("--type", export_types, "events: comma-separated event types");
   export_cmd->add_option("--output,-o", export_output, "File to write, - for stdout")
       ->capture_default_str();
@@ -222,7 +308,8 @@ int main(int argc, char** argv) {
       }
     }
     for (auto [text, slot, name] : {std::tuple{&export_since, &e.since, "--since"},
-                                    std::tuple{&export_until, &e.until, "--until"}}) {
+                                    std::tuple{&export_until, &e.until, "--until"},
+                                    std::tuple{&export_as_of, &e.as_of, "--as-of"}}) {
       if (text->empty()) continue;
       *slot = parse_rfc3339(*text);
       if (!*slot) {
@@ -283,8 +370,7 @@ int main(int argc, char** argv) {
     }
     return serve(std::move(serve_options));
   }
-  if (*replay_cmd) {
-    return replay(replay_dir);
-  }
+  if (*replay_cmd) return replay(replay_opts);
+  if (*usage_cmd) return usage(usage_dir, usage_invite, usage_as_of);
   return 0;
 }

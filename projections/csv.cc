@@ -33,13 +33,15 @@ std::string csv_row(const std::vector<std::string>& cells) {
 }
 
 std::string acceptance_csv(std::span<const acceptance_row> rows) {
-  std::string out = csv_row({"claim_id", "learner_id", "anonymous", "email", "first_name",
-                             "last_name", "claimed_at", "access_expires_at"});
+  std::string out =
+      csv_row({"claim_id", "learner_id", "anonymous", "email", "first_name", "last_name",
+               "claimed_at", "access_expires_at", "seconds_since_invite_created"});
   for (const auto& r : rows) {
     out += csv_row({r.claim_id.to_string(), r.learner_id.to_string(),
                     r.anonymous ? "true" : "false", r.who.forgotten ? "forgotten" : r.who.email,
                     r.who.first_name, r.who.last_name, format_rfc3339(r.claimed_at),
-                    r.access_expires_at ? format_rfc3339(*r.access_expires_at) : ""});
+                    r.access_expires_at ? format_rfc3339(*r.access_expires_at) : "",
+                    std::to_string(r.seconds_since_invite_created)});
   }
   return out;
 }

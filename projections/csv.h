@@ -20,7 +20,8 @@ std::string csv_cell(std::string_view value);
 // One row of cells, terminated by CRLF.
 std::string csv_row(const std::vector<std::string>& cells);
 
-// Header: claim_id,learner_id,anonymous,email,first_name,last_name,claimed_at,access_expires_at
+// Header: claim_id,learner_id,anonymous,email,first_name,last_name,claimed_at,access_expires_at,
+// seconds_since_invite_created
 // A forgotten learner's email reads "forgotten"; anonymous claims have an empty email.
 std::string acceptance_csv(std::span<const acceptance_row> rows);
 

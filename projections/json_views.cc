@@ -122,12 +122,98 @@ json to_json(const usage_view& v) {
     plays.push_back({{"track_id", track}, {"plays", n}});
   json days = json::array();
   for (const auto& [day, n] : v.claims_per_day) days.push_back({{"date", day}, {"claims", n}});
-  return {
-      {"invite_id", v.invite_id.to_string()}, {"claims", v.claims},
-      {"unique_learners", v.unique_learners}, {"anonymous_claims", v.anonymous_claims},
-      {"rejections", v.rejections},           {"plays", v.plays},
-      {"plays_per_track", std::move(plays)},  {"remaining_spots", int_or_null(v.remaining_spots)},
-      {"claims_per_day", std::move(days)}};
+  json hours = json::array();
+  for (const auto& [hour, n] : v.claims_per_hour) hours.push_back({{"hour", hour}, {"claims", n}});
+  return {{"invite_id", v.invite_id.to_string()},
+          {"claims", v.claims},
+          {"unique_learners", v.unique_learners},
+          {"anonymous_claims", v.anonymous_claims},
+          {"rejections", v.rejections},
+          {"plays", v.plays},
+          {"plays_per_track", std::move(plays)},
+          {"remaining_spots", int_or_null(v.remaining_spots)},
+          {"claims_per_day", std::move(days)},
+          {"claims_per_hour", std::move(hours)},
+          {"time_to_claim", to_json(v.time_to_claim)}};
+}
+
+json to_json(const std::optional<claim_delay_stats>& s) {
+  if (!s) return nullptr;
+  return {{"claims", s->count},
+          {"min_seconds", s->min_seconds},
+          {"median_seconds", s->median_seconds},
+          {"p90_seconds", s->p90_seconds},
+          {"max_seconds", s->max_seconds}};
+}
+
+std::string_view to_string(claim_bucket b) { return b == claim_bucket::hour ? "hour" : "day"; }
+
+namespace {
+json buckets_json(const claim_counts& counts) {
+  json out = json::array();
+  for (const auto& [start, n] : counts) out.push_back({{"start", start}, {"claims", n}});
+  return out;
+}
+}  // namespace
+
+json to_json(const claim_history_view& h) {
+  json invites = json::array();
+  for (const auto& i : h.invites) {
+    invites.push_back({{"invite_id", i.invite_id.to_string()},
+                       {"title", i.title},
+                       {"claims", i.claims},
+                       {"buckets", buckets_json(i.buckets)}});
+  }
+  return {{"org_id", h.org_id.to_string()},
+          {"bucket", to_string(h.query.bucket)},
+          {"since", time_or_null(h.query.since)},
+          {"until", time_or_null(h.query.until)},
+          {"claims", h.claims},
+          {"buckets", buckets_json(h.buckets)},
+          {"invites", std::move(invites)},
+          {"time_to_claim", to_json(h.time_to_claim)}};
+}
+
+std::string_view to_string(learner_fact f) {
+  switch (f) {
+    case learner_fact::claimed:
+      return "claimed";
+    case learner_fact::rejected:
+      return "rejected";
+    case learner_fact::played:
+      return "played";
+    case learner_fact::paused:
+      return "paused";
+    case learner_fact::resumed:
+      return "resumed";
+  }
+  return "unknown";
+}
+
+json to_json(const learner_history_view& h) {
+  json entries = json::array();
+  for (const auto& x : h.entries) {
+    json j = {{"fact", to_string(x.fact)},
+              {"at", format_rfc3339(x.at)},
+              {"position", x.position},
+              {"invite_id", x.invite_id.to_string()},
+              {"claim_id", id_or_null(x.claim_id)}};
+    if (!x.track_id.empty()) j["track_id"] = x.track_id;
+    if (x.fact == learner_fact::played) j["play_number"] = x.play_number;
+    if (x.reason) j["reason"] = domain::to_string(*x.reason);
+    if (x.fact == learner_fact::claimed || x.fact == learner_fact::rejected) {
+      j["email"] = x.who.forgotten ? json("forgotten") : json(x.who.email);
+    }
+    entries.push_back(std::move(j));
+  }
+  return {{"learner_id", h.learner_id.to_string()},
+          {"org_id", h.org_id.to_string()},
+          {"registered_at", time_or_null(h.registered_at)},
+          {"forgotten", h.forgotten},
+          {"claims", h.claims},
+          {"rejections", h.rejections},
+          {"plays", h.plays},
+          {"history", std::move(entries)}};
 }
 
 json to_json(const acceptance_row& r) {
@@ -135,7 +221,8 @@ json to_json(const acceptance_row& r) {
             {"learner_id", r.learner_id.to_string()},
             {"anonymous", r.anonymous},
             {"claimed_at", format_rfc3339(r.claimed_at)},
-            {"access_expires_at", time_or_null(r.access_expires_at)}};
+            {"access_expires_at", time_or_null(r.access_expires_at)},
+            {"seconds_since_invite_created", r.seconds_since_invite_created}};
   put_person(j, r.who, r.anonymous);
   return j;
 }

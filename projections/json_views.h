@@ -27,7 +27,15 @@ nlohmann::json to_json(const invite_view& v);
 // invite of access lead_form, adds "lead_form".
 nlohmann::json to_public_json(const invite_view& v, const domain::lead_form* form = nullptr);
 nlohmann::json to_json(const invite_page& page);  // {"invites": [...], "next_cursor"}
+// Usage: counts, plays per track, claims per day and per hour, time_to_claim (null
+// before the first claim).
 nlohmann::json to_json(const usage_view& v);
+nlohmann::json to_json(const std::optional<claim_delay_stats>& s);  // null or {claims, ...}
+std::string_view to_string(claim_bucket b);                         // "hour" | "day"
+nlohmann::json to_json(const claim_history_view& h);
+std::string_view to_string(learner_fact f);  // "claimed", "rejected", "played", ...
+// A learner's audit trail; claims and rejections show the email used, or "forgotten".
+nlohmann::json to_json(const learner_history_view& h);
 // Rows show personal data decrypted, or "email": "forgotten" with "forgotten": true.
 nlohmann::json to_json(const acceptance_row& r);
 nlohmann::json to_json(std::span<const acceptance_row> rows);  // {"claims": [...]}

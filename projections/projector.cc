@@ -1,5 +1,8 @@
 #include "projections/projector.h"
 
+#include <condition_variable>
+#include <deque>
+#include <thread>
 #include <vector>
 
 namespace passage::projections {
@@ -57,6 +60,54 @@ std::optional<projection_error> projector::error() const {
   return error_;
 }
 
+namespace {
+
+// Batches of the log handed from the reading thread to the applying one; at most
+// `capacity` wait, so memory stays bounded while reading and applying overlap.
+class batch_queue {
+ public:
+  explicit batch_queue(std::size_t capacity) : capacity_(capacity) {}
+  // False once the consumer gave up.
+  bool push(std::vector<eventstore::recorded_event> batch) {
+    std::unique_lock lock(mu_);
+    changed_.wait(lock, [&] { return ready_.size() < capacity_ || abandoned_; });
+    if (abandoned_) return false;
+    ready_.push_back(std::move(batch));
+    changed_.notify_all();
+    return true;
+  }
+  void close() {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    changed_.notify_all();
+  }
+  void abandon() {
+    std::lock_guard lock(mu_);
+    abandoned_ = true;
+    changed_.notify_all();
+  }
+  // nullopt once closed and drained.
+  std::optional<std::vector<eventstore::recorded_event>> pop() {
+    std::unique_lock lock(mu_);
+    changed_.wait(lock, [&] { return !ready_.empty() || closed_; });
+    if (ready_.empty()) return std::nullopt;
+    auto b = std::move(ready_.front());
+    ready_.pop_front();
+    changed_.notify_all();
+    return b;
+  }
+
+ private:
+  std::size_t capacity_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::deque<std::vector<eventstore::recorded_event>> ready_;
+  bool closed_ = false;
+  bool abandoned_ = false;
+};
+
+}  // namespace
+
 result<rebuild_progress, projection_error> rebuild(eventstore::event_store& store,
                                                    read_models& models,
                                                    const rebuild_options& options) {
@@ -72,39 +123,56 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
         progress.seconds > 0 ? static_cast<double>(progress.events_done) / progress.seconds : 0;
   };
 
+  // One thread reads the log into batches while this one decodes and applies them.
   const std::size_t batch_size = std::max<std::size_t>(1, options.batch_size);
-  std::vector<eventstore::recorded_event> batch;
-  batch.reserve(batch_size);
-  std::optional<projection_error> failed;
-  auto flush = [&] {
-    if (batch.empty()) return true;
-    if (auto applied = models.apply(batch); !applied) {
-      failed = applied.error();
-      return false;
+  batch_queue queue(2);
+  std::optional<std::string> read_failed;
+  std::thread reader([&] {
+    eventstore::log_filter filter;
+    filter.from_position = 1;
+    filter.to_position = progress.events_total;
+    if (options.as_of) filter.until = *options.as_of + std::chrono::microseconds(1);
+    std::vector<eventstore::recorded_event> batch;
+    batch.reserve(batch_size);
+    if (progress.events_total > 0) {
+      auto scanned = store.scan(filter, [&](const eventstore::recorded_event& e) {
+        batch.push_back(e);
+        if (batch.size() < batch_size) return true;
+        bool more = queue.push(std::move(batch));
+        batch = {};
+        batch.reserve(batch_size);
+        return more;
+      });
+      if (!scanned) read_failed = scanned.error().message;
     }
-    progress.events_done += batch.size();
-    batch.clear();
+    if (!batch.empty()) queue.push(std::move(batch));
+    queue.close();
+  });
+
+  // The read models skip their write-ahead log meanwhile (bulk load) and are flushed after.
+  std::optional<projection_error> failed;
+  if (auto bulk = models.set_bulk_load(true); !bulk) failed = bulk.error();
+  while (!failed) {
+    auto batch = queue.pop();
+    if (!batch) break;
+    if (auto applied = models.apply(*batch); !applied) {
+      failed = applied.error();
+      break;
+    }
+    progress.events_done += batch->size();
     if (options.on_progress && clock::now() - last_report >= options.progress_interval) {
       last_report = clock::now();
       update();
       options.on_progress(progress);
     }
-    return true;
-  };
-  eventstore::log_filter filter;
-  filter.from_position = 1;
-  filter.to_position = progress.events_total;
-  if (progress.events_total > 0) {
-    auto scanned = store.scan(filter, [&](const eventstore::recorded_event& e) {
-      batch.push_back(e);
-      return batch.size() < batch_size || flush();
-    });
-    if (!scanned)
-      return projection_error{"rebuild: reading the log failed: " + scanned.error().message};
-    if (failed) return *failed;
-    if (!flush()) return *failed;
   }
+  queue.abandon();
+  reader.join();
+  if (auto flushed = models.set_bulk_load(false); !flushed && !failed) failed = flushed.error();
+  if (failed) return *failed;
+  if (read_failed) return projection_error{"rebuild: reading the log failed: " + *read_failed};
   update();
+  if (options.as_of) progress.events_total = progress.events_done;
   if (options.on_progress) options.on_progress(progress);
   return progress;
 }

@@ -66,7 +66,9 @@ class projector {
 
 struct rebuild_progress {
   std::uint64_t events_done = 0;
-  std::uint64_t events_total = 0;  // the log's head when the rebuild started
+  // The log's head when the rebuild started (with as_of: until the last report, which
+  // gives the events up to as_of).
+  std::uint64_t events_total = 0;
   double seconds = 0;
   double events_per_second = 0;
 };
@@ -78,9 +80,13 @@ struct rebuild_options {
   // Default: none.
   std::function<void(const rebuild_progress&)> on_progress;
   std::chrono::milliseconds progress_interval{1000};  // Default: 1 s
+  // Only the events recorded at or before this instant: the read models as they stood
+  // then (for analysis, into a folder of their own). Default: the whole log.
+  std::optional<timestamp> as_of;
 };
 
-// Wipes the read models and applies the log from position 1 up to its current head, on the
+// Wipes the read models and applies the log from position 1 up to its current head (or
+// as_of), on the
 // calling thread. No projector may be feeding `models` meanwhile. Start a projector after
 // it to follow newer events.
 result<rebuild_progress, projection_error> rebuild(eventstore::event_store& store,

@@ -1,6 +1,7 @@
 #include "projections/read_models.h"
 
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/table.h>
@@ -46,10 +47,11 @@ using eventstore::recorded_event;
 //   A<invite><position>      acceptance row (encrypted event)
 //   R<invite><position>      rejection row (encrypted event)
 //   L<org><position>         lead row (encrypted event)
+//   H<learner><position>     learner history row: claim, rejection, play, pause, resume
 
 constexpr std::string_view checkpoint_key = "m:cp";
 constexpr std::string_view format_key = "m:fmt";
-constexpr std::string_view format_version = "1";
+constexpr std::string_view format_version = "2";  // 2: learner history rows
 
 std::string key_of(char prefix, const uuid& id) {
   std::string k(1, prefix);
@@ -125,6 +127,9 @@ struct invite_rec {
   std::int64_t plays = 0;
   std::map<std::string, std::int64_t> plays_per_track;
   std::map<std::string, std::int64_t> claims_per_day;
+  // claimed_at of every claim, in log order. Memory only: load() refills it from the
+  // claim records.
+  std::vector<timestamp> claim_times;
 };
 
 struct progress {
@@ -494,6 +499,51 @@ recorded_event get_event(record_reader& r) {
 
 std::string day_of(timestamp t) { return format_rfc3339(t).substr(0, 10); }
 
+// The start of t's UTC hour or day, RFC 3339.
+std::string bucket_of(timestamp t, claim_bucket b) {
+  auto text = format_rfc3339(t);
+  return b == claim_bucket::hour ? text.substr(0, 13) + ":00:00Z"
+                                 : text.substr(0, 10) + "T00:00:00Z";
+}
+
+std::int64_t seconds_between(timestamp from, timestamp to) {
+  return std::chrono::duration_cast<std::chrono::seconds>(to - from).count();
+}
+
+// Nearest-rank percentiles over the delays (sorted here).
+std::optional<claim_delay_stats> delay_stats(std::vector<std::int64_t> seconds) {
+  if (seconds.empty()) return std::nullopt;
+  std::sort(seconds.begin(), seconds.end());
+  auto rank = [&](int percent) {
+    auto n = seconds.size();
+    auto r = (n * static_cast<std::size_t>(percent) + 99) / 100;  // ceil(p/100 * n)
+    return seconds[std::max<std::size_t>(r, 1) - 1];
+  };
+  return claim_delay_stats{static_cast<std::int64_t>(seconds.size()), seconds.front(), rank(50),
+                           rank(90), seconds.back()};
+}
+
+// H rows: what happened, when, where; claims and rejections keep the encrypted event so
+// the email used can be shown (or "forgotten") at query time.
+void put_history(rocksdb::WriteBatch& batch, const uuid& learner, const recorded_event& re,
+                 learner_fact fact, timestamp at, const uuid& invite,
+                 const std::optional<uuid>& claim, std::string_view track, std::int64_t play_number,
+                 std::optional<domain::rejection_reason> reason) {
+  record_writer w;
+  w.u64(static_cast<std::uint64_t>(fact));
+  w.u64(re.position);
+  w.ts(at);
+  w.id(invite);
+  w.opt_id(claim);
+  w.str(track);
+  w.i64(play_number);
+  w.u64(reason ? static_cast<std::uint64_t>(*reason) + 1 : 0);
+  const bool personal = fact == learner_fact::claimed || fact == learner_fact::rejected;
+  w.boolean(personal);
+  if (personal) put_event(w, re);
+  batch.Put(slice(row_key('H', learner, re.position)), slice(w.data()));
+}
+
 // Event types the read models need decoded; the rest only move an invite's version.
 bool needs_decode(std::string_view type) {
   static const std::unordered_set<std::string_view> types = {
@@ -547,6 +597,7 @@ constexpr std::size_t parallel_decode_min = 512;
 struct read_models::state {
   read_models_options options;
   const eventstore::event_codec* codec = nullptr;
+  std::unique_ptr<rocksdb::Env> env;  // in_memory only; outlives db
   std::unique_ptr<rocksdb::DB> db;
   rocksdb::WriteOptions write_options;
 
@@ -695,6 +746,12 @@ result<void, projection_error> read_models::state::load() {
     claims[c.claim_id] = std::move(c);
     return true;
   });
+  for (const auto& [id, c] : claims) {
+    if (auto i = invites.find(c.invite_id); i != invites.end()) {
+      i->second.claim_times.push_back(c.claimed_at);
+    }
+  }
+  for (auto& [id, i] : invites) std::sort(i.claim_times.begin(), i.claim_times.end());
   each('l', [&](std::string_view v) {
     learner_rec l;
     if (!decode(v, l)) return false;
@@ -838,6 +895,9 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                      ++i->claims;
                      if (e.anonymous_) ++i->anonymous_claims;
                      ++i->claims_per_day[day_of(e.claimed_at_)];
+                     i->claim_times.push_back(e.claimed_at_);
+                     put_history(batch, e.learner_id_, re, learner_fact::claimed, e.claimed_at_,
+                                 e.invite_id_, e.claim_id_, {}, 0, std::nullopt);
                      auto& c = claims[e.claim_id_];
                      c.org_id = e.org_id_;
                      c.invite_id = e.invite_id_;
@@ -871,6 +931,10 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                      w.ts(e.rejected_at_);
                      put_event(w, re);
                      batch.Put(slice(row_key('R', e.invite_id_, re.position)), slice(w.data()));
+                     if (e.learner_id_) {
+                       put_history(batch, *e.learner_id_, re, learner_fact::rejected,
+                                   e.rejected_at_, e.invite_id_, std::nullopt, {}, 0, e.reason_);
+                     }
                    },
                    [&](const dm::track_played& e) {
                      auto c = claims.find(e.claim_id_);
@@ -883,9 +947,20 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                        ++i->plays;
                        ++i->plays_per_track[e.track_id_];
                      }
+                     put_history(batch, e.learner_id_, re, learner_fact::played, e.played_at_,
+                                 e.invite_id_, e.claim_id_, e.track_id_, e.play_number_,
+                                 std::nullopt);
                    },
-                   [&](const dm::track_paused& e) { set_paused(e, true); },
-                   [&](const dm::track_resumed& e) { set_paused(e, false); },
+                   [&](const dm::track_paused& e) {
+                     set_paused(e, true);
+                     put_history(batch, e.learner_id_, re, learner_fact::paused, e.paused_at_,
+                                 e.invite_id_, e.claim_id_, e.track_id_, 0, std::nullopt);
+                   },
+                   [&](const dm::track_resumed& e) {
+                     set_paused(e, false);
+                     put_history(batch, e.learner_id_, re, learner_fact::resumed, e.resumed_at_,
+                                 e.invite_id_, e.claim_id_, e.track_id_, 0, std::nullopt);
+                   },
                    [&](const dm::learner_registered& e) {
                      auto& l = learner_of(e.org_id_, e.learner_id_);
                      l.registered_at = e.registered_at_;
@@ -988,6 +1063,10 @@ result<std::unique_ptr<read_models>, projection_error> read_models::open(
 
   rocksdb::Options db_options;
   db_options.create_if_missing = true;
+  if (options.in_memory) {
+    s->env.reset(rocksdb::NewMemEnv(rocksdb::Env::Default()));
+    db_options.env = s->env.get();
+  }
   db_options.IncreaseParallelism(2);
   db_options.compression = rocksdb::kLZ4Compression;
   db_options.write_buffer_size = 64u << 20;
@@ -1086,6 +1165,17 @@ result<void, projection_error> read_models::apply(
     }
   }
   s.publish(last);
+  return {};
+}
+
+result<void, projection_error> read_models::set_bulk_load(bool on) {
+  auto& s = *state_;
+  std::unique_lock lock(s.mu);
+  s.write_options.disableWAL = on;
+  s.write_options.sync = !on && s.options.sync;  // RocksDB refuses sync without its WAL
+  if (on) return {};
+  auto st = s.db->Flush(rocksdb::FlushOptions());
+  if (!st.ok()) return projection_error{"read models: flush failed: " + st.ToString()};
   return {};
 }
 
@@ -1384,15 +1474,53 @@ std::optional<usage_view> read_models::usage(const uuid& org_id, const uuid& inv
     u.remaining_spots = std::max<std::int64_t>(0, i.settings.claim_limit_ - i.claims);
   }
   u.claims_per_day = i.claims_per_day;
+  std::vector<std::int64_t> delays;
+  delays.reserve(i.claim_times.size());
+  for (auto t : i.claim_times) {
+    ++u.claims_per_hour[bucket_of(t, claim_bucket::hour)];
+    delays.push_back(seconds_between(i.created_at, t));
+  }
+  u.time_to_claim = delay_stats(std::move(delays));
   return u;
 }
 
+claim_history_view read_models::claim_history(const uuid& org_id,
+                                              const claim_history_query& query) const {
+  claim_history_view h;
+  h.org_id = org_id;
+  h.query = query;
+  std::vector<std::int64_t> delays;
+  std::shared_lock lock(state_->mu);
+  auto by_org = state_->invites_by_org.find(org_id);
+  if (by_org == state_->invites_by_org.end()) return h;
+  for (auto it = by_org->second.rbegin(); it != by_org->second.rend(); ++it) {
+    auto rec = state_->invites.find(it->second);
+    if (rec == state_->invites.end()) continue;
+    const auto& i = rec->second;
+    invite_claim_history one{i.invite_id, i.settings.title_, 0, {}};
+    for (auto t : i.claim_times) {
+      if ((query.since && t < *query.since) || (query.until && t >= *query.until)) continue;
+      auto bucket = bucket_of(t, query.bucket);
+      ++one.buckets[bucket];
+      ++h.buckets[bucket];
+      ++one.claims;
+      delays.push_back(seconds_between(i.created_at, t));
+    }
+    h.claims += one.claims;
+    if (one.claims > 0) h.invites.push_back(std::move(one));
+  }
+  h.time_to_claim = delay_stats(std::move(delays));
+  return h;
+}
+
 std::optional<std::vector<acceptance_row>> read_models::acceptance_list(
-    const uuid& org_id, const uuid& invite_id, std::optional<timestamp> as_of) const {
+    const uuid& org_id, const uuid& invite_id) const {
+  timestamp created_at{};
   {
     std::shared_lock lock(state_->mu);
     auto it = state_->invites.find(invite_id);
     if (it == state_->invites.end() || it->second.org_id != org_id) return std::nullopt;
+    created_at = it->second.created_at;
   }
   std::vector<std::pair<acceptance_row, recorded_event>> rows;
   state_->scan_rows(key_of('A', invite_id), [&](record_reader& r) {
@@ -1405,7 +1533,7 @@ std::optional<std::vector<acceptance_row>> read_models::acceptance_list(
     auto e = get_event(r);
     if (!r.ok()) return true;
     row.position = e.position;
-    if (as_of && row.claimed_at >= *as_of) return true;
+    row.seconds_since_invite_created = seconds_between(created_at, row.claimed_at);
     rows.emplace_back(std::move(row), std::move(e));
     return true;
   });
@@ -1505,6 +1633,47 @@ std::optional<learner_ref> read_models::learner_by_email(const uuid& org_id,
     return std::nullopt;
   }
   return learner_ref{l->second.learner_id, l->second.lead_submitted};
+}
+
+std::optional<learner_history_view> read_models::learner_history(const uuid& org_id,
+                                                                 const uuid& learner_id) const {
+  learner_history_view h;
+  {
+    std::shared_lock lock(state_->mu);
+    auto l = state_->learners.find(learner_id);
+    if (l == state_->learners.end() || l->second.org_id != org_id) return std::nullopt;
+    h.org_id = org_id;
+    h.learner_id = learner_id;
+    h.forgotten = l->second.forgotten;
+    if (l->second.registered_at != timestamp{}) h.registered_at = l->second.registered_at;
+  }
+  std::vector<std::pair<learner_history_entry, std::optional<recorded_event>>> rows;
+  state_->scan_rows(key_of('H', learner_id), [&](record_reader& r) {
+    learner_history_entry x;
+    x.fact = static_cast<learner_fact>(r.u64());
+    x.position = r.u64();
+    x.at = r.ts();
+    x.invite_id = r.id();
+    x.claim_id = r.opt_id();
+    x.track_id = r.str();
+    x.play_number = r.i64();
+    if (auto reason = r.u64(); reason > 0) {
+      x.reason = static_cast<domain::rejection_reason>(reason - 1);
+    }
+    std::optional<recorded_event> e;
+    if (r.boolean()) e = get_event(r);
+    if (!r.ok()) return true;
+    rows.emplace_back(std::move(x), std::move(e));
+    return true;
+  });
+  for (auto& [x, e] : rows) {
+    if (e) x.who = state_->show(*e, learner_id);
+    h.claims += x.fact == learner_fact::claimed;
+    h.rejections += x.fact == learner_fact::rejected;
+    h.plays += x.fact == learner_fact::played;
+    h.entries.push_back(std::move(x));
+  }
+  return h;
 }
 
 std::vector<lead_row> read_models::leads(const uuid& org_id) const {

@@ -118,6 +118,21 @@ struct invite_query {
 };
 inline constexpr std::size_t max_page_size = 500;
 
+// How long after an invite's creation its claims came (claimed_at - created_at), in
+// seconds. Percentiles are nearest-rank over every claim.
+struct claim_delay_stats {
+  std::int64_t count = 0;
+  std::int64_t min_seconds = 0;
+  std::int64_t median_seconds = 0;
+  std::int64_t p90_seconds = 0;
+  std::int64_t max_seconds = 0;
+};
+
+// Claims counted per UTC hour or day; keys are the bucket's start, RFC 3339
+// ("2026-11-20T09:00:00Z").
+enum class claim_bucket { hour, day };
+using claim_counts = std::map<std::string, std::int64_t>;
+
 struct usage_view {
   uuid invite_id;
   std::int64_t claims = 0;
@@ -128,6 +143,31 @@ struct usage_view {
   std::map<std::string, std::int64_t> plays_per_track;  // every track of the invite, 0 if unplayed
   std::optional<std::int64_t> remaining_spots;          // nullopt: unlimited
   std::map<std::string, std::int64_t> claims_per_day;   // "YYYY-MM-DD" (UTC) -> claims
+  claim_counts claims_per_hour;                         // hour start (RFC 3339) -> claims
+  std::optional<claim_delay_stats> time_to_claim;       // nullopt: no claims yet
+};
+
+// Claims of one organization over time (GET /v1/claims/history).
+struct claim_history_query {
+  claim_bucket bucket = claim_bucket::day;  // Default: day
+  std::optional<timestamp> since;           // claimed_at >= since
+  std::optional<timestamp> until;           // claimed_at < until
+};
+
+struct invite_claim_history {
+  uuid invite_id;
+  std::string title;
+  std::int64_t claims = 0;  // within [since, until)
+  claim_counts buckets;
+};
+
+struct claim_history_view {
+  uuid org_id;
+  claim_history_query query;
+  std::int64_t claims = 0;
+  claim_counts buckets;                       // the whole org
+  std::vector<invite_claim_history> invites;  // invites with claims in range, newest first
+  std::optional<claim_delay_stats> time_to_claim;
 };
 
 // Personal data of a row as shown: decrypted, or forgotten.
@@ -146,6 +186,7 @@ struct acceptance_row {
   std::optional<timestamp> access_expires_at;
   shown_person who;  // who.email: the email used to claim
   std::uint64_t position = 0;
+  std::int64_t seconds_since_invite_created = 0;
 };
 
 struct rejection_row {
@@ -196,6 +237,32 @@ struct learner_view {
   std::vector<uuid> claims;  // in claim order
 };
 
+// One audited fact about a learner (GET /v1/learners/{id}/history).
+enum class learner_fact { claimed, rejected, played, paused, resumed };
+
+struct learner_history_entry {
+  learner_fact fact = learner_fact::claimed;
+  timestamp at{};  // claimed_at, rejected_at, played_at, ...
+  std::uint64_t position = 0;
+  uuid invite_id;
+  std::optional<uuid> claim_id;                    // claims and plays
+  std::string track_id;                            // plays, pauses, resumes
+  std::int64_t play_number = 0;                    // plays
+  std::optional<domain::rejection_reason> reason;  // rejections
+  shown_person who;                                // claims and rejections: the email used
+};
+
+struct learner_history_view {
+  uuid org_id;
+  uuid learner_id;
+  std::optional<timestamp> registered_at;  // nullopt: never registered (anonymous)
+  bool forgotten = false;
+  std::int64_t claims = 0;
+  std::int64_t rejections = 0;
+  std::int64_t plays = 0;
+  std::vector<learner_history_entry> entries;  // in log order
+};
+
 // What the command side needs about the learner behind an email (claim_invite facts).
 struct learner_ref {
   uuid learner_id;
@@ -207,6 +274,9 @@ struct learner_ref {
 struct read_models_options {
   // RocksDB folder of the read models (not the event log's). Required.
   std::string path;
+  // Keep the folder in memory only (a RocksDB memory Env): scratch read models for
+  // point-in-time answers. Default: false.
+  bool in_memory = false;
   // fsync every applied batch. Default: false: changes and checkpoint share one atomic
   // WriteBatch, so an OS crash can only lose a tail that is re-applied from the log.
   bool sync = false;
@@ -266,10 +336,12 @@ class read_models {
   result<invite_page, query_error> list_invites(const uuid& org_id, const invite_query& query,
                                                 timestamp now) const;
   std::optional<usage_view> usage(const uuid& org_id, const uuid& invite_id) const;
-  // Claims in claim order; with `as_of`, only those claimed before it (exclusive). nullopt
-  // for an unknown invite.
-  std::optional<std::vector<acceptance_row>> acceptance_list(
-      const uuid& org_id, const uuid& invite_id, std::optional<timestamp> as_of = {}) const;
+  // Claims of the org per hour or day, in total and per invite, with time-to-claim stats.
+  claim_history_view claim_history(const uuid& org_id, const claim_history_query& query) const;
+  // Claims in claim order; nullopt for an unknown invite. Answers as of an earlier
+  // instant: point_in_time.h.
+  std::optional<std::vector<acceptance_row>> acceptance_list(const uuid& org_id,
+                                                             const uuid& invite_id) const;
   std::optional<std::vector<rejection_row>> rejections(const uuid& org_id,
                                                        const uuid& invite_id) const;
 
@@ -287,6 +359,10 @@ class read_models {
   // not found (a later claim with that email starts a new learner).
   std::optional<learner_ref> learner_by_email(const uuid& org_id,
                                               std::string_view email_subject) const;
+  // Every claim, rejection, play, pause and resume of the learner, across the org's
+  // invites, in log order; nullopt for a learner unknown in this org.
+  std::optional<learner_history_view> learner_history(const uuid& org_id,
+                                                      const uuid& learner_id) const;
   // LeadCaptured rows of the org, oldest first.
   std::vector<lead_row> leads(const uuid& org_id) const;
 
@@ -295,6 +371,11 @@ class read_models {
   // Decodes and applies events in position order, then writes the changes and the new
   // checkpoint in one WriteBatch. Events at or below applied_position() are skipped.
   result<void, projection_error> apply(std::span<const eventstore::recorded_event> batch);
+  // Rebuild only. While on, applied batches skip RocksDB's write-ahead log: a crash then
+  // loses at most the unflushed tail together with its checkpoint (memtables are flushed
+  // whole), and the rebuild is run again. Turning it off flushes, so everything applied is
+  // on disk.
+  result<void, projection_error> set_bulk_load(bool on);
   // Drops every read model and the checkpoint (back to position 0).
   result<void, projection_error> clear();
 

@@ -13,6 +13,7 @@
 #include "eventstore/subscription.h"
 #include "projections/csv.h"
 #include "projections/json_views.h"
+#include "projections/point_in_time.h"
 #include "web/static_assets.h"
 
 namespace passage::api::v1 {
@@ -193,6 +194,28 @@ response claim_page_response(const endpoint_deps& d, const projections::invite_v
 
 bool may_read_log(const domain::principal& who) {
   return domain::authorize(who, domain::action::read_event_log, {who.org_id_, {}, {}}).has_value();
+}
+
+// An optional RFC 3339 query parameter.
+result<std::optional<timestamp>, problem> time_param(const request_context& ctx,
+                                                     std::string_view name) {
+  auto v = ctx.query.get(name);
+  if (!v) return std::optional<timestamp>{};
+  auto t = parse_rfc3339(*v);
+  if (!t) return invalid_request(std::string(name) + " must be an RFC 3339 time");
+  return std::optional<timestamp>{*t};
+}
+
+// The invite as it stood at `as_of`, rebuilt from the log (point_in_time.h).
+result<projections::invite_snapshot, problem> snapshot_of(const endpoint_deps& d,
+                                                          const domain::principal& who,
+                                                          const uuid& id, timestamp as_of) {
+  auto s = projections::invite_as_of(*d.store, *d.codec, id, as_of);
+  if (!s) return make_problem("unavailable", s.error().message);
+  if (!*s || (*s)->org_id() != who.org_id_) {
+    return make_problem("not_found", "no such invite at " + format_rfc3339(as_of));
+  }
+  return std::move(**s);
 }
 
 // ---- routes -------------------------------------------------------------------
@@ -572,14 +595,16 @@ void invite_routes(router& r, deps_ptr d) {
           auto id = uuid_param(ctx, "id");
           if (!id) return respond(problem_response(id.error())), void();
           if (auto p = readable(who, *id)) return respond(problem_response(*p)), void();
-          std::optional<timestamp> as_of;
-          if (auto a = ctx.query.get("as_of")) {
-            as_of = parse_rfc3339(*a);
-            if (!as_of)
-              return respond(problem_response(invalid_request("as_of must be an RFC 3339 time"))),
-                     void();
+          auto as_of = time_param(ctx, "as_of");
+          if (!as_of) return respond(problem_response(as_of.error())), void();
+          std::optional<std::vector<projections::acceptance_row>> rows;
+          if (*as_of) {
+            auto then = snapshot_of(*d, who, *id, **as_of);
+            if (!then) return respond(problem_response(then.error())), void();
+            rows = then->acceptance_list();
+          } else {
+            rows = d->reads->acceptance_list(who.org_id_, *id);
           }
-          auto rows = d->reads->acceptance_list(who.org_id_, *id, as_of);
           if (!rows)
             return respond(problem_response(make_problem("not_found", "no such invite"))), void();
           if (wants_csv(req)) {
@@ -592,7 +617,7 @@ void invite_routes(router& r, deps_ptr d) {
           json items = json::array();
           for (const auto& row : *rows) items.push_back(projections::to_json(row));
           json body = {{"invite_id", id->to_string()}, {"claims", items}, {"count", rows->size()}};
-          if (as_of) body["as_of"] = format_rfc3339(*as_of);
+          if (*as_of) body["as_of"] = format_rfc3339(**as_of);
           respond(json_response(http::status::ok, body));
         }));
 
@@ -602,6 +627,15 @@ void invite_routes(router& r, deps_ptr d) {
           auto id = uuid_param(ctx, "id");
           if (!id) return respond(problem_response(id.error())), void();
           if (auto p = readable(who, *id)) return respond(problem_response(*p)), void();
+          auto as_of = time_param(ctx, "as_of");
+          if (!as_of) return respond(problem_response(as_of.error())), void();
+          if (*as_of) {
+            auto then = snapshot_of(*d, who, *id, **as_of);
+            if (!then) return respond(problem_response(then.error())), void();
+            auto body = projections::to_json(then->usage());
+            body["as_of"] = format_rfc3339(**as_of);
+            return respond(json_response(http::status::ok, body)), void();
+          }
           auto u = d->reads->usage(who.org_id_, *id);
           if (!u)
             return respond(problem_response(make_problem("not_found", "no such invite"))), void();
@@ -844,6 +878,20 @@ void public_routes(router& r, deps_ptr d) {
 }
 
 void learner_routes(router& r, deps_ptr d) {
+  r.add(http::verb::get, "/v1/learners/{id}/history",
+        admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
+                     responder respond) {
+          if (!may_read_log(who))
+            return respond(problem_response(make_problem("forbidden", "owner or admin only"))),
+                   void();
+          auto id = uuid_param(ctx, "id");
+          if (!id) return respond(problem_response(id.error())), void();
+          auto h = d->reads->learner_history(who.org_id_, *id);
+          if (!h)
+            return respond(problem_response(make_problem("not_found", "no such learner"))), void();
+          respond(json_response(http::status::ok, projections::to_json(*h)));
+        }));
+
   r.add(http::verb::post, "/v1/learners/{id}/forget",
         admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
                      responder respond) {
@@ -856,6 +904,28 @@ void learner_routes(router& r, deps_ptr d) {
                 return json_response(http::status::ok,
                                      {{"learner_id", learner.to_string()}, {"forgotten", true}});
               }));
+        }));
+}
+
+void claim_history_routes(router& r, deps_ptr d) {
+  r.add(http::verb::get, "/v1/claims/history",
+        admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
+                     responder respond) {
+          if (!may_read_log(who))
+            return respond(problem_response(make_problem("forbidden", "owner or admin only"))),
+                   void();
+          projections::claim_history_query q;
+          auto bucket = ctx.query.get("bucket");
+          if (bucket && *bucket != "hour" && *bucket != "day")
+            return respond(problem_response(invalid_request("bucket must be hour or day"))), void();
+          if (bucket && *bucket == "hour") q.bucket = projections::claim_bucket::hour;
+          for (auto [name, slot] : {std::pair{"since", &q.since}, std::pair{"until", &q.until}}) {
+            auto t = time_param(ctx, name);
+            if (!t) return respond(problem_response(t.error())), void();
+            *slot = *t;
+          }
+          respond(json_response(http::status::ok,
+                                projections::to_json(d->reads->claim_history(who.org_id_, q))));
         }));
 }
 
@@ -1072,6 +1142,7 @@ void register_routes(router& r, const endpoint_deps& deps) {
   invite_routes(r, d);
   public_routes(r, d);
   learner_routes(r, d);
+  claim_history_routes(r, d);
   event_routes(r, d);
   invitation_routes(r, d);
 }

@@ -38,14 +38,15 @@ TEST(acceptance_csv, header_rows_crlf_and_forgotten) {
   acceptance_row b = a;
   b.who = shown_person{.forgotten = true};
   b.access_expires_at = *parse_rfc3339("2026-12-20T09:00:00Z");
+  b.seconds_since_invite_created = 90;
   std::vector<acceptance_row> rows{a, b};
   EXPECT_EQ(acceptance_csv(rows),
             "claim_id,learner_id,anonymous,email,first_name,last_name,claimed_at,"
-            "access_expires_at\r\n"
+            "access_expires_at,seconds_since_invite_created\r\n"
             "00000000-0000-4000-8000-000000000001,00000000-0000-4000-8000-000000000002,false,"
-            "'=cmd@example.com,\"Ada, Countess\",,2026-11-20T09:00:00Z,\r\n"
+            "'=cmd@example.com,\"Ada, Countess\",,2026-11-20T09:00:00Z,,0\r\n"
             "00000000-0000-4000-8000-000000000001,00000000-0000-4000-8000-000000000002,false,"
-            "forgotten,,,2026-11-20T09:00:00Z,2026-12-20T09:00:00Z\r\n");
+            "forgotten,,,2026-11-20T09:00:00Z,2026-12-20T09:00:00Z,90\r\n");
 }
 
 }  // namespace

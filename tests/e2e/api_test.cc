@@ -687,3 +687,281 @@ TEST_F(node_test, ClaimPageFormPostClaimsWithoutScripts) {
 
 }  // namespace
 }  // namespace passage::testing
+
+namespace passage::testing {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+class audit_test : public node_test {
+ protected:
+  http_reply play(const json& claimed, const std::string& track) {
+    return client_->post(
+        "/v1/public/claims/" + claimed["claim_id"].get<std::string>() + "/plays",
+        json{{"track_id", track}}.dump(),
+        {{"Authorization", "Bearer " + claimed["learner_token"].get<std::string>()}});
+  }
+  // GET usage and claims as the server answers them now.
+  std::pair<json, json> answers(const std::string& id, const std::string& query = "") {
+    auto u = client_->get("/v1/invites/" + id + "/usage" + query, auth());
+    auto c = client_->get("/v1/invites/" + id + "/claims" + query, auth());
+    EXPECT_EQ(u.status, 200u) << u.body;
+    EXPECT_EQ(c.status, 200u) << c.body;
+    auto uj = u.json(), cj = c.json();
+    uj.erase("as_of");
+    cj.erase("as_of");
+    return {uj, cj};
+  }
+};
+
+TEST_F(audit_test, UsageAndClaimsAsOfAnswerAsTheServerDidAtEachInstant) {
+  make_track("k8s-basics");
+  auto invite = make_invite(
+      {{"title", "As of"}, {"tracks", {"k8s-basics"}}, {"claim_limit", 4}, {"plays_per_track", 5}});
+  const std::string id = invite["id"], code = invite["code"];
+  std::vector<std::pair<std::string, std::pair<json, json>>> seen;
+  auto capture = [&] { seen.emplace_back(format_rfc3339(clock_.now()), answers(id)); };
+  capture();
+  clock_.advance(10min);
+  auto ada = claim(code, {{"email", "ada@example.com"}}).json();
+  ASSERT_EQ(play(ada, "k8s-basics").status, 201u);
+  capture();
+  clock_.advance(1h);
+  auto bob = claim(code, {{"email", "bob@example.com"}}).json();
+  ASSERT_EQ(client_->post("/v1/invites/" + id + "/deactivate", "", auth()).status, 200u);
+  EXPECT_EQ(claim(code, {{"email", "carl@example.com"}}).status, 409u);
+  ASSERT_EQ(client_->post("/v1/invites/" + id + "/reactivate", "", auth()).status, 200u);
+  capture();
+  clock_.advance(26h);
+  ASSERT_EQ(play(bob, "k8s-basics").status, 201u);
+  ASSERT_EQ(play(ada, "k8s-basics").status, 201u);
+  ASSERT_EQ(claim(code, {{"email", "dora@example.com"}}).status, 201u);
+  capture();
+  // The scenario goes on after the last capture.
+  clock_.advance(2h);
+  ASSERT_EQ(claim(code, {{"email", "emil@example.com"}}).status, 201u);
+  EXPECT_EQ(claim(code, {{"email", "fay@example.com"}}).status, 409u) << "full";
+  ASSERT_EQ(play(bob, "k8s-basics").status, 201u);
+
+  for (const auto& [t, then] : seen) {
+    SCOPED_TRACE(t);
+    auto asked = answers(id, "?as_of=" + t);
+    EXPECT_EQ(asked.first, then.first);
+    EXPECT_EQ(asked.second, then.second);
+    EXPECT_NE(asked.first, answers(id).first);
+  }
+  EXPECT_EQ(seen[2].second.first["rejections"], 1);
+  EXPECT_EQ(seen[3].second.first["claims"], 3);
+  EXPECT_EQ(
+      client_->get("/v1/invites/" + id + "/usage?as_of=" + seen[1].first, auth()).json()["as_of"],
+      seen[1].first);
+
+  auto before = client_->get("/v1/invites/" + id + "/usage?as_of=2020-01-01T00:00:00Z", auth());
+  EXPECT_EQ(before.status, 404u) << "the invite did not exist yet";
+  auto bad = client_->get("/v1/invites/" + id + "/usage?as_of=yesterday", auth());
+  EXPECT_EQ(bad.status, 400u);
+  EXPECT_EQ(bad.json()["code"], "invalid_request");
+  auto org = client_->post("/v1/orgs", R"({"name":"Other Co"})", auth(operator_));
+  ASSERT_EQ(org.status, 201u);
+  EXPECT_EQ(client_
+                ->get("/v1/invites/" + id + "/usage?as_of=" + seen[3].first,
+                      auth(org.json()["owner_key"]))
+                .status,
+            404u);
+}
+
+TEST_F(audit_test, ClaimHistoryPerHourAndDayForTheOrganizationAndTimeToClaim) {
+  make_track("k8s-basics");
+  auto a = make_invite({{"title", "A"}, {"tracks", {"k8s-basics"}}});
+  clock_.advance(90min);
+  ASSERT_EQ(claim(a["code"], {{"email", "a1@example.com"}}).status, 201u);
+  auto b = make_invite({{"title", "B"}, {"tracks", {"k8s-basics"}}});
+  clock_.advance(1h);
+  ASSERT_EQ(claim(a["code"], {{"email", "a2@example.com"}}).status, 201u);
+  ASSERT_EQ(claim(b["code"], {{"email", "b1@example.com"}}).status, 201u);
+
+  auto usage = client_->get("/v1/invites/" + a["id"].get<std::string>() + "/usage", auth()).json();
+  ASSERT_EQ(usage["claims_per_hour"].size(), 2u) << usage.dump();
+  EXPECT_EQ(usage["time_to_claim"]["min_seconds"], 5400);
+  EXPECT_EQ(usage["time_to_claim"]["max_seconds"], 9000);
+  auto rows = client_->get("/v1/invites/" + a["id"].get<std::string>() + "/claims", auth()).json();
+  EXPECT_EQ(rows["claims"][1]["seconds_since_invite_created"], 9000);
+
+  auto hours = client_->get("/v1/claims/history?bucket=hour", auth());
+  ASSERT_EQ(hours.status, 200u) << hours.body;
+  auto h = hours.json();
+  EXPECT_EQ(h["claims"], 3);
+  EXPECT_EQ(h["bucket"], "hour");
+  ASSERT_EQ(h["buckets"].size(), 2u) << h.dump();
+  EXPECT_EQ(h["buckets"][0]["claims"], 1);
+  EXPECT_EQ(h["buckets"][1]["claims"], 2);
+  ASSERT_EQ(h["invites"].size(), 2u);
+  EXPECT_EQ(h["invites"][0]["title"], "B");
+  EXPECT_EQ(h["time_to_claim"]["claims"], 3);
+  auto days = client_->get("/v1/claims/history", auth()).json();
+  EXPECT_EQ(days["bucket"], "day");
+  EXPECT_EQ(days["buckets"].size(), 1u);
+  auto since = format_rfc3339(clock_.now() - 30min);
+  EXPECT_EQ(client_->get("/v1/claims/history?since=" + since, auth()).json()["claims"], 2);
+
+  EXPECT_EQ(client_->get("/v1/claims/history?bucket=week", auth()).status, 400u);
+  EXPECT_EQ(client_->get("/v1/claims/history?until=soon", auth()).status, 400u);
+  EXPECT_EQ(client_->get("/v1/claims/history").status, 401u);
+  auto org = client_->post("/v1/orgs", R"({"name":"Other Co"})", auth(operator_));
+  ASSERT_EQ(org.status, 201u);
+  EXPECT_EQ(client_->get("/v1/claims/history", auth(org.json()["owner_key"])).json()["claims"], 0);
+}
+
+TEST_F(audit_test, LearnerHistoryAcrossInvitesShowsForgottenWithTimesAndCountsIntact) {
+  make_track("k8s-basics");
+  auto a = make_invite({{"title", "A"}, {"tracks", {"k8s-basics"}}});
+  auto b = make_invite({{"title", "B"}, {"tracks", {"k8s-basics"}}});
+  const std::string email = "hedwig.audit@example.org";
+  auto c = claim(a["code"], {{"email", email}}).json();
+  const std::string learner = c["learner_id"];
+  clock_.advance(5min);
+  ASSERT_EQ(play(c, "k8s-basics").status, 201u);
+  ASSERT_EQ(
+      client_->post("/v1/invites/" + b["id"].get<std::string>() + "/deactivate", "", auth()).status,
+      200u);
+  clock_.advance(5min);
+  EXPECT_EQ(claim(b["code"], {{"email", email}}).status, 409u);
+
+  auto history = client_->get("/v1/learners/" + learner + "/history", auth());
+  ASSERT_EQ(history.status, 200u) << history.body;
+  auto h = history.json();
+  EXPECT_EQ(h["claims"], 1);
+  EXPECT_EQ(h["plays"], 1);
+  EXPECT_EQ(h["rejections"], 1);
+  EXPECT_FALSE(h["forgotten"].get<bool>());
+  ASSERT_EQ(h["history"].size(), 3u) << h.dump();
+  EXPECT_EQ(h["history"][0]["fact"], "claimed");
+  EXPECT_EQ(h["history"][0]["email"], email);
+  EXPECT_EQ(h["history"][1]["fact"], "played");
+  EXPECT_EQ(h["history"][2]["fact"], "rejected");
+  EXPECT_EQ(h["history"][2]["reason"], "deactivated");
+  EXPECT_EQ(h["history"][2]["invite_id"], b["id"]);
+
+  auto org = client_->post("/v1/orgs", R"({"name":"Other Co"})", auth(operator_));
+  ASSERT_EQ(org.status, 201u);
+  EXPECT_EQ(
+      client_->get("/v1/learners/" + learner + "/history", auth(org.json()["owner_key"])).status,
+      404u)
+      << "another org's learner is not found";
+  EXPECT_EQ(client_->get("/v1/learners/" + learner + "/history").status, 401u);
+  EXPECT_EQ(client_->get("/v1/learners/not-an-id/history", auth()).status, 404u);
+
+  ASSERT_EQ(client_->post("/v1/learners/" + learner + "/forget", "", auth()).status, 200u);
+  auto after = client_->get("/v1/learners/" + learner + "/history", auth());
+  ASSERT_EQ(after.status, 200u);
+  EXPECT_EQ(after.body.find("hedwig"), std::string::npos) << after.body;
+  auto f = after.json();
+  EXPECT_TRUE(f["forgotten"].get<bool>());
+  EXPECT_EQ(f["history"][0]["email"], "forgotten");
+  for (const char* k : {"claims", "plays", "rejections"}) EXPECT_EQ(f[k], h[k]) << k;
+  ASSERT_EQ(f["history"].size(), h["history"].size());
+  for (std::size_t i = 0; i < h["history"].size(); ++i) {
+    EXPECT_EQ(f["history"][i]["at"], h["history"][i]["at"]);
+    EXPECT_EQ(f["history"][i]["fact"], h["history"][i]["fact"]);
+  }
+}
+
+TEST_F(audit_test, KafkaMessagesPublishedAfterForgetCarryNoPersonalDataOfTheLearner) {
+  if (std::system("command -v kcat >/dev/null 2>&1") != 0) GTEST_SKIP() << "kcat not installed";
+  client_.reset();
+  node_->stop();
+  node_.reset();
+  start("0", "0", "");  // embedded broker
+  auto read_topic = [&] {
+    json sys;
+    for (int i = 0; i < 500; ++i) {
+      sys = client_->get("/v1/system").json();
+      if (sys["kafka"]["published_position"] == sys["log_position"]) break;
+      std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_EQ(sys["kafka"]["published_position"], sys["log_position"]) << sys.dump();
+    std::string cmd = "kcat -b " + node_->kafka_bootstrap() +
+                      " -C -t passage.events -o beginning -e -q -f '%s\\n' 2>/dev/null";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    if (!p) return out;
+    char buf[4096];
+    while (std::fgets(buf, sizeof buf, p)) out += buf;
+    pclose(p);
+    return out;
+  };
+  const std::vector<std::string> secrets = {"quintessa.kafka", "Quintessa", "Marchbanks",
+                                            "Vandelay Industries"};
+  ASSERT_EQ(
+      client_->put("/v1/lead-form", R"({"fields":[{"name":"company","required":true}]})", auth())
+          .status,
+      200u);
+  make_track("k8s-basics");
+  auto invite =
+      make_invite({{"title", "Leads"}, {"tracks", {"k8s-basics"}}, {"access", "lead_form"}});
+  const std::string id = invite["id"];
+  auto c = claim(invite["code"], {{"email", "quintessa.kafka@example.org"},
+                                  {"first_name", "Quintessa"},
+                                  {"last_name", "Marchbanks"},
+                                  {"answers", {{"company", "Vandelay Industries"}}}});
+  ASSERT_EQ(c.status, 201u) << c.body;
+  auto before = read_topic();
+  for (const auto& s : secrets) ASSERT_NE(before.find(s), std::string::npos) << s;
+
+  const std::string learner = c.json()["learner_id"];
+  ASSERT_EQ(client_->post("/v1/learners/" + learner + "/forget", "", auth()).status, 200u);
+  // Activity after the forget: her token tries a play, the invite changes, others claim and
+  // are refused.
+  const auto played = play(c.json(), "k8s-basics").status;
+  EXPECT_TRUE(played == 201u || played == 410u) << played;
+  ASSERT_EQ(
+      client_->patch("/v1/invites/" + id, json{{"title", "Leads, renamed"}}.dump(), auth()).status,
+      200u);
+  ASSERT_EQ(claim(invite["code"], {{"email", "other@example.org"},
+                                   {"first_name", "Otto"},
+                                   {"last_name", "Other"},
+                                   {"answers", {{"company", "Globex"}}}})
+                .status,
+            201u);
+  ASSERT_EQ(client_->post("/v1/invites/" + id + "/deactivate", "", auth()).status, 200u);
+  EXPECT_EQ(claim(invite["code"], {{"email", "late@example.org"}}).status, 409u);
+  // Messages of events after the LearnerForgotten, by log position (partitions interleave).
+  std::vector<json> messages;
+  auto topic = read_topic();
+  for (std::size_t at = 0, end; at < topic.size(); at = end + 1) {
+    end = topic.find('\n', at);
+    if (end == std::string::npos) end = topic.size();
+    auto m = json::parse(topic.substr(at, end - at), nullptr, false);
+    if (!m.is_discarded() && m.is_object()) messages.push_back(std::move(m));
+  }
+  std::uint64_t forgotten_at = 0;
+  for (const auto& m : messages) {
+    if (m["type"] == "io.passage.LearnerForgotten.v1") {
+      forgotten_at = m["position"].get<std::uint64_t>();
+    }
+  }
+  ASSERT_GT(forgotten_at, 0u);
+  std::string published_after;
+  for (const auto& m : messages) {
+    if (m["position"].get<std::uint64_t>() > forgotten_at) published_after += m.dump() + "\n";
+  }
+  EXPECT_NE(published_after.find("io.passage.InviteUpdated.v1"), std::string::npos);
+  EXPECT_NE(published_after.find("io.passage.ClaimRejected.v1"), std::string::npos);
+  EXPECT_NE(published_after.find("Globex"), std::string::npos) << "others' data flows on";
+  for (const auto& s : secrets) EXPECT_EQ(published_after.find(s), std::string::npos) << s;
+
+  // A fresh broker gets the whole log published again after the forget: she is forgotten
+  // in every message, her events still there.
+  client_.reset();
+  node_->stop();
+  node_.reset();
+  start("0", "0", "");
+  auto republished = read_topic();
+  EXPECT_NE(republished.find(learner), std::string::npos);
+  EXPECT_NE(republished.find("\"forgotten\":true"), std::string::npos);
+  for (const auto& s : secrets) EXPECT_EQ(republished.find(s), std::string::npos) << s;
+}
+
+}  // namespace
+}  // namespace passage::testing

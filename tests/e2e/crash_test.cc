@@ -9,13 +9,18 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <ctime>
 #include <filesystem>
 #include <mutex>
 #include <random>
 #include <set>
 #include <thread>
 
+#include "app/offline.h"
+#include "projections/json_views.h"
+#include "projections/read_models.h"
 #include "tests/support/http_client.h"
 #include "tests/support/temp_dir.h"
 
@@ -291,6 +296,97 @@ TEST(Export, RunsBesideAWritingServerAndExportsAPrefixOfTheLog) {
   EXPECT_EQ(after.find("ada.exported@example.com"), std::string::npos);
   EXPECT_NE(after.find(first.json()["claim_id"].get<std::string>()), std::string::npos);
   EXPECT_NE(after.find("forgotten"), std::string::npos);
+}
+
+// Point-in-time answers from the CLI, beside a running server: `passage usage --as-of`,
+// `passage export claims --as-of` and `passage replay --as-of --out` give what the
+// server answered at that instant, while the server keeps writing and serving.
+TEST(PointInTime, CliAnswersAsTheServerDidAtAnInstantBesideARunningServer) {
+  temp_dir dir;
+  const std::string data = dir.sub("data");
+  child_node node(data);
+  ASSERT_NE(node.port(), 0);
+  http_client admin(node.port());
+  http_client::headers auth = {{"Authorization", "Bearer " + kOwner}};
+  ASSERT_EQ(admin.post("/v1/tracks", R"({"track_id":"t","title":"T"})", auth).status, 201u);
+  auto inv =
+      admin.post("/v1/invites", R"({"title":"As of","tracks":["t"],"claim_limit":50})", auth);
+  ASSERT_EQ(inv.status, 201u);
+  std::string invite_id = inv.json()["id"], code = inv.json()["code"];
+  auto claim_some = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      auto r = admin.post("/v1/public/invites/" + code + "/claims",
+                          json{{"email", "p" + std::to_string(i) + "@example.com"}}.dump());
+      ASSERT_EQ(r.status, 201u) << r.body;
+    }
+  };
+  claim_some(0, 3);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // The instant, on the same machine clock as the server's.
+  auto now =
+      std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now());
+  auto micros = now.time_since_epoch().count();
+  std::time_t secs = static_cast<std::time_t>(micros / 1'000'000);
+  char text[64];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", std::gmtime(&secs));
+  char as_of[80];
+  std::snprintf(as_of, sizeof as_of, "%s.%06lldZ", text,
+                static_cast<long long>(micros % 1'000'000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto usage_then = admin.get("/v1/invites/" + invite_id + "/usage", auth).json();
+  ASSERT_EQ(usage_then["claims"], 3);
+  claim_some(3, 8);
+
+  int status = -1;
+  auto usage = run(std::string(PASSAGE_BINARY) + " usage --invite " + invite_id + " --as-of " +
+                       as_of + " --data-dir " + data + " 2>&1",
+                   status);
+  ASSERT_EQ(status, 0) << usage;
+  auto usage_json = json::parse(usage, nullptr, false);
+  ASSERT_FALSE(usage_json.is_discarded()) << usage;
+  usage_json.erase("as_of");
+  EXPECT_EQ(usage_json, usage_then);
+  auto over_http = admin.get("/v1/invites/" + invite_id + "/usage?as_of=" + as_of, auth).json();
+  over_http.erase("as_of");
+  EXPECT_EQ(over_http, usage_then);
+
+  auto csv = run(std::string(PASSAGE_BINARY) + " export claims --invite " + invite_id +
+                     " --as-of " + as_of + " --data-dir " + data + " 2>/dev/null",
+                 status);
+  ASSERT_EQ(status, 0);
+  EXPECT_NE(csv.substr(0, csv.find('\n')).find("seconds_since_invite_created"), std::string::npos)
+      << csv.substr(0, 200);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 4) << csv;  // header + 3 claims
+
+  // Refuses the live folder; builds a separate one while the server runs.
+  auto refused = run(std::string(PASSAGE_BINARY) + " replay --data-dir " + data + " --as-of " +
+                         as_of + " --out " + data + "/readmodels 2>&1",
+                     status);
+  EXPECT_NE(status, 0);
+  EXPECT_NE(refused.find("--out"), std::string::npos) << refused;
+  const std::string copy = dir.sub("analysis");
+  auto out = run(std::string(PASSAGE_BINARY) + " replay --data-dir " + data + " --as-of " + as_of +
+                     " --out " + copy + " 2>&1",
+                 status);
+  ASSERT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("events/s"), std::string::npos) << out;
+  EXPECT_NE(out.find("rebuilt read models from"), std::string::npos) << out;
+  EXPECT_TRUE(std::filesystem::exists(copy + "/CURRENT")) << out;
+  // The live server did not notice.
+  EXPECT_EQ(admin.get("/v1/invites/" + invite_id + "/usage", auth).json()["claims"], 8);
+
+  // The copy holds the read models as of the instant.
+  auto offline = app::open_offline(data);
+  ASSERT_TRUE(offline) << offline.error();
+  auto models = projections::read_models::open({.path = copy}, *(*offline)->codec);
+  ASSERT_TRUE(models) << models.error().message;
+  auto orgs = (*models)->organizations();
+  ASSERT_EQ(orgs.size(), 1u);
+  auto id = uuid::parse(invite_id);
+  ASSERT_TRUE(id);
+  auto then = (*models)->usage(orgs[0].org_id, *id);
+  ASSERT_TRUE(then);
+  EXPECT_EQ(projections::to_json(*then), usage_then);
 }
 
 TEST(Replay, RefusesAFolderThatIsNotPassages) {

@@ -1,0 +1,32 @@
+#include "app/offline.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "app/server.h"
+
+namespace passage::app {
+
+result<std::unique_ptr<offline_data>, std::string> open_offline(const std::string& data_dir,
+                                                                key_access access) {
+  namespace fs = std::filesystem;
+  fs::path dir(data_dir);
+  std::ifstream secret_file(dir / "server.secret");
+  std::string secret;
+  if (!std::getline(secret_file, secret) || secret.empty()) {
+    return fail((dir / "server.secret").string() + " not found: is " + data_dir +
+                " a Passage data folder?");
+  }
+  auto out = std::make_unique<offline_data>();
+  auto store = eventstore::open_event_store({.path = (dir / "events").string(), .read_only = true});
+  if (!store) return fail(store.error().message);
+  out->store = std::move(*store);
+  auto keys = eventstore::open_key_store(
+      {.path = (dir / "keys").string(), .read_only = access == key_access::shared});
+  if (!keys) return fail(keys.error().message);
+  out->keys = std::move(*keys);
+  out->codec = std::make_unique<eventstore::event_codec>(*out->keys, derive_key(secret, "pepper"));
+  return out;
+}
+
+}  // namespace passage::app
