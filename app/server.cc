@@ -253,7 +253,14 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   im->store = std::move(*store);
   im->codec = std::make_unique<eventstore::event_codec>(*im->keys, derive_key(*secret, "pepper"));
 
-  auto reads = projections::read_models::open({.path = (dir / "readmodels").string()}, *im->codec);
+  // Read models written in another record format rebuild from the log as the
+  // projector catches up (at start, before /readyz says ready).
+  projections::read_models_options reads_options{.path = (dir / "readmodels").string()};
+  reads_options.on_format_change = [raw = im.get()](std::string_view found) {
+    raw->say("passage: read models were in record format " + std::string(found) +
+             "; rebuilding them from the log");
+  };
+  auto reads = projections::read_models::open(reads_options, *im->codec);
   if (!reads) return fail(reads.error().message);
   im->reads = std::move(*reads);
   im->projector = std::make_unique<projections::projector>(*im->store, *im->reads);

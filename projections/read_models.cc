@@ -636,6 +636,7 @@ struct read_models::state {
   // --- loading ---
 
   result<void, projection_error> load();
+  result<void, projection_error> wipe();
   void reset_memory();
 
   // --- applying (under the unique lock) ---
@@ -680,8 +681,13 @@ result<void, projection_error> read_models::state::load() {
   } else if (!s.ok()) {
     return projection_error{"read models: " + s.ToString()};
   } else if (value != format_version) {
-    return projection_error{"read models: folder has record format " + value + ", expected " +
-                            std::string(format_version) + "; rebuild with `passage replay`"};
+    if (!options.on_format_change) {
+      return projection_error{"read models: folder has record format " + value + ", expected " +
+                              std::string(format_version) + "; rebuild with `passage replay`"};
+    }
+    if (auto wiped = wipe(); !wiped) return wiped.error();
+    options.on_format_change(value);
+    return {};
   }
   s = db->Get(rocksdb::ReadOptions(), slice(checkpoint_key), &value);
   if (s.ok()) {
@@ -1179,18 +1185,24 @@ result<void, projection_error> read_models::set_bulk_load(bool on) {
   return {};
 }
 
+// Deletes every record, keeps only the current format, and forgets the checkpoint.
+result<void, projection_error> read_models::state::wipe() {
+  rocksdb::WriteBatch all;
+  all.DeleteRange(rocksdb::Slice(""), rocksdb::Slice("\xff\xff", 2));
+  all.Put(slice(format_key), slice(format_version));
+  auto st = db->Write(write_options, &all);
+  if (!st.ok()) return projection_error{"read models: clear failed: " + st.ToString()};
+  st = db->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
+  if (!st.ok()) return projection_error{"read models: clear failed: " + st.ToString()};
+  reset_memory();
+  return {};
+}
+
 result<void, projection_error> read_models::clear() {
   auto& s = *state_;
   {
     std::unique_lock lock(s.mu);
-    rocksdb::WriteBatch wipe;
-    wipe.DeleteRange(rocksdb::Slice(""), rocksdb::Slice("\xff\xff", 2));
-    wipe.Put(slice(format_key), slice(format_version));
-    auto st = s.db->Write(s.write_options, &wipe);
-    if (!st.ok()) return projection_error{"read models: clear failed: " + st.ToString()};
-    st = s.db->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
-    if (!st.ok()) return projection_error{"read models: clear failed: " + st.ToString()};
-    s.reset_memory();
+    if (auto wiped = s.wipe(); !wiped) return wiped.error();
   }
   std::lock_guard lock(s.waiters_mu);
   s.applied.store(0, std::memory_order_release);

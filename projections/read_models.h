@@ -280,6 +280,11 @@ struct read_models_options {
   // fsync every applied batch. Default: false: changes and checkpoint share one atomic
   // WriteBatch, so an OS crash can only lose a tail that is re-applied from the log.
   bool sync = false;
+  // A folder written in another record format (by an older or newer Passage): when set,
+  // the folder is wiped and this is told the format found, so the read models rebuild
+  // from position 0 as the projector catches up (the log is the source of truth). Unset:
+  // open() refuses such a folder, naming `passage replay`.
+  std::function<void(std::string_view found_format)> on_format_change;
 };
 
 // Progress of apply(): events applied so far.

@@ -7,6 +7,8 @@
 #include <iterator>
 #include <thread>
 
+#include <rocksdb/db.h>
+
 #include "projections/csv.h"
 #include "projections/json_views.h"
 #include "projections/tests/fixture.h"
@@ -686,6 +688,47 @@ TEST_F(read_models_test, readers_run_while_the_projector_applies) {
   EXPECT_EQ(models_->invite(org, inv, clock_.now())->claims_count, 40);
   EXPECT_LE(max_seen.load(), 40);
   EXPECT_EQ(models_->acceptance_list(org, inv)->size(), 40u);
+}
+
+// A folder written in another record format: refused (naming `passage replay`) unless
+// the opener asks for a rebuild, which wipes it and lets the projector catch up from 0.
+TEST_F(read_models_test, a_folder_in_another_record_format_is_refused_or_rebuilt_from_the_log) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Format", {"k8s"}));
+  claim(inv, "ada@example.com", 1);
+  catch_up();
+  const auto usage_before = to_json(*models_->usage(org, inv));
+  projector_.reset();
+  models_.reset();
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), models_path(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "m:fmt", "1").ok());
+  }
+
+  auto refused = read_models::open({.path = models_path()}, *codec_);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("passage replay"), std::string::npos);
+
+  std::string found;
+  read_models_options o{.path = models_path()};
+  o.on_format_change = [&](std::string_view f) { found = f; };
+  auto rebuilt = read_models::open(o, *codec_);
+  ASSERT_TRUE(rebuilt) << rebuilt.error().message;
+  EXPECT_EQ(found, "1");
+  models_ = std::move(*rebuilt);
+  EXPECT_EQ(models_->applied_position(), 0u);
+  EXPECT_FALSE(models_->usage(org, inv));
+  start_projector();
+  catch_up();
+  EXPECT_EQ(to_json(*models_->usage(org, inv)), usage_before);
+
+  // The wiped folder now carries the current format: a plain open accepts it.
+  projector_.reset();
+  models_.reset();
+  open_models();
+  EXPECT_EQ(to_json(*models_->usage(org, inv)), usage_before);
 }
 
 }  // namespace
