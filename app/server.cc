@@ -204,6 +204,15 @@ void make_mailer(server::impl& im, const fs::path& dir) {
                                                   std::move(mo));
 }
 
+// Blocks until the read models have applied `position`, or the projector failed.
+result<void, std::string> wait_for_read_models(server::impl& im, std::uint64_t position) {
+  while (im.reads->applied_position() < position) {
+    if (auto e = im.projector->error()) return fail("read models: " + e->message);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return {};
+}
+
 }  // namespace
 
 server::server(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
@@ -256,7 +265,9 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   // Read models written in another record format rebuild from the log as the
   // projector catches up (at start, before /readyz says ready).
   projections::read_models_options reads_options{.path = (dir / "readmodels").string()};
-  reads_options.on_format_change = [raw = im.get()](std::string_view found) {
+  bool rebuilding = false;
+  reads_options.on_format_change = [raw = im.get(), &rebuilding](std::string_view found) {
+    rebuilding = true;
     raw->say("passage: read models were in record format " + std::string(found) +
              "; rebuilding them from the log");
   };
@@ -265,6 +276,14 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   im->reads = std::move(*reads);
   im->projector = std::make_unique<projections::projector>(*im->store, *im->reads);
   if (auto started = im->projector->start(); !started) return fail(started.error().message);
+  // Commands decide on facts the read models hold (a learner by email, an invite by
+  // code): while they rebuild from 0, serving would act on empty facts. Wait.
+  if (rebuilding) {
+    if (auto caught_up = wait_for_read_models(*im, im->store->head_position()); !caught_up)
+      return fail(caught_up.error());
+    im->say("passage: read models rebuilt to position " +
+            std::to_string(im->reads->applied_position()));
+  }
 
   // Kafka: the relay only reads the log, so commands never wait for brokers.
   if (o.kafka_brokers != "none") {

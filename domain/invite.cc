@@ -554,8 +554,10 @@ domain_result<claim_decision> decide(const invite_state& s, const claim_invite& 
   // Claims are never revoked, so a returning learner gets the same claim in any state.
   if (learner_id && !new_learner) {
     if (auto it = s.claims_by_learner_.find(*learner_id); it != s.claims_by_learner_.end()) {
-      // A claimed personal link is bound to its learner: a forwarded link claims nothing.
-      if (link_email && c.presented_learner_id_ != learner_id) {
+      // A claim made for a private invitation's addressee is bound to its learner: a
+      // forwarded link claims nothing, nor does the addressee's email entered by code.
+      const bool bound = link_email || (email && s.private_invitations_.contains(*email));
+      if (bound && c.presented_learner_id_ != learner_id) {
         return reject(rejection_reason::not_allowed);
       }
       claim_decision d;

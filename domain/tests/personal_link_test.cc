@@ -96,6 +96,26 @@ TEST(PersonalLink, AClaimedLinkAnswersOnlyItsLearner) {
   EXPECT_EQ(again.claim_->claim_id_, id(5001));
 }
 
+// Someone who read the code and the addressee's email off a forwarded mail cannot get
+// the addressee's claim (and learner token) by claiming with that email by code.
+TEST(PersonalLink, TheAddresseesEmailByCodeAnswersOnlyItsLearner) {
+  invite_state s = invited();
+  s = with_events(s, claimed(s, by_link(id(901), 1)).events_);
+  const uuid ada = id(6001);
+
+  claim_invite by_code;
+  by_code.claim_id_ = id(5003);
+  by_code.new_learner_id_ = id(6003);
+  by_code.email_ = "ada@example.com";
+  by_code.existing_learner_id_ = ada;
+  auto d = claimed(s, by_code);
+  EXPECT_EQ(d.outcome_, claim_outcome::rejected);
+  EXPECT_EQ(d.rejection_, rejection_reason::not_allowed);
+
+  by_code.presented_learner_id_ = ada;  // ada's own browser
+  EXPECT_EQ(claimed(s, by_code).outcome_, claim_outcome::existing);
+}
+
 TEST(PersonalLink, LinksDoNotBypassTheInviteState) {
   invite_state s = invited();
   s = with_events(s, *decide(s, deactivate_invite{}, t0));
