@@ -287,6 +287,10 @@ class read_models {
   // not found (a later claim with that email starts a new learner).
   std::optional<learner_ref> learner_by_email(const uuid& org_id,
                                               std::string_view email_subject) const;
+  // The keyed email hash (event_codec::email_subject) the learner registered with;
+  // nullopt when unknown or forgotten. A replica reads it to forget the email's keys
+  // before it applies LearnerForgotten.
+  std::optional<std::string> learner_email_subject(const uuid& learner_id) const;
   // LeadCaptured rows of the org, oldest first.
   std::vector<lead_row> leads(const uuid& org_id) const;
 

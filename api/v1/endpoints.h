@@ -43,6 +43,13 @@ struct endpoint_deps {
   std::function<nlohmann::json()> system_info;
   // Whether the node is ready (read models caught up at start, ...).
   std::function<bool()> ready;
+  // A read replica (`passage replica`): no command service and no event log. Names where
+  // the primary answers; commands get 409 read_only_replica and the reads only the log
+  // can answer (events, streams, learner views) 421 primary_only, both naming it.
+  std::optional<std::string> primary;
+  // The newest log position this node knows of, when it has no event log (a replica:
+  // the last position seen on Kafka). Default: the event log's head.
+  std::function<std::uint64_t()> log_position;
 };
 
 void register_routes(router& r, const endpoint_deps& deps);
