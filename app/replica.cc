@@ -152,8 +152,7 @@ result<std::unique_ptr<replica_node>, std::string> replica_node::start(
       consumers::replica_options{.brokers = o.kafka_brokers,
                                  .topic = o.kafka_topic,
                                  .state_path = (dir / "replica").string(),
-                                 .max_buffered = o.max_buffered,
-                                 .clock = im->clock});
+                                 .max_buffered = o.max_buffered});
   if (auto started = im->feed->start(); !started) return fail(started.error().message);
   im->say("passage replica: following Kafka topic " + o.kafka_topic + " at " + o.kafka_brokers +
           " from position " + std::to_string(im->reads->applied_position() + 1));

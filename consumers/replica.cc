@@ -67,14 +67,12 @@ using partition_list = std::unique_ptr<rd_kafka_topic_partition_list_t, partitio
 struct replica::impl {
   impl(projections::read_models& m, eventstore::key_store& k, const eventstore::event_codec& c,
        replica_options o)
-      : models(m), keys(k), codec(c), opt(std::move(o)), clk(opt.clock ? opt.clock : &sys_clock) {}
+      : models(m), keys(k), codec(c), opt(std::move(o)) {}
 
   projections::read_models& models;
   eventstore::key_store& keys;
   const eventstore::event_codec& codec;
   replica_options opt;
-  system_clock sys_clock;
-  const passage::clock* clk;
 
   std::unique_ptr<rocksdb::DB> db;
   std::unique_ptr<rd_kafka_t, kafka_deleter> rk;

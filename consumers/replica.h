@@ -20,7 +20,6 @@
 #include <memory>
 #include <string>
 
-#include "common/clock.h"
 #include "consumers/errors.h"
 #include "eventstore/event_codec.h"
 #include "eventstore/key_store.h"
@@ -40,8 +39,6 @@ struct replica_options {
   std::size_t max_buffered = 100'000;
   // Most events applied (and written) per read-model batch. Default: 4096.
   std::size_t max_batch = 4096;
-  // Where "now" comes from (lag in seconds). Default: the system clock.
-  const passage::clock* clock = nullptr;
 };
 
 struct replica_stats {
