@@ -43,6 +43,10 @@ class reorder_buffer {
   std::uint64_t next_position() const { return next_; }
   // Events held, waiting for an earlier position.
   std::size_t size() const { return held_.size(); }
+  // The held event with the lowest position (nullptr when none is held).
+  const received_event* first_held() const {
+    return held_.empty() ? nullptr : &held_.begin()->second.event;
+  }
   // Highest position offered so far (0: none).
   std::uint64_t highest_seen() const { return highest_seen_; }
   // Partitions holding at least one event. When the buffer is over its bound, pausing

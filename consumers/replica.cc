@@ -359,7 +359,9 @@ void replica::impl::refresh_stats(const reorder_buffer& buf) {
   st.lag_events = st.last_seen_position - applied;
   st.lag_seconds = 0;
   if (st.lag_events > 0 && seen_time) {
-    auto from = applied_time.value_or(*seen_time);
+    // Nothing applied yet: measure from the oldest event held instead.
+    const auto* first = buf.first_held();
+    auto from = applied_time.value_or(first ? first->event.recorded_at : *seen_time);
     st.lag_seconds = std::max(0.0, std::chrono::duration<double>(*seen_time - from).count());
   }
   st.buffered = buf.size();

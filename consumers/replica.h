@@ -45,7 +45,8 @@ struct replica_stats {
   std::uint64_t applied_position = 0;    // the read models' checkpoint
   std::uint64_t last_seen_position = 0;  // highest position read from the topic
   std::uint64_t lag_events = 0;          // last_seen_position - applied_position
-  // recorded_at of the newest event seen minus that of the last applied one.
+  // recorded_at of the newest event seen minus that of the last applied one (of the
+  // oldest held one while nothing is applied yet).
   double lag_seconds = 0;
   std::uint64_t buffered = 0;  // held for an earlier position
   // Messages behind the partitions' high watermarks (librdkafka's cached view).

@@ -272,6 +272,7 @@ TEST_F(replica_test, OutOfOrderPartitionsAndRepeatsAreAppliedOnceInLogOrder) {
   EXPECT_EQ(replica_->stats().applied_position, 0u);
   EXPECT_EQ(replica_->stats().last_seen_position, 40u);
   EXPECT_EQ(replica_->stats().lag_events, 40u);
+  EXPECT_GE(replica_->stats().lag_seconds, 0.0);
   EXPECT_FALSE(replica_->stats().caught_up);
   // Then the first half into partition 0, with every message of it published twice.
   for (std::size_t i = 0; i < 20; ++i) out.produce(0, msgs[i].key, msgs[i].value);
