@@ -91,11 +91,16 @@ int main(int argc, char** argv) {
               {.brokers = (*broker)->bootstrap_servers(), .state_path = dir + "/replica"});
   const auto t0 = steady::now();
   if (auto ok = rep.start(); !ok) die(ok.error().message);
+  double first_message = -1;
   while (rep.stats().applied_position < events) {
     if (rep.stats().failed) die(rep.stats().last_error);
+    if (first_message < 0 && rep.stats().messages > 0)
+      first_message = std::chrono::duration<double>(steady::now() - t0).count();
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   const double s = std::chrono::duration<double>(steady::now() - t0).count();
+  std::printf("replica: first message after %.2f s (connect, metadata, watermarks)\n",
+              first_message);
   auto st = rep.stats();
   std::printf("replica: %zu LearnerRegistered events from 12 partitions applied in %.2f s, %.0f events/s "
               "(max buffered %s, duplicates %llu)\n",

@@ -172,6 +172,25 @@ TEST_F(replica_e2e, AnswersEveryQueryAsThePrimaryDoesAtTheSamePosition) {
   wait_for_replica();
   EXPECT_EQ(replica_client_->get("/v1/invites", auth(admin_key)).status, 401u);
 
+  // A professor reads its own invites only, on either node alike.
+  const std::string prof =
+      client_->post("/v1/api-keys", R"({"role":"professor","name":"prof"})", auth()).json()["key"];
+  ASSERT_EQ(client_->post("/v1/tracks", R"({"track_id":"own","title":"Own"})", auth(prof)).status,
+            201u);
+  auto own = make_invite({{"title", "Own"}, {"tracks", {"own"}}}, prof);
+  wait_for_replica();
+  for (const auto& path :
+       {"/v1/invites/" + own["id"].get<std::string>(), "/v1/invites/" + a, "/v1/invites/" + a + "/usage",
+        std::string("/v1/invites")}) {
+    auto primary = client_->get(path, auth(prof));
+    auto replica = replica_client_->get(path, auth(prof));
+    EXPECT_EQ(replica.status, primary.status) << path << replica.body;
+    EXPECT_EQ(replica.json(), primary.json()) << path;
+  }
+  EXPECT_EQ(replica_client_->get("/v1/invites/" + a, auth(prof)).status,
+            client_->get("/v1/invites/" + a, auth(prof)).status);
+  EXPECT_NE(replica_client_->get("/v1/invites/" + a, auth(prof)).status, 200u);
+
   auto ready = replica_client_->get("/readyz");
   EXPECT_EQ(ready.status, 200u) << ready.body;
   auto sys = replica_client_->get("/v1/system").json();
