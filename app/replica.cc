@@ -67,6 +67,7 @@ nlohmann::json replica_node::impl::system_info() const {
                             {"lag_seconds", st.lag_seconds},
                             {"kafka_lag_messages", st.kafka_lag_messages},
                             {"buffered", st.buffered},
+                            {"waiting_for_position", st.waiting_for_position},
                             {"partitions", st.partitions},
                             {"paused", st.paused},
                             {"messages", st.messages},

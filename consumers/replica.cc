@@ -365,6 +365,7 @@ void replica::impl::refresh_stats(const reorder_buffer& buf) {
     st.lag_seconds = std::max(0.0, std::chrono::duration<double>(*seen_time - from).count());
   }
   st.buffered = buf.size();
+  st.waiting_for_position = buf.size() > 0 ? buf.next_position() : 0;
   st.kafka_lag_messages = kafka_lag;
   st.paused = !paused_partitions.empty();
   if (reached_start_high && applied >= ready_target) st.caught_up = true;

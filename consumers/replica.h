@@ -49,6 +49,9 @@ struct replica_stats {
   // oldest held one while nothing is applied yet).
   double lag_seconds = 0;
   std::uint64_t buffered = 0;  // held for an earlier position
+  // The position everything held waits for (0 when nothing is held). Lasting while
+  // kafka_lag_messages is 0, it is not in the topic (retention, see consumers/README.md).
+  std::uint64_t waiting_for_position = 0;
   // Messages behind the partitions' high watermarks (librdkafka's cached view).
   std::int64_t kafka_lag_messages = 0;
   std::uint64_t messages = 0;    // read from Kafka

@@ -272,6 +272,7 @@ TEST_F(replica_test, OutOfOrderPartitionsAndRepeatsAreAppliedOnceInLogOrder) {
   EXPECT_EQ(replica_->stats().applied_position, 0u);
   EXPECT_EQ(replica_->stats().last_seen_position, 40u);
   EXPECT_EQ(replica_->stats().lag_events, 40u);
+  EXPECT_EQ(replica_->stats().waiting_for_position, 1u);
   EXPECT_GE(replica_->stats().lag_seconds, 0.0);
   EXPECT_FALSE(replica_->stats().caught_up);
   // Then the first half into partition 0, with every message of it published twice.
@@ -285,6 +286,7 @@ TEST_F(replica_test, OutOfOrderPartitionsAndRepeatsAreAppliedOnceInLogOrder) {
   EXPECT_EQ(st.applied_position, 40u);
   EXPECT_EQ(st.duplicates, 20u);
   EXPECT_EQ(st.buffered, 0u);
+  EXPECT_EQ(st.waiting_for_position, 0u);
   EXPECT_EQ(st.lag_events, 0u);
   EXPECT_FALSE(st.failed) << st.last_error;
   EXPECT_EQ(models_->applied_position(), 40u);
