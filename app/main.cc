@@ -177,8 +177,9 @@ int main(int argc, char** argv) {
   std::string replica_listen = "127.0.0.1:8081";
   auto* replica_cmd = cli.add_subcommand(
       "replica", "Run a read replica: read models fed from Kafka, the query API read-only");
-  replica_cmd->add_option("--kafka-brokers", replica_options.kafka_brokers,
-                          "Kafka bootstrap servers host:port,... the primary publishes to")
+  replica_cmd
+      ->add_option("--kafka-brokers", replica_options.kafka_brokers,
+                   "Kafka bootstrap servers host:port,... the primary publishes to")
       ->envname("PASSAGE_KAFKA_BROKERS")
       ->required();
   replica_cmd->add_option("--kafka-topic", replica_options.kafka_topic, "Topic to consume")

@@ -125,7 +125,8 @@ result<std::unique_ptr<replica_node>, std::string> replica_node::start(
   auto& o = im->options;
   im->clock = o.clock ? o.clock : &im->system_clock;
   if (o.kafka_brokers.empty() || o.kafka_brokers == "none")
-    return fail(std::string("--kafka-brokers: a replica needs the brokers the primary publishes to"));
+    return fail(
+        std::string("--kafka-brokers: a replica needs the brokers the primary publishes to"));
   if (o.kafka_topic.empty()) return fail(std::string("--kafka-topic must not be empty"));
 
   fs::path dir(o.data_dir);
@@ -135,16 +136,16 @@ result<std::unique_ptr<replica_node>, std::string> replica_node::start(
   // The replica's own secret: its pepper keys its email hashes; nothing is shared with
   // the primary, whose personal data arrives decrypted and is encrypted again here.
   bool created = false;
-  auto secret = secret_file(
-      (dir / "replica.secret").string(), [] { return secure_random_hex(32); }, created);
+  auto secret =
+      secret_file((dir / "replica.secret").string(), [] { return secure_random_hex(32); }, created);
   if (!secret) return fail(secret.error());
   auto keys = eventstore::open_key_store({.path = (dir / "keys").string(), .sync_new_keys = false});
   if (!keys) return fail(keys.error().message);
   im->keys = std::move(*keys);
   im->codec = std::make_unique<eventstore::event_codec>(*im->keys, derive_key(*secret, "pepper"));
   // fsync per batch: the consumed offsets are written after it and must never be ahead.
-  auto reads = projections::read_models::open(
-      {.path = (dir / "readmodels").string(), .sync = true}, *im->codec);
+  auto reads = projections::read_models::open({.path = (dir / "readmodels").string(), .sync = true},
+                                              *im->codec);
   if (!reads) return fail(reads.error().message);
   im->reads = std::move(*reads);
 

@@ -168,8 +168,8 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   if (ec) return fail("cannot create data folder " + dir.string() + ": " + ec.message());
 
   bool created = false;
-  auto secret = secret_file(
-      (dir / "server.secret").string(), [] { return secure_random_hex(32); }, created);
+  auto secret =
+      secret_file((dir / "server.secret").string(), [] { return secure_random_hex(32); }, created);
   if (!secret) return fail(secret.error());
 
   // New learners' keys are synced once per group commit of the log, just before
@@ -241,8 +241,8 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   std::optional<std::string> owner = o.owner_token;
   bool owner_created = false;
   if (!owner) {
-    auto stored = secret_file(
-        (dir / "owner.token").string(), [] { return service::generate_api_key(); }, owner_created);
+    auto stored = secret_file((dir / "owner.token").string(),
+                              [] { return service::generate_api_key(); }, owner_created);
     if (!stored) return fail(stored.error());
     owner = *stored;
   }
@@ -258,8 +258,8 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
     operator_key = *o.operator_token;
   } else {
     bool op_created = false;
-    auto stored = secret_file(
-        (dir / "operator.token").string(), [] { return service::generate_api_key(); }, op_created);
+    auto stored = secret_file((dir / "operator.token").string(),
+                              [] { return service::generate_api_key(); }, op_created);
     if (!stored) return fail(stored.error());
     operator_key = *stored;
     if (op_created) {

@@ -46,7 +46,8 @@ void fill(eventstore::event_store& store, const eventstore::event_codec& codec, 
       ev.personal_data_.last_name_ = "Lovelace";
       auto stored = codec.encode(domain::event{ev}, {.event_id = uuid::random()});
       if (!stored) die(stored.error().message);
-      batch.push_back({domain::stream_of(domain::event{ev}), eventstore::expected_version::any(),
+      batch.push_back({domain::stream_of(domain::event{ev}),
+                       eventstore::expected_version::any(),
                        {std::move(*stored)}});
     }
     if (auto r = store.append(std::move(batch)); !r) die(r.error().message);
@@ -65,8 +66,9 @@ int main(int argc, char** argv) {
   }
   const bool own_dir = dir.empty();
   if (own_dir)
-    dir = (std::filesystem::temp_directory_path() / ("passage-replica-bench-" + secure_random_hex(6)))
-              .string();
+    dir =
+        (std::filesystem::temp_directory_path() / ("passage-replica-bench-" + secure_random_hex(6)))
+            .string();
 
   auto primary_keys = eventstore::make_memory_key_store();
   eventstore::event_codec primary(*primary_keys, std::string(32, 'p'));
@@ -86,7 +88,8 @@ int main(int argc, char** argv) {
   auto keys = eventstore::open_key_store({.path = dir + "/replica-keys", .sync_new_keys = false});
   if (!keys) die(keys.error().message);
   eventstore::event_codec codec(**keys, std::string(32, 'r'));
-  auto models = projections::read_models::open({.path = dir + "/replica-models", .sync = true}, codec);
+  auto models =
+      projections::read_models::open({.path = dir + "/replica-models", .sync = true}, codec);
   if (!models) die(models.error().message);
   replica rep(**models, **keys, codec,
               {.brokers = (*broker)->bootstrap_servers(), .state_path = dir + "/replica"});
@@ -103,10 +106,11 @@ int main(int argc, char** argv) {
   std::printf("replica: first message after %.2f s (connect, metadata, watermarks)\n",
               first_message);
   auto st = rep.stats();
-  std::printf("replica: %zu LearnerRegistered events from 12 partitions applied in %.2f s, %.0f events/s "
-              "(max buffered %s, duplicates %llu)\n",
-              events, s, double(events) / s, st.paused ? "reached" : "not reached",
-              static_cast<unsigned long long>(st.duplicates));
+  std::printf(
+      "replica: %zu LearnerRegistered events from 12 partitions applied in %.2f s, %.0f events/s "
+      "(max buffered %s, duplicates %llu)\n",
+      events, s, double(events) / s, st.paused ? "reached" : "not reached",
+      static_cast<unsigned long long>(st.duplicates));
   rep.stop();
   if (own_dir) std::filesystem::remove_all(dir);
 }

@@ -162,7 +162,9 @@ std::optional<std::pair<std::string, std::uint32_t>> split_type(std::string_view
 result<received_event, std::string> from_cloudevent_json(std::string_view body) {
   auto ce = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (ce.is_discarded() || !ce.is_object()) return fail(std::string("not a JSON object"));
-  auto missing = [](const char* name) { return std::string("missing or invalid \"") + name + "\""; };
+  auto missing = [](const char* name) {
+    return std::string("missing or invalid \"") + name + "\"";
+  };
   const std::string* spec = string_attribute(ce, "specversion");
   if (spec == nullptr || *spec != "1.0") return fail(missing("specversion"));
   received_event r;
@@ -193,14 +195,16 @@ result<received_event, std::string> from_cloudevent_json(std::string_view body) 
   auto stream_version = unsigned_attribute(ce, "streamversion");
   if (!stream_version || *stream_version == 0) return fail(missing("streamversion"));
   e.stream_version = *stream_version;
-  for (auto [name, slot] : {std::pair{"correlationid", &e.correlation_id},
-                            std::pair{"causationid", &e.causation_id}, std::pair{"actor", &e.actor}}) {
+  for (auto [name, slot] :
+       {std::pair{"correlationid", &e.correlation_id}, std::pair{"causationid", &e.causation_id},
+        std::pair{"actor", &e.actor}}) {
     if (const std::string* v = string_attribute(ce, name)) *slot = *v;
   }
   auto data = ce.find("data");
   if (data == ce.end() || !data->is_object()) {
-    return fail(std::string(ce.contains("dataerror") ? "the publisher could not show this event's data"
-                                                     : "missing or invalid \"data\""));
+    return fail(std::string(ce.contains("dataerror")
+                                ? "the publisher could not show this event's data"
+                                : "missing or invalid \"data\""));
   }
   r.data = std::move(*data);
   return r;

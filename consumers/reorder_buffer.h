@@ -67,7 +67,7 @@ class reorder_buffer {
   };
   std::uint64_t next_;
   std::uint64_t highest_seen_ = 0;
-  std::map<std::uint64_t, held> held_;                      // by position
+  std::map<std::uint64_t, held> held_;                       // by position
   std::map<int, std::multiset<std::int64_t>> held_offsets_;  // partition -> offsets held
   std::map<int, std::int64_t> consumed_;                     // partition -> last offset + 1
 };

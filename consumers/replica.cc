@@ -181,9 +181,9 @@ bool replica::impl::assign_partitions() {
   }
   if (md) rd_kafka_metadata_destroy(md);
   if (count <= 0) {
-    set_error("waiting for topic " + opt.topic + ": " +
-                  (e ? rd_kafka_err2str(e) : "no partitions yet"),
-              false);
+    set_error(
+        "waiting for topic " + opt.topic + ": " + (e ? rd_kafka_err2str(e) : "no partitions yet"),
+        false);
     return false;
   }
   std::map<int, std::int64_t> high;
@@ -245,7 +245,8 @@ void replica::impl::on_message(reorder_buffer& buf, const rd_kafka_message_t* m)
 result<void, consumer_error> replica::impl::flush(std::vector<eventstore::recorded_event>& batch) {
   if (batch.empty()) return {};
   // Keys made for this batch are durable before the events encrypted with them.
-  if (auto s = keys.sync(); !s) return consumer_error{errc::apply, "key store: " + s.error().message};
+  if (auto s = keys.sync(); !s)
+    return consumer_error{errc::apply, "key store: " + s.error().message};
   if (auto a = models.apply(batch); !a) return consumer_error{errc::apply, a.error().message};
   batch.clear();
   return {};
@@ -255,8 +256,8 @@ result<void, consumer_error> replica::impl::flush(std::vector<eventstore::record
 // key go before LearnerForgotten is applied, so nothing here still opens their data.
 result<void, consumer_error> replica::impl::forget_learner(const received_event& e) {
   auto it = e.data.find("learner_id");
-  auto learner = it != e.data.end() && it->is_string() ? uuid::parse(it->get<std::string>())
-                                                        : std::nullopt;
+  auto learner =
+      it != e.data.end() && it->is_string() ? uuid::parse(it->get<std::string>()) : std::nullopt;
   if (!learner) return consumer_error{errc::apply, "LearnerForgotten without a learner_id"};
   if (auto subject = models.learner_email_subject(*learner)) {
     if (auto f = codec.forget_email_subject(*subject); !f)
@@ -276,8 +277,8 @@ result<void, consumer_error> replica::impl::apply_run(std::vector<received_event
       if (auto f = flush(batch); !f) return f;
       if (auto f = forget_learner(r); !f) return f;
     }
-    auto data = codec.encode_public_json(r.event.event_id, r.event.type, r.event.schema_version,
-                                         r.data);
+    auto data =
+        codec.encode_public_json(r.event.event_id, r.event.type, r.event.schema_version, r.data);
     if (!data) {
       return consumer_error{errc::apply, "position " + std::to_string(r.event.position) + ": " +
                                              data.error().message};
@@ -313,7 +314,8 @@ void replica::impl::write_offsets(const reorder_buffer& buf, bool sync) {
   for (const auto& [p, off] : buf.resume_offsets()) b.Put(offset_key(p), std::to_string(off));
   {
     std::lock_guard lk(mu);
-    if (applied_time) b.Put(std::string(applied_time_key), std::to_string(to_unix_micros(*applied_time)));
+    if (applied_time)
+      b.Put(std::string(applied_time_key), std::to_string(to_unix_micros(*applied_time)));
   }
   rocksdb::WriteOptions w;
   w.sync = sync;
@@ -323,12 +325,16 @@ void replica::impl::write_offsets(const reorder_buffer& buf, bool sync) {
 void replica::impl::bound_buffer(const reorder_buffer& buf) {
   if (paused_partitions.empty() && buf.size() > opt.max_buffered) {
     paused_partitions = buf.partitions_holding();
-    partition_list parts(rd_kafka_topic_partition_list_new(static_cast<int>(paused_partitions.size())));
-    for (int p : paused_partitions) rd_kafka_topic_partition_list_add(parts.get(), opt.topic.c_str(), p);
+    partition_list parts(
+        rd_kafka_topic_partition_list_new(static_cast<int>(paused_partitions.size())));
+    for (int p : paused_partitions)
+      rd_kafka_topic_partition_list_add(parts.get(), opt.topic.c_str(), p);
     rd_kafka_pause_partitions(rk.get(), parts.get());
   } else if (!paused_partitions.empty() && buf.size() <= opt.max_buffered / 2) {
-    partition_list parts(rd_kafka_topic_partition_list_new(static_cast<int>(paused_partitions.size())));
-    for (int p : paused_partitions) rd_kafka_topic_partition_list_add(parts.get(), opt.topic.c_str(), p);
+    partition_list parts(
+        rd_kafka_topic_partition_list_new(static_cast<int>(paused_partitions.size())));
+    for (int p : paused_partitions)
+      rd_kafka_topic_partition_list_add(parts.get(), opt.topic.c_str(), p);
     rd_kafka_resume_partitions(rk.get(), parts.get());
     paused_partitions.clear();
   }

@@ -745,8 +745,8 @@ result<std::string, codec_error> event_codec::encode_public_json(const uuid& eve
   try {
     if (!data.is_object()) return error_of(type, "data is not a JSON object");
     auto pd = data.find("personal_data");
-    const bool marked_forgotten = kind->has_personal_data && pd != data.end() &&
-                                  is_forgotten_marker(*pd);
+    const bool marked_forgotten =
+        kind->has_personal_data && pd != data.end() && is_forgotten_marker(*pd);
     json clear = data;
     if (marked_forgotten) clear["personal_data"] = nullptr;
     auto ev = kind->decode(clear);

@@ -99,8 +99,7 @@ class event_codec {
   // {"forgotten": true} block, or clear data whose subject these keys have forgotten,
   // becomes an envelope no key opens: decode() shows it as forgotten. The data is
   // validated against the type's schema (`schema_version` must be the current one).
-  result<std::string, codec_error> encode_public_json(const uuid& event_id,
-                                                      std::string_view type,
+  result<std::string, codec_error> encode_public_json(const uuid& event_id, std::string_view type,
                                                       std::uint32_t schema_version,
                                                       const nlohmann::json& data) const;
 

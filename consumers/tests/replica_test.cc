@@ -99,8 +99,10 @@ TEST(EncodePublicJson, PersonalDataIsEncryptedUnderTheReplicaKeysAndShreddable) 
   auto ev = registered(org, learner, "ada@example.com");
   auto stored = primary.encode(ev, {.event_id = uuid::random()});
   ASSERT_TRUE(stored);
-  eventstore::recorded_event rec{.event_id = stored->event_id, .type = stored->type,
-                                 .schema_version = 1, .data = stored->data};
+  eventstore::recorded_event rec{.event_id = stored->event_id,
+                                 .type = stored->type,
+                                 .schema_version = 1,
+                                 .data = stored->data};
   auto shown = primary.to_public_json(rec);
   ASSERT_TRUE(shown);
 
@@ -133,8 +135,8 @@ TEST(EncodePublicJson, AForgottenMarkerDecodesAsForgottenAndBadDataIsRefused) {
   const auto id = uuid::random();
   auto stored = replica.encode_public_json(id, "LearnerRegistered", 1, data);
   ASSERT_TRUE(stored) << stored.error().message;
-  eventstore::recorded_event rec{.event_id = id, .type = "LearnerRegistered",
-                                 .schema_version = 1, .data = *stored};
+  eventstore::recorded_event rec{
+      .event_id = id, .type = "LearnerRegistered", .schema_version = 1, .data = *stored};
   auto decoded = replica.decode(rec);
   ASSERT_TRUE(decoded) << decoded.error().message;
   EXPECT_TRUE(decoded->forgotten);
@@ -163,11 +165,11 @@ class raw_producer {
   }
   ~raw_producer() { rd_kafka_destroy(rk_); }
   void produce(int partition, const std::string& key, const std::string& value) {
-    auto e = rd_kafka_producev(rk_, RD_KAFKA_V_TOPIC("passage.events"),
-                               RD_KAFKA_V_PARTITION(partition),
-                               RD_KAFKA_V_KEY(key.data(), key.size()),
-                               RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    auto e =
+        rd_kafka_producev(rk_, RD_KAFKA_V_TOPIC("passage.events"), RD_KAFKA_V_PARTITION(partition),
+                          RD_KAFKA_V_KEY(key.data(), key.size()),
+                          RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     ASSERT_EQ(e, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(e);
   }
   void flush() { ASSERT_EQ(rd_kafka_flush(rk_, 30'000), RD_KAFKA_RESP_ERR_NO_ERROR); }
@@ -264,7 +266,8 @@ TEST_F(replica_test, OutOfOrderPartitionsAndRepeatsAreAppliedOnceInLogOrder) {
   }
   raw_producer out(broker_->bootstrap_servers());
   // The second half first, into partitions 1-3: the replica must hold it.
-  for (std::size_t i = 20; i < msgs.size(); ++i) out.produce(1 + int(i % 3), msgs[i].key, msgs[i].value);
+  for (std::size_t i = 20; i < msgs.size(); ++i)
+    out.produce(1 + int(i % 3), msgs[i].key, msgs[i].value);
   out.flush();
   replica_ = start_replica();
   ASSERT_TRUE(wait_for([](const replica_stats& s) { return s.buffered == 20; }))
@@ -279,9 +282,9 @@ TEST_F(replica_test, OutOfOrderPartitionsAndRepeatsAreAppliedOnceInLogOrder) {
   for (std::size_t i = 0; i < 20; ++i) out.produce(0, msgs[i].key, msgs[i].value);
   for (std::size_t i = 0; i < 20; ++i) out.produce(0, msgs[i].key, msgs[i].value);
   out.flush();
-  ASSERT_TRUE(wait_for(
-      [](const replica_stats& s) { return s.messages == 60 && s.applied_position == 40; }))
-      << replica_->stats().last_error;
+  ASSERT_TRUE(wait_for([](const replica_stats& s) {
+    return s.messages == 60 && s.applied_position == 40;
+  })) << replica_->stats().last_error;
   auto st = replica_->stats();
   EXPECT_EQ(st.applied_position, 40u);
   EXPECT_EQ(st.duplicates, 20u);
@@ -340,8 +343,9 @@ TEST_F(replica_test, ARestartResumesFromTheStoredOffsetsWithoutReapplying) {
   }
   out.flush();
   replica_ = start_replica();
-  ASSERT_TRUE(wait_for([](const replica_stats& s) { return s.applied_position == 30 && s.caught_up; }))
-      << replica_->stats().last_error;
+  ASSERT_TRUE(wait_for([](const replica_stats& s) {
+    return s.applied_position == 30 && s.caught_up;
+  })) << replica_->stats().last_error;
   close_replica_side();
 
   for (int i = 30; i < 40; ++i) {

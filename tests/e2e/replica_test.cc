@@ -60,10 +60,10 @@ class replica_e2e : public node_test {
   // A scripted scenario: lead form, tracks, claims up to a limit, a rejection, an edit,
   // plays, a deactivation and a forgotten learner. Returns the invite ids.
   std::vector<std::string> scenario() {
-    EXPECT_EQ(client_->put("/v1/lead-form", R"({"fields":[{"name":"company","required":true}]})",
-                           auth())
-                  .status,
-              200u);
+    EXPECT_EQ(
+        client_->put("/v1/lead-form", R"({"fields":[{"name":"company","required":true}]})", auth())
+            .status,
+        200u);
     make_track("k8s-basics");
     make_track("helm", true);
     auto a = make_invite({{"title", "Workshop"},
@@ -92,9 +92,9 @@ class replica_e2e : public node_test {
                                   {"answers", {{"company", "Quistington Holdings"}}}});
     EXPECT_EQ(lead.status, 201u) << lead.body;
     for (int i = 0; i < 2; ++i) {
-      EXPECT_EQ(client_->post("/v1/public/claims/" + claim_id + "/plays",
-                              R"({"track_id":"k8s-basics"})",
-                              {{"Authorization", "Bearer " + token}})
+      EXPECT_EQ(client_
+                    ->post("/v1/public/claims/" + claim_id + "/plays",
+                           R"({"track_id":"k8s-basics"})", {{"Authorization", "Bearer " + token}})
                     .status,
                 201u);
     }
@@ -104,9 +104,8 @@ class replica_e2e : public node_test {
                                  {{"Authorization", "Bearer " + owner_}, {"If-Match", etag}});
     EXPECT_EQ(edited.status, 200u) << edited.body;
     EXPECT_EQ(client_->post("/v1/invites/" + b_id + "/deactivate", "", auth()).status, 200u);
-    auto forgot =
-        client_->post("/v1/learners/" + lead.json()["learner_id"].get<std::string>() + "/forget",
-                      "", auth());
+    auto forgot = client_->post(
+        "/v1/learners/" + lead.json()["learner_id"].get<std::string>() + "/forget", "", auth());
     EXPECT_EQ(forgot.status, 200u) << forgot.body;
     return {a_id, b_id, a["code"], b["code"]};
   }
@@ -147,8 +146,9 @@ TEST_F(replica_e2e, AnswersEveryQueryAsThePrimaryDoesAtTheSamePosition) {
   }
   auto csv_primary = client_->get("/v1/invites/" + a + "/claims",
                                   {{"Authorization", "Bearer " + owner_}, {"Accept", "text/csv"}});
-  auto csv_replica = replica_client_->get(
-      "/v1/invites/" + a + "/claims", {{"Authorization", "Bearer " + owner_}, {"Accept", "text/csv"}});
+  auto csv_replica =
+      replica_client_->get("/v1/invites/" + a + "/claims",
+                           {{"Authorization", "Bearer " + owner_}, {"Accept", "text/csv"}});
   EXPECT_EQ(csv_replica.body, csv_primary.body);
   EXPECT_NE(csv_replica.body.find("ada@example.com"), std::string::npos);
   EXPECT_EQ(csv_replica.body.find("bartholomew"), std::string::npos) << "forgotten";
@@ -179,9 +179,8 @@ TEST_F(replica_e2e, AnswersEveryQueryAsThePrimaryDoesAtTheSamePosition) {
             201u);
   auto own = make_invite({{"title", "Own"}, {"tracks", {"own"}}}, prof);
   wait_for_replica();
-  for (const auto& path :
-       {"/v1/invites/" + own["id"].get<std::string>(), "/v1/invites/" + a, "/v1/invites/" + a + "/usage",
-        std::string("/v1/invites")}) {
+  for (const auto& path : {"/v1/invites/" + own["id"].get<std::string>(), "/v1/invites/" + a,
+                           "/v1/invites/" + a + "/usage", std::string("/v1/invites")}) {
     auto primary = client_->get(path, auth(prof));
     auto replica = replica_client_->get(path, auth(prof));
     EXPECT_EQ(replica.status, primary.status) << path << replica.body;
