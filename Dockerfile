@@ -1,4 +1,5 @@
-# Builds Passage from Debian 12 packages and runs `passage serve`.
+# Builds Passage from Debian 12 packages and runs `passage serve` (or, with another
+# command, `passage replica`: same image, same port inside the container).
 FROM debian:12 AS build
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       g++ cmake make pkg-config ccache libgtest-dev libgmock-dev libbenchmark-dev \

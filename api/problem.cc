@@ -18,7 +18,7 @@ struct code_entry {
 
 // The one place where error codes meet HTTP statuses. Keep it sorted by
 // status, document additions in api/README.md.
-constexpr std::array<code_entry, 30> code_table{{
+constexpr std::array<code_entry, 32> code_table{{
     {"invalid_request", 400, "Invalid request"},
     {"unauthorized", 401, "Unauthorized"},
     {"forbidden", 403, "Forbidden"},
@@ -36,12 +36,14 @@ constexpr std::array<code_entry, 30> code_table{{
     {"already_exists", 409, "Already exists"},
     {"not_pausable", 409, "Track cannot be paused"},
     {"invalid_state", 409, "Not possible in the current state"},
+    {"read_only_replica", 409, "Read-only replica"},
     {"expired", 410, "Invite expired"},
     {"deleted", 410, "Invite deleted"},
     {"forgotten", 410, "Learner forgotten"},
     {"version_conflict", 412, "Version conflict"},
     {"payload_too_large", 413, "Payload too large"},
     {"unsupported_media_type", 415, "Unsupported media type"},
+    {"primary_only", 421, "Served by the primary only"},
     {"details_missing", 422, "Details missing"},
     {"idempotency_key_reused", 422, "Idempotency key reused"},
     {"rate_limited", 429, "Too many requests"},

@@ -129,6 +129,7 @@ router& router::add(http::verb method, std::string_view path_template, handler h
   if (path_template.empty() || path_template.front() != '/') throw bad("must start with '/'");
   if (path_template.find('?') != std::string_view::npos) throw bad("no query allowed");
   if (!h) throw bad("empty handler");
+  if (filter_) h = filter_(method, path_template, std::move(h));
   node* n = root_.get();
   std::vector<std::string> names;
   for (std::string_view seg : split_path(path_template)) {

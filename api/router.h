@@ -16,6 +16,7 @@
 //   std::int64_t n = limit->value_or(50);
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -61,6 +62,12 @@ class router {
   // answers with the problem. Sets ctx.route even on a 405.
   void dispatch(const request& req, request_context& ctx, responder respond) const;
 
+  // Rewrites every handler add() registers from now on (an empty filter stops it): one
+  // place where, e.g., a read replica swaps its command routes for a refusal.
+  using route_filter =
+      std::function<handler(http::verb method, std::string_view path_template, handler h)>;
+  void set_filter(route_filter filter) { filter_ = std::move(filter); }
+
   // A handler that dispatches through this router, which must outlive it.
   handler as_handler() const;
 
@@ -74,6 +81,7 @@ class router {
 
   std::unique_ptr<node> root_;
   std::vector<std::string> routes_;
+  route_filter filter_;
 };
 
 // Percent-decodes `in`; '+' becomes a space when `plus_as_space`. nullopt for a

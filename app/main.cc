@@ -1,5 +1,6 @@
-// passage: the one binary. `passage serve` runs a node; `passage replay`
-// rebuilds the read models from the log; `passage version`.
+// passage: the one binary. `passage serve` runs a node; `passage replica` a read
+// replica fed from Kafka; `passage replay` rebuilds the read models from the log;
+// `passage export`; `passage version`.
 
 #include <CLI/CLI.hpp>
 
@@ -11,6 +12,7 @@
 
 #include "app/export.h"
 #include "app/offline.h"
+#include "app/replica.h"
 #include "app/server.h"
 #include "common/random.h"
 #include "common/time_format.h"
@@ -26,7 +28,9 @@ namespace {
 
 using namespace passage;
 
-int serve(app::server_options options) {
+// Starts a node (app::server or app::replica_node) and runs it until SIGINT/SIGTERM.
+template <typename Node, typename Options>
+int run_until_signal(const char* command, Options options) {
   // Block the stop signals in every thread; a dedicated thread waits for them.
   sigset_t signals;
   sigemptyset(&signals);
@@ -34,9 +38,9 @@ int serve(app::server_options options) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  auto node = app::server::start(std::move(options));
+  auto node = Node::start(std::move(options));
   if (!node) {
-    std::fprintf(stderr, "passage serve: %s\n", node.error().c_str());
+    std::fprintf(stderr, "passage %s: %s\n", command, node.error().c_str());
     return 1;
   }
   int sig = 0;
@@ -46,6 +50,29 @@ int serve(app::server_options options) {
   (*node)->stop(std::chrono::seconds(10));
   std::fprintf(stderr, "passage: stopped\n");
   return 0;
+}
+
+// HOST:PORT of --listen into address and port; false (after saying why) when malformed.
+bool parse_listen(const char* command, const std::string& listen, std::string& address,
+                  std::uint16_t& port) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    std::fprintf(stderr, "passage %s: --listen must be HOST:PORT, got '%s'\n", command,
+                 listen.c_str());
+    return false;
+  }
+  address = listen.substr(0, colon);
+  if (address.size() > 2 && address.front() == '[') address = address.substr(1, address.size() - 2);
+  try {
+    int p = std::stoi(listen.substr(colon + 1));
+    if (p < 0 || p > 65535) throw std::out_of_range("port");
+    port = static_cast<std::uint16_t>(p);
+  } catch (const std::exception&) {
+    std::fprintf(stderr, "passage %s: --listen port must be 0-65535, got '%s'\n", command,
+                 listen.c_str());
+    return false;
+  }
+  return true;
 }
 
 void print_progress(bool tty, const projections::rebuild_progress& p) {
@@ -244,6 +271,37 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
 
+  app::replica_node_options replica_options;
+  std::string replica_listen = "127.0.0.1:8081";
+  auto* replica_cmd = cli.add_subcommand(
+      "replica", "Run a read replica: read models fed from Kafka, the query API read-only");
+  replica_cmd
+      ->add_option("--kafka-brokers", replica_options.kafka_brokers,
+                   "Kafka bootstrap servers host:port,... the primary publishes to")
+      ->envname("PASSAGE_KAFKA_BROKERS")
+      ->required();
+  replica_cmd->add_option("--kafka-topic", replica_options.kafka_topic, "Topic to consume")
+      ->envname("PASSAGE_KAFKA_TOPIC")
+      ->capture_default_str();
+  replica_cmd->add_option("--listen", replica_listen, "HOST:PORT of the HTTP API")
+      ->envname("PASSAGE_LISTEN")
+      ->capture_default_str();
+  replica_cmd->add_option("--data-dir", replica_options.data_dir, "The replica's own folder")
+      ->envname("PASSAGE_DATA_DIR")
+      ->capture_default_str();
+  replica_cmd
+      ->add_option("--primary", replica_options.primary,
+                   "Where the primary answers (named when a command is refused)")
+      ->envname("PASSAGE_PRIMARY")
+      ->capture_default_str();
+  replica_cmd->add_option("--threads", replica_options.threads, "I/O threads")
+      ->envname("PASSAGE_THREADS")
+      ->capture_default_str();
+  replica_cmd
+      ->add_flag("--trust-proxy", replica_options.trust_proxy,
+                 "Client IP from the first X-Forwarded-For entry")
+      ->envname("PASSAGE_TRUST_PROXY");
+
   replay_options replay_opts;
   auto* replay_cmd = cli.add_subcommand(
       "replay", "Rebuild the read models from position 1 of the log (or as of an instant)");
@@ -345,30 +403,18 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  if (*replica_cmd) {
+    if (!parse_listen("replica", replica_listen, replica_options.address, replica_options.port))
+      return 2;
+    return run_until_signal<app::replica_node>("replica", std::move(replica_options));
+  }
   if (*serve_cmd) {
-    auto colon = listen.rfind(':');
-    if (colon == std::string::npos) {
-      std::fprintf(stderr, "passage serve: --listen must be HOST:PORT, got '%s'\n", listen.c_str());
-      return 2;
-    }
-    serve_options.address = listen.substr(0, colon);
-    if (serve_options.address.size() > 2 && serve_options.address.front() == '[') {
-      serve_options.address = serve_options.address.substr(1, serve_options.address.size() - 2);
-    }
-    try {
-      int port = std::stoi(listen.substr(colon + 1));
-      if (port < 0 || port > 65535) throw std::out_of_range("port");
-      serve_options.port = static_cast<std::uint16_t>(port);
-    } catch (const std::exception&) {
-      std::fprintf(stderr, "passage serve: --listen port must be 0-65535, got '%s'\n",
-                   listen.c_str());
-      return 2;
-    }
+    if (!parse_listen("serve", listen, serve_options.address, serve_options.port)) return 2;
     if (const char* t = std::getenv("PASSAGE_OWNER_TOKEN"); t && *t) serve_options.owner_token = t;
     if (const char* t = std::getenv("PASSAGE_OPERATOR_TOKEN"); t && *t) {
       serve_options.operator_token = t;
     }
-    return serve(std::move(serve_options));
+    return run_until_signal<app::server>("serve", std::move(serve_options));
   }
   if (*replay_cmd) return replay(replay_opts);
   if (*usage_cmd) return usage(usage_dir, usage_invite, usage_as_of);

@@ -51,12 +51,10 @@ std::string derive_key(const std::string& secret, std::string_view label) {
   return std::string(reinterpret_cast<const char*>(out), len);
 }
 
-namespace {
-
-// Reads a one-line secret file, or creates it (mode 0600) with `make()`.
-result<std::string, std::string> secret_file(const fs::path& path,
+result<std::string, std::string> secret_file(const std::string& file,
                                              const std::function<std::string()>& make,
                                              bool& created) {
+  const fs::path path(file);
   created = false;
   if (fs::exists(path)) {
     std::ifstream in(path);
@@ -75,6 +73,8 @@ result<std::string, std::string> secret_file(const fs::path& path,
   created = true;
   return value;
 }
+
+namespace {
 
 // The read models as the command side's facts.
 class read_model_facts final : public service::fact_source {
@@ -241,8 +241,8 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   if (ec) return fail("cannot create data folder " + dir.string() + ": " + ec.message());
 
   bool created = false;
-  auto secret = secret_file(
-      dir / "server.secret", [] { return secure_random_hex(32); }, created);
+  auto secret =
+      secret_file((dir / "server.secret").string(), [] { return secure_random_hex(32); }, created);
   if (!secret) return fail(secret.error());
 
   // New learners' keys are synced once per group commit of the log, just before
@@ -333,8 +333,8 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   std::optional<std::string> owner = o.owner_token;
   bool owner_created = false;
   if (!owner) {
-    auto stored = secret_file(
-        dir / "owner.token", [] { return service::generate_api_key(); }, owner_created);
+    auto stored = secret_file((dir / "owner.token").string(),
+                              [] { return service::generate_api_key(); }, owner_created);
     if (!stored) return fail(stored.error());
     owner = *stored;
   }
@@ -350,8 +350,8 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
     operator_key = *o.operator_token;
   } else {
     bool op_created = false;
-    auto stored = secret_file(
-        dir / "operator.token", [] { return service::generate_api_key(); }, op_created);
+    auto stored = secret_file((dir / "operator.token").string(),
+                              [] { return service::generate_api_key(); }, op_created);
     if (!stored) return fail(stored.error());
     operator_key = *stored;
     if (op_created) {

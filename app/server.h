@@ -31,6 +31,12 @@ inline const uuid& default_org_id() {
 // (<data_dir>/server.secret): HMAC-SHA256(secret, label).
 std::string derive_key(const std::string& secret, std::string_view label);
 
+// Reads the one-line secret file at `path`, or creates it (mode 0600) with `make()`;
+// `created` tells which.
+result<std::string, std::string> secret_file(const std::string& path,
+                                             const std::function<std::string()>& make,
+                                             bool& created);
+
 struct server_options {
   // Folder for everything the node keeps. Default: "data".
   std::string data_dir = "data";

@@ -1,5 +1,8 @@
 #include "consumers/cloudevent.h"
 
+#include <optional>
+#include <utility>
+
 #include "common/time_format.h"
 
 namespace passage::consumers {
@@ -124,6 +127,87 @@ std::string to_cloudevent_json(const eventstore::recorded_event& e, nlohmann::js
     out += '}';
   }
   return out;
+}
+
+namespace {
+
+const std::string* string_attribute(const nlohmann::json& ce, const char* name) {
+  auto it = ce.find(name);
+  return it != ce.end() && it->is_string() ? &it->get_ref<const std::string&>() : nullptr;
+}
+
+std::optional<std::uint64_t> unsigned_attribute(const nlohmann::json& ce, const char* name) {
+  auto it = ce.find(name);
+  if (it == ce.end() || !it->is_number_unsigned()) return std::nullopt;
+  return it->get<std::uint64_t>();
+}
+
+// "io.passage.InviteClaimed.v1" -> ("InviteClaimed", 1)
+std::optional<std::pair<std::string, std::uint32_t>> split_type(std::string_view t) {
+  constexpr std::string_view prefix = "io.passage.";
+  if (!t.starts_with(prefix)) return std::nullopt;
+  t.remove_prefix(prefix.size());
+  auto dot = t.rfind(".v");
+  if (dot == std::string_view::npos || dot == 0 || dot + 2 >= t.size()) return std::nullopt;
+  std::uint32_t version = 0;
+  for (char c : t.substr(dot + 2)) {
+    if (c < '0' || c > '9' || version > 100'000) return std::nullopt;
+    version = version * 10 + static_cast<std::uint32_t>(c - '0');
+  }
+  return std::pair{std::string(t.substr(0, dot)), version};
+}
+
+}  // namespace
+
+result<received_event, std::string> from_cloudevent_json(std::string_view body) {
+  auto ce = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (ce.is_discarded() || !ce.is_object()) return fail(std::string("not a JSON object"));
+  auto missing = [](const char* name) {
+    return std::string("missing or invalid \"") + name + "\"";
+  };
+  const std::string* spec = string_attribute(ce, "specversion");
+  if (spec == nullptr || *spec != "1.0") return fail(missing("specversion"));
+  received_event r;
+  auto& e = r.event;
+  const std::string* id = string_attribute(ce, "id");
+  auto parsed_id = id ? uuid::parse(*id) : std::nullopt;
+  if (!parsed_id) return fail(missing("id"));
+  e.event_id = *parsed_id;
+  const std::string* type = string_attribute(ce, "type");
+  auto split = type ? split_type(*type) : std::nullopt;
+  if (!split) return fail(missing("type"));
+  e.type = std::move(split->first);
+  e.schema_version = split->second;
+  const std::string* source = string_attribute(ce, "source");
+  if (source == nullptr || !source->starts_with("/orgs/") || source->size() == 6)
+    return fail(missing("source"));
+  e.org_id = source->substr(6);
+  const std::string* subject = string_attribute(ce, "subject");
+  if (subject == nullptr || subject->empty()) return fail(missing("subject"));
+  e.stream = *subject;
+  const std::string* time = string_attribute(ce, "time");
+  auto at = time ? parse_rfc3339(*time) : std::nullopt;
+  if (!at) return fail(missing("time"));
+  e.recorded_at = *at;
+  auto position = unsigned_attribute(ce, "position");
+  if (!position || *position == 0) return fail(missing("position"));
+  e.position = *position;
+  auto stream_version = unsigned_attribute(ce, "streamversion");
+  if (!stream_version || *stream_version == 0) return fail(missing("streamversion"));
+  e.stream_version = *stream_version;
+  for (auto [name, slot] :
+       {std::pair{"correlationid", &e.correlation_id}, std::pair{"causationid", &e.causation_id},
+        std::pair{"actor", &e.actor}}) {
+    if (const std::string* v = string_attribute(ce, name)) *slot = *v;
+  }
+  auto data = ce.find("data");
+  if (data == ce.end() || !data->is_object()) {
+    return fail(std::string(ce.contains("dataerror")
+                                ? "the publisher could not show this event's data"
+                                : "missing or invalid \"data\""));
+  }
+  r.data = std::move(*data);
+  return r;
 }
 
 }  // namespace passage::consumers

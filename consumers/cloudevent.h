@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/result.h"
 #include "eventstore/event.h"
 
 namespace passage::consumers {
@@ -35,5 +36,18 @@ nlohmann::json to_cloudevent(const eventstore::recorded_event& e, nlohmann::json
 
 // to_cloudevent() serialised (compact UTF-8; invalid UTF-8 replaced, never thrown).
 std::string to_cloudevent_json(const eventstore::recorded_event& e, nlohmann::json data);
+
+// A CloudEvent read back from Kafka (a replica's input): the stored event's envelope
+// (`data` left empty) and its data as published, personal data in clear or
+// {"forgotten": true}.
+struct received_event {
+  eventstore::recorded_event event;
+  nlohmann::json data;
+};
+
+// The inverse of to_cloudevent_json(). Fails, naming the attribute, on anything that is
+// not a Passage CloudEvent: another specversion or type prefix, a missing id, source,
+// subject, time, position (>= 1) or streamversion, or no `data` (a `dataerror` message).
+result<received_event, std::string> from_cloudevent_json(std::string_view body);
 
 }  // namespace passage::consumers

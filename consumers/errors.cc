@@ -21,6 +21,8 @@ class errors_category final : public std::error_category {
         return "event store read error";
       case errc::already_running:
         return "already running";
+      case errc::apply:
+        return "replica apply error";
     }
     return "unknown consumers error";
   }

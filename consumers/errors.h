@@ -17,6 +17,7 @@ enum class errc {
   checkpoint,          // the checkpoint store could not be opened, read or written
   store,               // reading the event log failed
   already_running,     // start() on a running relay
+  apply,               // a replica could not turn a message into its read models
 };
 
 const std::error_category& error_category();

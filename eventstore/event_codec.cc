@@ -547,7 +547,12 @@ std::string event_codec::email_subject(const uuid& org_id, std::string_view emai
 
 result<void, codec_error> event_codec::forget_email(const uuid& org_id,
                                                     std::string_view email) const {
-  const std::string base = email_subject(org_id, email);
+  return forget_email_subject(email_subject(org_id, email));
+}
+
+result<void, codec_error> event_codec::forget_email_subject(std::string_view subject) const {
+  if (!is_email_subject(subject)) return codec_error{"forget_email: not an email subject"};
+  const std::string base(subject);
   for (int g = 1; g <= max_email_generations; ++g) {
     std::string subject = email_generation(base, g);
     if (keys_.is_destroyed(subject)) continue;
@@ -704,6 +709,64 @@ result<decoded_event, codec_error> event_codec::decode(const recorded_event& e) 
     return decoded_event{std::move(*ev), forgotten};
   } catch (const std::exception& ex) {
     return error_of(e.type, std::string("cannot decode: ") + ex.what());
+  }
+}
+
+namespace {
+
+// Stands for personal data that was forgotten before it reached this codec: a subject no
+// key is ever made for ("forgotten" has no "learner:" or "email:" prefix), so decode()
+// finds no key and shows the block as forgotten.
+json forgotten_envelope() {
+  return json{{"alg", std::string(envelope_alg)},
+              {"subject", "forgotten"},
+              {"iv", base64_encode(std::string(iv_size, '\0'))},
+              {"ct", base64_encode(std::string(tag_size, '\0'))}};
+}
+
+bool is_forgotten_marker(const json& pd) {
+  if (!pd.is_object()) return false;
+  auto it = pd.find("forgotten");
+  return it != pd.end() && it->is_boolean() && it->get<bool>();
+}
+
+}  // namespace
+
+result<std::string, codec_error> event_codec::encode_public_json(const uuid& event_id,
+                                                                 std::string_view type,
+                                                                 std::uint32_t schema_version,
+                                                                 const nlohmann::json& data) const {
+  const event_kind* kind = find_kind(type);
+  if (kind == nullptr) return codec_error{"unknown event type \"" + std::string(type) + "\""};
+  if (schema_version != static_cast<std::uint32_t>(kind->schema_version)) {
+    return error_of(type, "schema_version " + std::to_string(schema_version) +
+                              " is not supported (expected " +
+                              std::to_string(kind->schema_version) + ")");
+  }
+  try {
+    if (!data.is_object()) return error_of(type, "data is not a JSON object");
+    auto pd = data.find("personal_data");
+    const bool marked_forgotten =
+        kind->has_personal_data && pd != data.end() && is_forgotten_marker(*pd);
+    json clear = data;
+    if (marked_forgotten) clear["personal_data"] = nullptr;
+    auto ev = kind->decode(clear);
+    if (!ev) return ev.error();
+    if (marked_forgotten) {
+      json stored = to_json(*ev);
+      stored["personal_data"] = forgotten_envelope();
+      return stored.dump();
+    }
+    auto encoded = encode(*ev, {.event_id = event_id});
+    if (!encoded && encoded.error().forgotten) {
+      json stored = to_json(*ev);
+      stored["personal_data"] = forgotten_envelope();
+      return stored.dump();
+    }
+    if (!encoded) return encoded.error();
+    return std::move(encoded->data);
+  } catch (const std::exception& ex) {
+    return error_of(type, std::string("cannot encode: ") + ex.what());
   }
 }
 

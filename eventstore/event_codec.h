@@ -89,6 +89,19 @@ class event_codec {
   // personal data recorded for the same email later goes to a new generation of the
   // subject ("email:<hex>.2", ".3", …); this destroys every generation in use.
   result<void, codec_error> forget_email(const uuid& org_id, std::string_view email) const;
+  // forget_email() for a subject email_subject() computed earlier, for callers that keep
+  // only that keyed hash (never the email itself).
+  result<void, codec_error> forget_email_subject(std::string_view subject) const;
+
+  // The inverse of to_public_json() for a copy of the log kept elsewhere (a Kafka-fed
+  // read replica): `data` as shown outside becomes stored data again, its personal data
+  // encrypted under this codec's keys so that it can be crypto-shredded there too. A
+  // {"forgotten": true} block, or clear data whose subject these keys have forgotten,
+  // becomes an envelope no key opens: decode() shows it as forgotten. The data is
+  // validated against the type's schema (`schema_version` must be the current one).
+  result<std::string, codec_error> encode_public_json(const uuid& event_id, std::string_view type,
+                                                      std::uint32_t schema_version,
+                                                      const nlohmann::json& data) const;
 
  private:
   key_store& keys_;

@@ -1688,6 +1688,15 @@ std::optional<learner_history_view> read_models::learner_history(const uuid& org
   return h;
 }
 
+std::optional<std::string> read_models::learner_email_subject(const uuid& learner_id) const {
+  std::shared_lock lock(state_->mu);
+  auto l = state_->learners.find(learner_id);
+  if (l == state_->learners.end() || l->second.forgotten || l->second.email_subject.empty()) {
+    return std::nullopt;
+  }
+  return l->second.email_subject;
+}
+
 std::vector<lead_row> read_models::leads(const uuid& org_id) const {
   std::vector<std::pair<lead_row, recorded_event>> rows;
   state_->scan_rows(key_of('L', org_id), [&](record_reader& r) {

@@ -368,6 +368,11 @@ class read_models {
   // invites, in log order; nullopt for a learner unknown in this org.
   std::optional<learner_history_view> learner_history(const uuid& org_id,
                                                       const uuid& learner_id) const;
+
+  // The keyed email hash (event_codec::email_subject) the learner registered with;
+  // nullopt when unknown or forgotten. A replica reads it to forget the email's keys
+  // before it applies LearnerForgotten.
+  std::optional<std::string> learner_email_subject(const uuid& learner_id) const;
   // LeadCaptured rows of the org, oldest first.
   std::vector<lead_row> leads(const uuid& org_id) const;
 

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "api/problem.h"
@@ -192,6 +193,35 @@ response claim_page_response(const endpoint_deps& d, const projections::invite_v
   return res;
 }
 
+std::uint64_t log_head(const endpoint_deps& d) {
+  return d.store ? d.store->head_position() : d.log_position ? d.log_position() : 0;
+}
+
+// A read only the primary can answer (it needs the log), asked of a replica.
+problem primary_only(const std::string& primary) {
+  problem p = make_problem("primary_only", "a read replica cannot answer this; ask " + primary);
+  p.extra["primary"] = primary;
+  return p;
+}
+
+// On a replica, commands and the reads only the primary can answer are refused by name.
+router::route_filter read_only_filter(std::string primary) {
+  return [primary](http::verb method, std::string_view path, handler h) -> handler {
+    static const std::set<std::string_view> primary_reads = {
+        "/v1/events", "/v1/events/live", "/v1/streams/{stream}", "/v1/public/claims/{claim_id}",
+        "/v1/jobs/{id}"};
+    const bool command = method != http::verb::get && method != http::verb::head;
+    if (!command && !primary_reads.contains(path)) return h;
+    return [primary, command](const request&, request_context&, responder respond) {
+      if (!command) return respond(problem_response(primary_only(primary))), void();
+      problem p = make_problem("read_only_replica",
+                               "this node is a read replica; send commands to " + primary);
+      p.extra["primary"] = primary;
+      respond(problem_response(p));
+    };
+  };
+}
+
 bool may_read_log(const domain::principal& who) {
   return domain::authorize(who, domain::action::read_event_log, {who.org_id_, {}, {}}).has_value();
 }
@@ -210,6 +240,7 @@ result<std::optional<timestamp>, problem> time_param(const request_context& ctx,
 result<projections::invite_snapshot, problem> snapshot_of(const endpoint_deps& d,
                                                           const domain::principal& who,
                                                           const uuid& id, timestamp as_of) {
+  if (!d.store) return primary_only(d.primary.value_or("the primary"));  // a replica
   auto s = projections::invite_as_of(*d.store, *d.codec, id, as_of);
   if (!s) return make_problem("unavailable", s.error().message);
   if (!*s || (*s)->org_id() != who.org_id_) {
@@ -228,15 +259,15 @@ void health_routes(router& r, deps_ptr d) {
     bool ready = !d->ready || d->ready();
     respond(json_response(ready ? http::status::ok : http::status::service_unavailable,
                           {{"status", ready ? "ready" : "starting"},
-                           {"log_position", d->store->head_position()},
+                           {"log_position", log_head(*d)},
                            {"read_model_position", d->reads->applied_position()}}));
   });
   r.add(http::verb::get, "/v1/system", [d](const request&, request_context&, responder respond) {
     json j = d->system_info ? d->system_info() : json::object();
-    j["log_position"] = d->store->head_position();
+    const auto head = log_head(*d);
+    j["log_position"] = head;
     j["read_model_position"] = d->reads->applied_position();
-    j["read_model_lag"] = d->store->head_position() -
-                          std::min(d->store->head_position(), d->reads->applied_position());
+    j["read_model_lag"] = head - std::min(head, d->reads->applied_position());
     j["time"] = format_rfc3339(d->clock->now());
     respond(json_response(http::status::ok, j));
   });
@@ -329,6 +360,11 @@ void organization_routes(router& r, deps_ptr d) {
   r.add(http::verb::get, "/v1/lead-form",
         admin(d, [d](const domain::principal& who, const request&, request_context&,
                      responder respond) {
+          if (!d->commands) {  // a replica: the form from the read models, no version
+            return respond(json_response(http::status::ok,
+                                         projections::to_json(d->reads->lead_form(who.org_id_)))),
+                   void();
+          }
           auto org = d->commands->organization(who.org_id_);
           if (!org) return respond(problem_response(from_service(org.error()))), void();
           auto res = json_response(http::status::ok, projections::to_json(org->lead_form_));
@@ -400,6 +436,23 @@ void track_routes(router& r, deps_ptr d) {
             tracks.push_back(projections::to_json(t));
           respond(json_response(http::status::ok, {{"tracks", tracks}}));
         }));
+}
+
+// A professor's read of an invite on a replica: the command side's ownership rule, over
+// the read models' tracks.
+std::optional<problem> readable_on_replica(const endpoint_deps& d, const domain::principal& who,
+                                           const uuid& id) {
+  auto v = d.reads->invite(who.org_id_, id, d.clock->now());
+  if (!v) return make_problem("not_found", "no such invite");
+  auto catalog = d.reads->track_catalog(who.org_id_);
+  domain::access_target target{who.org_id_, {}, std::nullopt};
+  for (const auto& t : v->settings.tracks_) {
+    auto it = catalog.find(t.track_id_);
+    target.track_owners_.push_back(it == catalog.end() ? std::nullopt : it->second.owner_);
+  }
+  auto ok = domain::authorize(who, domain::action::manage_invite, target);
+  if (!ok) return from_service(service::from_domain(ok.error()));
+  return std::nullopt;
 }
 
 void invite_routes(router& r, deps_ptr d) {
@@ -496,6 +549,7 @@ void invite_routes(router& r, deps_ptr d) {
         return make_problem("not_found", "no such invite");
       return std::nullopt;
     }
+    if (!d->commands) return readable_on_replica(*d, who, id);
     auto s = d->commands->invite_for(who, id);
     if (!s) return from_service(s.error());
     return std::nullopt;
@@ -1136,6 +1190,7 @@ void invitation_routes(router& r, deps_ptr d) {
 
 void register_routes(router& r, const endpoint_deps& deps) {
   auto d = std::make_shared<const endpoint_deps>(deps);
+  if (d->primary) r.set_filter(read_only_filter(*d->primary));
   health_routes(r, d);
   organization_routes(r, d);
   track_routes(r, d);
@@ -1145,6 +1200,7 @@ void register_routes(router& r, const endpoint_deps& deps) {
   claim_history_routes(r, d);
   event_routes(r, d);
   invitation_routes(r, d);
+  r.set_filter({});
 }
 
 }  // namespace passage::api::v1

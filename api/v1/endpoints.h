@@ -47,6 +47,13 @@ struct endpoint_deps {
   // job_status answers GET /v1/jobs/{id} (nullopt: unknown in this organization).
   std::function<void(const service::invitation_job&)> on_invitation_job;
   std::function<std::optional<nlohmann::json>(const uuid& org_id, const uuid& job_id)> job_status;
+  // A read replica (`passage replica`): no command service and no event log. Names where
+  // the primary answers; commands get 409 read_only_replica and the reads only the log
+  // can answer (events, streams, learner views) 421 primary_only, both naming it.
+  std::optional<std::string> primary;
+  // The newest log position this node knows of, when it has no event log (a replica:
+  // the last position seen on Kafka). Default: the event log's head.
+  std::function<std::uint64_t()> log_position;
 };
 
 void register_routes(router& r, const endpoint_deps& deps);

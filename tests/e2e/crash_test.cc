@@ -410,6 +410,21 @@ TEST(Cli, BadFlagsAreNamedAndTouchNothing) {
   EXPECT_NE(status, 0);
   EXPECT_NE(out.find("claim-limit-per-ip"), std::string::npos) << out;
   EXPECT_FALSE(std::filesystem::exists(dir.sub("d"))) << "a refused start creates no data folder";
+
+  out = run(std::string(PASSAGE_BINARY) + " replica --data-dir " + dir.sub("r") + " 2>&1", status);
+  EXPECT_NE(status, 0);
+  EXPECT_NE(out.find("--kafka-brokers"), std::string::npos) << out;
+  out = run(std::string(PASSAGE_BINARY) + " replica --kafka-brokers none --data-dir " +
+                dir.sub("r") + " --listen 127.0.0.1:0 2>&1",
+            status);
+  EXPECT_NE(status, 0);
+  EXPECT_NE(out.find("--kafka-brokers"), std::string::npos) << out;
+  out = run(std::string(PASSAGE_BINARY) + " replica --kafka-brokers 127.0.0.1:9 --data-dir " +
+                dir.sub("r") + " --listen nowhere 2>&1",
+            status);
+  EXPECT_NE(status, 0);
+  EXPECT_NE(out.find("--listen"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir.sub("r"))) << "a refused start creates no folder";
 }
 
 }  // namespace
