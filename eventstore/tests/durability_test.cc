@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <random>
@@ -26,7 +28,9 @@ struct ack {
   std::uint64_t position;
 };
 
-// Runs the child for `millis` then SIGKILLs it; returns every acknowledgement it printed.
+// Runs the child until its first acknowledgement and `millis` more (so a slow start on a
+// loaded machine, or under sanitizers, still gets killed mid-load), then SIGKILLs it;
+// returns every acknowledgement it printed.
 std::vector<ack> run_and_kill(const std::string& dir, int threads, int run, int millis) {
   int out[2];
   EXPECT_EQ(pipe(out), 0);
@@ -41,11 +45,19 @@ std::vector<ack> run_and_kill(const std::string& dir, int threads, int run, int 
   }
   close(out[1]);
   std::string text;
+  std::atomic<bool> acked{false};
   std::thread reader([&] {
     char buf[65536];
     ssize_t n;
-    while ((n = read(out[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+    while ((n = read(out[0], buf, sizeof buf)) > 0) {
+      text.append(buf, static_cast<size_t>(n));
+      if (text.find('\n') != std::string::npos) acked.store(true);
+    }
   });
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!acked.load() && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   std::this_thread::sleep_for(std::chrono::milliseconds(millis));
   kill(pid, SIGKILL);
   int status = 0;
