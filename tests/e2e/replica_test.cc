@@ -205,6 +205,37 @@ TEST_F(replica_e2e, AnswersEveryQueryAsThePrimaryDoesAtTheSamePosition) {
   EXPECT_NE(metrics.find("passage_replica_lag_seconds"), std::string::npos);
 }
 
+// Replicas side by side each read every partition (no shared consumer group splits
+// them), so each builds the whole read models and answers as the primary does.
+TEST_F(replica_e2e, TwoReplicasSideBySideEachAnswerTheWholeLog) {
+  auto ids = scenario();
+  start_replica();
+  app::replica_node_options o;
+  o.data_dir = dir_.sub("replica-2");
+  o.port = 0;
+  o.kafka_brokers = node_->kafka_bootstrap();
+  o.primary = "http://127.0.0.1:" + std::to_string(node_->port());
+  o.clock = &clock_;
+  o.access_log = false;
+  o.say = [](const std::string&) {};
+  auto second = app::replica_node::start(o);
+  ASSERT_TRUE(second) << second.error();
+  const auto head = wait_for_replica();
+  for (int i = 0; i < 1500 && (*second)->stats().applied_position < head; ++i)
+    std::this_thread::sleep_for(20ms);
+  ASSERT_EQ((*second)->stats().applied_position, head) << (*second)->stats().last_error;
+
+  http_client second_client((*second)->port());
+  for (const std::string& path : {"/v1/invites/" + ids[0] + "/claims",
+                                 "/v1/invites/" + ids[0] + "/usage", std::string("/v1/invites")}) {
+    auto primary = client_->get(path, auth());
+    ASSERT_EQ(primary.status, 200u) << path << primary.body;
+    EXPECT_EQ(replica_client_->get(path, auth()).json(), primary.json()) << path;
+    EXPECT_EQ(second_client.get(path, auth()).json(), primary.json()) << path;
+  }
+  (*second)->stop();
+}
+
 TEST_F(replica_e2e, CommandsAndLogReadsAreRefusedNamingThePrimary) {
   auto ids = scenario();
   start_replica();
