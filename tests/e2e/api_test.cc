@@ -685,6 +685,24 @@ TEST_F(node_test, ClaimPageFormPostClaimsWithoutScripts) {
   EXPECT_EQ(client_->post("/i/ZZZZZZZ", "email=a%40example.com", form).status, 404u);
 }
 
+TEST_F(node_test, ClaimPageFormPostRateLimitedSaysWhenToRetry) {
+  // The fixture turns the limits off; this node allows 1 claim per IP per minute.
+  client_.reset();
+  node_->stop();
+  node_.reset();
+  start("1/1m", "0");
+  make_track("k8s-basics");
+  auto invite = make_invite({{"title", "Limited"}, {"tracks", {{{"track_id", "k8s-basics"}}}}});
+  std::string page = "/i/" + invite["code"].get<std::string>();
+  const http_client::headers form = {{"Content-Type", "application/x-www-form-urlencoded"}};
+  EXPECT_EQ(client_->post(page, "email=ada%40example.com", form).status, 201u);
+  auto limited = client_->post(page, "email=bob%40example.com", form);
+  EXPECT_EQ(limited.status, 429u);
+  EXPECT_NE(limited.header("Content-Type").find("text/html"), std::string::npos);
+  ASSERT_FALSE(limited.header("Retry-After").empty());
+  EXPECT_GE(std::stoi(limited.header("Retry-After")), 1);
+}
+
 }  // namespace
 }  // namespace passage::testing
 
