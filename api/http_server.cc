@@ -1,5 +1,6 @@
 #include "api/http_server.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <ctime>
@@ -39,6 +40,23 @@ using steady = std::chrono::steady_clock;
 
 constexpr char request_id_header[] = "X-Request-Id";
 constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
+
+// The largest body any route allows.
+std::size_t largest_body_bytes(const http_server_options& o) {
+  std::size_t largest = o.max_body_bytes;
+  for (const auto& [route, bytes] : o.route_body_bytes) largest = std::max(largest, bytes);
+  return largest;
+}
+
+// The largest body the route of `method` `target` allows.
+std::size_t route_body_bytes(const http_server_options& o, http::verb method,
+                             beast::string_view target) {
+  if (o.route_body_bytes.empty() || !o.route_of) return o.max_body_bytes;
+  auto route = o.route_of(method, std::string_view(target.data(), target.size()));
+  if (!route) return o.max_body_bytes;
+  auto it = o.route_body_bytes.find(*route);
+  return it == o.route_body_bytes.end() ? o.max_body_bytes : it->second;
+}
 
 // The Date header's IMF-fixdate for "now" (RFC 9110 §5.6.7).
 std::string http_date() {
@@ -253,7 +271,9 @@ class session : public std::enable_shared_from_this<session> {
     parser_.emplace();
     parser_->header_limit(
         static_cast<std::uint32_t>(std::min<std::size_t>(options_.max_header_bytes, UINT32_MAX)));
-    parser_->body_limit(options_.max_body_bytes);
+    // The largest any route allows until the header says which route it is (on_header).
+    body_limit_ = largest_body_bytes(options_);
+    parser_->body_limit(body_limit_);
     if (buffer_.size() == 0 && requests_read_ > 0) {
       // Keep-alive: wait for the next request's first byte under the idle
       // timeout, then give it header_timeout.
@@ -313,6 +333,7 @@ class session : public std::enable_shared_from_this<session> {
   void on_header(error_code ec) {
     if (!read_completed(ec)) return;
     if (parser_->is_done()) return on_request();
+    if (!limit_body_to_route()) return;
 
     const auto& head = parser_->get();
     if (head.version() >= 11 && beast::iequals(head[http::field::expect], "100-continue") &&
@@ -347,11 +368,7 @@ class session : public std::enable_shared_from_this<session> {
       if (queue_.empty() && !writing_) close_socket();
       return;
     }
-    if (ec == http::error::body_limit) {
-      return fail_request(
-          "payload_too_large",
-          "the request body exceeds " + std::to_string(options_.max_body_bytes) + " bytes");
-    }
+    if (ec == http::error::body_limit) return fail_body_too_large();
     if (ec == http::error::header_limit) {
       return fail_request("header_too_large", "the request line and header exceed " +
                                                   std::to_string(options_.max_header_bytes) +
@@ -362,6 +379,26 @@ class session : public std::enable_shared_from_this<session> {
       return fail_request("invalid_request", "malformed HTTP request: " + ec.message());
     }
     close_socket();  // network error, timeout, or the client left mid-request
+  }
+
+  void fail_body_too_large() {
+    fail_request("payload_too_large",
+                 "the request body exceeds " + std::to_string(body_limit_) + " bytes");
+  }
+
+  // Narrows the parser's body limit to the route's once the header is in; false when the
+  // declared length already exceeds it (answered with 413).
+  bool limit_body_to_route() {
+    const auto& head = parser_->get();
+    const auto declared = parser_->content_length();
+    if (declared && *declared <= options_.max_body_bytes) return true;
+    body_limit_ = route_body_bytes(options_, head.method(), head.target());
+    if (declared && *declared > body_limit_) {
+      fail_body_too_large();
+      return false;
+    }
+    parser_->body_limit(body_limit_);  // a chunked body is counted as it arrives
+    return true;
   }
 
   // Answers a request the session could not read, then closes.
@@ -648,6 +685,7 @@ class session : public std::enable_shared_from_this<session> {
   std::uint64_t read_timer_gen_ = 0;
   std::uint64_t write_timer_gen_ = 0;
   std::size_t requests_read_ = 0;
+  std::size_t body_limit_ = 0;  // the request being read's
   bool reading_ = false;
   bool writing_ = false;
   bool read_closed_ = false;  // no further requests will be read

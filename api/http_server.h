@@ -19,8 +19,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include <spdlog/logger.h>
 #include <boost/asio/io_context.hpp>
@@ -40,6 +43,13 @@ struct http_server_options {
   // Largest request body; a larger one gets 413 and the connection closes.
   // Default: 64 KiB.
   std::size_t max_body_bytes = 64 * 1024;
+  // Routes allowed a larger body than max_body_bytes, named as `route_of` names them
+  // ({"POST /v1/invites/{id}/send", 1 << 20}). Decided once a request's header is in, and
+  // only for a request whose body may exceed max_body_bytes. Default: none.
+  std::map<std::string, std::size_t> route_body_bytes;
+  // The method and route template a request line matches ("POST /v1/invites/{id}/send"),
+  // or nullopt; needed with route_body_bytes (see router::route_of).
+  std::function<std::optional<std::string>(http::verb, std::string_view target)> route_of;
   // Largest request line plus header fields; larger gets 431 and the
   // connection closes. Default: 16 KiB.
   std::size_t max_header_bytes = 16 * 1024;

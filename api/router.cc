@@ -220,6 +220,12 @@ handler router::as_handler() const {
 
 std::vector<std::string> router::routes() const { return routes_; }
 
+std::optional<std::string> router::route_of(http::verb method, std::string_view target) const {
+  auto m = match(method, target);
+  if (!m) return std::nullopt;
+  return std::string(http::to_string(method)) + " " + m->route;
+}
+
 std::optional<std::string> percent_decode(std::string_view in, bool plus_as_space) {
   std::string out;
   out.reserve(in.size());

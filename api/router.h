@@ -58,6 +58,10 @@ class router {
   // method_not_allowed with an Allow header.
   result<route_match, problem> match(http::verb method, std::string_view target) const;
 
+  // The method and route template `target` matches ("POST /v1/invites/{id}/send"), as
+  // routes() names them; nullopt when nothing matches.
+  std::optional<std::string> route_of(http::verb method, std::string_view target) const;
+
   // Matches `req`, fills ctx.route/params/query and calls the handler, or
   // answers with the problem. Sets ctx.route even on a 405.
   void dispatch(const request& req, request_context& ctx, responder respond) const;

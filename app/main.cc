@@ -118,6 +118,15 @@ int replay(const replay_options& o) {
                  live.c_str());
     return 2;
   }
+  if (!o.out.empty()) {
+    if (auto usable = projections::read_models::check_folder(o.out); !usable) {
+      std::fprintf(stderr,
+                   "passage replay: --out must be a new or empty folder or one of read models: "
+                   "%s; nothing was changed\n",
+                   usable.error().message.c_str());
+      return 2;
+    }
+  }
   // With --out the server may be running: open its keys read-only too.
   std::unique_ptr<app::offline_data> data;
   if (o.out.empty()) {

@@ -478,8 +478,11 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   http.address = o.address;
   http.port = o.port;
   http.trust_proxy = o.trust_proxy;
-  // A bulk send carries up to 10,000 addresses.
-  http.max_body_bytes = 1u << 20;
+  // A bulk send carries up to 10,000 addresses; every other route keeps the 64 KiB default.
+  http.route_body_bytes = {{"POST /v1/invites/{id}/send", std::size_t{1} << 20}};
+  http.route_of = [r = im->router.get()](api::http::verb method, std::string_view target) {
+    return r->route_of(method, target);
+  };
   http.metrics = im->metrics;
   if (o.access_log) http.access_log = api::make_json_logger("passage.access");
   http.clock = im->clock;

@@ -331,26 +331,39 @@ struct mailer::state {
                    j->value("forgotten", false)};
   }
 
+  // The outcome events the log holds for a job (outcome event id -> sent).
+  using logged_outcomes = std::map<uuid, bool>;
+
+  logged_outcomes read_logged_outcomes(const uuid& job_id) {
+    logged_outcomes found;
+    std::uint64_t from = 1;
+    for (;;) {
+      auto page = store.read_stream(d::email_job_stream(job_id), from,
+                                    eventstore::read_direction::forward, 1024);
+      if (!page) break;
+      for (const auto& r : *page) found[r.event_id] = r.type == d::email_sent::type_name;
+      if (page->size() < 1024) break;
+      from = page->back().stream_version + 1;
+    }
+    return found;
+  }
+
+  // The outcome of the `kind` mail for `rec` as `in` (read from the log) records it, if it does.
+  std::optional<outcome> logged_outcome_in(const logged_outcomes& in, mail_kind kind,
+                                           const eventstore::recorded_event& rec) const {
+    auto it = in.find(outcome_id(kind, rec.event_id));
+    if (it == in.end()) return std::nullopt;
+    return outcome{it->second, it->second ? "" : "failed (recorded in the log)", 0, clk->now()};
+  }
+
   // The outcome of the invitation `rec` as the log already records it, if it does: after
   // the state folder was lost, this keeps mails that went out from going out again.
   std::optional<outcome> logged_outcome(const d::private_invitation_sent& inv,
                                         const eventstore::recorded_event& rec) {
     if (!logged || logged->first != inv.job_id_) {
-      std::map<uuid, bool> found;
-      std::uint64_t from = 1;
-      for (;;) {
-        auto page = store.read_stream(d::email_job_stream(inv.job_id_), from,
-                                      eventstore::read_direction::forward, 1024);
-        if (!page) break;
-        for (const auto& r : *page) found[r.event_id] = r.type == d::email_sent::type_name;
-        if (page->size() < 1024) break;
-        from = page->back().stream_version + 1;
-      }
-      logged.emplace(inv.job_id_, std::move(found));
+      logged.emplace(inv.job_id_, read_logged_outcomes(inv.job_id_));
     }
-    auto it = logged->second.find(outcome_id(mail_kind::invitation, rec.event_id));
-    if (it == logged->second.end()) return std::nullopt;
-    return outcome{it->second, it->second ? "" : "failed (recorded in the log)", 0, clk->now()};
+    return logged_outcome_in(logged->second, mail_kind::invitation, rec);
   }
 
   // False when stopping interrupted it (the event is handled again after the next start).
@@ -392,7 +405,12 @@ struct mailer::state {
     d::invite_state state;
     std::set<std::string> claimed;
   };
-  using snapshots = std::map<uuid, invite_snapshot>;
+  // What one pass over the due reminders read: each invite's snapshot and each job's
+  // outcome events, read once per pass.
+  struct reminder_pass {
+    std::map<uuid, invite_snapshot> invites;
+    std::map<uuid, logged_outcomes> outcomes;
+  };
 
   std::optional<invite_snapshot> load_snapshot(const uuid& invite_id) {
     invite_snapshot snap;
@@ -417,13 +435,13 @@ struct mailer::state {
 
   // Whether the addressee of `inv` should still be reminded: the invite takes claims, the
   // invitation's link is still the current one, and nobody claimed with its address. Each
-  // invite is read once per pass over the due reminders (`seen`).
-  bool still_unclaimed(const d::private_invitation_sent& inv, snapshots& seen) {
-    auto it = seen.find(inv.invite_id_);
-    if (it == seen.end()) {
+  // invite is read once per pass over the due reminders (`pass`).
+  bool still_unclaimed(const d::private_invitation_sent& inv, reminder_pass& pass) {
+    auto it = pass.invites.find(inv.invite_id_);
+    if (it == pass.invites.end()) {
       auto snap = load_snapshot(inv.invite_id_);
       if (!snap) return false;
-      it = seen.emplace(inv.invite_id_, std::move(*snap)).first;
+      it = pass.invites.emplace(inv.invite_id_, std::move(*snap)).first;
     }
     const auto& s = it->second;
     const auto status = d::status_at(s.state, clk->now()).status_;
@@ -432,9 +450,21 @@ struct mailer::state {
            s.claimed.count(inv.personal_data_.email_) == 0;
   }
 
+  // The reminder's outcome as the log records it, if it does: after the state folder was
+  // lost, the ledger no longer knows the reminder went out, the job's stream does.
+  std::optional<outcome> logged_reminder(const d::private_invitation_sent& inv,
+                                         const eventstore::recorded_event& rec,
+                                         reminder_pass& pass) {
+    auto it = pass.outcomes.find(inv.job_id_);
+    if (it == pass.outcomes.end()) {
+      it = pass.outcomes.emplace(inv.job_id_, read_logged_outcomes(inv.job_id_)).first;
+    }
+    return logged_outcome_in(it->second, mail_kind::reminder, rec);
+  }
+
   // Handles one due reminder (the PrivateInvitationSent at `position`); false when stopping
   // interrupted it (it stays due).
-  bool remind(std::uint64_t position, snapshots& seen) {
+  bool remind(std::uint64_t position, reminder_pass& pass) {
     eventstore::log_filter f;
     f.from_position = position;
     f.to_position = position;
@@ -446,7 +476,8 @@ struct mailer::state {
     auto inv = std::get<d::private_invitation_sent>(decoded->event);
     const uuid id = mail_id(mail_kind::reminder, rec.event_id);
     if (auto done = stored_outcome(id)) return append_outcome(mail_kind::reminder, rec, inv, *done);
-    if (decoded->forgotten || inv.personal_data_.email_.empty() || !still_unclaimed(inv, seen)) {
+    if (logged_reminder(inv, rec, pass)) return true;  // its outcome event is already logged
+    if (decoded->forgotten || inv.personal_data_.email_.empty() || !still_unclaimed(inv, pass)) {
       ++reminders_skipped;
       return true;
     }
@@ -477,9 +508,9 @@ struct mailer::state {
         due.emplace_back(it->key().ToString(), decode_position(it->value().ToString()));
       }
     }
-    snapshots seen;
+    reminder_pass pass;
     for (const auto& [k, position] : due) {
-      if (is_stopping() || !remind(position, seen)) return;
+      if (is_stopping() || !remind(position, pass)) return;
       rocksdb::WriteBatch b;
       b.Delete(slice(k));
       write(b, false);

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <filesystem>
 #include <future>
 #include <mutex>
 #include <set>
@@ -1058,6 +1059,26 @@ void read_models::state::publish(std::uint64_t position) {
 
 read_models::read_models(std::unique_ptr<state> s) : state_(std::move(s)) {}
 read_models::~read_models() = default;
+
+result<void, projection_error> read_models::check_folder(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  if (!fs::exists(status)) return {};
+  if (!fs::is_directory(status)) {
+    return projection_error{path + " exists and is not a folder"};
+  }
+  if (fs::is_empty(path, ec) && !ec) return {};
+  const std::string not_models = path + " is not empty and holds no read models";
+  rocksdb::DB* raw = nullptr;
+  auto st = rocksdb::DB::OpenForReadOnly(rocksdb::Options(), path, &raw);
+  if (!st.ok()) return projection_error{not_models + " (not a RocksDB folder)"};
+  std::unique_ptr<rocksdb::DB> db(raw);
+  std::string value;
+  st = db->Get(rocksdb::ReadOptions(), slice(format_key), &value);
+  if (!st.ok()) return projection_error{not_models + " (no read-models format key)"};
+  return {};
+}
 
 result<std::unique_ptr<read_models>, projection_error> read_models::open(
     const read_models_options& options, const eventstore::event_codec& codec) {

@@ -302,6 +302,10 @@ class read_models {
   // data at query time; it must outlive the read models.
   static result<std::unique_ptr<read_models>, projection_error> open(
       const read_models_options& options, const eventstore::event_codec& codec);
+  // Whether `path` may take read models without harm to anything else: it does not exist,
+  // is an empty folder, or holds read models (of any record format). Otherwise the error
+  // says what it is instead. Only reads (a read-only open, safe beside a running server).
+  static result<void, projection_error> check_folder(const std::string& path);
   ~read_models();
   read_models(const read_models&) = delete;
   read_models& operator=(const read_models&) = delete;

@@ -292,6 +292,47 @@ TEST_F(http_server_test, oversized_body_gets_413_and_the_server_stays_up) {
   EXPECT_EQ(res->body(), "hello");
 }
 
+TEST_F(http_server_test, a_route_can_take_a_larger_body_than_the_others) {
+  start({.max_body_bytes = 1024,
+         .route_body_bytes = {{"POST /echo", 8192}},
+         .route_of = [this](http::verb m, std::string_view t) { return routes_.route_of(m, t); }});
+  auto post = [&](const std::string& target, const std::string& framing, const std::string& body) {
+    client c(port());
+    c.send("POST " + target + " HTTP/1.1\r\nHost: t\r\n" + framing + "\r\n" + body);
+    return c.read();
+  };
+  const std::string chunked_5000 =
+      "1388\r\n" + std::string(5000, 'y') + "\r\n0\r\n\r\n";  // 0x1388 = 5000
+  auto large = post("/echo", "Content-Length: 5000\r\n", std::string(5000, 'x'));
+  ASSERT_TRUE(large);
+  EXPECT_EQ(large->result(), http::status::ok);
+  EXPECT_EQ(large->body().size(), 5000u);
+  auto chunked = post("/echo", "Transfer-Encoding: chunked\r\n", chunked_5000);
+  ASSERT_TRUE(chunked);
+  EXPECT_EQ(chunked->result(), http::status::ok);
+
+  auto too_large = post("/echo", "Content-Length: 9000\r\n", std::string(9000, 'x'));
+  ASSERT_TRUE(too_large);
+  EXPECT_EQ(too_large->result(), http::status::payload_too_large);
+  EXPECT_NE(too_large->body().find("8192"), std::string::npos) << too_large->body();
+  auto chunked_too_large =
+      post("/echo", "Transfer-Encoding: chunked\r\n",
+           "2328\r\n" + std::string(9000, 'y') + "\r\n0\r\n\r\n");  // 0x2328 = 9000
+  ASSERT_TRUE(chunked_too_large);
+  EXPECT_EQ(chunked_too_large->result(), http::status::payload_too_large);
+
+  // Any other route keeps max_body_bytes.
+  for (const std::string target : {"/hello", "/unknown"}) {
+    auto other = post(target, "Content-Length: 5000\r\n", std::string(5000, 'x'));
+    ASSERT_TRUE(other) << target;
+    EXPECT_EQ(other->result(), http::status::payload_too_large) << target;
+    EXPECT_NE(other->body().find("1024"), std::string::npos) << other->body();
+    auto other_chunked = post(target, "Transfer-Encoding: chunked\r\n", chunked_5000);
+    ASSERT_TRUE(other_chunked) << target;
+    EXPECT_EQ(other_chunked->result(), http::status::payload_too_large) << target;
+  }
+}
+
 TEST_F(http_server_test, malformed_request_gets_400_and_close) {
   start();
   for (const char* bad : {"GET / HTP/1.1\r\n\r\n", "GET\x01 / HTTP/1.1\r\n\r\n",

@@ -806,9 +806,10 @@ void public_routes(router& r, deps_ptr d) {
           if (input && !refused) refused = claim_limited(*d, ctx, *input);
           if (refused) {
             outcome.rejection = refused->code;
-            return respond(claim_page_response(*d, *v, http::status(refused->status), &outcome,
-                                               invitation)),
-                   void();
+            auto page =
+                claim_page_response(*d, *v, http::status(refused->status), &outcome, invitation);
+            if (refused->retry_after) set_retry_after(page, *refused->retry_after);
+            return respond(std::move(page)), void();
           }
           auto answer = [d, respond, code, lookup, outcome,
                          invitation](service::service_result<service::claim_result> res) mutable {

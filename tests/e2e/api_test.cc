@@ -685,6 +685,54 @@ TEST_F(node_test, ClaimPageFormPostClaimsWithoutScripts) {
   EXPECT_EQ(client_->post("/i/ZZZZZZZ", "email=a%40example.com", form).status, 404u);
 }
 
+// Request bodies are limited to 64 KiB, except a bulk send's (up to 10,000 addresses: 1 MiB).
+TEST_F(node_test, OnlyTheBulkSendTakesALargeBody) {
+  make_track("k8s-basics");
+  auto invite = make_invite({{"title", "Large"},
+                             {"tracks", {{{"track_id", "k8s-basics"}}}},
+                             {"access", "allowed"},
+                             {"allowed_domains", {"example.com"}}});
+  // Valid JSON padded with whitespace to the size wanted.
+  auto padded = [](const json& j, std::size_t bytes) {
+    std::string body = j.dump();
+    body.insert(1, bytes - body.size(), ' ');
+    return body;
+  };
+  const json claim_body = {{"email", "ada@example.com"}};
+  auto claim_large = client_->post("/v1/public/invites/" + invite["code"].get<std::string>() +
+                                       "/claims",
+                                   padded(claim_body, 100 * 1024));
+  EXPECT_EQ(claim_large.status, 413u) << claim_large.body;
+  EXPECT_EQ(claim_large.json()["code"], "payload_too_large");
+  EXPECT_NE(claim_large.json()["detail"].get<std::string>().find("65536"), std::string::npos);
+
+  const std::string send = "/v1/invites/" + invite["id"].get<std::string>() + "/send";
+  const json send_body = {{"emails", {"ada@example.com"}}};
+  auto sent = client_->post(send, padded(send_body, 600 * 1024), auth());
+  EXPECT_EQ(sent.status, 202u) << sent.body;
+  auto too_large = client_->post(send, padded(send_body, (1u << 20) + 1), auth());
+  EXPECT_EQ(too_large.status, 413u) << too_large.body;
+  EXPECT_EQ(claim(invite["code"], claim_body).status, 201u) << "a small body still goes through";
+}
+
+TEST_F(node_test, ClaimPageFormPostRateLimitedSaysWhenToRetry) {
+  // The fixture turns the limits off; this node allows 1 claim per IP per minute.
+  client_.reset();
+  node_->stop();
+  node_.reset();
+  start("1/1m", "0");
+  make_track("k8s-basics");
+  auto invite = make_invite({{"title", "Limited"}, {"tracks", {{{"track_id", "k8s-basics"}}}}});
+  std::string page = "/i/" + invite["code"].get<std::string>();
+  const http_client::headers form = {{"Content-Type", "application/x-www-form-urlencoded"}};
+  EXPECT_EQ(client_->post(page, "email=ada%40example.com", form).status, 201u);
+  auto limited = client_->post(page, "email=bob%40example.com", form);
+  EXPECT_EQ(limited.status, 429u);
+  EXPECT_NE(limited.header("Content-Type").find("text/html"), std::string::npos);
+  ASSERT_FALSE(limited.header("Retry-After").empty());
+  EXPECT_GE(std::stoi(limited.header("Retry-After")), 1);
+}
+
 }  // namespace
 }  // namespace passage::testing
 

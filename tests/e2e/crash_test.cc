@@ -13,6 +13,7 @@
 #include <atomic>
 #include <ctime>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <random>
 #include <set>
@@ -396,6 +397,64 @@ TEST(Replay, RefusesAFolderThatIsNotPassages) {
                  status);
   EXPECT_NE(status, 0);
   EXPECT_NE(out.find("not found"), std::string::npos) << out;
+}
+
+// Every file under `root` with its size and modification time.
+std::map<std::string, std::pair<std::uintmax_t, std::filesystem::file_time_type>> snapshot(
+    const std::string& root) {
+  std::map<std::string, std::pair<std::uintmax_t, std::filesystem::file_time_type>> files;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(root)) {
+    if (e.is_regular_file()) files[e.path().string()] = {e.file_size(), e.last_write_time()};
+  }
+  return files;
+}
+
+// `replay --out` writes only into a new or empty folder or one of read models: the data
+// folder's other parts, or any other non-empty folder, are refused before anything is touched.
+TEST(Replay, OutRefusesAFolderThatIsNotReadModels) {
+  temp_dir dir;
+  const std::string data = dir.sub("data");
+  {
+    child_node node(data);
+    ASSERT_NE(node.port(), 0);
+    http_client c(node.port());
+    ASSERT_EQ(c.post("/v1/tracks", R"({"track_id":"t","title":"T"})",
+                     {{"Authorization", "Bearer " + kOwner}})
+                  .status,
+              201u);
+    c.close();
+    EXPECT_EQ(node.terminate(), 0);
+  }
+  const std::string notes = dir.sub("notes");
+  std::filesystem::create_directories(notes);
+  std::FILE* f = std::fopen((notes + "/todo.txt").c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs("keep me\n", f);
+  std::fclose(f);
+
+  int status = -1;
+  const auto before = snapshot(dir.sub(""));
+  for (const std::string& out_dir : {data + "/keys", data + "/mailer", data + "/events", data,
+                                     notes, notes + "/todo.txt"}) {
+    ASSERT_TRUE(std::filesystem::exists(out_dir)) << out_dir;
+    auto out = run(std::string(PASSAGE_BINARY) + " replay --data-dir " + data + " --out " +
+                       out_dir + " 2>&1",
+                   status);
+    EXPECT_NE(status, 0) << out_dir << ": " << out;
+    EXPECT_NE(out.find("--out"), std::string::npos) << out;
+    EXPECT_NE(out.find(out_dir), std::string::npos) << out;
+    EXPECT_NE(out.find("nothing was changed"), std::string::npos) << out;
+    EXPECT_EQ(snapshot(dir.sub("")), before) << out_dir;
+  }
+
+  // A folder of read models, new or already there, is fine.
+  const std::string copy = dir.sub("analysis");
+  for (int i = 0; i < 2; ++i) {
+    auto out = run(std::string(PASSAGE_BINARY) + " replay --data-dir " + data + " --out " + copy +
+                       " 2>&1",
+                   status);
+    EXPECT_EQ(status, 0) << out;
+  }
 }
 
 TEST(Cli, BadFlagsAreNamedAndTouchNothing) {

@@ -418,6 +418,42 @@ TEST_F(MailTest, RemindersGoOnlyToAddresseesWhoHaveNotClaimed) {
   EXPECT_EQ(claim_link(reminder.token()).status, 201u);
 }
 
+// The mailer's state folder is lost after a reminder went out: the reminder's outcome event
+// in the log keeps it from going out again when the invitation is scheduled anew.
+TEST_F(MailTest, LostMailerStateSendsNoReminderTwice) {
+  auto invite = private_invite();
+  const std::string id = invite["id"];
+  auto send_reminded = [&](const std::string& email) {
+    auto r = client_->post(
+        "/v1/invites/" + id + "/send",
+        json{{"emails", {email}}, {"remind_after", "P2D"}, {"on_existing", "resend"}}.dump(),
+        auth());
+    ASSERT_EQ(r.status, 202u) << r.body;
+    wait_job(r.json()["job_id"]);
+  };
+  auto reminders_sent = [&] {
+    return client_->get("/v1/system").json()["mail"]["reminders_sent"].get<int>();
+  };
+  send_reminded("bob@example.com");
+  clock_.advance(std::chrono::hours(49));
+  while (reminders_sent() < 1) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(sink_.count(), 2u);  // bob's invitation and reminder
+
+  client_.reset();
+  node_.reset();
+  std::filesystem::remove_all(dir_.sub("data") + "/mailer");
+  start();
+  // A later reminder, due after bob's: once it went out, bob's was handled too (due order).
+  send_reminded("dan@example.com");
+  clock_.advance(std::chrono::hours(49));
+  while (reminders_sent() < 1) std::this_thread::sleep_for(10ms);
+  std::map<std::string, int> per_address;
+  for (const auto& m : inbox()) ++per_address[m.envelope_to];
+  EXPECT_EQ(per_address["bob@example.com"], 2);
+  EXPECT_EQ(per_address["dan@example.com"], 2);
+  EXPECT_EQ(client_->get("/v1/system").json()["mail"]["reminders_sent"], 1);
+}
+
 // No SMTP server: mails become .eml files in the data folder.
 class EmlTest : public node_test {
  protected:
