@@ -1,27 +1,18 @@
 #include "consumers/mail_message.h"
 
-#include <openssl/evp.h>
-
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "common/encoding.h"
+
 namespace passage::consumers {
 namespace {
 
-std::string base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
-
 // Base64 in lines of 76 characters (RFC 2045).
 std::string base64_lines(std::string_view in) {
-  std::string b = base64(in), out;
+  std::string b = base64_encode(in), out;
   for (std::size_t i = 0; i < b.size(); i += 76) {
     out.append(b, i, 76);
     out += "\r\n";
@@ -128,34 +119,8 @@ std::string header_value(std::string_view raw) {
     std::size_t n = std::min<std::size_t>(45, clean.size() - i);
     while (i + n < clean.size() && (static_cast<unsigned char>(clean[i + n]) & 0xC0) == 0x80) --n;
     if (!out.empty()) out += "\r\n ";
-    out += "=?UTF-8?B?" + base64(std::string_view(clean).substr(i, n)) + "?=";
+    out += "=?UTF-8?B?" + base64_encode(std::string_view(clean).substr(i, n)) + "?=";
     i += n;
-  }
-  return out;
-}
-
-std::string html_escape(std::string_view raw) {
-  std::string out;
-  for (char c : raw) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
   }
   return out;
 }

@@ -53,7 +53,6 @@ mail_message render(const mail_template& t, const template_values& values, std::
 // A header value safe to write: control characters (CR, LF, TAB, …) become spaces, runs of
 // spaces collapse, and text with non-ASCII bytes becomes RFC 2047 base64 encoded words.
 std::string header_value(std::string_view raw);
-std::string html_escape(std::string_view raw);
 
 // The whole message with CRLF line ends: headers, then multipart/alternative (text, html)
 // with base64 bodies, so no body line can be mistaken for SMTP's end of data.

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "common/encoding.h"
 #include "common/random.h"
 #include "common/time_format.h"
 #include "domain/duration.h"
@@ -376,15 +377,6 @@ const event_kind* find_kind(std::string_view type) {
 constexpr std::string_view envelope_alg = "A256GCM";
 constexpr std::size_t iv_size = 12;
 constexpr std::size_t tag_size = 16;
-
-std::string base64_encode(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
 
 std::optional<std::string> base64_decode(std::string_view in) {
   if (in.size() % 4 != 0) return std::nullopt;

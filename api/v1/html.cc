@@ -94,33 +94,6 @@ bool is_url_safe(std::string_view s) {
 
 }  // namespace
 
-std::string html_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
-
 std::string claim_page(const nlohmann::json& invite, const nlohmann::json& lead_form,
                        const claim_page_outcome* outcome, std::string_view invitation) {
   auto str = [&](const char* k) {

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/encoding.h"
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,7 +37,5 @@ std::string claim_page(const nlohmann::json& invite, const nlohmann::json& lead_
 nlohmann::json claim_form_body(const std::vector<std::pair<std::string, std::string>>& form);
 std::string not_found_page();
 
-// Escapes text for HTML element content and attribute values.
-std::string html_escape(std::string_view s);
 
 }  // namespace passage::api::v1

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "common/crc32c.h"
+#include "common/encoding.h"
 #include "common/result.h"
 #include "common/time_format.h"
 #include "common/uuid.h"
@@ -69,6 +70,21 @@ TEST(Result, CarriesValueOrError) {
   EXPECT_FALSE(same);
   result<void, std::string> v;
   EXPECT_TRUE(v);
+}
+
+TEST(Encoding, HtmlEscapeCoversMarkupAndQuotes) {
+  EXPECT_EQ(html_escape(R"(<a href="x">Tom & Jerry's</a>)"),
+            "&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&#39;s&lt;/a&gt;");
+  EXPECT_EQ(html_escape("plain"), "plain");
+}
+
+TEST(Encoding, Base64MatchesRfc4648Vectors) {
+  EXPECT_EQ(base64_encode(""), "");
+  EXPECT_EQ(base64_encode("f"), "Zg==");
+  EXPECT_EQ(base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(base64_encode("foo"), "Zm9v");
+  EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(base64_encode(std::string("\0\xff", 2)), "AP8=");
 }
 
 }  // namespace

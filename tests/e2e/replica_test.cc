@@ -28,16 +28,21 @@ class replica_e2e : public node_test {
     node_test::TearDown();
   }
 
-  void start_replica() {
+  // A replica of the node, in `folder` of the test's temp dir.
+  app::replica_node_options replica_options(const std::string& folder) {
     app::replica_node_options o;
-    o.data_dir = dir_.sub("replica");
+    o.data_dir = dir_.sub(folder);
     o.port = 0;
     o.kafka_brokers = node_->kafka_bootstrap();
     o.primary = "http://127.0.0.1:" + std::to_string(node_->port());
     o.clock = &clock_;
     o.access_log = false;
     o.say = [](const std::string&) {};
-    auto r = app::replica_node::start(o);
+    return o;
+  }
+
+  void start_replica() {
+    auto r = app::replica_node::start(replica_options("replica"));
     ASSERT_TRUE(r) << r.error();
     replica_ = std::move(*r);
     replica_client_ = std::make_unique<http_client>(replica_->port());
@@ -210,15 +215,7 @@ TEST_F(replica_e2e, AnswersEveryQueryAsThePrimaryDoesAtTheSamePosition) {
 TEST_F(replica_e2e, TwoReplicasSideBySideEachAnswerTheWholeLog) {
   auto ids = scenario();
   start_replica();
-  app::replica_node_options o;
-  o.data_dir = dir_.sub("replica-2");
-  o.port = 0;
-  o.kafka_brokers = node_->kafka_bootstrap();
-  o.primary = "http://127.0.0.1:" + std::to_string(node_->port());
-  o.clock = &clock_;
-  o.access_log = false;
-  o.say = [](const std::string&) {};
-  auto second = app::replica_node::start(o);
+  auto second = app::replica_node::start(replica_options("replica-2"));
   ASSERT_TRUE(second) << second.error();
   const auto head = wait_for_replica();
   for (int i = 0; i < 1500 && (*second)->stats().applied_position < head; ++i)
