@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "consumers/state_db.h"
 #include "domain/events.h"
 #include "domain/invite.h"
 #include "domain/streams.h"
@@ -552,17 +553,8 @@ result<void, consumer_error> mailer::start() {
   if (!s_->opt.personal_link)
     return consumer_error{errc::invalid_config, "personal_link is required"};
   if (!s_->db) {
-    std::error_code ec;
-    std::filesystem::create_directories(s_->opt.state_path, ec);
-    rocksdb::Options o;
-    o.create_if_missing = true;
-    o.keep_log_file_num = 2;
-    o.max_manifest_file_size = 1u << 20;
-    o.write_buffer_size = 4u << 20;
-    rocksdb::DB* raw = nullptr;
-    auto st = rocksdb::DB::Open(o, s_->opt.state_path, &raw);
+    auto st = open_state_db(s_->opt.state_path, s_->db, 4u << 20);
     if (!st.ok()) return db_error("open " + s_->opt.state_path, st);
-    s_->db.reset(raw);
     std::string v;
     st = s_->db->Get(rocksdb::ReadOptions(), slice(checkpoint_key), &v);
     if (!st.ok() && !st.IsNotFound()) return db_error("read checkpoint", st);

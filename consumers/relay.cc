@@ -13,6 +13,7 @@
 
 #include "consumers/checkpoint_tracker.h"
 #include "consumers/cloudevent.h"
+#include "consumers/state_db.h"
 #include "eventstore/subscription.h"
 
 namespace passage::consumers {
@@ -452,17 +453,8 @@ result<void, consumer_error> relay::start() {
     s.db.reset();
     return e;
   };
-  std::error_code ec;
-  std::filesystem::create_directories(s.opt.checkpoint_path, ec);
-  rocksdb::Options o;
-  o.create_if_missing = true;
-  o.keep_log_file_num = 2;
-  o.max_manifest_file_size = 1u << 20;
-  o.write_buffer_size = 1u << 20;
-  rocksdb::DB* raw = nullptr;
-  auto st = rocksdb::DB::Open(o, s.opt.checkpoint_path, &raw);
+  auto st = open_state_db(s.opt.checkpoint_path, s.db);
   if (!st.ok()) return fail(checkpoint_error("open " + s.opt.checkpoint_path, st));
-  s.db.reset(raw);
   auto stored = read_from(*s.db);
   if (!stored) return fail(stored.error());
   s.stored_checkpoint = *stored;

@@ -15,6 +15,7 @@
 
 #include "common/uuid.h"
 #include "consumers/reorder_buffer.h"
+#include "consumers/state_db.h"
 #include "domain/events.h"
 
 namespace passage::consumers {
@@ -113,17 +114,8 @@ struct replica::impl {
 };
 
 result<void, consumer_error> replica::impl::open_state() {
-  std::error_code ec;
-  std::filesystem::create_directories(opt.state_path, ec);
-  rocksdb::Options o;
-  o.create_if_missing = true;
-  o.keep_log_file_num = 2;
-  o.max_manifest_file_size = 1u << 20;
-  o.write_buffer_size = 1u << 20;
-  rocksdb::DB* raw = nullptr;
-  auto s = rocksdb::DB::Open(o, opt.state_path, &raw);
+  auto s = open_state_db(opt.state_path, db);
   if (!s.ok()) return state_error("open " + opt.state_path, s);
-  db.reset(raw);
   if (!get(*db, group_key)) {
     // One group per replica: replicas never split partitions between them.
     std::string group = "passage-replica-" + uuid::random().to_string();
