@@ -644,7 +644,8 @@ domain_result<claim_decision> decide(const invite_state& s, const claim_invite& 
   claimed.claimed_at_ = now;
   claimed.restrictions_ = claim_snapshot{cfg.tracks_, cfg.access_duration_, cfg.plays_per_track_};
   claimed.access_expires_at_ = access_expires_at(now, cfg.access_duration_);
-  if (email) claimed.personal_data_.email_ = *email;
+  // Who accepted, as entered with this claim (email and any names): the acceptance list.
+  claimed.personal_data_ = who;
   d.claim_ = claim_record{claimed.claim_id_,   claimed.learner_id_,   claimed.anonymous_,
                           claimed.claimed_at_, claimed.restrictions_, claimed.access_expires_at_};
   d.events_.push_back(std::move(claimed));

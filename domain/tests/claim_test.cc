@@ -64,6 +64,8 @@ TEST(Claim, NewEmailRegistersAStudentAndClaims) {
   EXPECT_FALSE(claimed.anonymous_);
   EXPECT_EQ(claimed.claimed_at_, t0);
   EXPECT_EQ(claimed.personal_data_.email_, "ada@example.com");
+  EXPECT_EQ(claimed.personal_data_.first_name_, "Ada");  // the acceptance list shows names
+  EXPECT_EQ(claimed.personal_data_.last_name_, "Lovelace");
   EXPECT_EQ(claimed.restrictions_.plays_per_track_, 3);
   EXPECT_EQ(format_access_duration(claimed.restrictions_.access_duration_), "P30D");
   EXPECT_EQ(claimed.restrictions_.tracks_, s.settings_.tracks_);

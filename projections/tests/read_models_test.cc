@@ -360,10 +360,13 @@ TEST_F(read_models_test, acceptance_list_json_and_csv) {
   EXPECT_EQ(csv.substr(0, csv.find("\r\n")),
             "claim_id,learner_id,anonymous,email,first_name,last_name,claimed_at,access_expires_at,"
             "seconds_since_invite_created");
-  EXPECT_NE(csv.find(",false,ada@example.com,,,2026-03-01T10:00:00Z,,0\r\n"), std::string::npos)
+  EXPECT_NE(csv.find(",false,ada@example.com,Ada,Lovelace,2026-03-01T10:00:00Z,,0\r\n"),
+            std::string::npos)
       << csv;
   EXPECT_NE(csv.find(",true,,,,2026-03-01T11:00:00Z,,3600\r\n"), std::string::npos) << csv;
-  EXPECT_NE(csv.find(",'=evil@example.com,"), std::string::npos) << csv;
+  // Formula-looking cells are neutralised, names with commas and quotes escaped.
+  EXPECT_NE(csv.find(",'=evil@example.com,'@Bob,\"Tables, \"\"Little\"\"\","), std::string::npos)
+      << csv;
   EXPECT_EQ(j["claims"][2]["seconds_since_invite_created"], 7200);
   EXPECT_FALSE(models_->acceptance_list(other_org, inv));
 }

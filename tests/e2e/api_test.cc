@@ -430,14 +430,17 @@ TEST_F(node_test, ForgottenLearnerShowsAsForgottenWithCountsIntact) {
   auto c = claim(invite["code"], {{"email", "ada.lovelace@example.com"}, {"first_name", "Ada"}});
   ASSERT_EQ(c.status, 201u);
   std::string id = invite["id"];
-  ASSERT_NE(
-      client_->get("/v1/invites/" + id + "/claims", auth()).body.find("ada.lovelace@example.com"),
-      std::string::npos);
+  auto before = client_->get("/v1/invites/" + id + "/claims", auth());
+  ASSERT_NE(before.body.find("ada.lovelace@example.com"), std::string::npos);
+  const json rows = before.json()["claims"];
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0]["first_name"], "Ada");  // names entered with the claim
   auto forgot = client_->post(
       "/v1/learners/" + c.json()["learner_id"].get<std::string>() + "/forget", "", auth());
   ASSERT_EQ(forgot.status, 200u) << forgot.body;
   auto list = client_->get("/v1/invites/" + id + "/claims", auth());
   EXPECT_EQ(list.body.find("ada.lovelace@example.com"), std::string::npos) << list.body;
+  EXPECT_EQ(list.body.find("\"Ada\""), std::string::npos) << list.body;
   EXPECT_NE(list.body.find("forgotten"), std::string::npos) << list.body;
   EXPECT_EQ(list.json()["claims"].size(), 1u);
   EXPECT_EQ(client_->get("/v1/invites/" + id + "/usage", auth()).json()["claims"], 1);
