@@ -130,14 +130,9 @@ result<std::unique_ptr<replica_node>, std::string> replica_node::start(
   if (o.kafka_topic.empty()) return fail(std::string("--kafka-topic must not be empty"));
 
   fs::path dir(o.data_dir);
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return fail("cannot create data folder " + dir.string() + ": " + ec.message());
   // The replica's own secret: its pepper keys its email hashes; nothing is shared with
   // the primary, whose personal data arrives decrypted and is encrypted again here.
-  bool created = false;
-  auto secret =
-      secret_file((dir / "replica.secret").string(), [] { return secure_random_hex(32); }, created);
+  auto secret = open_node_folder(o.data_dir, "replica.secret");
   if (!secret) return fail(secret.error());
   auto keys = eventstore::open_key_store({.path = (dir / "keys").string(), .sync_new_keys = false});
   if (!keys) return fail(keys.error().message);

@@ -215,6 +215,16 @@ result<void, std::string> wait_for_read_models(server::impl& im, std::uint64_t p
 
 }  // namespace
 
+result<std::string, std::string> open_node_folder(const std::string& dir,
+                                                  const std::string& secret_name) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return fail("cannot create data folder " + dir + ": " + ec.message());
+  bool created = false;
+  return secret_file((fs::path(dir) / secret_name).string(),
+                     [] { return secure_random_hex(32); }, created);
+}
+
 server::server(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
 
 server::~server() { stop(std::chrono::seconds(2)); }
@@ -236,13 +246,7 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   if (!per_email) return fail("--claim-limit-per-email: " + per_email.error());
 
   fs::path dir(o.data_dir);
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return fail("cannot create data folder " + dir.string() + ": " + ec.message());
-
-  bool created = false;
-  auto secret =
-      secret_file((dir / "server.secret").string(), [] { return secure_random_hex(32); }, created);
+  auto secret = open_node_folder(o.data_dir, "server.secret");
   if (!secret) return fail(secret.error());
 
   // New learners' keys are synced once per group commit of the log, just before

@@ -37,6 +37,11 @@ result<std::string, std::string> secret_file(const std::string& path,
                                              const std::function<std::string()>& make,
                                              bool& created);
 
+// Creates a node's data folder when missing and reads the node's secret, kept in the
+// file `secret_name` there (made of 32 random bytes on first start).
+result<std::string, std::string> open_node_folder(const std::string& dir,
+                                                  const std::string& secret_name);
+
 struct server_options {
   // Folder for everything the node keeps. Default: "data".
   std::string data_dir = "data";
