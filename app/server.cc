@@ -221,8 +221,8 @@ result<std::string, std::string> open_node_folder(const std::string& dir,
   fs::create_directories(dir, ec);
   if (ec) return fail("cannot create data folder " + dir + ": " + ec.message());
   bool created = false;
-  return secret_file((fs::path(dir) / secret_name).string(),
-                     [] { return secure_random_hex(32); }, created);
+  return secret_file((fs::path(dir) / secret_name).string(), [] { return secure_random_hex(32); },
+                     created);
 }
 
 server::server(std::unique_ptr<impl> i) : impl_(std::move(i)) {}

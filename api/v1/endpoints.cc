@@ -813,18 +813,18 @@ void public_routes(router& r, deps_ptr d) {
           }
           auto answer = [d, respond, code, lookup, outcome,
                          invitation](service::service_result<service::claim_result> res) mutable {
-                if (!res) {
-                  outcome.rejection = res.error().code;
-                  auto now = lookup(code);
-                  if (!now) return respond(invite_not_found_page()), void();
-                  return respond(claim_page_response(*d, *now,
-                                                     http::status(status_for(outcome.rejection)),
-                                                     &outcome, invitation)),
-                         void();
-                }
-                auto c = *res;
-                after_applied(*d, c.at.position,
-                              [d, respond, code, lookup, outcome, invitation, c]() mutable {
+            if (!res) {
+              outcome.rejection = res.error().code;
+              auto now = lookup(code);
+              if (!now) return respond(invite_not_found_page()), void();
+              return respond(claim_page_response(*d, *now,
+                                                 http::status(status_for(outcome.rejection)),
+                                                 &outcome, invitation)),
+                     void();
+            }
+            auto c = *res;
+            after_applied(
+                *d, c.at.position, [d, respond, code, lookup, outcome, invitation, c]() mutable {
                   auto now = lookup(code);
                   if (!now) return respond(invite_not_found_page()), void();
                   auto status = http::status::created;

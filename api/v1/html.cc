@@ -140,10 +140,9 @@ std::string claim_page(const nlohmann::json& invite, const nlohmann::json& lead_
   std::string target = "/i/" + str("code");
   if (!invitation.empty() && is_url_safe(invitation))
     target += "?invitation=" + std::string(invitation);
-  html += "<form id=\"claim\" class=\"card\" method=\"post\" action=\"" +
-          html_escape(target) + "\" data-code=\"" + html_escape(str("code")) +
-          "\" data-starts-at=\"" + html_escape(str("starts_at")) + "\" novalidate" +
-          (claimed ? " hidden" : "") + ">\n";
+  html += "<form id=\"claim\" class=\"card\" method=\"post\" action=\"" + html_escape(target) +
+          "\" data-code=\"" + html_escape(str("code")) + "\" data-starts-at=\"" +
+          html_escape(str("starts_at")) + "\" novalidate" + (claimed ? " hidden" : "") + ">\n";
   html += "<h2>Get access</h2>\n";
   if (needs_email || access == "lead_form") {
     html += field("email", "Email", "email", true, sent("email"));

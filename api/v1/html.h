@@ -37,5 +37,4 @@ std::string claim_page(const nlohmann::json& invite, const nlohmann::json& lead_
 nlohmann::json claim_form_body(const std::vector<std::pair<std::string, std::string>>& form);
 std::string not_found_page();
 
-
 }  // namespace passage::api::v1

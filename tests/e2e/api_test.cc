@@ -708,9 +708,9 @@ TEST_F(node_test, OnlyTheBulkSendTakesALargeBody) {
     return body;
   };
   const json claim_body = {{"email", "ada@example.com"}};
-  auto claim_large = client_->post("/v1/public/invites/" + invite["code"].get<std::string>() +
-                                       "/claims",
-                                   padded(claim_body, 100 * 1024));
+  auto claim_large =
+      client_->post("/v1/public/invites/" + invite["code"].get<std::string>() + "/claims",
+                    padded(claim_body, 100 * 1024));
   EXPECT_EQ(claim_large.status, 413u) << claim_large.body;
   EXPECT_EQ(claim_large.json()["code"], "payload_too_large");
   EXPECT_NE(claim_large.json()["detail"].get<std::string>().find("65536"), std::string::npos);

@@ -434,12 +434,12 @@ TEST(Replay, OutRefusesAFolderThatIsNotReadModels) {
 
   int status = -1;
   const auto before = snapshot(dir.sub(""));
-  for (const std::string& out_dir : {data + "/keys", data + "/mailer", data + "/events", data,
-                                     notes, notes + "/todo.txt"}) {
+  for (const std::string& out_dir :
+       {data + "/keys", data + "/mailer", data + "/events", data, notes, notes + "/todo.txt"}) {
     ASSERT_TRUE(std::filesystem::exists(out_dir)) << out_dir;
-    auto out = run(std::string(PASSAGE_BINARY) + " replay --data-dir " + data + " --out " +
-                       out_dir + " 2>&1",
-                   status);
+    auto out = run(
+        std::string(PASSAGE_BINARY) + " replay --data-dir " + data + " --out " + out_dir + " 2>&1",
+        status);
     EXPECT_NE(status, 0) << out_dir << ": " << out;
     EXPECT_NE(out.find("--out"), std::string::npos) << out;
     EXPECT_NE(out.find(out_dir), std::string::npos) << out;
@@ -450,9 +450,9 @@ TEST(Replay, OutRefusesAFolderThatIsNotReadModels) {
   // A folder of read models, new or already there, is fine.
   const std::string copy = dir.sub("analysis");
   for (int i = 0; i < 2; ++i) {
-    auto out = run(std::string(PASSAGE_BINARY) + " replay --data-dir " + data + " --out " + copy +
-                       " 2>&1",
-                   status);
+    auto out =
+        run(std::string(PASSAGE_BINARY) + " replay --data-dir " + data + " --out " + copy + " 2>&1",
+            status);
     EXPECT_EQ(status, 0) << out;
   }
 }

@@ -181,8 +181,8 @@ TEST_F(MailTest, BulkSendOfAThousandGivesAThousandDistinctPersonalLinks) {
 
   // The link in the mail opens the claim page, whose form claims through the personal
   // link, also without scripts (learner.js posts to /v1/public/invitations/{token}/claims).
-  const std::string page_url = "/i/" + invite["code"].get<std::string>() +
-                               "?invitation=" + token_of["learner0@example.com"];
+  const std::string page_url =
+      "/i/" + invite["code"].get<std::string>() + "?invitation=" + token_of["learner0@example.com"];
   auto page = client_->get(page_url);
   EXPECT_EQ(page.status, 200u);
   EXPECT_NE(page.body.find("action=\"" + page_url + "\""), std::string::npos);

@@ -224,7 +224,7 @@ TEST_F(replica_e2e, TwoReplicasSideBySideEachAnswerTheWholeLog) {
 
   http_client second_client((*second)->port());
   for (const std::string& path : {"/v1/invites/" + ids[0] + "/claims",
-                                 "/v1/invites/" + ids[0] + "/usage", std::string("/v1/invites")}) {
+                                  "/v1/invites/" + ids[0] + "/usage", std::string("/v1/invites")}) {
     auto primary = client_->get(path, auth());
     ASSERT_EQ(primary.status, 200u) << path << primary.body;
     EXPECT_EQ(replica_client_->get(path, auth()).json(), primary.json()) << path;
@@ -256,8 +256,7 @@ TEST_F(replica_e2e, CommandsAndLogReadsAreRefusedNamingThePrimary) {
   for (const auto& path : std::vector<std::string>{
            "/v1/events", "/v1/streams/invite-" + ids[0],
            "/v1/invites/" + ids[0] + "/claims?as_of=2026-09-22T12:00:00Z",
-           "/v1/invites/" + ids[0] + "/usage?as_of=2026-09-22T12:00:00Z",
-           "/v1/jobs/" + ids[0]}) {
+           "/v1/invites/" + ids[0] + "/usage?as_of=2026-09-22T12:00:00Z", "/v1/jobs/" + ids[0]}) {
     auto r = replica_client_->get(path, auth());
     EXPECT_EQ(r.status, 421u) << path << r.body;
     EXPECT_EQ(r.json()["code"], "primary_only");
