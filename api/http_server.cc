@@ -490,6 +490,12 @@ class session : public std::enable_shared_from_this<session> {
     res.set(request_id_header, ex->ctx.request_id.to_string());
     if (res.find(http::field::date) == res.end()) res.set(http::field::date, http_date());
     res.prepare_payload();
+    if (ex->req.method() == http::verb::head) {
+      // The headers GET would send, Content-Length included, and no body.
+      std::size_t length = res.body().size();
+      res.body().clear();
+      if (res.has_content_length()) res.content_length(length);
+    }
     writing_ = true;
     arm_write_timer();
     http::async_write(socket_, res, [self = shared_from_this(), ex](error_code ec, std::size_t) {
@@ -535,6 +541,11 @@ class session : public std::enable_shared_from_this<session> {
                                    ex->stream_header_written = true;
                                    self->streaming_ = true;
                                    self->disarm_read_timer();
+                                   if (ex->req.method() == http::verb::head) {
+                                     // HEAD of a stream: its headers, then done.
+                                     ex->stream->close();
+                                     ex->stream_finished = true;
+                                   }
                                  }
                                  self->on_stream_written(ec, ex);
                                });

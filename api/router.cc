@@ -24,6 +24,8 @@ struct router::node {
     for (const auto& e : entries) {
       if (e.method == m) return &e;
     }
+    // HEAD is answered by the GET handler (the server sends the headers only).
+    if (m == http::verb::head) return find(http::verb::get);
     return nullptr;
   }
 };
@@ -178,6 +180,7 @@ result<route_match, problem> router::match(http::verb method, std::string_view t
     for (const auto& e : any->entries) {
       if (!allow.empty()) allow += ", ";
       allow += e.method_name;
+      if (e.method == http::verb::get) allow += ", HEAD";
     }
     problem p = make_problem("method_not_allowed", "allowed methods: " + allow);
     p.headers.emplace_back("Allow", allow);
@@ -196,9 +199,28 @@ result<route_match, problem> router::match(http::verb method, std::string_view t
 }
 
 void router::dispatch(const request& req, request_context& ctx, responder respond) const {
-  auto m = match(req.method(), std::string_view(req.target().data(), req.target().size()));
+  std::string_view target(req.target().data(), req.target().size());
+  auto m = match(req.method(), target);
   if (!m) {
     problem p = std::move(m).error();
+    // "/console/" for "/console": a page address typed or linked with a trailing slash is
+    // redirected to the route it names (GET and HEAD only; the query is kept).
+    if (p.status == 404 &&
+        (req.method() == http::verb::get || req.method() == http::verb::head)) {
+      auto q = target.find('?');
+      std::string_view path = target.substr(0, q);
+      if (path.size() > 1 && path.back() == '/' && !path.starts_with("//")) {
+        std::string canonical(path.substr(0, path.size() - 1));
+        if (q != std::string_view::npos) canonical += target.substr(q);
+        if (match(req.method(), canonical)) {
+          response res{http::status::permanent_redirect, req.version()};
+          res.set(http::field::location, canonical);
+          res.set(http::field::cache_control, "no-store");
+          respond(std::move(res));
+          return;
+        }
+      }
+    }
     if (p.extra.contains("route")) {
       ctx.route = p.extra["route"].get<std::string>();
       p.extra.erase("route");

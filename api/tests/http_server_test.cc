@@ -425,6 +425,26 @@ TEST_F(http_server_test, event_stream_delivers_chunks_and_sees_the_client_leave)
   EXPECT_TRUE(late_callback);
 }
 
+TEST_F(http_server_test, head_sends_the_get_headers_and_no_body) {
+  start();
+  client c(port());
+  c.send("HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\n" + get("/fast/7"));
+  ASSERT_TRUE(c.read_until_contains("\r\n\r\n7"));  // the next response follows at once
+  EXPECT_NE(c.raw().find("Content-Length: 15\r\n"), std::string::npos) << c.raw();
+  EXPECT_EQ(c.raw().find("hello 127.0.0.1"), std::string::npos) << c.raw();
+  EXPECT_EQ(c.raw().find("HTTP/1.1 200 OK"), 0u);
+}
+
+TEST_F(http_server_test, head_of_an_event_stream_sends_its_headers_and_ends) {
+  start();
+  client c(port());
+  c.send("HEAD /events HTTP/1.1\r\nHost: t\r\n\r\n");
+  EXPECT_FALSE(c.read_until_contains("never sent"));  // the server ends the response
+  EXPECT_NE(c.raw().find("text/event-stream"), std::string::npos) << c.raw();
+  EXPECT_EQ(c.raw().find("data: one"), std::string::npos) << c.raw();
+  EXPECT_EQ(stream_closed_.get_future().wait_for(liveness), std::future_status::ready);
+}
+
 TEST_F(http_server_test, event_stream_close_ends_the_response) {
   start();
   client c(port());
@@ -491,7 +511,7 @@ TEST_F(http_server_test, router_problems_reach_the_client) {
   EXPECT_EQ(not_found->result(), http::status::not_found);
   EXPECT_EQ(bad->result(), http::status::bad_request);
   EXPECT_EQ(wrong_method->result(), http::status::method_not_allowed);
-  EXPECT_EQ((*wrong_method)[http::field::allow], "GET");
+  EXPECT_EQ((*wrong_method)[http::field::allow], "GET, HEAD");
 }
 
 TEST_F(http_server_test, client_ip_comes_from_the_proxy_only_when_trusted) {

@@ -111,12 +111,33 @@ TEST_F(router_test, known_path_with_other_method_is_405_with_allow) {
   request_context ctx;
   auto res = call(http::verb::delete_, "/v1/invites/7", &ctx);
   EXPECT_EQ(res.result(), http::status::method_not_allowed);
-  EXPECT_EQ(res[http::field::allow], "GET, PATCH");
+  EXPECT_EQ(res[http::field::allow], "GET, HEAD, PATCH");
   EXPECT_EQ(ctx.route, "/v1/invites/{id}");  // metrics still see the template
   EXPECT_FALSE(nlohmann::json::parse(res.body()).contains("route"));
 
   auto list = call(http::verb::put, "/v1/invites");
-  EXPECT_EQ(list[http::field::allow], "GET, POST");
+  EXPECT_EQ(list[http::field::allow], "GET, HEAD, POST");
+}
+
+TEST_F(router_test, head_is_answered_by_the_get_route) {
+  request_context ctx;
+  auto res = call(http::verb::head, "/v1/invites/7", &ctx);
+  EXPECT_EQ(res.result(), http::status::ok);
+  EXPECT_EQ(res.body(), "get id=7");  // the server drops the body, keeping its length
+  EXPECT_EQ(ctx.route, "/v1/invites/{id}");
+  // No GET, no HEAD.
+  EXPECT_EQ(match_error(http::verb::head, "/v1/invites/7/claims").status, 405u);
+}
+
+TEST_F(router_test, a_trailing_slash_redirects_to_the_route_it_names) {
+  auto res = call(http::verb::get, "/v1/invites/?status=active");
+  EXPECT_EQ(res.result(), http::status::permanent_redirect);
+  EXPECT_EQ(res[http::field::location], "/v1/invites?status=active");
+  EXPECT_EQ(call(http::verb::head, "/v1/invites/7/").result(), http::status::permanent_redirect);
+  // Only GET and HEAD, only when the route exists, never to another host.
+  EXPECT_EQ(call(http::verb::post, "/v1/invites/").result(), http::status::not_found);
+  EXPECT_EQ(call(http::verb::get, "/nope/").result(), http::status::not_found);
+  EXPECT_EQ(call(http::verb::get, "//v1/invites/").result(), http::status::not_found);
 }
 
 TEST_F(router_test, rejects_path_tricks_with_400) {
