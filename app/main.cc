@@ -252,6 +252,12 @@ int main(int argc, char** argv) {
       ->envname("PASSAGE_THREADS")
       ->capture_default_str();
   serve_cmd
+      ->add_option("--slow-query-limit", serve_options.slow_query_limit,
+                   "Point-in-time (as_of) answers taken at once, running or waiting; more get "
+                   "503; 0 refuses them")
+      ->envname("PASSAGE_SLOW_QUERY_LIMIT")
+      ->capture_default_str();
+  serve_cmd
       ->add_option("--smtp-url", serve_options.smtp_url,
                    "SMTP server smtp://host:port or smtps://host:port; empty: .eml files in "
                    "<data-dir>/outbox")

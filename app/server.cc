@@ -127,6 +127,7 @@ struct server::impl {
   std::unique_ptr<api::rate_limiter> per_ip, per_email;
   std::shared_ptr<api::metrics> metrics;
   std::unique_ptr<api::router> router;
+  std::unique_ptr<api::work_queue> slow_queries;
   boost::asio::io_context ioc;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
   std::unique_ptr<api::http_server> http;
@@ -376,7 +377,10 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
       api::rate_limiter_options{.limit = *per_email, .clock = im->clock});
 
   im->router = std::make_unique<api::router>();
+  im->slow_queries = std::make_unique<api::work_queue>(api::work_queue_options{
+      .threads = std::max(1U, o.slow_query_threads), .max_jobs = o.slow_query_limit});
   api::v1::endpoint_deps deps;
+  deps.slow_queries = im->slow_queries.get();
   deps.commands = im->commands.get();
   deps.reads = im->reads.get();
   deps.codec = im->codec.get();
@@ -518,6 +522,7 @@ void server::stop(std::chrono::milliseconds grace) {
   for (auto& t : im.threads) t.join();
   im.threads.clear();
   im.http.reset();
+  if (im.slow_queries) im.slow_queries->stop();  // queued ones answered (connections gone)
   if (im.relay) im.relay->stop();
   im.relay.reset();
   im.broker.reset();

@@ -50,6 +50,11 @@ struct server_options {
   std::uint16_t port = 8080;
   // I/O threads. Default: 2.
   unsigned threads = 2;
+  // Point-in-time answers (`as_of`, rebuilt from the log) run on their own threads, at
+  // most this many taken at once (running or waiting); more get 503 with Retry-After.
+  // 0 refuses them all. Defaults: 2 threads, 32.
+  unsigned slow_query_threads = 2;
+  std::size_t slow_query_limit = 32;
   // Claim abuse limits as COUNT/DURATION; "0" disables. Defaults: 5/15m, 3/1h.
   std::string claim_limit_per_ip = "5/15m";
   std::string claim_limit_per_email = "3/1h";

@@ -249,6 +249,18 @@ result<projections::invite_snapshot, problem> snapshot_of(const endpoint_deps& d
   return std::move(**s);
 }
 
+// Runs `answer` on the slow-query pool (deps.slow_queries), or here without one. A full
+// pool answers 503 unavailable with Retry-After: 1 (nothing was read or changed).
+void off_io_thread(const endpoint_deps& d, const responder& respond,
+                   std::function<void()> answer) {
+  if (!d.slow_queries) return answer();
+  if (d.slow_queries->try_post(std::move(answer))) return;
+  problem p = make_problem("unavailable",
+                           "too many point-in-time queries are running; retry in a moment");
+  p.retry_after = std::chrono::seconds(1);
+  respond(problem_response(p));
+}
+
 // ---- routes -------------------------------------------------------------------
 
 void health_routes(router& r, deps_ptr d) {
@@ -651,28 +663,33 @@ void invite_routes(router& r, deps_ptr d) {
           if (auto p = readable(who, *id)) return respond(problem_response(*p)), void();
           auto as_of = time_param(ctx, "as_of");
           if (!as_of) return respond(problem_response(as_of.error())), void();
-          std::optional<std::vector<projections::acceptance_row>> rows;
-          if (*as_of) {
-            auto then = snapshot_of(*d, who, *id, **as_of);
-            if (!then) return respond(problem_response(then.error())), void();
-            rows = then->acceptance_list();
-          } else {
-            rows = d->reads->acceptance_list(who.org_id_, *id);
-          }
-          if (!rows)
-            return respond(problem_response(make_problem("not_found", "no such invite"))), void();
-          if (wants_csv(req)) {
-            auto res = text_response(http::status::ok, projections::acceptance_csv(*rows),
-                                     "text/csv; charset=utf-8");
-            res.set(http::field::content_disposition,
-                    "attachment; filename=\"acceptance-" + id->to_string() + ".csv\"");
-            return respond(std::move(res)), void();
-          }
-          json items = json::array();
-          for (const auto& row : *rows) items.push_back(projections::to_json(row));
-          json body = {{"invite_id", id->to_string()}, {"claims", items}, {"count", rows->size()}};
-          if (*as_of) body["as_of"] = format_rfc3339(**as_of);
-          respond(json_response(http::status::ok, body));
+          auto answer = [d, who, id = *id, as_of = *as_of, csv = wants_csv(req), respond] {
+            std::optional<std::vector<projections::acceptance_row>> rows;
+            if (as_of) {
+              auto then = snapshot_of(*d, who, id, *as_of);
+              if (!then) return respond(problem_response(then.error())), void();
+              rows = then->acceptance_list();
+            } else {
+              rows = d->reads->acceptance_list(who.org_id_, id);
+            }
+            if (!rows)
+              return respond(problem_response(make_problem("not_found", "no such invite"))),
+                     void();
+            if (csv) {
+              auto res = text_response(http::status::ok, projections::acceptance_csv(*rows),
+                                       "text/csv; charset=utf-8");
+              res.set(http::field::content_disposition,
+                      "attachment; filename=\"acceptance-" + id.to_string() + ".csv\"");
+              return respond(std::move(res)), void();
+            }
+            json items = json::array();
+            for (const auto& row : *rows) items.push_back(projections::to_json(row));
+            json body = {{"invite_id", id.to_string()}, {"claims", items}, {"count", rows->size()}};
+            if (as_of) body["as_of"] = format_rfc3339(*as_of);
+            respond(json_response(http::status::ok, body));
+          };
+          if (*as_of) return off_io_thread(*d, respond, std::move(answer));
+          answer();
         }));
 
   r.add(http::verb::get, "/v1/invites/{id}/usage",
@@ -684,11 +701,13 @@ void invite_routes(router& r, deps_ptr d) {
           auto as_of = time_param(ctx, "as_of");
           if (!as_of) return respond(problem_response(as_of.error())), void();
           if (*as_of) {
-            auto then = snapshot_of(*d, who, *id, **as_of);
-            if (!then) return respond(problem_response(then.error())), void();
-            auto body = projections::to_json(then->usage());
-            body["as_of"] = format_rfc3339(**as_of);
-            return respond(json_response(http::status::ok, body)), void();
+            return off_io_thread(*d, respond, [d, who, id = *id, as_of = **as_of, respond] {
+              auto then = snapshot_of(*d, who, id, as_of);
+              if (!then) return respond(problem_response(then.error())), void();
+              auto body = projections::to_json(then->usage());
+              body["as_of"] = format_rfc3339(as_of);
+              respond(json_response(http::status::ok, body));
+            });
           }
           auto u = d->reads->usage(who.org_id_, *id);
           if (!u)

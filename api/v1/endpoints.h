@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "api/router.h"
+#include "api/work_queue.h"
 #include "api/v1/idempotency.h"
 #include "eventstore/event_codec.h"
 #include "eventstore/event_store.h"
@@ -54,6 +55,9 @@ struct endpoint_deps {
   // The newest log position this node knows of, when it has no event log (a replica:
   // the last position seen on Kafka). Default: the event log's head.
   std::function<std::uint64_t()> log_position;
+  // Where answers rebuilt from the log (`as_of`) run, off the I/O threads; a full queue
+  // answers 503 with Retry-After. nullptr: on the calling thread (tests).
+  work_queue* slow_queries = nullptr;
 };
 
 void register_routes(router& r, const endpoint_deps& deps);

@@ -828,6 +828,27 @@ TEST_F(audit_test, UsageAndClaimsAsOfAnswerAsTheServerDidAtEachInstant) {
             404u);
 }
 
+TEST_F(audit_test, PointInTimeAnswersPastTheSlowQueryLimitGet503WithRetryAfter) {
+  configure_ = [](app::server_options& o) { o.slow_query_limit = 0; };
+  restart();
+  make_track("k8s-basics");
+  auto id = make_invite({{"title", "Busy"}, {"tracks", {"k8s-basics"}}})["id"].get<std::string>();
+  for (const char* path : {"/usage?as_of=", "/claims?as_of="}) {
+    auto busy = client_->get("/v1/invites/" + id + path + "2026-01-01T00:00:00Z", auth());
+    EXPECT_EQ(busy.status, 503u) << path;
+    EXPECT_EQ(busy.json()["code"], "unavailable") << path;
+    EXPECT_EQ(busy.header("Retry-After"), "1") << path;
+  }
+  auto csv_auth = auth();
+  csv_auth["Accept"] = "text/csv";
+  EXPECT_EQ(
+      client_->get("/v1/invites/" + id + "/claims?as_of=2026-01-01T00:00:00Z", csv_auth).status,
+      503u);
+  // Answers from the read models do not take the slow-query pool.
+  EXPECT_EQ(client_->get("/v1/invites/" + id + "/usage", auth()).status, 200u);
+  EXPECT_EQ(client_->get("/v1/invites/" + id + "/claims", auth()).status, 200u);
+}
+
 TEST_F(audit_test, ClaimHistoryPerHourAndDayForTheOrganizationAndTimeToClaim) {
   make_track("k8s-basics");
   auto a = make_invite({{"title", "A"}, {"tracks", {"k8s-basics"}}});

@@ -468,6 +468,11 @@ TEST(Cli, BadFlagsAreNamedAndTouchNothing) {
             status);
   EXPECT_NE(status, 0);
   EXPECT_NE(out.find("claim-limit-per-ip"), std::string::npos) << out;
+  out = run(std::string(PASSAGE_BINARY) + " serve --data-dir " + dir.sub("d") +
+                " --slow-query-limit many --listen 127.0.0.1:0 2>&1",
+            status);
+  EXPECT_NE(status, 0);
+  EXPECT_NE(out.find("--slow-query-limit"), std::string::npos) << out;
   EXPECT_FALSE(std::filesystem::exists(dir.sub("d"))) << "a refused start creates no data folder";
 
   out = run(std::string(PASSAGE_BINARY) + " replica --data-dir " + dir.sub("r") + " 2>&1", status);

@@ -1,0 +1,66 @@
+#include "api/work_queue.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace passage::api {
+
+work_queue::work_queue(work_queue_options options) : options_(options) {
+  std::size_t n = std::max<std::size_t>(options_.threads, 1);
+  threads_.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) threads_.emplace_back([this] { run(); });
+}
+
+work_queue::~work_queue() { stop(); }
+
+bool work_queue::try_post(std::function<void()> job) {
+  {
+    std::lock_guard lk(mu_);
+    if (stopping_ || queue_.size() + running_ >= options_.max_jobs) return false;
+    queue_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+  return true;
+}
+
+void work_queue::stop() {
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+std::size_t work_queue::jobs() const {
+  std::lock_guard lk(mu_);
+  return queue_.size() + running_;
+}
+
+void work_queue::run() {
+  while (true) {
+    std::function<void()> job;
+    {
+      std::unique_lock lk(mu_);
+      cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and nothing left to answer
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      ++running_;
+    }
+    // A job answers its request itself; one that throws has dropped its responder, which
+    // then answers 500. The thread goes on either way.
+    try {
+      job();
+    } catch (...) {
+    }
+    job = nullptr;  // its captures (the responder) go before the slot is given back
+    std::lock_guard lk(mu_);
+    --running_;
+  }
+}
+
+}  // namespace passage::api
