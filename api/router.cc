@@ -205,8 +205,7 @@ void router::dispatch(const request& req, request_context& ctx, responder respon
     problem p = std::move(m).error();
     // "/console/" for "/console": a page address typed or linked with a trailing slash is
     // redirected to the route it names (GET and HEAD only; the query is kept).
-    if (p.status == 404 &&
-        (req.method() == http::verb::get || req.method() == http::verb::head)) {
+    if (p.status == 404 && (req.method() == http::verb::get || req.method() == http::verb::head)) {
       auto q = target.find('?');
       std::string_view path = target.substr(0, q);
       if (path.size() > 1 && path.back() == '/' && !path.starts_with("//")) {

@@ -251,12 +251,11 @@ result<projections::invite_snapshot, problem> snapshot_of(const endpoint_deps& d
 
 // Runs `answer` on the slow-query pool (deps.slow_queries), or here without one. A full
 // pool answers 503 unavailable with Retry-After: 1 (nothing was read or changed).
-void off_io_thread(const endpoint_deps& d, const responder& respond,
-                   std::function<void()> answer) {
+void off_io_thread(const endpoint_deps& d, const responder& respond, std::function<void()> answer) {
   if (!d.slow_queries) return answer();
   if (d.slow_queries->try_post(std::move(answer))) return;
-  problem p = make_problem("unavailable",
-                           "too many point-in-time queries are running; retry in a moment");
+  problem p =
+      make_problem("unavailable", "too many point-in-time queries are running; retry in a moment");
   p.retry_after = std::chrono::seconds(1);
   respond(problem_response(p));
 }
@@ -673,8 +672,7 @@ void invite_routes(router& r, deps_ptr d) {
               rows = d->reads->acceptance_list(who.org_id_, id);
             }
             if (!rows)
-              return respond(problem_response(make_problem("not_found", "no such invite"))),
-                     void();
+              return respond(problem_response(make_problem("not_found", "no such invite"))), void();
             if (csv) {
               auto res = text_response(http::status::ok, projections::acceptance_csv(*rows),
                                        "text/csv; charset=utf-8");
