@@ -466,6 +466,21 @@ std::optional<problem> readable_on_replica(const endpoint_deps& d, const domain:
   return std::nullopt;
 }
 
+// Reads of one invite (and of what hangs off it, e.g. its mail jobs) check professor
+// ownership through the command side's authorization (404 across organizations).
+std::optional<problem> invite_readable(const endpoint_deps& d, const domain::principal& who,
+                                       const uuid& id) {
+  if (who.role_ != domain::role::professor) {
+    if (!d.reads->invite(who.org_id_, id, d.clock->now()))
+      return make_problem("not_found", "no such invite");
+    return std::nullopt;
+  }
+  if (!d.commands) return readable_on_replica(d, who, id);
+  auto s = d.commands->invite_for(who, id);
+  if (!s) return from_service(s.error());
+  return std::nullopt;
+}
+
 void invite_routes(router& r, deps_ptr d) {
   auto scope = [d](const request& req, const request_context&) {
     auto who = authenticate(*d, req);
@@ -552,18 +567,8 @@ void invite_routes(router& r, deps_ptr d) {
                {"next_cursor", page->next_cursor ? json(*page->next_cursor) : json(nullptr)}}));
         }));
 
-  // Reads of one invite check professor ownership through the command side's
-  // authorization (404 across organizations).
-  auto readable = [d](const domain::principal& who, const uuid& id) -> std::optional<problem> {
-    if (who.role_ != domain::role::professor) {
-      if (!d->reads->invite(who.org_id_, id, d->clock->now()))
-        return make_problem("not_found", "no such invite");
-      return std::nullopt;
-    }
-    if (!d->commands) return readable_on_replica(*d, who, id);
-    auto s = d->commands->invite_for(who, id);
-    if (!s) return from_service(s.error());
-    return std::nullopt;
+  auto readable = [d](const domain::principal& who, const uuid& id) {
+    return invite_readable(*d, who, id);
   };
 
   r.add(http::verb::get, "/v1/invites/{id}",
@@ -1184,6 +1189,12 @@ void invitation_routes(router& r, deps_ptr d) {
           auto job = d->job_status ? d->job_status(who.org_id_, *id) : std::nullopt;
           if (!job)
             return respond(problem_response(make_problem("not_found", "no such job"))), void();
+          // A professor sees the jobs of the invites they may read, and no other.
+          if (who.role_ == domain::role::professor) {
+            auto invite = uuid::parse(job->value("invite_id", std::string()));
+            if (!invite || invite_readable(*d, who, *invite))
+              return respond(problem_response(make_problem("not_found", "no such job"))), void();
+          }
           respond(json_response(http::status::ok, *job));
         }));
 

@@ -378,6 +378,33 @@ TEST_F(MailTest, InvalidSendsAreRefusedWithAField) {
   EXPECT_EQ(client_->get("/v1/jobs/" + uuid::random().to_string(), auth()).status, 404u);
 }
 
+TEST_F(MailTest, AProfessorSeesTheJobsOfItsOwnInvitesOnly) {
+  auto professor = [&](const std::string& name) -> std::string {
+    auto r =
+        client_->post("/v1/api-keys", json{{"role", "professor"}, {"name", name}}.dump(), auth());
+    EXPECT_EQ(r.status, 201u) << r.body;
+    return r.json().value("key", "");
+  };
+  const std::string prof = professor("prof"), other = professor("other");
+  ASSERT_EQ(client_->post("/v1/tracks", R"({"track_id":"own","title":"Own"})", auth(prof)).status,
+            201u);
+  auto own = make_invite({{"title", "Own"},
+                          {"tracks", {"own"}},
+                          {"access", "allowed"},
+                          {"allowed_domains", {"staff.example.org"}}},
+                         prof);
+  auto r = client_->post("/v1/invites/" + own["id"].get<std::string>() + "/send",
+                         json{{"emails", {"ann@staff.example.org"}}}.dump(), auth(prof));
+  ASSERT_EQ(r.status, 202u) << r.body;
+  const std::string own_job = r.json()["job_id"];
+  const std::string admin_job = send(private_invite()["id"], {"bob@staff.example.org"});
+
+  EXPECT_EQ(client_->get("/v1/jobs/" + own_job, auth(prof)).status, 200u);
+  EXPECT_EQ(client_->get("/v1/jobs/" + own_job, auth()).status, 200u) << "the owner sees all";
+  EXPECT_EQ(client_->get("/v1/jobs/" + own_job, auth(other)).status, 404u);
+  EXPECT_EQ(client_->get("/v1/jobs/" + admin_job, auth(prof)).status, 404u);
+}
+
 // Opt-in reminders go, after the delay, only to addressees who have not claimed and whose
 // link is still current, with the same personal link.
 TEST_F(MailTest, RemindersGoOnlyToAddresseesWhoHaveNotClaimed) {
