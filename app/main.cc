@@ -258,6 +258,11 @@ int main(int argc, char** argv) {
       ->envname("PASSAGE_SLOW_QUERY_LIMIT")
       ->capture_default_str();
   serve_cmd
+      ->add_option("--max-live-clients", serve_options.max_live_clients,
+                   "Live-tail (SSE) clients connected at once; more get 503")
+      ->envname("PASSAGE_MAX_LIVE_CLIENTS")
+      ->capture_default_str();
+  serve_cmd
       ->add_option("--smtp-url", serve_options.smtp_url,
                    "SMTP server smtp://host:port or smtps://host:port; empty: .eml files in "
                    "<data-dir>/outbox")

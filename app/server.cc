@@ -381,6 +381,7 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
       .threads = std::max(1U, o.slow_query_threads), .max_jobs = o.slow_query_limit});
   api::v1::endpoint_deps deps;
   deps.slow_queries = im->slow_queries.get();
+  deps.live_tail_max_clients = o.max_live_clients;
   deps.commands = im->commands.get();
   deps.reads = im->reads.get();
   deps.codec = im->codec.get();

@@ -55,6 +55,9 @@ struct server_options {
   // 0 refuses them all. Defaults: 2 threads, 32.
   unsigned slow_query_threads = 2;
   std::size_t slow_query_limit = 32;
+  // Clients of the live tail (GET /v1/events/live) connected at once; more get 503.
+  // Default: 1024.
+  std::size_t max_live_clients = 1024;
   // Claim abuse limits as COUNT/DURATION; "0" disables. Defaults: 5/15m, 3/1h.
   std::string claim_limit_per_ip = "5/15m";
   std::string claim_limit_per_email = "3/1h";

@@ -8,6 +8,7 @@
 #include "api/problem.h"
 #include "api/v1/dto.h"
 #include "api/v1/html.h"
+#include "api/v1/live_tail.h"
 #include "common/time_format.h"
 #include "domain/invite_code.h"
 #include "domain/text.h"
@@ -1006,7 +1007,27 @@ void claim_history_routes(router& r, deps_ptr d) {
         }));
 }
 
+// 503 for a live-tail client past the limit of connected ones.
+response live_tail_full() {
+  problem p = make_problem("unavailable", "too many live-tail clients are connected; retry later");
+  p.retry_after = std::chrono::seconds(5);
+  return problem_response(p);
+}
+
 void event_routes(router& r, deps_ptr d) {
+  // One reading thread for every live-tail client (live_tail.h); none on a replica.
+  std::shared_ptr<live_tail> tail;
+  if (d->store) {
+    tail = std::make_shared<live_tail>(
+        *d->store,
+        [d](const eventstore::recorded_event& e) -> std::optional<std::string> {
+          auto j = event_json(*d, e);
+          if (!j) return std::nullopt;
+          return "id: " + std::to_string(e.position) + "\nevent: " + e.type +
+                 "\ndata: " + j->dump() + "\n\n";
+        },
+        live_tail_options{.max_clients = d->live_tail_max_clients});
+  }
   r.add(http::verb::get, "/v1/events",
         admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
                      responder respond) {
@@ -1097,54 +1118,41 @@ void event_routes(router& r, deps_ptr d) {
         }));
 
   // Live tail as Server-Sent Events; resumes after Last-Event-ID (a position).
-  r.add(
-      http::verb::get, "/v1/events/live",
-      admin(d, [d](const domain::principal& who, const request& req, request_context& ctx,
-                   responder respond) {
-        if (!may_read_log(who))
-          return respond(problem_response(make_problem("forbidden", "owner or admin only"))),
-                 void();
-        auto from = query_int(ctx.query, "from", 0, INT64_MAX);
-        if (!from) return respond(problem_response(from.error())), void();
-        std::uint64_t start = static_cast<std::uint64_t>(from->value_or(0));
-        if (auto it = req.find("Last-Event-ID"); it != req.end()) {
-          try {
-            start = std::stoull(std::string(it->value())) + 1;
-          } catch (const std::exception&) {
-            return respond(
-                       problem_response(invalid_request("Last-Event-ID must be a log position"))),
+  r.add(http::verb::get, "/v1/events/live",
+        admin(d, [d, tail](const domain::principal& who, const request& req, request_context& ctx,
+                           responder respond) {
+          if (!may_read_log(who))
+            return respond(problem_response(make_problem("forbidden", "owner or admin only"))),
                    void();
+          auto from = query_int(ctx.query, "from", 0, INT64_MAX);
+          if (!from) return respond(problem_response(from.error())), void();
+          std::uint64_t start = static_cast<std::uint64_t>(from->value_or(0));
+          if (auto it = req.find("Last-Event-ID"); it != req.end()) {
+            try {
+              start = std::stoull(std::string(it->value())) + 1;
+            } catch (const std::exception&) {
+              return respond(
+                         problem_response(invalid_request("Last-Event-ID must be a log position"))),
+                     void();
+            }
+          } else if (!from->has_value()) {
+            start = d->store->head_position() + 1;  // live only
           }
-        } else if (!from->has_value()) {
-          start = d->store->head_position() + 1;  // live only
-        }
-        response_header h;
-        h.result(http::status::ok);
-        h.set(http::field::content_type, "text/event-stream");
-        h.set(http::field::cache_control, "no-store");
-        auto stream = respond.start_stream(std::move(h));
-        if (!stream) return;
-        stream->send(": passage live tail\nretry: 2000\n\n");
-        const std::string org = who.org_id_.to_string();
-        auto sub = std::make_shared<std::unique_ptr<eventstore::subscription>>();
-        *sub = std::make_unique<eventstore::subscription>(
-            *d->store,
-            eventstore::subscription_options{.filter = {.from_position = start}, .max_batch = 256},
-            [d, stream, org](std::span<const eventstore::recorded_event> batch) {
-              for (const auto& e : batch) {
-                if (e.org_id != org) continue;
-                auto j = event_json(*d, e);
-                if (!j) continue;
-                if (!stream->send("id: " + std::to_string(e.position) + "\nevent: " + e.type +
-                                  "\ndata: " + j->dump() + "\n\n")) {
-                  return false;
-                }
-              }
-              return stream->is_open();
-            });
-        // Stopping joins the subscription's thread: never on an I/O thread.
-        stream->on_close([sub] { std::thread([sub] { sub->reset(); }).detach(); });
-      }));
+          if (!tail)
+            return respond(problem_response(primary_only(d->primary.value_or("")))), void();
+          response_header h;
+          h.result(http::status::ok);
+          h.set(http::field::content_type, "text/event-stream");
+          h.set(http::field::cache_control, "no-store");
+          // Refused before the stream starts, so the client gets a problem, not a cut stream.
+          if (tail->clients() >= d->live_tail_max_clients) return respond(live_tail_full()), void();
+          auto stream = respond.start_stream(std::move(h));
+          if (!stream) return;
+          stream->send(": passage live tail\nretry: 2000\n\n");
+          if (!tail->add({.org = who.org_id_.to_string(), .from = start, .stream = stream})) {
+            stream->close();  // filled up in between (or stopping): the client retries
+          }
+        }));
 }
 
 // Private invitations (SPEC §4): a bulk send is recorded at once (202 with the job id);

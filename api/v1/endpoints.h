@@ -15,8 +15,8 @@
 #include <string_view>
 
 #include "api/router.h"
-#include "api/work_queue.h"
 #include "api/v1/idempotency.h"
+#include "api/work_queue.h"
 #include "eventstore/event_codec.h"
 #include "eventstore/event_store.h"
 #include "projections/read_models.h"
@@ -58,6 +58,8 @@ struct endpoint_deps {
   // Where answers rebuilt from the log (`as_of`) run, off the I/O threads; a full queue
   // answers 503 with Retry-After. nullptr: on the calling thread (tests).
   work_queue* slow_queries = nullptr;
+  // Clients of GET /v1/events/live connected at once; more get 503 with Retry-After.
+  std::size_t live_tail_max_clients = 1024;
 };
 
 void register_routes(router& r, const endpoint_deps& deps);

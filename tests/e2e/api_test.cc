@@ -599,8 +599,21 @@ class sse_reader {
     }
   }
   const std::vector<std::uint64_t>& ids() const { return ids_; }
+  // The response status (reads the status line if not read yet).
+  unsigned status() {
+    while (pending_.find("\r\n") == std::string::npos && head_.empty()) {
+      char buf[4096];
+      boost::system::error_code ec;
+      auto n = socket_.read_some(boost::asio::buffer(buf), ec);
+      if (ec) return 0;
+      pending_.append(buf, n);
+    }
+    if (head_.empty()) head_ = pending_.substr(0, pending_.find("\r\n"));
+    return head_.size() >= 12 ? static_cast<unsigned>(std::stoul(head_.substr(9, 3))) : 0;
+  }
 
  private:
+  std::string head_;
   boost::asio::io_context ioc_;
   boost::asio::ip::tcp::socket socket_;
   std::string pending_;
@@ -633,6 +646,72 @@ TEST_F(node_test, LiveTailResumesAfterADroppedConnectionWithoutGapOrDuplicate) {
   for (std::size_t i = 0; i < seen.size(); ++i)
     ASSERT_EQ(seen[i], i + 1) << "gap or duplicate at " << i;
   EXPECT_EQ(seen.back(), head());
+}
+
+// Threads of this process (the node runs in it).
+std::size_t thread_count() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& t : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+TEST_F(node_test, ManyLiveTailClientsShareOneReaderAndEachGetsEveryEventInOrder) {
+  make_track("k8s-basics");
+  auto invite = make_invite({{"title", "Live"}, {"tracks", {"k8s-basics"}}});
+  auto head = [&] {
+    return client_->get("/v1/system").json()["log_position"].get<std::uint64_t>();
+  };
+  const std::uint64_t start = head();
+  const std::size_t threads_before = thread_count();
+  std::vector<std::unique_ptr<sse_reader>> from_start, live;
+  for (int i = 0; i < 20; ++i) {
+    from_start.push_back(std::make_unique<sse_reader>(node_->port(), "/v1/events/live?from=1",
+                                                      owner_, std::nullopt));
+    live.push_back(std::make_unique<sse_reader>(
+        node_->port(), "/v1/events/live?from=" + std::to_string(start + 1), owner_, std::nullopt));
+  }
+  for (int i = 0; i < 10; ++i)
+    ASSERT_EQ(claim(invite["code"], {{"email", "c" + std::to_string(i) + "@x.io"}}).status, 201u);
+  const std::uint64_t end = head();
+  for (auto& r : from_start) {
+    r->read_until(end);
+    ASSERT_EQ(r->ids().size(), end);
+    for (std::size_t i = 0; i < r->ids().size(); ++i) ASSERT_EQ(r->ids()[i], i + 1);
+  }
+  for (auto& r : live) {
+    r->read_until(end);
+    ASSERT_EQ(r->ids().size(), end - start);
+    for (std::size_t i = 0; i < r->ids().size(); ++i) ASSERT_EQ(r->ids()[i], start + 1 + i);
+  }
+  // Forty clients, no thread each (the HTTP I/O threads and the one reader serve them).
+  EXPECT_LT(thread_count(), threads_before + 5);
+}
+
+class live_tail_limit_test : public node_test {
+ protected:
+  void SetUp() override {
+    configure_ = [](app::server_options& o) { o.max_live_clients = 2; };
+    node_test::SetUp();
+  }
+};
+
+TEST_F(live_tail_limit_test, ClientsPastTheLimitGet503UntilOneLeaves) {
+  auto first =
+      std::make_unique<sse_reader>(node_->port(), "/v1/events/live?from=1", owner_, std::nullopt);
+  sse_reader second(node_->port(), "/v1/events/live?from=1", owner_, std::nullopt);
+  first->read_until(1);
+  second.read_until(1);
+  auto refused = client_->get("/v1/events/live", auth());
+  EXPECT_EQ(refused.status, 503u) << refused.body;
+  EXPECT_EQ(refused.json()["code"], "unavailable");
+  EXPECT_EQ(refused.header("Retry-After"), "5");
+  first.reset();  // leaves: its place is given back once the reader notices
+  for (int i = 0; i < 500; ++i) {
+    sse_reader again(node_->port(), "/v1/events/live?from=1", owner_, std::nullopt);
+    if (again.status() == 200u) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  FAIL() << "the place of the client that left was never given back";
 }
 
 TEST_F(node_test, MetricsExposeRequestsByRoute) {

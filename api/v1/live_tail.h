@@ -1,0 +1,83 @@
+#pragma once
+// The live tail behind GET /v1/events/live: one reading thread for every connected
+// client, however many there are. Clients at the head form the live group and share
+// one scan of each new batch, each event rendered once (its frame reused for every
+// client of its organization); a client resuming from an older position (Last-Event-ID,
+// ?from=) catches up on its own, one bounded step per round, and joins the live group
+// when it reaches it, so a long catch-up never delays the others. At most `max_clients`
+// at once; past that add() refuses and the route answers 503.
+//
+//   live_tail tail(store, [&](const recorded_event& e) { return frame_of(e); });
+//   if (!tail.add({.org = org, .from = start, .stream = stream})) refuse();
+//
+// Every event is delivered to a client at most once and in log order, from its start
+// position on with no gap. A client whose stream closes (it left, it was too slow, the
+// server stopped) is dropped at the next round.
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/http_types.h"
+#include "eventstore/event_store.h"
+
+namespace passage::api::v1 {
+
+struct live_tail_options {
+  std::size_t max_clients = 1024;
+  std::size_t batch = 512;  // events per scan step (live group, and each catch-up step)
+};
+
+class live_tail {
+ public:
+  // The SSE frame of an event ("id: …\nevent: …\ndata: …\n\n"); nullopt: not shown.
+  using render = std::function<std::optional<std::string>(const eventstore::recorded_event&)>;
+
+  struct client {
+    std::string org;         // only events of this organization
+    std::uint64_t from = 1;  // the first position to deliver
+    std::shared_ptr<event_stream> stream;
+  };
+
+  live_tail(eventstore::event_store& store, render frame, live_tail_options options = {});
+  ~live_tail();  // stop()
+  live_tail(const live_tail&) = delete;
+  live_tail& operator=(const live_tail&) = delete;
+
+  // Adds a client; false when max_clients are connected (or it stopped).
+  bool add(client c);
+  // Ends the thread; streams of remaining clients are closed. Not from an I/O thread.
+  void stop();
+  // Clients connected (live or catching up).
+  std::size_t clients() const;
+
+ private:
+  struct member {
+    client c;
+    std::uint64_t next = 1;
+  };
+  void run();
+  // One scan step from `from` for `group` (a client gets the events at or after its
+  // `next`), moving each one's `next` past what was examined. Returns whether the step
+  // filled its batch (more may be waiting), or nullopt when the log could not be read.
+  std::optional<bool> step(std::uint64_t from, const std::vector<member*>& group);
+
+  eventstore::event_store& store_;
+  render frame_;
+  live_tail_options options_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<member> joining_;  // added, not yet taken by the thread
+  std::size_t count_ = 0;        // joining_ + the thread's members
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace passage::api::v1
