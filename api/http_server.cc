@@ -58,14 +58,21 @@ std::size_t route_body_bytes(const http_server_options& o, http::verb method,
   return it == o.route_body_bytes.end() ? o.max_body_bytes : it->second;
 }
 
-// The Date header's IMF-fixdate for "now" (RFC 9110 §5.6.7).
-std::string http_date() {
+// The Date header's IMF-fixdate for "now" (RFC 9110 §5.6.7), formatted once per second
+// per thread.
+const std::string& http_date() {
+  thread_local std::time_t last = -1;
+  thread_local std::string text;
   std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  std::size_t n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  return std::string(buf, n);
+  if (t != last) {
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[40];
+    std::size_t n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    text.assign(buf, n);
+    last = t;
+  }
+  return text;
 }
 
 class session;
@@ -86,6 +93,7 @@ struct exchange final : response_sink, std::enable_shared_from_this<exchange> {
   steady::time_point started = steady::now();
   bool keep_alive = true;    // the client asked to keep the connection
   bool close_after = false;  // the session answers an unreadable request and closes
+  passage::idle_poller::hold busy;  // while the request is in flight
 
   // Fields below are touched on the session's strand only.
   std::optional<response> res;
@@ -233,6 +241,7 @@ class session : public std::enable_shared_from_this<session> {
       stream->notify_closed();
       return;
     }
+    ex->busy.release();  // a stream may stay open for hours
     ex->stream = std::move(stream);
     ex->stream_header = std::move(header);
     read_closed_ = true;  // a stream ends pipelining
@@ -417,6 +426,7 @@ class session : public std::enable_shared_from_this<session> {
   void on_request() {
     ++requests_read_;
     auto ex = std::make_shared<exchange>(shared_from_this());
+    ex->busy = passage::idle_poller::hold(options_.poller);
     ex->req = parser_->release();
     parser_.reset();
     ex->keep_alive = ex->req.keep_alive();
@@ -503,6 +513,7 @@ class session : public std::enable_shared_from_this<session> {
     if (closed_) return;
     if (ec) return close_socket();
     record(*ex, ex->res->result_int());
+    ex->busy.release();
     queue_.pop_front();
     if (!ex->keep) return begin_linger();
     if (queue_.empty() && read_closed_) return begin_linger();

@@ -145,7 +145,13 @@ response invite_response(const endpoint_deps& d, const domain::principal& who, c
                          http::status status) {
   auto v = d.reads->invite(who.org_id_, id, d.clock->now());
   if (!v) return problem_response(make_problem("not_found", "no such invite"));
-  auto res = json_response(status, projections::to_json(*v));
+  // The body of an unchanged invite is built once (invite_body_cache.h).
+  auto body = d.invite_bodies->find(*v);
+  if (!body) {
+    body = d.invite_bodies->store(*v, projections::to_json(*v).dump(-1, ' ', false,
+                                                          json::error_handler_t::replace));
+  }
+  auto res = text_response(status, *body, json_content_type);
   set_etag(res, v->version);
   if (status == http::status::created)
     res.set(http::field::location, "/v1/invites/" + id.to_string());

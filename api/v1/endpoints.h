@@ -10,12 +10,14 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "api/router.h"
 #include "api/v1/idempotency.h"
+#include "api/v1/invite_body_cache.h"
 #include "eventstore/event_codec.h"
 #include "eventstore/event_store.h"
 #include "projections/read_models.h"
@@ -54,6 +56,8 @@ struct endpoint_deps {
   // The newest log position this node knows of, when it has no event log (a replica:
   // the last position seen on Kafka). Default: the event log's head.
   std::function<std::uint64_t()> log_position;
+  // Serialized GET /v1/invites/{id} bodies of unchanged invites (one per node).
+  std::shared_ptr<invite_body_cache> invite_bodies = std::make_shared<invite_body_cache>();
 };
 
 void register_routes(router& r, const endpoint_deps& deps);
