@@ -91,8 +91,8 @@ struct exchange final : response_sink, std::enable_shared_from_this<exchange> {
   request req;
   request_context ctx;
   steady::time_point started = steady::now();
-  bool keep_alive = true;    // the client asked to keep the connection
-  bool close_after = false;  // the session answers an unreadable request and closes
+  bool keep_alive = true;           // the client asked to keep the connection
+  bool close_after = false;         // the session answers an unreadable request and closes
   passage::idle_poller::hold busy;  // while the request is in flight
 
   // Fields below are touched on the session's strand only.

@@ -33,10 +33,12 @@ void idle_poller::run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      wake_.wait(lock, [&] { return stopping_.load() || holds_.load(std::memory_order_acquire) > 0; });
+      wake_.wait(lock,
+                 [&] { return stopping_.load() || holds_.load(std::memory_order_acquire) > 0; });
       if (stopping_.load()) return;
     }
-    while (holds_.load(std::memory_order_acquire) > 0 && !stopping_.load(std::memory_order_relaxed)) {
+    while (holds_.load(std::memory_order_acquire) > 0 &&
+           !stopping_.load(std::memory_order_relaxed)) {
       sched_yield();
     }
   }

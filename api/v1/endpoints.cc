@@ -93,10 +93,14 @@ service::request_meta meta_of(const request_context& ctx) {
   return {ctx.request_id.to_string(), ""};
 }
 
-// Runs `fn` once the read models show `position` (at once for 0).
-void after_applied(const endpoint_deps& d, std::uint64_t position, std::function<void()> fn) {
+// Runs `fn` once the read models show `position` (at once for 0); with d.applied, answers
+// 503 read_model_lagging instead if they do not within its timeout.
+void after_applied(const endpoint_deps& d, std::uint64_t position, const responder& respond,
+                   std::function<void()> fn) {
   if (position == 0) {
     fn();
+  } else if (d.applied) {
+    d.applied->answer_when_applied(position, respond, std::move(fn));
   } else {
     d.reads->when_applied(position, std::move(fn));
   }
@@ -137,7 +141,7 @@ service::callback<service::written> answer_written(
       return;
     }
     auto w = *r;
-    after_applied(*d, w.position, [respond, ok, w] { respond(ok(w)); });
+    after_applied(*d, w.position, respond, [respond, ok, w] { respond(ok(w)); });
   };
 }
 
@@ -148,8 +152,8 @@ response invite_response(const endpoint_deps& d, const domain::principal& who, c
   // The body of an unchanged invite is built once (invite_body_cache.h).
   auto body = d.invite_bodies->find(*v);
   if (!body) {
-    body = d.invite_bodies->store(*v, projections::to_json(*v).dump(-1, ' ', false,
-                                                          json::error_handler_t::replace));
+    body = d.invite_bodies->store(
+        *v, projections::to_json(*v).dump(-1, ' ', false, json::error_handler_t::replace));
   }
   auto res = text_response(status, *body, json_content_type);
   set_etag(res, v->version);
@@ -295,7 +299,7 @@ void organization_routes(router& r, deps_ptr d) {
                         if (!res)
                           return respond(problem_response(from_service(res.error()))), void();
                         auto c = *res;
-                        after_applied(*d, c.at.position, [respond, c, name] {
+                        after_applied(*d, c.at.position, respond, [respond, c, name] {
                           respond(created({{"id", c.org_id.to_string()},
                                            {"name", name},
                                            {"owner_key_id", c.owner_key_id.to_string()},
@@ -324,7 +328,7 @@ void organization_routes(router& r, deps_ptr d) {
                                    return respond(problem_response(from_service(res.error()))),
                                           void();
                                  auto c = *res;
-                                 after_applied(*d, c.at.position, [respond, c] {
+                                 after_applied(*d, c.at.position, respond, [respond, c] {
                                    respond(created({{"id", c.key_id.to_string()},
                                                     {"role", domain::to_string(c.role)},
                                                     {"name", c.name},
@@ -478,7 +482,7 @@ void invite_routes(router& r, deps_ptr d) {
                   who, std::move(*draft), meta_of(ctx), [d, who, respond](auto res) {
                     if (!res) return respond(problem_response(from_service(res.error()))), void();
                     auto c = *res;
-                    after_applied(*d, c.at.position, [d, who, respond, c] {
+                    after_applied(*d, c.at.position, respond, [d, who, respond, c] {
                       respond(invite_response(*d, who, c.invite_id, http::status::created));
                     });
                   });
@@ -643,7 +647,7 @@ void invite_routes(router& r, deps_ptr d) {
               d->commands->duplicate_invite(who, *id, meta_of(ctx), [d, who, respond](auto res) {
                 if (!res) return respond(problem_response(from_service(res.error()))), void();
                 auto c = *res;
-                after_applied(*d, c.at.position, [d, who, respond, c] {
+                after_applied(*d, c.at.position, respond, [d, who, respond, c] {
                   respond(invite_response(*d, who, c.invite_id, http::status::created));
                 });
               });
@@ -723,7 +727,7 @@ service::callback<service::claim_result> claim_answer(deps_ptr d, responder resp
   return [d, respond](service::service_result<service::claim_result> res) {
     if (!res) return respond(problem_response(from_service(res.error()))), void();
     auto c = *res;
-    after_applied(*d, c.at.position, [respond, c] {
+    after_applied(*d, c.at.position, respond, [respond, c] {
       if (c.outcome == domain::claim_outcome::rejected) {
         auto code =
             c.rejection ? std::string(domain::to_string(*c.rejection)) : std::string("not_allowed");
@@ -829,23 +833,24 @@ void public_routes(router& r, deps_ptr d) {
                      void();
             }
             auto c = *res;
-            after_applied(
-                *d, c.at.position, [d, respond, code, lookup, outcome, invitation, c]() mutable {
-                  auto now = lookup(code);
-                  if (!now) return respond(invite_not_found_page()), void();
-                  auto status = http::status::created;
-                  if (c.outcome == domain::claim_outcome::rejected) {
-                    outcome.rejection = c.rejection ? std::string(domain::to_string(*c.rejection))
-                                                    : std::string("not_allowed");
-                    outcome.missing_field = c.missing_field;
-                    status = http::status(status_for(outcome.rejection));
-                  } else {
-                    outcome.claim = to_json(c);
-                    outcome.again = c.outcome != domain::claim_outcome::claimed;
-                    if (outcome.again) status = http::status::ok;
-                  }
-                  respond(claim_page_response(*d, *now, status, &outcome, invitation));
-                });
+            after_applied(*d, c.at.position, respond,
+                          [d, respond, code, lookup, outcome, invitation, c]() mutable {
+                            auto now = lookup(code);
+                            if (!now) return respond(invite_not_found_page()), void();
+                            auto status = http::status::created;
+                            if (c.outcome == domain::claim_outcome::rejected) {
+                              outcome.rejection = c.rejection
+                                                      ? std::string(domain::to_string(*c.rejection))
+                                                      : std::string("not_allowed");
+                              outcome.missing_field = c.missing_field;
+                              status = http::status(status_for(outcome.rejection));
+                            } else {
+                              outcome.claim = to_json(c);
+                              outcome.again = c.outcome != domain::claim_outcome::claimed;
+                              if (outcome.again) status = http::status::ok;
+                            }
+                            respond(claim_page_response(*d, *now, status, &outcome, invitation));
+                          });
           };
           if (invitation.empty()) {
             d->commands->claim(code, std::move(*input), meta_of(ctx), std::move(answer));
@@ -923,7 +928,7 @@ void public_routes(router& r, deps_ptr d) {
           [d, respond, track_in_path](service::service_result<service::play_result> res) {
             if (!res) return respond(problem_response(from_service(res.error()))), void();
             auto p = *res;
-            after_applied(*d, p.at.position, [respond, p, track_in_path] {
+            after_applied(*d, p.at.position, respond, [respond, p, track_in_path] {
               respond(json_response(track_in_path ? http::status::ok : http::status::created,
                                     to_json(p)));
             });

@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "api/router.h"
+#include "api/v1/applied_wait.h"
 #include "api/v1/idempotency.h"
 #include "api/v1/invite_body_cache.h"
 #include "eventstore/event_codec.h"
@@ -56,6 +57,9 @@ struct endpoint_deps {
   // The newest log position this node knows of, when it has no event log (a replica:
   // the last position seen on Kafka). Default: the event log's head.
   std::function<std::uint64_t()> log_position;
+  // Bounds how long a command's answer waits for the read models (503
+  // read_model_lagging past it). Default: none (waits as long as it takes).
+  std::shared_ptr<applied_wait> applied;
   // Serialized GET /v1/invites/{id} bodies of unchanged invites (one per node).
   std::shared_ptr<invite_body_cache> invite_bodies = std::make_shared<invite_body_cache>();
 };
