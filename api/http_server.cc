@@ -91,9 +91,8 @@ struct exchange final : response_sink, std::enable_shared_from_this<exchange> {
   request req;
   request_context ctx;
   steady::time_point started = steady::now();
-  bool keep_alive = true;           // the client asked to keep the connection
-  bool close_after = false;         // the session answers an unreadable request and closes
-  passage::idle_poller::hold busy;  // while the request is in flight
+  bool keep_alive = true;    // the client asked to keep the connection
+  bool close_after = false;  // the session answers an unreadable request and closes
 
   // Fields below are touched on the session's strand only.
   std::optional<response> res;
@@ -241,7 +240,6 @@ class session : public std::enable_shared_from_this<session> {
       stream->notify_closed();
       return;
     }
-    ex->busy.release();  // a stream may stay open for hours
     ex->stream = std::move(stream);
     ex->stream_header = std::move(header);
     read_closed_ = true;  // a stream ends pipelining
@@ -426,7 +424,6 @@ class session : public std::enable_shared_from_this<session> {
   void on_request() {
     ++requests_read_;
     auto ex = std::make_shared<exchange>(shared_from_this());
-    ex->busy = passage::idle_poller::hold(options_.poller);
     ex->req = parser_->release();
     parser_.reset();
     ex->keep_alive = ex->req.keep_alive();
@@ -513,7 +510,6 @@ class session : public std::enable_shared_from_this<session> {
     if (closed_) return;
     if (ec) return close_socket();
     record(*ex, ex->res->result_int());
-    ex->busy.release();
     queue_.pop_front();
     if (!ex->keep) return begin_linger();
     if (queue_.empty() && read_closed_) return begin_linger();

@@ -31,7 +31,6 @@
 #include "api/http_types.h"
 #include "api/metrics.h"
 #include "common/clock.h"
-#include "common/idle_poller.h"
 #include "common/result.h"
 
 namespace passage::api {
@@ -91,10 +90,6 @@ struct http_server_options {
   // Source of request_context::received_at. Default: nullptr means the
   // system clock. Must outlive the server.
   const passage::clock* clock = nullptr;
-  // Kept busy from the moment a request is read until its response is written, so that
-  // the node's waits (fsync, projector, sockets) are not stretched by idle vCPUs waking
-  // up (see common/idle_poller.h). Default: nullptr (none). Must outlive the server.
-  passage::idle_poller* poller = nullptr;
 };
 
 // Owned by the application. start(), port(), open_connections() and the stop

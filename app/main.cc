@@ -242,11 +242,6 @@ int main(int argc, char** argv) {
                  "Client IP from the first X-Forwarded-For entry")
       ->envname("PASSAGE_TRUST_PROXY");
   serve_cmd
-      ->add_flag(
-          "--busy-poll", serve_options.busy_poll,
-          "Keep the CPUs busy while requests are in flight (VMs whose idle vCPUs wake slowly)")
-      ->envname("PASSAGE_BUSY_POLL");
-  serve_cmd
       ->add_option("--kafka-brokers", serve_options.kafka_brokers,
                    "Kafka bootstrap servers host:port,...; empty: embedded broker; none: off")
       ->envname("PASSAGE_KAFKA_BROKERS");

@@ -127,7 +127,6 @@ struct server::impl {
   std::unique_ptr<api::rate_limiter> per_ip, per_email;
   std::shared_ptr<api::metrics> metrics;
   std::unique_ptr<api::router> router;
-  std::unique_ptr<idle_poller> poller;  // outlives the io_context and what it holds
   boost::asio::io_context ioc;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
   std::unique_ptr<api::http_server> http;
@@ -492,10 +491,6 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   http.metrics = im->metrics;
   if (o.access_log) http.access_log = api::make_json_logger("passage.access");
   http.clock = im->clock;
-  if (o.busy_poll) {
-    im->poller = std::make_unique<idle_poller>(std::max(1u, o.threads));
-    http.poller = im->poller.get();
-  }
   im->http = std::make_unique<api::http_server>(im->ioc, http, im->router->as_handler());
   if (auto started = im->http->start(); !started) return fail(started.error());
   if (auto started = im->mailer->start(); !started) {

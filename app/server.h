@@ -91,10 +91,6 @@ struct server_options {
   std::chrono::milliseconds mail_reminder_poll{30'000};
   // fsync every append before acknowledging it. Default: true.
   bool sync = true;
-  // Poll instead of idling while requests are in flight: one lowest-priority thread per
-  // I/O thread yields in a loop, so that waits for fsync and sockets are not stretched by
-  // halted vCPUs waking up (common/idle_poller.h). Costs idle CPU only. Default: false.
-  bool busy_poll = false;
   // Where "now" comes from. Default: the system clock. Must outlive the server.
   const passage::clock* clock = nullptr;
   // One JSON line per request on stderr. Default: true.

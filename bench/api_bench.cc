@@ -4,7 +4,7 @@
 // real RocksDB log (fsync on) in a temp folder; the clients share the machine.
 // Prints requests/s and latency percentiles; asserts nothing.
 //
-//   api_bench [--seconds 5] [--connections 64] [--mode claims|reads|both] [--busy-poll]
+//   api_bench [--seconds 5] [--connections 64] [--mode claims|reads|both]
 
 #include <utility>  // first: Boost 1.74's awaitable.hpp needs it under g++ 12
 
@@ -188,10 +188,8 @@ int main(int argc, char** argv) {
   double seconds = 5;
   int connections = 64;
   std::string mode = "both";
-  bool busy_poll = false;
   for (int i = 1; i < argc; ++i) {
     bool has_value = i + 1 < argc;
-    if (!std::strcmp(argv[i], "--busy-poll")) busy_poll = true;
     if (!std::strcmp(argv[i], "--seconds") && has_value) seconds = std::atof(argv[++i]);
     if (!std::strcmp(argv[i], "--connections") && has_value) connections = std::atoi(argv[++i]);
     if (!std::strcmp(argv[i], "--mode") && has_value) mode = argv[++i];
@@ -208,7 +206,6 @@ int main(int argc, char** argv) {
   o.say = [](const std::string&) {};
   o.access_log = false;
   o.kafka_brokers = "none";
-  o.busy_poll = busy_poll;
   auto node = passage::app::server::start(o);
   if (!node) {
     std::fprintf(stderr, "%s\n", node.error().c_str());
@@ -222,8 +219,8 @@ int main(int argc, char** argv) {
       admin.post("/v1/invites", R"({"title":"Bench","tracks":["k8s-basics"]})", auth).json();
   std::string code = invite["code"], id = invite["id"];
   std::printf(
-      "api benchmark: node on 127.0.0.1:%u, fsync on, %.0f s per run, 2 server I/O threads%s\n\n",
-      port, seconds, busy_poll ? ", busy polling" : "");
+      "api benchmark: node on 127.0.0.1:%u, fsync on, %.0f s per run, 2 server I/O threads\n\n",
+      port, seconds);
 
   if (mode == "claims" || mode == "both") {
     auto r = load(

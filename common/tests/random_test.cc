@@ -1,4 +1,4 @@
-// The per-thread random block (common/random.cc) and the idle poller.
+// The per-thread random block of secure_random_bytes (common/random.cc).
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -10,7 +10,6 @@
 #include <thread>
 #include <vector>
 
-#include "common/idle_poller.h"
 #include "common/random.h"
 
 namespace passage {
@@ -58,30 +57,6 @@ TEST(SecureRandom, AForkedChildDoesNotRepeatItsParentsBytes) {
   int status = 0;
   waitpid(pid, &status, 0);
   EXPECT_NE(child, draw());
-}
-
-TEST(IdlePoller, CountsHoldsAndStopsWhileHeld) {
-  {
-    idle_poller p(2);
-    EXPECT_EQ(p.holds(), 0u);
-    {
-      auto a = p.make_hold();
-      auto b = p.make_hold();
-      EXPECT_EQ(p.holds(), 2u);
-      auto c = std::move(a);
-      EXPECT_EQ(p.holds(), 2u);
-      b.release();
-      b.release();
-      EXPECT_EQ(p.holds(), 1u);
-    }
-    EXPECT_EQ(p.holds(), 0u);
-    p.begin();  // destroyed with a hold open: the pollers still stop
-  }
-  idle_poller none(0);
-  idle_poller::hold h(&none);
-  EXPECT_EQ(none.holds(), 1u);
-  idle_poller::hold empty;
-  empty.release();
 }
 
 }  // namespace
