@@ -42,6 +42,11 @@ void applied_wait::answer_when_applied(std::uint64_t position, responder respond
   bool first = false;
   {
     std::lock_guard lock(mu_);
+    // Waits already answered leave from the front here, so the queue holds about the
+    // waits in flight rather than every wait of the last timeout.
+    while (!pending_.empty() && pending_.front()->finished.load(std::memory_order_acquire)) {
+      pending_.pop_front();
+    }
     first = pending_.empty();
     pending_.push_back(w);
   }
