@@ -58,14 +58,21 @@ std::size_t route_body_bytes(const http_server_options& o, http::verb method,
   return it == o.route_body_bytes.end() ? o.max_body_bytes : it->second;
 }
 
-// The Date header's IMF-fixdate for "now" (RFC 9110 §5.6.7).
-std::string http_date() {
+// The Date header's IMF-fixdate for "now" (RFC 9110 §5.6.7), formatted once per second
+// per thread.
+const std::string& http_date() {
+  thread_local std::time_t last = -1;
+  thread_local std::string text;
   std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  std::size_t n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  return std::string(buf, n);
+  if (t != last) {
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[40];
+    std::size_t n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    text.assign(buf, n);
+    last = t;
+  }
+  return text;
 }
 
 class session;

@@ -18,7 +18,7 @@ struct code_entry {
 
 // The one place where error codes meet HTTP statuses. Keep it sorted by
 // status, document additions in api/README.md.
-constexpr std::array<code_entry, 32> code_table{{
+constexpr std::array<code_entry, 33> code_table{{
     {"invalid_request", 400, "Invalid request"},
     {"unauthorized", 401, "Unauthorized"},
     {"forbidden", 403, "Forbidden"},
@@ -50,6 +50,7 @@ constexpr std::array<code_entry, 32> code_table{{
     {"header_too_large", 431, "Request header fields too large"},
     {"internal", 500, "Internal error"},
     {"unavailable", 503, "Service unavailable"},
+    {"read_model_lagging", 503, "Read models lagging"},
     {"timeout", 504, "Timeout"},
 }};
 

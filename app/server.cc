@@ -389,6 +389,7 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   deps.idempotency = im->idempotency.get();
   deps.clock = im->clock;
   deps.operator_key_hash = service::hash_api_key(operator_key);
+  deps.applied = std::make_shared<api::v1::applied_wait>(*im->reads, std::chrono::seconds(5));
   auto* raw = im.get();
   if (!per_ip->disabled()) {
     deps.claims_per_ip = [raw](std::string_view ip) -> std::optional<std::chrono::seconds> {

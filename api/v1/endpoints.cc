@@ -94,10 +94,14 @@ service::request_meta meta_of(const request_context& ctx) {
   return {ctx.request_id.to_string(), ""};
 }
 
-// Runs `fn` once the read models show `position` (at once for 0).
-void after_applied(const endpoint_deps& d, std::uint64_t position, std::function<void()> fn) {
+// Runs `fn` once the read models show `position` (at once for 0); with d.applied, answers
+// 503 read_model_lagging instead if they do not within its timeout.
+void after_applied(const endpoint_deps& d, std::uint64_t position, const responder& respond,
+                   std::function<void()> fn) {
   if (position == 0) {
     fn();
+  } else if (d.applied) {
+    d.applied->answer_when_applied(position, respond, std::move(fn));
   } else {
     d.reads->when_applied(position, std::move(fn));
   }
@@ -138,7 +142,7 @@ service::callback<service::written> answer_written(
       return;
     }
     auto w = *r;
-    after_applied(*d, w.position, [respond, ok, w] { respond(ok(w)); });
+    after_applied(*d, w.position, respond, [respond, ok, w] { respond(ok(w)); });
   };
 }
 
@@ -146,7 +150,13 @@ response invite_response(const endpoint_deps& d, const domain::principal& who, c
                          http::status status) {
   auto v = d.reads->invite(who.org_id_, id, d.clock->now());
   if (!v) return problem_response(make_problem("not_found", "no such invite"));
-  auto res = json_response(status, projections::to_json(*v));
+  // The body of an unchanged invite is built once (invite_body_cache.h).
+  auto body = d.invite_bodies->find(*v);
+  if (!body) {
+    body = d.invite_bodies->store(
+        *v, projections::to_json(*v).dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+  auto res = text_response(status, *body, json_content_type);
   set_etag(res, v->version);
   if (status == http::status::created)
     res.set(http::field::location, "/v1/invites/" + id.to_string());
@@ -301,7 +311,7 @@ void organization_routes(router& r, deps_ptr d) {
                         if (!res)
                           return respond(problem_response(from_service(res.error()))), void();
                         auto c = *res;
-                        after_applied(*d, c.at.position, [respond, c, name] {
+                        after_applied(*d, c.at.position, respond, [respond, c, name] {
                           respond(created({{"id", c.org_id.to_string()},
                                            {"name", name},
                                            {"owner_key_id", c.owner_key_id.to_string()},
@@ -330,7 +340,7 @@ void organization_routes(router& r, deps_ptr d) {
                                    return respond(problem_response(from_service(res.error()))),
                                           void();
                                  auto c = *res;
-                                 after_applied(*d, c.at.position, [respond, c] {
+                                 after_applied(*d, c.at.position, respond, [respond, c] {
                                    respond(created({{"id", c.key_id.to_string()},
                                                     {"role", domain::to_string(c.role)},
                                                     {"name", c.name},
@@ -499,7 +509,7 @@ void invite_routes(router& r, deps_ptr d) {
                   who, std::move(*draft), meta_of(ctx), [d, who, respond](auto res) {
                     if (!res) return respond(problem_response(from_service(res.error()))), void();
                     auto c = *res;
-                    after_applied(*d, c.at.position, [d, who, respond, c] {
+                    after_applied(*d, c.at.position, respond, [d, who, respond, c] {
                       respond(invite_response(*d, who, c.invite_id, http::status::created));
                     });
                   });
@@ -654,7 +664,7 @@ void invite_routes(router& r, deps_ptr d) {
               d->commands->duplicate_invite(who, *id, meta_of(ctx), [d, who, respond](auto res) {
                 if (!res) return respond(problem_response(from_service(res.error()))), void();
                 auto c = *res;
-                after_applied(*d, c.at.position, [d, who, respond, c] {
+                after_applied(*d, c.at.position, respond, [d, who, respond, c] {
                   respond(invite_response(*d, who, c.invite_id, http::status::created));
                 });
               });
@@ -740,7 +750,7 @@ service::callback<service::claim_result> claim_answer(deps_ptr d, responder resp
   return [d, respond](service::service_result<service::claim_result> res) {
     if (!res) return respond(problem_response(from_service(res.error()))), void();
     auto c = *res;
-    after_applied(*d, c.at.position, [respond, c] {
+    after_applied(*d, c.at.position, respond, [respond, c] {
       if (c.outcome == domain::claim_outcome::rejected) {
         auto code =
             c.rejection ? std::string(domain::to_string(*c.rejection)) : std::string("not_allowed");
@@ -846,23 +856,24 @@ void public_routes(router& r, deps_ptr d) {
                      void();
             }
             auto c = *res;
-            after_applied(
-                *d, c.at.position, [d, respond, code, lookup, outcome, invitation, c]() mutable {
-                  auto now = lookup(code);
-                  if (!now) return respond(invite_not_found_page()), void();
-                  auto status = http::status::created;
-                  if (c.outcome == domain::claim_outcome::rejected) {
-                    outcome.rejection = c.rejection ? std::string(domain::to_string(*c.rejection))
-                                                    : std::string("not_allowed");
-                    outcome.missing_field = c.missing_field;
-                    status = http::status(status_for(outcome.rejection));
-                  } else {
-                    outcome.claim = to_json(c);
-                    outcome.again = c.outcome != domain::claim_outcome::claimed;
-                    if (outcome.again) status = http::status::ok;
-                  }
-                  respond(claim_page_response(*d, *now, status, &outcome, invitation));
-                });
+            after_applied(*d, c.at.position, respond,
+                          [d, respond, code, lookup, outcome, invitation, c]() mutable {
+                            auto now = lookup(code);
+                            if (!now) return respond(invite_not_found_page()), void();
+                            auto status = http::status::created;
+                            if (c.outcome == domain::claim_outcome::rejected) {
+                              outcome.rejection = c.rejection
+                                                      ? std::string(domain::to_string(*c.rejection))
+                                                      : std::string("not_allowed");
+                              outcome.missing_field = c.missing_field;
+                              status = http::status(status_for(outcome.rejection));
+                            } else {
+                              outcome.claim = to_json(c);
+                              outcome.again = c.outcome != domain::claim_outcome::claimed;
+                              if (outcome.again) status = http::status::ok;
+                            }
+                            respond(claim_page_response(*d, *now, status, &outcome, invitation));
+                          });
           };
           if (invitation.empty()) {
             d->commands->claim(code, std::move(*input), meta_of(ctx), std::move(answer));
@@ -940,7 +951,7 @@ void public_routes(router& r, deps_ptr d) {
           [d, respond, track_in_path](service::service_result<service::play_result> res) {
             if (!res) return respond(problem_response(from_service(res.error()))), void();
             auto p = *res;
-            after_applied(*d, p.at.position, [respond, p, track_in_path] {
+            after_applied(*d, p.at.position, respond, [respond, p, track_in_path] {
               respond(json_response(track_in_path ? http::status::ok : http::status::created,
                                     to_json(p)));
             });

@@ -10,12 +10,15 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "api/router.h"
+#include "api/v1/applied_wait.h"
 #include "api/v1/idempotency.h"
+#include "api/v1/invite_body_cache.h"
 #include "api/work_queue.h"
 #include "eventstore/event_codec.h"
 #include "eventstore/event_store.h"
@@ -60,6 +63,11 @@ struct endpoint_deps {
   work_queue* slow_queries = nullptr;
   // Clients of GET /v1/events/live connected at once; more get 503 with Retry-After.
   std::size_t live_tail_max_clients = 1024;
+  // Bounds how long a command's answer waits for the read models (503
+  // read_model_lagging past it). Default: none (waits as long as it takes).
+  std::shared_ptr<applied_wait> applied;
+  // Serialized GET /v1/invites/{id} bodies of unchanged invites (one per node).
+  std::shared_ptr<invite_body_cache> invite_bodies = std::make_shared<invite_body_cache>();
 };
 
 void register_routes(router& r, const endpoint_deps& deps);

@@ -1,0 +1,101 @@
+// applied_wait: a command's answer waits for the read models, but not forever.
+// Real read models and event log (RocksDB in a temp folder); the projector is started or
+// left stopped to play a healthy or a stalled node.
+
+#include "api/v1/applied_wait.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+
+#include "api/problem.h"
+#include "projections/tests/fixture.h"
+
+namespace passage::api::v1 {
+namespace {
+
+using namespace std::chrono_literals;
+using projections::testing::id;
+
+class applied_wait_test : public projections::testing::projections_test {
+ protected:
+  // A responder whose first answer lands in `answered`; later ones are only counted.
+  responder capture() {
+    return responder::capture([this](response r) {
+      if (answers++ == 0) answered.set_value(std::move(r));
+    });
+  }
+  // What a command's continuation does: answers through its own copy of the responder.
+  static std::function<void()> answer_ok(responder respond, std::shared_ptr<int> ran) {
+    return [respond, ran] {
+      ++*ran;
+      respond(json_response(http::status::ok, nlohmann::json::object()));
+    };
+  }
+  std::promise<response> answered;
+  std::atomic<int> answers{0};
+};
+
+TEST_F(applied_wait_test, runs_the_continuation_once_the_position_is_applied) {
+  applied_wait waits(*models_, 60s);
+  const auto position = create_org(id(1), "Acme", 'a');
+  ASSERT_GT(position, 0u);
+  auto ran = std::make_shared<int>(0);
+  auto respond = capture();
+  waits.answer_when_applied(position, respond, answer_ok(respond, ran));
+  start_projector();
+  auto f = answered.get_future();
+  ASSERT_EQ(f.wait_for(30s), std::future_status::ready);
+  EXPECT_EQ(f.get().result_int(), 200u);  // the continuation's answer
+  EXPECT_EQ(*ran, 1);
+}
+
+TEST_F(applied_wait_test, runs_at_once_for_nothing_written_or_already_applied) {
+  applied_wait waits(*models_, 60s);
+  auto ran = std::make_shared<int>(0);
+  auto respond = capture();
+  waits.answer_when_applied(0, respond, answer_ok(respond, ran));
+  EXPECT_EQ(*ran, 1);
+  catch_up();  // nothing to apply yet; starts the projector
+  const auto position = create_org(id(1), "Acme", 'a');
+  catch_up();
+  auto again = capture();
+  waits.answer_when_applied(position, again, answer_ok(again, ran));
+  EXPECT_EQ(*ran, 2);
+  EXPECT_EQ(answers.load(), 2);
+}
+
+TEST_F(applied_wait_test, answers_503_read_model_lagging_when_the_projector_is_stalled) {
+  // The projector is not running: the position is durable in the log but never applied.
+  applied_wait waits(*models_, 50ms);
+  const auto position = create_org(id(1), "Acme", 'a');
+  ASSERT_GT(position, 0u);
+  auto ran = std::make_shared<int>(0);
+  {
+    auto respond = capture();
+    waits.answer_when_applied(position, respond, answer_ok(respond, ran));
+  }
+  auto f = answered.get_future();
+  ASSERT_EQ(f.wait_for(30s), std::future_status::ready);
+  auto res = f.get();
+  EXPECT_EQ(res.result_int(), 503u);
+  auto body = nlohmann::json::parse(res.body());
+  EXPECT_EQ(body["code"], "read_model_lagging");
+  EXPECT_NE(body["detail"].get<std::string>().find("recorded durably"), std::string::npos);
+  EXPECT_NE(body["detail"].get<std::string>().find(std::to_string(position)), std::string::npos);
+
+  // The projector catching up later does not answer a second time nor run the
+  // continuation.
+  catch_up();
+  EXPECT_EQ(models_->applied_position(), position);
+  EXPECT_EQ(*ran, 0);
+  EXPECT_EQ(answers.load(), 1);
+}
+
+}  // namespace
+}  // namespace passage::api::v1
