@@ -18,7 +18,7 @@ struct code_entry {
 
 // The one place where error codes meet HTTP statuses. Keep it sorted by
 // status, document additions in api/README.md.
-constexpr std::array<code_entry, 32> code_table{{
+constexpr std::array<code_entry, 37> code_table{{
     {"invalid_request", 400, "Invalid request"},
     {"token_invalid", 400, "Invalid set-password link"},
     {"unauthorized", 401, "Unauthorized"},

@@ -30,6 +30,11 @@
 // the address. Its outcome is an EmailSent / EmailFailed in the job's stream with ids
 // derived from the invitation event (kind "reminder"), ledgered like the invitation.
 //
+// Welcome mails (welcome_mail.h, when `password_link` is set): one per PasswordSetupIssued,
+// with the one-time set-password link, ledgered under the event id like an invitation;
+// its outcome is an EmailSent / EmailFailed in the stream job-<setup id>. A learner
+// forgotten before the mail went out gets none (EmailFailed without personal data).
+//
 //   mailer m(store, codec, std::move(transport), {.state_path = "data/mailer",
 //             .personal_link = [](auto code, auto& invite, auto& inv) { return url; }});
 //   m.start();  ...  m.job(org, job_id);  ...  m.stop();
@@ -61,7 +66,10 @@ struct mailer_options {
   std::function<std::string(std::string_view code, const uuid& invite_id,
                             const uuid& invitation_id)>
       personal_link;
-  // Per-organization templates (`<dir>/<org id>/invitation.subject|.txt|.html`).
+  // The full URL of a welcome mail's one-time set-password link, from the learner and
+  // setup ids. Default: none (no welcome mails are sent).
+  std::function<std::string(const uuid& learner_id, const uuid& setup_id)> password_link;
+  // Per-organization templates (`<dir>/<org id>/<kind>.subject|.txt|.html`).
   // Default: "" (the built-in ones).
   std::string templates_dir;
   // Attempts per mail before it is dead-lettered. Default: 8.

@@ -786,6 +786,9 @@ result<nlohmann::json, codec_error> event_codec::to_public_json(const recorded_e
       auto clear = open_envelope(keys_, e, *it);
       if (!clear) return clear.error();
       *it = *clear ? std::move(**clear) : json{{"forgotten", true}};
+      // A password hash is a secret of its own: never shown, not even to the org's
+      // admins or on Kafka (the node that checks passwords reads its own log).
+      if (it->is_object()) it->erase("password_hash");
     }
     return std::move(*j);
   } catch (const std::exception& ex) {

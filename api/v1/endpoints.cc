@@ -8,6 +8,7 @@
 #include "api/problem.h"
 #include "api/v1/dto.h"
 #include "api/v1/html.h"
+#include "api/v1/password_routes.h"
 #include "common/time_format.h"
 #include "domain/invite_code.h"
 #include "domain/text.h"
@@ -1201,6 +1202,7 @@ void register_routes(router& r, const endpoint_deps& deps) {
   claim_history_routes(r, d);
   event_routes(r, d);
   invitation_routes(r, d);
+  password_routes(r, d);
   r.set_filter({});
 }
 

@@ -78,6 +78,18 @@ const std::map<std::string, doc>& summaries() {
       {"GET /v1/jobs/{id}", {"A bulk send: status, total, processed, failed, dead letters", true}},
       {"POST /v1/public/invitations/{token}/claims",
        {"Claim through a personal link (only for its addressee)", false}},
+      {"GET /p/{token}",
+       {"Set-password page of a welcome mail's one-time link (HTML form, no scripts)", false}},
+      {"POST /p/{token}",
+       {"The set-password page's form post (password, password_confirm; HTML)", false}},
+      {"POST /v1/public/password/{token}",
+       {"Set the password through a one-time link ({\"password\"}); 410 token_used | "
+        "token_expired | token_replaced, 400 token_invalid",
+        false}},
+      {"POST /v1/public/learners/login",
+       {"Log in with email and password (org or code); the learner token; 401 "
+        "invalid_credentials, rate-limited",
+        false}},
   };
   return table;
 }
