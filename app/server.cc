@@ -414,6 +414,7 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
       raw->say("passage: mailer: " + r.error().message);
     }
   };
+  deps.on_learner_forgotten = [raw](const uuid& learner) { raw->mailer->forget_learner(learner); };
   deps.job_status = [raw](const uuid& org, const uuid& job) -> std::optional<nlohmann::json> {
     auto v = raw->mailer->job(org, job);
     if (!v) return std::nullopt;

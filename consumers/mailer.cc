@@ -127,8 +127,10 @@ struct mailer::state {
   std::unique_ptr<rocksdb::DB> db;
   std::unique_ptr<eventstore::subscription> subscription;
   std::thread reminders;
-  std::mutex send_mu;          // the transport is used by one thread at a time
-  mutable std::mutex jobs_mu;  // read-modify-write of job records
+  std::mutex send_mu;                 // the transport is used by one thread at a time
+  std::mutex forgotten_mu;            // forgotten_learners and the `o:` index
+  std::set<uuid> forgotten_learners;  // forgotten while running
+  mutable std::mutex jobs_mu;         // read-modify-write of job records
 
   std::mutex stop_mu;
   std::condition_variable stop_cv;
@@ -245,21 +247,50 @@ struct mailer::state {
         tpl, {{"title", facts.title}, {"description", facts.public_description}, {"link", link}},
         opt.from, inv.personal_data_.email_,
         "<" + mail_id(kind, rec.event_id).to_string() + "@passage>");
-    return send_with_retries(message, rec);
+    return send_with_retries(message, rec, inv.learner_id_);
   }
 
   // Sends `message` (made for the event `rec`), retrying with backoff up to max_attempts;
-  // nullopt when stopping interrupted it.
+  // nullopt when stopping interrupted it. A mail to a known `learner` is indexed
+  // (`o:<learner id><message id>`) so forget_learner() can discard the transport's copy,
+  // and is not sent once that learner was forgotten.
   std::optional<outcome> send_with_retries(const mail_message& message,
-                                           const eventstore::recorded_event& rec) {
+                                           const eventstore::recorded_event& rec,
+                                           std::optional<uuid> learner) {
     outcome o;
     auto backoff = opt.initial_backoff;
     for (o.attempts = 1;; ++o.attempts) {
       const std::string wire = to_rfc5322(message, clk->now());
-      auto r = [&] {
-        std::lock_guard lk(send_mu);  // the subscription and the reminder thread share it
-        return transport->send(message, wire);
+      bool forgotten_now = false;
+      auto r = [&]() -> result<void, std::string> {
+        if (learner) {
+          std::lock_guard lk(forgotten_mu);
+          forgotten_now = forgotten_learners.count(*learner) > 0;
+          if (forgotten_now) return {};
+        }
+        auto sent = [&] {
+          std::lock_guard lk(send_mu);  // the subscription and the reminder thread share it
+          return transport->send(message, wire);
+        }();
+        if (sent && learner) {
+          // Forgotten while it was sent: its copy goes at once; else it is indexed for
+          // forget(). Both under forgotten_mu, so one of the two always sees the other.
+          std::lock_guard lk(forgotten_mu);
+          if (forgotten_learners.count(*learner)) {
+            transport->discard(message.message_id);
+          } else {
+            rocksdb::WriteBatch b;
+            b.Put(slice(key('o', *learner) + message.message_id), slice(""));
+            write(b, false);
+          }
+        }
+        return sent;
       }();
+      if (forgotten_now) {
+        o.error = "recipient forgotten";
+        o.forgotten = true;
+        break;
+      }
       if (r) {
         o.sent = true;
         break;
@@ -429,6 +460,24 @@ struct mailer::state {
     return append_outcome(mail_kind::invitation, rec, inv, *o);
   }
 
+  // ---- forgotten learners ----------------------------------------------------
+
+  // Discards the transport's copies of the mails sent to `learner_id` (the .eml files)
+  // and sends none to them from now on.
+  void forget(const uuid& learner_id) {
+    std::lock_guard lk(forgotten_mu);
+    forgotten_learners.insert(learner_id);
+    if (!db) return;
+    const std::string prefix = key('o', learner_id);
+    rocksdb::WriteBatch b;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek(slice(prefix)); it->Valid() && it->key().starts_with(slice(prefix)); it->Next()) {
+      transport->discard(it->key().ToStringView().substr(prefix.size()));
+      b.Delete(it->key());
+    }
+    write(b, false);  // lost in a crash: the files are gone, discarding again is harmless
+  }
+
   // ---- welcome mails ---------------------------------------------------------
 
   // The welcome mail of a new account (PasswordSetupIssued): ledgered under the event id,
@@ -468,7 +517,7 @@ struct mailer::state {
       auto message = welcome_message(
           w, {title, opt.password_link(w.learner_id_, w.setup_id_)}, opt.templates_dir, opt.from,
           "<" + mail_id(mail_kind::welcome, rec.event_id).to_string() + "@passage>");
-      o = send_with_retries(message, rec);
+      o = send_with_retries(message, rec, w.learner_id_);
       if (!o) return false;
     }
     rocksdb::WriteBatch b;
@@ -619,6 +668,9 @@ struct mailer::state {
           save_checkpoint(true);
           return false;
         }
+      } else if (rec.type == d::learner_forgotten::type_name) {
+        // Also after a restart: forget_learner() may not have run before a crash.
+        if (auto id = uuid::parse(std::string_view(rec.stream).substr(8))) forget(*id);
       } else if (rec.type == d::password_setup_issued::type_name) {
         if (is_stopping() || !handle_welcome(rec)) {
           save_checkpoint(true);
@@ -662,6 +714,7 @@ result<void, consumer_error> mailer::start() {
   if (s_->opt.password_link) {
     so.filter.types.push_back(std::string(d::password_setup_issued::type_name));
   }
+  so.filter.types.push_back(std::string(d::learner_forgotten::type_name));
   so.max_batch = 256;
   auto* st = s_.get();
   s_->reminders = std::thread([st] { st->run_reminders(); });
@@ -738,5 +791,7 @@ mailer_stats mailer::stats() const {
 }
 
 std::string mailer::transport() const { return s_->transport->describe(); }
+
+void mailer::forget_learner(const uuid& learner_id) { s_->forget(learner_id); }
 
 }  // namespace passage::consumers

@@ -21,7 +21,9 @@
 // Failures are retried with exponential backoff, in log order (a failing mail holds the
 // ones after it); after max_attempts the mail is dead-lettered and counted as failed.
 // Learners forgotten (SPEC §6) before their mail went out get no mail: the event decodes
-// as forgotten and is recorded as EmailFailed without personal data.
+// as forgotten and is recorded as EmailFailed without personal data. Mails to a known
+// learner are indexed (`o:<learner id><message id>`), so forgetting them also removes their
+// .eml copies from the outbox.
 //
 // Reminders (opt-in per send, `remind_at` in the event): once the invitation mail went
 // out, `r:<due><event id>` waits in the state store; a thread looks for due ones every
@@ -137,6 +139,10 @@ class mailer {
   std::optional<email_job_view> job(const uuid& org_id, const uuid& job_id) const;
   mailer_stats stats() const;
   std::string transport() const;
+  // A learner was just forgotten (SPEC §6): the transport's copies of their mails (the
+  // .eml files) are removed and no mail goes to them any more. Also done when the mailer
+  // reaches LearnerForgotten in the log. Any thread.
+  void forget_learner(const uuid& learner_id);
 
   struct state;
 

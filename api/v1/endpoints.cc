@@ -956,7 +956,8 @@ void learner_routes(router& r, deps_ptr d) {
           auto learner = *id;
           d->commands->forget_learner(
               who, learner, meta_of(ctx),
-              answer_written(d, respond, [learner](const service::written&) {
+              answer_written(d, respond, [d, learner](const service::written&) {
+                if (d->on_learner_forgotten) d->on_learner_forgotten(learner);
                 return json_response(http::status::ok,
                                      {{"learner_id", learner.to_string()}, {"forgotten", true}});
               }));

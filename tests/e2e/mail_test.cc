@@ -495,6 +495,26 @@ TEST_F(EmlTest, WithoutSmtpMailsAreWrittenAsEmlFiles) {
   EXPECT_EQ(files, 2u);
 }
 
+// The outbox keeps no copy of a forgotten learner's mail: their welcome mail's .eml goes.
+TEST_F(EmlTest, ForgettingALearnerRemovesTheirMailsFromTheOutbox) {
+  auto open = make_invite({{"title", "Open"}, {"tracks", {{{"track_id", "k8s"}}}}});
+  auto c = claim(open["code"], {{"email", "ada@example.com"}, {"first_name", "Adalind"}});
+  ASSERT_EQ(c.status, 201u) << c.body;
+  const auto outbox = dir_.sub("data") + "/outbox";
+  auto files = [&] {
+    std::size_t n = 0;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(outbox, ec))
+      n += e.path().extension() == ".eml" ? 1 : 0;
+    return n;
+  };
+  while (files() < 1) std::this_thread::sleep_for(10ms);
+  auto f = client_->post("/v1/learners/" + c.json()["learner_id"].get<std::string>() + "/forget",
+                         "", auth());
+  ASSERT_EQ(f.status, 200u) << f.body;
+  EXPECT_EQ(files(), 0u);
+}
+
 // A recipient forgotten while their mail waits for the SMTP server gets no mail.
 TEST_F(MailTest, ForgottenRecipientGetsNoMail) {
   auto invite = private_invite();
