@@ -1240,6 +1240,33 @@ void command_service::set_password(std::string token, std::string password, cons
       m, "learner:" + learner_id.to_string(), [done](service_error e) { done(std::move(e)); });
 }
 
+void command_service::issue_password_setup(const domain::principal& who, const uuid& learner_id,
+                                           const request_meta& m, callback<written> done) {
+  auto allowed = domain::authorize(who, domain::action::manage_learners, {who.org_id_, {}, {}});
+  if (!allowed) {
+    done(from_domain(allowed.error()));
+    return;
+  }
+  const auto stream = domain::learner_stream(learner_id);
+  {
+    auto agg = impl_->learners.get(stream);
+    std::lock_guard lk(agg->mu);
+    agg->loaded = false;
+  }
+  impl_->execute<domain::learner_state>(
+      impl_->learners, stream, {},
+      [who, done](const domain::learner_state& s,
+                  timestamp now) -> domain::domain_result<plan<domain::learner_state>> {
+        if (!s.exists_ || s.org_id_ != who.org_id_) {
+          return domain::make_error(domain::errc::not_found, "id", "no such learner");
+        }
+        return answer_written<domain::learner_state>(
+            domain::decide(s, domain::issue_password_setup{uuid::random(), std::nullopt}, now),
+            done);
+      },
+      m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
+}
+
 void command_service::login(login_input input, callback<login_result> done) {
   auto* self = impl_.get();
   std::optional<uuid> org = input.org_id;

@@ -257,6 +257,10 @@ class command_service {
   // learner's key.
   void set_password(std::string token, std::string password, const request_meta& m,
                     callback<password_set_result> done);
+  // A new set-password link for a learner of `who`'s org (owner, admin): the current one
+  // stops working and the mailer sends a new welcome mail. forgotten / not_found.
+  void issue_password_setup(const domain::principal& who, const uuid& learner_id,
+                            const request_meta& m, callback<written> done);
   // invalid_credentials for a wrong password and for an unknown email alike (the same
   // work is done for both); invalid_request when the organization is not named.
   void login(login_input input, callback<login_result> done);

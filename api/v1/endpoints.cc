@@ -948,6 +948,21 @@ void learner_routes(router& r, deps_ptr d) {
           respond(json_response(http::status::ok, projections::to_json(*h)));
         }));
 
+  // A new one-time set-password link (and welcome mail); the old link stops working.
+  r.add(http::verb::post, "/v1/learners/{id}/password-setup",
+        admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
+                     responder respond) {
+          auto id = uuid_param(ctx, "id");
+          if (!id) return respond(problem_response(id.error())), void();
+          auto learner = *id;
+          d->commands->issue_password_setup(
+              who, learner, meta_of(ctx),
+              answer_written(d, respond, [learner](const service::written&) {
+                return json_response(http::status::accepted,
+                                     {{"learner_id", learner.to_string()}, {"issued", true}});
+              }));
+        }));
+
   r.add(http::verb::post, "/v1/learners/{id}/forget",
         admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
                      responder respond) {

@@ -757,6 +757,31 @@ TEST_F(WelcomeTest, TheLinkExpiresAfterSevenDaysAndForgeriesAreRefused) {
             401u);
 }
 
+TEST_F(WelcomeTest, ANewLinkReplacesTheOldOne) {
+  const std::string old_token = welcome_token(join("ada@example.com"));
+  const std::string learner = claim_["learner_id"];
+  EXPECT_EQ(client_
+                ->post("/v1/learners/" + learner + "/password-setup", "",
+                       {{"Authorization", "Bearer psk_nobody"}})
+                .status,
+            401u);
+  auto r = client_->post("/v1/learners/" + learner + "/password-setup", "", auth());
+  ASSERT_EQ(r.status, 202u) << r.body;
+  while (sink_.count() < 2) std::this_thread::sleep_for(10ms);
+  std::string new_token;
+  for (const auto& m : inbox())
+    if (auto t = welcome_token(m); !t.empty() && t != old_token) new_token = t;
+  ASSERT_FALSE(new_token.empty());
+  auto old_use = set_password(old_token, "correct horse battery");
+  EXPECT_EQ(old_use.status, 410u) << old_use.body;
+  EXPECT_EQ(old_use.json()["code"], "token_replaced");
+  EXPECT_EQ(set_password(new_token, "correct horse battery").status, 200u);
+  EXPECT_EQ(
+      client_->post("/v1/learners/" + uuid::random().to_string() + "/password-setup", "", auth())
+          .status,
+      404u);
+}
+
 TEST_F(WelcomeTest, AMailerRestartOrLostStateSendsNoWelcomeMailTwice) {
   join("ada@example.com");
   restart();
