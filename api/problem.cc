@@ -18,9 +18,11 @@ struct code_entry {
 
 // The one place where error codes meet HTTP statuses. Keep it sorted by
 // status, document additions in api/README.md.
-constexpr std::array<code_entry, 33> code_table{{
+constexpr std::array<code_entry, 38> code_table{{
     {"invalid_request", 400, "Invalid request"},
+    {"token_invalid", 400, "Invalid set-password link"},
     {"unauthorized", 401, "Unauthorized"},
+    {"invalid_credentials", 401, "Wrong email or password"},
     {"forbidden", 403, "Forbidden"},
     {"not_allowed", 403, "Not allowed for this learner"},
     {"access_expired", 403, "Access expired"},
@@ -40,6 +42,9 @@ constexpr std::array<code_entry, 33> code_table{{
     {"expired", 410, "Invite expired"},
     {"deleted", 410, "Invite deleted"},
     {"forgotten", 410, "Learner forgotten"},
+    {"token_used", 410, "Set-password link already used"},
+    {"token_expired", 410, "Set-password link expired"},
+    {"token_replaced", 410, "Set-password link replaced by a newer one"},
     {"version_conflict", 412, "Version conflict"},
     {"payload_too_large", 413, "Payload too large"},
     {"unsupported_media_type", 415, "Unsupported media type"},

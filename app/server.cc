@@ -191,15 +191,23 @@ void make_mailer(server::impl& im, const fs::path& dir) {
   mo.reminder_poll = o.mail_reminder_poll;
   mo.clock = im.clock;
   auto* raw = &im;
-  mo.personal_link = [raw](std::string_view code, const uuid& invite, const uuid& invitation) {
+  auto base_url = [raw] {
     std::string base = raw->options.public_url;
     if (base.empty()) {
       base = "http://" + raw->options.address + ":" +
              std::to_string(raw->http ? raw->http->port() : raw->options.port);
     }
     while (!base.empty() && base.back() == '/') base.pop_back();
-    return base + "/i/" + std::string(code) +
+    return base;
+  };
+  mo.personal_link = [raw, base_url](std::string_view code, const uuid& invite,
+                                     const uuid& invitation) {
+    return base_url() + "/i/" + std::string(code) +
            "?invitation=" + raw->commands->links().issue({invite, invitation});
+  };
+  // Welcome mails of accounts made by a claim: the one-time set-password page.
+  mo.password_link = [raw, base_url](const uuid& learner, const uuid& setup) {
+    return base_url() + "/p/" + raw->commands->password_setups().issue({learner, setup});
   };
   im.mailer = std::make_unique<consumers::mailer>(*im.store, *im.codec, std::move(transport),
                                                   std::move(mo));
@@ -325,6 +333,7 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
     append_latency.Observe(d.count());
   };
   command_options.personal_link_secret = derive_key(*secret, "personal-link");
+  command_options.password_setup_secret = derive_key(*secret, "password-setup");
   im->commands = std::make_unique<service::command_service>(
       *im->store, *im->codec, *im->keys, *im->facts, *im->clock,
       service::learner_token_codec(derive_key(*secret, "learner-token")), command_options);
@@ -411,6 +420,7 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
       raw->say("passage: mailer: " + r.error().message);
     }
   };
+  deps.on_learner_forgotten = [raw](const uuid& learner) { raw->mailer->forget_learner(learner); };
   deps.job_status = [raw](const uuid& org, const uuid& job) -> std::optional<nlohmann::json> {
     auto v = raw->mailer->job(org, job);
     if (!v) return std::nullopt;

@@ -49,10 +49,30 @@ std::string fill(std::string_view tpl, const template_values& values, bool escap
 }  // namespace
 
 std::string_view to_string(mail_kind k) {
-  return k == mail_kind::invitation ? "invitation" : "reminder";
+  switch (k) {
+    case mail_kind::invitation:
+      return "invitation";
+    case mail_kind::reminder:
+      return "reminder";
+    case mail_kind::welcome:
+      return "welcome";
+  }
+  return "invitation";
 }
 
 mail_template default_template(mail_kind k) {
+  if (k == mail_kind::welcome) {
+    return {"Welcome: choose your password ({{title}})",
+            "Hello {{name}},\n\nwelcome! Your account was created when you claimed "
+            "\"{{title}}\".\n\nChoose your password with this one-time link (it works once, "
+            "until {{expires_at}}):\n{{link}}\n\nWe never send passwords by mail. If you did "
+            "not claim this invite, you can ignore this mail.\n",
+            "<!DOCTYPE html>\n<html><body>\n<p>Hello {{name}},</p>\n<p>welcome! Your account "
+            "was created when you claimed <strong>{{title}}</strong>.</p>\n<p><a "
+            "href=\"{{link}}\">Choose your password</a> (a one-time link, valid until "
+            "{{expires_at}}).</p>\n<p>We never send passwords by mail. If you did not claim "
+            "this invite, you can ignore this mail.</p>\n</body></html>\n"};
+  }
   if (k == mail_kind::reminder) {
     return {"Reminder: you are invited to {{title}}",
             "Hello,\n\na reminder: you are invited to \"{{title}}\" and have not claimed your "

@@ -38,10 +38,11 @@ struct mail_template {
 using template_values = std::map<std::string, std::string, std::less<>>;
 
 // The kinds of mail Passage sends, each with a built-in template using {{title}},
-// {{description}} and {{link}}: the private invitation, and the reminder to an addressee
-// who has not claimed.
-enum class mail_kind { invitation, reminder };
-std::string_view to_string(mail_kind k);  // "invitation", "reminder"
+// {{description}} and {{link}}: the private invitation, the reminder to an addressee
+// who has not claimed, and the welcome mail of a new account (welcome_mail.h; also
+// {{name}} and {{expires_at}}).
+enum class mail_kind { invitation, reminder, welcome };
+std::string_view to_string(mail_kind k);  // "invitation", "reminder", "welcome"
 mail_template default_template(mail_kind k);
 // `<dir>/<org_id>/<kind>.subject|.txt|.html` where present, else the built-in part.
 // An empty `dir` gives the built-in template.

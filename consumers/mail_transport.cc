@@ -104,10 +104,9 @@ class eml_transport final : public mail_transport {
     std::error_code ec;
     fs::create_directories(folder_, ec);
     if (ec) return fail("cannot create " + folder_ + ": " + ec.message());
-    std::string name = m.message_id;
-    std::erase_if(name, [](char c) { return c == '<' || c == '>' || c == '/'; });
-    const fs::path final_path = fs::path(folder_) / (name + ".eml");
-    const fs::path tmp = fs::path(folder_) / (name + ".eml.tmp");
+    const fs::path final_path = path_of(m.message_id);
+    fs::path tmp = final_path;
+    tmp += ".tmp";
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
       out << wire;
@@ -119,9 +118,20 @@ class eml_transport final : public mail_transport {
     return {};
   }
 
+  void discard(std::string_view message_id) override {
+    std::error_code ec;
+    std::filesystem::remove(path_of(message_id), ec);
+  }
+
   std::string describe() const override { return "eml:" + folder_; }
 
  private:
+  std::filesystem::path path_of(std::string_view message_id) const {
+    std::string name(message_id);
+    std::erase_if(name, [](char c) { return c == '<' || c == '>' || c == '/'; });
+    return std::filesystem::path(folder_) / (name + ".eml");
+  }
+
   std::string folder_;
 };
 

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/result.h"
 #include "consumers/mail_message.h"
@@ -23,6 +24,11 @@ class mail_transport {
   // Delivers `wire` (the RFC 5322 text of `m`) to m.to. An error is worth retrying; its
   // text never contains the recipient's address.
   virtual result<void, std::string> send(const mail_message& m, const std::string& wire) = 0;
+  // Removes what this transport kept of the sent mail `message_id` (the .eml file), when
+  // its recipient is forgotten (SPEC §6). Mail handed to an SMTP server is out of reach:
+  // nothing to do. Default: nothing. May run on another thread than send(), for another
+  // message.
+  virtual void discard(std::string_view message_id) { (void)message_id; }
   // "smtp://host:port" or "eml:<folder>", for logs and /v1/system.
   virtual std::string describe() const = 0;
 };

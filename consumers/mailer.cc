@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "consumers/state_db.h"
+#include "consumers/welcome_mail.h"
 #include "domain/events.h"
 #include "domain/invite.h"
 #include "domain/streams.h"
@@ -82,10 +83,26 @@ std::string email_job_view::status() const {
 
 // The mail's id and its outcome event's id, per kind (stable across runs).
 uuid mail_id(mail_kind k, const uuid& event_id) {
-  return derived_id(event_id, k == mail_kind::invitation ? "mail" : "reminder");
+  switch (k) {
+    case mail_kind::reminder:
+      return derived_id(event_id, "reminder");
+    case mail_kind::welcome:
+      return derived_id(event_id, "welcome");
+    case mail_kind::invitation:
+      break;
+  }
+  return derived_id(event_id, "mail");
 }
 uuid outcome_id(mail_kind k, const uuid& event_id) {
-  return derived_id(event_id, k == mail_kind::invitation ? "outcome" : "reminder-outcome");
+  switch (k) {
+    case mail_kind::reminder:
+      return derived_id(event_id, "reminder-outcome");
+    case mail_kind::welcome:
+      return derived_id(event_id, "welcome-outcome");
+    case mail_kind::invitation:
+      break;
+  }
+  return derived_id(event_id, "outcome");
 }
 
 std::string reminder_key(timestamp due, const uuid& event_id) {
@@ -110,8 +127,10 @@ struct mailer::state {
   std::unique_ptr<rocksdb::DB> db;
   std::unique_ptr<eventstore::subscription> subscription;
   std::thread reminders;
-  std::mutex send_mu;          // the transport is used by one thread at a time
-  mutable std::mutex jobs_mu;  // read-modify-write of job records
+  std::mutex send_mu;                 // the transport is used by one thread at a time
+  std::mutex forgotten_mu;            // forgotten_learners and the `o:` index
+  std::set<uuid> forgotten_learners;  // forgotten while running
+  mutable std::mutex jobs_mu;         // read-modify-write of job records
 
   std::mutex stop_mu;
   std::condition_variable stop_cv;
@@ -228,14 +247,50 @@ struct mailer::state {
         tpl, {{"title", facts.title}, {"description", facts.public_description}, {"link", link}},
         opt.from, inv.personal_data_.email_,
         "<" + mail_id(kind, rec.event_id).to_string() + "@passage>");
+    return send_with_retries(message, rec, inv.learner_id_);
+  }
+
+  // Sends `message` (made for the event `rec`), retrying with backoff up to max_attempts;
+  // nullopt when stopping interrupted it. A mail to a known `learner` is indexed
+  // (`o:<learner id><message id>`) so forget_learner() can discard the transport's copy,
+  // and is not sent once that learner was forgotten.
+  std::optional<outcome> send_with_retries(const mail_message& message,
+                                           const eventstore::recorded_event& rec,
+                                           std::optional<uuid> learner) {
     outcome o;
     auto backoff = opt.initial_backoff;
     for (o.attempts = 1;; ++o.attempts) {
       const std::string wire = to_rfc5322(message, clk->now());
-      auto r = [&] {
-        std::lock_guard lk(send_mu);  // the subscription and the reminder thread share it
-        return transport->send(message, wire);
+      bool forgotten_now = false;
+      auto r = [&]() -> result<void, std::string> {
+        if (learner) {
+          std::lock_guard lk(forgotten_mu);
+          forgotten_now = forgotten_learners.count(*learner) > 0;
+          if (forgotten_now) return {};
+        }
+        auto sent = [&] {
+          std::lock_guard lk(send_mu);  // the subscription and the reminder thread share it
+          return transport->send(message, wire);
+        }();
+        if (sent && learner) {
+          // Forgotten while it was sent: its copy goes at once; else it is indexed for
+          // forget(). Both under forgotten_mu, so one of the two always sees the other.
+          std::lock_guard lk(forgotten_mu);
+          if (forgotten_learners.count(*learner)) {
+            transport->discard(message.message_id);
+          } else {
+            rocksdb::WriteBatch b;
+            b.Put(slice(key('o', *learner) + message.message_id), slice(""));
+            write(b, false);
+          }
+        }
+        return sent;
       }();
+      if (forgotten_now) {
+        o.error = "recipient forgotten";
+        o.forgotten = true;
+        break;
+      }
       if (r) {
         o.sent = true;
         break;
@@ -300,6 +355,12 @@ struct mailer::state {
       e = d::email_failed{inv.org_id_,     inv.job_id_, message_id, inv.invitation_id_,
                           inv.learner_id_, o.error,     o.at,       inv.personal_data_};
     }
+    return append_outcome_event(kind, rec, std::move(e), inv.job_id_);
+  }
+
+  // Appends the outcome event `e` of the `kind` mail for `rec` to the stream of `job_id`.
+  bool append_outcome_event(mail_kind kind, const eventstore::recorded_event& rec, d::event e,
+                            const uuid& job_id) {
     const eventstore::event_metadata meta{outcome_id(kind, rec.event_id), rec.correlation_id,
                                           rec.event_id.to_string(), "mailer"};
     auto encoded = codec.encode(e, meta);
@@ -315,7 +376,7 @@ struct mailer::state {
     auto backoff = opt.initial_backoff;
     for (;;) {
       auto r = store.append(
-          {{d::email_job_stream(inv.job_id_), eventstore::expected_version::any(), {*encoded}}});
+          {{d::email_job_stream(job_id), eventstore::expected_version::any(), {*encoded}}});
       if (r) return true;
       spdlog::warn("mailer: appending the outcome of {} failed: {}", rec.event_id.to_string(),
                    r.error().message);
@@ -397,6 +458,79 @@ struct mailer::state {
     if (!record(rec, inv, *o)) return false;
     (o->sent ? sent : failed)++;
     return append_outcome(mail_kind::invitation, rec, inv, *o);
+  }
+
+  // ---- forgotten learners ----------------------------------------------------
+
+  // Discards the transport's copies of the mails sent to `learner_id` (the .eml files)
+  // and sends none to them from now on.
+  void forget(const uuid& learner_id) {
+    std::lock_guard lk(forgotten_mu);
+    forgotten_learners.insert(learner_id);
+    if (!db) return;
+    const std::string prefix = key('o', learner_id);
+    rocksdb::WriteBatch b;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek(slice(prefix)); it->Valid() && it->key().starts_with(slice(prefix)); it->Next()) {
+      transport->discard(it->key().ToStringView().substr(prefix.size()));
+      b.Delete(it->key());
+    }
+    write(b, false);  // lost in a crash: the files are gone, discarding again is harmless
+  }
+
+  // ---- welcome mails ---------------------------------------------------------
+
+  // The welcome mail of a new account (PasswordSetupIssued): ledgered under the event id,
+  // its outcome in the stream job-<setup id>. False when stopping interrupted it.
+  bool handle_welcome(const eventstore::recorded_event& rec) {
+    auto decoded = codec.decode(rec);
+    if (!decoded) {
+      spdlog::error("mailer: event {} cannot be decoded: {}", rec.event_id.to_string(),
+                    decoded.error().message);
+      return true;
+    }
+    const auto w = std::get<d::password_setup_issued>(decoded->event);
+    auto append = [&](const outcome& o) {
+      d::personal_data to;
+      to.email_ = w.personal_data_.email_;
+      const uuid message_id = mail_id(mail_kind::welcome, rec.event_id);
+      d::event e;
+      if (o.sent) {
+        e = d::email_sent{w.org_id_,     w.setup_id_, message_id, std::nullopt,
+                          w.learner_id_, o.at,        to};
+      } else {
+        e = d::email_failed{w.org_id_,     w.setup_id_, message_id, std::nullopt,
+                            w.learner_id_, o.error,     o.at,       to};
+      }
+      return append_outcome_event(mail_kind::welcome, rec, std::move(e), w.setup_id_);
+    };
+    if (auto done = stored_outcome(rec.event_id)) return append(*done);
+    // The state folder lost: the outcome already in the log stands in for the ledger.
+    std::optional<outcome> o =
+        logged_outcome_in(read_logged_outcomes(w.setup_id_), mail_kind::welcome, rec);
+    const bool logged = o.has_value();
+    if (!o && (decoded->forgotten || w.personal_data_.email_.empty())) {
+      o = outcome{false, "recipient forgotten", 0, clk->now(), true};
+    } else if (!o) {
+      std::string title;
+      if (w.invite_id_) title = invite(*w.invite_id_).title;
+      auto message = welcome_message(
+          w, {title, opt.password_link(w.learner_id_, w.setup_id_)}, opt.templates_dir, opt.from,
+          "<" + mail_id(mail_kind::welcome, rec.event_id).to_string() + "@passage>");
+      o = send_with_retries(message, rec, w.learner_id_);
+      if (!o) return false;
+    }
+    rocksdb::WriteBatch b;
+    b.Put(slice(key('l', rec.event_id)), json{{"sent", o->sent},
+                                              {"error", o->error},
+                                              {"attempts", o->attempts},
+                                              {"at", to_unix_micros(o->at)},
+                                              {"forgotten", o->forgotten}}
+                                             .dump());
+    if (!write(b, true)) return false;
+    if (logged) return true;
+    (o->sent ? sent : failed)++;
+    return append(*o);
   }
 
   // ---- reminders ------------------------------------------------------------
@@ -534,6 +668,14 @@ struct mailer::state {
           save_checkpoint(true);
           return false;
         }
+      } else if (rec.type == d::learner_forgotten::type_name) {
+        // Also after a restart: forget_learner() may not have run before a crash.
+        if (auto id = uuid::parse(std::string_view(rec.stream).substr(8))) forget(*id);
+      } else if (rec.type == d::password_setup_issued::type_name) {
+        if (is_stopping() || !handle_welcome(rec)) {
+          save_checkpoint(true);
+          return false;
+        }
       }
       checkpoint = rec.position;
     }
@@ -569,6 +711,10 @@ result<void, consumer_error> mailer::start() {
   so.filter.from_position = s_->checkpoint + 1;
   so.filter.types = {std::string(d::private_invitation_sent::type_name),
                      std::string(d::invite_updated::type_name)};
+  if (s_->opt.password_link) {
+    so.filter.types.push_back(std::string(d::password_setup_issued::type_name));
+  }
+  so.filter.types.push_back(std::string(d::learner_forgotten::type_name));
   so.max_batch = 256;
   auto* st = s_.get();
   s_->reminders = std::thread([st] { st->run_reminders(); });
@@ -645,5 +791,7 @@ mailer_stats mailer::stats() const {
 }
 
 std::string mailer::transport() const { return s_->transport->describe(); }
+
+void mailer::forget_learner(const uuid& learner_id) { s_->forget(learner_id); }
 
 }  // namespace passage::consumers

@@ -21,7 +21,9 @@
 // Failures are retried with exponential backoff, in log order (a failing mail holds the
 // ones after it); after max_attempts the mail is dead-lettered and counted as failed.
 // Learners forgotten (SPEC §6) before their mail went out get no mail: the event decodes
-// as forgotten and is recorded as EmailFailed without personal data.
+// as forgotten and is recorded as EmailFailed without personal data. Mails to a known
+// learner are indexed (`o:<learner id><message id>`), so forgetting them also removes their
+// .eml copies from the outbox.
 //
 // Reminders (opt-in per send, `remind_at` in the event): once the invitation mail went
 // out, `r:<due><event id>` waits in the state store; a thread looks for due ones every
@@ -29,6 +31,11 @@
 // if the invite still takes claims, the link is still current and nobody claimed with
 // the address. Its outcome is an EmailSent / EmailFailed in the job's stream with ids
 // derived from the invitation event (kind "reminder"), ledgered like the invitation.
+//
+// Welcome mails (welcome_mail.h, when `password_link` is set): one per PasswordSetupIssued,
+// with the one-time set-password link, ledgered under the event id like an invitation;
+// its outcome is an EmailSent / EmailFailed in the stream job-<setup id>. A learner
+// forgotten before the mail went out gets none (EmailFailed without personal data).
 //
 //   mailer m(store, codec, std::move(transport), {.state_path = "data/mailer",
 //             .personal_link = [](auto code, auto& invite, auto& inv) { return url; }});
@@ -61,7 +68,10 @@ struct mailer_options {
   std::function<std::string(std::string_view code, const uuid& invite_id,
                             const uuid& invitation_id)>
       personal_link;
-  // Per-organization templates (`<dir>/<org id>/invitation.subject|.txt|.html`).
+  // The full URL of a welcome mail's one-time set-password link, from the learner and
+  // setup ids. Default: none (no welcome mails are sent).
+  std::function<std::string(const uuid& learner_id, const uuid& setup_id)> password_link;
+  // Per-organization templates (`<dir>/<org id>/<kind>.subject|.txt|.html`).
   // Default: "" (the built-in ones).
   std::string templates_dir;
   // Attempts per mail before it is dead-lettered. Default: 8.
@@ -129,6 +139,10 @@ class mailer {
   std::optional<email_job_view> job(const uuid& org_id, const uuid& job_id) const;
   mailer_stats stats() const;
   std::string transport() const;
+  // A learner was just forgotten (SPEC §6): the transport's copies of their mails (the
+  // .eml files) are removed and no mail goes to them any more. Also done when the mailer
+  // reaches LearnerForgotten in the log. Any thread.
+  void forget_learner(const uuid& learner_id);
 
   struct state;
 

@@ -36,6 +36,7 @@ result<void, domain_error> authorize(const principal& who, action what,
     case action::manage_lead_form:
     case action::read_event_log:
     case action::forget_learner:
+    case action::manage_learners:
       if (manager) return {};
       return forbidden("needs an owner or admin key");
     case action::register_track:

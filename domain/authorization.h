@@ -33,6 +33,7 @@ enum class action {
                         // when every track is its own
   read_event_log,       // owner, admin
   forget_learner,       // owner, admin
+  manage_learners,      // owner, admin: a new set-password link for a learner
 };
 
 // What the action touches, as far as authorization cares.

@@ -38,6 +38,14 @@ std::string_view to_string(errc code) {
       return "invalid_state";
     case errc::forgotten:
       return "forgotten";
+    case errc::token_invalid:
+      return "token_invalid";
+    case errc::token_used:
+      return "token_used";
+    case errc::token_expired:
+      return "token_expired";
+    case errc::token_replaced:
+      return "token_replaced";
   }
   return "unknown";
 }

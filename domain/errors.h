@@ -30,6 +30,10 @@ enum class [[nodiscard]] errc{
     not_pausable,         // track of the claim may not be paused
     invalid_state,        // command does not fit the aggregate's current state
     forgotten,            // learner was forgotten; personal data can no longer be recorded
+    token_invalid,        // a set-password link that was never issued (or its learner is gone)
+    token_used,           // a set-password link already used
+    token_expired,        // a set-password link past its 7 days
+    token_replaced,       // a set-password link replaced by a newer one
 };
 
 std::string_view to_string(errc code);

@@ -57,7 +57,9 @@ std::string stream_of(const event& e) {
           return claim_stream(v.claim_id_);
         } else if constexpr (std::is_same_v<E, learner_registered> ||
                              std::is_same_v<E, lead_captured> ||
-                             std::is_same_v<E, learner_forgotten>) {
+                             std::is_same_v<E, learner_forgotten> ||
+                             std::is_same_v<E, password_setup_issued> ||
+                             std::is_same_v<E, learner_password_set>) {
           return learner_stream(v.learner_id_);
         } else if constexpr (std::is_same_v<E, email_sent> || std::is_same_v<E, email_failed>) {
           return email_job_stream(v.job_id_);

@@ -270,6 +270,35 @@ struct lead_captured {
   friend bool operator==(const lead_captured&, const lead_captured&) = default;
 };
 
+// A one-time set-password link for a learner a claim registered (or a newer one replacing
+// it). Only the random setup id is stored: the link is that id signed with the node
+// secret (service/password_setup.h), so nothing in the log alone lets anyone set the
+// password. The mailer sends the welcome mail with the link for each of these.
+struct password_setup_issued {
+  PASSAGE_EVENT("PasswordSetupIssued");
+  uuid org_id_;
+  uuid learner_id_;
+  uuid setup_id_;
+  std::optional<uuid> invite_id_;  // the invite whose claim registered the learner
+  timestamp issued_at_;
+  timestamp expires_at_;         // issued_at + password_setup_validity (7 days)
+  personal_data personal_data_;  // email_, first_name_ of the addressee
+  friend bool operator==(const password_setup_issued&, const password_setup_issued&) = default;
+};
+
+// The learner chose a password through the setup link `setup_id_` (now used up). The
+// password is kept only as a slow salted hash, and that only encrypted under the
+// learner's key (personal_data_.password_hash_), so forgetting the learner shreds it.
+struct learner_password_set {
+  PASSAGE_EVENT("LearnerPasswordSet");
+  uuid org_id_;
+  uuid learner_id_;
+  uuid setup_id_;
+  timestamp set_at_;
+  personal_data personal_data_;  // password_hash_
+  friend bool operator==(const learner_password_set&, const learner_password_set&) = default;
+};
+
 // Appended after the learner's key was destroyed (crypto-shredding, outside the domain).
 struct learner_forgotten {
   PASSAGE_EVENT("LearnerForgotten");
@@ -308,13 +337,13 @@ struct email_failed {
 
 #undef PASSAGE_EVENT
 
-using event =
-    std::variant<organization_created, api_key_issued, api_key_revoked, lead_form_changed,
-                 track_registered, track_updated, invite_created, invite_updated,
-                 invite_deactivated, invite_reactivated, invite_deleted, invite_claimed,
-                 claim_rejected, invite_capacity_warning, invite_filled, invite_expired,
-                 private_invitation_sent, track_played, track_paused, track_resumed,
-                 learner_registered, lead_captured, learner_forgotten, email_sent, email_failed>;
+using event = std::variant<organization_created, api_key_issued, api_key_revoked, lead_form_changed,
+                           track_registered, track_updated, invite_created, invite_updated,
+                           invite_deactivated, invite_reactivated, invite_deleted, invite_claimed,
+                           claim_rejected, invite_capacity_warning, invite_filled, invite_expired,
+                           private_invitation_sent, track_played, track_paused, track_resumed,
+                           learner_registered, lead_captured, learner_forgotten, email_sent,
+                           email_failed, password_setup_issued, learner_password_set>;
 
 using event_list = std::vector<event>;
 

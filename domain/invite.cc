@@ -6,6 +6,7 @@
 
 #include "domain/invite_code.h"
 #include "domain/organization.h"
+#include "domain/password.h"
 #include "domain/text.h"
 
 namespace passage::domain {
@@ -623,7 +624,13 @@ domain_result<claim_decision> decide(const invite_state& s, const claim_invite& 
     e.learner_id_ = *learner_id;
     e.registered_at_ = now;
     e.personal_data_ = who;
+    // A new account: its one-time set-password link, mailed with the welcome mail.
+    std::optional<password_setup_issued> setup;
+    if (c.new_password_setup_id_) {
+      setup = issue_password_setup_for(e, *c.new_password_setup_id_, s.invite_id_);
+    }
     d.events_.push_back(std::move(e));
+    if (setup) d.events_.push_back(std::move(*setup));
   }
   if (capture_lead) {
     lead_captured e;

@@ -153,8 +153,10 @@ struct claim_invite {
   // Facts looked up by the application:
   std::optional<uuid> existing_learner_id_;  // the org's learner with this email, if any
   uuid new_learner_id_;                      // used to register a learner for a new email
-  bool lead_already_submitted_ = false;      // this email filled the org lead form before
-  lead_form lead_form_;                      // the org's current lead form
+  // The new learner's set-password link (PasswordSetupIssued, the welcome mail), when set.
+  std::optional<uuid> new_password_setup_id_;
+  bool lead_already_submitted_ = false;  // this email filled the org lead form before
+  lead_form lead_form_;                  // the org's current lead form
 
   // Claim through a personal link (private invitation): the link's current invitation id.
   // The claim is then made for the addressee's email only, whatever the access rule lists.

@@ -24,9 +24,13 @@ struct personal_data {
   std::string first_name_;
   std::string last_name_;
   std::map<std::string, std::string> answers_;  // lead-form answers by field name
+  // LearnerPasswordSet only: the slow salted hash of the password (service/password_hash.h).
+  // Encoded only when set, so the blocks of every other event are unchanged.
+  std::string password_hash_;
 
   bool empty() const {
-    return email_.empty() && first_name_.empty() && last_name_.empty() && answers_.empty();
+    return email_.empty() && first_name_.empty() && last_name_.empty() && answers_.empty() &&
+           password_hash_.empty();
   }
   friend bool operator==(const personal_data&, const personal_data&) = default;
 };

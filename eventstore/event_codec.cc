@@ -96,6 +96,12 @@ auto fields_of(const d::track_resumed*) { using S = d::track_resumed; return std
 auto fields_of(const d::learner_registered*) { using S = d::learner_registered; return std::tuple{F(org_id), F(learner_id), F(role), F(must_change_password), F(registered_at), F(personal_data)}; }
 auto fields_of(const d::lead_captured*) { using S = d::lead_captured; return std::tuple{F(org_id), F(learner_id), F(invite_id), F(captured_at), F(personal_data)}; }
 auto fields_of(const d::learner_forgotten*) { using S = d::learner_forgotten; return std::tuple{F(org_id), F(learner_id), F(forgotten_at)}; }
+auto fields_of(const d::password_setup_issued*) {
+  using S = d::password_setup_issued;
+  return std::tuple{F(org_id), F(learner_id), F(setup_id), F(invite_id), F(issued_at),
+                    F(expires_at), F(personal_data)};
+}
+auto fields_of(const d::learner_password_set*) { using S = d::learner_password_set; return std::tuple{F(org_id), F(learner_id), F(setup_id), F(set_at), F(personal_data)}; }
 auto fields_of(const d::email_sent*) {
   using S = d::email_sent;
   return std::tuple{F(org_id), F(job_id), F(message_id), F(invitation_id), F(learner_id),
@@ -166,7 +172,10 @@ json to_value(const T& v) {
 }
 json to_value(const d::personal_data& v) {
   if (v.empty()) return nullptr;
-  return to_value<d::personal_data>(v);
+  json j = to_value<d::personal_data>(v);
+  // Optional member: only LearnerPasswordSet has one, older blocks never name it.
+  if (!v.password_hash_.empty()) j["password_hash"] = v.password_hash_;
+  return j;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -322,7 +331,13 @@ bool from_value(const json& j, d::personal_data& out, const path_node* at, read_
     out = {};
     return true;
   }
-  return from_value<d::personal_data>(j, out, at, err);
+  if (!from_value<d::personal_data>(j, out, at, err)) return false;
+  out.password_hash_.clear();
+  if (auto it = j.find("password_hash"); it != j.end()) {
+    path_node here{at, "password_hash"};
+    return from_value(*it, out.password_hash_, &here, err);
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -771,6 +786,9 @@ result<nlohmann::json, codec_error> event_codec::to_public_json(const recorded_e
       auto clear = open_envelope(keys_, e, *it);
       if (!clear) return clear.error();
       *it = *clear ? std::move(**clear) : json{{"forgotten", true}};
+      // A password hash is a secret of its own: never shown, not even to the org's
+      // admins or on Kafka (the node that checks passwords reads its own log).
+      if (it->is_object()) it->erase("password_hash");
     }
     return std::move(*j);
   } catch (const std::exception& ex) {

@@ -74,7 +74,8 @@ class event_codec {
   result<decoded_event, codec_error> decode(const recorded_event& e) const;
 
   // The event's data as shown outside (API, exports, Kafka): personal data decrypted,
-  // or {"forgotten": true} once its subject is forgotten; never ciphertext.
+  // or {"forgotten": true} once its subject is forgotten; never ciphertext. A password
+  // hash (LearnerPasswordSet) is left out.
   result<nlohmann::json, codec_error> to_public_json(const recorded_event& e) const;
 
   // The encryption subject of an event's personal data: "learner:<uuid>" when the

@@ -15,8 +15,10 @@
 #include "domain/claim.h"
 #include "domain/invite_code.h"
 #include "domain/learner.h"
+#include "domain/password.h"
 #include "domain/streams.h"
 #include "domain/text.h"
+#include "service/password_hash.h"
 
 namespace passage::service {
 namespace {
@@ -179,6 +181,7 @@ struct command_service::impl {
         clk(cl),
         tokens(std::move(t)),
         links(o.personal_link_secret.empty() ? secure_random_hex(32) : o.personal_link_secret),
+        setups(o.password_setup_secret.empty() ? secure_random_hex(32) : o.password_setup_secret),
         options(o),
         invites(o.max_cached_aggregates),
         claims(o.max_cached_aggregates),
@@ -193,6 +196,7 @@ struct command_service::impl {
   const clock& clk;
   learner_token_codec tokens;
   personal_link_codec links;
+  password_setup_codec setups;
   command_service_options options;
 
   aggregate_cache<domain::invite_state> invites;
@@ -1029,6 +1033,7 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
           timestamp now) mutable -> domain::domain_result<plan<domain::invite_state>> {
         cmd.claim_id_ = uuid::random();
         cmd.new_learner_id_ = uuid::random();
+        cmd.new_password_setup_id_ = uuid::random();
         auto d = domain::decide(s, cmd, now);
         if (!d) return d.error();
         if (d->learner_registered_ && !subject.empty()) {
@@ -1177,6 +1182,156 @@ void command_service::forget_learner(const domain::principal& who, const uuid& l
             std::move(*events), {}, [done](const written& w) { done(w); }};
       },
       m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
+}
+
+// ---- passwords ------------------------------------------------------------------
+
+const password_setup_codec& command_service::password_setups() const { return impl_->setups; }
+
+void command_service::set_password(std::string token, std::string password, const request_meta& m,
+                                   callback<password_set_result> done) {
+  auto* self = impl_.get();
+  auto ref = self->setups.verify(token);
+  if (!ref) {
+    done(make_service_error("token_invalid", "this set-password link is not valid", "token"));
+    return;
+  }
+  const auto stream = domain::learner_stream(ref->learner_id);
+  // Claims append to learner streams outside this cache: decide on a fresh load.
+  {
+    auto agg = self->learners.get(stream);
+    std::lock_guard lk(agg->mu);
+    agg->loaded = false;
+  }
+  // The link's state first (a used or expired link says so whatever the password), then
+  // the policy, then the slow hash, outside any lock. The decision is made again on the
+  // aggregate below: the link may have been used meanwhile.
+  auto current = self->load(self->learners, stream);
+  if (!current) {
+    done(current.error());
+    return;
+  }
+  if (auto usable =
+          domain::decide(*current, domain::set_password{ref->setup_id, "-"}, self->clk.now());
+      !usable) {
+    done(from_domain(usable.error()));
+    return;
+  }
+  if (auto ok = domain::check_password_policy(password); !ok) {
+    done(from_domain(ok.error()));
+    return;
+  }
+  auto hash = hash_password(password);
+  if (!hash) {
+    done(make_service_error("unavailable", "the password could not be hashed"));
+    return;
+  }
+  const uuid learner_id = ref->learner_id, setup_id = ref->setup_id;
+  self->execute<domain::learner_state>(
+      self->learners, stream, {},
+      [self, learner_id, setup_id, hash = std::move(*hash), done](
+          const domain::learner_state& s,
+          timestamp now) -> domain::domain_result<plan<domain::learner_state>> {
+        auto events = domain::decide(s, domain::set_password{setup_id, hash}, now);
+        if (!events) return events.error();
+        const uuid org = s.org_id_;
+        return plan<domain::learner_state>{
+            std::move(*events), {}, [self, org, learner_id, done](const written& w) {
+              done(password_set_result{org, learner_id, self->tokens.issue({org, learner_id}), w});
+            }};
+      },
+      m, "learner:" + learner_id.to_string(), [done](service_error e) { done(std::move(e)); });
+}
+
+void command_service::issue_password_setup(const domain::principal& who, const uuid& learner_id,
+                                           const request_meta& m, callback<written> done) {
+  auto allowed = domain::authorize(who, domain::action::manage_learners, {who.org_id_, {}, {}});
+  if (!allowed) {
+    done(from_domain(allowed.error()));
+    return;
+  }
+  const auto stream = domain::learner_stream(learner_id);
+  {
+    auto agg = impl_->learners.get(stream);
+    std::lock_guard lk(agg->mu);
+    agg->loaded = false;
+  }
+  impl_->execute<domain::learner_state>(
+      impl_->learners, stream, {},
+      [who, done](const domain::learner_state& s,
+                  timestamp now) -> domain::domain_result<plan<domain::learner_state>> {
+        if (!s.exists_ || s.org_id_ != who.org_id_) {
+          return domain::make_error(domain::errc::not_found, "id", "no such learner");
+        }
+        return answer_written<domain::learner_state>(
+            domain::decide(s, domain::issue_password_setup{uuid::random(), std::nullopt}, now),
+            done);
+      },
+      m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
+}
+
+void command_service::login(login_input input, callback<login_result> done) {
+  auto* self = impl_.get();
+  std::optional<uuid> org = input.org_id;
+  if (!org && input.code) {
+    auto normalized = domain::normalize_invite_code(*input.code);
+    if (domain::is_valid_invite_code(normalized)) {
+      if (auto ref = self->invite_by_code(normalized)) org = ref->org_id;
+    }
+  }
+  // One answer for every failure (no account enumeration), after the same work.
+  auto refuse = [&] {
+    verify_password(input.password, "");
+    done(make_service_error("invalid_credentials", "wrong email or password"));
+  };
+  if (!org) {
+    if (!input.org_id && !input.code) {
+      done(make_service_error("invalid_request", "name the organization (org) or an invite code",
+                              "org"));
+      return;
+    }
+    refuse();
+    return;
+  }
+  if (!domain::is_valid_email(input.email)) {
+    refuse();
+    return;
+  }
+  const auto subject = self->codec.email_subject(*org, domain::normalize_email(input.email));
+  std::optional<uuid> learner_id;
+  {
+    std::lock_guard lk(self->learners_mu);
+    if (auto it = self->pending_learners.find(subject); it != self->pending_learners.end()) {
+      learner_id = it->second;
+    }
+  }
+  if (!learner_id) {
+    if (auto l = self->facts.learner_by_email(*org, subject)) learner_id = l->learner_id;
+  }
+  if (!learner_id) {
+    refuse();
+    return;
+  }
+  const auto stream = domain::learner_stream(*learner_id);
+  {
+    auto agg = self->learners.get(stream);
+    std::lock_guard lk(agg->mu);
+    agg->loaded = false;
+  }
+  auto s = self->load(self->learners, stream);
+  if (!s) {
+    done(s.error());
+    return;
+  }
+  if (!s->exists_ || s->forgotten_ || s->org_id_ != *org || s->password_hash_.empty()) {
+    refuse();
+    return;
+  }
+  if (!verify_password(input.password, s->password_hash_)) {
+    done(make_service_error("invalid_credentials", "wrong email or password"));
+    return;
+  }
+  done(login_result{*org, *learner_id, self->tokens.issue({*org, *learner_id})});
 }
 
 }  // namespace passage::service

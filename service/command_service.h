@@ -33,6 +33,7 @@
 #include "eventstore/key_store.h"
 #include "service/facts.h"
 #include "service/learner_token.h"
+#include "service/password_setup.h"
 #include "service/personal_link.h"
 #include "service/service_error.h"
 
@@ -113,6 +114,29 @@ struct api_key_result {
   written at;
 };
 
+// A password set through a welcome mail's link; the token logs the learner in at once.
+struct password_set_result {
+  uuid org_id;
+  uuid learner_id;
+  std::string learner_token;
+  written at;
+};
+
+// A learner logging in with the password: the organization by id or by an invite code
+// of it (exactly one of the two).
+struct login_input {
+  std::optional<uuid> org_id;
+  std::optional<std::string> code;
+  std::string email;
+  std::string password;
+};
+
+struct login_result {
+  uuid org_id;
+  uuid learner_id;
+  std::string learner_token;
+};
+
 // A bulk send of private invitations, recorded (all addresses in one append).
 struct invitation_job {
   uuid job_id;
@@ -133,6 +157,9 @@ struct command_service_options {
   // Secret that signs personal links (app: derive_key(secret, "personal-link")).
   // Default: "" means a random one for this process (links die with it).
   std::string personal_link_secret;
+  // Secret that signs set-password links (app: derive_key(secret, "password-setup")).
+  // Default: "" means a random one for this process.
+  std::string password_setup_secret;
 };
 
 // "psk_" + 40 random hex characters, and its lower-case hex SHA-256.
@@ -223,8 +250,24 @@ class command_service {
   void forget_learner(const domain::principal& who, const uuid& learner_id, const request_meta& m,
                       callback<written> done);
 
+  // Sets the password through a welcome mail's link (token from password_setup_codec):
+  // token_invalid (forged, unknown, forgotten), token_replaced, token_used, token_expired,
+  // or invalid_request (field "password") for a password the policy refuses; nothing is
+  // stored then. The password is stored only as a slow salted hash, encrypted under the
+  // learner's key.
+  void set_password(std::string token, std::string password, const request_meta& m,
+                    callback<password_set_result> done);
+  // A new set-password link for a learner of `who`'s org (owner, admin): the current one
+  // stops working and the mailer sends a new welcome mail. forgotten / not_found.
+  void issue_password_setup(const domain::principal& who, const uuid& learner_id,
+                            const request_meta& m, callback<written> done);
+  // invalid_credentials for a wrong password and for an unknown email alike (the same
+  // work is done for both); invalid_request when the organization is not named.
+  void login(login_input input, callback<login_result> done);
+
   const learner_token_codec& tokens() const;
   const personal_link_codec& links() const;
+  const password_setup_codec& password_setups() const;
 
  private:
   struct impl;

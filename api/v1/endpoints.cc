@@ -9,6 +9,7 @@
 #include "api/v1/dto.h"
 #include "api/v1/html.h"
 #include "api/v1/live_tail.h"
+#include "api/v1/password_routes.h"
 #include "common/time_format.h"
 #include "domain/invite_code.h"
 #include "domain/text.h"
@@ -981,6 +982,21 @@ void learner_routes(router& r, deps_ptr d) {
           respond(json_response(http::status::ok, projections::to_json(*h)));
         }));
 
+  // A new one-time set-password link (and welcome mail); the old link stops working.
+  r.add(http::verb::post, "/v1/learners/{id}/password-setup",
+        admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
+                     responder respond) {
+          auto id = uuid_param(ctx, "id");
+          if (!id) return respond(problem_response(id.error())), void();
+          auto learner = *id;
+          d->commands->issue_password_setup(
+              who, learner, meta_of(ctx),
+              answer_written(d, respond, [learner](const service::written&) {
+                return json_response(http::status::accepted,
+                                     {{"learner_id", learner.to_string()}, {"issued", true}});
+              }));
+        }));
+
   r.add(http::verb::post, "/v1/learners/{id}/forget",
         admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
                      responder respond) {
@@ -989,7 +1005,8 @@ void learner_routes(router& r, deps_ptr d) {
           auto learner = *id;
           d->commands->forget_learner(
               who, learner, meta_of(ctx),
-              answer_written(d, respond, [learner](const service::written&) {
+              answer_written(d, respond, [d, learner](const service::written&) {
+                if (d->on_learner_forgotten) d->on_learner_forgotten(learner);
                 return json_response(http::status::ok,
                                      {{"learner_id", learner.to_string()}, {"forgotten", true}});
               }));
@@ -1248,6 +1265,7 @@ void register_routes(router& r, const endpoint_deps& deps) {
   claim_history_routes(r, d);
   event_routes(r, d);
   invitation_routes(r, d);
+  password_routes(r, d);
   r.set_filter({});
 }
 

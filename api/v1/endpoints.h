@@ -51,6 +51,9 @@ struct endpoint_deps {
   // job_status answers GET /v1/jobs/{id} (nullopt: unknown in this organization).
   std::function<void(const service::invitation_job&)> on_invitation_job;
   std::function<std::optional<nlohmann::json>(const uuid& org_id, const uuid& job_id)> job_status;
+  // Told of each forgotten learner before the forget is answered (the mailer removes the
+  // .eml copies of their mails).
+  std::function<void(const uuid& learner_id)> on_learner_forgotten;
   // A read replica (`passage replica`): no command service and no event log. Names where
   // the primary answers; commands get 409 read_only_replica and the reads only the log
   // can answer (events, streams, learner views) 421 primary_only, both naming it.

@@ -61,6 +61,9 @@ const std::map<std::string, doc>& summaries() {
        {"Pause a pausable track", false}},
       {"POST /v1/public/claims/{claim_id}/tracks/{track_id}/resume",
        {"Resume a paused track", false}},
+      {"POST /v1/learners/{id}/password-setup",
+       {"A new one-time set-password link and welcome mail (the old link stops working); 202",
+        true}},
       {"POST /v1/learners/{id}/forget",
        {"Erase a learner's personal data (crypto-shredding)", true}},
       {"GET /v1/events", {"The global log, in order, paged", true}},
@@ -78,6 +81,18 @@ const std::map<std::string, doc>& summaries() {
       {"GET /v1/jobs/{id}", {"A bulk send: status, total, processed, failed, dead letters", true}},
       {"POST /v1/public/invitations/{token}/claims",
        {"Claim through a personal link (only for its addressee)", false}},
+      {"GET /p/{token}",
+       {"Set-password page of a welcome mail's one-time link (HTML form, no scripts)", false}},
+      {"POST /p/{token}",
+       {"The set-password page's form post (password, password_confirm; HTML)", false}},
+      {"POST /v1/public/password/{token}",
+       {"Set the password through a one-time link ({\"password\"}); 410 token_used | "
+        "token_expired | token_replaced, 400 token_invalid",
+        false}},
+      {"POST /v1/public/learners/login",
+       {"Log in with email and password (org or code); the learner token; 401 "
+        "invalid_credentials, rate-limited",
+        false}},
   };
   return table;
 }

@@ -38,6 +38,12 @@ d::personal_data ada() {
           {{"company", "Analytical Engines Ltd"}, {"consent", "yes"}}};
 }
 d::personal_data email_only(std::string email = "ada@example.com") { return {std::move(email)}; }
+// A password hash block (LearnerPasswordSet); "Analytical" lets the leak checks find it.
+d::personal_data hash_only() {
+  d::personal_data p;
+  p.password_hash_ = "scrypt$15$8$1$Analytical$00";
+  return p;
+}
 
 d::invite_settings settings() {
   d::invite_settings s;
@@ -106,6 +112,8 @@ std::map<std::string_view, d::event> samples() {
       d::email_sent{org, id(13), id(14), id(12), id(4), at(24), email_only()},
       d::email_failed{org, id(13), id(14), id(12), id(4), "550 mailbox unavailable", at(25),
                       email_only()},
+      d::password_setup_issued{org, id(4), id(15), id(2), at(26), at(27), email_only()},
+      d::learner_password_set{org, id(4), id(15), at(28), hash_only()},
   };
   std::map<std::string_view, d::event> by_type;
   for (auto& e : all) by_type.emplace(d::event_type(e), std::move(e));
@@ -305,6 +313,22 @@ TEST_F(codec_test, public_json_shows_personal_data_in_clear) {
   auto plain = codec_.to_public_json(stored(samples().at("TrackPlayed")));
   ASSERT_TRUE(plain);
   EXPECT_EQ(*plain, to_json(samples().at("TrackPlayed")));
+}
+
+TEST_F(codec_test, a_password_hash_is_encrypted_and_never_shown) {
+  auto e = samples().at("LearnerPasswordSet");
+  auto r = stored(e);
+  EXPECT_EQ(r.data.find("scrypt"), std::string::npos);
+  auto dec = codec_.decode(r);
+  ASSERT_TRUE(dec);
+  EXPECT_TRUE(dec->event == e) << "the node that checks passwords reads it back";
+  auto pub = codec_.to_public_json(r);
+  ASSERT_TRUE(pub);
+  EXPECT_EQ(pub->dump().find("scrypt"), std::string::npos) << pub->dump();
+  EXPECT_FALSE((*pub)["personal_data"].contains("password_hash"));
+  // Blocks without a hash are encoded as before (no "password_hash" member).
+  EXPECT_FALSE(
+      to_json(samples().at("LearnerRegistered"))["personal_data"].contains("password_hash"));
 }
 
 TEST_F(codec_test, after_the_key_is_destroyed_the_learner_is_forgotten) {

@@ -127,7 +127,8 @@ class projections_test : public ::testing::Test {
               claims_[v.claim_id_] = domain::evolve(claims_[v.claim_id_], e);
             } else if constexpr (!std::is_same_v<E, domain::lead_captured> &&
                                  !std::is_same_v<E, domain::email_sent> &&
-                                 !std::is_same_v<E, domain::email_failed>) {
+                                 !std::is_same_v<E, domain::email_failed> &&
+                                 !std::is_same_v<E, domain::password_setup_issued>) {
               invites_[v.invite_id_] = domain::evolve(invites_[v.invite_id_], e);
               if constexpr (std::is_same_v<E, domain::invite_claimed>) {
                 claims_[v.claim_id_] = domain::evolve(domain::claim_state{}, e);
@@ -137,7 +138,9 @@ class projections_test : public ::testing::Test {
           if constexpr (requires { v.learner_id_; }) {
             if constexpr (std::is_same_v<E, domain::learner_registered> ||
                           std::is_same_v<E, domain::lead_captured> ||
-                          std::is_same_v<E, domain::learner_forgotten>) {
+                          std::is_same_v<E, domain::learner_forgotten> ||
+                          std::is_same_v<E, domain::password_setup_issued> ||
+                          std::is_same_v<E, domain::learner_password_set>) {
               learners_[v.learner_id_] = domain::evolve(learners_[v.learner_id_], e);
             }
           }

@@ -1,10 +1,13 @@
 // Private invitations end to end: a node in-process, a real SMTP server (aiosmtpd) as a
 // child process on loopback. Bulk sends, personal links, resend versus new, the SMTP
-// server killed mid-job, header injection, .eml fallback, forgotten recipients.
+// server killed mid-job, header injection, .eml fallback, forgotten recipients; welcome
+// mails of new accounts with their one-time set-password link, and logging in.
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <regex>
 #include <set>
@@ -441,7 +444,8 @@ TEST_F(MailTest, RemindersGoOnlyToAddresseesWhoHaveNotClaimed) {
       to_bob[0].header("Subject").starts_with("Reminder") ? to_bob[0] : to_bob[1];
   EXPECT_EQ(reminder.header("Subject"), "Reminder: you are invited to Kubernetes 101");
   EXPECT_EQ(reminder.token(), token_of["bob@example.com"]);
-  EXPECT_EQ(inbox().size(), 3u + 1u + 1u);  // invitations, cy's new link, bob's reminder
+  // invitations, ada's welcome mail (her claim made her account), cy's new link, bob's reminder
+  EXPECT_EQ(inbox().size(), 3u + 1u + 1u + 1u);
   EXPECT_EQ(claim_link(reminder.token()).status, 201u);
 }
 
@@ -518,6 +522,26 @@ TEST_F(EmlTest, WithoutSmtpMailsAreWrittenAsEmlFiles) {
   EXPECT_EQ(files, 2u);
 }
 
+// The outbox keeps no copy of a forgotten learner's mail: their welcome mail's .eml goes.
+TEST_F(EmlTest, ForgettingALearnerRemovesTheirMailsFromTheOutbox) {
+  auto open = make_invite({{"title", "Open"}, {"tracks", {{{"track_id", "k8s"}}}}});
+  auto c = claim(open["code"], {{"email", "ada@example.com"}, {"first_name", "Adalind"}});
+  ASSERT_EQ(c.status, 201u) << c.body;
+  const auto outbox = dir_.sub("data") + "/outbox";
+  auto files = [&] {
+    std::size_t n = 0;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(outbox, ec))
+      n += e.path().extension() == ".eml" ? 1 : 0;
+    return n;
+  };
+  while (files() < 1) std::this_thread::sleep_for(10ms);
+  auto f = client_->post("/v1/learners/" + c.json()["learner_id"].get<std::string>() + "/forget",
+                         "", auth());
+  ASSERT_EQ(f.status, 200u) << f.body;
+  EXPECT_EQ(files(), 0u);
+}
+
 // A recipient forgotten while their mail waits for the SMTP server gets no mail.
 TEST_F(MailTest, ForgottenRecipientGetsNoMail) {
   auto invite = private_invite();
@@ -526,6 +550,7 @@ TEST_F(MailTest, ForgottenRecipientGetsNoMail) {
   auto c = claim(open["code"], {{"email", "ada@example.com"}});
   ASSERT_EQ(c.status, 201u) << c.body;
   const std::string learner = c.json()["learner_id"];
+  while (sink_.count() < 1) std::this_thread::sleep_for(10ms);  // her welcome mail
 
   sink_.kill();
   const std::string job = send(invite["id"], {"ada@example.com"});
@@ -540,7 +565,7 @@ TEST_F(MailTest, ForgottenRecipientGetsNoMail) {
   auto j = wait_job(job);
   EXPECT_EQ(j["failed"], 1) << j.dump();
   EXPECT_EQ(j["dead_letters"].size(), 0u);
-  EXPECT_EQ(sink_.count(), 0u);
+  EXPECT_EQ(sink_.count(), 1u);  // the welcome mail only
   auto stream = client_->get("/v1/streams/job-" + job, auth()).json();
   ASSERT_EQ(stream["events"].size(), 1u) << stream.dump();
   EXPECT_EQ(stream["events"][0]["type"], "EmailFailed");
@@ -561,6 +586,283 @@ TEST_F(MailTest, UndeliverableMailIsDeadLetteredAndVisible) {
   ASSERT_EQ(j["dead_letters"].size(), 1u) << j.dump();
   EXPECT_EQ(j["dead_letters"][0]["attempts"], 3);
   EXPECT_EQ(j["dead_letters"][0]["error"].get<std::string>().find("ada@"), std::string::npos);
+}
+
+// ---- welcome mails and passwords ----------------------------------------------
+
+// The set-password token of a welcome mail's link.
+std::string welcome_token(const received& m) {
+  std::smatch found;
+  static const std::regex re("https://learn\\.example\\.com/p/(ps1\\.[A-Za-z0-9_-]+)");
+  return std::regex_search(m.text, found, re) ? found[1].str() : std::string();
+}
+
+class WelcomeTest : public MailTest {
+ protected:
+  void SetUp() override {
+    MailTest::SetUp();
+    open_ = make_invite({{"title", "Kubernetes 101"}, {"tracks", {{{"track_id", "k8s"}}}}});
+  }
+
+  // Claims the open invite with a new email; waits for the welcome mail and returns it.
+  received join(const std::string& email, const std::string& first = "Ada") {
+    const auto before = sink_.count();
+    auto c = claim(open_["code"], {{"email", email}, {"first_name", first}});
+    EXPECT_EQ(c.status, 201u) << c.body;
+    claim_ = c.json();
+    while (sink_.count() < before + 1) std::this_thread::sleep_for(10ms);
+    for (const auto& m : inbox())
+      if (m.envelope_to == email && !welcome_token(m).empty()) return m;
+    ADD_FAILURE() << "no welcome mail to " << email;
+    return {};
+  }
+
+  http_reply set_password(const std::string& token, const std::string& password) {
+    return client_->post("/v1/public/password/" + token, json{{"password", password}}.dump());
+  }
+  http_reply login(json body) { return client_->post("/v1/public/learners/login", body.dump()); }
+  std::size_t learner_events(const std::string& learner_id) {
+    return client_->get("/v1/streams/learner-" + learner_id, auth()).json()["events"].size();
+  }
+  // Every byte the node stored (event log, mailer state, keys, ...).
+  std::string stored_bytes() {
+    std::string all;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir_.sub("data"))) {
+      if (!e.is_regular_file()) continue;
+      std::ifstream in(e.path(), std::ios::binary);
+      all.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    return all;
+  }
+
+  json open_;
+  json claim_;
+};
+
+TEST_F(WelcomeTest, ANewAccountGetsOneWelcomeMailWhoseLinkSetsThePasswordOnce) {
+  auto mail = join("ada@example.com");
+  EXPECT_EQ(mail.header("Subject"), "Welcome: choose your password (Kubernetes 101)");
+  EXPECT_NE(mail.text.find("Hello Ada,"), std::string::npos) << mail.text;
+  const std::string token = welcome_token(mail);
+  const std::string learner = claim_["learner_id"];
+  ASSERT_FALSE(token.empty()) << mail.text;
+
+  // The page: a plain form, no scripts, not cached, the token never sent as a referrer.
+  auto page = client_->get("/p/" + token);
+  ASSERT_EQ(page.status, 200u);
+  EXPECT_NE(page.body.find("<form id=\"password\""), std::string::npos);
+  EXPECT_NE(page.body.find("name=\"password\""), std::string::npos);
+  EXPECT_EQ(page.body.find("<script"), std::string::npos);
+  EXPECT_EQ(page.header("Cache-Control"), "no-store");
+  EXPECT_EQ(page.header("Referrer-Policy"), "no-referrer");
+
+  // The policy: refused passwords store nothing.
+  const auto events_before = learner_events(learner);
+  auto weak = set_password(token, "short");
+  EXPECT_EQ(weak.status, 400u) << weak.body;
+  EXPECT_EQ(weak.json()["code"], "invalid_request");
+  EXPECT_EQ(weak.json()["errors"][0]["field"], "password");
+  EXPECT_EQ(set_password(token, std::string(257, 'x')).status, 400u);
+  EXPECT_EQ(
+      client_->post("/v1/public/password/" + token, "{\"password\":\"abcdefghij\xff\"}").status,
+      400u);
+  EXPECT_EQ(client_->post("/v1/public/password/" + token, "{}").status, 400u);
+  EXPECT_EQ(learner_events(learner), events_before);
+
+  const std::string password = "correct horse battery staple";
+  auto set = set_password(token, password);
+  ASSERT_EQ(set.status, 200u) << set.body;
+  EXPECT_EQ(set.json()["learner_id"], learner);
+  EXPECT_EQ(learner_events(learner), events_before + 1);
+
+  // Once only: the JSON endpoint and the form both refuse a used link.
+  auto again = set_password(token, "another fine password");
+  EXPECT_EQ(again.status, 410u) << again.body;
+  EXPECT_EQ(again.json()["code"], "token_used");
+  auto form = client_->post("/p/" + token,
+                            "password=another+fine+password&password_confirm="
+                            "another+fine+password",
+                            {{"Content-Type", "application/x-www-form-urlencoded"}});
+  EXPECT_EQ(form.status, 410u);
+  EXPECT_NE(form.body.find("used already"), std::string::npos) << form.body;
+
+  // The password logs in (by invite code or by org), with the learner token claims use.
+  auto in = login({{"code", open_["code"]}, {"email", "ADA@example.com"}, {"password", password}});
+  ASSERT_EQ(in.status, 200u) << in.body;
+  EXPECT_EQ(in.json()["learner_id"], learner);
+  auto mine =
+      client_->get("/v1/public/claims/" + claim_["claim_id"].get<std::string>(),
+                   {{"Authorization", "Bearer " + in.json()["learner_token"].get<std::string>()}});
+  EXPECT_EQ(mine.status, 200u) << mine.body;
+  auto by_org =
+      login({{"org", in.json()["org_id"]}, {"email", "ada@example.com"}, {"password", password}});
+  EXPECT_EQ(by_org.status, 200u) << by_org.body;
+
+  // Wrong password and unknown email: the same answer.
+  auto wrong = login({{"code", open_["code"]}, {"email", "ada@example.com"}, {"password", "nope"}});
+  auto nobody =
+      login({{"code", open_["code"]}, {"email", "zed@example.com"}, {"password", password}});
+  EXPECT_EQ(wrong.status, 401u);
+  EXPECT_EQ(nobody.status, 401u);
+  EXPECT_EQ(wrong.json()["code"], "invalid_credentials");
+  EXPECT_EQ(wrong.json()["detail"], nobody.json()["detail"]);
+  EXPECT_EQ(login({{"email", "ada@example.com"}, {"password", password}}).status, 400u);
+
+  // The same email claiming again (another invite) is no new account: no second mail. A
+  // private invitation sent after it, once delivered, shows the mailer got past the claim.
+  auto other = make_invite({{"title", "Helm"}, {"tracks", {{{"track_id", "k8s"}}}}});
+  ASSERT_EQ(claim(other["code"], {{"email", "ada@example.com"}}).status, 201u);
+  wait_job(send(private_invite()["id"], {"bob@staff.example.org"}));
+  std::size_t welcomes = 0;
+  for (const auto& m : inbox()) welcomes += welcome_token(m).empty() ? 0 : 1;
+  EXPECT_EQ(welcomes, 1u);
+
+  // Neither the password, its hash nor the link is stored or shown in clear.
+  auto stream = client_->get("/v1/streams/learner-" + learner, auth()).json();
+  bool saw_set = false;
+  for (const auto& e : stream["events"]) {
+    if (e["type"] != "LearnerPasswordSet") continue;
+    saw_set = true;
+    EXPECT_FALSE(e["data"]["personal_data"].contains("password_hash")) << e.dump();
+  }
+  EXPECT_TRUE(saw_set);
+  const std::string bytes = stored_bytes() + client_->get("/v1/events", auth()).body;
+  EXPECT_EQ(bytes.find(password), std::string::npos);
+  EXPECT_EQ(bytes.find("scrypt$"), std::string::npos);
+  EXPECT_EQ(bytes.find(token), std::string::npos);
+  EXPECT_EQ(bytes.find(token.substr(4, 40)), std::string::npos);
+}
+
+TEST_F(WelcomeTest, TheFormSetsThePasswordWithoutScripts) {
+  const std::string token = welcome_token(join("ada@example.com"));
+  const http_client::headers form = {{"Content-Type", "application/x-www-form-urlencoded"}};
+  auto differ =
+      client_->post("/p/" + token, "password=correct+horse+battery&password_confirm=x", form);
+  EXPECT_EQ(differ.status, 400u);
+  EXPECT_NE(differ.body.find("differ"), std::string::npos);
+  auto weak = client_->post("/p/" + token, "password=short&password_confirm=short", form);
+  EXPECT_EQ(weak.status, 400u);
+  EXPECT_NE(weak.body.find("<form"), std::string::npos) << "the form is shown again";
+  auto ok = client_->post(
+      "/p/" + token, "password=correct+horse+battery&password_confirm=correct+horse+battery", form);
+  ASSERT_EQ(ok.status, 200u) << ok.body;
+  EXPECT_NE(ok.body.find("Your password is set"), std::string::npos);
+  EXPECT_EQ(ok.header("Cache-Control"), "no-store");
+  auto in = login({{"code", open_["code"]},
+                   {"email", "ada@example.com"},
+                   {"password", "correct horse battery"}});
+  EXPECT_EQ(in.status, 200u) << in.body;
+}
+
+TEST_F(WelcomeTest, TheLinkExpiresAfterSevenDaysAndForgeriesAreRefused) {
+  const std::string token = welcome_token(join("ada@example.com"));
+  const std::string learner = claim_["learner_id"];
+  const auto events = learner_events(learner);
+  clock_.advance(std::chrono::hours(24 * 7) + std::chrono::seconds(1));
+  auto late = set_password(token, "correct horse battery");
+  EXPECT_EQ(late.status, 410u) << late.body;
+  EXPECT_EQ(late.json()["code"], "token_expired");
+  auto page = client_->post("/p/" + token,
+                            "password=correct+horse+battery&password_confirm=correct+horse+battery",
+                            {{"Content-Type", "application/x-www-form-urlencoded"}});
+  EXPECT_EQ(page.status, 410u);
+  EXPECT_NE(page.body.find("expired"), std::string::npos);
+  EXPECT_EQ(learner_events(learner), events);
+
+  std::string tampered = token;
+  tampered[10] = tampered[10] == 'A' ? 'B' : 'A';
+  for (const std::string& bad : {std::string("ps1.AAAA"), tampered, std::string("nothing")}) {
+    auto r = set_password(bad, "correct horse battery");
+    EXPECT_EQ(r.status, 400u) << bad;
+    EXPECT_EQ(r.json()["code"], "token_invalid");
+  }
+  EXPECT_EQ(learner_events(learner), events);
+  EXPECT_EQ(login({{"code", open_["code"]},
+                   {"email", "ada@example.com"},
+                   {"password", "correct horse battery"}})
+                .status,
+            401u);
+}
+
+TEST_F(WelcomeTest, ANewLinkReplacesTheOldOne) {
+  const std::string old_token = welcome_token(join("ada@example.com"));
+  const std::string learner = claim_["learner_id"];
+  EXPECT_EQ(client_
+                ->post("/v1/learners/" + learner + "/password-setup", "",
+                       {{"Authorization", "Bearer psk_nobody"}})
+                .status,
+            401u);
+  auto r = client_->post("/v1/learners/" + learner + "/password-setup", "", auth());
+  ASSERT_EQ(r.status, 202u) << r.body;
+  while (sink_.count() < 2) std::this_thread::sleep_for(10ms);
+  std::string new_token;
+  for (const auto& m : inbox())
+    if (auto t = welcome_token(m); !t.empty() && t != old_token) new_token = t;
+  ASSERT_FALSE(new_token.empty());
+  auto old_use = set_password(old_token, "correct horse battery");
+  EXPECT_EQ(old_use.status, 410u) << old_use.body;
+  EXPECT_EQ(old_use.json()["code"], "token_replaced");
+  EXPECT_EQ(set_password(new_token, "correct horse battery").status, 200u);
+  EXPECT_EQ(
+      client_->post("/v1/learners/" + uuid::random().to_string() + "/password-setup", "", auth())
+          .status,
+      404u);
+}
+
+TEST_F(WelcomeTest, AMailerRestartOrLostStateSendsNoWelcomeMailTwice) {
+  join("ada@example.com");
+  restart();
+  join("bob@example.com", "Bob");
+  client_.reset();
+  node_.reset();
+  std::filesystem::remove_all(dir_.sub("data") + "/mailer");
+  start();
+  join("cy@example.com", "Cy");
+  std::map<std::string, int> per_address;
+  for (const auto& m : inbox()) ++per_address[m.envelope_to];
+  EXPECT_EQ(per_address,
+            (std::map<std::string, int>{
+                {"ada@example.com", 1}, {"bob@example.com", 1}, {"cy@example.com", 1}}));
+}
+
+TEST_F(WelcomeTest, AForgottenLearnerGetsNoWelcomeMail) {
+  sink_.kill();
+  auto c = claim(open_["code"], {{"email", "ada@example.com"}});
+  ASSERT_EQ(c.status, 201u) << c.body;
+  const std::string learner = c.json()["learner_id"];
+  for (;;) {  // the welcome mail is waiting for the server
+    if (client_->get("/v1/system").json()["mail"]["attempts_failed"].get<std::uint64_t>() > 0)
+      break;
+    std::this_thread::sleep_for(10ms);
+  }
+  std::string setup;
+  auto stream = client_->get("/v1/streams/learner-" + learner, auth()).json();
+  for (const auto& e : stream["events"])
+    if (e["type"] == "PasswordSetupIssued") setup = e["data"]["setup_id"];
+  ASSERT_FALSE(setup.empty()) << stream.dump();
+  ASSERT_EQ(client_->post("/v1/learners/" + learner + "/forget", "", auth()).status, 200u);
+  sink_.start();
+  json events;
+  do {
+    std::this_thread::sleep_for(10ms);
+    events = client_->get("/v1/streams/job-" + setup, auth()).json()["events"];
+  } while (events.empty());
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0]["type"], "EmailFailed");
+  EXPECT_EQ(events[0]["data"]["error"], "recipient forgotten");
+  EXPECT_EQ(sink_.count(), 0u);
+}
+
+TEST_F(WelcomeTest, LoginIsRateLimitedPerAddress) {
+  client_.reset();
+  node_.reset();
+  start("3/1h");
+  open_ = make_invite({{"title", "Kubernetes 101"}, {"tracks", {{{"track_id", "k8s"}}}}});
+  json body = {{"code", open_["code"]}, {"email", "zed@example.com"}, {"password", "whatever!!"}};
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(login(body).status, 401u);
+  auto limited = login(body);
+  EXPECT_EQ(limited.status, 429u) << limited.body;
+  EXPECT_FALSE(limited.header("Retry-After").empty());
 }
 
 }  // namespace

@@ -1,0 +1,20 @@
+#include "consumers/welcome_mail.h"
+
+#include "common/time_format.h"
+
+namespace passage::consumers {
+
+mail_message welcome_message(const domain::password_setup_issued& e, const welcome_facts& facts,
+                             const std::string& templates_dir, std::string from,
+                             std::string message_id) {
+  const auto tpl = template_for(mail_kind::welcome, templates_dir, e.org_id_.to_string());
+  const auto& first = e.personal_data_.first_name_;
+  return render(tpl,
+                {{"title", facts.title.empty() ? std::string("your invite") : facts.title},
+                 {"name", first.empty() ? std::string("there") : first},
+                 {"link", facts.link},
+                 {"expires_at", format_rfc3339(e.expires_at_)}},
+                std::move(from), e.personal_data_.email_, std::move(message_id));
+}
+
+}  // namespace passage::consumers
