@@ -1214,7 +1214,15 @@ result<void, projection_error> read_models::state::reopen(bool bulk_load) {
     st = rocksdb::DB::Open(folder_options(env.get(), compression, bulk_load), options.path, &raw);
   }
   if (!st.ok()) {
-    return projection_error{"read models: cannot open " + options.path + ": " + st.ToString()};
+    auto failed =
+        projection_error{"read models: cannot open " + options.path + ": " + st.ToString()};
+    // Switching modes failed: back to the usual options, so the folder stays usable.
+    if (bulk_load &&
+        rocksdb::DB::Open(folder_options(env.get(), compression, false), options.path, &raw).ok()) {
+      db.reset(raw);
+      bulk = false;
+    }
+    return failed;
   }
   db.reset(raw);
   bulk = bulk_load;
@@ -1225,13 +1233,18 @@ result<void, projection_error> read_models::set_bulk_load(bool on) {
   auto& s = *state_;
   std::unique_lock lock(s.mu);
   if (on == s.bulk) return {};
-  s.write_options.disableWAL = on;
-  s.write_options.sync = !on && s.options.sync;  // RocksDB refuses sync without its WAL
-  if (on) return s.reopen(true);
+  if (on) {
+    if (auto opened = s.reopen(true); !opened) return opened.error();
+    s.write_options.disableWAL = true;
+    s.write_options.sync = false;  // RocksDB refuses sync without its WAL
+    return {};
+  }
   // Everything applied goes to disk (no WAL holds it), then the folder opens as usual and
   // is compacted once, so queries find it as a live-built one.
   auto st = s.db->Flush(rocksdb::FlushOptions());
   if (!st.ok()) return projection_error{"read models: flush failed: " + st.ToString()};
+  s.write_options.disableWAL = false;
+  s.write_options.sync = s.options.sync;
   if (auto opened = s.reopen(false); !opened) return opened.error();
   st = s.db->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
   if (!st.ok()) return projection_error{"read models: compaction failed: " + st.ToString()};
