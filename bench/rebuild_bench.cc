@@ -7,14 +7,17 @@
 //   export events   `passage export events --format ndjson` to /dev/null
 //
 //   rebuild_bench [--events 10000000] [--dir /tmp/passage-rebuild-bench] [--keep]
+//                 [--phases rebuild,export-claims,export-events]
 //
 // --keep reuses the folder's log when it already holds --events events (skips writing).
+// --phases runs only those (comma-separated), e.g. to alternate with another build.
 
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -191,6 +194,7 @@ int phase_export(const fs::path& dir, app::export_kind kind) {
 struct child_result {
   std::string out;
   long max_rss_kib = 0;
+  double cpu_seconds = 0;  // user + system, the whole child (opening the folder included)
 };
 
 child_result run_phase(const char* self, const std::string& phase, const fs::path& dir) {
@@ -221,6 +225,8 @@ child_result run_phase(const char* self, const std::string& phase, const fs::pat
   wait4(pid, &status, 0, &usage);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die(phase + " failed");
   r.max_rss_kib = usage.ru_maxrss;
+  auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  r.cpu_seconds = secs(usage.ru_utime) + secs(usage.ru_stime);
   return r;
 }
 
@@ -231,6 +237,7 @@ int main(int argc, char** argv) {
   fs::path dir = "/tmp/passage-rebuild-bench";
   std::string phase;
   bool keep = false;
+  std::string phases = "rebuild,export-claims,export-events";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -245,8 +252,10 @@ int main(int argc, char** argv) {
       phase = next();
     } else if (a == "--keep") {
       keep = true;
+    } else if (a == "--phases") {
+      phases = next();
     } else {
-      die("unknown argument " + a + " (--events N, --dir DIR, --keep)");
+      die("unknown argument " + a + " (--events N, --dir DIR, --keep, --phases LIST)");
     }
   }
   if (phase == "rebuild") return phase_rebuild(dir);
@@ -264,6 +273,7 @@ int main(int argc, char** argv) {
 
   const std::string self = fs::read_symlink("/proc/self/exe").string();
   for (const char* p : {"rebuild", "export-claims", "export-events"}) {
+    if (("," + phases + ",").find(std::string(",") + p + ",") == std::string::npos) continue;
     auto r = run_phase(self.c_str(), p, dir);
     unsigned long long scanned = 0, rows = 0;
     double seconds = 0;
@@ -273,7 +283,9 @@ int main(int argc, char** argv) {
     std::printf("%-14s %11llu events in %7.2f s = %10.0f events/s", p, scanned, seconds,
                 static_cast<double>(scanned) / seconds);
     if (rows > 0) std::printf(" (%llu rows)", rows);
-    std::printf(", peak RSS %.0f MiB\n", static_cast<double>(r.max_rss_kib) / 1024.0);
+    std::printf(", peak RSS %.0f MiB, CPU %.2f us/event\n",
+                static_cast<double>(r.max_rss_kib) / 1024.0,
+                r.cpu_seconds * 1e6 / static_cast<double>(std::max(scanned, 1ull)));
     std::fflush(stdout);
   }
   if (!keep) fs::remove_all(dir);

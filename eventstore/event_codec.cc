@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <simdjson.h>
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
@@ -341,6 +342,165 @@ bool from_value(const json& j, d::personal_data& out, const path_node* at, read_
 }
 
 // ---------------------------------------------------------------------------------------
+// Reading straight from the JSON text (simdjson, no DOM of our own): the replay path,
+// where nlohmann's parse and its per-node allocations were the biggest cost. Walks the
+// same field lists with the same rules as above; it only answers "decoded" or "not",
+// and on "not" the caller decodes through nlohmann for the exact error message.
+
+namespace text_reader {
+
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+
+bool read(element j, std::string& out) {
+  std::string_view s;
+  if (j.get_string().get(s)) return false;
+  out.assign(s);
+  return true;
+}
+bool read(element j, bool& out) { return !j.get_bool().get(out); }
+bool read(element j, std::int64_t& out) {
+  // UINT64 holds only values above INT64_MAX: out of range, as above.
+  return j.type() == element_type::INT64 && !j.get_int64().get(out);
+}
+template <typename T, typename Parse>
+bool read_parsed(element j, T& out, Parse parse) {
+  std::string_view s;
+  if (j.get_string().get(s)) return false;
+  auto v = parse(s);
+  if (!v) return false;
+  out = *v;
+  return true;
+}
+bool read(element j, uuid& out) { return read_parsed(j, out, uuid::parse); }
+bool read(element j, timestamp& out) { return read_parsed(j, out, parse_rfc3339); }
+bool read(element j, d::invite_type& out) { return read_parsed(j, out, d::parse_invite_type); }
+bool read(element j, d::access_mode& out) { return read_parsed(j, out, d::parse_access_mode); }
+bool read(element j, d::role& out) { return read_parsed(j, out, d::parse_role); }
+bool read(element j, d::rejection_reason& out) {
+  return read_parsed(j, out, d::parse_rejection_reason);
+}
+bool read(element j, d::learner_role& out) {
+  std::string_view s;
+  if (j.get_string().get(s) || s != d::to_string(d::learner_role::student)) return false;
+  out = d::learner_role::student;
+  return true;
+}
+bool read(element j, d::access_duration& out) {
+  std::string_view s;
+  if (j.get_string().get(s)) return false;
+  auto v = d::parse_access_duration(s);
+  if (!v) return false;
+  out = *v;
+  return true;
+}
+bool read(element j, std::map<std::string, std::string>& out) {
+  simdjson::dom::object o;
+  if (j.get_object().get(o)) return false;
+  out.clear();
+  for (auto field : o) {
+    std::string_view v;
+    if (field.value.get_string().get(v)) return false;
+    // nlohmann keeps the last of repeated keys; so does assignment.
+    out[std::string(field.key)] = std::string(v);
+  }
+  return true;
+}
+template <typename T>
+bool read(element j, std::optional<T>& out);
+template <typename T>
+bool read(element j, std::vector<T>& out);
+template <described T>
+bool read(element j, T& out);
+bool read(element j, d::personal_data& out);
+
+template <typename T>
+bool read(element j, std::optional<T>& out) {
+  if (j.is_null()) {
+    out.reset();
+    return true;
+  }
+  return read(j, out.emplace());
+}
+template <typename T>
+bool read(element j, std::vector<T>& out) {
+  simdjson::dom::array a;
+  if (j.get_array().get(a)) return false;
+  out.clear();
+  out.resize(a.size());
+  std::size_t i = 0;
+  for (element x : a) {
+    if (!read(x, out[i++])) return false;
+  }
+  return true;
+}
+// `skip_personal_data`: the personal_data field must be there but reads as empty (the
+// apply path, which never needs it decrypted).
+template <described T>
+bool read_object(element j, T& out, bool skip_personal_data) {
+  simdjson::dom::object o;
+  if (j.get_object().get(o)) return false;
+  auto one = [&](const auto& f) {
+    element v;
+    if (o.at_key(f.name).get(v)) return false;
+    using member = std::remove_cvref_t<decltype(out.*(f.member))>;
+    if constexpr (std::is_same_v<member, d::personal_data>) {
+      if (skip_personal_data) {
+        out.*(f.member) = {};
+        return true;
+      }
+    }
+    return read(v, out.*(f.member));
+  };
+  return std::apply([&](const auto&... f) { return (one(f) && ...); },
+                    fields_of(static_cast<const T*>(nullptr)));
+}
+template <described T>
+bool read(element j, T& out) {
+  return read_object(j, out, false);
+}
+bool read(element j, d::personal_data& out) {
+  if (j.is_null()) {
+    out = {};
+    return true;
+  }
+  return read_object<d::personal_data>(j, out, false);
+}
+
+using decode_text_fn = std::optional<d::event> (*)(element, bool skip_personal_data);
+
+template <typename E>
+std::optional<d::event> decode_as(element j, bool skip_personal_data) {
+  E v;
+  if (!read_object(j, v, skip_personal_data)) return std::nullopt;
+  return d::event{std::move(v)};
+}
+
+template <std::size_t... I>
+std::unordered_map<std::string_view, decode_text_fn> make_decoders(std::index_sequence<I...>) {
+  std::unordered_map<std::string_view, decode_text_fn> m;
+  (m.emplace(std::variant_alternative_t<I, d::event>::type_name,
+             &decode_as<std::variant_alternative_t<I, d::event>>),
+   ...);
+  return m;
+}
+
+std::optional<d::event> decode(std::string_view type, std::string_view text,
+                               bool skip_personal_data) {
+  static const auto decoders =
+      make_decoders(std::make_index_sequence<std::variant_size_v<d::event>>{});
+  auto it = decoders.find(type);
+  if (it == decoders.end()) return std::nullopt;
+  // One parser per thread keeps its buffers from one event to the next.
+  thread_local simdjson::dom::parser parser;
+  element root;
+  if (parser.parse(text.data(), text.size()).get(root)) return std::nullopt;
+  return it->second(root, skip_personal_data);
+}
+
+}  // namespace text_reader
+
+// ---------------------------------------------------------------------------------------
 // Event types by name.
 
 using decode_fn = result<d::event, codec_error> (*)(const json&);
@@ -526,6 +686,24 @@ result<domain::event, codec_error> event_from_json(std::string_view type, const 
     return kind->decode(j);
   } catch (const std::exception& ex) {  // nlohmann or allocation; never escapes
     return error_of(type, std::string("cannot decode: ") + ex.what());
+  }
+}
+
+result<domain::event, codec_error> event_from_json_text(std::string_view type,
+                                                        std::string_view text,
+                                                        bool without_personal_data) {
+  if (auto fast = text_reader::decode(type, text, without_personal_data)) return std::move(*fast);
+  // Not decodable the fast way: nlohmann says why (or, should the two readers ever
+  // disagree on valid input, decodes it).
+  try {
+    auto j = json::parse(text);
+    if (!j.is_object()) return error_of(type, "data is not a JSON object");
+    if (without_personal_data) {
+      if (auto pd = j.find("personal_data"); pd != j.end()) *pd = nullptr;
+    }
+    return event_from_json(type, j);
+  } catch (const std::exception& ex) {
+    return error_of(type, ex.what());
   }
 }
 

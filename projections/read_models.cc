@@ -2,6 +2,7 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
+#include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/table.h>
@@ -567,19 +568,41 @@ bool needs_decode(std::string_view type) {
 result<eventstore::decoded_event, eventstore::codec_error> decode_for_apply(
     const eventstore::event_codec& codec, const recorded_event& e) {
   if (e.type == domain::learner_registered::type_name) return codec.decode(e);
-  try {
-    auto j = nlohmann::json::parse(e.data);
-    if (!j.is_object()) return eventstore::codec_error{e.type + ": data is not a JSON object"};
-    if (auto pd = j.find("personal_data"); pd != j.end()) *pd = nullptr;
-    auto ev = eventstore::event_from_json(e.type, j);
-    if (!ev) return ev.error();
-    if (static_cast<std::uint32_t>(domain::event_schema_version(*ev)) != e.schema_version) {
-      return codec.decode(e);  // let the codec explain the version mismatch
-    }
-    return eventstore::decoded_event{std::move(*ev), false};
-  } catch (const std::exception& ex) {
-    return eventstore::codec_error{e.type + ": " + ex.what()};
+  auto ev = eventstore::event_from_json_text(e.type, e.data, /*without_personal_data=*/true);
+  if (!ev) return ev.error();
+  if (static_cast<std::uint32_t>(domain::event_schema_version(*ev)) != e.schema_version) {
+    return codec.decode(e);  // let the codec explain the version mismatch
   }
+  return eventstore::decoded_event{std::move(*ev), false};
+}
+
+// The folder's RocksDB options. `bulk`: while a rebuild loads it (set_bulk_load): the
+// memtable is a plain vector sorted once when it is flushed, where the skip list's
+// ordered inserts were the biggest cost of the write path; nothing compacts until the
+// load ends, so each row is rewritten once (by the final compaction) instead of once
+// per level, and L0 files never stall the load.
+rocksdb::Options folder_options(rocksdb::Env* env, rocksdb::CompressionType compression,
+                                bool bulk) {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  if (env != nullptr) o.env = env;
+  o.IncreaseParallelism(2);
+  o.compression = compression;
+  o.write_buffer_size = 64u << 20;
+  o.max_log_file_size = 64u << 20;
+  o.keep_log_file_num = 4;
+  if (bulk) {
+    o.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
+    o.allow_concurrent_memtable_write = false;  // a vector memtable takes one writer
+    o.max_write_buffer_number = 4;              // keep applying while one is flushed
+    o.disable_auto_compactions = true;
+    o.level0_file_num_compaction_trigger = 1 << 30;
+    o.level0_slowdown_writes_trigger = 1 << 30;
+    o.level0_stop_writes_trigger = 1 << 30;
+    o.soft_pending_compaction_bytes_limit = 0;  // 0: no limit
+    o.hard_pending_compaction_bytes_limit = 0;
+  }
+  return o;
 }
 
 struct track_id_hash {
@@ -600,6 +623,8 @@ struct read_models::state {
   const eventstore::event_codec* codec = nullptr;
   std::unique_ptr<rocksdb::Env> env;  // in_memory only; outlives db
   std::unique_ptr<rocksdb::DB> db;
+  rocksdb::CompressionType compression = rocksdb::kLZ4Compression;
+  bool bulk = false;  // open with folder_options(..., bulk = true)
   rocksdb::WriteOptions write_options;
 
   mutable std::shared_mutex mu;
@@ -638,6 +663,8 @@ struct read_models::state {
 
   result<void, projection_error> load();
   result<void, projection_error> wipe();
+  // Opens the folder (closing it first if open) with the options for `bulk_load`.
+  result<void, projection_error> reopen(bool bulk_load);
   void reset_memory();
 
   // --- applying (under the unique lock) ---
@@ -1088,26 +1115,8 @@ result<std::unique_ptr<read_models>, projection_error> read_models::open(
   s->codec = &codec;
   s->write_options.sync = options.sync;
 
-  rocksdb::Options db_options;
-  db_options.create_if_missing = true;
-  if (options.in_memory) {
-    s->env.reset(rocksdb::NewMemEnv(rocksdb::Env::Default()));
-    db_options.env = s->env.get();
-  }
-  db_options.IncreaseParallelism(2);
-  db_options.compression = rocksdb::kLZ4Compression;
-  db_options.write_buffer_size = 64u << 20;
-  db_options.max_log_file_size = 64u << 20;
-  db_options.keep_log_file_num = 4;
-  rocksdb::DB* raw = nullptr;
-  auto st = rocksdb::DB::Open(db_options, options.path, &raw);
-  if (st.IsInvalidArgument() || st.IsNotSupported()) {
-    db_options.compression = rocksdb::kNoCompression;
-    st = rocksdb::DB::Open(db_options, options.path, &raw);
-  }
-  if (!st.ok())
-    return projection_error{"read models: cannot open " + options.path + ": " + st.ToString()};
-  s->db.reset(raw);
+  if (options.in_memory) s->env.reset(rocksdb::NewMemEnv(rocksdb::Env::Default()));
+  if (auto opened = s->reopen(false); !opened) return opened.error();
   if (auto loaded = s->load(); !loaded) return loaded.error();
   return std::unique_ptr<read_models>(new read_models(std::move(s)));
 }
@@ -1195,14 +1204,50 @@ result<void, projection_error> read_models::apply(
   return {};
 }
 
+result<void, projection_error> read_models::state::reopen(bool bulk_load) {
+  db.reset();
+  rocksdb::DB* raw = nullptr;
+  auto st =
+      rocksdb::DB::Open(folder_options(env.get(), compression, bulk_load), options.path, &raw);
+  if ((st.IsInvalidArgument() || st.IsNotSupported()) && compression != rocksdb::kNoCompression) {
+    compression = rocksdb::kNoCompression;  // a RocksDB built without LZ4
+    st = rocksdb::DB::Open(folder_options(env.get(), compression, bulk_load), options.path, &raw);
+  }
+  if (!st.ok()) {
+    auto failed =
+        projection_error{"read models: cannot open " + options.path + ": " + st.ToString()};
+    // Switching modes failed: back to the usual options, so the folder stays usable.
+    if (bulk_load &&
+        rocksdb::DB::Open(folder_options(env.get(), compression, false), options.path, &raw).ok()) {
+      db.reset(raw);
+      bulk = false;
+    }
+    return failed;
+  }
+  db.reset(raw);
+  bulk = bulk_load;
+  return {};
+}
+
 result<void, projection_error> read_models::set_bulk_load(bool on) {
   auto& s = *state_;
   std::unique_lock lock(s.mu);
-  s.write_options.disableWAL = on;
-  s.write_options.sync = !on && s.options.sync;  // RocksDB refuses sync without its WAL
-  if (on) return {};
+  if (on == s.bulk) return {};
+  if (on) {
+    if (auto opened = s.reopen(true); !opened) return opened.error();
+    s.write_options.disableWAL = true;
+    s.write_options.sync = false;  // RocksDB refuses sync without its WAL
+    return {};
+  }
+  // Everything applied goes to disk (no WAL holds it), then the folder opens as usual and
+  // is compacted once, so queries find it as a live-built one.
   auto st = s.db->Flush(rocksdb::FlushOptions());
   if (!st.ok()) return projection_error{"read models: flush failed: " + st.ToString()};
+  s.write_options.disableWAL = false;
+  s.write_options.sync = s.options.sync;
+  if (auto opened = s.reopen(false); !opened) return opened.error();
+  st = s.db->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
+  if (!st.ok()) return projection_error{"read models: compaction failed: " + st.ToString()};
   return {};
 }
 

@@ -387,8 +387,10 @@ class read_models {
   result<void, projection_error> apply(std::span<const eventstore::recorded_event> batch);
   // Rebuild only. While on, applied batches skip RocksDB's write-ahead log: a crash then
   // loses at most the unflushed tail together with its checkpoint (memtables are flushed
-  // whole), and the rebuild is run again. Turning it off flushes, so everything applied is
-  // on disk.
+  // whole), and the rebuild is run again. The folder is reopened for loading (vector
+  // memtables, no compaction meanwhile), so point queries are slow until it is off.
+  // Turning it off flushes, so everything applied is on disk, reopens the folder as usual
+  // and compacts it once.
   result<void, projection_error> set_bulk_load(bool on);
   // Drops every read model and the checkpoint (back to position 0).
   result<void, projection_error> clear();

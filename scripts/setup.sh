@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   g++ cmake make pkg-config ccache
   libgtest-dev libgmock-dev libbenchmark-dev
-  librocksdb-dev libboost-dev librdkafka-dev nlohmann-json3-dev libssl-dev
+  librocksdb-dev libboost-dev librdkafka-dev nlohmann-json3-dev libsimdjson-dev libssl-dev
   libcli11-dev libspdlog-dev prometheus-cpp-dev
   kcat python3-kafka curl
   chromium nodejs

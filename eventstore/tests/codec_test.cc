@@ -539,11 +539,46 @@ TEST(codec_json, missing_or_mistyped_fields_name_the_type_and_field) {
     auto r = event_from_json(c.type, j);
     ASSERT_FALSE(r) << c.type << c.pointer;
     EXPECT_EQ(r.error().field, c.field) << c.type << c.pointer << ": " << r.error().message;
+    // Decoding the text (the replay path) refuses it with the same message.
+    auto t = event_from_json_text(c.type, j.dump());
+    ASSERT_FALSE(t) << c.type << c.pointer;
+    EXPECT_EQ(t.error().message, r.error().message);
+    EXPECT_EQ(t.error().field, c.field);
     EXPECT_NE(r.error().message.find(c.type), std::string::npos) << r.error().message;
     EXPECT_NE(r.error().message.find(c.field), std::string::npos) << r.error().message;
   }
   EXPECT_FALSE(event_from_json("TrackPlayed", json("a string")));
   EXPECT_FALSE(event_from_json("TrackPlayed", json()));
+}
+
+TEST(codec_json, every_event_decodes_the_same_from_its_text) {
+  for (const auto& [type, e] : samples()) {
+    json j = to_json(e);
+    auto r = event_from_json_text(type, j.dump());
+    ASSERT_TRUE(r) << type << ": " << r.error().message;
+    EXPECT_TRUE(*r == e) << type;
+    // Without personal data: as if the block were null.
+    json without = j;
+    if (without.contains("personal_data")) without["personal_data"] = nullptr;
+    auto expected = event_from_json(type, without);
+    ASSERT_TRUE(expected) << type;
+    auto w = event_from_json_text(type, j.dump(), /*without_personal_data=*/true);
+    ASSERT_TRUE(w) << type << ": " << w.error().message;
+    EXPECT_TRUE(*w == *expected) << type;
+  }
+}
+
+TEST(codec_json, text_that_is_not_an_event_object_is_an_error) {
+  for (std::string text : {"", "{", "[]", "\"a string\"", "null", "{\"org_id\": 1}"}) {
+    auto r = event_from_json_text("TrackPlayed", text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().message.find("TrackPlayed"), std::string::npos) << r.error().message;
+  }
+  EXPECT_FALSE(event_from_json_text("NoSuchEvent", to_json(samples().at("TrackPlayed")).dump()));
+  // Without personal data the block is still required, as event_from_json requires it.
+  json j = to_json(samples().at("InviteClaimed"));
+  j.erase("personal_data");
+  EXPECT_FALSE(event_from_json_text("InviteClaimed", j.dump(), true));
 }
 
 TEST(codec_json, unknown_fields_are_ignored) {
@@ -552,6 +587,9 @@ TEST(codec_json, unknown_fields_are_ignored) {
   auto r = event_from_json("TrackPlayed", j);
   ASSERT_TRUE(r);
   EXPECT_TRUE(*r == samples().at("TrackPlayed"));
+  auto t = event_from_json_text("TrackPlayed", j.dump());
+  ASSERT_TRUE(t);
+  EXPECT_TRUE(*t == samples().at("TrackPlayed"));
 }
 
 TEST_F(codec_test, invalid_utf8_is_an_encode_error_not_an_exception) {
