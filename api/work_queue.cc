@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "api/problem.h"
+
 namespace passage::api {
 
 work_queue::work_queue(work_queue_options options) : options_(options) {
@@ -61,6 +63,15 @@ void work_queue::run() {
     std::lock_guard lk(mu_);
     --running_;
   }
+}
+
+void run_off_io_thread(work_queue* queue, const responder& respond, std::function<void()> job,
+                       const std::string& busy_detail) {
+  if (!queue) return job();
+  if (queue->try_post(std::move(job))) return;
+  problem p = make_problem("unavailable", busy_detail);
+  p.retry_after = std::chrono::seconds(1);
+  respond(problem_response(p));
 }
 
 }  // namespace passage::api

@@ -17,8 +17,11 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
+
+#include "api/http_types.h"
 
 namespace passage::api {
 
@@ -56,5 +59,10 @@ class work_queue {
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };
+
+// Runs `job` (which answers `respond` itself) on `queue`, or at once when `queue` is null.
+// A full queue answers 503 unavailable with Retry-After: 1 and `busy_detail`.
+void run_off_io_thread(work_queue* queue, const responder& respond, std::function<void()> job,
+                       const std::string& busy_detail);
 
 }  // namespace passage::api

@@ -128,6 +128,7 @@ struct server::impl {
   std::shared_ptr<api::metrics> metrics;
   std::unique_ptr<api::router> router;
   std::unique_ptr<api::work_queue> slow_queries;
+  std::unique_ptr<api::work_queue> password_hashing;
   boost::asio::io_context ioc;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
   std::unique_ptr<api::http_server> http;
@@ -390,6 +391,10 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
       .threads = std::max(1U, o.slow_query_threads), .max_jobs = o.slow_query_limit});
   api::v1::endpoint_deps deps;
   deps.slow_queries = im->slow_queries.get();
+  // scrypt takes ~100 ms of CPU and 32 MiB a hash: two at a time.
+  im->password_hashing = std::make_unique<api::work_queue>(
+      api::work_queue_options{.threads = 2, .max_jobs = o.password_hash_limit});
+  deps.password_hashing = im->password_hashing.get();
   deps.live_tail_max_clients = o.max_live_clients;
   deps.commands = im->commands.get();
   deps.reads = im->reads.get();
@@ -535,6 +540,7 @@ void server::stop(std::chrono::milliseconds grace) {
   im.threads.clear();
   im.http.reset();
   if (im.slow_queries) im.slow_queries->stop();  // queued ones answered (connections gone)
+  if (im.password_hashing) im.password_hashing->stop();
   if (im.relay) im.relay->stop();
   im.relay.reset();
   im.broker.reset();

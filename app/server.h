@@ -55,6 +55,9 @@ struct server_options {
   // 0 refuses them all. Defaults: 2 threads, 32.
   unsigned slow_query_threads = 2;
   std::size_t slow_query_limit = 32;
+  // Password hashes (set-password, login) taken at once, computed two at a time off the
+  // I/O threads; more get 503 with Retry-After. 0 refuses them all. Default: 64.
+  std::size_t password_hash_limit = 64;
   // Clients of the live tail (GET /v1/events/live) connected at once; more get 503.
   // Default: 1024.
   std::size_t max_live_clients = 1024;

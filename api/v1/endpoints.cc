@@ -261,15 +261,11 @@ result<projections::invite_snapshot, problem> snapshot_of(const endpoint_deps& d
   return std::move(**s);
 }
 
-// Runs `answer` on the slow-query pool (deps.slow_queries), or here without one. A full
-// pool answers 503 unavailable with Retry-After: 1 (nothing was read or changed).
+// Runs `answer` on the slow-query pool (deps.slow_queries), or here without one; a full
+// pool answers 503 with Retry-After (nothing was read or changed).
 void off_io_thread(const endpoint_deps& d, const responder& respond, std::function<void()> answer) {
-  if (!d.slow_queries) return answer();
-  if (d.slow_queries->try_post(std::move(answer))) return;
-  problem p =
-      make_problem("unavailable", "too many point-in-time queries are running; retry in a moment");
-  p.retry_after = std::chrono::seconds(1);
-  respond(problem_response(p));
+  run_off_io_thread(d.slow_queries, respond, std::move(answer),
+                    "too many point-in-time queries are running; retry in a moment");
 }
 
 // ---- routes -------------------------------------------------------------------

@@ -64,6 +64,9 @@ struct endpoint_deps {
   // Where answers rebuilt from the log (`as_of`) run, off the I/O threads; a full queue
   // answers 503 with Retry-After. nullptr: on the calling thread (tests).
   work_queue* slow_queries = nullptr;
+  // Where password hashes (scrypt: set-password, login) are computed, off the I/O threads;
+  // a full queue answers 503. nullptr: on the calling thread (tests).
+  work_queue* password_hashing = nullptr;
   // Clients of GET /v1/events/live connected at once; more get 503 with Retry-After.
   std::size_t live_tail_max_clients = 1024;
   // Bounds how long a command's answer waits for the read models (503

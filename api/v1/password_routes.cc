@@ -127,83 +127,98 @@ void password_routes(router& r, deps_ptr d) {
                                          password_page(false, "mismatch", ""))),
                    void();
           }
-          d->commands->set_password(
-              std::string(ctx.params.get_or("token", "")), std::move(password), meta_of(ctx),
-              [respond](service::service_result<service::password_set_result> res) {
-                if (!res) {
-                  return respond(page_response(
-                             http::status(status_for(res.error().code)),
-                             password_page(false, res.error().code, res.error().message))),
-                         void();
-                }
-                respond(page_response(http::status::ok, password_page(true, "", "")));
-              });
+          auto set = [d, token = std::string(ctx.params.get_or("token", "")),
+                      password = std::move(password), meta = meta_of(ctx), respond]() mutable {
+            d->commands->set_password(
+                std::move(token), std::move(password), std::move(meta),
+                [respond](service::service_result<service::password_set_result> res) {
+                  if (!res) {
+                    return respond(page_response(
+                               http::status(status_for(res.error().code)),
+                               password_page(false, res.error().code, res.error().message))),
+                           void();
+                  }
+                  respond(page_response(http::status::ok, password_page(true, "", "")));
+                });
+          };
+          run_off_io_thread(d->password_hashing, respond, std::move(set),
+                            "too many passwords are being checked; retry in a moment");
         });
 
-  r.add(
-      http::verb::post, "/v1/public/password/{token}",
-      [d](const request& req, request_context& ctx, responder respond) {
-        auto body = parse_body(req.body());
-        if (!body) {
-          return respond(problem_response(invalid_request(body.error().message))), void();
-        }
-        if (auto p = missing_password(*body)) return respond(problem_response(*p)), void();
-        d->commands->set_password(
-            std::string(ctx.params.get_or("token", "")), (*body)["password"].get<std::string>(),
-            meta_of(ctx), [respond](service::service_result<service::password_set_result> res) {
-              if (!res) return respond(problem_response(from_service(res.error()))), void();
-              respond(json_response(http::status::ok, {{"org_id", res->org_id.to_string()},
+  r.add(http::verb::post, "/v1/public/password/{token}",
+        [d](const request& req, request_context& ctx, responder respond) {
+          auto body = parse_body(req.body());
+          if (!body) {
+            return respond(problem_response(invalid_request(body.error().message))), void();
+          }
+          if (auto p = missing_password(*body)) return respond(problem_response(*p)), void();
+          auto set = [d, token = std::string(ctx.params.get_or("token", "")),
+                      password = (*body)["password"].get<std::string>(), meta = meta_of(ctx),
+                      respond]() mutable {
+            d->commands->set_password(
+                std::move(token), std::move(password), std::move(meta),
+                [respond](service::service_result<service::password_set_result> res) {
+                  if (!res) return respond(problem_response(from_service(res.error()))), void();
+                  respond(
+                      json_response(http::status::ok, {{"org_id", res->org_id.to_string()},
                                                        {"learner_id", res->learner_id.to_string()},
                                                        {"learner_token", res->learner_token}}));
-            });
-      });
+                });
+          };
+          run_off_io_thread(d->password_hashing, respond, std::move(set),
+                            "too many passwords are being checked; retry in a moment");
+        });
 
-  r.add(
-      http::verb::post, "/v1/public/learners/login",
-      [d](const request& req, request_context& ctx, responder respond) {
-        auto body = parse_body(req.body());
-        if (!body) {
-          return respond(problem_response(invalid_request(body.error().message))), void();
-        }
-        service::login_input in;
-        auto str = [&](const char* k) -> std::optional<std::string> {
-          auto it = body->find(k);
-          if (it == body->end() || !it->is_string()) return std::nullopt;
-          return it->get<std::string>();
-        };
-        auto email = str("email");
-        auto password = str("password");
-        if (!email || !password) {
-          return respond(problem_response(invalid_request(
-                     "email and password are required",
-                     json::array(
-                         {{{"field", email ? "password" : "email"}, {"message", "required"}}})))),
-                 void();
-        }
-        if (auto org = str("org")) {
-          in.org_id = uuid::parse(*org);
-          if (!in.org_id) {
+  r.add(http::verb::post, "/v1/public/learners/login",
+        [d](const request& req, request_context& ctx, responder respond) {
+          auto body = parse_body(req.body());
+          if (!body) {
+            return respond(problem_response(invalid_request(body.error().message))), void();
+          }
+          service::login_input in;
+          auto str = [&](const char* k) -> std::optional<std::string> {
+            auto it = body->find(k);
+            if (it == body->end() || !it->is_string()) return std::nullopt;
+            return it->get<std::string>();
+          };
+          auto email = str("email");
+          auto password = str("password");
+          if (!email || !password) {
             return respond(problem_response(invalid_request(
-                       "org is not an id",
-                       json::array({{{"field", "org"}, {"message", "not an id"}}})))),
+                       "email and password are required",
+                       json::array(
+                           {{{"field", email ? "password" : "email"}, {"message", "required"}}})))),
                    void();
           }
-        }
-        in.code = str("code");
-        if (auto limited = login_limited(*d, ctx, *email))
-          return respond(problem_response(*limited)), void();
-        in.email = std::move(*email);
-        in.password = std::move(*password);
-        d->commands->login(
-            std::move(in), [respond](service::service_result<service::login_result> res) {
-              if (!res) {
-                return respond(problem_response(from_service(res.error()))), void();
-              }
-              respond(json_response(http::status::ok, {{"org_id", res->org_id.to_string()},
+          if (auto org = str("org")) {
+            in.org_id = uuid::parse(*org);
+            if (!in.org_id) {
+              return respond(problem_response(invalid_request(
+                         "org is not an id",
+                         json::array({{{"field", "org"}, {"message", "not an id"}}})))),
+                     void();
+            }
+          }
+          in.code = str("code");
+          if (auto limited = login_limited(*d, ctx, *email))
+            return respond(problem_response(*limited)), void();
+          in.email = std::move(*email);
+          in.password = std::move(*password);
+          auto check = [d, in = std::move(in), respond]() mutable {
+            d->commands->login(
+                std::move(in), [respond](service::service_result<service::login_result> res) {
+                  if (!res) {
+                    return respond(problem_response(from_service(res.error()))), void();
+                  }
+                  respond(
+                      json_response(http::status::ok, {{"org_id", res->org_id.to_string()},
                                                        {"learner_id", res->learner_id.to_string()},
                                                        {"learner_token", res->learner_token}}));
-            });
-      });
+                });
+          };
+          run_off_io_thread(d->password_hashing, respond, std::move(check),
+                            "too many passwords are being checked; retry in a moment");
+        });
 }
 
 }  // namespace passage::api::v1

@@ -865,5 +865,27 @@ TEST_F(WelcomeTest, LoginIsRateLimitedPerAddress) {
   EXPECT_FALSE(limited.header("Retry-After").empty());
 }
 
+TEST_F(WelcomeTest, PasswordWorkPastItsLimitGets503AndChangesNothing) {
+  auto mail = join("ivy@example.com");
+  const std::string token = welcome_token(mail);
+  ASSERT_FALSE(token.empty());
+  const std::string learner = claim_["learner_id"];
+  const auto events = learner_events(learner);
+  configure_ = [base = configure_](app::server_options& o) {
+    base(o);
+    o.password_hash_limit = 0;
+  };
+  restart();
+  auto busy = set_password(token, "correct horse battery");
+  EXPECT_EQ(busy.status, 503u) << busy.body;
+  EXPECT_EQ(busy.json()["code"], "unavailable");
+  EXPECT_EQ(busy.header("Retry-After"), "1");
+  auto login_busy = login({{"code", open_["code"]},
+                           {"email", "ivy@example.com"},
+                           {"password", "correct horse battery"}});
+  EXPECT_EQ(login_busy.status, 503u) << login_busy.body;
+  EXPECT_EQ(learner_events(learner), events) << "nothing recorded";
+}
+
 }  // namespace
 }  // namespace passage::testing
