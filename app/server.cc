@@ -534,13 +534,15 @@ void server::stop(std::chrono::milliseconds grace) {
   if (im.expiry) im.expiry->stop();
   if (im.mailer) im.mailer->stop();
   if (im.http) (void)im.http->stop(grace);
+  // Slow work still queued answers now, while the I/O threads can still deliver.
+  if (im.slow_queries) im.slow_queries->stop();
+  if (im.password_hashing) im.password_hashing->stop();
   im.work.reset();
   im.ioc.stop();
   for (auto& t : im.threads) t.join();
   im.threads.clear();
   im.http.reset();
-  if (im.slow_queries) im.slow_queries->stop();  // queued ones answered (connections gone)
-  if (im.password_hashing) im.password_hashing->stop();
+  im.router.reset();  // its routes own the live tail, whose reader ends here
   if (im.relay) im.relay->stop();
   im.relay.reset();
   im.broker.reset();

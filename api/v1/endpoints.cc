@@ -1,5 +1,6 @@
 #include "api/v1/endpoints.h"
 
+#include <charconv>
 #include <map>
 #include <memory>
 #include <set>
@@ -1048,7 +1049,7 @@ void event_routes(router& r, deps_ptr d) {
           auto j = event_json(*d, e);
           if (!j) return std::nullopt;
           return "id: " + std::to_string(e.position) + "\nevent: " + e.type +
-                 "\ndata: " + j->dump() + "\n\n";
+                 "\ndata: " + j->dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
         },
         live_tail_options{.max_clients = d->live_tail_max_clients});
   }
@@ -1152,13 +1153,17 @@ void event_routes(router& r, deps_ptr d) {
           if (!from) return respond(problem_response(from.error())), void();
           std::uint64_t start = static_cast<std::uint64_t>(from->value_or(0));
           if (auto it = req.find("Last-Event-ID"); it != req.end()) {
-            try {
-              start = std::stoull(std::string(it->value())) + 1;
-            } catch (const std::exception&) {
+            // Digits only: a log position (what the stream's "id:" lines carry).
+            std::string_view v(it->value().data(), it->value().size());
+            std::uint64_t last = 0;
+            auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), last);
+            if (v.empty() || ec != std::errc() || end != v.data() + v.size() ||
+                last >= static_cast<std::uint64_t>(INT64_MAX)) {
               return respond(
                          problem_response(invalid_request("Last-Event-ID must be a log position"))),
                      void();
             }
+            start = last + 1;
           } else if (!from->has_value()) {
             start = d->store->head_position() + 1;  // live only
           }
@@ -1170,6 +1175,8 @@ void event_routes(router& r, deps_ptr d) {
           h.set(http::field::cache_control, "no-store");
           // Refused before the stream starts, so the client gets a problem, not a cut stream.
           if (tail->clients() >= d->live_tail_max_clients) return respond(live_tail_full()), void();
+          // HEAD: the headers only (the server ends the response after them).
+          if (req.method() == http::verb::head) return (void)respond.start_stream(std::move(h));
           auto stream = respond.start_stream(std::move(h));
           if (!stream) return;
           stream->send(": passage live tail\nretry: 2000\n\n");

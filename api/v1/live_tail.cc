@@ -59,6 +59,53 @@ std::optional<bool> live_tail::step(std::uint64_t from, const std::vector<member
   return seen >= options_.batch;
 }
 
+live_tail::round_result live_tail::round(std::list<member>& members) {
+  round_result r;
+  // The live group: clients with nothing stored left to read. The others catch up one step
+  // each, at most max_catch_up_steps clients a round (taken in turn), so that clients
+  // resuming from far back never hold the live group up for long.
+  const std::uint64_t head = store_.head_position();
+  r.wait_after = head;
+  std::vector<member*> live;
+  std::uint64_t live_from = UINT64_MAX;
+  std::vector<std::list<member>::iterator> behind;
+  for (auto it = members.begin(); it != members.end(); ++it) {
+    if (it->next > head) {
+      live.push_back(&*it);
+      live_from = std::min(live_from, it->next);
+    } else {
+      behind.push_back(it);
+    }
+  }
+  std::size_t stepped = 0;
+  for (auto it : behind) {
+    if (stepped == options_.max_catch_up_steps) {
+      r.more = true;
+      break;
+    }
+    ++stepped;
+    auto full = step(it->next, {&*it});
+    if (!full) {
+      it->c.stream->close();  // it resumes from its Last-Event-ID when it comes back
+      r.failed = true;
+    } else {
+      r.more = r.more || *full;
+    }
+    members.splice(members.end(), members, it);  // the next round starts with the others
+  }
+  if (!live.empty()) {
+    auto full = step(live_from, live);
+    if (!full) {
+      for (member* m : live) m->c.stream->close();
+      r.failed = true;
+    } else {
+      r.more = r.more || *full;
+    }
+    r.wait_after = live_from - 1;
+  }
+  return r;
+}
+
 void live_tail::run() {
   std::list<member> members;  // stable addresses for the groups
   while (true) {
@@ -80,42 +127,30 @@ void live_tail::run() {
     }
     if (members.empty()) continue;
 
-    // The live group: clients with nothing stored left to read. The others each take one
-    // catch-up step this round and join the group once they reach the head.
-    const std::uint64_t head = store_.head_position();
-    std::vector<member*> live;
-    std::uint64_t live_from = UINT64_MAX;
-    bool more = false;  // a step filled its batch: read again without waiting
-    bool failed = false;
-    for (auto& m : members) {
-      if (m.next > head) {
-        live.push_back(&m);
-        live_from = std::min(live_from, m.next);
-        continue;
-      }
-      auto full = step(m.next, {&m});
-      if (!full) {
-        failed = true;
-        break;
-      }
-      more = more || *full;
+    round_result r;
+    try {
+      r = round(members);
+    } catch (const std::exception&) {
+      // An event that cannot be rendered, memory: these responses end (each client resumes
+      // from its Last-Event-ID), the tail goes on.
+      for (auto& m : members) m.c.stream->close();
+      r.failed = true;
     }
-    if (failed) break;
-    if (!live.empty()) {
-      auto full = step(live_from, live);
-      if (!full) break;
-      more = more || *full;
+    if (r.failed) {
+      // The log could not be read (or rendered): the clients concerned were ended; wait a
+      // little before reading again rather than spinning on a lasting fault.
+      std::unique_lock lk(mu_);
+      cv_.wait_for(lk, std::chrono::seconds(1), [&] { return stopping_; });
+      continue;
     }
-    if (more) continue;
-    std::uint64_t wait_after = live.empty() ? head : live_from - 1;
-    store_.wait_for_head(wait_after,
+    if (r.more) continue;
+    store_.wait_for_head(r.wait_after,
                          std::chrono::steady_clock::now() + std::chrono::milliseconds(50));
   }
-  // Stopped, or the log cannot be read (the store closed): end every response.
+  // Stopped: end every response.
   std::vector<member> left;
   {
     std::lock_guard lk(mu_);
-    stopping_ = true;
     for (auto& j : joining_) left.push_back(std::move(j));
     joining_.clear();
     count_ = 0;

@@ -4,8 +4,10 @@
 // one scan of each new batch, each event rendered once (its frame reused for every
 // client of its organization); a client resuming from an older position (Last-Event-ID,
 // ?from=) catches up on its own, one bounded step per round, and joins the live group
-// when it reaches it, so a long catch-up never delays the others. At most `max_clients`
-// at once; past that add() refuses and the route answers 503.
+// when it reaches it; a few catch-up steps a round, so clients resuming from far back
+// delay the live group little. At most `max_clients` at once; past that add() refuses and
+// the route answers 503. A client whose events cannot be read (a fault of the log) is
+// ended and resumes from its Last-Event-ID when it reconnects; the tail goes on.
 //
 //   live_tail tail(store, [&](const recorded_event& e) { return frame_of(e); });
 //   if (!tail.add({.org = org, .from = start, .stream = stream})) refuse();
@@ -18,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -32,7 +35,8 @@ namespace passage::api::v1 {
 
 struct live_tail_options {
   std::size_t max_clients = 1024;
-  std::size_t batch = 512;  // events per scan step (live group, and each catch-up step)
+  std::size_t batch = 512;             // events per scan step (live group, and each catch-up step)
+  std::size_t max_catch_up_steps = 8;  // catch-up clients stepped per round, in turn
 };
 
 class live_tail {
@@ -63,7 +67,14 @@ class live_tail {
     client c;
     std::uint64_t next = 1;
   };
+  struct round_result {
+    bool more = false;    // a step filled its batch, or catch-up clients wait their turn
+    bool failed = false;  // a step could not read the log (its clients were ended)
+    std::uint64_t wait_after = 0;
+  };
   void run();
+  // One round: a catch-up step for some of the clients behind, one step for the live group.
+  round_result round(std::list<member>& members);
   // One scan step from `from` for `group` (a client gets the events at or after its
   // `next`), moving each one's `next` past what was examined. Returns whether the step
   // filled its batch (more may be waiting), or nullopt when the log could not be read.

@@ -674,17 +674,27 @@ TEST_F(node_test, ManyLiveTailClientsShareOneReaderAndEachGetsEveryEventInOrder)
     ASSERT_EQ(claim(invite["code"], {{"email", "c" + std::to_string(i) + "@x.io"}}).status, 201u);
   const std::uint64_t end = head();
   for (auto& r : from_start) {
-    r->read_until(end);
-    ASSERT_EQ(r->ids().size(), end);
+    r->read_until(end);  // the mailer may append welcome-mail outcomes after `end`
+    ASSERT_GE(r->ids().size(), end);
     for (std::size_t i = 0; i < r->ids().size(); ++i) ASSERT_EQ(r->ids()[i], i + 1);
   }
   for (auto& r : live) {
     r->read_until(end);
-    ASSERT_EQ(r->ids().size(), end - start);
+    ASSERT_GE(r->ids().size(), end - start);
     for (std::size_t i = 0; i < r->ids().size(); ++i) ASSERT_EQ(r->ids()[i], start + 1 + i);
   }
   // Forty clients, no thread each (the HTTP I/O threads and the one reader serve them).
   EXPECT_LT(thread_count(), threads_before + 5);
+}
+
+TEST_F(node_test, LiveTailRefusesALastEventIdThatIsNotAPosition) {
+  for (const char* bad : {"-1", "+1", "5abc", "", "18446744073709551615"}) {
+    auto a = auth();
+    a["Last-Event-ID"] = bad;
+    auto r = client_->get("/v1/events/live", a);
+    EXPECT_EQ(r.status, 400u) << bad;
+    EXPECT_EQ(r.json()["code"], "invalid_request") << bad;
+  }
 }
 
 class live_tail_limit_test : public node_test {
