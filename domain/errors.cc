@@ -38,6 +38,8 @@ std::string_view to_string(errc code) {
       return "invalid_state";
     case errc::forgotten:
       return "forgotten";
+    case errc::notify_email_missing:
+      return "notify_email_missing";
   }
   return "unknown";
 }

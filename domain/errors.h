@@ -30,6 +30,8 @@ enum class [[nodiscard]] errc{
     not_pausable,         // track of the claim may not be paused
     invalid_state,        // command does not fit the aggregate's current state
     forgotten,            // learner was forgotten; personal data can no longer be recorded
+    // notify_on_claim turned on while the invite's creating API key has no contact email
+    notify_email_missing,
 };
 
 std::string_view to_string(errc code);
