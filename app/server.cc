@@ -188,6 +188,7 @@ void make_mailer(server::impl& im, const fs::path& dir) {
   mo.initial_backoff = o.mail_initial_backoff;
   mo.max_backoff = o.mail_max_backoff;
   mo.reminder_poll = o.mail_reminder_poll;
+  mo.claim_digest_window = o.mail_claim_digest_window;
   mo.clock = im.clock;
   auto* raw = &im;
   mo.personal_link = [raw](std::string_view code, const uuid& invite, const uuid& invitation) {
@@ -435,7 +436,10 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
                             {"failed", mail.failed},
                             {"attempts_failed", mail.attempts_failed},
                             {"reminders_sent", mail.reminders_sent},
-                            {"reminders_skipped", mail.reminders_skipped}}}};
+                            {"reminders_skipped", mail.reminders_skipped},
+                            {"digests_sent", mail.digests_sent},
+                            {"digest_claims", mail.digest_claims},
+                            {"digests_skipped", mail.digests_skipped}}}};
   };
   api::v1::register_routes(*im->router, deps);
   web::register_routes(*im->router);  // the console and the learner page's assets
