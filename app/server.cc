@@ -325,6 +325,10 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
     append_latency.Observe(d.count());
   };
   command_options.personal_link_secret = derive_key(*secret, "personal-link");
+  // Forgetting a learner also deletes the .eml copies of mails to them (SPEC §6).
+  command_options.on_email_forgotten = [raw = im.get()](const uuid&, const std::string& email) {
+    if (raw->mailer) raw->mailer->forget_address(email);
+  };
   im->commands = std::make_unique<service::command_service>(
       *im->store, *im->codec, *im->keys, *im->facts, *im->clock,
       service::learner_token_codec(derive_key(*secret, "learner-token")), command_options);

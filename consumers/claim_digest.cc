@@ -137,9 +137,15 @@ bool claim_digest::on_event(const eventstore::recorded_event& rec, rocksdb::Writ
     return true;
   }
   if (known == facts_.end()) {
-    known = facts_.emplace(*invite_id, load_facts(*invite_id, rec.stream_version)).first;
+    auto f = load_facts(*invite_id, rec.stream_version);
+    if (opt_.fresh_state) {
+      auto last = store_.read_stream(d::email_job_stream(derived_id(*invite_id, "claim-digest")),
+                                     UINT64_MAX, eventstore::read_direction::backward, 1);
+      if (last && !last->empty()) f.reported_before = last->front().position;
+    }
+    known = facts_.emplace(*invite_id, std::move(f)).first;
   }
-  if (!known->second.notify) return true;
+  if (!known->second.notify || rec.position < known->second.reported_before) return true;
   auto org_id = uuid::parse(rec.org_id);
   if (!org_id) return true;
 

@@ -26,6 +26,11 @@
 // invite, read from the organization's stream at send time: a revoked key or one without
 // email gets no mail (EmailFailed "no recipient"). An invite whose notify_on_claim was
 // turned off before its batch was due sends nothing for that batch.
+//
+// Should the state folder be lost, the mailer reads the log from the start; the last
+// digest outcome of each invite in the log then marks the claims already reported, so
+// past claims are not reported again (a claim that was still waiting in a batch when the
+// folder was lost, recorded before that outcome, is the one that can go unreported).
 
 #include <atomic>
 #include <chrono>
@@ -60,6 +65,10 @@ struct claim_digest_options {
   std::chrono::milliseconds window{15 * 60 * 1000};
   std::string from;           // the From header
   std::string templates_dir;  // per-org overrides of `claim_digest.*`; "" = built-in
+  // The state store was empty at start (first run, or `data/mailer` lost): the log is read
+  // from the start, and claims older than an invite's last digest outcome in the log are
+  // taken as reported already. Default: false.
+  bool fresh_state = false;
 };
 
 // Owned by the mailer. on_event() is called from the subscription thread in log order;
@@ -97,6 +106,8 @@ class claim_digest {
     std::string title;
     std::string public_description;
     bool deleted = false;
+    // fresh_state only: claims before this position were covered by earlier digests.
+    std::uint64_t reported_before = 0;
   };
   invite_facts load_facts(const uuid& invite_id, std::uint64_t up_to_version);
   std::optional<std::string> recipient(const uuid& org_id, const std::optional<uuid>& key_id);

@@ -616,7 +616,8 @@ result<void, consumer_error> mailer::start() {
     auto* raw = s_.get();
     s_->digests = std::make_unique<claim_digest>(
         s_->store, s_->codec, *s_->db, *s_->clk,
-        claim_digest_options{s_->opt.claim_digest_window, s_->opt.from, s_->opt.templates_dir},
+        claim_digest_options{s_->opt.claim_digest_window, s_->opt.from, s_->opt.templates_dir,
+                             !st.ok()},
         [raw](const mail_message& m) { return raw->send_with_retries(m); },
         [raw](const std::string& stream, eventstore::new_event e) {
           return raw->append_with_retries(stream, e);
@@ -715,5 +716,10 @@ mailer_stats mailer::stats() const {
 }
 
 std::string mailer::transport() const { return s_->transport->describe(); }
+
+std::size_t mailer::forget_address(std::string_view address) {
+  std::lock_guard lk(s_->send_mu);  // not while a mail is being written
+  return s_->transport->forget_address(address);
+}
 
 }  // namespace passage::consumers

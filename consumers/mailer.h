@@ -137,6 +137,9 @@ class mailer {
   std::optional<email_job_view> job(const uuid& org_id, const uuid& job_id) const;
   mailer_stats stats() const;
   std::string transport() const;
+  // A learner with this address was forgotten: deletes the transport's copies of mails
+  // to it (.eml files; SMTP keeps none). Any thread; returns how many.
+  std::size_t forget_address(std::string_view address);
 
   struct state;
 

@@ -1190,6 +1190,9 @@ void command_service::forget_learner(const domain::principal& who, const uuid& l
           if (auto d = self->keys.destroy("learner:" + learner_id.to_string()); !d) {
             return domain::make_error(domain::errc::invalid_state, "", d.error().message);
           }
+          if (!s.email_.empty() && self->options.on_email_forgotten) {
+            self->options.on_email_forgotten(s.org_id_, s.email_);
+          }
         }
         return plan<domain::learner_state>{
             std::move(*events), {}, [done](const written& w) { done(w); }};

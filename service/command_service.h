@@ -134,6 +134,9 @@ struct command_service_options {
   // Secret that signs personal links (app: derive_key(secret, "personal-link")).
   // Default: "" means a random one for this process (links die with it).
   std::string personal_link_secret;
+  // Told the email of a learner being forgotten, after its keys were destroyed, so copies
+  // of personal data outside the log (the mailer's .eml outbox) go too. Default: none.
+  std::function<void(const uuid& org_id, const std::string& email)> on_email_forgotten;
 };
 
 // "psk_" + 40 random hex characters, and its lower-case hex SHA-256.

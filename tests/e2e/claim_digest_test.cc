@@ -4,7 +4,11 @@
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <thread>
 
 #include "tests/e2e/node_fixture.h"
@@ -294,6 +298,36 @@ TEST_F(ClaimDigestTest, RestartMidWindowNeitherRepeatsNorLosesClaims) {
   EXPECT_EQ(logged_digest_outcomes(), 3);
 }
 
+// The mailer's state folder is lost: it reads the log from the start again, and the
+// digests already recorded there keep their claims from being reported a second time.
+TEST_F(ClaimDigestTest, LostMailerStateReportsNoClaimTwice) {
+  auto invite = notifying_invite();
+  claim_as(invite, 0);
+  wait_digests(1);
+  claim_as(invite, 1);
+  wait_batched(2);
+  clock_.advance(15min);
+  wait_digests(2);
+
+  client_.reset();
+  node_.reset();
+  std::filesystem::remove_all(dir_.sub("data") + "/mailer");
+  start();
+  clock_.advance(15min);
+  claim_as(invite, 2);
+  wait_digests(1);
+  auto mails = inbox();
+  ASSERT_EQ(mails.size(), 3u);
+  std::map<int, int> per_learner;
+  for (const auto& m : mails) {
+    EXPECT_EQ(m.listed(), 1) << m.text;
+    for (int i = 0; i <= 2; ++i)
+      if (m.text.find("learner" + std::to_string(i) + "@") != std::string::npos) ++per_learner[i];
+  }
+  EXPECT_EQ(per_learner, (std::map<int, int>{{0, 1}, {1, 1}, {2, 1}}));
+  EXPECT_EQ(mail_stats()["digest_claims"], 1);
+}
+
 TEST_F(ClaimDigestTest, OptedOutInvitesSendNoDigest) {
   auto quiet = make_invite(invite_body("Quiet", false), staff_key_);
   claim_as(quiet, 0);
@@ -356,6 +390,43 @@ TEST_F(ClaimDigestTest, HeaderInjectionThroughTheTitleIsNeutralised) {
   }
   EXPECT_NE(mails[0].header("Subject").find("Bcc: victim@evil.example"), std::string::npos);
   EXPECT_EQ(mails[0].envelope_to, "staff@example.org");  // and nobody else
+}
+
+// No SMTP server: mails are .eml files in <data>/outbox. Forgetting a learner deletes the
+// files addressed to them (SPEC §6: no copy of their personal data stays behind).
+class EmlForgetTest : public node_test {};
+
+TEST_F(EmlForgetTest, ForgettingALearnerDeletesTheirEmlFiles) {
+  make_track("k8s");
+  auto invite = make_invite({{"title", "Kubernetes 101"},
+                             {"tracks", {{{"track_id", "k8s"}}}},
+                             {"access", "allowed"},
+                             {"allowed_domains", {"example.org"}}});
+  auto r = client_->post("/v1/invites/" + invite["id"].get<std::string>() + "/send",
+                         json{{"emails", {"ada@example.org", "bob@example.org"}}}.dump(), auth());
+  ASSERT_EQ(r.status, 202u) << r.body;
+  const std::string job = r.json()["job_id"];
+  while (client_->get("/v1/jobs/" + job, auth()).json()["status"] == "started")
+    std::this_thread::sleep_for(20ms);
+  auto recipients = [&] {
+    std::vector<std::string> to;
+    for (const auto& e : std::filesystem::directory_iterator(dir_.sub("data") + "/outbox")) {
+      std::ifstream in(e.path());
+      std::string line;
+      while (std::getline(in, line))
+        if (line.starts_with("To: ")) to.push_back(line.substr(4, line.find('\r') - 4));
+    }
+    std::sort(to.begin(), to.end());
+    return to;
+  };
+  ASSERT_EQ(recipients(), (std::vector<std::string>{"ada@example.org", "bob@example.org"}));
+
+  auto c = claim(invite["code"], {{"email", "Ada@Example.org"}});
+  ASSERT_EQ(c.status, 201u) << c.body;
+  auto forgot = client_->post(
+      "/v1/learners/" + c.json()["learner_id"].get<std::string>() + "/forget", "", auth());
+  ASSERT_EQ(forgot.status / 100, 2u) << forgot.body;
+  EXPECT_EQ(recipients(), (std::vector<std::string>{"bob@example.org"}));
 }
 
 }  // namespace
