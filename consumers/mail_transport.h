@@ -26,7 +26,8 @@ class mail_transport {
   // "smtp://host:port" or "eml:<folder>", for logs and /v1/system.
   virtual std::string describe() const = 0;
   // Deletes what the transport still keeps of mails to `address` (a learner was
-  // forgotten, SPEC §6) and returns how many; SMTP keeps nothing. Default: 0.
+  // forgotten, SPEC §6) and returns how many; SMTP keeps nothing. Default: 0. Unlike
+  // send(), may be called from any thread, also while a send is running.
   virtual std::size_t forget_address(std::string_view) { return 0; }
 };
 

@@ -718,7 +718,8 @@ mailer_stats mailer::stats() const {
 std::string mailer::transport() const { return s_->transport->describe(); }
 
 std::size_t mailer::forget_address(std::string_view address) {
-  std::lock_guard lk(s_->send_mu);  // not while a mail is being written
+  // Not under send_mu: an SMTP send may hold it for its whole timeout, and forget_address
+  // only touches files, each written whole by a rename.
   return s_->transport->forget_address(address);
 }
 
