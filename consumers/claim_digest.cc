@@ -367,6 +367,8 @@ bool claim_digest::send_batch(const uuid& invite_id, const uuid& org_id, timesta
       return false;
     }
   }
+  // The outcome event goes into the log before the digest counts as sent.
+  if (!flush_outcomes()) return false;
   if (send && outcome->sent) ++sent_;
   if (!send && !claim_keys.empty()) ++dropped_;
   return true;

@@ -94,6 +94,7 @@ class claim_digest {
   // Sends every digest due by now; false when stopping interrupted it.
   bool send_due();
 
+  // Digests whose mail went out and whose EmailSent is in the log, since start.
   std::uint64_t digests_sent() const { return sent_; }
   std::uint64_t claims_batched() const { return batched_; }
   std::uint64_t batches_dropped() const { return dropped_; }
