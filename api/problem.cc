@@ -18,7 +18,7 @@ struct code_entry {
 
 // The one place where error codes meet HTTP statuses. Keep it sorted by
 // status, document additions in api/README.md.
-constexpr std::array<code_entry, 38> code_table{{
+constexpr std::array<code_entry, 39> code_table{{
     {"invalid_request", 400, "Invalid request"},
     {"token_invalid", 400, "Invalid set-password link"},
     {"unauthorized", 401, "Unauthorized"},
@@ -51,6 +51,7 @@ constexpr std::array<code_entry, 38> code_table{{
     {"primary_only", 421, "Served by the primary only"},
     {"details_missing", 422, "Details missing"},
     {"idempotency_key_reused", 422, "Idempotency key reused"},
+    {"notify_email_missing", 422, "Notification email missing"},
     {"rate_limited", 429, "Too many requests"},
     {"header_too_large", 431, "Request header fields too large"},
     {"internal", 500, "Internal error"},

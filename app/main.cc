@@ -290,6 +290,13 @@ int main(int argc, char** argv) {
       ->envname("PASSAGE_MAIL_MAX_ATTEMPTS")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
+  serve_cmd
+      ->add_option_function<int>(
+          "--mail-digest-minutes",
+          [&](int m) { serve_options.mail_claim_digest_window = std::chrono::minutes(m); },
+          "At most one claim digest mail per invite per this many minutes (default 15)")
+      ->envname("PASSAGE_MAIL_DIGEST_MINUTES")
+      ->check(CLI::Range(1, 1440));
 
   app::replica_node_options replica_options;
   std::string replica_listen = "127.0.0.1:8081";

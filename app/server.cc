@@ -190,6 +190,7 @@ void make_mailer(server::impl& im, const fs::path& dir) {
   mo.initial_backoff = o.mail_initial_backoff;
   mo.max_backoff = o.mail_max_backoff;
   mo.reminder_poll = o.mail_reminder_poll;
+  mo.claim_digest_window = o.mail_claim_digest_window;
   mo.clock = im.clock;
   auto* raw = &im;
   auto base_url = [raw] {
@@ -335,6 +336,10 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   };
   command_options.personal_link_secret = derive_key(*secret, "personal-link");
   command_options.password_setup_secret = derive_key(*secret, "password-setup");
+  // Forgetting a learner also deletes the .eml copies of mails to them (SPEC §6).
+  command_options.on_email_forgotten = [raw = im.get()](const uuid&, const std::string& email) {
+    if (raw->mailer) raw->mailer->forget_address(email);
+  };
   im->commands = std::make_unique<service::command_service>(
       *im->store, *im->codec, *im->keys, *im->facts, *im->clock,
       service::learner_token_codec(derive_key(*secret, "learner-token")), command_options);
@@ -456,7 +461,10 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
                             {"failed", mail.failed},
                             {"attempts_failed", mail.attempts_failed},
                             {"reminders_sent", mail.reminders_sent},
-                            {"reminders_skipped", mail.reminders_skipped}}}};
+                            {"reminders_skipped", mail.reminders_skipped},
+                            {"digests_sent", mail.digests_sent},
+                            {"digest_claims", mail.digest_claims},
+                            {"digests_skipped", mail.digests_skipped}}}};
   };
   api::v1::register_routes(*im->router, deps);
   web::register_routes(*im->router);  // the console and the learner page's assets

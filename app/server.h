@@ -100,6 +100,8 @@ struct server_options {
   std::chrono::milliseconds mail_max_backoff{300'000};
   // How often due reminders (opt-in per send) are looked for. Default: 30 s.
   std::chrono::milliseconds mail_reminder_poll{30'000};
+  // At most one claim digest (notify_on_claim) per invite per window. Default: 15 min.
+  std::chrono::milliseconds mail_claim_digest_window{15 * 60 * 1000};
   // fsync every append before acknowledging it. Default: true.
   bool sync = true;
   // Where "now" comes from. Default: the system clock. Must outlive the server.

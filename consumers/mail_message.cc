@@ -38,7 +38,8 @@ std::string fill(std::string_view tpl, const template_values& values, bool escap
     out.append(tpl.substr(i, open - i));
     auto name = tpl.substr(open + 2, close - open - 2);
     if (auto it = values.find(name); it != values.end()) {
-      out += escape ? html_escape(it->second) : it->second;
+      // `*_html` values are markup the caller built from escaped parts.
+      out += escape && !name.ends_with("_html") ? html_escape(it->second) : it->second;
     }
     i = close + 2;
   }
@@ -56,6 +57,8 @@ std::string_view to_string(mail_kind k) {
       return "reminder";
     case mail_kind::welcome:
       return "welcome";
+    case mail_kind::claim_digest:
+      return "claim_digest";
   }
   return "invitation";
 }
@@ -72,6 +75,16 @@ mail_template default_template(mail_kind k) {
             "href=\"{{link}}\">Choose your password</a> (a one-time link, valid until "
             "{{expires_at}}).</p>\n<p>We never send passwords by mail. If you did not claim "
             "this invite, you can ignore this mail.</p>\n</body></html>\n"};
+  }
+  if (k == mail_kind::claim_digest) {
+    return {"New claims ({{count}}): {{title}}",
+            "Hello,\n\n{{count}} new claim(s) of your invite \"{{title}}\":\n\n{{claims}}\n"
+            "You get this digest because notify_on_claim is on for this invite ({{invite_id}}); "
+            "turn it off to stop these mails.\n",
+            "<!DOCTYPE html>\n<html><body>\n<p>Hello,</p>\n<p>{{count}} new claim(s) of your "
+            "invite <strong>{{title}}</strong>:</p>\n<ul>\n{{claims_html}}</ul>\n<p>You get this "
+            "digest because notify_on_claim is on for this invite ({{invite_id}}); turn it off to "
+            "stop these mails.</p>\n</body></html>\n"};
   }
   if (k == mail_kind::reminder) {
     return {"Reminder: you are invited to {{title}}",

@@ -28,7 +28,8 @@ struct mail_message {
 };
 
 // One kind of mail, as templates: `{{name}}` is replaced by the value of `name` (HTML-escaped
-// in `html`); unknown names render as nothing.
+// in `html`, except values whose name ends in `_html`, which the caller built as markup from
+// escaped parts); unknown names render as nothing.
 struct mail_template {
   std::string subject;
   std::string text;
@@ -37,12 +38,14 @@ struct mail_template {
 
 using template_values = std::map<std::string, std::string, std::less<>>;
 
-// The kinds of mail Passage sends, each with a built-in template using {{title}},
-// {{description}} and {{link}}: the private invitation, the reminder to an addressee
-// who has not claimed, and the welcome mail of a new account (welcome_mail.h; also
-// {{name}} and {{expires_at}}).
-enum class mail_kind { invitation, reminder, welcome };
-std::string_view to_string(mail_kind k);  // "invitation", "reminder", "welcome"
+// The kinds of mail Passage sends, each with a built-in template: the private invitation
+// and the reminder to an addressee who has not claimed ({{title}}, {{description}},
+// {{link}}); the welcome mail of a new account (welcome_mail.h; also {{name}} and
+// {{expires_at}}); the claim digest to an invite's creator ({{title}}, {{count}},
+// {{claims}}, {{claims_html}}, {{invite_id}}).
+enum class mail_kind { invitation, reminder, welcome, claim_digest };
+// "invitation", "reminder", "welcome", "claim_digest"
+std::string_view to_string(mail_kind k);
 mail_template default_template(mail_kind k);
 // `<dir>/<org_id>/<kind>.subject|.txt|.html` where present, else the built-in part.
 // An empty `dir` gives the built-in template.

@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "consumers/claim_digest.h"
 #include "consumers/state_db.h"
 #include "consumers/welcome_mail.h"
 #include "domain/events.h"
@@ -89,6 +90,7 @@ uuid mail_id(mail_kind k, const uuid& event_id) {
     case mail_kind::welcome:
       return derived_id(event_id, "welcome");
     case mail_kind::invitation:
+    case mail_kind::claim_digest:  // digests derive their own (claim_digest.h)
       break;
   }
   return derived_id(event_id, "mail");
@@ -100,6 +102,7 @@ uuid outcome_id(mail_kind k, const uuid& event_id) {
     case mail_kind::welcome:
       return derived_id(event_id, "welcome-outcome");
     case mail_kind::invitation:
+    case mail_kind::claim_digest:
       break;
   }
   return derived_id(event_id, "outcome");
@@ -125,6 +128,7 @@ struct mailer::state {
   const passage::clock* clk = nullptr;
 
   std::unique_ptr<rocksdb::DB> db;
+  std::unique_ptr<claim_digest> digests;  // made once db is open
   std::unique_ptr<eventstore::subscription> subscription;
   std::thread reminders;
   std::mutex send_mu;                 // the transport is used by one thread at a time
@@ -653,11 +657,62 @@ struct mailer::state {
   }
 
   void run_reminders() {
-    while (pause(opt.reminder_poll)) remind_due();
+    while (pause(opt.reminder_poll)) {
+      remind_due();
+      if (!is_stopping()) digests->send_due();
+    }
+  }
+
+  // ---- claim digests --------------------------------------------------------
+
+  // One mail with the retries and backoff of every mail; nullopt when stopping.
+  std::optional<digest_delivery> send_with_retries(const mail_message& message) {
+    digest_delivery o;
+    auto backoff = opt.initial_backoff;
+    for (int attempt = 1;; ++attempt) {
+      const std::string wire = to_rfc5322(message, clk->now());
+      auto r = [&] {
+        std::lock_guard lk(send_mu);
+        return transport->send(message, wire);
+      }();
+      if (r) {
+        o.sent = true;
+        break;
+      }
+      ++attempts_failed;
+      o.error = r.error();
+      spdlog::warn("mailer: attempt {} for {} failed: {}", attempt, message.message_id, o.error);
+      if (attempt >= opt.max_attempts) break;
+      if (!pause(backoff)) return std::nullopt;
+      backoff = std::min(backoff * 2, opt.max_backoff);
+    }
+    o.at = clk->now();
+    return o;
+  }
+
+  // Appends one event (an id already stored is a no-op); false when stopping.
+  bool append_with_retries(const std::string& stream, const eventstore::new_event& e) {
+    auto backoff = opt.initial_backoff;
+    for (;;) {
+      auto r = store.append({{stream, eventstore::expected_version::any(), {e}}});
+      if (r) return true;
+      spdlog::warn("mailer: appending {} failed: {}", e.event_id.to_string(), r.error().message);
+      if (!pause(backoff)) return false;
+      backoff = std::min(backoff * 2, opt.max_backoff);
+    }
   }
 
   bool handle(std::span<const eventstore::recorded_event> batch) {
     for (const auto& rec : batch) {
+      if (claim_digest::wants(rec.type)) {
+        // A claim joins its digest batch in the same write that moves the checkpoint.
+        rocksdb::WriteBatch with;
+        with.Put(slice(checkpoint_key), slice(encode_position(rec.position)));
+        if (is_stopping() || !digests->on_event(rec, with)) {
+          save_checkpoint(true);
+          return false;
+        }
+      }
       if (rec.type == d::invite_updated::type_name) {
         if (auto id = uuid::parse(std::string_view(rec.stream).substr(7))) {
           std::lock_guard lk(invites_mu);
@@ -702,6 +757,15 @@ result<void, consumer_error> mailer::start() {
     if (!st.ok() && !st.IsNotFound()) return db_error("read checkpoint", st);
     s_->checkpoint = st.ok() ? decode_position(v) : 0;
     s_->checkpoint_shown.store(s_->checkpoint);
+    auto* raw = s_.get();
+    s_->digests = std::make_unique<claim_digest>(
+        s_->store, s_->codec, *s_->db, *s_->clk,
+        claim_digest_options{s_->opt.claim_digest_window, s_->opt.from, s_->opt.templates_dir,
+                             !st.ok()},
+        [raw](const mail_message& m) { return raw->send_with_retries(m); },
+        [raw](const std::string& stream, eventstore::new_event e) {
+          return raw->append_with_retries(stream, e);
+        });
   }
   {
     std::lock_guard lk(s_->stop_mu);
@@ -709,8 +773,10 @@ result<void, consumer_error> mailer::start() {
   }
   eventstore::subscription_options so;
   so.filter.from_position = s_->checkpoint + 1;
-  so.filter.types = {std::string(d::private_invitation_sent::type_name),
-                     std::string(d::invite_updated::type_name)};
+  so.filter.types = {
+      std::string(d::private_invitation_sent::type_name), std::string(d::invite_updated::type_name),
+      std::string(d::invite_created::type_name), std::string(d::invite_deleted::type_name),
+      std::string(d::invite_claimed::type_name)};
   if (s_->opt.password_link) {
     so.filter.types.push_back(std::string(d::password_setup_issued::type_name));
   }
@@ -786,12 +852,25 @@ std::optional<email_job_view> mailer::job(const uuid& org_id, const uuid& job_id
 }
 
 mailer_stats mailer::stats() const {
-  return {s_->checkpoint_shown.load(), s_->sent.load(),           s_->failed.load(),
-          s_->attempts_failed.load(),  s_->reminders_sent.load(), s_->reminders_skipped.load()};
+  mailer_stats st{s_->checkpoint_shown.load(), s_->sent.load(),
+                  s_->failed.load(),           s_->attempts_failed.load(),
+                  s_->reminders_sent.load(),   s_->reminders_skipped.load()};
+  if (s_->digests) {
+    st.digests_sent = s_->digests->digests_sent();
+    st.digest_claims = s_->digests->claims_batched();
+    st.digests_skipped = s_->digests->batches_dropped();
+  }
+  return st;
 }
 
 std::string mailer::transport() const { return s_->transport->describe(); }
 
 void mailer::forget_learner(const uuid& learner_id) { s_->forget(learner_id); }
+
+std::size_t mailer::forget_address(std::string_view address) {
+  // Not under send_mu: an SMTP send may hold it for its whole timeout, and forget_address
+  // only touches files, each written whole by a rename.
+  return s_->transport->forget_address(address);
+}
 
 }  // namespace passage::consumers

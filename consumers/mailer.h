@@ -36,6 +36,8 @@
 // with the one-time set-password link, ledgered under the event id like an invitation;
 // its outcome is an EmailSent / EmailFailed in the stream job-<setup id>. A learner
 // forgotten before the mail went out gets none (EmailFailed without personal data).
+// Claim digests (opt-in per invite, `notify_on_claim`): see claim_digest.h. The mailer
+// passes them the invite events it reads and lets the reminder thread send the due ones.
 //
 //   mailer m(store, codec, std::move(transport), {.state_path = "data/mailer",
 //             .personal_link = [](auto code, auto& invite, auto& inv) { return url; }});
@@ -79,8 +81,10 @@ struct mailer_options {
   // Backoff between attempts: doubles from initial up to max. Defaults: 1 s, 5 min.
   std::chrono::milliseconds initial_backoff{1000};
   std::chrono::milliseconds max_backoff{300'000};
-  // How often due reminders are looked for. Default: 30 s.
+  // How often due reminders and claim digests are looked for. Default: 30 s.
   std::chrono::milliseconds reminder_poll{30'000};
+  // At most one claim digest per invite per window of this length. Default: 15 min.
+  std::chrono::milliseconds claim_digest_window{15 * 60 * 1000};
   // Source of sent_at / failed_at and of "now" for reminders. Default: nullptr = the
   // system clock.
   const passage::clock* clock = nullptr;
@@ -115,6 +119,9 @@ struct mailer_stats {
   std::uint64_t attempts_failed = 0;    // transport errors, retried or not
   std::uint64_t reminders_sent = 0;     // since start (sent or failed after retries)
   std::uint64_t reminders_skipped = 0;  // since start: claimed, replaced link, closed invite
+  std::uint64_t digests_sent = 0;       // since start
+  std::uint64_t digest_claims = 0;      // since start: claims added to a digest batch
+  std::uint64_t digests_skipped = 0;    // since start: batches of invites that opted out
 };
 
 // Owned by the app. start()/stop() from one controlling thread; job(), register_job() and
@@ -143,6 +150,9 @@ class mailer {
   // .eml files) are removed and no mail goes to them any more. Also done when the mailer
   // reaches LearnerForgotten in the log. Any thread.
   void forget_learner(const uuid& learner_id);
+  // A learner with this address was forgotten: deletes the transport's copies of mails
+  // to it (.eml files; SMTP keeps none). Any thread; returns how many.
+  std::size_t forget_address(std::string_view address);
 
   struct state;
 

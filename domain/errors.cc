@@ -46,6 +46,8 @@ std::string_view to_string(errc code) {
       return "token_expired";
     case errc::token_replaced:
       return "token_replaced";
+    case errc::notify_email_missing:
+      return "notify_email_missing";
   }
   return "unknown";
 }

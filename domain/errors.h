@@ -34,6 +34,8 @@ enum class [[nodiscard]] errc{
     token_used,           // a set-password link already used
     token_expired,        // a set-password link past its 7 days
     token_replaced,       // a set-password link replaced by a newer one
+    // notify_on_claim turned on while the invite's creating API key has no contact email
+    notify_email_missing,
 };
 
 std::string_view to_string(errc code);

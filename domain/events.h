@@ -42,6 +42,10 @@ struct api_key_issued {
   std::string name_;
   std::string key_hash_;  // lower-case hex SHA-256 of the key
   timestamp issued_at_;
+  // The org staff member's work address for notifications (claim digests). Not a learner's
+  // data (SPEC §6 covers learners), so stored in clear like the key's name; see
+  // domain/README.md. Added later: older events decode without it.
+  std::optional<std::string> email_;
   friend bool operator==(const api_key_issued&, const api_key_issued&) = default;
 };
 
@@ -96,6 +100,9 @@ struct invite_created {
   invite_settings settings_;
   std::optional<uuid> duplicated_from_;
   timestamp created_at_;
+  // The API key that created (or duplicated) the invite: who claim digests go to. Added
+  // later: older events decode without it.
+  std::optional<uuid> created_by_;
   friend bool operator==(const invite_created&, const invite_created&) = default;
 };
 

@@ -158,6 +158,7 @@ domain_result<invite_settings> validate_fields(const invite_draft& d,
     return invalid("capacity_warning_percent", "capacity_warning_percent must be 1..100");
   }
   s.capacity_warning_percent_ = d.capacity_warning_percent_;
+  s.notify_on_claim_ = d.notify_on_claim_;
   return s;
 }
 
@@ -184,7 +185,16 @@ std::vector<std::string> changed_fields(const invite_settings& a, const invite_s
   check(a.require_account_ != b.require_account_, "require_account");
   check(a.show_share_button_ != b.show_share_button_, "show_share_button");
   check(a.capacity_warning_percent_ != b.capacity_warning_percent_, "capacity_warning_percent");
+  check(a.notify_on_claim_ != b.notify_on_claim_, "notify_on_claim");
   return out;
+}
+
+// Claim digests go to the creating key's contact email: without one, opting in is refused
+// rather than silently sending nothing.
+std::optional<domain_error> check_notify(bool turned_on, bool creator_has_email) {
+  if (!turned_on || creator_has_email) return std::nullopt;
+  return make_error(errc::notify_email_missing, "notify_on_claim",
+                    "notify_on_claim needs the API key that created the invite to have an email");
 }
 
 // Shared preconditions of commands on an existing invite.
@@ -231,6 +241,7 @@ invite_draft to_draft(const invite_settings& s) {
   d.require_account_ = s.require_account_;
   d.show_share_button_ = s.show_share_button_;
   d.capacity_warning_percent_ = s.capacity_warning_percent_;
+  d.notify_on_claim_ = s.notify_on_claim_;
   return d;
 }
 
@@ -247,6 +258,7 @@ invite_state evolve(invite_state s, const event& e) {
           s.code_ = v.code_;
           s.settings_ = v.settings_;
           s.duplicated_from_ = v.duplicated_from_;
+          s.created_by_ = v.created_by_;
           s.created_at_ = v.created_at_;
           ++s.version_;
         } else if constexpr (std::is_same_v<E, invite_updated>) {
@@ -389,6 +401,7 @@ invite_draft apply_patch(invite_draft d, const invite_patch& p) {
   if (p.require_account_) d.require_account_ = *p.require_account_;
   if (p.show_share_button_) d.show_share_button_ = *p.show_share_button_;
   if (p.capacity_warning_percent_) d.capacity_warning_percent_ = *p.capacity_warning_percent_;
+  if (p.notify_on_claim_) d.notify_on_claim_ = *p.notify_on_claim_;
   return d;
 }
 
@@ -400,8 +413,9 @@ domain_result<event_list> decide(const invite_state& s, const create_invite& c, 
   }
   auto settings = validate_invite(c.draft_, c.tracks_);
   if (!settings) return settings.error();
-  return event_list{
-      invite_created{c.org_id_, c.invite_id_, c.code_, std::move(*settings), std::nullopt, now}};
+  if (auto err = check_notify(settings->notify_on_claim_, c.creator_has_email_)) return *err;
+  return event_list{invite_created{c.org_id_, c.invite_id_, c.code_, std::move(*settings),
+                                   std::nullopt, now, c.created_by_}};
 }
 
 domain_result<event_list> decide(const invite_state& s, const update_invite& c, timestamp now) {
@@ -421,6 +435,10 @@ domain_result<event_list> decide(const invite_state& s, const update_invite& c, 
   }
   auto settings = validate_fields(d, std::move(tracks));
   if (!settings) return settings.error();
+  if (auto err = check_notify(settings->notify_on_claim_ && !s.settings_.notify_on_claim_,
+                              c.creator_has_email_)) {
+    return *err;
+  }
   auto changed = changed_fields(s.settings_, *settings);
   if (changed.empty()) return event_list{};  // nothing to record
   return event_list{
@@ -452,10 +470,11 @@ domain_result<event_list> decide(const invite_state& s, const duplicate_invite& 
   if (!is_valid_invite_code(c.new_code_) || c.new_code_ == s.code_) {
     return invalid("code", "the duplicate needs a new valid code");
   }
+  if (auto err = check_notify(s.settings_.notify_on_claim_, c.creator_has_email_)) return *err;
   invite_settings settings = s.settings_;
   settings.title_ += " (Copy)";
   return event_list{invite_created{s.org_id_, c.new_invite_id_, c.new_code_, std::move(settings),
-                                   s.invite_id_, now}};
+                                   s.invite_id_, now, c.created_by_}};
 }
 
 domain_result<event_list> decide(const invite_state& s, const expire_invite&, timestamp now) {

@@ -50,6 +50,7 @@ struct invite_draft {
   bool require_account_ = false;
   bool show_share_button_ = false;
   std::int64_t capacity_warning_percent_ = 80;
+  bool notify_on_claim_ = false;
 };
 
 // A track of the org as the application knows it (from the track aggregate or read model).
@@ -86,6 +87,10 @@ struct create_invite {
   std::string code_;  // make_invite_code(); unique per the caller's code index
   invite_draft draft_;
   track_catalog tracks_;
+  // Facts: the API key creating the invite (recorded as created_by), and whether it has a
+  // contact email, which notify_on_claim needs.
+  std::optional<uuid> created_by_;
+  bool creator_has_email_ = false;
 };
 
 // PATCH semantics: absent fields keep their value. For clearable instants the outer
@@ -109,6 +114,7 @@ struct invite_patch {
   std::optional<bool> require_account_;
   std::optional<bool> show_share_button_;
   std::optional<std::int64_t> capacity_warning_percent_;
+  std::optional<bool> notify_on_claim_;
 };
 
 // The draft with every field the patch carries replaced (PATCH semantics).
@@ -118,6 +124,9 @@ struct update_invite {
   invite_patch patch_;
   track_catalog tracks_;                           // needed only when patch_.tracks_ is set
   std::optional<std::uint64_t> expected_version_;  // If-Match
+  // Fact: the invite's creating key (created_by) has a contact email. Needed only when the
+  // patch turns notify_on_claim on.
+  bool creator_has_email_ = false;
 };
 
 struct deactivate_invite {
@@ -131,9 +140,12 @@ struct delete_invite {
 };
 
 // Decided on the source invite; the resulting InviteCreated starts the new stream.
+// The duplicating key becomes the copy's creator (the one claim digests go to).
 struct duplicate_invite {
   uuid new_invite_id_;
   std::string new_code_;
+  std::optional<uuid> created_by_;
+  bool creator_has_email_ = false;  // fact, as for create_invite
 };
 
 // Decided by a scheduler at/after expires_at or ends_at; emits InviteExpired once.
@@ -203,6 +215,7 @@ struct invite_state {
   std::string code_;
   invite_settings settings_;
   std::optional<uuid> duplicated_from_;
+  std::optional<uuid> created_by_;  // the creating API key, when recorded
   timestamp created_at_;
   bool deactivated_ = false;
   bool deleted_ = false;
@@ -270,7 +283,9 @@ bool share_button_visible(const invite_state& s, timestamp now);
 
 // ---------------------------------------------------------------------------------------
 // Decisions. Errors: not_found (no invite), deleted (after InviteDeleted), version_conflict,
-// invalid_request (with field), already_exists, invalid_state.
+// invalid_request (with field), already_exists, invalid_state, and notify_email_missing
+// (field notify_on_claim) when create, duplicate or an edit turns notify_on_claim on while
+// the creating key has no contact email.
 
 domain_result<event_list> decide(const invite_state& s, const create_invite& c, timestamp now);
 domain_result<event_list> decide(const invite_state& s, const update_invite& c, timestamp now);

@@ -65,8 +65,8 @@ organization_state evolve(organization_state s, const event& e) {
     s.name_ = v->name_;
     ++s.version_;
   } else if (const auto* k = std::get_if<api_key_issued>(&e)) {
-    s.api_keys_[k->key_id_] =
-        api_key_record{k->key_id_, k->role_, k->name_, k->key_hash_, false, k->issued_at_};
+    s.api_keys_[k->key_id_] = api_key_record{k->key_id_, k->role_,      k->name_, k->key_hash_,
+                                             false,      k->issued_at_, k->email_};
     ++s.version_;
   } else if (const auto* r = std::get_if<api_key_revoked>(&e)) {
     if (auto it = s.api_keys_.find(r->key_id_); it != s.api_keys_.end()) it->second.revoked_ = true;
@@ -123,7 +123,13 @@ domain_result<event_list> decide(const organization_state& s, const issue_api_ke
   if (s.api_keys_.contains(c.key_id_)) {
     return make_error(errc::already_exists, "id", "an API key with this id exists");
   }
-  return event_list{api_key_issued{s.org_id_, c.key_id_, c.role_, c.name_, c.key_hash_, now}};
+  std::optional<std::string> email;
+  if (c.email_) {
+    if (!is_valid_email(trim(*c.email_))) return invalid("email", "not a valid email address");
+    email = normalize_email(*c.email_);
+  }
+  return event_list{
+      api_key_issued{s.org_id_, c.key_id_, c.role_, c.name_, c.key_hash_, now, std::move(email)}};
 }
 
 domain_result<event_list> decide(const organization_state& s, const revoke_api_key& c,

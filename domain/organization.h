@@ -23,6 +23,7 @@ struct api_key_record {
   std::string key_hash_;
   bool revoked_ = false;
   timestamp issued_at_;
+  std::optional<std::string> email_;  // contact address for notifications, if given
   friend bool operator==(const api_key_record&, const api_key_record&) = default;
 };
 
@@ -52,6 +53,9 @@ struct issue_api_key {
   role role_ = role::admin;  // owner, admin or professor
   std::string name_;
   std::string key_hash_;  // lower-case hex SHA-256; the key itself never reaches the domain
+  // Optional contact address of the staff member using the key (claim digests go there);
+  // validated and stored lower-cased.
+  std::optional<std::string> email_;
 };
 
 struct revoke_api_key {

@@ -98,6 +98,9 @@ struct invite_settings {
   bool show_share_button_ = false;
   // Share of claim_limit at which InviteCapacityWarning is emitted. Default: 80.
   std::int64_t capacity_warning_percent_ = 80;
+  // Opt-in: mail a digest of new claims to the contact email of the API key that created
+  // the invite (at most one mail per digest window). Default: false.
+  bool notify_on_claim_ = false;
 
   friend bool operator==(const invite_settings&, const invite_settings&) = default;
 };

@@ -34,16 +34,22 @@ namespace d = domain;
 // list, so the two cannot disagree. JSON names are the member names without the
 // trailing underscore (SPEC §7).
 
+// A field added to an event after events of its schema version were stored is marked
+// `added_later`: when absent it keeps the member's default (nullopt, false), so older
+// events decode without an upcaster and the schema version (part of the Kafka type)
+// stays. Only additions with such a neutral default may be made this way.
 template <typename S, typename M>
 struct field {
   std::string_view name;
   M S::*member;
+  bool added_later = false;
 };
 template <typename S, typename M>
-constexpr field<S, M> make_field(std::string_view name, M S::*member) {
-  return {name, member};
+constexpr field<S, M> make_field(std::string_view name, M S::*member, bool added_later = false) {
+  return {name, member, added_later};
 }
 #define F(m) make_field(#m, &S::m##_)
+#define F_ADDED(m) make_field(#m, &S::m##_, true)
 
 // clang-format off
 auto fields_of(const d::personal_data*) { using S = d::personal_data; return std::tuple{F(email), F(first_name), F(last_name), F(answers)}; }
@@ -58,16 +64,17 @@ auto fields_of(const d::invite_settings*) {
                     F(image_url), F(tracks), F(access_duration), F(plays_per_track),
                     F(expires_at), F(claim_limit), F(starts_at), F(ends_at), F(access),
                     F(allowed_emails), F(allowed_domains), F(require_account),
-                    F(show_share_button), F(capacity_warning_percent)};
+                    F(show_share_button), F(capacity_warning_percent),
+                    F_ADDED(notify_on_claim)};
 }
 
 auto fields_of(const d::organization_created*) { using S = d::organization_created; return std::tuple{F(org_id), F(name), F(created_at)}; }
-auto fields_of(const d::api_key_issued*) { using S = d::api_key_issued; return std::tuple{F(org_id), F(key_id), F(role), F(name), F(key_hash), F(issued_at)}; }
+auto fields_of(const d::api_key_issued*) { using S = d::api_key_issued; return std::tuple{F(org_id), F(key_id), F(role), F(name), F(key_hash), F(issued_at), F_ADDED(email)}; }
 auto fields_of(const d::api_key_revoked*) { using S = d::api_key_revoked; return std::tuple{F(org_id), F(key_id), F(revoked_at)}; }
 auto fields_of(const d::lead_form_changed*) { using S = d::lead_form_changed; return std::tuple{F(org_id), F(form), F(changed_at)}; }
 auto fields_of(const d::track_registered*) { using S = d::track_registered; return std::tuple{F(org_id), F(track_id), F(title), F(pausable), F(owner), F(registered_at)}; }
 auto fields_of(const d::track_updated*) { using S = d::track_updated; return std::tuple{F(org_id), F(track_id), F(title), F(pausable), F(owner), F(updated_at)}; }
-auto fields_of(const d::invite_created*) { using S = d::invite_created; return std::tuple{F(org_id), F(invite_id), F(code), F(settings), F(duplicated_from), F(created_at)}; }
+auto fields_of(const d::invite_created*) { using S = d::invite_created; return std::tuple{F(org_id), F(invite_id), F(code), F(settings), F(duplicated_from), F(created_at), F_ADDED(created_by)}; }
 auto fields_of(const d::invite_updated*) { using S = d::invite_updated; return std::tuple{F(org_id), F(invite_id), F(settings), F(changed_fields), F(updated_at)}; }
 auto fields_of(const d::invite_deactivated*) { using S = d::invite_deactivated; return std::tuple{F(org_id), F(invite_id), F(deactivated_at)}; }
 auto fields_of(const d::invite_reactivated*) { using S = d::invite_reactivated; return std::tuple{F(org_id), F(invite_id), F(reactivated_at)}; }
@@ -115,6 +122,7 @@ auto fields_of(const d::email_failed*) {
 }
 // clang-format on
 #undef F
+#undef F_ADDED
 
 template <typename T>
 concept described = requires {
@@ -313,15 +321,15 @@ bool from_value(const json& j, std::vector<T>& out, const path_node* at, read_er
   }
   return true;
 }
-// Every listed field must be present (optional ones as null); unknown fields are
-// ignored so that consumers of an older build can read a newer event.
+// Every listed field must be present (optional ones as null) unless it was added later;
+// unknown fields are ignored so that consumers of an older build can read a newer event.
 template <described T>
 bool from_value(const json& j, T& out, const path_node* at, read_error& err) {
   if (!j.is_object()) return fail(at, err, "expected an object");
   auto one = [&](const auto& f) {
     path_node here{at, f.name};
     auto it = j.find(f.name);
-    if (it == j.end()) return fail(&here, err, "missing");
+    if (it == j.end()) return f.added_later || fail(&here, err, "missing");
     return from_value(*it, out.*(f.member), &here, err);
   };
   return std::apply([&](const auto&... f) { return (one(f) && ...); },

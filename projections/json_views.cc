@@ -63,7 +63,8 @@ json to_json(const domain::invite_settings& s) {
           {"allowed_domains", s.allowed_domains_},
           {"require_account", s.require_account_},
           {"show_share_button", s.show_share_button_},
-          {"capacity_warning_percent", s.capacity_warning_percent_}};
+          {"capacity_warning_percent", s.capacity_warning_percent_},
+          {"notify_on_claim", s.notify_on_claim_}};
 }
 
 json to_json(const invite_view& v) {
@@ -79,6 +80,7 @@ json to_json(const invite_view& v) {
   j["remaining_spots"] = int_or_null(v.remaining_spots);
   j["share_button_visible"] = v.share_button_visible;
   j["duplicated_from"] = id_or_null(v.duplicated_from);
+  j["created_by"] = id_or_null(v.created_by);
   j["created_at"] = format_rfc3339(v.created_at);
   j["updated_at"] = format_rfc3339(v.updated_at);
   return j;
@@ -291,6 +293,7 @@ json to_json(const api_key_view& v) {
   return {{"id", v.key_id.to_string()},
           {"role", domain::to_string(v.role)},
           {"name", v.name},
+          {"email", v.email ? json(*v.email) : json()},
           {"revoked", v.revoked},
           {"issued_at", format_rfc3339(v.issued_at)},
           {"revoked_at", time_or_null(v.revoked_at)}};

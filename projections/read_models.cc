@@ -53,7 +53,7 @@ using eventstore::recorded_event;
 
 constexpr std::string_view checkpoint_key = "m:cp";
 constexpr std::string_view format_key = "m:fmt";
-constexpr std::string_view format_version = "2";  // 2: learner history rows
+constexpr std::string_view format_version = "3";  // 2: learner history rows; 3: notify/email
 
 std::string key_of(char prefix, const uuid& id) {
   std::string k(1, prefix);
@@ -116,6 +116,7 @@ struct invite_rec {
   std::string code;
   domain::invite_settings settings;
   std::optional<uuid> duplicated_from;
+  std::optional<uuid> created_by;
   timestamp created_at{};
   std::uint64_t created_position = 0;
   // Lifecycle and counters ("i").
@@ -207,6 +208,7 @@ void put_settings(record_writer& w, const domain::invite_settings& s) {
   w.boolean(s.require_account_);
   w.boolean(s.show_share_button_);
   w.i64(s.capacity_warning_percent_);
+  w.boolean(s.notify_on_claim_);
 }
 
 domain::invite_settings get_settings(record_reader& r) {
@@ -234,6 +236,7 @@ domain::invite_settings get_settings(record_reader& r) {
   s.require_account_ = r.boolean();
   s.show_share_button_ = r.boolean();
   s.capacity_warning_percent_ = r.i64();
+  s.notify_on_claim_ = r.boolean();
   return s;
 }
 
@@ -294,6 +297,8 @@ std::string encode(const key_rec& k) {
   w.ts(k.v.issued_at);
   w.opt_ts(k.v.revoked_at);
   w.u64(k.position);
+  w.boolean(k.v.email.has_value());
+  w.str(k.v.email.value_or(""));
   return w.take();
 }
 
@@ -308,6 +313,9 @@ bool decode(std::string_view in, key_rec& k) {
   k.v.issued_at = r.ts();
   k.v.revoked_at = r.opt_ts();
   k.position = r.u64();
+  const bool has_email = r.boolean();
+  std::string email = r.str();
+  if (has_email) k.v.email = std::move(email);
   return r.ok();
 }
 
@@ -341,6 +349,7 @@ std::string encode_settings(const invite_rec& i) {
   w.id(i.invite_id);
   w.str(i.code);
   w.opt_id(i.duplicated_from);
+  w.opt_id(i.created_by);
   w.ts(i.created_at);
   w.u64(i.created_position);
   put_settings(w, i.settings);
@@ -353,6 +362,7 @@ bool decode_settings(std::string_view in, invite_rec& i) {
   i.invite_id = r.id();
   i.code = r.str();
   i.duplicated_from = r.opt_id();
+  i.created_by = r.opt_id();
   i.created_at = r.ts();
   i.created_position = r.u64();
   i.settings = get_settings(r);
@@ -858,8 +868,8 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                    },
                    [&](const dm::api_key_issued& e) {
                      auto& k = keys[e.key_id_];
-                     k.v = api_key_view{e.org_id_,   e.key_id_, e.role_,      e.name_,
-                                        e.key_hash_, false,     e.issued_at_, std::nullopt};
+                     k.v = api_key_view{e.org_id_, e.key_id_,    e.role_,      e.name_, e.key_hash_,
+                                        false,     e.issued_at_, std::nullopt, e.email_};
                      k.position = re.position;
                      key_by_hash[e.key_hash_] = e.key_id_;
                      dirty.keys.insert(e.key_id_);
@@ -890,6 +900,7 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                      i.code = e.code_;
                      i.settings = e.settings_;
                      i.duplicated_from = e.duplicated_from_;
+                     i.created_by = e.created_by_;
                      i.created_at = e.created_at_;
                      i.created_position = re.position;
                      i.updated_at = e.created_at_;
@@ -1287,6 +1298,7 @@ invite_view read_models::state::view_of(const invite_rec& i, timestamp now) cons
   v.version = i.version;
   v.settings = i.settings;
   v.duplicated_from = i.duplicated_from;
+  v.created_by = i.created_by;
   v.created_at = i.created_at;
   v.updated_at = i.updated_at;
   v.deactivated = i.deactivated;

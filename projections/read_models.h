@@ -74,6 +74,7 @@ struct api_key_view {
   bool revoked = false;
   timestamp issued_at{};
   std::optional<timestamp> revoked_at;
+  std::optional<std::string> email;  // contact address for claim digests
 };
 
 // Where an invite code leads.
@@ -90,6 +91,7 @@ struct invite_view {
   std::uint64_t version;  // the invite stream's version (ETag / If-Match)
   domain::invite_settings settings;
   std::optional<uuid> duplicated_from;
+  std::optional<uuid> created_by;  // the API key that created the invite, when recorded
   timestamp created_at{};
   timestamp updated_at{};  // last InviteCreated/Updated/Deactivated/Reactivated/Deleted
   bool deactivated = false;

@@ -659,8 +659,8 @@ void command_service::create_organization(const domain::principal& who, std::str
 }
 
 void command_service::issue_api_key(const domain::principal& who, domain::role role,
-                                    std::string name, const request_meta& m,
-                                    callback<api_key_result> done) {
+                                    std::string name, std::optional<std::string> email,
+                                    const request_meta& m, callback<api_key_result> done) {
   auto allowed = domain::authorize(who, domain::action::manage_api_keys, {who.org_id_, {}, {}});
   if (!allowed) {
     done(from_domain(allowed.error()));
@@ -672,12 +672,14 @@ void command_service::issue_api_key(const domain::principal& who, domain::role r
       impl_->orgs, domain::organization_stream(who.org_id_), {},
       [=](const domain::organization_state& s,
           timestamp now) -> domain::domain_result<plan<domain::organization_state>> {
-        auto events =
-            domain::decide(s, domain::issue_api_key{key_id, role, name, hash_api_key(*key)}, now);
+        auto events = domain::decide(
+            s, domain::issue_api_key{key_id, role, name, hash_api_key(*key), email}, now);
         if (!events) return events.error();
-        return plan<domain::organization_state>{std::move(*events), {}, [=](const written& w) {
-                                                  done(api_key_result{key_id, role, name, *key, w});
-                                                }};
+        auto stored = std::get<domain::api_key_issued>(events->back()).email_;
+        return plan<domain::organization_state>{
+            std::move(*events), {}, [=](const written& w) {
+              done(api_key_result{key_id, role, name, *key, w, stored});
+            }};
       },
       m, impl_->actor_of(who), [done](service_error e) { done(std::move(e)); });
 }
@@ -697,6 +699,13 @@ void command_service::change_lead_form(const domain::principal& who, domain::lea
 
 service_result<domain::organization_state> command_service::organization(const uuid& org_id) {
   return impl_->load(impl_->orgs, domain::organization_stream(org_id));
+}
+
+bool command_service::key_has_email(const uuid& org_id, const uuid& key_id) {
+  auto org = organization(org_id);
+  if (!org) return false;
+  auto it = org->api_keys_.find(key_id);
+  return it != org->api_keys_.end() && !it->second.revoked_ && it->second.email_.has_value();
 }
 
 // ---- tracks -------------------------------------------------------------------
@@ -773,6 +782,8 @@ void command_service::create_invite(const domain::principal& who, domain::invite
     return;
   }
   domain::create_invite cmd{who.org_id_, invite_id, *code, std::move(draft), std::move(*catalog)};
+  cmd.created_by_ = who.key_id_;
+  cmd.creator_has_email_ = key_has_email(who.org_id_, who.key_id_);
   impl_->start_invite(
       who, invite_id, *code,
       [cmd](const domain::invite_state& s, timestamp now) { return domain::decide(s, cmd, now); },
@@ -783,6 +794,13 @@ void command_service::update_invite(const domain::principal& who, const uuid& in
                                     domain::invite_patch p, std::optional<std::uint64_t> if_match,
                                     const request_meta& m, callback<written> done) {
   domain::update_invite cmd{std::move(p), {}, if_match};
+  if (cmd.patch_.notify_on_claim_.value_or(false)) {
+    // Only turning notifications on needs the fact; the invite's creator never changes.
+    auto current = invite_for(who, invite_id);
+    if (current && current->created_by_) {
+      cmd.creator_has_email_ = key_has_email(who.org_id_, *current->created_by_);
+    }
+  }
   if (cmd.patch_.tracks_) {
     std::vector<std::string> ids;
     for (const auto& t : *cmd.patch_.tracks_) ids.push_back(t.track_id_);
@@ -827,7 +845,10 @@ void command_service::duplicate_invite(const domain::principal& who, const uuid&
     done(code.error());
     return;
   }
-  auto events = domain::decide(*source, domain::duplicate_invite{new_id, *code}, impl_->clk.now());
+  auto events = domain::decide(
+      *source,
+      domain::duplicate_invite{new_id, *code, who.key_id_, key_has_email(who.org_id_, who.key_id_)},
+      impl_->clk.now());
   if (!events) {
     impl_->release_code(*code);
     done(from_domain(events.error()));
@@ -1176,6 +1197,9 @@ void command_service::forget_learner(const domain::principal& who, const uuid& l
           }
           if (auto d = self->keys.destroy("learner:" + learner_id.to_string()); !d) {
             return domain::make_error(domain::errc::invalid_state, "", d.error().message);
+          }
+          if (!s.email_.empty() && self->options.on_email_forgotten) {
+            self->options.on_email_forgotten(s.org_id_, s.email_);
           }
         }
         return plan<domain::learner_state>{

@@ -112,6 +112,7 @@ struct api_key_result {
   std::string name;
   std::string key;  // shown once
   written at;
+  std::optional<std::string> email;  // as stored (lower-cased)
 };
 
 // A password set through a welcome mail's link; the token logs the learner in at once.
@@ -160,6 +161,9 @@ struct command_service_options {
   // Secret that signs set-password links (app: derive_key(secret, "password-setup")).
   // Default: "" means a random one for this process.
   std::string password_setup_secret;
+  // Told the email of a learner being forgotten, after its keys were destroyed, so copies
+  // of personal data outside the log (the mailer's .eml outbox) go too. Default: none.
+  std::function<void(const uuid& org_id, const std::string& email)> on_email_forgotten;
 };
 
 // "psk_" + 40 random hex characters, and its lower-case hex SHA-256.
@@ -184,14 +188,18 @@ class command_service {
       const uuid& org_id, std::string name, std::optional<std::string> owner_key);
   void create_organization(const domain::principal& who, std::string name, const request_meta& m,
                            callback<organization_created_result> done);
+  // `email`: optional contact address of the key's user (claim digests go there).
   void issue_api_key(const domain::principal& who, domain::role role, std::string name,
-                     const request_meta& m, callback<api_key_result> done);
+                     std::optional<std::string> email, const request_meta& m,
+                     callback<api_key_result> done);
   void revoke_api_key(const domain::principal& who, const uuid& key_id, const request_meta& m,
                       callback<written> done);
   void change_lead_form(const domain::principal& who, domain::lead_form form,
                         std::optional<std::uint64_t> if_match, const request_meta& m,
                         callback<written> done);
   service_result<domain::organization_state> organization(const uuid& org_id);
+  // Whether the org's key is active and has a contact email (notify_on_claim needs it).
+  bool key_has_email(const uuid& org_id, const uuid& key_id);
 
   // --- tracks ---
   void register_track(const domain::principal& who, std::string track_id, std::string title,

@@ -16,7 +16,7 @@ TEST(problem_test, status_table) {
         row{"payload_too_large", 413}, row{"rate_limited", 429}, row{"header_too_large", 431},
         row{"expired", 410}, row{"deleted", 410}, row{"not_open_yet", 409}, row{"full", 409},
         row{"deactivated", 409}, row{"not_allowed", 403}, row{"details_missing", 422},
-        row{"internal", 500}, row{"no_such_code", 500}}) {
+        row{"notify_email_missing", 422}, row{"internal", 500}, row{"no_such_code", 500}}) {
     EXPECT_EQ(status_for(code), status) << code;
   }
 }

@@ -258,6 +258,7 @@ dto_result<domain::invite_patch> parse_invite_patch(const nlohmann::json& body) 
   };
   PASSAGE_TRY(opt_bool("require_account", p.require_account_));
   PASSAGE_TRY(opt_bool("show_share_button", p.show_share_button_));
+  PASSAGE_TRY(opt_bool("notify_on_claim", p.notify_on_claim_));
   PASSAGE_TRY(r.no_unknown_members());
   return p;
 }
@@ -342,6 +343,10 @@ dto_result<api_key_request> parse_api_key_request(const nlohmann::json& body) {
   }
   k.role = *parsed;
   PASSAGE_TRY(r.string("name", k.name));
+  // Optional contact address (validated by the domain); null is the same as absent.
+  std::string email;
+  PASSAGE_TRY(r.string("email", email, false, true));
+  if (r.has("email") && !body["email"].is_null()) k.email = std::move(email);
   PASSAGE_TRY(r.no_unknown_members());
   return k;
 }

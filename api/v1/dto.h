@@ -41,6 +41,7 @@ dto_result<track_request> parse_track(const nlohmann::json& body);
 struct api_key_request {
   domain::role role = domain::role::admin;
   std::string name;
+  std::optional<std::string> email;  // contact address for claim digests
 };
 dto_result<api_key_request> parse_api_key_request(const nlohmann::json& body);
 

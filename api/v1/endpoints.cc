@@ -326,27 +326,27 @@ void organization_routes(router& r, deps_ptr d) {
   };
 
   r.add(http::verb::post, "/v1/api-keys",
-        with_idempotency(*d->idempotency, scope,
-                         admin(d, [d](const domain::principal& who, const request& req,
-                                      request_context& ctx, responder respond) {
-                           auto body = parse_body(req.body());
-                           auto k = body ? parse_api_key_request(*body) : body.error();
-                           if (!k) return respond(problem_response(from_field(k.error()))), void();
-                           d->commands->issue_api_key(
-                               who, k->role, k->name, meta_of(ctx), [d, respond](auto res) {
-                                 if (!res)
-                                   return respond(problem_response(from_service(res.error()))),
-                                          void();
-                                 auto c = *res;
-                                 after_applied(*d, c.at.position, respond, [respond, c] {
-                                   respond(created({{"id", c.key_id.to_string()},
-                                                    {"role", domain::to_string(c.role)},
-                                                    {"name", c.name},
-                                                    {"key", c.key}},
-                                                   "/v1/api-keys/" + c.key_id.to_string()));
-                                 });
-                               });
-                         })));
+        with_idempotency(
+            *d->idempotency, scope,
+            admin(d, [d](const domain::principal& who, const request& req, request_context& ctx,
+                         responder respond) {
+              auto body = parse_body(req.body());
+              auto k = body ? parse_api_key_request(*body) : body.error();
+              if (!k) return respond(problem_response(from_field(k.error()))), void();
+              d->commands->issue_api_key(
+                  who, k->role, k->name, k->email, meta_of(ctx), [d, respond](auto res) {
+                    if (!res) return respond(problem_response(from_service(res.error()))), void();
+                    auto c = *res;
+                    after_applied(*d, c.at.position, respond, [respond, c] {
+                      respond(created({{"id", c.key_id.to_string()},
+                                       {"role", domain::to_string(c.role)},
+                                       {"name", c.name},
+                                       {"email", c.email ? json(*c.email) : json()},
+                                       {"key", c.key}},
+                                      "/v1/api-keys/" + c.key_id.to_string()));
+                    });
+                  });
+            })));
   r.add(http::verb::get, "/v1/api-keys",
         admin(d, [d](const domain::principal& who, const request&, request_context&,
                      responder respond) {

@@ -98,6 +98,32 @@ TEST(MailMessage, TemplatesPerOrganizationOverrideTheBuiltInParts) {
   EXPECT_NE(default_template(mail_kind::reminder).subject, b.subject);
 }
 
+TEST(MailMessage, ClaimDigestTemplateTakesPrebuiltHtmlListsAndPerOrgOverrides) {
+  auto m = render(default_template(mail_kind::claim_digest),
+                  {{"title", "R&D <intro>"},
+                   {"count", "2"},
+                   {"claims", "- Ada <ada@example.com>\n- anonymous learner\n"},
+                   {"claims_html", "<li>Ada &lt;ada@example.com&gt;</li>\n<li>anonymous</li>\n"},
+                   {"invite_id", "abc"}},
+                  "f", "staff@example.org", "<d@passage>");
+  EXPECT_EQ(m.subject, "New claims (2): R&D <intro>");
+  EXPECT_NE(m.text.find("- Ada <ada@example.com>\n- anonymous learner\n"), std::string::npos);
+  // `*_html` values are inserted as built (their parts were escaped by the caller); every
+  // other value is escaped as usual.
+  EXPECT_NE(m.html.find("<li>Ada &lt;ada@example.com&gt;</li>"), std::string::npos);
+  EXPECT_NE(m.html.find("<strong>R&amp;D &lt;intro&gt;</strong>"), std::string::npos);
+  EXPECT_EQ(to_string(mail_kind::claim_digest), "claim_digest");
+
+  passage::testing::temp_dir dir;
+  std::filesystem::create_directories(dir.sub("tpl") + "/org-a");
+  std::ofstream(dir.sub("tpl") + "/org-a/claim_digest.txt") << "{{count}} joined {{title}}";
+  auto t = template_for(mail_kind::claim_digest, dir.sub("tpl"), "org-a");
+  EXPECT_EQ(render(t, {{"count", "3"}, {"title", "K8s"}}, "f", "t", "<m>").text, "3 joined K8s");
+  EXPECT_EQ(t.subject, default_template(mail_kind::claim_digest).subject);
+  EXPECT_EQ(template_for(mail_kind::invitation, dir.sub("tpl"), "org-a").text,
+            default_template(mail_kind::invitation).text);
+}
+
 TEST(MailMessage, DerivedIdsAreStablePerEventAndKind) {
   const uuid e = *uuid::parse("6f1c2a4e-8b1d-4c3e-9f00-112233445566");
   EXPECT_EQ(derived_id(e, "mail"), derived_id(e, "mail"));

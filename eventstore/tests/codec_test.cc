@@ -65,6 +65,7 @@ d::invite_settings settings() {
   s.require_account_ = true;
   s.show_share_button_ = true;
   s.capacity_warning_percent_ = 75;
+  s.notify_on_claim_ = true;
   return s;
 }
 
@@ -85,13 +86,14 @@ d::invite_claimed claimed() {
 std::map<std::string_view, d::event> samples() {
   std::vector<d::event> all = {
       d::organization_created{org, "Acme", at(1)},
-      d::api_key_issued{org, id(9), d::role::professor, "ci key", std::string(64, 'a'), at(2)},
+      d::api_key_issued{org, id(9), d::role::professor, "ci key", std::string(64, 'a'), at(2),
+                        "staff@example.org"},
       d::api_key_revoked{org, id(9), at(3)},
       d::lead_form_changed{
           org, {{{"company", "Company", false}, {"consent", "I agree", true}}}, at(4)},
       d::track_registered{org, "k8s-basics", "Basics", true, id(9), at(5)},
       d::track_updated{org, "k8s-basics", "Basics 2", true, id(10), at(6)},
-      d::invite_created{org, id(2), "AB2K7MZ", settings(), id(11), at(7)},
+      d::invite_created{org, id(2), "AB2K7MZ", settings(), id(11), at(7), id(12)},
       d::invite_updated{org, id(2), settings(), {"title", "claim_limit"}, at(8)},
       d::invite_deactivated{org, id(2), at(9)},
       d::invite_reactivated{org, id(2), at(10)},
@@ -206,7 +208,8 @@ TEST(codec_json, invite_settings_use_the_post_invites_fields) {
                       "type", "title", "public_description", "internal_description", "image_url",
                       "tracks", "access_duration", "plays_per_track", "expires_at", "claim_limit",
                       "starts_at", "ends_at", "access", "allowed_emails", "allowed_domains",
-                      "require_account", "show_share_button", "capacity_warning_percent"}));
+                      "require_account", "show_share_button", "capacity_warning_percent",
+                      "notify_on_claim"}));
   EXPECT_EQ(j["settings"]["type"], "live_event");
   EXPECT_EQ(j["settings"]["access"], "allowed");
   EXPECT_EQ(j["settings"]["access_duration"], "P1Y2M3DT4H5M6S");
@@ -579,6 +582,37 @@ TEST(codec_json, text_that_is_not_an_event_object_is_an_error) {
   json j = to_json(samples().at("InviteClaimed"));
   j.erase("personal_data");
   EXPECT_FALSE(event_from_json_text("InviteClaimed", j.dump(), true));
+}
+
+// Fields added after events were stored (created_by, notify_on_claim, a key's email) may be
+// absent: older events decode with their neutral default, under the same schema version.
+TEST(codec_json, fields_added_later_may_be_absent_in_older_events) {
+  auto s = samples();
+  json created = to_json(s.at("InviteCreated"));
+  created.erase("created_by");
+  created["settings"].erase("notify_on_claim");
+  auto c = event_from_json("InviteCreated", created);
+  ASSERT_TRUE(c) << c.error().message;
+  const auto& ic = std::get<d::invite_created>(*c);
+  EXPECT_FALSE(ic.created_by_);
+  EXPECT_FALSE(ic.settings_.notify_on_claim_);
+  EXPECT_EQ(ic.settings_.title_,
+            std::get<d::invite_created>(s.at("InviteCreated")).settings_.title_);
+
+  json key = to_json(s.at("ApiKeyIssued"));
+  key.erase("email");
+  auto k = event_from_json("ApiKeyIssued", key);
+  ASSERT_TRUE(k) << k.error().message;
+  EXPECT_FALSE(std::get<d::api_key_issued>(*k).email_);
+
+  // Present but mistyped is still an error; fields that were always there stay required.
+  created["settings"]["notify_on_claim"] = "yes";
+  auto bad = event_from_json("InviteCreated", created);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().field, "settings.notify_on_claim");
+  json old_required = to_json(s.at("InviteCreated"));
+  old_required["settings"].erase("show_share_button");
+  EXPECT_FALSE(event_from_json("InviteCreated", old_required));
 }
 
 TEST(codec_json, unknown_fields_are_ignored) {

@@ -269,7 +269,7 @@ TEST_F(command_service_test, OtherOrganizationsSeeNotFound) {
 TEST_F(command_service_test, ProfessorsManageOnlyInvitesOfTheirOwnTracks) {
   register_track("k8s-basics");
   auto key = wait<api_key_result>([&](auto cb) {
-    svc_->issue_api_key(owner_, domain::role::professor, "prof", {"test", ""}, cb);
+    svc_->issue_api_key(owner_, domain::role::professor, "prof", std::nullopt, {"test", ""}, cb);
   });
   ASSERT_TRUE(key) << key.error().message;
   domain::principal prof{domain::role::professor, org_id_, key->key_id};

@@ -93,9 +93,42 @@ TEST(Dto, ApiKeyRolesExcludeTheOperator) {
   EXPECT_FALSE(parse_api_key_request(json::parse(R"({"name":"p"})")));
 }
 
+TEST(Dto, ApiKeyEmailIsOptionalAndNullMeansNone) {
+  auto with = parse_api_key_request(json::parse(R"({"role":"admin","name":"a","email":"a@b.io"})"));
+  ASSERT_TRUE(with);
+  EXPECT_EQ(with->email, "a@b.io");  // validated by the domain
+  auto null = parse_api_key_request(json::parse(R"({"role":"admin","name":"a","email":null})"));
+  ASSERT_TRUE(null);
+  EXPECT_FALSE(null->email);
+  auto absent = parse_api_key_request(json::parse(R"({"role":"admin","name":"a"})"));
+  ASSERT_TRUE(absent);
+  EXPECT_FALSE(absent->email);
+  auto mistyped = parse_api_key_request(json::parse(R"({"role":"admin","name":"a","email":5})"));
+  ASSERT_FALSE(mistyped);
+  EXPECT_EQ(mistyped.error().field, "email");
+}
+
+TEST(Dto, NotifyOnClaimIsABooleanDefaultingToOff) {
+  auto base = json::parse(R"({"title":"t","tracks":[{"track_id":"k"}]})");
+  auto off = parse_invite_draft(base);
+  ASSERT_TRUE(off);
+  EXPECT_FALSE(off->notify_on_claim_);
+  base["notify_on_claim"] = true;
+  auto on = parse_invite_draft(base);
+  ASSERT_TRUE(on);
+  EXPECT_TRUE(on->notify_on_claim_);
+  auto patch = parse_invite_patch(json::parse(R"({"notify_on_claim":false})"));
+  ASSERT_TRUE(patch);
+  EXPECT_EQ(patch->notify_on_claim_, false);
+  EXPECT_FALSE(parse_invite_patch(json::parse(R"({"title":"x"})"))->notify_on_claim_);
+  auto bad = parse_invite_patch(json::parse(R"({"notify_on_claim":"yes"})"));
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().field, "notify_on_claim");
+}
+
 TEST(ErrorTable, EveryDomainCodeHasItsOwnStatus) {
   for (int c = static_cast<int>(domain::errc::invalid_request);
-       c <= static_cast<int>(domain::errc::token_replaced); ++c) {
+       c <= static_cast<int>(domain::errc::notify_email_missing); ++c) {
     auto code = domain::to_string(static_cast<domain::errc>(c));
     unsigned status = status_for(code);
     EXPECT_GE(status, 400u) << code;

@@ -1,0 +1,433 @@
+// Claim notifications end to end: notify_on_claim over the API (create, edit, duplicate,
+// the 422 without a contact email) and the digest mails against a real SMTP server
+// (aiosmtpd) on loopback, with the node's manual clock moving the digest windows.
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "tests/e2e/node_fixture.h"
+#include "tests/support/smtp_sink.h"
+
+namespace passage::testing {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+// One received mail: envelope recipient, headers (unfolded) and the decoded text part.
+struct digest_mail {
+  std::string envelope_to;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string text;
+
+  std::string header(const std::string& name) const {
+    for (const auto& [k, v] : headers)
+      if (k == name) return v;
+    return {};
+  }
+  // How many claims the digest lists (its "- " lines).
+  int listed() const {
+    int n = 0;
+    for (std::size_t at = text.find("\n- "); at != std::string::npos;
+         at = text.find("\n- ", at + 1))
+      ++n;
+    return n;
+  }
+};
+
+std::string base64_text(std::string in) {
+  std::erase_if(in, [](char c) { return c == '\r' || c == '\n'; });
+  std::string out(in.size() / 4 * 3 + 3, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
+  if (n < 0) return {};
+  while (!in.empty() && in.back() == '=') {
+    in.pop_back();
+    --n;
+  }
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+digest_mail parse(const std::string& raw) {
+  digest_mail m;
+  std::istringstream lines(raw.substr(0, raw.find("\r\n\r\n")));
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty() && (line[0] == ' ' || line[0] == '\t') && !m.headers.empty()) {
+      m.headers.back().second += line;
+      continue;
+    }
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string value = line.substr(colon + 1);
+    if (!value.empty() && value[0] == ' ') value.erase(0, 1);
+    m.headers.emplace_back(line.substr(0, colon), value);
+  }
+  m.envelope_to = m.header("X-Envelope-To");
+  auto p = raw.find("Content-Type: text/plain");
+  auto body = raw.find("\r\n\r\n", p);
+  auto end = raw.find("\r\n--", body + 4);
+  if (p != std::string::npos && body != std::string::npos) {
+    m.text = base64_text(
+        raw.substr(body + 4, end == std::string::npos ? std::string::npos : end - body - 4));
+  }
+  return m;
+}
+
+class ClaimDigestTest : public node_test {
+ protected:
+  void SetUp() override {
+    sink_.start();
+    configure_ = [this](app::server_options& o) {
+      o.smtp_url = sink_.url();
+      o.mail_initial_backoff = 20ms;
+      o.mail_max_backoff = 200ms;
+      o.mail_reminder_poll = 20ms;
+      o.mail_claim_digest_window = 15min;
+    };
+    node_test::SetUp();
+    make_track("k8s");
+    // A staff key with a contact address, and one without.
+    staff_key_ = issue_key("Prof. Staff", "Staff@Example.ORG");
+    plain_key_ = issue_key("No mail", std::nullopt);
+  }
+
+  std::string issue_key(const std::string& name, std::optional<std::string> email) {
+    json body{{"role", "admin"}, {"name", name}};
+    if (email) body["email"] = *email;
+    auto r = client_->post("/v1/api-keys", body.dump(), auth());
+    EXPECT_EQ(r.status, 201u) << r.body;
+    EXPECT_EQ(r.json()["email"], email ? json(domain_lower(*email)) : json()) << r.body;
+    return r.json().value("key", "");
+  }
+  static std::string domain_lower(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  }
+
+  json invite_body(const std::string& title, bool notify) {
+    return {{"title", title}, {"tracks", {{{"track_id", "k8s"}}}}, {"notify_on_claim", notify}};
+  }
+
+  json notifying_invite(const std::string& title = "Kubernetes 101") {
+    return make_invite(invite_body(title, true), staff_key_);
+  }
+
+  void claim_as(const json& invite, int n) {
+    const std::string email = "learner" + std::to_string(n) + "@example.com";
+    auto r = claim(invite["code"],
+                   {{"email", email}, {"first_name", "Learner"}, {"last_name", std::to_string(n)}});
+    ASSERT_EQ(r.status, 201u) << r.body;
+  }
+
+  json mail_stats() { return client_->get("/v1/system").json()["mail"]; }
+  // Waits (bounded by the ctest timeout) until the mailer has batched `n` claims since it
+  // started: after that, what is in the inbox is all that is due at the current clock.
+  void wait_batched(int n) {
+    while (mail_stats()["digest_claims"].get<int>() < n) std::this_thread::sleep_for(10ms);
+  }
+  void wait_digests(int n) {
+    while (mail_stats()["digests_sent"].get<int>() < n) std::this_thread::sleep_for(10ms);
+  }
+  std::vector<digest_mail> inbox() {
+    std::vector<digest_mail> out;
+    for (const auto& raw : sink_.messages()) out.push_back(parse(raw));
+    return out;
+  }
+  // The digest's outcome events in the log.
+  int logged_digest_outcomes() {
+    auto r = client_->get("/v1/events?type=EmailSent&limit=1000", auth());
+    EXPECT_EQ(r.status, 200u) << r.body;
+    return static_cast<int>(r.json()["events"].size());
+  }
+
+  smtp_sink sink_{dir_.sub("inbox")};
+  std::string staff_key_, plain_key_;
+};
+
+// --- the setting over the API ------------------------------------------------------------
+
+TEST_F(ClaimDigestTest, NotifyOnClaimIsShownEditableAndNeedsACreatorEmail) {
+  auto created = notifying_invite();
+  EXPECT_EQ(created["notify_on_claim"], true);
+  EXPECT_FALSE(created["created_by"].is_null());
+  const std::string id = created["id"];
+
+  // The default is off, and shown.
+  auto quiet = make_invite(invite_body("Quiet", false), plain_key_);
+  EXPECT_EQ(quiet["notify_on_claim"], false);
+  auto defaulted = make_invite({{"title", "Default"}, {"tracks", {{{"track_id", "k8s"}}}}});
+  EXPECT_EQ(defaulted["notify_on_claim"], false);
+
+  // Turning it on without a contact email on the creating key: 422 with a stable code,
+  // and nothing stored.
+  auto before = client_->get("/v1/events?limit=1000", auth()).json()["events"].size();
+  auto refused =
+      client_->post("/v1/invites", invite_body("Refused", true).dump(), auth(plain_key_));
+  EXPECT_EQ(refused.status, 422u) << refused.body;
+  EXPECT_EQ(refused.header("Content-Type"), "application/problem+json");
+  EXPECT_EQ(refused.json()["code"], "notify_email_missing");
+  EXPECT_EQ(client_->get("/v1/events?limit=1000", auth()).json()["events"].size(), before);
+
+  const std::string quiet_id = quiet["id"];
+  auto patch_on =
+      client_->patch("/v1/invites/" + quiet_id, json{{"notify_on_claim", true}}.dump(), auth());
+  EXPECT_EQ(patch_on.status, 422u) << patch_on.body;  // the creator (plain key) has no email
+  EXPECT_EQ(patch_on.json()["code"], "notify_email_missing");
+  auto dup_refused = client_->post("/v1/invites/" + id + "/duplicate", "", auth(plain_key_));
+  EXPECT_EQ(dup_refused.status, 422u) << dup_refused.body;
+
+  // Off and on again for the staff key's invite; a copy made by the staff key keeps it.
+  auto off = client_->patch("/v1/invites/" + id, json{{"notify_on_claim", false}}.dump(), auth());
+  EXPECT_EQ(off.status, 200u) << off.body;
+  EXPECT_EQ(client_->get("/v1/invites/" + id, auth()).json()["notify_on_claim"], false);
+  auto on = client_->patch("/v1/invites/" + id, json{{"notify_on_claim", true}}.dump(), auth());
+  EXPECT_EQ(on.status, 200u) << on.body;
+  EXPECT_EQ(client_->get("/v1/invites/" + id, auth()).json()["notify_on_claim"], true);
+  auto dup = client_->post("/v1/invites/" + id + "/duplicate", "", auth(staff_key_));
+  EXPECT_EQ(dup.status, 201u) << dup.body;
+  EXPECT_EQ(dup.json()["notify_on_claim"], true);
+
+  // Mistyped values and bad key emails are 400 invalid_request.
+  auto mistyped =
+      client_->patch("/v1/invites/" + id, json{{"notify_on_claim", "yes"}}.dump(), auth());
+  EXPECT_EQ(mistyped.status, 400u) << mistyped.body;
+  auto bad_email = client_->post(
+      "/v1/api-keys", json{{"role", "admin"}, {"name", "x"}, {"email", "not-an-address"}}.dump(),
+      auth());
+  EXPECT_EQ(bad_email.status, 400u) << bad_email.body;
+  EXPECT_EQ(bad_email.json()["code"], "invalid_request");
+
+  // The key list shows the contact address.
+  auto keys = client_->get("/v1/api-keys", auth()).json();
+  bool found = false;
+  for (const auto& k : keys["api_keys"])
+    if (k["name"] == "Prof. Staff") found = k["email"] == "staff@example.org";
+  EXPECT_TRUE(found) << keys.dump();
+}
+
+// --- digests ------------------------------------------------------------------------------
+
+TEST_F(ClaimDigestTest, ClaimsWithinAWindowGoOutAsOneDigest) {
+  auto invite = notifying_invite();
+  claim_as(invite, 0);  // the first claim after a quiet window is told at once
+  wait_digests(1);
+  auto first = inbox();
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].envelope_to, "staff@example.org");
+  EXPECT_EQ(first[0].header("Subject"), "New claims (1): Kubernetes 101");
+  EXPECT_EQ(first[0].listed(), 1);
+  EXPECT_NE(first[0].text.find("Learner 0 <learner0@example.com>"), std::string::npos);
+
+  for (int i = 1; i <= 5; ++i) claim_as(invite, i);
+  wait_batched(6);
+  EXPECT_EQ(sink_.count(), 1u);  // the window is open: nothing more until it closes
+  clock_.advance(15min);
+  wait_digests(2);
+  auto mails = inbox();
+  ASSERT_EQ(mails.size(), 2u);
+  const auto& digest = mails[0].listed() == 5 ? mails[0] : mails[1];
+  EXPECT_EQ(digest.listed(), 5) << digest.text;
+  EXPECT_EQ(digest.header("Subject"), "New claims (5): Kubernetes 101");
+  for (int i = 1; i <= 5; ++i) {
+    EXPECT_NE(digest.text.find("learner" + std::to_string(i) + "@example.com"), std::string::npos);
+  }
+  EXPECT_NE(mails[0].header("Message-ID"), mails[1].header("Message-ID"));
+  EXPECT_EQ(logged_digest_outcomes(), 2);
+}
+
+TEST_F(ClaimDigestTest, ClaimsInTwoWindowsGiveTwoDigests) {
+  auto invite = notifying_invite();
+  claim_as(invite, 0);
+  wait_digests(1);
+  claim_as(invite, 1);
+  wait_batched(2);
+  clock_.advance(15min);  // window 1 closes: claim 1 goes out
+  wait_digests(2);
+  clock_.advance(1h);  // a quiet window later: the next claim is told at once
+  claim_as(invite, 2);
+  wait_digests(3);
+  auto mails = inbox();
+  ASSERT_EQ(mails.size(), 3u);
+  int total = 0;
+  for (const auto& m : mails) {
+    EXPECT_EQ(m.listed(), 1) << m.text;
+    total += m.listed();
+  }
+  EXPECT_EQ(total, 3);
+}
+
+TEST_F(ClaimDigestTest, RestartMidWindowNeitherRepeatsNorLosesClaims) {
+  auto invite = notifying_invite();
+  claim_as(invite, 0);
+  wait_digests(1);
+  claim_as(invite, 1);
+  claim_as(invite, 2);
+  wait_batched(3);
+  restart();  // the batch (claims 1, 2) waits in the mailer's state
+  claim_as(invite, 3);
+  wait_batched(1);  // counters restart with the node
+  EXPECT_EQ(sink_.count(), 1u);
+  clock_.advance(15min);
+  wait_digests(1);
+  restart();  // nothing is due any more: no second copy after this restart
+  clock_.advance(15min);
+  claim_as(invite, 4);  // and the next window still works
+  wait_digests(1);
+  auto mails = inbox();
+  ASSERT_EQ(mails.size(), 3u);
+  std::map<std::string, int> per_learner;
+  for (const auto& m : mails) {
+    for (int i = 0; i <= 4; ++i) {
+      if (m.text.find("learner" + std::to_string(i) + "@") != std::string::npos) {
+        ++per_learner[std::to_string(i)];
+      }
+    }
+  }
+  EXPECT_EQ(per_learner,
+            (std::map<std::string, int>{{"0", 1}, {"1", 1}, {"2", 1}, {"3", 1}, {"4", 1}}));
+  EXPECT_EQ(logged_digest_outcomes(), 3);
+}
+
+// The mailer's state folder is lost: it reads the log from the start again, and the
+// digests already recorded there keep their claims from being reported a second time.
+TEST_F(ClaimDigestTest, LostMailerStateReportsNoClaimTwice) {
+  auto invite = notifying_invite();
+  claim_as(invite, 0);
+  wait_digests(1);
+  claim_as(invite, 1);
+  wait_batched(2);
+  clock_.advance(15min);
+  wait_digests(2);
+
+  client_.reset();
+  node_.reset();
+  std::filesystem::remove_all(dir_.sub("data") + "/mailer");
+  start();
+  clock_.advance(15min);
+  claim_as(invite, 2);
+  wait_digests(1);
+  auto mails = inbox();
+  ASSERT_EQ(mails.size(), 3u);
+  std::map<int, int> per_learner;
+  for (const auto& m : mails) {
+    EXPECT_EQ(m.listed(), 1) << m.text;
+    for (int i = 0; i <= 2; ++i)
+      if (m.text.find("learner" + std::to_string(i) + "@") != std::string::npos) ++per_learner[i];
+  }
+  EXPECT_EQ(per_learner, (std::map<int, int>{{0, 1}, {1, 1}, {2, 1}}));
+  EXPECT_EQ(mail_stats()["digest_claims"], 1);
+}
+
+TEST_F(ClaimDigestTest, OptedOutInvitesSendNoDigest) {
+  auto quiet = make_invite(invite_body("Quiet", false), staff_key_);
+  claim_as(quiet, 0);
+  // Turned off while claims wait: the batch is dropped.
+  auto invite = notifying_invite();
+  claim_as(invite, 1);
+  wait_digests(1);
+  claim_as(invite, 2);
+  wait_batched(2);
+  auto off = client_->patch("/v1/invites/" + invite["id"].get<std::string>(),
+                            json{{"notify_on_claim", false}}.dump(), auth());
+  ASSERT_EQ(off.status, 200u) << off.body;
+  claim_as(invite, 3);  // after the edit: not batched at all
+  clock_.advance(1h);
+  while (mail_stats()["digests_skipped"].get<int>() < 1) std::this_thread::sleep_for(10ms);
+  auto other = notifying_invite("Other");
+  claim_as(other, 4);
+  wait_digests(2);
+  auto mails = inbox();
+  ASSERT_EQ(mails.size(), 2u);
+  for (const auto& m : mails) {
+    EXPECT_EQ(m.text.find("learner0@"), std::string::npos);
+    EXPECT_EQ(m.text.find("learner2@"), std::string::npos);
+    EXPECT_EQ(m.text.find("learner3@"), std::string::npos);
+  }
+  EXPECT_EQ(mail_stats()["digest_claims"], 3);  // 1, 2 and 4
+}
+
+TEST_F(ClaimDigestTest, ForgottenLearnersAreListedAsForgotten) {
+  auto invite = notifying_invite();
+  claim_as(invite, 0);
+  wait_digests(1);
+  auto r = claim(invite["code"],
+                 {{"email", "gone@example.com"}, {"first_name", "Gone"}, {"last_name", "Away"}});
+  ASSERT_EQ(r.status, 201u) << r.body;
+  wait_batched(2);
+  auto forgot = client_->post(
+      "/v1/learners/" + r.json()["learner_id"].get<std::string>() + "/forget", "", auth());
+  ASSERT_EQ(forgot.status / 100, 2u) << forgot.body;
+  clock_.advance(15min);
+  wait_digests(2);
+  auto mails = inbox();
+  ASSERT_EQ(mails.size(), 2u);
+  const auto& digest = mails[0].text.find("learner0@") == std::string::npos ? mails[0] : mails[1];
+  EXPECT_NE(digest.text.find("forgotten learner"), std::string::npos) << digest.text;
+  EXPECT_EQ(digest.text.find("gone@example.com"), std::string::npos);
+  EXPECT_EQ(digest.text.find("Gone"), std::string::npos);
+}
+
+TEST_F(ClaimDigestTest, HeaderInjectionThroughTheTitleIsNeutralised) {
+  auto invite = notifying_invite("Welcome\r\nBcc: victim@evil.example\r\nX-Evil: 1");
+  ASSERT_TRUE(invite.contains("id"));
+  claim_as(invite, 0);
+  wait_digests(1);
+  auto mails = inbox();
+  ASSERT_EQ(mails.size(), 1u);
+  for (const auto& [name, value] : mails[0].headers) {
+    EXPECT_NE(name, "Bcc");
+    EXPECT_NE(name, "X-Evil");
+  }
+  EXPECT_NE(mails[0].header("Subject").find("Bcc: victim@evil.example"), std::string::npos);
+  EXPECT_EQ(mails[0].envelope_to, "staff@example.org");  // and nobody else
+}
+
+// No SMTP server: mails are .eml files in <data>/outbox. Forgetting a learner deletes the
+// files addressed to them (SPEC §6: no copy of their personal data stays behind).
+class EmlForgetTest : public node_test {};
+
+TEST_F(EmlForgetTest, ForgettingALearnerDeletesTheirEmlFiles) {
+  make_track("k8s");
+  auto invite = make_invite({{"title", "Kubernetes 101"},
+                             {"tracks", {{{"track_id", "k8s"}}}},
+                             {"access", "allowed"},
+                             {"allowed_domains", {"example.org"}}});
+  auto r = client_->post("/v1/invites/" + invite["id"].get<std::string>() + "/send",
+                         json{{"emails", {"ada@example.org", "bob@example.org"}}}.dump(), auth());
+  ASSERT_EQ(r.status, 202u) << r.body;
+  const std::string job = r.json()["job_id"];
+  while (client_->get("/v1/jobs/" + job, auth()).json()["status"] == "started")
+    std::this_thread::sleep_for(20ms);
+  auto recipients = [&] {
+    std::vector<std::string> to;
+    for (const auto& e : std::filesystem::directory_iterator(dir_.sub("data") + "/outbox")) {
+      std::ifstream in(e.path());
+      std::string line;
+      while (std::getline(in, line))
+        if (line.starts_with("To: ")) to.push_back(line.substr(4, line.find('\r') - 4));
+    }
+    std::sort(to.begin(), to.end());
+    return to;
+  };
+  ASSERT_EQ(recipients(), (std::vector<std::string>{"ada@example.org", "bob@example.org"}));
+
+  auto c = claim(invite["code"], {{"email", "Ada@Example.org"}});
+  ASSERT_EQ(c.status, 201u) << c.body;
+  auto forgot = client_->post(
+      "/v1/learners/" + c.json()["learner_id"].get<std::string>() + "/forget", "", auth());
+  ASSERT_EQ(forgot.status / 100, 2u) << forgot.body;
+  EXPECT_EQ(recipients(), (std::vector<std::string>{"bob@example.org"}));
+}
+
+}  // namespace
+}  // namespace passage::testing
