@@ -153,6 +153,7 @@ class eml_transport final : public mail_transport {
     std::string name(message_id);
     std::erase_if(name, [](char c) { return c == '<' || c == '>' || c == '/'; });
     return std::filesystem::path(folder_) / (name + ".eml");
+  }
   static std::string_view trimmed(std::string_view s) {
     while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
     while (!s.empty() && s.back() == ' ') s.remove_suffix(1);

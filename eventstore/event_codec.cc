@@ -472,7 +472,12 @@ bool read(element j, d::personal_data& out) {
     out = {};
     return true;
   }
-  return read_object<d::personal_data>(j, out, false);
+  if (!read_object<d::personal_data>(j, out, false)) return false;
+  // Outside the field list, as in from_value: only LearnerPasswordSet carries it.
+  out.password_hash_.clear();
+  element hash;
+  if (j.at_key("password_hash").get(hash)) return true;  // absent
+  return read(hash, out.password_hash_);
 }
 
 using decode_text_fn = std::optional<d::event> (*)(element, bool skip_personal_data);
