@@ -40,4 +40,15 @@ std::string base64_encode(std::string_view bytes) {
   return out;
 }
 
+std::string hex_encode(const unsigned char* bytes, std::size_t n) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(2 * n);
+  for (std::size_t i = 0; i < n; ++i) {
+    s.push_back(digits[bytes[i] >> 4]);
+    s.push_back(digits[bytes[i] & 0xF]);
+  }
+  return s;
+}
+
 }  // namespace passage

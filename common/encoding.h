@@ -1,7 +1,8 @@
 #pragma once
-// Text encodings shared by the modules: HTML escaping (the learner page, mail bodies)
-// and base64 (ciphertexts in stored events, MIME bodies).
+// Text encodings shared by the modules: HTML escaping (the learner page, mail bodies),
+// base64 (ciphertexts in stored events, MIME bodies) and lower-case hex (digests, keys).
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -12,5 +13,8 @@ std::string html_escape(std::string_view text);
 
 // Standard base64 (RFC 4648 §4), padded, on one line.
 std::string base64_encode(std::string_view bytes);
+
+// Lower-case hex, two digits a byte.
+std::string hex_encode(const unsigned char* bytes, std::size_t n);
 
 }  // namespace passage

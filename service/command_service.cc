@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/encoding.h"
 #include "common/random.h"
 #include "domain/claim.h"
 #include "domain/invite_code.h"
@@ -25,17 +26,6 @@ namespace {
 
 using eventstore::expected_version;
 using eventstore::stream_append;
-
-std::string hex(const unsigned char* p, std::size_t n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string s;
-  s.reserve(2 * n);
-  for (std::size_t i = 0; i < n; ++i) {
-    s.push_back(kHex[p[i] >> 4]);
-    s.push_back(kHex[p[i] & 0xF]);
-  }
-  return s;
-}
 
 service_error store_failure(const eventstore::store_error& e) {
   if (e.code == eventstore::errc::wrong_expected_version) {
@@ -140,7 +130,7 @@ std::string hash_api_key(std::string_view key) {
   // 3), a visible share of an authenticated read. Never freed; lives as long as the process.
   static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   EVP_Digest(key.data(), key.size(), out, &len, sha256 ? sha256 : EVP_sha256(), nullptr);
-  return hex(out, len);
+  return hex_encode(out, len);
 }
 
 // What a decision hands to execute(): the events, expectations for streams other

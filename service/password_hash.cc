@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/encoding.h"
 #include "common/random.h"
 
 namespace passage::service {
@@ -20,17 +21,6 @@ constexpr std::size_t kHashBytes = 32;
 constexpr int kMaxLog2N = 20;
 constexpr int kMaxR = 32;
 constexpr int kMaxP = 16;
-
-std::string hex(const unsigned char* p, std::size_t n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string s;
-  s.reserve(2 * n);
-  for (std::size_t i = 0; i < n; ++i) {
-    s.push_back(kHex[p[i] >> 4]);
-    s.push_back(kHex[p[i] & 0xF]);
-  }
-  return s;
-}
 
 std::optional<std::vector<unsigned char>> unhex(std::string_view s) {
   if (s.size() % 2 != 0) return std::nullopt;
@@ -99,8 +89,8 @@ std::optional<std::string> hash_password(std::string_view password, scrypt_cost 
     return std::nullopt;
   }
   return "scrypt$" + std::to_string(cost.log2_n) + "$" + std::to_string(cost.r) + "$" +
-         std::to_string(cost.p) + "$" + hex(salt.data(), salt.size()) + "$" +
-         hex(out.data(), out.size());
+         std::to_string(cost.p) + "$" + hex_encode(salt.data(), salt.size()) + "$" +
+         hex_encode(out.data(), out.size());
 }
 
 bool verify_password(std::string_view password, std::string_view stored) {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/problem.h"
+#include "common/encoding.h"
 
 namespace passage::api::v1 {
 namespace {
@@ -14,13 +15,7 @@ std::string sha256_hex(std::string_view data) {
   unsigned char out[32];
   unsigned int len = 0;
   EVP_Digest(data.data(), data.size(), out, &len, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string s;
-  for (unsigned i = 0; i < len; ++i) {
-    s.push_back(kHex[out[i] >> 4]);
-    s.push_back(kHex[out[i] & 0xF]);
-  }
-  return s;
+  return hex_encode(out, len);
 }
 
 std::string encode(const stored_response& r) {

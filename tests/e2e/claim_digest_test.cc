@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "tests/e2e/node_fixture.h"
+#include "tests/support/received_mail.h"
 #include "tests/support/smtp_sink.h"
 
 namespace passage::testing {
@@ -20,18 +21,8 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-// One received mail: envelope recipient, headers (unfolded) and the decoded text part.
-struct digest_mail {
-  std::string envelope_to;
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string text;
-
-  std::string header(const std::string& name) const {
-    for (const auto& [k, v] : headers)
-      if (k == name) return v;
-    return {};
-  }
-  // How many claims the digest lists (its "- " lines).
+// A received digest, and how many claims it lists (its "- " lines).
+struct digest_mail : received_mail {
   int listed() const {
     int n = 0;
     for (std::size_t at = text.find("\n- "); at != std::string::npos;
@@ -41,47 +32,7 @@ struct digest_mail {
   }
 };
 
-std::string base64_text(std::string in) {
-  std::erase_if(in, [](char c) { return c == '\r' || c == '\n'; });
-  std::string out(in.size() / 4 * 3 + 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  if (n < 0) return {};
-  while (!in.empty() && in.back() == '=') {
-    in.pop_back();
-    --n;
-  }
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
-
-digest_mail parse(const std::string& raw) {
-  digest_mail m;
-  std::istringstream lines(raw.substr(0, raw.find("\r\n\r\n")));
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (!line.empty() && (line[0] == ' ' || line[0] == '\t') && !m.headers.empty()) {
-      m.headers.back().second += line;
-      continue;
-    }
-    auto colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    std::string value = line.substr(colon + 1);
-    if (!value.empty() && value[0] == ' ') value.erase(0, 1);
-    m.headers.emplace_back(line.substr(0, colon), value);
-  }
-  m.envelope_to = m.header("X-Envelope-To");
-  auto p = raw.find("Content-Type: text/plain");
-  auto body = raw.find("\r\n\r\n", p);
-  auto end = raw.find("\r\n--", body + 4);
-  if (p != std::string::npos && body != std::string::npos) {
-    m.text = base64_text(
-        raw.substr(body + 4, end == std::string::npos ? std::string::npos : end - body - 4));
-  }
-  return m;
-}
+digest_mail parse(const std::string& raw) { return {parse_received_mail(raw)}; }
 
 class ClaimDigestTest : public node_test {
  protected:

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "tests/e2e/node_fixture.h"
+#include "tests/support/received_mail.h"
 #include "tests/support/smtp_sink.h"
 
 namespace passage::testing {
@@ -22,33 +23,8 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-std::string base64_decode(std::string in) {
-  std::erase_if(in, [](char c) { return c == '\r' || c == '\n'; });
-  std::string out(in.size() / 4 * 3 + 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  if (n < 0) return {};
-  while (!in.empty() && in.back() == '=') {
-    in.pop_back();
-    --n;
-  }
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
-
-// One received mail: its headers (unfolded) and its decoded text/plain part.
-struct received {
-  std::string envelope_to;
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string text;
-
-  std::string header(const std::string& name) const {
-    for (const auto& [k, v] : headers)
-      if (k == name) return v;
-    return {};
-  }
-  // The personal link token in the text.
+// One received mail, and the personal link token in its text.
+struct received : received_mail {
   std::string token() const {
     std::smatch m;
     static const std::regex re("invitation=(pl1\\.[A-Za-z0-9_-]+)");
@@ -56,35 +32,7 @@ struct received {
   }
 };
 
-received parse_mail(const std::string& raw) {
-  received r;
-  const auto split = raw.find("\r\n\r\n");
-  std::string head = raw.substr(0, split);
-  std::istringstream lines(head);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (!line.empty() && (line[0] == ' ' || line[0] == '\t') && !r.headers.empty()) {
-      r.headers.back().second += line;
-      continue;
-    }
-    auto colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    std::string value = line.substr(colon + 1);
-    if (!value.empty() && value[0] == ' ') value.erase(0, 1);
-    r.headers.emplace_back(line.substr(0, colon), value);
-  }
-  r.envelope_to = r.header("X-Envelope-To");
-  // The first base64 part is text/plain.
-  auto p = raw.find("Content-Type: text/plain");
-  auto body = raw.find("\r\n\r\n", p);
-  auto end = raw.find("\r\n--", body + 4);
-  if (p != std::string::npos && body != std::string::npos) {
-    r.text = base64_decode(
-        raw.substr(body + 4, end == std::string::npos ? std::string::npos : end - body - 4));
-  }
-  return r;
-}
+received parse_mail(const std::string& raw) { return {parse_received_mail(raw)}; }
 
 class MailTest : public node_test {
  protected:
