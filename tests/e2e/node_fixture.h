@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "app/server.h"
 #include "tests/support/http_client.h"
@@ -63,6 +64,14 @@ class node_test : public ::testing::Test {
 
   http_reply claim(const std::string& code, nlohmann::json body) {
     return client_->post("/v1/public/invites/" + code + "/claims", body.dump());
+  }
+
+  // Waits (bounded by the ctest timeout) until the mailer has handled `n` mails since the
+  // node started: their outcome events (EmailSent) are appended after the claim that
+  // caused them (a new account's welcome mail), so a test counting the log waits for them.
+  void wait_mails_sent(std::uint64_t n) {
+    while (client_->get("/v1/system").json()["mail"]["sent"].get<std::uint64_t>() < n)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 
   // Extra settings for start() (e.g. SMTP), applied last.
