@@ -726,6 +726,50 @@ TEST_F(live_tail_limit_test, ClientsPastTheLimitGet503UntilOneLeaves) {
   FAIL() << "the place of the client that left was never given back";
 }
 
+TEST_F(node_test, IfNoneMatchGets304OnlyWhileTheInviteBodyIsUnchanged) {
+  make_track("k8s-basics");
+  auto invite = make_invite({{"title", "Cached"}, {"tracks", {"k8s-basics"}}});
+  const std::string path = "/v1/invites/" + invite["id"].get<std::string>();
+  auto with = [&](const std::string& etag) {
+    auto h = auth();
+    h["If-None-Match"] = etag;
+    return client_->get(path, h);
+  };
+  auto first = client_->get(path, auth());
+  const std::string etag = first.header("ETag");
+  auto same = with(etag);
+  EXPECT_EQ(same.status, 304u);
+  EXPECT_EQ(same.header("ETag"), etag);
+  EXPECT_TRUE(same.body.empty());
+  ASSERT_EQ(claim(invite["code"], {{"email", "a@x.io"}}).status, 201u);
+  auto changed = with(etag);
+  EXPECT_EQ(changed.status, 200u) << "a claim moved the version";
+  EXPECT_EQ(changed.json()["claims_count"], 1);
+  // An empty If-None-Match names no version; a missing invite stays 404.
+  EXPECT_EQ(with("").status, 200u);
+  auto h = auth();
+  h["If-None-Match"] = "";
+  EXPECT_EQ(client_->get("/v1/invites/" + uuid::random().to_string(), h).status, 404u);
+
+  // An upcoming live event counts its days down with no event: never 304.
+  auto live = make_invite({{"title", "Live"},
+                           {"tracks", {"k8s-basics"}},
+                           {"type", "live_event"},
+                           {"starts_at", "2026-09-26T12:00:00Z"},
+                           {"ends_at", "2026-09-26T18:00:00Z"}});
+  const std::string live_path = "/v1/invites/" + live["id"].get<std::string>();
+  auto before = client_->get(live_path, auth());
+  ASSERT_EQ(before.json()["status"], "upcoming") << before.body;
+  const auto days = before.json()["days_left"].get<int>();
+  clock_.advance(std::chrono::hours(24));
+  auto lh = auth();
+  lh["If-None-Match"] = before.header("ETag");
+  auto later = client_->get(live_path, lh);
+  EXPECT_EQ(later.status, 200u);
+  EXPECT_EQ(later.json()["days_left"], days - 1) << later.body;
+  EXPECT_EQ(later.header("ETag"), before.header("ETag")) << "same version";
+}
+
 TEST_F(node_test, MetricsExposeRequestsByRoute) {
   client_->get("/healthz");
   // A request is counted once its response is written, which may be just after the
