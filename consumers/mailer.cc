@@ -82,30 +82,27 @@ std::string email_job_view::status() const {
   return failed == 0 ? "complete" : "error";
 }
 
-// The mail's id and its outcome event's id, per kind (stable across runs).
-uuid mail_id(mail_kind k, const uuid& event_id) {
+// The mail's id and its outcome event's id, per kind (stable across runs): derived under
+// the kind's name ("reminder", "reminder-outcome", ...); invitations keep their first
+// names, "mail" and "outcome". Claim digests derive their own (claim_digest.h).
+std::string_view id_name(mail_kind k) {
   switch (k) {
     case mail_kind::reminder:
-      return derived_id(event_id, "reminder");
     case mail_kind::welcome:
-      return derived_id(event_id, "welcome");
-    case mail_kind::invitation:
-    case mail_kind::claim_digest:  // digests derive their own (claim_digest.h)
-      break;
-  }
-  return derived_id(event_id, "mail");
-}
-uuid outcome_id(mail_kind k, const uuid& event_id) {
-  switch (k) {
-    case mail_kind::reminder:
-      return derived_id(event_id, "reminder-outcome");
-    case mail_kind::welcome:
-      return derived_id(event_id, "welcome-outcome");
+      return to_string(k);
     case mail_kind::invitation:
     case mail_kind::claim_digest:
       break;
   }
-  return derived_id(event_id, "outcome");
+  return {};
+}
+uuid mail_id(mail_kind k, const uuid& event_id) {
+  const auto name = id_name(k);
+  return derived_id(event_id, name.empty() ? "mail" : name);
+}
+uuid outcome_id(mail_kind k, const uuid& event_id) {
+  const auto name = id_name(k);
+  return derived_id(event_id, name.empty() ? "outcome" : std::string(name) + "-outcome");
 }
 
 std::string reminder_key(timestamp due, const uuid& event_id) {

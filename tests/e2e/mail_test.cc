@@ -300,12 +300,7 @@ TEST_F(MailTest, HeaderInjectionInTitlesIsNeutralised) {
   wait_job(send(invite["id"], {"ada@example.com"}));
   auto mails = inbox();
   ASSERT_EQ(mails.size(), 1u);
-  for (const auto& [name, value] : mails[0].headers) {
-    EXPECT_NE(name, "Bcc");
-    EXPECT_NE(name, "X-Evil");
-  }
-  EXPECT_NE(mails[0].header("Subject").find("Bcc: victim@evil.example"), std::string::npos);
-  EXPECT_EQ(mails[0].envelope_to, "ada@example.com");  // and nobody else
+  expect_headers_not_injected(mails[0], "ada@example.com");
 }
 
 TEST_F(MailTest, InvalidSendsAreRefusedWithAField) {

@@ -7,6 +7,7 @@
 //     EXPECT_EQ(m.header("Subject"), "...");
 //   }
 
+#include <gtest/gtest.h>
 #include <openssl/evp.h>
 
 #include <sstream>
@@ -70,6 +71,18 @@ inline received_mail parse_received_mail(const std::string& raw) {
         raw.substr(body + 4, end == std::string::npos ? std::string::npos : end - body - 4));
   }
   return m;
+}
+
+// A mail whose subject was built from text carrying CR/LF and header lines ("Bcc: …",
+// "X-Evil: …"): none of them became a header, the text stays in the Subject, and the mail
+// went to `recipient` only.
+inline void expect_headers_not_injected(const received_mail& m, const std::string& recipient) {
+  for (const auto& [name, value] : m.headers) {
+    EXPECT_NE(name, "Bcc");
+    EXPECT_NE(name, "X-Evil");
+  }
+  EXPECT_NE(m.header("Subject").find("Bcc: victim@evil.example"), std::string::npos);
+  EXPECT_EQ(m.envelope_to, recipient);
 }
 
 }  // namespace passage::testing
