@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cmath>
 #include <ctime>
 #include <deque>
@@ -17,6 +18,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/read_size.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/empty_body.hpp>
@@ -194,20 +196,80 @@ class server_core : public std::enable_shared_from_this<server_core> {
   std::vector<std::function<void()>> on_stopped_;
 };
 
+// The status line and header fields of `res` as sent: the handler's fields, then
+// Content-Length (from the body, except for 1xx/204/304), Date (unless the handler set
+// one) and X-Request-Id. Written straight into the session's output buffer so that a
+// response costs no field allocations and no serializer.
+void append_head(std::string& out, const response& res, const uuid& request_id) {
+  out.append(res.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  char digits[8];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, res.result_int());
+  (void)ec;
+  out.append(digits, end);
+  out.push_back(' ');
+  auto reason = res.reason();
+  out.append(reason.data(), reason.size());
+  out.append("\r\n");
+  bool has_date = false;
+  for (const auto& f : res.base()) {
+    auto name = f.name();
+    if (name == http::field::content_length || name == http::field::transfer_encoding) continue;
+    auto name_text = f.name_string();
+    if (name == http::field::unknown && beast::iequals(name_text, request_id_header)) continue;
+    if (name == http::field::date) has_date = true;
+    auto value = f.value();
+    out.append(name_text.data(), name_text.size())
+        .append(": ")
+        .append(value.data(), value.size())
+        .append("\r\n");
+  }
+  unsigned status = res.result_int();
+  if (status >= 200 && status != 204 && status != 304) {
+    out.append("Content-Length: ");
+    auto [len_end, len_ec] = std::to_chars(digits, digits + sizeof digits, res.body().size());
+    (void)len_ec;
+    if (len_ec == std::errc()) {
+      out.append(digits, len_end);
+    } else {
+      out.append(std::to_string(res.body().size()));
+    }
+    out.append("\r\n");
+  }
+  if (!has_date) out.append("Date: ").append(http_date()).append("\r\n");
+  out.append(request_id_header).append(": ");
+  static constexpr char hex[] = "0123456789abcdef";
+  for (std::size_t i = 0; i < request_id.bytes.size(); ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
+    out.push_back(hex[request_id.bytes[i] >> 4]);
+    out.push_back(hex[request_id.bytes[i] & 0xF]);
+  }
+  out.append("\r\n\r\n");
+}
+
 // One connection. Every member function except the public entry points
 // (start, shutdown, force_close) runs on the socket's strand.
+//
+// The hot path of a keep-alive request costs one read and one write system call:
+// requests are parsed from the session's own buffer (so a keep-alive connection waits
+// with a plain read, not a readiness wait that re-arms epoll), a handler that answers on
+// the I/O thread has its response written when it returns (no post), responses go out
+// with a non-blocking send first (pipelined ones ready together in one send), and the
+// timeouts share one lazily re-armed timer per connection.
 class session : public std::enable_shared_from_this<session> {
  public:
   session(tcp::socket socket, std::shared_ptr<server_core> server)
       : socket_(std::move(socket)),
         server_(std::move(server)),
         options_(server_->options()),
-        read_timer_(socket_.get_executor()),
-        write_timer_(socket_.get_executor()) {
+        timer_(socket_.get_executor()) {
     error_code ec;
     auto peer = socket_.remote_endpoint(ec);
     if (!ec) peer_ip_ = peer.address().to_string();
     socket_.set_option(tcp::no_delay(true), ec);
+    // Responses are first sent without waiting; what the kernel does not take goes
+    // out asynchronously.
+    socket_.non_blocking(true, ec);
+    if (const auto* s = socket_.get_executor().target<strand_type>()) strand_ = *s;
   }
 
   void start() {
@@ -228,10 +290,16 @@ class session : public std::enable_shared_from_this<session> {
     asio::post(socket_.get_executor(), std::forward<F>(f));
   }
 
+  // Whether the calling thread is running this session's strand right now (a handler
+  // answering before it returns, for instance).
+  bool on_own_strand() const { return strand_ && strand_->running_in_this_thread(); }
+
   void on_response(const std::shared_ptr<exchange>& ex, response res) {
     if (closed_ || ex->res || ex->stream) return;
     ex->res = std::move(res);
-    do_write();
+    // A handler answering from within on_request has its response written when it
+    // returns, together with whatever else is ready.
+    if (!in_handler_) do_write();
   }
 
   void on_stream_started(const std::shared_ptr<exchange>& ex,
@@ -263,108 +331,130 @@ class session : public std::enable_shared_from_this<session> {
   }
 
  private:
+  using strand_type = asio::strand<asio::io_context::executor_type>;
   enum class timer_kind { idle, header, body, linger };
+  static constexpr steady::time_point never = steady::time_point::max();
 
   // ---- reading ----
 
+  // Parses what the buffer holds into requests and reads more when needed, until the
+  // pipelining cap, the end of the connection or an outstanding read stops it.
+  // Re-entrant calls (a response written from within) only ask for another round.
   void maybe_read() {
-    if (closed_ || reading_) return;
-    if (lingering_ || streaming_) {
-      start_discard();
+    if (in_read_loop_) {
+      read_again_ = true;
       return;
     }
-    if (read_closed_ || queue_.size() >= options_.max_pipelined_requests) return;
-    reading_ = true;
+    in_read_loop_ = true;
+    do {
+      read_again_ = false;
+      read_step();
+    } while (read_again_ && !closed_);
+    in_read_loop_ = false;
+  }
+
+  void read_step() {
+    while (true) {
+      if (closed_ || reading_) return;
+      if (lingering_ || streaming_) return start_discard();
+      if (read_closed_ || queue_.size() >= options_.max_pipelined_requests) return;
+      if (!parser_) new_parser();
+      if (buffer_.size() == 0) return start_read();
+      error_code ec;
+      std::size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec == http::error::need_more) return start_read();
+      if (ec) {
+        on_read_failed(ec);
+        continue;  // the flags set above end the loop
+      }
+      if (parser_->is_done()) {
+        on_request();
+        continue;
+      }
+      if (parser_->is_header_done() && !header_handled_) {
+        header_handled_ = true;
+        on_header();
+        continue;
+      }
+      if (used == 0) return start_read();
+    }
+  }
+
+  void new_parser() {
     parser_.emplace();
     parser_->header_limit(
         static_cast<std::uint32_t>(std::min<std::size_t>(options_.max_header_bytes, UINT32_MAX)));
     // The largest any route allows until the header says which route it is (on_header).
     body_limit_ = largest_body_bytes(options_);
     parser_->body_limit(body_limit_);
-    if (buffer_.size() == 0 && requests_read_ > 0) {
-      // Keep-alive: wait for the next request's first byte under the idle
-      // timeout, then give it header_timeout.
-      arm_read_timer(options_.idle_timeout, timer_kind::idle);
-      socket_.async_wait(tcp::socket::wait_read,
-                         [self = shared_from_this()](error_code ec) { self->on_readable(ec); });
-    } else {
-      start_header_read();
-    }
+    header_handled_ = false;
+    header_started_ = false;
   }
 
-  void on_readable(error_code ec) {
-    reading_ = false;
-    disarm_read_timer();
-    if (closed_) return;
-    if (ec) {
-      close_socket();
-      return;
-    }
-    if (lingering_ || streaming_) {
-      maybe_read();
-      return;
+  // Waits for more bytes under the timeout that applies: idle between keep-alive
+  // requests, header from the request's first byte (from accept for the first request),
+  // body once the header is in.
+  void start_read() {
+    if (header_handled_) {
+      set_read_deadline(body_deadline_, timer_kind::body);
+    } else if (parser_->got_some() || buffer_.size() > 0) {
+      if (!header_started_) {
+        header_started_ = true;
+        header_deadline_ = steady::now() + options_.header_timeout;
+      }
+      set_read_deadline(header_deadline_, timer_kind::header);
+    } else if (requests_read_ == 0) {
+      set_read_deadline(accepted_at_ + options_.header_timeout, timer_kind::header);
+    } else {
+      set_read_deadline(steady::now() + options_.idle_timeout, timer_kind::idle);
     }
     reading_ = true;
-    start_header_read();
+    socket_.async_read_some(
+        buffer_.prepare(beast::read_size(buffer_, 65536)),
+        [self = shared_from_this()](error_code ec, std::size_t n) { self->on_read(ec, n); });
   }
 
-  void start_header_read() {
-    arm_read_timer(options_.header_timeout, timer_kind::header);
-    http::async_read_header(
-        socket_, buffer_, *parser_,
-        [self = shared_from_this()](error_code ec, std::size_t) { self->on_header(ec); });
-  }
-
-  // Shared end of a header or body read: true when the request goes on being
-  // processed, false when the read was handled here (closed, lingering, streaming,
-  // failed).
-  bool read_completed(error_code ec) {
+  void on_read(error_code ec, std::size_t n) {
     reading_ = false;
-    disarm_read_timer();
-    if (closed_) return false;
+    if (closed_) return;
+    if (!lingering_) read_deadline_ = never;
     if (lingering_ || streaming_) {
-      if (ec) {
-        close_socket();
-      } else {
-        maybe_read();
-      }
-      return false;
+      // Whatever arrived no longer matters; the discard loop takes over.
+      if (ec) return close_socket();
+      return maybe_read();
     }
-    if (ec) {
-      on_read_failed(ec);
-      return false;
+    if (ec == asio::error::eof) {
+      if (!parser_ || !parser_->got_some()) return on_read_failed(http::error::end_of_stream);
+      error_code eof_ec;
+      parser_->put_eof(eof_ec);
+      if (!eof_ec && parser_->is_done()) return maybe_read();
+      return on_read_failed(eof_ec ? eof_ec : error_code(http::error::partial_message));
     }
-    return true;
+    if (ec) return on_read_failed(ec);
+    buffer_.commit(n);
+    if (!header_started_ && !header_handled_) {
+      // The request's first bytes: its header has header_timeout from now (from
+      // accept for a connection's first request).
+      header_started_ = true;
+      header_deadline_ =
+          (requests_read_ == 0 ? accepted_at_ : steady::now()) + options_.header_timeout;
+    }
+    maybe_read();
   }
 
-  void on_header(error_code ec) {
-    if (!read_completed(ec)) return;
-    if (parser_->is_done()) return on_request();
+  // The header is in and the body is still to come.
+  void on_header() {
     if (!limit_body_to_route()) return;
-
     const auto& head = parser_->get();
     if (head.version() >= 11 && beast::iequals(head[http::field::expect], "100-continue") &&
         queue_.empty() && !writing_) {
-      writing_ = true;
-      arm_write_timer();
-      asio::async_write(socket_, asio::buffer(continue_line.data(), continue_line.size()),
-                        [self = shared_from_this()](error_code wec, std::size_t) {
-                          self->writing_ = false;
-                          self->disarm_write_timer();
-                          if (self->closed_) return;
-                          if (wec) return self->close_socket();
-                          self->do_write();
-                        });
+      out_.assign(continue_line);
+      batch_ = 0;
+      flush();
     }
-    reading_ = true;
-    arm_read_timer(options_.body_timeout, timer_kind::body);
-    http::async_read(
-        socket_, buffer_, *parser_,
-        [self = shared_from_this()](error_code bec, std::size_t) { self->on_body(bec); });
-  }
-
-  void on_body(error_code ec) {
-    if (read_completed(ec)) on_request();
+    body_deadline_ = steady::now() + options_.body_timeout;
+    parser_->eager(true);
   }
 
   void on_read_failed(error_code ec) {
@@ -430,21 +520,27 @@ class session : public std::enable_shared_from_this<session> {
     fill_context(*ex);
     queue_.push_back(ex);
     if (!ex->keep_alive || stopping_) read_closed_ = true;
-    maybe_read();  // pipelining: read the next request while this one is handled
+    // The read loop goes on with the next (pipelined) request once this returns, so
+    // handlers run in request order.
 
-    responder respond(ex);
-    try {
-      server_->request_handler()(ex->req, ex->ctx, respond);
-    } catch (const std::exception& e) {
-      if (respond(problem_response(make_problem("internal", "")))) {
-        if (options_.access_log) {
-          log_json(*options_.access_log, spdlog::level::err, "handler threw",
-                   {{"error", e.what()}, {"request_id", ex->ctx.request_id.to_string()}});
+    in_handler_ = true;
+    {
+      responder respond(ex);
+      try {
+        server_->request_handler()(ex->req, ex->ctx, respond);
+      } catch (const std::exception& e) {
+        if (respond(problem_response(make_problem("internal", "")))) {
+          if (options_.access_log) {
+            log_json(*options_.access_log, spdlog::level::err, "handler threw",
+                     {{"error", e.what()}, {"request_id", ex->ctx.request_id.to_string()}});
+          }
         }
+      } catch (...) {
+        respond(problem_response(make_problem("internal", "")));
       }
-    } catch (...) {
-      respond(problem_response(make_problem("internal", "")));
-    }
+      in_handler_ = false;
+    }  // a handler that kept no copy of `respond` without answering gets its 500 here
+    do_write();
   }
 
   void fill_context(exchange& ex) {
@@ -485,39 +581,80 @@ class session : public std::enable_shared_from_this<session> {
 
   // ---- writing ----
 
+  // Writes the responses ready at the front of the queue (several when pipelined
+  // requests were answered together), in request order; an event stream at the front
+  // is written on its own.
   void do_write() {
     if (closed_ || writing_ || lingering_ || queue_.empty()) return;
-    std::shared_ptr<exchange> ex = queue_.front();
-    if (ex->stream) return write_stream(ex);
-    if (!ex->res) return;
-    response& res = *ex->res;
-    res.version(ex->req.version());
-    ex->keep = ex->keep_alive && !ex->close_after && !stopping_ && res.keep_alive();
-    res.keep_alive(ex->keep);
-    res.set(request_id_header, ex->ctx.request_id.to_string());
-    if (res.find(http::field::date) == res.end()) res.set(http::field::date, http_date());
-    res.prepare_payload();
-    if (ex->req.method() == http::verb::head) {
-      // The headers GET would send, Content-Length included, and no body.
-      std::size_t length = res.body().size();
-      res.body().clear();
-      if (res.has_content_length()) res.content_length(length);
+    if (queue_.front()->stream) return write_stream(queue_.front());
+    out_.clear();
+    batch_ = 0;
+    for (const auto& ex : queue_) {
+      if (ex->stream || !ex->res) break;
+      serialize(*ex);
+      ++batch_;
+      if (!ex->keep) break;  // nothing goes out after a final response
     }
-    writing_ = true;
-    arm_write_timer();
-    http::async_write(socket_, res, [self = shared_from_this(), ex](error_code ec, std::size_t) {
-      self->on_written(ec, ex);
-    });
+    if (batch_ == 0) return;
+    flush();
   }
 
-  void on_written(error_code ec, const std::shared_ptr<exchange>& ex) {
+  void serialize(exchange& ex) {
+    response& res = *ex.res;
+    res.version(ex.req.version());
+    ex.keep = ex.keep_alive && !ex.close_after && !stopping_ && res.keep_alive();
+    res.keep_alive(ex.keep);
+    append_head(out_, res, ex.ctx.request_id);
+    // HEAD: the headers GET would send, Content-Length included, and no body.
+    unsigned status = res.result_int();
+    if (ex.req.method() != http::verb::head && status >= 200 && status != 204 && status != 304) {
+      out_.append(res.body());
+    }
+  }
+
+  // Sends out_: at once as far as the socket takes it, the rest asynchronously under
+  // the write timeout.
+  void flush() {
+    writing_ = true;
+    out_sent_ = 0;
+    error_code ec;
+    while (out_sent_ < out_.size()) {
+      std::size_t n =
+          socket_.write_some(asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+      if (ec) {
+        writing_ = false;
+        return close_socket();
+      }
+      out_sent_ += n;
+    }
+    if (out_sent_ == out_.size()) return on_flushed();
+    set_write_deadline(steady::now() + options_.write_timeout);
+    asio::async_write(socket_, asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_),
+                      [self = shared_from_this()](error_code wec, std::size_t) {
+                        self->write_deadline_ = never;
+                        if (self->closed_) return;
+                        if (wec) {
+                          self->writing_ = false;
+                          return self->close_socket();
+                        }
+                        self->on_flushed();
+                      });
+  }
+
+  void on_flushed() {
     writing_ = false;
-    disarm_write_timer();
     if (closed_) return;
-    if (ec) return close_socket();
-    record(*ex, ex->res->result_int());
-    queue_.pop_front();
-    if (!ex->keep) return begin_linger();
+    if (batch_ == 0) return do_write();  // 100 Continue
+    bool final = false;
+    for (std::size_t i = 0; i < batch_ && !queue_.empty(); ++i) {
+      const auto& ex = queue_.front();
+      record(*ex, ex->res->result_int());
+      if (!ex->keep) final = true;
+      queue_.pop_front();
+    }
+    batch_ = 0;
+    if (final) return begin_linger();
     if (queue_.empty() && read_closed_) return begin_linger();
     maybe_read();
     do_write();
@@ -541,13 +678,13 @@ class session : public std::enable_shared_from_this<session> {
       r.chunked(true);
       stream_sr_ = std::make_unique<http::response_serializer<http::empty_body>>(r);
       writing_ = true;
-      arm_write_timer();
+      set_write_deadline(steady::now() + options_.write_timeout);
       http::async_write_header(socket_, *stream_sr_,
                                [self = shared_from_this(), ex](error_code ec, std::size_t) {
                                  if (!ec) {
                                    ex->stream_header_written = true;
                                    self->streaming_ = true;
-                                   self->disarm_read_timer();
+                                   if (!self->lingering_) self->read_deadline_ = never;
                                    if (ex->req.method() == http::verb::head) {
                                      // HEAD of a stream: its headers, then done.
                                      ex->stream->close();
@@ -562,7 +699,7 @@ class session : public std::enable_shared_from_this<session> {
       chunk_.clear();
       chunk_.swap(ex->stream_pending);
       writing_ = true;
-      arm_write_timer();
+      set_write_deadline(steady::now() + options_.write_timeout);
       asio::async_write(socket_, http::make_chunk(asio::buffer(chunk_)),
                         [self = shared_from_this(), ex](error_code ec, std::size_t) {
                           self->on_stream_written(ec, ex);
@@ -572,7 +709,7 @@ class session : public std::enable_shared_from_this<session> {
     if (ex->stream_closing && !ex->stream_finished) {
       ex->stream_finished = true;
       writing_ = true;
-      arm_write_timer();
+      set_write_deadline(steady::now() + options_.write_timeout);
       asio::async_write(socket_, http::make_chunk_last(),
                         [self = shared_from_this(), ex](error_code ec, std::size_t) {
                           self->on_stream_written(ec, ex);
@@ -582,7 +719,7 @@ class session : public std::enable_shared_from_this<session> {
 
   void on_stream_written(error_code ec, const std::shared_ptr<exchange>& ex) {
     writing_ = false;
-    disarm_write_timer();
+    write_deadline_ = never;
     if (closed_) return;
     if (ec) return close_socket();
     if (ex->stream_header_written && !reading_) maybe_read();  // watch for the client leaving
@@ -615,15 +752,16 @@ class session : public std::enable_shared_from_this<session> {
     error_code ec;
     socket_.shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return close_socket();
-    arm_read_timer(options_.linger_timeout, timer_kind::linger);
+    set_read_deadline(steady::now() + options_.linger_timeout, timer_kind::linger);
     maybe_read();
   }
 
   void close_socket() {
     if (closed_) return;
     closed_ = true;
-    disarm_read_timer();
-    disarm_write_timer();
+    ++timer_gen_;
+    timer_armed_ = false;
+    timer_.cancel();
     error_code ec;
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
@@ -635,42 +773,52 @@ class session : public std::enable_shared_from_this<session> {
     server_->session_closed(this);
   }
 
-  // ---- timers ----
+  // ---- timeouts ----
+  //
+  // One timer per session serves the read deadline (idle, header, body or linger) and
+  // the write deadline. Moving a deadline later costs nothing: the timer, when it
+  // fires, finds nothing due and waits for the earliest deadline still set. Only a
+  // deadline earlier than the timer's expiry re-arms it, so a keep-alive connection
+  // answering requests in single reads and writes touches its timer about once per
+  // idle_timeout.
 
-  void arm_read_timer(std::chrono::milliseconds after, timer_kind kind) {
-    ++read_timer_gen_;
-    read_timer_.expires_after(after);
-    read_timer_.async_wait([self = shared_from_this(), gen = read_timer_gen_, kind](error_code ec) {
-      if (ec || gen != self->read_timer_gen_ || self->closed_) return;
-      self->on_read_timeout(kind);
+  void set_read_deadline(steady::time_point at, timer_kind kind) {
+    read_deadline_ = at;
+    read_kind_ = kind;
+    ensure_timer(at);
+  }
+
+  void set_write_deadline(steady::time_point at) {
+    write_deadline_ = at;
+    ensure_timer(at);
+  }
+
+  void ensure_timer(steady::time_point at) {
+    if (closed_ || (timer_armed_ && timer_expiry_ <= at)) return;
+    timer_armed_ = true;
+    timer_expiry_ = at;
+    timer_.expires_at(at);
+    timer_.async_wait([self = shared_from_this(), gen = ++timer_gen_](error_code) {
+      if (gen != self->timer_gen_) return;  // re-armed or closed since
+      self->timer_armed_ = false;
+      if (self->closed_) return;
+      self->on_timer();
     });
   }
 
-  void disarm_read_timer() {
-    ++read_timer_gen_;
-    read_timer_.cancel();
-  }
-
-  void on_read_timeout(timer_kind kind) {
-    if (kind == timer_kind::idle && (!queue_.empty() || writing_)) {
-      // Still answering earlier requests: the connection is not idle.
-      return arm_read_timer(options_.idle_timeout, kind);
+  void on_timer() {
+    auto now = steady::now();
+    if (write_deadline_ <= now) return close_socket();
+    if (read_deadline_ <= now) {
+      if (read_kind_ == timer_kind::idle && (!queue_.empty() || writing_)) {
+        // Still answering earlier requests: the connection is not idle.
+        read_deadline_ = now + options_.idle_timeout;
+      } else {
+        return close_socket();
+      }
     }
-    close_socket();
-  }
-
-  void arm_write_timer() {
-    ++write_timer_gen_;
-    write_timer_.expires_after(options_.write_timeout);
-    write_timer_.async_wait([self = shared_from_this(), gen = write_timer_gen_](error_code ec) {
-      if (ec || gen != self->write_timer_gen_ || self->closed_) return;
-      self->close_socket();
-    });
-  }
-
-  void disarm_write_timer() {
-    ++write_timer_gen_;
-    write_timer_.cancel();
+    auto next = std::min(read_deadline_, write_deadline_);
+    if (next != never) ensure_timer(next);
   }
 
   // ---- accounting ----
@@ -694,16 +842,31 @@ class session : public std::enable_shared_from_this<session> {
   tcp::socket socket_;
   std::shared_ptr<server_core> server_;
   const http_server_options& options_;
+  std::optional<strand_type> strand_;
   std::string peer_ip_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::deque<std::shared_ptr<exchange>> queue_;
-  asio::steady_timer read_timer_;
-  asio::steady_timer write_timer_;
-  std::uint64_t read_timer_gen_ = 0;
-  std::uint64_t write_timer_gen_ = 0;
+  std::string out_;           // responses being written
+  std::size_t out_sent_ = 0;  // bytes of out_ the socket took
+  std::size_t batch_ = 0;     // exchanges at the queue's front whose responses are in out_
+  asio::steady_timer timer_;
+  std::uint64_t timer_gen_ = 0;
+  bool timer_armed_ = false;
+  steady::time_point timer_expiry_{};
+  steady::time_point read_deadline_ = never;
+  timer_kind read_kind_ = timer_kind::idle;
+  steady::time_point write_deadline_ = never;
+  steady::time_point accepted_at_ = steady::now();
+  steady::time_point header_deadline_{};  // the request being read's
+  steady::time_point body_deadline_{};
   std::size_t requests_read_ = 0;
-  std::size_t body_limit_ = 0;  // the request being read's
+  std::size_t body_limit_ = 0;   // the request being read's
+  bool header_handled_ = false;  // on_header ran for the request being read
+  bool header_started_ = false;  // header_deadline_ is set for the request being read
+  bool in_read_loop_ = false;
+  bool read_again_ = false;
+  bool in_handler_ = false;
   bool reading_ = false;
   bool writing_ = false;
   bool read_closed_ = false;  // no further requests will be read
@@ -718,6 +881,12 @@ class session : public std::enable_shared_from_this<session> {
 };
 
 void exchange::deliver(response res) {
+  if (owner->on_own_strand()) {
+    // Answered on the connection's own strand (a handler answering before it returns):
+    // no hop through the io_context.
+    owner->on_response(shared_from_this(), std::move(res));
+    return;
+  }
   owner->run([self = shared_from_this(), res = std::move(res)]() mutable {
     self->owner->on_response(self, std::move(res));
   });

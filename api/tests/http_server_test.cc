@@ -40,9 +40,15 @@ constexpr auto liveness = 10s;  // how long a test waits before calling the serv
 // A blocking test client; every wait is bounded by `liveness`.
 class client {
  public:
-  explicit client(std::uint16_t port) : socket_(ioc_) {
+  // receive_buffer > 0 shrinks the socket's receive buffer (SO_RCVBUF) so that a large
+  // response cannot fit in the kernel's buffers.
+  explicit client(std::uint16_t port, int receive_buffer = 0) : socket_(ioc_) {
     boost::system::error_code ec;
-    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+    if (receive_buffer > 0) {
+      socket_.open(tcp::v4(), ec);
+      if (!ec) socket_.set_option(asio::socket_base::receive_buffer_size(receive_buffer), ec);
+    }
+    if (!ec) socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
     connected_ = !ec;
   }
 
@@ -260,6 +266,132 @@ TEST_F(http_server_test, pipelined_responses_come_back_in_request_order) {
     bodies.push_back(res->body());
   }
   EXPECT_EQ(bodies, (std::vector<std::string>{"slow", "1", "2"}));
+}
+
+TEST_F(http_server_test, many_pipelined_requests_are_answered_in_order) {
+  start({.max_pipelined_requests = 4});
+  client c(port());
+  // More requests in one write than may be in flight (reading pauses and resumes), mixing
+  // handlers that answer at once with a POST and one answered from another thread; the
+  // last asks to close.
+  std::string batch;
+  for (int i = 0; i < 12; ++i) batch += get("/fast/" + std::to_string(i));
+  batch += "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\necho";
+  batch += get("/slow");
+  batch += get("/fast/last", "Connection: close\r\n");
+  c.send(batch);
+  ASSERT_EQ(slow_started_promise_.get_future().wait_for(liveness), std::future_status::ready);
+  release_slow();
+  std::vector<std::string> bodies;
+  std::set<std::string> ids;
+  for (int i = 0; i < 15; ++i) {
+    auto res = c.read();
+    ASSERT_TRUE(res) << i;
+    EXPECT_EQ(res->result(), http::status::ok) << i;
+    bodies.push_back(res->body());
+    ids.insert(std::string((*res)["X-Request-Id"]));
+    EXPECT_EQ(res->keep_alive(), i < 14) << i;
+  }
+  std::vector<std::string> expected;
+  for (int i = 0; i < 12; ++i) expected.push_back(std::to_string(i));
+  expected.insert(expected.end(), {"echo", "slow", "last"});
+  EXPECT_EQ(bodies, expected);
+  EXPECT_EQ(ids.size(), 15u);
+  EXPECT_TRUE(c.closed_by_server());
+}
+
+TEST_F(http_server_test, a_request_arriving_in_pieces_is_answered_once_complete) {
+  start();
+  client c(port());
+  const std::string first =
+      "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world";
+  const std::string second = get("/fast/2");
+  // Byte by byte for the first request, then the second split inside its request line.
+  for (char ch : first) {
+    c.send(std::string_view(&ch, 1));
+    std::this_thread::sleep_for(1ms);
+  }
+  auto res = c.read();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body(), "hello world");
+  c.send(second.substr(0, 7));
+  std::this_thread::sleep_for(20ms);
+  c.send(second.substr(7));
+  res = c.read();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body(), "2");
+}
+
+TEST_F(http_server_test, a_response_larger_than_the_socket_buffers_arrives_whole) {
+  const std::string big = [] {
+    std::string s(6 << 20, '\0');
+    for (std::size_t i = 0; i < s.size(); ++i) s[i] = char('a' + i % 26);
+    return s;
+  }();
+  routes_.add(http::verb::get, "/big", [&big](const request&, request_context&, responder r) {
+    r(text_response(http::status::ok, big, "text/plain"));
+  });
+  start();
+  client c(port(), 4096);
+  ASSERT_TRUE(c.connected());
+  // The response cannot fit in the kernel's buffers: the rest of it is written as the
+  // client reads, and the request pipelined behind it is answered after it.
+  c.send(get("/big") + get("/fast/after"));
+  std::this_thread::sleep_for(50ms);
+  auto res = c.read();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body().size(), big.size());
+  EXPECT_TRUE(res->body() == big);
+  res = c.read();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body(), "after");
+}
+
+TEST_F(http_server_test, expect_100_continue_is_answered_before_the_body_is_sent) {
+  start();
+  client c(port());
+  c.send("POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
+  ASSERT_TRUE(c.read_until_contains("HTTP/1.1 100 Continue\r\n\r\n"));
+  c.send("ping");
+  ASSERT_TRUE(c.read_until_contains("\r\n\r\nping"));
+  EXPECT_NE(c.raw().find("HTTP/1.1 200 OK\r\n"), std::string::npos) << c.raw();
+}
+
+TEST_F(http_server_test, response_headers_are_framed_by_the_server) {
+  routes_.add(http::verb::get, "/own", [](const request&, request_context&, responder r) {
+    response res{http::status::ok, 11};
+    res.set(http::field::date, "Tue, 01 Dec 2026 00:00:00 GMT");
+    res.set("X-Request-Id", "from-the-handler");
+    res.set(http::field::content_length, "999");  // the body's size wins
+    res.body() = "body";
+    r(std::move(res));
+  });
+  routes_.add(http::verb::get, "/not-modified", [](const request&, request_context&, responder r) {
+    response res{http::status::not_modified, 11};
+    res.set(http::field::etag, "\"v1\"");
+    r(std::move(res));
+  });
+  start();
+  client c(port());
+  c.send(get("/own") + get("/not-modified") + get("/fast/end"));
+  ASSERT_TRUE(c.read_until_contains("\r\n\r\nend"));
+  const std::string& raw = c.raw();
+  auto second = raw.find("HTTP/1.1 304 Not Modified\r\n");
+  ASSERT_NE(second, std::string::npos) << raw;
+  std::string own = raw.substr(0, second), not_modified = raw.substr(second);
+  EXPECT_NE(own.find("Date: Tue, 01 Dec 2026 00:00:00 GMT\r\n"), std::string::npos) << own;
+  EXPECT_EQ(own.find("Date:", own.find("Date:") + 1), std::string::npos) << own;
+  EXPECT_EQ(own.find("from-the-handler"), std::string::npos) << own;
+  EXPECT_NE(own.find("X-Request-Id: "), std::string::npos) << own;
+  EXPECT_NE(own.find("Content-Length: 4\r\n"), std::string::npos) << own;
+  EXPECT_EQ(own.find("999"), std::string::npos) << own;
+  EXPECT_TRUE(own.ends_with("\r\n\r\nbody")) << own;
+  // 304: no Content-Length, no body; the next response follows its blank line.
+  auto third = not_modified.find("\r\n\r\nHTTP/1.1 200 OK\r\n");
+  ASSERT_NE(third, std::string::npos) << not_modified;
+  EXPECT_EQ(not_modified.substr(0, third).find("Content-Length"), std::string::npos)
+      << not_modified;
+  EXPECT_NE(not_modified.find("ETag: \"v1\"\r\n"), std::string::npos) << not_modified;
 }
 
 TEST_F(http_server_test, oversized_body_gets_413_and_the_server_stays_up) {
