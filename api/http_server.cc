@@ -39,6 +39,12 @@ namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 using steady = std::chrono::steady_clock;
+// Connections run on a strand of the io_context, named by its concrete type rather than
+// the type-erased any_io_executor: every asynchronous operation then completes without
+// allocating a copy of the executor.
+using strand_type = asio::strand<asio::io_context::executor_type>;
+using socket_type = asio::basic_stream_socket<tcp, strand_type>;
+using timer_type = asio::basic_waitable_timer<steady, asio::wait_traits<steady>, strand_type>;
 
 constexpr char request_id_header[] = "X-Request-Id";
 constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -177,7 +183,7 @@ class server_core : public std::enable_shared_from_this<server_core> {
 
  private:
   void do_accept();
-  void on_accept(error_code ec, tcp::socket socket);
+  void on_accept(error_code ec, socket_type socket);
   std::vector<std::shared_ptr<session>> live_sessions();
 
   asio::io_context& ioc_;
@@ -257,7 +263,7 @@ void append_head(std::string& out, const response& res, const uuid& request_id) 
 // timeouts share one lazily re-armed timer per connection.
 class session : public std::enable_shared_from_this<session> {
  public:
-  session(tcp::socket socket, std::shared_ptr<server_core> server)
+  session(socket_type socket, std::shared_ptr<server_core> server)
       : socket_(std::move(socket)),
         server_(std::move(server)),
         options_(server_->options()),
@@ -269,7 +275,6 @@ class session : public std::enable_shared_from_this<session> {
     // Responses are first sent without waiting; what the kernel does not take goes
     // out asynchronously.
     socket_.non_blocking(true, ec);
-    if (const auto* s = socket_.get_executor().target<strand_type>()) strand_ = *s;
   }
 
   void start() {
@@ -292,7 +297,7 @@ class session : public std::enable_shared_from_this<session> {
 
   // Whether the calling thread is running this session's strand right now (a handler
   // answering before it returns, for instance).
-  bool on_own_strand() const { return strand_ && strand_->running_in_this_thread(); }
+  bool on_own_strand() const { return strand_.running_in_this_thread(); }
 
   void on_response(const std::shared_ptr<exchange>& ex, response res) {
     if (closed_ || ex->res || ex->stream) return;
@@ -331,7 +336,6 @@ class session : public std::enable_shared_from_this<session> {
   }
 
  private:
-  using strand_type = asio::strand<asio::io_context::executor_type>;
   enum class timer_kind { idle, header, body, linger };
   static constexpr steady::time_point never = steady::time_point::max();
 
@@ -839,10 +843,10 @@ class session : public std::enable_shared_from_this<session> {
     }
   }
 
-  tcp::socket socket_;
+  socket_type socket_;
+  strand_type strand_ = socket_.get_executor();
   std::shared_ptr<server_core> server_;
   const http_server_options& options_;
-  std::optional<strand_type> strand_;
   std::string peer_ip_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -850,7 +854,7 @@ class session : public std::enable_shared_from_this<session> {
   std::string out_;           // responses being written
   std::size_t out_sent_ = 0;  // bytes of out_ the socket took
   std::size_t batch_ = 0;     // exchanges at the queue's front whose responses are in out_
-  asio::steady_timer timer_;
+  timer_type timer_;
   std::uint64_t timer_gen_ = 0;
   bool timer_armed_ = false;
   steady::time_point timer_expiry_{};
@@ -940,12 +944,12 @@ result<void, std::string> server_core::start() {
 
 void server_core::do_accept() {
   acceptor_.async_accept(asio::make_strand(ioc_),
-                         [self = shared_from_this()](error_code ec, tcp::socket socket) {
+                         [self = shared_from_this()](error_code ec, socket_type socket) {
                            self->on_accept(ec, std::move(socket));
                          });
 }
 
-void server_core::on_accept(error_code ec, tcp::socket socket) {
+void server_core::on_accept(error_code ec, socket_type socket) {
   if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
   if (ec) {
     // Out of descriptors or a transient error: pause instead of spinning.

@@ -1,7 +1,10 @@
 #include "api/metrics.h"
 
+#include <atomic>
+#include <charconv>
 #include <sstream>
 #include <stdexcept>
+#include <unordered_map>
 
 #include <prometheus/check_names.h>
 #include <prometheus/text_serializer.h>
@@ -36,10 +39,19 @@ void check_labels(const prometheus::Labels& labels) {
   }
 }
 
+std::atomic<std::uint64_t> next_metrics_id{1};
+
+// The series one request updates.
+struct request_series {
+  prometheus::Counter* counter = nullptr;
+  prometheus::Histogram* histogram = nullptr;
+};
+
 }  // namespace
 
 metrics::metrics(metrics_options options)
-    : registry_(std::make_shared<prometheus::Registry>()),
+    : id_(next_metrics_id.fetch_add(1)),
+      registry_(std::make_shared<prometheus::Registry>()),
       requests_(prometheus::BuildCounter()
                     .Name("passage_http_requests_total")
                     .Help("HTTP requests answered, by route template, method and status")
@@ -58,6 +70,30 @@ metrics::metrics(metrics_options options)
 void metrics::observe_request(std::string_view route, std::string_view method, unsigned status,
                               std::chrono::duration<double> duration) {
   if (route.empty()) route = "unmatched";
+  // Each I/O thread remembers the series it has updated, keyed by this object's id (never
+  // reused, unlike its address), route, method and status: a request then updates its
+  // counter and histogram without the lock or an allocation.
+  thread_local std::string key;
+  thread_local std::unordered_map<std::string, request_series> seen;
+  char digits[16];
+  auto id_end = std::to_chars(digits, digits + sizeof digits, id_).ptr;
+  key.assign(digits, id_end).append(1, ' ').append(route).append(1, ' ').append(method);
+  auto status_end = std::to_chars(digits, digits + sizeof digits, status).ptr;
+  key.append(1, ' ').append(digits, status_end);
+  if (auto it = seen.find(key); it != seen.end()) {
+    it->second.counter->Increment();
+    it->second.histogram->Observe(duration.count());
+    return;
+  }
+  auto [counter, histogram] = request_series_for(route, method, status);
+  if (seen.size() >= 4096) seen.clear();  // methods are client-chosen: keep the cache bounded
+  seen.emplace(key, request_series{counter, histogram});
+  counter->Increment();
+  histogram->Observe(duration.count());
+}
+
+std::pair<prometheus::Counter*, prometheus::Histogram*> metrics::request_series_for(
+    std::string_view route, std::string_view method, unsigned status) {
   std::string status_text = std::to_string(status);
   std::string key;
   key.reserve(route.size() + method.size() + 6);
@@ -83,8 +119,7 @@ void metrics::observe_request(std::string_view route, std::string_view method, u
       route_durations_.emplace(std::string(route), histogram);
     }
   }
-  counter->Increment();
-  histogram->Observe(duration.count());
+  return {counter, histogram};
 }
 
 void metrics::connection_opened() { open_connections_.Increment(); }

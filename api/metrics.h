@@ -12,11 +12,13 @@
 //   http_server server(ioc, {.metrics = m}, r.as_handler());
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <prometheus/counter.h>
@@ -74,6 +76,12 @@ class metrics {
   handler metrics_handler() const;
 
  private:
+  // The request counter and duration histogram of a route, method and status, created on
+  // first use.
+  std::pair<prometheus::Counter*, prometheus::Histogram*> request_series_for(
+      std::string_view route, std::string_view method, unsigned status);
+
+  const std::uint64_t id_;  // tells instances apart in observe_request's per-thread cache
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& durations_;

@@ -55,6 +55,7 @@ bool is_param_name(std::string_view s) {
 std::vector<std::string_view> split_path(std::string_view path) {
   std::vector<std::string_view> out;
   if (path == "/") return out;
+  out.reserve(static_cast<std::size_t>(std::count(path.begin(), path.end(), '/')));
   path.remove_prefix(1);
   while (true) {
     auto slash = path.find('/');
@@ -81,7 +82,9 @@ result<split_target, problem> decode_target(std::string_view target) {
   auto q = target.find('?');
   std::string_view path = target.substr(0, q);
   if (q != std::string_view::npos) out.query = target.substr(q + 1);
-  for (std::string_view raw : split_path(path)) {
+  auto raw_segments = split_path(path);
+  out.segments.reserve(raw_segments.size());
+  for (std::string_view raw : raw_segments) {
     auto decoded = percent_decode(raw, false);
     if (!decoded) return fail(invalid_request("malformed percent-encoding in the path"));
     if (decoded->find('/') != std::string::npos) {
@@ -171,6 +174,7 @@ result<route_match, problem> router::match(http::verb method, std::string_view t
   if (!query) return fail(std::move(query).error());
 
   std::vector<std::string_view> captured;
+  captured.reserve(split->segments.size());
   const node* n = find_node(root_.get(), split->segments, 0, &method, captured);
   if (!n) {
     captured.clear();
@@ -248,6 +252,9 @@ std::optional<std::string> router::route_of(http::verb method, std::string_view 
 }
 
 std::optional<std::string> percent_decode(std::string_view in, bool plus_as_space) {
+  if (in.find_first_of(plus_as_space ? "%+" : "%") == std::string_view::npos) {
+    return std::string(in);  // nothing encoded: most path segments
+  }
   std::string out;
   out.reserve(in.size());
   for (std::size_t i = 0; i < in.size(); ++i) {

@@ -4,7 +4,7 @@
 // real RocksDB log (fsync on) in a temp folder; the clients share the machine.
 // Prints requests/s and latency percentiles; asserts nothing.
 //
-//   api_bench [--seconds 5] [--connections 64] [--mode claims|reads|both]
+//   api_bench [--seconds 5] [--connections 64] [--mode claims|reads|both] [--threads 2]
 
 #include <utility>  // first: Boost 1.74's awaitable.hpp needs it under g++ 12
 
@@ -188,11 +188,15 @@ int main(int argc, char** argv) {
   double seconds = 5;
   int connections = 64;
   std::string mode = "both";
+  unsigned threads = 2;  // the node's I/O threads (server_options::threads)
   for (int i = 1; i < argc; ++i) {
     bool has_value = i + 1 < argc;
     if (!std::strcmp(argv[i], "--seconds") && has_value) seconds = std::atof(argv[++i]);
     if (!std::strcmp(argv[i], "--connections") && has_value) connections = std::atoi(argv[++i]);
     if (!std::strcmp(argv[i], "--mode") && has_value) mode = argv[++i];
+    if (!std::strcmp(argv[i], "--threads") && has_value) {
+      threads = unsigned(std::max(1, std::atoi(argv[++i])));
+    }
   }
   auto dir = std::filesystem::temp_directory_path() /
              ("passage-api-bench-" + passage::secure_random_hex(6));
@@ -200,6 +204,7 @@ int main(int argc, char** argv) {
   passage::app::server_options o;
   o.data_dir = dir.string();
   o.port = 0;
+  o.threads = threads;
   o.owner_token = owner;
   o.claim_limit_per_ip = "0";
   o.claim_limit_per_email = "0";
@@ -219,8 +224,8 @@ int main(int argc, char** argv) {
       admin.post("/v1/invites", R"({"title":"Bench","tracks":["k8s-basics"]})", auth).json();
   std::string code = invite["code"], id = invite["id"];
   std::printf(
-      "api benchmark: node on 127.0.0.1:%u, fsync on, %.0f s per run, 2 server I/O threads\n\n",
-      port, seconds);
+      "api benchmark: node on 127.0.0.1:%u, fsync on, %.0f s per run, %u server I/O threads\n\n",
+      port, seconds, threads);
 
   if (mode == "claims" || mode == "both") {
     auto r = load(
