@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include <spdlog/sinks/ostream_sink.h>
 
@@ -28,6 +30,28 @@ TEST(metrics_test, request_counters_use_route_labels) {
             std::string::npos)
       << text;
   EXPECT_NE(text.find("passage_http_open_connections 1"), std::string::npos) << text;
+}
+
+TEST(metrics_test, each_instance_counts_its_own_requests_from_every_thread) {
+  // Series are remembered per thread; a second instance (possibly at the address of the
+  // first, destroyed) and a second thread each start from their own counts.
+  const std::string series =
+      R"(passage_http_requests_total{method="GET",route="/items/{id}",status="200"} )";
+  for (int round = 0; round < 2; ++round) {
+    auto m = std::make_unique<metrics>();
+    m->observe_request("/items/{id}", "GET", 200, std::chrono::milliseconds(1));
+    std::thread other([&] {
+      m->observe_request("/items/{id}", "GET", 200, std::chrono::milliseconds(1));
+      m->observe_request("/items/{id}", "GET", 201, std::chrono::milliseconds(1));
+    });
+    other.join();
+    std::string text = m->text();
+    EXPECT_NE(text.find(series + "2"), std::string::npos) << round << text;
+    EXPECT_NE(text.find(R"(route="/items/{id}",status="201"} 1)"), std::string::npos) << text;
+    EXPECT_NE(text.find(R"(passage_http_request_duration_seconds_count{route="/items/{id}"} 3)"),
+              std::string::npos)
+        << text;
+  }
 }
 
 TEST(metrics_test, other_modules_register_their_own) {
