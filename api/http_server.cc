@@ -338,6 +338,7 @@ class session : public std::enable_shared_from_this<session> {
  private:
   enum class timer_kind { idle, header, body, linger };
   static constexpr steady::time_point never = steady::time_point::max();
+  static constexpr std::size_t max_kept_output_bytes = 64 * 1024;
 
   // ---- reading ----
 
@@ -649,6 +650,9 @@ class session : public std::enable_shared_from_this<session> {
   void on_flushed() {
     writing_ = false;
     if (closed_) return;
+    // Responses copy their bodies into out_: a large one's buffer is not kept for the
+    // rest of a keep-alive connection.
+    if (out_.capacity() > max_kept_output_bytes) std::string().swap(out_);
     if (batch_ == 0) return do_write();  // 100 Continue
     bool final = false;
     for (std::size_t i = 0; i < batch_ && !queue_.empty(); ++i) {
