@@ -509,6 +509,39 @@ TEST_F(http_server_test, idle_keep_alive_connection_is_closed) {
   EXPECT_TRUE(c.closed_by_server());
 }
 
+TEST_F(http_server_test, each_request_on_a_keep_alive_connection_gets_its_timeouts) {
+  // The idle timeout is long: only the header or body timeout can close these in time.
+  start({.header_timeout = 200ms, .body_timeout = 200ms, .idle_timeout = 60s});
+  {
+    client c(port());
+    c.send(get("/hello"));
+    ASSERT_TRUE(c.read());
+    c.send("GET /hello HTTP/1.1\r\nHost: t\r\n");  // the second header never ends
+    EXPECT_TRUE(c.closed_by_server());
+  }
+  {
+    client c(port());
+    c.send(get("/hello"));
+    ASSERT_TRUE(c.read());
+    c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");  // 3 of 10
+    EXPECT_TRUE(c.closed_by_server());
+  }
+}
+
+TEST_F(http_server_test, a_busy_keep_alive_connection_outlives_the_idle_timeout) {
+  start({.idle_timeout = 1s});
+  client c(port());
+  // Requests 200 ms apart for longer than the idle timeout: never idle that long.
+  for (int i = 0; i < 7; ++i) {
+    c.send(get("/fast/" + std::to_string(i)));
+    auto res = c.read();
+    ASSERT_TRUE(res) << i;
+    EXPECT_EQ(res->body(), std::to_string(i));
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_TRUE(c.closed_by_server());  // and once idle, it is closed
+}
+
 TEST_F(http_server_test, connections_beyond_the_cap_are_refused) {
   start({.max_connections = 2});
   client a(port()), b(port());
