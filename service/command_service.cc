@@ -19,6 +19,7 @@
 #include "domain/password.h"
 #include "domain/streams.h"
 #include "domain/text.h"
+#include "service/learner_ids_ahead.h"
 #include "service/password_hash.h"
 
 namespace passage::service {
@@ -177,7 +178,8 @@ struct command_service::impl {
         claims(o.max_cached_aggregates),
         orgs(o.max_cached_aggregates),
         tracks(o.max_cached_aggregates),
-        learners(o.max_cached_aggregates) {}
+        learners(o.max_cached_aggregates),
+        fresh_learners(k, o.learner_keys_ahead) {}
 
   eventstore::event_store& store;
   const eventstore::event_codec& codec;
@@ -209,6 +211,8 @@ struct command_service::impl {
   std::unordered_map<uuid, domain::invite_claimed> claim_seeds;
 
   worker retries;
+  // New learners' ids with their keys made (durably) ahead of the claims that use them.
+  learner_ids_ahead fresh_learners;
 
   // Claims by code and by personal link share this path (invitation_id: the link's).
   void claim_on(invite_ref ref, claim_input input, std::optional<uuid> invitation_id,
@@ -1043,9 +1047,11 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
           const domain::invite_state& s,
           timestamp now) mutable -> domain::domain_result<plan<domain::invite_state>> {
         cmd.claim_id_ = uuid::random();
-        cmd.new_learner_id_ = uuid::random();
+        // Its key is already durable: this commit needs no key-store fsync.
+        cmd.new_learner_id_ = self->fresh_learners.take();
         cmd.new_password_setup_id_ = uuid::random();
         auto d = domain::decide(s, cmd, now);
+        if (!d || !d->learner_registered_) self->fresh_learners.give_back(cmd.new_learner_id_);
         if (!d) return d.error();
         if (d->learner_registered_ && !subject.empty()) {
           // Another invite's claim may have registered this email since the
@@ -1065,6 +1071,7 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
           if (known) {
             cmd.existing_learner_id_ = known;
             d = domain::decide(s, cmd, now);
+            if (!d || !d->learner_registered_) self->fresh_learners.give_back(cmd.new_learner_id_);
             if (!d) return d.error();
           }
         }
