@@ -191,6 +191,17 @@ TEST(codec_json, direct_text_is_byte_for_byte_what_nlohmann_writes) {
   std::get<d::invite_created>(sparse).duplicated_from_.reset();
   std::get<d::invite_created>(sparse).settings_.tracks_.clear();
   std::vector<d::event> events = {tricky, anonymous, sparse};
+  // Times written digit by digit: before 1970, at a day's last microsecond, whole seconds,
+  // outside years 0-9999 (written by format_rfc3339 itself).
+  using namespace std::chrono;
+  for (auto t : {timestamp(microseconds(-1)), timestamp(microseconds(-86'400'000'001)),
+                 timestamp(sys_days(2026y / 12 / 31) + hours(23) + minutes(59) + seconds(59) +
+                           microseconds(999'999)),
+                 timestamp(sys_days(2026y / 1 / 1) + seconds(7)),
+                 timestamp(sys_days(year(10000) / 1 / 1)), timestamp(sys_days(year(-1) / 1 / 1)),
+                 timestamp(sys_days(year(1) / 2 / 3) + microseconds(10))}) {
+    events.push_back(d::organization_created{org, "Acme", t});
+  }
   for (const auto& [type, e] : all) events.push_back(e);
   for (const auto& e : events) {
     EXPECT_EQ(to_json_text(e), to_json(e).dump()) << d::event_type(e);

@@ -215,7 +215,7 @@ TEST(rocksdb_key_store, deferred_new_keys_are_durable_after_sync) {
   EXPECT_EQ(**k, k1);
 }
 
-TEST(rocksdb_key_store, keys_created_ahead_are_durable_even_with_deferred_syncing) {
+TEST(rocksdb_key_store, keys_created_ahead_survive_a_reopen_with_deferred_syncing) {
   testing::temp_dir dir;
   data_key k1{};
   {
