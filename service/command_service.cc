@@ -206,7 +206,8 @@ struct command_service::impl {
   // Codes of invites created here that the read side may not show yet.
   std::mutex codes_mu;
   std::unordered_map<std::string, invite_ref> pending_codes;
-  // Seeds of claims made here, so their plays need no read-side lookup.
+  // Seeds of claims made here until the read side shows them, so their first plays need
+  // no read-side lookup.
   std::mutex seeds_mu;
   std::unordered_map<uuid, domain::invite_claimed> claim_seeds;
 
@@ -1106,11 +1107,13 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
           r.claim = c;
           r.learner_token = self->tokens.issue({org_id, c.learner_id_});
           std::optional<domain::claim_state> progress;
+          std::optional<uuid> seeded;
           if (decision.outcome_ == domain::claim_outcome::claimed) {
             for (const auto& e : decision.events_) {
               if (auto* ic = std::get_if<domain::invite_claimed>(&e)) {
                 std::lock_guard lk(self->seeds_mu);
                 self->claim_seeds[ic->claim_id_] = *ic;
+                seeded = ic->claim_id_;
               }
             }
           } else {
@@ -1126,11 +1129,20 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
             if (cs) progress = *cs;
           }
           r.tracks = self->tracks_of(c, progress);
-          if (w.position != 0 && (decision.learner_registered_ || lead_captured)) {
-            self->facts.when_applied(w.position, [self, subject] {
-              std::lock_guard lk(self->learners_mu);
-              self->pending_learners.erase(subject);
-              self->pending_leads.erase(subject);
+          const bool reserved = decision.learner_registered_ || lead_captured;
+          if (w.position != 0 && (reserved || seeded)) {
+            // Once the read side shows the claim, it answers for it: the seed goes (kept,
+            // it would grow by one event per claim for the life of the process).
+            self->facts.when_applied(w.position, [self, subject, reserved, seeded] {
+              if (seeded) {
+                std::lock_guard lk(self->seeds_mu);
+                self->claim_seeds.erase(*seeded);
+              }
+              if (reserved) {
+                std::lock_guard lk(self->learners_mu);
+                self->pending_learners.erase(subject);
+                self->pending_leads.erase(subject);
+              }
             });
           }
           done(std::move(r));
