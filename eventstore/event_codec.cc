@@ -6,6 +6,9 @@
 #include <simdjson.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <charconv>
+#include <chrono>
 #include <cstddef>
 #include <limits>
 #include <map>
@@ -185,6 +188,246 @@ json to_value(const d::personal_data& v) {
   // Optional member: only LearnerPasswordSet has one, older blocks never name it.
   if (!v.password_hash_.empty()) j["password_hash"] = v.password_hash_;
   return j;
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing text directly, for encode(): the same bytes as to_value(v).dump() without
+// building a nlohmann document first (that was most of an encode's cost). The stored
+// bytes must not change: an idempotent re-append (the mailer's outcome events after a
+// restart) compares stored data byte for byte. nlohmann objects are std::maps, so their
+// members come out sorted by name; so they do here. Strings that are not plain ASCII go
+// through nlohmann's own escaping and UTF-8 check (which throws on bad text, as before).
+
+void write_string(std::string& out, std::string_view s) {
+  for (unsigned char c : s) {
+    if (c >= 0x80) {
+      out += json(std::string(s)).dump();
+      return;
+    }
+  }
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          static constexpr char hex[] = "0123456789abcdef";
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 0xf];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+}
+
+void write_value(std::string& out, const std::string& v) { write_string(out, v); }
+void write_value(std::string& out, bool v) { out += v ? "true" : "false"; }
+void write_value(std::string& out, std::int64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+void write_value(std::string& out, const uuid& v) {
+  static constexpr char hex[] = "0123456789abcdef";
+  char buf[38];  // as uuid::to_string(), quoted, without a temporary string
+  std::size_t n = 0;
+  buf[n++] = '"';
+  for (std::size_t i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) buf[n++] = '-';
+    buf[n++] = hex[v.bytes[i] >> 4];
+    buf[n++] = hex[v.bytes[i] & 0xf];
+  }
+  buf[n++] = '"';
+  out.append(buf, n);
+}
+// As format_rfc3339(v), quoted, without snprintf (a claim writes a dozen times).
+void write_value(std::string& out, timestamp v) {
+  using namespace std::chrono;
+  auto day = floor<days>(v);
+  year_month_day ymd{day};
+  int year = int(ymd.year());
+  if (year < 0 || year > 9999) {
+    write_string(out, format_rfc3339(v));
+    return;
+  }
+  auto tod = v - day;
+  auto h = duration_cast<hours>(tod);
+  auto m = duration_cast<minutes>(tod - h);
+  auto sec = duration_cast<seconds>(tod - h - m);
+  auto us = (tod - h - m - sec).count();
+  char buf[32];
+  std::size_t n = 0;
+  auto digits = [&](long long x, int width) {
+    for (int i = width - 1; i >= 0; --i) {
+      buf[n + std::size_t(i)] = char('0' + x % 10);
+      x /= 10;
+    }
+    n += std::size_t(width);
+  };
+  buf[n++] = '"';
+  digits(year, 4);
+  buf[n++] = '-';
+  digits(unsigned(ymd.month()), 2);
+  buf[n++] = '-';
+  digits(unsigned(ymd.day()), 2);
+  buf[n++] = 'T';
+  digits(h.count(), 2);
+  buf[n++] = ':';
+  digits(m.count(), 2);
+  buf[n++] = ':';
+  digits(sec.count(), 2);
+  if (us != 0) {
+    buf[n++] = '.';
+    digits(us, 6);
+  }
+  buf[n++] = 'Z';
+  buf[n++] = '"';
+  out.append(buf, n);
+}
+void write_value(std::string& out, d::invite_type v) { write_string(out, d::to_string(v)); }
+void write_value(std::string& out, d::access_mode v) { write_string(out, d::to_string(v)); }
+void write_value(std::string& out, d::role v) { write_string(out, d::to_string(v)); }
+void write_value(std::string& out, d::learner_role v) { write_string(out, d::to_string(v)); }
+void write_value(std::string& out, d::rejection_reason v) { write_string(out, d::to_string(v)); }
+void write_value(std::string& out, const d::access_duration& v) {
+  write_string(out, d::format_access_duration(v));
+}
+void write_value(std::string& out, const std::map<std::string, std::string>& v) {
+  out += '{';
+  bool first = true;
+  for (const auto& [k, s] : v) {  // std::map: sorted, as nlohmann's objects
+    if (!first) out += ',';
+    first = false;
+    write_string(out, k);
+    out += ':';
+    write_string(out, s);
+  }
+  out += '}';
+}
+template <typename T>
+void write_value(std::string& out, const std::optional<T>& v);
+template <typename T>
+void write_value(std::string& out, const std::vector<T>& v);
+template <described T>
+void write_value(std::string& out, const T& v);
+void write_value(std::string& out, const d::personal_data& v);
+
+template <typename T>
+void write_value(std::string& out, const std::optional<T>& v) {
+  if (v) {
+    write_value(out, *v);
+  } else {
+    out += "null";
+  }
+}
+template <typename T>
+void write_value(std::string& out, const std::vector<T>& v) {
+  out += '[';
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i) out += ',';
+    write_value(out, v[i]);
+  }
+  out += ']';
+}
+
+// The members of T by name (the order nlohmann writes them in): their names and their
+// places in fields_of(T).
+template <described T>
+const std::vector<std::pair<std::string_view, std::size_t>>& sorted_fields() {
+  static const auto order = [] {
+    std::vector<std::pair<std::string_view, std::size_t>> v;
+    std::apply([&](const auto&... f) { ((v.emplace_back(f.name, v.size())), ...); },
+               fields_of(static_cast<const T*>(nullptr)));
+    std::sort(v.begin(), v.end());
+    return v;
+  }();
+  return order;
+}
+
+// Writes member `i` of v; a personal_data member as `personal_data_text` when given
+// (the encrypted envelope of encode()).
+template <typename T, std::size_t... I>
+void write_field(std::string& out, const T& v, std::size_t i, const std::string* personal_data_text,
+                 std::index_sequence<I...>) {
+  const auto fields = fields_of(static_cast<const T*>(nullptr));
+  auto one = [&](const auto& f) {
+    using member = std::decay_t<decltype(v.*(f.member))>;
+    if constexpr (std::is_same_v<member, d::personal_data>) {
+      if (personal_data_text != nullptr) {
+        out += *personal_data_text;
+        return;
+      }
+    }
+    write_value(out, v.*(f.member));
+  };
+  ((i == I ? one(std::get<I>(fields)) : void()), ...);
+}
+
+// `extra`: one more member after the listed ones (a personal_data block's password hash).
+template <described T>
+void write_object(std::string& out, const T& v, const std::string* personal_data_text = nullptr,
+                  std::string_view extra_name = {}, const std::string* extra_value = nullptr) {
+  constexpr auto n = std::tuple_size_v<decltype(fields_of(static_cast<const T*>(nullptr)))>;
+  out += '{';
+  bool first = true, extra_done = extra_value == nullptr;
+  auto write_extra = [&] {
+    if (!first) out += ',';
+    first = false;
+    write_string(out, extra_name);
+    out += ':';
+    write_string(out, *extra_value);
+    extra_done = true;
+  };
+  for (const auto& [name, i] : sorted_fields<T>()) {
+    if (!extra_done && extra_name < name) write_extra();
+    if (!first) out += ',';
+    first = false;
+    write_string(out, name);
+    out += ':';
+    write_field(out, v, i, personal_data_text, std::make_index_sequence<n>{});
+  }
+  if (!extra_done) write_extra();
+  out += '}';
+}
+
+template <described T>
+void write_value(std::string& out, const T& v) {
+  write_object(out, v);
+}
+void write_value(std::string& out, const d::personal_data& v) {
+  if (v.empty()) {
+    out += "null";
+    return;
+  }
+  // Optional member: only LearnerPasswordSet has one, older blocks never name it.
+  if (v.password_hash_.empty()) {
+    write_object(out, v);
+  } else {
+    write_object(out, v, nullptr, "password_hash", &v.password_hash_);
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -692,6 +935,12 @@ nlohmann::json to_json(const domain::event& e) {
   return std::visit([](const auto& v) { return to_value(v); }, e);
 }
 
+std::string to_json_text(const domain::event& e) {
+  std::string out;
+  std::visit([&](const auto& v) { write_object(out, v); }, e);
+  return out;
+}
+
 result<domain::event, codec_error> event_from_json(std::string_view type, const nlohmann::json& j) {
   const event_kind* kind = find_kind(type);
   if (kind == nullptr) return codec_error{"unknown event type \"" + std::string(type) + "\""};
@@ -767,8 +1016,10 @@ result<void, codec_error> event_codec::forget_email_subject(std::string_view sub
   return {};
 }
 
+std::string learner_subject(const uuid& learner_id) { return "learner:" + learner_id.to_string(); }
+
 std::string event_codec::subject_of(const domain::event& e) const {
-  if (auto learner = domain::data_subject(e)) return "learner:" + learner->to_string();
+  if (auto learner = domain::data_subject(e)) return learner_subject(*learner);
   const auto* pd = domain::personal_data_of(e);
   if (pd == nullptr || pd->email_.empty()) return {};
   return email_subject(domain::org_of(e), pd->email_);
@@ -786,8 +1037,8 @@ result<new_event, codec_error> event_codec::encode(const domain::event& e,
   out.causation_id = meta.causation_id;
   out.actor = meta.actor;
   try {
-    json j = to_json(e);
     const auto* pd = domain::personal_data_of(e);
+    std::string envelope;  // the personal_data member as stored, when there is one
     if (pd != nullptr && !pd->empty()) {
       std::string subject = subject_of(e);
       if (subject.empty()) {
@@ -810,18 +1061,29 @@ result<new_event, codec_error> event_codec::encode(const domain::event& e,
         return err;
       }
       key_guard guard{*key};
-      std::string plaintext = j["personal_data"].dump();
+      std::string plaintext;
+      plaintext.reserve(512);  // few reallocations leave few copies behind in freed memory
+      write_value(plaintext, *pd);
       std::string iv(iv_size, '\0');
       secure_random_bytes({reinterpret_cast<std::uint8_t*>(iv.data()), iv.size()});
       auto sealed = seal(*key, iv, aad_of(meta.event_id, type, subject), plaintext);
       OPENSSL_cleanse(plaintext.data(), plaintext.size());
       if (!sealed) return error_of(type, "encryption failed", "personal_data");
-      j["personal_data"] = json{{"alg", std::string(envelope_alg)},
-                                {"subject", std::move(subject)},
-                                {"iv", base64_encode(iv)},
-                                {"ct", base64_encode(*sealed)}};
+      // {"alg","ct","iv","subject"}: sorted, as nlohmann wrote it.
+      envelope = "{\"alg\":";
+      write_string(envelope, envelope_alg);
+      envelope += ",\"ct\":";
+      write_string(envelope, base64_encode(*sealed));
+      envelope += ",\"iv\":";
+      write_string(envelope, base64_encode(iv));
+      envelope += ",\"subject\":";
+      write_string(envelope, subject);
+      envelope += '}';
     }
-    out.data = j.dump();
+    out.data.reserve(512 + envelope.size());
+    std::visit(
+        [&](const auto& v) { write_object(out.data, v, envelope.empty() ? nullptr : &envelope); },
+        e);
   } catch (const std::exception& ex) {  // e.g. a string that is not UTF-8
     return error_of(type, std::string("cannot encode: ") + ex.what());
   }

@@ -109,9 +109,14 @@ class event_codec {
   std::string pepper_;
 };
 
+// "learner:<uuid>": the encryption subject of a learner's personal data.
+std::string learner_subject(const uuid& learner_id);
+
 // Plain JSON of a domain event (personal data in clear). For tests and for the
 // codec itself; nothing stores this form.
 nlohmann::json to_json(const domain::event& e);
+// to_json(e).dump(), written directly (what encode() stores, but in clear): the same bytes.
+std::string to_json_text(const domain::event& e);
 result<domain::event, codec_error> event_from_json(std::string_view type, const nlohmann::json& j);
 // The same from the JSON text, without building a nlohmann document (several times
 // faster: the replay path). `without_personal_data`: the personal_data block (still

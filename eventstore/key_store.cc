@@ -46,6 +46,9 @@ class key_backend {
   // Durable on return (or, for new keys with deferred syncing, on the next sync()).
   virtual result<void, key_store_error> put(std::string_view subject, std::string_view value,
                                             bool mark_purge_pending) = 0;
+  // Writes new subjects' values with one synced write: durable on return.
+  virtual result<void, key_store_error> put_synced(
+      const std::vector<std::pair<std::string, std::string_view>>& values) = 0;
   // Makes every value written so far durable.
   virtual result<void, key_store_error> sync() = 0;
   // Makes values overwritten so far leave every file of the store.
@@ -66,6 +69,13 @@ class memory_backend final : public key_backend {
     auto& v = values_[std::string(subject)];
     OPENSSL_cleanse(v.data(), v.size());
     v = value;
+    return {};
+  }
+  result<void, key_store_error> put_synced(
+      const std::vector<std::pair<std::string, std::string_view>>& values) override {
+    for (const auto& [subject, value] : values) {
+      if (auto r = put(subject, value, false); !r) return r;
+    }
     return {};
   }
   result<void, key_store_error> purge(std::string_view) override { return {}; }
@@ -173,6 +183,21 @@ class rocksdb_backend final : public key_backend {
     auto s = db_->Write(wo, &batch);
     if (!s.ok()) return io_error("key store write failed", s);
     if (!wo.sync) unsynced_.store(true, std::memory_order_release);
+    return {};
+  }
+
+  result<void, key_store_error> put_synced(
+      const std::vector<std::pair<std::string, std::string_view>>& values) override {
+    if (read_only_) return key_store_error{"the key store is open read-only"};
+    rocksdb::WriteBatch batch;
+    for (const auto& [subject, value] : values) {
+      batch.Put(rocksdb::Slice(subject.data(), subject.size()),
+                rocksdb::Slice(value.data(), value.size()));
+    }
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    auto s = db_->Write(wo, &batch);
+    if (!s.ok()) return io_error("key store write failed", s);
     return {};
   }
 
@@ -312,6 +337,48 @@ class cached_key_store final : public key_store {
   }
 
   result<void, key_store_error> sync() override { return backend_->sync(); }
+
+  result<void, key_store_error> create_ahead(const std::vector<std::string>& subjects) override {
+    std::vector<std::pair<std::string, data_key>> made;
+    made.reserve(subjects.size());
+    auto wipe_made = [&] {
+      for (auto& m : made) wipe(m.second);
+    };
+    for (const auto& subject : subjects) {
+      if (!valid_subject(subject)) {
+        wipe_made();
+        return key_store_error{"invalid key subject"};
+      }
+      auto& sh = shard_of(subject);
+      std::lock_guard lock(sh.mu);
+      auto known = lookup(sh, subject);
+      if (!known) {
+        wipe_made();
+        return known.error();
+      }
+      // Never overwrite: a key in use stays, and a tombstone must not come back to life.
+      if (known->state != key_state::absent) continue;
+      made.emplace_back(subject, data_key{});
+      secure_random_bytes(made.back().second);
+    }
+    if (made.empty()) return {};
+    // The synced write runs without any shard lock: the subjects are the caller's alone
+    // until this returns (see key_store::create_ahead), so nobody else can create them
+    // meanwhile, and readers of other subjects are not held up by the fsync.
+    std::vector<std::pair<std::string, std::string_view>> values;
+    values.reserve(made.size());
+    for (const auto& [subject, k] : made) values.emplace_back(subject, as_view(k));
+    auto r = backend_->put_synced(values);
+    if (r) {
+      for (const auto& [subject, k] : made) {
+        auto& sh = shard_of(subject);
+        std::lock_guard lock(sh.mu);
+        remember(sh, subject, k);
+      }
+    }
+    wipe_made();
+    return r;
+  }
 
  private:
   struct shard {

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.h"
 
@@ -50,6 +51,13 @@ class key_store {
   // Makes every key created so far durable (a no-op unless new keys are written
   // with deferred syncing, see key_store_options::sync_new_keys).
   virtual result<void, key_store_error> sync() = 0;
+  // Creates keys for subjects that will be used soon, all durable on return with one
+  // synced write whatever sync_new_keys says; subjects that already have a key (or were
+  // destroyed) are left as they are. For callers that draw fresh random subjects ahead
+  // of use (new learners): a key made here is on disk before any event encrypted with
+  // it is encoded, so appending that event needs no key fsync at all. A subject drawn
+  // here and never used leaves an orphan key behind: random bytes of no one, harmless.
+  virtual result<void, key_store_error> create_ahead(const std::vector<std::string>& subjects) = 0;
 };
 
 struct key_store_options {

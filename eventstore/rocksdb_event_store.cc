@@ -284,7 +284,7 @@ store_result<bool> rocksdb_event_store::open() {
   // shared prefix go straight to the end of the memtable instead of searching.
   // Event ids are random and only ever looked up whole: a hashed memtable keeps
   // their inserts O(1) and bloom filters answer the lookups that miss.
-  enum class shape { sequential, by_id, other };
+  enum class shape { sequential, by_id, stream_index, other };
   auto family = [&](shape k) {
     rocksdb::BlockBasedTableOptions t;
     t.block_cache = cache;
@@ -299,6 +299,11 @@ store_result<bool> rocksdb_event_store::open() {
       t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
       c.memtable_prefix_bloom_size_ratio = 0.1;
     }
+    if (k == shape::stream_index) {
+      // Whole-key filters answer "no such stream" (stream_version of a new stream)
+      // without reading a block; prefix seeks ignore them.
+      t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    }
     if (k == shape::sequential) {
       c.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(1));
     }
@@ -308,7 +313,7 @@ store_result<bool> rocksdb_event_store::open() {
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
       {rocksdb::kDefaultColumnFamilyName, family(shape::other)},
       {format::kLogFamily, family(shape::sequential)},
-      {format::kStreamIndexFamily, family(shape::other)},
+      {format::kStreamIndexFamily, family(shape::stream_index)},
       {format::kEventIdsFamily, family(shape::by_id)},
       {format::kTimeIndexFamily, family(shape::sequential)},
   };
@@ -456,6 +461,15 @@ store_result<std::uint64_t> rocksdb_event_store::current_version(const std::stri
 
 store_result<std::uint64_t> rocksdb_event_store::stream_version(std::string_view stream) {
   rocksdb::ReadOptions ro;
+  // Versions start at 1 and the log is append-only, so a stream exists iff its version 1
+  // does: for a new stream (a claim's new learner) a point lookup, answered by the
+  // memtable and the bloom filters, saves creating an iterator over every file.
+  {
+    rocksdb::PinnableSlice first;
+    auto s = db_->Get(ro, stream_cf(), format::stream_index_key(stream, 1), &first);
+    if (s.IsNotFound()) return std::uint64_t{0};
+    if (!s.ok()) return rocks_error(s, "reading stream '" + std::string(stream) + "'");
+  }
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, stream_cf()));
   auto prefix = format::stream_index_prefix(stream);
   it->SeekForPrev(format::stream_index_key(stream, UINT64_MAX));

@@ -19,6 +19,7 @@
 #include "domain/password.h"
 #include "domain/streams.h"
 #include "domain/text.h"
+#include "service/learner_ids_ahead.h"
 #include "service/password_hash.h"
 
 namespace passage::service {
@@ -177,7 +178,8 @@ struct command_service::impl {
         claims(o.max_cached_aggregates),
         orgs(o.max_cached_aggregates),
         tracks(o.max_cached_aggregates),
-        learners(o.max_cached_aggregates) {}
+        learners(o.max_cached_aggregates),
+        fresh_learners(k, o.learner_keys_ahead) {}
 
   eventstore::event_store& store;
   const eventstore::event_codec& codec;
@@ -204,11 +206,14 @@ struct command_service::impl {
   // Codes of invites created here that the read side may not show yet.
   std::mutex codes_mu;
   std::unordered_map<std::string, invite_ref> pending_codes;
-  // Seeds of claims made here, so their plays need no read-side lookup.
+  // Seeds of claims made here until the read side shows them, so their first plays need
+  // no read-side lookup.
   std::mutex seeds_mu;
   std::unordered_map<uuid, domain::invite_claimed> claim_seeds;
 
   worker retries;
+  // New learners' ids with their keys made (durably) ahead of the claims that use them.
+  learner_ids_ahead fresh_learners;
 
   // Claims by code and by personal link share this path (invitation_id: the link's).
   void claim_on(invite_ref ref, claim_input input, std::optional<uuid> invitation_id,
@@ -1043,9 +1048,11 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
           const domain::invite_state& s,
           timestamp now) mutable -> domain::domain_result<plan<domain::invite_state>> {
         cmd.claim_id_ = uuid::random();
-        cmd.new_learner_id_ = uuid::random();
+        // Its key is already durable: this commit needs no key-store fsync.
+        cmd.new_learner_id_ = self->fresh_learners.take();
         cmd.new_password_setup_id_ = uuid::random();
         auto d = domain::decide(s, cmd, now);
+        if (!d || !d->learner_registered_) self->fresh_learners.give_back(cmd.new_learner_id_);
         if (!d) return d.error();
         if (d->learner_registered_ && !subject.empty()) {
           // Another invite's claim may have registered this email since the
@@ -1065,6 +1072,7 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
           if (known) {
             cmd.existing_learner_id_ = known;
             d = domain::decide(s, cmd, now);
+            if (!d || !d->learner_registered_) self->fresh_learners.give_back(cmd.new_learner_id_);
             if (!d) return d.error();
           }
         }
@@ -1099,11 +1107,13 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
           r.claim = c;
           r.learner_token = self->tokens.issue({org_id, c.learner_id_});
           std::optional<domain::claim_state> progress;
+          std::optional<uuid> seeded;
           if (decision.outcome_ == domain::claim_outcome::claimed) {
             for (const auto& e : decision.events_) {
               if (auto* ic = std::get_if<domain::invite_claimed>(&e)) {
                 std::lock_guard lk(self->seeds_mu);
                 self->claim_seeds[ic->claim_id_] = *ic;
+                seeded = ic->claim_id_;
               }
             }
           } else {
@@ -1119,11 +1129,20 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
             if (cs) progress = *cs;
           }
           r.tracks = self->tracks_of(c, progress);
-          if (w.position != 0 && (decision.learner_registered_ || lead_captured)) {
-            self->facts.when_applied(w.position, [self, subject] {
-              std::lock_guard lk(self->learners_mu);
-              self->pending_learners.erase(subject);
-              self->pending_leads.erase(subject);
+          const bool reserved = decision.learner_registered_ || lead_captured;
+          if (w.position != 0 && (reserved || seeded)) {
+            // Once the read side shows the claim, it answers for it: the seed goes (kept,
+            // it would grow by one event per claim for the life of the process).
+            self->facts.when_applied(w.position, [self, subject, reserved, seeded] {
+              if (seeded) {
+                std::lock_guard lk(self->seeds_mu);
+                self->claim_seeds.erase(*seeded);
+              }
+              if (reserved) {
+                std::lock_guard lk(self->learners_mu);
+                self->pending_learners.erase(subject);
+                self->pending_leads.erase(subject);
+              }
             });
           }
           done(std::move(r));

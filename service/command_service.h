@@ -164,6 +164,10 @@ struct command_service_options {
   // Told the email of a learner being forgotten, after its keys were destroyed, so copies
   // of personal data outside the log (the mailer's .eml outbox) go too. Default: none.
   std::function<void(const uuid& org_id, const std::string& email)> on_email_forgotten;
+  // New learners' ids (and their data keys) made ahead of the claims that register them,
+  // per synced batch in the background, so those claims' commits need no key fsync
+  // (service/learner_ids_ahead.h). 0 disables it. Default: 512.
+  std::size_t learner_keys_ahead = 512;
 };
 
 // "psk_" + 40 random hex characters, and its lower-case hex SHA-256.

@@ -174,6 +174,40 @@ TEST(codec_json, every_event_round_trips_through_plain_json) {
   }
 }
 
+// encode() writes its text directly; the bytes must stay nlohmann's (an idempotent
+// re-append compares stored data byte for byte, and old and new builds share one log).
+TEST(codec_json, direct_text_is_byte_for_byte_what_nlohmann_writes) {
+  auto all = samples();
+  // Strings that need escaping, non-ASCII text, an empty block, nulls, a hash beside
+  // other personal data.
+  auto tricky = claimed();
+  tricky.personal_data_.first_name_ = "Zo\xc3\xab \xe6\x97\xa5\xe6\x9c\xac \"q\" \\ /";
+  tricky.personal_data_.last_name_ = std::string("ctl\x01\x1f\b\f\n\r\t\x7f end\0x", 17);
+  tricky.personal_data_.answers_ = {{"z", "last"}, {"A", ""}, {"a\"b", "\xe2\x82\xac"}};
+  tricky.personal_data_.password_hash_ = "scrypt$x";
+  auto anonymous = claimed();
+  anonymous.personal_data_ = {};
+  auto sparse = samples().at("InviteCreated");
+  std::get<d::invite_created>(sparse).duplicated_from_.reset();
+  std::get<d::invite_created>(sparse).settings_.tracks_.clear();
+  std::vector<d::event> events = {tricky, anonymous, sparse};
+  // Times written digit by digit: before 1970, at a day's last microsecond, whole seconds,
+  // outside years 0-9999 (written by format_rfc3339 itself).
+  using namespace std::chrono;
+  for (auto t : {timestamp(microseconds(-1)), timestamp(microseconds(-86'400'000'001)),
+                 timestamp(sys_days(2026y / 12 / 31) + hours(23) + minutes(59) + seconds(59) +
+                           microseconds(999'999)),
+                 timestamp(sys_days(2026y / 1 / 1) + seconds(7)),
+                 timestamp(sys_days(year(10000) / 1 / 1)), timestamp(sys_days(year(-1) / 1 / 1)),
+                 timestamp(sys_days(year(1) / 2 / 3) + microseconds(10))}) {
+    events.push_back(d::organization_created{org, "Acme", t});
+  }
+  for (const auto& [type, e] : all) events.push_back(e);
+  for (const auto& e : events) {
+    EXPECT_EQ(to_json_text(e), to_json(e).dump()) << d::event_type(e);
+  }
+}
+
 TEST(codec_json, invite_claimed_has_the_contract_field_names) {
   json j = to_json(claimed());
   std::set<std::string> keys;
@@ -240,6 +274,18 @@ TEST_F(codec_test, every_event_round_trips_through_encode_and_decode) {
     ASSERT_TRUE(dec) << dec.error().message;
     EXPECT_FALSE(dec->forgotten);
     EXPECT_TRUE(dec->event == e) << type << ": " << enc->data;
+  }
+}
+
+TEST_F(codec_test, stored_data_is_the_plain_json_with_the_envelope_in_place) {
+  for (const auto& [type, e] : samples()) {
+    auto enc = codec_.encode(e, meta());
+    ASSERT_TRUE(enc) << enc.error().message;
+    json expected = to_json(e);
+    if (d::personal_data_of(e) != nullptr) {
+      expected["personal_data"] = json::parse(enc->data)["personal_data"];
+    }
+    EXPECT_EQ(enc->data, expected.dump()) << type;
   }
 }
 

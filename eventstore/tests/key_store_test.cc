@@ -148,6 +148,31 @@ TEST_P(key_store_contract, concurrent_callers_agree_on_one_key_per_subject) {
   }
 }
 
+TEST_P(key_store_contract, create_ahead_makes_keys_that_get_or_create_then_returns) {
+  ASSERT_TRUE(keys_->get_or_create("learner:old"));
+  auto old = keys_->find("learner:old");
+  ASSERT_TRUE(old && *old);
+  ASSERT_TRUE(keys_->get_or_create("learner:gone"));
+  ASSERT_TRUE(keys_->destroy("learner:gone"));
+
+  ASSERT_TRUE(keys_->create_ahead({"learner:a", "learner:b", "learner:old", "learner:gone"}));
+  auto a = keys_->find("learner:a");
+  auto b = keys_->find("learner:b");
+  ASSERT_TRUE(a && *a && b && *b);
+  EXPECT_NE(**a, **b);
+  auto a_again = keys_->get_or_create("learner:a");
+  ASSERT_TRUE(a_again);
+  EXPECT_EQ(*a_again, **a);
+  // An existing key is kept and a destroyed one stays destroyed.
+  auto old_again = keys_->find("learner:old");
+  ASSERT_TRUE(old_again && *old_again);
+  EXPECT_EQ(**old_again, **old);
+  EXPECT_TRUE(keys_->is_destroyed("learner:gone"));
+  EXPECT_FALSE(keys_->get_or_create("learner:gone"));
+  EXPECT_FALSE(keys_->create_ahead({"learner:c", ""})) << "an invalid subject fails the call";
+  EXPECT_TRUE(keys_->create_ahead({})) << "nothing to make";
+}
+
 INSTANTIATE_TEST_SUITE_P(stores, key_store_contract, ::testing::Values(true, false),
                          [](const auto& info) { return info.param ? "rocksdb" : "memory"; });
 
@@ -188,6 +213,32 @@ TEST(rocksdb_key_store, deferred_new_keys_are_durable_after_sync) {
   ASSERT_TRUE(k);
   ASSERT_TRUE(*k);
   EXPECT_EQ(**k, k1);
+}
+
+TEST(rocksdb_key_store, keys_created_ahead_survive_a_reopen_with_deferred_syncing) {
+  testing::temp_dir dir;
+  data_key k1{};
+  {
+    // Deferred syncing of new keys does not apply: create_ahead writes synced, so no
+    // sync() (the event store's before_commit hook) is needed for these keys.
+    auto keys = open_key_store({.path = dir.sub("keys"), .sync_new_keys = false});
+    ASSERT_TRUE(keys);
+    ASSERT_TRUE((*keys)->create_ahead({"learner:1", "learner:2"}));
+    auto k = (*keys)->get_or_create("learner:1");
+    ASSERT_TRUE(k);
+    k1 = *k;
+  }
+  auto keys = open_at(dir.sub("keys"));
+  auto k = keys->find("learner:1");
+  ASSERT_TRUE(k && *k);
+  EXPECT_EQ(**k, k1);
+  auto k2 = keys->find("learner:2");
+  ASSERT_TRUE(k2 && *k2);
+  // Crypto-shredding works as for any key: destroyed, its bytes leave every file.
+  ASSERT_TRUE(keys->destroy("learner:1"));
+  EXPECT_TRUE(files_holding(dir.sub("keys"), k1).empty())
+      << joined(files_holding(dir.sub("keys"), k1));
+  EXPECT_FALSE(files_holding(dir.sub("keys"), **k2).empty());
 }
 
 TEST(rocksdb_key_store, a_small_cache_still_answers_correctly) {

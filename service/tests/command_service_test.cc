@@ -42,6 +42,16 @@ class fake_facts final : public fact_source {
     deferred_.push_back(std::move(fn));
   }
 
+  // The read side catches up: runs the kept when_applied callbacks.
+  void catch_up() {
+    std::vector<std::function<void()>> fns;
+    {
+      std::lock_guard lk(mu_);
+      fns.swap(deferred_);
+    }
+    for (auto& fn : fns) fn();
+  }
+
   void add(const std::string& code, invite_ref ref) {
     std::lock_guard lk(mu_);
     codes_[code] = ref;
@@ -218,6 +228,30 @@ TEST_F(command_service_test, PlaysStopAtTheLimitAndNeedTheLearnersToken) {
   ASSERT_TRUE(other);
   auto stolen = play(other->learner_token);
   ASSERT_FALSE(stolen) << "another learner's token must not play this claim";
+}
+
+// A new claim's first play needs no read side (the service keeps the claim's seed), but
+// only until the read side shows the claim: then it answers, and the seed is dropped (kept,
+// seeds would grow by one per claim for the life of the process).
+TEST_F(command_service_test, AClaimsSeedIsKeptOnlyUntilTheReadSideShowsIt) {
+  register_track("k8s-basics");
+  auto invite = create_invite(0, 2);
+  auto played = claim(invite.code, "ada@example.com");
+  auto unplayed = claim(invite.code, "bob@example.com");
+  ASSERT_TRUE(played && unplayed);
+  auto play = [&](const claim_result& c) {
+    return wait<play_result>([&](auto cb) {
+      svc_->play(c.claim->claim_id_, c.learner_token, "k8s-basics", {"test", ""}, cb);
+    });
+  };
+  ASSERT_TRUE(play(*played)) << "the seed answers before the read side shows the claim";
+  facts_.catch_up();
+  // This fake read side knows no claims: a play now depends on it, so it finds none.
+  auto after = play(*unplayed);
+  ASSERT_FALSE(after);
+  EXPECT_EQ(after.error().code, "not_found");
+  // A claim already loaded stays cached as an aggregate; the seed only started it.
+  EXPECT_TRUE(play(*played));
 }
 
 TEST_F(command_service_test, StaleCacheIsReloadedAndTheCommandRetried) {
