@@ -337,8 +337,8 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   command_options.personal_link_secret = derive_key(*secret, "personal-link");
   command_options.password_setup_secret = derive_key(*secret, "password-setup");
   // Forgetting a learner also deletes the .eml copies of mails to them (SPEC §6).
-  command_options.on_email_forgotten = [raw = im.get()](const uuid&, const std::string& email) {
-    if (raw->mailer) raw->mailer->forget_address(email);
+  command_options.on_email_forgotten = [raw = im.get()](const uuid& org, const std::string& email) {
+    if (raw->mailer) raw->mailer->forget_email(org, email);
   };
   im->commands = std::make_unique<service::command_service>(
       *im->store, *im->codec, *im->keys, *im->facts, *im->clock,

@@ -129,7 +129,7 @@ struct mailer::state {
   std::unique_ptr<eventstore::subscription> subscription;
   std::thread reminders;
   std::mutex send_mu;                 // the transport is used by one thread at a time
-  std::mutex forgotten_mu;            // forgotten_learners and the `o:` index
+  std::mutex forgotten_mu;            // forgotten_learners and the outbox index (`a:`, `s:`)
   std::set<uuid> forgotten_learners;  // forgotten while running
   mutable std::mutex jobs_mu;         // read-modify-write of job records
 
@@ -248,51 +248,32 @@ struct mailer::state {
         tpl, {{"title", facts.title}, {"description", facts.public_description}, {"link", link}},
         opt.from, inv.personal_data_.email_,
         "<" + mail_id(kind, rec.event_id).to_string() + "@passage>");
-    return send_with_retries(message, rec, inv.learner_id_);
+    return send_with_retries(message, rec, inv.org_id_, inv.learner_id_);
   }
 
-  // Sends `message` (made for the event `rec`), retrying with backoff up to max_attempts;
-  // nullopt when stopping interrupted it. A mail to a known `learner` is indexed
-  // (`o:<learner id><message id>`) so forget_learner() can discard the transport's copy,
-  // and is not sent once that learner was forgotten.
+  // Sends `message` (made for the event `rec` of `org`), retrying with backoff up to
+  // max_attempts; nullopt when stopping interrupted it. The mail is indexed under its
+  // recipient's address (outbox index) so that forgetting them discards the transport's
+  // copy, and is not sent once the known `learner` was forgotten.
   std::optional<outcome> send_with_retries(const mail_message& message,
-                                           const eventstore::recorded_event& rec,
+                                           const eventstore::recorded_event& rec, const uuid& org,
                                            std::optional<uuid> learner) {
+    const std::vector<named_address> named{{codec.email_subject(org, message.to), rec.position}};
     outcome o;
     auto backoff = opt.initial_backoff;
     for (o.attempts = 1;; ++o.attempts) {
       const std::string wire = to_rfc5322(message, clk->now());
-      bool forgotten_now = false;
-      auto r = [&]() -> result<void, std::string> {
-        if (learner) {
-          std::lock_guard lk(forgotten_mu);
-          forgotten_now = forgotten_learners.count(*learner) > 0;
-          if (forgotten_now) return {};
-        }
-        auto sent = [&] {
-          std::lock_guard lk(send_mu);  // the subscription and the reminder thread share it
-          return transport->send(message, wire);
-        }();
-        if (sent && learner) {
-          // Forgotten while it was sent: its copy goes at once; else it is indexed for
-          // forget(). Both under forgotten_mu, so one of the two always sees the other.
-          std::lock_guard lk(forgotten_mu);
-          if (forgotten_learners.count(*learner)) {
-            transport->discard(message.message_id);
-          } else {
-            rocksdb::WriteBatch b;
-            b.Put(slice(key('o', *learner) + message.message_id), slice(""));
-            write(b, false);
-          }
-        }
-        return sent;
-      }();
-      if (forgotten_now) {
+      if (!index_mail(message.message_id, named, learner)) {
         o.error = "recipient forgotten";
         o.forgotten = true;
         break;
       }
+      auto r = [&] {
+        std::lock_guard lk(send_mu);  // the subscription and the reminder thread share it
+        return transport->send(message, wire);
+      }();
       if (r) {
+        discard_if_forgotten(message.message_id, named);
         o.sent = true;
         break;
       }
@@ -461,22 +442,98 @@ struct mailer::state {
     return append_outcome(mail_kind::invitation, rec, inv, *o);
   }
 
-  // ---- forgotten learners ----------------------------------------------------
+  // ---- forgotten learners: the outbox index ---------------------------------
 
-  // Discards the transport's copies of the mails sent to `learner_id` (the .eml files)
-  // and sends none to them from now on.
-  void forget(const uuid& learner_id) {
+  static std::string index_prefix(std::string_view subject) {
+    return "a:" + std::string(subject) + "|";
+  }
+
+  // Indexes the mail `message_id` under every address it names (their email subjects),
+  // before it is handed to the transport, so a forget from then on finds its copy. The
+  // recipient's learner mapping is kept too.
+  // False, and nothing written, when the known `learner` was forgotten already.
+  bool index_mail(std::string_view message_id, const std::vector<named_address>& named,
+                  std::optional<uuid> learner) {
+    std::lock_guard lk(forgotten_mu);
+    if (learner && forgotten_learners.count(*learner)) return false;
+    rocksdb::WriteBatch b;
+    for (const auto& n : named) {
+      b.Put(slice(index_prefix(n.subject) + std::string(message_id)),
+            slice(encode_position(n.position)));
+    }
+    if (learner && !named.empty()) b.Put(slice(key('s', *learner)), slice(named.front().subject));
+    // Not synced: the ledger write after the send is, and a mail whose ledger entry is
+    // lost in a crash is sent (and indexed) again.
+    write(b, false);
+    return true;
+  }
+
+  // After the transport accepted `message_id`: a forget that ran since the mail was
+  // rendered may have missed the copy being written. It destroys the keys before it
+  // purges, so an event that now decodes as forgotten tells: the copy goes at once.
+  void discard_if_forgotten(std::string_view message_id, const std::vector<named_address>& named) {
+    for (const auto& n : named) {
+      eventstore::log_filter f;
+      f.from_position = f.to_position = n.position;
+      auto found = store.read_all(f, 1);
+      if (!found || found->empty()) continue;
+      if (auto decoded = codec.decode(found->front()); decoded && decoded->forgotten) {
+        std::lock_guard lk(forgotten_mu);
+        transport->discard(message_id);
+        rocksdb::WriteBatch b;
+        for (const auto& m : named)
+          b.Delete(slice(index_prefix(m.subject) + std::string(message_id)));
+        write(b, false);
+        return;
+      }
+    }
+  }
+
+  // Discards the transport's copies of mails naming `subject` and drops their index
+  // entries; with `before`, only those of events before that log position. Under
+  // forgotten_mu. Returns how many.
+  std::size_t purge(std::string_view subject, std::optional<std::uint64_t> before) {
+    const std::string prefix = index_prefix(subject);
+    rocksdb::WriteBatch b;
+    std::size_t n = 0;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek(slice(prefix)); it->Valid() && it->key().starts_with(slice(prefix)); it->Next()) {
+      if (before && decode_position(it->value().ToStringView()) >= *before) continue;
+      transport->discard(it->key().ToStringView().substr(prefix.size()));
+      b.Delete(it->key());
+      ++n;
+    }
+    write(b, false);  // lost in a crash: the files are gone, discarding again is harmless
+    return n;
+  }
+
+  // The learner was forgotten (at log position `at`, when replaying LearnerForgotten):
+  // no mail to them from now on, and the copies of mails naming their address go.
+  void forget(const uuid& learner_id, std::optional<std::uint64_t> at) {
     std::lock_guard lk(forgotten_mu);
     forgotten_learners.insert(learner_id);
     if (!db) return;
-    const std::string prefix = key('o', learner_id);
+    std::string subject;
+    if (!db->Get(rocksdb::ReadOptions(), slice(key('s', learner_id)), &subject).ok()) return;
+    purge(subject, at);
+  }
+
+  std::size_t forget_email(const uuid& org_id, std::string_view email) {
+    std::lock_guard lk(forgotten_mu);
+    if (!db) return 0;
+    return purge(codec.email_subject(org_id, email), std::nullopt);
+  }
+
+  // Keeps the address of a new learner (its keyed hash), for LearnerForgotten.
+  void learn_learner(const eventstore::recorded_event& rec) {
+    auto decoded = codec.decode(rec);
+    if (!decoded || decoded->forgotten) return;  // too late: the live forget covered it
+    const auto& r = std::get<d::learner_registered>(decoded->event);
+    if (r.personal_data_.email_.empty()) return;
     rocksdb::WriteBatch b;
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
-    for (it->Seek(slice(prefix)); it->Valid() && it->key().starts_with(slice(prefix)); it->Next()) {
-      transport->discard(it->key().ToStringView().substr(prefix.size()));
-      b.Delete(it->key());
-    }
-    write(b, false);  // lost in a crash: the files are gone, discarding again is harmless
+    b.Put(slice(key('s', r.learner_id_)),
+          slice(codec.email_subject(r.org_id_, r.personal_data_.email_)));
+    write(b, false);
   }
 
   // ---- welcome mails ---------------------------------------------------------
@@ -518,7 +575,7 @@ struct mailer::state {
       auto message = welcome_message(
           w, {title, opt.password_link(w.learner_id_, w.setup_id_)}, opt.templates_dir, opt.from,
           "<" + mail_id(mail_kind::welcome, rec.event_id).to_string() + "@passage>");
-      o = send_with_retries(message, rec, w.learner_id_);
+      o = send_with_retries(message, rec, w.org_id_, w.learner_id_);
       if (!o) return false;
     }
     rocksdb::WriteBatch b;
@@ -662,17 +719,21 @@ struct mailer::state {
 
   // ---- claim digests --------------------------------------------------------
 
-  // One mail with the retries and backoff of every mail; nullopt when stopping.
-  std::optional<digest_delivery> send_with_retries(const mail_message& message) {
+  // One mail with the retries and backoff of every mail, indexed under the addresses it
+  // names (the claimants a digest lists); nullopt when stopping.
+  std::optional<digest_delivery> send_with_retries(const mail_message& message,
+                                                   const std::vector<named_address>& named) {
     digest_delivery o;
     auto backoff = opt.initial_backoff;
     for (int attempt = 1;; ++attempt) {
       const std::string wire = to_rfc5322(message, clk->now());
+      (void)index_mail(message.message_id, named, std::nullopt);
       auto r = [&] {
         std::lock_guard lk(send_mu);
         return transport->send(message, wire);
       }();
       if (r) {
+        discard_if_forgotten(message.message_id, named);
         o.sent = true;
         break;
       }
@@ -720,9 +781,12 @@ struct mailer::state {
           save_checkpoint(true);
           return false;
         }
+      } else if (rec.type == d::learner_registered::type_name) {
+        learn_learner(rec);
       } else if (rec.type == d::learner_forgotten::type_name) {
-        // Also after a restart: forget_learner() may not have run before a crash.
-        if (auto id = uuid::parse(std::string_view(rec.stream).substr(8))) forget(*id);
+        // Also after a restart: the command side's purge may not have run before a crash.
+        if (auto id = uuid::parse(std::string_view(rec.stream).substr(8)))
+          forget(*id, rec.position);
       } else if (rec.type == d::password_setup_issued::type_name) {
         if (is_stopping() || !handle_welcome(rec)) {
           save_checkpoint(true);
@@ -759,7 +823,9 @@ result<void, consumer_error> mailer::start() {
         s_->store, s_->codec, *s_->db, *s_->clk,
         claim_digest_options{s_->opt.claim_digest_window, s_->opt.from, s_->opt.templates_dir,
                              !st.ok()},
-        [raw](const mail_message& m) { return raw->send_with_retries(m); },
+        [raw](const mail_message& m, const std::vector<named_address>& named) {
+          return raw->send_with_retries(m, named);
+        },
         [raw](const std::string& stream, eventstore::new_event e) {
           return raw->append_with_retries(stream, e);
         });
@@ -777,6 +843,7 @@ result<void, consumer_error> mailer::start() {
   if (s_->opt.password_link) {
     so.filter.types.push_back(std::string(d::password_setup_issued::type_name));
   }
+  so.filter.types.push_back(std::string(d::learner_registered::type_name));
   so.filter.types.push_back(std::string(d::learner_forgotten::type_name));
   so.max_batch = 256;
   auto* st = s_.get();
@@ -862,12 +929,12 @@ mailer_stats mailer::stats() const {
 
 std::string mailer::transport() const { return s_->transport->describe(); }
 
-void mailer::forget_learner(const uuid& learner_id) { s_->forget(learner_id); }
+void mailer::forget_learner(const uuid& learner_id) { s_->forget(learner_id, std::nullopt); }
 
-std::size_t mailer::forget_address(std::string_view address) {
-  // Not under send_mu: an SMTP send may hold it for its whole timeout, and forget_address
-  // only touches files, each written whole by a rename.
-  return s_->transport->forget_address(address);
+std::size_t mailer::forget_email(const uuid& org_id, std::string_view email) {
+  // Not under send_mu: an SMTP send may hold it for its whole timeout; the index and the
+  // files are safe without it (discard_if_forgotten closes the race with a send).
+  return s_->forget_email(org_id, email);
 }
 
 }  // namespace passage::consumers
