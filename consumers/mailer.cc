@@ -538,6 +538,20 @@ struct mailer::state {
 
   // ---- welcome mails ---------------------------------------------------------
 
+  // The first name the learner registered with, decrypted now, for a welcome mail whose
+  // event carries none (a link staff sent again: the learner aggregate keeps no name).
+  // "" when unknown or forgotten (the mail then greets "there", if it goes at all).
+  std::string first_name_of(const d::password_setup_issued& w) {
+    auto first = store.read_stream(d::learner_stream(w.learner_id_), 1,
+                                   eventstore::read_direction::forward, 1);
+    if (!first || first->empty() || first->front().type != d::learner_registered::type_name) {
+      return {};
+    }
+    auto decoded = codec.decode(first->front());
+    if (!decoded || decoded->forgotten) return {};
+    return std::get<d::learner_registered>(decoded->event).personal_data_.first_name_;
+  }
+
   // The welcome mail of a new account (PasswordSetupIssued): ledgered under the event id,
   // its outcome in the stream job-<setup id>. False when stopping interrupted it.
   bool handle_welcome(const eventstore::recorded_event& rec) {
@@ -547,7 +561,7 @@ struct mailer::state {
                     decoded.error().message);
       return true;
     }
-    const auto w = std::get<d::password_setup_issued>(decoded->event);
+    auto w = std::get<d::password_setup_issued>(decoded->event);
     auto append = [&](const outcome& o) {
       d::personal_data to;
       to.email_ = w.personal_data_.email_;
@@ -572,6 +586,7 @@ struct mailer::state {
     } else if (!o) {
       std::string title;
       if (w.invite_id_) title = invite(*w.invite_id_).title;
+      if (w.personal_data_.first_name_.empty()) w.personal_data_.first_name_ = first_name_of(w);
       auto message = welcome_message(
           w, {title, opt.password_link(w.learner_id_, w.setup_id_)}, opt.templates_dir, opt.from,
           "<" + mail_id(mail_kind::welcome, rec.event_id).to_string() + "@passage>");
