@@ -123,6 +123,8 @@ class eml_transport final : public mail_transport {
     std::filesystem::remove(path_of(message_id), ec);
   }
 
+  bool keeps_copies() const override { return true; }
+
   std::string describe() const override { return "eml:" + folder_; }
 
  private:

@@ -29,6 +29,9 @@ class mail_transport {
   // reach: nothing to do. Default: nothing. Unlike send(), may run on any thread, also
   // while a send of another message is running.
   virtual void discard(std::string_view message_id) { (void)message_id; }
+  // Whether sent mails stay here (so discard() has something to remove and the mailer
+  // indexes them for forgetting). Default: false.
+  virtual bool keeps_copies() const { return false; }
   // "smtp://host:port" or "eml:<folder>", for logs and /v1/system.
   virtual std::string describe() const = 0;
 };

@@ -450,12 +450,13 @@ struct mailer::state {
 
   // Indexes the mail `message_id` under every address it names (their email subjects),
   // before it is handed to the transport, so a forget from then on finds its copy. The
-  // recipient's learner mapping is kept too.
-  // False, and nothing written, when the known `learner` was forgotten already.
+  // recipient's learner mapping is kept too. Nothing to index when the transport keeps no
+  // copies (SMTP). False, and nothing written, when the known `learner` was forgotten.
   bool index_mail(std::string_view message_id, const std::vector<named_address>& named,
                   std::optional<uuid> learner) {
     std::lock_guard lk(forgotten_mu);
     if (learner && forgotten_learners.count(*learner)) return false;
+    if (!transport->keeps_copies()) return true;
     rocksdb::WriteBatch b;
     for (const auto& n : named) {
       b.Put(slice(index_prefix(n.subject) + std::string(message_id)),
@@ -472,6 +473,7 @@ struct mailer::state {
   // rendered may have missed the copy being written. It destroys the keys before it
   // purges, so an event that now decodes as forgotten tells: the copy goes at once.
   void discard_if_forgotten(std::string_view message_id, const std::vector<named_address>& named) {
+    if (!transport->keeps_copies()) return;
     for (const auto& n : named) {
       eventstore::log_filter f;
       f.from_position = f.to_position = n.position;
@@ -508,7 +510,8 @@ struct mailer::state {
   }
 
   // The learner was forgotten (at log position `at`, when replaying LearnerForgotten):
-  // no mail to them from now on, and the copies of mails naming their address go.
+  // no mail to them from now on, and the copies of mails naming their address go, and so
+  // does the learner's mapping to it.
   void forget(const uuid& learner_id, std::optional<std::uint64_t> at) {
     std::lock_guard lk(forgotten_mu);
     forgotten_learners.insert(learner_id);
@@ -516,6 +519,9 @@ struct mailer::state {
     std::string subject;
     if (!db->Get(rocksdb::ReadOptions(), slice(key('s', learner_id)), &subject).ok()) return;
     purge(subject, at);
+    rocksdb::WriteBatch b;
+    b.Delete(slice(key('s', learner_id)));
+    write(b, false);
   }
 
   std::size_t forget_email(const uuid& org_id, std::string_view email) {
@@ -858,7 +864,11 @@ result<void, consumer_error> mailer::start() {
   if (s_->opt.password_link) {
     so.filter.types.push_back(std::string(d::password_setup_issued::type_name));
   }
-  so.filter.types.push_back(std::string(d::learner_registered::type_name));
+  // Registrations only feed the outbox index (learner -> address), which a transport
+  // that keeps no copies does not need.
+  if (s_->transport->keeps_copies()) {
+    so.filter.types.push_back(std::string(d::learner_registered::type_name));
+  }
   so.filter.types.push_back(std::string(d::learner_forgotten::type_name));
   so.max_batch = 256;
   auto* st = s_.get();

@@ -33,6 +33,7 @@
 // subject (`a:`): invitations and reminders to the address (also those sent before it
 // was a learner's), welcome mails, and claim digests that list the learner (a digest is
 // the staff's mail, but its copy would keep the name and address: it is deleted whole).
+// Only a transport that keeps copies (.eml) is indexed: SMTP keeps none, so nothing grows.
 // The purge runs when the command side forgets the learner (forget_email, forget_learner)
 // and again when the mailer reaches LearnerForgotten in the log, so a crash in between
 // cannot leave copies behind; on that replay it spares mails of events after the
