@@ -464,7 +464,8 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
                             {"reminders_skipped", mail.reminders_skipped},
                             {"digests_sent", mail.digests_sent},
                             {"digest_claims", mail.digest_claims},
-                            {"digests_skipped", mail.digests_skipped}}}};
+                            {"digests_skipped", mail.digests_skipped},
+                            {"outbox_upgraded", mail.outbox_upgraded}}}};
   };
   api::v1::register_routes(*im->router, deps);
   web::register_routes(*im->router);  // the console and the learner page's assets

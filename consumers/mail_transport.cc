@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 
 namespace passage::consumers {
@@ -124,6 +125,22 @@ class eml_transport final : public mail_transport {
   }
 
   bool keeps_copies() const override { return true; }
+
+  std::vector<std::string> kept_copies() const override {
+    std::vector<std::string> ids;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(folder_, ec), end; !ec && it != end;
+         it.increment(ec)) {
+      if (it->path().extension() == ".eml") ids.push_back("<" + it->path().stem().string() + ">");
+    }
+    return ids;
+  }
+
+  std::optional<std::string> read_copy(std::string_view message_id) const override {
+    std::ifstream in(path_of(message_id), std::ios::binary);
+    if (!in) return std::nullopt;
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
 
   std::string describe() const override { return "eml:" + folder_; }
 

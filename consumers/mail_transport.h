@@ -9,8 +9,10 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.h"
 #include "consumers/mail_message.h"
@@ -32,6 +34,14 @@ class mail_transport {
   // Whether sent mails stay here (so discard() has something to remove and the mailer
   // indexes them for forgetting). Default: false.
   virtual bool keeps_copies() const { return false; }
+  // The message ids ("<…@passage>") of the copies kept, and the text of one of them
+  // (nullopt: gone): for the mailer's one-time indexing of an outbox written before it
+  // kept an index (mailer.h, "Upgrade"). Defaults: none.
+  virtual std::vector<std::string> kept_copies() const { return {}; }
+  virtual std::optional<std::string> read_copy(std::string_view message_id) const {
+    (void)message_id;
+    return std::nullopt;
+  }
   // "smtp://host:port" or "eml:<folder>", for logs and /v1/system.
   virtual std::string describe() const = 0;
 };

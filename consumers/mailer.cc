@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <condition_variable>
 #include <filesystem>
 #include <map>
@@ -30,6 +31,10 @@ using nlohmann::json;
 namespace d = domain;
 
 constexpr std::string_view checkpoint_key = "m:cp";
+// The state's format: absent = written before the outbox index by address (format 1:
+// `o:<learner id><message id>` entries, unindexed copies); "2" = the `a:` / `s:` index.
+constexpr std::string_view format_key = "m:format";
+constexpr std::string_view current_format = "2";
 
 std::string encode_position(std::uint64_t p) {
   std::string s(8, '\0');
@@ -54,6 +59,51 @@ rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
 
 consumer_error db_error(const std::string& what, const rocksdb::Status& s) {
   return {errc::checkpoint, "mailer state: " + what + ": " + s.ToString()};
+}
+
+// The decoded text/plain part of a mail as to_rfc5322() writes it (base64 body); "" when
+// it has none.
+std::string text_part(std::string_view wire) {
+  const auto at = wire.find("Content-Type: text/plain");
+  if (at == std::string_view::npos) return {};
+  auto body = wire.find("\r\n\r\n", at);
+  if (body == std::string_view::npos) return {};
+  body += 4;
+  const auto end = wire.find("\r\n--", body);
+  std::string in(wire.substr(body, end == std::string_view::npos ? end : end - body));
+  std::erase_if(in, [](char c) { return c == '\r' || c == '\n'; });
+  std::string out(in.size() / 4 * 3 + 3, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
+  if (n < 0) return {};
+  for (auto it = in.rbegin(); it != in.rend() && *it == '='; ++it) --n;
+  out.resize(static_cast<std::size_t>(std::max(n, 0)));
+  return out;
+}
+
+// Every word of `text` shaped like an address (local@domain.tld), as a digest lists its
+// claimants ("Name <email>" or the bare email).
+std::vector<std::string> addresses_in(std::string_view text) {
+  auto local = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           std::string_view("._%+-'").find(c) != std::string_view::npos;
+  };
+  auto domain_char = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-';
+  };
+  std::vector<std::string> found;
+  for (auto at = text.find('@'); at != std::string_view::npos; at = text.find('@', at + 1)) {
+    auto b = at;
+    while (b > 0 && local(text[b - 1])) --b;
+    auto e = at + 1;
+    while (e < text.size() && domain_char(text[e])) ++e;
+    while (e > at + 1 && text[e - 1] == '.') --e;
+    const auto domain = text.substr(at + 1, e - at - 1);
+    if (b < at && domain.find('.') != std::string_view::npos)
+      found.emplace_back(text.substr(b, e - b));
+  }
+  return found;
 }
 
 // Facts of an invite a mail shows (its public title and description).
@@ -146,6 +196,7 @@ struct mailer::state {
 
   std::atomic<std::uint64_t> checkpoint_shown{0}, sent{0}, failed{0}, attempts_failed{0},
       reminders_sent{0}, reminders_skipped{0};
+  std::size_t outbox_upgraded = 0;  // copies indexed by upgrade_state() at this start
 
   // ---- state store ----------------------------------------------------------
 
@@ -530,6 +581,112 @@ struct mailer::state {
     return purge(codec.email_subject(org_id, email), std::nullopt);
   }
 
+  // ---- upgrade: a state written before the outbox index (format 1) ------------
+
+  // Once, on the first start over a state without `m:format` (written by a build before
+  // the outbox index, or a state folder lost): the copies the transport keeps are indexed
+  // by the addresses they name, found through their outcome events in the log (EmailSent
+  // carries the org, the recipient's address, and the message id that names the file);
+  // a claim digest's claimants are read from its text. The learners' addresses (`s:`)
+  // come from LearnerRegistered. A copy whose EmailSent decodes as forgotten, or that an
+  // old `o:` entry ties to a learner forgotten since, goes now. The old `o:` entries are
+  // dropped and the format recorded in the same synced write. Returns how many copies were
+  // indexed.
+  result<std::size_t, consumer_error> upgrade_state() {
+    std::string v;
+    auto st = db->Get(rocksdb::ReadOptions(), slice(format_key), &v);
+    if (st.ok()) return std::size_t{0};
+    if (!st.IsNotFound()) return db_error("read the state format", st);
+    std::lock_guard lk(forgotten_mu);
+    rocksdb::WriteBatch b;
+    std::set<std::string> copies;
+    if (transport->keeps_copies()) {
+      for (auto& id : transport->kept_copies()) copies.insert(std::move(id));
+    }
+    std::set<uuid> forgotten;  // learners with LearnerForgotten in the log
+    std::size_t indexed = 0, discarded = 0;
+    auto index = [&](const std::string& id, const uuid& org, std::string_view email,
+                     std::uint64_t position) {
+      b.Put(slice(index_prefix(codec.email_subject(org, email)) + id),
+            slice(encode_position(position)));
+    };
+    if (!copies.empty()) {
+      eventstore::log_filter f;
+      f.types = {std::string(d::email_sent::type_name),
+                 std::string(d::learner_registered::type_name),
+                 std::string(d::learner_forgotten::type_name)};
+      for (;;) {
+        auto page = store.read_all(f, 1024);
+        if (!page) {
+          return consumer_error{errc::store,
+                                "mailer upgrade: reading the log failed: " + page.error().message};
+        }
+        for (const auto& rec : *page) {
+          if (rec.type == d::learner_forgotten::type_name) {
+            if (auto id = uuid::parse(std::string_view(rec.stream).substr(8)))
+              forgotten.insert(*id);
+            continue;
+          }
+          auto decoded = codec.decode(rec);
+          if (!decoded) continue;
+          if (rec.type == d::learner_registered::type_name) {
+            const auto& r = std::get<d::learner_registered>(decoded->event);
+            if (!decoded->forgotten && !r.personal_data_.email_.empty()) {
+              b.Put(slice(key('s', r.learner_id_)),
+                    slice(codec.email_subject(r.org_id_, r.personal_data_.email_)));
+            }
+            continue;
+          }
+          const auto& sent = std::get<d::email_sent>(decoded->event);
+          const std::string id = "<" + sent.message_id_.to_string() + "@passage>";
+          if (!copies.count(id)) continue;
+          if (decoded->forgotten) {  // its recipient was forgotten: the copy goes
+            transport->discard(id);
+            ++discarded;
+          } else if (!sent.invitation_id_ && !sent.learner_id_) {
+            // A claim digest (the staff's mail): indexed under the claimants it lists.
+            const auto wire = transport->read_copy(id);
+            for (const auto& a : addresses_in(wire ? text_part(*wire) : ""))
+              index(id, sent.org_id_, a, rec.position);
+            ++indexed;
+          } else if (!sent.personal_data_.email_.empty()) {
+            index(id, sent.org_id_, sent.personal_data_.email_, rec.position);
+            ++indexed;
+          }
+          copies.erase(id);
+        }
+        if (page->size() < 1024) break;
+        f.from_position = page->back().position + 1;
+      }
+    }
+    // The old index: mails to known learners; a learner forgotten since loses them now
+    // (the old build's purge may not have run before it stopped).
+    const std::string old_prefix = "o:";
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek(slice(old_prefix)); it->Valid() && it->key().starts_with(slice(old_prefix));
+         it->Next()) {
+      const auto k = it->key().ToStringView();
+      if (k.size() > 18) {
+        uuid learner;
+        std::copy_n(k.data() + 2, 16, learner.bytes.begin());
+        if (forgotten.count(learner)) {
+          transport->discard(k.substr(18));
+          ++discarded;
+        }
+      }
+      b.Delete(it->key());
+    }
+    b.Put(slice(format_key), slice(current_format));
+    if (!write(b, true)) return consumer_error{errc::checkpoint, "mailer upgrade: write failed"};
+    if (indexed || discarded || !copies.empty()) {
+      spdlog::info(
+          "mailer: outbox indexed by address: {} copies indexed, {} of forgotten learners "
+          "removed, {} without an outcome in the log left unindexed",
+          indexed, discarded, copies.size());
+    }
+    return indexed;
+  }
+
   // Keeps the address of a new learner (its keyed hash), for LearnerForgotten.
   void learn_learner(const eventstore::recorded_event& rec) {
     auto decoded = codec.decode(rec);
@@ -839,6 +996,12 @@ result<void, consumer_error> mailer::start() {
     if (!st.ok() && !st.IsNotFound()) return db_error("read checkpoint", st);
     s_->checkpoint = st.ok() ? decode_position(v) : 0;
     s_->checkpoint_shown.store(s_->checkpoint);
+    auto upgraded = s_->upgrade_state();
+    if (!upgraded) {
+      s_->db.reset();
+      return upgraded.error();
+    }
+    s_->outbox_upgraded = *upgraded;
     auto* raw = s_.get();
     s_->digests = std::make_unique<claim_digest>(
         s_->store, s_->codec, *s_->db, *s_->clk,
@@ -944,6 +1107,7 @@ mailer_stats mailer::stats() const {
   mailer_stats st{s_->checkpoint_shown.load(), s_->sent.load(),
                   s_->failed.load(),           s_->attempts_failed.load(),
                   s_->reminders_sent.load(),   s_->reminders_skipped.load()};
+  st.outbox_upgraded = s_->outbox_upgraded;
   if (s_->digests) {
     st.digests_sent = s_->digests->digests_sent();
     st.digest_claims = s_->digests->claims_batched();

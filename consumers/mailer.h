@@ -13,6 +13,11 @@
 //                     the log position of the newest event that put it there (8 bytes)
 //   s:<learner id>    the learner's email subject (from LearnerRegistered), so that
 //                     LearnerForgotten alone finds the learner's mails
+//   m:format          "2": the state has the outbox index above. A state without it (the
+//                     build before kept `o:<learner id><message id>` and left other copies
+//                     unindexed) is upgraded once on start: the outbox copies are indexed
+//                     through their EmailSent events in the log (a digest's claimants from
+//                     its text), `s:` from LearnerRegistered, `o:` dropped, in one write
 //
 // An email subject is event_codec::email_subject(org, email): a keyed hash, never the
 // address itself.
@@ -136,6 +141,7 @@ struct mailer_stats {
   std::uint64_t digests_sent = 0;       // since start
   std::uint64_t digest_claims = 0;      // since start: claims added to a digest batch
   std::uint64_t digests_skipped = 0;    // since start: batches of invites that opted out
+  std::uint64_t outbox_upgraded = 0;    // at this start: copies indexed by the upgrade
 };
 
 // Owned by the app. start()/stop() from one controlling thread; job(), register_job() and

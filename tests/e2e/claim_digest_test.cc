@@ -11,6 +11,10 @@
 #include <map>
 #include <thread>
 
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include "consumers/state_db.h"
 #include "tests/e2e/node_fixture.h"
 #include "tests/support/received_mail.h"
 #include "tests/support/smtp_sink.h"
@@ -501,6 +505,115 @@ TEST_F(EmlForgetTest, ADigestNamingAForgottenClaimantIsDropped) {
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (e.path().extension() == ".eml") bytes += parse_received_mail(bytes).text;
     for (const char* secret : {"zelda.quartermaine", "Zeldarine", "Quartermaine"}) {
+      EXPECT_EQ(bytes.find(secret), std::string::npos) << secret << " in " << e.path();
+    }
+  }
+}
+
+// A data folder of the build before the outbox index by address: the outbox holds an
+// invitation to Ada (sent before she was a learner), her welcome mail and a digest listing
+// her; the mailer's state has `o:<learner id><message id>` for her welcome mail (what that
+// build indexed) and no `a:`, `s:` or `m:format`. Made here from a run of this build by
+// putting its state into that shape. The first start indexes the outbox once (a second
+// does not); forgetting Ada then deletes all three, also when the node died before the
+// purge and LearnerForgotten is replayed, and no file of the data folder names her.
+TEST_F(EmlForgetTest, AnOutboxOfTheBuildBeforeTheIndexIsIndexedOnceOnStart) {
+  make_track("k8s");
+  auto key = client_->post(
+      "/v1/api-keys",
+      json{{"role", "admin"}, {"name", "Staff"}, {"email", "staff@example.org"}}.dump(), auth());
+  ASSERT_EQ(key.status, 201u) << key.body;
+  auto invite = make_invite({{"title", "Kubernetes 101"},
+                             {"tracks", {{{"track_id", "k8s"}}}},
+                             {"access", "allowed"},
+                             {"allowed_domains", {"example.org"}},
+                             {"notify_on_claim", true}},
+                            key.json()["key"]);
+  auto r = client_->post("/v1/invites/" + invite["id"].get<std::string>() + "/send",
+                         json{{"emails", {"ada.lovelacey@example.org", "bob@example.org"}}}.dump(),
+                         auth());
+  ASSERT_EQ(r.status, 202u) << r.body;
+  wait_mails_sent(2);
+  auto c = claim(invite["code"], {{"email", "ada.lovelacey@example.org"},
+                                  {"first_name", "Adalind"},
+                                  {"last_name", "Lovelacey"}});
+  ASSERT_EQ(c.status, 201u) << c.body;
+  const std::string learner = c.json()["learner_id"];
+  wait_mails_sent(3);  // + her welcome mail
+  while (client_->get("/v1/system").json()["mail"]["digests_sent"].get<int>() < 1)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(recipients(),
+            (std::vector<std::string>{"ada.lovelacey@example.org", "ada.lovelacey@example.org",
+                                      "bob@example.org", "staff@example.org"}));
+  stop_node();
+
+  // The state as the build before wrote it.
+  const std::string data = dir_.sub("data");
+  {
+    std::unique_ptr<rocksdb::DB> db;
+    ASSERT_TRUE(consumers::open_state_db(data + "/mailer", db).ok());
+    rocksdb::WriteBatch b;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const auto k = it->key().ToStringView();
+      if (k.starts_with("a:") || k.starts_with("s:") || k == "m:format") b.Delete(it->key());
+    }
+    const auto learner_id = uuid::parse(learner);
+    ASSERT_TRUE(learner_id.has_value());
+    for (const auto& e : std::filesystem::directory_iterator(outbox())) {
+      std::ifstream in(e.path(), std::ios::binary);
+      auto m = parse_received_mail(
+          std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
+      if (!m.header("Subject").starts_with("Welcome")) continue;
+      b.Put("o:" + std::string(learner_id->as_bytes()) + m.header("Message-ID"), "");
+    }
+    ASSERT_TRUE(db->Write(rocksdb::WriteOptions(), &b).ok());
+  }
+  auto upgraded = [&] {
+    return client_->get("/v1/system").json()["mail"]["outbox_upgraded"].get<int>();
+  };
+  start();
+  EXPECT_EQ(upgraded(), 4) << "every copy indexed once";
+  stop_node();
+  copy_folder(data + "/mailer", dir_.sub("mailer-before"));
+  copy_folder(outbox(), dir_.sub("outbox-before"));
+  start();
+  EXPECT_EQ(upgraded(), 0) << "the second start does not index again";
+
+  ASSERT_EQ(client_->post("/v1/learners/" + learner + "/forget", "", auth()).status, 200u);
+  EXPECT_EQ(recipients(), (std::vector<std::string>{"bob@example.org"}));
+  auto forgotten = client_->get("/v1/events?type=LearnerForgotten", auth()).json();
+  ASSERT_EQ(forgotten["events"].size(), 1u) << forgotten.dump();
+  const auto at = forgotten["events"][0]["position"].get<std::uint64_t>();
+
+  // The node died before the purge: the replayed LearnerForgotten finds her mails through
+  // the address the upgrade learnt from her registration.
+  stop_node();
+  copy_folder(dir_.sub("mailer-before"), data + "/mailer");
+  copy_folder(dir_.sub("outbox-before"), outbox());
+  ASSERT_EQ(recipients().size(), 4u);
+  start();
+  while (client_->get("/v1/system").json()["mail"]["checkpoint"].get<std::uint64_t>() < at)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(recipients(), (std::vector<std::string>{"bob@example.org"}));
+  stop_node();
+
+  {
+    std::unique_ptr<rocksdb::DB> db;
+    ASSERT_TRUE(consumers::open_state_db(data + "/mailer", db).ok());
+    std::string format;
+    EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), "m:format", &format).ok());
+    EXPECT_EQ(format, "2");
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    it->Seek("o:");
+    EXPECT_FALSE(it->Valid() && it->key().starts_with("o:")) << "the old index is dropped";
+  }
+  for (const auto& e : std::filesystem::recursive_directory_iterator(data)) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream in(e.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (e.path().extension() == ".eml") bytes += parse_received_mail(bytes).text;
+    for (const char* secret : {"ada.lovelacey", "Adalind", "Lovelacey"}) {
       EXPECT_EQ(bytes.find(secret), std::string::npos) << secret << " in " << e.path();
     }
   }
