@@ -140,6 +140,8 @@ std::string_view id_name(mail_kind k) {
     case mail_kind::reminder:
     case mail_kind::welcome:
       return to_string(k);
+    case mail_kind::password_link:  // a welcome mail's template only: ids are "welcome"
+      return to_string(mail_kind::welcome);
     case mail_kind::invitation:
     case mail_kind::claim_digest:
       break;

@@ -742,8 +742,12 @@ TEST_F(WelcomeTest, ANewLinkReplacesTheOldOne) {
   for (const auto& m : inbox()) {
     if (auto t = welcome_token(m); !t.empty() && t != old_token) {
       new_token = t;
-      // Greeted by the name she registered with, like in the first mail.
+      // Greeted by the name she registered with, like in the first mail, and told it is a
+      // new link for her account (not that a claim created it).
       EXPECT_NE(m.text.find("Hello Ada,"), std::string::npos) << m.text;
+      EXPECT_EQ(m.header("Subject"), "Your new link to choose a password");
+      EXPECT_NE(m.text.find("here is a new link"), std::string::npos) << m.text;
+      EXPECT_EQ(m.text.find("account was created"), std::string::npos) << m.text;
     }
   }
   ASSERT_FALSE(new_token.empty());
