@@ -337,8 +337,8 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   command_options.personal_link_secret = derive_key(*secret, "personal-link");
   command_options.password_setup_secret = derive_key(*secret, "password-setup");
   // Forgetting a learner also deletes the .eml copies of mails to them (SPEC §6).
-  command_options.on_email_forgotten = [raw = im.get()](const uuid&, const std::string& email) {
-    if (raw->mailer) raw->mailer->forget_address(email);
+  command_options.on_email_forgotten = [raw = im.get()](const uuid& org, const std::string& email) {
+    if (raw->mailer) raw->mailer->forget_email(org, email);
   };
   im->commands = std::make_unique<service::command_service>(
       *im->store, *im->codec, *im->keys, *im->facts, *im->clock,
@@ -464,7 +464,8 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
                             {"reminders_skipped", mail.reminders_skipped},
                             {"digests_sent", mail.digests_sent},
                             {"digest_claims", mail.digest_claims},
-                            {"digests_skipped", mail.digests_skipped}}}};
+                            {"digests_skipped", mail.digests_skipped},
+                            {"outbox_upgraded", mail.outbox_upgraded}}}};
   };
   api::v1::register_routes(*im->router, deps);
   web::register_routes(*im->router);  // the console and the learner page's assets

@@ -200,7 +200,8 @@ std::optional<std::string> claim_digest::recipient(const uuid& org_id,
 }
 
 // One claim as the digest lists it: who (decrypted now) and when.
-std::string claim_digest::claim_line(const eventstore::recorded_event& rec, bool html) {
+std::string claim_digest::claim_line(const eventstore::recorded_event& rec, bool html,
+                                     std::vector<named_address>* named) {
   std::string who = "unreadable claim";
   std::string when;
   if (auto decoded = codec_.decode(rec)) {
@@ -214,6 +215,7 @@ std::string claim_digest::claim_line(const eventstore::recorded_event& rec, bool
       } else {
         std::string name(d::trim(p.first_name_ + " " + p.last_name_));
         who = name.empty() ? p.email_ : name + " <" + p.email_ + ">";
+        if (named) named->push_back({codec_.email_subject(c->org_id_, p.email_), rec.position});
       }
     }
   }
@@ -273,13 +275,14 @@ bool claim_digest::send_batch(const uuid& invite_id, const uuid& org_id, timesta
   const uuid job_id = derived_id(invite_id, "claim-digest");
   if (send) {
     std::string text_lines, html_lines;
+    std::vector<named_address> named;
     for (const auto& k : claim_keys) {
       eventstore::log_filter f;
       f.from_position = f.to_position = from_big_endian(std::string_view(k).substr(18));
       auto found = store_.read_all(f, 1);
       if (!found || found->empty()) continue;
-      text_lines += claim_line(found->front(), false);
-      html_lines += claim_line(found->front(), true);
+      text_lines += claim_line(found->front(), false, &named);
+      html_lines += claim_line(found->front(), true, nullptr);
     }
     auto address = recipient(org_id, facts.created_by);
     if (address) {
@@ -294,7 +297,7 @@ bool claim_digest::send_batch(const uuid& invite_id, const uuid& org_id, timesta
                              {"claims_html", html_lines},
                              {"invite_id", invite_id.to_string()}},
                             opt_.from, to, "<" + id.to_string() + "@passage>");
-      outcome = send_(message);
+      outcome = send_(message, named);
       if (!outcome) return false;  // stopping: the batch stays and is sent after the restart
     } else {
       outcome = digest_delivery{

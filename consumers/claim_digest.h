@@ -22,10 +22,12 @@
 //
 // The batch keeps positions only: names and emails of claimants (personal data) are read
 // and decrypted when the digest is rendered, and a learner forgotten meanwhile shows as
-// "forgotten learner". The recipient is the contact email of the API key that created the
-// invite, read from the organization's stream at send time: a revoked key or one without
-// email gets no mail (EmailFailed "no recipient"). An invite whose notify_on_claim was
-// turned off before its batch was due sends nothing for that batch.
+// "forgotten learner". A digest kept in the outbox (.eml) that names a learner forgotten
+// later is deleted whole by the mailer's outbox index (mailer.h): the staff's copy
+// elsewhere is out of reach, the node keeps none with the name or address. The recipient is the
+// contact email of the API key that created the invite, read from the organization's stream at send
+// time: a revoked key or one without email gets no mail (EmailFailed "no recipient"). An invite
+// whose notify_on_claim was turned off before its batch was due sends nothing for that batch.
 //
 // Should the state folder be lost, the mailer reads the log from the start; the last
 // digest outcome of each invite in the log then marks the claims already reported, so
@@ -39,6 +41,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/uuid.h"
@@ -60,6 +63,14 @@ struct digest_delivery {
   timestamp at{};
 };
 
+// An address a mail names (its recipient, a claimant a digest lists), as its email subject
+// (event_codec::email_subject: a keyed hash), and the log position of the event that put
+// it into the mail. The mailer indexes kept copies (.eml) by it, for forgetting.
+struct named_address {
+  std::string subject;
+  std::uint64_t position = 0;
+};
+
 struct claim_digest_options {
   // Length of a digest window. Default: 15 min.
   std::chrono::milliseconds window{15 * 60 * 1000};
@@ -76,8 +87,10 @@ struct claim_digest_options {
 // writes).
 class claim_digest {
  public:
-  // Sends one rendered mail with the mailer's retries; nullopt when stopping interrupted it.
-  using send_fn = std::function<std::optional<digest_delivery>(const mail_message&)>;
+  // Sends one rendered mail with the mailer's retries, indexed under the claimants it
+  // names; nullopt when stopping interrupted it.
+  using send_fn = std::function<std::optional<digest_delivery>(
+      const mail_message&, const std::vector<named_address>& named)>;
   // Appends an outcome event with retries; false when stopping interrupted it.
   using append_fn = std::function<bool(const std::string& stream, eventstore::new_event e)>;
 
@@ -112,7 +125,9 @@ class claim_digest {
   };
   invite_facts load_facts(const uuid& invite_id, std::uint64_t up_to_version);
   std::optional<std::string> recipient(const uuid& org_id, const std::optional<uuid>& key_id);
-  std::string claim_line(const eventstore::recorded_event& rec, bool html);
+  // One claim as the digest lists it; a claimant named by address is added to `named`.
+  std::string claim_line(const eventstore::recorded_event& rec, bool html,
+                         std::vector<named_address>* named);
   bool send_batch(const uuid& invite_id, const uuid& org_id, timestamp due);
   bool flush_outcomes();
 

@@ -57,6 +57,8 @@ std::string_view to_string(mail_kind k) {
       return "reminder";
     case mail_kind::welcome:
       return "welcome";
+    case mail_kind::password_link:
+      return "password_link";
     case mail_kind::claim_digest:
       return "claim_digest";
   }
@@ -75,6 +77,18 @@ mail_template default_template(mail_kind k) {
             "href=\"{{link}}\">Choose your password</a> (a one-time link, valid until "
             "{{expires_at}}).</p>\n<p>We never send passwords by mail. If you did not claim "
             "this invite, you can ignore this mail.</p>\n</body></html>\n"};
+  }
+  if (k == mail_kind::password_link) {
+    return {"Your new link to choose a password",
+            "Hello {{name}},\n\nhere is a new link to choose the password of your account (it "
+            "works once, until {{expires_at}}; links sent to you before no longer work):\n"
+            "{{link}}\n\nWe never send passwords by mail. If you did not ask for a new link, "
+            "you can ignore this mail.\n",
+            "<!DOCTYPE html>\n<html><body>\n<p>Hello {{name}},</p>\n<p>here is a new link to "
+            "choose the password of your account.</p>\n<p><a href=\"{{link}}\">Choose your "
+            "password</a> (a one-time link, valid until {{expires_at}}; links sent to you before "
+            "no longer work).</p>\n<p>We never send passwords by mail. If you did not ask for a "
+            "new link, you can ignore this mail.</p>\n</body></html>\n"};
   }
   if (k == mail_kind::claim_digest) {
     return {"New claims ({{count}}): {{title}}",

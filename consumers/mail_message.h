@@ -41,10 +41,11 @@ using template_values = std::map<std::string, std::string, std::less<>>;
 // The kinds of mail Passage sends, each with a built-in template: the private invitation
 // and the reminder to an addressee who has not claimed ({{title}}, {{description}},
 // {{link}}); the welcome mail of a new account (welcome_mail.h; also {{name}} and
-// {{expires_at}}); the claim digest to an invite's creator ({{title}}, {{count}},
-// {{claims}}, {{claims_html}}, {{invite_id}}).
-enum class mail_kind { invitation, reminder, welcome, claim_digest };
-// "invitation", "reminder", "welcome", "claim_digest"
+// {{expires_at}}) and, with the same values, the mail of a set-password link staff sent
+// again (`password_link`: the account exists already); the claim digest to an invite's
+// creator ({{title}}, {{count}}, {{claims}}, {{claims_html}}, {{invite_id}}).
+enum class mail_kind { invitation, reminder, welcome, password_link, claim_digest };
+// "invitation", "reminder", "welcome", "password_link", "claim_digest"
 std::string_view to_string(mail_kind k);
 mail_template default_template(mail_kind k);
 // `<dir>/<org_id>/<kind>.subject|.txt|.html` where present, else the built-in part.

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 
 namespace passage::consumers {
@@ -123,46 +124,31 @@ class eml_transport final : public mail_transport {
     std::filesystem::remove(path_of(message_id), ec);
   }
 
-  std::string describe() const override { return "eml:" + folder_; }
+  bool keeps_copies() const override { return true; }
 
-  std::size_t forget_address(std::string_view address) override {
-    namespace fs = std::filesystem;
-    const std::string wanted = lower(trimmed(address));
-    std::size_t removed = 0;
+  std::vector<std::string> kept_copies() const override {
+    std::vector<std::string> ids;
     std::error_code ec;
-    for (fs::directory_iterator it(folder_, ec), end; !ec && it != end; it.increment(ec)) {
-      if (it->path().extension() != ".eml") continue;
-      std::ifstream in(it->path(), std::ios::binary);
-      std::string line;
-      while (std::getline(in, line) && line != "\r" && !line.empty()) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (!line.starts_with("To: ")) continue;
-        if (lower(trimmed(std::string_view(line).substr(4))) == wanted) {
-          in.close();
-          std::error_code rm;
-          if (fs::remove(it->path(), rm)) ++removed;
-        }
-        break;
-      }
+    for (std::filesystem::directory_iterator it(folder_, ec), end; !ec && it != end;
+         it.increment(ec)) {
+      if (it->path().extension() == ".eml") ids.push_back("<" + it->path().stem().string() + ">");
     }
-    return removed;
+    return ids;
   }
+
+  std::optional<std::string> read_copy(std::string_view message_id) const override {
+    std::ifstream in(path_of(message_id), std::ios::binary);
+    if (!in) return std::nullopt;
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+
+  std::string describe() const override { return "eml:" + folder_; }
 
  private:
   std::filesystem::path path_of(std::string_view message_id) const {
     std::string name(message_id);
     std::erase_if(name, [](char c) { return c == '<' || c == '>' || c == '/'; });
     return std::filesystem::path(folder_) / (name + ".eml");
-  }
-  static std::string_view trimmed(std::string_view s) {
-    while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
-    while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
-    return s;
-  }
-  static std::string lower(std::string_view s) {
-    std::string out(s);
-    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
   }
 
   std::string folder_;

@@ -9,8 +9,10 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.h"
 #include "consumers/mail_message.h"
@@ -25,16 +27,23 @@ class mail_transport {
   // text never contains the recipient's address.
   virtual result<void, std::string> send(const mail_message& m, const std::string& wire) = 0;
   // Removes what this transport kept of the sent mail `message_id` (the .eml file), when
-  // its recipient is forgotten (SPEC §6). Mail handed to an SMTP server is out of reach:
-  // nothing to do. Default: nothing. May run on another thread than send(), for another
-  // message.
+  // someone it names is forgotten (SPEC §6). Mail handed to an SMTP server is out of
+  // reach: nothing to do. Default: nothing. Unlike send(), may run on any thread, also
+  // while a send of another message is running.
   virtual void discard(std::string_view message_id) { (void)message_id; }
+  // Whether sent mails stay here (so discard() has something to remove and the mailer
+  // indexes them for forgetting). Default: false.
+  virtual bool keeps_copies() const { return false; }
+  // The message ids ("<…@passage>") of the copies kept, and the text of one of them
+  // (nullopt: gone): for the mailer's one-time indexing of an outbox written before it
+  // kept an index (mailer.h, "Upgrade"). Defaults: none.
+  virtual std::vector<std::string> kept_copies() const { return {}; }
+  virtual std::optional<std::string> read_copy(std::string_view message_id) const {
+    (void)message_id;
+    return std::nullopt;
+  }
   // "smtp://host:port" or "eml:<folder>", for logs and /v1/system.
   virtual std::string describe() const = 0;
-  // Deletes what the transport still keeps of mails to `address` (a learner was
-  // forgotten, SPEC §6) and returns how many; SMTP keeps nothing. Default: 0. Unlike
-  // send(), may be called from any thread, also while a send is running.
-  virtual std::size_t forget_address(std::string_view) { return 0; }
 };
 
 struct smtp_options {
@@ -54,8 +63,8 @@ struct smtp_options {
 
 // Keeps one libcurl handle, so consecutive mails reuse the SMTP connection.
 std::unique_ptr<mail_transport> make_smtp_transport(const smtp_options& o);
-// Writes <folder>/<message id>.eml (atomically: a temporary file, then rename);
-// forget_address() deletes the files whose To header is the address.
+// Writes <folder>/<message id>.eml (atomically: a temporary file, then rename); discard()
+// deletes it.
 std::unique_ptr<mail_transport> make_eml_transport(std::string folder);
 
 }  // namespace passage::consumers

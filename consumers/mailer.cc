@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <condition_variable>
 #include <filesystem>
 #include <map>
@@ -30,6 +31,10 @@ using nlohmann::json;
 namespace d = domain;
 
 constexpr std::string_view checkpoint_key = "m:cp";
+// The state's format: absent = written before the outbox index by address (format 1:
+// `o:<learner id><message id>` entries, unindexed copies); "2" = the `a:` / `s:` index.
+constexpr std::string_view format_key = "m:format";
+constexpr std::string_view current_format = "2";
 
 std::string encode_position(std::uint64_t p) {
   std::string s(8, '\0');
@@ -54,6 +59,51 @@ rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
 
 consumer_error db_error(const std::string& what, const rocksdb::Status& s) {
   return {errc::checkpoint, "mailer state: " + what + ": " + s.ToString()};
+}
+
+// The decoded text/plain part of a mail as to_rfc5322() writes it (base64 body); "" when
+// it has none.
+std::string text_part(std::string_view wire) {
+  const auto at = wire.find("Content-Type: text/plain");
+  if (at == std::string_view::npos) return {};
+  auto body = wire.find("\r\n\r\n", at);
+  if (body == std::string_view::npos) return {};
+  body += 4;
+  const auto end = wire.find("\r\n--", body);
+  std::string in(wire.substr(body, end == std::string_view::npos ? end : end - body));
+  std::erase_if(in, [](char c) { return c == '\r' || c == '\n'; });
+  std::string out(in.size() / 4 * 3 + 3, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
+  if (n < 0) return {};
+  for (auto it = in.rbegin(); it != in.rend() && *it == '='; ++it) --n;
+  out.resize(static_cast<std::size_t>(std::max(n, 0)));
+  return out;
+}
+
+// Every word of `text` shaped like an address (local@domain.tld), as a digest lists its
+// claimants ("Name <email>" or the bare email).
+std::vector<std::string> addresses_in(std::string_view text) {
+  auto local = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           std::string_view("._%+-'").find(c) != std::string_view::npos;
+  };
+  auto domain_char = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-';
+  };
+  std::vector<std::string> found;
+  for (auto at = text.find('@'); at != std::string_view::npos; at = text.find('@', at + 1)) {
+    auto b = at;
+    while (b > 0 && local(text[b - 1])) --b;
+    auto e = at + 1;
+    while (e < text.size() && domain_char(text[e])) ++e;
+    while (e > at + 1 && text[e - 1] == '.') --e;
+    const auto domain = text.substr(at + 1, e - at - 1);
+    if (b < at && domain.find('.') != std::string_view::npos)
+      found.emplace_back(text.substr(b, e - b));
+  }
+  return found;
 }
 
 // Facts of an invite a mail shows (its public title and description).
@@ -90,6 +140,8 @@ std::string_view id_name(mail_kind k) {
     case mail_kind::reminder:
     case mail_kind::welcome:
       return to_string(k);
+    case mail_kind::password_link:  // a welcome mail's template only: ids are "welcome"
+      return to_string(mail_kind::welcome);
     case mail_kind::invitation:
     case mail_kind::claim_digest:
       break;
@@ -129,7 +181,7 @@ struct mailer::state {
   std::unique_ptr<eventstore::subscription> subscription;
   std::thread reminders;
   std::mutex send_mu;                 // the transport is used by one thread at a time
-  std::mutex forgotten_mu;            // forgotten_learners and the `o:` index
+  std::mutex forgotten_mu;            // forgotten_learners and the outbox index (`a:`, `s:`)
   std::set<uuid> forgotten_learners;  // forgotten while running
   mutable std::mutex jobs_mu;         // read-modify-write of job records
 
@@ -146,6 +198,7 @@ struct mailer::state {
 
   std::atomic<std::uint64_t> checkpoint_shown{0}, sent{0}, failed{0}, attempts_failed{0},
       reminders_sent{0}, reminders_skipped{0};
+  std::size_t outbox_upgraded = 0;  // copies indexed by upgrade_state() at this start
 
   // ---- state store ----------------------------------------------------------
 
@@ -248,51 +301,32 @@ struct mailer::state {
         tpl, {{"title", facts.title}, {"description", facts.public_description}, {"link", link}},
         opt.from, inv.personal_data_.email_,
         "<" + mail_id(kind, rec.event_id).to_string() + "@passage>");
-    return send_with_retries(message, rec, inv.learner_id_);
+    return send_with_retries(message, rec, inv.org_id_, inv.learner_id_);
   }
 
-  // Sends `message` (made for the event `rec`), retrying with backoff up to max_attempts;
-  // nullopt when stopping interrupted it. A mail to a known `learner` is indexed
-  // (`o:<learner id><message id>`) so forget_learner() can discard the transport's copy,
-  // and is not sent once that learner was forgotten.
+  // Sends `message` (made for the event `rec` of `org`), retrying with backoff up to
+  // max_attempts; nullopt when stopping interrupted it. The mail is indexed under its
+  // recipient's address (outbox index) so that forgetting them discards the transport's
+  // copy, and is not sent once the known `learner` was forgotten.
   std::optional<outcome> send_with_retries(const mail_message& message,
-                                           const eventstore::recorded_event& rec,
+                                           const eventstore::recorded_event& rec, const uuid& org,
                                            std::optional<uuid> learner) {
+    const std::vector<named_address> named{{codec.email_subject(org, message.to), rec.position}};
     outcome o;
     auto backoff = opt.initial_backoff;
     for (o.attempts = 1;; ++o.attempts) {
       const std::string wire = to_rfc5322(message, clk->now());
-      bool forgotten_now = false;
-      auto r = [&]() -> result<void, std::string> {
-        if (learner) {
-          std::lock_guard lk(forgotten_mu);
-          forgotten_now = forgotten_learners.count(*learner) > 0;
-          if (forgotten_now) return {};
-        }
-        auto sent = [&] {
-          std::lock_guard lk(send_mu);  // the subscription and the reminder thread share it
-          return transport->send(message, wire);
-        }();
-        if (sent && learner) {
-          // Forgotten while it was sent: its copy goes at once; else it is indexed for
-          // forget(). Both under forgotten_mu, so one of the two always sees the other.
-          std::lock_guard lk(forgotten_mu);
-          if (forgotten_learners.count(*learner)) {
-            transport->discard(message.message_id);
-          } else {
-            rocksdb::WriteBatch b;
-            b.Put(slice(key('o', *learner) + message.message_id), slice(""));
-            write(b, false);
-          }
-        }
-        return sent;
-      }();
-      if (forgotten_now) {
+      if (!index_mail(message.message_id, named, learner)) {
         o.error = "recipient forgotten";
         o.forgotten = true;
         break;
       }
+      auto r = [&] {
+        std::lock_guard lk(send_mu);  // the subscription and the reminder thread share it
+        return transport->send(message, wire);
+      }();
       if (r) {
+        discard_if_forgotten(message.message_id, named);
         o.sent = true;
         break;
       }
@@ -461,25 +495,227 @@ struct mailer::state {
     return append_outcome(mail_kind::invitation, rec, inv, *o);
   }
 
-  // ---- forgotten learners ----------------------------------------------------
+  // ---- forgotten learners: the outbox index ---------------------------------
 
-  // Discards the transport's copies of the mails sent to `learner_id` (the .eml files)
-  // and sends none to them from now on.
-  void forget(const uuid& learner_id) {
+  static std::string index_prefix(std::string_view subject) {
+    return "a:" + std::string(subject) + "|";
+  }
+
+  // Indexes the mail `message_id` under every address it names (their email subjects),
+  // before it is handed to the transport, so a forget from then on finds its copy. The
+  // recipient's learner mapping is kept too. Nothing to index when the transport keeps no
+  // copies (SMTP). False, and nothing written, when the known `learner` was forgotten.
+  bool index_mail(std::string_view message_id, const std::vector<named_address>& named,
+                  std::optional<uuid> learner) {
+    std::lock_guard lk(forgotten_mu);
+    if (learner && forgotten_learners.count(*learner)) return false;
+    if (!transport->keeps_copies()) return true;
+    rocksdb::WriteBatch b;
+    for (const auto& n : named) {
+      b.Put(slice(index_prefix(n.subject) + std::string(message_id)),
+            slice(encode_position(n.position)));
+    }
+    if (learner && !named.empty()) b.Put(slice(key('s', *learner)), slice(named.front().subject));
+    // Not synced: the ledger write after the send is, and a mail whose ledger entry is
+    // lost in a crash is sent (and indexed) again.
+    write(b, false);
+    return true;
+  }
+
+  // After the transport accepted `message_id`: a forget that ran since the mail was
+  // rendered may have missed the copy being written. It destroys the keys before it
+  // purges, so an event that now decodes as forgotten tells: the copy goes at once.
+  void discard_if_forgotten(std::string_view message_id, const std::vector<named_address>& named) {
+    if (!transport->keeps_copies()) return;
+    for (const auto& n : named) {
+      eventstore::log_filter f;
+      f.from_position = f.to_position = n.position;
+      auto found = store.read_all(f, 1);
+      if (!found || found->empty()) continue;
+      if (auto decoded = codec.decode(found->front()); decoded && decoded->forgotten) {
+        std::lock_guard lk(forgotten_mu);
+        transport->discard(message_id);
+        rocksdb::WriteBatch b;
+        for (const auto& m : named)
+          b.Delete(slice(index_prefix(m.subject) + std::string(message_id)));
+        write(b, false);
+        return;
+      }
+    }
+  }
+
+  // Discards the transport's copies of mails naming `subject` and drops their index
+  // entries; with `before`, only those of events before that log position. Under
+  // forgotten_mu. Returns how many.
+  std::size_t purge(std::string_view subject, std::optional<std::uint64_t> before) {
+    const std::string prefix = index_prefix(subject);
+    rocksdb::WriteBatch b;
+    std::size_t n = 0;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek(slice(prefix)); it->Valid() && it->key().starts_with(slice(prefix)); it->Next()) {
+      if (before && decode_position(it->value().ToStringView()) >= *before) continue;
+      transport->discard(it->key().ToStringView().substr(prefix.size()));
+      b.Delete(it->key());
+      ++n;
+    }
+    write(b, false);  // lost in a crash: the files are gone, discarding again is harmless
+    return n;
+  }
+
+  // The learner was forgotten (at log position `at`, when replaying LearnerForgotten):
+  // no mail to them from now on, and the copies of mails naming their address go, and so
+  // does the learner's mapping to it.
+  void forget(const uuid& learner_id, std::optional<std::uint64_t> at) {
     std::lock_guard lk(forgotten_mu);
     forgotten_learners.insert(learner_id);
     if (!db) return;
-    const std::string prefix = key('o', learner_id);
+    std::string subject;
+    if (!db->Get(rocksdb::ReadOptions(), slice(key('s', learner_id)), &subject).ok()) return;
+    purge(subject, at);
     rocksdb::WriteBatch b;
+    b.Delete(slice(key('s', learner_id)));
+    write(b, false);
+  }
+
+  std::size_t forget_email(const uuid& org_id, std::string_view email) {
+    std::lock_guard lk(forgotten_mu);
+    if (!db) return 0;
+    return purge(codec.email_subject(org_id, email), std::nullopt);
+  }
+
+  // ---- upgrade: a state written before the outbox index (format 1) ------------
+
+  // Once, on the first start over a state without `m:format` (written by a build before
+  // the outbox index, or a state folder lost): the copies the transport keeps are indexed
+  // by the addresses they name, found through their outcome events in the log (EmailSent
+  // carries the org, the recipient's address, and the message id that names the file);
+  // a claim digest's claimants are read from its text. The learners' addresses (`s:`)
+  // come from LearnerRegistered. A copy whose EmailSent decodes as forgotten, or that an
+  // old `o:` entry ties to a learner forgotten since, goes now. The old `o:` entries are
+  // dropped and the format recorded in the same synced write. Returns how many copies were
+  // indexed.
+  result<std::size_t, consumer_error> upgrade_state() {
+    std::string v;
+    auto st = db->Get(rocksdb::ReadOptions(), slice(format_key), &v);
+    if (st.ok()) return std::size_t{0};
+    if (!st.IsNotFound()) return db_error("read the state format", st);
+    std::lock_guard lk(forgotten_mu);
+    rocksdb::WriteBatch b;
+    std::set<std::string> copies;
+    if (transport->keeps_copies()) {
+      for (auto& id : transport->kept_copies()) copies.insert(std::move(id));
+    }
+    std::set<uuid> forgotten;  // learners with LearnerForgotten in the log
+    std::size_t indexed = 0, discarded = 0;
+    auto index = [&](const std::string& id, const uuid& org, std::string_view email,
+                     std::uint64_t position) {
+      b.Put(slice(index_prefix(codec.email_subject(org, email)) + id),
+            slice(encode_position(position)));
+    };
+    if (!copies.empty()) {
+      eventstore::log_filter f;
+      f.types = {std::string(d::email_sent::type_name),
+                 std::string(d::learner_registered::type_name),
+                 std::string(d::learner_forgotten::type_name)};
+      for (;;) {
+        auto page = store.read_all(f, 1024);
+        if (!page) {
+          return consumer_error{errc::store,
+                                "mailer upgrade: reading the log failed: " + page.error().message};
+        }
+        for (const auto& rec : *page) {
+          if (rec.type == d::learner_forgotten::type_name) {
+            if (auto id = uuid::parse(std::string_view(rec.stream).substr(8)))
+              forgotten.insert(*id);
+            continue;
+          }
+          auto decoded = codec.decode(rec);
+          if (!decoded) continue;
+          if (rec.type == d::learner_registered::type_name) {
+            const auto& r = std::get<d::learner_registered>(decoded->event);
+            if (!decoded->forgotten && !r.personal_data_.email_.empty()) {
+              b.Put(slice(key('s', r.learner_id_)),
+                    slice(codec.email_subject(r.org_id_, r.personal_data_.email_)));
+            }
+            continue;
+          }
+          const auto& sent = std::get<d::email_sent>(decoded->event);
+          const std::string id = "<" + sent.message_id_.to_string() + "@passage>";
+          if (!copies.count(id)) continue;
+          if (decoded->forgotten) {  // its recipient was forgotten: the copy goes
+            transport->discard(id);
+            ++discarded;
+          } else if (!sent.invitation_id_ && !sent.learner_id_) {
+            // A claim digest (the staff's mail): indexed under the claimants it lists.
+            const auto wire = transport->read_copy(id);
+            for (const auto& a : addresses_in(wire ? text_part(*wire) : ""))
+              index(id, sent.org_id_, a, rec.position);
+            ++indexed;
+          } else if (!sent.personal_data_.email_.empty()) {
+            index(id, sent.org_id_, sent.personal_data_.email_, rec.position);
+            ++indexed;
+          }
+          copies.erase(id);
+        }
+        if (page->size() < 1024) break;
+        f.from_position = page->back().position + 1;
+      }
+    }
+    // The old index: mails to known learners; a learner forgotten since loses them now
+    // (the old build's purge may not have run before it stopped).
+    const std::string old_prefix = "o:";
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
-    for (it->Seek(slice(prefix)); it->Valid() && it->key().starts_with(slice(prefix)); it->Next()) {
-      transport->discard(it->key().ToStringView().substr(prefix.size()));
+    for (it->Seek(slice(old_prefix)); it->Valid() && it->key().starts_with(slice(old_prefix));
+         it->Next()) {
+      const auto k = it->key().ToStringView();
+      if (k.size() > 18) {
+        uuid learner;
+        std::copy_n(k.data() + 2, 16, learner.bytes.begin());
+        if (forgotten.count(learner)) {
+          transport->discard(k.substr(18));
+          ++discarded;
+        }
+      }
       b.Delete(it->key());
     }
-    write(b, false);  // lost in a crash: the files are gone, discarding again is harmless
+    b.Put(slice(format_key), slice(current_format));
+    if (!write(b, true)) return consumer_error{errc::checkpoint, "mailer upgrade: write failed"};
+    if (indexed || discarded || !copies.empty()) {
+      spdlog::info(
+          "mailer: outbox indexed by address: {} copies indexed, {} of forgotten learners "
+          "removed, {} without an outcome in the log left unindexed",
+          indexed, discarded, copies.size());
+    }
+    return indexed;
+  }
+
+  // Keeps the address of a new learner (its keyed hash), for LearnerForgotten.
+  void learn_learner(const eventstore::recorded_event& rec) {
+    auto decoded = codec.decode(rec);
+    if (!decoded || decoded->forgotten) return;  // too late: the live forget covered it
+    const auto& r = std::get<d::learner_registered>(decoded->event);
+    if (r.personal_data_.email_.empty()) return;
+    rocksdb::WriteBatch b;
+    b.Put(slice(key('s', r.learner_id_)),
+          slice(codec.email_subject(r.org_id_, r.personal_data_.email_)));
+    write(b, false);
   }
 
   // ---- welcome mails ---------------------------------------------------------
+
+  // The first name the learner registered with, decrypted now, for a welcome mail whose
+  // event carries none (a link staff sent again: the learner aggregate keeps no name).
+  // "" when unknown or forgotten (the mail then greets "there", if it goes at all).
+  std::string first_name_of(const d::password_setup_issued& w) {
+    auto first = store.read_stream(d::learner_stream(w.learner_id_), 1,
+                                   eventstore::read_direction::forward, 1);
+    if (!first || first->empty() || first->front().type != d::learner_registered::type_name) {
+      return {};
+    }
+    auto decoded = codec.decode(first->front());
+    if (!decoded || decoded->forgotten) return {};
+    return std::get<d::learner_registered>(decoded->event).personal_data_.first_name_;
+  }
 
   // The welcome mail of a new account (PasswordSetupIssued): ledgered under the event id,
   // its outcome in the stream job-<setup id>. False when stopping interrupted it.
@@ -490,7 +726,7 @@ struct mailer::state {
                     decoded.error().message);
       return true;
     }
-    const auto w = std::get<d::password_setup_issued>(decoded->event);
+    auto w = std::get<d::password_setup_issued>(decoded->event);
     auto append = [&](const outcome& o) {
       d::personal_data to;
       to.email_ = w.personal_data_.email_;
@@ -515,10 +751,11 @@ struct mailer::state {
     } else if (!o) {
       std::string title;
       if (w.invite_id_) title = invite(*w.invite_id_).title;
+      if (w.personal_data_.first_name_.empty()) w.personal_data_.first_name_ = first_name_of(w);
       auto message = welcome_message(
           w, {title, opt.password_link(w.learner_id_, w.setup_id_)}, opt.templates_dir, opt.from,
           "<" + mail_id(mail_kind::welcome, rec.event_id).to_string() + "@passage>");
-      o = send_with_retries(message, rec, w.learner_id_);
+      o = send_with_retries(message, rec, w.org_id_, w.learner_id_);
       if (!o) return false;
     }
     rocksdb::WriteBatch b;
@@ -662,17 +899,21 @@ struct mailer::state {
 
   // ---- claim digests --------------------------------------------------------
 
-  // One mail with the retries and backoff of every mail; nullopt when stopping.
-  std::optional<digest_delivery> send_with_retries(const mail_message& message) {
+  // One mail with the retries and backoff of every mail, indexed under the addresses it
+  // names (the claimants a digest lists); nullopt when stopping.
+  std::optional<digest_delivery> send_with_retries(const mail_message& message,
+                                                   const std::vector<named_address>& named) {
     digest_delivery o;
     auto backoff = opt.initial_backoff;
     for (int attempt = 1;; ++attempt) {
       const std::string wire = to_rfc5322(message, clk->now());
+      (void)index_mail(message.message_id, named, std::nullopt);
       auto r = [&] {
         std::lock_guard lk(send_mu);
         return transport->send(message, wire);
       }();
       if (r) {
+        discard_if_forgotten(message.message_id, named);
         o.sent = true;
         break;
       }
@@ -720,9 +961,12 @@ struct mailer::state {
           save_checkpoint(true);
           return false;
         }
+      } else if (rec.type == d::learner_registered::type_name) {
+        learn_learner(rec);
       } else if (rec.type == d::learner_forgotten::type_name) {
-        // Also after a restart: forget_learner() may not have run before a crash.
-        if (auto id = uuid::parse(std::string_view(rec.stream).substr(8))) forget(*id);
+        // Also after a restart: the command side's purge may not have run before a crash.
+        if (auto id = uuid::parse(std::string_view(rec.stream).substr(8)))
+          forget(*id, rec.position);
       } else if (rec.type == d::password_setup_issued::type_name) {
         if (is_stopping() || !handle_welcome(rec)) {
           save_checkpoint(true);
@@ -754,12 +998,20 @@ result<void, consumer_error> mailer::start() {
     if (!st.ok() && !st.IsNotFound()) return db_error("read checkpoint", st);
     s_->checkpoint = st.ok() ? decode_position(v) : 0;
     s_->checkpoint_shown.store(s_->checkpoint);
+    auto upgraded = s_->upgrade_state();
+    if (!upgraded) {
+      s_->db.reset();
+      return upgraded.error();
+    }
+    s_->outbox_upgraded = *upgraded;
     auto* raw = s_.get();
     s_->digests = std::make_unique<claim_digest>(
         s_->store, s_->codec, *s_->db, *s_->clk,
         claim_digest_options{s_->opt.claim_digest_window, s_->opt.from, s_->opt.templates_dir,
                              !st.ok()},
-        [raw](const mail_message& m) { return raw->send_with_retries(m); },
+        [raw](const mail_message& m, const std::vector<named_address>& named) {
+          return raw->send_with_retries(m, named);
+        },
         [raw](const std::string& stream, eventstore::new_event e) {
           return raw->append_with_retries(stream, e);
         });
@@ -776,6 +1028,11 @@ result<void, consumer_error> mailer::start() {
       std::string(d::invite_claimed::type_name)};
   if (s_->opt.password_link) {
     so.filter.types.push_back(std::string(d::password_setup_issued::type_name));
+  }
+  // Registrations only feed the outbox index (learner -> address), which a transport
+  // that keeps no copies does not need.
+  if (s_->transport->keeps_copies()) {
+    so.filter.types.push_back(std::string(d::learner_registered::type_name));
   }
   so.filter.types.push_back(std::string(d::learner_forgotten::type_name));
   so.max_batch = 256;
@@ -852,6 +1109,7 @@ mailer_stats mailer::stats() const {
   mailer_stats st{s_->checkpoint_shown.load(), s_->sent.load(),
                   s_->failed.load(),           s_->attempts_failed.load(),
                   s_->reminders_sent.load(),   s_->reminders_skipped.load()};
+  st.outbox_upgraded = s_->outbox_upgraded;
   if (s_->digests) {
     st.digests_sent = s_->digests->digests_sent();
     st.digest_claims = s_->digests->claims_batched();
@@ -862,12 +1120,12 @@ mailer_stats mailer::stats() const {
 
 std::string mailer::transport() const { return s_->transport->describe(); }
 
-void mailer::forget_learner(const uuid& learner_id) { s_->forget(learner_id); }
+void mailer::forget_learner(const uuid& learner_id) { s_->forget(learner_id, std::nullopt); }
 
-std::size_t mailer::forget_address(std::string_view address) {
-  // Not under send_mu: an SMTP send may hold it for its whole timeout, and forget_address
-  // only touches files, each written whole by a rename.
-  return s_->transport->forget_address(address);
+std::size_t mailer::forget_email(const uuid& org_id, std::string_view email) {
+  // Not under send_mu: an SMTP send may hold it for its whole timeout; the index and the
+  // files are safe without it (discard_if_forgotten closes the race with a send).
+  return s_->forget_email(org_id, email);
 }
 
 }  // namespace passage::consumers

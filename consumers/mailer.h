@@ -8,7 +8,19 @@
 //   l:<event id>      sent-ledger: the outcome of the mail for that event (JSON)
 //   j:<job id>        job status: org, invite, total, sent, failed (JSON)
 //   d:<job id><event id>  dead letter: a mail given up after max_attempts (JSON, no address)
+//   a:<email subject>|<message id>  outbox index: a mail kept by the transport (.eml) names
+//                     that address (its recipient, or a claimant a digest lists); value:
+//                     the log position of the newest event that put it there (8 bytes)
+//   s:<learner id>    the learner's email subject (from LearnerRegistered), so that
+//                     LearnerForgotten alone finds the learner's mails
+//   m:format          "2": the state has the outbox index above. A state without it (the
+//                     build before kept `o:<learner id><message id>` and left other copies
+//                     unindexed) is upgraded once on start: the outbox copies are indexed
+//                     through their EmailSent events in the log (a digest's claimants from
+//                     its text), `s:` from LearnerRegistered, `o:` dropped, in one write
 //
+// An email subject is event_codec::email_subject(org, email): a keyed hash, never the
+// address itself.
 // Exactly one delivery per event id: the ledger entry is written (fsync) as soon as the
 // transport accepted the mail, before the outcome event is appended; a re-delivered event
 // with a ledger entry is not sent again, only its outcome event re-appended (its event id
@@ -21,9 +33,16 @@
 // Failures are retried with exponential backoff, in log order (a failing mail holds the
 // ones after it); after max_attempts the mail is dead-lettered and counted as failed.
 // Learners forgotten (SPEC §6) before their mail went out get no mail: the event decodes
-// as forgotten and is recorded as EmailFailed without personal data. Mails to a known
-// learner are indexed (`o:<learner id><message id>`), so forgetting them also removes their
-// .eml copies from the outbox.
+// as forgotten and is recorded as EmailFailed without personal data. Forgetting removes
+// every outbox copy (.eml) naming the learner's address, through one index by email
+// subject (`a:`): invitations and reminders to the address (also those sent before it
+// was a learner's), welcome mails, and claim digests that list the learner (a digest is
+// the staff's mail, but its copy would keep the name and address: it is deleted whole).
+// Only a transport that keeps copies (.eml) is indexed: SMTP keeps none, so nothing grows.
+// The purge runs when the command side forgets the learner (forget_email, forget_learner)
+// and again when the mailer reaches LearnerForgotten in the log, so a crash in between
+// cannot leave copies behind; on that replay it spares mails of events after the
+// LearnerForgotten (a new learner may use the address since).
 //
 // Reminders (opt-in per send, `remind_at` in the event): once the invitation mail went
 // out, `r:<due><event id>` waits in the state store; a thread looks for due ones every
@@ -122,6 +141,7 @@ struct mailer_stats {
   std::uint64_t digests_sent = 0;       // since start
   std::uint64_t digest_claims = 0;      // since start: claims added to a digest batch
   std::uint64_t digests_skipped = 0;    // since start: batches of invites that opted out
+  std::uint64_t outbox_upgraded = 0;    // at this start: copies indexed by the upgrade
 };
 
 // Owned by the app. start()/stop() from one controlling thread; job(), register_job() and
@@ -146,13 +166,14 @@ class mailer {
   std::optional<email_job_view> job(const uuid& org_id, const uuid& job_id) const;
   mailer_stats stats() const;
   std::string transport() const;
-  // A learner was just forgotten (SPEC §6): the transport's copies of their mails (the
-  // .eml files) are removed and no mail goes to them any more. Also done when the mailer
-  // reaches LearnerForgotten in the log. Any thread.
+  // A learner was just forgotten (SPEC §6): the transport's copies of mails naming their
+  // address (the .eml files) are removed and no mail goes to them any more. Also done when
+  // the mailer reaches LearnerForgotten in the log. Any thread.
   void forget_learner(const uuid& learner_id);
-  // A learner with this address was forgotten: deletes the transport's copies of mails
-  // to it (.eml files; SMTP keeps none). Any thread; returns how many.
-  std::size_t forget_address(std::string_view address);
+  // The same by address, for the command side, which knows it until the keys are
+  // destroyed (the mailer may not have read the learner's registration yet). Only the
+  // address's keyed hash is used. Any thread; returns how many copies were removed.
+  std::size_t forget_email(const uuid& org_id, std::string_view email);
 
   struct state;
 

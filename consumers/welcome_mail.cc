@@ -7,7 +7,10 @@ namespace passage::consumers {
 mail_message welcome_message(const domain::password_setup_issued& e, const welcome_facts& facts,
                              const std::string& templates_dir, std::string from,
                              std::string message_id) {
-  const auto tpl = template_for(mail_kind::welcome, templates_dir, e.org_id_.to_string());
+  // A claim's registration names its invite; a link staff sent again
+  // (POST /v1/learners/{id}/password-setup) names none: the account exists already.
+  const auto kind = e.invite_id_ ? mail_kind::welcome : mail_kind::password_link;
+  const auto tpl = template_for(kind, templates_dir, e.org_id_.to_string());
   const auto& first = e.personal_data_.first_name_;
   return render(tpl,
                 {{"title", facts.title.empty() ? std::string("your invite") : facts.title},

@@ -3,7 +3,9 @@
 // claim registered, by code or by a private invitation's personal link) one mail with the
 // one-time set-password link, the invite's public title and the link's expiry. Template
 // kind `welcome`, per organization like the others (`<dir>/<org>/welcome.subject|.txt|
-// .html`). Pure: the mailer (mailer.cc) sends it, ledgers it and records the outcome.
+// .html`). A link sent again by staff (the event names no invite) gets the kind
+// `password_link` instead (own files, same values): the account was not created by it.
+// Pure: the mailer (mailer.cc) sends it, ledgers it and records the outcome.
 //
 //   auto m = welcome_message(event, {.title = "Kubernetes 101", .link = url}, dir, from, id);
 

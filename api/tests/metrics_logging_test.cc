@@ -122,11 +122,22 @@ TEST_F(logging_test, one_json_object_per_line_with_fields) {
 }
 
 TEST_F(logging_test, client_tag_hides_the_ip) {
-  std::string tag = client_tag("203.0.113.7");
-  EXPECT_EQ(tag.size(), 12u);
-  EXPECT_EQ(tag, client_tag("203.0.113.7"));
+  // The tag is 12 lower-case hex digits and nothing else: no dot, so neither the address
+  // nor any of its dotted parts with their separators can be in it, and whatever a tag
+  // shows is hash output. (A search for a 3-digit part such as "203" in random hex would
+  // match about once in 400 runs.)
+  const std::string ip = "203.0.113.7";
+  std::string tag = client_tag(ip);
+  ASSERT_EQ(tag.size(), 12u);
+  for (char c : tag) EXPECT_TRUE((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) << tag;
+  EXPECT_EQ(tag.find(ip), std::string::npos);
+  EXPECT_EQ(tag, client_tag(ip));
   EXPECT_NE(tag, client_tag("203.0.113.8"));
-  EXPECT_EQ(tag.find("203"), std::string::npos);
+  // Nor the address written without its dots, plain or zero-padded, nor its bytes in hex
+  // (cb.00.71.07), which would pass the format check: a chance match of 8 or more given
+  // digits in hash output is at most 5 in 16^8.
+  for (const char* encoded : {"20301137", "203000113007", "cb007107"})
+    EXPECT_EQ(tag.find(encoded), std::string::npos) << tag << " shows " << encoded;
 }
 
 }  // namespace

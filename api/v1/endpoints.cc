@@ -1184,15 +1184,18 @@ void event_routes(router& r, deps_ptr d) {
           h.result(http::status::ok);
           h.set(http::field::content_type, "text/event-stream");
           h.set(http::field::cache_control, "no-store");
-          // Refused before the stream starts, so the client gets a problem, not a cut stream.
-          if (tail->clients() >= d->live_tail_max_clients) return respond(live_tail_full()), void();
+          // A place is taken before the stream starts, so a client past the limit gets a
+          // problem, not a cut stream, and one admitted keeps its place.
+          auto place = tail->reserve();
+          if (!place) return respond(live_tail_full()), void();
           // HEAD: the headers only (the server ends the response after them).
           if (req.method() == http::verb::head) return (void)respond.start_stream(std::move(h));
           auto stream = respond.start_stream(std::move(h));
           if (!stream) return;
           stream->send(": passage live tail\nretry: 2000\n\n");
-          if (!tail->add({.org = who.org_id_.to_string(), .from = start, .stream = stream})) {
-            stream->close();  // filled up in between (or stopping): the client retries
+          if (!tail->add(std::move(*place),
+                         {.org = who.org_id_.to_string(), .from = start, .stream = stream})) {
+            stream->close();  // stopping: the client retries
           }
         }));
 }

@@ -15,13 +15,26 @@ live_tail::live_tail(eventstore::event_store& store, render frame, live_tail_opt
 
 live_tail::~live_tail() { stop(); }
 
-bool live_tail::add(client c) {
+std::optional<live_tail::place> live_tail::reserve() {
+  std::lock_guard lk(mu_);
+  if (stopping_ || count_ >= options_.max_clients) return std::nullopt;
+  ++count_;
+  return place(this);
+}
+
+live_tail::place::~place() {
+  if (!tail_) return;
+  std::lock_guard lk(tail_->mu_);
+  --tail_->count_;
+}
+
+bool live_tail::add(place p, client c) {
   {
     std::lock_guard lk(mu_);
-    if (stopping_ || count_ >= options_.max_clients) return false;
-    std::uint64_t next = std::max<std::uint64_t>(c.from, 1);
+    if (stopping_) return false;  // `p` gives its place back
+    const std::uint64_t next = std::max<std::uint64_t>(c.from, 1);
     joining_.push_back({std::move(c), next});
-    ++count_;
+    p.tail_ = nullptr;  // the place is the client's now; the thread frees it when it goes
   }
   cv_.notify_one();
   return true;
@@ -153,7 +166,7 @@ void live_tail::run() {
     std::lock_guard lk(mu_);
     for (auto& j : joining_) left.push_back(std::move(j));
     joining_.clear();
-    count_ = 0;
+    count_ -= members.size() + left.size();  // places still reserved are freed by their owners
   }
   for (auto& m : members) m.c.stream->close();
   for (auto& m : left) m.c.stream->close();

@@ -5,12 +5,16 @@
 // client of its organization); a client resuming from an older position (Last-Event-ID,
 // ?from=) catches up on its own, one bounded step per round, and joins the live group
 // when it reaches it; a few catch-up steps a round, so clients resuming from far back
-// delay the live group little. At most `max_clients` at once; past that add() refuses and
-// the route answers 503. A client whose events cannot be read (a fault of the log) is
-// ended and resumes from its Last-Event-ID when it reconnects; the tail goes on.
+// delay the live group little. At most `max_clients` at once, checked in one place:
+// reserve() takes a place before the response starts (none left: the route answers 503),
+// and add() gives it to the client, so an admitted client is never cut off for want of
+// room. A client whose events cannot be read (a fault of the log) is ended and resumes
+// from its Last-Event-ID when it reconnects; the tail goes on.
 //
 //   live_tail tail(store, [&](const recorded_event& e) { return frame_of(e); });
-//   if (!tail.add({.org = org, .from = start, .stream = stream})) refuse();
+//   auto place = tail.reserve();
+//   if (!place) return refuse();  // 503, Retry-After
+//   tail.add(std::move(*place), {.org = org, .from = start, .stream = start_stream()});
 //
 // Every event is delivered to a client at most once and in log order, from its start
 // position on with no gap. A client whose stream closes (it left, it was too slow, the
@@ -26,6 +30,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "api/http_types.h"
@@ -55,11 +60,26 @@ class live_tail {
   live_tail(const live_tail&) = delete;
   live_tail& operator=(const live_tail&) = delete;
 
-  // Adds a client; false when max_clients are connected (or it stopped).
-  bool add(client c);
+  // One of the max_clients places, held for a client about to be added; given back when
+  // dropped without add(). Used on the thread that reserved it, within the tail's life.
+  class place {
+   public:
+    place(place&& o) noexcept : tail_(std::exchange(o.tail_, nullptr)) {}
+    place& operator=(place&&) = delete;
+    ~place();
+
+   private:
+    friend class live_tail;
+    explicit place(live_tail* t) : tail_(t) {}
+    live_tail* tail_;
+  };
+  // A place, or nullopt when max_clients are connected or reserved (or it stopped).
+  std::optional<place> reserve();
+  // Adds a client in its reserved place; false only when it stopped (the place is freed).
+  bool add(place p, client c);
   // Ends the thread; streams of remaining clients are closed. Not from an I/O thread.
   void stop();
-  // Clients connected (live or catching up).
+  // Clients connected (live or catching up), and places reserved for clients being added.
   std::size_t clients() const;
 
  private:
@@ -86,7 +106,7 @@ class live_tail {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<member> joining_;  // added, not yet taken by the thread
-  std::size_t count_ = 0;        // joining_ + the thread's members
+  std::size_t count_ = 0;        // reserved places + joining_ + the thread's members
   bool stopping_ = false;
   std::thread thread_;
 };

@@ -5,7 +5,10 @@
 #include "api/problem.h"
 #include "api/v1/dto.h"
 #include "common/encoding.h"
+#include "domain/learner.h"
+#include "domain/streams.h"
 #include "domain/text.h"
+#include "eventstore/event_codec.h"
 #include "web/static_assets.h"
 
 namespace passage::api::v1 {
@@ -71,6 +74,33 @@ std::optional<problem> login_limited(const endpoint_deps& d, const request_conte
   return std::nullopt;
 }
 
+// What a post of the link `token` would find, decided read-only on the learner's events
+// as set_password decides it: "" while the link can still set a password, else the
+// problem code (token_invalid, token_used, token_expired, token_replaced). A node without
+// a command side, or a log it cannot read now, shows the form: its post tells.
+std::string link_state(const endpoint_deps& d, std::string_view token) {
+  if (!d.commands || !d.store || !d.clock) return "";
+  auto ref = d.commands->password_setups().verify(token);
+  if (!ref) return std::string(domain::to_string(domain::errc::token_invalid));
+  domain::learner_state s;
+  constexpr std::size_t page_size = 256;
+  for (std::uint64_t from = 1;;) {
+    auto page = d.store->read_stream(domain::learner_stream(ref->learner_id), from,
+                                     eventstore::read_direction::forward, page_size);
+    if (!page) return "";
+    for (const auto& rec : *page) {
+      // The link's state needs no personal data: nothing is decrypted.
+      auto e = eventstore::event_from_json_text(rec.type, rec.data, true);
+      if (!e) return "";
+      s = domain::evolve(std::move(s), *e);
+    }
+    if (page->size() < page_size) break;
+    from = page->back().stream_version + 1;
+  }
+  auto usable = domain::decide(s, domain::set_password{ref->setup_id, "-"}, d.clock->now());
+  return usable ? "" : std::string(domain::to_string(usable.error().code_));
+}
+
 }  // namespace
 
 std::string password_page(bool done, const std::string& problem_code, const std::string& detail) {
@@ -109,9 +139,16 @@ std::string password_page(bool done, const std::string& problem_code, const std:
 }
 
 void password_routes(router& r, deps_ptr d) {
-  r.add(http::verb::get, "/p/{token}", [](const request&, request_context&, responder respond) {
-    respond(page_response(http::status::ok, password_page(false, "", "")));
-  });
+  // The form while the link can set a password; else what became of the link (used,
+  // expired, replaced by a newer one, not valid), with the status its post would get.
+  r.add(http::verb::get, "/p/{token}",
+        [d](const request&, request_context& ctx, responder respond) {
+          const auto state = link_state(*d, ctx.params.get_or("token", ""));
+          if (state.empty()) {
+            return respond(page_response(http::status::ok, password_page(false, "", ""))), void();
+          }
+          respond(page_response(http::status(status_for(state)), password_page(false, state, "")));
+        });
 
   // The page's own form (application/x-www-form-urlencoded): password, password_confirm.
   r.add(http::verb::post, "/p/{token}",

@@ -1,6 +1,7 @@
 #pragma once
 // The learner's password (issue 8): the page behind a welcome mail's one-time link
-// (GET/POST /p/{token}, a plain form that works without scripts), the same as JSON
+// (GET/POST /p/{token}, a plain form that works without scripts; GET of a used, expired,
+// replaced or invalid link shows that instead of the form), the same as JSON
 // (POST /v1/public/password/{token}), and logging in with it
 // (POST /v1/public/learners/login -> the learner token claims and plays use).
 

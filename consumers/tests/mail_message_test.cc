@@ -7,6 +7,7 @@
 #include "common/time_format.h"
 #include "consumers/mail_message.h"
 #include "consumers/mailer.h"
+#include "consumers/welcome_mail.h"
 #include "tests/support/temp_dir.h"
 
 namespace passage::consumers {
@@ -122,6 +123,46 @@ TEST(MailMessage, ClaimDigestTemplateTakesPrebuiltHtmlListsAndPerOrgOverrides) {
   EXPECT_EQ(t.subject, default_template(mail_kind::claim_digest).subject);
   EXPECT_EQ(template_for(mail_kind::invitation, dir.sub("tpl"), "org-a").text,
             default_template(mail_kind::invitation).text);
+}
+
+// A new account's mail says it was created by the claim; a link staff sent again (no
+// invite in the event) says it is a new link, each with its own per-organization files.
+TEST(MailMessage, AReissuedLinkHasItsOwnWordingAndTemplateFiles) {
+  domain::password_setup_issued e;
+  e.org_id_ = *uuid::parse("0b9d7c1e-2f3a-4b5c-8d6e-7f8091a2b3c4");
+  e.learner_id_ = uuid::random();
+  e.setup_id_ = uuid::random();
+  e.invite_id_ = uuid::random();
+  e.expires_at_ = t0;
+  e.personal_data_.email_ = "ada@example.com";
+  e.personal_data_.first_name_ = "Ada";
+  const welcome_facts facts{"Kubernetes 101", "https://learn.example.com/p/ps1.x"};
+  auto first = welcome_message(e, facts, "", "f", "<w@passage>");
+  EXPECT_NE(first.text.find("Your account was created when you claimed \"Kubernetes 101\""),
+            std::string::npos)
+      << first.text;
+  e.invite_id_.reset();
+  auto again = welcome_message(e, facts, "", "f", "<w@passage>");
+  EXPECT_EQ(again.subject, "Your new link to choose a password");
+  EXPECT_EQ(again.text.find("account was created"), std::string::npos) << again.text;
+  EXPECT_EQ(again.html.find("account was created"), std::string::npos) << again.html;
+  EXPECT_NE(again.text.find("Hello Ada,\n\nhere is a new link"), std::string::npos) << again.text;
+  EXPECT_NE(again.text.find("https://learn.example.com/p/ps1.x"), std::string::npos);
+  EXPECT_NE(again.html.find("href=\"https://learn.example.com/p/ps1.x\""), std::string::npos);
+  EXPECT_EQ(to_string(mail_kind::password_link), "password_link");
+
+  passage::testing::temp_dir dir;
+  const std::string org_dir = dir.sub("tpl") + "/" + e.org_id_.to_string();
+  std::filesystem::create_directories(org_dir);
+  std::ofstream(org_dir + "/welcome.subject") << "Welcome to ACME";
+  std::ofstream(org_dir + "/password_link.txt") << "ACME: your new link {{link}}";
+  auto custom_again = welcome_message(e, facts, dir.sub("tpl"), "f", "<w@passage>");
+  EXPECT_EQ(custom_again.text, "ACME: your new link https://learn.example.com/p/ps1.x");
+  EXPECT_EQ(custom_again.subject, again.subject) << "the welcome files are not used";
+  e.invite_id_ = uuid::random();
+  auto custom_first = welcome_message(e, facts, dir.sub("tpl"), "f", "<w@passage>");
+  EXPECT_EQ(custom_first.subject, "Welcome to ACME");
+  EXPECT_EQ(custom_first.text, first.text);
 }
 
 TEST(MailMessage, DerivedIdsAreStablePerEventAndKind) {

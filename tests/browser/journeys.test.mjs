@@ -340,6 +340,69 @@ test('learner: every rejection reason has its own message', async () => {
   assert.deepEqual(rejections.body.rejections.map((r) => r.reason), ['full']);
 });
 
+test('console: issue an API key with a contact email, then an invite that mails its creator new claims', () => journey('keys', async () => {
+  await apiCall('POST', '/v1/tracks', { track_id: 'digest-track', title: 'Digest track' });
+  const owner = await newPage();
+  await owner.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+  await signIn(owner);
+  await owner.getByRole('link', { name: 'API keys' }).click();
+  await owner.getByRole('heading', { name: 'API keys', level: 1 }).waitFor(wait);
+
+  // A bad address is refused next to its field; nothing is issued.
+  const before = (await apiCall('GET', '/v1/api-keys')).body.api_keys.length;
+  await owner.getByLabel('Name').fill('Prof. Digest');
+  await owner.getByLabel('Contact email').fill('not an address');
+  await owner.getByRole('button', { name: 'Issue key' }).click();
+  await owner.locator('[data-field=email] .field-error').waitFor(wait);
+  assert.equal(await owner.getByLabel('Contact email').getAttribute('aria-invalid'), 'true');
+  assert.equal((await apiCall('GET', '/v1/api-keys')).body.api_keys.length, before);
+
+  await owner.getByLabel('Contact email').fill('Prof.Digest@Example.org');
+  await owner.getByLabel('Role').selectOption('admin');
+  await owner.getByRole('button', { name: 'Issue key' }).click();
+  await owner.getByText(/Copy it now: it is not shown again/).waitFor(wait);
+  const key = await owner.locator('#issued-key').textContent();
+  assert.match(key, /^psk_/);
+  await owner.getByRole('cell', { name: 'prof.digest@example.org' }).waitFor(wait);
+  await shot(owner, 'console-api-keys');
+  const issued = (await apiCall('GET', '/v1/api-keys')).body.api_keys.find((k) => k.name === 'Prof. Digest');
+  assert.equal(issued.email, 'prof.digest@example.org');
+  assert.equal(issued.role, 'admin');
+
+  // The owner key has no contact email: asking for digests is refused next to the box.
+  await owner.getByRole('navigation').getByRole('link', { name: 'New invite' }).click();
+  await owner.getByLabel('Title', { exact: true }).fill('Digest from the owner');
+  await owner.getByLabel('Mail me a digest of new claims').check();
+  await owner.getByRole('button', { name: 'Create invite' }).click();
+  await owner.locator('[data-field=notify_on_claim] .field-error').waitFor(wait);
+  assert.equal(await owner.getByLabel('Mail me a digest of new claims').getAttribute('aria-invalid'), 'true');
+  await owner.context().close();
+
+  // Signed in with the new key, the same invite asks for digests, and an edit turns them off.
+  const prof = await newPage();
+  await prof.goto(base + '/console');
+  await prof.keyboard.type(key);
+  await prof.keyboard.press('Enter');
+  await prof.getByRole('heading', { name: 'Invites', level: 1 }).waitFor(wait);
+  await prof.getByRole('navigation').getByRole('link', { name: 'New invite' }).click();
+  await prof.getByLabel('Title', { exact: true }).fill('Digest from the professor');
+  await prof.getByLabel('Track', { exact: true }).first().selectOption('digest-track');
+  await prof.getByLabel('Mail me a digest of new claims').check();
+  await prof.getByRole('button', { name: 'Create invite' }).click();
+  await prof.getByRole('heading', { name: 'Digest from the professor', level: 1 }).waitFor(wait);
+  const id = prof.url().split('#/invites/')[1];
+  assert.equal((await apiCall('GET', '/v1/invites/' + id)).body.notify_on_claim, true);
+  await prof.goto(base + '/console#/invites/' + id + '/edit');
+  const box = prof.getByLabel('Mail me a digest of new claims');
+  await box.waitFor(wait);
+  assert.equal(await box.isChecked(), true, 'the edit form shows the setting');
+  await box.uncheck();
+  await prof.getByRole('button', { name: 'Save changes' }).click();
+  await prof.getByText('Changes saved.').waitFor(wait);
+  assert.equal((await apiCall('GET', '/v1/invites/' + id)).body.notify_on_claim, false);
+  await prof.context().close();
+}));
+
 test('learner page works without JavaScript, and no page breaks its content security policy', async () => {
   const invite = (await apiCall('POST', '/v1/invites', { title: 'No script needed', public_description: 'Plain HTML first.', tracks: [{ track_id: 'k8s-basics' }], show_share_button: true })).body;
   const page = await newPage({ javaScriptEnabled: false });

@@ -726,6 +726,38 @@ TEST_F(live_tail_limit_test, ClientsPastTheLimitGet503UntilOneLeaves) {
   FAIL() << "the place of the client that left was never given back";
 }
 
+// A place is taken before the response starts and given back when no client takes it
+// (HEAD answers with the headers only): HEADs and refusals never use the limit up.
+TEST_F(live_tail_limit_test, HeadRequestsAndRefusalsHoldNoPlace) {
+  auto head = [&] {
+    boost::asio::io_context ioc;
+    boost::asio::ip::tcp::socket socket(ioc);
+    boost::asio::ip::tcp::resolver resolver(ioc);
+    boost::asio::connect(socket, resolver.resolve("127.0.0.1", std::to_string(node_->port())));
+    const std::string req =
+        "HEAD /v1/events/live HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Authorization: Bearer " +
+        owner_ + "\r\nConnection: close\r\n\r\n";
+    boost::asio::write(socket, boost::asio::buffer(req));
+    std::string got;
+    char buf[4096];
+    boost::system::error_code ec;
+    while (got.find("\r\n") == std::string::npos && !ec) {
+      got.append(buf, socket.read_some(boost::asio::buffer(buf), ec));
+    }
+    return got.substr(0, got.find("\r\n"));
+  };
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(head(), "HTTP/1.1 200 OK");
+  sse_reader first(node_->port(), "/v1/events/live?from=1", owner_, std::nullopt);
+  first.read_until(1);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(head(), "HTTP/1.1 200 OK");
+  sse_reader second(node_->port(), "/v1/events/live?from=1", owner_, std::nullopt);
+  second.read_until(1);
+  EXPECT_EQ(head(), "HTTP/1.1 503 Service Unavailable");
+  EXPECT_EQ(client_->get("/v1/events/live", auth()).status, 503u);
+  EXPECT_EQ(client_->get("/v1/system", auth()).status, 200u);
+}
+
 TEST_F(node_test, IfNoneMatchGets304OnlyWhileTheInviteBodyIsUnchanged) {
   make_track("k8s-basics");
   auto invite = make_invite({{"title", "Cached"}, {"tracks", {"k8s-basics"}}});

@@ -739,8 +739,17 @@ TEST_F(WelcomeTest, ANewLinkReplacesTheOldOne) {
   ASSERT_EQ(r.status, 202u) << r.body;
   while (sink_.count() < 2) std::this_thread::sleep_for(10ms);
   std::string new_token;
-  for (const auto& m : inbox())
-    if (auto t = welcome_token(m); !t.empty() && t != old_token) new_token = t;
+  for (const auto& m : inbox()) {
+    if (auto t = welcome_token(m); !t.empty() && t != old_token) {
+      new_token = t;
+      // Greeted by the name she registered with, like in the first mail, and told it is a
+      // new link for her account (not that a claim created it).
+      EXPECT_NE(m.text.find("Hello Ada,"), std::string::npos) << m.text;
+      EXPECT_EQ(m.header("Subject"), "Your new link to choose a password");
+      EXPECT_NE(m.text.find("here is a new link"), std::string::npos) << m.text;
+      EXPECT_EQ(m.text.find("account was created"), std::string::npos) << m.text;
+    }
+  }
   ASSERT_FALSE(new_token.empty());
   auto old_use = set_password(old_token, "correct horse battery");
   EXPECT_EQ(old_use.status, 410u) << old_use.body;
@@ -750,6 +759,59 @@ TEST_F(WelcomeTest, ANewLinkReplacesTheOldOne) {
       client_->post("/v1/learners/" + uuid::random().to_string() + "/password-setup", "", auth())
           .status,
       404u);
+}
+
+// Opening the link shows what became of it before anything is typed: the form while it
+// works; used, replaced, expired or not valid as a plain page without the form, with the
+// status its post would get and the same headers.
+TEST_F(WelcomeTest, OpeningTheLinkShowsItsState) {
+  auto open = [&](const std::string& token, unsigned status, const std::string& says) {
+    auto page = client_->get("/p/" + token);
+    EXPECT_EQ(page.status, status) << token << "\n" << page.body;
+    EXPECT_EQ(page.header("Cache-Control"), "no-store");
+    EXPECT_EQ(page.header("Referrer-Policy"), "no-referrer");
+    EXPECT_NE(page.body.find("<meta name=\"referrer\" content=\"no-referrer\">"),
+              std::string::npos);
+    EXPECT_EQ(page.body.find("<script"), std::string::npos);
+    if (says.empty()) {
+      EXPECT_NE(page.body.find("<form id=\"password\""), std::string::npos) << page.body;
+    } else {
+      EXPECT_EQ(page.body.find("<form"), std::string::npos) << page.body;
+      EXPECT_NE(page.body.find("role=\"alert\""), std::string::npos) << page.body;
+      EXPECT_NE(page.body.find(says), std::string::npos) << page.body;
+    }
+  };
+  const std::string first = welcome_token(join("ada@example.com"));
+  const std::string learner = claim_["learner_id"];
+  open(first, 200u, "");
+
+  ASSERT_EQ(client_->post("/v1/learners/" + learner + "/password-setup", "", auth()).status, 202u);
+  while (sink_.count() < 2) std::this_thread::sleep_for(10ms);
+  std::string second;
+  for (const auto& m : inbox())
+    if (auto t = welcome_token(m); !t.empty() && t != first) second = t;
+  ASSERT_FALSE(second.empty());
+  open(first, 410u, "A newer link was sent to you");
+  open(second, 200u, "");
+  ASSERT_EQ(set_password(second, "correct horse battery").status, 200u);
+  open(second, 410u, "This link was used already");
+
+  std::string tampered = second;
+  tampered[10] = tampered[10] == 'A' ? 'B' : 'A';
+  open(tampered, 400u, "This link is not valid");
+  open("nothing", 400u, "This link is not valid");
+
+  const std::string bobs = welcome_token(join("bob@example.com", "Bob"));
+  open(bobs, 200u, "");
+  clock_.advance(std::chrono::hours(24 * 7) + std::chrono::seconds(1));
+  open(bobs, 410u, "This link has expired");
+  // A forgotten learner's link is no longer valid.
+  ASSERT_EQ(
+      client_
+          ->post("/v1/learners/" + claim_["learner_id"].get<std::string>() + "/forget", "", auth())
+          .status,
+      200u);
+  open(bobs, 400u, "This link is not valid");
 }
 
 TEST_F(WelcomeTest, AMailerRestartOrLostStateSendsNoWelcomeMailTwice) {

@@ -80,7 +80,7 @@ function renderNav(current) {
   nav.replaceChildren(
     link('#/invites', 'Invites', 'invites'), link('#/invites/new', 'New invite', 'new'),
     link('#/tracks', 'Tracks', 'tracks'), link('#/lead-form', 'Lead form', 'lead-form'),
-    link('#/activity', 'Live activity', 'activity'), el('span', { class: 'spacer' }),
+    link('#/activity', 'Live activity', 'activity'), link('#/keys', 'API keys', 'keys'), el('span', { class: 'spacer' }),
     el('a', { href: '#/signout' }, 'Sign out'));
 }
 
@@ -226,6 +226,7 @@ const fieldLabels = {
   allowed_emails: 'Allowed emails', allowed_domains: 'Allowed domains', require_account: 'Require an email',
   show_share_button: 'Show a share button', capacity_warning_percent: 'Capacity warning at (%)',
   track_id: 'Track id', pausable: 'Pausable', fields: 'Field',
+  notify_on_claim: 'Mail me a digest of new claims', name: 'Name', role: 'Role', email: 'Contact email',
 };
 
 function toLocalInput(iso) {
@@ -268,7 +269,7 @@ async function inviteForm(id) {
     type: 'self_paced', title: '', public_description: '', internal_description: '', image_url: '', tracks: [],
     access_duration: 'forever', plays_per_track: 0, expires_at: null, claim_limit: 0, starts_at: null, ends_at: null,
     access: 'anyone', allowed_emails: [], allowed_domains: [], require_account: false, show_share_button: false,
-    capacity_warning_percent: 80,
+    capacity_warning_percent: 80, notify_on_claim: false,
   };
   const version = inviteRes ? inviteRes.body.version : null;
   const input = (type, value, extra = {}) => el('input', { type, value: value ?? '', ...extra });
@@ -325,6 +326,7 @@ async function inviteForm(id) {
     allowed_domains: el('textarea', {}, (v.allowed_domains || []).join('\n')),
     require_account: checkbox(v.require_account),
     show_share_button: checkbox(v.show_share_button),
+    notify_on_claim: checkbox(v.notify_on_claim),
   };
   const live = el('div', {}, el('div', { class: 'grid2' }, control('starts_at', f.starts_at), control('ends_at', f.ends_at)),
     el('p', { class: 'hint' }, 'A live event accepts claims from 24 hours before it starts until it ends.'));
@@ -363,6 +365,9 @@ async function inviteForm(id) {
       control('access', f.access), allowed,
       control('require_account', f.require_account, 'Ask for an email even when anyone may claim.'),
       control('show_share_button', f.show_share_button)),
+    el('fieldset', {}, el('legend', {}, 'Notifications'),
+      control('notify_on_claim', f.notify_on_claim,
+        'At most one mail every 15 minutes, to the contact email of the API key that created the invite (see API keys).')),
     message,
     el('div', { class: 'actions' },
       el('button', { type: 'submit' }, id ? 'Save changes' : 'Create invite'),
@@ -378,6 +383,7 @@ async function inviteForm(id) {
       plays_per_track: Number(f.plays_per_track.value || 0), claim_limit: Number(f.claim_limit.value || 0),
       capacity_warning_percent: Number(f.capacity_warning_percent.value || 80),
       access: f.access.value, require_account: f.require_account.checked, show_share_button: f.show_share_button.checked,
+      notify_on_claim: f.notify_on_claim.checked,
       allowed_emails: f.access.value === 'allowed' ? lines(f.allowed_emails.value) : [],
       allowed_domains: f.access.value === 'allowed' ? lines(f.allowed_domains.value) : [],
     };
@@ -722,6 +728,61 @@ async function leadFormPage() {
   page('Lead form', form);
 }
 
+// ---- API keys ------------------------------------------------------------------------------
+
+// The organization's keys (owner keys only) and a form to issue one; the new key is shown
+// once, here, and never again.
+async function keyPage() {
+  const res = await api('GET', '/v1/api-keys');
+  const list = !res.ok ? errorBox(problemText(res)) : res.body.api_keys.length
+    ? el('div', { class: 'table-wrap' }, el('table', {},
+      el('caption', { class: 'skip' }, 'API keys'),
+      el('thead', {}, el('tr', {}, ['Name', 'Role', 'Contact email', 'Issued', 'Actions'].map((h) => el('th', { scope: 'col' }, h)))),
+      el('tbody', {}, res.body.api_keys.map((k) => el('tr', {},
+        el('td', {}, k.name || el('span', { class: 'muted' }, '(no name)')), el('td', {}, k.role),
+        el('td', {}, k.email || el('span', { class: 'muted' }, 'none')), el('td', {}, when(k.issued_at)),
+        el('td', {}, k.revoked ? el('span', { class: 'muted' }, 'Revoked')
+          : el('button', { type: 'button', class: 'small danger', 'aria-label': 'Revoke ' + (k.name || k.id), onclick: async () => {
+            if (!await confirmDialog('Revoke the key “' + (k.name || k.id) + '”? Whoever uses it is refused from now on.', 'Revoke')) return;
+            const r = await api('DELETE', '/v1/api-keys/' + k.id);
+            if (!r.ok) return notify(problemText(r));
+            notify('Key revoked.');
+            keyPage();
+          } }, 'Revoke')))))))
+    : el('p', { class: 'empty card' }, 'No keys yet.');
+  const inputs = {
+    name: el('input', { type: 'text' }),
+    role: el('select', {}, [['admin', 'Admin'], ['professor', 'Professor'], ['owner', 'Owner']].map(([k, t]) => el('option', { value: k }, t))),
+    email: el('input', { type: 'email', autocomplete: 'off' }),
+  };
+  const message = el('div', { 'aria-live': 'polite' });
+  const issued = el('div', { 'aria-live': 'polite' });
+  const form = el('form', { class: 'card', novalidate: true }, el('h2', {}, 'Issue a key'),
+    el('div', { class: 'grid2' }, control('name', inputs.name), control('role', inputs.role)),
+    control('email', inputs.email, 'Optional. Claim digests of the invites created with this key go here.'),
+    message, el('div', { class: 'actions' }, el('button', { type: 'submit' }, 'Issue key')));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearErrors(form, message);
+    issued.replaceChildren();
+    const body = { role: inputs.role.value, name: inputs.name.value.trim() };
+    if (inputs.email.value.trim()) body.email = inputs.email.value.trim();
+    const r = await api('POST', '/v1/api-keys', { body });
+    if (!r.ok) return showErrors(form, message, r);
+    form.reset();
+    const shown = await keyPage();
+    shown.issued.append(el('div', { class: 'notice ok', role: 'status' },
+      el('p', {}, 'Key “' + (r.body.name || r.body.id) + '” issued' + (r.body.email ? ' (contact ' + r.body.email + ')' : '') +
+        '. Copy it now: it is not shown again.'),
+      el('p', {}, el('code', { id: 'issued-key' }, r.body.key), ' ',
+        el('button', { type: 'button', class: 'small secondary', onclick: async () => {
+          notify(await copyText(r.body.key) ? 'Key copied.' : 'Copy the key from the page.');
+        } }, 'Copy key'))));
+  });
+  page('API keys', issued, list, form);
+  return { issued };
+}
+
 // ---- routing -------------------------------------------------------------------------------
 
 async function route() {
@@ -740,6 +801,7 @@ async function route() {
   if (parts[0] === 'tracks') { renderNav('tracks'); return trackPage(); }
   if (parts[0] === 'lead-form') { renderNav('lead-form'); return leadFormPage(); }
   if (parts[0] === 'activity') { renderNav('activity'); return activity(); }
+  if (parts[0] === 'keys') { renderNav('keys'); return keyPage(); }
   renderNav('invites');
   return inviteList();
 }
