@@ -47,6 +47,17 @@ struct request_series {
   prometheus::Histogram* histogram = nullptr;
 };
 
+// The method label: the standard methods as they are, every other token the client may
+// send as "other", so clients cannot add series (memory, scrape size) by inventing methods.
+std::string_view method_label(std::string_view method) {
+  static constexpr std::string_view known[] = {"GET",    "HEAD",    "POST",  "PUT",    "PATCH",
+                                               "DELETE", "OPTIONS", "TRACE", "CONNECT"};
+  for (auto k : known) {
+    if (method == k) return k;
+  }
+  return "other";
+}
+
 }  // namespace
 
 metrics::metrics(metrics_options options)
@@ -70,6 +81,7 @@ metrics::metrics(metrics_options options)
 void metrics::observe_request(std::string_view route, std::string_view method, unsigned status,
                               std::chrono::duration<double> duration) {
   if (route.empty()) route = "unmatched";
+  method = method_label(method);
   // Each I/O thread remembers the series it has updated, keyed by this object's id (never
   // reused, unlike its address), route, method and status: a request then updates its
   // counter and histogram without the lock or an allocation.
@@ -86,7 +98,7 @@ void metrics::observe_request(std::string_view route, std::string_view method, u
     return;
   }
   auto [counter, histogram] = request_series_for(route, method, status);
-  if (seen.size() >= 4096) seen.clear();  // methods are client-chosen: keep the cache bounded
+  if (seen.size() >= 4096) seen.clear();  // routes x methods x statuses: a backstop only
   seen.emplace(key, request_series{counter, histogram});
   counter->Increment();
   histogram->Observe(duration.count());

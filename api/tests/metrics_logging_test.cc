@@ -32,6 +32,22 @@ TEST(metrics_test, request_counters_use_route_labels) {
   EXPECT_NE(text.find("passage_http_open_connections 1"), std::string::npos) << text;
 }
 
+TEST(metrics_test, methods_clients_invent_share_one_series) {
+  metrics m;
+  for (int i = 0; i < 50; ++i) {
+    m.observe_request("", "X" + std::to_string(i), 405, std::chrono::milliseconds(1));
+  }
+  m.observe_request("", "PATCH", 405, std::chrono::milliseconds(1));
+  std::string text = m.text();
+  EXPECT_NE(
+      text.find(R"(passage_http_requests_total{method="other",route="unmatched",status="405"} 50)"),
+      std::string::npos)
+      << text;
+  EXPECT_NE(text.find(R"({method="PATCH",route="unmatched",status="405"} 1)"), std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("X1"), std::string::npos) << text;
+}
+
 TEST(metrics_test, each_instance_counts_its_own_requests_from_every_thread) {
   // Series are remembered per thread; a second instance (possibly at the address of the
   // first, destroyed) and a second thread each start from their own counts.
