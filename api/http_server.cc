@@ -83,6 +83,15 @@ const std::string& http_date() {
   return text;
 }
 
+// `from` + `d`, saturating at time_point::max() instead of overflowing (an option of
+// years would otherwise wrap to a deadline in the past and close every connection).
+steady::time_point deadline_after(steady::time_point from, std::chrono::milliseconds d) {
+  constexpr auto far = steady::time_point::max();
+  if (d <= std::chrono::milliseconds::zero()) return from;
+  if (d >= std::chrono::duration_cast<std::chrono::milliseconds>(far - from)) return far;
+  return from + d;
+}
+
 class session;
 class session_stream;
 class server_core;
@@ -99,8 +108,7 @@ struct exchange final : response_sink, std::enable_shared_from_this<exchange> {
   request req;
   request_context ctx;
   steady::time_point started = steady::now();
-  bool keep_alive = true;    // the client asked to keep the connection
-  bool close_after = false;  // the session answers an unreadable request and closes
+  bool keep_alive = true;  // the client asked to keep the connection
 
   // Fields below are touched on the session's strand only.
   std::optional<response> res;
@@ -301,6 +309,11 @@ class session : public std::enable_shared_from_this<session> {
 
   void on_response(const std::shared_ptr<exchange>& ex, response res) {
     if (closed_ || ex->res || ex->stream) return;
+    // A handler asking to close: read nothing more. The requests already read have run,
+    // so they are answered first; the connection closes after the last of them
+    // (serialize). The intent is read before the version is set: an HTTP/1.0 response
+    // without "Connection: keep-alive" reads as close.
+    if (!res.keep_alive()) read_closed_ = true;
     ex->res = std::move(res);
     // A handler answering from within on_request has its response written when it
     // returns, together with whatever else is ready.
@@ -316,7 +329,7 @@ class session : public std::enable_shared_from_this<session> {
     ex->stream = std::move(stream);
     ex->stream_header = std::move(header);
     read_closed_ = true;  // a stream ends pipelining
-    do_write();
+    if (!in_handler_) do_write();
   }
 
   void on_stream_send(const std::shared_ptr<exchange>& ex, std::string chunk) {
@@ -406,13 +419,13 @@ class session : public std::enable_shared_from_this<session> {
     } else if (parser_->got_some() || buffer_.size() > 0) {
       if (!header_started_) {
         header_started_ = true;
-        header_deadline_ = steady::now() + options_.header_timeout;
+        header_deadline_ = deadline_after(steady::now(), options_.header_timeout);
       }
       set_read_deadline(header_deadline_, timer_kind::header);
     } else if (requests_read_ == 0) {
-      set_read_deadline(accepted_at_ + options_.header_timeout, timer_kind::header);
+      set_read_deadline(deadline_after(accepted_at_, options_.header_timeout), timer_kind::header);
     } else {
-      set_read_deadline(steady::now() + options_.idle_timeout, timer_kind::idle);
+      set_read_deadline(deadline_after(steady::now(), options_.idle_timeout), timer_kind::idle);
     }
     reading_ = true;
     socket_.async_read_some(
@@ -442,8 +455,8 @@ class session : public std::enable_shared_from_this<session> {
       // The request's first bytes: its header has header_timeout from now (from
       // accept for a connection's first request).
       header_started_ = true;
-      header_deadline_ =
-          (requests_read_ == 0 ? accepted_at_ : steady::now()) + options_.header_timeout;
+      header_deadline_ = deadline_after(requests_read_ == 0 ? accepted_at_ : steady::now(),
+                                        options_.header_timeout);
     }
     maybe_read();
   }
@@ -458,7 +471,7 @@ class session : public std::enable_shared_from_this<session> {
       batch_ = 0;
       flush();
     }
-    body_deadline_ = steady::now() + options_.body_timeout;
+    body_deadline_ = deadline_after(steady::now(), options_.body_timeout);
     parser_->eager(true);
   }
 
@@ -509,7 +522,6 @@ class session : public std::enable_shared_from_this<session> {
     if (parser_ && parser_->is_header_done()) ex->req.base() = parser_->get().base();
     ex->req.version(11);
     fill_context(*ex);
-    ex->close_after = true;
     ex->res = problem_response(make_problem(code, std::move(detail)));
     queue_.push_back(ex);
     read_closed_ = true;
@@ -606,8 +618,12 @@ class session : public std::enable_shared_from_this<session> {
 
   void serialize(exchange& ex) {
     response& res = *ex.res;
+    // Once reading has ended (the client or a handler asked to close, the server is
+    // stopping, a request was unreadable) every request already read is still answered,
+    // and Connection: close goes on the last one only: a command that ran is never left
+    // without its response. Before that, each response keeps the connection.
+    ex.keep = !(read_closed_ && &ex == queue_.back().get());
     res.version(ex.req.version());
-    ex.keep = ex.keep_alive && !ex.close_after && !stopping_ && res.keep_alive();
     res.keep_alive(ex.keep);
     append_head(out_, res, ex.ctx.request_id);
     // HEAD: the headers GET would send, Content-Length included, and no body.
@@ -627,6 +643,7 @@ class session : public std::enable_shared_from_this<session> {
       std::size_t n =
           socket_.write_some(asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_), ec);
       if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+      if (ec == asio::error::interrupted) continue;
       if (ec) {
         writing_ = false;
         return close_socket();
@@ -634,7 +651,7 @@ class session : public std::enable_shared_from_this<session> {
       out_sent_ += n;
     }
     if (out_sent_ == out_.size()) return on_flushed();
-    set_write_deadline(steady::now() + options_.write_timeout);
+    set_write_deadline(deadline_after(steady::now(), options_.write_timeout));
     asio::async_write(socket_, asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_),
                       [self = shared_from_this()](error_code wec, std::size_t) {
                         self->write_deadline_ = never;
@@ -653,7 +670,12 @@ class session : public std::enable_shared_from_this<session> {
     // Responses copy their bodies into out_: a large one's buffer is not kept for the
     // rest of a keep-alive connection.
     if (out_.capacity() > max_kept_output_bytes) std::string().swap(out_);
-    if (batch_ == 0) return do_write();  // 100 Continue
+    if (batch_ == 0) {
+      // A 100 Continue. Reading may have ended meanwhile (stop, or the client half-closed)
+      // with nothing to answer: close as on_shutdown would have, not at the stop deadline.
+      if (queue_.empty() && read_closed_) return close_socket();
+      return do_write();
+    }
     bool final = false;
     for (std::size_t i = 0; i < batch_ && !queue_.empty(); ++i) {
       const auto& ex = queue_.front();
@@ -664,6 +686,11 @@ class session : public std::enable_shared_from_this<session> {
     batch_ = 0;
     if (final) return begin_linger();
     if (queue_.empty() && read_closed_) return begin_linger();
+    if (queue_.empty() && reading_ && read_kind_ == timer_kind::idle) {
+      // Idle from now on, not from when the read began (the handler may have taken most
+      // of idle_timeout): a client sending its next request at once must not race a close.
+      read_deadline_ = deadline_after(steady::now(), options_.idle_timeout);
+    }
     maybe_read();
     do_write();
   }
@@ -686,7 +713,7 @@ class session : public std::enable_shared_from_this<session> {
       r.chunked(true);
       stream_sr_ = std::make_unique<http::response_serializer<http::empty_body>>(r);
       writing_ = true;
-      set_write_deadline(steady::now() + options_.write_timeout);
+      set_write_deadline(deadline_after(steady::now(), options_.write_timeout));
       http::async_write_header(socket_, *stream_sr_,
                                [self = shared_from_this(), ex](error_code ec, std::size_t) {
                                  if (!ec) {
@@ -707,7 +734,7 @@ class session : public std::enable_shared_from_this<session> {
       chunk_.clear();
       chunk_.swap(ex->stream_pending);
       writing_ = true;
-      set_write_deadline(steady::now() + options_.write_timeout);
+      set_write_deadline(deadline_after(steady::now(), options_.write_timeout));
       asio::async_write(socket_, http::make_chunk(asio::buffer(chunk_)),
                         [self = shared_from_this(), ex](error_code ec, std::size_t) {
                           self->on_stream_written(ec, ex);
@@ -717,7 +744,7 @@ class session : public std::enable_shared_from_this<session> {
     if (ex->stream_closing && !ex->stream_finished) {
       ex->stream_finished = true;
       writing_ = true;
-      set_write_deadline(steady::now() + options_.write_timeout);
+      set_write_deadline(deadline_after(steady::now(), options_.write_timeout));
       asio::async_write(socket_, http::make_chunk_last(),
                         [self = shared_from_this(), ex](error_code ec, std::size_t) {
                           self->on_stream_written(ec, ex);
@@ -760,7 +787,7 @@ class session : public std::enable_shared_from_this<session> {
     error_code ec;
     socket_.shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return close_socket();
-    set_read_deadline(steady::now() + options_.linger_timeout, timer_kind::linger);
+    set_read_deadline(deadline_after(steady::now(), options_.linger_timeout), timer_kind::linger);
     maybe_read();
   }
 
@@ -820,7 +847,7 @@ class session : public std::enable_shared_from_this<session> {
     if (read_deadline_ <= now) {
       if (read_kind_ == timer_kind::idle && (!queue_.empty() || writing_)) {
         // Still answering earlier requests: the connection is not idle.
-        read_deadline_ = now + options_.idle_timeout;
+        read_deadline_ = deadline_after(now, options_.idle_timeout);
       } else {
         return close_socket();
       }
@@ -902,6 +929,12 @@ void exchange::deliver(response res) {
 
 std::shared_ptr<event_stream> exchange::open_stream(response_header header) {
   auto stream = std::make_shared<session_stream>(weak_from_this());
+  if (owner->on_own_strand()) {
+    // Started from within the handler: reading ends before the read loop goes on, so no
+    // request pipelined behind the stream is run (it could never be answered).
+    owner->on_stream_started(shared_from_this(), stream, std::move(header));
+    return stream;
+  }
   owner->run([self = shared_from_this(), stream, header = std::move(header)]() mutable {
     self->owner->on_stream_started(self, std::move(stream), std::move(header));
   });

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -180,6 +181,27 @@ class http_server_test : public ::testing::Test {
       stream_.set_value(s);
     });
     routes_.add(http::verb::get, "/metrics", metrics_->metrics_handler());
+    // Counts its calls: whether a pipelined request was run at all.
+    routes_.add(http::verb::get, "/count", [this](const request&, request_context&, responder r) {
+      ++counted_;
+      r(text_response(http::status::ok, "counted", "text/plain"));
+    });
+    // Answers asking to close the connection: at once, or (like /slow) once released.
+    routes_.add(http::verb::get, "/bye", [](const request&, request_context&, responder r) {
+      auto res = text_response(http::status::ok, "bye", "text/plain");
+      res.keep_alive(false);
+      r(std::move(res));
+    });
+    routes_.add(http::verb::get, "/slow-bye",
+                [this](const request&, request_context&, responder r) {
+                  slow_started_.set_value();
+                  workers_.emplace_back([this, r] {
+                    slow_release_.wait_for(liveness);
+                    auto res = text_response(http::status::ok, "slow bye", "text/plain");
+                    res.keep_alive(false);
+                    r(std::move(res));
+                  });
+                });
   }
 
   ~http_server_test() override {
@@ -227,6 +249,7 @@ class http_server_test : public ::testing::Test {
   std::once_flag released_;
   std::promise<std::shared_ptr<event_stream>> stream_;
   std::promise<void> stream_closed_;
+  std::atomic<int> counted_{0};
 };
 
 TEST_F(http_server_test, keep_alive_serves_several_requests_on_one_connection) {
@@ -642,6 +665,137 @@ TEST_F(http_server_test, graceful_stop_finishes_the_request_in_flight) {
   EXPECT_EQ(server_->open_connections(), 0u);
   client late(port());
   EXPECT_FALSE(late.connected() && late.read());
+}
+
+TEST_F(http_server_test, graceful_stop_answers_every_pipelined_request_already_read) {
+  start();
+  client c(port());
+  // Three requests in one write: the fast ones run (and would commit) while the first is
+  // still being handled; the stop comes before any is answered.
+  c.send(get("/slow") + get("/fast/1") + get("/fast/2"));
+  ASSERT_EQ(slow_started_promise_.get_future().wait_for(liveness), std::future_status::ready);
+  client idle(port());
+  auto stopped = std::async(std::launch::async, [this] { return server_->stop(10s); });
+  EXPECT_TRUE(idle.closed_by_server());  // the stop has reached the sessions
+  std::this_thread::sleep_for(50ms);
+  release_slow();
+  std::vector<std::string> bodies;
+  for (int i = 0; i < 3; ++i) {
+    auto res = c.read();
+    ASSERT_TRUE(res) << i;
+    bodies.push_back(res->body());
+    EXPECT_EQ(res->keep_alive(), i < 2) << i;  // close on the last one only
+  }
+  EXPECT_EQ(bodies, (std::vector<std::string>{"slow", "1", "2"}));
+  EXPECT_TRUE(c.closed_by_server());
+  ASSERT_EQ(stopped.wait_for(liveness), std::future_status::ready);
+  EXPECT_TRUE(stopped.get());
+}
+
+TEST_F(http_server_test, a_handler_asking_to_close_still_gets_the_requests_already_run_answered) {
+  start();
+  // Answered at once: reading stops there, so nothing behind it runs.
+  {
+    client c(port());
+    c.send(get("/bye") + get("/count"));
+    auto res = c.read();
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->body(), "bye");
+    EXPECT_FALSE(res->keep_alive());
+    EXPECT_TRUE(c.closed_by_server());
+    EXPECT_EQ(counted_.load(), 0);
+  }
+  // Answered later, after the request behind it ran: that one is answered too, and the
+  // close moves to it.
+  client c(port());
+  c.send(get("/slow-bye") + get("/count") + get("/count"));
+  ASSERT_EQ(slow_started_promise_.get_future().wait_for(liveness), std::future_status::ready);
+  ASSERT_TRUE(eventually([&] { return counted_.load() == 2; }));
+  release_slow();
+  std::vector<std::string> bodies;
+  for (int i = 0; i < 3; ++i) {
+    auto res = c.read();
+    ASSERT_TRUE(res) << i;
+    bodies.push_back(res->body());
+    EXPECT_EQ(res->keep_alive(), i < 2) << i;
+  }
+  EXPECT_EQ(bodies, (std::vector<std::string>{"slow bye", "counted", "counted"}));
+  EXPECT_TRUE(c.closed_by_server());
+}
+
+TEST_F(http_server_test, a_request_pipelined_behind_an_event_stream_is_not_run) {
+  start();
+  client c(port());
+  c.send(get("/events") + get("/count"));
+  ASSERT_TRUE(c.read_until_contains("data: one\n\n"));
+  auto f = stream_.get_future();
+  ASSERT_EQ(f.wait_for(liveness), std::future_status::ready);
+  f.get()->close();
+  EXPECT_TRUE(c.closed_by_server());
+  EXPECT_EQ(counted_.load(), 0);  // it could never have been answered
+}
+
+TEST_F(http_server_test, http10_keep_alive_is_honoured) {
+  start();
+  client c(port());
+  for (int i = 0; i < 2; ++i) {
+    c.send("GET /fast/" + std::to_string(i) + " HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    auto res = c.read();
+    ASSERT_TRUE(res) << i;
+    EXPECT_EQ(res->body(), std::to_string(i));
+    EXPECT_EQ(res->version(), 10);
+    EXPECT_TRUE(res->keep_alive()) << i;
+  }
+  EXPECT_EQ(server_->open_connections(), 1u);
+}
+
+TEST_F(http_server_test, the_idle_timeout_counts_from_the_response_not_the_request) {
+  start({.idle_timeout = 1s});
+  client c(port());
+  c.send(get("/slow"));
+  ASSERT_EQ(slow_started_promise_.get_future().wait_for(liveness), std::future_status::ready);
+  // The handler takes most of the idle timeout; the client's next request, well within
+  // idle_timeout of the response, must find the connection open.
+  std::this_thread::sleep_for(800ms);
+  release_slow();
+  auto res = c.read();
+  ASSERT_TRUE(res);
+  EXPECT_TRUE(res->keep_alive());
+  std::this_thread::sleep_for(400ms);
+  c.send(get("/fast/next"));
+  res = c.read();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body(), "next");
+}
+
+TEST_F(http_server_test, huge_timeouts_do_not_overflow_into_the_past) {
+  constexpr auto years =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::hours(24 * 365 * 400));
+  start({.header_timeout = years,
+         .body_timeout = years,
+         .idle_timeout = years,
+         .write_timeout = years});
+  client c(port());
+  for (int i = 0; i < 2; ++i) {
+    c.send(get("/fast/" + std::to_string(i)));
+    auto res = c.read();
+    ASSERT_TRUE(res) << i;
+    EXPECT_EQ(res->body(), std::to_string(i));
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+TEST_F(http_server_test, a_client_that_never_reads_is_closed_at_the_write_timeout) {
+  const std::string big(8 << 20, 'x');
+  routes_.add(http::verb::get, "/big", [&big](const request&, request_context&, responder r) {
+    r(text_response(http::status::ok, big, "text/plain"));
+  });
+  start({.write_timeout = 200ms});
+  client c(port(), 4096);
+  ASSERT_TRUE(c.connected());
+  c.send(get("/big"));
+  ASSERT_TRUE(eventually([&] { return server_->open_connections() == 1; }));
+  EXPECT_TRUE(eventually([&] { return server_->open_connections() == 0; }));
 }
 
 TEST_F(http_server_test, stop_closes_connections_still_open_at_the_deadline) {
