@@ -210,6 +210,24 @@ TEST_F(ClaimDigestTest, ClaimsWithinAWindowGoOutAsOneDigest) {
   EXPECT_EQ(logged_digest_outcomes(), 2);
 }
 
+// The creating key's contact email changed after the invite was made
+// (PATCH /v1/api-keys/{id}, ApiKeyEmailChanged): the digest goes to the new address.
+TEST_F(ClaimDigestTest, DigestsGoToTheKeysChangedEmail) {
+  auto invite = notifying_invite();
+  std::string key_id;
+  const json keys = client_->get("/v1/api-keys", auth()).json();
+  for (const auto& k : keys["api_keys"])
+    if (k["name"] == "Prof. Staff") key_id = k["id"];
+  ASSERT_FALSE(key_id.empty()) << keys.dump();
+  auto r = client_->patch("/v1/api-keys/" + key_id, R"({"email":"desk@example.org"})", auth());
+  ASSERT_EQ(r.status, 200u) << r.body;
+  claim_as(invite, 0);
+  wait_digests(1);
+  auto mails = inbox();
+  ASSERT_EQ(mails.size(), 1u);
+  EXPECT_EQ(mails[0].envelope_to, "desk@example.org");
+}
+
 TEST_F(ClaimDigestTest, ClaimsInTwoWindowsGiveTwoDigests) {
   auto invite = notifying_invite();
   claim_as(invite, 0);
