@@ -567,6 +567,7 @@ TEST_F(EmlForgetTest, AnOutboxOfTheBuildBeforeTheIndexIsIndexedOnceOnStart) {
 
   // The state as the build before wrote it.
   const std::string data = dir_.sub("data");
+  const std::string pending_digest = "o:" + std::string(uuid::random().as_bytes());
   {
     std::unique_ptr<rocksdb::DB> db;
     ASSERT_TRUE(consumers::open_state_db(data + "/mailer", db).ok());
@@ -585,6 +586,9 @@ TEST_F(EmlForgetTest, AnOutboxOfTheBuildBeforeTheIndexIsIndexedOnceOnStart) {
       if (!m.header("Subject").starts_with("Welcome")) continue;
       b.Put("o:" + std::string(learner_id->as_bytes()) + m.header("Message-ID"), "");
     }
+    // A claim digest's outcome still to append has an `o:` key too (no JSON here, so the
+    // digest code passes over it): the upgrade keeps it.
+    b.Put(pending_digest, "not json");
     ASSERT_TRUE(db->Write(rocksdb::WriteOptions(), &b).ok());
   }
   auto upgraded = [&] {
@@ -622,9 +626,12 @@ TEST_F(EmlForgetTest, AnOutboxOfTheBuildBeforeTheIndexIsIndexedOnceOnStart) {
     std::string format;
     EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), "m:format", &format).ok());
     EXPECT_EQ(format, "2");
+    std::vector<std::string> old_keys;
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
-    it->Seek("o:");
-    EXPECT_FALSE(it->Valid() && it->key().starts_with("o:")) << "the old index is dropped";
+    for (it->Seek("o:"); it->Valid() && it->key().starts_with("o:"); it->Next())
+      old_keys.push_back(it->key().ToString());
+    EXPECT_EQ(old_keys, std::vector<std::string>{pending_digest})
+        << "the old index is dropped, the digest's pending outcome kept";
   }
   for (const auto& e : std::filesystem::recursive_directory_iterator(data)) {
     if (!e.is_regular_file()) continue;

@@ -737,9 +737,9 @@ function keyEmailCell(k) {
   const label = k.name || k.id;
   const show = () => td.replaceChildren(k.email || el('span', { class: 'muted' }, 'none'),
     k.revoked ? null : ' ',
-    k.revoked ? null : el('button', { type: 'button', class: 'small secondary', 'aria-label': 'Edit the contact email of ' + label, onclick: () => edit() }, 'Edit'));
+    k.revoked ? null : el('button', { type: 'button', class: 'small secondary', 'aria-label': 'Edit the email of ' + label, onclick: () => edit() }, 'Edit'));
   const edit = () => {
-    const input = el('input', { type: 'email', autocomplete: 'off', value: k.email || '', 'aria-label': 'Contact email of ' + label });
+    const input = el('input', { type: 'email', autocomplete: 'off', value: k.email || '', 'aria-label': 'Email of ' + label });
     const message = el('div', { 'aria-live': 'polite' });
     const form = el('form', { novalidate: true }, input, ' ',
       el('button', { type: 'submit', class: 'small' }, 'Save'), ' ',
