@@ -181,13 +181,17 @@ std::optional<std::string> claim_digest::recipient(const uuid& org_id,
                                    eventstore::read_direction::forward, page_size);
     if (!page || page->empty()) break;
     for (const auto& rec : *page) {
-      if (rec.type != d::api_key_issued::type_name && rec.type != d::api_key_revoked::type_name) {
+      if (rec.type != d::api_key_issued::type_name && rec.type != d::api_key_revoked::type_name &&
+          rec.type != d::api_key_email_changed::type_name) {
         continue;
       }
       auto decoded = codec_.decode(rec);
       if (!decoded) continue;
       if (auto* k = std::get_if<d::api_key_issued>(&decoded->event); k && k->key_id_ == *key_id) {
         email = k->email_;
+      } else if (auto* m = std::get_if<d::api_key_email_changed>(&decoded->event);
+                 m && m->key_id_ == *key_id) {
+        email = m->email_;  // set, changed or cleared since
       } else if (auto* r = std::get_if<d::api_key_revoked>(&decoded->event);
                  r && r->key_id_ == *key_id) {
         return std::nullopt;  // a revoked key's holder is not told any more

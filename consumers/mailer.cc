@@ -662,19 +662,20 @@ struct mailer::state {
       }
     }
     // The old index: mails to known learners; a learner forgotten since loses them now
-    // (the old build's purge may not have run before it stopped).
+    // (the old build's purge may not have run before it stopped). Its keys are
+    // `o:<learner id><message id>`; an `o:<digest id>` of exactly 18 bytes is a claim
+    // digest's outcome still to append (claim_digest.h) and stays.
     const std::string old_prefix = "o:";
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
     for (it->Seek(slice(old_prefix)); it->Valid() && it->key().starts_with(slice(old_prefix));
          it->Next()) {
       const auto k = it->key().ToStringView();
-      if (k.size() > 18) {
-        uuid learner;
-        std::copy_n(k.data() + 2, 16, learner.bytes.begin());
-        if (forgotten.count(learner)) {
-          transport->discard(k.substr(18));
-          ++discarded;
-        }
+      if (k.size() <= 18) continue;
+      uuid learner;
+      std::copy_n(k.data() + 2, 16, learner.bytes.begin());
+      if (forgotten.count(learner)) {
+        transport->discard(k.substr(18));
+        ++discarded;
       }
       b.Delete(it->key());
     }

@@ -47,6 +47,7 @@ std::string stream_of(const event& e) {
         using E = std::decay_t<decltype(v)>;
         if constexpr (std::is_same_v<E, organization_created> ||
                       std::is_same_v<E, api_key_issued> || std::is_same_v<E, api_key_revoked> ||
+                      std::is_same_v<E, api_key_email_changed> ||
                       std::is_same_v<E, lead_form_changed>) {
           return organization_stream(v.org_id_);
         } else if constexpr (std::is_same_v<E, track_registered> ||

@@ -57,6 +57,17 @@ struct api_key_revoked {
   friend bool operator==(const api_key_revoked&, const api_key_revoked&) = default;
 };
 
+// The contact email of a key was set, changed or cleared (nullopt): claim digests go to
+// the new one. Stored in clear like ApiKeyIssued's (the org's staff, not a learner).
+struct api_key_email_changed {
+  PASSAGE_EVENT("ApiKeyEmailChanged");
+  uuid org_id_;
+  uuid key_id_;
+  std::optional<std::string> email_;
+  timestamp changed_at_;
+  friend bool operator==(const api_key_email_changed&, const api_key_email_changed&) = default;
+};
+
 struct lead_form_changed {
   PASSAGE_EVENT("LeadFormChanged");
   uuid org_id_;
@@ -344,13 +355,14 @@ struct email_failed {
 
 #undef PASSAGE_EVENT
 
-using event = std::variant<organization_created, api_key_issued, api_key_revoked, lead_form_changed,
-                           track_registered, track_updated, invite_created, invite_updated,
-                           invite_deactivated, invite_reactivated, invite_deleted, invite_claimed,
-                           claim_rejected, invite_capacity_warning, invite_filled, invite_expired,
-                           private_invitation_sent, track_played, track_paused, track_resumed,
-                           learner_registered, lead_captured, learner_forgotten, email_sent,
-                           email_failed, password_setup_issued, learner_password_set>;
+using event =
+    std::variant<organization_created, api_key_issued, api_key_revoked, lead_form_changed,
+                 track_registered, track_updated, invite_created, invite_updated,
+                 invite_deactivated, invite_reactivated, invite_deleted, invite_claimed,
+                 claim_rejected, invite_capacity_warning, invite_filled, invite_expired,
+                 private_invitation_sent, track_played, track_paused, track_resumed,
+                 learner_registered, lead_captured, learner_forgotten, email_sent, email_failed,
+                 password_setup_issued, learner_password_set, api_key_email_changed>;
 
 using event_list = std::vector<event>;
 

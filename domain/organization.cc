@@ -71,6 +71,10 @@ organization_state evolve(organization_state s, const event& e) {
   } else if (const auto* r = std::get_if<api_key_revoked>(&e)) {
     if (auto it = s.api_keys_.find(r->key_id_); it != s.api_keys_.end()) it->second.revoked_ = true;
     ++s.version_;
+  } else if (const auto* m = std::get_if<api_key_email_changed>(&e)) {
+    if (auto it = s.api_keys_.find(m->key_id_); it != s.api_keys_.end())
+      it->second.email_ = m->email_;
+    ++s.version_;
   } else if (const auto* f = std::get_if<lead_form_changed>(&e)) {
     s.lead_form_ = f->form_;
     ++s.version_;
@@ -148,6 +152,21 @@ domain_result<event_list> decide(const organization_state& s, const revoke_api_k
     }
   }
   return event_list{api_key_revoked{s.org_id_, c.key_id_, now}};
+}
+
+domain_result<event_list> decide(const organization_state& s, const change_api_key_email& c,
+                                 timestamp now) {
+  if (!s.exists_) return make_error(errc::not_found, "", "no such organization");
+  auto it = s.api_keys_.find(c.key_id_);
+  if (it == s.api_keys_.end()) return make_error(errc::not_found, "id", "no such API key");
+  if (it->second.revoked_) return make_error(errc::invalid_state, "id", "the key is revoked");
+  std::optional<std::string> email;
+  if (c.email_) {
+    if (!is_valid_email(trim(*c.email_))) return invalid("email", "not a valid email address");
+    email = normalize_email(*c.email_);
+  }
+  if (email == it->second.email_) return event_list{};
+  return event_list{api_key_email_changed{s.org_id_, c.key_id_, std::move(email), now}};
 }
 
 domain_result<event_list> decide(const organization_state& s, const change_lead_form& c,

@@ -62,6 +62,12 @@ struct revoke_api_key {
   uuid key_id_;
 };
 
+// Sets (or, with nullopt, clears) the contact email of an active key.
+struct change_api_key_email {
+  uuid key_id_;
+  std::optional<std::string> email_;
+};
+
 struct change_lead_form {
   lead_form form_;
   std::optional<std::uint64_t> expected_version_;
@@ -90,6 +96,9 @@ domain_result<event_list> decide(const organization_state& s, const issue_api_ke
 // Refuses (invalid_state) to revoke the last active owner key, which would lock the org out.
 // Revoking a revoked key is a no-op.
 domain_result<event_list> decide(const organization_state& s, const revoke_api_key& c,
+                                 timestamp now);
+// An unchanged email is a no-op; a revoked key's is refused (invalid_state).
+domain_result<event_list> decide(const organization_state& s, const change_api_key_email& c,
                                  timestamp now);
 // An unchanged form is a no-op.
 domain_result<event_list> decide(const organization_state& s, const change_lead_form& c,

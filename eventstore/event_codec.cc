@@ -74,6 +74,7 @@ auto fields_of(const d::invite_settings*) {
 auto fields_of(const d::organization_created*) { using S = d::organization_created; return std::tuple{F(org_id), F(name), F(created_at)}; }
 auto fields_of(const d::api_key_issued*) { using S = d::api_key_issued; return std::tuple{F(org_id), F(key_id), F(role), F(name), F(key_hash), F(issued_at), F_ADDED(email)}; }
 auto fields_of(const d::api_key_revoked*) { using S = d::api_key_revoked; return std::tuple{F(org_id), F(key_id), F(revoked_at)}; }
+auto fields_of(const d::api_key_email_changed*) { using S = d::api_key_email_changed; return std::tuple{F(org_id), F(key_id), F(email), F(changed_at)}; }
 auto fields_of(const d::lead_form_changed*) { using S = d::lead_form_changed; return std::tuple{F(org_id), F(form), F(changed_at)}; }
 auto fields_of(const d::track_registered*) { using S = d::track_registered; return std::tuple{F(org_id), F(track_id), F(title), F(pausable), F(owner), F(registered_at)}; }
 auto fields_of(const d::track_updated*) { using S = d::track_updated; return std::tuple{F(org_id), F(track_id), F(title), F(pausable), F(owner), F(updated_at)}; }

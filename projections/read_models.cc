@@ -569,7 +569,7 @@ bool needs_decode(std::string_view type) {
       domain::track_paused::type_name,         domain::track_resumed::type_name,
       domain::learner_registered::type_name,   domain::lead_captured::type_name,
       domain::learner_forgotten::type_name};
-  return types.contains(type);
+  return types.contains(type) || type == domain::api_key_email_changed::type_name;
 }
 
 // Only LearnerRegistered needs its personal data while applying (the keyed email hash of
@@ -879,6 +879,12 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                      if (it == keys.end() || it->second.v.org_id != e.org_id_) return;
                      it->second.v.revoked = true;
                      it->second.v.revoked_at = e.revoked_at_;
+                     dirty.keys.insert(e.key_id_);
+                   },
+                   [&](const dm::api_key_email_changed& e) {
+                     auto it = keys.find(e.key_id_);
+                     if (it == keys.end() || it->second.v.org_id != e.org_id_) return;
+                     it->second.v.email = e.email_;
                      dirty.keys.insert(e.key_id_);
                    },
                    [&](const dm::lead_form_changed& e) {

@@ -685,6 +685,13 @@ void command_service::revoke_api_key(const domain::principal& who, const uuid& k
                      std::move(done));
 }
 
+void command_service::change_api_key_email(const domain::principal& who, const uuid& key_id,
+                                           std::optional<std::string> email, const request_meta& m,
+                                           callback<written> done) {
+  impl_->org_command(who, domain::action::manage_api_keys,
+                     domain::change_api_key_email{key_id, std::move(email)}, m, std::move(done));
+}
+
 void command_service::change_lead_form(const domain::principal& who, domain::lead_form form,
                                        std::optional<std::uint64_t> if_match, const request_meta& m,
                                        callback<written> done) {

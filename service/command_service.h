@@ -198,6 +198,10 @@ class command_service {
                      callback<api_key_result> done);
   void revoke_api_key(const domain::principal& who, const uuid& key_id, const request_meta& m,
                       callback<written> done);
+  // Sets or (nullopt) clears the contact email of an active key of the caller's org (owner).
+  void change_api_key_email(const domain::principal& who, const uuid& key_id,
+                            std::optional<std::string> email, const request_meta& m,
+                            callback<written> done);
   void change_lead_form(const domain::principal& who, domain::lead_form form,
                         std::optional<std::uint64_t> if_match, const request_meta& m,
                         callback<written> done);

@@ -351,6 +351,18 @@ dto_result<api_key_request> parse_api_key_request(const nlohmann::json& body) {
   return k;
 }
 
+dto_result<api_key_patch> parse_api_key_patch(const nlohmann::json& body) {
+  if (!body.is_object()) return field_error{"", "the body must be a JSON object"};
+  object_reader r(body, "");
+  if (!r.has("email")) return field_error{"email", "required (null clears it)"};
+  api_key_patch p;
+  std::string email;
+  PASSAGE_TRY(r.string("email", email, false, true));
+  if (!body["email"].is_null()) p.email = std::move(email);
+  PASSAGE_TRY(r.no_unknown_members());
+  return p;
+}
+
 dto_result<organization_request> parse_organization_request(const nlohmann::json& body) {
   if (!body.is_object()) return field_error{"", "the body must be a JSON object"};
   object_reader r(body, "");

@@ -44,6 +44,11 @@ struct api_key_request {
   std::optional<std::string> email;  // contact address for claim digests
 };
 dto_result<api_key_request> parse_api_key_request(const nlohmann::json& body);
+// PATCH /v1/api-keys/{id}: {"email": "…" | null}, the member required (null clears it).
+struct api_key_patch {
+  std::optional<std::string> email;
+};
+dto_result<api_key_patch> parse_api_key_patch(const nlohmann::json& body);
 
 struct organization_request {
   std::string name;

@@ -380,6 +380,24 @@ void organization_routes(router& r, deps_ptr d) {
                                       }));
         }));
 
+  r.add(
+      http::verb::patch, "/v1/api-keys/{id}",
+      admin(d, [d](const domain::principal& who, const request& req, request_context& ctx,
+                   responder respond) {
+        auto id = uuid_param(ctx, "id");
+        if (!id) return respond(problem_response(id.error())), void();
+        auto body = parse_body(req.body());
+        auto p = body ? parse_api_key_patch(*body) : body.error();
+        if (!p) return respond(problem_response(from_field(p.error()))), void();
+        d->commands->change_api_key_email(
+            who, *id, p->email, meta_of(ctx),
+            answer_written(d, respond, [d, org = who.org_id_, key = *id](const service::written&) {
+              auto k = d->reads->api_key(org, key);
+              if (!k) return problem_response(make_problem("not_found", "no such API key"));
+              return json_response(http::status::ok, projections::to_json(*k));
+            }));
+      }));
+
   r.add(http::verb::get, "/v1/lead-form",
         admin(d, [d](const domain::principal& who, const request&, request_context&,
                      responder respond) {

@@ -28,6 +28,10 @@ const std::map<std::string, doc>& summaries() {
         "the key is returned once",
         true}},
       {"GET /v1/api-keys", {"List the organization's API keys (owner)", true}},
+      {"PATCH /v1/api-keys/{id}",
+       {"Set or clear an API key's contact email (owner): {\"email\": \"…\" | null}; "
+        "ApiKeyEmailChanged, claim digests go to the new address",
+        true}},
       {"DELETE /v1/api-keys/{id}", {"Revoke an API key (owner)", true}},
       {"GET /v1/lead-form", {"The organization's lead form", true}},
       {"PUT /v1/lead-form", {"Replace the lead form (If-Match)", true}},

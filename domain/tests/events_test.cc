@@ -12,13 +12,16 @@ using namespace testing;
 
 TEST(Events, NamesAreTheSpecContract) {
   const std::set<std::string_view> spec = {
-      "TrackRegistered",     "TrackUpdated",          "InviteCreated",         "InviteUpdated",
-      "InviteDeactivated",   "InviteReactivated",     "InviteDeleted",         "InviteClaimed",
-      "ClaimRejected",       "LearnerRegistered",     "LeadCaptured",          "LeadFormChanged",
-      "TrackPlayed",         "TrackPaused",           "TrackResumed",          "ApiKeyIssued",
-      "ApiKeyRevoked",       "LearnerForgotten",      "PrivateInvitationSent", "EmailSent",
-      "EmailFailed",         "InviteCapacityWarning", "InviteFilled",          "InviteExpired",
-      "OrganizationCreated", "PasswordSetupIssued",   "LearnerPasswordSet"};
+      "TrackRegistered",       "TrackUpdated",        "InviteCreated",
+      "InviteUpdated",         "InviteDeactivated",   "InviteReactivated",
+      "InviteDeleted",         "InviteClaimed",       "ClaimRejected",
+      "LearnerRegistered",     "LeadCaptured",        "LeadFormChanged",
+      "TrackPlayed",           "TrackPaused",         "TrackResumed",
+      "ApiKeyIssued",          "ApiKeyRevoked",       "LearnerForgotten",
+      "PrivateInvitationSent", "EmailSent",           "EmailFailed",
+      "InviteCapacityWarning", "InviteFilled",        "InviteExpired",
+      "OrganizationCreated",   "PasswordSetupIssued", "LearnerPasswordSet",
+      "ApiKeyEmailChanged"};
   auto all = all_event_types();
   EXPECT_EQ(std::set<std::string_view>(all.begin(), all.end()), spec);
   EXPECT_EQ(all.size(), spec.size());

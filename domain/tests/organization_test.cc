@@ -77,6 +77,30 @@ TEST(ApiKeys, IssueAndRevoke) {
   EXPECT_EQ(decide(s, revoke_api_key{id(99)}, t0).error().code_, errc::not_found);
 }
 
+TEST(ApiKeys, TheContactEmailIsSetChangedAndCleared) {
+  organization_state s = given_org();
+  s = fold(*decide(s, issue_api_key{id(2), role::admin, "staff", hash_b}, t0), s);
+  auto set = decide(s, change_api_key_email{id(2), " Desk@Example.ORG "}, t0);
+  ASSERT_TRUE(set);
+  ASSERT_EQ(types_of(*set), (std::vector<std::string_view>{"ApiKeyEmailChanged"}));
+  EXPECT_EQ(std::get<api_key_email_changed>(set->front()).email_, "desk@example.org");
+  s = fold(*set, s);
+  EXPECT_EQ(s.api_keys_.at(id(2)).email_, "desk@example.org");
+  EXPECT_TRUE(decide(s, change_api_key_email{id(2), "desk@example.org"}, t0)->empty())
+      << "unchanged: no event";
+  EXPECT_EQ(decide(s, change_api_key_email{id(2), "not an email"}, t0).error().field_, "email");
+  EXPECT_EQ(decide(s, change_api_key_email{id(99), std::nullopt}, t0).error().code_,
+            errc::not_found);
+  auto cleared = decide(s, change_api_key_email{id(2), std::nullopt}, t0);
+  ASSERT_TRUE(cleared);
+  ASSERT_EQ(cleared->size(), 1u);
+  s = fold(*cleared, s);
+  EXPECT_FALSE(s.api_keys_.at(id(2)).email_);
+  s = fold(*decide(s, revoke_api_key{id(2)}, t0), s);
+  EXPECT_EQ(decide(s, change_api_key_email{id(2), "desk@example.org"}, t0).error().code_,
+            errc::invalid_state);
+}
+
 TEST(ApiKeys, TheLastOwnerKeyCannotBeRevoked) {
   organization_state s = given_org();
   EXPECT_EQ(decide(s, revoke_api_key{id(1)}, t0).error().code_, errc::invalid_state);

@@ -116,6 +116,7 @@ std::map<std::string_view, d::event> samples() {
                       email_only()},
       d::password_setup_issued{org, id(4), id(15), id(2), at(26), at(27), email_only()},
       d::learner_password_set{org, id(4), id(15), at(28), hash_only()},
+      d::api_key_email_changed{org, id(9), "desk@example.org", at(29)},
   };
   std::map<std::string_view, d::event> by_type;
   for (auto& e : all) by_type.emplace(d::event_type(e), std::move(e));

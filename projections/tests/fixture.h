@@ -147,6 +147,7 @@ class projections_test : public ::testing::Test {
           if constexpr (std::is_same_v<E, domain::organization_created> ||
                         std::is_same_v<E, domain::api_key_issued> ||
                         std::is_same_v<E, domain::api_key_revoked> ||
+                        std::is_same_v<E, domain::api_key_email_changed> ||
                         std::is_same_v<E, domain::lead_form_changed>) {
             orgs_[v.org_id_] = domain::evolve(orgs_[v.org_id_], e);
           }

@@ -369,6 +369,19 @@ test('console: issue an API key with a contact email, then an invite that mails 
   assert.equal(issued.email, 'prof.digest@example.org');
   assert.equal(issued.role, 'admin');
 
+  // The contact email is edited in place: a bad address is refused there and stores
+  // nothing; a good one is saved (PATCH /v1/api-keys/{id}).
+  await owner.getByRole('button', { name: 'Edit the email of Prof. Digest' }).click();
+  const edit = owner.getByLabel('Email of Prof. Digest');
+  await edit.fill('not an address');
+  await owner.getByRole('button', { name: 'Save', exact: true }).click();
+  await owner.getByText(/not a valid email address/).waitFor(wait);
+  assert.equal((await apiCall('GET', '/v1/api-keys')).body.api_keys.find((k) => k.id === issued.id).email, 'prof.digest@example.org');
+  await edit.fill('Digest.Desk@Example.org');
+  await owner.getByRole('button', { name: 'Save', exact: true }).click();
+  await owner.getByRole('cell', { name: 'digest.desk@example.org' }).waitFor(wait);
+  assert.equal((await apiCall('GET', '/v1/api-keys')).body.api_keys.find((k) => k.id === issued.id).email, 'digest.desk@example.org');
+
   // The owner key has no contact email: asking for digests is refused next to the box.
   await owner.getByRole('navigation').getByRole('link', { name: 'New invite' }).click();
   await owner.getByLabel('Title', { exact: true }).fill('Digest from the owner');

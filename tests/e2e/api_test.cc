@@ -308,6 +308,51 @@ TEST_F(node_test, ApiKeysAreOwnerOnlyAndRevocable) {
   EXPECT_EQ(client_->get("/v1/invites", auth(key)).status, 401u);
 }
 
+// PATCH /v1/api-keys/{id} sets, changes or clears a key's contact email (owner only);
+// bad input is a problem+json and changes nothing; a revoked key's cannot change.
+TEST_F(node_test, AnApiKeysContactEmailIsSetChangedAndCleared) {
+  auto admin = client_->post("/v1/api-keys", R"({"role":"admin","name":"ci"})", auth());
+  ASSERT_EQ(admin.status, 201u) << admin.body;
+  const std::string key = admin.json()["key"], key_id = admin.json()["id"];
+  const std::string path = "/v1/api-keys/" + key_id;
+  auto listed = [&] {
+    const json keys = client_->get("/v1/api-keys", auth()).json();
+    for (const auto& k : keys["api_keys"])
+      if (k["id"] == key_id) return k["email"];
+    return json("missing");
+  };
+  auto set = client_->patch(path, R"({"email":" Desk@Example.ORG "})", auth());
+  ASSERT_EQ(set.status, 200u) << set.body;
+  EXPECT_EQ(set.json()["id"], key_id);
+  EXPECT_EQ(set.json()["email"], "desk@example.org");
+  EXPECT_EQ(listed(), json("desk@example.org"));
+  const auto events = client_->get("/v1/events?type=ApiKeyEmailChanged", auth()).json();
+  ASSERT_EQ(events["events"].size(), 1u) << events.dump();
+  EXPECT_EQ(events["events"][0]["data"]["email"], "desk@example.org");
+
+  for (const char* bad : {R"({"email":"not an email"})", R"({})", R"({"email":3})",
+                          R"({"email":null,"role":"owner"})", "[]", "{"}) {
+    auto r = client_->patch(path, bad, auth());
+    EXPECT_EQ(r.status, 400u) << bad << " " << r.body;
+    EXPECT_EQ(r.header("Content-Type"), "application/problem+json") << bad;
+  }
+  EXPECT_EQ(client_->patch(path, R"({"email":null})", auth(key)).status, 403u) << "owner only";
+  EXPECT_EQ(
+      client_->patch("/v1/api-keys/" + uuid::random().to_string(), R"({"email":null})", auth())
+          .status,
+      404u);
+  EXPECT_EQ(listed(), json("desk@example.org")) << "refused changes store nothing";
+
+  auto cleared = client_->patch(path, R"({"email":null})", auth());
+  ASSERT_EQ(cleared.status, 200u) << cleared.body;
+  EXPECT_TRUE(cleared.json()["email"].is_null()) << cleared.body;
+  EXPECT_TRUE(listed().is_null());
+  ASSERT_EQ(client_->del(path, auth()).status, 204u);
+  auto revoked = client_->patch(path, R"({"email":"desk@example.org"})", auth());
+  EXPECT_EQ(revoked.status, 409u) << revoked.body;
+  EXPECT_EQ(client_->get("/v1/events?type=ApiKeyEmailChanged", auth()).json()["events"].size(), 2u);
+}
+
 TEST_F(node_test, IdempotencyKeyReturnsTheFirstResponse) {
   make_track("k8s-basics");
   http_client::headers h = {{"Authorization", "Bearer " + owner_}, {"Idempotency-Key", "create-1"}};

@@ -210,6 +210,24 @@ TEST_F(ClaimDigestTest, ClaimsWithinAWindowGoOutAsOneDigest) {
   EXPECT_EQ(logged_digest_outcomes(), 2);
 }
 
+// The creating key's contact email changed after the invite was made
+// (PATCH /v1/api-keys/{id}, ApiKeyEmailChanged): the digest goes to the new address.
+TEST_F(ClaimDigestTest, DigestsGoToTheKeysChangedEmail) {
+  auto invite = notifying_invite();
+  std::string key_id;
+  const json keys = client_->get("/v1/api-keys", auth()).json();
+  for (const auto& k : keys["api_keys"])
+    if (k["name"] == "Prof. Staff") key_id = k["id"];
+  ASSERT_FALSE(key_id.empty()) << keys.dump();
+  auto r = client_->patch("/v1/api-keys/" + key_id, R"({"email":"desk@example.org"})", auth());
+  ASSERT_EQ(r.status, 200u) << r.body;
+  claim_as(invite, 0);
+  wait_digests(1);
+  auto mails = inbox();
+  ASSERT_EQ(mails.size(), 1u);
+  EXPECT_EQ(mails[0].envelope_to, "desk@example.org");
+}
+
 TEST_F(ClaimDigestTest, ClaimsInTwoWindowsGiveTwoDigests) {
   auto invite = notifying_invite();
   claim_as(invite, 0);
@@ -549,6 +567,7 @@ TEST_F(EmlForgetTest, AnOutboxOfTheBuildBeforeTheIndexIsIndexedOnceOnStart) {
 
   // The state as the build before wrote it.
   const std::string data = dir_.sub("data");
+  const std::string pending_digest = "o:" + std::string(uuid::random().as_bytes());
   {
     std::unique_ptr<rocksdb::DB> db;
     ASSERT_TRUE(consumers::open_state_db(data + "/mailer", db).ok());
@@ -567,6 +586,9 @@ TEST_F(EmlForgetTest, AnOutboxOfTheBuildBeforeTheIndexIsIndexedOnceOnStart) {
       if (!m.header("Subject").starts_with("Welcome")) continue;
       b.Put("o:" + std::string(learner_id->as_bytes()) + m.header("Message-ID"), "");
     }
+    // A claim digest's outcome still to append has an `o:` key too (no JSON here, so the
+    // digest code passes over it): the upgrade keeps it.
+    b.Put(pending_digest, "not json");
     ASSERT_TRUE(db->Write(rocksdb::WriteOptions(), &b).ok());
   }
   auto upgraded = [&] {
@@ -604,9 +626,12 @@ TEST_F(EmlForgetTest, AnOutboxOfTheBuildBeforeTheIndexIsIndexedOnceOnStart) {
     std::string format;
     EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), "m:format", &format).ok());
     EXPECT_EQ(format, "2");
+    std::vector<std::string> old_keys;
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
-    it->Seek("o:");
-    EXPECT_FALSE(it->Valid() && it->key().starts_with("o:")) << "the old index is dropped";
+    for (it->Seek("o:"); it->Valid() && it->key().starts_with("o:"); it->Next())
+      old_keys.push_back(it->key().ToString());
+    EXPECT_EQ(old_keys, std::vector<std::string>{pending_digest})
+        << "the old index is dropped, the digest's pending outcome kept";
   }
   for (const auto& e : std::filesystem::recursive_directory_iterator(data)) {
     if (!e.is_regular_file()) continue;

@@ -730,6 +730,36 @@ async function leadFormPage() {
 
 // ---- API keys ------------------------------------------------------------------------------
 
+// A key's contact email cell; an active key's is edited in place (PATCH /v1/api-keys/{id};
+// an empty field clears it, and claim digests then have no address to go to).
+function keyEmailCell(k) {
+  const td = el('td', {});
+  const label = k.name || k.id;
+  const show = () => td.replaceChildren(k.email || el('span', { class: 'muted' }, 'none'),
+    k.revoked ? null : ' ',
+    k.revoked ? null : el('button', { type: 'button', class: 'small secondary', 'aria-label': 'Edit the email of ' + label, onclick: () => edit() }, 'Edit'));
+  const edit = () => {
+    const input = el('input', { type: 'email', autocomplete: 'off', value: k.email || '', 'aria-label': 'Email of ' + label });
+    const message = el('div', { 'aria-live': 'polite' });
+    const form = el('form', { novalidate: true }, input, ' ',
+      el('button', { type: 'submit', class: 'small' }, 'Save'), ' ',
+      el('button', { type: 'button', class: 'small secondary', onclick: show }, 'Cancel'), message);
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const email = input.value.trim();
+      const r = await api('PATCH', '/v1/api-keys/' + k.id, { body: { email: email || null } });
+      if (!r.ok) return message.replaceChildren(errorBox(problemText(r)));
+      k.email = r.body.email;
+      notify(k.email ? 'Contact email saved.' : 'Contact email cleared.');
+      show();
+    });
+    td.replaceChildren(form);
+    input.focus();
+  };
+  show();
+  return td;
+}
+
 // The organization's keys (owner keys only) and a form to issue one; the new key is shown
 // once, here, and never again.
 async function keyPage() {
@@ -740,7 +770,7 @@ async function keyPage() {
       el('thead', {}, el('tr', {}, ['Name', 'Role', 'Contact email', 'Issued', 'Actions'].map((h) => el('th', { scope: 'col' }, h)))),
       el('tbody', {}, res.body.api_keys.map((k) => el('tr', {},
         el('td', {}, k.name || el('span', { class: 'muted' }, '(no name)')), el('td', {}, k.role),
-        el('td', {}, k.email || el('span', { class: 'muted' }, 'none')), el('td', {}, when(k.issued_at)),
+        keyEmailCell(k), el('td', {}, when(k.issued_at)),
         el('td', {}, k.revoked ? el('span', { class: 'muted' }, 'Revoked')
           : el('button', { type: 'button', class: 'small danger', 'aria-label': 'Revoke ' + (k.name || k.id), onclick: async () => {
             if (!await confirmDialog('Revoke the key “' + (k.name || k.id) + '”? Whoever uses it is refused from now on.', 'Revoke')) return;
