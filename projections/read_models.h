@@ -289,8 +289,8 @@ struct read_models_options {
   std::function<void(std::string_view found_format)> on_format_change;
   // Bulk load (set_bulk_load): bytes of rows gathered in memory before they are sorted and
   // added to the folder as one file. Bigger: fewer files for the final compaction to merge,
-  // more memory. Default: 256 MiB.
-  std::size_t bulk_run_bytes = 256u << 20;
+  // more memory. Default: 64 MiB.
+  std::size_t bulk_run_bytes = 64u << 20;
 };
 
 // Progress of apply(): events applied so far.
