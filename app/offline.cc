@@ -18,7 +18,12 @@ result<std::unique_ptr<offline_data>, std::string> open_offline(const std::strin
                 " a Passage data folder?");
   }
   auto out = std::make_unique<offline_data>();
-  auto store = eventstore::open_event_store({.path = (dir / "events").string(), .read_only = true});
+  // Offline commands read the log once from end to end: a big block cache would only
+  // hold blocks never read again (RocksDB fills it on every scan), growing the peak
+  // memory of an export or a replay by its whole size.
+  auto store = eventstore::open_event_store({.path = (dir / "events").string(),
+                                             .read_only = true,
+                                             .block_cache_bytes = offline_block_cache_bytes});
   if (!store) return fail(store.error().message);
   out->store = std::move(*store);
   auto keys = eventstore::open_key_store(

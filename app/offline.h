@@ -7,6 +7,7 @@
 //   if (!data) die(data.error());
 //   (*data)->store->scan(filter, visit);   // decode with *(*data)->codec
 
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,9 @@ struct offline_data {
 // shared: the key store as a secondary (beside a server). exclusive: the key store's own
 // lock, so opening fails while a server runs (`passage replay` of the live read models).
 enum class key_access { shared, exclusive };
+
+// The event log's block cache when opened offline (see open_offline).
+inline constexpr std::size_t offline_block_cache_bytes = 16u << 20;
 
 // Fails with a message naming the folder when it is not a Passage data folder.
 result<std::unique_ptr<offline_data>, std::string> open_offline(

@@ -277,6 +277,14 @@ store_result<bool> rocksdb_event_store::open() {
   db_options.max_background_jobs = 2;
   db_options.bytes_per_sync = 1u << 20;
   db_options.keep_log_file_num = 5;
+  // The small column families (the default one holds only the format key) would
+  // otherwise rarely flush, so old write-ahead logs stay live up to RocksDB's default
+  // cap (4x every write buffer, over a GB; the 1M-event bench log kept 660 MB, all its
+  // history), and a secondary instance (`passage replay`, `passage export`) replays them
+  // into memtables at open. Past this total RocksDB flushes the families holding the
+  // oldest WAL, which lets it go. Loose: a WAL is only switched once an older one
+  // exists, so about this plus one write buffer's worth stays.
+  db_options.max_total_wal_size = 128u << 20;
   if (options_.read_only) db_options.max_open_files = -1;  // required by secondary instances
 
   auto cache = rocksdb::NewLRUCache(options_.block_cache_bytes);

@@ -2,9 +2,9 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
-#include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
+#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <nlohmann/json.hpp>
@@ -46,14 +46,18 @@ using eventstore::recorded_event;
 //   i<invite>                invite lifecycle, version and counters
 //   c<claim>                 claim: snapshot and progress per track
 //   l<learner>               learner: keyed email hash, lead submitted, forgotten, claims
-//   A<invite><position>      acceptance row (encrypted event)
-//   R<invite><position>      rejection row (encrypted event)
-//   L<org><position>         lead row (encrypted event)
-//   H<learner><position>     learner history row: claim, rejection, play, pause, resume
+//   A<invite><position>      acceptance row (sealed event: what decrypts its personal data)
+//   R<invite><position>      rejection row (sealed event)
+//   L<org><position>         lead row (sealed event)
+//   H<learner><position>     learner history row: claim, rejection, play, pause, resume;
+//                            a claim's or rejection's personal data is read from its A or
+//                            R row (same invite and position), never copied
 
 constexpr std::string_view checkpoint_key = "m:cp";
 constexpr std::string_view format_key = "m:fmt";
-constexpr std::string_view format_version = "3";  // 2: learner history rows; 3: notify/email
+// 2: learner history rows; 3: notify/email; 4: rows keep only the sealed part of an event
+// and H rows point at A/R rows for personal data.
+constexpr std::string_view format_version = "4";
 
 std::string key_of(char prefix, const uuid& id) {
   std::string k(1, prefix);
@@ -476,37 +480,43 @@ bool decode(std::string_view in, learner_rec& l) {
   return r.ok();
 }
 
-// The stored event, ciphertext and all, so personal data can be decrypted at query time.
+// The sealed part of a stored event: what event_codec::decode needs to decrypt its
+// personal data at query time (the id and type are the ciphertext's associated data), and
+// its position. Stream, metadata and recording time stay in the log only: rows are most
+// of the folder, and of what a rebuild writes.
 void put_event(record_writer& w, const recorded_event& e) {
   w.id(e.event_id);
   w.str(e.type);
   w.u64(e.schema_version);
-  w.str(e.stream);
-  w.u64(e.stream_version);
   w.u64(e.position);
-  w.ts(e.recorded_at);
-  w.str(e.org_id);
-  w.str(e.correlation_id);
-  w.str(e.causation_id);
-  w.str(e.actor);
   w.str(e.data);
 }
 
+// A recorded_event with only the fields put_event kept (the rest empty).
 recorded_event get_event(record_reader& r) {
   recorded_event e;
   e.event_id = r.id();
   e.type = r.str();
   e.schema_version = static_cast<std::uint32_t>(r.u64());
-  e.stream = r.str();
-  e.stream_version = r.u64();
   e.position = r.u64();
-  e.recorded_at = r.ts();
-  e.org_id = r.str();
-  e.correlation_id = r.str();
-  e.causation_id = r.str();
-  e.actor = r.str();
   e.data = r.str();
   return e;
+}
+
+// Reads an A row's fields before its event; R rows: skip_rejection_fields.
+void skip_acceptance_fields(record_reader& r) {
+  (void)r.id();
+  (void)r.id();
+  (void)r.boolean();
+  (void)r.ts();
+  (void)r.opt_ts();
+}
+
+void skip_rejection_fields(record_reader& r) {
+  (void)r.u64();
+  (void)r.opt_id();
+  (void)r.boolean();
+  (void)r.ts();
 }
 
 std::string day_of(timestamp t) { return format_rfc3339(t).substr(0, 10); }
@@ -535,11 +545,71 @@ std::optional<claim_delay_stats> delay_stats(std::vector<std::int64_t> seconds) 
                            rank(90), seconds.back()};
 }
 
-// H rows: what happened, when, where; claims and rejections keep the encrypted event so
-// the email used can be shown (or "forgotten") at query time.
-void put_history(rocksdb::WriteBatch& batch, const uuid& learner, const recorded_event& re,
-                 learner_fact fact, timestamp at, const uuid& invite,
-                 const std::optional<uuid>& claim, std::string_view track, std::int64_t play_number,
+// Key-value pairs gathered in memory, then written in key order as one SST file (a bulk
+// load's run). One buffer holds every key and value: a run holds millions of rows.
+class sorted_run {
+ public:
+  void add(std::string_view key, std::string_view value) {
+    entries_.push_back({data_.size(), key.size(), value.size()});
+    data_.append(key);
+    data_.append(value);
+  }
+  bool empty() const { return entries_.empty(); }
+  std::size_t bytes() const { return data_.size() + entries_.size() * sizeof(entry); }
+  void clear() {
+    data_.clear();
+    entries_.clear();
+  }
+  // Writes the pairs in key order to `path` (for IngestExternalFile); of equal keys the
+  // last added wins, as in a WriteBatch.
+  rocksdb::Status write(const rocksdb::Options& options, const std::string& path) {
+    std::stable_sort(entries_.begin(), entries_.end(),
+                     [&](const entry& a, const entry& b) { return key(a) < key(b); });
+    rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options);
+    auto st = writer.Open(path);
+    for (std::size_t i = 0; st.ok() && i < entries_.size(); ++i) {
+      if (i + 1 < entries_.size() && key(entries_[i]) == key(entries_[i + 1])) continue;
+      st = writer.Put(slice(key(entries_[i])), slice(value(entries_[i])));
+    }
+    if (st.ok()) st = writer.Finish();
+    return st;
+  }
+
+ private:
+  struct entry {
+    std::size_t offset;
+    std::size_t key_size;
+    std::size_t value_size;
+  };
+  std::string_view key(const entry& e) const { return {data_.data() + e.offset, e.key_size}; }
+  std::string_view value(const entry& e) const {
+    return {data_.data() + e.offset + e.key_size, e.value_size};
+  }
+  std::string data_;
+  std::vector<entry> entries_;
+};
+
+// Where applied events' rows go: the WriteBatch written with the checkpoint, or during a
+// bulk load the current sorted run.
+struct row_sink {
+  rocksdb::WriteBatch batch;
+  sorted_run run;
+  bool to_run = false;
+  void put(std::string_view key, std::string_view value) {
+    if (to_run) {
+      run.add(key, value);
+    } else {
+      batch.Put(slice(key), slice(value));
+    }
+  }
+};
+
+// H rows: what happened, when, where. The email used for a claim or rejection is shown
+// (or "forgotten") at query time from its A or R row, written in the same batch under the
+// same invite and position.
+void put_history(row_sink& out, const uuid& learner, const recorded_event& re, learner_fact fact,
+                 timestamp at, const uuid& invite, const std::optional<uuid>& claim,
+                 std::string_view track, std::int64_t play_number,
                  std::optional<domain::rejection_reason> reason) {
   record_writer w;
   w.u64(static_cast<std::uint64_t>(fact));
@@ -550,10 +620,7 @@ void put_history(rocksdb::WriteBatch& batch, const uuid& learner, const recorded
   w.str(track);
   w.i64(play_number);
   w.u64(reason ? static_cast<std::uint64_t>(*reason) + 1 : 0);
-  const bool personal = fact == learner_fact::claimed || fact == learner_fact::rejected;
-  w.boolean(personal);
-  if (personal) put_event(w, re);
-  batch.Put(slice(row_key('H', learner, re.position)), slice(w.data()));
+  out.put(row_key('H', learner, re.position), w.data());
 }
 
 // Event types the read models need decoded; the rest only move an invite's version.
@@ -586,25 +653,21 @@ result<eventstore::decoded_event, eventstore::codec_error> decode_for_apply(
   return eventstore::decoded_event{std::move(*ev), false};
 }
 
-// The folder's RocksDB options. `bulk`: while a rebuild loads it (set_bulk_load): the
-// memtable is a plain vector sorted once when it is flushed, where the skip list's
-// ordered inserts were the biggest cost of the write path; nothing compacts until the
-// load ends, so each row is rewritten once (by the final compaction) instead of once
-// per level, and L0 files never stall the load.
+// The folder's RocksDB options. `bulk`: while a rebuild loads it (set_bulk_load), and
+// for the sorted runs it adds: nothing compacts until the load ends, so each row is
+// rewritten once (by the final compaction, which compresses it) instead of once per
+// level, and the files added never stall the load.
 rocksdb::Options folder_options(rocksdb::Env* env, rocksdb::CompressionType compression,
                                 bool bulk) {
   rocksdb::Options o;
   o.create_if_missing = true;
   if (env != nullptr) o.env = env;
   o.IncreaseParallelism(2);
-  o.compression = compression;
+  o.compression = bulk ? rocksdb::kNoCompression : compression;
   o.write_buffer_size = 64u << 20;
   o.max_log_file_size = 64u << 20;
   o.keep_log_file_num = 4;
   if (bulk) {
-    o.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
-    o.allow_concurrent_memtable_write = false;  // a vector memtable takes one writer
-    o.max_write_buffer_number = 4;              // keep applying while one is flushed
     o.disable_auto_compactions = true;
     o.level0_file_num_compaction_trigger = 1 << 30;
     o.level0_slowdown_writes_trigger = 1 << 30;
@@ -667,7 +730,8 @@ struct read_models::state {
       tracks.clear();
     }
   } dirty;
-  rocksdb::WriteBatch batch;
+  row_sink out;
+  std::uint64_t runs_written = 0;  // bulk load: sorted runs ingested so far
 
   // --- loading ---
 
@@ -682,6 +746,11 @@ struct read_models::state {
   void apply_one(const recorded_event& re, const eventstore::decoded_event* d);
   learner_rec& learner_of(const uuid& org, const uuid& learner_id);
   void stage_dirty();
+  // Bulk load: writes the current run as an SST file and ingests it.
+  result<void, projection_error> ingest_run();
+  // Bulk load: every record (organizations, keys, tracks, invites, claims, learners) and
+  // the checkpoint, into `run`.
+  void stage_all(sorted_run& run) const;
   void publish(std::uint64_t position);
 
   // --- queries (under a shared lock) ---
@@ -706,7 +775,8 @@ void read_models::state::reset_memory() {
   learners.clear();
   learner_by_subject.clear();
   dirty.clear();
-  batch.Clear();
+  out.batch.Clear();
+  out.run.clear();
 }
 
 result<void, projection_error> read_models::state::load() {
@@ -947,7 +1017,7 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                      if (e.anonymous_) ++i->anonymous_claims;
                      ++i->claims_per_day[day_of(e.claimed_at_)];
                      i->claim_times.push_back(e.claimed_at_);
-                     put_history(batch, e.learner_id_, re, learner_fact::claimed, e.claimed_at_,
+                     put_history(out, e.learner_id_, re, learner_fact::claimed, e.claimed_at_,
                                  e.invite_id_, e.claim_id_, {}, 0, std::nullopt);
                      auto& c = claims[e.claim_id_];
                      c.org_id = e.org_id_;
@@ -969,7 +1039,7 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                      w.ts(e.claimed_at_);
                      w.opt_ts(e.access_expires_at_);
                      put_event(w, re);
-                     batch.Put(slice(row_key('A', e.invite_id_, re.position)), slice(w.data()));
+                     out.put(row_key('A', e.invite_id_, re.position), w.data());
                    },
                    [&](const dm::claim_rejected& e) {
                      auto* i = invite_of(e.org_id_, e.invite_id_);
@@ -981,10 +1051,10 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                      w.boolean(e.anonymous_);
                      w.ts(e.rejected_at_);
                      put_event(w, re);
-                     batch.Put(slice(row_key('R', e.invite_id_, re.position)), slice(w.data()));
+                     out.put(row_key('R', e.invite_id_, re.position), w.data());
                      if (e.learner_id_) {
-                       put_history(batch, *e.learner_id_, re, learner_fact::rejected,
-                                   e.rejected_at_, e.invite_id_, std::nullopt, {}, 0, e.reason_);
+                       put_history(out, *e.learner_id_, re, learner_fact::rejected, e.rejected_at_,
+                                   e.invite_id_, std::nullopt, {}, 0, e.reason_);
                      }
                    },
                    [&](const dm::track_played& e) {
@@ -998,18 +1068,18 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                        ++i->plays;
                        ++i->plays_per_track[e.track_id_];
                      }
-                     put_history(batch, e.learner_id_, re, learner_fact::played, e.played_at_,
+                     put_history(out, e.learner_id_, re, learner_fact::played, e.played_at_,
                                  e.invite_id_, e.claim_id_, e.track_id_, e.play_number_,
                                  std::nullopt);
                    },
                    [&](const dm::track_paused& e) {
                      set_paused(e, true);
-                     put_history(batch, e.learner_id_, re, learner_fact::paused, e.paused_at_,
+                     put_history(out, e.learner_id_, re, learner_fact::paused, e.paused_at_,
                                  e.invite_id_, e.claim_id_, e.track_id_, 0, std::nullopt);
                    },
                    [&](const dm::track_resumed& e) {
                      set_paused(e, false);
-                     put_history(batch, e.learner_id_, re, learner_fact::resumed, e.resumed_at_,
+                     put_history(out, e.learner_id_, re, learner_fact::resumed, e.resumed_at_,
                                  e.invite_id_, e.claim_id_, e.track_id_, 0, std::nullopt);
                    },
                    [&](const dm::learner_registered& e) {
@@ -1033,7 +1103,7 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                      w.opt_id(e.invite_id_);
                      w.ts(e.captured_at_);
                      put_event(w, re);
-                     batch.Put(slice(row_key('L', e.org_id_, re.position)), slice(w.data()));
+                     out.put(row_key('L', e.org_id_, re.position), w.data());
                    },
                    [&](const dm::learner_forgotten& e) {
                      auto& l = learner_of(e.org_id_, e.learner_id_);
@@ -1064,27 +1134,63 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
 
 void read_models::state::stage_dirty() {
   for (const auto& id : dirty.orgs) {
-    batch.Put(slice(key_of('o', id)), slice(encode(orgs.at(id))));
+    out.batch.Put(slice(key_of('o', id)), slice(encode(orgs.at(id))));
   }
   for (const auto& id : dirty.keys) {
-    batch.Put(slice(key_of('k', id)), slice(encode(keys.at(id))));
+    out.batch.Put(slice(key_of('k', id)), slice(encode(keys.at(id))));
   }
   for (const auto& [org, track_id] : dirty.tracks) {
-    batch.Put(slice(track_key(org, track_id)), slice(encode(tracks.at(org).at(track_id))));
+    out.batch.Put(slice(track_key(org, track_id)), slice(encode(tracks.at(org).at(track_id))));
   }
   for (const auto& id : dirty.invite_settings) {
-    batch.Put(slice(key_of('s', id)), slice(encode_settings(invites.at(id))));
+    out.batch.Put(slice(key_of('s', id)), slice(encode_settings(invites.at(id))));
   }
   for (const auto& id : dirty.invite_states) {
-    batch.Put(slice(key_of('i', id)), slice(encode_state(invites.at(id))));
+    out.batch.Put(slice(key_of('i', id)), slice(encode_state(invites.at(id))));
   }
   for (const auto& id : dirty.claims) {
-    batch.Put(slice(key_of('c', id)), slice(encode(claims.at(id))));
+    out.batch.Put(slice(key_of('c', id)), slice(encode(claims.at(id))));
   }
   for (const auto& id : dirty.learners) {
-    batch.Put(slice(key_of('l', id)), slice(encode(learners.at(id))));
+    out.batch.Put(slice(key_of('l', id)), slice(encode(learners.at(id))));
   }
   dirty.clear();
+}
+
+result<void, projection_error> read_models::state::ingest_run() {
+  if (out.run.empty()) return {};
+  // Inside the folder, under a name RocksDB never gives its own files; ingestion moves it.
+  const std::string file = options.path + "/bulk-run-" + std::to_string(++runs_written) + ".sst";
+  auto st = out.run.write(folder_options(env.get(), rocksdb::kNoCompression, true), file);
+  out.run.clear();
+  if (st.ok()) {
+    rocksdb::IngestExternalFileOptions o;
+    o.move_files = true;
+    st = db->IngestExternalFile({file}, o);
+  }
+  if (!st.ok()) {
+    rocksdb::Env* fs = env ? env.get() : rocksdb::Env::Default();
+    (void)fs->DeleteFile(file);  // when written but not ingested (moved)
+    return projection_error{"read models: writing loaded rows failed: " + st.ToString()};
+  }
+  return {};
+}
+
+void read_models::state::stage_all(sorted_run& run) const {
+  for (const auto& [id, o] : orgs) run.add(key_of('o', id), encode(o));
+  for (const auto& [id, k] : keys) run.add(key_of('k', id), encode(k));
+  for (const auto& [org, by_id] : tracks) {
+    for (const auto& [track_id, t] : by_id) run.add(track_key(org, track_id), encode(t));
+  }
+  for (const auto& [id, i] : invites) {
+    run.add(key_of('s', id), encode_settings(i));
+    run.add(key_of('i', id), encode_state(i));
+  }
+  for (const auto& [id, c] : claims) run.add(key_of('c', id), encode(c));
+  for (const auto& [id, l] : learners) run.add(key_of('l', id), encode(l));
+  std::string cp;
+  append_be64(cp, applied.load(std::memory_order_acquire));
+  run.add(checkpoint_key, cp);
 }
 
 void read_models::state::publish(std::uint64_t position) {
@@ -1205,12 +1311,22 @@ result<void, projection_error> read_models::apply(
     for (std::size_t i = 0; i < todo.size(); ++i) {
       s.apply_one(todo[i], decoded[i] ? &*decoded[i] : nullptr);
     }
-    s.stage_dirty();
-    std::string cp;
-    append_be64(cp, last);
-    s.batch.Put(slice(checkpoint_key), slice(cp));
-    auto st = s.db->Write(s.write_options, &s.batch);
-    s.batch.Clear();
+    rocksdb::Status st;
+    if (s.bulk) {
+      // Records and the checkpoint are written once, when the load ends (set_bulk_load);
+      // rows go to disk a sorted run at a time.
+      s.dirty.clear();
+      if (s.out.run.bytes() >= s.options.bulk_run_bytes) {
+        if (auto ingested = s.ingest_run(); !ingested) return ingested.error();
+      }
+    } else {
+      s.stage_dirty();
+      std::string cp;
+      append_be64(cp, last);
+      s.out.batch.Put(slice(checkpoint_key), slice(cp));
+      st = s.db->Write(s.write_options, &s.out.batch);
+      s.out.batch.Clear();
+    }
     if (!st.ok()) {
       // Memory is ahead of the folder now: go back to what the folder holds.
       (void)s.load();
@@ -1254,10 +1370,18 @@ result<void, projection_error> read_models::set_bulk_load(bool on) {
     if (auto opened = s.reopen(true); !opened) return opened.error();
     s.write_options.disableWAL = true;
     s.write_options.sync = false;  // RocksDB refuses sync without its WAL
+    s.out.to_run = true;
     return {};
   }
-  // Everything applied goes to disk (no WAL holds it), then the folder opens as usual and
-  // is compacted once, so queries find it as a live-built one.
+  // The last rows, then every record and the checkpoint, as of the last applied event.
+  // Until then the folder's checkpoint is the one before the load (0 after clear()), so a
+  // crash meanwhile leaves read models that replay from there.
+  s.out.to_run = false;
+  if (auto ingested = s.ingest_run(); !ingested) return ingested.error();
+  s.stage_all(s.out.run);
+  if (auto ingested = s.ingest_run(); !ingested) return ingested.error();
+  // Everything is on disk, then the folder opens as usual and is compacted once, so
+  // queries find it as a live-built one.
   auto st = s.db->Flush(rocksdb::FlushOptions());
   if (!st.ok()) return projection_error{"read models: flush failed: " + st.ToString()};
   s.write_options.disableWAL = false;
@@ -1756,12 +1880,27 @@ std::optional<learner_history_view> read_models::learner_history(const uuid& org
     if (auto reason = r.u64(); reason > 0) {
       x.reason = static_cast<domain::rejection_reason>(reason - 1);
     }
-    std::optional<recorded_event> e;
-    if (r.boolean()) e = get_event(r);
     if (!r.ok()) return true;
-    rows.emplace_back(std::move(x), std::move(e));
+    rows.emplace_back(std::move(x), std::nullopt);
     return true;
   });
+  // Claims and rejections: the sealed event is in the invite's A or R row.
+  std::string value;
+  for (auto& [x, e] : rows) {
+    const bool claimed = x.fact == learner_fact::claimed;
+    if (!claimed && x.fact != learner_fact::rejected) continue;
+    auto st = state_->db->Get(rocksdb::ReadOptions(),
+                              slice(row_key(claimed ? 'A' : 'R', x.invite_id, x.position)), &value);
+    if (!st.ok()) continue;
+    record_reader r(value);
+    if (claimed) {
+      skip_acceptance_fields(r);
+    } else {
+      skip_rejection_fields(r);
+    }
+    auto sealed = get_event(r);
+    if (r.ok()) e = std::move(sealed);
+  }
   for (auto& [x, e] : rows) {
     if (e) x.who = state_->show(*e, learner_id);
     h.claims += x.fact == learner_fact::claimed;

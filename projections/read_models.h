@@ -287,6 +287,10 @@ struct read_models_options {
   // from position 0 as the projector catches up (the log is the source of truth). Unset:
   // open() refuses such a folder, naming `passage replay`.
   std::function<void(std::string_view found_format)> on_format_change;
+  // Bulk load (set_bulk_load): bytes of rows gathered in memory before they are sorted and
+  // added to the folder as one file. Bigger: fewer files for the final compaction to merge,
+  // more memory. Default: 64 MiB.
+  std::size_t bulk_run_bytes = 64u << 20;
 };
 
 // Progress of apply(): events applied so far.
@@ -387,12 +391,13 @@ class read_models {
   // Decodes and applies events in position order, then writes the changes and the new
   // checkpoint in one WriteBatch. Events at or below applied_position() are skipped.
   result<void, projection_error> apply(std::span<const eventstore::recorded_event> batch);
-  // Rebuild only. While on, applied batches skip RocksDB's write-ahead log: a crash then
-  // loses at most the unflushed tail together with its checkpoint (memtables are flushed
-  // whole), and the rebuild is run again. The folder is reopened for loading (vector
-  // memtables, no compaction meanwhile), so point queries are slow until it is off.
-  // Turning it off flushes, so everything applied is on disk, reopens the folder as usual
-  // and compacts it once.
+  // Rebuild only. While on, applied batches write no records and no checkpoint: rows are
+  // gathered in memory and added to the folder a sorted file at a time (no write-ahead
+  // log, memtable or flush), nothing compacts meanwhile, and row queries may miss the
+  // rows still in memory. Turning it off adds the last rows, then every record and the
+  // checkpoint, reopens the folder as usual and compacts it once. A crash meanwhile
+  // leaves the checkpoint of before the load (0 after clear()): the rows already added
+  // are written again, identical, as the log is applied from there.
   result<void, projection_error> set_bulk_load(bool on);
   // Drops every read model and the checkpoint (back to position 0).
   result<void, projection_error> clear();
