@@ -26,8 +26,9 @@
 // later is deleted whole by the mailer's outbox index (mailer.h): the staff's copy
 // elsewhere is out of reach, the node keeps none with the name or address. The recipient is the
 // contact email of the API key that created the invite (as last set: ApiKeyIssued, then any
-// ApiKeyEmailChanged), read from the organization's stream at send time: a revoked key or one without email gets no mail (EmailFailed "no recipient"). An invite
-// whose notify_on_claim was turned off before its batch was due sends nothing for that batch.
+// ApiKeyEmailChanged), read from the organization's stream at send time: a revoked key or one
+// without email gets no mail (EmailFailed "no recipient"). An invite whose notify_on_claim was
+// turned off before its batch was due sends nothing for that batch.
 //
 // Should the state folder be lost, the mailer reads the log from the start; the last
 // digest outcome of each invite in the log then marks the claims already reported, so

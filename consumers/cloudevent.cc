@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "common/time_format.h"
+#include "eventstore/json_text.h"
 
 namespace passage::consumers {
 
@@ -41,60 +42,11 @@ nlohmann::json to_cloudevent(const eventstore::recorded_event& e, nlohmann::json
 
 namespace {
 
-// Appends `s` as a JSON string. ASCII goes through a small escaper (the common
-// case, and the hot path of the relay); anything else through nlohmann, which
-// replaces invalid UTF-8 instead of throwing.
-void append_string(std::string& out, std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
-  for (unsigned char c : s) {
-    if (c >= 0x80) {
-      out += nlohmann::json(std::string(s))
-                 .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-      return;
-    }
-  }
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 0xf];
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-}
-
 void append_member(std::string& out, std::string_view name, std::string_view value) {
   out += ",\"";
   out += name;
   out += "\":";
-  append_string(out, value);
+  eventstore::append_json_string(out, value, eventstore::invalid_utf8::replace);
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include "domain/duration.h"
 #include "domain/text.h"
 #include "domain/types.h"
+#include "eventstore/json_text.h"
 
 namespace passage::eventstore {
 
@@ -196,53 +197,10 @@ json to_value(const d::personal_data& v) {
 // building a nlohmann document first (that was most of an encode's cost). The stored
 // bytes must not change: an idempotent re-append (the mailer's outcome events after a
 // restart) compares stored data byte for byte. nlohmann objects are std::maps, so their
-// members come out sorted by name; so they do here. Strings that are not plain ASCII go
-// through nlohmann's own escaping and UTF-8 check (which throws on bad text, as before).
+// members come out sorted by name; so they do here. Strings: json_text.h (invalid UTF-8
+// throws, as before).
 
-void write_string(std::string& out, std::string_view s) {
-  for (unsigned char c : s) {
-    if (c >= 0x80) {
-      out += json(std::string(s)).dump();
-      return;
-    }
-  }
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          static constexpr char hex[] = "0123456789abcdef";
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 0xf];
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-}
+void write_string(std::string& out, std::string_view s) { append_json_string(out, s); }
 
 void write_value(std::string& out, const std::string& v) { write_string(out, v); }
 void write_value(std::string& out, bool v) { out += v ? "true" : "false"; }
