@@ -768,21 +768,6 @@ constexpr std::string_view envelope_alg = "A256GCM";
 constexpr std::size_t iv_size = 12;
 constexpr std::size_t tag_size = 16;
 
-std::optional<std::string> base64_decode(std::string_view in) {
-  if (in.size() % 4 != 0) return std::nullopt;
-  std::string out(in.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  if (n < 0) return std::nullopt;
-  // EVP_DecodeBlock counts the bytes the '=' padding stands for as zeros.
-  std::size_t pad = 0;
-  if (!in.empty() && in.back() == '=') ++pad;
-  if (in.size() >= 2 && in[in.size() - 2] == '=') ++pad;
-  out.resize(static_cast<std::size_t>(n) - pad);
-  return out;
-}
-
 const EVP_CIPHER* aes_256_gcm() {
   // Fetched once: the implicit fetch of EVP_aes_256_gcm() costs a lookup per call.
   static EVP_CIPHER* cipher = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);

@@ -7,6 +7,8 @@
 #include <array>
 #include <cstring>
 
+#include "common/encoding.h"
+
 namespace passage::service {
 namespace {
 
@@ -26,10 +28,7 @@ std::array<unsigned char, 32> tag_of(const std::string& secret, std::string_view
 
 // base64url without padding, from OpenSSL's standard base64.
 std::string to_base64url(const unsigned char* data, std::size_t n) {
-  std::string b64(4 * ((n + 2) / 3) + 1, '\0');
-  int len =
-      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()), data, static_cast<int>(n));
-  b64.resize(static_cast<std::size_t>(len));
+  std::string b64 = base64_encode({reinterpret_cast<const char*>(data), n});
   for (auto& c : b64) {
     if (c == '+') c = '-';
     if (c == '/') c = '_';
@@ -51,13 +50,7 @@ std::optional<std::string> from_base64url(std::string_view s) {
   std::size_t pad = (4 - b64.size() % 4) % 4;
   if (pad == 3) return std::nullopt;
   b64.append(pad, '=');
-  std::string out(b64.size() / 4 * 3, '\0');
-  int len = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(b64.data()),
-                            static_cast<int>(b64.size()));
-  if (len < 0) return std::nullopt;
-  out.resize(static_cast<std::size_t>(len) - pad);
-  return out;
+  return base64_decode(b64);
 }
 
 }  // namespace

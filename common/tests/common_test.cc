@@ -87,5 +87,16 @@ TEST(Encoding, Base64MatchesRfc4648Vectors) {
   EXPECT_EQ(base64_encode(std::string("\0\xff", 2)), "AP8=");
 }
 
+TEST(Encoding, Base64DecodesWhatItEncodesAndRefusesTheRest) {
+  for (std::string s : {std::string(), std::string("f"), std::string("fo"), std::string("foo"),
+                        std::string("foobar"), std::string("\0\xff", 2)}) {
+    EXPECT_EQ(base64_decode(base64_encode(s)), s);
+  }
+  EXPECT_EQ(base64_decode("Zm9vYmFy"), "foobar");
+  EXPECT_EQ(base64_decode("Zm8"), std::nullopt);       // unpadded
+  EXPECT_EQ(base64_decode("Zm9v!mFy"), std::nullopt);  // not the alphabet
+  EXPECT_EQ(base64_decode("Zm\r\n9v"), std::nullopt);  // line breaks are the caller's
+}
+
 }  // namespace
 }  // namespace passage

@@ -8,28 +8,20 @@
 //   }
 
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
 
 #include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "common/encoding.h"
+
 namespace passage::testing {
 
+// A MIME base64 body (lines of 76) as text; "" when it is not base64.
 inline std::string base64_decode(std::string in) {
   std::erase_if(in, [](char c) { return c == '\r' || c == '\n'; });
-  std::string out(in.size() / 4 * 3 + 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  if (n < 0) return {};
-  while (!in.empty() && in.back() == '=') {
-    in.pop_back();
-    --n;
-  }
-  out.resize(static_cast<std::size_t>(n));
-  return out;
+  return passage::base64_decode(in).value_or("");
 }
 
 struct received_mail {
