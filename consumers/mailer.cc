@@ -1016,6 +1016,13 @@ struct mailer::state {
   }
 
   bool handle(std::span<const eventstore::recorded_event> batch) {
+    // Every way out ledgers the run's mails that went out before the checkpoint is saved
+    // (else a restart would start past mails sent but never recorded).
+    auto stop_here = [this] {
+      flush_run();  // on failure it moves the checkpoint back to before the run
+      save_checkpoint(true);
+      return false;
+    };
     for (const auto& rec : batch) {
       // The run of welcome mails is flushed before an invitation is sent and before a
       // forget purges, so those keep the order of the log. Claims, registrations and
@@ -1023,8 +1030,7 @@ struct mailer::state {
       if ((rec.type == d::private_invitation_sent::type_name ||
            rec.type == d::learner_forgotten::type_name) &&
           !flush_run()) {
-        save_checkpoint(true);
-        return false;
+        return stop_here();
       }
       if (claim_digest::wants(rec.type)) {
         // A claim joins its digest batch in the same write that moves the checkpoint; not
@@ -1034,8 +1040,7 @@ struct mailer::state {
         with.Put(slice(checkpoint_key),
                  slice(encode_position(run.empty() ? rec.position : run.checkpoint_before)));
         if (is_stopping() || !digests->on_event(rec, with)) {
-          save_checkpoint(true);
-          return false;
+          return stop_here();
         }
       }
       if (rec.type == d::invite_updated::type_name) {
@@ -1045,8 +1050,7 @@ struct mailer::state {
         }
       } else if (rec.type == d::private_invitation_sent::type_name) {
         if (is_stopping() || !handle_invitation(rec)) {
-          save_checkpoint(true);
-          return false;
+          return stop_here();
         }
       } else if (rec.type == d::learner_registered::type_name) {
         learn_learner(rec);
@@ -1056,17 +1060,12 @@ struct mailer::state {
           forget(*id, rec.position);
       } else if (rec.type == d::password_setup_issued::type_name) {
         if (is_stopping() || !handle_welcome(rec)) {
-          flush_run();  // the mails that went out are ledgered before the checkpoint moves
-          save_checkpoint(true);
-          return false;
+          return stop_here();
         }
       }
       checkpoint = rec.position;
     }
-    if (!flush_run()) {
-      save_checkpoint(true);
-      return false;
-    }
+    if (!flush_run()) return stop_here();
     save_checkpoint(false);
     return !is_stopping();
   }
