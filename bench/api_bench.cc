@@ -2,7 +2,9 @@
 // distinct learners (POST /v1/public/invites/{code}/claims) and invite reads
 // (GET /v1/invites/{id}). The node runs in this process on 2 I/O threads with a
 // real RocksDB log (fsync on) in a temp folder; the clients share the machine.
-// Prints requests/s and latency percentiles; asserts nothing.
+// Prints requests/s and latency percentiles; asserts nothing. After the claims run it
+// prints how far the mailer (welcome mail per new learner, .eml outbox) kept up: mails
+// sent during the run, and the backlog (claims not yet mailed) at its end and 1 s later.
 //
 //   api_bench [--seconds 5] [--connections 64] [--mode claims|reads|both] [--threads 2]
 
@@ -29,6 +31,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "app/server.h"
@@ -239,7 +242,21 @@ int main(int argc, char** argv) {
                  std::to_string(body.size()) + "\r\n\r\n" + body;
         },
         201);
+    std::size_t claims_ok = r.ok;
+    double run_seconds = r.seconds;
     report("durable claims (distinct learners)", connections, std::move(r));
+    // Every claim here registers a new learner, whose welcome mail the mailer sends.
+    auto mails = [&] {
+      return admin.get("/v1/system", auth).json()["mail"]["sent"].get<std::uint64_t>();
+    };
+    auto sent = mails();
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    auto sent_later = mails();
+    std::printf(
+        "%-34s %10.0f mails/s during the run  sent %llu of %zu  backlog %lld at the end, %lld "
+        "1 s later\n",
+        "mailer (welcome mails)", double(sent) / run_seconds, (unsigned long long)sent, claims_ok,
+        (long long)claims_ok - (long long)sent, (long long)claims_ok - (long long)sent_later);
   }
   if (mode == "reads" || mode == "both") {
     auto r = load(

@@ -31,6 +31,9 @@ using nlohmann::json;
 namespace d = domain;
 
 constexpr std::string_view checkpoint_key = "m:cp";
+// The log's head when this state was made new (8 bytes big-endian): only mails of events up
+// to there may have outcome events in the log without a ledger entry (a lost state).
+constexpr std::string_view logged_until_key = "m:logged";
 // The state's format: absent = written before the outbox index by address (format 1:
 // `o:<learner id><message id>` entries, unindexed copies); "2" = the `a:` / `s:` index.
 constexpr std::string_view format_key = "m:format";
@@ -191,7 +194,8 @@ struct mailer::state {
 
   std::mutex invites_mu;  // the subscription and the reminder thread read it
   std::map<uuid, invite_facts> invites;
-  std::uint64_t checkpoint = 0;  // the subscription thread's
+  std::uint64_t checkpoint = 0;    // the subscription thread's
+  std::uint64_t logged_until = 0;  // see logged_until_key
   // The outcome events already in the log for the job being sent (outcome event id ->
   // sent), read once per job: the log is the ledger of last resort (subscription thread).
   std::optional<std::pair<uuid, std::map<uuid, bool>>> logged;
@@ -393,9 +397,11 @@ struct mailer::state {
     return append_outcome_event(kind, rec, std::move(e), inv.job_id_);
   }
 
-  // Appends the outcome event `e` of the `kind` mail for `rec` to the stream of `job_id`.
-  bool append_outcome_event(mail_kind kind, const eventstore::recorded_event& rec, d::event e,
-                            const uuid& job_id) {
+  // The outcome event `e` of the `kind` mail for `rec`, encoded (nullopt: it cannot be,
+  // which no retry would fix; the ledger and job still show the outcome).
+  std::optional<eventstore::new_event> encode_outcome(mail_kind kind,
+                                                      const eventstore::recorded_event& rec,
+                                                      d::event e) {
     const eventstore::event_metadata meta{outcome_id(kind, rec.event_id), rec.correlation_id,
                                           rec.event_id.to_string(), "mailer"};
     auto encoded = codec.encode(e, meta);
@@ -406,18 +412,79 @@ struct mailer::state {
     if (!encoded) {
       spdlog::error("mailer: cannot encode the outcome of {}: {}", rec.event_id.to_string(),
                     encoded.error().message);
-      return true;  // nothing a retry could fix; the ledger and job still show it
+      return std::nullopt;
     }
+    return std::move(*encoded);
+  }
+
+  // Appends the outcome event `e` of the `kind` mail for `rec` to the stream of `job_id`.
+  bool append_outcome_event(mail_kind kind, const eventstore::recorded_event& rec, d::event e,
+                            const uuid& job_id) {
+    auto encoded = encode_outcome(kind, rec, std::move(e));
+    if (!encoded) return true;
+    return append_with_retries(d::email_job_stream(job_id), *encoded);
+  }
+
+  // ---- a run of welcome mails -------------------------------------------------
+
+  // Welcome mails sent in one subscription batch wait here, so that their ledger entries
+  // share one synced write and their outcome events one append (one log commit), instead
+  // of a synced write and a commit per mail: the mailer keeps up with claims that each
+  // bring a new account. The order per mail stays: sent, ledger synced, outcome appended.
+  // A crash before the ledger write sends the run again (same Message-IDs, as for a
+  // crash between the "250" and a single mail's ledger write).
+  struct pending_run {
+    rocksdb::WriteBatch ledger;
+    std::vector<eventstore::stream_append> outcomes;
+    std::uint64_t sent = 0, failed = 0;
+    std::uint64_t checkpoint_before = 0;  // the checkpoint before the run's first mail
+    bool empty() const { return ledger.Count() == 0; }
+  };
+  pending_run run;
+
+  // Writes the run's ledger (synced), then appends its outcome events in one append.
+  // False when the ledger write failed or stopping interrupted the append: the checkpoint
+  // then goes back to before the run, so its events are handled again after the next
+  // start (the ledgered ones only get their outcome event appended).
+  bool flush_run() {
+    if (run.empty()) return true;
+    pending_run r = std::move(run);
+    run = pending_run();
+    if (!write(r.ledger, true)) {
+      checkpoint = r.checkpoint_before;
+      return false;
+    }
+    if (!append_all(r.outcomes)) {
+      checkpoint = r.checkpoint_before;
+      return false;
+    }
+    sent += r.sent;  // counted once the outcome events are in the log
+    failed += r.failed;
+    return true;
+  }
+
+  // Appends `outcomes` (each an id derived from its source event) in one append, with
+  // retries; false when stopping interrupted it.
+  bool append_all(const std::vector<eventstore::stream_append>& outcomes) {
+    if (outcomes.empty()) return true;
     auto backoff = opt.initial_backoff;
     for (;;) {
-      auto r = store.append(
-          {{d::email_job_stream(job_id), eventstore::expected_version::any(), {*encoded}}});
+      auto r = store.append(outcomes);
       if (r) return true;
-      spdlog::warn("mailer: appending the outcome of {} failed: {}", rec.event_id.to_string(),
+      if (r.error().code == eventstore::errc::idempotency_conflict) break;
+      spdlog::warn("mailer: appending {} outcome events failed: {}", outcomes.size(),
                    r.error().message);
       if (!pause(backoff)) return false;
       backoff = std::min(backoff * 2, opt.max_backoff);
     }
+    // Some are stored already (an append is stored whole or not at all): one by one, each
+    // a no-op or a new event.
+    for (const auto& a : outcomes) {
+      for (const auto& e : a.events) {
+        if (!append_with_retries(a.stream, e)) return false;
+      }
+    }
+    return true;
   }
 
   std::optional<outcome> stored_outcome(const uuid& event_id) const {
@@ -719,7 +786,8 @@ struct mailer::state {
   }
 
   // The welcome mail of a new account (PasswordSetupIssued): ledgered under the event id,
-  // its outcome in the stream job-<setup id>. False when stopping interrupted it.
+  // its outcome in the stream job-<setup id>, both through the run (flush_run). False when
+  // stopping interrupted it.
   bool handle_welcome(const eventstore::recorded_event& rec) {
     auto decoded = codec.decode(rec);
     if (!decoded) {
@@ -728,24 +796,28 @@ struct mailer::state {
       return true;
     }
     auto w = std::get<d::password_setup_issued>(decoded->event);
-    auto append = [&](const outcome& o) {
+    auto outcome_event = [&](const outcome& o) -> d::event {
       d::personal_data to;
       to.email_ = w.personal_data_.email_;
       const uuid message_id = mail_id(mail_kind::welcome, rec.event_id);
-      d::event e;
       if (o.sent) {
-        e = d::email_sent{w.org_id_,     w.setup_id_, message_id, std::nullopt,
-                          w.learner_id_, o.at,        to};
-      } else {
-        e = d::email_failed{w.org_id_,     w.setup_id_, message_id, std::nullopt,
-                            w.learner_id_, o.error,     o.at,       to};
+        return d::email_sent{w.org_id_,     w.setup_id_, message_id, std::nullopt,
+                             w.learner_id_, o.at,        to};
       }
-      return append_outcome_event(mail_kind::welcome, rec, std::move(e), w.setup_id_);
+      return d::email_failed{w.org_id_,     w.setup_id_, message_id, std::nullopt,
+                             w.learner_id_, o.error,     o.at,       to};
     };
-    if (auto done = stored_outcome(rec.event_id)) return append(*done);
-    // The state folder lost: the outcome already in the log stands in for the ledger.
-    std::optional<outcome> o =
-        logged_outcome_in(read_logged_outcomes(w.setup_id_), mail_kind::welcome, rec);
+    // Ledgered before (a restart): only the outcome event again, a no-op if it is stored.
+    if (auto done = stored_outcome(rec.event_id)) {
+      return append_outcome_event(mail_kind::welcome, rec, outcome_event(*done), w.setup_id_);
+    }
+    // The state folder lost: the outcome already in the log stands in for the ledger. Only
+    // events up to the head at the state's making can have one (the ledger is written
+    // before the outcome event), so a mail per claim costs no read of the log.
+    std::optional<outcome> o;
+    if (rec.position <= logged_until) {
+      o = logged_outcome_in(read_logged_outcomes(w.setup_id_), mail_kind::welcome, rec);
+    }
     const bool logged = o.has_value();
     if (!o && (decoded->forgotten || w.personal_data_.email_.empty())) {
       o = outcome{false, "recipient forgotten", 0, clk->now(), true};
@@ -759,17 +831,20 @@ struct mailer::state {
       o = send_with_retries(message, rec, w.org_id_, w.learner_id_);
       if (!o) return false;
     }
-    rocksdb::WriteBatch b;
-    b.Put(slice(key('l', rec.event_id)), json{{"sent", o->sent},
-                                              {"error", o->error},
-                                              {"attempts", o->attempts},
-                                              {"at", to_unix_micros(o->at)},
-                                              {"forgotten", o->forgotten}}
-                                             .dump());
-    if (!write(b, true)) return false;
+    if (run.empty()) run.checkpoint_before = checkpoint;
+    run.ledger.Put(slice(key('l', rec.event_id)), json{{"sent", o->sent},
+                                                       {"error", o->error},
+                                                       {"attempts", o->attempts},
+                                                       {"at", to_unix_micros(o->at)},
+                                                       {"forgotten", o->forgotten}}
+                                                      .dump());
     if (logged) return true;
-    (o->sent ? sent : failed)++;
-    return append(*o);
+    (o->sent ? run.sent : run.failed)++;
+    if (auto e = encode_outcome(mail_kind::welcome, rec, outcome_event(*o))) {
+      run.outcomes.push_back(
+          {d::email_job_stream(w.setup_id_), eventstore::expected_version::any(), {std::move(*e)}});
+    }
+    return true;
   }
 
   // ---- reminders ------------------------------------------------------------
@@ -942,14 +1017,31 @@ struct mailer::state {
   }
 
   bool handle(std::span<const eventstore::recorded_event> batch) {
+    // Every way out ledgers the run's mails that went out before the checkpoint is saved
+    // (else a restart would start past mails sent but never recorded).
+    auto stop_here = [this] {
+      flush_run();  // on failure it moves the checkpoint back to before the run
+      save_checkpoint(true);
+      return false;
+    };
     for (const auto& rec : batch) {
+      // The run of welcome mails is flushed before an invitation is sent and before a
+      // forget purges, so those keep the order of the log. Claims, registrations and
+      // invite edits in between do not break the run (each claim brings a welcome mail).
+      if ((rec.type == d::private_invitation_sent::type_name ||
+           rec.type == d::learner_forgotten::type_name) &&
+          !flush_run()) {
+        return stop_here();
+      }
       if (claim_digest::wants(rec.type)) {
-        // A claim joins its digest batch in the same write that moves the checkpoint.
+        // A claim joins its digest batch in the same write that moves the checkpoint; not
+        // past a run of welcome mails not yet ledgered (after a crash the claim is added
+        // again under the same key, and the run's events are handled again).
         rocksdb::WriteBatch with;
-        with.Put(slice(checkpoint_key), slice(encode_position(rec.position)));
+        with.Put(slice(checkpoint_key),
+                 slice(encode_position(run.empty() ? rec.position : run.checkpoint_before)));
         if (is_stopping() || !digests->on_event(rec, with)) {
-          save_checkpoint(true);
-          return false;
+          return stop_here();
         }
       }
       if (rec.type == d::invite_updated::type_name) {
@@ -959,8 +1051,7 @@ struct mailer::state {
         }
       } else if (rec.type == d::private_invitation_sent::type_name) {
         if (is_stopping() || !handle_invitation(rec)) {
-          save_checkpoint(true);
-          return false;
+          return stop_here();
         }
       } else if (rec.type == d::learner_registered::type_name) {
         learn_learner(rec);
@@ -970,12 +1061,12 @@ struct mailer::state {
           forget(*id, rec.position);
       } else if (rec.type == d::password_setup_issued::type_name) {
         if (is_stopping() || !handle_welcome(rec)) {
-          save_checkpoint(true);
-          return false;
+          return stop_here();
         }
       }
       checkpoint = rec.position;
     }
+    if (!flush_run()) return stop_here();
     save_checkpoint(false);
     return !is_stopping();
   }
@@ -999,6 +1090,14 @@ result<void, consumer_error> mailer::start() {
     if (!st.ok() && !st.IsNotFound()) return db_error("read checkpoint", st);
     s_->checkpoint = st.ok() ? decode_position(v) : 0;
     s_->checkpoint_shown.store(s_->checkpoint);
+    if (st.IsNotFound()) {
+      rocksdb::WriteBatch b;
+      b.Put(slice(logged_until_key), slice(encode_position(s_->store.head_position())));
+      if (!s_->write(b, true)) return db_error("write " + std::string(logged_until_key), st);
+    }
+    if (s_->db->Get(rocksdb::ReadOptions(), slice(logged_until_key), &v).ok()) {
+      s_->logged_until = decode_position(v);
+    }
     auto upgraded = s_->upgrade_state();
     if (!upgraded) {
       s_->db.reset();

@@ -13,6 +13,8 @@
 //                     the log position of the newest event that put it there (8 bytes)
 //   s:<learner id>    the learner's email subject (from LearnerRegistered), so that
 //                     LearnerForgotten alone finds the learner's mails
+//   m:logged          the log's head when the state was made: only events up to it may
+//                     have outcome events in the log but no ledger entry (a lost state)
 //   m:format          "2": the state has the outbox index above. A state without it (the
 //                     build before kept `o:<learner id><message id>` and left other copies
 //                     unindexed) is upgraded once on start: the outbox copies are indexed
@@ -26,7 +28,10 @@
 // with a ledger entry is not sent again, only its outcome event re-appended (its event id
 // is derived from the source event's, so the store keeps the first). The one window left is
 // a crash between the SMTP server's "250" and the ledger write; the Message-ID (also
-// derived from the event id) lets a receiver drop that duplicate. Should the state folder
+// derived from the event id) lets a receiver drop that duplicate. Welcome mails go in runs
+// (one per subscription batch, so the mailer keeps up with one per claim): the run's mails
+// are sent, then their ledger entries written in one synced write, then their outcome
+// events appended in one append; the window above then spans the run. Should the state folder
 // be lost, the outcome events already in the log stand in for the ledger (read once per
 // job), so mails that went out do not go out again and the job counters are rebuilt.
 //

@@ -23,6 +23,7 @@
 #include "common/random.h"
 #include "eventstore/event_store.h"
 #include "eventstore/format.h"
+#include "eventstore/head_cache.h"
 
 namespace passage::eventstore {
 namespace {
@@ -32,6 +33,7 @@ namespace fs = std::filesystem;
 constexpr std::size_t kMaxStreamName = 512;
 constexpr std::size_t kMaxTypeName = 256;
 constexpr std::size_t kMaxEventData = 4u << 20;
+// Stream heads cached by the writer (head_cache.h: CLOCK, evicting one per new stream).
 constexpr std::size_t kMaxHeadCache = 1u << 20;
 
 store_error make_error(errc code, std::string message) {
@@ -258,7 +260,7 @@ class rocksdb_event_store final : public event_store {
   // Writer thread only.
   std::uint64_t next_position_ = 1;
   timestamp last_recorded_at_{};
-  std::unordered_map<std::string, std::uint64_t> heads_;
+  head_cache heads_{kMaxHeadCache};
   std::optional<store_error> failed_;
 
   std::atomic<std::uint64_t> head_{0};
@@ -459,11 +461,10 @@ store_result<std::optional<std::uint64_t>> rocksdb_event_store::stored_position(
 store_result<std::uint64_t> rocksdb_event_store::current_version(const std::string& stream,
                                                                  const batch_state& b) {
   if (auto it = b.versions.find(stream); it != b.versions.end()) return it->second;
-  if (auto it = heads_.find(stream); it != heads_.end()) return it->second;
+  if (auto v = heads_.find(stream)) return *v;
   auto v = stream_version(stream);
   if (!v) return v;
-  if (heads_.size() >= kMaxHeadCache) heads_.clear();
-  heads_.emplace(stream, *v);
+  heads_.put(stream, *v);
   return *v;
 }
 
@@ -658,8 +659,7 @@ void rocksdb_event_store::commit(std::deque<request>& batch) {
     } else {
       next_position_ = b.next_position;
       last_recorded_at_ = b.recorded_at;
-      if (heads_.size() + b.versions.size() > kMaxHeadCache) heads_.clear();
-      for (auto& [stream, v] : b.versions) heads_[stream] = v;
+      for (auto& [stream, v] : b.versions) heads_.put(stream, v);
       {
         std::lock_guard lk(head_mu_);
         head_.store(next_position_ - 1, std::memory_order_release);

@@ -830,6 +830,54 @@ TEST_F(WelcomeTest, AMailerRestartOrLostStateSendsNoWelcomeMailTwice) {
                 {"ada@example.com", 1}, {"bob@example.com", 1}, {"cy@example.com", 1}}));
 }
 
+// The state is lost and the node restarts again at once, before the mailer may have caught
+// up: the new state remembers up to where the log may hold outcomes it has no ledger for.
+TEST_F(WelcomeTest, ARestartRightAfterLostStateSendsNoWelcomeMailTwice) {
+  for (int i = 0; i < 10; ++i) join("l" + std::to_string(i) + "@example.com");
+  client_.reset();
+  node_.reset();
+  std::filesystem::remove_all(dir_.sub("data") + "/mailer");
+  start();
+  restart();
+  join("late@example.com");
+  std::map<std::string, int> per_address;
+  for (const auto& m : inbox()) ++per_address[m.envelope_to];
+  EXPECT_EQ(per_address.size(), 11u);
+  for (const auto& [address, count] : per_address) EXPECT_EQ(count, 1) << address;
+}
+
+// Claims faster than mails go out: the mailer sends welcome mails in runs (one synced
+// ledger write and one append per run). A restart in the middle of it sends no mail twice
+// and records exactly one EmailSent per mail.
+TEST_F(WelcomeTest, ManyNewAccountsAcrossARestartGetOneMailAndOneOutcomeEach) {
+  constexpr int n = 60;
+  std::vector<std::string> learners;
+  for (int i = 0; i < n; ++i) {
+    auto c = claim(open_["code"], {{"email", "w" + std::to_string(i) + "@example.com"}});
+    ASSERT_EQ(c.status, 201u) << c.body;
+    learners.push_back(c.json()["learner_id"]);
+    if (i == n / 2) restart();  // runs of mails in flight
+  }
+  while (sink_.count() < std::size_t(n)) std::this_thread::sleep_for(10ms);
+  std::map<std::string, int> per_address;
+  for (const auto& m : inbox()) ++per_address[m.envelope_to];
+  EXPECT_EQ(per_address.size(), std::size_t(n));
+  for (const auto& [address, count] : per_address) EXPECT_EQ(count, 1) << address;
+  for (const auto& learner : learners) {
+    std::string setup;
+    const json stream = client_->get("/v1/streams/learner-" + learner, auth()).json();
+    for (const auto& e : stream["events"])
+      if (e["type"] == "PasswordSetupIssued") setup = e["data"]["setup_id"];
+    ASSERT_FALSE(setup.empty()) << stream.dump();
+    json events;
+    while ((events = client_->get("/v1/streams/job-" + setup, auth()).json()["events"]).empty())
+      std::this_thread::sleep_for(10ms);
+    ASSERT_EQ(events.size(), 1u) << events.dump();
+    EXPECT_EQ(events[0]["type"], "EmailSent");
+  }
+  EXPECT_EQ(sink_.count(), std::size_t(n));
+}
+
 TEST_F(WelcomeTest, AForgottenLearnerGetsNoWelcomeMail) {
   sink_.kill();
   auto c = claim(open_["code"], {{"email", "ada@example.com"}});
