@@ -16,6 +16,7 @@
 #include <set>
 #include <thread>
 
+#include "common/encoding.h"
 #include "consumers/claim_digest.h"
 #include "consumers/state_db.h"
 #include "consumers/welcome_mail.h"
@@ -75,14 +76,7 @@ std::string text_part(std::string_view wire) {
   const auto end = wire.find("\r\n--", body);
   std::string in(wire.substr(body, end == std::string_view::npos ? end : end - body));
   std::erase_if(in, [](char c) { return c == '\r' || c == '\n'; });
-  std::string out(in.size() / 4 * 3 + 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  if (n < 0) return {};
-  for (auto it = in.rbegin(); it != in.rend() && *it == '='; ++it) --n;
-  out.resize(static_cast<std::size_t>(std::max(n, 0)));
-  return out;
+  return base64_decode(in).value_or("");
 }
 
 // Every word of `text` shaped like an address (local@domain.tld), as a digest lists its
