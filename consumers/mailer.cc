@@ -472,7 +472,7 @@ struct mailer::state {
       backoff = std::min(backoff * 2, opt.max_backoff);
     }
     // Some are stored already (an append is stored whole or not at all): one by one, each
-    // a no-op or a new event.
+    // a new event or one logged before.
     for (const auto& a : outcomes) {
       for (const auto& e : a.events) {
         if (!append_with_retries(a.stream, e)) return false;
@@ -998,12 +998,21 @@ struct mailer::state {
     return o;
   }
 
-  // Appends one event (an id already stored is a no-op); false when stopping.
+  // Appends one event (an id already stored is a no-op); false when stopping. Its id is
+  // derived from the event that caused it, so an id stored with other bytes is this same
+  // outcome logged before (a crash lost the checkpoint after the append): its personal data
+  // was sealed with another random IV, so the bytes differ and the store reports a
+  // conflict. That is done, not a failure to retry (retrying would stall the mailer).
   bool append_with_retries(const std::string& stream, const eventstore::new_event& e) {
     auto backoff = opt.initial_backoff;
     for (;;) {
       auto r = store.append({{stream, eventstore::expected_version::any(), {e}}});
       if (r) return true;
+      if (r.error().code == eventstore::errc::idempotency_conflict) {
+        spdlog::info("mailer: outcome {} was logged before; not appended again",
+                     e.event_id.to_string());
+        return true;
+      }
       spdlog::warn("mailer: appending {} failed: {}", e.event_id.to_string(), r.error().message);
       if (!pause(backoff)) return false;
       backoff = std::min(backoff * 2, opt.max_backoff);
