@@ -1093,13 +1093,16 @@ result<void, consumer_error> mailer::start() {
     if (!st.ok() && !st.IsNotFound()) return db_error("read checkpoint", st);
     s_->checkpoint = st.ok() ? decode_position(v) : 0;
     s_->checkpoint_shown.store(s_->checkpoint);
-    if (st.IsNotFound()) {
-      rocksdb::WriteBatch b;
-      b.Put(slice(logged_until_key), slice(encode_position(s_->store.head_position())));
-      if (!s_->write(b, true)) return db_error("write " + std::string(logged_until_key), st);
-    }
+    // A new state, or one a build before `m:logged` made (that build looked every mail up
+    // in the log, so its state may lack ledger entries of mails already logged): mails of
+    // events up to the head are looked up in the log before they are sent.
     if (s_->db->Get(rocksdb::ReadOptions(), slice(logged_until_key), &v).ok()) {
       s_->logged_until = decode_position(v);
+    } else {
+      s_->logged_until = s_->store.head_position();
+      rocksdb::WriteBatch b;
+      b.Put(slice(logged_until_key), slice(encode_position(s_->logged_until)));
+      if (!s_->write(b, true)) return db_error("write " + std::string(logged_until_key), st);
     }
     auto upgraded = s_->upgrade_state();
     if (!upgraded) {
