@@ -13,6 +13,8 @@ namespace passage {
 // Formats as YYYY-MM-DDTHH:MM:SSZ, or YYYY-MM-DDTHH:MM:SS.ffffffZ when the instant has
 // a sub-second part.
 std::string format_rfc3339(timestamp t);
+// The same, appended to `out` (no temporary string).
+void append_rfc3339(std::string& out, timestamp t);
 
 // Parses "YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)"; 't' and 'z' accepted as well.
 // Returns nullopt for anything else, including out-of-range fields.

@@ -222,49 +222,10 @@ void write_value(std::string& out, const uuid& v) {
   buf[n++] = '"';
   out.append(buf, n);
 }
-// As format_rfc3339(v), quoted, without snprintf (a claim writes a dozen times).
 void write_value(std::string& out, timestamp v) {
-  using namespace std::chrono;
-  auto day = floor<days>(v);
-  year_month_day ymd{day};
-  int year = int(ymd.year());
-  if (year < 0 || year > 9999) {
-    write_string(out, format_rfc3339(v));
-    return;
-  }
-  auto tod = v - day;
-  auto h = duration_cast<hours>(tod);
-  auto m = duration_cast<minutes>(tod - h);
-  auto sec = duration_cast<seconds>(tod - h - m);
-  auto us = (tod - h - m - sec).count();
-  char buf[32];
-  std::size_t n = 0;
-  auto digits = [&](long long x, int width) {
-    for (int i = width - 1; i >= 0; --i) {
-      buf[n + std::size_t(i)] = char('0' + x % 10);
-      x /= 10;
-    }
-    n += std::size_t(width);
-  };
-  buf[n++] = '"';
-  digits(year, 4);
-  buf[n++] = '-';
-  digits(unsigned(ymd.month()), 2);
-  buf[n++] = '-';
-  digits(unsigned(ymd.day()), 2);
-  buf[n++] = 'T';
-  digits(h.count(), 2);
-  buf[n++] = ':';
-  digits(m.count(), 2);
-  buf[n++] = ':';
-  digits(sec.count(), 2);
-  if (us != 0) {
-    buf[n++] = '.';
-    digits(us, 6);
-  }
-  buf[n++] = 'Z';
-  buf[n++] = '"';
-  out.append(buf, n);
+  out += '"';
+  append_rfc3339(out, v);
+  out += '"';
 }
 void write_value(std::string& out, d::invite_type v) { write_string(out, d::to_string(v)); }
 void write_value(std::string& out, d::access_mode v) { write_string(out, d::to_string(v)); }

@@ -19,6 +19,18 @@ TEST(TimeFormat, FormatsWholeSecondsWithoutFraction) {
   EXPECT_EQ(format_rfc3339(t + microseconds{1500}), "2026-11-20T09:00:00.001500Z");
 }
 
+TEST(TimeFormat, FormatsTheEdgesOfFourDigitYearsAndBeyond) {
+  EXPECT_EQ(format_rfc3339(sys_days{year{0} / 1 / 1}), "0000-01-01T00:00:00Z");
+  EXPECT_EQ(format_rfc3339(sys_days{year{9999} / 12 / 31} + hours{23} + minutes{59} + seconds{59} +
+                           microseconds{999999}),
+            "9999-12-31T23:59:59.999999Z");
+  EXPECT_EQ(format_rfc3339(sys_days{year{10000} / 1 / 1} + microseconds{7}),
+            "10000-01-01T00:00:00.000007Z");
+  std::string out = "at ";
+  append_rfc3339(out, sys_days{year{2026} / 12 / 1} + seconds{5});
+  EXPECT_EQ(out, "at 2026-12-01T00:00:05Z");
+}
+
 TEST(TimeFormat, ParsesOffsetsAndFractions) {
   auto t = parse_rfc3339("2026-11-20T10:30:00+01:30");
   ASSERT_TRUE(t);
