@@ -309,7 +309,18 @@ struct mailer::state {
   std::optional<outcome> send_with_retries(const mail_message& message,
                                            const eventstore::recorded_event& rec, const uuid& org,
                                            std::optional<uuid> learner) {
-    const std::vector<named_address> named{{codec.email_subject(org, message.to), rec.position}};
+    return send_indexed({{codec.email_subject(org, message.to), rec.position}}, message, &rec,
+                        learner);
+  }
+
+  // The retry loop of every mail: indexed under the addresses it `named` before each
+  // attempt, its copy discarded if a forget raced the send. With `rec` (the event the mail
+  // is for), a mail to a `learner` forgotten meanwhile is not sent (SPEC §6).
+  std::optional<outcome> send_indexed(const std::vector<named_address>& named,
+                                      const mail_message& message,
+                                      const eventstore::recorded_event* rec,
+                                      std::optional<uuid> learner) {
+    const std::string what = rec ? "event " + rec->event_id.to_string() : message.message_id;
     outcome o;
     auto backoff = opt.initial_backoff;
     for (o.attempts = 1;; ++o.attempts) {
@@ -330,13 +341,13 @@ struct mailer::state {
       }
       ++attempts_failed;
       o.error = r.error();
-      spdlog::warn("mailer: attempt {} for event {} failed: {}", o.attempts,
-                   rec.event_id.to_string(), o.error);
+      spdlog::warn("mailer: attempt {} for {} failed: {}", o.attempts, what, o.error);
       if (o.attempts >= opt.max_attempts) break;
       if (!pause(backoff)) return std::nullopt;
       backoff = std::min(backoff * 2, opt.max_backoff);
       // Forgotten while the mail waited: no further mail (SPEC §6).
-      if (auto again = codec.decode(rec); again && again->forgotten) {
+      if (rec == nullptr) continue;
+      if (auto again = codec.decode(*rec); again && again->forgotten) {
         o.error = "recipient forgotten";
         o.forgotten = true;
         break;
@@ -973,29 +984,9 @@ struct mailer::state {
   // names (the claimants a digest lists); nullopt when stopping.
   std::optional<digest_delivery> send_with_retries(const mail_message& message,
                                                    const std::vector<named_address>& named) {
-    digest_delivery o;
-    auto backoff = opt.initial_backoff;
-    for (int attempt = 1;; ++attempt) {
-      const std::string wire = to_rfc5322(message, clk->now());
-      (void)index_mail(message.message_id, named, std::nullopt);
-      auto r = [&] {
-        std::lock_guard lk(send_mu);
-        return transport->send(message, wire);
-      }();
-      if (r) {
-        discard_if_forgotten(message.message_id, named);
-        o.sent = true;
-        break;
-      }
-      ++attempts_failed;
-      o.error = r.error();
-      spdlog::warn("mailer: attempt {} for {} failed: {}", attempt, message.message_id, o.error);
-      if (attempt >= opt.max_attempts) break;
-      if (!pause(backoff)) return std::nullopt;
-      backoff = std::min(backoff * 2, opt.max_backoff);
-    }
-    o.at = clk->now();
-    return o;
+    auto o = send_indexed(named, message, nullptr, std::nullopt);
+    if (!o) return std::nullopt;
+    return digest_delivery{o->sent, o->error, o->at};
   }
 
   // Appends one event (an id already stored is a no-op); false when stopping. Its id is
