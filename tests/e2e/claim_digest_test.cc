@@ -397,6 +397,23 @@ class EmlForgetTest : public node_test {
     std::sort(to.begin(), to.end());
     return to;
   }
+  // A "Kubernetes 101" invite open to example.org (track k8s, registered here), with the
+  // `extra` settings, created with `key`, and its invitations sent to `emails`.
+  json invite_mailed_to(const std::vector<std::string>& emails, json extra = json::object(),
+                        const std::string& key = {}) {
+    make_track("k8s");
+    json body = {{"title", "Kubernetes 101"},
+                 {"tracks", {{{"track_id", "k8s"}}}},
+                 {"access", "allowed"},
+                 {"allowed_domains", {"example.org"}}};
+    body.update(extra);
+    auto invite = make_invite(body, key);
+    auto r = client_->post("/v1/invites/" + invite["id"].get<std::string>() + "/send",
+                           json{{"emails", emails}}.dump(), auth());
+    EXPECT_EQ(r.status, 202u) << r.body;
+    invite["job_id"] = r.json()["job_id"];
+    return invite;
+  }
   void stop_node() {
     client_.reset();
     node_->stop();
@@ -410,15 +427,8 @@ class EmlForgetTest : public node_test {
 };
 
 TEST_F(EmlForgetTest, ForgettingALearnerDeletesTheirEmlFiles) {
-  make_track("k8s");
-  auto invite = make_invite({{"title", "Kubernetes 101"},
-                             {"tracks", {{{"track_id", "k8s"}}}},
-                             {"access", "allowed"},
-                             {"allowed_domains", {"example.org"}}});
-  auto r = client_->post("/v1/invites/" + invite["id"].get<std::string>() + "/send",
-                         json{{"emails", {"ada@example.org", "bob@example.org"}}}.dump(), auth());
-  ASSERT_EQ(r.status, 202u) << r.body;
-  const std::string job = r.json()["job_id"];
+  auto invite = invite_mailed_to({"ada@example.org", "bob@example.org"});
+  const std::string job = invite["job_id"];
   while (client_->get("/v1/jobs/" + job, auth()).json()["status"] == "started")
     std::this_thread::sleep_for(20ms);
   ASSERT_EQ(recipients(), (std::vector<std::string>{"ada@example.org", "bob@example.org"}));
@@ -435,14 +445,7 @@ TEST_F(EmlForgetTest, ForgettingALearnerDeletesTheirEmlFiles) {
 // died before the mailer purged the outbox: the restart, reading LearnerForgotten, purges
 // it. Simulated by putting back the outbox and the mailer's state as they were before.
 TEST_F(EmlForgetTest, ACrashBetweenForgetAndPurgeIsMadeGoodOnRestart) {
-  make_track("k8s");
-  auto invite = make_invite({{"title", "Kubernetes 101"},
-                             {"tracks", {{{"track_id", "k8s"}}}},
-                             {"access", "allowed"},
-                             {"allowed_domains", {"example.org"}}});
-  auto r = client_->post("/v1/invites/" + invite["id"].get<std::string>() + "/send",
-                         json{{"emails", {"ada@example.org", "bob@example.org"}}}.dump(), auth());
-  ASSERT_EQ(r.status, 202u) << r.body;
+  auto invite = invite_mailed_to({"ada@example.org", "bob@example.org"});
   auto c = claim(invite["code"], {{"email", "ada@example.org"}, {"first_name", "Adalind"}});
   ASSERT_EQ(c.status, 201u) << c.body;
   wait_mails_sent(3);  // two invitations, Ada's welcome mail
@@ -536,21 +539,12 @@ TEST_F(EmlForgetTest, ADigestNamingAForgottenClaimantIsDropped) {
 // does not); forgetting Ada then deletes all three, also when the node died before the
 // purge and LearnerForgotten is replayed, and no file of the data folder names her.
 TEST_F(EmlForgetTest, AnOutboxOfTheBuildBeforeTheIndexIsIndexedOnceOnStart) {
-  make_track("k8s");
   auto key = client_->post(
       "/v1/api-keys",
       json{{"role", "admin"}, {"name", "Staff"}, {"email", "staff@example.org"}}.dump(), auth());
   ASSERT_EQ(key.status, 201u) << key.body;
-  auto invite = make_invite({{"title", "Kubernetes 101"},
-                             {"tracks", {{{"track_id", "k8s"}}}},
-                             {"access", "allowed"},
-                             {"allowed_domains", {"example.org"}},
-                             {"notify_on_claim", true}},
-                            key.json()["key"]);
-  auto r = client_->post("/v1/invites/" + invite["id"].get<std::string>() + "/send",
-                         json{{"emails", {"ada.lovelacey@example.org", "bob@example.org"}}}.dump(),
-                         auth());
-  ASSERT_EQ(r.status, 202u) << r.body;
+  auto invite = invite_mailed_to({"ada.lovelacey@example.org", "bob@example.org"},
+                                 {{"notify_on_claim", true}}, key.json()["key"]);
   wait_mails_sent(2);
   auto c = claim(invite["code"], {{"email", "ada.lovelacey@example.org"},
                                   {"first_name", "Adalind"},
