@@ -205,6 +205,16 @@ class rocksdb_event_store final : public event_store {
       queue_cv_.notify_all();
     }
     if (writer_.joinable()) writer_.join();
+    // Memtables to SST files on a clean stop: the next open (`passage serve`, or a
+    // secondary instance of `passage replay`/`export`, which cannot flush) then reads the
+    // log from its tables instead of replaying up to max_total_wal_size of write-ahead log
+    // into memtables first (a fifth of a 1M-event rebuild's CPU). A failure only costs
+    // that replay: the write-ahead log still holds everything.
+    if (db_ && !options_.read_only) {
+      rocksdb::FlushOptions flush;
+      flush.wait = true;
+      (void)db_->Flush(flush, raw_handles_);
+    }
   }
 
  private:

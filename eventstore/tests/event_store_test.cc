@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <set>
@@ -394,6 +395,24 @@ TEST_F(store_test, StateSurvivesReopen) {
   auto r = must_append({to("s", expected_version::exact(3), {make_event()})});
   EXPECT_EQ(r.first_position, 4u);
   EXPECT_EQ(r.streams[0].last_version, 4u);
+}
+
+// A clean stop leaves the log in table files: nothing is left for the next open (or a
+// secondary instance of `passage replay`) to replay from the write-ahead log.
+TEST_F(store_test, CleanCloseLeavesNoWriteAheadLogToReplay) {
+  for (int i = 0; i < 50; ++i) must_append({to("s", expected_version::any(), {make_event()})});
+  auto wal_bytes = [&] {
+    std::uintmax_t total = 0;
+    for (const auto& f : std::filesystem::directory_iterator(dir_.sub("events"))) {
+      if (f.path().extension() == ".log") total += f.file_size();
+    }
+    return total;
+  };
+  ASSERT_GT(wal_bytes(), 0u);
+  store_->close();
+  EXPECT_EQ(wal_bytes(), 0u);
+  reopen();
+  EXPECT_EQ(store_->head_position(), 50u);
 }
 
 TEST_F(store_test, UpcastersRewriteOldShapesOnEveryRead) {
