@@ -761,6 +761,7 @@ struct mailer::state {
       b.Delete(it->key());
     }
     b.Put(slice(format_key), slice(current_format));
+    b.Delete(slice(learners_key));  // `s:` is read from the log next (learn_learners())
     if (!write(b, true)) return consumer_error{errc::checkpoint, "mailer upgrade: write failed"};
     if (indexed || discarded || !copies.empty()) {
       spdlog::info(
