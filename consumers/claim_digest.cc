@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <set>
 #include <vector>
 
@@ -150,6 +151,13 @@ bool claim_digest::on_event(const eventstore::recorded_event& rec, rocksdb::Writ
   if (!org_id) return true;
 
   std::lock_guard lk(mu_);
+  // Already in a digest (sent, failed or dropped): a claim read again because the
+  // checkpoint its batch write carried was behind it (a welcome-mail run was pending) and
+  // the node died before the checkpoint moved past it.
+  if (std::string v; db_.Get(rocksdb::ReadOptions(), slice(key('h', *invite_id)), &v).ok() &&
+                     rec.position <= from_big_endian(v)) {
+    return true;
+  }
   if (!get_json(db_, key('b', *invite_id))) {
     // No open batch: due at once after a quiet window, else when the window closes.
     timestamp due = clk_.now();
@@ -351,6 +359,14 @@ bool claim_digest::send_batch(const uuid& invite_id, const uuid& org_id, timesta
                                      .dump());
     }
     for (const auto& k : claim_keys) b.Delete(slice(k));
+    // The highest claim this digest handled (keys sort by position): a claim at or below
+    // it that is read again after a crash is not batched again.
+    if (!claim_keys.empty()) {
+      std::uint64_t highest = from_big_endian(std::string_view(claim_keys.back()).substr(18));
+      if (std::string v; db_.Get(rocksdb::ReadOptions(), slice(key('h', invite_id)), &v).ok())
+        highest = std::max(highest, from_big_endian(v));
+      b.Put(slice(key('h', invite_id)), slice(big_endian(highest)));
+    }
     // Claims that joined while this digest was being sent wait for the next window.
     std::set<std::string> taken(claim_keys.begin(), claim_keys.end());
     bool later = false;

@@ -10,13 +10,18 @@
 //   w:<invite id>            the start of the last digest's window (JSON)
 //   o:<digest id>            a digest's outcome not yet in the log (JSON)
 //   l:<digest id>            ledger: the digest went out (or failed for good)
+//   h:<invite id>            the highest claim position a digest of the invite handled
+//                            (sent, failed or dropped; 8 bytes big-endian)
 //
 // At most one mail per window per invite: the first claim after a quiet window is due at
 // once and opens a window of `window` from when it is due; claims within it wait in the
 // batch until it closes, then go out as one digest, which opens the next window. A claim
 // joins the batch in the same write that moves the mailer's checkpoint past it, and a
 // digest's ledger entry, its outcome, the batch's removal and the new window are one
-// synced write, so a restart neither loses nor repeats a claim. The digest's id is derived
+// synced write, so a restart neither loses nor repeats a claim. While a run of welcome
+// mails is pending, the claim's write carries the checkpoint from before the run, so a
+// crash can make the mailer read a claim again after its digest went out: `h:` (written
+// with the digest) keeps it out of a second batch. The digest's id is derived
 // from the invite id and the window start (`derived_id`), and so are its Message-ID and
 // its EmailSent / EmailFailed (stream job-<derived_id(invite, "claim-digest")>).
 //

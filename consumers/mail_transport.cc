@@ -1,6 +1,7 @@
 #include "consumers/mail_transport.h"
 
 #include <curl/curl.h>
+#include <spdlog/spdlog.h>
 
 #include <cstring>
 #include <filesystem>
@@ -119,9 +120,12 @@ class eml_transport final : public mail_transport {
     return {};
   }
 
-  void discard(std::string_view message_id) override {
+  bool discard(std::string_view message_id) override {
     std::error_code ec;
-    std::filesystem::remove(path_of(message_id), ec);
+    std::filesystem::remove(path_of(message_id), ec);  // no error when it is gone already
+    if (ec)
+      spdlog::error("mailer: cannot delete {}: {}", path_of(message_id).string(), ec.message());
+    return !ec;
   }
 
   bool keeps_copies() const override { return true; }

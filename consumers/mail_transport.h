@@ -29,8 +29,12 @@ class mail_transport {
   // Removes what this transport kept of the sent mail `message_id` (the .eml file), when
   // someone it names is forgotten (SPEC §6). Mail handed to an SMTP server is out of
   // reach: nothing to do. Default: nothing. Unlike send(), may run on any thread, also
-  // while a send of another message is running.
-  virtual void discard(std::string_view message_id) { (void)message_id; }
+  // while a send of another message is running. False when a copy is still there (removing
+  // it failed); a copy already gone (deleted by hand) is not a failure.
+  virtual bool discard(std::string_view message_id) {
+    (void)message_id;
+    return true;
+  }
   // Whether sent mails stay here (so discard() has something to remove and the mailer
   // indexes them for forgetting). Default: false.
   virtual bool keeps_copies() const { return false; }

@@ -39,6 +39,11 @@ constexpr std::string_view logged_until_key = "m:logged";
 // `o:<learner id><message id>` entries, unindexed copies); "2" = the `a:` / `s:` index.
 constexpr std::string_view format_key = "m:format";
 constexpr std::string_view current_format = "2";
+// Present ("1") while `s:` knows every learner registered up to the checkpoint: the
+// registrations are read only with a transport that keeps copies (SMTP needs no index), so
+// a state that ran with SMTP, or one made before this key, lacks it and `s:` is filled from
+// the log on the next start with .eml files (learn_learners()).
+constexpr std::string_view learners_key = "m:learners";
 
 std::string encode_position(std::uint64_t p) {
   std::string s(8, '\0');
@@ -196,7 +201,9 @@ struct mailer::state {
 
   std::atomic<std::uint64_t> checkpoint_shown{0}, sent{0}, failed{0}, attempts_failed{0},
       reminders_sent{0}, reminders_skipped{0};
-  std::size_t outbox_upgraded = 0;  // copies indexed by upgrade_state() at this start
+  std::atomic<std::size_t> outbox_upgraded{0};  // copies indexed by upgrade_state() at this start
+  // `digests` for stats(), published once it is made (stats() may run during start()).
+  std::atomic<const claim_digest*> digests_shown{nullptr};
 
   // ---- state store ----------------------------------------------------------
 
@@ -563,8 +570,11 @@ struct mailer::state {
       if (!o) return false;
     }
     if (!record(rec, inv, *o)) return false;
+    // Counted once its outcome event is in the log, as a run's mails are (flush_run): a
+    // reader of stats() then never sees more mails than EmailSent / EmailFailed events.
+    if (!append_outcome(mail_kind::invitation, rec, inv, *o)) return false;
     (o->sent ? sent : failed)++;
-    return append_outcome(mail_kind::invitation, rec, inv, *o);
+    return true;
   }
 
   // ---- forgotten learners: the outbox index ---------------------------------
@@ -606,7 +616,7 @@ struct mailer::state {
       if (!found || found->empty()) continue;
       if (auto decoded = codec.decode(found->front()); decoded && decoded->forgotten) {
         std::lock_guard lk(forgotten_mu);
-        transport->discard(message_id);
+        if (!transport->discard(message_id)) return;  // the entries stay: a purge retries
         rocksdb::WriteBatch b;
         for (const auto& m : named)
           b.Delete(slice(index_prefix(m.subject) + std::string(message_id)));
@@ -618,15 +628,21 @@ struct mailer::state {
 
   // Discards the transport's copies of mails naming `subject` and drops their index
   // entries; with `before`, only those of events before that log position. Under
-  // forgotten_mu. Returns how many.
-  std::size_t purge(std::string_view subject, std::optional<std::uint64_t> before) {
+  // forgotten_mu. Returns how many entries went. A copy already gone (an .eml deleted by
+  // hand) only loses its entry; one the transport failed to remove keeps it, so the next
+  // purge of the address (a forget, or LearnerForgotten replayed) tries again.
+  std::size_t purge(std::string_view subject, std::optional<std::uint64_t> before,
+                    bool* stuck = nullptr) {
     const std::string prefix = index_prefix(subject);
     rocksdb::WriteBatch b;
     std::size_t n = 0;
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
     for (it->Seek(slice(prefix)); it->Valid() && it->key().starts_with(slice(prefix)); it->Next()) {
       if (before && decode_position(it->value().ToStringView()) >= *before) continue;
-      transport->discard(it->key().ToStringView().substr(prefix.size()));
+      if (!transport->discard(it->key().ToStringView().substr(prefix.size()))) {
+        if (stuck) *stuck = true;
+        continue;
+      }
       b.Delete(it->key());
       ++n;
     }
@@ -643,7 +659,9 @@ struct mailer::state {
     if (!db) return;
     std::string subject;
     if (!db->Get(rocksdb::ReadOptions(), slice(key('s', learner_id)), &subject).ok()) return;
-    purge(subject, at);
+    bool stuck = false;
+    purge(subject, at, &stuck);
+    if (stuck) return;  // the mapping stays, so LearnerForgotten replayed purges again
     rocksdb::WriteBatch b;
     b.Delete(slice(key('s', learner_id)));
     write(b, false);
@@ -662,10 +680,10 @@ struct mailer::state {
   // by the addresses they name, found through their outcome events in the log (EmailSent
   // carries the org, the recipient's address, and the message id that names the file);
   // a claim digest's claimants are read from its text. The learners' addresses (`s:`)
-  // come from LearnerRegistered. A copy whose EmailSent decodes as forgotten, or that an
-  // old `o:` entry ties to a learner forgotten since, goes now. The old `o:` entries are
-  // dropped and the format recorded in the same synced write. Returns how many copies were
-  // indexed.
+  // come from LearnerRegistered, read by learn_learners() right after. A copy whose EmailSent
+  // decodes as forgotten, or that an old `o:` entry ties to a learner forgotten since, goes now.
+  // The old `o:` entries are dropped and the format recorded in the same synced write. Returns how
+  // many copies were indexed.
   result<std::size_t, consumer_error> upgrade_state() {
     std::string v;
     auto st = db->Get(rocksdb::ReadOptions(), slice(format_key), &v);
@@ -687,7 +705,6 @@ struct mailer::state {
     if (!copies.empty()) {
       eventstore::log_filter f;
       f.types = {std::string(d::email_sent::type_name),
-                 std::string(d::learner_registered::type_name),
                  std::string(d::learner_forgotten::type_name)};
       for (;;) {
         auto page = store.read_all(f, 1024);
@@ -703,14 +720,6 @@ struct mailer::state {
           }
           auto decoded = codec.decode(rec);
           if (!decoded) continue;
-          if (rec.type == d::learner_registered::type_name) {
-            const auto& r = std::get<d::learner_registered>(decoded->event);
-            if (!decoded->forgotten && !r.personal_data_.email_.empty()) {
-              b.Put(slice(key('s', r.learner_id_)),
-                    slice(codec.email_subject(r.org_id_, r.personal_data_.email_)));
-            }
-            continue;
-          }
           const auto& sent = std::get<d::email_sent>(decoded->event);
           const std::string id = "<" + sent.message_id_.to_string() + "@passage>";
           if (!copies.count(id)) continue;
@@ -752,6 +761,7 @@ struct mailer::state {
       b.Delete(it->key());
     }
     b.Put(slice(format_key), slice(current_format));
+    b.Delete(slice(learners_key));  // `s:` is read from the log next (learn_learners())
     if (!write(b, true)) return consumer_error{errc::checkpoint, "mailer upgrade: write failed"};
     if (indexed || discarded || !copies.empty()) {
       spdlog::info(
@@ -760,6 +770,56 @@ struct mailer::state {
           indexed, discarded, copies.size());
     }
     return indexed;
+  }
+
+  // With a transport that keeps copies, and `s:` not known to be complete (learners_key):
+  // every learner's address (keyed hash) from the log's LearnerRegistered events, so that
+  // a LearnerForgotten replayed after a crash finds the mails naming a learner registered
+  // while the mailer ran with SMTP (whose registrations it does not read), e.g. a claim
+  // digest kept as .eml since. With SMTP the marker goes: `s:` falls behind from then on.
+  // Before the subscription starts; under forgotten_mu, so a forget waits for it (a
+  // learner forgotten before decodes as forgotten and is passed over).
+  result<void, consumer_error> learn_learners() {
+    std::string v;
+    auto st = db->Get(rocksdb::ReadOptions(), slice(learners_key), &v);
+    if (!st.ok() && !st.IsNotFound()) return db_error("read " + std::string(learners_key), st);
+    if (!transport->keeps_copies()) {
+      if (st.IsNotFound()) return {};
+      rocksdb::WriteBatch b;
+      b.Delete(slice(learners_key));
+      if (!write(b, true)) return consumer_error{errc::checkpoint, "mailer state write failed"};
+      return {};
+    }
+    if (st.ok()) return {};
+    std::lock_guard lk(forgotten_mu);
+    rocksdb::WriteBatch b;
+    std::size_t learnt = 0;
+    eventstore::log_filter f;
+    // A new state: the subscription reads every registration from the start anyway.
+    if (checkpoint == 0) f.from_position = store.head_position() + 1;
+    f.types = {std::string(d::learner_registered::type_name)};
+    for (;;) {
+      auto page = store.read_all(f, 1024);
+      if (!page) {
+        return consumer_error{errc::store,
+                              "mailer: reading the registrations failed: " + page.error().message};
+      }
+      for (const auto& rec : *page) {
+        auto decoded = codec.decode(rec);
+        if (!decoded || decoded->forgotten) continue;
+        const auto& r = std::get<d::learner_registered>(decoded->event);
+        if (r.personal_data_.email_.empty()) continue;
+        b.Put(slice(key('s', r.learner_id_)),
+              slice(codec.email_subject(r.org_id_, r.personal_data_.email_)));
+        ++learnt;
+      }
+      if (page->size() < 1024) break;
+      f.from_position = page->back().position + 1;
+    }
+    b.Put(slice(learners_key), slice("1"));
+    if (!write(b, true)) return consumer_error{errc::checkpoint, "mailer state write failed"};
+    if (learnt) spdlog::info("mailer: {} learners' addresses read from the log", learnt);
+    return {};
   }
 
   // Keeps the address of a new learner (its keyed hash), for LearnerForgotten.
@@ -945,8 +1005,9 @@ struct mailer::state {
                                     {"forgotten", o->forgotten}}
                                    .dump());
     if (!write(b, true)) return false;
-    ++reminders_sent;
-    return append_outcome(mail_kind::reminder, rec, inv, *o);
+    if (!append_outcome(mail_kind::reminder, rec, inv, *o)) return false;
+    ++reminders_sent;  // once its outcome is in the log, like every counter of stats()
+    return true;
   }
 
   // Every reminder due by now, in due order.
@@ -1100,7 +1161,11 @@ result<void, consumer_error> mailer::start() {
       s_->db.reset();
       return upgraded.error();
     }
-    s_->outbox_upgraded = *upgraded;
+    s_->outbox_upgraded.store(*upgraded);
+    if (auto learnt = s_->learn_learners(); !learnt) {
+      s_->db.reset();
+      return learnt.error();
+    }
     auto* raw = s_.get();
     s_->digests = std::make_unique<claim_digest>(
         s_->store, s_->codec, *s_->db, *s_->clk,
@@ -1112,6 +1177,7 @@ result<void, consumer_error> mailer::start() {
         [raw](const std::string& stream, eventstore::new_event e) {
           return raw->append_with_retries(stream, e);
         });
+    s_->digests_shown.store(s_->digests.get());
   }
   {
     std::lock_guard lk(s_->stop_mu);
@@ -1206,11 +1272,11 @@ mailer_stats mailer::stats() const {
   mailer_stats st{s_->checkpoint_shown.load(), s_->sent.load(),
                   s_->failed.load(),           s_->attempts_failed.load(),
                   s_->reminders_sent.load(),   s_->reminders_skipped.load()};
-  st.outbox_upgraded = s_->outbox_upgraded;
-  if (s_->digests) {
-    st.digests_sent = s_->digests->digests_sent();
-    st.digest_claims = s_->digests->claims_batched();
-    st.digests_skipped = s_->digests->batches_dropped();
+  st.outbox_upgraded = s_->outbox_upgraded.load();
+  if (const auto* digests = s_->digests_shown.load()) {
+    st.digests_sent = digests->digests_sent();
+    st.digest_claims = digests->claims_batched();
+    st.digests_skipped = digests->batches_dropped();
   }
   return st;
 }

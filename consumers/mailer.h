@@ -13,6 +13,10 @@
 //                     the log position of the newest event that put it there (8 bytes)
 //   s:<learner id>    the learner's email subject (from LearnerRegistered), so that
 //                     LearnerForgotten alone finds the learner's mails
+//   m:learners        "1" while `s:` knows every learner registered up to the checkpoint;
+//                     registrations are read only with .eml (SMTP keeps no copies), so a
+//                     start with .eml over a state without it (one that ran with SMTP)
+//                     fills `s:` from the log's LearnerRegistered first; SMTP removes it
 //   m:logged          the log's head when the state was made: only events up to it may
 //                     have outcome events in the log but no ledger entry (a lost state)
 //   m:format          "2": the state has the outbox index above. A state without it (the
@@ -136,6 +140,8 @@ struct email_job_view {
   std::vector<dead_letter_view> dead_letters;
 };
 
+// Each counter moves once what it counts is in the log (the outcome event appended), so
+// `sent` never exceeds the EmailSent events a reader finds right after.
 struct mailer_stats {
   std::uint64_t checkpoint = 0;
   std::uint64_t sent = 0;               // since start

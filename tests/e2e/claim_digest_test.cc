@@ -281,6 +281,113 @@ TEST_F(ClaimDigestTest, RestartMidWindowNeitherRepeatsNorLosesClaims) {
   EXPECT_EQ(logged_digest_outcomes(), 3);
 }
 
+// A claim joins its batch in a write that carries the checkpoint from before a pending run
+// of welcome mails (the claim's own new account brings one), so a node killed after the
+// claim's digest went out, and before the run was ledgered, reads the claim again on
+// restart. That state is made here by putting such a checkpoint into the stopped node's
+// mailer state: the claim is reported in one digest only.
+TEST_F(ClaimDigestTest, AClaimReadAgainAfterItsDigestWentOutIsNotReportedTwice) {
+  auto invite = notifying_invite();
+  claim_as(invite, 0);
+  wait_digests(1);
+  wait_mails_sent(1);  // her welcome mail: the mailer is past the claim
+  auto claims = client_->get("/v1/events?type=InviteClaimed", auth()).json();
+  ASSERT_EQ(claims["events"].size(), 1u) << claims.dump();
+  const auto at = claims["events"][0]["position"].get<std::uint64_t>();
+
+  client_.reset();
+  node_->stop();
+  node_.reset();
+  {
+    std::unique_ptr<rocksdb::DB> db;
+    ASSERT_TRUE(consumers::open_state_db(dir_.sub("data") + "/mailer", db).ok());
+    std::string cp(8, '\0');
+    for (int i = 7, p = 0; i >= 0; --i, p += 8)
+      cp[static_cast<std::size_t>(i)] = static_cast<char>((at - 1) >> p);
+    rocksdb::WriteOptions w;
+    w.sync = true;
+    ASSERT_TRUE(db->Put(w, "m:cp", cp).ok());
+  }
+  start();
+  claim_as(invite, 1);
+  wait_batched(1);  // claim 1 is batched, so claim 0 (before it) was read again
+  clock_.advance(15min);
+  wait_digests(1);
+  auto mails = inbox();
+  ASSERT_EQ(mails.size(), 2u);
+  std::map<int, int> per_learner;
+  for (const auto& m : mails) {
+    for (int i = 0; i <= 1; ++i)
+      if (m.text.find("learner" + std::to_string(i) + "@") != std::string::npos) ++per_learner[i];
+  }
+  EXPECT_EQ(per_learner, (std::map<int, int>{{0, 1}, {1, 1}}));
+  EXPECT_EQ(mail_stats()["digest_claims"], 1);
+  EXPECT_EQ(logged_digest_outcomes(), 2);
+}
+
+// The mailer ran with SMTP, which keeps no copies, so it read no registrations (`s:` has no
+// learner of that time); then without SMTP (.eml files). A digest kept since lists a
+// learner registered in the SMTP days. Forgetting her deletes it, also when the node died
+// before the purge and LearnerForgotten is replayed (the mailer state and outbox of before
+// the forget put back): the replay finds her address, read from the log at the switch.
+TEST_F(ClaimDigestTest, AfterASwitchFromSmtpToEmlAReplayedForgetFindsEarlierLearners) {
+  auto quiet = make_invite(invite_body("Quiet", false), staff_key_);
+  auto zelda = claim(quiet["code"], {{"email", "zelda.q@example.com"}, {"first_name", "Zelda"}});
+  ASSERT_EQ(zelda.status, 201u) << zelda.body;
+  const std::string learner = zelda.json()["learner_id"];
+  wait_mails_sent(1);  // her welcome mail, over SMTP
+
+  auto stop_node = [&] {
+    client_.reset();
+    node_->stop();
+    node_.reset();
+  };
+  stop_node();
+  configure_ = [](app::server_options& o) {
+    o.mail_reminder_poll = 20ms;
+    o.mail_claim_digest_window = 15min;
+  };
+  start();  // no SMTP: .eml files from now on
+  auto invite = notifying_invite();
+  ASSERT_EQ(claim(invite["code"], {{"email", "zelda.q@example.com"}}).status, 201u);
+  wait_digests(1);
+
+  const std::string data = dir_.sub("data");
+  auto naming_her = [&] {
+    int n = 0;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(data + "/outbox", ec)) {
+      std::ifstream in(e.path(), std::ios::binary);
+      auto m = parse_received_mail(
+          std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
+      n += m.text.find("zelda.q@") != std::string::npos ? 1 : 0;
+    }
+    return n;
+  };
+  auto copy_folder = [](const std::string& from, const std::string& to) {
+    std::filesystem::remove_all(to);
+    std::filesystem::copy(from, to, std::filesystem::copy_options::recursive);
+  };
+  ASSERT_EQ(naming_her(), 1) << "the digest listing her";
+  stop_node();
+  copy_folder(data + "/mailer", dir_.sub("mailer-before"));
+  copy_folder(data + "/outbox", dir_.sub("outbox-before"));
+  start();
+  ASSERT_EQ(client_->post("/v1/learners/" + learner + "/forget", "", auth()).status, 200u);
+  EXPECT_EQ(naming_her(), 0);
+  auto forgotten = client_->get("/v1/events?type=LearnerForgotten", auth()).json();
+  ASSERT_EQ(forgotten["events"].size(), 1u) << forgotten.dump();
+  const auto at = forgotten["events"][0]["position"].get<std::uint64_t>();
+
+  stop_node();
+  copy_folder(dir_.sub("mailer-before"), data + "/mailer");
+  copy_folder(dir_.sub("outbox-before"), data + "/outbox");
+  ASSERT_EQ(naming_her(), 1) << "the purge undone, as if it never ran";
+  start();
+  while (mail_stats()["checkpoint"].get<std::uint64_t>() < at) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(naming_her(), 0);
+}
+
 // The mailer's state folder is lost: it reads the log from the start again, and the
 // digests already recorded there keep their claims from being reported a second time.
 TEST_F(ClaimDigestTest, LostMailerStateReportsNoClaimTwice) {
@@ -472,6 +579,69 @@ TEST_F(EmlForgetTest, ACrashBetweenForgetAndPurgeIsMadeGoodOnRestart) {
   while (client_->get("/v1/system").json()["mail"]["checkpoint"].get<std::uint64_t>() < at)
     std::this_thread::sleep_for(10ms);
   EXPECT_EQ(recipients(), (std::vector<std::string>{"bob@example.org"}));
+}
+
+// Index entries whose .eml is gone or stuck. Ada's invitation was deleted by hand: the
+// forget neither fails nor stalls on it and drops its entry. Her welcome mail's file cannot
+// be deleted (a folder in its place here): its entry stays, and once the file can go, the
+// LearnerForgotten read again after a crash (the checkpoint put back) deletes it.
+TEST_F(EmlForgetTest, AMissingEmlIsPassedOverAndAStuckOneIsPurgedLater) {
+  auto invite = invite_mailed_to({"ada@example.org", "bob@example.org", "cy@example.org"});
+  auto c = claim(invite["code"], {{"email", "ada@example.org"}, {"first_name", "Adalind"}});
+  ASSERT_EQ(c.status, 201u) << c.body;
+  wait_mails_sent(4);  // three invitations, Ada's welcome mail
+  std::string invitation_file, welcome_file;
+  for (const auto& e : std::filesystem::directory_iterator(outbox())) {
+    std::ifstream in(e.path(), std::ios::binary);
+    auto m = parse_received_mail(
+        std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
+    if (m.header("To") != "ada@example.org") continue;
+    (m.header("Subject").starts_with("Welcome") ? welcome_file : invitation_file) = e.path();
+  }
+  ASSERT_FALSE(invitation_file.empty());
+  ASSERT_FALSE(welcome_file.empty());
+  std::filesystem::remove(invitation_file);
+  std::filesystem::remove(welcome_file);
+  std::filesystem::create_directories(welcome_file + "/stuck");
+
+  const std::string data = dir_.sub("data");
+  auto index_entries = [&] {
+    std::unique_ptr<rocksdb::DB> db;
+    EXPECT_TRUE(consumers::open_state_db(data + "/mailer", db).ok());
+    int n = 0;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek("a:"); it->Valid() && it->key().starts_with("a:"); it->Next()) ++n;
+    return n;
+  };
+  const std::string learner = c.json()["learner_id"];
+  ASSERT_EQ(client_->post("/v1/learners/" + learner + "/forget", "", auth()).status, 200u);
+  auto forgotten = client_->get("/v1/events?type=LearnerForgotten", auth()).json();
+  ASSERT_EQ(forgotten["events"].size(), 1u) << forgotten.dump();
+  const auto at = forgotten["events"][0]["position"].get<std::uint64_t>();
+  while (client_->get("/v1/system").json()["mail"]["checkpoint"].get<std::uint64_t>() < at)
+    std::this_thread::sleep_for(10ms);
+  stop_node();
+  EXPECT_TRUE(std::filesystem::is_directory(welcome_file));
+  EXPECT_EQ(index_entries(), 3) << "bob's, cy's and the stuck copy's; the missing one's went";
+
+  // The file can go now; the node died before the mailer's checkpoint passed the forget.
+  std::filesystem::remove_all(welcome_file);
+  std::ofstream(welcome_file) << "Subject: Welcome\r\n\r\nAdalind";
+  {
+    std::unique_ptr<rocksdb::DB> db;
+    ASSERT_TRUE(consumers::open_state_db(data + "/mailer", db).ok());
+    std::string cp(8, '\0');
+    for (int i = 7, p = 0; i >= 0; --i, p += 8)
+      cp[static_cast<std::size_t>(i)] = static_cast<char>((at - 1) >> p);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "m:cp", cp).ok());
+  }
+  start();
+  while (client_->get("/v1/system").json()["mail"]["checkpoint"].get<std::uint64_t>() < at)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(std::filesystem::exists(welcome_file));
+  EXPECT_EQ(recipients(), (std::vector<std::string>{"bob@example.org", "cy@example.org"}));
+  stop_node();
+  EXPECT_EQ(index_entries(), 2);
 }
 
 // A digest in the outbox lists a claimant who is then forgotten: the digest's copy is
