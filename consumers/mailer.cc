@@ -797,6 +797,8 @@ struct mailer::state {
     eventstore::log_filter f;
     // A new state: the subscription reads every registration from the start anyway.
     if (checkpoint == 0) f.from_position = store.head_position() + 1;
+    // Past the checkpoint the subscription reads them.
+    f.to_position = checkpoint;
     f.types = {std::string(d::learner_registered::type_name)};
     for (;;) {
       auto page = store.read_all(f, 1024);
