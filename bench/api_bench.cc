@@ -2,7 +2,8 @@
 // distinct learners (POST /v1/public/invites/{code}/claims) and invite reads
 // (GET /v1/invites/{id}). The node runs in this process on 2 I/O threads with a
 // real RocksDB log (fsync on) in a temp folder; the clients share the machine.
-// Prints requests/s and latency percentiles; asserts nothing. After the claims run it
+// Prints requests/s, latency percentiles and CPU per request (the client's thread and the
+// background consumers' threads, nice > 0, shown apart); asserts nothing. After the claims run it
 // prints how far the mailer (welcome mail per new learner, .eml outbox) kept up: mails
 // sent during the run, and the backlog (claims not yet mailed) at its end and 1 s later.
 //
@@ -29,7 +30,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
+#include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,12 +47,38 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
+// CPU seconds each thread of this process has used so far (/proc/self/task/*/stat), by
+// thread id, and whether it runs at a lowered priority (nice > 0: background consumers).
+struct thread_cpu {
+  double seconds = 0;
+  bool background = false;
+};
+std::map<int, thread_cpu> threads_cpu() {
+  std::map<int, thread_cpu> out;
+  const double tick = double(::sysconf(_SC_CLK_TCK));
+  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream in(t.path() / "stat");
+    std::string line;
+    if (!std::getline(in, line)) continue;
+    auto close = line.rfind(')');  // the name may hold spaces
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    std::vector<std::string> f{std::istream_iterator<std::string>(rest), {}};
+    // After the name: state is field 3, utime 14, stime 15, nice 19 (man 5 proc).
+    if (f.size() < 17) continue;
+    out[std::atoi(t.path().filename().c_str())] = {
+        double(std::stoull(f[11]) + std::stoull(f[12])) / tick, std::atoi(f[16].c_str()) > 0};
+  }
+  return out;
+}
+
 struct run_result {
   std::size_t ok = 0, failed = 0;
   double seconds = 0;
   std::vector<double> latencies_ms;
-  double cpu_seconds = 0;         // the whole process: node and client
-  double client_cpu_seconds = 0;  // the client's thread alone
+  double cpu_seconds = 0;             // the whole process: node and client
+  double client_cpu_seconds = 0;      // the client's thread alone
+  double background_cpu_seconds = 0;  // threads at a lowered priority (mailer, relay)
 };
 
 double cpu_now(int who = RUSAGE_SELF) {
@@ -133,6 +164,7 @@ run_result load(unsigned short port, int connections, double seconds,
   auto t0 = steady::now();
   double cpu0 = cpu_now();
   double client_cpu0 = cpu_now(RUSAGE_THREAD);
+  auto threads0 = threads_cpu();
   for (int i = 0; i < connections; ++i) begin(conns[std::size_t(i)], i);
   int open = connections;
   std::vector<epoll_event> events(static_cast<std::size_t>(connections));
@@ -171,6 +203,9 @@ run_result load(unsigned short port, int connections, double seconds,
   all.seconds = std::chrono::duration<double>(steady::now() - t0).count();
   all.cpu_seconds = cpu_now() - cpu0;
   all.client_cpu_seconds = cpu_now(RUSAGE_THREAD) - client_cpu0;
+  for (const auto& [tid, t] : threads_cpu()) {
+    if (t.background) all.background_cpu_seconds += t.seconds - threads0[tid].seconds;
+  }
   ::close(ep);
   return all;
 }
@@ -180,9 +215,9 @@ void report(const char* what, int connections, run_result r) {
   double n = double(std::max<std::size_t>(1, r.ok + r.failed));
   std::printf(
       "%-34s %4d conns %10.0f req/s  p50 %6.2f ms  p99 %6.2f ms  ok %zu  failed %zu  cpu %.1f "
-      "us/req (client %.1f)\n",
+      "us/req (client %.1f, background %.1f)\n",
       what, connections, rate, pct(r.latencies_ms, 0.5), pct(r.latencies_ms, 0.99), r.ok, r.failed,
-      r.cpu_seconds * 1e6 / n, r.client_cpu_seconds * 1e6 / n);
+      r.cpu_seconds * 1e6 / n, r.client_cpu_seconds * 1e6 / n, r.background_cpu_seconds * 1e6 / n);
 }
 
 }  // namespace

@@ -1201,6 +1201,9 @@ result<void, consumer_error> mailer::start() {
   }
   so.filter.types.push_back(std::string(d::learner_forgotten::type_name));
   so.max_batch = 256;
+  // Mails may lag behind a burst of claims (each brings a welcome mail); they are sent
+  // from the CPU that requests and the log's writer leave, and the backlog drains after.
+  so.background = true;
   auto* st = s_.get();
   s_->reminders = std::thread([st] { st->run_reminders(); });
   s_->subscription = std::make_unique<eventstore::subscription>(

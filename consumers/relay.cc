@@ -359,7 +359,7 @@ void relay::impl::run_session(rd_kafka_t* rk) {
   }
   {
     eventstore::subscription sub(
-        store, {.filter = {.from_position = from}, .max_batch = opt.read_batch},
+        store, {.filter = {.from_position = from}, .max_batch = opt.read_batch, .background = true},
         [this, rk](std::span<const eventstore::recorded_event> batch) {
           return on_batch(rk, batch);
         },

@@ -47,6 +47,10 @@ struct event_store_options {
   // message fails that commit's appends (nothing is written). Passage makes new
   // encryption keys durable here, before any event that needs them. Default: none.
   std::function<std::optional<std::string>()> before_commit;
+  // Runs on the sync thread before each fsync of commits already written (their appends
+  // not yet acknowledged, their events not yet readable). Tests hold it to see the next
+  // commit prepared and written meanwhile. Default: none.
+  std::function<void()> before_sync;
 };
 
 enum class read_direction { forward, backward };
@@ -72,8 +76,9 @@ class event_store {
   // expectation: every event is stored or none. Returns once fsynced.
   virtual store_result<append_result> append(std::vector<stream_append> streams) = 0;
 
-  // As append(), but returns at once; `done` runs on the store's writer thread
-  // once the outcome is known, so it must be quick and must not call append().
+  // As append(), but returns at once; `done` runs on the store's sync thread once
+  // the outcome is known (after the fsync), so it must be quick and must not call
+  // append().
   virtual void append_async(std::vector<stream_append> streams, append_callback done) = 0;
 
   // One stream's events from `from_version` (inclusive; backward reads go down

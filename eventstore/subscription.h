@@ -19,6 +19,12 @@ namespace passage::eventstore {
 struct subscription_options {
   log_filter filter;             // where to start (filter.from_position) and what to deliver
   std::size_t max_batch = 1024;  // most events per handler call. Default: 1024
+  // Reads and handles at the lowest CPU priority (nice 19), for consumers that may lag (the
+  // mailer, the relay): under load they take the CPU that request handling and the log's
+  // writer leave instead of competing with them, and catch up when the load drops. Nothing
+  // is skipped; only when the work is done changes.
+  // Default: false
+  bool background = false;
 };
 
 // Owned by whoever consumes the events; the handler runs on the subscription's

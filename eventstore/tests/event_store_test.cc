@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -455,6 +456,94 @@ TEST_F(store_test, BeforeCommitHookRunsPerCommitAndCanRefuseIt) {
   refuse = false;
   auto again = must_append({to("s", expected_version::exact(1), {make_event()})});
   EXPECT_EQ(again.first_position, 2u) << "positions stay gap-free after a refused commit";
+}
+
+// Pipelined group commit: while one commit's fsync is held, the writer prepares and
+// writes the next (its before_commit hook runs), yet neither is acknowledged, readable or
+// counted in the head before the sync that covers it; once released, both are answered
+// in position order with gap-free positions, the second expecting the first's version.
+TEST_F(store_test, NextCommitIsWrittenWhileOneIsSyncedAndAnsweredOnlyAfterItsSync) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool holding = false, release = false;
+  int commits = 0;
+  event_store_options o;
+  o.before_commit = [&]() -> std::optional<std::string> {
+    std::lock_guard lk(mu);
+    ++commits;
+    cv.notify_all();
+    return std::nullopt;
+  };
+  o.before_sync = [&] {
+    std::unique_lock lk(mu);
+    holding = true;
+    cv.notify_all();
+    cv.wait(lk, [&] { return release; });
+  };
+  reopen(o);
+  auto wait_for = [&](auto done) {
+    std::unique_lock lk(mu);
+    return cv.wait_for(lk, 20s, done);
+  };
+
+  std::mutex answers_mu;
+  std::vector<std::pair<std::string, std::uint64_t>> answers;
+  auto answer = [&](std::string name) {
+    return [&, name](store_result<append_result> r) {
+      ASSERT_TRUE(r) << r.error().message;
+      std::lock_guard lk(answers_mu);
+      answers.emplace_back(name, r->first_position);
+    };
+  };
+  auto answered = [&] {
+    std::lock_guard lk(answers_mu);
+    return answers.size();
+  };
+
+  store_->append_async({to("s", expected_version::no_stream(), {make_event()})}, answer("first"));
+  ASSERT_TRUE(wait_for([&] { return holding; })) << "the first commit's sync never started";
+  store_->append_async({to("s", expected_version::exact(1), {make_event(), make_event()})},
+                       answer("second"));
+  ASSERT_TRUE(wait_for([&] { return commits == 2; }))
+      << "the second commit was not prepared while the first one's sync was held";
+
+  EXPECT_EQ(answered(), 0u) << "acknowledged before its fsync";
+  EXPECT_EQ(store_->head_position(), 0u);
+  auto seen = store_->read_all({}, 10);
+  ASSERT_TRUE(seen);
+  EXPECT_TRUE(seen->empty()) << "a scan saw events not yet durable";
+  auto stream = store_->read_stream("s", 1, read_direction::forward, 10);
+  ASSERT_TRUE(stream);
+  EXPECT_TRUE(stream->empty()) << "a stream read saw events not yet durable";
+  auto backward = store_->read_stream("s", UINT64_MAX, read_direction::backward, 10);
+  ASSERT_TRUE(backward);
+  EXPECT_TRUE(backward->empty());
+  auto version = store_->stream_version("s");
+  ASSERT_TRUE(version);
+  EXPECT_EQ(*version, 0u);
+
+  {
+    std::lock_guard lk(mu);
+    release = true;
+    cv.notify_all();
+  }
+  EXPECT_EQ(store_->wait_for_head(2, std::chrono::steady_clock::now() + 20s), 3u);
+  while (answered() < 2) std::this_thread::sleep_for(1ms);
+  {
+    std::lock_guard lk(answers_mu);
+    EXPECT_EQ(answers,
+              (std::vector<std::pair<std::string, std::uint64_t>>{{"first", 1}, {"second", 2}}));
+  }
+  auto all = store_->read_all({}, 10);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 3u);
+  for (std::size_t i = 0; i < all->size(); ++i) {
+    EXPECT_EQ((*all)[i].position, i + 1);
+    EXPECT_EQ((*all)[i].stream_version, i + 1);
+  }
+  version = store_->stream_version("s");
+  ASSERT_TRUE(version);
+  EXPECT_EQ(*version, 3u);
 }
 
 TEST_F(store_test, AppendAfterCloseFailsCleanly) {

@@ -4,6 +4,8 @@
 #include "eventstore/subscription.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <mutex>
 #include <thread>
@@ -138,6 +140,28 @@ TEST_F(store_test, ReadOnlySubscriptionFollowsAnotherWriter) {
   ASSERT_TRUE(got.wait_for(5));
   sub.stop();
   EXPECT_EQ(got.positions, (std::vector<std::uint64_t>{1, 2, 3, 4, 5}));
+}
+
+// A background subscription handles at nice 19 while its creator keeps its priority; a normal
+// one at the creator's. Both still deliver everything.
+TEST_F(store_test, BackgroundSubscriptionRunsAtTheLowestPriority) {
+  for (int i = 0; i < 5; ++i) must_append({to("s", expected_version::any(), {make_event()})});
+  const int creator = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+  auto nice_seen = [&](bool background) {
+    collector got;
+    std::atomic<int> seen{-100};
+    subscription sub(*store_, {.background = background}, [&](auto batch) {
+      seen = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+      return got.add(batch);
+    });
+    EXPECT_TRUE(got.wait_for(5));
+    sub.stop();
+    EXPECT_EQ(got.positions, (std::vector<std::uint64_t>{1, 2, 3, 4, 5}));
+    return seen.load();
+  };
+  EXPECT_EQ(nice_seen(false), creator);
+  EXPECT_EQ(nice_seen(true), 19);
+  EXPECT_EQ(::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid())), creator);
 }
 
 }  // namespace
