@@ -364,9 +364,19 @@ struct mailer::state {
     return o;
   }
 
-  // Ledger entry, job counters and dead letter, in one synced batch.
+  // Ledger entry, job counters and dead letter, in one batch, synced before returning.
+  // The fsync runs after jobs_mu is let go: register_job() and job() take it on the log's
+  // and the HTTP threads, and this thread runs at the lowest priority.
   bool record(const eventstore::recorded_event& rec, const d::private_invitation_sent& inv,
               const outcome& o) {
+    if (!record_unsynced(rec, inv, o)) return false;
+    auto s = db->SyncWAL();
+    if (!s.ok()) spdlog::error("mailer: state sync failed: {}", s.ToString());
+    return s.ok();
+  }
+
+  bool record_unsynced(const eventstore::recorded_event& rec, const d::private_invitation_sent& inv,
+                       const outcome& o) {
     std::lock_guard lk(jobs_mu);
     json job = job_record(inv.job_id_, inv.org_id_, inv.invite_id_, inv.job_total_);
     job[o.sent ? "sent" : "failed"] = job[o.sent ? "sent" : "failed"].get<std::int64_t>() + 1;
@@ -390,7 +400,7 @@ struct mailer::state {
                  {"at", to_unix_micros(o.at)}}
                 .dump());
     }
-    return write(b, true);
+    return write(b, false);
   }
 
   // Appends EmailSent / EmailFailed with an id derived from the source event (a re-append
@@ -1234,8 +1244,8 @@ result<void, consumer_error> mailer::register_job(const uuid& job_id, const uuid
   if (s_->get_json(key('j', job_id))) return {};
   rocksdb::WriteBatch b;
   b.Put(slice(key('j', job_id)), s_->job_record(job_id, org_id, invite_id, total).dump());
-  // Not synced: it runs on the store's writer thread, and a record lost in a crash is made
-  // again from the events when the mailer reaches them.
+  // Not synced: it runs on the store's thread that answers appends, and a record lost in
+  // a crash is made again from the events when the mailer reaches them.
   if (!s_->write(b, false)) return consumer_error{errc::checkpoint, "mailer state write failed"};
   return {};
 }

@@ -48,9 +48,10 @@ struct event_store_options {
   // encryption keys durable here, before any event that needs them. Default: none.
   std::function<std::optional<std::string>()> before_commit;
   // Runs on the sync thread before each fsync of commits already written (their appends
-  // not yet acknowledged, their events not yet readable). Tests hold it to see the next
-  // commit prepared and written meanwhile. Default: none.
-  std::function<void()> before_sync;
+  // not yet acknowledged, their events not yet readable); an error message stands for a
+  // failed fsync. Tests hold it to see the next commit prepared and written meanwhile, or
+  // fail it. Default: none.
+  std::function<std::optional<std::string>()> before_sync;
 };
 
 enum class read_direction { forward, backward };

@@ -218,7 +218,9 @@ class rocksdb_event_store final : public event_store {
     // log from its tables instead of replaying up to max_total_wal_size of write-ahead log
     // into memtables first (a fifth of a 1M-event rebuild's CPU). A failure only costs
     // that replay: the write-ahead log still holds everything.
-    if (db_ && !options_.read_only) {
+    // Not after a failed write or sync: the memtables may hold commits whose callers were
+    // told they failed, which must not reach table files.
+    if (db_ && !options_.read_only && !failure()) {
       rocksdb::FlushOptions flush;
       flush.wait = true;
       (void)db_->Flush(flush, raw_handles_);
@@ -322,6 +324,9 @@ store_result<bool> rocksdb_event_store::open() {
   // One writer thread; hash memtables do not take concurrent inserts.
   db_options.allow_concurrent_memtable_write = false;
   db_options.max_background_jobs = 2;
+  // Every write goes to the WAL file at once; the sync thread's SyncWAL then makes it
+  // durable. With a manual WAL flush it would sync without what is still buffered.
+  db_options.manual_wal_flush = false;
   db_options.bytes_per_sync = 1u << 20;
   db_options.keep_log_file_num = 5;
   // The small column families (the default one holds only the format key) would
@@ -771,31 +776,39 @@ void rocksdb_event_store::syncer_loop() {
     }
     std::uint64_t last = 0;
     for (const auto& c : group) last = std::max(last, c.last_position);
+    // Checked for every group, also one that wrote nothing: its answers (an id found
+    // already stored, a version conflict) may rest on an earlier commit whose sync failed.
+    std::optional<store_error> error = failure();
     if (last != 0) {
-      std::optional<store_error> error = failure();
-      if (!error && options_.before_sync) options_.before_sync();
+      if (!error && options_.before_sync) {
+        if (auto err = options_.before_sync()) {
+          error = make_error(errc::io_error, "syncing the event log: " + *err);
+          fail_with(*error);
+        }
+      }
       if (!error && options_.sync) {
         // SyncWAL fsyncs every write-ahead log file written so far (RocksDB serializes
-        // it with concurrent writes), so at least everything in `group`.
+        // it with concurrent writes), so at least everything in `group`. It does not
+        // flush RocksDB's own WAL buffer: that needs manual_wal_flush off (set at open).
         auto s = db_->SyncWAL();
         if (!s.ok()) {
           error = rocks_error(s, "syncing the event log");
           fail_with(*error);
         }
       }
-      if (error) {
-        for (auto& c : group) {
-          for (auto& o : c.outcomes) {
-            if (o) o = *error;
-          }
+    }
+    if (error) {
+      for (auto& c : group) {
+        for (auto& o : c.outcomes) {
+          if (o) o = *error;
         }
-      } else {
-        {
-          std::lock_guard lk(head_mu_);
-          head_.store(last, std::memory_order_release);
-        }
-        head_cv_.notify_all();
       }
+    } else if (last != 0) {
+      {
+        std::lock_guard lk(head_mu_);
+        head_.store(last, std::memory_order_release);
+      }
+      head_cv_.notify_all();
     }
     for (auto& c : group) {
       for (std::size_t i = 0; i < c.batch.size(); ++i) c.batch[i].done(std::move(c.outcomes[i]));
