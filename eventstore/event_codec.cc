@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstddef>
@@ -606,14 +607,16 @@ bool read(element j, std::vector<T>& out) {
   return true;
 }
 // `skip_personal_data`: the personal_data field must be there but reads as empty (the
-// apply path, which never needs it decrypted).
+// apply path, which never needs it decrypted). A field added later may be absent (older
+// events) and keeps the member's default, as in from_value: such events used to fall
+// through to nlohmann for nothing.
 template <described T>
 bool read_object(element j, T& out, bool skip_personal_data) {
   simdjson::dom::object o;
   if (j.get_object().get(o)) return false;
   auto one = [&](const auto& f) {
     element v;
-    if (o.at_key(f.name).get(v)) return false;
+    if (o.at_key(f.name).get(v)) return f.added_later;
     using member = std::remove_cvref_t<decltype(out.*(f.member))>;
     if constexpr (std::is_same_v<member, d::personal_data>) {
       if (skip_personal_data) {
@@ -661,17 +664,58 @@ std::unordered_map<std::string_view, decode_text_fn> make_decoders(std::index_se
   return m;
 }
 
+// One parser per thread keeps its buffers from one event to the next. What it parsed
+// stays valid until its next parse.
+simdjson::dom::parser& thread_parser() {
+  thread_local simdjson::dom::parser parser;
+  return parser;
+}
+
+// `root`: the parsed object, for a caller that reads more of it (personal_data).
 std::optional<d::event> decode(std::string_view type, std::string_view text,
-                               bool skip_personal_data) {
+                               bool skip_personal_data, element* root = nullptr) {
   static const auto decoders =
       make_decoders(std::make_index_sequence<std::variant_size_v<d::event>>{});
   auto it = decoders.find(type);
   if (it == decoders.end()) return std::nullopt;
-  // One parser per thread keeps its buffers from one event to the next.
-  thread_local simdjson::dom::parser parser;
-  element root;
-  if (parser.parse(text.data(), text.size()).get(root)) return std::nullopt;
-  return it->second(root, skip_personal_data);
+  element parsed;
+  if (thread_parser().parse(text.data(), text.size()).get(parsed)) return std::nullopt;
+  if (root != nullptr) *root = parsed;
+  return it->second(parsed, skip_personal_data);
+}
+
+// The clear personal data of the block `pd` of a stored event, read the fast way: the
+// envelope and the decrypted text through simdjson. nullopt means "not this way" (a
+// malformed or tampered block, a key store error): the caller then decodes through
+// nlohmann, which explains. `forgotten`: the key is gone (the block reads as empty).
+// Parses the decrypted text with thread_parser(): `pd` is invalid afterwards.
+template <typename Open>
+std::optional<d::personal_data> read_personal_data(element pd, bool& forgotten, Open open) {
+  forgotten = false;
+  if (pd.is_null()) return d::personal_data{};
+  simdjson::dom::object env;
+  if (pd.get_object().get(env)) return std::nullopt;
+  std::string_view alg, subject, iv64, ct64;
+  if (env.at_key("alg").get_string().get(alg) || env.at_key("subject").get_string().get(subject) ||
+      env.at_key("iv").get_string().get(iv64) || env.at_key("ct").get_string().get(ct64)) {
+    return std::nullopt;
+  }
+  std::string plaintext;
+  switch (open(alg, std::string(subject), iv64, ct64, plaintext)) {
+    case 0:
+      break;
+    case 1:
+      forgotten = true;
+      return d::personal_data{};
+    default:
+      return std::nullopt;
+  }
+  element clear;
+  const bool parsed = !thread_parser().parse(plaintext.data(), plaintext.size()).get(clear);
+  OPENSSL_cleanse(plaintext.data(), plaintext.size());
+  d::personal_data out;
+  if (!parsed || !clear.is_object() || !read(clear, out)) return std::nullopt;
+  return out;
 }
 
 }  // namespace text_reader
@@ -826,6 +870,9 @@ codec_error error_of(std::string_view type, std::string msg, std::string field =
   return {std::string(type) + ": " + (field.empty() ? "" : field + ": ") + msg, std::move(field)};
 }
 
+// Events the fast reader passed to nlohmann (text_decode_fallbacks()).
+std::atomic<std::uint64_t> text_fallbacks{0};
+
 std::optional<json> parse_object(std::string_view text) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return std::nullopt;
@@ -846,6 +893,8 @@ std::string to_json_text(const domain::event& e) {
   return out;
 }
 
+std::uint64_t text_decode_fallbacks() { return text_fallbacks.load(std::memory_order_relaxed); }
+
 result<domain::event, codec_error> event_from_json(std::string_view type, const nlohmann::json& j) {
   const event_kind* kind = find_kind(type);
   if (kind == nullptr) return codec_error{"unknown event type \"" + std::string(type) + "\""};
@@ -862,6 +911,7 @@ result<domain::event, codec_error> event_from_json_text(std::string_view type,
   if (auto fast = text_reader::decode(type, text, without_personal_data)) return std::move(*fast);
   // Not decodable the fast way: nlohmann says why (or, should the two readers ever
   // disagree on valid input, decodes it).
+  text_fallbacks.fetch_add(1, std::memory_order_relaxed);
   try {
     auto j = json::parse(text);
     if (!j.is_object()) return error_of(type, "data is not a JSON object");
@@ -1043,6 +1093,49 @@ result<std::optional<json>, codec_error> open_envelope(key_store& keys, const re
 
 }  // namespace
 
+namespace {
+
+// decode() without a nlohmann document: the event and its envelope through simdjson, the
+// decrypted block too. nullopt: anything unusual (the nlohmann path gives the error).
+std::optional<decoded_event> decode_text(key_store& keys, const event_kind& kind,
+                                         const recorded_event& e) {
+  text_reader::element root;
+  auto ev = text_reader::decode(e.type, e.data, /*skip_personal_data=*/true, &root);
+  if (!ev) return std::nullopt;
+  if (!kind.has_personal_data) return decoded_event{std::move(*ev), false};
+  text_reader::element pd;
+  if (root.at_key("personal_data").get(pd)) return std::nullopt;
+  // 0: opened, 1: no key (forgotten), 2: not this way. The same checks as open_envelope.
+  auto open = [&](std::string_view alg, const std::string& subject, std::string_view iv64,
+                  std::string_view ct64, std::string& plaintext) {
+    if (alg != envelope_alg || subject.empty() || subject.front() == '\0') return 2;
+    auto iv = base64_decode(iv64);
+    auto sealed = base64_decode(ct64);
+    if (!iv || iv->size() != iv_size || !sealed || sealed->size() < tag_size) return 2;
+    auto key = keys.find(subject);
+    if (!key) return 2;
+    if (!*key) return 1;
+    key_guard guard{**key};
+    return open_sealed(**key, *iv, aad_of(e.event_id, e.type, subject), *sealed, plaintext) ==
+                   open_status::ok
+               ? 0
+               : 2;
+  };
+  bool forgotten = false;
+  auto clear = text_reader::read_personal_data(pd, forgotten, open);
+  if (!clear) return std::nullopt;
+  std::visit(
+      [&](auto& v) {
+        if constexpr (has_personal_data<std::remove_cvref_t<decltype(v)>>) {
+          v.personal_data_ = std::move(*clear);
+        }
+      },
+      *ev);
+  return decoded_event{std::move(*ev), forgotten};
+}
+
+}  // namespace
+
 result<decoded_event, codec_error> event_codec::decode(const recorded_event& e) const {
   const event_kind* kind = find_kind(e.type);
   if (kind == nullptr) return codec_error{"unknown event type \"" + e.type + "\""};
@@ -1051,6 +1144,8 @@ result<decoded_event, codec_error> event_codec::decode(const recorded_event& e) 
                                 " is not supported (expected " +
                                 std::to_string(kind->schema_version) + "; add an upcaster)");
   }
+  if (auto fast = decode_text(keys_, *kind, e)) return std::move(*fast);
+  text_fallbacks.fetch_add(1, std::memory_order_relaxed);
   try {
     auto j = parse_object(e.data);
     if (!j) return error_of(e.type, "data is not a JSON object");

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -278,6 +279,29 @@ TEST_F(codec_test, every_event_round_trips_through_encode_and_decode) {
   }
 }
 
+// Valid stored events, with their personal data opened or forgotten, decode through the
+// fast reader (simdjson); the nlohmann path is only for what is wrong.
+TEST_F(codec_test, stored_events_decode_without_the_nlohmann_fallback) {
+  for (const auto& [type, e] : samples()) {
+    auto r = stored(e);
+    const auto before = text_decode_fallbacks();
+    auto dec = codec_.decode(r);
+    ASSERT_TRUE(dec) << dec.error().message;
+    EXPECT_TRUE(dec->event == e) << type;
+    EXPECT_EQ(text_decode_fallbacks(), before) << type << ": " << r.data;
+  }
+  auto e = claimed();
+  auto r = stored(e, 201);
+  ASSERT_TRUE(keys_->destroy(codec_.subject_of(e)));
+  const auto before = text_decode_fallbacks();
+  auto dec = codec_.decode(r);
+  ASSERT_TRUE(dec);
+  EXPECT_TRUE(dec->forgotten);
+  e.personal_data_ = {};
+  EXPECT_TRUE(dec->event == d::event{e});
+  EXPECT_EQ(text_decode_fallbacks(), before);
+}
+
 TEST_F(codec_test, stored_data_is_the_plain_json_with_the_envelope_in_place) {
   for (const auto& [type, e] : samples()) {
     auto enc = codec_.encode(e, meta());
@@ -506,10 +530,43 @@ TEST_F(codec_test, malformed_envelopes_are_errors) {
     j["personal_data"] = json::parse(bad);
     recorded_event m = r;
     m.data = j.dump();
+    const auto before = text_decode_fallbacks();
     auto dec = codec_.decode(m);
     ASSERT_FALSE(dec) << bad;
     EXPECT_EQ(dec.error().field, "personal_data") << bad;
+    EXPECT_GT(text_decode_fallbacks(), before) << "nlohmann words the error";
   }
+}
+
+// The messages of a damaged envelope are the nlohmann path's, word for word.
+TEST_F(codec_test, envelope_errors_keep_their_messages) {
+  auto r = stored(claimed());
+  auto with = [&](const std::function<void(json&)>& change) {
+    json j = json::parse(r.data);
+    change(j["personal_data"]);
+    recorded_event m = r;
+    m.data = j.dump();
+    auto dec = codec_.decode(m);
+    EXPECT_FALSE(dec);
+    return dec ? std::string() : dec.error().message;
+  };
+  EXPECT_EQ(with([](json& pd) { pd["alg"] = "A128GCM"; }),
+            "InviteClaimed: personal_data: unsupported algorithm \"A128GCM\"");
+  EXPECT_EQ(with([](json& pd) { pd["iv"] = "!!!"; }),
+            "InviteClaimed: personal_data: malformed envelope");
+  EXPECT_EQ(with([](json& pd) { pd.erase("ct"); }),
+            "InviteClaimed: personal_data: expected an encrypted envelope {alg, subject, iv, ct}");
+  EXPECT_EQ(with([](json& pd) { pd["subject"] = ""; }),
+            "InviteClaimed: personal_data: malformed envelope subject");
+  EXPECT_EQ(with([](json& pd) {
+              std::string ct = pd["ct"];
+              ct[4] = ct[4] == 'A' ? 'B' : 'A';
+              pd["ct"] = ct;
+            }),
+            "InviteClaimed: personal_data: authentication failed (tampered, or moved from "
+            "another event)");
+  EXPECT_EQ(with([](json& pd) { pd = 7; }),
+            "InviteClaimed: personal_data: expected an encrypted envelope or null");
 }
 
 TEST_F(codec_test, malformed_json_is_an_error) {
@@ -652,6 +709,25 @@ TEST(codec_json, fields_added_later_may_be_absent_in_older_events) {
   ASSERT_TRUE(k) << k.error().message;
   EXPECT_FALSE(std::get<d::api_key_issued>(*k).email_);
 
+  // The text readers (replay, codec) take them the fast way, with the same result.
+  const auto before = text_decode_fallbacks();
+  auto ct = event_from_json_text("InviteCreated", created.dump());
+  ASSERT_TRUE(ct) << ct.error().message;
+  EXPECT_TRUE(*ct == *c);
+  auto kt = event_from_json_text("ApiKeyIssued", key.dump(), /*without_personal_data=*/true);
+  ASSERT_TRUE(kt) << kt.error().message;
+  EXPECT_TRUE(*kt == *k);
+  EXPECT_EQ(text_decode_fallbacks(), before) << "older events must not need nlohmann";
+  auto keys = make_memory_key_store();
+  event_codec codec(*keys, pepper);
+  auto enc = codec.encode(s.at("InviteCreated"), meta());
+  ASSERT_TRUE(enc);
+  enc->data = created.dump();
+  auto dc = codec.decode(record(*enc));
+  ASSERT_TRUE(dc) << dc.error().message;
+  EXPECT_TRUE(dc->event == *c);
+  EXPECT_EQ(text_decode_fallbacks(), before);
+
   // Present but mistyped is still an error; fields that were always there stay required.
   created["settings"]["notify_on_claim"] = "yes";
   auto bad = event_from_json("InviteCreated", created);
@@ -660,6 +736,12 @@ TEST(codec_json, fields_added_later_may_be_absent_in_older_events) {
   json old_required = to_json(s.at("InviteCreated"));
   old_required["settings"].erase("show_share_button");
   EXPECT_FALSE(event_from_json("InviteCreated", old_required));
+  auto bad_text = event_from_json_text("InviteCreated", created.dump());
+  ASSERT_FALSE(bad_text);
+  EXPECT_EQ(bad_text.error().message, bad.error().message);
+  auto old_text = event_from_json_text("InviteCreated", old_required.dump());
+  ASSERT_FALSE(old_text);
+  EXPECT_EQ(old_text.error().message, "InviteCreated: settings.show_share_button: missing");
 }
 
 TEST(codec_json, unknown_fields_are_ignored) {
