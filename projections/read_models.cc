@@ -1259,6 +1259,38 @@ void read_models::when_applied(std::uint64_t position, std::function<void()> fn)
   fn();
 }
 
+namespace {
+
+// Decodes events [lo, hi) of `batch` into `out` (sized to the batch); the first failure's
+// message, or "".
+std::string decode_range(const eventstore::event_codec& codec,
+                         std::span<const eventstore::recorded_event> batch,
+                         read_models::decoded_batch& out, std::size_t lo, std::size_t hi) {
+  for (std::size_t i = lo; i < hi; ++i) {
+    if (!needs_decode(batch[i].type)) continue;
+    auto r = decode_for_apply(codec, batch[i]);
+    if (!r) {
+      return "read models: cannot decode event at position " + std::to_string(batch[i].position) +
+             " (" + batch[i].type + "): " + r.error().message;
+    }
+    out[i] = std::move(*r);
+  }
+  return {};
+}
+
+}  // namespace
+
+result<void, projection_error> read_models::decode_events(
+    std::span<const eventstore::recorded_event> batch, decoded_batch& out) const {
+  // Assigning over the old slots keeps the vector; what they held is freed here, on the
+  // decoding thread, not on the one that applies.
+  out.resize(batch.size());
+  for (auto& d : out) d.reset();
+  auto failed = decode_range(*state_->codec, batch, out, 0, batch.size());
+  if (!failed.empty()) return projection_error{std::move(failed)};
+  return {};
+}
+
 result<void, projection_error> read_models::apply(
     std::span<const eventstore::recorded_event> batch) {
   auto& s = *state_;
@@ -1269,42 +1301,46 @@ result<void, projection_error> read_models::apply(
   const auto todo = batch.subspan(first);
 
   // Decode outside the lock: readers keep going while the expensive part runs.
-  std::vector<std::optional<eventstore::decoded_event>> decoded(todo.size());
-  std::vector<std::string> errors(todo.size());
-  auto decode_range = [&](std::size_t lo, std::size_t hi) {
-    for (std::size_t i = lo; i < hi; ++i) {
-      if (!needs_decode(todo[i].type)) continue;
-      auto r = decode_for_apply(*s.codec, todo[i]);
-      if (r) {
-        decoded[i] = std::move(*r);
-      } else {
-        errors[i] = r.error().message;
-      }
-    }
-  };
+  decoded_batch decoded(todo.size());
   const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
   const std::size_t workers =
       todo.size() < parallel_decode_min ? 1 : std::min<std::size_t>({hw, 8, todo.size() / 256});
+  std::vector<std::string> errors(workers);
   if (workers <= 1) {
-    decode_range(0, todo.size());
+    errors[0] = decode_range(*s.codec, todo, decoded, 0, todo.size());
   } else {
     std::vector<std::future<void>> parts;
     const std::size_t per = (todo.size() + workers - 1) / workers;
-    for (std::size_t lo = per; lo < todo.size(); lo += per) {
-      parts.push_back(
-          std::async(std::launch::async, decode_range, lo, std::min(todo.size(), lo + per)));
+    for (std::size_t lo = per, w = 1; lo < todo.size(); lo += per, ++w) {
+      parts.push_back(std::async(std::launch::async, [&, lo, w] {
+        errors[w] = decode_range(*s.codec, todo, decoded, lo, std::min(todo.size(), lo + per));
+      }));
     }
-    decode_range(0, std::min(todo.size(), per));
+    errors[0] = decode_range(*s.codec, todo, decoded, 0, std::min(todo.size(), per));
     for (auto& p : parts) p.get();
   }
-  for (std::size_t i = 0; i < todo.size(); ++i) {
-    if (!errors[i].empty()) {
-      return projection_error{"read models: cannot decode event at position " +
-                              std::to_string(todo[i].position) + " (" + todo[i].type +
-                              "): " + errors[i]};
-    }
+  for (auto& e : errors) {  // ranges in position order: the first failure is reported
+    if (!e.empty()) return projection_error{std::move(e)};
   }
+  return apply_decoded(todo, decoded);
+}
 
+result<void, projection_error> read_models::apply(std::span<const eventstore::recorded_event> batch,
+                                                  decoded_batch& decoded_events) {
+  if (decoded_events.size() != batch.size()) {
+    return projection_error{"read models: a decoded batch does not match its events"};
+  }
+  const std::uint64_t applied = state_->applied.load(std::memory_order_acquire);
+  std::size_t first = 0;
+  while (first < batch.size() && batch[first].position <= applied) ++first;
+  if (first == batch.size()) return {};
+  return apply_decoded(batch.subspan(first), std::span(decoded_events).subspan(first));
+}
+
+result<void, projection_error> read_models::apply_decoded(
+    std::span<const eventstore::recorded_event> todo,
+    std::span<std::optional<eventstore::decoded_event>> decoded) {
+  auto& s = *state_;
   const std::uint64_t last = todo.back().position;
   {
     std::unique_lock lock(s.mu);
