@@ -7,10 +7,12 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstddef>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <stdexcept>
@@ -352,6 +354,41 @@ void write_value(std::string& out, const d::personal_data& v) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Event types by name, without hashing: names grouped by length, so a lookup compares the
+// one or two names of that length (replay looks up every event's type).
+
+constexpr std::size_t kind_count = std::variant_size_v<d::event>;
+
+struct type_table {
+  static constexpr std::size_t max_len = 48;
+  std::array<std::vector<std::pair<std::string_view, std::size_t>>, max_len + 1> by_len;
+
+  std::optional<std::size_t> find(std::string_view type) const {
+    if (type.size() > max_len) return std::nullopt;
+    for (const auto& [name, i] : by_len[type.size()]) {
+      if (std::memcmp(name.data(), type.data(), type.size()) == 0) return i;
+    }
+    return std::nullopt;
+  }
+};
+
+template <std::size_t... I>
+type_table make_type_table(std::index_sequence<I...>) {
+  type_table t;
+  auto add = [&](std::string_view name, std::size_t i) {
+    if (name.size() > type_table::max_len) throw std::logic_error("event type name too long");
+    t.by_len[name.size()].emplace_back(name, i);
+  };
+  (add(std::variant_alternative_t<I, d::event>::type_name, I), ...);
+  return t;
+}
+
+const type_table& types() {
+  static const type_table t = make_type_table(std::make_index_sequence<kind_count>{});
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------
 // Reading. The path to the value is a chain of stack nodes, turned into text only when
 // something is wrong, so validating costs nothing on the happy path.
 
@@ -655,13 +692,10 @@ std::optional<d::event> decode_as(element j, bool skip_personal_data) {
   return d::event{std::move(v)};
 }
 
+// By index in d::event.
 template <std::size_t... I>
-std::unordered_map<std::string_view, decode_text_fn> make_decoders(std::index_sequence<I...>) {
-  std::unordered_map<std::string_view, decode_text_fn> m;
-  (m.emplace(std::variant_alternative_t<I, d::event>::type_name,
-             &decode_as<std::variant_alternative_t<I, d::event>>),
-   ...);
-  return m;
+constexpr std::array<decode_text_fn, kind_count> make_decoders(std::index_sequence<I...>) {
+  return {&decode_as<std::variant_alternative_t<I, d::event>>...};
 }
 
 // One parser per thread keeps its buffers from one event to the next. What it parsed
@@ -674,14 +708,13 @@ simdjson::dom::parser& thread_parser() {
 // `root`: the parsed object, for a caller that reads more of it (personal_data).
 std::optional<d::event> decode(std::string_view type, std::string_view text,
                                bool skip_personal_data, element* root = nullptr) {
-  static const auto decoders =
-      make_decoders(std::make_index_sequence<std::variant_size_v<d::event>>{});
-  auto it = decoders.find(type);
-  if (it == decoders.end()) return std::nullopt;
+  static constexpr auto decoders = make_decoders(std::make_index_sequence<kind_count>{});
+  const auto index = types().find(type);
+  if (!index) return std::nullopt;
   element parsed;
   if (thread_parser().parse(text.data(), text.size()).get(parsed)) return std::nullopt;
   if (root != nullptr) *root = parsed;
-  return it->second(parsed, skip_personal_data);
+  return decoders[*index](parsed, skip_personal_data);
 }
 
 // The clear personal data of the block `pd` of a stored event, read the fast way: the
@@ -748,22 +781,19 @@ result<d::event, codec_error> decode_as(const json& j) {
   return d::event{std::move(v)};
 }
 
+// By index in d::event.
 template <std::size_t... I>
-std::unordered_map<std::string_view, event_kind> make_kinds(std::index_sequence<I...>) {
-  std::unordered_map<std::string_view, event_kind> kinds;
-  (kinds.emplace(std::variant_alternative_t<I, d::event>::type_name,
-                 event_kind{std::variant_alternative_t<I, d::event>::type_name,
-                            std::variant_alternative_t<I, d::event>::schema_version,
-                            has_personal_data<std::variant_alternative_t<I, d::event>>,
-                            &decode_as<std::variant_alternative_t<I, d::event>>}),
-   ...);
-  return kinds;
+std::array<event_kind, kind_count> make_kinds(std::index_sequence<I...>) {
+  return {event_kind{std::variant_alternative_t<I, d::event>::type_name,
+                     std::variant_alternative_t<I, d::event>::schema_version,
+                     has_personal_data<std::variant_alternative_t<I, d::event>>,
+                     &decode_as<std::variant_alternative_t<I, d::event>>}...};
 }
 
 const event_kind* find_kind(std::string_view type) {
-  static const auto kinds = make_kinds(std::make_index_sequence<std::variant_size_v<d::event>>{});
-  auto it = kinds.find(type);
-  return it == kinds.end() ? nullptr : &it->second;
+  static const auto kinds = make_kinds(std::make_index_sequence<kind_count>{});
+  const auto index = types().find(type);
+  return index ? &kinds[*index] : nullptr;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -892,6 +922,8 @@ std::string to_json_text(const domain::event& e) {
   std::visit([&](const auto& v) { write_object(out, v); }, e);
   return out;
 }
+
+std::optional<std::size_t> event_type_index(std::string_view type) { return types().find(type); }
 
 std::uint64_t text_decode_fallbacks() { return text_fallbacks.load(std::memory_order_relaxed); }
 

@@ -625,18 +625,26 @@ void put_history(row_sink& out, const uuid& learner, const recorded_event& re, l
 
 // Event types the read models need decoded; the rest only move an invite's version.
 bool needs_decode(std::string_view type) {
-  static const std::unordered_set<std::string_view> types = {
-      domain::organization_created::type_name, domain::api_key_issued::type_name,
-      domain::api_key_revoked::type_name,      domain::lead_form_changed::type_name,
-      domain::track_registered::type_name,     domain::track_updated::type_name,
-      domain::invite_created::type_name,       domain::invite_updated::type_name,
-      domain::invite_deactivated::type_name,   domain::invite_reactivated::type_name,
-      domain::invite_deleted::type_name,       domain::invite_claimed::type_name,
-      domain::claim_rejected::type_name,       domain::track_played::type_name,
-      domain::track_paused::type_name,         domain::track_resumed::type_name,
-      domain::learner_registered::type_name,   domain::lead_captured::type_name,
-      domain::learner_forgotten::type_name};
-  return types.contains(type) || type == domain::api_key_email_changed::type_name;
+  // By index in domain::event (event_type_index: no hashing per event).
+  static const auto by_index = [] {
+    std::array<bool, std::variant_size_v<domain::event>> needed{};
+    for (auto name : std::initializer_list<std::string_view>{
+             domain::organization_created::type_name, domain::api_key_issued::type_name,
+             domain::api_key_revoked::type_name,      domain::lead_form_changed::type_name,
+             domain::track_registered::type_name,     domain::track_updated::type_name,
+             domain::invite_created::type_name,       domain::invite_updated::type_name,
+             domain::invite_deactivated::type_name,   domain::invite_reactivated::type_name,
+             domain::invite_deleted::type_name,       domain::invite_claimed::type_name,
+             domain::claim_rejected::type_name,       domain::track_played::type_name,
+             domain::track_paused::type_name,         domain::track_resumed::type_name,
+             domain::learner_registered::type_name,   domain::lead_captured::type_name,
+             domain::learner_forgotten::type_name,    domain::api_key_email_changed::type_name}) {
+      needed[*eventstore::event_type_index(name)] = true;
+    }
+    return needed;
+  }();
+  const auto index = eventstore::event_type_index(type);
+  return index && by_index[*index];
 }
 
 // Only LearnerRegistered needs its personal data while applying (the keyed email hash of

@@ -163,6 +163,19 @@ TEST(codec_samples, every_event_type_has_a_sample) {
   EXPECT_EQ(s.size(), d::all_event_types().size());
 }
 
+TEST(codec_json, event_type_index_names_the_variant_alternative) {
+  for (const auto& [type, e] : samples()) {
+    auto i = event_type_index(type);
+    ASSERT_TRUE(i) << type;
+    EXPECT_EQ(*i, e.index()) << type;
+  }
+  for (std::string_view bad :
+       {"", "Invite", "InviteClaimedX", "inviteClaimed", "InviteClaime", "InviteClaimex",
+        "AnEventTypeNameFarLongerThanAnyKnownEventTypeName"}) {
+    EXPECT_FALSE(event_type_index(bad)) << bad;
+  }
+}
+
 TEST(codec_json, every_event_round_trips_through_plain_json) {
   for (const auto& [type, e] : samples()) {
     json j = to_json(e);
