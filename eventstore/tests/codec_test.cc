@@ -8,6 +8,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "common/time_format.h"
 #include "domain/events.h"
@@ -385,6 +386,23 @@ TEST_F(codec_test, subjects_are_the_learner_else_a_keyed_hash_of_the_email) {
   event_codec other(*other_keys, std::string(32, 'q'));
   EXPECT_NE(other.email_subject(org, "eve@example.com"), s) << "keyed by the pepper";
   EXPECT_EQ(codec_.subject_of(d::invite_deleted{org, id(2), at(1)}), "");
+  // HMAC-SHA256(pepper, "<org>|<email>"), as any HMAC implementation computes it; two codecs
+  // with their own peppers, used in turn on one thread and on another, keep their own key.
+  const std::string p_hash = "69efb88998314ae5af9ccf10a780a80144f1607443efd339bea813b57f654ea4";
+  const std::string q_hash = "d816ed89b6b7ff8502e2aa5f1aae3f7f45863ea45de1e0c0ce0000f45f4c7f4d";
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_EQ(codec_.email_subject(org, "eve@example.com"), "email:" + p_hash);
+    EXPECT_EQ(other.email_subject(org, "eve@example.com"), "email:" + q_hash);
+  }
+  std::string on_thread;
+  std::thread([&] { on_thread = other.email_subject(org, "eve@example.com"); }).join();
+  EXPECT_EQ(on_thread, "email:" + q_hash);
+  {
+    auto gone = std::make_unique<event_codec>(*other_keys, std::string(40, 'z'));
+    EXPECT_NE(gone->email_subject(org, "eve@example.com"), "email:" + q_hash);
+  }
+  event_codec again(*other_keys, std::string(32, 'q'));  // perhaps where `gone` was
+  EXPECT_EQ(again.email_subject(org, "eve@example.com"), "email:" + q_hash);
 
   auto r = stored(unknown);
   auto dec = codec_.decode(r);
