@@ -52,12 +52,10 @@ std::optional<uuid> uuid::parse(std::string_view text) {
 
 std::string uuid::to_string() const {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string s;
-  s.reserve(36);
+  std::string s(36, '-');  // written in place: a push_back per digit cost more than the rest
   for (size_t i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) s.push_back('-');
-    s.push_back(kHex[bytes[i] >> 4]);
-    s.push_back(kHex[bytes[i] & 0xF]);
+    s[kDigitAt[i]] = kHex[bytes[i] >> 4];
+    s[kDigitAt[i] + 1] = kHex[bytes[i] & 0xF];
   }
   return s;
 }
