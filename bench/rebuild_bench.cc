@@ -171,6 +171,11 @@ int phase_rebuild(const fs::path& dir) {
   if (!models) die(models.error().message);
   auto r = projections::rebuild(*(*data)->store, **models);
   if (!r) die(r.error().message);
+  // Valid events should all take the fast (simdjson) reader.
+  if (auto slow = eventstore::text_decode_fallbacks(); slow > 0) {
+    std::fprintf(stderr, "rebuild: %llu events decoded through nlohmann\n",
+                 static_cast<unsigned long long>(slow));
+  }
   std::printf("%llu %.3f\n", static_cast<unsigned long long>(r->events_done), r->seconds);
   return 0;
 }

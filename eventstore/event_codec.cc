@@ -1,5 +1,6 @@
 #include "eventstore/event_codec.h"
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -7,9 +8,12 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstddef>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <stdexcept>
@@ -351,6 +355,41 @@ void write_value(std::string& out, const d::personal_data& v) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Event types by name, without hashing: names grouped by length, so a lookup compares the
+// one or two names of that length (replay looks up every event's type).
+
+constexpr std::size_t kind_count = std::variant_size_v<d::event>;
+
+struct type_table {
+  static constexpr std::size_t max_len = 48;
+  std::array<std::vector<std::pair<std::string_view, std::size_t>>, max_len + 1> by_len;
+
+  std::optional<std::size_t> find(std::string_view type) const {
+    if (type.size() > max_len) return std::nullopt;
+    for (const auto& [name, i] : by_len[type.size()]) {
+      if (std::memcmp(name.data(), type.data(), type.size()) == 0) return i;
+    }
+    return std::nullopt;
+  }
+};
+
+template <std::size_t... I>
+type_table make_type_table(std::index_sequence<I...>) {
+  type_table t;
+  auto add = [&](std::string_view name, std::size_t i) {
+    if (name.size() > type_table::max_len) throw std::logic_error("event type name too long");
+    t.by_len[name.size()].emplace_back(name, i);
+  };
+  (add(std::variant_alternative_t<I, d::event>::type_name, I), ...);
+  return t;
+}
+
+const type_table& types() {
+  static const type_table t = make_type_table(std::make_index_sequence<kind_count>{});
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------
 // Reading. The path to the value is a chain of stack nodes, turned into text only when
 // something is wrong, so validating costs nothing on the happy path.
 
@@ -606,14 +645,16 @@ bool read(element j, std::vector<T>& out) {
   return true;
 }
 // `skip_personal_data`: the personal_data field must be there but reads as empty (the
-// apply path, which never needs it decrypted).
+// apply path, which never needs it decrypted). A field added later may be absent (older
+// events) and keeps the member's default, as in from_value: such events used to fall
+// through to nlohmann for nothing.
 template <described T>
 bool read_object(element j, T& out, bool skip_personal_data) {
   simdjson::dom::object o;
   if (j.get_object().get(o)) return false;
   auto one = [&](const auto& f) {
     element v;
-    if (o.at_key(f.name).get(v)) return false;
+    if (o.at_key(f.name).get(v)) return f.added_later;
     using member = std::remove_cvref_t<decltype(out.*(f.member))>;
     if constexpr (std::is_same_v<member, d::personal_data>) {
       if (skip_personal_data) {
@@ -652,26 +693,63 @@ std::optional<d::event> decode_as(element j, bool skip_personal_data) {
   return d::event{std::move(v)};
 }
 
+// By index in d::event.
 template <std::size_t... I>
-std::unordered_map<std::string_view, decode_text_fn> make_decoders(std::index_sequence<I...>) {
-  std::unordered_map<std::string_view, decode_text_fn> m;
-  (m.emplace(std::variant_alternative_t<I, d::event>::type_name,
-             &decode_as<std::variant_alternative_t<I, d::event>>),
-   ...);
-  return m;
+constexpr std::array<decode_text_fn, kind_count> make_decoders(std::index_sequence<I...>) {
+  return {&decode_as<std::variant_alternative_t<I, d::event>>...};
 }
 
-std::optional<d::event> decode(std::string_view type, std::string_view text,
-                               bool skip_personal_data) {
-  static const auto decoders =
-      make_decoders(std::make_index_sequence<std::variant_size_v<d::event>>{});
-  auto it = decoders.find(type);
-  if (it == decoders.end()) return std::nullopt;
-  // One parser per thread keeps its buffers from one event to the next.
+// One parser per thread keeps its buffers from one event to the next. What it parsed
+// stays valid until its next parse.
+simdjson::dom::parser& thread_parser() {
   thread_local simdjson::dom::parser parser;
-  element root;
-  if (parser.parse(text.data(), text.size()).get(root)) return std::nullopt;
-  return it->second(root, skip_personal_data);
+  return parser;
+}
+
+// `root`: the parsed object, for a caller that reads more of it (personal_data).
+std::optional<d::event> decode(std::string_view type, std::string_view text,
+                               bool skip_personal_data, element* root = nullptr) {
+  static constexpr auto decoders = make_decoders(std::make_index_sequence<kind_count>{});
+  const auto index = types().find(type);
+  if (!index) return std::nullopt;
+  element parsed;
+  if (thread_parser().parse(text.data(), text.size()).get(parsed)) return std::nullopt;
+  if (root != nullptr) *root = parsed;
+  return decoders[*index](parsed, skip_personal_data);
+}
+
+// The clear personal data of the block `pd` of a stored event, read the fast way: the
+// envelope and the decrypted text through simdjson. nullopt means "not this way" (a
+// malformed or tampered block, a key store error): the caller then decodes through
+// nlohmann, which explains. `forgotten`: the key is gone (the block reads as empty).
+// Parses the decrypted text with thread_parser(): `pd` is invalid afterwards.
+template <typename Open>
+std::optional<d::personal_data> read_personal_data(element pd, bool& forgotten, Open open) {
+  forgotten = false;
+  if (pd.is_null()) return d::personal_data{};
+  simdjson::dom::object env;
+  if (pd.get_object().get(env)) return std::nullopt;
+  std::string_view alg, subject, iv64, ct64;
+  if (env.at_key("alg").get_string().get(alg) || env.at_key("subject").get_string().get(subject) ||
+      env.at_key("iv").get_string().get(iv64) || env.at_key("ct").get_string().get(ct64)) {
+    return std::nullopt;
+  }
+  std::string plaintext;
+  switch (open(alg, std::string(subject), iv64, ct64, plaintext)) {
+    case 0:
+      break;
+    case 1:
+      forgotten = true;
+      return d::personal_data{};
+    default:
+      return std::nullopt;
+  }
+  element clear;
+  const bool parsed = !thread_parser().parse(plaintext.data(), plaintext.size()).get(clear);
+  OPENSSL_cleanse(plaintext.data(), plaintext.size());
+  d::personal_data out;
+  if (!parsed || !clear.is_object() || !read(clear, out)) return std::nullopt;
+  return out;
 }
 
 }  // namespace text_reader
@@ -704,22 +782,19 @@ result<d::event, codec_error> decode_as(const json& j) {
   return d::event{std::move(v)};
 }
 
+// By index in d::event.
 template <std::size_t... I>
-std::unordered_map<std::string_view, event_kind> make_kinds(std::index_sequence<I...>) {
-  std::unordered_map<std::string_view, event_kind> kinds;
-  (kinds.emplace(std::variant_alternative_t<I, d::event>::type_name,
-                 event_kind{std::variant_alternative_t<I, d::event>::type_name,
-                            std::variant_alternative_t<I, d::event>::schema_version,
-                            has_personal_data<std::variant_alternative_t<I, d::event>>,
-                            &decode_as<std::variant_alternative_t<I, d::event>>}),
-   ...);
-  return kinds;
+std::array<event_kind, kind_count> make_kinds(std::index_sequence<I...>) {
+  return {event_kind{std::variant_alternative_t<I, d::event>::type_name,
+                     std::variant_alternative_t<I, d::event>::schema_version,
+                     has_personal_data<std::variant_alternative_t<I, d::event>>,
+                     &decode_as<std::variant_alternative_t<I, d::event>>}...};
 }
 
 const event_kind* find_kind(std::string_view type) {
-  static const auto kinds = make_kinds(std::make_index_sequence<std::variant_size_v<d::event>>{});
-  auto it = kinds.find(type);
-  return it == kinds.end() ? nullptr : &it->second;
+  static const auto kinds = make_kinds(std::make_index_sequence<kind_count>{});
+  const auto index = types().find(type);
+  return index ? &kinds[*index] : nullptr;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -826,6 +901,9 @@ codec_error error_of(std::string_view type, std::string msg, std::string field =
   return {std::string(type) + ": " + (field.empty() ? "" : field + ": ") + msg, std::move(field)};
 }
 
+// Events the fast reader passed to nlohmann (text_decode_fallbacks()).
+std::atomic<std::uint64_t> text_fallbacks{0};
+
 std::optional<json> parse_object(std::string_view text) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return std::nullopt;
@@ -846,6 +924,10 @@ std::string to_json_text(const domain::event& e) {
   return out;
 }
 
+std::optional<std::size_t> event_type_index(std::string_view type) { return types().find(type); }
+
+std::uint64_t text_decode_fallbacks() { return text_fallbacks.load(std::memory_order_relaxed); }
+
 result<domain::event, codec_error> event_from_json(std::string_view type, const nlohmann::json& j) {
   const event_kind* kind = find_kind(type);
   if (kind == nullptr) return codec_error{"unknown event type \"" + std::string(type) + "\""};
@@ -862,6 +944,7 @@ result<domain::event, codec_error> event_from_json_text(std::string_view type,
   if (auto fast = text_reader::decode(type, text, without_personal_data)) return std::move(*fast);
   // Not decodable the fast way: nlohmann says why (or, should the two readers ever
   // disagree on valid input, decodes it).
+  text_fallbacks.fetch_add(1, std::memory_order_relaxed);
   try {
     auto j = json::parse(text);
     if (!j.is_object()) return error_of(type, "data is not a JSON object");
@@ -880,17 +963,68 @@ event_codec::event_codec(key_store& keys, std::string pepper)
   if (pepper_.size() < 32) throw std::invalid_argument("event_codec: pepper must be >= 32 bytes");
 }
 
+namespace {
+
+struct mac_ctx_free {
+  void operator()(EVP_MAC_CTX* c) const { EVP_MAC_CTX_free(c); }
+};
+
+EVP_MAC* hmac_algorithm() {
+  static EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  return mac;
+}
+
+// An HMAC context of this thread and the key it was set up with.
+struct thread_mac {
+  std::unique_ptr<EVP_MAC_CTX, mac_ctx_free> ctx;
+  std::string key;
+  ~thread_mac() { OPENSSL_cleanse(key.data(), key.size()); }
+};
+
+// HMAC-SHA256 through a context kept per thread and set up again only when the key
+// changes: HMAC() fetched the algorithms and prepared the key on every call, which cost
+// more than hashing the email (a replay hashes every learner's). False if OpenSSL failed.
+bool keyed_hmac(std::string_view key, std::string_view msg, unsigned char* md,
+                std::size_t& md_len) {
+  thread_local thread_mac mac;
+  if (hmac_algorithm() == nullptr) return false;
+  if (!mac.ctx) mac.ctx.reset(EVP_MAC_CTX_new(hmac_algorithm()));
+  if (!mac.ctx) return false;
+  bool ok = false;
+  if (!mac.key.empty() && mac.key == key) {
+    ok = EVP_MAC_init(mac.ctx.get(), nullptr, 0, nullptr) == 1;  // the same key again
+  } else {
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                           OSSL_PARAM_construct_end()};
+    OPENSSL_cleanse(mac.key.data(), mac.key.size());
+    mac.key.clear();
+    ok = EVP_MAC_init(mac.ctx.get(), bytes(key), key.size(), params) == 1;
+    if (ok) mac.key.assign(key);
+  }
+  ok = ok && EVP_MAC_update(mac.ctx.get(), bytes(msg), msg.size()) == 1 &&
+       EVP_MAC_final(mac.ctx.get(), md, &md_len, EVP_MAX_MD_SIZE) == 1;
+  if (!ok) mac.key.clear();
+  return ok;
+}
+
+}  // namespace
+
 std::string event_codec::email_subject(const uuid& org_id, std::string_view email) const {
   std::string msg = org_id.to_string();
   msg += '|';
   msg += domain::normalize_email(email);
   unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int md_len = 0;
-  HMAC(EVP_sha256(), pepper_.data(), static_cast<int>(pepper_.size()), bytes(msg), msg.size(), md,
-       &md_len);
+  std::size_t md_len = 0;
+  if (!keyed_hmac(pepper_, msg, md, md_len)) {
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), pepper_.data(), static_cast<int>(pepper_.size()), bytes(msg), msg.size(), md,
+         &len);
+    md_len = len;
+  }
   static constexpr char hex[] = "0123456789abcdef";
   std::string out = "email:";
-  for (unsigned int i = 0; i < md_len; ++i) {
+  for (std::size_t i = 0; i < md_len; ++i) {
     out += hex[md[i] >> 4];
     out += hex[md[i] & 0xf];
   }
@@ -1043,6 +1177,49 @@ result<std::optional<json>, codec_error> open_envelope(key_store& keys, const re
 
 }  // namespace
 
+namespace {
+
+// decode() without a nlohmann document: the event and its envelope through simdjson, the
+// decrypted block too. nullopt: anything unusual (the nlohmann path gives the error).
+std::optional<decoded_event> decode_text(key_store& keys, const event_kind& kind,
+                                         const recorded_event& e) {
+  text_reader::element root;
+  auto ev = text_reader::decode(e.type, e.data, /*skip_personal_data=*/true, &root);
+  if (!ev) return std::nullopt;
+  if (!kind.has_personal_data) return decoded_event{std::move(*ev), false};
+  text_reader::element pd;
+  if (root.at_key("personal_data").get(pd)) return std::nullopt;
+  // 0: opened, 1: no key (forgotten), 2: not this way. The same checks as open_envelope.
+  auto open = [&](std::string_view alg, const std::string& subject, std::string_view iv64,
+                  std::string_view ct64, std::string& plaintext) {
+    if (alg != envelope_alg || subject.empty() || subject.front() == '\0') return 2;
+    auto iv = base64_decode(iv64);
+    auto sealed = base64_decode(ct64);
+    if (!iv || iv->size() != iv_size || !sealed || sealed->size() < tag_size) return 2;
+    auto key = keys.find(subject);
+    if (!key) return 2;
+    if (!*key) return 1;
+    key_guard guard{**key};
+    return open_sealed(**key, *iv, aad_of(e.event_id, e.type, subject), *sealed, plaintext) ==
+                   open_status::ok
+               ? 0
+               : 2;
+  };
+  bool forgotten = false;
+  auto clear = text_reader::read_personal_data(pd, forgotten, open);
+  if (!clear) return std::nullopt;
+  std::visit(
+      [&](auto& v) {
+        if constexpr (has_personal_data<std::remove_cvref_t<decltype(v)>>) {
+          v.personal_data_ = std::move(*clear);
+        }
+      },
+      *ev);
+  return decoded_event{std::move(*ev), forgotten};
+}
+
+}  // namespace
+
 result<decoded_event, codec_error> event_codec::decode(const recorded_event& e) const {
   const event_kind* kind = find_kind(e.type);
   if (kind == nullptr) return codec_error{"unknown event type \"" + e.type + "\""};
@@ -1051,6 +1228,8 @@ result<decoded_event, codec_error> event_codec::decode(const recorded_event& e) 
                                 " is not supported (expected " +
                                 std::to_string(kind->schema_version) + "; add an upcaster)");
   }
+  if (auto fast = decode_text(keys_, *kind, e)) return std::move(*fast);
+  text_fallbacks.fetch_add(1, std::memory_order_relaxed);
   try {
     auto j = parse_object(e.data);
     if (!j) return error_of(e.type, "data is not a JSON object");

@@ -124,5 +124,12 @@ result<domain::event, codec_error> event_from_json(std::string_view type, const 
 result<domain::event, codec_error> event_from_json_text(std::string_view type,
                                                         std::string_view text,
                                                         bool without_personal_data = false);
+// The index of the event type `type` in domain::event's alternatives (nullopt: no such
+// type), found without hashing: for per-event dispatch on the replay path.
+std::optional<std::size_t> event_type_index(std::string_view type);
+// How many events event_from_json_text() and event_codec::decode() passed to nlohmann
+// since the start: malformed ones (whose error nlohmann words), else a gap in the fast
+// reader worth fixing. For tests and benchmarks.
+std::uint64_t text_decode_fallbacks();
 
 }  // namespace passage::eventstore

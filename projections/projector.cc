@@ -1,7 +1,11 @@
 #include "projections/projector.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <map>
+#include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -62,23 +66,84 @@ std::optional<projection_error> projector::error() const {
 
 namespace {
 
-// Batches of the log handed from the reading thread to the applying one; at most
-// `capacity` wait, so memory stays bounded while reading and applying overlap.
-class batch_queue {
+// A batch of the log on its way from the reading thread through a decoding one to the
+// applying one. A fixed set of them circulates: memory stays bounded, and the events'
+// strings keep their buffers from one use to the next (assigning an event into a used
+// slot copies bytes without a malloc per field, and nothing is freed per event on the
+// applying thread, the one that bounds the rebuild's time).
+struct rebuild_batch {
+  std::uint64_t seq = 0;                          // order of reading
+  std::vector<eventstore::recorded_event> slots;  // the first `count` are this batch's
+  std::size_t count = 0;
+  read_models::decoded_batch decoded;
+  std::optional<projection_error> failed;  // decoding failed
+
+  std::span<const eventstore::recorded_event> events() const { return {slots.data(), count}; }
+};
+
+// Hands batches between the stages, in reading order to the applying thread.
+class rebuild_pipeline {
  public:
-  explicit batch_queue(std::size_t capacity) : capacity_(capacity) {}
-  // False once the consumer gave up.
-  bool push(std::vector<eventstore::recorded_event> batch) {
-    std::unique_lock lock(mu_);
-    changed_.wait(lock, [&] { return ready_.size() < capacity_ || abandoned_; });
-    if (abandoned_) return false;
-    ready_.push_back(std::move(batch));
-    changed_.notify_all();
-    return true;
+  rebuild_pipeline(std::size_t batches, std::size_t decoders)
+      : pool_(batches), decoders_running_(decoders) {
+    for (auto& b : pool_) free_.push_back(&b);
   }
-  void close() {
+
+  // Reader: an unused batch; nullptr once the consumer gave up.
+  rebuild_batch* take_free() {
+    std::unique_lock lock(mu_);
+    changed_.wait(lock, [&] { return !free_.empty() || abandoned_; });
+    if (abandoned_) return nullptr;
+    rebuild_batch* b = free_.back();
+    free_.pop_back();
+    return b;
+  }
+  void push_read(rebuild_batch* b) {
     std::lock_guard lock(mu_);
-    closed_ = true;
+    b->seq = next_read_++;
+    read_.push_back(b);
+    changed_.notify_all();
+  }
+  void reading_done() {
+    std::lock_guard lock(mu_);
+    reading_done_ = true;
+    changed_.notify_all();
+  }
+  // Decoder: the next batch to decode; nullptr when there is none left.
+  rebuild_batch* take_read() {
+    std::unique_lock lock(mu_);
+    changed_.wait(lock, [&] { return !read_.empty() || reading_done_ || abandoned_; });
+    if (read_.empty() || abandoned_) return nullptr;
+    rebuild_batch* b = read_.front();
+    read_.pop_front();
+    return b;
+  }
+  void push_decoded(rebuild_batch* b) {
+    std::lock_guard lock(mu_);
+    decoded_.emplace(b->seq, b);
+    changed_.notify_all();
+  }
+  void decoder_done() {
+    std::lock_guard lock(mu_);
+    --decoders_running_;
+    changed_.notify_all();
+  }
+  // Applier: the next batch in reading order; nullptr once all are done.
+  rebuild_batch* take_decoded() {
+    std::unique_lock lock(mu_);
+    changed_.wait(lock, [&] {
+      return decoded_.contains(next_apply_) || (decoders_running_ == 0 && read_.empty());
+    });
+    auto it = decoded_.find(next_apply_);
+    if (it == decoded_.end()) return nullptr;
+    rebuild_batch* b = it->second;
+    decoded_.erase(it);
+    ++next_apply_;
+    return b;
+  }
+  void give_back(rebuild_batch* b) {
+    std::lock_guard lock(mu_);
+    free_.push_back(b);
     changed_.notify_all();
   }
   void abandon() {
@@ -86,23 +151,18 @@ class batch_queue {
     abandoned_ = true;
     changed_.notify_all();
   }
-  // nullopt once closed and drained.
-  std::optional<std::vector<eventstore::recorded_event>> pop() {
-    std::unique_lock lock(mu_);
-    changed_.wait(lock, [&] { return !ready_.empty() || closed_; });
-    if (ready_.empty()) return std::nullopt;
-    auto b = std::move(ready_.front());
-    ready_.pop_front();
-    changed_.notify_all();
-    return b;
-  }
 
  private:
-  std::size_t capacity_;
+  std::vector<rebuild_batch> pool_;
   std::mutex mu_;
   std::condition_variable changed_;
-  std::deque<std::vector<eventstore::recorded_event>> ready_;
-  bool closed_ = false;
+  std::vector<rebuild_batch*> free_;
+  std::deque<rebuild_batch*> read_;
+  std::map<std::uint64_t, rebuild_batch*> decoded_;
+  std::uint64_t next_read_ = 0;
+  std::uint64_t next_apply_ = 0;
+  std::size_t decoders_running_;
+  bool reading_done_ = false;
   bool abandoned_ = false;
 };
 
@@ -123,51 +183,79 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
         progress.seconds > 0 ? static_cast<double>(progress.events_done) / progress.seconds : 0;
   };
 
-  // One thread reads the log into batches while this one decodes and applies them.
+  // One thread reads the log into batches, others decode them, this one applies them.
   const std::size_t batch_size = std::max<std::size_t>(1, options.batch_size);
-  batch_queue queue(2);
+  std::size_t decoders = options.decode_threads;
+  if (decoders == 0) {
+    decoders = std::clamp<std::size_t>(std::thread::hardware_concurrency(), 2, 5) - 1;
+  }
+  // Two per decoder (one decoding, one waiting) and two for the applier.
+  rebuild_pipeline pipeline(2 * decoders + 2, decoders);
   std::optional<std::string> read_failed;
   std::thread reader([&] {
     eventstore::log_filter filter;
     filter.from_position = 1;
     filter.to_position = progress.events_total;
     if (options.as_of) filter.until = *options.as_of + std::chrono::microseconds(1);
-    std::vector<eventstore::recorded_event> batch;
-    batch.reserve(batch_size);
+    rebuild_batch* batch = nullptr;
     if (progress.events_total > 0) {
       auto scanned = store.scan(filter, [&](const eventstore::recorded_event& e) {
-        batch.push_back(e);
-        if (batch.size() < batch_size) return true;
-        bool more = queue.push(std::move(batch));
-        batch = {};
-        batch.reserve(batch_size);
-        return more;
+        if (batch == nullptr) {
+          batch = pipeline.take_free();
+          if (batch == nullptr) return false;
+          batch->count = 0;
+        }
+        if (batch->count < batch->slots.size()) {
+          batch->slots[batch->count] = e;
+        } else {
+          batch->slots.push_back(e);
+        }
+        if (++batch->count < batch_size) return true;
+        pipeline.push_read(batch);
+        batch = nullptr;
+        return true;
       });
       if (!scanned) read_failed = scanned.error().message;
     }
-    if (!batch.empty()) queue.push(std::move(batch));
-    queue.close();
+    if (batch != nullptr && batch->count > 0) pipeline.push_read(batch);
+    pipeline.reading_done();
   });
+  std::vector<std::thread> decoding;
+  for (std::size_t i = 0; i < decoders; ++i) {
+    decoding.emplace_back([&] {
+      while (rebuild_batch* b = pipeline.take_read()) {
+        b->failed.reset();
+        if (auto d = models.decode_events(b->events(), b->decoded); !d) b->failed = d.error();
+        pipeline.push_decoded(b);
+      }
+      pipeline.decoder_done();
+    });
+  }
 
   // The read models skip their write-ahead log meanwhile (bulk load) and are flushed after.
   std::optional<projection_error> failed;
   if (auto bulk = models.set_bulk_load(true); !bulk) failed = bulk.error();
   while (!failed) {
-    auto batch = queue.pop();
-    if (!batch) break;
-    if (auto applied = models.apply(*batch); !applied) {
+    rebuild_batch* batch = pipeline.take_decoded();
+    if (batch == nullptr) break;
+    if (batch->failed) {
+      failed = batch->failed;
+    } else if (auto applied = models.apply(batch->events(), batch->decoded); !applied) {
       failed = applied.error();
-      break;
+    } else {
+      progress.events_done += batch->count;
     }
-    progress.events_done += batch->size();
+    pipeline.give_back(batch);
+    if (failed) break;
     if (options.on_progress && clock::now() - last_report >= options.progress_interval) {
       last_report = clock::now();
       update();
       options.on_progress(progress);
     }
   }
-  queue.abandon();
+  pipeline.abandon();
   reader.join();
+  for (auto& t : decoding) t.join();
   if (auto flushed = models.set_bulk_load(false); !flushed && !failed) failed = flushed.error();
   if (failed) return *failed;
   if (read_failed) return projection_error{"rebuild: reading the log failed: " + *read_failed};

@@ -80,6 +80,9 @@ struct rebuild_options {
   // Default: none.
   std::function<void(const rebuild_progress&)> on_progress;
   std::chrono::milliseconds progress_interval{1000};  // Default: 1 s
+  // Threads that decode batches while the calling thread applies them and one more reads
+  // the log. Default: 0 means the hardware's threads less one, at least 1, at most 4.
+  std::size_t decode_threads = 0;
   // Only the events recorded at or before this instant: the read models as they stood
   // then (for analysis, into a folder of their own). Default: the whole log.
   std::optional<timestamp> as_of;

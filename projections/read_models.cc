@@ -625,18 +625,26 @@ void put_history(row_sink& out, const uuid& learner, const recorded_event& re, l
 
 // Event types the read models need decoded; the rest only move an invite's version.
 bool needs_decode(std::string_view type) {
-  static const std::unordered_set<std::string_view> types = {
-      domain::organization_created::type_name, domain::api_key_issued::type_name,
-      domain::api_key_revoked::type_name,      domain::lead_form_changed::type_name,
-      domain::track_registered::type_name,     domain::track_updated::type_name,
-      domain::invite_created::type_name,       domain::invite_updated::type_name,
-      domain::invite_deactivated::type_name,   domain::invite_reactivated::type_name,
-      domain::invite_deleted::type_name,       domain::invite_claimed::type_name,
-      domain::claim_rejected::type_name,       domain::track_played::type_name,
-      domain::track_paused::type_name,         domain::track_resumed::type_name,
-      domain::learner_registered::type_name,   domain::lead_captured::type_name,
-      domain::learner_forgotten::type_name};
-  return types.contains(type) || type == domain::api_key_email_changed::type_name;
+  // By index in domain::event (event_type_index: no hashing per event).
+  static const auto by_index = [] {
+    std::array<bool, std::variant_size_v<domain::event>> needed{};
+    for (auto name : std::initializer_list<std::string_view>{
+             domain::organization_created::type_name, domain::api_key_issued::type_name,
+             domain::api_key_revoked::type_name,      domain::lead_form_changed::type_name,
+             domain::track_registered::type_name,     domain::track_updated::type_name,
+             domain::invite_created::type_name,       domain::invite_updated::type_name,
+             domain::invite_deactivated::type_name,   domain::invite_reactivated::type_name,
+             domain::invite_deleted::type_name,       domain::invite_claimed::type_name,
+             domain::claim_rejected::type_name,       domain::track_played::type_name,
+             domain::track_paused::type_name,         domain::track_resumed::type_name,
+             domain::learner_registered::type_name,   domain::lead_captured::type_name,
+             domain::learner_forgotten::type_name,    domain::api_key_email_changed::type_name}) {
+      needed[*eventstore::event_type_index(name)] = true;
+    }
+    return needed;
+  }();
+  const auto index = eventstore::event_type_index(type);
+  return index && by_index[*index];
 }
 
 // Only LearnerRegistered needs its personal data while applying (the keyed email hash of
@@ -1259,6 +1267,38 @@ void read_models::when_applied(std::uint64_t position, std::function<void()> fn)
   fn();
 }
 
+namespace {
+
+// Decodes events [lo, hi) of `batch` into `out` (sized to the batch); the first failure's
+// message, or "".
+std::string decode_range(const eventstore::event_codec& codec,
+                         std::span<const eventstore::recorded_event> batch,
+                         read_models::decoded_batch& out, std::size_t lo, std::size_t hi) {
+  for (std::size_t i = lo; i < hi; ++i) {
+    if (!needs_decode(batch[i].type)) continue;
+    auto r = decode_for_apply(codec, batch[i]);
+    if (!r) {
+      return "read models: cannot decode event at position " + std::to_string(batch[i].position) +
+             " (" + batch[i].type + "): " + r.error().message;
+    }
+    out[i] = std::move(*r);
+  }
+  return {};
+}
+
+}  // namespace
+
+result<void, projection_error> read_models::decode_events(
+    std::span<const eventstore::recorded_event> batch, decoded_batch& out) const {
+  // Assigning over the old slots keeps the vector; what they held is freed here, on the
+  // decoding thread, not on the one that applies.
+  out.resize(batch.size());
+  for (auto& d : out) d.reset();
+  auto failed = decode_range(*state_->codec, batch, out, 0, batch.size());
+  if (!failed.empty()) return projection_error{std::move(failed)};
+  return {};
+}
+
 result<void, projection_error> read_models::apply(
     std::span<const eventstore::recorded_event> batch) {
   auto& s = *state_;
@@ -1269,42 +1309,46 @@ result<void, projection_error> read_models::apply(
   const auto todo = batch.subspan(first);
 
   // Decode outside the lock: readers keep going while the expensive part runs.
-  std::vector<std::optional<eventstore::decoded_event>> decoded(todo.size());
-  std::vector<std::string> errors(todo.size());
-  auto decode_range = [&](std::size_t lo, std::size_t hi) {
-    for (std::size_t i = lo; i < hi; ++i) {
-      if (!needs_decode(todo[i].type)) continue;
-      auto r = decode_for_apply(*s.codec, todo[i]);
-      if (r) {
-        decoded[i] = std::move(*r);
-      } else {
-        errors[i] = r.error().message;
-      }
-    }
-  };
+  decoded_batch decoded(todo.size());
   const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
   const std::size_t workers =
       todo.size() < parallel_decode_min ? 1 : std::min<std::size_t>({hw, 8, todo.size() / 256});
+  std::vector<std::string> errors(workers);
   if (workers <= 1) {
-    decode_range(0, todo.size());
+    errors[0] = decode_range(*s.codec, todo, decoded, 0, todo.size());
   } else {
     std::vector<std::future<void>> parts;
     const std::size_t per = (todo.size() + workers - 1) / workers;
-    for (std::size_t lo = per; lo < todo.size(); lo += per) {
-      parts.push_back(
-          std::async(std::launch::async, decode_range, lo, std::min(todo.size(), lo + per)));
+    for (std::size_t lo = per, w = 1; lo < todo.size(); lo += per, ++w) {
+      parts.push_back(std::async(std::launch::async, [&, lo, w] {
+        errors[w] = decode_range(*s.codec, todo, decoded, lo, std::min(todo.size(), lo + per));
+      }));
     }
-    decode_range(0, std::min(todo.size(), per));
+    errors[0] = decode_range(*s.codec, todo, decoded, 0, std::min(todo.size(), per));
     for (auto& p : parts) p.get();
   }
-  for (std::size_t i = 0; i < todo.size(); ++i) {
-    if (!errors[i].empty()) {
-      return projection_error{"read models: cannot decode event at position " +
-                              std::to_string(todo[i].position) + " (" + todo[i].type +
-                              "): " + errors[i]};
-    }
+  for (auto& e : errors) {  // ranges in position order: the first failure is reported
+    if (!e.empty()) return projection_error{std::move(e)};
   }
+  return apply_decoded(todo, decoded);
+}
 
+result<void, projection_error> read_models::apply(std::span<const eventstore::recorded_event> batch,
+                                                  decoded_batch& decoded_events) {
+  if (decoded_events.size() != batch.size()) {
+    return projection_error{"read models: a decoded batch does not match its events"};
+  }
+  const std::uint64_t applied = state_->applied.load(std::memory_order_acquire);
+  std::size_t first = 0;
+  while (first < batch.size() && batch[first].position <= applied) ++first;
+  if (first == batch.size()) return {};
+  return apply_decoded(batch.subspan(first), std::span(decoded_events).subspan(first));
+}
+
+result<void, projection_error> read_models::apply_decoded(
+    std::span<const eventstore::recorded_event> todo,
+    std::span<std::optional<eventstore::decoded_event>> decoded) {
+  auto& s = *state_;
   const std::uint64_t last = todo.back().position;
   {
     std::unique_lock lock(s.mu);

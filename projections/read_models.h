@@ -391,6 +391,19 @@ class read_models {
   // Decodes and applies events in position order, then writes the changes and the new
   // checkpoint in one WriteBatch. Events at or below applied_position() are skipped.
   result<void, projection_error> apply(std::span<const eventstore::recorded_event> batch);
+
+  // apply() in two halves (decode_events, then apply), so that a rebuild decodes on other threads
+  // than the one that applies. decode_events() may run on any thread, concurrently with apply(): it
+  // reads no state. Per event of the batch, what applying it needs decoded (empty for events that
+  // only move an invite's version).
+  using decoded_batch = std::vector<std::optional<eventstore::decoded_event>>;
+  // Fills `out` (its storage reused) for `batch`; the error names the first event that
+  // does not decode.
+  result<void, projection_error> decode_events(std::span<const eventstore::recorded_event> batch,
+                                               decoded_batch& out) const;
+  // apply() of a batch decode_events() filled `decoded` for (the same events, in order).
+  result<void, projection_error> apply(std::span<const eventstore::recorded_event> batch,
+                                       decoded_batch& decoded);
   // Rebuild only. While on, applied batches write no records and no checkpoint: rows are
   // gathered in memory and added to the folder a sorted file at a time (no write-ahead
   // log, memtable or flush), nothing compacts meanwhile, and row queries may miss the
@@ -406,6 +419,10 @@ class read_models {
 
  private:
   explicit read_models(std::unique_ptr<state> s);
+  // The write half of apply(): `todo` holds no event at or below applied_position().
+  result<void, projection_error> apply_decoded(
+      std::span<const eventstore::recorded_event> todo,
+      std::span<std::optional<eventstore::decoded_event>> decoded);
   std::unique_ptr<state> state_;
 };
 

@@ -64,6 +64,28 @@ TEST(Uuid, RoundTripsAndIsVersion4) {
   EXPECT_FALSE(uuid::parse("123e4567-e89b-12d3-a456-42661417400g"));
 }
 
+TEST(Uuid, ParseTakesEitherCaseAndRefusesAnyOtherCharacter) {
+  const std::string good = "123e4567-e89b-12d3-a456-42661417400f";
+  auto u = uuid::parse(good);
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->to_string(), good);
+  auto upper = uuid::parse("123E4567-E89B-12D3-A456-42661417400F");
+  ASSERT_TRUE(upper);
+  EXPECT_EQ(*upper, *u);
+  for (std::size_t i = 0; i < good.size(); ++i) {
+    for (char c : {'g', 'G', '-', ' ', '\0', '/', ':', '@', '`', '\xff', '0'}) {
+      std::string t = good;
+      t[i] = c;
+      const bool dash_place = i == 8 || i == 13 || i == 18 || i == 23;
+      const bool valid = dash_place ? c == '-' : c == '0';
+      EXPECT_EQ(uuid::parse(t).has_value(), valid) << i << " " << int(c);
+    }
+  }
+  EXPECT_FALSE(uuid::parse(good.substr(1)));
+  EXPECT_FALSE(uuid::parse(good + "0"));
+  EXPECT_FALSE(uuid::parse("123e45678e89b-12d3-a456-42661417400f"));
+}
+
 TEST(Crc32c, MatchesKnownVectors) {
   EXPECT_EQ(crc32c("123456789"), 0xE3069283u);
   EXPECT_EQ(crc32c(""), 0u);

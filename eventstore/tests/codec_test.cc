@@ -4,9 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "common/time_format.h"
 #include "domain/events.h"
@@ -162,6 +164,19 @@ TEST(codec_samples, every_event_type_has_a_sample) {
   EXPECT_EQ(s.size(), d::all_event_types().size());
 }
 
+TEST(codec_json, event_type_index_names_the_variant_alternative) {
+  for (const auto& [type, e] : samples()) {
+    auto i = event_type_index(type);
+    ASSERT_TRUE(i) << type;
+    EXPECT_EQ(*i, e.index()) << type;
+  }
+  for (std::string_view bad :
+       {"", "Invite", "InviteClaimedX", "inviteClaimed", "InviteClaime", "InviteClaimex",
+        "AnEventTypeNameFarLongerThanAnyKnownEventTypeName"}) {
+    EXPECT_FALSE(event_type_index(bad)) << bad;
+  }
+}
+
 TEST(codec_json, every_event_round_trips_through_plain_json) {
   for (const auto& [type, e] : samples()) {
     json j = to_json(e);
@@ -278,6 +293,29 @@ TEST_F(codec_test, every_event_round_trips_through_encode_and_decode) {
   }
 }
 
+// Valid stored events, with their personal data opened or forgotten, decode through the
+// fast reader (simdjson); the nlohmann path is only for what is wrong.
+TEST_F(codec_test, stored_events_decode_without_the_nlohmann_fallback) {
+  for (const auto& [type, e] : samples()) {
+    auto r = stored(e);
+    const auto before = text_decode_fallbacks();
+    auto dec = codec_.decode(r);
+    ASSERT_TRUE(dec) << dec.error().message;
+    EXPECT_TRUE(dec->event == e) << type;
+    EXPECT_EQ(text_decode_fallbacks(), before) << type << ": " << r.data;
+  }
+  auto e = claimed();
+  auto r = stored(e, 201);
+  ASSERT_TRUE(keys_->destroy(codec_.subject_of(e)));
+  const auto before = text_decode_fallbacks();
+  auto dec = codec_.decode(r);
+  ASSERT_TRUE(dec);
+  EXPECT_TRUE(dec->forgotten);
+  e.personal_data_ = {};
+  EXPECT_TRUE(dec->event == d::event{e});
+  EXPECT_EQ(text_decode_fallbacks(), before);
+}
+
 TEST_F(codec_test, stored_data_is_the_plain_json_with_the_envelope_in_place) {
   for (const auto& [type, e] : samples()) {
     auto enc = codec_.encode(e, meta());
@@ -348,6 +386,23 @@ TEST_F(codec_test, subjects_are_the_learner_else_a_keyed_hash_of_the_email) {
   event_codec other(*other_keys, std::string(32, 'q'));
   EXPECT_NE(other.email_subject(org, "eve@example.com"), s) << "keyed by the pepper";
   EXPECT_EQ(codec_.subject_of(d::invite_deleted{org, id(2), at(1)}), "");
+  // HMAC-SHA256(pepper, "<org>|<email>"), as any HMAC implementation computes it; two codecs
+  // with their own peppers, used in turn on one thread and on another, keep their own key.
+  const std::string p_hash = "69efb88998314ae5af9ccf10a780a80144f1607443efd339bea813b57f654ea4";
+  const std::string q_hash = "d816ed89b6b7ff8502e2aa5f1aae3f7f45863ea45de1e0c0ce0000f45f4c7f4d";
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_EQ(codec_.email_subject(org, "eve@example.com"), "email:" + p_hash);
+    EXPECT_EQ(other.email_subject(org, "eve@example.com"), "email:" + q_hash);
+  }
+  std::string on_thread;
+  std::thread([&] { on_thread = other.email_subject(org, "eve@example.com"); }).join();
+  EXPECT_EQ(on_thread, "email:" + q_hash);
+  {
+    auto gone = std::make_unique<event_codec>(*other_keys, std::string(40, 'z'));
+    EXPECT_NE(gone->email_subject(org, "eve@example.com"), "email:" + q_hash);
+  }
+  event_codec again(*other_keys, std::string(32, 'q'));  // perhaps where `gone` was
+  EXPECT_EQ(again.email_subject(org, "eve@example.com"), "email:" + q_hash);
 
   auto r = stored(unknown);
   auto dec = codec_.decode(r);
@@ -506,10 +561,43 @@ TEST_F(codec_test, malformed_envelopes_are_errors) {
     j["personal_data"] = json::parse(bad);
     recorded_event m = r;
     m.data = j.dump();
+    const auto before = text_decode_fallbacks();
     auto dec = codec_.decode(m);
     ASSERT_FALSE(dec) << bad;
     EXPECT_EQ(dec.error().field, "personal_data") << bad;
+    EXPECT_GT(text_decode_fallbacks(), before) << "nlohmann words the error";
   }
+}
+
+// The messages of a damaged envelope are the nlohmann path's, word for word.
+TEST_F(codec_test, envelope_errors_keep_their_messages) {
+  auto r = stored(claimed());
+  auto with = [&](const std::function<void(json&)>& change) {
+    json j = json::parse(r.data);
+    change(j["personal_data"]);
+    recorded_event m = r;
+    m.data = j.dump();
+    auto dec = codec_.decode(m);
+    EXPECT_FALSE(dec);
+    return dec ? std::string() : dec.error().message;
+  };
+  EXPECT_EQ(with([](json& pd) { pd["alg"] = "A128GCM"; }),
+            "InviteClaimed: personal_data: unsupported algorithm \"A128GCM\"");
+  EXPECT_EQ(with([](json& pd) { pd["iv"] = "!!!"; }),
+            "InviteClaimed: personal_data: malformed envelope");
+  EXPECT_EQ(with([](json& pd) { pd.erase("ct"); }),
+            "InviteClaimed: personal_data: expected an encrypted envelope {alg, subject, iv, ct}");
+  EXPECT_EQ(with([](json& pd) { pd["subject"] = ""; }),
+            "InviteClaimed: personal_data: malformed envelope subject");
+  EXPECT_EQ(with([](json& pd) {
+              std::string ct = pd["ct"];
+              ct[4] = ct[4] == 'A' ? 'B' : 'A';
+              pd["ct"] = ct;
+            }),
+            "InviteClaimed: personal_data: authentication failed (tampered, or moved from "
+            "another event)");
+  EXPECT_EQ(with([](json& pd) { pd = 7; }),
+            "InviteClaimed: personal_data: expected an encrypted envelope or null");
 }
 
 TEST_F(codec_test, malformed_json_is_an_error) {
@@ -652,6 +740,25 @@ TEST(codec_json, fields_added_later_may_be_absent_in_older_events) {
   ASSERT_TRUE(k) << k.error().message;
   EXPECT_FALSE(std::get<d::api_key_issued>(*k).email_);
 
+  // The text readers (replay, codec) take them the fast way, with the same result.
+  const auto before = text_decode_fallbacks();
+  auto ct = event_from_json_text("InviteCreated", created.dump());
+  ASSERT_TRUE(ct) << ct.error().message;
+  EXPECT_TRUE(*ct == *c);
+  auto kt = event_from_json_text("ApiKeyIssued", key.dump(), /*without_personal_data=*/true);
+  ASSERT_TRUE(kt) << kt.error().message;
+  EXPECT_TRUE(*kt == *k);
+  EXPECT_EQ(text_decode_fallbacks(), before) << "older events must not need nlohmann";
+  auto keys = make_memory_key_store();
+  event_codec codec(*keys, pepper);
+  auto enc = codec.encode(s.at("InviteCreated"), meta());
+  ASSERT_TRUE(enc);
+  enc->data = created.dump();
+  auto dc = codec.decode(record(*enc));
+  ASSERT_TRUE(dc) << dc.error().message;
+  EXPECT_TRUE(dc->event == *c);
+  EXPECT_EQ(text_decode_fallbacks(), before);
+
   // Present but mistyped is still an error; fields that were always there stay required.
   created["settings"]["notify_on_claim"] = "yes";
   auto bad = event_from_json("InviteCreated", created);
@@ -660,6 +767,12 @@ TEST(codec_json, fields_added_later_may_be_absent_in_older_events) {
   json old_required = to_json(s.at("InviteCreated"));
   old_required["settings"].erase("show_share_button");
   EXPECT_FALSE(event_from_json("InviteCreated", old_required));
+  auto bad_text = event_from_json_text("InviteCreated", created.dump());
+  ASSERT_FALSE(bad_text);
+  EXPECT_EQ(bad_text.error().message, bad.error().message);
+  auto old_text = event_from_json_text("InviteCreated", old_required.dump());
+  ASSERT_FALSE(old_text);
+  EXPECT_EQ(old_text.error().message, "InviteCreated: settings.show_share_button: missing");
 }
 
 TEST(codec_json, unknown_fields_are_ignored) {

@@ -704,6 +704,60 @@ TEST_F(read_models_test, a_rebuild_into_a_new_folder_answers_as_the_live_built_o
   in_runs = read_models::open({.path = dir_.sub("in-runs")}, *codec_);
   ASSERT_TRUE(in_runs) << in_runs.error().message;
   EXPECT_EQ(snapshot(**in_runs), live);
+
+  // Tiny batches over several decoding threads: they finish out of order, yet are applied
+  // in the log's order.
+  auto spread = read_models::open({.path = dir_.sub("spread")}, *codec_);
+  ASSERT_TRUE(spread) << spread.error().message;
+  auto sr = rebuild(*store_, **spread, {.batch_size = 2, .decode_threads = 3});
+  ASSERT_TRUE(sr) << sr.error().message;
+  EXPECT_EQ(sr->events_done, store_->head_position());
+  EXPECT_EQ(snapshot(**spread), live);
+}
+
+// An event the read models cannot decode stops a rebuild, wherever its batch was decoded,
+// with the message the live projector gives for it.
+TEST_F(read_models_test, a_rebuild_stops_at_the_first_event_it_cannot_decode) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Damaged", {"linux"}));
+  std::vector<domain::claim_decision> claims;
+  for (std::uint64_t n = 1; n <= 6; ++n) {
+    claims.push_back(claim(inv, "d" + std::to_string(n) + "@x.org", n));
+  }
+  projector_.reset();  // it would stop at the damaged events
+  auto damaged = [&](std::string data) {
+    eventstore::new_event e;
+    e.event_id = uuid::random();
+    e.type = "TrackPlayed";
+    e.org_id = org.to_string();
+    e.data = std::move(data);
+    auto r = store_->append({{"damaged", eventstore::expected_version::any(), {e}}});
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? r->last_position : 0;
+  };
+  const auto first_bad = damaged(R"({"org_id":"not a uuid"})");
+  play(claims[0].claim_->claim_id_, claims[0].claim_->learner_id_, "linux");
+  damaged("{not json");
+  play(claims[1].claim_->claim_id_, claims[1].claim_->learner_id_, "linux");
+
+  auto all = store_->read_all({}, 1000);
+  ASSERT_TRUE(all);
+  auto live = read_models::open({.path = dir_.sub("live")}, *codec_);
+  ASSERT_TRUE(live);
+  auto applied = (*live)->apply(*all);
+  ASSERT_FALSE(applied);
+  EXPECT_NE(
+      applied.error().message.find("at position " + std::to_string(first_bad) + " (TrackPlayed)"),
+      std::string::npos)
+      << applied.error().message;
+
+  for (std::size_t threads : {1, 3}) {
+    auto rebuilt = read_models::open({.path = dir_.sub("rb" + std::to_string(threads))}, *codec_);
+    ASSERT_TRUE(rebuilt);
+    auto r = rebuild(*store_, **rebuilt, {.batch_size = 2, .decode_threads = threads});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().message, applied.error().message);
+  }
 }
 
 // A bulk load that never ends (a crash) leaves rows on disk but neither records nor a
