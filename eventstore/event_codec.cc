@@ -1004,7 +1004,10 @@ bool keyed_hmac(std::string_view key, std::string_view msg, unsigned char* md,
   }
   ok = ok && EVP_MAC_update(mac.ctx.get(), bytes(msg), msg.size()) == 1 &&
        EVP_MAC_final(mac.ctx.get(), md, &md_len, EVP_MAX_MD_SIZE) == 1;
-  if (!ok) mac.key.clear();
+  if (!ok) {
+    OPENSSL_cleanse(mac.key.data(), mac.key.size());
+    mac.key.clear();
+  }
   return ok;
 }
 
@@ -1018,8 +1021,11 @@ std::string event_codec::email_subject(const uuid& org_id, std::string_view emai
   std::size_t md_len = 0;
   if (!keyed_hmac(pepper_, msg, md, md_len)) {
     unsigned int len = 0;
-    HMAC(EVP_sha256(), pepper_.data(), static_cast<int>(pepper_.size()), bytes(msg), msg.size(), md,
-         &len);
+    // Without a hash every address would get the subject "email:": one key for all.
+    if (HMAC(EVP_sha256(), pepper_.data(), static_cast<int>(pepper_.size()), bytes(msg), msg.size(),
+             md, &len) == nullptr) {
+      throw std::runtime_error("event codec: HMAC-SHA256 of an email failed (OpenSSL)");
+    }
     md_len = len;
   }
   static constexpr char hex[] = "0123456789abcdef";
