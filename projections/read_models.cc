@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <filesystem>
 #include <future>
 #include <limits>
@@ -572,7 +573,7 @@ class sorted_run {
     // order they were added in (their offsets grow).
     std::sort(entries_.begin(), entries_.end(), [&](const entry& a, const entry& b) {
       if (a.head != b.head) return a.head < b.head;
-      if (int c = key(a).compare(key(b)); c != 0) return c < 0;
+      if (int c = compare_keys(key(a), key(b)); c != 0) return c < 0;
       return a.offset < b.offset;
     });
     rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options);
@@ -592,6 +593,23 @@ class sorted_run {
     std::uint32_t value_size;
     std::uint64_t head;  // the key's first 8 bytes, big-endian, zero-padded
   };
+  // Bytewise, 8 bytes at a time: row keys are a prefix, a uuid and a position (25 bytes),
+  // and rows of one invite or learner share their first 17.
+  static int compare_keys(std::string_view a, std::string_view b) {
+    const std::size_t n = std::min(a.size(), b.size());
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      std::uint64_t x = 0, y = 0;
+      std::memcpy(&x, a.data() + i, 8);
+      std::memcpy(&y, b.data() + i, 8);
+      if (x != y) return __builtin_bswap64(x) < __builtin_bswap64(y) ? -1 : 1;
+    }
+    for (; i < n; ++i) {
+      if (a[i] != b[i])
+        return static_cast<std::uint8_t>(a[i]) < static_cast<std::uint8_t>(b[i]) ? -1 : 1;
+    }
+    return a.size() == b.size() ? 0 : (a.size() < b.size() ? -1 : 1);
+  }
   static std::uint64_t head_of(std::string_view key) {
     std::uint64_t h = 0;
     for (std::size_t i = 0; i < 8; ++i) {
@@ -695,9 +713,6 @@ rocksdb::Options folder_options(rocksdb::Env* env, rocksdb::CompressionType comp
   o.create_if_missing = true;
   if (env != nullptr) o.env = env;
   o.IncreaseParallelism(2);
-  // The final compaction of a bulk load (and any big one) splits its key range over both
-  // background threads.
-  o.max_subcompactions = 2;
   o.compression = bulk ? rocksdb::kNoCompression : compression;
   o.write_buffer_size = 64u << 20;
   o.max_log_file_size = 64u << 20;
@@ -771,13 +786,19 @@ struct read_models::state {
   // so it must not end with records and a checkpoint. Until clear() or a new load,
   // apply() and set_bulk_load(false) report it.
   std::optional<std::string> bulk_failed;
+  // Bulk load: the previous run, being written and ingested by a worker while the next
+  // one fills (at most one at a time); `spare` is its buffer, reused.
+  sorted_run spare;
+  std::future<rocksdb::Status> ingesting;
 
   // --- loading ---
 
   result<void, projection_error> load();
   result<void, projection_error> wipe();
   // Opens the folder (closing it first if open) with the options for `bulk_load`.
-  result<void, projection_error> reopen(bool bulk_load);
+  // `hold_compactions`: the usual options, but nothing compacts on its own until
+  // SetOptions turns it back on (the end of a bulk load compacts by hand).
+  result<void, projection_error> reopen(bool bulk_load, bool hold_compactions = false);
   void reset_memory();
 
   // --- applying (under the unique lock) ---
@@ -795,12 +816,15 @@ struct read_models::state {
   std::int64_t cached_day = std::numeric_limits<std::int64_t>::min();
   std::string cached_day_text;
   void stage_dirty();
-  // Bulk load: writes the current run as an SST file and ingests it.
+  // Bulk load: hands the current run to a worker that writes it as an SST file and
+  // ingests it, once the previous one is in (its failure is reported here).
   result<void, projection_error> ingest_run();
-  // Bulk load: every record (organizations, keys, tracks, invites, claims, learners) and
-  // the checkpoint, written in key order straight into one compressed SST file and
-  // ingested: the commit of the load.
-  result<void, projection_error> ingest_records();
+  // Bulk load: waits for the run being ingested.
+  result<void, projection_error> wait_ingested();
+  // Bulk load's end: compacts the folder once and meanwhile writes every record
+  // (organizations, keys, tracks, invites, claims, learners) and the checkpoint in key
+  // order straight into one compressed SST file, ingested after: the commit of the load.
+  result<void, projection_error> compact_and_add_records();
   // Bulk load: ends it without records or checkpoint after `why`; the folder and memory
   // go back to the checkpoint of before the load.
   projection_error fail_bulk_load(std::string why);
@@ -1224,22 +1248,34 @@ void read_models::state::stage_dirty() {
 }
 
 result<void, projection_error> read_models::state::ingest_run() {
+  if (auto done = wait_ingested(); !done) return done;
   if (out.run.empty()) return {};
+  std::swap(out.run, spare);
   // Inside the folder, under a name RocksDB never gives its own files; ingestion moves it.
-  const std::string file =
+  std::string file =
       options.path + "/" + std::string(run_file_prefix) + std::to_string(++runs_written) + ".sst";
-  auto st = out.run.write(folder_options(env.get(), rocksdb::kNoCompression, true), file);
-  out.run.clear();
-  if (st.ok()) {
-    rocksdb::IngestExternalFileOptions o;
-    o.move_files = true;
-    st = db->IngestExternalFile({file}, o);
-  }
-  if (!st.ok()) {
-    rocksdb::Env* fs = env ? env.get() : rocksdb::Env::Default();
-    (void)fs->DeleteFile(file);  // when written but not ingested (moved)
+  ingesting = std::async(std::launch::async, [this, file = std::move(file)] {
+    auto st = spare.write(folder_options(env.get(), rocksdb::kNoCompression, true), file);
+    spare.clear();
+    if (st.ok()) {
+      rocksdb::IngestExternalFileOptions o;
+      o.move_files = true;
+      st = db->IngestExternalFile({file}, o);
+    }
+    if (!st.ok()) {
+      rocksdb::Env* fs = env ? env.get() : rocksdb::Env::Default();
+      (void)fs->DeleteFile(file);  // when written but not ingested (moved)
+    }
+    return st;
+  });
+  return {};
+}
+
+result<void, projection_error> read_models::state::wait_ingested() {
+  if (!ingesting.valid()) return {};
+  const auto st = ingesting.get();
+  if (!st.ok())
     return projection_error{"read models: writing loaded rows failed: " + st.ToString()};
-  }
   return {};
 }
 
@@ -1258,10 +1294,14 @@ std::vector<const typename Map::value_type*> by_id(const Map& map) {
 
 }  // namespace
 
-result<void, projection_error> read_models::state::ingest_records() {
-  // Written in key order as they are encoded, so no record waits in memory, and
-  // compressed as the folder's own files: the final compaction has run already and
-  // never rewrites them. Key order: c, i, k, l, m:cp, o, s, t.
+result<void, projection_error> read_models::state::compact_and_add_records() {
+  // The compaction runs on RocksDB's threads while this one writes the records: in key
+  // order as they are encoded, so no record waits in memory, and compressed as the
+  // folder's own files, added once the compaction is done so it never rewrites them.
+  // Key order: c, i, k, l, m:cp, o, s, t.
+  auto compaction = std::async(std::launch::async, [this] {
+    return db->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
+  });
   const std::string file = options.path + "/" + std::string(run_file_prefix) + "records.sst";
   rocksdb::SstFileWriter writer(rocksdb::EnvOptions(),
                                 folder_options(env.get(), compression, false));
@@ -1290,20 +1330,25 @@ result<void, projection_error> read_models::state::ingest_records() {
     }
   }
   if (st.ok()) st = writer.Finish();
-  if (st.ok()) {
+  const auto compacted = compaction.get();
+  if (st.ok() && compacted.ok()) {
     rocksdb::IngestExternalFileOptions o;
     o.move_files = true;
     st = db->IngestExternalFile({file}, o);
   }
-  if (!st.ok()) {
+  if (!st.ok() || !compacted.ok()) {
     rocksdb::Env* fs = env ? env.get() : rocksdb::Env::Default();
     (void)fs->DeleteFile(file);
+    if (!compacted.ok()) {
+      return projection_error{"read models: compaction failed: " + compacted.ToString()};
+    }
     return projection_error{"read models: writing loaded records failed: " + st.ToString()};
   }
   return {};
 }
 
 projection_error read_models::state::fail_bulk_load(std::string why) {
+  (void)wait_ingested();
   bulk_failed = why +
                 "; the bulk load was abandoned (the folder keeps its checkpoint of "
                 "before the load: apply the log again from there)";
@@ -1451,8 +1496,9 @@ result<void, projection_error> read_models::apply(
     rocksdb::Status st;
     if (s.bulk) {
       // Records and the checkpoint are written once, when the load ends (set_bulk_load);
-      // rows go to disk a sorted run at a time.
-      if (s.out.run.bytes() >= s.options.bulk_run_bytes) {
+      // rows go to disk a sorted run at a time. Two runs are in memory (one filling, one
+      // going in), each up to half of bulk_run_bytes.
+      if (s.out.run.bytes() >= s.options.bulk_run_bytes / 2) {
         if (auto ingested = s.ingest_run(); !ingested) {
           return s.fail_bulk_load(ingested.error().message);
         }
@@ -1475,15 +1521,19 @@ result<void, projection_error> read_models::apply(
   return {};
 }
 
-result<void, projection_error> read_models::state::reopen(bool bulk_load) {
+result<void, projection_error> read_models::state::reopen(bool bulk_load, bool hold_compactions) {
   db.reset();
   remove_leftover_runs();
+  auto opts = [&] {
+    auto o = folder_options(env.get(), compression, bulk_load);
+    if (hold_compactions) o.disable_auto_compactions = true;
+    return o;
+  };
   rocksdb::DB* raw = nullptr;
-  auto st =
-      rocksdb::DB::Open(folder_options(env.get(), compression, bulk_load), options.path, &raw);
+  auto st = rocksdb::DB::Open(opts(), options.path, &raw);
   if ((st.IsInvalidArgument() || st.IsNotSupported()) && compression != rocksdb::kNoCompression) {
     compression = rocksdb::kNoCompression;  // a RocksDB built without LZ4
-    st = rocksdb::DB::Open(folder_options(env.get(), compression, bulk_load), options.path, &raw);
+    st = rocksdb::DB::Open(opts(), options.path, &raw);
   }
   if (!st.ok()) {
     auto failed =
@@ -1525,21 +1575,29 @@ result<void, projection_error> read_models::set_bulk_load(bool on) {
   if (auto ingested = s.ingest_run(); !ingested) {
     return s.fail_bulk_load(ingested.error().message);
   }
+  if (auto ingested = s.wait_ingested(); !ingested) {
+    return s.fail_bulk_load(ingested.error().message);
+  }
   auto st = s.db->Flush(rocksdb::FlushOptions());
   if (!st.ok()) return s.fail_bulk_load("read models: flush failed: " + st.ToString());
   s.write_options.disableWAL = false;
   s.write_options.sync = s.options.sync;
-  if (auto opened = s.reopen(false); !opened) return s.fail_bulk_load(opened.error().message);
-  st = s.db->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
-  if (!st.ok()) return s.fail_bulk_load("read models: compaction failed: " + st.ToString());
-  if (auto ingested = s.ingest_records(); !ingested) {
-    return s.fail_bulk_load(ingested.error().message);
+  // Held: RocksDB would start compacting the runs on its own at once, one thread for
+  // them all, and the manual compaction would wait for it.
+  if (auto opened = s.reopen(false, /*hold_compactions=*/true); !opened) {
+    return s.fail_bulk_load(opened.error().message);
   }
+  if (auto added = s.compact_and_add_records(); !added) {
+    return s.fail_bulk_load(added.error().message);
+  }
+  st = s.db->SetOptions({{"disable_auto_compactions", "false"}});
+  if (!st.ok()) return projection_error{"read models: " + st.ToString()};
   return {};
 }
 
 // Deletes every record, keeps only the current format, and forgets the checkpoint.
 result<void, projection_error> read_models::state::wipe() {
+  (void)wait_ingested();  // a load's run still going in is dropped with the rest
   rocksdb::WriteBatch all;
   all.DeleteRange(rocksdb::Slice(""), rocksdb::Slice("\xff\xff", 2));
   all.Put(slice(format_key), slice(format_version));
