@@ -1358,7 +1358,11 @@ projection_error read_models::state::fail_bulk_load(std::string why) {
   write_options.disableWAL = false;
   write_options.sync = options.sync;
   // Memory is ahead of the folder: back to what the folder holds, opened as usual.
-  if (bulk) (void)reopen(false);
+  if (bulk) {
+    (void)reopen(false);
+  } else if (db) {
+    (void)db->SetOptions({{"disable_auto_compactions", "false"}});  // held at the load's end
+  }
   if (db) (void)load();
   return projection_error{*bulk_failed};
 }
