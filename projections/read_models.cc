@@ -1500,9 +1500,8 @@ result<void, projection_error> read_models::apply(
     rocksdb::Status st;
     if (s.bulk) {
       // Records and the checkpoint are written once, when the load ends (set_bulk_load);
-      // rows go to disk a sorted run at a time. Two runs are in memory (one filling, one
-      // going in), each up to half of bulk_run_bytes.
-      if (s.out.run.bytes() >= s.options.bulk_run_bytes / 2) {
+      // rows go to disk a sorted run at a time (two in memory: one filling, one going in).
+      if (s.out.run.bytes() >= s.options.bulk_run_bytes) {
         if (auto ingested = s.ingest_run(); !ingested) {
           return s.fail_bulk_load(ingested.error().message);
         }
