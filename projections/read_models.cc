@@ -1255,7 +1255,11 @@ result<void, projection_error> read_models::state::ingest_run() {
   std::string file =
       options.path + "/" + std::string(run_file_prefix) + std::to_string(++runs_written) + ".sst";
   ingesting = std::async(std::launch::async, [this, file = std::move(file)] {
-    auto st = spare.write(folder_options(env.get(), rocksdb::kNoCompression, true), file);
+    // Compressed as the folder's own files: a big load's pace is the disk's (each run is
+    // synced as it goes in), and the final compaction reads them back.
+    auto run_options = folder_options(env.get(), compression, true);
+    run_options.compression = compression;
+    auto st = spare.write(run_options, file);
     spare.clear();
     if (st.ok()) {
       rocksdb::IngestExternalFileOptions o;
