@@ -11,8 +11,10 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <filesystem>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
@@ -58,6 +60,8 @@ constexpr std::string_view format_key = "m:fmt";
 // 2: learner history rows; 3: notify/email; 4: rows keep only the sealed part of an event
 // and H rows point at A/R rows for personal data.
 constexpr std::string_view format_version = "4";
+// Files a bulk load writes into the folder before ingesting them (moved in as RocksDB's).
+constexpr std::string_view run_file_prefix = "bulk-run-";
 
 std::string key_of(char prefix, const uuid& id) {
   std::string k(1, prefix);
@@ -550,7 +554,8 @@ std::optional<claim_delay_stats> delay_stats(std::vector<std::int64_t> seconds) 
 class sorted_run {
  public:
   void add(std::string_view key, std::string_view value) {
-    entries_.push_back({data_.size(), key.size(), value.size()});
+    entries_.push_back({data_.size(), static_cast<std::uint32_t>(key.size()),
+                        static_cast<std::uint32_t>(value.size()), head_of(key)});
     data_.append(key);
     data_.append(value);
   }
@@ -563,8 +568,14 @@ class sorted_run {
   // Writes the pairs in key order to `path` (for IngestExternalFile); of equal keys the
   // last added wins, as in a WriteBatch.
   rocksdb::Status write(const rocksdb::Options& options, const std::string& path) {
-    std::stable_sort(entries_.begin(), entries_.end(),
-                     [&](const entry& a, const entry& b) { return key(a) < key(b); });
+    // Most keys differ in their first 8 bytes (prefix and the start of a uuid), so they
+    // are told apart by one integer compare instead of a memcmp call; equal keys keep the
+    // order they were added in (their offsets grow).
+    std::sort(entries_.begin(), entries_.end(), [&](const entry& a, const entry& b) {
+      if (a.head != b.head) return a.head < b.head;
+      if (int c = compare_keys(key(a), key(b)); c != 0) return c < 0;
+      return a.offset < b.offset;
+    });
     rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options);
     auto st = writer.Open(path);
     for (std::size_t i = 0; st.ok() && i < entries_.size(); ++i) {
@@ -578,9 +589,34 @@ class sorted_run {
  private:
   struct entry {
     std::size_t offset;
-    std::size_t key_size;
-    std::size_t value_size;
+    std::uint32_t key_size;
+    std::uint32_t value_size;
+    std::uint64_t head;  // the key's first 8 bytes, big-endian, zero-padded
   };
+  // Bytewise, 8 bytes at a time: row keys are a prefix, a uuid and a position (25 bytes),
+  // and rows of one invite or learner share their first 17.
+  static int compare_keys(std::string_view a, std::string_view b) {
+    const std::size_t n = std::min(a.size(), b.size());
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      std::uint64_t x = 0, y = 0;
+      std::memcpy(&x, a.data() + i, 8);
+      std::memcpy(&y, b.data() + i, 8);
+      if (x != y) return __builtin_bswap64(x) < __builtin_bswap64(y) ? -1 : 1;
+    }
+    for (; i < n; ++i) {
+      if (a[i] != b[i])
+        return static_cast<std::uint8_t>(a[i]) < static_cast<std::uint8_t>(b[i]) ? -1 : 1;
+    }
+    return a.size() == b.size() ? 0 : (a.size() < b.size() ? -1 : 1);
+  }
+  static std::uint64_t head_of(std::string_view key) {
+    std::uint64_t h = 0;
+    for (std::size_t i = 0; i < 8; ++i) {
+      h = (h << 8) | (i < key.size() ? static_cast<std::uint8_t>(key[i]) : 0u);
+    }
+    return h;
+  }
   std::string_view key(const entry& e) const { return {data_.data() + e.offset, e.key_size}; }
   std::string_view value(const entry& e) const {
     return {data_.data() + e.offset + e.key_size, e.value_size};
@@ -595,12 +631,26 @@ struct row_sink {
   rocksdb::WriteBatch batch;
   sorted_run run;
   bool to_run = false;
-  void put(std::string_view key, std::string_view value) {
+  // The row being encoded and its key: reused, so a row costs no allocation.
+  record_writer value;
+  std::string key;
+  void put(std::string_view k, std::string_view v) {
     if (to_run) {
-      run.add(key, value);
+      run.add(k, v);
     } else {
-      batch.Put(slice(key), slice(value));
+      batch.Put(slice(k), slice(v));
     }
+  }
+  record_writer& start_row() {
+    value.clear();
+    return value;
+  }
+  // Adds the row start_row() began, keyed <prefix><id><position>.
+  void put_row(char prefix, const uuid& id, std::uint64_t position) {
+    key.assign(1, prefix);
+    key.append(id.as_bytes());
+    append_be64(key, position);
+    put(key, value.data());
   }
 };
 
@@ -611,7 +661,7 @@ void put_history(row_sink& out, const uuid& learner, const recorded_event& re, l
                  timestamp at, const uuid& invite, const std::optional<uuid>& claim,
                  std::string_view track, std::int64_t play_number,
                  std::optional<domain::rejection_reason> reason) {
-  record_writer w;
+  auto& w = out.start_row();
   w.u64(static_cast<std::uint64_t>(fact));
   w.u64(re.position);
   w.ts(at);
@@ -620,7 +670,7 @@ void put_history(row_sink& out, const uuid& learner, const recorded_event& re, l
   w.str(track);
   w.i64(play_number);
   w.u64(reason ? static_cast<std::uint64_t>(*reason) + 1 : 0);
-  out.put(row_key('H', learner, re.position), w.data());
+  out.put_row('H', learner, re.position);
 }
 
 // Event types the read models need decoded; the rest only move an invite's version.
@@ -740,25 +790,54 @@ struct read_models::state {
   } dirty;
   row_sink out;
   std::uint64_t runs_written = 0;  // bulk load: sorted runs ingested so far
+  // Why the current bulk load failed: some of its rows may never have reached the folder,
+  // so it must not end with records and a checkpoint. Until clear() or a new load,
+  // apply() and set_bulk_load(false) report it.
+  std::optional<std::string> bulk_failed;
+  // Bulk load: the previous run, being written and ingested by a worker while the next
+  // one fills (at most one at a time); `spare` is its buffer, reused.
+  sorted_run spare;
+  std::future<rocksdb::Status> ingesting;
 
   // --- loading ---
 
   result<void, projection_error> load();
   result<void, projection_error> wipe();
   // Opens the folder (closing it first if open) with the options for `bulk_load`.
-  result<void, projection_error> reopen(bool bulk_load);
+  // `hold_compactions`: the usual options, but nothing compacts on its own until
+  // SetOptions turns it back on (the end of a bulk load compacts by hand).
+  result<void, projection_error> reopen(bool bulk_load, bool hold_compactions = false);
   void reset_memory();
 
   // --- applying (under the unique lock) ---
 
   void apply_one(const recorded_event& re, const eventstore::decoded_event* d);
+  // Notes a record to write with this batch; a bulk load writes every record at its end.
+  template <typename Set, typename Key>
+  void mark(Set& set, Key&& key) {
+    if (!bulk) set.insert(std::forward<Key>(key));
+  }
   learner_rec& learner_of(const uuid& org, const uuid& learner_id);
+  // day_of(t), remembered for the last day asked: claims come in time order, so most
+  // share the previous one's day.
+  const std::string& day_text(timestamp t);
+  std::int64_t cached_day = std::numeric_limits<std::int64_t>::min();
+  std::string cached_day_text;
   void stage_dirty();
-  // Bulk load: writes the current run as an SST file and ingests it.
+  // Bulk load: hands the current run to a worker that writes it as an SST file and
+  // ingests it, once the previous one is in (its failure is reported here).
   result<void, projection_error> ingest_run();
-  // Bulk load: every record (organizations, keys, tracks, invites, claims, learners) and
-  // the checkpoint, into `run`.
-  void stage_all(sorted_run& run) const;
+  // Bulk load: waits for the run being ingested.
+  result<void, projection_error> wait_ingested();
+  // Bulk load's end: compacts the folder once and meanwhile writes every record
+  // (organizations, keys, tracks, invites, claims, learners) and the checkpoint in key
+  // order straight into one compressed SST file, ingested after: the commit of the load.
+  result<void, projection_error> compact_and_add_records();
+  // Bulk load: ends it without records or checkpoint after `why`; the folder and memory
+  // go back to the checkpoint of before the load.
+  projection_error fail_bulk_load(std::string why);
+  // Removes sorted-run files a crash left in the folder before they were ingested.
+  void remove_leftover_runs();
   void publish(std::uint64_t position);
 
   // --- queries (under a shared lock) ---
@@ -900,13 +979,24 @@ overloaded(F...) -> overloaded<F...>;
 
 }  // namespace
 
+const std::string& read_models::state::day_text(timestamp t) {
+  constexpr std::int64_t micros_per_day = 86'400'000'000;
+  const std::int64_t micros = to_unix_micros(t);
+  const std::int64_t day = micros / micros_per_day - (micros % micros_per_day < 0 ? 1 : 0);
+  if (day != cached_day) {
+    cached_day_text = day_of(t);
+    cached_day = day;
+  }
+  return cached_day_text;
+}
+
 learner_rec& read_models::state::learner_of(const uuid& org, const uuid& learner_id) {
   auto [it, inserted] = learners.try_emplace(learner_id);
   if (inserted) {
     it->second.org_id = org;
     it->second.learner_id = learner_id;
   }
-  dirty.learners.insert(learner_id);
+  mark(dirty.learners, learner_id);
   return it->second;
 }
 
@@ -917,7 +1007,7 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
     auto invite_of = [&](const uuid& org, const uuid& id) -> invite_rec* {
       auto it = invites.find(id);
       if (it == invites.end() || it->second.org_id != org) return nullptr;
-      dirty.invite_states.insert(id);
+      mark(dirty.invite_states, id);
       return &it->second;
     };
     auto track_event = [&](const auto& e) {
@@ -927,14 +1017,14 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
       t.title = e.title_;
       t.pausable = e.pausable_;
       t.owner = e.owner_;
-      dirty.tracks.insert({e.org_id_, e.track_id_});
+      mark(dirty.tracks, std::pair<uuid, std::string>(e.org_id_, e.track_id_));
       return &t;
     };
     auto set_paused = [&](const auto& e, bool paused) {
       auto it = claims.find(e.claim_id_);
       if (it == claims.end()) return;
       it->second.progress_by_track[e.track_id_].paused = paused;
-      dirty.claims.insert(e.claim_id_);
+      mark(dirty.claims, e.claim_id_);
     };
     std::visit(overloaded{
                    [&](const dm::organization_created& e) {
@@ -942,7 +1032,7 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                      o.org_id = e.org_id_;
                      o.name = e.name_;
                      o.created_at = e.created_at_;
-                     dirty.orgs.insert(e.org_id_);
+                     mark(dirty.orgs, e.org_id_);
                    },
                    [&](const dm::api_key_issued& e) {
                      auto& k = keys[e.key_id_];
@@ -950,26 +1040,26 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                                         false,     e.issued_at_, std::nullopt, e.email_};
                      k.position = re.position;
                      key_by_hash[e.key_hash_] = e.key_id_;
-                     dirty.keys.insert(e.key_id_);
+                     mark(dirty.keys, e.key_id_);
                    },
                    [&](const dm::api_key_revoked& e) {
                      auto it = keys.find(e.key_id_);
                      if (it == keys.end() || it->second.v.org_id != e.org_id_) return;
                      it->second.v.revoked = true;
                      it->second.v.revoked_at = e.revoked_at_;
-                     dirty.keys.insert(e.key_id_);
+                     mark(dirty.keys, e.key_id_);
                    },
                    [&](const dm::api_key_email_changed& e) {
                      auto it = keys.find(e.key_id_);
                      if (it == keys.end() || it->second.v.org_id != e.org_id_) return;
                      it->second.v.email = e.email_;
-                     dirty.keys.insert(e.key_id_);
+                     mark(dirty.keys, e.key_id_);
                    },
                    [&](const dm::lead_form_changed& e) {
                      auto& o = orgs[e.org_id_];
                      o.org_id = e.org_id_;
                      o.form = e.form_;
-                     dirty.orgs.insert(e.org_id_);
+                     mark(dirty.orgs, e.org_id_);
                    },
                    [&](const dm::track_registered& e) {
                      auto* t = track_event(e);
@@ -990,14 +1080,14 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                      i.updated_at = e.created_at_;
                      invite_by_code[e.code_] = e.invite_id_;
                      invites_by_org[e.org_id_][re.position] = e.invite_id_;
-                     dirty.invite_settings.insert(e.invite_id_);
-                     dirty.invite_states.insert(e.invite_id_);
+                     mark(dirty.invite_settings, e.invite_id_);
+                     mark(dirty.invite_states, e.invite_id_);
                    },
                    [&](const dm::invite_updated& e) {
                      if (auto* i = invite_of(e.org_id_, e.invite_id_)) {
                        i->settings = e.settings_;
                        i->updated_at = e.updated_at_;
-                       dirty.invite_settings.insert(e.invite_id_);
+                       mark(dirty.invite_settings, e.invite_id_);
                      }
                    },
                    [&](const dm::invite_deactivated& e) {
@@ -1023,7 +1113,7 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                      if (i == nullptr) return;
                      ++i->claims;
                      if (e.anonymous_) ++i->anonymous_claims;
-                     ++i->claims_per_day[day_of(e.claimed_at_)];
+                     ++i->claims_per_day[day_text(e.claimed_at_)];
                      i->claim_times.push_back(e.claimed_at_);
                      put_history(out, e.learner_id_, re, learner_fact::claimed, e.claimed_at_,
                                  e.invite_id_, e.claim_id_, {}, 0, std::nullopt);
@@ -1038,28 +1128,28 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                      c.tracks = e.restrictions_.tracks_;
                      c.access_duration = e.restrictions_.access_duration_;
                      c.plays_per_track = e.restrictions_.plays_per_track_;
-                     dirty.claims.insert(e.claim_id_);
+                     mark(dirty.claims, e.claim_id_);
                      learner_of(e.org_id_, e.learner_id_).claims.push_back(e.claim_id_);
-                     record_writer w;
+                     auto& w = out.start_row();
                      w.id(e.claim_id_);
                      w.id(e.learner_id_);
                      w.boolean(e.anonymous_);
                      w.ts(e.claimed_at_);
                      w.opt_ts(e.access_expires_at_);
                      put_event(w, re);
-                     out.put(row_key('A', e.invite_id_, re.position), w.data());
+                     out.put_row('A', e.invite_id_, re.position);
                    },
                    [&](const dm::claim_rejected& e) {
                      auto* i = invite_of(e.org_id_, e.invite_id_);
                      if (i == nullptr) return;
                      ++i->rejections;
-                     record_writer w;
+                     auto& w = out.start_row();
                      w.u64(static_cast<std::uint64_t>(e.reason_));
                      w.opt_id(e.learner_id_);
                      w.boolean(e.anonymous_);
                      w.ts(e.rejected_at_);
                      put_event(w, re);
-                     out.put(row_key('R', e.invite_id_, re.position), w.data());
+                     out.put_row('R', e.invite_id_, re.position);
                      if (e.learner_id_) {
                        put_history(out, *e.learner_id_, re, learner_fact::rejected, e.rejected_at_,
                                    e.invite_id_, std::nullopt, {}, 0, e.reason_);
@@ -1070,7 +1160,7 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                      if (c != claims.end()) {
                        auto& p = c->second.progress_by_track[e.track_id_];
                        p.plays = std::max(p.plays + 1, e.play_number_);
-                       dirty.claims.insert(e.claim_id_);
+                       mark(dirty.claims, e.claim_id_);
                      }
                      if (auto* i = invite_of(e.org_id_, e.invite_id_)) {
                        ++i->plays;
@@ -1106,12 +1196,12 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                    },
                    [&](const dm::lead_captured& e) {
                      learner_of(e.org_id_, e.learner_id_).lead_submitted = true;
-                     record_writer w;
+                     auto& w = out.start_row();
                      w.id(e.learner_id_);
                      w.opt_id(e.invite_id_);
                      w.ts(e.captured_at_);
                      put_event(w, re);
-                     out.put(row_key('L', e.org_id_, re.position), w.data());
+                     out.put_row('L', e.org_id_, re.position);
                    },
                    [&](const dm::learner_forgotten& e) {
                      auto& l = learner_of(e.org_id_, e.learner_id_);
@@ -1134,7 +1224,7 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
       auto it = invites.find(*id);
       if (it != invites.end()) {
         it->second.version = std::max(it->second.version, re.stream_version);
-        dirty.invite_states.insert(*id);
+        mark(dirty.invite_states, *id);
       }
     }
   }
@@ -1166,39 +1256,138 @@ void read_models::state::stage_dirty() {
 }
 
 result<void, projection_error> read_models::state::ingest_run() {
+  if (auto done = wait_ingested(); !done) return done;
   if (out.run.empty()) return {};
+  std::swap(out.run, spare);
   // Inside the folder, under a name RocksDB never gives its own files; ingestion moves it.
-  const std::string file = options.path + "/bulk-run-" + std::to_string(++runs_written) + ".sst";
-  auto st = out.run.write(folder_options(env.get(), rocksdb::kNoCompression, true), file);
-  out.run.clear();
-  if (st.ok()) {
+  std::string file =
+      options.path + "/" + std::string(run_file_prefix) + std::to_string(++runs_written) + ".sst";
+  ingesting = std::async(std::launch::async, [this, file = std::move(file)] {
+    // Compressed as the folder's own files: a big load's pace is the disk's (each run is
+    // synced as it goes in), and the final compaction reads them back.
+    auto run_options = folder_options(env.get(), compression, true);
+    run_options.compression = compression;
+    auto st = spare.write(run_options, file);
+    spare.clear();
+    if (st.ok()) {
+      rocksdb::IngestExternalFileOptions o;
+      o.move_files = true;
+      st = db->IngestExternalFile({file}, o);
+    }
+    if (!st.ok()) {
+      rocksdb::Env* fs = env ? env.get() : rocksdb::Env::Default();
+      (void)fs->DeleteFile(file);  // when written but not ingested (moved)
+    }
+    return st;
+  });
+  return {};
+}
+
+result<void, projection_error> read_models::state::wait_ingested() {
+  if (!ingesting.valid()) return {};
+  const auto st = ingesting.get();
+  if (!st.ok())
+    return projection_error{"read models: writing loaded rows failed: " + st.ToString()};
+  return {};
+}
+
+namespace {
+
+// The entries of an id-keyed map, in the order of their keys (the id's bytes).
+template <typename Map>
+std::vector<const typename Map::value_type*> by_id(const Map& map) {
+  std::vector<const typename Map::value_type*> out;
+  out.reserve(map.size());
+  for (const auto& entry : map) out.push_back(&entry);
+  std::sort(out.begin(), out.end(),
+            [](const auto* a, const auto* b) { return a->first < b->first; });
+  return out;
+}
+
+}  // namespace
+
+result<void, projection_error> read_models::state::compact_and_add_records() {
+  // The compaction runs on RocksDB's threads while this one writes the records: in key
+  // order as they are encoded, so no record waits in memory, and compressed as the
+  // folder's own files, added once the compaction is done so it never rewrites them.
+  // Key order: c, i, k, l, m:cp, o, s, t.
+  auto compaction = std::async(std::launch::async, [this] {
+    return db->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
+  });
+  const std::string file = options.path + "/" + std::string(run_file_prefix) + "records.sst";
+  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(),
+                                folder_options(env.get(), compression, false));
+  auto st = writer.Open(file);
+  std::string key;
+  auto put = [&](char prefix, const uuid& id, std::string_view value) {
+    if (!st.ok()) return;
+    key.assign(1, prefix);
+    key.append(id.as_bytes());
+    st = writer.Put(slice(key), slice(value));
+  };
+  for (const auto* c : by_id(claims)) put('c', c->first, encode(c->second));
+  const auto invites_in_order = by_id(invites);
+  for (const auto* i : invites_in_order) put('i', i->first, encode_state(i->second));
+  for (const auto* k : by_id(keys)) put('k', k->first, encode(k->second));
+  for (const auto* l : by_id(learners)) put('l', l->first, encode(l->second));
+  std::string cp;
+  append_be64(cp, applied.load(std::memory_order_acquire));
+  if (st.ok()) st = writer.Put(slice(checkpoint_key), slice(cp));
+  for (const auto* o : by_id(orgs)) put('o', o->first, encode(o->second));
+  for (const auto* i : invites_in_order) put('s', i->first, encode_settings(i->second));
+  for (const auto& [org, by_track] : tracks) {  // std::map: org bytes, then track id
+    for (const auto& [track_id, t] : by_track) {
+      if (!st.ok()) break;
+      st = writer.Put(slice(track_key(org, track_id)), slice(encode(t)));
+    }
+  }
+  if (st.ok()) st = writer.Finish();
+  const auto compacted = compaction.get();
+  if (st.ok() && compacted.ok()) {
     rocksdb::IngestExternalFileOptions o;
     o.move_files = true;
     st = db->IngestExternalFile({file}, o);
   }
-  if (!st.ok()) {
+  if (!st.ok() || !compacted.ok()) {
     rocksdb::Env* fs = env ? env.get() : rocksdb::Env::Default();
-    (void)fs->DeleteFile(file);  // when written but not ingested (moved)
-    return projection_error{"read models: writing loaded rows failed: " + st.ToString()};
+    (void)fs->DeleteFile(file);
+    if (!compacted.ok()) {
+      return projection_error{"read models: compaction failed: " + compacted.ToString()};
+    }
+    return projection_error{"read models: writing loaded records failed: " + st.ToString()};
   }
   return {};
 }
 
-void read_models::state::stage_all(sorted_run& run) const {
-  for (const auto& [id, o] : orgs) run.add(key_of('o', id), encode(o));
-  for (const auto& [id, k] : keys) run.add(key_of('k', id), encode(k));
-  for (const auto& [org, by_id] : tracks) {
-    for (const auto& [track_id, t] : by_id) run.add(track_key(org, track_id), encode(t));
+projection_error read_models::state::fail_bulk_load(std::string why) {
+  (void)wait_ingested();
+  bulk_failed = why +
+                "; the bulk load was abandoned (the folder keeps its checkpoint of "
+                "before the load: apply the log again from there)";
+  out.to_run = false;
+  out.run.clear();
+  dirty.clear();
+  write_options.disableWAL = false;
+  write_options.sync = options.sync;
+  // Memory is ahead of the folder: back to what the folder holds, opened as usual.
+  if (bulk) {
+    (void)reopen(false);
+  } else if (db) {
+    (void)db->SetOptions({{"disable_auto_compactions", "false"}});  // held at the load's end
   }
-  for (const auto& [id, i] : invites) {
-    run.add(key_of('s', id), encode_settings(i));
-    run.add(key_of('i', id), encode_state(i));
+  if (db) (void)load();
+  return projection_error{*bulk_failed};
+}
+
+void read_models::state::remove_leftover_runs() {
+  rocksdb::Env* fs = env ? env.get() : rocksdb::Env::Default();
+  std::vector<std::string> names;
+  if (!fs->GetChildren(options.path, &names).ok()) return;
+  for (const auto& name : names) {
+    if (name.starts_with(run_file_prefix) && name.ends_with(".sst")) {
+      (void)fs->DeleteFile(options.path + "/" + name);
+    }
   }
-  for (const auto& [id, c] : claims) run.add(key_of('c', id), encode(c));
-  for (const auto& [id, l] : learners) run.add(key_of('l', id), encode(l));
-  std::string cp;
-  append_be64(cp, applied.load(std::memory_order_acquire));
-  run.add(checkpoint_key, cp);
 }
 
 void read_models::state::publish(std::uint64_t position) {
@@ -1302,6 +1491,7 @@ result<void, projection_error> read_models::decode_events(
 result<void, projection_error> read_models::apply(
     std::span<const eventstore::recorded_event> batch) {
   auto& s = *state_;
+  if (s.bulk_failed) return projection_error{*s.bulk_failed};
   const std::uint64_t applied = s.applied.load(std::memory_order_acquire);
   std::size_t first = 0;
   while (first < batch.size() && batch[first].position <= applied) ++first;
@@ -1358,10 +1548,11 @@ result<void, projection_error> read_models::apply_decoded(
     rocksdb::Status st;
     if (s.bulk) {
       // Records and the checkpoint are written once, when the load ends (set_bulk_load);
-      // rows go to disk a sorted run at a time.
-      s.dirty.clear();
+      // rows go to disk a sorted run at a time (two in memory: one filling, one going in).
       if (s.out.run.bytes() >= s.options.bulk_run_bytes) {
-        if (auto ingested = s.ingest_run(); !ingested) return ingested.error();
+        if (auto ingested = s.ingest_run(); !ingested) {
+          return s.fail_bulk_load(ingested.error().message);
+        }
       }
     } else {
       s.stage_dirty();
@@ -1381,14 +1572,19 @@ result<void, projection_error> read_models::apply_decoded(
   return {};
 }
 
-result<void, projection_error> read_models::state::reopen(bool bulk_load) {
+result<void, projection_error> read_models::state::reopen(bool bulk_load, bool hold_compactions) {
   db.reset();
+  remove_leftover_runs();
+  auto opts = [&] {
+    auto o = folder_options(env.get(), compression, bulk_load);
+    if (hold_compactions) o.disable_auto_compactions = true;
+    return o;
+  };
   rocksdb::DB* raw = nullptr;
-  auto st =
-      rocksdb::DB::Open(folder_options(env.get(), compression, bulk_load), options.path, &raw);
+  auto st = rocksdb::DB::Open(opts(), options.path, &raw);
   if ((st.IsInvalidArgument() || st.IsNotSupported()) && compression != rocksdb::kNoCompression) {
     compression = rocksdb::kNoCompression;  // a RocksDB built without LZ4
-    st = rocksdb::DB::Open(folder_options(env.get(), compression, bulk_load), options.path, &raw);
+    st = rocksdb::DB::Open(opts(), options.path, &raw);
   }
   if (!st.ok()) {
     auto failed =
@@ -1409,35 +1605,50 @@ result<void, projection_error> read_models::state::reopen(bool bulk_load) {
 result<void, projection_error> read_models::set_bulk_load(bool on) {
   auto& s = *state_;
   std::unique_lock lock(s.mu);
-  if (on == s.bulk) return {};
   if (on) {
+    if (s.bulk) return {};
     if (auto opened = s.reopen(true); !opened) return opened.error();
+    s.bulk_failed.reset();
     s.write_options.disableWAL = true;
     s.write_options.sync = false;  // RocksDB refuses sync without its WAL
     s.out.to_run = true;
     return {};
   }
-  // The last rows, then every record and the checkpoint, as of the last applied event.
-  // Until then the folder's checkpoint is the one before the load (0 after clear()), so a
-  // crash meanwhile leaves read models that replay from there.
+  // A load that lost rows never ends with records and a checkpoint, however often asked.
+  if (s.bulk_failed) return projection_error{*s.bulk_failed};
+  if (!s.bulk) return {};
+  // The last rows; then the folder opens as usual and is compacted once (compressing the
+  // rows), so queries find it as a live-built one; then every record and the checkpoint,
+  // as of the last applied event, in one file: the commit. Until then the folder's
+  // checkpoint is the one before the load (0 after clear()), so a failure or a crash
+  // meanwhile leaves read models that replay from there.
   s.out.to_run = false;
-  if (auto ingested = s.ingest_run(); !ingested) return ingested.error();
-  s.stage_all(s.out.run);
-  if (auto ingested = s.ingest_run(); !ingested) return ingested.error();
-  // Everything is on disk, then the folder opens as usual and is compacted once, so
-  // queries find it as a live-built one.
+  if (auto ingested = s.ingest_run(); !ingested) {
+    return s.fail_bulk_load(ingested.error().message);
+  }
+  if (auto ingested = s.wait_ingested(); !ingested) {
+    return s.fail_bulk_load(ingested.error().message);
+  }
   auto st = s.db->Flush(rocksdb::FlushOptions());
-  if (!st.ok()) return projection_error{"read models: flush failed: " + st.ToString()};
+  if (!st.ok()) return s.fail_bulk_load("read models: flush failed: " + st.ToString());
   s.write_options.disableWAL = false;
   s.write_options.sync = s.options.sync;
-  if (auto opened = s.reopen(false); !opened) return opened.error();
-  st = s.db->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
-  if (!st.ok()) return projection_error{"read models: compaction failed: " + st.ToString()};
+  // Held: RocksDB would start compacting the runs on its own at once, one thread for
+  // them all, and the manual compaction would wait for it.
+  if (auto opened = s.reopen(false, /*hold_compactions=*/true); !opened) {
+    return s.fail_bulk_load(opened.error().message);
+  }
+  if (auto added = s.compact_and_add_records(); !added) {
+    return s.fail_bulk_load(added.error().message);
+  }
+  st = s.db->SetOptions({{"disable_auto_compactions", "false"}});
+  if (!st.ok()) return projection_error{"read models: " + st.ToString()};
   return {};
 }
 
 // Deletes every record, keeps only the current format, and forgets the checkpoint.
 result<void, projection_error> read_models::state::wipe() {
+  (void)wait_ingested();  // a load's run still going in is dropped with the rest
   rocksdb::WriteBatch all;
   all.DeleteRange(rocksdb::Slice(""), rocksdb::Slice("\xff\xff", 2));
   all.Put(slice(format_key), slice(format_version));
@@ -1445,7 +1656,9 @@ result<void, projection_error> read_models::state::wipe() {
   if (!st.ok()) return projection_error{"read models: clear failed: " + st.ToString()};
   st = db->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
   if (!st.ok()) return projection_error{"read models: clear failed: " + st.ToString()};
+  remove_leftover_runs();
   reset_memory();
+  bulk_failed.reset();
   return {};
 }
 

@@ -407,10 +407,13 @@ class read_models {
   // Rebuild only. While on, applied batches write no records and no checkpoint: rows are
   // gathered in memory and added to the folder a sorted file at a time (no write-ahead
   // log, memtable or flush), nothing compacts meanwhile, and row queries may miss the
-  // rows still in memory. Turning it off adds the last rows, then every record and the
-  // checkpoint, reopens the folder as usual and compacts it once. A crash meanwhile
-  // leaves the checkpoint of before the load (0 after clear()): the rows already added
-  // are written again, identical, as the log is applied from there.
+  // rows still in memory. Turning it off adds the last rows, reopens the folder as usual
+  // and compacts it once, then adds every record and the checkpoint (one file, written
+  // in key order). A crash meanwhile leaves the checkpoint of before the load (0 after
+  // clear()): the rows already added are written again, identical, as the log is applied
+  // from there. A load that fails to add rows (in apply() or at its end) is abandoned the
+  // same way: memory goes back to the folder's checkpoint and apply() and
+  // set_bulk_load(false) keep failing until clear() or a new load.
   result<void, projection_error> set_bulk_load(bool on);
   // Drops every read model and the checkpoint (back to position 0).
   result<void, projection_error> clear();

@@ -806,6 +806,119 @@ TEST_F(read_models_test, a_bulk_load_cut_short_reopens_at_its_start_and_catches_
   EXPECT_EQ(snapshot(**reopened), live);
 }
 
+// A bulk load whose rows could not all be added (a run that cannot be written) ends for
+// good: neither its end nor a retry writes records and a checkpoint that would show
+// invites without their claims. The folder stays at its checkpoint of before the load,
+// and a new load from there gives the live-built answers.
+TEST_F(read_models_test, a_bulk_load_that_loses_rows_never_ends_with_a_checkpoint) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Lost", {"linux"}));
+  for (std::uint64_t n = 1; n <= 8; ++n) claim(inv, "f" + std::to_string(n) + "@x.org", n);
+  catch_up();
+  auto snapshot = [&](read_models& m) {
+    nlohmann::json j;
+    j["invite"] = to_json(*m.invite(org, inv, clock_.now()));
+    j["claims"] = to_json(std::span<const acceptance_row>(*m.acceptance_list(org, inv)));
+    j["applied"] = m.applied_position();
+    return j;
+  };
+  const auto live = snapshot(*models_);
+  std::vector<eventstore::recorded_event> log;
+  ASSERT_TRUE(store_->scan({}, [&](const eventstore::recorded_event& e) {
+    log.push_back(e);
+    return true;
+  }));
+  // A folder where the run file about to be written cannot be (a folder has its name).
+  auto block = [&](const std::string& path, int run) {
+    std::filesystem::create_directory(path + "/bulk-run-" + std::to_string(run) + ".sst");
+  };
+  auto unblock = [&](const std::string& path, int run) {
+    std::filesystem::remove(path + "/bulk-run-" + std::to_string(run) + ".sst");
+  };
+
+  // The last rows fail as the load ends; asking again fails again.
+  const auto at_end = dir_.sub("at-end");
+  {
+    auto m = read_models::open({.path = at_end}, *codec_);
+    ASSERT_TRUE(m) << m.error().message;
+    ASSERT_TRUE((*m)->set_bulk_load(true));
+    ASSERT_TRUE((*m)->apply(log));  // rows stay in memory (one run)
+    block(at_end, 1);
+    EXPECT_FALSE((*m)->set_bulk_load(false));
+    EXPECT_FALSE((*m)->set_bulk_load(false));
+    EXPECT_FALSE((*m)->apply(log));
+    EXPECT_EQ((*m)->applied_position(), 0u);
+    EXPECT_FALSE((*m)->invite(org, inv, clock_.now()));
+  }
+  unblock(at_end, 1);
+  {
+    auto m = read_models::open({.path = at_end}, *codec_);
+    ASSERT_TRUE(m) << m.error().message;
+    EXPECT_EQ((*m)->applied_position(), 0u);
+    EXPECT_FALSE((*m)->invite(org, inv, clock_.now()));
+    // A new load (after clear(), as a replay does) ends as usual.
+    ASSERT_TRUE((*m)->clear());
+    ASSERT_TRUE((*m)->set_bulk_load(true));
+    ASSERT_TRUE((*m)->apply(log));
+    ASSERT_TRUE((*m)->set_bulk_load(false));
+    EXPECT_EQ(snapshot(**m), live);
+  }
+
+  // A run fails midway (one run per batch): the load's end refuses to write records.
+  const auto midway = dir_.sub("midway");
+  {
+    auto m = read_models::open({.path = midway, .bulk_run_bytes = 1}, *codec_);
+    ASSERT_TRUE(m) << m.error().message;
+    ASSERT_TRUE((*m)->set_bulk_load(true));
+    const std::size_t half = log.size() / 2;
+    ASSERT_TRUE((*m)->apply(std::span(log).first(half)));
+    block(midway, 2);
+    // Runs go in behind the applied batches: the failure shows here or when the load ends.
+    (void)(*m)->apply(std::span(log).subspan(half));
+    EXPECT_FALSE((*m)->set_bulk_load(false));
+    EXPECT_FALSE((*m)->set_bulk_load(false));
+    EXPECT_EQ((*m)->applied_position(), 0u);
+  }
+  unblock(midway, 2);
+  auto reopened = read_models::open({.path = midway}, *codec_);
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  EXPECT_EQ((*reopened)->applied_position(), 0u);
+  ASSERT_TRUE((*reopened)->apply(log));
+  EXPECT_EQ(snapshot(**reopened), live);
+}
+
+// Run files a crash left before they were ingested are removed when the folder is next
+// opened or cleared; RocksDB's own files stay.
+TEST_F(read_models_test, run_files_left_by_a_crash_are_removed_on_open_and_clear) {
+  const auto path = dir_.sub("left");
+  auto leave = [&](const std::string& name) {
+    std::ofstream(path + "/" + name) << "half-written run";
+  };
+  auto count_runs = [&] {
+    int n = 0;
+    for (const auto& f : std::filesystem::directory_iterator(path)) {
+      if (f.path().filename().string().starts_with("bulk-run-")) ++n;
+    }
+    return n;
+  };
+  {
+    auto m = read_models::open({.path = path}, *codec_);
+    ASSERT_TRUE(m) << m.error().message;
+  }
+  leave("bulk-run-3.sst");
+  leave("bulk-run-records.sst");
+  ASSERT_EQ(count_runs(), 2);
+  auto m = read_models::open({.path = path}, *codec_);
+  ASSERT_TRUE(m) << m.error().message;
+  EXPECT_EQ(count_runs(), 0);
+  EXPECT_TRUE(std::filesystem::exists(path + "/CURRENT"));
+
+  leave("bulk-run-1.sst");
+  ASSERT_TRUE((*m)->clear());
+  EXPECT_EQ(count_runs(), 0);
+  EXPECT_TRUE(std::filesystem::exists(path + "/CURRENT"));
+}
+
 TEST_F(read_models_test, when_applied_fires_once_the_position_is_applied) {
   catch_up();
   bool ran = false;
