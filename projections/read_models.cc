@@ -1491,7 +1491,6 @@ result<void, projection_error> read_models::decode_events(
 result<void, projection_error> read_models::apply(
     std::span<const eventstore::recorded_event> batch) {
   auto& s = *state_;
-  if (s.bulk_failed) return projection_error{*s.bulk_failed};
   const std::uint64_t applied = s.applied.load(std::memory_order_acquire);
   std::size_t first = 0;
   while (first < batch.size() && batch[first].position <= applied) ++first;
@@ -1542,6 +1541,9 @@ result<void, projection_error> read_models::apply_decoded(
   const std::uint64_t last = todo.back().position;
   {
     std::unique_lock lock(s.mu);
+    // After an abandoned load memory went back to the folder's checkpoint: applying more
+    // on top would skip the events in between and write a checkpoint claiming them.
+    if (s.bulk_failed) return projection_error{*s.bulk_failed};
     for (std::size_t i = 0; i < todo.size(); ++i) {
       s.apply_one(todo[i], decoded[i] ? &*decoded[i] : nullptr);
     }
@@ -1574,7 +1576,6 @@ result<void, projection_error> read_models::apply_decoded(
 
 result<void, projection_error> read_models::state::reopen(bool bulk_load, bool hold_compactions) {
   db.reset();
-  remove_leftover_runs();
   auto opts = [&] {
     auto o = folder_options(env.get(), compression, bulk_load);
     if (hold_compactions) o.disable_auto_compactions = true;
@@ -1599,6 +1600,8 @@ result<void, projection_error> read_models::state::reopen(bool bulk_load, bool h
   }
   db.reset(raw);
   bulk = bulk_load;
+  // Holding the folder's lock now: another process's load in progress is not ours to undo.
+  remove_leftover_runs();
   return {};
 }
 
