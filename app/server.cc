@@ -184,6 +184,7 @@ void make_mailer(server::impl& im, const fs::path& dir) {
   }
   consumers::mailer_options mo;
   mo.state_path = (dir / "mailer").string();
+  mo.outbox_path = (dir / "outbox").string();  // copies kept before a switch to SMTP too
   mo.from = o.mail_from;
   mo.templates_dir = o.mail_templates;
   mo.max_attempts = o.mail_max_attempts;

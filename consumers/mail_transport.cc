@@ -97,6 +97,13 @@ class smtp_transport final : public mail_transport {
   CURL* curl_ = nullptr;
 };
 
+// <folder>/<message id without "<", ">", "/">.eml
+std::filesystem::path eml_path(const std::string& folder, std::string_view message_id) {
+  std::string name(message_id);
+  std::erase_if(name, [](char c) { return c == '<' || c == '>' || c == '/'; });
+  return std::filesystem::path(folder) / (name + ".eml");
+}
+
 class eml_transport final : public mail_transport {
  public:
   explicit eml_transport(std::string folder) : folder_(std::move(folder)) {}
@@ -121,11 +128,7 @@ class eml_transport final : public mail_transport {
   }
 
   bool discard(std::string_view message_id) override {
-    std::error_code ec;
-    std::filesystem::remove(path_of(message_id), ec);  // no error when it is gone already
-    if (ec)
-      spdlog::error("mailer: cannot delete {}: {}", path_of(message_id).string(), ec.message());
-    return !ec;
+    return remove_eml_copy(folder_, message_id);
   }
 
   bool keeps_copies() const override { return true; }
@@ -150,9 +153,7 @@ class eml_transport final : public mail_transport {
 
  private:
   std::filesystem::path path_of(std::string_view message_id) const {
-    std::string name(message_id);
-    std::erase_if(name, [](char c) { return c == '<' || c == '>' || c == '/'; });
-    return std::filesystem::path(folder_) / (name + ".eml");
+    return eml_path(folder_, message_id);
   }
 
   std::string folder_;
@@ -166,6 +167,14 @@ std::unique_ptr<mail_transport> make_smtp_transport(const smtp_options& o) {
 
 std::unique_ptr<mail_transport> make_eml_transport(std::string folder) {
   return std::make_unique<eml_transport>(std::move(folder));
+}
+
+bool remove_eml_copy(const std::string& folder, std::string_view message_id) {
+  const auto path = eml_path(folder, message_id);
+  std::error_code ec;
+  std::filesystem::remove(path, ec);  // no error when it (or the folder) is gone already
+  if (ec) spdlog::error("mailer: cannot delete {}: {}", path.string(), ec.message());
+  return !ec;
 }
 
 }  // namespace passage::consumers

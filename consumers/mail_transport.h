@@ -68,7 +68,12 @@ struct smtp_options {
 // Keeps one libcurl handle, so consecutive mails reuse the SMTP connection.
 std::unique_ptr<mail_transport> make_smtp_transport(const smtp_options& o);
 // Writes <folder>/<message id>.eml (atomically: a temporary file, then rename); discard()
-// deletes it.
+// deletes it (remove_eml_copy).
 std::unique_ptr<mail_transport> make_eml_transport(std::string folder);
+// Deletes the .eml copy of `message_id` an eml transport wrote in `folder`, whatever
+// transport runs now: the mailer's purge uses it too, as a node that ran with .eml and
+// then switched to SMTP still has its copies there (SPEC §6). False (logged) when the file
+// is still there; one already gone, or a folder that does not exist, is not a failure.
+bool remove_eml_copy(const std::string& folder, std::string_view message_id);
 
 }  // namespace passage::consumers

@@ -626,7 +626,7 @@ struct mailer::state {
       if (!found || found->empty()) continue;
       if (auto decoded = codec.decode(found->front()); decoded && decoded->forgotten) {
         std::lock_guard lk(forgotten_mu);
-        if (!transport->discard(message_id)) return;  // the entries stay: a purge retries
+        if (!discard_copy(message_id)) return;  // the entries stay: a purge retries
         rocksdb::WriteBatch b;
         for (const auto& m : named)
           b.Delete(slice(index_prefix(m.subject) + std::string(message_id)));
@@ -636,11 +636,19 @@ struct mailer::state {
     }
   }
 
-  // Discards the transport's copies of mails naming `subject` and drops their index
-  // entries; with `before`, only those of events before that log position. Under
-  // forgotten_mu. Returns how many entries went. A copy already gone (an .eml deleted by
-  // hand) only loses its entry; one the transport failed to remove keeps it, so the next
-  // purge of the address (a forget, or LearnerForgotten replayed) tries again.
+  // Removes the copy of `message_id` the transport keeps and the one in the outbox folder:
+  // with SMTP the transport keeps none, but the index may still name .eml files written
+  // before the node switched to SMTP. False when a copy is still there.
+  bool discard_copy(std::string_view message_id) {
+    return transport->discard(message_id) &&
+           (opt.outbox_path.empty() || remove_eml_copy(opt.outbox_path, message_id));
+  }
+
+  // Discards the copies of mails naming `subject` and drops their index entries; with
+  // `before`, only those of events before that log position. Under forgotten_mu. Returns
+  // how many entries went. A copy already gone (an .eml deleted by hand) only loses its
+  // entry; one that could not be removed keeps it, so the next purge of the address (a
+  // forget, or LearnerForgotten replayed) tries again.
   std::size_t purge(std::string_view subject, std::optional<std::uint64_t> before,
                     bool* stuck = nullptr) {
     const std::string prefix = index_prefix(subject);
@@ -649,7 +657,7 @@ struct mailer::state {
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
     for (it->Seek(slice(prefix)); it->Valid() && it->key().starts_with(slice(prefix)); it->Next()) {
       if (before && decode_position(it->value().ToStringView()) >= *before) continue;
-      if (!transport->discard(it->key().ToStringView().substr(prefix.size()))) {
+      if (!discard_copy(it->key().ToStringView().substr(prefix.size()))) {
         if (stuck) *stuck = true;
         continue;
       }
@@ -734,7 +742,7 @@ struct mailer::state {
           const std::string id = "<" + sent.message_id_.to_string() + "@passage>";
           if (!copies.count(id)) continue;
           if (decoded->forgotten) {  // its recipient was forgotten: the copy goes
-            transport->discard(id);
+            discard_copy(id);
             ++discarded;
           } else if (!sent.invitation_id_ && !sent.learner_id_) {
             // A claim digest (the staff's mail): indexed under the claimants it lists.
@@ -765,7 +773,7 @@ struct mailer::state {
       uuid learner;
       std::copy_n(k.data() + 2, 16, learner.bytes.begin());
       if (forgotten.count(learner)) {
-        transport->discard(k.substr(18));
+        discard_copy(k.substr(18));
         ++discarded;
       }
       b.Delete(it->key());

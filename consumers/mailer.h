@@ -48,6 +48,8 @@
 // was a learner's), welcome mails, and claim digests that list the learner (a digest is
 // the staff's mail, but its copy would keep the name and address: it is deleted whole).
 // Only a transport that keeps copies (.eml) is indexed: SMTP keeps none, so nothing grows.
+// A purge deletes from the outbox folder (`outbox_path`) whatever the transport, so the
+// indexed copies kept before the node switched from .eml to SMTP go too.
 // The purge runs when the command side forgets the learner (forget_email, forget_learner)
 // and again when the mailer reaches LearnerForgotten in the log, so a crash in between
 // cannot leave copies behind; on that replay it spares mails of events after the
@@ -104,6 +106,10 @@ struct mailer_options {
   // Per-organization templates (`<dir>/<org id>/<kind>.subject|.txt|.html`).
   // Default: "" (the built-in ones).
   std::string templates_dir;
+  // The folder an eml transport keeps (or kept) its .eml copies in. Forgetting removes the
+  // indexed copies there whatever the transport, so those written before the node
+  // switched from .eml to SMTP go too (SPEC §6). Default: "" (only the transport's own).
+  std::string outbox_path;
   // Attempts per mail before it is dead-lettered. Default: 8.
   int max_attempts = 8;
   // Backoff between attempts: doubles from initial up to max. Defaults: 1 s, 5 min.

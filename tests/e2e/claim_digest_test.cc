@@ -644,6 +644,38 @@ TEST_F(EmlForgetTest, AMissingEmlIsPassedOverAndAStuckOneIsPurgedLater) {
   EXPECT_EQ(index_entries(), 2);
 }
 
+// The node ran without SMTP (Ada's invitation and welcome mail kept as .eml), then was
+// restarted with an SMTP server configured: forgetting Ada still deletes her copies, though
+// the SMTP transport keeps none of its own, and no file of the outbox names her.
+TEST_F(EmlForgetTest, CopiesKeptBeforeASwitchToSmtpAreDeletedByAForget) {
+  auto invite = invite_mailed_to({"ada@example.org", "bob@example.org"});
+  auto c = claim(invite["code"], {{"email", "ada@example.org"}, {"first_name", "Adalind"}});
+  ASSERT_EQ(c.status, 201u) << c.body;
+  wait_mails_sent(3);  // two invitations, Ada's welcome mail
+  ASSERT_EQ(recipients(),
+            (std::vector<std::string>{"ada@example.org", "ada@example.org", "bob@example.org"}));
+
+  stop_node();
+  smtp_sink sink(dir_.sub("inbox"));
+  sink.start();
+  configure_ = [url = sink.url()](app::server_options& o) { o.smtp_url = url; };
+  start();
+  ASSERT_EQ(client_->get("/v1/system").json()["mail"]["transport"], sink.url())
+      << client_->get("/v1/system").body;
+  const std::string learner = c.json()["learner_id"];
+  ASSERT_EQ(client_->post("/v1/learners/" + learner + "/forget", "", auth()).status, 200u);
+  EXPECT_EQ(recipients(), (std::vector<std::string>{"bob@example.org"}));
+  stop_node();
+  for (const auto& e : std::filesystem::recursive_directory_iterator(outbox())) {
+    std::ifstream in(e.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (e.path().extension() == ".eml") bytes += parse_received_mail(bytes).text;
+    for (const char* secret : {"ada@example.org", "Adalind"})
+      EXPECT_EQ(bytes.find(secret), std::string::npos) << secret << " in " << e.path();
+  }
+  EXPECT_EQ(sink.count(), 0u) << "nothing was sent again";
+}
+
 // A digest in the outbox lists a claimant who is then forgotten: the digest's copy is
 // deleted whole (the one listing only others stays), and no file of the data folder holds
 // her name or address, decoded bodies included.
