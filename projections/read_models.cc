@@ -811,7 +811,9 @@ struct read_models::state {
 
   // --- applying (under the unique lock) ---
 
-  void apply_one(const recorded_event& re, const eventstore::decoded_event* d);
+  // `email_subject`: decoded_entry::email_subject of the event (moved from).
+  void apply_one(const recorded_event& re, const eventstore::decoded_event* d,
+                 std::string& email_subject);
   // Notes a record to write with this batch; a bulk load writes every record at its end.
   template <typename Set, typename Key>
   void mark(Set& set, Key&& key) {
@@ -1000,7 +1002,8 @@ learner_rec& read_models::state::learner_of(const uuid& org, const uuid& learner
   return it->second;
 }
 
-void read_models::state::apply_one(const recorded_event& re, const eventstore::decoded_event* d) {
+void read_models::state::apply_one(const recorded_event& re, const eventstore::decoded_event* d,
+                                   std::string& email_subject) {
   namespace dm = domain;
   if (d != nullptr) {
     const bool forgotten = d->forgotten;
@@ -1184,7 +1187,8 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                      auto& l = learner_of(e.org_id_, e.learner_id_);
                      l.registered_at = e.registered_at_;
                      if (forgotten || l.forgotten || e.personal_data_.email_.empty()) return;
-                     auto subject = codec->email_subject(e.org_id_, e.personal_data_.email_);
+                     // Taken while decoding (decode_range) for exactly these events.
+                     std::string subject = std::move(email_subject);
                      if (!l.email_subject.empty() && l.email_subject != subject) {
                        auto old = learner_by_subject.find(l.email_subject);
                        if (old != learner_by_subject.end() && old->second == l.learner_id) {
@@ -1470,7 +1474,19 @@ std::string decode_range(const eventstore::event_codec& codec,
       return "read models: cannot decode event at position " + std::to_string(batch[i].position) +
              " (" + batch[i].type + "): " + r.error().message;
     }
-    out[i] = std::move(*r);
+    out[i].event = std::move(*r);
+    // The email index's keyed hash: an HMAC per registration, taken here rather than on
+    // the applying thread. Same condition as apply_one's, but for the learner being
+    // forgotten already, which only the applying side knows (the subject goes unused).
+    if (const auto* lr = std::get_if<domain::learner_registered>(&out[i].event->event);
+        lr != nullptr && !out[i].event->forgotten && !lr->personal_data_.email_.empty()) {
+      try {
+        out[i].email_subject = codec.email_subject(lr->org_id_, lr->personal_data_.email_);
+      } catch (const std::exception& ex) {  // OpenSSL failed; must not escape a decoder thread
+        return "read models: cannot hash the email of the event at position " +
+               std::to_string(batch[i].position) + ": " + ex.what();
+      }
+    }
   }
   return {};
 }
@@ -1482,7 +1498,10 @@ result<void, projection_error> read_models::decode_events(
   // Assigning over the old slots keeps the vector; what they held is freed here, on the
   // decoding thread, not on the one that applies.
   out.resize(batch.size());
-  for (auto& d : out) d.reset();
+  for (auto& d : out) {
+    d.event.reset();
+    d.email_subject.clear();
+  }
   auto failed = decode_range(*state_->codec, batch, out, 0, batch.size());
   if (!failed.empty()) return projection_error{std::move(failed)};
   return {};
@@ -1535,8 +1554,7 @@ result<void, projection_error> read_models::apply(std::span<const eventstore::re
 }
 
 result<void, projection_error> read_models::apply_decoded(
-    std::span<const eventstore::recorded_event> todo,
-    std::span<std::optional<eventstore::decoded_event>> decoded) {
+    std::span<const eventstore::recorded_event> todo, std::span<decoded_entry> decoded) {
   auto& s = *state_;
   const std::uint64_t last = todo.back().position;
   {
@@ -1545,7 +1563,8 @@ result<void, projection_error> read_models::apply_decoded(
     // on top would skip the events in between and write a checkpoint claiming them.
     if (s.bulk_failed) return projection_error{*s.bulk_failed};
     for (std::size_t i = 0; i < todo.size(); ++i) {
-      s.apply_one(todo[i], decoded[i] ? &*decoded[i] : nullptr);
+      s.apply_one(todo[i], decoded[i].event ? &*decoded[i].event : nullptr,
+                  decoded[i].email_subject);
     }
     rocksdb::Status st;
     if (s.bulk) {

@@ -396,7 +396,15 @@ class read_models {
   // than the one that applies. decode_events() may run on any thread, concurrently with apply(): it
   // reads no state. Per event of the batch, what applying it needs decoded (empty for events that
   // only move an invite's version).
-  using decoded_batch = std::vector<std::optional<eventstore::decoded_event>>;
+  struct decoded_entry {
+    std::optional<eventstore::decoded_event> event;
+    // A LearnerRegistered with an email and no forgotten personal data: its keyed email
+    // hash (event_codec::email_subject) for the email index, empty otherwise. The HMAC is
+    // taken while decoding, so that the applying thread (the one that bounds a rebuild's
+    // time) only stores it.
+    std::string email_subject;
+  };
+  using decoded_batch = std::vector<decoded_entry>;
   // Fills `out` (its storage reused) for `batch`; the error names the first event that
   // does not decode.
   result<void, projection_error> decode_events(std::span<const eventstore::recorded_event> batch,
@@ -423,9 +431,8 @@ class read_models {
  private:
   explicit read_models(std::unique_ptr<state> s);
   // The write half of apply(): `todo` holds no event at or below applied_position().
-  result<void, projection_error> apply_decoded(
-      std::span<const eventstore::recorded_event> todo,
-      std::span<std::optional<eventstore::decoded_event>> decoded);
+  result<void, projection_error> apply_decoded(std::span<const eventstore::recorded_event> todo,
+                                               std::span<decoded_entry> decoded);
   std::unique_ptr<state> state_;
 };
 

@@ -626,6 +626,50 @@ TEST_F(read_models_test, rebuild_from_zero_gives_identical_answers) {
   EXPECT_EQ(snapshot(), before);
 }
 
+// decode_events() takes the email index's keyed hash of each registration (so that a
+// rebuild's applying thread only stores it): for a LearnerRegistered with an email still
+// readable, and for nothing else, even in slots a previous batch used.
+TEST_F(read_models_test, decoded_events_carry_the_email_subject_of_registrations) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Subjects", {"linux"}));
+  std::vector<domain::claim_decision> claims;
+  for (std::uint64_t n = 1; n <= 6; ++n) {
+    claims.push_back(claim(
+        inv, n % 3 == 0 ? std::nullopt : std::optional("s" + std::to_string(n) + "@x.org"), n));
+  }
+  forget(claims[1].claim_->learner_id_);  // s2@x.org
+  catch_up();
+  std::vector<eventstore::recorded_event> log;
+  ASSERT_TRUE(store_->scan({}, [&](const eventstore::recorded_event& e) {
+    log.push_back(e);
+    return true;
+  }));
+
+  read_models::decoded_batch decoded;
+  auto check = [&](std::span<const eventstore::recorded_event> batch) -> std::size_t {
+    std::size_t subjects = 0;
+    EXPECT_TRUE(models_->decode_events(batch, decoded));
+    EXPECT_EQ(decoded.size(), batch.size());
+    if (decoded.size() != batch.size()) return subjects;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const auto& d = decoded[i];
+      const auto* lr = d.event ? std::get_if<domain::learner_registered>(&d.event->event) : nullptr;
+      if (lr != nullptr && !d.event->forgotten && !lr->personal_data_.email_.empty()) {
+        EXPECT_EQ(d.email_subject, codec_->email_subject(org, lr->personal_data_.email_));
+        ++subjects;
+      } else {
+        EXPECT_EQ(d.email_subject, "") << batch[i].type << " at " << batch[i].position;
+      }
+    }
+    return subjects;
+  };
+  // s1, s4, s5: s2 is forgotten, s3 and s6 came without an email.
+  EXPECT_EQ(check(log), 3u);
+  // The same slots, shifted by one event: no subject stays behind from the batch before.
+  EXPECT_EQ(check(std::span(log).subspan(1)), 3u);
+  EXPECT_EQ(check(log), 3u);
+}
+
 // `passage replay --out`: a rebuild into a folder of its own (bulk loaded, then
 // compacted) answers every query exactly as the folder the projector built live.
 TEST_F(read_models_test, a_rebuild_into_a_new_folder_answers_as_the_live_built_one) {
