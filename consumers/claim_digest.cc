@@ -85,14 +85,15 @@ bool claim_digest::wants(std::string_view type) {
          type == d::invite_deleted::type_name || type == d::invite_claimed::type_name;
 }
 
-claim_digest::invite_facts claim_digest::load_facts(const uuid& invite_id,
-                                                    std::uint64_t up_to_version) {
+eventstore::store_result<claim_digest::invite_facts> claim_digest::load_facts(
+    const uuid& invite_id, std::uint64_t up_to_version) {
   invite_facts f;
   std::uint64_t from = 1;
   while (from <= up_to_version) {
     auto page = store_.read_stream(d::invite_stream(invite_id), from,
                                    eventstore::read_direction::forward, page_size);
-    if (!page || page->empty()) break;
+    if (!page) return page.error();
+    if (page->empty()) break;
     for (const auto& rec : *page) {
       if (rec.stream_version > up_to_version) break;
       if (rec.type == d::invite_deleted::type_name) f.deleted = true;
@@ -139,12 +140,22 @@ bool claim_digest::on_event(const eventstore::recorded_event& rec, rocksdb::Writ
   }
   if (known == facts_.end()) {
     auto f = load_facts(*invite_id, rec.stream_version);
+    if (!f) {
+      spdlog::error("mailer: reading invite {} for its claim digest failed: {}",
+                    invite_id->to_string(), f.error().message);
+      return false;
+    }
     if (opt_.fresh_state) {
       auto last = store_.read_stream(d::email_job_stream(derived_id(*invite_id, "claim-digest")),
                                      UINT64_MAX, eventstore::read_direction::backward, 1);
-      if (last && !last->empty()) f.reported_before = last->front().position;
+      if (!last) {
+        spdlog::error("mailer: reading the claim digests of invite {} failed: {}",
+                      invite_id->to_string(), last.error().message);
+        return false;
+      }
+      if (!last->empty()) f->reported_before = last->front().position;
     }
-    known = facts_.emplace(*invite_id, std::move(f)).first;
+    known = facts_.emplace(*invite_id, std::move(*f)).first;
   }
   if (!known->second.notify || rec.position < known->second.reported_before) return true;
   auto org_id = uuid::parse(rec.org_id);
@@ -179,15 +190,16 @@ bool claim_digest::on_event(const eventstore::recorded_event& rec, rocksdb::Writ
   return true;
 }
 
-std::optional<std::string> claim_digest::recipient(const uuid& org_id,
-                                                   const std::optional<uuid>& key_id) {
-  if (!key_id) return std::nullopt;
+eventstore::store_result<std::optional<std::string>> claim_digest::recipient(
+    const uuid& org_id, const std::optional<uuid>& key_id) {
+  if (!key_id) return std::optional<std::string>();
   std::optional<std::string> email;
   std::uint64_t from = 1;
   for (;;) {
     auto page = store_.read_stream(d::organization_stream(org_id), from,
                                    eventstore::read_direction::forward, page_size);
-    if (!page || page->empty()) break;
+    if (!page) return page.error();
+    if (page->empty()) break;
     for (const auto& rec : *page) {
       if (rec.type != d::api_key_issued::type_name && rec.type != d::api_key_revoked::type_name &&
           rec.type != d::api_key_email_changed::type_name) {
@@ -202,7 +214,7 @@ std::optional<std::string> claim_digest::recipient(const uuid& org_id,
         email = m->email_;  // set, changed or cleared since
       } else if (auto* r = std::get_if<d::api_key_revoked>(&decoded->event);
                  r && r->key_id_ == *key_id) {
-        return std::nullopt;  // a revoked key's holder is not told any more
+        return std::optional<std::string>();  // a revoked key's holder is not told any more
       }
     }
     if (page->size() < page_size) break;
@@ -276,7 +288,14 @@ bool claim_digest::send_batch(const uuid& invite_id, const uuid& org_id, timesta
     }
   }
   const bool ledgered = get_json(db_, key('l', id)).has_value();
-  const auto facts = load_facts(invite_id, UINT64_MAX);
+  // A failed read leaves the batch as it is: the next poll tries again.
+  auto loaded = load_facts(invite_id, UINT64_MAX);
+  if (!loaded) {
+    spdlog::error("mailer: reading invite {} for its claim digest failed: {}",
+                  invite_id.to_string(), loaded.error().message);
+    return false;
+  }
+  const auto& facts = *loaded;
   // Nothing to send: a batch already sent (its removal is in the ledger's write, so this
   // is only a leftover), emptied, or of an invite that stopped asking for digests.
   const bool send = !ledgered && !claim_keys.empty() && facts.notify && !facts.deleted;
@@ -292,13 +311,23 @@ bool claim_digest::send_batch(const uuid& invite_id, const uuid& org_id, timesta
       eventstore::log_filter f;
       f.from_position = f.to_position = from_big_endian(std::string_view(k).substr(18));
       auto found = store_.read_all(f, 1);
-      if (!found || found->empty()) continue;
+      if (!found) {
+        spdlog::error("mailer: reading a claim for the digest of invite {} failed: {}",
+                      invite_id.to_string(), found.error().message);
+        return false;
+      }
+      if (found->empty()) continue;
       text_lines += claim_line(found->front(), false, &named);
       html_lines += claim_line(found->front(), true, nullptr);
     }
     auto address = recipient(org_id, facts.created_by);
-    if (address) {
-      to = *address;
+    if (!address) {
+      spdlog::error("mailer: reading the recipient of invite {}'s claim digest failed: {}",
+                    invite_id.to_string(), address.error().message);
+      return false;
+    }
+    if (*address) {
+      to = **address;
       const auto tpl =
           template_for(mail_kind::claim_digest, opt_.templates_dir, org_id.to_string());
       auto message = render(tpl,

@@ -110,7 +110,8 @@ class claim_digest {
   // claim is written together with `with` (the mailer's checkpoint past it). False when
   // the state write failed.
   bool on_event(const eventstore::recorded_event& rec, rocksdb::WriteBatch& with);
-  // Sends every digest due by now; false when stopping interrupted it.
+  // Sends every digest due by now; false when stopping interrupted it or the log could not
+  // be read (the batches wait for the next call).
   bool send_due();
 
   // Digests whose mail went out and whose EmailSent is in the log, since start.
@@ -129,8 +130,12 @@ class claim_digest {
     // fresh_state only: claims before this position were covered by earlier digests.
     std::uint64_t reported_before = 0;
   };
-  invite_facts load_facts(const uuid& invite_id, std::uint64_t up_to_version);
-  std::optional<std::string> recipient(const uuid& org_id, const std::optional<uuid>& key_id);
+  // Both fail when the log cannot be read: the caller keeps what it has and tries again
+  // (a partial read would turn a readable invite or key into "no digest" or "no recipient").
+  eventstore::store_result<invite_facts> load_facts(const uuid& invite_id,
+                                                    std::uint64_t up_to_version);
+  eventstore::store_result<std::optional<std::string>> recipient(const uuid& org_id,
+                                                                 const std::optional<uuid>& key_id);
   // One claim as the digest lists it; a claimant named by address is added to `named`.
   std::string claim_line(const eventstore::recorded_event& rec, bool html,
                          std::vector<named_address>* named);
