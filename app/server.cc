@@ -466,7 +466,8 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
                             {"digests_sent", mail.digests_sent},
                             {"digest_claims", mail.digest_claims},
                             {"digests_skipped", mail.digests_skipped},
-                            {"outbox_upgraded", mail.outbox_upgraded}}}};
+                            {"outbox_upgraded", mail.outbox_upgraded},
+                            {"restarts", mail.restarts}}}};
   };
   api::v1::register_routes(*im->router, deps);
   web::register_routes(*im->router);  // the console and the learner page's assets

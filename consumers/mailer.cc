@@ -180,7 +180,10 @@ struct mailer::state {
 
   std::unique_ptr<rocksdb::DB> db;
   std::unique_ptr<claim_digest> digests;  // made once db is open
+  // Replaced by the reminder thread when it ended on a failure; stop() takes it under sub_mu.
+  std::mutex sub_mu;
   std::unique_ptr<eventstore::subscription> subscription;
+  std::atomic<std::uint64_t> restarts{0};
   std::thread reminders;
   std::mutex send_mu;                 // the transport is used by one thread at a time
   std::mutex forgotten_mu;            // forgotten_learners and the outbox index (`a:`, `s:`)
@@ -1052,8 +1055,52 @@ struct mailer::state {
     }
   }
 
+  // Reads the log from past the checkpoint on the subscription's own (low-priority) thread.
+  void subscribe() {
+    eventstore::subscription_options so;
+    so.filter.from_position = checkpoint + 1;
+    so.filter.types = {
+        std::string(d::private_invitation_sent::type_name),
+        std::string(d::invite_updated::type_name), std::string(d::invite_created::type_name),
+        std::string(d::invite_deleted::type_name), std::string(d::invite_claimed::type_name)};
+    if (opt.password_link) {
+      so.filter.types.push_back(std::string(d::password_setup_issued::type_name));
+    }
+    // Registrations only feed the outbox index (learner -> address), which a transport
+    // that keeps no copies does not need.
+    if (transport->keeps_copies()) {
+      so.filter.types.push_back(std::string(d::learner_registered::type_name));
+    }
+    so.filter.types.push_back(std::string(d::learner_forgotten::type_name));
+    so.max_batch = 256;
+    // Mails may lag behind a burst of claims (each brings a welcome mail); they are sent
+    // from the CPU that requests and the log's writer leave, and the backlog drains after.
+    so.background = true;
+    subscription = std::make_unique<eventstore::subscription>(
+        store, so,
+        [this](std::span<const eventstore::recorded_event> batch) { return handle(batch); },
+        [](const eventstore::store_error& e) {
+          spdlog::error("mailer: reading the log failed: {}", e.message);
+        });
+  }
+
+  // The subscription ends when reading the log or the mailer's own state fails (a full
+  // disk, an I/O error): everything before its checkpoint is done and saved, so it starts
+  // again from there, as a restart of the process would, at the next poll.
+  void resubscribe_if_ended() {
+    std::lock_guard lk(sub_mu);
+    if (!subscription || subscription->is_running() || is_stopping()) return;
+    subscription->stop();  // its thread has left its loop: this only joins it
+    subscription.reset();
+    ++restarts;
+    spdlog::warn("mailer: it stopped after a failure; starting again from position {}",
+                 checkpoint + 1);
+    subscribe();
+  }
+
   void run_reminders() {
     while (pause(opt.reminder_poll)) {
+      resubscribe_if_ended();
       remind_due();
       if (!is_stopping()) digests->send_due();
     }
@@ -1154,7 +1201,9 @@ mailer::mailer(eventstore::event_store& store, const eventstore::event_codec& co
 mailer::~mailer() { stop(); }
 
 result<void, consumer_error> mailer::start() {
-  if (s_->subscription) return consumer_error{errc::already_running, "mailer already running"};
+  if (std::lock_guard lk(s_->sub_mu); s_->subscription) {
+    return consumer_error{errc::already_running, "mailer already running"};
+  }
   if (!s_->opt.personal_link)
     return consumer_error{errc::invalid_config, "personal_link is required"};
   if (!s_->db) {
@@ -1203,45 +1252,30 @@ result<void, consumer_error> mailer::start() {
     std::lock_guard lk(s_->stop_mu);
     s_->stopping = false;
   }
-  eventstore::subscription_options so;
-  so.filter.from_position = s_->checkpoint + 1;
-  so.filter.types = {
-      std::string(d::private_invitation_sent::type_name), std::string(d::invite_updated::type_name),
-      std::string(d::invite_created::type_name), std::string(d::invite_deleted::type_name),
-      std::string(d::invite_claimed::type_name)};
-  if (s_->opt.password_link) {
-    so.filter.types.push_back(std::string(d::password_setup_issued::type_name));
-  }
-  // Registrations only feed the outbox index (learner -> address), which a transport
-  // that keeps no copies does not need.
-  if (s_->transport->keeps_copies()) {
-    so.filter.types.push_back(std::string(d::learner_registered::type_name));
-  }
-  so.filter.types.push_back(std::string(d::learner_forgotten::type_name));
-  so.max_batch = 256;
-  // Mails may lag behind a burst of claims (each brings a welcome mail); they are sent
-  // from the CPU that requests and the log's writer leave, and the backlog drains after.
-  so.background = true;
   auto* st = s_.get();
+  {
+    std::lock_guard lk(s_->sub_mu);
+    s_->subscribe();
+  }
   s_->reminders = std::thread([st] { st->run_reminders(); });
-  s_->subscription = std::make_unique<eventstore::subscription>(
-      s_->store, so,
-      [st](std::span<const eventstore::recorded_event> batch) { return st->handle(batch); },
-      [](const eventstore::store_error& e) {
-        spdlog::error("mailer: reading the log failed: {}", e.message);
-      });
   return {};
 }
 
 void mailer::stop() {
-  if (!s_->subscription) return;
+  std::unique_ptr<eventstore::subscription> sub;
   {
-    std::lock_guard lk(s_->stop_mu);
+    std::lock_guard lk(s_->sub_mu);
+    if (!s_->subscription) return;
+    std::lock_guard stop(s_->stop_mu);
     s_->stopping = true;
   }
   s_->stop_cv.notify_all();
-  s_->subscription->stop();
-  s_->subscription.reset();
+  {
+    // The reminder thread sees `stopping` before it could start another one.
+    std::lock_guard lk(s_->sub_mu);
+    sub = std::move(s_->subscription);
+  }
+  sub->stop();
   if (s_->reminders.joinable()) s_->reminders.join();
 }
 
@@ -1296,6 +1330,7 @@ mailer_stats mailer::stats() const {
                   s_->failed.load(),           s_->attempts_failed.load(),
                   s_->reminders_sent.load(),   s_->reminders_skipped.load()};
   st.outbox_upgraded = s_->outbox_upgraded.load();
+  st.restarts = s_->restarts.load();
   if (const auto* digests = s_->digests_shown.load()) {
     st.digests_sent = digests->digests_sent();
     st.digest_claims = digests->claims_batched();

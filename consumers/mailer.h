@@ -159,6 +159,9 @@ struct mailer_stats {
   std::uint64_t digest_claims = 0;      // since start: claims added to a digest batch
   std::uint64_t digests_skipped = 0;    // since start: batches of invites that opted out
   std::uint64_t outbox_upgraded = 0;    // at this start: copies indexed by the upgrade
+  // Since start: times the mailer started reading again after a failure ended it (a read of
+  // the log or a write of its state failed), at the next reminder poll.
+  std::uint64_t restarts = 0;
 };
 
 // Owned by the app. start()/stop() from one controlling thread; job(), register_job() and

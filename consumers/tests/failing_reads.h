@@ -1,0 +1,60 @@
+#pragma once
+// An event store for tests that delegates to a real one and fails its reads while told to:
+// for consumers that must keep their place when reading the log fails.
+
+#include <atomic>
+#include <optional>
+#include <string>
+
+#include "eventstore/event_store.h"
+
+namespace passage::consumers::testing {
+
+// Delegates to a real store; reads fail while told to. `fail_scans` may be switched while
+// another thread reads; `fail_streams` only while none does.
+class failing_reads final : public eventstore::event_store {
+ public:
+  explicit failing_reads(eventstore::event_store& inner) : inner_(inner) {}
+
+  std::optional<std::string> fail_streams;  // reads of streams starting with this fail
+  std::atomic<bool> fail_scans{false};
+
+  eventstore::store_result<eventstore::append_result> append(
+      std::vector<eventstore::stream_append> streams) override {
+    return inner_.append(std::move(streams));
+  }
+  void append_async(std::vector<eventstore::stream_append> streams,
+                    eventstore::append_callback done) override {
+    inner_.append_async(std::move(streams), std::move(done));
+  }
+  eventstore::store_result<std::vector<eventstore::recorded_event>> read_stream(
+      std::string_view stream, std::uint64_t from_version, eventstore::read_direction direction,
+      std::size_t max_count) override {
+    if (fail_streams && stream.starts_with(*fail_streams)) return injected();
+    return inner_.read_stream(stream, from_version, direction, max_count);
+  }
+  eventstore::store_result<std::uint64_t> stream_version(std::string_view stream) override {
+    return inner_.stream_version(stream);
+  }
+  eventstore::store_result<std::uint64_t> scan(
+      const eventstore::log_filter& filter,
+      const std::function<bool(const eventstore::recorded_event&)>& visit) override {
+    if (fail_scans) return injected();
+    return inner_.scan(filter, visit);
+  }
+  std::uint64_t head_position() const override { return inner_.head_position(); }
+  std::uint64_t wait_for_head(std::uint64_t after,
+                              std::chrono::steady_clock::time_point deadline) override {
+    return inner_.wait_for_head(after, deadline);
+  }
+  eventstore::store_result<std::uint64_t> refresh() override { return inner_.refresh(); }
+  void close() override { inner_.close(); }
+
+ private:
+  static eventstore::store_error injected() {
+    return {eventstore::errc::io_error, "injected read failure", {}, 0, 0};
+  }
+  eventstore::event_store& inner_;
+};
+
+}  // namespace passage::consumers::testing
