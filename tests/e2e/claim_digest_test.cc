@@ -531,6 +531,29 @@ class EmlForgetTest : public node_test {
     std::filesystem::remove_all(to);
     std::filesystem::copy(from, to, std::filesystem::copy_options::recursive);
   }
+  // Ada (first name Adalind) claims an invite whose invitations went to Ada and Bob; her
+  // claim's answer, once both invitations and her welcome mail are in the outbox.
+  json ada_claims_an_invite_mailed_to_her_and_bob() {
+    auto invite = invite_mailed_to({"ada@example.org", "bob@example.org"});
+    auto c = claim(invite["code"], {{"email", "ada@example.org"}, {"first_name", "Adalind"}});
+    EXPECT_EQ(c.status, 201u) << c.body;
+    wait_mails_sent(3);
+    EXPECT_EQ(recipients(),
+              (std::vector<std::string>{"ada@example.org", "ada@example.org", "bob@example.org"}));
+    return c.json();
+  }
+  // Forgets the learner; the position of their LearnerForgotten.
+  std::uint64_t forget(const std::string& learner_id) {
+    EXPECT_EQ(client_->post("/v1/learners/" + learner_id + "/forget", "", auth()).status, 200u);
+    auto forgotten = client_->get("/v1/events?type=LearnerForgotten", auth()).json();
+    EXPECT_EQ(forgotten["events"].size(), 1u) << forgotten.dump();
+    return forgotten["events"].empty() ? 0
+                                       : forgotten["events"][0]["position"].get<std::uint64_t>();
+  }
+  void wait_mailer_checkpoint(std::uint64_t at) {
+    while (client_->get("/v1/system").json()["mail"]["checkpoint"].get<std::uint64_t>() < at)
+      std::this_thread::sleep_for(10ms);
+  }
 };
 
 TEST_F(EmlForgetTest, ForgettingALearnerDeletesTheirEmlFiles) {
@@ -552,32 +575,24 @@ TEST_F(EmlForgetTest, ForgettingALearnerDeletesTheirEmlFiles) {
 // died before the mailer purged the outbox: the restart, reading LearnerForgotten, purges
 // it. Simulated by putting back the outbox and the mailer's state as they were before.
 TEST_F(EmlForgetTest, ACrashBetweenForgetAndPurgeIsMadeGoodOnRestart) {
-  auto invite = invite_mailed_to({"ada@example.org", "bob@example.org"});
-  auto c = claim(invite["code"], {{"email", "ada@example.org"}, {"first_name", "Adalind"}});
-  ASSERT_EQ(c.status, 201u) << c.body;
-  wait_mails_sent(3);  // two invitations, Ada's welcome mail
-  ASSERT_EQ(recipients(),
-            (std::vector<std::string>{"ada@example.org", "ada@example.org", "bob@example.org"}));
+  const auto ada = ada_claims_an_invite_mailed_to_her_and_bob();
+  ASSERT_FALSE(HasFailure());
 
   stop_node();
   const std::string data = dir_.sub("data");
   copy_folder(data + "/mailer", dir_.sub("mailer-before"));
   copy_folder(outbox(), dir_.sub("outbox-before"));
   start();
-  const std::string learner = c.json()["learner_id"];
-  ASSERT_EQ(client_->post("/v1/learners/" + learner + "/forget", "", auth()).status, 200u);
+  const auto at = forget(ada["learner_id"]);
+  ASSERT_FALSE(HasFailure());
   EXPECT_EQ(recipients(), (std::vector<std::string>{"bob@example.org"}));
-  auto forgotten = client_->get("/v1/events?type=LearnerForgotten", auth()).json();
-  ASSERT_EQ(forgotten["events"].size(), 1u) << forgotten.dump();
-  const auto at = forgotten["events"][0]["position"].get<std::uint64_t>();
 
   stop_node();
   copy_folder(dir_.sub("mailer-before"), data + "/mailer");
   copy_folder(dir_.sub("outbox-before"), outbox());
   ASSERT_EQ(recipients().size(), 3u) << "the purge undone, as if it never ran";
   start();
-  while (client_->get("/v1/system").json()["mail"]["checkpoint"].get<std::uint64_t>() < at)
-    std::this_thread::sleep_for(10ms);
+  wait_mailer_checkpoint(at);
   EXPECT_EQ(recipients(), (std::vector<std::string>{"bob@example.org"}));
 }
 
@@ -613,13 +628,9 @@ TEST_F(EmlForgetTest, AMissingEmlIsPassedOverAndAStuckOneIsPurgedLater) {
     for (it->Seek("a:"); it->Valid() && it->key().starts_with("a:"); it->Next()) ++n;
     return n;
   };
-  const std::string learner = c.json()["learner_id"];
-  ASSERT_EQ(client_->post("/v1/learners/" + learner + "/forget", "", auth()).status, 200u);
-  auto forgotten = client_->get("/v1/events?type=LearnerForgotten", auth()).json();
-  ASSERT_EQ(forgotten["events"].size(), 1u) << forgotten.dump();
-  const auto at = forgotten["events"][0]["position"].get<std::uint64_t>();
-  while (client_->get("/v1/system").json()["mail"]["checkpoint"].get<std::uint64_t>() < at)
-    std::this_thread::sleep_for(10ms);
+  const auto at = forget(c.json()["learner_id"]);
+  ASSERT_FALSE(HasFailure());
+  wait_mailer_checkpoint(at);
   stop_node();
   EXPECT_TRUE(std::filesystem::is_directory(welcome_file));
   EXPECT_EQ(index_entries(), 3) << "bob's, cy's and the stuck copy's; the missing one's went";
@@ -636,8 +647,7 @@ TEST_F(EmlForgetTest, AMissingEmlIsPassedOverAndAStuckOneIsPurgedLater) {
     ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "m:cp", cp).ok());
   }
   start();
-  while (client_->get("/v1/system").json()["mail"]["checkpoint"].get<std::uint64_t>() < at)
-    std::this_thread::sleep_for(10ms);
+  wait_mailer_checkpoint(at);
   EXPECT_FALSE(std::filesystem::exists(welcome_file));
   EXPECT_EQ(recipients(), (std::vector<std::string>{"bob@example.org", "cy@example.org"}));
   stop_node();
@@ -648,12 +658,8 @@ TEST_F(EmlForgetTest, AMissingEmlIsPassedOverAndAStuckOneIsPurgedLater) {
 // restarted with an SMTP server configured: forgetting Ada still deletes her copies, though
 // the SMTP transport keeps none of its own, and no file of the outbox names her.
 TEST_F(EmlForgetTest, CopiesKeptBeforeASwitchToSmtpAreDeletedByAForget) {
-  auto invite = invite_mailed_to({"ada@example.org", "bob@example.org"});
-  auto c = claim(invite["code"], {{"email", "ada@example.org"}, {"first_name", "Adalind"}});
-  ASSERT_EQ(c.status, 201u) << c.body;
-  wait_mails_sent(3);  // two invitations, Ada's welcome mail
-  ASSERT_EQ(recipients(),
-            (std::vector<std::string>{"ada@example.org", "ada@example.org", "bob@example.org"}));
+  const auto ada = ada_claims_an_invite_mailed_to_her_and_bob();
+  ASSERT_FALSE(HasFailure());
 
   stop_node();
   smtp_sink sink(dir_.sub("inbox"));
@@ -662,8 +668,7 @@ TEST_F(EmlForgetTest, CopiesKeptBeforeASwitchToSmtpAreDeletedByAForget) {
   start();
   ASSERT_EQ(client_->get("/v1/system").json()["mail"]["transport"], sink.url())
       << client_->get("/v1/system").body;
-  const std::string learner = c.json()["learner_id"];
-  ASSERT_EQ(client_->post("/v1/learners/" + learner + "/forget", "", auth()).status, 200u);
+  forget(ada["learner_id"]);
   EXPECT_EQ(recipients(), (std::vector<std::string>{"bob@example.org"}));
   stop_node();
   for (const auto& e : std::filesystem::recursive_directory_iterator(outbox())) {
@@ -798,11 +803,9 @@ TEST_F(EmlForgetTest, AnOutboxOfTheBuildBeforeTheIndexIsIndexedOnceOnStart) {
   start();
   EXPECT_EQ(upgraded(), 0) << "the second start does not index again";
 
-  ASSERT_EQ(client_->post("/v1/learners/" + learner + "/forget", "", auth()).status, 200u);
+  const auto at = forget(learner);
+  ASSERT_FALSE(HasFailure());
   EXPECT_EQ(recipients(), (std::vector<std::string>{"bob@example.org"}));
-  auto forgotten = client_->get("/v1/events?type=LearnerForgotten", auth()).json();
-  ASSERT_EQ(forgotten["events"].size(), 1u) << forgotten.dump();
-  const auto at = forgotten["events"][0]["position"].get<std::uint64_t>();
 
   // The node died before the purge: the replayed LearnerForgotten finds her mails through
   // the address the upgrade learnt from her registration.
@@ -811,8 +814,7 @@ TEST_F(EmlForgetTest, AnOutboxOfTheBuildBeforeTheIndexIsIndexedOnceOnStart) {
   copy_folder(dir_.sub("outbox-before"), outbox());
   ASSERT_EQ(recipients().size(), 4u);
   start();
-  while (client_->get("/v1/system").json()["mail"]["checkpoint"].get<std::uint64_t>() < at)
-    std::this_thread::sleep_for(10ms);
+  wait_mailer_checkpoint(at);
   EXPECT_EQ(recipients(), (std::vector<std::string>{"bob@example.org"}));
   stop_node();
 
