@@ -652,23 +652,73 @@ struct mailer::state {
   // how many entries went. A copy already gone (an .eml deleted by hand) only loses its
   // entry; one that could not be removed keeps it, so the next purge of the address (a
   // forget, or LearnerForgotten replayed) tries again.
+  //
+  // A purge left unfinished is also noted (`p:<subject>` → `before`, and the learner whose
+  // mapping to drop once done), and the reminder thread tries it again at every poll.
   std::size_t purge(std::string_view subject, std::optional<std::uint64_t> before,
-                    bool* stuck = nullptr) {
+                    bool* stuck = nullptr, const std::optional<uuid>& learner = std::nullopt) {
     const std::string prefix = index_prefix(subject);
     rocksdb::WriteBatch b;
     std::size_t n = 0;
+    bool left = false;
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
     for (it->Seek(slice(prefix)); it->Valid() && it->key().starts_with(slice(prefix)); it->Next()) {
       if (before && decode_position(it->value().ToStringView()) >= *before) continue;
       if (!discard_copy(it->key().ToStringView().substr(prefix.size()))) {
-        if (stuck) *stuck = true;
+        left = true;
         continue;
       }
       b.Delete(it->key());
       ++n;
     }
+    if (left) {
+      // Only mails of events up to now: the address may be a new learner's later. Merged
+      // with a note already there (the later bound, and the learner if either names one).
+      const std::string pending = "p:" + std::string(subject);
+      std::uint64_t bound = before.value_or(store.head_position() + 1);
+      std::string who = learner ? std::string(learner->as_bytes()) : std::string();
+      if (std::string v;
+          db->Get(rocksdb::ReadOptions(), slice(pending), &v).ok() && v.size() >= 8) {
+        bound = std::max(bound, decode_position(std::string_view(v).substr(0, 8)));
+        if (who.empty()) who = v.substr(8);
+      }
+      b.Put(slice(pending), slice(encode_position(bound) + who));
+      if (stuck) *stuck = true;
+    }
     write(b, false);  // lost in a crash: the files are gone, discarding again is harmless
     return n;
+  }
+
+  // Tries again the purges a copy that could not be removed left unfinished (`p:`). A
+  // finished one drops its note and, for a forgotten learner, their mapping to the address.
+  void retry_purges() {
+    std::lock_guard lk(forgotten_mu);
+    if (!db) return;
+    std::vector<std::pair<std::string, std::string>> pending;
+    {
+      std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+      for (it->Seek("p:"); it->Valid() && it->key().starts_with("p:"); it->Next()) {
+        pending.emplace_back(it->key().ToString(), it->value().ToString());
+      }
+    }
+    for (const auto& [k, v] : pending) {
+      if (v.size() < 8) continue;
+      const std::uint64_t before = decode_position(std::string_view(v).substr(0, 8));
+      std::optional<uuid> learner;
+      if (v.size() == 8 + 16) {
+        learner.emplace();
+        std::copy_n(v.data() + 8, 16, learner->bytes.begin());
+      }
+      bool stuck = false;
+      const std::string_view subject = std::string_view(k).substr(2);
+      purge(subject, before, &stuck, learner);
+      if (stuck) continue;  // still there: the note stays (purge wrote it again)
+      rocksdb::WriteBatch b;
+      b.Delete(slice(k));
+      if (learner) b.Delete(slice(key('s', *learner)));
+      write(b, false);
+      spdlog::info("mailer: copies left by an earlier purge are deleted now");
+    }
   }
 
   // The learner was forgotten (at log position `at`, when replaying LearnerForgotten):
@@ -681,8 +731,8 @@ struct mailer::state {
     std::string subject;
     if (!db->Get(rocksdb::ReadOptions(), slice(key('s', learner_id)), &subject).ok()) return;
     bool stuck = false;
-    purge(subject, at, &stuck);
-    if (stuck) return;  // the mapping stays, so LearnerForgotten replayed purges again
+    purge(subject, at, &stuck, learner_id);
+    if (stuck) return;  // the mapping stays: the retry or LearnerForgotten replayed purges again
     rocksdb::WriteBatch b;
     b.Delete(slice(key('s', learner_id)));
     write(b, false);
@@ -1101,6 +1151,7 @@ struct mailer::state {
   void run_reminders() {
     while (pause(opt.reminder_poll)) {
       resubscribe_if_ended();
+      retry_purges();
       remind_due();
       if (!is_stopping()) digests->send_due();
     }

@@ -654,6 +654,50 @@ TEST_F(EmlForgetTest, AMissingEmlIsPassedOverAndAStuckOneIsPurgedLater) {
   EXPECT_EQ(index_entries(), 2);
 }
 
+// A copy that cannot be deleted when Ada is forgotten (a folder in its place here) is
+// deleted by the mailer's next poll once it can be, without a restart or another forget;
+// then the note of the unfinished purge and Ada's mapping to her address go too.
+TEST_F(EmlForgetTest, AStuckEmlIsDeletedByALaterPollOnceItCanBe) {
+  const auto ada = ada_claims_an_invite_mailed_to_her_and_bob();
+  ASSERT_FALSE(HasFailure());
+  std::vector<std::string> adas;
+  for (const auto& e : std::filesystem::directory_iterator(outbox())) {
+    std::ifstream in(e.path(), std::ios::binary);
+    auto m = parse_received_mail(
+        std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
+    if (m.header("To") == "ada@example.org") adas.push_back(e.path());
+  }
+  ASSERT_EQ(adas.size(), 2u);
+  std::filesystem::remove(adas[0]);
+  std::filesystem::create_directories(adas[0] + "/stuck");
+
+  wait_mailer_checkpoint(forget(ada["learner_id"]));
+  ASSERT_FALSE(HasFailure());
+  EXPECT_FALSE(std::filesystem::exists(adas[1]));
+  ASSERT_TRUE(std::filesystem::is_directory(adas[0]));
+  std::this_thread::sleep_for(100ms);  // a few polls: it stays stuck, nothing breaks
+  ASSERT_TRUE(std::filesystem::is_directory(adas[0]));
+
+  std::filesystem::remove_all(adas[0]);
+  std::ofstream(adas[0]) << "Subject: Welcome\r\n\r\nAdalind";
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::filesystem::exists(adas[0]) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(std::filesystem::exists(adas[0]));
+  EXPECT_EQ(recipients(), (std::vector<std::string>{"bob@example.org"}));
+
+  stop_node();
+  std::unique_ptr<rocksdb::DB> db;
+  ASSERT_TRUE(consumers::open_state_db(dir_.sub("data") + "/mailer", db).ok());
+  std::vector<std::string> left;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const auto k = it->key().ToString();
+    if (k.starts_with("p:") || k.starts_with("s:") || k.starts_with("a:")) left.push_back(k);
+  }
+  EXPECT_EQ(left.size(), 1u) << "only Bob's invitation is indexed";
+}
+
 // The node ran without SMTP (Ada's invitation and welcome mail kept as .eml), then was
 // restarted with an SMTP server configured: forgetting Ada still deletes her copies, though
 // the SMTP transport keeps none of its own, and no file of the outbox names her.
