@@ -7,7 +7,11 @@
 // prints how far the mailer (welcome mail per new learner, .eml outbox) kept up: mails
 // sent during the run, and the backlog (claims not yet mailed) at its end and 1 s later.
 //
+// With --drain N it then waits up to N s for the mailer to send the whole backlog on an
+// otherwise idle node and prints its rate and CPU per mail.
+//
 //   api_bench [--seconds 5] [--connections 64] [--mode claims|reads|both] [--threads 2]
+//             [--drain 0]
 
 #include <utility>  // first: Boost 1.74's awaitable.hpp needs it under g++ 12
 
@@ -227,7 +231,9 @@ int main(int argc, char** argv) {
   int connections = 64;
   std::string mode = "both";
   unsigned threads = 2;  // the node's I/O threads (server_options::threads)
+  double drain = 0;      // seconds to wait for the mailer's backlog after the claims
   for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--drain") && i + 1 < argc) drain = std::atof(argv[++i]);
     bool has_value = i + 1 < argc;
     if (!std::strcmp(argv[i], "--seconds") && has_value) seconds = std::atof(argv[++i]);
     if (!std::strcmp(argv[i], "--connections") && has_value) connections = std::atoi(argv[++i]);
@@ -292,6 +298,30 @@ int main(int argc, char** argv) {
         "1 s later\n",
         "mailer (welcome mails)", double(sent) / run_seconds, (unsigned long long)sent, claims_ok,
         (long long)claims_ok - (long long)sent, (long long)claims_ok - (long long)sent_later);
+    if (drain > 0) {
+      // The node is idle now but for the mailer: its rate and the CPU of the background
+      // threads (nice > 0) per mail, until the backlog is gone or the time is up.
+      auto background_cpu = [] {
+        double s = 0;
+        for (const auto& [tid, t] : threads_cpu()) s += t.background ? t.seconds : 0;
+        return s;
+      };
+      const auto from_sent = mails();
+      const double from_cpu = background_cpu();
+      const auto start = steady::now();
+      auto now_sent = from_sent;
+      while (now_sent < claims_ok &&
+             std::chrono::duration<double>(steady::now() - start).count() < drain) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        now_sent = mails();
+      }
+      const double took = std::chrono::duration<double>(steady::now() - start).count();
+      const double mailed = double(now_sent - from_sent);
+      std::printf(
+          "%-34s %10.0f mails/s idle  sent %.0f in %.1f s  backlog %lld  cpu %.1f us/mail\n",
+          "mailer drain", mailed / took, mailed, took, (long long)claims_ok - (long long)now_sent,
+          mailed > 0 ? (background_cpu() - from_cpu) * 1e6 / mailed : 0.0);
+    }
   }
   if (mode == "reads" || mode == "both") {
     auto r = load(
