@@ -307,6 +307,55 @@ TEST_F(store_test, ReadsOneStreamForwardAndBackward) {
   EXPECT_EQ(*v, 5u);
 }
 
+// The stream index's memtable places a stream's next entry from where its previous one
+// went (an insert hint per stream, from its second event on). Streams appended to again
+// and again among streams written once, with names that prefix each other and versions
+// past one byte, read back whole and in order from the memtable and, after a reopen,
+// from the table files.
+TEST_F(store_test, StreamsAppendedAgainAndAgainAmongNewOnesReadBackInOrder) {
+  const std::vector<std::string> busy = {"inv", "invite-a", "invite-ab", "invite-b"};
+  constexpr std::uint64_t rounds = 300;
+  for (std::uint64_t i = 1; i <= rounds; ++i) {
+    std::vector<stream_append> appends;
+    for (const auto& s : busy) {
+      appends.push_back(
+          to(s, expected_version::exact(i - 1), {make_event("T", std::to_string(i))}));
+    }
+    appends.push_back(
+        to("invite-a-learner-" + std::to_string(i), expected_version::no_stream(), {make_event()}));
+    must_append(std::move(appends));
+  }
+  auto check = [&] {
+    for (const auto& s : busy) {
+      auto v = store_->stream_version(s);
+      ASSERT_TRUE(v);
+      EXPECT_EQ(*v, rounds) << s;
+      auto fwd = store_->read_stream(s, 1, read_direction::forward, 1000);
+      ASSERT_TRUE(fwd);
+      ASSERT_EQ(fwd->size(), rounds) << s;
+      for (std::uint64_t i = 0; i < rounds; ++i) {
+        EXPECT_EQ((*fwd)[i].stream_version, i + 1) << s;
+        EXPECT_EQ((*fwd)[i].stream, s);
+        EXPECT_EQ((*fwd)[i].data, std::to_string(i + 1)) << s;
+      }
+      auto back = store_->read_stream(s, UINT64_MAX, read_direction::backward, 1000);
+      ASSERT_TRUE(back);
+      ASSERT_EQ(back->size(), rounds) << s;
+      EXPECT_EQ(back->front().stream_version, rounds);
+      EXPECT_EQ(back->back().stream_version, 1u);
+    }
+    auto learner = store_->read_stream("invite-a-learner-256", 1, read_direction::forward, 10);
+    ASSERT_TRUE(learner);
+    ASSERT_EQ(learner->size(), 1u);
+    EXPECT_EQ(learner->front().stream_version, 1u);
+  };
+  check();
+  reopen();
+  check();
+  auto next = must_append({to("invite-a", expected_version::exact(rounds), {make_event()})});
+  EXPECT_EQ(next.streams[0].last_version, rounds + 1);
+}
+
 TEST_F(store_test, StoresEveryFieldOfTheEnvelope) {
   auto e = make_event("InviteClaimed", R"({"claim":"c-1"})");
   e.schema_version = 3;
