@@ -290,7 +290,8 @@ class rocksdb_event_store final : public event_store {
   };
   struct batch_state {
     rocksdb::WriteBatch wb;
-    std::unordered_map<std::string, std::uint64_t> versions;  // streams written in this batch
+    // Streams written in this batch; the names are the requests' (alive until it is written).
+    std::unordered_map<std::string_view, std::uint64_t> versions;
     std::unordered_map<uuid, pending_id> ids;
     std::uint64_t next_position;
     timestamp recorded_at;
