@@ -416,10 +416,6 @@ store_result<bool> rocksdb_event_store::open() {
     if (k == shape::sequential) {
       c.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(1));
     }
-    // Level 0 uncompressed: flushes run beside the writer at every 64 MiB of a family,
-    // and snappy was a quarter of their CPU. Compaction into level 1 compresses (and reads
-    // level 0 without decompressing it).
-    c.compression_per_level = {rocksdb::kNoCompression, rocksdb::kSnappyCompression};
     c.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
     return c;
   };

@@ -743,11 +743,6 @@ rocksdb::Options folder_options(rocksdb::Env* env, rocksdb::CompressionType comp
   o.keep_log_file_num = 4;
   if (!bulk) {
     o.memtable_insert_with_hint_prefix_extractor = std::make_shared<owner_rows_hint>();
-    // Flushes write level 0 uncompressed: the flush thread competes with claims for the
-    // CPU, and level 0 is soon compacted into level 1 (compressed), which then reads it
-    // without decompressing. Level 1 and below are compressed as before, so a rebuild's
-    // final compaction still writes compressed files.
-    o.compression_per_level = {rocksdb::kNoCompression, compression};
   }
   if (bulk) {
     o.disable_auto_compactions = true;
