@@ -132,6 +132,39 @@ void encode_record(const recorded_event& e, std::string& out) {
   std::memcpy(out.data() + 1, &crc, 4);
 }
 
+void encode_new_record(const new_event& e, std::string_view stream, std::uint64_t stream_version,
+                       std::uint64_t position, timestamp recorded_at, std::string& out) {
+  // Field for field what encode_record writes.
+  out.clear();
+  out.push_back(static_cast<char>(kRecordVersion));
+  out.append(4, '\0');  // crc placeholder
+  put_u64(out, position);
+  put_u64(out, stream_version);
+  put_u64(out, static_cast<std::uint64_t>(to_unix_micros(recorded_at)));
+  put_u32(out, e.schema_version);
+  out.append(e.event_id.as_bytes());
+  put_str(out, e.type);
+  put_str(out, stream);
+  put_str(out, e.org_id);
+  put_str(out, e.correlation_id);
+  put_str(out, e.causation_id);
+  put_str(out, e.actor);
+  put_str(out, e.data);
+  std::uint32_t crc = crc32c(std::string_view(out).substr(5));
+  std::memcpy(out.data() + 1, &crc, 4);
+}
+
+void stream_index_key_into(std::string_view stream, std::uint64_t version, std::string& out) {
+  out.assign(stream);
+  out.push_back('\0');
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((version >> (8 * i)) & 0xFF));
+}
+
+void log_key_into(std::uint64_t position, std::string& out) {
+  out.clear();
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((position >> (8 * i)) & 0xFF));
+}
+
 std::string decode_record(std::string_view bytes, recorded_event& out) {
   if (bytes.size() < 5) return "record is truncated";
   auto version = static_cast<std::uint8_t>(bytes[0]);

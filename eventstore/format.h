@@ -48,6 +48,13 @@ timestamp time_index_time(std::string_view key);
 std::uint64_t time_index_position(std::string_view key);
 
 void encode_record(const recorded_event& e, std::string& out);
+// The bytes encode_record writes for `e` stored at `position` as version `stream_version`
+// of `stream`, without copying its fields into a recorded_event first (the writer's path).
+void encode_new_record(const new_event& e, std::string_view stream, std::uint64_t stream_version,
+                       std::uint64_t position, timestamp recorded_at, std::string& out);
+// stream_index_key(stream, version) and log_key(position), written into `out` (reused).
+void stream_index_key_into(std::string_view stream, std::uint64_t version, std::string& out);
+void log_key_into(std::uint64_t position, std::string& out);
 
 // Decodes into `out`, reusing its string buffers (no allocation once warm).
 // Returns an empty string on success, else what is wrong with the record.

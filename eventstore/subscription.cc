@@ -1,5 +1,6 @@
 #include "eventstore/subscription.h"
 
+#include <rocksdb/perf_level.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -17,6 +18,16 @@ constexpr int kBackgroundNice = 19;
 
 void run_in_background() {
   (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kBackgroundNice);
+}
+
+// A slot keeps buffers of usual sizes only: one big event (data up to 4 MiB) must not
+// hold its memory in every slot it passed through.
+void release_big_buffers(recorded_event& e) {
+  constexpr std::size_t keep = 64u << 10;
+  for (std::string* s :
+       {&e.type, &e.stream, &e.org_id, &e.correlation_id, &e.causation_id, &e.actor, &e.data}) {
+    if (s->capacity() > keep) std::string().swap(*s);
+  }
 }
 
 }  // namespace
@@ -40,17 +51,29 @@ void subscription::stop() {
 
 void subscription::run() {
   if (options_.background) run_in_background();
+  // No RocksDB perf counting (on by default: a TLS lookup per key comparison) on this
+  // thread, which also runs the handler: the projector's memtable inserts compare keys
+  // millions of times a second, and nothing reads the counts.
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+  // This round's events are the first `count`; the slots past them keep their strings'
+  // buffers, so copying an event into a used slot allocates nothing (a fresh copy of each
+  // event, freed after the handler, cost several allocations per event).
   std::vector<recorded_event> batch;
-  batch.reserve(options_.max_batch);
+  std::size_t count = 0;
   log_filter filter = options_.filter;
   while (!stopping_.load(std::memory_order_acquire)) {
     std::uint64_t from = next_.load(std::memory_order_relaxed);
     filter.from_position = from;
-    batch.clear();
+    count = 0;
     // The last position examined, matched or not: filtered-out events still move us on.
     auto examined = store_.scan(filter, [&](const recorded_event& e) {
-      batch.push_back(e);
-      return batch.size() < options_.max_batch;
+      if (count == batch.size()) {
+        batch.push_back(e);
+      } else {
+        batch[count] = e;
+      }
+      ++count;
+      return count < options_.max_batch;
     });
     if (!examined) {
       if (on_error_) on_error_(examined.error());
@@ -59,11 +82,12 @@ void subscription::run() {
     // scan() stops right after the event that filled the batch, so `last` never
     // passes an event that was not delivered.
     std::uint64_t last = *examined;
-    if (!batch.empty() && !on_events_(batch)) break;
+    if (count != 0 && !on_events_(std::span<const recorded_event>(batch.data(), count))) break;
+    for (std::size_t i = 0; i < count; ++i) release_big_buffers(batch[i]);
     if (last >= from) {
       next_.store(last + 1, std::memory_order_release);
       if (last >= filter.to_position) break;
-      if (batch.size() == options_.max_batch) continue;
+      if (count == options_.max_batch) continue;
     }
     live_.store(true, std::memory_order_release);
     store_.wait_for_head(next_.load() - 1,

@@ -81,6 +81,53 @@ TEST_F(store_test, SubscriptionSwitchesFromCatchUpToLiveWithoutGapOrDuplicate) {
   EXPECT_EQ(sub.next_position(), total + 1);
 }
 
+// A batch reuses the slots of earlier ones: every event arrives with its own fields, in
+// batches of every size (full, then shorter than the one before), a big event included.
+TEST_F(store_test, EachBatchCarriesExactlyItsOwnEvents) {
+  std::mutex mu;
+  std::vector<recorded_event> seen;
+  std::vector<std::size_t> sizes;
+  subscription sub(*store_, {.max_batch = 3}, [&](std::span<const recorded_event> batch) {
+    std::lock_guard lk(mu);
+    sizes.push_back(batch.size());
+    seen.insert(seen.end(), batch.begin(), batch.end());
+    return true;
+  });
+  auto wait_for = [&](std::size_t n) {
+    for (int i = 0; i < 20000; ++i) {
+      {
+        std::lock_guard lk(mu);
+        if (seen.size() >= n) return true;
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+    return false;
+  };
+  std::vector<new_event> events;
+  for (int i = 1; i <= 5; ++i) {
+    events.push_back(make_event("Type" + std::to_string(i), std::string(i * 100, 'a' + i)));
+  }
+  events[1].data = std::string(200u << 10, 'x');  // released after its batch
+  must_append({to("long-stream-name-" + std::string(40, 's'), expected_version::any(), events)});
+  ASSERT_TRUE(wait_for(5));
+  must_append({to("s", expected_version::any(), {make_event("Short", "1")})});
+  ASSERT_TRUE(wait_for(6));
+  sub.stop();
+  ASSERT_EQ(seen.size(), 6u);
+  for (std::size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(seen[i].position, i + 1);
+    EXPECT_EQ(seen[i].stream_version, i + 1);
+    EXPECT_EQ(seen[i].type, events[i].type);
+    EXPECT_EQ(seen[i].data, events[i].data);
+    EXPECT_EQ(seen[i].event_id, events[i].event_id);
+  }
+  EXPECT_EQ(seen[5].position, 6u);
+  EXPECT_EQ(seen[5].stream, "s");
+  EXPECT_EQ(seen[5].type, "Short");
+  EXPECT_EQ(seen[5].data, "1");
+  for (auto n : sizes) EXPECT_LE(n, 3u);
+}
+
 TEST_F(store_test, SubscriptionStartsAtAnyPositionAndAppliesFilters) {
   for (int i = 0; i < 50; ++i) {
     must_append({to("invite-" + std::to_string(i % 5), expected_version::any(),
