@@ -787,7 +787,8 @@ service::callback<service::claim_result> claim_answer(deps_ptr d, responder resp
         return respond(problem_response(p)), void();
       }
       bool fresh = c.outcome == domain::claim_outcome::claimed;
-      auto res = json_response(fresh ? http::status::created : http::status::ok, to_json(c));
+      auto res = text_response(fresh ? http::status::created : http::status::ok, to_json_text(c),
+                               json_content_type);
       if (fresh)
         res.set(http::field::location, "/v1/public/claims/" + c.claim->claim_id_.to_string());
       respond(std::move(res));
