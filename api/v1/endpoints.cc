@@ -776,8 +776,8 @@ void invite_routes(router& r, deps_ptr d) {
 service::callback<service::claim_result> claim_answer(deps_ptr d, responder respond) {
   return [d, respond](service::service_result<service::claim_result> res) {
     if (!res) return respond(problem_response(from_service(res.error()))), void();
-    auto c = *res;
-    after_applied(*d, c.at.position, respond, [respond, c] {
+    auto position = res->at.position;
+    after_applied(*d, position, respond, [respond, c = std::move(*res)] {
       if (c.outcome == domain::claim_outcome::rejected) {
         auto code =
             c.rejection ? std::string(domain::to_string(*c.rejection)) : std::string("not_allowed");
