@@ -7,7 +7,7 @@ packages=(
   g++ cmake make pkg-config ccache
   libgtest-dev libgmock-dev libbenchmark-dev
   librocksdb-dev libboost-dev librdkafka-dev nlohmann-json3-dev libsimdjson-dev libssl-dev
-  libcli11-dev libspdlog-dev prometheus-cpp-dev
+  libcli11-dev libspdlog-dev prometheus-cpp-dev libjemalloc-dev
   kcat python3-kafka curl
   chromium nodejs
   libcurl4-openssl-dev python3-aiosmtpd

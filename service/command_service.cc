@@ -1090,38 +1090,47 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
           std::lock_guard lk(self->learners_mu);
           self->pending_leads.insert(subject);
         }
+        // The answer keeps what it reads of the decision, not the decision: its events
+        // (~500 bytes each) move to the log once, and copying them (twice, into this
+        // closure) made allocations of over 1 KiB per claim, each of which has glibc
+        // consolidate the I/O thread's whole fast bins.
+        std::optional<domain::invite_claimed> claimed;
+        if (d->outcome_ == domain::claim_outcome::claimed) {
+          for (const auto& e : d->events_) {
+            if (auto* ic = std::get_if<domain::invite_claimed>(&e)) claimed = *ic;
+          }
+        }
         plan<domain::invite_state> p;
-        p.events = d->events_;
+        p.events = std::move(d->events_);
         if (d->learner_registered_) {
           p.other_streams.insert_or_assign(domain::learner_stream(cmd.new_learner_id_),
                                            expected_version::no_stream());
         }
-        auto decision = *d;
-        p.on_success = [self, decision, subject, org_id, invite_id, done,
-                        lead_captured](const written& w) {
+        p.on_success = [self, outcome = d->outcome_, claim = std::move(d->claim_),
+                        rejection = d->rejection_, missing_field = std::move(d->missing_field_),
+                        learner_registered = d->learner_registered_, claimed = std::move(claimed),
+                        subject, org_id, invite_id, done, lead_captured](const written& w) {
           claim_result r;
-          r.outcome = decision.outcome_;
+          r.outcome = outcome;
           r.org_id = org_id;
           r.invite_id = invite_id;
           r.at = w;
-          if (decision.outcome_ == domain::claim_outcome::rejected) {
-            r.rejection = decision.rejection_;
-            r.missing_field = decision.missing_field_;
+          if (outcome == domain::claim_outcome::rejected) {
+            r.rejection = rejection;
+            r.missing_field = missing_field;
             done(std::move(r));
             return;
           }
-          const auto& c = *decision.claim_;
+          const auto& c = *claim;
           r.claim = c;
           r.learner_token = self->tokens.issue({org_id, c.learner_id_});
           std::optional<domain::claim_state> progress;
           std::optional<uuid> seeded;
-          if (decision.outcome_ == domain::claim_outcome::claimed) {
-            for (const auto& e : decision.events_) {
-              if (auto* ic = std::get_if<domain::invite_claimed>(&e)) {
-                std::lock_guard lk(self->seeds_mu);
-                self->claim_seeds[ic->claim_id_] = *ic;
-                seeded = ic->claim_id_;
-              }
+          if (outcome == domain::claim_outcome::claimed) {
+            if (claimed) {
+              std::lock_guard lk(self->seeds_mu);
+              self->claim_seeds[claimed->claim_id_] = *claimed;
+              seeded = claimed->claim_id_;
             }
           } else {
             // A returning learner: plays left come from the claim's own stream.
@@ -1136,7 +1145,7 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
             if (cs) progress = *cs;
           }
           r.tracks = self->tracks_of(c, progress);
-          const bool reserved = decision.learner_registered_ || lead_captured;
+          const bool reserved = learner_registered || lead_captured;
           if (w.position != 0 && (reserved || seeded)) {
             // Once the read side shows the claim, it answers for it: the seed goes (kept,
             // it would grow by one event per claim for the life of the process).

@@ -5,6 +5,7 @@
 
 #include "common/time_format.h"
 #include "domain/text.h"
+#include "eventstore/json_text.h"
 
 namespace passage::api::v1 {
 namespace {
@@ -451,6 +452,68 @@ nlohmann::json to_json(const service::claim_result& r) {
                            {"plays_remaining", int_or_null(t.plays_remaining)}});
   }
   return j;
+}
+
+namespace {
+// The members of both writers below come in nlohmann's order (its objects are sorted maps).
+void append_string(std::string& out, std::string_view s) {
+  eventstore::append_json_string(out, s, eventstore::invalid_utf8::replace);
+}
+void append_time_or_null(std::string& out, const std::optional<timestamp>& t) {
+  if (!t) {
+    out += "null";
+    return;
+  }
+  out += '"';
+  append_rfc3339(out, *t);  // digits, '-', ':', 'T', '.', 'Z': nothing to escape
+  out += '"';
+}
+void append_uuid(std::string& out, const uuid& id) {
+  out += '"';
+  out += id.to_string();
+  out += '"';
+}
+}  // namespace
+
+std::string to_json_text(const service::claim_result& r) {
+  if (!r.claim) return "null";
+  const auto& c = *r.claim;
+  std::string out;
+  out.reserve(320 + r.learner_token.size() + 120 * r.tracks.size());
+  out += "{\"access_expires_at\":";
+  append_time_or_null(out, c.access_expires_at_);
+  out += ",\"anonymous\":";
+  out += c.anonymous_ ? "true" : "false";
+  out += ",\"claim_id\":";
+  append_uuid(out, c.claim_id_);
+  out += ",\"claimed_at\":";
+  append_time_or_null(out, c.claimed_at_);
+  out += ",\"invite_id\":";
+  append_uuid(out, r.invite_id);
+  out += ",\"learner_id\":";
+  append_uuid(out, c.learner_id_);
+  out += ",\"learner_token\":";
+  append_string(out, r.learner_token);
+  out += ",\"tracks\":[";
+  for (std::size_t i = 0; i < r.tracks.size(); ++i) {
+    const auto& t = r.tracks[i];
+    if (i > 0) out += ',';
+    out += "{\"access_expires_at\":";
+    append_time_or_null(out, t.access_expires_at);
+    out += ",\"pausable\":";
+    out += t.pausable ? "true" : "false";
+    out += ",\"plays_remaining\":";
+    if (t.plays_remaining) {
+      out += std::to_string(*t.plays_remaining);
+    } else {
+      out += "null";
+    }
+    out += ",\"track_id\":";
+    append_string(out, t.track_id);
+    out += '}';
+  }
+  out += "]}";
+  return out;
 }
 
 nlohmann::json to_json(const service::play_result& r) {

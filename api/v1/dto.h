@@ -73,5 +73,8 @@ dto_result<send_request> parse_send_request(const nlohmann::json& body);
 // Response bodies.
 nlohmann::json to_json(const service::claim_result& r);
 nlohmann::json to_json(const service::play_result& r);
+// to_json(r).dump() as a JSON API answer writes it (invalid UTF-8 replaced), written
+// directly: a claim's answer without building a document of maps (a claim's hot path).
+std::string to_json_text(const service::claim_result& r);
 
 }  // namespace passage::api::v1

@@ -776,8 +776,8 @@ void invite_routes(router& r, deps_ptr d) {
 service::callback<service::claim_result> claim_answer(deps_ptr d, responder respond) {
   return [d, respond](service::service_result<service::claim_result> res) {
     if (!res) return respond(problem_response(from_service(res.error()))), void();
-    auto c = *res;
-    after_applied(*d, c.at.position, respond, [respond, c] {
+    auto position = res->at.position;
+    after_applied(*d, position, respond, [respond, c = std::move(*res)] {
       if (c.outcome == domain::claim_outcome::rejected) {
         auto code =
             c.rejection ? std::string(domain::to_string(*c.rejection)) : std::string("not_allowed");
@@ -787,7 +787,8 @@ service::callback<service::claim_result> claim_answer(deps_ptr d, responder resp
         return respond(problem_response(p)), void();
       }
       bool fresh = c.outcome == domain::claim_outcome::claimed;
-      auto res = json_response(fresh ? http::status::created : http::status::ok, to_json(c));
+      auto res = text_response(fresh ? http::status::created : http::status::ok, to_json_text(c),
+                               json_content_type);
       if (fresh)
         res.set(http::field::location, "/v1/public/claims/" + c.claim->claim_id_.to_string());
       respond(std::move(res));

@@ -25,6 +25,26 @@ TEST(json_text, writes_the_bytes_nlohmann_writes) {
   }
 }
 
+// Text is scanned eight bytes at a time: every special byte at every offset of a longer
+// string, ASCII or not, still comes out as nlohmann writes it.
+TEST(json_text, every_special_byte_at_every_offset) {
+  const std::string specials[] = {"\"",   "\\",       "\n",           std::string(1, '\0'), "\x1f",
+                                  "\x7f", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x8e\xb5",   " ",
+                                  "~"};
+  for (const auto& special : specials) {
+    for (std::size_t at = 0; at <= 19; ++at) {
+      std::string s = std::string(at, 'a') + special + std::string(19 - at, 'Z');
+      EXPECT_EQ(written(s), nlohmann::json(s).dump()) << at;
+      std::string twice = s + special;
+      EXPECT_EQ(written(twice), nlohmann::json(twice).dump()) << at;
+    }
+  }
+  // Invalid UTF-8 late in a long string: refused whole, nothing appended.
+  std::string out = "keep";
+  EXPECT_THROW(append_json_string(out, std::string(30, 'x') + "\xff"), nlohmann::json::type_error);
+  EXPECT_EQ(out, "keep");
+}
+
 TEST(json_text, invalid_utf8_throws_or_is_replaced_as_asked) {
   const std::string bad = "ok \xc3( \xff end";
   EXPECT_THROW(written(bad), nlohmann::json::type_error);

@@ -4,6 +4,12 @@
 #include "service/learner_token.h"
 #include "service/password_hash.h"
 #include "service/password_setup.h"
+#include "service/signed_ids.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "common/encoding.h"
 
 namespace passage::service {
 namespace {
@@ -57,6 +63,44 @@ TEST(PasswordSetupToken, RoundTripsAndRefusesForgeries) {
   learner_token_codec tokens(std::string(32, 's'));
   auto lt = tokens.issue({ref.learner_id, ref.setup_id});
   EXPECT_FALSE(setups.verify("ps1." + lt.substr(4)));
+}
+
+// The tag is HMAC-SHA256(secret, context || a || b), truncated to 16 bytes: tokens issued
+// before the per-thread MAC contexts still verify, whichever secrets a thread used between.
+TEST(SignedIds, TagIsTheHmacOfContextAndIdsUnderEachSecret) {
+  const uuid a = uuid::random(), b = uuid::random();
+  std::vector<std::string> secrets;
+  for (char c = 'a'; c < 'a' + 7; ++c) secrets.emplace_back(32, c);  // more than a thread keeps
+  for (int round = 0; round < 3; ++round) {
+    for (const auto& secret : secrets) {
+      const std::string context = round == 1 ? "ctx" : "";
+      auto token = sign_ids(secret, "t1.", context, a, b);
+      std::string b64 = token.substr(3);
+      for (auto& ch : b64) ch = ch == '-' ? '+' : ch == '_' ? '/' : ch;
+      while (b64.size() % 4 != 0) b64 += '=';
+      auto raw = base64_decode(b64);
+      ASSERT_TRUE(raw);
+      ASSERT_EQ(raw->size(), 48u);
+      std::string input = context;
+      input.append(reinterpret_cast<const char*>(a.bytes.data()), 16);
+      input.append(reinterpret_cast<const char*>(b.bytes.data()), 16);
+      unsigned char tag[32];
+      unsigned int len = 0;
+      HMAC(EVP_sha256(), secret.data(), int(secret.size()),
+           reinterpret_cast<const unsigned char*>(input.data()), input.size(), tag, &len);
+      EXPECT_EQ(raw->substr(32), std::string(reinterpret_cast<const char*>(tag), 16));
+      auto back = verify_ids(secret, "t1.", context, token);
+      ASSERT_TRUE(back);
+      EXPECT_EQ(back->first, a);
+      EXPECT_EQ(back->second, b);
+      for (const auto& other : secrets) {
+        if (other != secret) {
+          EXPECT_FALSE(verify_ids(other, "t1.", context, token));
+        }
+      }
+      EXPECT_FALSE(verify_ids(secret, "t1.", context + "x", token)) << "other context";
+    }
+  }
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "api/problem.h"
 #include "domain/errors.h"
 
@@ -85,6 +87,47 @@ TEST(Dto, ClaimInputTakesAnswersAsStringsOrBooleans) {
   EXPECT_EQ(in->answers.at("consent"), "true");
   EXPECT_FALSE(parse_claim_input(json::parse(R"({"answers":{"n":1}})")));
   EXPECT_FALSE(parse_claim_input(json::parse(R"({"emial":"x"})")));
+}
+
+// The claim answer's direct writer against the document it replaces, as a JSON answer
+// dumps it (invalid UTF-8 replaced): the same bytes, for every shape of claim.
+std::string dumped(const service::claim_result& r) {
+  return to_json(r).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+TEST(Dto, ClaimAnswerTextIsTheDocumentsDump) {
+  service::claim_result r;
+  EXPECT_EQ(to_json_text(r), dumped(r));  // no claim: null
+  EXPECT_EQ(to_json_text(r), "null");
+
+  domain::claim_record c;
+  c.claim_id_ = *uuid::parse("0f8fad5b-d9cb-469f-a165-70867728950e");
+  c.learner_id_ = *uuid::parse("7c9e6679-7425-40de-944b-e07fc1f90ae7");
+  c.claimed_at_ = timestamp(std::chrono::microseconds(1'764'590'400'123'456));
+  r.claim = c;
+  r.invite_id = *uuid::parse("16fd2706-8baf-433b-82eb-8c7fada847da");
+  r.learner_token = "lt1.AbC-_09xyz";
+  EXPECT_EQ(to_json_text(r), dumped(r));  // no tracks, no expiry
+
+  r.claim->anonymous_ = true;
+  r.claim->access_expires_at_ = timestamp(std::chrono::microseconds(0));
+  r.claim->claimed_at_ = timestamp(std::chrono::seconds(253'402'300'799));  // 9999-12-31
+  // Tokens and track ids are ASCII in practice; quotes, controls, non-ASCII and invalid
+  // UTF-8 still come out as nlohmann writes them.
+  r.learner_token = std::string("q\"b\\s/\x01\x1f\n\t\x7f", 11);
+  service::claimed_track t1{"k8s-basics", true, std::nullopt, std::nullopt};
+  service::claimed_track t2{"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", false,
+                            timestamp(std::chrono::microseconds(1'764'590'400'000'001)),
+                            std::int64_t{0}};
+  service::claimed_track t3{"bad \xff\xc3 utf8", true, std::nullopt,
+                            std::numeric_limits<std::int64_t>::min()};
+  service::claimed_track t4{"", false, std::nullopt, std::numeric_limits<std::int64_t>::max()};
+  r.tracks = {t1, t2, t3, t4};
+  EXPECT_EQ(to_json_text(r), dumped(r));
+  EXPECT_EQ(json::parse(to_json_text(r))["tracks"][1]["track_id"],
+            "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+  r.tracks = {t3};
+  EXPECT_EQ(to_json_text(r), dumped(r));
 }
 
 TEST(Dto, ApiKeyRolesExcludeTheOperator) {
