@@ -631,8 +631,9 @@ domain_result<claim_decision> decide(const invite_state& s, const claim_invite& 
   claim_decision d;
   d.outcome_ = claim_outcome::claimed;
   d.learner_registered_ = new_learner;
-  // At most five events (registration, password setup, lead, claim, one capacity event
-  // of two): one allocation, not a vector growing through three sizes of ~500-byte events.
+  // At most six events (registration, password setup, lead, claim, and with a claim limit
+  // InviteCapacityWarning and InviteFilled, both when a limit of 1 fills): one allocation,
+  // not a vector growing through three sizes of ~500-byte events.
   d.events_.reserve(std::size_t(new_learner) * 2 + std::size_t(capture_lead) + 1 +
                     std::size_t(cfg.claim_limit_ > 0) * 2);
   personal_data who;

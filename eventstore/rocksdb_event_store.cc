@@ -131,6 +131,10 @@ std::optional<store_error> validate(const std::vector<stream_append>& streams) {
 // stream keeps a splice (~200 bytes of the memtable) and a map entry, which streams
 // written once (a learner per claim) would pay for nothing; a stream's first
 // re-append takes the search and keeps the splice for the next ones.
+// Never DeleteRange from a key in this domain: RocksDB before 9.x keeps one hint map for
+// point keys and range deletions (facebook/rocksdb#5118), and a range deletion starting at
+// a hinted key would hand later inserts a splice of the wrong skip list (an assertion in
+// debug builds, a corrupt memtable in release ones). The event store deletes no ranges.
 class stream_hint_transform final : public rocksdb::SliceTransform {
  public:
   const char* Name() const override { return "passage.StreamIndexInsertHint"; }

@@ -718,6 +718,10 @@ result<eventstore::decoded_event, eventstore::codec_error> decode_for_apply(
 // search among the memtable's keys. Other keys stay unhinted: a hint costs a splice
 // (~200 bytes of the memtable) per owner, wasted on ids written once (a claim, and the
 // learner a claim registers, whose H row is its only one for a while).
+// Never DeleteRange from a key in this domain: RocksDB before 9.x keeps one hint map for
+// point keys and range deletions (facebook/rocksdb#5118), and a range deletion starting at
+// a hinted key would hand later inserts a splice of the wrong skip list (an assertion in
+// debug builds, a corrupt memtable in release ones). wipe()'s range starts at "", outside it.
 class owner_rows_hint final : public rocksdb::SliceTransform {
  public:
   const char* Name() const override { return "passage.ReadModelRowInsertHint"; }

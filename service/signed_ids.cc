@@ -2,9 +2,11 @@
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/params.h>
+#include <openssl/rand.h>
 
 #include <array>
 #include <cstring>
@@ -65,9 +67,11 @@ EVP_MAC_CTX* keyed_mac(const std::string& key) {
   return c.ctx.get();
 }
 
-std::array<unsigned char, 32> tag_of(const std::string& secret, std::string_view context,
-                                     const unsigned char* data, std::size_t n) {
-  std::array<unsigned char, 32> out{};
+// HMAC-SHA256 of context || data into `out`; false if OpenSSL failed both ways (no memory):
+// a tag that could not be computed is never taken for one (all zeros would match a forged
+// token's zeros).
+bool tag_of(const std::string& secret, std::string_view context, const unsigned char* data,
+            std::size_t n, std::array<unsigned char, 32>& out) {
   std::size_t len = 0;
   EVP_MAC_CTX* mac = keyed_mac(secret);
   if (mac != nullptr &&
@@ -75,16 +79,17 @@ std::array<unsigned char, 32> tag_of(const std::string& secret, std::string_view
           1 &&
       EVP_MAC_update(mac, data, n) == 1 && EVP_MAC_final(mac, out.data(), &len, out.size()) == 1 &&
       len == out.size()) {
-    return out;
+    return true;
   }
-  // OpenSSL failed (no memory): the one-shot path, as before.
+  // OpenSSL failed: the one-shot path, as before, with this thread's error queue cleared.
+  ERR_clear_error();
   std::string input(context);
   input.append(reinterpret_cast<const char*>(data), n);
   unsigned int one_shot_len = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(input.data()), input.size(), out.data(),
-       &one_shot_len);
-  return out;
+  return HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+              reinterpret_cast<const unsigned char*>(input.data()), input.size(), out.data(),
+              &one_shot_len) != nullptr &&
+         one_shot_len == out.size();
 }
 
 // base64url without padding, from OpenSSL's standard base64.
@@ -121,7 +126,10 @@ std::string sign_ids(const std::string& secret, std::string_view prefix, std::st
   std::array<unsigned char, kRawBytes> raw{};
   std::memcpy(raw.data(), a.bytes.data(), 16);
   std::memcpy(raw.data() + 16, b.bytes.data(), 16);
-  auto tag = tag_of(secret, context, raw.data(), 32);
+  std::array<unsigned char, 32> tag{};
+  // Unsigned (no memory for OpenSSL): random bytes, a token that will not verify, rather
+  // than none at all for an answer already decided.
+  if (!tag_of(secret, context, raw.data(), 32, tag)) RAND_bytes(tag.data(), int(tag.size()));
   std::memcpy(raw.data() + 32, tag.data(), kTagBytes);
   return std::string(prefix) + to_base64url(raw.data(), raw.size());
 }
@@ -132,7 +140,8 @@ std::optional<std::pair<uuid, uuid>> verify_ids(const std::string& secret, std::
   auto raw = from_base64url(token.substr(prefix.size()));
   if (!raw || raw->size() != kRawBytes) return std::nullopt;
   auto bytes = reinterpret_cast<const unsigned char*>(raw->data());
-  auto tag = tag_of(secret, context, bytes, 32);
+  std::array<unsigned char, 32> tag{};
+  if (!tag_of(secret, context, bytes, 32, tag)) return std::nullopt;
   if (CRYPTO_memcmp(tag.data(), bytes + 32, kTagBytes) != 0) return std::nullopt;
   std::pair<uuid, uuid> ids;
   std::memcpy(ids.first.bytes.data(), bytes, 16);

@@ -324,7 +324,8 @@ TEST_F(store_test, ReadsOneStreamForwardAndBackward) {
 // went (an insert hint per stream, from its second event on). Streams appended to again
 // and again among streams written once, with names that prefix each other and versions
 // past one byte, read back whole and in order from the memtable and, after a reopen,
-// from the table files.
+// from the table files. (A read-back check: RocksDB verifies every hint before it uses
+// it, so a wrong hint would cost a search, not order; this guards the keys around it.)
 TEST_F(store_test, StreamsAppendedAgainAndAgainAmongNewOnesReadBackInOrder) {
   const std::vector<std::string> busy = {"inv", "invite-a", "invite-ab", "invite-b"};
   constexpr std::uint64_t rounds = 300;
