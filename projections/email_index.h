@@ -107,19 +107,24 @@ class email_index {
   static bool digest_of(std::string_view subject, digest& out) {
     constexpr std::string_view prefix = "email:";
     if (subject.size() != prefix.size() + 64 || !subject.starts_with(prefix)) return false;
-    const char* hex = subject.data() + prefix.size();
+    const auto* hex = reinterpret_cast<const unsigned char*>(subject.data() + prefix.size());
+    int bad = 0;  // any digit's -1 sets the sign bit: one test at the end, no branch per digit
     for (std::size_t i = 0; i < out.size(); ++i) {
-      const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-      if (hi < 0 || lo < 0) return false;
+      const int hi = hex_value[hex[2 * i]], lo = hex_value[hex[2 * i + 1]];
+      bad |= hi | lo;
       out[i] = static_cast<std::uint8_t>(hi << 4 | lo);
     }
-    return true;
+    return bad >= 0;
   }
-  static int nibble(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;  // uppercase too: it would name another subject
-  }
+  // Lowercase hex digits' values, -1 for anything else (uppercase too: "email:AB..." is
+  // another subject than "email:ab...", so it must not share its digest).
+  static constexpr std::array<std::int8_t, 256> hex_value = [] {
+    std::array<std::int8_t, 256> t{};
+    t.fill(-1);
+    for (int c = '0'; c <= '9'; ++c) t[c] = static_cast<std::int8_t>(c - '0');
+    for (int c = 'a'; c <= 'f'; ++c) t[c] = static_cast<std::int8_t>(c - 'a' + 10);
+    return t;
+  }();
 
   std::size_t home_of(const digest& d) const {
     std::uint64_t h = 0;
