@@ -130,7 +130,7 @@ int replay(const replay_options& o) {
   // With --out the server may be running: open its keys read-only too.
   std::unique_ptr<app::offline_data> data;
   if (o.out.empty()) {
-    auto opened = app::open_offline(o.data_dir, app::key_access::exclusive);
+    auto opened = app::open_offline(o.data_dir, app::key_access::exclusive, 0);
     if (!opened) {
       std::fprintf(stderr, "passage replay: %s (stop passage serve first)\n",
                    opened.error().c_str());
@@ -138,7 +138,7 @@ int replay(const replay_options& o) {
     }
     data = std::move(*opened);
   } else {
-    auto opened = app::open_offline(o.data_dir);
+    auto opened = app::open_offline(o.data_dir, app::key_access::shared, 0);
     if (!opened) {
       std::fprintf(stderr, "passage replay: %s\n", opened.error().c_str());
       return 1;

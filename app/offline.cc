@@ -8,7 +8,8 @@
 namespace passage::app {
 
 result<std::unique_ptr<offline_data>, std::string> open_offline(const std::string& data_dir,
-                                                                key_access access) {
+                                                                key_access access,
+                                                                std::size_t key_cache_entries) {
   namespace fs = std::filesystem;
   fs::path dir(data_dir);
   std::ifstream secret_file(dir / "server.secret");
@@ -26,8 +27,9 @@ result<std::unique_ptr<offline_data>, std::string> open_offline(const std::strin
                                              .block_cache_bytes = offline_block_cache_bytes});
   if (!store) return fail(store.error().message);
   out->store = std::move(*store);
-  auto keys = eventstore::open_key_store(
-      {.path = (dir / "keys").string(), .read_only = access == key_access::shared});
+  auto keys = eventstore::open_key_store({.path = (dir / "keys").string(),
+                                          .cache_entries = key_cache_entries,
+                                          .read_only = access == key_access::shared});
   if (!keys) return fail(keys.error().message);
   out->keys = std::move(*keys);
   out->codec = std::make_unique<eventstore::event_codec>(*out->keys, derive_key(secret, "pepper"));

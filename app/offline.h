@@ -31,8 +31,15 @@ enum class key_access { shared, exclusive };
 // The event log's block cache when opened offline (see open_offline).
 inline constexpr std::size_t offline_block_cache_bytes = 16u << 20;
 
+// The key store's cache (key_store_options::cache_entries) when opened offline. An export
+// decrypts several events per learner and gains from it; a replay decrypts only each
+// learner's registration, once, so it passes 0: a cache would only churn (a lookup, an
+// eviction and two allocations per key).
+inline constexpr std::size_t offline_key_cache_entries = 1u << 16;  // the usual default
+
 // Fails with a message naming the folder when it is not a Passage data folder.
 result<std::unique_ptr<offline_data>, std::string> open_offline(
-    const std::string& data_dir, key_access keys = key_access::shared);
+    const std::string& data_dir, key_access keys = key_access::shared,
+    std::size_t key_cache_entries = offline_key_cache_entries);
 
 }  // namespace passage::app

@@ -163,7 +163,7 @@ std::uint64_t write_log(const fs::path& dir, std::uint64_t target) {
 // --- phases (each in its own process) ---
 
 int phase_rebuild(const fs::path& dir) {
-  auto data = app::open_offline(dir.string());
+  auto data = app::open_offline(dir.string(), app::key_access::shared, 0);  // as `passage replay`
   if (!data) die(data.error());
   fs::remove_all(dir / "bench-readmodels");
   auto models = projections::read_models::open({.path = (dir / "bench-readmodels").string()},

@@ -64,6 +64,10 @@ struct log_filter {
   std::string stream_prefix;               // empty: every stream
   std::optional<timestamp> since;          // recorded_at >= since (found through the time index)
   std::optional<timestamp> until;          // recorded_at < until
+  // A scan read once from start to end (a rebuild's whole-log pass): its blocks skip the
+  // block cache, whose fill and eviction would only churn for blocks never read again.
+  // Short scans leave it off: uncached, each would read its blocks afresh from the file.
+  bool one_pass = false;
 };
 
 using append_callback = std::function<void(store_result<append_result>)>;

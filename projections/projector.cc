@@ -196,6 +196,7 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
     eventstore::log_filter filter;
     filter.from_position = 1;
     filter.to_position = progress.events_total;
+    filter.one_pass = true;
     if (options.as_of) filter.until = *options.as_of + std::chrono::microseconds(1);
     rebuild_batch* batch = nullptr;
     if (progress.events_total > 0) {

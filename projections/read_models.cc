@@ -28,6 +28,7 @@
 #include "common/time_format.h"
 #include "domain/events.h"
 #include "domain/text.h"
+#include "projections/email_index.h"
 #include "projections/record_format.h"
 
 namespace passage::projections {
@@ -791,7 +792,7 @@ struct read_models::state {
   std::unordered_map<uuid, std::map<std::uint64_t, uuid>> invites_by_org;  // by creation
   std::unordered_map<uuid, claim_rec> claims;
   std::unordered_map<uuid, learner_rec> learners;
-  std::unordered_map<std::string, uuid> learner_by_subject;
+  email_index learner_by_subject;
 
   std::atomic<std::uint64_t> applied{0};
   std::mutex waiters_mu;
@@ -834,9 +835,8 @@ struct read_models::state {
 
   // --- applying (under the unique lock) ---
 
-  // `email_subject`: decoded_entry::email_subject of the event (moved from).
-  void apply_one(const recorded_event& re, const eventstore::decoded_event* d,
-                 std::string& email_subject);
+  // `decoded`: what decode_range made of the event (its email_subject is moved from).
+  void apply_one(const recorded_event& re, decoded_entry& decoded);
   // Notes a record to write with this batch; a bulk load writes every record at its end.
   template <typename Set, typename Key>
   void mark(Set& set, Key&& key) {
@@ -982,7 +982,7 @@ result<void, projection_error> read_models::state::load() {
     learner_rec l;
     if (!decode(v, l)) return false;
     if (!l.forgotten && !l.email_subject.empty())
-      learner_by_subject[l.email_subject] = l.learner_id;
+      learner_by_subject.assign(l.email_subject, l.learner_id);
     learners[l.learner_id] = std::move(l);
     return true;
   });
@@ -1025,10 +1025,9 @@ learner_rec& read_models::state::learner_of(const uuid& org, const uuid& learner
   return it->second;
 }
 
-void read_models::state::apply_one(const recorded_event& re, const eventstore::decoded_event* d,
-                                   std::string& email_subject) {
+void read_models::state::apply_one(const recorded_event& re, decoded_entry& decoded) {
   namespace dm = domain;
-  if (d != nullptr) {
+  if (const eventstore::decoded_event* d = decoded.event ? &*decoded.event : nullptr) {
     const bool forgotten = d->forgotten;
     auto invite_of = [&](const uuid& org, const uuid& id) -> invite_rec* {
       auto it = invites.find(id);
@@ -1211,14 +1210,11 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                      l.registered_at = e.registered_at_;
                      if (forgotten || l.forgotten || e.personal_data_.email_.empty()) return;
                      // Taken while decoding (decode_range) for exactly these events.
-                     std::string subject = std::move(email_subject);
+                     std::string& subject = decoded.email_subject;
                      if (!l.email_subject.empty() && l.email_subject != subject) {
-                       auto old = learner_by_subject.find(l.email_subject);
-                       if (old != learner_by_subject.end() && old->second == l.learner_id) {
-                         learner_by_subject.erase(old);
-                       }
+                       learner_by_subject.erase_if(l.email_subject, l.learner_id);
                      }
-                     learner_by_subject[subject] = e.learner_id_;
+                     learner_by_subject.assign(subject, e.learner_id_);
                      l.email_subject = std::move(subject);
                    },
                    [&](const dm::lead_captured& e) {
@@ -1234,10 +1230,7 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                      auto& l = learner_of(e.org_id_, e.learner_id_);
                      l.forgotten = true;
                      if (!l.email_subject.empty()) {
-                       auto it = learner_by_subject.find(l.email_subject);
-                       if (it != learner_by_subject.end() && it->second == l.learner_id) {
-                         learner_by_subject.erase(it);
-                       }
+                       learner_by_subject.erase_if(l.email_subject, l.learner_id);
                        l.email_subject.clear();
                      }
                    },
@@ -1246,13 +1239,11 @@ void read_models::state::apply_one(const recorded_event& re, const eventstore::d
                d->event);
   }
   // Every event of an invite stream moves the invite's version (ETag / If-Match).
-  if (re.stream.starts_with("invite-")) {
-    if (auto id = uuid_after(re.stream, "invite-")) {
-      auto it = invites.find(*id);
-      if (it != invites.end()) {
-        it->second.version = std::max(it->second.version, re.stream_version);
-        mark(dirty.invite_states, *id);
-      }
+  if (const auto& id = decoded.invite_stream) {
+    auto it = invites.find(*id);
+    if (it != invites.end()) {
+      it->second.version = std::max(it->second.version, re.stream_version);
+      mark(dirty.invite_states, *id);
     }
   }
 }
@@ -1491,6 +1482,7 @@ std::string decode_range(const eventstore::event_codec& codec,
                          std::span<const eventstore::recorded_event> batch,
                          read_models::decoded_batch& out, std::size_t lo, std::size_t hi) {
   for (std::size_t i = lo; i < hi; ++i) {
+    out[i].invite_stream = uuid_after(batch[i].stream, "invite-");
     if (!needs_decode(batch[i].type)) continue;
     auto r = decode_for_apply(codec, batch[i]);
     if (!r) {
@@ -1586,8 +1578,7 @@ result<void, projection_error> read_models::apply_decoded(
     // on top would skip the events in between and write a checkpoint claiming them.
     if (s.bulk_failed) return projection_error{*s.bulk_failed};
     for (std::size_t i = 0; i < todo.size(); ++i) {
-      s.apply_one(todo[i], decoded[i].event ? &*decoded[i].event : nullptr,
-                  decoded[i].email_subject);
+      s.apply_one(todo[i], decoded[i]);
     }
     rocksdb::Status st;
     if (s.bulk) {
@@ -2148,9 +2139,9 @@ std::optional<learner_view> read_models::learner(const uuid& org_id, const uuid&
 std::optional<learner_ref> read_models::learner_by_email(const uuid& org_id,
                                                          std::string_view email_subject) const {
   std::shared_lock lock(state_->mu);
-  auto s = state_->learner_by_subject.find(std::string(email_subject));
-  if (s == state_->learner_by_subject.end()) return std::nullopt;
-  auto l = state_->learners.find(s->second);
+  auto s = state_->learner_by_subject.find(email_subject);
+  if (!s) return std::nullopt;
+  auto l = state_->learners.find(*s);
   if (l == state_->learners.end() || l->second.org_id != org_id || l->second.forgotten) {
     return std::nullopt;
   }

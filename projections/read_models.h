@@ -403,6 +403,9 @@ class read_models {
     // taken while decoding, so that the applying thread (the one that bounds a rebuild's
     // time) only stores it.
     std::string email_subject;
+    // The invite whose stream ("invite-<id>") holds the event, whose version it moves:
+    // read from the stream name while decoding, off the applying thread.
+    std::optional<uuid> invite_stream;
   };
   using decoded_batch = std::vector<decoded_entry>;
   // Fills `out` (its storage reused) for `batch`; the error names the first event that

@@ -646,6 +646,7 @@ TEST_F(read_models_test, decoded_events_carry_the_email_subject_of_registrations
   }));
 
   read_models::decoded_batch decoded;
+  std::size_t invite_events = 0;
   auto check = [&](std::span<const eventstore::recorded_event> batch) -> std::size_t {
     std::size_t subjects = 0;
     EXPECT_TRUE(models_->decode_events(batch, decoded));
@@ -660,6 +661,13 @@ TEST_F(read_models_test, decoded_events_carry_the_email_subject_of_registrations
       } else {
         EXPECT_EQ(d.email_subject, "") << batch[i].type << " at " << batch[i].position;
       }
+      // The invite whose version the event moves: the one of its stream, if any.
+      if (batch[i].stream.starts_with("invite-")) {
+        EXPECT_EQ(d.invite_stream, inv) << batch[i].type << " at " << batch[i].position;
+        ++invite_events;
+      } else {
+        EXPECT_FALSE(d.invite_stream) << batch[i].stream << " at " << batch[i].position;
+      }
     }
     return subjects;
   };
@@ -668,6 +676,7 @@ TEST_F(read_models_test, decoded_events_carry_the_email_subject_of_registrations
   // The same slots, shifted by one event: no subject stays behind from the batch before.
   EXPECT_EQ(check(std::span(log).subspan(1)), 3u);
   EXPECT_EQ(check(log), 3u);
+  EXPECT_GT(invite_events, 0u);
 }
 
 // `passage replay --out`: a rebuild into a folder of its own (bulk loaded, then
