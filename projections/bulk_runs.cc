@@ -16,7 +16,7 @@ namespace {
 // A run file's entry: key size and value size (4 bytes each, little-endian), key, value.
 constexpr std::size_t entry_head = 8;
 // Bytes a run file is written and read by.
-constexpr std::size_t io_chunk = 1u << 20;
+constexpr std::size_t io_chunk = 256u << 10;
 
 rocksdb::Env* env_or_default(rocksdb::Env* env) {
   return env != nullptr ? env : rocksdb::Env::Default();
@@ -195,13 +195,17 @@ int compare_keys(std::string_view a, std::string_view b) {
 }
 
 rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, run_file& out) {
-  // Most keys differ in their first 8 bytes (prefix and the start of a uuid), so they are
-  // told apart by one integer compare instead of a memcmp call; equal keys keep the order
-  // they were added in (their offsets grow).
   std::sort(entries_.begin(), entries_.end(), [&](const entry& a, const entry& b) {
-    if (a.head != b.head) return a.head < b.head;
-    if (int c = compare_keys(key(a), key(b)); c != 0) return c < 0;
-    return a.offset < b.offset;
+    for (int i = 0; i < 4; ++i) {
+      if (a.head[i] != b.head[i]) return a.head[i] < b.head[i];
+    }
+    // Equal heads of keys no longer than them: one is the other with zero bytes added.
+    if (a.key_size <= sizeof(a.head) && b.key_size <= sizeof(b.head)) {
+      if (a.key_size != b.key_size) return a.key_size < b.key_size;
+    } else if (int c = compare_keys(key(a), key(b)); c != 0) {
+      return c < 0;
+    }
+    return a.offset < b.offset;  // equal keys: in the order they were added
   });
   out = run_file{};
   out.path = path;

@@ -16,6 +16,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/status.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -42,8 +43,14 @@ inline constexpr std::size_t index_every = 1024;
 class sorted_run {
  public:
   void add(std::string_view key, std::string_view value) {
-    entries_.push_back({data_.size(), static_cast<std::uint32_t>(key.size()),
-                        static_cast<std::uint32_t>(value.size()), head_of(key)});
+    entry e{};
+    for (std::size_t i = 0; i < std::min(key.size(), sizeof(e.head)); ++i) {
+      e.head[i / 8] |= std::uint64_t{static_cast<std::uint8_t>(key[i])} << (56 - 8 * (i % 8));
+    }
+    e.offset = data_.size();
+    e.key_size = static_cast<std::uint32_t>(key.size());
+    e.value_size = static_cast<std::uint32_t>(value.size());
+    entries_.push_back(e);
     data_.append(key);
     data_.append(value);
   }
@@ -59,18 +66,15 @@ class sorted_run {
 
  private:
   struct entry {
+    // The key's first 32 bytes as big-endian integers, zero-padded: a whole row key (a
+    // prefix, a uuid and a position: 25 bytes), so sorting compares entries without
+    // reading the keys, scattered over the buffer (many share their first 17 bytes: the
+    // rows of one invite or learner).
+    std::uint64_t head[4];
     std::size_t offset;
     std::uint32_t key_size;
     std::uint32_t value_size;
-    std::uint64_t head;  // the key's first 8 bytes, big-endian, zero-padded
   };
-  static std::uint64_t head_of(std::string_view key) {
-    std::uint64_t h = 0;
-    for (std::size_t i = 0; i < 8; ++i) {
-      h = (h << 8) | (i < key.size() ? static_cast<std::uint8_t>(key[i]) : 0u);
-    }
-    return h;
-  }
   std::string_view key(const entry& e) const { return {data_.data() + e.offset, e.key_size}; }
   std::string_view value(const entry& e) const {
     return {data_.data() + e.offset + e.key_size, e.value_size};

@@ -106,6 +106,30 @@ TEST_F(bulk_runs_test, overlapping_runs_merge_in_key_order_and_the_latest_value_
   EXPECT_GT(most_files, 6u);  // small files: cut within each range
 }
 
+// Keys of any length sort bytewise: shorter than the 32 bytes compared in place (zero
+// bytes at their end included), longer, and with bytes above 0x7f.
+TEST_F(bulk_runs_test, keys_of_any_length_sort_bytewise) {
+  std::mt19937_64 rng(3);
+  const std::string alphabet("\x00\x01\x7f\x80\xff", 5);
+  sorted_run run;
+  pairs expected;
+  for (int i = 0; i < 5000; ++i) {
+    std::string k;
+    const std::size_t size = rng() % 40;
+    for (std::size_t j = 0; j < size; ++j) k.push_back(alphabet[rng() % alphabet.size()]);
+    const std::string v = std::to_string(i);
+    run.add(k, v);
+    expected[k] = v;  // the last added wins
+  }
+  ASSERT_LT(expected.size(), 5000u);  // some keys added twice
+  std::vector<run_file> runs{write_run(run)};
+  std::vector<std::string> files;
+  merge_options o{.out_prefix = path("any-")};
+  const auto st = merge_runs(runs, o, files);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(read_back(files, o.sst), expected);
+}
+
 // Nothing to merge: no file (RocksDB refuses empty SST files).
 TEST_F(bulk_runs_test, no_rows_make_no_file) {
   std::vector<std::string> files;
