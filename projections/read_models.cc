@@ -1200,14 +1200,30 @@ result<void, projection_error> read_models::state::wait_ingested() {
 
 namespace {
 
-// The entries of an id-keyed map, in the order of their keys (the id's bytes).
+// The entries of an id-keyed map, in the order of their keys (the id's bytes). Sorted by
+// copies of the ids (as two big-endian integers) beside the pointers: comparing through
+// the pointers would read entries scattered over the heap (millions at a big load's end).
 template <typename Map>
 std::vector<const typename Map::value_type*> by_id(const Map& map) {
+  struct keyed {
+    std::uint64_t hi, lo;
+    const typename Map::value_type* entry;
+  };
+  std::vector<keyed> sorted;
+  sorted.reserve(map.size());
+  for (const auto& entry : map) {
+    const auto bytes = entry.first.as_bytes();
+    std::uint64_t hi = 0, lo = 0;
+    std::memcpy(&hi, bytes.data(), 8);
+    std::memcpy(&lo, bytes.data() + 8, 8);
+    sorted.push_back({__builtin_bswap64(hi), __builtin_bswap64(lo), &entry});
+  }
+  std::sort(sorted.begin(), sorted.end(), [](const keyed& a, const keyed& b) {
+    return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo;
+  });
   std::vector<const typename Map::value_type*> out;
-  out.reserve(map.size());
-  for (const auto& entry : map) out.push_back(&entry);
-  std::sort(out.begin(), out.end(),
-            [](const auto* a, const auto* b) { return a->first < b->first; });
+  out.reserve(sorted.size());
+  for (const auto& k : sorted) out.push_back(k.entry);
   return out;
 }
 
