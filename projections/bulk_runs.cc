@@ -195,17 +195,29 @@ int compare_keys(std::string_view a, std::string_view b) {
 }
 
 rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, run_file& out) {
-  std::sort(entries_.begin(), entries_.end(), [&](const entry& a, const entry& b) {
+  std::vector<sort_entry> sorted;  // not kept: memory only while a run is written
+  sorted.reserve(entries_.size());
+  for (const auto& e : entries_) {  // in the order added: the buffer is read through once
+    sort_entry s{{0, 0, 0, 0}, e};
+    char padded[sizeof(s.head)] = {};
+    std::memcpy(padded, data_.data() + e.offset, std::min<std::size_t>(e.key_size, sizeof(padded)));
+    for (int i = 0; i < 4; ++i) {
+      std::memcpy(&s.head[i], padded + 8 * i, 8);
+      s.head[i] = __builtin_bswap64(s.head[i]);
+    }
+    sorted.push_back(s);
+  }
+  std::sort(sorted.begin(), sorted.end(), [&](const sort_entry& a, const sort_entry& b) {
     for (int i = 0; i < 4; ++i) {
       if (a.head[i] != b.head[i]) return a.head[i] < b.head[i];
     }
     // Equal heads of keys no longer than them: one is the other with zero bytes added.
-    if (a.key_size <= sizeof(a.head) && b.key_size <= sizeof(b.head)) {
-      if (a.key_size != b.key_size) return a.key_size < b.key_size;
-    } else if (int c = compare_keys(key(a), key(b)); c != 0) {
+    if (a.e.key_size <= sizeof(a.head) && b.e.key_size <= sizeof(b.head)) {
+      if (a.e.key_size != b.e.key_size) return a.e.key_size < b.e.key_size;
+    } else if (int c = compare_keys(key(a.e), key(b.e)); c != 0) {
       return c < 0;
     }
-    return a.offset < b.offset;  // equal keys: in the order they were added
+    return a.e.offset < b.e.offset;  // equal keys: in the order they were added
   });
   out = run_file{};
   out.path = path;
@@ -215,10 +227,10 @@ rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, ru
   std::string chunk;
   chunk.reserve(io_chunk + 4096);
   std::uint64_t offset = 0;
-  for (std::size_t i = 0; i < entries_.size(); ++i) {
-    if (i + 1 < entries_.size() && key(entries_[i]) == key(entries_[i + 1])) continue;
-    const auto k = key(entries_[i]);
-    const auto v = value(entries_[i]);
+  for (std::size_t i = 0; i < sorted.size(); ++i) {
+    if (i + 1 < sorted.size() && key(sorted[i].e) == key(sorted[i + 1].e)) continue;
+    const auto k = key(sorted[i].e);
+    const auto v = value(sorted[i].e);
     if (out.entries % index_every == 0) out.index.emplace_back(std::string(k), offset);
     ++out.entries;
     put_u32(chunk, static_cast<std::uint32_t>(k.size()));

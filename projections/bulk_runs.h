@@ -42,15 +42,11 @@ inline constexpr std::size_t index_every = 1024;
 // buffer holds every key and value: a run holds millions of rows.
 class sorted_run {
  public:
+  // On the applying thread: only copies (the sort keys are made by write(), on the
+  // worker's).
   void add(std::string_view key, std::string_view value) {
-    entry e{};
-    for (std::size_t i = 0; i < std::min(key.size(), sizeof(e.head)); ++i) {
-      e.head[i / 8] |= std::uint64_t{static_cast<std::uint8_t>(key[i])} << (56 - 8 * (i % 8));
-    }
-    e.offset = data_.size();
-    e.key_size = static_cast<std::uint32_t>(key.size());
-    e.value_size = static_cast<std::uint32_t>(value.size());
-    entries_.push_back(e);
+    entries_.push_back({data_.size(), static_cast<std::uint32_t>(key.size()),
+                        static_cast<std::uint32_t>(value.size())});
     data_.append(key);
     data_.append(value);
   }
@@ -66,14 +62,17 @@ class sorted_run {
 
  private:
   struct entry {
-    // The key's first 32 bytes as big-endian integers, zero-padded: a whole row key (a
-    // prefix, a uuid and a position: 25 bytes), so sorting compares entries without
-    // reading the keys, scattered over the buffer (many share their first 17 bytes: the
-    // rows of one invite or learner).
-    std::uint64_t head[4];
     std::size_t offset;
     std::uint32_t key_size;
     std::uint32_t value_size;
+  };
+  // An entry with the key's first 32 bytes as big-endian integers, zero-padded: a whole
+  // row key (a prefix, a uuid and a position: 25 bytes), so sorting compares entries
+  // without reading the keys, scattered over the buffer once sorting moves them (many
+  // share their first 17 bytes: the rows of one invite or learner).
+  struct sort_entry {
+    std::uint64_t head[4];
+    entry e;
   };
   std::string_view key(const entry& e) const { return {data_.data() + e.offset, e.key_size}; }
   std::string_view value(const entry& e) const {
