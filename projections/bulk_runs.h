@@ -56,6 +56,11 @@ class sorted_run {
     data_.clear();
     entries_.clear();
   }
+  // clear(), and gives its memory back (clear() keeps it for the next run).
+  void release() {
+    std::string().swap(data_);
+    std::vector<entry>().swap(entries_);
+  }
   // Writes the pairs in key order to `path` through `env` (Env::Default() when null); of
   // equal keys the last added wins, as in a WriteBatch. `out` describes the file.
   rocksdb::Status write(rocksdb::Env* env, const std::string& path, run_file& out);

@@ -1570,6 +1570,9 @@ result<void, projection_error> read_models::set_bulk_load(bool on) {
   if (auto written = s.wait_ingested(); !written) {
     return s.fail_bulk_load(written.error().message);
   }
+  // The run buffers' memory goes to the merge's buffers and the records' encoding.
+  s.out.run.release();
+  s.spare.release();
   if (auto added = s.merge_and_add_records(); !added) {
     return s.fail_bulk_load(added.error().message);
   }
