@@ -28,6 +28,7 @@
 #include "common/time_format.h"
 #include "domain/events.h"
 #include "domain/text.h"
+#include "projections/bulk_runs.h"
 #include "projections/email_index.h"
 #include "projections/record_format.h"
 
@@ -62,7 +63,8 @@ constexpr std::string_view format_key = "m:fmt";
 // 2: learner history rows; 3: notify/email; 4: rows keep only the sealed part of an event
 // and H rows point at A/R rows for personal data.
 constexpr std::string_view format_version = "4";
-// Files a bulk load writes into the folder before ingesting them (moved in as RocksDB's).
+// Files a bulk load writes into the folder: its runs, then the merged rows and the records
+// ingested at its end (moved in as RocksDB's). Any left at open were a crash's.
 constexpr std::string_view run_file_prefix = "bulk-run-";
 
 std::string key_of(char prefix, const uuid& id) {
@@ -551,87 +553,11 @@ std::optional<claim_delay_stats> delay_stats(std::vector<std::int64_t> seconds) 
                            rank(90), seconds.back()};
 }
 
-// Key-value pairs gathered in memory, then written in key order as one SST file (a bulk
-// load's run). One buffer holds every key and value: a run holds millions of rows.
-class sorted_run {
- public:
-  void add(std::string_view key, std::string_view value) {
-    entries_.push_back({data_.size(), static_cast<std::uint32_t>(key.size()),
-                        static_cast<std::uint32_t>(value.size()), head_of(key)});
-    data_.append(key);
-    data_.append(value);
-  }
-  bool empty() const { return entries_.empty(); }
-  std::size_t bytes() const { return data_.size() + entries_.size() * sizeof(entry); }
-  void clear() {
-    data_.clear();
-    entries_.clear();
-  }
-  // Writes the pairs in key order to `path` (for IngestExternalFile); of equal keys the
-  // last added wins, as in a WriteBatch.
-  rocksdb::Status write(const rocksdb::Options& options, const std::string& path) {
-    // Most keys differ in their first 8 bytes (prefix and the start of a uuid), so they
-    // are told apart by one integer compare instead of a memcmp call; equal keys keep the
-    // order they were added in (their offsets grow).
-    std::sort(entries_.begin(), entries_.end(), [&](const entry& a, const entry& b) {
-      if (a.head != b.head) return a.head < b.head;
-      if (int c = compare_keys(key(a), key(b)); c != 0) return c < 0;
-      return a.offset < b.offset;
-    });
-    rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options);
-    auto st = writer.Open(path);
-    for (std::size_t i = 0; st.ok() && i < entries_.size(); ++i) {
-      if (i + 1 < entries_.size() && key(entries_[i]) == key(entries_[i + 1])) continue;
-      st = writer.Put(slice(key(entries_[i])), slice(value(entries_[i])));
-    }
-    if (st.ok()) st = writer.Finish();
-    return st;
-  }
-
- private:
-  struct entry {
-    std::size_t offset;
-    std::uint32_t key_size;
-    std::uint32_t value_size;
-    std::uint64_t head;  // the key's first 8 bytes, big-endian, zero-padded
-  };
-  // Bytewise, 8 bytes at a time: row keys are a prefix, a uuid and a position (25 bytes),
-  // and rows of one invite or learner share their first 17.
-  static int compare_keys(std::string_view a, std::string_view b) {
-    const std::size_t n = std::min(a.size(), b.size());
-    std::size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      std::uint64_t x = 0, y = 0;
-      std::memcpy(&x, a.data() + i, 8);
-      std::memcpy(&y, b.data() + i, 8);
-      if (x != y) return __builtin_bswap64(x) < __builtin_bswap64(y) ? -1 : 1;
-    }
-    for (; i < n; ++i) {
-      if (a[i] != b[i])
-        return static_cast<std::uint8_t>(a[i]) < static_cast<std::uint8_t>(b[i]) ? -1 : 1;
-    }
-    return a.size() == b.size() ? 0 : (a.size() < b.size() ? -1 : 1);
-  }
-  static std::uint64_t head_of(std::string_view key) {
-    std::uint64_t h = 0;
-    for (std::size_t i = 0; i < 8; ++i) {
-      h = (h << 8) | (i < key.size() ? static_cast<std::uint8_t>(key[i]) : 0u);
-    }
-    return h;
-  }
-  std::string_view key(const entry& e) const { return {data_.data() + e.offset, e.key_size}; }
-  std::string_view value(const entry& e) const {
-    return {data_.data() + e.offset + e.key_size, e.value_size};
-  }
-  std::string data_;
-  std::vector<entry> entries_;
-};
-
 // Where applied events' rows go: the WriteBatch written with the checkpoint, or during a
 // bulk load the current sorted run.
 struct row_sink {
   rocksdb::WriteBatch batch;
-  sorted_run run;
+  bulk::sorted_run run;
   bool to_run = false;
   // The row being encoded and its key: reused, so a row costs no allocation.
   record_writer value;
@@ -732,31 +658,17 @@ class owner_rows_hint final : public rocksdb::SliceTransform {
   }
 };
 
-// The folder's RocksDB options. `bulk`: while a rebuild loads it (set_bulk_load), and
-// for the sorted runs it adds: nothing compacts until the load ends, so each row is
-// rewritten once (by the final compaction, which compresses it) instead of once per
-// level, and the files added never stall the load.
-rocksdb::Options folder_options(rocksdb::Env* env, rocksdb::CompressionType compression,
-                                bool bulk) {
+// The folder's RocksDB options.
+rocksdb::Options folder_options(rocksdb::Env* env, rocksdb::CompressionType compression) {
   rocksdb::Options o;
   o.create_if_missing = true;
   if (env != nullptr) o.env = env;
   o.IncreaseParallelism(2);
-  o.compression = bulk ? rocksdb::kNoCompression : compression;
+  o.compression = compression;
   o.write_buffer_size = 64u << 20;
   o.max_log_file_size = 64u << 20;
   o.keep_log_file_num = 4;
-  if (!bulk) {
-    o.memtable_insert_with_hint_prefix_extractor = std::make_shared<owner_rows_hint>();
-  }
-  if (bulk) {
-    o.disable_auto_compactions = true;
-    o.level0_file_num_compaction_trigger = 1 << 30;
-    o.level0_slowdown_writes_trigger = 1 << 30;
-    o.level0_stop_writes_trigger = 1 << 30;
-    o.soft_pending_compaction_bytes_limit = 0;  // 0: no limit
-    o.hard_pending_compaction_bytes_limit = 0;
-  }
+  o.memtable_insert_with_hint_prefix_extractor = std::make_shared<owner_rows_hint>();
   return o;
 }
 
@@ -779,7 +691,7 @@ struct read_models::state {
   std::unique_ptr<rocksdb::Env> env;  // in_memory only; outlives db
   std::unique_ptr<rocksdb::DB> db;
   rocksdb::CompressionType compression = rocksdb::kLZ4Compression;
-  bool bulk = false;  // open with folder_options(..., bulk = true)
+  bool bulk = false;  // a bulk load is on (set_bulk_load)
   rocksdb::WriteOptions write_options;
 
   mutable std::shared_mutex mu;
@@ -813,24 +725,24 @@ struct read_models::state {
     }
   } dirty;
   row_sink out;
-  std::uint64_t runs_written = 0;  // bulk load: sorted runs ingested so far
+  // Bulk load: the run files written so far, in the order they were filled.
+  std::vector<bulk::run_file> runs;
   // Why the current bulk load failed: some of its rows may never have reached the folder,
   // so it must not end with records and a checkpoint. Until clear() or a new load,
   // apply() and set_bulk_load(false) report it.
   std::optional<std::string> bulk_failed;
-  // Bulk load: the previous run, being written and ingested by a worker while the next
-  // one fills (at most one at a time); `spare` is its buffer, reused.
-  sorted_run spare;
+  // Bulk load: the previous run, being written by a worker while the next one fills (at
+  // most one at a time) into `writing`; `spare` is its buffer, reused.
+  bulk::sorted_run spare;
+  bulk::run_file writing;
   std::future<rocksdb::Status> ingesting;
 
   // --- loading ---
 
   result<void, projection_error> load();
   result<void, projection_error> wipe();
-  // Opens the folder (closing it first if open) with the options for `bulk_load`.
-  // `hold_compactions`: the usual options, but nothing compacts on its own until
-  // SetOptions turns it back on (the end of a bulk load compacts by hand).
-  result<void, projection_error> reopen(bool bulk_load, bool hold_compactions = false);
+  // Opens the folder (closing it first if open).
+  result<void, projection_error> reopen();
   void reset_memory();
 
   // --- applying (under the unique lock) ---
@@ -849,19 +761,20 @@ struct read_models::state {
   std::int64_t cached_day = std::numeric_limits<std::int64_t>::min();
   std::string cached_day_text;
   void stage_dirty();
-  // Bulk load: hands the current run to a worker that writes it as an SST file and
-  // ingests it, once the previous one is in (its failure is reported here).
+  // Bulk load: hands the current run to a worker that writes it to a run file (on the
+  // way in: bulk_runs.h), once the previous one is written (its failure is reported here).
   result<void, projection_error> ingest_run();
-  // Bulk load: waits for the run being ingested.
+  // Bulk load: waits for the run being written.
   result<void, projection_error> wait_ingested();
-  // Bulk load's end: compacts the folder once and meanwhile writes every record
-  // (organizations, keys, tracks, invites, claims, learners) and the checkpoint in key
-  // order straight into one compressed SST file, ingested after: the commit of the load.
-  result<void, projection_error> compact_and_add_records();
+  // Bulk load's end: merges the run files into the folder's final files (key ranges in
+  // parallel) and meanwhile writes every record (organizations, keys, tracks, invites,
+  // claims, learners) and the checkpoint in key order straight into one compressed SST
+  // file; all are ingested at once: the commit of the load.
+  result<void, projection_error> merge_and_add_records();
   // Bulk load: ends it without records or checkpoint after `why`; the folder and memory
   // go back to the checkpoint of before the load.
   projection_error fail_bulk_load(std::string why);
-  // Removes sorted-run files a crash left in the folder before they were ingested.
+  // Removes a bulk load's files (run_file_prefix) a crash or a failure left in the folder.
   void remove_leftover_runs();
   void publish(std::uint64_t position);
 
@@ -1277,25 +1190,12 @@ result<void, projection_error> read_models::state::ingest_run() {
   if (auto done = wait_ingested(); !done) return done;
   if (out.run.empty()) return {};
   std::swap(out.run, spare);
-  // Inside the folder, under a name RocksDB never gives its own files; ingestion moves it.
+  // Inside the folder, under a name RocksDB never gives its own files.
   std::string file =
-      options.path + "/" + std::string(run_file_prefix) + std::to_string(++runs_written) + ".sst";
+      options.path + "/" + std::string(run_file_prefix) + std::to_string(runs.size() + 1) + ".run";
   ingesting = std::async(std::launch::async, [this, file = std::move(file)] {
-    // Compressed as the folder's own files: a big load's pace is the disk's (each run is
-    // synced as it goes in), and the final compaction reads them back.
-    auto run_options = folder_options(env.get(), compression, true);
-    run_options.compression = compression;
-    auto st = spare.write(run_options, file);
+    auto st = spare.write(env.get(), file, writing);
     spare.clear();
-    if (st.ok()) {
-      rocksdb::IngestExternalFileOptions o;
-      o.move_files = true;
-      st = db->IngestExternalFile({file}, o);
-    }
-    if (!st.ok()) {
-      rocksdb::Env* fs = env ? env.get() : rocksdb::Env::Default();
-      (void)fs->DeleteFile(file);  // when written but not ingested (moved)
-    }
     return st;
   });
   return {};
@@ -1306,72 +1206,111 @@ result<void, projection_error> read_models::state::wait_ingested() {
   const auto st = ingesting.get();
   if (!st.ok())
     return projection_error{"read models: writing loaded rows failed: " + st.ToString()};
+  runs.push_back(std::move(writing));
   return {};
 }
 
 namespace {
 
-// The entries of an id-keyed map, in the order of their keys (the id's bytes).
+// The entries of an id-keyed map, in the order of their keys (the id's bytes). Sorted by
+// copies of the ids (as two big-endian integers) beside the pointers: comparing through
+// the pointers would read entries scattered over the heap (millions at a big load's end).
 template <typename Map>
 std::vector<const typename Map::value_type*> by_id(const Map& map) {
+  struct keyed {
+    std::uint64_t hi, lo;
+    const typename Map::value_type* entry;
+  };
+  std::vector<keyed> sorted;
+  sorted.reserve(map.size());
+  for (const auto& entry : map) {
+    const auto bytes = entry.first.as_bytes();
+    std::uint64_t hi = 0, lo = 0;
+    std::memcpy(&hi, bytes.data(), 8);
+    std::memcpy(&lo, bytes.data() + 8, 8);
+    sorted.push_back({__builtin_bswap64(hi), __builtin_bswap64(lo), &entry});
+  }
+  std::sort(sorted.begin(), sorted.end(), [](const keyed& a, const keyed& b) {
+    return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo;
+  });
   std::vector<const typename Map::value_type*> out;
-  out.reserve(map.size());
-  for (const auto& entry : map) out.push_back(&entry);
-  std::sort(out.begin(), out.end(),
-            [](const auto* a, const auto* b) { return a->first < b->first; });
+  out.reserve(sorted.size());
+  for (const auto& k : sorted) out.push_back(k.entry);
   return out;
 }
 
 }  // namespace
 
-result<void, projection_error> read_models::state::compact_and_add_records() {
-  // The compaction runs on RocksDB's threads while this one writes the records: in key
-  // order as they are encoded, so no record waits in memory, and compressed as the
-  // folder's own files, added once the compaction is done so it never rewrites them.
-  // Key order: c, i, k, l, m:cp, o, s, t.
-  auto compaction = std::async(std::launch::async, [this] {
-    return db->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
+result<void, projection_error> read_models::state::merge_and_add_records() {
+  // The runs are merged on threads of their own while this one writes the records: in key
+  // order as they are encoded, so no record waits in memory. No file overlaps another or
+  // the folder's (its format, m:fmt, after clear()): rows (A, H, L, R), then records
+  // (c, i, k, l), the checkpoint (m:cp) and records again (o, s, t), each part a file
+  // (of rows: several). Ingested together, they go to the bottom level, where nothing
+  // compacts them again.
+  std::vector<std::string> files;
+  auto merged = std::async(std::launch::async, [this, &files] {
+    bulk::merge_options o{
+        .sst = folder_options(env.get(), compression),
+        .out_prefix = options.path + "/" + std::string(run_file_prefix) + "out-",
+        // More ranges than cores: they take unequal time (rows compress unequally).
+        .ranges = std::clamp<std::size_t>(2 * std::thread::hardware_concurrency(), 2, 8)};
+    return bulk::merge_runs(runs, o, files);
   });
-  const std::string file = options.path + "/" + std::string(run_file_prefix) + "records.sst";
-  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(),
-                                folder_options(env.get(), compression, false));
-  auto st = writer.Open(file);
+  std::vector<std::string> record_files;
+  std::optional<rocksdb::SstFileWriter> writer;
+  rocksdb::Status st;
+  auto end_part = [&] {
+    if (writer && st.ok()) st = writer->Finish();
+    writer.reset();
+  };
+  auto put_key = [&](std::string_view key, std::string_view value) {
+    if (!st.ok()) return;
+    if (!writer) {  // opened by a part's first record: RocksDB refuses empty files
+      writer.emplace(rocksdb::EnvOptions(), folder_options(env.get(), compression));
+      record_files.push_back(options.path + "/" + std::string(run_file_prefix) + "records-" +
+                             std::to_string(record_files.size() + 1) + ".sst");
+      st = writer->Open(record_files.back());
+      if (!st.ok()) return;
+    }
+    st = writer->Put(slice(key), slice(value));
+  };
   std::string key;
   auto put = [&](char prefix, const uuid& id, std::string_view value) {
-    if (!st.ok()) return;
     key.assign(1, prefix);
     key.append(id.as_bytes());
-    st = writer.Put(slice(key), slice(value));
+    put_key(key, value);
   };
   for (const auto* c : by_id(claims)) put('c', c->first, encode(c->second));
   const auto invites_in_order = by_id(invites);
   for (const auto* i : invites_in_order) put('i', i->first, encode_state(i->second));
   for (const auto* k : by_id(keys)) put('k', k->first, encode(k->second));
   for (const auto* l : by_id(learners)) put('l', l->first, encode(l->second));
+  end_part();
   std::string cp;
   append_be64(cp, applied.load(std::memory_order_acquire));
-  if (st.ok()) st = writer.Put(slice(checkpoint_key), slice(cp));
+  put_key(checkpoint_key, cp);
+  end_part();
   for (const auto* o : by_id(orgs)) put('o', o->first, encode(o->second));
   for (const auto* i : invites_in_order) put('s', i->first, encode_settings(i->second));
   for (const auto& [org, by_track] : tracks) {  // std::map: org bytes, then track id
-    for (const auto& [track_id, t] : by_track) {
-      if (!st.ok()) break;
-      st = writer.Put(slice(track_key(org, track_id)), slice(encode(t)));
-    }
+    for (const auto& [track_id, t] : by_track) put_key(track_key(org, track_id), encode(t));
   }
-  if (st.ok()) st = writer.Finish();
-  const auto compacted = compaction.get();
-  if (st.ok() && compacted.ok()) {
+  end_part();
+  const auto merge = merged.get();
+  if (st.ok() && merge.ok()) {
+    files.insert(files.end(), record_files.begin(), record_files.end());
     rocksdb::IngestExternalFileOptions o;
     o.move_files = true;
-    st = db->IngestExternalFile({file}, o);
+    st = db->IngestExternalFile(files, o);
   }
-  if (!st.ok() || !compacted.ok()) {
-    rocksdb::Env* fs = env ? env.get() : rocksdb::Env::Default();
-    (void)fs->DeleteFile(file);
-    if (!compacted.ok()) {
-      return projection_error{"read models: compaction failed: " + compacted.ToString()};
-    }
+  // The runs, and the merged files when they did not go in (moved when they did).
+  remove_leftover_runs();
+  runs.clear();
+  if (!merge.ok()) {
+    return projection_error{"read models: merging loaded rows failed: " + merge.ToString()};
+  }
+  if (!st.ok()) {
     return projection_error{"read models: writing loaded records failed: " + st.ToString()};
   }
   return {};
@@ -1384,15 +1323,11 @@ projection_error read_models::state::fail_bulk_load(std::string why) {
                 "before the load: apply the log again from there)";
   out.to_run = false;
   out.run.clear();
+  runs.clear();
+  remove_leftover_runs();
+  bulk = false;
   dirty.clear();
-  write_options.disableWAL = false;
-  write_options.sync = options.sync;
-  // Memory is ahead of the folder: back to what the folder holds, opened as usual.
-  if (bulk) {
-    (void)reopen(false);
-  } else if (db) {
-    (void)db->SetOptions({{"disable_auto_compactions", "false"}});  // held at the load's end
-  }
+  // Memory is ahead of the folder (which holds nothing of the load): back to what it holds.
   if (db) (void)load();
   return projection_error{*bulk_failed};
 }
@@ -1402,7 +1337,7 @@ void read_models::state::remove_leftover_runs() {
   std::vector<std::string> names;
   if (!fs->GetChildren(options.path, &names).ok()) return;
   for (const auto& name : names) {
-    if (name.starts_with(run_file_prefix) && name.ends_with(".sst")) {
+    if (name.starts_with(run_file_prefix)) {
       (void)fs->DeleteFile(options.path + "/" + name);
     }
   }
@@ -1454,7 +1389,7 @@ result<std::unique_ptr<read_models>, projection_error> read_models::open(
   s->write_options.sync = options.sync;
 
   if (options.in_memory) s->env.reset(rocksdb::NewMemEnv(rocksdb::Env::Default()));
-  if (auto opened = s->reopen(false); !opened) return opened.error();
+  if (auto opened = s->reopen(); !opened) return opened.error();
   if (auto loaded = s->load(); !loaded) return loaded.error();
   return std::unique_ptr<read_models>(new read_models(std::move(s)));
 }
@@ -1607,32 +1542,18 @@ result<void, projection_error> read_models::apply_decoded(
   return {};
 }
 
-result<void, projection_error> read_models::state::reopen(bool bulk_load, bool hold_compactions) {
+result<void, projection_error> read_models::state::reopen() {
   db.reset();
-  auto opts = [&] {
-    auto o = folder_options(env.get(), compression, bulk_load);
-    if (hold_compactions) o.disable_auto_compactions = true;
-    return o;
-  };
   rocksdb::DB* raw = nullptr;
-  auto st = rocksdb::DB::Open(opts(), options.path, &raw);
+  auto st = rocksdb::DB::Open(folder_options(env.get(), compression), options.path, &raw);
   if ((st.IsInvalidArgument() || st.IsNotSupported()) && compression != rocksdb::kNoCompression) {
     compression = rocksdb::kNoCompression;  // a RocksDB built without LZ4
-    st = rocksdb::DB::Open(opts(), options.path, &raw);
+    st = rocksdb::DB::Open(folder_options(env.get(), compression), options.path, &raw);
   }
   if (!st.ok()) {
-    auto failed =
-        projection_error{"read models: cannot open " + options.path + ": " + st.ToString()};
-    // Switching modes failed: back to the usual options, so the folder stays usable.
-    if (bulk_load &&
-        rocksdb::DB::Open(folder_options(env.get(), compression, false), options.path, &raw).ok()) {
-      db.reset(raw);
-      bulk = false;
-    }
-    return failed;
+    return projection_error{"read models: cannot open " + options.path + ": " + st.ToString()};
   }
   db.reset(raw);
-  bulk = bulk_load;
   // Holding the folder's lock now: another process's load in progress is not ours to undo.
   remove_leftover_runs();
   return {};
@@ -1643,54 +1564,49 @@ result<void, projection_error> read_models::set_bulk_load(bool on) {
   std::unique_lock lock(s.mu);
   if (on) {
     if (s.bulk) return {};
-    if (auto opened = s.reopen(true); !opened) return opened.error();
+    s.bulk = true;
     s.bulk_failed.reset();
-    s.write_options.disableWAL = true;
-    s.write_options.sync = false;  // RocksDB refuses sync without its WAL
     s.out.to_run = true;
     return {};
   }
   // A load that lost rows never ends with records and a checkpoint, however often asked.
   if (s.bulk_failed) return projection_error{*s.bulk_failed};
   if (!s.bulk) return {};
-  // The last rows; then the folder opens as usual and is compacted once (compressing the
-  // rows), so queries find it as a live-built one; then every record and the checkpoint,
-  // as of the last applied event, in one file: the commit. Until then the folder's
-  // checkpoint is the one before the load (0 after clear()), so a failure or a crash
-  // meanwhile leaves read models that replay from there.
+  // The last rows; then the runs merged into the folder's final files, and every record
+  // and the checkpoint, as of the last applied event, in one more file; all ingested at
+  // once: the commit. Until then the folder holds nothing of the load (its checkpoint is
+  // the one before it, 0 after clear()), so a failure or a crash meanwhile leaves read
+  // models that replay from there.
   s.out.to_run = false;
-  if (auto ingested = s.ingest_run(); !ingested) {
-    return s.fail_bulk_load(ingested.error().message);
+  if (auto written = s.ingest_run(); !written) return s.fail_bulk_load(written.error().message);
+  if (auto written = s.wait_ingested(); !written) {
+    return s.fail_bulk_load(written.error().message);
   }
-  if (auto ingested = s.wait_ingested(); !ingested) {
-    return s.fail_bulk_load(ingested.error().message);
-  }
-  auto st = s.db->Flush(rocksdb::FlushOptions());
-  if (!st.ok()) return s.fail_bulk_load("read models: flush failed: " + st.ToString());
-  s.write_options.disableWAL = false;
-  s.write_options.sync = s.options.sync;
-  // Held: RocksDB would start compacting the runs on its own at once, one thread for
-  // them all, and the manual compaction would wait for it.
-  if (auto opened = s.reopen(false, /*hold_compactions=*/true); !opened) {
-    return s.fail_bulk_load(opened.error().message);
-  }
-  if (auto added = s.compact_and_add_records(); !added) {
+  // The run buffers' memory goes to the merge's buffers and the records' encoding.
+  s.out.run.release();
+  s.spare.release();
+  if (auto added = s.merge_and_add_records(); !added) {
     return s.fail_bulk_load(added.error().message);
   }
-  st = s.db->SetOptions({{"disable_auto_compactions", "false"}});
-  if (!st.ok()) return projection_error{"read models: " + st.ToString()};
+  s.bulk = false;
   return {};
 }
 
 // Deletes every record, keeps only the current format, and forgets the checkpoint.
 result<void, projection_error> read_models::state::wipe() {
-  (void)wait_ingested();  // a load's run still going in is dropped with the rest
+  (void)wait_ingested();  // a load's runs are dropped with the rest
+  runs.clear();
   rocksdb::WriteBatch all;
   all.DeleteRange(rocksdb::Slice(""), rocksdb::Slice("\xff\xff", 2));
   all.Put(slice(format_key), slice(format_version));
   auto st = db->Write(write_options, &all);
   if (!st.ok()) return projection_error{"read models: clear failed: " + st.ToString()};
-  st = db->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
+  // Rewritten to the bottom even when already there: the deletion of everything must not
+  // stay in the folder (a file spanning every key), or a bulk load's files, which it
+  // would overlap, could not be ingested at the bottom level.
+  rocksdb::CompactRangeOptions compact;
+  compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  st = db->CompactRange(compact, nullptr, nullptr);
   if (!st.ok()) return projection_error{"read models: clear failed: " + st.ToString()};
   remove_leftover_runs();
   reset_memory();

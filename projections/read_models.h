@@ -288,8 +288,8 @@ struct read_models_options {
   // open() refuses such a folder, naming `passage replay`.
   std::function<void(std::string_view found_format)> on_format_change;
   // Bulk load (set_bulk_load): bytes of rows gathered in memory before they are sorted and
-  // added to the folder as one file. Bigger: fewer files for the final compaction to merge,
-  // more memory. Default: 64 MiB.
+  // written as one run file. Bigger: fewer files for the load's final merge to read at
+  // once, more memory. Default: 64 MiB.
   std::size_t bulk_run_bytes = 64u << 20;
 };
 
@@ -416,15 +416,15 @@ class read_models {
   result<void, projection_error> apply(std::span<const eventstore::recorded_event> batch,
                                        decoded_batch& decoded);
   // Rebuild only. While on, applied batches write no records and no checkpoint: rows are
-  // gathered in memory and added to the folder a sorted file at a time (no write-ahead
-  // log, memtable or flush), nothing compacts meanwhile, and row queries may miss the
-  // rows still in memory. Turning it off adds the last rows, reopens the folder as usual
-  // and compacts it once, then adds every record and the checkpoint (one file, written
-  // in key order). A crash meanwhile leaves the checkpoint of before the load (0 after
-  // clear()): the rows already added are written again, identical, as the log is applied
-  // from there. A load that fails to add rows (in apply() or at its end) is abandoned the
-  // same way: memory goes back to the folder's checkpoint and apply() and
-  // set_bulk_load(false) keep failing until clear() or a new load.
+  // gathered in memory and written beside the folder's files a sorted run at a time (no
+  // write-ahead log, memtable or flush), and row queries miss the load's rows until it
+  // ends. Turning it off merges the runs into the folder's final files, writes every
+  // record and the checkpoint (one file, in key order) and ingests them all at once. A
+  // crash meanwhile leaves the folder as before the load (checkpoint 0 after clear()); its
+  // files are deleted when the folder is next opened. A load that fails to write rows (in
+  // apply() or at its end) is abandoned the same way: memory goes back to the folder's
+  // checkpoint and apply() and set_bulk_load(false) keep failing until clear() or a new
+  // load.
   result<void, projection_error> set_bulk_load(bool on);
   // Drops every read model and the checkpoint (back to position 0).
   result<void, projection_error> clear();

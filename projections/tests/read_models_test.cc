@@ -813,9 +813,9 @@ TEST_F(read_models_test, a_rebuild_stops_at_the_first_event_it_cannot_decode) {
   }
 }
 
-// A bulk load that never ends (a crash) leaves rows on disk but neither records nor a
-// checkpoint: the folder reopens at position 0 and applying the log again gives the
-// live-built answers (the rows already there are rewritten identically).
+// A bulk load that never ends (a crash) leaves run files beside the folder but nothing in
+// it: the folder reopens at position 0 (the runs deleted) and applying the log again
+// gives the live-built answers.
 TEST_F(read_models_test, a_bulk_load_cut_short_reopens_at_its_start_and_catches_up) {
   const uuid inv = id(100);
   create_invite(org, inv, "AB2K7MZ", draft("Cut", {"linux"}));
@@ -883,10 +883,10 @@ TEST_F(read_models_test, a_bulk_load_that_loses_rows_never_ends_with_a_checkpoin
   }));
   // A folder where the run file about to be written cannot be (a folder has its name).
   auto block = [&](const std::string& path, int run) {
-    std::filesystem::create_directory(path + "/bulk-run-" + std::to_string(run) + ".sst");
+    std::filesystem::create_directory(path + "/bulk-run-" + std::to_string(run) + ".run");
   };
   auto unblock = [&](const std::string& path, int run) {
-    std::filesystem::remove(path + "/bulk-run-" + std::to_string(run) + ".sst");
+    std::filesystem::remove(path + "/bulk-run-" + std::to_string(run) + ".run");
   };
 
   // The last rows fail as the load ends; asking again fails again.
@@ -945,6 +945,92 @@ TEST_F(read_models_test, a_bulk_load_that_loses_rows_never_ends_with_a_checkpoin
   EXPECT_EQ(snapshot(**reopened), live);
 }
 
+// A load whose rows are merged but whose records cannot be written (as a crash between the
+// merge and the ingestion): nothing of it reaches the folder, its files are deleted, and
+// the folder catches up from its checkpoint of before the load.
+TEST_F(read_models_test,
+       a_bulk_load_failing_between_merge_and_ingestion_leaves_the_folder_as_it_was) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Merged", {"linux"}));
+  std::vector<domain::claim_decision> claims;
+  for (std::uint64_t n = 1; n <= 10; ++n)
+    claims.push_back(claim(inv, "m" + std::to_string(n) + "@x.org", n));
+  for (const auto& c : claims) play(c.claim_->claim_id_, c.claim_->learner_id_, "linux");
+  catch_up();
+  auto snapshot = [&](read_models& m) {
+    nlohmann::json j;
+    j["invite"] = to_json(*m.invite(org, inv, clock_.now()));
+    j["claims"] = to_json(std::span<const acceptance_row>(*m.acceptance_list(org, inv)));
+    for (const auto& c : claims) {
+      j["learners"].push_back(to_json(*m.learner_history(org, c.claim_->learner_id_)));
+    }
+    j["applied"] = m.applied_position();
+    return j;
+  };
+  const auto live = snapshot(*models_);
+  std::vector<eventstore::recorded_event> log;
+  ASSERT_TRUE(store_->scan({}, [&](const eventstore::recorded_event& e) {
+    log.push_back(e);
+    return true;
+  }));
+  const auto path = dir_.sub("merged");
+  auto files = [&] {
+    std::vector<std::string> names;
+    for (const auto& f : std::filesystem::directory_iterator(path)) {
+      if (f.path().filename().string().starts_with("bulk-run-")) {
+        names.push_back(f.path().filename().string());
+      }
+    }
+    return names;
+  };
+  const std::string blocked = "bulk-run-records-1.sst";
+  {
+    auto m = read_models::open({.path = path, .bulk_run_bytes = 1}, *codec_);
+    ASSERT_TRUE(m) << m.error().message;
+    ASSERT_TRUE((*m)->set_bulk_load(true));
+    for (std::size_t i = 0; i < log.size(); i += 4) {  // a run per batch: overlapping runs
+      ASSERT_TRUE((*m)->apply(std::span(log).subspan(i, std::min<std::size_t>(4, log.size() - i))));
+    }
+    std::filesystem::create_directory(path + "/" + blocked);
+    EXPECT_FALSE((*m)->set_bulk_load(false));
+    EXPECT_EQ((*m)->applied_position(), 0u);
+    EXPECT_FALSE((*m)->invite(org, inv, clock_.now()));
+    EXPECT_EQ(files(), std::vector<std::string>{blocked});  // runs and merged rows deleted
+  }
+  std::filesystem::remove(path + "/" + blocked);
+  auto reopened = read_models::open({.path = path}, *codec_);
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  EXPECT_EQ((*reopened)->applied_position(), 0u);
+  EXPECT_FALSE((*reopened)->invite(org, inv, clock_.now()));
+  ASSERT_TRUE((*reopened)->apply(log));
+  EXPECT_EQ(snapshot(**reopened), live);
+}
+
+// A rebuilt folder's files sit at the bottom level: nothing is left for RocksDB to compact
+// after the load (clear() leaves no deletion spanning every key that the load's files
+// would overlap, which would put them in level 0).
+TEST_F(read_models_test, a_rebuilt_folder_has_its_files_at_the_bottom_level) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Bottom", {"linux"}));
+  for (std::uint64_t n = 1; n <= 10; ++n) claim(inv, "b" + std::to_string(n) + "@x.org", n);
+  catch_up();
+  const auto path = dir_.sub("bottom");
+  {
+    auto m = read_models::open({.path = path, .bulk_run_bytes = 1}, *codec_);
+    ASSERT_TRUE(m) << m.error().message;
+    ASSERT_TRUE((*m)->apply(*store_->read_all({}, 1000)));  // a folder with rows to clear
+    ASSERT_TRUE(rebuild(*store_, **m, {.batch_size = 3}));
+  }
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::Options(), path, &raw).ok());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  std::string l0, bottom;
+  ASSERT_TRUE(db->GetProperty("rocksdb.num-files-at-level0", &l0));
+  ASSERT_TRUE(db->GetProperty("rocksdb.num-files-at-level6", &bottom));
+  EXPECT_EQ(l0, "0");
+  EXPECT_GE(std::stoi(bottom), 4);  // rows, records, checkpoint, more records
+}
+
 // Run files a crash left before they were ingested are removed when the folder is next
 // opened or cleared; RocksDB's own files stay.
 TEST_F(read_models_test, run_files_left_by_a_crash_are_removed_on_open_and_clear) {
@@ -963,15 +1049,16 @@ TEST_F(read_models_test, run_files_left_by_a_crash_are_removed_on_open_and_clear
     auto m = read_models::open({.path = path}, *codec_);
     ASSERT_TRUE(m) << m.error().message;
   }
-  leave("bulk-run-3.sst");
-  leave("bulk-run-records.sst");
-  ASSERT_EQ(count_runs(), 2);
+  leave("bulk-run-3.run");
+  leave("bulk-run-out-2-1.sst");  // merged, not yet ingested
+  leave("bulk-run-records-2.sst");
+  ASSERT_EQ(count_runs(), 3);
   auto m = read_models::open({.path = path}, *codec_);
   ASSERT_TRUE(m) << m.error().message;
   EXPECT_EQ(count_runs(), 0);
   EXPECT_TRUE(std::filesystem::exists(path + "/CURRENT"));
 
-  leave("bulk-run-1.sst");
+  leave("bulk-run-1.run");
   ASSERT_TRUE((*m)->clear());
   EXPECT_EQ(count_runs(), 0);
   EXPECT_TRUE(std::filesystem::exists(path + "/CURRENT"));

@@ -1,0 +1,298 @@
+#include "projections/bulk_runs.h"
+
+#include <rocksdb/slice.h>
+#include <rocksdb/sst_file_writer.h>
+
+#include <algorithm>
+#include <cstring>
+#include <future>
+#include <memory>
+#include <optional>
+
+namespace passage::projections::bulk {
+
+namespace {
+
+// A run file's entry: key size and value size (4 bytes each, little-endian), key, value.
+constexpr std::size_t entry_head = 8;
+// Bytes a run file is written and read by.
+constexpr std::size_t io_chunk = 256u << 10;
+
+rocksdb::Env* env_or_default(rocksdb::Env* env) {
+  return env != nullptr ? env : rocksdb::Env::Default();
+}
+
+void put_u32(std::string& out, std::uint32_t v) {
+  char b[4];
+  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  out.append(b, 4);
+}
+
+std::uint32_t get_u32(const char* p) {
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<std::uint8_t>(p[i]);
+  return v;
+}
+
+// Reads one run file's entries in order, from an entry's offset, until a key at or past
+// `end` (none: to the file's end). key() and value() stay valid until the next next().
+class run_cursor {
+ public:
+  run_cursor(std::size_t run, std::optional<std::string> end) : run_(run), end_(std::move(end)) {}
+
+  rocksdb::Status open(rocksdb::Env* env, const std::string& path, std::uint64_t offset) {
+    auto st = env->NewSequentialFile(path, &file_, rocksdb::EnvOptions());
+    if (st.ok() && offset > 0) st = file_->Skip(offset);
+    return st;
+  }
+  // Moves to the next entry; false at the end of the file or of the range (or on an
+  // error: status()).
+  bool next() {
+    pos_ += consumed_;
+    consumed_ = 0;
+    if (!fill(entry_head)) return false;
+    const std::uint32_t k = get_u32(buf_.data() + pos_);
+    const std::uint32_t v = get_u32(buf_.data() + pos_ + 4);
+    const std::size_t size = entry_head + k + v;
+    if (!fill(size)) {
+      if (status_.ok()) status_ = rocksdb::Status::Corruption("run file ends inside an entry");
+      return false;
+    }
+    key_ = {buf_.data() + pos_ + entry_head, k};
+    value_ = {buf_.data() + pos_ + entry_head + k, v};
+    consumed_ = size;
+    return !end_ || compare_keys(key_, *end_) < 0;
+  }
+  std::string_view key() const { return key_; }
+  std::string_view value() const { return value_; }
+  std::size_t run() const { return run_; }
+  const rocksdb::Status& status() const { return status_; }
+
+ private:
+  // Makes `n` bytes from pos_ available; false at the file's end (or on an error).
+  bool fill(std::size_t n) {
+    if (end_of_buf_ - pos_ >= n) return true;
+    if (eof_ || !status_.ok()) return false;
+    std::memmove(buf_.data(), buf_.data() + pos_, end_of_buf_ - pos_);
+    end_of_buf_ -= pos_;
+    pos_ = 0;
+    if (buf_.size() < std::max(n, io_chunk)) buf_.resize(std::max(n, io_chunk));
+    while (end_of_buf_ < n && !eof_) {
+      rocksdb::Slice got;
+      const std::size_t want = buf_.size() - end_of_buf_;
+      status_ = file_->Read(want, &got, buf_.data() + end_of_buf_);
+      if (!status_.ok()) return false;
+      if (got.size() > 0 && got.data() != buf_.data() + end_of_buf_) {
+        std::memmove(buf_.data() + end_of_buf_, got.data(), got.size());
+      }
+      end_of_buf_ += got.size();
+      if (got.size() < want) eof_ = true;
+    }
+    return end_of_buf_ >= n;
+  }
+
+  std::size_t run_;
+  std::optional<std::string> end_;
+  std::unique_ptr<rocksdb::SequentialFile> file_;
+  std::vector<char> buf_;
+  std::size_t pos_ = 0, end_of_buf_ = 0, consumed_ = 0;
+  bool eof_ = false;
+  rocksdb::Status status_;
+  std::string_view key_, value_;
+};
+
+// Where the first entry at or past `begin` may be: the offset of the last indexed key
+// before it (entries before it are skipped while reading).
+std::uint64_t start_offset(const run_file& run, const std::optional<std::string>& begin) {
+  if (!begin) return 0;
+  auto it = std::lower_bound(
+      run.index.begin(), run.index.end(), *begin,
+      [](const auto& entry, const std::string& key) { return compare_keys(entry.first, key) < 0; });
+  return it == run.index.begin() ? 0 : std::prev(it)->second;
+}
+
+// Merges the keys in [begin, end) of every run into files named <prefix>-<n>.sst.
+rocksdb::Status merge_range(const std::vector<run_file>& runs, const merge_options& options,
+                            const std::optional<std::string>& begin,
+                            const std::optional<std::string>& end, const std::string& prefix,
+                            std::vector<std::string>& out) {
+  rocksdb::Env* env = env_or_default(options.sst.env);
+  std::vector<std::unique_ptr<run_cursor>> cursors;
+  // A min-heap on the key; of equal keys the latest run first.
+  auto after = [](const run_cursor* a, const run_cursor* b) {
+    const int c = compare_keys(a->key(), b->key());
+    return c != 0 ? c > 0 : a->run() < b->run();
+  };
+  std::vector<run_cursor*> heap;
+  rocksdb::Status failed;
+  // Advances a cursor (skipping keys before the range) and puts it back on the heap.
+  auto advance = [&](run_cursor* c) {
+    bool more = c->next();
+    while (more && begin && compare_keys(c->key(), *begin) < 0) more = c->next();
+    if (more) {
+      heap.push_back(c);
+      std::push_heap(heap.begin(), heap.end(), after);
+    } else if (!c->status().ok() && failed.ok()) {
+      failed = c->status();
+    }
+  };
+  for (std::size_t r = 0; r < runs.size(); ++r) {
+    cursors.push_back(std::make_unique<run_cursor>(r, end));
+    auto st = cursors.back()->open(env, runs[r].path, start_offset(runs[r], begin));
+    if (!st.ok()) return st;
+    advance(cursors.back().get());
+  }
+
+  std::optional<rocksdb::SstFileWriter> writer;
+  std::size_t files = 0;
+  while (failed.ok() && !heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), after);
+    run_cursor* top = heap.back();
+    heap.pop_back();
+    if (!writer) {
+      writer.emplace(rocksdb::EnvOptions(), options.sst);
+      out.push_back(prefix + "-" + std::to_string(++files) + ".sst");
+      if (auto st = writer->Open(out.back()); !st.ok()) return st;
+    }
+    auto st = writer->Put(rocksdb::Slice(top->key().data(), top->key().size()),
+                          rocksdb::Slice(top->value().data(), top->value().size()));
+    if (!st.ok()) return st;
+    // The same key in earlier runs: overwritten (top's key stays valid until it moves).
+    while (!heap.empty() && compare_keys(heap.front()->key(), top->key()) == 0) {
+      std::pop_heap(heap.begin(), heap.end(), after);
+      run_cursor* older = heap.back();
+      heap.pop_back();
+      advance(older);
+    }
+    if (writer->FileSize() >= options.file_bytes) {
+      if (st = writer->Finish(); !st.ok()) return st;
+      writer.reset();
+    }
+    advance(top);
+  }
+  if (!failed.ok()) return failed;
+  if (writer) return writer->Finish();
+  return rocksdb::Status::OK();
+}
+
+}  // namespace
+
+int compare_keys(std::string_view a, std::string_view b) {
+  const std::size_t n = std::min(a.size(), b.size());
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t x = 0, y = 0;
+    std::memcpy(&x, a.data() + i, 8);
+    std::memcpy(&y, b.data() + i, 8);
+    if (x != y) return __builtin_bswap64(x) < __builtin_bswap64(y) ? -1 : 1;
+  }
+  for (; i < n; ++i) {
+    if (a[i] != b[i]) {
+      return static_cast<std::uint8_t>(a[i]) < static_cast<std::uint8_t>(b[i]) ? -1 : 1;
+    }
+  }
+  return a.size() == b.size() ? 0 : (a.size() < b.size() ? -1 : 1);
+}
+
+rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, run_file& out) {
+  std::vector<sort_entry> sorted;  // not kept: memory only while a run is written
+  sorted.reserve(entries_.size());
+  for (const auto& e : entries_) {  // in the order added: the buffer is read through once
+    sort_entry s{{0, 0, 0, 0}, e};
+    char padded[sizeof(s.head)] = {};
+    std::memcpy(padded, data_.data() + e.offset, std::min<std::size_t>(e.key_size, sizeof(padded)));
+    for (int i = 0; i < 4; ++i) {
+      std::memcpy(&s.head[i], padded + 8 * i, 8);
+      s.head[i] = __builtin_bswap64(s.head[i]);
+    }
+    sorted.push_back(s);
+  }
+  std::sort(sorted.begin(), sorted.end(), [&](const sort_entry& a, const sort_entry& b) {
+    for (int i = 0; i < 4; ++i) {
+      if (a.head[i] != b.head[i]) return a.head[i] < b.head[i];
+    }
+    // Equal heads of keys no longer than them: one is the other with zero bytes added.
+    if (a.e.key_size <= sizeof(a.head) && b.e.key_size <= sizeof(b.head)) {
+      if (a.e.key_size != b.e.key_size) return a.e.key_size < b.e.key_size;
+    } else if (int c = compare_keys(key(a.e), key(b.e)); c != 0) {
+      return c < 0;
+    }
+    return a.e.offset < b.e.offset;  // equal keys: in the order they were added
+  });
+  out = run_file{};
+  out.path = path;
+  std::unique_ptr<rocksdb::WritableFile> file;
+  auto st = env_or_default(env)->NewWritableFile(path, &file, rocksdb::EnvOptions());
+  if (!st.ok()) return st;
+  std::string chunk;
+  chunk.reserve(io_chunk + 4096);
+  std::uint64_t offset = 0;
+  for (std::size_t i = 0; i < sorted.size(); ++i) {
+    if (i + 1 < sorted.size() && key(sorted[i].e) == key(sorted[i + 1].e)) continue;
+    const auto k = key(sorted[i].e);
+    const auto v = value(sorted[i].e);
+    if (out.entries % index_every == 0) out.index.emplace_back(std::string(k), offset);
+    ++out.entries;
+    put_u32(chunk, static_cast<std::uint32_t>(k.size()));
+    put_u32(chunk, static_cast<std::uint32_t>(v.size()));
+    chunk.append(k);
+    chunk.append(v);
+    offset += entry_head + k.size() + v.size();
+    out.bytes = offset;
+    if (chunk.size() >= io_chunk) {
+      if (st = file->Append(rocksdb::Slice(chunk)); !st.ok()) return st;
+      chunk.clear();
+    }
+  }
+  if (!chunk.empty()) st = file->Append(rocksdb::Slice(chunk));
+  // Not synced: a crash deletes the load's files anyway.
+  if (st.ok()) st = file->Close();
+  return st;
+}
+
+rocksdb::Status merge_runs(const std::vector<run_file>& runs, const merge_options& options,
+                           std::vector<std::string>& out) {
+  // Range bounds at quantiles of the runs' bytes (rows differ in size by kind, and kinds
+  // by prefix): each indexed key stands for the bytes up to the run's next one.
+  std::vector<std::pair<std::string_view, std::uint64_t>> sample;
+  std::uint64_t total = 0;
+  for (const auto& r : runs) {
+    for (std::size_t i = 0; i < r.index.size(); ++i) {
+      const std::uint64_t next = i + 1 < r.index.size() ? r.index[i + 1].second : r.bytes;
+      sample.emplace_back(r.index[i].first, next - r.index[i].second);
+      total += next - r.index[i].second;
+    }
+  }
+  std::sort(sample.begin(), sample.end(),
+            [](const auto& a, const auto& b) { return compare_keys(a.first, b.first) < 0; });
+  std::vector<std::optional<std::string>> bounds{std::nullopt};  // begin of each range
+  const std::size_t ranges = std::max<std::size_t>(1, options.ranges);
+  std::uint64_t seen = 0;
+  for (const auto& [key, bytes] : sample) {
+    if (bounds.size() == ranges) break;
+    // The first key past the next quantile begins a range (never the first: the range
+    // before it would be empty).
+    if (seen >= total / ranges * bounds.size() && seen > 0) {
+      if (!bounds.back() || compare_keys(*bounds.back(), key) < 0) bounds.emplace_back(key);
+    }
+    seen += bytes;
+  }
+  std::vector<std::vector<std::string>> files(bounds.size());
+  std::vector<std::future<rocksdb::Status>> merging;
+  for (std::size_t i = 0; i < bounds.size(); ++i) {
+    const auto& end = i + 1 < bounds.size() ? bounds[i + 1] : std::nullopt;
+    merging.push_back(std::async(std::launch::async, [&, i, end] {
+      return merge_range(runs, options, bounds[i], end, options.out_prefix + std::to_string(i + 1),
+                         files[i]);
+    }));
+  }
+  rocksdb::Status st;
+  for (auto& m : merging) {
+    auto s = m.get();
+    if (st.ok() && !s.ok()) st = s;
+  }
+  for (auto& f : files) out.insert(out.end(), f.begin(), f.end());
+  return st;
+}
+
+}  // namespace passage::projections::bulk
