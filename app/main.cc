@@ -4,6 +4,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <sys/resource.h>
+
 #include <unistd.h>
 #include <csignal>
 #include <cstdio>
@@ -212,7 +214,19 @@ int usage(const std::string& data_dir, const std::string& invite, const std::str
 
 }  // namespace
 
+// Open files: RocksDB keeps table files open in three folders, the server a socket per
+// connection, and a rebuild's final merge reads every run file from each of its key ranges
+// at once. The usual soft limit (1024) is far below the hard one; asking for the hard
+// limit is what servers do (nginx's worker_rlimit_nofile, systemd's LimitNOFILE).
+static void raise_open_file_limit() {
+  rlimit l{};
+  if (::getrlimit(RLIMIT_NOFILE, &l) != 0 || l.rlim_cur >= l.rlim_max) return;
+  l.rlim_cur = l.rlim_max;
+  (void)::setrlimit(RLIMIT_NOFILE, &l);  // the soft limit stays as it was on failure
+}
+
 int main(int argc, char** argv) {
+  raise_open_file_limit();
   CLI::App cli{"Passage: track invites, event-sourced"};
   cli.require_subcommand(1);
   cli.set_version_flag("--version", "passage 0.1.0");

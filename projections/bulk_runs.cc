@@ -50,7 +50,13 @@ class run_cursor {
   bool next() {
     pos_ += consumed_;
     consumed_ = 0;
-    if (!fill(entry_head)) return false;
+    if (!fill(entry_head)) {
+      // The file's end falls between entries, or inside an entry's head: a short file.
+      if (status_.ok() && end_of_buf_ > pos_) {
+        status_ = rocksdb::Status::Corruption("run file ends inside an entry's head");
+      }
+      return false;
+    }
     const std::uint32_t k = get_u32(buf_.data() + pos_);
     const std::uint32_t v = get_u32(buf_.data() + pos_ + 4);
     const std::size_t size = entry_head + k + v;
@@ -279,14 +285,20 @@ rocksdb::Status merge_runs(const std::vector<run_file>& runs, const merge_option
   }
   std::vector<std::vector<std::string>> files(bounds.size());
   std::vector<std::future<rocksdb::Status>> merging;
-  for (std::size_t i = 0; i < bounds.size(); ++i) {
-    const auto& end = i + 1 < bounds.size() ? bounds[i + 1] : std::nullopt;
-    merging.push_back(std::async(std::launch::async, [&, i, end] {
-      return merge_range(runs, options, bounds[i], end, options.out_prefix + std::to_string(i + 1),
-                         files[i]);
-    }));
-  }
-  rocksdb::Status st;
+  merging.reserve(bounds.size());
+  rocksdb::Status st = contained([&] {
+    for (std::size_t i = 0; i < bounds.size(); ++i) {
+      const auto& end = i + 1 < bounds.size() ? bounds[i + 1] : std::nullopt;
+      merging.push_back(std::async(std::launch::async, [&, i, end] {
+        return contained([&] {
+          return merge_range(runs, options, bounds[i], end,
+                             options.out_prefix + std::to_string(i + 1), files[i]);
+        });
+      }));
+    }
+    return rocksdb::Status::OK();
+  });
+  // Every range started waits for its thread here, also when starting another failed.
   for (auto& m : merging) {
     auto s = m.get();
     if (st.ok() && !s.ok()) st = s;

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -104,6 +105,19 @@ struct merge_options {
 // Merges `runs` into SST files in key order; of equal keys the one of the latest run (in
 // `runs`' order) wins. Returns the files written, in key order, in `out` (also on failure:
 // the caller deletes them).
+// Runs `f` (returning a Status) with any exception it throws (no memory, no thread) turned
+// into a failed Status: the bulk load's threads report failures, never end the process.
+template <typename F>
+rocksdb::Status contained(F&& f) noexcept {
+  try {
+    return std::forward<F>(f)();
+  } catch (const std::exception& e) {
+    return rocksdb::Status::Aborted(e.what());
+  } catch (...) {
+    return rocksdb::Status::Aborted("unknown exception");
+  }
+}
+
 rocksdb::Status merge_runs(const std::vector<run_file>& runs, const merge_options& options,
                            std::vector<std::string>& out);
 

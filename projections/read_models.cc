@@ -1193,11 +1193,17 @@ result<void, projection_error> read_models::state::ingest_run() {
   // Inside the folder, under a name RocksDB never gives its own files.
   std::string file =
       options.path + "/" + std::string(run_file_prefix) + std::to_string(runs.size() + 1) + ".run";
-  ingesting = std::async(std::launch::async, [this, file = std::move(file)] {
-    auto st = spare.write(env.get(), file, writing);
-    spare.clear();
-    return st;
-  });
+  try {
+    ingesting = std::async(std::launch::async, [this, file = std::move(file)] {
+      return bulk::contained([&] {
+        auto st = spare.write(env.get(), file, writing);
+        spare.clear();
+        return st;
+      });
+    });
+  } catch (const std::exception& e) {  // no thread to be had
+    return projection_error{std::string("read models: writing loaded rows failed: ") + e.what()};
+  }
   return {};
 }
 
@@ -1249,14 +1255,23 @@ result<void, projection_error> read_models::state::merge_and_add_records() {
   // (of rows: several). Ingested together, they go to the bottom level, where nothing
   // compacts them again.
   std::vector<std::string> files;
-  auto merged = std::async(std::launch::async, [this, &files] {
-    bulk::merge_options o{
-        .sst = folder_options(env.get(), compression),
-        .out_prefix = options.path + "/" + std::string(run_file_prefix) + "out-",
-        // More ranges than cores: they take unequal time (rows compress unequally).
-        .ranges = std::clamp<std::size_t>(2 * std::thread::hardware_concurrency(), 2, 8)};
-    return bulk::merge_runs(runs, o, files);
-  });
+  std::future<rocksdb::Status> merged;
+  try {
+    merged = std::async(std::launch::async, [this, &files] {
+      return bulk::contained([&] {
+        bulk::merge_options o{
+            .sst = folder_options(env.get(), compression),
+            .out_prefix = options.path + "/" + std::string(run_file_prefix) + "out-",
+            // More ranges than cores: they take unequal time (rows compress unequally).
+            .ranges = std::clamp<std::size_t>(2 * std::thread::hardware_concurrency(), 2, 8)};
+        return bulk::merge_runs(runs, o, files);
+      });
+    });
+  } catch (const std::exception& e) {  // no thread to be had
+    remove_leftover_runs();
+    runs.clear();
+    return projection_error{std::string("read models: merging loaded rows failed: ") + e.what()};
+  }
   std::vector<std::string> record_files;
   std::optional<rocksdb::SstFileWriter> writer;
   rocksdb::Status st;
@@ -1585,9 +1600,15 @@ result<void, projection_error> read_models::set_bulk_load(bool on) {
   // The run buffers' memory goes to the merge's buffers and the records' encoding.
   s.out.run.release();
   s.spare.release();
-  if (auto added = s.merge_and_add_records(); !added) {
-    return s.fail_bulk_load(added.error().message);
+  // No memory for the records' encoding: the load fails like any other failure of its end
+  // (before, the exception left it on, unfailed, with its runs).
+  result<void, projection_error> added{};
+  try {
+    added = s.merge_and_add_records();
+  } catch (const std::exception& e) {
+    added = projection_error{std::string("read models: adding the records failed: ") + e.what()};
   }
+  if (!added) return s.fail_bulk_load(added.error().message);
   s.bulk = false;
   return {};
 }
@@ -1611,6 +1632,8 @@ result<void, projection_error> read_models::state::wipe() {
   remove_leftover_runs();
   reset_memory();
   bulk_failed.reset();
+  bulk = false;  // a load under way ends with everything else ("until clear()")
+  out.to_run = false;
   return {};
 }
 

@@ -172,6 +172,17 @@ TEST_F(bulk_runs_test, a_truncated_run_fails_the_merge) {
   const auto st = merge_runs(runs, {.out_prefix = path("cut-")}, files);
   EXPECT_TRUE(st.IsCorruption()) << st.ToString();
 
+  // Cut inside the last entry's head (8 bytes: key and value lengths; 5 + 50 after it).
+  run.clear();
+  for (int i = 0; i < 100; ++i) run.add("H" + std::to_string(1000 + i), std::string(50, 'v'));
+  runs = {write_run(run)};
+  const auto whole = std::filesystem::file_size(runs[0].path);
+  ASSERT_EQ(whole % (8 + 5 + 50), 0u) << "no file header: entries only";
+  std::filesystem::resize_file(runs[0].path, whole - (8 + 5 + 50) + 3);
+  files.clear();
+  const auto head_cut = merge_runs(runs, {.out_prefix = path("head-")}, files);
+  EXPECT_TRUE(head_cut.IsCorruption()) << head_cut.ToString();
+
   std::filesystem::remove(runs[0].path);
   files.clear();
   EXPECT_FALSE(merge_runs(runs, {.out_prefix = path("gone-")}, files).ok());

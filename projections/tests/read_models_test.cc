@@ -816,6 +816,35 @@ TEST_F(read_models_test, a_rebuild_stops_at_the_first_event_it_cannot_decode) {
 // A bulk load that never ends (a crash) leaves run files beside the folder but nothing in
 // it: the folder reopens at position 0 (the runs deleted) and applying the log again
 // gives the live-built answers.
+// clear() ends a bulk load under way with everything else: what is applied after it is
+// written at once (readable rows, a checkpoint that survives a reopen), not into runs that
+// wait for a set_bulk_load(false) that never comes.
+TEST_F(read_models_test, clear_ends_a_bulk_load_under_way) {
+  const uuid inv = id(101);
+  create_invite(org, inv, "AB2K7MQ", draft("Cleared", {"linux"}));
+  for (std::uint64_t n = 1; n <= 3; ++n) claim(inv, "c" + std::to_string(n) + "@x.org", n);
+  catch_up();
+  std::vector<eventstore::recorded_event> log;
+  ASSERT_TRUE(store_->scan({}, [&](const eventstore::recorded_event& e) {
+    log.push_back(e);
+    return true;
+  }));
+  {
+    auto m = read_models::open({.path = dir_.sub("cleared"), .bulk_run_bytes = 1}, *codec_);
+    ASSERT_TRUE(m) << m.error().message;
+    ASSERT_TRUE((*m)->set_bulk_load(true));
+    ASSERT_TRUE((*m)->apply(std::span(log).first(2)));
+    ASSERT_TRUE((*m)->clear());
+    ASSERT_TRUE((*m)->apply(log));
+    auto claims = (*m)->acceptance_list(org, inv);
+    ASSERT_TRUE(claims);
+    EXPECT_EQ(claims->size(), 3u) << "rows written as applied, not held for a load's end";
+  }
+  auto reopened = read_models::open({.path = dir_.sub("cleared")}, *codec_);
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  EXPECT_EQ((*reopened)->applied_position(), log.back().position);
+}
+
 TEST_F(read_models_test, a_bulk_load_cut_short_reopens_at_its_start_and_catches_up) {
   const uuid inv = id(100);
   create_invite(org, inv, "AB2K7MZ", draft("Cut", {"linux"}));

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,10 +14,12 @@
 #include <atomic>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "app/offline.h"
@@ -46,6 +49,12 @@ class child_node {
       close(err[0]);
       close(err[1]);
       setenv("PASSAGE_OWNER_TOKEN", kOwner.c_str(), 1);
+      // Started as from a shell with a low soft limit of open files (the node raises it).
+      rlimit files{};
+      if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_max > kLowOpenFiles) {
+        files.rlim_cur = kLowOpenFiles;
+        setrlimit(RLIMIT_NOFILE, &files);
+      }
       execl(PASSAGE_BINARY, PASSAGE_BINARY, "serve", "--data-dir", data_dir.c_str(), "--listen",
             "127.0.0.1:0", "--claim-limit-per-ip", "0", "--claim-limit-per-email", "0", nullptr);
       _exit(127);
@@ -91,6 +100,8 @@ class child_node {
     }
   }
   unsigned short port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  static constexpr rlim_t kLowOpenFiles = 256;
 
  private:
   pid_t pid_ = -1;
@@ -98,6 +109,29 @@ class child_node {
   unsigned short port_ = 0;
   std::thread drain_;
 };
+
+// The node asks for the hard limit of open files: RocksDB's table files in three folders,
+// a socket per connection and a rebuild's merge (every run file per key range) outgrow
+// the usual soft limit.
+TEST(Crash, ServeRaisesItsSoftOpenFileLimitToTheHardOne) {
+  rlimit files{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &files), 0);
+  if (files.rlim_max <= child_node::kLowOpenFiles) GTEST_SKIP() << "hard limit too low here";
+  temp_dir dir;
+  child_node node(dir.sub("data"));
+  ASSERT_NE(node.port(), 0) << "passage serve did not start";
+  std::ifstream limits("/proc/" + std::to_string(node.pid()) + "/limits");
+  std::string line;
+  std::string soft, hard;
+  while (std::getline(limits, line)) {
+    if (!line.starts_with("Max open files")) continue;
+    std::istringstream in(line.substr(std::string("Max open files").size()));
+    in >> soft >> hard;
+  }
+  ASSERT_FALSE(soft.empty());
+  EXPECT_EQ(soft, hard);
+  EXPECT_NE(soft, std::to_string(child_node::kLowOpenFiles));
+}
 
 TEST(Crash, EveryAcknowledgedClaimSurvivesSigkillUnderLoad) {
   temp_dir dir;
