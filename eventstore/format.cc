@@ -112,46 +112,46 @@ timestamp time_index_time(std::string_view key) {
 
 std::uint64_t time_index_position(std::string_view key) { return decode_be64(key.substr(8)); }
 
-void encode_record(const recorded_event& e, std::string& out) {
-  out.clear();
-  out.push_back(static_cast<char>(kRecordVersion));
-  out.append(4, '\0');  // crc placeholder
-  put_u64(out, e.position);
-  put_u64(out, e.stream_version);
-  put_u64(out, static_cast<std::uint64_t>(to_unix_micros(e.recorded_at)));
-  put_u32(out, e.schema_version);
-  out.append(e.event_id.as_bytes());
-  put_str(out, e.type);
-  put_str(out, e.stream);
-  put_str(out, e.org_id);
-  put_str(out, e.correlation_id);
-  put_str(out, e.causation_id);
-  put_str(out, e.actor);
-  put_str(out, e.data);
-  std::uint32_t crc = crc32c(std::string_view(out).substr(5));
-  std::memcpy(out.data() + 1, &crc, 4);
-}
+namespace {
 
-void encode_new_record(const new_event& e, std::string_view stream, std::uint64_t stream_version,
-                       std::uint64_t position, timestamp recorded_at, std::string& out) {
-  // Field for field what encode_record writes.
+// A record's bytes, field by field (kRecordVersion, crc32c of what follows it, the fields).
+void encode_record_fields(std::string_view stream, std::uint64_t position,
+                          std::uint64_t stream_version, timestamp recorded_at,
+                          std::uint32_t schema_version, const uuid& event_id, std::string_view type,
+                          std::string_view org_id, std::string_view correlation_id,
+                          std::string_view causation_id, std::string_view actor,
+                          std::string_view data, std::string& out) {
   out.clear();
   out.push_back(static_cast<char>(kRecordVersion));
   out.append(4, '\0');  // crc placeholder
   put_u64(out, position);
   put_u64(out, stream_version);
   put_u64(out, static_cast<std::uint64_t>(to_unix_micros(recorded_at)));
-  put_u32(out, e.schema_version);
-  out.append(e.event_id.as_bytes());
-  put_str(out, e.type);
+  put_u32(out, schema_version);
+  out.append(event_id.as_bytes());
+  put_str(out, type);
   put_str(out, stream);
-  put_str(out, e.org_id);
-  put_str(out, e.correlation_id);
-  put_str(out, e.causation_id);
-  put_str(out, e.actor);
-  put_str(out, e.data);
+  put_str(out, org_id);
+  put_str(out, correlation_id);
+  put_str(out, causation_id);
+  put_str(out, actor);
+  put_str(out, data);
   std::uint32_t crc = crc32c(std::string_view(out).substr(5));
   std::memcpy(out.data() + 1, &crc, 4);
+}
+
+}  // namespace
+
+void encode_record(const recorded_event& e, std::string& out) {
+  encode_record_fields(e.stream, e.position, e.stream_version, e.recorded_at, e.schema_version,
+                       e.event_id, e.type, e.org_id, e.correlation_id, e.causation_id, e.actor,
+                       e.data, out);
+}
+
+void encode_new_record(const new_event& e, std::string_view stream, std::uint64_t stream_version,
+                       std::uint64_t position, timestamp recorded_at, std::string& out) {
+  encode_record_fields(stream, position, stream_version, recorded_at, e.schema_version, e.event_id,
+                       e.type, e.org_id, e.correlation_id, e.causation_id, e.actor, e.data, out);
 }
 
 void stream_index_key_into(std::string_view stream, std::uint64_t version, std::string& out) {

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
+#include <span>
 #include <thread>
 
 #include <rocksdb/db.h>
@@ -46,6 +48,49 @@ class read_models_test : public testing::projections_test {
     auto r = models_->list_invites(org, q, now);
     EXPECT_TRUE(r) << (r ? "" : r.error().message);
     return r ? *r : invite_page{};
+  }
+
+  // Every event of the log, in order.
+  std::vector<eventstore::recorded_event> whole_log() {
+    std::vector<eventstore::recorded_event> log;
+    EXPECT_TRUE(store_->scan({}, [&](const eventstore::recorded_event& e) {
+      log.push_back(e);
+      return true;
+    }));
+    return log;
+  }
+
+  // What the bulk-load tests compare: an invite, its usage and acceptance list, each
+  // claimant's history, and the checkpoint.
+  nlohmann::json invite_snapshot(read_models& m, const uuid& inv,
+                                 const std::vector<domain::claim_decision>& claims = {}) {
+    nlohmann::json j;
+    j["invite"] = to_json(*m.invite(org, inv, clock_.now()));
+    j["usage"] = to_json(*m.usage(org, inv));
+    j["claims"] = to_json(std::span<const acceptance_row>(*m.acceptance_list(org, inv)));
+    for (const auto& c : claims) {
+      j["learners"].push_back(to_json(*m.learner_history(org, c.claim_->learner_id_)));
+    }
+    j["applied"] = m.applied_position();
+    return j;
+  }
+
+  // The folder at `path` reopens at checkpoint 0 with nothing of a load that did not end
+  // (not even `absent`'s invite, when given), and applying `log` from there answers as the
+  // live-built read models did (`live`, as `snapshot` sees them).
+  template <typename Snapshot>
+  void expect_reopens_at_zero_and_catches_up(const std::string& path,
+                                             std::span<const eventstore::recorded_event> log,
+                                             const nlohmann::json& live, Snapshot snapshot,
+                                             std::optional<uuid> absent = std::nullopt) {
+    auto reopened = read_models::open({.path = path}, *codec_);
+    ASSERT_TRUE(reopened) << reopened.error().message;
+    EXPECT_EQ((*reopened)->applied_position(), 0u);
+    if (absent) {
+      EXPECT_FALSE((*reopened)->invite(org, *absent, clock_.now()));
+    }
+    ASSERT_TRUE((*reopened)->apply(log));
+    EXPECT_EQ(snapshot(**reopened), live);
   }
 
   // Every byte of every file under `folder`.
@@ -639,11 +684,7 @@ TEST_F(read_models_test, decoded_events_carry_the_email_subject_of_registrations
   }
   forget(claims[1].claim_->learner_id_);  // s2@x.org
   catch_up();
-  std::vector<eventstore::recorded_event> log;
-  ASSERT_TRUE(store_->scan({}, [&](const eventstore::recorded_event& e) {
-    log.push_back(e);
-    return true;
-  }));
+  const auto log = whole_log();
 
   read_models::decoded_batch decoded;
   std::size_t invite_events = 0;
@@ -824,11 +865,7 @@ TEST_F(read_models_test, clear_ends_a_bulk_load_under_way) {
   create_invite(org, inv, "AB2K7MQ", draft("Cleared", {"linux"}));
   for (std::uint64_t n = 1; n <= 3; ++n) claim(inv, "c" + std::to_string(n) + "@x.org", n);
   catch_up();
-  std::vector<eventstore::recorded_event> log;
-  ASSERT_TRUE(store_->scan({}, [&](const eventstore::recorded_event& e) {
-    log.push_back(e);
-    return true;
-  }));
+  const auto log = whole_log();
   {
     auto m = read_models::open({.path = dir_.sub("cleared"), .bulk_run_bytes = 1}, *codec_);
     ASSERT_TRUE(m) << m.error().message;
@@ -853,24 +890,10 @@ TEST_F(read_models_test, a_bulk_load_cut_short_reopens_at_its_start_and_catches_
     claims.push_back(claim(inv, "c" + std::to_string(n) + "@x.org", n));
   for (const auto& c : claims) play(c.claim_->claim_id_, c.claim_->learner_id_, "linux");
   catch_up();
-  auto snapshot = [&](read_models& m) {
-    nlohmann::json j;
-    j["invite"] = to_json(*m.invite(org, inv, clock_.now()));
-    j["usage"] = to_json(*m.usage(org, inv));
-    j["claims"] = to_json(std::span<const acceptance_row>(*m.acceptance_list(org, inv)));
-    for (const auto& c : claims) {
-      j["learners"].push_back(to_json(*m.learner_history(org, c.claim_->learner_id_)));
-    }
-    j["applied"] = m.applied_position();
-    return j;
-  };
+  auto snapshot = [&](read_models& m) { return invite_snapshot(m, inv, claims); };
   const auto live = snapshot(*models_);
 
-  std::vector<eventstore::recorded_event> log;
-  ASSERT_TRUE(store_->scan({}, [&](const eventstore::recorded_event& e) {
-    log.push_back(e);
-    return true;
-  }));
+  const auto log = whole_log();
   {
     auto cut = read_models::open({.path = dir_.sub("cut"), .bulk_run_bytes = 1}, *codec_);
     ASSERT_TRUE(cut) << cut.error().message;
@@ -880,12 +903,7 @@ TEST_F(read_models_test, a_bulk_load_cut_short_reopens_at_its_start_and_catches_
     ASSERT_TRUE((*cut)->apply(std::span(log).subspan(half)));
     EXPECT_EQ((*cut)->applied_position(), log.back().position);
   }  // closed without set_bulk_load(false)
-  auto reopened = read_models::open({.path = dir_.sub("cut")}, *codec_);
-  ASSERT_TRUE(reopened) << reopened.error().message;
-  EXPECT_EQ((*reopened)->applied_position(), 0u);
-  EXPECT_FALSE((*reopened)->invite(org, inv, clock_.now()));
-  ASSERT_TRUE((*reopened)->apply(log));
-  EXPECT_EQ(snapshot(**reopened), live);
+  expect_reopens_at_zero_and_catches_up(dir_.sub("cut"), log, live, snapshot, inv);
 }
 
 // A bulk load whose rows could not all be added (a run that cannot be written) ends for
@@ -897,19 +915,9 @@ TEST_F(read_models_test, a_bulk_load_that_loses_rows_never_ends_with_a_checkpoin
   create_invite(org, inv, "AB2K7MZ", draft("Lost", {"linux"}));
   for (std::uint64_t n = 1; n <= 8; ++n) claim(inv, "f" + std::to_string(n) + "@x.org", n);
   catch_up();
-  auto snapshot = [&](read_models& m) {
-    nlohmann::json j;
-    j["invite"] = to_json(*m.invite(org, inv, clock_.now()));
-    j["claims"] = to_json(std::span<const acceptance_row>(*m.acceptance_list(org, inv)));
-    j["applied"] = m.applied_position();
-    return j;
-  };
+  auto snapshot = [&](read_models& m) { return invite_snapshot(m, inv); };
   const auto live = snapshot(*models_);
-  std::vector<eventstore::recorded_event> log;
-  ASSERT_TRUE(store_->scan({}, [&](const eventstore::recorded_event& e) {
-    log.push_back(e);
-    return true;
-  }));
+  const auto log = whole_log();
   // A folder where the run file about to be written cannot be (a folder has its name).
   auto block = [&](const std::string& path, int run) {
     std::filesystem::create_directory(path + "/bulk-run-" + std::to_string(run) + ".run");
@@ -967,11 +975,7 @@ TEST_F(read_models_test, a_bulk_load_that_loses_rows_never_ends_with_a_checkpoin
     EXPECT_EQ((*m)->applied_position(), 0u);
   }
   unblock(midway, 2);
-  auto reopened = read_models::open({.path = midway}, *codec_);
-  ASSERT_TRUE(reopened) << reopened.error().message;
-  EXPECT_EQ((*reopened)->applied_position(), 0u);
-  ASSERT_TRUE((*reopened)->apply(log));
-  EXPECT_EQ(snapshot(**reopened), live);
+  expect_reopens_at_zero_and_catches_up(midway, log, live, snapshot);
 }
 
 // A load whose rows are merged but whose records cannot be written (as a crash between the
@@ -986,22 +990,9 @@ TEST_F(read_models_test,
     claims.push_back(claim(inv, "m" + std::to_string(n) + "@x.org", n));
   for (const auto& c : claims) play(c.claim_->claim_id_, c.claim_->learner_id_, "linux");
   catch_up();
-  auto snapshot = [&](read_models& m) {
-    nlohmann::json j;
-    j["invite"] = to_json(*m.invite(org, inv, clock_.now()));
-    j["claims"] = to_json(std::span<const acceptance_row>(*m.acceptance_list(org, inv)));
-    for (const auto& c : claims) {
-      j["learners"].push_back(to_json(*m.learner_history(org, c.claim_->learner_id_)));
-    }
-    j["applied"] = m.applied_position();
-    return j;
-  };
+  auto snapshot = [&](read_models& m) { return invite_snapshot(m, inv, claims); };
   const auto live = snapshot(*models_);
-  std::vector<eventstore::recorded_event> log;
-  ASSERT_TRUE(store_->scan({}, [&](const eventstore::recorded_event& e) {
-    log.push_back(e);
-    return true;
-  }));
+  const auto log = whole_log();
   const auto path = dir_.sub("merged");
   auto files = [&] {
     std::vector<std::string> names;
@@ -1027,12 +1018,7 @@ TEST_F(read_models_test,
     EXPECT_EQ(files(), std::vector<std::string>{blocked});  // runs and merged rows deleted
   }
   std::filesystem::remove(path + "/" + blocked);
-  auto reopened = read_models::open({.path = path}, *codec_);
-  ASSERT_TRUE(reopened) << reopened.error().message;
-  EXPECT_EQ((*reopened)->applied_position(), 0u);
-  EXPECT_FALSE((*reopened)->invite(org, inv, clock_.now()));
-  ASSERT_TRUE((*reopened)->apply(log));
-  EXPECT_EQ(snapshot(**reopened), live);
+  expect_reopens_at_zero_and_catches_up(path, log, live, snapshot, inv);
 }
 
 // A rebuilt folder's files sit at the bottom level: nothing is left for RocksDB to compact
