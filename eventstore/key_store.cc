@@ -3,7 +3,9 @@
 #include <openssl/crypto.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <atomic>
 
@@ -144,6 +146,21 @@ class rocksdb_backend final : public key_backend {
         std::filesystem::temp_directory_path() / ("passage-keys-secondary-" + secure_random_hex(8));
     rocksdb::Options options;
     options.max_open_files = -1;  // required by secondary instances
+    // A secondary never flushes: the keys the writer has not flushed yet (all of them
+    // below its 64 MiB write buffer, ~650k subjects) stay in this instance's memtable,
+    // replayed from the WAL at open. A one-pass replay (`passage replay`, no cache)
+    // looks up every learner's key once; in a skip list each lookup searched among
+    // all of them (a quarter of a decoder thread at 200k keys). A hash table memtable
+    // keyed by the whole subject finds it in O(1). The instance only reads by whole
+    // key (it never iterates), and the table files keep being read as the writer wrote
+    // them (a prefix extractor of another name just leaves their filters unused).
+    options.prefix_extractor.reset(rocksdb::NewNoopTransform());
+    options.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(1u << 19));
+    options.allow_concurrent_memtable_write = false;  // hash memtables take one writer
+    // Past 64 MiB most keys are in table files and every lookup of one first misses
+    // in the memtable: a bloom filter over the whole subjects answers that without
+    // walking a bucket.
+    options.memtable_prefix_bloom_size_ratio = 0.02;
     rocksdb::DB* raw = nullptr;
     auto s = rocksdb::DB::OpenAsSecondary(options, path, scratch.string(), &raw);
     if (!s.ok()) return io_error("cannot open key store " + path + " read-only", s);

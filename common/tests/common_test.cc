@@ -86,6 +86,38 @@ TEST(Uuid, ParseTakesEitherCaseAndRefusesAnyOtherCharacter) {
   EXPECT_FALSE(uuid::parse("123e45678e89b-12d3-a456-42661417400f"));
 }
 
+// parse() reads eight digits at a time: every byte value at every place must be taken or
+// refused exactly as a digit-by-digit reading would, and land in the right nibble.
+TEST(Uuid, ParseAgreesWithADigitByDigitReadingForEveryByteAtEveryPlace) {
+  auto digit = [](int c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  const std::string good = "00112233-4455-6677-8899-aabbccddeeff";
+  for (std::size_t i = 0; i < good.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) continue;
+    const std::size_t pos = i - (i > 8) - (i > 13) - (i > 18) - (i > 23);  // digit number
+    for (int c = 0; c < 256; ++c) {
+      std::string t = good;
+      t[i] = static_cast<char>(c);
+      auto u = uuid::parse(t);
+      const int d = digit(c);
+      ASSERT_EQ(u.has_value(), d >= 0) << i << " " << c;
+      if (!u) continue;
+      auto want = *uuid::parse(good);
+      const int shift = pos % 2 == 0 ? 4 : 0;
+      want.bytes[pos / 2] =
+          static_cast<std::uint8_t>((want.bytes[pos / 2] & ~(0xF << shift)) | (d << shift));
+      EXPECT_EQ(*u, want) << i << " " << c;
+    }
+  }
+  auto u = uuid::parse("0123abcd-ABCD-4567-89ef-EFcdAB012345");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->to_string(), "0123abcd-abcd-4567-89ef-efcdab012345");
+}
+
 TEST(Crc32c, MatchesKnownVectors) {
   EXPECT_EQ(crc32c("123456789"), 0xE3069283u);
   EXPECT_EQ(crc32c(""), 0u);

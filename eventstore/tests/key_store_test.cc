@@ -269,6 +269,47 @@ TEST(rocksdb_key_store, a_small_cache_still_answers_correctly) {
   EXPECT_EQ(*a, *b);
 }
 
+// A read-only follower (`passage replay`, `passage export` beside the server) finds every
+// key the writer has, whether it sits in the writer's table files or only in its WAL (the
+// follower's own memtable, a hash table keyed by the whole subject), and keys made after
+// it opened; destroyed and unknown subjects have none. Subjects that are prefixes of one
+// another and of several lengths must not be mixed up by the whole-key hashing.
+TEST(rocksdb_key_store, a_read_only_follower_finds_the_writers_keys) {
+  testing::temp_dir dir;
+  auto writer = open_at(dir.sub("keys"));
+  std::map<std::string, data_key> made;
+  auto make = [&](const std::string& subject) {
+    auto k = writer->get_or_create(subject);
+    ASSERT_TRUE(k);
+    made[subject] = *k;
+  };
+  for (int i = 0; i < 50; ++i) make("learner:" + std::to_string(i));
+  ASSERT_TRUE(writer->destroy("learner:7"));  // flushes: the keys so far are in a table file
+  made.erase("learner:7");
+  for (int i = 50; i < 120; ++i) make("learner:" + std::to_string(i));  // WAL only
+  make("email:" + std::string(64, 'a'));
+  make("e");
+
+  auto follower = open_key_store({.path = dir.sub("keys"), .cache_entries = 0, .read_only = true});
+  ASSERT_TRUE(follower) << follower.error().message;
+  make("learner:120");  // after the follower opened: found by catching up
+  make("learner:1200");
+  for (const auto& [subject, key] : made) {
+    auto f = (*follower)->find(subject);
+    ASSERT_TRUE(f) << subject;
+    ASSERT_TRUE(f->has_value()) << subject;
+    EXPECT_EQ(**f, key) << subject;
+  }
+  for (const char* absent : {"learner:7", "learner:", "learner:1201", "learner:12000", "email:"}) {
+    auto f = (*follower)->find(absent);
+    ASSERT_TRUE(f) << absent;
+    EXPECT_FALSE(f->has_value()) << absent;
+  }
+  EXPECT_TRUE((*follower)->is_destroyed("learner:7"));
+  EXPECT_FALSE((*follower)->is_destroyed("learner:8"));
+  EXPECT_FALSE((*follower)->get_or_create("learner:new"));  // a follower never writes
+}
+
 TEST(rocksdb_key_store, destroyed_key_bytes_leave_every_file_while_in_the_wal) {
   testing::temp_dir dir;
   const auto path = dir.sub("keys");
