@@ -152,8 +152,10 @@ class rocksdb_backend final : public key_backend {
     // looks up every learner's key once; in a skip list each lookup searched among
     // all of them (a quarter of a decoder thread at 200k keys). A hash table memtable
     // keyed by the whole subject finds it in O(1). The instance only reads by whole
-    // key (it never iterates), and the table files keep being read as the writer wrote
-    // them (a prefix extractor of another name just leaves their filters unused).
+    // key (it never iterates), and the table files are read as the writer wrote them (this
+    // instance sets no table filter policy, so the extractor changes nothing there). The
+    // hash link list needs RocksDB >= 7.6 (a reader racing an insert could miss a key
+    // before; a miss here is retried after a catch-up anyway).
     options.prefix_extractor.reset(rocksdb::NewNoopTransform());
     options.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(1u << 19));
     options.allow_concurrent_memtable_write = false;  // hash memtables take one writer

@@ -79,7 +79,8 @@ class run_cursor {
   bool fill(std::size_t n) {
     if (end_of_buf_ - pos_ >= n) return true;
     if (eof_ || !status_.ok()) return false;
-    std::memmove(buf_.data(), buf_.data() + pos_, end_of_buf_ - pos_);
+    // (Nothing to move before the first read: the buffer has no memory yet.)
+    if (end_of_buf_ > pos_) std::memmove(buf_.data(), buf_.data() + pos_, end_of_buf_ - pos_);
     end_of_buf_ -= pos_;
     pos_ = 0;
     if (buf_.size() < std::max(n, io_chunk)) buf_.resize(std::max(n, io_chunk));
@@ -206,7 +207,10 @@ rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, ru
   for (const auto& e : entries_) {  // in the order added: the buffer is read through once
     sort_entry s{{0, 0, 0, 0}, e};
     char padded[sizeof(s.head)] = {};
-    std::memcpy(padded, data_.data() + e.offset, std::min<std::size_t>(e.key_size, sizeof(padded)));
+    if (e.key_size != 0) {  // (an empty key of an empty run buffer: no memory to copy from)
+      std::memcpy(padded, data_.data() + e.offset,
+                  std::min<std::size_t>(e.key_size, sizeof(padded)));
+    }
     for (int i = 0; i < 4; ++i) {
       std::memcpy(&s.head[i], padded + 8 * i, 8);
       s.head[i] = __builtin_bswap64(s.head[i]);
