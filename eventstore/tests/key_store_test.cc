@@ -308,6 +308,25 @@ TEST(rocksdb_key_store, a_read_only_follower_finds_the_writers_keys) {
   EXPECT_TRUE((*follower)->is_destroyed("learner:7"));
   EXPECT_FALSE((*follower)->is_destroyed("learner:8"));
   EXPECT_FALSE((*follower)->get_or_create("learner:new"));  // a follower never writes
+
+  // The writer moves to a new WAL (a destroy flushes its memtable to a table file) and makes
+  // more keys: the follower catches up past the switch (the memtable it replayed from the
+  // old WAL dropped, those keys read from the new table file) and finds every key, old and
+  // new. (The destroyed key is left out: a follower answers a key it holds without
+  // catching up, so its destruction shows only after a miss.)
+  ASSERT_TRUE(writer->destroy("learner:119"));
+  made.erase("learner:119");
+  make("learner:3000");
+  make("learner:3001");
+  for (const auto& [subject, key] : made) {
+    auto f = (*follower)->find(subject);
+    ASSERT_TRUE(f) << subject;
+    ASSERT_TRUE(f->has_value()) << subject;
+    EXPECT_EQ(**f, key) << subject;
+  }
+  auto absent = (*follower)->find("learner:3002");
+  ASSERT_TRUE(absent);
+  EXPECT_FALSE(absent->has_value());
 }
 
 TEST(rocksdb_key_store, destroyed_key_bytes_leave_every_file_while_in_the_wal) {
