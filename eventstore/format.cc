@@ -88,7 +88,11 @@ std::uint64_t decode_be64(std::string_view s) {
   return v;
 }
 
-std::string log_key(std::uint64_t position) { return encode_be64(position); }
+std::string log_key(std::uint64_t position) {
+  std::string k;
+  log_key_into(position, k);
+  return k;
+}
 
 std::string stream_index_prefix(std::string_view stream) {
   std::string k(stream);
@@ -97,7 +101,9 @@ std::string stream_index_prefix(std::string_view stream) {
 }
 
 std::string stream_index_key(std::string_view stream, std::uint64_t version) {
-  return stream_index_prefix(stream) + encode_be64(version);
+  std::string k;
+  stream_index_key_into(stream, version, k);
+  return k;
 }
 
 std::string time_index_key(timestamp recorded_at, std::uint64_t first_position) {
@@ -156,7 +162,7 @@ void encode_new_record(const new_event& e, std::string_view stream, std::uint64_
 
 void stream_index_key_into(std::string_view stream, std::uint64_t version, std::string& out) {
   out.assign(stream);
-  out.push_back('\0');
+  out.push_back('\0');  // stream_index_prefix
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((version >> (8 * i)) & 0xFF));
 }
 

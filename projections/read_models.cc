@@ -67,9 +67,15 @@ constexpr std::string_view format_version = "4";
 // ingested at its end (moved in as RocksDB's). Any left at open were a crash's.
 constexpr std::string_view run_file_prefix = "bulk-run-";
 
+// <prefix><id's 16 bytes>, into `out` (reused by the hot paths: no allocation once warm).
+void key_of_into(char prefix, const uuid& id, std::string& out) {
+  out.assign(1, prefix);
+  out.append(id.as_bytes());
+}
+
 std::string key_of(char prefix, const uuid& id) {
-  std::string k(1, prefix);
-  k.append(id.as_bytes());
+  std::string k;
+  key_of_into(prefix, id, k);
   return k;
 }
 
@@ -575,9 +581,8 @@ struct row_sink {
   }
   // Adds the row start_row() began, keyed <prefix><id><position>.
   void put_row(char prefix, const uuid& id, std::uint64_t position) {
-    key.assign(1, prefix);
-    key.append(id.as_bytes());
-    append_be64(key, position);
+    key_of_into(prefix, id, key);
+    append_be64(key, position);  // as row_key()
     put(key, value.data());
   }
 };
@@ -741,8 +746,8 @@ struct read_models::state {
 
   result<void, projection_error> load();
   result<void, projection_error> wipe();
-  // Opens the folder (closing it first if open).
-  result<void, projection_error> reopen();
+  // Opens the folder (once, from read_models::open: bulk loads no longer reopen it).
+  result<void, projection_error> open_folder();
   void reset_memory();
 
   // --- applying (under the unique lock) ---
@@ -1292,8 +1297,7 @@ result<void, projection_error> read_models::state::merge_and_add_records() {
   };
   std::string key;
   auto put = [&](char prefix, const uuid& id, std::string_view value) {
-    key.assign(1, prefix);
-    key.append(id.as_bytes());
+    key_of_into(prefix, id, key);
     put_key(key, value);
   };
   for (const auto* c : by_id(claims)) put('c', c->first, encode(c->second));
@@ -1404,7 +1408,7 @@ result<std::unique_ptr<read_models>, projection_error> read_models::open(
   s->write_options.sync = options.sync;
 
   if (options.in_memory) s->env.reset(rocksdb::NewMemEnv(rocksdb::Env::Default()));
-  if (auto opened = s->reopen(); !opened) return opened.error();
+  if (auto opened = s->open_folder(); !opened) return opened.error();
   if (auto loaded = s->load(); !loaded) return loaded.error();
   return std::unique_ptr<read_models>(new read_models(std::move(s)));
 }
@@ -1557,8 +1561,7 @@ result<void, projection_error> read_models::apply_decoded(
   return {};
 }
 
-result<void, projection_error> read_models::state::reopen() {
-  db.reset();
+result<void, projection_error> read_models::state::open_folder() {
   rocksdb::DB* raw = nullptr;
   auto st = rocksdb::DB::Open(folder_options(env.get(), compression), options.path, &raw);
   if ((st.IsInvalidArgument() || st.IsNotSupported()) && compression != rocksdb::kNoCompression) {
