@@ -1,9 +1,7 @@
 #include "eventstore/event_codec.h"
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <simdjson.h>
 #include <nlohmann/json.hpp>
 
@@ -23,6 +21,7 @@
 #include <utility>
 
 #include "common/encoding.h"
+#include "common/hmac.h"
 #include "common/random.h"
 #include "common/time_format.h"
 #include "domain/duration.h"
@@ -963,76 +962,20 @@ event_codec::event_codec(key_store& keys, std::string pepper)
   if (pepper_.size() < 32) throw std::invalid_argument("event_codec: pepper must be >= 32 bytes");
 }
 
-namespace {
-
-struct mac_ctx_free {
-  void operator()(EVP_MAC_CTX* c) const { EVP_MAC_CTX_free(c); }
-};
-
-EVP_MAC* hmac_algorithm() {
-  static EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  return mac;
-}
-
-// An HMAC context of this thread and the key it was set up with.
-struct thread_mac {
-  std::unique_ptr<EVP_MAC_CTX, mac_ctx_free> ctx;
-  std::string key;
-  ~thread_mac() { OPENSSL_cleanse(key.data(), key.size()); }
-};
-
-// HMAC-SHA256 through a context kept per thread and set up again only when the key
-// changes: HMAC() fetched the algorithms and prepared the key on every call, which cost
-// more than hashing the email (a replay hashes every learner's). False if OpenSSL failed.
-bool keyed_hmac(std::string_view key, std::string_view msg, unsigned char* md,
-                std::size_t& md_len) {
-  thread_local thread_mac mac;
-  if (hmac_algorithm() == nullptr) return false;
-  if (!mac.ctx) mac.ctx.reset(EVP_MAC_CTX_new(hmac_algorithm()));
-  if (!mac.ctx) return false;
-  bool ok = false;
-  if (!mac.key.empty() && mac.key == key) {
-    ok = EVP_MAC_init(mac.ctx.get(), nullptr, 0, nullptr) == 1;  // the same key again
-  } else {
-    char digest[] = "SHA256";
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-                           OSSL_PARAM_construct_end()};
-    OPENSSL_cleanse(mac.key.data(), mac.key.size());
-    mac.key.clear();
-    ok = EVP_MAC_init(mac.ctx.get(), bytes(key), key.size(), params) == 1;
-    if (ok) mac.key.assign(key);
-  }
-  ok = ok && EVP_MAC_update(mac.ctx.get(), bytes(msg), msg.size()) == 1 &&
-       EVP_MAC_final(mac.ctx.get(), md, &md_len, EVP_MAX_MD_SIZE) == 1;
-  if (!ok) {
-    OPENSSL_cleanse(mac.key.data(), mac.key.size());
-    mac.key.clear();
-  }
-  return ok;
-}
-
-}  // namespace
-
 std::string event_codec::email_subject(const uuid& org_id, std::string_view email) const {
   std::string msg = org_id.to_string();
   msg += '|';
   msg += domain::normalize_email(email);
-  unsigned char md[EVP_MAX_MD_SIZE];
-  std::size_t md_len = 0;
-  if (!keyed_hmac(pepper_, msg, md, md_len)) {
-    unsigned int len = 0;
-    // Without a hash every address would get the subject "email:": one key for all.
-    if (HMAC(EVP_sha256(), pepper_.data(), static_cast<int>(pepper_.size()), bytes(msg), msg.size(),
-             md, &len) == nullptr) {
-      throw std::runtime_error("event codec: HMAC-SHA256 of an email failed (OpenSSL)");
-    }
-    md_len = len;
+  std::array<unsigned char, 32> md{};
+  // Without a hash every address would get the subject "email:": one key for all.
+  if (!hmac_sha256(pepper_, {msg}, md)) {
+    throw std::runtime_error("event codec: HMAC-SHA256 of an email failed (OpenSSL)");
   }
   static constexpr char hex[] = "0123456789abcdef";
   std::string out = "email:";
-  for (std::size_t i = 0; i < md_len; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 0xf];
+  for (unsigned char c : md) {
+    out += hex[c >> 4];
+    out += hex[c & 0xf];
   }
   return out;
 }

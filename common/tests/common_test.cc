@@ -1,9 +1,14 @@
 #include <gtest/gtest.h>
 
+#include <array>
 #include <set>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "common/crc32c.h"
 #include "common/encoding.h"
+#include "common/hmac.h"
 #include "common/result.h"
 #include "common/time_format.h"
 #include "common/uuid.h"
@@ -162,6 +167,40 @@ TEST(Encoding, Base64DecodesWhatItEncodesAndRefusesTheRest) {
   EXPECT_EQ(base64_decode("Zm8"), std::nullopt);       // unpadded
   EXPECT_EQ(base64_decode("Zm9v!mFy"), std::nullopt);  // not the alphabet
   EXPECT_EQ(base64_decode("Zm\r\n9v"), std::nullopt);  // line breaks are the caller's
+}
+
+std::string hex_of(const std::array<unsigned char, 32>& md) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : md) {
+    out += hex[c >> 4];
+    out += hex[c & 0xf];
+  }
+  return out;
+}
+
+// RFC 4231 test case 2, and tags under more keys than a thread keeps contexts for, each
+// twice in a row (a new context, then the kept one), with the message in one part or two.
+TEST(Hmac, Sha256MatchesRfc4231AndEveryKeyThroughKeptContexts) {
+  std::array<unsigned char, 32> md{};
+  ASSERT_TRUE(hmac_sha256("Jefe", {"what do ya want for nothing?"}, md));
+  EXPECT_EQ(hex_of(md), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  const std::vector<std::pair<char, std::string>> expected = {
+      {'a', "1abe6640da17e294fd901166fbd201df76c0a62164ae9a44968cda1d40afb88c"},
+      {'b', "4a28350c3417f6ce58c0b4f06010ffdf60706158f07f9a12313f68d5cad2b2a8"},
+      {'c', "bd2054fc3ee8c2982b105f81a7aedc7fc6171b874234000fb0bd0aa3dbd0500f"},
+      {'d', "ebb7714f2b0f9941e94a94768e4ce73add0f114017df8c192a6651625f16ba73"},
+      {'e', "3b62e5b24e279fdcd96b697b709d516f2e95101af0ca0364a8b7e22cf23b9f80"},
+      {'f', "17998dfbf67371f4852b29905f8199a0ee4212164bd254df8e41952cf344b2f7"}};
+  for (int round = 0; round < 2; ++round) {
+    for (const auto& [k, tag] : expected) {
+      const std::string key(32, k);
+      ASSERT_TRUE(hmac_sha256(key, {"ctx|", "ids"}, md));
+      EXPECT_EQ(hex_of(md), tag) << k;
+      ASSERT_TRUE(hmac_sha256(key, {"ctx|ids"}, md));
+      EXPECT_EQ(hex_of(md), tag) << k << " (kept context)";
+    }
+  }
 }
 
 }  // namespace

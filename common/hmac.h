@@ -1,0 +1,19 @@
+#pragma once
+// HMAC-SHA256 through OpenSSL contexts kept per thread.
+
+#include <array>
+#include <initializer_list>
+#include <string_view>
+
+namespace passage {
+
+// HMAC-SHA256 under `key` of `parts` one after the other, into `out`. Each thread keeps
+// contexts set up for the last few keys it used (a node has a handful: the email pepper,
+// the learner-token and link secrets): HMAC() fetched the algorithms and prepared the key
+// on every call, which cost more than the hash. A kept context that fails is replaced by
+// one-shot HMAC(). False only when OpenSSL cannot compute it at all (no memory): `out` is
+// then no tag and must not be used as one.
+bool hmac_sha256(std::string_view key, std::initializer_list<std::string_view> parts,
+                 std::array<unsigned char, 32>& out);
+
+}  // namespace passage
