@@ -35,7 +35,7 @@ inline constexpr std::size_t offline_block_cache_bytes = 16u << 20;
 // decrypts several events per learner and gains from it; a replay decrypts only each
 // learner's registration, once, so it passes 0: a cache would only churn (a lookup, an
 // eviction and two allocations per key).
-inline constexpr std::size_t offline_key_cache_entries = 1u << 16;  // the usual default
+inline const std::size_t offline_key_cache_entries = eventstore::key_store_options{}.cache_entries;
 
 // Fails with a message naming the folder when it is not a Passage data folder.
 result<std::unique_ptr<offline_data>, std::string> open_offline(
