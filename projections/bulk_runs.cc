@@ -185,20 +185,8 @@ rocksdb::Status merge_range(const std::vector<run_file>& runs, const merge_optio
 }  // namespace
 
 int compare_keys(std::string_view a, std::string_view b) {
-  const std::size_t n = std::min(a.size(), b.size());
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    std::uint64_t x = 0, y = 0;
-    std::memcpy(&x, a.data() + i, 8);
-    std::memcpy(&y, b.data() + i, 8);
-    if (x != y) return __builtin_bswap64(x) < __builtin_bswap64(y) ? -1 : 1;
-  }
-  for (; i < n; ++i) {
-    if (a[i] != b[i]) {
-      return static_cast<std::uint8_t>(a[i]) < static_cast<std::uint8_t>(b[i]) ? -1 : 1;
-    }
-  }
-  return a.size() == b.size() ? 0 : (a.size() < b.size() ? -1 : 1);
+  const int c = a.compare(b);  // char_traits<char>: memcmp, bytes as unsigned
+  return (c > 0) - (c < 0);
 }
 
 rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, run_file& out) {

@@ -88,7 +88,7 @@ class sorted_run {
   std::vector<entry> entries_;
 };
 
-// Bytewise key order (RocksDB's default comparator), 8 bytes at a time.
+// Bytewise key order (RocksDB's default comparator): -1, 0 or 1.
 int compare_keys(std::string_view a, std::string_view b);
 
 struct merge_options {
