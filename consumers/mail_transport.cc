@@ -1,8 +1,11 @@
 #include "consumers/mail_transport.h"
 
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -109,22 +112,19 @@ class eml_transport final : public mail_transport {
   explicit eml_transport(std::string folder) : folder_(std::move(folder)) {}
 
   result<void, std::string> send(const mail_message& m, const std::string& wire) override {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    fs::create_directories(folder_, ec);
-    if (ec) return fail("cannot create " + folder_ + ": " + ec.message());
-    const fs::path final_path = path_of(m.message_id);
-    fs::path tmp = final_path;
-    tmp += ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out << wire;
-      out.flush();
-      if (!out) return fail("cannot write " + tmp.string());
+    const std::string final_path = path_of(m.message_id).string();
+    // The folder is made once, and again should it be deleted while the node runs.
+    auto named = write_unnamed(final_path, wire);
+    if (!named && errno == ENOENT) {
+      std::error_code ec;
+      std::filesystem::create_directories(folder_, ec);
+      if (ec) return fail("cannot create " + folder_ + ": " + ec.message());
+      named = write_unnamed(final_path, wire);
     }
-    fs::rename(tmp, final_path, ec);
-    if (ec) return fail("cannot rename " + tmp.string() + ": " + ec.message());
-    return {};
+    if (named) return {};
+    // EEXIST: a mail sent again (its ledger entry was lost in a crash) replaces its copy,
+    // which linkat() cannot do; other errors: a file system without O_TMPFILE.
+    return write_then_rename(final_path, wire);
   }
 
   bool discard(std::string_view message_id) override {
@@ -155,6 +155,70 @@ class eml_transport final : public mail_transport {
   std::filesystem::path path_of(std::string_view message_id) const {
     return eml_path(folder_, message_id);
   }
+
+  // Writes `wire` into a file without a name (O_TMPFILE) and links it under `final_path`
+  // once complete: a crash before the link leaves nothing behind (the kernel frees the
+  // nameless inode), and the name appears only with the whole text. Cheaper than a
+  // temporary name and a rename: one directory entry added instead of one added, one
+  // moved and one removed, in an outbox folder of many files. False with errno set when
+  // it could not (ENOENT: no folder; EEXIST: the copy is there already).
+  bool write_unnamed(const std::string& final_path, const std::string& wire) {
+    if (!tmpfile_works_) return errno = EOPNOTSUPP, false;
+    const int fd = ::open(folder_.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+    if (fd < 0) {
+      const int e = errno;
+      // No O_TMPFILE here (an older kernel or a file system without it): renames from now on.
+      if (e == EOPNOTSUPP || e == EISDIR || e == EINVAL) tmpfile_works_ = false;
+      return errno = e, false;
+    }
+    bool ok = write_all(fd, wire);
+    if (ok) {
+      // linkat() of an open file by its /proc path (AT_EMPTY_PATH would need a privilege).
+      const std::string self = "/proc/self/fd/" + std::to_string(fd);
+      ok = ::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, final_path.c_str(), AT_SYMLINK_FOLLOW) == 0;
+      // Anything but a copy already there or a folder deleted meanwhile: no /proc to link by.
+      if (!ok && errno != EEXIST && (errno != ENOENT || ::access(folder_.c_str(), F_OK) == 0)) {
+        tmpfile_works_ = false;
+        errno = EOPNOTSUPP;
+      }
+    }
+    const int e = errno;
+    ::close(fd);
+    return errno = e, ok;
+  }
+
+  // The same through a temporary name, renamed over `final_path` when complete (a crash
+  // in between leaves `<name>.eml.tmp`, never a partial .eml).
+  result<void, std::string> write_then_rename(const std::string& final_path,
+                                              const std::string& wire) {
+    std::error_code ec;
+    std::filesystem::create_directories(folder_, ec);
+    if (ec) return fail("cannot create " + folder_ + ": " + ec.message());
+    const std::string tmp = final_path + ".tmp";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) return fail("cannot write " + tmp + ": " + std::strerror(errno));
+    const bool written = write_all(fd, wire);
+    const int e = errno;
+    if (::close(fd) != 0 || !written) {
+      return fail("cannot write " + tmp + ": " + std::strerror(written ? errno : e));
+    }
+    if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+      return fail("cannot rename " + tmp + ": " + std::strerror(errno));
+    }
+    return {};
+  }
+
+  static bool write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+      const ssize_t n = ::write(fd, data.data(), data.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+
+  bool tmpfile_works_ = true;  // send() runs on one thread at a time (mail_transport)
 
   std::string folder_;
 };

@@ -67,8 +67,11 @@ struct smtp_options {
 
 // Keeps one libcurl handle, so consecutive mails reuse the SMTP connection.
 std::unique_ptr<mail_transport> make_smtp_transport(const smtp_options& o);
-// Writes <folder>/<message id>.eml (atomically: a temporary file, then rename); discard()
-// deletes it (remove_eml_copy).
+// Writes <folder>/<message id>.eml atomically: the text goes into a file without a name
+// (O_TMPFILE), linked under its name once complete, so a crash midway leaves nothing; a
+// copy already there (a mail sent again) is replaced through a temporary name and a
+// rename, as is every copy where O_TMPFILE or /proc is missing. discard() deletes it
+// (remove_eml_copy).
 std::unique_ptr<mail_transport> make_eml_transport(std::string folder);
 // Deletes the .eml copy of `message_id` an eml transport wrote in `folder`, whatever
 // transport runs now: the mailer's purge uses it too, as a node that ran with .eml and

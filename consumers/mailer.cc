@@ -15,6 +15,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
 #include "common/encoding.h"
 #include "consumers/claim_digest.h"
@@ -188,7 +189,15 @@ struct mailer::state {
   std::mutex send_mu;                 // the transport is used by one thread at a time
   std::mutex forgotten_mu;            // forgotten_learners and the outbox index (`a:`, `s:`)
   std::set<uuid> forgotten_learners;  // forgotten while running
-  mutable std::mutex jobs_mu;         // read-modify-write of job records
+  // Purges and forgets begun (under forgotten_mu), and their count when the subscription's
+  // batch being handled began (its thread's): see send_indexed().
+  std::uint64_t purges = 0;
+  std::uint64_t purges_at_batch = 0;
+  std::uint64_t purges_begun() {
+    std::lock_guard lk(forgotten_mu);
+    return purges;
+  }
+  mutable std::mutex jobs_mu;  // read-modify-write of job records
 
   std::mutex stop_mu;
   std::condition_variable stop_cv;
@@ -299,9 +308,10 @@ struct mailer::state {
   };
 
   // Sends a mail of `kind` for the invitation `rec`, with retries; nullopt when stopping
-  // interrupted it.
+  // interrupted it. `purges_before`: see send_indexed().
   std::optional<outcome> deliver(mail_kind kind, const d::private_invitation_sent& inv,
-                                 const eventstore::recorded_event& rec) {
+                                 const eventstore::recorded_event& rec,
+                                 std::optional<std::uint64_t> purges_before = std::nullopt) {
     const auto facts = invite(inv.invite_id_);
     const auto tpl = template_for(kind, opt.templates_dir, inv.org_id_.to_string());
     const std::string link = opt.personal_link(facts.code, inv.invite_id_, inv.invitation_id_);
@@ -309,7 +319,7 @@ struct mailer::state {
         tpl, {{"title", facts.title}, {"description", facts.public_description}, {"link", link}},
         opt.from, inv.personal_data_.email_,
         "<" + mail_id(kind, rec.event_id).to_string() + "@passage>");
-    return send_with_retries(message, rec, inv.org_id_, inv.learner_id_);
+    return send_with_retries(message, rec, inv.org_id_, inv.learner_id_, purges_before);
   }
 
   // Sends `message` (made for the event `rec` of `org`), retrying with backoff up to
@@ -318,18 +328,26 @@ struct mailer::state {
   // copy, and is not sent once the known `learner` was forgotten.
   std::optional<outcome> send_with_retries(const mail_message& message,
                                            const eventstore::recorded_event& rec, const uuid& org,
-                                           std::optional<uuid> learner) {
+                                           std::optional<uuid> learner,
+                                           std::optional<std::uint64_t> purges_before) {
     return send_indexed({{codec.email_subject(org, message.to), rec.position}}, message, &rec,
-                        learner);
+                        learner, purges_before);
   }
 
   // The retry loop of every mail: indexed under the addresses it `named` before each
   // attempt, its copy discarded if a forget raced the send. With `rec` (the event the mail
   // is for), a mail to a `learner` forgotten meanwhile is not sent (SPEC §6).
+  // `purges_before`: the count of purges begun, read before the events behind the mail were
+  // decoded. If it has not moved after the send, no forget raced the mail and its copy needs
+  // no check against the log (a read and a decrypt per mail): a forget destroys the keys
+  // before it purges, so keys destroyed before the decode meant no mail, and a purge begun
+  // after the count was read again (under forgotten_mu, after the send) finds the indexed
+  // copy in place. Without it (the reminder thread) or once it moved, the copy is checked.
   std::optional<outcome> send_indexed(const std::vector<named_address>& named,
                                       const mail_message& message,
                                       const eventstore::recorded_event* rec,
-                                      std::optional<uuid> learner) {
+                                      std::optional<uuid> learner,
+                                      std::optional<std::uint64_t> purges_before) {
     const std::string what = rec ? "event " + rec->event_id.to_string() : message.message_id;
     outcome o;
     auto backoff = opt.initial_backoff;
@@ -345,7 +363,9 @@ struct mailer::state {
         return transport->send(message, wire);
       }();
       if (r) {
-        discard_if_forgotten(message.message_id, named);
+        if (!purges_before || purges_begun() != *purges_before) {
+          discard_if_forgotten(message.message_id, named);
+        }
         o.sent = true;
         break;
       }
@@ -579,7 +599,7 @@ struct mailer::state {
     if (decoded->forgotten || inv.personal_data_.email_.empty()) {
       o = outcome{false, "recipient forgotten", 0, clk->now(), true};
     } else {
-      o = deliver(mail_kind::invitation, inv, rec);
+      o = deliver(mail_kind::invitation, inv, rec, purges_at_batch);
       if (!o) return false;
     }
     if (!record(rec, inv, *o)) return false;
@@ -657,6 +677,7 @@ struct mailer::state {
   // mapping to drop once done), and the reminder thread tries it again at every poll.
   std::size_t purge(std::string_view subject, std::optional<std::uint64_t> before,
                     bool* stuck = nullptr, const std::optional<uuid>& learner = std::nullopt) {
+    ++purges;  // before it reads the index: a send indexed after this checks its copy
     const std::string prefix = index_prefix(subject);
     rocksdb::WriteBatch b;
     std::size_t n = 0;
@@ -726,6 +747,7 @@ struct mailer::state {
   // does the learner's mapping to it.
   void forget(const uuid& learner_id, std::optional<std::uint64_t> at) {
     std::lock_guard lk(forgotten_mu);
+    ++purges;  // also when no purge follows (the learner's address is not known here)
     forgotten_learners.insert(learner_id);
     if (!db) return;
     std::string subject;
@@ -895,16 +917,51 @@ struct mailer::state {
     return {};
   }
 
-  // Keeps the address of a new learner (its keyed hash), for LearnerForgotten.
+  // Registrations of the batch being handled (subscription thread). A claim appends the
+  // learner's LearnerRegistered and PasswordSetupIssued together, so the welcome mail
+  // finds the first name here instead of reading the learner's stream again (the batch's
+  // event has it decrypted already), and the learners' addresses are written once per
+  // batch (flush_learnt) instead of once per registration.
+  struct learnt_address {
+    uuid learner;
+    std::string subject;
+  };
+  std::vector<learnt_address> learnt;          // `s:` entries not written yet
+  std::uint64_t learnt_checkpoint_before = 0;  // the checkpoint before the first of them
+  std::unordered_map<uuid, std::string> registered_first_names;  // cleared per batch
+
+  // Keeps the address of a new learner (its keyed hash), for LearnerForgotten, and the
+  // first name it registered with, for its welcome mail (first_name_of).
   void learn_learner(const eventstore::recorded_event& rec) {
     auto decoded = codec.decode(rec);
     if (!decoded || decoded->forgotten) return;  // too late: the live forget covered it
     const auto& r = std::get<d::learner_registered>(decoded->event);
+    // Only the stream's first event: what first_name_of() reads.
+    if (opt.password_link && rec.stream_version == 1) {
+      registered_first_names[r.learner_id_] = r.personal_data_.first_name_;
+    }
     if (r.personal_data_.email_.empty()) return;
+    if (learnt.empty()) learnt_checkpoint_before = checkpoint;
+    learnt.push_back({r.learner_id_, codec.email_subject(r.org_id_, r.personal_data_.email_)});
+  }
+
+  // Writes the `s:` entries learn_learner() collected (not synced, as each was before:
+  // a mail's index entry and its ledger entry are written after them, and a lost one is
+  // read again from the log, the checkpoint having not passed it). A learner forgotten
+  // since the decode is left out, as learn_learner() would have then. Before a
+  // LearnerForgotten is handled (it looks the address up) and before the checkpoint
+  // moves; on failure the checkpoint goes back to before the first registration.
+  bool flush_learnt() {
+    if (learnt.empty()) return true;
+    std::lock_guard lk(forgotten_mu);
     rocksdb::WriteBatch b;
-    b.Put(slice(key('s', r.learner_id_)),
-          slice(codec.email_subject(r.org_id_, r.personal_data_.email_)));
-    write(b, false);
+    for (const auto& l : learnt) {
+      if (!forgotten_learners.count(l.learner)) b.Put(slice(key('s', l.learner)), slice(l.subject));
+    }
+    learnt.clear();
+    if (b.Count() == 0 || write(b, false)) return true;
+    checkpoint = std::min(checkpoint, learnt_checkpoint_before);
+    return false;
   }
 
   // ---- welcome mails ---------------------------------------------------------
@@ -913,6 +970,9 @@ struct mailer::state {
   // event carries none (a link staff sent again: the learner aggregate keeps no name).
   // "" when unknown or forgotten (the mail then greets "there", if it goes at all).
   std::string first_name_of(const d::password_setup_issued& w) {
+    if (auto it = registered_first_names.find(w.learner_id_); it != registered_first_names.end()) {
+      return it->second;  // its registration came in this batch
+    }
     auto first = store.read_stream(d::learner_stream(w.learner_id_), 1,
                                    eventstore::read_direction::forward, 1);
     if (!first || first->empty() || first->front().type != d::learner_registered::type_name) {
@@ -966,7 +1026,7 @@ struct mailer::state {
       auto message = welcome_message(
           w, {title, opt.password_link(w.learner_id_, w.setup_id_)}, opt.templates_dir, opt.from,
           "<" + mail_id(mail_kind::welcome, rec.event_id).to_string() + "@passage>");
-      o = send_with_retries(message, rec, w.org_id_, w.learner_id_);
+      o = send_with_retries(message, rec, w.org_id_, w.learner_id_, purges_at_batch);
       if (!o) return false;
     }
     if (run.empty()) run.checkpoint_before = checkpoint;
@@ -1149,6 +1209,9 @@ struct mailer::state {
   }
 
   void run_reminders() {
+    // Reminders and claim digests are mails like the subscription's: sent from the CPU
+    // that requests leave (a due batch of reminders is one mail per invitation).
+    eventstore::run_this_thread_in_background();
     while (pause(opt.reminder_poll)) {
       resubscribe_if_ended();
       retry_purges();
@@ -1163,7 +1226,7 @@ struct mailer::state {
   // names (the claimants a digest lists); nullopt when stopping.
   std::optional<digest_delivery> send_with_retries(const mail_message& message,
                                                    const std::vector<named_address>& named) {
-    auto o = send_indexed(named, message, nullptr, std::nullopt);
+    auto o = send_indexed(named, message, nullptr, std::nullopt, std::nullopt);
     if (!o) return std::nullopt;
     return digest_delivery{o->sent, o->error, o->at};
   }
@@ -1190,10 +1253,14 @@ struct mailer::state {
   }
 
   bool handle(std::span<const eventstore::recorded_event> batch) {
+    purges_at_batch = purges_begun();  // before any of the batch's events is decoded
     // Every way out ledgers the run's mails that went out before the checkpoint is saved
     // (else a restart would start past mails sent but never recorded).
     auto stop_here = [this] {
-      flush_run();  // on failure it moves the checkpoint back to before the run
+      // On failure each moves the checkpoint back to before its first event.
+      flush_run();
+      flush_learnt();
+      registered_first_names.clear();
       save_checkpoint(true);
       return false;
     };
@@ -1210,9 +1277,11 @@ struct mailer::state {
         // A claim joins its digest batch in the same write that moves the checkpoint; not
         // past a run of welcome mails not yet ledgered (after a crash the claim is added
         // again under the same key, and the run's events are handled again).
+        // Nor past registrations whose addresses are not written yet (flush_learnt).
+        std::uint64_t carried = run.empty() ? rec.position : run.checkpoint_before;
+        if (!learnt.empty()) carried = std::min(carried, learnt_checkpoint_before);
         rocksdb::WriteBatch with;
-        with.Put(slice(checkpoint_key),
-                 slice(encode_position(run.empty() ? rec.position : run.checkpoint_before)));
+        with.Put(slice(checkpoint_key), slice(encode_position(carried)));
         if (is_stopping() || !digests->on_event(rec, with)) {
           return stop_here();
         }
@@ -1230,6 +1299,8 @@ struct mailer::state {
         learn_learner(rec);
       } else if (rec.type == d::learner_forgotten::type_name) {
         // Also after a restart: the command side's purge may not have run before a crash.
+        // The batch's registrations first: the learner's address may be among them.
+        if (!flush_learnt()) return stop_here();
         if (auto id = uuid::parse(std::string_view(rec.stream).substr(8)))
           forget(*id, rec.position);
       } else if (rec.type == d::password_setup_issued::type_name) {
@@ -1239,7 +1310,8 @@ struct mailer::state {
       }
       checkpoint = rec.position;
     }
-    if (!flush_run()) return stop_here();
+    if (!flush_run() || !flush_learnt()) return stop_here();
+    registered_first_names.clear();
     save_checkpoint(false);
     return !is_stopping();
   }

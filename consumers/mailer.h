@@ -66,6 +66,12 @@
 // with the one-time set-password link, ledgered under the event id like an invitation;
 // its outcome is an EmailSent / EmailFailed in the stream job-<setup id>. A learner
 // forgotten before the mail went out gets none (EmailFailed without personal data).
+// A claim brings a registration and its welcome mail in one append, so the per-mail work
+// stays in the subscription's batch: a mail without a first name takes the one of the
+// registration read in the same batch (else it reads the learner's stream), the
+// registrations' `s:` entries are written once per batch (before a LearnerForgotten is
+// handled and before the checkpoint passes them), and a sent copy is checked against
+// the log for a racing forget only when a purge began since the batch was read.
 // Claim digests (opt-in per invite, `notify_on_claim`): see claim_digest.h. The mailer
 // passes them the invite events it reads and lets the reminder thread send the due ones.
 //
@@ -165,7 +171,8 @@ struct mailer_stats {
 };
 
 // Owned by the app. start()/stop() from one controlling thread; job(), register_job() and
-// stats() from any thread. Mails are sent on the subscription's thread.
+// stats() from any thread. Mails are sent on the subscription's thread and the reminder
+// thread, both at the lowest CPU priority (eventstore::run_this_thread_in_background()).
 class mailer {
  public:
   mailer(eventstore::event_store& store, const eventstore::event_codec& codec,

@@ -4,6 +4,7 @@
 #include "eventstore/subscription.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -189,26 +190,38 @@ TEST_F(store_test, ReadOnlySubscriptionFollowsAnotherWriter) {
   EXPECT_EQ(got.positions, (std::vector<std::uint64_t>{1, 2, 3, 4, 5}));
 }
 
-// A background subscription handles at nice 19 while its creator keeps its priority; a normal
-// one at the creator's. Both still deliver everything.
+// A background subscription handles at nice 19 under SCHED_IDLE while its creator keeps its
+// priority and policy; a normal one at the creator's. Both still deliver everything.
 TEST_F(store_test, BackgroundSubscriptionRunsAtTheLowestPriority) {
   for (int i = 0; i < 5; ++i) must_append({to("s", expected_version::any(), {make_event()})});
   const int creator = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
-  auto nice_seen = [&](bool background) {
+  const int creator_policy = ::sched_getscheduler(0);
+  ASSERT_NE(creator_policy, SCHED_IDLE);
+  struct priority {
+    int nice = -100;
+    int policy = -1;
+  };
+  auto priority_seen = [&](bool background) {
     collector got;
-    std::atomic<int> seen{-100};
+    std::atomic<int> nice{-100}, policy{-1};
     subscription sub(*store_, {.background = background}, [&](auto batch) {
-      seen = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+      nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+      policy = ::sched_getscheduler(0);
       return got.add(batch);
     });
     EXPECT_TRUE(got.wait_for(5));
     sub.stop();
     EXPECT_EQ(got.positions, (std::vector<std::uint64_t>{1, 2, 3, 4, 5}));
-    return seen.load();
+    return priority{nice.load(), policy.load()};
   };
-  EXPECT_EQ(nice_seen(false), creator);
-  EXPECT_EQ(nice_seen(true), 19);
+  const auto normal = priority_seen(false);
+  EXPECT_EQ(normal.nice, creator);
+  EXPECT_EQ(normal.policy, creator_policy);
+  const auto background = priority_seen(true);
+  EXPECT_EQ(background.nice, 19);
+  EXPECT_EQ(background.policy, SCHED_IDLE);
   EXPECT_EQ(::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid())), creator);
+  EXPECT_EQ(::sched_getscheduler(0), creator_policy);
 }
 
 }  // namespace

@@ -1,0 +1,269 @@
+// The .eml outbox and the welcome mails' per-batch shortcuts, over a real event store in a
+// temporary folder: a copy appears whole under its name or not at all, also when the
+// writer dies midway; a welcome mail finds the registered first name in its batch as it
+// would in the log; a LearnerForgotten read with the registration still purges the
+// address's copies.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <thread>
+
+#include "common/encoding.h"
+#include "consumers/mail_transport.h"
+#include "consumers/mailer.h"
+#include "consumers/tests/failing_reads.h"
+#include "domain/events.h"
+#include "domain/streams.h"
+#include "eventstore/event_codec.h"
+#include "eventstore/key_store.h"
+#include "tests/support/temp_dir.h"
+
+namespace passage::consumers {
+namespace {
+
+namespace d = passage::domain;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// The files of `folder` by name (none when it does not exist).
+std::vector<std::string> names_in(const std::string& folder) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec))
+    names.push_back(it->path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+mail_message message(int i) {
+  mail_message m;
+  m.from = "Passage <no-reply@passage.invalid>";
+  m.to = "ada@example.com";
+  m.subject = "hello";
+  m.message_id = "<mail-" + std::to_string(i) + "@passage>";
+  return m;
+}
+
+TEST(eml_outbox, ACopyIsWrittenWholeAndASecondSendReplacesIt) {
+  passage::testing::temp_dir dir;
+  const std::string folder = dir.sub("outbox");  // not there yet: the first send makes it
+  auto t = make_eml_transport(folder);
+  ASSERT_TRUE(t->send(message(1), "first text\r\n"));
+  EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-1@passage.eml"}));
+  EXPECT_EQ(read_file(folder + "/mail-1@passage.eml"), "first text\r\n");
+
+  // Sent again (its ledger entry was lost in a crash): one copy, the new text.
+  ASSERT_TRUE(t->send(message(1), "second text\r\n"));
+  EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-1@passage.eml"}));
+  EXPECT_EQ(read_file(folder + "/mail-1@passage.eml"), "second text\r\n");
+
+  // The folder deleted while the node runs: made again.
+  fs::remove_all(folder);
+  ASSERT_TRUE(t->send(message(2), "third text\r\n"));
+  EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-2@passage.eml"}));
+  EXPECT_EQ(read_file(folder + "/mail-2@passage.eml"), "third text\r\n");
+  EXPECT_EQ(t->kept_copies(), (std::vector<std::string>{"<mail-2@passage>"}));
+}
+
+// A process killed while it writes mails leaves only whole copies under .eml names, and
+// the mail it was writing is written whole when sent again after the restart.
+TEST(eml_outbox, AWriterKilledMidwayLeavesNoPartialCopy) {
+  passage::testing::temp_dir dir;
+  const std::string folder = dir.sub("outbox");
+  fs::create_directories(folder);
+  // Big texts: the kill most likely lands in a write, which takes the most time.
+  const std::string wire(8u << 20, 'x');
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto t = make_eml_transport(folder);
+    for (int i = 0;; ++i) {
+      if (!t->send(message(i), wire)) ::_exit(1);
+    }
+  }
+  // Killed once a few copies are out, in the middle of the next ones.
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (names_in(folder).size() < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  std::this_thread::sleep_for(7ms);
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the writer failed before it was killed";
+
+  int copies = 0;
+  for (const auto& name : names_in(folder)) {
+    if (fs::path(name).extension() != ".eml") continue;  // a rename's leftover at most
+    EXPECT_EQ(fs::file_size(fs::path(folder) / name), wire.size()) << name << " is partial";
+    ++copies;
+  }
+  ASSERT_GE(copies, 3);
+  // The next mail (the one being written, or not begun) is written whole after the restart.
+  auto t = make_eml_transport(folder);
+  ASSERT_TRUE(t->send(message(copies), "after the restart\r\n"));
+  EXPECT_EQ(read_file(fs::path(folder) / ("mail-" + std::to_string(copies) + "@passage.eml")),
+            "after the restart\r\n");
+}
+
+// The decoded text/plain part of an .eml as the mailer writes it (base64 body).
+std::string text_of(const fs::path& eml) {
+  const std::string wire = read_file(eml);
+  const auto at = wire.find("Content-Type: text/plain");
+  if (at == std::string::npos) return {};
+  const auto body = wire.find("\r\n\r\n", at) + 4;
+  std::string in = wire.substr(body, wire.find("\r\n--", body) - body);
+  std::erase_if(in, [](char c) { return c == '\r' || c == '\n'; });
+  return base64_decode(in).value_or("");
+}
+
+class mailer_outbox : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto opened = eventstore::open_event_store({.path = dir_.sub("events"), .sync = false});
+    ASSERT_TRUE(opened) << opened.error().message;
+    store_ = std::move(*opened);
+    reads_ = std::make_unique<testing::failing_reads>(*store_);
+  }
+  void TearDown() override {
+    if (mailer_) mailer_->stop();
+  }
+
+  void start_mailer() {
+    mailer_options o;
+    o.state_path = dir_.sub("mailer");
+    o.outbox_path = outbox();
+    o.personal_link = [](std::string_view, const uuid&, const uuid&) { return "http://x/i"; };
+    o.password_link = [](const uuid&, const uuid&) { return std::string("http://x/set"); };
+    mailer_ = std::make_unique<mailer>(*reads_, codec_, make_eml_transport(outbox()), o);
+    ASSERT_TRUE(mailer_->start());
+  }
+
+  std::string outbox() { return dir_.sub("outbox"); }
+
+  template <typename... E>
+  std::uint64_t append(const std::string& stream, const E&... events) {
+    std::vector<eventstore::new_event> encoded;
+    (encoded.push_back(*codec_.encode(events, {uuid::random(), "c", "", "test"})), ...);
+    auto r = store_->append({{stream, eventstore::expected_version::any(), encoded}});
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? r->last_position : 0;
+  }
+
+  d::learner_registered registered(const uuid& learner, std::string email, std::string first) {
+    d::learner_registered r;
+    r.org_id_ = org_;
+    r.learner_id_ = learner;
+    r.registered_at_ = from_unix_micros(1'700'000'000'000'000);
+    r.personal_data_.email_ = std::move(email);
+    r.personal_data_.first_name_ = std::move(first);
+    return r;
+  }
+  // A set-password link staff sent again: no invite, no name in the event.
+  d::password_setup_issued link_sent_again(const uuid& learner, std::string email) {
+    d::password_setup_issued w;
+    w.org_id_ = org_;
+    w.learner_id_ = learner;
+    w.setup_id_ = uuid::random();
+    w.issued_at_ = from_unix_micros(1'700'000'000'000'000);
+    w.expires_at_ = w.issued_at_ + std::chrono::hours(24 * 7);
+    w.personal_data_.email_ = std::move(email);
+    return w;
+  }
+
+  // Waits until the mailer's checkpoint reaches `position`.
+  bool handled(std::uint64_t position) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (mailer_->stats().checkpoint < position) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(5ms);
+    }
+    return true;
+  }
+
+  passage::testing::temp_dir dir_;
+  std::unique_ptr<eventstore::event_store> store_;
+  std::unique_ptr<testing::failing_reads> reads_;  // the mailer's view of store_
+  std::unique_ptr<eventstore::key_store> keys_ = eventstore::make_memory_key_store();
+  eventstore::event_codec codec_{*keys_, std::string(32, 'p')};
+  uuid org_ = uuid::random();
+  std::unique_ptr<mailer> mailer_;
+};
+
+// The text of every .eml in `folder`, decoded.
+std::vector<std::string> texts_in(const std::string& folder) {
+  std::vector<std::string> texts;
+  for (const auto& name : names_in(folder)) texts.push_back(text_of(fs::path(folder) / name));
+  return texts;
+}
+
+// A link sent again carries no name: the mail greets by the registered first name, found
+// in the same batch (registration and link read together: no read of the learner's
+// stream, which fails meanwhile) as in the log (read later).
+TEST_F(mailer_outbox, ALinkSentAgainGreetsByTheRegisteredFirstName) {
+  const uuid ada = uuid::random(), bob = uuid::random(), cyd = uuid::random();
+  // Before the start: read in one batch with the registrations.
+  append(d::learner_stream(ada), registered(ada, "ada@example.com", "Ada"),
+         link_sent_again(ada, "ada@example.com"));
+  append(d::learner_stream(cyd), registered(cyd, "cyd@example.com", ""),
+         link_sent_again(cyd, "cyd@example.com"));
+  append(d::learner_stream(bob), registered(bob, "bob@example.com", "Bob"));
+  reads_->fail_streams = "learner-";
+  start_mailer();
+  ASSERT_TRUE(handled(store_->head_position()));
+  reads_->fail_streams.reset();  // the mailer waits for new events now
+  // After the registration was handled: read from the learner's stream.
+  ASSERT_TRUE(handled(append(d::learner_stream(bob), link_sent_again(bob, "bob@example.com"))));
+
+  auto texts = texts_in(outbox());
+  ASSERT_EQ(texts.size(), 3u);
+  int ada_seen = 0, bob_seen = 0, there_seen = 0;
+  for (const auto& t : texts) {
+    ada_seen += t.starts_with("Hello Ada,");
+    bob_seen += t.starts_with("Hello Bob,");
+    there_seen += t.starts_with("Hello there,");
+  }
+  EXPECT_EQ(ada_seen, 1);
+  EXPECT_EQ(bob_seen, 1);
+  EXPECT_EQ(there_seen, 1);  // Cyd registered without a first name
+  EXPECT_EQ(mailer_->stats().sent, 3u);
+}
+
+// A LearnerForgotten read in the same batch as the learner's registration still finds the
+// address the registration gave (written before the forget is handled): the copy of a mail
+// sent to the address before it was a learner's goes.
+TEST_F(mailer_outbox, AForgetInTheBatchOfTheRegistrationPurgesTheAddress) {
+  const uuid learner = uuid::random();
+  d::private_invitation_sent inv;
+  inv.org_id_ = org_;
+  inv.invite_id_ = uuid::random();
+  inv.invitation_id_ = uuid::random();
+  inv.job_id_ = uuid::random();
+  inv.sent_at_ = from_unix_micros(1'700'000'000'000'000);
+  inv.personal_data_.email_ = "ada@example.com";
+  append(d::invite_stream(inv.invite_id_), inv);
+  append(d::learner_stream(learner), registered(learner, "ada@example.com", "Ada"));
+  d::learner_forgotten f{org_, learner, from_unix_micros(1'700'000'000'000'000)};
+  const auto last = append(d::learner_stream(learner), f);
+  start_mailer();
+  ASSERT_TRUE(handled(last));
+  EXPECT_EQ(mailer_->stats().sent, 1u);     // the invitation went out
+  EXPECT_TRUE(names_in(outbox()).empty());  // and its copy is gone with the learner
+}
+
+}  // namespace
+}  // namespace passage::consumers
