@@ -1,7 +1,6 @@
 #include "eventstore/subscription.h"
 
 #include <rocksdb/perf_level.h>
-#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -10,16 +9,16 @@
 namespace passage::eventstore {
 namespace {
 
-// A background subscription's thread runs at nice 19 under SCHED_IDLE, the lowest priority
-// there is: CFS gives a SCHED_IDLE thread the weight 3 (a nice-0 thread has 1024, nice 19
-// still 15) and never lets it preempt a normal thread when it wakes, so while requests keep
-// both CPUs busy it runs only in their gaps, and it has all of a CPU nobody else wants. At
-// nice 19 alone the mailer still filled every gap of the claim pipeline and cost ~25% of the
-// claims rate in api_bench; SCHED_IDLE on top gave +6% claims/s with the mailer's CPU per
-// claim 52 -> 31 us. Linux applies setpriority(PRIO_PROCESS, tid) and sched_setscheduler(tid)
-// to that one thread, not the process; neither needs privilege (lowering is always allowed).
-// The nice value stays as well: getpriority() keeps telling it is a background thread, and
-// should the policy be refused (a kernel without SCHED_IDLE) the thread still runs at nice 19.
+// A background subscription's thread runs at nice 19, the lowest priority: CFS gives it
+// about 1/70 of the share of a nice-0 thread while both want the CPU (weights 15 and 1024),
+// and all of a CPU nobody else wants. (At nice 10, weight 110, the mailer still took ~40% of
+// a claim's CPU in api_bench.) Not SCHED_IDLE (weight 3, never preempts on wake-up): it gave
+// ~6% more claims/s, but these threads take locks the request path and the store's
+// answering thread also take (the key store's shards, the store's head, the mailer's job
+// and purge locks), and a SCHED_IDLE holder preempted while both CPUs are busy waits whole
+// scheduling periods to run again: a priority inversion that stalls acknowledgements (p99
+// was no better). Linux applies setpriority(PRIO_PROCESS, tid) to that one thread, not the
+// process; raising the nice value needs no privilege.
 constexpr int kBackgroundNice = 19;
 
 // A slot keeps buffers of usual sizes only (events are well under 4 KiB but for big invite
@@ -38,9 +37,6 @@ void release_big_buffers(recorded_event& e) {
 
 void run_this_thread_in_background() {
   (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kBackgroundNice);
-  sched_param idle{};
-  idle.sched_priority = 0;                           // the only value SCHED_IDLE takes
-  (void)::sched_setscheduler(0, SCHED_IDLE, &idle);  // 0: the calling thread
 }
 
 subscription::subscription(event_store& store, subscription_options options, handler on_events,

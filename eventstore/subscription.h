@@ -19,7 +19,7 @@ namespace passage::eventstore {
 struct subscription_options {
   log_filter filter;             // where to start (filter.from_position) and what to deliver
   std::size_t max_batch = 1024;  // most events per handler call. Default: 1024
-  // Reads and handles at the lowest CPU priority (nice 19, SCHED_IDLE: see
+  // Reads and handles at the lowest CPU priority (nice 19: see
   // run_this_thread_in_background()), for consumers that may lag (the
   // mailer, the relay): under load they take the CPU that request handling and the log's
   // writer leave instead of competing with them, and catch up when the load drops. Nothing
@@ -28,10 +28,9 @@ struct subscription_options {
   bool background = false;
 };
 
-// Puts the calling thread (only it) at the lowest CPU priority: nice 19 and the SCHED_IDLE
-// policy, so it runs only on CPU time that normal threads leave. For the threads of
-// consumers that may lag (a background subscription's, the mailer's reminder thread). Needs
-// no privilege; best effort (a refused policy leaves nice 19).
+// Puts the calling thread (only it) at the lowest CPU priority, nice 19, so it runs mostly
+// on CPU time that normal threads leave. For the threads of consumers that may lag (a
+// background subscription's, the mailer's reminder thread). Needs no privilege; best effort.
 void run_this_thread_in_background();
 
 // Owned by whoever consumes the events; the handler runs on the subscription's

@@ -190,13 +190,13 @@ TEST_F(store_test, ReadOnlySubscriptionFollowsAnotherWriter) {
   EXPECT_EQ(got.positions, (std::vector<std::uint64_t>{1, 2, 3, 4, 5}));
 }
 
-// A background subscription handles at nice 19 under SCHED_IDLE while its creator keeps its
-// priority and policy; a normal one at the creator's. Both still deliver everything.
+// A background subscription handles at nice 19 while its creator keeps its priority; a
+// normal one at the creator's. Neither changes the scheduling policy (no SCHED_IDLE: its
+// threads take locks the request path takes). Both still deliver everything.
 TEST_F(store_test, BackgroundSubscriptionRunsAtTheLowestPriority) {
   for (int i = 0; i < 5; ++i) must_append({to("s", expected_version::any(), {make_event()})});
   const int creator = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
   const int creator_policy = ::sched_getscheduler(0);
-  ASSERT_NE(creator_policy, SCHED_IDLE);
   struct priority {
     int nice = -100;
     int policy = -1;
@@ -219,7 +219,7 @@ TEST_F(store_test, BackgroundSubscriptionRunsAtTheLowestPriority) {
   EXPECT_EQ(normal.policy, creator_policy);
   const auto background = priority_seen(true);
   EXPECT_EQ(background.nice, 19);
-  EXPECT_EQ(background.policy, SCHED_IDLE);
+  EXPECT_EQ(background.policy, creator_policy);
   EXPECT_EQ(::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid())), creator);
   EXPECT_EQ(::sched_getscheduler(0), creator_policy);
 }
