@@ -10,8 +10,10 @@
 #include <mutex>
 #include <optional>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
+#include <boost/asio/defer.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -181,6 +183,13 @@ class server_core : public std::enable_shared_from_this<server_core> {
 
   void session_closed(session* s);
 
+  // Queues the answer of `ex`, given on a thread that is not its connection's (a command
+  // answered once its commit is durable, for instance). Answers given together (one
+  // commit group's) cost one post and at most one wake-up of an I/O thread, not one each:
+  // the handler that takes them moves each onto its connection's strand as a continuation
+  // of itself, without the io_context's lock or another wake-up.
+  void hand_over(std::shared_ptr<exchange> ex, response res);
+
   const http_server_options& options() const { return options_; }
   const handler& request_handler() const { return handler_; }
   const passage::clock& clock() const { return *clock_; }
@@ -193,6 +202,26 @@ class server_core : public std::enable_shared_from_this<server_core> {
   void do_accept();
   void on_accept(error_code ec, socket_type socket);
   std::vector<std::shared_ptr<session>> live_sessions();
+
+  struct handoff {
+    std::shared_ptr<exchange> ex;
+    response res;
+  };
+  // The handler that takes the queued answers. Destroyed without having run (the
+  // io_context went away first), it drops them: they hold their connections, which hold
+  // this object.
+  struct take_handoffs {
+    explicit take_handoffs(std::shared_ptr<server_core> c) : core(std::move(c)) {}
+    take_handoffs(take_handoffs&&) = default;
+    take_handoffs& operator=(take_handoffs&&) = default;
+    ~take_handoffs() {
+      if (core) core->drop_handoffs();
+    }
+    void operator()() { std::exchange(core, nullptr)->run_handoffs(); }
+    std::shared_ptr<server_core> core;
+  };
+  void run_handoffs();
+  void drop_handoffs();
 
   asio::io_context& ioc_;
   http_server_options options_;
@@ -208,6 +237,10 @@ class server_core : public std::enable_shared_from_this<server_core> {
   std::unordered_map<session*, std::weak_ptr<session>> sessions_;
   bool stopping_ = false;
   std::vector<std::function<void()>> on_stopped_;
+
+  std::mutex handoff_mu_;  // guards the fields below
+  std::vector<handoff> handoffs_;
+  bool handoffs_posted_ = false;  // a take_handoffs is queued and has not taken them yet
 };
 
 // The status line and header fields of `res` as sent: the handler's fields, then
@@ -302,6 +335,15 @@ class session : public std::enable_shared_from_this<session> {
   void run(F&& f) {
     asio::post(socket_.get_executor(), std::forward<F>(f));
   }
+
+  // As run(), called from a handler running on an I/O thread: `f` is queued on this
+  // thread (no lock of the io_context, no wake-up), as a continuation of that handler.
+  template <typename F>
+  void run_next(F&& f) {
+    asio::defer(socket_.get_executor(), std::forward<F>(f));
+  }
+
+  server_core& server() { return *server_; }
 
   // Whether the calling thread is running this session's strand right now (a handler
   // answering before it returns, for instance).
@@ -922,9 +964,7 @@ void exchange::deliver(response res) {
     owner->on_response(shared_from_this(), std::move(res));
     return;
   }
-  owner->run([self = shared_from_this(), res = std::move(res)]() mutable {
-    self->owner->on_response(self, std::move(res));
-  });
+  owner->server().hand_over(shared_from_this(), std::move(res));
 }
 
 std::shared_ptr<event_stream> exchange::open_stream(response_header header) {
@@ -1042,6 +1082,40 @@ std::vector<std::shared_ptr<session>> server_core::live_sessions() {
     if (auto s = w.lock()) out.push_back(std::move(s));
   }
   return out;
+}
+
+void server_core::hand_over(std::shared_ptr<exchange> ex, response res) {
+  bool post = false;
+  {
+    std::lock_guard lock(handoff_mu_);
+    handoffs_.push_back({std::move(ex), std::move(res)});
+    post = !std::exchange(handoffs_posted_, true);
+  }
+  if (post) asio::post(ioc_, take_handoffs(shared_from_this()));
+}
+
+void server_core::run_handoffs() {
+  std::vector<handoff> batch;
+  {
+    std::lock_guard lock(handoff_mu_);
+    batch.swap(handoffs_);
+    handoffs_posted_ = false;
+  }
+  for (auto& h : batch) {
+    auto& owner = *h.ex->owner;
+    owner.run_next([ex = std::move(h.ex), res = std::move(h.res)]() mutable {
+      ex->owner->on_response(ex, std::move(res));
+    });
+  }
+}
+
+void server_core::drop_handoffs() {
+  std::vector<handoff> dropped;
+  {
+    std::lock_guard lock(handoff_mu_);
+    dropped.swap(handoffs_);
+    handoffs_posted_ = false;
+  }
 }
 
 void server_core::session_closed(session* s) {

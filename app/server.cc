@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -529,7 +530,11 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   }
   im->work.emplace(boost::asio::make_work_guard(im->ioc));
   for (unsigned i = 0; i < std::max(1u, o.threads); ++i) {
-    im->threads.emplace_back([raw] { raw->ioc.run(); });
+    im->threads.emplace_back([raw] {
+      // Named, so that top -H, perf and api_bench can tell the I/O threads apart.
+      pthread_setname_np(pthread_self(), "passage-io");
+      raw->ioc.run();
+    });
   }
   im->say("passage: listening on http://" + o.address + ":" + std::to_string(im->http->port()));
   return std::unique_ptr<server>(new server(std::move(im)));

@@ -2,10 +2,11 @@
 // distinct learners (POST /v1/public/invites/{code}/claims) and invite reads
 // (GET /v1/invites/{id}). The node runs in this process on 2 I/O threads with a
 // real RocksDB log (fsync on) in a temp folder; the clients share the machine.
-// Prints requests/s, latency percentiles and CPU per request (the client's thread and the
-// background consumers' threads, nice > 0, shown apart); asserts nothing. After the claims run it
-// prints how far the mailer (welcome mail per new learner, .eml outbox) kept up: mails
-// sent during the run, and the backlog (claims not yet mailed) at its end and 1 s later.
+// Prints requests/s, latency percentiles and CPU per request (the client's thread, the
+// background consumers' threads, nice > 0, and the node's HTTP I/O threads shown apart); asserts
+// nothing. After the claims run it prints how far the mailer (welcome mail per new learner, .eml
+// outbox) kept up: mails sent during the run, and the backlog (claims not yet mailed) at its end
+// and 1 s later.
 //
 // With --drain N it then waits up to N s for the mailer to send the whole backlog on an
 // otherwise idle node and prints its rate and CPU per mail.
@@ -52,10 +53,12 @@ using steady = std::chrono::steady_clock;
 namespace {
 
 // CPU seconds each thread of this process has used so far (/proc/self/task/*/stat), by
-// thread id, and whether it runs at a lowered priority (nice > 0: background consumers).
+// thread id, whether it runs at a lowered priority (nice > 0: background consumers) and
+// whether it is one of the node's HTTP I/O threads (named "passage-io").
 struct thread_cpu {
   double seconds = 0;
   bool background = false;
+  bool io = false;
 };
 std::map<int, thread_cpu> threads_cpu() {
   std::map<int, thread_cpu> out;
@@ -70,8 +73,11 @@ std::map<int, thread_cpu> threads_cpu() {
     std::vector<std::string> f{std::istream_iterator<std::string>(rest), {}};
     // After the name: state is field 3, utime 14, stime 15, nice 19 (man 5 proc).
     if (f.size() < 17) continue;
+    auto open = line.find('(');
+    bool io =
+        open != std::string::npos && line.compare(open + 1, close - open - 1, "passage-io") == 0;
     out[std::atoi(t.path().filename().c_str())] = {
-        double(std::stoull(f[11]) + std::stoull(f[12])) / tick, std::atoi(f[16].c_str()) > 0};
+        double(std::stoull(f[11]) + std::stoull(f[12])) / tick, std::atoi(f[16].c_str()) > 0, io};
   }
   return out;
 }
@@ -83,6 +89,7 @@ struct run_result {
   double cpu_seconds = 0;             // the whole process: node and client
   double client_cpu_seconds = 0;      // the client's thread alone
   double background_cpu_seconds = 0;  // threads at a lowered priority (mailer, relay)
+  double io_cpu_seconds = 0;          // the node's HTTP I/O threads
 };
 
 double cpu_now(int who = RUSAGE_SELF) {
@@ -209,6 +216,7 @@ run_result load(unsigned short port, int connections, double seconds,
   all.client_cpu_seconds = cpu_now(RUSAGE_THREAD) - client_cpu0;
   for (const auto& [tid, t] : threads_cpu()) {
     if (t.background) all.background_cpu_seconds += t.seconds - threads0[tid].seconds;
+    if (t.io) all.io_cpu_seconds += t.seconds - threads0[tid].seconds;
   }
   ::close(ep);
   return all;
@@ -219,9 +227,10 @@ void report(const char* what, int connections, run_result r) {
   double n = double(std::max<std::size_t>(1, r.ok + r.failed));
   std::printf(
       "%-34s %4d conns %10.0f req/s  p50 %6.2f ms  p99 %6.2f ms  ok %zu  failed %zu  cpu %.1f "
-      "us/req (client %.1f, background %.1f)\n",
+      "us/req (client %.1f, background %.1f, io %.1f)\n",
       what, connections, rate, pct(r.latencies_ms, 0.5), pct(r.latencies_ms, 0.99), r.ok, r.failed,
-      r.cpu_seconds * 1e6 / n, r.client_cpu_seconds * 1e6 / n, r.background_cpu_seconds * 1e6 / n);
+      r.cpu_seconds * 1e6 / n, r.client_cpu_seconds * 1e6 / n, r.background_cpu_seconds * 1e6 / n,
+      r.io_cpu_seconds * 1e6 / n);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include "common/encoding.h"
 #include "common/random.h"
@@ -269,6 +270,19 @@ struct command_service::impl {
     auto r = ensure_loaded<State>(*agg, stream, seed);
     if (!r) return r.error();
     return agg->state;
+  }
+
+  // What `read` takes from the aggregate of `stream`, read under its lock: for callers
+  // that need a part of a large state (a claim needs its organization's lead form, not
+  // the org's every API key).
+  template <typename State, typename Read>
+  auto read_loaded(aggregate_cache<State>& cache, const std::string& stream, Read read)
+      -> service_result<decltype(read(std::declval<const State&>()))> {
+    auto agg = cache.get(stream);
+    std::lock_guard lk(agg->mu);
+    auto r = ensure_loaded<State>(*agg, stream, {});
+    if (!r) return r.error();
+    return read(std::as_const(agg->state));
   }
 
   // ---- executing ------------------------------------------------------------
@@ -1009,9 +1023,11 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
     auto who = self->tokens.verify(*input.learner_token);
     if (who && who->org_id == ref.org_id) token_learner = who->learner_id;
   }
-  auto org = self->load(self->orgs, domain::organization_stream(ref.org_id));
-  if (!org) {
-    done(org.error());
+  auto lead_form =
+      self->read_loaded(self->orgs, domain::organization_stream(ref.org_id),
+                        [](const domain::organization_state& s) { return s.lead_form_; });
+  if (!lead_form) {
+    done(lead_form.error());
     return;
   }
 
@@ -1044,7 +1060,7 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
   cmd.anonymous_learner_id_ = token_learner ? *token_learner : uuid::random();
   cmd.existing_learner_id_ = known_learner;
   cmd.lead_already_submitted_ = lead_submitted;
-  cmd.lead_form_ = org->lead_form_;
+  cmd.lead_form_ = std::move(*lead_form);
   cmd.invitation_id_ = invitation_id;
   cmd.presented_learner_id_ = token_learner;
   const uuid org_id = ref.org_id, invite_id = ref.invite_id;

@@ -645,6 +645,79 @@ TEST_F(http_server_test, event_stream_close_ends_the_response) {
   EXPECT_EQ(stream_closed_.get_future().wait_for(liveness), std::future_status::ready);
 }
 
+TEST_F(http_server_test, answers_given_together_from_another_thread_reach_every_connection) {
+  // Like a commit group's answers: the handlers park their responders, and one thread
+  // answers them all at once, pipelined requests included.
+  std::mutex mu;
+  std::vector<std::pair<std::string, responder>> parked;
+  routes_.add(http::verb::get, "/parked/{n}",
+              [&](const request&, request_context& ctx, responder r) {
+                std::lock_guard lock(mu);
+                parked.emplace_back(std::string(ctx.params.get_or("n", "")), std::move(r));
+              });
+  start();
+  constexpr int connections = 12, per_connection = 3;
+  std::vector<std::unique_ptr<client>> clients;
+  for (int c = 0; c < connections; ++c) {
+    clients.push_back(std::make_unique<client>(port()));
+    ASSERT_TRUE(clients.back()->connected());
+    std::string batch;
+    for (int i = 0; i < per_connection; ++i) {
+      batch += get("/parked/" + std::to_string(c) + "-" + std::to_string(i));
+    }
+    clients.back()->send(batch);
+  }
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock(mu);
+    return parked.size() == std::size_t(connections * per_connection);
+  }));
+  std::thread answering([&] {
+    std::lock_guard lock(mu);
+    // In reverse: each connection still answers in request order.
+    for (auto it = parked.rbegin(); it != parked.rend(); ++it) {
+      it->second(text_response(http::status::ok, it->first, "text/plain"));
+    }
+  });
+  answering.join();
+  for (int c = 0; c < connections; ++c) {
+    for (int i = 0; i < per_connection; ++i) {
+      auto res = clients[std::size_t(c)]->read();
+      ASSERT_TRUE(res) << c << " " << i;
+      EXPECT_EQ(res->body(), std::to_string(c) + "-" + std::to_string(i));
+      EXPECT_TRUE(res->keep_alive());
+    }
+  }
+}
+
+TEST(http_server_handoff, answers_left_when_the_io_context_goes_away_are_dropped) {
+  // An answer given after the I/O threads stopped waits for an I/O thread that never
+  // comes; destroying the io_context must release it (and with it the connection) rather
+  // than leak or crash.
+  std::promise<responder> parked;
+  router routes;
+  routes.add(http::verb::get, "/park", [&](const request&, request_context&, responder r) {
+    parked.set_value(std::move(r));
+  });
+  auto ioc = std::make_unique<asio::io_context>();
+  auto work = asio::make_work_guard(*ioc);
+  auto server =
+      std::make_unique<http_server>(*ioc, http_server_options{.port = 0}, routes.as_handler());
+  ASSERT_TRUE(server->start());
+  std::thread io([&] { ioc->run(); });
+  client c(server->port());
+  c.send(get("/park"));
+  auto f = parked.get_future();
+  ASSERT_EQ(f.wait_for(liveness), std::future_status::ready);
+  auto respond = f.get();
+  ioc->stop();
+  io.join();
+  EXPECT_TRUE(respond(text_response(http::status::ok, "late", "text/plain")));
+  respond = responder::capture([](response) {});
+  server.reset();
+  work.reset();
+  ioc.reset();  // drops the queued answer with its connection
+}
+
 TEST_F(http_server_test, graceful_stop_finishes_the_request_in_flight) {
   start();
   client c(port());

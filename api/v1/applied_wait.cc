@@ -3,6 +3,7 @@
 #include <atomic>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "api/problem.h"
 
@@ -39,7 +40,7 @@ void applied_wait::answer_when_applied(std::uint64_t position, responder respond
   w->fn = std::move(fn);
   w->position = position;
   w->deadline = std::chrono::steady_clock::now() + timeout_;
-  bool first = false;
+  bool wake = false;
   {
     std::lock_guard lock(mu_);
     // Waits already answered leave from the front here, so the queue holds about the
@@ -47,10 +48,10 @@ void applied_wait::answer_when_applied(std::uint64_t position, responder respond
     while (!pending_.empty() && pending_.front()->finished.load(std::memory_order_acquire)) {
       pending_.pop_front();
     }
-    first = pending_.empty();
     pending_.push_back(w);
+    wake = std::exchange(idle_, false);
   }
-  if (first) changed_.notify_all();
+  if (wake) changed_.notify_all();
   reads_.when_applied(position, [w] {
     if (w->finished.exchange(true)) return;
     auto fn = std::move(w->fn);
@@ -63,7 +64,9 @@ void applied_wait::run() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
     if (pending_.empty()) {
+      idle_ = true;
       changed_.wait(lock);
+      idle_ = false;
       continue;
     }
     auto w = pending_.front();

@@ -45,6 +45,10 @@ class applied_wait {
   std::mutex mu_;
   std::condition_variable changed_;
   std::deque<std::shared_ptr<waiter>> pending_;  // by deadline
+  // The deadline thread waits with no deadline (nothing pending): only then does a new wait
+  // need to wake it. Otherwise it wakes at the front's deadline, which no later wait
+  // precedes, so a command's wait costs no wake-up of that thread.
+  bool idle_ = false;
   bool stopping_ = false;
   std::thread thread_;
 };

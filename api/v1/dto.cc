@@ -292,6 +292,91 @@ dto_result<service::claim_input> parse_claim_input(const nlohmann::json& body) {
   return in;
 }
 
+namespace {
+
+// The common claim body read directly: `{"email":"...", ...}` with JSON whitespace, each
+// member at most once and one of email, first_name, last_name, learner_token, each value
+// a string of printable ASCII without escapes. Anything else (nulls, escapes, answers,
+// unknown or repeated members, bad JSON) is nullopt, and the JSON document path decides,
+// errors included.
+std::optional<service::claim_input> plain_claim_body(std::string_view body) {
+  std::size_t i = 0;
+  auto skip_space = [&] {
+    while (i < body.size() &&
+           (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r')) {
+      ++i;
+    }
+  };
+  // A string of printable ASCII without escapes, its opening quote at i.
+  auto plain_string = [&]() -> std::optional<std::string_view> {
+    if (i >= body.size() || body[i] != '"') return std::nullopt;
+    const std::size_t from = ++i;
+    while (i < body.size() && body[i] != '"') {
+      const auto c = static_cast<unsigned char>(body[i]);
+      if (c < 0x20 || c > 0x7e || c == '\\') return std::nullopt;
+      ++i;
+    }
+    if (i >= body.size()) return std::nullopt;
+    return body.substr(from, i++ - from);
+  };
+  service::claim_input in;
+  bool seen[4] = {false, false, false, false};
+  skip_space();
+  if (i >= body.size() || body[i++] != '{') return std::nullopt;
+  skip_space();
+  if (i < body.size() && body[i] == '}') {
+    ++i;
+  } else {
+    while (true) {
+      auto key = plain_string();
+      if (!key) return std::nullopt;
+      skip_space();
+      if (i >= body.size() || body[i++] != ':') return std::nullopt;
+      skip_space();
+      auto value = plain_string();
+      if (!value) return std::nullopt;
+      int k = *key == "email"           ? 0
+              : *key == "first_name"    ? 1
+              : *key == "last_name"     ? 2
+              : *key == "learner_token" ? 3
+                                        : -1;
+      if (k < 0 || seen[k]) return std::nullopt;
+      seen[k] = true;
+      switch (k) {
+        case 0:
+          if (!value->empty()) in.email = std::string(*value);
+          break;
+        case 1:
+          in.first_name = std::string(*value);
+          break;
+        case 2:
+          in.last_name = std::string(*value);
+          break;
+        default:
+          if (!value->empty()) in.learner_token = std::string(*value);
+      }
+      skip_space();
+      if (i >= body.size()) return std::nullopt;
+      const char next = body[i++];
+      if (next == '}') break;
+      if (next != ',') return std::nullopt;
+      skip_space();
+    }
+  }
+  skip_space();
+  if (i != body.size()) return std::nullopt;
+  return in;
+}
+
+}  // namespace
+
+dto_result<service::claim_input> parse_claim_body(std::string_view body) {
+  if (auto plain = plain_claim_body(body)) return std::move(*plain);
+  auto j = parse_body(body);
+  if (!j) return j.error();
+  return parse_claim_input(*j);
+}
+
 dto_result<domain::lead_form> parse_lead_form(const nlohmann::json& body) {
   if (!body.is_object()) return field_error{"", "the body must be a JSON object"};
   object_reader r(body, "");

@@ -29,6 +29,10 @@ dto_result<nlohmann::json> parse_body(std::string_view body, bool allow_empty = 
 dto_result<domain::invite_draft> parse_invite_draft(const nlohmann::json& body);
 dto_result<domain::invite_patch> parse_invite_patch(const nlohmann::json& body);
 dto_result<service::claim_input> parse_claim_input(const nlohmann::json& body);
+// A claim's request body: parse_body() then parse_claim_input(), with the same result for
+// every body. The common one (a flat object of plain ASCII strings among email,
+// first_name, last_name and learner_token) is read without building a JSON document.
+dto_result<service::claim_input> parse_claim_body(std::string_view body);
 dto_result<domain::lead_form> parse_lead_form(const nlohmann::json& body);
 
 struct track_request {

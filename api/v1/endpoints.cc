@@ -918,8 +918,7 @@ void public_routes(router& r, deps_ptr d) {
               return "public:" + std::string(ctx.params.get_or("code", ""));
             },
             [d](const request& req, request_context& ctx, responder respond) {
-              auto body = parse_body(req.body());
-              auto input = body ? parse_claim_input(*body) : body.error();
+              auto input = parse_claim_body(req.body());
               if (!input) return respond(problem_response(from_field(input.error()))), void();
               if (auto limited = claim_limited(*d, ctx, *input))
                 return respond(problem_response(*limited)), void();

@@ -372,6 +372,45 @@ TEST_F(codec_test, each_event_gets_a_fresh_iv) {
   EXPECT_NE(a["ct"], b["ct"]);
 }
 
+TEST_F(codec_test, events_sealed_in_a_row_under_one_key_each_open_only_as_themselves) {
+  // A thread keeps the last key's schedule: messages in a row under one key, then under
+  // others, opened out of order, after a failure, and from a fresh thread, all round-trip,
+  // and none opens as another.
+  std::vector<d::event> events;
+  for (int round = 0; round < 2; ++round) {
+    for (const auto& [type, e] : samples()) events.push_back(e);
+  }
+  std::vector<recorded_event> records;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    records.push_back(stored(events[i], static_cast<std::uint8_t>(i)));
+  }
+  auto tampered = stored(claimed(), 251);
+  json j = json::parse(tampered.data);
+  std::string ct = j["personal_data"]["ct"];
+  ct[4] = ct[4] == 'A' ? 'B' : 'A';
+  j["personal_data"]["ct"] = ct;
+  tampered.data = j.dump();
+  for (std::size_t k = records.size(); k-- > 0;) {
+    auto dec = codec_.decode(records[k]);
+    ASSERT_TRUE(dec) << dec.error().message;
+    EXPECT_TRUE(dec->event == events[k]) << records[k].type;
+    EXPECT_FALSE(codec_.decode(tampered));
+    auto moved = records[k];
+    moved.event_id = id(250);  // another event's id: its AAD no longer matches
+    if (d::personal_data_of(events[k]) != nullptr && !d::personal_data_of(events[k])->empty()) {
+      EXPECT_FALSE(codec_.decode(moved)) << records[k].type;
+    }
+  }
+  std::thread other([&] {
+    for (std::size_t k = 0; k < records.size(); ++k) {
+      auto dec = codec_.decode(records[k]);
+      ASSERT_TRUE(dec) << dec.error().message;
+      EXPECT_TRUE(dec->event == events[k]) << records[k].type;
+    }
+  });
+  other.join();
+}
+
 TEST_F(codec_test, subjects_are_the_learner_else_a_keyed_hash_of_the_email) {
   EXPECT_EQ(codec_.subject_of(claimed()), "learner:" + id(4).to_string());
   d::claim_rejected unknown{org,   id(2), d::rejection_reason::not_allowed, std::nullopt,

@@ -12,6 +12,8 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <thread>
+#include <vector>
 
 #include "api/problem.h"
 #include "projections/tests/fixture.h"
@@ -95,6 +97,32 @@ TEST_F(applied_wait_test, answers_503_read_model_lagging_when_the_projector_is_s
   EXPECT_EQ(models_->applied_position(), position);
   EXPECT_EQ(*ran, 0);
   EXPECT_EQ(answers.load(), 1);
+}
+
+TEST_F(applied_wait_test, every_wait_times_out_whether_others_are_pending_or_not) {
+  // The deadline thread is woken only when it waits with nothing pending: waits started
+  // while it sleeps towards an earlier deadline, and after it has gone idle, all time out.
+  applied_wait waits(*models_, 100ms);
+  const auto position = create_org(id(1), "Acme", 'a');
+  ASSERT_GT(position, 0u);
+  auto ran = std::make_shared<int>(0);
+  std::vector<std::future<response>> answers_of;
+  auto start_wait = [&] {
+    auto p = std::make_shared<std::promise<response>>();
+    answers_of.push_back(p->get_future());
+    auto respond = responder::capture([p](response r) { p->set_value(std::move(r)); });
+    waits.answer_when_applied(position, respond, answer_ok(respond, ran));
+  };
+  start_wait();
+  std::this_thread::sleep_for(30ms);
+  start_wait();  // the thread sleeps towards the first deadline
+  ASSERT_EQ(answers_of[0].wait_for(30s), std::future_status::ready);
+  ASSERT_EQ(answers_of[1].wait_for(30s), std::future_status::ready);
+  std::this_thread::sleep_for(20ms);  // nothing pending: the thread waits with no deadline
+  start_wait();
+  ASSERT_EQ(answers_of[2].wait_for(30s), std::future_status::ready);
+  for (auto& f : answers_of) EXPECT_EQ(f.get().result_int(), 503u);
+  EXPECT_EQ(*ran, 0);
 }
 
 }  // namespace

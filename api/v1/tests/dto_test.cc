@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "api/problem.h"
 #include "domain/errors.h"
@@ -93,6 +95,57 @@ TEST(Dto, ClaimInputTakesAnswersAsStringsOrBooleans) {
 // dumps it (invalid UTF-8 replaced): the same bytes, for every shape of claim.
 std::string dumped(const service::claim_result& r) {
   return to_json(r).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+TEST(Dto, ClaimBodiesReadTheSameWithOrWithoutAJsonDocument) {
+  // parse_claim_body reads the common body directly; for every body its result (or error)
+  // must be the document path's.
+  const std::vector<std::string> bodies = {
+      R"({"email":"ada@example.com"})",
+      R"({"email":"ada@example.com","first_name":"Ada","last_name":"Lovelace"})",
+      " \t\r\n{ \"first_name\" : \"Ada\" , \"email\":\"a@b.co\" }\n ",
+      R"({})",
+      R"( { } )",
+      R"({"email":""})",
+      R"({"email":"","learner_token":""})",
+      R"({"learner_token":"tok.en-1"})",
+      R"({"email":"a@b.co","email":"c@d.co"})",
+      R"({"email":null})",
+      R"({"email":1})",
+      R"({"email":"a\u0040b.co"})",
+      R"({"email":"a\"b@c.co"})",
+      R"({"first_name":"Zoë"})",
+      R"({"emial":"x"})",
+      R"({"email":"a@b.co","answers":{"company":"ACME","consent":true}})",
+      R"({"email":"a@b.co",})",
+      R"({"email":"a@b.co"} x)",
+      R"({"email":"a@b.co")",
+      R"({"email" "a@b.co"})",
+      R"({"email":"a@b.co"}})",
+      R"([])",
+      R"("x")",
+      "",
+      "   ",
+      "{\"email\":\"a\tb\"}",
+      "{\"email\":\"a\x7f\"}",
+      R"({"email":"ada@example.com","first_name":"Ada","last_name":"L","learner_token":"t"})",
+  };
+  for (const auto& body : bodies) {
+    auto direct = parse_claim_body(body);
+    auto doc = parse_body(body);
+    auto via_document = doc ? parse_claim_input(*doc) : doc.error();
+    ASSERT_EQ(bool(direct), bool(via_document)) << body;
+    if (!direct) {
+      EXPECT_EQ(direct.error().field, via_document.error().field) << body;
+      EXPECT_EQ(direct.error().message, via_document.error().message) << body;
+      continue;
+    }
+    EXPECT_EQ(direct->email, via_document->email) << body;
+    EXPECT_EQ(direct->first_name, via_document->first_name) << body;
+    EXPECT_EQ(direct->last_name, via_document->last_name) << body;
+    EXPECT_EQ(direct->learner_token, via_document->learner_token) << body;
+    EXPECT_EQ(direct->answers, via_document->answers) << body;
+  }
 }
 
 TEST(Dto, ClaimAnswerTextIsTheDocumentsDump) {
