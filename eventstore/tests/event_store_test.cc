@@ -370,6 +370,76 @@ TEST_F(store_test, StreamsAppendedAgainAndAgainAmongNewOnesReadBackInOrder) {
   EXPECT_EQ(next.streams[0].last_version, rounds + 1);
 }
 
+// A claim's shape: a busy invite stream and a new learner stream opened with two events in
+// one append. The stream index takes versions 1 and 2 without a memtable insert hint and
+// hints from version 3 on; streams growing one event at a time cross that line between
+// appends. Every stream reads back whole in both directions, before and after a reopen.
+TEST_F(store_test, StreamsOpenedWithTwoEventsAndGrowingOneByOneReadBackInOrder) {
+  constexpr std::uint64_t rounds = 200;
+  auto learner = [](std::uint64_t i) { return "learner-" + std::to_string(i * 7919 % 1000); };
+  auto claim = [](std::uint64_t i) { return "claim-" + std::to_string(i % 10); };
+  for (std::uint64_t i = 1; i <= rounds; ++i) {
+    must_append({to("invite-1", expected_version::exact(i - 1), {make_event("Claimed")}),
+                 to(learner(i), expected_version::no_stream(),
+                    {make_event("Registered", std::to_string(i)), make_event("Setup")})});
+    // claim-0..9: one event per append, so each passes versions 1, 2, 3... in turn.
+    must_append({to(claim(i), expected_version::any(), {make_event("Played")})});
+  }
+  auto check = [&] {
+    for (std::uint64_t i = 1; i <= rounds; ++i) {
+      auto fwd = store_->read_stream(learner(i), 1, read_direction::forward, 10);
+      ASSERT_TRUE(fwd);
+      ASSERT_EQ(fwd->size(), 2u) << learner(i);
+      EXPECT_EQ((*fwd)[0].type, "Registered");
+      EXPECT_EQ((*fwd)[0].data, std::to_string(i));
+      EXPECT_EQ((*fwd)[1].type, "Setup");
+      EXPECT_EQ((*fwd)[1].stream_version, 2u);
+      auto back = store_->read_stream(learner(i), UINT64_MAX, read_direction::backward, 10);
+      ASSERT_TRUE(back);
+      ASSERT_EQ(back->size(), 2u);
+      EXPECT_EQ(back->front().stream_version, 2u);
+      auto v = store_->stream_version(learner(i));
+      ASSERT_TRUE(v);
+      EXPECT_EQ(*v, 2u);
+    }
+    for (std::uint64_t c = 0; c < 10; ++c) {
+      const std::string s = "claim-" + std::to_string(c);
+      auto fwd = store_->read_stream(s, 1, read_direction::forward, 1000);
+      ASSERT_TRUE(fwd);
+      ASSERT_EQ(fwd->size(), rounds / 10) << s;
+      for (std::uint64_t k = 0; k < fwd->size(); ++k) EXPECT_EQ((*fwd)[k].stream_version, k + 1);
+      auto back = store_->read_stream(s, UINT64_MAX, read_direction::backward, 1000);
+      ASSERT_TRUE(back);
+      ASSERT_EQ(back->size(), rounds / 10);
+      EXPECT_EQ(back->front().stream_version, rounds / 10);
+    }
+    auto invite = store_->read_stream("invite-1", 1, read_direction::forward, 1000);
+    ASSERT_TRUE(invite);
+    ASSERT_EQ(invite->size(), rounds);
+    EXPECT_EQ(invite->back().stream_version, rounds);
+  };
+  check();
+  reopen();
+  check();
+  // A stream opened with two events appends its third and fourth on top.
+  must_append({to(learner(1), expected_version::exact(2), {make_event("Third")})});
+  must_append({to(learner(1), expected_version::exact(3), {make_event("Fourth")})});
+  auto grown = store_->read_stream(learner(1), 1, read_direction::forward, 10);
+  ASSERT_TRUE(grown);
+  ASSERT_EQ(grown->size(), 4u);
+  EXPECT_EQ((*grown)[2].type, "Third");
+  EXPECT_EQ((*grown)[3].type, "Fourth");
+  reopen();
+  auto again = store_->read_stream(learner(1), UINT64_MAX, read_direction::backward, 10);
+  ASSERT_TRUE(again);
+  ASSERT_EQ(again->size(), 4u);
+  EXPECT_EQ(again->front().type, "Fourth");
+  must_append({to(learner(1), expected_version::exact(4), {make_event("Fifth")})});
+  auto v = store_->stream_version(learner(1));
+  ASSERT_TRUE(v);
+  EXPECT_EQ(*v, 5u);
+}
+
 // The writer encodes records and keys straight from the appended event; the bytes are
 // those of the codec every reader and tool shares.
 TEST(record_format, WritersEncodingMatchesTheRecordCodec) {
