@@ -119,6 +119,49 @@ TEST_F(store_test, SameEventIdTwiceReturnsTheOriginalAndStoresNothing) {
   EXPECT_EQ(store_->head_position(), 3u);
 }
 
+// The event id index hashes ids by their first two bytes: ids sharing them (one bucket,
+// neighbours in key order) and ids differing only in their last byte are told apart, in
+// the memtable and, after a reopen (the clean close flushes), in table files.
+TEST_F(store_test, EventIdsSharingTheirFirstBytesAreEachFoundOnceStored) {
+  auto id_with = [](std::uint8_t b0, std::uint8_t b1, std::uint8_t last) {
+    uuid id = uuid::random();
+    id.bytes[0] = b0;
+    id.bytes[1] = b1;
+    id.bytes[15] = last;
+    return id;
+  };
+  std::vector<new_event> stored;
+  for (int i = 0; i < 300; ++i) {
+    auto e = make_event("T", std::to_string(i));
+    // A third share 0xAB 0xCD, a third 0xAB 0xCE; the rest are random.
+    if (i % 3 == 0) e.event_id = id_with(0xAB, 0xCD, static_cast<std::uint8_t>(i));
+    if (i % 3 == 1) e.event_id = id_with(0xAB, 0xCE, static_cast<std::uint8_t>(i));
+    stored.push_back(e);
+    must_append({to("s-" + std::to_string(i % 7), expected_version::any(), {e})});
+  }
+  std::uint64_t head = store_->head_position();
+  auto check = [&] {
+    for (std::size_t i = 0; i < stored.size(); i += 11) {
+      auto again =
+          store_->append({to("s-" + std::to_string(i % 7), expected_version::any(), {stored[i]})});
+      ASSERT_TRUE(again) << again.error().message;
+      EXPECT_TRUE(again->already_stored) << i;
+      EXPECT_EQ(again->first_position, i + 1) << i;
+    }
+    EXPECT_EQ(store_->head_position(), head);
+    // Same first bytes as stored ids, never stored itself: a new event.
+    auto fresh = make_event();
+    fresh.event_id = stored[0].event_id;
+    fresh.event_id.bytes[8] ^= static_cast<std::uint8_t>(0x5A + head);  // unlike last time
+    auto r = must_append({to("s-new", expected_version::any(), {fresh})});
+    EXPECT_FALSE(r.already_stored);
+    EXPECT_EQ(r.first_position, ++head);
+  };
+  check();
+  reopen();
+  check();
+}
+
 TEST_F(store_test, SameEventIdWithOtherContentIsAConflict) {
   auto e = make_event("InviteCreated", R"({"title":"x"})");
   must_append({to("s-1", expected_version::any(), {e})});
