@@ -303,6 +303,11 @@ class rocksdb_event_store final : public event_store {
     // Streams written in this batch; the names are the requests' (alive until it is written).
     std::unordered_map<std::string_view, std::uint64_t> versions;
     std::unordered_map<uuid, pending_id> ids;
+    // Whether each event id of the batch (in request, stream, event order) was stored
+    // before the batch, looked up for all at once (see lookup_ids); prepare() reads them
+    // in that order from `looked_up_next`.
+    std::vector<store_result<std::optional<std::uint64_t>>> looked_up;
+    std::size_t looked_up_next = 0;
     std::uint64_t next_position;
     timestamp recorded_at;
     // Scratch, reused for every event of the batch.
@@ -327,6 +332,7 @@ class rocksdb_event_store final : public event_store {
     return options_.read_only ? UINT64_MAX : head_.load(std::memory_order_acquire);
   }
   store_result<std::uint64_t> stored_version(std::string_view stream, std::uint64_t up_to);
+  void lookup_ids(const std::deque<request>& batch, batch_state& b);
   store_result<append_result> prepare(const request& r, batch_state& b);
   store_result<append_result> replay_stored(const request& r, batch_state& b);
   store_result<std::uint64_t> current_version(const std::string& stream, const batch_state& b);
@@ -684,17 +690,52 @@ store_result<append_result> rocksdb_event_store::replay_stored(const request& r,
   return out;
 }
 
+// Looks up every event id of the batch in one MultiGet (three per claim): it takes the
+// column family's current version once and probes the memtable's bloom filter and each
+// table file's filter for all ids together, where a Get per id paid each of those per id
+// (~7 % of the writer thread). Ids written earlier in the batch are not in RocksDB yet:
+// prepare() checks the batch's own ids first, as before.
+void rocksdb_event_store::lookup_ids(const std::deque<request>& batch, batch_state& b) {
+  std::vector<rocksdb::Slice> keys;
+  for (const auto& r : batch) {
+    for (const auto& s : r.streams) {
+      for (const auto& e : s.events) keys.emplace_back(e.event_id.as_bytes().data(), 16);
+    }
+  }
+  std::vector<rocksdb::PinnableSlice> values(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  db_->MultiGet(rocksdb::ReadOptions(), ids_cf(), keys.size(), keys.data(), values.data(),
+                statuses.data());
+  b.looked_up.clear();
+  b.looked_up.reserve(keys.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (statuses[i].IsNotFound()) {
+      b.looked_up.emplace_back(std::optional<std::uint64_t>{});
+    } else if (!statuses[i].ok()) {
+      b.looked_up.emplace_back(rocks_error(statuses[i], "looking up event ids"));
+    } else if (values[i].size() != 8) {
+      b.looked_up.emplace_back(corrupt_record(0, "event id index entry has a bad length"));
+    } else {
+      b.looked_up.emplace_back(
+          std::optional<std::uint64_t>{format::decode_be64(values[i].ToStringView())});
+    }
+  }
+  b.looked_up_next = 0;
+}
+
 store_result<append_result> rocksdb_event_store::prepare(const request& r, batch_state& b) {
   // 1. Idempotency: all ids stored -> return the original; some -> conflict.
   std::size_t total = 0, found = 0;
-  for (const auto& s : r.streams) {
+  const std::size_t looked_up = b.looked_up_next;
+  for (const auto& s : r.streams) total += s.events.size();
+  b.looked_up_next += total;  // this request's, whether it goes on or not
+  for (std::size_t i = 0; const auto& s : r.streams) {
     for (const auto& e : s.events) {
-      ++total;
+      const auto& pos = b.looked_up[looked_up + i++];
       if (b.ids.count(e.event_id)) {
         ++found;
         continue;
       }
-      auto pos = stored_position(e.event_id);
       if (!pos) return pos.error();
       if (*pos) ++found;
     }
@@ -779,6 +820,7 @@ void rocksdb_event_store::commit(std::deque<request>& batch) {
   batch_state b;
   b.next_position = next_position_;
   b.recorded_at = std::max(last_recorded_at_, options_.clock->now());
+  lookup_ids(batch, b);
   for (const auto& r : batch) c.outcomes.push_back(prepare(r, b));
 
   bool wrote = b.next_position != next_position_;

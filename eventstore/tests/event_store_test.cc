@@ -208,6 +208,58 @@ TEST_F(store_test, DuplicateIdsInOneGroupCommitAreStoredOnce) {
   EXPECT_EQ(store_->head_position(), 1u);
 }
 
+// The writer looks up the ids of a whole group commit at once: each append of the group
+// gets the answer for its own ids, whatever the number of events of those queued before it.
+TEST_F(store_test, EachAppendOfAGroupCommitIsJudgedByItsOwnIds) {
+  std::vector<new_event> stored;
+  for (int i = 0; i < 3; ++i) stored.push_back(make_event("T", std::to_string(i)));
+  must_append({to("old", expected_version::any(), stored)});
+  struct outcome {
+    int kind;  // 0: all new, 1: all stored before, 2: stored and new mixed
+    store_result<append_result> r = store_error{};
+  };
+  std::mutex mu;
+  std::vector<outcome> outcomes(60);
+  std::atomic<int> done{0};
+  for (int i = 0; i < 60; ++i) {
+    const int kind = i % 3;
+    std::vector<new_event> events;
+    if (kind == 0) {
+      for (int k = 0; k <= i % 4; ++k) events.push_back(make_event());
+    } else if (kind == 1) {
+      events = stored;
+    } else {
+      events = {make_event(), stored[1]};
+    }
+    outcomes[std::size_t(i)].kind = kind;
+    store_->append_async(
+        {to(kind == 1 ? "old" : "s-" + std::to_string(i), expected_version::any(), events)},
+        [&, i](store_result<append_result> r) {
+          std::lock_guard lk(mu);
+          outcomes[std::size_t(i)].r = std::move(r);
+          ++done;
+        });
+  }
+  while (done < 60) std::this_thread::sleep_for(1ms);
+  for (std::size_t i = 0; i < outcomes.size(); ++i) {
+    const auto& o = outcomes[i];
+    if (o.kind == 2) {
+      ASSERT_FALSE(o.r) << i;
+      EXPECT_EQ(o.r.error().code, errc::idempotency_conflict) << i;
+      continue;
+    }
+    ASSERT_TRUE(o.r) << i << ": " << o.r.error().message;
+    EXPECT_EQ(o.r->already_stored, o.kind == 1) << i;
+    if (o.kind == 1) {
+      EXPECT_EQ(o.r->first_position, 1u) << i;
+    }
+  }
+  // 3 stored first, then 1 to 4 events for each of the 20 all-new appends.
+  std::uint64_t expected = 3;
+  for (int i = 0; i < 60; i += 3) expected += std::uint64_t(i % 4) + 1;
+  EXPECT_EQ(store_->head_position(), expected);
+}
+
 TEST_F(store_test, MalformedAppendsAreRejected) {
   auto nil = make_event();
   nil.event_id = uuid{};
