@@ -1,7 +1,14 @@
 // Event store benchmark: durable appends/s with p50/p99 latency at 1, 16 and
 // 256 concurrent appenders, and the global-log read rate. Prints its figures.
 //
-// Usage: eventstore_bench [--seconds S] [--dir DIR] [--read-events N]
+// Usage: eventstore_bench [--seconds S] [--dir DIR] [--read-events N] [--appenders N]
+//                         [--modes async,threads,claims]
+//
+// --modes claims: appends shaped like a claim's (an InviteClaimed to one of a few busy
+// invite streams, a LearnerRegistered and a PasswordSetupIssued opening a new learner
+// stream), 64 in flight, in a fresh store; prints CPU per claim by thread (the store's
+// writer and sync threads, RocksDB's flush and compaction threads) for the run and for
+// the flush of its memtables at close, which a hash memtable defers its sorting to.
 //
 // Appenders run as a closed loop: each keeps exactly one append in flight and
 // issues the next as soon as the previous is acknowledged (fsynced), as an
@@ -14,8 +21,11 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -130,6 +140,103 @@ figures run_async(event_store& store, int appenders, double seconds) {
   return f;
 }
 
+// CPU seconds used so far by this process's threads, summed by thread name.
+std::map<std::string, double> cpu_by_thread_name() {
+  std::map<std::string, double> out;
+  const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::FILE* f = std::fopen((t.path() / "stat").c_str(), "r");
+    if (f == nullptr) continue;
+    char line[1024] = {};
+    std::size_t n = std::fread(line, 1, sizeof line - 1, f);
+    std::fclose(f);
+    std::string_view l(line, n);
+    auto open = l.find('('), close = l.rfind(')');
+    if (open == std::string_view::npos || close == std::string_view::npos) continue;
+    std::string name(l.substr(open + 1, close - open - 1));
+    // After the name: state is field 3, utime 14, stime 15 (man 5 proc).
+    unsigned long long utime = 0, stime = 0;
+    if (std::sscanf(line + close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                    &utime, &stime) != 2) {
+      continue;
+    }
+    out[name] += static_cast<double>(utime + stime) / tick;
+  }
+  return out;
+}
+
+// Claim-shaped appends (see the header), `appenders` in flight, in a store of its own
+// opened at `dir`; CPU per claim by thread name, for the run and for the closing flush.
+void run_claims(const std::string& dir, int appenders, double seconds) {
+  auto opened = open_event_store({.path = dir});
+  if (!opened) {
+    std::fprintf(stderr, "%s\n", opened.error().message.c_str());
+    std::exit(1);
+  }
+  auto& store = **opened;
+  const std::string data = payload();
+  const std::string registered =
+      R"({"org_id":"5d0c7a52-3f0e-4a51-9a65-7e0b8c1d2e3f","learner_id":"0b9d7e62-55a4-4f1a-8c3e-2f6d9b1a7c44",)"
+      R"("registered_at":"2026-12-01T10:00:00.000000Z","email":{"enc":"AES-256-GCM","ct":"q8ZyJ1m7v5H2nX0k3cP4wR6tB9sL1dF8gA2hE5jK7oU="}})";
+  const std::string setup =
+      R"({"org_id":"5d0c7a52-3f0e-4a51-9a65-7e0b8c1d2e3f","learner_id":"0b9d7e62-55a4-4f1a-8c3e-2f6d9b1a7c44",)"
+      R"("setup_id":"7a1e5c3d-2b4f-4e6a-8c9d-0f1e2d3c4b5a","expires_at":"2026-12-08T10:00:00.000000Z"})";
+  std::vector<std::string> invites;
+  for (int i = 0; i < 4; ++i) invites.push_back("invite-" + uuid::random().to_string());
+  std::atomic<bool> stop{false};
+  std::atomic<int> in_flight{0};
+  std::atomic<std::size_t> done{0};
+  std::function<void(int)> issue = [&](int who) {
+    ++in_flight;
+    new_event reg = make(registered), set = make(setup);
+    reg.type = "LearnerRegistered";
+    set.type = "PasswordSetupIssued";
+    std::vector<stream_append> appends;
+    appends.push_back(
+        {invites[std::size_t(who) % invites.size()], expected_version::any(), {make(data)}});
+    appends.push_back({"learner-" + uuid::random().to_string(),
+                       expected_version::no_stream(),
+                       {std::move(reg), std::move(set)}});
+    store.append_async(std::move(appends), [&, who](store_result<append_result> r) {
+      if (!r) {
+        std::fprintf(stderr, "append failed: %s\n", r.error().message.c_str());
+        std::abort();
+      }
+      ++done;
+      --in_flight;
+      if (!stop.load()) issue(who);
+    });
+  };
+  auto t0 = steady::now();
+  auto cpu0 = cpu_by_thread_name();
+  for (int i = 0; i < appenders; ++i) issue(i);
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  while (in_flight.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  double elapsed = std::chrono::duration<double>(steady::now() - t0).count();
+  auto cpu1 = cpu_by_thread_name();
+  store.close();  // flushes the memtables
+  auto cpu2 = cpu_by_thread_name();
+  const double n = static_cast<double>(std::max<std::size_t>(1, done.load()));
+  std::printf("claims: %zu in %.1f s = %.0f claims/s, %d in flight\n", done.load(), elapsed,
+              n / elapsed, appenders);
+  double run_total = 0, flush_total = 0;
+  // The store's own threads end at close: their last figures are cpu1's.
+  for (const auto& [name, sec] : cpu1) cpu2.try_emplace(name, sec);
+  for (const auto& [name, sec] : cpu2) {
+    const double run = cpu1[name] - cpu0[name], flush = sec - cpu1[name];
+    run_total += run;
+    flush_total += flush;
+    if (run + flush < 0.005) continue;
+    std::printf("  %-16s %8.2f us/claim in the run %8.2f at the closing flush\n", name.c_str(),
+                run * 1e6 / n, flush * 1e6 / n);
+  }
+  std::printf("  %-16s %8.2f us/claim in the run %8.2f at the closing flush\n", "all",
+              run_total * 1e6 / n, flush_total * 1e6 / n);
+  opened->reset();
+  std::filesystem::remove_all(dir);
+}
+
 // One OS thread per appender, each calling the blocking append().
 figures run_threads(event_store& store, int appenders, double seconds) {
   const std::string data = payload();
@@ -184,6 +291,10 @@ int main(int argc, char** argv) {
       counts = {std::atoi(argv[i + 1])};
     else if (!std::strcmp(argv[i], "--modes"))
       modes = argv[i + 1];
+  }
+  if (modes == "claims") {
+    run_claims(dir, counts.size() == 1 ? counts[0] : 64, seconds);
+    return 0;
   }
   auto opened = open_event_store({.path = dir});
   if (!opened) {

@@ -18,6 +18,8 @@
 #include <rocksdb/utilities/options_util.h>
 #include <rocksdb/write_batch.h>
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
@@ -127,10 +129,14 @@ std::optional<store_error> validate(const std::vector<stream_append>& streams) {
 // a stream's next event sorts right after its previous one, so the skip list splice
 // kept for the stream places it without a search from the top (a search among up to
 // 64 MiB of keys, most of them sharing a long prefix with it, cost the writer thread
-// ~30 % of its time). A stream's first event (version 1) is left out: each hinted
-// stream keeps a splice (~200 bytes of the memtable) and a map entry, which streams
-// written once (a learner per claim) would pay for nothing; a stream's first
-// re-append takes the search and keeps the splice for the next ones.
+// ~30 % of its time). A stream's first two events (versions 1 and 2) are left out: each
+// hinted stream keeps a splice (~200 bytes of the memtable) and a map entry, which streams
+// written once (a learner per claim) would pay for nothing. And a claim opens its new
+// learner stream with two events in one append: unhinted, version 2 goes in through the
+// memtable's own splice of the insert just before it (version 1, its neighbour), without
+// a search; hinted, it searched the whole skip list again to start its splice (a second
+// search per claim, ~2 us of the writer's ~19). A stream appended to one event at a time
+// searches for versions 2 and 3 and keeps the splice from then on.
 // Never DeleteRange from a key in this domain: RocksDB before 9.x keeps one hint map for
 // point keys and range deletions (facebook/rocksdb#5118), and a range deletion starting at
 // a hinted key would hand later inserts a splice of the wrong skip list (an assertion in
@@ -142,7 +148,7 @@ class stream_hint_transform final : public rocksdb::SliceTransform {
     return {key.data(), key.size() - 8};
   }
   bool InDomain(const rocksdb::Slice& key) const override {
-    return key.size() > 8 && format::decode_be64({key.data() + key.size() - 8, 8}) > 1;
+    return key.size() > 8 && format::decode_be64({key.data() + key.size() - 8, 8}) > 2;
   }
 };
 
@@ -297,6 +303,11 @@ class rocksdb_event_store final : public event_store {
     // Streams written in this batch; the names are the requests' (alive until it is written).
     std::unordered_map<std::string_view, std::uint64_t> versions;
     std::unordered_map<uuid, pending_id> ids;
+    // Whether each event id of the batch (in request, stream, event order) was stored
+    // before the batch, looked up for all at once (see lookup_ids); prepare() reads them
+    // in that order from `looked_up_next`.
+    std::vector<store_result<std::optional<std::uint64_t>>> looked_up;
+    std::size_t looked_up_next = 0;
     std::uint64_t next_position;
     timestamp recorded_at;
     // Scratch, reused for every event of the batch.
@@ -321,6 +332,7 @@ class rocksdb_event_store final : public event_store {
     return options_.read_only ? UINT64_MAX : head_.load(std::memory_order_acquire);
   }
   store_result<std::uint64_t> stored_version(std::string_view stream, std::uint64_t up_to);
+  void lookup_ids(const std::deque<request>& batch, batch_state& b);
   store_result<append_result> prepare(const request& r, batch_state& b);
   store_result<append_result> replay_stored(const request& r, batch_state& b);
   store_result<std::uint64_t> current_version(const std::string& stream, const batch_state& b);
@@ -390,8 +402,8 @@ store_result<bool> rocksdb_event_store::open() {
   auto cache = rocksdb::NewLRUCache(options_.block_cache_bytes);
   // Keys of the log and the time index only ever grow: inserts hinted by a
   // shared prefix go straight to the end of the memtable instead of searching.
-  // Event ids are random and only ever looked up whole: a hashed memtable keeps
-  // their inserts O(1) and bloom filters answer the lookups that miss.
+  // Event ids are random and only ever looked up whole: a memtable hashed by their
+  // first bytes (see by_id) and bloom filters answer the lookups that miss.
   enum class shape { sequential, by_id, stream_index, other };
   auto family = [&](shape k) {
     rocksdb::BlockBasedTableOptions t;
@@ -400,11 +412,23 @@ store_result<bool> rocksdb_event_store::open() {
     rocksdb::ColumnFamilyOptions c;
     c.write_buffer_size = 64u << 20;
     if (k == shape::by_id) {
-      // Only ever read by whole key: a hash table memtable inserts in O(1)
-      // where a skip list would search among a million random ids.
-      c.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(16));
-      c.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(1u << 20));
+      // Only ever read by whole key, and every id is random. A skip list memtable would
+      // search among up to a million of them per insert (three per claim). A hash table
+      // of one entry per bucket (a link list keyed by the whole id) inserts in O(1) but
+      // only defers that search: its flush sorts the memtable by inserting every entry
+      // into a fresh skip list in bucket (random) order, ~60 % of the flush thread under
+      // claims, as much as the writer saved. Bucketed by the id's first two bytes instead,
+      // a bucket holds ids that are neighbours in key order, so the flush's skip list takes
+      // each bucket's ids in a row (its insert finds them right after the previous one) and
+      // searches about once per two-byte prefix (65536) rather than once per id; an insert searches
+      // a small skip list of its bucket. Claim-shaped appends (eventstore_bench --modes claims,
+      // flushes counted): flush thread -6 us/claim, writer +3, store -3 (-10 %). Gets ask the
+      // memtable's whole-key bloom filter first (most ids looked up are new) and the tables'
+      // whole-key filters, which files written with the earlier 16-byte extractor also hold.
+      c.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(2));
+      c.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(1u << 16));
       t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+      c.memtable_whole_key_filtering = true;
       c.memtable_prefix_bloom_size_ratio = 0.1;
     }
     if (k == shape::stream_index) {
@@ -497,8 +521,15 @@ store_result<bool> rocksdb_event_store::open() {
     head_.store(last->position);
   }
   if (!options_.read_only) {
-    writer_ = std::thread([this] { writer_loop(); });
-    syncer_ = std::thread([this] { syncer_loop(); });
+    writer_ = std::thread([this] {
+      // Named for top, perf and the benches' CPU by thread.
+      pthread_setname_np(pthread_self(), "store-writer");
+      writer_loop();
+    });
+    syncer_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "store-sync");
+      syncer_loop();
+    });
   }
   return true;
 }
@@ -659,17 +690,52 @@ store_result<append_result> rocksdb_event_store::replay_stored(const request& r,
   return out;
 }
 
+// Looks up every event id of the batch in one MultiGet (three per claim): it takes the
+// column family's current version once and probes the memtable's bloom filter and each
+// table file's filter for all ids together, where a Get per id paid each of those per id
+// (~7 % of the writer thread). Ids written earlier in the batch are not in RocksDB yet:
+// prepare() checks the batch's own ids first, as before.
+void rocksdb_event_store::lookup_ids(const std::deque<request>& batch, batch_state& b) {
+  std::vector<rocksdb::Slice> keys;
+  for (const auto& r : batch) {
+    for (const auto& s : r.streams) {
+      for (const auto& e : s.events) keys.emplace_back(e.event_id.as_bytes().data(), 16);
+    }
+  }
+  std::vector<rocksdb::PinnableSlice> values(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  db_->MultiGet(rocksdb::ReadOptions(), ids_cf(), keys.size(), keys.data(), values.data(),
+                statuses.data());
+  b.looked_up.clear();
+  b.looked_up.reserve(keys.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (statuses[i].IsNotFound()) {
+      b.looked_up.emplace_back(std::optional<std::uint64_t>{});
+    } else if (!statuses[i].ok()) {
+      b.looked_up.emplace_back(rocks_error(statuses[i], "looking up event ids"));
+    } else if (values[i].size() != 8) {
+      b.looked_up.emplace_back(corrupt_record(0, "event id index entry has a bad length"));
+    } else {
+      b.looked_up.emplace_back(
+          std::optional<std::uint64_t>{format::decode_be64(values[i].ToStringView())});
+    }
+  }
+  b.looked_up_next = 0;
+}
+
 store_result<append_result> rocksdb_event_store::prepare(const request& r, batch_state& b) {
   // 1. Idempotency: all ids stored -> return the original; some -> conflict.
   std::size_t total = 0, found = 0;
-  for (const auto& s : r.streams) {
+  const std::size_t looked_up = b.looked_up_next;
+  for (const auto& s : r.streams) total += s.events.size();
+  b.looked_up_next += total;  // this request's, whether it goes on or not
+  for (std::size_t i = 0; const auto& s : r.streams) {
     for (const auto& e : s.events) {
-      ++total;
+      const auto& pos = b.looked_up[looked_up + i++];
       if (b.ids.count(e.event_id)) {
         ++found;
         continue;
       }
-      auto pos = stored_position(e.event_id);
       if (!pos) return pos.error();
       if (*pos) ++found;
     }
@@ -754,6 +820,7 @@ void rocksdb_event_store::commit(std::deque<request>& batch) {
   batch_state b;
   b.next_position = next_position_;
   b.recorded_at = std::max(last_recorded_at_, options_.clock->now());
+  lookup_ids(batch, b);
   for (const auto& r : batch) c.outcomes.push_back(prepare(r, b));
 
   bool wrote = b.next_position != next_position_;

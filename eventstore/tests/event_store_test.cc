@@ -119,6 +119,49 @@ TEST_F(store_test, SameEventIdTwiceReturnsTheOriginalAndStoresNothing) {
   EXPECT_EQ(store_->head_position(), 3u);
 }
 
+// The event id index hashes ids by their first two bytes: ids sharing them (one bucket,
+// neighbours in key order) and ids differing only in their last byte are told apart, in
+// the memtable and, after a reopen (the clean close flushes), in table files.
+TEST_F(store_test, EventIdsSharingTheirFirstBytesAreEachFoundOnceStored) {
+  auto id_with = [](std::uint8_t b0, std::uint8_t b1, std::uint8_t last) {
+    uuid id = uuid::random();
+    id.bytes[0] = b0;
+    id.bytes[1] = b1;
+    id.bytes[15] = last;
+    return id;
+  };
+  std::vector<new_event> stored;
+  for (int i = 0; i < 300; ++i) {
+    auto e = make_event("T", std::to_string(i));
+    // A third share 0xAB 0xCD, a third 0xAB 0xCE; the rest are random.
+    if (i % 3 == 0) e.event_id = id_with(0xAB, 0xCD, static_cast<std::uint8_t>(i));
+    if (i % 3 == 1) e.event_id = id_with(0xAB, 0xCE, static_cast<std::uint8_t>(i));
+    stored.push_back(e);
+    must_append({to("s-" + std::to_string(i % 7), expected_version::any(), {e})});
+  }
+  std::uint64_t head = store_->head_position();
+  auto check = [&] {
+    for (std::size_t i = 0; i < stored.size(); i += 11) {
+      auto again =
+          store_->append({to("s-" + std::to_string(i % 7), expected_version::any(), {stored[i]})});
+      ASSERT_TRUE(again) << again.error().message;
+      EXPECT_TRUE(again->already_stored) << i;
+      EXPECT_EQ(again->first_position, i + 1) << i;
+    }
+    EXPECT_EQ(store_->head_position(), head);
+    // Same first bytes as stored ids, never stored itself: a new event.
+    auto fresh = make_event();
+    fresh.event_id = stored[0].event_id;
+    fresh.event_id.bytes[8] ^= static_cast<std::uint8_t>(0x5A + head);  // unlike last time
+    auto r = must_append({to("s-new", expected_version::any(), {fresh})});
+    EXPECT_FALSE(r.already_stored);
+    EXPECT_EQ(r.first_position, ++head);
+  };
+  check();
+  reopen();
+  check();
+}
+
 TEST_F(store_test, SameEventIdWithOtherContentIsAConflict) {
   auto e = make_event("InviteCreated", R"({"title":"x"})");
   must_append({to("s-1", expected_version::any(), {e})});
@@ -163,6 +206,58 @@ TEST_F(store_test, DuplicateIdsInOneGroupCommitAreStoredOnce) {
   }
   EXPECT_EQ(fresh, 1);
   EXPECT_EQ(store_->head_position(), 1u);
+}
+
+// The writer looks up the ids of a whole group commit at once: each append of the group
+// gets the answer for its own ids, whatever the number of events of those queued before it.
+TEST_F(store_test, EachAppendOfAGroupCommitIsJudgedByItsOwnIds) {
+  std::vector<new_event> stored;
+  for (int i = 0; i < 3; ++i) stored.push_back(make_event("T", std::to_string(i)));
+  must_append({to("old", expected_version::any(), stored)});
+  struct outcome {
+    int kind;  // 0: all new, 1: all stored before, 2: stored and new mixed
+    store_result<append_result> r = store_error{};
+  };
+  std::mutex mu;
+  std::vector<outcome> outcomes(60);
+  std::atomic<int> done{0};
+  for (int i = 0; i < 60; ++i) {
+    const int kind = i % 3;
+    std::vector<new_event> events;
+    if (kind == 0) {
+      for (int k = 0; k <= i % 4; ++k) events.push_back(make_event());
+    } else if (kind == 1) {
+      events = stored;
+    } else {
+      events = {make_event(), stored[1]};
+    }
+    outcomes[std::size_t(i)].kind = kind;
+    store_->append_async(
+        {to(kind == 1 ? "old" : "s-" + std::to_string(i), expected_version::any(), events)},
+        [&, i](store_result<append_result> r) {
+          std::lock_guard lk(mu);
+          outcomes[std::size_t(i)].r = std::move(r);
+          ++done;
+        });
+  }
+  while (done < 60) std::this_thread::sleep_for(1ms);
+  for (std::size_t i = 0; i < outcomes.size(); ++i) {
+    const auto& o = outcomes[i];
+    if (o.kind == 2) {
+      ASSERT_FALSE(o.r) << i;
+      EXPECT_EQ(o.r.error().code, errc::idempotency_conflict) << i;
+      continue;
+    }
+    ASSERT_TRUE(o.r) << i << ": " << o.r.error().message;
+    EXPECT_EQ(o.r->already_stored, o.kind == 1) << i;
+    if (o.kind == 1) {
+      EXPECT_EQ(o.r->first_position, 1u) << i;
+    }
+  }
+  // 3 stored first, then 1 to 4 events for each of the 20 all-new appends.
+  std::uint64_t expected = 3;
+  for (int i = 0; i < 60; i += 3) expected += std::uint64_t(i % 4) + 1;
+  EXPECT_EQ(store_->head_position(), expected);
 }
 
 TEST_F(store_test, MalformedAppendsAreRejected) {
@@ -368,6 +463,76 @@ TEST_F(store_test, StreamsAppendedAgainAndAgainAmongNewOnesReadBackInOrder) {
   check();
   auto next = must_append({to("invite-a", expected_version::exact(rounds), {make_event()})});
   EXPECT_EQ(next.streams[0].last_version, rounds + 1);
+}
+
+// A claim's shape: a busy invite stream and a new learner stream opened with two events in
+// one append. The stream index takes versions 1 and 2 without a memtable insert hint and
+// hints from version 3 on; streams growing one event at a time cross that line between
+// appends. Every stream reads back whole in both directions, before and after a reopen.
+TEST_F(store_test, StreamsOpenedWithTwoEventsAndGrowingOneByOneReadBackInOrder) {
+  constexpr std::uint64_t rounds = 200;
+  auto learner = [](std::uint64_t i) { return "learner-" + std::to_string(i * 7919 % 1000); };
+  auto claim = [](std::uint64_t i) { return "claim-" + std::to_string(i % 10); };
+  for (std::uint64_t i = 1; i <= rounds; ++i) {
+    must_append({to("invite-1", expected_version::exact(i - 1), {make_event("Claimed")}),
+                 to(learner(i), expected_version::no_stream(),
+                    {make_event("Registered", std::to_string(i)), make_event("Setup")})});
+    // claim-0..9: one event per append, so each passes versions 1, 2, 3... in turn.
+    must_append({to(claim(i), expected_version::any(), {make_event("Played")})});
+  }
+  auto check = [&] {
+    for (std::uint64_t i = 1; i <= rounds; ++i) {
+      auto fwd = store_->read_stream(learner(i), 1, read_direction::forward, 10);
+      ASSERT_TRUE(fwd);
+      ASSERT_EQ(fwd->size(), 2u) << learner(i);
+      EXPECT_EQ((*fwd)[0].type, "Registered");
+      EXPECT_EQ((*fwd)[0].data, std::to_string(i));
+      EXPECT_EQ((*fwd)[1].type, "Setup");
+      EXPECT_EQ((*fwd)[1].stream_version, 2u);
+      auto back = store_->read_stream(learner(i), UINT64_MAX, read_direction::backward, 10);
+      ASSERT_TRUE(back);
+      ASSERT_EQ(back->size(), 2u);
+      EXPECT_EQ(back->front().stream_version, 2u);
+      auto v = store_->stream_version(learner(i));
+      ASSERT_TRUE(v);
+      EXPECT_EQ(*v, 2u);
+    }
+    for (std::uint64_t c = 0; c < 10; ++c) {
+      const std::string s = "claim-" + std::to_string(c);
+      auto fwd = store_->read_stream(s, 1, read_direction::forward, 1000);
+      ASSERT_TRUE(fwd);
+      ASSERT_EQ(fwd->size(), rounds / 10) << s;
+      for (std::uint64_t k = 0; k < fwd->size(); ++k) EXPECT_EQ((*fwd)[k].stream_version, k + 1);
+      auto back = store_->read_stream(s, UINT64_MAX, read_direction::backward, 1000);
+      ASSERT_TRUE(back);
+      ASSERT_EQ(back->size(), rounds / 10);
+      EXPECT_EQ(back->front().stream_version, rounds / 10);
+    }
+    auto invite = store_->read_stream("invite-1", 1, read_direction::forward, 1000);
+    ASSERT_TRUE(invite);
+    ASSERT_EQ(invite->size(), rounds);
+    EXPECT_EQ(invite->back().stream_version, rounds);
+  };
+  check();
+  reopen();
+  check();
+  // A stream opened with two events appends its third and fourth on top.
+  must_append({to(learner(1), expected_version::exact(2), {make_event("Third")})});
+  must_append({to(learner(1), expected_version::exact(3), {make_event("Fourth")})});
+  auto grown = store_->read_stream(learner(1), 1, read_direction::forward, 10);
+  ASSERT_TRUE(grown);
+  ASSERT_EQ(grown->size(), 4u);
+  EXPECT_EQ((*grown)[2].type, "Third");
+  EXPECT_EQ((*grown)[3].type, "Fourth");
+  reopen();
+  auto again = store_->read_stream(learner(1), UINT64_MAX, read_direction::backward, 10);
+  ASSERT_TRUE(again);
+  ASSERT_EQ(again->size(), 4u);
+  EXPECT_EQ(again->front().type, "Fourth");
+  must_append({to(learner(1), expected_version::exact(4), {make_event("Fifth")})});
+  auto v = store_->stream_version(learner(1));
+  ASSERT_TRUE(v);
+  EXPECT_EQ(*v, 5u);
 }
 
 // The writer encodes records and keys straight from the appended event; the bytes are

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -193,6 +194,47 @@ TEST(rocksdb_key_store, keys_and_tombstones_survive_a_reopen) {
   EXPECT_EQ(*k, k1);
   EXPECT_TRUE(keys->is_destroyed("learner:2"));
   EXPECT_FALSE(keys->get_or_create("learner:2"));
+}
+
+// The writer's memtable hashes subjects by their first 12 bytes: subjects sharing them
+// (one bucket), shorter ones, and ones that are prefixes of each other each keep their own
+// key, in the memtable and after a reopen (the clean close flushes them into a table).
+TEST(rocksdb_key_store, subjects_sharing_their_first_bytes_keep_their_own_keys) {
+  testing::temp_dir dir;
+  std::vector<std::string> subjects = {"learner:", "learner:ab", "learner:abcd", "x", "x1"};
+  for (int i = 0; i < 200; ++i) {
+    // "learner:abcd" and "learner:abce" then digits: two buckets of neighbours.
+    subjects.push_back((i % 2 ? "learner:abcd-" : "learner:abce-") + std::to_string(i));
+  }
+  std::map<std::string, data_key> made;
+  {
+    auto keys = open_at(dir.sub("keys"), /*cache=*/0);
+    std::vector<std::string> ahead(subjects.begin(), subjects.begin() + 100);
+    ASSERT_TRUE(keys->create_ahead(ahead));
+    for (const auto& s : subjects) {
+      auto k = keys->get_or_create(s);
+      ASSERT_TRUE(k) << s;
+      made[s] = *k;
+    }
+    EXPECT_EQ(made.size(), subjects.size());
+    ASSERT_TRUE(keys->destroy("learner:abcd-1"));
+  }
+  auto keys = open_at(dir.sub("keys"), /*cache=*/0);
+  std::set<std::string> distinct;
+  for (const auto& s : subjects) {
+    auto f = keys->find(s);
+    ASSERT_TRUE(f) << s;
+    if (s == "learner:abcd-1") {
+      EXPECT_FALSE(f->has_value());
+      continue;
+    }
+    ASSERT_TRUE(f->has_value()) << s;
+    EXPECT_EQ(**f, made[s]) << s;
+    distinct.insert(
+        std::string(reinterpret_cast<const char*>(f->value().data()), f->value().size()));
+  }
+  EXPECT_EQ(distinct.size(), subjects.size() - 1);  // every key its own
+  EXPECT_FALSE(keys->find("learner:abcd-1000")->has_value());
 }
 
 TEST(rocksdb_key_store, deferred_new_keys_are_durable_after_sync) {
