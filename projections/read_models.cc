@@ -31,6 +31,7 @@
 #include "projections/bulk_runs.h"
 #include "projections/email_index.h"
 #include "projections/record_format.h"
+#include "projections/uuid_map.h"
 
 namespace passage::projections {
 
@@ -704,11 +705,12 @@ struct read_models::state {
   std::unordered_map<uuid, key_rec> keys;
   std::unordered_map<std::string, uuid> key_by_hash;
   std::map<uuid, std::map<std::string, track_view, std::less<>>> tracks;  // org -> id -> track
-  std::unordered_map<uuid, invite_rec> invites;
+  // The tables with an entry per invite, claim and learner: flat (uuid_map.h).
+  uuid_map<invite_rec> invites;
   std::unordered_map<std::string, uuid> invite_by_code;
   std::unordered_map<uuid, std::map<std::uint64_t, uuid>> invites_by_org;  // by creation
-  std::unordered_map<uuid, claim_rec> claims;
-  std::unordered_map<uuid, learner_rec> learners;
+  uuid_map<claim_rec> claims;
+  uuid_map<learner_rec> learners;
   email_index learner_by_subject;
 
   std::atomic<std::uint64_t> applied{0};
