@@ -81,7 +81,10 @@ std::string key_of(char prefix, const uuid& id) {
 }
 
 void append_be64(std::string& out, std::uint64_t v) {
-  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+  const std::uint64_t be = __builtin_bswap64(v);  // one append, not eight push_backs
+  char bytes[8];
+  std::memcpy(bytes, &be, 8);
+  out.append(bytes, 8);
 }
 
 std::uint64_t read_be64(std::string_view s) {
