@@ -101,6 +101,22 @@ TEST(uuid_map_test, EntriesStayInPlaceAndIterateInInsertionOrder) {
   EXPECT_EQ(expected, 5000u);
 }
 
+TEST(uuid_map_test, PrefetchesChangeNothing) {
+  uuid_map<int> map;
+  map.prefetch(numbered(1));  // empty: no table yet
+  map.prefetch_entry(numbered(1));
+  EXPECT_EQ(map.table_size(), 0u);
+  map[numbered(1)] = 1;
+  for (std::uint64_t n = 0; n < 200; ++n) {  // present and absent ids, through growth
+    map.prefetch(numbered(n));
+    map.prefetch_entry(numbered(n));
+    if (n % 2 == 0) map[numbered(1000 + n)] = static_cast<int>(n);
+  }
+  EXPECT_EQ(map.size(), 101u);
+  EXPECT_EQ(map.at(numbered(1)), 1);
+  EXPECT_FALSE(map.contains(numbered(2)));
+}
+
 // Counts live instances: each value constructed is destroyed once, by clear() or the map's
 // end.
 struct counted {
