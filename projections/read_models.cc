@@ -26,12 +26,12 @@
 #include <unordered_set>
 
 #include "common/time_format.h"
+#include "common/uuid_map.h"
 #include "domain/events.h"
 #include "domain/text.h"
 #include "projections/bulk_runs.h"
 #include "projections/email_index.h"
 #include "projections/record_format.h"
-#include "projections/uuid_map.h"
 
 namespace passage::projections {
 
@@ -1512,6 +1512,10 @@ result<void, projection_error> read_models::decode_events(
   if (!failed.empty()) return projection_error{std::move(failed)};
   return {};
 }
+
+bool read_models::preload_keys() { return state_->codec->keys().preload(); }
+
+void read_models::end_preload_keys() { state_->codec->keys().end_preload(); }
 
 result<void, projection_error> read_models::apply(
     std::span<const eventstore::recorded_event> batch) {

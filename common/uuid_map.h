@@ -1,9 +1,9 @@
 #pragma once
-// A map from uuid to V for the read models' biggest in-memory tables (claims, learners,
-// invites: millions of entries after a long log's rebuild). The applying thread, the one
-// that bounds a rebuild's time, looks one or two of them up per event; std::unordered_map
-// walked a bucket array, a node chain and a node malloc'd per entry for each (a third of
-// that thread's time). Here an open-addressing table of {key, index} slots (linear
+// A map from uuid to V for tables of millions of entries: the read models' claims, learners
+// and invites after a long log's rebuild, the keys a replay preloads (key_store::preload). The
+// applying thread, the one that bounds a rebuild's time, looks one or two of them up per event;
+// std::unordered_map walked a bucket array, a node chain and a node malloc'd per entry for each (a
+// third of that thread's time). Here an open-addressing table of {key, index} slots (linear
 // probing, at most 3/4 full, keys kept in the slots so a probe never leaves the table)
 // points into entries stored in fixed-size chunks: one cache line of the table and the
 // entry itself per lookup, no allocation per entry, and entries never move (references
@@ -31,7 +31,7 @@
 
 #include "common/uuid.h"
 
-namespace passage::projections {
+namespace passage {
 
 template <typename V>
 class uuid_map {
@@ -239,4 +239,4 @@ class uuid_map {
   unsigned shift_ = 64;  // 64 - log2(slots_.size())
 };
 
-}  // namespace passage::projections
+}  // namespace passage

@@ -2,7 +2,7 @@
 // through growth and probe collisions, keeps entries in place (references survive
 // inserts), iterates in insertion order, and constructs and destroys each value once.
 
-#include "projections/uuid_map.h"
+#include "common/uuid_map.h"
 
 #include <gtest/gtest.h>
 
@@ -11,7 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace passage::projections {
+namespace passage {
 namespace {
 
 // Ids that differ only in their last bytes (as sequential ids would): they share most of
@@ -150,4 +150,4 @@ TEST(uuid_map_test, ClearAndDestructionDestroyEveryValueOnce) {
 }
 
 }  // namespace
-}  // namespace passage::projections
+}  // namespace passage
