@@ -14,6 +14,7 @@
 #include <functional>
 #include <list>
 #include <mutex>
+#include <new>
 #include <shared_mutex>
 #include <unordered_map>
 #include <utility>
@@ -414,6 +415,7 @@ class cached_key_store final : public key_store {
       remember(sh, subject, std::nullopt);
       if (auto id = preloaded_id(subject)) {
         std::unique_lock preload_lock(preload_mu_);
+        destroys_.fetch_add(1, std::memory_order_acq_rel);
         if (auto it = preloaded_.find(*id); it != preloaded_.end()) {
           wipe(it->second.key);
           it->second.gone = true;
@@ -472,23 +474,33 @@ class cached_key_store final : public key_store {
   bool preload() override {
     end_preload();
     uuid_map<preloaded_key> table;
-    bool corrupt = false;
-    const bool scanned =
-        backend_->scan(preload_prefix, [&](std::string_view subject, std::string_view value) {
-          const auto id = preloaded_id(subject);
-          if (!id) return;  // another spelling of subject: looked up as usual
-          if (value.size() != data_key{}.size()) {
-            if (value != tombstone) corrupt = true;  // lookups report it
-            return;                                  // destroyed: lookups find the tombstone
-          }
-          auto& k = table[*id];
-          std::copy(value.begin(), value.end(), reinterpret_cast<char*>(k.key.data()));
-        });
-    if (!scanned || corrupt) {
+    auto drop = [&] {
       for (auto& [id, k] : table) wipe(k.key);
       return false;
+    };
+    // A destroy() while the scan runs may have come after it read that key: then the
+    // table is not used (destroy() marks only a published table's keys).
+    const std::uint64_t destroys_before = destroys_.load(std::memory_order_acquire);
+    bool corrupt = false, scanned = false;
+    try {
+      scanned =
+          backend_->scan(preload_prefix, [&](std::string_view subject, std::string_view value) {
+            const auto id = preloaded_id(subject);
+            if (!id) return;  // another spelling of subject: looked up as usual
+            if (value.size() != data_key{}.size()) {
+              if (value != tombstone) corrupt = true;  // lookups report it
+              return;                                  // destroyed: lookups find the tombstone
+            }
+            auto& k = table[*id];
+            std::copy(value.begin(), value.end(), reinterpret_cast<char*>(k.key.data()));
+          });
+    } catch (const std::bad_alloc&) {  // no memory for the table: lookups as without it
+      return drop();
     }
     std::unique_lock lock(preload_mu_);
+    if (!scanned || corrupt || destroys_.load(std::memory_order_acquire) != destroys_before) {
+      return drop();
+    }
     preloaded_ = std::move(table);
     preloading_.store(true, std::memory_order_release);
     return true;
@@ -598,6 +610,7 @@ class cached_key_store final : public key_store {
   std::shared_mutex preload_mu_;
   uuid_map<preloaded_key> preloaded_;
   std::atomic<bool> preloading_{false};
+  std::atomic<std::uint64_t> destroys_{0};  // of learners' keys, ever (preload's check)
 };
 
 }  // namespace
