@@ -3,11 +3,13 @@
 // and invites after a long log's rebuild, the keys a replay preloads (key_store::preload). The
 // applying thread, the one that bounds a rebuild's time, looks one or two of them up per event;
 // std::unordered_map walked a bucket array, a node chain and a node malloc'd per entry for each (a
-// third of that thread's time). Here an open-addressing table of {key, index} slots (linear
-// probing, at most 3/4 full, keys kept in the slots so a probe never leaves the table)
-// points into entries stored in fixed-size chunks: one cache line of the table and the
-// entry itself per lookup, no allocation per entry, and entries never move (references
-// and pointers to them stay valid across inserts, as with std::unordered_map).
+// third of that thread's time). Here an open-addressing table of 8-byte slots (linear
+// probing, at most 3/4 full) points into entries stored in fixed-size chunks: one cache
+// line of the table and the entry itself per lookup, no allocation per entry, and entries
+// never move (references and pointers to them stay valid across inserts, as with
+// std::unordered_map). A slot keeps the top half of its key's hash beside the entry's
+// index: probing compares those, reading an entry's key only when they match (the entry
+// is read next anyway), and growing rehashes from the slots alone.
 //
 // Only what the read models use: find, operator[], try_emplace, at, size, clear and
 // iteration (in insertion order). Entries are never erased one by one (records of the
@@ -138,7 +140,7 @@ class uuid_map {
         value_type(std::piecewise_construct, std::forward_as_tuple(key),
                    std::forward_as_tuple(std::forward<Args>(args)...));
     ++size_;  // after the constructor: one that throws leaves the map as it was
-    slots_[s].key = key;
+    slots_[s].tag = tag_of(key);
     slots_[s].index = static_cast<std::uint32_t>(i + 1);
     return {iterator(this, i), true};
   }
@@ -171,7 +173,16 @@ class uuid_map {
   }
   // Starts loading the entry of `key`, if any: best once prefetch() brought its slot in.
   [[gnu::always_inline]] void prefetch_entry(const uuid& key) const {
-    if (const std::size_t i = find_index(key); i != size_) __builtin_prefetch(address(i));
+    if (slots_.empty()) return;
+    // The first slot with the key's tag (no entry read: this only prefetches).
+    const std::uint32_t tag = tag_of(key);
+    const std::size_t mask = slots_.size() - 1;
+    for (std::size_t s = home_of(tag); slots_[s].index != 0; s = (s + 1) & mask) {
+      if (slots_[s].tag == tag) {
+        __builtin_prefetch(address(slots_[s].index - 1));
+        return;
+      }
+    }
   }
 
   // Slots of the table (a power of two, or 0 before the first insert): for tests.
@@ -184,7 +195,7 @@ class uuid_map {
     alignas(value_type) unsigned char bytes[chunk_entries * sizeof(value_type)];
   };
   struct slot {
-    uuid key;
+    std::uint32_t tag = 0;    // tag_of(the entry's key)
     std::uint32_t index = 0;  // entry's index + 1; 0: free
   };
 
@@ -195,21 +206,27 @@ class uuid_map {
   value_type& entry(std::size_t i) { return *address(i); }
   const value_type& entry(std::size_t i) const { return *address(i); }
 
-  // Fibonacci hashing of both halves: the table's index is the product's top bits, so
-  // keys that differ only in a few bytes (sequential ids, any uuid version's fixed
-  // nibbles) still spread over the whole table.
-  std::size_t home_of(const uuid& key) const {
+  // Fibonacci hashing of both halves, its top 32 bits: the table's index is the tag's top
+  // bits, so keys that differ only in a few bytes (sequential ids, any uuid version's
+  // fixed nibbles) still spread over the whole table.
+  static std::uint32_t tag_of(const uuid& key) {
     std::uint64_t a = 0, b = 0;
     std::memcpy(&a, key.bytes.data(), 8);
     std::memcpy(&b, key.bytes.data() + 8, 8);
     const std::uint64_t h = (a ^ (b * 0xC2B2AE3D27D4EB4Full)) * 0x9E3779B97F4A7C15ull;
-    return static_cast<std::size_t>(h >> shift_);
+    return static_cast<std::uint32_t>(h >> 32);
   }
+  std::size_t home_of(std::uint32_t tag) const { return tag >> shift_; }
+  std::size_t home_of(const uuid& key) const { return home_of(tag_of(key)); }
   // The slot holding `key`, else the free slot where it would go. The table is never full.
   std::size_t locate(const uuid& key) const {
+    const std::uint32_t tag = tag_of(key);
     const std::size_t mask = slots_.size() - 1;
-    std::size_t s = home_of(key);
-    while (slots_[s].index != 0 && slots_[s].key != key) s = (s + 1) & mask;
+    std::size_t s = home_of(tag);
+    while (slots_[s].index != 0 &&
+           (slots_[s].tag != tag || entry(slots_[s].index - 1).first != key)) {
+      s = (s + 1) & mask;
+    }
     return s;
   }
   // The entry's index, or size_ when absent.
@@ -222,9 +239,13 @@ class uuid_map {
     const std::size_t n = slots_.empty() ? 64 : slots_.size() * 2;
     std::vector<slot> old(n);
     old.swap(slots_);
-    shift_ = 64 - static_cast<unsigned>(__builtin_ctzll(n));
-    for (const auto& s : old) {
-      if (s.index != 0) slots_[locate(s.key)] = s;
+    shift_ = 32 - static_cast<unsigned>(__builtin_ctzll(n));
+    const std::size_t mask = n - 1;
+    for (const auto& s : old) {  // distinct keys: the first free slot from home
+      if (s.index == 0) continue;
+      std::size_t to = home_of(s.tag);
+      while (slots_[to].index != 0) to = (to + 1) & mask;
+      slots_[to] = s;
     }
   }
   void destroy_entries() {
@@ -233,10 +254,10 @@ class uuid_map {
     }
   }
 
-  std::vector<slot> slots_;  // a power of two of them, at most 3/4 used
+  std::vector<slot> slots_;  // a power of two of them (at most 2^32), at most 3/4 used
   std::vector<std::unique_ptr<chunk>> chunks_;
   std::size_t size_ = 0;
-  unsigned shift_ = 64;  // 64 - log2(slots_.size())
+  unsigned shift_ = 32;  // 32 - log2(slots_.size())
 };
 
 }  // namespace passage

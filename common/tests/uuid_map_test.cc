@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -82,6 +83,36 @@ TEST(uuid_map_test, AnswersAsUnorderedMapThroughGrowthAndCollisions) {
     EXPECT_EQ(it->second, v);
   }
   for (std::uint64_t n = 50'000; n < 60'000; ++n) EXPECT_FALSE(map.contains(numbered(n)));
+}
+
+// Ids whose hashes differ only in their low bits: the same tag (the hash's top half) and
+// home slot, one long probe run where only the entries' keys tell them apart. (The hash
+// is (a ^ b * k2) * k1 over the id's two little-endian halves; with b = 0, adding the
+// inverse of k1 to a adds 1 to the hash.)
+uuid same_tag(std::uint64_t j) {
+  constexpr std::uint64_t k1 = 0x9E3779B97F4A7C15ull;
+  std::uint64_t inverse = k1;  // Newton's iteration: each step doubles the bits right
+  for (int i = 0; i < 5; ++i) inverse *= 2 - k1 * inverse;
+  const std::uint64_t a = j * inverse;
+  uuid u;
+  std::memcpy(u.bytes.data(), &a, 8);
+  return u;
+}
+
+TEST(uuid_map_test, KeysSharingTheirTagAreToldApartByTheirEntries) {
+  uuid_map<std::uint64_t> map;
+  for (std::uint64_t j = 0; j < 300; ++j) map[same_tag(j)] = j;
+  EXPECT_EQ(map.size(), 300u);
+  for (std::uint64_t j = 0; j < 300; ++j) {
+    auto it = map.find(same_tag(j));
+    ASSERT_NE(it, map.end()) << j;
+    EXPECT_EQ(it->first, same_tag(j));
+    EXPECT_EQ(it->second, j);
+    map.prefetch_entry(same_tag(j));
+  }
+  for (std::uint64_t j = 300; j < 400; ++j) EXPECT_FALSE(map.contains(same_tag(j))) << j;
+  EXPECT_FALSE(map.try_emplace(same_tag(7), 0).second);
+  EXPECT_EQ(map.at(same_tag(7)), 7u);
 }
 
 TEST(uuid_map_test, EntriesStayInPlaceAndIterateInInsertionOrder) {
