@@ -11,7 +11,7 @@
 // index: probing compares those, reading an entry's key only when they match (the entry
 // is read next anyway), and growing rehashes from the slots alone.
 //
-// Only what the read models use: find, operator[], try_emplace, at, size, clear and
+// Only what its users need: find, operator[], try_emplace, at, size, clear and
 // iteration (in insertion order). Entries are never erased one by one (records of the
 // read models only change or get flagged; clear() drops them all).
 //
