@@ -104,6 +104,9 @@ class event_codec {
                                                       std::uint32_t schema_version,
                                                       const nlohmann::json& data) const;
 
+  // The key store the codec reads (a replay preloads it: key_store::preload).
+  key_store& keys() const { return keys_; }
+
  private:
   key_store& keys_;
   std::string pepper_;

@@ -11,12 +11,17 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <list>
 #include <mutex>
+#include <new>
+#include <shared_mutex>
 #include <unordered_map>
 #include <utility>
 
 #include "common/random.h"
+#include "common/uuid.h"
+#include "common/uuid_map.h"
 
 namespace passage::eventstore {
 
@@ -57,6 +62,11 @@ class key_backend {
   virtual result<void, key_store_error> sync() = 0;
   // Makes values overwritten so far leave every file of the store.
   virtual result<void, key_store_error> purge(std::string_view subject) = 0;
+  // Calls `visit` with every stored subject starting with `prefix` and its value, in one
+  // pass (key_store::preload); false when that would cost more than it saves or failed.
+  virtual bool scan(
+      std::string_view prefix,
+      const std::function<void(std::string_view subject, std::string_view value)>& visit) = 0;
 };
 
 class memory_backend final : public key_backend {
@@ -84,6 +94,14 @@ class memory_backend final : public key_backend {
   }
   result<void, key_store_error> purge(std::string_view) override { return {}; }
   result<void, key_store_error> sync() override { return {}; }
+  bool scan(std::string_view prefix,
+            const std::function<void(std::string_view, std::string_view)>& visit) override {
+    std::lock_guard lock(mu_);
+    for (const auto& [subject, value] : values_) {
+      if (subject.starts_with(prefix)) visit(subject, value);
+    }
+    return true;
+  }
 
  private:
   std::mutex mu_;
@@ -255,6 +273,31 @@ class rocksdb_backend final : public key_backend {
 
   void set_sync_new_keys(bool on) { sync_new_keys_ = on; }
 
+  bool scan(std::string_view prefix,
+            const std::function<void(std::string_view, std::string_view)>& visit) override {
+    if (read_only_) {
+      // A secondary keeps the writer's unflushed keys in a hash memtable (open_secondary):
+      // walking it in order first copies it all into a sorted list, slower than finding
+      // each key in it. Only worth it when the keys are mostly in table files.
+      std::uint64_t unflushed = 0, active = 0, immutable = 0;
+      if (db_->GetIntProperty("rocksdb.num-entries-active-mem-table", &active)) unflushed += active;
+      if (db_->GetIntProperty("rocksdb.num-entries-imm-mem-tables", &immutable)) {
+        unflushed += immutable;
+      }
+      if (unflushed > max_unflushed_to_scan) return false;
+    }
+    rocksdb::ReadOptions ro;
+    ro.fill_cache = false;  // read once: would only evict the blocks lookups use
+    ro.readahead_size = 2u << 20;
+    ro.total_order_seek = true;  // a secondary's memtable is hashed (see above)
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+    const rocksdb::Slice p(prefix.data(), prefix.size());
+    for (it->Seek(p); it->Valid() && it->key().starts_with(p); it->Next()) {
+      visit({it->key().data(), it->key().size()}, {it->value().data(), it->value().size()});
+    }
+    return it->status().ok();
+  }
+
   // `subject` empty: the whole key range (recovery after a crash mid-destroy).
   result<void, key_store_error> purge(std::string_view subject) override {
     std::lock_guard lock(purge_mu_);
@@ -295,6 +338,8 @@ class rocksdb_backend final : public key_backend {
  private:
   explicit rocksdb_backend(rocksdb::DB* db) : db_(db) {}
 
+  // scan() on a secondary: unflushed keys beyond which it declines (see there).
+  static constexpr std::uint64_t max_unflushed_to_scan = 20'000;
   std::unique_ptr<rocksdb::DB> db_;
   std::mutex purge_mu_;  // one flush/compaction/deletion sequence at a time
   bool sync_new_keys_ = true;
@@ -318,6 +363,7 @@ class cached_key_store final : public key_store {
   }
 
   ~cached_key_store() override {
+    end_preload();
     for (auto& sh : shards_) {
       for (auto& e : sh.lru) {
         if (e.key) wipe(*e.key);
@@ -348,6 +394,14 @@ class cached_key_store final : public key_store {
 
   result<std::optional<data_key>, key_store_error> find(std::string_view subject) override {
     if (!valid_subject(subject)) return key_store_error{"invalid key subject"};
+    if (preloading_.load(std::memory_order_acquire)) {
+      if (auto id = preloaded_id(subject)) {
+        std::shared_lock lock(preload_mu_);
+        if (auto it = preloaded_.find(*id); it != preloaded_.end() && !it->second.gone) {
+          return std::optional<data_key>{it->second.key};
+        }
+      }
+    }
     auto& sh = shard_of(subject);
     std::lock_guard lock(sh.mu);
     auto known = lookup(sh, subject);
@@ -371,6 +425,14 @@ class cached_key_store final : public key_store {
       std::lock_guard lock(sh.mu);
       if (auto r = backend_->put(subject, tombstone, true); !r) return r.error();
       remember(sh, subject, std::nullopt);
+      if (auto id = preloaded_id(subject)) {
+        std::unique_lock preload_lock(preload_mu_);
+        destroys_.fetch_add(1, std::memory_order_acq_rel);
+        if (auto it = preloaded_.find(*id); it != preloaded_.end()) {
+          wipe(it->second.key);
+          it->second.gone = true;
+        }
+      }
     }
     // Slow (flush and compaction), so outside the shard lock: the tombstone is already
     // durable and cached, so nobody can read or recreate the key meanwhile.
@@ -421,7 +483,69 @@ class cached_key_store final : public key_store {
     return r;
   }
 
+  bool preload() override {
+    end_preload();
+    uuid_map<preloaded_key> table;
+    auto drop = [&] {
+      for (auto& [id, k] : table) wipe(k.key);
+      return false;
+    };
+    // A destroy() while the scan runs may have come after it read that key: then the
+    // table is not used (destroy() marks only a published table's keys).
+    const std::uint64_t destroys_before = destroys_.load(std::memory_order_acquire);
+    bool corrupt = false, scanned = false;
+    try {
+      scanned =
+          backend_->scan(preload_prefix, [&](std::string_view subject, std::string_view value) {
+            const auto id = preloaded_id(subject);
+            if (!id) return;  // another spelling of subject: looked up as usual
+            if (value.size() != data_key{}.size()) {
+              if (value != tombstone) corrupt = true;  // lookups report it
+              return;                                  // destroyed: lookups find the tombstone
+            }
+            auto& k = table[*id];
+            std::copy(value.begin(), value.end(), reinterpret_cast<char*>(k.key.data()));
+          });
+    } catch (const std::bad_alloc&) {  // no memory for the table: lookups as without it
+      return drop();
+    }
+    std::unique_lock lock(preload_mu_);
+    if (!scanned || corrupt || destroys_.load(std::memory_order_acquire) != destroys_before) {
+      return drop();
+    }
+    preloaded_ = std::move(table);
+    preloading_.store(true, std::memory_order_release);
+    return true;
+  }
+
+  void end_preload() override {
+    std::unique_lock lock(preload_mu_);
+    preloading_.store(false, std::memory_order_release);
+    for (auto& [id, k] : preloaded_) wipe(k.key);
+    preloaded_.clear();
+  }
+
  private:
+  // What preload() keeps: learners' keys, by the learner id of their subject.
+  static constexpr std::string_view preload_prefix = "learner:";
+  struct preloaded_key {
+    data_key key{};
+    bool gone = false;  // destroyed since the preload (and wiped)
+  };
+  // The learner id of a "learner:<id>" subject in the canonical spelling (the one
+  // learner_subject() writes), the only ones preloaded.
+  static std::optional<uuid> preloaded_id(std::string_view subject) {
+    if (subject.size() != preload_prefix.size() + 36 || !subject.starts_with(preload_prefix)) {
+      return std::nullopt;
+    }
+    const auto text = subject.substr(preload_prefix.size());
+    // "learner:<ID in capitals>" is another subject, which parse() would read as this id.
+    if (std::any_of(text.begin(), text.end(), [](char c) { return c >= 'A' && c <= 'F'; })) {
+      return std::nullopt;
+    }
+    return uuid::parse(text);
+  }
+
   struct shard {
     std::mutex mu;
     std::list<cache_entry> lru;  // most recently used first
@@ -493,6 +617,12 @@ class cached_key_store final : public key_store {
   std::unique_ptr<key_backend> backend_;
   std::size_t per_shard_;
   std::array<shard, shard_count> shards_;
+  // preload(): read by find() under a shared lock (decoding threads at once); destroy()
+  // and end_preload() take it alone. preloading_ lets find() skip the lock otherwise.
+  std::shared_mutex preload_mu_;
+  uuid_map<preloaded_key> preloaded_;
+  std::atomic<bool> preloading_{false};
+  std::atomic<std::uint64_t> destroys_{0};  // of learners' keys, ever (preload's check)
 };
 
 }  // namespace

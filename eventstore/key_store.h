@@ -58,6 +58,18 @@ class key_store {
   // it is encoded, so appending that event needs no key fsync at all. A subject drawn
   // here and never used leaves an orphan key behind: random bytes of no one, harmless.
   virtual result<void, key_store_error> create_ahead(const std::vector<std::string>& subjects) = 0;
+  // For one pass over a whole log (`passage replay`), which looks up every learner's key
+  // once: reads the learners' keys ("learner:<id>") with one sequential scan of the store
+  // and answers find() for them from memory until end_preload(), instead of a random read
+  // of the store's files per subject (most of a long log's replay cost in keys). ~80
+  // bytes of memory per key. Subjects not preloaded (other kinds, keys made later) are
+  // looked up as usual, and destroy() still removes a preloaded key. Returns whether keys
+  // were preloaded: not for a store that follows another process's (read_only) while its
+  // writer's unflushed keys are many (walking them in order costs more than looking each
+  // up), nor when the scan fails (then nothing is kept: lookups go to the store).
+  virtual bool preload() = 0;
+  // Drops (and wipes) what preload() read.
+  virtual void end_preload() = 0;
 };
 
 struct key_store_options {

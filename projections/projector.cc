@@ -183,6 +183,9 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
         progress.seconds > 0 ? static_cast<double>(progress.events_done) / progress.seconds : 0;
   };
 
+  // Not preloaded (declined or failed): a lookup per learner, as without it.
+  const bool preloaded = options.preload_keys && progress.events_total > 0 && models.preload_keys();
+
   // One thread reads the log into batches, others decode them, this one applies them.
   const std::size_t batch_size = std::max<std::size_t>(1, options.batch_size);
   std::size_t decoders = options.decode_threads;
@@ -257,6 +260,8 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
   pipeline.abandon();
   reader.join();
   for (auto& t : decoding) t.join();
+  // All decoded: the keys' memory goes back before the load's end needs its own.
+  if (preloaded) models.end_preload_keys();
   if (auto flushed = models.set_bulk_load(false); !flushed && !failed) failed = flushed.error();
   if (failed) return *failed;
   if (read_failed) return projection_error{"rebuild: reading the log failed: " + *read_failed};

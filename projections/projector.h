@@ -86,6 +86,10 @@ struct rebuild_options {
   // Only the events recorded at or before this instant: the read models as they stood
   // then (for analysis, into a folder of their own). Default: the whole log.
   std::optional<timestamp> as_of;
+  // Read the learners' keys at once before the first event, with one scan of the key store
+  // (key_store::preload), instead of one lookup per LearnerRegistered; given back once the
+  // log is decoded. Default: true.
+  bool preload_keys = true;
 };
 
 // Wipes the read models and applies the log from position 1 up to its current head (or

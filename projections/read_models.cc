@@ -26,6 +26,7 @@
 #include <unordered_set>
 
 #include "common/time_format.h"
+#include "common/uuid_map.h"
 #include "domain/events.h"
 #include "domain/text.h"
 #include "projections/bulk_runs.h"
@@ -80,7 +81,10 @@ std::string key_of(char prefix, const uuid& id) {
 }
 
 void append_be64(std::string& out, std::uint64_t v) {
-  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+  const std::uint64_t be = __builtin_bswap64(v);  // one append, not eight push_backs
+  char bytes[8];
+  std::memcpy(bytes, &be, 8);
+  out.append(bytes, 8);
 }
 
 std::uint64_t read_be64(std::string_view s) {
@@ -704,11 +708,12 @@ struct read_models::state {
   std::unordered_map<uuid, key_rec> keys;
   std::unordered_map<std::string, uuid> key_by_hash;
   std::map<uuid, std::map<std::string, track_view, std::less<>>> tracks;  // org -> id -> track
-  std::unordered_map<uuid, invite_rec> invites;
+  // The tables with an entry per invite, claim and learner: flat (uuid_map.h).
+  uuid_map<invite_rec> invites;
   std::unordered_map<std::string, uuid> invite_by_code;
   std::unordered_map<uuid, std::map<std::uint64_t, uuid>> invites_by_org;  // by creation
-  std::unordered_map<uuid, claim_rec> claims;
-  std::unordered_map<uuid, learner_rec> learners;
+  uuid_map<claim_rec> claims;
+  uuid_map<learner_rec> learners;
   email_index learner_by_subject;
 
   std::atomic<std::uint64_t> applied{0};
@@ -754,6 +759,12 @@ struct read_models::state {
 
   // `decoded`: what decode_range made of the event (its email_subject is moved from).
   void apply_one(const recorded_event& re, decoded_entry& decoded);
+  // Start loading what apply_one will look up for `decoded` at random in the big tables
+  // (claims, learners, the email index): first the tables' lines, a few events later
+  // the entries they point at, so that the lookups find them in cache. Always inlined
+  // (see uuid_map::prefetch).
+  [[gnu::always_inline]] void prefetch_slots(const decoded_entry& decoded) const;
+  [[gnu::always_inline]] void prefetch_entries(const decoded_entry& decoded) const;
   // Notes a record to write with this batch; a bulk load writes every record at its end.
   template <typename Set, typename Key>
   void mark(Set& set, Key&& key) {
@@ -1166,6 +1177,32 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
   }
 }
 
+inline void read_models::state::prefetch_slots(const decoded_entry& decoded) const {
+  if (!decoded.event) return;
+  const auto& ev = decoded.event->event;
+  if (const auto* e = std::get_if<domain::track_played>(&ev)) {
+    claims.prefetch(e->claim_id_);
+  } else if (const auto* e = std::get_if<domain::invite_claimed>(&ev)) {
+    claims.prefetch(e->claim_id_);
+    learners.prefetch(e->learner_id_);
+  } else if (const auto* e = std::get_if<domain::learner_registered>(&ev)) {
+    learners.prefetch(e->learner_id_);
+    if (!decoded.email_subject.empty()) learner_by_subject.prefetch(decoded.email_subject);
+  }
+}
+
+inline void read_models::state::prefetch_entries(const decoded_entry& decoded) const {
+  // Only entries that exist by then: a claim's plays, a claiming learner (a new claim's
+  // or a registering learner's entry is made at the end of its table's storage).
+  if (!decoded.event) return;
+  const auto& ev = decoded.event->event;
+  if (const auto* e = std::get_if<domain::track_played>(&ev)) {
+    claims.prefetch_entry(e->claim_id_);
+  } else if (const auto* e = std::get_if<domain::invite_claimed>(&ev)) {
+    learners.prefetch_entry(e->learner_id_);
+  }
+}
+
 void read_models::state::stage_dirty() {
   for (const auto& id : dirty.orgs) {
     out.batch.Put(slice(key_of('o', id)), slice(encode(orgs.at(id))));
@@ -1476,6 +1513,10 @@ result<void, projection_error> read_models::decode_events(
   return {};
 }
 
+bool read_models::preload_keys() { return state_->codec->keys().preload(); }
+
+void read_models::end_preload_keys() { state_->codec->keys().end_preload(); }
+
 result<void, projection_error> read_models::apply(
     std::span<const eventstore::recorded_event> batch) {
   auto& s = *state_;
@@ -1531,7 +1572,12 @@ result<void, projection_error> read_models::apply_decoded(
     // After an abandoned load memory went back to the folder's checkpoint: applying more
     // on top would skip the events in between and write a checkpoint claiming them.
     if (s.bulk_failed) return projection_error{*s.bulk_failed};
+    // Lines asked for `slots_ahead` events ahead arrive while those in between are applied;
+    // entries are asked for once their slots are in.
+    constexpr std::size_t slots_ahead = 16, entries_ahead = 8;
     for (std::size_t i = 0; i < todo.size(); ++i) {
+      if (i + slots_ahead < todo.size()) s.prefetch_slots(decoded[i + slots_ahead]);
+      if (i + entries_ahead < todo.size()) s.prefetch_entries(decoded[i + entries_ahead]);
       s.apply_one(todo[i], decoded[i]);
     }
     rocksdb::Status st;

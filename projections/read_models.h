@@ -428,6 +428,11 @@ class read_models {
   result<void, projection_error> set_bulk_load(bool on);
   // Drops every read model and the checkpoint (back to position 0).
   result<void, projection_error> clear();
+  // Rebuild only: the codec's key store reads every learner's key at once for the
+  // rebuild's one pass over the log (key_store::preload: whether it did), until
+  // end_preload_keys().
+  bool preload_keys();
+  void end_preload_keys();
 
   struct state;  // internal
 

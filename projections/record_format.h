@@ -22,11 +22,20 @@ namespace passage::projections {
 class record_writer {
  public:
   void u64(std::uint64_t v) {
+    if (v < 0x80) {  // most: flags, kinds, small counts
+      out_.push_back(static_cast<char>(v));
+      return;
+    }
+    // Gathered first, appended once: a rebuild writes several per row, and pushing byte by
+    // byte checked the string's capacity for each.
+    char buf[10];
+    std::size_t n = 0;
     while (v >= 0x80) {
-      out_.push_back(static_cast<char>((v & 0x7F) | 0x80));
+      buf[n++] = static_cast<char>((v & 0x7F) | 0x80);
       v >>= 7;
     }
-    out_.push_back(static_cast<char>(v));
+    buf[n++] = static_cast<char>(v);
+    out_.append(buf, n);
   }
   void i64(std::int64_t v) {
     u64((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));

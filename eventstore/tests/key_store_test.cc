@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -172,6 +173,66 @@ TEST_P(key_store_contract, create_ahead_makes_keys_that_get_or_create_then_retur
   EXPECT_FALSE(keys_->get_or_create("learner:gone"));
   EXPECT_FALSE(keys_->create_ahead({"learner:c", ""})) << "an invalid subject fails the call";
   EXPECT_TRUE(keys_->create_ahead({})) << "nothing to make";
+}
+
+// learner_subject()'s spelling of a numbered learner.
+std::string learner_of(int n) {
+  char id[37];
+  std::snprintf(id, sizeof id, "00000000-0000-4000-8000-%012d", n);
+  return std::string("learner:") + id;
+}
+
+TEST_P(key_store_contract, preloaded_keys_answer_as_the_store_and_destroy_still_wins) {
+  std::map<std::string, data_key> made;
+  for (int i = 0; i < 300; ++i) {
+    auto k = keys_->get_or_create(learner_of(i));
+    ASSERT_TRUE(k);
+    made[learner_of(i)] = *k;
+  }
+  auto other = keys_->get_or_create("email:" + std::string(64, 'b'));  // not a learner's
+  ASSERT_TRUE(other);
+  ASSERT_TRUE(keys_->destroy(learner_of(5)));  // destroyed before: stays destroyed
+  made.erase(learner_of(5));
+
+  ASSERT_TRUE(keys_->preload());
+  auto finds = [&](const std::string& subject) -> std::optional<data_key> {
+    auto f = keys_->find(subject);
+    EXPECT_TRUE(f) << subject;
+    return f ? *f : std::nullopt;
+  };
+  for (const auto& [subject, key] : made) EXPECT_EQ(finds(subject), key) << subject;
+  EXPECT_EQ(finds("email:" + std::string(64, 'b')), *other);
+  EXPECT_FALSE(finds(learner_of(5)));
+  EXPECT_TRUE(keys_->is_destroyed(learner_of(5)));
+  EXPECT_FALSE(finds(learner_of(400)));  // never made
+
+  // The same id spelled in capitals is another subject: not the preloaded key.
+  std::string upper = learner_of(7);
+  upper.replace(upper.size() - 12, 1, "A");  // ...-A00000000007: differs only by its case
+  std::string lower = upper;
+  lower[lower.size() - 12] = 'a';
+  auto lower_key = keys_->get_or_create(lower);
+  ASSERT_TRUE(lower_key);
+  ASSERT_TRUE(keys_->preload());  // again, now holding `lower`
+  EXPECT_EQ(finds(lower), *lower_key);
+  EXPECT_FALSE(finds(upper));
+  auto upper_key = keys_->get_or_create(upper);
+  ASSERT_TRUE(upper_key);
+  EXPECT_NE(*upper_key, *lower_key);
+  EXPECT_EQ(finds(upper), *upper_key);
+
+  // Made after the preload: looked up in the store. Destroyed after it: gone at once.
+  auto late = keys_->get_or_create(learner_of(500));
+  ASSERT_TRUE(late);
+  EXPECT_EQ(finds(learner_of(500)), *late);
+  ASSERT_TRUE(keys_->destroy(learner_of(9)));
+  EXPECT_FALSE(finds(learner_of(9)));
+  EXPECT_FALSE(keys_->get_or_create(learner_of(9)));
+  made.erase(learner_of(9));
+
+  keys_->end_preload();  // the store answers the same without it
+  for (const auto& [subject, key] : made) EXPECT_EQ(finds(subject), key) << subject;
+  EXPECT_FALSE(finds(learner_of(9)));
 }
 
 INSTANTIATE_TEST_SUITE_P(stores, key_store_contract, ::testing::Values(true, false),
@@ -367,6 +428,37 @@ TEST(rocksdb_key_store, a_read_only_follower_finds_the_writers_keys) {
   auto absent = (*follower)->find("learner:3002");
   ASSERT_TRUE(absent);
   EXPECT_FALSE(absent->has_value());
+}
+
+TEST(rocksdb_key_store, a_follower_preloads_only_keys_mostly_in_table_files) {
+  testing::temp_dir dir;
+  auto writer = open_at(dir.sub("keys"));
+  std::vector<std::string> subjects;
+  for (int i = 0; i < 100; ++i) subjects.push_back(learner_of(i));
+  ASSERT_TRUE(writer->create_ahead(subjects));
+  ASSERT_TRUE(writer->destroy(learner_of(0)));  // flushes: those keys are in a table file
+  auto follower = open_key_store({.path = dir.sub("keys"), .cache_entries = 0, .read_only = true});
+  ASSERT_TRUE(follower) << follower.error().message;
+  EXPECT_TRUE((*follower)->preload());
+  for (int i = 1; i < 100; ++i) {
+    auto mine = writer->find(learner_of(i));
+    auto theirs = (*follower)->find(learner_of(i));
+    ASSERT_TRUE(mine && theirs && mine->has_value() && theirs->has_value());
+    EXPECT_EQ(**mine, **theirs);
+  }
+  (*follower)->end_preload();
+
+  // Many keys the writer has not flushed (in the follower's hash memtable, which only a
+  // sorted copy could walk): it declines, and lookups go on as before.
+  subjects.clear();
+  for (int i = 1000; i < 26000; ++i) subjects.push_back(learner_of(i));
+  ASSERT_TRUE(writer->create_ahead(subjects));
+  auto second = open_key_store({.path = dir.sub("keys"), .cache_entries = 0, .read_only = true});
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_FALSE((*second)->preload());
+  auto found = (*second)->find(learner_of(25999));
+  ASSERT_TRUE(found && found->has_value());
+  EXPECT_EQ(**found, **writer->find(learner_of(25999)));
 }
 
 TEST(rocksdb_key_store, destroyed_key_bytes_leave_every_file_while_in_the_wal) {

@@ -52,6 +52,18 @@ TEST(email_index_test, FindsAssignsAndErasesOnlyForTheLearnerNamed) {
   EXPECT_EQ(index.size(), 0u);
 }
 
+TEST(email_index_test, PrefetchesChangeNothing) {
+  email_index index;
+  index.prefetch(subject_of(1));  // empty: no table yet
+  index.prefetch("email:not-a-digest");
+  index.assign(subject_of(1), learner(1));
+  index.prefetch(subject_of(1));
+  index.prefetch(subject_of(2));
+  EXPECT_EQ(index.size(), 1u);
+  EXPECT_EQ(index.find(subject_of(1)), learner(1));
+  EXPECT_FALSE(index.find(subject_of(2)));
+}
+
 TEST(email_index_test, SubjectsOfAnotherShapeAreKeptAsStrings) {
   email_index index;
   const auto upper = "email:" + std::string(64, 'A');  // not what email_subject writes

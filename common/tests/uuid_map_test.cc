@@ -1,0 +1,184 @@
+// The flat uuid map of the read models' big tables: answers as std::unordered_map would
+// through growth and probe collisions, keeps entries in place (references survive
+// inserts), iterates in insertion order, and constructs and destroys each value once.
+
+#include "common/uuid_map.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace passage {
+namespace {
+
+// Ids that differ only in their last bytes (as sequential ids would): they share most of
+// their bits, so only the hash's mixing spreads them.
+uuid numbered(std::uint64_t n) {
+  uuid u;
+  for (int i = 0; i < 8; ++i) u.bytes[15 - i] = static_cast<std::uint8_t>(n >> (8 * i));
+  return u;
+}
+
+uuid random_id(std::mt19937_64& rng) {
+  uuid u;
+  for (auto& b : u.bytes) b = static_cast<std::uint8_t>(rng());
+  return u;
+}
+
+TEST(uuid_map_test, FindsInsertsAndOverwrites) {
+  uuid_map<std::string> map;
+  EXPECT_TRUE(map.empty());
+  EXPECT_EQ(map.find(numbered(1)), map.end());
+  EXPECT_FALSE(map.contains(numbered(1)));
+  EXPECT_THROW((void)map.at(numbered(1)), std::out_of_range);
+  map[numbered(1)] = "one";
+  auto [it, inserted] = map.try_emplace(numbered(2), "two");
+  EXPECT_TRUE(inserted);
+  EXPECT_EQ(it->first, numbered(2));
+  EXPECT_EQ(it->second, "two");
+  auto [again, inserted_again] = map.try_emplace(numbered(2), "not taken");
+  EXPECT_FALSE(inserted_again);
+  EXPECT_EQ(again->second, "two");
+  map[numbered(1)] = "uno";
+  EXPECT_EQ(map.size(), 2u);
+  EXPECT_EQ(map.at(numbered(1)), "uno");
+  EXPECT_EQ(map.find(numbered(2))->second, "two");
+  EXPECT_EQ(map.find(numbered(3)), map.end());
+  const auto& constant = map;
+  EXPECT_EQ(constant.find(numbered(1))->second, "uno");
+  EXPECT_EQ(constant.find(numbered(3)), constant.end());
+}
+
+TEST(uuid_map_test, AnswersAsUnorderedMapThroughGrowthAndCollisions) {
+  // Far past the first table (64 slots): every growth rehashes, and at up to 3/4 full
+  // linear probing runs over many occupied slots.
+  uuid_map<std::uint64_t> map;
+  std::unordered_map<uuid, std::uint64_t> model;
+  std::mt19937_64 rng(7);
+  std::vector<uuid> ids;
+  for (std::uint64_t n = 0; n < 50'000; ++n) ids.push_back(numbered(n));
+  for (std::uint64_t n = 0; n < 50'000; ++n) ids.push_back(random_id(rng));
+  std::size_t last_table = 0;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    map[ids[i]] += i;
+    model[ids[i]] += i;
+    if (i % 7 == 0) {  // revisit an earlier id: found, not inserted again
+      const auto& old = ids[rng() % (i + 1)];
+      map[old] += 1;
+      model[old] += 1;
+    }
+    ASSERT_EQ(map.size(), model.size());
+    ASSERT_LE(map.size() * 4, map.table_size() * 3);  // never more than 3/4 full
+    ASSERT_GE(map.table_size(), last_table);
+    last_table = map.table_size();
+  }
+  EXPECT_GE(map.table_size(), 131072u);
+  for (const auto& [id, v] : model) {
+    auto it = map.find(id);
+    ASSERT_NE(it, map.end());
+    EXPECT_EQ(it->second, v);
+  }
+  for (std::uint64_t n = 50'000; n < 60'000; ++n) EXPECT_FALSE(map.contains(numbered(n)));
+}
+
+// Ids whose hashes differ only in their low bits: the same tag (the hash's top half) and
+// home slot, one long probe run where only the entries' keys tell them apart. (The hash
+// is (a ^ b * k2) * k1 over the id's two little-endian halves; with b = 0, adding the
+// inverse of k1 to a adds 1 to the hash.)
+uuid same_tag(std::uint64_t j) {
+  constexpr std::uint64_t k1 = 0x9E3779B97F4A7C15ull;
+  std::uint64_t inverse = k1;  // Newton's iteration: each step doubles the bits right
+  for (int i = 0; i < 5; ++i) inverse *= 2 - k1 * inverse;
+  const std::uint64_t a = j * inverse;
+  uuid u;
+  std::memcpy(u.bytes.data(), &a, 8);
+  return u;
+}
+
+TEST(uuid_map_test, KeysSharingTheirTagAreToldApartByTheirEntries) {
+  uuid_map<std::uint64_t> map;
+  for (std::uint64_t j = 0; j < 300; ++j) map[same_tag(j)] = j;
+  EXPECT_EQ(map.size(), 300u);
+  for (std::uint64_t j = 0; j < 300; ++j) {
+    auto it = map.find(same_tag(j));
+    ASSERT_NE(it, map.end()) << j;
+    EXPECT_EQ(it->first, same_tag(j));
+    EXPECT_EQ(it->second, j);
+    map.prefetch_entry(same_tag(j));
+  }
+  for (std::uint64_t j = 300; j < 400; ++j) EXPECT_FALSE(map.contains(same_tag(j))) << j;
+  EXPECT_FALSE(map.try_emplace(same_tag(7), 0).second);
+  EXPECT_EQ(map.at(same_tag(7)), 7u);
+}
+
+TEST(uuid_map_test, EntriesStayInPlaceAndIterateInInsertionOrder) {
+  uuid_map<std::vector<int>> map;
+  auto& first = map[numbered(0)];
+  first.push_back(42);
+  const auto* first_address = &first;
+  for (std::uint64_t n = 1; n < 5000; ++n) map[numbered(n)].push_back(static_cast<int>(n));
+  EXPECT_EQ(&map.at(numbered(0)), first_address);  // through table growth and new chunks
+  EXPECT_EQ(first.front(), 42);
+  std::uint64_t expected = 0;
+  for (const auto& [id, v] : map) {
+    EXPECT_EQ(id, numbered(expected));
+    EXPECT_EQ(v.front(), expected == 0 ? 42 : static_cast<int>(expected));
+    ++expected;
+  }
+  EXPECT_EQ(expected, 5000u);
+}
+
+TEST(uuid_map_test, PrefetchesChangeNothing) {
+  uuid_map<int> map;
+  map.prefetch(numbered(1));  // empty: no table yet
+  map.prefetch_entry(numbered(1));
+  EXPECT_EQ(map.table_size(), 0u);
+  map[numbered(1)] = 1;
+  for (std::uint64_t n = 0; n < 200; ++n) {  // present and absent ids, through growth
+    map.prefetch(numbered(n));
+    map.prefetch_entry(numbered(n));
+    if (n % 2 == 0) map[numbered(1000 + n)] = static_cast<int>(n);
+  }
+  EXPECT_EQ(map.size(), 101u);
+  EXPECT_EQ(map.at(numbered(1)), 1);
+  EXPECT_FALSE(map.contains(numbered(2)));
+}
+
+// Counts live instances: each value constructed is destroyed once, by clear() or the map's
+// end.
+struct counted {
+  static inline int live = 0;
+  int v = 0;
+  counted() { ++live; }
+  explicit counted(int x) : v(x) { ++live; }
+  counted(const counted& o) : v(o.v) { ++live; }
+  ~counted() { --live; }
+};
+
+TEST(uuid_map_test, ClearAndDestructionDestroyEveryValueOnce) {
+  counted::live = 0;
+  {
+    uuid_map<counted> map;
+    for (std::uint64_t n = 0; n < 3000; ++n) map.try_emplace(numbered(n), static_cast<int>(n));
+    EXPECT_EQ(counted::live, 3000);
+    map.clear();
+    EXPECT_EQ(counted::live, 0);
+    EXPECT_TRUE(map.empty());
+    EXPECT_EQ(map.find(numbered(5)), map.end());
+    for (std::uint64_t n = 0; n < 100; ++n) map.try_emplace(numbered(n), 1);  // reusable
+    EXPECT_EQ(map.at(numbered(99)).v, 1);
+    EXPECT_EQ(counted::live, 100);
+    uuid_map<counted> moved = std::move(map);
+    EXPECT_EQ(counted::live, 100);
+    EXPECT_EQ(moved.size(), 100u);
+    EXPECT_TRUE(map.empty());  // NOLINT: moved-from maps are left empty
+  }
+  EXPECT_EQ(counted::live, 0);
+}
+
+}  // namespace
+}  // namespace passage
