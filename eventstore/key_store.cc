@@ -146,9 +146,10 @@ class rocksdb_backend final : public key_backend {
     // digits of the id), a bucket holds subjects that are neighbours in key order: an
     // insert searches a small skip list, and the flush, which sorts the memtable by
     // inserting bucket after bucket into one skip list, finds each bucket's subjects in
-    // a row (a search per 12-byte prefix, not per subject). Only whole keys are read
-    // (get, and purge's flush and compaction), never iterated; the filters above stay
-    // whole-key ones. A capped extractor takes shorter keys whole.
+    // a row (a search per 12-byte prefix, not per subject). Keys are read whole (get,
+    // purge's flush and compaction) but for the replay's preload, whose scan seeks in total
+    // order (scan()); the filters above stay whole-key ones. A capped extractor takes shorter keys
+    // whole.
     options.prefix_extractor.reset(rocksdb::NewCappedPrefixTransform(12));
     options.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(1u << 16));
     options.allow_concurrent_memtable_write = false;  // hash memtables take one writer
@@ -289,7 +290,9 @@ class rocksdb_backend final : public key_backend {
     rocksdb::ReadOptions ro;
     ro.fill_cache = false;  // read once: would only evict the blocks lookups use
     ro.readahead_size = 2u << 20;
-    ro.total_order_seek = true;  // a secondary's memtable is hashed (see above)
+    // Both memtables are hashed (the writer's by 12-byte prefix, a secondary's whole keys):
+    // without this an iterator would only walk the sought key's bucket.
+    ro.total_order_seek = true;
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
     const rocksdb::Slice p(prefix.data(), prefix.size());
     for (it->Seek(p); it->Valid() && it->key().starts_with(p); it->Next()) {
