@@ -201,6 +201,11 @@ class mailer {
   // destroyed (the mailer may not have read the learner's registration yet). Only the
   // address's keyed hash is used. Any thread; returns how many copies were removed.
   std::size_t forget_email(const uuid& org_id, std::string_view email);
+  // The command side is about to destroy a learner's keys: a mail decoded before and
+  // sent after has its copy checked against the log (and discarded if its event then
+  // decodes as forgotten), also should the forget fail after destroying only some keys
+  // (then no purge follows to mark the race; see send_indexed() in mailer.cc). Any thread.
+  void keys_being_destroyed();
 
   struct state;
 

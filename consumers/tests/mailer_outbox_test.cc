@@ -13,10 +13,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "common/encoding.h"
@@ -245,6 +247,45 @@ std::string text_of(const fs::path& eml) {
   return base64_decode(in).value_or("");
 }
 
+// The .eml transport, with sends held at a gate until the test opens it.
+class gated_transport final : public mail_transport {
+ public:
+  explicit gated_transport(std::string folder) : inner_(make_eml_transport(std::move(folder))) {}
+
+  result<void, std::string> send(const mail_message& m, const std::string& wire) override {
+    std::unique_lock lk(mu_);
+    ++waiting_;
+    cv_.notify_all();
+    cv_.wait(lk, [this] { return open_; });
+    return inner_->send(m, wire);
+  }
+  bool discard(std::string_view id) override { return inner_->discard(id); }
+  bool keeps_copies() const override { return true; }
+  std::vector<std::string> kept_copies() const override { return inner_->kept_copies(); }
+  std::optional<std::string> read_copy(std::string_view id) const override {
+    return inner_->read_copy(id);
+  }
+  std::string describe() const override { return inner_->describe(); }
+
+  // Whether a send reached the gate within 10 s.
+  bool wait_for_send() {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, 10s, [this] { return waiting_ > 0; });
+  }
+  void open() {
+    std::lock_guard lk(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::unique_ptr<mail_transport> inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int waiting_ = 0;
+  bool open_ = false;
+};
+
 class mailer_outbox : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -395,6 +436,45 @@ TEST_F(mailer_outbox, AForgetRemovesALeftoverTemporaryFile) {
   ASSERT_EQ(names.size(), 1u);
   { std::ofstream(outbox() + "/" + names.front() + ".tmp") << "To: ada@example.com\r\n"; }
   EXPECT_EQ(mailer_->forget_email(org_, "ada@example.com"), 1u);
+  EXPECT_TRUE(names_in(outbox()).empty());
+}
+
+// A forget (as POST /v1/learners/{id}/forget runs it: keys destroyed, then the address's
+// copies purged) while a welcome mail decoded before it is being written: the copy that
+// lands after the purge goes too (the purge moved the count the batch read).
+TEST_F(mailer_outbox, AForgetDuringASendRemovesTheCopyWrittenAfter) {
+  const uuid ada = uuid::random();
+  auto gate = std::make_unique<gated_transport>(outbox());
+  auto* gated = gate.get();
+  start_mailer(std::move(gate));
+  const auto last = append(d::learner_stream(ada), registered(ada, "ada@example.com", "Ada"),
+                           link_sent_again(ada, "ada@example.com"));
+  ASSERT_TRUE(gated->wait_for_send());
+  mailer_->keys_being_destroyed();
+  ASSERT_TRUE(codec_.forget_email(org_, "ada@example.com"));
+  ASSERT_TRUE(keys_->destroy("learner:" + ada.to_string()));
+  EXPECT_EQ(mailer_->forget_email(org_, "ada@example.com"), 1u);  // indexed, not written yet
+  gated->open();
+  ASSERT_TRUE(handled(last));
+  EXPECT_EQ(mailer_->stats().sent, 1u);  // it went out
+  EXPECT_TRUE(names_in(outbox()).empty());
+}
+
+// A forget that destroys the address's key and then fails on the learner's purges nothing;
+// the invitation decoded before it, written after, must not stay in clear: the command
+// side told the mailer before it destroyed a key, so the copy is checked and goes.
+TEST_F(mailer_outbox, AForgetFailingMidwayDuringASendLeavesNoCopy) {
+  auto gate = std::make_unique<gated_transport>(outbox());
+  auto* gated = gate.get();
+  start_mailer(std::move(gate));
+  const auto inv = invitation("ada@example.com");
+  const auto last = append(d::invite_stream(inv.invite_id_), inv);
+  ASSERT_TRUE(gated->wait_for_send());
+  mailer_->keys_being_destroyed();
+  ASSERT_TRUE(codec_.forget_email(org_, "ada@example.com"));
+  gated->open();
+  ASSERT_TRUE(handled(last));
+  EXPECT_EQ(mailer_->stats().sent, 1u);
   EXPECT_TRUE(names_in(outbox()).empty());
 }
 
