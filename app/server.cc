@@ -339,6 +339,9 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   command_options.personal_link_secret = derive_key(*secret, "personal-link");
   command_options.password_setup_secret = derive_key(*secret, "password-setup");
   // Forgetting a learner also deletes the .eml copies of mails to them (SPEC §6).
+  command_options.before_keys_destroyed = [raw = im.get()] {
+    if (raw->mailer) raw->mailer->keys_being_destroyed();
+  };
   command_options.on_email_forgotten = [raw = im.get()](const uuid& org, const std::string& email) {
     if (raw->mailer) raw->mailer->forget_email(org, email);
   };

@@ -109,21 +109,22 @@ std::filesystem::path eml_path(const std::string& folder, std::string_view messa
 
 class eml_transport final : public mail_transport {
  public:
-  explicit eml_transport(std::string folder) : folder_(std::move(folder)) {}
+  eml_transport(std::string folder, eml_options o)
+      : tmpfile_works_(o.unnamed_files), folder_(std::move(folder)) {}
 
   result<void, std::string> send(const mail_message& m, const std::string& wire) override {
     const std::string final_path = path_of(m.message_id).string();
     // The folder is made once, and again should it be deleted while the node runs.
     auto named = write_unnamed(final_path, wire);
-    if (!named && errno == ENOENT) {
+    if (named == unnamed::no_folder) {
       std::error_code ec;
       std::filesystem::create_directories(folder_, ec);
       if (ec) return fail("cannot create " + folder_ + ": " + ec.message());
       named = write_unnamed(final_path, wire);
     }
-    if (named) return {};
-    // EEXIST: a mail sent again (its ledger entry was lost in a crash) replaces its copy,
-    // which linkat() cannot do; other errors: a file system without O_TMPFILE.
+    if (named == unnamed::written) return {};
+    if (named == unnamed::failed) return fail(std::move(unnamed_error_));
+    // A file system without O_TMPFILE, or no /proc to link by.
     return write_then_rename(final_path, wire);
   }
 
@@ -156,39 +157,81 @@ class eml_transport final : public mail_transport {
     return eml_path(folder_, message_id);
   }
 
+  enum class unnamed {
+    written,
+    no_folder,    // the folder is not there (ENOENT)
+    unsupported,  // no O_TMPFILE or no /proc: write_then_rename() from now on
+    failed,       // this write failed (unnamed_error_): the mail is retried
+  };
+
   // Writes `wire` into a file without a name (O_TMPFILE) and links it under `final_path`
-  // once complete: a crash before the link leaves nothing behind (the kernel frees the
-  // nameless inode), and the name appears only with the whole text. Cheaper than a
-  // temporary name and a rename: one directory entry added instead of one added, one
-  // moved and one removed, in an outbox folder of many files. False with errno set when
-  // it could not (ENOENT: no folder; EEXIST: the copy is there already).
-  bool write_unnamed(const std::string& final_path, const std::string& wire) {
-    if (!tmpfile_works_) return errno = EOPNOTSUPP, false;
+  // once complete: a process killed before the link leaves nothing behind (the kernel
+  // frees the nameless inode), and the name appears only with the whole text. Cheaper
+  // than a temporary name and a rename: one directory entry added instead of one added,
+  // one moved and one removed, in an outbox folder of many files. Nothing is fsynced
+  // (neither is the rename's file): after a power loss a copy may be there empty.
+  // A copy already there (a mail sent again after its ledger entry was lost in a crash)
+  // is replaced: the written file is linked under the temporary name and renamed over it.
+  unnamed write_unnamed(const std::string& final_path, const std::string& wire) {
+    if (!tmpfile_works_) return unnamed::unsupported;
     const int fd = ::open(folder_.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
     if (fd < 0) {
       const int e = errno;
+      if (e == ENOENT) return unnamed::no_folder;
       // No O_TMPFILE here (an older kernel or a file system without it): renames from now on.
-      if (e == EOPNOTSUPP || e == EISDIR || e == EINVAL) tmpfile_works_ = false;
-      return errno = e, false;
-    }
-    bool ok = write_all(fd, wire);
-    if (ok) {
-      // linkat() of an open file by its /proc path (AT_EMPTY_PATH would need a privilege).
-      const std::string self = "/proc/self/fd/" + std::to_string(fd);
-      ok = ::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, final_path.c_str(), AT_SYMLINK_FOLLOW) == 0;
-      // Anything but a copy already there or a folder deleted meanwhile: no /proc to link by.
-      if (!ok && errno != EEXIST && (errno != ENOENT || ::access(folder_.c_str(), F_OK) == 0)) {
+      if (e == EOPNOTSUPP || e == EISDIR || e == EINVAL) {
         tmpfile_works_ = false;
-        errno = EOPNOTSUPP;
+        return unnamed::unsupported;
+      }
+      unnamed_error_ = "cannot write in " + folder_ + ": " + std::strerror(e);
+      return unnamed::failed;
+    }
+    const auto r = link_written(fd, final_path, wire);
+    ::close(fd);
+    return r;
+  }
+
+  unnamed link_written(int fd, const std::string& final_path, const std::string& wire) {
+    if (!write_all(fd, wire)) {
+      unnamed_error_ = "cannot write " + final_path + ": " + std::strerror(errno);
+      return unnamed::failed;
+    }
+    // linkat() of an open file by its /proc path (AT_EMPTY_PATH would need a privilege).
+    const std::string self = "/proc/self/fd/" + std::to_string(fd);
+    auto link_as = [&](const std::string& path) {
+      return ::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) == 0;
+    };
+    if (link_as(final_path)) return unnamed::written;
+    if (errno == EEXIST) {
+      // Sent again: under the temporary name (a leftover of a crash there goes first), then
+      // renamed over the old copy.
+      const std::string tmp = final_path + ".tmp";
+      bool linked = link_as(tmp);
+      if (!linked && errno == EEXIST && ::unlink(tmp.c_str()) == 0) linked = link_as(tmp);
+      if (linked) {
+        if (::rename(tmp.c_str(), final_path.c_str()) == 0) return unnamed::written;
+        const int e = errno;
+        ::unlink(tmp.c_str());
+        unnamed_error_ = "cannot rename " + tmp + ": " + std::strerror(e);
+        return unnamed::failed;
       }
     }
     const int e = errno;
-    ::close(fd);
-    return errno = e, ok;
+    if (e == ENOENT && ::access(folder_.c_str(), F_OK) != 0) return unnamed::no_folder;
+    // No /proc to link by (not mounted, or closed to this process), or a file system
+    // without hard links: renames from now on. Any other error (a full disk or quota, an
+    // I/O error, a name too long) fails this mail only.
+    if (e == ENOENT || e == EPERM || e == EACCES) {
+      tmpfile_works_ = false;
+      return unnamed::unsupported;
+    }
+    unnamed_error_ = "cannot link " + final_path + ": " + std::strerror(e);
+    return unnamed::failed;
   }
 
-  // The same through a temporary name, renamed over `final_path` when complete (a crash
-  // in between leaves `<name>.eml.tmp`, never a partial .eml).
+  // The same through a temporary name, renamed over `final_path` when complete. A process
+  // killed in between leaves `<name>.eml.tmp`, never a partial .eml; the temporary file goes
+  // when the write fails, and with the copy when it is discarded (remove_eml_copy).
   result<void, std::string> write_then_rename(const std::string& final_path,
                                               const std::string& wire) {
     std::error_code ec;
@@ -198,12 +241,18 @@ class eml_transport final : public mail_transport {
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0) return fail("cannot write " + tmp + ": " + std::strerror(errno));
     const bool written = write_all(fd, wire);
-    const int e = errno;
-    if (::close(fd) != 0 || !written) {
-      return fail("cannot write " + tmp + ": " + std::strerror(written ? errno : e));
+    const int write_error = errno;
+    const bool closed = ::close(fd) == 0;
+    const int close_error = errno;
+    if (!written || !closed) {
+      ::unlink(tmp.c_str());  // it holds the recipient's address
+      return fail("cannot write " + tmp + ": " +
+                  std::strerror(written ? close_error : write_error));
     }
     if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
-      return fail("cannot rename " + tmp + ": " + std::strerror(errno));
+      const int e = errno;
+      ::unlink(tmp.c_str());
+      return fail("cannot rename " + tmp + ": " + std::strerror(e));
     }
     return {};
   }
@@ -212,13 +261,16 @@ class eml_transport final : public mail_transport {
     while (!data.empty()) {
       const ssize_t n = ::write(fd, data.data(), data.size());
       if (n < 0 && errno == EINTR) continue;
+      if (n == 0) errno = ENOSPC;  // not expected of a regular file; not a success either
       if (n <= 0) return false;
       data.remove_prefix(static_cast<std::size_t>(n));
     }
     return true;
   }
 
-  bool tmpfile_works_ = true;  // send() runs on one thread at a time (mail_transport)
+  // send() runs on one thread at a time (mail_transport).
+  bool tmpfile_works_ = true;
+  std::string unnamed_error_;
 
   std::string folder_;
 };
@@ -229,16 +281,21 @@ std::unique_ptr<mail_transport> make_smtp_transport(const smtp_options& o) {
   return std::make_unique<smtp_transport>(o);
 }
 
-std::unique_ptr<mail_transport> make_eml_transport(std::string folder) {
-  return std::make_unique<eml_transport>(std::move(folder));
+std::unique_ptr<mail_transport> make_eml_transport(std::string folder, eml_options o) {
+  return std::make_unique<eml_transport>(std::move(folder), o);
 }
 
 bool remove_eml_copy(const std::string& folder, std::string_view message_id) {
   const auto path = eml_path(folder, message_id);
-  std::error_code ec;
-  std::filesystem::remove(path, ec);  // no error when it (or the folder) is gone already
-  if (ec) spdlog::error("mailer: cannot delete {}: {}", path.string(), ec.message());
-  return !ec;
+  bool gone = true;
+  // The copy and the temporary file a writer killed midway may have left (same text).
+  for (const auto& p : {path, std::filesystem::path(path.string() + ".tmp")}) {
+    std::error_code ec;
+    std::filesystem::remove(p, ec);  // no error when it (or the folder) is gone already
+    if (ec) spdlog::error("mailer: cannot delete {}: {}", p.string(), ec.message());
+    gone = gone && !ec;
+  }
+  return gone;
 }
 
 }  // namespace passage::consumers

@@ -67,16 +67,24 @@ struct smtp_options {
 
 // Keeps one libcurl handle, so consecutive mails reuse the SMTP connection.
 std::unique_ptr<mail_transport> make_smtp_transport(const smtp_options& o);
-// Writes <folder>/<message id>.eml atomically: the text goes into a file without a name
-// (O_TMPFILE), linked under its name once complete, so a crash midway leaves nothing; a
-// copy already there (a mail sent again) is replaced through a temporary name and a
-// rename, as is every copy where O_TMPFILE or /proc is missing. discard() deletes it
-// (remove_eml_copy).
-std::unique_ptr<mail_transport> make_eml_transport(std::string folder);
+struct eml_options {
+  // Write each copy into a file without a name (O_TMPFILE) and link it under its name
+  // once complete. false: through `<name>.eml.tmp` and a rename, as where the folder's
+  // file system has no O_TMPFILE or /proc is missing (found at the first send). Default: true.
+  bool unnamed_files = true;
+};
+// Writes <folder>/<message id>.eml so that the name appears only with the whole text: a
+// process killed midway leaves no partial .eml (at most a `<name>.eml.tmp` of the rename
+// path, deleted with the copy). Nothing is fsynced, so after a power loss (or an OS
+// crash) a copy the ledger records as sent may be there empty or missing. A copy already
+// there (a mail sent again) is replaced by a rename. A write that fails leaves no file.
+// discard() deletes the copy (remove_eml_copy).
+std::unique_ptr<mail_transport> make_eml_transport(std::string folder, eml_options o = {});
 // Deletes the .eml copy of `message_id` an eml transport wrote in `folder`, whatever
 // transport runs now: the mailer's purge uses it too, as a node that ran with .eml and
-// then switched to SMTP still has its copies there (SPEC §6). False (logged) when the file
-// is still there; one already gone, or a folder that does not exist, is not a failure.
+// then switched to SMTP still has its copies there (SPEC §6). Its `<name>.eml.tmp`, left by
+// a writer killed midway, goes too. False (logged) when a file is still there; one already
+// gone, or a folder that does not exist, is not a failure.
 bool remove_eml_copy(const std::string& folder, std::string_view message_id);
 
 }  // namespace passage::consumers

@@ -189,8 +189,8 @@ struct mailer::state {
   std::mutex send_mu;                 // the transport is used by one thread at a time
   std::mutex forgotten_mu;            // forgotten_learners and the outbox index (`a:`, `s:`)
   std::set<uuid> forgotten_learners;  // forgotten while running
-  // Purges and forgets begun (under forgotten_mu), and their count when the subscription's
-  // batch being handled began (its thread's): see send_indexed().
+  // Purges, forgets and key destructions begun (under forgotten_mu), and their count when
+  // the subscription's batch being handled began (its thread's): see send_indexed().
   std::uint64_t purges = 0;
   std::uint64_t purges_at_batch = 0;
   std::uint64_t purges_begun() {
@@ -337,12 +337,14 @@ struct mailer::state {
   // The retry loop of every mail: indexed under the addresses it `named` before each
   // attempt, its copy discarded if a forget raced the send. With `rec` (the event the mail
   // is for), a mail to a `learner` forgotten meanwhile is not sent (SPEC §6).
-  // `purges_before`: the count of purges begun, read before the events behind the mail were
-  // decoded. If it has not moved after the send, no forget raced the mail and its copy needs
-  // no check against the log (a read and a decrypt per mail): a forget destroys the keys
-  // before it purges, so keys destroyed before the decode meant no mail, and a purge begun
-  // after the count was read again (under forgotten_mu, after the send) finds the indexed
-  // copy in place. Without it (the reminder thread) or once it moved, the copy is checked.
+  // `purges_before`: the count of purges and key destructions begun, read before the events
+  // behind the mail were decoded. If it has not moved after the send, no forget raced the
+  // mail and its copy needs no check against the log (a read and a decrypt per mail): the
+  // command side moves it before it destroys any key (keys_being_destroyed(), so also a
+  // forget that fails after destroying the address's key but not the learner's, and purges
+  // nothing), keys destroyed before the decode meant no mail, and a purge begun after the
+  // count was read again (under forgotten_mu, after the send) finds the indexed copy in
+  // place. Without it (the reminder thread) or once it moved, the copy is checked.
   std::optional<outcome> send_indexed(const std::vector<named_address>& named,
                                       const mail_message& message,
                                       const eventstore::recorded_event* rec,
@@ -758,6 +760,11 @@ struct mailer::state {
     rocksdb::WriteBatch b;
     b.Delete(slice(key('s', learner_id)));
     write(b, false);
+  }
+
+  void keys_being_destroyed() {
+    std::lock_guard lk(forgotten_mu);
+    ++purges;
   }
 
   std::size_t forget_email(const uuid& org_id, std::string_view email) {
@@ -1465,6 +1472,8 @@ mailer_stats mailer::stats() const {
 std::string mailer::transport() const { return s_->transport->describe(); }
 
 void mailer::forget_learner(const uuid& learner_id) { s_->forget(learner_id, std::nullopt); }
+
+void mailer::keys_being_destroyed() { s_->keys_being_destroyed(); }
 
 std::size_t mailer::forget_email(const uuid& org_id, std::string_view email) {
   // Not under send_mu: an SMTP send may hold it for its whole timeout; the index and the

@@ -67,11 +67,15 @@
 // its outcome is an EmailSent / EmailFailed in the stream job-<setup id>. A learner
 // forgotten before the mail went out gets none (EmailFailed without personal data).
 // A claim brings a registration and its welcome mail in one append, so the per-mail work
-// stays in the subscription's batch: a mail without a first name takes the one of the
-// registration read in the same batch (else it reads the learner's stream), the
-// registrations' `s:` entries are written once per batch (before a LearnerForgotten is
-// handled and before the checkpoint passes them), and a sent copy is checked against
-// the log for a racing forget only when a purge began since the batch was read.
+// stays in the subscription's batch. A claim's PasswordSetupIssued carries the first name
+// the registration gave, when it gave one; a mail without one (a nameless registration, or
+// a link sent again) takes it from the registration read in the same batch, which the
+// mailer reads only with a transport that keeps copies (.eml; else, and for a registration
+// in an earlier batch, it reads the learner's stream). With .eml the registrations' `s:`
+// entries are written once per batch (before a LearnerForgotten is handled and before the
+// checkpoint passes them), and a sent copy is checked against the log for a racing forget
+// only when a purge or a key destruction (keys_being_destroyed()) began since the batch
+// was read.
 // Claim digests (opt-in per invite, `notify_on_claim`): see claim_digest.h. The mailer
 // passes them the invite events it reads and lets the reminder thread send the due ones.
 //
@@ -201,6 +205,11 @@ class mailer {
   // destroyed (the mailer may not have read the learner's registration yet). Only the
   // address's keyed hash is used. Any thread; returns how many copies were removed.
   std::size_t forget_email(const uuid& org_id, std::string_view email);
+  // The command side is about to destroy a learner's keys: a mail decoded before and
+  // sent after has its copy checked against the log (and discarded if its event then
+  // decodes as forgotten), also should the forget fail after destroying only some keys
+  // (then no purge follows to mark the race; see send_indexed() in mailer.cc). Any thread.
+  void keys_being_destroyed();
 
   struct state;
 

@@ -1231,6 +1231,7 @@ void command_service::forget_learner(const domain::principal& who, const uuid& l
         if (!events->empty()) {
           // Keys go first: once LearnerForgotten is in the log, nothing may still
           // decrypt what it promises is gone.
+          if (self->options.before_keys_destroyed) self->options.before_keys_destroyed();
           if (!s.email_.empty()) {
             if (auto f = self->codec.forget_email(s.org_id_, s.email_); !f) {
               return domain::make_error(domain::errc::invalid_state, "", f.error().message);

@@ -161,6 +161,10 @@ struct command_service_options {
   // Secret that signs set-password links (app: derive_key(secret, "password-setup")).
   // Default: "" means a random one for this process.
   std::string password_setup_secret;
+  // Told before a forget destroys a learner's keys (the mailer then checks the copies of
+  // mails it is sending against the log, as a forget that fails midway purges nothing).
+  // Default: none.
+  std::function<void()> before_keys_destroyed;
   // Told the email of a learner being forgotten, after its keys were destroyed, so copies
   // of personal data outside the log (the mailer's .eml outbox) go too. Default: none.
   std::function<void(const uuid& org_id, const std::string& email)> on_email_forgotten;

@@ -4,17 +4,21 @@
 // would in the log; a LearnerForgotten read with the registration still purges the
 // address's copies.
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "common/encoding.h"
@@ -58,10 +62,45 @@ mail_message message(int i) {
   return m;
 }
 
-TEST(eml_outbox, ACopyIsWrittenWholeAndASecondSendReplacesIt) {
-  passage::testing::temp_dir dir;
-  const std::string folder = dir.sub("outbox");  // not there yet: the first send makes it
-  auto t = make_eml_transport(folder);
+bool has_temporary_name(const std::vector<std::string>& names) {
+  return std::any_of(names.begin(), names.end(),
+                     [](const std::string& n) { return n.ends_with(".tmp"); });
+}
+
+// Whether `folder`'s file system takes O_TMPFILE (overlayfs before Linux 6.6 does not).
+bool tmpfile_supported(const std::string& folder) {
+  const int fd = ::open(folder.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  ::close(fd);
+  return true;
+}
+
+// Every atomic-copy test runs on both paths: unnamed files (O_TMPFILE) and, as where the
+// file system has none, a temporary name and a rename.
+class eml_outbox : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    fs::create_directories(folder_);
+    if (unnamed() && !tmpfile_supported(folder_)) {
+      GTEST_SKIP() << "no O_TMPFILE on this file system";
+    }
+    fs::remove(folder_);
+  }
+  bool unnamed() const { return GetParam(); }
+  std::unique_ptr<mail_transport> transport() {
+    return make_eml_transport(folder_, {.unnamed_files = unnamed()});
+  }
+
+  passage::testing::temp_dir dir_;
+  const std::string folder_ = dir_.sub("outbox");  // not there: the first send makes it
+};
+
+INSTANTIATE_TEST_SUITE_P(paths, eml_outbox, ::testing::Bool(),
+                         [](const auto& p) { return p.param ? "unnamed" : "renamed"; });
+
+TEST_P(eml_outbox, ACopyIsWrittenWholeAndASecondSendReplacesIt) {
+  const std::string& folder = folder_;
+  auto t = transport();
   ASSERT_TRUE(t->send(message(1), "first text\r\n"));
   EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-1@passage.eml"}));
   EXPECT_EQ(read_file(folder + "/mail-1@passage.eml"), "first text\r\n");
@@ -71,33 +110,48 @@ TEST(eml_outbox, ACopyIsWrittenWholeAndASecondSendReplacesIt) {
   EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-1@passage.eml"}));
   EXPECT_EQ(read_file(folder + "/mail-1@passage.eml"), "second text\r\n");
 
+  // And again over the temporary file a writer killed midway left.
+  { std::ofstream(folder + "/mail-1@passage.eml.tmp") << "partial"; }
+  ASSERT_TRUE(t->send(message(1), "third text\r\n"));
+  EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-1@passage.eml"}));
+  EXPECT_EQ(read_file(folder + "/mail-1@passage.eml"), "third text\r\n");
+
   // The folder deleted while the node runs: made again.
   fs::remove_all(folder);
-  ASSERT_TRUE(t->send(message(2), "third text\r\n"));
+  ASSERT_TRUE(t->send(message(2), "fourth text\r\n"));
   EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-2@passage.eml"}));
-  EXPECT_EQ(read_file(folder + "/mail-2@passage.eml"), "third text\r\n");
+  EXPECT_EQ(read_file(folder + "/mail-2@passage.eml"), "fourth text\r\n");
   EXPECT_EQ(t->kept_copies(), (std::vector<std::string>{"<mail-2@passage>"}));
 }
 
 // A process killed while it writes mails leaves only whole copies under .eml names, and
-// the mail it was writing is written whole when sent again after the restart.
-TEST(eml_outbox, AWriterKilledMidwayLeavesNoPartialCopy) {
-  passage::testing::temp_dir dir;
-  const std::string folder = dir.sub("outbox");
+// the mail it was writing is written whole when sent again after the restart. Unnamed
+// files never show a temporary name.
+TEST_P(eml_outbox, AWriterKilledMidwayLeavesNoPartialCopy) {
+  const std::string& folder = folder_;
   fs::create_directories(folder);
   // Big texts: the kill most likely lands in a write, which takes the most time.
   const std::string wire(8u << 20, 'x');
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    auto t = make_eml_transport(folder);
+    auto t = transport();
     for (int i = 0;; ++i) {
       if (!t->send(message(i), wire)) ::_exit(1);
     }
   }
-  // Killed once a few copies are out, in the middle of the next ones.
+  // Killed once a few copies are out (a rename's `.tmp` is not one), in the middle of the
+  // next ones.
+  auto copies_in = [](const std::vector<std::string>& names) {
+    return std::count_if(names.begin(), names.end(),
+                         [](const std::string& n) { return n.ends_with(".eml"); });
+  };
+  bool temporary_seen = false;
   const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (names_in(folder).size() < 3 && std::chrono::steady_clock::now() < deadline) {
+  for (;;) {
+    const auto names = names_in(folder);
+    temporary_seen = temporary_seen || has_temporary_name(names);
+    if (copies_in(names) >= 3 || std::chrono::steady_clock::now() >= deadline) break;
     std::this_thread::sleep_for(1ms);
   }
   std::this_thread::sleep_for(7ms);
@@ -106,18 +160,80 @@ TEST(eml_outbox, AWriterKilledMidwayLeavesNoPartialCopy) {
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFSIGNALED(status)) << "the writer failed before it was killed";
 
+  const auto names = names_in(folder);
+  if (unnamed()) {
+    EXPECT_FALSE(temporary_seen || has_temporary_name(names));
+  }
   int copies = 0;
-  for (const auto& name : names_in(folder)) {
+  for (const auto& name : names) {
     if (fs::path(name).extension() != ".eml") continue;  // a rename's leftover at most
     EXPECT_EQ(fs::file_size(fs::path(folder) / name), wire.size()) << name << " is partial";
     ++copies;
   }
   ASSERT_GE(copies, 3);
   // The next mail (the one being written, or not begun) is written whole after the restart.
-  auto t = make_eml_transport(folder);
+  auto t = transport();
   ASSERT_TRUE(t->send(message(copies), "after the restart\r\n"));
   EXPECT_EQ(read_file(fs::path(folder) / ("mail-" + std::to_string(copies) + "@passage.eml")),
             "after the restart\r\n");
+}
+
+// A write that fails leaves no file with the recipient's data: not when the rename fails
+// (a folder in the copy's place), not when the write does (a file size limit).
+TEST_P(eml_outbox, AFailedWriteLeavesNoFile) {
+  const std::string& folder = folder_;
+  fs::create_directories(folder + "/mail-1@passage.eml/in the way");
+  auto t = transport();
+  EXPECT_FALSE(t->send(message(1), "text\r\n"));
+  EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-1@passage.eml"}));
+
+  // In a child: the limit is the process's.
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::signal(SIGXFSZ, SIG_IGN);
+    const rlimit small{4096, 4096};
+    ::setrlimit(RLIMIT_FSIZE, &small);
+    auto writer = transport();
+    ::_exit(writer->send(message(2), std::string(64 * 1024, 'x')) ? 1 : 0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the write did not fail";
+  EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-1@passage.eml"}));
+}
+
+// Removing a copy removes the temporary file a writer killed midway left with it.
+TEST(eml_outbox_removal, ACopyGoesWithItsTemporaryFile) {
+  passage::testing::temp_dir dir;
+  const std::string folder = dir.sub("outbox");
+  fs::create_directories(folder);
+  for (const auto* name : {"mail-1@passage.eml", "mail-1@passage.eml.tmp", "mail-2@passage.eml.tmp",
+                           "mail-3@passage.eml"}) {
+    std::ofstream(folder + "/" + name) << "To: ada@example.com\r\n";
+  }
+  EXPECT_TRUE(remove_eml_copy(folder, "<mail-1@passage>"));
+  EXPECT_TRUE(remove_eml_copy(folder, "<mail-2@passage>"));
+  EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-3@passage.eml"}));
+}
+
+// Unnamed files stay in use after an error that is the mail's, not the file system's (here
+// a name too long): a rename would trip on the folder in the way of the next one's
+// temporary name, which unnamed files never use.
+TEST(eml_outbox_unnamed, AnErrorOfOneMailKeepsUnnamedFiles) {
+  passage::testing::temp_dir dir;
+  const std::string folder = dir.sub("outbox");
+  fs::create_directories(folder + "/mail-2@passage.eml.tmp");
+  if (!tmpfile_supported(folder)) GTEST_SKIP() << "no O_TMPFILE on this file system";
+  auto renamed = make_eml_transport(folder, {.unnamed_files = false});
+  EXPECT_FALSE(renamed->send(message(2), "text\r\n"));  // the folder is in its way
+
+  auto t = make_eml_transport(folder);
+  mail_message too_long = message(1);
+  too_long.message_id = "<" + std::string(300, 'a') + "@passage>";
+  EXPECT_FALSE(t->send(too_long, "text\r\n"));
+  ASSERT_TRUE(t->send(message(2), "text\r\n"));
+  EXPECT_EQ(read_file(folder + "/mail-2@passage.eml"), "text\r\n");
 }
 
 // The decoded text/plain part of an .eml as the mailer writes it (base64 body).
@@ -131,6 +247,45 @@ std::string text_of(const fs::path& eml) {
   return base64_decode(in).value_or("");
 }
 
+// The .eml transport, with sends held at a gate until the test opens it.
+class gated_transport final : public mail_transport {
+ public:
+  explicit gated_transport(std::string folder) : inner_(make_eml_transport(std::move(folder))) {}
+
+  result<void, std::string> send(const mail_message& m, const std::string& wire) override {
+    std::unique_lock lk(mu_);
+    ++waiting_;
+    cv_.notify_all();
+    cv_.wait(lk, [this] { return open_; });
+    return inner_->send(m, wire);
+  }
+  bool discard(std::string_view id) override { return inner_->discard(id); }
+  bool keeps_copies() const override { return true; }
+  std::vector<std::string> kept_copies() const override { return inner_->kept_copies(); }
+  std::optional<std::string> read_copy(std::string_view id) const override {
+    return inner_->read_copy(id);
+  }
+  std::string describe() const override { return inner_->describe(); }
+
+  // Whether a send reached the gate within 10 s.
+  bool wait_for_send() {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, 10s, [this] { return waiting_ > 0; });
+  }
+  void open() {
+    std::lock_guard lk(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::unique_ptr<mail_transport> inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int waiting_ = 0;
+  bool open_ = false;
+};
+
 class mailer_outbox : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -143,13 +298,14 @@ class mailer_outbox : public ::testing::Test {
     if (mailer_) mailer_->stop();
   }
 
-  void start_mailer() {
+  void start_mailer(std::unique_ptr<mail_transport> transport = nullptr) {
+    if (!transport) transport = make_eml_transport(outbox());
     mailer_options o;
     o.state_path = dir_.sub("mailer");
     o.outbox_path = outbox();
     o.personal_link = [](std::string_view, const uuid&, const uuid&) { return "http://x/i"; };
     o.password_link = [](const uuid&, const uuid&) { return std::string("http://x/set"); };
-    mailer_ = std::make_unique<mailer>(*reads_, codec_, make_eml_transport(outbox()), o);
+    mailer_ = std::make_unique<mailer>(*reads_, codec_, std::move(transport), o);
     ASSERT_TRUE(mailer_->start());
   }
 
@@ -183,6 +339,17 @@ class mailer_outbox : public ::testing::Test {
     w.expires_at_ = w.issued_at_ + std::chrono::hours(24 * 7);
     w.personal_data_.email_ = std::move(email);
     return w;
+  }
+
+  d::private_invitation_sent invitation(std::string email) {
+    d::private_invitation_sent inv;
+    inv.org_id_ = org_;
+    inv.invite_id_ = uuid::random();
+    inv.invitation_id_ = uuid::random();
+    inv.job_id_ = uuid::random();
+    inv.sent_at_ = from_unix_micros(1'700'000'000'000'000);
+    inv.personal_data_.email_ = std::move(email);
+    return inv;
   }
 
   // Waits until the mailer's checkpoint reaches `position`.
@@ -248,13 +415,7 @@ TEST_F(mailer_outbox, ALinkSentAgainGreetsByTheRegisteredFirstName) {
 // sent to the address before it was a learner's goes.
 TEST_F(mailer_outbox, AForgetInTheBatchOfTheRegistrationPurgesTheAddress) {
   const uuid learner = uuid::random();
-  d::private_invitation_sent inv;
-  inv.org_id_ = org_;
-  inv.invite_id_ = uuid::random();
-  inv.invitation_id_ = uuid::random();
-  inv.job_id_ = uuid::random();
-  inv.sent_at_ = from_unix_micros(1'700'000'000'000'000);
-  inv.personal_data_.email_ = "ada@example.com";
+  const auto inv = invitation("ada@example.com");
   append(d::invite_stream(inv.invite_id_), inv);
   append(d::learner_stream(learner), registered(learner, "ada@example.com", "Ada"));
   d::learner_forgotten f{org_, learner, from_unix_micros(1'700'000'000'000'000)};
@@ -263,6 +424,58 @@ TEST_F(mailer_outbox, AForgetInTheBatchOfTheRegistrationPurgesTheAddress) {
   ASSERT_TRUE(handled(last));
   EXPECT_EQ(mailer_->stats().sent, 1u);     // the invitation went out
   EXPECT_TRUE(names_in(outbox()).empty());  // and its copy is gone with the learner
+}
+
+// A forget removes the temporary file a writer killed midway left beside a copy (the
+// rename path's `<name>.eml.tmp`, with the recipient's data).
+TEST_F(mailer_outbox, AForgetRemovesALeftoverTemporaryFile) {
+  const auto inv = invitation("ada@example.com");
+  start_mailer();
+  ASSERT_TRUE(handled(append(d::invite_stream(inv.invite_id_), inv)));
+  const auto names = names_in(outbox());
+  ASSERT_EQ(names.size(), 1u);
+  { std::ofstream(outbox() + "/" + names.front() + ".tmp") << "To: ada@example.com\r\n"; }
+  EXPECT_EQ(mailer_->forget_email(org_, "ada@example.com"), 1u);
+  EXPECT_TRUE(names_in(outbox()).empty());
+}
+
+// A forget (as POST /v1/learners/{id}/forget runs it: keys destroyed, then the address's
+// copies purged) while a welcome mail decoded before it is being written: the copy that
+// lands after the purge goes too (the purge moved the count the batch read).
+TEST_F(mailer_outbox, AForgetDuringASendRemovesTheCopyWrittenAfter) {
+  const uuid ada = uuid::random();
+  auto gate = std::make_unique<gated_transport>(outbox());
+  auto* gated = gate.get();
+  start_mailer(std::move(gate));
+  const auto last = append(d::learner_stream(ada), registered(ada, "ada@example.com", "Ada"),
+                           link_sent_again(ada, "ada@example.com"));
+  ASSERT_TRUE(gated->wait_for_send());
+  mailer_->keys_being_destroyed();
+  ASSERT_TRUE(codec_.forget_email(org_, "ada@example.com"));
+  ASSERT_TRUE(keys_->destroy("learner:" + ada.to_string()));
+  EXPECT_EQ(mailer_->forget_email(org_, "ada@example.com"), 1u);  // indexed, not written yet
+  gated->open();
+  ASSERT_TRUE(handled(last));
+  EXPECT_EQ(mailer_->stats().sent, 1u);  // it went out
+  EXPECT_TRUE(names_in(outbox()).empty());
+}
+
+// A forget that destroys the address's key and then fails on the learner's purges nothing;
+// the invitation decoded before it, written after, must not stay in clear: the command
+// side told the mailer before it destroyed a key, so the copy is checked and goes.
+TEST_F(mailer_outbox, AForgetFailingMidwayDuringASendLeavesNoCopy) {
+  auto gate = std::make_unique<gated_transport>(outbox());
+  auto* gated = gate.get();
+  start_mailer(std::move(gate));
+  const auto inv = invitation("ada@example.com");
+  const auto last = append(d::invite_stream(inv.invite_id_), inv);
+  ASSERT_TRUE(gated->wait_for_send());
+  mailer_->keys_being_destroyed();
+  ASSERT_TRUE(codec_.forget_email(org_, "ada@example.com"));
+  gated->open();
+  ASSERT_TRUE(handled(last));
+  EXPECT_EQ(mailer_->stats().sent, 1u);
+  EXPECT_TRUE(names_in(outbox()).empty());
 }
 
 }  // namespace

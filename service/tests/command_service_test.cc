@@ -374,6 +374,35 @@ TEST_F(command_service_test, ForgettingALearnerShredsTheirPersonalData) {
   EXPECT_EQ(foreign.error().code, "not_found");
 }
 
+// The mailer is told before any key goes (so a mail it is writing has its copy checked
+// even should the forget fail midway), and given the address once both went.
+TEST_F(command_service_test, ForgettingTellsTheMailerBeforeAndAfterTheKeysGo) {
+  register_track("k8s-basics");
+  auto invite = create_invite(0);
+  auto c = claim(invite.code, "ada@example.com");
+  ASSERT_TRUE(c) << c.error().message;
+  const uuid learner = c->claim->learner_id_;
+  const std::string learner_key = "learner:" + learner.to_string();
+  const std::string email_key = codec_->email_subject(org_id_, "ada@example.com");
+  std::vector<std::string> told;
+  command_service_options o;
+  o.before_keys_destroyed = [&] {
+    told.push_back(std::string("before:") + (keys_->is_destroyed(learner_key) ? "gone" : "kept") +
+                   (keys_->is_destroyed(email_key) ? ",gone" : ",kept"));
+  };
+  o.on_email_forgotten = [&](const uuid&, const std::string& email) {
+    told.push_back("after:" + email + (keys_->is_destroyed(learner_key) ? ",gone" : ",kept"));
+  };
+  command_service hooked(*store_, *codec_, *keys_, facts_, clock_,
+                         learner_token_codec(std::string(32, 't')), o);
+  auto forgot = wait<written>([&](auto cb) {
+    hooked.forget_learner(owner_, learner, {"t", ""}, cb);
+  });
+  ASSERT_TRUE(forgot) << forgot.error().message;
+  EXPECT_EQ(told, (std::vector<std::string>{"before:kept,kept", "after:ada@example.com,gone"}));
+  EXPECT_TRUE(keys_->is_destroyed(email_key));  // the subject the "before" check looked at
+}
+
 }  // namespace
 }  // namespace passage::service
 
