@@ -111,6 +111,12 @@ struct server::impl {
   passage::system_clock system_clock;
   const passage::clock* clock = nullptr;
   std::string owner_token, operator_token;
+  // Declared before every member that may hold a responder (the command service's queued
+  // retries, the read models' waits, the work queues, the log's commit callbacks), so that
+  // it is destroyed after them: a responder released in their destructors hands its answer
+  // over to this io_context, which must still exist (api::http_server's contract); its
+  // queued handlers, never run once the threads are joined, are dropped when it goes.
+  boost::asio::io_context ioc;
 
   std::unique_ptr<eventstore::event_store> store;
   std::unique_ptr<eventstore::key_store> keys;
@@ -130,7 +136,6 @@ struct server::impl {
   std::unique_ptr<api::router> router;
   std::unique_ptr<api::work_queue> slow_queries;
   std::unique_ptr<api::work_queue> password_hashing;
-  boost::asio::io_context ioc;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
   std::unique_ptr<api::http_server> http;
   std::vector<std::thread> threads;
