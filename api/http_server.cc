@@ -185,9 +185,10 @@ class server_core : public std::enable_shared_from_this<server_core> {
 
   // Queues the answer of `ex`, given on a thread that is not its connection's (a command
   // answered once its commit is durable, for instance). Answers given together (one
-  // commit group's) cost one post and at most one wake-up of an I/O thread, not one each:
-  // the handler that takes them moves each onto its connection's strand as a continuation
-  // of itself, without the io_context's lock or another wake-up.
+  // commit group's) share one post to the io_context (its lock, and the wake-up of an I/O
+  // thread if one sleeps), not one each: the handler that takes them defers each onto its
+  // connection's strand as a continuation of itself, queued on that I/O thread's own queue
+  // (no post, no wake-up; the io_context's lock once when the handler returns).
   void hand_over(std::shared_ptr<exchange> ex, response res);
 
   const http_server_options& options() const { return options_; }
@@ -208,8 +209,9 @@ class server_core : public std::enable_shared_from_this<server_core> {
     response res;
   };
   // The handler that takes the queued answers. Destroyed without having run (the
-  // io_context went away first), it drops them: they hold their connections, which hold
-  // this object.
+  // io_context went away first), it drops them and closes their connections: an answer's
+  // request and its connection hold each other until the connection closes, and the
+  // connection holds this object.
   struct take_handoffs {
     explicit take_handoffs(std::shared_ptr<server_core> c) : core(std::move(c)) {}
     take_handoffs(take_handoffs&&) = default;
@@ -330,6 +332,11 @@ class session : public std::enable_shared_from_this<session> {
   void force_close() {
     asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close_socket(); });
   }
+
+  // Only while the io_context is being destroyed (no I/O thread runs it any more): closes
+  // the connection at once and lets go of its requests in flight, which hold this session
+  // (a cycle nothing else would break).
+  void abandon() { close_socket(); }
 
   template <typename F>
   void run(F&& f) {
@@ -1116,6 +1123,7 @@ void server_core::drop_handoffs() {
     dropped.swap(handoffs_);
     handoffs_posted_ = false;
   }
+  for (auto& h : dropped) h.ex->owner->abandon();
 }
 
 void server_core::session_closed(session* s) {

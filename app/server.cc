@@ -4,6 +4,7 @@
 #include <openssl/hmac.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -11,6 +12,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -111,6 +113,12 @@ struct server::impl {
   passage::system_clock system_clock;
   const passage::clock* clock = nullptr;
   std::string owner_token, operator_token;
+  // Declared before every member that may hold a responder (the command service's queued
+  // retries, the read models' waits, the work queues, the log's commit callbacks), so that
+  // it is destroyed after them: a responder released in their destructors hands its answer
+  // over to this io_context, which must still exist (api::http_server's contract); its
+  // queued handlers, never run once the threads are joined, are dropped when it goes.
+  boost::asio::io_context ioc;
 
   std::unique_ptr<eventstore::event_store> store;
   std::unique_ptr<eventstore::key_store> keys;
@@ -130,10 +138,10 @@ struct server::impl {
   std::unique_ptr<api::router> router;
   std::unique_ptr<api::work_queue> slow_queries;
   std::unique_ptr<api::work_queue> password_hashing;
-  boost::asio::io_context ioc;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
   std::unique_ptr<api::http_server> http;
   std::vector<std::thread> threads;
+  std::vector<int> io_thread_ids;  // gettid() of each of `threads`
 
   std::mutex stop_mu;
   std::condition_variable stopped_cv;
@@ -246,6 +254,7 @@ std::uint16_t server::port() const { return impl_->http ? impl_->http->port() : 
 const std::string& server::owner_token() const { return impl_->owner_token; }
 const std::string& server::operator_token() const { return impl_->operator_token; }
 const std::string& server::kafka_bootstrap() const { return impl_->kafka_bootstrap; }
+const std::vector<int>& server::io_thread_ids() const { return impl_->io_thread_ids; }
 
 result<std::unique_ptr<server>, std::string> server::start(server_options options) {
   auto im = std::make_unique<impl>();
@@ -532,13 +541,19 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
     return fail("mailer: " + started.error().message);
   }
   im->work.emplace(boost::asio::make_work_guard(im->ioc));
+  std::vector<std::future<int>> tids;
   for (unsigned i = 0; i < std::max(1u, o.threads); ++i) {
-    im->threads.emplace_back([raw] {
-      // Named, so that top -H, perf and api_bench can tell the I/O threads apart.
+    std::promise<int> tid;
+    tids.push_back(tid.get_future());
+    im->threads.emplace_back([raw, tid = std::move(tid)]() mutable {
+      // Named, so that top -H and perf can tell the I/O threads apart (threads they start
+      // inherit the name; io_thread_ids() names these alone).
       pthread_setname_np(pthread_self(), "passage-io");
+      tid.set_value(static_cast<int>(::gettid()));
       raw->ioc.run();
     });
   }
+  for (auto& tid : tids) im->io_thread_ids.push_back(tid.get());
   im->say("passage: listening on http://" + o.address + ":" + std::to_string(im->http->port()));
   return std::unique_ptr<server>(new server(std::move(im)));
 }

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/result.h"
@@ -127,6 +128,9 @@ class server {
   const std::string& operator_token() const;
   // The Kafka bootstrap address events are published to ("" when disabled).
   const std::string& kafka_bootstrap() const;
+  // The Linux thread ids (gettid) of the HTTP I/O threads, for tools that measure them
+  // (api_bench); threads those start are not among them.
+  const std::vector<int>& io_thread_ids() const;
 
   // Graceful stop: no new connections, in-flight requests finish (up to
   // `grace`), the projector and the log close. Idempotent.

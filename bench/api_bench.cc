@@ -54,12 +54,14 @@ namespace {
 
 // CPU seconds each thread of this process has used so far (/proc/self/task/*/stat), by
 // thread id, whether it runs at a lowered priority (nice > 0: background consumers) and
-// whether it is one of the node's HTTP I/O threads (named "passage-io").
+// whether it is one of the node's HTTP I/O threads (by id: a thread one of them started
+// would carry their name, "passage-io", too).
 struct thread_cpu {
   double seconds = 0;
   bool background = false;
   bool io = false;
 };
+std::vector<int> io_thread_ids;  // the node's, once it started
 std::map<int, thread_cpu> threads_cpu() {
   std::map<int, thread_cpu> out;
   const double tick = double(::sysconf(_SC_CLK_TCK));
@@ -73,11 +75,11 @@ std::map<int, thread_cpu> threads_cpu() {
     std::vector<std::string> f{std::istream_iterator<std::string>(rest), {}};
     // After the name: state is field 3, utime 14, stime 15, nice 19 (man 5 proc).
     if (f.size() < 17) continue;
-    auto open = line.find('(');
-    bool io =
-        open != std::string::npos && line.compare(open + 1, close - open - 1, "passage-io") == 0;
-    out[std::atoi(t.path().filename().c_str())] = {
-        double(std::stoull(f[11]) + std::stoull(f[12])) / tick, std::atoi(f[16].c_str()) > 0, io};
+    const int tid = std::atoi(t.path().filename().c_str());
+    const bool io =
+        std::find(io_thread_ids.begin(), io_thread_ids.end(), tid) != io_thread_ids.end();
+    out[tid] = {double(std::stoull(f[11]) + std::stoull(f[12])) / tick,
+                std::atoi(f[16].c_str()) > 0, io};
   }
   return out;
 }
@@ -270,6 +272,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   unsigned short port = (*node)->port();
+  io_thread_ids = (*node)->io_thread_ids();
   passage::testing::http_client admin(port);
   passage::testing::http_client::headers auth = {{"Authorization", "Bearer " + owner}};
   admin.post("/v1/tracks", R"({"track_id":"k8s-basics","title":"Kubernetes"})", auth);

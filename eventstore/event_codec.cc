@@ -834,7 +834,12 @@ const unsigned char* bytes(std::string_view s) {
 // One context per thread, re-initialised per message: saves an allocation per event. It
 // keeps the key it was last given: messages sealed (or opened) one after another under
 // the same key (a claim's events, all about one learner) set only their IV, not the key's
-// schedule again (a third of the cost of a small message).
+// schedule again (a third of the cost of a small message). A message under another key,
+// or in the other direction, first wipes the kept copy and resets the context (which
+// wipes its schedule); so does a failure. The last key used thus stays in this thread's
+// memory, as the kept copy and the context's schedule, until the next message under
+// another key (or a failure): before the copy was kept, the context held the last key's
+// schedule until the next message all the same.
 struct thread_cipher {
   std::unique_ptr<EVP_CIPHER_CTX, cipher_ctx_free> ctx{EVP_CIPHER_CTX_new()};
   data_key key{};
@@ -842,12 +847,13 @@ struct thread_cipher {
   thread_cipher() = default;
   thread_cipher(const thread_cipher&) = delete;
   thread_cipher& operator=(const thread_cipher&) = delete;
-  ~thread_cipher() { OPENSSL_cleanse(key.data(), key.size()); }
+  ~thread_cipher() { OPENSSL_cleanse(key.data(), key.size()); }  // the context wipes itself
 
   // Begins a message under `k` with `iv` (enc: 1 seal, 0 open); nullptr on failure.
   EVP_CIPHER_CTX* begin(const data_key& k, std::string_view iv, int direction) {
     if (!ctx || aes_256_gcm() == nullptr) return nullptr;
     const bool loaded = enc == direction && CRYPTO_memcmp(key.data(), k.data(), k.size()) == 0;
+    if (!loaded) forget();
     if (EVP_CipherInit_ex2(ctx.get(), loaded ? nullptr : aes_256_gcm(), loaded ? nullptr : k.data(),
                            bytes(iv), direction, nullptr) != 1) {
       forget();
@@ -859,10 +865,12 @@ struct thread_cipher {
     }
     return ctx.get();
   }
-  // After a failure mid-message: the next message loads its key afresh.
+  // Before another key and after a failure mid-message: wipes the kept copy and the
+  // context's schedule; the next message loads its key afresh.
   void forget() {
     OPENSSL_cleanse(key.data(), key.size());
     enc = -1;
+    EVP_CIPHER_CTX_reset(ctx.get());
   }
 };
 

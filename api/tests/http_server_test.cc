@@ -109,6 +109,14 @@ class client {
     socket_.close(ec);
   }
 
+  // Closes with a reset (SO_LINGER 0) instead of a FIN: the server's read fails at once,
+  // whatever it still owes this client.
+  void reset() {
+    boost::system::error_code ec;
+    socket_.set_option(asio::socket_base::linger(true, 0), ec);
+    socket_.close(ec);
+  }
+
   const std::string& raw() const { return raw_; }
 
  private:
@@ -181,6 +189,12 @@ class http_server_test : public ::testing::Test {
       stream_.set_value(s);
     });
     routes_.add(http::verb::get, "/metrics", metrics_->metrics_handler());
+    // Parks its responder for the test to answer (from another thread).
+    routes_.add(http::verb::get, "/parked/{n}",
+                [this](const request&, request_context& ctx, responder r) {
+                  std::lock_guard lock(parked_mu_);
+                  parked_.emplace_back(std::string(ctx.params.get_or("n", "")), std::move(r));
+                });
     // Counts its calls: whether a pipelined request was run at all.
     routes_.add(http::verb::get, "/count", [this](const request&, request_context&, responder r) {
       ++counted_;
@@ -215,16 +229,25 @@ class http_server_test : public ::testing::Test {
     server_.reset();
   }
 
-  void start(http_server_options options = {}) {
+  void start(http_server_options options = {}, int io_threads = 2) {
     options.port = 0;
     options.metrics = metrics_;
     options.access_log =
         make_json_logger("access", std::make_shared<spdlog::sinks::ostream_sink_mt>(access_log_));
-    server_ = std::make_unique<http_server>(ioc_, std::move(options), routes_.as_handler());
+    // The server's shared state holds its handler, and every connection (and every
+    // answer queued for one) holds that state: once the server is gone, `server_state_`
+    // expires unless something leaked.
+    auto token = std::make_shared<int>(0);
+    server_state_ = token;
+    server_ = std::make_unique<http_server>(
+        ioc_, std::move(options),
+        [h = routes_.as_handler(), token](const request& req, request_context& ctx, responder r) {
+          h(req, ctx, std::move(r));
+        });
     auto started = server_->start();
     ASSERT_TRUE(started) << started.error();
     ASSERT_NE(server_->port(), 0);
-    for (int i = 0; i < 2; ++i) io_threads_.emplace_back([this] { ioc_.run(); });
+    for (int i = 0; i < io_threads; ++i) io_threads_.emplace_back([this] { ioc_.run(); });
   }
 
   void release_slow() {
@@ -232,6 +255,31 @@ class http_server_test : public ::testing::Test {
   }
 
   std::uint16_t port() const { return server_->port(); }
+
+  std::size_t parked_count() {
+    std::lock_guard lock(parked_mu_);
+    return parked_.size();
+  }
+
+  // Answers every parked request from another thread, all at once (like a commit group's
+  // answers), and lets go of the responders.
+  void answer_parked() {
+    std::thread answering([this] {
+      std::lock_guard lock(parked_mu_);
+      for (auto& [name, respond] : parked_) {
+        EXPECT_TRUE(respond(text_response(http::status::ok, name, "text/plain"))) << name;
+      }
+      parked_.clear();
+    });
+    answering.join();
+  }
+
+  // Destroys the server; true once nothing holds its shared state any more (no session,
+  // request or queued answer leaked).
+  bool server_released() {
+    server_.reset();
+    return eventually([this] { return server_state_.expired(); });
+  }
 
   router routes_;
   std::shared_ptr<metrics> metrics_ = std::make_shared<metrics>();
@@ -250,6 +298,9 @@ class http_server_test : public ::testing::Test {
   std::promise<std::shared_ptr<event_stream>> stream_;
   std::promise<void> stream_closed_;
   std::atomic<int> counted_{0};
+  std::mutex parked_mu_;
+  std::vector<std::pair<std::string, responder>> parked_;
+  std::weak_ptr<int> server_state_;
 };
 
 TEST_F(http_server_test, keep_alive_serves_several_requests_on_one_connection) {
@@ -648,13 +699,6 @@ TEST_F(http_server_test, event_stream_close_ends_the_response) {
 TEST_F(http_server_test, answers_given_together_from_another_thread_reach_every_connection) {
   // Like a commit group's answers: the handlers park their responders, and one thread
   // answers them all at once, pipelined requests included.
-  std::mutex mu;
-  std::vector<std::pair<std::string, responder>> parked;
-  routes_.add(http::verb::get, "/parked/{n}",
-              [&](const request&, request_context& ctx, responder r) {
-                std::lock_guard lock(mu);
-                parked.emplace_back(std::string(ctx.params.get_or("n", "")), std::move(r));
-              });
   start();
   constexpr int connections = 12, per_connection = 3;
   std::vector<std::unique_ptr<client>> clients;
@@ -667,16 +711,15 @@ TEST_F(http_server_test, answers_given_together_from_another_thread_reach_every_
     }
     clients.back()->send(batch);
   }
-  ASSERT_TRUE(eventually([&] {
-    std::lock_guard lock(mu);
-    return parked.size() == std::size_t(connections * per_connection);
-  }));
+  ASSERT_TRUE(
+      eventually([&] { return parked_count() == std::size_t(connections * per_connection); }));
   std::thread answering([&] {
-    std::lock_guard lock(mu);
+    std::lock_guard lock(parked_mu_);
     // In reverse: each connection still answers in request order.
-    for (auto it = parked.rbegin(); it != parked.rend(); ++it) {
+    for (auto it = parked_.rbegin(); it != parked_.rend(); ++it) {
       it->second(text_response(http::status::ok, it->first, "text/plain"));
     }
+    parked_.clear();
   });
   answering.join();
   for (int c = 0; c < connections; ++c) {
@@ -689,19 +732,112 @@ TEST_F(http_server_test, answers_given_together_from_another_thread_reach_every_
   }
 }
 
+TEST_F(http_server_test, answers_to_clients_that_left_are_dropped_with_the_others_delivered) {
+  // A batch of answers given from another thread, some for clients that left while their
+  // requests were in flight: one reset its connection (closed by the server at once, before
+  // its answer comes), one closed its side (the server writes the answer, then closes).
+  // The others get theirs, the connections close, and nothing holds the server after.
+  start();
+  client gone(port()), leaving(port()), a(port()), b(port());
+  const std::vector<std::pair<client*, std::string>> all = {
+      {&gone, "gone"}, {&leaving, "leaving"}, {&a, "a"}, {&b, "b"}};
+  for (const auto& [c, name] : all) {
+    ASSERT_TRUE(c->connected());
+    c->send(get("/parked/" + name));
+  }
+  ASSERT_TRUE(eventually([&] { return parked_count() == 4; }));
+  EXPECT_EQ(server_->open_connections(), 4u);
+  gone.reset();
+  ASSERT_TRUE(eventually([&] { return server_->open_connections() == 3; }));
+  leaving.close();
+  answer_parked();
+  for (client* c : {&a, &b}) {
+    auto res = c->read();
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->body(), c == &a ? "a" : "b");
+    EXPECT_TRUE(res->keep_alive());
+  }
+  ASSERT_TRUE(eventually([&] { return server_->open_connections() == 2; }));
+  a.send(get("/hello"));  // still serving
+  ASSERT_TRUE(a.read());
+
+  // Resets racing the answers: each answer is given while its client resets.
+  std::vector<std::unique_ptr<client>> racing;
+  for (int i = 0; i < 8; ++i) {
+    racing.push_back(std::make_unique<client>(port()));
+    ASSERT_TRUE(racing.back()->connected());
+    racing.back()->send(get("/parked/racing-" + std::to_string(i)));
+  }
+  ASSERT_TRUE(eventually([&] { return parked_count() == 8; }));
+  std::thread answering([this] { answer_parked(); });
+  for (auto& c : racing) c->reset();
+  answering.join();
+  b.send(get("/hello"));
+  ASSERT_TRUE(b.read());
+  ASSERT_TRUE(eventually([&] { return server_->open_connections() == 2; }));
+
+  a.close();
+  b.close();
+  ASSERT_TRUE(eventually([&] { return server_->open_connections() == 0; }));
+  EXPECT_TRUE(server_released());
+}
+
+TEST_F(http_server_test, stop_closes_a_connection_whose_answer_comes_after_the_grace) {
+  // The grace runs out with the request unanswered: stop() closes the connection. The
+  // answer, given afterwards from another thread, goes through the hand-over to a closed
+  // connection and is dropped.
+  start();
+  client c(port());
+  c.send(get("/parked/late"));
+  ASSERT_TRUE(eventually([&] { return parked_count() == 1; }));
+  ASSERT_TRUE(server_->stop(100ms));
+  EXPECT_EQ(server_->open_connections(), 0u);
+  EXPECT_TRUE(c.closed_by_server());
+  answer_parked();
+  EXPECT_TRUE(server_released());
+}
+
+TEST_F(http_server_test, destroying_the_server_drops_an_answer_queued_for_a_connection_it_closes) {
+  // The server is destroyed (every connection closed at once) while an answer is queued in
+  // the hand-over. One I/O thread, held until both wait: the close reaches the connection
+  // first and the answer, moved onto the connection's strand behind it, is dropped.
+  start({}, 1);
+  client c(port()), idle(port());
+  c.send(get("/parked/queued"));
+  ASSERT_TRUE(eventually([&] { return parked_count() == 1; }));
+  std::promise<void> release;
+  std::promise<void> holding;
+  asio::post(ioc_, [&holding, released = release.get_future()]() mutable {
+    holding.set_value();
+    released.wait();
+  });
+  ASSERT_EQ(holding.get_future().wait_for(liveness), std::future_status::ready);
+  server_.reset();
+  answer_parked();
+  release.set_value();
+  EXPECT_FALSE(c.read()) << "closed without the answer";
+  EXPECT_TRUE(idle.closed_by_server());
+  EXPECT_TRUE(server_released());
+}
+
 TEST(http_server_handoff, answers_left_when_the_io_context_goes_away_are_dropped) {
   // An answer given after the I/O threads stopped waits for an I/O thread that never
   // comes; destroying the io_context must release it (and with it the connection) rather
-  // than leak or crash.
+  // than leak or crash. The queued answer holds its connection, which holds the server's
+  // shared state, which holds the handler: `state` expires once all of them are gone.
   std::promise<responder> parked;
   router routes;
   routes.add(http::verb::get, "/park", [&](const request&, request_context&, responder r) {
     parked.set_value(std::move(r));
   });
+  auto token = std::make_shared<int>(0);
+  std::weak_ptr<int> state = token;
   auto ioc = std::make_unique<asio::io_context>();
   auto work = asio::make_work_guard(*ioc);
-  auto server =
-      std::make_unique<http_server>(*ioc, http_server_options{.port = 0}, routes.as_handler());
+  auto server = std::make_unique<http_server>(
+      *ioc, http_server_options{.port = 0},
+      [h = routes.as_handler(), token = std::move(token)](
+          const request& req, request_context& ctx, responder r) { h(req, ctx, std::move(r)); });
   ASSERT_TRUE(server->start());
   std::thread io([&] { ioc->run(); });
   client c(server->port());
@@ -712,10 +848,13 @@ TEST(http_server_handoff, answers_left_when_the_io_context_goes_away_are_dropped
   ioc->stop();
   io.join();
   EXPECT_TRUE(respond(text_response(http::status::ok, "late", "text/plain")));
-  respond = responder::capture([](response) {});
+  respond = responder::capture([](response) {});  // only the queued answer holds it now
   server.reset();
   work.reset();
+  EXPECT_FALSE(state.expired());
   ioc.reset();  // drops the queued answer with its connection
+  EXPECT_TRUE(state.expired()) << "the queued answer (or its connection) leaked";
+  EXPECT_TRUE(c.closed_by_server());
 }
 
 TEST_F(http_server_test, graceful_stop_finishes_the_request_in_flight) {

@@ -39,10 +39,11 @@ void applied_wait::answer_when_applied(std::uint64_t position, responder respond
   w->respond = std::move(respond);
   w->fn = std::move(fn);
   w->position = position;
-  w->deadline = std::chrono::steady_clock::now() + timeout_;
   bool wake = false;
   {
     std::lock_guard lock(mu_);
+    // Taken under the lock: waits join the queue in the order of their deadlines.
+    w->deadline = std::chrono::steady_clock::now() + timeout_;
     // Waits already answered leave from the front here, so the queue holds about the
     // waits in flight rather than every wait of the last timeout.
     while (!pending_.empty() && pending_.front()->finished.load(std::memory_order_acquire)) {

@@ -8,7 +8,8 @@
 //   waits.answer_when_applied(position, respond, [respond] { respond(ok()); });
 //
 // One thread checks the deadlines. Waits finish in order of their deadlines, which, the
-// timeout being fixed, is the order they started: a FIFO queue, no heap.
+// timeout being fixed and each deadline taken as its wait joins the queue, is the order
+// they joined it: a FIFO queue, no heap.
 
 #include <chrono>
 #include <condition_variable>
@@ -44,7 +45,9 @@ class applied_wait {
   std::chrono::milliseconds timeout_;
   std::mutex mu_;
   std::condition_variable changed_;
-  std::deque<std::shared_ptr<waiter>> pending_;  // by deadline
+  // By deadline: each wait's deadline is taken under mu_ as it joins the back (the
+  // timeout being fixed), so no wait behind the front has an earlier one.
+  std::deque<std::shared_ptr<waiter>> pending_;
   // The deadline thread waits with no deadline (nothing pending): only then does a new wait
   // need to wake it. Otherwise it wakes at the front's deadline, which no later wait
   // precedes, so a command's wait costs no wake-up of that thread.

@@ -292,8 +292,6 @@ dto_result<service::claim_input> parse_claim_input(const nlohmann::json& body) {
   return in;
 }
 
-namespace {
-
 // The common claim body read directly: `{"email":"...", ...}` with JSON whitespace, each
 // member at most once and one of email, first_name, last_name, learner_token, each value
 // a string of printable ASCII without escapes. Anything else (nulls, escapes, answers,
@@ -367,8 +365,6 @@ std::optional<service::claim_input> plain_claim_body(std::string_view body) {
   if (i != body.size()) return std::nullopt;
   return in;
 }
-
-}  // namespace
 
 dto_result<service::claim_input> parse_claim_body(std::string_view body) {
   if (auto plain = plain_claim_body(body)) return std::move(*plain);

@@ -6,7 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "common/result.h"
 #include "domain/invite.h"
@@ -29,10 +31,17 @@ dto_result<nlohmann::json> parse_body(std::string_view body, bool allow_empty = 
 dto_result<domain::invite_draft> parse_invite_draft(const nlohmann::json& body);
 dto_result<domain::invite_patch> parse_invite_patch(const nlohmann::json& body);
 dto_result<service::claim_input> parse_claim_input(const nlohmann::json& body);
-// A claim's request body: parse_body() then parse_claim_input(), with the same result for
-// every body. The common one (a flat object of plain ASCII strings among email,
-// first_name, last_name and learner_token) is read without building a JSON document.
+// A public claim's request body (POST /v1/public/invites/{code}/claims; a private
+// invitation's claim allows an empty body and goes the document path): parse_body() then
+// parse_claim_input(), with the same result for every body. The common one (a flat object of plain
+// ASCII strings among email, first_name, last_name and learner_token) is read without building a
+// JSON document.
 dto_result<service::claim_input> parse_claim_body(std::string_view body);
+// parse_claim_body()'s direct reader alone: the claim input of a common body (as above:
+// JSON whitespace, each member at most once, each value a string of printable ASCII
+// without escapes), nullopt for any other body, which the document path then decides.
+// Exposed for its test, which checks which bodies it takes.
+std::optional<service::claim_input> plain_claim_body(std::string_view body);
 dto_result<domain::lead_form> parse_lead_form(const nlohmann::json& body);
 
 struct track_request {

@@ -411,6 +411,80 @@ TEST_F(codec_test, events_sealed_in_a_row_under_one_key_each_open_only_as_themse
   other.join();
 }
 
+TEST_F(codec_test, a_thread_switching_keys_seals_and_opens_each_message_under_its_own_key) {
+  // The thread's cipher keeps the last key it was given. Messages about two learners (A,
+  // B, A, ...), an email whose key is destroyed and made anew in between, and the same
+  // learner under another key store's key are sealed and opened on one thread, in both
+  // orders. Each record is then opened on a fresh thread, whose first message loads its
+  // key: a cipher that kept a key it should have replaced would have sealed some record
+  // under another subject's key, and that record would not open there.
+  auto about = [](std::uint8_t learner, const char* first_name) {
+    auto e = claimed();
+    e.learner_id_ = id(learner);
+    e.personal_data_.first_name_ = first_name;
+    return d::event{e};
+  };
+  d::claim_rejected eve{org,   id(2), d::rejection_reason::not_allowed, std::nullopt,
+                        false, at(1), email_only("eve@example.com")};
+  auto other_keys = make_memory_key_store();
+  event_codec other(*other_keys, pepper);  // learner A again, under another key
+
+  struct sealed_record {
+    recorded_event record;
+    d::event event;
+    event_codec* codec;
+    bool forgotten = false;
+  };
+  std::vector<sealed_record> all;
+  std::uint8_t n = 100;
+  auto seal_with = [&](event_codec& c, const d::event& e) {
+    auto enc = c.encode(e, meta(n++));
+    EXPECT_TRUE(enc) << (enc ? "" : enc.error().message);
+    all.push_back({record(*enc), e, &c});
+  };
+  auto opens_as_sealed = [](const sealed_record& s) {
+    auto dec = s.codec->decode(s.record);
+    if (!dec) return ::testing::AssertionFailure() << dec.error().message;
+    if (dec->forgotten != s.forgotten) return ::testing::AssertionFailure() << "forgotten?";
+    if (!s.forgotten && !(dec->event == s.event)) {
+      return ::testing::AssertionFailure() << "another event";
+    }
+    return ::testing::AssertionSuccess();
+  };
+
+  seal_with(codec_, about(4, "A1"));
+  seal_with(codec_, about(5, "B1"));
+  seal_with(codec_, about(4, "A2"));
+  // Opened in both orders between seals.
+  EXPECT_TRUE(opens_as_sealed(all[1]));
+  EXPECT_TRUE(opens_as_sealed(all[0]));
+  EXPECT_TRUE(opens_as_sealed(all[2]));
+  seal_with(codec_, about(5, "B2"));
+  seal_with(codec_, d::event{eve});
+  EXPECT_TRUE(opens_as_sealed(all[4]));
+  ASSERT_TRUE(codec_.forget_email(org, "eve@example.com"));  // destroys that key
+  all[4].forgotten = true;
+  EXPECT_TRUE(opens_as_sealed(all[4]));
+  seal_with(codec_, d::event{eve});  // under a new key
+  seal_with(other, about(4, "A3"));
+  seal_with(codec_, about(4, "A4"));
+  seal_with(codec_, d::event{eve});
+  seal_with(other, about(4, "A5"));
+  ASSERT_EQ(all.size(), 10u);
+
+  for (const auto& s : all) EXPECT_TRUE(opens_as_sealed(s)) << s.record.event_id.to_string();
+  for (std::size_t k = all.size(); k-- > 0;) {
+    EXPECT_TRUE(opens_as_sealed(all[k])) << k;
+  }
+  // Learner A's records under one store's key do not open under the other's.
+  EXPECT_FALSE(codec_.decode(all[6].record));
+  EXPECT_FALSE(other.decode(all[0].record));
+  for (std::size_t k = 0; k < all.size(); ++k) {
+    std::thread fresh([&] { EXPECT_TRUE(opens_as_sealed(all[k])) << "on a fresh thread: " << k; });
+    fresh.join();
+  }
+}
+
 TEST_F(codec_test, subjects_are_the_learner_else_a_keyed_hash_of_the_email) {
   EXPECT_EQ(codec_.subject_of(claimed()), "learner:" + id(4).to_string());
   d::claim_rejected unknown{org,   id(2), d::rejection_reason::not_allowed, std::nullopt,
