@@ -96,7 +96,8 @@ struct http_server_options {
 // functions may be called from any thread; the destructor closes everything
 // at once (call stop() first for a graceful end) and must not run on an I/O
 // thread of the io_context while it is running. The io_context must outlive
-// every responder and event_stream the handlers hold.
+// every responder and event_stream the handlers hold. Answers handed over after it
+// stopped running are dropped when it is destroyed, and their connections closed.
 class http_server {
  public:
   http_server(boost::asio::io_context& ioc, http_server_options options, handler h);
