@@ -293,14 +293,14 @@ class rocksdb_backend final : public key_backend {
 
   bool scan(std::string_view prefix,
             const std::function<void(std::string_view, std::string_view)>& visit) override {
-    // Never on a secondary (key_store::preload declines there); its hashed memtable would
-    // need total_order_seek's sorted copy too.
+    // Never on a secondary: key_store::preload declines there (a snapshot would miss the
+    // writer's destroys), and walking its hash memtable in order would need a sorted copy.
     if (read_only_) return false;
     rocksdb::ReadOptions ro;
     ro.fill_cache = false;  // read once: would only evict the blocks lookups use
     ro.readahead_size = 2u << 20;
-    // Both memtables are hashed (the writer's by 12-byte prefix, a secondary's whole keys):
-    // without this an iterator would only walk the sought key's bucket.
+    // The memtable is hashed (by 12-byte prefix, see open()): without this an iterator
+    // would only walk the sought key's bucket.
     ro.total_order_seek = true;
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
     const rocksdb::Slice p(prefix.data(), prefix.size());
