@@ -2,12 +2,18 @@
 // realistic mix (invites, learners registering, claims, rejections, plays; personal data
 // encrypted per learner), then runs each measured phase in a child process of its own so
 // its peak memory (getrusage ru_maxrss) is its own:
-//   rebuild         every read model from position 1 (`passage replay`, into a fresh folder)
+//   rebuild         every read model from position 1 as `passage replay` in place does (the
+//                   server stopped: the key store opened exclusively, which lets it preload
+//                   the learners' keys), into a fresh folder beside the log. The child works
+//                   on the bench's own folder, so opening its keys for writing is harmless
+//                   (copy the keys of a shared log, hard-link only its events).
+//   rebuild-no-preload  the same without the key preload (rebuild_options::preload_keys):
+//                   only when named in --phases, to compare the preload's time and memory
 //   export claims   `passage export claims` to /dev/null
 //   export events   `passage export events --format ndjson` to /dev/null
 //
 //   rebuild_bench [--events 10000000] [--dir /tmp/passage-rebuild-bench] [--keep]
-//                 [--phases rebuild,export-claims,export-events]
+//                 [--phases rebuild,export-claims,export-events] (or rebuild-no-preload)
 //
 // --keep reuses the folder's log when it already holds --events events (skips writing).
 // --phases runs only those (comma-separated), e.g. to alternate with another build.
@@ -162,14 +168,15 @@ std::uint64_t write_log(const fs::path& dir, std::uint64_t target) {
 
 // --- phases (each in its own process) ---
 
-int phase_rebuild(const fs::path& dir) {
-  auto data = app::open_offline(dir.string(), app::key_access::shared, 0);  // as `passage replay`
+int phase_rebuild(const fs::path& dir, bool preload_keys) {
+  // As `passage replay` in place: keys opened exclusively (a follower never preloads).
+  auto data = app::open_offline(dir.string(), app::key_access::exclusive, 0);
   if (!data) die(data.error());
   fs::remove_all(dir / "bench-readmodels");
   auto models = projections::read_models::open({.path = (dir / "bench-readmodels").string()},
                                                *(*data)->codec);
   if (!models) die(models.error().message);
-  auto r = projections::rebuild(*(*data)->store, **models);
+  auto r = projections::rebuild(*(*data)->store, **models, {.preload_keys = preload_keys});
   if (!r) die(r.error().message);
   // Valid events should all take the fast (simdjson) reader.
   if (auto slow = eventstore::text_decode_fallbacks(); slow > 0) {
@@ -263,7 +270,8 @@ int main(int argc, char** argv) {
       die("unknown argument " + a + " (--events N, --dir DIR, --keep, --phases LIST)");
     }
   }
-  if (phase == "rebuild") return phase_rebuild(dir);
+  if (phase == "rebuild") return phase_rebuild(dir, true);
+  if (phase == "rebuild-no-preload") return phase_rebuild(dir, false);
   if (phase == "export-claims") return phase_export(dir, app::export_kind::claims);
   if (phase == "export-events") return phase_export(dir, app::export_kind::events);
   if (!phase.empty()) die("unknown phase " + phase);
@@ -277,7 +285,7 @@ int main(int argc, char** argv) {
   std::printf("log: %llu events in %s\n", static_cast<unsigned long long>(head), dir.c_str());
 
   const std::string self = fs::read_symlink("/proc/self/exe").string();
-  for (const char* p : {"rebuild", "export-claims", "export-events"}) {
+  for (const char* p : {"rebuild", "rebuild-no-preload", "export-claims", "export-events"}) {
     if (("," + phases + ",").find(std::string(",") + p + ",") == std::string::npos) continue;
     auto r = run_phase(self.c_str(), p, dir);
     unsigned long long scanned = 0, rows = 0;
@@ -285,7 +293,7 @@ int main(int argc, char** argv) {
     if (std::sscanf(r.out.c_str(), "%llu %lf %llu", &scanned, &seconds, &rows) < 2) {
       die(std::string(p) + ": unexpected output " + r.out);
     }
-    std::printf("%-14s %11llu events in %7.2f s = %10.0f events/s", p, scanned, seconds,
+    std::printf("%-18s %11llu events in %7.2f s = %10.0f events/s", p, scanned, seconds,
                 static_cast<double>(scanned) / seconds);
     if (rows > 0) std::printf(" (%llu rows)", rows);
     std::printf(", peak RSS %.0f MiB, CPU %.2f us/event\n",

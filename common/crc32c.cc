@@ -1,5 +1,7 @@
 #include "common/crc32c.h"
 
+#include "common/crc32c_internal.h"
+
 #include <array>
 #include <cstring>
 
@@ -112,5 +114,30 @@ std::uint32_t crc32c(std::string_view data, std::uint32_t seed) {
 #endif
   return ~crc_table(p, data.size(), c);
 }
+
+namespace crc32c_internal {
+
+std::uint32_t by_table(std::string_view data, std::uint32_t seed) {
+  return ~crc_table(reinterpret_cast<const unsigned char*>(data.data()), data.size(), ~seed);
+}
+
+bool have_sse42() {
+#if defined(__x86_64__)
+  return kHaveSse42;
+#else
+  return false;
+#endif
+}
+
+std::uint32_t by_sse42(std::string_view data, std::uint32_t seed) {
+#if defined(__x86_64__)
+  if (kHaveSse42) {
+    return ~crc_hw(reinterpret_cast<const unsigned char*>(data.data()), data.size(), ~seed);
+  }
+#endif
+  return by_table(data, seed);  // no instruction: have_sse42() told the caller so
+}
+
+}  // namespace crc32c_internal
 
 }  // namespace passage

@@ -136,9 +136,8 @@ class uuid_map {
     if (i / chunk_entries == chunks_.size()) {
       chunks_.push_back(std::make_unique_for_overwrite<chunk>());  // raw: not zeroed
     }
-    ::new (static_cast<void*>(address(i)))
-        value_type(std::piecewise_construct, std::forward_as_tuple(key),
-                   std::forward_as_tuple(std::forward<Args>(args)...));
+    ::new (storage(i)) value_type(std::piecewise_construct, std::forward_as_tuple(key),
+                                  std::forward_as_tuple(std::forward<Args>(args)...));
     ++size_;  // after the constructor: one that throws leaves the map as it was
     slots_[s].tag = tag_of(key);
     slots_[s].index = static_cast<std::uint32_t>(i + 1);
@@ -188,6 +187,18 @@ class uuid_map {
   // Slots of the table (a power of two, or 0 before the first insert): for tests.
   std::size_t table_size() const { return slots_.size(); }
 
+  // The most slots a table may have: a slot's index is 32 bits (0 marks a free slot, so
+  // at most 2^32 - 1 entries), and the home slot is the tag's top log2(slots) bits, a
+  // shift of 32 - log2(slots). 2^32 slots, at most 3/4 used, keep both within range.
+  static_assert(sizeof(std::size_t) >= 8, "tables of up to 2^32 slots");
+  static constexpr std::size_t max_table_size = std::size_t{1} << 32;
+  // The table size after growing one of `slots` (0: none yet). Throws std::length_error
+  // past max_table_size rather than wrapping indices. Public for tests.
+  static std::size_t grown_table_size(std::size_t slots) {
+    if (slots >= max_table_size) throw std::length_error("uuid_map: more than 2^32 slots");
+    return slots == 0 ? 64 : slots * 2;
+  }
+
  private:
   // Entries per chunk: a chunk is allocated whole, once, and never moved.
   static constexpr std::size_t chunk_entries = 1024;
@@ -199,9 +210,14 @@ class uuid_map {
     std::uint32_t index = 0;  // entry's index + 1; 0: free
   };
 
+  // Where entry i lives (or will be constructed: try_emplace's placement new takes this,
+  // since no object is there yet for std::launder to reach).
+  void* storage(std::size_t i) const {
+    return chunks_[i / chunk_entries]->bytes + (i % chunk_entries) * sizeof(value_type);
+  }
+  // Entry i, constructed.
   value_type* address(std::size_t i) const {
-    return std::launder(reinterpret_cast<value_type*>(chunks_[i / chunk_entries]->bytes) +
-                        i % chunk_entries);
+    return std::launder(static_cast<value_type*>(storage(i)));
   }
   value_type& entry(std::size_t i) { return *address(i); }
   const value_type& entry(std::size_t i) const { return *address(i); }
@@ -236,7 +252,7 @@ class uuid_map {
     return slots_[s].index == 0 ? size_ : slots_[s].index - 1;
   }
   void grow() {
-    const std::size_t n = slots_.empty() ? 64 : slots_.size() * 2;
+    const std::size_t n = grown_table_size(slots_.size());
     std::vector<slot> old(n);
     old.swap(slots_);
     shift_ = 32 - static_cast<unsigned>(__builtin_ctzll(n));

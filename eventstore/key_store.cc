@@ -1,5 +1,7 @@
 #include "eventstore/key_store.h"
 
+#include "eventstore/key_store_testing.h"
+
 #include <openssl/crypto.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
@@ -71,7 +73,11 @@ class key_backend {
 
 class memory_backend final : public key_backend {
  public:
+  explicit memory_backend(testing_hooks::memory_backend_hooks hooks = {})
+      : hooks_(std::move(hooks)) {}
+
   result<std::optional<std::string>, key_store_error> get(std::string_view subject) override {
+    if (hooks_.on_get) hooks_.on_get(subject);
     std::lock_guard lock(mu_);
     auto it = values_.find(std::string(subject));
     if (it == values_.end()) return std::optional<std::string>{};
@@ -96,14 +102,25 @@ class memory_backend final : public key_backend {
   result<void, key_store_error> sync() override { return {}; }
   bool scan(std::string_view prefix,
             const std::function<void(std::string_view, std::string_view)>& visit) override {
-    std::lock_guard lock(mu_);
-    for (const auto& [subject, value] : values_) {
-      if (subject.starts_with(prefix)) visit(subject, value);
+    // A copy taken at once and visited without the lock, as a RocksDB iterator reads a
+    // snapshot while writes go on (a test's hook destroys a key midway).
+    std::vector<std::pair<std::string, std::string>> found;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [subject, value] : values_) {
+        if (subject.starts_with(prefix)) found.emplace_back(subject, value);
+      }
+    }
+    for (auto& [subject, value] : found) {
+      visit(subject, value);
+      OPENSSL_cleanse(value.data(), value.size());
+      if (hooks_.after_scan_visit) hooks_.after_scan_visit(subject);
     }
     return true;
   }
 
  private:
+  testing_hooks::memory_backend_hooks hooks_;
   std::mutex mu_;
   std::unordered_map<std::string, std::string> values_;
 };
@@ -276,22 +293,14 @@ class rocksdb_backend final : public key_backend {
 
   bool scan(std::string_view prefix,
             const std::function<void(std::string_view, std::string_view)>& visit) override {
-    if (read_only_) {
-      // A secondary keeps the writer's unflushed keys in a hash memtable (open_secondary):
-      // walking it in order first copies it all into a sorted list, slower than finding
-      // each key in it. Only worth it when the keys are mostly in table files.
-      std::uint64_t unflushed = 0, active = 0, immutable = 0;
-      if (db_->GetIntProperty("rocksdb.num-entries-active-mem-table", &active)) unflushed += active;
-      if (db_->GetIntProperty("rocksdb.num-entries-imm-mem-tables", &immutable)) {
-        unflushed += immutable;
-      }
-      if (unflushed > max_unflushed_to_scan) return false;
-    }
+    // Never on a secondary: key_store::preload declines there (a snapshot would miss the
+    // writer's destroys), and walking its hash memtable in order would need a sorted copy.
+    if (read_only_) return false;
     rocksdb::ReadOptions ro;
     ro.fill_cache = false;  // read once: would only evict the blocks lookups use
     ro.readahead_size = 2u << 20;
-    // Both memtables are hashed (the writer's by 12-byte prefix, a secondary's whole keys):
-    // without this an iterator would only walk the sought key's bucket.
+    // The memtable is hashed (by 12-byte prefix, see open()): without this an iterator
+    // would only walk the sought key's bucket.
     ro.total_order_seek = true;
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
     const rocksdb::Slice p(prefix.data(), prefix.size());
@@ -341,8 +350,6 @@ class rocksdb_backend final : public key_backend {
  private:
   explicit rocksdb_backend(rocksdb::DB* db) : db_(db) {}
 
-  // scan() on a secondary: unflushed keys beyond which it declines (see there).
-  static constexpr std::uint64_t max_unflushed_to_scan = 20'000;
   std::unique_ptr<rocksdb::DB> db_;
   std::mutex purge_mu_;  // one flush/compaction/deletion sequence at a time
   bool sync_new_keys_ = true;
@@ -360,10 +367,11 @@ struct cache_entry {
 
 class cached_key_store final : public key_store {
  public:
-  cached_key_store(std::unique_ptr<key_backend> backend, std::size_t cache_entries)
+  cached_key_store(std::unique_ptr<key_backend> backend, std::size_t cache_entries,
+                   bool read_only = false)
       : backend_(std::move(backend)),
-        per_shard_(cache_entries == 0 ? 0 : std::max<std::size_t>(1, cache_entries / shard_count)) {
-  }
+        per_shard_(cache_entries == 0 ? 0 : std::max<std::size_t>(1, cache_entries / shard_count)),
+        read_only_(read_only) {}
 
   ~cached_key_store() override {
     end_preload();
@@ -488,6 +496,12 @@ class cached_key_store final : public key_store {
 
   bool preload() override {
     end_preload();
+    // A follower's table would be a snapshot for the whole replay: the writer (the
+    // server) may destroy a learner's key meanwhile, in its own process, so nothing here
+    // would mark the preloaded key gone (SPEC §6: from then on every replay shows the
+    // learner forgotten). Lookups go to the follower's store, which catches up with the
+    // writer on a miss.
+    if (read_only_) return false;
     uuid_map<preloaded_key> table;
     auto drop = [&] {
       for (auto& [id, k] : table) wipe(k.key);
@@ -619,6 +633,7 @@ class cached_key_store final : public key_store {
 
   std::unique_ptr<key_backend> backend_;
   std::size_t per_shard_;
+  bool read_only_;  // follows another process's store (key_store_options::read_only)
   std::array<shard, shard_count> shards_;
   // preload(): read by find() under a shared lock (decoding threads at once); destroy()
   // and end_preload() take it alone. preloading_ lets find() skip the lock otherwise.
@@ -636,11 +651,21 @@ result<std::unique_ptr<key_store>, key_store_error> open_key_store(const key_sto
   if (!backend) return backend.error();
   (*backend)->set_sync_new_keys(o.sync_new_keys);
   return std::unique_ptr<key_store>(
-      std::make_unique<cached_key_store>(std::move(*backend), o.cache_entries));
+      std::make_unique<cached_key_store>(std::move(*backend), o.cache_entries, o.read_only));
 }
 
 std::unique_ptr<key_store> make_memory_key_store() {
   return std::make_unique<cached_key_store>(std::make_unique<memory_backend>(), 1u << 16);
 }
+
+namespace testing_hooks {
+
+std::unique_ptr<key_store> make_memory_key_store(std::size_t cache_entries,
+                                                 memory_backend_hooks hooks) {
+  return std::make_unique<cached_key_store>(std::make_unique<memory_backend>(std::move(hooks)),
+                                            cache_entries);
+}
+
+}  // namespace testing_hooks
 
 }  // namespace passage::eventstore

@@ -63,10 +63,11 @@ class key_store {
   // and answers find() for them from memory until end_preload(), instead of a random read
   // of the store's files per subject (most of a long log's replay cost in keys). ~80
   // bytes of memory per key. Subjects not preloaded (other kinds, keys made later) are
-  // looked up as usual, and destroy() still removes a preloaded key. Returns whether keys
-  // were preloaded: not for a store that follows another process's (read_only) while its
-  // writer's unflushed keys are many (walking them in order costs more than looking each
-  // up), nor when the scan fails (then nothing is kept: lookups go to the store).
+  // looked up as usual, and this store's destroy() still removes a preloaded key (also one
+  // destroyed while the scan ran). Returns whether keys were preloaded: never for a store
+  // that follows another process's (read_only: that writer's destroy() could not reach the
+  // table, and a learner forgotten during the replay would still be decrypted), nor when
+  // the scan fails (then nothing is kept: lookups go to the store).
   virtual bool preload() = 0;
   // Drops (and wipes) what preload() read.
   virtual void end_preload() = 0;

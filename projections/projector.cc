@@ -183,8 +183,12 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
         progress.seconds > 0 ? static_cast<double>(progress.events_done) / progress.seconds : 0;
   };
 
-  // Not preloaded (declined or failed): a lookup per learner, as without it.
-  const bool preloaded = options.preload_keys && progress.events_total > 0 && models.preload_keys();
+  // Not preloaded (declined or failed): a lookup per learner, as without it. Nor with as_of:
+  // the preload holds every learner's key, also those of learners registered after it,
+  // while such a replay reads a part of the log (into a folder of its own, usually beside
+  // a running server, whose store declines anyway).
+  const bool preloaded =
+      options.preload_keys && !options.as_of && progress.events_total > 0 && models.preload_keys();
 
   // One thread reads the log into batches, others decode them, this one applies them.
   const std::size_t batch_size = std::max<std::size_t>(1, options.batch_size);

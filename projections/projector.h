@@ -88,7 +88,9 @@ struct rebuild_options {
   std::optional<timestamp> as_of;
   // Read the learners' keys at once before the first event, with one scan of the key store
   // (key_store::preload), instead of one lookup per LearnerRegistered; given back once the
-  // log is decoded. Default: true.
+  // log is decoded (also when the rebuild fails). Not with as_of (it would hold the keys of
+  // learners after it too), nor on a key store that follows a running server's (it
+  // declines: a key the server destroys meanwhile must not be used). Default: true.
   bool preload_keys = true;
 };
 

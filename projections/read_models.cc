@@ -80,13 +80,6 @@ std::string key_of(char prefix, const uuid& id) {
   return k;
 }
 
-void append_be64(std::string& out, std::uint64_t v) {
-  const std::uint64_t be = __builtin_bswap64(v);  // one append, not eight push_backs
-  char bytes[8];
-  std::memcpy(bytes, &be, 8);
-  out.append(bytes, 8);
-}
-
 std::uint64_t read_be64(std::string_view s) {
   std::uint64_t v = 0;
   for (std::size_t i = 0; i < 8 && i < s.size(); ++i)

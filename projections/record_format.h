@@ -10,6 +10,7 @@
 //   if (!r.ok()) corrupt();
 
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,14 @@
 #include "common/uuid.h"
 
 namespace passage::projections {
+
+// `v` as 8 big-endian bytes (row keys' positions, the checkpoint): keys sort by it.
+inline void append_be64(std::string& out, std::uint64_t v) {
+  const std::uint64_t be = __builtin_bswap64(v);  // one append, not eight push_backs
+  char bytes[8];
+  std::memcpy(bytes, &be, 8);
+  out.append(bytes, 8);
+}
 
 class record_writer {
  public:

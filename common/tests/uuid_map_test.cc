@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -27,6 +28,27 @@ uuid random_id(std::mt19937_64& rng) {
   uuid u;
   for (auto& b : u.bytes) b = static_cast<std::uint8_t>(rng());
   return u;
+}
+
+// 2^32 slots is the most a table holds (32-bit slot indices, 0 for free; the home slot a
+// shift of 32 - log2(slots)): growing past it throws instead of wrapping. A table that big
+// is not allocated here, so the growth step itself is checked, and that growth uses it.
+TEST(uuid_map_test, GrowthStopsAt2To32SlotsWithLengthError) {
+  using map_type = uuid_map<int>;
+  EXPECT_EQ(map_type::grown_table_size(0), 64u);
+  EXPECT_EQ(map_type::grown_table_size(64), 128u);
+  EXPECT_EQ(map_type::grown_table_size(std::size_t{1} << 31), std::size_t{1} << 32);
+  EXPECT_EQ(map_type::max_table_size, std::size_t{1} << 32);
+  EXPECT_THROW((void)map_type::grown_table_size(std::size_t{1} << 32), std::length_error);
+  EXPECT_THROW((void)map_type::grown_table_size(std::size_t{1} << 33), std::length_error);
+  map_type map;
+  std::size_t expected = 0;
+  for (std::uint64_t n = 0; n < 1000; ++n) {
+    const bool grows = (map.size() + 1) * 4 > map.table_size() * 3;
+    if (grows) expected = map_type::grown_table_size(expected);
+    map[numbered(n)] = static_cast<int>(n);
+    ASSERT_EQ(map.table_size(), expected) << n;
+  }
 }
 
 TEST(uuid_map_test, FindsInsertsAndOverwrites) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -852,6 +853,148 @@ TEST_F(read_models_test, a_rebuild_stops_at_the_first_event_it_cannot_decode) {
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().message, applied.error().message);
   }
+}
+
+// A key store that forwards to another and records how a rebuild uses its preload: the
+// calls, and whether each lookup came while a preload was in place.
+class observed_key_store final : public eventstore::key_store {
+ public:
+  explicit observed_key_store(eventstore::key_store& inner) : inner_(inner) {}
+  result<eventstore::data_key, eventstore::key_store_error> get_or_create(
+      std::string_view subject) override {
+    return inner_.get_or_create(subject);
+  }
+  result<std::optional<eventstore::data_key>, eventstore::key_store_error> find(
+      std::string_view subject) override {
+    (preloaded.load() ? finds_preloaded : finds_plain).fetch_add(1);
+    return inner_.find(subject);
+  }
+  bool is_destroyed(std::string_view subject) override { return inner_.is_destroyed(subject); }
+  result<void, eventstore::key_store_error> destroy(std::string_view subject) override {
+    return inner_.destroy(subject);
+  }
+  result<void, eventstore::key_store_error> sync() override { return inner_.sync(); }
+  result<void, eventstore::key_store_error> create_ahead(
+      const std::vector<std::string>& subjects) override {
+    return inner_.create_ahead(subjects);
+  }
+  bool preload() override {
+    ++preloads;
+    const bool kept = inner_.preload();
+    preloaded = kept;
+    return kept;
+  }
+  void end_preload() override {
+    ++ends;
+    preloaded = false;
+    inner_.end_preload();
+  }
+
+  std::atomic<int> preloads{0}, ends{0};
+  std::atomic<bool> preloaded{false};
+  std::atomic<int> finds_preloaded{0}, finds_plain{0};
+
+ private:
+  eventstore::key_store& inner_;
+};
+
+// rebuild_options::preload_keys: on (the default), the learners' keys are preloaded for the
+// decoding and the preload is ended after it; off, each lookup goes to the store. Both give
+// the live-built answers, a forgotten learner (key destroyed) included. With as_of there is
+// no preload.
+TEST_F(read_models_test, a_rebuild_with_or_without_the_key_preload_answers_the_same) {
+  const uuid inv = id(100);
+  auto d = draft("Preload", {"linux"});
+  create_invite(org, inv, "AB2K7MZ", d);
+  std::vector<domain::claim_decision> claims;
+  for (std::uint64_t n = 1; n <= 12; ++n) {
+    claims.push_back(
+        claim(inv, "p" + std::to_string(n) + "@x.org", n, "First" + std::to_string(n)));
+  }
+  play(claims[0].claim_->claim_id_, claims[0].claim_->learner_id_, "linux");
+  const auto cut = clock_.now();
+  clock_.advance(1h);
+  claim(inv, "late@x.org", 50);
+  forget(claims[3].claim_->learner_id_);
+  catch_up();
+  projector_.reset();
+
+  auto snapshot = [&](read_models& m) {
+    nlohmann::json j;
+    j["claims"] = to_json(std::span<const acceptance_row>(*m.acceptance_list(org, inv)));
+    for (const auto& c : claims) {
+      if (auto l = m.learner(org, c.claim_->learner_id_)) j["learner"].push_back(to_json(*l));
+    }
+    for (std::uint64_t n = 1; n <= 12; ++n) {
+      const auto subject = codec_->email_subject(org, "p" + std::to_string(n) + "@x.org");
+      auto l = m.learner_by_email(org, subject);
+      j["by_email"].push_back(l ? l->learner_id.to_string() : "none");
+    }
+    j["applied"] = m.applied_position();
+    return j;
+  };
+  const auto live = snapshot(*models_);
+  ASSERT_EQ(live["by_email"][3], "none");  // the forgotten learner
+  ASSERT_EQ(live["claims"]["claims"].size(), 13u);
+
+  observed_key_store keys(*keys_);
+  eventstore::event_codec codec(keys, std::string(48, 'p'));  // the fixture's pepper
+  auto rebuild_into = [&](const std::string& name, const rebuild_options& o) {
+    auto m = read_models::open({.path = dir_.sub(name)}, codec);
+    EXPECT_TRUE(m) << m.error().message;
+    auto r = rebuild(*store_, **m, o);
+    EXPECT_TRUE(r) << r.error().message;
+    return std::move(*m);
+  };
+
+  auto with = rebuild_into("with", {.batch_size = 4, .decode_threads = 2});
+  EXPECT_EQ(keys.preloads, 1);
+  EXPECT_EQ(keys.ends, 1) << "the preload is given back after the rebuild";
+  EXPECT_FALSE(keys.preloaded);
+  EXPECT_GT(keys.finds_preloaded, 12) << "each registration's key looked up in the preload";
+  EXPECT_EQ(keys.finds_plain, 0);
+  EXPECT_EQ(snapshot(*with), live);
+
+  keys.finds_preloaded = 0;
+  auto without =
+      rebuild_into("without", {.batch_size = 4, .decode_threads = 2, .preload_keys = false});
+  EXPECT_EQ(keys.preloads, 1) << "not asked for";
+  EXPECT_EQ(keys.finds_preloaded, 0);
+  EXPECT_GT(keys.finds_plain, 12);
+  EXPECT_EQ(snapshot(*without), live);
+
+  // As of an instant: the log's start only, and no preload (it would hold every key).
+  auto then = rebuild_into("then", {.as_of = cut});
+  EXPECT_EQ(keys.preloads, 1);
+  EXPECT_EQ(keys.finds_preloaded, 0);
+  EXPECT_FALSE(then->learner_by_email(org, codec_->email_subject(org, "late@x.org")));
+  EXPECT_TRUE(then->learner_by_email(org, codec_->email_subject(org, "p1@x.org")));
+  // Forgotten after the instant, yet forgotten in every replay since (its key is gone).
+  EXPECT_FALSE(then->learner_by_email(org, codec_->email_subject(org, "p4@x.org")));
+}
+
+// A rebuild that fails (an event it cannot decode) still gives the preload back.
+TEST_F(read_models_test, a_failed_rebuild_ends_the_key_preload) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Damaged", {"linux"}));
+  for (std::uint64_t n = 1; n <= 5; ++n) claim(inv, "f" + std::to_string(n) + "@x.org", n);
+  projector_.reset();
+  eventstore::new_event bad;
+  bad.event_id = uuid::random();
+  bad.type = "TrackPlayed";
+  bad.org_id = org.to_string();
+  bad.data = "{not json";
+  ASSERT_TRUE(store_->append({{"damaged", eventstore::expected_version::any(), {bad}}}));
+
+  observed_key_store keys(*keys_);
+  eventstore::event_codec codec(keys, std::string(48, 'p'));
+  auto m = read_models::open({.path = dir_.sub("failing")}, codec);
+  ASSERT_TRUE(m) << m.error().message;
+  auto r = rebuild(*store_, **m, {.batch_size = 2, .decode_threads = 2});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(keys.preloads, 1);
+  EXPECT_EQ(keys.ends, 1);
+  EXPECT_FALSE(keys.preloaded);
 }
 
 // A bulk load that never ends (a crash) leaves run files beside the folder but nothing in
