@@ -591,7 +591,9 @@ store_result<std::optional<std::uint64_t>> rocksdb_event_store::stored_position(
       db_->Get(rocksdb::ReadOptions(), ids_cf(), rocksdb::Slice(id.as_bytes().data(), 16), &value);
   if (s.IsNotFound()) return std::optional<std::uint64_t>{};
   if (!s.ok()) return rocks_error(s, "looking up event id " + id.to_string());
-  if (value.size() != 8) return corrupt_record(0, "event id index entry has a bad length");
+  if (value.size() != 8) {
+    return corrupt_record(0, "event id index entry of " + id.to_string() + " has a bad length");
+  }
   return std::optional<std::uint64_t>{format::decode_be64(value)};
 }
 
@@ -697,9 +699,13 @@ store_result<append_result> rocksdb_event_store::replay_stored(const request& r,
 // prepare() checks the batch's own ids first, as before.
 void rocksdb_event_store::lookup_ids(const std::deque<request>& batch, batch_state& b) {
   std::vector<rocksdb::Slice> keys;
+  std::vector<const uuid*> ids;  // for the errors, which name the id
   for (const auto& r : batch) {
     for (const auto& s : r.streams) {
-      for (const auto& e : s.events) keys.emplace_back(e.event_id.as_bytes().data(), 16);
+      for (const auto& e : s.events) {
+        keys.emplace_back(e.event_id.as_bytes().data(), 16);
+        ids.push_back(&e.event_id);
+      }
     }
   }
   std::vector<rocksdb::PinnableSlice> values(keys.size());
@@ -712,9 +718,11 @@ void rocksdb_event_store::lookup_ids(const std::deque<request>& batch, batch_sta
     if (statuses[i].IsNotFound()) {
       b.looked_up.emplace_back(std::optional<std::uint64_t>{});
     } else if (!statuses[i].ok()) {
-      b.looked_up.emplace_back(rocks_error(statuses[i], "looking up event ids"));
+      b.looked_up.emplace_back(
+          rocks_error(statuses[i], "looking up event id " + ids[i]->to_string()));
     } else if (values[i].size() != 8) {
-      b.looked_up.emplace_back(corrupt_record(0, "event id index entry has a bad length"));
+      b.looked_up.emplace_back(corrupt_record(
+          0, "event id index entry of " + ids[i]->to_string() + " has a bad length"));
     } else {
       b.looked_up.emplace_back(
           std::optional<std::uint64_t>{format::decode_be64(values[i].ToStringView())});

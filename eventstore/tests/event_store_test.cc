@@ -1055,5 +1055,23 @@ INSTANTIATE_TEST_SUITE_P(
                                   "claims position 4"}),
     [](const auto& info) { return std::string(info.param.name); });
 
+// A damaged entry of the event id index fails the append that looks the id up (all ids of
+// a group commit are looked up together), and the error names the id.
+TEST_F(store_test, DamagedEventIdEntryIsReportedWithTheId) {
+  auto e = make_event();
+  must_append({to("s", expected_version::any(), {e})});
+  store_.reset();
+  {
+    raw_db raw(dir_.sub("events"));
+    raw.put(3, std::string(e.event_id.as_bytes()), "bad");
+  }
+  reopen();
+  auto r = store_->append({to("s", expected_version::any(), {make_event(), e})});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::corruption);
+  EXPECT_NE(r.error().message.find(e.event_id.to_string()), std::string::npos) << r.error().message;
+  EXPECT_EQ(store_->head_position(), 1u);
+}
+
 }  // namespace
 }  // namespace passage::eventstore::testing
