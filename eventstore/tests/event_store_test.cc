@@ -120,22 +120,29 @@ TEST_F(store_test, SameEventIdTwiceReturnsTheOriginalAndStoresNothing) {
 }
 
 // The event id index hashes ids by their first two bytes: ids sharing them (one bucket,
-// neighbours in key order) and ids differing only in their last byte are told apart, in
-// the memtable and, after a reopen (the clean close flushes), in table files.
+// neighbours in key order) are told apart, in the memtable and, after a reopen (the clean
+// close flushes), in table files: ids derived from one base id differing only in their
+// last byte (byte 15), ids differing only in byte 2 (the first byte past the bucket's
+// prefix), and ids differing from those only in byte 1 (the neighbouring bucket).
 TEST_F(store_test, EventIdsSharingTheirFirstBytesAreEachFoundOnceStored) {
-  auto id_with = [](std::uint8_t b0, std::uint8_t b1, std::uint8_t last) {
-    uuid id = uuid::random();
-    id.bytes[0] = b0;
-    id.bytes[1] = b1;
-    id.bytes[15] = last;
+  uuid base = uuid::random();
+  base.bytes[0] = 0xAB;
+  base.bytes[1] = 0xCD;
+  base.bytes[2] = base.bytes[15] = 0xF0;  // unlike any varied value below: no id twice
+  auto varied = [&](std::size_t byte, int value, std::uint8_t bucket_byte = 0xCD) {
+    uuid id = base;
+    id.bytes[1] = bucket_byte;
+    id.bytes[byte] = static_cast<std::uint8_t>(value);
     return id;
   };
   std::vector<new_event> stored;
   for (int i = 0; i < 300; ++i) {
     auto e = make_event("T", std::to_string(i));
-    // A third share 0xAB 0xCD, a third 0xAB 0xCE; the rest are random.
-    if (i % 3 == 0) e.event_id = id_with(0xAB, 0xCD, static_cast<std::uint8_t>(i));
-    if (i % 3 == 1) e.event_id = id_with(0xAB, 0xCE, static_cast<std::uint8_t>(i));
+    // A quarter differ only in byte 15, a quarter only in byte 2, a quarter like those of
+    // byte 2 but in the next bucket; the rest are random.
+    if (i % 4 == 0) e.event_id = varied(15, i / 4);
+    if (i % 4 == 1) e.event_id = varied(2, i / 4);
+    if (i % 4 == 2) e.event_id = varied(2, i / 4, 0xCE);
     stored.push_back(e);
     must_append({to("s-" + std::to_string(i % 7), expected_version::any(), {e})});
   }
@@ -149,10 +156,9 @@ TEST_F(store_test, EventIdsSharingTheirFirstBytesAreEachFoundOnceStored) {
       EXPECT_EQ(again->first_position, i + 1) << i;
     }
     EXPECT_EQ(store_->head_position(), head);
-    // Same first bytes as stored ids, never stored itself: a new event.
+    // Differs from stored ids only in its last byte, never stored itself: a new event.
     auto fresh = make_event();
-    fresh.event_id = stored[0].event_id;
-    fresh.event_id.bytes[8] ^= static_cast<std::uint8_t>(0x5A + head);  // unlike last time
+    fresh.event_id = varied(15, 100 + static_cast<int>(head % 100));  // unlike last time
     auto r = must_append({to("s-new", expected_version::any(), {fresh})});
     EXPECT_FALSE(r.already_stored);
     EXPECT_EQ(r.first_position, ++head);
