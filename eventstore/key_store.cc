@@ -286,6 +286,16 @@ class rocksdb_backend final : public key_backend {
         unflushed += immutable;
       }
       if (unflushed > max_unflushed_to_scan) return false;
+    } else {
+      // The writer's memtable is hashed by 12-byte prefix (open()): walking it in order
+      // would first copy all of it into a sorted list (HashSkipListRep's total-order
+      // iterator). Flushed, its keys are read from a table file in order like the others,
+      // and the flush's own sort takes each bucket in a row (and lets the WAL go). A
+      // preload runs once, at the start of a rebuild. A failed flush declines.
+      rocksdb::FlushOptions fo;
+      fo.wait = true;
+      fo.allow_write_stall = true;
+      if (!db_->Flush(fo).ok()) return false;
     }
     rocksdb::ReadOptions ro;
     ro.fill_cache = false;  // read once: would only evict the blocks lookups use

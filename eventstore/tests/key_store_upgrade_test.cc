@@ -15,6 +15,9 @@
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <string>
@@ -135,9 +138,21 @@ INSTANTIATE_TEST_SUITE_P(damaged, old_key_store,
                            return "?";
                          });
 
+// Every file under `dir` that contains `bytes`.
+std::vector<std::string> files_holding(const std::string& dir, const std::string& bytes) {
+  std::vector<std::string> hits;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (all.find(bytes) != std::string::npos) hits.push_back(entry.path().filename());
+  }
+  return hits;
+}
+
 // A writer holding unflushed keys over many buckets of its hashed memtable, no destroy or
 // flush before: its preload visits every learner's key (the damaged one, sorting last, in
-// a table file from the open).
+// a table file from the open), after flushing the memtable into a table file.
 TEST(key_store_scan, a_writer_preload_visits_every_key_of_its_hashed_memtable) {
   for (bool damaged : {false, true}) {
     SCOPED_TRACE(damaged ? "damaged" : "intact");
@@ -156,8 +171,16 @@ TEST(key_store_scan, a_writer_preload_visits_every_key_of_its_hashed_memtable) {
       buckets.insert(subject.substr(0, 12));
     }
     ASSERT_GT(buckets.size(), 200u);
+    const std::string some_key = made.begin()->second;
+    for (const auto& f : files_holding(path, some_key)) {
+      EXPECT_EQ(f.find(".sst"), std::string::npos) << f << ": flushed before the preload";
+    }
+
     EXPECT_EQ((*keys)->preload(), !damaged) << "the preload's scan did not see the damaged key";
     expect_finds_every_key(**keys, made);
+    bool in_a_table = false;
+    for (const auto& f : files_holding(path, some_key)) in_a_table |= f.ends_with(".sst");
+    EXPECT_TRUE(in_a_table) << "the writer's memtable was not flushed before its scan";
   }
 }
 
