@@ -182,8 +182,9 @@ class rocksdb_backend final : public key_backend {
     // replayed from the WAL at open. A one-pass replay (`passage replay`, no cache)
     // looks up every learner's key once; in a skip list each lookup searched among
     // all of them (a quarter of a decoder thread at 200k keys). A hash table memtable
-    // keyed by the whole subject finds it in O(1). The instance only reads by whole
-    // key (it never iterates), and the table files are read as the writer wrote them (this
+    // keyed by the whole subject finds it in O(1). The instance reads by whole key but for
+    // the replay's preload, whose scan() walks this memtable in total order (declined while
+    // it holds many keys), and the table files are read as the writer wrote them (this
     // instance sets no table filter policy, so the extractor changes nothing there). The
     // hash link list needs RocksDB >= 7.6 (a reader racing an insert could miss a key
     // before; a miss here is retried after a catch-up anyway).
