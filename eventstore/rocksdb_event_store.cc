@@ -699,15 +699,17 @@ store_result<append_result> rocksdb_event_store::replay_stored(const request& r,
 // prepare() checks the batch's own ids first, as before.
 void rocksdb_event_store::lookup_ids(const std::deque<request>& batch, batch_state& b) {
   std::vector<rocksdb::Slice> keys;
-  std::vector<const uuid*> ids;  // for the errors, which name the id
   for (const auto& r : batch) {
     for (const auto& s : r.streams) {
-      for (const auto& e : s.events) {
-        keys.emplace_back(e.event_id.as_bytes().data(), 16);
-        ids.push_back(&e.event_id);
-      }
+      for (const auto& e : s.events) keys.emplace_back(e.event_id.as_bytes().data(), 16);
     }
   }
+  // The i-th id, for an error naming it (the key slices are its bytes).
+  auto id_at = [&](std::size_t i) {
+    uuid id;
+    std::copy_n(keys[i].data(), 16, reinterpret_cast<char*>(id.bytes.data()));
+    return id.to_string();
+  };
   std::vector<rocksdb::PinnableSlice> values(keys.size());
   std::vector<rocksdb::Status> statuses(keys.size());
   db_->MultiGet(rocksdb::ReadOptions(), ids_cf(), keys.size(), keys.data(), values.data(),
@@ -718,11 +720,10 @@ void rocksdb_event_store::lookup_ids(const std::deque<request>& batch, batch_sta
     if (statuses[i].IsNotFound()) {
       b.looked_up.emplace_back(std::optional<std::uint64_t>{});
     } else if (!statuses[i].ok()) {
-      b.looked_up.emplace_back(
-          rocks_error(statuses[i], "looking up event id " + ids[i]->to_string()));
+      b.looked_up.emplace_back(rocks_error(statuses[i], "looking up event id " + id_at(i)));
     } else if (values[i].size() != 8) {
-      b.looked_up.emplace_back(corrupt_record(
-          0, "event id index entry of " + ids[i]->to_string() + " has a bad length"));
+      b.looked_up.emplace_back(
+          corrupt_record(0, "event id index entry of " + id_at(i) + " has a bad length"));
     } else {
       b.looked_up.emplace_back(
           std::optional<std::uint64_t>{format::decode_be64(values[i].ToStringView())});
