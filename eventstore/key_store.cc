@@ -199,8 +199,9 @@ class rocksdb_backend final : public key_backend {
     // replayed from the WAL at open. A one-pass replay (`passage replay`, no cache)
     // looks up every learner's key once; in a skip list each lookup searched among
     // all of them (a quarter of a decoder thread at 200k keys). A hash table memtable
-    // keyed by the whole subject finds it in O(1). The instance only reads by whole
-    // key (it never iterates), and the table files are read as the writer wrote them (this
+    // keyed by the whole subject finds it in O(1). The instance reads by whole key but for
+    // the replay's preload, whose scan() walks this memtable in total order (declined while
+    // it holds many keys), and the table files are read as the writer wrote them (this
     // instance sets no table filter policy, so the extractor changes nothing there). The
     // hash link list needs RocksDB >= 7.6 (a reader racing an insert could miss a key
     // before; a miss here is retried after a catch-up anyway).
@@ -296,6 +297,15 @@ class rocksdb_backend final : public key_backend {
     // Never on a secondary: key_store::preload declines there (a snapshot would miss the
     // writer's destroys), and walking its hash memtable in order would need a sorted copy.
     if (read_only_) return false;
+    // The writer's memtable is hashed by 12-byte prefix (open()): walking it in order
+    // would first copy all of it into a sorted list (HashSkipListRep's total-order
+    // iterator). Flushed, its keys are read from a table file in order like the others,
+    // and the flush's own sort takes each bucket in a row (and lets the WAL go). A
+    // preload runs once, at the start of a rebuild. A failed flush declines.
+    rocksdb::FlushOptions fo;
+    fo.wait = true;
+    fo.allow_write_stall = true;
+    if (!db_->Flush(fo).ok()) return false;
     rocksdb::ReadOptions ro;
     ro.fill_cache = false;  // read once: would only evict the blocks lookups use
     ro.readahead_size = 2u << 20;

@@ -591,7 +591,9 @@ store_result<std::optional<std::uint64_t>> rocksdb_event_store::stored_position(
       db_->Get(rocksdb::ReadOptions(), ids_cf(), rocksdb::Slice(id.as_bytes().data(), 16), &value);
   if (s.IsNotFound()) return std::optional<std::uint64_t>{};
   if (!s.ok()) return rocks_error(s, "looking up event id " + id.to_string());
-  if (value.size() != 8) return corrupt_record(0, "event id index entry has a bad length");
+  if (value.size() != 8) {
+    return corrupt_record(0, "event id index entry of " + id.to_string() + " has a bad length");
+  }
   return std::optional<std::uint64_t>{format::decode_be64(value)};
 }
 
@@ -702,6 +704,12 @@ void rocksdb_event_store::lookup_ids(const std::deque<request>& batch, batch_sta
       for (const auto& e : s.events) keys.emplace_back(e.event_id.as_bytes().data(), 16);
     }
   }
+  // The i-th id, for an error naming it (the key slices are its bytes).
+  auto id_at = [&](std::size_t i) {
+    uuid id;
+    std::copy_n(keys[i].data(), 16, reinterpret_cast<char*>(id.bytes.data()));
+    return id.to_string();
+  };
   std::vector<rocksdb::PinnableSlice> values(keys.size());
   std::vector<rocksdb::Status> statuses(keys.size());
   db_->MultiGet(rocksdb::ReadOptions(), ids_cf(), keys.size(), keys.data(), values.data(),
@@ -712,9 +720,10 @@ void rocksdb_event_store::lookup_ids(const std::deque<request>& batch, batch_sta
     if (statuses[i].IsNotFound()) {
       b.looked_up.emplace_back(std::optional<std::uint64_t>{});
     } else if (!statuses[i].ok()) {
-      b.looked_up.emplace_back(rocks_error(statuses[i], "looking up event ids"));
+      b.looked_up.emplace_back(rocks_error(statuses[i], "looking up event id " + id_at(i)));
     } else if (values[i].size() != 8) {
-      b.looked_up.emplace_back(corrupt_record(0, "event id index entry has a bad length"));
+      b.looked_up.emplace_back(
+          corrupt_record(0, "event id index entry of " + id_at(i) + " has a bad length"));
     } else {
       b.looked_up.emplace_back(
           std::optional<std::uint64_t>{format::decode_be64(values[i].ToStringView())});

@@ -120,22 +120,29 @@ TEST_F(store_test, SameEventIdTwiceReturnsTheOriginalAndStoresNothing) {
 }
 
 // The event id index hashes ids by their first two bytes: ids sharing them (one bucket,
-// neighbours in key order) and ids differing only in their last byte are told apart, in
-// the memtable and, after a reopen (the clean close flushes), in table files.
+// neighbours in key order) are told apart, in the memtable and, after a reopen (the clean
+// close flushes), in table files: ids derived from one base id differing only in their
+// last byte (byte 15), ids differing only in byte 2 (the first byte past the bucket's
+// prefix), and ids differing from those only in byte 1 (the neighbouring bucket).
 TEST_F(store_test, EventIdsSharingTheirFirstBytesAreEachFoundOnceStored) {
-  auto id_with = [](std::uint8_t b0, std::uint8_t b1, std::uint8_t last) {
-    uuid id = uuid::random();
-    id.bytes[0] = b0;
-    id.bytes[1] = b1;
-    id.bytes[15] = last;
+  uuid base = uuid::random();
+  base.bytes[0] = 0xAB;
+  base.bytes[1] = 0xCD;
+  base.bytes[2] = base.bytes[15] = 0xF0;  // unlike any varied value below: no id twice
+  auto varied = [&](std::size_t byte, int value, std::uint8_t bucket_byte = 0xCD) {
+    uuid id = base;
+    id.bytes[1] = bucket_byte;
+    id.bytes[byte] = static_cast<std::uint8_t>(value);
     return id;
   };
   std::vector<new_event> stored;
   for (int i = 0; i < 300; ++i) {
     auto e = make_event("T", std::to_string(i));
-    // A third share 0xAB 0xCD, a third 0xAB 0xCE; the rest are random.
-    if (i % 3 == 0) e.event_id = id_with(0xAB, 0xCD, static_cast<std::uint8_t>(i));
-    if (i % 3 == 1) e.event_id = id_with(0xAB, 0xCE, static_cast<std::uint8_t>(i));
+    // A quarter differ only in byte 15, a quarter only in byte 2, a quarter like those of
+    // byte 2 but in the next bucket; the rest are random.
+    if (i % 4 == 0) e.event_id = varied(15, i / 4);
+    if (i % 4 == 1) e.event_id = varied(2, i / 4);
+    if (i % 4 == 2) e.event_id = varied(2, i / 4, 0xCE);
     stored.push_back(e);
     must_append({to("s-" + std::to_string(i % 7), expected_version::any(), {e})});
   }
@@ -149,10 +156,9 @@ TEST_F(store_test, EventIdsSharingTheirFirstBytesAreEachFoundOnceStored) {
       EXPECT_EQ(again->first_position, i + 1) << i;
     }
     EXPECT_EQ(store_->head_position(), head);
-    // Same first bytes as stored ids, never stored itself: a new event.
+    // Differs from stored ids only in its last byte, never stored itself: a new event.
     auto fresh = make_event();
-    fresh.event_id = stored[0].event_id;
-    fresh.event_id.bytes[8] ^= static_cast<std::uint8_t>(0x5A + head);  // unlike last time
+    fresh.event_id = varied(15, 100 + static_cast<int>(head % 100));  // unlike last time
     auto r = must_append({to("s-new", expected_version::any(), {fresh})});
     EXPECT_FALSE(r.already_stored);
     EXPECT_EQ(r.first_position, ++head);
@@ -185,78 +191,175 @@ TEST_F(store_test, AppendMixingStoredAndNewIdsIsRefusedWhole) {
   EXPECT_EQ(store_->head_position(), 1u);
 }
 
-TEST_F(store_test, DuplicateIdsInOneGroupCommitAreStoredOnce) {
-  auto e = make_event();
+// Holds the writer in the before_commit hook of the first commit until opened: appends
+// queued meanwhile (append_async queues before it returns) all wait for the writer, which
+// then takes them into one group commit (up to max_commit_events). Counts the commits
+// written. The store's hook shares it; the test's `opener` opens it on the way out, also
+// after a failed assertion, so that the store can close.
+struct commit_gate {
   std::mutex mu;
-  std::vector<store_result<append_result>> results;
-  std::atomic<int> done{0};
-  for (int i = 0; i < 20; ++i) {
-    store_->append_async({to("s-1", expected_version::any(), {e})}, [&](auto r) {
-      std::lock_guard lk(mu);
-      results.push_back(std::move(r));
-      ++done;
-    });
+  std::condition_variable cv;
+  bool holding = false, released = false;
+  int commits = 0;
+
+  static std::shared_ptr<commit_gate> install(event_store_options& o) {
+    auto gate = std::make_shared<commit_gate>();
+    o.before_commit = [gate]() -> std::optional<std::string> {
+      std::unique_lock lk(gate->mu);
+      ++gate->commits;
+      gate->holding = true;
+      gate->cv.notify_all();
+      gate->cv.wait(lk, [&] { return gate->released; });
+      return std::nullopt;
+    };
+    return gate;
   }
-  while (done < 20) std::this_thread::sleep_for(1ms);
+  bool wait_until_holding() {
+    std::unique_lock lk(mu);
+    return cv.wait_for(lk, std::chrono::seconds(20), [&] { return holding; });
+  }
+  void open() {
+    std::lock_guard lk(mu);
+    released = true;
+    cv.notify_all();
+  }
+  int commits_written() {
+    std::lock_guard lk(mu);
+    return commits;
+  }
+  struct opener {
+    std::shared_ptr<commit_gate> gate;
+    ~opener() { gate->open(); }
+  };
+};
+
+// Async answers collected in the slots of their appends.
+struct answers {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::optional<store_result<append_result>>> slots;
+  std::size_t done = 0;
+
+  explicit answers(std::size_t n) : slots(n) {}
+  append_callback slot(std::size_t i) {
+    return [this, i](store_result<append_result> r) {
+      std::lock_guard lk(mu);
+      slots[i] = std::move(r);
+      ++done;
+      cv.notify_all();
+    };
+  }
+  bool wait_for_all() {
+    std::unique_lock lk(mu);
+    return cv.wait_for(lk, std::chrono::seconds(20), [&] { return done == slots.size(); });
+  }
+};
+
+// Twenty appends of one event in one group commit: stored once, the others answered with
+// its position.
+TEST_F(store_test, DuplicateIdsInOneGroupCommitAreStoredOnce) {
+  event_store_options o;
+  auto gate = commit_gate::install(o);
+  commit_gate::opener open_on_exit{gate};
+  reopen(o);
+  answers first(1), group(20);
+  store_->append_async({to("first", expected_version::any(), {make_event()})}, first.slot(0));
+  ASSERT_TRUE(gate->wait_until_holding()) << "the first commit never started";
+  auto e = make_event();
+  for (std::size_t i = 0; i < 20; ++i) {
+    store_->append_async({to("s-1", expected_version::any(), {e})}, group.slot(i));
+  }
+  gate->open();
+  ASSERT_TRUE(first.wait_for_all());
+  ASSERT_TRUE(group.wait_for_all());
+  EXPECT_EQ(gate->commits_written(), 2) << "the 20 appends were not one group commit";
   int fresh = 0;
-  for (auto& r : results) {
-    ASSERT_TRUE(r) << r.error().message;
-    EXPECT_EQ(r->first_position, 1u);
-    fresh += !r->already_stored;
+  for (auto& r : group.slots) {
+    ASSERT_TRUE(*r) << (*r).error().message;
+    EXPECT_EQ((*r)->first_position, 2u);
+    fresh += !(*r)->already_stored;
   }
   EXPECT_EQ(fresh, 1);
-  EXPECT_EQ(store_->head_position(), 1u);
+  EXPECT_EQ(store_->head_position(), 2u);
 }
 
 // The writer looks up the ids of a whole group commit at once: each append of the group
-// gets the answer for its own ids, whatever the number of events of those queued before it.
+// gets the answer for its own ids, whatever the number of events of those queued before it,
+// also after an append of the group that fails on its expected version (its ids looked up
+// but not stored: an append after it stores them).
 TEST_F(store_test, EachAppendOfAGroupCommitIsJudgedByItsOwnIds) {
+  event_store_options o;
+  auto gate = commit_gate::install(o);
+  commit_gate::opener open_on_exit{gate};
+  reopen(o);
   std::vector<new_event> stored;
   for (int i = 0; i < 3; ++i) stored.push_back(make_event("T", std::to_string(i)));
-  must_append({to("old", expected_version::any(), stored)});
-  struct outcome {
-    int kind;  // 0: all new, 1: all stored before, 2: stored and new mixed
-    store_result<append_result> r = store_error{};
-  };
-  std::mutex mu;
-  std::vector<outcome> outcomes(60);
-  std::atomic<int> done{0};
-  for (int i = 0; i < 60; ++i) {
-    const int kind = i % 3;
+  answers first(1);
+  store_->append_async({to("old", expected_version::any(), stored)}, first.slot(0));
+  ASSERT_TRUE(gate->wait_until_holding()) << "the first commit never started";
+
+  // 0: all new, 1: all stored before, 2: stored and new mixed, 3: new ids on a wrong
+  // expected version, 4: the ids of that 3 again, on a version that holds.
+  constexpr std::size_t kAppends = 62, kWrongVersion = 30;
+  std::vector<int> kinds;
+  answers group(kAppends);
+  std::vector<new_event> refused = {make_event(), make_event()};
+  for (std::size_t i = 0; i < kAppends; ++i) {
+    int kind = int(i % 3);
+    if (i == kWrongVersion) kind = 3;
+    if (i == kWrongVersion + 1) kind = 4;
+    kinds.push_back(kind);
     std::vector<new_event> events;
+    expected_version expected = expected_version::any();
     if (kind == 0) {
-      for (int k = 0; k <= i % 4; ++k) events.push_back(make_event());
+      for (std::size_t k = 0; k <= i % 4; ++k) events.push_back(make_event());
     } else if (kind == 1) {
       events = stored;
-    } else {
+    } else if (kind == 2) {
       events = {make_event(), stored[1]};
+    } else {
+      events = refused;
+      if (kind == 3) expected = expected_version::exact(99);
     }
-    outcomes[std::size_t(i)].kind = kind;
     store_->append_async(
-        {to(kind == 1 ? "old" : "s-" + std::to_string(i), expected_version::any(), events)},
-        [&, i](store_result<append_result> r) {
-          std::lock_guard lk(mu);
-          outcomes[std::size_t(i)].r = std::move(r);
-          ++done;
-        });
+        {to(kind == 1 || kind == 3 ? "old" : "s-" + std::to_string(i), expected, events)},
+        group.slot(i));
   }
-  while (done < 60) std::this_thread::sleep_for(1ms);
-  for (std::size_t i = 0; i < outcomes.size(); ++i) {
-    const auto& o = outcomes[i];
-    if (o.kind == 2) {
-      ASSERT_FALSE(o.r) << i;
-      EXPECT_EQ(o.r.error().code, errc::idempotency_conflict) << i;
+  gate->open();
+  ASSERT_TRUE(first.wait_for_all());
+  ASSERT_TRUE(*first.slots[0]) << (*first.slots[0]).error().message;
+  ASSERT_TRUE(group.wait_for_all());
+  EXPECT_EQ(gate->commits_written(), 2) << "the appends were not one group commit";
+
+  std::uint64_t next = 4;  // the group's first position
+  for (std::size_t i = 0; i < kAppends; ++i) {
+    const auto& r = *group.slots[i];
+    if (kinds[i] == 2) {
+      ASSERT_FALSE(r) << i;
+      EXPECT_EQ(r.error().code, errc::idempotency_conflict) << i;
       continue;
     }
-    ASSERT_TRUE(o.r) << i << ": " << o.r.error().message;
-    EXPECT_EQ(o.r->already_stored, o.kind == 1) << i;
-    if (o.kind == 1) {
-      EXPECT_EQ(o.r->first_position, 1u) << i;
+    if (kinds[i] == 3) {
+      ASSERT_FALSE(r) << i;
+      EXPECT_EQ(r.error().code, errc::wrong_expected_version) << i << ": " << r.error().message;
+      EXPECT_EQ(r.error().actual_version, 3u) << i;
+      continue;
     }
+    ASSERT_TRUE(r) << i << ": " << r.error().message;
+    EXPECT_EQ(r->already_stored, kinds[i] == 1) << i;
+    if (kinds[i] == 1) {
+      EXPECT_EQ(r->first_position, 1u) << i;
+      continue;
+    }
+    EXPECT_EQ(r->first_position, next) << i;
+    next = r->last_position + 1;
   }
-  // 3 stored first, then 1 to 4 events for each of the 20 all-new appends.
-  std::uint64_t expected = 3;
-  for (int i = 0; i < 60; i += 3) expected += std::uint64_t(i % 4) + 1;
+  // 3 stored first, then 1 to 4 events for each all-new append and 2 for the refused ids.
+  std::uint64_t expected = 3 + 2;
+  for (std::size_t i = 0; i < kAppends; ++i) {
+    if (kinds[i] == 0) expected += i % 4 + 1;
+  }
+  EXPECT_EQ(next, expected + 1);
   EXPECT_EQ(store_->head_position(), expected);
 }
 
@@ -1054,6 +1157,24 @@ INSTANTIATE_TEST_SUITE_P(
                                   },
                                   "claims position 4"}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// A damaged entry of the event id index fails the append that looks the id up (all ids of
+// a group commit are looked up together), and the error names the id.
+TEST_F(store_test, DamagedEventIdEntryIsReportedWithTheId) {
+  auto e = make_event();
+  must_append({to("s", expected_version::any(), {e})});
+  store_.reset();
+  {
+    raw_db raw(dir_.sub("events"));
+    raw.put(3, std::string(e.event_id.as_bytes()), "bad");
+  }
+  reopen();
+  auto r = store_->append({to("s", expected_version::any(), {make_event(), e})});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::corruption);
+  EXPECT_NE(r.error().message.find(e.event_id.to_string()), std::string::npos) << r.error().message;
+  EXPECT_EQ(store_->head_position(), 1u);
+}
 
 }  // namespace
 }  // namespace passage::eventstore::testing

@@ -1,0 +1,142 @@
+// Event stores written before the event id index's memtable was hashed by the id's first two
+// bytes: that family had a 16-byte fixed prefix extractor, a hash link list memtable and
+// bloom filters. Their table files (filters built for that extractor) and their write-ahead
+// log (replayed into today's memtable) must answer as before: a retried append is found
+// already stored, a new id is stored once.
+
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/memtablerep.h>
+#include <rocksdb/options.h>
+#include <rocksdb/slice_transform.h>
+#include <rocksdb/table.h>
+#include <rocksdb/table_properties.h>
+
+#include <gtest/gtest.h>
+
+#include "eventstore/format.h"
+#include "eventstore/tests/store_fixture.h"
+
+namespace passage::eventstore::testing {
+namespace {
+
+struct old_event {
+  new_event event;
+  std::string stream;
+  std::uint64_t position;
+};
+
+// Writes events as the store did at 1087626 (the same format version and record layout),
+// with that build's options for the event id family: `flushed` events end in table files,
+// the rest only in the write-ahead log.
+std::vector<old_event> write_old_store(const std::string& path, int flushed, int in_wal_only) {
+  rocksdb::DBOptions db;
+  db.create_if_missing = true;
+  db.create_missing_column_families = true;
+  db.allow_concurrent_memtable_write = false;  // the hash memtable takes one writer
+  db.avoid_flush_during_shutdown = true;       // what is in the WAL stays there
+  rocksdb::ColumnFamilyOptions ids;
+  ids.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(16));
+  ids.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(1u << 20));
+  ids.memtable_prefix_bloom_size_ratio = 0.1;
+  rocksdb::BlockBasedTableOptions t;
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  ids.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, {}}, {format::kLogFamily, {}},
+      {format::kStreamIndexFamily, {}},        {format::kEventIdsFamily, ids},
+      {format::kTimeIndexFamily, {}},
+  };
+  std::vector<rocksdb::ColumnFamilyHandle*> h;
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(db, path, families, &h, &raw);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  if (!s.ok()) return {};
+  std::unique_ptr<rocksdb::DB> owner(raw);
+  EXPECT_TRUE(raw->Put({}, h[0], std::string(format::kFormatVersionKey),
+                       std::to_string(format::kFormatVersion))
+                  .ok());
+
+  std::vector<old_event> out;
+  std::uint64_t versions[5] = {};
+  const timestamp start = from_unix_micros(1'780'000'000'000'000);
+  auto write = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      old_event o{make_event("T", std::to_string(out.size())),
+                  "s-" + std::to_string(out.size() % 5), out.size() + 1};
+      // Some ids share their first two bytes (one bucket of today's memtable).
+      if (out.size() % 3 == 0) o.event.event_id.bytes[0] = o.event.event_id.bytes[1] = 0x42;
+      const std::uint64_t version = ++versions[out.size() % 5];
+      const timestamp at = start + std::chrono::microseconds(o.position);
+      rocksdb::WriteBatch wb;
+      std::string record;
+      format::encode_new_record(o.event, o.stream, version, o.position, at, record);
+      wb.Put(h[1], format::log_key(o.position), record);
+      wb.Put(h[2], format::stream_index_key(o.stream, version), format::log_key(o.position));
+      wb.Put(h[3], std::string(o.event.event_id.as_bytes()), format::log_key(o.position));
+      wb.Put(h[4], format::time_index_key(at, o.position), "");
+      EXPECT_TRUE(raw->Write({}, &wb).ok());
+      out.push_back(std::move(o));
+    }
+  };
+  write(flushed);
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  EXPECT_TRUE(raw->Flush(fo, h).ok());
+  write(in_wal_only);
+
+  // The set-up holds what it should: the ids' table files carry the old extractor, and
+  // the last events are only in the memtable (so only in the WAL once closed).
+  rocksdb::TablePropertiesCollection props;
+  EXPECT_TRUE(raw->GetPropertiesOfAllTables(h[3], &props).ok());
+  EXPECT_FALSE(props.empty());
+  for (const auto& [file, p] : props) EXPECT_EQ(p->prefix_extractor_name, "rocksdb.FixedPrefix.16");
+  std::uint64_t unflushed = 0;
+  EXPECT_TRUE(raw->GetIntProperty(h[3], "rocksdb.num-entries-active-mem-table", &unflushed));
+  EXPECT_EQ(unflushed, std::uint64_t(in_wal_only));
+  for (auto* c : h) raw->DestroyColumnFamilyHandle(c);
+  return out;
+}
+
+TEST_F(store_test, EventIdsWrittenWithTheOldIdOptionsAreFoundAfterTheUpgrade) {
+  store_.reset();
+  const auto old = write_old_store(dir_.sub("events"), 200, 100);
+  ASSERT_EQ(old.size(), 300u);
+  reopen();
+  ASSERT_EQ(store_->head_position(), 300u);
+
+  std::uint64_t head = 300;
+  auto check = [&] {
+    for (const auto& o : old) {
+      auto again = store_->append({to(o.stream, expected_version::no_stream(), {o.event})});
+      ASSERT_TRUE(again) << o.position << ": " << again.error().message;
+      EXPECT_TRUE(again->already_stored) << o.position;
+      EXPECT_EQ(again->first_position, o.position);
+    }
+    EXPECT_EQ(store_->head_position(), head);
+    // A new id in the bucket of stored ones (first two bytes shared, the last one not):
+    // stored once, then found.
+    auto fresh = make_event();
+    fresh.event_id = old[0].event.event_id;
+    fresh.event_id.bytes[15] ^= 0x80;
+    fresh.event_id.bytes[14] ^= static_cast<std::uint8_t>(head);  // unlike last time
+    for (bool stored_before : {false, true}) {
+      auto r = store_->append({to("s-new", expected_version::any(), {fresh})});
+      ASSERT_TRUE(r) << r.error().message;
+      EXPECT_EQ(r->already_stored, stored_before);
+      EXPECT_EQ(r->first_position, head + 1);
+    }
+    EXPECT_EQ(store_->head_position(), ++head);
+  };
+  check();
+  // Closed (the flush writes today's table files beside the old ones) and opened again.
+  reopen();
+  check();
+  auto all = store_->read_all({}, 1000);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 302u);
+  for (const auto& o : old) EXPECT_EQ((*all)[o.position - 1].event_id, o.event.event_id);
+}
+
+}  // namespace
+}  // namespace passage::eventstore::testing
