@@ -18,6 +18,7 @@
 
 #include "eventstore/key_store.h"
 #include "eventstore/key_store_testing.h"
+#include "tests/support/files_holding.h"
 #include "tests/support/temp_dir.h"
 
 namespace passage::eventstore {
@@ -31,15 +32,8 @@ std::unique_ptr<key_store> open_at(const std::string& path, std::size_t cache = 
 
 // Every file under `dir` that contains `key`'s bytes.
 std::vector<std::string> files_holding(const std::string& dir, const data_key& key) {
-  const std::string needle(reinterpret_cast<const char*>(key.data()), key.size());
-  std::vector<std::string> hits;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
-    if (!entry.is_regular_file()) continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (bytes.find(needle) != std::string::npos) hits.push_back(entry.path().filename());
-  }
-  return hits;
+  return testing::files_holding(
+      dir, std::string_view(reinterpret_cast<const char*>(key.data()), key.size()));
 }
 
 std::string joined(const std::vector<std::string>& v) {

@@ -26,6 +26,7 @@
 #include "common/random.h"
 #include "common/uuid.h"
 #include "eventstore/key_store.h"
+#include "tests/support/files_holding.h"
 #include "tests/support/temp_dir.h"
 
 namespace passage::eventstore {
@@ -138,17 +139,7 @@ INSTANTIATE_TEST_SUITE_P(damaged, old_key_store,
                            return "?";
                          });
 
-// Every file under `dir` that contains `bytes`.
-std::vector<std::string> files_holding(const std::string& dir, const std::string& bytes) {
-  std::vector<std::string> hits;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
-    if (!entry.is_regular_file()) continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (all.find(bytes) != std::string::npos) hits.push_back(entry.path().filename());
-  }
-  return hits;
-}
+using testing::files_holding;
 
 // A writer holding unflushed keys over many buckets of its hashed memtable, no destroy or
 // flush before: its preload visits every learner's key (the damaged one, sorting last, in
