@@ -71,6 +71,26 @@ TEST(Dto, RefusesBodiesThatAreNotJsonObjects) {
   EXPECT_TRUE(parse_body("", true));
 }
 
+// A name twice in one object is refused, naming it; the same name in sibling or nested
+// objects is fine.
+TEST(Dto, RefusesANameTwiceInOneObject) {
+  for (const auto& [body, name] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"email":"a@b.co","email":"c@d.co"})", "email"},
+           {R"({"a":1,"b":2,"a":3})", "a"},
+           {R"({"tracks":[{"track_id":"x","pausable":true,"track_id":"y"}]})", "track_id"},
+           {R"({"outer":{"k":1,"k":1}})", "k"},
+       }) {
+    auto r = parse_body(body);
+    ASSERT_FALSE(r) << body;
+    EXPECT_EQ(r.error().field, name) << body;
+    EXPECT_NE(r.error().message.find("more than once"), std::string::npos) << r.error().message;
+  }
+  for (const char* body : {R"({"k":{"k":1},"tracks":[{"k":1},{"k":2}]})",
+                           R"({"a":{"x":1},"b":{"x":2}})", R"({"a":[],"b":{}})"}) {
+    EXPECT_TRUE(parse_body(body)) << body;
+  }
+}
+
 TEST(Dto, PatchKeepsAbsentFieldsAndClearsNulls) {
   auto p = parse_invite_patch(json::parse(R"({"title":"New","expires_at":null})"));
   ASSERT_TRUE(p);
