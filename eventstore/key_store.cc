@@ -12,6 +12,7 @@
 #include <atomic>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <list>
@@ -69,6 +70,9 @@ class key_backend {
   virtual bool scan(
       std::string_view prefix,
       const std::function<void(std::string_view subject, std::string_view value)>& visit) = 0;
+  // A follower of another process's store reads what that writer wrote since it last
+  // looked (destroys included). Nothing to do for a store this process writes.
+  virtual void catch_up() {}
 };
 
 class memory_backend final : public key_backend {
@@ -251,6 +255,12 @@ class rocksdb_backend final : public key_backend {
     return std::optional<std::string>{std::move(value)};
   }
 
+  void catch_up() override {
+    if (!read_only_) return;
+    std::lock_guard lock(purge_mu_);
+    (void)db_->TryCatchUpWithPrimary();  // a failure leaves what was read before
+  }
+
   result<void, key_store_error> put(std::string_view subject, std::string_view value,
                                     bool mark_purge_pending) override {
     if (read_only_) return key_store_error{"the key store is open read-only"};
@@ -383,10 +393,12 @@ struct cache_entry {
 class cached_key_store final : public key_store {
  public:
   cached_key_store(std::unique_ptr<key_backend> backend, std::size_t cache_entries,
-                   bool read_only = false)
+                   bool read_only = false,
+                   std::chrono::milliseconds follower_refresh = std::chrono::seconds(1))
       : backend_(std::move(backend)),
         per_shard_(cache_entries == 0 ? 0 : std::max<std::size_t>(1, cache_entries / shard_count)),
-        read_only_(read_only) {}
+        read_only_(read_only),
+        refresh_every_(follower_refresh) {}
 
   ~cached_key_store() override {
     end_preload();
@@ -420,6 +432,7 @@ class cached_key_store final : public key_store {
 
   result<std::optional<data_key>, key_store_error> find(std::string_view subject) override {
     if (!valid_subject(subject)) return key_store_error{"invalid key subject"};
+    if (read_only_) refresh_when_due();
     if (preloading_.load(std::memory_order_acquire)) {
       if (auto id = preloaded_id(subject)) {
         std::shared_lock lock(preload_mu_);
@@ -438,6 +451,7 @@ class cached_key_store final : public key_store {
 
   bool is_destroyed(std::string_view subject) override {
     if (!valid_subject(subject)) return false;
+    if (read_only_) refresh_when_due();
     auto& sh = shard_of(subject);
     std::lock_guard lock(sh.mu);
     auto known = lookup(sh, subject);
@@ -646,9 +660,34 @@ class cached_key_store final : public key_store {
     sh.index.emplace(sh.lru.front().subject, sh.lru.begin());
   }
 
+  // A follower: catches up with its writer once refresh_every_ has passed since it last
+  // did, and drops every cached key and destroyed marker, which may be out of date (a key
+  // the writer destroyed since). One caller does it; the others go on meanwhile.
+  void refresh_when_due() {
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    auto due = next_refresh_.load(std::memory_order_relaxed);
+    if (now < due || !next_refresh_.compare_exchange_strong(due, now + refresh_every_ns())) {
+      return;
+    }
+    backend_->catch_up();
+    for (auto& sh : shards_) {
+      std::lock_guard lock(sh.mu);
+      for (auto& e : sh.lru) {
+        if (e.key) wipe(*e.key);
+      }
+      sh.index.clear();
+      sh.lru.clear();
+    }
+  }
+  std::int64_t refresh_every_ns() const {
+    return std::chrono::duration_cast<std::chrono::steady_clock::duration>(refresh_every_).count();
+  }
+
   std::unique_ptr<key_backend> backend_;
   std::size_t per_shard_;
   bool read_only_;  // follows another process's store (key_store_options::read_only)
+  std::chrono::milliseconds refresh_every_;    // read_only: key_store_options::follower_refresh
+  std::atomic<std::int64_t> next_refresh_{0};  // steady_clock ticks
   std::array<shard, shard_count> shards_;
   // preload(): read by find() under a shared lock (decoding threads at once); destroy()
   // and end_preload() take it alone. preloading_ lets find() skip the lock otherwise.
@@ -665,8 +704,8 @@ result<std::unique_ptr<key_store>, key_store_error> open_key_store(const key_sto
   auto backend = rocksdb_backend::open(o.path, o.read_only);
   if (!backend) return backend.error();
   (*backend)->set_sync_new_keys(o.sync_new_keys);
-  return std::unique_ptr<key_store>(
-      std::make_unique<cached_key_store>(std::move(*backend), o.cache_entries, o.read_only));
+  return std::unique_ptr<key_store>(std::make_unique<cached_key_store>(
+      std::move(*backend), o.cache_entries, o.read_only, o.follower_refresh));
 }
 
 std::unique_ptr<key_store> make_memory_key_store() {

@@ -9,6 +9,7 @@
 //   (*keys)->destroy("learner:6f1c…");                   // gone from disk and cache
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -87,6 +88,11 @@ struct key_store_options {
   // only; keys created by the writer are found by catching up on a miss. For tools
   // that run beside the server. Default: false.
   bool read_only = false;
+  // read_only: the follower also catches up with its writer at the first lookup after
+  // each such interval, and then forgets what it cached, so that a key the server
+  // destroys (a learner forgotten while `passage export` or `replay --out` runs) is not
+  // used past the next catch-up. 0: at every lookup. Default: 1 s.
+  std::chrono::milliseconds follower_refresh{1000};
 };
 
 // Opens (or creates) the RocksDB key folder. It must not be the event log's folder.

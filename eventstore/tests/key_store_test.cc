@@ -7,6 +7,7 @@
 #include <rocksdb/perf_level.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -495,8 +496,8 @@ TEST(rocksdb_key_store, a_read_only_follower_finds_the_writers_keys) {
   // The writer moves to a new WAL (a destroy flushes its memtable to a table file) and makes
   // more keys: the follower catches up past the switch (the memtable it replayed from the
   // old WAL dropped, those keys read from the new table file) and finds every key, old and
-  // new. (The destroyed key is left out: a follower answers a key it holds without
-  // catching up, so its destruction shows only after a miss.)
+  // new. (The destroyed key is left out: a follower answers a key it holds until its
+  // next refresh, key_store_options::follower_refresh.)
   ASSERT_TRUE(writer->destroy("learner:119"));
   made.erase("learner:119");
   make("learner:3000");
@@ -505,6 +506,36 @@ TEST(rocksdb_key_store, a_read_only_follower_finds_the_writers_keys) {
   auto absent = (*follower)->find("learner:3002");
   ASSERT_TRUE(absent);
   EXPECT_FALSE(absent->has_value());
+}
+
+// A learner forgotten by the server while a tool follows its key store (`passage export`,
+// `replay --out`): the follower catches up at its next refresh and from then on answers
+// the key as destroyed, also one it had cached. Until then it may still answer it.
+TEST(rocksdb_key_store, a_follower_sees_a_destroy_after_its_next_refresh) {
+  testing::temp_dir dir;
+  auto writer = open_at(dir.sub("keys"));
+  for (auto refresh : {std::chrono::milliseconds(0), std::chrono::milliseconds(3'600'000)}) {
+    SCOPED_TRACE(refresh.count());
+    const std::string subject = "learner:" + std::to_string(refresh.count());
+    auto k = writer->get_or_create(subject);
+    ASSERT_TRUE(k);
+    auto follower =
+        open_key_store({.path = dir.sub("keys"), .read_only = true, .follower_refresh = refresh});
+    ASSERT_TRUE(follower) << follower.error().message;
+    auto before = (*follower)->find(subject);  // now cached by the follower
+    ASSERT_TRUE(before && before->has_value());
+    EXPECT_EQ(**before, *k);
+    ASSERT_TRUE(writer->destroy(subject));
+    auto after = (*follower)->find(subject);
+    ASSERT_TRUE(after);
+    if (refresh.count() == 0) {
+      EXPECT_FALSE(after->has_value()) << "a destroyed key was still used";
+      EXPECT_TRUE((*follower)->is_destroyed(subject));
+    } else {
+      // Not due yet: the key it holds is answered without catching up.
+      EXPECT_TRUE(after->has_value());
+    }
+  }
 }
 
 // A follower's preloaded table would be a snapshot: a learner the server forgets during

@@ -678,8 +678,9 @@ TEST_F(EmlForgetTest, AStuckEmlIsDeletedByALaterPollOnceItCanBe) {
   std::this_thread::sleep_for(100ms);  // a few polls: it stays stuck, nothing breaks
   ASSERT_TRUE(std::filesystem::is_directory(adas[0]));
 
-  std::filesystem::remove_all(adas[0]);
-  std::ofstream(adas[0]) << "Subject: Welcome\r\n\r\nAdalind";
+  // Deletable from now on, and never missing meanwhile: a poll that found the name gone
+  // would count the copy as deleted, and a file written there afterwards would stay.
+  std::filesystem::remove(adas[0] + "/stuck");
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (std::filesystem::exists(adas[0]) && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(10ms);
