@@ -19,6 +19,7 @@
 #include <mutex>
 #include <new>
 #include <shared_mutex>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -71,8 +72,9 @@ class key_backend {
       std::string_view prefix,
       const std::function<void(std::string_view subject, std::string_view value)>& visit) = 0;
   // A follower of another process's store reads what that writer wrote since it last
-  // looked (destroys included). Nothing to do for a store this process writes.
-  virtual void catch_up() {}
+  // looked (destroys included); false when it could not. Nothing to do (true) for a store
+  // this process writes.
+  virtual bool catch_up() { return true; }
 };
 
 class memory_backend final : public key_backend {
@@ -176,7 +178,8 @@ class rocksdb_backend final : public key_backend {
     // default 4): with the default a bucket past a few hundred subjects is searched almost
     // linearly, and ids that share their first hex digits (the rebuild benchmark's numbered
     // learners: one bucket for all) made a 1M-event folder's first open replay its WAL in
-    // ~20 s of CPU instead of ~1 s. Levels are only as high as a bucket needs.
+    // ~20 s of CPU instead of ~1 s. The cost: each bucket's head node at full height, ~8 MiB
+    // of a write buffer once every bucket is in use.
     options.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(1u << 16, 12, 4));
     options.allow_concurrent_memtable_write = false;  // hash memtables take one writer
 
@@ -255,10 +258,10 @@ class rocksdb_backend final : public key_backend {
     return std::optional<std::string>{std::move(value)};
   }
 
-  void catch_up() override {
-    if (!read_only_) return;
+  bool catch_up() override {
+    if (!read_only_) return true;
     std::lock_guard lock(purge_mu_);
-    (void)db_->TryCatchUpWithPrimary();  // a failure leaves what was read before
+    return db_->TryCatchUpWithPrimary().ok();
   }
 
   result<void, key_store_error> put(std::string_view subject, std::string_view value,
@@ -432,7 +435,7 @@ class cached_key_store final : public key_store {
 
   result<std::optional<data_key>, key_store_error> find(std::string_view subject) override {
     if (!valid_subject(subject)) return key_store_error{"invalid key subject"};
-    if (read_only_) refresh_when_due();
+    if (read_only_ && !refresh_when_due()) return follower_behind();
     if (preloading_.load(std::memory_order_acquire)) {
       if (auto id = preloaded_id(subject)) {
         std::shared_lock lock(preload_mu_);
@@ -451,7 +454,7 @@ class cached_key_store final : public key_store {
 
   bool is_destroyed(std::string_view subject) override {
     if (!valid_subject(subject)) return false;
-    if (read_only_) refresh_when_due();
+    if (read_only_ && !refresh_when_due()) return false;
     auto& sh = shard_of(subject);
     std::lock_guard lock(sh.mu);
     auto known = lookup(sh, subject);
@@ -662,14 +665,24 @@ class cached_key_store final : public key_store {
 
   // A follower: catches up with its writer once refresh_every_ has passed since it last
   // did, and drops every cached key and destroyed marker, which may be out of date (a key
-  // the writer destroyed since). One caller does it; the others go on meanwhile.
-  void refresh_when_due() {
-    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+  // the writer destroyed since). One caller does it; the others go on meanwhile with what
+  // they had (so with an interval of 0, a lookup racing a refresh may still use the cache
+  // being dropped). A catch-up that fails (the writer deleting the files it was reading)
+  // is tried again a few times; if it keeps failing, this lookup fails and the next one
+  // tries again: a follower that cannot see the writer's destroys answers no key.
+  bool refresh_when_due() {
+    using clock = std::chrono::steady_clock;
+    const auto now = clock::now().time_since_epoch().count();
     auto due = next_refresh_.load(std::memory_order_relaxed);
-    if (now < due || !next_refresh_.compare_exchange_strong(due, now + refresh_every_ns())) {
-      return;
+    if (now < due) return true;
+    const auto every = std::chrono::duration_cast<clock::duration>(
+        std::min(refresh_every_, std::chrono::milliseconds(std::chrono::hours(24 * 365))));
+    if (!next_refresh_.compare_exchange_strong(due, now + every.count())) return true;
+    bool caught_up = false;
+    for (int attempt = 0; attempt < 3 && !caught_up; ++attempt) {
+      if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      caught_up = backend_->catch_up();
     }
-    backend_->catch_up();
     for (auto& sh : shards_) {
       std::lock_guard lock(sh.mu);
       for (auto& e : sh.lru) {
@@ -678,16 +691,18 @@ class cached_key_store final : public key_store {
       sh.index.clear();
       sh.lru.clear();
     }
+    if (!caught_up) next_refresh_.store(0, std::memory_order_relaxed);
+    return caught_up;
   }
-  std::int64_t refresh_every_ns() const {
-    return std::chrono::duration_cast<std::chrono::steady_clock::duration>(refresh_every_).count();
+  static key_store_error follower_behind() {
+    return key_store_error{"the read-only key store could not catch up with its writer"};
   }
 
   std::unique_ptr<key_backend> backend_;
   std::size_t per_shard_;
   bool read_only_;  // follows another process's store (key_store_options::read_only)
   std::chrono::milliseconds refresh_every_;    // read_only: key_store_options::follower_refresh
-  std::atomic<std::int64_t> next_refresh_{0};  // steady_clock ticks
+  std::atomic<std::int64_t> next_refresh_{0};  // steady_clock ticks; 0: at the next lookup
   std::array<shard, shard_count> shards_;
   // preload(): read by find() under a shared lock (decoding threads at once); destroy()
   // and end_preload() take it alone. preloading_ lets find() skip the lock otherwise.

@@ -91,7 +91,8 @@ struct key_store_options {
   // read_only: the follower also catches up with its writer at the first lookup after
   // each such interval, and then forgets what it cached, so that a key the server
   // destroys (a learner forgotten while `passage export` or `replay --out` runs) is not
-  // used past the next catch-up. 0: at every lookup. Default: 1 s.
+  // used past the next catch-up; a catch-up that keeps failing fails the lookup. 0: at
+  // every lookup (one at a time; lookups racing it use what they had). Default: 1 s.
   std::chrono::milliseconds follower_refresh{1000};
 };
 

@@ -426,9 +426,7 @@ store_result<bool> rocksdb_event_store::open() {
       // memtable's whole-key bloom filter first (most ids looked up are new) and the tables'
       // whole-key filters, which files written with the earlier 16-byte extractor also hold.
       c.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(2));
-      // Full-height bucket skip lists (12 levels, not 4): ids that are not random (a
-      // replica's or an import's) may crowd a bucket; see key_store.cc.
-      c.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(1u << 16, 12, 4));
+      c.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(1u << 16));
       t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
       c.memtable_whole_key_filtering = true;
       c.memtable_prefix_bloom_size_ratio = 0.1;

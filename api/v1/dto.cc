@@ -1,9 +1,9 @@
 #include "api/v1/dto.h"
 
-#include <algorithm>
 #include <limits>
 #include <optional>
 #include <set>
+#include <unordered_set>
 
 #include "common/time_format.h"
 #include "domain/text.h"
@@ -179,17 +179,15 @@ dto_result<nlohmann::json> parse_body(std::string_view body, bool allow_empty) {
   // A name twice in one object is refused, not resolved: parsers disagree on which one
   // counts (this one would keep the last, simdjson and many others the first), so a body
   // that a proxy, a client library and this server read differently never gets in.
-  std::vector<std::vector<std::string>> names;  // of each open object, innermost last
+  std::vector<std::unordered_set<std::string>> names;  // of each open object, innermost last
   std::optional<std::string> twice;
   auto watch = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
     using ev = nlohmann::json::parse_event_t;
     if (event == ev::object_start) names.emplace_back();
     if (event == ev::object_end && !names.empty()) names.pop_back();
     if (event == ev::key && !names.empty() && !twice) {
-      auto& seen = names.back();
       const auto& name = parsed.get_ref<const std::string&>();
-      if (std::find(seen.begin(), seen.end(), name) != seen.end()) twice = name;
-      seen.push_back(name);
+      if (!names.back().insert(name).second) twice = name;
     }
     return true;
   };

@@ -264,7 +264,14 @@ test('console: create an invite, learner claims through the lead form and plays 
   await admin.getByRole('heading', { name: 'Edit “Kubernetes 101 (autumn) (Copy)”' }).waitFor(wait);
   await admin.getByRole('link', { name: 'Invites', exact: true }).click();
   await admin.getByRole('link', { name: 'Kubernetes 101 (autumn) (Copy)', exact: true }).waitFor(wait);
+  // Clearing the search reloads the list 250 ms later (typing is debounced) and replaces
+  // its rows: wait for that reload, or a Delete clicked meanwhile opens a dialog the new
+  // rows then drop.
+  const relisted = admin.waitForResponse((r) => r.request().method() === 'GET' &&
+    r.url().includes('/v1/invites?') && !new URL(r.url()).searchParams.has('q'));
   await admin.getByLabel('Search').fill('');
+  await (await relisted).finished();
+  await admin.getByRole('link', { name: 'Kubernetes 101 (autumn)', exact: true }).waitFor(wait);
   await shot(admin, 'console-invite-list');
 
   // Delete with confirmation: the link stops working, the learner keeps access.

@@ -140,7 +140,7 @@ TEST(Dto, ClaimBodiesReadTheSameWithOrWithoutAJsonDocument) {
       {R"({"first_name":" ~!#$%&'()*+,-./:;<=>?@[]^_`{|}"})", true},
       {"{\"email\":\"" + long_email + "\",\"first_name\":\"" + std::string(70'000, 'n') + "\"}",
        true},
-      // Repeated members: the document keeps the last.
+      // Repeated members: refused on both paths.
       {R"({"email":"a@b.co","email":"c@d.co"})", false},
       {R"({"email":"a@b.co","email":"a@b.co"})", false},
       {R"({"first_name":"A","email":"a@b.co","first_name":"B"})", false},
