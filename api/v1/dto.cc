@@ -179,15 +179,59 @@ dto_result<nlohmann::json> parse_body(std::string_view body, bool allow_empty) {
   // A name twice in one object is refused, not resolved: parsers disagree on which one
   // counts (this one would keep the last, simdjson and many others the first), so a body
   // that a proxy, a client library and this server read differently never gets in.
-  std::vector<std::unordered_set<std::string>> names;  // of each open object, innermost last
+  // The refusal names the field by its path (`tracks[1].track_id`), as every other field
+  // error does, so a client finds it in a nested body.
+  struct open_value {
+    bool array = false;
+    std::size_t index = 0;                  // of the element being read, in an array
+    std::string key;                        // of the member being read, in an object
+    std::unordered_set<std::string> names;  // seen so far, in an object
+  };
+  std::vector<open_value> open;  // innermost last
   std::optional<std::string> twice;
+  auto path_to = [&](const std::string& name) {
+    std::string path;
+    for (std::size_t i = 0; i + 1 < open.size(); ++i) {
+      if (open[i].array) {
+        path += "[" + std::to_string(open[i].index) + "]";
+      } else {
+        if (!path.empty()) path += ".";
+        path += open[i].key;
+      }
+    }
+    return path.empty() ? name : path + "." + name;
+  };
+  auto element_done = [&] {
+    if (!open.empty() && open.back().array) ++open.back().index;
+  };
   auto watch = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
     using ev = nlohmann::json::parse_event_t;
-    if (event == ev::object_start) names.emplace_back();
-    if (event == ev::object_end && !names.empty()) names.pop_back();
-    if (event == ev::key && !names.empty() && !twice) {
-      const auto& name = parsed.get_ref<const std::string&>();
-      if (!names.back().insert(name).second) twice = name;
+    if (twice) return true;
+    switch (event) {
+      case ev::object_start:
+        open.emplace_back();
+        break;
+      case ev::array_start:
+        open.push_back(open_value{.array = true});
+        break;
+      case ev::object_end:
+      case ev::array_end:
+        if (!open.empty()) open.pop_back();
+        element_done();
+        break;
+      case ev::value:
+        element_done();
+        break;
+      case ev::key:
+        if (!open.empty()) {
+          const auto& name = parsed.get_ref<const std::string&>();
+          if (!open.back().names.insert(name).second) {
+            twice = path_to(name);
+          } else {
+            open.back().key = name;
+          }
+        }
+        break;
     }
     return true;
   };

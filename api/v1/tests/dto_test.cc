@@ -71,14 +71,19 @@ TEST(Dto, RefusesBodiesThatAreNotJsonObjects) {
   EXPECT_TRUE(parse_body("", true));
 }
 
-// A name twice in one object is refused, naming it; the same name in sibling or nested
-// objects is fine.
+// A name twice in one object is refused, naming it by its path; the same name in sibling or
+// nested objects is fine.
 TEST(Dto, RefusesANameTwiceInOneObject) {
   for (const auto& [body, name] : std::vector<std::pair<std::string, std::string>>{
            {R"({"email":"a@b.co","email":"c@d.co"})", "email"},
            {R"({"a":1,"b":2,"a":3})", "a"},
-           {R"({"tracks":[{"track_id":"x","pausable":true,"track_id":"y"}]})", "track_id"},
-           {R"({"outer":{"k":1,"k":1}})", "k"},
+           {R"({"tracks":[{"track_id":"x","pausable":true,"track_id":"y"}]})",
+            "tracks[0].track_id"},
+           {R"({"tracks":[{"track_id":"x"},{"track_id":"y","max_plays":1,"max_plays":2}]})",
+            "tracks[1].max_plays"},
+           {R"({"outer":{"k":1,"k":1}})", "outer.k"},
+           {R"({"a":[[1,{"x":1}],{"b":{"c":1,"c":2}}]})", "a[1].b.c"},
+           {R"({"a":[1,2,[3]],"b":{"x":{}},"b":2})", "b"},
        }) {
     auto r = parse_body(body);
     ASSERT_FALSE(r) << body;
