@@ -865,7 +865,11 @@ result<void, projection_error> read_models::state::load() {
   std::string value;
   auto s = db->Get(rocksdb::ReadOptions(), slice(format_key), &value);
   if (s.IsNotFound()) {
-    s = db->Put(write_options, slice(format_key), slice(format_version));
+    // Through the write-ahead log, unlike applied batches: a folder a crash took before its
+    // first flush is still known as read models (check_folder), only empty.
+    rocksdb::WriteOptions logged;
+    logged.sync = write_options.sync;
+    s = db->Put(logged, slice(format_key), slice(format_version));
     if (!s.ok()) return projection_error{"read models: " + s.ToString()};
   } else if (!s.ok()) {
     return projection_error{"read models: " + s.ToString()};
@@ -1473,6 +1477,10 @@ result<std::unique_ptr<read_models>, projection_error> read_models::open(
   s->options = options;
   s->codec = &codec;
   s->write_options.sync = options.sync;
+  // Without sync, the write-ahead log would only save a process crash's tail, which the
+  // log gives back anyway: ~1 KiB written per claim (a write() per batch, and ext4 journal
+  // traffic beside the event log's fdatasync) and ~7 % of the projector's time.
+  s->write_options.disableWAL = !options.sync;
 
   if (options.in_memory) s->env.reset(rocksdb::NewMemEnv(rocksdb::Env::Default()));
   if (auto opened = s->open_folder(); !opened) return opened.error();
