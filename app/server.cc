@@ -303,10 +303,11 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   im->projector = std::make_unique<projections::projector>(*im->store, *im->reads);
   if (auto started = im->projector->start(); !started) return fail(started.error().message);
   // Commands decide on facts the read models hold (a learner by email, an invite by
-  // code): while they rebuild from 0, serving would act on empty facts. Wait.
+  // code): while they rebuild from 0, or re-apply the tail a crash took from them (they
+  // keep no write-ahead log), serving would act on missing facts. Wait.
+  if (auto caught_up = wait_for_read_models(*im, im->store->head_position()); !caught_up)
+    return fail(caught_up.error());
   if (rebuilding) {
-    if (auto caught_up = wait_for_read_models(*im, im->store->head_position()); !caught_up)
-      return fail(caught_up.error());
     im->say("passage: read models rebuilt to position " +
             std::to_string(im->reads->applied_position()));
   }

@@ -279,8 +279,11 @@ struct read_models_options {
   // Keep the folder in memory only (a RocksDB memory Env): scratch read models for
   // point-in-time answers. Default: false.
   bool in_memory = false;
-  // fsync every applied batch. Default: false: changes and checkpoint share one atomic
-  // WriteBatch, so an OS crash can only lose a tail that is re-applied from the log.
+  // Write every applied batch to the folder's write-ahead log and fsync it. Default: false:
+  // no write-ahead log at all. Changes and checkpoint share one atomic WriteBatch and reach
+  // the folder's files together when the memtable is flushed (at the latest on close), so
+  // a crash, of the process or the OS, only loses the tail since the last flush, which is
+  // re-applied from the log (the server waits for that before it serves).
   bool sync = false;
   // A folder written in another record format (by an older or newer Passage): when set,
   // the folder is wiped and this is told the format found, so the read models rebuild

@@ -1222,6 +1222,68 @@ TEST_F(read_models_test, run_files_left_by_a_crash_are_removed_on_open_and_clear
   EXPECT_TRUE(std::filesystem::exists(path + "/CURRENT"));
 }
 
+// A batch's records and rows reach the folder in key order (not in the order they were
+// applied): read models fed the whole log in one batch answer as those fed one event at a
+// time, also after a restart, which loads them from their records.
+TEST_F(read_models_test, one_batch_of_many_claims_answers_as_one_event_at_a_time) {
+  const uuid inv = id(100);
+  auto d = draft("Batch", {"k8s", "linux"});
+  d.claim_limit_ = 24;
+  d.plays_per_track_ = 3;
+  create_invite(org, inv, "AB2K7MZ", d);
+  std::vector<domain::claim_decision> claims;
+  for (std::uint64_t n = 1; n <= 26; ++n) {  // the last two are refused: full
+    auto email = n % 5 == 0 ? std::nullopt : std::optional("b" + std::to_string(n) + "@x.org");
+    claims.push_back(claim(inv, email, n));
+    if (n % 4 == 0 && claims.back().claim_) {
+      play(claims.back().claim_->claim_id_, claims.back().claim_->learner_id_, "linux");
+    }
+  }
+  claims.push_back(claim(inv, "b1@x.org", 99));  // a returning learner
+  catch_up();
+  const auto log = whole_log();
+
+  auto snapshot = [&](read_models& m) {
+    nlohmann::json j;
+    j["invite"] = to_json(*m.invite(org, inv, clock_.now()));
+    j["usage"] = to_json(*m.usage(org, inv));
+    j["claims"] = to_json(std::span<const acceptance_row>(*m.acceptance_list(org, inv)));
+    j["rejections"] = nlohmann::json::array();
+    const auto rejected = m.rejections(org, inv);
+    for (const auto& r : *rejected) j["rejections"].push_back(to_json(r));
+    for (const auto& c : claims) {
+      if (!c.claim_) continue;
+      j["access"].push_back(to_json(*m.claim_access(c.claim_->claim_id_, clock_.now())));
+      j["learners"].push_back(to_json(*m.learner_history(org, c.claim_->learner_id_)));
+    }
+    j["b7"] =
+        m.learner_by_email(org, codec_->email_subject(org, "b7@x.org"))->learner_id.to_string();
+    j["applied"] = m.applied_position();
+    return j;
+  };
+  auto open = [&](const std::string& name) {
+    auto m = read_models::open({.path = dir_.sub(name)}, *codec_);
+    EXPECT_TRUE(m) << m.error().message;
+    return m ? std::move(*m) : nullptr;
+  };
+  auto batched = open("batched");
+  auto single = open("single");
+  ASSERT_TRUE(batched && single);
+  ASSERT_TRUE(batched->apply(log));
+  for (std::size_t i = 0; i < log.size(); ++i) {
+    ASSERT_TRUE(single->apply(std::span<const eventstore::recorded_event>(&log[i], 1)));
+  }
+  const auto live = snapshot(*models_);
+  EXPECT_EQ(live["rejections"].size(), 2u);
+  EXPECT_EQ(snapshot(*batched), live);
+  EXPECT_EQ(snapshot(*single), live);
+
+  batched.reset();
+  single.reset();
+  EXPECT_EQ(snapshot(*open("batched")), live);
+  EXPECT_EQ(snapshot(*open("single")), live);
+}
+
 TEST_F(read_models_test, when_applied_fires_once_the_position_is_applied) {
   catch_up();
   bool ran = false;
