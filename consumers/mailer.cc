@@ -533,6 +533,11 @@ struct mailer::state {
     }
     // Not synced, as index_mail()'s.
     if (b.Count() != 0 && !write(b, false)) return std::nullopt;
+    for (const auto& m : r.mails) {
+      if (m.indexed && !m.named.empty() && transport->keeps_copies()) {
+        run_learners[m.event.learner_id_] = m.named.front().subject;
+      }
+    }
     return purges;
   }
 
@@ -1031,6 +1036,10 @@ struct mailer::state {
   std::vector<learnt_address> learnt;          // `s:` entries not written yet
   std::uint64_t learnt_checkpoint_before = 0;  // the checkpoint before the first of them
   std::unordered_map<uuid, std::string> registered_first_names;  // cleared per batch
+  // The `s:` entries index_run() wrote in this batch (learner -> email subject), which
+  // flush_learnt() need not write again: a claim's registration and welcome mail come
+  // together. Cleared per batch.
+  std::unordered_map<uuid, std::string> run_learners;
 
   // Keeps the address of a new learner (its keyed hash), for LearnerForgotten, and the
   // first name it registered with, for its welcome mail (first_name_of).
@@ -1058,7 +1067,12 @@ struct mailer::state {
     std::lock_guard lk(forgotten_mu);
     rocksdb::WriteBatch b;
     for (const auto& l : learnt) {
-      if (!forgotten_learners.count(l.learner)) b.Put(slice(key('s', l.learner)), slice(l.subject));
+      if (forgotten_learners.count(l.learner)) continue;
+      if (auto w = run_learners.find(l.learner);
+          w != run_learners.end() && w->second == l.subject) {
+        continue;  // written with the learner's welcome mail (index_run)
+      }
+      b.Put(slice(key('s', l.learner)), slice(l.subject));
     }
     learnt.clear();
     if (b.Count() == 0 || write(b, false)) return true;
@@ -1358,6 +1372,7 @@ struct mailer::state {
       flush_run();
       flush_learnt();
       registered_first_names.clear();
+      run_learners.clear();
       save_checkpoint(true);
       return false;
     };
@@ -1408,6 +1423,7 @@ struct mailer::state {
     }
     if (!flush_run() || !flush_learnt()) return stop_here();
     registered_first_names.clear();
+    run_learners.clear();
     save_checkpoint(false);
     // Caught up with the log: a moment before reading again, so that under load the next
     // read finds many claims' mails for one run (its flush costs an index write, a synced

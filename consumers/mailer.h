@@ -34,8 +34,9 @@
 // a crash between the SMTP server's "250" and the ledger write; the Message-ID (also
 // derived from the event id) lets a receiver drop that duplicate. Welcome mails go in runs
 // (one per subscription batch, so the mailer keeps up with one per claim): the run's mails
-// are sent, then their ledger entries written in one synced write, then their outcome
-// events appended in one append; the window above then spans the run. Should the state folder
+// are rendered as the batch is read, indexed in one write and sent, then their ledger
+// entries written in one synced write, then their outcome events appended in one append;
+// the window above then spans the run. Should the state folder
 // be lost, the outcome events already in the log stand in for the ledger (read once per
 // job), so mails that went out do not go out again and the job counters are rebuilt.
 //
