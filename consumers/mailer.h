@@ -34,8 +34,9 @@
 // a crash between the SMTP server's "250" and the ledger write; the Message-ID (also
 // derived from the event id) lets a receiver drop that duplicate. Welcome mails go in runs
 // (one per subscription batch, so the mailer keeps up with one per claim): the run's mails
-// are sent, then their ledger entries written in one synced write, then their outcome
-// events appended in one append; the window above then spans the run. Should the state folder
+// are rendered as the batch is read, indexed in one write and sent, then their ledger
+// entries written in one synced write, then their outcome events appended in one append;
+// the window above then spans the run. Should the state folder
 // be lost, the outcome events already in the log stand in for the ledger (read once per
 // job), so mails that went out do not go out again and the job counters are rebuilt.
 //
@@ -125,6 +126,12 @@ struct mailer_options {
   // Backoff between attempts: doubles from initial up to max. Defaults: 1 s, 5 min.
   std::chrono::milliseconds initial_backoff{1000};
   std::chrono::milliseconds max_backoff{300'000};
+  // After a read of the log that found less than a full batch (the mailer caught up), how
+  // long it waits before reading again: under load the next read then finds the welcome
+  // mails of many claims, sent as one run (one index write, one synced ledger write, one
+  // log commit), instead of the few of each log commit. A mail that comes while the mailer
+  // waits on the log goes at once; later ones wait at most this. 0: no wait. Default: 200 ms.
+  std::chrono::milliseconds batch_delay{200};
   // How often due reminders and claim digests are looked for. Default: 30 s.
   std::chrono::milliseconds reminder_poll{30'000};
   // At most one claim digest per invite per window of this length. Default: 15 min.

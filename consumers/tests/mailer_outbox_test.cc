@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -286,6 +287,47 @@ class gated_transport final : public mail_transport {
   bool open_ = false;
 };
 
+// The .eml transport that takes the first `ok` mails and refuses every one after, counting
+// the sends of each message id.
+class refusing_after final : public mail_transport {
+ public:
+  refusing_after(std::string folder, int ok)
+      : inner_(make_eml_transport(std::move(folder))), ok_(ok) {}
+
+  result<void, std::string> send(const mail_message& m, const std::string& wire) override {
+    std::lock_guard lk(mu_);
+    ++sends_[m.message_id];
+    if (ok_ > 0) {
+      --ok_;
+      return inner_->send(m, wire);
+    }
+    ++refused_;
+    cv_.notify_all();
+    return fail(std::string("refused"));
+  }
+  bool discard(std::string_view id) override { return inner_->discard(id); }
+  bool keeps_copies() const override { return true; }
+  std::string describe() const override { return inner_->describe(); }
+
+  // Whether a send was refused within 10 s.
+  bool wait_for_refusal() {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, 10s, [this] { return refused_ > 0; });
+  }
+  std::map<std::string, int> sends() {
+    std::lock_guard lk(mu_);
+    return sends_;
+  }
+
+ private:
+  std::unique_ptr<mail_transport> inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int ok_;
+  int refused_ = 0;
+  std::map<std::string, int> sends_;
+};
+
 class mailer_outbox : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -298,9 +340,11 @@ class mailer_outbox : public ::testing::Test {
     if (mailer_) mailer_->stop();
   }
 
-  void start_mailer(std::unique_ptr<mail_transport> transport = nullptr) {
+  void start_mailer(std::unique_ptr<mail_transport> transport = nullptr,
+                    std::chrono::milliseconds initial_backoff = 1s) {
     if (!transport) transport = make_eml_transport(outbox());
     mailer_options o;
+    o.initial_backoff = initial_backoff;
     o.state_path = dir_.sub("mailer");
     o.outbox_path = outbox();
     o.personal_link = [](std::string_view, const uuid&, const uuid&) { return "http://x/i"; };
@@ -476,6 +520,77 @@ TEST_F(mailer_outbox, AForgetFailingMidwayDuringASendLeavesNoCopy) {
   ASSERT_TRUE(handled(last));
   EXPECT_EQ(mailer_->stats().sent, 1u);
   EXPECT_TRUE(names_in(outbox()).empty());
+}
+
+}  // namespace
+}  // namespace passage::consumers
+
+namespace passage::consumers {
+namespace {
+
+// The EmailSent events in the log, by id.
+std::map<uuid, int> email_sent_in(eventstore::event_store& store) {
+  std::map<uuid, int> found;
+  eventstore::log_filter f;
+  f.types = {std::string(d::email_sent::type_name)};
+  auto page = store.read_all(f, 1000);
+  EXPECT_TRUE(page);
+  if (page) {
+    for (const auto& rec : *page) ++found[rec.event_id];
+  }
+  return found;
+}
+
+// Welcome mails go out when their run is flushed (indexed in one write, then sent). A stop
+// while a mail of the run waits to be tried again ledgers and logs the mails sent before it;
+// the next start sends it and the ones after it, and none of those sent before again: one
+// copy and one EmailSent per mail.
+TEST_F(mailer_outbox, AStopDuringARunKeepsTheMailsSentAndSendsTheRestOnce) {
+  const int mails = 5;
+  std::vector<eventstore::stream_append> appends;
+  for (int i = 0; i < mails; ++i) {
+    const uuid learner = uuid::random();
+    const std::string email = "l" + std::to_string(i) + "@example.com";
+    const eventstore::event_metadata meta{uuid::random(), "c", "", "test"};
+    appends.push_back(
+        {d::learner_stream(learner),
+         eventstore::expected_version::any(),
+         {*codec_.encode(registered(learner, email, "L"), meta),
+          *codec_.encode(link_sent_again(learner, email), {uuid::random(), "c", "", "test"})}});
+  }
+  // One append: the mailer reads it in one batch, so the five mails are one run.
+  const auto appended = store_->append(appends);
+  ASSERT_TRUE(appended);
+  auto first = std::make_unique<refusing_after>(outbox(), 2);
+  auto* refusing = first.get();
+  start_mailer(std::move(first), 1h);  // the third mail waits for its retry until the stop
+  ASSERT_TRUE(refusing->wait_for_refusal());
+  mailer_->stop();
+  EXPECT_EQ(mailer_->stats().sent, 2u);
+  const auto files_first = names_in(outbox());
+  EXPECT_EQ(files_first.size(), 2u);
+  EXPECT_EQ(email_sent_in(*store_).size(), 2u);
+  const auto sent_first = refusing->sends();
+  EXPECT_EQ(sent_first.size(), 3u);  // two taken, one refused; the last two never tried
+  mailer_.reset();
+
+  auto second = std::make_unique<refusing_after>(outbox(), mails);
+  auto* counting = second.get();
+  start_mailer(std::move(second));
+  ASSERT_TRUE(handled(appended->last_position));
+  EXPECT_EQ(names_in(outbox()).size(), std::size_t(mails));
+  const auto logged = email_sent_in(*store_);
+  EXPECT_EQ(logged.size(), std::size_t(mails));
+  for (const auto& [id, n] : logged) EXPECT_EQ(n, 1);
+  // The three not taken before, once each; none of the two taken before.
+  const auto sent_again = counting->sends();
+  EXPECT_EQ(sent_again.size(), std::size_t(mails - 2));
+  for (const auto& [id, n] : sent_again) EXPECT_EQ(n, 1) << id;
+  for (const auto& name : files_first) {
+    const std::string id = "<" + name.substr(0, name.size() - 4) + ">";
+    EXPECT_EQ(sent_again.count(id), 0u) << id;
+  }
+  EXPECT_EQ(mailer_->stats().sent, std::size_t(mails - 2));
 }
 
 }  // namespace
