@@ -363,6 +363,116 @@ TEST_F(store_test, EachAppendOfAGroupCommitIsJudgedByItsOwnIds) {
   EXPECT_EQ(store_->head_position(), expected);
 }
 
+// A group commit puts its stream index entries in key order, not in the order of its
+// appends: claim-shaped appends (an event to a shared invite stream, a new learner stream
+// of two events, named at random so that key order differs from queue order) mixed with
+// streams appended several times within the group (versions 1 and 2 share a memtable
+// insert hint, later ones have their stream's) read back as appended, before and after a
+// restart; an expected version checked against the group's own earlier appends still
+// conflicts.
+TEST_F(store_test, GroupCommitOfManyNewStreamsReadsBackAsAppended) {
+  event_store_options o;
+  auto gate = commit_gate::install(o);
+  commit_gate::opener open_on_exit{gate};
+  reopen(o);
+  answers first(1);
+  store_->append_async({to("invite-1", expected_version::no_stream(), {make_event("Created")})},
+                       first.slot(0));
+  ASSERT_TRUE(gate->wait_until_holding()) << "the first commit never started";
+
+  constexpr std::size_t kClaims = 120, kRepeated = 5, kRounds = 4;
+  std::vector<std::string> learners;
+  for (std::size_t i = 0; i < kClaims; ++i)
+    learners.push_back("learner-" + uuid::random().to_string());
+  answers claims(kClaims), repeated(kRepeated * kRounds), wrong(1);
+  for (std::size_t i = 0; i < kClaims; ++i) {
+    store_->append_async(
+        {to("invite-1", expected_version::any(), {make_event("Claimed", std::to_string(i))}),
+         to(learners[i], expected_version::no_stream(),
+            {make_event("Registered", std::to_string(i)), make_event("Setup", std::to_string(i))})},
+        claims.slot(i));
+    // claim-0..4: one event each per round, so the group takes each from version 1 to 4.
+    if (i % 30 == 0) {
+      for (std::size_t c = 0; c < kRepeated; ++c) {
+        std::size_t round = i / 30;
+        store_->append_async({to("claim-" + std::to_string(c), expected_version::exact(round),
+                                 {make_event("Played", std::to_string(round))})},
+                             repeated.slot(round * kRepeated + c));
+      }
+    }
+  }
+  store_->append_async({to("claim-0", expected_version::exact(2), {make_event("Late")})},
+                       wrong.slot(0));
+  gate->open();
+  ASSERT_TRUE(first.wait_for_all());
+  ASSERT_TRUE(claims.wait_for_all());
+  ASSERT_TRUE(repeated.wait_for_all());
+  ASSERT_TRUE(wrong.wait_for_all());
+  EXPECT_EQ(gate->commits_written(), 2) << "the appends were not one group commit";
+  for (auto& r : claims.slots) ASSERT_TRUE(*r) << (*r).error().message;
+  for (auto& r : repeated.slots) ASSERT_TRUE(*r) << (*r).error().message;
+  const auto& refused = *wrong.slots[0];
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::wrong_expected_version);
+  EXPECT_EQ(refused.error().actual_version, kRounds);
+
+  auto check = [&] {
+    for (std::size_t i = 0; i < kClaims; ++i) {
+      const auto& r = **claims.slots[i];
+      auto fwd = store_->read_stream(learners[i], 1, read_direction::forward, 10);
+      ASSERT_TRUE(fwd);
+      ASSERT_EQ(fwd->size(), 2u) << learners[i];
+      EXPECT_EQ((*fwd)[0].type, "Registered");
+      EXPECT_EQ((*fwd)[0].data, std::to_string(i));
+      EXPECT_EQ((*fwd)[0].position, r.streams[1].first_position);
+      EXPECT_EQ((*fwd)[1].type, "Setup");
+      EXPECT_EQ((*fwd)[1].data, std::to_string(i));
+      EXPECT_EQ((*fwd)[1].stream_version, 2u);
+      auto back = store_->read_stream(learners[i], UINT64_MAX, read_direction::backward, 10);
+      ASSERT_TRUE(back);
+      ASSERT_EQ(back->size(), 2u);
+      EXPECT_EQ(back->front().position, r.streams[1].last_position);
+      auto v = store_->stream_version(learners[i]);
+      ASSERT_TRUE(v);
+      EXPECT_EQ(*v, 2u);
+    }
+    auto invite = store_->read_stream("invite-1", 1, read_direction::forward, 1000);
+    ASSERT_TRUE(invite);
+    ASSERT_EQ(invite->size(), kClaims + 1);
+    for (std::size_t i = 0; i < kClaims; ++i) {
+      EXPECT_EQ((*invite)[i + 1].data, std::to_string(i));
+      EXPECT_EQ((*invite)[i + 1].stream_version, i + 2);
+      EXPECT_EQ((*invite)[i + 1].position, (**claims.slots[i]).streams[0].first_position);
+    }
+    for (std::size_t c = 0; c < kRepeated; ++c) {
+      const std::string s = "claim-" + std::to_string(c);
+      auto fwd = store_->read_stream(s, 1, read_direction::forward, 100);
+      ASSERT_TRUE(fwd);
+      ASSERT_EQ(fwd->size(), kRounds) << s;
+      for (std::size_t k = 0; k < kRounds; ++k) {
+        EXPECT_EQ((*fwd)[k].stream_version, k + 1);
+        EXPECT_EQ((*fwd)[k].data, std::to_string(k));
+        EXPECT_EQ((*fwd)[k].position, (**repeated.slots[k * kRepeated + c]).first_position);
+      }
+      auto back = store_->read_stream(s, UINT64_MAX, read_direction::backward, 1);
+      ASSERT_TRUE(back);
+      ASSERT_EQ(back->size(), 1u);
+      EXPECT_EQ(back->front().stream_version, kRounds);
+    }
+    EXPECT_EQ(store_->head_position(), 1 + kClaims * 3 + kRepeated * kRounds);
+  };
+  check();
+  reopen();
+  check();
+  // The streams go on from the versions the group gave them.
+  must_append({to("claim-0", expected_version::exact(kRounds), {make_event("Played")}),
+               to(learners[7], expected_version::exact(2), {make_event("Third")})});
+  auto grown = store_->read_stream(learners[7], 1, read_direction::forward, 10);
+  ASSERT_TRUE(grown);
+  ASSERT_EQ(grown->size(), 3u);
+  EXPECT_EQ((*grown)[2].type, "Third");
+}
+
 TEST_F(store_test, MalformedAppendsAreRejected) {
   auto nil = make_event();
   nil.event_id = uuid{};
