@@ -192,12 +192,11 @@ int compare_keys(std::string_view a, std::string_view b) {
 rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, run_file& out) {
   std::vector<sort_entry> sorted;  // not kept: memory only while a run is written
   sorted.reserve(entries_.size());
-  for (const auto& e : entries_) {  // in the order added: the buffer is read through once
+  for (const auto& e : entries_) {  // in the order added: the chunks are read through once
     sort_entry s{{0, 0, 0, 0}, e};
     char padded[sizeof(s.head)] = {};
-    if (e.key_size != 0) {  // (an empty key of an empty run buffer: no memory to copy from)
-      std::memcpy(padded, data_.data() + e.offset,
-                  std::min<std::size_t>(e.key_size, sizeof(padded)));
+    if (e.key_size != 0) {  // (an empty pair added first has no chunk to point into)
+      std::memcpy(padded, e.data, std::min<std::size_t>(e.key_size, sizeof(padded)));
     }
     for (int i = 0; i < 4; ++i) {
       std::memcpy(&s.head[i], padded + 8 * i, 8);
@@ -205,18 +204,25 @@ rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, ru
     }
     sorted.push_back(s);
   }
-  std::sort(sorted.begin(), sorted.end(), [&](const sort_entry& a, const sort_entry& b) {
+  // Stable: of equal keys the one added last stays last, and is the one written.
+  std::stable_sort(sorted.begin(), sorted.end(), [](const sort_entry& a, const sort_entry& b) {
     for (int i = 0; i < 4; ++i) {
       if (a.head[i] != b.head[i]) return a.head[i] < b.head[i];
     }
     // Equal heads of keys no longer than them: one is the other with zero bytes added.
     if (a.e.key_size <= sizeof(a.head) && b.e.key_size <= sizeof(b.head)) {
-      if (a.e.key_size != b.e.key_size) return a.e.key_size < b.e.key_size;
-    } else if (int c = compare_keys(key(a.e), key(b.e)); c != 0) {
-      return c < 0;
+      return a.e.key_size < b.e.key_size;
     }
-    return a.e.offset < b.e.offset;  // equal keys: in the order they were added
+    return compare_keys(key(a.e), key(b.e)) < 0;
   });
+  // Neighbours in that order with the same key: compared by their heads first.
+  auto same_key = [](const sort_entry& a, const sort_entry& b) {
+    if (a.e.key_size != b.e.key_size) return false;
+    for (int i = 0; i < 4; ++i) {
+      if (a.head[i] != b.head[i]) return false;
+    }
+    return a.e.key_size <= sizeof(a.head) || key(a.e) == key(b.e);
+  };
   out = run_file{};
   out.path = path;
   std::unique_ptr<rocksdb::WritableFile> file;
@@ -226,7 +232,7 @@ rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, ru
   chunk.reserve(io_chunk + 4096);
   std::uint64_t offset = 0;
   for (std::size_t i = 0; i < sorted.size(); ++i) {
-    if (i + 1 < sorted.size() && key(sorted[i].e) == key(sorted[i + 1].e)) continue;
+    if (i + 1 < sorted.size() && same_key(sorted[i], sorted[i + 1])) continue;
     const auto k = key(sorted[i].e);
     const auto v = value(sorted[i].e);
     if (out.entries % index_every == 0) out.index.emplace_back(std::string(k), offset);
