@@ -32,6 +32,7 @@
 #include "projections/bulk_runs.h"
 #include "projections/email_index.h"
 #include "projections/record_format.h"
+#include "projections/sealed_rows.h"
 
 namespace passage::projections {
 
@@ -62,8 +63,9 @@ using eventstore::recorded_event;
 constexpr std::string_view checkpoint_key = "m:cp";
 constexpr std::string_view format_key = "m:fmt";
 // 2: learner history rows; 3: notify/email; 4: rows keep only the sealed part of an event
-// and H rows point at A/R rows for personal data.
-constexpr std::string_view format_version = "4";
+// and H rows point at A/R rows for personal data; 5: of that event's data, A, R and L rows
+// keep only the personal_data block (put_event).
+constexpr std::string_view format_version = "5";
 // Files a bulk load writes into the folder: its runs, then the merged rows and the records
 // ingested at its end (moved in as RocksDB's). Any left at open were a crash's.
 constexpr std::string_view run_file_prefix = "bulk-run-";
@@ -491,26 +493,46 @@ bool decode(std::string_view in, learner_rec& l) {
   return r.ok();
 }
 
-// The sealed part of a stored event: what event_codec::decode needs to decrypt its
-// personal data at query time (the id and type are the ciphertext's associated data), and
-// its position. Stream, metadata and recording time stay in the log only: rows are most
-// of the folder, and of what a rebuild writes.
+// What a row keeps of its event: the sealed part, what event_codec::decode needs to
+// decrypt its personal data at query time (the id and type are the ciphertext's
+// associated data), and its position. Of the data, only the personal_data block when the
+// type has a template (form 1), else all of it (form 0). Stream, metadata, recording time
+// and the event's other fields stay in the log only: rows are most of the folder, and of
+// what a rebuild sorts, merges, compresses and writes.
 void put_event(record_writer& w, const recorded_event& e) {
   w.id(e.event_id);
   w.str(e.type);
   w.u64(e.schema_version);
   w.u64(e.position);
+  if (sealed::template_of(e.type) != nullptr) {
+    if (const auto block = sealed::personal_data_block(e.data)) {
+      w.u64(1);
+      w.str(*block);
+      return;
+    }
+  }
+  w.u64(0);
   w.str(e.data);
 }
 
-// A recorded_event with only the fields put_event kept (the rest empty).
+// A recorded_event with only the fields put_event kept (the rest empty; of a form 1 row
+// the data is its type's template around the block).
 recorded_event get_event(record_reader& r) {
   recorded_event e;
   e.event_id = r.id();
   e.type = r.str();
   e.schema_version = static_cast<std::uint32_t>(r.u64());
   e.position = r.u64();
+  const auto form = r.u64();
   e.data = r.str();
+  if (form == 1) {
+    // (A type without a template is not the codec's: the data then fails to decode and
+    // shows as forgotten, never as ciphertext.)
+    if (const auto* t = sealed::template_of(e.type)) {
+      e.data = t->around(e.data);
+      e.schema_version = t->schema_version;
+    }
+  }
   return e;
 }
 
