@@ -41,6 +41,24 @@ TEST(sealed_rows, data_not_shaped_as_the_codec_writes_it_has_no_block) {
   EXPECT_FALSE(personal_data_block(R"({"personal_data":{"a":"b)"));
 }
 
+// The name is found wherever it falls in longer data (the search checks 16 places at a
+// time, then the last few one by one), and found twice anywhere.
+TEST(sealed_rows, the_block_is_found_at_every_offset) {
+  const std::string envelope = R"({"alg":"A256GCM","ct":"q:w\"e","iv":"x","subject":"s"})";
+  for (std::size_t before = 0; before < 70; ++before) {
+    // Escaped quotes and colons in the padding: some 15 bytes apart, as the name's are.
+    std::string pad;
+    for (std::size_t k = 0; k < before; ++k) pad += k % 15 == 0 ? "\\\"" : k % 5 == 0 ? ":" : "x";
+    for (std::size_t after : {0, 1, 7, 15, 16, 17, 40}) {
+      const std::string data = R"({"a":")" + pad + R"(","personal_data":)" + envelope +
+                               R"(,"z":")" + std::string(after, 'z') + R"("})";
+      ASSERT_EQ(personal_data_block(data), envelope) << data;
+      const std::string twice = data.substr(0, data.size() - 1) + R"(,"c":{"personal_data":null}})";
+      ASSERT_FALSE(personal_data_block(twice)) << twice;
+    }
+  }
+}
+
 // The block of a real event, put back into its type's template, decrypts to the event's
 // personal data: the round trip every A, R and L row takes. Another type has no template.
 TEST(sealed_rows, a_block_in_its_types_template_decrypts_as_the_whole_event) {
