@@ -56,15 +56,17 @@ using eventstore::recorded_event;
 //   A<invite><position>      acceptance row (sealed event: what decrypts its personal data)
 //   R<invite><position>      rejection row (sealed event)
 //   L<org><position>         lead row (sealed event)
-//   H<learner><position>     learner history row: claim, rejection, play, pause, resume;
-//                            a claim's or rejection's personal data is read from its A or
-//                            R row (same invite and position), never copied
+//   H<learner><position>     learner history row: rejection, play, pause, resume (claims
+//                            come from the learner's claim records, which have their
+//                            position); a rejection's personal data is read from its R row
+//                            (same invite and position), never copied
 
 constexpr std::string_view checkpoint_key = "m:cp";
 constexpr std::string_view format_key = "m:fmt";
 // 2: learner history rows; 3: notify/email; 4: rows keep only the sealed part of an event
 // and H rows point at A/R rows for personal data; 5: of that event's data, A, R and L rows
-// keep only the personal_data block (put_event).
+// keep only the personal_data block (put_event); claims have no H rows (a claim record
+// has its position instead).
 constexpr std::string_view format_version = "5";
 // Files a bulk load writes into the folder: its runs, then the merged rows and the records
 // ingested at its end (moved in as RocksDB's). Any left at open were a crash's.
@@ -169,6 +171,9 @@ struct claim_rec {
   domain::access_duration access_duration;
   std::int64_t plays_per_track = 0;
   std::map<std::string, progress> progress_by_track;
+  // Of its InviteClaimed: the key of its A row, and its place in the learner's history
+  // (which has no H row of its own for a claim: the learner's claims are in memory).
+  std::uint64_t position = 0;
 };
 
 struct learner_rec {
@@ -438,6 +443,7 @@ std::string encode(const claim_rec& c) {
     w.i64(p.plays);
     w.boolean(p.paused);
   }
+  w.u64(c.position);
   return w.take();
 }
 
@@ -465,6 +471,7 @@ bool decode(std::string_view in, claim_rec& c) {
     p.paused = r.boolean();
     c.progress_by_track[std::move(track)] = p;
   }
+  c.position = r.u64();
   return r.ok();
 }
 
@@ -1084,8 +1091,6 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
                      if (e.anonymous_) ++i->anonymous_claims;
                      ++i->claims_per_day[day_text(e.claimed_at_)];
                      i->claim_times.push_back(e.claimed_at_);
-                     put_history(out, e.learner_id_, re, learner_fact::claimed, e.claimed_at_,
-                                 e.invite_id_, e.claim_id_, {}, 0, std::nullopt);
                      auto& c = claims[e.claim_id_];
                      c.org_id = e.org_id_;
                      c.invite_id = e.invite_id_;
@@ -1097,6 +1102,7 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
                      c.tracks = e.restrictions_.tracks_;
                      c.access_duration = e.restrictions_.access_duration_;
                      c.plays_per_track = e.restrictions_.plays_per_track_;
+                     c.position = re.position;
                      mark(dirty.claims, e.claim_id_);
                      learner_of(e.org_id_, e.learner_id_).claims.push_back(e.claim_id_);
                      auto& w = out.start_row();
@@ -2154,6 +2160,7 @@ std::optional<learner_ref> read_models::learner_by_email(const uuid& org_id,
 std::optional<learner_history_view> read_models::learner_history(const uuid& org_id,
                                                                  const uuid& learner_id) const {
   learner_history_view h;
+  std::vector<std::pair<learner_history_entry, std::optional<recorded_event>>> rows;
   {
     std::shared_lock lock(state_->mu);
     auto l = state_->learners.find(learner_id);
@@ -2162,8 +2169,19 @@ std::optional<learner_history_view> read_models::learner_history(const uuid& org
     h.learner_id = learner_id;
     h.forgotten = l->second.forgotten;
     if (l->second.registered_at != timestamp{}) h.registered_at = l->second.registered_at;
+    // Claims: from the claim records (a claim has no H row).
+    for (const auto& id : l->second.claims) {
+      auto c = state_->claims.find(id);
+      if (c == state_->claims.end()) continue;
+      learner_history_entry x;
+      x.fact = learner_fact::claimed;
+      x.at = c->second.claimed_at;
+      x.position = c->second.position;
+      x.invite_id = c->second.invite_id;
+      x.claim_id = id;
+      rows.emplace_back(std::move(x), std::nullopt);
+    }
   }
-  std::vector<std::pair<learner_history_entry, std::optional<recorded_event>>> rows;
   state_->scan_rows(key_of('H', learner_id), [&](record_reader& r) {
     learner_history_entry x;
     x.fact = static_cast<learner_fact>(r.u64());
@@ -2179,6 +2197,10 @@ std::optional<learner_history_view> read_models::learner_history(const uuid& org
     if (!r.ok()) return true;
     rows.emplace_back(std::move(x), std::nullopt);
     return true;
+  });
+  // In log order: the claims (in claim order) among the H rows (in key order).
+  std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+    return a.first.position < b.first.position;
   });
   // Claims and rejections: the sealed event is in the invite's A or R row.
   std::string value;
