@@ -91,13 +91,14 @@ class sorted_run {
   };
   // Bytes a chunk holds (more for a bigger pair).
   static constexpr std::size_t chunk_bytes = 1u << 20;
-  // An entry with the key's first 32 bytes as big-endian integers, zero-padded: a whole
-  // row key (a prefix, a uuid and a position: 25 bytes), so sorting compares entries
-  // without reading the keys, scattered over the chunks (many share their first 17 bytes:
-  // the rows of one invite or learner).
+  // An entry, by its index in entries_ (the order added), with its key's size and first
+  // 32 bytes as big-endian integers, zero-padded: a whole row key (a prefix, a uuid and a
+  // position: 25 bytes), so sorting compares entries without reading the keys, scattered
+  // over the chunks (many share their first 17 bytes: the rows of one invite or learner).
   struct sort_entry {
     std::uint64_t head[4];
-    entry e;
+    std::uint32_t index;  // (a run is far smaller than 2^32 entries of 16 bytes each)
+    std::uint32_t key_size;
   };
   static std::string_view key(const entry& e) { return {e.data, e.key_size}; }
   static std::string_view value(const entry& e) { return {e.data + e.key_size, e.value_size}; }
