@@ -421,8 +421,9 @@ bool decode_state(std::string_view in, invite_rec& i) {
   return r.ok();
 }
 
-std::string encode(const claim_rec& c) {
-  record_writer w;
+// Into `w` (cleared first): a load's end encodes millions into one writer.
+void encode_into(record_writer& w, const claim_rec& c) {
+  w.clear();
   w.id(c.org_id);
   w.id(c.invite_id);
   w.id(c.claim_id);
@@ -444,6 +445,11 @@ std::string encode(const claim_rec& c) {
     w.boolean(p.paused);
   }
   w.u64(c.position);
+}
+
+std::string encode(const claim_rec& c) {
+  record_writer w;
+  encode_into(w, c);
   return w.take();
 }
 
@@ -475,8 +481,9 @@ bool decode(std::string_view in, claim_rec& c) {
   return r.ok();
 }
 
-std::string encode(const learner_rec& l) {
-  record_writer w;
+// Into `w` (cleared first): a load's end encodes millions into one writer.
+void encode_into(record_writer& w, const learner_rec& l) {
+  w.clear();
   w.id(l.org_id);
   w.id(l.learner_id);
   w.ts(l.registered_at);
@@ -485,6 +492,11 @@ std::string encode(const learner_rec& l) {
   w.boolean(l.forgotten);
   w.u64(l.claims.size());
   for (const auto& c : l.claims) w.id(c);
+}
+
+std::string encode(const learner_rec& l) {
+  record_writer w;
+  encode_into(w, l);
   return w.take();
 }
 
@@ -1358,11 +1370,18 @@ result<void, projection_error> read_models::state::merge_and_add_records() {
     key_of_into(prefix, id, key);
     put_key(key, value);
   };
-  for (const auto* c : by_id(claims)) put('c', c->first, encode(c->second));
+  record_writer record;
+  for (const auto* c : by_id(claims)) {
+    encode_into(record, c->second);
+    put('c', c->first, record.data());
+  }
   const auto invites_in_order = by_id(invites);
   for (const auto* i : invites_in_order) put('i', i->first, encode_state(i->second));
   for (const auto* k : by_id(keys)) put('k', k->first, encode(k->second));
-  for (const auto* l : by_id(learners)) put('l', l->first, encode(l->second));
+  for (const auto* l : by_id(learners)) {
+    encode_into(record, l->second);
+    put('l', l->first, record.data());
+  }
   end_part();
   std::string cp;
   append_be64(cp, applied.load(std::memory_order_acquire));
