@@ -66,7 +66,7 @@ constexpr std::string_view format_key = "m:fmt";
 // 2: learner history rows; 3: notify/email; 4: rows keep only the sealed part of an event
 // and H rows point at A/R rows for personal data; 5: of that event's data, A, R and L rows
 // keep only the personal_data block (put_event); claims have no H rows (a claim record
-// has its position instead).
+// has its position instead); a learner record keeps its email hash as 32 bytes.
 constexpr std::string_view format_version = "5";
 // Files a bulk load writes into the folder: its runs, then the merged rows and the records
 // ingested at its end (moved in as RocksDB's). Any left at open were a crash's.
@@ -481,13 +481,51 @@ bool decode(std::string_view in, claim_rec& c) {
   return r.ok();
 }
 
+// A learner's keyed email hash as event_codec::email_subject writes it, "email:" and 64
+// lowercase hex digits, is kept as its 32 bytes (marked 1): random hex does not compress,
+// and a rebuild writes one per learner. Any other text is kept as it is (marked 0).
+constexpr std::string_view email_subject_prefix = "email:";
+
+void put_email_subject(record_writer& w, std::string_view subject) {
+  constexpr std::string_view digits = "0123456789abcdef";
+  std::string bytes;
+  if (subject.size() == email_subject_prefix.size() + 64 &&
+      subject.starts_with(email_subject_prefix)) {
+    const auto hex = subject.substr(email_subject_prefix.size());
+    for (std::size_t i = 0; i < hex.size(); i += 2) {
+      const auto hi = digits.find(hex[i]), lo = digits.find(hex[i + 1]);
+      if (hi == std::string_view::npos || lo == std::string_view::npos) break;
+      bytes.push_back(static_cast<char>(hi << 4 | lo));
+    }
+  }
+  if (bytes.size() == 32) {
+    w.u64(1);
+    w.raw(bytes);
+  } else {
+    w.u64(0);
+    w.str(subject);
+  }
+}
+
+std::string get_email_subject(record_reader& r) {
+  if (r.u64() != 1) return r.str();
+  constexpr std::string_view digits = "0123456789abcdef";
+  std::string subject(email_subject_prefix);
+  for (const char c : r.raw(32)) {
+    const auto b = static_cast<std::uint8_t>(c);
+    subject.push_back(digits[b >> 4]);
+    subject.push_back(digits[b & 0xf]);
+  }
+  return subject;
+}
+
 // Into `w` (cleared first): a load's end encodes millions into one writer.
 void encode_into(record_writer& w, const learner_rec& l) {
   w.clear();
   w.id(l.org_id);
   w.id(l.learner_id);
   w.ts(l.registered_at);
-  w.str(l.email_subject);
+  put_email_subject(w, l.email_subject);
   w.boolean(l.lead_submitted);
   w.boolean(l.forgotten);
   w.u64(l.claims.size());
@@ -505,7 +543,7 @@ bool decode(std::string_view in, learner_rec& l) {
   l.org_id = r.id();
   l.learner_id = r.id();
   l.registered_at = r.ts();
-  l.email_subject = r.str();
+  l.email_subject = get_email_subject(r);
   l.lead_submitted = r.boolean();
   l.forgotten = r.boolean();
   for (auto n = r.u64(); n > 0 && r.ok(); --n) l.claims.push_back(r.id());

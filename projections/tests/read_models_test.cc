@@ -573,6 +573,24 @@ TEST_F(read_models_test, email_index_and_lead_form_submissions) {
   EXPECT_EQ(to_json(leads[0])["answers"]["company"], "Analytical");
 }
 
+// A learner record keeps the keyed email hash as its 32 bytes: read back from the folder
+// (a restart loads every record) it is the codec's text again, and still finds the learner.
+TEST_F(read_models_test, a_learners_email_hash_is_the_same_after_a_restart) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Hash"));
+  auto c = claim(inv, "Ada.Hash@Example.com", 1);
+  const uuid learner = c.claim_->learner_id_;
+  const auto subject = codec_->email_subject(org, "ada.hash@example.com");
+  ASSERT_EQ(subject.size(), 6u + 64u);
+  catch_up();
+  EXPECT_EQ(models_->learner_email_subject(learner), subject);
+  open_models();
+  EXPECT_EQ(models_->learner_email_subject(learner), subject);
+  auto ref = models_->learner_by_email(org, subject);
+  ASSERT_TRUE(ref);
+  EXPECT_EQ(ref->learner_id, learner);
+}
+
 TEST_F(read_models_test, forgotten_learner_shows_as_forgotten_with_counts_intact) {
   domain::lead_form form;
   form.fields_.push_back({"company", "Company", true});
