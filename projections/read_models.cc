@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstring>
 #include <filesystem>
@@ -487,20 +488,29 @@ bool decode(std::string_view in, claim_rec& c) {
 constexpr std::string_view email_subject_prefix = "email:";
 
 void put_email_subject(record_writer& w, std::string_view subject) {
-  constexpr std::string_view digits = "0123456789abcdef";
-  std::string bytes;
-  if (subject.size() == email_subject_prefix.size() + 64 &&
-      subject.starts_with(email_subject_prefix)) {
-    const auto hex = subject.substr(email_subject_prefix.size());
-    for (std::size_t i = 0; i < hex.size(); i += 2) {
-      const auto hi = digits.find(hex[i]), lo = digits.find(hex[i + 1]);
-      if (hi == std::string_view::npos || lo == std::string_view::npos) break;
-      bytes.push_back(static_cast<char>(hi << 4 | lo));
-    }
+  // Lowercase hex digits' values, -1 for anything else (uppercase too: another subject).
+  static constexpr std::array<std::int8_t, 256> value = [] {
+    std::array<std::int8_t, 256> t{};
+    t.fill(-1);
+    for (int c = '0'; c <= '9'; ++c) t[c] = static_cast<std::int8_t>(c - '0');
+    for (int c = 'a'; c <= 'f'; ++c) t[c] = static_cast<std::int8_t>(c - 'a' + 10);
+    return t;
+  }();
+  char bytes[32];
+  int bad = subject.size() == email_subject_prefix.size() + 64 &&
+                    subject.starts_with(email_subject_prefix)
+                ? 0
+                : -1;
+  for (std::size_t i = 0; i < sizeof bytes && bad >= 0; ++i) {
+    const auto* hex = reinterpret_cast<const unsigned char*>(subject.data()) +
+                      email_subject_prefix.size() + 2 * i;
+    const int hi = value[hex[0]], lo = value[hex[1]];
+    bad |= hi | lo;  // a -1 sets the sign bit
+    bytes[i] = static_cast<char>(hi << 4 | lo);
   }
-  if (bytes.size() == 32) {
+  if (bad >= 0) {
     w.u64(1);
-    w.raw(bytes);
+    w.raw(std::string_view(bytes, sizeof bytes));
   } else {
     w.u64(0);
     w.str(subject);
