@@ -160,6 +160,33 @@ struct progress {
   bool paused = false;
 };
 
+// A claim's progress per track: a claim has a few tracks, so a vector sorted as a
+// std::map of them would be (one allocation per claim, not a node per track played: a
+// rebuild makes millions).
+class track_progress {
+ public:
+  progress& operator[](std::string_view track) {
+    if (items_.empty()) items_.reserve(4);  // (before taking an iterator)
+    auto it = std::lower_bound(items_.begin(), items_.end(), track,
+                               [](const auto& item, std::string_view t) { return item.first < t; });
+    if (it == items_.end() || it->first != track) {
+      it = items_.emplace(it, std::string(track), progress{});
+    }
+    return it->second;
+  }
+  const progress* find(std::string_view track) const {
+    auto it = std::lower_bound(items_.begin(), items_.end(), track,
+                               [](const auto& item, std::string_view t) { return item.first < t; });
+    return it != items_.end() && it->first == track ? &it->second : nullptr;
+  }
+  std::size_t size() const { return items_.size(); }
+  auto begin() const { return items_.begin(); }
+  auto end() const { return items_.end(); }
+
+ private:
+  std::vector<std::pair<std::string, progress>> items_;  // by track id
+};
+
 struct claim_rec {
   uuid org_id;
   uuid invite_id;
@@ -171,7 +198,7 @@ struct claim_rec {
   std::vector<domain::invite_track> tracks;
   domain::access_duration access_duration;
   std::int64_t plays_per_track = 0;
-  std::map<std::string, progress> progress_by_track;
+  track_progress progress_by_track;
   // Of its InviteClaimed: the key of its A row, and its place in the learner's history
   // (which has no H row of its own for a claim: the learner's claims are in memory).
   std::uint64_t position = 0;
@@ -1856,9 +1883,9 @@ claim_access_view read_models::state::access_of(const claim_rec& c, timestamp no
     tv.track_id = t.track_id_;
     tv.pausable = t.pausable_;
     tv.access_expires_at = c.access_expires_at;
-    if (auto p = c.progress_by_track.find(t.track_id_); p != c.progress_by_track.end()) {
-      tv.plays_used = p->second.plays;
-      tv.paused = p->second.paused;
+    if (const auto* p = c.progress_by_track.find(t.track_id_)) {
+      tv.plays_used = p->plays;
+      tv.paused = p->paused;
     }
     if (c.plays_per_track > 0) {
       tv.plays_remaining = std::max<std::int64_t>(0, c.plays_per_track - tv.plays_used);
