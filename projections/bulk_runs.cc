@@ -192,31 +192,39 @@ int compare_keys(std::string_view a, std::string_view b) {
 rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, run_file& out) {
   std::vector<sort_entry> sorted;  // not kept: memory only while a run is written
   sorted.reserve(entries_.size());
-  for (const auto& e : entries_) {  // in the order added: the buffer is read through once
-    sort_entry s{{0, 0, 0, 0}, e};
+  for (std::size_t i = 0; i < entries_.size(); ++i) {  // the chunks are read through once
+    const entry& e = entries_[i];
+    sort_entry s{{0, 0, 0, 0}, static_cast<std::uint32_t>(i), e.key_size};
     char padded[sizeof(s.head)] = {};
-    if (e.key_size != 0) {  // (an empty key of an empty run buffer: no memory to copy from)
-      std::memcpy(padded, data_.data() + e.offset,
-                  std::min<std::size_t>(e.key_size, sizeof(padded)));
+    if (e.key_size != 0) {  // (an empty pair added first has no chunk to point into)
+      std::memcpy(padded, e.data, std::min<std::size_t>(e.key_size, sizeof(padded)));
     }
-    for (int i = 0; i < 4; ++i) {
-      std::memcpy(&s.head[i], padded + 8 * i, 8);
-      s.head[i] = __builtin_bswap64(s.head[i]);
+    for (int h = 0; h < 4; ++h) {
+      std::memcpy(&s.head[h], padded + 8 * h, 8);
+      s.head[h] = __builtin_bswap64(s.head[h]);
     }
     sorted.push_back(s);
   }
   std::sort(sorted.begin(), sorted.end(), [&](const sort_entry& a, const sort_entry& b) {
-    for (int i = 0; i < 4; ++i) {
-      if (a.head[i] != b.head[i]) return a.head[i] < b.head[i];
+    for (int h = 0; h < 4; ++h) {
+      if (a.head[h] != b.head[h]) return a.head[h] < b.head[h];
     }
     // Equal heads of keys no longer than them: one is the other with zero bytes added.
-    if (a.e.key_size <= sizeof(a.head) && b.e.key_size <= sizeof(b.head)) {
-      if (a.e.key_size != b.e.key_size) return a.e.key_size < b.e.key_size;
-    } else if (int c = compare_keys(key(a.e), key(b.e)); c != 0) {
+    if (a.key_size <= sizeof(a.head) && b.key_size <= sizeof(b.head)) {
+      if (a.key_size != b.key_size) return a.key_size < b.key_size;
+    } else if (int c = compare_keys(key(entries_[a.index]), key(entries_[b.index])); c != 0) {
       return c < 0;
     }
-    return a.e.offset < b.e.offset;  // equal keys: in the order they were added
+    return a.index < b.index;  // equal keys: in the order added (the last one is written)
   });
+  // Neighbours in that order with the same key: compared by their heads first.
+  auto same_key = [&](const sort_entry& a, const sort_entry& b) {
+    if (a.key_size != b.key_size) return false;
+    for (int h = 0; h < 4; ++h) {
+      if (a.head[h] != b.head[h]) return false;
+    }
+    return a.key_size <= sizeof(a.head) || key(entries_[a.index]) == key(entries_[b.index]);
+  };
   out = run_file{};
   out.path = path;
   std::unique_ptr<rocksdb::WritableFile> file;
@@ -226,9 +234,9 @@ rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, ru
   chunk.reserve(io_chunk + 4096);
   std::uint64_t offset = 0;
   for (std::size_t i = 0; i < sorted.size(); ++i) {
-    if (i + 1 < sorted.size() && key(sorted[i].e) == key(sorted[i + 1].e)) continue;
-    const auto k = key(sorted[i].e);
-    const auto v = value(sorted[i].e);
+    if (i + 1 < sorted.size() && same_key(sorted[i], sorted[i + 1])) continue;
+    const auto k = key(entries_[sorted[i].index]);
+    const auto v = value(entries_[sorted[i].index]);
     if (out.entries % index_every == 0) out.index.emplace_back(std::string(k), offset);
     ++out.entries;
     put_u32(chunk, static_cast<std::uint32_t>(k.size()));

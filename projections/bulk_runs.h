@@ -19,7 +19,9 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -39,27 +41,38 @@ struct run_file {
 
 inline constexpr std::size_t index_every = 1024;
 
-// Key-value pairs gathered in memory, then written in key order as one run file. One
-// buffer holds every key and value: a run holds millions of rows.
+// Key-value pairs gathered in memory, then written in key order as one run file. Keys and
+// values are copied into chunks of memory that never move (a run holds millions of rows:
+// one growing buffer copied itself, and touched fresh pages, each time it doubled).
 class sorted_run {
  public:
   // On the applying thread: only copies (the sort keys are made by write(), on the
   // worker's).
   void add(std::string_view key, std::string_view value) {
-    entries_.push_back({data_.size(), static_cast<std::uint32_t>(key.size()),
-                        static_cast<std::uint32_t>(value.size())});
-    data_.append(key);
-    data_.append(value);
+    const std::size_t n = key.size() + value.size();
+    if (left_ < n) next_chunk(n);
+    char* at = chunk_end_ - left_;
+    if (!key.empty()) std::memcpy(at, key.data(), key.size());
+    if (!value.empty()) std::memcpy(at + key.size(), value.data(), value.size());
+    left_ -= n;
+    used_ += n;
+    entries_.push_back(
+        {at, static_cast<std::uint32_t>(key.size()), static_cast<std::uint32_t>(value.size())});
   }
   bool empty() const { return entries_.empty(); }
-  std::size_t bytes() const { return data_.size() + entries_.size() * sizeof(entry); }
+  std::size_t bytes() const { return used_ + entries_.size() * sizeof(entry); }
+  // Empties the run; its memory is kept for the next one.
   void clear() {
-    data_.clear();
     entries_.clear();
+    used_ = 0;
+    current_ = 0;
+    left_ = 0;
+    chunk_end_ = nullptr;
   }
-  // clear(), and gives its memory back (clear() keeps it for the next run).
+  // clear(), and gives its memory back.
   void release() {
-    std::string().swap(data_);
+    clear();
+    std::vector<chunk>().swap(chunks_);
     std::vector<entry>().swap(entries_);
   }
   // Writes the pairs in key order to `path` through `env` (Env::Default() when null); of
@@ -68,23 +81,43 @@ class sorted_run {
 
  private:
   struct entry {
-    std::size_t offset;
+    const char* data;  // the key, then the value
     std::uint32_t key_size;
     std::uint32_t value_size;
   };
-  // An entry with the key's first 32 bytes as big-endian integers, zero-padded: a whole
-  // row key (a prefix, a uuid and a position: 25 bytes), so sorting compares entries
-  // without reading the keys, scattered over the buffer once sorting moves them (many
-  // share their first 17 bytes: the rows of one invite or learner).
+  struct chunk {
+    std::unique_ptr<char[]> data;
+    std::size_t size = 0;
+  };
+  // Bytes a chunk holds (more for a bigger pair).
+  static constexpr std::size_t chunk_bytes = 1u << 20;
+  // An entry, by its index in entries_ (the order added), with its key's size and first
+  // 32 bytes as big-endian integers, zero-padded: a whole row key (a prefix, a uuid and a
+  // position: 25 bytes), so sorting compares entries without reading the keys, scattered
+  // over the chunks (many share their first 17 bytes: the rows of one invite or learner).
   struct sort_entry {
     std::uint64_t head[4];
-    entry e;
+    std::uint32_t index;  // (a run is far smaller than 2^32 entries of 16 bytes each)
+    std::uint32_t key_size;
   };
-  std::string_view key(const entry& e) const { return {data_.data() + e.offset, e.key_size}; }
-  std::string_view value(const entry& e) const {
-    return {data_.data() + e.offset + e.key_size, e.value_size};
+  static std::string_view key(const entry& e) { return {e.data, e.key_size}; }
+  static std::string_view value(const entry& e) { return {e.data + e.key_size, e.value_size}; }
+  // Moves to the next chunk (kept from an earlier run when big enough) with room for `n`.
+  void next_chunk(std::size_t n) {
+    while (current_ < chunks_.size() && chunks_[current_].size < n) ++current_;
+    if (current_ == chunks_.size()) {
+      const std::size_t size = std::max(n, chunk_bytes);
+      chunks_.push_back({std::make_unique_for_overwrite<char[]>(size), size});
+    }
+    chunk_end_ = chunks_[current_].data.get() + chunks_[current_].size;
+    left_ = chunks_[current_].size;
+    ++current_;
   }
-  std::string data_;
+  std::vector<chunk> chunks_;
+  std::size_t current_ = 0;  // the next chunk to fill
+  char* chunk_end_ = nullptr;
+  std::size_t left_ = 0;  // room before chunk_end_
+  std::size_t used_ = 0;  // bytes of keys and values
   std::vector<entry> entries_;
 };
 

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstring>
 #include <filesystem>
@@ -32,6 +33,7 @@
 #include "projections/bulk_runs.h"
 #include "projections/email_index.h"
 #include "projections/record_format.h"
+#include "projections/sealed_rows.h"
 
 namespace passage::projections {
 
@@ -55,15 +57,18 @@ using eventstore::recorded_event;
 //   A<invite><position>      acceptance row (sealed event: what decrypts its personal data)
 //   R<invite><position>      rejection row (sealed event)
 //   L<org><position>         lead row (sealed event)
-//   H<learner><position>     learner history row: claim, rejection, play, pause, resume;
-//                            a claim's or rejection's personal data is read from its A or
-//                            R row (same invite and position), never copied
+//   H<learner><position>     learner history row: rejection, play, pause, resume (claims
+//                            come from the learner's claim records, which have their
+//                            position); a rejection's personal data is read from its R row
+//                            (same invite and position), never copied
 
 constexpr std::string_view checkpoint_key = "m:cp";
 constexpr std::string_view format_key = "m:fmt";
 // 2: learner history rows; 3: notify/email; 4: rows keep only the sealed part of an event
-// and H rows point at A/R rows for personal data.
-constexpr std::string_view format_version = "4";
+// and H rows point at A/R rows for personal data; 5: of that event's data, A, R and L rows
+// keep only the personal_data block (put_event); claims have no H rows (a claim record
+// has its position instead); a learner record keeps its email hash as 32 bytes.
+constexpr std::string_view format_version = "5";
 // Files a bulk load writes into the folder: its runs, then the merged rows and the records
 // ingested at its end (moved in as RocksDB's). Any left at open were a crash's.
 constexpr std::string_view run_file_prefix = "bulk-run-";
@@ -155,6 +160,33 @@ struct progress {
   bool paused = false;
 };
 
+// A claim's progress per track: a claim has a few tracks, so a vector sorted as a
+// std::map of them would be (one allocation per claim, not a node per track played: a
+// rebuild makes millions).
+class track_progress {
+ public:
+  progress& operator[](std::string_view track) {
+    if (items_.empty()) items_.reserve(4);  // (before taking an iterator)
+    auto it = std::lower_bound(items_.begin(), items_.end(), track,
+                               [](const auto& item, std::string_view t) { return item.first < t; });
+    if (it == items_.end() || it->first != track) {
+      it = items_.emplace(it, std::string(track), progress{});
+    }
+    return it->second;
+  }
+  const progress* find(std::string_view track) const {
+    auto it = std::lower_bound(items_.begin(), items_.end(), track,
+                               [](const auto& item, std::string_view t) { return item.first < t; });
+    return it != items_.end() && it->first == track ? &it->second : nullptr;
+  }
+  std::size_t size() const { return items_.size(); }
+  auto begin() const { return items_.begin(); }
+  auto end() const { return items_.end(); }
+
+ private:
+  std::vector<std::pair<std::string, progress>> items_;  // by track id
+};
+
 struct claim_rec {
   uuid org_id;
   uuid invite_id;
@@ -166,7 +198,10 @@ struct claim_rec {
   std::vector<domain::invite_track> tracks;
   domain::access_duration access_duration;
   std::int64_t plays_per_track = 0;
-  std::map<std::string, progress> progress_by_track;
+  track_progress progress_by_track;
+  // Of its InviteClaimed: the key of its A row, and its place in the learner's history
+  // (which has no H row of its own for a claim: the learner's claims are in memory).
+  std::uint64_t position = 0;
 };
 
 struct learner_rec {
@@ -414,8 +449,9 @@ bool decode_state(std::string_view in, invite_rec& i) {
   return r.ok();
 }
 
-std::string encode(const claim_rec& c) {
-  record_writer w;
+// Into `w` (cleared first): a load's end encodes millions into one writer.
+void encode_into(record_writer& w, const claim_rec& c) {
+  w.clear();
   w.id(c.org_id);
   w.id(c.invite_id);
   w.id(c.claim_id);
@@ -436,6 +472,12 @@ std::string encode(const claim_rec& c) {
     w.i64(p.plays);
     w.boolean(p.paused);
   }
+  w.u64(c.position);
+}
+
+std::string encode(const claim_rec& c) {
+  record_writer w;
+  encode_into(w, c);
   return w.take();
 }
 
@@ -463,19 +505,73 @@ bool decode(std::string_view in, claim_rec& c) {
     p.paused = r.boolean();
     c.progress_by_track[std::move(track)] = p;
   }
+  c.position = r.u64();
   return r.ok();
 }
 
-std::string encode(const learner_rec& l) {
-  record_writer w;
+// A learner's keyed email hash as event_codec::email_subject writes it, "email:" and 64
+// lowercase hex digits, is kept as its 32 bytes (marked 1): random hex does not compress,
+// and a rebuild writes one per learner. Any other text is kept as it is (marked 0).
+constexpr std::string_view email_subject_prefix = "email:";
+
+void put_email_subject(record_writer& w, std::string_view subject) {
+  // Lowercase hex digits' values, -1 for anything else (uppercase too: another subject).
+  static constexpr std::array<std::int8_t, 256> value = [] {
+    std::array<std::int8_t, 256> t{};
+    t.fill(-1);
+    for (int c = '0'; c <= '9'; ++c) t[c] = static_cast<std::int8_t>(c - '0');
+    for (int c = 'a'; c <= 'f'; ++c) t[c] = static_cast<std::int8_t>(c - 'a' + 10);
+    return t;
+  }();
+  char bytes[32];
+  int bad = subject.size() == email_subject_prefix.size() + 64 &&
+                    subject.starts_with(email_subject_prefix)
+                ? 0
+                : -1;
+  for (std::size_t i = 0; i < sizeof bytes && bad >= 0; ++i) {
+    const auto* hex = reinterpret_cast<const unsigned char*>(subject.data()) +
+                      email_subject_prefix.size() + 2 * i;
+    const int hi = value[hex[0]], lo = value[hex[1]];
+    bad |= hi | lo;  // a -1 sets the sign bit
+    bytes[i] = static_cast<char>(hi << 4 | lo);
+  }
+  if (bad >= 0) {
+    w.u64(1);
+    w.raw(std::string_view(bytes, sizeof bytes));
+  } else {
+    w.u64(0);
+    w.str(subject);
+  }
+}
+
+std::string get_email_subject(record_reader& r) {
+  if (r.u64() != 1) return r.str();
+  constexpr std::string_view digits = "0123456789abcdef";
+  std::string subject(email_subject_prefix);
+  for (const char c : r.raw(32)) {
+    const auto b = static_cast<std::uint8_t>(c);
+    subject.push_back(digits[b >> 4]);
+    subject.push_back(digits[b & 0xf]);
+  }
+  return subject;
+}
+
+// Into `w` (cleared first): a load's end encodes millions into one writer.
+void encode_into(record_writer& w, const learner_rec& l) {
+  w.clear();
   w.id(l.org_id);
   w.id(l.learner_id);
   w.ts(l.registered_at);
-  w.str(l.email_subject);
+  put_email_subject(w, l.email_subject);
   w.boolean(l.lead_submitted);
   w.boolean(l.forgotten);
   w.u64(l.claims.size());
   for (const auto& c : l.claims) w.id(c);
+}
+
+std::string encode(const learner_rec& l) {
+  record_writer w;
+  encode_into(w, l);
   return w.take();
 }
 
@@ -484,33 +580,53 @@ bool decode(std::string_view in, learner_rec& l) {
   l.org_id = r.id();
   l.learner_id = r.id();
   l.registered_at = r.ts();
-  l.email_subject = r.str();
+  l.email_subject = get_email_subject(r);
   l.lead_submitted = r.boolean();
   l.forgotten = r.boolean();
   for (auto n = r.u64(); n > 0 && r.ok(); --n) l.claims.push_back(r.id());
   return r.ok();
 }
 
-// The sealed part of a stored event: what event_codec::decode needs to decrypt its
-// personal data at query time (the id and type are the ciphertext's associated data), and
-// its position. Stream, metadata and recording time stay in the log only: rows are most
-// of the folder, and of what a rebuild writes.
+// What a row keeps of its event: the sealed part, what event_codec::decode needs to
+// decrypt its personal data at query time (the id and type are the ciphertext's
+// associated data), and its position. Of the data, only the personal_data block when the
+// type has a template (form 1), else all of it (form 0). Stream, metadata, recording time
+// and the event's other fields stay in the log only: rows are most of the folder, and of
+// what a rebuild sorts, merges, compresses and writes.
 void put_event(record_writer& w, const recorded_event& e) {
   w.id(e.event_id);
   w.str(e.type);
   w.u64(e.schema_version);
   w.u64(e.position);
+  if (sealed::template_of(e.type) != nullptr) {
+    if (const auto block = sealed::personal_data_block(e.data)) {
+      w.u64(1);
+      w.str(*block);
+      return;
+    }
+  }
+  w.u64(0);
   w.str(e.data);
 }
 
-// A recorded_event with only the fields put_event kept (the rest empty).
+// A recorded_event with only the fields put_event kept (the rest empty; of a form 1 row
+// the data is its type's template around the block).
 recorded_event get_event(record_reader& r) {
   recorded_event e;
   e.event_id = r.id();
   e.type = r.str();
   e.schema_version = static_cast<std::uint32_t>(r.u64());
   e.position = r.u64();
+  const auto form = r.u64();
   e.data = r.str();
+  if (form == 1) {
+    // (A type without a template is not the codec's: the data then fails to decode and
+    // shows as forgotten, never as ciphertext.)
+    if (const auto* t = sealed::template_of(e.type)) {
+      e.data = t->around(e.data);
+      e.schema_version = t->schema_version;
+    }
+  }
   return e;
 }
 
@@ -1113,8 +1229,6 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
                      if (e.anonymous_) ++i->anonymous_claims;
                      ++i->claims_per_day[day_text(e.claimed_at_)];
                      i->claim_times.push_back(e.claimed_at_);
-                     put_history(out, e.learner_id_, re, learner_fact::claimed, e.claimed_at_,
-                                 e.invite_id_, e.claim_id_, {}, 0, std::nullopt);
                      auto& c = claims[e.claim_id_];
                      c.org_id = e.org_id_;
                      c.invite_id = e.invite_id_;
@@ -1126,6 +1240,7 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
                      c.tracks = e.restrictions_.tracks_;
                      c.access_duration = e.restrictions_.access_duration_;
                      c.plays_per_track = e.restrictions_.plays_per_track_;
+                     c.position = re.position;
                      mark(dirty.claims, e.claim_id_);
                      learner_of(e.org_id_, e.learner_id_).claims.push_back(e.claim_id_);
                      auto& w = out.start_row();
@@ -1371,11 +1486,18 @@ result<void, projection_error> read_models::state::merge_and_add_records() {
     key_of_into(prefix, id, key);
     put_key(key, value);
   };
-  for (const auto* c : by_id(claims)) put('c', c->first, encode(c->second));
+  record_writer record;
+  for (const auto* c : by_id(claims)) {
+    encode_into(record, c->second);
+    put('c', c->first, record.data());
+  }
   const auto invites_in_order = by_id(invites);
   for (const auto* i : invites_in_order) put('i', i->first, encode_state(i->second));
   for (const auto* k : by_id(keys)) put('k', k->first, encode(k->second));
-  for (const auto* l : by_id(learners)) put('l', l->first, encode(l->second));
+  for (const auto* l : by_id(learners)) {
+    encode_into(record, l->second);
+    put('l', l->first, record.data());
+  }
   end_part();
   std::string cp;
   append_be64(cp, applied.load(std::memory_order_acquire));
@@ -1807,9 +1929,9 @@ claim_access_view read_models::state::access_of(const claim_rec& c, timestamp no
     tv.track_id = t.track_id_;
     tv.pausable = t.pausable_;
     tv.access_expires_at = c.access_expires_at;
-    if (auto p = c.progress_by_track.find(t.track_id_); p != c.progress_by_track.end()) {
-      tv.plays_used = p->second.plays;
-      tv.paused = p->second.paused;
+    if (const auto* p = c.progress_by_track.find(t.track_id_)) {
+      tv.plays_used = p->plays;
+      tv.paused = p->paused;
     }
     if (c.plays_per_track > 0) {
       tv.plays_remaining = std::max<std::int64_t>(0, c.plays_per_track - tv.plays_used);
@@ -2178,6 +2300,7 @@ std::optional<learner_ref> read_models::learner_by_email(const uuid& org_id,
 std::optional<learner_history_view> read_models::learner_history(const uuid& org_id,
                                                                  const uuid& learner_id) const {
   learner_history_view h;
+  std::vector<std::pair<learner_history_entry, std::optional<recorded_event>>> rows;
   {
     std::shared_lock lock(state_->mu);
     auto l = state_->learners.find(learner_id);
@@ -2186,8 +2309,19 @@ std::optional<learner_history_view> read_models::learner_history(const uuid& org
     h.learner_id = learner_id;
     h.forgotten = l->second.forgotten;
     if (l->second.registered_at != timestamp{}) h.registered_at = l->second.registered_at;
+    // Claims: from the claim records (a claim has no H row).
+    for (const auto& id : l->second.claims) {
+      auto c = state_->claims.find(id);
+      if (c == state_->claims.end()) continue;
+      learner_history_entry x;
+      x.fact = learner_fact::claimed;
+      x.at = c->second.claimed_at;
+      x.position = c->second.position;
+      x.invite_id = c->second.invite_id;
+      x.claim_id = id;
+      rows.emplace_back(std::move(x), std::nullopt);
+    }
   }
-  std::vector<std::pair<learner_history_entry, std::optional<recorded_event>>> rows;
   state_->scan_rows(key_of('H', learner_id), [&](record_reader& r) {
     learner_history_entry x;
     x.fact = static_cast<learner_fact>(r.u64());
@@ -2203,6 +2337,10 @@ std::optional<learner_history_view> read_models::learner_history(const uuid& org
     if (!r.ok()) return true;
     rows.emplace_back(std::move(x), std::nullopt);
     return true;
+  });
+  // In log order: the claims (in claim order) among the H rows (in key order).
+  std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+    return a.first.position < b.first.position;
   });
   // Claims and rejections: the sealed event is in the invite's A or R row.
   std::string value;

@@ -55,6 +55,8 @@ class record_writer {
     out_.append(s);
   }
   void id(const uuid& u) { out_.append(u.as_bytes()); }
+  // Bytes of a size the reader knows (no length written).
+  void raw(std::string_view bytes) { out_.append(bytes); }
   void ts(timestamp t) { i64(to_unix_micros(t)); }
   void opt_ts(const std::optional<timestamp>& t) {
     boolean(t.has_value());
@@ -119,6 +121,16 @@ class record_reader {
     for (std::size_t i = 0; i < u.bytes.size(); ++i) u.bytes[i] = static_cast<std::uint8_t>(in_[i]);
     in_.remove_prefix(u.bytes.size());
     return u;
+  }
+  // `n` bytes raw() wrote (empty, and not ok(), when fewer are left).
+  std::string_view raw(std::size_t n) {
+    if (in_.size() < n) {
+      bad();
+      return {};
+    }
+    const auto bytes = in_.substr(0, n);
+    in_.remove_prefix(n);
+    return bytes;
   }
   timestamp ts() { return from_unix_micros(i64()); }
   std::optional<timestamp> opt_ts() {

@@ -162,6 +162,34 @@ TEST_F(bulk_runs_test, values_bigger_than_a_read_chunk) {
   EXPECT_EQ(read_back(files, o.sst), expected);
 }
 
+// A run spans many chunks of memory; cleared, it fills its kept chunks again (skipping
+// those too small for a big pair): every pair keeps its bytes, and bytes() counts them.
+TEST_F(bulk_runs_test, a_run_refilled_after_clear_keeps_every_pair) {
+  std::mt19937_64 rng(5);
+  sorted_run run;
+  std::vector<run_file> runs;
+  pairs expected;
+  for (int r = 0; r < 3; ++r) {
+    std::size_t bytes = 0;
+    for (int i = 0; i < 4000; ++i) {
+      const auto k = row_key(rng, 100000);
+      std::string v(rng() % 2000, static_cast<char>('a' + r));
+      if (i == 2000 && r > 0) v.assign((1u << 20) + 7, 'B');  // bigger than a chunk
+      v += std::to_string(i);
+      run.add(k, v);
+      expected[k] = v;
+      bytes += k.size() + v.size();
+    }
+    EXPECT_GE(run.bytes(), bytes);
+    runs.push_back(write_run(run));
+    EXPECT_TRUE(run.empty());
+  }
+  std::vector<std::string> files;
+  merge_options o{.out_prefix = path("refill-")};
+  ASSERT_TRUE(merge_runs(runs, o, files).ok());
+  EXPECT_EQ(read_back(files, o.sst), expected);
+}
+
 // A run file cut short (a damaged disk) fails the merge instead of losing rows quietly.
 TEST_F(bulk_runs_test, a_truncated_run_fails_the_merge) {
   sorted_run run;

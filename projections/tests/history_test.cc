@@ -258,4 +258,55 @@ TEST_F(history_test, learner_history_lists_claims_rejections_and_plays_and_survi
 }
 
 }  // namespace
+// A learner's claims (from the claim records: a claim has no history row) fall in log
+// order among the rows of plays and rejections, live, after a restart (records loaded
+// from the folder) and in a rebuild into another folder.
+TEST_F(history_test, learner_history_puts_claims_in_log_order_among_the_other_facts) {
+  const uuid a = id(100), b = id(101), c = id(102);
+  create_invite(org, a, "AB2K7MZ", draft("A", {"k8s", "linux"}));
+  create_invite(org, b, "CD3K8NP", draft("B"));
+  create_invite(org, c, "EF4K9QR", draft("C", {"linux"}));
+  auto first = claim(a, "ada.order@example.com", 1);
+  const uuid learner = first.claim_->learner_id_;
+  clock_.advance(1min);
+  play(first.claim_->claim_id_, learner, "k8s");
+  on_invite(b, domain::deactivate_invite{});
+  clock_.advance(1min);
+  claim(b, "ada.order@example.com", 2);  // rejected
+  clock_.advance(1min);
+  auto second = claim(c, "ada.order@example.com", 3);
+  ASSERT_EQ(second.claim_->learner_id_, learner);
+  clock_.advance(1min);
+  play(first.claim_->claim_id_, learner, "linux");
+  play(second.claim_->claim_id_, learner, "linux");
+  catch_up();
+
+  auto facts = [&](const learner_history_view& h) {
+    std::vector<std::pair<learner_fact, uuid>> out;
+    for (const auto& x : h.entries) out.emplace_back(x.fact, x.invite_id);
+    return out;
+  };
+  const std::vector<std::pair<learner_fact, uuid>> expected{
+      {learner_fact::claimed, a}, {learner_fact::played, a}, {learner_fact::rejected, b},
+      {learner_fact::claimed, c}, {learner_fact::played, a}, {learner_fact::played, c}};
+  auto h = models_->learner_history(org, learner);
+  ASSERT_TRUE(h);
+  EXPECT_EQ(facts(*h), expected);
+  for (std::size_t i = 1; i < h->entries.size(); ++i) {
+    EXPECT_LT(h->entries[i - 1].position, h->entries[i].position);
+  }
+  EXPECT_EQ(h->entries[3].claim_id, second.claim_->claim_id_);
+  EXPECT_EQ(h->entries[3].who.email, "ada.order@example.com");
+  EXPECT_EQ(h->entries[3].at, at("2026-03-01T10:03:00Z"));
+  EXPECT_EQ(h->claims, 2);
+  const auto live = to_json(*h);
+
+  open_models();
+  EXPECT_EQ(to_json(*models_->learner_history(org, learner)), live) << "after a restart";
+  auto rebuilt = read_models::open({.path = dir_.sub("rebuilt")}, *codec_);
+  ASSERT_TRUE(rebuilt) << rebuilt.error().message;
+  ASSERT_TRUE(rebuild(*store_, **rebuilt, {.batch_size = 2}));
+  EXPECT_EQ(to_json(*(*rebuilt)->learner_history(org, learner)), live) << "rebuilt";
+}
+
 }  // namespace passage::projections

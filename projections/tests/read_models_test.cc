@@ -487,6 +487,61 @@ TEST_F(read_models_test, learner_access_per_claim_and_per_learner) {
   EXPECT_EQ(models_->learner(org, learner_id)->claims.size(), 2u);
 }
 
+// A, R and L rows keep only the personal_data block of their event (format 5): the rest
+// is in the row's own fields and the records. Queries still show the personal data.
+TEST_F(read_models_test, rows_keep_only_the_personal_data_block_of_their_event) {
+  domain::lead_form form;
+  form.fields_.push_back({"company", "Company", true});
+  append(
+      must(domain::decide(orgs_[org], domain::change_lead_form{form, std::nullopt}, clock_.now())));
+  const uuid inv = id(100);
+  auto d = draft("Leads");
+  d.access_ = domain::access_mode::lead_form;
+  d.claim_limit_ = 1;
+  create_invite(org, inv, "AB2K7MZ", d);
+  claim(inv, "ada@example.com", 1, "Ada", "Lovelace", {{"company", "Analytical"}});
+  claim(inv, "bob@example.com", 2, "Bob", "Builder", {{"company", "Bob & Co"}});  // full
+  catch_up();
+
+  std::map<char, std::vector<std::string>> rows;
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::Options(), models_path(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const char prefix = it->key()[0];
+      if (prefix == 'A' || prefix == 'R' || prefix == 'L') {
+        rows[prefix].push_back(it->value().ToString());
+      }
+    }
+  }
+  ASSERT_EQ(rows['A'].size(), 1u);
+  ASSERT_EQ(rows['R'].size(), 1u);
+  ASSERT_EQ(rows['L'].size(), 1u);
+  for (const auto& [prefix, values] : rows) {
+    SCOPED_TRACE(std::string(1, prefix));
+    const auto& v = values[0];
+    EXPECT_NE(v.find(R"({"alg":"A256GCM","ct":")"), std::string::npos);
+    for (const char* field : {"\"org_id\"", "\"invite_id\"", "\"restrictions\"", "\"reason\"",
+                              "\"captured_at\"", "\"personal_data\""}) {
+      EXPECT_EQ(v.find(field), std::string::npos) << field;
+    }
+  }
+
+  EXPECT_EQ((*models_->acceptance_list(org, inv))[0].who.first_name, "Ada");
+  const auto rejected = *models_->rejections(org, inv);
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_EQ(rejected[0].who.email, "bob@example.com");
+  const auto leads = models_->leads(org);
+  ASSERT_EQ(leads.size(), 1u);
+  EXPECT_EQ(leads[0].answers.at("company"), "Analytical");
+  const auto history = models_->learner_history(org, leads[0].learner_id);
+  ASSERT_TRUE(history);
+  ASSERT_FALSE(history->entries.empty());
+  EXPECT_EQ(history->entries[0].who.email, "ada@example.com");
+}
+
 TEST_F(read_models_test, email_index_and_lead_form_submissions) {
   domain::lead_form form;
   form.fields_.push_back({"company", "Company", true});
@@ -516,6 +571,24 @@ TEST_F(read_models_test, email_index_and_lead_form_submissions) {
   EXPECT_EQ(leads[0].answers.at("company"), "Analytical");
   EXPECT_EQ(leads[0].invite_id, inv);
   EXPECT_EQ(to_json(leads[0])["answers"]["company"], "Analytical");
+}
+
+// A learner record keeps the keyed email hash as its 32 bytes: read back from the folder
+// (a restart loads every record) it is the codec's text again, and still finds the learner.
+TEST_F(read_models_test, a_learners_email_hash_is_the_same_after_a_restart) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Hash"));
+  auto c = claim(inv, "Ada.Hash@Example.com", 1);
+  const uuid learner = c.claim_->learner_id_;
+  const auto subject = codec_->email_subject(org, "ada.hash@example.com");
+  ASSERT_EQ(subject.size(), 6u + 64u);
+  catch_up();
+  EXPECT_EQ(models_->learner_email_subject(learner), subject);
+  open_models();
+  EXPECT_EQ(models_->learner_email_subject(learner), subject);
+  auto ref = models_->learner_by_email(org, subject);
+  ASSERT_TRUE(ref);
+  EXPECT_EQ(ref->learner_id, learner);
 }
 
 TEST_F(read_models_test, forgotten_learner_shows_as_forgotten_with_counts_intact) {
@@ -1365,7 +1438,9 @@ TEST_F(read_models_test, a_folder_in_another_record_format_is_refused_or_rebuilt
     rocksdb::DB* raw = nullptr;
     ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), models_path(), &raw).ok());
     std::unique_ptr<rocksdb::DB> db(raw);
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "m:fmt", "1").ok());
+    // 4: the format before rows kept only their event's personal_data block, whose rows
+    // this version would misread.
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "m:fmt", "4").ok());
   }
 
   auto refused = read_models::open({.path = models_path()}, *codec_);
@@ -1377,7 +1452,7 @@ TEST_F(read_models_test, a_folder_in_another_record_format_is_refused_or_rebuilt
   o.on_format_change = [&](std::string_view f) { found = f; };
   auto rebuilt = read_models::open(o, *codec_);
   ASSERT_TRUE(rebuilt) << rebuilt.error().message;
-  EXPECT_EQ(found, "1");
+  EXPECT_EQ(found, "4");
   models_ = std::move(*rebuilt);
   EXPECT_EQ(models_->applied_position(), 0u);
   EXPECT_FALSE(models_->usage(org, inv));

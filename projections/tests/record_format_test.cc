@@ -65,5 +65,22 @@ TEST(record_format, BigEndianBytesArePinned) {
   EXPECT_EQ(key, "r\x01\x02\x03\x04\x05\x06\x07\x08");
 }
 
+// raw() bytes come back as written, with no length before them; too few left: not ok.
+TEST(record_format, RawBytesRoundTrip) {
+  record_writer w;
+  w.u64(7);
+  w.raw(std::string("\x00\xff\x10", 3));
+  w.u64(9);
+  record_reader r(w.data());
+  EXPECT_EQ(r.u64(), 7u);
+  EXPECT_EQ(r.raw(3), std::string_view("\x00\xff\x10", 3));
+  EXPECT_EQ(r.u64(), 9u);
+  EXPECT_TRUE(r.ok());
+  EXPECT_TRUE(r.at_end());
+  record_reader short_one(std::string_view("\x01\x02", 2));
+  EXPECT_TRUE(short_one.raw(3).empty());
+  EXPECT_FALSE(short_one.ok());
+}
+
 }  // namespace
 }  // namespace passage::projections

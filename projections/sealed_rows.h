@@ -1,0 +1,37 @@
+#pragma once
+// What the A, R and L rows of the read models keep of their event (internal to
+// passage::projections): only its personal_data block, the one part a query needs from it
+// (to show the email, names and answers, or "forgotten"); every other field is in the
+// row's own fields or the records already. At query time the block goes back into a
+// template event of the row's type for event_codec::decode: the ciphertext's associated
+// data is the event's id, type and subject, never its other fields, so they need not be
+// the event's.
+//
+//   if (auto block = sealed::personal_data_block(recorded.data)) keep(*block);
+//   ...
+//   recorded.data = sealed::template_of(recorded.type)->around(block);
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace passage::projections::sealed {
+
+// The personal_data member of an event's data as the codec writes it (once, at the top
+// level; null or an envelope object of strings): its text, or nullopt for anything else.
+std::optional<std::string_view> personal_data_block(std::string_view data);
+
+// An event of one type with every field at its default but personal_data, whose block
+// goes between `before` and `after`.
+struct event_template {
+  std::string before, after;
+  std::uint32_t schema_version = 0;
+  std::string around(std::string_view block) const;
+};
+
+// The template of InviteClaimed, ClaimRejected or LeadCaptured (the events of rows);
+// nullptr for any other type.
+const event_template* template_of(std::string_view type);
+
+}  // namespace passage::projections::sealed
