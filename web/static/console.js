@@ -156,7 +156,9 @@ async function inviteList() {
     };
     await more(null);
   };
-  form.addEventListener('change', load);
+  // The search box reloads as one types (below); its own change event, fired when it loses
+  // focus, would reload again just as a click on a row lands, and replace the row under it.
+  form.addEventListener('change', (ev) => { if (ev.target.id !== 'filter-q') load(); });
   form.addEventListener('submit', (ev) => { ev.preventDefault(); load(); });
   let typing;
   form.querySelector('#filter-q').addEventListener('input', () => { clearTimeout(typing); typing = setTimeout(load, 250); });
