@@ -442,8 +442,8 @@ struct mailer::state {
 
   // Appends EmailSent / EmailFailed with an id derived from the source event (a re-append
   // after a restart is a no-op). False when stopping interrupted it.
-  bool append_outcome(mail_kind kind, const eventstore::recorded_event& rec,
-                      d::private_invitation_sent inv, const outcome& o) {
+  [[nodiscard]] bool append_outcome(mail_kind kind, const eventstore::recorded_event& rec,
+                                    d::private_invitation_sent inv, const outcome& o) {
     d::event e;
     const uuid message_id = mail_id(kind, rec.event_id);
     if (o.sent) {
@@ -477,8 +477,8 @@ struct mailer::state {
   }
 
   // Appends the outcome event `e` of the `kind` mail for `rec` to the stream of `job_id`.
-  bool append_outcome_event(mail_kind kind, const eventstore::recorded_event& rec, d::event e,
-                            const uuid& job_id) {
+  [[nodiscard]] bool append_outcome_event(mail_kind kind, const eventstore::recorded_event& rec,
+                                          d::event e, const uuid& job_id) {
     auto encoded = encode_outcome(kind, rec, std::move(e));
     if (!encoded) return true;
     return append_with_retries(d::email_job_stream(job_id), *encoded);
@@ -1114,13 +1114,14 @@ struct mailer::state {
 
   // The welcome mail of a new account (PasswordSetupIssued): rendered and put in the run,
   // which sends it, ledgers it under the event id and logs its outcome in the stream
-  // job-<setup id> (flush_run).
-  void handle_welcome(const eventstore::recorded_event& rec) {
+  // job-<setup id> (flush_run). False when stopping interrupted the append of the outcome
+  // of a mail ledgered before (the event is handled again after the next start).
+  [[nodiscard]] bool handle_welcome(const eventstore::recorded_event& rec) {
     auto decoded = codec.decode(rec);
     if (!decoded) {
       spdlog::error("mailer: event {} cannot be decoded: {}", rec.event_id.to_string(),
                     decoded.error().message);
-      return;
+      return true;
     }
     run_mail m{.rec = &rec,
                .event = std::get<d::password_setup_issued>(std::move(decoded->event)),
@@ -1129,9 +1130,8 @@ struct mailer::state {
     // Ledgered before (a restart): only the outcome event again, a no-op if it is stored.
     if (rec.position <= ledgered_until) {
       if (auto done = stored_outcome(rec.event_id)) {
-        append_outcome_event(mail_kind::welcome, rec, welcome_outcome(w, m.message_id, *done),
-                             w.setup_id_);
-        return;
+        return append_outcome_event(mail_kind::welcome, rec,
+                                    welcome_outcome(w, m.message_id, *done), w.setup_id_);
       }
     }
     // The state folder lost: the outcome already in the log stands in for the ledger. Only
@@ -1154,6 +1154,7 @@ struct mailer::state {
     }
     if (run.empty()) run.checkpoint_before = checkpoint;
     run.mails.push_back(std::move(m));
+    return true;
   }
 
   // ---- reminders ------------------------------------------------------------
@@ -1347,7 +1348,8 @@ struct mailer::state {
   // outcome logged before (a crash lost the checkpoint after the append): its personal data
   // was sealed with another random IV, so the bytes differ and the store reports a
   // conflict. That is done, not a failure to retry (retrying would stall the mailer).
-  bool append_with_retries(const std::string& stream, const eventstore::new_event& e) {
+  [[nodiscard]] bool append_with_retries(const std::string& stream,
+                                         const eventstore::new_event& e) {
     auto backoff = opt.initial_backoff;
     for (;;) {
       auto r = store.append({{stream, eventstore::expected_version::any(), {e}}});
@@ -1416,8 +1418,7 @@ struct mailer::state {
         if (auto id = uuid::parse(std::string_view(rec.stream).substr(8)))
           forget(*id, rec.position);
       } else if (rec.type == d::password_setup_issued::type_name) {
-        if (is_stopping()) return stop_here();
-        handle_welcome(rec);
+        if (is_stopping() || !handle_welcome(rec)) return stop_here();
       }
       checkpoint = rec.position;
     }

@@ -620,6 +620,36 @@ TEST_F(mailer_outbox, AStopDuringARunKeepsTheMailsSentAndSendsTheRestOnce) {
   EXPECT_EQ(mailer_->stats().sent, std::size_t(mails - 2));
 }
 
+// A stop while a ledgered mail's outcome event waits to be appended (the log refuses
+// appends) leaves the checkpoint before the mail's event: the outcome event is appended
+// after the next start, once, whether the stop came in the run's append or in the append
+// of an outcome ledgered before.
+TEST_F(mailer_outbox, AStopWhileAnOutcomeWaitsToBeAppendedAppendsItAfterTheRestart) {
+  const uuid ada = uuid::random();
+  const auto w = link_sent_again(ada, "ada@example.com");
+  const auto last = append(d::learner_stream(ada), w);
+  reads_->fail_appends = true;
+  // Sent and ledgered with its run; the run's append fails and waits for its retry.
+  start_mailer(nullptr, 1h);
+  ASSERT_TRUE(eventually([&] { return reads_->appends_failed >= 1; }));
+  mailer_->stop();
+  mailer_.reset();
+  EXPECT_EQ(names_in(outbox()).size(), 1u);
+  // Ledgered before the start: only its outcome event is appended, which fails again.
+  const int failed = reads_->appends_failed;
+  start_mailer(nullptr, 1h);
+  ASSERT_TRUE(eventually([&] { return reads_->appends_failed > failed; }));
+  mailer_->stop();
+  mailer_.reset();
+  reads_->fail_appends = false;
+  start_mailer();
+  ASSERT_TRUE(handled(last));
+  const auto logged = outcomes_of(w.setup_id_);
+  ASSERT_EQ(logged.size(), 1u);
+  EXPECT_EQ(logged.front().type, d::email_sent::type_name);
+  EXPECT_EQ(names_in(outbox()).size(), 1u);
+}
+
 // A run's mails are indexed before the first is sent; one whose learner is forgotten while
 // an earlier one is being sent is checked again (the count of purges moved) and not sent:
 // it is recorded as failed, "recipient forgotten".
