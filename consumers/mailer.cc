@@ -16,6 +16,7 @@
 #include <set>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include "common/encoding.h"
 #include "consumers/claim_digest.h"
@@ -355,12 +356,15 @@ struct mailer::state {
   // While it has not moved, the entries are in place and the learner is not forgotten (every
   // purge, forget and key destruction moves it first), so the first attempt writes nothing
   // more; once it moved, the mail is indexed and checked again as without it.
+  // `before_first_wait`: called once before the first backoff wait (flush_run() records the
+  // mails sent before this one); false from it ends the retries as stopping does.
   std::optional<outcome> send_indexed(const std::vector<named_address>& named,
                                       const mail_message& message,
                                       const eventstore::recorded_event* rec,
                                       std::optional<uuid> learner,
                                       std::optional<std::uint64_t> purges_before,
-                                      std::optional<std::uint64_t> indexed_at = std::nullopt) {
+                                      std::optional<std::uint64_t> indexed_at = std::nullopt,
+                                      const std::function<bool()>& before_first_wait = {}) {
     const std::string what = rec ? "event " + rec->event_id.to_string() : message.message_id;
     outcome o;
     auto backoff = opt.initial_backoff;
@@ -387,6 +391,7 @@ struct mailer::state {
       o.error = r.error();
       spdlog::warn("mailer: attempt {} for {} failed: {}", o.attempts, what, o.error);
       if (o.attempts >= opt.max_attempts) break;
+      if (o.attempts == 1 && before_first_wait && !before_first_wait()) return std::nullopt;
       if (!pause(backoff)) return std::nullopt;
       backoff = std::min(backoff * 2, opt.max_backoff);
       // Forgotten while the mail waited: no further mail (SPEC §6).
@@ -542,8 +547,10 @@ struct mailer::state {
   }
 
   // Sends the run's mails, writes their ledger entries (synced), then appends their
-  // outcome events in one append. False when the ledger write failed or stopping
-  // interrupted the run or the append: the checkpoint then goes back to before the run, or
+  // outcome events in one append. The mails sent before one that waits for a retry are
+  // recorded so (ledgered, then logged) before the wait, which may last minutes: a crash
+  // meanwhile does not send them again. False when a ledger write failed or stopping
+  // interrupted the run or an append: the checkpoint then goes back to before the run, or
   // (stopping before or during a mail's retries) to before that mail, the ones sent before
   // it being ledgered and logged. The events past the checkpoint are handled again after
   // the next start (the ledgered ones only get their outcome event appended).
@@ -555,21 +562,42 @@ struct mailer::state {
     rocksdb::WriteBatch ledger;
     std::vector<eventstore::stream_append> outcomes;
     std::uint64_t sent_now = 0, failed_now = 0, last = 0;
-    bool interrupted = false;
+    // Ledgers, then logs, the mails handled so far in the run; false (the checkpoint back
+    // to before the run) when the write failed or stopping interrupted the append.
+    auto record_handled = [&] {
+      if (ledger.Count() == 0) return true;
+      if (!write(ledger, true)) {
+        checkpoint = r.checkpoint_before;
+        return false;
+      }
+      ledgered_until = std::max(ledgered_until, last);
+      ledger.Clear();
+      if (!append_all(outcomes)) {
+        checkpoint = r.checkpoint_before;
+        return false;
+      }
+      outcomes.clear();
+      sent += std::exchange(sent_now, 0);  // counted once the outcome events are in the log
+      failed += std::exchange(failed_now, 0);
+      return true;
+    };
+    bool recorded = true;  // false once record_handled() failed before a retry's wait
+    const std::function<bool()> before_wait = [&] { return recorded = record_handled(); };
     for (auto& m : r.mails) {
       std::optional<outcome> o = m.known;
       if (!o && is_stopping()) {
         checkpoint = std::min(checkpoint, m.rec->position - 1);
-        interrupted = true;
-        break;
+        record_handled();
+        return false;
       }
       if (!o) {
         o = send_indexed(m.named, *m.message, m.rec, m.event.learner_id_, purges_at_batch,
-                         m.indexed ? indexed_at : std::nullopt);
-        if (!o) {  // stopping interrupted a retry
+                         m.indexed ? indexed_at : std::nullopt, before_wait);
+        if (!o) {  // stopping interrupted a retry, or recording the ones before failed
+          if (!recorded) return false;
           checkpoint = std::min(checkpoint, m.rec->position - 1);
-          interrupted = true;
-          break;
+          record_handled();
+          return false;
         }
       }
       ledger.Put(slice(key('l', m.rec->event_id)), json{{"sent", o->sent},
@@ -588,19 +616,7 @@ struct mailer::state {
                             {std::move(*e)}});
       }
     }
-    if (ledger.Count() == 0) return !interrupted;
-    if (!write(ledger, true)) {
-      checkpoint = r.checkpoint_before;
-      return false;
-    }
-    ledgered_until = std::max(ledgered_until, last);
-    if (!append_all(outcomes)) {
-      checkpoint = r.checkpoint_before;
-      return false;
-    }
-    sent += sent_now;  // counted once the outcome events are in the log
-    failed += failed_now;
-    return !interrupted;
+    return record_handled();
   }
 
   // Appends `outcomes` (each an id derived from its source event) in one append, with

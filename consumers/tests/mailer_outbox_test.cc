@@ -620,6 +620,20 @@ TEST_F(mailer_outbox, AStopDuringARunKeepsTheMailsSentAndSendsTheRestOnce) {
   EXPECT_EQ(mailer_->stats().sent, std::size_t(mails - 2));
 }
 
+// The mails of a run sent before one that waits for a retry (minutes, at worst) are
+// ledgered and logged before the wait: a crash during it sends none of them again.
+TEST_F(mailer_outbox, TheMailsSentBeforeARetryAreLoggedBeforeItsWait) {
+  ASSERT_NE(append_welcome_run(5), 0u);
+  auto t = std::make_unique<refusing_after>(outbox(), 2);
+  auto* refusing = t.get();
+  start_mailer(std::move(t), 1h);  // the third mail waits for its retry until the stop
+  ASSERT_TRUE(refusing->wait_for_refusal());
+  // Counted once their outcome events are in the log, which is after their ledger entries.
+  EXPECT_TRUE(eventually([&] { return mailer_->stats().sent == 2; }));
+  EXPECT_EQ(email_sent_in(*store_).size(), 2u);
+  EXPECT_EQ(refusing->sends().size(), 3u);
+}
+
 // A stop while a ledgered mail's outcome event waits to be appended (the log refuses
 // appends) leaves the checkpoint before the mail's event: the outcome event is appended
 // after the next start, once, whether the stop came in the run's append or in the append
