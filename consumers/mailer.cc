@@ -1394,6 +1394,7 @@ struct mailer::state {
       save_checkpoint(true);
       return false;
     };
+    bool welcome_read = false;  // the batch held a welcome mail (for batch_delay)
     for (const auto& rec : batch) {
       // The run of welcome mails is flushed before an invitation is sent and before a
       // forget purges, so those keep the order of the log. Claims, registrations and
@@ -1435,6 +1436,7 @@ struct mailer::state {
           forget(*id, rec.position);
       } else if (rec.type == d::password_setup_issued::type_name) {
         if (is_stopping() || !handle_welcome(rec)) return stop_here();
+        welcome_read = true;
       }
       checkpoint = rec.position;
     }
@@ -1442,11 +1444,14 @@ struct mailer::state {
     registered_first_names.clear();
     run_learners.clear();
     save_checkpoint(false);
-    // Caught up with the log: a moment before reading again, so that under load the next
-    // read finds many claims' mails for one run (its flush costs an index write, a synced
-    // ledger write and a log commit) instead of the few of one log commit. A mail arriving
-    // while the mailer waits on the log goes at once.
-    if (batch.size() < max_batch && opt.batch_delay.count() > 0) return pause(opt.batch_delay);
+    // Caught up with the log after welcome mails: a moment before reading again, so that
+    // under load the next read finds many claims' mails for one run (its flush costs an
+    // index write, a synced ledger write and a log commit) instead of the few of one log
+    // commit. A mail arriving while the mailer waits on the log goes at once; after a batch
+    // without welcome mails (no run to gather) the mailer reads on at once.
+    if (welcome_read && batch.size() < max_batch && opt.batch_delay.count() > 0) {
+      return pause(opt.batch_delay);
+    }
     return !is_stopping();
   }
 };

@@ -695,5 +695,16 @@ TEST_F(mailer_outbox, AMailOfARunWhoseLearnerIsForgottenDuringTheRunIsNotSent) {
   EXPECT_EQ(std::get<d::email_failed>(failed->event).error_, "recipient forgotten");
 }
 
+// Only a batch that held welcome mails waits batch_delay before the next read (to gather
+// the next claims' mails in one run): after other batches the mailer reads on at once.
+TEST_F(mailer_outbox, ABatchWithoutWelcomeMailsDoesNotWaitTheBatchDelay) {
+  start_mailer(nullptr, 1s, 1h);
+  const auto first = invitation("ada@example.com");
+  ASSERT_TRUE(handled(append(d::invite_stream(first.invite_id_), first)));
+  const auto second = invitation("bob@example.com");
+  ASSERT_TRUE(handled(append(d::invite_stream(second.invite_id_), second)));
+  EXPECT_EQ(mailer_->stats().sent, 2u);
+}
+
 }  // namespace
 }  // namespace passage::consumers
