@@ -503,12 +503,15 @@ struct mailer::state {
     // so the batch outlives it.
     const eventstore::recorded_event* rec = nullptr;
     d::password_setup_issued event;
-    uuid message_id;                      // mail_id(welcome, event id)
-    std::optional<mail_message> message;  // the mail to send, or
-    std::optional<outcome> known;         // an outcome without a send (recipient forgotten,
-    bool logged = false;                  // or logged before: then ledgered only)
-    std::vector<named_address> named;     // the addresses it names (its recipient)
-    bool indexed = false;                 // by index_run()
+    uuid message_id;  // mail_id(welcome, event id)
+    // The mail to send; none when `known` holds the outcome.
+    std::optional<mail_message> message;
+    // An outcome without a send: the recipient forgotten, or the outcome logged before.
+    std::optional<outcome> known;
+    // `known` is the outcome the log holds (a lost state): ledgered only, not logged again.
+    bool logged = false;
+    std::vector<named_address> named;  // the addresses it names (its recipient)
+    bool indexed = false;              // by index_run()
   };
   struct pending_run {
     std::vector<run_mail> mails;
