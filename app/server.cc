@@ -199,6 +199,7 @@ void make_mailer(server::impl& im, const fs::path& dir) {
   mo.max_attempts = o.mail_max_attempts;
   mo.initial_backoff = o.mail_initial_backoff;
   mo.max_backoff = o.mail_max_backoff;
+  mo.batch_delay = o.mail_batch_delay;
   mo.reminder_poll = o.mail_reminder_poll;
   mo.claim_digest_window = o.mail_claim_digest_window;
   mo.clock = im.clock;

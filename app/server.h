@@ -99,6 +99,9 @@ struct server_options {
   int mail_max_attempts = 8;
   std::chrono::milliseconds mail_initial_backoff{1000};
   std::chrono::milliseconds mail_max_backoff{300'000};
+  // The mailer's wait after a read that caught up with welcome mails, to gather the next
+  // claims' mails in one run (mailer_options::batch_delay; tests set 0). Default: 200 ms.
+  std::chrono::milliseconds mail_batch_delay{200};
   // How often due reminders (opt-in per send) are looked for. Default: 30 s.
   std::chrono::milliseconds mail_reminder_poll{30'000};
   // At most one claim digest (notify_on_claim) per invite per window. Default: 15 min.

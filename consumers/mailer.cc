@@ -16,6 +16,7 @@
 #include <set>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include "common/encoding.h"
 #include "consumers/claim_digest.h"
@@ -355,12 +356,15 @@ struct mailer::state {
   // While it has not moved, the entries are in place and the learner is not forgotten (every
   // purge, forget and key destruction moves it first), so the first attempt writes nothing
   // more; once it moved, the mail is indexed and checked again as without it.
+  // `before_first_wait`: called once before the first backoff wait (flush_run() records the
+  // mails sent before this one); false from it ends the retries as stopping does.
   std::optional<outcome> send_indexed(const std::vector<named_address>& named,
                                       const mail_message& message,
                                       const eventstore::recorded_event* rec,
                                       std::optional<uuid> learner,
                                       std::optional<std::uint64_t> purges_before,
-                                      std::optional<std::uint64_t> indexed_at = std::nullopt) {
+                                      std::optional<std::uint64_t> indexed_at = std::nullopt,
+                                      const std::function<bool()>& before_first_wait = {}) {
     const std::string what = rec ? "event " + rec->event_id.to_string() : message.message_id;
     outcome o;
     auto backoff = opt.initial_backoff;
@@ -387,6 +391,7 @@ struct mailer::state {
       o.error = r.error();
       spdlog::warn("mailer: attempt {} for {} failed: {}", o.attempts, what, o.error);
       if (o.attempts >= opt.max_attempts) break;
+      if (o.attempts == 1 && before_first_wait && !before_first_wait()) return std::nullopt;
       if (!pause(backoff)) return std::nullopt;
       backoff = std::min(backoff * 2, opt.max_backoff);
       // Forgotten while the mail waited: no further mail (SPEC §6).
@@ -442,8 +447,8 @@ struct mailer::state {
 
   // Appends EmailSent / EmailFailed with an id derived from the source event (a re-append
   // after a restart is a no-op). False when stopping interrupted it.
-  bool append_outcome(mail_kind kind, const eventstore::recorded_event& rec,
-                      d::private_invitation_sent inv, const outcome& o) {
+  [[nodiscard]] bool append_outcome(mail_kind kind, const eventstore::recorded_event& rec,
+                                    d::private_invitation_sent inv, const outcome& o) {
     d::event e;
     const uuid message_id = mail_id(kind, rec.event_id);
     if (o.sent) {
@@ -477,8 +482,8 @@ struct mailer::state {
   }
 
   // Appends the outcome event `e` of the `kind` mail for `rec` to the stream of `job_id`.
-  bool append_outcome_event(mail_kind kind, const eventstore::recorded_event& rec, d::event e,
-                            const uuid& job_id) {
+  [[nodiscard]] bool append_outcome_event(mail_kind kind, const eventstore::recorded_event& rec,
+                                          d::event e, const uuid& job_id) {
     auto encoded = encode_outcome(kind, rec, std::move(e));
     if (!encoded) return true;
     return append_with_retries(d::email_job_stream(job_id), *encoded);
@@ -498,12 +503,15 @@ struct mailer::state {
     // so the batch outlives it.
     const eventstore::recorded_event* rec = nullptr;
     d::password_setup_issued event;
-    uuid message_id;                      // mail_id(welcome, event id)
-    std::optional<mail_message> message;  // the mail to send, or
-    std::optional<outcome> known;         // an outcome without a send (recipient forgotten,
-    bool logged = false;                  // or logged before: then ledgered only)
-    std::vector<named_address> named;     // the addresses it names (its recipient)
-    bool indexed = false;                 // by index_run()
+    uuid message_id;  // mail_id(welcome, event id)
+    // The mail to send; none when `known` holds the outcome.
+    std::optional<mail_message> message;
+    // An outcome without a send: the recipient forgotten, or the outcome logged before.
+    std::optional<outcome> known;
+    // `known` is the outcome the log holds (a lost state): ledgered only, not logged again.
+    bool logged = false;
+    std::vector<named_address> named;  // the addresses it names (its recipient)
+    bool indexed = false;              // by index_run()
   };
   struct pending_run {
     std::vector<run_mail> mails;
@@ -542,8 +550,10 @@ struct mailer::state {
   }
 
   // Sends the run's mails, writes their ledger entries (synced), then appends their
-  // outcome events in one append. False when the ledger write failed or stopping
-  // interrupted the run or the append: the checkpoint then goes back to before the run, or
+  // outcome events in one append. The mails sent before one that waits for a retry are
+  // recorded so (ledgered, then logged) before the wait, which may last minutes: a crash
+  // meanwhile does not send them again. False when a ledger write failed or stopping
+  // interrupted the run or an append: the checkpoint then goes back to before the run, or
   // (stopping before or during a mail's retries) to before that mail, the ones sent before
   // it being ledgered and logged. The events past the checkpoint are handled again after
   // the next start (the ledgered ones only get their outcome event appended).
@@ -555,21 +565,42 @@ struct mailer::state {
     rocksdb::WriteBatch ledger;
     std::vector<eventstore::stream_append> outcomes;
     std::uint64_t sent_now = 0, failed_now = 0, last = 0;
-    bool interrupted = false;
+    // Ledgers, then logs, the mails handled so far in the run; false (the checkpoint back
+    // to before the run) when the write failed or stopping interrupted the append.
+    auto record_handled = [&] {
+      if (ledger.Count() == 0) return true;
+      if (!write(ledger, true)) {
+        checkpoint = r.checkpoint_before;
+        return false;
+      }
+      ledgered_until = std::max(ledgered_until, last);
+      ledger.Clear();
+      if (!append_all(outcomes)) {
+        checkpoint = r.checkpoint_before;
+        return false;
+      }
+      outcomes.clear();
+      sent += std::exchange(sent_now, 0);  // counted once the outcome events are in the log
+      failed += std::exchange(failed_now, 0);
+      return true;
+    };
+    bool recorded = true;  // false once record_handled() failed before a retry's wait
+    const std::function<bool()> before_wait = [&] { return recorded = record_handled(); };
     for (auto& m : r.mails) {
       std::optional<outcome> o = m.known;
       if (!o && is_stopping()) {
         checkpoint = std::min(checkpoint, m.rec->position - 1);
-        interrupted = true;
-        break;
+        record_handled();
+        return false;
       }
       if (!o) {
         o = send_indexed(m.named, *m.message, m.rec, m.event.learner_id_, purges_at_batch,
-                         m.indexed ? indexed_at : std::nullopt);
-        if (!o) {  // stopping interrupted a retry
+                         m.indexed ? indexed_at : std::nullopt, before_wait);
+        if (!o) {  // stopping interrupted a retry, or recording the ones before failed
+          if (!recorded) return false;
           checkpoint = std::min(checkpoint, m.rec->position - 1);
-          interrupted = true;
-          break;
+          record_handled();
+          return false;
         }
       }
       ledger.Put(slice(key('l', m.rec->event_id)), json{{"sent", o->sent},
@@ -588,19 +619,7 @@ struct mailer::state {
                             {std::move(*e)}});
       }
     }
-    if (ledger.Count() == 0) return !interrupted;
-    if (!write(ledger, true)) {
-      checkpoint = r.checkpoint_before;
-      return false;
-    }
-    ledgered_until = std::max(ledgered_until, last);
-    if (!append_all(outcomes)) {
-      checkpoint = r.checkpoint_before;
-      return false;
-    }
-    sent += sent_now;  // counted once the outcome events are in the log
-    failed += failed_now;
-    return !interrupted;
+    return record_handled();
   }
 
   // Appends `outcomes` (each an id derived from its source event) in one append, with
@@ -1114,13 +1133,14 @@ struct mailer::state {
 
   // The welcome mail of a new account (PasswordSetupIssued): rendered and put in the run,
   // which sends it, ledgers it under the event id and logs its outcome in the stream
-  // job-<setup id> (flush_run).
-  void handle_welcome(const eventstore::recorded_event& rec) {
+  // job-<setup id> (flush_run). False when stopping interrupted the append of the outcome
+  // of a mail ledgered before (the event is handled again after the next start).
+  [[nodiscard]] bool handle_welcome(const eventstore::recorded_event& rec) {
     auto decoded = codec.decode(rec);
     if (!decoded) {
       spdlog::error("mailer: event {} cannot be decoded: {}", rec.event_id.to_string(),
                     decoded.error().message);
-      return;
+      return true;
     }
     run_mail m{.rec = &rec,
                .event = std::get<d::password_setup_issued>(std::move(decoded->event)),
@@ -1129,9 +1149,8 @@ struct mailer::state {
     // Ledgered before (a restart): only the outcome event again, a no-op if it is stored.
     if (rec.position <= ledgered_until) {
       if (auto done = stored_outcome(rec.event_id)) {
-        append_outcome_event(mail_kind::welcome, rec, welcome_outcome(w, m.message_id, *done),
-                             w.setup_id_);
-        return;
+        return append_outcome_event(mail_kind::welcome, rec,
+                                    welcome_outcome(w, m.message_id, *done), w.setup_id_);
       }
     }
     // The state folder lost: the outcome already in the log stands in for the ledger. Only
@@ -1154,6 +1173,7 @@ struct mailer::state {
     }
     if (run.empty()) run.checkpoint_before = checkpoint;
     run.mails.push_back(std::move(m));
+    return true;
   }
 
   // ---- reminders ------------------------------------------------------------
@@ -1347,7 +1367,8 @@ struct mailer::state {
   // outcome logged before (a crash lost the checkpoint after the append): its personal data
   // was sealed with another random IV, so the bytes differ and the store reports a
   // conflict. That is done, not a failure to retry (retrying would stall the mailer).
-  bool append_with_retries(const std::string& stream, const eventstore::new_event& e) {
+  [[nodiscard]] bool append_with_retries(const std::string& stream,
+                                         const eventstore::new_event& e) {
     auto backoff = opt.initial_backoff;
     for (;;) {
       auto r = store.append({{stream, eventstore::expected_version::any(), {e}}});
@@ -1376,6 +1397,7 @@ struct mailer::state {
       save_checkpoint(true);
       return false;
     };
+    bool welcome_read = false;  // the batch held a welcome mail (for batch_delay)
     for (const auto& rec : batch) {
       // The run of welcome mails is flushed before an invitation is sent and before a
       // forget purges, so those keep the order of the log. Claims, registrations and
@@ -1416,8 +1438,8 @@ struct mailer::state {
         if (auto id = uuid::parse(std::string_view(rec.stream).substr(8)))
           forget(*id, rec.position);
       } else if (rec.type == d::password_setup_issued::type_name) {
-        if (is_stopping()) return stop_here();
-        handle_welcome(rec);
+        if (is_stopping() || !handle_welcome(rec)) return stop_here();
+        welcome_read = true;
       }
       checkpoint = rec.position;
     }
@@ -1425,11 +1447,14 @@ struct mailer::state {
     registered_first_names.clear();
     run_learners.clear();
     save_checkpoint(false);
-    // Caught up with the log: a moment before reading again, so that under load the next
-    // read finds many claims' mails for one run (its flush costs an index write, a synced
-    // ledger write and a log commit) instead of the few of one log commit. A mail arriving
-    // while the mailer waits on the log goes at once.
-    if (batch.size() < max_batch && opt.batch_delay.count() > 0) return pause(opt.batch_delay);
+    // Caught up with the log after welcome mails: a moment before reading again, so that
+    // under load the next read finds many claims' mails for one run (its flush costs an
+    // index write, a synced ledger write and a log commit) instead of the few of one log
+    // commit. A mail arriving while the mailer waits on the log goes at once; after a batch
+    // without welcome mails (no run to gather) the mailer reads on at once.
+    if (welcome_read && batch.size() < max_batch && opt.batch_delay.count() > 0) {
+      return pause(opt.batch_delay);
+    }
     return !is_stopping();
   }
 };

@@ -126,11 +126,12 @@ struct mailer_options {
   // Backoff between attempts: doubles from initial up to max. Defaults: 1 s, 5 min.
   std::chrono::milliseconds initial_backoff{1000};
   std::chrono::milliseconds max_backoff{300'000};
-  // After a read of the log that found less than a full batch (the mailer caught up), how
-  // long it waits before reading again: under load the next read then finds the welcome
-  // mails of many claims, sent as one run (one index write, one synced ledger write, one
-  // log commit), instead of the few of each log commit. A mail that comes while the mailer
-  // waits on the log goes at once; later ones wait at most this. 0: no wait. Default: 200 ms.
+  // After a read of the log that found welcome mails and less than a full batch (the
+  // mailer caught up), how long it waits before reading again: under load the next read
+  // then finds the welcome mails of many claims, sent as one run (one index write, one
+  // synced ledger write, one log commit), instead of the few of each log commit. A mail
+  // that comes while the mailer waits on the log goes at once; later ones wait at most
+  // this. Other reads are not followed by a wait. 0: no wait. Default: 200 ms.
   std::chrono::milliseconds batch_delay{200};
   // How often due reminders and claim digests are looked for. Default: 30 s.
   std::chrono::milliseconds reminder_poll{30'000};

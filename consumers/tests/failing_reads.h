@@ -1,6 +1,6 @@
 #pragma once
-// An event store for tests that delegates to a real one and fails its reads while told to:
-// for consumers that must keep their place when reading the log fails.
+// An event store for tests that delegates to a real one and fails its reads (or appends)
+// while told to: for consumers that must keep their place when the log fails them.
 
 #include <atomic>
 #include <optional>
@@ -10,17 +10,24 @@
 
 namespace passage::consumers::testing {
 
-// Delegates to a real store; reads fail while told to. `fail_scans` may be switched while
-// another thread reads; `fail_streams` only while none does.
+// Delegates to a real store; reads and appends fail while told to. `fail_scans` and
+// `fail_appends` may be switched while another thread uses the store; `fail_streams` only
+// while none reads.
 class failing_reads final : public eventstore::event_store {
  public:
   explicit failing_reads(eventstore::event_store& inner) : inner_(inner) {}
 
   std::optional<std::string> fail_streams;  // reads of streams starting with this fail
   std::atomic<bool> fail_scans{false};
+  std::atomic<bool> fail_appends{false};
+  std::atomic<int> appends_failed{0};  // appends refused so far (append() only)
 
   eventstore::store_result<eventstore::append_result> append(
       std::vector<eventstore::stream_append> streams) override {
+    if (fail_appends) {
+      ++appends_failed;
+      return injected();
+    }
     return inner_.append(std::move(streams));
   }
   void append_async(std::vector<eventstore::stream_append> streams,
@@ -52,7 +59,7 @@ class failing_reads final : public eventstore::event_store {
 
  private:
   static eventstore::store_error injected() {
-    return {eventstore::errc::io_error, "injected read failure", {}, 0, 0};
+    return {eventstore::errc::io_error, "injected failure", {}, 0, 0};
   }
   eventstore::event_store& inner_;
 };

@@ -21,6 +21,8 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <variant>
+#include <vector>
 
 #include "common/encoding.h"
 #include "consumers/mail_transport.h"
@@ -258,6 +260,7 @@ class gated_transport final : public mail_transport {
     ++waiting_;
     cv_.notify_all();
     cv_.wait(lk, [this] { return open_; });
+    ++sent_;
     return inner_->send(m, wire);
   }
   bool discard(std::string_view id) override { return inner_->discard(id); }
@@ -278,12 +281,18 @@ class gated_transport final : public mail_transport {
     open_ = true;
     cv_.notify_all();
   }
+  // Mails passed on to the .eml transport.
+  int sent() {
+    std::lock_guard lk(mu_);
+    return sent_;
+  }
 
  private:
   std::unique_ptr<mail_transport> inner_;
   std::mutex mu_;
   std::condition_variable cv_;
   int waiting_ = 0;
+  int sent_ = 0;
   bool open_ = false;
 };
 
@@ -341,10 +350,12 @@ class mailer_outbox : public ::testing::Test {
   }
 
   void start_mailer(std::unique_ptr<mail_transport> transport = nullptr,
-                    std::chrono::milliseconds initial_backoff = 1s) {
+                    std::chrono::milliseconds initial_backoff = 1s,
+                    std::chrono::milliseconds batch_delay = 0ms) {
     if (!transport) transport = make_eml_transport(outbox());
     mailer_options o;
     o.initial_backoff = initial_backoff;
+    o.batch_delay = batch_delay;
     o.state_path = dir_.sub("mailer");
     o.outbox_path = outbox();
     o.personal_link = [](std::string_view, const uuid&, const uuid&) { return "http://x/i"; };
@@ -398,12 +409,45 @@ class mailer_outbox : public ::testing::Test {
 
   // Waits until the mailer's checkpoint reaches `position`.
   bool handled(std::uint64_t position) {
+    return eventually([&] { return mailer_->stats().checkpoint >= position; });
+  }
+  // Waits (10 s at most) until `done()`.
+  template <typename F>
+  static bool eventually(F done) {
     const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (mailer_->stats().checkpoint < position) {
+    while (!done()) {
       if (std::chrono::steady_clock::now() > deadline) return false;
       std::this_thread::sleep_for(5ms);
     }
     return true;
+  }
+
+  // Registrations and welcome mails of `n` learners in one append (read in one batch: one
+  // run), l<i>@example.com; returns the append's last position.
+  std::uint64_t append_welcome_run(int n, std::vector<d::password_setup_issued>* mails = nullptr) {
+    std::vector<eventstore::stream_append> appends;
+    for (int i = 0; i < n; ++i) {
+      const uuid learner = uuid::random();
+      const std::string email = "l" + std::to_string(i) + "@example.com";
+      const auto w = link_sent_again(learner, email);
+      if (mails) mails->push_back(w);
+      appends.push_back(
+          {d::learner_stream(learner),
+           eventstore::expected_version::any(),
+           {*codec_.encode(registered(learner, email, "L"), {uuid::random(), "c", "", "test"}),
+            *codec_.encode(w, {uuid::random(), "c", "", "test"})}});
+    }
+    auto appended = store_->append(appends);
+    EXPECT_TRUE(appended);
+    return appended ? appended->last_position : 0;
+  }
+
+  // The outcome events in the stream job-<job_id>.
+  std::vector<eventstore::recorded_event> outcomes_of(const uuid& job_id) {
+    auto r = store_->read_stream(d::email_job_stream(job_id), 1,
+                                 eventstore::read_direction::forward, 100);
+    EXPECT_TRUE(r);
+    return r ? *r : std::vector<eventstore::recorded_event>{};
   }
 
   passage::testing::temp_dir dir_;
@@ -522,12 +566,6 @@ TEST_F(mailer_outbox, AForgetFailingMidwayDuringASendLeavesNoCopy) {
   EXPECT_TRUE(names_in(outbox()).empty());
 }
 
-}  // namespace
-}  // namespace passage::consumers
-
-namespace passage::consumers {
-namespace {
-
 // The EmailSent events in the log, by id.
 std::map<uuid, int> email_sent_in(eventstore::event_store& store) {
   std::map<uuid, int> found;
@@ -547,26 +585,15 @@ std::map<uuid, int> email_sent_in(eventstore::event_store& store) {
 // copy and one EmailSent per mail.
 TEST_F(mailer_outbox, AStopDuringARunKeepsTheMailsSentAndSendsTheRestOnce) {
   const int mails = 5;
-  std::vector<eventstore::stream_append> appends;
-  for (int i = 0; i < mails; ++i) {
-    const uuid learner = uuid::random();
-    const std::string email = "l" + std::to_string(i) + "@example.com";
-    const eventstore::event_metadata meta{uuid::random(), "c", "", "test"};
-    appends.push_back(
-        {d::learner_stream(learner),
-         eventstore::expected_version::any(),
-         {*codec_.encode(registered(learner, email, "L"), meta),
-          *codec_.encode(link_sent_again(learner, email), {uuid::random(), "c", "", "test"})}});
-  }
-  // One append: the mailer reads it in one batch, so the five mails are one run.
-  const auto appended = store_->append(appends);
-  ASSERT_TRUE(appended);
+  const auto last = append_welcome_run(mails);
+  ASSERT_NE(last, 0u);
   auto first = std::make_unique<refusing_after>(outbox(), 2);
   auto* refusing = first.get();
   start_mailer(std::move(first), 1h);  // the third mail waits for its retry until the stop
   ASSERT_TRUE(refusing->wait_for_refusal());
   mailer_->stop();
-  EXPECT_EQ(mailer_->stats().sent, 2u);
+  const auto sent_by_first = mailer_->stats().sent;
+  EXPECT_EQ(sent_by_first, 2u);
   const auto files_first = names_in(outbox());
   EXPECT_EQ(files_first.size(), 2u);
   EXPECT_EQ(email_sent_in(*store_).size(), 2u);
@@ -577,11 +604,11 @@ TEST_F(mailer_outbox, AStopDuringARunKeepsTheMailsSentAndSendsTheRestOnce) {
   auto second = std::make_unique<refusing_after>(outbox(), mails);
   auto* counting = second.get();
   start_mailer(std::move(second));
-  ASSERT_TRUE(handled(appended->last_position));
+  ASSERT_TRUE(handled(last));
   EXPECT_EQ(names_in(outbox()).size(), std::size_t(mails));
-  const auto logged = email_sent_in(*store_);
-  EXPECT_EQ(logged.size(), std::size_t(mails));
-  for (const auto& [id, n] : logged) EXPECT_EQ(n, 1);
+  EXPECT_EQ(email_sent_in(*store_).size(), std::size_t(mails));
+  // Each mail counted once over both runs (a mail logged twice would count twice).
+  EXPECT_EQ(sent_by_first + mailer_->stats().sent, std::uint64_t(mails));
   // The three not taken before, once each; none of the two taken before.
   const auto sent_again = counting->sends();
   EXPECT_EQ(sent_again.size(), std::size_t(mails - 2));
@@ -591,6 +618,92 @@ TEST_F(mailer_outbox, AStopDuringARunKeepsTheMailsSentAndSendsTheRestOnce) {
     EXPECT_EQ(sent_again.count(id), 0u) << id;
   }
   EXPECT_EQ(mailer_->stats().sent, std::size_t(mails - 2));
+}
+
+// The mails of a run sent before one that waits for a retry (minutes, at worst) are
+// ledgered and logged before the wait: a crash during it sends none of them again.
+TEST_F(mailer_outbox, TheMailsSentBeforeARetryAreLoggedBeforeItsWait) {
+  ASSERT_NE(append_welcome_run(5), 0u);
+  auto t = std::make_unique<refusing_after>(outbox(), 2);
+  auto* refusing = t.get();
+  start_mailer(std::move(t), 1h);  // the third mail waits for its retry until the stop
+  ASSERT_TRUE(refusing->wait_for_refusal());
+  // Counted once their outcome events are in the log, which is after their ledger entries.
+  EXPECT_TRUE(eventually([&] { return mailer_->stats().sent == 2; }));
+  EXPECT_EQ(email_sent_in(*store_).size(), 2u);
+  EXPECT_EQ(refusing->sends().size(), 3u);
+}
+
+// A stop while a ledgered mail's outcome event waits to be appended (the log refuses
+// appends) leaves the checkpoint before the mail's event: the outcome event is appended
+// after the next start, once, whether the stop came in the run's append or in the append
+// of an outcome ledgered before.
+TEST_F(mailer_outbox, AStopWhileAnOutcomeWaitsToBeAppendedAppendsItAfterTheRestart) {
+  const uuid ada = uuid::random();
+  const auto w = link_sent_again(ada, "ada@example.com");
+  const auto last = append(d::learner_stream(ada), w);
+  reads_->fail_appends = true;
+  // Sent and ledgered with its run; the run's append fails and waits for its retry.
+  start_mailer(nullptr, 1h);
+  ASSERT_TRUE(eventually([&] { return reads_->appends_failed >= 1; }));
+  mailer_->stop();
+  mailer_.reset();
+  EXPECT_EQ(names_in(outbox()).size(), 1u);
+  // Ledgered before the start: only its outcome event is appended, which fails again.
+  const int failed = reads_->appends_failed;
+  start_mailer(nullptr, 1h);
+  ASSERT_TRUE(eventually([&] { return reads_->appends_failed > failed; }));
+  mailer_->stop();
+  mailer_.reset();
+  reads_->fail_appends = false;
+  start_mailer();
+  ASSERT_TRUE(handled(last));
+  const auto logged = outcomes_of(w.setup_id_);
+  ASSERT_EQ(logged.size(), 1u);
+  EXPECT_EQ(logged.front().type, d::email_sent::type_name);
+  EXPECT_EQ(names_in(outbox()).size(), 1u);
+}
+
+// A run's mails are indexed before the first is sent; one whose learner is forgotten while
+// an earlier one is being sent is checked again (the count of purges moved) and not sent:
+// it is recorded as failed, "recipient forgotten".
+TEST_F(mailer_outbox, AMailOfARunWhoseLearnerIsForgottenDuringTheRunIsNotSent) {
+  std::vector<d::password_setup_issued> mails;
+  auto gate = std::make_unique<gated_transport>(outbox());
+  auto* gated = gate.get();
+  start_mailer(std::move(gate));
+  const auto last = append_welcome_run(2, &mails);
+  ASSERT_EQ(mails.size(), 2u);
+  ASSERT_TRUE(gated->wait_for_send());  // the first mail, held
+  const uuid second = mails[1].learner_id_;
+  mailer_->keys_being_destroyed();
+  ASSERT_TRUE(codec_.forget_email(org_, "l1@example.com"));
+  ASSERT_TRUE(keys_->destroy("learner:" + second.to_string()));
+  mailer_->forget_learner(second);
+  gated->open();
+  ASSERT_TRUE(handled(last));
+  EXPECT_EQ(gated->sent(), 1);
+  EXPECT_EQ(names_in(outbox()).size(), 1u);
+  EXPECT_EQ(mailer_->stats().sent, 1u);
+  EXPECT_EQ(mailer_->stats().failed, 1u);
+  ASSERT_EQ(outcomes_of(mails[0].setup_id_).size(), 1u);
+  const auto logged = outcomes_of(mails[1].setup_id_);
+  ASSERT_EQ(logged.size(), 1u);
+  auto failed = codec_.decode(logged.front());
+  ASSERT_TRUE(failed);
+  ASSERT_TRUE(std::holds_alternative<d::email_failed>(failed->event));
+  EXPECT_EQ(std::get<d::email_failed>(failed->event).error_, "recipient forgotten");
+}
+
+// Only a batch that held welcome mails waits batch_delay before the next read (to gather
+// the next claims' mails in one run): after other batches the mailer reads on at once.
+TEST_F(mailer_outbox, ABatchWithoutWelcomeMailsDoesNotWaitTheBatchDelay) {
+  start_mailer(nullptr, 1s, 1h);
+  const auto first = invitation("ada@example.com");
+  ASSERT_TRUE(handled(append(d::invite_stream(first.invite_id_), first)));
+  const auto second = invitation("bob@example.com");
+  ASSERT_TRUE(handled(append(d::invite_stream(second.invite_id_), second)));
+  EXPECT_EQ(mailer_->stats().sent, 2u);
 }
 
 }  // namespace

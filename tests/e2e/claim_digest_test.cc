@@ -46,6 +46,7 @@ class ClaimDigestTest : public node_test {
       o.smtp_url = sink_.url();
       o.mail_initial_backoff = 20ms;
       o.mail_max_backoff = 200ms;
+      o.mail_batch_delay = 0ms;  // no wait after each welcome mail
       o.mail_reminder_poll = 20ms;
       o.mail_claim_digest_window = 15min;
     };

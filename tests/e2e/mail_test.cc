@@ -63,6 +63,7 @@ class MailTest : public node_test {
       o.smtp_url = smtp_url_.empty() ? sink_.url() : smtp_url_;
       o.mail_initial_backoff = 20ms;
       o.mail_max_backoff = 200ms;
+      o.mail_batch_delay = 0ms;  // no wait after each welcome mail
       o.mail_max_attempts = max_attempts_;
       o.mail_reminder_poll = 20ms;
       o.public_url = "https://learn.example.com/";
