@@ -913,5 +913,197 @@ TEST(codec_construction, a_short_pepper_is_refused_at_start_up) {
   EXPECT_THROW(event_codec(*keys, "short"), std::invalid_argument);
 }
 
+// --- the layout reader: the exact bytes encode() writes, read without a parse tree ------
+
+// Turns the layout reader off for a scope (the general reader decodes everything).
+struct general_reader_only {
+  general_reader_only() { set_layout_reader(false); }
+  ~general_reader_only() { set_layout_reader(true); }
+  general_reader_only(const general_reader_only&) = delete;
+  general_reader_only& operator=(const general_reader_only&) = delete;
+};
+
+bool operator==(const decoded_event& a, const decoded_event& b) {
+  return a.forgotten == b.forgotten && a.event == b.event;
+}
+
+// Both readers give the same answer: the same event, or the same error.
+template <typename R>
+void expect_same(const R& layout, const R& general, const std::string& what) {
+  ASSERT_EQ(static_cast<bool>(layout), static_cast<bool>(general)) << what;
+  if (layout) {
+    EXPECT_TRUE(*layout == *general) << what;
+  } else {
+    EXPECT_EQ(layout.error().message, general.error().message) << what;
+    EXPECT_EQ(layout.error().field, general.error().field) << what;
+  }
+}
+
+// The same text in other valid spellings (none of them the encoder's exact layout).
+std::vector<std::pair<std::string, std::string>> respellings(const std::string& text) {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto replace_all = [](std::string s, std::string_view from, std::string_view to) {
+    for (auto at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) {
+      s.replace(at, from.size(), to);
+    }
+    return s;
+  };
+  out.emplace_back("indented", json::parse(text).dump(2));
+  out.emplace_back("space after colons", replace_all(text, "\":", "\" :"));
+  out.emplace_back("trailing newline", text + "\n");
+  {
+    // Members in reverse order, at the top level.
+    auto ordered = nlohmann::ordered_json::parse(text);
+    nlohmann::ordered_json reversed = nlohmann::ordered_json::object();
+    std::vector<std::string> names;
+    for (auto it = ordered.begin(); it != ordered.end(); ++it) names.push_back(it.key());
+    for (auto it = names.rbegin(); it != names.rend(); ++it) reversed[*it] = ordered[*it];
+    out.emplace_back("reversed members", reversed.dump());
+  }
+  out.emplace_back("unknown member", "{\"a_later_member\":[1,{\"x\":null}]," + text.substr(1));
+  out.emplace_back("escaped dashes", replace_all(text, "-", "\\u002d"));
+  out.emplace_back("escaped slashes", replace_all(text, "/", "\\/"));
+  out.emplace_back("escaped names", replace_all(text, "_id\"", "\\u005fid\""));
+  out.emplace_back("a member twice", "{\"org_id\":\"not a uuid\"," + text.substr(1));
+  return out;
+}
+
+// Every event type as encode() stores it takes the layout reader, and reads (decrypted
+// personal data included) exactly as the general reader reads it.
+TEST_F(codec_test, stored_events_take_the_layout_reader_and_decode_as_the_general_one) {
+  for (const auto& [type, e] : samples()) {
+    auto r = stored(e);
+    const auto missed = layout_decode_misses();
+    const auto slow = text_decode_fallbacks();
+    auto fast = codec_.decode(r);
+    ASSERT_TRUE(fast) << type << ": " << fast.error().message;
+    EXPECT_TRUE(fast->event == e) << type;
+    EXPECT_EQ(layout_decode_misses(), missed) << type << ": " << r.data;
+    EXPECT_EQ(text_decode_fallbacks(), slow) << type;
+    general_reader_only off;
+    auto general = codec_.decode(r);
+    expect_same(fast, general, std::string(type));
+  }
+}
+
+TEST(codec_json, plain_text_takes_the_layout_reader_and_decodes_as_the_general_one) {
+  for (const auto& [type, e] : samples()) {
+    const std::string text = to_json_text(e);
+    for (bool without : {false, true}) {
+      const auto missed = layout_decode_misses();
+      auto fast = event_from_json_text(type, text, without);
+      EXPECT_EQ(layout_decode_misses(), missed) << type << ": " << text;
+      general_reader_only off;
+      auto general = event_from_json_text(type, text, without);
+      expect_same(fast, general, std::string(type) + (without ? " without" : ""));
+    }
+  }
+}
+
+// Valid JSON in another spelling than the encoder's is left to the general reader: the
+// same events (or errors) as before, whichever reader would have taken them.
+TEST_F(codec_test, other_spellings_decode_as_the_general_reader_decodes_them) {
+  for (const auto& [type, e] : samples()) {
+    const auto r = stored(e);
+    for (const auto& [how, text] : respellings(r.data)) {
+      auto odd = r;
+      odd.data = text;
+      const std::string what = std::string(type) + ", " + how + ": " + text;
+      const auto missed = layout_decode_misses();
+      auto fast = codec_.decode(odd);
+      if (text != r.data) {  // (no slash to escape: the same text)
+        EXPECT_GT(layout_decode_misses(), missed) << what;
+      }
+      auto fast_plain = event_from_json_text(type, text, /*without_personal_data=*/true);
+      general_reader_only off;
+      expect_same(fast, codec_.decode(odd), what);
+      expect_same(fast_plain, event_from_json_text(type, text, true), what);
+    }
+    // The same for the plain (clear) text.
+    for (const auto& [how, text] : respellings(to_json_text(e))) {
+      const std::string what = std::string(type) + " plain, " + how + ": " + text;
+      auto fast = event_from_json_text(type, text);
+      general_reader_only off;
+      expect_same(fast, event_from_json_text(type, text), what);
+    }
+  }
+}
+
+// Text beyond ASCII: valid UTF-8 is read the fast way; invalid UTF-8, control characters
+// and numbers the encoder never writes fail or decode exactly as with the general reader.
+TEST_F(codec_test, unicode_numbers_and_odd_bytes_read_as_the_general_reader_reads_them) {
+  d::learner_registered lr{org, id(4), d::learner_role::student, false, at(21), ada()};
+  lr.personal_data_.first_name_ = "Zoë 日本 \xf0\x9f\x8e\xb5";
+  lr.personal_data_.answers_["naïve"] = "café";
+  d::track_registered tr{org, "piste-é", "Écoute — 🎧", true, id(9), at(5)};
+  for (const d::event& e : {d::event{lr}, d::event{tr}}) {
+    auto r = stored(e);
+    const auto missed = layout_decode_misses();
+    auto fast = codec_.decode(r);
+    ASSERT_TRUE(fast) << fast.error().message;
+    EXPECT_TRUE(fast->event == e);
+    EXPECT_EQ(layout_decode_misses(), missed) << "valid UTF-8 needs no general reader";
+    general_reader_only off;
+    expect_same(fast, codec_.decode(r), r.data);
+  }
+
+  const std::string played = to_json_text(samples().at("TrackPlayed"));
+  ASSERT_NE(played.find("\"play_number\":2"), std::string::npos);
+  auto with_number = [&](std::string_view n) {
+    std::string t = played;
+    t.replace(t.find("\"play_number\":2") + 14, 1, n);
+    return t;
+  };
+  std::vector<std::string> odd = {
+      with_number("2.0"),
+      with_number("2e0"),
+      with_number("-0"),
+      with_number("02"),
+      with_number("-7"),
+      with_number("123456789012345678"),
+      with_number("1234567890123456789"),
+      with_number("9223372036854775807"),
+      with_number("9223372036854775808"),
+      with_number("-9223372036854775808"),
+      with_number("true"),
+      with_number("\"2\""),
+      with_number("null"),
+  };
+  std::string t = played;
+  t.replace(t.find("k8s-basics"), 3, "\xff\xfe\x41");  // invalid UTF-8 in a string
+  odd.push_back(t);
+  t = played;
+  t.replace(t.find("k8s-basics"), 1, "\x01");  // a raw control character
+  odd.push_back(t);
+  t = played;
+  t.replace(t.find("k8s-basics"), 1, "\xc3\xa9");  // valid two-byte character
+  odd.push_back(t);
+  odd.push_back(played.substr(0, played.size() - 1));  // cut short
+  odd.push_back(played + "x");                         // trailing garbage
+  odd.push_back(played + played);                      // two documents
+  for (const auto& text : odd) {
+    auto fast = event_from_json_text("TrackPlayed", text);
+    general_reader_only off;
+    expect_same(fast, event_from_json_text("TrackPlayed", text), text);
+  }
+}
+
+// Answers are a map: the encoder writes its names in order, once each; any other order
+// or a repeated name leaves it to the general reader (whose rule for repeats stays).
+TEST(codec_json, personal_data_answers_in_another_order_or_repeated_read_as_before) {
+  const std::string text = to_json_text(samples().at("LeadCaptured"));
+  const std::string in_order = "{\"company\":\"Analytical Engines Ltd\",\"consent\":\"yes\"}";
+  ASSERT_NE(text.find(in_order), std::string::npos) << text;
+  for (std::string answers : {std::string("{\"consent\":\"yes\",\"company\":\"A\"}"),
+                              std::string("{\"company\":\"A\",\"company\":\"B\"}"),
+                              std::string("{}"), std::string("{\"x\":1}")}) {
+    std::string t = text;
+    t.replace(t.find(in_order), in_order.size(), answers);
+    auto fast = event_from_json_text("LeadCaptured", t);
+    general_reader_only off;
+    expect_same(fast, event_from_json_text("LeadCaptured", t), t);
+  }
+}
+
 }  // namespace
 }  // namespace passage::eventstore
