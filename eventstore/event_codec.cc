@@ -1321,19 +1321,13 @@ result<domain::event, codec_error> event_from_json(std::string_view type, const 
   }
 }
 
-result<domain::event, codec_error> event_from_json_text(std::string_view type,
-                                                        std::string_view text,
-                                                        bool without_personal_data) {
-  if (layout_reader_on.load(std::memory_order_relaxed)) {
-    if (auto index = types().find(type)) {
-      using mode = layout_reader::personal_data_mode;
-      if (auto fast = layout_reader::decode(*index, text,
-                                            without_personal_data ? mode::skip : mode::clear)) {
-        return std::move(*fast);
-      }
-      layout_misses.fetch_add(1, std::memory_order_relaxed);
-    }
-  }
+namespace {
+
+// event_from_json_text() past the layout reader: simdjson, else nlohmann (which words the
+// error of an unknown type or of text that is not an event).
+result<domain::event, codec_error> event_from_json_text_general(std::string_view type,
+                                                                std::string_view text,
+                                                                bool without_personal_data) {
   if (auto fast = text_reader::decode(type, text, without_personal_data)) return std::move(*fast);
   // Not decodable the fast way: nlohmann says why (or, should the two readers ever
   // disagree on valid input, decodes it).
@@ -1350,6 +1344,36 @@ result<domain::event, codec_error> event_from_json_text(std::string_view type,
   }
 }
 
+}  // namespace
+
+result<domain::event, codec_error> event_from_json_text(std::string_view type,
+                                                        std::string_view text,
+                                                        bool without_personal_data) {
+  if (auto index = types().find(type)) {
+    return event_from_json_text(*index, type, text, without_personal_data);
+  }
+  return event_from_json_text_general(type, text, without_personal_data);
+}
+
+result<domain::event, codec_error> event_from_json_text(std::size_t type_index,
+                                                        std::string_view type,
+                                                        std::string_view text,
+                                                        bool without_personal_data) {
+  if (type_index >= kind_count || types().find(type) != type_index) {
+    return codec_error{"event type index " + std::to_string(type_index) + " is not \"" +
+                       std::string(type) + "\""};
+  }
+  if (layout_reader_on.load(std::memory_order_relaxed)) {
+    using mode = layout_reader::personal_data_mode;
+    if (auto fast = layout_reader::decode(type_index, text,
+                                          without_personal_data ? mode::skip : mode::clear)) {
+      return std::move(*fast);
+    }
+    layout_misses.fetch_add(1, std::memory_order_relaxed);
+  }
+  return event_from_json_text_general(type, text, without_personal_data);
+}
+
 event_codec::event_codec(key_store& keys, std::string pepper)
     : keys_(keys), pepper_(std::move(pepper)) {
   // A short pepper makes "email:<hash>" subjects guessable from a list of addresses.
@@ -1357,19 +1381,29 @@ event_codec::event_codec(key_store& keys, std::string pepper)
 }
 
 std::string event_codec::email_subject(const uuid& org_id, std::string_view email) const {
-  std::string msg = org_id.to_string();
-  msg += '|';
-  msg += domain::normalize_email(email);
+  // "<org>|<normalize_email(email)>", written into one buffer: a replay hashes the email
+  // of every registration.
+  static constexpr char digits[] = "0123456789abcdef";
+  const std::string_view trimmed = domain::trim(email);
+  std::string msg(37 + trimmed.size(), '|');
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) msg[n++] = '-';
+    msg[n++] = digits[org_id.bytes[i] >> 4];
+    msg[n++] = digits[org_id.bytes[i] & 0xf];
+  }
+  ++n;  // '|'
+  for (char c : trimmed) msg[n++] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
   std::array<unsigned char, 32> md{};
   // Without a hash every address would get the subject "email:": one key for all.
   if (!hmac_sha256(pepper_, {msg}, md)) {
     throw std::runtime_error("event codec: HMAC-SHA256 of an email failed (OpenSSL)");
   }
-  static constexpr char hex[] = "0123456789abcdef";
   std::string out = "email:";
-  for (unsigned char c : md) {
-    out += hex[c >> 4];
-    out += hex[c & 0xf];
+  out.resize(6 + 2 * md.size());
+  for (std::size_t i = 0; i < md.size(); ++i) {
+    out[6 + 2 * i] = digits[md[i] >> 4];
+    out[7 + 2 * i] = digits[md[i] & 0xf];
   }
   return out;
 }

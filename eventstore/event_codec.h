@@ -127,6 +127,11 @@ result<domain::event, codec_error> event_from_json(std::string_view type, const 
 result<domain::event, codec_error> event_from_json_text(std::string_view type,
                                                         std::string_view text,
                                                         bool without_personal_data = false);
+// The same for a type already looked up: `type_index` is event_type_index(type).
+result<domain::event, codec_error> event_from_json_text(std::size_t type_index,
+                                                        std::string_view type,
+                                                        std::string_view text,
+                                                        bool without_personal_data);
 // The index of the event type `type` in domain::event's alternatives (nullopt: no such
 // type), found without hashing: for per-event dispatch on the replay path.
 std::optional<std::size_t> event_type_index(std::string_view type);

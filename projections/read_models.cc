@@ -603,8 +603,9 @@ void put_history(row_sink& out, const uuid& learner, const recorded_event& re, l
   out.put_row('H', learner, re.position);
 }
 
-// Event types the read models need decoded; the rest only move an invite's version.
-bool needs_decode(std::string_view type) {
+// Event types the read models need decoded (by index in domain::event: event_type_index,
+// looked up once per event); the rest only move an invite's version.
+bool needs_decode(std::optional<std::size_t> index) {
   // By index in domain::event (event_type_index: no hashing per event).
   static const auto by_index = [] {
     std::array<bool, std::variant_size_v<domain::event>> needed{};
@@ -623,7 +624,6 @@ bool needs_decode(std::string_view type) {
     }
     return needed;
   }();
-  const auto index = eventstore::event_type_index(type);
   return index && by_index[*index];
 }
 
@@ -631,9 +631,12 @@ bool needs_decode(std::string_view type) {
 // the email index); every other event is read without decrypting, which saves the key
 // lookup and AES-GCM on the replay path. Rows keep the encrypted event for query time.
 result<eventstore::decoded_event, eventstore::codec_error> decode_for_apply(
-    const eventstore::event_codec& codec, const recorded_event& e) {
-  if (e.type == domain::learner_registered::type_name) return codec.decode(e);
-  auto ev = eventstore::event_from_json_text(e.type, e.data, /*without_personal_data=*/true);
+    const eventstore::event_codec& codec, const recorded_event& e, std::size_t type_index) {
+  static const std::size_t learner_registered =
+      *eventstore::event_type_index(domain::learner_registered::type_name);
+  if (type_index == learner_registered) return codec.decode(e);
+  auto ev = eventstore::event_from_json_text(type_index, e.type, e.data,
+                                             /*without_personal_data=*/true);
   if (!ev) return ev.error();
   if (static_cast<std::uint32_t>(domain::event_schema_version(*ev)) != e.schema_version) {
     return codec.decode(e);  // let the codec explain the version mismatch
@@ -1467,8 +1470,9 @@ std::string decode_range(const eventstore::event_codec& codec,
                          read_models::decoded_batch& out, std::size_t lo, std::size_t hi) {
   for (std::size_t i = lo; i < hi; ++i) {
     out[i].invite_stream = uuid_after(batch[i].stream, "invite-");
-    if (!needs_decode(batch[i].type)) continue;
-    auto r = decode_for_apply(codec, batch[i]);
+    const auto type_index = eventstore::event_type_index(batch[i].type);
+    if (!needs_decode(type_index)) continue;
+    auto r = decode_for_apply(codec, batch[i], *type_index);
     if (!r) {
       return "read models: cannot decode event at position " + std::to_string(batch[i].position) +
              " (" + batch[i].type + "): " + r.error().message;

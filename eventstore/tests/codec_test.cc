@@ -10,8 +10,10 @@
 #include <set>
 #include <thread>
 
+#include "common/hmac.h"
 #include "common/time_format.h"
 #include "domain/events.h"
+#include "domain/text.h"
 #include "eventstore/event_codec.h"
 #include "eventstore/key_store.h"
 
@@ -913,6 +915,25 @@ TEST(codec_construction, a_short_pepper_is_refused_at_start_up) {
   EXPECT_THROW(event_codec(*keys, "short"), std::invalid_argument);
 }
 
+// The subject is the HMAC of "<org>|<normalize_email(email)>" whatever the email's case,
+// surrounding space or bytes beyond ASCII (left as they are).
+TEST_F(codec_test, email_subjects_hash_the_org_and_the_normalized_email) {
+  for (std::string email :
+       std::vector<std::string>{"eve@example.com", " \tEVE@Example.COM\r\n", "Zoë@Exämple.org", "",
+                                "   ", "A@B", std::string(300, 'X')}) {
+    for (const uuid& o : {org, id(255), uuid{}}) {
+      std::array<unsigned char, 32> md{};
+      ASSERT_TRUE(hmac_sha256(pepper, {o.to_string() + "|" + d::normalize_email(email)}, md));
+      std::string expected = "email:";
+      for (unsigned char c : md) {
+        expected += "0123456789abcdef"[c >> 4];
+        expected += "0123456789abcdef"[c & 0xf];
+      }
+      EXPECT_EQ(codec_.email_subject(o, email), expected) << email;
+    }
+  }
+}
+
 // --- the layout reader: the exact bytes encode() writes, read without a parse tree ------
 
 // Turns the layout reader off for a scope (the general reader decodes everything).
@@ -996,8 +1017,15 @@ TEST(codec_json, plain_text_takes_the_layout_reader_and_decodes_as_the_general_o
       general_reader_only off;
       auto general = event_from_json_text(type, text, without);
       expect_same(fast, general, std::string(type) + (without ? " without" : ""));
+      // The same through the type's index (looked up once by a caller that dispatches).
+      auto by_index = event_from_json_text(*event_type_index(type), type, text, without);
+      expect_same(by_index, general, std::string(type) + " by index");
     }
   }
+  // An index that is not the type's is an error, not another type's reading.
+  const std::string text = to_json_text(samples().at("TrackPlayed"));
+  EXPECT_FALSE(event_from_json_text(*event_type_index("TrackPaused"), "TrackPlayed", text, true));
+  EXPECT_FALSE(event_from_json_text(std::size_t{1000}, "TrackPlayed", text, true));
 }
 
 // Valid JSON in another spelling than the encoder's is left to the general reader: the
