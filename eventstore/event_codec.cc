@@ -1002,9 +1002,8 @@ bool read_member(cursor& c, T& v, std::size_t i, personal_data_mode mode, envelo
   auto one = [&](const auto& f) {
     auto& m = v.*(f.member);
     if constexpr (std::is_same_v<std::remove_cvref_t<decltype(m)>, d::personal_data>) {
-      if (mode == personal_data_mode::skip) {
+      if (mode == personal_data_mode::skip) {  // left as it was: the caller sets it
         envelope ignored;
-        m = {};
         return read_envelope(c, env != nullptr ? *env : ignored);
       }
     }
@@ -1057,27 +1056,44 @@ bool read_personal_data(std::string_view text, d::personal_data& out) {
   return read(c, out) && c.p == c.end;
 }
 
-template <typename E>
-std::optional<d::event> decode_as(cursor& c, personal_data_mode mode, envelope* env) {
-  std::optional<d::event> out(std::in_place, std::in_place_type<E>);
-  if (!read_object(c, std::get<E>(*out), mode, env) || c.p != c.end) return std::nullopt;
-  return out;
+// Empties a block, its buffers kept for the next event decoded into it.
+void clear_personal_data(d::personal_data& pd) {
+  pd.email_.clear();
+  pd.first_name_.clear();
+  pd.last_name_.clear();
+  pd.answers_.clear();
+  pd.password_hash_.clear();
 }
 
-using decode_fn = std::optional<d::event> (*)(cursor&, personal_data_mode, envelope*);
+// Into `out`: when it holds an E already, every member is written over (the layout has
+// them all), its strings and vectors keeping their buffers. In skip mode the personal
+// data is emptied here; decode_layout() then reads the decrypted block into it. On
+// failure `out` holds a partly written event: the caller writes it anew.
+template <typename E>
+bool decode_as(cursor& c, personal_data_mode mode, envelope* env, d::event& out) {
+  E* v = std::get_if<E>(&out);
+  if (v == nullptr) v = &out.emplace<E>();
+  if (!read_object(c, *v, mode, env) || c.p != c.end) return false;
+  if constexpr (has_personal_data<E>) {
+    if (mode == personal_data_mode::skip) clear_personal_data(v->personal_data_);
+  }
+  return true;
+}
+
+using decode_fn = bool (*)(cursor&, personal_data_mode, envelope*, d::event&);
 
 template <std::size_t... I>
 constexpr std::array<decode_fn, kind_count> make_decoders(std::index_sequence<I...>) {
   return {&decode_as<std::variant_alternative_t<I, d::event>>...};
 }
 
-// The event of type `index` (in d::event) from `text`; `env` (when given) receives where
-// its personal_data envelope is, read in skip mode.
-std::optional<d::event> decode(std::size_t index, std::string_view text, personal_data_mode mode,
-                               envelope* env = nullptr) {
+// The event of type `index` (in d::event) from `text`, into `out` (decode_as); `env`
+// (when given) receives where its personal_data envelope is, read in skip mode.
+bool decode(std::size_t index, std::string_view text, personal_data_mode mode, envelope* env,
+            d::event& out) {
   static constexpr auto decoders = make_decoders(std::make_index_sequence<kind_count>{});
   cursor c{text.data(), text.data() + text.size()};
-  return decoders[index](c, mode, env);
+  return decoders[index](c, mode, env, out);
 }
 
 }  // namespace layout_reader
@@ -1359,19 +1375,32 @@ result<domain::event, codec_error> event_from_json_text(std::size_t type_index,
                                                         std::string_view type,
                                                         std::string_view text,
                                                         bool without_personal_data) {
+  d::event out;
+  auto r = event_from_json_text_into(type_index, type, text, without_personal_data, out);
+  if (!r) return r.error();
+  return out;
+}
+
+result<void, codec_error> event_from_json_text_into(std::size_t type_index, std::string_view type,
+                                                    std::string_view text,
+                                                    bool without_personal_data,
+                                                    domain::event& out) {
   if (type_index >= kind_count || types().find(type) != type_index) {
     return codec_error{"event type index " + std::to_string(type_index) + " is not \"" +
                        std::string(type) + "\""};
   }
   if (layout_reader_on.load(std::memory_order_relaxed)) {
     using mode = layout_reader::personal_data_mode;
-    if (auto fast = layout_reader::decode(type_index, text,
-                                          without_personal_data ? mode::skip : mode::clear)) {
-      return std::move(*fast);
+    if (layout_reader::decode(type_index, text, without_personal_data ? mode::skip : mode::clear,
+                              nullptr, out)) {
+      return {};
     }
     layout_misses.fetch_add(1, std::memory_order_relaxed);
   }
-  return event_from_json_text_general(type, text, without_personal_data);
+  auto general = event_from_json_text_general(type, text, without_personal_data);
+  if (!general) return general.error();
+  out = std::move(*general);
+  return {};
 }
 
 event_codec::event_codec(key_store& keys, std::string pepper)
@@ -1586,44 +1615,46 @@ void set_personal_data(d::event& ev, d::personal_data&& clear) {
 }
 
 // decode_text() of an event in the exact layout this codec writes (layout_reader), its
-// decrypted block too; nullopt: not in that layout (or not openable), for the general path.
-std::optional<decoded_event> decode_layout(key_store& keys, const event_kind& kind,
-                                           const recorded_event& e) {
+// decrypted block too, into `out` (reused: layout_reader::decode_as); false: not in that
+// layout (or not openable), for the general path, with `out` partly written.
+bool decode_layout(key_store& keys, const event_kind& kind, const recorded_event& e,
+                   decoded_event& out) {
   layout_reader::envelope env;
-  auto ev =
-      layout_reader::decode(kind.index, e.data, layout_reader::personal_data_mode::skip, &env);
-  if (!ev) return std::nullopt;
-  if (!kind.has_personal_data) return decoded_event{std::move(*ev), false};
-  // A block in clear is not what encode() stores: the general path words the error.
-  if (env.found == layout_reader::envelope::block::clear) return std::nullopt;
-  if (env.found == layout_reader::envelope::block::null) {
-    return decoded_event{std::move(*ev), false};
+  if (!layout_reader::decode(kind.index, e.data, layout_reader::personal_data_mode::skip, &env,
+                             out.event)) {
+    return false;
   }
+  out.forgotten = false;
+  if (!kind.has_personal_data) return true;
+  // A block in clear is not what encode() stores: the general path words the error.
+  if (env.found == layout_reader::envelope::block::clear) return false;
+  if (env.found == layout_reader::envelope::block::null) return true;
   std::string plaintext;
   switch (open_text_envelope(keys, e, env.alg, env.subject, env.iv, env.ct, plaintext)) {
     case 0:
       break;
     case 1:
-      return decoded_event{std::move(*ev), true};
+      out.forgotten = true;
+      return true;
     default:
-      return std::nullopt;
+      return false;
   }
-  d::personal_data clear;
-  const bool read = layout_reader::read_personal_data(plaintext, clear);
+  bool read = false;
+  std::visit(
+      [&](auto& v) {
+        if constexpr (has_personal_data<std::remove_cvref_t<decltype(v)>>) {
+          read = layout_reader::read_personal_data(plaintext, v.personal_data_);
+        }
+      },
+      out.event);
   OPENSSL_cleanse(plaintext.data(), plaintext.size());
-  if (!read) return std::nullopt;
-  set_personal_data(*ev, std::move(clear));
-  return decoded_event{std::move(*ev), false};
+  return read;
 }
 
 // decode() without a nlohmann document: the event and its envelope through simdjson, the
 // decrypted block too. nullopt: anything unusual (the nlohmann path gives the error).
 std::optional<decoded_event> decode_text(key_store& keys, const event_kind& kind,
                                          const recorded_event& e) {
-  if (layout_reader_on.load(std::memory_order_relaxed)) {
-    if (auto fast = decode_layout(keys, kind, e)) return fast;
-    layout_misses.fetch_add(1, std::memory_order_relaxed);
-  }
   text_reader::element root;
   auto ev = text_reader::decode(e.type, e.data, /*skip_personal_data=*/true, &root);
   if (!ev) return std::nullopt;
@@ -1643,15 +1674,13 @@ std::optional<decoded_event> decode_text(key_store& keys, const event_kind& kind
 
 }  // namespace
 
-result<decoded_event, codec_error> event_codec::decode(const recorded_event& e) const {
-  const event_kind* kind = find_kind(e.type);
-  if (kind == nullptr) return codec_error{"unknown event type \"" + e.type + "\""};
-  if (e.schema_version != static_cast<std::uint32_t>(kind->schema_version)) {
-    return error_of(e.type, "schema_version " + std::to_string(e.schema_version) +
-                                " is not supported (expected " +
-                                std::to_string(kind->schema_version) + "; add an upcaster)");
-  }
-  if (auto fast = decode_text(keys_, *kind, e)) return std::move(*fast);
+namespace {
+
+// decode() past the layout reader: simdjson, else nlohmann (which words the errors).
+result<decoded_event, codec_error> decode_general(key_store& keys, const event_kind& kind_ref,
+                                                  const recorded_event& e) {
+  const event_kind* kind = &kind_ref;
+  if (auto fast = decode_text(keys, *kind, e)) return std::move(*fast);
   text_fallbacks.fetch_add(1, std::memory_order_relaxed);
   try {
     auto j = parse_object(e.data);
@@ -1661,7 +1690,7 @@ result<decoded_event, codec_error> event_codec::decode(const recorded_event& e) 
       auto it = j->find("personal_data");
       if (it == j->end()) return error_of(e.type, "missing", "personal_data");
       if (!it->is_null()) {
-        auto clear = open_envelope(keys_, e, *it);
+        auto clear = open_envelope(keys, e, *it);
         if (!clear) return clear.error();
         if (*clear) {
           *it = std::move(**clear);
@@ -1677,6 +1706,34 @@ result<decoded_event, codec_error> event_codec::decode(const recorded_event& e) 
   } catch (const std::exception& ex) {
     return error_of(e.type, std::string("cannot decode: ") + ex.what());
   }
+}
+
+}  // namespace
+
+result<decoded_event, codec_error> event_codec::decode(const recorded_event& e) const {
+  decoded_event out;
+  auto r = decode_into(e, out);
+  if (!r) return r.error();
+  return out;
+}
+
+result<void, codec_error> event_codec::decode_into(const recorded_event& e,
+                                                   decoded_event& out) const {
+  const event_kind* kind = find_kind(e.type);
+  if (kind == nullptr) return codec_error{"unknown event type \"" + e.type + "\""};
+  if (e.schema_version != static_cast<std::uint32_t>(kind->schema_version)) {
+    return error_of(e.type, "schema_version " + std::to_string(e.schema_version) +
+                                " is not supported (expected " +
+                                std::to_string(kind->schema_version) + "; add an upcaster)");
+  }
+  if (layout_reader_on.load(std::memory_order_relaxed)) {
+    if (decode_layout(keys_, *kind, e, out)) return {};
+    layout_misses.fetch_add(1, std::memory_order_relaxed);
+  }
+  auto general = decode_general(keys_, *kind, e);
+  if (!general) return general.error();
+  out = std::move(*general);
+  return {};
 }
 
 namespace {
