@@ -183,6 +183,11 @@ int phase_rebuild(const fs::path& dir, bool preload_keys) {
     std::fprintf(stderr, "rebuild: %llu events decoded through nlohmann\n",
                  static_cast<unsigned long long>(slow));
   }
+  // ... and nearly all the layout reader (events as this build's encoder writes them).
+  if (auto missed = eventstore::layout_decode_misses(); missed > 0) {
+    std::fprintf(stderr, "rebuild: %llu events not in the encoder's exact layout\n",
+                 static_cast<unsigned long long>(missed));
+  }
   std::printf("%llu %.3f\n", static_cast<unsigned long long>(r->events_done), r->seconds);
   return 0;
 }

@@ -102,6 +102,13 @@ class event_store {
   virtual store_result<std::uint64_t> scan(
       const log_filter& filter, const std::function<bool(const recorded_event&)>& visit) = 0;
 
+  // scan() for a caller that keeps what it is handed (a rebuild's reader): `visit` may
+  // take the event's contents, e.g. std::swap it with an event of its own, whose buffers
+  // the store then reuses for the next one, so nothing is copied to be kept. This default
+  // hands each event over as a copy.
+  virtual store_result<std::uint64_t> scan_taking(
+      const log_filter& filter, const std::function<bool(recorded_event&)>& visit);
+
   // Convenience over scan(): at most `max_count` matching events.
   store_result<std::vector<recorded_event>> read_all(const log_filter& filter,
                                                      std::size_t max_count);

@@ -755,8 +755,9 @@ void put_history(row_sink& out, const uuid& learner, const recorded_event& re, l
   out.put_row('H', learner, re.position);
 }
 
-// Event types the read models need decoded; the rest only move an invite's version.
-bool needs_decode(std::string_view type) {
+// Event types the read models need decoded (by index in domain::event: event_type_index,
+// looked up once per event); the rest only move an invite's version.
+bool needs_decode(std::optional<std::size_t> index) {
   // By index in domain::event (event_type_index: no hashing per event).
   static const auto by_index = [] {
     std::array<bool, std::variant_size_v<domain::event>> needed{};
@@ -775,22 +776,30 @@ bool needs_decode(std::string_view type) {
     }
     return needed;
   }();
-  const auto index = eventstore::event_type_index(type);
   return index && by_index[*index];
 }
 
 // Only LearnerRegistered needs its personal data while applying (the keyed email hash of
 // the email index); every other event is read without decrypting, which saves the key
 // lookup and AES-GCM on the replay path. Rows keep the encrypted event for query time.
-result<eventstore::decoded_event, eventstore::codec_error> decode_for_apply(
-    const eventstore::event_codec& codec, const recorded_event& e) {
-  if (e.type == domain::learner_registered::type_name) return codec.decode(e);
-  auto ev = eventstore::event_from_json_text(e.type, e.data, /*without_personal_data=*/true);
+// Decodes into `out`, reusing what it holds (event_codec::decode_into).
+result<void, eventstore::codec_error> decode_for_apply(const eventstore::event_codec& codec,
+                                                       const recorded_event& e,
+                                                       std::size_t type_index,
+                                                       eventstore::decoded_event& out) {
+  static const std::size_t learner_registered =
+      *eventstore::event_type_index(domain::learner_registered::type_name);
+  if (type_index == learner_registered) return codec.decode_into(e, out);
+  out.forgotten = false;
+  auto ev = eventstore::event_from_json_text_into(type_index, e.type, e.data,
+                                                  /*without_personal_data=*/true, out.event);
   if (!ev) return ev.error();
-  if (static_cast<std::uint32_t>(domain::event_schema_version(*ev)) != e.schema_version) {
-    return codec.decode(e);  // let the codec explain the version mismatch
+  if (static_cast<std::uint32_t>(domain::event_schema_version(out.event)) != e.schema_version) {
+    auto explained = codec.decode(e);  // let the codec explain the version mismatch
+    if (!explained) return explained.error();
+    out = std::move(*explained);
   }
-  return eventstore::decoded_event{std::move(*ev), false};
+  return {};
 }
 
 // Hints memtable inserts of the rows an invite or organization collects (A, R, L: keyed
@@ -1634,13 +1643,19 @@ std::string decode_range(const eventstore::event_codec& codec,
                          read_models::decoded_batch& out, std::size_t lo, std::size_t hi) {
   for (std::size_t i = lo; i < hi; ++i) {
     out[i].invite_stream = uuid_after(batch[i].stream, "invite-");
-    if (!needs_decode(batch[i].type)) continue;
-    auto r = decode_for_apply(codec, batch[i]);
+    const auto type_index = eventstore::event_type_index(batch[i].type);
+    if (!needs_decode(type_index)) {
+      out[i].event.reset();
+      continue;
+    }
+    // Into what the slot held from an earlier batch: an event of the same type (most of
+    // a log is a few types) keeps its strings' buffers.
+    if (!out[i].event) out[i].event.emplace();
+    auto r = decode_for_apply(codec, batch[i], *type_index, *out[i].event);
     if (!r) {
       return "read models: cannot decode event at position " + std::to_string(batch[i].position) +
              " (" + batch[i].type + "): " + r.error().message;
     }
-    out[i].event = std::move(*r);
     // The email index's keyed hash: an HMAC per registration, taken here rather than on
     // the applying thread. Same condition as apply_one's, but for the learner being
     // forgotten already, which only the applying side knows (the subject goes unused).
@@ -1661,13 +1676,10 @@ std::string decode_range(const eventstore::event_codec& codec,
 
 result<void, projection_error> read_models::decode_events(
     std::span<const eventstore::recorded_event> batch, decoded_batch& out) const {
-  // Assigning over the old slots keeps the vector; what they held is freed here, on the
-  // decoding thread, not on the one that applies.
+  // The old slots are decoded into (decode_range): their events' buffers are reused, and
+  // what is freed is freed here, on the decoding thread, not on the one that applies.
   out.resize(batch.size());
-  for (auto& d : out) {
-    d.event.reset();
-    d.email_subject.clear();
-  }
+  for (auto& d : out) d.email_subject.clear();
   auto failed = decode_range(*state_->codec, batch, out, 0, batch.size());
   if (!failed.empty()) return projection_error{std::move(failed)};
   return {};

@@ -10,8 +10,10 @@
 #include <set>
 #include <thread>
 
+#include "common/hmac.h"
 #include "common/time_format.h"
 #include "domain/events.h"
+#include "domain/text.h"
 #include "eventstore/event_codec.h"
 #include "eventstore/key_store.h"
 
@@ -911,6 +913,307 @@ TEST_F(codec_test, invalid_utf8_is_an_encode_error_not_an_exception) {
 TEST(codec_construction, a_short_pepper_is_refused_at_start_up) {
   auto keys = make_memory_key_store();
   EXPECT_THROW(event_codec(*keys, "short"), std::invalid_argument);
+}
+
+// The subject is the HMAC of "<org>|<normalize_email(email)>" whatever the email's case,
+// surrounding space or bytes beyond ASCII (left as they are).
+TEST_F(codec_test, email_subjects_hash_the_org_and_the_normalized_email) {
+  for (std::string email :
+       std::vector<std::string>{"eve@example.com", " \tEVE@Example.COM\r\n", "Zoë@Exämple.org", "",
+                                "   ", "A@B", std::string(300, 'X')}) {
+    for (const uuid& o : {org, id(255), uuid{}}) {
+      std::array<unsigned char, 32> md{};
+      ASSERT_TRUE(hmac_sha256(pepper, {o.to_string() + "|" + d::normalize_email(email)}, md));
+      std::string expected = "email:";
+      for (unsigned char c : md) {
+        expected += "0123456789abcdef"[c >> 4];
+        expected += "0123456789abcdef"[c & 0xf];
+      }
+      EXPECT_EQ(codec_.email_subject(o, email), expected) << email;
+    }
+  }
+}
+
+bool operator==(const decoded_event& a, const decoded_event& b) {
+  return a.forgotten == b.forgotten && a.event == b.event;
+}
+
+// `e` with other values in every member it can: uuids, times, numbers, booleans, array
+// lengths, and free text where the type allows it. The same type: a slot holding it is
+// what decoding into a used slot writes over.
+d::event altered(std::string_view type, const d::event& e) {
+  auto alter = [](json j, bool strings, bool nulls) {
+    std::function<void(json&)> walk = [&](json& v) {
+      if (v.is_object()) {
+        for (auto& [k, x] : v.items()) walk(x);
+      } else if (v.is_array()) {
+        for (auto& x : v) walk(x);
+        if (!v.empty()) v.push_back(v.front());
+      } else if (v.is_boolean()) {
+        v = !v.get<bool>();
+      } else if (v.is_number_integer()) {
+        v = v.get<std::int64_t>() + 7;
+      } else if (v.is_string()) {
+        const auto text = v.get<std::string>();
+        if (uuid::parse(text)) {
+          v = id(77).to_string();
+        } else if (parse_rfc3339(text)) {
+          v = format_rfc3339(at(5000, 42));
+        } else if (strings) {
+          v = text + " (earlier)";
+        }
+      } else if (v.is_null() && nulls) {
+        v = id(78).to_string();  // an optional uuid or time: set (or refused below)
+      }
+    };
+    walk(j);
+    return j;
+  };
+  for (auto [strings, nulls] :
+       {std::pair{true, true}, {false, true}, {true, false}, {false, false}}) {
+    if (auto r = event_from_json(type, alter(to_json(e), strings, nulls))) return *r;
+  }
+  return d::event{};  // the caller sees another type
+}
+
+// Decoding into a slot that holds an earlier event of the same type (a rebuild's reused
+// batches) writes every member: the same result as into a fresh one, through the layout
+// reader and through the general one.
+TEST_F(codec_test, decoding_into_a_used_slot_gives_what_a_fresh_one_gets) {
+  for (bool layout : {true, false}) {
+    set_layout_reader(layout);
+    for (const auto& [type, e] : samples()) {
+      const d::event stale = altered(type, e);
+      ASSERT_EQ(stale.index(), e.index()) << type;
+      EXPECT_FALSE(stale == e) << type;
+      const auto r = stored(e);
+      decoded_event slot{stale, true};
+      auto into = codec_.decode_into(r, slot);
+      ASSERT_TRUE(into) << type << ": " << into.error().message;
+      auto fresh = codec_.decode(r);
+      ASSERT_TRUE(fresh);
+      EXPECT_TRUE(slot == *fresh) << type << (layout ? "" : " (general reader)");
+      const std::string text = to_json_text(e);
+      for (bool without : {false, true}) {
+        d::event ev = stale;
+        auto t = event_from_json_text_into(*event_type_index(type), type, text, without, ev);
+        ASSERT_TRUE(t) << type << ": " << t.error().message;
+        auto expected = event_from_json_text(type, text, without);
+        ASSERT_TRUE(expected);
+        EXPECT_TRUE(ev == *expected) << type << (without ? " without personal data" : "");
+      }
+    }
+    // Into a slot of another type, and a forgotten block into one that held clear data.
+    auto keys = make_memory_key_store();
+    event_codec codec(*keys, pepper);
+    const d::event registered = samples().at("LearnerRegistered");
+    auto enc = codec.encode(registered, meta(210));
+    ASSERT_TRUE(enc) << enc.error().message;
+    decoded_event other{samples().at("TrackPlayed"), false};
+    ASSERT_TRUE(codec.decode_into(record(*enc), other));
+    EXPECT_TRUE(other.event == registered);
+    EXPECT_FALSE(other.forgotten);
+    ASSERT_TRUE(keys->destroy(codec.subject_of(registered)));
+    ASSERT_TRUE(codec.decode_into(record(*enc), other));
+    EXPECT_TRUE(other.forgotten);
+    EXPECT_TRUE(std::get<d::learner_registered>(other.event).personal_data_.empty());
+  }
+  set_layout_reader(true);
+}
+
+// --- the layout reader: the exact bytes encode() writes, read without a parse tree ------
+
+// Turns the layout reader off for a scope (the general reader decodes everything).
+struct general_reader_only {
+  general_reader_only() { set_layout_reader(false); }
+  ~general_reader_only() { set_layout_reader(true); }
+  general_reader_only(const general_reader_only&) = delete;
+  general_reader_only& operator=(const general_reader_only&) = delete;
+};
+
+// Both readers give the same answer: the same event, or the same error.
+template <typename R>
+void expect_same(const R& layout, const R& general, const std::string& what) {
+  ASSERT_EQ(static_cast<bool>(layout), static_cast<bool>(general)) << what;
+  if (layout) {
+    EXPECT_TRUE(*layout == *general) << what;
+  } else {
+    EXPECT_EQ(layout.error().message, general.error().message) << what;
+    EXPECT_EQ(layout.error().field, general.error().field) << what;
+  }
+}
+
+// The same text in other valid spellings (none of them the encoder's exact layout).
+std::vector<std::pair<std::string, std::string>> respellings(const std::string& text) {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto replace_all = [](std::string s, std::string_view from, std::string_view to) {
+    for (auto at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) {
+      s.replace(at, from.size(), to);
+    }
+    return s;
+  };
+  out.emplace_back("indented", json::parse(text).dump(2));
+  out.emplace_back("space after colons", replace_all(text, "\":", "\" :"));
+  out.emplace_back("trailing newline", text + "\n");
+  {
+    // Members in reverse order, at the top level.
+    auto ordered = nlohmann::ordered_json::parse(text);
+    nlohmann::ordered_json reversed = nlohmann::ordered_json::object();
+    std::vector<std::string> names;
+    for (auto it = ordered.begin(); it != ordered.end(); ++it) names.push_back(it.key());
+    for (auto it = names.rbegin(); it != names.rend(); ++it) reversed[*it] = ordered[*it];
+    out.emplace_back("reversed members", reversed.dump());
+  }
+  out.emplace_back("unknown member", "{\"a_later_member\":[1,{\"x\":null}]," + text.substr(1));
+  out.emplace_back("escaped dashes", replace_all(text, "-", "\\u002d"));
+  out.emplace_back("escaped slashes", replace_all(text, "/", "\\/"));
+  out.emplace_back("escaped names", replace_all(text, "_id\"", "\\u005fid\""));
+  out.emplace_back("a member twice", "{\"org_id\":\"not a uuid\"," + text.substr(1));
+  return out;
+}
+
+// Every event type as encode() stores it takes the layout reader, and reads (decrypted
+// personal data included) exactly as the general reader reads it.
+TEST_F(codec_test, stored_events_take_the_layout_reader_and_decode_as_the_general_one) {
+  for (const auto& [type, e] : samples()) {
+    auto r = stored(e);
+    const auto missed = layout_decode_misses();
+    const auto slow = text_decode_fallbacks();
+    auto fast = codec_.decode(r);
+    ASSERT_TRUE(fast) << type << ": " << fast.error().message;
+    EXPECT_TRUE(fast->event == e) << type;
+    EXPECT_EQ(layout_decode_misses(), missed) << type << ": " << r.data;
+    EXPECT_EQ(text_decode_fallbacks(), slow) << type;
+    general_reader_only off;
+    auto general = codec_.decode(r);
+    expect_same(fast, general, std::string(type));
+  }
+}
+
+TEST(codec_json, plain_text_takes_the_layout_reader_and_decodes_as_the_general_one) {
+  for (const auto& [type, e] : samples()) {
+    const std::string text = to_json_text(e);
+    for (bool without : {false, true}) {
+      const auto missed = layout_decode_misses();
+      auto fast = event_from_json_text(type, text, without);
+      EXPECT_EQ(layout_decode_misses(), missed) << type << ": " << text;
+      general_reader_only off;
+      auto general = event_from_json_text(type, text, without);
+      expect_same(fast, general, std::string(type) + (without ? " without" : ""));
+      // The same through the type's index (looked up once by a caller that dispatches).
+      auto by_index = event_from_json_text(*event_type_index(type), type, text, without);
+      expect_same(by_index, general, std::string(type) + " by index");
+    }
+  }
+  // An index that is not the type's is an error, not another type's reading.
+  const std::string text = to_json_text(samples().at("TrackPlayed"));
+  EXPECT_FALSE(event_from_json_text(*event_type_index("TrackPaused"), "TrackPlayed", text, true));
+  EXPECT_FALSE(event_from_json_text(std::size_t{1000}, "TrackPlayed", text, true));
+}
+
+// Valid JSON in another spelling than the encoder's is left to the general reader: the
+// same events (or errors) as before, whichever reader would have taken them.
+TEST_F(codec_test, other_spellings_decode_as_the_general_reader_decodes_them) {
+  for (const auto& [type, e] : samples()) {
+    const auto r = stored(e);
+    for (const auto& [how, text] : respellings(r.data)) {
+      auto odd = r;
+      odd.data = text;
+      const std::string what = std::string(type) + ", " + how + ": " + text;
+      const auto missed = layout_decode_misses();
+      auto fast = codec_.decode(odd);
+      if (text != r.data) {  // (no slash to escape: the same text)
+        EXPECT_GT(layout_decode_misses(), missed) << what;
+      }
+      auto fast_plain = event_from_json_text(type, text, /*without_personal_data=*/true);
+      general_reader_only off;
+      expect_same(fast, codec_.decode(odd), what);
+      expect_same(fast_plain, event_from_json_text(type, text, true), what);
+    }
+    // The same for the plain (clear) text.
+    for (const auto& [how, text] : respellings(to_json_text(e))) {
+      const std::string what = std::string(type) + " plain, " + how + ": " + text;
+      auto fast = event_from_json_text(type, text);
+      general_reader_only off;
+      expect_same(fast, event_from_json_text(type, text), what);
+    }
+  }
+}
+
+// Text beyond ASCII: valid UTF-8 is read the fast way; invalid UTF-8, control characters
+// and numbers the encoder never writes fail or decode exactly as with the general reader.
+TEST_F(codec_test, unicode_numbers_and_odd_bytes_read_as_the_general_reader_reads_them) {
+  d::learner_registered lr{org, id(4), d::learner_role::student, false, at(21), ada()};
+  lr.personal_data_.first_name_ = "Zoë 日本 \xf0\x9f\x8e\xb5";
+  lr.personal_data_.answers_["naïve"] = "café";
+  d::track_registered tr{org, "piste-é", "Écoute — 🎧", true, id(9), at(5)};
+  for (const d::event& e : {d::event{lr}, d::event{tr}}) {
+    auto r = stored(e);
+    const auto missed = layout_decode_misses();
+    auto fast = codec_.decode(r);
+    ASSERT_TRUE(fast) << fast.error().message;
+    EXPECT_TRUE(fast->event == e);
+    EXPECT_EQ(layout_decode_misses(), missed) << "valid UTF-8 needs no general reader";
+    general_reader_only off;
+    expect_same(fast, codec_.decode(r), r.data);
+  }
+
+  const std::string played = to_json_text(samples().at("TrackPlayed"));
+  ASSERT_NE(played.find("\"play_number\":2"), std::string::npos);
+  auto with_number = [&](std::string_view n) {
+    std::string t = played;
+    t.replace(t.find("\"play_number\":2") + 14, 1, n);
+    return t;
+  };
+  std::vector<std::string> odd = {
+      with_number("2.0"),
+      with_number("2e0"),
+      with_number("-0"),
+      with_number("02"),
+      with_number("-7"),
+      with_number("123456789012345678"),
+      with_number("1234567890123456789"),
+      with_number("9223372036854775807"),
+      with_number("9223372036854775808"),
+      with_number("-9223372036854775808"),
+      with_number("true"),
+      with_number("\"2\""),
+      with_number("null"),
+  };
+  std::string t = played;
+  t.replace(t.find("k8s-basics"), 3, "\xff\xfe\x41");  // invalid UTF-8 in a string
+  odd.push_back(t);
+  t = played;
+  t.replace(t.find("k8s-basics"), 1, "\x01");  // a raw control character
+  odd.push_back(t);
+  t = played;
+  t.replace(t.find("k8s-basics"), 1, "\xc3\xa9");  // valid two-byte character
+  odd.push_back(t);
+  odd.push_back(played.substr(0, played.size() - 1));  // cut short
+  odd.push_back(played + "x");                         // trailing garbage
+  odd.push_back(played + played);                      // two documents
+  for (const auto& text : odd) {
+    auto fast = event_from_json_text("TrackPlayed", text);
+    general_reader_only off;
+    expect_same(fast, event_from_json_text("TrackPlayed", text), text);
+  }
+}
+
+// Answers are a map: the encoder writes its names in order, once each; any other order
+// or a repeated name leaves it to the general reader (whose rule for repeats stays).
+TEST(codec_json, personal_data_answers_in_another_order_or_repeated_read_as_before) {
+  const std::string text = to_json_text(samples().at("LeadCaptured"));
+  const std::string in_order = "{\"company\":\"Analytical Engines Ltd\",\"consent\":\"yes\"}";
+  ASSERT_NE(text.find(in_order), std::string::npos) << text;
+  for (std::string answers : {std::string("{\"consent\":\"yes\",\"company\":\"A\"}"),
+                              std::string("{\"company\":\"A\",\"company\":\"B\"}"),
+                              std::string("{}"), std::string("{\"x\":1}")}) {
+    std::string t = text;
+    t.replace(t.find(in_order), in_order.size(), answers);
+    auto fast = event_from_json_text("LeadCaptured", t);
+    general_reader_only off;
+    expect_same(fast, event_from_json_text("LeadCaptured", t), t);
+  }
 }
 
 }  // namespace

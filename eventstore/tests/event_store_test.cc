@@ -876,6 +876,84 @@ TEST_F(store_test, OnePassScanReadsWhatAnyScanReads) {
   EXPECT_EQ(all->back().data, "49");
 }
 
+// Delegates everything but scan_taking, which it leaves to event_store's default.
+class forwarding_store final : public event_store {
+ public:
+  explicit forwarding_store(event_store& inner) : inner_(inner) {}
+  store_result<append_result> append(std::vector<stream_append> streams) override {
+    return inner_.append(std::move(streams));
+  }
+  void append_async(std::vector<stream_append> streams, append_callback done) override {
+    inner_.append_async(std::move(streams), std::move(done));
+  }
+  store_result<std::vector<recorded_event>> read_stream(std::string_view stream,
+                                                        std::uint64_t from_version,
+                                                        read_direction direction,
+                                                        std::size_t max_count) override {
+    return inner_.read_stream(stream, from_version, direction, max_count);
+  }
+  store_result<std::uint64_t> stream_version(std::string_view stream) override {
+    return inner_.stream_version(stream);
+  }
+  store_result<std::uint64_t> scan(
+      const log_filter& filter, const std::function<bool(const recorded_event&)>& visit) override {
+    return inner_.scan(filter, visit);
+  }
+  std::uint64_t head_position() const override { return inner_.head_position(); }
+  std::uint64_t wait_for_head(std::uint64_t after,
+                              std::chrono::steady_clock::time_point deadline) override {
+    return inner_.wait_for_head(after, deadline);
+  }
+  store_result<std::uint64_t> refresh() override { return inner_.refresh(); }
+  void close() override { inner_.close(); }
+
+ private:
+  event_store& inner_;
+};
+
+// scan_taking hands over the store's own event: a caller that swaps each one with an
+// event of its own (stale fields, other lengths) keeps exactly what scan() shows, and the
+// store's next event is written over the buffers it got back. The default implementation
+// (a store that does not override it) hands copies, with the same result.
+TEST_F(store_test, ScanTakingHandsOverEachEventWhole) {
+  for (int i = 0; i < 40; ++i) {
+    auto e = make_event(i % 3 == 0 ? "InviteClaimed" : "TrackPlayed",
+                        std::string(static_cast<std::size_t>(1 + (i * 37) % 300), 'a' + i % 26));
+    e.causation_id = i % 2 ? "cause-" + std::to_string(i) : "";
+    must_append({to("stream-" + std::to_string(i % 7), expected_version::any(), {e})});
+  }
+  for (eventstore::log_filter f : {eventstore::log_filter{.one_pass = true},
+                                   eventstore::log_filter{.from_position = 5, .to_position = 30},
+                                   eventstore::log_filter{.types = {"InviteClaimed"}}}) {
+    auto expected = store_->read_all(f, 1000);
+    ASSERT_TRUE(expected);
+    forwarding_store copying(*store_);
+    for (event_store* s :
+         {static_cast<event_store*>(store_.get()), static_cast<event_store*>(&copying)}) {
+      std::vector<recorded_event> kept;
+      recorded_event stale;  // what the caller swaps in: fields the next event overwrites
+      stale.type = "Stale";
+      stale.stream = std::string(500, 's');
+      stale.data = std::string(1000, 'd');
+      stale.causation_id = "stale-cause";
+      stale.position = 999;
+      auto r = s->scan_taking(f, [&](recorded_event& e) {
+        std::swap(stale, e);
+        kept.push_back(stale);
+        return true;
+      });
+      ASSERT_TRUE(r) << r.error().message;
+      ASSERT_EQ(kept.size(), expected->size());
+      for (std::size_t i = 0; i < kept.size(); ++i) EXPECT_EQ(kept[i], (*expected)[i]) << i;
+    }
+  }
+  // Stopping early: the position of the last event examined, as scan().
+  std::size_t seen = 0;
+  auto stopped = store_->scan_taking({}, [&](recorded_event&) { return ++seen < 3; });
+  ASSERT_TRUE(stopped);
+  EXPECT_EQ(*stopped, 3u);
+}
+
 TEST_F(store_test, ReadsByTimeRangeAndKeepsRecordedAtMonotonic) {
   const auto t0 = clock_.now();
   for (int minute = 0; minute < 10; ++minute) {
