@@ -301,6 +301,12 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   auto reads = projections::read_models::open(reads_options, *im->codec);
   if (!reads) return fail(reads.error().message);
   im->reads = std::move(*reads);
+  // Behind after a crash (the tail since their last flush), far behind after a rebuild
+  // or a restored log: serving waits for them, so say why it does not start at once.
+  if (const auto from = im->reads->applied_position(), to = im->store->head_position(); from < to) {
+    im->say("passage: read models catching up from position " + std::to_string(from) + " to " +
+            std::to_string(to));
+  }
   im->projector = std::make_unique<projections::projector>(*im->store, *im->reads);
   if (auto started = im->projector->start(); !started) return fail(started.error().message);
   // Commands decide on facts the read models hold (a learner by email, an invite by
@@ -583,6 +589,11 @@ void server::stop(std::chrono::milliseconds grace) {
   im.relay.reset();
   im.broker.reset();
   if (im.projector) im.projector->stop();
+  // The read models keep no write-ahead log: what the memtable holds reaches their files
+  // here. A failure costs nothing the log cannot give back, but a failing disk is news.
+  if (im.reads) {
+    if (auto closed = im.reads->close(); !closed) im.say("passage: " + closed.error().message);
+  }
   if (im.store) im.store->close();
   {
     std::lock_guard lk(im.stop_mu);

@@ -832,10 +832,15 @@ class rows_insert_hint final : public rocksdb::SliceTransform {
 };
 
 // The folder's RocksDB options.
-rocksdb::Options folder_options(rocksdb::Env* env, rocksdb::CompressionType compression) {
+rocksdb::Options folder_options(rocksdb::Env* env, bool in_memory,
+                                rocksdb::CompressionType compression) {
   rocksdb::Options o;
   o.create_if_missing = true;
   if (env != nullptr) o.env = env;
+  // Without a write-ahead log the memtable is unpersisted data, which closing would flush
+  // into a compressed table file: wasted on a scratch folder (a point-in-time answer's)
+  // that vanishes with its memory Env.
+  o.avoid_flush_during_shutdown = in_memory;
   o.IncreaseParallelism(2);
   o.compression = compression;
   o.write_buffer_size = 64u << 20;
@@ -861,7 +866,8 @@ constexpr std::size_t parallel_decode_min = 512;
 struct read_models::state {
   read_models_options options;
   const eventstore::event_codec* codec = nullptr;
-  std::unique_ptr<rocksdb::Env> env;  // in_memory only; outlives db
+  std::unique_ptr<rocksdb::Env> owned_env;  // in_memory only; outlives db
+  rocksdb::Env* env = nullptr;              // the folder's files' (null: the default one)
   std::unique_ptr<rocksdb::DB> db;
   rocksdb::CompressionType compression = rocksdb::kLZ4Compression;
   bool bulk = false;  // a bulk load is on (set_bulk_load)
@@ -1396,7 +1402,7 @@ result<void, projection_error> read_models::state::ingest_run() {
   try {
     ingesting = std::async(std::launch::async, [this, file = std::move(file)] {
       return bulk::contained([&] {
-        auto st = spare.write(env.get(), file, writing);
+        auto st = spare.write(env, file, writing);
         spare.clear();
         return st;
       });
@@ -1460,7 +1466,7 @@ result<void, projection_error> read_models::state::merge_and_add_records() {
     merged = std::async(std::launch::async, [this, &files] {
       return bulk::contained([&] {
         bulk::merge_options o{
-            .sst = folder_options(env.get(), compression),
+            .sst = folder_options(env, options.in_memory, compression),
             .out_prefix = options.path + "/" + std::string(run_file_prefix) + "out-",
             // More ranges than cores: they take unequal time (rows compress unequally).
             .ranges = std::clamp<std::size_t>(2 * std::thread::hardware_concurrency(), 2, 8)};
@@ -1482,7 +1488,7 @@ result<void, projection_error> read_models::state::merge_and_add_records() {
   auto put_key = [&](std::string_view key, std::string_view value) {
     if (!st.ok()) return;
     if (!writer) {  // opened by a part's first record: RocksDB refuses empty files
-      writer.emplace(rocksdb::EnvOptions(), folder_options(env.get(), compression));
+      writer.emplace(rocksdb::EnvOptions(), folder_options(env, options.in_memory, compression));
       record_files.push_back(options.path + "/" + std::string(run_file_prefix) + "records-" +
                              std::to_string(record_files.size() + 1) + ".sst");
       st = writer->Open(record_files.back());
@@ -1554,7 +1560,7 @@ projection_error read_models::state::fail_bulk_load(std::string why) {
 }
 
 void read_models::state::remove_leftover_runs() {
-  rocksdb::Env* fs = env ? env.get() : rocksdb::Env::Default();
+  rocksdb::Env* fs = env ? env : rocksdb::Env::Default();
   std::vector<std::string> names;
   if (!fs->GetChildren(options.path, &names).ok()) return;
   for (const auto& name : names) {
@@ -1580,6 +1586,27 @@ void read_models::state::publish(std::uint64_t position) {
 
 read_models::read_models(std::unique_ptr<state> s) : state_(std::move(s)) {}
 read_models::~read_models() = default;
+
+result<void, projection_error> read_models::close() {
+  auto& s = *state_;
+  std::unique_lock lock(s.mu);
+  if (!s.db) return {};
+  // Flushed here, not by DB::Close(), which would flush the memtable (all that is
+  // unpersisted without a write-ahead log) but keep a failure to itself.
+  auto st = s.options.in_memory ? rocksdb::Status::OK() : s.db->Flush(rocksdb::FlushOptions());
+  auto closed = s.db->Close();
+  s.db.reset();
+  if (!st.ok()) {
+    return projection_error{"read models: flushing " + s.options.path +
+                            " failed: " + st.ToString() +
+                            " (the log gives the lost tail back at the next start)"};
+  }
+  if (!closed.ok()) {
+    return projection_error{"read models: closing " + s.options.path +
+                            " failed: " + closed.ToString()};
+  }
+  return {};
+}
 
 result<void, projection_error> read_models::check_folder(const std::string& path) {
   namespace fs = std::filesystem;
@@ -1613,7 +1640,11 @@ result<std::unique_ptr<read_models>, projection_error> read_models::open(
   // traffic beside the event log's fdatasync) and ~7 % of the projector's time.
   s->write_options.disableWAL = !options.sync;
 
-  if (options.in_memory) s->env.reset(rocksdb::NewMemEnv(rocksdb::Env::Default()));
+  s->env = options.env;
+  if (options.in_memory) {
+    s->owned_env.reset(rocksdb::NewMemEnv(options.env ? options.env : rocksdb::Env::Default()));
+    s->env = s->owned_env.get();
+  }
   if (auto opened = s->open_folder(); !opened) return opened.error();
   if (auto loaded = s->load(); !loaded) return loaded.error();
   return std::unique_ptr<read_models>(new read_models(std::move(s)));
@@ -1782,10 +1813,11 @@ result<void, projection_error> read_models::apply_decoded(
 
 result<void, projection_error> read_models::state::open_folder() {
   rocksdb::DB* raw = nullptr;
-  auto st = rocksdb::DB::Open(folder_options(env.get(), compression), options.path, &raw);
+  auto st =
+      rocksdb::DB::Open(folder_options(env, options.in_memory, compression), options.path, &raw);
   if ((st.IsInvalidArgument() || st.IsNotSupported()) && compression != rocksdb::kNoCompression) {
     compression = rocksdb::kNoCompression;  // a RocksDB built without LZ4
-    st = rocksdb::DB::Open(folder_options(env.get(), compression), options.path, &raw);
+    st = rocksdb::DB::Open(folder_options(env, options.in_memory, compression), options.path, &raw);
   }
   if (!st.ok()) {
     return projection_error{"read models: cannot open " + options.path + ": " + st.ToString()};

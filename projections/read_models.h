@@ -33,6 +33,10 @@
 #include "eventstore/event.h"
 #include "eventstore/event_codec.h"
 
+namespace rocksdb {
+class Env;
+}
+
 namespace passage::projections {
 
 struct projection_error {
@@ -294,6 +298,9 @@ struct read_models_options {
   // written as one run file. Bigger: fewer files for the load's final merge to read at
   // once, more memory. Default: 64 MiB.
   std::size_t bulk_run_bytes = 64u << 20;
+  // The RocksDB Env the folder's files go through (tests inject faults with it); it must
+  // outlive the read models. Default: RocksDB's own.
+  rocksdb::Env* env = nullptr;
 };
 
 // Progress of apply(): events applied so far.
@@ -315,6 +322,13 @@ class read_models {
   // is an empty folder, or holds read models (of any record format). Otherwise the error
   // says what it is instead. Only reads (a read-only open, safe beside a running server).
   static result<void, projection_error> check_folder(const std::string& path);
+  // Writes what the folder holds only in memory (without sync, every batch since the
+  // last flush) to its files and closes it; a failure is returned rather than lost in the
+  // destructor (the log gives the lost tail back at the next start, but an operator should
+  // hear of a disk that fails). Only once nothing else uses the read models (projector
+  // stopped, no queries running); afterwards only applied_position() and destruction.
+  // Destroying unclosed read models closes them too, failures unreported.
+  result<void, projection_error> close();
   ~read_models();
   read_models(const read_models&) = delete;
   read_models& operator=(const read_models&) = delete;
