@@ -1007,7 +1007,7 @@ result<void, projection_error> read_models::state::load() {
   } else if (value != format_version) {
     if (!options.on_format_change) {
       return projection_error{"read models: folder has record format " + value + ", expected " +
-                              std::string(format_version) + "; rebuild with `passage replay`"};
+                              std::string(format_version) + "; " + options.format_advice};
     }
     if (auto wiped = wipe(); !wiped) return wiped.error();
     options.on_format_change(value);

@@ -1552,6 +1552,15 @@ TEST_F(read_models_test, a_folder_in_another_record_format_is_refused_or_rebuilt
   auto refused = read_models::open({.path = models_path()}, *codec_);
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message.find("passage replay"), std::string::npos);
+  // A replica has no log to replay: it names its own way back.
+  read_models_options replica_like{.path = models_path()};
+  replica_like.format_advice = "delete the folder";
+  refused = read_models::open(replica_like, *codec_);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("record format 4, expected"), std::string::npos)
+      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("; delete the folder"), std::string::npos);
+  EXPECT_EQ(refused.error().message.find("passage replay"), std::string::npos);
 
   std::string found;
   read_models_options o{.path = models_path()};
