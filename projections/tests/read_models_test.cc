@@ -438,6 +438,19 @@ TEST_F(read_models_test, rejections_are_listed_with_reason_and_email) {
   EXPECT_EQ(to_json(std::span<const rejection_row>(*r))["rejections"][1]["reason"], "deactivated");
   EXPECT_EQ(models_->usage(org, inv)->rejections, 2);
   EXPECT_EQ(models_->invite(org, inv, clock_.now())->claims_count, 0);
+
+  // No learner behind either (new emails): the block is sealed under the email's own key,
+  // and forgetting the email shows the row as forgotten, names and all.
+  ASSERT_FALSE((*r)[0].learner_id);
+  ASSERT_TRUE(codec_->forget_email(org, "mallory@evil.test"));
+  auto after = models_->rejections(org, inv);
+  ASSERT_TRUE(after);
+  ASSERT_EQ(after->size(), 2u);
+  EXPECT_TRUE((*after)[0].who.forgotten);
+  EXPECT_EQ((*after)[0].who.email, "");
+  EXPECT_EQ((*after)[0].who.first_name, "");
+  EXPECT_FALSE((*after)[1].who.forgotten);
+  EXPECT_EQ((*after)[1].who.email, "eve@example.org");
 }
 
 // ---------------------------------------------------------------------------------------
