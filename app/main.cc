@@ -148,7 +148,14 @@ int replay(const replay_options& o) {
     data = std::move(*opened);
   }
   const std::string target = o.out.empty() ? live.string() : o.out;
-  auto models = projections::read_models::open({.path = target}, *data->codec);
+  // A folder of another record format (an older Passage's) is wiped: it is rebuilt from
+  // position 0 anyway, and refusing it would send the user back to `passage replay`.
+  projections::read_models_options models_options{.path = target};
+  models_options.on_format_change = [&target](std::string_view found) {
+    std::fprintf(stderr, "passage replay: %s was in record format %.*s; rebuilding it\n",
+                 target.c_str(), static_cast<int>(found.size()), found.data());
+  };
+  auto models = projections::read_models::open(models_options, *data->codec);
   if (!models) {
     std::fprintf(stderr, "passage replay: %s%s\n", models.error().message.c_str(),
                  o.out.empty() ? " (stop passage serve first)" : "");

@@ -139,8 +139,16 @@ result<std::unique_ptr<replica_node>, std::string> replica_node::start(
   im->keys = std::move(*keys);
   im->codec = std::make_unique<eventstore::event_codec>(*im->keys, derive_key(*secret, "pepper"));
   // fsync per batch: the consumed offsets are written after it and must never be ahead.
-  auto reads = projections::read_models::open({.path = (dir / "readmodels").string(), .sync = true},
-                                              *im->codec);
+  projections::read_models_options reads_options{.path = (dir / "readmodels").string(),
+                                                 .sync = true};
+  // Read models of another record format are not wiped here: a replica has no log of
+  // its own, and what Kafka still retains (topic retention) may no longer start at
+  // position 1, so the operator decides. Its consumed offsets (<dir>/replica) go too:
+  // kept, they would resume past what emptied read models need.
+  reads_options.format_advice = "delete " + (dir / "readmodels").string() + " and " +
+                                (dir / "replica").string() +
+                                " and restart to re-consume from Kafka";
+  auto reads = projections::read_models::open(reads_options, *im->codec);
   if (!reads) return fail(reads.error().message);
   im->reads = std::move(*reads);
 

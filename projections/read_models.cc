@@ -972,6 +972,9 @@ struct read_models::state {
   claim_access_view access_of(const claim_rec& c, timestamp now) const;
   template <typename F>
   void scan_rows(const std::string& prefix, F&& visit) const;
+  // In a snapshot (read.snapshot) or any other read options.
+  template <typename F>
+  void scan_rows(const std::string& prefix, const rocksdb::ReadOptions& read, F&& visit) const;
 };
 
 void read_models::state::reset_memory() {
@@ -1007,7 +1010,7 @@ result<void, projection_error> read_models::state::load() {
   } else if (value != format_version) {
     if (!options.on_format_change) {
       return projection_error{"read models: folder has record format " + value + ", expected " +
-                              std::string(format_version) + "; rebuild with `passage replay`"};
+                              std::string(format_version) + "; " + options.format_advice};
     }
     if (auto wiped = wipe(); !wiped) return wiped.error();
     options.on_format_change(value);
@@ -1987,7 +1990,13 @@ claim_access_view read_models::state::access_of(const claim_rec& c, timestamp no
 
 template <typename F>
 void read_models::state::scan_rows(const std::string& prefix, F&& visit) const {
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+  scan_rows(prefix, rocksdb::ReadOptions(), std::forward<F>(visit));
+}
+
+template <typename F>
+void read_models::state::scan_rows(const std::string& prefix, const rocksdb::ReadOptions& read,
+                                   F&& visit) const {
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read));
   for (it->Seek(slice(prefix)); it->Valid() && it->key().starts_with(slice(prefix)); it->Next()) {
     record_reader r(view(it->value()));
     if (!visit(r)) break;
@@ -2345,6 +2354,7 @@ std::optional<learner_history_view> read_models::learner_history(const uuid& org
                                                                  const uuid& learner_id) const {
   learner_history_view h;
   std::vector<std::pair<learner_history_entry, std::optional<recorded_event>>> rows;
+  std::optional<rocksdb::ManagedSnapshot> snapshot;
   {
     std::shared_lock lock(state_->mu);
     auto l = state_->learners.find(learner_id);
@@ -2353,10 +2363,17 @@ std::optional<learner_history_view> read_models::learner_history(const uuid& org
     h.learner_id = learner_id;
     h.forgotten = l->second.forgotten;
     if (l->second.registered_at != timestamp{}) h.registered_at = l->second.registered_at;
-    // Claims: from the claim records (a claim has no H row).
+    // The rows below are read in this snapshot, taken with the claims: a query never
+    // sees a play (an H row) whose claim it did not list.
+    snapshot.emplace(state_->db.get());
+    // Claims: from the claim records (a claim has no H row). A claim id reused in a
+    // corrupt log or feed leaves it in two learners' lists (or twice in one) and its
+    // record with the last claimer: listed once, only for that learner.
+    std::set<uuid> listed;
     for (const auto& id : l->second.claims) {
       auto c = state_->claims.find(id);
       if (c == state_->claims.end()) continue;
+      if (c->second.learner_id != learner_id || !listed.insert(id).second) continue;
       learner_history_entry x;
       x.fact = learner_fact::claimed;
       x.at = c->second.claimed_at;
@@ -2366,7 +2383,9 @@ std::optional<learner_history_view> read_models::learner_history(const uuid& org
       rows.emplace_back(std::move(x), std::nullopt);
     }
   }
-  state_->scan_rows(key_of('H', learner_id), [&](record_reader& r) {
+  rocksdb::ReadOptions in_snapshot;
+  in_snapshot.snapshot = snapshot->snapshot();
+  state_->scan_rows(key_of('H', learner_id), in_snapshot, [&](record_reader& r) {
     learner_history_entry x;
     x.fact = static_cast<learner_fact>(r.u64());
     x.position = r.u64();
@@ -2391,7 +2410,7 @@ std::optional<learner_history_view> read_models::learner_history(const uuid& org
   for (auto& [x, e] : rows) {
     const bool claimed = x.fact == learner_fact::claimed;
     if (!claimed && x.fact != learner_fact::rejected) continue;
-    auto st = state_->db->Get(rocksdb::ReadOptions(),
+    auto st = state_->db->Get(in_snapshot,
                               slice(row_key(claimed ? 'A' : 'R', x.invite_id, x.position)), &value);
     if (!st.ok()) continue;
     record_reader r(value);

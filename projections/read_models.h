@@ -292,8 +292,11 @@ struct read_models_options {
   // A folder written in another record format (by an older or newer Passage): when set,
   // the folder is wiped and this is told the format found, so the read models rebuild
   // from position 0 as the projector catches up (the log is the source of truth). Unset:
-  // open() refuses such a folder, naming `passage replay`.
+  // open() refuses such a folder with format_advice.
   std::function<void(std::string_view found_format)> on_format_change;
+  // What the refusal of a folder in another record format tells the user to do: a
+  // replica has no log to replay and says how it re-consumes instead.
+  std::string format_advice = "rebuild with `passage replay`";
   // Bulk load (set_bulk_load): bytes of rows gathered in memory before they are sorted and
   // written as one run file. Bigger: fewer files for the load's final merge to read at
   // once, more memory. Default: 64 MiB.

@@ -1,12 +1,10 @@
 #include "projections/sealed_rows.h"
 
-#include <string.h>  // memmem
+#include <string.h>  // memmem (POSIX), memcmp
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
-
-#include <cstring>
 
 #include <utility>
 #include <vector>
@@ -38,7 +36,7 @@ std::size_t find_member(std::string_view data, std::size_t from) {
         _mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(a, first), _mm_cmpeq_epi8(b, last))));
     while (mask != 0) {
       const auto bit = static_cast<std::size_t>(__builtin_ctz(mask));
-      if (std::memcmp(at + bit + 1, member_name.data() + 1, n - 2) == 0) return i + bit;
+      if (::memcmp(at + bit + 1, member_name.data() + 1, n - 2) == 0) return i + bit;
       mask &= mask - 1;
     }
   }

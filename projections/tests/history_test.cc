@@ -257,7 +257,6 @@ TEST_F(history_test, learner_history_lists_claims_rejections_and_plays_and_survi
   EXPECT_EQ(to_json(*models_->learner_history(org, learner)), j) << "kept across a restart";
 }
 
-}  // namespace
 // A learner's claims (from the claim records: a claim has no history row) fall in log
 // order among the rows of plays and rejections, live, after a restart (records loaded
 // from the folder) and in a rebuild into another folder.
@@ -309,4 +308,46 @@ TEST_F(history_test, learner_history_puts_claims_in_log_order_among_the_other_fa
   EXPECT_EQ(to_json(*(*rebuilt)->learner_history(org, learner)), live) << "rebuilt";
 }
 
+// One claim id claimed twice (a corrupt log or Kafka feed), by two learners: the claim
+// record is the last claimer's, and the first learner's history never shows it (it
+// would show the other learner's email); a claim id is listed once.
+TEST_F(history_test, a_claim_id_reused_for_another_learner_stays_out_of_the_first_ones_history) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Twice"));
+  auto ada = claim(inv, "ada.twice@example.com", 1);
+  const uuid claim_id = ada.claim_->claim_id_, ada_id = ada.claim_->learner_id_;
+  clock_.advance(1min);
+  domain::claim_invite c;
+  c.claim_id_ = claim_id;
+  c.new_learner_id_ = id(6002);
+  c.email_ = "bob.twice@example.com";
+  c.first_name_ = "Bob";
+  c.last_name_ = "Tables";
+  c.lead_form_ = models_->lead_form(org);
+  auto bob = must(domain::decide(invites_[inv], c, clock_.now()));
+  ASSERT_TRUE(bob.claim_);
+  const uuid bob_id = bob.claim_->learner_id_;
+  ASSERT_NE(bob_id, ada_id);
+  append(bob.events_);
+  catch_up();
+
+  auto emails = [](const learner_history_view& h) {
+    std::vector<std::string> out;
+    for (const auto& x : h.entries) out.push_back(x.who.email);
+    return out;
+  };
+  for (int pass = 0; pass < 2; ++pass) {
+    SCOPED_TRACE(pass == 0 ? "live" : "after a restart");
+    auto of_ada = models_->learner_history(org, ada_id);
+    ASSERT_TRUE(of_ada);
+    EXPECT_EQ(emails(*of_ada), std::vector<std::string>{}) << to_json(*of_ada);
+    auto of_bob = models_->learner_history(org, bob_id);
+    ASSERT_TRUE(of_bob);
+    EXPECT_EQ(emails(*of_bob), std::vector<std::string>{"bob.twice@example.com"});
+    EXPECT_EQ(of_bob->claims, 1);
+    open_models();
+  }
+}
+
+}  // namespace
 }  // namespace passage::projections

@@ -438,6 +438,19 @@ TEST_F(read_models_test, rejections_are_listed_with_reason_and_email) {
   EXPECT_EQ(to_json(std::span<const rejection_row>(*r))["rejections"][1]["reason"], "deactivated");
   EXPECT_EQ(models_->usage(org, inv)->rejections, 2);
   EXPECT_EQ(models_->invite(org, inv, clock_.now())->claims_count, 0);
+
+  // No learner behind either (new emails): the block is sealed under the email's own key,
+  // and forgetting the email shows the row as forgotten, names and all.
+  ASSERT_FALSE((*r)[0].learner_id);
+  ASSERT_TRUE(codec_->forget_email(org, "mallory@evil.test"));
+  auto after = models_->rejections(org, inv);
+  ASSERT_TRUE(after);
+  ASSERT_EQ(after->size(), 2u);
+  EXPECT_TRUE((*after)[0].who.forgotten);
+  EXPECT_EQ((*after)[0].who.email, "");
+  EXPECT_EQ((*after)[0].who.first_name, "");
+  EXPECT_FALSE((*after)[1].who.forgotten);
+  EXPECT_EQ((*after)[1].who.email, "eve@example.org");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1552,6 +1565,15 @@ TEST_F(read_models_test, a_folder_in_another_record_format_is_refused_or_rebuilt
   auto refused = read_models::open({.path = models_path()}, *codec_);
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message.find("passage replay"), std::string::npos);
+  // A replica has no log to replay: it names its own way back.
+  read_models_options replica_like{.path = models_path()};
+  replica_like.format_advice = "delete the folder";
+  refused = read_models::open(replica_like, *codec_);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("record format 4, expected"), std::string::npos)
+      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("; delete the folder"), std::string::npos);
+  EXPECT_EQ(refused.error().message.find("passage replay"), std::string::npos);
 
   std::string found;
   read_models_options o{.path = models_path()};

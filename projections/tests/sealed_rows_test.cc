@@ -107,6 +107,21 @@ TEST(sealed_rows, a_block_in_its_types_template_decrypts_as_the_whole_event) {
     EXPECT_EQ(*got, *want);
     EXPECT_EQ(decoded->event.index(), ev.index());
 
+    // In another row type's template, under the same id: the type is bound as well.
+    for (std::string_view other :
+         {domain::invite_claimed::type_name, domain::claim_rejected::type_name,
+          domain::lead_captured::type_name}) {
+      if (other == stored->type || want->empty()) continue;
+      const auto* o = template_of(other);
+      ASSERT_NE(o, nullptr);
+      eventstore::recorded_event moved;
+      moved.event_id = stored->event_id;
+      moved.type = std::string(other);
+      moved.schema_version = o->schema_version;
+      moved.data = o->around(*block);
+      EXPECT_FALSE(codec.decode(moved)) << other;
+    }
+
     // Under another event's id the ciphertext fails authentication: never shown.
     rebuilt.event_id = numbered_uuid(99, 0xEE);
     if (!want->empty()) {

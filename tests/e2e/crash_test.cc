@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
 
 #include <algorithm>
 #include <atomic>
@@ -357,6 +358,81 @@ TEST(Replay, RebuildsIdenticalReadModelsAfterAGracefulStop) {
   EXPECT_EQ(c.get("/v1/invites/" + invite_id, auth).json(), before_invite);
   EXPECT_EQ(c.get("/v1/invites/" + invite_id + "/claims", auth).json(), before_claims);
   EXPECT_EQ(c.get("/v1/invites/" + invite_id + "/usage", auth).json(), before_usage);
+}
+
+// Marks a folder of read models as written in record format 4 (an older Passage's).
+void mark_format_4(const std::string& path) {
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), path, &raw).ok()) << path;
+  std::unique_ptr<rocksdb::DB> db(raw);
+  ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "m:fmt", "4").ok());
+}
+
+// Read models of an older record format are what `passage replay` is for: it rebuilds
+// them (live or --out) instead of refusing them with advice to run `passage replay`.
+TEST(Replay, RebuildsReadModelsOfAnOlderRecordFormat) {
+  temp_dir dir;
+  const std::string data = dir.sub("data");
+  const std::string copy = dir.sub("analysis");
+  http_client::headers auth = {{"Authorization", "Bearer " + kOwner}};
+  std::string invite_id;
+  json before_usage, before_claims;
+  {
+    child_node node(data);
+    ASSERT_NE(node.port(), 0);
+    http_client c(node.port());
+    ASSERT_EQ(c.post("/v1/tracks", R"({"track_id":"t","title":"T"})", auth).status, 201u);
+    auto inv = c.post("/v1/invites", R"({"title":"Old","tracks":["t"],"claim_limit":10})", auth);
+    ASSERT_EQ(inv.status, 201u);
+    invite_id = inv.json()["id"];
+    for (int i = 0; i < 3; ++i) {
+      auto r = c.post("/v1/public/invites/" + inv.json()["code"].get<std::string>() + "/claims",
+                      json{{"email", "old" + std::to_string(i) + "@example.com"}}.dump());
+      ASSERT_EQ(r.status, 201u);
+    }
+    before_usage = c.get("/v1/invites/" + invite_id + "/usage", auth).json();
+    before_claims = c.get("/v1/invites/" + invite_id + "/claims", auth).json();
+    c.close();
+    ASSERT_EQ(node.terminate(), 0);
+  }
+  int status = -1;
+  auto made =
+      run(std::string(PASSAGE_BINARY) + " replay --data-dir " + data + " --out " + copy + " 2>&1",
+          status);
+  ASSERT_EQ(status, 0) << made;
+  mark_format_4(data + "/readmodels");
+  mark_format_4(copy);
+
+  for (const std::string& out_flag : {std::string(), " --out " + copy}) {
+    SCOPED_TRACE(out_flag);
+    auto out = run(std::string(PASSAGE_BINARY) + " replay --data-dir " + data + out_flag + " 2>&1",
+                   status);
+    ASSERT_EQ(status, 0) << out;
+    EXPECT_NE(out.find("record format 4; rebuilding it"), std::string::npos) << out;
+    EXPECT_NE(out.find("rebuilt read models from"), std::string::npos) << out;
+  }
+
+  // The --out copy opens as current read models and answers as the server did.
+  {
+    auto offline = app::open_offline(data);
+    ASSERT_TRUE(offline) << offline.error();
+    auto models = projections::read_models::open({.path = copy}, *(*offline)->codec);
+    ASSERT_TRUE(models) << models.error().message;
+    auto orgs = (*models)->organizations();
+    ASSERT_EQ(orgs.size(), 1u);
+    auto id = uuid::parse(invite_id);
+    ASSERT_TRUE(id);
+    auto usage = (*models)->usage(orgs[0].org_id, *id);
+    ASSERT_TRUE(usage);
+    EXPECT_EQ(projections::to_json(*usage), before_usage);
+  }
+  // The live folder too: the server starts on it without catching up from 0.
+  child_node node(data);
+  ASSERT_NE(node.port(), 0);
+  EXPECT_EQ(node.start_lines().find("record format"), std::string::npos) << node.start_lines();
+  http_client c(node.port());
+  EXPECT_EQ(c.get("/v1/invites/" + invite_id + "/usage", auth).json(), before_usage);
+  EXPECT_EQ(c.get("/v1/invites/" + invite_id + "/claims", auth).json(), before_claims);
 }
 
 TEST(Export, RunsBesideAWritingServerAndExportsAPrefixOfTheLog) {
