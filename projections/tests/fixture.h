@@ -191,6 +191,20 @@ class projections_test : public ::testing::Test {
     return d;
   }
 
+  // The org asks one required lead-form question ("company"); the invite (code AB2K7MZ)
+  // takes claims through that form.
+  void create_lead_form_invite(const uuid& org, const uuid& invite, std::string title,
+                               std::int64_t claim_limit = 0) {
+    domain::lead_form form;
+    form.fields_.push_back({"company", "Company", true});
+    append(must(
+        domain::decide(orgs_[org], domain::change_lead_form{form, std::nullopt}, clock_.now())));
+    auto d = draft(std::move(title));
+    d.access_ = domain::access_mode::lead_form;
+    d.claim_limit_ = claim_limit;  // 0: no limit
+    create_invite(org, invite, "AB2K7MZ", d);
+  }
+
   std::uint64_t create_invite(const uuid& org, const uuid& invite, std::string code,
                               const domain::invite_draft& d) {
     catch_up();

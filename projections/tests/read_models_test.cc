@@ -505,15 +505,8 @@ TEST_F(read_models_test, learner_access_per_claim_and_per_learner) {
 // A, R and L rows keep only the personal_data block of their event (format 5): the rest
 // is in the row's own fields and the records. Queries still show the personal data.
 TEST_F(read_models_test, rows_keep_only_the_personal_data_block_of_their_event) {
-  domain::lead_form form;
-  form.fields_.push_back({"company", "Company", true});
-  append(
-      must(domain::decide(orgs_[org], domain::change_lead_form{form, std::nullopt}, clock_.now())));
   const uuid inv = id(100);
-  auto d = draft("Leads");
-  d.access_ = domain::access_mode::lead_form;
-  d.claim_limit_ = 1;
-  create_invite(org, inv, "AB2K7MZ", d);
+  create_lead_form_invite(org, inv, "Leads", 1);
   claim(inv, "ada@example.com", 1, "Ada", "Lovelace", {{"company", "Analytical"}});
   claim(inv, "bob@example.com", 2, "Bob", "Builder", {{"company", "Bob & Co"}});  // full
   catch_up();
@@ -559,14 +552,8 @@ TEST_F(read_models_test, rows_keep_only_the_personal_data_block_of_their_event) 
 }
 
 TEST_F(read_models_test, email_index_and_lead_form_submissions) {
-  domain::lead_form form;
-  form.fields_.push_back({"company", "Company", true});
-  append(
-      must(domain::decide(orgs_[org], domain::change_lead_form{form, std::nullopt}, clock_.now())));
   const uuid inv = id(100);
-  auto d = draft("Leads");
-  d.access_ = domain::access_mode::lead_form;
-  create_invite(org, inv, "AB2K7MZ", d);
+  create_lead_form_invite(org, inv, "Leads");
   auto subject = codec_->email_subject(org, "ada@example.com");
   catch_up();
   EXPECT_FALSE(models_->learner_by_email(org, subject));
@@ -608,15 +595,8 @@ TEST_F(read_models_test, a_learners_email_hash_is_the_same_after_a_restart) {
 }
 
 TEST_F(read_models_test, forgotten_learner_shows_as_forgotten_with_counts_intact) {
-  domain::lead_form form;
-  form.fields_.push_back({"company", "Company", true});
-  append(
-      must(domain::decide(orgs_[org], domain::change_lead_form{form, std::nullopt}, clock_.now())));
   const uuid inv = id(100);
-  auto d = draft("Forget me");
-  d.access_ = domain::access_mode::lead_form;
-  d.claim_limit_ = 5;
-  create_invite(org, inv, "AB2K7MZ", d);
+  create_lead_form_invite(org, inv, "Forget me", 5);
   auto c = claim(inv, "ada.forgettable@example.com", 1, "Augusta", "Byronsdottir",
                  {{"company", "Difference Engines Ltd"}});
   claim(inv, "bob@example.com", 2, "Bob", "Builder", {{"company", "Bob & Co"}});
