@@ -1172,15 +1172,23 @@ const unsigned char* bytes(std::string_view s) {
 // keeps the key it was last given: messages sealed (or opened) one after another under
 // the same key (a claim's events, all about one learner) set only their IV, not the key's
 // schedule again (a third of the cost of a small message). A message under another key,
-// or in the other direction, first wipes the kept copy and resets the context (which
-// wipes its schedule); so does a failure. The last key used thus stays in this thread's
-// memory, as the kept copy and the context's schedule, until the next message under
-// another key (or a failure): before the copy was kept, the context held the last key's
-// schedule until the next message all the same.
+// or in the other direction, re-keys the context in place (EVP_CipherInit_ex2 with no
+// cipher): the provider (OpenSSL 3 ciphercommon_gcm.c gcm_init) takes the direction,
+// then its setkey overwrites the AES key schedule and CRYPTO_gcm128_init clears the whole
+// GCM state and derives the new GHASH key, and the IV is set afresh (which clears the
+// AAD, length and tag accumulators); the kept copy is overwritten with the new key. That
+// skips freeing and allocating the provider's context and re-querying the cipher's
+// parameters, a fifth of the cost of a message under a new key (a rebuild's usual case:
+// every learner has their own key). A failure wipes the kept copy and resets the context
+// (which wipes its schedule); the next message then sets the cipher up from scratch. The
+// last key used thus stays in this thread's memory, as the kept copy and the context's
+// schedule, until the next message under another key (or a failure): before the copy
+// was kept, the context held the last key's schedule until the next message all the
+// same.
 struct thread_cipher {
   std::unique_ptr<EVP_CIPHER_CTX, cipher_ctx_free> ctx{EVP_CIPHER_CTX_new()};
   data_key key{};
-  int enc = -1;  // the direction `key` is loaded for: 1 seal, 0 open, -1 none
+  int enc = -1;  // the direction `key` is loaded for: 1 seal, 0 open, -1 none (no cipher set)
   thread_cipher() = default;
   thread_cipher(const thread_cipher&) = delete;
   thread_cipher& operator=(const thread_cipher&) = delete;
@@ -1190,9 +1198,10 @@ struct thread_cipher {
   EVP_CIPHER_CTX* begin(const data_key& k, std::string_view iv, int direction) {
     if (!ctx || aes_256_gcm() == nullptr) return nullptr;
     const bool loaded = enc == direction && CRYPTO_memcmp(key.data(), k.data(), k.size()) == 0;
-    if (!loaded) forget();
-    if (EVP_CipherInit_ex2(ctx.get(), loaded ? nullptr : aes_256_gcm(), loaded ? nullptr : k.data(),
-                           bytes(iv), direction, nullptr) != 1) {
+    // With the cipher already set, only the key (or just the IV) is replaced.
+    const EVP_CIPHER* cipher = enc == -1 ? aes_256_gcm() : nullptr;
+    if (EVP_CipherInit_ex2(ctx.get(), cipher, loaded ? nullptr : k.data(), bytes(iv), direction,
+                           nullptr) != 1) {
       forget();
       return nullptr;
     }
@@ -1202,8 +1211,8 @@ struct thread_cipher {
     }
     return ctx.get();
   }
-  // Before another key and after a failure mid-message: wipes the kept copy and the
-  // context's schedule; the next message loads its key afresh.
+  // After a failure mid-message: wipes the kept copy and the context's schedule; the next
+  // message sets the cipher up and loads its key afresh.
   void forget() {
     OPENSSL_cleanse(key.data(), key.size());
     enc = -1;

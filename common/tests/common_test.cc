@@ -1,4 +1,6 @@
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <array>
 #include <functional>
@@ -253,6 +255,33 @@ TEST(Hmac, Sha256MatchesRfc4231AndEveryKeyThroughKeptContexts) {
       ASSERT_TRUE(hmac_sha256(key, {"ctx|ids"}, md));
       EXPECT_EQ(hex_of(md), tag) << k << " (kept context)";
     }
+  }
+}
+
+// RFC 4231 test cases 1 (a short key) and 6 (a key longer than the block, hashed first),
+// then every key length around the block size against OpenSSL's one-shot HMAC(), each key
+// twice (set up, then kept) and the message in one part or three.
+TEST(Hmac, Sha256MatchesOneShotHmacForShortBlockSizedAndLongKeys) {
+  std::array<unsigned char, 32> md{};
+  ASSERT_TRUE(hmac_sha256(std::string(20, '\x0b'), {"Hi There"}, md));
+  EXPECT_EQ(hex_of(md), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  ASSERT_TRUE(hmac_sha256(std::string(131, '\xaa'),
+                          {"Test Using Larger Than Block-Size Key - Hash Key First"}, md));
+  EXPECT_EQ(hex_of(md), "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  const std::string message = "org|someone@example.org";
+  for (std::size_t n = 0; n <= 140; ++n) {
+    std::string key;
+    for (std::size_t i = 0; i < n; ++i) key += static_cast<char>('A' + (i * 7 + n) % 50);
+    std::array<unsigned char, 32> expected{};
+    unsigned int len = 0;
+    ASSERT_NE(HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+                   reinterpret_cast<const unsigned char*>(message.data()), message.size(),
+                   expected.data(), &len),
+              nullptr);
+    ASSERT_TRUE(hmac_sha256(key, {message}, md));
+    EXPECT_EQ(hex_of(md), hex_of(expected)) << n;
+    ASSERT_TRUE(hmac_sha256(key, {"org|", "someone@", "example.org"}, md));
+    EXPECT_EQ(hex_of(md), hex_of(expected)) << n << " (kept context)";
   }
 }
 

@@ -487,6 +487,79 @@ TEST_F(codec_test, a_thread_switching_keys_seals_and_opens_each_message_under_it
   }
 }
 
+TEST_F(codec_test, seals_and_opens_alternating_keys_and_directions_each_under_its_own_key) {
+  // The thread's cipher is re-keyed in place for each message under another key or in
+  // the other direction. Seals and opens alternate between two key stores (one learner
+  // has a different key in each, so the same subject and AAD) and three learners; every
+  // record opens as itself under its own store and fails under the other store's key.
+  auto other_keys = make_memory_key_store();
+  event_codec other(*other_keys, pepper);
+  event_codec* codecs[] = {&codec_, &other};
+  for (std::uint8_t learner = 4; learner < 7; ++learner) {
+    ASSERT_TRUE(keys_->get_or_create(learner_subject(id(learner))));
+    ASSERT_TRUE(other_keys->get_or_create(learner_subject(id(learner))));
+  }
+  struct sealed_record {
+    recorded_event record;
+    d::event event;
+    int store;
+  };
+  std::vector<sealed_record> all;
+  for (int i = 0; i < 24; ++i) {
+    auto e = claimed();
+    e.learner_id_ = id(static_cast<std::uint8_t>(4 + i % 3));
+    e.personal_data_.first_name_ = "N" + std::to_string(i);
+    const int store = (i / 3) % 2;
+    auto enc = codecs[store]->encode(d::event{e}, meta(static_cast<std::uint8_t>(100 + i)));
+    ASSERT_TRUE(enc) << enc.error().message;
+    all.push_back({record(*enc), d::event{e}, store});
+    // Open an earlier record under its own key, then under the other store's key.
+    const auto& s = all[(static_cast<std::size_t>(i) * 7) % all.size()];
+    auto dec = codecs[s.store]->decode(s.record);
+    ASSERT_TRUE(dec) << i << ": " << dec.error().message;
+    EXPECT_FALSE(dec->forgotten) << i;
+    EXPECT_TRUE(dec->event == s.event) << i;
+    auto under_other = codecs[1 - s.store]->decode(s.record);
+    ASSERT_FALSE(under_other) << i;
+    EXPECT_EQ(under_other.error().field, "personal_data") << i;
+  }
+  for (std::size_t k = all.size(); k-- > 0;) {
+    auto dec = codecs[all[k].store]->decode(all[k].record);
+    ASSERT_TRUE(dec) << k << ": " << dec.error().message;
+    EXPECT_TRUE(dec->event == all[k].event) << k;
+  }
+}
+
+TEST_F(codec_test, opening_under_another_key_right_after_a_message_under_the_first_fails) {
+  // Key A (this store's key for the learner), then key B (another store's key for the
+  // same learner: same subject, same AAD) given A's ciphertext: a cipher that kept A's
+  // schedule would open it. After an open, after a seal, and after the failure itself.
+  auto other_keys = make_memory_key_store();
+  event_codec other(*other_keys, pepper);
+  ASSERT_TRUE(other_keys->get_or_create(learner_subject(claimed().learner_id_)));
+  const auto sealed_under_a = stored(claimed(), 1);
+  auto expect_clean_failure = [&](const char* after) {
+    auto dec = other.decode(sealed_under_a);
+    ASSERT_FALSE(dec) << after;
+    EXPECT_EQ(dec.error().field, "personal_data") << after;
+  };
+
+  ASSERT_TRUE(codec_.decode(sealed_under_a));  // opened under A
+  expect_clean_failure("an open under A");
+  ASSERT_TRUE(codec_.encode(claimed(), meta(2)));  // sealed under A
+  expect_clean_failure("a seal under A");
+  expect_clean_failure("the failure itself");
+  // B still works for its own records, and A again for A's.
+  auto enc_b = other.encode(claimed(), meta(3));
+  ASSERT_TRUE(enc_b) << enc_b.error().message;
+  const auto sealed_under_b = record(*enc_b);
+  ASSERT_TRUE(other.decode(sealed_under_b));
+  EXPECT_FALSE(codec_.decode(sealed_under_b));
+  auto dec = codec_.decode(sealed_under_a);
+  ASSERT_TRUE(dec) << dec.error().message;
+  EXPECT_TRUE(dec->event == d::event{claimed()});
+}
+
 TEST_F(codec_test, subjects_are_the_learner_else_a_keyed_hash_of_the_email) {
   EXPECT_EQ(codec_.subject_of(claimed()), "learner:" + id(4).to_string());
   d::claim_rejected unknown{org,   id(2), d::rejection_reason::not_allowed, std::nullopt,
