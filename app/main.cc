@@ -171,6 +171,12 @@ int replay(const replay_options& o) {
     std::fprintf(stderr, "passage replay: %s\n", r.error().message.c_str());
     return 1;
   }
+  // Whatever is still only in memory goes to the files now, so "rebuilt" is not said of
+  // a folder whose last write failed.
+  if (auto closed = (*models)->close(); !closed) {
+    std::fprintf(stderr, "passage replay: %s\n", closed.error().message.c_str());
+    return 1;
+  }
   std::printf("rebuilt read models from %llu events%s%s into %s in %.2f s (%.0f events/s)\n",
               static_cast<unsigned long long>(r->events_done), as_of ? " recorded up to " : "",
               as_of ? format_rfc3339(*as_of).c_str() : "", target.c_str(), r->seconds,
