@@ -1413,16 +1413,16 @@ std::string event_codec::email_subject(const uuid& org_id, std::string_view emai
   // "<org>|<normalize_email(email)>", written into one buffer: a replay hashes the email
   // of every registration.
   static constexpr char digits[] = "0123456789abcdef";
-  const std::string_view trimmed = domain::trim(email);
-  std::string msg(37 + trimmed.size(), '|');
+  std::string msg;
+  msg.reserve(37 + email.size());
+  msg.resize(37, '|');
   std::size_t n = 0;
   for (std::size_t i = 0; i < 16; ++i) {
     if (i == 4 || i == 6 || i == 8 || i == 10) msg[n++] = '-';
     msg[n++] = digits[org_id.bytes[i] >> 4];
     msg[n++] = digits[org_id.bytes[i] & 0xf];
   }
-  ++n;  // '|'
-  for (char c : trimmed) msg[n++] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  domain::append_normalized_email(msg, email);
   std::array<unsigned char, 32> md{};
   // Without a hash every address would get the subject "email:": one key for all.
   if (!hmac_sha256(pepper_, {msg}, md)) {

@@ -934,6 +934,19 @@ TEST_F(codec_test, email_subjects_hash_the_org_and_the_normalized_email) {
   }
 }
 
+// Email subjects are stored keys: the bytes hashed may never change. Pinned value:
+// HMAC-SHA256(pepper, "6f1c2d3e-4f50-4162-8394-a5b6c7d8e901|ada@example.com") as
+// `openssl dgst -sha256 -hmac <32 x 'p'>` gives it (and the code before the one-buffer
+// rewrite did).
+TEST_F(codec_test, an_email_subject_is_pinned) {
+  constexpr std::string_view expected =
+      "email:69035fed72279aaf84f75128957c4ea05d2fd10deab8c3450a3279793656faa4";
+  EXPECT_EQ(org.to_string(), "6f1c2d3e-4f50-4162-8394-a5b6c7d8e901");
+  EXPECT_EQ(codec_.email_subject(org, " Ada@Example.COM "), expected);
+  EXPECT_EQ(codec_.email_subject(org, "ada@example.com"), expected);
+  EXPECT_EQ(d::normalize_email(" \tAda@Example.COM\r\n"), "ada@example.com");
+}
+
 bool operator==(const decoded_event& a, const decoded_event& b) {
   return a.forgotten == b.forgotten && a.event == b.event;
 }
