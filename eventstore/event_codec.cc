@@ -1141,10 +1141,14 @@ std::array<event_kind, kind_count> make_kinds(std::index_sequence<I...>) {
                      &decode_as<std::variant_alternative_t<I, d::event>>, I}...};
 }
 
+const std::array<event_kind, kind_count>& kinds() {
+  static const auto table = make_kinds(std::make_index_sequence<kind_count>{});
+  return table;
+}
+
 const event_kind* find_kind(std::string_view type) {
-  static const auto kinds = make_kinds(std::make_index_sequence<kind_count>{});
   const auto index = types().find(type);
-  return index ? &kinds[*index] : nullptr;
+  return index ? &kinds()[*index] : nullptr;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1385,7 +1389,9 @@ result<void, codec_error> event_from_json_text_into(std::size_t type_index, std:
                                                     std::string_view text,
                                                     bool without_personal_data,
                                                     domain::event& out) {
-  if (type_index >= kind_count || types().find(type) != type_index) {
+  // The caller looked the index up (event_type_index()): its name is compared, not
+  // looked up again.
+  if (type_index >= kind_count || kinds()[type_index].type != type) {
     return codec_error{"event type index " + std::to_string(type_index) + " is not \"" +
                        std::string(type) + "\""};
   }

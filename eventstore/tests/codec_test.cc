@@ -1183,6 +1183,8 @@ TEST(codec_json, plain_text_takes_the_layout_reader_and_decodes_as_the_general_o
   const std::string text = to_json_text(samples().at("TrackPlayed"));
   EXPECT_FALSE(event_from_json_text(*event_type_index("TrackPaused"), "TrackPlayed", text, true));
   EXPECT_FALSE(event_from_json_text(std::size_t{1000}, "TrackPlayed", text, true));
+  EXPECT_FALSE(event_from_json_text(*event_type_index("TrackPlayed"), "NoSuchType", text, true));
+  EXPECT_FALSE(event_from_json_text(*event_type_index("TrackPlayed"), "TrackPlaye", text, true));
 }
 
 // Valid JSON in another spelling than the encoder's is left to the general reader: the
