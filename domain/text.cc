@@ -19,7 +19,20 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-std::string normalize_email(std::string_view email) { return to_lower_ascii(trim(email)); }
+std::string normalize_email(std::string_view email) {
+  std::string out;
+  append_normalized_email(out, email);
+  return out;
+}
+
+void append_normalized_email(std::string& out, std::string_view email) {
+  const std::string_view trimmed = trim(email);
+  const std::size_t n = out.size();
+  out.append(trimmed);
+  for (std::size_t i = n; i < out.size(); ++i) {
+    if (out[i] >= 'A' && out[i] <= 'Z') out[i] = static_cast<char>(out[i] - 'A' + 'a');
+  }
+}
 
 bool is_valid_email(std::string_view email) {
   email = trim(email);

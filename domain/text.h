@@ -12,6 +12,9 @@ std::string_view trim(std::string_view s);
 
 // Trimmed and lower-cased: the form used for comparisons and indexes.
 std::string normalize_email(std::string_view email);
+// normalize_email(email) appended to `out` (no string of its own: the codec hashes the
+// email of every registration a replay reads).
+void append_normalized_email(std::string& out, std::string_view email);
 
 // A deliberately plain check (one '@', non-empty local part, a domain with a dot and no
 // spaces, at most 254 characters); real verification is the email round-trip.

@@ -1141,10 +1141,14 @@ std::array<event_kind, kind_count> make_kinds(std::index_sequence<I...>) {
                      &decode_as<std::variant_alternative_t<I, d::event>>, I}...};
 }
 
+const std::array<event_kind, kind_count>& kinds() {
+  static const auto table = make_kinds(std::make_index_sequence<kind_count>{});
+  return table;
+}
+
 const event_kind* find_kind(std::string_view type) {
-  static const auto kinds = make_kinds(std::make_index_sequence<kind_count>{});
   const auto index = types().find(type);
-  return index ? &kinds[*index] : nullptr;
+  return index ? &kinds()[*index] : nullptr;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1394,7 +1398,9 @@ result<void, codec_error> event_from_json_text_into(std::size_t type_index, std:
                                                     std::string_view text,
                                                     bool without_personal_data,
                                                     domain::event& out) {
-  if (type_index >= kind_count || types().find(type) != type_index) {
+  // The caller looked the index up (event_type_index()): its name is compared, not
+  // looked up again.
+  if (type_index >= kind_count || kinds()[type_index].type != type) {
     return codec_error{"event type index " + std::to_string(type_index) + " is not \"" +
                        std::string(type) + "\""};
   }
@@ -1422,16 +1428,16 @@ std::string event_codec::email_subject(const uuid& org_id, std::string_view emai
   // "<org>|<normalize_email(email)>", written into one buffer: a replay hashes the email
   // of every registration.
   static constexpr char digits[] = "0123456789abcdef";
-  const std::string_view trimmed = domain::trim(email);
-  std::string msg(37 + trimmed.size(), '|');
+  std::string msg;
+  msg.reserve(37 + email.size());
+  msg.resize(37, '|');
   std::size_t n = 0;
   for (std::size_t i = 0; i < 16; ++i) {
     if (i == 4 || i == 6 || i == 8 || i == 10) msg[n++] = '-';
     msg[n++] = digits[org_id.bytes[i] >> 4];
     msg[n++] = digits[org_id.bytes[i] & 0xf];
   }
-  ++n;  // '|'
-  for (char c : trimmed) msg[n++] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  domain::append_normalized_email(msg, email);
   std::array<unsigned char, 32> md{};
   // Without a hash every address would get the subject "email:": one key for all.
   if (!hmac_sha256(pepper_, {msg}, md)) {

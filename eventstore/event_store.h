@@ -105,7 +105,8 @@ class event_store {
   // scan() for a caller that keeps what it is handed (a rebuild's reader): `visit` may
   // take the event's contents, e.g. std::swap it with an event of its own, whose buffers
   // the store then reuses for the next one, so nothing is copied to be kept. This default
-  // hands each event over as a copy.
+  // hands each event over as a copy. An implementation must not read `e` after `visit`
+  // returns (its position, for the result, included): it may hold the caller's event.
   virtual store_result<std::uint64_t> scan_taking(
       const log_filter& filter, const std::function<bool(recorded_event&)>& visit);
 

@@ -945,13 +945,32 @@ TEST_F(store_test, ScanTakingHandsOverEachEventWhole) {
       ASSERT_TRUE(r) << r.error().message;
       ASSERT_EQ(kept.size(), expected->size());
       for (std::size_t i = 0; i < kept.size(); ++i) EXPECT_EQ(kept[i], (*expected)[i]) << i;
+      // The position scan() reports, not the one of the event swapped in.
+      auto scanned = store_->scan(f, [](const recorded_event&) { return true; });
+      ASSERT_TRUE(scanned);
+      EXPECT_EQ(*r, *scanned);
     }
   }
-  // Stopping early: the position of the last event examined, as scan().
-  std::size_t seen = 0;
-  auto stopped = store_->scan_taking({}, [&](recorded_event&) { return ++seen < 3; });
-  ASSERT_TRUE(stopped);
-  EXPECT_EQ(*stopped, 3u);
+  // Stopping early: the position of the last event examined, as scan(), also when the
+  // visitor swapped an event of its own (an earlier one) into the store's.
+  forwarding_store copying(*store_);
+  for (event_store* s :
+       {static_cast<event_store*>(store_.get()), static_cast<event_store*>(&copying)}) {
+    for (bool swapping : {false, true}) {
+      std::size_t seen = 0;
+      recorded_event mine;
+      mine.position = 999;
+      auto stopped = s->scan_taking({}, [&](recorded_event& e) {
+        if (swapping) std::swap(mine, e);
+        return ++seen < 3;
+      });
+      ASSERT_TRUE(stopped);
+      EXPECT_EQ(*stopped, 3u) << (swapping ? "swapping" : "");
+      if (swapping) {
+        EXPECT_EQ(mine.position, 3u);
+      }
+    }
+  }
 }
 
 TEST_F(store_test, ReadsByTimeRangeAndKeepsRecordedAtMonotonic) {
