@@ -321,6 +321,24 @@ std::string run(const std::string& cmd, int& status) {
   return out;
 }
 
+// The read models `passage replay --out` left at `copy` (beside the data folder `data`,
+// whose key store decrypts them) open and answer the usage of `invite_id` (of the
+// folder's only organization) as `expected`.
+void expect_usage_in_copy(const std::string& data, const std::string& copy,
+                          const std::string& invite_id, const nlohmann::json& expected) {
+  auto offline = app::open_offline(data);
+  ASSERT_TRUE(offline) << offline.error();
+  auto models = projections::read_models::open({.path = copy}, *(*offline)->codec);
+  ASSERT_TRUE(models) << models.error().message;
+  auto orgs = (*models)->organizations();
+  ASSERT_EQ(orgs.size(), 1u);
+  auto id = uuid::parse(invite_id);
+  ASSERT_TRUE(id);
+  auto usage = (*models)->usage(orgs[0].org_id, *id);
+  ASSERT_TRUE(usage);
+  EXPECT_EQ(projections::to_json(*usage), expected);
+}
+
 TEST(Replay, RebuildsIdenticalReadModelsAfterAGracefulStop) {
   temp_dir dir;
   const std::string data = dir.sub("data");
@@ -413,19 +431,7 @@ TEST(Replay, RebuildsReadModelsOfAnOlderRecordFormat) {
   }
 
   // The --out copy opens as current read models and answers as the server did.
-  {
-    auto offline = app::open_offline(data);
-    ASSERT_TRUE(offline) << offline.error();
-    auto models = projections::read_models::open({.path = copy}, *(*offline)->codec);
-    ASSERT_TRUE(models) << models.error().message;
-    auto orgs = (*models)->organizations();
-    ASSERT_EQ(orgs.size(), 1u);
-    auto id = uuid::parse(invite_id);
-    ASSERT_TRUE(id);
-    auto usage = (*models)->usage(orgs[0].org_id, *id);
-    ASSERT_TRUE(usage);
-    EXPECT_EQ(projections::to_json(*usage), before_usage);
-  }
+  expect_usage_in_copy(data, copy, invite_id, before_usage);
   // The live folder too: the server starts on it without catching up from 0.
   child_node node(data);
   ASSERT_NE(node.port(), 0);
@@ -580,17 +586,7 @@ TEST(PointInTime, CliAnswersAsTheServerDidAtAnInstantBesideARunningServer) {
   EXPECT_EQ(admin.get("/v1/invites/" + invite_id + "/usage", auth).json()["claims"], 8);
 
   // The copy holds the read models as of the instant.
-  auto offline = app::open_offline(data);
-  ASSERT_TRUE(offline) << offline.error();
-  auto models = projections::read_models::open({.path = copy}, *(*offline)->codec);
-  ASSERT_TRUE(models) << models.error().message;
-  auto orgs = (*models)->organizations();
-  ASSERT_EQ(orgs.size(), 1u);
-  auto id = uuid::parse(invite_id);
-  ASSERT_TRUE(id);
-  auto then = (*models)->usage(orgs[0].org_id, *id);
-  ASSERT_TRUE(then);
-  EXPECT_EQ(projections::to_json(*then), usage_then);
+  expect_usage_in_copy(data, copy, invite_id, usage_then);
 }
 
 TEST(Replay, RefusesAFolderThatIsNotPassages) {
