@@ -17,6 +17,7 @@
 #include "projections/csv.h"
 #include "projections/json_views.h"
 #include "projections/tests/fixture.h"
+#include "tests/support/crash_image.h"
 
 namespace passage::projections {
 namespace {
@@ -1391,7 +1392,7 @@ TEST_F(read_models_test, a_crash_image_reopens_at_its_last_flush_and_catches_up)
 
   // The files as a crash (SIGKILL, or the OS's) would leave them, the folder still open.
   const auto crashed = dir_.sub("crashed");
-  std::filesystem::copy(path, crashed, std::filesystem::copy_options::recursive);
+  passage::testing::copy_open_folder(path, crashed);
   auto reopened = read_models::open({.path = crashed}, *codec_);
   ASSERT_TRUE(reopened) << reopened.error().message;
   EXPECT_EQ((*reopened)->applied_position(), log[half - 1].position);
