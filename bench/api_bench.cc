@@ -18,11 +18,13 @@
 // <data>/outbox), e.g. on a tmpfs, to tell the files' cost apart from the rest of the node.
 //
 // The node's folder is under $TMPDIR (default /tmp). On an ext4 without a journal (the dev
-// box's disk) creating a file costs a check of every inode freed there in the last minutes
-// (the allocator skips recently deleted inodes one by one): in a /tmp where other runs just
-// deleted their folders (each tens of thousands of .eml files), each outbox file cost ~0.6 ms
-// of CPU instead of ~20 us, and the mailer's figures measured that. A new top-level folder
-// (TMPDIR=/some-new-dir; ext4 spreads those over the disk) avoids it; delete it after.
+// box's disk) creating a file costs a check of every inode freed in its block group in the
+// last 1 to 6 minutes (the allocator skips recently deleted inodes one by one, 60 s after
+// their deletion, 360 s while their inode table block is not yet written back): after a run's
+// folder (tens of thousands of .eml files) was deleted, each outbox file of the next runs cost
+// up to ~0.6 ms of CPU instead of ~20 us, even in a new top-level folder, and the mailer's
+// figures measured that. For comparisons put the outbox on a tmpfs (--outbox /dev/shm/...),
+// run each in a new top-level TMPDIR, and delete the folders only after the last run.
 
 #include <utility>  // first: Boost 1.74's awaitable.hpp needs it under g++ 12
 
