@@ -57,6 +57,7 @@
 #include <vector>
 
 #include "app/server.h"
+#include "bench/bench_args.h"
 #include "common/random.h"
 #include "tests/support/http_client.h"
 
@@ -256,16 +257,22 @@ int main(int argc, char** argv) {
   unsigned threads = 2;      // the node's I/O threads (server_options::threads)
   double drain = 0;          // seconds to wait for the mailer's backlog after the claims
   std::string outbox_under;  // --outbox: the outbox's folder goes under this one
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--drain") && i + 1 < argc) drain = std::atof(argv[++i]);
-    bool has_value = i + 1 < argc;
-    if (!std::strcmp(argv[i], "--seconds") && has_value) seconds = std::atof(argv[++i]);
-    if (!std::strcmp(argv[i], "--connections") && has_value) connections = std::atoi(argv[++i]);
-    if (!std::strcmp(argv[i], "--mode") && has_value) mode = argv[++i];
-    if (!std::strcmp(argv[i], "--outbox") && has_value) outbox_under = argv[++i];
-    if (!std::strcmp(argv[i], "--threads") && has_value) {
-      threads = unsigned(std::max(1, std::atoi(argv[++i])));
-    }
+  passage::bench::bench_args args(
+      "api_bench", "Durable claims and invite reads against a whole node over loopback.");
+  args.value("--seconds", seconds, "length of each run (default 5)");
+  args.value("--connections", connections, "client connections (default 64)");
+  args.value("--mode", mode, "claims, reads or both (default both)");
+  args.value("--threads", threads, "the node's HTTP I/O threads (default 2)");
+  args.value("--drain", drain, "then wait up to V s for the mailer's backlog (default 0)");
+  args.value("--outbox", outbox_under, "put the .eml outbox under this folder (e.g. a tmpfs)");
+  if (int code = args.parse_or_exit_code(argc, argv); code >= 0) return code;
+  if (mode != "claims" && mode != "reads" && mode != "both") {
+    std::fprintf(stderr, "api_bench: --mode is claims, reads or both, not '%s'\n", mode.c_str());
+    return 2;
+  }
+  if (seconds <= 0 || connections < 1 || threads < 1) {
+    std::fprintf(stderr, "api_bench: --seconds, --connections and --threads must be positive\n");
+    return 2;
   }
   auto dir = std::filesystem::temp_directory_path() /
              ("passage-api-bench-" + passage::secure_random_hex(6));

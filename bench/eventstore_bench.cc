@@ -39,6 +39,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "bench/bench_args.h"
 #include "common/random.h"
 #include "eventstore/event_store.h"
 
@@ -327,18 +328,16 @@ int main(int argc, char** argv) {
   std::string modes = "async,threads";
   std::string dir =
       (std::filesystem::temp_directory_path() / ("passage-bench-" + secure_random_hex(6))).string();
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--seconds"))
-      seconds = std::atof(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--dir"))
-      dir = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--read-events"))
-      read_events = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (!std::strcmp(argv[i], "--appenders"))
-      counts = {std::atoi(argv[i + 1])};
-    else if (!std::strcmp(argv[i], "--modes"))
-      modes = argv[i + 1];
-  }
+  int appenders = 0;
+  passage::bench::bench_args args(
+      "eventstore_bench", "Durable appends by 1, 16 and 256 appenders, and the global-log scan.");
+  args.value("--seconds", seconds, "length of each append run (default 3)");
+  args.value("--dir", dir, "the store's folder (default: a new one under $TMPDIR)");
+  args.value("--read-events", read_events, "events to scan (default 2000000)");
+  args.value("--appenders", appenders, "only this many appenders");
+  args.value("--modes", modes, "comma list of async, threads, claims (default async,threads)");
+  if (int code = args.parse_or_exit_code(argc, argv); code >= 0) return code;
+  if (appenders > 0) counts = {appenders};
   if (modes.find("claims") != std::string::npos) {
     run_claims(dir + "-claims", counts.size() == 1 ? counts[0] : 64, seconds);
     if (modes.find("async") == std::string::npos && modes.find("threads") == std::string::npos) {

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_args.h"
 #include "common/random.h"
 #include "consumers/embedded_broker.h"
 #include "consumers/relay.h"
@@ -170,16 +171,13 @@ void lag(const options& o, const event_codec& codec) {
 
 int main(int argc, char** argv) {
   options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--events"))
-      o.events = std::stoul(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--rate"))
-      o.rate = std::stoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--seconds"))
-      o.seconds = std::stoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--dir"))
-      o.dir = argv[i + 1];
-  }
+  passage::bench::bench_args args("relay_bench",
+                                  "Kafka relay throughput and lag against the embedded broker.");
+  args.value("--events", o.events, "events for the throughput run (default 500000)");
+  args.value("--rate", o.rate, "paced appends per second for the lag run (default 10000)");
+  args.value("--seconds", o.seconds, "length of the lag run (default 5)");
+  args.value("--dir", o.dir, "the store's folder (default: a new one under $TMPDIR)");
+  if (int code = args.parse_or_exit_code(argc, argv); code >= 0) return code;
   const bool own_dir = o.dir.empty();
   if (own_dir)
     o.dir =

@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "bench/bench_args.h"
 #include "common/random.h"
 #include "consumers/embedded_broker.h"
 #include "consumers/relay.h"
@@ -60,10 +61,11 @@ int main(int argc, char** argv) {
   // The embedded broker keeps ~5 MB per partition: more would drop the log's start.
   std::size_t events = 50'000;
   std::string dir;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--events")) events = std::stoul(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--dir")) dir = argv[i + 1];
-  }
+  passage::bench::bench_args args("replica_bench",
+                                  "A Kafka-fed read replica catching up with a primary's log.");
+  args.value("--events", events, "events in the primary's log (default 50000)");
+  args.value("--dir", dir, "the folders' parent (default: a new one under $TMPDIR)");
+  if (int code = args.parse_or_exit_code(argc, argv); code >= 0) return code;
   const bool own_dir = dir.empty();
   if (own_dir)
     dir =
