@@ -4,6 +4,7 @@
 // log (replayed into today's memtable) must answer as before: a retried append is found
 // already stored, a new id is stored once.
 
+#include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/memtablerep.h>
@@ -13,6 +14,10 @@
 #include <rocksdb/table_properties.h>
 
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
 
 #include "eventstore/format.h"
 #include "eventstore/tests/store_fixture.h"
@@ -28,8 +33,12 @@ struct old_event {
 
 // Writes events as the store did at 1087626 (the same format version and record layout),
 // with that build's options for the event id family: `flushed` events end in table files,
-// the rest only in the write-ahead log.
-std::vector<old_event> write_old_store(const std::string& path, int flushed, int in_wal_only) {
+// the rest only in the write-ahead log. `settle_log` compacts the log's table files to the
+// bottom level first (their sequence numbers zeroed, as a long-lived store's are), so that
+// RocksDB does not rewrite them in today's compression as soon as today's build opens them
+// (a "bottommost files" compaction of a small store's only level).
+std::vector<old_event> write_old_store(const std::string& path, int flushed, int in_wal_only,
+                                       bool settle_log = false) {
   rocksdb::DBOptions db;
   db.create_if_missing = true;
   db.create_missing_column_families = true;
@@ -83,6 +92,11 @@ std::vector<old_event> write_old_store(const std::string& path, int flushed, int
   rocksdb::FlushOptions fo;
   fo.wait = true;
   EXPECT_TRUE(raw->Flush(fo, h).ok());
+  if (settle_log) {
+    rocksdb::CompactRangeOptions co;
+    co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    EXPECT_TRUE(raw->CompactRange(co, h[1], nullptr, nullptr).ok());
+  }
   write(in_wal_only);
 
   // The set-up holds what it should: the ids' table files carry the old extractor, and
@@ -136,6 +150,91 @@ TEST_F(store_test, EventIdsWrittenWithTheOldIdOptionsAreFoundAfterTheUpgrade) {
   ASSERT_TRUE(all);
   ASSERT_EQ(all->size(), 302u);
   for (const auto& o : old) EXPECT_EQ((*all)[o.position - 1].event_id, o.event.event_id);
+}
+
+// The compression each table file of the log was written with, by file name, read from a
+// closed store's folder.
+std::map<std::string, std::string> log_table_compressions(const std::string& path) {
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, {}}, {format::kLogFamily, {}},
+      {format::kStreamIndexFamily, {}},        {format::kEventIdsFamily, {}},
+      {format::kTimeIndexFamily, {}},
+  };
+  std::vector<rocksdb::ColumnFamilyHandle*> h;
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::OpenForReadOnly({}, path, families, &h, &raw);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  if (!s.ok()) return {};
+  std::unique_ptr<rocksdb::DB> owner(raw);
+  rocksdb::TablePropertiesCollection props;
+  EXPECT_TRUE(raw->GetPropertiesOfAllTables(h[1], &props).ok());
+  std::map<std::string, std::string> out;
+  for (const auto& [file, p] : props) out[file] = p->compression_name;
+  for (auto* c : h) raw->DestroyColumnFamilyHandle(c);
+  return out;
+}
+
+// Table files written before the store compressed with LZ4 (with RocksDB's default, Snappy)
+// read as they did beside the LZ4 files written since: each block records its compression.
+TEST_F(store_test, SnappyTablesOfEarlierBuildsReadAsBeforeBesideLz4Ones) {
+  const auto supported = rocksdb::GetSupportedCompressions();
+  if (std::find(supported.begin(), supported.end(), rocksdb::kLZ4Compression) == supported.end() ||
+      std::find(supported.begin(), supported.end(), rocksdb::kSnappyCompression) ==
+          supported.end()) {
+    GTEST_SKIP() << "this RocksDB lacks LZ4 or Snappy";
+  }
+  store_.reset();
+  const std::string path = dir_.sub("events");
+  const auto old = write_old_store(path, 200, 100, /*settle_log=*/true);
+  ASSERT_EQ(old.size(), 300u);
+  const auto before = log_table_compressions(path);
+  ASSERT_FALSE(before.empty());
+  for (const auto& [file, compression] : before) EXPECT_EQ(compression, "Snappy") << file;
+
+  auto check = [&](std::size_t total) {
+    auto all = store_->read_all({}, 1000);
+    ASSERT_TRUE(all) << all.error().message;
+    ASSERT_EQ(all->size(), total);
+    for (const auto& o : old) {
+      const auto& e = (*all)[o.position - 1];
+      EXPECT_EQ(e.position, o.position);
+      EXPECT_EQ(e.event_id, o.event.event_id);
+      EXPECT_EQ(e.stream, o.stream);
+      EXPECT_EQ(e.type, o.event.type);
+      EXPECT_EQ(e.data, o.event.data);
+    }
+    for (int s = 0; s < 5; ++s) {
+      const std::string stream = "s-" + std::to_string(s);
+      auto events = store_->read_stream(stream, 1, read_direction::forward, 1000);
+      ASSERT_TRUE(events) << events.error().message;
+      ASSERT_EQ(events->size(), 60u) << stream;
+      for (std::size_t v = 0; v < events->size(); ++v) {
+        EXPECT_EQ((*events)[v].stream_version, v + 1);
+        EXPECT_EQ((*events)[v].event_id, old[(*events)[v].position - 1].event.event_id);
+      }
+      auto version = store_->stream_version(stream);
+      ASSERT_TRUE(version);
+      EXPECT_EQ(*version, 60u);
+    }
+  };
+  reopen();
+  check(300);
+  std::vector<new_event> more;
+  for (int i = 0; i < 100; ++i) more.push_back(make_event("T", std::string(200, 'x')));
+  must_append({to("s-new", expected_version::no_stream(), more)});
+  check(400);
+  store_.reset();  // the closing flush writes today's table files
+
+  const auto after = log_table_compressions(path);
+  std::set<std::string> kinds;
+  for (const auto& [file, compression] : after) kinds.insert(compression);
+  EXPECT_EQ(kinds, (std::set<std::string>{"LZ4", "Snappy"}));
+  reopen();
+  check(400);
+  auto added = store_->read_stream("s-new", 1, read_direction::forward, 1000);
+  ASSERT_TRUE(added);
+  ASSERT_EQ(added->size(), 100u);
+  for (std::size_t i = 0; i < 100; ++i) EXPECT_EQ((*added)[i].event_id, more[i].event_id);
 }
 
 }  // namespace
