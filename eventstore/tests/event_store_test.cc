@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -166,6 +167,94 @@ TEST_F(store_test, EventIdsSharingTheirFirstBytesAreEachFoundOnceStored) {
   check();
   reopen();
   check();
+}
+
+// The event id memtable keeps a bucket as a sorted link list up to 256 ids and turns it into
+// a skip list past that. 400 ids of one two-byte prefix (one bucket): 200 appended one per
+// commit (link list), 100 in one append of many events (the bucket converts while that
+// commit is written) and 100 more one per commit (skip list). Every one of them, retried
+// alone, and the batch retried whole, is found stored once: in the memtable, across the
+// conversion, and after a reopen (the clean close flushes) in table files. Fresh ids of
+// that prefix sorting before and after all others are new events. RocksDB's LOG notes the
+// bucket's conversion once (the store's logging threshold).
+TEST_F(store_test, EventIdsPastALinkListBucketAreEachFoundOnceStored) {
+  // Bytes 2.. are random but never all 0x00 or all 0xFF (the fresh ids below).
+  auto in_bucket = [] {
+    uuid id = uuid::random();
+    id.bytes[0] = 0x5A;
+    id.bytes[1] = 0xA5;
+    id.bytes[2] = static_cast<std::uint8_t>(1 + id.bytes[2] % 254);
+    return id;
+  };
+  struct stored_event {
+    new_event event;
+    std::string stream;
+    std::uint64_t position;
+  };
+  std::vector<stored_event> stored;
+  auto append_one = [&](const std::string& stream) {
+    auto e = make_event("T", std::to_string(stored.size()));
+    e.event_id = in_bucket();
+    auto r = must_append({to(stream, expected_version::any(), {e})});
+    ASSERT_FALSE(r.already_stored);
+    stored.push_back({e, stream, r.first_position});
+  };
+  for (int i = 0; i < 200; ++i) append_one("s-" + std::to_string(i % 7));
+  std::vector<new_event> batch;
+  for (int i = 0; i < 100; ++i) {
+    batch.push_back(make_event("T", "batch " + std::to_string(i)));
+    batch.back().event_id = in_bucket();
+  }
+  auto b = must_append({to("batch", expected_version::no_stream(), batch)});
+  ASSERT_EQ(b.last_position, b.first_position + 99);
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    stored.push_back({batch[i], "batch", b.first_position + i});
+  }
+  for (int i = 0; i < 100; ++i) append_one("s-" + std::to_string(i % 7));
+  ASSERT_EQ(store_->head_position(), 400u);
+
+  std::uint64_t head = store_->head_position();
+  std::uint8_t round = 0;
+  auto check = [&] {
+    for (const auto& s : stored) {
+      auto again = store_->append({to(s.stream, expected_version::any(), {s.event})});
+      ASSERT_TRUE(again) << s.position << ": " << again.error().message;
+      EXPECT_TRUE(again->already_stored) << s.position;
+      EXPECT_EQ(again->first_position, s.position);
+    }
+    auto whole = store_->append({to("batch", expected_version::no_stream(), batch)});
+    ASSERT_TRUE(whole) << whole.error().message;
+    EXPECT_TRUE(whole->already_stored);
+    EXPECT_EQ(whole->first_position, b.first_position);
+    EXPECT_EQ(whole->last_position, b.last_position);
+    EXPECT_EQ(store_->head_position(), head);
+    // The bucket's first and last ids in key order (before and after last round's), new.
+    ++round;
+    for (std::uint8_t fill : {std::uint8_t{0x00}, std::uint8_t{0xFF}}) {
+      auto fresh = make_event();
+      fresh.event_id = in_bucket();
+      std::fill(fresh.event_id.bytes.begin() + 2, fresh.event_id.bytes.end(), fill);
+      fresh.event_id.bytes[15] = static_cast<std::uint8_t>(fill == 0 ? 0x10 - round : 0xF0 + round);
+      auto r = must_append({to("s-fresh", expected_version::any(), {fresh})});
+      EXPECT_FALSE(r.already_stored);
+      EXPECT_EQ(r.first_position, ++head);
+      stored.push_back({fresh, "s-fresh", r.first_position});
+    }
+  };
+  check();
+  reopen();
+  check();
+  store_.reset();
+  // Every LOG of the store's folder (each open renames the last one LOG.old.*).
+  int conversions = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir_.sub("events"))) {
+    if (!f.path().filename().string().starts_with("LOG")) continue;
+    std::ifstream in(f.path());
+    for (std::string line; std::getline(in, line);) {
+      conversions += line.find("HashLinkedList bucket") != std::string::npos;
+    }
+  }
+  EXPECT_EQ(conversions, 1);
 }
 
 TEST_F(store_test, SameEventIdWithOtherContentIsAConflict) {
