@@ -687,11 +687,10 @@ struct row_sink {
 
   void put(std::string_view k, std::string_view v) { run.add(k, v); }
   // Puts the gathered entries into `batch` in key order (a key put twice only once, with
-  // its last value, as the WriteBatch would keep it). Most keys of a claim are random ids
-  // (its learner's history rows; before record format 6 its claim and learner records
-  // too), each an insert that searches the memtable's skip list; in key order, and hinted
-  // by their kind (rows_insert_hint), each search starts from the previous insert of its
-  // kind and climbs only as far as the gap to it.
+  // its last value, as the WriteBatch would keep it). In key order and hinted by their kind
+  // (rows_insert_hint), each memtable insert's search starts from the previous insert of
+  // its kind: it climbs only as far as the gap to it (history rows, keyed by random learner
+  // ids), or not at all (a new claim's records, after every other of their kind).
   void write_sorted() {
     run.for_each_in_key_order(
         [this](std::string_view k, std::string_view v) { batch.Put(slice(k), slice(v)); });
