@@ -880,6 +880,21 @@ struct read_models::state {
     }
   } dirty;
   row_sink out;
+  // apply(batch)'s decoded events, kept for the next batch to decode into.
+  decoded_batch live_decoded;
+  // Keeps live_decoded to what live batches use: a catch-up's batch (up to 4096 events)
+  // must not hold its entries for the life of the process, nor may any entry keep an
+  // invite's settings (thousands of allowed emails, maybe) once applied.
+  void keep_live_decoded_small() {
+    constexpr std::size_t kept = 512;  // live batches: ~100 events (32 claims) under load
+    if (live_decoded.size() > kept) live_decoded.resize(kept);
+    for (auto& d : live_decoded) {
+      if (d.event && (std::holds_alternative<domain::invite_created>(d.event->event) ||
+                      std::holds_alternative<domain::invite_updated>(d.event->event))) {
+        d.event.reset();
+      }
+    }
+  }
   // Bulk load: the run files written so far, in the order they were filled.
   std::vector<bulk::run_file> runs;
   // Why the current bulk load failed: some of its rows may never have reached the folder,
@@ -1747,8 +1762,12 @@ result<void, projection_error> read_models::apply(
   if (first == batch.size()) return {};
   const auto todo = batch.subspan(first);
 
-  // Decode outside the lock: readers keep going while the expensive part runs.
-  decoded_batch decoded(todo.size());
+  // Decode outside the lock: readers keep going while the expensive part runs. Into the
+  // entries earlier batches left (decode_range decodes over an entry's event of the same
+  // type, whose strings keep their buffers): a live batch makes and frees few of them.
+  decoded_batch& decoded = s.live_decoded;
+  if (decoded.size() < todo.size()) decoded.resize(todo.size());
+  for (std::size_t i = 0; i < todo.size(); ++i) decoded[i].email_subject.clear();
   const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
   const std::size_t workers =
       todo.size() < parallel_decode_min ? 1 : std::min<std::size_t>({hw, 8, todo.size() / 256});
@@ -1769,7 +1788,9 @@ result<void, projection_error> read_models::apply(
   for (auto& e : errors) {  // ranges in position order: the first failure is reported
     if (!e.empty()) return projection_error{std::move(e)};
   }
-  return apply_decoded(todo, decoded);
+  auto applied_ok = apply_decoded(todo, std::span(decoded).first(todo.size()));
+  s.keep_live_decoded_small();
+  return applied_ok;
 }
 
 result<void, projection_error> read_models::apply(std::span<const eventstore::recorded_event> batch,
