@@ -41,7 +41,8 @@ struct run_file {
 
 inline constexpr std::size_t index_every = 1024;
 
-// Key-value pairs gathered in memory, then written in key order as one run file. Keys and
+// Key-value pairs gathered in memory, then written in key order as one run file (or, for a
+// live batch of the read models, visited in key order into its WriteBatch). Keys and
 // values are copied into chunks of memory that never move (a run holds millions of rows:
 // one growing buffer copied itself, and touched fresh pages, each time it doubled).
 class sorted_run {
