@@ -189,9 +189,9 @@ int compare_keys(std::string_view a, std::string_view b) {
   return (c > 0) - (c < 0);
 }
 
-rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, run_file& out) {
-  std::vector<sort_entry> sorted;  // not kept: memory only while a run is written
-  sorted.reserve(entries_.size());
+void sorted_run::sort_entries() {
+  sorted_.clear();
+  sorted_.reserve(entries_.size());
   for (std::size_t i = 0; i < entries_.size(); ++i) {  // the chunks are read through once
     const entry& e = entries_[i];
     sort_entry s{{0, 0, 0, 0}, static_cast<std::uint32_t>(i), e.key_size};
@@ -203,9 +203,9 @@ rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, ru
       std::memcpy(&s.head[h], padded + 8 * h, 8);
       s.head[h] = __builtin_bswap64(s.head[h]);
     }
-    sorted.push_back(s);
+    sorted_.push_back(s);
   }
-  std::sort(sorted.begin(), sorted.end(), [&](const sort_entry& a, const sort_entry& b) {
+  std::sort(sorted_.begin(), sorted_.end(), [&](const sort_entry& a, const sort_entry& b) {
     for (int h = 0; h < 4; ++h) {
       if (a.head[h] != b.head[h]) return a.head[h] < b.head[h];
     }
@@ -215,16 +215,19 @@ rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, ru
     } else if (int c = compare_keys(key(entries_[a.index]), key(entries_[b.index])); c != 0) {
       return c < 0;
     }
-    return a.index < b.index;  // equal keys: in the order added (the last one is written)
+    return a.index < b.index;  // equal keys: in the order added (the last one is kept)
   });
-  // Neighbours in that order with the same key: compared by their heads first.
-  auto same_key = [&](const sort_entry& a, const sort_entry& b) {
-    if (a.key_size != b.key_size) return false;
-    for (int h = 0; h < 4; ++h) {
-      if (a.head[h] != b.head[h]) return false;
-    }
-    return a.key_size <= sizeof(a.head) || key(entries_[a.index]) == key(entries_[b.index]);
-  };
+}
+
+bool sorted_run::same_key(const sort_entry& a, const sort_entry& b) const {
+  if (a.key_size != b.key_size) return false;
+  for (int h = 0; h < 4; ++h) {
+    if (a.head[h] != b.head[h]) return false;
+  }
+  return a.key_size <= sizeof(a.head) || key(entries_[a.index]) == key(entries_[b.index]);
+}
+
+rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, run_file& out) {
   out = run_file{};
   out.path = path;
   std::unique_ptr<rocksdb::WritableFile> file;
@@ -233,10 +236,8 @@ rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, ru
   std::string chunk;
   chunk.reserve(io_chunk + 4096);
   std::uint64_t offset = 0;
-  for (std::size_t i = 0; i < sorted.size(); ++i) {
-    if (i + 1 < sorted.size() && same_key(sorted[i], sorted[i + 1])) continue;
-    const auto k = key(entries_[sorted[i].index]);
-    const auto v = value(entries_[sorted[i].index]);
+  for_each_in_key_order([&](std::string_view k, std::string_view v) {
+    if (!st.ok()) return;
     if (out.entries % index_every == 0) out.index.emplace_back(std::string(k), offset);
     ++out.entries;
     put_u32(chunk, static_cast<std::uint32_t>(k.size()));
@@ -246,10 +247,12 @@ rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, ru
     offset += entry_head + k.size() + v.size();
     out.bytes = offset;
     if (chunk.size() >= io_chunk) {
-      if (st = file->Append(rocksdb::Slice(chunk)); !st.ok()) return st;
+      st = file->Append(rocksdb::Slice(chunk));
       chunk.clear();
     }
-  }
+  });
+  std::vector<sort_entry>().swap(sorted_);  // memory only while a run is written
+  if (!st.ok()) return st;
   if (!chunk.empty()) st = file->Append(rocksdb::Slice(chunk));
   // Not synced: a crash deletes the load's files anyway.
   if (st.ok()) st = file->Close();

@@ -41,7 +41,8 @@ struct run_file {
 
 inline constexpr std::size_t index_every = 1024;
 
-// Key-value pairs gathered in memory, then written in key order as one run file. Keys and
+// Key-value pairs gathered in memory, then written in key order as one run file (or, for a
+// live batch of the read models, visited in key order into its WriteBatch). Keys and
 // values are copied into chunks of memory that never move (a run holds millions of rows:
 // one growing buffer copied itself, and touched fresh pages, each time it doubled).
 class sorted_run {
@@ -74,9 +75,23 @@ class sorted_run {
     clear();
     std::vector<chunk>().swap(chunks_);
     std::vector<entry>().swap(entries_);
+    std::vector<sort_entry>().swap(sorted_);
+  }
+  // Calls visit(key, value) for the pairs in key order; of equal keys only for the last
+  // added, as a WriteBatch would keep it. write() goes through it, and so do the read
+  // models' live batches (gathered here, then put into their WriteBatch in key order).
+  template <typename Visit>
+  void for_each_in_key_order(Visit&& visit) {
+    sort_entries();
+    for (std::size_t i = 0; i < sorted_.size(); ++i) {
+      if (i + 1 < sorted_.size() && same_key(sorted_[i], sorted_[i + 1])) continue;
+      const entry& e = entries_[sorted_[i].index];
+      visit(key(e), value(e));
+    }
   }
   // Writes the pairs in key order to `path` through `env` (Env::Default() when null); of
-  // equal keys the last added wins, as in a WriteBatch. `out` describes the file.
+  // equal keys the last added wins, as in a WriteBatch. `out` describes the file. The
+  // sort's memory is given back after (a bulk load's run holds millions of pairs).
   rocksdb::Status write(rocksdb::Env* env, const std::string& path, run_file& out);
 
  private:
@@ -102,6 +117,10 @@ class sorted_run {
   };
   static std::string_view key(const entry& e) { return {e.data, e.key_size}; }
   static std::string_view value(const entry& e) { return {e.data + e.key_size, e.value_size}; }
+  // Fills sorted_ with the entries in key order, equal keys in the order added.
+  void sort_entries();
+  // Neighbours in sorted_ with the same key: compared by their heads first.
+  bool same_key(const sort_entry& a, const sort_entry& b) const;
   // Moves to the next chunk (kept from an earlier run when big enough) with room for `n`.
   void next_chunk(std::size_t n) {
     while (current_ < chunks_.size() && chunks_[current_].size < n) ++current_;
@@ -119,6 +138,7 @@ class sorted_run {
   std::size_t left_ = 0;  // room before chunk_end_
   std::size_t used_ = 0;  // bytes of keys and values
   std::vector<entry> entries_;
+  std::vector<sort_entry> sorted_;  // for_each_in_key_order's order (kept for reuse)
 };
 
 // Bytewise key order (RocksDB's default comparator): -1, 0 or 1.

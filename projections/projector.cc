@@ -9,6 +9,7 @@
 #include <mutex>
 #include <span>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace passage::projections {
@@ -36,7 +37,9 @@ result<void, projection_error> projector::start() {
   o.max_batch = options_.max_batch;
   subscription_ = std::make_unique<eventstore::subscription>(
       store_, o,
-      [this](std::span<const eventstore::recorded_event> batch) {
+      [this, named = false](std::span<const eventstore::recorded_event> batch) mutable {
+        // The subscription's thread, named for per-thread profiles (perf, top).
+        if (!std::exchange(named, true)) pthread_setname_np(pthread_self(), "projector");
         auto applied_ok = models_.apply(batch);
         if (applied_ok) return true;
         std::lock_guard lock(mu_);

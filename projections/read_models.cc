@@ -52,8 +52,10 @@ using eventstore::recorded_event;
 //   t<org><track id>         track
 //   s<invite>                invite identity and settings (rewritten on create/update only)
 //   i<invite>                invite lifecycle, version and counters
-//   c<claim>                 claim: snapshot and progress per track
-//   l<learner>               learner: keyed email hash, lead submitted, forgotten, claims
+//   c<position>              claim: snapshot and progress per track, keyed by the position
+//                            of its InviteClaimed (its id is in the record)
+//   l<position>              learner: keyed email hash, lead submitted, forgotten, claims,
+//                            keyed by the position of the first event that named it
 //   A<invite><position>      acceptance row (sealed event: what decrypts its personal data)
 //   R<invite><position>      rejection row (sealed event)
 //   L<org><position>         lead row (sealed event)
@@ -67,8 +69,11 @@ constexpr std::string_view format_key = "m:fmt";
 // 2: learner history rows; 3: notify/email; 4: rows keep only the sealed part of an event
 // and H rows point at A/R rows for personal data; 5: of that event's data, A, R and L rows
 // keep only the personal_data block (put_event); claims have no H rows (a claim record
-// has its position instead); a learner record keeps its email hash as 32 bytes.
-constexpr std::string_view format_version = "5";
+// has its position instead); a learner record keeps its email hash as 32 bytes; 6: claim
+// and learner records keyed by a position, not by their random id: a new claim's records
+// go at the end of their kind's keys, which a hinted memtable insert reaches without a
+// search (by id, each was a search through the skip list: ~1/3 of the projector's time).
+constexpr std::string_view format_version = "6";
 // Files a bulk load writes into the folder: its runs, then the merged rows and the records
 // ingested at its end (moved in as RocksDB's). Any left at open were a crash's.
 constexpr std::string_view run_file_prefix = "bulk-run-";
@@ -77,6 +82,12 @@ constexpr std::string_view run_file_prefix = "bulk-run-";
 void key_of_into(char prefix, const uuid& id, std::string& out) {
   out.assign(1, prefix);
   out.append(id.as_bytes());
+}
+
+// <prefix><position, 8 bytes big-endian>: claim and learner records.
+void position_key_into(char prefix, std::uint64_t position, std::string& out) {
+  out.assign(1, prefix);
+  append_be64(out, position);
 }
 
 std::string key_of(char prefix, const uuid& id) {
@@ -212,6 +223,9 @@ struct learner_rec {
   bool lead_submitted = false;
   bool forgotten = false;
   std::vector<uuid> claims;
+  // The position of the first event that named the learner: its record's key (l<position>).
+  // Memory only: load() reads it from the key.
+  std::uint64_t key_position = 0;
 };
 
 // --- encoding ---
@@ -449,7 +463,8 @@ bool decode_state(std::string_view in, invite_rec& i) {
   return r.ok();
 }
 
-// Into `w` (cleared first): a load's end encodes millions into one writer.
+// Into `w` (cleared first): a load's end encodes millions into one writer, and a live
+// batch its claims into the one its rows use.
 void encode_into(record_writer& w, const claim_rec& c) {
   w.clear();
   w.id(c.org_id);
@@ -473,12 +488,6 @@ void encode_into(record_writer& w, const claim_rec& c) {
     w.boolean(p.paused);
   }
   w.u64(c.position);
-}
-
-std::string encode(const claim_rec& c) {
-  record_writer w;
-  encode_into(w, c);
-  return w.take();
 }
 
 bool decode(std::string_view in, claim_rec& c) {
@@ -567,12 +576,6 @@ void encode_into(record_writer& w, const learner_rec& l) {
   w.boolean(l.forgotten);
   w.u64(l.claims.size());
   for (const auto& c : l.claims) w.id(c);
-}
-
-std::string encode(const learner_rec& l) {
-  record_writer w;
-  encode_into(w, l);
-  return w.take();
 }
 
 bool decode(std::string_view in, learner_rec& l) {
@@ -672,57 +675,26 @@ std::optional<claim_delay_stats> delay_stats(std::vector<std::int64_t> seconds) 
                            rank(90), seconds.back()};
 }
 
-// Where applied events' rows go: the WriteBatch written with the checkpoint (gathered
-// first, see write_sorted), or during a bulk load the current sorted run.
+// Where applied events' rows and records go: gathered in `run`, then either put into the
+// WriteBatch written with the checkpoint (write_sorted) or, during a bulk load, kept in the
+// run until it is big enough to be written as a run file (bulk_runs.h).
 struct row_sink {
   rocksdb::WriteBatch batch;
   bulk::sorted_run run;
-  bool to_run = false;
   // The row being encoded and its key: reused, so a row costs no allocation.
   record_writer value;
   std::string key;
-  // Entries of the batch being applied, until write_sorted(): keys and values back to
-  // back in `staged` (buffers reused from batch to batch).
-  struct staged_entry {
-    std::size_t at;
-    std::uint32_t key_size, value_size;
-    std::string_view key_in(const std::string& bytes) const {
-      return {bytes.data() + at, key_size};
-    }
-  };
-  std::string staged;
-  std::vector<staged_entry> entries;
 
-  void put(std::string_view k, std::string_view v) {
-    if (to_run) {
-      run.add(k, v);
-    } else {
-      entries.push_back({staged.size(), static_cast<std::uint32_t>(k.size()),
-                         static_cast<std::uint32_t>(v.size())});
-      staged.append(k);
-      staged.append(v);
-    }
-  }
-  // Puts the gathered entries into `batch` in key order (a key put twice keeps its last
-  // value: the sort is stable). Most keys of a claim are random ids (its claim and learner
-  // records and history row), each an insert that searches the memtable's skip list; in
-  // key order, and hinted by their kind (rows_insert_hint), each search starts from the
-  // previous insert of its kind and climbs only as far as the gap to it (~1/3 fewer
-  // comparisons with 64 claims per batch; more with more).
+  void put(std::string_view k, std::string_view v) { run.add(k, v); }
+  // Puts the gathered entries into `batch` in key order (a key put twice only once, with
+  // its last value, as the WriteBatch would keep it). In key order and hinted by their kind
+  // (rows_insert_hint), each memtable insert's search starts from the previous insert of
+  // its kind: it climbs only as far as the gap to it (history rows, keyed by random learner
+  // ids), or not at all (a new claim's records, after every other of their kind).
   void write_sorted() {
-    std::stable_sort(entries.begin(), entries.end(),
-                     [this](const staged_entry& a, const staged_entry& b) {
-                       return a.key_in(staged) < b.key_in(staged);
-                     });
-    for (const auto& e : entries) {
-      batch.Put(slice(e.key_in(staged)),
-                rocksdb::Slice(staged.data() + e.at + e.key_size, e.value_size));
-    }
-    clear_staged();
-  }
-  void clear_staged() {
-    entries.clear();
-    staged.clear();
+    run.for_each_in_key_order(
+        [this](std::string_view k, std::string_view v) { batch.Put(slice(k), slice(v)); });
+    run.clear();
   }
   record_writer& start_row() {
     value.clear();
@@ -805,11 +777,14 @@ result<void, eventstore::codec_error> decode_for_apply(const eventstore::event_c
 // Hints memtable inserts of the rows an invite or organization collects (A, R, L: keyed
 // <prefix><id><position>, appended in log order) by their <prefix><id>: each sorts right
 // after the previous row of its owner, which the kept skip list splice finds without a
-// search among the memtable's keys. Claim and learner records and history rows (c, l:
-// <prefix><id>; H: <prefix><learner><position>), random ids mostly written once, are
-// hinted by their kind alone (one splice each, ~200 bytes of the memtable): a batch puts
-// them in key order (row_sink::write_sorted), so each insert's search starts from the
-// previous one of its kind. Other keys stay unhinted.
+// search among the memtable's keys. Claim and learner records (c, l: <prefix><position>)
+// and history rows (H: <prefix><learner><position>) are hinted by their kind alone (one
+// splice each, ~200 bytes of the memtable): a batch puts them in key order
+// (row_sink::write_sorted), so each insert's search starts from the previous one of its
+// kind. A new claim's records sort after every record of their kind (a later position):
+// the splice left by the previous batch's last one already brackets them, so they cost
+// no search at all; history rows (random learner ids) climb only as far as the gap to
+// the previous one. Other keys stay unhinted.
 // Never DeleteRange from a key in this domain: RocksDB before 9.x keeps one hint map for
 // point keys and range deletions (facebook/rocksdb#5118), and a range deletion starting at
 // a hinted key would hand later inserts a splice of the wrong skip list (an assertion in
@@ -821,7 +796,7 @@ class rows_insert_hint final : public rocksdb::SliceTransform {
     return {key.data(), by_owner(key) ? 17u : 1u};
   }
   bool InDomain(const rocksdb::Slice& key) const override {
-    return by_owner(key) || (key.size() == 17 && (key[0] == 'c' || key[0] == 'l')) ||
+    return by_owner(key) || (key.size() == 9 && (key[0] == 'c' || key[0] == 'l')) ||
            (key.size() == 25 && key[0] == 'H');
   }
 
@@ -905,6 +880,21 @@ struct read_models::state {
     }
   } dirty;
   row_sink out;
+  // apply(batch)'s decoded events, kept for the next batch to decode into.
+  decoded_batch live_decoded;
+  // Keeps live_decoded to what live batches use: a catch-up's batch (up to 4096 events)
+  // must not hold its entries for the life of the process, nor may any entry keep an
+  // invite's settings (thousands of allowed emails, maybe) once applied.
+  void keep_live_decoded_small() {
+    constexpr std::size_t kept = 512;  // live batches: ~100 events (32 claims) under load
+    if (live_decoded.size() > kept) live_decoded.resize(kept);
+    for (auto& d : live_decoded) {
+      if (d.event && (std::holds_alternative<domain::invite_created>(d.event->event) ||
+                      std::holds_alternative<domain::invite_updated>(d.event->event))) {
+        d.event.reset();
+      }
+    }
+  }
   // Bulk load: the run files written so far, in the order they were filled.
   std::vector<bulk::run_file> runs;
   // Why the current bulk load failed: some of its rows may never have reached the folder,
@@ -940,7 +930,8 @@ struct read_models::state {
   void mark(Set& set, Key&& key) {
     if (!bulk) set.insert(std::forward<Key>(key));
   }
-  learner_rec& learner_of(const uuid& org, const uuid& learner_id);
+  // The learner's record, made for the event at `position` if it is the first to name it.
+  learner_rec& learner_of(const uuid& org, const uuid& learner_id, std::uint64_t position);
   // day_of(t), remembered for the last day asked: claims come in time order, so most
   // share the previous one's day.
   const std::string& day_text(timestamp t);
@@ -990,7 +981,6 @@ void read_models::state::reset_memory() {
   learner_by_subject.clear();
   dirty.clear();
   out.batch.Clear();
-  out.clear_staged();
   out.run.clear();
 }
 
@@ -1085,14 +1075,22 @@ result<void, projection_error> read_models::state::load() {
     }
   }
   for (auto& [id, i] : invites) std::sort(i.claim_times.begin(), i.claim_times.end());
-  each('l', [&](std::string_view v) {
-    learner_rec l;
-    if (!decode(v, l)) return false;
-    if (!l.forgotten && !l.email_subject.empty())
-      learner_by_subject.assign(l.email_subject, l.learner_id);
-    learners[l.learner_id] = std::move(l);
-    return true;
-  });
+  // Learner records are keyed by a position their record does not hold: read with the key.
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek("l"); it->Valid() && it->key().starts_with("l"); it->Next()) {
+      learner_rec l;
+      if (it->key().size() != 9 || !decode(view(it->value()), l)) {
+        corrupt = true;
+        continue;
+      }
+      l.key_position = read_be64(view(it->key()).substr(1));
+      if (!l.forgotten && !l.email_subject.empty())
+        learner_by_subject.assign(l.email_subject, l.learner_id);
+      learners[l.learner_id] = std::move(l);
+    }
+    if (!it->status().ok()) corrupt = true;
+  }
   if (corrupt) return projection_error{"read models: a record could not be read; rebuild"};
   return {};
 }
@@ -1122,11 +1120,13 @@ const std::string& read_models::state::day_text(timestamp t) {
   return cached_day_text;
 }
 
-learner_rec& read_models::state::learner_of(const uuid& org, const uuid& learner_id) {
+learner_rec& read_models::state::learner_of(const uuid& org, const uuid& learner_id,
+                                            std::uint64_t position) {
   auto [it, inserted] = learners.try_emplace(learner_id);
   if (inserted) {
     it->second.org_id = org;
     it->second.learner_id = learner_id;
+    it->second.key_position = position;
   }
   mark(dirty.learners, learner_id);
   return it->second;
@@ -1134,6 +1134,7 @@ learner_rec& read_models::state::learner_of(const uuid& org, const uuid& learner
 
 void read_models::state::apply_one(const recorded_event& re, decoded_entry& decoded) {
   namespace dm = domain;
+  const std::uint64_t at = re.position;  // a learner's record is keyed by its first event's
   if (const eventstore::decoded_event* d = decoded.event ? &*decoded.event : nullptr) {
     const bool forgotten = d->forgotten;
     auto invite_of = [&](const uuid& org, const uuid& id) -> invite_rec* {
@@ -1260,7 +1261,7 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
                      c.plays_per_track = e.restrictions_.plays_per_track_;
                      c.position = re.position;
                      mark(dirty.claims, e.claim_id_);
-                     learner_of(e.org_id_, e.learner_id_).claims.push_back(e.claim_id_);
+                     learner_of(e.org_id_, e.learner_id_, at).claims.push_back(e.claim_id_);
                      auto& w = out.start_row();
                      w.id(e.claim_id_);
                      w.id(e.learner_id_);
@@ -1312,7 +1313,7 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
                                  e.invite_id_, e.claim_id_, e.track_id_, 0, std::nullopt);
                    },
                    [&](const dm::learner_registered& e) {
-                     auto& l = learner_of(e.org_id_, e.learner_id_);
+                     auto& l = learner_of(e.org_id_, e.learner_id_, at);
                      l.registered_at = e.registered_at_;
                      if (forgotten || l.forgotten || e.personal_data_.email_.empty()) return;
                      // Taken while decoding (decode_range) for exactly these events.
@@ -1324,7 +1325,7 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
                      l.email_subject = std::move(subject);
                    },
                    [&](const dm::lead_captured& e) {
-                     learner_of(e.org_id_, e.learner_id_).lead_submitted = true;
+                     learner_of(e.org_id_, e.learner_id_, at).lead_submitted = true;
                      auto& w = out.start_row();
                      w.id(e.learner_id_);
                      w.opt_id(e.invite_id_);
@@ -1333,7 +1334,7 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
                      out.put_row('L', e.org_id_, re.position);
                    },
                    [&](const dm::learner_forgotten& e) {
-                     auto& l = learner_of(e.org_id_, e.learner_id_);
+                     auto& l = learner_of(e.org_id_, e.learner_id_, at);
                      l.forgotten = true;
                      if (!l.email_subject.empty()) {
                        learner_by_subject.erase_if(l.email_subject, l.learner_id);
@@ -1390,8 +1391,19 @@ void read_models::state::stage_dirty() {
     out.put(key_of('s', id), encode_settings(invites.at(id)));
   }
   for (const auto& id : dirty.invite_states) out.put(key_of('i', id), encode_state(invites.at(id)));
-  for (const auto& id : dirty.claims) out.put(key_of('c', id), encode(claims.at(id)));
-  for (const auto& id : dirty.learners) out.put(key_of('l', id), encode(learners.at(id)));
+  std::string key;
+  for (const auto& id : dirty.claims) {
+    const auto& c = claims.at(id);
+    position_key_into('c', c.position, key);
+    encode_into(out.value, c);
+    out.put(key, out.value.data());
+  }
+  for (const auto& id : dirty.learners) {
+    const auto& l = learners.at(id);
+    position_key_into('l', l.key_position, key);
+    encode_into(out.value, l);
+    out.put(key, out.value.data());
+  }
   dirty.clear();
 }
 
@@ -1454,6 +1466,21 @@ std::vector<const typename Map::value_type*> by_id(const Map& map) {
   return out;
 }
 
+// The entries of a map whose records are keyed by a position (claims, learners), in the
+// order of their keys.
+template <typename Map, typename Position>
+std::vector<const typename Map::value_type*> by_position(const Map& map, Position position_of) {
+  std::vector<std::pair<std::uint64_t, const typename Map::value_type*>> sorted;
+  sorted.reserve(map.size());
+  for (const auto& entry : map) sorted.emplace_back(position_of(entry.second), &entry);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<const typename Map::value_type*> out;
+  out.reserve(sorted.size());
+  for (const auto& [position, entry] : sorted) out.push_back(entry);
+  return out;
+}
+
 }  // namespace
 
 result<void, projection_error> read_models::state::merge_and_add_records() {
@@ -1505,16 +1532,20 @@ result<void, projection_error> read_models::state::merge_and_add_records() {
     put_key(key, value);
   };
   record_writer record;
-  for (const auto* c : by_id(claims)) {
+  auto put_at = [&](char prefix, std::uint64_t position, std::string_view value) {
+    position_key_into(prefix, position, key);
+    put_key(key, value);
+  };
+  for (const auto* c : by_position(claims, [](const claim_rec& c) { return c.position; })) {
     encode_into(record, c->second);
-    put('c', c->first, record.data());
+    put_at('c', c->second.position, record.data());
   }
   const auto invites_in_order = by_id(invites);
   for (const auto* i : invites_in_order) put('i', i->first, encode_state(i->second));
   for (const auto* k : by_id(keys)) put('k', k->first, encode(k->second));
-  for (const auto* l : by_id(learners)) {
+  for (const auto* l : by_position(learners, [](const learner_rec& l) { return l.key_position; })) {
     encode_into(record, l->second);
-    put('l', l->first, record.data());
+    put_at('l', l->second.key_position, record.data());
   }
   end_part();
   std::string cp;
@@ -1551,7 +1582,6 @@ projection_error read_models::state::fail_bulk_load(std::string why) {
   bulk_failed = why +
                 "; the bulk load was abandoned (the folder keeps its checkpoint of "
                 "before the load: apply the log again from there)";
-  out.to_run = false;
   out.run.clear();
   runs.clear();
   remove_leftover_runs();
@@ -1732,8 +1762,12 @@ result<void, projection_error> read_models::apply(
   if (first == batch.size()) return {};
   const auto todo = batch.subspan(first);
 
-  // Decode outside the lock: readers keep going while the expensive part runs.
-  decoded_batch decoded(todo.size());
+  // Decode outside the lock: readers keep going while the expensive part runs. Into the
+  // entries earlier batches left (decode_range decodes over an entry's event of the same
+  // type, whose strings keep their buffers): a live batch makes and frees few of them.
+  decoded_batch& decoded = s.live_decoded;
+  if (decoded.size() < todo.size()) decoded.resize(todo.size());
+  for (std::size_t i = 0; i < todo.size(); ++i) decoded[i].email_subject.clear();
   const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
   const std::size_t workers =
       todo.size() < parallel_decode_min ? 1 : std::min<std::size_t>({hw, 8, todo.size() / 256});
@@ -1754,7 +1788,9 @@ result<void, projection_error> read_models::apply(
   for (auto& e : errors) {  // ranges in position order: the first failure is reported
     if (!e.empty()) return projection_error{std::move(e)};
   }
-  return apply_decoded(todo, decoded);
+  auto applied_ok = apply_decoded(todo, std::span(decoded).first(todo.size()));
+  s.keep_live_decoded_small();
+  return applied_ok;
 }
 
 result<void, projection_error> read_models::apply(std::span<const eventstore::recorded_event> batch,
@@ -1838,7 +1874,6 @@ result<void, projection_error> read_models::set_bulk_load(bool on) {
     if (s.bulk) return {};
     s.bulk = true;
     s.bulk_failed.reset();
-    s.out.to_run = true;
     return {};
   }
   // A load that lost rows never ends with records and a checkpoint, however often asked.
@@ -1849,7 +1884,6 @@ result<void, projection_error> read_models::set_bulk_load(bool on) {
   // once: the commit. Until then the folder holds nothing of the load (its checkpoint is
   // the one before it, 0 after clear()), so a failure or a crash meanwhile leaves read
   // models that replay from there.
-  s.out.to_run = false;
   if (auto written = s.ingest_run(); !written) return s.fail_bulk_load(written.error().message);
   if (auto written = s.wait_ingested(); !written) {
     return s.fail_bulk_load(written.error().message);
@@ -1890,7 +1924,6 @@ result<void, projection_error> read_models::state::wipe() {
   reset_memory();
   bulk_failed.reset();
   bulk = false;  // a load under way ends with everything else ("until clear()")
-  out.to_run = false;
   return {};
 }
 

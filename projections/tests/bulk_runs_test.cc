@@ -4,6 +4,7 @@
 #include <rocksdb/env.h>
 #include <rocksdb/sst_file_reader.h>
 
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -128,6 +129,33 @@ TEST_F(bulk_runs_test, keys_of_any_length_sort_bytewise) {
   const auto st = merge_runs(runs, o, files);
   ASSERT_TRUE(st.ok()) << st.ToString();
   EXPECT_EQ(read_back(files, o.sst), expected);
+}
+
+// The read models' live batches: a run visited in key order (each key once, with the value
+// added last), cleared and filled again batch after batch, its sort order reused.
+TEST_F(bulk_runs_test, a_run_visits_its_pairs_in_key_order_batch_after_batch) {
+  std::mt19937_64 rng(11);
+  sorted_run run;
+  for (int batch = 0; batch < 4; ++batch) {
+    pairs expected;
+    const int n = batch == 2 ? 0 : 50 + batch * 300;  // an empty batch among them
+    for (int i = 0; i < n; ++i) {
+      // Rows and records: keys of 9, 17 and 25 bytes, some added twice.
+      std::string k = row_key(rng, 30);
+      k.resize(std::array<std::size_t, 3>{9, 17, 25}[rng() % 3]);
+      const std::string v = std::to_string(batch) + "/" + std::to_string(i);
+      run.add(k, v);
+      expected[k] = v;
+    }
+    std::vector<std::pair<std::string, std::string>> visited;
+    run.for_each_in_key_order([&](std::string_view k, std::string_view v) {
+      visited.emplace_back(std::string(k), std::string(v));
+    });
+    run.clear();
+    const std::vector<std::pair<std::string, std::string>> in_order(expected.begin(),
+                                                                    expected.end());
+    EXPECT_EQ(visited, in_order) << "batch " << batch;
+  }
 }
 
 // Nothing to merge: no file (RocksDB refuses empty SST files).

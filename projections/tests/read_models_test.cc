@@ -6,7 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <optional>
+#include <set>
 #include <span>
 #include <thread>
 
@@ -550,6 +552,85 @@ TEST_F(read_models_test, rows_keep_only_the_personal_data_block_of_their_event) 
   ASSERT_TRUE(history);
   ASSERT_FALSE(history->entries.empty());
   EXPECT_EQ(history->entries[0].who.email, "ada@example.com");
+}
+
+// Record format 6: claim and learner records are keyed by a position (a new claim's go
+// after every record of their kind), a claim's by its InviteClaimed's, a learner's by the
+// first event that named it; a record rewritten later (a play, another claim) keeps its
+// key, also after a restart.
+TEST_F(read_models_test, claim_and_learner_records_are_keyed_by_position) {
+  const std::vector<uuid> invites{id(100), id(101), id(102), id(103)};
+  create_invite(org, invites[0], "AB2K7MZ", draft("Positions", {"k8s", "linux"}));
+  create_invite(org, invites[1], "CD3M8NP", draft("Second"));
+  create_invite(org, invites[2], "EF4P9QR", draft("Third"));
+  create_invite(org, invites[3], "GH5R2ST", draft("Fourth"));
+  const auto ada = claim(invites[0], "ada@example.com", 1);
+  claim(invites[0], std::nullopt, 2);
+  catch_up();
+  const uuid ada_id = ada.claim_->learner_id_;
+  claim(invites[1], "ada@example.com", 3);  // the same learner: her record is rewritten
+  play(ada.claim_->claim_id_, ada_id, "linux");
+  catch_up();
+
+  // Where the records should be: the claims' positions, and for each learner the first
+  // of its own stream's events and its claims.
+  auto expected = [&] {
+    std::set<std::uint64_t> claims;
+    std::map<uuid, std::uint64_t> first_named;
+    auto named = [&](const uuid& learner, std::uint64_t position) {
+      auto [it, added] = first_named.emplace(learner, position);
+      if (!added) it->second = std::min(it->second, position);
+    };
+    for (const auto& invite : invites) {
+      const auto rows = models_->acceptance_list(org, invite);
+      if (!rows) continue;
+      for (const auto& row : *rows) {
+        claims.insert(row.position);
+        named(row.learner_id, row.position);
+      }
+    }
+    for (const auto& e : whole_log()) {
+      if (e.stream == domain::learner_stream(ada_id)) named(ada_id, e.position);
+    }
+    std::set<std::uint64_t> learners;
+    for (const auto& [learner, position] : first_named) learners.insert(position);
+    EXPECT_EQ(first_named.size(), 2u);
+    return std::pair(claims, learners);
+  };
+  auto record_positions = [&](char prefix) {
+    std::set<std::uint64_t> found;
+    rocksdb::DB* raw = nullptr;
+    EXPECT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::Options(), models_path(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    const std::string p(1, prefix);
+    for (it->Seek(p); it->Valid() && it->key().starts_with(p); it->Next()) {
+      EXPECT_EQ(it->key().size(), 9u) << prefix;
+      std::uint64_t position = 0;
+      for (std::size_t i = 1; i < it->key().size(); ++i) {
+        position = position << 8 | static_cast<std::uint8_t>(it->key()[i]);
+      }
+      EXPECT_TRUE(found.insert(position).second);
+    }
+    return found;
+  };
+  for (int restart = 0; restart < 2; ++restart) {
+    SCOPED_TRACE(restart);
+    open_models();  // a clean close flushes: the records are in the files
+    const auto [claims, learners] = expected();
+    EXPECT_EQ(claims.size(), 3u + restart);
+    EXPECT_EQ(record_positions('c'), claims);
+    EXPECT_EQ(record_positions('l'), learners);
+    EXPECT_EQ(models_->learner(org, ada_id)->claims.size(), 2u + restart);
+    const auto access = models_->claim_access(ada.claim_->claim_id_, clock_.now());
+    ASSERT_TRUE(access);
+    EXPECT_EQ(access->tracks[1].plays_used, 1 + restart);
+    // Rewritten after a restart: the same keys (and one more claim).
+    start_projector();
+    play(ada.claim_->claim_id_, ada_id, "linux");
+    claim(invites[2 + restart], "ada@example.com", 4 + restart);
+    catch_up();
+  }
 }
 
 TEST_F(read_models_test, email_index_and_lead_form_submissions) {
