@@ -875,6 +875,22 @@ rocksdb::Options folder_options(rocksdb::Env* env, bool in_memory,
   return o;
 }
 
+// The options of the files a bulk load writes (its merged rows and its records): the
+// folder's, in blocks of 16 KiB rather than RocksDB's 4 KiB. A rebuild compresses and
+// writes every row once, and per block RocksDB sets up a new LZ4 stream (16 KiB of state
+// cleared) and adds an index entry and a checksum: ~8 % less CPU at the load's end and
+// ~5 % fewer bytes (measured on the 1M-event bench log). A query then decompresses up to
+// 16 KiB for a row or a record (a few microseconds), uncached; rows of one invite or
+// learner are neighbours, so their scans read fewer blocks.
+rocksdb::Options bulk_file_options(rocksdb::Env* env, bool in_memory,
+                                   rocksdb::CompressionType compression) {
+  rocksdb::Options o = folder_options(env, in_memory, compression);
+  rocksdb::BlockBasedTableOptions table;
+  table.block_size = 16u << 10;
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return o;
+}
+
 struct track_id_hash {
   std::size_t operator()(const std::pair<uuid, std::string>& k) const noexcept {
     return std::hash<uuid>{}(k.first) ^ (std::hash<std::string>{}(k.second) * 31);
@@ -1493,7 +1509,7 @@ result<void, projection_error> read_models::state::merge_and_add_records() {
     merged = std::async(std::launch::async, [this, &files] {
       return bulk::contained([&] {
         bulk::merge_options o{
-            .sst = folder_options(env, options.in_memory, compression),
+            .sst = bulk_file_options(env, options.in_memory, compression),
             .out_prefix = options.path + "/" + std::string(run_file_prefix) + "out-",
             // More ranges than cores: they take unequal time (rows compress unequally).
             .ranges = std::clamp<std::size_t>(2 * std::thread::hardware_concurrency(), 2, 8)};
@@ -1515,7 +1531,7 @@ result<void, projection_error> read_models::state::merge_and_add_records() {
   auto put_key = [&](std::string_view key, std::string_view value) {
     if (!st.ok()) return;
     if (!writer) {  // opened by a part's first record: RocksDB refuses empty files
-      writer.emplace(rocksdb::EnvOptions(), folder_options(env, options.in_memory, compression));
+      writer.emplace(rocksdb::EnvOptions(), bulk_file_options(env, options.in_memory, compression));
       record_files.push_back(options.path + "/" + std::string(run_file_prefix) + "records-" +
                              std::to_string(record_files.size() + 1) + ".sst");
       st = writer->Open(record_files.back());
