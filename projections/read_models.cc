@@ -1824,15 +1824,21 @@ result<void, projection_error> read_models::apply_decoded(
     // The batch itself was written by the reading and decoding threads, on the other core:
     // its lines are asked for further ahead still, so that prefetch_slots, which reads
     // them, finds them in (it waited for them: the applier's biggest stall).
-    constexpr std::size_t lines_ahead = 32;
+    constexpr std::size_t lines_ahead = 32, subject_ahead = 24;
     for (std::size_t i = 0; i < todo.size(); ++i) {
       if (i + lines_ahead < todo.size()) {
         const auto* d = reinterpret_cast<const char*>(&decoded[i + lines_ahead]);
         __builtin_prefetch(d);       // the event's ids
         __builtin_prefetch(d + 64);  // (most events' fields are in their first 128 bytes)
         __builtin_prefetch(d + sizeof(domain::event) - 1);  // which event: the variant's index
+        __builtin_prefetch(&decoded[i + lines_ahead].email_subject);
         const auto* r = reinterpret_cast<const char*>(&todo[i + lines_ahead]);
         __builtin_prefetch(r + offsetof(recorded_event, stream_version));
+      }
+      // A registration's email hash (a string the decoder made), read by prefetch_slots.
+      if (i + subject_ahead < todo.size()) {
+        const auto& subject = decoded[i + subject_ahead].email_subject;
+        if (!subject.empty()) __builtin_prefetch(subject.data());
       }
       if (i + slots_ahead < todo.size()) s.prefetch_slots(decoded[i + slots_ahead]);
       if (i + entries_ahead < todo.size()) s.prefetch_entries(decoded[i + entries_ahead]);
