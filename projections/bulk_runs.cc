@@ -34,11 +34,44 @@ std::uint32_t get_u32(const char* p) {
   return v;
 }
 
+// A key's first 32 bytes as big-endian integers, zero-padded, with its size: keys compared
+// by these (a row key is 25 bytes: a prefix, a uuid and a position) without a call to
+// memcmp. A merge compares each key it writes several times (the heap of its runs, the
+// range's end, the key after it), and such calls were a tenth of its time.
+struct key_head {
+  std::uint64_t words[4] = {0, 0, 0, 0};
+  std::size_t size = 0;
+
+  void set(std::string_view key) {
+    char padded[sizeof(words)] = {};
+    if (!key.empty()) std::memcpy(padded, key.data(), std::min(key.size(), sizeof(padded)));
+    for (int w = 0; w < 4; ++w) {
+      std::memcpy(&words[w], padded + 8 * w, 8);
+      words[w] = __builtin_bswap64(words[w]);
+    }
+    size = key.size();
+  }
+};
+
+// compare_keys(a, b) for keys with heads ha and hb.
+int compare_headed(const key_head& ha, std::string_view a, const key_head& hb, std::string_view b) {
+  for (int w = 0; w < 4; ++w) {
+    if (ha.words[w] != hb.words[w]) return ha.words[w] < hb.words[w] ? -1 : 1;
+  }
+  // Equal heads of keys no longer than them: one is the other with zero bytes added.
+  if (ha.size <= sizeof(ha.words) && hb.size <= sizeof(hb.words)) {
+    return (ha.size > hb.size) - (ha.size < hb.size);
+  }
+  return compare_keys(a, b);
+}
+
 // Reads one run file's entries in order, from an entry's offset, until a key at or past
 // `end` (none: to the file's end). key() and value() stay valid until the next next().
 class run_cursor {
  public:
-  run_cursor(std::size_t run, std::optional<std::string> end) : run_(run), end_(std::move(end)) {}
+  run_cursor(std::size_t run, std::optional<std::string> end) : run_(run), end_(std::move(end)) {
+    if (end_) end_head_.set(*end_);
+  }
 
   rocksdb::Status open(rocksdb::Env* env, const std::string& path, std::uint64_t offset) {
     auto st = env->NewSequentialFile(path, &file_, rocksdb::EnvOptions());
@@ -66,10 +99,16 @@ class run_cursor {
     }
     key_ = {buf_.data() + pos_ + entry_head, k};
     value_ = {buf_.data() + pos_ + entry_head + k, v};
+    head_.set(key_);
     consumed_ = size;
-    return !end_ || compare_keys(key_, *end_) < 0;
+    return !end_ || compare_headed(head_, key_, end_head_, *end_) < 0;
   }
   std::string_view key() const { return key_; }
+  const key_head& head() const { return head_; }
+  // compare_keys(key(), other.key()).
+  int compare(const run_cursor& other) const {
+    return compare_headed(head_, key_, other.head_, other.key_);
+  }
   std::string_view value() const { return value_; }
   std::size_t run() const { return run_; }
   const rocksdb::Status& status() const { return status_; }
@@ -100,12 +139,14 @@ class run_cursor {
 
   std::size_t run_;
   std::optional<std::string> end_;
+  key_head end_head_;
   std::unique_ptr<rocksdb::SequentialFile> file_;
   std::vector<char> buf_;
   std::size_t pos_ = 0, end_of_buf_ = 0, consumed_ = 0;
   bool eof_ = false;
   rocksdb::Status status_;
   std::string_view key_, value_;
+  key_head head_;
 };
 
 // Where the first entry at or past `begin` may be: the offset of the last indexed key
@@ -127,7 +168,7 @@ rocksdb::Status merge_range(const std::vector<run_file>& runs, const merge_optio
   std::vector<std::unique_ptr<run_cursor>> cursors;
   // A min-heap on the key; of equal keys the latest run first.
   auto after = [](const run_cursor* a, const run_cursor* b) {
-    const int c = compare_keys(a->key(), b->key());
+    const int c = a->compare(*b);
     return c != 0 ? c > 0 : a->run() < b->run();
   };
   std::vector<run_cursor*> heap;
@@ -165,7 +206,7 @@ rocksdb::Status merge_range(const std::vector<run_file>& runs, const merge_optio
                           rocksdb::Slice(top->value().data(), top->value().size()));
     if (!st.ok()) return st;
     // The same key in earlier runs: overwritten (top's key stays valid until it moves).
-    while (!heap.empty() && compare_keys(heap.front()->key(), top->key()) == 0) {
+    while (!heap.empty() && heap.front()->compare(*top) == 0) {
       std::pop_heap(heap.begin(), heap.end(), after);
       run_cursor* older = heap.back();
       heap.pop_back();

@@ -109,26 +109,38 @@ TEST_F(bulk_runs_test, overlapping_runs_merge_in_key_order_and_the_latest_value_
 
 // Keys of any length sort bytewise: shorter than the 32 bytes compared in place (zero
 // bytes at their end included), longer, and with bytes above 0x7f.
+// Also merged from several runs (the merge compares their keys by the same 32 bytes), in
+// any number of ranges.
 TEST_F(bulk_runs_test, keys_of_any_length_sort_bytewise) {
   std::mt19937_64 rng(3);
   const std::string alphabet("\x00\x01\x7f\x80\xff", 5);
-  sorted_run run;
-  pairs expected;
-  for (int i = 0; i < 5000; ++i) {
+  std::vector<sorted_run> runs_in_memory(3);
+  pairs expected, in_first;
+  for (int i = 0; i < 6000; ++i) {
     std::string k;
     const std::size_t size = rng() % 40;
     for (std::size_t j = 0; j < size; ++j) k.push_back(alphabet[rng() % alphabet.size()]);
     const std::string v = std::to_string(i);
-    run.add(k, v);
-    expected[k] = v;  // the last added wins
+    runs_in_memory[i / 2000].add(k, v);  // a later run, or later in the same one
+    expected[k] = v;                     // the last added wins
+    if (i < 2000) in_first[k] = v;
   }
-  ASSERT_LT(expected.size(), 5000u);  // some keys added twice
-  std::vector<run_file> runs{write_run(run)};
+  ASSERT_LT(in_first.size(), 2000u);  // some keys added twice to one run
+  std::vector<run_file> runs{write_run(runs_in_memory[0])};
   std::vector<std::string> files;
   merge_options o{.out_prefix = path("any-")};
-  const auto st = merge_runs(runs, o, files);
+  auto st = merge_runs(runs, o, files);
   ASSERT_TRUE(st.ok()) << st.ToString();
-  EXPECT_EQ(read_back(files, o.sst), expected);
+  EXPECT_EQ(read_back(files, o.sst), in_first);
+  runs.push_back(write_run(runs_in_memory[1]));
+  runs.push_back(write_run(runs_in_memory[2]));
+  for (std::size_t ranges = 1; ranges <= 4; ++ranges) {
+    files.clear();
+    merge_options more{.out_prefix = path("any-" + std::to_string(ranges) + "-"), .ranges = ranges};
+    st = merge_runs(runs, more, files);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    EXPECT_EQ(read_back(files, more.sst), expected) << ranges << " ranges";
+  }
 }
 
 // The read models' live batches: a run visited in key order (each key once, with the value

@@ -823,6 +823,58 @@ TEST_F(read_models_test, rebuild_from_zero_gives_identical_answers) {
   EXPECT_EQ(snapshot(), before);
 }
 
+// Claims of one invite share their terms (tracks, access duration, plays per track) while
+// they are the same: each claim still keeps the terms it was made under when the invite
+// changes between claims, live, after a restart (claims read back) and after a rebuild.
+TEST_F(read_models_test, claims_keep_the_terms_they_were_made_under) {
+  const uuid inv = id(100);
+  auto d = draft("Terms", {"k8s", "linux"});
+  d.plays_per_track_ = 2;
+  create_invite(org, inv, "AB2K7MZ", d);
+  auto first = claim(inv, "ada@example.com", 1);
+  auto second = claim(inv, "bob@example.com", 2);
+  domain::invite_patch patch;
+  patch.tracks_ = std::vector<domain::invite_track_request>{{"linux", std::nullopt}};
+  patch.plays_per_track_ = 5;
+  patch.access_duration_ = "P7D";
+  on_invite(inv, domain::update_invite{patch, catalog(org)});
+  auto third = claim(inv, "carol@example.com", 3);
+  on_invite(inv, domain::update_invite{domain::invite_patch{.plays_per_track_ = 2}, catalog(org)});
+  auto fourth = claim(inv, "dan@example.com", 4);
+  play(first.claim_->claim_id_, first.claim_->learner_id_, "linux");
+  catch_up();
+
+  auto terms = [&](const domain::claim_decision& c) {
+    const auto seed = models_->claim_seed(c.claim_->claim_id_);
+    EXPECT_TRUE(seed);
+    return seed ? seed->restrictions_ : domain::claim_snapshot{};
+  };
+  auto check = [&] {
+    for (const auto* c : {&first, &second, &third, &fourth}) {
+      EXPECT_EQ(terms(*c), claims_[c->claim_->claim_id_].restrictions_);
+    }
+    EXPECT_EQ(terms(first), terms(second));
+    EXPECT_EQ(terms(third).tracks_.size(), 1u);
+    EXPECT_EQ(terms(third).plays_per_track_, 5);
+    EXPECT_EQ(terms(fourth).plays_per_track_, 2);
+    EXPECT_EQ(terms(fourth).tracks_, terms(third).tracks_);
+    auto access = models_->claim_access(first.claim_->claim_id_, clock_.now());
+    ASSERT_TRUE(access);
+    ASSERT_EQ(access->tracks.size(), 2u);
+    EXPECT_EQ(access->tracks[1].plays_remaining, 1);
+    access = models_->claim_access(third.claim_->claim_id_, clock_.now());
+    ASSERT_TRUE(access);
+    ASSERT_EQ(access->tracks.size(), 1u);
+    EXPECT_EQ(access->tracks[0].plays_remaining, 5);
+  };
+  check();
+  open_models();  // the claims read back from their records
+  check();
+  projector_.reset();
+  ASSERT_TRUE(rebuild(*store_, *models_));
+  check();
+}
+
 // decode_events() takes the email index's keyed hash of each registration (so that a
 // rebuild's applying thread only stores it): for a LearnerRegistered with an email still
 // readable, and for nothing else, even in slots a previous batch used.

@@ -24,6 +24,16 @@ TEST(sealed_rows, the_personal_data_block_is_found_as_the_codec_writes_it) {
   EXPECT_EQ(personal_data_block(R"({"a":1,"personal_data":null,"z":2})"), "null");
   // Escaped quotes and braces inside the envelope's strings do not end it.
   EXPECT_EQ(personal_data_block(R"({"personal_data":{"s":"a\"}\\"},"z":1})"), R"({"s":"a\"}\\"})");
+  // ... also in long strings (searched 16 bytes at a time), at every offset in a block of 16.
+  for (std::size_t n = 0; n < 40; ++n) {
+    const std::string run(n, 'x');
+    const std::string block =
+        R"({"ct":")" + run + R"(\"}{\\)" + run + R"(","iv":")" + run + R"("})";
+    EXPECT_EQ(personal_data_block(R"({"a":1,"personal_data":)" + block + "}"), block) << n;
+    // Unterminated: the string, then the block.
+    EXPECT_FALSE(personal_data_block(R"({"personal_data":{"ct":")" + run)) << n;
+    EXPECT_FALSE(personal_data_block(R"({"personal_data":{"ct":")" + run + "\"")) << n;
+  }
 }
 
 TEST(sealed_rows, data_not_shaped_as_the_codec_writes_it_has_no_block) {
