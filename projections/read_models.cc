@@ -1,5 +1,6 @@
 #include "projections/read_models.h"
 
+#include <openssl/crypto.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/options.h>
@@ -884,16 +885,37 @@ struct read_models::state {
   decoded_batch live_decoded;
   // Keeps live_decoded to what live batches use: a catch-up's batch (up to 4096 events)
   // must not hold its entries for the life of the process, nor may any entry keep an
-  // invite's settings (thousands of allowed emails, maybe) once applied.
-  void keep_live_decoded_small() {
+  // invite's settings (thousands of allowed emails, maybe) or decrypted personal data
+  // (emails, names, lead answers) once its batch is over, applied or not: that data must
+  // not outlive the batch in memory (a learner forgotten since would still be readable in
+  // a core dump). Personal data is wiped and cleared in place: an InviteClaimed entry
+  // keeps its event (and the buffers, zeroed) for the next batch to decode into. `used`:
+  // how many entries the batch decoded into; the others are as the last trim left them.
+  void keep_live_decoded_small(std::size_t used) {
     constexpr std::size_t kept = 512;  // live batches: ~100 events (32 claims) under load
     if (live_decoded.size() > kept) live_decoded.resize(kept);
-    for (auto& d : live_decoded) {
-      if (d.event && (std::holds_alternative<domain::invite_created>(d.event->event) ||
-                      std::holds_alternative<domain::invite_updated>(d.event->event))) {
+    for (auto& d : std::span(live_decoded).first(std::min(used, live_decoded.size()))) {
+      wipe(d.email_subject);
+      if (!d.event) continue;
+      if (std::holds_alternative<domain::invite_created>(d.event->event) ||
+          std::holds_alternative<domain::invite_updated>(d.event->event)) {
         d.event.reset();
+      } else if (auto* pd = domain::personal_data_of(d.event->event)) {
+        wipe(pd->email_);
+        wipe(pd->first_name_);
+        wipe(pd->last_name_);
+        wipe(pd->password_hash_);
+        for (auto& [field, answer] : pd->answers_) wipe(answer);
+        pd->answers_.clear();
       }
     }
+  }
+  // Zeroes all of `s`'s buffer (what an earlier, longer value left past its end too),
+  // then empties it; the buffer stays for reuse.
+  static void wipe(std::string& s) {
+    s.resize(s.capacity());
+    OPENSSL_cleanse(s.data(), s.size());
+    s.clear();
   }
   // Bulk load: the run files written so far, in the order they were filled.
   std::vector<bulk::run_file> runs;
@@ -1749,6 +1771,20 @@ result<void, projection_error> read_models::decode_events(
   return {};
 }
 
+read_models::kept_decoded_counts read_models::kept_decoded_for_test() const {
+  kept_decoded_counts n;
+  for (const auto& d : state_->live_decoded) {
+    ++n.entries;
+    const auto* pd = d.event ? domain::personal_data_of(d.event->event) : nullptr;
+    if (!d.email_subject.empty() || (pd != nullptr && !pd->empty())) ++n.with_personal_data;
+    if (d.event && (std::holds_alternative<domain::invite_created>(d.event->event) ||
+                    std::holds_alternative<domain::invite_updated>(d.event->event))) {
+      ++n.with_invite_settings;
+    }
+  }
+  return n;
+}
+
 bool read_models::preload_keys() { return state_->codec->keys().preload(); }
 
 void read_models::end_preload_keys() { state_->codec->keys().end_preload(); }
@@ -1789,7 +1825,7 @@ result<void, projection_error> read_models::apply(
     if (!e.empty()) return projection_error{std::move(e)};
   }
   auto applied_ok = apply_decoded(todo, std::span(decoded).first(todo.size()));
-  s.keep_live_decoded_small();
+  s.keep_live_decoded_small(todo.size());
   return applied_ok;
 }
 

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -1004,6 +1005,37 @@ TEST_F(read_models_test, a_rebuild_stops_at_the_first_event_it_cannot_decode) {
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().message, applied.error().message);
   }
+}
+
+// The entries a live apply() keeps between batches to decode into hold no decrypted
+// personal data once their batch is applied: not the claimant's email, nor the names of
+// her LearnerRegistered (nor, after she is forgotten, anything of hers at all).
+TEST_F(read_models_test, no_decrypted_personal_data_is_kept_after_its_batch) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Private"));
+  const auto ada = claim(inv, "ada@example.com", 1, "Ada", "Lovelace");
+  auto live = read_models::open({.path = dir_.sub("live")}, *codec_);
+  ASSERT_TRUE(live) << live.error().message;
+  auto first = store_->read_all({}, 1000);
+  ASSERT_TRUE(first);
+  ASSERT_TRUE(std::any_of(first->begin(), first->end(),
+                          [](const auto& e) { return e.type == "LearnerRegistered"; }));
+  ASSERT_TRUE((*live)->apply(*first));
+  ASSERT_TRUE((*live)->learner_by_email(org, codec_->email_subject(org, "ada@example.com")));
+  auto kept = (*live)->kept_decoded_for_test();
+  EXPECT_GE(kept.entries, first->size());
+  EXPECT_EQ(kept.with_personal_data, 0u);
+  EXPECT_EQ(kept.with_invite_settings, 0u);
+
+  const auto forgotten_at = forget(ada.claim_->learner_id_);
+  auto second = store_->read_all({.from_position = first->back().position + 1}, 1000);
+  ASSERT_TRUE(second);
+  ASSERT_FALSE(second->empty());
+  ASSERT_TRUE((*live)->apply(*second));
+  EXPECT_EQ((*live)->applied_position(), forgotten_at);
+  kept = (*live)->kept_decoded_for_test();
+  EXPECT_GE(kept.entries, first->size());  // the first batch's entries, still there to reuse
+  EXPECT_EQ(kept.with_personal_data, 0u);
 }
 
 // A key store that forwards to another and records how a rebuild uses its preload: the
