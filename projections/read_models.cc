@@ -1802,6 +1802,12 @@ result<void, projection_error> read_models::apply(
   // entries earlier batches left (decode_range decodes over an entry's event of the same
   // type, whose strings keep their buffers): a live batch makes and frees few of them.
   decoded_batch& decoded = s.live_decoded;
+  // On every way out (a decoding failure too): what the batch decoded must not stay.
+  struct trim_on_exit {
+    state& s;
+    std::size_t used;
+    ~trim_on_exit() { s.keep_live_decoded_small(used); }
+  } trim{s, todo.size()};
   if (decoded.size() < todo.size()) decoded.resize(todo.size());
   for (std::size_t i = 0; i < todo.size(); ++i) decoded[i].email_subject.clear();
   const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
@@ -1824,9 +1830,7 @@ result<void, projection_error> read_models::apply(
   for (auto& e : errors) {  // ranges in position order: the first failure is reported
     if (!e.empty()) return projection_error{std::move(e)};
   }
-  auto applied_ok = apply_decoded(todo, std::span(decoded).first(todo.size()));
-  s.keep_live_decoded_small(todo.size());
-  return applied_ok;
+  return apply_decoded(todo, std::span(decoded).first(todo.size()));
 }
 
 result<void, projection_error> read_models::apply(std::span<const eventstore::recorded_event> batch,

@@ -1038,6 +1038,36 @@ TEST_F(read_models_test, no_decrypted_personal_data_is_kept_after_its_batch) {
   EXPECT_EQ(kept.with_personal_data, 0u);
 }
 
+// A batch that fails to decode leaves the kept entries as a batch that applies does: no
+// invite settings, no personal data, and no more of them than live batches keep.
+TEST_F(read_models_test, a_batch_that_does_not_decode_keeps_no_settings_or_personal_data) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Damaged", {"linux"}));
+  claim(inv, "ada@example.com", 1);
+  std::vector<eventstore::new_event> damaged(600);
+  for (auto& e : damaged) {
+    e.event_id = uuid::random();
+    e.type = "TrackPlayed";
+    e.org_id = org.to_string();
+    e.data = "{not json";
+  }
+  ASSERT_TRUE(store_->append({{"damaged", eventstore::expected_version::any(), damaged}}));
+  auto all = store_->read_all({}, 1000);
+  ASSERT_TRUE(all);
+  ASSERT_GT(all->size(), 600u);
+  auto live = read_models::open({.path = dir_.sub("live")}, *codec_);
+  ASSERT_TRUE(live) << live.error().message;
+  auto applied = (*live)->apply(*all);
+  ASSERT_FALSE(applied);
+  EXPECT_NE(applied.error().message.find("(TrackPlayed)"), std::string::npos)
+      << applied.error().message;
+  const auto kept = (*live)->kept_decoded_for_test();
+  EXPECT_LE(kept.entries, 512u);
+  EXPECT_EQ(kept.with_personal_data, 0u);
+  EXPECT_EQ(kept.with_invite_settings, 0u);
+  EXPECT_EQ((*live)->applied_position(), 0u);
+}
+
 // A key store that forwards to another and records how a rebuild uses its preload: the
 // calls, and whether each lookup came while a preload was in place.
 class observed_key_store final : public eventstore::key_store {
