@@ -54,7 +54,8 @@ using eventstore::recorded_event;
 //   s<invite>                invite identity and settings (rewritten on create/update only)
 //   i<invite>                invite lifecycle, version and counters
 //   c<position>              claim: snapshot and progress per track, keyed by the position
-//                            of its InviteClaimed (its id is in the record)
+//                            of its first InviteClaimed (its id is in the record; a repeat
+//                            rewrites the record under the same key)
 //   l<position>              learner: keyed email hash, lead submitted, forgotten, claims,
 //                            keyed by the position of the first event that named it
 //   A<invite><position>      acceptance row (sealed event: what decrypts its personal data)
@@ -212,8 +213,13 @@ struct claim_rec {
   std::int64_t plays_per_track = 0;
   track_progress progress_by_track;
   // Of its InviteClaimed: the key of its A row, and its place in the learner's history
-  // (which has no H row of its own for a claim: the learner's claims are in memory).
+  // (which has no H row of its own for a claim: the learner's claims are in memory). A
+  // repeated InviteClaimed of the claim moves it to the repeat's.
   std::uint64_t position = 0;
+  // The position of its first InviteClaimed: its record's key (c<position>), which never
+  // moves (a moved key would leave the old record behind, read back as well on open).
+  // Memory only: load() reads it from the key.
+  std::uint64_t key_position = 0;
 };
 
 struct learner_rec {
@@ -1085,12 +1091,20 @@ result<void, projection_error> read_models::state::load() {
       if (found == invites.end() || !decode_state(view(it->value()), found->second)) corrupt = true;
     }
   }
-  each('c', [&](std::string_view v) {
-    claim_rec c;
-    if (!decode(v, c)) return false;
-    claims[c.claim_id] = std::move(c);
-    return true;
-  });
+  // Claim records are keyed by a position their record may not hold: read with the key.
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek("c"); it->Valid() && it->key().starts_with("c"); it->Next()) {
+      claim_rec c;
+      if (it->key().size() != 9 || !decode(view(it->value()), c)) {
+        corrupt = true;
+        continue;
+      }
+      c.key_position = read_be64(view(it->key()).substr(1));
+      claims[c.claim_id] = std::move(c);
+    }
+    if (!it->status().ok()) corrupt = true;
+  }
   for (const auto& [id, c] : claims) {
     if (auto i = invites.find(c.invite_id); i != invites.end()) {
       i->second.claim_times.push_back(c.claimed_at);
@@ -1270,7 +1284,9 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
                      if (e.anonymous_) ++i->anonymous_claims;
                      ++i->claims_per_day[day_text(e.claimed_at_)];
                      i->claim_times.push_back(e.claimed_at_);
-                     auto& c = claims[e.claim_id_];
+                     auto [slot, first_claimed] = claims.try_emplace(e.claim_id_);
+                     auto& c = slot->second;
+                     if (first_claimed) c.key_position = re.position;
                      c.org_id = e.org_id_;
                      c.invite_id = e.invite_id_;
                      c.claim_id = e.claim_id_;
@@ -1416,7 +1432,7 @@ void read_models::state::stage_dirty() {
   std::string key;
   for (const auto& id : dirty.claims) {
     const auto& c = claims.at(id);
-    position_key_into('c', c.position, key);
+    position_key_into('c', c.key_position, key);
     encode_into(out.value, c);
     out.put(key, out.value.data());
   }
@@ -1558,9 +1574,9 @@ result<void, projection_error> read_models::state::merge_and_add_records() {
     position_key_into(prefix, position, key);
     put_key(key, value);
   };
-  for (const auto* c : by_position(claims, [](const claim_rec& c) { return c.position; })) {
+  for (const auto* c : by_position(claims, [](const claim_rec& c) { return c.key_position; })) {
     encode_into(record, c->second);
-    put_at('c', c->second.position, record.data());
+    put_at('c', c->second.key_position, record.data());
   }
   const auto invites_in_order = by_id(invites);
   for (const auto* i : invites_in_order) put('i', i->first, encode_state(i->second));
