@@ -57,7 +57,10 @@ using eventstore::recorded_event;
 //                            of its first InviteClaimed (its id is in the record; a repeat
 //                            rewrites the record under the same key)
 //   l<position>              learner: keyed email hash, lead submitted, forgotten, claims,
-//                            keyed by the position of the first event that named it
+//                            keyed by the position of its first InviteClaimed,
+//                            LearnerRegistered, LeadCaptured or LearnerForgotten (the events
+//                            that make the record; TrackPlayed and ClaimRejected name a
+//                            learner without making one)
 //   A<invite><position>      acceptance row (sealed event: what decrypts its personal data)
 //   R<invite><position>      rejection row (sealed event)
 //   L<org><position>         lead row (sealed event)
@@ -230,7 +233,8 @@ struct learner_rec {
   bool lead_submitted = false;
   bool forgotten = false;
   std::vector<uuid> claims;
-  // The position of the first event that named the learner: its record's key (l<position>).
+  // The position of the first event that made the record (InviteClaimed, LearnerRegistered,
+  // LeadCaptured or LearnerForgotten: learner_of's callers): its key (l<position>).
   // Memory only: load() reads it from the key.
   std::uint64_t key_position = 0;
 };
@@ -958,7 +962,8 @@ struct read_models::state {
   void mark(Set& set, Key&& key) {
     if (!bulk) set.insert(std::forward<Key>(key));
   }
-  // The learner's record, made for the event at `position` if it is the first to name it.
+  // The learner's record, made for the event at `position` if none is made yet. Only the
+  // events that make a record call it (not TrackPlayed or ClaimRejected, which name one).
   learner_rec& learner_of(const uuid& org, const uuid& learner_id, std::uint64_t position);
   // day_of(t), remembered for the last day asked: claims come in time order, so most
   // share the previous one's day.
@@ -1170,7 +1175,7 @@ learner_rec& read_models::state::learner_of(const uuid& org, const uuid& learner
 
 void read_models::state::apply_one(const recorded_event& re, decoded_entry& decoded) {
   namespace dm = domain;
-  const std::uint64_t at = re.position;  // a learner's record is keyed by its first event's
+  const std::uint64_t at = re.position;  // a new learner record: keyed by this
   if (const eventstore::decoded_event* d = decoded.event ? &*decoded.event : nullptr) {
     const bool forgotten = d->forgotten;
     auto invite_of = [&](const uuid& org, const uuid& id) -> invite_rec* {
