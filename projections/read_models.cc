@@ -1,5 +1,6 @@
 #include "projections/read_models.h"
 
+#include <openssl/crypto.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/options.h>
@@ -53,9 +54,13 @@ using eventstore::recorded_event;
 //   s<invite>                invite identity and settings (rewritten on create/update only)
 //   i<invite>                invite lifecycle, version and counters
 //   c<position>              claim: snapshot and progress per track, keyed by the position
-//                            of its InviteClaimed (its id is in the record)
+//                            of its first InviteClaimed (its id is in the record; a repeat
+//                            rewrites the record under the same key)
 //   l<position>              learner: keyed email hash, lead submitted, forgotten, claims,
-//                            keyed by the position of the first event that named it
+//                            keyed by the position of its first InviteClaimed,
+//                            LearnerRegistered, LeadCaptured or LearnerForgotten (the events
+//                            that make the record; TrackPlayed and ClaimRejected name a
+//                            learner without making one)
 //   A<invite><position>      acceptance row (sealed event: what decrypts its personal data)
 //   R<invite><position>      rejection row (sealed event)
 //   L<org><position>         lead row (sealed event)
@@ -217,8 +222,13 @@ struct claim_rec {
   std::shared_ptr<const domain::claim_snapshot> terms;
   track_progress progress_by_track;
   // Of its InviteClaimed: the key of its A row, and its place in the learner's history
-  // (which has no H row of its own for a claim: the learner's claims are in memory).
+  // (which has no H row of its own for a claim: the learner's claims are in memory). A
+  // repeated InviteClaimed of the claim moves it to the repeat's.
   std::uint64_t position = 0;
+  // The position of its first InviteClaimed: its record's key (c<position>), which never
+  // moves (a moved key would leave the old record behind, read back as well on open).
+  // Memory only: load() reads it from the key.
+  std::uint64_t key_position = 0;
 };
 
 const domain::claim_snapshot& terms_of(const claim_rec& c) {
@@ -244,7 +254,8 @@ struct learner_rec {
   bool lead_submitted = false;
   bool forgotten = false;
   std::vector<uuid> claims;
-  // The position of the first event that named the learner: its record's key (l<position>).
+  // The position of the first event that made the record (InviteClaimed, LearnerRegistered,
+  // LeadCaptured or LearnerForgotten: learner_of's callers): its key (l<position>).
   // Memory only: load() reads it from the key.
   std::uint64_t key_position = 0;
 };
@@ -925,16 +936,37 @@ struct read_models::state {
   decoded_batch live_decoded;
   // Keeps live_decoded to what live batches use: a catch-up's batch (up to 4096 events)
   // must not hold its entries for the life of the process, nor may any entry keep an
-  // invite's settings (thousands of allowed emails, maybe) once applied.
-  void keep_live_decoded_small() {
+  // invite's settings (thousands of allowed emails, maybe) or decrypted personal data
+  // (emails, names, lead answers) once its batch is over, applied or not: that data must
+  // not outlive the batch in memory (a learner forgotten since would still be readable in
+  // a core dump). Personal data is wiped and cleared in place: an InviteClaimed entry
+  // keeps its event (and the buffers, zeroed) for the next batch to decode into. `used`:
+  // how many entries the batch decoded into; the others are as the last trim left them.
+  void keep_live_decoded_small(std::size_t used) {
     constexpr std::size_t kept = 512;  // live batches: ~100 events (32 claims) under load
     if (live_decoded.size() > kept) live_decoded.resize(kept);
-    for (auto& d : live_decoded) {
-      if (d.event && (std::holds_alternative<domain::invite_created>(d.event->event) ||
-                      std::holds_alternative<domain::invite_updated>(d.event->event))) {
+    for (auto& d : std::span(live_decoded).first(std::min(used, live_decoded.size()))) {
+      wipe(d.email_subject);
+      if (!d.event) continue;
+      if (std::holds_alternative<domain::invite_created>(d.event->event) ||
+          std::holds_alternative<domain::invite_updated>(d.event->event)) {
         d.event.reset();
+      } else if (auto* pd = domain::personal_data_of(d.event->event)) {
+        wipe(pd->email_);
+        wipe(pd->first_name_);
+        wipe(pd->last_name_);
+        wipe(pd->password_hash_);
+        for (auto& [field, answer] : pd->answers_) wipe(answer);
+        pd->answers_.clear();
       }
     }
+  }
+  // Zeroes all of `s`'s buffer (what an earlier, longer value left past its end too),
+  // then empties it; the buffer stays for reuse.
+  static void wipe(std::string& s) {
+    s.resize(s.capacity());
+    OPENSSL_cleanse(s.data(), s.size());
+    s.clear();
   }
   // Bulk load: the run files written so far, in the order they were filled.
   std::vector<bulk::run_file> runs;
@@ -971,7 +1003,8 @@ struct read_models::state {
   void mark(Set& set, Key&& key) {
     if (!bulk) set.insert(std::forward<Key>(key));
   }
-  // The learner's record, made for the event at `position` if it is the first to name it.
+  // The learner's record, made for the event at `position` if none is made yet. Only the
+  // events that make a record call it (not TrackPlayed or ClaimRejected, which name one).
   learner_rec& learner_of(const uuid& org, const uuid& learner_id, std::uint64_t position);
   // day_of(t), remembered for the last day asked: claims come in time order, so most
   // share the previous one's day.
@@ -1104,12 +1137,20 @@ result<void, projection_error> read_models::state::load() {
       if (found == invites.end() || !decode_state(view(it->value()), found->second)) corrupt = true;
     }
   }
-  each('c', [&](std::string_view v) {
-    claim_rec c;
-    if (!decode(v, c)) return false;
-    claims[c.claim_id] = std::move(c);
-    return true;
-  });
+  // Claim records are keyed by a position their record may not hold: read with the key.
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek("c"); it->Valid() && it->key().starts_with("c"); it->Next()) {
+      claim_rec c;
+      if (it->key().size() != 9 || !decode(view(it->value()), c)) {
+        corrupt = true;
+        continue;
+      }
+      c.key_position = read_be64(view(it->key()).substr(1));
+      claims[c.claim_id] = std::move(c);
+    }
+    if (!it->status().ok()) corrupt = true;
+  }
   for (auto& [id, c] : claims) {
     if (auto i = invites.find(c.invite_id); i != invites.end()) {
       i->second.claim_times.push_back(c.claimed_at);
@@ -1176,7 +1217,7 @@ learner_rec& read_models::state::learner_of(const uuid& org, const uuid& learner
 
 void read_models::state::apply_one(const recorded_event& re, decoded_entry& decoded) {
   namespace dm = domain;
-  const std::uint64_t at = re.position;  // a learner's record is keyed by its first event's
+  const std::uint64_t at = re.position;  // a new learner record: keyed by this
   if (const eventstore::decoded_event* d = decoded.event ? &*decoded.event : nullptr) {
     const bool forgotten = d->forgotten;
     auto invite_of = [&](const uuid& org, const uuid& id) -> invite_rec* {
@@ -1290,7 +1331,9 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
                      if (e.anonymous_) ++i->anonymous_claims;
                      ++i->claims_per_day[day_text(e.claimed_at_)];
                      i->claim_times.push_back(e.claimed_at_);
-                     auto& c = claims[e.claim_id_];
+                     auto [slot, first_claimed] = claims.try_emplace(e.claim_id_);
+                     auto& c = slot->second;
+                     if (first_claimed) c.key_position = re.position;
                      c.org_id = e.org_id_;
                      c.invite_id = e.invite_id_;
                      c.claim_id = e.claim_id_;
@@ -1434,7 +1477,7 @@ void read_models::state::stage_dirty() {
   std::string key;
   for (const auto& id : dirty.claims) {
     const auto& c = claims.at(id);
-    position_key_into('c', c.position, key);
+    position_key_into('c', c.key_position, key);
     encode_into(out.value, c);
     out.put(key, out.value.data());
   }
@@ -1576,9 +1619,9 @@ result<void, projection_error> read_models::state::merge_and_add_records() {
     position_key_into(prefix, position, key);
     put_key(key, value);
   };
-  for (const auto* c : by_position(claims, [](const claim_rec& c) { return c.position; })) {
+  for (const auto* c : by_position(claims, [](const claim_rec& c) { return c.key_position; })) {
     encode_into(record, c->second);
-    put_at('c', c->second.position, record.data());
+    put_at('c', c->second.key_position, record.data());
   }
   const auto invites_in_order = by_id(invites);
   for (const auto* i : invites_in_order) put('i', i->first, encode_state(i->second));
@@ -1789,6 +1832,20 @@ result<void, projection_error> read_models::decode_events(
   return {};
 }
 
+read_models::kept_decoded_counts read_models::kept_decoded_for_test() const {
+  kept_decoded_counts n;
+  for (const auto& d : state_->live_decoded) {
+    ++n.entries;
+    const auto* pd = d.event ? domain::personal_data_of(d.event->event) : nullptr;
+    if (!d.email_subject.empty() || (pd != nullptr && !pd->empty())) ++n.with_personal_data;
+    if (d.event && (std::holds_alternative<domain::invite_created>(d.event->event) ||
+                    std::holds_alternative<domain::invite_updated>(d.event->event))) {
+      ++n.with_invite_settings;
+    }
+  }
+  return n;
+}
+
 bool read_models::preload_keys() { return state_->codec->keys().preload(); }
 
 void read_models::end_preload_keys() { state_->codec->keys().end_preload(); }
@@ -1806,6 +1863,12 @@ result<void, projection_error> read_models::apply(
   // entries earlier batches left (decode_range decodes over an entry's event of the same
   // type, whose strings keep their buffers): a live batch makes and frees few of them.
   decoded_batch& decoded = s.live_decoded;
+  // On every way out (a decoding failure too): what the batch decoded must not stay.
+  struct trim_on_exit {
+    state& s;
+    std::size_t used;
+    ~trim_on_exit() { s.keep_live_decoded_small(used); }
+  } trim{s, todo.size()};
   if (decoded.size() < todo.size()) decoded.resize(todo.size());
   for (std::size_t i = 0; i < todo.size(); ++i) decoded[i].email_subject.clear();
   const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
@@ -1828,9 +1891,7 @@ result<void, projection_error> read_models::apply(
   for (auto& e : errors) {  // ranges in position order: the first failure is reported
     if (!e.empty()) return projection_error{std::move(e)};
   }
-  auto applied_ok = apply_decoded(todo, std::span(decoded).first(todo.size()));
-  s.keep_live_decoded_small();
-  return applied_ok;
+  return apply_decoded(todo, std::span(decoded).first(todo.size()));
 }
 
 result<void, projection_error> read_models::apply(std::span<const eventstore::recorded_event> batch,

@@ -454,6 +454,16 @@ class read_models {
   bool preload_keys();
   void end_preload_keys();
 
+  // Tests only, with no apply() under way: the entries apply() keeps between batches to
+  // decode into, and how many of them still hold personal data (a non-empty
+  // personal_data block or email hash) or an invite's settings (InviteCreated/Updated).
+  struct kept_decoded_counts {
+    std::size_t entries = 0;
+    std::size_t with_personal_data = 0;
+    std::size_t with_invite_settings = 0;
+  };
+  kept_decoded_counts kept_decoded_for_test() const;
+
   struct state;  // internal
 
  private:

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -633,6 +634,73 @@ TEST_F(read_models_test, claim_and_learner_records_are_keyed_by_position) {
   }
 }
 
+// A repeated InviteClaimed of a claim (same claim id, a later position) rewrites the claim's
+// record under the key of its first one: after a restart there is one record, and the read
+// models answer as before it (the claim's place in the history is the repeat's, as before).
+TEST_F(read_models_test, a_repeated_claim_keeps_one_record_under_its_first_key) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Twice", {"k8s", "linux"}));
+  const auto ada = claim(inv, "ada@example.com", 1);
+  const uuid claim_id = ada.claim_->claim_id_;
+  const uuid learner_id = ada.claim_->learner_id_;
+  play(claim_id, learner_id, "linux");
+  catch_up();
+  const auto* claimed = [&]() -> const domain::invite_claimed* {
+    for (const auto& e : ada.events_) {
+      if (const auto* c = std::get_if<domain::invite_claimed>(&e)) return c;
+    }
+    return nullptr;
+  }();
+  ASSERT_NE(claimed, nullptr);
+  const auto repeated_at = append({*claimed});
+  catch_up();
+
+  auto answers = [&] {
+    nlohmann::json j;
+    j["invite"] = to_json(*models_->invite(org, inv, clock_.now()));
+    j["claims"] = to_json(std::span<const acceptance_row>(*models_->acceptance_list(org, inv)));
+    j["history"] = to_json(*models_->learner_history(org, learner_id));
+    j["learner"] = to_json(*models_->learner(org, learner_id));
+    j["access"] = to_json(*models_->claim_access(claim_id, clock_.now()));
+    return j;
+  };
+  auto claim_keys = [&] {
+    std::vector<std::string> keys;
+    rocksdb::DB* raw = nullptr;
+    EXPECT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::Options(), models_path(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek("c"); it->Valid() && it->key().starts_with("c"); it->Next()) {
+      keys.push_back(it->key().ToString());
+    }
+    return keys;
+  };
+  const auto before = answers();
+  std::size_t claimed_entries = 0;
+  for (const auto& x : before["history"]["history"]) {
+    if (x["fact"] != "claimed") continue;
+    ++claimed_entries;
+    EXPECT_EQ(x["position"], repeated_at) << x.dump();
+  }
+  EXPECT_GE(claimed_entries, 1u) << before["history"].dump();
+  open_models();  // a clean close flushes: the records are in the files
+  const auto keys = claim_keys();
+  EXPECT_EQ(keys.size(), 1u);
+  EXPECT_EQ(answers(), before);
+
+  // Rewritten after the restart: under the same key, with the play since.
+  start_projector();
+  play(claim_id, learner_id, "k8s");
+  catch_up();
+  open_models();
+  EXPECT_EQ(claim_keys(), keys);
+  const auto access = models_->claim_access(claim_id, clock_.now());
+  ASSERT_TRUE(access);
+  std::int64_t plays = 0;
+  for (const auto& t : access->tracks) plays += t.plays_used;
+  EXPECT_EQ(plays, 2);
+}
+
 TEST_F(read_models_test, email_index_and_lead_form_submissions) {
   const uuid inv = id(100);
   create_lead_form_invite(org, inv, "Leads");
@@ -1056,6 +1124,67 @@ TEST_F(read_models_test, a_rebuild_stops_at_the_first_event_it_cannot_decode) {
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().message, applied.error().message);
   }
+}
+
+// The entries a live apply() keeps between batches to decode into hold no decrypted
+// personal data once their batch is applied: not the claimant's email, nor the names of
+// her LearnerRegistered (nor, after she is forgotten, anything of hers at all).
+TEST_F(read_models_test, no_decrypted_personal_data_is_kept_after_its_batch) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Private"));
+  const auto ada = claim(inv, "ada@example.com", 1, "Ada", "Lovelace");
+  auto live = read_models::open({.path = dir_.sub("live")}, *codec_);
+  ASSERT_TRUE(live) << live.error().message;
+  auto first = store_->read_all({}, 1000);
+  ASSERT_TRUE(first);
+  ASSERT_TRUE(std::any_of(first->begin(), first->end(),
+                          [](const auto& e) { return e.type == "LearnerRegistered"; }));
+  ASSERT_TRUE((*live)->apply(*first));
+  ASSERT_TRUE((*live)->learner_by_email(org, codec_->email_subject(org, "ada@example.com")));
+  auto kept = (*live)->kept_decoded_for_test();
+  EXPECT_GE(kept.entries, first->size());
+  EXPECT_EQ(kept.with_personal_data, 0u);
+  EXPECT_EQ(kept.with_invite_settings, 0u);
+
+  const auto forgotten_at = forget(ada.claim_->learner_id_);
+  auto second = store_->read_all({.from_position = first->back().position + 1}, 1000);
+  ASSERT_TRUE(second);
+  ASSERT_FALSE(second->empty());
+  ASSERT_TRUE((*live)->apply(*second));
+  EXPECT_EQ((*live)->applied_position(), forgotten_at);
+  kept = (*live)->kept_decoded_for_test();
+  EXPECT_GE(kept.entries, first->size());  // the first batch's entries, still there to reuse
+  EXPECT_EQ(kept.with_personal_data, 0u);
+}
+
+// A batch that fails to decode leaves the kept entries as a batch that applies does: no
+// invite settings, no personal data, and no more of them than live batches keep.
+TEST_F(read_models_test, a_batch_that_does_not_decode_keeps_no_settings_or_personal_data) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Damaged", {"linux"}));
+  claim(inv, "ada@example.com", 1);
+  std::vector<eventstore::new_event> damaged(600);
+  for (auto& e : damaged) {
+    e.event_id = uuid::random();
+    e.type = "TrackPlayed";
+    e.org_id = org.to_string();
+    e.data = "{not json";
+  }
+  ASSERT_TRUE(store_->append({{"damaged", eventstore::expected_version::any(), damaged}}));
+  auto all = store_->read_all({}, 1000);
+  ASSERT_TRUE(all);
+  ASSERT_GT(all->size(), 600u);
+  auto live = read_models::open({.path = dir_.sub("live")}, *codec_);
+  ASSERT_TRUE(live) << live.error().message;
+  auto applied = (*live)->apply(*all);
+  ASSERT_FALSE(applied);
+  EXPECT_NE(applied.error().message.find("(TrackPlayed)"), std::string::npos)
+      << applied.error().message;
+  const auto kept = (*live)->kept_decoded_for_test();
+  EXPECT_LE(kept.entries, 512u);
+  EXPECT_EQ(kept.with_personal_data, 0u);
+  EXPECT_EQ(kept.with_invite_settings, 0u);
+  EXPECT_EQ((*live)->applied_position(), 0u);
 }
 
 // A key store that forwards to another and records how a rebuild uses its preload: the
