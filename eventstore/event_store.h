@@ -15,6 +15,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/clock.h"
@@ -102,13 +103,29 @@ class event_store {
   virtual store_result<std::uint64_t> scan(
       const log_filter& filter, const std::function<bool(const recorded_event&)>& visit) = 0;
 
-  // scan() for a caller that keeps what it is handed (a rebuild's reader): `visit` may
+  // scan() for a caller that keeps what it is handed (a subscription's batch): `visit` may
   // take the event's contents, e.g. std::swap it with an event of its own, whose buffers
   // the store then reuses for the next one, so nothing is copied to be kept. This default
   // hands each event over as a copy. An implementation must not read `e` after `visit`
   // returns (its position, for the result, included): it may hold the caller's event.
   virtual store_result<std::uint64_t> scan_taking(
       const log_filter& filter, const std::function<bool(recorded_event&)>& visit);
+
+  // scan() for a caller that decodes on threads of its own (a rebuild: one thread reads,
+  // others decode): `visit` gets each record's position and stored bytes, valid during the
+  // call only, neither decoded nor checked; decode_record() turns them into the event scan()
+  // would have handed over, or names what is wrong with them. Of the filter, only the
+  // positions, `until` and `one_pass` apply (types, stream_prefix or since: invalid_argument).
+  // Records are handed over in position order with none skipped: a gap in the log fails the
+  // scan as it fails scan(). The default encodes the events scan() hands over.
+  virtual store_result<std::uint64_t> scan_records(
+      const log_filter& filter,
+      const std::function<bool(std::uint64_t position, std::string_view bytes)>& visit);
+  // A record scan_records() handed over for `position`, decoded into `out` (its buffers
+  // reused), as scan() hands it over: its checksum and position checked, upcasters applied.
+  // Safe on any thread, concurrently with everything else.
+  virtual store_result<void> decode_record(std::uint64_t position, std::string_view bytes,
+                                           recorded_event& out) const;
 
   // Convenience over scan(): at most `max_count` matching events.
   store_result<std::vector<recorded_event>> read_all(const log_filter& filter,

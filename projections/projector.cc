@@ -72,18 +72,36 @@ std::optional<projection_error> projector::error() const {
 namespace {
 
 // A batch of the log on its way from the reading thread through a decoding one to the
-// applying one. A fixed set of them circulates: memory stays bounded, and the events'
-// strings keep their buffers from one use to the next (assigning an event into a used
-// slot copies bytes without a malloc per field, and nothing is freed per event on the
-// applying thread, the one that bounds the rebuild's time).
+// applying one. The reader only copies each record's stored bytes (one copy, into memory
+// it fills in order); the decoder turns them into the batch's events and what applying
+// them needs. A fixed set of batches circulates: memory stays bounded, and the events'
+// strings keep their buffers from one use to the next (decoding into a used slot copies
+// bytes without a malloc per field, and nothing is freed per event on the applying thread,
+// the one that bounds the rebuild's time).
 struct rebuild_batch {
-  std::uint64_t seq = 0;                          // order of reading
+  std::uint64_t seq = 0;  // order of reading
+  // As read: record i is bytes [ends[i-1], ends[i]) of `records`, stored at positions[i].
+  std::string records;
+  std::vector<std::size_t> ends;
+  std::vector<std::uint64_t> positions;
   std::vector<eventstore::recorded_event> slots;  // the first `count` are this batch's
   std::size_t count = 0;
   read_models::decoded_batch decoded;
-  std::optional<projection_error> failed;  // decoding failed
+  // The first record that does not decode (the log is damaged there): the events before it
+  // are applied, then the rebuild fails as when reading the log fails.
+  std::optional<std::string> unreadable;
+  std::optional<projection_error> failed;  // decoding an event failed
 
   std::span<const eventstore::recorded_event> events() const { return {slots.data(), count}; }
+  std::string_view record(std::size_t i) const {
+    const std::size_t begin = i == 0 ? 0 : ends[i - 1];
+    return std::string_view(records).substr(begin, ends[i] - begin);
+  }
+  void clear() {
+    records.clear();
+    ends.clear();
+    positions.clear();
+  }
 };
 
 // Hands batches between the stages, in reading order to the applying thread.
@@ -213,27 +231,24 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
     if (options.as_of) filter.until = *options.as_of + std::chrono::microseconds(1);
     rebuild_batch* batch = nullptr;
     if (progress.events_total > 0) {
-      // Each event is swapped into its slot: the store decodes the next one into the
-      // buffers the slot held from an earlier batch, so nothing is copied twice.
-      auto scanned = store.scan_taking(filter, [&](eventstore::recorded_event& e) {
-        if (batch == nullptr) {
-          batch = pipeline.take_free();
-          if (batch == nullptr) return false;
-          batch->count = 0;
-        }
-        if (batch->count < batch->slots.size()) {
-          std::swap(batch->slots[batch->count], e);
-        } else {
-          batch->slots.push_back(std::move(e));
-        }
-        if (++batch->count < batch_size) return true;
-        pipeline.push_read(batch);
-        batch = nullptr;
-        return true;
-      });
+      auto scanned =
+          store.scan_records(filter, [&](std::uint64_t position, std::string_view bytes) {
+            if (batch == nullptr) {
+              batch = pipeline.take_free();
+              if (batch == nullptr) return false;
+              batch->clear();
+            }
+            batch->records.append(bytes);
+            batch->ends.push_back(batch->records.size());
+            batch->positions.push_back(position);
+            if (batch->positions.size() < batch_size) return true;
+            pipeline.push_read(batch);
+            batch = nullptr;
+            return true;
+          });
       if (!scanned) read_failed = scanned.error().message;
     }
-    if (batch != nullptr && batch->count > 0) pipeline.push_read(batch);
+    if (batch != nullptr && !batch->positions.empty()) pipeline.push_read(batch);
     pipeline.reading_done();
   });
   std::vector<std::thread> decoding;
@@ -242,7 +257,24 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
       pthread_setname_np(pthread_self(), "rebuild-decode");
       while (rebuild_batch* b = pipeline.take_read()) {
         b->failed.reset();
-        if (auto d = models.decode_events(b->events(), b->decoded); !d) b->failed = d.error();
+        b->unreadable.reset();
+        const std::size_t n = b->positions.size();
+        if (b->slots.size() < n) b->slots.resize(n);
+        b->decoded.resize(n);
+        b->count = 0;
+        for (; b->count < n; ++b->count) {
+          const std::size_t i = b->count;
+          auto& slot = b->slots[i];
+          if (auto read = store.decode_record(b->positions[i], b->record(i), slot); !read) {
+            b->unreadable = read.error().message;
+            break;
+          }
+          if (auto d = models.decode_event(slot, b->decoded[i]); !d) {
+            b->failed = d.error();
+            break;
+          }
+        }
+        b->decoded.resize(b->count);
         pipeline.push_decoded(b);
       }
       pipeline.decoder_done();
@@ -251,6 +283,7 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
 
   // The read models skip their write-ahead log meanwhile (bulk load) and are flushed after.
   std::optional<projection_error> failed;
+  std::optional<std::string> unreadable;  // a damaged record, found decoding it
   if (auto bulk = models.set_bulk_load(true); !bulk) failed = bulk.error();
   while (!failed) {
     rebuild_batch* batch = pipeline.take_decoded();
@@ -262,8 +295,10 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
     } else {
       progress.events_done += batch->count;
     }
+    // The log is damaged past the events applied: the rest of it goes unread.
+    if (!failed && batch->unreadable) unreadable = std::move(batch->unreadable);
     pipeline.give_back(batch);
-    if (failed) break;
+    if (failed || unreadable) break;
     if (options.on_progress && clock::now() - last_report >= options.progress_interval) {
       last_report = clock::now();
       update();
@@ -277,6 +312,9 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
   if (preloaded) models.end_preload_keys();
   if (auto flushed = models.set_bulk_load(false); !flushed && !failed) failed = flushed.error();
   if (failed) return *failed;
+  // A record found damaged while decoding comes before any failure the reader met later
+  // in the log.
+  if (unreadable) read_failed = std::move(unreadable);
   if (read_failed) return projection_error{"rebuild: reading the log failed: " + *read_failed};
   update();
   if (options.as_of) progress.events_total = progress.events_done;

@@ -1783,38 +1783,46 @@ void read_models::when_applied(std::uint64_t position, std::function<void()> fn)
 
 namespace {
 
+// Decodes `e` into `out` (its buffers reused); the failure's message, or "".
+std::string decode_entry(const eventstore::event_codec& codec, const eventstore::recorded_event& e,
+                         read_models::decoded_entry& out) {
+  out.email_subject.clear();
+  out.invite_stream = uuid_after(e.stream, "invite-");
+  const auto type_index = eventstore::event_type_index(e.type);
+  if (!needs_decode(type_index)) {
+    out.event.reset();
+    return {};
+  }
+  // Into what the slot held from an earlier batch: an event of the same type (most of
+  // a log is a few types) keeps its strings' buffers.
+  if (!out.event) out.event.emplace();
+  auto r = decode_for_apply(codec, e, *type_index, *out.event);
+  if (!r) {
+    return "read models: cannot decode event at position " + std::to_string(e.position) + " (" +
+           e.type + "): " + r.error().message;
+  }
+  // The email index's keyed hash: an HMAC per registration, taken here rather than on
+  // the applying thread. Same condition as apply_one's, but for the learner being
+  // forgotten already, which only the applying side knows (the subject goes unused).
+  if (const auto* lr = std::get_if<domain::learner_registered>(&out.event->event);
+      lr != nullptr && !out.event->forgotten && !lr->personal_data_.email_.empty()) {
+    try {
+      out.email_subject = codec.email_subject(lr->org_id_, lr->personal_data_.email_);
+    } catch (const std::exception& ex) {  // OpenSSL failed; must not escape a decoder thread
+      return "read models: cannot hash the email of the event at position " +
+             std::to_string(e.position) + ": " + ex.what();
+    }
+  }
+  return {};
+}
+
 // Decodes events [lo, hi) of `batch` into `out` (sized to the batch); the first failure's
 // message, or "".
 std::string decode_range(const eventstore::event_codec& codec,
                          std::span<const eventstore::recorded_event> batch,
                          read_models::decoded_batch& out, std::size_t lo, std::size_t hi) {
   for (std::size_t i = lo; i < hi; ++i) {
-    out[i].invite_stream = uuid_after(batch[i].stream, "invite-");
-    const auto type_index = eventstore::event_type_index(batch[i].type);
-    if (!needs_decode(type_index)) {
-      out[i].event.reset();
-      continue;
-    }
-    // Into what the slot held from an earlier batch: an event of the same type (most of
-    // a log is a few types) keeps its strings' buffers.
-    if (!out[i].event) out[i].event.emplace();
-    auto r = decode_for_apply(codec, batch[i], *type_index, *out[i].event);
-    if (!r) {
-      return "read models: cannot decode event at position " + std::to_string(batch[i].position) +
-             " (" + batch[i].type + "): " + r.error().message;
-    }
-    // The email index's keyed hash: an HMAC per registration, taken here rather than on
-    // the applying thread. Same condition as apply_one's, but for the learner being
-    // forgotten already, which only the applying side knows (the subject goes unused).
-    if (const auto* lr = std::get_if<domain::learner_registered>(&out[i].event->event);
-        lr != nullptr && !out[i].event->forgotten && !lr->personal_data_.email_.empty()) {
-      try {
-        out[i].email_subject = codec.email_subject(lr->org_id_, lr->personal_data_.email_);
-      } catch (const std::exception& ex) {  // OpenSSL failed; must not escape a decoder thread
-        return "read models: cannot hash the email of the event at position " +
-               std::to_string(batch[i].position) + ": " + ex.what();
-      }
-    }
+    if (auto failed = decode_entry(codec, batch[i], out[i]); !failed.empty()) return failed;
   }
   return {};
 }
@@ -1826,7 +1834,6 @@ result<void, projection_error> read_models::decode_events(
   // The old slots are decoded into (decode_range): their events' buffers are reused, and
   // what is freed is freed here, on the decoding thread, not on the one that applies.
   out.resize(batch.size());
-  for (auto& d : out) d.email_subject.clear();
   auto failed = decode_range(*state_->codec, batch, out, 0, batch.size());
   if (!failed.empty()) return projection_error{std::move(failed)};
   return {};
@@ -1844,6 +1851,13 @@ read_models::kept_decoded_counts read_models::kept_decoded_for_test() const {
     }
   }
   return n;
+}
+
+result<void, projection_error> read_models::decode_event(const eventstore::recorded_event& e,
+                                                         decoded_entry& out) const {
+  auto failed = decode_entry(*state_->codec, e, out);
+  if (!failed.empty()) return projection_error{std::move(failed)};
+  return {};
 }
 
 bool read_models::preload_keys() { return state_->codec->keys().preload(); }

@@ -432,7 +432,12 @@ class read_models {
   // does not decode.
   result<void, projection_error> decode_events(std::span<const eventstore::recorded_event> batch,
                                                decoded_batch& out) const;
-  // apply() of a batch decode_events() filled `decoded` for (the same events, in order).
+  // decode_events() of one event, into `out` (its storage reused): a rebuild decodes each
+  // event right after the log's record, while both are in the processor's cache.
+  result<void, projection_error> decode_event(const eventstore::recorded_event& e,
+                                              decoded_entry& out) const;
+  // apply() of a batch decode_events() (or decode_event()) filled `decoded` for (the same
+  // events, in order).
   result<void, projection_error> apply(std::span<const eventstore::recorded_event> batch,
                                        decoded_batch& decoded);
   // Rebuild only. While on, applied batches write no records and no checkpoint: rows are

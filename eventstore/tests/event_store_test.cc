@@ -965,7 +965,8 @@ TEST_F(store_test, OnePassScanReadsWhatAnyScanReads) {
   EXPECT_EQ(all->back().data, "49");
 }
 
-// Delegates everything but scan_taking, which it leaves to event_store's default.
+// Delegates everything but scan_taking, scan_records and decode_record, which it leaves
+// to event_store's defaults.
 class forwarding_store final : public event_store {
  public:
   explicit forwarding_store(event_store& inner) : inner_(inner) {}
@@ -1062,6 +1063,123 @@ TEST_F(store_test, ScanTakingHandsOverEachEventWhole) {
   }
 }
 
+// The events scan_records() hands over as bytes, each decoded (decode_record) into the
+// same event (stale fields, other lengths: its buffers reused), or the first failure.
+store_result<std::vector<recorded_event>> records_of(event_store& s, const log_filter& f,
+                                                     std::uint64_t& last) {
+  std::vector<recorded_event> out;
+  recorded_event e;  // what decoding writes over
+  e.type = "Stale";
+  e.stream = std::string(500, 's');
+  e.data = std::string(1000, 'd');
+  e.causation_id = "stale-cause";
+  e.position = 999;
+  std::optional<store_error> failed;
+  auto r = s.scan_records(f, [&](std::uint64_t position, std::string_view bytes) {
+    auto d = s.decode_record(position, bytes, e);
+    if (!d) {
+      failed = d.error();
+      return false;
+    }
+    out.push_back(e);
+    return true;
+  });
+  if (!r) return r.error();
+  if (failed) return *failed;
+  last = *r;
+  return out;
+}
+
+// scan_records hands over each record's bytes, which decode_record turns into exactly
+// what scan() shows, from table files as from the memtable, for a range of positions or a
+// time bound; and it returns the position scan() returns. The defaults (a store that
+// overrides neither) do the same.
+TEST_F(store_test, ScanRecordsHandsOverWhatDecodesIntoScansEvents) {
+  const auto t0 = clock_.now();
+  for (int i = 0; i < 40; ++i) {
+    if (i == 20) reopen();  // the first 20 in table files, the rest in the memtable
+    clock_.set(t0 + std::chrono::minutes(i / 4));
+    auto e = make_event(i % 3 == 0 ? "InviteClaimed" : "TrackPlayed",
+                        std::string(static_cast<std::size_t>(1 + (i * 37) % 300), 'a' + i % 26));
+    e.causation_id = i % 2 ? "cause-" + std::to_string(i) : "";
+    must_append({to("stream-" + std::to_string(i % 7), expected_version::any(), {e})});
+  }
+  forwarding_store defaults(*store_);
+  for (log_filter f :
+       {log_filter{.one_pass = true}, log_filter{},
+        log_filter{.from_position = 5, .to_position = 30},
+        log_filter{.from_position = 38, .to_position = 100},
+        log_filter{.until = t0 + std::chrono::minutes(6)}, log_filter{.from_position = 41}}) {
+    auto expected = store_->read_all(f, 1000);
+    ASSERT_TRUE(expected);
+    auto scanned = store_->scan(f, [](const recorded_event&) { return true; });
+    ASSERT_TRUE(scanned);
+    for (event_store* s :
+         {static_cast<event_store*>(store_.get()), static_cast<event_store*>(&defaults)}) {
+      std::uint64_t last = 0;
+      auto got = records_of(*s, f, last);
+      ASSERT_TRUE(got) << got.error().message;
+      ASSERT_EQ(got->size(), expected->size());
+      for (std::size_t i = 0; i < got->size(); ++i) EXPECT_EQ((*got)[i], (*expected)[i]) << i;
+      EXPECT_EQ(last, *scanned);
+    }
+  }
+  EXPECT_EQ(store_->read_all({.until = t0 + std::chrono::minutes(6)}, 100)->size(), 24u);
+  for (event_store* s :
+       {static_cast<event_store*>(store_.get()), static_cast<event_store*>(&defaults)}) {
+    // Stopping early: the position of the last record handed over, as scan().
+    std::size_t seen = 0;
+    auto stopped = s->scan_records({}, [&](std::uint64_t, std::string_view) { return ++seen < 3; });
+    ASSERT_TRUE(stopped);
+    EXPECT_EQ(*stopped, 3u);
+    // Filters that need the decoded event are scan()'s.
+    for (log_filter f : {log_filter{.types = {"InviteClaimed"}}, log_filter{.stream_prefix = "s"},
+                         log_filter{.since = t0}}) {
+      auto refused = s->scan_records(f, [](std::uint64_t, std::string_view) { return true; });
+      ASSERT_FALSE(refused);
+      EXPECT_EQ(refused.error().code, errc::invalid_argument);
+    }
+  }
+}
+
+// decode_record checks what scan() checks: the record's checksum and that it is the one
+// stored at the position it was read at, and names the position in the error.
+TEST_F(store_test, DecodeRecordRefusesDamagedOrMisplacedRecords) {
+  must_append({to("s", expected_version::any(), {make_event("T", "hello")})});
+  must_append({to("s", expected_version::any(), {make_event("T", "world")})});
+  forwarding_store defaults(*store_);
+  for (event_store* s :
+       {static_cast<event_store*>(store_.get()), static_cast<event_store*>(&defaults)}) {
+    std::vector<std::pair<std::uint64_t, std::string>> records;
+    ASSERT_TRUE(s->scan_records({}, [&](std::uint64_t position, std::string_view bytes) {
+      records.emplace_back(position, std::string(bytes));
+      return true;
+    }));
+    ASSERT_EQ(records.size(), 2u);
+    recorded_event e;
+    ASSERT_TRUE(s->decode_record(2, records[1].second, e));
+    EXPECT_EQ(e.data, "world");
+
+    auto misplaced = s->decode_record(1, records[1].second, e);
+    ASSERT_FALSE(misplaced);
+    EXPECT_EQ(misplaced.error().code, errc::corruption);
+    EXPECT_EQ(misplaced.error().position, 1u);
+    EXPECT_NE(misplaced.error().message.find("claims position 2"), std::string::npos);
+
+    std::string damaged = records[1].second;
+    damaged.back() ^= 0x20;
+    auto flipped = s->decode_record(2, damaged, e);
+    ASSERT_FALSE(flipped);
+    EXPECT_EQ(flipped.error().code, errc::corruption);
+    EXPECT_EQ(flipped.error().position, 2u);
+    EXPECT_NE(flipped.error().message.find("checksum mismatch"), std::string::npos);
+
+    auto cut = s->decode_record(2, std::string_view(records[1].second).substr(0, 20), e);
+    ASSERT_FALSE(cut);
+    EXPECT_EQ(cut.error().code, errc::corruption);
+  }
+}
+
 TEST_F(store_test, ReadsByTimeRangeAndKeepsRecordedAtMonotonic) {
   const auto t0 = clock_.now();
   for (int minute = 0; minute < 10; ++minute) {
@@ -1133,6 +1251,14 @@ TEST_F(store_test, UpcastersRewriteOldShapesOnEveryRead) {
   auto stream = store_->read_stream("invite-1", 1, read_direction::forward, 10);
   ASSERT_TRUE(stream);
   EXPECT_EQ(stream->front().data, "v1->v2->v3");
+  // A record scanned as bytes, once decoded, too.
+  recorded_event decoded;
+  ASSERT_TRUE(store_->scan_records({}, [&](std::uint64_t position, std::string_view bytes) {
+    EXPECT_TRUE(store_->decode_record(position, bytes, decoded));
+    return true;
+  }));
+  EXPECT_EQ(decoded.data, "v1->v2->v3");
+  EXPECT_EQ(decoded.schema_version, 3u);
 }
 
 TEST_F(store_test, BeforeCommitHookRunsPerCommitAndCanRefuseIt) {
@@ -1431,6 +1557,25 @@ TEST_P(corruption_test, DamagedRecordIsReportedWithItsPosition) {
   EXPECT_NE(r.error().message.find("position 3"), std::string::npos) << r.error().message;
   EXPECT_NE(r.error().message.find(GetParam().expect), std::string::npos) << r.error().message;
   EXPECT_EQ(seen, (std::vector<std::uint64_t>{1, 2}));
+  // A rebuild's reader hands the damaged record over as bytes: decoding it fails as scan().
+  std::vector<std::uint64_t> decoded;
+  std::optional<store_error> failed;
+  recorded_event e;
+  auto records = store_->scan_records({}, [&](std::uint64_t position, std::string_view bytes) {
+    auto d = store_->decode_record(position, bytes, e);
+    if (!d) {
+      failed = d.error();
+      return false;
+    }
+    decoded.push_back(e.position);
+    return true;
+  });
+  ASSERT_TRUE(records);
+  ASSERT_TRUE(failed);
+  EXPECT_EQ(failed->code, errc::corruption);
+  EXPECT_EQ(failed->position, 3u);
+  EXPECT_EQ(failed->message, r.error().message);
+  EXPECT_EQ(decoded, seen);
   auto stream = store_->read_stream("s", 1, read_direction::forward, 10);
   ASSERT_FALSE(stream);
   EXPECT_EQ(stream.error().position, 3u);

@@ -1187,6 +1187,94 @@ TEST_F(read_models_test, a_batch_that_does_not_decode_keeps_no_settings_or_perso
   EXPECT_EQ((*live)->applied_position(), 0u);
 }
 
+// A store whose record at `damaged` reads back with a byte flipped (a damaged table file
+// a rebuild reads as bytes); the rest it forwards.
+class damaging_store final : public eventstore::event_store {
+ public:
+  damaging_store(eventstore::event_store& inner, std::uint64_t damaged)
+      : inner_(inner), damaged_(damaged) {}
+  eventstore::store_result<eventstore::append_result> append(
+      std::vector<eventstore::stream_append> streams) override {
+    return inner_.append(std::move(streams));
+  }
+  void append_async(std::vector<eventstore::stream_append> streams,
+                    eventstore::append_callback done) override {
+    inner_.append_async(std::move(streams), std::move(done));
+  }
+  eventstore::store_result<std::vector<eventstore::recorded_event>> read_stream(
+      std::string_view stream, std::uint64_t from_version, eventstore::read_direction direction,
+      std::size_t max_count) override {
+    return inner_.read_stream(stream, from_version, direction, max_count);
+  }
+  eventstore::store_result<std::uint64_t> stream_version(std::string_view stream) override {
+    return inner_.stream_version(stream);
+  }
+  eventstore::store_result<std::uint64_t> scan(
+      const eventstore::log_filter& filter,
+      const std::function<bool(const eventstore::recorded_event&)>& visit) override {
+    return inner_.scan(filter, visit);
+  }
+  eventstore::store_result<std::uint64_t> scan_records(
+      const eventstore::log_filter& filter,
+      const std::function<bool(std::uint64_t, std::string_view)>& visit) override {
+    return inner_.scan_records(filter, [&](std::uint64_t position, std::string_view bytes) {
+      if (position != damaged_) return visit(position, bytes);
+      std::string copy(bytes);
+      copy.back() ^= 0x20;
+      return visit(position, copy);
+    });
+  }
+  eventstore::store_result<void> decode_record(std::uint64_t position, std::string_view bytes,
+                                               eventstore::recorded_event& out) const override {
+    return inner_.decode_record(position, bytes, out);
+  }
+  std::uint64_t head_position() const override { return inner_.head_position(); }
+  std::uint64_t wait_for_head(std::uint64_t after,
+                              std::chrono::steady_clock::time_point deadline) override {
+    return inner_.wait_for_head(after, deadline);
+  }
+  eventstore::store_result<std::uint64_t> refresh() override { return inner_.refresh(); }
+  void close() override { inner_.close(); }
+
+ private:
+  eventstore::event_store& inner_;
+  std::uint64_t damaged_;
+};
+
+// A damaged record of the log stops a rebuild as reading it fails (the store's message),
+// however the records were spread over batches and decoding threads, with the events
+// before it applied, as when the rebuild's reader met it.
+TEST_F(read_models_test, a_rebuild_stops_at_a_damaged_record_with_the_events_before_it_applied) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Damaged", {"linux"}));
+  for (std::uint64_t n = 1; n <= 6; ++n) claim(inv, "d" + std::to_string(n) + "@x.org", n);
+  catch_up();
+  const std::uint64_t head = store_->head_position();
+  const std::uint64_t damaged = head - 3;
+  std::string expected;
+  {
+    damaging_store s(*store_, damaged);
+    eventstore::recorded_event e;
+    ASSERT_TRUE(s.scan_records({}, [&](std::uint64_t position, std::string_view bytes) {
+      if (auto d = s.decode_record(position, bytes, e); !d) expected = d.error().message;
+      return true;
+    }));
+    ASSERT_NE(expected.find("position " + std::to_string(damaged)), std::string::npos) << expected;
+  }
+  for (std::size_t threads : {1, 3}) {
+    for (std::size_t batch : {1, 2, 512}) {
+      const auto name = "rb" + std::to_string(threads) + "-" + std::to_string(batch);
+      auto rebuilt = read_models::open({.path = dir_.sub(name)}, *codec_);
+      ASSERT_TRUE(rebuilt);
+      damaging_store s(*store_, damaged);
+      auto r = rebuild(s, **rebuilt, {.batch_size = batch, .decode_threads = threads});
+      ASSERT_FALSE(r) << name;
+      EXPECT_EQ(r.error().message, "rebuild: reading the log failed: " + expected) << name;
+      EXPECT_EQ((*rebuilt)->applied_position(), damaged - 1) << name;
+    }
+  }
+}
+
 // A key store that forwards to another and records how a rebuild uses its preload: the
 // calls, and whether each lookup came while a preload was in place.
 class observed_key_store final : public eventstore::key_store {
