@@ -125,6 +125,18 @@ TEST_F(bulk_runs_test, keys_of_any_length_sort_bytewise) {
     expected[k] = v;                     // the last added wins
     if (i < 2000) in_first[k] = v;
   }
+  // Keys alike in their first 32 bytes (the merge compares those as integers, and only
+  // then the rest): shorter and longer ones, one in two runs (the later run's value wins).
+  const std::string a31(31, 'A'), a32(32, 'A');
+  const std::vector<std::string> alike{a31,        a31 + '\0',   a32,
+                                       a32 + '\0', a32 + '\xff', std::string(33, 'A')};
+  for (std::size_t j = 0; j < alike.size(); ++j) {
+    runs_in_memory[1 + j % 2].add(alike[j], "alike" + std::to_string(j));
+    expected[alike[j]] = "alike" + std::to_string(j);
+  }
+  runs_in_memory[1].add(a32 + '\x01', "earlier run");
+  runs_in_memory[2].add(a32 + '\x01', "later run");
+  expected[a32 + '\x01'] = "later run";
   ASSERT_LT(in_first.size(), 2000u);  // some keys added twice to one run
   std::vector<run_file> runs{write_run(runs_in_memory[0])};
   std::vector<std::string> files;
