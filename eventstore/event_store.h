@@ -117,7 +117,9 @@ class event_store {
   // would have handed over, or names what is wrong with them. Of the filter, only the
   // positions, `until` and `one_pass` apply (types, stream_prefix or since: invalid_argument).
   // Records are handed over in position order with none skipped: a gap in the log fails the
-  // scan as it fails scan(). The default encodes the events scan() hands over.
+  // scan as it fails scan(). The default encodes the events scan() hands over. A store
+  // overrides both this and decode_record(), or neither: the defaults pair (encoded events,
+  // decoded as they are), and a store's own stored bytes may need its upcasters.
   virtual store_result<std::uint64_t> scan_records(
       const log_filter& filter,
       const std::function<bool(std::uint64_t position, std::string_view bytes)>& visit);

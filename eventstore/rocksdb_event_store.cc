@@ -1065,6 +1065,20 @@ store_result<std::vector<recorded_event>> rocksdb_event_store::read_stream(
   return out;
 }
 
+// A scan from `start` whose last record was at `last` (0: none yet) met the record at
+// `position` instead of the next one: positions are dense from 1, so records are missing
+// (a damaged or tampered folder), never skipped silently.
+store_error log_gap(std::uint64_t start, std::uint64_t last, std::uint64_t position) {
+  const std::uint64_t missing = last != 0 ? last + 1 : start;
+  if (last == 0) {
+    return corrupt_record(missing, "the log has no record here: its first from position " +
+                                       std::to_string(start) + " is at " +
+                                       std::to_string(position));
+  }
+  return corrupt_record(missing, "the log skips from position " + std::to_string(last) + " to " +
+                                     std::to_string(position));
+}
+
 template <typename Visit>
 store_result<std::uint64_t> rocksdb_event_store::scan_with(const log_filter& filter,
                                                            Visit&& visit) {
@@ -1111,10 +1125,7 @@ store_result<std::uint64_t> rocksdb_event_store::scan_with(const log_filter& fil
     bool ok = false;
     decode_into(key, it->value().ToStringView(), e, err, ok);
     if (!ok) return err;
-    if (last != 0 && e.position != last + 1) {
-      return corrupt_record(last + 1, "the log skips from position " + std::to_string(last) +
-                                          " to " + std::to_string(e.position));
-    }
+    if (e.position != (last != 0 ? last + 1 : start)) return log_gap(start, last, e.position);
     if (filter.until && e.recorded_at >= *filter.until) break;
     last = e.position;
     if (!any_type &&
@@ -1166,13 +1177,16 @@ store_result<std::uint64_t> rocksdb_event_store::scan_records(
     }
     const std::uint64_t position = format::decode_be64(key.ToStringView());
     if (position > to) break;
-    // scan() finds a gap by the positions records claim; each is checked against its key
-    // when decoded (decode_record), so the keys tell the same here.
-    if (last != 0 && position != last + 1) {
-      return corrupt_record(last + 1, "the log skips from position " + std::to_string(last) +
-                                          " to " + std::to_string(position));
-    }
     const auto value = it->value().ToStringView();
+    // scan() finds a gap by the positions records claim; each is checked against its key
+    // when decoded (decode_record), so the keys tell the same here. As scan() decodes the
+    // record after a gap first, a damaged one is reported as damaged, as scan() does.
+    if (position != (last != 0 ? last + 1 : start)) {
+      bool ok = false;
+      decode_at(position, value, e, err, ok);
+      if (!ok) return err;
+      return log_gap(start, last, position);
+    }
     if (filter.until) {
       // Its time is trusted only once the record is checked, as scan() reads it.
       bool ok = false;

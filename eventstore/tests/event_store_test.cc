@@ -1488,6 +1488,9 @@ class raw_db {
   void put(int cf, const std::string& k, const std::string& v) {
     ASSERT_TRUE(db_->Put(rocksdb::WriteOptions(), handles_[cf], k, v).ok());
   }
+  void del(int cf, const std::string& k) {
+    ASSERT_TRUE(db_->Delete(rocksdb::WriteOptions(), handles_[cf], k).ok());
+  }
   std::string get(int cf, const std::string& k) {
     std::string v;
     EXPECT_TRUE(db_->Get(rocksdb::ReadOptions(), handles_[cf], k, &v).ok());
@@ -1598,6 +1601,73 @@ INSTANTIATE_TEST_SUITE_P(
                                   },
                                   "claims position 4"}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// Positions are dense from 1: a record missing from the log (a damaged or tampered folder)
+// fails scan() and scan_records() at the missing position, whether it is the first one
+// asked for or one after others, and is never skipped silently. A damaged record right
+// after a gap is reported as damaged by both.
+TEST_F(store_test, AMissingRecordFailsTheScanAtItsPosition) {
+  for (int i = 0; i < 8; ++i) {
+    must_append(
+        {to("s", expected_version::any(), {make_event("T", "payload-" + std::to_string(i))})});
+  }
+  store_.reset();
+  {
+    raw_db raw(dir_.sub("events"));
+    for (std::uint64_t p : {1, 3, 6}) raw.del(1, format::log_key(p));
+    auto v = raw.get(1, format::log_key(7));
+    v[v.size() - 2] ^= 0x20;
+    raw.put(1, format::log_key(7), v);
+  }
+  reopen();
+  // scan() and scan_records() over [from, to]: the error (if any) and the positions seen,
+  // which both must agree on.
+  auto scanned = [&](std::uint64_t from, std::uint64_t to) {
+    log_filter f;
+    f.from_position = from;
+    f.to_position = to;
+    std::vector<std::uint64_t> seen;
+    auto r = store_->scan(f, [&](const recorded_event& e) {
+      seen.push_back(e.position);
+      return true;
+    });
+    std::vector<std::uint64_t> handed;
+    auto records = store_->scan_records(f, [&](std::uint64_t position, std::string_view) {
+      handed.push_back(position);
+      return true;
+    });
+    EXPECT_EQ(handed, seen) << from << ".." << to;
+    EXPECT_EQ(bool(records), bool(r)) << from << ".." << to;
+    if (!r && !records) {
+      EXPECT_EQ(records.error().message, r.error().message);
+      EXPECT_EQ(records.error().position, r.error().position);
+    }
+    std::string error = r ? "" : r.error().message;
+    std::uint64_t at = r ? 0 : r.error().position;
+    return std::make_tuple(error, at, seen);
+  };
+  const std::vector<std::uint64_t> none;
+  auto [first, first_at, first_seen] = scanned(1, 2);
+  EXPECT_EQ(first_at, 1u) << "the missing first record was skipped";
+  EXPECT_NE(first.find("first from position 1 is at 2"), std::string::npos) << first;
+  EXPECT_EQ(first_seen, none);
+  auto [middle, middle_at, middle_seen] = scanned(2, 5);
+  EXPECT_EQ(middle_at, 3u);
+  EXPECT_NE(middle.find("skips from position 2 to 4"), std::string::npos) << middle;
+  EXPECT_EQ(middle_seen, (std::vector<std::uint64_t>{2}));
+  auto [at_gap, at_gap_at, at_gap_seen] = scanned(3, 4);
+  EXPECT_EQ(at_gap_at, 3u) << at_gap;
+  EXPECT_EQ(at_gap_seen, none);
+  auto [clean, clean_at, clean_seen] = scanned(4, 5);
+  EXPECT_EQ(clean, "");
+  EXPECT_EQ(clean_seen, (std::vector<std::uint64_t>{4, 5}));
+  // Record 7, after the gap at 6, is damaged: both report the damage (scan() decodes the
+  // record after a gap before it compares positions).
+  auto [damaged, damaged_at, damaged_seen] = scanned(5, 8);
+  EXPECT_EQ(damaged_at, 7u) << damaged;
+  EXPECT_NE(damaged.find("checksum mismatch"), std::string::npos) << damaged;
+  EXPECT_EQ(damaged_seen, (std::vector<std::uint64_t>{5}));
+}
 
 // A damaged entry of the event id index fails the append that looks the id up (all ids of
 // a group commit are looked up together), and the error names the id.
