@@ -7,15 +7,16 @@
 #include <string>
 
 #include "eventstore/event_store.h"
+#include "tests/support/forwarding_store.h"
 
 namespace passage::consumers::testing {
 
 // Delegates to a real store; reads and appends fail while told to. `fail_scans` and
 // `fail_appends` may be switched while another thread uses the store; `fail_streams` only
 // while none reads.
-class failing_reads final : public eventstore::event_store {
+class failing_reads final : public passage::testing::forwarding_store {
  public:
-  explicit failing_reads(eventstore::event_store& inner) : inner_(inner) {}
+  explicit failing_reads(eventstore::event_store& inner) : forwarding_store(inner) {}
 
   std::optional<std::string> fail_streams;  // reads of streams starting with this fail
   std::atomic<bool> fail_scans{false};
@@ -30,18 +31,11 @@ class failing_reads final : public eventstore::event_store {
     }
     return inner_.append(std::move(streams));
   }
-  void append_async(std::vector<eventstore::stream_append> streams,
-                    eventstore::append_callback done) override {
-    inner_.append_async(std::move(streams), std::move(done));
-  }
   eventstore::store_result<std::vector<eventstore::recorded_event>> read_stream(
       std::string_view stream, std::uint64_t from_version, eventstore::read_direction direction,
       std::size_t max_count) override {
     if (fail_streams && stream.starts_with(*fail_streams)) return injected();
     return inner_.read_stream(stream, from_version, direction, max_count);
-  }
-  eventstore::store_result<std::uint64_t> stream_version(std::string_view stream) override {
-    return inner_.stream_version(stream);
   }
   eventstore::store_result<std::uint64_t> scan(
       const eventstore::log_filter& filter,
@@ -49,19 +43,11 @@ class failing_reads final : public eventstore::event_store {
     if (fail_scans) return injected();
     return inner_.scan(filter, visit);
   }
-  std::uint64_t head_position() const override { return inner_.head_position(); }
-  std::uint64_t wait_for_head(std::uint64_t after,
-                              std::chrono::steady_clock::time_point deadline) override {
-    return inner_.wait_for_head(after, deadline);
-  }
-  eventstore::store_result<std::uint64_t> refresh() override { return inner_.refresh(); }
-  void close() override { inner_.close(); }
 
  private:
   static eventstore::store_error injected() {
     return {eventstore::errc::io_error, "injected failure", {}, 0, 0};
   }
-  eventstore::event_store& inner_;
 };
 
 }  // namespace passage::consumers::testing

@@ -15,6 +15,7 @@
 
 #include "eventstore/format.h"
 #include "eventstore/tests/store_fixture.h"
+#include "tests/support/forwarding_store.h"
 
 namespace passage::eventstore::testing {
 namespace {
@@ -967,39 +968,7 @@ TEST_F(store_test, OnePassScanReadsWhatAnyScanReads) {
 
 // Delegates everything but scan_taking, scan_records and decode_record, which it leaves
 // to event_store's defaults.
-class forwarding_store final : public event_store {
- public:
-  explicit forwarding_store(event_store& inner) : inner_(inner) {}
-  store_result<append_result> append(std::vector<stream_append> streams) override {
-    return inner_.append(std::move(streams));
-  }
-  void append_async(std::vector<stream_append> streams, append_callback done) override {
-    inner_.append_async(std::move(streams), std::move(done));
-  }
-  store_result<std::vector<recorded_event>> read_stream(std::string_view stream,
-                                                        std::uint64_t from_version,
-                                                        read_direction direction,
-                                                        std::size_t max_count) override {
-    return inner_.read_stream(stream, from_version, direction, max_count);
-  }
-  store_result<std::uint64_t> stream_version(std::string_view stream) override {
-    return inner_.stream_version(stream);
-  }
-  store_result<std::uint64_t> scan(
-      const log_filter& filter, const std::function<bool(const recorded_event&)>& visit) override {
-    return inner_.scan(filter, visit);
-  }
-  std::uint64_t head_position() const override { return inner_.head_position(); }
-  std::uint64_t wait_for_head(std::uint64_t after,
-                              std::chrono::steady_clock::time_point deadline) override {
-    return inner_.wait_for_head(after, deadline);
-  }
-  store_result<std::uint64_t> refresh() override { return inner_.refresh(); }
-  void close() override { inner_.close(); }
-
- private:
-  event_store& inner_;
-};
+using forwarding_store = passage::testing::forwarding_store;
 
 // scan_taking hands over the store's own event: a caller that swaps each one with an
 // event of its own (stale fields, other lengths) keeps exactly what scan() shows, and the

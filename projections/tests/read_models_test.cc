@@ -21,6 +21,7 @@
 #include "projections/json_views.h"
 #include "projections/tests/fixture.h"
 #include "tests/support/crash_image.h"
+#include "tests/support/forwarding_store.h"
 
 namespace passage::projections {
 namespace {
@@ -1189,31 +1190,10 @@ TEST_F(read_models_test, a_batch_that_does_not_decode_keeps_no_settings_or_perso
 
 // A store whose record at `damaged` reads back with a byte flipped (a damaged table file
 // a rebuild reads as bytes); the rest it forwards.
-class damaging_store final : public eventstore::event_store {
+class damaging_store final : public passage::testing::forwarding_store {
  public:
   damaging_store(eventstore::event_store& inner, std::uint64_t damaged)
-      : inner_(inner), damaged_(damaged) {}
-  eventstore::store_result<eventstore::append_result> append(
-      std::vector<eventstore::stream_append> streams) override {
-    return inner_.append(std::move(streams));
-  }
-  void append_async(std::vector<eventstore::stream_append> streams,
-                    eventstore::append_callback done) override {
-    inner_.append_async(std::move(streams), std::move(done));
-  }
-  eventstore::store_result<std::vector<eventstore::recorded_event>> read_stream(
-      std::string_view stream, std::uint64_t from_version, eventstore::read_direction direction,
-      std::size_t max_count) override {
-    return inner_.read_stream(stream, from_version, direction, max_count);
-  }
-  eventstore::store_result<std::uint64_t> stream_version(std::string_view stream) override {
-    return inner_.stream_version(stream);
-  }
-  eventstore::store_result<std::uint64_t> scan(
-      const eventstore::log_filter& filter,
-      const std::function<bool(const eventstore::recorded_event&)>& visit) override {
-    return inner_.scan(filter, visit);
-  }
+      : forwarding_store(inner), damaged_(damaged) {}
   eventstore::store_result<std::uint64_t> scan_records(
       const eventstore::log_filter& filter,
       const std::function<bool(std::uint64_t, std::string_view)>& visit) override {
@@ -1228,16 +1208,8 @@ class damaging_store final : public eventstore::event_store {
                                                eventstore::recorded_event& out) const override {
     return inner_.decode_record(position, bytes, out);
   }
-  std::uint64_t head_position() const override { return inner_.head_position(); }
-  std::uint64_t wait_for_head(std::uint64_t after,
-                              std::chrono::steady_clock::time_point deadline) override {
-    return inner_.wait_for_head(after, deadline);
-  }
-  eventstore::store_result<std::uint64_t> refresh() override { return inner_.refresh(); }
-  void close() override { inner_.close(); }
 
  private:
-  eventstore::event_store& inner_;
   std::uint64_t damaged_;
 };
 
