@@ -1094,13 +1094,24 @@ result<void, projection_error> read_models::state::load() {
   }
 
   bool corrupt = false;
-  auto each = [&](char prefix, auto&& fn) {
+  // Each record of a kind with its key; `fn` says whether it could be read.
+  auto each_keyed = [&](char prefix, auto&& fn) {
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
     const std::string p(1, prefix);
     for (it->Seek(p); it->Valid() && it->key().starts_with(p); it->Next()) {
-      if (!fn(view(it->value()))) corrupt = true;
+      if (!fn(view(it->key()), view(it->value()))) corrupt = true;
     }
     if (!it->status().ok()) corrupt = true;
+  };
+  auto each = [&](char prefix, auto&& fn) {
+    each_keyed(prefix, [&](std::string_view, std::string_view v) { return fn(v); });
+  };
+  // Records keyed by the log position that made them (claims, learners; the record may
+  // not hold it): a 9-byte key.
+  auto each_at_position = [&](char prefix, auto&& fn) {
+    each_keyed(prefix, [&](std::string_view k, std::string_view v) {
+      return k.size() == 9 && fn(read_be64(k.substr(1)), v);
+    });
   };
   each('o', [&](std::string_view v) {
     org_rec o;
@@ -1131,30 +1142,20 @@ result<void, projection_error> read_models::state::load() {
     return true;
   });
   // The state records carry no id of their own: read them with their keys.
-  {
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
-    for (it->Seek("i"); it->Valid() && it->key().starts_with("i"); it->Next()) {
-      if (it->key().size() != 17) continue;
-      uuid id;
-      std::copy_n(it->key().data() + 1, 16, id.bytes.begin());
-      auto found = invites.find(id);
-      if (found == invites.end() || !decode_state(view(it->value()), found->second)) corrupt = true;
-    }
-  }
-  // Claim records are keyed by a position their record may not hold: read with the key.
-  {
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
-    for (it->Seek("c"); it->Valid() && it->key().starts_with("c"); it->Next()) {
-      claim_rec c;
-      if (it->key().size() != 9 || !decode(view(it->value()), c)) {
-        corrupt = true;
-        continue;
-      }
-      c.key_position = read_be64(view(it->key()).substr(1));
-      claims[c.claim_id] = std::move(c);
-    }
-    if (!it->status().ok()) corrupt = true;
-  }
+  each_keyed('i', [&](std::string_view k, std::string_view v) {
+    if (k.size() != 17) return true;
+    uuid id;
+    std::copy_n(k.data() + 1, 16, id.bytes.begin());
+    auto found = invites.find(id);
+    return found != invites.end() && decode_state(v, found->second);
+  });
+  each_at_position('c', [&](std::uint64_t position, std::string_view v) {
+    claim_rec c;
+    if (!decode(v, c)) return false;
+    c.key_position = position;
+    claims[c.claim_id] = std::move(c);
+    return true;
+  });
   for (auto& [id, c] : claims) {
     if (auto i = invites.find(c.invite_id); i != invites.end()) {
       i->second.claim_times.push_back(c.claimed_at);
@@ -1162,22 +1163,15 @@ result<void, projection_error> read_models::state::load() {
     }
   }
   for (auto& [id, i] : invites) std::sort(i.claim_times.begin(), i.claim_times.end());
-  // Learner records are keyed by a position their record does not hold: read with the key.
-  {
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
-    for (it->Seek("l"); it->Valid() && it->key().starts_with("l"); it->Next()) {
-      learner_rec l;
-      if (it->key().size() != 9 || !decode(view(it->value()), l)) {
-        corrupt = true;
-        continue;
-      }
-      l.key_position = read_be64(view(it->key()).substr(1));
-      if (!l.forgotten && !l.email_subject.empty())
-        learner_by_subject.assign(l.email_subject, l.learner_id);
-      learners[l.learner_id] = std::move(l);
-    }
-    if (!it->status().ok()) corrupt = true;
-  }
+  each_at_position('l', [&](std::uint64_t position, std::string_view v) {
+    learner_rec l;
+    if (!decode(v, l)) return false;
+    l.key_position = position;
+    if (!l.forgotten && !l.email_subject.empty())
+      learner_by_subject.assign(l.email_subject, l.learner_id);
+    learners[l.learner_id] = std::move(l);
+    return true;
+  });
   if (corrupt) return projection_error{"read models: a record could not be read; rebuild"};
   return {};
 }
