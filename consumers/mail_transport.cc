@@ -3,14 +3,17 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <mutex>
+#include <utility>
 
 namespace passage::consumers {
 namespace {
@@ -100,32 +103,51 @@ class smtp_transport final : public mail_transport {
   CURL* curl_ = nullptr;
 };
 
-// <folder>/<message id without "<", ">", "/">.eml
+// <message id without "<", ">", "/">.eml
+std::string eml_name(std::string_view message_id) {
+  std::string name;
+  name.reserve(message_id.size() + 4);
+  for (char c : message_id) {
+    if (c != '<' && c != '>' && c != '/') name += c;
+  }
+  return name + ".eml";
+}
+
+// <folder>/<eml_name>
 std::filesystem::path eml_path(const std::string& folder, std::string_view message_id) {
-  std::string name(message_id);
-  std::erase_if(name, [](char c) { return c == '<' || c == '>' || c == '/'; });
-  return std::filesystem::path(folder) / (name + ".eml");
+  return std::filesystem::path(folder) / eml_name(message_id);
 }
 
 class eml_transport final : public mail_transport {
  public:
   eml_transport(std::string folder, eml_options o)
-      : tmpfile_works_(o.unnamed_files), folder_(std::move(folder)) {}
+      : tmpfile_works_(o.unnamed_files),
+        flink_works_(o.link_by_descriptor),
+        folder_(std::move(folder)) {}
+  ~eml_transport() override {
+    if (dir_ >= 0) ::close(dir_);
+  }
 
+  // The folder is opened once and every file is made relative to it under its short name:
+  // no walk of the folder's path per mail. It is made when missing, and opened (made) again
+  // should it be deleted while the node runs.
   result<void, std::string> send(const mail_message& m, const std::string& wire) override {
-    const std::string final_path = path_of(m.message_id).string();
-    // The folder is made once, and again should it be deleted while the node runs.
-    auto named = write_unnamed(final_path, wire);
-    if (named == unnamed::no_folder) {
-      std::error_code ec;
-      std::filesystem::create_directories(folder_, ec);
-      if (ec) return fail("cannot create " + folder_ + ": " + ec.message());
-      named = write_unnamed(final_path, wire);
+    const std::string name = eml_name(m.message_id);
+    for (bool again = false;; again = true) {
+      if (dir_ < 0) {
+        if (auto opened = open_folder(); !opened) return opened;
+      }
+      auto written = tmpfile_works_ ? write_unnamed(name, wire) : written::unsupported;
+      // A file system without O_TMPFILE, or no /proc to link by.
+      if (written == written::unsupported) written = write_then_rename(name, wire);
+      if (written == written::yes) return {};
+      if (written == written::folder_gone && !again) {
+        ::close(std::exchange(dir_, -1));
+        continue;
+      }
+      if (written == written::folder_gone) error_ = "cannot write in " + folder_;
+      return fail(std::move(error_));
     }
-    if (named == unnamed::written) return {};
-    if (named == unnamed::failed) return fail(std::move(unnamed_error_));
-    // A file system without O_TMPFILE, or no /proc to link by.
-    return write_then_rename(final_path, wire);
   }
 
   bool discard(std::string_view message_id) override {
@@ -145,7 +167,7 @@ class eml_transport final : public mail_transport {
   }
 
   std::optional<std::string> read_copy(std::string_view message_id) const override {
-    std::ifstream in(path_of(message_id), std::ios::binary);
+    std::ifstream in(eml_path(folder_, message_id), std::ios::binary);
     if (!in) return std::nullopt;
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
@@ -153,108 +175,144 @@ class eml_transport final : public mail_transport {
   std::string describe() const override { return "eml:" + folder_; }
 
  private:
-  std::filesystem::path path_of(std::string_view message_id) const {
-    return eml_path(folder_, message_id);
-  }
-
-  enum class unnamed {
-    written,
-    no_folder,    // the folder is not there (ENOENT)
+  enum class written {
+    yes,
+    folder_gone,  // the folder opened is deleted (or replaced): open it again
     unsupported,  // no O_TMPFILE or no /proc: write_then_rename() from now on
-    failed,       // this write failed (unnamed_error_): the mail is retried
+    failed,       // this write failed (error_): the mail is retried
   };
 
-  // Writes `wire` into a file without a name (O_TMPFILE) and links it under `final_path`
-  // once complete: a process killed before the link leaves nothing behind (the kernel
-  // frees the nameless inode), and the name appears only with the whole text. Cheaper
-  // than a temporary name and a rename: one directory entry added instead of one added,
-  // one moved and one removed, in an outbox folder of many files. Nothing is fsynced
-  // (neither is the rename's file): after a power loss a copy may be there empty.
+  result<void, std::string> open_folder() {
+    dir_ = ::open(folder_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dir_ >= 0) return {};
+    std::error_code ec;
+    std::filesystem::create_directories(folder_, ec);
+    if (ec) return fail("cannot create " + folder_ + ": " + ec.message());
+    dir_ = ::open(folder_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dir_ >= 0) return {};
+    return fail("cannot open " + folder_ + ": " + std::strerror(errno));
+  }
+
+  // After a failed call in the folder: whether the folder opened is not the one under its
+  // name any more (deleted, or deleted and made again). Keeps errno.
+  bool folder_gone() const {
+    const int e = errno;
+    struct stat opened {
+    }, named{};
+    const bool gone = ::fstat(dir_, &opened) != 0 || opened.st_nlink == 0 ||
+                      ::stat(folder_.c_str(), &named) != 0 || named.st_dev != opened.st_dev ||
+                      named.st_ino != opened.st_ino;
+    errno = e;
+    return gone;
+  }
+
+  std::string path_of(std::string_view name) const { return folder_ + "/" + std::string(name); }
+
+  // Writes `wire` into a file without a name (O_TMPFILE) and links it under `name` once
+  // complete: a process killed before the link leaves nothing behind (the kernel frees
+  // the nameless inode), and the name appears only with the whole text. Cheaper than a
+  // temporary name and a rename: one directory entry added instead of one added, one
+  // moved and one removed, in an outbox folder of many files. Nothing is fsynced (neither
+  // is the rename's file): after a power loss a copy may be there empty.
   // A copy already there (a mail sent again after its ledger entry was lost in a crash)
   // is replaced: the written file is linked under the temporary name and renamed over it.
-  unnamed write_unnamed(const std::string& final_path, const std::string& wire) {
-    if (!tmpfile_works_) return unnamed::unsupported;
-    const int fd = ::open(folder_.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+  written write_unnamed(const std::string& name, const std::string& wire) {
+    const int fd = ::openat(dir_, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
     if (fd < 0) {
       const int e = errno;
-      if (e == ENOENT) return unnamed::no_folder;
+      if (folder_gone()) return written::folder_gone;
       // No O_TMPFILE here (an older kernel or a file system without it): renames from now on.
       if (e == EOPNOTSUPP || e == EISDIR || e == EINVAL) {
         tmpfile_works_ = false;
-        return unnamed::unsupported;
+        return written::unsupported;
       }
-      unnamed_error_ = "cannot write in " + folder_ + ": " + std::strerror(e);
-      return unnamed::failed;
+      error_ = "cannot write in " + folder_ + ": " + std::strerror(e);
+      return written::failed;
     }
-    const auto r = link_written(fd, final_path, wire);
+    const auto r = link_written(fd, name, wire);
     ::close(fd);
     return r;
   }
 
-  unnamed link_written(int fd, const std::string& final_path, const std::string& wire) {
-    if (!write_all(fd, wire)) {
-      unnamed_error_ = "cannot write " + final_path + ": " + std::strerror(errno);
-      return unnamed::failed;
+  // Links the open nameless file `fd` as `name`: by the descriptor itself (AT_EMPTY_PATH),
+  // or where the kernel refuses that to a process without CAP_DAC_READ_SEARCH (before
+  // Linux 6.10), by its /proc path, from then on.
+  bool link_as(int fd, const std::string& name) {
+    if (flink_works_) {
+      if (::linkat(fd, "", dir_, name.c_str(), AT_EMPTY_PATH) == 0) return true;
+      if (errno != ENOENT && errno != EPERM && errno != EACCES && errno != EINVAL) return false;
     }
-    // linkat() of an open file by its /proc path (AT_EMPTY_PATH would need a privilege).
-    const std::string self = "/proc/self/fd/" + std::to_string(fd);
-    auto link_as = [&](const std::string& path) {
-      return ::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) == 0;
-    };
-    if (link_as(final_path)) return unnamed::written;
+    char self[48];
+    std::snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+    if (::linkat(AT_FDCWD, self, dir_, name.c_str(), AT_SYMLINK_FOLLOW) != 0) return false;
+    flink_works_ = false;  // refused, and /proc works
+    return true;
+  }
+
+  written link_written(int fd, const std::string& name, const std::string& wire) {
+    if (!write_all(fd, wire)) {
+      error_ = "cannot write " + path_of(name) + ": " + std::strerror(errno);
+      return written::failed;
+    }
+    if (link_as(fd, name)) return written::yes;
     if (errno == EEXIST) {
       // Sent again: under the temporary name (a leftover of a crash there goes first), then
       // renamed over the old copy.
-      const std::string tmp = final_path + ".tmp";
-      bool linked = link_as(tmp);
-      if (!linked && errno == EEXIST && ::unlink(tmp.c_str()) == 0) linked = link_as(tmp);
+      const std::string tmp = name + ".tmp";
+      bool linked = link_as(fd, tmp);
+      if (!linked && errno == EEXIST && ::unlinkat(dir_, tmp.c_str(), 0) == 0) {
+        linked = link_as(fd, tmp);
+      }
       if (linked) {
-        if (::rename(tmp.c_str(), final_path.c_str()) == 0) return unnamed::written;
+        if (::renameat(dir_, tmp.c_str(), dir_, name.c_str()) == 0) return written::yes;
         const int e = errno;
-        ::unlink(tmp.c_str());
-        unnamed_error_ = "cannot rename " + tmp + ": " + std::strerror(e);
-        return unnamed::failed;
+        ::unlinkat(dir_, tmp.c_str(), 0);
+        error_ = "cannot rename " + path_of(tmp) + ": " + std::strerror(e);
+        return written::failed;
       }
     }
     const int e = errno;
-    if (e == ENOENT && ::access(folder_.c_str(), F_OK) != 0) return unnamed::no_folder;
+    if (folder_gone()) return written::folder_gone;
     // No /proc to link by (not mounted, or closed to this process), or a file system
     // without hard links: renames from now on. Any other error (a full disk or quota, an
     // I/O error, a name too long) fails this mail only.
     if (e == ENOENT || e == EPERM || e == EACCES) {
       tmpfile_works_ = false;
-      return unnamed::unsupported;
+      return written::unsupported;
     }
-    unnamed_error_ = "cannot link " + final_path + ": " + std::strerror(e);
-    return unnamed::failed;
+    error_ = "cannot link " + path_of(name) + ": " + std::strerror(e);
+    return written::failed;
   }
 
-  // The same through a temporary name, renamed over `final_path` when complete. A process
+  // The same through a temporary name, renamed over `name` when complete. A process
   // killed in between leaves `<name>.eml.tmp`, never a partial .eml; the temporary file goes
   // when the write fails, and with the copy when it is discarded (remove_eml_copy).
-  result<void, std::string> write_then_rename(const std::string& final_path,
-                                              const std::string& wire) {
-    std::error_code ec;
-    std::filesystem::create_directories(folder_, ec);
-    if (ec) return fail("cannot create " + folder_ + ": " + ec.message());
-    const std::string tmp = final_path + ".tmp";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) return fail("cannot write " + tmp + ": " + std::strerror(errno));
-    const bool written = write_all(fd, wire);
+  written write_then_rename(const std::string& name, const std::string& wire) {
+    const std::string tmp = name + ".tmp";
+    const int fd = ::openat(dir_, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) {
+      const int e = errno;
+      if (folder_gone()) return written::folder_gone;
+      error_ = "cannot write " + path_of(tmp) + ": " + std::strerror(e);
+      return written::failed;
+    }
+    const bool all = write_all(fd, wire);
     const int write_error = errno;
     const bool closed = ::close(fd) == 0;
     const int close_error = errno;
-    if (!written || !closed) {
-      ::unlink(tmp.c_str());  // it holds the recipient's address
-      return fail("cannot write " + tmp + ": " +
-                  std::strerror(written ? close_error : write_error));
+    if (!all || !closed) {
+      ::unlinkat(dir_, tmp.c_str(), 0);  // it holds the recipient's address
+      error_ =
+          "cannot write " + path_of(tmp) + ": " + std::strerror(all ? close_error : write_error);
+      return written::failed;
     }
-    if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+    if (::renameat(dir_, tmp.c_str(), dir_, name.c_str()) != 0) {
       const int e = errno;
-      ::unlink(tmp.c_str());
-      return fail("cannot rename " + tmp + ": " + std::strerror(e));
+      ::unlinkat(dir_, tmp.c_str(), 0);
+      error_ = "cannot rename " + path_of(tmp) + ": " + std::strerror(e);
+      return written::failed;
     }
-    return {};
+    return written::yes;
   }
 
   static bool write_all(int fd, std::string_view data) {
@@ -270,7 +328,9 @@ class eml_transport final : public mail_transport {
 
   // send() runs on one thread at a time (mail_transport).
   bool tmpfile_works_ = true;
-  std::string unnamed_error_;
+  bool flink_works_ = true;
+  int dir_ = -1;  // the folder (O_PATH), opened by the first send
+  std::string error_;
 
   std::string folder_;
 };

@@ -72,13 +72,19 @@ struct eml_options {
   // once complete. false: through `<name>.eml.tmp` and a rename, as where the folder's
   // file system has no O_TMPFILE or /proc is missing (found at the first send). Default: true.
   bool unnamed_files = true;
+  // Link a complete unnamed file by its descriptor (linkat AT_EMPTY_PATH). false: by its
+  // /proc/self/fd path, as where the kernel refuses the former to a process without
+  // CAP_DAC_READ_SEARCH (before Linux 6.10; found at the first send). Default: true.
+  bool link_by_descriptor = true;
 };
 // Writes <folder>/<message id>.eml so that the name appears only with the whole text: a
 // process killed midway leaves no partial .eml (at most a `<name>.eml.tmp` of the rename
 // path, deleted with the copy). Nothing is fsynced, so after a power loss (or an OS
 // crash) a copy the ledger records as sent may be there empty or missing. A copy already
 // there (a mail sent again) is replaced by a rename. A write that fails leaves no file.
-// discard() deletes the copy (remove_eml_copy).
+// discard() deletes the copy (remove_eml_copy). The folder is opened at the first send
+// and its files are made relative to it (opened again should it be deleted): a folder
+// renamed away while the node runs keeps getting the copies, which a forget then misses.
 std::unique_ptr<mail_transport> make_eml_transport(std::string folder, eml_options o = {});
 // Deletes the .eml copy of `message_id` an eml transport wrote in `folder`, whatever
 // transport runs now: the mailer's purge uses it too, as a node that ran with .eml and

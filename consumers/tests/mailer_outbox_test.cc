@@ -78,9 +78,12 @@ bool tmpfile_supported(const std::string& folder) {
   return true;
 }
 
-// Every atomic-copy test runs on both paths: unnamed files (O_TMPFILE) and, as where the
-// file system has none, a temporary name and a rename.
-class eml_outbox : public ::testing::TestWithParam<bool> {
+// Every atomic-copy test runs on the three paths: unnamed files (O_TMPFILE) linked by
+// their descriptor, the same linked by their /proc path (as where the kernel refuses the
+// former), and, as where the file system has no O_TMPFILE, a temporary name and a rename.
+enum class eml_path_kind { by_descriptor, by_proc, renamed };
+
+class eml_outbox : public ::testing::TestWithParam<eml_path_kind> {
  protected:
   void SetUp() override {
     fs::create_directories(folder_);
@@ -89,17 +92,31 @@ class eml_outbox : public ::testing::TestWithParam<bool> {
     }
     fs::remove(folder_);
   }
-  bool unnamed() const { return GetParam(); }
+  bool unnamed() const { return GetParam() != eml_path_kind::renamed; }
   std::unique_ptr<mail_transport> transport() {
-    return make_eml_transport(folder_, {.unnamed_files = unnamed()});
+    return make_eml_transport(folder_,
+                              {.unnamed_files = unnamed(),
+                               .link_by_descriptor = GetParam() == eml_path_kind::by_descriptor});
   }
 
   passage::testing::temp_dir dir_;
   const std::string folder_ = dir_.sub("outbox");  // not there: the first send makes it
 };
 
-INSTANTIATE_TEST_SUITE_P(paths, eml_outbox, ::testing::Bool(),
-                         [](const auto& p) { return p.param ? "unnamed" : "renamed"; });
+INSTANTIATE_TEST_SUITE_P(paths, eml_outbox,
+                         ::testing::Values(eml_path_kind::by_descriptor, eml_path_kind::by_proc,
+                                           eml_path_kind::renamed),
+                         [](const auto& p) {
+                           switch (p.param) {
+                             case eml_path_kind::by_descriptor:
+                               return "unnamed";
+                             case eml_path_kind::by_proc:
+                               return "unnamed_by_proc";
+                             case eml_path_kind::renamed:
+                               break;
+                           }
+                           return "renamed";
+                         });
 
 TEST_P(eml_outbox, ACopyIsWrittenWholeAndASecondSendReplacesIt) {
   const std::string& folder = folder_;
@@ -125,6 +142,14 @@ TEST_P(eml_outbox, ACopyIsWrittenWholeAndASecondSendReplacesIt) {
   EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-2@passage.eml"}));
   EXPECT_EQ(read_file(folder + "/mail-2@passage.eml"), "fourth text\r\n");
   EXPECT_EQ(t->kept_copies(), (std::vector<std::string>{"<mail-2@passage>"}));
+
+  // Deleted and made again by someone else (the transport opened the deleted one): the
+  // copies go into the new folder, under its name.
+  fs::remove_all(folder);
+  fs::create_directories(folder);
+  ASSERT_TRUE(t->send(message(3), "fifth text\r\n"));
+  EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-3@passage.eml"}));
+  EXPECT_EQ(read_file(folder + "/mail-3@passage.eml"), "fifth text\r\n");
 }
 
 // A process killed while it writes mails leaves only whole copies under .eml names, and
