@@ -1,6 +1,11 @@
 #include "consumers/mail_message.h"
 
+#include <openssl/evp.h>
+
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -10,14 +15,51 @@
 namespace passage::consumers {
 namespace {
 
-// Base64 in lines of 76 characters (RFC 2045).
-std::string base64_lines(std::string_view in) {
-  std::string b = base64_encode(in), out;
-  for (std::size_t i = 0; i < b.size(); i += 76) {
-    out.append(b, i, 76);
+// Appends `in` as base64 in lines of 76 characters (RFC 2045): 57 bytes per line, each
+// encoded straight into `out`.
+void append_base64_lines(std::string& out, std::string_view in) {
+  constexpr std::size_t per_line = 57;  // 76 characters
+  for (std::size_t i = 0; i < in.size(); i += per_line) {
+    const auto chunk = in.substr(i, per_line);
+    const std::size_t at = out.size();
+    out.resize(at + 4 * ((chunk.size() + 2) / 3) + 1);  // EVP_EncodeBlock ends with a NUL
+    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + at),
+                                  reinterpret_cast<const unsigned char*>(chunk.data()),
+                                  static_cast<int>(chunk.size()));
+    out.resize(at + static_cast<std::size_t>(n));
     out += "\r\n";
   }
-  return out;
+}
+
+// Appends header_value(raw): the text itself when it has no control and no non-ASCII
+// byte, as most values have.
+void append_header_value(std::string& out, std::string_view raw) {
+  const bool plain = std::all_of(raw.begin(), raw.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u >= 0x20 && u < 0x7f;
+  });
+  if (plain) {
+    out += raw;
+  } else {
+    out += header_value(raw);
+  }
+}
+
+// "Fri, 20 Nov 2026 09:00:00 +0000" (RFC 5322 date-time, UTC), as strftime() with
+// "%a, %d %b %Y %H:%M:%S +0000" writes it in the C locale.
+void append_date(std::string& out, timestamp date) {
+  static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(date.time_since_epoch());
+  const std::time_t t = static_cast<std::time_t>(secs.count());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char when[64];
+  const int n = std::snprintf(when, sizeof when, "%s, %02d %s %d %02d:%02d:%02d +0000",
+                              days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
+                              tm.tm_hour, tm.tm_min, tm.tm_sec);
+  out.append(when, static_cast<std::size_t>(std::max(n, 0)));
 }
 
 std::string read_file(const std::filesystem::path& p) {
@@ -173,33 +215,46 @@ std::string header_value(std::string_view raw) {
 }
 
 std::string to_rfc5322(const mail_message& m, timestamp date) {
-  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(date.time_since_epoch());
-  const std::time_t t = static_cast<std::time_t>(secs.count());
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char when[64];
-  std::strftime(when, sizeof when, "%a, %d %b %Y %H:%M:%S +0000", &tm);
   const std::string boundary = "=_passage_" + header_value(m.message_id.substr(1, 36));
 
   std::string out;
-  out += "From: " + header_value(m.from) + "\r\n";
-  out += "To: " + header_value(m.to) + "\r\n";
-  out += "Subject: " + header_value(m.subject) + "\r\n";
-  out += "Date: " + std::string(when) + "\r\n";
-  out += "Message-ID: " + header_value(m.message_id) + "\r\n";
-  out += "MIME-Version: 1.0\r\n";
-  auto part = [](std::string_view type, std::string_view body) {
-    return "Content-Type: " + std::string(type) +
-           "; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n" + base64_lines(body);
+  // The headers, and the bodies in base64 (4 characters per 3 bytes, 2 per 76 for CRLF).
+  out.reserve(512 + m.from.size() + m.to.size() + m.subject.size() + m.message_id.size() +
+              (m.text.size() + m.html.size()) * 140 / 100);
+  out += "From: ";
+  append_header_value(out, m.from);
+  out += "\r\nTo: ";
+  append_header_value(out, m.to);
+  out += "\r\nSubject: ";
+  append_header_value(out, m.subject);
+  out += "\r\nDate: ";
+  append_date(out, date);
+  out += "\r\nMessage-ID: ";
+  append_header_value(out, m.message_id);
+  out += "\r\nMIME-Version: 1.0\r\n";
+  auto part = [&out](std::string_view type, std::string_view body) {
+    out += "Content-Type: ";
+    out += type;
+    out += "; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n";
+    append_base64_lines(out, body);
   };
   if (m.html.empty()) {
-    out += part("text/plain", m.text);
+    part("text/plain", m.text);
     return out;
   }
-  out += "Content-Type: multipart/alternative; boundary=\"" + boundary + "\"\r\n\r\n";
-  out += "--" + boundary + "\r\n" + part("text/plain", m.text);
-  out += "--" + boundary + "\r\n" + part("text/html", m.html);
-  out += "--" + boundary + "--\r\n";
+  out += "Content-Type: multipart/alternative; boundary=\"";
+  out += boundary;
+  out += "\"\r\n\r\n--";
+  out += boundary;
+  out += "\r\n";
+  part("text/plain", m.text);
+  out += "--";
+  out += boundary;
+  out += "\r\n";
+  part("text/html", m.html);
+  out += "--";
+  out += boundary;
+  out += "--\r\n";
   return out;
 }
 

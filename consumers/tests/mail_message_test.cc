@@ -2,8 +2,11 @@
 // per-organization templates, and the ids derived from source events.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <ctime>
 #include <fstream>
 
+#include "common/encoding.h"
 #include "common/time_format.h"
 #include "consumers/mail_message.h"
 #include "consumers/mailer.h"
@@ -81,6 +84,73 @@ TEST(MailMessage, MultipartAlternativeWithBase64Bodies) {
   // No body line can end the SMTP data early.
   EXPECT_EQ(wire.find("\r\n.\r\n"), std::string::npos);
   for (const auto& line : header_lines(wire)) EXPECT_LE(line.size(), 998u);
+}
+
+// to_rfc5322() as it was written first (whole-body base64 split into lines, strftime,
+// header_value() on every header): the text a mail had before, which every later way of
+// writing it must give byte for byte (receivers and tests compare copies).
+std::string first_rfc5322(const mail_message& m, timestamp date) {
+  auto base64_lines = [](std::string_view in) {
+    std::string b = base64_encode(in), out;
+    for (std::size_t i = 0; i < b.size(); i += 76) {
+      out.append(b, i, 76);
+      out += "\r\n";
+    }
+    return out;
+  };
+  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(date.time_since_epoch());
+  const std::time_t t = static_cast<std::time_t>(secs.count());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char when[64];
+  std::strftime(when, sizeof when, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  const std::string boundary = "=_passage_" + header_value(m.message_id.substr(1, 36));
+  std::string out;
+  out += "From: " + header_value(m.from) + "\r\n";
+  out += "To: " + header_value(m.to) + "\r\n";
+  out += "Subject: " + header_value(m.subject) + "\r\n";
+  out += "Date: " + std::string(when) + "\r\n";
+  out += "Message-ID: " + header_value(m.message_id) + "\r\n";
+  out += "MIME-Version: 1.0\r\n";
+  auto part = [&](std::string_view type, std::string_view body) {
+    return "Content-Type: " + std::string(type) +
+           "; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n" + base64_lines(body);
+  };
+  if (m.html.empty()) return out + part("text/plain", m.text);
+  out += "Content-Type: multipart/alternative; boundary=\"" + boundary + "\"\r\n\r\n";
+  out += "--" + boundary + "\r\n" + part("text/plain", m.text);
+  out += "--" + boundary + "\r\n" + part("text/html", m.html);
+  out += "--" + boundary + "--\r\n";
+  return out;
+}
+
+TEST(MailMessage, TheWireTextIsTheSameByteForByte) {
+  mail_message m;
+  m.from = "Passage <no-reply@passage.invalid>";
+  m.to = "ada@example.com";
+  m.subject = "Hi";
+  m.text = "ab";
+  m.message_id = "<6f1c2a4e-8b1d-4c3e-9f00-112233445566@passage>";
+  EXPECT_EQ(to_rfc5322(m, t0),
+            "From: Passage <no-reply@passage.invalid>\r\nTo: ada@example.com\r\nSubject: Hi\r\n"
+            "Date: Fri, 20 Nov 2026 09:00:00 +0000\r\n"
+            "Message-ID: <6f1c2a4e-8b1d-4c3e-9f00-112233445566@passage>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            "YWI=\r\n");
+  // Bodies around the 57-byte line, headers with control and non-ASCII bytes, other dates.
+  const std::string subjects[] = {"Welcome: choose your password (Kubernetes 101)",
+                                  "Kubernetes für Anfänger – Teil 1 mit einem langen Titel",
+                                  "Hi\r\nX-Injected: yes\x7f", ""};
+  for (std::size_t n : {0, 1, 2, 3, 56, 57, 58, 113, 114, 115, 171, 1000, 2049}) {
+    for (const auto& subject : subjects) {
+      m.subject = subject;
+      m.from = n % 2 ? "Passage <no-reply@passage.invalid>" : "Pässage\t<x@y.example>";
+      m.text = std::string(n, 'x') + "é\n";
+      m.html = n % 3 ? std::string(n, '<') : std::string();
+      const timestamp when = t0 + std::chrono::seconds(n * 86'399 + 7);
+      EXPECT_EQ(to_rfc5322(m, when), first_rfc5322(m, when)) << n << " " << subject;
+    }
+  }
 }
 
 TEST(MailMessage, TemplatesPerOrganizationOverrideTheBuiltInParts) {
