@@ -314,6 +314,25 @@ struct mailer::state {
     bool forgotten = false;  // not a delivery failure: no dead letter
   };
 
+  // The ledger entry of `o` (`l:<event id>`): {"at":…,"attempts":…,"error":…,
+  // "forgotten":…,"sent":…}, as nlohmann::json writes that object (keys sorted). Written
+  // by hand when there is no error text to escape (a mail sent: one per claim).
+  static std::string ledger_entry(const outcome& o) {
+    if (!o.error.empty()) {
+      return json{{"sent", o.sent},
+                  {"error", o.error},
+                  {"attempts", o.attempts},
+                  {"at", to_unix_micros(o.at)},
+                  {"forgotten", o.forgotten}}
+          .dump();
+    }
+    std::string v = "{\"at\":" + std::to_string(to_unix_micros(o.at));
+    v += ",\"attempts\":" + std::to_string(o.attempts);
+    v += o.forgotten ? ",\"error\":\"\",\"forgotten\":true" : ",\"error\":\"\",\"forgotten\":false";
+    v += o.sent ? ",\"sent\":true}" : ",\"sent\":false}";
+    return v;
+  }
+
   // Sends a mail of `kind` for the invitation `rec`, with retries; nullopt when stopping
   // interrupted it. `purges_before`: see send_indexed().
   std::optional<outcome> deliver(mail_kind kind, const d::private_invitation_sent& inv,
@@ -423,12 +442,7 @@ struct mailer::state {
     json job = job_record(inv.job_id_, inv.org_id_, inv.invite_id_, inv.job_total_);
     job[o.sent ? "sent" : "failed"] = job[o.sent ? "sent" : "failed"].get<std::int64_t>() + 1;
     rocksdb::WriteBatch b;
-    b.Put(slice(key('l', rec.event_id)), json{{"sent", o.sent},
-                                              {"error", o.error},
-                                              {"attempts", o.attempts},
-                                              {"at", to_unix_micros(o.at)},
-                                              {"forgotten", o.forgotten}}
-                                             .dump());
+    b.Put(slice(key('l', rec.event_id)), ledger_entry(o));
     b.Put(slice(key('j', inv.job_id_)), job.dump());
     if (o.sent && inv.remind_at_) {
       b.Put(slice(reminder_key(*inv.remind_at_, rec.event_id)),
@@ -603,12 +617,7 @@ struct mailer::state {
           return false;
         }
       }
-      ledger.Put(slice(key('l', m.rec->event_id)), json{{"sent", o->sent},
-                                                        {"error", o->error},
-                                                        {"attempts", o->attempts},
-                                                        {"at", to_unix_micros(o->at)},
-                                                        {"forgotten", o->forgotten}}
-                                                       .dump());
+      ledger.Put(slice(key('l', m.rec->event_id)), ledger_entry(*o));
       last = m.rec->position;
       if (m.logged) continue;
       (o->sent ? sent_now : failed_now)++;
@@ -1043,57 +1052,64 @@ struct mailer::state {
     return {};
   }
 
-  // Registrations of the batch being handled (subscription thread). A claim appends the
-  // learner's LearnerRegistered and PasswordSetupIssued together, so the welcome mail
-  // finds the first name here instead of reading the learner's stream again (the batch's
-  // event has it decrypted already), and the learners' addresses are written once per
-  // batch (flush_learnt) instead of once per registration.
-  struct learnt_address {
+  // Registrations of the batch being handled (subscription thread), decoded only when
+  // needed. A claim appends the learner's LearnerRegistered and PasswordSetupIssued
+  // together, and the welcome mail's event names the address and usually the first name:
+  // then the registration is not decoded at all (its `s:` entry is the one index_run()
+  // wrote with the mail, the address being the learner's). A welcome mail without a first
+  // name decodes it here instead of reading the learner's stream again, and the learners'
+  // addresses are written once per batch (flush_learnt) instead of once per registration.
+  // The events stay in the subscription's batch: every way out of handle() flushes them.
+  struct learnt_registration {
     uuid learner;
-    std::string subject;
+    const eventstore::recorded_event* rec = nullptr;
   };
-  std::vector<learnt_address> learnt;          // `s:` entries not written yet
+  std::vector<learnt_registration> learnt;     // `s:` entries not written yet
   std::uint64_t learnt_checkpoint_before = 0;  // the checkpoint before the first of them
-  std::unordered_map<uuid, std::string> registered_first_names;  // cleared per batch
+  // A learner's first registration event (stream version 1) in this batch: what
+  // first_name_of() reads. Cleared per batch.
+  std::unordered_map<uuid, const eventstore::recorded_event*> registrations;
   // The `s:` entries index_run() wrote in this batch (learner -> email subject), which
   // flush_learnt() need not write again: a claim's registration and welcome mail come
   // together. Cleared per batch.
   std::unordered_map<uuid, std::string> run_learners;
 
-  // Keeps the address of a new learner (its keyed hash), for LearnerForgotten, and the
-  // first name it registered with, for its welcome mail (first_name_of).
+  // Keeps the registration of a new learner, for its address (its keyed hash, for
+  // LearnerForgotten) and the first name it registered with (for its welcome mail).
   void learn_learner(const eventstore::recorded_event& rec) {
-    auto decoded = codec.decode(rec);
-    if (!decoded || decoded->forgotten) return;  // too late: the live forget covered it
-    const auto& r = std::get<d::learner_registered>(decoded->event);
-    // Only the stream's first event: what first_name_of() reads.
-    if (opt.password_link && rec.stream_version == 1) {
-      registered_first_names[r.learner_id_] = r.personal_data_.first_name_;
-    }
-    if (r.personal_data_.email_.empty()) return;
+    auto learner = uuid::parse(std::string_view(rec.stream).substr(8));  // learner-<uuid>
+    if (!learner) return;
+    if (opt.password_link && rec.stream_version == 1) registrations[*learner] = &rec;
     if (learnt.empty()) learnt_checkpoint_before = checkpoint;
-    learnt.push_back({r.learner_id_, codec.email_subject(r.org_id_, r.personal_data_.email_)});
+    learnt.push_back({*learner, &rec});
   }
 
-  // Writes the `s:` entries learn_learner() collected (not synced, as each was before:
-  // a mail's index entry and its ledger entry are written after them, and a lost one is
-  // read again from the log, the checkpoint having not passed it). A learner forgotten
-  // since the decode is left out, as learn_learner() would have then. Before a
-  // LearnerForgotten is handled (it looks the address up) and before the checkpoint
-  // moves; on failure the checkpoint goes back to before the first registration.
+  // Writes the `s:` entries of the registrations learn_learner() collected (not synced,
+  // as each was before: a mail's index entry and its ledger entry are written after them,
+  // and a lost one is read again from the log, the checkpoint having not passed it). One
+  // that decodes as forgotten is left out (too late: the live forget covered it), and so is
+  // a learner forgotten since. Before a LearnerForgotten is handled (it looks the address
+  // up) and before the checkpoint moves; on failure the checkpoint goes back to before the
+  // first registration.
   bool flush_learnt() {
     if (learnt.empty()) return true;
-    std::lock_guard lk(forgotten_mu);
-    rocksdb::WriteBatch b;
+    std::vector<std::pair<uuid, std::string>> subjects;
     for (const auto& l : learnt) {
-      if (forgotten_learners.count(l.learner)) continue;
-      if (auto w = run_learners.find(l.learner);
-          w != run_learners.end() && w->second == l.subject) {
-        continue;  // written with the learner's welcome mail (index_run)
-      }
-      b.Put(slice(key('s', l.learner)), slice(l.subject));
+      if (run_learners.contains(l.learner)) continue;  // written with the welcome mail
+      auto decoded = codec.decode(*l.rec);
+      if (!decoded || decoded->forgotten) continue;
+      const auto& r = std::get<d::learner_registered>(decoded->event);
+      if (r.personal_data_.email_.empty()) continue;
+      subjects.emplace_back(l.learner, codec.email_subject(r.org_id_, r.personal_data_.email_));
     }
     learnt.clear();
+    if (subjects.empty()) return true;
+    std::lock_guard lk(forgotten_mu);
+    rocksdb::WriteBatch b;
+    for (const auto& [learner, subject] : subjects) {
+      if (forgotten_learners.count(learner)) continue;
+      b.Put(slice(key('s', learner)), slice(subject));
+    }
     if (b.Count() == 0 || write(b, false)) return true;
     checkpoint = std::min(checkpoint, learnt_checkpoint_before);
     return false;
@@ -1105,8 +1121,11 @@ struct mailer::state {
   // event carries none (a link staff sent again: the learner aggregate keeps no name).
   // "" when unknown or forgotten (the mail then greets "there", if it goes at all).
   std::string first_name_of(const d::password_setup_issued& w) {
-    if (auto it = registered_first_names.find(w.learner_id_); it != registered_first_names.end()) {
-      return it->second;  // its registration came in this batch
+    if (auto it = registrations.find(w.learner_id_); it != registrations.end()) {
+      // Its registration came in this batch.
+      auto decoded = codec.decode(*it->second);
+      if (!decoded || decoded->forgotten) return {};
+      return std::get<d::learner_registered>(decoded->event).personal_data_.first_name_;
     }
     auto first = store.read_stream(d::learner_stream(w.learner_id_), 1,
                                    eventstore::read_direction::forward, 1);
@@ -1262,12 +1281,7 @@ struct mailer::state {
     auto o = deliver(mail_kind::reminder, inv, rec);
     if (!o) return false;
     rocksdb::WriteBatch b;
-    b.Put(slice(key('l', id)), json{{"sent", o->sent},
-                                    {"error", o->error},
-                                    {"attempts", o->attempts},
-                                    {"at", to_unix_micros(o->at)},
-                                    {"forgotten", o->forgotten}}
-                                   .dump());
+    b.Put(slice(key('l', id)), ledger_entry(*o));
     if (!write(b, true)) return false;
     if (!append_outcome(mail_kind::reminder, rec, inv, *o)) return false;
     ++reminders_sent;  // once its outcome is in the log, like every counter of stats()
@@ -1392,7 +1406,7 @@ struct mailer::state {
       // On failure each moves the checkpoint back to before its first event.
       flush_run();
       flush_learnt();
-      registered_first_names.clear();
+      registrations.clear();
       run_learners.clear();
       save_checkpoint(true);
       return false;
@@ -1444,7 +1458,7 @@ struct mailer::state {
       checkpoint = rec.position;
     }
     if (!flush_run() || !flush_learnt()) return stop_here();
-    registered_first_names.clear();
+    registrations.clear();
     run_learners.clear();
     save_checkpoint(false);
     // Caught up with the log after welcome mails: a moment before reading again, so that
