@@ -68,6 +68,19 @@ std::string key(char prefix, const uuid& a, const uuid& b) {
 
 rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
 
+// Keys and values to write in one batch.
+using entries = std::vector<std::pair<std::string, std::string>>;
+
+// `e` into `b` in key order: the state's memtable keeps, per key prefix, where its last
+// key went in (open_state_db's hint), so a run's entries of one prefix (random ids and
+// hashes) each go in near the one before instead of from the top of the skip list. A key
+// put twice keeps its order (the later value wins, as before the sort).
+void put_sorted(rocksdb::WriteBatch& b, entries& e) {
+  std::stable_sort(e.begin(), e.end(),
+                   [](const auto& x, const auto& y) { return x.first < y.first; });
+  for (const auto& [k, v] : e) b.Put(slice(k), slice(v));
+}
+
 consumer_error db_error(const std::string& what, const rocksdb::Status& s) {
   return {errc::checkpoint, "mailer state: " + what + ": " + s.ToString()};
 }
@@ -545,14 +558,16 @@ struct mailer::state {
   // nullopt when the write failed (each mail is then indexed as it is sent).
   std::optional<std::uint64_t> index_run(pending_run& r) {
     std::lock_guard lk(forgotten_mu);
-    rocksdb::WriteBatch b;
+    entries e;
     for (auto& m : r.mails) {
       if (!m.message || forgotten_learners.count(m.event.learner_id_)) continue;
       m.indexed = true;
       if (transport->keeps_copies()) {
-        add_index_entries(b, m.message->message_id, m.named, m.event.learner_id_);
+        add_index_entries(e, m.message->message_id, m.named, m.event.learner_id_);
       }
     }
+    rocksdb::WriteBatch b;
+    put_sorted(b, e);
     // Not synced, as index_mail()'s.
     if (b.Count() != 0 && !write(b, false)) return std::nullopt;
     for (const auto& m : r.mails) {
@@ -576,19 +591,21 @@ struct mailer::state {
     pending_run r = std::move(run);
     run = pending_run();
     const auto indexed_at = index_run(r);
-    rocksdb::WriteBatch ledger;
+    entries ledger;  // written sorted (put_sorted)
     std::vector<eventstore::stream_append> outcomes;
     std::uint64_t sent_now = 0, failed_now = 0, last = 0;
     // Ledgers, then logs, the mails handled so far in the run; false (the checkpoint back
     // to before the run) when the write failed or stopping interrupted the append.
     auto record_handled = [&] {
-      if (ledger.Count() == 0) return true;
-      if (!write(ledger, true)) {
+      if (ledger.empty()) return true;
+      rocksdb::WriteBatch b;
+      put_sorted(b, ledger);
+      if (!write(b, true)) {
         checkpoint = r.checkpoint_before;
         return false;
       }
       ledgered_until = std::max(ledgered_until, last);
-      ledger.Clear();
+      ledger.clear();
       if (!append_all(outcomes)) {
         checkpoint = r.checkpoint_before;
         return false;
@@ -617,7 +634,7 @@ struct mailer::state {
           return false;
         }
       }
-      ledger.Put(slice(key('l', m.rec->event_id)), ledger_entry(*o));
+      ledger.emplace_back(key('l', m.rec->event_id), ledger_entry(*o));
       last = m.rec->position;
       if (m.logged) continue;
       (o->sent ? sent_now : failed_now)++;
@@ -748,8 +765,10 @@ struct mailer::state {
     std::lock_guard lk(forgotten_mu);
     if (learner && forgotten_learners.count(*learner)) return false;
     if (!transport->keeps_copies()) return true;
+    entries e;
+    add_index_entries(e, message_id, named, learner);
     rocksdb::WriteBatch b;
-    add_index_entries(b, message_id, named, learner);
+    put_sorted(b, e);
     // Not synced: the ledger write after the send is, and a mail whose ledger entry is
     // lost in a crash is sent (and indexed) again.
     write(b, false);
@@ -757,14 +776,14 @@ struct mailer::state {
   }
 
   // The index entries of the mail `message_id` (see index_mail()).
-  static void add_index_entries(rocksdb::WriteBatch& b, std::string_view message_id,
+  static void add_index_entries(entries& e, std::string_view message_id,
                                 const std::vector<named_address>& named,
                                 std::optional<uuid> learner) {
     for (const auto& n : named) {
-      b.Put(slice(index_prefix(n.subject) + std::string(message_id)),
-            slice(encode_position(n.position)));
+      e.emplace_back(index_prefix(n.subject) + std::string(message_id),
+                     encode_position(n.position));
     }
-    if (learner && !named.empty()) b.Put(slice(key('s', *learner)), slice(named.front().subject));
+    if (learner && !named.empty()) e.emplace_back(key('s', *learner), named.front().subject);
   }
 
   // After the transport accepted `message_id`: a forget that ran since the mail was
@@ -1486,7 +1505,8 @@ result<void, consumer_error> mailer::start() {
   if (!s_->opt.personal_link)
     return consumer_error{errc::invalid_config, "personal_link is required"};
   if (!s_->db) {
-    auto st = open_state_db(s_->opt.state_path, s_->db, 4u << 20);
+    // Hints per key prefix ("a:", "l:", "s:", ...): a run writes its keys sorted.
+    auto st = open_state_db(s_->opt.state_path, s_->db, 4u << 20, 2);
     if (!st.ok()) return db_error("open " + s_->opt.state_path, st);
     std::string v;
     st = s_->db->Get(rocksdb::ReadOptions(), slice(checkpoint_key), &v);
