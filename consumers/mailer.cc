@@ -348,11 +348,14 @@ struct mailer::state {
 
   // Sends a mail of `kind` for the invitation `rec`, with retries; nullopt when stopping
   // interrupted it. `purges_before`: see send_indexed().
+  // `tpl`: the template of `kind` read before (batch_template()); nullptr: read now.
   std::optional<outcome> deliver(mail_kind kind, const d::private_invitation_sent& inv,
                                  const eventstore::recorded_event& rec,
-                                 std::optional<std::uint64_t> purges_before = std::nullopt) {
+                                 std::optional<std::uint64_t> purges_before = std::nullopt,
+                                 const mail_template* read_before = nullptr) {
     const auto facts = invite(inv.invite_id_);
-    const auto tpl = template_for(kind, opt.templates_dir, inv.org_id_.to_string());
+    const auto tpl =
+        read_before ? *read_before : template_for(kind, opt.templates_dir, inv.org_id_.to_string());
     const std::string link = opt.personal_link(facts.code, inv.invite_id_, inv.invitation_id_);
     auto message = render(
         tpl, {{"title", facts.title}, {"description", facts.public_description}, {"link", link}},
@@ -739,7 +742,8 @@ struct mailer::state {
     if (decoded->forgotten || inv.personal_data_.email_.empty()) {
       o = outcome{false, "recipient forgotten", 0, clk->now(), true};
     } else {
-      o = deliver(mail_kind::invitation, inv, rec, purges_at_batch);
+      o = deliver(mail_kind::invitation, inv, rec, purges_at_batch,
+                  &batch_template(mail_kind::invitation, inv.org_id_));
       if (!o) return false;
     }
     if (!record(rec, inv, *o)) return false;
@@ -1092,6 +1096,16 @@ struct mailer::state {
   // flush_learnt() need not write again: a claim's registration and welcome mail come
   // together. Cleared per batch.
   std::unordered_map<uuid, std::string> run_learners;
+  // The templates (template_for) the batch's mails were rendered with, per kind and
+  // organization: the files are read once per batch, not once per mail, and an edit is
+  // used from the next batch on. Cleared per batch (subscription thread).
+  std::map<std::pair<mail_kind, uuid>, mail_template> batch_templates;
+
+  const mail_template& batch_template(mail_kind k, const uuid& org) {
+    auto [it, added] = batch_templates.try_emplace({k, org});
+    if (added) it->second = template_for(k, opt.templates_dir, org.to_string());
+    return it->second;
+  }
 
   // Keeps the registration of a new learner, for its address (its keyed hash, for
   // LearnerForgotten) and the first name it registered with (for its welcome mail).
@@ -1205,7 +1219,7 @@ struct mailer::state {
       if (w.invite_id_) title = invite(*w.invite_id_).title;
       if (w.personal_data_.first_name_.empty()) w.personal_data_.first_name_ = first_name_of(w);
       m.message = welcome_message(w, {title, opt.password_link(w.learner_id_, w.setup_id_)},
-                                  opt.templates_dir, opt.from,
+                                  batch_template(welcome_kind(w), w.org_id_), opt.from,
                                   "<" + m.message_id.to_string() + "@passage>");
       m.named = {{codec.email_subject(w.org_id_, m.message->to), rec.position}};
     }
@@ -1426,6 +1440,7 @@ struct mailer::state {
       flush_run();
       flush_learnt();
       registrations.clear();
+      batch_templates.clear();
       run_learners.clear();
       save_checkpoint(true);
       return false;
@@ -1478,6 +1493,7 @@ struct mailer::state {
     }
     if (!flush_run() || !flush_learnt()) return stop_here();
     registrations.clear();
+    batch_templates.clear();
     run_learners.clear();
     save_checkpoint(false);
     // Caught up with the log after welcome mails: a moment before reading again, so that

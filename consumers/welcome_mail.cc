@@ -4,13 +4,22 @@
 
 namespace passage::consumers {
 
+mail_kind welcome_kind(const domain::password_setup_issued& e) {
+  // A claim's registration names its invite; a link staff sent again
+  // (POST /v1/learners/{id}/password-setup) names none: the account exists already.
+  return e.invite_id_ ? mail_kind::welcome : mail_kind::password_link;
+}
+
 mail_message welcome_message(const domain::password_setup_issued& e, const welcome_facts& facts,
                              const std::string& templates_dir, std::string from,
                              std::string message_id) {
-  // A claim's registration names its invite; a link staff sent again
-  // (POST /v1/learners/{id}/password-setup) names none: the account exists already.
-  const auto kind = e.invite_id_ ? mail_kind::welcome : mail_kind::password_link;
-  const auto tpl = template_for(kind, templates_dir, e.org_id_.to_string());
+  return welcome_message(e, facts,
+                         template_for(welcome_kind(e), templates_dir, e.org_id_.to_string()),
+                         std::move(from), std::move(message_id));
+}
+
+mail_message welcome_message(const domain::password_setup_issued& e, const welcome_facts& facts,
+                             const mail_template& tpl, std::string from, std::string message_id) {
   const auto& first = e.personal_data_.first_name_;
   return render(tpl,
                 {{"title", facts.title.empty() ? std::string("your invite") : facts.title},

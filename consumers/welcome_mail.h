@@ -24,5 +24,10 @@ struct welcome_facts {
 mail_message welcome_message(const domain::password_setup_issued& e, const welcome_facts& facts,
                              const std::string& templates_dir, std::string from,
                              std::string message_id);
+// The kind of the mail for `e` (welcome or password_link), and the mail rendered with `tpl`
+// (template_for() of that kind, read once for many mails).
+mail_kind welcome_kind(const domain::password_setup_issued& e);
+mail_message welcome_message(const domain::password_setup_issued& e, const welcome_facts& facts,
+                             const mail_template& tpl, std::string from, std::string message_id);
 
 }  // namespace passage::consumers

@@ -383,6 +383,7 @@ class mailer_outbox : public ::testing::Test {
     o.batch_delay = batch_delay;
     o.state_path = dir_.sub("mailer");
     o.outbox_path = outbox();
+    o.templates_dir = templates_dir_;
     o.personal_link = [](std::string_view, const uuid&, const uuid&) { return "http://x/i"; };
     o.password_link = [](const uuid&, const uuid&) { return std::string("http://x/set"); };
     mailer_ = std::make_unique<mailer>(*reads_, codec_, std::move(transport), o);
@@ -481,6 +482,7 @@ class mailer_outbox : public ::testing::Test {
   std::unique_ptr<eventstore::key_store> keys_ = eventstore::make_memory_key_store();
   eventstore::event_codec codec_{*keys_, std::string(32, 'p')};
   uuid org_ = uuid::random();
+  std::string templates_dir_;  // start_mailer()'s: none
   std::unique_ptr<mailer> mailer_;
 };
 
@@ -521,6 +523,24 @@ TEST_F(mailer_outbox, ALinkSentAgainGreetsByTheRegisteredFirstName) {
   EXPECT_EQ(bob_seen, 1);
   EXPECT_EQ(there_seen, 1);  // Cyd registered without a first name
   EXPECT_EQ(mailer_->stats().sent, 3u);
+}
+
+// An organization's template files are read once per batch (not once per mail) and an
+// edit is used from the next batch on.
+TEST_F(mailer_outbox, ATemplateEditedBetweenBatchesIsUsedFromTheNextOn) {
+  templates_dir_ = dir_.sub("templates");
+  const std::string org_dir = templates_dir_ + "/" + org_.to_string();
+  fs::create_directories(org_dir);
+  { std::ofstream(org_dir + "/password_link.txt") << "first {{name}}"; }
+  start_mailer();
+  ASSERT_TRUE(handled(append_welcome_run(3)));
+  EXPECT_EQ(texts_in(outbox()), (std::vector<std::string>(3, "first L")));
+
+  { std::ofstream(org_dir + "/password_link.txt") << "second {{name}}"; }
+  fs::remove_all(outbox());
+  ASSERT_TRUE(handled(append_welcome_run(2)));
+  EXPECT_EQ(texts_in(outbox()), (std::vector<std::string>(2, "second L")));
+  EXPECT_EQ(mailer_->stats().sent, 5u);
 }
 
 // A LearnerForgotten read in the same batch as the learner's registration still finds the
