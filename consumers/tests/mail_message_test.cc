@@ -241,6 +241,9 @@ TEST(MailMessage, DerivedIdsAreStablePerEventAndKind) {
   EXPECT_NE(derived_id(e, "mail"), derived_id(e, "outcome"));
   EXPECT_NE(derived_id(e, "mail"), derived_id(uuid::random(), "mail"));
   EXPECT_EQ(derived_id(e, "mail").to_string()[14], '8');  // version 8
+  // The same on every run and every build: SHA-256 of "passage.mail|<event id>|<kind>".
+  EXPECT_EQ(derived_id(e, "mail").to_string(), "51e055cd-61f6-8e95-9b2c-7a6a9c7d8f0b");
+  EXPECT_EQ(derived_id(e, "welcome-outcome").to_string(), "e42ce0f0-c3d3-84fe-a820-0e8827421a36");
 }
 
 }  // namespace
