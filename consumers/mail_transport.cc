@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <mutex>
 #include <utility>
@@ -123,14 +124,19 @@ class eml_transport final : public mail_transport {
   eml_transport(std::string folder, eml_options o)
       : tmpfile_works_(o.unnamed_files),
         flink_works_(o.link_by_descriptor),
+        refuse_flink_(std::move(o.descriptor_link_errno)),
         folder_(std::move(folder)) {}
   ~eml_transport() override {
     if (dir_ >= 0) ::close(dir_);
   }
 
   // The folder is opened once and every file is made relative to it under its short name:
-  // no walk of the folder's path per mail. It is made when missing, and opened (made) again
-  // should it be deleted while the node runs.
+  // no walk of the folder's path per mail, bar one stat() of it after the copy is there.
+  // It is made when missing, and opened (made) again should it be deleted while the node
+  // runs. Renamed away (`mv outbox outbox.old && mkdir outbox`), the folder opened still
+  // takes the copy: the stat() finds the name now names another folder (or none), so that
+  // copy is removed and the mail written again under the name, where discard(), a forget's
+  // purge and read_copy() look (SPEC §6: no copy out of their reach).
   result<void, std::string> send(const mail_message& m, const std::string& wire) override {
     const std::string name = eml_name(m.message_id);
     for (bool again = false;; again = true) {
@@ -140,13 +146,16 @@ class eml_transport final : public mail_transport {
       auto written = tmpfile_works_ ? write_unnamed(name, wire) : written::unsupported;
       // A file system without O_TMPFILE, or no /proc to link by.
       if (written == written::unsupported) written = write_then_rename(name, wire);
-      if (written == written::yes) return {};
+      if (written == written::yes) {
+        if (still_named()) return {};
+        unlink_moved(name);
+        written = written::folder_gone;
+      }
       if (written == written::folder_gone && !again) {
         ::close(std::exchange(dir_, -1));
         continue;
       }
-      if (written == written::folder_gone) error_ = "cannot write in " + folder_;
-      return fail(std::move(error_));
+      return fail(std::move(error_));  // folder_gone twice: error_ says why
     }
   }
 
@@ -184,24 +193,58 @@ class eml_transport final : public mail_transport {
 
   result<void, std::string> open_folder() {
     dir_ = ::open(folder_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (dir_ >= 0) return {};
-    std::error_code ec;
-    std::filesystem::create_directories(folder_, ec);
-    if (ec) return fail("cannot create " + folder_ + ": " + ec.message());
-    dir_ = ::open(folder_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (dir_ >= 0) return {};
-    return fail("cannot open " + folder_ + ": " + std::strerror(errno));
+    if (dir_ < 0) {
+      std::error_code ec;
+      std::filesystem::create_directories(folder_, ec);
+      if (ec) return fail("cannot create " + folder_ + ": " + ec.message());
+      dir_ = ::open(folder_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (dir_ < 0) return fail("cannot open " + folder_ + ": " + std::strerror(errno));
+    }
+    struct stat opened {};
+    if (::fstat(dir_, &opened) != 0) {
+      const int e = errno;
+      ::close(std::exchange(dir_, -1));
+      return fail("cannot open " + folder_ + ": " + std::strerror(e));
+    }
+    dev_ = opened.st_dev;
+    ino_ = opened.st_ino;
+    return {};
+  }
+
+  // Whether the folder's name still names the folder opened. False (error_ set) when it
+  // was renamed, or deleted (and maybe made again), since it was opened.
+  bool still_named() {
+    struct stat named {};
+    if (::stat(folder_.c_str(), &named) != 0) {
+      error_ = "cannot write in " + folder_ + ": " + std::strerror(errno);
+      return false;
+    }
+    if (named.st_dev == dev_ && named.st_ino == ino_) return true;
+    error_ = "cannot write in " + folder_ + ": renamed or replaced while the mail was written";
+    return false;
+  }
+
+  // Removes the copy `name` just written in the folder opened, which is no longer under
+  // the folder's name (renamed away): there neither discard() nor a forget would find it.
+  // Gone already (the folder deleted) is fine.
+  void unlink_moved(const std::string& name) const {
+    if (::unlinkat(dir_, name.c_str(), 0) != 0 && errno != ENOENT) {
+      spdlog::error("mailer: cannot delete {} in the folder renamed away from {}: {}", name,
+                    folder_, std::strerror(errno));
+    }
   }
 
   // After a failed call in the folder: whether the folder opened is not the one under its
-  // name any more (deleted, or deleted and made again). Keeps errno.
-  bool folder_gone() const {
+  // name any more (deleted, or deleted and made again). Sets error_ from errno (the failed
+  // call's), which it keeps.
+  bool folder_gone() {
     const int e = errno;
     struct stat opened {
     }, named{};
     const bool gone = ::fstat(dir_, &opened) != 0 || opened.st_nlink == 0 ||
                       ::stat(folder_.c_str(), &named) != 0 || named.st_dev != opened.st_dev ||
                       named.st_ino != opened.st_ino;
+    if (gone) error_ = "cannot write in " + folder_ + ": " + std::strerror(e);
     errno = e;
     return gone;
   }
@@ -239,7 +282,11 @@ class eml_transport final : public mail_transport {
   // Linux 6.10), by its /proc path, from then on.
   bool link_as(int fd, const std::string& name) {
     if (flink_works_) {
-      if (::linkat(fd, "", dir_, name.c_str(), AT_EMPTY_PATH) == 0) return true;
+      if (const int refused = refuse_flink_ ? refuse_flink_() : 0; refused != 0) {
+        errno = refused;
+      } else if (::linkat(fd, "", dir_, name.c_str(), AT_EMPTY_PATH) == 0) {
+        return true;
+      }
       if (errno != ENOENT && errno != EPERM && errno != EACCES && errno != EINVAL) return false;
     }
     char self[48];
@@ -329,7 +376,10 @@ class eml_transport final : public mail_transport {
   // send() runs on one thread at a time (mail_transport).
   bool tmpfile_works_ = true;
   bool flink_works_ = true;
-  int dir_ = -1;  // the folder (O_PATH), opened by the first send
+  std::function<int()> refuse_flink_;  // eml_options::descriptor_link_errno
+  int dir_ = -1;                       // the folder (O_PATH), opened by the first send
+  dev_t dev_ = 0;                      // its device and inode when opened, to find it renamed away
+  ino_t ino_ = 0;
   std::string error_;
 
   std::string folder_;
@@ -342,7 +392,7 @@ std::unique_ptr<mail_transport> make_smtp_transport(const smtp_options& o) {
 }
 
 std::unique_ptr<mail_transport> make_eml_transport(std::string folder, eml_options o) {
-  return std::make_unique<eml_transport>(std::move(folder), o);
+  return std::make_unique<eml_transport>(std::move(folder), std::move(o));
 }
 
 bool remove_eml_copy(const std::string& folder, std::string_view message_id) {

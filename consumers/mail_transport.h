@@ -8,6 +8,7 @@
 //   if (auto sent = t->send(message, wire); !sent) retry_later(sent.error());
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -76,6 +77,10 @@ struct eml_options {
   // /proc/self/fd path, as where the kernel refuses the former to a process without
   // CAP_DAC_READ_SEARCH (before Linux 6.10; found at the first send). Default: true.
   bool link_by_descriptor = true;
+  // Tests: called before each link by descriptor; a non-zero errno makes that link fail
+  // with it, as an older kernel's refusal would (ENOENT, EPERM), to exercise the /proc
+  // fallback. Default: none.
+  std::function<int()> descriptor_link_errno;
 };
 // Writes <folder>/<message id>.eml so that the name appears only with the whole text: a
 // process killed midway leaves no partial .eml (at most a `<name>.eml.tmp` of the rename
@@ -83,8 +88,10 @@ struct eml_options {
 // crash) a copy the ledger records as sent may be there empty or missing. A copy already
 // there (a mail sent again) is replaced by a rename. A write that fails leaves no file.
 // discard() deletes the copy (remove_eml_copy). The folder is opened at the first send
-// and its files are made relative to it (opened again should it be deleted): a folder
-// renamed away while the node runs keeps getting the copies, which a forget then misses.
+// and its files are made relative to it; after each copy one stat() of the folder's name
+// checks it still names that folder, and when it was deleted or renamed away (maybe with
+// a new folder made under the name) the copy is removed from the old one and written
+// again under the name: every copy a send reports is where discard() and a forget look.
 std::unique_ptr<mail_transport> make_eml_transport(std::string folder, eml_options o = {});
 // Deletes the .eml copy of `message_id` an eml transport wrote in `folder`, whatever
 // transport runs now: the mailer's purge uses it too, as a node that ran with .eml and

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -150,6 +151,89 @@ TEST_P(eml_outbox, ACopyIsWrittenWholeAndASecondSendReplacesIt) {
   ASSERT_TRUE(t->send(message(3), "fifth text\r\n"));
   EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-3@passage.eml"}));
   EXPECT_EQ(read_file(folder + "/mail-3@passage.eml"), "fifth text\r\n");
+}
+
+// The folder renamed away while the node runs (`mv outbox outbox.old && mkdir outbox`,
+// or without the mkdir): the copies go under the folder's name, where discard() and a
+// forget look, and none is left in the folder moved away (SPEC §6).
+TEST_P(eml_outbox, ACopyGoesUnderTheFolderNameAfterTheFolderIsRenamedAway) {
+  const std::string& folder = folder_;
+  auto t = transport();
+  ASSERT_TRUE(t->send(message(1), "first text\r\n"));
+  fs::rename(folder, folder + ".old");
+  fs::create_directories(folder);
+  ASSERT_TRUE(t->send(message(2), "second text\r\n"));
+  EXPECT_EQ(names_in(folder + ".old"), (std::vector<std::string>{"mail-1@passage.eml"}));
+  EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-2@passage.eml"}));
+  EXPECT_EQ(t->read_copy("<mail-2@passage>"), "second text\r\n");
+  EXPECT_EQ(t->kept_copies(), (std::vector<std::string>{"<mail-2@passage>"}));
+  ASSERT_TRUE(t->send(message(3), "third text\r\n"));  // from the new folder on
+  EXPECT_TRUE(t->discard("<mail-2@passage>"));
+  EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-3@passage.eml"}));
+
+  // Renamed away with nothing made under the name: made again.
+  fs::rename(folder, folder + ".older");
+  ASSERT_TRUE(t->send(message(4), "fourth text\r\n"));
+  EXPECT_EQ(names_in(folder + ".older"), (std::vector<std::string>{"mail-3@passage.eml"}));
+  EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-4@passage.eml"}));
+  EXPECT_EQ(read_file(folder + "/mail-4@passage.eml"), "fourth text\r\n");
+}
+
+// Where the kernel refuses to link by descriptor (before Linux 6.10, without
+// CAP_DAC_READ_SEARCH: ENOENT, or EPERM), the mail is linked by its /proc path, and so are
+// the later ones, without trying the descriptor again.
+TEST(eml_outbox_unnamed, ARefusedLinkByDescriptorFallsBackToProc) {
+  for (const int refusal : {ENOENT, EPERM}) {
+    passage::testing::temp_dir dir;
+    const std::string folder = dir.sub("outbox");
+    fs::create_directories(folder);
+    if (!tmpfile_supported(folder)) GTEST_SKIP() << "no O_TMPFILE on this file system";
+    int tries = 0;
+    auto t = make_eml_transport(folder, {.descriptor_link_errno = [&] {
+                                  ++tries;
+                                  return refusal;
+                                }});
+    ASSERT_TRUE(t->send(message(1), "first text\r\n")) << refusal;
+    EXPECT_EQ(tries, 1);
+    ASSERT_TRUE(t->send(message(2), "second text\r\n"));
+    ASSERT_TRUE(t->send(message(1), "sent again\r\n"));  // over the copy there
+    EXPECT_EQ(tries, 1);
+    EXPECT_EQ(names_in(folder),
+              (std::vector<std::string>{"mail-1@passage.eml", "mail-2@passage.eml"}));
+    EXPECT_EQ(read_file(folder + "/mail-1@passage.eml"), "sent again\r\n");
+    EXPECT_EQ(read_file(folder + "/mail-2@passage.eml"), "second text\r\n");
+  }
+}
+
+// The folder gone again while the mail is written in the folder made anew: the send fails
+// with the reason (a retry follows), and no copy is left anywhere.
+TEST(eml_outbox_unnamed, AFolderGoneTwiceInOneSendFailsWithTheReason) {
+  passage::testing::temp_dir dir;
+  const std::string folder = dir.sub("outbox");
+  fs::create_directories(folder);
+  if (!tmpfile_supported(folder)) GTEST_SKIP() << "no O_TMPFILE on this file system";
+  // Deleted just before each link.
+  auto deleted = make_eml_transport(folder, {.descriptor_link_errno = [&] {
+                                      fs::remove_all(folder);
+                                      return 0;
+                                    }});
+  const auto failed = deleted->send(message(1), "text\r\n");
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.error().find(std::strerror(ENOENT)), std::string::npos) << failed.error();
+  EXPECT_EQ(names_in(folder), std::vector<std::string>{});
+
+  // Renamed away (and made anew) just before each link.
+  int renames = 0;
+  auto renamed = make_eml_transport(folder, {.descriptor_link_errno = [&] {
+                                      fs::rename(folder, folder + std::to_string(++renames));
+                                      fs::create_directories(folder);
+                                      return 0;
+                                    }});
+  EXPECT_FALSE(renamed->send(message(2), "text\r\n"));
+  EXPECT_EQ(renames, 2);
+  for (const auto& f : {folder, folder + "1", folder + "2"}) {
+    EXPECT_EQ(names_in(f), std::vector<std::string>{}) << f;
+  }
 }
 
 // A process killed while it writes mails leaves only whole copies under .eml names, and
