@@ -1,5 +1,6 @@
 #include "consumers/mailer.h"
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
@@ -132,6 +133,24 @@ struct invite_facts {
 
 }  // namespace
 
+std::string ledger_entry_json(bool sent, const std::string& error, int attempts,
+                              std::int64_t at_micros, bool forgotten) {
+  if (!error.empty()) {
+    return json{{"sent", sent},
+                {"error", error},
+                {"attempts", attempts},
+                {"at", at_micros},
+                {"forgotten", forgotten}}
+        .dump();
+  }
+  // Written by hand when there is no error text to escape (a mail sent: one per claim).
+  std::string v = "{\"at\":" + std::to_string(at_micros);
+  v += ",\"attempts\":" + std::to_string(attempts);
+  v += forgotten ? ",\"error\":\"\",\"forgotten\":true" : ",\"error\":\"\",\"forgotten\":false";
+  v += sent ? ",\"sent\":true}" : ",\"sent\":false}";
+  return v;
+}
+
 uuid derived_id(const uuid& event_id, std::string_view kind) {
   std::string input = "passage.mail|";
   input.reserve(input.size() + 36 + 1 + kind.size());
@@ -147,10 +166,16 @@ uuid derived_id(const uuid& event_id, std::string_view kind) {
   const EVP_MD* md = sha256 ? sha256 : EVP_sha256();
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
+  // A failure of the reused context (not expected) leaves no error queued on the thread,
+  // where a later caller's ERR_get_error() would take it for its own.
+  ERR_set_mark();
   if (!ctx || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1 ||
       EVP_DigestUpdate(ctx.get(), input.data(), input.size()) != 1 ||
       EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1) {
+    ERR_pop_to_mark();
     EVP_Digest(input.data(), input.size(), digest, &len, md, nullptr);
+  } else {
+    ERR_clear_last_mark();
   }
   uuid id;
   std::copy(digest, digest + 16, id.bytes.begin());
@@ -339,23 +364,9 @@ struct mailer::state {
     bool forgotten = false;  // not a delivery failure: no dead letter
   };
 
-  // The ledger entry of `o` (`l:<event id>`): {"at":…,"attempts":…,"error":…,
-  // "forgotten":…,"sent":…}, as nlohmann::json writes that object (keys sorted). Written
-  // by hand when there is no error text to escape (a mail sent: one per claim).
+  // The ledger entry of `o` (`l:<event id>`): see ledger_entry_json().
   static std::string ledger_entry(const outcome& o) {
-    if (!o.error.empty()) {
-      return json{{"sent", o.sent},
-                  {"error", o.error},
-                  {"attempts", o.attempts},
-                  {"at", to_unix_micros(o.at)},
-                  {"forgotten", o.forgotten}}
-          .dump();
-    }
-    std::string v = "{\"at\":" + std::to_string(to_unix_micros(o.at));
-    v += ",\"attempts\":" + std::to_string(o.attempts);
-    v += o.forgotten ? ",\"error\":\"\",\"forgotten\":true" : ",\"error\":\"\",\"forgotten\":false";
-    v += o.sent ? ",\"sent\":true}" : ",\"sent\":false}";
-    return v;
+    return ledger_entry_json(o.sent, o.error, o.attempts, to_unix_micros(o.at), o.forgotten);
   }
 
   // Sends a mail of `kind` for the invitation `rec`, with retries; nullopt when stopping
@@ -366,8 +377,9 @@ struct mailer::state {
                                  std::optional<std::uint64_t> purges_before = std::nullopt,
                                  const mail_template* read_before = nullptr) {
     const auto facts = invite(inv.invite_id_);
-    const auto tpl =
-        read_before ? *read_before : template_for(kind, opt.templates_dir, inv.org_id_.to_string());
+    std::optional<mail_template> read_now;
+    if (!read_before) read_now = template_for(kind, opt.templates_dir, inv.org_id_.to_string());
+    const mail_template& tpl = read_before ? *read_before : *read_now;
     const std::string link = opt.personal_link(facts.code, inv.invite_id_, inv.invitation_id_);
     auto message = render(
         tpl, {{"title", facts.title}, {"description", facts.public_description}, {"link", link}},
@@ -1087,13 +1099,13 @@ struct mailer::state {
     return {};
   }
 
-  // Registrations of the batch being handled (subscription thread), decoded only when
-  // needed. A claim appends the learner's LearnerRegistered and PasswordSetupIssued
-  // together, and the welcome mail's event names the address and usually the first name:
-  // then the registration is not decoded at all (its `s:` entry is the one index_run()
-  // wrote with the mail, the address being the learner's). A welcome mail without a first
-  // name decodes it here instead of reading the learner's stream again, and the learners'
-  // addresses are written once per batch (flush_learnt) instead of once per registration.
+  // Registrations of the batch being handled (subscription thread), decoded when the
+  // batch's `s:` entries are written (flush_learnt; one is not written again when the
+  // learner's welcome mail of the batch wrote it for the same address) and, for a
+  // welcome mail without a first name, when it is looked up (first_name_of). A claim
+  // appends the learner's LearnerRegistered and PasswordSetupIssued together: the welcome
+  // mail finds the first name here instead of reading the learner's stream again, and the
+  // learners' addresses are written once per batch instead of once per registration.
   // The events stay in the subscription's batch: every way out of handle() flushes them.
   struct learnt_registration {
     uuid learner;
@@ -1140,12 +1152,15 @@ struct mailer::state {
     if (learnt.empty()) return true;
     std::vector<std::pair<uuid, std::string>> subjects;
     for (const auto& l : learnt) {
-      if (run_learners.contains(l.learner)) continue;  // written with the welcome mail
       auto decoded = codec.decode(*l.rec);
       if (!decoded || decoded->forgotten) continue;
       const auto& r = std::get<d::learner_registered>(decoded->event);
       if (r.personal_data_.email_.empty()) continue;
-      subjects.emplace_back(l.learner, codec.email_subject(r.org_id_, r.personal_data_.email_));
+      auto subject = codec.email_subject(r.org_id_, r.personal_data_.email_);
+      if (auto w = run_learners.find(l.learner); w != run_learners.end() && w->second == subject) {
+        continue;  // written with the learner's welcome mail (index_run), the same address
+      }
+      subjects.emplace_back(l.learner, std::move(subject));
     }
     learnt.clear();
     if (subjects.empty()) return true;

@@ -229,4 +229,10 @@ class mailer {
 // (SHA-256 of "passage.mail|<event id>|<kind>", version 8), the same on every run.
 uuid derived_id(const uuid& event_id, std::string_view kind);
 
+// A mail's ledger entry (`l:<id>` in the mailer's state): {"at":…,"attempts":…,"error":…,
+// "forgotten":…,"sent":…}, byte for byte as nlohmann::json dumps that object (keys
+// sorted). Here for its test.
+std::string ledger_entry_json(bool sent, const std::string& error, int attempts,
+                              std::int64_t at_micros, bool forgotten);
+
 }  // namespace passage::consumers

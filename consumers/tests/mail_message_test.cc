@@ -2,6 +2,8 @@
 // per-organization templates, and the ids derived from source events.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <ctime>
 #include <fstream>
@@ -244,6 +246,30 @@ TEST(MailMessage, DerivedIdsAreStablePerEventAndKind) {
   // The same on every run and every build: SHA-256 of "passage.mail|<event id>|<kind>".
   EXPECT_EQ(derived_id(e, "mail").to_string(), "51e055cd-61f6-8e95-9b2c-7a6a9c7d8f0b");
   EXPECT_EQ(derived_id(e, "welcome-outcome").to_string(), "e42ce0f0-c3d3-84fe-a820-0e8827421a36");
+}
+
+// The ledger entry written by hand is the bytes nlohmann::json dumps for the same fields.
+TEST(MailMessage, LedgerEntriesAreWhatTheJsonLibraryWrites) {
+  for (const std::string error : {"", "recipient forgotten", "550 \"no\"\r\n\x01 ü"}) {
+    for (const bool sent : {false, true}) {
+      for (const bool forgotten : {false, true}) {
+        for (const int attempts : {0, 1, 7, 2147483647}) {
+          for (const std::int64_t at :
+               {std::int64_t{0}, std::int64_t{1764619200123456}, std::int64_t{-5}}) {
+            const auto expected = nlohmann::json{
+                {"sent", sent},
+                {"error", error},
+                {"attempts", attempts},
+                {"at", at},
+                {"forgotten",
+                 forgotten}}.dump();
+            EXPECT_EQ(ledger_entry_json(sent, error, attempts, at, forgotten), expected)
+                << error << " " << sent << " " << forgotten << " " << attempts << " " << at;
+          }
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

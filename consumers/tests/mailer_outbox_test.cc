@@ -627,6 +627,30 @@ TEST_F(mailer_outbox, ATemplateEditedBetweenBatchesIsUsedFromTheNextOn) {
   EXPECT_EQ(mailer_->stats().sent, 5u);
 }
 
+// A welcome mail to another address than the one the learner registered with (a link
+// sent again to an address changed since), in the registration's batch: the learner's
+// address kept for a forget is still the registered one, so the copies sent to it before
+// the registration go with the learner.
+TEST_F(mailer_outbox, AWelcomeMailToAnotherAddressKeepsTheRegisteredOneForAForget) {
+  const uuid learner = uuid::random();
+  const auto inv = invitation("ada@example.com");
+  const auto invited = append(d::invite_stream(inv.invite_id_), inv);
+  start_mailer();
+  ASSERT_TRUE(handled(invited));
+  const auto welcomed =
+      append(d::learner_stream(learner), registered(learner, "ada@example.com", "Ada"),
+             link_sent_again(learner, "bob@example.com"));
+  ASSERT_TRUE(handled(welcomed));
+  ASSERT_EQ(mailer_->stats().sent, 2u);
+  ASSERT_EQ(names_in(outbox()).size(), 2u);
+  d::learner_forgotten f{org_, learner, from_unix_micros(1'700'000'000'000'000)};
+  ASSERT_TRUE(handled(append(d::learner_stream(learner), f)));
+  for (const auto& name : names_in(outbox())) {
+    EXPECT_EQ(read_file(fs::path(outbox()) / name).find("ada@example.com"), std::string::npos)
+        << name << " is the invitation's copy, kept";
+  }
+}
+
 // A LearnerForgotten read in the same batch as the learner's registration still finds the
 // address the registration gave (written before the forget is handled): the copy of a mail
 // sent to the address before it was a learner's goes.
