@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "common/clock.h"
@@ -43,12 +44,32 @@ class claim_index {
   claim_index& operator=(const claim_index& other);
   // Moves allocate nothing (a std::deque's did: invite_state moves in and out of evolve()
   // once per event).
-  claim_index(claim_index&&) noexcept = default;
-  claim_index& operator=(claim_index&&) noexcept = default;
+  // A moved-from index is empty and usable (size and table bits go with the blocks: a
+  // failed evolve() leaves the cached aggregate holding one).
+  claim_index(claim_index&& other) noexcept
+      : blocks_(std::move(other.blocks_)),
+        size_(std::exchange(other.size_, 0)),
+        slots_(std::move(other.slots_)),
+        bits_(std::exchange(other.bits_, 0)) {
+    other.blocks_.clear();
+    other.slots_.clear();
+  }
+  claim_index& operator=(claim_index&& other) noexcept {
+    if (this != &other) {
+      blocks_ = std::move(other.blocks_);
+      size_ = std::exchange(other.size_, 0);
+      slots_ = std::move(other.slots_);
+      bits_ = std::exchange(other.bits_, 0);
+      other.blocks_.clear();
+      other.slots_.clear();
+    }
+    return *this;
+  }
   ~claim_index() = default;
 
-  // The learner's claim, or nullptr. Valid until the next put() of the same learner (or
-  // the index's destruction); other learners' puts leave it in place.
+  // The learner's claim, or nullptr. Points at the same place until the index is
+  // destroyed, assigned or moved into (a put() of the same learner rewrites the record
+  // there); other learners' puts leave it in place.
   const claim_record* find(const uuid& learner_id) const;
   bool contains(const uuid& learner_id) const { return find(learner_id) != nullptr; }
   // The learner's claim; throws std::out_of_range when there is none.

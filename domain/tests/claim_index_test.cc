@@ -113,6 +113,22 @@ TEST(ClaimIndex, CopiesAreIndependentAndMovesKeepTheClaims) {
   EXPECT_EQ(moved.at(id(599)), record(id(599), 599));
   moved.put(record(id(7001), 7001));
   EXPECT_TRUE(moved.contains(id(7001)));
+
+  // What was moved from is empty and takes claims again (a failed evolve() leaves one).
+  EXPECT_TRUE(copy.empty());  // NOLINT(bugprone-use-after-move)
+  EXPECT_FALSE(copy.contains(id(5)));
+  EXPECT_EQ(copy, claim_index{});
+  for (std::uint64_t n = 0; n < 300; ++n) copy.put(record(id(n), n));
+  EXPECT_EQ(copy.size(), 300u);
+  EXPECT_EQ(copy.at(id(299)), record(id(299), 299));
+
+  claim_index assigned_from;
+  assigned_from.put(record(id(1), 1));
+  moved = std::move(assigned_from);
+  EXPECT_EQ(moved.size(), 1u);
+  EXPECT_TRUE(assigned_from.empty());  // NOLINT(bugprone-use-after-move)
+  assigned_from.put(record(id(2), 2));
+  EXPECT_EQ(assigned_from.size(), 1u);
 }
 
 }  // namespace
