@@ -274,9 +274,9 @@ invite_state evolve(invite_state s, const event& e) {
           s.deleted_ = true;
           ++s.version_;
         } else if constexpr (std::is_same_v<E, invite_claimed>) {
-          s.claims_by_learner_[v.learner_id_] =
-              claim_record{v.claim_id_,   v.learner_id_,   v.anonymous_,
-                           v.claimed_at_, v.restrictions_, v.access_expires_at_};
+          s.claims_by_learner_.put(claim_record{v.claim_id_, v.learner_id_, v.anonymous_,
+                                                v.claimed_at_, v.restrictions_,
+                                                v.access_expires_at_});
           ++s.version_;
         } else if constexpr (std::is_same_v<E, claim_rejected>) {
           ++s.rejections_;
@@ -573,7 +573,7 @@ domain_result<claim_decision> decide(const invite_state& s, const claim_invite& 
 
   // Claims are never revoked, so a returning learner gets the same claim in any state.
   if (learner_id && !new_learner) {
-    if (auto it = s.claims_by_learner_.find(*learner_id); it != s.claims_by_learner_.end()) {
+    if (const claim_record* known = s.claims_by_learner_.find(*learner_id)) {
       // A claim made for a private invitation's addressee is bound to its learner: a
       // forwarded link claims nothing, nor does the addressee's email entered by code.
       const bool bound = link_email || (email && s.private_invitations_.contains(*email));
@@ -582,7 +582,7 @@ domain_result<claim_decision> decide(const invite_state& s, const claim_invite& 
       }
       claim_decision d;
       d.outcome_ = claim_outcome::existing;
-      d.claim_ = it->second;
+      d.claim_ = *known;
       return d;
     }
   }

@@ -12,11 +12,11 @@
 #include <map>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "common/clock.h"
 #include "common/uuid.h"
+#include "domain/claim_index.h"
 #include "domain/errors.h"
 #include "domain/events.h"
 #include "domain/types.h"
@@ -197,16 +197,6 @@ struct send_private_invitation {
 // ---------------------------------------------------------------------------------------
 // State.
 
-struct claim_record {
-  uuid claim_id_;
-  uuid learner_id_;
-  bool anonymous_ = false;
-  timestamp claimed_at_;
-  claim_snapshot restrictions_;
-  std::optional<timestamp> access_expires_at_;
-  friend bool operator==(const claim_record&, const claim_record&) = default;
-};
-
 // Folded from the invite stream. `version_` counts the events applied (= stream version
 // of the last one), which is what expected_version_ / If-Match compare against.
 struct invite_state {
@@ -220,9 +210,8 @@ struct invite_state {
   timestamp created_at_;
   bool deactivated_ = false;
   bool deleted_ = false;
-  // One claim per learner. Hashed: an invite with many claims inserted one per claim into
-  // a tree, comparing ids down ~log2(claims) levels (a twentieth of an I/O thread).
-  std::unordered_map<uuid, claim_record> claims_by_learner_;
+  // One claim per learner (see claim_index.h for why not a std::unordered_map).
+  claim_index claims_by_learner_;
   bool capacity_warning_emitted_ = false;
   std::optional<timestamp> expired_announced_for_;   // deadline InviteExpired was emitted for
   std::map<std::string, uuid> private_invitations_;  // normalised email -> invitation id

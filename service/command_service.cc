@@ -317,31 +317,42 @@ struct command_service::impl {
     }
 
     // Encode everything first (all or nothing), grouped by stream with the
-    // aggregate's own stream first; then apply the own events in place.
+    // aggregate's own stream first; then apply the own events in place. Each event's
+    // stream is named once, and each group's events are reserved before they move in
+    // (encoded events are large: a reallocation moves every string of those before).
     std::vector<stream_append> appends;
     appends.push_back({stream, expected_version::exact(agg->version), {}});
-    for (const auto& e : p.events) {
-      auto target = domain::stream_of(e);
-      auto encoded =
-          codec.encode(e, {uuid::random(), meta.correlation_id, meta.causation_id, actor});
+    std::vector<std::size_t> group_of(p.events.size());
+    for (std::size_t i = 0; i < p.events.size(); ++i) {
+      auto target = domain::stream_of(p.events[i]);
+      auto it = std::find_if(appends.begin(), appends.end(),
+                             [&](const stream_append& a) { return a.stream == target; });
+      if (it == appends.end()) {
+        auto other = p.other_streams.find(target);
+        appends.push_back({std::move(target),
+                           other == p.other_streams.end() ? expected_version::any() : other->second,
+                           {}});
+        it = appends.end() - 1;
+      }
+      group_of[i] = static_cast<std::size_t>(it - appends.begin());
+    }
+    for (std::size_t g = 0; g < appends.size(); ++g) {
+      appends[g].events.reserve(
+          static_cast<std::size_t>(std::count(group_of.begin(), group_of.end(), g)));
+    }
+    for (std::size_t i = 0; i < p.events.size(); ++i) {
+      auto encoded = codec.encode(p.events[i],
+                                  {uuid::random(), meta.correlation_id, meta.causation_id, actor});
       if (!encoded) {
         lk.unlock();
         fail(make_service_error("unavailable", "cannot encode event: " + encoded.error().message));
         return;
       }
-      auto it = std::find_if(appends.begin(), appends.end(),
-                             [&](const stream_append& a) { return a.stream == target; });
-      if (it == appends.end()) {
-        auto other = p.other_streams.find(target);
-        appends.push_back(
-            {target, other == p.other_streams.end() ? expected_version::any() : other->second, {}});
-        it = appends.end() - 1;
-      }
-      it->events.push_back(std::move(*encoded));
+      appends[group_of[i]].events.push_back(std::move(*encoded));
     }
-    for (const auto& e : p.events) {
-      if (domain::stream_of(e) == stream) {
-        agg->state = domain::evolve(std::move(agg->state), e);
+    for (std::size_t i = 0; i < p.events.size(); ++i) {
+      if (group_of[i] == 0) {  // the aggregate's own stream
+        agg->state = domain::evolve(std::move(agg->state), p.events[i]);
         ++agg->version;
       }
     }
