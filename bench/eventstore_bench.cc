@@ -8,7 +8,8 @@
 // async and threads share one store, then the global-log read runs in it (unless claims
 // is the only mode). claims runs first, in a fresh store of its own: appends shaped like a
 // claim's (an InviteClaimed to one of a few busy invite streams, a LearnerRegistered and a
-// PasswordSetupIssued opening a new learner stream), 64 in flight (or --appenders); prints
+// PasswordSetupIssued opening a new learner stream, its id time-ordered as the service's
+// learner ids are), 64 in flight (or --appenders); prints
 // CPU per claim by thread (the store's writer and sync threads, RocksDB's flush and
 // compaction threads, the bench's own `bench-issue`, which makes the next claims) for the
 // run and for the flush of its memtables at close, which a hash memtable defers its
@@ -216,7 +217,7 @@ void run_claims(const std::string& dir, int appenders, double seconds) {
     std::vector<stream_append> appends;
     appends.push_back(
         {invites[std::size_t(who) % invites.size()], expected_version::any(), {make(data)}});
-    appends.push_back({"learner-" + uuid::random().to_string(),
+    appends.push_back({"learner-" + uuid::time_ordered().to_string(),
                        expected_version::no_stream(),
                        {std::move(reg), std::move(set)}});
     store.append_async(std::move(appends), [&, who](store_result<append_result> r) {

@@ -1,7 +1,10 @@
 #include "common/uuid.h"
 
+#include <algorithm>
 #include <array>
+#include <atomic>
 #include <bit>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 
@@ -68,6 +71,31 @@ uuid uuid::random() {
   uuid u;
   secure_random_bytes(u.bytes);
   u.bytes[6] = static_cast<std::uint8_t>((u.bytes[6] & 0x0F) | 0x40);
+  u.bytes[8] = static_cast<std::uint8_t>((u.bytes[8] & 0x3F) | 0x80);
+  return u;
+}
+
+uuid uuid::time_ordered() {
+  // The last (milliseconds << 12 | counter) handed out: the next is the current
+  // millisecond's first or, when that is not past it (the same millisecond, or the clock
+  // stepped back), the one after it. A counter that runs out carries into the
+  // milliseconds, which then run a little ahead of the clock until it catches up.
+  static std::atomic<std::uint64_t> last{0};
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  const auto ms = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
+  const std::uint64_t fresh = (ms & 0xFFFF'FFFF'FFFFULL) << 12;
+  std::uint64_t prev = last.load(std::memory_order_relaxed);
+  std::uint64_t next;
+  do {
+    next = std::max(fresh, prev + 1);
+  } while (!last.compare_exchange_weak(prev, next, std::memory_order_relaxed));
+  uuid u;
+  secure_random_bytes(u.bytes);
+  const std::uint64_t stamp = next >> 12;
+  for (int i = 0; i < 6; ++i) u.bytes[i] = static_cast<std::uint8_t>(stamp >> (40 - 8 * i));
+  u.bytes[6] = static_cast<std::uint8_t>(0x70 | ((next >> 8) & 0x0F));
+  u.bytes[7] = static_cast<std::uint8_t>(next & 0xFF);
   u.bytes[8] = static_cast<std::uint8_t>((u.bytes[8] & 0x3F) | 0x80);
   return u;
 }

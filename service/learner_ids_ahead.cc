@@ -23,9 +23,9 @@ learner_ids_ahead::~learner_ids_ahead() {
 
 uuid learner_ids_ahead::take() {
   std::unique_lock lk(mu_);
-  if (ready_.empty()) return uuid::random();
-  uuid id = ready_.back();
-  ready_.pop_back();
+  if (ready_.empty()) return uuid::time_ordered();
+  uuid id = ready_.front();
+  ready_.pop_front();
   if (ready_.size() < batch_ / 2) {
     lk.unlock();
     cv_.notify_one();
@@ -35,10 +35,10 @@ uuid learner_ids_ahead::take() {
 
 void learner_ids_ahead::give_back(const uuid& id) {
   std::lock_guard lk(mu_);
-  // An id from the uuid::random() fallback has no key yet. Pooled, it stays correct (its
-  // key is made on first use and synced with the commit, as without the pool); it only
-  // misses the head start.
-  if (batch_ > 0 && ready_.size() < 2 * batch_) ready_.push_back(id);
+  // An id from take()'s fallback has no key yet. Pooled, it stays correct (its key is
+  // made on first use and synced with the commit, as without the pool); it only misses
+  // the head start. At the front: the next take() hands it out again, about in its turn.
+  if (batch_ > 0 && ready_.size() < 2 * batch_) ready_.push_front(id);
 }
 
 std::size_t learner_ids_ahead::ready() const {
@@ -56,7 +56,7 @@ void learner_ids_ahead::refill_loop() {
     std::vector<std::string> subjects;
     subjects.reserve(batch_);
     for (auto& id : ids) {
-      id = uuid::random();
+      id = uuid::time_ordered();
       subjects.push_back(eventstore::learner_subject(id));
     }
     // One synced write for the whole batch, off every request's path.
@@ -65,7 +65,7 @@ void learner_ids_ahead::refill_loop() {
     if (made) {
       ready_.insert(ready_.end(), ids.begin(), ids.end());
     } else {
-      // take() falls back to uuid::random() meanwhile; try again a little later.
+      // take() falls back to making ids itself meanwhile; try again a little later.
       cv_.wait_for(lk, std::chrono::seconds(1), [&] { return stop_; });
       if (stop_) return;
     }

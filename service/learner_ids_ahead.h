@@ -16,6 +16,7 @@
 
 #include <condition_variable>
 #include <cstddef>
+#include <deque>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -27,15 +28,20 @@ namespace passage::service {
 
 class learner_ids_ahead {
  public:
-  // `batch`: ids made per refill; 0 disables the pool (take() is then uuid::random()).
+  // `batch`: ids made per refill; 0 disables the pool (take() then makes each id).
   learner_ids_ahead(eventstore::key_store& keys, std::size_t batch);
   ~learner_ids_ahead();
   learner_ids_ahead(const learner_ids_ahead&) = delete;
   learner_ids_ahead& operator=(const learner_ids_ahead&) = delete;
 
-  // A fresh random id whose key is durable. When the pool is empty (a burst beyond
-  // the refill, or a key-store error) a plain uuid::random(): its key is then made
-  // on first use and synced by the event store's before_commit hook, as before.
+  // A fresh id whose key is durable. When the pool is empty (a burst beyond the refill,
+  // or a key-store error) one made now: its key is then made on first use and synced by
+  // the event store's before_commit hook, as before.
+  // Ids are time-ordered (uuid::time_ordered) and handed out oldest first, so each new
+  // learner's keys (its stream's entries in the event store's index, its key-store
+  // subject, read models keyed by learner) sort right after the previous learner's: a
+  // sorted memtable places them beside the last insert instead of searching all of it
+  // (with random ids, a search per new learner was ~1/5 of the event store's writer).
   uuid take();
   // An id take() returned that no event names: it goes back into the pool.
   void give_back(const uuid& id);
@@ -49,7 +55,8 @@ class learner_ids_ahead {
   const std::size_t batch_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<uuid> ready_;
+  // Oldest first: take() hands the ids out in the order they were made (see take()).
+  std::deque<uuid> ready_;
   bool stop_ = false;
   std::thread thread_;
 };

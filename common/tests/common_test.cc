@@ -2,11 +2,14 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <functional>
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -72,6 +75,61 @@ TEST(Uuid, RoundTripsAndIsVersion4) {
   EXPECT_EQ(seen.size(), 1000u);
   EXPECT_FALSE(uuid::parse("not-a-uuid"));
   EXPECT_FALSE(uuid::parse("123e4567-e89b-12d3-a456-42661417400g"));
+}
+
+// Version 7: the current Unix milliseconds up front, then a counter, so that ids sort
+// (as bytes and as text) in the order they were made, also many in one millisecond.
+TEST(Uuid, TimeOrderedIdsAreVersion7CarryTheTimeAndSortInTheOrderMade) {
+  const auto ms_now = [] {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
+  };
+  const std::uint64_t before = ms_now();
+  std::vector<uuid> ids;
+  for (int i = 0; i < 20000; ++i) ids.push_back(uuid::time_ordered());  // beyond 4096 per ms
+  const std::uint64_t after = ms_now();
+  std::set<std::uint64_t> randoms;
+  std::uint64_t first_stamp = 0;
+  for (int b = 0; b < 6; ++b) first_stamp = first_stamp << 8 | ids.front().bytes[b];
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const uuid& u = ids[i];
+    EXPECT_EQ(u.bytes[6] >> 4, 7);
+    EXPECT_EQ(u.bytes[8] >> 6, 2);  // the RFC 9562 variant
+    std::uint64_t stamp = 0;
+    for (int b = 0; b < 6; ++b) stamp = stamp << 8 | u.bytes[b];
+    EXPECT_GE(stamp, before);
+    // A counter run out carries into the milliseconds: at most 20000 / 4096 + 1 past the
+    // clock or past the first id (ids made earlier in this process may have put the
+    // process's last id ahead of the clock).
+    EXPECT_LE(stamp, std::max(first_stamp, after) + 6);
+    std::uint64_t tail = 0;
+    for (int b = 8; b < 16; ++b) tail = tail << 8 | u.bytes[b];
+    randoms.insert(tail);
+    if (i > 0) {
+      ASSERT_LT(ids[i - 1], u) << i;
+      ASSERT_LT(ids[i - 1].to_string(), u.to_string()) << i;
+    }
+    ASSERT_EQ(uuid::parse(u.to_string()), u);
+  }
+  EXPECT_EQ(randoms.size(), ids.size());  // the last 62 bits are random
+}
+
+TEST(Uuid, TimeOrderedIdsOfManyThreadsAreDistinct) {
+  std::vector<std::vector<uuid>> made(4);
+  std::vector<std::thread> threads;
+  for (auto& m : made) {
+    threads.emplace_back([&m] {
+      for (int i = 0; i < 5000; ++i) m.push_back(uuid::time_ordered());
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<uuid> all;
+  for (const auto& m : made) {
+    EXPECT_TRUE(std::is_sorted(m.begin(), m.end()));
+    all.insert(m.begin(), m.end());
+  }
+  EXPECT_EQ(all.size(), 20000u);
 }
 
 TEST(Uuid, ParseTakesEitherCaseAndRefusesAnyOtherCharacter) {

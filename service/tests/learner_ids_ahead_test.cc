@@ -1,11 +1,12 @@
 // New learners' ids drawn ahead with durable keys: what take() hands out already has its
-// key (so a claim's commit needs no key fsync), refills keep up, and a disabled pool
-// hands out plain random ids.
+// key (so a claim's commit needs no key fsync), in the order the ids were made, refills
+// keep up, and a disabled pool makes each id as it is taken.
 
 #include "service/learner_ids_ahead.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 #include <thread>
@@ -48,6 +49,22 @@ TEST(learner_ids_ahead, hands_out_distinct_ids_whose_keys_exist_and_refills) {
   EXPECT_FALSE(seen.count(next));
 }
 
+// Each new learner's entries then go into sorted stores (the event store's stream index,
+// the key store) beside the previous learner's, not at a random place searched for.
+TEST(learner_ids_ahead, hands_out_time_ordered_ids_in_the_order_made_across_refills) {
+  auto keys = eventstore::make_memory_key_store();
+  learner_ids_ahead ids(*keys, 8);
+  std::vector<uuid> taken;
+  for (int i = 0; i < 40; ++i) {
+    wait_ready(ids, 1);
+    taken.push_back(ids.take());
+    EXPECT_EQ(taken.back().bytes[6] >> 4, 7) << i;
+    EXPECT_TRUE(has_key(*keys, taken.back())) << i;
+  }
+  EXPECT_TRUE(std::is_sorted(taken.begin(), taken.end()));
+  EXPECT_EQ(std::set<uuid>(taken.begin(), taken.end()).size(), taken.size());
+}
+
 TEST(learner_ids_ahead, an_id_given_back_is_handed_out_again) {
   auto keys = eventstore::make_memory_key_store();
   learner_ids_ahead ids(*keys, 8);
@@ -59,7 +76,7 @@ TEST(learner_ids_ahead, an_id_given_back_is_handed_out_again) {
   EXPECT_EQ(ids.take(), id);
 }
 
-TEST(learner_ids_ahead, disabled_it_draws_random_ids_and_makes_no_keys) {
+TEST(learner_ids_ahead, disabled_it_makes_each_id_and_no_key) {
   auto keys = eventstore::make_memory_key_store();
   learner_ids_ahead ids(*keys, 0);
   uuid a = ids.take(), b = ids.take();
