@@ -292,7 +292,6 @@ rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, ru
       chunk.clear();
     }
   });
-  std::vector<sort_entry>().swap(sorted_);  // memory only while a run is written
   if (!st.ok()) return st;
   if (!chunk.empty()) st = file->Append(rocksdb::Slice(chunk));
   // Not synced: a crash deletes the load's files anyway.

@@ -979,7 +979,8 @@ struct read_models::state {
   // apply() and set_bulk_load(false) report it.
   std::optional<std::string> bulk_failed;
   // Bulk load: the previous run, being written by a worker while the next one fills (at
-  // most one at a time) into `writing`; `spare` is its buffer, reused.
+  // most one at a time) into `writing`; `spare` is its buffer, reused, and keeps the sort
+  // buffer between run files (sorted_run::swap_rows).
   bulk::sorted_run spare;
   bulk::run_file writing;
   std::future<rocksdb::Status> ingesting;
@@ -1491,7 +1492,7 @@ void read_models::state::stage_dirty() {
 result<void, projection_error> read_models::state::ingest_run() {
   if (auto done = wait_ingested(); !done) return done;
   if (out.run.empty()) return {};
-  std::swap(out.run, spare);
+  out.run.swap_rows(spare);
   // Inside the folder, under a name RocksDB never gives its own files.
   std::string file =
       options.path + "/" + std::string(run_file_prefix) + std::to_string(runs.size() + 1) + ".run";
