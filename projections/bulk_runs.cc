@@ -198,7 +198,7 @@ rocksdb::Status merge_range(const std::vector<run_file>& runs, const merge_optio
     run_cursor* top = heap.back();
     heap.pop_back();
     if (!writer) {
-      writer.emplace(rocksdb::EnvOptions(), options.sst);
+      writer.emplace(rocksdb::EnvOptions(), options.sst, nullptr, invalidate_page_cache);
       out.push_back(prefix + "-" + std::to_string(++files) + ".sst");
       if (auto st = writer->Open(out.back()); !st.ok()) return st;
     }

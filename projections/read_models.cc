@@ -1600,7 +1600,8 @@ result<void, projection_error> read_models::state::merge_and_add_records() {
   auto put_key = [&](std::string_view key, std::string_view value) {
     if (!st.ok()) return;
     if (!writer) {  // opened by a part's first record: RocksDB refuses empty files
-      writer.emplace(rocksdb::EnvOptions(), bulk_file_options(env, options.in_memory, compression));
+      writer.emplace(rocksdb::EnvOptions(), bulk_file_options(env, options.in_memory, compression),
+                     nullptr, bulk::invalidate_page_cache);
       record_files.push_back(options.path + "/" + std::string(run_file_prefix) + "records-" +
                              std::to_string(record_files.size() + 1) + ".sst");
       st = writer->Open(record_files.back());
