@@ -1507,13 +1507,16 @@ result<void, projection_error> read_models::state::ingest_run() {
       options.path + "/" + std::string(run_file_prefix) + std::to_string(runs.size() + 1) + ".run";
   try {
     ingesting = std::async(std::launch::async, [this, file = std::move(file)] {
-      return bulk::contained([&] {
-        auto st = spare.write(env, file, writing);
-        spare.clear();
-        return st;
-      });
+      // Emptied however the write ends (a throw too): rows left in it would come back
+      // into the next run at the next swap, in this load or a later one.
+      struct clear_after {
+        bulk::sorted_run& run;
+        ~clear_after() { run.clear(); }
+      } done{spare};
+      return bulk::contained([&] { return spare.write(env, file, writing); });
     });
   } catch (const std::exception& e) {  // no thread to be had
+    spare.clear();
     return projection_error{std::string("read models: writing loaded rows failed: ") + e.what()};
   }
   return {};
@@ -1675,6 +1678,7 @@ projection_error read_models::state::fail_bulk_load(std::string why) {
                 "; the bulk load was abandoned (the folder keeps its checkpoint of "
                 "before the load: apply the log again from there)";
   out.run.clear();
+  spare.release();  // the failed run's rows must not reach a later load; nor its memory stay
   runs.clear();
   remove_leftover_runs();
   bulk = false;
@@ -2049,6 +2053,7 @@ result<void, projection_error> read_models::set_bulk_load(bool on) {
 // Deletes every record, keeps only the current format, and forgets the checkpoint.
 result<void, projection_error> read_models::state::wipe() {
   (void)wait_ingested();  // a load's runs are dropped with the rest
+  spare.release();
   runs.clear();
   rocksdb::WriteBatch all;
   all.DeleteRange(rocksdb::Slice(""), rocksdb::Slice("\xff\xff", 2));
