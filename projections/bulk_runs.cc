@@ -198,7 +198,7 @@ rocksdb::Status merge_range(const std::vector<run_file>& runs, const merge_optio
     run_cursor* top = heap.back();
     heap.pop_back();
     if (!writer) {
-      writer.emplace(rocksdb::EnvOptions(), options.sst);
+      writer.emplace(rocksdb::EnvOptions(), options.sst, nullptr, invalidate_page_cache);
       out.push_back(prefix + "-" + std::to_string(++files) + ".sst");
       if (auto st = writer->Open(out.back()); !st.ok()) return st;
     }
@@ -292,7 +292,6 @@ rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, ru
       chunk.clear();
     }
   });
-  std::vector<sort_entry>().swap(sorted_);  // memory only while a run is written
   if (!st.ok()) return st;
   if (!chunk.empty()) st = file->Append(rocksdb::Slice(chunk));
   // Not synced: a crash deletes the load's files anyway.

@@ -184,8 +184,12 @@ struct progress {
 // rebuild makes millions).
 class track_progress {
  public:
-  progress& operator[](std::string_view track) {
-    if (items_.empty()) items_.reserve(4);  // (before taking an iterator)
+  // `tracks`: how many there will likely be, at most (a claim's: how many its terms
+  // name); room for that many, up to 4, is made at once. A rebuild keeps millions of
+  // claims, most with fewer than 4 tracks: room for 4 each was ~60 MiB of the 10M-event
+  // bench log's peak (1.76 GiB).
+  progress& at(std::string_view track, std::size_t tracks) {
+    if (items_.empty()) items_.reserve(std::clamp<std::size_t>(tracks, 1, 4));
     auto it = std::lower_bound(items_.begin(), items_.end(), track,
                                [](const auto& item, std::string_view t) { return item.first < t; });
     if (it == items_.end() || it->first != track) {
@@ -234,6 +238,11 @@ struct claim_rec {
 const domain::claim_snapshot& terms_of(const claim_rec& c) {
   static const domain::claim_snapshot none;
   return c.terms ? *c.terms : none;
+}
+
+// The claim's progress on `track` (made if new).
+progress& progress_of(claim_rec& c, std::string_view track) {
+  return c.progress_by_track.at(track, terms_of(c).tracks_.size());
 }
 
 // `terms` as a claim of invite `i` keeps them: the invite's copy when they are the same as
@@ -548,7 +557,7 @@ bool decode(std::string_view in, claim_rec& c) {
     progress p;
     p.plays = r.i64();
     p.paused = r.boolean();
-    c.progress_by_track[std::move(track)] = p;
+    c.progress_by_track.at(track, n) = p;  // (n: the first time, how many there are)
   }
   c.position = r.u64();
   return r.ok();
@@ -979,7 +988,8 @@ struct read_models::state {
   // apply() and set_bulk_load(false) report it.
   std::optional<std::string> bulk_failed;
   // Bulk load: the previous run, being written by a worker while the next one fills (at
-  // most one at a time) into `writing`; `spare` is its buffer, reused.
+  // most one at a time) into `writing`; `spare` is its buffer, reused, and keeps the sort
+  // buffer between run files (sorted_run::swap_rows).
   bulk::sorted_run spare;
   bulk::run_file writing;
   std::future<rocksdb::Status> ingesting;
@@ -1237,7 +1247,7 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
     auto set_paused = [&](const auto& e, bool paused) {
       auto it = claims.find(e.claim_id_);
       if (it == claims.end()) return;
-      it->second.progress_by_track[e.track_id_].paused = paused;
+      progress_of(it->second, e.track_id_).paused = paused;
       mark(dirty.claims, e.claim_id_);
     };
     std::visit(overloaded{
@@ -1371,7 +1381,7 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
                    [&](const dm::track_played& e) {
                      auto c = claims.find(e.claim_id_);
                      if (c != claims.end()) {
-                       auto& p = c->second.progress_by_track[e.track_id_];
+                       auto& p = progress_of(c->second, e.track_id_);
                        p.plays = std::max(p.plays + 1, e.play_number_);
                        mark(dirty.claims, e.claim_id_);
                      }
@@ -1491,19 +1501,22 @@ void read_models::state::stage_dirty() {
 result<void, projection_error> read_models::state::ingest_run() {
   if (auto done = wait_ingested(); !done) return done;
   if (out.run.empty()) return {};
-  std::swap(out.run, spare);
+  out.run.swap_rows(spare);
   // Inside the folder, under a name RocksDB never gives its own files.
   std::string file =
       options.path + "/" + std::string(run_file_prefix) + std::to_string(runs.size() + 1) + ".run";
   try {
     ingesting = std::async(std::launch::async, [this, file = std::move(file)] {
-      return bulk::contained([&] {
-        auto st = spare.write(env, file, writing);
-        spare.clear();
-        return st;
-      });
+      // Emptied however the write ends (a throw too): rows left in it would come back
+      // into the next run at the next swap, in this load or a later one.
+      struct clear_after {
+        bulk::sorted_run& run;
+        ~clear_after() { run.clear(); }
+      } done{spare};
+      return bulk::contained([&] { return spare.write(env, file, writing); });
     });
   } catch (const std::exception& e) {  // no thread to be had
+    spare.clear();
     return projection_error{std::string("read models: writing loaded rows failed: ") + e.what()};
   }
   return {};
@@ -1599,7 +1612,8 @@ result<void, projection_error> read_models::state::merge_and_add_records() {
   auto put_key = [&](std::string_view key, std::string_view value) {
     if (!st.ok()) return;
     if (!writer) {  // opened by a part's first record: RocksDB refuses empty files
-      writer.emplace(rocksdb::EnvOptions(), bulk_file_options(env, options.in_memory, compression));
+      writer.emplace(rocksdb::EnvOptions(), bulk_file_options(env, options.in_memory, compression),
+                     nullptr, bulk::invalidate_page_cache);
       record_files.push_back(options.path + "/" + std::string(run_file_prefix) + "records-" +
                              std::to_string(record_files.size() + 1) + ".sst");
       st = writer->Open(record_files.back());
@@ -1664,6 +1678,7 @@ projection_error read_models::state::fail_bulk_load(std::string why) {
                 "; the bulk load was abandoned (the folder keeps its checkpoint of "
                 "before the load: apply the log again from there)";
   out.run.clear();
+  spare.release();  // the failed run's rows must not reach a later load; nor its memory stay
   runs.clear();
   remove_leftover_runs();
   bulk = false;
@@ -2038,6 +2053,7 @@ result<void, projection_error> read_models::set_bulk_load(bool on) {
 // Deletes every record, keeps only the current format, and forgets the checkpoint.
 result<void, projection_error> read_models::state::wipe() {
   (void)wait_ingested();  // a load's runs are dropped with the rest
+  spare.release();
   runs.clear();
   rocksdb::WriteBatch all;
   all.DeleteRange(rocksdb::Slice(""), rocksdb::Slice("\xff\xff", 2));

@@ -242,6 +242,38 @@ TEST_F(bulk_runs_test, a_run_refilled_after_clear_keeps_every_pair) {
   EXPECT_EQ(read_back(files, o.sst), expected);
 }
 
+// A bulk load's two runs swap their pairs (swap_rows) each time one goes to be written,
+// while the one written keeps its sort buffer: each file holds exactly the pairs of the
+// run swapped in, also after a bigger one (nothing of the earlier sort left over) and
+// after a run took the other's memory and gave it back.
+TEST_F(bulk_runs_test, runs_swapping_their_pairs_write_each_others_rows) {
+  std::mt19937_64 rng(11);
+  sorted_run filling, writing;
+  std::vector<run_file> runs;
+  std::vector<pairs> filled;
+  for (int r = 0; r < 5; ++r) {
+    pairs expected;
+    const int n = r == 1 ? 9000 : 3000 - 500 * r;  // bigger, then smaller runs
+    for (int i = 0; i < n; ++i) {
+      const auto k = row_key(rng, 100000);
+      std::string v = std::to_string(r) + "/" + std::to_string(i) + std::string(rng() % 50, 'v');
+      filling.add(k, v);
+      expected[k] = v;
+    }
+    filling.swap_rows(writing);
+    EXPECT_TRUE(filling.empty());
+    EXPECT_FALSE(writing.empty());
+    runs.push_back(write_run(writing));
+    filled.push_back(std::move(expected));
+  }
+  for (std::size_t r = 0; r < runs.size(); ++r) {
+    std::vector<std::string> files;
+    merge_options o{.out_prefix = path("swapped-" + std::to_string(r) + "-")};
+    ASSERT_TRUE(merge_runs({runs[r]}, o, files).ok());
+    EXPECT_EQ(read_back(files, o.sst), filled[r]) << "run " << r;
+  }
+}
+
 // A run file cut short (a damaged disk) fails the merge instead of losing rows quietly.
 TEST_F(bulk_runs_test, a_truncated_run_fails_the_merge) {
   sorted_run run;

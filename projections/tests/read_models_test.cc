@@ -1779,6 +1779,58 @@ TEST_F(read_models_test, close_reports_a_flush_that_fails_and_the_folder_catches
   EXPECT_EQ(snapshot(**reopened), live);
 }
 
+// Counts the page-cache drops (InvalidateCache) asked of the files a bulk load writes
+// (bulk-run-*: its runs, merged rows and records), and how many such table files it made.
+class counting_invalidations final : public rocksdb::FileSystemWrapper {
+ public:
+  counting_invalidations() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
+  const char* Name() const override { return "counting_invalidations"; }
+  rocksdb::IOStatus NewWritableFile(const std::string& name, const rocksdb::FileOptions& options,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* file,
+                                    rocksdb::IODebugContext* dbg) override {
+    auto st = FileSystemWrapper::NewWritableFile(name, options, file, dbg);
+    if (!st.ok() || name.find("bulk-run-") == std::string::npos) return st;
+    if (name.ends_with(".sst")) ++tables;
+    *file = std::make_unique<counted>(std::move(*file), invalidations);
+    return st;
+  }
+  std::atomic<int> tables{0}, invalidations{0};
+
+ private:
+  struct counted final : rocksdb::FSWritableFileOwnerWrapper {
+    counted(std::unique_ptr<rocksdb::FSWritableFile> f, std::atomic<int>& n)
+        : FSWritableFileOwnerWrapper(std::move(f)), count(n) {}
+    rocksdb::IOStatus InvalidateCache(size_t offset, size_t length) override {
+      ++count;
+      return FSWritableFileOwnerWrapper::InvalidateCache(offset, length);
+    }
+    std::atomic<int>& count;
+  };
+};
+
+// A rebuild writes its final files without asking the kernel to drop their pages as it
+// goes (SstFileWriter's default: a write-out and a drop every megabyte, on the threads
+// that merge the rows and write the records, for files read right after), and the
+// rebuilt folder answers as the live one.
+TEST_F(read_models_test, a_rebuild_leaves_its_files_in_the_page_cache) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Cached", {"linux"}));
+  std::vector<domain::claim_decision> claims;
+  for (std::uint64_t n = 1; n <= 5; ++n)
+    claims.push_back(claim(inv, "p" + std::to_string(n) + "@x.org", n));
+  catch_up();
+  const auto live = invite_snapshot(*models_, inv, claims);
+
+  auto fs = std::make_shared<counting_invalidations>();
+  auto env = rocksdb::NewCompositeEnv(fs);
+  auto m = read_models::open({.path = dir_.sub("cached"), .env = env.get()}, *codec_);
+  ASSERT_TRUE(m) << m.error().message;
+  ASSERT_TRUE(rebuild(*store_, **m));
+  EXPECT_GE(fs->tables.load(), 2);  // merged rows and records at least
+  EXPECT_EQ(fs->invalidations.load(), 0);
+  EXPECT_EQ(invite_snapshot(**m, inv, claims), live);
+}
+
 TEST_F(read_models_test, when_applied_fires_once_the_position_is_applied) {
   catch_up();
   bool ran = false;
