@@ -1827,16 +1827,6 @@ std::string decode_range(const eventstore::event_codec& codec,
 
 }  // namespace
 
-result<void, projection_error> read_models::decode_events(
-    std::span<const eventstore::recorded_event> batch, decoded_batch& out) const {
-  // The old slots are decoded into (decode_range): their events' buffers are reused, and
-  // what is freed is freed here, on the decoding thread, not on the one that applies.
-  out.resize(batch.size());
-  auto failed = decode_range(*state_->codec, batch, out, 0, batch.size());
-  if (!failed.empty()) return projection_error{std::move(failed)};
-  return {};
-}
-
 read_models::kept_decoded_counts read_models::kept_decoded_for_test() const {
   kept_decoded_counts n;
   for (const auto& d : state_->live_decoded) {
