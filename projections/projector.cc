@@ -92,6 +92,17 @@ struct rebuild_batch {
   std::optional<std::string> unreadable;
   std::optional<projection_error> failed;  // decoding an event failed
 
+  // Decrypted personal data (a LearnerRegistered's email and names, its email hash) must
+  // not outlive the batch in memory, as the live path's (read_models::wipe_decoded): wiped
+  // once applied, and whatever a batch still holds when the rebuild ends.
+  ~rebuild_batch() { wipe_decoded(); }
+  rebuild_batch() = default;
+  rebuild_batch(const rebuild_batch&) = delete;
+  rebuild_batch& operator=(const rebuild_batch&) = delete;
+  void wipe_decoded() {
+    for (auto& d : decoded) read_models::wipe_decoded(d);
+  }
+
   std::span<const eventstore::recorded_event> events() const { return {slots.data(), count}; }
   std::string_view record(std::size_t i) const {
     const std::size_t begin = i == 0 ? 0 : ends[i - 1];
@@ -271,6 +282,7 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
           }
           if (auto d = models.decode_event(slot, b->decoded[i]); !d) {
             b->failed = d.error();
+            read_models::wipe_decoded(b->decoded[i]);  // dropped below, maybe half decoded
             break;
           }
         }
@@ -297,6 +309,8 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
     }
     // The log is damaged past the events applied: the rest of it goes unread.
     if (!failed && batch->unreadable) unreadable = std::move(batch->unreadable);
+    batch->wipe_decoded();
+    if (options.on_batch_wiped_for_test) options.on_batch_wiped_for_test(batch->decoded);
     pipeline.give_back(batch);
     if (failed || unreadable) break;
     if (options.on_progress && clock::now() - last_report >= options.progress_interval) {

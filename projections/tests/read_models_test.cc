@@ -1172,6 +1172,50 @@ TEST_F(read_models_test, no_decrypted_personal_data_is_kept_after_its_batch) {
   EXPECT_EQ(kept.with_personal_data, 0u);
 }
 
+// A rebuild's batches hold no decrypted personal data once applied either: the names and
+// email of each LearnerRegistered are wiped before the batch is decoded into again (and
+// the email index still finds every learner: applied first).
+TEST_F(read_models_test, a_rebuild_keeps_no_decrypted_personal_data_after_a_batch) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Private"));
+  for (std::uint64_t n = 1; n <= 4; ++n) {
+    claim(inv, "l" + std::to_string(n) + "@example.com", n, "Ada", "Lovelace");
+  }
+  auto m = read_models::open({.path = dir_.sub("rebuilt")}, *codec_);
+  ASSERT_TRUE(m) << m.error().message;
+  std::size_t batches = 0, registrations = 0, with_personal_data = 0, with_settings = 0;
+  auto r =
+      rebuild(*store_, **m,
+              {.batch_size = 3,
+               .on_batch_wiped_for_test = [&](std::span<const read_models::decoded_entry> batch) {
+                 ++batches;
+                 for (const auto& d : batch) {
+                   if (!d.event) continue;
+                   const auto& ev = d.event->event;
+                   if (std::holds_alternative<domain::learner_registered>(ev)) {
+                     ++registrations;
+                   }
+                   const auto* pd = domain::personal_data_of(ev);
+                   if (!d.email_subject.empty() || (pd != nullptr && !pd->empty())) {
+                     ++with_personal_data;
+                   }
+                   if (std::holds_alternative<domain::invite_created>(ev) ||
+                       std::holds_alternative<domain::invite_updated>(ev)) {
+                     ++with_settings;
+                   }
+                 }
+               }});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_GT(batches, 1u);
+  EXPECT_EQ(registrations, 4u);
+  EXPECT_EQ(with_personal_data, 0u);
+  EXPECT_EQ(with_settings, 0u);
+  for (std::uint64_t n = 1; n <= 4; ++n) {
+    EXPECT_TRUE((*m)->learner_by_email(
+        org, codec_->email_subject(org, "l" + std::to_string(n) + "@example.com")));
+  }
+}
+
 // A batch that fails to decode leaves the kept entries as a batch that applies does: no
 // invite settings, no personal data, and no more of them than live batches keep.
 TEST_F(read_models_test, a_batch_that_does_not_decode_keeps_no_settings_or_personal_data) {
