@@ -4,20 +4,15 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/sha.h>
 
 #include <algorithm>
 #include <array>
 #include <cstddef>
-#include <memory>
 #include <string>
 
 namespace passage {
 namespace {
-
-struct md_ctx_free {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }  // wipes the state
-};
-using md_ctx = std::unique_ptr<EVP_MD_CTX, md_ctx_free>;
 
 const EVP_MD* sha256() {
   static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);  // never freed
@@ -30,36 +25,52 @@ const unsigned char* bytes(std::string_view s) {
 
 constexpr std::size_t block_size = 64;  // SHA-256's
 
+// The low-level SHA-256 functions are deprecated in OpenSSL 3 but still there (its own
+// provider computes SHA-256 with them, SHA extensions included). A SHA256_CTX is a plain
+// struct: starting a message from a kept state is a copy of 112 bytes, where
+// EVP_MD_CTX_copy_ex() freed and allocated the provider's context and went through its
+// dispatch for every step, twice per MAC (about half the cost of a short message: the
+// email hash of every LearnerRegistered a replay reads).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
 // HMAC-SHA256 (RFC 2104) under one key, the key's padded blocks hashed once:
 // H((K ^ opad) || H((K ^ ipad) || m)) starts from copies of `inner` and `outer`. That is
 // what OpenSSL's own HMAC does inside EVP_MAC, without the MAC layer's parameter handling
-// around every message (a fifth of the cost of a short message).
+// around every message.
 struct keyed_context {
-  md_ctx inner{EVP_MD_CTX_new()};
-  md_ctx outer{EVP_MD_CTX_new()};
+  SHA256_CTX inner{};
+  SHA256_CTX outer{};
   std::string key;
   bool ready = false;  // `inner` and `outer` hold `key`'s pads
-  ~keyed_context() { OPENSSL_cleanse(key.data(), key.size()); }
+  keyed_context() = default;
+  keyed_context(const keyed_context&) = delete;
+  keyed_context& operator=(const keyed_context&) = delete;
+  ~keyed_context() { wipe(); }
+
+  void wipe() {
+    OPENSSL_cleanse(key.data(), key.size());
+    OPENSSL_cleanse(&inner, sizeof inner);
+    OPENSSL_cleanse(&outer, sizeof outer);
+  }
 
   bool set(std::string_view k) {
-    OPENSSL_cleanse(key.data(), key.size());
+    wipe();
     key.clear();
     ready = false;
-    if (!inner || !outer) return false;
     std::array<unsigned char, block_size> pad{};
     bool ok = true;
     if (k.size() > block_size) {  // a long key is hashed first
       unsigned int len = 0;
-      ok = EVP_Digest(k.data(), k.size(), pad.data(), &len, sha256(), nullptr) == 1;
+      ok = sha256() != nullptr &&
+           EVP_Digest(k.data(), k.size(), pad.data(), &len, sha256(), nullptr) == 1;
     } else {
       std::copy(k.begin(), k.end(), pad.begin());
     }
     for (auto& b : pad) b ^= 0x36;
-    ok = ok && EVP_DigestInit_ex2(inner.get(), sha256(), nullptr) == 1 &&
-         EVP_DigestUpdate(inner.get(), pad.data(), pad.size()) == 1;
+    ok = ok && SHA256_Init(&inner) == 1 && SHA256_Update(&inner, pad.data(), pad.size()) == 1;
     for (auto& b : pad) b ^= 0x36 ^ 0x5c;
-    ok = ok && EVP_DigestInit_ex2(outer.get(), sha256(), nullptr) == 1 &&
-         EVP_DigestUpdate(outer.get(), pad.data(), pad.size()) == 1;
+    ok = ok && SHA256_Init(&outer) == 1 && SHA256_Update(&outer, pad.data(), pad.size()) == 1;
     OPENSSL_cleanse(pad.data(), pad.size());
     if (ok) key.assign(k);
     ready = ok;
@@ -71,7 +82,6 @@ struct keyed_context {
 const keyed_context* keyed(std::string_view key) {
   thread_local std::array<keyed_context, 4> contexts;
   thread_local std::size_t next = 0;  // the slot a new key takes (round robin)
-  if (sha256() == nullptr) return nullptr;
   for (auto& c : contexts) {
     if (c.ready && c.key == key) return &c;
   }
@@ -82,22 +92,23 @@ const keyed_context* keyed(std::string_view key) {
 
 bool keyed_mac(std::string_view key, std::initializer_list<std::string_view> parts,
                std::array<unsigned char, 32>& out) {
-  thread_local md_ctx work{EVP_MD_CTX_new()};
   const keyed_context* c = keyed(key);
-  if (c == nullptr || !work) return false;
+  if (c == nullptr) return false;
   std::array<unsigned char, 32> inner_hash{};
-  unsigned int len = 0, outer_len = 0;
-  bool ok = EVP_MD_CTX_copy_ex(work.get(), c->inner.get()) == 1;
-  for (auto part : parts) ok = ok && EVP_DigestUpdate(work.get(), part.data(), part.size()) == 1;
-  ok = ok && EVP_DigestFinal_ex(work.get(), inner_hash.data(), &len) == 1 &&
-       len == inner_hash.size() && EVP_MD_CTX_copy_ex(work.get(), c->outer.get()) == 1 &&
-       EVP_DigestUpdate(work.get(), inner_hash.data(), inner_hash.size()) == 1 &&
-       EVP_DigestFinal_ex(work.get(), out.data(), &outer_len) == 1 && outer_len == out.size();
+  SHA256_CTX work = c->inner;
+  bool ok = true;
+  for (auto part : parts) ok = ok && SHA256_Update(&work, part.data(), part.size()) == 1;
+  ok = ok && SHA256_Final(inner_hash.data(), &work) == 1;
+  work = c->outer;
+  ok = ok && SHA256_Update(&work, inner_hash.data(), inner_hash.size()) == 1 &&
+       SHA256_Final(out.data(), &work) == 1;
+  // Neither the inner hash nor a state derived from the key's pads stays on the stack.
   OPENSSL_cleanse(inner_hash.data(), inner_hash.size());
-  // Once finished, the work context holds only the result's state: the copy of a pad's
-  // state was wiped by the next copy (EVP_MD_CTX_copy_ex frees what it replaces).
+  OPENSSL_cleanse(&work, sizeof work);
   return ok;
 }
+
+#pragma GCC diagnostic pop
 
 }  // namespace
 
