@@ -1258,7 +1258,8 @@ open_status open_sealed(const data_key& key, std::string_view iv, std::string_vi
   EVP_CIPHER_CTX* ctx = cipher.begin(key, iv, 0);
   if (ctx == nullptr) return open_status::failed;
   std::string_view ct = sealed.substr(0, sealed.size() - tag_size);
-  std::string tag(sealed.substr(ct.size()));
+  std::array<char, tag_size> tag{};  // EVP_CTRL_AEAD_SET_TAG takes it writable
+  std::copy(sealed.begin() + static_cast<std::ptrdiff_t>(ct.size()), sealed.end(), tag.begin());
   plaintext.assign(ct.size(), '\0');
   auto* o = reinterpret_cast<unsigned char*>(plaintext.data());
   int len = 0, fin = 0;
@@ -1279,13 +1280,27 @@ open_status open_sealed(const data_key& key, std::string_view iv, std::string_vi
 
 // Binds a ciphertext to its event: moved into another event (other id, type or
 // subject), it fails authentication instead of showing someone's data there.
-std::string aad_of(const uuid& event_id, std::string_view type, std::string_view subject) {
-  std::string aad = "passage.personal_data.v1|";
-  aad += event_id.to_string();
+// Into `aad` (its buffer reused: a replay opens the block of every LearnerRegistered).
+void aad_into(std::string& aad, const uuid& event_id, std::string_view type,
+              std::string_view subject) {
+  static constexpr char hex[] = "0123456789abcdef";
+  aad.assign("passage.personal_data.v1|");
+  char id[36];  // as uuid::to_string(), without a temporary string
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) id[n++] = '-';
+    id[n++] = hex[event_id.bytes[i] >> 4];
+    id[n++] = hex[event_id.bytes[i] & 0xf];
+  }
+  aad.append(id, n);
   aad += '|';
   aad += type;
   aad += '|';
   aad += subject;
+}
+std::string aad_of(const uuid& event_id, std::string_view type, std::string_view subject) {
+  std::string aad;
+  aad_into(aad, event_id, type, subject);
   return aad;
 }
 
@@ -1613,10 +1628,9 @@ int open_text_envelope(key_store& keys, const recorded_event& e, std::string_vie
   if (!key) return 2;
   if (!*key) return 1;
   key_guard guard{**key};
-  return open_sealed(**key, *iv, aad_of(e.event_id, e.type, subject), *sealed, plaintext) ==
-                 open_status::ok
-             ? 0
-             : 2;
+  thread_local std::string aad;  // names no one: an event id, a type and a key's subject
+  aad_into(aad, e.event_id, e.type, subject);
+  return open_sealed(**key, *iv, aad, *sealed, plaintext) == open_status::ok ? 0 : 2;
 }
 
 void set_personal_data(d::event& ev, d::personal_data&& clear) {
@@ -1644,7 +1658,17 @@ bool decode_layout(key_store& keys, const event_kind& kind, const recorded_event
   // A block in clear is not what encode() stores: the general path words the error.
   if (env.found == layout_reader::envelope::block::clear) return false;
   if (env.found == layout_reader::envelope::block::null) return true;
-  std::string plaintext;
+  // Reused (a replay opens the block of every LearnerRegistered) and wiped on every way
+  // out, a failed opening too: each use writes no further than its own size, which it
+  // wipes, so nothing decrypted stays in the buffer.
+  thread_local std::string plaintext;
+  struct wipe_on_exit {
+    std::string& s;
+    ~wipe_on_exit() {
+      OPENSSL_cleanse(s.data(), s.size());
+      s.clear();
+    }
+  } wipe{plaintext};
   switch (open_text_envelope(keys, e, env.alg, env.subject, env.iv, env.ct, plaintext)) {
     case 0:
       break;
@@ -1662,7 +1686,6 @@ bool decode_layout(key_store& keys, const event_kind& kind, const recorded_event
         }
       },
       out.event);
-  OPENSSL_cleanse(plaintext.data(), plaintext.size());
   return read;
 }
 
