@@ -4,11 +4,14 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#ifndef OPENSSL_NO_DEPRECATED_3_0  // see keyed_context
 #include <openssl/sha.h>
+#endif
 
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <memory>
 #include <string>
 
 namespace passage {
@@ -25,12 +28,19 @@ const unsigned char* bytes(std::string_view s) {
 
 constexpr std::size_t block_size = 64;  // SHA-256's
 
-// The low-level SHA-256 functions are deprecated in OpenSSL 3 but still there (its own
-// provider computes SHA-256 with them, SHA extensions included). A SHA256_CTX is a plain
-// struct: starting a message from a kept state is a copy of 112 bytes, where
-// EVP_MD_CTX_copy_ex() freed and allocated the provider's context and went through its
+// Two implementations of the kept states. The default copies SHA256_CTX structs: the
+// low-level SHA-256 functions are deprecated in OpenSSL 3 but still there (its own
+// provider computes SHA-256 with them, SHA extensions included), and a SHA256_CTX is a
+// plain struct: starting a message from a kept state is a copy of 112 bytes, where
+// EVP_MD_CTX_copy_ex() frees and allocates the provider's context and goes through its
 // dispatch for every step, twice per MAC (about half the cost of a short message: the
-// email hash of every LearnerRegistered a replay reads).
+// email hash of every LearnerRegistered a replay reads). An OpenSSL built or used without
+// the deprecated API (OPENSSL_NO_DEPRECATED_3_0, e.g. no-deprecated builds or
+// OPENSSL_API_COMPAT=30000 with OPENSSL_NO_DEPRECATED) has no SHA256_CTX: there the states
+// are EVP_MD_CTX copies. Those also go through provider selection, which the low-level
+// functions bypass: a FIPS deployment (the FIPS provider's SHA-256 only) must build so.
+// Both compute the same MACs (RFC 4231's vectors in the tests).
+#ifndef OPENSSL_NO_DEPRECATED_3_0
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
@@ -77,6 +87,49 @@ struct keyed_context {
     return ok;
   }
 };
+#else
+struct md_ctx_free {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }  // wipes the state
+};
+using md_ctx = std::unique_ptr<EVP_MD_CTX, md_ctx_free>;
+
+// HMAC-SHA256 (RFC 2104) under one key, the key's padded blocks hashed once:
+// H((K ^ opad) || H((K ^ ipad) || m)) starts from copies of `inner` and `outer`. That is
+// what OpenSSL's own HMAC does inside EVP_MAC, without the MAC layer's parameter handling
+// around every message (a fifth of the cost of a short message).
+struct keyed_context {
+  md_ctx inner{EVP_MD_CTX_new()};
+  md_ctx outer{EVP_MD_CTX_new()};
+  std::string key;
+  bool ready = false;  // `inner` and `outer` hold `key`'s pads
+  ~keyed_context() { OPENSSL_cleanse(key.data(), key.size()); }
+
+  bool set(std::string_view k) {
+    OPENSSL_cleanse(key.data(), key.size());
+    key.clear();
+    ready = false;
+    if (!inner || !outer) return false;
+    std::array<unsigned char, block_size> pad{};
+    bool ok = true;
+    if (k.size() > block_size) {  // a long key is hashed first
+      unsigned int len = 0;
+      ok = EVP_Digest(k.data(), k.size(), pad.data(), &len, sha256(), nullptr) == 1;
+    } else {
+      std::copy(k.begin(), k.end(), pad.begin());
+    }
+    for (auto& b : pad) b ^= 0x36;
+    ok = ok && EVP_DigestInit_ex2(inner.get(), sha256(), nullptr) == 1 &&
+         EVP_DigestUpdate(inner.get(), pad.data(), pad.size()) == 1;
+    for (auto& b : pad) b ^= 0x36 ^ 0x5c;
+    ok = ok && EVP_DigestInit_ex2(outer.get(), sha256(), nullptr) == 1 &&
+         EVP_DigestUpdate(outer.get(), pad.data(), pad.size()) == 1;
+    OPENSSL_cleanse(pad.data(), pad.size());
+    if (ok) key.assign(k);
+    ready = ok;
+    return ok;
+  }
+};
+#endif
 
 // This thread's context for `key`; nullptr if OpenSSL failed.
 const keyed_context* keyed(std::string_view key) {
@@ -90,6 +143,7 @@ const keyed_context* keyed(std::string_view key) {
   return c.set(key) ? &c : nullptr;
 }
 
+#ifndef OPENSSL_NO_DEPRECATED_3_0
 bool keyed_mac(std::string_view key, std::initializer_list<std::string_view> parts,
                std::array<unsigned char, 32>& out) {
   const keyed_context* c = keyed(key);
@@ -107,8 +161,27 @@ bool keyed_mac(std::string_view key, std::initializer_list<std::string_view> par
   OPENSSL_cleanse(&work, sizeof work);
   return ok;
 }
-
 #pragma GCC diagnostic pop
+#else
+bool keyed_mac(std::string_view key, std::initializer_list<std::string_view> parts,
+               std::array<unsigned char, 32>& out) {
+  thread_local md_ctx work{EVP_MD_CTX_new()};
+  const keyed_context* c = keyed(key);
+  if (c == nullptr || !work) return false;
+  std::array<unsigned char, 32> inner_hash{};
+  unsigned int len = 0, outer_len = 0;
+  bool ok = EVP_MD_CTX_copy_ex(work.get(), c->inner.get()) == 1;
+  for (auto part : parts) ok = ok && EVP_DigestUpdate(work.get(), part.data(), part.size()) == 1;
+  ok = ok && EVP_DigestFinal_ex(work.get(), inner_hash.data(), &len) == 1 &&
+       len == inner_hash.size() && EVP_MD_CTX_copy_ex(work.get(), c->outer.get()) == 1 &&
+       EVP_DigestUpdate(work.get(), inner_hash.data(), inner_hash.size()) == 1 &&
+       EVP_DigestFinal_ex(work.get(), out.data(), &outer_len) == 1 && outer_len == out.size();
+  OPENSSL_cleanse(inner_hash.data(), inner_hash.size());
+  // Once finished, the work context holds only the result's state: the copy of a pad's
+  // state was wiped by the next copy (EVP_MD_CTX_copy_ex frees what it replaces).
+  return ok;
+}
+#endif
 
 }  // namespace
 
