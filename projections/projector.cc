@@ -195,6 +195,15 @@ class rebuild_pipeline {
     free_cv_.notify_all();
     read_cv_.notify_all();
   }
+  // Once the other stages are joined: batches decoded but never applied (the rebuild
+  // failed or stopped at a damaged record before them) hold decrypted personal data too,
+  // wiped now rather than when the pipeline goes, after the bulk load's long merge.
+  void wipe_all(const std::function<void(std::span<const read_models::decoded_entry>)>& seen) {
+    for (auto& b : pool_) {
+      b.wipe_decoded();
+      if (seen) seen(b.decoded);
+    }
+  }
 
  private:
   std::vector<rebuild_batch> pool_;
@@ -298,6 +307,24 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
     });
   }
 
+  // Stops the other stages and wipes every batch, also when applying or a callback throws
+  // on this thread (joinable threads would terminate the process as they go).
+  struct stages_guard {
+    rebuild_pipeline& pipeline;
+    std::thread& reader;
+    std::vector<std::thread>& decoding;
+    void stop(const std::function<void(std::span<const read_models::decoded_entry>)>& seen) {
+      if (!reader.joinable()) return;
+      pipeline.abandon();
+      reader.join();
+      for (auto& t : decoding) {
+        if (t.joinable()) t.join();
+      }
+      pipeline.wipe_all(seen);
+    }
+    ~stages_guard() { stop(nullptr); }
+  } stages{pipeline, reader, decoding};
+
   // The read models skip their write-ahead log meanwhile (bulk load) and are flushed after.
   std::optional<projection_error> failed;
   std::optional<std::string> unreadable;  // a damaged record, found decoding it
@@ -324,9 +351,7 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
       options.on_progress(progress);
     }
   }
-  pipeline.abandon();
-  reader.join();
-  for (auto& t : decoding) t.join();
+  stages.stop(options.on_batch_wiped_for_test);
   // All decoded: the keys' memory goes back before the load's end needs its own.
   if (preloaded) models.end_preload_keys();
   if (auto flushed = models.set_bulk_load(false); !flushed && !failed) failed = flushed.error();

@@ -96,7 +96,8 @@ struct rebuild_options {
   // declines: a key the server destroys meanwhile must not be used). Default: true.
   bool preload_keys = true;
   // Tests only: called on the calling thread with each applied batch's decoded entries,
-  // once they are wiped (read_models::wipe_decoded) for the batch's next use.
+  // once they are wiped (read_models::wipe_decoded) for the batch's next use; then, once the
+  // rebuild's threads are joined, with every batch's (all wiped, applied or not).
   std::function<void(std::span<const read_models::decoded_entry>)> on_batch_wiped_for_test;
 };
 
