@@ -24,6 +24,7 @@
 #include "common/hmac.h"
 #include "common/random.h"
 #include "common/time_format.h"
+#include "common/uuid_text.h"
 #include "domain/duration.h"
 #include "domain/text.h"
 #include "domain/types.h"
@@ -1283,16 +1284,9 @@ open_status open_sealed(const data_key& key, std::string_view iv, std::string_vi
 // Into `aad` (its buffer reused: a replay opens the block of every LearnerRegistered).
 void aad_into(std::string& aad, const uuid& event_id, std::string_view type,
               std::string_view subject) {
-  static constexpr char hex[] = "0123456789abcdef";
   aad.assign("passage.personal_data.v1|");
-  char id[36];  // as uuid::to_string(), without a temporary string
-  std::size_t n = 0;
-  for (std::size_t i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) id[n++] = '-';
-    id[n++] = hex[event_id.bytes[i] >> 4];
-    id[n++] = hex[event_id.bytes[i] & 0xf];
-  }
-  aad.append(id, n);
+  const auto id = uuid_chars(event_id);  // to_string()'s, without a temporary string
+  aad.append(id.data(), id.size());
   aad += '|';
   aad += type;
   aad += '|';

@@ -17,6 +17,7 @@
 #include "common/result.h"
 #include "common/time_format.h"
 #include "common/uuid.h"
+#include "common/uuid_text.h"
 
 namespace passage {
 namespace {
@@ -72,6 +73,18 @@ TEST(Uuid, RoundTripsAndIsVersion4) {
   EXPECT_EQ(seen.size(), 1000u);
   EXPECT_FALSE(uuid::parse("not-a-uuid"));
   EXPECT_FALSE(uuid::parse("123e4567-e89b-12d3-a456-42661417400g"));
+}
+
+// The canonical text, lower case (the personal-data blocks' AAD is sealed with it:
+// another form would no longer open them).
+TEST(Uuid, UuidCharsAndToStringWriteTheCanonicalLowerCaseForm) {
+  uuid u;
+  for (std::size_t i = 0; i < 16; ++i) u.bytes[i] = static_cast<std::uint8_t>(0x10 * i + 0x0f - i);
+  const std::string expected = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+  const auto chars = uuid_chars(u);
+  EXPECT_EQ(std::string(chars.data(), chars.size()), expected);
+  EXPECT_EQ(u.to_string(), expected);
+  EXPECT_EQ(uuid{}.to_string(), "00000000-0000-0000-0000-000000000000");
 }
 
 TEST(Uuid, ParseTakesEitherCaseAndRefusesAnyOtherCharacter) {
