@@ -1640,6 +1640,9 @@ void set_personal_data(d::event& ev, d::personal_data&& clear) {
 // decode_text() of an event in the exact layout this codec writes (layout_reader), its
 // decrypted block too, into `out` (reused: layout_reader::decode_as); false: not in that
 // layout (or not openable), for the general path, with `out` partly written.
+// Past it, the buffer of decrypted text a thread keeps is given back after use.
+constexpr std::size_t kept_plaintext_capacity = 64 * 1024;
+
 bool decode_layout(key_store& keys, const event_kind& kind, const recorded_event& e,
                    decoded_event& out) {
   layout_reader::envelope env;
@@ -1655,12 +1658,15 @@ bool decode_layout(key_store& keys, const event_kind& kind, const recorded_event
   // Reused (a replay opens the block of every LearnerRegistered) and wiped on every way
   // out, a failed opening too: each use writes no further than its own size, which it
   // wipes, so nothing decrypted stays in the buffer.
+  // A rare large block (many answers) does not keep its buffer for the thread's life:
+  // past 64 KiB it is given back once wiped.
   thread_local std::string plaintext;
   struct wipe_on_exit {
     std::string& s;
     ~wipe_on_exit() {
       OPENSSL_cleanse(s.data(), s.size());
       s.clear();
+      if (s.capacity() > kept_plaintext_capacity) std::string().swap(s);
     }
   } wipe{plaintext};
   switch (open_text_envelope(keys, e, env.alg, env.subject, env.iv, env.ct, plaintext)) {
