@@ -434,9 +434,10 @@ class read_models {
   result<void, projection_error> decode_event(const eventstore::recorded_event& e,
                                               decoded_entry& out) const;
   // Wipes in place what `d` holds that must not outlive its batch: decrypted personal data
-  // and the email hash are zeroed and emptied (their buffers stay for the next decode to
-  // reuse), an invite's settings (InviteCreated/Updated: maybe thousands of allowed emails)
-  // are dropped. The live path does so after each batch; a rebuild too.
+  // is zeroed and emptied (its buffers stay for the next decode to reuse); the email hash
+  // is zeroed and its buffer freed (so that an entry without a buffer holds no hash); an
+  // invite's settings (InviteCreated/Updated: maybe thousands of allowed emails) are
+  // dropped. The live path does so after each batch; a rebuild too.
   static void wipe_decoded(decoded_entry& d);
   // apply() of a batch decode_event() filled `decoded` for (the same events, in order).
   result<void, projection_error> apply(std::span<const eventstore::recorded_event> batch,

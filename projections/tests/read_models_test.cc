@@ -1218,6 +1218,33 @@ TEST_F(read_models_test, a_rebuild_keeps_no_decrypted_personal_data_after_a_batc
   }
 }
 
+// wipe_decoded() also wipes an email hash still in its entry (one apply() did not move
+// out: never applied, or its learner forgotten already), and the personal data beside it.
+TEST_F(read_models_test, wiping_a_decoded_entry_wipes_an_email_hash_left_in_it) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Private"));
+  claim(inv, "ada@example.com", 1, "Ada", "Lovelace");
+  auto log = store_->read_all({}, 1000);
+  ASSERT_TRUE(log);
+  auto reg = std::find_if(log->begin(), log->end(),
+                          [](const auto& e) { return e.type == "LearnerRegistered"; });
+  ASSERT_NE(reg, log->end());
+  read_models::decoded_entry d;
+  ASSERT_TRUE(models_->decode_event(*reg, d));
+  EXPECT_EQ(d.email_subject, codec_->email_subject(org, "ada@example.com"));
+  read_models::wipe_decoded(d);
+  EXPECT_TRUE(d.email_subject.empty());
+  ASSERT_TRUE(d.event);
+  const auto* pd = domain::personal_data_of(d.event->event);
+  ASSERT_NE(pd, nullptr);
+  EXPECT_TRUE(pd->empty());
+  // Decoded into again, it holds the hash again (nothing left behind stops it).
+  ASSERT_TRUE(models_->decode_event(*reg, d));
+  EXPECT_EQ(d.email_subject, codec_->email_subject(org, "ada@example.com"));
+  read_models::wipe_decoded(d);
+  EXPECT_TRUE(d.email_subject.empty());
+}
+
 // A batch that fails to decode leaves the kept entries as a batch that applies does: no
 // invite settings, no personal data, and no more of them than live batches keep.
 TEST_F(read_models_test, a_batch_that_does_not_decode_keeps_no_settings_or_personal_data) {
