@@ -1420,6 +1420,64 @@ class observed_key_store final : public eventstore::key_store {
   eventstore::key_store& inner_;
 };
 
+// A store whose event at `bad` reads back with data that is not JSON: the record reads,
+// the event does not decode (on a rebuild's decoding thread).
+class undecodable_store final : public passage::testing::forwarding_store {
+ public:
+  undecodable_store(eventstore::event_store& inner, std::uint64_t bad)
+      : forwarding_store(inner), bad_(bad) {}
+  eventstore::store_result<std::uint64_t> scan_records(
+      const eventstore::log_filter& filter,
+      const std::function<bool(std::uint64_t, std::string_view)>& visit) override {
+    return inner_.scan_records(filter, visit);
+  }
+  eventstore::store_result<void> decode_record(std::uint64_t position, std::string_view bytes,
+                                               eventstore::recorded_event& out) const override {
+    auto r = inner_.decode_record(position, bytes, out);
+    if (r && position == bad_) out.data = "{not json";
+    return r;
+  }
+
+ private:
+  std::uint64_t bad_;
+};
+
+// A rebuild that fails at an event that does not decode leaves no decrypted personal data
+// in the batches decoded after it and never applied: every batch is wiped once the
+// threads are joined, not when the batches go after the bulk load's merge. (Which batches
+// the decoder reached before the applier stopped varies; none may hold anything.)
+TEST_F(read_models_test, a_failed_rebuild_wipes_the_batches_it_decoded_but_never_applied) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Failing", {"linux"}));
+  claim(inv, "f1@x.org", 1);
+  const std::uint64_t bad = store_->head_position() + 1;  // the next claim's first event
+  claim(inv, "f2@x.org", 2);
+  claim(inv, "f3@x.org", 3);
+  catch_up();
+  projector_.reset();
+
+  auto m = read_models::open({.path = dir_.sub("failing")}, *codec_);
+  ASSERT_TRUE(m) << m.error().message;
+  undecodable_store s(*store_, bad);
+  std::size_t with_personal_data = 0;
+  auto r =
+      rebuild(s, **m,
+              {.batch_size = 2,
+               .decode_threads = 1,
+               .on_batch_wiped_for_test = [&](std::span<const read_models::decoded_entry> batch) {
+                 for (const auto& d : batch) {
+                   const auto* pd = d.event ? domain::personal_data_of(d.event->event) : nullptr;
+                   if (!d.email_subject.empty() || (pd != nullptr && !pd->empty())) {
+                     ++with_personal_data;
+                   }
+                 }
+               }});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("position " + std::to_string(bad)), std::string::npos)
+      << r.error().message;
+  EXPECT_EQ(with_personal_data, 0u);
+}
+
 // rebuild_options::preload_keys: on (the default), the learners' keys are preloaded for the
 // decoding and the preload is ended after it; off, each lookup goes to the store. Both give
 // the live-built answers, a forgotten learner (key destroyed) included. With as_of there is
