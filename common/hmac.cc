@@ -4,6 +4,9 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#ifndef OPENSSL_NO_DEPRECATED_3_0  // see keyed_context
+#include <openssl/sha.h>
+#endif
 
 #include <algorithm>
 #include <array>
@@ -13,11 +16,6 @@
 
 namespace passage {
 namespace {
-
-struct md_ctx_free {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }  // wipes the state
-};
-using md_ctx = std::unique_ptr<EVP_MD_CTX, md_ctx_free>;
 
 const EVP_MD* sha256() {
   static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);  // never freed
@@ -29,6 +27,71 @@ const unsigned char* bytes(std::string_view s) {
 }
 
 constexpr std::size_t block_size = 64;  // SHA-256's
+
+// Two implementations of the kept states. The default copies SHA256_CTX structs: the
+// low-level SHA-256 functions are deprecated in OpenSSL 3 but still there (its own
+// provider computes SHA-256 with them, SHA extensions included), and a SHA256_CTX is a
+// plain struct: starting a message from a kept state is a copy of 112 bytes, where
+// EVP_MD_CTX_copy_ex() frees and allocates the provider's context and goes through its
+// dispatch for every step, twice per MAC (about half the cost of a short message: the
+// email hash of every LearnerRegistered a replay reads). An OpenSSL built or used without
+// the deprecated API (OPENSSL_NO_DEPRECATED_3_0, e.g. no-deprecated builds or
+// OPENSSL_API_COMPAT=30000 with OPENSSL_NO_DEPRECATED) has no SHA256_CTX: there the states
+// are EVP_MD_CTX copies. Those also go through provider selection, which the low-level
+// functions bypass: a FIPS deployment (the FIPS provider's SHA-256 only) must build so.
+// Both compute the same MACs (RFC 4231's vectors in the tests).
+#ifndef OPENSSL_NO_DEPRECATED_3_0
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+// HMAC-SHA256 (RFC 2104) under one key, the key's padded blocks hashed once:
+// H((K ^ opad) || H((K ^ ipad) || m)) starts from copies of `inner` and `outer`. That is
+// what OpenSSL's own HMAC does inside EVP_MAC, without the MAC layer's parameter handling
+// around every message.
+struct keyed_context {
+  SHA256_CTX inner{};
+  SHA256_CTX outer{};
+  std::string key;
+  bool ready = false;  // `inner` and `outer` hold `key`'s pads
+  keyed_context() = default;
+  keyed_context(const keyed_context&) = delete;
+  keyed_context& operator=(const keyed_context&) = delete;
+  ~keyed_context() { wipe(); }
+
+  void wipe() {
+    OPENSSL_cleanse(key.data(), key.size());
+    OPENSSL_cleanse(&inner, sizeof inner);
+    OPENSSL_cleanse(&outer, sizeof outer);
+  }
+
+  bool set(std::string_view k) {
+    wipe();
+    key.clear();
+    ready = false;
+    std::array<unsigned char, block_size> pad{};
+    bool ok = true;
+    if (k.size() > block_size) {  // a long key is hashed first
+      unsigned int len = 0;
+      ok = sha256() != nullptr &&
+           EVP_Digest(k.data(), k.size(), pad.data(), &len, sha256(), nullptr) == 1;
+    } else {
+      std::copy(k.begin(), k.end(), pad.begin());
+    }
+    for (auto& b : pad) b ^= 0x36;
+    ok = ok && SHA256_Init(&inner) == 1 && SHA256_Update(&inner, pad.data(), pad.size()) == 1;
+    for (auto& b : pad) b ^= 0x36 ^ 0x5c;
+    ok = ok && SHA256_Init(&outer) == 1 && SHA256_Update(&outer, pad.data(), pad.size()) == 1;
+    OPENSSL_cleanse(pad.data(), pad.size());
+    if (ok) key.assign(k);
+    ready = ok;
+    return ok;
+  }
+};
+#else
+struct md_ctx_free {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }  // wipes the state
+};
+using md_ctx = std::unique_ptr<EVP_MD_CTX, md_ctx_free>;
 
 // HMAC-SHA256 (RFC 2104) under one key, the key's padded blocks hashed once:
 // H((K ^ opad) || H((K ^ ipad) || m)) starts from copies of `inner` and `outer`. That is
@@ -66,12 +129,12 @@ struct keyed_context {
     return ok;
   }
 };
+#endif
 
 // This thread's context for `key`; nullptr if OpenSSL failed.
 const keyed_context* keyed(std::string_view key) {
   thread_local std::array<keyed_context, 4> contexts;
   thread_local std::size_t next = 0;  // the slot a new key takes (round robin)
-  if (sha256() == nullptr) return nullptr;
   for (auto& c : contexts) {
     if (c.ready && c.key == key) return &c;
   }
@@ -80,6 +143,26 @@ const keyed_context* keyed(std::string_view key) {
   return c.set(key) ? &c : nullptr;
 }
 
+#ifndef OPENSSL_NO_DEPRECATED_3_0
+bool keyed_mac(std::string_view key, std::initializer_list<std::string_view> parts,
+               std::array<unsigned char, 32>& out) {
+  const keyed_context* c = keyed(key);
+  if (c == nullptr) return false;
+  std::array<unsigned char, 32> inner_hash{};
+  SHA256_CTX work = c->inner;
+  bool ok = true;
+  for (auto part : parts) ok = ok && SHA256_Update(&work, part.data(), part.size()) == 1;
+  ok = ok && SHA256_Final(inner_hash.data(), &work) == 1;
+  work = c->outer;
+  ok = ok && SHA256_Update(&work, inner_hash.data(), inner_hash.size()) == 1 &&
+       SHA256_Final(out.data(), &work) == 1;
+  // Neither the inner hash nor a state derived from the key's pads stays on the stack.
+  OPENSSL_cleanse(inner_hash.data(), inner_hash.size());
+  OPENSSL_cleanse(&work, sizeof work);
+  return ok;
+}
+#pragma GCC diagnostic pop
+#else
 bool keyed_mac(std::string_view key, std::initializer_list<std::string_view> parts,
                std::array<unsigned char, 32>& out) {
   thread_local md_ctx work{EVP_MD_CTX_new()};
@@ -98,6 +181,7 @@ bool keyed_mac(std::string_view key, std::initializer_list<std::string_view> par
   // state was wiped by the next copy (EVP_MD_CTX_copy_ex frees what it replaces).
   return ok;
 }
+#endif
 
 }  // namespace
 

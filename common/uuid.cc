@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "common/random.h"
+#include "common/uuid_text.h"
 
 namespace passage {
 namespace {
@@ -117,14 +118,20 @@ std::optional<uuid> uuid::parse(std::string_view text) {
   return u;
 }
 
-std::string uuid::to_string() const {
+std::array<char, 36> uuid_chars(const uuid& u) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string s(36, '-');  // written in place: a push_back per digit cost more than the rest
+  std::array<char, 36> s;
+  s.fill('-');  // written in place: a push_back per digit cost more than the rest
   for (size_t i = 0; i < 16; ++i) {
-    s[kDigitAt[i]] = kHex[bytes[i] >> 4];
-    s[kDigitAt[i] + 1] = kHex[bytes[i] & 0xF];
+    s[kDigitAt[i]] = kHex[u.bytes[i] >> 4];
+    s[kDigitAt[i] + 1] = kHex[u.bytes[i] & 0xF];
   }
   return s;
+}
+
+std::string uuid::to_string() const {
+  const auto c = uuid_chars(*this);
+  return std::string(c.data(), c.size());
 }
 
 bool uuid::is_nil() const {

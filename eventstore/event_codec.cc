@@ -24,6 +24,7 @@
 #include "common/hmac.h"
 #include "common/random.h"
 #include "common/time_format.h"
+#include "common/uuid_text.h"
 #include "domain/duration.h"
 #include "domain/text.h"
 #include "domain/types.h"
@@ -1258,7 +1259,8 @@ open_status open_sealed(const data_key& key, std::string_view iv, std::string_vi
   EVP_CIPHER_CTX* ctx = cipher.begin(key, iv, 0);
   if (ctx == nullptr) return open_status::failed;
   std::string_view ct = sealed.substr(0, sealed.size() - tag_size);
-  std::string tag(sealed.substr(ct.size()));
+  std::array<char, tag_size> tag{};  // EVP_CTRL_AEAD_SET_TAG takes it writable
+  std::copy(sealed.begin() + static_cast<std::ptrdiff_t>(ct.size()), sealed.end(), tag.begin());
   plaintext.assign(ct.size(), '\0');
   auto* o = reinterpret_cast<unsigned char*>(plaintext.data());
   int len = 0, fin = 0;
@@ -1279,13 +1281,20 @@ open_status open_sealed(const data_key& key, std::string_view iv, std::string_vi
 
 // Binds a ciphertext to its event: moved into another event (other id, type or
 // subject), it fails authentication instead of showing someone's data there.
-std::string aad_of(const uuid& event_id, std::string_view type, std::string_view subject) {
-  std::string aad = "passage.personal_data.v1|";
-  aad += event_id.to_string();
+// Into `aad` (its buffer reused: a replay opens the block of every LearnerRegistered).
+void aad_into(std::string& aad, const uuid& event_id, std::string_view type,
+              std::string_view subject) {
+  aad.assign("passage.personal_data.v1|");
+  const auto id = uuid_chars(event_id);  // to_string()'s, without a temporary string
+  aad.append(id.data(), id.size());
   aad += '|';
   aad += type;
   aad += '|';
   aad += subject;
+}
+std::string aad_of(const uuid& event_id, std::string_view type, std::string_view subject) {
+  std::string aad;
+  aad_into(aad, event_id, type, subject);
   return aad;
 }
 
@@ -1613,10 +1622,9 @@ int open_text_envelope(key_store& keys, const recorded_event& e, std::string_vie
   if (!key) return 2;
   if (!*key) return 1;
   key_guard guard{**key};
-  return open_sealed(**key, *iv, aad_of(e.event_id, e.type, subject), *sealed, plaintext) ==
-                 open_status::ok
-             ? 0
-             : 2;
+  thread_local std::string aad;  // names no one: an event id, a type and a key's subject
+  aad_into(aad, e.event_id, e.type, subject);
+  return open_sealed(**key, *iv, aad, *sealed, plaintext) == open_status::ok ? 0 : 2;
 }
 
 void set_personal_data(d::event& ev, d::personal_data&& clear) {
@@ -1632,6 +1640,9 @@ void set_personal_data(d::event& ev, d::personal_data&& clear) {
 // decode_text() of an event in the exact layout this codec writes (layout_reader), its
 // decrypted block too, into `out` (reused: layout_reader::decode_as); false: not in that
 // layout (or not openable), for the general path, with `out` partly written.
+// Past it, the buffer of decrypted text a thread keeps is given back after use.
+constexpr std::size_t kept_plaintext_capacity = 64 * 1024;
+
 bool decode_layout(key_store& keys, const event_kind& kind, const recorded_event& e,
                    decoded_event& out) {
   layout_reader::envelope env;
@@ -1644,7 +1655,20 @@ bool decode_layout(key_store& keys, const event_kind& kind, const recorded_event
   // A block in clear is not what encode() stores: the general path words the error.
   if (env.found == layout_reader::envelope::block::clear) return false;
   if (env.found == layout_reader::envelope::block::null) return true;
-  std::string plaintext;
+  // Reused (a replay opens the block of every LearnerRegistered) and wiped on every way
+  // out, a failed opening too: each use writes no further than its own size, which it
+  // wipes, so nothing decrypted stays in the buffer.
+  // A rare large block (many answers) does not keep its buffer for the thread's life:
+  // past 64 KiB it is given back once wiped.
+  thread_local std::string plaintext;
+  struct wipe_on_exit {
+    std::string& s;
+    ~wipe_on_exit() {
+      OPENSSL_cleanse(s.data(), s.size());
+      s.clear();
+      if (s.capacity() > kept_plaintext_capacity) std::string().swap(s);
+    }
+  } wipe{plaintext};
   switch (open_text_envelope(keys, e, env.alg, env.subject, env.iv, env.ct, plaintext)) {
     case 0:
       break;
@@ -1662,7 +1686,6 @@ bool decode_layout(key_store& keys, const event_kind& kind, const recorded_event
         }
       },
       out.event);
-  OPENSSL_cleanse(plaintext.data(), plaintext.size());
   return read;
 }
 

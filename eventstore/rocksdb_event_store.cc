@@ -173,6 +173,42 @@ class snapshot_guard {
   const rocksdb::Snapshot* snap_;
 };
 
+// The read setup of a scan of the log (scan() and scan_records()): its options, the
+// snapshot they read, and RocksDB's per-thread perf counters off for a one-pass scan,
+// restored when the scan ends.
+class scan_reading {
+ public:
+  scan_reading(rocksdb::DB* db, bool read_only, bool one_pass)
+      : options_(make_options(one_pass)),
+        snap_(db, read_only, options_),
+        perf_before_(rocksdb::GetPerfLevel()) {
+    // RocksDB's per-thread perf counters (kEnableCount by default) cost a thread-local
+    // lookup per step of the iterator: a few percent of a whole-log pass. Off meanwhile.
+    if (one_pass) rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+  }
+  ~scan_reading() { rocksdb::SetPerfLevel(perf_before_); }
+  scan_reading(const scan_reading&) = delete;
+  scan_reading& operator=(const scan_reading&) = delete;
+
+  const rocksdb::ReadOptions& options() const { return options_; }
+
+ private:
+  static rocksdb::ReadOptions make_options(bool one_pass) {
+    rocksdb::ReadOptions ro;
+    ro.readahead_size = 2u << 20;
+    // Blocks are cached (fill_cache stays on) but for a one-pass scan: without the cache
+    // every short scan (a page of /v1/events, a lookup of one position) read its blocks
+    // from the file through a fresh 2 MiB readahead buffer, while a whole-log replay reads
+    // each block once and only pays for filling and evicting the cache.
+    ro.fill_cache = !one_pass;
+    return ro;
+  }
+
+  rocksdb::ReadOptions options_;
+  snapshot_guard snap_;  // after options_, which it points at the snapshot
+  rocksdb::PerfLevel perf_before_;
+};
+
 class rocksdb_event_store final : public event_store {
  public:
   explicit rocksdb_event_store(const event_store_options& o) : options_(o) {
@@ -1085,23 +1121,8 @@ store_result<std::uint64_t> rocksdb_event_store::scan_with(const log_filter& fil
   std::uint64_t start = std::max<std::uint64_t>(filter.from_position, 1);
   // Only what is durable; read before the snapshot is taken, so all of it is in it.
   const std::uint64_t to = std::min(filter.to_position, readable_head());
-  rocksdb::ReadOptions ro;
-  ro.readahead_size = 2u << 20;
-  // Blocks are cached (fill_cache stays on) but for a one-pass scan: without the cache
-  // every short scan (a page of /v1/events, a lookup of one position) read its blocks from
-  // the file through a fresh 2 MiB readahead buffer, while a whole-log replay reads each
-  // block once and only pays for filling and evicting the cache.
-  ro.fill_cache = !filter.one_pass;
-  snapshot_guard snap(db_.get(), options_.read_only, ro);
-  // RocksDB's per-thread perf counters (kEnableCount by default) cost a thread-local
-  // lookup per step of the iterator: a few percent of a whole-log pass. Off meanwhile.
-  struct perf_level_guard {
-    rocksdb::PerfLevel before = rocksdb::GetPerfLevel();
-    explicit perf_level_guard(bool off) {
-      if (off) rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
-    }
-    ~perf_level_guard() { rocksdb::SetPerfLevel(before); }
-  } perf_level(filter.one_pass);
+  const scan_reading reading(db_.get(), options_.read_only, filter.one_pass);
+  const rocksdb::ReadOptions& ro = reading.options();
 
   if (filter.since) {
     std::unique_ptr<rocksdb::Iterator> t(db_->NewIterator(ro, time_cf()));
@@ -1155,18 +1176,9 @@ store_result<std::uint64_t> rocksdb_event_store::scan_records(
   }
   const std::uint64_t start = std::max<std::uint64_t>(filter.from_position, 1);
   const std::uint64_t to = std::min(filter.to_position, readable_head());
-  rocksdb::ReadOptions ro;
-  ro.readahead_size = 2u << 20;
-  ro.fill_cache = !filter.one_pass;  // as scan_with()'s
-  snapshot_guard snap(db_.get(), options_.read_only, ro);
-  const rocksdb::PerfLevel perf_before = rocksdb::GetPerfLevel();
-  if (filter.one_pass) rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);  // as scan_with()
-  struct restore_perf_level {
-    rocksdb::PerfLevel level;
-    ~restore_perf_level() { rocksdb::SetPerfLevel(level); }
-  } restore{perf_before};
+  const scan_reading reading(db_.get(), options_.read_only, filter.one_pass);
 
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, log_cf()));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(reading.options(), log_cf()));
   recorded_event e;  // `until` only: the record decoded here to read its time
   store_error err;
   std::uint64_t last = 0;

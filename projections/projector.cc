@@ -72,39 +72,44 @@ std::optional<projection_error> projector::error() const {
 namespace {
 
 // A batch of the log on its way from the reading thread through a decoding one to the
-// applying one. The reader only copies each record's stored bytes (one copy, into memory
-// it fills in order); the decoder turns them into the batch's events and what applying
-// them needs. A fixed set of batches circulates: memory stays bounded, and the events'
-// strings keep their buffers from one use to the next (decoding into a used slot copies
-// bytes without a malloc per field, and nothing is freed per event on the applying thread,
-// the one that bounds the rebuild's time).
+// applying one. The reader decodes each record it reads straight into the batch's next
+// event (store.decode_record, which checks the record) from the table's block, the one
+// copy of its bytes; the decoder turns the events into what applying them needs. (Copying
+// the records' bytes into the batch for the decoder to decode there cost the reader a
+// second copy of every record and left the decoder, the busiest stage, with the
+// records' checks.) A fixed set of batches circulates: memory stays bounded, and the
+// events' strings keep their buffers from one use to the next (decoding into a used slot
+// copies bytes without a malloc per field, and nothing is freed per event on the applying
+// thread).
 struct rebuild_batch {
-  std::uint64_t seq = 0;  // order of reading
-  // As read: record i is bytes [ends[i-1], ends[i]) of `records`, stored at positions[i].
-  std::string records;
-  std::vector<std::size_t> ends;
-  std::vector<std::uint64_t> positions;
+  std::uint64_t seq = 0;                          // order of reading
   std::vector<eventstore::recorded_event> slots;  // the first `count` are this batch's
   std::size_t count = 0;
   read_models::decoded_batch decoded;
-  // The first record that does not decode (the log is damaged there): the events before it
-  // are applied, then the rebuild fails as when reading the log fails.
+  // The record after the batch's events does not decode (the log is damaged there): the
+  // events before it are applied, then the rebuild fails as when reading the log fails.
   std::optional<std::string> unreadable;
   std::optional<projection_error> failed;  // decoding an event failed
 
+  // Decrypted personal data (a LearnerRegistered's email and names, its email hash) must
+  // not outlive the batch in memory, as the live path's (read_models::wipe_decoded): wiped
+  // once applied, and whatever a batch still holds when the rebuild ends.
+  ~rebuild_batch() { wipe_decoded(); }
+  rebuild_batch() = default;
+  rebuild_batch(const rebuild_batch&) = delete;
+  rebuild_batch& operator=(const rebuild_batch&) = delete;
+  void wipe_decoded() {
+    for (auto& d : decoded) read_models::wipe_decoded(d);
+  }
+
   std::span<const eventstore::recorded_event> events() const { return {slots.data(), count}; }
-  std::string_view record(std::size_t i) const {
-    const std::size_t begin = i == 0 ? 0 : ends[i - 1];
-    return std::string_view(records).substr(begin, ends[i] - begin);
-  }
-  void clear() {
-    records.clear();
-    ends.clear();
-    positions.clear();
-  }
 };
 
-// Hands batches between the stages, in reading order to the applying thread.
+// Hands batches between the stages, in reading order to the applying thread. Each stage
+// waits on a condition of its own and is woken only by what it waits for (one condition
+// for all woke every waiting stage at every hand-over, to find nothing to do and sleep
+// again: context switches on two cores shared by three busy threads). Woken after the
+// lock is let go, so that the woken thread does not block on it at once.
 class rebuild_pipeline {
  public:
   rebuild_pipeline(std::size_t batches, std::size_t decoders)
@@ -115,46 +120,57 @@ class rebuild_pipeline {
   // Reader: an unused batch; nullptr once the consumer gave up.
   rebuild_batch* take_free() {
     std::unique_lock lock(mu_);
-    changed_.wait(lock, [&] { return !free_.empty() || abandoned_; });
+    free_cv_.wait(lock, [&] { return !free_.empty() || abandoned_; });
     if (abandoned_) return nullptr;
     rebuild_batch* b = free_.back();
     free_.pop_back();
     return b;
   }
   void push_read(rebuild_batch* b) {
-    std::lock_guard lock(mu_);
-    b->seq = next_read_++;
-    read_.push_back(b);
-    changed_.notify_all();
+    {
+      std::lock_guard lock(mu_);
+      b->seq = next_read_++;
+      read_.push_back(b);
+    }
+    read_cv_.notify_one();
   }
   void reading_done() {
-    std::lock_guard lock(mu_);
-    reading_done_ = true;
-    changed_.notify_all();
+    {
+      std::lock_guard lock(mu_);
+      reading_done_ = true;
+    }
+    read_cv_.notify_all();
   }
   // Decoder: the next batch to decode; nullptr when there is none left.
   rebuild_batch* take_read() {
     std::unique_lock lock(mu_);
-    changed_.wait(lock, [&] { return !read_.empty() || reading_done_ || abandoned_; });
+    read_cv_.wait(lock, [&] { return !read_.empty() || reading_done_ || abandoned_; });
     if (read_.empty() || abandoned_) return nullptr;
     rebuild_batch* b = read_.front();
     read_.pop_front();
     return b;
   }
   void push_decoded(rebuild_batch* b) {
-    std::lock_guard lock(mu_);
-    decoded_.emplace(b->seq, b);
-    changed_.notify_all();
+    bool next;
+    {
+      std::lock_guard lock(mu_);
+      decoded_.emplace(b->seq, b);
+      next = b->seq == next_apply_;  // else the applier still waits for an earlier one
+    }
+    if (next) decoded_cv_.notify_one();
   }
   void decoder_done() {
-    std::lock_guard lock(mu_);
-    --decoders_running_;
-    changed_.notify_all();
+    bool last;
+    {
+      std::lock_guard lock(mu_);
+      last = --decoders_running_ == 0;
+    }
+    if (last) decoded_cv_.notify_one();
   }
   // Applier: the next batch in reading order; nullptr once all are done.
   rebuild_batch* take_decoded() {
     std::unique_lock lock(mu_);
-    changed_.wait(lock, [&] {
+    decoded_cv_.wait(lock, [&] {
       return decoded_.contains(next_apply_) || (decoders_running_ == 0 && read_.empty());
     });
     auto it = decoded_.find(next_apply_);
@@ -165,20 +181,36 @@ class rebuild_pipeline {
     return b;
   }
   void give_back(rebuild_batch* b) {
-    std::lock_guard lock(mu_);
-    free_.push_back(b);
-    changed_.notify_all();
+    {
+      std::lock_guard lock(mu_);
+      free_.push_back(b);
+    }
+    free_cv_.notify_one();
   }
   void abandon() {
-    std::lock_guard lock(mu_);
-    abandoned_ = true;
-    changed_.notify_all();
+    {
+      std::lock_guard lock(mu_);
+      abandoned_ = true;
+    }
+    free_cv_.notify_all();
+    read_cv_.notify_all();
+  }
+  // Once the other stages are joined: batches decoded but never applied (the rebuild
+  // failed or stopped at a damaged record before them) hold decrypted personal data too,
+  // wiped now rather than when the pipeline goes, after the bulk load's long merge.
+  void wipe_all(const std::function<void(std::span<const read_models::decoded_entry>)>& seen) {
+    for (auto& b : pool_) {
+      b.wipe_decoded();
+      if (seen) seen(b.decoded);
+    }
   }
 
  private:
   std::vector<rebuild_batch> pool_;
   std::mutex mu_;
-  std::condition_variable changed_;
+  std::condition_variable free_cv_;     // the reader's: a batch given back, or abandoned
+  std::condition_variable read_cv_;     // the decoders': a batch read, reading done or abandoned
+  std::condition_variable decoded_cv_;  // the applier's: the next batch decoded, or all done
   std::vector<rebuild_batch*> free_;
   std::deque<rebuild_batch*> read_;
   std::map<std::uint64_t, rebuild_batch*> decoded_;
@@ -236,19 +268,23 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
             if (batch == nullptr) {
               batch = pipeline.take_free();
               if (batch == nullptr) return false;
-              batch->clear();
+              batch->count = 0;
+              batch->unreadable.reset();
+              if (batch->slots.size() < batch_size) batch->slots.resize(batch_size);
             }
-            batch->records.append(bytes);
-            batch->ends.push_back(batch->records.size());
-            batch->positions.push_back(position);
-            if (batch->positions.size() < batch_size) return true;
+            auto& slot = batch->slots[batch->count];
+            if (auto read = store.decode_record(position, bytes, slot); !read) {
+              batch->unreadable = read.error().message;
+              return false;  // the events before it are applied; the rest goes unread
+            }
+            if (++batch->count < batch_size) return true;
             pipeline.push_read(batch);
             batch = nullptr;
             return true;
           });
       if (!scanned) read_failed = scanned.error().message;
     }
-    if (batch != nullptr && !batch->positions.empty()) pipeline.push_read(batch);
+    if (batch != nullptr && (batch->count > 0 || batch->unreadable)) pipeline.push_read(batch);
     pipeline.reading_done();
   });
   std::vector<std::thread> decoding;
@@ -257,29 +293,37 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
       pthread_setname_np(pthread_self(), "rebuild-decode");
       while (rebuild_batch* b = pipeline.take_read()) {
         b->failed.reset();
-        b->unreadable.reset();
-        const std::size_t n = b->positions.size();
-        if (b->slots.size() < n) b->slots.resize(n);
-        b->decoded.resize(n);
-        b->count = 0;
-        for (; b->count < n; ++b->count) {
-          const std::size_t i = b->count;
-          auto& slot = b->slots[i];
-          if (auto read = store.decode_record(b->positions[i], b->record(i), slot); !read) {
-            b->unreadable = read.error().message;
-            break;
-          }
-          if (auto d = models.decode_event(slot, b->decoded[i]); !d) {
+        b->decoded.resize(b->count);
+        for (std::size_t i = 0; i < b->count; ++i) {
+          if (auto d = models.decode_event(b->slots[i], b->decoded[i]); !d) {
             b->failed = d.error();
+            read_models::wipe_decoded(b->decoded[i]);  // maybe half decoded
             break;
           }
         }
-        b->decoded.resize(b->count);
         pipeline.push_decoded(b);
       }
       pipeline.decoder_done();
     });
   }
+
+  // Stops the other stages and wipes every batch, also when applying or a callback throws
+  // on this thread (joinable threads would terminate the process as they go).
+  struct stages_guard {
+    rebuild_pipeline& pipeline;
+    std::thread& reader;
+    std::vector<std::thread>& decoding;
+    void stop(const std::function<void(std::span<const read_models::decoded_entry>)>& seen) {
+      if (!reader.joinable()) return;
+      pipeline.abandon();
+      reader.join();
+      for (auto& t : decoding) {
+        if (t.joinable()) t.join();
+      }
+      pipeline.wipe_all(seen);
+    }
+    ~stages_guard() { stop(nullptr); }
+  } stages{pipeline, reader, decoding};
 
   // The read models skip their write-ahead log meanwhile (bulk load) and are flushed after.
   std::optional<projection_error> failed;
@@ -297,6 +341,8 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
     }
     // The log is damaged past the events applied: the rest of it goes unread.
     if (!failed && batch->unreadable) unreadable = std::move(batch->unreadable);
+    batch->wipe_decoded();
+    if (options.on_batch_wiped_for_test) options.on_batch_wiped_for_test(batch->decoded);
     pipeline.give_back(batch);
     if (failed || unreadable) break;
     if (options.on_progress && clock::now() - last_report >= options.progress_interval) {
@@ -305,9 +351,7 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
       options.on_progress(progress);
     }
   }
-  pipeline.abandon();
-  reader.join();
-  for (auto& t : decoding) t.join();
+  stages.stop(options.on_batch_wiped_for_test);
   // All decoded: the keys' memory goes back before the load's end needs its own.
   if (preloaded) models.end_preload_keys();
   if (auto flushed = models.set_bulk_load(false); !flushed && !failed) failed = flushed.error();

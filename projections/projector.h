@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 
 #include "common/result.h"
 #include "eventstore/event_store.h"
@@ -94,6 +95,10 @@ struct rebuild_options {
   // learners after it too), nor on a key store that follows a running server's (it
   // declines: a key the server destroys meanwhile must not be used). Default: true.
   bool preload_keys = true;
+  // Tests only: called on the calling thread with each applied batch's decoded entries,
+  // once they are wiped (read_models::wipe_decoded) for the batch's next use; then, once the
+  // rebuild's threads are joined, with every batch's (all wiped, applied or not).
+  std::function<void(std::span<const read_models::decoded_entry>)> on_batch_wiped_for_test;
 };
 
 // Wipes the read models and applies the log from position 1 up to its current head (or

@@ -959,19 +959,7 @@ struct read_models::state {
     constexpr std::size_t kept = 512;  // live batches: ~100 events (32 claims) under load
     if (live_decoded.size() > kept) live_decoded.resize(kept);
     for (auto& d : std::span(live_decoded).first(std::min(used, live_decoded.size()))) {
-      wipe(d.email_subject);
-      if (!d.event) continue;
-      if (std::holds_alternative<domain::invite_created>(d.event->event) ||
-          std::holds_alternative<domain::invite_updated>(d.event->event)) {
-        d.event.reset();
-      } else if (auto* pd = domain::personal_data_of(d.event->event)) {
-        wipe(pd->email_);
-        wipe(pd->first_name_);
-        wipe(pd->last_name_);
-        wipe(pd->password_hash_);
-        for (auto& [field, answer] : pd->answers_) wipe(answer);
-        pd->answers_.clear();
-      }
+      read_models::wipe_decoded(d);
     }
   }
   // Zeroes all of `s`'s buffer (what an earlier, longer value left past its end too),
@@ -1842,14 +1830,25 @@ std::string decode_range(const eventstore::event_codec& codec,
 
 }  // namespace
 
-result<void, projection_error> read_models::decode_events(
-    std::span<const eventstore::recorded_event> batch, decoded_batch& out) const {
-  // The old slots are decoded into (decode_range): their events' buffers are reused, and
-  // what is freed is freed here, on the decoding thread, not on the one that applies.
-  out.resize(batch.size());
-  auto failed = decode_range(*state_->codec, batch, out, 0, batch.size());
-  if (!failed.empty()) return projection_error{std::move(failed)};
-  return {};
+void read_models::wipe_decoded(decoded_entry& d) {
+  // The hash is always longer than a string holds in place: an empty one without a buffer
+  // of its own holds nothing (nor does one left by a wipe, which gives its buffer back).
+  if (d.email_subject.capacity() > std::string().capacity()) {
+    state::wipe(d.email_subject);
+    std::string().swap(d.email_subject);
+  }
+  if (!d.event) return;
+  if (std::holds_alternative<domain::invite_created>(d.event->event) ||
+      std::holds_alternative<domain::invite_updated>(d.event->event)) {
+    d.event.reset();
+  } else if (auto* pd = domain::personal_data_of(d.event->event)) {
+    state::wipe(pd->email_);
+    state::wipe(pd->first_name_);
+    state::wipe(pd->last_name_);
+    state::wipe(pd->password_hash_);
+    for (auto& [field, answer] : pd->answers_) state::wipe(answer);
+    pd->answers_.clear();
+  }
 }
 
 read_models::kept_decoded_counts read_models::kept_decoded_for_test() const {

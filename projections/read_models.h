@@ -412,10 +412,10 @@ class read_models {
   // checkpoint in one WriteBatch. Events at or below applied_position() are skipped.
   result<void, projection_error> apply(std::span<const eventstore::recorded_event> batch);
 
-  // apply() in two halves (decode_events, then apply), so that a rebuild decodes on other threads
-  // than the one that applies. decode_events() may run on any thread, concurrently with apply(): it
-  // reads no state. Per event of the batch, what applying it needs decoded (empty for events that
-  // only move an invite's version).
+  // apply() in two halves (decode_event per event, then apply), so that a rebuild decodes
+  // on other threads than the one that applies. decode_event() may run on any thread,
+  // concurrently with apply(): it reads no state. Per event, what applying it needs decoded
+  // (empty for events that only move an invite's version).
   struct decoded_entry {
     std::optional<eventstore::decoded_event> event;
     // A LearnerRegistered with an email and no forgotten personal data: its keyed email
@@ -428,16 +428,18 @@ class read_models {
     std::optional<uuid> invite_stream;
   };
   using decoded_batch = std::vector<decoded_entry>;
-  // Fills `out` (its storage reused) for `batch`; the error names the first event that
-  // does not decode.
-  result<void, projection_error> decode_events(std::span<const eventstore::recorded_event> batch,
-                                               decoded_batch& out) const;
-  // decode_events() of one event, into `out` (its storage reused): a rebuild decodes each
-  // event right after the log's record, while both are in the processor's cache.
+  // Fills `out` (its storage reused) for `e`; the error names the event when it does not
+  // decode. A rebuild decodes each event right after the log's record, while both are in
+  // the processor's cache.
   result<void, projection_error> decode_event(const eventstore::recorded_event& e,
                                               decoded_entry& out) const;
-  // apply() of a batch decode_events() (or decode_event()) filled `decoded` for (the same
-  // events, in order).
+  // Wipes in place what `d` holds that must not outlive its batch: decrypted personal data
+  // is zeroed and emptied (its buffers stay for the next decode to reuse); the email hash
+  // is zeroed and its buffer freed (so that an entry without a buffer holds no hash); an
+  // invite's settings (InviteCreated/Updated: maybe thousands of allowed emails) are
+  // dropped. The live path does so after each batch; a rebuild too.
+  static void wipe_decoded(decoded_entry& d);
+  // apply() of a batch decode_event() filled `decoded` for (the same events, in order).
   result<void, projection_error> apply(std::span<const eventstore::recorded_event> batch,
                                        decoded_batch& decoded);
   // Rebuild only. While on, applied batches write no records and no checkpoint: rows are

@@ -20,6 +20,7 @@
 #include "common/result.h"
 #include "common/time_format.h"
 #include "common/uuid.h"
+#include "common/uuid_text.h"
 
 namespace passage {
 namespace {
@@ -130,6 +131,18 @@ TEST(Uuid, TimeOrderedIdsOfManyThreadsAreDistinct) {
     all.insert(m.begin(), m.end());
   }
   EXPECT_EQ(all.size(), 20000u);
+}
+
+// The canonical text, lower case (the personal-data blocks' AAD is sealed with it:
+// another form would no longer open them).
+TEST(Uuid, UuidCharsAndToStringWriteTheCanonicalLowerCaseForm) {
+  uuid u;
+  for (std::size_t i = 0; i < 16; ++i) u.bytes[i] = static_cast<std::uint8_t>(0x10 * i + 0x0f - i);
+  const std::string expected = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+  const auto chars = uuid_chars(u);
+  EXPECT_EQ(std::string(chars.data(), chars.size()), expected);
+  EXPECT_EQ(u.to_string(), expected);
+  EXPECT_EQ(uuid{}.to_string(), "00000000-0000-0000-0000-000000000000");
 }
 
 TEST(Uuid, ParseTakesEitherCaseAndRefusesAnyOtherCharacter) {

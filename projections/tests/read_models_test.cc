@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 #include <span>
+#include <stdexcept>
 #include <thread>
 
 #include <rocksdb/db.h>
@@ -34,6 +35,20 @@ using testing::id;
 
 const uuid org = id(1);
 const uuid other_org = id(2);
+
+// `batch` decoded into `out` (its entries reused) an event at a time, as a rebuild's
+// decoding thread does; false at the first event that does not decode.
+bool decode_each(const read_models& m, std::span<const eventstore::recorded_event> batch,
+                 read_models::decoded_batch& out) {
+  out.resize(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (auto d = m.decode_event(batch[i], out[i]); !d) {
+      ADD_FAILURE() << d.error().message;
+      return false;
+    }
+  }
+  return true;
+}
 
 class read_models_test : public testing::projections_test {
  protected:
@@ -944,7 +959,7 @@ TEST_F(read_models_test, claims_keep_the_terms_they_were_made_under) {
   check();
 }
 
-// decode_events() takes the email index's keyed hash of each registration (so that a
+// decode_event() takes the email index's keyed hash of each registration (so that a
 // rebuild's applying thread only stores it): for a LearnerRegistered with an email still
 // readable, and for nothing else, even in slots a previous batch used.
 TEST_F(read_models_test, decoded_events_carry_the_email_subject_of_registrations) {
@@ -963,7 +978,7 @@ TEST_F(read_models_test, decoded_events_carry_the_email_subject_of_registrations
   std::size_t invite_events = 0;
   auto check = [&](std::span<const eventstore::recorded_event> batch) -> std::size_t {
     std::size_t subjects = 0;
-    EXPECT_TRUE(models_->decode_events(batch, decoded));
+    EXPECT_TRUE(decode_each(*models_, batch, decoded));
     EXPECT_EQ(decoded.size(), batch.size());
     if (decoded.size() != batch.size()) return subjects;
     for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -1158,6 +1173,78 @@ TEST_F(read_models_test, no_decrypted_personal_data_is_kept_after_its_batch) {
   EXPECT_EQ(kept.with_personal_data, 0u);
 }
 
+// A rebuild's batches hold no decrypted personal data once applied either: the names and
+// email of each LearnerRegistered are wiped before the batch is decoded into again (and
+// the email index still finds every learner: applied first).
+TEST_F(read_models_test, a_rebuild_keeps_no_decrypted_personal_data_after_a_batch) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Private"));
+  for (std::uint64_t n = 1; n <= 4; ++n) {
+    claim(inv, "l" + std::to_string(n) + "@example.com", n, "Ada", "Lovelace");
+  }
+  auto m = read_models::open({.path = dir_.sub("rebuilt")}, *codec_);
+  ASSERT_TRUE(m) << m.error().message;
+  std::size_t batches = 0, registrations = 0, with_personal_data = 0, with_settings = 0;
+  auto r =
+      rebuild(*store_, **m,
+              {.batch_size = 3,
+               .on_batch_wiped_for_test = [&](std::span<const read_models::decoded_entry> batch) {
+                 ++batches;
+                 for (const auto& d : batch) {
+                   if (!d.event) continue;
+                   const auto& ev = d.event->event;
+                   if (std::holds_alternative<domain::learner_registered>(ev)) {
+                     ++registrations;
+                   }
+                   const auto* pd = domain::personal_data_of(ev);
+                   if (!d.email_subject.empty() || (pd != nullptr && !pd->empty())) {
+                     ++with_personal_data;
+                   }
+                   if (std::holds_alternative<domain::invite_created>(ev) ||
+                       std::holds_alternative<domain::invite_updated>(ev)) {
+                     ++with_settings;
+                   }
+                 }
+               }});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_GT(batches, 1u);
+  // Each seen once applied, then again as the batches are all wiped at the end.
+  EXPECT_GE(registrations, 4u);
+  EXPECT_EQ(with_personal_data, 0u);
+  EXPECT_EQ(with_settings, 0u);
+  for (std::uint64_t n = 1; n <= 4; ++n) {
+    EXPECT_TRUE((*m)->learner_by_email(
+        org, codec_->email_subject(org, "l" + std::to_string(n) + "@example.com")));
+  }
+}
+
+// wipe_decoded() also wipes an email hash still in its entry (one apply() did not move
+// out: never applied, or its learner forgotten already), and the personal data beside it.
+TEST_F(read_models_test, wiping_a_decoded_entry_wipes_an_email_hash_left_in_it) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Private"));
+  claim(inv, "ada@example.com", 1, "Ada", "Lovelace");
+  auto log = store_->read_all({}, 1000);
+  ASSERT_TRUE(log);
+  auto reg = std::find_if(log->begin(), log->end(),
+                          [](const auto& e) { return e.type == "LearnerRegistered"; });
+  ASSERT_NE(reg, log->end());
+  read_models::decoded_entry d;
+  ASSERT_TRUE(models_->decode_event(*reg, d));
+  EXPECT_EQ(d.email_subject, codec_->email_subject(org, "ada@example.com"));
+  read_models::wipe_decoded(d);
+  EXPECT_TRUE(d.email_subject.empty());
+  ASSERT_TRUE(d.event);
+  const auto* pd = domain::personal_data_of(d.event->event);
+  ASSERT_NE(pd, nullptr);
+  EXPECT_TRUE(pd->empty());
+  // Decoded into again, it holds the hash again (nothing left behind stops it).
+  ASSERT_TRUE(models_->decode_event(*reg, d));
+  EXPECT_EQ(d.email_subject, codec_->email_subject(org, "ada@example.com"));
+  read_models::wipe_decoded(d);
+  EXPECT_TRUE(d.email_subject.empty());
+}
+
 // A batch that fails to decode leaves the kept entries as a batch that applies does: no
 // invite settings, no personal data, and no more of them than live batches keep.
 TEST_F(read_models_test, a_batch_that_does_not_decode_keeps_no_settings_or_personal_data) {
@@ -1239,12 +1326,55 @@ TEST_F(read_models_test, a_rebuild_stops_at_a_damaged_record_with_the_events_bef
       auto rebuilt = read_models::open({.path = dir_.sub(name)}, *codec_);
       ASSERT_TRUE(rebuilt);
       damaging_store s(*store_, damaged);
-      auto r = rebuild(s, **rebuilt, {.batch_size = batch, .decode_threads = threads});
+      // Every batch is wiped by the time the rebuild returns, applied or not.
+      std::size_t with_personal_data = 0;
+      auto r = rebuild(
+          s, **rebuilt,
+          {.batch_size = batch,
+           .decode_threads = threads,
+           .on_batch_wiped_for_test = [&](std::span<const read_models::decoded_entry> entries) {
+             for (const auto& d : entries) {
+               const auto* pd = d.event ? domain::personal_data_of(d.event->event) : nullptr;
+               if (!d.email_subject.empty() || (pd != nullptr && !pd->empty())) {
+                 ++with_personal_data;
+               }
+             }
+           }});
       ASSERT_FALSE(r) << name;
       EXPECT_EQ(r.error().message, "rebuild: reading the log failed: " + expected) << name;
       EXPECT_EQ((*rebuilt)->applied_position(), damaged - 1) << name;
+      EXPECT_EQ(with_personal_data, 0u) << name;
     }
   }
+}
+
+// A callback that throws on the applying thread (here on_progress) ends the rebuild with
+// its exception: the reading and decoding threads are stopped and joined on the way out
+// (left joinable, they would terminate the process), and a rebuild runs again after it.
+TEST_F(read_models_test, an_exception_on_the_applying_thread_leaves_the_rebuild_cleanly) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Thrown"));
+  for (std::uint64_t n = 1; n <= 12; ++n) claim(inv, "t" + std::to_string(n) + "@x.org", n);
+  catch_up();
+  projector_.reset();
+  auto rebuilt = read_models::open({.path = dir_.sub("thrown")}, *codec_);
+  ASSERT_TRUE(rebuilt);
+  std::size_t reports = 0;
+  EXPECT_THROW(rebuild(*store_, **rebuilt,
+                       {.batch_size = 2,
+                        .on_progress =
+                            [&](const rebuild_progress&) {
+                              ++reports;
+                              throw std::runtime_error("stop");
+                            },
+                        .progress_interval = std::chrono::milliseconds(0),
+                        .decode_threads = 2}),
+               std::runtime_error);
+  EXPECT_EQ(reports, 1u);
+  (void)(*rebuilt)->set_bulk_load(false);
+  auto again = rebuild(*store_, **rebuilt, {.batch_size = 2});
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ((*rebuilt)->applied_position(), store_->head_position());
 }
 
 // A key store that forwards to another and records how a rebuild uses its preload: the
@@ -1289,6 +1419,64 @@ class observed_key_store final : public eventstore::key_store {
  private:
   eventstore::key_store& inner_;
 };
+
+// A store whose event at `bad` reads back with data that is not JSON: the record reads,
+// the event does not decode (on a rebuild's decoding thread).
+class undecodable_store final : public passage::testing::forwarding_store {
+ public:
+  undecodable_store(eventstore::event_store& inner, std::uint64_t bad)
+      : forwarding_store(inner), bad_(bad) {}
+  eventstore::store_result<std::uint64_t> scan_records(
+      const eventstore::log_filter& filter,
+      const std::function<bool(std::uint64_t, std::string_view)>& visit) override {
+    return inner_.scan_records(filter, visit);
+  }
+  eventstore::store_result<void> decode_record(std::uint64_t position, std::string_view bytes,
+                                               eventstore::recorded_event& out) const override {
+    auto r = inner_.decode_record(position, bytes, out);
+    if (r && position == bad_) out.data = "{not json";
+    return r;
+  }
+
+ private:
+  std::uint64_t bad_;
+};
+
+// A rebuild that fails at an event that does not decode leaves no decrypted personal data
+// in the batches decoded after it and never applied: every batch is wiped once the
+// threads are joined, not when the batches go after the bulk load's merge. (Which batches
+// the decoder reached before the applier stopped varies; none may hold anything.)
+TEST_F(read_models_test, a_failed_rebuild_wipes_the_batches_it_decoded_but_never_applied) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Failing", {"linux"}));
+  claim(inv, "f1@x.org", 1);
+  const std::uint64_t bad = store_->head_position() + 1;  // the next claim's first event
+  claim(inv, "f2@x.org", 2);
+  claim(inv, "f3@x.org", 3);
+  catch_up();
+  projector_.reset();
+
+  auto m = read_models::open({.path = dir_.sub("failing")}, *codec_);
+  ASSERT_TRUE(m) << m.error().message;
+  undecodable_store s(*store_, bad);
+  std::size_t with_personal_data = 0;
+  auto r =
+      rebuild(s, **m,
+              {.batch_size = 2,
+               .decode_threads = 1,
+               .on_batch_wiped_for_test = [&](std::span<const read_models::decoded_entry> batch) {
+                 for (const auto& d : batch) {
+                   const auto* pd = d.event ? domain::personal_data_of(d.event->event) : nullptr;
+                   if (!d.email_subject.empty() || (pd != nullptr && !pd->empty())) {
+                     ++with_personal_data;
+                   }
+                 }
+               }});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("position " + std::to_string(bad)), std::string::npos)
+      << r.error().message;
+  EXPECT_EQ(with_personal_data, 0u);
+}
 
 // rebuild_options::preload_keys: on (the default), the learners' keys are preloaded for the
 // decoding and the preload is ended after it; off, each lookup goes to the store. Both give
@@ -1475,7 +1663,7 @@ TEST_F(read_models_test, a_bulk_load_that_loses_rows_never_ends_with_a_checkpoin
     // Also with events decoded beforehand (the rebuild's way), from the middle of the log.
     const auto rest = std::span(log).subspan(log.size() / 2);
     read_models::decoded_batch decoded;
-    ASSERT_TRUE((*m)->decode_events(rest, decoded));
+    ASSERT_TRUE(decode_each(**m, rest, decoded));
     EXPECT_FALSE((*m)->apply(rest, decoded));
     EXPECT_EQ((*m)->applied_position(), 0u);
     EXPECT_FALSE((*m)->invite(org, inv, clock_.now()));
