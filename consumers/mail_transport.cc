@@ -214,14 +214,18 @@ class eml_transport final : public mail_transport {
   // Whether the folder's name still names the folder opened. False (error_ set) when it
   // was renamed, or deleted (and maybe made again), since it was opened.
   bool still_named() {
-    struct stat named {};
-    if (::stat(folder_.c_str(), &named) != 0) {
-      error_ = "cannot write in " + folder_ + ": " + std::strerror(errno);
-      return false;
-    }
-    if (named.st_dev == dev_ && named.st_ino == ino_) return true;
-    error_ = "cannot write in " + folder_ + ": renamed or replaced while the mail was written";
+    errno = 0;
+    if (named_as_opened()) return true;
+    error_ = "cannot write in " + folder_ + ": " +
+             (errno != 0 ? std::strerror(errno) : "renamed or replaced while the mail was written");
     return false;
+  }
+
+  // Whether the folder's name names the folder opened (its device and inode at open); on
+  // false errno is stat()'s when the name names nothing.
+  bool named_as_opened() const {
+    struct stat named {};
+    return ::stat(folder_.c_str(), &named) == 0 && named.st_dev == dev_ && named.st_ino == ino_;
   }
 
   // Removes the copy `name` just written in the folder opened, which is no longer under
@@ -239,11 +243,8 @@ class eml_transport final : public mail_transport {
   // call's), which it keeps.
   bool folder_gone() {
     const int e = errno;
-    struct stat opened {
-    }, named{};
-    const bool gone = ::fstat(dir_, &opened) != 0 || opened.st_nlink == 0 ||
-                      ::stat(folder_.c_str(), &named) != 0 || named.st_dev != opened.st_dev ||
-                      named.st_ino != opened.st_ino;
+    struct stat opened {};
+    const bool gone = ::fstat(dir_, &opened) != 0 || opened.st_nlink == 0 || !named_as_opened();
     if (gone) error_ = "cannot write in " + folder_ + ": " + std::strerror(e);
     errno = e;
     return gone;
