@@ -14,9 +14,11 @@
 //
 //   rebuild_bench [--events 10000000] [--dir /tmp/passage-rebuild-bench] [--keep]
 //                 [--phases rebuild,export-claims,export-events] (or rebuild-no-preload)
+//                 [--help]
 //
 // --keep reuses the folder's log when it already holds --events events (skips writing).
-// --phases runs only those (comma-separated), e.g. to alternate with another build.
+// --phases runs only those (comma-separated), e.g. to alternate with another build; an
+// empty list only writes the log (with --keep, to share it between builds).
 
 #include <spawn.h>
 #include <sys/resource.h>
@@ -30,13 +32,17 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "app/export.h"
 #include "app/offline.h"
 #include "app/server.h"
+#include "bench/bench_args.h"
 #include "common/random.h"
 #include "domain/events.h"
 #include "domain/streams.h"
@@ -168,6 +174,25 @@ std::uint64_t write_log(const fs::path& dir, std::uint64_t target) {
 
 // --- phases (each in its own process) ---
 
+constexpr const char* kPhases[] = {"rebuild", "rebuild-no-preload", "export-claims",
+                                   "export-events"};
+
+// The first name in the comma list `phases` that is no phase (a typo would otherwise run
+// nothing and print nothing), if any. Empty names (",,", an empty list) are allowed.
+std::optional<std::string> unknown_phase(std::string_view phases) {
+  while (!phases.empty()) {
+    const auto comma = phases.find(',');
+    const auto name = phases.substr(0, comma);
+    if (!name.empty() && std::none_of(std::begin(kPhases), std::end(kPhases),
+                                      [&](const char* p) { return name == p; })) {
+      return std::string(name);
+    }
+    if (comma == std::string_view::npos) break;
+    phases.remove_prefix(comma + 1);
+  }
+  return std::nullopt;
+}
+
 int phase_rebuild(const fs::path& dir, bool preload_keys) {
   // As `passage replay` in place: keys opened exclusively (a follower never preloads).
   auto data = app::open_offline(dir.string(), app::key_access::exclusive, 0);
@@ -251,29 +276,27 @@ child_result run_phase(const char* self, const std::string& phase, const fs::pat
 
 int main(int argc, char** argv) {
   std::uint64_t events = 10'000'000;
-  fs::path dir = "/tmp/passage-rebuild-bench";
+  std::string dir_text = "/tmp/passage-rebuild-bench";
   std::string phase;
   bool keep = false;
   std::string phases = "rebuild,export-claims,export-events";
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) die(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--events") {
-      events = std::strtoull(next().c_str(), nullptr, 10);
-    } else if (a == "--dir") {
-      dir = next();
-    } else if (a == "--phase") {
-      phase = next();
-    } else if (a == "--keep") {
-      keep = true;
-    } else if (a == "--phases") {
-      phases = next();
-    } else {
-      die("unknown argument " + a + " (--events N, --dir DIR, --keep, --phases LIST)");
-    }
+  passage::bench::bench_args args(
+      "rebuild_bench",
+      "Writes a data folder whose log holds N events (or keeps one), then measures each phase\n"
+      "in a child process: events/s, peak RSS and CPU per event.");
+  args.value("--events", events, "events in the log (default 10000000)");
+  args.value("--dir", dir_text, "the data folder (default /tmp/passage-rebuild-bench)");
+  args.flag("--keep", keep,
+            "keep the folder, and reuse its log when it already holds --events events");
+  args.value("--phases", phases,
+             "comma list of rebuild, rebuild-no-preload, export-claims, export-events "
+             "(default rebuild,export-claims,export-events; empty: only write the log)");
+  args.value("--phase", phase, "internal: run one phase in this process (the child's side)");
+  if (int code = args.parse_or_exit_code(argc, argv); code >= 0) return code;
+  const fs::path dir = dir_text;
+  if (auto wrong = unknown_phase(phases)) {
+    die("--phases: unknown phase '" + *wrong +
+        "' (rebuild, rebuild-no-preload, export-claims, export-events)");
   }
   if (phase == "rebuild") return phase_rebuild(dir, true);
   if (phase == "rebuild-no-preload") return phase_rebuild(dir, false);
@@ -290,7 +313,7 @@ int main(int argc, char** argv) {
   std::printf("log: %llu events in %s\n", static_cast<unsigned long long>(head), dir.c_str());
 
   const std::string self = fs::read_symlink("/proc/self/exe").string();
-  for (const char* p : {"rebuild", "rebuild-no-preload", "export-claims", "export-events"}) {
+  for (const char* p : kPhases) {
     if (("," + phases + ",").find(std::string(",") + p + ",") == std::string::npos) continue;
     auto r = run_phase(self.c_str(), p, dir);
     unsigned long long scanned = 0, rows = 0;
