@@ -212,6 +212,13 @@ void replica_node::stop(std::chrono::milliseconds grace) {
   im.threads.clear();
   im.http.reset();
   if (im.feed) im.feed->stop();
+  // Closed here rather than by a destructor, which would keep a failing disk to itself;
+  // and once stop() returns the folder is free for another process or a replay.
+  if (im.reads) {
+    if (auto closed = im.reads->close(); !closed) {
+      im.say("passage replica: " + closed.error().message);
+    }
+  }
 }
 
 }  // namespace passage::app

@@ -57,7 +57,9 @@ class replica_node {
 
   std::uint16_t port() const;
   consumers::replica_stats stats() const;
-  // Graceful stop: HTTP first, then the consumer (offsets written). Idempotent.
+  // Graceful stop: HTTP first, then the consumer (offsets written), then the read models
+  // are closed (a failure is said through `say`). Afterwards only stats() and destruction.
+  // Idempotent.
   void stop(std::chrono::milliseconds grace = std::chrono::seconds(10));
 
   struct impl;

@@ -11,6 +11,9 @@
 #include <thread>
 
 #include "app/replica.h"
+#include "eventstore/event_codec.h"
+#include "eventstore/key_store.h"
+#include "projections/read_models.h"
 #include "tests/e2e/node_fixture.h"
 
 namespace passage::testing {
@@ -301,6 +304,23 @@ TEST_F(replica_e2e, AfterForgetNoFileOfTheReplicaFolderHoldsThePersonalData) {
     }
   }
   EXPECT_GT(files, 10u);
+}
+
+TEST_F(replica_e2e, StopClosesTheReadModelsWithEverythingAppliedAndFreesTheirFolder) {
+  scenario();
+  start_replica();
+  const auto head = wait_for_replica();
+  const auto applied = replica_->stats().applied_position;
+  ASSERT_GE(applied, head);
+  replica_client_.reset();
+  replica_->stop();  // the node object stays; its read models must not
+  auto keys = eventstore::open_key_store({.path = dir_.sub("other-keys"), .sync_new_keys = false});
+  ASSERT_TRUE(keys) << keys.error().message;
+  eventstore::event_codec codec(**keys, std::string(48, 'p'));
+  auto models =
+      projections::read_models::open({.path = dir_.sub("replica") + "/readmodels"}, codec);
+  ASSERT_TRUE(models) << models.error().message;
+  EXPECT_EQ((*models)->applied_position(), applied);
 }
 
 TEST_F(replica_e2e, ARestartResumesWhereItStoppedAndFollowsNewEvents) {
