@@ -58,6 +58,8 @@ void log_key_into(std::uint64_t position, std::string& out);
 
 // Decodes into `out`, reusing its string buffers (no allocation once warm).
 // Returns an empty string on success, else what is wrong with the record.
-std::string decode_record(std::string_view bytes, recorded_event& out);
+// `check_crc`: false only for bytes that never left memory since encode_record made them
+// (the store's tail cache): the checksum guards what was stored.
+std::string decode_record(std::string_view bytes, recorded_event& out, bool check_crc = true);
 
 }  // namespace passage::eventstore::format

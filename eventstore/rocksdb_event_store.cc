@@ -36,6 +36,7 @@
 #include "eventstore/event_store.h"
 #include "eventstore/format.h"
 #include "eventstore/head_cache.h"
+#include "eventstore/tail_cache.h"
 
 namespace passage::eventstore {
 namespace {
@@ -47,6 +48,9 @@ constexpr std::size_t kMaxTypeName = 256;
 constexpr std::size_t kMaxEventData = 4u << 20;
 // Stream heads cached by the writer (head_cache.h: CLOCK, evicting one per new stream).
 constexpr std::size_t kMaxHeadCache = 1u << 20;
+// The newest records kept in memory for live subscriptions (tail_cache.h): ~6,000 events
+// of ~1.3 KB, seconds of a busy node's log; a subscription further behind reads RocksDB.
+constexpr std::size_t kTailCacheBytes = 8u << 20;
 
 store_error make_error(errc code, std::string message) {
   return store_error{code, std::move(message), {}, 0, 0};
@@ -352,6 +356,8 @@ class rocksdb_event_store final : public event_store {
     std::deque<request> batch;
     std::vector<store_result<append_result>> outcomes;
     std::uint64_t last_position = 0;  // 0: nothing was written
+    // The records written, for the tail cache once they are durable (null: none written).
+    std::shared_ptr<tail_cache::chunk> records;
   };
   struct batch_state {
     rocksdb::WriteBatch wb;
@@ -367,6 +373,8 @@ class rocksdb_event_store final : public event_store {
     timestamp recorded_at;
     // Scratch, reused for every event of the batch.
     std::string record, log_key, index_key;
+    // A copy of every record written, for the tail cache.
+    std::shared_ptr<tail_cache::chunk> records = std::make_shared<tail_cache::chunk>();
   };
 
   rocksdb::ColumnFamilyHandle* cf(int i) const { return raw_handles_[static_cast<size_t>(i)]; }
@@ -397,8 +405,9 @@ class rocksdb_event_store final : public event_store {
   void decode_into(std::string_view key, std::string_view value, recorded_event& out,
                    store_error& err, bool& ok) const;
   // decode_into() of a record whose key was read as `position`.
+  // `check_crc`: as format::decode_record's (false for the tail cache's records only).
   void decode_at(std::uint64_t position, std::string_view value, recorded_event& out,
-                 store_error& err, bool& ok) const;
+                 store_error& err, bool& ok, bool check_crc = true) const;
   // scan() and scan_taking(): `visit` gets the store's event, which it may take.
   template <typename Visit>
   store_result<std::uint64_t> scan_with(const log_filter& filter, Visit&& visit);
@@ -432,6 +441,9 @@ class rocksdb_event_store final : public event_store {
   std::optional<store_error> failed_;
 
   std::atomic<std::uint64_t> head_{0};
+  // Records of the newest durable commits (added by the sync thread before it publishes
+  // the head that covers them): live scans read them here rather than from RocksDB.
+  tail_cache tail_{kTailCacheBytes};
   std::mutex head_mu_;
   std::condition_variable head_cv_;
   std::mutex refresh_mu_;
@@ -632,8 +644,9 @@ void rocksdb_event_store::decode_into(std::string_view key, std::string_view val
 }
 
 void rocksdb_event_store::decode_at(std::uint64_t position, std::string_view value,
-                                    recorded_event& out, store_error& err, bool& ok) const {
-  auto what = format::decode_record(value, out);
+                                    recorded_event& out, store_error& err, bool& ok,
+                                    bool check_crc) const {
+  auto what = format::decode_record(value, out, check_crc);
   if (!what.empty()) {
     err = corrupt_record(position, what);
     ok = false;
@@ -879,6 +892,7 @@ store_result<append_result> rocksdb_event_store::prepare(const request& r, batch
       format::log_key_into(position, b.log_key);
       format::stream_index_key_into(s.stream, version, b.index_key);
       b.wb.Put(log_cf(), b.log_key, b.record);
+      b.records->add(position, b.record);
       b.wb.Put(stream_cf(), b.index_key, b.log_key);
       b.wb.Put(ids_cf(), rocksdb::Slice(e.event_id.as_bytes().data(), 16), b.log_key);
       b.ids.emplace(e.event_id, pending_id{&e, s.stream, position, version});
@@ -943,6 +957,7 @@ void rocksdb_event_store::commit(std::deque<request>& batch) {
       wrote = false;
     } else {
       c.last_position = b.next_position - 1;
+      c.records = std::move(b.records);
       next_position_ = b.next_position;
       last_recorded_at_ = b.recorded_at;
       for (auto& [stream, v] : b.versions) heads_.put(stream, v);
@@ -1009,6 +1024,8 @@ void rocksdb_event_store::syncer_loop() {
         }
       }
     } else if (last != 0) {
+      // Durable now: readable from memory by the time readers see the head move.
+      for (auto& c : group) tail_.add(std::move(c.records));
       {
         std::lock_guard lk(head_mu_);
         head_.store(last, std::memory_order_release);
@@ -1121,6 +1138,57 @@ store_result<std::uint64_t> rocksdb_event_store::scan_with(const log_filter& fil
   std::uint64_t start = std::max<std::uint64_t>(filter.from_position, 1);
   // Only what is durable; read before the snapshot is taken, so all of it is in it.
   const std::uint64_t to = std::min(filter.to_position, readable_head());
+  recorded_event e;
+  std::uint64_t last = 0;
+  store_error err;
+  const bool any_type = filter.types.empty();
+  // Set once `visit` asked to stop or an event at or past `until` was read.
+  bool stopped = false;
+  // `stored`: read from RocksDB (checksummed), not from the tail cache, whose records are
+  // the bytes the writer encoded, never stored nor read back since.
+  auto deliver = [&](std::uint64_t position, std::string_view record,
+                     bool stored) -> std::optional<store_error> {
+    bool ok = false;
+    decode_at(position, record, e, err, ok, stored);
+    if (!ok) return err;
+    // Decoded first: a damaged record after a gap is reported as damaged.
+    if (e.position != (last != 0 ? last + 1 : start)) return log_gap(start, last, e.position);
+    if (filter.until && e.recorded_at >= *filter.until) {
+      stopped = true;
+      return std::nullopt;
+    }
+    last = e.position;
+    if (!any_type &&
+        std::find(filter.types.begin(), filter.types.end(), e.type) == filter.types.end()) {
+      return std::nullopt;
+    }
+    if (!filter.stream_prefix.empty() &&
+        !std::string_view(e.stream).starts_with(filter.stream_prefix)) {
+      return std::nullopt;
+    }
+    if (filter.since && e.recorded_at < *filter.since) return std::nullopt;
+    if (!visit(e)) stopped = true;
+    return std::nullopt;
+  };
+
+  // The newest records from memory (tail_cache.h), when they hold `start`: a live
+  // subscription's scan. Not for a time-filtered scan (the time index finds its start) nor
+  // a one-pass one (a whole log, far older than the tail).
+  if (!filter.since && !filter.one_pass && start <= to) {
+    std::vector<std::shared_ptr<const tail_cache::chunk>> chunks;
+    tail_.from(start, to, chunks);
+    for (const auto& c : chunks) {
+      for (std::uint64_t p = std::max(start, c->first()); p <= std::min(to, c->last()); ++p) {
+        if (auto failed = deliver(p, c->record(p), false)) return *failed;
+        if (stopped) break;
+      }
+      if (stopped) break;
+    }
+    if (stopped || last == to) return last;
+    // The rest (none, but for a cache emptied meanwhile) from RocksDB.
+    if (last != 0) start = last + 1;
+  }
+
   const scan_reading reading(db_.get(), options_.read_only, filter.one_pass);
   const rocksdb::ReadOptions& ro = reading.options();
 
@@ -1136,29 +1204,15 @@ store_result<std::uint64_t> rocksdb_event_store::scan_with(const log_filter& fil
   }
 
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, log_cf()));
-  recorded_event e;
-  std::uint64_t last = 0;
-  store_error err;
-  const bool any_type = filter.types.empty();
   for (it->Seek(format::log_key(start)); it->Valid(); it->Next()) {
     auto key = it->key().ToStringView();
-    if (key.size() == 8 && format::decode_be64(key) > to) break;
-    bool ok = false;
-    decode_into(key, it->value().ToStringView(), e, err, ok);
-    if (!ok) return err;
-    if (e.position != (last != 0 ? last + 1 : start)) return log_gap(start, last, e.position);
-    if (filter.until && e.recorded_at >= *filter.until) break;
-    last = e.position;
-    if (!any_type &&
-        std::find(filter.types.begin(), filter.types.end(), e.type) == filter.types.end()) {
-      continue;
+    if (key.size() != 8) {
+      return corrupt_record(0, "log key has " + std::to_string(key.size()) + " bytes");
     }
-    if (!filter.stream_prefix.empty() &&
-        !std::string_view(e.stream).starts_with(filter.stream_prefix)) {
-      continue;
-    }
-    if (filter.since && e.recorded_at < *filter.since) continue;
-    if (!visit(e)) break;
+    const std::uint64_t position = format::decode_be64(key);
+    if (position > to) break;
+    if (auto failed = deliver(position, it->value().ToStringView(), true)) return *failed;
+    if (stopped) break;
   }
   if (!it->status().ok()) {
     auto s = rocks_error(it->status(), "reading the log after position " + std::to_string(last));

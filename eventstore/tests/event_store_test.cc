@@ -875,6 +875,27 @@ TEST(record_format, WritersEncodingMatchesTheRecordCodec) {
   }
 }
 
+// The checksum guards stored records; the store's tail cache decodes the bytes the writer
+// just encoded without it, and every other field is still checked.
+TEST(record_format, DecodesWithoutTheChecksumOnlyWhenAsked) {
+  recorded_event rec;
+  rec.event_id = uuid::random();
+  rec.type = "InviteClaimed";
+  rec.stream = "invite-1";
+  rec.position = 7;
+  rec.data = "{}";
+  std::string bytes;
+  format::encode_record(rec, bytes);
+  bytes[1] = static_cast<char>(bytes[1] ^ 0x5a);  // the stored checksum
+  recorded_event back;
+  EXPECT_EQ(format::decode_record(bytes, back), "record checksum mismatch");
+  EXPECT_EQ(format::decode_record(bytes, back, /*check_crc=*/false), "");
+  EXPECT_EQ(back.position, 7u);
+  EXPECT_EQ(back.stream, "invite-1");
+  bytes.push_back('x');
+  EXPECT_EQ(format::decode_record(bytes, back, /*check_crc=*/false), "record has trailing bytes");
+}
+
 TEST_F(store_test, StoresEveryFieldOfTheEnvelope) {
   auto e = make_event("InviteClaimed", R"({"claim":"c-1"})");
   e.schema_version = 3;
@@ -964,6 +985,69 @@ TEST_F(store_test, OnePassScanReadsWhatAnyScanReads) {
   ASSERT_EQ(all->size(), 50u);
   EXPECT_EQ(all->front().data, "0");
   EXPECT_EQ(all->back().data, "49");
+}
+
+// Scans of the newest events read them from the store's memory (tail_cache.h), those of
+// events committed before the store was opened, or let go of, from RocksDB: each hands
+// over the same events, filtered alike, as a one-pass scan (which always reads RocksDB).
+TEST_F(store_test, ScansOfTheNewestEventsReadWhatTheLogHolds) {
+  for (int i = 0; i < 20; ++i) {
+    must_append({to("invite-" + std::to_string(i % 3), expected_version::any(),
+                    {make_event(i % 2 ? "InviteClaimed" : "ClaimRejected", std::to_string(i))})});
+  }
+  reopen();  // positions 1-20 are not in memory, the ones appended from now on are
+  for (int i = 20; i < 60; ++i) {
+    clock_.advance(std::chrono::seconds(1));
+    must_append({to("learner-" + std::to_string(i), expected_version::any(),
+                    {make_event("LearnerRegistered", std::to_string(i)),
+                     make_event(i % 2 ? "InviteClaimed" : "LeadCaptured", std::to_string(i))})});
+  }
+  // Three events of over 3 MiB: the memory lets the oldest commits go.
+  for (int i = 0; i < 3; ++i) {
+    must_append({to("big-" + std::to_string(i), expected_version::any(),
+                    {make_event("BigHappened", std::string(3u << 20, char('a' + i)))})});
+  }
+  for (int i = 0; i < 5; ++i) {
+    must_append({to("learner-x", expected_version::any(), {make_event("LearnerRegistered")})});
+  }
+  auto same = [&](eventstore::log_filter f, std::size_t max = 1000) {
+    auto scanned = store_->read_all(f, max);
+    f.one_pass = true;
+    auto logged = store_->read_all(f, max);
+    ASSERT_TRUE(scanned) << scanned.error().message;
+    ASSERT_TRUE(logged);
+    ASSERT_EQ(scanned->size(), logged->size());
+    for (std::size_t i = 0; i < scanned->size(); ++i) {
+      const auto& a = (*scanned)[i];
+      const auto& b = (*logged)[i];
+      EXPECT_EQ(a.position, b.position);
+      EXPECT_EQ(a.stream, b.stream);
+      EXPECT_EQ(a.stream_version, b.stream_version);
+      EXPECT_EQ(a.event_id, b.event_id);
+      EXPECT_EQ(a.type, b.type);
+      EXPECT_EQ(a.recorded_at, b.recorded_at);
+      EXPECT_EQ(a.data, b.data);
+    }
+  };
+  const std::uint64_t head = store_->head_position();
+  ASSERT_EQ(head, 20u + 80u + 3u + 5u);
+  same({});
+  same({.from_position = 15, .to_position = 30});
+  same({.from_position = 21});
+  same({.from_position = 50, .to_position = 90});
+  same({.from_position = 101});
+  same({.from_position = 103, .to_position = head});
+  same({.from_position = head});
+  same({.from_position = head + 1});
+  same({.from_position = 30, .types = {"InviteClaimed"}});
+  same({.from_position = 30, .stream_prefix = "learner-x"});
+  same({.from_position = 25,
+        .until = from_unix_micros(1'790'000'000'000'000) + std::chrono::seconds(30)});
+  same({.from_position = 40}, 7);
+  const auto scanned = store_->read_all({.from_position = 104}, 10);
+  ASSERT_TRUE(scanned);
+  ASSERT_EQ(scanned->size(), 5u);
+  EXPECT_EQ(scanned->front().stream, "learner-x");
 }
 
 // Delegates everything but scan_taking, scan_records and decode_record, which it leaves

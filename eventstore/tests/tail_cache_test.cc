@@ -1,0 +1,118 @@
+#include "eventstore/tail_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace passage::eventstore {
+namespace {
+
+using chunk_ptr = std::shared_ptr<const tail_cache::chunk>;
+
+// Records `first` to `last`, each "record-<position>" padded to `size` bytes.
+chunk_ptr records(std::uint64_t first, std::uint64_t last, std::size_t size = 16) {
+  auto c = std::make_shared<tail_cache::chunk>();
+  for (auto p = first; p <= last; ++p) {
+    std::string r = "record-" + std::to_string(p);
+    r.resize(std::max(size, r.size()), '.');
+    c->add(p, r);
+  }
+  return c;
+}
+
+std::vector<std::uint64_t> firsts(const std::vector<chunk_ptr>& chunks) {
+  std::vector<std::uint64_t> out;
+  for (const auto& c : chunks) out.push_back(c->first());
+  return out;
+}
+
+TEST(TailCacheChunk, HandsEachRecordBackByItsPosition) {
+  auto c = std::make_shared<tail_cache::chunk>();
+  EXPECT_TRUE(c->empty());
+  c->add(41, "a");
+  c->add(42, "");
+  c->add(43, "ccc");
+  EXPECT_EQ(c->first(), 41u);
+  EXPECT_EQ(c->last(), 43u);
+  EXPECT_EQ(c->record(41), "a");
+  EXPECT_EQ(c->record(42), "");
+  EXPECT_EQ(c->record(43), "ccc");
+  EXPECT_EQ(c->bytes(), 4u);
+}
+
+TEST(TailCache, FindsTheChunksFromThePositionAskedUpToTheLastAsked) {
+  tail_cache t(1u << 20);
+  t.add(records(1, 3));
+  t.add(records(4, 4));
+  t.add(records(5, 9));
+  std::vector<chunk_ptr> got;
+  t.from(1, 9, got);
+  EXPECT_EQ(firsts(got), (std::vector<std::uint64_t>{1, 4, 5}));
+  t.from(3, 4, got);
+  EXPECT_EQ(firsts(got), (std::vector<std::uint64_t>{1, 4}));
+  t.from(6, 100, got);  // past the newest held: what is held
+  EXPECT_EQ(firsts(got), (std::vector<std::uint64_t>{5}));
+  EXPECT_EQ(got[0]->record(6).substr(0, 8), "record-6");
+}
+
+TEST(TailCache, HoldsNothingForAPositionOutsideIt) {
+  tail_cache t(1u << 20);
+  std::vector<chunk_ptr> got;
+  t.from(1, 5, got);
+  EXPECT_TRUE(got.empty());
+  t.add(records(10, 12));
+  t.from(9, 12, got);
+  EXPECT_TRUE(got.empty());
+  t.from(13, 20, got);
+  EXPECT_TRUE(got.empty());
+  got.push_back(records(1, 1));
+  t.from(9, 12, got);  // cleared first
+  EXPECT_TRUE(got.empty());
+}
+
+TEST(TailCache, LetsTheOldestChunksGoPastItsBytesButAlwaysKeepsTheNewest) {
+  tail_cache t(1000);
+  for (std::uint64_t p = 1; p <= 100; p += 10) t.add(records(p, p + 9, 20));  // 200 B each
+  std::vector<chunk_ptr> got;
+  t.from(1, 100, got);
+  EXPECT_TRUE(got.empty());  // let go
+  t.from(51, 100, got);
+  EXPECT_EQ(firsts(got), (std::vector<std::uint64_t>{51, 61, 71, 81, 91}));
+  t.from(41, 100, got);
+  EXPECT_TRUE(got.empty());
+  t.add(records(101, 200, 50));  // 5,000 B: alone over the limit, kept alone
+  t.from(91, 200, got);
+  EXPECT_TRUE(got.empty());
+  t.from(101, 200, got);
+  EXPECT_EQ(firsts(got), (std::vector<std::uint64_t>{101}));
+}
+
+TEST(TailCache, AChunkThatDoesNotFollowTheLastStartsAgainFromIt) {
+  tail_cache t(1u << 20);
+  t.add(records(1, 5));
+  t.add(records(8, 9));  // 6 and 7 never added
+  std::vector<chunk_ptr> got;
+  t.from(1, 9, got);
+  EXPECT_TRUE(got.empty());
+  t.from(8, 9, got);
+  EXPECT_EQ(firsts(got), (std::vector<std::uint64_t>{8}));
+  t.clear();
+  t.from(8, 9, got);
+  EXPECT_TRUE(got.empty());
+}
+
+TEST(TailCache, IgnoresAnEmptyChunk) {
+  tail_cache t(1u << 20);
+  t.add(records(1, 2));
+  t.add(std::make_shared<tail_cache::chunk>());
+  t.add(nullptr);
+  t.add(records(3, 3));
+  std::vector<chunk_ptr> got;
+  t.from(1, 3, got);
+  EXPECT_EQ(firsts(got), (std::vector<std::uint64_t>{1, 3}));
+}
+
+}  // namespace
+}  // namespace passage::eventstore
