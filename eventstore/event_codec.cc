@@ -1494,8 +1494,22 @@ std::string event_codec::subject_of(const domain::event& e) const {
   return email_subject(domain::org_of(e), pd->email_);
 }
 
+encode_keys::~encode_keys() { OPENSSL_cleanse(key_.data(), key_.size()); }
+
 result<new_event, codec_error> event_codec::encode(const domain::event& e,
                                                    const event_metadata& meta) const {
+  return encode_with(e, meta, nullptr);
+}
+
+result<new_event, codec_error> event_codec::encode(const domain::event& e,
+                                                   const event_metadata& meta,
+                                                   encode_keys& kept) const {
+  return encode_with(e, meta, &kept);
+}
+
+result<new_event, codec_error> event_codec::encode_with(const domain::event& e,
+                                                        const event_metadata& meta,
+                                                        encode_keys* kept) const {
   const std::string_view type = domain::event_type(e);
   new_event out;
   out.event_id = meta.event_id;
@@ -1514,8 +1528,16 @@ result<new_event, codec_error> event_codec::encode(const domain::event& e,
         return error_of(type, "personal data without a learner or an email to key it",
                         "personal_data");
       }
-      auto key = keys_.get_or_create(subject);
-      if (!key && key.error().destroyed && is_email_subject(subject)) {
+      const bool known = kept != nullptr && !kept->asked_.empty() && kept->asked_ == subject;
+      result<data_key, key_store_error> key =
+          known ? result<data_key, key_store_error>(kept->key_) : keys_.get_or_create(subject);
+      std::string asked;
+      if (known) {
+        subject = kept->subject_;
+      } else if (kept != nullptr) {
+        asked = subject;
+      }
+      if (!known && !key && key.error().destroyed && is_email_subject(subject)) {
         // The email was forgotten; new data about it gets a fresh generation's key.
         const std::string base = subject;
         for (int g = 2; !key && key.error().destroyed && g <= max_email_generations; ++g) {
@@ -1528,6 +1550,11 @@ result<new_event, codec_error> event_codec::encode(const domain::event& e,
             error_of(type, "no key for personal data: " + key.error().message, "personal_data");
         err.forgotten = key.error().destroyed;
         return err;
+      }
+      if (kept != nullptr && !known) {
+        kept->asked_ = std::move(asked);
+        kept->subject_ = subject;
+        kept->key_ = *key;
       }
       key_guard guard{*key};
       std::string plaintext;

@@ -55,6 +55,26 @@ struct decoded_event {
   bool forgotten = false;
 };
 
+// What encode() keeps of a key it looked up, for the next events encoded with it: a
+// command's events about one subject (a claim's LearnerRegistered, PasswordSetupIssued and
+// InviteClaimed, all under its new learner's key) then look the key up once instead of once
+// each. Holds one subject's key, wiped when replaced and on destruction. For the events of
+// one command, encoded one after another: kept longer, it would go on using a key that
+// was destroyed meanwhile. One thread at a time.
+class encode_keys {
+ public:
+  encode_keys() = default;
+  encode_keys(const encode_keys&) = delete;
+  encode_keys& operator=(const encode_keys&) = delete;
+  ~encode_keys();
+
+ private:
+  friend class event_codec;
+  std::string asked_;    // the subject encode() asked the key store for; "" none kept
+  std::string subject_;  // the subject the key is for (a forgotten email's next generation)
+  data_key key_{};
+};
+
 // Thread-safe (all state is the key store's).
 class event_codec {
  public:
@@ -68,6 +88,10 @@ class event_codec {
   // Creates the subject's key on first use. Fails with `forgotten` when a learner's key
   // was destroyed (a forgotten email instead moves to its next key generation).
   result<new_event, codec_error> encode(const domain::event& e, const event_metadata& meta) const;
+  // The same, looking a key up only when `kept` holds no key for the event's subject, and
+  // keeping the key it looked up there (see encode_keys).
+  result<new_event, codec_error> encode(const domain::event& e, const event_metadata& meta,
+                                        encode_keys& kept) const;
   // Expects the current schema_version (the store's upcasters run before this). A key
   // that is destroyed or was never stored gives forgotten = true; a ciphertext that
   // fails authentication is an error, never "forgotten".
@@ -112,6 +136,9 @@ class event_codec {
   key_store& keys() const { return keys_; }
 
  private:
+  result<new_event, codec_error> encode_with(const domain::event& e, const event_metadata& meta,
+                                             encode_keys* kept) const;
+
   key_store& keys_;
   std::string pepper_;
 };

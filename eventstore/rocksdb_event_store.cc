@@ -359,7 +359,28 @@ class rocksdb_event_store final : public event_store {
     // The records written, for the tail cache once they are durable (null: none written).
     std::shared_ptr<tail_cache::chunk> records;
   };
+  // One per store, reused by every commit (writer thread only): a commit's WriteBatch grew
+  // by doubling from empty, copying its records again at each step (a group commit of a few
+  // dozen claims is 50-150 KiB), and its fresh buffers, maps and their nodes were allocated
+  // (and the large ones page-faulted in) again for every commit. reset() empties it and
+  // keeps the capacity, up to kKeptBatchBytes of WriteBatch (a larger one, from a burst of
+  // big commits, is given back).
   struct batch_state {
+    static constexpr std::size_t kKeptBatchBytes = 4u << 20;
+    void reset() {
+      if (wb.GetDataSize() > kKeptBatchBytes) {
+        wb = rocksdb::WriteBatch();
+      } else {
+        wb.Clear();
+      }
+      versions.clear();
+      ids.clear();
+      looked_up.clear();
+      looked_up_next = 0;
+      // The tail cache's copy goes with each written commit (moved out) and is dropped
+      // with a failed one: every commit starts a chunk of its own.
+      if (!records || !records->empty()) records = std::make_shared<tail_cache::chunk>();
+    }
     rocksdb::WriteBatch wb;
     // Streams written in this batch; the names are the requests' (alive until it is written).
     std::unordered_map<std::string_view, std::uint64_t> versions;
@@ -428,6 +449,7 @@ class rocksdb_event_store final : public event_store {
   std::uint64_t next_position_ = 1;
   timestamp last_recorded_at_{};
   head_cache heads_{kMaxHeadCache};
+  batch_state batch_;  // commit()'s, reused
 
   // Commits written and waiting for the sync thread, in position order.
   std::mutex sync_mu_;
@@ -931,7 +953,8 @@ void rocksdb_event_store::commit(std::deque<request>& batch) {
     hand_to_syncer(std::move(c));
     return;
   }
-  batch_state b;
+  batch_state& b = batch_;
+  b.reset();
   b.next_position = next_position_;
   b.recorded_at = std::max(last_recorded_at_, options_.clock->now());
   lookup_ids(batch, b);
@@ -968,6 +991,8 @@ void rocksdb_event_store::commit(std::deque<request>& batch) {
       if (o) o = *error;
     }
   }
+  // The maps view the requests' strings, which go to the sync thread now.
+  b.reset();
   c.batch = std::move(batch);
   hand_to_syncer(std::move(c));
 }

@@ -1365,5 +1365,110 @@ TEST(codec_json, personal_data_answers_in_another_order_or_repeated_read_as_befo
   }
 }
 
+// A key store that counts get_or_create() per subject (the rest goes to a memory store).
+class counting_keys final : public key_store {
+ public:
+  std::map<std::string, int> asked;
+  result<data_key, key_store_error> get_or_create(std::string_view subject) override {
+    ++asked[std::string(subject)];
+    return inner_->get_or_create(subject);
+  }
+  result<std::optional<data_key>, key_store_error> find(std::string_view subject) override {
+    return inner_->find(subject);
+  }
+  bool is_destroyed(std::string_view subject) override { return inner_->is_destroyed(subject); }
+  result<void, key_store_error> destroy(std::string_view subject) override {
+    return inner_->destroy(subject);
+  }
+  result<void, key_store_error> sync() override { return inner_->sync(); }
+  result<void, key_store_error> create_ahead(const std::vector<std::string>& subjects) override {
+    return inner_->create_ahead(subjects);
+  }
+  bool preload() override { return inner_->preload(); }
+  void end_preload() override { inner_->end_preload(); }
+
+ private:
+  std::unique_ptr<key_store> inner_ = make_memory_key_store();
+};
+
+TEST(codec_encode_keys, a_commands_events_about_one_learner_look_its_key_up_once) {
+  counting_keys keys;
+  event_codec codec(keys, pepper);
+  const d::learner_registered registered{org,   id(4),  d::learner_role::student,
+                                         false, at(21), ada()};
+  const d::password_setup_issued setup{org, id(4), id(15), id(2), at(26), at(27), email_only()};
+  const d::invite_claimed claim = claimed();  // learner id(4) too
+  encode_keys kept;
+  std::vector<new_event> encoded;
+  std::uint8_t n = 200;
+  for (const d::event& e : std::vector<d::event>{registered, setup, claim}) {
+    auto enc = codec.encode(e, meta(n++), kept);
+    ASSERT_TRUE(enc) << enc.error().message;
+    encoded.push_back(std::move(*enc));
+  }
+  EXPECT_EQ(keys.asked[learner_subject(id(4))], 1);
+  // Each decodes as it was, under the learner's key, and is what encode() without kept
+  // stores (but for the random IV): the same subject in the envelope.
+  const std::vector<d::event> want = {registered, setup, claim};
+  for (std::size_t i = 0; i < encoded.size(); ++i) {
+    auto back = codec.decode(record(encoded[i]));
+    ASSERT_TRUE(back) << back.error().message;
+    EXPECT_FALSE(back->forgotten);
+    EXPECT_EQ(back->event, want[i]);
+    EXPECT_EQ(json::parse(encoded[i].data)["personal_data"]["subject"], learner_subject(id(4)));
+  }
+  // Without kept, every event looks its key up.
+  ASSERT_TRUE(codec.encode(claim, meta(210)));
+  EXPECT_EQ(keys.asked[learner_subject(id(4))], 2);
+}
+
+TEST(codec_encode_keys, an_event_about_another_subject_uses_its_own_key) {
+  counting_keys keys;
+  event_codec codec(keys, pepper);
+  encode_keys kept;
+  const d::learner_registered ada_registered{org,   id(4),  d::learner_role::student,
+                                             false, at(21), ada()};
+  const d::learner_registered bob_registered{org,   id(5),  d::learner_role::student,
+                                             false, at(22), email_only("bob@example.com")};
+  // No learner: keyed by the email's subject.
+  const d::claim_rejected rejected{org,   id(2),  d::rejection_reason::not_allowed, std::nullopt,
+                                   false, at(12), email_only("eve@example.com")};
+  std::uint8_t n = 200;
+  for (const d::event& e :
+       std::vector<d::event>{ada_registered, bob_registered, rejected, ada_registered}) {
+    auto enc = codec.encode(e, meta(n++), kept);
+    ASSERT_TRUE(enc) << enc.error().message;
+    auto back = codec.decode(record(*enc));
+    ASSERT_TRUE(back) << back.error().message;
+    EXPECT_EQ(back->event, e);
+    EXPECT_EQ(json::parse(enc->data)["personal_data"]["subject"], codec.subject_of(e));
+  }
+  EXPECT_EQ(keys.asked[learner_subject(id(4))], 2);  // kept holds one subject: bob's came between
+  EXPECT_EQ(keys.asked[learner_subject(id(5))], 1);
+  EXPECT_EQ(keys.asked[codec.email_subject(org, "eve@example.com")], 1);
+}
+
+TEST(codec_encode_keys, a_forgotten_emails_next_generation_is_kept_with_its_subject) {
+  counting_keys keys;
+  event_codec codec(keys, pepper);
+  ASSERT_TRUE(codec.forget_email(org, "eve@example.com"));
+  // No learner: keyed by the email's subject.
+  const d::claim_rejected rejected{org,   id(2),  d::rejection_reason::not_allowed, std::nullopt,
+                                   false, at(12), email_only("eve@example.com")};
+  const std::string base = codec.email_subject(org, "eve@example.com");
+  encode_keys kept;
+  for (std::uint8_t n = 200; n < 202; ++n) {
+    auto enc = codec.encode(rejected, meta(n), kept);
+    ASSERT_TRUE(enc) << enc.error().message;
+    EXPECT_EQ(json::parse(enc->data)["personal_data"]["subject"], base + ".2");
+    auto back = codec.decode(record(*enc));
+    ASSERT_TRUE(back) << back.error().message;
+    EXPECT_FALSE(back->forgotten);
+    EXPECT_EQ(back->event, d::event{rejected});
+  }
+  EXPECT_EQ(keys.asked[base], 1);
+  EXPECT_EQ(keys.asked[base + ".2"], 1);
+}
+
 }  // namespace
 }  // namespace passage::eventstore
