@@ -1551,12 +1551,12 @@ result<new_event, codec_error> event_codec::encode_with(const domain::event& e,
         err.forgotten = key.error().destroyed;
         return err;
       }
+      key_guard guard{*key};  // first: the copies below may throw
       if (kept != nullptr && !known) {
         kept->asked_ = std::move(asked);
         kept->subject_ = subject;
         kept->key_ = *key;
       }
-      key_guard guard{*key};
       std::string plaintext;
       plaintext.reserve(512);  // few reallocations leave few copies behind in freed memory
       write_value(plaintext, *pd);

@@ -373,14 +373,29 @@ class rocksdb_event_store final : public event_store {
       } else {
         wb.Clear();
       }
-      versions.clear();
-      ids.clear();
+      // clear() zeroes every bucket even of an empty map (reset() runs before and after
+      // each commit); maps a burst of big commits grew are made anew.
+      clear_map(versions);
+      clear_map(ids);
       looked_up.clear();
       looked_up_next = 0;
       // The tail cache's copy goes with each written commit (moved out) and is dropped
-      // with a failed one: every commit starts a chunk of its own.
-      if (!records || !records->empty()) records = std::make_shared<tail_cache::chunk>();
+      // with a failed one: every commit starts a chunk of its own, with room for as many
+      // bytes as the last commit's (so that its records are copied once).
+      if (!records || !records->empty()) {
+        records = std::make_shared<tail_cache::chunk>();
+        records->reserve(std::min(last_records_bytes, kKeptBatchBytes));
+      }
     }
+    template <typename Map>
+    static void clear_map(Map& m) {
+      if (m.bucket_count() > kKeptBuckets) {
+        m = Map();
+      } else if (!m.empty()) {
+        m.clear();
+      }
+    }
+    static constexpr std::size_t kKeptBuckets = 4096;
     rocksdb::WriteBatch wb;
     // Streams written in this batch; the names are the requests' (alive until it is written).
     std::unordered_map<std::string_view, std::uint64_t> versions;
@@ -394,8 +409,10 @@ class rocksdb_event_store final : public event_store {
     timestamp recorded_at;
     // Scratch, reused for every event of the batch.
     std::string record, log_key, index_key;
-    // A copy of every record written, for the tail cache.
+    // A copy of every record written, for the tail cache, and the bytes of the last one
+    // handed over.
     std::shared_ptr<tail_cache::chunk> records = std::make_shared<tail_cache::chunk>();
+    std::size_t last_records_bytes = 0;
   };
 
   rocksdb::ColumnFamilyHandle* cf(int i) const { return raw_handles_[static_cast<size_t>(i)]; }
@@ -980,6 +997,7 @@ void rocksdb_event_store::commit(std::deque<request>& batch) {
       wrote = false;
     } else {
       c.last_position = b.next_position - 1;
+      b.last_records_bytes = b.records->bytes();
       c.records = std::move(b.records);
       next_position_ = b.next_position;
       last_recorded_at_ = b.recorded_at;

@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -40,6 +41,8 @@ class tail_cache {
       bytes_.append(record);
       ends_.push_back(bytes_.size());
     }
+    // Room for `bytes` of records, so that adding them copies each once.
+    void reserve(std::size_t bytes) { bytes_.reserve(bytes); }
     bool empty() const { return ends_.empty(); }
     std::uint64_t first() const { return first_; }
     std::uint64_t last() const { return first_ + ends_.size() - 1; }  // only if not empty
@@ -57,24 +60,36 @@ class tail_cache {
     std::vector<std::size_t> ends_;  // where each record ends in bytes_
   };
 
-  // Keeps chunks while they hold at most `max_bytes` (the newest one always).
+  // Keeps chunks while they hold at most `max_bytes` (the newest one always, unless it
+  // alone holds more).
   explicit tail_cache(std::size_t max_bytes) : max_bytes_(max_bytes) {}
   tail_cache(const tail_cache&) = delete;
   tail_cache& operator=(const tail_cache&) = delete;
 
   // Adds the next commit's records. A chunk that does not follow the last one (a commit
   // was left out) empties the cache first: what it holds is always one run of positions.
+  // A chunk larger than the whole cache is not kept (it empties the cache: readers of it
+  // read the log). Chunks dropped are freed after the lock is released, by the caller's
+  // thread, outside the readers' way.
   void add(std::shared_ptr<const chunk> c) {
     if (!c || c->empty()) return;
+    std::vector<std::shared_ptr<const chunk>> dropped;
     std::lock_guard lock(mu_);
-    if (!chunks_.empty() && chunks_.back()->last() + 1 != c->first()) {
+    if (c->bytes() > max_bytes_ || (!chunks_.empty() && chunks_.back()->last() + 1 != c->first())) {
+      dropped.assign(std::make_move_iterator(chunks_.begin()),
+                     std::make_move_iterator(chunks_.end()));
       chunks_.clear();
       bytes_ = 0;
+      if (c->bytes() > max_bytes_) {
+        dropped.push_back(std::move(c));
+        return;
+      }
     }
     bytes_ += c->bytes();
     chunks_.push_back(std::move(c));
     while (chunks_.size() > 1 && bytes_ > max_bytes_) {
       bytes_ -= chunks_.front()->bytes();
+      dropped.push_back(std::move(chunks_.front()));
       chunks_.pop_front();
     }
   }

@@ -340,18 +340,21 @@ struct command_service::impl {
       appends[g].events.reserve(
           static_cast<std::size_t>(std::count(group_of.begin(), group_of.end(), g)));
     }
-    // The command's events are mostly about one subject (a claim's three, its learner):
-    // its key is looked up once for all of them.
-    eventstore::encode_keys kept;
-    for (std::size_t i = 0; i < p.events.size(); ++i) {
-      auto encoded = codec.encode(
-          p.events[i], {uuid::random(), meta.correlation_id, meta.causation_id, actor}, kept);
-      if (!encoded) {
-        lk.unlock();
-        fail(make_service_error("unavailable", "cannot encode event: " + encoded.error().message));
-        return;
+    {
+      // The command's events are mostly about one subject (a claim's three, its learner):
+      // its key is looked up once for all of them, and wiped once they are encoded.
+      eventstore::encode_keys kept;
+      for (std::size_t i = 0; i < p.events.size(); ++i) {
+        auto encoded = codec.encode(
+            p.events[i], {uuid::random(), meta.correlation_id, meta.causation_id, actor}, kept);
+        if (!encoded) {
+          lk.unlock();
+          fail(
+              make_service_error("unavailable", "cannot encode event: " + encoded.error().message));
+          return;
+        }
+        appends[group_of[i]].events.push_back(std::move(*encoded));
       }
-      appends[group_of[i]].events.push_back(std::move(*encoded));
     }
     for (std::size_t i = 0; i < p.events.size(); ++i) {
       if (group_of[i] == 0) {  // the aggregate's own stream

@@ -1333,8 +1333,18 @@ TEST_F(store_test, BeforeCommitHookRunsPerCommitAndCanRefuseIt) {
   EXPECT_NE(r.error().message.find("key store unavailable"), std::string::npos);
   EXPECT_EQ(store_->head_position(), 1u) << "a refused commit stores nothing";
   refuse = false;
-  auto again = must_append({to("s", expected_version::exact(1), {make_event()})});
+  auto third = make_event("Third", R"({"n":3})");
+  auto again = must_append({to("s", expected_version::exact(1), {third})});
   EXPECT_EQ(again.first_position, 2u) << "positions stay gap-free after a refused commit";
+  // Live scans read the newest commits from memory (the tail cache): the refused commit's
+  // record must not be among them, nor shift the next commit's.
+  auto tail = store_->read_all({.from_position = 2}, 10);
+  ASSERT_TRUE(tail) << tail.error().message;
+  ASSERT_EQ(tail->size(), 1u);
+  EXPECT_EQ((*tail)[0].position, 2u);
+  EXPECT_EQ((*tail)[0].event_id, third.event_id);
+  EXPECT_EQ((*tail)[0].type, "Third");
+  EXPECT_EQ((*tail)[0].data, R"({"n":3})");
 }
 
 // Holds the store's sync thread in before_sync until released (also when the test ends

@@ -72,7 +72,7 @@ TEST(TailCache, HoldsNothingForAPositionOutsideIt) {
   EXPECT_TRUE(got.empty());
 }
 
-TEST(TailCache, LetsTheOldestChunksGoPastItsBytesButAlwaysKeepsTheNewest) {
+TEST(TailCache, LetsTheOldestChunksGoPastItsBytesAndKeepsNoChunkLargerThanItAll) {
   tail_cache t(1000);
   for (std::uint64_t p = 1; p <= 100; p += 10) t.add(records(p, p + 9, 20));  // 200 B each
   std::vector<chunk_ptr> got;
@@ -82,11 +82,23 @@ TEST(TailCache, LetsTheOldestChunksGoPastItsBytesButAlwaysKeepsTheNewest) {
   EXPECT_EQ(firsts(got), (std::vector<std::uint64_t>{51, 61, 71, 81, 91}));
   t.from(41, 100, got);
   EXPECT_TRUE(got.empty());
-  t.add(records(101, 200, 50));  // 5,000 B: alone over the limit, kept alone
-  t.from(91, 200, got);
-  EXPECT_TRUE(got.empty());
-  t.from(101, 200, got);
+  t.add(records(101, 109, 100));  // 900 B: the older ones make way, the newest stays
+  t.from(101, 109, got);
   EXPECT_EQ(firsts(got), (std::vector<std::uint64_t>{101}));
+  t.from(91, 109, got);
+  EXPECT_TRUE(got.empty());
+  t.from(101, 109, got);
+  const auto reader = got;       // a reader's chunks outlive their eviction
+  t.add(records(110, 200, 50));  // 4,550 B: alone over the limit, not kept; nothing is
+  t.from(101, 200, got);
+  EXPECT_TRUE(got.empty());
+  t.from(110, 200, got);
+  EXPECT_TRUE(got.empty());
+  ASSERT_EQ(reader.size(), 1u);
+  EXPECT_EQ(reader[0]->record(105), "record-105" + std::string(90, '.'));
+  t.add(records(201, 202));  // then starts again from the next chunk
+  t.from(201, 202, got);
+  EXPECT_EQ(firsts(got), (std::vector<std::uint64_t>{201}));
 }
 
 TEST(TailCache, AChunkThatDoesNotFollowTheLastStartsAgainFromIt) {
