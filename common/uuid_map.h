@@ -11,7 +11,7 @@
 // index: probing compares those, reading an entry's key only when they match (the entry
 // is read next anyway), and growing rehashes from the slots alone.
 //
-// Only what its users need: find, operator[], try_emplace, at, size, clear and
+// Only what its users need: find, operator[], try_emplace, at, reserve, size, clear and
 // iteration (in insertion order). Entries are never erased one by one (records of the
 // read models only change or get flagged; clear() drops them all).
 //
@@ -145,6 +145,17 @@ class uuid_map {
   }
   V& operator[](const uuid& key) { return try_emplace(key).first->second; }
 
+  // Sizes the table for `n` entries at once: inserting up to `n` then never grows it (a
+  // rebuild that knows its log's length sizes its tables once rather than zeroing a table
+  // twice the size at each doubling and rehashing into it). Never shrinks the table;
+  // entries' chunks are still allocated as entries come. Throws std::length_error as
+  // growing would past max_table_size.
+  void reserve(std::size_t n) {
+    const std::size_t slots = reserved_table_size(slots_.size(), n);
+    if (slots != slots_.size()) rehash(slots);
+    chunks_.reserve((n + chunk_entries - 1) / chunk_entries);
+  }
+
   // Drops every entry and the memory they and the table used.
   void clear() {
     destroy_entries();
@@ -197,6 +208,14 @@ class uuid_map {
   static std::size_t grown_table_size(std::size_t slots) {
     if (slots >= max_table_size) throw std::length_error("uuid_map: more than 2^32 slots");
     return slots == 0 ? 64 : slots * 2;
+  }
+  // The table size reserve(n) leaves a table of `slots` at: the first of its growths (or
+  // `slots` itself) that holds `n` entries at most 3/4 full. Public for tests.
+  static std::size_t reserved_table_size(std::size_t slots, std::size_t n) {
+    if (n == 0) return slots;
+    if (slots == 0) slots = grown_table_size(0);
+    while (n > slots / 4 * 3) slots = grown_table_size(slots);
+    return slots;
   }
 
  private:
@@ -251,8 +270,9 @@ class uuid_map {
     const std::size_t s = locate(key);
     return slots_[s].index == 0 ? size_ : slots_[s].index - 1;
   }
-  void grow() {
-    const std::size_t n = grown_table_size(slots_.size());
+  void grow() { rehash(grown_table_size(slots_.size())); }
+  // Moves the slots into a table of `n` (a power of two that holds them at most 3/4 full).
+  void rehash(std::size_t n) {
     std::vector<slot> old(n);
     old.swap(slots_);
     shift_ = 32 - static_cast<unsigned>(__builtin_ctzll(n));

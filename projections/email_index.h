@@ -94,6 +94,25 @@ class email_index {
 
   std::size_t size() const { return size_ + other_.size(); }
 
+  // Sizes the table for `n` subjects of the usual shape at once: assigning up to `n` then
+  // never grows it (a rebuild that knows its log's length sizes the index once rather
+  // than zeroing a table twice the size at each doubling and rehashing into it). Never
+  // shrinks the table.
+  void reserve(std::size_t n) {
+    const std::size_t slots = reserved_table_size(slots_.size(), n);
+    if (slots != slots_.size()) rehash(slots);
+  }
+  // The table size reserve(n) leaves a table of `slots` at: the first of its growths (or
+  // `slots` itself) that holds `n` entries at most 3/4 full. Public for tests.
+  static std::size_t reserved_table_size(std::size_t slots, std::size_t n) {
+    if (n == 0) return slots;
+    if (slots == 0) slots = first_table_size;
+    while (n > slots / 4 * 3) slots *= 2;
+    return slots;
+  }
+  // Slots of the table (a power of two, or 0 before the first assign): for tests.
+  std::size_t table_size() const { return slots_.size(); }
+
   void clear() {
     slots_.clear();
     slots_.shrink_to_fit();
@@ -145,8 +164,11 @@ class email_index {
     while (slots_[i].used && slots_[i].key != d) i = (i + 1) & mask;
     return i;
   }
-  void grow() {
-    std::vector<slot> old(slots_.empty() ? 1024 : slots_.size() * 2);
+  static constexpr std::size_t first_table_size = 1024;
+  void grow() { rehash(slots_.empty() ? first_table_size : slots_.size() * 2); }
+  // Moves the entries into a table of `n` (a power of two that holds them at most 3/4 full).
+  void rehash(std::size_t n) {
+    std::vector<slot> old(n);
     old.swap(slots_);
     for (const auto& s : old) {
       if (s.used) slots_[locate(s.key)] = s;

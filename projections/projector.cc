@@ -231,6 +231,8 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
   rebuild_progress progress;
   progress.events_total = store.head_position();
   const auto started = clock::now();
+  // Tables sized once for the log rather than grown by doubling as it is applied.
+  models.reserve_for_log(progress.events_total);
   auto last_report = started;
   auto update = [&] {
     progress.seconds = std::chrono::duration<double>(clock::now() - started).count();

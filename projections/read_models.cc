@@ -1881,6 +1881,20 @@ result<void, projection_error> read_models::decode_event(const eventstore::recor
   return {};
 }
 
+std::size_t read_models::reserved_entries_for_log(std::uint64_t events) {
+  return static_cast<std::size_t>(
+      std::min<std::uint64_t>(events / events_per_learner_estimate, max_reserved_entries));
+}
+
+void read_models::reserve_for_log(std::uint64_t events) {
+  const std::size_t n = reserved_entries_for_log(events);
+  auto& s = *state_;
+  std::unique_lock lock(s.mu);
+  s.learners.reserve(n);
+  s.claims.reserve(n);
+  s.learner_by_subject.reserve(n);
+}
+
 bool read_models::preload_keys() { return state_->codec->keys().preload(); }
 
 void read_models::end_preload_keys() { state_->codec->keys().end_preload(); }

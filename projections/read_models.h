@@ -455,6 +455,19 @@ class read_models {
   result<void, projection_error> set_bulk_load(bool on);
   // Drops every read model and the checkpoint (back to position 0).
   result<void, projection_error> clear();
+  // Rebuild only, after clear() and before the first apply(): sizes the tables with an
+  // entry per learner or claim (and the email index) once for a log of `events` events
+  // (reserved_entries_for_log), instead of growing them a doubling at a time (each one
+  // zeroes a table twice the size, page fault by page fault, and rehashes into it). Past
+  // the estimate they grow as before.
+  void reserve_for_log(std::uint64_t events);
+  // Learners (and claims) reserve_for_log sizes the tables for: one per
+  // events_per_learner_estimate events, at most max_reserved_entries (tables of 2^22
+  // slots: ~200 MiB for the email index and 32 MiB for each uuid_map, what a log of ~10 M
+  // events grows them to anyway), so that a huge log reserves no more up front.
+  static constexpr std::uint64_t events_per_learner_estimate = 4;
+  static constexpr std::size_t max_reserved_entries = std::size_t{3} << 20;
+  static std::size_t reserved_entries_for_log(std::uint64_t events);
   // Rebuild only: the codec's key store reads every learner's key at once for the
   // rebuild's one pass over the log (key_store::preload: whether it did), until
   // end_preload_keys().

@@ -51,6 +51,42 @@ TEST(uuid_map_test, GrowthStopsAt2To32SlotsWithLengthError) {
   }
 }
 
+// reserve(n): the table a run of growths would reach for n entries, sized at once; no
+// growth up to n entries, entries already in it still found, never a smaller table.
+TEST(uuid_map_test, ReserveSizesTheTableOnceForThatManyEntries) {
+  using map_type = uuid_map<int>;
+  EXPECT_EQ(map_type::reserved_table_size(0, 0), 0u);
+  EXPECT_EQ(map_type::reserved_table_size(0, 1), 64u);
+  EXPECT_EQ(map_type::reserved_table_size(0, 48), 64u);
+  EXPECT_EQ(map_type::reserved_table_size(0, 49), 128u);
+  EXPECT_EQ(map_type::reserved_table_size(1024, 10), 1024u);  // never shrinks
+  EXPECT_EQ(map_type::reserved_table_size(0, std::size_t{3} << 20), std::size_t{1} << 22);
+  EXPECT_EQ(map_type::reserved_table_size(0, (std::size_t{3} << 20) + 1), std::size_t{1} << 23);
+  EXPECT_EQ(map_type::reserved_table_size(0, std::size_t{3} << 30), map_type::max_table_size);
+  EXPECT_THROW((void)map_type::reserved_table_size(0, (std::size_t{3} << 30) + 1),
+               std::length_error);
+
+  map_type map;
+  for (std::uint64_t n = 0; n < 100; ++n) map[numbered(n)] = static_cast<int>(n);
+  map.reserve(5000);
+  const std::size_t reserved = map.table_size();
+  EXPECT_EQ(reserved, map_type::reserved_table_size(0, 5000));
+  EXPECT_EQ(reserved, 8192u);
+  for (std::uint64_t n = 0; n < 100; ++n) ASSERT_EQ(map.at(numbered(n)), static_cast<int>(n));
+  for (std::uint64_t n = 100; n < 5000; ++n) map[numbered(n)] = static_cast<int>(n);
+  EXPECT_EQ(map.table_size(), reserved);  // no growth up to the reserved count
+  map.reserve(10);
+  EXPECT_EQ(map.table_size(), reserved);
+  map[numbered(5000)] = 5000;  // still 3/4 full at most: 6144 entries fit
+  EXPECT_EQ(map.table_size(), reserved);
+  for (std::uint64_t n = 5001; n < 6145; ++n) map[numbered(n)] = static_cast<int>(n);
+  EXPECT_EQ(map.table_size(), 2 * reserved);  // and past it, grows as before
+  for (std::uint64_t n = 0; n < 6145; ++n) ASSERT_EQ(map.at(numbered(n)), static_cast<int>(n));
+  std::uint64_t next = 0;  // insertion order kept
+  for (const auto& [key, value] : map) ASSERT_EQ(value, static_cast<int>(next++));
+  EXPECT_EQ(next, 6145u);
+}
+
 TEST(uuid_map_test, FindsInsertsAndOverwrites) {
   uuid_map<std::string> map;
   EXPECT_TRUE(map.empty());

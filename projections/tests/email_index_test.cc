@@ -52,6 +52,45 @@ TEST(email_index_test, FindsAssignsAndErasesOnlyForTheLearnerNamed) {
   EXPECT_EQ(index.size(), 0u);
 }
 
+// reserve(n): the table a run of growths would reach for n subjects, sized at once; no
+// growth up to n, subjects already in it still found, never a smaller table.
+TEST(email_index_test, ReserveSizesTheTableOnceForThatManySubjects) {
+  EXPECT_EQ(email_index::reserved_table_size(0, 0), 0u);
+  EXPECT_EQ(email_index::reserved_table_size(0, 1), 1024u);
+  EXPECT_EQ(email_index::reserved_table_size(0, 768), 1024u);
+  EXPECT_EQ(email_index::reserved_table_size(0, 769), 2048u);
+  EXPECT_EQ(email_index::reserved_table_size(4096, 10), 4096u);  // never shrinks
+  EXPECT_EQ(email_index::reserved_table_size(0, std::size_t{3} << 20), std::size_t{1} << 22);
+
+  email_index index;
+  for (std::uint64_t n = 0; n < 100; ++n) index.assign(subject_of(n), learner(n));
+  index.erase_if(subject_of(7), learner(7));
+  index.assign("email:other", learner(1000));  // kept beside the table
+  index.reserve(3000);
+  const std::size_t reserved = index.table_size();
+  EXPECT_EQ(reserved, 4096u);
+  for (std::uint64_t n = 0; n < 100; ++n) {
+    if (n == 7) {
+      ASSERT_FALSE(index.find(subject_of(n)));
+    } else {
+      ASSERT_EQ(index.find(subject_of(n)), learner(n));
+    }
+  }
+  EXPECT_EQ(index.find("email:other"), learner(1000));
+  for (std::uint64_t n = 100; n < 3000; ++n) index.assign(subject_of(n), learner(n));
+  EXPECT_EQ(index.table_size(), reserved);  // no growth up to the reserved count
+  index.reserve(10);
+  EXPECT_EQ(index.table_size(), reserved);
+  for (std::uint64_t n = 3000; n < 3200; ++n) index.assign(subject_of(n), learner(n));
+  EXPECT_EQ(index.table_size(), 2 * reserved);  // past 3/4 full, grows as before
+  for (std::uint64_t n = 0; n < 3200; ++n) {
+    if (n != 7) {
+      ASSERT_EQ(index.find(subject_of(n)), learner(n)) << n;
+    }
+  }
+  EXPECT_EQ(index.size(), 3200u);  // 3199 in the table and the other one
+}
+
 TEST(email_index_test, PrefetchesChangeNothing) {
   email_index index;
   index.prefetch(subject_of(1));  // empty: no table yet

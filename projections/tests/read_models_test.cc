@@ -1097,6 +1097,18 @@ TEST_F(read_models_test, a_rebuild_into_a_new_folder_answers_as_the_live_built_o
   EXPECT_EQ(snapshot(**spread), live);
 }
 
+// A rebuild sizes its learner and claim tables for a learner per 4 events, never for more
+// than 3 << 20 of them (tables of 2^22 slots) however long the log.
+TEST(read_models_reserve, EntriesForALogAreAQuarterOfItsEventsCapped) {
+  EXPECT_EQ(read_models::reserved_entries_for_log(0), 0u);
+  EXPECT_EQ(read_models::reserved_entries_for_log(3), 0u);
+  EXPECT_EQ(read_models::reserved_entries_for_log(1000), 250u);
+  EXPECT_EQ(read_models::reserved_entries_for_log(10'000'000), 2'500'000u);
+  EXPECT_EQ(read_models::reserved_entries_for_log(std::uint64_t{12} << 20), std::size_t{3} << 20);
+  EXPECT_EQ(read_models::reserved_entries_for_log(std::uint64_t{1} << 40), std::size_t{3} << 20);
+  EXPECT_EQ(read_models::reserved_entries_for_log(~std::uint64_t{0}), std::size_t{3} << 20);
+}
+
 // An event the read models cannot decode stops a rebuild, wherever its batch was decoded,
 // with the message the live projector gives for it.
 TEST_F(read_models_test, a_rebuild_stops_at_the_first_event_it_cannot_decode) {
