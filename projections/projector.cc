@@ -8,6 +8,8 @@
 #include <map>
 #include <mutex>
 #include <span>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -256,7 +258,7 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
   // Two per decoder (one decoding, one waiting) and two for the applier.
   rebuild_pipeline pipeline(2 * decoders + 2, decoders);
   std::optional<std::string> read_failed;
-  std::thread reader([&] {
+  auto read = [&] {
     pthread_setname_np(pthread_self(), "rebuild-read");  // per-stage profiles (perf, top)
     eventstore::log_filter filter;
     filter.from_position = 1;
@@ -288,29 +290,29 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
     }
     if (batch != nullptr && (batch->count > 0 || batch->unreadable)) pipeline.push_read(batch);
     pipeline.reading_done();
-  });
-  std::vector<std::thread> decoding;
-  for (std::size_t i = 0; i < decoders; ++i) {
-    decoding.emplace_back([&] {
-      pthread_setname_np(pthread_self(), "rebuild-decode");
-      while (rebuild_batch* b = pipeline.take_read()) {
-        b->failed.reset();
-        b->decoded.resize(b->count);
-        for (std::size_t i = 0; i < b->count; ++i) {
-          if (auto d = models.decode_event(b->slots[i], b->decoded[i]); !d) {
-            b->failed = d.error();
-            read_models::wipe_decoded(b->decoded[i]);  // maybe half decoded
-            break;
-          }
+  };
+  auto decode = [&] {
+    pthread_setname_np(pthread_self(), "rebuild-decode");
+    while (rebuild_batch* b = pipeline.take_read()) {
+      b->failed.reset();
+      b->decoded.resize(b->count);
+      for (std::size_t i = 0; i < b->count; ++i) {
+        if (auto d = models.decode_event(b->slots[i], b->decoded[i]); !d) {
+          b->failed = d.error();
+          read_models::wipe_decoded(b->decoded[i]);  // maybe half decoded
+          break;
         }
-        pipeline.push_decoded(b);
       }
-      pipeline.decoder_done();
-    });
-  }
+      pipeline.push_decoded(b);
+    }
+    pipeline.decoder_done();
+  };
 
-  // Stops the other stages and wipes every batch, also when applying or a callback throws
-  // on this thread (joinable threads would terminate the process as they go).
+  // Stops the other stages and wipes every batch, also when starting a thread fails or
+  // applying or a callback throws on this thread (joinable threads would terminate the
+  // process as they go).
+  std::thread reader;
+  std::vector<std::thread> decoding;
   struct stages_guard {
     rebuild_pipeline& pipeline;
     std::thread& reader;
@@ -326,6 +328,19 @@ result<rebuild_progress, projection_error> rebuild(eventstore::event_store& stor
     }
     ~stages_guard() { stop(nullptr); }
   } stages{pipeline, reader, decoding};
+  try {
+    if (options.before_thread_start_for_test) options.before_thread_start_for_test(0);
+    reader = std::thread(read);
+    decoding.reserve(decoders);
+    for (std::size_t i = 0; i < decoders; ++i) {
+      if (options.before_thread_start_for_test) options.before_thread_start_for_test(i + 1);
+      decoding.emplace_back(decode);
+    }
+  } catch (const std::system_error& e) {
+    stages.stop(options.on_batch_wiped_for_test);
+    if (preloaded) models.end_preload_keys();
+    return projection_error{std::string("rebuild: cannot start its threads: ") + e.what()};
+  }
 
   // The read models skip their write-ahead log meanwhile (bulk load) and are flushed after.
   std::optional<projection_error> failed;

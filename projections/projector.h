@@ -99,6 +99,10 @@ struct rebuild_options {
   // once they are wiped (read_models::wipe_decoded) for the batch's next use; then, once the
   // rebuild's threads are joined, with every batch's (all wiped, applied or not).
   std::function<void(std::span<const read_models::decoded_entry>)> on_batch_wiped_for_test;
+  // Tests only: called on the calling thread before each of the rebuild's threads is
+  // started (the reader first, then each decoder), with its index; it may throw what
+  // std::thread throws when the system has no thread to give (std::system_error).
+  std::function<void(std::size_t)> before_thread_start_for_test;
 };
 
 // Wipes the read models and applies the log from position 1 up to its current head (or

@@ -12,6 +12,7 @@
 #include <set>
 #include <span>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 
 #include <rocksdb/db.h>
@@ -1384,6 +1385,38 @@ TEST_F(read_models_test, an_exception_on_the_applying_thread_leaves_the_rebuild_
                std::runtime_error);
   EXPECT_EQ(reports, 1u);
   (void)(*rebuilt)->set_bulk_load(false);
+  auto again = rebuild(*store_, **rebuilt, {.batch_size = 2});
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ((*rebuilt)->applied_position(), store_->head_position());
+}
+
+// A thread that cannot be started (the system's limit reached) fails the rebuild with an
+// error naming it, whichever of its threads it is: those already started are stopped and
+// joined (left joinable, they would terminate the process), and a rebuild runs again after.
+TEST_F(read_models_test, a_thread_that_cannot_start_fails_the_rebuild_cleanly) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Threads"));
+  for (std::uint64_t n = 1; n <= 12; ++n) claim(inv, "t" + std::to_string(n) + "@x.org", n);
+  catch_up();
+  projector_.reset();
+  auto rebuilt = read_models::open({.path = dir_.sub("no-thread")}, *codec_);
+  ASSERT_TRUE(rebuilt);
+  for (std::size_t refused : {0, 1, 2}) {  // the reader, the first decoder, the second
+    std::size_t asked = 0;
+    auto r = rebuild(
+        *store_, **rebuilt,
+        {.batch_size = 2, .decode_threads = 2, .before_thread_start_for_test = [&](std::size_t i) {
+           asked = i + 1;
+           if (i == refused) {
+             throw std::system_error(
+                 std::make_error_code(std::errc::resource_unavailable_try_again));
+           }
+         }});
+    ASSERT_FALSE(r) << refused;
+    EXPECT_NE(r.error().message.find("rebuild: cannot start its threads"), std::string::npos)
+        << r.error().message;
+    EXPECT_EQ(asked, refused + 1);
+  }
   auto again = rebuild(*store_, **rebuilt, {.batch_size = 2});
   ASSERT_TRUE(again) << again.error().message;
   EXPECT_EQ((*rebuilt)->applied_position(), store_->head_position());
