@@ -4,8 +4,8 @@
 // projector, the mailer, the relay) reads what was just committed from here instead of
 // RocksDB: per scan a snapshot, an iterator over every memtable and table file and its
 // seek, then a merging iterator's steps (~30 % of the projector's thread under api_bench's
-// claims). Bounded by bytes: the oldest chunks go first; a reader further behind reads
-// RocksDB as before.
+// claims). Bounded by the memory its chunks hold: the oldest chunks go first; a reader further
+// behind reads RocksDB as before.
 //
 //   tail_cache tail(8u << 20);
 //   auto c = std::make_shared<tail_cache::chunk>();
@@ -47,6 +47,11 @@ class tail_cache {
     std::uint64_t first() const { return first_; }
     std::uint64_t last() const { return first_ + ends_.size() - 1; }  // only if not empty
     std::size_t bytes() const { return bytes_.size(); }
+    // The memory it holds: its buffers' capacity (a chunk reserved for a bigger commit
+    // holds more than its records).
+    std::size_t footprint() const {
+      return sizeof(chunk) + bytes_.capacity() + ends_.capacity() * sizeof(std::size_t);
+    }
     // For first() <= position <= last().
     std::string_view record(std::uint64_t position) const {
       const std::size_t i = position - first_;
@@ -60,35 +65,36 @@ class tail_cache {
     std::vector<std::size_t> ends_;  // where each record ends in bytes_
   };
 
-  // Keeps chunks while they hold at most `max_bytes` (the newest one always, unless it
-  // alone holds more).
+  // Keeps chunks while their footprint() is at most `max_bytes` in all (the newest one
+  // always, unless it alone holds more).
   explicit tail_cache(std::size_t max_bytes) : max_bytes_(max_bytes) {}
   tail_cache(const tail_cache&) = delete;
   tail_cache& operator=(const tail_cache&) = delete;
 
   // Adds the next commit's records. A chunk that does not follow the last one (a commit
   // was left out) empties the cache first: what it holds is always one run of positions.
-  // A chunk larger than the whole cache is not kept (it empties the cache: readers of it
-  // read the log). Chunks dropped are freed after the lock is released, by the caller's
-  // thread, outside the readers' way.
+  // A chunk whose footprint is larger than the whole cache is not kept (it empties the cache:
+  // readers of it read the log). Chunks dropped are freed after the lock is released, by the
+  // caller's thread, outside the readers' way.
   void add(std::shared_ptr<const chunk> c) {
     if (!c || c->empty()) return;
     std::vector<std::shared_ptr<const chunk>> dropped;
     std::lock_guard lock(mu_);
-    if (c->bytes() > max_bytes_ || (!chunks_.empty() && chunks_.back()->last() + 1 != c->first())) {
+    const std::size_t size = c->footprint();
+    if (size > max_bytes_ || (!chunks_.empty() && chunks_.back()->last() + 1 != c->first())) {
       dropped.assign(std::make_move_iterator(chunks_.begin()),
                      std::make_move_iterator(chunks_.end()));
       chunks_.clear();
       bytes_ = 0;
-      if (c->bytes() > max_bytes_) {
+      if (size > max_bytes_) {
         dropped.push_back(std::move(c));
         return;
       }
     }
-    bytes_ += c->bytes();
+    bytes_ += size;
     chunks_.push_back(std::move(c));
     while (chunks_.size() > 1 && bytes_ > max_bytes_) {
-      bytes_ -= chunks_.front()->bytes();
+      bytes_ -= chunks_.front()->footprint();
       dropped.push_back(std::move(chunks_.front()));
       chunks_.pop_front();
     }
@@ -121,7 +127,7 @@ class tail_cache {
   const std::size_t max_bytes_;
   mutable std::mutex mu_;
   std::deque<std::shared_ptr<const chunk>> chunks_;
-  std::size_t bytes_ = 0;
+  std::size_t bytes_ = 0;  // the chunks' footprints
 };
 
 }  // namespace passage::eventstore

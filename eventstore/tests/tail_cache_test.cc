@@ -22,6 +22,18 @@ chunk_ptr records(std::uint64_t first, std::uint64_t last, std::size_t size = 16
   return c;
 }
 
+// The same in a chunk reserved for `bytes` first (as the store's writer does).
+chunk_ptr reserved(std::uint64_t first, std::uint64_t last, std::size_t bytes) {
+  auto c = std::make_shared<tail_cache::chunk>();
+  c->reserve(bytes);
+  for (auto p = first; p <= last; ++p) {
+    std::string r = "record-" + std::to_string(p);
+    r.resize(std::max<std::size_t>(16, r.size()), '.');
+    c->add(p, r);
+  }
+  return c;
+}
+
 std::vector<std::uint64_t> firsts(const std::vector<chunk_ptr>& chunks) {
   std::vector<std::uint64_t> out;
   for (const auto& c : chunks) out.push_back(c->first());
@@ -40,6 +52,12 @@ TEST(TailCacheChunk, HandsEachRecordBackByItsPosition) {
   EXPECT_EQ(c->record(42), "");
   EXPECT_EQ(c->record(43), "ccc");
   EXPECT_EQ(c->bytes(), 4u);
+  EXPECT_GE(c->footprint(), sizeof(tail_cache::chunk) + 4);
+  auto big = std::make_shared<tail_cache::chunk>();
+  big->reserve(10000);
+  big->add(1, "a");
+  EXPECT_EQ(big->bytes(), 1u);
+  EXPECT_GE(big->footprint(), 10000u);  // what it holds, not what it uses
 }
 
 TEST(TailCache, FindsTheChunksFromThePositionAskedUpToTheLastAsked) {
@@ -73,8 +91,10 @@ TEST(TailCache, HoldsNothingForAPositionOutsideIt) {
 }
 
 TEST(TailCache, LetsTheOldestChunksGoPastItsBytesAndKeepsNoChunkLargerThanItAll) {
-  tail_cache t(1000);
-  for (std::uint64_t p = 1; p <= 100; p += 10) t.add(records(p, p + 9, 20));  // 200 B each
+  const std::size_t each = reserved(1, 10, 1000)->footprint();
+  const std::size_t overhead = each - 1000;  // the chunk itself and its record ends
+  tail_cache t(5 * each + each / 2);         // five such chunks
+  for (std::uint64_t p = 1; p <= 100; p += 10) t.add(reserved(p, p + 9, 1000));
   std::vector<chunk_ptr> got;
   t.from(1, 100, got);
   EXPECT_TRUE(got.empty());  // let go
@@ -82,23 +102,36 @@ TEST(TailCache, LetsTheOldestChunksGoPastItsBytesAndKeepsNoChunkLargerThanItAll)
   EXPECT_EQ(firsts(got), (std::vector<std::uint64_t>{51, 61, 71, 81, 91}));
   t.from(41, 100, got);
   EXPECT_TRUE(got.empty());
-  t.add(records(101, 109, 100));  // 900 B: the older ones make way, the newest stays
+  t.add(reserved(101, 109, 5 * each - overhead));  // as much as five: the older ones make way
   t.from(101, 109, got);
   EXPECT_EQ(firsts(got), (std::vector<std::uint64_t>{101}));
   t.from(91, 109, got);
   EXPECT_TRUE(got.empty());
   t.from(101, 109, got);
-  const auto reader = got;       // a reader's chunks outlive their eviction
-  t.add(records(110, 200, 50));  // 4,550 B: alone over the limit, not kept; nothing is
+  const auto reader = got;                         // a reader's chunks outlive their eviction
+  t.add(reserved(110, 200, 6 * each - overhead));  // alone over the limit: not kept; nothing is
   t.from(101, 200, got);
   EXPECT_TRUE(got.empty());
   t.from(110, 200, got);
   EXPECT_TRUE(got.empty());
   ASSERT_EQ(reader.size(), 1u);
-  EXPECT_EQ(reader[0]->record(105), "record-105" + std::string(90, '.'));
+  EXPECT_EQ(reader[0]->record(105), "record-105" + std::string(6, '.'));
   t.add(records(201, 202));  // then starts again from the next chunk
   t.from(201, 202, got);
   EXPECT_EQ(firsts(got), (std::vector<std::uint64_t>{201}));
+}
+
+TEST(TailCache, CountsTheMemoryItsChunksHoldNotOnlyTheirRecords) {
+  // Two chunks of one 16-byte record each, reserved for a 3,000-byte commit: their records
+  // would fit 4 KiB many times over, their buffers do not fit it twice.
+  tail_cache t(4096);
+  t.add(reserved(1, 1, 3000));
+  t.add(reserved(2, 2, 3000));
+  std::vector<chunk_ptr> got;
+  t.from(1, 2, got);
+  EXPECT_TRUE(got.empty());
+  t.from(2, 2, got);
+  EXPECT_EQ(firsts(got), (std::vector<std::uint64_t>{2}));
 }
 
 TEST(TailCache, AChunkThatDoesNotFollowTheLastStartsAgainFromIt) {
