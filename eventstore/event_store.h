@@ -53,6 +53,10 @@ struct event_store_options {
   // failed fsync. Tests hold it to see the next commit prepared and written meanwhile, or
   // fail it. Default: none.
   std::function<std::optional<std::string>()> before_sync;
+  // Runs on the sync thread after each successful fsync of the log, with how long that
+  // fsync took (each makes one or more group commits durable): the disk's share of an
+  // append's latency, for metrics. Must be quick. Default: none.
+  std::function<void(std::chrono::nanoseconds took)> after_sync;
 };
 
 enum class read_direction { forward, backward };

@@ -1053,10 +1053,13 @@ void rocksdb_event_store::syncer_loop() {
         // SyncWAL fsyncs every write-ahead log file written so far (RocksDB serializes
         // it with concurrent writes), so at least everything in `group`. It does not
         // flush RocksDB's own WAL buffer: that needs manual_wal_flush off (set at open).
+        const auto started = std::chrono::steady_clock::now();
         auto s = db_->SyncWAL();
         if (!s.ok()) {
           error = rocks_error(s, "syncing the event log");
           fail_with(*error);
+        } else if (options_.after_sync) {
+          options_.after_sync(std::chrono::steady_clock::now() - started);
         }
       }
     }

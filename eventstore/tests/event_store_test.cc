@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -1345,6 +1346,43 @@ TEST_F(store_test, BeforeCommitHookRunsPerCommitAndCanRefuseIt) {
   EXPECT_EQ((*tail)[0].event_id, third.event_id);
   EXPECT_EQ((*tail)[0].type, "Third");
   EXPECT_EQ((*tail)[0].data, R"({"n":3})");
+}
+
+TEST_F(store_test, AfterSyncHookTimesEachFsyncBeforeItsAppendsAreAnswered) {
+  std::mutex mu;
+  std::vector<std::chrono::nanoseconds> took;
+  auto seen = [&] {
+    std::lock_guard lk(mu);
+    return took;
+  };
+  std::atomic<bool> fail_sync{false};
+  event_store_options o;
+  o.after_sync = [&](std::chrono::nanoseconds d) {
+    std::lock_guard lk(mu);
+    took.push_back(d);
+  };
+  o.before_sync = [&]() -> std::optional<std::string> {
+    if (fail_sync) return std::string("disk gone");
+    return std::nullopt;
+  };
+  reopen(o);
+  for (std::size_t i = 1; i <= 3; ++i) {
+    must_append({to("s", expected_version::any(), {make_event()})});
+    // Answered only after its fsync, which was timed first.
+    EXPECT_EQ(seen().size(), i);
+  }
+  for (auto d : seen()) EXPECT_GT(d.count(), 0);
+
+  fail_sync = true;  // a failed sync is not timed
+  EXPECT_FALSE(store_->append({to("s", expected_version::any(), {make_event()})}));
+  EXPECT_EQ(seen().size(), 3u);
+
+  took.clear();
+  fail_sync = false;
+  o.sync = false;  // nothing synced, nothing timed
+  reopen(o);
+  must_append({to("t", expected_version::any(), {make_event()})});
+  EXPECT_TRUE(seen().empty());
 }
 
 // Holds the store's sync thread in before_sync until released (also when the test ends

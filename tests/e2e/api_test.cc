@@ -865,7 +865,7 @@ TEST_F(node_test, MetricsExposeRequestsByRoute) {
   EXPECT_NE(m.body.find("route=\"/healthz\""), std::string::npos);
   for (const char* name :
        {"passage_log_position", "passage_read_model_lag_events", "passage_append_duration_seconds",
-        "passage_http_request_duration_seconds"}) {
+        "passage_log_fsync_duration_seconds", "passage_http_request_duration_seconds"}) {
     EXPECT_NE(m.body.find(name), std::string::npos) << name;
   }
 }
