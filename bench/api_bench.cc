@@ -3,7 +3,9 @@
 // (GET /v1/invites/{id}). The node runs in this process on 2 I/O threads with a
 // real RocksDB log (fsync on) in a temp folder; the clients share the machine.
 // Prints requests/s, latency percentiles and CPU per request (the client's thread, the
-// background consumers' threads, nice > 0, and the node's HTTP I/O threads shown apart); asserts
+// background consumers' threads, nice > 0, and the node's HTTP I/O threads shown apart), and
+// for claims the log's fsyncs as the node timed them (passage_log_fsync_duration_seconds:
+// how many, claims per fsync, their latency: the floor under a durable claim's); asserts
 // nothing. After the claims run it prints how far the mailer (welcome mail per new learner, .eml
 // outbox) kept up: mails sent during the run, and the backlog (claims not yet mailed) at its end
 // and 1 s later.
@@ -58,6 +60,7 @@
 
 #include "app/server.h"
 #include "bench/bench_args.h"
+#include "bench/prometheus_text.h"
 #include "common/random.h"
 #include "tests/support/http_client.h"
 
@@ -312,6 +315,12 @@ int main(int argc, char** argv) {
       port, seconds, threads);
 
   if (mode == "claims" || mode == "both") {
+    // The node times each fsync of its log: the disk's share of a claim's latency.
+    auto fsyncs = [&] {
+      return passage::bench::histogram_in(admin.get("/metrics", auth).body,
+                                          "passage_log_fsync_duration_seconds");
+    };
+    const auto fsyncs_before = fsyncs();
     auto r = load(
         port, connections, seconds,
         [&](int c, std::size_t n) {
@@ -325,7 +334,14 @@ int main(int argc, char** argv) {
         201);
     std::size_t claims_ok = r.ok;
     double run_seconds = r.seconds;
+    const auto synced = fsyncs().since(fsyncs_before);
     report("durable claims (distinct learners)", connections, std::move(r));
+    std::printf(
+        "%-34s %10.0f fsyncs/s  %.1f claims each  mean %.2f ms  p50 <= %.1f ms  p99 <= %.1f ms "
+        "(bucket bounds)\n",
+        "log fsyncs during the claims", synced.count / run_seconds,
+        synced.count > 0 ? double(claims_ok) / synced.count : 0.0, synced.mean() * 1e3,
+        synced.quantile_bound(0.5) * 1e3, synced.quantile_bound(0.99) * 1e3);
     // Every claim here registers a new learner, whose welcome mail the mailer sends.
     auto mails = [&] {
       return admin.get("/v1/system", auth).json()["mail"]["sent"].get<std::uint64_t>();
