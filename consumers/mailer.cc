@@ -125,6 +125,17 @@ std::vector<std::string> addresses_in(std::string_view text) {
   return found;
 }
 
+// The id an aggregate's stream name carries after its `prefix` ("learner-<uuid>",
+// "invite-<uuid>"); nullopt when `stream` is not such a name.
+std::optional<uuid> id_of_stream(std::string_view stream, std::string_view prefix) {
+  if (!stream.starts_with(prefix)) return std::nullopt;
+  return uuid::parse(stream.substr(prefix.size()));
+}
+// The learner of an event of a learner's stream (d::learner_stream).
+std::optional<uuid> learner_of(const eventstore::recorded_event& rec) {
+  return id_of_stream(rec.stream, "learner-");
+}
+
 // Facts of an invite a mail shows (its public title and description).
 struct invite_facts {
   std::string code;
@@ -995,8 +1006,7 @@ struct mailer::state {
         }
         for (const auto& rec : *page) {
           if (rec.type == d::learner_forgotten::type_name) {
-            if (auto id = uuid::parse(std::string_view(rec.stream).substr(8)))
-              forgotten.insert(*id);
+            if (auto id = learner_of(rec)) forgotten.insert(*id);
             continue;
           }
           auto decoded = codec.decode(rec);
@@ -1140,7 +1150,7 @@ struct mailer::state {
   // Keeps the registration of a new learner, for its address (its keyed hash, for
   // LearnerForgotten) and the first name it registered with (for its welcome mail).
   void learn_learner(const eventstore::recorded_event& rec) {
-    auto learner = uuid::parse(std::string_view(rec.stream).substr(8));  // learner-<uuid>
+    auto learner = learner_of(rec);
     if (!learner) return;
     if (opt.password_link && rec.stream_version == 1) registrations[*learner] = &rec;
     if (learnt.empty()) learnt_checkpoint_before = checkpoint;
@@ -1507,7 +1517,7 @@ struct mailer::state {
         }
       }
       if (rec.type == d::invite_updated::type_name) {
-        if (auto id = uuid::parse(std::string_view(rec.stream).substr(7))) {
+        if (auto id = id_of_stream(rec.stream, "invite-")) {
           std::lock_guard lk(invites_mu);
           invites.erase(*id);
         }
@@ -1521,8 +1531,7 @@ struct mailer::state {
         // Also after a restart: the command side's purge may not have run before a crash.
         // The batch's registrations first: the learner's address may be among them.
         if (!flush_learnt()) return stop_here();
-        if (auto id = uuid::parse(std::string_view(rec.stream).substr(8)))
-          forget(*id, rec.position);
+        if (auto id = learner_of(rec)) forget(*id, rec.position);
       } else if (rec.type == d::password_setup_issued::type_name) {
         if (is_stopping() || !handle_welcome(rec)) return stop_here();
         welcome_read = true;
