@@ -118,7 +118,7 @@ struct char_classes {
   unsigned hex;
   unsigned dash;
 };
-char_classes classify(__m128i x) {
+[[gnu::always_inline]] inline char_classes classify(__m128i x) {
   const __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('0' - 1)),
                                       _mm_cmplt_epi8(x, _mm_set1_epi8('9' + 1)));
   // 'A'-'F' and 'a'-'f' both land on 'a'-'f' once 0x20 is set; nothing else does.
@@ -136,7 +136,7 @@ bool in_layout(char_classes c, unsigned dashes) {
 
 // Byte i: the value of the two hex digits at i and i + 1 (the first the high nibble), for
 // characters already known to be digits; byte 15 is garbage (it has no second digit).
-__m128i digit_pairs(__m128i x) {
+[[gnu::always_inline]] inline __m128i digit_pairs(__m128i x) {
   // A letter's low nibble is 1-6 and its 0x40 bit is set: +9 makes it 10-15. 16-bit
   // shifts, masked per byte, never carry a bit across bytes into the kept ones.
   const __m128i letter = _mm_and_si128(_mm_srli_epi16(x, 6), _mm_set1_epi8(1));
