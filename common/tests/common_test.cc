@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <chrono>
 #include <functional>
 #include <random>
@@ -197,6 +198,35 @@ TEST(Uuid, ParseAgreesWithADigitByDigitReadingForEveryByteAtEveryPlace) {
   auto u = uuid::parse("0123abcd-ABCD-4567-89ef-EFcdAB012345");
   ASSERT_TRUE(u);
   EXPECT_EQ(u->to_string(), "0123abcd-abcd-4567-89ef-efcdab012345");
+}
+
+// The dashes' places take '-' and nothing else; random ids in either case (and mixed)
+// read back to their bytes, whatever the text around the 36 characters holds.
+TEST(Uuid, ParseTakesOnlyDashesAtTheirPlacesAndReadsRandomIdsInAnyCase) {
+  const std::string good = "00112233-4455-6677-8899-aabbccddeeff";
+  for (std::size_t i : {8, 13, 18, 23}) {
+    for (int c = 0; c < 256; ++c) {
+      std::string t = good;
+      t[i] = static_cast<char>(c);
+      EXPECT_EQ(uuid::parse(t).has_value(), c == '-') << i << " " << c;
+    }
+  }
+  for (int n = 0; n < 2000; ++n) {
+    const uuid u = uuid::random();
+    std::string text = u.to_string();
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      if (n % 3 != 0 && (n % 3 == 1 || i % 2 == 0)) {
+        text[i] = static_cast<char>(std::toupper(static_cast<unsigned char>(text[i])));
+      }
+    }
+    // Inside a longer text: only its own 36 characters count.
+    const std::string around = "\"" + text + "\"0123";
+    auto back = uuid::parse(std::string_view(around).substr(1, 36));
+    ASSERT_TRUE(back) << text;
+    EXPECT_EQ(*back, u) << text;
+    EXPECT_FALSE(uuid::parse(std::string_view(around).substr(1, 37)));
+    EXPECT_FALSE(uuid::parse(std::string_view(around).substr(0, 36)));
+  }
 }
 
 TEST(Crc32c, MatchesKnownVectors) {

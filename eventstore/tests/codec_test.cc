@@ -1348,6 +1348,88 @@ TEST_F(codec_test, unicode_numbers_and_odd_bytes_read_as_the_general_reader_read
   }
 }
 
+// The layout reader looks at 16 bytes at a time for what ends or breaks a string, and
+// compares member names (with their quotes, colon and comma) without memcmp: every byte
+// that matters, at every place of strings of every length around those widths, and any
+// byte put anywhere in an event's text, is taken or refused exactly as the general reader
+// takes or refuses it (the same event, or the same error).
+TEST_F(codec_test, every_odd_byte_at_every_place_reads_as_the_general_reader_reads_it) {
+  const std::vector<std::string> odd_bytes = {"\"",
+                                              "\\",
+                                              "\\n",
+                                              "\\u0041",
+                                              "\x01",
+                                              "\x1f",
+                                              " ",
+                                              "\x7f",
+                                              "\x80",
+                                              "\xc3\xa9",
+                                              "\xc3",
+                                              "\xff",
+                                              "\xf0\x9f\x8e\xb5",
+                                              "A",
+                                              "0",
+                                              "-",
+                                              ":",
+                                              ",",
+                                              "}",
+                                              "{",
+                                              std::string(1, '\0')};
+  auto expect_same_reading = [&](const std::string& type, const std::string& text,
+                                 const std::string& what) {
+    for (bool without : {false, true}) {
+      auto fast = event_from_json_text(type, text, without);
+      general_reader_only off;
+      expect_same(fast, event_from_json_text(type, text, without), what);
+    }
+  };
+  // Titles of 0 to 40 characters, each odd byte at each place of it.
+  for (std::size_t len = 0; len <= 40; ++len) {
+    std::string title;
+    for (std::size_t i = 0; i < len; ++i) title += static_cast<char>('a' + i % 26);
+    const d::track_registered tr{org, "k8s-basics", title, true, id(9), at(5)};
+    const std::string text = to_json_text(d::event{tr});
+    const auto at_title = text.find("\"" + title + "\"") + 1;
+    ASSERT_NE(at_title, std::string::npos);
+    expect_same_reading("TrackRegistered", text, text);
+    for (std::size_t i = 0; i <= len; ++i) {
+      for (const auto& b : odd_bytes) {
+        std::string t = text;
+        t.insert(at_title + i, b);
+        expect_same_reading("TrackRegistered", t, t);
+        if (i < len) {
+          t = text;
+          t.replace(at_title + i, 1, b);
+          expect_same_reading("TrackRegistered", t, t);
+        }
+      }
+    }
+  }
+  // Any odd byte in place of any byte of a whole event (names, numbers, ids, times, the
+  // envelope), in plain text and in a stored record (decrypted, or refused, the same way).
+  for (const std::string type : {"TrackPlayed", "InviteClaimed", "LearnerRegistered"}) {
+    const d::event e = samples().at(type);
+    const std::string text = to_json_text(e);
+    const auto r = stored(e);
+    for (std::size_t i = 0; i < std::max(text.size(), r.data.size()); ++i) {
+      for (const auto& b : odd_bytes) {
+        if (i < text.size()) {
+          std::string t = text;
+          t.replace(i, 1, b);
+          expect_same_reading(type, t, t);
+        }
+        if (i < r.data.size()) {
+          auto odd = r;
+          odd.data.replace(i, 1, b);
+          auto fast = codec_.decode(odd);
+          general_reader_only off;
+          expect_same(fast, codec_.decode(odd), odd.data);
+        }
+      }
+    }
+  }
+}
+
 // Answers are a map: the encoder writes its names in order, once each; any other order
 // or a repeated name leaves it to the general reader (whose rule for repeats stays).
 TEST(codec_json, personal_data_answers_in_another_order_or_repeated_read_as_before) {
