@@ -78,7 +78,11 @@ constexpr std::string_view format_key = "m:fmt";
 // and learner records keyed by a position, not by their random id: a new claim's records
 // go at the end of their kind's keys, which a hinted memtable insert reaches without a
 // search (by id, each was a search through the skip list: ~1/3 of the projector's time).
-constexpr std::string_view format_version = "6";
+// 7: A, R and L rows keep a sealed personal_data block in binary form (raw iv and
+// ciphertext, the subject as bytes or implied by the row's learner), their event's type
+// implied by the row's kind and its position only in the key; H rows too keep their
+// position only in the key.
+constexpr std::string_view format_version = "7";
 // Files a bulk load writes into the folder: its runs, then the merged rows and the records
 // ingested at its end (moved in as RocksDB's). Any left at open were a crash's.
 constexpr std::string_view run_file_prefix = "bulk-run-";
@@ -637,62 +641,104 @@ bool decode(std::string_view in, learner_rec& l) {
 
 // What a row keeps of its event: the sealed part, what event_codec::decode needs to
 // decrypt its personal data at query time (the id and type are the ciphertext's
-// associated data), and its position. Of the data, only the personal_data block when the
-// type has a template (form 1), else all of it (form 0). Stream, metadata, recording time
-// and the event's other fields stay in the log only: rows are most of the folder, and of
-// what a rebuild sorts, merges, compresses and writes.
-void put_event(record_writer& w, const recorded_event& e) {
+// associated data). The row's kind gives the type (`row_type`: A rows InviteClaimed, R
+// rows ClaimRejected, L rows LeadCaptured) and the row's key the position. Of the data,
+// only the personal_data block, in binary form when it is sealed as the codec seals it
+// (sealed::put_binary_block: raw iv and ciphertext, no base64 or member names), else as
+// text; an event of another type or schema version keeps its type, version and whole
+// data. Stream, metadata, recording time and the event's other fields stay in the log
+// only: rows are most of the folder, and of what a rebuild sorts, merges, compresses and
+// writes.
+enum event_form : std::uint64_t {
+  whole_event = 0,   // type, schema version, data
+  block_text = 1,    // the personal_data block's text
+  null_block = 2,    // personal_data null
+  binary_block = 3,  // sealed::put_binary_block
+};
+
+void put_event(record_writer& w, const recorded_event& e, std::string_view row_type,
+               const std::optional<uuid>& owner) {
   w.id(e.event_id);
-  w.str(e.type);
-  w.u64(e.schema_version);
-  w.u64(e.position);
-  if (sealed::template_of(e.type) != nullptr) {
+  const auto* t = e.type == row_type ? sealed::template_of(row_type) : nullptr;
+  if (t != nullptr && e.schema_version == t->schema_version) {
     if (const auto block = sealed::personal_data_block(e.data)) {
-      w.u64(1);
+      if (*block == "null") {
+        w.u64(null_block);
+        return;
+      }
+      const std::size_t mark = w.size();
+      w.u64(binary_block);
+      if (sealed::put_binary_block(w, *block, owner)) return;
+      w.truncate(mark);
+      w.u64(block_text);
       w.str(*block);
       return;
     }
   }
-  w.u64(0);
+  w.u64(whole_event);
+  w.str(e.type);
+  w.u64(e.schema_version);
   w.str(e.data);
 }
 
-// A recorded_event with only the fields put_event kept (the rest empty; of a form 1 row
-// the data is its type's template around the block).
-recorded_event get_event(record_reader& r) {
+// A recorded_event with only the fields put_event kept (the rest empty; of a row with
+// only a block, the data is its type's template around it). `position`: the row key's.
+recorded_event get_event(record_reader& r, std::string_view row_type,
+                         const std::optional<uuid>& owner, std::uint64_t position) {
   recorded_event e;
   e.event_id = r.id();
-  e.type = r.str();
-  e.schema_version = static_cast<std::uint32_t>(r.u64());
-  e.position = r.u64();
+  e.position = position;
   const auto form = r.u64();
-  e.data = r.str();
-  if (form == 1) {
-    // (A type without a template is not the codec's: the data then fails to decode and
-    // shows as forgotten, never as ciphertext.)
-    if (const auto* t = sealed::template_of(e.type)) {
-      e.data = t->around(e.data);
-      e.schema_version = t->schema_version;
-    }
+  if (form == whole_event) {
+    e.type = r.str();
+    e.schema_version = static_cast<std::uint32_t>(r.u64());
+    e.data = r.str();
+    return e;
   }
+  const auto* t = sealed::template_of(row_type);
+  if (t == nullptr || !r.ok()) {  // (every row type has one: tested)
+    r.corrupt();
+    return e;
+  }
+  e.type = row_type;
+  e.schema_version = t->schema_version;
+  std::string block;
+  if (form == null_block) {
+    block = "null";
+  } else if (form == block_text) {
+    block = r.str();
+  } else if (form == binary_block) {
+    if (!sealed::get_binary_block(r, owner, block)) return e;  // (r is not ok())
+  } else {
+    r.corrupt();
+    return e;
+  }
+  e.data = t->around(block);
   return e;
 }
 
-// Reads an A row's fields before its event; R rows: skip_rejection_fields.
-void skip_acceptance_fields(record_reader& r) {
+// Reads an A row's fields before its event, giving its learner (for get_event); R rows:
+// skip_rejection_fields.
+std::optional<uuid> skip_acceptance_fields(record_reader& r) {
   (void)r.id();
-  (void)r.id();
+  const uuid learner = r.id();
   (void)r.boolean();
   (void)r.ts();
   (void)r.opt_ts();
+  return learner;
 }
 
-void skip_rejection_fields(record_reader& r) {
+std::optional<uuid> skip_rejection_fields(record_reader& r) {
   (void)r.u64();
-  (void)r.opt_id();
+  auto learner = r.opt_id();
   (void)r.boolean();
   (void)r.ts();
+  return learner;
 }
+
+constexpr std::string_view a_row_type = domain::invite_claimed::type_name;
+constexpr std::string_view r_row_type = domain::claim_rejected::type_name;
+constexpr std::string_view l_row_type = domain::lead_captured::type_name;
 
 std::string day_of(timestamp t) { return format_rfc3339(t).substr(0, 10); }
 
@@ -762,7 +808,6 @@ void put_history(row_sink& out, const uuid& learner, const recorded_event& re, l
                  std::optional<domain::rejection_reason> reason) {
   auto& w = out.start_row();
   w.u64(static_cast<std::uint64_t>(fact));
-  w.u64(re.position);
   w.ts(at);
   w.id(invite);
   w.opt_id(claim);
@@ -1046,6 +1091,9 @@ struct read_models::state {
   shown_person show(const recorded_event& e, const std::optional<uuid>& learner_id,
                     std::map<std::string, std::string>* answers = nullptr) const;
   claim_access_view access_of(const claim_rec& c, timestamp now) const;
+  // Calls visit(reader of the value, position) for the rows keyed <prefix><position> (A,
+  // R, L and H rows: a prefix of a kind and an id, then 8 bytes of position) in key order,
+  // until it returns false. A key of another length is not a row's: skipped.
   template <typename F>
   void scan_rows(const std::string& prefix, F&& visit) const;
   // In a snapshot (read.snapshot) or any other read options.
@@ -1356,7 +1404,7 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
                      w.boolean(e.anonymous_);
                      w.ts(e.claimed_at_);
                      w.opt_ts(e.access_expires_at_);
-                     put_event(w, re);
+                     put_event(w, re, a_row_type, e.learner_id_);
                      out.put_row('A', e.invite_id_, re.position);
                    },
                    [&](const dm::claim_rejected& e) {
@@ -1368,7 +1416,7 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
                      w.opt_id(e.learner_id_);
                      w.boolean(e.anonymous_);
                      w.ts(e.rejected_at_);
-                     put_event(w, re);
+                     put_event(w, re, r_row_type, e.learner_id_);
                      out.put_row('R', e.invite_id_, re.position);
                      if (e.learner_id_) {
                        put_history(out, *e.learner_id_, re, learner_fact::rejected, e.rejected_at_,
@@ -1418,7 +1466,7 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
                      w.id(e.learner_id_);
                      w.opt_id(e.invite_id_);
                      w.ts(e.captured_at_);
-                     put_event(w, re);
+                     put_event(w, re, l_row_type, e.learner_id_);
                      out.put_row('L', e.org_id_, re.position);
                    },
                    [&](const dm::learner_forgotten& e) {
@@ -2203,8 +2251,9 @@ void read_models::state::scan_rows(const std::string& prefix, const rocksdb::Rea
                                    F&& visit) const {
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read));
   for (it->Seek(slice(prefix)); it->Valid() && it->key().starts_with(slice(prefix)); it->Next()) {
+    if (it->key().size() != prefix.size() + 8) continue;
     record_reader r(view(it->value()));
-    if (!visit(r)) break;
+    if (!visit(r, read_be64(view(it->key()).substr(prefix.size())))) break;
   }
 }
 
@@ -2443,14 +2492,14 @@ std::optional<std::vector<acceptance_row>> read_models::acceptance_list(
     created_at = it->second.created_at;
   }
   std::vector<std::pair<acceptance_row, recorded_event>> rows;
-  state_->scan_rows(key_of('A', invite_id), [&](record_reader& r) {
+  state_->scan_rows(key_of('A', invite_id), [&](record_reader& r, std::uint64_t position) {
     acceptance_row row;
     row.claim_id = r.id();
     row.learner_id = r.id();
     row.anonymous = r.boolean();
     row.claimed_at = r.ts();
     row.access_expires_at = r.opt_ts();
-    auto e = get_event(r);
+    auto e = get_event(r, a_row_type, row.learner_id, position);
     if (!r.ok()) return true;
     row.position = e.position;
     row.seconds_since_invite_created = seconds_between(created_at, row.claimed_at);
@@ -2474,13 +2523,13 @@ std::optional<std::vector<rejection_row>> read_models::rejections(const uuid& or
     if (it == state_->invites.end() || it->second.org_id != org_id) return std::nullopt;
   }
   std::vector<std::pair<rejection_row, recorded_event>> rows;
-  state_->scan_rows(key_of('R', invite_id), [&](record_reader& r) {
+  state_->scan_rows(key_of('R', invite_id), [&](record_reader& r, std::uint64_t position) {
     rejection_row row;
     row.reason = static_cast<domain::rejection_reason>(r.u64());
     row.learner_id = r.opt_id();
     row.anonymous = r.boolean();
     row.rejected_at = r.ts();
-    auto e = get_event(r);
+    auto e = get_event(r, r_row_type, row.learner_id, position);
     if (!r.ok()) return true;
     row.position = e.position;
     rows.emplace_back(std::move(row), std::move(e));
@@ -2590,22 +2639,23 @@ std::optional<learner_history_view> read_models::learner_history(const uuid& org
   }
   rocksdb::ReadOptions in_snapshot;
   in_snapshot.snapshot = snapshot->snapshot();
-  state_->scan_rows(key_of('H', learner_id), in_snapshot, [&](record_reader& r) {
-    learner_history_entry x;
-    x.fact = static_cast<learner_fact>(r.u64());
-    x.position = r.u64();
-    x.at = r.ts();
-    x.invite_id = r.id();
-    x.claim_id = r.opt_id();
-    x.track_id = r.str();
-    x.play_number = r.i64();
-    if (auto reason = r.u64(); reason > 0) {
-      x.reason = static_cast<domain::rejection_reason>(reason - 1);
-    }
-    if (!r.ok()) return true;
-    rows.emplace_back(std::move(x), std::nullopt);
-    return true;
-  });
+  state_->scan_rows(key_of('H', learner_id), in_snapshot,
+                    [&](record_reader& r, std::uint64_t position) {
+                      learner_history_entry x;
+                      x.fact = static_cast<learner_fact>(r.u64());
+                      x.position = position;
+                      x.at = r.ts();
+                      x.invite_id = r.id();
+                      x.claim_id = r.opt_id();
+                      x.track_id = r.str();
+                      x.play_number = r.i64();
+                      if (auto reason = r.u64(); reason > 0) {
+                        x.reason = static_cast<domain::rejection_reason>(reason - 1);
+                      }
+                      if (!r.ok()) return true;
+                      rows.emplace_back(std::move(x), std::nullopt);
+                      return true;
+                    });
   // In log order: the claims (in claim order) among the H rows (in key order).
   std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
     return a.first.position < b.first.position;
@@ -2619,12 +2669,8 @@ std::optional<learner_history_view> read_models::learner_history(const uuid& org
                               slice(row_key(claimed ? 'A' : 'R', x.invite_id, x.position)), &value);
     if (!st.ok()) continue;
     record_reader r(value);
-    if (claimed) {
-      skip_acceptance_fields(r);
-    } else {
-      skip_rejection_fields(r);
-    }
-    auto sealed = get_event(r);
+    const auto row_learner = claimed ? skip_acceptance_fields(r) : skip_rejection_fields(r);
+    auto sealed = get_event(r, claimed ? a_row_type : r_row_type, row_learner, x.position);
     if (r.ok()) e = std::move(sealed);
   }
   for (auto& [x, e] : rows) {
@@ -2648,12 +2694,12 @@ std::optional<std::string> read_models::learner_email_subject(const uuid& learne
 
 std::vector<lead_row> read_models::leads(const uuid& org_id) const {
   std::vector<std::pair<lead_row, recorded_event>> rows;
-  state_->scan_rows(key_of('L', org_id), [&](record_reader& r) {
+  state_->scan_rows(key_of('L', org_id), [&](record_reader& r, std::uint64_t position) {
     lead_row row;
     row.learner_id = r.id();
     row.invite_id = r.opt_id();
     row.captured_at = r.ts();
-    auto e = get_event(r);
+    auto e = get_event(r, l_row_type, row.learner_id, position);
     if (!r.ok()) return true;
     row.position = e.position;
     rows.emplace_back(std::move(row), std::move(e));

@@ -9,6 +9,7 @@
 //   uuid id = r.id(); std::string code = r.str(); timestamp t = r.ts();
 //   if (!r.ok()) corrupt();
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -65,6 +66,17 @@ class record_writer {
   void opt_id(const std::optional<uuid>& u) {
     boolean(u.has_value());
     if (u) id(*u);
+  }
+
+  // Bytes written so far, and back to the first `n` of them (a writer that tried a form of
+  // a value and must fall back to another).
+  std::size_t size() const { return out_.size(); }
+  void truncate(std::size_t n) { out_.resize(std::min(n, out_.size())); }
+  // `n` more bytes for the caller to fill (zeroed): where binary values are decoded into.
+  char* extend(std::size_t n) {
+    const std::size_t at = out_.size();
+    out_.resize(at + n);
+    return out_.data() + at;
   }
 
   const std::string& data() const { return out_; }
@@ -144,6 +156,9 @@ class record_reader {
 
   bool ok() const { return ok_; }
   bool at_end() const { return in_.empty(); }
+  // Marks the input malformed (a value read was out of its range): as a short input,
+  // ok() turns false and later reads return zero values.
+  void corrupt() { (void)bad(); }
 
  private:
   std::uint64_t bad() {

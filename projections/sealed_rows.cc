@@ -1,11 +1,14 @@
 #include "projections/sealed_rows.h"
 
+#include <openssl/evp.h>
 #include <string.h>  // memmem (POSIX), memcmp
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 
+#include <array>
+#include <charconv>
 #include <utility>
 #include <vector>
 
@@ -66,7 +69,236 @@ std::size_t next_quote_or_escape(std::string_view s, std::size_t from) {
   return i;
 }
 
+// The sealed envelope's text around its three values, as the codec writes it (members
+// sorted, no spaces).
+constexpr std::string_view before_ct = R"({"alg":"A256GCM","ct":")";
+constexpr std::string_view before_iv = R"(","iv":")";
+constexpr std::string_view before_subject = R"(","subject":")";
+constexpr std::string_view after_subject = R"("})";
+constexpr std::string_view learner_prefix = "learner:";
+constexpr std::string_view email_prefix = "email:";
+
+// The binary form's subject kinds.
+enum subject_kind : std::uint64_t {
+  owner_learner = 0,  // "learner:<the row's learner>": nothing more
+  other_learner = 1,  // "learner:<id>": its 16 bytes
+  email_hash = 2,     // "email:<64 hex>[.<generation>]": 32 bytes, the generation (0: none)
+};
+
+// Values of base64's and lower-case hex's digits; -1 for any other byte.
+constexpr std::array<std::int8_t, 256> base64_values = [] {
+  std::array<std::int8_t, 256> t{};
+  t.fill(-1);
+  constexpr std::string_view alphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (std::size_t i = 0; i < alphabet.size(); ++i) {
+    t[static_cast<unsigned char>(alphabet[i])] = static_cast<std::int8_t>(i);
+  }
+  return t;
+}();
+constexpr std::array<std::int8_t, 256> hex_values = [] {
+  std::array<std::int8_t, 256> t{};
+  t.fill(-1);
+  for (int c = '0'; c <= '9'; ++c) t[c] = static_cast<std::int8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c) t[c] = static_cast<std::int8_t>(c - 'a' + 10);
+  return t;
+}();
+constexpr std::string_view hex_digits = "0123456789abcdef";
+
+// The bytes `text` holds as padded base64, written as a varint length and the bytes; false
+// (w left as it was) unless the text is the one EVP_EncodeBlock writes for them (length a
+// multiple of 4, '=' only as padding, the last digit's unused bits zero): the text is
+// then given back exactly.
+bool put_base64(record_writer& w, std::string_view text) {
+  if (text.size() % 4 != 0) return false;
+  const std::size_t pad = text.ends_with("==") ? 2 : text.ends_with('=') ? 1 : 0;
+  const std::size_t n = text.size() / 4 * 3 - pad;
+  const std::size_t mark = w.size();
+  w.u64(n);
+  char* out = w.extend(n);
+  const auto* in = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t quanta = text.size() / 4 - (pad != 0 ? 1 : 0);
+  int bad = 0;
+  for (std::size_t q = 0; q < quanta; ++q, in += 4, out += 3) {
+    const int a = base64_values[in[0]], b = base64_values[in[1]], c = base64_values[in[2]],
+              d = base64_values[in[3]];
+    bad |= a | b | c | d;  // a -1 sets the sign bit
+    const auto x = static_cast<std::uint32_t>(a << 18 | b << 12 | c << 6 | d);
+    out[0] = static_cast<char>(x >> 16);
+    out[1] = static_cast<char>(x >> 8);
+    out[2] = static_cast<char>(x);
+  }
+  if (pad != 0) {
+    const int a = base64_values[in[0]], b = base64_values[in[1]];
+    bad |= a | b;
+    if (pad == 1) {
+      const int c = base64_values[in[2]];
+      bad |= c | -(c & 0x3);  // unused bits set: not the canonical text
+      out[0] = static_cast<char>(a << 2 | b >> 4);
+      out[1] = static_cast<char>((b & 0xf) << 4 | c >> 2);
+    } else {
+      bad |= -(b & 0xf);
+      out[0] = static_cast<char>(a << 2 | b >> 4);
+    }
+  }
+  if (bad < 0) {
+    w.truncate(mark);
+    return false;
+  }
+  return true;
+}
+
+// Appends the base64 text of `bytes` (as the codec writes it).
+void append_base64(std::string& out, std::string_view bytes) {
+  const std::size_t at = out.size();
+  out.resize(at + 4 * ((bytes.size() + 2) / 3) + 1);  // (EVP_EncodeBlock adds a NUL)
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + at),
+                                reinterpret_cast<const unsigned char*>(bytes.data()),
+                                static_cast<int>(bytes.size()));
+  out.resize(at + static_cast<std::size_t>(n));
+}
+
+// The id of a canonical lower-case uuid text (what the codec writes); nullopt otherwise.
+std::optional<uuid> parse_lower_uuid(std::string_view text) {
+  if (text.size() != 36) return std::nullopt;
+  uuid u;
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) {
+      if (text[at++] != '-') return std::nullopt;
+    }
+    const int hi = hex_values[static_cast<unsigned char>(text[at])];
+    const int lo = hex_values[static_cast<unsigned char>(text[at + 1])];
+    if ((hi | lo) < 0) return std::nullopt;
+    u.bytes[i] = static_cast<std::uint8_t>(hi << 4 | lo);
+    at += 2;
+  }
+  return u;
+}
+
+void append_uuid(std::string& out, const uuid& u) {
+  for (std::size_t i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
+    out.push_back(hex_digits[u.bytes[i] >> 4]);
+    out.push_back(hex_digits[u.bytes[i] & 0xf]);
+  }
+}
+
+// The subject in binary form; false (w as it was) for a subject the codec does not write.
+bool put_subject(record_writer& w, std::string_view subject, const std::optional<uuid>& owner) {
+  if (subject.starts_with(learner_prefix)) {
+    const auto id = parse_lower_uuid(subject.substr(learner_prefix.size()));
+    if (!id) return false;
+    if (owner && *owner == *id) {
+      w.u64(owner_learner);
+    } else {
+      w.u64(other_learner);
+      w.id(*id);
+    }
+    return true;
+  }
+  if (!subject.starts_with(email_prefix)) return false;
+  auto rest = subject.substr(email_prefix.size());
+  if (rest.size() < 64) return false;
+  char bytes[32];
+  int bad = 0;
+  for (std::size_t i = 0; i < sizeof bytes; ++i) {
+    const int hi = hex_values[static_cast<unsigned char>(rest[2 * i])];
+    const int lo = hex_values[static_cast<unsigned char>(rest[2 * i + 1])];
+    bad |= hi | lo;
+    bytes[i] = static_cast<char>(hi << 4 | lo);
+  }
+  if (bad < 0) return false;
+  rest.remove_prefix(64);
+  std::uint64_t generation = 0;
+  if (!rest.empty()) {
+    // ".<n>": decimal without a leading zero, so that it is written back the same.
+    if (rest.size() < 2 || rest[0] != '.' || rest[1] == '0') return false;
+    const auto digits = rest.substr(1);
+    const auto [end, ec] =
+        std::from_chars(digits.data(), digits.data() + digits.size(), generation);
+    if (ec != std::errc() || end != digits.data() + digits.size() || generation == 0) return false;
+  }
+  w.u64(email_hash);
+  w.raw(std::string_view(bytes, sizeof bytes));
+  w.u64(generation);
+  return true;
+}
+
 }  // namespace
+
+bool put_binary_block(record_writer& w, std::string_view block, const std::optional<uuid>& owner) {
+  if (!block.starts_with(before_ct) || !block.ends_with(after_subject)) return false;
+  const auto inside =
+      block.substr(before_ct.size(), block.size() - before_ct.size() - after_subject.size());
+  const auto iv_at = inside.find(before_iv);
+  if (iv_at == std::string_view::npos) return false;
+  const auto ct = inside.substr(0, iv_at);
+  const auto subject_at = inside.find(before_subject, iv_at + before_iv.size());
+  if (subject_at == std::string_view::npos) return false;
+  const auto iv = inside.substr(iv_at + before_iv.size(), subject_at - iv_at - before_iv.size());
+  const auto subject = inside.substr(subject_at + before_subject.size());
+  const std::size_t mark = w.size();
+  // (base64 and the subjects taken have no quote or backslash: a value that had one is
+  // refused, so no text between the markers was a string's escaped content.)
+  if (!put_subject(w, subject, owner) || !put_base64(w, iv) || !put_base64(w, ct)) {
+    w.truncate(mark);
+    return false;
+  }
+  return true;
+}
+
+result<void, std::string> get_binary_block(record_reader& r, const std::optional<uuid>& owner,
+                                           std::string& out) {
+  auto malformed = [&r](std::string what) -> result<void, std::string> {
+    r.corrupt();
+    return fail("sealed block: " + std::move(what));
+  };
+  const std::uint64_t kind = r.u64();
+  uuid learner;
+  std::string_view hash;
+  std::uint64_t generation = 0;
+  if (kind == owner_learner) {
+    if (!r.ok()) return malformed("no subject");
+    if (!owner) return malformed("the row's own learner is its subject, but the row names none");
+    learner = *owner;
+  } else if (kind == other_learner) {
+    learner = r.id();
+  } else if (kind == email_hash) {
+    hash = r.raw(32);
+    generation = r.u64();
+  } else {
+    return malformed("unknown subject kind " + std::to_string(kind));
+  }
+  if (!r.ok()) return malformed("input ends inside its subject");
+  const std::uint64_t iv_size = r.u64();
+  const auto iv = r.raw(static_cast<std::size_t>(std::min<std::uint64_t>(iv_size, SIZE_MAX)));
+  if (!r.ok()) return malformed("input ends inside its iv");
+  const std::uint64_t ct_size = r.u64();
+  const auto ct = r.raw(static_cast<std::size_t>(std::min<std::uint64_t>(ct_size, SIZE_MAX)));
+  if (!r.ok()) return malformed("input ends inside its ciphertext");
+  out.reserve(out.size() + before_ct.size() + before_iv.size() + before_subject.size() +
+              after_subject.size() + 4 * ((ct.size() + 2) / 3) + 4 * ((iv.size() + 2) / 3) +
+              email_prefix.size() + 64 + 21);
+  out.append(before_ct);
+  append_base64(out, ct);
+  out.append(before_iv);
+  append_base64(out, iv);
+  out.append(before_subject);
+  if (hash.empty()) {
+    out.append(learner_prefix);
+    append_uuid(out, learner);
+  } else {
+    out.append(email_prefix);
+    for (const char c : hash) {
+      out.push_back(hex_digits[static_cast<std::uint8_t>(c) >> 4]);
+      out.push_back(hex_digits[static_cast<std::uint8_t>(c) & 0xf]);
+    }
+    if (generation != 0) out.append(".").append(std::to_string(generation));
+  }
+  out.append(after_subject);
+  return {};
+}
 
 std::optional<std::string_view> personal_data_block(std::string_view data) {
   constexpr std::string_view name = member_name;

@@ -16,6 +16,10 @@
 #include <string>
 #include <string_view>
 
+#include "common/result.h"
+#include "common/uuid.h"
+#include "projections/record_format.h"
+
 namespace passage::projections::sealed {
 
 // The personal_data member of an event's data as the codec writes it (once, at the top
@@ -29,6 +33,24 @@ struct event_template {
   std::uint32_t schema_version = 0;
   std::string around(std::string_view block) const;
 };
+
+// The binary form of a sealed block (read-model format 7): the envelope exactly as the
+// codec writes it, {"alg":"A256GCM","ct":"<base64>","iv":"<base64>","subject":"<s>"}
+// with canonical padded base64 and a subject "learner:<uuid>" or "email:<64 hex>[.<n>]",
+// kept as raw bytes: its subject (a kind, then nothing when it is the learner `owner`
+// the row names, 16 bytes of a learner id, or 32 bytes of an email hash and its
+// generation), then the iv and the ciphertext (a varint length each). About half the
+// text's bytes (no base64, no member names), and what little LZ4 finds to compress in
+// ciphertext it finds in the raw bytes too.
+//
+// Writes `block` so to `w`; false, with nothing written, for a block in any other layout
+// (the caller keeps its text).
+bool put_binary_block(record_writer& w, std::string_view block, const std::optional<uuid>& owner);
+// Appends the text of the block put_binary_block wrote, read from `r`, to `out`: the same
+// bytes. A short or malformed input is an error saying what is wrong, and `r` is then no
+// longer ok().
+result<void, std::string> get_binary_block(record_reader& r, const std::optional<uuid>& owner,
+                                           std::string& out);
 
 // The template of InviteClaimed, ClaimRejected or LeadCaptured (the events of rows);
 // nullptr for any other type.

@@ -18,9 +18,11 @@
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
+#include <rocksdb/write_batch.h>
 
 #include "projections/csv.h"
 #include "projections/json_views.h"
+#include "projections/record_format.h"
 #include "projections/tests/fixture.h"
 #include "tests/support/crash_image.h"
 #include "tests/support/forwarding_store.h"
@@ -552,11 +554,14 @@ TEST_F(read_models_test, rows_keep_only_the_personal_data_block_of_their_event) 
   for (const auto& [prefix, values] : rows) {
     SCOPED_TRACE(std::string(1, prefix));
     const auto& v = values[0];
-    EXPECT_NE(v.find(R"({"alg":"A256GCM","ct":")"), std::string::npos);
-    for (const char* field : {"\"org_id\"", "\"invite_id\"", "\"restrictions\"", "\"reason\"",
-                              "\"captured_at\"", "\"personal_data\""}) {
+    // Format 7: the sealed block in binary form (no envelope text, no type name).
+    for (const char* field :
+         {"\"org_id\"", "\"invite_id\"", "\"restrictions\"", "\"reason\"", "\"captured_at\"",
+          "\"personal_data\"", "\"alg\"", "A256GCM", "\"subject\"", "learner:", "InviteClaimed",
+          "ClaimRejected", "LeadCaptured"}) {
       EXPECT_EQ(v.find(field), std::string::npos) << field;
     }
+    EXPECT_LT(v.size(), 200u);
   }
 
   EXPECT_EQ((*models_->acceptance_list(org, inv))[0].who.first_name, "Ada");
@@ -2181,6 +2186,121 @@ TEST_F(read_models_test, a_folder_in_another_record_format_is_refused_or_rebuilt
   models_.reset();
   open_models();
   EXPECT_EQ(to_json(*models_->usage(org, inv)), usage_before);
+}
+
+// What a row of record format 6 (main before the binary personal data) kept of its
+// event: id, type, schema version, position, then 1 and the personal_data block's text.
+// The test writes such rows itself, as format 6 did.
+std::string format6_event(const eventstore::recorded_event& e) {
+  record_writer w;
+  w.id(e.event_id);
+  w.str(e.type);
+  w.u64(e.schema_version);
+  w.u64(e.position);
+  w.u64(1);
+  const auto at = e.data.find("\"personal_data\":");
+  EXPECT_NE(at, std::string::npos);
+  const auto block_at = at + std::string_view("\"personal_data\":").size();
+  const auto end =
+      e.data.compare(block_at, 4, "null") == 0 ? block_at + 4 : e.data.find('}', block_at) + 1;
+  w.str(std::string_view(e.data).substr(block_at, end - block_at));
+  return w.take();
+}
+
+// A folder of record format 6, its rows as that format wrote them (the sealed block as
+// JSON text, H rows with their position), is never read as format 7: a plain open refuses
+// it, an open that may rebuild wipes it, and the rebuilt read models answer every query
+// built from rows (acceptance list as JSON and CSV, rejections, leads, learner history,
+// a forgotten learner) exactly as before.
+TEST_F(read_models_test, a_folder_of_format_6_is_rebuilt_from_the_log_with_the_same_answers) {
+  const uuid inv = id(100);
+  create_lead_form_invite(org, inv, "Format six", 2);
+  const auto ada = claim(inv, "ada@example.com", 1, "Ada", "Lovelace", {{"company", "Analytical"}});
+  const auto eve = claim(inv, "eve@example.com", 2, "Eve", "Smith", {{"company", "=1+1"}});
+  claim(inv, "bob@example.com", 3, "Bob", "Builder", {{"company", "Bob & Co"}});  // full
+  play(ada.claim_->claim_id_, ada.claim_->learner_id_, "k8s");
+  catch_up();
+  forget(eve.claim_->learner_id_);
+  catch_up();
+  auto answers = [&] {
+    nlohmann::json j;
+    const auto rows = *models_->acceptance_list(org, inv);
+    j["claims"] = to_json(std::span<const acceptance_row>(rows));
+    j["csv"] = acceptance_csv(rows);
+    j["rejections"] = to_json(std::span<const rejection_row>(*models_->rejections(org, inv)));
+    for (const auto& l : models_->leads(org)) j["leads"].push_back(to_json(l));
+    for (const auto& c : {ada, eve}) {
+      j["history"].push_back(to_json(*models_->learner_history(org, c.claim_->learner_id_)));
+    }
+    return j;
+  };
+  const auto before = answers();
+  ASSERT_EQ(before["claims"]["claims"].size(), 2u);
+  EXPECT_NE(before["csv"].get<std::string>().find("forgotten"), std::string::npos);
+  EXPECT_NE(before["csv"].get<std::string>().find("Lovelace"), std::string::npos);
+  EXPECT_NE(before["rejections"].dump().find("bob@example.com"), std::string::npos);
+  projector_.reset();
+  models_.reset();
+
+  // The rows rewritten as format 6 wrote them.
+  std::map<std::uint64_t, eventstore::recorded_event> by_position;
+  for (auto& e : whole_log()) by_position[e.position] = e;
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), models_path(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    rocksdb::WriteBatch batch;
+    std::map<char, int> rewritten;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const auto key = it->key().ToString();
+      const auto value = it->value().ToString();
+      const char kind = key[0];
+      if (key.size() != 25 || (kind != 'A' && kind != 'R' && kind != 'L' && kind != 'H')) continue;
+      std::uint64_t position = 0;
+      for (std::size_t i = 17; i < 25; ++i)
+        position = position << 8 | static_cast<std::uint8_t>(key[i]);
+      std::string old;
+      if (kind == 'H') {  // fact, position, the rest
+        record_writer w;
+        w.u64(static_cast<std::uint8_t>(value[0]));
+        w.u64(position);
+        old = w.take() + value.substr(1);
+      } else {  // the row's fields, then its event
+        const auto& e = by_position.at(position);
+        const auto at = value.find(e.event_id.as_bytes());
+        ASSERT_NE(at, std::string::npos);
+        old = value.substr(0, at) + format6_event(e);
+      }
+      batch.Put(key, old);
+      ++rewritten[kind];
+    }
+    EXPECT_EQ(rewritten['A'], 2);
+    EXPECT_EQ(rewritten['R'], 1);
+    EXPECT_EQ(rewritten['L'], 2);
+    EXPECT_EQ(rewritten['H'], 1);  // Ada's play
+    batch.Put("m:fmt", "6");
+    ASSERT_TRUE(db->Write(rocksdb::WriteOptions(), &batch).ok());
+  }
+
+  auto refused = read_models::open({.path = models_path()}, *codec_);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("record format 6, expected 7"), std::string::npos)
+      << refused.error().message;
+
+  std::string found;
+  read_models_options o{.path = models_path()};
+  o.on_format_change = [&](std::string_view f) { found = f; };
+  auto rebuilt = read_models::open(o, *codec_);
+  ASSERT_TRUE(rebuilt) << rebuilt.error().message;
+  EXPECT_EQ(found, "6");
+  models_ = std::move(*rebuilt);
+  EXPECT_EQ(models_->applied_position(), 0u);
+  start_projector();
+  catch_up();
+  EXPECT_EQ(answers(), before);
+  open_models();  // and from the files written in format 7
+  EXPECT_EQ(answers(), before);
 }
 
 }  // namespace

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "domain/events.h"
@@ -140,6 +142,172 @@ TEST(sealed_rows, a_block_in_its_types_template_decrypts_as_the_whole_event) {
   }
   EXPECT_EQ(template_of(domain::learner_registered::type_name), nullptr);
   EXPECT_EQ(template_of("NoSuchEvent"), nullptr);
+}
+
+// The binary form of blocks the codec seals (format 7's rows) gives back the same text,
+// in about half the bytes; the subject is implied when it is the row's own learner.
+TEST(sealed_rows, a_sealed_block_in_binary_form_reads_back_as_the_same_text) {
+  auto keys = eventstore::make_memory_key_store();
+  eventstore::event_codec codec(*keys, std::string(48, 'p'));
+  const uuid org = numbered_uuid(1, 0xAB), invite = numbered_uuid(2, 0xAB);
+  const uuid learner = numbered_uuid(3, 0xAB), claim = numbered_uuid(4, 0xAB);
+  const timestamp t = from_unix_micros(1'790'000'000'000'000);
+  domain::personal_data pd;
+  pd.email_ = "ada@example.com";
+  pd.first_name_ = "Ada";
+  pd.last_name_ = "Lovelace";
+  domain::claim_snapshot snap;
+  const domain::event events[] = {
+      domain::invite_claimed{org, invite, claim, learner, false, t, snap, t, pd},
+      // No learner: sealed under the email's subject.
+      domain::claim_rejected{org, invite, domain::rejection_reason::full, std::nullopt, true, t,
+                             domain::personal_data{.email_ = "eve@example.com"}},
+      domain::lead_captured{org, learner, invite, t, pd},
+  };
+  std::uint64_t n = 0;
+  for (const auto& ev : events) {
+    SCOPED_TRACE(std::string(domain::event_type(ev)));
+    auto stored = codec.encode(ev, {.event_id = numbered_uuid(++n, 0xEE)});
+    ASSERT_TRUE(stored) << stored.error().message;
+    const auto block = personal_data_block(stored->data);
+    ASSERT_TRUE(block);
+    for (const std::optional<uuid>& owner : {std::optional<uuid>(learner), std::optional<uuid>(),
+                                             std::optional(numbered_uuid(9, 1))}) {
+      record_writer w;
+      w.u64(7);  // something before, as in a row
+      ASSERT_TRUE(put_binary_block(w, *block, owner));
+      w.boolean(true);  // and after
+      EXPECT_LT(w.size(), block->size() * 6 / 10) << w.size() << " of " << block->size();
+      record_reader r(w.data());
+      EXPECT_EQ(r.u64(), 7u);
+      std::string text = "kept ";
+      auto read = get_binary_block(r, owner, text);
+      ASSERT_TRUE(read) << read.error();
+      EXPECT_EQ(text, "kept " + std::string(*block));
+      EXPECT_TRUE(r.boolean());
+      EXPECT_TRUE(r.ok() && r.at_end());
+    }
+  }
+}
+
+std::string envelope(std::string_view ct, std::string_view iv, std::string_view subject) {
+  return R"({"alg":"A256GCM","ct":")" + std::string(ct) + R"(","iv":")" + std::string(iv) +
+         R"(","subject":")" + std::string(subject) + R"("})";
+}
+
+const std::string hash64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+TEST(sealed_rows, every_subject_and_base64_length_the_codec_writes_round_trips) {
+  const std::string learner_text = "learner:" + numbered_uuid(5, 0xCD).to_string();
+  for (const std::string& subject : {learner_text, "email:" + hash64, "email:" + hash64 + ".2",
+                                     "email:" + hash64 + ".1234567890123"}) {
+    // Ciphertexts of 0 to 5 bytes: no padding, one '=', two.
+    for (const std::string ct : {"", "QQ==", "QUI=", "QUJD", "QUJDRA==", "/+/+/w=="}) {
+      const auto block = envelope(ct, "AAECAwQFBgcICQoL", subject);
+      record_writer w;
+      ASSERT_TRUE(put_binary_block(w, block, std::nullopt)) << block;
+      record_reader r(w.data());
+      std::string text;
+      ASSERT_TRUE(get_binary_block(r, std::nullopt, text)) << block;
+      EXPECT_EQ(text, block);
+      EXPECT_TRUE(r.at_end());
+    }
+  }
+}
+
+// Anything but the codec's exact layout stays text: put_binary_block writes nothing.
+TEST(sealed_rows, a_block_in_another_layout_has_no_binary_form) {
+  const std::string learner_text = "learner:" + numbered_uuid(5, 0xCD).to_string();
+  std::string upper = learner_text.substr(8);  // the uuid in upper case: not the codec's
+  for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  const std::string refused[] = {
+      "null",
+      "{}",
+      R"({"alg":"A256GCM","ct":"QUJD","iv":"QUJD","subject":")" + learner_text + R"(","x":"y"})",
+      R"({"alg":"A128GCM","ct":"QUJD","iv":"QUJD","subject":")" + learner_text + R"("})",
+      R"({"ct":"QUJD","alg":"A256GCM","iv":"QUJD","subject":")" + learner_text + R"("})",
+      R"({"alg": "A256GCM","ct":"QUJD","iv":"QUJD","subject":")" + learner_text + R"("})",
+      envelope("QUJD", "QUJD", "learner:" + upper),
+      envelope("QUJD", "QUJD", "learner:" + learner_text.substr(9)),  // short uuid
+      envelope("QUJD", "QUJD", learner_text + "0"),                   // long uuid
+      envelope("QUJD", "QUJD", "email:" + hash64.substr(1)),          // short hash
+      envelope("QUJD", "QUJD", "email:" + hash64 + "00"),             // long hash
+      envelope("QUJD", "QUJD", "email:" + hash64 + ".0"),             // generation 0
+      envelope("QUJD", "QUJD", "email:" + hash64 + ".02"),            // a leading zero
+      envelope("QUJD", "QUJD", "email:" + hash64 + "."),
+      envelope("QUJD", "QUJD", "email:" + hash64 + ".99999999999999999999"),  // > 2^64
+      envelope("QUJD", "QUJD", "key:" + hash64),
+      envelope("QUJD", "QUJD", "learner:" + learner_text.substr(8) + "\\u0030"),
+      envelope("QUI", "QUJD", learner_text),   // not a multiple of 4
+      envelope("QR==", "QUJD", learner_text),  // unused bits set: not canonical
+      envelope("QUN=", "QUJD", learner_text),  // (the same with one '=')
+      envelope("Q===", "QUJD", learner_text),
+      envelope("QU=D", "QUJD", learner_text),  // '=' inside
+      envelope("QUJD", "QU-D", learner_text),  // not the standard alphabet
+      envelope("QUJD", "QUJ\\", learner_text),
+      envelope("QUJD\",\"iv\":\"QUJD", "QUJD", learner_text),  // a member twice
+  };
+  for (const auto& block : refused) {
+    record_writer w;
+    w.u64(3);
+    EXPECT_FALSE(put_binary_block(w, block, std::nullopt)) << block;
+    EXPECT_EQ(w.size(), 1u) << block;
+  }
+}
+
+// Short or malformed binary input: an error saying what is wrong, the reader no longer
+// ok(), never a crash or a read past the input.
+TEST(sealed_rows, a_short_or_malformed_binary_block_is_refused) {
+  const uuid learner = numbered_uuid(5, 0xCD);
+  for (const std::optional<uuid>& owner : {std::optional<uuid>(learner), std::optional<uuid>()}) {
+    for (const std::string& subject :
+         {"learner:" + learner.to_string(), "email:" + hash64 + ".3"}) {
+      record_writer w;
+      ASSERT_TRUE(put_binary_block(w, envelope("QUJDRA==", "AAECAwQFBgcICQoL", subject), owner));
+      const std::string whole = w.data();
+      for (std::size_t n = 0; n < whole.size(); ++n) {
+        record_reader r(std::string_view(whole).substr(0, n));
+        std::string text;
+        auto read = get_binary_block(r, owner, text);
+        ASSERT_FALSE(read) << n << " of " << whole.size();
+        EXPECT_TRUE(read.error().starts_with("sealed block: ")) << read.error();
+        EXPECT_FALSE(r.ok());
+      }
+    }
+  }
+  {
+    record_writer w;
+    w.u64(9);
+    record_reader r(w.data());
+    std::string text;
+    auto read = get_binary_block(r, std::nullopt, text);
+    ASSERT_FALSE(read);
+    EXPECT_EQ(read.error(), "sealed block: unknown subject kind 9");
+    EXPECT_FALSE(r.ok());
+  }
+  {
+    // The row's own learner as subject, read for a row without one.
+    record_writer w;
+    ASSERT_TRUE(
+        put_binary_block(w, envelope("QUJD", "QUJD", "learner:" + learner.to_string()), learner));
+    record_reader r(w.data());
+    std::string text;
+    auto read = get_binary_block(r, std::nullopt, text);
+    ASSERT_FALSE(read);
+    EXPECT_NE(read.error().find("names none"), std::string::npos) << read.error();
+  }
+  {
+    // A length far past the input (and past any size_t).
+    record_writer w;
+    w.u64(1);
+    w.id(learner);
+    w.u64(~std::uint64_t{0});
+    record_reader r(w.data());
+    std::string text;
+    auto read = get_binary_block(r, std::nullopt, text);
+    ASSERT_FALSE(read);
+    EXPECT_EQ(read.error(), "sealed block: input ends inside its iv");
+  }
 }
 
 }  // namespace
