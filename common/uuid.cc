@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__SSE2__)
+#if defined(__SSE2__) && defined(__x86_64__)
 #include <emmintrin.h>
 #endif
 
@@ -18,7 +18,7 @@
 namespace passage {
 namespace {
 
-#if !defined(__SSE2__)
+#if !(defined(__SSE2__) && defined(__x86_64__))
 // Eight hex digits (memory order: the first digit in the lowest byte) to four bytes,
 // eight at a time in a 64-bit word: parse() runs for several ids of every event
 // replayed, and a table lookup per digit was a tenth of a decoder thread. False when
@@ -108,7 +108,7 @@ uuid uuid::time_ordered() {
   return u;
 }
 
-#if defined(__SSE2__)
+#if defined(__SSE2__) && defined(__x86_64__)
 namespace {
 
 // 16 characters of the text: which are hex digits (either case) and which are '-', one bit
@@ -156,7 +156,7 @@ std::uint64_t high64(__m128i x) { return low64(_mm_unpackhi_epi64(x, x)); }
 std::optional<uuid> uuid::parse(std::string_view text) {
   if (text.size() != 36) return std::nullopt;
   const char* t = text.data();
-#if defined(__SSE2__)
+#if defined(__SSE2__) && defined(__x86_64__)
   // Three overlapping loads of 16 characters cover the 36 (0-15, 16-31, 20-35): parse()
   // runs for several ids of every event replayed, and checking and converting 16
   // characters at once costs about a sixth of the eight-at-a-time word code below.

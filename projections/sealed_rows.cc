@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/uuid_text.h"
 #include "domain/events.h"
 #include "eventstore/event_codec.h"
 
@@ -108,7 +109,8 @@ constexpr std::string_view hex_digits = "0123456789abcdef";
 // The bytes `text` holds as padded base64, written as a varint length and the bytes; false
 // (w left as it was) unless the text is the one EVP_EncodeBlock writes for them (length a
 // multiple of 4, '=' only as padding, the last digit's unused bits zero): the text is
-// then given back exactly.
+// then given back exactly. (Not EVP_DecodeBlock: it skips whitespace and ignores unused
+// bits, so it cannot tell the canonical text from others that decode alike.)
 bool put_base64(record_writer& w, std::string_view text) {
   if (text.size() % 4 != 0) return false;
   const std::size_t pad = text.ends_with("==") ? 2 : text.ends_with('=') ? 1 : 0;
@@ -160,28 +162,11 @@ void append_base64(std::string& out, std::string_view bytes) {
 
 // The id of a canonical lower-case uuid text (what the codec writes); nullopt otherwise.
 std::optional<uuid> parse_lower_uuid(std::string_view text) {
-  if (text.size() != 36) return std::nullopt;
-  uuid u;
-  std::size_t at = 0;
-  for (std::size_t i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) {
-      if (text[at++] != '-') return std::nullopt;
-    }
-    const int hi = hex_values[static_cast<unsigned char>(text[at])];
-    const int lo = hex_values[static_cast<unsigned char>(text[at + 1])];
-    if ((hi | lo) < 0) return std::nullopt;
-    u.bytes[i] = static_cast<std::uint8_t>(hi << 4 | lo);
-    at += 2;
-  }
-  return u;
-}
-
-void append_uuid(std::string& out, const uuid& u) {
-  for (std::size_t i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
-    out.push_back(hex_digits[u.bytes[i] >> 4]);
-    out.push_back(hex_digits[u.bytes[i] & 0xf]);
-  }
+  auto id = uuid::parse(text);
+  if (!id) return std::nullopt;
+  const auto canonical = uuid_chars(*id);
+  if (text != std::string_view(canonical.data(), canonical.size())) return std::nullopt;
+  return id;
 }
 
 // The subject in binary form; false (w as it was) for a subject the codec does not write.
@@ -287,7 +272,8 @@ result<void, std::string> get_binary_block(record_reader& r, const std::optional
   out.append(before_subject);
   if (hash.empty()) {
     out.append(learner_prefix);
-    append_uuid(out, learner);
+    const auto chars = uuid_chars(learner);
+    out.append(chars.data(), chars.size());
   } else {
     out.append(email_prefix);
     for (const char c : hash) {

@@ -43,7 +43,7 @@ struct event_template {
 // text's bytes (no base64, no member names), and what little LZ4 finds to compress in
 // ciphertext it finds in the raw bytes too.
 //
-// Writes `block` so to `w`; false, with nothing written, for a block in any other layout
+// Writes `block` in that form to `w`; false, with nothing written, for a block in any other layout
 // (the caller keeps its text).
 bool put_binary_block(record_writer& w, std::string_view block, const std::optional<uuid>& owner);
 // Appends the text of the block put_binary_block wrote, read from `r`, to `out`: the same

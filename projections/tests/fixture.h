@@ -100,6 +100,7 @@ class projections_test : public ::testing::Test {
       auto encoded = codec_->encode(e, {.event_id = uuid::random(), .actor = "test"});
       EXPECT_TRUE(encoded) << (encoded ? "" : encoded.error().message);
       if (!encoded) return 0;
+      if (on_encoded) on_encoded(*encoded);
       it->events.push_back(std::move(*encoded));
       fold(e);
     }
@@ -262,6 +263,9 @@ class projections_test : public ::testing::Test {
   std::unique_ptr<eventstore::event_store> store_;
   std::unique_ptr<eventstore::key_store> keys_;
   std::unique_ptr<eventstore::event_codec> codec_;
+  // When set, sees every event append() encoded before it is appended (a test's way to
+  // store what another writer, e.g. an import, would have).
+  std::function<void(eventstore::new_event&)> on_encoded;
   std::unique_ptr<read_models> models_;
   std::unique_ptr<projector> projector_;
 

@@ -442,6 +442,44 @@ TEST_F(read_models_test, acceptance_list_json_and_csv) {
   EXPECT_FALSE(models_->acceptance_list(other_org, inv));
 }
 
+// A block in a layout the binary row form does not take (here the subject an upstream
+// forget leaves, "forgotten") is kept as its text: it reads as it did (forgotten, with the
+// claim's counts and times), beside rows kept in binary.
+TEST_F(read_models_test, a_block_kept_as_text_reads_as_its_event_says) {
+  const uuid inv = id(100);
+  create_invite(org, inv, "AB2K7MZ", draft("Workshop"));
+  claim(inv, "ada@example.com", 1, "Ada", "Lovelace");
+  on_encoded = [](eventstore::new_event& e) {
+    if (e.type != domain::invite_claimed::type_name) return;
+    const auto at = e.data.find("\"subject\":\"learner:");
+    ASSERT_NE(at, std::string::npos) << e.data;
+    const auto end = e.data.find('"', at + 11);
+    e.data.replace(at, end + 1 - at, "\"subject\":\"forgotten\"");
+  };
+  clock_.advance(1h);
+  const auto eve = claim(inv, "eve@example.com", 2, "Eve", "Smith");
+  on_encoded = nullptr;
+  clock_.advance(1h);
+  claim(inv, "bob@example.com", 3, "Bob", "Builder");
+  catch_up();
+
+  auto rows = models_->acceptance_list(org, inv);
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->size(), 3u);
+  EXPECT_EQ((*rows)[0].who.email, "ada@example.com");
+  EXPECT_FALSE((*rows)[0].who.forgotten);
+  EXPECT_TRUE((*rows)[1].who.forgotten);
+  EXPECT_EQ((*rows)[1].learner_id, eve.claim_->learner_id_);
+  EXPECT_EQ((*rows)[1].claimed_at, at("2026-03-01T11:00:00Z"));
+  EXPECT_EQ((*rows)[1].who.email, "");
+  EXPECT_EQ(to_json(std::span<const acceptance_row>(*rows))["claims"][1]["email"], "forgotten");
+  EXPECT_EQ((*rows)[2].who.email, "bob@example.com");
+  auto history = models_->learner_history(org, eve.claim_->learner_id_);
+  ASSERT_TRUE(history);
+  EXPECT_NE(to_json(*history).dump().find(eve.claim_->claim_id_.to_string()), std::string::npos)
+      << to_json(*history).dump();
+}
+
 TEST_F(read_models_test, rejections_are_listed_with_reason_and_email) {
   const uuid inv = id(100);
   auto d = draft("Only example.org");
