@@ -1773,7 +1773,8 @@ result<void, projection_error> read_models::close() {
   if (!st.ok()) {
     return projection_error{"read models: flushing " + s.options.path +
                             " failed: " + st.ToString() +
-                            " (the log gives the lost tail back at the next start)"};
+                            " (what feeds them, the log or a replica's Kafka topic, gives the "
+                            "lost tail back from their checkpoint at the next start)"};
   }
   if (!closed.ok()) {
     return projection_error{"read models: closing " + s.options.path +

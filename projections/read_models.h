@@ -327,8 +327,9 @@ class read_models {
   static result<void, projection_error> check_folder(const std::string& path);
   // Writes what the folder holds only in memory (without sync, every batch since the
   // last flush) to its files and closes it; a failure is returned rather than lost in the
-  // destructor (the log gives the lost tail back at the next start, but an operator should
-  // hear of a disk that fails). Only once nothing else uses the read models (projector
+  // destructor (what feeds them, the log or a replica's Kafka topic, gives the lost tail
+  // back from their checkpoint at the next start, but an operator should hear of a disk
+  // that fails). Only once nothing else uses the read models (projector
   // stopped, no queries running); afterwards only applied_position() and destruction.
   // Destroying unclosed read models closes them too, failures unreported.
   result<void, projection_error> close();
