@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -43,7 +44,10 @@ service_error store_failure(const eventstore::store_error& e) {
 template <typename State>
 struct aggregate {
   std::mutex mu;
-  bool loaded = false;
+  // Set under `mu` once loaded; cleared under it, or without it by an append's answer
+  // (which may come on the thread that holds `mu` to queue that append: a store closed
+  // or refusing it at once answers on the spot).
+  std::atomic<bool> loaded{false};
   State state{};
   std::uint64_t version = 0;
 };
@@ -381,11 +385,8 @@ struct command_service::impl {
             on_success(w);
             return;
           }
-          {
-            // The cached state ran ahead of the log: drop it, reload next time.
-            std::lock_guard g(agg->mu);
-            agg->loaded = false;
-          }
+          // The cached state ran ahead of the log: drop it, reload next time.
+          agg->loaded = false;
           if (r.error().code == eventstore::errc::wrong_expected_version &&
               attempt < options.max_retries) {
             retries.post([this, &cache, stream, seed, decide, meta, actor, fail, attempt] {

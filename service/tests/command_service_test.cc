@@ -272,6 +272,25 @@ TEST_F(command_service_test, StaleCacheIsReloadedAndTheCommandRetried) {
   EXPECT_EQ(r->rejection, domain::rejection_reason::deactivated);
 }
 
+// A store that answers an append on the spot (closed, or refusing it) answers on the thread
+// that queued it while holding the aggregate's lock: the answer must not wait for that lock.
+TEST_F(command_service_test, AnAppendRefusedAtOnceFailsTheCommandInsteadOfHanging) {
+  register_track("k8s-basics");
+  auto invite = create_invite(3);  // cached: the command below reads nothing from the store
+  store_->close();
+  auto answer = std::make_shared<std::promise<service_result<written>>>();
+  auto f = answer->get_future();
+  // On a thread of its own: should it hang, the test still ends (and fails).
+  std::thread([svc = svc_.get(), owner = owner_, id = invite.invite_id, answer] {
+    svc->deactivate_invite(owner, id, std::nullopt, {"t", ""},
+                           [answer](service_result<written> r) { answer->set_value(r); });
+  }).detach();
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready) << "the command hangs";
+  auto r = f.get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "unavailable");
+}
+
 TEST_F(command_service_test, EditsNeedTheCurrentVersionWhenIfMatchIsGiven) {
   register_track("k8s-basics");
   auto invite = create_invite(3);
