@@ -151,6 +151,9 @@ struct plan {
   // Optional: sees the aggregate's state right after the events, under its lock
   // (copying a whole invite per command would make claims O(claims)).
   std::function<void(const State& after)> observe;
+  // Optional: runs when the events are not stored (they could not be encoded, or the
+  // append failed), before a retry decides again: undoes what the decision reserved.
+  std::function<void()> on_failure;
 };
 
 // The plan of a command whose answer is where its events landed.
@@ -353,6 +356,7 @@ struct command_service::impl {
             p.events[i], {uuid::random(), meta.correlation_id, meta.causation_id, actor}, kept);
         if (!encoded) {
           lk.unlock();
+          if (p.on_failure) p.on_failure();
           fail(
               make_service_error("unavailable", "cannot encode event: " + encoded.error().message));
           return;
@@ -374,8 +378,8 @@ struct command_service::impl {
     store.append_async(
         std::move(appends),
         [this, agg, w, queued = std::chrono::steady_clock::now(),
-         on_success = std::move(p.on_success), &cache, stream, seed = std::move(seed),
-         decide = std::move(decide), meta, actor, fail = std::move(fail),
+         on_success = std::move(p.on_success), on_failure = std::move(p.on_failure), &cache, stream,
+         seed = std::move(seed), decide = std::move(decide), meta, actor, fail = std::move(fail),
          attempt](eventstore::store_result<eventstore::append_result> r) mutable {
           if (options.on_append_latency) {
             options.on_append_latency(std::chrono::steady_clock::now() - queued);
@@ -387,6 +391,7 @@ struct command_service::impl {
           }
           // The cached state ran ahead of the log: drop it, reload next time.
           agg->loaded = false;
+          if (on_failure) on_failure();
           if (r.error().code == eventstore::errc::wrong_expected_version &&
               attempt < options.max_retries) {
             retries.post([this, &cache, stream, seed, decide, meta, actor, fail, attempt] {
@@ -1089,6 +1094,7 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
           const domain::invite_state& s,
           timestamp now) mutable -> domain::domain_result<plan<domain::invite_state>> {
         cmd.claim_id_ = uuid::random();
+        bool reserved_learner = false;  // this decision reserved the email's learner
         // Its key is already durable: this commit needs no key-store fsync.
         cmd.new_learner_id_ = self->fresh_learners.take();
         cmd.new_password_setup_id_ = uuid::random();
@@ -1108,6 +1114,7 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
             known = l->learner_id;
           } else {
             self->pending_learners.emplace(subject, cmd.new_learner_id_);
+            reserved_learner = true;
           }
           lk.unlock();
           if (known) {
@@ -1139,6 +1146,17 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
         if (d->learner_registered_) {
           p.other_streams.insert_or_assign(domain::learner_stream(cmd.new_learner_id_),
                                            expected_version::no_stream());
+        }
+        if (reserved_learner) {
+          // A learner never registered must not be handed to the next claim by this email
+          // (a retry of this one included): the reservation goes with the failed append.
+          p.on_failure = [self, subject, learner = cmd.new_learner_id_] {
+            std::lock_guard lk(self->learners_mu);
+            if (auto it = self->pending_learners.find(subject);
+                it != self->pending_learners.end() && it->second == learner) {
+              self->pending_learners.erase(it);
+            }
+          };
         }
         p.on_success = [self, outcome = d->outcome_, claim = std::move(d->claim_),
                         rejection = d->rejection_, missing_field = std::move(d->missing_field_),

@@ -272,6 +272,41 @@ TEST_F(command_service_test, StaleCacheIsReloadedAndTheCommandRetried) {
   EXPECT_EQ(r->rejection, domain::rejection_reason::deactivated);
 }
 
+// A claim registering a new learner reserves the email's learner until the read side
+// shows it; if its append fails, the next claim by that email (a retry too) must register
+// a learner of its own, not take the one that never was.
+TEST_F(command_service_test, AClaimWhoseAppendFailsLeavesNoLearnerReservedForItsEmail) {
+  std::atomic<bool> refuse{false};
+  svc_.reset();
+  store_.reset();
+  eventstore::event_store_options o{.path = dir_.sub("refusing-events"), .clock = &clock_};
+  o.before_commit = [&]() -> std::optional<std::string> {
+    if (refuse) return std::string("disk full");
+    return std::nullopt;
+  };
+  auto s = eventstore::open_event_store(o);
+  ASSERT_TRUE(s) << s.error().message;
+  store_ = std::move(*s);
+  svc_ = std::make_unique<command_service>(*store_, *codec_, *keys_, facts_, clock_,
+                                           learner_token_codec(std::string(32, 't')));
+  auto org = svc_->ensure_organization(org_id_, "Acme", std::string("psk_owner"));
+  ASSERT_TRUE(org) << org.error().message;
+  owner_ = {domain::role::owner, org_id_, org->owner_key_id};
+  register_track("k8s-basics");
+  auto invite = create_invite(10);
+
+  refuse = true;
+  auto failed = claim(invite.code, "ada@example.com");
+  ASSERT_FALSE(failed);
+  refuse = false;
+  auto ok = claim(invite.code, "ada@example.com");
+  ASSERT_TRUE(ok) << ok.error().message;
+  ASSERT_TRUE(ok->claim);
+  auto learner = stream(domain::learner_stream(ok->claim->learner_id_));
+  ASSERT_FALSE(learner.empty()) << "the claim's learner was never registered";
+  EXPECT_EQ(learner[0].type, domain::learner_registered::type_name);
+}
+
 // A store that answers an append on the spot (closed, or refusing it) answers on the thread
 // that queued it while holding the aggregate's lock: the answer must not wait for that lock.
 TEST_F(command_service_test, AnAppendRefusedAtOnceFailsTheCommandInsteadOfHanging) {
