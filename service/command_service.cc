@@ -1127,9 +1127,10 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
         bool lead_captured = std::any_of(d->events_.begin(), d->events_.end(), [](const auto& e) {
           return std::holds_alternative<domain::lead_captured>(e);
         });
+        bool reserved_lead = false;  // this decision marked the email's lead as submitted
         if (lead_captured && !subject.empty()) {
           std::lock_guard lk(self->learners_mu);
-          self->pending_leads.insert(subject);
+          reserved_lead = self->pending_leads.insert(subject).second;
         }
         // The answer keeps what it reads of the decision, not the decision: its events
         // (~500 bytes each) move to the log once, and copying them (twice, into this
@@ -1147,15 +1148,18 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
           p.other_streams.insert_or_assign(domain::learner_stream(cmd.new_learner_id_),
                                            expected_version::no_stream());
         }
-        if (reserved_learner) {
+        if (reserved_learner || reserved_lead) {
           // A learner never registered must not be handed to the next claim by this email
-          // (a retry of this one included): the reservation goes with the failed append.
-          p.on_failure = [self, subject, learner = cmd.new_learner_id_] {
+          // (a retry of this one included), nor a lead never captured count as submitted:
+          // what this decision reserved goes with the failed append.
+          p.on_failure = [self, subject, reserved_learner, reserved_lead,
+                          learner = cmd.new_learner_id_] {
             std::lock_guard lk(self->learners_mu);
             if (auto it = self->pending_learners.find(subject);
-                it != self->pending_learners.end() && it->second == learner) {
+                reserved_learner && it != self->pending_learners.end() && it->second == learner) {
               self->pending_learners.erase(it);
             }
+            if (reserved_lead) self->pending_leads.erase(subject);
           };
         }
         p.on_success = [self, outcome = d->outcome_, claim = std::move(d->claim_),

@@ -272,10 +272,10 @@ TEST_F(command_service_test, StaleCacheIsReloadedAndTheCommandRetried) {
   EXPECT_EQ(r->rejection, domain::rejection_reason::deactivated);
 }
 
-// A claim registering a new learner reserves the email's learner until the read side
-// shows it; if its append fails, the next claim by that email (a retry too) must register
-// a learner of its own, not take the one that never was.
-TEST_F(command_service_test, AClaimWhoseAppendFailsLeavesNoLearnerReservedForItsEmail) {
+// A claim registering a new learner and capturing a lead reserves both for its email until
+// the read side shows them; if its append fails, the next claim by that email (a retry too)
+// must register a learner of its own and capture the lead, not take the ones that never were.
+TEST_F(command_service_test, AClaimWhoseAppendFailsLeavesNeitherLearnerNorLeadReservedForItsEmail) {
   std::atomic<bool> refuse{false};
   svc_.reset();
   store_.reset();
@@ -293,18 +293,31 @@ TEST_F(command_service_test, AClaimWhoseAppendFailsLeavesNoLearnerReservedForIts
   ASSERT_TRUE(org) << org.error().message;
   owner_ = {domain::role::owner, org_id_, org->owner_key_id};
   register_track("k8s-basics");
-  auto invite = create_invite(10);
+  auto invite = create_invite(10, 0, domain::access_mode::lead_form);
+  claim_input in;
+  in.email = "ada@example.com";
+  in.first_name = "Ada";
+  in.last_name = "Lovelace";
+  auto claim_with_lead = [&] {
+    return wait<claim_result>([&](auto cb) { svc_->claim(invite.code, in, {"test", ""}, cb); });
+  };
 
   refuse = true;
-  auto failed = claim(invite.code, "ada@example.com");
+  auto failed = claim_with_lead();
   ASSERT_FALSE(failed);
   refuse = false;
-  auto ok = claim(invite.code, "ada@example.com");
+  auto ok = claim_with_lead();
   ASSERT_TRUE(ok) << ok.error().message;
   ASSERT_TRUE(ok->claim);
   auto learner = stream(domain::learner_stream(ok->claim->learner_id_));
   ASSERT_FALSE(learner.empty()) << "the claim's learner was never registered";
   EXPECT_EQ(learner[0].type, domain::learner_registered::type_name);
+  // Nor was its lead taken for one submitted before.
+  auto log = store_->read_all({}, 1000);
+  ASSERT_TRUE(log);
+  EXPECT_EQ(std::count_if(log->begin(), log->end(),
+                          [](const auto& e) { return e.type == domain::lead_captured::type_name; }),
+            1);
 }
 
 // A store that answers an append on the spot (closed, or refusing it) answers on the thread
