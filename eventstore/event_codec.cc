@@ -41,11 +41,23 @@ namespace {
 using json = nlohmann::json;
 namespace d = domain;
 
+// Whether the n bytes at a and b (sizeof(Word) <= n <= 2 * sizeof(Word)) are the same: one
+// Word from each end, the two overlapping when n is shorter than two.
+template <typename Word>
+inline bool same_ends(const char* a, const char* b, std::size_t n) {
+  Word a0, a1, b0, b1;
+  std::memcpy(&a0, a, sizeof(Word));
+  std::memcpy(&b0, b, sizeof(Word));
+  std::memcpy(&a1, a + n - sizeof(Word), sizeof(Word));
+  std::memcpy(&b1, b + n - sizeof(Word), sizeof(Word));
+  return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+}
+
 // Whether the n bytes at a and b are the same, what memcmp(a, b, n) == 0 says. Up to 32
-// bytes without a call: two overlapping loads from each end. Decoding compares short
-// texts many times per event (a member's name with its quote, colon and comma, an event
-// type's name), and a call to memcmp for each, with its dispatch on the length, cost more
-// than the comparison.
+// bytes without a call (16 without SSE2): two overlapping loads from each end. Decoding
+// compares short texts many times per event (a member's name with its quote, colon and
+// comma, an event type's name), and a call to memcmp for each, with its dispatch on the
+// length, cost more than the comparison.
 inline bool same_bytes(const char* a, const char* b, std::size_t n) {
   if (n >= 8) {
 #if defined(__SSE2__)
@@ -59,21 +71,9 @@ inline bool same_bytes(const char* a, const char* b, std::size_t n) {
     }
 #endif
     if (n > 16) return std::memcmp(a, b, n) == 0;
-    std::uint64_t a0, a1, b0, b1;
-    std::memcpy(&a0, a, 8);
-    std::memcpy(&b0, b, 8);
-    std::memcpy(&a1, a + n - 8, 8);
-    std::memcpy(&b1, b + n - 8, 8);
-    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    return same_ends<std::uint64_t>(a, b, n);
   }
-  if (n >= 4) {
-    std::uint32_t a0, a1, b0, b1;
-    std::memcpy(&a0, a, 4);
-    std::memcpy(&b0, b, 4);
-    std::memcpy(&a1, a + n - 4, 4);
-    std::memcpy(&b1, b + n - 4, 4);
-    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
-  }
+  if (n >= 4) return same_ends<std::uint32_t>(a, b, n);
   for (std::size_t i = 0; i < n; ++i) {
     if (a[i] != b[i]) return false;
   }
