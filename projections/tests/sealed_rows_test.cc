@@ -17,6 +17,15 @@ namespace {
 
 using passage::testing::numbered_uuid;
 
+// A codec with a key store of its own, and the ids and time of the events it seals here.
+struct sealing {
+  std::unique_ptr<eventstore::key_store> keys = eventstore::make_memory_key_store();
+  eventstore::event_codec codec{*keys, std::string(48, 'p')};
+  uuid org = numbered_uuid(1, 0xAB), invite = numbered_uuid(2, 0xAB);
+  uuid learner = numbered_uuid(3, 0xAB), claim = numbered_uuid(4, 0xAB);
+  timestamp t = from_unix_micros(1'790'000'000'000'000);
+};
+
 TEST(sealed_rows, the_personal_data_block_is_found_as_the_codec_writes_it) {
   const std::string envelope =
       R"({"alg":"A256GCM","ct":"a+b/c==","iv":"xyz","subject":"learner:0000"})";
@@ -74,11 +83,10 @@ TEST(sealed_rows, the_block_is_found_at_every_offset) {
 // The block of a real event, put back into its type's template, decrypts to the event's
 // personal data: the round trip every A, R and L row takes. Another type has no template.
 TEST(sealed_rows, a_block_in_its_types_template_decrypts_as_the_whole_event) {
-  auto keys = eventstore::make_memory_key_store();
-  eventstore::event_codec codec(*keys, std::string(48, 'p'));
-  const uuid org = numbered_uuid(1, 0xAB), invite = numbered_uuid(2, 0xAB);
-  const uuid learner = numbered_uuid(3, 0xAB), claim = numbered_uuid(4, 0xAB);
-  const timestamp t = from_unix_micros(1'790'000'000'000'000);
+  const sealing s;
+  const auto& codec = s.codec;
+  const auto &org = s.org, &invite = s.invite, &learner = s.learner, &claim = s.claim;
+  const auto& t = s.t;
   domain::personal_data pd;
   pd.email_ = "ada@example.com";
   pd.first_name_ = "Ada \"the\" {first}";
@@ -147,11 +155,10 @@ TEST(sealed_rows, a_block_in_its_types_template_decrypts_as_the_whole_event) {
 // The binary form of blocks the codec seals (format 7's rows) gives back the same text,
 // in about half the bytes; the subject is implied when it is the row's own learner.
 TEST(sealed_rows, a_sealed_block_in_binary_form_reads_back_as_the_same_text) {
-  auto keys = eventstore::make_memory_key_store();
-  eventstore::event_codec codec(*keys, std::string(48, 'p'));
-  const uuid org = numbered_uuid(1, 0xAB), invite = numbered_uuid(2, 0xAB);
-  const uuid learner = numbered_uuid(3, 0xAB), claim = numbered_uuid(4, 0xAB);
-  const timestamp t = from_unix_micros(1'790'000'000'000'000);
+  const sealing s;
+  const auto& codec = s.codec;
+  const auto &org = s.org, &invite = s.invite, &learner = s.learner, &claim = s.claim;
+  const auto& t = s.t;
   domain::personal_data pd;
   pd.email_ = "ada@example.com";
   pd.first_name_ = "Ada";
