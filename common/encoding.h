@@ -14,6 +14,8 @@ std::string html_escape(std::string_view text);
 
 // Standard base64 (RFC 4648 §4), padded, on one line.
 std::string base64_encode(std::string_view bytes);
+// The same appended to `out`, encoded in place (for a buffer reused or built piece by piece).
+void base64_append(std::string& out, std::string_view bytes);
 
 // Standard padded base64 back to bytes; nullopt unless `text` is exactly that (length a
 // multiple of 4, base64 alphabet, '=' only as padding). Strip MIME line breaks first.

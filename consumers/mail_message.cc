@@ -1,7 +1,5 @@
 #include "consumers/mail_message.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -20,13 +18,7 @@ namespace {
 void append_base64_lines(std::string& out, std::string_view in) {
   constexpr std::size_t per_line = 57;  // 76 characters
   for (std::size_t i = 0; i < in.size(); i += per_line) {
-    const auto chunk = in.substr(i, per_line);
-    const std::size_t at = out.size();
-    out.resize(at + 4 * ((chunk.size() + 2) / 3) + 1);  // EVP_EncodeBlock ends with a NUL
-    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + at),
-                                  reinterpret_cast<const unsigned char*>(chunk.data()),
-                                  static_cast<int>(chunk.size()));
-    out.resize(at + static_cast<std::size_t>(n));
+    base64_append(out, in.substr(i, per_line));
     out += "\r\n";
   }
 }

@@ -253,13 +253,8 @@ void write_string(std::string& out, std::string_view s) { append_json_string(out
 // holds nothing JSON escapes, so there is nothing to scan for (same bytes as
 // write_string(out, base64_encode(bytes))).
 void write_base64(std::string& out, std::string_view bytes) {
-  const std::size_t at = out.size();
-  out.resize(at + 4 * ((bytes.size() + 2) / 3) + 3);
-  out[at] = '"';
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + at + 1),
-                                reinterpret_cast<const unsigned char*>(bytes.data()),
-                                static_cast<int>(bytes.size()));
-  out.resize(at + 1 + static_cast<std::size_t>(n));
+  out += '"';
+  base64_append(out, bytes);
   out += '"';
 }
 

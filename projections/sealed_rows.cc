@@ -1,6 +1,5 @@
 #include "projections/sealed_rows.h"
 
-#include <openssl/evp.h>
 #include <string.h>  // memmem (POSIX), memcmp
 
 #if defined(__SSE2__)
@@ -12,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/encoding.h"
 #include "common/uuid_text.h"
 #include "domain/events.h"
 #include "eventstore/event_codec.h"
@@ -107,7 +107,7 @@ constexpr std::array<std::int8_t, 256> hex_values = [] {
 constexpr std::string_view hex_digits = "0123456789abcdef";
 
 // The bytes `text` holds as padded base64, written as a varint length and the bytes; false
-// (w left as it was) unless the text is the one EVP_EncodeBlock writes for them (length a
+// (w left as it was) unless the text is the one base64_append writes for them (length a
 // multiple of 4, '=' only as padding, the last digit's unused bits zero): the text is
 // then given back exactly. (Not EVP_DecodeBlock: it skips whitespace and ignores unused
 // bits, so it cannot tell the canonical text from others that decode alike.)
@@ -148,16 +148,6 @@ bool put_base64(record_writer& w, std::string_view text) {
     return false;
   }
   return true;
-}
-
-// Appends the base64 text of `bytes` (as the codec writes it).
-void append_base64(std::string& out, std::string_view bytes) {
-  const std::size_t at = out.size();
-  out.resize(at + 4 * ((bytes.size() + 2) / 3) + 1);  // (EVP_EncodeBlock adds a NUL)
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + at),
-                                reinterpret_cast<const unsigned char*>(bytes.data()),
-                                static_cast<int>(bytes.size()));
-  out.resize(at + static_cast<std::size_t>(n));
 }
 
 // The id of a canonical lower-case uuid text (what the codec writes); nullopt otherwise.
@@ -266,9 +256,9 @@ result<void, std::string> get_binary_block(record_reader& r, const std::optional
               after_subject.size() + 4 * ((ct.size() + 2) / 3) + 4 * ((iv.size() + 2) / 3) +
               email_prefix.size() + 64 + 21);
   out.append(before_ct);
-  append_base64(out, ct);
+  base64_append(out, ct);
   out.append(before_iv);
-  append_base64(out, iv);
+  base64_append(out, iv);
   out.append(before_subject);
   if (hash.empty()) {
     out.append(learner_prefix);

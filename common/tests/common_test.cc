@@ -314,6 +314,16 @@ TEST(Encoding, Base64MatchesRfc4648Vectors) {
   EXPECT_EQ(base64_encode(std::string("\0\xff", 2)), "AP8=");
 }
 
+TEST(Encoding, Base64AppendsAfterWhatTheBufferHolds) {
+  std::string out = "x:";
+  base64_append(out, "fo");
+  EXPECT_EQ(out, "x:Zm8=");
+  base64_append(out, "");
+  EXPECT_EQ(out, "x:Zm8=");
+  base64_append(out, "foobar");
+  EXPECT_EQ(out, "x:Zm8=Zm9vYmFy");
+}
+
 TEST(Encoding, Base64DecodesWhatItEncodesAndRefusesTheRest) {
   for (std::string s : {std::string(), std::string("f"), std::string("fo"), std::string("foo"),
                         std::string("foobar"), std::string("\0\xff", 2)}) {
