@@ -144,7 +144,9 @@ std::string hash_api_key(std::string_view key) {
 template <typename State>
 struct plan {
   domain::event_list events;
-  std::map<std::string, expected_version> other_streams;  // others: any
+  // Expectations on other streams (unnamed: any); also checked for a stream the events
+  // do not write to.
+  std::map<std::string, expected_version> other_streams;
   // Runs once the events are durable (at once when there are none). May run on
   // the store's writer thread.
   std::function<void(const written&)> on_success;
@@ -342,6 +344,13 @@ struct command_service::impl {
         it = appends.end() - 1;
       }
       group_of[i] = static_cast<std::size_t>(it - appends.begin());
+    }
+    // Expectations on streams the command writes nothing to: checked with the append.
+    for (const auto& [name, expected] : p.other_streams) {
+      if (std::none_of(appends.begin(), appends.end(),
+                       [&](const stream_append& a) { return a.stream == name; })) {
+        appends.push_back({name, expected, {}});
+      }
     }
     for (std::size_t g = 0; g < appends.size(); ++g) {
       appends[g].events.reserve(
@@ -1062,16 +1071,13 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
     subject = self->codec.email_subject(ref.org_id, domain::normalize_email(*input.email));
     {
       std::lock_guard lk(self->learners_mu);
-      if (auto it = self->pending_learners.find(subject); it != self->pending_learners.end()) {
-        known_learner = it->second;
-      }
       lead_submitted = self->pending_leads.count(subject) > 0;
     }
-    if (!known_learner) {
-      if (auto l = self->facts.learner_by_email(ref.org_id, subject)) {
-        known_learner = l->learner_id;
-        lead_submitted = lead_submitted || l->lead_submitted;
-      }
+    // Only a learner the read side shows is known for sure; one another claim reserved is
+    // looked up again by each decision, under the invite's lock (that claim may yet fail).
+    if (auto l = self->facts.learner_by_email(ref.org_id, subject)) {
+      known_learner = l->learner_id;
+      lead_submitted = lead_submitted || l->lead_submitted;
     }
   }
 
@@ -1081,7 +1087,6 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
   cmd.last_name_ = input.last_name;
   cmd.lead_answers_ = input.answers;
   cmd.anonymous_learner_id_ = token_learner ? *token_learner : uuid::random();
-  cmd.existing_learner_id_ = known_learner;
   cmd.lead_already_submitted_ = lead_submitted;
   cmd.lead_form_ = std::move(*lead_form);
   cmd.invitation_id_ = invitation_id;
@@ -1090,11 +1095,23 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
 
   execute<domain::invite_state>(
       invites, domain::invite_stream(invite_id), {},
-      [self, cmd, subject, org_id, invite_id, done](
+      [self, cmd, subject, known_learner, org_id, invite_id, done](
           const domain::invite_state& s,
           timestamp now) mutable -> domain::domain_result<plan<domain::invite_state>> {
         cmd.claim_id_ = uuid::random();
         bool reserved_learner = false;  // this decision reserved the email's learner
+        // A learner another claim reserved for this email (its registration not yet shown
+        // by the read side): this claim may name it only if that registration is stored
+        // first. Looked up afresh by each decision, a retry's included: a reservation
+        // goes with its claim's failed append.
+        std::optional<uuid> pending_learner;
+        cmd.existing_learner_id_ = known_learner;
+        if (!known_learner && !subject.empty()) {
+          std::lock_guard lk(self->learners_mu);
+          if (auto it = self->pending_learners.find(subject); it != self->pending_learners.end()) {
+            pending_learner = cmd.existing_learner_id_ = it->second;
+          }
+        }
         // Its key is already durable: this commit needs no key-store fsync.
         cmd.new_learner_id_ = self->fresh_learners.take();
         cmd.new_password_setup_id_ = uuid::random();
@@ -1109,7 +1126,7 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
           std::unique_lock lk(self->learners_mu);
           std::optional<uuid> known;
           if (auto it = self->pending_learners.find(subject); it != self->pending_learners.end()) {
-            known = it->second;
+            pending_learner = known = it->second;
           } else if (auto l = self->facts.learner_by_email(org_id, subject)) {
             known = l->learner_id;
           } else {
@@ -1147,6 +1164,11 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
         if (d->learner_registered_) {
           p.other_streams.insert_or_assign(domain::learner_stream(cmd.new_learner_id_),
                                            expected_version::no_stream());
+        } else if (pending_learner && d->claim_ && d->claim_->learner_id_ == *pending_learner) {
+          // Stored only after (or with) the registration: should that append fail, this
+          // one fails as a conflict and decides again, without the reservation.
+          p.other_streams.insert_or_assign(domain::learner_stream(*pending_learner),
+                                           expected_version::stream_exists());
         }
         if (reserved_learner || reserved_lead) {
           // A learner never registered must not be handed to the next claim by this email

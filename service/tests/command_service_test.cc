@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <condition_variable>
 #include <future>
 #include <mutex>
 #include <set>
@@ -318,6 +319,72 @@ TEST_F(command_service_test, AClaimWhoseAppendFailsLeavesNeitherLearnerNorLeadRe
   EXPECT_EQ(std::count_if(log->begin(), log->end(),
                           [](const auto& e) { return e.type == domain::lead_captured::type_name; }),
             1);
+}
+
+// Two invites claimed by one email: the second claim finds the learner the first reserved and
+// names it. If the first claim's append then fails, the learner is never registered: the
+// second claim must not be stored naming it, but register a learner of its own.
+TEST_F(command_service_test, AClaimNamingAnotherClaimsLearnerIsNotStoredWhenThatRegistrationFails) {
+  std::mutex mu;
+  std::condition_variable cv;
+  int commits = 0;
+  bool release = false;
+  svc_.reset();
+  store_.reset();
+  eventstore::event_store_options o{.path = dir_.sub("held-events"), .clock = &clock_};
+  bool hold = false;
+  o.before_commit = [&]() -> std::optional<std::string> {
+    std::unique_lock lk(mu);
+    if (!hold) return std::nullopt;
+    hold = false;  // the first claim's commit: held until the second claim is queued, then refused
+    ++commits;
+    cv.notify_all();
+    cv.wait(lk, [&] { return release; });
+    return std::string("disk full");
+  };
+  auto s = eventstore::open_event_store(o);
+  ASSERT_TRUE(s) << s.error().message;
+  store_ = std::move(*s);
+  svc_ = std::make_unique<command_service>(*store_, *codec_, *keys_, facts_, clock_,
+                                           learner_token_codec(std::string(32, 't')));
+  auto org = svc_->ensure_organization(org_id_, "Acme", std::string("psk_owner"));
+  ASSERT_TRUE(org) << org.error().message;
+  owner_ = {domain::role::owner, org_id_, org->owner_key_id};
+  register_track("k8s-basics");
+  auto first_invite = create_invite(10);
+  auto second_invite = create_invite(10);
+
+  claim_input in;
+  in.email = "ada@example.com";
+  std::promise<service_result<claim_result>> first, second;
+  {
+    std::lock_guard lk(mu);
+    hold = true;
+  }
+  svc_->claim(first_invite.code, in, {"test", ""},
+              [&](service_result<claim_result> r) { first.set_value(std::move(r)); });
+  {
+    std::unique_lock lk(mu);
+    ASSERT_TRUE(cv.wait_for(lk, 10s, [&] { return commits == 1; }));
+  }
+  // The first claim's events are in the commit being held: its learner is reserved.
+  svc_->claim(second_invite.code, in, {"test", ""},
+              [&](service_result<claim_result> r) { second.set_value(std::move(r)); });
+  std::this_thread::sleep_for(50ms);  // the second claim's append queued behind the first
+  {
+    std::lock_guard lk(mu);
+    release = true;
+  }
+  cv.notify_all();
+
+  auto failed = first.get_future().get();
+  ASSERT_FALSE(failed);
+  auto ok = second.get_future().get();
+  ASSERT_TRUE(ok) << ok.error().message;
+  ASSERT_TRUE(ok->claim);
+  auto learner = stream(domain::learner_stream(ok->claim->learner_id_));
+  ASSERT_FALSE(learner.empty()) << "the claim names a learner that was never registered";
+  EXPECT_EQ(learner[0].type, domain::learner_registered::type_name);
 }
 
 // A store that answers an append on the spot (closed, or refusing it) answers on the thread
