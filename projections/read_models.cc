@@ -717,6 +717,13 @@ recorded_event get_event(record_reader& r, std::string_view row_type,
   return e;
 }
 
+// What a row query does with a row it cannot read: see unreadable_row.
+[[noreturn]] void throw_unreadable(char kind, const uuid& id, std::uint64_t position) {
+  throw unreadable_row("read models: the " + std::string(1, kind) + " row of " + id.to_string() +
+                       " at log position " + std::to_string(position) +
+                       " cannot be read; rebuild the read models (passage replay)");
+}
+
 // Reads an A row's fields before its event, giving its learner (for get_event); R rows:
 // skip_rejection_fields.
 std::optional<uuid> skip_acceptance_fields(record_reader& r) {
@@ -2501,7 +2508,7 @@ std::optional<std::vector<acceptance_row>> read_models::acceptance_list(
     row.claimed_at = r.ts();
     row.access_expires_at = r.opt_ts();
     auto e = get_event(r, a_row_type, row.learner_id, position);
-    if (!r.ok()) return true;
+    if (!r.ok()) throw_unreadable('A', invite_id, position);
     row.position = e.position;
     row.seconds_since_invite_created = seconds_between(created_at, row.claimed_at);
     rows.emplace_back(std::move(row), std::move(e));
@@ -2531,7 +2538,7 @@ std::optional<std::vector<rejection_row>> read_models::rejections(const uuid& or
     row.anonymous = r.boolean();
     row.rejected_at = r.ts();
     auto e = get_event(r, r_row_type, row.learner_id, position);
-    if (!r.ok()) return true;
+    if (!r.ok()) throw_unreadable('R', invite_id, position);
     row.position = e.position;
     rows.emplace_back(std::move(row), std::move(e));
     return true;
@@ -2653,7 +2660,7 @@ std::optional<learner_history_view> read_models::learner_history(const uuid& org
                       if (auto reason = r.u64(); reason > 0) {
                         x.reason = static_cast<domain::rejection_reason>(reason - 1);
                       }
-                      if (!r.ok()) return true;
+                      if (!r.ok()) throw_unreadable('H', learner_id, position);
                       rows.emplace_back(std::move(x), std::nullopt);
                       return true;
                     });
@@ -2668,11 +2675,13 @@ std::optional<learner_history_view> read_models::learner_history(const uuid& org
     if (!claimed && x.fact != learner_fact::rejected) continue;
     auto st = state_->db->Get(in_snapshot,
                               slice(row_key(claimed ? 'A' : 'R', x.invite_id, x.position)), &value);
-    if (!st.ok()) continue;
+    // Written with the H row: a missing one is damage too.
+    if (!st.ok()) throw_unreadable(claimed ? 'A' : 'R', x.invite_id, x.position);
     record_reader r(value);
     const auto row_learner = claimed ? skip_acceptance_fields(r) : skip_rejection_fields(r);
     auto sealed = get_event(r, claimed ? a_row_type : r_row_type, row_learner, x.position);
-    if (r.ok()) e = std::move(sealed);
+    if (!r.ok()) throw_unreadable(claimed ? 'A' : 'R', x.invite_id, x.position);
+    e = std::move(sealed);
   }
   for (auto& [x, e] : rows) {
     if (e) x.who = state_->show(*e, learner_id);
@@ -2701,7 +2710,7 @@ std::vector<lead_row> read_models::leads(const uuid& org_id) const {
     row.invite_id = r.opt_id();
     row.captured_at = r.ts();
     auto e = get_event(r, l_row_type, row.learner_id, position);
-    if (!r.ok()) return true;
+    if (!r.ok()) throw_unreadable('L', org_id, position);
     row.position = e.position;
     rows.emplace_back(std::move(row), std::move(e));
     return true;

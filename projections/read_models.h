@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,14 @@ namespace passage::projections {
 
 struct projection_error {
   std::string message;
+};
+
+// Thrown by a query that meets a row it cannot read (a damaged read-model folder). The
+// query answers nothing rather than an answer without that row (an acceptance list short
+// of a claim would read as right); the HTTP API answers 500 and logs the message. The
+// folder is rebuilt from the log by `passage replay`.
+struct unreadable_row : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 // A query argument the read models cannot use (an unparsable cursor, ...).
@@ -375,7 +384,8 @@ class read_models {
   // Claims of the org per hour or day, in total and per invite, with time-to-claim stats.
   claim_history_view claim_history(const uuid& org_id, const claim_history_query& query) const;
   // Claims in claim order; nullopt for an unknown invite. Answers as of an earlier
-  // instant: point_in_time.h.
+  // instant: point_in_time.h. These row queries (acceptances, rejections, learner history,
+  // leads) throw unreadable_row for a row they cannot read.
   std::optional<std::vector<acceptance_row>> acceptance_list(const uuid& org_id,
                                                              const uuid& invite_id) const;
   std::optional<std::vector<rejection_row>> rejections(const uuid& org_id,

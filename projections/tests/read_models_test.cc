@@ -2341,5 +2341,56 @@ TEST_F(read_models_test, a_folder_of_format_6_is_rebuilt_from_the_log_with_the_s
   EXPECT_EQ(answers(), before);
 }
 
+// A row a query cannot read (a damaged folder) makes the query fail, naming the row and the
+// way out, instead of answering without it: an acceptance list one claim short, or a
+// learner's history without the email of a claim, would read as a right answer.
+TEST_F(read_models_test, a_row_that_cannot_be_read_fails_its_query_instead_of_going_missing) {
+  const uuid inv = id(100);
+  create_lead_form_invite(org, inv, "Damaged", 5);
+  const auto ada = claim(inv, "ada@example.com", 1, "Ada", "Lovelace", {{"company", "Analytical"}});
+  claim(inv, "eve@example.com", 2, "Eve", "Smith", {{"company", "Bletchley"}});
+  catch_up();
+  ASSERT_EQ(models_->acceptance_list(org, inv)->size(), 2u);
+  ASSERT_EQ(models_->leads(org).size(), 2u);
+  projector_.reset();
+  models_.reset();
+
+  // Ada's A and L rows lose their last bytes (the sealed block's tail).
+  std::string a_key;
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), models_path(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    rocksdb::WriteBatch batch;
+    int damaged = 0;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const auto key = it->key().ToString();
+      const auto value = it->value().ToString();
+      if (key.size() != 25 || (key[0] != 'A' && key[0] != 'L')) continue;
+      if (value.find(ada.claim_->learner_id_.as_bytes()) == std::string::npos) continue;
+      batch.Put(key, value.substr(0, value.size() - 20));
+      ++damaged;
+    }
+    ASSERT_EQ(damaged, 2);
+    ASSERT_TRUE(db->Write(rocksdb::WriteOptions(), &batch).ok());
+  }
+  open_models();
+
+  auto fails_naming = [](auto&& query, std::string_view row) {
+    try {
+      query();
+      ADD_FAILURE() << "the query answered without its " << row << " row";
+    } catch (const unreadable_row& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("the " + std::string(row) + " row of"), std::string::npos) << what;
+      EXPECT_NE(what.find("passage replay"), std::string::npos) << what;
+    }
+  };
+  fails_naming([&] { (void)models_->acceptance_list(org, inv); }, "A");
+  fails_naming([&] { (void)models_->learner_history(org, ada.claim_->learner_id_); }, "A");
+  fails_naming([&] { (void)models_->leads(org); }, "L");
+}
+
 }  // namespace
 }  // namespace passage::projections
