@@ -75,10 +75,17 @@ service_result<T> wait(std::function<void(callback<T>)> call) {
 class command_service_test : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto s = eventstore::open_event_store({.path = dir_.sub("events"), .clock = &clock_});
+    codec_ = std::make_unique<eventstore::event_codec>(*keys_, std::string(32, 'p'));
+    use_store({.path = dir_.sub("events"), .clock = &clock_});
+  }
+
+  // A new service over a store opened with `o` (its hooks), in place of SetUp's.
+  void use_store(eventstore::event_store_options o) {
+    svc_.reset();
+    store_.reset();
+    auto s = eventstore::open_event_store(o);
     ASSERT_TRUE(s) << s.error().message;
     store_ = std::move(*s);
-    codec_ = std::make_unique<eventstore::event_codec>(*keys_, std::string(32, 'p'));
     svc_ = std::make_unique<command_service>(*store_, *codec_, *keys_, facts_, clock_,
                                              learner_token_codec(std::string(32, 't')));
     auto org = svc_->ensure_organization(org_id_, "Acme", std::string("psk_owner"));
@@ -278,21 +285,13 @@ TEST_F(command_service_test, StaleCacheIsReloadedAndTheCommandRetried) {
 // must register a learner of its own and capture the lead, not take the ones that never were.
 TEST_F(command_service_test, AClaimWhoseAppendFailsLeavesNeitherLearnerNorLeadReservedForItsEmail) {
   std::atomic<bool> refuse{false};
-  svc_.reset();
-  store_.reset();
   eventstore::event_store_options o{.path = dir_.sub("refusing-events"), .clock = &clock_};
   o.before_commit = [&]() -> std::optional<std::string> {
     if (refuse) return std::string("disk full");
     return std::nullopt;
   };
-  auto s = eventstore::open_event_store(o);
-  ASSERT_TRUE(s) << s.error().message;
-  store_ = std::move(*s);
-  svc_ = std::make_unique<command_service>(*store_, *codec_, *keys_, facts_, clock_,
-                                           learner_token_codec(std::string(32, 't')));
-  auto org = svc_->ensure_organization(org_id_, "Acme", std::string("psk_owner"));
-  ASSERT_TRUE(org) << org.error().message;
-  owner_ = {domain::role::owner, org_id_, org->owner_key_id};
+  use_store(o);
+  ASSERT_FALSE(HasFatalFailure());
   register_track("k8s-basics");
   auto invite = create_invite(10, 0, domain::access_mode::lead_form);
   claim_input in;
@@ -329,8 +328,6 @@ TEST_F(command_service_test, AClaimNamingAnotherClaimsLearnerIsNotStoredWhenThat
   std::condition_variable cv;
   int commits = 0;
   bool release = false;
-  svc_.reset();
-  store_.reset();
   eventstore::event_store_options o{.path = dir_.sub("held-events"), .clock = &clock_};
   bool hold = false;
   o.before_commit = [&]() -> std::optional<std::string> {
@@ -342,14 +339,8 @@ TEST_F(command_service_test, AClaimNamingAnotherClaimsLearnerIsNotStoredWhenThat
     cv.wait(lk, [&] { return release; });
     return std::string("disk full");
   };
-  auto s = eventstore::open_event_store(o);
-  ASSERT_TRUE(s) << s.error().message;
-  store_ = std::move(*s);
-  svc_ = std::make_unique<command_service>(*store_, *codec_, *keys_, facts_, clock_,
-                                           learner_token_codec(std::string(32, 't')));
-  auto org = svc_->ensure_organization(org_id_, "Acme", std::string("psk_owner"));
-  ASSERT_TRUE(org) << org.error().message;
-  owner_ = {domain::role::owner, org_id_, org->owner_key_id};
+  use_store(o);
+  ASSERT_FALSE(HasFatalFailure());
   register_track("k8s-basics");
   auto first_invite = create_invite(10);
   auto second_invite = create_invite(10);
