@@ -66,38 +66,59 @@ std::vector<std::string_view> split_path(std::string_view path) {
   return out;
 }
 
+// A request target's path segments, percent-decoded, and its query (without the '?').
+// Segments without a '%' (nearly all) are views of the target itself; the others are
+// views of their decoded text in `decoded`, whose room is reserved up front so that
+// adding one never moves the others. Not copyable or movable: it holds views into itself.
 struct split_target {
-  std::vector<std::string> segments;
+  split_target() = default;
+  split_target(const split_target&) = delete;
+  split_target& operator=(const split_target&) = delete;
+
+  std::vector<std::string_view> segments;
+  std::vector<std::string> decoded;
   std::string_view query;
 };
 
-result<split_target, problem> decode_target(std::string_view target) {
+// Splits and decodes `target` into `out` (views into `target`, which must outlive it);
+// the problem when the target is refused.
+std::optional<problem> decode_target(std::string_view target, split_target& out) {
   if (target.empty() || target.front() != '/') {
-    return fail(invalid_request("the request target must be an absolute path"));
+    return invalid_request("the request target must be an absolute path");
   }
   if (target.find('#') != std::string_view::npos) {
-    return fail(invalid_request("the request target must not contain a fragment"));
+    return invalid_request("the request target must not contain a fragment");
   }
-  split_target out;
   auto q = target.find('?');
   std::string_view path = target.substr(0, q);
   if (q != std::string_view::npos) out.query = target.substr(q + 1);
-  auto raw_segments = split_path(path);
-  out.segments.reserve(raw_segments.size());
-  for (std::string_view raw : raw_segments) {
-    auto decoded = percent_decode(raw, false);
-    if (!decoded) return fail(invalid_request("malformed percent-encoding in the path"));
-    if (decoded->find('/') != std::string::npos) {
-      return fail(invalid_request("encoded '/' in a path segment"));
+  if (path == "/") return std::nullopt;
+  const auto count = static_cast<std::size_t>(std::count(path.begin(), path.end(), '/'));
+  out.segments.reserve(count);
+  if (path.find('%') != std::string_view::npos) out.decoded.reserve(count);
+  path.remove_prefix(1);
+  while (true) {
+    auto slash = path.find('/');
+    std::string_view segment = path.substr(0, slash);
+    if (segment.find('%') != std::string_view::npos) {
+      auto decoded = percent_decode(segment, false);
+      if (!decoded) return invalid_request("malformed percent-encoding in the path");
+      if (decoded->find('/') != std::string::npos) {
+        return invalid_request("encoded '/' in a path segment");
+      }
+      out.decoded.push_back(std::move(*decoded));
+      segment = out.decoded.back();
     }
-    if (has_control(*decoded)) return fail(invalid_request("control character in the path"));
-    if (!is_valid_utf8(*decoded)) return fail(invalid_request("the path is not valid UTF-8"));
-    if (*decoded == "." || *decoded == "..") {
-      return fail(invalid_request("'.' and '..' segments are not allowed"));
+    if (has_control(segment)) return invalid_request("control character in the path");
+    if (!is_valid_utf8(segment)) return invalid_request("the path is not valid UTF-8");
+    if (segment == "." || segment == "..") {
+      return invalid_request("'.' and '..' segments are not allowed");
     }
-    out.segments.push_back(std::move(*decoded));
+    out.segments.push_back(segment);
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
   }
-  return out;
+  return std::nullopt;
 }
 
 }  // namespace
@@ -107,7 +128,7 @@ router::~router() = default;
 
 // Depth-first, literal before parameter. With `method` set, finds a node that
 // has that method; without, any node that has routes.
-const router::node* router::find_node(const node* n, const std::vector<std::string>& segs,
+const router::node* router::find_node(const node* n, const std::vector<std::string_view>& segs,
                                       std::size_t i, const http::verb* method,
                                       std::vector<std::string_view>& captured) {
   if (i == segs.size()) {
@@ -168,17 +189,17 @@ router& router::add(http::verb method, std::string_view path_template, handler h
 }
 
 result<route_match, problem> router::match(http::verb method, std::string_view target) const {
-  auto split = decode_target(target);
-  if (!split) return fail(std::move(split).error());
-  auto query = parse_query(split->query);
+  split_target split;
+  if (auto refused = decode_target(target, split)) return fail(std::move(*refused));
+  auto query = parse_query(split.query);
   if (!query) return fail(std::move(query).error());
 
   std::vector<std::string_view> captured;
-  captured.reserve(split->segments.size());
-  const node* n = find_node(root_.get(), split->segments, 0, &method, captured);
+  captured.reserve(split.segments.size());
+  const node* n = find_node(root_.get(), split.segments, 0, &method, captured);
   if (!n) {
     captured.clear();
-    const node* any = find_node(root_.get(), split->segments, 0, nullptr, captured);
+    const node* any = find_node(root_.get(), split.segments, 0, nullptr, captured);
     if (!any) return fail(make_problem("not_found", "no route for this path"));
     std::string allow;
     for (const auto& e : any->entries) {

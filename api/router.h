@@ -80,8 +80,9 @@ class router {
 
  private:
   struct node;
-  static const node* find_node(const node* n, const std::vector<std::string>& segs, std::size_t i,
-                               const http::verb* method, std::vector<std::string_view>& captured);
+  static const node* find_node(const node* n, const std::vector<std::string_view>& segs,
+                               std::size_t i, const http::verb* method,
+                               std::vector<std::string_view>& captured);
 
   std::unique_ptr<node> root_;
   std::vector<std::string> routes_;

@@ -72,6 +72,27 @@ TEST_F(router_test, matches_literal_and_parameter_routes) {
   EXPECT_EQ(root->route, "/");
 }
 
+// Segments are matched as views: of the target when nothing is encoded, of their decoded
+// text otherwise. Several decoded segments in one path (short ones and ones too long for a
+// string's inline buffer, literals and parameters) must all keep their own text.
+TEST_F(router_test, matches_paths_with_several_encoded_segments) {
+  auto m = r_.match(http::verb::post,
+                    "/v1/%70ublic/claims/claim%2D0123456789abcdef%2D0123456789abcdef/tracks/"
+                    "t%201/pa%75se?x=%41");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->route, "/v1/public/claims/{claim_id}/tracks/{track_id}/pause");
+  EXPECT_EQ(m->params.get("claim_id"), "claim-0123456789abcdef-0123456789abcdef");
+  EXPECT_EQ(m->params.get("track_id"), "t 1");
+  EXPECT_EQ(m->query.get("x"), "A");
+
+  auto plain = r_.match(http::verb::get, "/v1/invites/an-id-longer-than-fifteen-characters");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->params.get("id"), "an-id-longer-than-fifteen-characters");
+
+  EXPECT_EQ(match_error(http::verb::get, "/v1/invites/%41/%2e%2e").code, "invalid_request");
+  EXPECT_EQ(match_error(http::verb::get, "/v1/in%76ites/a%ZZ").code, "invalid_request");
+}
+
 TEST_F(router_test, literal_segment_wins_over_parameter) {
   EXPECT_EQ(call(http::verb::get, "/v1/invites/search").body(), "search");
   EXPECT_EQ(call(http::verb::get, "/v1/invites/other").body(), "get id=other");
