@@ -2,6 +2,9 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#ifndef OPENSSL_NO_DEPRECATED_3_0  // see derived_id()
+#include <openssl/sha.h>
+#endif
 #include <pthread.h>
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
@@ -21,6 +24,7 @@
 #include <utility>
 
 #include "common/encoding.h"
+#include "common/uuid_text.h"
 #include "consumers/claim_digest.h"
 #include "consumers/state_db.h"
 #include "consumers/welcome_mail.h"
@@ -164,31 +168,51 @@ std::string ledger_entry_json(bool sent, const std::string& error, int attempts,
 }
 
 uuid derived_id(const uuid& event_id, std::string_view kind) {
-  std::string input = "passage.mail|";
-  input.reserve(input.size() + 36 + 1 + kind.size());
-  input += event_id.to_string();
-  input += '|';
-  input += kind;
+  // "passage.mail|<event id>|<kind>", in a buffer on the stack (kinds are short names).
+  constexpr std::string_view prefix = "passage.mail|";
+  char input[prefix.size() + 36 + 1 + 64];
+  const bool fits = kind.size() <= 64;
+  std::size_t n = 0;
+  if (fits) {
+    const auto id = uuid_chars(event_id);
+    n = std::copy(prefix.begin(), prefix.end(), input) - input;
+    n = std::copy(id.begin(), id.end(), input + n) - input;
+    input[n++] = '|';
+    n = std::copy(kind.begin(), kind.end(), input + n) - input;
+  }
+  const std::string long_input =
+      fits ? std::string() : std::string(prefix) + event_id.to_string() + "|" + std::string(kind);
+  const std::string_view text = fits ? std::string_view(input, n) : std::string_view(long_input);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+#ifndef OPENSSL_NO_DEPRECATED_3_0
+  // The low-level SHA-256 (deprecated in OpenSSL 3, still there; common/hmac.cc says why
+  // it is used): two ids per welcome mail, where EVP's provider dispatch cost more than
+  // hashing these ~60 bytes. Same digest.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+#pragma GCC diagnostic pop
+#else
   // Fetched once: EVP_sha256() makes EVP_Digest look the provider's implementation up on
-  // every call, and a welcome mail derives two ids. One context per thread, reused: a new
-  // one per digest (EVP_Digest) costs more than the digest of these few bytes.
+  // every call. One context per thread, reused: a new one per digest (EVP_Digest) costs
+  // more than the digest of these few bytes.
   static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   thread_local const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
                                                                                  EVP_MD_CTX_free);
   const EVP_MD* md = sha256 ? sha256 : EVP_sha256();
-  unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   // A failure of the reused context (not expected) leaves no error queued on the thread,
   // where a later caller's ERR_get_error() would take it for its own.
   ERR_set_mark();
   if (!ctx || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1 ||
-      EVP_DigestUpdate(ctx.get(), input.data(), input.size()) != 1 ||
+      EVP_DigestUpdate(ctx.get(), text.data(), text.size()) != 1 ||
       EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1) {
     ERR_pop_to_mark();
-    EVP_Digest(input.data(), input.size(), digest, &len, md, nullptr);
+    EVP_Digest(text.data(), text.size(), digest, &len, md, nullptr);
   } else {
     ERR_clear_last_mark();
   }
+#endif
   uuid id;
   std::copy(digest, digest + 16, id.bytes.begin());
   id.bytes[6] = static_cast<std::uint8_t>((id.bytes[6] & 0x0F) | 0x80);  // version 8
