@@ -153,6 +153,15 @@ TEST(MailMessage, TheWireTextIsTheSameByteForByte) {
       EXPECT_EQ(to_rfc5322(m, when), first_rfc5322(m, when)) << n << " " << subject;
     }
   }
+  // Bodies of arbitrary bytes (the whole base64 alphabet, both paddings) of every length up
+  // to three lines and a bit.
+  m.subject = "Hi";
+  for (std::size_t n = 0; n <= 3 * 57 + 4; ++n) {
+    m.text.clear();
+    for (std::size_t i = 0; i < n; ++i) m.text += static_cast<char>((i * 97 + n * 31) & 0xff);
+    m.html = n % 2 ? m.text : std::string();
+    EXPECT_EQ(to_rfc5322(m, t0), first_rfc5322(m, t0)) << n;
+  }
 }
 
 TEST(MailMessage, TemplatesPerOrganizationOverrideTheBuiltInParts) {
