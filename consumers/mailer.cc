@@ -640,7 +640,8 @@ struct mailer::state {
     if (b.Count() != 0 && !write(b, false)) return std::nullopt;
     for (const auto& m : r.mails) {
       if (m.indexed && !m.named.empty() && transport->keeps_copies()) {
-        run_learners[m.event.learner_id_] = m.named.front().subject;
+        run_learners[m.event.learner_id_] = {m.event.org_id_, m.message->to,
+                                             m.named.front().subject};
       }
     }
     return purges;
@@ -1156,10 +1157,44 @@ struct mailer::state {
   // A learner's first registration event (stream version 1) in this batch: what
   // first_name_of() reads. Cleared per batch.
   std::unordered_map<uuid, const eventstore::recorded_event*> registrations;
-  // The `s:` entries index_run() wrote in this batch (learner -> email subject), which
-  // flush_learnt() need not write again: a claim's registration and welcome mail come
-  // together. Cleared per batch.
-  std::unordered_map<uuid, std::string> run_learners;
+  // A registration of the batch as decoded (decrypted) once: first_name_of() reads the
+  // first name, flush_learnt() the address, of the same event (a nameless claim needs
+  // both), so its key is looked up and its envelope opened once, not twice. Dropped when
+  // a purge or key destruction began since the batch was read (purges_at_batch): the
+  // learner may be forgotten since, so the event is decoded again. Cleared per batch.
+  struct decoded_registration {
+    bool usable = false;  // decoded, not forgotten
+    uuid org;
+    std::string email;
+    std::string first_name;
+  };
+  std::unordered_map<const eventstore::recorded_event*, decoded_registration> decoded_registrations;
+
+  const decoded_registration& decode_registration(const eventstore::recorded_event& rec) {
+    if (!decoded_registrations.empty() && purges_begun() != purges_at_batch) {
+      decoded_registrations.clear();
+    }
+    auto [it, added] = decoded_registrations.try_emplace(&rec);
+    if (!added) return it->second;
+    auto decoded = codec.decode(rec);
+    if (!decoded || decoded->forgotten) return it->second;
+    auto& r = std::get<d::learner_registered>(decoded->event);
+    it->second = {true, r.org_id_, std::move(r.personal_data_.email_),
+                  std::move(r.personal_data_.first_name_)};
+    return it->second;
+  }
+
+  // The `s:` entries index_run() wrote in this batch (learner -> the welcome mail's
+  // organization, address and email subject), which flush_learnt() need not write again: a
+  // claim's registration and welcome mail come together. The same organization and address
+  // make the same subject, so the registration's is computed only when they differ.
+  // Cleared per batch.
+  struct run_learner {
+    uuid org;
+    std::string email;
+    std::string subject;
+  };
+  std::unordered_map<uuid, run_learner> run_learners;
   // The templates (template_for) the batch's mails were rendered with, per kind and
   // organization: the files are read once per batch, not once per mail, and an edit is
   // used from the next batch on. Cleared per batch (subscription thread).
@@ -1192,14 +1227,14 @@ struct mailer::state {
     if (learnt.empty()) return true;
     std::vector<std::pair<uuid, std::string>> subjects;
     for (const auto& l : learnt) {
-      auto decoded = codec.decode(*l.rec);
-      if (!decoded || decoded->forgotten) continue;
-      const auto& r = std::get<d::learner_registered>(decoded->event);
-      if (r.personal_data_.email_.empty()) continue;
-      auto subject = codec.email_subject(r.org_id_, r.personal_data_.email_);
-      if (auto w = run_learners.find(l.learner); w != run_learners.end() && w->second == subject) {
+      const auto& r = decode_registration(*l.rec);
+      if (!r.usable || r.email.empty()) continue;
+      const auto w = run_learners.find(l.learner);
+      if (w != run_learners.end() && w->second.org == r.org && w->second.email == r.email) {
         continue;  // written with the learner's welcome mail (index_run), the same address
       }
+      auto subject = codec.email_subject(r.org, r.email);
+      if (w != run_learners.end() && w->second.subject == subject) continue;  // the same too
       subjects.emplace_back(l.learner, std::move(subject));
     }
     learnt.clear();
@@ -1222,10 +1257,9 @@ struct mailer::state {
   // "" when unknown or forgotten (the mail then greets "there", if it goes at all).
   std::string first_name_of(const d::password_setup_issued& w) {
     if (auto it = registrations.find(w.learner_id_); it != registrations.end()) {
-      // Its registration came in this batch.
-      auto decoded = codec.decode(*it->second);
-      if (!decoded || decoded->forgotten) return {};
-      return std::get<d::learner_registered>(decoded->event).personal_data_.first_name_;
+      // Its registration came in this batch (decoded once, for flush_learnt() too).
+      const auto& r = decode_registration(*it->second);
+      return r.usable ? r.first_name : std::string();
     }
     auto first = store.read_stream(d::learner_stream(w.learner_id_), 1,
                                    eventstore::read_direction::forward, 1);
@@ -1512,6 +1546,7 @@ struct mailer::state {
       flush_run();
       flush_learnt();
       registrations.clear();
+      decoded_registrations.clear();
       batch_templates.clear();
       run_learners.clear();
       save_checkpoint(true);
@@ -1564,6 +1599,7 @@ struct mailer::state {
     }
     if (!flush_run() || !flush_learnt()) return stop_here();
     registrations.clear();
+    decoded_registrations.clear();
     batch_templates.clear();
     run_learners.clear();
     save_checkpoint(false);
