@@ -458,14 +458,18 @@ struct mailer::state {
   // more; once it moved, the mail is indexed and checked again as without it.
   // `before_first_wait`: called once before the first backoff wait (flush_run() records the
   // mails sent before this one); false from it ends the retries as stopping does.
+  // `unconfirmed`: through send_unconfirmed(); the caller calls confirm_copies() before it
+  // records the mail as sent (flush_run()).
   std::optional<outcome> send_indexed(const std::vector<named_address>& named,
                                       const mail_message& message,
                                       const eventstore::recorded_event* rec,
                                       std::optional<uuid> learner,
                                       std::optional<std::uint64_t> purges_before,
                                       std::optional<std::uint64_t> indexed_at = std::nullopt,
-                                      const std::function<bool()>& before_first_wait = {}) {
-    const std::string what = rec ? "event " + rec->event_id.to_string() : message.message_id;
+                                      const std::function<bool()>& before_first_wait = {},
+                                      bool unconfirmed = false) {
+    // For the log, only when an attempt fails.
+    auto what = [&] { return rec ? "event " + rec->event_id.to_string() : message.message_id; };
     outcome o;
     auto backoff = opt.initial_backoff;
     for (o.attempts = 1;; ++o.attempts) {
@@ -478,7 +482,8 @@ struct mailer::state {
       }
       auto r = [&] {
         std::lock_guard lk(send_mu);  // the subscription and the reminder thread share it
-        return transport->send(message, wire);
+        return unconfirmed ? transport->send_unconfirmed(message, wire)
+                           : transport->send(message, wire);
       }();
       if (r) {
         if (!purges_before || purges_begun() != *purges_before) {
@@ -489,7 +494,7 @@ struct mailer::state {
       }
       ++attempts_failed;
       o.error = r.error();
-      spdlog::warn("mailer: attempt {} for {} failed: {}", o.attempts, what, o.error);
+      spdlog::warn("mailer: attempt {} for {} failed: {}", o.attempts, what(), o.error);
       if (o.attempts >= opt.max_attempts) break;
       if (o.attempts == 1 && before_first_wait && !before_first_wait()) return std::nullopt;
       if (!pause(backoff)) return std::nullopt;
@@ -660,13 +665,34 @@ struct mailer::state {
     pending_run r = std::move(run);
     run = pending_run();
     const auto indexed_at = index_run(r);
-    entries ledger;  // written sorted (put_sorted)
-    std::vector<eventstore::stream_append> outcomes;
-    std::uint64_t sent_now = 0, failed_now = 0, last = 0;
-    // Ledgers, then logs, the mails handled so far in the run; false (the checkpoint back
-    // to before the run) when the write failed or stopping interrupted the append.
+    // The mails handled since the last record_handled(), with their outcomes.
+    std::vector<handled_mail> handled;
+    // Ledgers, then logs, the mails handled so far in the run, once their copies are
+    // confirmed in place (confirm_copies()); false (the checkpoint back to before the run)
+    // when the write failed or stopping interrupted a send again or the append.
     auto record_handled = [&] {
-      if (ledger.empty()) return true;
+      if (handled.empty()) return true;
+      if (!confirm_copies(handled)) {
+        checkpoint = r.checkpoint_before;
+        return false;
+      }
+      entries ledger;  // written sorted (put_sorted)
+      std::vector<eventstore::stream_append> outcomes;
+      std::uint64_t sent_now = 0, failed_now = 0, last = 0;
+      for (const auto& h : handled) {
+        const run_mail& m = *h.mail;
+        ledger.emplace_back(key('l', m.rec->event_id), ledger_entry(h.result));
+        last = m.rec->position;
+        if (m.logged) continue;
+        (h.result.sent ? sent_now : failed_now)++;
+        if (auto e = encode_outcome(mail_kind::welcome, *m.rec,
+                                    welcome_outcome(m.event, m.message_id, h.result))) {
+          outcomes.push_back({d::email_job_stream(m.event.setup_id_),
+                              eventstore::expected_version::any(),
+                              {std::move(*e)}});
+        }
+      }
+      handled.clear();
       rocksdb::WriteBatch b;
       put_sorted(b, ledger);
       if (!write(b, true)) {
@@ -674,14 +700,12 @@ struct mailer::state {
         return false;
       }
       ledgered_until = std::max(ledgered_until, last);
-      ledger.clear();
       if (!append_all(outcomes)) {
         checkpoint = r.checkpoint_before;
         return false;
       }
-      outcomes.clear();
-      sent += std::exchange(sent_now, 0);  // counted once the outcome events are in the log
-      failed += std::exchange(failed_now, 0);
+      sent += sent_now;  // counted once the outcome events are in the log
+      failed += failed_now;
       return true;
     };
     bool recorded = true;  // false once record_handled() failed before a retry's wait
@@ -695,26 +719,57 @@ struct mailer::state {
       }
       if (!o) {
         o = send_indexed(m.named, *m.message, m.rec, m.event.learner_id_, purges_at_batch,
-                         m.indexed ? indexed_at : std::nullopt, before_wait);
+                         m.indexed ? indexed_at : std::nullopt, before_wait, true);
         if (!o) {  // stopping interrupted a retry, or recording the ones before failed
           if (!recorded) return false;
           checkpoint = std::min(checkpoint, m.rec->position - 1);
           record_handled();
           return false;
         }
+        const bool written = o->sent;  // by send_unconfirmed()
+        handled.push_back({&m, std::move(*o), written});
+        continue;
       }
-      ledger.emplace_back(key('l', m.rec->event_id), ledger_entry(*o));
-      last = m.rec->position;
-      if (m.logged) continue;
-      (o->sent ? sent_now : failed_now)++;
-      if (auto e = encode_outcome(mail_kind::welcome, *m.rec,
-                                  welcome_outcome(m.event, m.message_id, *o))) {
-        outcomes.push_back({d::email_job_stream(m.event.setup_id_),
-                            eventstore::expected_version::any(),
-                            {std::move(*e)}});
-      }
+      handled.push_back({&m, std::move(*o), false});
     }
     return record_handled();
+  }
+
+  // A mail of a run handled by flush_run(): its outcome, and whether its copy went out by
+  // send_unconfirmed() and awaits confirm_copies().
+  struct handled_mail {
+    const run_mail* mail = nullptr;
+    outcome result;
+    bool unconfirmed = false;
+  };
+
+  // Before the run's mails `handled` are recorded as sent: the transport confirms the copies
+  // send_unconfirmed() wrote (the .eml folder's name checked once, not once per copy). Where
+  // it cannot (the folder was renamed away or deleted meanwhile: the copies are removed),
+  // each of those mails is sent again as a single mail is, and its outcome is that send's.
+  // False when stopping interrupted one of those sends.
+  bool confirm_copies(std::vector<handled_mail>& handled) {
+    if (std::none_of(handled.begin(), handled.end(), [](const auto& h) { return h.unconfirmed; }))
+      return true;
+    bool in_place = false;
+    {
+      std::lock_guard lk(send_mu);
+      in_place = transport->confirm_sent();
+    }
+    if (!in_place) {
+      spdlog::warn(
+          "mailer: the outbox folder {} was renamed or deleted during a run of mails: "
+          "writing them again",
+          transport->describe());
+    }
+    for (auto& h : handled) {
+      if (!std::exchange(h.unconfirmed, false) || in_place) continue;
+      const run_mail& m = *h.mail;
+      auto again = send_indexed(m.named, *m.message, m.rec, m.event.learner_id_, purges_at_batch);
+      if (!again) return false;
+      h.result = std::move(*again);
+    }
+    return true;
   }
 
   // Appends `outcomes` (each an id derived from its source event) in one append, with
