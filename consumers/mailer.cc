@@ -185,12 +185,16 @@ uuid derived_id(const uuid& event_id, std::string_view kind) {
   const std::string_view text = fits ? std::string_view(input, n) : std::string_view(long_input);
   unsigned char digest[EVP_MAX_MD_SIZE];
 #ifndef OPENSSL_NO_DEPRECATED_3_0
-  // The low-level SHA-256 (deprecated in OpenSSL 3, still there; common/hmac.cc says why
-  // it is used): two ids per welcome mail, where EVP's provider dispatch cost more than
-  // hashing these ~60 bytes. Same digest.
+  // The low-level SHA-256 functions on a SHA256_CTX (deprecated in OpenSSL 3, still there;
+  // common/hmac.cc says why it uses them): two ids per welcome mail, where EVP's provider
+  // dispatch cost more than hashing these ~60 bytes. Not the one-shot SHA256(), which
+  // OpenSSL 3 runs through EVP_Q_digest (an algorithm fetch per call). Same digest.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  SHA256_CTX c;
+  SHA256_Init(&c);
+  SHA256_Update(&c, text.data(), text.size());
+  SHA256_Final(digest, &c);
 #pragma GCC diagnostic pop
 #else
   // Fetched once: EVP_sha256() makes EVP_Digest look the provider's implementation up on
