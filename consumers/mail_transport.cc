@@ -138,25 +138,33 @@ class eml_transport final : public mail_transport {
   // copy is removed and the mail written again under the name, where discard(), a forget's
   // purge and read_copy() look (SPEC §6: no copy out of their reach).
   result<void, std::string> send(const mail_message& m, const std::string& wire) override {
-    const std::string name = eml_name(m.message_id);
-    for (bool again = false;; again = true) {
-      if (dir_ < 0) {
-        if (auto opened = open_folder(); !opened) return opened;
-      }
-      auto written = tmpfile_works_ ? write_unnamed(name, wire) : written::unsupported;
-      // A file system without O_TMPFILE, or no /proc to link by.
-      if (written == written::unsupported) written = write_then_rename(name, wire);
-      if (written == written::yes) {
-        if (still_named()) return {};
-        unlink_moved(name);
-        written = written::folder_gone;
-      }
-      if (written == written::folder_gone && !again) {
-        ::close(std::exchange(dir_, -1));
-        continue;
-      }
-      return fail(std::move(error_));  // folder_gone twice: error_ says why
+    return write_copy(m, wire, true);
+  }
+
+  // The stat() of the folder's name once for a run of copies (a path walk per mail, ~10 %
+  // of the mailer's CPU per welcome mail): confirm_sent() checks it before the mailer
+  // records them as sent.
+  result<void, std::string> send_unconfirmed(const mail_message& m,
+                                             const std::string& wire) override {
+    return write_copy(m, wire, false);
+  }
+
+  bool confirm_sent() override {
+    if (unconfirmed_.empty() && !unconfirmed_lost_) return true;
+    if (!unconfirmed_lost_ && dir_ >= 0 && named_as_opened()) {
+      unconfirmed_.clear();
+      return true;
     }
+    // Renamed away or deleted since (or reopened in between, the copies before it removed
+    // then): none of them counts; those written in the folder opened now go too (its name
+    // may not name it either), and the mailer writes them all again by send().
+    if (dir_ >= 0) {
+      for (const auto& name : unconfirmed_) unlink_moved(name);
+      ::close(std::exchange(dir_, -1));
+    }
+    unconfirmed_.clear();
+    unconfirmed_lost_ = false;
+    return false;
   }
 
   bool discard(std::string_view message_id) override {
@@ -184,6 +192,44 @@ class eml_transport final : public mail_transport {
   std::string describe() const override { return "eml:" + folder_; }
 
  private:
+  // Writes the copy of `m` and, with `check`, makes sure the folder's name still names
+  // the folder it went into (see send()); without, leaves that to confirm_sent().
+  result<void, std::string> write_copy(const mail_message& m, const std::string& wire, bool check) {
+    std::string name = eml_name(m.message_id);
+    for (bool again = false;; again = true) {
+      if (dir_ < 0) {
+        if (auto opened = open_folder(); !opened) return opened;
+      }
+      auto written = tmpfile_works_ ? write_unnamed(name, wire) : written::unsupported;
+      // A file system without O_TMPFILE, or no /proc to link by.
+      if (written == written::unsupported) written = write_then_rename(name, wire);
+      if (written == written::yes) {
+        if (!check) {
+          unconfirmed_.push_back(std::move(name));
+          return {};
+        }
+        if (still_named()) return {};
+        unlink_moved(name);
+        written = written::folder_gone;
+      }
+      if (written == written::folder_gone && !again) {
+        drop_unconfirmed();
+        ::close(std::exchange(dir_, -1));
+        continue;
+      }
+      return fail(std::move(error_));  // folder_gone twice: error_ says why
+    }
+  }
+
+  // The folder opened is about to be closed (gone, or renamed away): the copies written
+  // there unconfirmed are removed and confirm_sent() says so.
+  void drop_unconfirmed() {
+    if (unconfirmed_.empty()) return;
+    for (const auto& name : unconfirmed_) unlink_moved(name);
+    unconfirmed_.clear();
+    unconfirmed_lost_ = true;
+  }
+
   enum class written {
     yes,
     folder_gone,  // the folder opened is deleted (or replaced): open it again
@@ -382,6 +428,10 @@ class eml_transport final : public mail_transport {
   dev_t dev_ = 0;                      // its device and inode when opened, to find it renamed away
   ino_t ino_ = 0;
   std::string error_;
+  // Copies send_unconfirmed() wrote in the folder opened since the last confirm_sent(),
+  // and whether some written before were removed (the folder closed in between).
+  std::vector<std::string> unconfirmed_;
+  bool unconfirmed_lost_ = false;
 
   std::string folder_;
 };

@@ -27,6 +27,18 @@ class mail_transport {
   // Delivers `wire` (the RFC 5322 text of `m`) to m.to. An error is worth retrying; its
   // text never contains the recipient's address.
   virtual result<void, std::string> send(const mail_message& m, const std::string& wire) = 0;
+  // As send(), but a check that holds for every copy written so far may be left to the
+  // next confirm_sent(), made once for many mails (the mailer's runs of welcome mails): a
+  // mail sent so counts as sent only once confirm_sent() returned true. Default: send().
+  virtual result<void, std::string> send_unconfirmed(const mail_message& m,
+                                                     const std::string& wire) {
+    return send(m, wire);
+  }
+  // Whether every copy send_unconfirmed() wrote since the last call is where send() would
+  // have put it (where discard() and a forget look). False: they may not be (the .eml
+  // folder was renamed away or deleted since), were removed, and their mails must be sent
+  // again. Default: true (nothing left unconfirmed).
+  virtual bool confirm_sent() { return true; }
   // Removes what this transport kept of the sent mail `message_id` (the .eml file), when
   // someone it names is forgotten (SPEC §6). Mail handed to an SMTP server is out of
   // reach: nothing to do. Default: nothing. Unlike send(), may run on any thread, also
@@ -92,6 +104,8 @@ struct eml_options {
 // checks it still names that folder, and when it was deleted or renamed away (maybe with
 // a new folder made under the name) the copy is removed from the old one and written
 // again under the name: every copy a send reports is where discard() and a forget look.
+// send_unconfirmed() leaves that stat() to confirm_sent(), one for all the copies written
+// since: the folder still named, they are in place; else they are removed (false).
 std::unique_ptr<mail_transport> make_eml_transport(std::string folder, eml_options o = {});
 // Deletes the .eml copy of `message_id` an eml transport wrote in `folder`, whatever
 // transport runs now: the mailer's purge uses it too, as a node that ran with .eml and

@@ -2,6 +2,9 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#ifndef OPENSSL_NO_DEPRECATED_3_0  // see derived_id()
+#include <openssl/sha.h>
+#endif
 #include <pthread.h>
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
@@ -21,6 +24,7 @@
 #include <utility>
 
 #include "common/encoding.h"
+#include "common/uuid_text.h"
 #include "consumers/claim_digest.h"
 #include "consumers/state_db.h"
 #include "consumers/welcome_mail.h"
@@ -164,31 +168,55 @@ std::string ledger_entry_json(bool sent, const std::string& error, int attempts,
 }
 
 uuid derived_id(const uuid& event_id, std::string_view kind) {
-  std::string input = "passage.mail|";
-  input.reserve(input.size() + 36 + 1 + kind.size());
-  input += event_id.to_string();
-  input += '|';
-  input += kind;
+  // "passage.mail|<event id>|<kind>", in a buffer on the stack (kinds are short names).
+  constexpr std::string_view prefix = "passage.mail|";
+  char input[prefix.size() + 36 + 1 + 64];
+  const bool fits = kind.size() <= 64;
+  std::size_t n = 0;
+  if (fits) {
+    const auto id = uuid_chars(event_id);
+    n = std::copy(prefix.begin(), prefix.end(), input) - input;
+    n = std::copy(id.begin(), id.end(), input + n) - input;
+    input[n++] = '|';
+    n = std::copy(kind.begin(), kind.end(), input + n) - input;
+  }
+  const std::string long_input =
+      fits ? std::string() : std::string(prefix) + event_id.to_string() + "|" + std::string(kind);
+  const std::string_view text = fits ? std::string_view(input, n) : std::string_view(long_input);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+#ifndef OPENSSL_NO_DEPRECATED_3_0
+  // The low-level SHA-256 functions on a SHA256_CTX (deprecated in OpenSSL 3, still there;
+  // common/hmac.cc says why it uses them): two ids per welcome mail, where EVP's provider
+  // dispatch cost more than hashing these ~60 bytes. Not the one-shot SHA256(), which
+  // OpenSSL 3 runs through EVP_Q_digest (an algorithm fetch per call). Same digest.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  SHA256_CTX c;
+  SHA256_Init(&c);
+  SHA256_Update(&c, text.data(), text.size());
+  SHA256_Final(digest, &c);
+#pragma GCC diagnostic pop
+#else
   // Fetched once: EVP_sha256() makes EVP_Digest look the provider's implementation up on
-  // every call, and a welcome mail derives two ids. One context per thread, reused: a new
-  // one per digest (EVP_Digest) costs more than the digest of these few bytes.
+  // every call. One context per thread, reused: a new one per digest (EVP_Digest) costs
+  // more than the digest of these few bytes.
   static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   thread_local const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
                                                                                  EVP_MD_CTX_free);
   const EVP_MD* md = sha256 ? sha256 : EVP_sha256();
-  unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   // A failure of the reused context (not expected) leaves no error queued on the thread,
   // where a later caller's ERR_get_error() would take it for its own.
   ERR_set_mark();
   if (!ctx || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1 ||
-      EVP_DigestUpdate(ctx.get(), input.data(), input.size()) != 1 ||
+      EVP_DigestUpdate(ctx.get(), text.data(), text.size()) != 1 ||
       EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1) {
     ERR_pop_to_mark();
-    EVP_Digest(input.data(), input.size(), digest, &len, md, nullptr);
+    EVP_Digest(text.data(), text.size(), digest, &len, md, nullptr);
   } else {
     ERR_clear_last_mark();
   }
+#endif
   uuid id;
   std::copy(digest, digest + 16, id.bytes.begin());
   id.bytes[6] = static_cast<std::uint8_t>((id.bytes[6] & 0x0F) | 0x80);  // version 8
@@ -434,14 +462,18 @@ struct mailer::state {
   // more; once it moved, the mail is indexed and checked again as without it.
   // `before_first_wait`: called once before the first backoff wait (flush_run() records the
   // mails sent before this one); false from it ends the retries as stopping does.
+  // `unconfirmed`: through send_unconfirmed(); the caller calls confirm_copies() before it
+  // records the mail as sent (flush_run()).
   std::optional<outcome> send_indexed(const std::vector<named_address>& named,
                                       const mail_message& message,
                                       const eventstore::recorded_event* rec,
                                       std::optional<uuid> learner,
                                       std::optional<std::uint64_t> purges_before,
                                       std::optional<std::uint64_t> indexed_at = std::nullopt,
-                                      const std::function<bool()>& before_first_wait = {}) {
-    const std::string what = rec ? "event " + rec->event_id.to_string() : message.message_id;
+                                      const std::function<bool()>& before_first_wait = {},
+                                      bool unconfirmed = false) {
+    // For the log, only when an attempt fails.
+    auto what = [&] { return rec ? "event " + rec->event_id.to_string() : message.message_id; };
     outcome o;
     auto backoff = opt.initial_backoff;
     for (o.attempts = 1;; ++o.attempts) {
@@ -454,7 +486,8 @@ struct mailer::state {
       }
       auto r = [&] {
         std::lock_guard lk(send_mu);  // the subscription and the reminder thread share it
-        return transport->send(message, wire);
+        return unconfirmed ? transport->send_unconfirmed(message, wire)
+                           : transport->send(message, wire);
       }();
       if (r) {
         if (!purges_before || purges_begun() != *purges_before) {
@@ -465,7 +498,7 @@ struct mailer::state {
       }
       ++attempts_failed;
       o.error = r.error();
-      spdlog::warn("mailer: attempt {} for {} failed: {}", o.attempts, what, o.error);
+      spdlog::warn("mailer: attempt {} for {} failed: {}", o.attempts, what(), o.error);
       if (o.attempts >= opt.max_attempts) break;
       if (o.attempts == 1 && before_first_wait && !before_first_wait()) return std::nullopt;
       if (!pause(backoff)) return std::nullopt;
@@ -616,7 +649,8 @@ struct mailer::state {
     if (b.Count() != 0 && !write(b, false)) return std::nullopt;
     for (const auto& m : r.mails) {
       if (m.indexed && !m.named.empty() && transport->keeps_copies()) {
-        run_learners[m.event.learner_id_] = m.named.front().subject;
+        run_learners[m.event.learner_id_] = {m.event.org_id_, m.message->to,
+                                             m.named.front().subject};
       }
     }
     return purges;
@@ -635,13 +669,34 @@ struct mailer::state {
     pending_run r = std::move(run);
     run = pending_run();
     const auto indexed_at = index_run(r);
-    entries ledger;  // written sorted (put_sorted)
-    std::vector<eventstore::stream_append> outcomes;
-    std::uint64_t sent_now = 0, failed_now = 0, last = 0;
-    // Ledgers, then logs, the mails handled so far in the run; false (the checkpoint back
-    // to before the run) when the write failed or stopping interrupted the append.
+    // The mails handled since the last record_handled(), with their outcomes.
+    std::vector<handled_mail> handled;
+    // Ledgers, then logs, the mails handled so far in the run, once their copies are
+    // confirmed in place (confirm_copies()); false (the checkpoint back to before the run)
+    // when the write failed or stopping interrupted a send again or the append.
     auto record_handled = [&] {
-      if (ledger.empty()) return true;
+      if (handled.empty()) return true;
+      if (!confirm_copies(handled)) {
+        checkpoint = r.checkpoint_before;
+        return false;
+      }
+      entries ledger;  // written sorted (put_sorted)
+      std::vector<eventstore::stream_append> outcomes;
+      std::uint64_t sent_now = 0, failed_now = 0, last = 0;
+      for (const auto& h : handled) {
+        const run_mail& m = *h.mail;
+        ledger.emplace_back(key('l', m.rec->event_id), ledger_entry(h.result));
+        last = m.rec->position;
+        if (m.logged) continue;
+        (h.result.sent ? sent_now : failed_now)++;
+        if (auto e = encode_outcome(mail_kind::welcome, *m.rec,
+                                    welcome_outcome(m.event, m.message_id, h.result))) {
+          outcomes.push_back({d::email_job_stream(m.event.setup_id_),
+                              eventstore::expected_version::any(),
+                              {std::move(*e)}});
+        }
+      }
+      handled.clear();
       rocksdb::WriteBatch b;
       put_sorted(b, ledger);
       if (!write(b, true)) {
@@ -649,14 +704,12 @@ struct mailer::state {
         return false;
       }
       ledgered_until = std::max(ledgered_until, last);
-      ledger.clear();
       if (!append_all(outcomes)) {
         checkpoint = r.checkpoint_before;
         return false;
       }
-      outcomes.clear();
-      sent += std::exchange(sent_now, 0);  // counted once the outcome events are in the log
-      failed += std::exchange(failed_now, 0);
+      sent += sent_now;  // counted once the outcome events are in the log
+      failed += failed_now;
       return true;
     };
     bool recorded = true;  // false once record_handled() failed before a retry's wait
@@ -670,26 +723,57 @@ struct mailer::state {
       }
       if (!o) {
         o = send_indexed(m.named, *m.message, m.rec, m.event.learner_id_, purges_at_batch,
-                         m.indexed ? indexed_at : std::nullopt, before_wait);
+                         m.indexed ? indexed_at : std::nullopt, before_wait, true);
         if (!o) {  // stopping interrupted a retry, or recording the ones before failed
           if (!recorded) return false;
           checkpoint = std::min(checkpoint, m.rec->position - 1);
           record_handled();
           return false;
         }
+        const bool written = o->sent;  // by send_unconfirmed()
+        handled.push_back({&m, std::move(*o), written});
+        continue;
       }
-      ledger.emplace_back(key('l', m.rec->event_id), ledger_entry(*o));
-      last = m.rec->position;
-      if (m.logged) continue;
-      (o->sent ? sent_now : failed_now)++;
-      if (auto e = encode_outcome(mail_kind::welcome, *m.rec,
-                                  welcome_outcome(m.event, m.message_id, *o))) {
-        outcomes.push_back({d::email_job_stream(m.event.setup_id_),
-                            eventstore::expected_version::any(),
-                            {std::move(*e)}});
-      }
+      handled.push_back({&m, std::move(*o), false});
     }
     return record_handled();
+  }
+
+  // A mail of a run handled by flush_run(): its outcome, and whether its copy went out by
+  // send_unconfirmed() and awaits confirm_copies().
+  struct handled_mail {
+    const run_mail* mail = nullptr;
+    outcome result;
+    bool unconfirmed = false;
+  };
+
+  // Before the run's mails `handled` are recorded as sent: the transport confirms the copies
+  // send_unconfirmed() wrote (the .eml folder's name checked once, not once per copy). Where
+  // it cannot (the folder was renamed away or deleted meanwhile: the copies are removed),
+  // each of those mails is sent again as a single mail is, and its outcome is that send's.
+  // False when stopping interrupted one of those sends.
+  bool confirm_copies(std::vector<handled_mail>& handled) {
+    if (std::none_of(handled.begin(), handled.end(), [](const auto& h) { return h.unconfirmed; }))
+      return true;
+    bool in_place = false;
+    {
+      std::lock_guard lk(send_mu);
+      in_place = transport->confirm_sent();
+    }
+    if (!in_place) {
+      spdlog::warn(
+          "mailer: the outbox folder {} was renamed or deleted during a run of mails: "
+          "writing them again",
+          transport->describe());
+    }
+    for (auto& h : handled) {
+      if (!std::exchange(h.unconfirmed, false) || in_place) continue;
+      const run_mail& m = *h.mail;
+      auto again = send_indexed(m.named, *m.message, m.rec, m.event.learner_id_, purges_at_batch);
+      if (!again) return false;
+      h.result = std::move(*again);
+    }
+    return true;
   }
 
   // Appends `outcomes` (each an id derived from its source event) in one append, with
@@ -1132,10 +1216,44 @@ struct mailer::state {
   // A learner's first registration event (stream version 1) in this batch: what
   // first_name_of() reads. Cleared per batch.
   std::unordered_map<uuid, const eventstore::recorded_event*> registrations;
-  // The `s:` entries index_run() wrote in this batch (learner -> email subject), which
-  // flush_learnt() need not write again: a claim's registration and welcome mail come
-  // together. Cleared per batch.
-  std::unordered_map<uuid, std::string> run_learners;
+  // A registration of the batch as decoded (decrypted) once: first_name_of() reads the
+  // first name, flush_learnt() the address, of the same event (a nameless claim needs
+  // both), so its key is looked up and its envelope opened once, not twice. Dropped when
+  // a purge or key destruction began since the batch was read (purges_at_batch): the
+  // learner may be forgotten since, so the event is decoded again. Cleared per batch.
+  struct decoded_registration {
+    bool usable = false;  // decoded, not forgotten
+    uuid org;
+    std::string email;
+    std::string first_name;
+  };
+  std::unordered_map<const eventstore::recorded_event*, decoded_registration> decoded_registrations;
+
+  const decoded_registration& decode_registration(const eventstore::recorded_event& rec) {
+    if (!decoded_registrations.empty() && purges_begun() != purges_at_batch) {
+      decoded_registrations.clear();
+    }
+    auto [it, added] = decoded_registrations.try_emplace(&rec);
+    if (!added) return it->second;
+    auto decoded = codec.decode(rec);
+    if (!decoded || decoded->forgotten) return it->second;
+    auto& r = std::get<d::learner_registered>(decoded->event);
+    it->second = {true, r.org_id_, std::move(r.personal_data_.email_),
+                  std::move(r.personal_data_.first_name_)};
+    return it->second;
+  }
+
+  // The `s:` entries index_run() wrote in this batch (learner -> the welcome mail's
+  // organization, address and email subject), which flush_learnt() need not write again: a
+  // claim's registration and welcome mail come together. The same organization and address
+  // make the same subject, so the registration's is computed only when they differ.
+  // Cleared per batch.
+  struct run_learner {
+    uuid org;
+    std::string email;
+    std::string subject;
+  };
+  std::unordered_map<uuid, run_learner> run_learners;
   // The templates (template_for) the batch's mails were rendered with, per kind and
   // organization: the files are read once per batch, not once per mail, and an edit is
   // used from the next batch on. Cleared per batch (subscription thread).
@@ -1168,14 +1286,14 @@ struct mailer::state {
     if (learnt.empty()) return true;
     std::vector<std::pair<uuid, std::string>> subjects;
     for (const auto& l : learnt) {
-      auto decoded = codec.decode(*l.rec);
-      if (!decoded || decoded->forgotten) continue;
-      const auto& r = std::get<d::learner_registered>(decoded->event);
-      if (r.personal_data_.email_.empty()) continue;
-      auto subject = codec.email_subject(r.org_id_, r.personal_data_.email_);
-      if (auto w = run_learners.find(l.learner); w != run_learners.end() && w->second == subject) {
+      const auto& r = decode_registration(*l.rec);
+      if (!r.usable || r.email.empty()) continue;
+      const auto w = run_learners.find(l.learner);
+      if (w != run_learners.end() && w->second.org == r.org && w->second.email == r.email) {
         continue;  // written with the learner's welcome mail (index_run), the same address
       }
+      auto subject = codec.email_subject(r.org, r.email);
+      if (w != run_learners.end() && w->second.subject == subject) continue;  // the same too
       subjects.emplace_back(l.learner, std::move(subject));
     }
     learnt.clear();
@@ -1198,10 +1316,9 @@ struct mailer::state {
   // "" when unknown or forgotten (the mail then greets "there", if it goes at all).
   std::string first_name_of(const d::password_setup_issued& w) {
     if (auto it = registrations.find(w.learner_id_); it != registrations.end()) {
-      // Its registration came in this batch.
-      auto decoded = codec.decode(*it->second);
-      if (!decoded || decoded->forgotten) return {};
-      return std::get<d::learner_registered>(decoded->event).personal_data_.first_name_;
+      // Its registration came in this batch (decoded once, for flush_learnt() too).
+      const auto& r = decode_registration(*it->second);
+      return r.usable ? r.first_name : std::string();
     }
     auto first = store.read_stream(d::learner_stream(w.learner_id_), 1,
                                    eventstore::read_direction::forward, 1);
@@ -1488,6 +1605,7 @@ struct mailer::state {
       flush_run();
       flush_learnt();
       registrations.clear();
+      decoded_registrations.clear();
       batch_templates.clear();
       run_learners.clear();
       save_checkpoint(true);
@@ -1540,6 +1658,7 @@ struct mailer::state {
     }
     if (!flush_run() || !flush_learnt()) return stop_here();
     registrations.clear();
+    decoded_registrations.clear();
     batch_templates.clear();
     run_learners.clear();
     save_checkpoint(false);

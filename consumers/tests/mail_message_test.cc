@@ -153,6 +153,15 @@ TEST(MailMessage, TheWireTextIsTheSameByteForByte) {
       EXPECT_EQ(to_rfc5322(m, when), first_rfc5322(m, when)) << n << " " << subject;
     }
   }
+  // Bodies of arbitrary bytes (the whole base64 alphabet, both paddings) of every length up
+  // to three lines and a bit.
+  m.subject = "Hi";
+  for (std::size_t n = 0; n <= 3 * 57 + 4; ++n) {
+    m.text.clear();
+    for (std::size_t i = 0; i < n; ++i) m.text += static_cast<char>((i * 97 + n * 31) & 0xff);
+    m.html = n % 2 ? m.text : std::string();
+    EXPECT_EQ(to_rfc5322(m, t0), first_rfc5322(m, t0)) << n;
+  }
 }
 
 TEST(MailMessage, TemplatesPerOrganizationOverrideTheBuiltInParts) {
@@ -246,6 +255,11 @@ TEST(MailMessage, DerivedIdsAreStablePerEventAndKind) {
   // The same on every run and every build: SHA-256 of "passage.mail|<event id>|<kind>".
   EXPECT_EQ(derived_id(e, "mail").to_string(), "51e055cd-61f6-8e95-9b2c-7a6a9c7d8f0b");
   EXPECT_EQ(derived_id(e, "welcome-outcome").to_string(), "e42ce0f0-c3d3-84fe-a820-0e8827421a36");
+  // Kinds of any length (up to 64 bytes the input is built on the stack, past it in a string).
+  EXPECT_EQ(derived_id(e, std::string(64, 'x')).to_string(),
+            "1fc90d6f-8855-8089-9261-65b625a5262e");
+  EXPECT_EQ(derived_id(e, std::string(100, 'k')).to_string(),
+            "76803f8c-a677-8fe2-92b1-1971ad137c6c");
 }
 
 // The ledger entry written by hand is the bytes nlohmann::json dumps for the same fields.

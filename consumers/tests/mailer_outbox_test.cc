@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -177,6 +178,55 @@ TEST_P(eml_outbox, ACopyGoesUnderTheFolderNameAfterTheFolderIsRenamedAway) {
   EXPECT_EQ(names_in(folder + ".older"), (std::vector<std::string>{"mail-3@passage.eml"}));
   EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-4@passage.eml"}));
   EXPECT_EQ(read_file(folder + "/mail-4@passage.eml"), "fourth text\r\n");
+}
+
+// send_unconfirmed() leaves the check of the folder's name to confirm_sent(), once for
+// all the copies written since: in place, they stay; the folder renamed away (or deleted)
+// meanwhile, they are all removed and confirm_sent() says so (the mailer sends them again),
+// so none stays where discard() and a forget do not look (SPEC §6).
+TEST_P(eml_outbox, UnconfirmedCopiesAreCheckedOnceAndRemovedWhenTheFolderMoved) {
+  const std::string& folder = folder_;
+  auto t = transport();
+  EXPECT_TRUE(t->confirm_sent()) << "nothing to confirm";
+  ASSERT_TRUE(t->send_unconfirmed(message(1), "first text\r\n"));
+  ASSERT_TRUE(t->send_unconfirmed(message(2), "second text\r\n"));
+  EXPECT_TRUE(t->confirm_sent());
+  EXPECT_EQ(names_in(folder),
+            (std::vector<std::string>{"mail-1@passage.eml", "mail-2@passage.eml"}));
+  EXPECT_EQ(read_file(folder + "/mail-2@passage.eml"), "second text\r\n");
+
+  // Renamed away (and made again) between two unconfirmed copies: both go.
+  ASSERT_TRUE(t->send_unconfirmed(message(3), "third text\r\n"));
+  fs::rename(folder, folder + ".old");
+  fs::create_directories(folder);
+  ASSERT_TRUE(t->send_unconfirmed(message(4), "fourth text\r\n"));
+  EXPECT_FALSE(t->confirm_sent());
+  EXPECT_EQ(names_in(folder + ".old"),
+            (std::vector<std::string>{"mail-1@passage.eml", "mail-2@passage.eml"}));
+  EXPECT_TRUE(names_in(folder).empty());
+  ASSERT_TRUE(t->send(message(3), "third text\r\n"));  // sent again, under the name
+  EXPECT_TRUE(t->confirm_sent()) << "nothing left to confirm";
+  EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-3@passage.eml"}));
+
+  // Deleted between two: the first is lost with the folder, the second (written in the
+  // folder made again) is removed too, and confirm_sent() says they must go again.
+  ASSERT_TRUE(t->send_unconfirmed(message(5), "fifth text\r\n"));
+  fs::remove_all(folder);
+  ASSERT_TRUE(t->send_unconfirmed(message(6), "sixth text\r\n"));
+  EXPECT_FALSE(t->confirm_sent());
+  EXPECT_TRUE(names_in(folder).empty());
+  ASSERT_TRUE(t->send_unconfirmed(message(5), "fifth text\r\n"));
+  EXPECT_TRUE(t->confirm_sent());
+  EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-5@passage.eml"}));
+
+  // A checked send() between unconfirmed ones that finds the folder renamed away removes
+  // the unconfirmed copies written there too.
+  ASSERT_TRUE(t->send_unconfirmed(message(7), "seventh text\r\n"));
+  fs::rename(folder, folder + ".older");
+  ASSERT_TRUE(t->send(message(8), "eighth text\r\n"));
+  EXPECT_EQ(names_in(folder + ".older"), (std::vector<std::string>{"mail-5@passage.eml"}));
+  EXPECT_FALSE(t->confirm_sent());
+  EXPECT_EQ(names_in(folder), (std::vector<std::string>{"mail-8@passage.eml"}));
 }
 
 // Where the kernel refuses to link by descriptor (before Linux 6.10, without
@@ -444,6 +494,47 @@ class refusing_after final : public mail_transport {
   int ok_;
   int refused_ = 0;
   std::map<std::string, int> sends_;
+};
+
+// The .eml transport whose folder is renamed away and made again (`mv outbox outbox.old &&
+// mkdir outbox`) right after its `after`-th copy, counting checked and unconfirmed sends.
+class renaming_after final : public mail_transport {
+ public:
+  renaming_after(std::string folder, int after)
+      : inner_(make_eml_transport(folder)), folder_(std::move(folder)), after_(after) {}
+
+  result<void, std::string> send(const mail_message& m, const std::string& wire) override {
+    ++checked;
+    auto r = inner_->send(m, wire);
+    copied();
+    return r;
+  }
+  result<void, std::string> send_unconfirmed(const mail_message& m,
+                                             const std::string& wire) override {
+    ++unconfirmed;
+    auto r = inner_->send_unconfirmed(m, wire);
+    copied();
+    return r;
+  }
+  bool confirm_sent() override {
+    ++confirms;
+    return inner_->confirm_sent();
+  }
+  bool discard(std::string_view id) override { return inner_->discard(id); }
+  bool keeps_copies() const override { return true; }
+  std::string describe() const override { return inner_->describe(); }
+
+  std::atomic<int> checked = 0, unconfirmed = 0, confirms = 0;
+
+ private:
+  void copied() {
+    if (--after_ != 0) return;
+    fs::rename(folder_, folder_ + ".old");
+    fs::create_directories(folder_);
+  }
+  std::unique_ptr<mail_transport> inner_;
+  std::string folder_;
+  int after_;
 };
 
 class mailer_outbox : public ::testing::Test {
@@ -771,6 +862,33 @@ TEST_F(mailer_outbox, AStopDuringARunKeepsTheMailsSentAndSendsTheRestOnce) {
     EXPECT_EQ(sent_again.count(id), 0u) << id;
   }
   EXPECT_EQ(mailer_->stats().sent, std::size_t(mails - 2));
+}
+
+// A run's copies are checked in place once, before they are ledgered (not one stat() of
+// the folder per copy). The outbox renamed away during a run: its copies written there are
+// removed and every mail of the run is written again under the folder's name, once
+// ledgered and logged (SPEC §6: no copy where a forget does not look).
+TEST_F(mailer_outbox, ARunWrittenIntoAFolderRenamedAwayIsWrittenAgainUnderItsName) {
+  auto t = std::make_unique<renaming_after>(outbox(), 5);
+  auto* renaming = t.get();
+  start_mailer(std::move(t));
+  ASSERT_TRUE(handled(append_welcome_run(3)));
+  EXPECT_EQ(renaming->unconfirmed.load(), 3);
+  EXPECT_EQ(renaming->checked.load(), 0);
+  EXPECT_EQ(renaming->confirms.load(), 1);
+  EXPECT_EQ(names_in(outbox()).size(), 3u);
+
+  // The next run of four: the folder moves after its second copy.
+  const auto before = names_in(outbox());
+  ASSERT_TRUE(handled(append_welcome_run(4)));
+  EXPECT_EQ(renaming->unconfirmed.load(), 7);
+  EXPECT_EQ(renaming->checked.load(), 4) << "the whole run again, each copy checked";
+  EXPECT_EQ(names_in(outbox() + ".old"), before) << "none of the run left there";
+  EXPECT_EQ(names_in(outbox()).size(), 4u);
+  const auto logged = email_sent_in(*store_);
+  EXPECT_EQ(logged.size(), 7u);
+  for (const auto& [id, n] : logged) EXPECT_EQ(n, 1) << id.to_string();
+  EXPECT_EQ(mailer_->stats().sent, 7u);
 }
 
 // The mails of a run sent before one that waits for a retry (minutes, at worst) are
