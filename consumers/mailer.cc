@@ -712,7 +712,9 @@ struct mailer::state {
       failed += failed_now;
       return true;
     };
-    bool recorded = true;  // false once record_handled() failed before a retry's wait
+    constexpr int kConfirmEvery = 32;
+    int unconfirmed_copies = 0;  // written since the last confirm_copies()
+    bool recorded = true;        // false once record_handled() failed before a retry's wait
     const std::function<bool()> before_wait = [&] { return recorded = record_handled(); };
     for (auto& m : r.mails) {
       std::optional<outcome> o = m.known;
@@ -732,6 +734,16 @@ struct mailer::state {
         }
         const bool written = o->sent;  // by send_unconfirmed()
         handled.push_back({&m, std::move(*o), written});
+        // Checked every kConfirmEvery copies, not only at the run's end: should the node die
+        // after the folder was renamed away, at most that many copies stay where a forget
+        // does not look (a path walk per copy left one).
+        if (written && ++unconfirmed_copies == kConfirmEvery) {
+          unconfirmed_copies = 0;
+          if (!confirm_copies(handled)) {
+            checkpoint = r.checkpoint_before;
+            return false;
+          }
+        }
         continue;
       }
       handled.push_back({&m, std::move(*o), false});

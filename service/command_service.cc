@@ -144,8 +144,9 @@ std::string hash_api_key(std::string_view key) {
 template <typename State>
 struct plan {
   domain::event_list events;
-  // Expectations on other streams (unnamed: any); also checked for a stream the events
-  // do not write to.
+  // Expectations on other streams (unnamed: any), checked with the append; also for a
+  // stream the events do not write to. A plan without events appends nothing, so checks
+  // nothing.
   std::map<std::string, expected_version> other_streams;
   // Runs once the events are durable (at once when there are none). May run on
   // the store's writer thread.

@@ -891,6 +891,20 @@ TEST_F(mailer_outbox, ARunWrittenIntoAFolderRenamedAwayIsWrittenAgainUnderItsNam
   EXPECT_EQ(mailer_->stats().sent, 7u);
 }
 
+// A long run's copies are checked every 32 (and at its end), so a node killed after the
+// folder was renamed away leaves at most 32 of them in the old folder.
+TEST_F(mailer_outbox, ALongRunsCopiesAreCheckedEveryThirtyTwo) {
+  auto t = std::make_unique<renaming_after>(outbox(), 1000);  // never renamed
+  auto* renaming = t.get();
+  start_mailer(std::move(t));
+  ASSERT_TRUE(handled(append_welcome_run(70)));
+  EXPECT_EQ(renaming->unconfirmed.load(), 70);
+  EXPECT_EQ(renaming->confirms.load(), 3) << "after copies 32 and 64, and at the end";
+  EXPECT_EQ(names_in(outbox()).size(), 70u);
+  EXPECT_EQ(email_sent_in(*store_).size(), 70u);
+  EXPECT_EQ(mailer_->stats().sent, 70u);
+}
+
 // The mails of a run sent before one that waits for a retry (minutes, at worst) are
 // ledgered and logged before the wait: a crash during it sends none of them again.
 TEST_F(mailer_outbox, TheMailsSentBeforeARetryAreLoggedBeforeItsWait) {
