@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <utility>
 
+#include <spdlog/spdlog.h>
+
+#include "api/logging.h"
 #include "api/problem.h"
 
 namespace passage::api {
@@ -54,10 +57,14 @@ void work_queue::run() {
       ++running_;
     }
     // A job answers its request itself; one that throws has dropped its responder, which
-    // then answers 500. The thread goes on either way.
+    // then answers 500, and the reason goes to the log. The thread goes on either way.
     try {
       job();
+    } catch (const std::exception& e) {
+      log_json(*spdlog::default_logger(), spdlog::level::err, "a queued request's job threw",
+               {{"error", e.what()}});
     } catch (...) {
+      log_json(*spdlog::default_logger(), spdlog::level::err, "a queued request's job threw");
     }
     job = nullptr;  // its captures (the responder) go before the slot is given back
     std::lock_guard lk(mu_);

@@ -2,6 +2,7 @@
 // replica fed from Kafka; `passage replay` rebuilds the read models from the log;
 // `passage export`; `passage version`.
 
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
 #include <sys/resource.h>
@@ -12,6 +13,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "api/logging.h"
 #include "app/export.h"
 #include "app/offline.h"
 #include "app/replica.h"
@@ -240,6 +242,9 @@ static void raise_open_file_limit() {
 
 int main(int argc, char** argv) {
   raise_open_file_limit();
+  // The node's own logs (the mailer's warnings, ...) as JSON lines on stderr, as its access
+  // log is: spdlog's default logger writes coloured text to stdout.
+  spdlog::set_default_logger(passage::api::make_json_logger("passage"));
   CLI::App cli{"Passage: track invites, event-sourced"};
   cli.require_subcommand(1);
   cli.set_version_flag("--version", "passage 0.1.0");

@@ -1,12 +1,18 @@
 #include "api/work_queue.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
+
+#include "api/logging.h"
 
 namespace passage::api {
 namespace {
@@ -66,6 +72,25 @@ TEST(work_queue, a_throwing_job_leaves_the_thread_working) {
   ASSERT_TRUE(q.try_post([] { throw std::runtime_error("boom"); }));
   ASSERT_TRUE(q.try_post([&] { ran = true; }));
   EXPECT_TRUE(eventually([&] { return ran.load(); }));
+}
+
+// A throwing job's request is answered 500 by its dropped responder; what it threw is
+// logged (the default logger: JSON on stderr in `passage serve`).
+TEST(work_queue, what_a_job_threw_is_logged) {
+  std::ostringstream out;
+  const auto before = spdlog::default_logger();
+  spdlog::set_default_logger(
+      make_json_logger("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(out)));
+  {
+    work_queue q({.threads = 1, .max_jobs = 4});
+    ASSERT_TRUE(q.try_post([] { throw std::runtime_error("the A row cannot be read"); }));
+    q.stop();
+  }
+  spdlog::set_default_logger(before);
+  const auto line = nlohmann::json::parse(out.str());
+  EXPECT_EQ(line["level"], "error");
+  EXPECT_EQ(line["msg"], "a queued request's job threw");
+  EXPECT_EQ(line["error"], "the A row cannot be read");
 }
 
 TEST(work_queue, zero_max_jobs_refuses_everything) {

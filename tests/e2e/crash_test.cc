@@ -2,9 +2,12 @@
 // claim; it is killed at a random moment, restarted on the same data folder,
 // and every claim that was acknowledged (201) must be in the acceptance list.
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +21,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -85,10 +89,12 @@ class child_node {
         break;
       }
     }
-    // Keep draining the child's stderr so it never blocks on a full pipe.
-    drain_ = std::thread([f = err_] {
+    // Keep draining the child's stderr so it never blocks on a full pipe (kept: later_lines).
+    drain_ = std::thread([this, f = err_] {
       char buf[4096];
       while (std::fgets(buf, sizeof buf, f)) {
+        std::lock_guard lk(later_mu_);
+        later_lines_ += buf;
       }
     });
   }
@@ -118,6 +124,11 @@ class child_node {
   pid_t pid() const { return pid_; }
   // What the node wrote to stderr up to its "listening on" line.
   const std::string& start_lines() const { return start_lines_; }
+  // What it wrote to stderr since.
+  std::string later_lines() const {
+    std::lock_guard lk(later_mu_);
+    return later_lines_;
+  }
   static constexpr rlim_t kLowOpenFiles = 256;
 
  private:
@@ -125,6 +136,8 @@ class child_node {
   FILE* err_ = nullptr;
   unsigned short port_ = 0;
   std::string start_lines_;
+  mutable std::mutex later_mu_;
+  std::string later_lines_;
   std::thread drain_;
 };
 
@@ -309,6 +322,52 @@ TEST(Crash, AReturningLearnerRightAfterASigkillGetsTheirClaimNotASecondOne) {
   child_node again(data, {"--kafka-brokers", "none"});
   ASSERT_NE(again.port(), 0) << "passage serve did not start";
   EXPECT_EQ(again.start_lines().find("catching up"), std::string::npos) << again.start_lines();
+}
+
+// The node's own logs are JSON lines on stderr, as its access log is: here the mailer's
+// warning that a welcome mail's first attempt failed (an SMTP port nobody listens on).
+TEST(Logs, TheMailersWarningsAreJsonLinesOnStderr) {
+  int probe = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(probe, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  ::close(probe);  // the port is free, and nobody listens on it
+  const std::string smtp = "smtp://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+
+  temp_dir dir;
+  child_node node(dir.sub("data"), {"--kafka-brokers", "none", "--smtp-url", smtp});
+  ASSERT_NE(node.port(), 0) << "passage serve did not start";
+  http_client c(node.port());
+  http_client::headers auth = {{"Authorization", "Bearer " + kOwner}};
+  ASSERT_EQ(c.post("/v1/tracks", R"({"track_id":"t","title":"T"})", auth).status, 201u);
+  auto inv = c.post("/v1/invites", R"({"title":"Logs","tracks":["t"]})", auth);
+  ASSERT_EQ(inv.status, 201u) << inv.body;
+  const std::string code = inv.json()["code"];
+  auto claimed =
+      c.post("/v1/public/invites/" + code + "/claims", json{{"email", "ada@example.com"}}.dump());
+  ASSERT_EQ(claimed.status, 201u) << claimed.body;
+
+  std::optional<json> warning;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!warning && std::chrono::steady_clock::now() < deadline) {
+    std::istringstream lines(node.later_lines());
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find("mailer: attempt 1") == std::string::npos) continue;
+      auto j = json::parse(line, nullptr, false);
+      ASSERT_FALSE(j.is_discarded()) << "not a JSON line: " << line;
+      warning = j;
+    }
+    if (!warning) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(warning) << "no mailer warning on stderr:\n" << node.later_lines();
+  EXPECT_EQ((*warning)["level"], "warning");
+  EXPECT_TRUE((*warning)["time"].is_string());
+  // Never the recipient's address (SPEC §6).
+  EXPECT_EQ(node.later_lines().find("ada@example.com"), std::string::npos);
 }
 
 std::string run(const std::string& cmd, int& status) {
