@@ -2,12 +2,9 @@
 // claim; it is killed at a random moment, restarted on the same data folder,
 // and every claim that was acknowledged (201) must be in the acceptance list.
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +28,7 @@
 #include "projections/json_views.h"
 #include "projections/read_models.h"
 #include "tests/support/http_client.h"
+#include "tests/support/smtp_sink.h"
 #include "tests/support/temp_dir.h"
 
 namespace passage::testing {
@@ -327,16 +325,7 @@ TEST(Crash, AReturningLearnerRightAfterASigkillGetsTheirClaimNotASecondOne) {
 // The node's own logs are JSON lines on stderr, as its access log is: here the mailer's
 // warning that a welcome mail's first attempt failed (an SMTP port nobody listens on).
 TEST(Logs, TheMailersWarningsAreJsonLinesOnStderr) {
-  int probe = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(probe, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  ::close(probe);  // the port is free, and nobody listens on it
-  const std::string smtp = "smtp://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  const std::string smtp = "smtp://127.0.0.1:" + std::to_string(smtp_sink::free_port());
 
   temp_dir dir;
   child_node node(dir.sub("data"), {"--kafka-brokers", "none", "--smtp-url", smtp});
