@@ -27,8 +27,8 @@
 #include "app/offline.h"
 #include "projections/json_views.h"
 #include "projections/read_models.h"
+#include "tests/support/free_port.h"
 #include "tests/support/http_client.h"
-#include "tests/support/smtp_sink.h"
 #include "tests/support/temp_dir.h"
 
 namespace passage::testing {
@@ -325,7 +325,7 @@ TEST(Crash, AReturningLearnerRightAfterASigkillGetsTheirClaimNotASecondOne) {
 // The node's own logs are JSON lines on stderr, as its access log is: here the mailer's
 // warning that a welcome mail's first attempt failed (an SMTP port nobody listens on).
 TEST(Logs, TheMailersWarningsAreJsonLinesOnStderr) {
-  const std::string smtp = "smtp://127.0.0.1:" + std::to_string(smtp_sink::free_port());
+  const std::string smtp = "smtp://127.0.0.1:" + std::to_string(free_loopback_port());
 
   temp_dir dir;
   child_node node(dir.sub("data"), {"--kafka-brokers", "none", "--smtp-url", smtp});

@@ -568,7 +568,7 @@ TEST_F(MailTest, ForgottenRecipientGetsNoMail) {
 TEST_F(MailTest, UndeliverableMailIsDeadLetteredAndVisible) {
   client_.reset();
   node_.reset();
-  smtp_url_ = "smtp://127.0.0.1:" + std::to_string(smtp_sink::free_port());  // nobody listens
+  smtp_url_ = "smtp://127.0.0.1:" + std::to_string(free_loopback_port());  // nobody listens
   max_attempts_ = 3;
   start();
   auto invite = private_invite();

@@ -8,9 +8,7 @@
 //   options.smtp_url = sink.url();
 //   auto mails = sink.messages();        // raw RFC 5322 texts, first line X-Envelope-To
 
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,30 +21,18 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/free_port.h"
+
 namespace passage::testing {
 
 class smtp_sink {
  public:
-  explicit smtp_sink(std::string folder) : folder_(std::move(folder)), port_(free_port()) {
+  explicit smtp_sink(std::string folder) : folder_(std::move(folder)), port_(free_loopback_port()) {
     std::filesystem::create_directories(folder_);
   }
   ~smtp_sink() { kill(); }
   smtp_sink(const smtp_sink&) = delete;
   smtp_sink& operator=(const smtp_sink&) = delete;
-
-  // A loopback port nobody listens on right now.
-  static std::uint16_t free_port() {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
-  }
 
   // With `die_after`, the server exits by itself in the middle of the transaction that
   // follows `die_after` accepted messages (see smtp_sink.py); wait_exit() reaps it.
