@@ -614,18 +614,22 @@ class session : public std::enable_shared_from_this<session> {
     ex.ctx.received_at = server_->clock().now();
     std::optional<uuid> id;
     if (options_.trust_proxy) {
+      // The last entry: the one the proxy in front of us appended (the peer it saw).
+      // Entries before it are whatever the client sent, so they cannot be trusted.
       auto fwd = ex.req["X-Forwarded-For"];
-      std::string_view first(fwd.data(), fwd.size());
-      first = first.substr(0, first.find(','));
-      while (!first.empty() && (first.front() == ' ' || first.front() == '\t')) {
-        first.remove_prefix(1);
+      std::string_view last(fwd.data(), fwd.size());
+      if (auto comma = last.rfind(','); comma != std::string_view::npos) {
+        last.remove_prefix(comma + 1);
       }
-      while (!first.empty() && (first.back() == ' ' || first.back() == '\t')) {
-        first.remove_suffix(1);
+      while (!last.empty() && (last.front() == ' ' || last.front() == '\t')) {
+        last.remove_prefix(1);
+      }
+      while (!last.empty() && (last.back() == ' ' || last.back() == '\t')) {
+        last.remove_suffix(1);
       }
       error_code ec;
-      auto addr = asio::ip::make_address(first, ec);
-      if (!ec && !first.empty()) ex.ctx.client_ip = addr.to_string();
+      auto addr = asio::ip::make_address(last, ec);
+      if (!ec && !last.empty()) ex.ctx.client_ip = addr.to_string();
       auto rid = ex.req[request_id_header];
       id = uuid::parse(std::string_view(rid.data(), rid.size()));
     }

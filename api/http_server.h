@@ -78,7 +78,7 @@ struct http_server_options {
   // Bytes an event stream may queue for a slow client before it is
   // disconnected. Default: 1 MiB.
   std::size_t max_stream_buffer_bytes = 1 << 20;
-  // Take the client IP from the first X-Forwarded-For entry (and accept a
+  // Take the client IP from the last X-Forwarded-For entry (and accept a
   // UUID X-Request-Id) — only behind a proxy that sets them. Default: false.
   bool trust_proxy = false;
   // Where request counts, durations and open connections go. Default: nullptr (none).

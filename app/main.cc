@@ -271,7 +271,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd
       ->add_flag("--trust-proxy", serve_options.trust_proxy,
-                 "Client IP from the first X-Forwarded-For entry")
+                 "Client IP from the last X-Forwarded-For entry (the one the proxy in front appended)")
       ->envname("PASSAGE_TRUST_PROXY");
   serve_cmd
       ->add_option("--kafka-brokers", serve_options.kafka_brokers,
@@ -358,7 +358,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   replica_cmd
       ->add_flag("--trust-proxy", replica_options.trust_proxy,
-                 "Client IP from the first X-Forwarded-For entry")
+                 "Client IP from the last X-Forwarded-For entry (the one the proxy in front appended)")
       ->envname("PASSAGE_TRUST_PROXY");
 
   replay_options replay_opts;

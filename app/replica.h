@@ -37,7 +37,7 @@ struct replica_node_options {
   std::string primary = "the primary";
   // Events held for an earlier position before partitions are paused. Default: 100000.
   std::size_t max_buffered = 100'000;
-  // Take the client IP from the first X-Forwarded-For entry. Default: false.
+  // Take the client IP from the last X-Forwarded-For entry. Default: false.
   bool trust_proxy = false;
   // Where "now" comes from. Default: the system clock. Must outlive the node.
   const passage::clock* clock = nullptr;

@@ -65,7 +65,7 @@ struct server_options {
   // Claim abuse limits as COUNT/DURATION; "0" disables. Defaults: 5/15m, 3/1h.
   std::string claim_limit_per_ip = "5/15m";
   std::string claim_limit_per_email = "3/1h";
-  // Take the client IP from the first X-Forwarded-For entry. Default: false.
+  // Take the client IP from the last X-Forwarded-For entry. Default: false.
   bool trust_proxy = false;
   // Owner key of the default organization; Default: generated on first start,
   // printed once and kept in <data_dir>/owner.token.

@@ -1058,11 +1058,23 @@ TEST_F(http_server_test, trusted_proxy_sets_client_ip_and_request_id) {
   start({.trust_proxy = true});
   client c(port());
   std::string id = "0b7f7a3e-2f35-4a5e-9f49-3c4b3b0c6e11";
-  c.send(get("/hello", "X-Forwarded-For: 203.0.113.9, 10.0.0.1\r\nX-Request-Id: " + id + "\r\n"));
+  c.send(get("/hello", "X-Forwarded-For: 203.0.113.9\r\nX-Request-Id: " + id + "\r\n"));
   auto res = c.read();
   ASSERT_TRUE(res);
   EXPECT_EQ(res->body(), "hello 203.0.113.9");
   EXPECT_EQ((*res)["X-Request-Id"], id);
+}
+
+// A client may send an X-Forwarded-For of its own; the proxy appends the address it saw.
+// Only that last entry is the client's: taking the first would let anyone pick the IP
+// that claims are rate-limited by.
+TEST_F(http_server_test, a_trusted_proxy_s_last_entry_is_the_client_not_what_the_client_sent) {
+  start({.trust_proxy = true});
+  client c(port());
+  c.send(get("/hello", "X-Forwarded-For: 198.51.100.7, 10.9.8.7 ,203.0.113.9 \r\n"));
+  auto res = c.read();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body(), "hello 203.0.113.9");
 }
 
 TEST_F(http_server_test, metrics_and_access_log_use_route_templates) {
