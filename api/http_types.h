@@ -44,7 +44,7 @@ using response_header = http::response_header<>;
 // has closed). Not synchronized: a handler that hands it to another thread must
 // not touch it from two threads at once.
 struct request_context {
-  // The peer's address, or the first X-Forwarded-For entry when the server
+  // The peer's address, or the last X-Forwarded-For entry when the server
   // trusts a proxy. Never log it in clear (see api/logging.h).
   std::string client_ip;
   // Echoed in the X-Request-Id response header and in the access log.
@@ -92,6 +92,15 @@ class response_sink {
   virtual ~response_sink() = default;
   virtual void deliver(response res) = 0;
   virtual std::shared_ptr<event_stream> open_stream(response_header header) = 0;
+  // An answer sent before the request's own (responder::provisionally): the client gets
+  // `res` now. By default it is the answer, as deliver() would send it.
+  virtual void deliver_provisional(response res) { deliver(std::move(res)); }
+  // The request's own answer after a provisional one: the client has its answer already,
+  // so by default it goes nowhere; a sink that keeps answers for retries keeps this one.
+  virtual void settle(response) {}
+  // Whether settle() keeps what it gets: if not, whoever would make that answer later
+  // need not (and need not keep what it would take to).
+  virtual bool keeps_settled() const { return false; }
 };
 
 // The one-shot reply channel of a request. Copyable; all copies share one
@@ -102,8 +111,17 @@ class responder {
  public:
   explicit responder(std::shared_ptr<response_sink> sink);
 
-  // Sends `res`. Returns false if this request was answered already.
+  // Sends `res`. Returns false if this request was answered already (after a provisional
+  // answer, `res` goes to the sink's settle() instead: false as well).
   bool operator()(response res) const;
+
+  // Sends `res` now as a stand-in (e.g. 503 while the read models lag behind a command
+  // that is already durable), leaving the request's own answer to a later call of this
+  // responder, which the client does not get but the sink may keep (response_sink::
+  // settle). Returns false if this request was answered already.
+  bool provisionally(response res) const;
+  // Whether an answer after a provisional one is kept (response_sink::keeps_settled).
+  bool keeps_settled() const;
 
   // Answers with a streaming body instead: writes `header` (default 200 with
   // Content-Type text/event-stream) and then the chunks sent on the stream.

@@ -2,7 +2,10 @@
 // Read-your-writes with a bound: a command's answer waits until the read models show what
 // it wrote, but no longer than a timeout. Past it (the projector stopped on an error, or
 // lags far behind) the request gets 503 `read_model_lagging` instead of hanging until
-// shutdown; the command itself is durable, and the problem detail says so.
+// shutdown; the command itself is durable, and the problem detail says so. That 503 is a
+// provisional answer (responder::provisionally): once the read models catch up, the
+// continuation still runs and its answer goes to the responder's sink for the record, so
+// a retry with the command's Idempotency-Key gets it and the command is not repeated.
 //
 //   applied_wait waits(*reads, std::chrono::seconds(5));
 //   waits.answer_when_applied(position, respond, [respond] { respond(ok()); });
@@ -34,7 +37,8 @@ class applied_wait {
 
   // Runs `fn` once `position` is applied (at once for 0 or an applied position); if that
   // has not happened within the timeout, answers `respond` with 503 read_model_lagging
-  // and `fn` never runs.
+  // provisionally, and `fn` runs when the position is applied (its answer goes to the
+  // sink's settle()), or never if the read models stop first.
   void answer_when_applied(std::uint64_t position, responder respond, std::function<void()> fn);
 
  private:

@@ -74,24 +74,6 @@ result<uuid, problem> uuid_param(const request_context& ctx, std::string_view na
   return *id;
 }
 
-result<std::optional<std::uint64_t>, problem> if_match(const request& req) {
-  auto it = req.find(http::field::if_match);
-  if (it == req.end()) return std::optional<std::uint64_t>{};
-  std::string_view v = domain::trim(sv(it->value()));
-  if (v.starts_with("W/")) v.remove_prefix(2);
-  if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
-  std::uint64_t n = 0;
-  if (v.empty() || v.size() > 19) {
-    return invalid_request("If-Match must be the invite's ETag, e.g. \"3\"");
-  }
-  for (char c : v) {
-    if (c < '0' || c > '9')
-      return invalid_request("If-Match must be the invite's ETag, e.g. \"3\"");
-    n = n * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  return std::optional<std::uint64_t>{n};
-}
-
 service::request_meta meta_of(const request_context& ctx) {
   return {ctx.request_id.to_string(), ""};
 }
@@ -132,6 +114,18 @@ handler admin(deps_ptr d, F f, bool operator_allowed = false) {
       return;
     }
     f(*who, req, ctx, std::move(respond));
+  };
+}
+
+// Whose Idempotency-Keys an admin request's key is among: its API key's, or the operator's.
+// nullopt without a valid key: admin() answers 401 and nothing is replayed or kept.
+idempotency_scope key_scope(deps_ptr d, bool operator_allowed = false) {
+  return [d, operator_allowed](const request& req,
+                               const request_context&) -> std::optional<std::string> {
+    auto who = authenticate(*d, req, operator_allowed);
+    if (!who) return std::nullopt;
+    if (who->role_ == domain::role::operator_) return std::string("operator");
+    return who->key_id_.to_string();
   };
 }
 
@@ -299,7 +293,7 @@ void health_routes(router& r, deps_ptr d) {
 void organization_routes(router& r, deps_ptr d) {
   r.add(http::verb::post, "/v1/orgs",
         with_idempotency(
-            *d->idempotency, [](const request&, const request_context&) { return "operator"; },
+            *d->idempotency, key_scope(d, true),
             admin(
                 d,
                 [d](const domain::principal& who, const request& req, request_context& ctx,
@@ -323,10 +317,7 @@ void organization_routes(router& r, deps_ptr d) {
                 },
                 true)));
 
-  auto scope = [d](const request& req, const request_context&) {
-    auto who = authenticate(*d, req, true);
-    return who ? who->key_id_.to_string() : std::string("anonymous");
-  };
+  const auto scope = key_scope(d);
 
   r.add(http::verb::post, "/v1/api-keys",
         with_idempotency(
@@ -364,39 +355,45 @@ void organization_routes(router& r, deps_ptr d) {
           respond(json_response(http::status::ok, {{"api_keys", keys}}));
         }));
   r.add(http::verb::delete_, "/v1/api-keys/{id}",
-        admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
-                     responder respond) {
-          auto id = uuid_param(ctx, "id");
-          if (!id) return respond(problem_response(id.error())), void();
-          if (!d->reads->api_key(who.org_id_, *id) &&
-              domain::authorize(who, domain::action::manage_api_keys, {who.org_id_, {}, {}})) {
-            return respond(problem_response(make_problem("not_found", "no such API key"))), void();
-          }
-          d->commands->revoke_api_key(who, *id, meta_of(ctx),
-                                      answer_written(d, respond, [](const service::written&) {
-                                        response res{http::status::no_content, 11};
-                                        res.prepare_payload();
-                                        return res;
-                                      }));
-        }));
+        with_idempotency(
+            *d->idempotency, scope,
+            admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
+                         responder respond) {
+              auto id = uuid_param(ctx, "id");
+              if (!id) return respond(problem_response(id.error())), void();
+              if (!d->reads->api_key(who.org_id_, *id) &&
+                  domain::authorize(who, domain::action::manage_api_keys, {who.org_id_, {}, {}})) {
+                return respond(problem_response(make_problem("not_found", "no such API key"))),
+                       void();
+              }
+              d->commands->revoke_api_key(who, *id, meta_of(ctx),
+                                          answer_written(d, respond, [](const service::written&) {
+                                            response res{http::status::no_content, 11};
+                                            res.prepare_payload();
+                                            return res;
+                                          }));
+            })));
 
-  r.add(
-      http::verb::patch, "/v1/api-keys/{id}",
-      admin(d, [d](const domain::principal& who, const request& req, request_context& ctx,
-                   responder respond) {
-        auto id = uuid_param(ctx, "id");
-        if (!id) return respond(problem_response(id.error())), void();
-        auto body = parse_body(req.body());
-        auto p = body ? parse_api_key_patch(*body) : body.error();
-        if (!p) return respond(problem_response(from_field(p.error()))), void();
-        d->commands->change_api_key_email(
-            who, *id, p->email, meta_of(ctx),
-            answer_written(d, respond, [d, org = who.org_id_, key = *id](const service::written&) {
-              auto k = d->reads->api_key(org, key);
-              if (!k) return problem_response(make_problem("not_found", "no such API key"));
-              return json_response(http::status::ok, projections::to_json(*k));
-            }));
-      }));
+  r.add(http::verb::patch, "/v1/api-keys/{id}",
+        with_idempotency(
+            *d->idempotency, scope,
+            admin(d, [d](const domain::principal& who, const request& req, request_context& ctx,
+                         responder respond) {
+              auto id = uuid_param(ctx, "id");
+              if (!id) return respond(problem_response(id.error())), void();
+              auto body = parse_body(req.body());
+              auto p = body ? parse_api_key_patch(*body) : body.error();
+              if (!p) return respond(problem_response(from_field(p.error()))), void();
+              d->commands->change_api_key_email(
+                  who, *id, p->email, meta_of(ctx),
+                  answer_written(
+                      d, respond, [d, org = who.org_id_, key = *id](const service::written&) {
+                        auto k = d->reads->api_key(org, key);
+                        if (!k)
+                          return problem_response(make_problem("not_found", "no such API key"));
+                        return json_response(http::status::ok, projections::to_json(*k));
+                      }));
+            })));
 
   r.add(http::verb::get, "/v1/lead-form",
         admin(d, [d](const domain::principal& who, const request&, request_context&,
@@ -420,7 +417,7 @@ void organization_routes(router& r, deps_ptr d) {
                            auto form = body ? parse_lead_form(*body) : body.error();
                            if (!form)
                              return respond(problem_response(from_field(form.error()))), void();
-                           auto expected = if_match(req);
+                           auto expected = if_match_version(req);
                            if (!expected)
                              return respond(problem_response(expected.error())), void();
                            d->commands->change_lead_form(
@@ -449,10 +446,7 @@ void organization_routes(router& r, deps_ptr d) {
 }
 
 void track_routes(router& r, deps_ptr d) {
-  auto scope = [d](const request& req, const request_context&) {
-    auto who = authenticate(*d, req);
-    return who ? who->key_id_.to_string() : std::string("anonymous");
-  };
+  const auto scope = key_scope(d);
   r.add(http::verb::post, "/v1/tracks",
         with_idempotency(*d->idempotency, scope,
                          admin(d, [d](const domain::principal& who, const request& req,
@@ -512,10 +506,7 @@ std::optional<problem> invite_readable(const endpoint_deps& d, const domain::pri
 }
 
 void invite_routes(router& r, deps_ptr d) {
-  auto scope = [d](const request& req, const request_context&) {
-    auto who = authenticate(*d, req);
-    return who ? who->key_id_.to_string() : std::string("anonymous");
-  };
+  const auto scope = key_scope(d);
   r.add(http::verb::post, "/v1/invites",
         with_idempotency(
             *d->idempotency, scope,
@@ -636,7 +627,7 @@ void invite_routes(router& r, deps_ptr d) {
                            auto patch = body ? parse_invite_patch(*body) : body.error();
                            if (!patch)
                              return respond(problem_response(from_field(patch.error()))), void();
-                           auto expected = if_match(req);
+                           auto expected = if_match_version(req);
                            if (!expected)
                              return respond(problem_response(expected.error())), void();
                            auto invite_id = *id;
@@ -658,7 +649,7 @@ void invite_routes(router& r, deps_ptr d) {
                                   request_context& ctx, responder respond) {
           auto id = uuid_param(ctx, "id");
           if (!id) return respond(problem_response(id.error())), void();
-          auto expected = if_match(req);
+          auto expected = if_match_version(req);
           if (!expected) return respond(problem_response(expected.error())), void();
           auto invite_id = *id;
           ((*d->commands).*fn)(
@@ -985,12 +976,24 @@ void public_routes(router& r, deps_ptr d) {
           });
     };
   };
+  // Whose Idempotency-Keys a learner's request is among: the learner its token names
+  // (nullopt without a valid token: the command answers 401 and nothing is kept).
+  auto learner_scope = [d, learner_token](const request& req,
+                                          const request_context&) -> std::optional<std::string> {
+    auto body = json::parse(req.body(), nullptr, false);
+    auto who = d->commands->tokens().verify(learner_token(req, body.is_object() ? &body : nullptr));
+    if (!who) return std::nullopt;
+    return "learner:" + who->learner_id.to_string();
+  };
   r.add(http::verb::post, "/v1/public/claims/{claim_id}/plays",
-        claim_action(&service::command_service::play, false));
+        with_idempotency(*d->idempotency, learner_scope,
+                         claim_action(&service::command_service::play, false)));
   r.add(http::verb::post, "/v1/public/claims/{claim_id}/tracks/{track_id}/pause",
-        claim_action(&service::command_service::pause, true));
+        with_idempotency(*d->idempotency, learner_scope,
+                         claim_action(&service::command_service::pause, true)));
   r.add(http::verb::post, "/v1/public/claims/{claim_id}/tracks/{track_id}/resume",
-        claim_action(&service::command_service::resume, true));
+        with_idempotency(*d->idempotency, learner_scope,
+                         claim_action(&service::command_service::resume, true)));
 }
 
 void learner_routes(router& r, deps_ptr d) {
@@ -1010,33 +1013,37 @@ void learner_routes(router& r, deps_ptr d) {
 
   // A new one-time set-password link (and welcome mail); the old link stops working.
   r.add(http::verb::post, "/v1/learners/{id}/password-setup",
-        admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
-                     responder respond) {
-          auto id = uuid_param(ctx, "id");
-          if (!id) return respond(problem_response(id.error())), void();
-          auto learner = *id;
-          d->commands->issue_password_setup(
-              who, learner, meta_of(ctx),
-              answer_written(d, respond, [learner](const service::written&) {
-                return json_response(http::status::accepted,
+        with_idempotency(*d->idempotency, key_scope(d),
+                         admin(d, [d](const domain::principal& who, const request&,
+                                      request_context& ctx, responder respond) {
+                           auto id = uuid_param(ctx, "id");
+                           if (!id) return respond(problem_response(id.error())), void();
+                           auto learner = *id;
+                           d->commands->issue_password_setup(
+                               who, learner, meta_of(ctx),
+                               answer_written(d, respond, [learner](const service::written&) {
+                                 return json_response(
+                                     http::status::accepted,
                                      {{"learner_id", learner.to_string()}, {"issued", true}});
-              }));
-        }));
+                               }));
+                         })));
 
   r.add(http::verb::post, "/v1/learners/{id}/forget",
-        admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
-                     responder respond) {
-          auto id = uuid_param(ctx, "id");
-          if (!id) return respond(problem_response(id.error())), void();
-          auto learner = *id;
-          d->commands->forget_learner(
-              who, learner, meta_of(ctx),
-              answer_written(d, respond, [d, learner](const service::written&) {
-                if (d->on_learner_forgotten) d->on_learner_forgotten(learner);
-                return json_response(http::status::ok,
+        with_idempotency(*d->idempotency, key_scope(d),
+                         admin(d, [d](const domain::principal& who, const request&,
+                                      request_context& ctx, responder respond) {
+                           auto id = uuid_param(ctx, "id");
+                           if (!id) return respond(problem_response(id.error())), void();
+                           auto learner = *id;
+                           d->commands->forget_learner(
+                               who, learner, meta_of(ctx),
+                               answer_written(d, respond, [d, learner](const service::written&) {
+                                 if (d->on_learner_forgotten) d->on_learner_forgotten(learner);
+                                 return json_response(
+                                     http::status::ok,
                                      {{"learner_id", learner.to_string()}, {"forgotten", true}});
-              }));
-        }));
+                               }));
+                         })));
 }
 
 void claim_history_routes(router& r, deps_ptr d) {
@@ -1102,7 +1109,11 @@ void event_routes(router& r, deps_ptr d) {
               rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
             }
           }
-          if (auto s = ctx.query.get("stream")) f.stream_prefix = std::string(*s);
+          // One stream, named whole: the store's prefix scan finds it, and the visit drops
+          // the streams whose names merely begin with it (track-<org>-k8s-advanced for
+          // track-<org>-k8s).
+          std::string stream;
+          if (auto s = ctx.query.get("stream")) f.stream_prefix = stream = std::string(*s);
           for (auto [name, slot] : {std::pair{"since", &f.since}, std::pair{"until", &f.until}}) {
             if (auto v = ctx.query.get(name)) {
               auto t = parse_rfc3339(*v);
@@ -1120,7 +1131,7 @@ void event_routes(router& r, deps_ptr d) {
           bool failed = false;
           auto scanned = d->store->scan(f, [&](const eventstore::recorded_event& e) {
             last = e.position;
-            if (e.org_id != org) return true;
+            if (e.org_id != org || (!stream.empty() && e.stream != stream)) return true;
             auto j = event_json(*d, e);
             if (!j) {
               failed = true;
@@ -1134,7 +1145,9 @@ void event_routes(router& r, deps_ptr d) {
                        make_problem("unavailable", "the event log could not be read"))),
                    void();
           }
-          std::uint64_t next = std::max<std::uint64_t>(last, *scanned) + 1;
+          // Past what was read, and never before `from`: a client that is caught up keeps
+          // its place instead of being sent back to the start of the log.
+          std::uint64_t next = std::max({f.from_position, last + 1, *scanned + 1});
           respond(json_response(http::status::ok, {{"events", items},
                                                    {"next_from", next},
                                                    {"head_position", d->store->head_position()}}));
@@ -1147,28 +1160,45 @@ void event_routes(router& r, deps_ptr d) {
             return respond(problem_response(make_problem("forbidden", "owner or admin only"))),
                    void();
           auto from = query_int(ctx.query, "from", 1, INT64_MAX);
+          auto limit = query_int(ctx.query, "limit", 1, 10000);
           if (!from) return respond(problem_response(from.error())), void();
+          if (!limit) return respond(problem_response(limit.error())), void();
           auto stream = ctx.params.get_or("stream", "");
-          auto events = d->store->read_stream(stream, static_cast<std::uint64_t>(from->value_or(1)),
-                                              eventstore::read_direction::forward, 1000);
-          if (!events)
-            return respond(problem_response(make_problem("unavailable", events.error().message))),
-                   void();
+          const auto first = static_cast<std::uint64_t>(from->value_or(1));
+          const auto max = static_cast<std::size_t>(limit->value_or(1000));
+          auto unavailable = [&](const std::string& why) {
+            respond(problem_response(make_problem("unavailable", why)));
+          };
+          auto events =
+              d->store->read_stream(stream, first, eventstore::read_direction::forward, max);
+          auto version = d->store->stream_version(stream);
+          if (!events) return unavailable(events.error().message);
+          if (!version) return unavailable(version.error().message);
+          // Whose stream it is, from its first event (the page may hold none: `from` past
+          // its end gives an empty page of a stream that exists).
+          auto head = events->empty() && *version > 0
+                          ? d->store->read_stream(stream, 1, eventstore::read_direction::forward, 1)
+                          : eventstore::store_result<std::vector<eventstore::recorded_event>>{
+                                std::vector<eventstore::recorded_event>{}};
+          if (!head) return unavailable(head.error().message);
           const std::string org = who.org_id_.to_string();
+          const auto& owner = events->empty() ? *head : *events;
+          if (owner.empty() || owner.front().org_id != org)
+            return respond(problem_response(make_problem("not_found", "no such stream"))), void();
           json items = json::array();
           for (const auto& e : *events) {
-            if (e.org_id != org)
-              return respond(problem_response(make_problem("not_found", "no such stream"))), void();
             auto j = event_json(*d, e);
-            if (!j)
-              return respond(
-                         problem_response(make_problem("unavailable", "event cannot be decoded"))),
-                     void();
+            if (!j) return unavailable("event cannot be decoded");
             items.push_back(std::move(*j));
           }
-          if (items.empty())
-            return respond(problem_response(make_problem("not_found", "no such stream"))), void();
-          respond(json_response(http::status::ok, {{"stream", stream}, {"events", items}}));
+          // Paged as the global log: next_from is where the next page starts, and a
+          // client has read the whole stream once next_from passes stream_version.
+          const std::uint64_t next = events->empty() ? std::max<std::uint64_t>(first, *version + 1)
+                                                     : events->back().stream_version + 1;
+          respond(json_response(http::status::ok, {{"stream", stream},
+                                                   {"events", items},
+                                                   {"next_from", next},
+                                                   {"stream_version", *version}}));
         }));
 
   // Live tail as Server-Sent Events; resumes after Last-Event-ID (a position).
@@ -1222,10 +1252,7 @@ void event_routes(router& r, deps_ptr d) {
 // the mailer delivers it and GET /v1/jobs/{id} shows its progress. Personal links claim
 // through /v1/public/invitations/{token}/claims.
 void invitation_routes(router& r, deps_ptr d) {
-  auto scope = [d](const request& req, const request_context&) {
-    auto who = authenticate(*d, req);
-    return who ? who->key_id_.to_string() : std::string("anonymous");
-  };
+  const auto scope = key_scope(d);
   r.add(http::verb::post, "/v1/invites/{id}/send",
         with_idempotency(
             *d->idempotency, scope,

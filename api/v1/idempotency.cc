@@ -47,7 +47,16 @@ std::optional<stored_response> decode(std::string_view v) {
   }
 }
 
-// Delivers to the original responder after storing the response.
+// Whether a retry with the same key gets this response again. Not for a request that
+// was refused before it was acted on for what holds only now: no valid credential (401),
+// a rate limit (429: its Retry-After names when a retry may succeed), a server-side
+// failure or a read model lagging behind (5xx).
+bool kept_for_retries(unsigned status) { return status < 500 && status != 401 && status != 429; }
+
+// Delivers to the original responder after storing the response. A provisional answer
+// (503 while the read models lag behind the stored command) goes to the client and keeps
+// the key in flight: retries meanwhile get 409, and the command's own answer, when it
+// settles, is stored for them.
 class storing_sink final : public response_sink {
  public:
   storing_sink(idempotency_store& store, std::string key, std::string fingerprint, responder out,
@@ -62,31 +71,44 @@ class storing_sink final : public response_sink {
   }
   void deliver(response res) override {
     done_ = true;
-    std::optional<stored_response> keep;
-    if (res.result_int() < 500) {
-      stored_response r;
-      r.fingerprint = fingerprint_;
-      r.status = res.result_int();
-      r.content_type = std::string(res[http::field::content_type]);
-      r.etag = std::string(res[http::field::etag]);
-      r.location = std::string(res[http::field::location]);
-      r.body = res.body();
-      r.stored_at = clock_.now();
-      keep = std::move(r);
-    }
-    store_.finish(key_, keep);
-    out_(std::move(res));
+    store_.finish(key_, kept(res));
+    (*out_)(std::move(res));
   }
   std::shared_ptr<event_stream> open_stream(response_header header) override {
     done_ = true;
     store_.finish(key_, std::nullopt);
-    return out_.start_stream(std::move(header));
+    return out_->start_stream(std::move(header));
   }
+  void deliver_provisional(response res) override {
+    // The connection is answered: the settled answer goes only to the store, and the
+    // connection is not held open (nor its memory kept) until then.
+    auto out = std::move(*out_);
+    out_.reset();
+    out(std::move(res));
+  }
+  void settle(response res) override {
+    done_ = true;
+    store_.finish(key_, kept(res));
+  }
+  bool keeps_settled() const override { return true; }
 
  private:
+  std::optional<stored_response> kept(const response& res) const {
+    if (!kept_for_retries(res.result_int())) return std::nullopt;
+    stored_response r;
+    r.fingerprint = fingerprint_;
+    r.status = res.result_int();
+    r.content_type = std::string(res[http::field::content_type]);
+    r.etag = std::string(res[http::field::etag]);
+    r.location = std::string(res[http::field::location]);
+    r.body = res.body();
+    r.stored_at = clock_.now();
+    return r;
+  }
+
   idempotency_store& store_;
   std::string key_, fingerprint_;
-  responder out_;
+  std::optional<responder> out_;
   const passage::clock& clock_;
   bool done_ = false;
 };
@@ -144,9 +166,7 @@ void idempotency_store::finish(const std::string& key, const std::optional<store
   in_flight_.erase(key);
 }
 
-handler with_idempotency(idempotency_store& store,
-                         std::function<std::string(const request&, const request_context&)> scope,
-                         handler inner) {
+handler with_idempotency(idempotency_store& store, idempotency_scope scope, handler inner) {
   return [&store, scope = std::move(scope), inner = std::move(inner)](
              const request& req, request_context& ctx, responder respond) {
     auto it = req.find("Idempotency-Key");
@@ -159,7 +179,12 @@ handler with_idempotency(idempotency_store& store,
       respond(problem_response(invalid_request("Idempotency-Key must be 1 to 255 characters")));
       return;
     }
-    std::string key = scope(req, ctx) + '\0' + std::string(req.method_string()) + '\0' +
+    auto whose = scope(req, ctx);
+    if (!whose) {
+      inner(req, ctx, std::move(respond));
+      return;
+    }
+    std::string key = *whose + '\0' + std::string(req.method_string()) + '\0' +
                       std::string(ctx.route) + '\0' + idem;
     std::string fingerprint = sha256_hex(std::string(req.method_string()) + " " +
                                          std::string(req.target()) + "\n" + req.body());

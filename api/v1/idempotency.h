@@ -51,7 +51,7 @@ class idempotency_store {
   // nullopt after marking the key in flight (false in `in_flight` when another
   // request holds it).
   std::optional<stored_response> begin(const std::string& key, bool& already_in_flight);
-  // Stores the response (for statuses below 500) and releases the key.
+  // Stores the response (nullopt: none, a retry runs again) and releases the key.
   void finish(const std::string& key, const std::optional<stored_response>& r);
   const passage::clock& clock() const { return *options_.clock; }
 
@@ -66,11 +66,15 @@ class idempotency_store {
   std::unordered_set<std::string> in_flight_;
 };
 
-// Wraps a command handler: without an Idempotency-Key header it runs as is. The
-// key is scoped by `scope` (the caller's API key id or, for public endpoints,
-// nothing) so two tenants never share keys.
-handler with_idempotency(idempotency_store& store,
-                         std::function<std::string(const request&, const request_context&)> scope,
-                         handler inner);
+// Whose keys a request's key is among (the caller's API key id, a learner, a public
+// invite code), so two callers never share keys; nullopt when the request names nobody
+// it may act for (no or a wrong credential): it runs as is, nothing replayed or kept.
+using idempotency_scope =
+    std::function<std::optional<std::string>(const request&, const request_context&)>;
+
+// Wraps a command handler: without an Idempotency-Key header it runs as is. Responses
+// that say the request was not acted on for reasons of the moment (401, 429, 5xx) are
+// not kept: a retry with the same key runs again.
+handler with_idempotency(idempotency_store& store, idempotency_scope scope, handler inner);
 
 }  // namespace passage::api::v1

@@ -99,6 +99,39 @@ TEST_F(applied_wait_test, answers_503_read_model_lagging_when_the_projector_is_s
   EXPECT_EQ(answers.load(), 1);
 }
 
+// A sink that keeps the answer a request settles on after a provisional one (as the
+// Idempotency-Key store does), and says so.
+class keeping_sink final : public response_sink {
+ public:
+  void deliver(response r) override { delivered.push_back(std::move(r)); }
+  std::shared_ptr<event_stream> open_stream(response_header) override { return nullptr; }
+  void deliver_provisional(response r) override { provisional.push_back(std::move(r)); }
+  void settle(response r) override { settled.push_back(std::move(r)); }
+  bool keeps_settled() const override { return true; }
+  std::vector<response> delivered, provisional, settled;
+};
+
+TEST_F(applied_wait_test, a_lagging_answer_is_provisional_and_the_continuation_settles_it) {
+  applied_wait waits(*models_, 50ms);
+  const auto position = create_org(id(1), "Acme", 'a');
+  ASSERT_GT(position, 0u);
+  auto ran = std::make_shared<int>(0);
+  auto sink = std::make_shared<keeping_sink>();
+  {
+    responder respond(sink);
+    waits.answer_when_applied(position, respond, answer_ok(respond, ran));
+  }
+  while (sink->provisional.empty()) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(sink->provisional.at(0).result_int(), 503u);
+  EXPECT_EQ(*ran, 0);
+
+  catch_up();  // the read models show the command: its own answer is made for the record
+  EXPECT_EQ(*ran, 1);
+  ASSERT_EQ(sink->settled.size(), 1u);
+  EXPECT_EQ(sink->settled[0].result_int(), 200u);
+  EXPECT_TRUE(sink->delivered.empty());  // the client was answered once, provisionally
+}
+
 TEST_F(applied_wait_test, every_wait_times_out_whether_others_are_pending_or_not) {
   // The deadline thread is woken only when it waits with nothing pending: waits started
   // while it sleeps towards an earlier deadline, and after it has gone idle, all time out.
