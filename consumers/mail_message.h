@@ -11,6 +11,7 @@
 // value is replaced by a space, and non-ASCII text is sent as RFC 2047 encoded words.
 
 #include <map>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -37,6 +38,11 @@ struct mail_template {
 };
 
 using template_values = std::map<std::string, std::string, std::less<>>;
+// One value of a template as views (render_views()): `name` once per call.
+struct template_value {
+  std::string_view name;
+  std::string_view value;
+};
 
 // The kinds of mail Passage sends, each with a built-in template: the private invitation
 // and the reminder to an addressee who has not claimed ({{title}}, {{description}},
@@ -54,6 +60,10 @@ mail_template template_for(mail_kind k, const std::string& dir, std::string_view
 
 mail_message render(const mail_template& t, const template_values& values, std::string from,
                     std::string to, std::string message_id);
+// render() from a few values as views (no map and no copies of the values: one per mail,
+// the welcome mail's four). The first value of a name counts.
+mail_message render_views(const mail_template& t, std::span<const template_value> values,
+                          std::string from, std::string to, std::string message_id);
 
 // A header value safe to write: control characters (CR, LF, TAB, …) become spaces, runs of
 // spaces collapse, and text with non-ASCII bytes becomes RFC 2047 base64 encoded words.

@@ -616,6 +616,9 @@ struct mailer::state {
     bool logged = false;
     std::vector<named_address> named;  // the addresses it names (its recipient)
     bool indexed = false;              // by index_run()
+    // A claim's mail, issued with its registration (issued_with_registration()): it carries
+    // the registration's address, organization and first name.
+    bool with_registration = false;
   };
   struct pending_run {
     std::vector<run_mail> mails;
@@ -650,7 +653,7 @@ struct mailer::state {
     for (const auto& m : r.mails) {
       if (m.indexed && !m.named.empty() && transport->keeps_copies()) {
         run_learners[m.event.learner_id_] = {m.event.org_id_, m.message->to,
-                                             m.named.front().subject};
+                                             m.named.front().subject, m.with_registration};
       }
     }
     return purges;
@@ -1264,6 +1267,9 @@ struct mailer::state {
     uuid org;
     std::string email;
     std::string subject;
+    // The welcome mail was issued with the registration (run_mail::with_registration): the
+    // same organization and address, so the registration is not decoded to compare them.
+    bool with_registration = false;
   };
   std::unordered_map<uuid, run_learner> run_learners;
   // The templates (template_for) the batch's mails were rendered with, per kind and
@@ -1298,9 +1304,12 @@ struct mailer::state {
     if (learnt.empty()) return true;
     std::vector<std::pair<uuid, std::string>> subjects;
     for (const auto& l : learnt) {
+      const auto w = run_learners.find(l.learner);
+      // Written with the learner's welcome mail, which a claim issued with this very
+      // registration (the same address): no key lookup and decryption to compare them.
+      if (w != run_learners.end() && w->second.with_registration) continue;
       const auto& r = decode_registration(*l.rec);
       if (!r.usable || r.email.empty()) continue;
-      const auto w = run_learners.find(l.learner);
       if (w != run_learners.end() && w->second.org == r.org && w->second.email == r.email) {
         continue;  // written with the learner's welcome mail (index_run), the same address
       }
@@ -1340,6 +1349,21 @@ struct mailer::state {
     auto decoded = codec.decode(first->front());
     if (!decoded || decoded->forgotten) return {};
     return std::get<d::learner_registered>(decoded->event).personal_data_.first_name_;
+  }
+
+  // Whether `w` (the event `rec`) is a claim's welcome mail, issued with the learner's
+  // registration in this batch: a claim appends LearnerRegistered and, right after it in
+  // the same append, the PasswordSetupIssued that issue_password_setup_for() made from it
+  // (naming the claimed invite; a link staff sent again names none), which copies the
+  // registration's organization, address and first name. Such a mail needs neither the
+  // registration's first name (first_name_of) nor its address for `s:` (flush_learnt):
+  // the registration is not decoded (a key lookup and a decryption per claim's mail).
+  bool issued_with_registration(const d::password_setup_issued& w,
+                                const eventstore::recorded_event& rec) const {
+    if (!w.invite_id_) return false;
+    const auto it = registrations.find(w.learner_id_);
+    return it != registrations.end() && it->second->position + 1 == rec.position &&
+           it->second->stream == rec.stream;
   }
 
   // The outcome event of the welcome mail `message_id` for `w`.
@@ -1389,7 +1413,11 @@ struct mailer::state {
     } else if (!m.known) {
       std::string title;
       if (w.invite_id_) title = invite(*w.invite_id_).title;
-      if (w.personal_data_.first_name_.empty()) w.personal_data_.first_name_ = first_name_of(w);
+      m.with_registration = issued_with_registration(w, rec);
+      // A claim's mail has the registration's first name already (none if it gave none).
+      if (w.personal_data_.first_name_.empty() && !m.with_registration) {
+        w.personal_data_.first_name_ = first_name_of(w);
+      }
       m.message = welcome_message(w, {title, opt.password_link(w.learner_id_, w.setup_id_)},
                                   batch_template(welcome_kind(w), w.org_id_), opt.from,
                                   "<" + m.message_id.to_string() + "@passage>");

@@ -69,14 +69,16 @@
 // forgotten before the mail went out gets none (EmailFailed without personal data).
 // A claim brings a registration and its welcome mail in one append, so the per-mail work
 // stays in the subscription's batch. A claim's PasswordSetupIssued carries the first name
-// the registration gave, when it gave one; a mail without one (a nameless registration, or
-// a link sent again) takes it from the registration read in the same batch, which the
-// mailer reads only with a transport that keeps copies (.eml; else, and for a registration
-// in an earlier batch, it reads the learner's stream). With .eml the registrations' `s:`
-// entries are written once per batch (before a LearnerForgotten is handled and before the
-// checkpoint passes them), and a sent copy is checked against the log for a racing forget
-// only when a purge or a key destruction (keys_being_destroyed()) began since the batch
-// was read.
+// the registration gave, when it gave one. A claim's mail read right after its
+// registration is not looked up further: it carries the registration's address and first
+// name (none if it gave none). Another mail without one (a link sent again) takes it from
+// the registration read in the same batch, which the mailer reads only with a transport
+// that keeps copies (.eml; else, and for a registration in an earlier batch, it reads the
+// learner's stream). With .eml the registrations' `s:` entries are written once per batch
+// (before a LearnerForgotten is handled and before the checkpoint passes them; a claim's
+// mail writes its learner's), and a sent copy is checked against the log for a racing
+// forget only when a purge or a key destruction (keys_being_destroyed()) began since the
+// batch was read.
 // Claim digests (opt-in per invite, `notify_on_claim`): see claim_digest.h. The mailer
 // passes them the invite events it reads and lets the reminder thread send the due ones.
 //

@@ -21,12 +21,13 @@ mail_message welcome_message(const domain::password_setup_issued& e, const welco
 mail_message welcome_message(const domain::password_setup_issued& e, const welcome_facts& facts,
                              const mail_template& tpl, std::string from, std::string message_id) {
   const auto& first = e.personal_data_.first_name_;
-  return render(tpl,
-                {{"title", facts.title.empty() ? std::string("your invite") : facts.title},
-                 {"name", first.empty() ? std::string("there") : first},
-                 {"link", facts.link},
-                 {"expires_at", format_rfc3339(e.expires_at_)}},
-                std::move(from), e.personal_data_.email_, std::move(message_id));
+  const std::string expires_at = format_rfc3339(e.expires_at_);
+  const template_value values[] = {
+      {"title", facts.title.empty() ? std::string_view("your invite") : facts.title},
+      {"name", first.empty() ? std::string_view("there") : first},
+      {"link", facts.link},
+      {"expires_at", expires_at}};
+  return render_views(tpl, values, std::move(from), e.personal_data_.email_, std::move(message_id));
 }
 
 }  // namespace passage::consumers

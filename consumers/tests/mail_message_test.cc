@@ -7,6 +7,7 @@
 #include <chrono>
 #include <ctime>
 #include <fstream>
+#include <vector>
 
 #include "common/encoding.h"
 #include "common/time_format.h"
@@ -162,6 +163,31 @@ TEST(MailMessage, TheWireTextIsTheSameByteForByte) {
     m.html = n % 2 ? m.text : std::string();
     EXPECT_EQ(to_rfc5322(m, t0), first_rfc5322(m, t0)) << n;
   }
+}
+
+// render_views() renders as render() with the same values: escaped in HTML but for
+// `*_html` values, unknown names as nothing, placeholders at the ends and unclosed.
+TEST(MailMessage, ValuesAsViewsRenderAsTheMap) {
+  const mail_template t{"{{title}} for {{name}}{{missing}}",
+                        "{{name}}: {{link}} until {{expires_at}} {{unclosed",
+                        "<p>{{title}}</p>{{list_html}}<a href=\"{{link}}\">{{name}}</a>"};
+  const template_values map{{"title", "K8s <&> \"101\""},
+                            {"name", "Ada"},
+                            {"link", "https://x/p?a=1&b=2"},
+                            {"expires_at", "2026-11-20T09:00:00Z"},
+                            {"list_html", "<li>a &amp; b</li>"}};
+  std::vector<template_value> views;
+  for (const auto& [name, value] : map) views.push_back({name, value});
+  const auto a = render(t, map, "f", "t@example.com", "<m@passage>");
+  const auto b = render_views(t, views, "f", "t@example.com", "<m@passage>");
+  EXPECT_EQ(a.subject, b.subject);
+  EXPECT_EQ(a.text, b.text);
+  EXPECT_EQ(a.html, b.html);
+  EXPECT_EQ(b.html,
+            "<p>K8s &lt;&amp;&gt; &quot;101&quot;</p><li>a &amp; b</li><a "
+            "href=\"https://x/p?a=1&amp;b=2\">Ada</a>");
+  EXPECT_EQ(b.to, "t@example.com");
+  EXPECT_EQ(b.message_id, "<m@passage>");
 }
 
 TEST(MailMessage, TemplatesPerOrganizationOverrideTheBuiltInParts) {

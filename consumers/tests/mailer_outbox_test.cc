@@ -31,6 +31,7 @@
 #include "consumers/mailer.h"
 #include "consumers/tests/failing_reads.h"
 #include "domain/events.h"
+#include "domain/password.h"
 #include "domain/streams.h"
 #include "eventstore/event_codec.h"
 #include "eventstore/key_store.h"
@@ -597,6 +598,12 @@ class mailer_outbox : public ::testing::Test {
     return w;
   }
 
+  // A claim's welcome mail: issued with the registration (issue_password_setup_for), in the
+  // same append right after it, naming the claimed invite.
+  d::password_setup_issued claims_welcome(const d::learner_registered& r) {
+    return d::issue_password_setup_for(r, uuid::random(), uuid::random());
+  }
+
   d::private_invitation_sent invitation(std::string email) {
     d::private_invitation_sent inv;
     inv.org_id_ = org_;
@@ -716,6 +723,31 @@ TEST_F(mailer_outbox, ATemplateEditedBetweenBatchesIsUsedFromTheNextOn) {
   ASSERT_TRUE(handled(append_welcome_run(2)));
   EXPECT_EQ(texts_in(outbox()), (std::vector<std::string>(2, "second L")));
   EXPECT_EQ(mailer_->stats().sent, 5u);
+}
+
+// A claim's welcome mail read right after its registration greets by the name it carries
+// (the registration's, or "there" when it gave none) and writes the learner's address for a
+// forget (the registration is not decoded for either): LearnerForgotten removes the copies.
+TEST_F(mailer_outbox, AClaimsWelcomeMailNeedsNotItsRegistrationDecoded) {
+  const uuid ada = uuid::random(), cyd = uuid::random();
+  const auto ada_reg = registered(ada, "ada@example.com", "Ada");
+  const auto cyd_reg = registered(cyd, "cyd@example.com", "");
+  append(d::learner_stream(ada), ada_reg, claims_welcome(ada_reg));
+  const auto last = append(d::learner_stream(cyd), cyd_reg, claims_welcome(cyd_reg));
+  reads_->fail_streams = "learner-";  // nothing is read from the learners' streams
+  start_mailer();
+  ASSERT_TRUE(handled(last));
+  reads_->fail_streams.reset();
+  auto texts = texts_in(outbox());
+  ASSERT_EQ(texts.size(), 2u);
+  std::sort(texts.begin(), texts.end());
+  EXPECT_TRUE(texts[0].starts_with("Hello Ada,")) << texts[0];
+  EXPECT_TRUE(texts[1].starts_with("Hello there,")) << texts[1];
+  EXPECT_EQ(mailer_->stats().sent, 2u);
+  const auto now = from_unix_micros(1'700'000'000'000'000);
+  append(d::learner_stream(ada), d::learner_forgotten{org_, ada, now});
+  ASSERT_TRUE(handled(append(d::learner_stream(cyd), d::learner_forgotten{org_, cyd, now})));
+  EXPECT_TRUE(names_in(outbox()).empty());
 }
 
 // A welcome mail to another address than the one the learner registered with (a link
