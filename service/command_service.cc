@@ -50,6 +50,32 @@ struct aggregate {
   std::atomic<bool> loaded{false};
   State state{};
   std::uint64_t version = 0;
+  // Appends queued for this aggregate (under `mu`), numbered from 1.
+  std::uint64_t queued = 0;
+  // Their answers (under `answers_mu`, never `mu`: see `loaded`). A decision without events
+  // answers from the state its aggregate's appends made, so only once they are stored.
+  std::mutex answers_mu;
+  std::uint64_t answered = 0;  // the latest answered append
+  std::vector<std::pair<std::uint64_t, std::function<void(bool stored)>>> waiting;
+
+  // The append numbered `n` was answered. The appends of one stream build on each other
+  // (each expects the version the ones before it make): a later one stored, so were they.
+  void answer(std::uint64_t n, bool stored) {
+    std::vector<std::function<void(bool)>> ready;
+    {
+      std::lock_guard lk(answers_mu);
+      answered = std::max(answered, n);
+      for (auto it = waiting.begin(); it != waiting.end();) {
+        if (it->first <= n) {
+          ready.push_back(std::move(it->second));
+          it = waiting.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& fn : ready) fn(stored);
+  }
 };
 
 template <typename State>
@@ -145,11 +171,12 @@ template <typename State>
 struct plan {
   domain::event_list events;
   // Expectations on other streams (unnamed: any), checked with the append; also for a
-  // stream the events do not write to. A plan without events appends nothing, so checks
-  // nothing.
+  // stream the events do not write to. A plan without events appends nothing (the store
+  // takes no empty append): it is answered once the appends its state came from are stored,
+  // which checked the expectations it relies on.
   std::map<std::string, expected_version> other_streams;
-  // Runs once the events are durable (at once when there are none). May run on
-  // the store's writer thread.
+  // Runs once the events are durable (when there are none, once the aggregate's appends
+  // queued before are). May run on the store's writer thread.
   std::function<void(const written&)> on_success;
   // Optional: sees the aggregate's state right after the events, under its lock
   // (copying a whole invite per command would make claims O(claims)).
@@ -341,6 +368,28 @@ struct command_service::impl {
     if (p.events.empty()) {
       if (p.observe) p.observe(agg->state);
       written w{0, agg->version};
+      // Decided on the state the appends queued before it made: answered once they are
+      // stored (the expectations they carried checked), decided again should one fail.
+      std::unique_lock answers(agg->answers_mu);
+      if (agg->answered < agg->queued) {
+        agg->waiting.emplace_back(agg->queued, [this, w, on_success = std::move(p.on_success),
+                                                &cache, stream, seed = std::move(seed),
+                                                decide = std::move(decide), meta, actor,
+                                                fail = std::move(fail),
+                                                attempt](bool stored) mutable {
+          if (stored) {
+            on_success(w);
+          } else if (attempt < options.max_retries) {
+            retries.post([this, &cache, stream, seed, decide, meta, actor, fail, attempt] {
+              execute<State>(cache, stream, seed, decide, meta, actor, fail, attempt + 1);
+            });
+          } else {
+            fail(make_service_error("unavailable", "the command it builds on could not be stored"));
+          }
+        });
+        return;
+      }
+      answers.unlock();
       lk.unlock();
       p.on_success(w);
       return;
@@ -402,12 +451,13 @@ struct command_service::impl {
     }
     if (p.observe) p.observe(agg->state);
     written w{0, agg->version};
+    const std::uint64_t number = ++agg->queued;
 
     // Queued while the aggregate is locked, so its appends reach the log in the
     // order they were decided: the next command may already build on this one.
     store.append_async(
         std::move(appends),
-        [this, agg, w, queued = std::chrono::steady_clock::now(),
+        [this, agg, w, number, queued = std::chrono::steady_clock::now(),
          on_success = std::move(p.on_success), on_failure = std::move(p.on_failure), &cache, stream,
          seed = std::move(seed), decide = std::move(decide), meta, actor, fail = std::move(fail),
          attempt](eventstore::store_result<eventstore::append_result> r) mutable {
@@ -417,10 +467,12 @@ struct command_service::impl {
           if (r) {
             w.position = r->last_position;
             on_success(w);
+            agg->answer(number, true);
             return;
           }
           // The cached state ran ahead of the log: drop it, reload next time.
           agg->loaded = false;
+          agg->answer(number, false);
           if (on_failure) on_failure();
           if (r.error().code == eventstore::errc::wrong_expected_version &&
               attempt < options.max_retries) {

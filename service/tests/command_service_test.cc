@@ -474,6 +474,66 @@ INSTANTIATE_TEST_SUITE_P(, lead_race_test, ::testing::Combine(::testing::Bool(),
                                   (std::get<1>(info.param) ? "FirstRefused" : "FirstStored");
                          });
 
+// A repeat claim appends nothing: its answer names the claim it repeats. When that claim's
+// append is still unanswered, the repeat is answered only once it is stored; if it fails, the
+// repeat is decided again (a claim of its own), never answered with a claim that was not stored.
+TEST_F(command_service_test, ARepeatClaimIsAnsweredOnlyOnceTheClaimItRepeatsIsStored) {
+  std::mutex mu;
+  std::condition_variable cv;
+  int commits = 0;
+  bool release = false;
+  eventstore::event_store_options o{.path = dir_.sub("held-events"), .clock = &clock_};
+  bool hold = false;
+  o.before_commit = [&]() -> std::optional<std::string> {
+    std::unique_lock lk(mu);
+    if (!hold) return std::nullopt;
+    hold = false;  // the first claim's commit: held until the repeat is decided, then refused
+    ++commits;
+    cv.notify_all();
+    cv.wait(lk, [&] { return release; });
+    return std::string("disk full");
+  };
+  use_store(o);
+  ASSERT_FALSE(HasFatalFailure());
+  register_track("k8s-basics");
+  auto invite = create_invite(10);
+  claim_input in;
+  in.email = "ada@example.com";
+  std::promise<service_result<claim_result>> first, repeat;
+  {
+    std::lock_guard lk(mu);
+    hold = true;
+  }
+  svc_->claim(invite.code, in, {"test", ""},
+              [&](service_result<claim_result> r) { first.set_value(std::move(r)); });
+  {
+    std::unique_lock lk(mu);
+    ASSERT_TRUE(cv.wait_for(lk, 10s, [&] { return commits == 1; }));
+  }
+  svc_->claim(invite.code, in, {"test", ""},
+              [&](service_result<claim_result> r) { repeat.set_value(std::move(r)); });
+  std::this_thread::sleep_for(50ms);  // the repeat decided meanwhile
+  {
+    std::lock_guard lk(mu);
+    release = true;
+  }
+  cv.notify_all();
+
+  ASSERT_FALSE(first.get_future().get());
+  auto r = repeat.get_future().get();
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_TRUE(r->claim);
+  EXPECT_EQ(r->outcome, domain::claim_outcome::claimed);
+  auto log = stream(domain::invite_stream(invite.invite_id));
+  EXPECT_EQ(
+      std::count_if(log.begin(), log.end(),
+                    [](const auto& e) { return e.type == domain::invite_claimed::type_name; }),
+      1)
+      << "the answer names a claim that was never stored";
+  EXPECT_FALSE(stream(domain::learner_stream(r->claim->learner_id_)).empty())
+      << "the answer names a learner that was never registered";
+}
+
 // A store that answers an append on the spot (closed, or refusing it) answers on the thread
 // that queued it while holding the aggregate's lock: the answer must not wait for that lock.
 TEST_F(command_service_test, AnAppendRefusedAtOnceFailsTheCommandInsteadOfHanging) {
