@@ -683,8 +683,10 @@ void put_event(record_writer& w, const recorded_event& e, std::string_view row_t
 
 // A recorded_event with only the fields put_event kept (the rest empty; of a row with
 // only a block, the data is its type's template around it). `position`: the row key's.
+// When `r` is no longer ok(), `why` may say what is wrong.
 recorded_event get_event(record_reader& r, std::string_view row_type,
-                         const std::optional<uuid>& owner, std::uint64_t position) {
+                         const std::optional<uuid>& owner, std::uint64_t position,
+                         std::string& why) {
   recorded_event e;
   e.event_id = r.id();
   e.position = position;
@@ -708,7 +710,10 @@ recorded_event get_event(record_reader& r, std::string_view row_type,
   } else if (form == block_text) {
     block = r.str();
   } else if (form == binary_block) {
-    if (!sealed::get_binary_block(r, owner, block)) return e;  // (r is not ok())
+    if (auto got = sealed::get_binary_block(r, owner, block); !got) {  // (r is not ok())
+      why = std::move(got.error());
+      return e;
+    }
   } else {
     r.corrupt();
     return e;
@@ -717,11 +722,14 @@ recorded_event get_event(record_reader& r, std::string_view row_type,
   return e;
 }
 
-// What a row query does with a row it cannot read: see unreadable_row.
-[[noreturn]] void throw_unreadable(char kind, const uuid& id, std::uint64_t position) {
+// What a row query does with a row it cannot read: see unreadable_row. `why`: what is
+// wrong with it, when known.
+[[noreturn]] void throw_unreadable(char kind, const uuid& id, std::uint64_t position,
+                                   std::string_view why = {}) {
   throw unreadable_row("read models: the " + std::string(1, kind) + " row of " + id.to_string() +
-                       " at log position " + std::to_string(position) +
-                       " cannot be read; rebuild the read models (passage replay)");
+                       " at log position " + std::to_string(position) + " cannot be read" +
+                       (why.empty() ? std::string() : " (" + std::string(why) + ")") +
+                       "; rebuild the read models (passage replay)");
 }
 
 // Reads an A row's fields before its event, giving its learner (for get_event); R rows:
@@ -1095,7 +1103,13 @@ struct read_models::state {
   // --- queries (under a shared lock) ---
 
   invite_view view_of(const invite_rec& i, timestamp now) const;
-  shown_person show(const recorded_event& e, const std::optional<uuid>& learner_id,
+  // The person of a row's sealed event (its kind and the id of its key, for the error of
+  // one that cannot be decrypted: unreadable_row).
+  struct row_name {
+    char kind;
+    uuid id;
+  };
+  shown_person show(const recorded_event& e, const std::optional<uuid>& learner_id, row_name row,
                     std::map<std::string, std::string>* answers = nullptr) const;
   claim_access_view access_of(const claim_rec& c, timestamp now) const;
   // Calls visit(reader of the value, position) for the rows keyed <prefix><position> (A,
@@ -2195,7 +2209,7 @@ invite_view read_models::state::view_of(const invite_rec& i, timestamp now) cons
 }
 
 shown_person read_models::state::show(const recorded_event& e,
-                                      const std::optional<uuid>& learner_id,
+                                      const std::optional<uuid>& learner_id, row_name row,
                                       std::map<std::string, std::string>* answers) const {
   shown_person p;
   if (learner_id) {
@@ -2207,8 +2221,10 @@ shown_person read_models::state::show(const recorded_event& e,
     }
   }
   auto d = codec->decode(e);
-  // Never show ciphertext: data that cannot be decrypted counts as forgotten.
-  if (!d || d->forgotten) {
+  // A block whose key is gone is forgotten. One the codec cannot open with its key (damaged
+  // in the row) is not: the query fails rather than show its person as forgotten.
+  if (!d) throw_unreadable(row.kind, row.id, e.position, d.error().message);
+  if (d->forgotten) {
     p.forgotten = true;
     return p;
   }
@@ -2507,8 +2523,9 @@ std::optional<std::vector<acceptance_row>> read_models::acceptance_list(
     row.anonymous = r.boolean();
     row.claimed_at = r.ts();
     row.access_expires_at = r.opt_ts();
-    auto e = get_event(r, a_row_type, row.learner_id, position);
-    if (!r.ok()) throw_unreadable('A', invite_id, position);
+    std::string why;
+    auto e = get_event(r, a_row_type, row.learner_id, position, why);
+    if (!r.ok()) throw_unreadable('A', invite_id, position, why);
     row.position = e.position;
     row.seconds_since_invite_created = seconds_between(created_at, row.claimed_at);
     rows.emplace_back(std::move(row), std::move(e));
@@ -2517,7 +2534,7 @@ std::optional<std::vector<acceptance_row>> read_models::acceptance_list(
   std::vector<acceptance_row> out;
   out.reserve(rows.size());
   for (auto& [row, e] : rows) {
-    if (!row.anonymous) row.who = state_->show(e, row.learner_id);
+    if (!row.anonymous) row.who = state_->show(e, row.learner_id, {'A', invite_id});
     out.push_back(std::move(row));
   }
   return out;
@@ -2537,8 +2554,9 @@ std::optional<std::vector<rejection_row>> read_models::rejections(const uuid& or
     row.learner_id = r.opt_id();
     row.anonymous = r.boolean();
     row.rejected_at = r.ts();
-    auto e = get_event(r, r_row_type, row.learner_id, position);
-    if (!r.ok()) throw_unreadable('R', invite_id, position);
+    std::string why;
+    auto e = get_event(r, r_row_type, row.learner_id, position, why);
+    if (!r.ok()) throw_unreadable('R', invite_id, position, why);
     row.position = e.position;
     rows.emplace_back(std::move(row), std::move(e));
     return true;
@@ -2546,7 +2564,7 @@ std::optional<std::vector<rejection_row>> read_models::rejections(const uuid& or
   std::vector<rejection_row> out;
   out.reserve(rows.size());
   for (auto& [row, e] : rows) {
-    row.who = state_->show(e, row.learner_id);
+    row.who = state_->show(e, row.learner_id, {'R', invite_id});
     out.push_back(std::move(row));
   }
   return out;
@@ -2679,12 +2697,16 @@ std::optional<learner_history_view> read_models::learner_history(const uuid& org
     if (!st.ok()) throw_unreadable(claimed ? 'A' : 'R', x.invite_id, x.position);
     record_reader r(value);
     const auto row_learner = claimed ? skip_acceptance_fields(r) : skip_rejection_fields(r);
-    auto sealed = get_event(r, claimed ? a_row_type : r_row_type, row_learner, x.position);
-    if (!r.ok()) throw_unreadable(claimed ? 'A' : 'R', x.invite_id, x.position);
+    std::string why;
+    auto sealed = get_event(r, claimed ? a_row_type : r_row_type, row_learner, x.position, why);
+    if (!r.ok()) throw_unreadable(claimed ? 'A' : 'R', x.invite_id, x.position, why);
     e = std::move(sealed);
   }
   for (auto& [x, e] : rows) {
-    if (e) x.who = state_->show(*e, learner_id);
+    if (e) {
+      x.who =
+          state_->show(*e, learner_id, {x.fact == learner_fact::claimed ? 'A' : 'R', x.invite_id});
+    }
     h.claims += x.fact == learner_fact::claimed;
     h.rejections += x.fact == learner_fact::rejected;
     h.plays += x.fact == learner_fact::played;
@@ -2709,8 +2731,9 @@ std::vector<lead_row> read_models::leads(const uuid& org_id) const {
     row.learner_id = r.id();
     row.invite_id = r.opt_id();
     row.captured_at = r.ts();
-    auto e = get_event(r, l_row_type, row.learner_id, position);
-    if (!r.ok()) throw_unreadable('L', org_id, position);
+    std::string why;
+    auto e = get_event(r, l_row_type, row.learner_id, position, why);
+    if (!r.ok()) throw_unreadable('L', org_id, position, why);
     row.position = e.position;
     rows.emplace_back(std::move(row), std::move(e));
     return true;
@@ -2718,7 +2741,7 @@ std::vector<lead_row> read_models::leads(const uuid& org_id) const {
   std::vector<lead_row> out;
   out.reserve(rows.size());
   for (auto& [row, e] : rows) {
-    row.who = state_->show(e, row.learner_id, &row.answers);
+    row.who = state_->show(e, row.learner_id, {'L', org_id}, &row.answers);
     out.push_back(std::move(row));
   }
   return out;

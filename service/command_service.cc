@@ -50,6 +50,32 @@ struct aggregate {
   std::atomic<bool> loaded{false};
   State state{};
   std::uint64_t version = 0;
+  // Appends queued for this aggregate (under `mu`), numbered from 1.
+  std::uint64_t queued = 0;
+  // Their answers (under `answers_mu`, never `mu`: see `loaded`). A decision without events
+  // answers from the state its aggregate's appends made, so only once they are stored.
+  std::mutex answers_mu;
+  std::uint64_t answered = 0;  // the latest answered append
+  std::vector<std::pair<std::uint64_t, std::function<void(bool stored)>>> waiting;
+
+  // The append numbered `n` was answered. The appends of one stream build on each other
+  // (each expects the version the ones before it make): a later one stored, so were they.
+  void answer(std::uint64_t n, bool stored) {
+    std::vector<std::function<void(bool)>> ready;
+    {
+      std::lock_guard lk(answers_mu);
+      answered = std::max(answered, n);
+      for (auto it = waiting.begin(); it != waiting.end();) {
+        if (it->first <= n) {
+          ready.push_back(std::move(it->second));
+          it = waiting.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& fn : ready) fn(stored);
+  }
 };
 
 template <typename State>
@@ -145,11 +171,12 @@ template <typename State>
 struct plan {
   domain::event_list events;
   // Expectations on other streams (unnamed: any), checked with the append; also for a
-  // stream the events do not write to. A plan without events appends nothing, so checks
-  // nothing.
+  // stream the events do not write to. A plan without events appends nothing (the store
+  // takes no empty append): it is answered once the appends its state came from are stored,
+  // which checked the expectations it relies on.
   std::map<std::string, expected_version> other_streams;
-  // Runs once the events are durable (at once when there are none). May run on
-  // the store's writer thread.
+  // Runs once the events are durable (when there are none, once the aggregate's appends
+  // queued before are). May run on the store's writer thread.
   std::function<void(const written&)> on_success;
   // Optional: sees the aggregate's state right after the events, under its lock
   // (copying a whole invite per command would make claims O(claims)).
@@ -208,12 +235,32 @@ struct command_service::impl {
   aggregate_cache<domain::track_state> tracks;
   aggregate_cache<domain::learner_state> learners;
 
+  // A lead-form submission a claim captured, until the read side shows it.
+  struct pending_lead {
+    enum class state : std::uint8_t { appending, stored, failed };
+    state now = state::appending;
+    // Claims by the same email decided while the append was unanswered: they decide again
+    // once it is answered (the lead counts as submitted only if it was stored).
+    std::vector<std::function<void()>> waiters;
+  };
+
   // Emails whose learner a claim registered but the read side may not show yet
   // (email subject -> learner id): one learner per email even when claims for a
   // new email race on different invites. Same for lead-form submissions.
   std::mutex learners_mu;
   std::unordered_map<std::string, uuid> pending_learners;
-  std::unordered_set<std::string> pending_leads;
+  std::unordered_map<std::string, std::shared_ptr<pending_lead>> pending_leads;
+
+  // Settles a lead this process captured: its waiters decide again.
+  void settle_lead(const std::shared_ptr<pending_lead>& lead, pending_lead::state now) {
+    std::vector<std::function<void()>> waiters;
+    {
+      std::lock_guard lk(learners_mu);
+      lead->now = now;
+      waiters.swap(lead->waiters);
+    }
+    for (auto& w : waiters) retries.post(std::move(w));
+  }
   // Codes of invites created here that the read side may not show yet.
   std::mutex codes_mu;
   std::unordered_map<std::string, invite_ref> pending_codes;
@@ -321,6 +368,28 @@ struct command_service::impl {
     if (p.events.empty()) {
       if (p.observe) p.observe(agg->state);
       written w{0, agg->version};
+      // Decided on the state the appends queued before it made: answered once they are
+      // stored (the expectations they carried checked), decided again should one fail.
+      std::unique_lock answers(agg->answers_mu);
+      if (agg->answered < agg->queued) {
+        agg->waiting.emplace_back(agg->queued, [this, w, on_success = std::move(p.on_success),
+                                                &cache, stream, seed = std::move(seed),
+                                                decide = std::move(decide), meta, actor,
+                                                fail = std::move(fail),
+                                                attempt](bool stored) mutable {
+          if (stored) {
+            on_success(w);
+          } else if (attempt < options.max_retries) {
+            retries.post([this, &cache, stream, seed, decide, meta, actor, fail, attempt] {
+              execute<State>(cache, stream, seed, decide, meta, actor, fail, attempt + 1);
+            });
+          } else {
+            fail(make_service_error("unavailable", "the command it builds on could not be stored"));
+          }
+        });
+        return;
+      }
+      answers.unlock();
       lk.unlock();
       p.on_success(w);
       return;
@@ -382,12 +451,13 @@ struct command_service::impl {
     }
     if (p.observe) p.observe(agg->state);
     written w{0, agg->version};
+    const std::uint64_t number = ++agg->queued;
 
     // Queued while the aggregate is locked, so its appends reach the log in the
     // order they were decided: the next command may already build on this one.
     store.append_async(
         std::move(appends),
-        [this, agg, w, queued = std::chrono::steady_clock::now(),
+        [this, agg, w, number, queued = std::chrono::steady_clock::now(),
          on_success = std::move(p.on_success), on_failure = std::move(p.on_failure), &cache, stream,
          seed = std::move(seed), decide = std::move(decide), meta, actor, fail = std::move(fail),
          attempt](eventstore::store_result<eventstore::append_result> r) mutable {
@@ -397,10 +467,12 @@ struct command_service::impl {
           if (r) {
             w.position = r->last_position;
             on_success(w);
+            agg->answer(number, true);
             return;
           }
           // The cached state ran ahead of the log: drop it, reload next time.
           agg->loaded = false;
+          agg->answer(number, false);
           if (on_failure) on_failure();
           if (r.error().code == eventstore::errc::wrong_expected_version &&
               attempt < options.max_retries) {
@@ -1067,18 +1139,15 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
   // Facts about the email, looked up once; the invite lock serialises the rest.
   std::string subject;
   std::optional<uuid> known_learner;
-  bool lead_submitted = false;
+  bool lead_submitted = false;  // as the read side shows
   if (input.email && domain::is_valid_email(*input.email)) {
     subject = self->codec.email_subject(ref.org_id, domain::normalize_email(*input.email));
-    {
-      std::lock_guard lk(self->learners_mu);
-      lead_submitted = self->pending_leads.count(subject) > 0;
-    }
-    // Only a learner the read side shows is known for sure; one another claim reserved is
-    // looked up again by each decision, under the invite's lock (that claim may yet fail).
+    // Only a learner (or lead) the read side shows is known for sure; one another claim
+    // reserved (or captured) is looked up again by each decision, under the invite's lock
+    // (that claim may yet fail).
     if (auto l = self->facts.learner_by_email(ref.org_id, subject)) {
       known_learner = l->learner_id;
-      lead_submitted = lead_submitted || l->lead_submitted;
+      lead_submitted = l->lead_submitted;
     }
   }
 
@@ -1088,7 +1157,6 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
   cmd.last_name_ = input.last_name;
   cmd.lead_answers_ = input.answers;
   cmd.anonymous_learner_id_ = token_learner ? *token_learner : uuid::random();
-  cmd.lead_already_submitted_ = lead_submitted;
   cmd.lead_form_ = std::move(*lead_form);
   cmd.invitation_id_ = invitation_id;
   cmd.presented_learner_id_ = token_learner;
@@ -1096,10 +1164,55 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
 
   execute<domain::invite_state>(
       invites, domain::invite_stream(invite_id), {},
-      [self, cmd, subject, known_learner, org_id, invite_id, done](
-          const domain::invite_state& s,
-          timestamp now) mutable -> domain::domain_result<plan<domain::invite_state>> {
+      [self, cmd, subject, known_learner, lead_submitted, org_id, invite_id, invitation_id, m,
+       token = std::move(input.learner_token),
+       done](const domain::invite_state& s,
+             timestamp now) mutable -> domain::domain_result<plan<domain::invite_state>> {
         cmd.claim_id_ = uuid::random();
+        // A lead another claim captured for this email counts as submitted once that claim
+        // is stored. No expectation of this append can prove it: the lead goes to the
+        // learner's stream, which may exist before it (another claim made the learner), and
+        // no version of any stream is that claim's alone. While its append is unanswered,
+        // this claim waits for the answer and is then decided again from the start.
+        cmd.lead_already_submitted_ = lead_submitted;
+        if (!lead_submitted && !subject.empty() &&
+            s.settings_.access_ == domain::access_mode::lead_form) {
+          std::shared_ptr<pending_lead> awaited;
+          {
+            std::lock_guard lk(self->learners_mu);
+            if (auto it = self->pending_leads.find(subject); it != self->pending_leads.end()) {
+              if (it->second->now == pending_lead::state::stored) {
+                cmd.lead_already_submitted_ = true;
+              } else {
+                awaited = it->second;
+              }
+            }
+          }
+          if (awaited) {
+            plan<domain::invite_state> p;
+            p.on_success = [self, awaited, ref = invite_ref{org_id, invite_id}, cmd, invitation_id,
+                            m, token, done](const written&) {
+              claim_input again;
+              again.email = cmd.email_;
+              again.first_name = cmd.first_name_;
+              again.last_name = cmd.last_name_;
+              again.answers = cmd.lead_answers_;
+              again.learner_token = token;
+              std::function<void()> decide_again = [self, ref, again = std::move(again),
+                                                    invitation_id, m, done]() mutable {
+                self->claim_on(ref, std::move(again), invitation_id, m, std::move(done));
+              };
+              std::unique_lock lk(self->learners_mu);
+              if (awaited->now == pending_lead::state::appending) {
+                awaited->waiters.push_back(std::move(decide_again));
+                return;
+              }
+              lk.unlock();
+              self->retries.post(std::move(decide_again));
+            };
+            return p;
+          }
+        }
         bool reserved_learner = false;  // this decision reserved the email's learner
         // A learner another claim reserved for this email (its registration not yet shown
         // by the read side): this claim may name it only if that registration is stored
@@ -1145,10 +1258,12 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
         bool lead_captured = std::any_of(d->events_.begin(), d->events_.end(), [](const auto& e) {
           return std::holds_alternative<domain::lead_captured>(e);
         });
-        bool reserved_lead = false;  // this decision marked the email's lead as submitted
+        // The lead this decision captured, pending for the email's other claims.
+        std::shared_ptr<pending_lead> reserved_lead;
         if (lead_captured && !subject.empty()) {
           std::lock_guard lk(self->learners_mu);
-          reserved_lead = self->pending_leads.insert(subject).second;
+          auto [it, inserted] = self->pending_leads.try_emplace(subject);
+          if (inserted) reserved_lead = it->second = std::make_shared<pending_lead>();
         }
         // The answer keeps what it reads of the decision, not the decision: its events
         // (~500 bytes each) move to the log once, and copying them (twice, into this
@@ -1177,18 +1292,26 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
           // what this decision reserved goes with the failed append.
           p.on_failure = [self, subject, reserved_learner, reserved_lead,
                           learner = cmd.new_learner_id_] {
-            std::lock_guard lk(self->learners_mu);
-            if (auto it = self->pending_learners.find(subject);
-                reserved_learner && it != self->pending_learners.end() && it->second == learner) {
-              self->pending_learners.erase(it);
+            {
+              std::lock_guard lk(self->learners_mu);
+              if (auto it = self->pending_learners.find(subject);
+                  reserved_learner && it != self->pending_learners.end() && it->second == learner) {
+                self->pending_learners.erase(it);
+              }
+              if (auto it = self->pending_leads.find(subject);
+                  reserved_lead && it != self->pending_leads.end() && it->second == reserved_lead) {
+                self->pending_leads.erase(it);
+              }
             }
-            if (reserved_lead) self->pending_leads.erase(subject);
+            if (reserved_lead) self->settle_lead(reserved_lead, pending_lead::state::failed);
           };
         }
         p.on_success = [self, outcome = d->outcome_, claim = std::move(d->claim_),
                         rejection = d->rejection_, missing_field = std::move(d->missing_field_),
                         learner_registered = d->learner_registered_, claimed = std::move(claimed),
-                        subject, org_id, invite_id, done, lead_captured](const written& w) {
+                        subject, org_id, invite_id, done, lead_captured,
+                        reserved_lead](const written& w) {
+          if (reserved_lead) self->settle_lead(reserved_lead, pending_lead::state::stored);
           claim_result r;
           r.outcome = outcome;
           r.org_id = org_id;
@@ -1236,7 +1359,13 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
               if (reserved) {
                 std::lock_guard lk(self->learners_mu);
                 self->pending_learners.erase(subject);
-                self->pending_leads.erase(subject);
+                // A lead another claim is still appending stays (the read side shows only
+                // stored ones).
+                if (auto it = self->pending_leads.find(subject);
+                    it != self->pending_leads.end() &&
+                    it->second->now != pending_lead::state::appending) {
+                  self->pending_leads.erase(it);
+                }
               }
             });
           }

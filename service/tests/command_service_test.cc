@@ -34,8 +34,11 @@ class fake_facts final : public fact_source {
     if (it == codes_.end()) return std::nullopt;
     return it->second;
   }
-  std::optional<learner_ref> learner_by_email(const uuid&, std::string_view) override {
-    return std::nullopt;
+  std::optional<learner_ref> learner_by_email(const uuid&, std::string_view subject) override {
+    std::lock_guard lk(mu_);
+    auto it = learners_.find(std::string(subject));
+    if (it == learners_.end()) return std::nullopt;
+    return it->second;
   }
   std::optional<domain::invite_claimed> claim_seed(const uuid&) override { return std::nullopt; }
   void when_applied(std::uint64_t, std::function<void()> fn) override {
@@ -58,9 +61,16 @@ class fake_facts final : public fact_source {
     codes_[code] = ref;
   }
 
+  // The read side shows a learner for an email subject.
+  void add_learner(const std::string& subject, learner_ref ref) {
+    std::lock_guard lk(mu_);
+    learners_[subject] = ref;
+  }
+
  private:
   std::mutex mu_;
   std::map<std::string, invite_ref> codes_;
+  std::map<std::string, learner_ref> learners_;
   std::vector<std::function<void()>> deferred_;
 };
 
@@ -376,6 +386,152 @@ TEST_F(command_service_test, AClaimNamingAnotherClaimsLearnerIsNotStoredWhenThat
   auto learner = stream(domain::learner_stream(ok->claim->learner_id_));
   ASSERT_FALSE(learner.empty()) << "the claim names a learner that was never registered";
   EXPECT_EQ(learner[0].type, domain::learner_registered::type_name);
+}
+
+// Two lead-form invites claimed by one email: the first claim captures the lead, the second
+// finds it pending and captures none. That lead counts only once the first claim is stored: if
+// the first claim's append fails, the second must capture the lead itself (not be stored
+// without one, the lead lost). `known` says whether the read side already shows the email's
+// learner (its lead then goes to an existing learner stream); `refused`, whether the first
+// claim's append fails.
+class lead_race_test : public command_service_test,
+                       public ::testing::WithParamInterface<std::tuple<bool, bool>> {};
+
+TEST_P(lead_race_test, ALeadAnotherClaimCapturedCountsOnlyOnceThatClaimIsStored) {
+  const auto [known, refused] = GetParam();
+  std::mutex mu;
+  std::condition_variable cv;
+  int commits = 0;
+  bool release = false;
+  eventstore::event_store_options o{.path = dir_.sub("held-events"), .clock = &clock_};
+  bool hold = false;
+  o.before_commit = [&, refused = refused]() -> std::optional<std::string> {
+    std::unique_lock lk(mu);
+    if (!hold) return std::nullopt;
+    hold = false;  // the first claim's commit: held until the second claim decided
+    ++commits;
+    cv.notify_all();
+    cv.wait(lk, [&] { return release; });
+    if (refused) return std::string("disk full");
+    return std::nullopt;
+  };
+  use_store(o);
+  ASSERT_FALSE(HasFatalFailure());
+  register_track("k8s-basics");
+  auto first_invite = create_invite(10, 0, domain::access_mode::lead_form);
+  auto second_invite = create_invite(10, 0, domain::access_mode::lead_form);
+  claim_input in;
+  in.email = "ada@example.com";
+  in.first_name = "Ada";
+  in.last_name = "Lovelace";
+  if (known) {
+    // Registered by a claim of an invite without a lead form; the read side shows it.
+    auto plain = create_invite(10);
+    auto r = claim(plain.code, *in.email);
+    ASSERT_TRUE(r) << r.error().message;
+    facts_.add_learner(codec_->email_subject(org_id_, *in.email), {r->claim->learner_id_, false});
+  }
+
+  std::promise<service_result<claim_result>> first, second;
+  {
+    std::lock_guard lk(mu);
+    hold = true;
+  }
+  svc_->claim(first_invite.code, in, {"test", ""},
+              [&](service_result<claim_result> r) { first.set_value(std::move(r)); });
+  {
+    std::unique_lock lk(mu);
+    ASSERT_TRUE(cv.wait_for(lk, 10s, [&] { return commits == 1; }));
+  }
+  // The first claim's events are in the commit being held: its lead is pending.
+  svc_->claim(second_invite.code, in, {"test", ""},
+              [&](service_result<claim_result> r) { second.set_value(std::move(r)); });
+  std::this_thread::sleep_for(50ms);  // the second claim decided meanwhile
+  {
+    std::lock_guard lk(mu);
+    release = true;
+  }
+  cv.notify_all();
+
+  auto a = first.get_future().get();
+  ASSERT_EQ(bool(a), !refused);
+  auto b = second.get_future().get();
+  ASSERT_TRUE(b) << b.error().message;
+  ASSERT_EQ(b->outcome, domain::claim_outcome::claimed);
+  auto log = store_->read_all({.types = {"LeadCaptured"}}, 1000);
+  ASSERT_TRUE(log);
+  ASSERT_EQ(log->size(), 1u) << "one lead, captured by whichever claim was stored first";
+  auto learner = stream(domain::learner_stream(b->claim->learner_id_));
+  EXPECT_TRUE(std::any_of(learner.begin(), learner.end(), [](const auto& e) {
+    return e.type == domain::lead_captured::type_name;
+  })) << "the second claim's learner has no lead";
+}
+
+INSTANTIATE_TEST_SUITE_P(, lead_race_test, ::testing::Combine(::testing::Bool(), ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param) ? "Known" : "New") +
+                                  "Learner" +
+                                  (std::get<1>(info.param) ? "FirstRefused" : "FirstStored");
+                         });
+
+// A repeat claim appends nothing: its answer names the claim it repeats. When that claim's
+// append is still unanswered, the repeat is answered only once it is stored; if it fails, the
+// repeat is decided again (a claim of its own), never answered with a claim that was not stored.
+TEST_F(command_service_test, ARepeatClaimIsAnsweredOnlyOnceTheClaimItRepeatsIsStored) {
+  std::mutex mu;
+  std::condition_variable cv;
+  int commits = 0;
+  bool release = false;
+  eventstore::event_store_options o{.path = dir_.sub("held-events"), .clock = &clock_};
+  bool hold = false;
+  o.before_commit = [&]() -> std::optional<std::string> {
+    std::unique_lock lk(mu);
+    if (!hold) return std::nullopt;
+    hold = false;  // the first claim's commit: held until the repeat is decided, then refused
+    ++commits;
+    cv.notify_all();
+    cv.wait(lk, [&] { return release; });
+    return std::string("disk full");
+  };
+  use_store(o);
+  ASSERT_FALSE(HasFatalFailure());
+  register_track("k8s-basics");
+  auto invite = create_invite(10);
+  claim_input in;
+  in.email = "ada@example.com";
+  std::promise<service_result<claim_result>> first, repeat;
+  {
+    std::lock_guard lk(mu);
+    hold = true;
+  }
+  svc_->claim(invite.code, in, {"test", ""},
+              [&](service_result<claim_result> r) { first.set_value(std::move(r)); });
+  {
+    std::unique_lock lk(mu);
+    ASSERT_TRUE(cv.wait_for(lk, 10s, [&] { return commits == 1; }));
+  }
+  svc_->claim(invite.code, in, {"test", ""},
+              [&](service_result<claim_result> r) { repeat.set_value(std::move(r)); });
+  std::this_thread::sleep_for(50ms);  // the repeat decided meanwhile
+  {
+    std::lock_guard lk(mu);
+    release = true;
+  }
+  cv.notify_all();
+
+  ASSERT_FALSE(first.get_future().get());
+  auto r = repeat.get_future().get();
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_TRUE(r->claim);
+  EXPECT_EQ(r->outcome, domain::claim_outcome::claimed);
+  auto log = stream(domain::invite_stream(invite.invite_id));
+  EXPECT_EQ(
+      std::count_if(log.begin(), log.end(),
+                    [](const auto& e) { return e.type == domain::invite_claimed::type_name; }),
+      1)
+      << "the answer names a claim that was never stored";
+  EXPECT_FALSE(stream(domain::learner_stream(r->claim->learner_id_)).empty())
+      << "the answer names a learner that was never registered";
 }
 
 // A store that answers an append on the spot (closed, or refusing it) answers on the thread
