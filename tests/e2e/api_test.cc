@@ -370,10 +370,7 @@ TEST_F(node_test, IdempotencyKeyReturnsTheFirstResponse) {
 
 TEST_F(node_test, ClaimsAreRateLimitedPerIpWithRetryAfter) {
   // The fixture turns the limits off; this node allows 2 claims per IP per minute.
-  client_.reset();
-  node_->stop();
-  node_.reset();
-  start("2/1m", "0");
+  restart("2/1m", "0");
   make_track("k8s-basics");
   auto invite = make_invite({{"title", "Limited"}, {"tracks", {{{"track_id", "k8s-basics"}}}}});
   EXPECT_EQ(claim(invite["code"], {{"email", "a@x.io"}}).status, 201u);
@@ -499,9 +496,7 @@ TEST_F(node_test, ForgottenLearnerShowsAsForgottenWithCountsIntact) {
 }
 
 TEST_F(node_test, EmbeddedKafkaBrokerCarriesEveryEvent) {
-  client_.reset();
-  node_->stop();
-  node_.reset();
+  stop();
   start("0", "0", "");  // embedded broker
   ASSERT_FALSE(node_->kafka_bootstrap().empty());
   make_track("k8s-basics");
@@ -562,9 +557,7 @@ TEST_F(node_test, InviteExpiredIsEmittedOnTimeAndOnceAcrossARestart) {
                         {"tracks", {"k8s-basics"}},
                         {"expires_at", format_rfc3339(clock_.now() + std::chrono::minutes(1))}});
   std::string b_id = b["id"];
-  client_.reset();
-  node_->stop();
-  node_.reset();
+  stop();
   clock_.advance(std::chrono::minutes(2));
   start();
   EXPECT_EQ(wait_for(b_id, 1), 1);
@@ -603,9 +596,7 @@ TEST_F(node_test, AfterForgetNoFileOfTheDataFolderHoldsThePersonalData) {
   for (const char* secret : {"zelda.quartermaine", "Zeldarine", "Quartermaine", "Hyrulecorp"}) {
     EXPECT_EQ(events.body.find(secret), std::string::npos) << secret << " in /v1/events";
   }
-  client_.reset();
-  node_->stop();
-  node_.reset();
+  stop();
   std::size_t files = 0;
   for (const auto& f : std::filesystem::recursive_directory_iterator(dir_.sub("data"))) {
     if (!f.is_regular_file()) continue;
@@ -942,10 +933,7 @@ TEST_F(node_test, OnlyTheBulkSendTakesALargeBody) {
 
 TEST_F(node_test, ClaimPageFormPostRateLimitedSaysWhenToRetry) {
   // The fixture turns the limits off; this node allows 1 claim per IP per minute.
-  client_.reset();
-  node_->stop();
-  node_.reset();
-  start("1/1m", "0");
+  restart("1/1m", "0");
   make_track("k8s-basics");
   auto invite = make_invite({{"title", "Limited"}, {"tracks", {{{"track_id", "k8s-basics"}}}}});
   std::string page = "/i/" + invite["code"].get<std::string>();
@@ -1163,9 +1151,7 @@ TEST_F(audit_test, LearnerHistoryAcrossInvitesShowsForgottenWithTimesAndCountsIn
 
 TEST_F(audit_test, KafkaMessagesPublishedAfterForgetCarryNoPersonalDataOfTheLearner) {
   if (std::system("command -v kcat >/dev/null 2>&1") != 0) GTEST_SKIP() << "kcat not installed";
-  client_.reset();
-  node_->stop();
-  node_.reset();
+  stop();
   start("0", "0", "");  // embedded broker
   auto read_topic = [&] {
     json sys;
@@ -1247,10 +1233,7 @@ TEST_F(audit_test, KafkaMessagesPublishedAfterForgetCarryNoPersonalDataOfTheLear
 
   // A fresh broker gets the whole log published again after the forget: she is forgotten
   // in every message, her events still there.
-  client_.reset();
-  node_->stop();
-  node_.reset();
-  start("0", "0", "");
+  restart("0", "0", "");
   auto republished = read_topic();
   EXPECT_NE(republished.find(learner), std::string::npos);
   EXPECT_NE(republished.find("\"forgotten\":true"), std::string::npos);

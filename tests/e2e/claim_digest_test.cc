@@ -296,9 +296,7 @@ TEST_F(ClaimDigestTest, AClaimReadAgainAfterItsDigestWentOutIsNotReportedTwice) 
   ASSERT_EQ(claims["events"].size(), 1u) << claims.dump();
   const auto at = claims["events"][0]["position"].get<std::uint64_t>();
 
-  client_.reset();
-  node_->stop();
-  node_.reset();
+  stop();
   {
     std::unique_ptr<rocksdb::DB> db;
     ASSERT_TRUE(consumers::open_state_db(dir_.sub("data") + "/mailer", db).ok());
@@ -338,11 +336,7 @@ TEST_F(ClaimDigestTest, AfterASwitchFromSmtpToEmlAReplayedForgetFindsEarlierLear
   const std::string learner = zelda.json()["learner_id"];
   wait_mails_sent(1);  // her welcome mail, over SMTP
 
-  auto stop_node = [&] {
-    client_.reset();
-    node_->stop();
-    node_.reset();
-  };
+  auto stop_node = [&] { stop(); };
   stop_node();
   configure_ = [](app::server_options& o) {
     o.mail_reminder_poll = 20ms;
@@ -522,11 +516,7 @@ class EmlForgetTest : public node_test {
     invite["job_id"] = r.json()["job_id"];
     return invite;
   }
-  void stop_node() {
-    client_.reset();
-    node_->stop();
-    node_.reset();
-  }
+  void stop_node() { stop(); }
   // Copies (or restores) a folder of the stopped node whole.
   static void copy_folder(const std::string& from, const std::string& to) {
     std::filesystem::remove_all(to);

@@ -95,10 +95,7 @@ TEST_F(node_test, AdminCommandsRetriedWithTheirKeyAppendOnce) {
 }
 
 TEST_F(node_test, ARateLimitedClaimIsNotTheAnswerToItsKeyOnceTheLimitPasses) {
-  client_.reset();
-  node_->stop();
-  node_.reset();
-  start("1/1m", "0");
+  restart("1/1m", "0");
   make_track("k8s-basics");
   auto invite = make_invite({{"title", "Limited"}, {"tracks", {{{"track_id", "k8s-basics"}}}}});
   ASSERT_EQ(claim(invite["code"], {{"email", "a@x.io"}}).status, 201u);

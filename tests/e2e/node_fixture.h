@@ -38,11 +38,15 @@ class node_test : public ::testing::Test {
     node_ = std::move(*n);
     client_ = std::make_unique<http_client>(node_->port());
   }
-  void restart() {
+  // Stops the node cleanly (its folder stays for the next start()).
+  void stop() {
     client_.reset();
     node_->stop();
     node_.reset();
-    start();
+  }
+  void restart(std::string per_ip = "0", std::string per_email = "0", std::string kafka = "none") {
+    stop();
+    start(std::move(per_ip), std::move(per_email), std::move(kafka));
   }
 
   http_client::headers auth(const std::string& key = {}) {
