@@ -1128,6 +1128,32 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
     auto who = self->tokens.verify(*input.learner_token);
     if (who && who->org_id == ref.org_id) token_learner = who->learner_id;
   }
+  if (token_learner && (!input.email || domain::trim(*input.email).empty())) {
+    // A token of a learner registered by email names that learner: the claim is theirs, by
+    // the address they registered (the access rules see it, the acceptance list shows it),
+    // not an anonymous claim under their id. A forgotten learner's token names nobody.
+    // Read afresh: claims register learners outside the learners' cache.
+    const auto stream = domain::learner_stream(*token_learner);
+    {
+      auto agg = self->learners.get(stream);
+      std::lock_guard lk(agg->mu);
+      agg->loaded = false;
+    }
+    auto registered = self->read_loaded(
+        self->learners, stream, [](const domain::learner_state& l) -> std::optional<std::string> {
+          if (!l.exists_) return std::nullopt;  // an anonymous learner: no stream
+          return l.forgotten_ ? std::string() : l.email_;
+        });
+    if (!registered) {
+      done(registered.error());
+      return;
+    }
+    if (*registered && (*registered)->empty()) {
+      token_learner.reset();
+    } else if (*registered) {
+      input.email = std::move(**registered);
+    }
+  }
   auto lead_form =
       self->read_loaded(self->orgs, domain::organization_stream(ref.org_id),
                         [](const domain::organization_state& s) { return s.lead_form_; });

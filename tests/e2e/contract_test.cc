@@ -204,6 +204,45 @@ TEST_F(node_test, AStreamIsReadInPagesToItsEnd) {
   EXPECT_EQ(client_->get(path + "?limit=0", auth()).status, 400u);
 }
 
+// SPEC §2: a claim records who claimed (learner id, email or anonymous id). The learner
+// page sends its stored token with every claim: a learner registered by email who claims
+// another invite without typing the address again claims as themself, not anonymously.
+TEST_F(node_test, AClaimWithARegisteredLearnersTokenIsTheirsNotAnonymous) {
+  make_track("helm", true);
+  auto first = make_invite({{"title", "First"}, {"tracks", {{{"track_id", "helm"}}}}});
+  auto second = make_invite({{"title", "Second"}, {"tracks", {{{"track_id", "helm"}}}}});
+  auto ada = claim(first["code"], {{"email", "ada@example.com"}});
+  ASSERT_EQ(ada.status, 201u) << ada.body;
+  const std::string token = ada.json()["learner_token"], learner = ada.json()["learner_id"];
+
+  auto again = claim(second["code"], {{"learner_token", token}});
+  ASSERT_EQ(again.status, 201u) << again.body;
+  EXPECT_FALSE(again.json()["anonymous"].get<bool>()) << again.body;
+  EXPECT_EQ(again.json()["learner_id"], learner);
+  auto accepted =
+      client_->get("/v1/invites/" + second["id"].get<std::string>() + "/claims", auth());
+  ASSERT_EQ(accepted.status, 200u) << accepted.body;
+  const json rows = accepted.json()["claims"];
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_FALSE(rows[0]["anonymous"].get<bool>());
+  EXPECT_NE(accepted.body.find("ada@example.com"), std::string::npos) << accepted.body;
+
+  // Identified, so the pausable track may be paused.
+  const std::string path = "/v1/public/claims/" + again.json()["claim_id"].get<std::string>();
+  const http_client::headers as_ada = {{"Authorization", "Bearer " + token}};
+  ASSERT_EQ(client_->post(path + "/plays", R"({"track_id":"helm"})", as_ada).status, 201u);
+  auto paused = client_->post(path + "/tracks/helm/pause", "", as_ada);
+  EXPECT_EQ(paused.status, 200u) << paused.body;
+
+  // A forgotten learner's token names nobody: the claim is a new anonymous one.
+  ASSERT_EQ(client_->post("/v1/learners/" + learner + "/forget", "", auth()).status, 200u);
+  auto third = make_invite({{"title", "Third"}, {"tracks", {{{"track_id", "helm"}}}}});
+  auto after = claim(third["code"], {{"learner_token", token}});
+  ASSERT_EQ(after.status, 201u) << after.body;
+  EXPECT_TRUE(after.json()["anonymous"].get<bool>());
+  EXPECT_NE(after.json()["learner_id"], learner);
+}
+
 TEST_F(node_test, IfMatchFollowsHttp) {
   make_track("k8s-basics");
   auto invite = make_invite({{"title", "Edit"}, {"tracks", {{{"track_id", "k8s-basics"}}}}});
