@@ -330,25 +330,54 @@ TEST_F(command_service_test, AClaimWhoseAppendFailsLeavesNeitherLearnerNorLeadRe
             1);
 }
 
+// The store's next commit once armed: held (the commands queued meanwhile decide on the
+// state it made) until let go, then refused ("disk full") or stored. Its hook() is the
+// store's before_commit.
+struct held_commit {
+  bool refuse = true;
+
+  std::function<std::optional<std::string>()> hook() {
+    return [this]() -> std::optional<std::string> {
+      std::unique_lock lk(mu);
+      if (!armed) return std::nullopt;
+      armed = false;
+      held = true;
+      cv.notify_all();
+      cv.wait(lk, [&] { return released; });
+      if (refuse) return std::string("disk full");
+      return std::nullopt;
+    };
+  }
+  void arm() {
+    std::lock_guard lk(mu);
+    armed = true;
+  }
+  // Whether the armed commit is being held (waits up to 10 s for it).
+  bool holding() {
+    std::unique_lock lk(mu);
+    return cv.wait_for(lk, 10s, [&] { return held; });
+  }
+  void let_go() {
+    {
+      std::lock_guard lk(mu);
+      released = true;
+    }
+    cv.notify_all();
+  }
+
+ private:
+  std::mutex mu;
+  std::condition_variable cv;
+  bool armed = false, held = false, released = false;
+};
+
 // Two invites claimed by one email: the second claim finds the learner the first reserved and
 // names it. If the first claim's append then fails, the learner is never registered: the
 // second claim must not be stored naming it, but register a learner of its own.
 TEST_F(command_service_test, AClaimNamingAnotherClaimsLearnerIsNotStoredWhenThatRegistrationFails) {
-  std::mutex mu;
-  std::condition_variable cv;
-  int commits = 0;
-  bool release = false;
+  held_commit first_commit;  // held until the second claim is queued, then refused
   eventstore::event_store_options o{.path = dir_.sub("held-events"), .clock = &clock_};
-  bool hold = false;
-  o.before_commit = [&]() -> std::optional<std::string> {
-    std::unique_lock lk(mu);
-    if (!hold) return std::nullopt;
-    hold = false;  // the first claim's commit: held until the second claim is queued, then refused
-    ++commits;
-    cv.notify_all();
-    cv.wait(lk, [&] { return release; });
-    return std::string("disk full");
-  };
+  o.before_commit = first_commit.hook();
   use_store(o);
   ASSERT_FALSE(HasFatalFailure());
   register_track("k8s-basics");
@@ -358,25 +387,15 @@ TEST_F(command_service_test, AClaimNamingAnotherClaimsLearnerIsNotStoredWhenThat
   claim_input in;
   in.email = "ada@example.com";
   std::promise<service_result<claim_result>> first, second;
-  {
-    std::lock_guard lk(mu);
-    hold = true;
-  }
+  first_commit.arm();
   svc_->claim(first_invite.code, in, {"test", ""},
               [&](service_result<claim_result> r) { first.set_value(std::move(r)); });
-  {
-    std::unique_lock lk(mu);
-    ASSERT_TRUE(cv.wait_for(lk, 10s, [&] { return commits == 1; }));
-  }
+  ASSERT_TRUE(first_commit.holding());
   // The first claim's events are in the commit being held: its learner is reserved.
   svc_->claim(second_invite.code, in, {"test", ""},
               [&](service_result<claim_result> r) { second.set_value(std::move(r)); });
   std::this_thread::sleep_for(50ms);  // the second claim's append queued behind the first
-  {
-    std::lock_guard lk(mu);
-    release = true;
-  }
-  cv.notify_all();
+  first_commit.let_go();
 
   auto failed = first.get_future().get();
   ASSERT_FALSE(failed);
@@ -399,22 +418,10 @@ class lead_race_test : public command_service_test,
 
 TEST_P(lead_race_test, ALeadAnotherClaimCapturedCountsOnlyOnceThatClaimIsStored) {
   const auto [known, refused] = GetParam();
-  std::mutex mu;
-  std::condition_variable cv;
-  int commits = 0;
-  bool release = false;
+  held_commit first_commit;  // held until the second claim decided
+  first_commit.refuse = refused;
   eventstore::event_store_options o{.path = dir_.sub("held-events"), .clock = &clock_};
-  bool hold = false;
-  o.before_commit = [&, refused = refused]() -> std::optional<std::string> {
-    std::unique_lock lk(mu);
-    if (!hold) return std::nullopt;
-    hold = false;  // the first claim's commit: held until the second claim decided
-    ++commits;
-    cv.notify_all();
-    cv.wait(lk, [&] { return release; });
-    if (refused) return std::string("disk full");
-    return std::nullopt;
-  };
+  o.before_commit = first_commit.hook();
   use_store(o);
   ASSERT_FALSE(HasFatalFailure());
   register_track("k8s-basics");
@@ -433,25 +440,15 @@ TEST_P(lead_race_test, ALeadAnotherClaimCapturedCountsOnlyOnceThatClaimIsStored)
   }
 
   std::promise<service_result<claim_result>> first, second;
-  {
-    std::lock_guard lk(mu);
-    hold = true;
-  }
+  first_commit.arm();
   svc_->claim(first_invite.code, in, {"test", ""},
               [&](service_result<claim_result> r) { first.set_value(std::move(r)); });
-  {
-    std::unique_lock lk(mu);
-    ASSERT_TRUE(cv.wait_for(lk, 10s, [&] { return commits == 1; }));
-  }
+  ASSERT_TRUE(first_commit.holding());
   // The first claim's events are in the commit being held: its lead is pending.
   svc_->claim(second_invite.code, in, {"test", ""},
               [&](service_result<claim_result> r) { second.set_value(std::move(r)); });
   std::this_thread::sleep_for(50ms);  // the second claim decided meanwhile
-  {
-    std::lock_guard lk(mu);
-    release = true;
-  }
-  cv.notify_all();
+  first_commit.let_go();
 
   auto a = first.get_future().get();
   ASSERT_EQ(bool(a), !refused);
@@ -478,21 +475,9 @@ INSTANTIATE_TEST_SUITE_P(, lead_race_test, ::testing::Combine(::testing::Bool(),
 // append is still unanswered, the repeat is answered only once it is stored; if it fails, the
 // repeat is decided again (a claim of its own), never answered with a claim that was not stored.
 TEST_F(command_service_test, ARepeatClaimIsAnsweredOnlyOnceTheClaimItRepeatsIsStored) {
-  std::mutex mu;
-  std::condition_variable cv;
-  int commits = 0;
-  bool release = false;
+  held_commit first_commit;  // held until the repeat is decided, then refused
   eventstore::event_store_options o{.path = dir_.sub("held-events"), .clock = &clock_};
-  bool hold = false;
-  o.before_commit = [&]() -> std::optional<std::string> {
-    std::unique_lock lk(mu);
-    if (!hold) return std::nullopt;
-    hold = false;  // the first claim's commit: held until the repeat is decided, then refused
-    ++commits;
-    cv.notify_all();
-    cv.wait(lk, [&] { return release; });
-    return std::string("disk full");
-  };
+  o.before_commit = first_commit.hook();
   use_store(o);
   ASSERT_FALSE(HasFatalFailure());
   register_track("k8s-basics");
@@ -500,24 +485,14 @@ TEST_F(command_service_test, ARepeatClaimIsAnsweredOnlyOnceTheClaimItRepeatsIsSt
   claim_input in;
   in.email = "ada@example.com";
   std::promise<service_result<claim_result>> first, repeat;
-  {
-    std::lock_guard lk(mu);
-    hold = true;
-  }
+  first_commit.arm();
   svc_->claim(invite.code, in, {"test", ""},
               [&](service_result<claim_result> r) { first.set_value(std::move(r)); });
-  {
-    std::unique_lock lk(mu);
-    ASSERT_TRUE(cv.wait_for(lk, 10s, [&] { return commits == 1; }));
-  }
+  ASSERT_TRUE(first_commit.holding());
   svc_->claim(invite.code, in, {"test", ""},
               [&](service_result<claim_result> r) { repeat.set_value(std::move(r)); });
   std::this_thread::sleep_for(50ms);  // the repeat decided meanwhile
-  {
-    std::lock_guard lk(mu);
-    release = true;
-  }
-  cv.notify_all();
+  first_commit.let_go();
 
   ASSERT_FALSE(first.get_future().get());
   auto r = repeat.get_future().get();
