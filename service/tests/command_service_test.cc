@@ -82,11 +82,76 @@ service_result<T> wait(std::function<void(callback<T>)> call) {
   return f.get();
 }
 
+// The store's next commit once armed: held (the commands queued meanwhile decide on the
+// state it made) until let go, then refused ("disk full") or stored. Its hook() is the
+// store's before_commit.
+struct held_commit {
+  bool refuse = true;
+
+  std::function<std::optional<std::string>()> hook() {
+    return [this]() -> std::optional<std::string> {
+      std::unique_lock lk(mu);
+      if (!armed) return std::nullopt;
+      armed = false;
+      held = true;
+      cv.notify_all();
+      cv.wait(lk, [&] { return released; });
+      if (refuse) return std::string("disk full");
+      return std::nullopt;
+    };
+  }
+  void arm() {
+    std::lock_guard lk(mu);
+    armed = true;
+  }
+  // Whether the armed commit is being held (waits up to 10 s for it).
+  bool holding() {
+    std::unique_lock lk(mu);
+    return cv.wait_for(lk, 10s, [&] { return held; });
+  }
+  void let_go() {
+    {
+      std::lock_guard lk(mu);
+      released = true;
+    }
+    cv.notify_all();
+  }
+
+ private:
+  std::mutex mu;
+  std::condition_variable cv;
+  bool armed = false, held = false, released = false;
+};
+
 class command_service_test : public ::testing::Test {
  protected:
   void SetUp() override {
     codec_ = std::make_unique<eventstore::event_codec>(*keys_, std::string(32, 'p'));
     use_store({.path = dir_.sub("events"), .clock = &clock_});
+  }
+
+  // A store whose commit held_ holds once armed, in place of SetUp's.
+  void use_held_store() {
+    eventstore::event_store_options o{.path = dir_.sub("held-events"), .clock = &clock_};
+    o.before_commit = held_.hook();
+    use_store(o);
+  }
+  // Claims `first_code` with `in`, its commit held; claims `second_code` with `in` meanwhile
+  // (decided on the state the held commit made, its append queued); then lets the commit go
+  // (refused unless held_.refuse was cleared). Both answers, in that order.
+  std::pair<service_result<claim_result>, service_result<claim_result>> claims_around_a_held_commit(
+      const std::string& first_code, const std::string& second_code, const claim_input& in) {
+    std::promise<service_result<claim_result>> first, second;
+    held_.arm();
+    svc_->claim(first_code, in, {"test", ""},
+                [&](service_result<claim_result> r) { first.set_value(std::move(r)); });
+    EXPECT_TRUE(held_.holding()) << "the first claim's commit never came";
+    svc_->claim(second_code, in, {"test", ""},
+                [&](service_result<claim_result> r) { second.set_value(std::move(r)); });
+    std::this_thread::sleep_for(50ms);
+    held_.let_go();
+    auto a = first.get_future().get();
+    return {std::move(a), second.get_future().get()};
   }
 
   // A new service over a store opened with `o` (its hooks), in place of SetUp's.
@@ -141,6 +206,7 @@ class command_service_test : public ::testing::Test {
   }
 
   passage::testing::temp_dir dir_;
+  held_commit held_;
   manual_clock clock_{from_unix_micros(1'790'000'000'000'000)};
   std::unique_ptr<eventstore::event_store> store_;
   std::unique_ptr<eventstore::key_store> keys_ = eventstore::make_memory_key_store();
@@ -330,76 +396,20 @@ TEST_F(command_service_test, AClaimWhoseAppendFailsLeavesNeitherLearnerNorLeadRe
             1);
 }
 
-// The store's next commit once armed: held (the commands queued meanwhile decide on the
-// state it made) until let go, then refused ("disk full") or stored. Its hook() is the
-// store's before_commit.
-struct held_commit {
-  bool refuse = true;
-
-  std::function<std::optional<std::string>()> hook() {
-    return [this]() -> std::optional<std::string> {
-      std::unique_lock lk(mu);
-      if (!armed) return std::nullopt;
-      armed = false;
-      held = true;
-      cv.notify_all();
-      cv.wait(lk, [&] { return released; });
-      if (refuse) return std::string("disk full");
-      return std::nullopt;
-    };
-  }
-  void arm() {
-    std::lock_guard lk(mu);
-    armed = true;
-  }
-  // Whether the armed commit is being held (waits up to 10 s for it).
-  bool holding() {
-    std::unique_lock lk(mu);
-    return cv.wait_for(lk, 10s, [&] { return held; });
-  }
-  void let_go() {
-    {
-      std::lock_guard lk(mu);
-      released = true;
-    }
-    cv.notify_all();
-  }
-
- private:
-  std::mutex mu;
-  std::condition_variable cv;
-  bool armed = false, held = false, released = false;
-};
-
 // Two invites claimed by one email: the second claim finds the learner the first reserved and
 // names it. If the first claim's append then fails, the learner is never registered: the
 // second claim must not be stored naming it, but register a learner of its own.
 TEST_F(command_service_test, AClaimNamingAnotherClaimsLearnerIsNotStoredWhenThatRegistrationFails) {
-  held_commit first_commit;  // held until the second claim is queued, then refused
-  eventstore::event_store_options o{.path = dir_.sub("held-events"), .clock = &clock_};
-  o.before_commit = first_commit.hook();
-  use_store(o);
+  use_held_store();
   ASSERT_FALSE(HasFatalFailure());
   register_track("k8s-basics");
   auto first_invite = create_invite(10);
   auto second_invite = create_invite(10);
-
   claim_input in;
   in.email = "ada@example.com";
-  std::promise<service_result<claim_result>> first, second;
-  first_commit.arm();
-  svc_->claim(first_invite.code, in, {"test", ""},
-              [&](service_result<claim_result> r) { first.set_value(std::move(r)); });
-  ASSERT_TRUE(first_commit.holding());
   // The first claim's events are in the commit being held: its learner is reserved.
-  svc_->claim(second_invite.code, in, {"test", ""},
-              [&](service_result<claim_result> r) { second.set_value(std::move(r)); });
-  std::this_thread::sleep_for(50ms);  // the second claim's append queued behind the first
-  first_commit.let_go();
-
-  auto failed = first.get_future().get();
+  auto [failed, ok] = claims_around_a_held_commit(first_invite.code, second_invite.code, in);
   ASSERT_FALSE(failed);
-  auto ok = second.get_future().get();
   ASSERT_TRUE(ok) << ok.error().message;
   ASSERT_TRUE(ok->claim);
   auto learner = stream(domain::learner_stream(ok->claim->learner_id_));
@@ -418,11 +428,8 @@ class lead_race_test : public command_service_test,
 
 TEST_P(lead_race_test, ALeadAnotherClaimCapturedCountsOnlyOnceThatClaimIsStored) {
   const auto [known, refused] = GetParam();
-  held_commit first_commit;  // held until the second claim decided
-  first_commit.refuse = refused;
-  eventstore::event_store_options o{.path = dir_.sub("held-events"), .clock = &clock_};
-  o.before_commit = first_commit.hook();
-  use_store(o);
+  held_.refuse = refused;
+  use_held_store();
   ASSERT_FALSE(HasFatalFailure());
   register_track("k8s-basics");
   auto first_invite = create_invite(10, 0, domain::access_mode::lead_form);
@@ -439,20 +446,9 @@ TEST_P(lead_race_test, ALeadAnotherClaimCapturedCountsOnlyOnceThatClaimIsStored)
     facts_.add_learner(codec_->email_subject(org_id_, *in.email), {r->claim->learner_id_, false});
   }
 
-  std::promise<service_result<claim_result>> first, second;
-  first_commit.arm();
-  svc_->claim(first_invite.code, in, {"test", ""},
-              [&](service_result<claim_result> r) { first.set_value(std::move(r)); });
-  ASSERT_TRUE(first_commit.holding());
   // The first claim's events are in the commit being held: its lead is pending.
-  svc_->claim(second_invite.code, in, {"test", ""},
-              [&](service_result<claim_result> r) { second.set_value(std::move(r)); });
-  std::this_thread::sleep_for(50ms);  // the second claim decided meanwhile
-  first_commit.let_go();
-
-  auto a = first.get_future().get();
+  auto [a, b] = claims_around_a_held_commit(first_invite.code, second_invite.code, in);
   ASSERT_EQ(bool(a), !refused);
-  auto b = second.get_future().get();
   ASSERT_TRUE(b) << b.error().message;
   ASSERT_EQ(b->outcome, domain::claim_outcome::claimed);
   auto log = store_->read_all({.types = {"LeadCaptured"}}, 1000);
@@ -475,27 +471,14 @@ INSTANTIATE_TEST_SUITE_P(, lead_race_test, ::testing::Combine(::testing::Bool(),
 // append is still unanswered, the repeat is answered only once it is stored; if it fails, the
 // repeat is decided again (a claim of its own), never answered with a claim that was not stored.
 TEST_F(command_service_test, ARepeatClaimIsAnsweredOnlyOnceTheClaimItRepeatsIsStored) {
-  held_commit first_commit;  // held until the repeat is decided, then refused
-  eventstore::event_store_options o{.path = dir_.sub("held-events"), .clock = &clock_};
-  o.before_commit = first_commit.hook();
-  use_store(o);
+  use_held_store();
   ASSERT_FALSE(HasFatalFailure());
   register_track("k8s-basics");
   auto invite = create_invite(10);
   claim_input in;
   in.email = "ada@example.com";
-  std::promise<service_result<claim_result>> first, repeat;
-  first_commit.arm();
-  svc_->claim(invite.code, in, {"test", ""},
-              [&](service_result<claim_result> r) { first.set_value(std::move(r)); });
-  ASSERT_TRUE(first_commit.holding());
-  svc_->claim(invite.code, in, {"test", ""},
-              [&](service_result<claim_result> r) { repeat.set_value(std::move(r)); });
-  std::this_thread::sleep_for(50ms);  // the repeat decided meanwhile
-  first_commit.let_go();
-
-  ASSERT_FALSE(first.get_future().get());
-  auto r = repeat.get_future().get();
+  auto [first, r] = claims_around_a_held_commit(invite.code, invite.code, in);
+  ASSERT_FALSE(first);
   ASSERT_TRUE(r) << r.error().message;
   ASSERT_TRUE(r->claim);
   EXPECT_EQ(r->outcome, domain::claim_outcome::claimed);
