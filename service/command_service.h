@@ -65,7 +65,8 @@ struct claim_input {
   std::string first_name;
   std::string last_name;
   std::map<std::string, std::string> answers;
-  // A learner token from an earlier claim: identifies an anonymous browser.
+  // A learner token from an earlier claim: its learner claims again. An anonymous one by the
+  // same anonymous id; one registered by email, without `email`, by its registered address.
   std::optional<std::string> learner_token;
 };
 
