@@ -270,8 +270,9 @@ int main(int argc, char** argv) {
       ->envname("PASSAGE_CLAIM_LIMIT_PER_EMAIL")
       ->capture_default_str();
   serve_cmd
-      ->add_flag("--trust-proxy", serve_options.trust_proxy,
-                 "Client IP from the last X-Forwarded-For entry (the one the proxy in front appended)")
+      ->add_flag(
+          "--trust-proxy", serve_options.trust_proxy,
+          "Client IP from the last X-Forwarded-For entry (the one the proxy in front appended)")
       ->envname("PASSAGE_TRUST_PROXY");
   serve_cmd
       ->add_option("--kafka-brokers", serve_options.kafka_brokers,
@@ -357,8 +358,9 @@ int main(int argc, char** argv) {
       ->envname("PASSAGE_THREADS")
       ->capture_default_str();
   replica_cmd
-      ->add_flag("--trust-proxy", replica_options.trust_proxy,
-                 "Client IP from the last X-Forwarded-For entry (the one the proxy in front appended)")
+      ->add_flag(
+          "--trust-proxy", replica_options.trust_proxy,
+          "Client IP from the last X-Forwarded-For entry (the one the proxy in front appended)")
       ->envname("PASSAGE_TRUST_PROXY");
 
   replay_options replay_opts;
