@@ -2,6 +2,7 @@
 
 #include <librdkafka/rdkafka.h>
 #include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
 
 #include <algorithm>
 #include <atomic>
@@ -9,7 +10,9 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <utility>
 
 #include "consumers/checkpoint_tracker.h"
 #include "consumers/cloudevent.h"
@@ -20,7 +23,19 @@ namespace passage::consumers {
 
 namespace {
 
-constexpr std::string_view checkpoint_key = "checkpoint";
+// The checkpoint is kept per destination (topic and Kafka cluster id): positions a
+// cluster acknowledged say nothing about another one, so a node moved to another
+// cluster or topic publishes the whole log there instead of resuming past it.
+//   "destination"               -> the destination published to last ("<topic>/<cluster id>")
+//   "checkpoint/<destination>"  -> BE64 checkpoint of that destination
+//   "checkpoint"                -> BE64 checkpoint written by builds before destinations;
+//                                  adopted by the first destination the relay reaches
+constexpr std::string_view legacy_checkpoint_key = "checkpoint";
+constexpr std::string_view destination_key = "destination";
+
+std::string checkpoint_key_of(std::string_view destination) {
+  return std::string(legacy_checkpoint_key) + "/" + std::string(destination);
+}
 
 std::string encode_position(std::uint64_t p) {
   std::string s(8, '\0');
@@ -39,15 +54,44 @@ consumer_error checkpoint_error(const std::string& what, const rocksdb::Status& 
   return {errc::checkpoint, "relay checkpoint: " + what + ": " + s.ToString()};
 }
 
-result<std::uint64_t, consumer_error> read_from(rocksdb::DB& db) {
+// The value stored under `key`; nullopt when there is none.
+result<std::optional<std::string>, consumer_error> read_value(rocksdb::DB& db,
+                                                              std::string_view key) {
   std::string value;
-  auto s = db.Get(rocksdb::ReadOptions(),
-                  rocksdb::Slice(checkpoint_key.data(), checkpoint_key.size()), &value);
-  if (s.IsNotFound()) return std::uint64_t{0};
+  auto s = db.Get(rocksdb::ReadOptions(), rocksdb::Slice(key.data(), key.size()), &value);
+  if (s.IsNotFound()) return std::optional<std::string>{};
   if (!s.ok()) return checkpoint_error("read", s);
-  auto p = decode_position(value);
+  return std::optional<std::string>{std::move(value)};
+}
+
+// The checkpoint stored under `key`; nullopt when there is none.
+result<std::optional<std::uint64_t>, consumer_error> read_position(rocksdb::DB& db,
+                                                                   std::string_view key) {
+  auto value = read_value(db, key);
+  if (!value) return value.error();
+  if (!*value) return std::optional<std::uint64_t>{};
+  auto p = decode_position(**value);
   if (!p) return consumer_error{errc::checkpoint, "relay checkpoint: malformed value"};
-  return *p;
+  return std::optional<std::uint64_t>{*p};
+}
+
+struct stored_state {
+  std::string destination;  // "" when none was recorded yet
+  std::uint64_t checkpoint = 0;
+};
+
+// The destination published to last and its checkpoint (the legacy checkpoint when
+// no destination was recorded yet).
+result<stored_state, consumer_error> read_from(rocksdb::DB& db) {
+  auto destination = read_value(db, destination_key);
+  if (!destination) return destination.error();
+  stored_state st;
+  if (*destination) st.destination = std::move(**destination);
+  auto cp = read_position(
+      db, st.destination.empty() ? legacy_checkpoint_key : checkpoint_key_of(st.destination));
+  if (!cp) return cp.error();
+  st.checkpoint = cp->value_or(0);
+  return st;
 }
 
 // librdkafka configuration built from the options; the caller owns the result.
@@ -116,7 +160,9 @@ result<std::uint64_t, consumer_error> read_checkpoint(const std::string& path) {
   auto s = rocksdb::DB::OpenForReadOnly(rocksdb::Options(), path, &raw);
   if (!s.ok()) return checkpoint_error("open " + path, s);
   std::unique_ptr<rocksdb::DB> db(raw);
-  return read_from(*db);
+  auto st = read_from(*db);
+  if (!st) return st.error();
+  return st->checkpoint;
 }
 
 struct relay::impl {
@@ -131,7 +177,11 @@ struct relay::impl {
 
   std::mutex lifecycle_mu;  // serialises start() and stop()
   std::unique_ptr<rocksdb::DB> db;
-  std::uint64_t stored_checkpoint = 0;  // relay thread (and start/stop while it is not running)
+  // Relay thread (and start/stop while it is not running): the destination published
+  // to ("" until the brokers first answer) and the checkpoint stored for it.
+  std::string destination;
+  std::uint64_t stored_checkpoint = 0;
+  bool first_session = true;
   std::thread thread;
   std::atomic<bool> running{false};
   std::atomic<bool> stopping{false};
@@ -142,6 +192,8 @@ struct relay::impl {
   checkpoint_tracker tracker;
   std::uint64_t in_flight_bytes = 0;
   bool session_ending = false;
+  // The brokers told which cluster they are: the checkpoint is theirs, not assumed.
+  bool destination_known = false;
   bool restart_wanted = false;
   bool connected = false;
   std::string last_error;
@@ -160,6 +212,8 @@ struct relay::impl {
   std::string encode(const eventstore::recorded_event& e);
   void end_session(std::string why, bool restart);
   void store_checkpoint(bool sync);
+  std::optional<std::string> await_destination(rd_kafka_t* rk);
+  bool adopt_destination(const std::string& d);
 
   static void on_delivery(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque);
   static void on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque);
@@ -322,11 +376,11 @@ void relay::impl::store_checkpoint(bool sync) {
     cp = tracker.checkpoint();
   }
   // Monotonic: a from_start run overwrites the stored value only once it passes it.
-  if (cp <= stored_checkpoint) return;
+  if (destination.empty() || cp <= stored_checkpoint) return;
   rocksdb::WriteOptions w;
   w.sync = sync;
   auto value = encode_position(cp);
-  auto s = db->Put(w, rocksdb::Slice(checkpoint_key.data(), checkpoint_key.size()), value);
+  auto s = db->Put(w, checkpoint_key_of(destination), value);
   if (!s.ok()) {
     errors.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard lk(mu);
@@ -336,26 +390,102 @@ void relay::impl::store_checkpoint(bool sync) {
   stored_checkpoint = cp;
 }
 
+// "<topic>/<cluster id>" once the brokers answer; nullopt if the session ends first.
+// Brokers too old to report a cluster id are named by the bootstrap list instead.
+std::optional<std::string> relay::impl::await_destination(rd_kafka_t* rk) {
+  for (;;) {
+    if (stopping.load()) return std::nullopt;
+    {
+      std::lock_guard lk(mu);
+      if (session_ending) return std::nullopt;
+    }
+    std::string cluster;
+    if (char* id = rd_kafka_clusterid(rk, 500)) {
+      cluster = id;
+      rd_kafka_mem_free(rk, id);
+    } else {
+      const rd_kafka_metadata_t* md = nullptr;
+      if (rd_kafka_metadata(rk, 0, nullptr, &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_metadata_destroy(md);
+        cluster = "brokers " + opt.brokers;
+      }
+    }
+    rd_kafka_poll(rk, 0);  // error callbacks: what stats() reports while brokers are away
+    if (!cluster.empty()) {
+      std::lock_guard lk(mu);
+      connected = true;
+      return opt.topic + "/" + cluster;
+    }
+  }
+}
+
+// Makes `d` the destination the checkpoint belongs to. Returns false if it could not
+// be recorded (the session then ends and a new one tries again).
+bool relay::impl::adopt_destination(const std::string& d) {
+  const bool first = std::exchange(first_session, false);
+  if (d != destination) {
+    auto stored = read_position(*db, checkpoint_key_of(d));
+    if (!stored) {
+      end_session(stored.error().message, true);
+      return false;
+    }
+    rocksdb::WriteBatch batch;
+    std::uint64_t cp = stored->value_or(0);
+    if (!*stored && destination.empty()) {
+      // A folder written before destinations were recorded: its checkpoint belongs to
+      // the brokers reached first (a moved node publishes the whole log: no loss).
+      auto legacy = read_position(*db, legacy_checkpoint_key);
+      if (!legacy) {
+        end_session(legacy.error().message, true);
+        return false;
+      }
+      if (*legacy) {
+        cp = **legacy;
+        batch.Put(checkpoint_key_of(d), encode_position(cp));
+        batch.Delete(legacy_checkpoint_key);
+      }
+    }
+    batch.Put(destination_key, d);
+    rocksdb::WriteOptions w;
+    w.sync = true;
+    if (auto s = db->Write(w, &batch); !s.ok()) {
+      errors.fetch_add(1, std::memory_order_relaxed);
+      end_session(checkpoint_error("write", s).message, true);
+      return false;
+    }
+    destination = d;
+    stored_checkpoint = cp;
+    // from_start: the first session publishes from position 1 whatever is stored.
+    if (!(first && opt.from_start)) {
+      std::lock_guard lk(mu);
+      tracker = checkpoint_tracker(cp);
+    }
+  }
+  {
+    std::lock_guard lk(mu);
+    destination_known = true;
+  }
+  cv.notify_all();
+  return true;
+}
+
 // One producer's life: from the checkpoint until stop() or a fatal error.
 void relay::impl::run_session(rd_kafka_t* rk) {
+  {
+    std::lock_guard lk(mu);
+    session_ending = false;
+    restart_wanted = false;
+    in_flight_bytes = 0;
+  }
+  // Which cluster and topic this producer reaches decides where it resumes.
+  auto d = await_destination(rk);
+  if (!d || !adopt_destination(*d)) return;
   std::uint64_t from;
   {
     std::lock_guard lk(mu);
     // Whatever a previous producer left unacknowledged is sent again.
     tracker = checkpoint_tracker(tracker.checkpoint());
     from = tracker.checkpoint() + 1;
-    session_ending = false;
-    restart_wanted = false;
-    in_flight_bytes = 0;
-  }
-  {
-    // Learn early whether the brokers answer; publishing starts either way.
-    const rd_kafka_metadata_t* md = nullptr;
-    if (rd_kafka_metadata(rk, 0, nullptr, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      rd_kafka_metadata_destroy(md);
-      std::lock_guard lk(mu);
-      connected = true;
-    }
   }
   {
     eventstore::subscription sub(
@@ -457,11 +587,15 @@ result<void, consumer_error> relay::start() {
   if (!st.ok()) return fail(checkpoint_error("open " + s.opt.checkpoint_path, st));
   auto stored = read_from(*s.db);
   if (!stored) return fail(stored.error());
-  s.stored_checkpoint = *stored;
+  // Until the brokers answer, the destination published to last is assumed.
+  s.destination = stored->destination;
+  s.stored_checkpoint = stored->checkpoint;
+  s.first_session = true;
 
   {
     std::lock_guard lk(s.mu);
-    s.tracker = checkpoint_tracker(s.opt.from_start ? 0 : *stored);
+    s.tracker = checkpoint_tracker(s.opt.from_start ? 0 : stored->checkpoint);
+    s.destination_known = false;
     s.connected = false;
   }
   s.stopping = false;
@@ -525,7 +659,8 @@ relay_stats relay::stats() const {
 bool relay::wait_for_published(std::uint64_t position, std::chrono::milliseconds timeout) const {
   auto& s = *impl_;
   std::unique_lock lk(s.mu);
-  return s.cv.wait_for(lk, timeout, [&] { return s.tracker.checkpoint() >= position; });
+  return s.cv.wait_for(lk, timeout,
+                       [&] { return s.destination_known && s.tracker.checkpoint() >= position; });
 }
 
 }  // namespace passage::consumers

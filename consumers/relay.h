@@ -3,8 +3,11 @@
 // in log order, as a CloudEvents 1.0 structured JSON message keyed by its stream,
 // with librdkafka's idempotent producer. At-least-once: a checkpoint (its own small
 // RocksDB) advances only past positions the brokers acknowledged, and a restart
-// resumes from checkpoint + 1. The relay only reads the log, so commands keep
-// succeeding while Kafka is down; the backlog goes out when it returns.
+// resumes from checkpoint + 1. The checkpoint belongs to one destination (the topic
+// and the Kafka cluster id the brokers report): a relay pointed at another cluster or
+// topic publishes the whole log there, and one pointed back resumes where it was. The relay only
+// reads the log, so commands keep succeeding while Kafka is down; the backlog goes out when it
+// returns.
 //
 //   relay r(store, codec, {.brokers = broker->bootstrap_servers(),
 //                          .checkpoint_path = "data/relay", .from_start = true});
@@ -40,8 +43,8 @@ struct relay_options {
   // Folder of the checkpoint's RocksDB database. Default: "data/relay".
   std::string checkpoint_path = "data/relay";
   // Publish from position 1 whatever the stored checkpoint says: for a broker
-  // that starts empty (the embedded one). The stored checkpoint never moves
-  // back; it is overwritten only once this run passes it. Default: false.
+  // that starts empty (the embedded one, whose cluster id may repeat). The stored checkpoint never
+  // moves back; it is overwritten only once this run passes it. Default: false.
   bool from_start = false;
   // Most messages handed to the producer and not yet acknowledged; reading the
   // log pauses at this bound, so an outage never buffers the whole log. Default: 50000.
@@ -104,14 +107,17 @@ class relay {
   relay& operator=(const relay&) = delete;
 
   // Opens the checkpoint, checks the Kafka configuration and starts publishing
-  // from checkpoint + 1 (1 with from_start). Brokers need not be reachable yet.
+  // from checkpoint + 1 (1 with from_start) once the brokers tell their cluster id.
+  // Brokers need not be reachable yet: until then stats() shows the checkpoint of
+  // the destination published to last.
   result<void, consumer_error> start();
   // Stops reading, waits up to stop_timeout for acknowledgements, stores the
   // checkpoint durably. Unacknowledged messages are published again next time.
   void stop();
 
   relay_stats stats() const;
-  // Blocks until the checkpoint reaches `position` or `timeout` passes.
+  // Blocks until the checkpoint of the brokers reached reaches `position` or `timeout`
+  // passes.
   bool wait_for_published(std::uint64_t position, std::chrono::milliseconds timeout) const;
 
   const relay_options& options() const;
@@ -121,7 +127,8 @@ class relay {
   std::unique_ptr<impl> impl_;
 };
 
-// The checkpoint stored in `path` (0 when none), without starting a relay.
+// The checkpoint stored in `path` for the destination published to last (0 when
+// none), without starting a relay.
 result<std::uint64_t, consumer_error> read_checkpoint(const std::string& path);
 
 }  // namespace passage::consumers

@@ -14,6 +14,7 @@
 #include "common/time_format.h"
 #include "consumers/cloudevent.h"
 #include "consumers/embedded_broker.h"
+#include "consumers/state_db.h"
 #include "consumers/tests/kafka_reader.h"
 #include "eventstore/key_store.h"
 #include "tests/support/temp_dir.h"
@@ -184,6 +185,86 @@ TEST_F(relay_test, FromStartRepublishesTheWholeLogToAnEmptyBroker) {
   auto stored = read_checkpoint(dir_.sub("relay"));
   ASSERT_TRUE(stored);
   EXPECT_EQ(*stored, head);  // never moved back while republishing
+}
+
+TEST_F(relay_test, AnotherClusterGetsTheWholeLogAndTheFirstResumesWhereItLeftOff) {
+  auto head = append(600);
+  auto first_options = options();
+  {
+    relay r(*store_, *codec_, first_options);
+    ASSERT_TRUE(r.start());
+    ASSERT_TRUE(r.wait_for_published(head, 30s));
+  }
+  // The node is pointed at another cluster (its brokers have never seen this log):
+  // without from_start, as with `--kafka-brokers`.
+  auto first = std::move(broker_);
+  broker_ = start_broker({});
+  head = append(200);
+  {
+    relay r(*store_, *codec_, options());
+    ASSERT_TRUE(r.start());
+    ASSERT_TRUE(r.wait_for_published(head, 30s)) << r.stats().last_error;
+  }
+  auto report = check_delivery(*store_, read_all());
+  EXPECT_EQ(report.messages, head) << "the second cluster must get the whole log";
+  EXPECT_EQ(report.duplicates, 0u);
+
+  // Back to the first cluster: it resumes after the 600 it acknowledged.
+  head = append(100);
+  {
+    relay r(*store_, *codec_, first_options);
+    ASSERT_TRUE(r.start());
+    ASSERT_TRUE(r.wait_for_published(head, 30s)) << r.stats().last_error;
+  }
+  report = check_delivery(*store_, read_topic(first->bootstrap_servers(), "passage.events"));
+  EXPECT_EQ(report.messages, head);
+  EXPECT_EQ(report.duplicates, 0u);
+}
+
+TEST_F(relay_test, AnotherTopicGetsTheWholeLog) {
+  auto head = append(300);
+  {
+    relay r(*store_, *codec_, options());
+    ASSERT_TRUE(r.start());
+    ASSERT_TRUE(r.wait_for_published(head, 30s));
+  }
+  auto o = options();
+  o.topic = "passage.audit";
+  relay r(*store_, *codec_, o);
+  ASSERT_TRUE(r.start());
+  ASSERT_TRUE(r.wait_for_published(head, 30s)) << r.stats().last_error;
+  r.stop();
+  auto report = check_delivery(*store_, read_topic(broker_->bootstrap_servers(), "passage.audit"));
+  EXPECT_EQ(report.messages, head);
+}
+
+TEST_F(relay_test, ACheckpointOfAnOlderBuildBelongsToTheFirstClusterReached) {
+  // Older builds kept one checkpoint, whatever the brokers: BE64 under "checkpoint".
+  const auto head = append(500);
+  {
+    std::unique_ptr<rocksdb::DB> db;
+    ASSERT_TRUE(open_state_db(dir_.sub("relay"), db).ok());
+    const std::string be64_300("\0\0\0\0\0\0\x01\x2c", 8);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "checkpoint", be64_300).ok());
+  }
+  {
+    relay r(*store_, *codec_, options());
+    ASSERT_TRUE(r.start());
+    EXPECT_EQ(r.stats().published_position, 300u);
+    ASSERT_TRUE(r.wait_for_published(head, 30s)) << r.stats().last_error;
+  }
+  EXPECT_EQ(read_all().size(), head - 300) << "resumes after the stored checkpoint";
+  auto stored = read_checkpoint(dir_.sub("relay"));
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(*stored, head);
+
+  // It was adopted by that cluster, not by any: another one gets the whole log.
+  broker_ = start_broker({});
+  relay r(*store_, *codec_, options());
+  ASSERT_TRUE(r.start());
+  ASSERT_TRUE(r.wait_for_published(head, 30s)) << r.stats().last_error;
+  r.stop();
+  EXPECT_EQ(check_delivery(*store_, read_all()).messages, head);
 }
 
 TEST_F(relay_test, WhileTheBrokerIsDownAppendsSucceedAndTheBacklogFollowsItsReturn) {
