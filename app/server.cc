@@ -371,6 +371,10 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   command_options.before_keys_destroyed = [raw = im.get()] {
     if (raw->mailer) raw->mailer->keys_being_destroyed();
   };
+  // ... and messages the Kafka relay has not delivered yet are encoded again.
+  command_options.after_keys_destroyed = [raw = im.get()] {
+    if (raw->relay) raw->relay->keys_destroyed();
+  };
   command_options.on_email_forgotten = [raw = im.get()](const uuid& org, const std::string& email) {
     if (raw->mailer) raw->mailer->forget_email(org, email);
   };

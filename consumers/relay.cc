@@ -192,11 +192,17 @@ struct relay::impl {
   checkpoint_tracker tracker;
   std::uint64_t in_flight_bytes = 0;
   bool session_ending = false;
+  // The session ends to re-encode what it sent, not after a failure: no back-off.
+  bool restart_at_once = false;
   // The brokers told which cluster they are: the checkpoint is theirs, not assumed.
   bool destination_known = false;
   bool restart_wanted = false;
   bool connected = false;
   std::string last_error;
+
+  // Moved by keys_destroyed(): messages encoded before it may hold personal data whose
+  // keys are gone, and are encoded again.
+  std::atomic<std::uint64_t> forget_generation{0};
 
   std::atomic<std::uint64_t> published{0};
   std::atomic<std::uint64_t> errors{0};
@@ -312,6 +318,7 @@ bool relay::impl::on_batch(rd_kafka_t* rk, std::span<const eventstore::recorded_
   // Encoding (the codec's JSON, then the CloudEvent) is most of the CPU per
   // message: spread a batch over helper threads, then produce in log order.
   std::vector<std::string> bodies(batch.size());
+  auto encoded_at = forget_generation.load();
   const std::size_t helpers = std::clamp<std::size_t>(
       std::min(opt.encode_threads, batch.size() / 128), 1, 16);  // >= 128 events each
   const std::size_t chunk = (batch.size() + helpers - 1) / helpers;
@@ -327,16 +334,28 @@ bool relay::impl::on_batch(rd_kafka_t* rk, std::span<const eventstore::recorded_
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const auto& e = batch[i];
     std::string& body = bodies[i];
-    const std::uint64_t bytes = body.size() + e.stream.size();
+    std::uint64_t bytes = body.size() + e.stream.size();
     {
       std::unique_lock lk(mu);
-      cv.wait(lk, [&] {
-        if (session_ending) return true;
-        const auto n = tracker.unacknowledged();
-        return n == 0 || (n < opt.max_in_flight_messages &&
-                          in_flight_bytes + bytes <= opt.max_in_flight_bytes);
-      });
-      if (session_ending) return false;
+      for (;;) {
+        cv.wait(lk, [&] {
+          if (session_ending) return true;
+          const auto n = tracker.unacknowledged();
+          return n == 0 || (n < opt.max_in_flight_messages &&
+                            in_flight_bytes + bytes <= opt.max_in_flight_bytes);
+        });
+        if (session_ending) return false;
+        // A forget since these bodies were encoded: encode the rest again. Checked in
+        // the same lock as sent() below, so the relay thread either sees this message
+        // as unacknowledged (and restarts) or it is encoded after the keys went.
+        const auto now = forget_generation.load();
+        if (now == encoded_at) break;
+        lk.unlock();
+        encoded_at = now;
+        for (std::size_t k = i; k < batch.size(); ++k) bodies[k] = encode(batch[k]);
+        bytes = body.size() + e.stream.size();
+        lk.lock();
+      }
       if (!tracker.sent(e.position)) {
         last_error = "relay: log position " + std::to_string(e.position) + " out of order";
         session_ending = restart_wanted = true;
@@ -475,6 +494,7 @@ void relay::impl::run_session(rd_kafka_t* rk) {
     std::lock_guard lk(mu);
     session_ending = false;
     restart_wanted = false;
+    restart_at_once = false;
     in_flight_bytes = 0;
   }
   // Which cluster and topic this producer reaches decides where it resumes.
@@ -498,8 +518,23 @@ void relay::impl::run_session(rd_kafka_t* rk) {
           end_session("reading the log: " + e.message, true);
         });
     auto last_store = std::chrono::steady_clock::now();
+    auto forgets_seen = forget_generation.load();
     for (;;) {
       rd_kafka_poll(rk, 50);
+      const auto forgets = forget_generation.load();
+      if (forgets != forgets_seen) {
+        forgets_seen = forgets;
+        std::unique_lock lk(mu);
+        if (tracker.unacknowledged() > 0) {
+          // Keys were destroyed while messages wait for the brokers (an outage keeps
+          // them for as long as it lasts): drop them and send them again from the
+          // checkpoint, encoded now, so none arrives with personal data after a forget.
+          session_ending = restart_wanted = restart_at_once = true;
+          lk.unlock();
+          cv.notify_all();  // on_batch may wait for room in the window
+          break;
+        }
+      }
       {
         std::lock_guard lk(mu);
         if (session_ending) break;
@@ -552,7 +587,8 @@ void relay::impl::run(rd_kafka_t* first) {
     if (stopping.load()) break;
     restarts.fetch_add(1, std::memory_order_relaxed);
     std::unique_lock lk(mu);
-    cv.wait_for(lk, opt.restart_backoff, [&] { return stopping.load(); });
+    if (!std::exchange(restart_at_once, false))
+      cv.wait_for(lk, opt.restart_backoff, [&] { return stopping.load(); });
   }
   if (rk) rd_kafka_destroy(rk);
 }
@@ -654,6 +690,11 @@ relay_stats relay::stats() const {
   st.restarts = s.restarts.load(std::memory_order_relaxed);
   st.running = s.running.load();
   return st;
+}
+
+void relay::keys_destroyed() {
+  impl_->forget_generation.fetch_add(1);
+  impl_->cv.notify_all();
 }
 
 bool relay::wait_for_published(std::uint64_t position, std::chrono::milliseconds timeout) const {

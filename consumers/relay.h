@@ -115,6 +115,13 @@ class relay {
   // checkpoint durably. Unacknowledged messages are published again next time.
   void stop();
 
+  // Tells the relay that personal-data keys were destroyed (a forget). Messages it
+  // encoded before and the brokers have not acknowledged (all of them during an outage)
+  // are dropped and encoded again, so none arrives with the data after the forget.
+  // Those already on their way to a broker that answers may still arrive: they were
+  // sent before the forget. Call it after the keys are destroyed; it does not block.
+  void keys_destroyed();
+
   relay_stats stats() const;
   // Blocks until the checkpoint of the brokers reached reaches `position` or `timeout`
   // passes.

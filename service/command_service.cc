@@ -1458,6 +1458,7 @@ void command_service::forget_learner(const domain::principal& who, const uuid& l
           if (auto d = self->keys.destroy("learner:" + learner_id.to_string()); !d) {
             return domain::make_error(domain::errc::invalid_state, "", d.error().message);
           }
+          if (self->options.after_keys_destroyed) self->options.after_keys_destroyed();
           if (!s.email_.empty() && self->options.on_email_forgotten) {
             self->options.on_email_forgotten(s.org_id_, s.email_);
           }

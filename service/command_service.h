@@ -166,6 +166,9 @@ struct command_service_options {
   // mails it is sending against the log, as a forget that fails midway purges nothing).
   // Default: none.
   std::function<void()> before_keys_destroyed;
+  // Told after a forget destroyed a learner's keys, before LearnerForgotten is appended
+  // (the Kafka relay then encodes again what it has not delivered). Default: none.
+  std::function<void()> after_keys_destroyed;
   // Told the email of a learner being forgotten, after its keys were destroyed, so copies
   // of personal data outside the log (the mailer's .eml outbox) go too. Default: none.
   std::function<void(const uuid& org_id, const std::string& email)> on_email_forgotten;

@@ -148,6 +148,47 @@ TEST_F(relay_test, PersonalDataIsPublishedDecryptedOrForgottenNeverAsCiphertext)
   }
 }
 
+TEST_F(relay_test, AForgetDuringAnOutageReachesTheMessagesStillWaitingForTheBrokers) {
+  // Two learners registered while the brokers are down; the window lets one message
+  // into the producer, the other waits encoded. Both are forgotten before the brokers
+  // return: neither may arrive with its personal data.
+  auto o = options();
+  o.max_in_flight_messages = 1;
+  relay r(*store_, *codec_, o);
+  ASSERT_TRUE(r.start());
+  ASSERT_TRUE(r.wait_for_published(append(1), 30s)) << r.stats().last_error;
+  ASSERT_TRUE(broker_->set_down(1));
+  const auto org = uuid::random();
+  std::vector<uuid> learners{uuid::random(), uuid::random()};
+  for (const auto& id : learners) {
+    domain::learner_registered ev{.org_id_ = org, .learner_id_ = id};
+    ev.personal_data_.email_ = id.to_string() + "@example.com";
+    auto encoded = codec_->encode(domain::event{ev}, {.event_id = uuid::random()});
+    ASSERT_TRUE(encoded) << encoded.error().message;
+    ASSERT_TRUE(store_->append(
+        {{domain::stream_of(domain::event{ev}), eventstore::expected_version::any(), {*encoded}}}));
+  }
+  for (int i = 0; i < 200 && r.stats().in_flight == 0; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(r.stats().in_flight, 1u);
+
+  for (const auto& id : learners) ASSERT_TRUE(keys_->destroy("learner:" + id.to_string()));
+  r.keys_destroyed();
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(broker_->set_up(1));
+  const auto head = append(3);
+  ASSERT_TRUE(r.wait_for_published(head, 30s))
+      << r.stats().last_error << " published " << r.stats().published_position << " restarts "
+      << r.stats().restarts << " connected " << r.stats().connected;
+  r.stop();
+
+  auto got = read_all();
+  check_delivery(*store_, got);
+  for (const auto& m : got) {
+    for (const auto& id : learners)
+      EXPECT_EQ(m.value.find(id.to_string() + "@example.com"), std::string::npos) << m.value;
+  }
+}
+
 TEST_F(relay_test, CleanStopStoresTheCheckpointAndARestartResumesAfterIt) {
   auto head = append(1000);
   {

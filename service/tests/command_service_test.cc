@@ -614,8 +614,9 @@ TEST_F(command_service_test, ForgettingALearnerShredsTheirPersonalData) {
 }
 
 // The mailer is told before any key goes (so a mail it is writing has its copy checked
-// even should the forget fail midway), and given the address once both went.
-TEST_F(command_service_test, ForgettingTellsTheMailerBeforeAndAfterTheKeysGo) {
+// even should the forget fail midway), and given the address once both went; the Kafka
+// relay is told once the keys went (it then encodes again what it has not delivered).
+TEST_F(command_service_test, ForgettingTellsTheConsumersBeforeAndAfterTheKeysGo) {
   register_track("k8s-basics");
   auto invite = create_invite(0);
   auto c = claim(invite.code, "ada@example.com");
@@ -629,6 +630,11 @@ TEST_F(command_service_test, ForgettingTellsTheMailerBeforeAndAfterTheKeysGo) {
     told.push_back(std::string("before:") + (keys_->is_destroyed(learner_key) ? "gone" : "kept") +
                    (keys_->is_destroyed(email_key) ? ",gone" : ",kept"));
   };
+  o.after_keys_destroyed = [&] {
+    told.push_back(std::string("destroyed:") +
+                   (keys_->is_destroyed(learner_key) ? "gone" : "kept") +
+                   (keys_->is_destroyed(email_key) ? ",gone" : ",kept"));
+  };
   o.on_email_forgotten = [&](const uuid&, const std::string& email) {
     told.push_back("after:" + email + (keys_->is_destroyed(learner_key) ? ",gone" : ",kept"));
   };
@@ -638,7 +644,8 @@ TEST_F(command_service_test, ForgettingTellsTheMailerBeforeAndAfterTheKeysGo) {
     hooked.forget_learner(owner_, learner, {"t", ""}, cb);
   });
   ASSERT_TRUE(forgot) << forgot.error().message;
-  EXPECT_EQ(told, (std::vector<std::string>{"before:kept,kept", "after:ada@example.com,gone"}));
+  EXPECT_EQ(told, (std::vector<std::string>{"before:kept,kept", "destroyed:gone,gone",
+                                            "after:ada@example.com,gone"}));
   EXPECT_TRUE(keys_->is_destroyed(email_key));  // the subject the "before" check looked at
 }
 
