@@ -2,11 +2,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <unordered_map>
 
 #include "app/offline.h"
 #include "common/time_format.h"
+#include "domain/events.h"
 #include "eventstore/event_codec.h"
 #include "eventstore/event_store.h"
 #include "eventstore/key_store.h"
@@ -138,7 +140,22 @@ json ndjson_line(export_kind k, const eventstore::recorded_event& e, const json&
 
 }  // namespace
 
+std::string check_export_options(const export_options& o) {
+  if (!o.types.empty() && o.kind != export_kind::events) {
+    return "--type applies to `export events` only";
+  }
+  const auto known = domain::all_event_types();
+  for (const auto& t : o.types) {
+    if (std::find(known.begin(), known.end(), t) != known.end()) continue;
+    std::string names;
+    for (auto k : known) names += (names.empty() ? "" : ", ") + std::string(k);
+    return "--type: '" + t + "' is not an event type (known: " + names + ")";
+  }
+  return {};
+}
+
 result<export_summary, std::string> run_export(const export_options& o) {
+  if (auto wrong = check_export_options(o); !wrong.empty()) return fail(wrong);
   auto data = open_offline(o.data_dir);
   if (!data) return fail(data.error());
   auto& store = (*data)->store;
@@ -146,7 +163,9 @@ result<export_summary, std::string> run_export(const export_options& o) {
 
   eventstore::log_filter f;
   f.to_position = store->head_position();  // a consistent cut: what existed at the start
-  f.since = o.since;
+  // Claims: the invites' creations are read whatever --since says (the time from creation
+  // to each claim); the claims before it are left out below.
+  if (o.kind != export_kind::claims) f.since = o.since;
   f.until = o.until;
   if (o.as_of) {
     auto after = *o.as_of + std::chrono::microseconds(1);
@@ -167,7 +186,12 @@ result<export_summary, std::string> run_export(const export_options& o) {
       f.types = o.types;
       break;
   }
-  if (o.invite) f.stream_prefix = "invite-" + o.invite->to_string();
+  // Claims and rejections are events of the invite's stream; leads, plays, pauses and
+  // resumes belong to learners' and claims' streams and name the invite in their data.
+  const std::string invite = o.invite ? o.invite->to_string() : "";
+  const bool invite_stream_only =
+      o.kind == export_kind::claims || o.kind == export_kind::rejections;
+  if (o.invite && invite_stream_only) f.stream_prefix = "invite-" + invite;
   const std::string org = o.org ? o.org->to_string() : "";
 
   export_summary sum;
@@ -183,11 +207,18 @@ result<export_summary, std::string> run_export(const export_options& o) {
   auto scanned = store->scan(f, [&](const eventstore::recorded_event& e) {
     ++sum.scanned;
     if (!org.empty() && e.org_id != org) return true;
+    // Claims are read from the start for the invites' creations: the claims before
+    // --since are left out here.
+    if (o.since && e.recorded_at < *o.since && e.type != "InviteCreated") return true;
     auto data = codec.to_public_json(e);
     if (!data) {
       failure = "event at position " + std::to_string(e.position) +
                 " cannot be decoded: " + data.error().message;
       return false;
+    }
+    if (!invite.empty() && !invite_stream_only && e.stream != "invite-" + invite &&
+        text(*data, "invite_id") != invite) {
+      return true;
     }
     if (o.kind == export_kind::claims && e.type == "InviteCreated") {
       if (auto t = parse_rfc3339(text(*data, "created_at"))) {

@@ -1,6 +1,8 @@
 // passage: the one binary. `passage serve` runs a node; `passage replica` a read
 // replica fed from Kafka; `passage replay` rebuilds the read models from the log;
-// `passage export`; `passage version`.
+// `passage export` and `passage usage` answer from the log beside a running node;
+// `passage --version`. Exit status: 0 done, 1 failed while running, 2 bad usage (an
+// unknown command or option, a malformed value), with a message naming the problem.
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -8,12 +10,14 @@
 #include <sys/resource.h>
 
 #include <unistd.h>
+#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <thread>
 
 #include "api/logging.h"
+#include "api/rate_limiter.h"
 #include "app/export.h"
 #include "app/offline.h"
 #include "app/replica.h"
@@ -67,15 +71,15 @@ bool parse_listen(const char* command, const std::string& listen, std::string& a
   }
   address = listen.substr(0, colon);
   if (address.size() > 2 && address.front() == '[') address = address.substr(1, address.size() - 2);
-  try {
-    int p = std::stoi(listen.substr(colon + 1));
-    if (p < 0 || p > 65535) throw std::out_of_range("port");
-    port = static_cast<std::uint16_t>(p);
-  } catch (const std::exception&) {
+  const std::string_view digits = std::string_view(listen).substr(colon + 1);
+  unsigned p = 0;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), p);
+  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || p > 65535) {
     std::fprintf(stderr, "passage %s: --listen port must be 0-65535, got '%s'\n", command,
                  listen.c_str());
     return false;
   }
+  port = static_cast<std::uint16_t>(p);
   return true;
 }
 
@@ -250,6 +254,13 @@ int main(int argc, char** argv) {
   cli.set_version_flag("--version", "passage 0.1.0");
 
   app::server_options serve_options;
+  // A malformed limit is bad usage (status 2), found before anything starts.
+  const CLI::Validator rate_limit_check(
+      [](std::string& value) -> std::string {
+        auto parsed = api::parse_rate_limit(value);
+        return parsed ? std::string() : parsed.error();
+      },
+      "COUNT/DURATION");
   std::string listen = "127.0.0.1:8080";
   std::string owner_token, operator_token;
   auto* serve_cmd = cli.add_subcommand("serve", "Run a Passage node (HTTP API, read models)");
@@ -262,11 +273,13 @@ int main(int argc, char** argv) {
   serve_cmd
       ->add_option("--claim-limit-per-ip", serve_options.claim_limit_per_ip,
                    "Claims per client IP, COUNT/DURATION or 0")
+      ->check(rate_limit_check)
       ->envname("PASSAGE_CLAIM_LIMIT_PER_IP")
       ->capture_default_str();
   serve_cmd
       ->add_option("--claim-limit-per-email", serve_options.claim_limit_per_email,
                    "Claims per email, COUNT/DURATION or 0")
+      ->check(rate_limit_check)
       ->envname("PASSAGE_CLAIM_LIMIT_PER_EMAIL")
       ->capture_default_str();
   serve_cmd
@@ -407,7 +420,12 @@ int main(int argc, char** argv) {
   export_cmd->add_option("--output,-o", export_output, "File to write, - for stdout")
       ->capture_default_str();
 
-  CLI11_PARSE(cli, argc, argv);
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version end here too (status 0); anything else is bad usage.
+    return cli.exit(e) == 0 ? 0 : 2;
+  }
 
   if (*export_cmd) {
     auto& e = export_options;
@@ -437,10 +455,17 @@ int main(int argc, char** argv) {
         return 2;
       }
     }
-    for (std::string_view rest = export_types; !rest.empty();) {
-      auto comma = rest.find(',');
-      e.types.emplace_back(rest.substr(0, comma));
-      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    if (!export_types.empty()) {
+      for (std::string_view rest = export_types;;) {
+        auto comma = rest.find(',');
+        e.types.emplace_back(rest.substr(0, comma));
+        if (comma == std::string_view::npos) break;
+        rest = rest.substr(comma + 1);
+      }
+    }
+    if (auto wrong = app::check_export_options(e); !wrong.empty()) {
+      std::fprintf(stderr, "passage export: %s\n", wrong.c_str());
+      return 2;
     }
     std::FILE* out = stdout;
     if (export_output != "-") {

@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "app/offline.h"
+#include "common/time_format.h"
 #include "projections/json_views.h"
 #include "projections/read_models.h"
 #include "tests/support/free_port.h"
@@ -556,6 +557,83 @@ TEST(Export, RunsBesideAWritingServerAndExportsAPrefixOfTheLog) {
   EXPECT_NE(after.find("forgotten"), std::string::npos);
 }
 
+// `--invite` follows the invite into the streams of its learners and claims: its leads,
+// plays and pauses are events of those streams that name it; `--since` keeps the time
+// from the invite's creation to each claim.
+TEST(Export, AnInvitesLeadsAndPlaysAreItsEventsAndSinceKeepsTheTimeFromCreation) {
+  temp_dir dir;
+  const std::string data = dir.sub("data");
+  child_node node(data);
+  ASSERT_NE(node.port(), 0);
+  http_client admin(node.port());
+  http_client::headers auth = {{"Authorization", "Bearer " + kOwner}};
+  ASSERT_EQ(
+      admin.put("/v1/lead-form", R"({"fields":[{"name":"company","required":true}]})", auth).status,
+      200u);
+  ASSERT_EQ(admin.post("/v1/tracks", R"({"track_id":"t","title":"T"})", auth).status, 201u);
+  std::vector<json> invites;
+  for (const char* title : {"Leads A", "Leads B"}) {
+    auto inv =
+        admin.post("/v1/invites",
+                   json{{"title", title}, {"tracks", {"t"}}, {"access", "lead_form"}}.dump(), auth);
+    ASSERT_EQ(inv.status, 201u) << inv.body;
+    invites.push_back(inv.json());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  const auto since = format_rfc3339(
+      std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now()));
+  std::vector<std::string> claims;
+  for (std::size_t i = 0; i < invites.size(); ++i) {
+    auto c = admin.post("/v1/public/invites/" + invites[i]["code"].get<std::string>() + "/claims",
+                        json{{"email", "lead" + std::to_string(i) + "@example.com"},
+                             {"first_name", "Lead"},
+                             {"last_name", std::to_string(i)},
+                             {"answers", {{"company", "Acme " + std::to_string(i)}}}}
+                            .dump());
+    ASSERT_EQ(c.status, 201u) << c.body;
+    claims.push_back(c.json()["claim_id"]);
+    auto played =
+        admin.post("/v1/public/claims/" + claims.back() + "/plays", R"({"track_id":"t"})",
+                   {{"Authorization", "Bearer " + c.json()["learner_token"].get<std::string>()}});
+    ASSERT_EQ(played.status, 201u) << played.body;
+  }
+  const std::string a = invites[0]["id"];
+  int status = -1;
+  auto leads = run(std::string(PASSAGE_BINARY) + " export leads --invite " + a + " --data-dir " +
+                       data + " 2>/dev/null",
+                   status);
+  ASSERT_EQ(status, 0);
+  EXPECT_EQ(std::count(leads.begin(), leads.end(), '\n'), 2) << leads;  // header + 1 lead
+  EXPECT_NE(leads.find("Acme 0"), std::string::npos) << leads;
+  EXPECT_EQ(leads.find("Acme 1"), std::string::npos) << leads;
+
+  auto events = run(std::string(PASSAGE_BINARY) + " export events --format ndjson --invite " + a +
+                        " --data-dir " + data + " 2>/dev/null",
+                    status);
+  ASSERT_EQ(status, 0);
+  std::multiset<std::string> types;
+  for (std::size_t start = 0; start < events.size();) {
+    auto end = events.find('\n', start);
+    auto line = json::parse(events.substr(start, end - start));
+    types.insert(line["type"].get<std::string>());
+    EXPECT_EQ(line.dump().find(invites[1]["id"].get<std::string>()), std::string::npos) << line;
+    start = end + 1;
+  }
+  EXPECT_EQ(types.count("InviteCreated"), 1u) << events;
+  EXPECT_EQ(types.count("InviteClaimed"), 1u) << events;
+  EXPECT_EQ(types.count("LeadCaptured"), 1u) << events;
+  EXPECT_EQ(types.count("TrackPlayed"), 1u) << events;
+
+  auto csv = run(std::string(PASSAGE_BINARY) + " export claims --invite " + a + " --since " +
+                     since + " --data-dir " + data + " 2>/dev/null",
+                 status);
+  ASSERT_EQ(status, 0);
+  ASSERT_EQ(std::count(csv.begin(), csv.end(), '\n'), 2) << csv;
+  auto last_cell = csv.substr(csv.rfind(',') + 1);
+  EXPECT_NE(last_cell, "\n") << "seconds_since_invite_created is empty: " << csv;
+  EXPECT_GE(std::stoi(last_cell), 1) << csv;
+}
+
 // Point-in-time answers from the CLI, beside a running server: `passage usage --as-of`,
 // `passage export claims --as-of` and `passage replay --as-of --out` give what the
 // server answered at that instant, while the server keeps writing and serving.
@@ -704,23 +782,53 @@ TEST(Replay, OutRefusesAFolderThatIsNotReadModels) {
   }
 }
 
+// Bad usage exits with status 2 and a message naming the problem, whichever layer
+// finds it (the option parser, the commands' own checks); scripts tell it from a
+// failure while running (1).
 TEST(Cli, BadFlagsAreNamedAndTouchNothing) {
   temp_dir dir;
   int status = -1;
   auto out = run(std::string(PASSAGE_BINARY) + " serve --listen nowhere 2>&1", status);
-  EXPECT_NE(status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  EXPECT_NE(out.find("--listen"), std::string::npos) << out;
+  out = run(std::string(PASSAGE_BINARY) + " serve --listen 127.0.0.1:8080abc --data-dir " +
+                dir.sub("d") + " 2>&1",
+            status);
+  EXPECT_EQ(WEXITSTATUS(status), 2) << "a port with trailing text is not port 8080";
   EXPECT_NE(out.find("--listen"), std::string::npos) << out;
   out = run(std::string(PASSAGE_BINARY) + " serve --data-dir " + dir.sub("d") +
                 " --claim-limit-per-ip lots --listen 127.0.0.1:0 2>&1",
             status);
-  EXPECT_NE(status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 2);
   EXPECT_NE(out.find("claim-limit-per-ip"), std::string::npos) << out;
   out = run(std::string(PASSAGE_BINARY) + " serve --data-dir " + dir.sub("d") +
                 " --slow-query-limit many --listen 127.0.0.1:0 2>&1",
             status);
-  EXPECT_NE(status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 2);
   EXPECT_NE(out.find("--slow-query-limit"), std::string::npos) << out;
   EXPECT_FALSE(std::filesystem::exists(dir.sub("d"))) << "a refused start creates no data folder";
+
+  out = run(std::string(PASSAGE_BINARY) + " launch 2>&1", status);
+  EXPECT_EQ(WEXITSTATUS(status), 2) << out;
+  out = run(std::string(PASSAGE_BINARY) + " export everything --data-dir " + dir.sub("d") + " 2>&1",
+            status);
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  EXPECT_NE(out.find("everything"), std::string::npos) << out;
+  out = run(std::string(PASSAGE_BINARY) + " export events --type InviteClaimed,Bogus --data-dir " +
+                dir.sub("d") + " 2>&1",
+            status);
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  EXPECT_NE(out.find("'Bogus' is not an event type"), std::string::npos) << out;
+  out = run(std::string(PASSAGE_BINARY) + " export events --type InviteClaimed, --data-dir " +
+                dir.sub("d") + " 2>&1",
+            status);
+  EXPECT_EQ(WEXITSTATUS(status), 2) << "an empty type name: " << out;
+  out = run(std::string(PASSAGE_BINARY) + " export claims --type InviteClaimed --data-dir " +
+                dir.sub("d") + " 2>&1",
+            status);
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  EXPECT_NE(out.find("--type applies to `export events` only"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir.sub("d")));
 
   out = run(std::string(PASSAGE_BINARY) + " replica --data-dir " + dir.sub("r") + " 2>&1", status);
   EXPECT_NE(status, 0);
