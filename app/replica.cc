@@ -177,7 +177,13 @@ result<std::unique_ptr<replica_node>, std::string> replica_node::start(
   deps.clock = im->clock;
   deps.primary = o.primary;
   deps.log_position = [raw] { return raw->feed->stats().last_seen_position; };
-  deps.ready = [raw] { return raw->feed->stats().caught_up; };
+  // A replica that stopped applying (an event it cannot apply) serves ever older
+  // answers: out of rotation, not ready.
+  deps.not_ready = [raw]() -> std::string {
+    auto st = raw->feed->stats();
+    if (st.failed) return "failed";
+    return st.caught_up ? "" : "starting";
+  };
   deps.system_info = [raw] { return raw->system_info(); };
   api::v1::register_routes(*im->router, deps);
   im->add_metrics_route();

@@ -462,7 +462,10 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
       return d.retry_after;
     };
   }
-  deps.ready = [raw] { return raw->projector->is_live(); };
+  deps.not_ready = [raw]() -> std::string {
+    if (raw->projector->is_live()) return "";
+    return raw->projector->error() ? "failed" : "starting";
+  };
   deps.on_invitation_job = [raw](const service::invitation_job& job) {
     if (auto r = raw->mailer->register_job(job.job_id, job.org_id, job.invite_id, job.total); !r) {
       raw->say("passage: mailer: " + r.error().message);

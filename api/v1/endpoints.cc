@@ -273,9 +273,9 @@ void health_routes(router& r, deps_ptr d) {
     respond(json_response(http::status::ok, {{"status", "ok"}}));
   });
   r.add(http::verb::get, "/readyz", [d](const request&, request_context&, responder respond) {
-    bool ready = !d->ready || d->ready();
-    respond(json_response(ready ? http::status::ok : http::status::service_unavailable,
-                          {{"status", ready ? "ready" : "starting"},
+    const std::string why = d->not_ready ? d->not_ready() : "";
+    respond(json_response(why.empty() ? http::status::ok : http::status::service_unavailable,
+                          {{"status", why.empty() ? "ready" : why},
                            {"log_position", log_head(*d)},
                            {"read_model_position", d->reads->applied_position()}}));
   });

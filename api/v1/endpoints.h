@@ -45,8 +45,9 @@ struct endpoint_deps {
   limit_check claims_per_email;
   // What /v1/system reports besides positions (e.g. the Kafka bootstrap address).
   std::function<nlohmann::json()> system_info;
-  // Whether the node is ready (read models caught up at start, ...).
-  std::function<bool()> ready;
+  // "" when the node is ready (read models caught up at start, still applying), else
+  // what /readyz reports as its status: "starting" or "failed" (applying stopped).
+  std::function<std::string()> not_ready;
   // Private invitations: told of each recorded bulk send (the mailer registers the job);
   // job_status answers GET /v1/jobs/{id} (nullopt: unknown in this organization).
   std::function<void(const service::invitation_job&)> on_invitation_job;

@@ -2,8 +2,10 @@
 // Test support: reads a whole topic back with an independent librdkafka consumer
 // (every partition from the beginning up to its high watermark), and checks what
 // was read against the event log: every event present, per-key order of first
-// occurrences, duplicates only of already-seen ids.
+// occurrences, duplicates only of already-seen ids. `raw_producer` writes chosen
+// messages into chosen partitions.
 
+#include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
 #include <nlohmann/json.hpp>
 
@@ -143,5 +145,32 @@ inline delivery_report check_delivery(eventstore::event_store& store,
   EXPECT_EQ(first_body.size(), log.size()) << "events missing from the topic";
   return report;
 }
+
+// A producer that puts messages into chosen partitions (what the relay does by key, and
+// what a misbehaving or restarted publisher may repeat).
+class raw_producer {
+ public:
+  explicit raw_producer(const std::string& bootstrap) {
+    char err[512];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
+    rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    EXPECT_NE(rk_, nullptr) << err;
+  }
+  ~raw_producer() { rd_kafka_destroy(rk_); }
+  void produce(int partition, const std::string& key, const std::string& value,
+               const std::string& topic = "passage.events") {
+    auto e =
+        rd_kafka_producev(rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+                          RD_KAFKA_V_KEY(key.data(), key.size()),
+                          RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    ASSERT_EQ(e, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(e);
+  }
+  void flush() { ASSERT_EQ(rd_kafka_flush(rk_, 30'000), RD_KAFKA_RESP_ERR_NO_ERROR); }
+
+ private:
+  rd_kafka_t* rk_ = nullptr;
+};
 
 }  // namespace passage::consumers::testing

@@ -13,6 +13,7 @@
 #include "common/time_format.h"
 #include "consumers/cloudevent.h"
 #include "consumers/embedded_broker.h"
+#include "consumers/tests/kafka_reader.h"
 #include "domain/events.h"
 #include "domain/streams.h"
 #include "eventstore/event_store.h"
@@ -23,6 +24,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using nlohmann::json;
+using testing::raw_producer;
 
 const std::string pepper(32, 'p');
 const std::string replica_pepper(32, 'r');
@@ -151,32 +153,6 @@ TEST(EncodePublicJson, AForgottenMarkerDecodesAsForgottenAndBadDataIsRefused) {
 }
 
 // ---- the replica over Kafka ---------------------------------------------------------------
-
-// A producer that puts messages into chosen partitions (what the relay does by key, and
-// what a misbehaving or restarted publisher may repeat).
-class raw_producer {
- public:
-  explicit raw_producer(const std::string& bootstrap) {
-    char err[512];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
-    rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-    EXPECT_NE(rk_, nullptr) << err;
-  }
-  ~raw_producer() { rd_kafka_destroy(rk_); }
-  void produce(int partition, const std::string& key, const std::string& value) {
-    auto e =
-        rd_kafka_producev(rk_, RD_KAFKA_V_TOPIC("passage.events"), RD_KAFKA_V_PARTITION(partition),
-                          RD_KAFKA_V_KEY(key.data(), key.size()),
-                          RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-    ASSERT_EQ(e, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(e);
-  }
-  void flush() { ASSERT_EQ(rd_kafka_flush(rk_, 30'000), RD_KAFKA_RESP_ERR_NO_ERROR); }
-
- private:
-  rd_kafka_t* rk_ = nullptr;
-};
 
 struct message {
   std::string key, value;

@@ -11,6 +11,9 @@
 #include <thread>
 
 #include "app/replica.h"
+#include "consumers/cloudevent.h"
+#include "consumers/embedded_broker.h"
+#include "consumers/tests/kafka_reader.h"
 #include "eventstore/event_codec.h"
 #include "eventstore/key_store.h"
 #include "projections/read_models.h"
@@ -220,6 +223,46 @@ TEST_F(replica_e2e, AnswersEveryQueryAsThePrimaryDoesAtTheSamePosition) {
 
 // Replicas side by side each read every partition (no shared consumer group splits
 // them), so each builds the whole read models and answers as the primary does.
+// A replica that stopped applying (an event its read models cannot take) would serve
+// ever older answers: /readyz takes it out of rotation, naming why.
+TEST_F(replica_e2e, AReplicaThatStoppedApplyingIsNotReady) {
+  // A broker of the test's own, so that it outlives the primary.
+  auto broker = consumers::embedded_broker::start({});
+  ASSERT_TRUE(broker) << broker.error().message;
+  restart("0", "0", (*broker)->bootstrap_servers());
+  make_track("k8s-basics");
+  start_replica();
+  wait_for_replica();
+  ASSERT_EQ(replica_client_->get("/readyz").status, 200u);
+  stop();  // the primary: nothing else is published
+  std::uint64_t seen = 0;
+  for (int i = 0; i < 100; ++i) {
+    std::this_thread::sleep_for(50ms);
+    auto st = replica_->stats();
+    if (st.applied_position == st.last_seen_position && st.applied_position == seen) break;
+    seen = st.applied_position;
+  }
+
+  // The next position, an InviteClaimed whose data is not one.
+  eventstore::recorded_event bad;
+  bad.event_id = uuid::random();
+  bad.type = "InviteClaimed";
+  bad.stream = "invite-" + uuid::random().to_string();
+  bad.stream_version = 1;
+  bad.position = seen + 1;
+  bad.recorded_at = clock_.now();
+  bad.org_id = "00000000-0000-0000-0000-000000000001";
+  consumers::testing::raw_producer out((*broker)->bootstrap_servers());
+  out.produce(0, bad.stream, consumers::to_cloudevent_json(bad, json{{"invite_id", "nope"}}));
+  out.flush();
+  for (int i = 0; i < 600 && !replica_->stats().failed; ++i) std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(replica_->stats().failed) << replica_->stats().last_error;
+
+  auto ready = replica_client_->get("/readyz");
+  EXPECT_EQ(ready.status, 503u) << ready.body;
+  EXPECT_EQ(ready.json()["status"], "failed") << ready.body;
+}
+
 TEST_F(replica_e2e, TwoReplicasSideBySideEachAnswerTheWholeLog) {
   auto ids = scenario();
   start_replica();
