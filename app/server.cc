@@ -133,7 +133,9 @@ struct server::impl {
   std::unique_ptr<service::expiry_scheduler> expiry;
   std::unique_ptr<consumers::mailer> mailer;
   std::unique_ptr<api::v1::idempotency_store> idempotency;
-  std::unique_ptr<api::rate_limiter> per_ip, per_email;
+  // Claims and learner logins, each per client IP and per email: the same limits,
+  // counted apart.
+  std::unique_ptr<api::rate_limiter> per_ip, per_email, logins_per_ip, logins_per_email;
   std::shared_ptr<api::metrics> metrics;
   std::unique_ptr<api::router> router;
   std::unique_ptr<api::work_queue> slow_queries;
@@ -428,6 +430,10 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
       api::rate_limiter_options{.limit = *per_ip, .clock = im->clock});
   im->per_email = std::make_unique<api::rate_limiter>(
       api::rate_limiter_options{.limit = *per_email, .clock = im->clock});
+  im->logins_per_ip = std::make_unique<api::rate_limiter>(
+      api::rate_limiter_options{.limit = *per_ip, .clock = im->clock});
+  im->logins_per_email = std::make_unique<api::rate_limiter>(
+      api::rate_limiter_options{.limit = *per_email, .clock = im->clock});
 
   im->router = std::make_unique<api::router>();
   im->slow_queries = std::make_unique<api::work_queue>(api::work_queue_options{
@@ -448,19 +454,20 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   deps.operator_key_hash = service::hash_api_key(operator_key);
   deps.applied = std::make_shared<api::v1::applied_wait>(*im->reads, std::chrono::seconds(5));
   auto* raw = im.get();
-  if (!per_ip->disabled()) {
-    deps.claims_per_ip = [raw](std::string_view ip) -> std::optional<std::chrono::seconds> {
-      auto d = raw->per_ip->acquire(ip);
+  auto check = [](api::rate_limiter* limiter) {
+    return [limiter](std::string_view key) -> std::optional<std::chrono::seconds> {
+      auto d = limiter->acquire(key);
       if (d.allowed) return std::nullopt;
       return d.retry_after;
     };
+  };
+  if (!per_ip->disabled()) {
+    deps.claims_per_ip = check(im->per_ip.get());
+    deps.logins_per_ip = check(im->logins_per_ip.get());
   }
   if (!per_email->disabled()) {
-    deps.claims_per_email = [raw](std::string_view email) -> std::optional<std::chrono::seconds> {
-      auto d = raw->per_email->acquire(email);
-      if (d.allowed) return std::nullopt;
-      return d.retry_after;
-    };
+    deps.claims_per_email = check(im->per_email.get());
+    deps.logins_per_email = check(im->logins_per_email.get());
   }
   deps.not_ready = [raw]() -> std::string {
     if (raw->projector->is_live()) return "";

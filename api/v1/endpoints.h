@@ -43,6 +43,10 @@ struct endpoint_deps {
   // Claim abuse limits per client IP and per email; empty: unlimited.
   limit_check claims_per_ip;
   limit_check claims_per_email;
+  // Learner logins: the same limits, counted apart (logins spend no claims, and failed
+  // logins for someone's address cannot keep them from claiming); empty: unlimited.
+  limit_check logins_per_ip;
+  limit_check logins_per_email;
   // What /v1/system reports besides positions (e.g. the Kafka bootstrap address).
   std::function<nlohmann::json()> system_info;
   // "" when the node is ready (read models caught up at start, still applying), else

@@ -58,16 +58,16 @@ std::optional<problem> missing_password(const json& body) {
   return std::nullopt;
 }
 
-// Login abuse limits: the claim limits per client IP and per email.
+// Login abuse limits per client IP and per email (counted apart from claims).
 std::optional<problem> login_limited(const endpoint_deps& d, const request_context& ctx,
                                      const std::string& email) {
-  if (d.claims_per_ip) {
-    if (auto wait = d.claims_per_ip(ctx.client_ip)) {
+  if (d.logins_per_ip) {
+    if (auto wait = d.logins_per_ip(ctx.client_ip)) {
       return rate_limited(*wait, "too many attempts from this address");
     }
   }
-  if (d.claims_per_email && !email.empty()) {
-    if (auto wait = d.claims_per_email(domain::normalize_email(email))) {
+  if (d.logins_per_email && !email.empty()) {
+    if (auto wait = d.logins_per_email(domain::normalize_email(email))) {
       return rate_limited(*wait, "too many attempts for this email");
     }
   }
