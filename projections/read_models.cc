@@ -183,35 +183,72 @@ struct progress {
   bool paused = false;
 };
 
-// A claim's progress per track: a claim has a few tracks, so a vector sorted as a
-// std::map of them would be (one allocation per claim, not a node per track played: a
-// rebuild makes millions).
-class track_progress {
+// The track ids claims' progress names, each kept once (a claim's progress points at
+// its tracks' names here): a rebuild keeps millions of claims, and a copy of each name
+// per claim (a heap block per claim for its tracks) was ~80 of a claim's ~330 bytes, a
+// malloc per claim on the applying thread and most of tearing the read models down
+// (walking every claim's block to free it). Names stay until the read models go
+// (state::interned_tracks is declared before the claims, which point into it).
+class track_names {
  public:
-  // `tracks`: how many there will likely be, at most (a claim's: how many its terms
-  // name); room for that many, up to 4, is made at once. A rebuild keeps millions of
-  // claims, most with fewer than 4 tracks: room for 4 each was ~60 MiB of the 10M-event
-  // bench log's peak (1.76 GiB).
-  progress& at(std::string_view track, std::size_t tracks) {
-    if (items_.empty()) items_.reserve(std::clamp<std::size_t>(tracks, 1, 4));
-    auto it = std::lower_bound(items_.begin(), items_.end(), track,
-                               [](const auto& item, std::string_view t) { return item.first < t; });
-    if (it == items_.end() || it->first != track) {
-      it = items_.emplace(it, std::string(track), progress{});
-    }
-    return it->second;
+  const std::string* intern(std::string_view id) {
+    auto it = names_.find(id);
+    if (it == names_.end()) it = names_.emplace(id).first;
+    return &*it;
   }
-  const progress* find(std::string_view track) const {
-    auto it = std::lower_bound(items_.begin(), items_.end(), track,
-                               [](const auto& item, std::string_view t) { return item.first < t; });
-    return it != items_.end() && it->first == track ? &it->second : nullptr;
-  }
-  std::size_t size() const { return items_.size(); }
-  auto begin() const { return items_.begin(); }
-  auto end() const { return items_.end(); }
 
  private:
-  std::vector<std::pair<std::string, progress>> items_;  // by track id
+  struct hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_set<std::string, hash, std::equal_to<>> names_;  // nodes: names never move
+};
+
+// A claim's progress per track, in track id order (as a std::map of them would be). A
+// claim has a few tracks: up to three are kept in the claim itself (no allocation), more
+// in a vector (all of them then).
+class track_progress {
+ public:
+  struct item {
+    const std::string* track;  // in the read models' track_names
+    progress p;
+  };
+  // The progress on `track`, made if new (its name interned in `names`).
+  progress& at(std::string_view track, track_names& names) {
+    item* first = data();
+    item* it = std::lower_bound(first, first + n_, track,
+                                [](const item& i, std::string_view t) { return *i.track < t; });
+    if (it != first + n_ && *it->track == track) return it->p;
+    const auto pos = static_cast<std::size_t>(it - first);
+    const item made{names.intern(track), progress{}};
+    if (n_ < inline_.size()) {
+      std::copy_backward(inline_.begin() + pos, inline_.begin() + n_, inline_.begin() + n_ + 1);
+      inline_[pos] = made;
+    } else {
+      if (n_ == inline_.size()) more_.assign(inline_.begin(), inline_.end());
+      more_.insert(more_.begin() + static_cast<std::ptrdiff_t>(pos), made);
+    }
+    ++n_;
+    return data()[pos].p;
+  }
+  const progress* find(std::string_view track) const {
+    const item* first = data();
+    const item* it = std::lower_bound(
+        first, first + n_, track, [](const item& i, std::string_view t) { return *i.track < t; });
+    return it != first + n_ && *it->track == track ? &it->p : nullptr;
+  }
+  std::size_t size() const { return n_; }
+  const item* begin() const { return data(); }
+  const item* end() const { return data() + n_; }
+
+ private:
+  item* data() { return n_ <= inline_.size() ? inline_.data() : more_.data(); }
+  const item* data() const { return n_ <= inline_.size() ? inline_.data() : more_.data(); }
+
+  std::array<item, 3> inline_{};  // the first n_ while n_ <= 3
+  std::uint32_t n_ = 0;
+  std::vector<item> more_;  // all n_ once n_ > 3
 };
 
 struct claim_rec {
@@ -244,9 +281,9 @@ const domain::claim_snapshot& terms_of(const claim_rec& c) {
   return c.terms ? *c.terms : none;
 }
 
-// The claim's progress on `track` (made if new).
-progress& progress_of(claim_rec& c, std::string_view track) {
-  return c.progress_by_track.at(track, terms_of(c).tracks_.size());
+// The claim's progress on `track` (made if new; its name interned in `names`).
+progress& progress_of(claim_rec& c, std::string_view track, track_names& names) {
+  return c.progress_by_track.at(track, names);
 }
 
 // `terms` as a claim of invite `i` keeps them: the invite's copy when they are the same as
@@ -529,14 +566,14 @@ void encode_into(record_writer& w, const claim_rec& c) {
   w.i64(terms.plays_per_track_);
   w.u64(c.progress_by_track.size());
   for (const auto& [track, p] : c.progress_by_track) {
-    w.str(track);
+    w.str(*track);
     w.i64(p.plays);
     w.boolean(p.paused);
   }
   w.u64(c.position);
 }
 
-bool decode(std::string_view in, claim_rec& c) {
+bool decode(std::string_view in, claim_rec& c, track_names& names) {
   record_reader r(in);
   c.org_id = r.id();
   c.invite_id = r.id();
@@ -561,7 +598,7 @@ bool decode(std::string_view in, claim_rec& c) {
     progress p;
     p.plays = r.i64();
     p.paused = r.boolean();
-    c.progress_by_track.at(track, n) = p;  // (n: the first time, how many there are)
+    c.progress_by_track.at(track, names) = p;
   }
   c.position = r.u64();
   return r.ok();
@@ -991,6 +1028,8 @@ struct read_models::state {
   uuid_map<invite_rec> invites;
   std::unordered_map<std::string, uuid> invite_by_code;
   std::unordered_map<uuid, std::map<std::uint64_t, uuid>> invites_by_org;  // by creation
+  // Before the claims, which point into it (destroyed after them); never cleared.
+  track_names interned_tracks;
   uuid_map<claim_rec> claims;
   uuid_map<learner_rec> learners;
   email_index learner_by_subject;
@@ -1227,7 +1266,7 @@ result<void, projection_error> read_models::state::load() {
   });
   each_at_position('c', [&](std::uint64_t position, std::string_view v) {
     claim_rec c;
-    if (!decode(v, c)) return false;
+    if (!decode(v, c, interned_tracks)) return false;
     c.key_position = position;
     claims[c.claim_id] = std::move(c);
     return true;
@@ -1313,7 +1352,7 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
     auto set_paused = [&](const auto& e, bool paused) {
       auto it = claims.find(e.claim_id_);
       if (it == claims.end()) return;
-      progress_of(it->second, e.track_id_).paused = paused;
+      progress_of(it->second, e.track_id_, interned_tracks).paused = paused;
       mark(dirty.claims, e.claim_id_);
     };
     std::visit(overloaded{
@@ -1447,7 +1486,7 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
                    [&](const dm::track_played& e) {
                      auto c = claims.find(e.claim_id_);
                      if (c != claims.end()) {
-                       auto& p = progress_of(c->second, e.track_id_);
+                       auto& p = progress_of(c->second, e.track_id_, interned_tracks);
                        p.plays = std::max(p.plays + 1, e.play_number_);
                        mark(dirty.claims, e.claim_id_);
                      }

@@ -952,6 +952,65 @@ TEST_F(read_models_test, rebuild_from_zero_gives_identical_answers) {
   EXPECT_EQ(snapshot(), before);
 }
 
+// A claim keeps the progress of up to three tracks in itself and more in a block of
+// their own, in track id order either way, naming each track by one copy of its id for
+// all claims: a claim of five tracks played out of order, beside a claim of two of the
+// same tracks, answers the same live, after a restart (claim records read back) and
+// after a rebuild.
+TEST_F(read_models_test, a_claims_progress_on_many_tracks_reads_back_in_any_order) {
+  for (const char* t : {"t1", "t2", "t3", "t4"}) register_track(org, t, t, true);
+  const uuid inv = id(100);
+  auto d = draft("Many tracks", {"t4", "linux", "t2", "k8s", "t1", "t3"});
+  d.plays_per_track_ = 5;
+  create_invite(org, inv, "AB2K7MZ", d);
+  auto c = claim(inv, "ada@example.com", 1);
+  auto small = claim(inv, "bob@example.com", 2);
+  const auto claim_id = c.claim_->claim_id_, learner_id = c.claim_->learner_id_;
+  // In and past the claim's own room (three), each new track before or between the others.
+  for (const char* t : {"t4", "t2", "t3", "linux", "t1", "t4", "k8s", "t1", "t1"}) {
+    play(claim_id, learner_id, t);
+  }
+  play(small.claim_->claim_id_, small.claim_->learner_id_, "t2");
+  play(small.claim_->claim_id_, small.claim_->learner_id_, "t2");
+  append(
+      must(domain::decide(claims_[claim_id], domain::pause_track{learner_id, "t3"}, clock_.now())));
+  catch_up();
+
+  const std::map<std::string, std::int64_t> plays = {{"t4", 2},  {"linux", 1}, {"t2", 1},
+                                                     {"k8s", 1}, {"t1", 3},    {"t3", 1}};
+  auto expect_progress = [&](const char* when) {
+    SCOPED_TRACE(when);
+    auto a = models_->claim_access(claim_id, clock_.now());
+    ASSERT_TRUE(a);
+    ASSERT_EQ(a->tracks.size(), 6u);
+    for (const auto& t : a->tracks) {
+      EXPECT_EQ(t.plays_used, plays.at(t.track_id)) << t.track_id;
+      EXPECT_EQ(t.plays_remaining, 5 - plays.at(t.track_id)) << t.track_id;
+      EXPECT_EQ(t.paused, t.track_id == "t3") << t.track_id;
+    }
+    auto b = models_->claim_access(small.claim_->claim_id_, clock_.now());
+    ASSERT_TRUE(b);
+    for (const auto& t : b->tracks) {
+      EXPECT_EQ(t.plays_used, t.track_id == "t2" ? 2 : 0) << t.track_id;
+      EXPECT_FALSE(t.paused);
+    }
+  };
+  expect_progress("live");
+  const auto live = to_json(*models_->claim_access(claim_id, clock_.now()));
+
+  open_models();
+  expect_progress("after a restart");
+  EXPECT_EQ(to_json(*models_->claim_access(claim_id, clock_.now())), live);
+
+  projector_.reset();
+  auto r = rebuild(*store_, *models_, {.batch_size = 4});
+  ASSERT_TRUE(r) << r.error().message;
+  expect_progress("after a rebuild");
+  open_models();
+  expect_progress("after a rebuild and a restart");
+  EXPECT_EQ(to_json(*models_->claim_access(claim_id, clock_.now())), live);
+}
+
 // Claims of one invite share their terms (tracks, access duration, plays per track) while
 // they are the same: each claim still keeps the terms it was made under when the invite
 // changes between claims, live, after a restart (claims read back) and after a rebuild.
