@@ -16,6 +16,7 @@
 #include <cctype>
 #include <condition_variable>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -43,6 +44,8 @@ constexpr std::string_view checkpoint_key = "m:cp";
 // The log's head when this state was made new (8 bytes big-endian): only mails of events up
 // to there may have outcome events in the log without a ledger entry (a lost state).
 constexpr std::string_view logged_until_key = "m:logged";
+// Ledger records of runs of welcome mails: "w:" + BE64 of the run's last position.
+constexpr std::string_view welcome_ledger_prefix = "w:";
 // The state's format: absent = written before the outbox index by address (format 1:
 // `o:<learner id><message id>` entries, unindexed copies); "2" = the `a:` / `s:` index.
 constexpr std::string_view format_key = "m:format";
@@ -165,6 +168,82 @@ std::string ledger_entry_json(bool sent, const std::string& error, int attempts,
   v += forgotten ? ",\"error\":\"\",\"forgotten\":true" : ",\"error\":\"\",\"forgotten\":false";
   v += sent ? ",\"sent\":true}" : ",\"sent\":false}";
   return v;
+}
+
+namespace {
+
+void put_varint(std::string& out, std::uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+bool get_varint(std::string_view& in, std::uint64_t& v) {
+  v = 0;
+  for (int shift = 0; shift <= 63 && !in.empty(); shift += 7) {
+    const auto b = static_cast<std::uint8_t>(in.front());
+    in.remove_prefix(1);
+    v |= static_cast<std::uint64_t>(b & 0x7F) << shift;
+    if (!(b & 0x80)) return true;
+  }
+  return false;
+}
+
+bool get_position(std::string_view& in, std::uint64_t& v) {
+  if (in.size() < 8) return false;
+  v = decode_position(in.substr(0, 8));
+  in.remove_prefix(8);
+  return true;
+}
+
+constexpr char welcome_ledger_version = 1;
+
+}  // namespace
+
+std::string encode_welcome_ledger(const std::vector<welcome_ledger_entry>& mails) {
+  std::string out(1, welcome_ledger_version);
+  put_varint(out, mails.size());
+  for (const auto& m : mails) {
+    out += encode_position(m.position);
+    out += m.event_id.as_bytes();
+    out.push_back(static_cast<char>((m.sent ? 1 : 0) | (m.forgotten ? 2 : 0)));
+    put_varint(out, static_cast<std::uint64_t>(std::max(m.attempts, 0)));
+    out += encode_position(static_cast<std::uint64_t>(m.at_micros));
+    put_varint(out, m.error.size());
+    out += m.error;
+  }
+  return out;
+}
+
+std::optional<std::vector<welcome_ledger_entry>> decode_welcome_ledger(std::string_view in) {
+  if (in.empty() || in.front() != welcome_ledger_version) return std::nullopt;
+  in.remove_prefix(1);
+  std::uint64_t count = 0;
+  // Each mail takes at least 35 bytes: a count past that is no record of this format.
+  if (!get_varint(in, count) || count > in.size() / 35) return std::nullopt;
+  std::vector<welcome_ledger_entry> mails(count);
+  for (auto& m : mails) {
+    std::uint64_t attempts = 0, at = 0, error_size = 0;
+    if (!get_position(in, m.position) || in.size() < 17) return std::nullopt;
+    std::copy_n(in.data(), 16, reinterpret_cast<char*>(m.event_id.bytes.data()));
+    const auto flags = static_cast<std::uint8_t>(in[16]);
+    in.remove_prefix(17);
+    if (flags > 3 || !get_varint(in, attempts) ||
+        attempts > static_cast<std::uint64_t>(std::numeric_limits<int>::max()) ||
+        !get_position(in, at) || !get_varint(in, error_size) || error_size > in.size()) {
+      return std::nullopt;
+    }
+    m.sent = (flags & 1) != 0;
+    m.forgotten = (flags & 2) != 0;
+    m.attempts = static_cast<int>(attempts);
+    m.at_micros = static_cast<std::int64_t>(at);
+    m.error.assign(in.data(), error_size);
+    in.remove_prefix(error_size);
+  }
+  if (!in.empty()) return std::nullopt;
+  return mails;
 }
 
 uuid derived_id(const uuid& event_id, std::string_view kind) {
@@ -683,13 +762,15 @@ struct mailer::state {
         checkpoint = r.checkpoint_before;
         return false;
       }
-      entries ledger;  // written sorted (put_sorted)
+      std::vector<welcome_ledger_entry> ledger;  // one record (welcome_ledger_key)
+      ledger.reserve(handled.size());
       std::vector<eventstore::stream_append> outcomes;
       std::uint64_t sent_now = 0, failed_now = 0, last = 0;
       for (const auto& h : handled) {
         const run_mail& m = *h.mail;
-        ledger.emplace_back(key('l', m.rec->event_id), ledger_entry(h.result));
-        last = m.rec->position;
+        ledger.push_back({m.rec->position, m.rec->event_id, h.result.sent, h.result.forgotten,
+                          h.result.attempts, to_unix_micros(h.result.at), h.result.error});
+        last = std::max(last, m.rec->position);
         if (m.logged) continue;
         (h.result.sent ? sent_now : failed_now)++;
         if (auto e = encode_outcome(mail_kind::welcome, *m.rec,
@@ -701,7 +782,7 @@ struct mailer::state {
       }
       handled.clear();
       rocksdb::WriteBatch b;
-      put_sorted(b, ledger);
+      b.Put(slice(welcome_ledger_key(last)), slice(encode_welcome_ledger(ledger)));
       if (!write(b, true)) {
         checkpoint = r.checkpoint_before;
         return false;
@@ -813,6 +894,41 @@ struct mailer::state {
       }
     }
     return true;
+  }
+
+  // The ledger record of welcome mails ending at `last` (see encode_welcome_ledger()).
+  static std::string welcome_ledger_key(std::uint64_t last) {
+    return std::string(welcome_ledger_prefix) + encode_position(last);
+  }
+
+  // The outcome ledgered for the welcome mail of `rec`: in the run's record that holds its
+  // position, else in an `l:` entry (older builds wrote one per mail). A mail is ledgered
+  // once, in order, so records do not overlap: the first record ending at or after the
+  // position holds it or none does (one starting past it ends the search).
+  std::optional<outcome> stored_welcome_outcome(const eventstore::recorded_event& rec) const {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek(slice(welcome_ledger_key(rec.position)));
+         it->Valid() && it->key().starts_with(slice(welcome_ledger_prefix)); it->Next()) {
+      auto mails = decode_welcome_ledger(it->value().ToStringView());
+      if (!mails) {
+        spdlog::error("mailer: the welcome mails' ledger record {} is unreadable",
+                      decode_position(it->key().ToStringView().substr(2)));
+        continue;
+      }
+      std::uint64_t first = rec.position;
+      for (const auto& m : *mails) {
+        if (m.position == rec.position && m.event_id == rec.event_id) {
+          return outcome{m.sent, m.error, m.attempts, from_unix_micros(m.at_micros), m.forgotten};
+        }
+        first = std::min(first, m.position);
+      }
+      if (first == rec.position) break;  // starts past it (or is empty): later ones too
+    }
+    if (!it->status().ok()) {
+      spdlog::error("mailer: reading the welcome mails' ledger failed: {}",
+                    it->status().ToString());
+    }
+    return stored_outcome(rec.event_id);
   }
 
   std::optional<outcome> stored_outcome(const uuid& event_id) const {
@@ -1396,7 +1512,7 @@ struct mailer::state {
     auto& w = m.event;
     // Ledgered before (a restart): only the outcome event again, a no-op if it is stored.
     if (rec.position <= ledgered_until) {
-      if (auto done = stored_outcome(rec.event_id)) {
+      if (auto done = stored_welcome_outcome(rec)) {
         return append_outcome_event(mail_kind::welcome, rec,
                                     welcome_outcome(w, m.message_id, *done), w.setup_id_);
       }

@@ -92,6 +92,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/clock.h"
@@ -236,5 +237,27 @@ uuid derived_id(const uuid& event_id, std::string_view kind);
 // sorted). Here for its test.
 std::string ledger_entry_json(bool sent, const std::string& error, int attempts,
                               std::int64_t at_micros, bool forgotten);
+
+// A run of welcome mails is ledgered with one record, `w:` + the big-endian position of its
+// last mail, instead of an `l:<event id>` entry per mail (the states of older builds keep
+// theirs, and are still read): per mail its event's position and id and its outcome.
+struct welcome_ledger_entry {
+  std::uint64_t position = 0;
+  uuid event_id;
+  bool sent = false;
+  bool forgotten = false;
+  int attempts = 0;
+  std::int64_t at_micros = 0;
+  std::string error;
+
+  friend bool operator==(const welcome_ledger_entry&, const welcome_ledger_entry&) = default;
+};
+// The record's bytes: u8 version (1), varint count, then per mail u64 position (big-endian),
+// 16 bytes of event id, u8 flags (1 sent, 2 forgotten), varint attempts, u64 at (unix
+// micros, big-endian, two's complement), varint length and bytes of the error text.
+std::string encode_welcome_ledger(const std::vector<welcome_ledger_entry>& mails);
+// nullopt for bytes encode_welcome_ledger() did not write (another version, truncated,
+// trailing bytes).
+std::optional<std::vector<welcome_ledger_entry>> decode_welcome_ledger(std::string_view bytes);
 
 }  // namespace passage::consumers

@@ -312,5 +312,34 @@ TEST(MailMessage, LedgerEntriesAreWhatTheJsonLibraryWrites) {
   }
 }
 
+// A run's ledger record reads back as written; bytes it did not write are refused.
+TEST(MailMessage, WelcomeLedgerRecordsReadBackAsWritten) {
+  std::vector<welcome_ledger_entry> mails;
+  EXPECT_EQ(decode_welcome_ledger(encode_welcome_ledger(mails)), mails);
+  for (const std::string error : {"", "recipient forgotten", "550 \"no\"\r\n\x01 ü"}) {
+    for (const int attempts : {0, 1, 2147483647}) {
+      for (const std::int64_t at :
+           {std::int64_t{0}, std::int64_t{1764619200123456}, std::int64_t{-5}}) {
+        mails.push_back({static_cast<std::uint64_t>(mails.size()) * 1000003 + 1, uuid::random(),
+                         mails.size() % 2 == 0, mails.size() % 3 == 0, attempts, at, error});
+      }
+    }
+  }
+  mails.push_back({~std::uint64_t{0}, uuid::random(), true, true, 3, 7, std::string(300, 'e')});
+  const auto bytes = encode_welcome_ledger(mails);
+  EXPECT_EQ(decode_welcome_ledger(bytes), mails);
+  for (std::size_t n = 0; n < bytes.size(); ++n) {
+    EXPECT_EQ(decode_welcome_ledger(bytes.substr(0, n)), std::nullopt) << "cut at " << n;
+  }
+  EXPECT_EQ(decode_welcome_ledger(bytes + "x"), std::nullopt) << "trailing bytes";
+  auto other_version = bytes;
+  other_version[0] = 2;
+  EXPECT_EQ(decode_welcome_ledger(other_version), std::nullopt);
+  const std::vector<welcome_ledger_entry> one{{42, uuid::random(), true, false, 1, 5, ""}};
+  auto bad_flags = encode_welcome_ledger(one);
+  bad_flags[1 + 1 + 8 + 16] = 4;  // version, count, position, id, then the flags
+  EXPECT_EQ(decode_welcome_ledger(bad_flags), std::nullopt);
+}
+
 }  // namespace
 }  // namespace passage::consumers

@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "consumers/mailer.h"
 #include "consumers/state_db.h"
 #include "tests/e2e/node_fixture.h"
 #include "tests/support/received_mail.h"
@@ -909,9 +910,46 @@ TEST_F(WelcomeTest, AStateOfTheBuildBeforeMissingItsLedgerSendsNoWelcomeMailTwic
     rocksdb::WriteBatch b;
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      if (it->key().starts_with("l:") || it->key() == "m:logged") b.Delete(it->key());
+      if (it->key().starts_with("l:") || it->key().starts_with("w:") || it->key() == "m:logged") {
+        b.Delete(it->key());
+      }
     }
     b.Put("m:cp", std::string(8, '\0'));
+    ASSERT_TRUE(db->Write(rocksdb::WriteOptions(), &b).ok());
+  }
+  start();
+  join("bob@example.com", "Bob");  // the mailer has passed Ada's event by then
+  std::map<std::string, int> per_address;
+  for (const auto& m : inbox()) ++per_address[m.envelope_to];
+  EXPECT_EQ(per_address,
+            (std::map<std::string, int>{{"ada@example.com", 1}, {"bob@example.com", 1}}));
+}
+
+// A state of the build before one ledger record per run of welcome mails (an `l:<event
+// id>` entry per mail) whose checkpoint was lost: the mails it ledgered are not sent again.
+TEST_F(WelcomeTest, WelcomeMailsLedgeredOneEntryEachByTheBuildBeforeAreNotSentAgain) {
+  join("ada@example.com");
+  wait_mails_sent(1);
+  client_.reset();
+  node_.reset();
+  {
+    std::unique_ptr<rocksdb::DB> db;
+    ASSERT_TRUE(consumers::open_state_db(dir_.sub("data") + "/mailer", db).ok());
+    rocksdb::WriteBatch b;
+    int entries = 0;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek("w:"); it->Valid() && it->key().starts_with("w:"); it->Next()) {
+      auto mails = consumers::decode_welcome_ledger(it->value().ToStringView());
+      ASSERT_TRUE(mails);
+      for (const auto& m : *mails) {
+        b.Put("l:" + std::string(m.event_id.as_bytes()),
+              consumers::ledger_entry_json(m.sent, m.error, m.attempts, m.at_micros, m.forgotten));
+        ++entries;
+      }
+      b.Delete(it->key());
+    }
+    ASSERT_EQ(entries, 1);
+    b.Put("m:cp", std::string(8, '\0'));  // the checkpoint lost: Ada's event is read again
     ASSERT_TRUE(db->Write(rocksdb::WriteOptions(), &b).ok());
   }
   start();
