@@ -259,6 +259,16 @@ const std::string& server::operator_token() const { return impl_->operator_token
 const std::string& server::kafka_bootstrap() const { return impl_->kafka_bootstrap; }
 const std::vector<int>& server::io_thread_ids() const { return impl_->io_thread_ids; }
 
+std::string unreachable_links_warning(const server_options& o) {
+  if (!o.public_url.empty()) return {};
+  const std::string& a = o.address;
+  if (a != "0.0.0.0" && a != "::" && a != "[::]" && !a.empty()) return {};
+  return "passage: warning: --public-url is not set and --listen is a wildcard address (" +
+         (a.empty() ? std::string("any") : a) +
+         "): links in mails (invitations, reminders, set-password) would point at it; set "
+         "--public-url (PASSAGE_PUBLIC_URL) to the URL learners open";
+}
+
 result<std::unique_ptr<server>, std::string> server::start(server_options options) {
   auto im = std::make_unique<impl>();
   im->options = std::move(options);
@@ -269,6 +279,7 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
   if (!per_ip) return fail("--claim-limit-per-ip: " + per_ip.error());
   auto per_email = api::parse_rate_limit(o.claim_limit_per_email);
   if (!per_email) return fail("--claim-limit-per-email: " + per_email.error());
+  if (auto warning = unreachable_links_warning(o); !warning.empty()) im->say(warning);
 
   fs::path dir(o.data_dir);
   auto secret = open_node_folder(o.data_dir, "server.secret");

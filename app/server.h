@@ -116,6 +116,10 @@ struct server_options {
   std::function<void(const std::string&)> say;
 };
 
+// A warning when links in mails would name an address no learner can reach: no
+// public_url and a wildcard listen address (0.0.0.0, ::); "" otherwise.
+std::string unreachable_links_warning(const server_options& options);
+
 // Owned by main or a test. start() and stop() from one thread.
 class server {
  public:

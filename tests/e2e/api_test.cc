@@ -18,6 +18,21 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
+// A node listening on a wildcard address without --public-url would mail links to
+// http://0.0.0.0:PORT: it says so at start.
+TEST(ServerOptions, AWildcardListenWithoutPublicUrlIsWarnedAbout) {
+  app::server_options o;
+  o.address = "0.0.0.0";
+  EXPECT_NE(app::unreachable_links_warning(o).find("--public-url"), std::string::npos);
+  o.address = "::";
+  EXPECT_FALSE(app::unreachable_links_warning(o).empty());
+  o.public_url = "https://learn.example.com";
+  EXPECT_EQ(app::unreachable_links_warning(o), "");
+  o.public_url.clear();
+  o.address = "127.0.0.1";
+  EXPECT_EQ(app::unreachable_links_warning(o), "");
+}
+
 TEST_F(node_test, HealthAndReadiness) {
   EXPECT_EQ(client_->get("/healthz").status, 200u);
   auto ready = client_->get("/readyz");
