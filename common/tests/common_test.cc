@@ -305,13 +305,62 @@ TEST(Encoding, HtmlEscapeCoversMarkupAndQuotes) {
   EXPECT_EQ(html_escape("plain"), "plain");
 }
 
+// RFC 4648 §10's vectors, and bytes at both ends of the range.
+const std::pair<std::string, std::string> base64_vectors[] = {
+    {"", ""},
+    {"f", "Zg=="},
+    {"fo", "Zm8="},
+    {"foo", "Zm9v"},
+    {"foob", "Zm9vYg=="},
+    {"fooba", "Zm9vYmE="},
+    {"foobar", "Zm9vYmFy"},
+    {std::string("\0\xff", 2), "AP8="},
+    {"\xfb\xef\xff", "++//"},
+};
+
 TEST(Encoding, Base64MatchesRfc4648Vectors) {
-  EXPECT_EQ(base64_encode(""), "");
-  EXPECT_EQ(base64_encode("f"), "Zg==");
-  EXPECT_EQ(base64_encode("fo"), "Zm8=");
-  EXPECT_EQ(base64_encode("foo"), "Zm9v");
-  EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
-  EXPECT_EQ(base64_encode(std::string("\0\xff", 2)), "AP8=");
+  for (const auto& [bytes, text] : base64_vectors) EXPECT_EQ(base64_encode(bytes), text);
+}
+
+TEST(Encoding, Base64AlphabetIsTheDigitOfEachSixBitValue) {
+  ASSERT_EQ(base64_alphabet.size(), 64u);
+  for (unsigned v = 0; v < 64; ++v) {
+    // One byte v << 2: its first digit is v's, the second 0's.
+    EXPECT_EQ(base64_encode(std::string(1, static_cast<char>(v << 2)))[0], base64_alphabet[v]);
+  }
+}
+
+TEST(Encoding, Base64LinesMatchRfc4648VectorsOnOneLine) {
+  for (const auto& [bytes, text] : base64_vectors) {
+    std::string out;
+    base64_append_lines(out, bytes);
+    EXPECT_EQ(out, text.empty() ? "" : text + "\r\n") << text;
+  }
+}
+
+TEST(Encoding, Base64LinesWrapAt76CharactersAndAppend) {
+  const std::string full(57, '\xff');  // one whole line: 76 '/'
+  const std::string line = std::string(76, '/') + "\r\n";
+  std::string out = "x:";
+  base64_append_lines(out, full);
+  EXPECT_EQ(out, "x:" + line);
+  out.clear();
+  base64_append_lines(out, full + "f");
+  EXPECT_EQ(out, line + "Zg==\r\n");
+  out.clear();
+  base64_append_lines(out, full + full);
+  EXPECT_EQ(out, line + line);
+  // Every length around a few lines, every byte: base64_encode() of each 57-byte piece.
+  std::mt19937 gen(7);
+  for (std::size_t n = 0; n <= 4 * 57 + 3; ++n) {
+    std::string bytes(n, '\0');
+    for (auto& c : bytes) c = static_cast<char>(gen());
+    std::string expected;
+    for (std::size_t i = 0; i < n; i += 57) expected += base64_encode(bytes.substr(i, 57)) + "\r\n";
+    std::string got = "head";
+    base64_append_lines(got, bytes);
+    EXPECT_EQ(got, "head" + expected) << n;
+  }
 }
 
 TEST(Encoding, Base64AppendsAfterWhatTheBufferHolds) {
