@@ -1,10 +1,5 @@
 #include "consumers/mailer.h"
 
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#ifndef OPENSSL_NO_DEPRECATED_3_0  // see derived_id()
-#include <openssl/sha.h>
-#endif
 #include <pthread.h>
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
@@ -24,6 +19,7 @@
 #include <utility>
 
 #include "common/encoding.h"
+#include "common/hmac.h"
 #include "common/uuid_text.h"
 #include "consumers/claim_digest.h"
 #include "consumers/state_db.h"
@@ -168,57 +164,12 @@ std::string ledger_entry_json(bool sent, const std::string& error, int attempts,
 }
 
 uuid derived_id(const uuid& event_id, std::string_view kind) {
-  // "passage.mail|<event id>|<kind>", in a buffer on the stack (kinds are short names).
-  constexpr std::string_view prefix = "passage.mail|";
-  char input[prefix.size() + 36 + 1 + 64];
-  const bool fits = kind.size() <= 64;
-  std::size_t n = 0;
-  if (fits) {
-    const auto id = uuid_chars(event_id);
-    n = std::copy(prefix.begin(), prefix.end(), input) - input;
-    n = std::copy(id.begin(), id.end(), input + n) - input;
-    input[n++] = '|';
-    n = std::copy(kind.begin(), kind.end(), input + n) - input;
-  }
-  const std::string long_input =
-      fits ? std::string() : std::string(prefix) + event_id.to_string() + "|" + std::string(kind);
-  const std::string_view text = fits ? std::string_view(input, n) : std::string_view(long_input);
-  unsigned char digest[EVP_MAX_MD_SIZE];
-#ifndef OPENSSL_NO_DEPRECATED_3_0
-  // The low-level SHA-256 functions on a SHA256_CTX (deprecated in OpenSSL 3, still there;
-  // common/hmac.cc says why it uses them): two ids per welcome mail, where EVP's provider
-  // dispatch cost more than hashing these ~60 bytes. Not the one-shot SHA256(), which
-  // OpenSSL 3 runs through EVP_Q_digest (an algorithm fetch per call). Same digest.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-  SHA256_CTX c;
-  SHA256_Init(&c);
-  SHA256_Update(&c, text.data(), text.size());
-  SHA256_Final(digest, &c);
-#pragma GCC diagnostic pop
-#else
-  // Fetched once: EVP_sha256() makes EVP_Digest look the provider's implementation up on
-  // every call. One context per thread, reused: a new one per digest (EVP_Digest) costs
-  // more than the digest of these few bytes.
-  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  thread_local const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
-                                                                                 EVP_MD_CTX_free);
-  const EVP_MD* md = sha256 ? sha256 : EVP_sha256();
-  unsigned int len = 0;
-  // A failure of the reused context (not expected) leaves no error queued on the thread,
-  // where a later caller's ERR_get_error() would take it for its own.
-  ERR_set_mark();
-  if (!ctx || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1 ||
-      EVP_DigestUpdate(ctx.get(), text.data(), text.size()) != 1 ||
-      EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1) {
-    ERR_pop_to_mark();
-    EVP_Digest(text.data(), text.size(), digest, &len, md, nullptr);
-  } else {
-    ERR_clear_last_mark();
-  }
-#endif
+  // SHA-256 of "passage.mail|<event id>|<kind>" (two per welcome mail: no text built).
+  const auto event = uuid_chars(event_id);
+  const auto digest =
+      sha256({"passage.mail|", std::string_view(event.data(), event.size()), "|", kind});
   uuid id;
-  std::copy(digest, digest + 16, id.bytes.begin());
+  std::copy(digest.begin(), digest.begin() + 16, id.bytes.begin());
   id.bytes[6] = static_cast<std::uint8_t>((id.bytes[6] & 0x0F) | 0x80);  // version 8
   id.bytes[8] = static_cast<std::uint8_t>((id.bytes[8] & 0x3F) | 0x80);  // RFC 9562 variant
   return id;

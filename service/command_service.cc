@@ -1,7 +1,5 @@
 #include "service/command_service.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -14,6 +12,7 @@
 #include <utility>
 
 #include "common/encoding.h"
+#include "common/hmac.h"
 #include "common/random.h"
 #include "domain/claim.h"
 #include "domain/invite_code.h"
@@ -156,13 +155,8 @@ class worker {
 std::string generate_api_key() { return "psk_" + secure_random_hex(20); }
 
 std::string hash_api_key(std::string_view key) {
-  unsigned char out[32];
-  unsigned int len = 0;
-  // Fetched once: EVP_sha256() makes every EVP_Digest look the algorithm up again (OpenSSL
-  // 3), a visible share of an authenticated read. Never freed; lives as long as the process.
-  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  EVP_Digest(key.data(), key.size(), out, &len, sha256 ? sha256 : EVP_sha256(), nullptr);
-  return hex_encode(out, len);
+  const auto digest = sha256({key});  // no algorithm fetch per authenticated request
+  return hex_encode(digest.data(), digest.size());
 }
 
 // What a decision hands to execute(): the events, expectations for streams other

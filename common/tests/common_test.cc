@@ -394,6 +394,34 @@ std::string hex_of(const std::array<unsigned char, 32>& md) {
   return out;
 }
 
+// FIPS 180-4's examples ("abc", the two-block message), the empty message, and a message
+// split into parts anywhere (also inside a 64-byte block): the digest of the parts joined.
+TEST(Sha256, MatchesKnownDigestsWhereverTheMessageIsSplit) {
+  EXPECT_EQ(hex_of(sha256({})), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(hex_of(sha256({"abc"})),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const std::string two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  const std::string digest = "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1";
+  EXPECT_EQ(hex_of(sha256({two_blocks})), digest);
+  const std::string_view m = two_blocks;
+  for (std::size_t i = 0; i <= m.size(); ++i) {
+    EXPECT_EQ(hex_of(sha256({m.substr(0, i), "", m.substr(i)})), digest) << i;
+  }
+  const std::string long_message(1000, 'a');  // many blocks: as OpenSSL's one-shot digest
+  std::array<unsigned char, 32> md{};
+  unsigned int len = 0;
+  ASSERT_EQ(
+      EVP_Digest(long_message.data(), long_message.size(), md.data(), &len, EVP_sha256(), nullptr),
+      1);
+  EXPECT_EQ(sha256({long_message}), md);
+  const std::string_view l = long_message;
+  for (std::size_t i = 0; i <= l.size(); i += 7) {  // parts of every size, short and long
+    EXPECT_EQ(sha256({l.substr(0, i), l.substr(i, 1), l.substr(i + 1)}), md) << i;
+    EXPECT_EQ(sha256({l.substr(0, i % 200), l.substr(i % 200, 129), l.substr(i % 200 + 129)}), md)
+        << i;
+  }
+}
+
 // RFC 4231 test case 2, and tags under more keys than a thread keeps contexts for, each
 // twice in a row (a new context, then the kept one), with the message in one part or two.
 TEST(Hmac, Sha256MatchesRfc4231AndEveryKeyThroughKeptContexts) {
