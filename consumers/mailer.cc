@@ -1182,31 +1182,14 @@ struct mailer::state {
   // A learner's first registration event (stream version 1) in this batch: what
   // first_name_of() reads. Cleared per batch.
   std::unordered_map<uuid, const eventstore::recorded_event*> registrations;
-  // A registration of the batch as decoded (decrypted) once: first_name_of() reads the
-  // first name, flush_learnt() the address, of the same event (a nameless claim needs
-  // both), so its key is looked up and its envelope opened once, not twice. Dropped when
-  // a purge or key destruction began since the batch was read (purges_at_batch): the
-  // learner may be forgotten since, so the event is decoded again. Cleared per batch.
-  struct decoded_registration {
-    bool usable = false;  // decoded, not forgotten
-    uuid org;
-    std::string email;
-    std::string first_name;
-  };
-  std::unordered_map<const eventstore::recorded_event*, decoded_registration> decoded_registrations;
-
-  const decoded_registration& decode_registration(const eventstore::recorded_event& rec) {
-    if (!decoded_registrations.empty() && purges_begun() != purges_at_batch) {
-      decoded_registrations.clear();
-    }
-    auto [it, added] = decoded_registrations.try_emplace(&rec);
-    if (!added) return it->second;
+  // A registration decoded (decrypted) now; nullopt when it cannot be or is forgotten.
+  // A claim's welcome mail needs none (issued_with_registration): only a link sent again
+  // in the batch of its learner's registration decodes one twice (first_name_of, then
+  // flush_learnt), and a decode made now sees a forget begun since the batch was read.
+  std::optional<d::learner_registered> decode_registration(const eventstore::recorded_event& rec) {
     auto decoded = codec.decode(rec);
-    if (!decoded || decoded->forgotten) return it->second;
-    auto& r = std::get<d::learner_registered>(decoded->event);
-    it->second = {true, r.org_id_, std::move(r.personal_data_.email_),
-                  std::move(r.personal_data_.first_name_)};
-    return it->second;
+    if (!decoded || decoded->forgotten) return std::nullopt;
+    return std::get<d::learner_registered>(std::move(decoded->event));
   }
 
   // The `s:` entries index_run() wrote in this batch (learner -> the welcome mail's
@@ -1259,12 +1242,13 @@ struct mailer::state {
       // Written with the learner's welcome mail, which a claim issued with this very
       // registration (the same address): no key lookup and decryption to compare them.
       if (w != run_learners.end() && w->second.with_registration) continue;
-      const auto& r = decode_registration(*l.rec);
-      if (!r.usable || r.email.empty()) continue;
-      if (w != run_learners.end() && w->second.org == r.org && w->second.email == r.email) {
+      const auto r = decode_registration(*l.rec);
+      if (!r || r->personal_data_.email_.empty()) continue;
+      const auto& email = r->personal_data_.email_;
+      if (w != run_learners.end() && w->second.org == r->org_id_ && w->second.email == email) {
         continue;  // written with the learner's welcome mail (index_run), the same address
       }
-      auto subject = codec.email_subject(r.org, r.email);
+      auto subject = codec.email_subject(r->org_id_, email);
       if (w != run_learners.end() && w->second.subject == subject) continue;  // the same too
       subjects.emplace_back(l.learner, std::move(subject));
     }
@@ -1287,19 +1271,18 @@ struct mailer::state {
   // event carries none (a link staff sent again: the learner aggregate keeps no name).
   // "" when unknown or forgotten (the mail then greets "there", if it goes at all).
   std::string first_name_of(const d::password_setup_issued& w) {
+    std::optional<d::learner_registered> r;
     if (auto it = registrations.find(w.learner_id_); it != registrations.end()) {
-      // Its registration came in this batch (decoded once, for flush_learnt() too).
-      const auto& r = decode_registration(*it->second);
-      return r.usable ? r.first_name : std::string();
+      r = decode_registration(*it->second);  // its registration came in this batch
+    } else {
+      auto first = store.read_stream(d::learner_stream(w.learner_id_), 1,
+                                     eventstore::read_direction::forward, 1);
+      if (!first || first->empty() || first->front().type != d::learner_registered::type_name) {
+        return {};
+      }
+      r = decode_registration(first->front());
     }
-    auto first = store.read_stream(d::learner_stream(w.learner_id_), 1,
-                                   eventstore::read_direction::forward, 1);
-    if (!first || first->empty() || first->front().type != d::learner_registered::type_name) {
-      return {};
-    }
-    auto decoded = codec.decode(first->front());
-    if (!decoded || decoded->forgotten) return {};
-    return std::get<d::learner_registered>(decoded->event).personal_data_.first_name_;
+    return r ? std::move(r->personal_data_.first_name_) : std::string();
   }
 
   // Whether `w` (the event `rec`) is a claim's welcome mail, issued with the learner's
@@ -1596,7 +1579,6 @@ struct mailer::state {
       flush_run();
       flush_learnt();
       registrations.clear();
-      decoded_registrations.clear();
       batch_templates.clear();
       run_learners.clear();
       save_checkpoint(true);
@@ -1649,7 +1631,6 @@ struct mailer::state {
     }
     if (!flush_run() || !flush_learnt()) return stop_here();
     registrations.clear();
-    decoded_registrations.clear();
     batch_templates.clear();
     run_learners.clear();
     save_checkpoint(false);
