@@ -1184,8 +1184,8 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
 
   execute<domain::invite_state>(
       invites, domain::invite_stream(invite_id), {},
-      [self, cmd, subject, known_learner, lead_submitted, org_id, invite_id, invitation_id, m,
-       token = std::move(input.learner_token),
+      [self, cmd = std::move(cmd), subject, known_learner, lead_submitted, org_id, invite_id,
+       invitation_id, m, input = std::move(input),
        done](const domain::invite_state& s,
              timestamp now) mutable -> domain::domain_result<plan<domain::invite_state>> {
         cmd.claim_id_ = uuid::random();
@@ -1210,14 +1210,9 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
           }
           if (awaited) {
             plan<domain::invite_state> p;
-            p.on_success = [self, awaited, ref = invite_ref{org_id, invite_id}, cmd, invitation_id,
-                            m, token, done](const written&) {
-              claim_input again;
-              again.email = cmd.email_;
-              again.first_name = cmd.first_name_;
-              again.last_name = cmd.last_name_;
-              again.answers = cmd.lead_answers_;
-              again.learner_token = token;
+            // The claim again as it came (the address its token named, if it gave none).
+            p.on_success = [self, awaited, ref = invite_ref{org_id, invite_id}, again = input,
+                            invitation_id, m, done](const written&) {
               std::function<void()> decide_again = [self, ref, again = std::move(again),
                                                     invitation_id, m, done]() mutable {
                 self->claim_on(ref, std::move(again), invitation_id, m, std::move(done));
