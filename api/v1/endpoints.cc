@@ -129,17 +129,32 @@ idempotency_scope key_scope(deps_ptr d, bool operator_allowed = false) {
   };
 }
 
+// Where a command's result stands in the log: `written` is that place, the other results
+// carry it as `at`.
+std::uint64_t position_of(const service::written& w) { return w.position; }
+template <typename Result>
+std::uint64_t position_of(const Result& r) {
+  return r.at.position;
+}
+
+// A command's callback: its error answered as a problem, its result with `ok(result)` once
+// the read side has applied the result's events (a read after the answer sees them).
+//   d->commands->create_invite(who, draft, meta, answer_applied(d, respond, [](const auto& c) {
+//     return created(...);
+//   }));
+template <typename Ok>
+auto answer_applied(deps_ptr d, responder respond, Ok ok) {
+  return [d, respond, ok](auto res) {
+    if (!res) return respond(problem_response(from_service(res.error()))), void();
+    const std::uint64_t position = position_of(*res);
+    after_applied(*d, position, respond, [respond, ok, c = std::move(*res)] { respond(ok(c)); });
+  };
+}
+
 // A command result that answers with `written` facts once visible.
 service::callback<service::written> answer_written(
     deps_ptr d, responder respond, std::function<response(const service::written&)> ok) {
-  return [d, respond, ok](service::service_result<service::written> r) {
-    if (!r) {
-      respond(problem_response(from_service(r.error())));
-      return;
-    }
-    auto w = *r;
-    after_applied(*d, w.position, respond, [respond, ok, w] { respond(ok(w)); });
-  };
+  return answer_applied(std::move(d), std::move(respond), std::move(ok));
 }
 
 // `follows_clock` (if given) tells whether the body can change with no event moving the
@@ -292,55 +307,47 @@ void health_routes(router& r, deps_ptr d) {
 
 void organization_routes(router& r, deps_ptr d) {
   r.add(http::verb::post, "/v1/orgs",
-        with_idempotency(
-            *d->idempotency, key_scope(d, true),
-            admin(
-                d,
-                [d](const domain::principal& who, const request& req, request_context& ctx,
-                    responder respond) {
-                  auto body = parse_body(req.body());
-                  auto o = body ? parse_organization_request(*body) : body.error();
-                  if (!o) return respond(problem_response(from_field(o.error()))), void();
-                  d->commands->create_organization(
-                      who, o->name, meta_of(ctx), [d, respond, name = o->name](auto res) {
-                        if (!res)
-                          return respond(problem_response(from_service(res.error()))), void();
-                        auto c = *res;
-                        after_applied(*d, c.at.position, respond, [respond, c, name] {
-                          respond(created({{"id", c.org_id.to_string()},
-                                           {"name", name},
-                                           {"owner_key_id", c.owner_key_id.to_string()},
-                                           {"owner_key", c.owner_key}},
-                                          "/v1/orgs/" + c.org_id.to_string()));
-                        });
-                      });
-                },
-                true)));
+        with_idempotency(*d->idempotency, key_scope(d, true),
+                         admin(
+                             d,
+                             [d](const domain::principal& who, const request& req,
+                                 request_context& ctx, responder respond) {
+                               auto body = parse_body(req.body());
+                               auto o = body ? parse_organization_request(*body) : body.error();
+                               if (!o)
+                                 return respond(problem_response(from_field(o.error()))), void();
+                               d->commands->create_organization(
+                                   who, o->name, meta_of(ctx),
+                                   answer_applied(d, respond, [name = o->name](const auto& c) {
+                                     return created({{"id", c.org_id.to_string()},
+                                                     {"name", name},
+                                                     {"owner_key_id", c.owner_key_id.to_string()},
+                                                     {"owner_key", c.owner_key}},
+                                                    "/v1/orgs/" + c.org_id.to_string());
+                                   }));
+                             },
+                             true)));
 
   const auto scope = key_scope(d);
 
   r.add(http::verb::post, "/v1/api-keys",
-        with_idempotency(
-            *d->idempotency, scope,
-            admin(d, [d](const domain::principal& who, const request& req, request_context& ctx,
-                         responder respond) {
-              auto body = parse_body(req.body());
-              auto k = body ? parse_api_key_request(*body) : body.error();
-              if (!k) return respond(problem_response(from_field(k.error()))), void();
-              d->commands->issue_api_key(
-                  who, k->role, k->name, k->email, meta_of(ctx), [d, respond](auto res) {
-                    if (!res) return respond(problem_response(from_service(res.error()))), void();
-                    auto c = *res;
-                    after_applied(*d, c.at.position, respond, [respond, c] {
-                      respond(created({{"id", c.key_id.to_string()},
-                                       {"role", domain::to_string(c.role)},
-                                       {"name", c.name},
-                                       {"email", c.email ? json(*c.email) : json()},
-                                       {"key", c.key}},
-                                      "/v1/api-keys/" + c.key_id.to_string()));
-                    });
-                  });
-            })));
+        with_idempotency(*d->idempotency, scope,
+                         admin(d, [d](const domain::principal& who, const request& req,
+                                      request_context& ctx, responder respond) {
+                           auto body = parse_body(req.body());
+                           auto k = body ? parse_api_key_request(*body) : body.error();
+                           if (!k) return respond(problem_response(from_field(k.error()))), void();
+                           d->commands->issue_api_key(
+                               who, k->role, k->name, k->email, meta_of(ctx),
+                               answer_applied(d, respond, [](const auto& c) {
+                                 return created({{"id", c.key_id.to_string()},
+                                                 {"role", domain::to_string(c.role)},
+                                                 {"name", c.name},
+                                                 {"email", c.email ? json(*c.email) : json()},
+                                                 {"key", c.key}},
+                                                "/v1/api-keys/" + c.key_id.to_string());
+                               }));
+                         })));
   r.add(http::verb::get, "/v1/api-keys",
         admin(d, [d](const domain::principal& who, const request&, request_context&,
                      responder respond) {
@@ -508,22 +515,20 @@ std::optional<problem> invite_readable(const endpoint_deps& d, const domain::pri
 void invite_routes(router& r, deps_ptr d) {
   const auto scope = key_scope(d);
   r.add(http::verb::post, "/v1/invites",
-        with_idempotency(
-            *d->idempotency, scope,
-            admin(d, [d](const domain::principal& who, const request& req, request_context& ctx,
-                         responder respond) {
-              auto body = parse_body(req.body());
-              auto draft = body ? parse_invite_draft(*body) : body.error();
-              if (!draft) return respond(problem_response(from_field(draft.error()))), void();
-              d->commands->create_invite(
-                  who, std::move(*draft), meta_of(ctx), [d, who, respond](auto res) {
-                    if (!res) return respond(problem_response(from_service(res.error()))), void();
-                    auto c = *res;
-                    after_applied(*d, c.at.position, respond, [d, who, respond, c] {
-                      respond(invite_response(*d, who, c.invite_id, http::status::created));
-                    });
-                  });
-            })));
+        with_idempotency(*d->idempotency, scope,
+                         admin(d, [d](const domain::principal& who, const request& req,
+                                      request_context& ctx, responder respond) {
+                           auto body = parse_body(req.body());
+                           auto draft = body ? parse_invite_draft(*body) : body.error();
+                           if (!draft)
+                             return respond(problem_response(from_field(draft.error()))), void();
+                           d->commands->create_invite(
+                               who, std::move(*draft), meta_of(ctx),
+                               answer_applied(d, respond, [d, who](const auto& c) {
+                                 return invite_response(*d, who, c.invite_id,
+                                                        http::status::created);
+                               }));
+                         })));
 
   r.add(http::verb::get, "/v1/invites",
         admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
@@ -679,13 +684,10 @@ void invite_routes(router& r, deps_ptr d) {
                          responder respond) {
               auto id = uuid_param(ctx, "id");
               if (!id) return respond(problem_response(id.error())), void();
-              d->commands->duplicate_invite(who, *id, meta_of(ctx), [d, who, respond](auto res) {
-                if (!res) return respond(problem_response(from_service(res.error()))), void();
-                auto c = *res;
-                after_applied(*d, c.at.position, respond, [d, who, respond, c] {
-                  respond(invite_response(*d, who, c.invite_id, http::status::created));
-                });
-              });
+              d->commands->duplicate_invite(
+                  who, *id, meta_of(ctx), answer_applied(d, respond, [d, who](const auto& c) {
+                    return invite_response(*d, who, c.invite_id, http::status::created);
+                  }));
             })));
 
   r.add(http::verb::get, "/v1/invites/{id}/claims",
@@ -765,26 +767,22 @@ void invite_routes(router& r, deps_ptr d) {
 
 // Answers a claim (by code or by personal link): 201 new, 200 existing, problem rejected.
 service::callback<service::claim_result> claim_answer(deps_ptr d, responder respond) {
-  return [d, respond](service::service_result<service::claim_result> res) {
-    if (!res) return respond(problem_response(from_service(res.error()))), void();
-    auto position = res->at.position;
-    after_applied(*d, position, respond, [respond, c = std::move(*res)] {
-      if (c.outcome == domain::claim_outcome::rejected) {
-        auto code =
-            c.rejection ? std::string(domain::to_string(*c.rejection)) : std::string("not_allowed");
-        problem p = make_problem(code, c.missing_field.empty() ? "the invite refused this claim"
-                                                               : "missing: " + c.missing_field);
-        p.extra.update(error_body_for_claim(c));
-        return respond(problem_response(p)), void();
-      }
-      bool fresh = c.outcome == domain::claim_outcome::claimed;
-      auto res = text_response(fresh ? http::status::created : http::status::ok, to_json_text(c),
-                               json_content_type);
-      if (fresh)
-        res.set(http::field::location, "/v1/public/claims/" + c.claim->claim_id_.to_string());
-      respond(std::move(res));
-    });
-  };
+  return answer_applied(d, respond, [](const service::claim_result& c) {
+    if (c.outcome == domain::claim_outcome::rejected) {
+      auto code =
+          c.rejection ? std::string(domain::to_string(*c.rejection)) : std::string("not_allowed");
+      problem p = make_problem(code, c.missing_field.empty() ? "the invite refused this claim"
+                                                             : "missing: " + c.missing_field);
+      p.extra.update(error_body_for_claim(c));
+      return problem_response(p);
+    }
+    bool fresh = c.outcome == domain::claim_outcome::claimed;
+    auto res = text_response(fresh ? http::status::created : http::status::ok, to_json_text(c),
+                             json_content_type);
+    if (fresh)
+      res.set(http::field::location, "/v1/public/claims/" + c.claim->claim_id_.to_string());
+    return res;
+  });
 }
 
 // Claim abuse limits (SPEC §2); nullopt lets the claim through.
@@ -966,14 +964,10 @@ void public_routes(router& r, deps_ptr d) {
       auto token = learner_token(req, &*body);
       ((*d->commands).*fn)(
           *id, token, track, meta_of(ctx),
-          [d, respond, track_in_path](service::service_result<service::play_result> res) {
-            if (!res) return respond(problem_response(from_service(res.error()))), void();
-            auto p = *res;
-            after_applied(*d, p.at.position, respond, [respond, p, track_in_path] {
-              respond(json_response(track_in_path ? http::status::ok : http::status::created,
-                                    to_json(p)));
-            });
-          });
+          answer_applied(d, respond, [track_in_path](const service::play_result& p) {
+            return json_response(track_in_path ? http::status::ok : http::status::created,
+                                 to_json(p));
+          }));
     };
   };
   // Whose Idempotency-Keys a learner's request is among: the learner its token names
