@@ -164,10 +164,14 @@ std::string ledger_entry_json(bool sent, const std::string& error, int attempts,
 }
 
 uuid derived_id(const uuid& event_id, std::string_view kind) {
-  // SHA-256 of "passage.mail|<event id>|<kind>" (two per welcome mail: no text built).
+  return derived_id(event_id, kind, {});
+}
+
+uuid derived_id(const uuid& event_id, std::string_view kind, std::string_view suffix) {
+  // SHA-256 of "passage.mail|<event id>|<kind><suffix>" (two per welcome mail: no text built).
   const auto event = uuid_chars(event_id);
   const auto digest =
-      sha256({"passage.mail|", std::string_view(event.data(), event.size()), "|", kind});
+      sha256({"passage.mail|", std::string_view(event.data(), event.size()), "|", kind, suffix});
   uuid id;
   std::copy(digest.begin(), digest.begin() + 16, id.bytes.begin());
   id.bytes[6] = static_cast<std::uint8_t>((id.bytes[6] & 0x0F) | 0x80);  // version 8
@@ -202,7 +206,8 @@ uuid mail_id(mail_kind k, const uuid& event_id) {
 }
 uuid outcome_id(mail_kind k, const uuid& event_id) {
   const auto name = id_name(k);
-  return derived_id(event_id, name.empty() ? "outcome" : std::string(name) + "-outcome");
+  if (name.empty()) return derived_id(event_id, "outcome");
+  return derived_id(event_id, name, "-outcome");
 }
 
 std::string reminder_key(timestamp due, const uuid& event_id) {
