@@ -17,7 +17,7 @@
 namespace passage {
 namespace {
 
-const EVP_MD* sha256() {
+const EVP_MD* sha256_md() {
   static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);  // never freed
   return md;
 }
@@ -72,8 +72,8 @@ struct keyed_context {
     bool ok = true;
     if (k.size() > block_size) {  // a long key is hashed first
       unsigned int len = 0;
-      ok = sha256() != nullptr &&
-           EVP_Digest(k.data(), k.size(), pad.data(), &len, sha256(), nullptr) == 1;
+      ok = sha256_md() != nullptr &&
+           EVP_Digest(k.data(), k.size(), pad.data(), &len, sha256_md(), nullptr) == 1;
     } else {
       std::copy(k.begin(), k.end(), pad.begin());
     }
@@ -113,15 +113,15 @@ struct keyed_context {
     bool ok = true;
     if (k.size() > block_size) {  // a long key is hashed first
       unsigned int len = 0;
-      ok = EVP_Digest(k.data(), k.size(), pad.data(), &len, sha256(), nullptr) == 1;
+      ok = EVP_Digest(k.data(), k.size(), pad.data(), &len, sha256_md(), nullptr) == 1;
     } else {
       std::copy(k.begin(), k.end(), pad.begin());
     }
     for (auto& b : pad) b ^= 0x36;
-    ok = ok && EVP_DigestInit_ex2(inner.get(), sha256(), nullptr) == 1 &&
+    ok = ok && EVP_DigestInit_ex2(inner.get(), sha256_md(), nullptr) == 1 &&
          EVP_DigestUpdate(inner.get(), pad.data(), pad.size()) == 1;
     for (auto& b : pad) b ^= 0x36 ^ 0x5c;
-    ok = ok && EVP_DigestInit_ex2(outer.get(), sha256(), nullptr) == 1 &&
+    ok = ok && EVP_DigestInit_ex2(outer.get(), sha256_md(), nullptr) == 1 &&
          EVP_DigestUpdate(outer.get(), pad.data(), pad.size()) == 1;
     OPENSSL_cleanse(pad.data(), pad.size());
     if (ok) key.assign(k);
@@ -184,6 +184,58 @@ bool keyed_mac(std::string_view key, std::initializer_list<std::string_view> par
 #endif
 
 }  // namespace
+
+std::array<unsigned char, 32> sha256(std::initializer_list<std::string_view> parts) {
+  std::array<unsigned char, 32> digest{};
+#ifndef OPENSSL_NO_DEPRECATED_3_0
+  // On a SHA256_CTX (see keyed_context): for these short messages EVP's provider dispatch
+  // cost more than the hash (two derived ids per welcome mail), and the one-shot SHA256()
+  // runs through EVP_Q_digest in OpenSSL 3 (an algorithm fetch per call).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  SHA256_CTX c;
+  SHA256_Init(&c);
+  // Short parts are joined on the stack first: one SHA256_Update (~50 instructions each)
+  // for the ~60 bytes of a derived id's four parts.
+  char joined[128];
+  std::size_t n = 0;
+  for (auto part : parts) {
+    if (part.size() > sizeof joined - n) {
+      SHA256_Update(&c, joined, n);
+      n = 0;
+      if (part.size() > sizeof joined) {
+        SHA256_Update(&c, part.data(), part.size());
+        continue;
+      }
+    }
+    std::copy(part.begin(), part.end(), joined + n);
+    n += part.size();
+  }
+  SHA256_Update(&c, joined, n);
+  SHA256_Final(digest.data(), &c);
+#pragma GCC diagnostic pop
+#else
+  // One context per thread, reused: a new one per digest (EVP_Digest) costs more than the
+  // digest of a few bytes.
+  thread_local const md_ctx ctx{EVP_MD_CTX_new()};
+  const EVP_MD* md = sha256_md() ? sha256_md() : EVP_sha256();
+  unsigned int len = 0;
+  // A failure of the reused context (not expected) leaves no error queued on the thread,
+  // where a later caller's ERR_get_error() would take it for its own.
+  ERR_set_mark();
+  bool ok = ctx && EVP_DigestInit_ex2(ctx.get(), md, nullptr) == 1;
+  for (auto part : parts) ok = ok && EVP_DigestUpdate(ctx.get(), part.data(), part.size()) == 1;
+  if (ok && EVP_DigestFinal_ex(ctx.get(), digest.data(), &len) == 1) {
+    ERR_clear_last_mark();
+  } else {
+    ERR_pop_to_mark();
+    std::string input;
+    for (auto part : parts) input.append(part);
+    EVP_Digest(input.data(), input.size(), digest.data(), &len, md, nullptr);
+  }
+#endif
+  return digest;
+}
 
 bool hmac_sha256(std::string_view key, std::initializer_list<std::string_view> parts,
                  std::array<unsigned char, 32>& out) {

@@ -14,45 +14,6 @@
 namespace passage::consumers {
 namespace {
 
-// Appends `in` as base64 in lines of 76 characters (RFC 2045): 57 bytes per line, each
-// line ended by CRLF. `out` grows once for the whole body and the characters are written
-// in place (a call of base64_append per line resized `out` twice per line and went through
-// EVP_EncodeBlock: ~5 % of the mailer's CPU per welcome mail). The same text as
-// base64_encode() of each 57-byte piece followed by CRLF (MailMessage test).
-void append_base64_lines(std::string& out, std::string_view in) {
-  static constexpr char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  constexpr std::size_t per_line = 57;  // 76 characters; a multiple of 3: '=' only at the end
-  const std::size_t lines = (in.size() + per_line - 1) / per_line;
-  const std::size_t at = out.size();
-  out.resize(at + 4 * ((in.size() + 2) / 3) + 2 * lines);
-  char* o = out.data() + at;
-  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
-  for (std::size_t left = in.size(); left > 0;) {
-    std::size_t n = std::min(left, per_line);
-    left -= n;
-    for (; n >= 3; n -= 3, p += 3) {
-      const std::uint32_t v = (std::uint32_t{p[0]} << 16) | (std::uint32_t{p[1]} << 8) | p[2];
-      o[0] = alphabet[v >> 18];
-      o[1] = alphabet[(v >> 12) & 63];
-      o[2] = alphabet[(v >> 6) & 63];
-      o[3] = alphabet[v & 63];
-      o += 4;
-    }
-    if (n > 0) {  // the last 1 or 2 bytes
-      const std::uint32_t v = (std::uint32_t{p[0]} << 16) | (n == 2 ? std::uint32_t{p[1]} << 8 : 0);
-      o[0] = alphabet[v >> 18];
-      o[1] = alphabet[(v >> 12) & 63];
-      o[2] = n == 2 ? alphabet[(v >> 6) & 63] : '=';
-      o[3] = '=';
-      o += 4;
-      p += n;
-    }
-    *o++ = '\r';
-    *o++ = '\n';
-  }
-}
-
 // Appends header_value(raw): the text itself when it has no control and no non-ASCII
 // byte, as most values have.
 void append_header_value(std::string& out, std::string_view raw) {
@@ -308,7 +269,7 @@ std::string to_rfc5322(const mail_message& m, timestamp date) {
     out += "Content-Type: ";
     out += type;
     out += "; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n";
-    append_base64_lines(out, body);
+    base64_append_lines(out, body);
   };
   if (m.html.empty()) {
     part("text/plain", m.text);

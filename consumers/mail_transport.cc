@@ -158,12 +158,9 @@ class eml_transport final : public mail_transport {
     // Renamed away or deleted since (or reopened in between, the copies before it removed
     // then): none of them counts; those written in the folder opened now go too (its name
     // may not name it either), and the mailer writes them all again by send().
-    if (dir_ >= 0) {
-      for (const auto& name : unconfirmed_) unlink_moved(name);
-      ::close(std::exchange(dir_, -1));
-    }
+    if (dir_ >= 0) close_folder();
     unconfirmed_.clear();
-    unconfirmed_lost_ = false;
+    unconfirmed_lost_ = false;  // said now
     return false;
   }
 
@@ -213,21 +210,22 @@ class eml_transport final : public mail_transport {
         written = written::folder_gone;
       }
       if (written == written::folder_gone && !again) {
-        drop_unconfirmed();
-        ::close(std::exchange(dir_, -1));
+        close_folder();
         continue;
       }
       return fail(std::move(error_));  // folder_gone twice: error_ says why
     }
   }
 
-  // The folder opened is about to be closed (gone, or renamed away): the copies written
-  // there unconfirmed are removed and confirm_sent() says so.
-  void drop_unconfirmed() {
-    if (unconfirmed_.empty()) return;
-    for (const auto& name : unconfirmed_) unlink_moved(name);
-    unconfirmed_.clear();
-    unconfirmed_lost_ = true;
+  // Closes the folder opened (gone, or renamed away): the copies written there unconfirmed
+  // are removed first, and the next confirm_sent() says so.
+  void close_folder() {
+    if (!unconfirmed_.empty()) {
+      for (const auto& name : unconfirmed_) unlink_moved(name);
+      unconfirmed_.clear();
+      unconfirmed_lost_ = true;
+    }
+    ::close(std::exchange(dir_, -1));
   }
 
   enum class written {

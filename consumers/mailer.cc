@@ -1,10 +1,5 @@
 #include "consumers/mailer.h"
 
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#ifndef OPENSSL_NO_DEPRECATED_3_0  // see derived_id()
-#include <openssl/sha.h>
-#endif
 #include <pthread.h>
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
@@ -25,6 +20,7 @@
 #include <utility>
 
 #include "common/encoding.h"
+#include "common/hmac.h"
 #include "common/uuid_text.h"
 #include "consumers/claim_digest.h"
 #include "consumers/state_db.h"
@@ -247,57 +243,16 @@ std::optional<std::vector<welcome_ledger_entry>> decode_welcome_ledger(std::stri
 }
 
 uuid derived_id(const uuid& event_id, std::string_view kind) {
-  // "passage.mail|<event id>|<kind>", in a buffer on the stack (kinds are short names).
-  constexpr std::string_view prefix = "passage.mail|";
-  char input[prefix.size() + 36 + 1 + 64];
-  const bool fits = kind.size() <= 64;
-  std::size_t n = 0;
-  if (fits) {
-    const auto id = uuid_chars(event_id);
-    n = std::copy(prefix.begin(), prefix.end(), input) - input;
-    n = std::copy(id.begin(), id.end(), input + n) - input;
-    input[n++] = '|';
-    n = std::copy(kind.begin(), kind.end(), input + n) - input;
-  }
-  const std::string long_input =
-      fits ? std::string() : std::string(prefix) + event_id.to_string() + "|" + std::string(kind);
-  const std::string_view text = fits ? std::string_view(input, n) : std::string_view(long_input);
-  unsigned char digest[EVP_MAX_MD_SIZE];
-#ifndef OPENSSL_NO_DEPRECATED_3_0
-  // The low-level SHA-256 functions on a SHA256_CTX (deprecated in OpenSSL 3, still there;
-  // common/hmac.cc says why it uses them): two ids per welcome mail, where EVP's provider
-  // dispatch cost more than hashing these ~60 bytes. Not the one-shot SHA256(), which
-  // OpenSSL 3 runs through EVP_Q_digest (an algorithm fetch per call). Same digest.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-  SHA256_CTX c;
-  SHA256_Init(&c);
-  SHA256_Update(&c, text.data(), text.size());
-  SHA256_Final(digest, &c);
-#pragma GCC diagnostic pop
-#else
-  // Fetched once: EVP_sha256() makes EVP_Digest look the provider's implementation up on
-  // every call. One context per thread, reused: a new one per digest (EVP_Digest) costs
-  // more than the digest of these few bytes.
-  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  thread_local const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
-                                                                                 EVP_MD_CTX_free);
-  const EVP_MD* md = sha256 ? sha256 : EVP_sha256();
-  unsigned int len = 0;
-  // A failure of the reused context (not expected) leaves no error queued on the thread,
-  // where a later caller's ERR_get_error() would take it for its own.
-  ERR_set_mark();
-  if (!ctx || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1 ||
-      EVP_DigestUpdate(ctx.get(), text.data(), text.size()) != 1 ||
-      EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1) {
-    ERR_pop_to_mark();
-    EVP_Digest(text.data(), text.size(), digest, &len, md, nullptr);
-  } else {
-    ERR_clear_last_mark();
-  }
-#endif
+  return derived_id(event_id, kind, {});
+}
+
+uuid derived_id(const uuid& event_id, std::string_view kind, std::string_view suffix) {
+  // SHA-256 of "passage.mail|<event id>|<kind><suffix>" (two per welcome mail: no text built).
+  const auto event = uuid_chars(event_id);
+  const auto digest =
+      sha256({"passage.mail|", std::string_view(event.data(), event.size()), "|", kind, suffix});
   uuid id;
-  std::copy(digest, digest + 16, id.bytes.begin());
+  std::copy(digest.begin(), digest.begin() + 16, id.bytes.begin());
   id.bytes[6] = static_cast<std::uint8_t>((id.bytes[6] & 0x0F) | 0x80);  // version 8
   id.bytes[8] = static_cast<std::uint8_t>((id.bytes[8] & 0x3F) | 0x80);  // RFC 9562 variant
   return id;
@@ -330,7 +285,8 @@ uuid mail_id(mail_kind k, const uuid& event_id) {
 }
 uuid outcome_id(mail_kind k, const uuid& event_id) {
   const auto name = id_name(k);
-  return derived_id(event_id, name.empty() ? "outcome" : std::string(name) + "-outcome");
+  if (name.empty()) return derived_id(event_id, "outcome");
+  return derived_id(event_id, name, "-outcome");
 }
 
 std::string reminder_key(timestamp due, const uuid& event_id) {
@@ -1347,31 +1303,14 @@ struct mailer::state {
   // A learner's first registration event (stream version 1) in this batch: what
   // first_name_of() reads. Cleared per batch.
   std::unordered_map<uuid, const eventstore::recorded_event*> registrations;
-  // A registration of the batch as decoded (decrypted) once: first_name_of() reads the
-  // first name, flush_learnt() the address, of the same event (a nameless claim needs
-  // both), so its key is looked up and its envelope opened once, not twice. Dropped when
-  // a purge or key destruction began since the batch was read (purges_at_batch): the
-  // learner may be forgotten since, so the event is decoded again. Cleared per batch.
-  struct decoded_registration {
-    bool usable = false;  // decoded, not forgotten
-    uuid org;
-    std::string email;
-    std::string first_name;
-  };
-  std::unordered_map<const eventstore::recorded_event*, decoded_registration> decoded_registrations;
-
-  const decoded_registration& decode_registration(const eventstore::recorded_event& rec) {
-    if (!decoded_registrations.empty() && purges_begun() != purges_at_batch) {
-      decoded_registrations.clear();
-    }
-    auto [it, added] = decoded_registrations.try_emplace(&rec);
-    if (!added) return it->second;
+  // A registration decoded (decrypted) now; nullopt when it cannot be or is forgotten.
+  // A claim's welcome mail needs none (issued_with_registration): only a link sent again
+  // in the batch of its learner's registration decodes one twice (first_name_of, then
+  // flush_learnt), and a decode made now sees a forget begun since the batch was read.
+  std::optional<d::learner_registered> decode_registration(const eventstore::recorded_event& rec) {
     auto decoded = codec.decode(rec);
-    if (!decoded || decoded->forgotten) return it->second;
-    auto& r = std::get<d::learner_registered>(decoded->event);
-    it->second = {true, r.org_id_, std::move(r.personal_data_.email_),
-                  std::move(r.personal_data_.first_name_)};
-    return it->second;
+    if (!decoded || decoded->forgotten) return std::nullopt;
+    return std::get<d::learner_registered>(std::move(decoded->event));
   }
 
   // The `s:` entries index_run() wrote in this batch (learner -> the welcome mail's
@@ -1424,12 +1363,13 @@ struct mailer::state {
       // Written with the learner's welcome mail, which a claim issued with this very
       // registration (the same address): no key lookup and decryption to compare them.
       if (w != run_learners.end() && w->second.with_registration) continue;
-      const auto& r = decode_registration(*l.rec);
-      if (!r.usable || r.email.empty()) continue;
-      if (w != run_learners.end() && w->second.org == r.org && w->second.email == r.email) {
+      const auto r = decode_registration(*l.rec);
+      if (!r || r->personal_data_.email_.empty()) continue;
+      const auto& email = r->personal_data_.email_;
+      if (w != run_learners.end() && w->second.org == r->org_id_ && w->second.email == email) {
         continue;  // written with the learner's welcome mail (index_run), the same address
       }
-      auto subject = codec.email_subject(r.org, r.email);
+      auto subject = codec.email_subject(r->org_id_, email);
       if (w != run_learners.end() && w->second.subject == subject) continue;  // the same too
       subjects.emplace_back(l.learner, std::move(subject));
     }
@@ -1452,19 +1392,18 @@ struct mailer::state {
   // event carries none (a link staff sent again: the learner aggregate keeps no name).
   // "" when unknown or forgotten (the mail then greets "there", if it goes at all).
   std::string first_name_of(const d::password_setup_issued& w) {
+    std::optional<d::learner_registered> r;
     if (auto it = registrations.find(w.learner_id_); it != registrations.end()) {
-      // Its registration came in this batch (decoded once, for flush_learnt() too).
-      const auto& r = decode_registration(*it->second);
-      return r.usable ? r.first_name : std::string();
+      r = decode_registration(*it->second);  // its registration came in this batch
+    } else {
+      auto first = store.read_stream(d::learner_stream(w.learner_id_), 1,
+                                     eventstore::read_direction::forward, 1);
+      if (!first || first->empty() || first->front().type != d::learner_registered::type_name) {
+        return {};
+      }
+      r = decode_registration(first->front());
     }
-    auto first = store.read_stream(d::learner_stream(w.learner_id_), 1,
-                                   eventstore::read_direction::forward, 1);
-    if (!first || first->empty() || first->front().type != d::learner_registered::type_name) {
-      return {};
-    }
-    auto decoded = codec.decode(first->front());
-    if (!decoded || decoded->forgotten) return {};
-    return std::get<d::learner_registered>(decoded->event).personal_data_.first_name_;
+    return r ? std::move(r->personal_data_.first_name_) : std::string();
   }
 
   // Whether `w` (the event `rec`) is a claim's welcome mail, issued with the learner's
@@ -1761,7 +1700,6 @@ struct mailer::state {
       flush_run();
       flush_learnt();
       registrations.clear();
-      decoded_registrations.clear();
       batch_templates.clear();
       run_learners.clear();
       save_checkpoint(true);
@@ -1814,7 +1752,6 @@ struct mailer::state {
     }
     if (!flush_run() || !flush_learnt()) return stop_here();
     registrations.clear();
-    decoded_registrations.clear();
     batch_templates.clear();
     run_learners.clear();
     save_checkpoint(false);

@@ -231,6 +231,9 @@ class mailer {
 // The id of the mail (and of its outcome event) for a source event: a name-based UUID
 // (SHA-256 of "passage.mail|<event id>|<kind>", version 8), the same on every run.
 uuid derived_id(const uuid& event_id, std::string_view kind);
+// The same for the kind `kind` followed by `suffix` ("welcome" "-outcome"), hashed as they
+// are: no text is built to join them.
+uuid derived_id(const uuid& event_id, std::string_view kind, std::string_view suffix);
 
 // A mail's ledger entry (`l:<id>` in the mailer's state): {"at":…,"attempts":…,"error":…,
 // "forgotten":…,"sent":…}, byte for byte as nlohmann::json dumps that object (keys

@@ -90,10 +90,8 @@ enum subject_kind : std::uint64_t {
 constexpr std::array<std::int8_t, 256> base64_values = [] {
   std::array<std::int8_t, 256> t{};
   t.fill(-1);
-  constexpr std::string_view alphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  for (std::size_t i = 0; i < alphabet.size(); ++i) {
-    t[static_cast<unsigned char>(alphabet[i])] = static_cast<std::int8_t>(i);
+  for (std::size_t i = 0; i < base64_alphabet.size(); ++i) {
+    t[static_cast<unsigned char>(base64_alphabet[i])] = static_cast<std::int8_t>(i);
   }
   return t;
 }();

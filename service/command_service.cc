@@ -1,7 +1,5 @@
 #include "service/command_service.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -14,6 +12,7 @@
 #include <utility>
 
 #include "common/encoding.h"
+#include "common/hmac.h"
 #include "common/random.h"
 #include "domain/claim.h"
 #include "domain/invite_code.h"
@@ -156,13 +155,8 @@ class worker {
 std::string generate_api_key() { return "psk_" + secure_random_hex(20); }
 
 std::string hash_api_key(std::string_view key) {
-  unsigned char out[32];
-  unsigned int len = 0;
-  // Fetched once: EVP_sha256() makes every EVP_Digest look the algorithm up again (OpenSSL
-  // 3), a visible share of an authenticated read. Never freed; lives as long as the process.
-  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  EVP_Digest(key.data(), key.size(), out, &len, sha256 ? sha256 : EVP_sha256(), nullptr);
-  return hex_encode(out, len);
+  const auto digest = sha256({key});  // no algorithm fetch per authenticated request
+  return hex_encode(digest.data(), digest.size());
 }
 
 // What a decision hands to execute(): the events, expectations for streams other
@@ -1190,8 +1184,8 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
 
   execute<domain::invite_state>(
       invites, domain::invite_stream(invite_id), {},
-      [self, cmd, subject, known_learner, lead_submitted, org_id, invite_id, invitation_id, m,
-       token = std::move(input.learner_token),
+      [self, cmd = std::move(cmd), subject, known_learner, lead_submitted, org_id, invite_id,
+       invitation_id, m, input = std::move(input),
        done](const domain::invite_state& s,
              timestamp now) mutable -> domain::domain_result<plan<domain::invite_state>> {
         cmd.claim_id_ = uuid::random();
@@ -1216,14 +1210,9 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
           }
           if (awaited) {
             plan<domain::invite_state> p;
-            p.on_success = [self, awaited, ref = invite_ref{org_id, invite_id}, cmd, invitation_id,
-                            m, token, done](const written&) {
-              claim_input again;
-              again.email = cmd.email_;
-              again.first_name = cmd.first_name_;
-              again.last_name = cmd.last_name_;
-              again.answers = cmd.lead_answers_;
-              again.learner_token = token;
+            // The claim again as it came (the address its token named, if it gave none).
+            p.on_success = [self, awaited, ref = invite_ref{org_id, invite_id}, again = input,
+                            invitation_id, m, done](const written&) {
               std::function<void()> decide_again = [self, ref, again = std::move(again),
                                                     invitation_id, m, done]() mutable {
                 self->claim_on(ref, std::move(again), invitation_id, m, std::move(done));

@@ -129,17 +129,51 @@ idempotency_scope key_scope(deps_ptr d, bool operator_allowed = false) {
   };
 }
 
+// An admin command's handler: admin(d, f, operator_allowed) behind its Idempotency-Key,
+// kept in the scope of the request's key (key_scope).
+template <typename F>
+handler admin_command(deps_ptr d, F f, bool operator_allowed = false) {
+  auto scope = key_scope(d, operator_allowed);
+  auto& store = *d->idempotency;
+  return with_idempotency(store, std::move(scope),
+                          admin(std::move(d), std::move(f), operator_allowed));
+}
+
+// The request's JSON body as `parse` (one of dto.h's parse_*) reads it: parse_body()'s
+// error, or parse's.
+template <typename Parse>
+auto parse_body_with(const request& req, Parse parse) -> decltype(parse(json())) {
+  auto body = parse_body(req.body());
+  if (!body) return body.error();
+  return parse(*body);
+}
+
+// Where a command's result stands in the log: `written` is that place, the other results
+// carry it as `at`.
+std::uint64_t position_of(const service::written& w) { return w.position; }
+template <typename Result>
+std::uint64_t position_of(const Result& r) {
+  return r.at.position;
+}
+
+// A command's callback: its error answered as a problem, its result with `ok(result)` once
+// the read side has applied the result's events (a read after the answer sees them).
+//   d->commands->create_invite(who, draft, meta, answer_applied(d, respond, [](const auto& c) {
+//     return created(...);
+//   }));
+template <typename Ok>
+auto answer_applied(deps_ptr d, responder respond, Ok ok) {
+  return [d, respond, ok](auto res) {
+    if (!res) return respond(problem_response(from_service(res.error()))), void();
+    const std::uint64_t position = position_of(*res);
+    after_applied(*d, position, respond, [respond, ok, c = std::move(*res)] { respond(ok(c)); });
+  };
+}
+
 // A command result that answers with `written` facts once visible.
 service::callback<service::written> answer_written(
     deps_ptr d, responder respond, std::function<response(const service::written&)> ok) {
-  return [d, respond, ok](service::service_result<service::written> r) {
-    if (!r) {
-      respond(problem_response(from_service(r.error())));
-      return;
-    }
-    auto w = *r;
-    after_applied(*d, w.position, respond, [respond, ok, w] { respond(ok(w)); });
-  };
+  return answer_applied(std::move(d), std::move(respond), std::move(ok));
 }
 
 // `follows_clock` (if given) tells whether the body can change with no event moving the
@@ -292,55 +326,39 @@ void health_routes(router& r, deps_ptr d) {
 
 void organization_routes(router& r, deps_ptr d) {
   r.add(http::verb::post, "/v1/orgs",
-        with_idempotency(
-            *d->idempotency, key_scope(d, true),
-            admin(
-                d,
-                [d](const domain::principal& who, const request& req, request_context& ctx,
-                    responder respond) {
-                  auto body = parse_body(req.body());
-                  auto o = body ? parse_organization_request(*body) : body.error();
-                  if (!o) return respond(problem_response(from_field(o.error()))), void();
-                  d->commands->create_organization(
-                      who, o->name, meta_of(ctx), [d, respond, name = o->name](auto res) {
-                        if (!res)
-                          return respond(problem_response(from_service(res.error()))), void();
-                        auto c = *res;
-                        after_applied(*d, c.at.position, respond, [respond, c, name] {
-                          respond(created({{"id", c.org_id.to_string()},
-                                           {"name", name},
-                                           {"owner_key_id", c.owner_key_id.to_string()},
-                                           {"owner_key", c.owner_key}},
-                                          "/v1/orgs/" + c.org_id.to_string()));
-                        });
-                      });
-                },
-                true)));
-
-  const auto scope = key_scope(d);
+        admin_command(
+            d,
+            [d](const domain::principal& who, const request& req, request_context& ctx,
+                responder respond) {
+              auto o = parse_body_with(req, parse_organization_request);
+              if (!o) return respond(problem_response(from_field(o.error()))), void();
+              d->commands->create_organization(
+                  who, o->name, meta_of(ctx),
+                  answer_applied(d, respond, [name = o->name](const auto& c) {
+                    return created({{"id", c.org_id.to_string()},
+                                    {"name", name},
+                                    {"owner_key_id", c.owner_key_id.to_string()},
+                                    {"owner_key", c.owner_key}},
+                                   "/v1/orgs/" + c.org_id.to_string());
+                  }));
+            },
+            true));
 
   r.add(http::verb::post, "/v1/api-keys",
-        with_idempotency(
-            *d->idempotency, scope,
-            admin(d, [d](const domain::principal& who, const request& req, request_context& ctx,
-                         responder respond) {
-              auto body = parse_body(req.body());
-              auto k = body ? parse_api_key_request(*body) : body.error();
-              if (!k) return respond(problem_response(from_field(k.error()))), void();
-              d->commands->issue_api_key(
-                  who, k->role, k->name, k->email, meta_of(ctx), [d, respond](auto res) {
-                    if (!res) return respond(problem_response(from_service(res.error()))), void();
-                    auto c = *res;
-                    after_applied(*d, c.at.position, respond, [respond, c] {
-                      respond(created({{"id", c.key_id.to_string()},
-                                       {"role", domain::to_string(c.role)},
-                                       {"name", c.name},
-                                       {"email", c.email ? json(*c.email) : json()},
-                                       {"key", c.key}},
-                                      "/v1/api-keys/" + c.key_id.to_string()));
-                    });
-                  });
-            })));
+        admin_command(d, [d](const domain::principal& who, const request& req, request_context& ctx,
+                             responder respond) {
+          auto k = parse_body_with(req, parse_api_key_request);
+          if (!k) return respond(problem_response(from_field(k.error()))), void();
+          d->commands->issue_api_key(who, k->role, k->name, k->email, meta_of(ctx),
+                                     answer_applied(d, respond, [](const auto& c) {
+                                       return created({{"id", c.key_id.to_string()},
+                                                       {"role", domain::to_string(c.role)},
+                                                       {"name", c.name},
+                                                       {"email", c.email ? json(*c.email) : json()},
+                                                       {"key", c.key}},
+                                                      "/v1/api-keys/" + c.key_id.to_string());
+                                     }));
+        }));
   r.add(http::verb::get, "/v1/api-keys",
         admin(d, [d](const domain::principal& who, const request&, request_context&,
                      responder respond) {
@@ -355,45 +373,38 @@ void organization_routes(router& r, deps_ptr d) {
           respond(json_response(http::status::ok, {{"api_keys", keys}}));
         }));
   r.add(http::verb::delete_, "/v1/api-keys/{id}",
-        with_idempotency(
-            *d->idempotency, scope,
-            admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
-                         responder respond) {
-              auto id = uuid_param(ctx, "id");
-              if (!id) return respond(problem_response(id.error())), void();
-              if (!d->reads->api_key(who.org_id_, *id) &&
-                  domain::authorize(who, domain::action::manage_api_keys, {who.org_id_, {}, {}})) {
-                return respond(problem_response(make_problem("not_found", "no such API key"))),
-                       void();
-              }
-              d->commands->revoke_api_key(who, *id, meta_of(ctx),
-                                          answer_written(d, respond, [](const service::written&) {
-                                            response res{http::status::no_content, 11};
-                                            res.prepare_payload();
-                                            return res;
-                                          }));
-            })));
+        admin_command(d, [d](const domain::principal& who, const request&, request_context& ctx,
+                             responder respond) {
+          auto id = uuid_param(ctx, "id");
+          if (!id) return respond(problem_response(id.error())), void();
+          if (!d->reads->api_key(who.org_id_, *id) &&
+              domain::authorize(who, domain::action::manage_api_keys, {who.org_id_, {}, {}})) {
+            return respond(problem_response(make_problem("not_found", "no such API key"))), void();
+          }
+          d->commands->revoke_api_key(who, *id, meta_of(ctx),
+                                      answer_written(d, respond, [](const service::written&) {
+                                        response res{http::status::no_content, 11};
+                                        res.prepare_payload();
+                                        return res;
+                                      }));
+        }));
 
-  r.add(http::verb::patch, "/v1/api-keys/{id}",
-        with_idempotency(
-            *d->idempotency, scope,
-            admin(d, [d](const domain::principal& who, const request& req, request_context& ctx,
-                         responder respond) {
-              auto id = uuid_param(ctx, "id");
-              if (!id) return respond(problem_response(id.error())), void();
-              auto body = parse_body(req.body());
-              auto p = body ? parse_api_key_patch(*body) : body.error();
-              if (!p) return respond(problem_response(from_field(p.error()))), void();
-              d->commands->change_api_key_email(
-                  who, *id, p->email, meta_of(ctx),
-                  answer_written(
-                      d, respond, [d, org = who.org_id_, key = *id](const service::written&) {
-                        auto k = d->reads->api_key(org, key);
-                        if (!k)
-                          return problem_response(make_problem("not_found", "no such API key"));
-                        return json_response(http::status::ok, projections::to_json(*k));
-                      }));
-            })));
+  r.add(
+      http::verb::patch, "/v1/api-keys/{id}",
+      admin_command(d, [d](const domain::principal& who, const request& req, request_context& ctx,
+                           responder respond) {
+        auto id = uuid_param(ctx, "id");
+        if (!id) return respond(problem_response(id.error())), void();
+        auto p = parse_body_with(req, parse_api_key_patch);
+        if (!p) return respond(problem_response(from_field(p.error()))), void();
+        d->commands->change_api_key_email(
+            who, *id, p->email, meta_of(ctx),
+            answer_written(d, respond, [d, org = who.org_id_, key = *id](const service::written&) {
+              auto k = d->reads->api_key(org, key);
+              if (!k) return problem_response(make_problem("not_found", "no such API key"));
+              return json_response(http::status::ok, projections::to_json(*k));
+            }));
+      }));
 
   r.add(http::verb::get, "/v1/lead-form",
         admin(d, [d](const domain::principal& who, const request&, request_context&,
@@ -410,27 +421,22 @@ void organization_routes(router& r, deps_ptr d) {
           respond(std::move(res));
         }));
   r.add(http::verb::put, "/v1/lead-form",
-        with_idempotency(*d->idempotency, scope,
-                         admin(d, [d](const domain::principal& who, const request& req,
-                                      request_context& ctx, responder respond) {
-                           auto body = parse_body(req.body());
-                           auto form = body ? parse_lead_form(*body) : body.error();
-                           if (!form)
-                             return respond(problem_response(from_field(form.error()))), void();
-                           auto expected = if_match_version(req);
-                           if (!expected)
-                             return respond(problem_response(expected.error())), void();
-                           d->commands->change_lead_form(
-                               who, *form, *expected, meta_of(ctx),
-                               answer_written(d, respond, [d, who](const service::written& w) {
-                                 auto org = d->commands->organization(who.org_id_);
-                                 auto res = json_response(
-                                     http::status::ok,
-                                     org ? projections::to_json(org->lead_form_) : json::object());
-                                 set_etag(res, w.version);
-                                 return res;
-                               }));
-                         })));
+        admin_command(d, [d](const domain::principal& who, const request& req, request_context& ctx,
+                             responder respond) {
+          auto form = parse_body_with(req, parse_lead_form);
+          if (!form) return respond(problem_response(from_field(form.error()))), void();
+          auto expected = if_match_version(req);
+          if (!expected) return respond(problem_response(expected.error())), void();
+          d->commands->change_lead_form(
+              who, *form, *expected, meta_of(ctx),
+              answer_written(d, respond, [d, who](const service::written& w) {
+                auto org = d->commands->organization(who.org_id_);
+                auto res = json_response(
+                    http::status::ok, org ? projections::to_json(org->lead_form_) : json::object());
+                set_etag(res, w.version);
+                return res;
+              }));
+        }));
   r.add(http::verb::get, "/v1/leads",
         admin(d, [d](const domain::principal& who, const request&, request_context&,
                      responder respond) {
@@ -446,23 +452,19 @@ void organization_routes(router& r, deps_ptr d) {
 }
 
 void track_routes(router& r, deps_ptr d) {
-  const auto scope = key_scope(d);
   r.add(http::verb::post, "/v1/tracks",
-        with_idempotency(*d->idempotency, scope,
-                         admin(d, [d](const domain::principal& who, const request& req,
-                                      request_context& ctx, responder respond) {
-                           auto body = parse_body(req.body());
-                           auto t = body ? parse_track(*body) : body.error();
-                           if (!t) return respond(problem_response(from_field(t.error()))), void();
-                           auto id = t->track_id;
-                           d->commands->register_track(
-                               who, t->track_id, t->title, t->pausable, meta_of(ctx),
-                               answer_written(d, respond, [d, who, id](const service::written&) {
-                                 auto v = d->reads->track(who.org_id_, id);
-                                 return created(v ? projections::to_json(*v) : json{{"id", id}},
-                                                "/v1/tracks/" + id);
-                               }));
-                         })));
+        admin_command(d, [d](const domain::principal& who, const request& req, request_context& ctx,
+                             responder respond) {
+          auto t = parse_body_with(req, parse_track);
+          if (!t) return respond(problem_response(from_field(t.error()))), void();
+          auto id = t->track_id;
+          d->commands->register_track(
+              who, t->track_id, t->title, t->pausable, meta_of(ctx),
+              answer_written(d, respond, [d, who, id](const service::written&) {
+                auto v = d->reads->track(who.org_id_, id);
+                return created(v ? projections::to_json(*v) : json{{"id", id}}, "/v1/tracks/" + id);
+              }));
+        }));
   r.add(http::verb::get, "/v1/tracks",
         admin(d, [d](const domain::principal& who, const request&, request_context&,
                      responder respond) {
@@ -506,24 +508,17 @@ std::optional<problem> invite_readable(const endpoint_deps& d, const domain::pri
 }
 
 void invite_routes(router& r, deps_ptr d) {
-  const auto scope = key_scope(d);
   r.add(http::verb::post, "/v1/invites",
-        with_idempotency(
-            *d->idempotency, scope,
-            admin(d, [d](const domain::principal& who, const request& req, request_context& ctx,
-                         responder respond) {
-              auto body = parse_body(req.body());
-              auto draft = body ? parse_invite_draft(*body) : body.error();
-              if (!draft) return respond(problem_response(from_field(draft.error()))), void();
-              d->commands->create_invite(
-                  who, std::move(*draft), meta_of(ctx), [d, who, respond](auto res) {
-                    if (!res) return respond(problem_response(from_service(res.error()))), void();
-                    auto c = *res;
-                    after_applied(*d, c.at.position, respond, [d, who, respond, c] {
-                      respond(invite_response(*d, who, c.invite_id, http::status::created));
-                    });
-                  });
-            })));
+        admin_command(d, [d](const domain::principal& who, const request& req, request_context& ctx,
+                             responder respond) {
+          auto draft = parse_body_with(req, parse_invite_draft);
+          if (!draft) return respond(problem_response(from_field(draft.error()))), void();
+          d->commands->create_invite(who, std::move(*draft), meta_of(ctx),
+                                     answer_applied(d, respond, [d, who](const auto& c) {
+                                       return invite_response(*d, who, c.invite_id,
+                                                              http::status::created);
+                                     }));
+        }));
 
   r.add(http::verb::get, "/v1/invites",
         admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
@@ -618,52 +613,45 @@ void invite_routes(router& r, deps_ptr d) {
         }));
 
   r.add(http::verb::patch, "/v1/invites/{id}",
-        with_idempotency(*d->idempotency, scope,
-                         admin(d, [d](const domain::principal& who, const request& req,
-                                      request_context& ctx, responder respond) {
-                           auto id = uuid_param(ctx, "id");
-                           if (!id) return respond(problem_response(id.error())), void();
-                           auto body = parse_body(req.body());
-                           auto patch = body ? parse_invite_patch(*body) : body.error();
-                           if (!patch)
-                             return respond(problem_response(from_field(patch.error()))), void();
-                           auto expected = if_match_version(req);
-                           if (!expected)
-                             return respond(problem_response(expected.error())), void();
-                           auto invite_id = *id;
-                           d->commands->update_invite(
-                               who, invite_id, std::move(*patch), *expected, meta_of(ctx),
-                               answer_written(
-                                   d, respond, [d, who, invite_id](const service::written&) {
-                                     return invite_response(*d, who, invite_id, http::status::ok);
-                                   }));
-                         })));
+        admin_command(d, [d](const domain::principal& who, const request& req, request_context& ctx,
+                             responder respond) {
+          auto id = uuid_param(ctx, "id");
+          if (!id) return respond(problem_response(id.error())), void();
+          auto patch = parse_body_with(req, parse_invite_patch);
+          if (!patch) return respond(problem_response(from_field(patch.error()))), void();
+          auto expected = if_match_version(req);
+          if (!expected) return respond(problem_response(expected.error())), void();
+          auto invite_id = *id;
+          d->commands->update_invite(
+              who, invite_id, std::move(*patch), *expected, meta_of(ctx),
+              answer_written(d, respond, [d, who, invite_id](const service::written&) {
+                return invite_response(*d, who, invite_id, http::status::ok);
+              }));
+        }));
 
   using lifecycle_fn = void (service::command_service::*)(
       const domain::principal&, const uuid&, std::optional<std::uint64_t>,
       const service::request_meta&, service::callback<service::written>);
-  auto lifecycle = [d, scope](lifecycle_fn fn, bool deleted) {
-    return with_idempotency(
-        *d->idempotency, scope,
-        admin(d, [d, fn, deleted](const domain::principal& who, const request& req,
-                                  request_context& ctx, responder respond) {
-          auto id = uuid_param(ctx, "id");
-          if (!id) return respond(problem_response(id.error())), void();
-          auto expected = if_match_version(req);
-          if (!expected) return respond(problem_response(expected.error())), void();
-          auto invite_id = *id;
-          ((*d->commands).*fn)(
-              who, invite_id, *expected, meta_of(ctx),
-              answer_written(d, respond, [d, who, invite_id, deleted](const service::written& w) {
-                if (deleted) {
-                  response res{http::status::no_content, 11};
-                  set_etag(res, w.version);
-                  res.prepare_payload();
-                  return res;
-                }
-                return invite_response(*d, who, invite_id, http::status::ok);
-              }));
-        }));
+  auto lifecycle = [d](lifecycle_fn fn, bool deleted) {
+    return admin_command(d, [d, fn, deleted](const domain::principal& who, const request& req,
+                                             request_context& ctx, responder respond) {
+      auto id = uuid_param(ctx, "id");
+      if (!id) return respond(problem_response(id.error())), void();
+      auto expected = if_match_version(req);
+      if (!expected) return respond(problem_response(expected.error())), void();
+      auto invite_id = *id;
+      ((*d->commands).*fn)(
+          who, invite_id, *expected, meta_of(ctx),
+          answer_written(d, respond, [d, who, invite_id, deleted](const service::written& w) {
+            if (deleted) {
+              response res{http::status::no_content, 11};
+              set_etag(res, w.version);
+              res.prepare_payload();
+              return res;
+            }
+            return invite_response(*d, who, invite_id, http::status::ok);
+          }));
+    });
   };
   r.add(http::verb::post, "/v1/invites/{id}/deactivate",
         lifecycle(&service::command_service::deactivate_invite, false));
@@ -673,20 +661,15 @@ void invite_routes(router& r, deps_ptr d) {
         lifecycle(&service::command_service::delete_invite, true));
 
   r.add(http::verb::post, "/v1/invites/{id}/duplicate",
-        with_idempotency(
-            *d->idempotency, scope,
-            admin(d, [d](const domain::principal& who, const request&, request_context& ctx,
-                         responder respond) {
-              auto id = uuid_param(ctx, "id");
-              if (!id) return respond(problem_response(id.error())), void();
-              d->commands->duplicate_invite(who, *id, meta_of(ctx), [d, who, respond](auto res) {
-                if (!res) return respond(problem_response(from_service(res.error()))), void();
-                auto c = *res;
-                after_applied(*d, c.at.position, respond, [d, who, respond, c] {
-                  respond(invite_response(*d, who, c.invite_id, http::status::created));
-                });
-              });
-            })));
+        admin_command(d, [d](const domain::principal& who, const request&, request_context& ctx,
+                             responder respond) {
+          auto id = uuid_param(ctx, "id");
+          if (!id) return respond(problem_response(id.error())), void();
+          d->commands->duplicate_invite(
+              who, *id, meta_of(ctx), answer_applied(d, respond, [d, who](const auto& c) {
+                return invite_response(*d, who, c.invite_id, http::status::created);
+              }));
+        }));
 
   r.add(http::verb::get, "/v1/invites/{id}/claims",
         admin(d, [d, readable](const domain::principal& who, const request& req,
@@ -765,26 +748,22 @@ void invite_routes(router& r, deps_ptr d) {
 
 // Answers a claim (by code or by personal link): 201 new, 200 existing, problem rejected.
 service::callback<service::claim_result> claim_answer(deps_ptr d, responder respond) {
-  return [d, respond](service::service_result<service::claim_result> res) {
-    if (!res) return respond(problem_response(from_service(res.error()))), void();
-    auto position = res->at.position;
-    after_applied(*d, position, respond, [respond, c = std::move(*res)] {
-      if (c.outcome == domain::claim_outcome::rejected) {
-        auto code =
-            c.rejection ? std::string(domain::to_string(*c.rejection)) : std::string("not_allowed");
-        problem p = make_problem(code, c.missing_field.empty() ? "the invite refused this claim"
-                                                               : "missing: " + c.missing_field);
-        p.extra.update(error_body_for_claim(c));
-        return respond(problem_response(p)), void();
-      }
-      bool fresh = c.outcome == domain::claim_outcome::claimed;
-      auto res = text_response(fresh ? http::status::created : http::status::ok, to_json_text(c),
-                               json_content_type);
-      if (fresh)
-        res.set(http::field::location, "/v1/public/claims/" + c.claim->claim_id_.to_string());
-      respond(std::move(res));
-    });
-  };
+  return answer_applied(d, respond, [](const service::claim_result& c) {
+    if (c.outcome == domain::claim_outcome::rejected) {
+      auto code =
+          c.rejection ? std::string(domain::to_string(*c.rejection)) : std::string("not_allowed");
+      problem p = make_problem(code, c.missing_field.empty() ? "the invite refused this claim"
+                                                             : "missing: " + c.missing_field);
+      p.extra.update(error_body_for_claim(c));
+      return problem_response(p);
+    }
+    bool fresh = c.outcome == domain::claim_outcome::claimed;
+    auto res = text_response(fresh ? http::status::created : http::status::ok, to_json_text(c),
+                             json_content_type);
+    if (fresh)
+      res.set(http::field::location, "/v1/public/claims/" + c.claim->claim_id_.to_string());
+    return res;
+  });
 }
 
 // Claim abuse limits (SPEC §2); nullopt lets the claim through.
@@ -966,14 +945,10 @@ void public_routes(router& r, deps_ptr d) {
       auto token = learner_token(req, &*body);
       ((*d->commands).*fn)(
           *id, token, track, meta_of(ctx),
-          [d, respond, track_in_path](service::service_result<service::play_result> res) {
-            if (!res) return respond(problem_response(from_service(res.error()))), void();
-            auto p = *res;
-            after_applied(*d, p.at.position, respond, [respond, p, track_in_path] {
-              respond(json_response(track_in_path ? http::status::ok : http::status::created,
-                                    to_json(p)));
-            });
-          });
+          answer_applied(d, respond, [track_in_path](const service::play_result& p) {
+            return json_response(track_in_path ? http::status::ok : http::status::created,
+                                 to_json(p));
+          }));
     };
   };
   // Whose Idempotency-Keys a learner's request is among: the learner its token names
@@ -1013,37 +988,33 @@ void learner_routes(router& r, deps_ptr d) {
 
   // A new one-time set-password link (and welcome mail); the old link stops working.
   r.add(http::verb::post, "/v1/learners/{id}/password-setup",
-        with_idempotency(*d->idempotency, key_scope(d),
-                         admin(d, [d](const domain::principal& who, const request&,
-                                      request_context& ctx, responder respond) {
-                           auto id = uuid_param(ctx, "id");
-                           if (!id) return respond(problem_response(id.error())), void();
-                           auto learner = *id;
-                           d->commands->issue_password_setup(
-                               who, learner, meta_of(ctx),
-                               answer_written(d, respond, [learner](const service::written&) {
-                                 return json_response(
-                                     http::status::accepted,
+        admin_command(d, [d](const domain::principal& who, const request&, request_context& ctx,
+                             responder respond) {
+          auto id = uuid_param(ctx, "id");
+          if (!id) return respond(problem_response(id.error())), void();
+          auto learner = *id;
+          d->commands->issue_password_setup(
+              who, learner, meta_of(ctx),
+              answer_written(d, respond, [learner](const service::written&) {
+                return json_response(http::status::accepted,
                                      {{"learner_id", learner.to_string()}, {"issued", true}});
-                               }));
-                         })));
+              }));
+        }));
 
   r.add(http::verb::post, "/v1/learners/{id}/forget",
-        with_idempotency(*d->idempotency, key_scope(d),
-                         admin(d, [d](const domain::principal& who, const request&,
-                                      request_context& ctx, responder respond) {
-                           auto id = uuid_param(ctx, "id");
-                           if (!id) return respond(problem_response(id.error())), void();
-                           auto learner = *id;
-                           d->commands->forget_learner(
-                               who, learner, meta_of(ctx),
-                               answer_written(d, respond, [d, learner](const service::written&) {
-                                 if (d->on_learner_forgotten) d->on_learner_forgotten(learner);
-                                 return json_response(
-                                     http::status::ok,
+        admin_command(d, [d](const domain::principal& who, const request&, request_context& ctx,
+                             responder respond) {
+          auto id = uuid_param(ctx, "id");
+          if (!id) return respond(problem_response(id.error())), void();
+          auto learner = *id;
+          d->commands->forget_learner(
+              who, learner, meta_of(ctx),
+              answer_written(d, respond, [d, learner](const service::written&) {
+                if (d->on_learner_forgotten) d->on_learner_forgotten(learner);
+                return json_response(http::status::ok,
                                      {{"learner_id", learner.to_string()}, {"forgotten", true}});
-                               }));
-                         })));
+              }));
+        }));
 }
 
 void claim_history_routes(router& r, deps_ptr d) {
@@ -1252,32 +1223,28 @@ void event_routes(router& r, deps_ptr d) {
 // the mailer delivers it and GET /v1/jobs/{id} shows its progress. Personal links claim
 // through /v1/public/invitations/{token}/claims.
 void invitation_routes(router& r, deps_ptr d) {
-  const auto scope = key_scope(d);
   r.add(http::verb::post, "/v1/invites/{id}/send",
-        with_idempotency(
-            *d->idempotency, scope,
-            admin(d, [d](const domain::principal& who, const request& req, request_context& ctx,
-                         responder respond) {
-              auto id = uuid_param(ctx, "id");
-              if (!id) return respond(problem_response(id.error())), void();
-              auto body = parse_body(req.body());
-              auto send = body ? parse_send_request(*body) : body.error();
-              if (!send) return respond(problem_response(from_field(send.error()))), void();
-              d->commands->send_private_invitations(
-                  who, *id, std::move(send->emails), send->on_existing, send->remind_after,
-                  meta_of(ctx), [d, respond](service::service_result<service::invitation_job> res) {
-                    if (!res) return respond(problem_response(from_service(res.error()))), void();
-                    const auto job = *res;
-                    if (d->on_invitation_job) d->on_invitation_job(job);
-                    auto out = json_response(http::status::accepted,
-                                             {{"job_id", job.job_id.to_string()},
-                                              {"invite_id", job.invite_id.to_string()},
-                                              {"status", "started"},
-                                              {"total", job.total}});
-                    out.set(http::field::location, "/v1/jobs/" + job.job_id.to_string());
-                    respond(std::move(out));
-                  });
-            })));
+        admin_command(d, [d](const domain::principal& who, const request& req, request_context& ctx,
+                             responder respond) {
+          auto id = uuid_param(ctx, "id");
+          if (!id) return respond(problem_response(id.error())), void();
+          auto send = parse_body_with(req, parse_send_request);
+          if (!send) return respond(problem_response(from_field(send.error()))), void();
+          d->commands->send_private_invitations(
+              who, *id, std::move(send->emails), send->on_existing, send->remind_after,
+              meta_of(ctx), [d, respond](service::service_result<service::invitation_job> res) {
+                if (!res) return respond(problem_response(from_service(res.error()))), void();
+                const auto job = *res;
+                if (d->on_invitation_job) d->on_invitation_job(job);
+                auto out =
+                    json_response(http::status::accepted, {{"job_id", job.job_id.to_string()},
+                                                           {"invite_id", job.invite_id.to_string()},
+                                                           {"status", "started"},
+                                                           {"total", job.total}});
+                out.set(http::field::location, "/v1/jobs/" + job.job_id.to_string());
+                respond(std::move(out));
+              });
+        }));
 
   r.add(http::verb::get, "/v1/jobs/{id}",
         admin(d, [d](const domain::principal& who, const request&, request_context& ctx,

@@ -1,21 +1,19 @@
 #include "api/v1/idempotency.h"
 
-#include <openssl/evp.h>
 #include <rocksdb/db.h>
 
 #include <nlohmann/json.hpp>
 
 #include "api/problem.h"
 #include "common/encoding.h"
+#include "common/hmac.h"
 
 namespace passage::api::v1 {
 namespace {
 
 std::string sha256_hex(std::string_view data) {
-  unsigned char out[32];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), out, &len, EVP_sha256(), nullptr);
-  return hex_encode(out, len);
+  const auto digest = sha256({data});
+  return hex_encode(digest.data(), digest.size());
 }
 
 std::string encode(const stored_response& r) {

@@ -305,13 +305,62 @@ TEST(Encoding, HtmlEscapeCoversMarkupAndQuotes) {
   EXPECT_EQ(html_escape("plain"), "plain");
 }
 
+// RFC 4648 §10's vectors, and bytes at both ends of the range.
+const std::pair<std::string, std::string> base64_vectors[] = {
+    {"", ""},
+    {"f", "Zg=="},
+    {"fo", "Zm8="},
+    {"foo", "Zm9v"},
+    {"foob", "Zm9vYg=="},
+    {"fooba", "Zm9vYmE="},
+    {"foobar", "Zm9vYmFy"},
+    {std::string("\0\xff", 2), "AP8="},
+    {"\xfb\xef\xff", "++//"},
+};
+
 TEST(Encoding, Base64MatchesRfc4648Vectors) {
-  EXPECT_EQ(base64_encode(""), "");
-  EXPECT_EQ(base64_encode("f"), "Zg==");
-  EXPECT_EQ(base64_encode("fo"), "Zm8=");
-  EXPECT_EQ(base64_encode("foo"), "Zm9v");
-  EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
-  EXPECT_EQ(base64_encode(std::string("\0\xff", 2)), "AP8=");
+  for (const auto& [bytes, text] : base64_vectors) EXPECT_EQ(base64_encode(bytes), text);
+}
+
+TEST(Encoding, Base64AlphabetIsTheDigitOfEachSixBitValue) {
+  ASSERT_EQ(base64_alphabet.size(), 64u);
+  for (unsigned v = 0; v < 64; ++v) {
+    // One byte v << 2: its first digit is v's, the second 0's.
+    EXPECT_EQ(base64_encode(std::string(1, static_cast<char>(v << 2)))[0], base64_alphabet[v]);
+  }
+}
+
+TEST(Encoding, Base64LinesMatchRfc4648VectorsOnOneLine) {
+  for (const auto& [bytes, text] : base64_vectors) {
+    std::string out;
+    base64_append_lines(out, bytes);
+    EXPECT_EQ(out, text.empty() ? "" : text + "\r\n") << text;
+  }
+}
+
+TEST(Encoding, Base64LinesWrapAt76CharactersAndAppend) {
+  const std::string full(57, '\xff');  // one whole line: 76 '/'
+  const std::string line = std::string(76, '/') + "\r\n";
+  std::string out = "x:";
+  base64_append_lines(out, full);
+  EXPECT_EQ(out, "x:" + line);
+  out.clear();
+  base64_append_lines(out, full + "f");
+  EXPECT_EQ(out, line + "Zg==\r\n");
+  out.clear();
+  base64_append_lines(out, full + full);
+  EXPECT_EQ(out, line + line);
+  // Every length around a few lines, every byte: base64_encode() of each 57-byte piece.
+  std::mt19937 gen(7);
+  for (std::size_t n = 0; n <= 4 * 57 + 3; ++n) {
+    std::string bytes(n, '\0');
+    for (auto& c : bytes) c = static_cast<char>(gen());
+    std::string expected;
+    for (std::size_t i = 0; i < n; i += 57) expected += base64_encode(bytes.substr(i, 57)) + "\r\n";
+    std::string got = "head";
+    base64_append_lines(got, bytes);
+    EXPECT_EQ(got, "head" + expected) << n;
+  }
 }
 
 TEST(Encoding, Base64AppendsAfterWhatTheBufferHolds) {
@@ -343,6 +392,34 @@ std::string hex_of(const std::array<unsigned char, 32>& md) {
     out += hex[c & 0xf];
   }
   return out;
+}
+
+// FIPS 180-4's examples ("abc", the two-block message), the empty message, and a message
+// split into parts anywhere (also inside a 64-byte block): the digest of the parts joined.
+TEST(Sha256, MatchesKnownDigestsWhereverTheMessageIsSplit) {
+  EXPECT_EQ(hex_of(sha256({})), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(hex_of(sha256({"abc"})),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const std::string two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  const std::string digest = "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1";
+  EXPECT_EQ(hex_of(sha256({two_blocks})), digest);
+  const std::string_view m = two_blocks;
+  for (std::size_t i = 0; i <= m.size(); ++i) {
+    EXPECT_EQ(hex_of(sha256({m.substr(0, i), "", m.substr(i)})), digest) << i;
+  }
+  const std::string long_message(1000, 'a');  // many blocks: as OpenSSL's one-shot digest
+  std::array<unsigned char, 32> md{};
+  unsigned int len = 0;
+  ASSERT_EQ(
+      EVP_Digest(long_message.data(), long_message.size(), md.data(), &len, EVP_sha256(), nullptr),
+      1);
+  EXPECT_EQ(sha256({long_message}), md);
+  const std::string_view l = long_message;
+  for (std::size_t i = 0; i <= l.size(); i += 7) {  // parts of every size, short and long
+    EXPECT_EQ(sha256({l.substr(0, i), l.substr(i, 1), l.substr(i + 1)}), md) << i;
+    EXPECT_EQ(sha256({l.substr(0, i % 200), l.substr(i % 200, 129), l.substr(i % 200 + 129)}), md)
+        << i;
+  }
 }
 
 // RFC 4231 test case 2, and tags under more keys than a thread keeps contexts for, each

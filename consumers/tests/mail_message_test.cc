@@ -281,11 +281,16 @@ TEST(MailMessage, DerivedIdsAreStablePerEventAndKind) {
   // The same on every run and every build: SHA-256 of "passage.mail|<event id>|<kind>".
   EXPECT_EQ(derived_id(e, "mail").to_string(), "51e055cd-61f6-8e95-9b2c-7a6a9c7d8f0b");
   EXPECT_EQ(derived_id(e, "welcome-outcome").to_string(), "e42ce0f0-c3d3-84fe-a820-0e8827421a36");
-  // Kinds of any length (up to 64 bytes the input is built on the stack, past it in a string).
+  // A kind given in two pieces is the kind they make.
+  EXPECT_EQ(derived_id(e, "welcome", "-outcome"), derived_id(e, "welcome-outcome"));
+  EXPECT_EQ(derived_id(e, "", "mail"), derived_id(e, "mail"));
+  // Kinds of any length (short ones and long ones are hashed alike).
   EXPECT_EQ(derived_id(e, std::string(64, 'x')).to_string(),
             "1fc90d6f-8855-8089-9261-65b625a5262e");
   EXPECT_EQ(derived_id(e, std::string(100, 'k')).to_string(),
             "76803f8c-a677-8fe2-92b1-1971ad137c6c");
+  EXPECT_EQ(derived_id(e, std::string(60, 'k'), std::string(40, 'k')),
+            derived_id(e, std::string(100, 'k')));
 }
 
 // The ledger entry written by hand is the bytes nlohmann::json dumps for the same fields.

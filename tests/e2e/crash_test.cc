@@ -39,6 +39,17 @@ using nlohmann::json;
 
 const std::string kOwner = "psk_crash_test_owner_0123456789";
 
+// A track "t" and an invite to it, made through `c` as the owner: `fields` are the invite's
+// JSON members beside its tracks (R"("title":"Crash")"). Sets the invite's id and code.
+void make_invite(http_client& c, const std::string& fields, std::string& id, std::string& code) {
+  const http_client::headers auth = {{"Authorization", "Bearer " + kOwner}};
+  ASSERT_EQ(c.post("/v1/tracks", R"({"track_id":"t","title":"T"})", auth).status, 201u);
+  auto inv = c.post("/v1/invites", R"({"tracks":["t"],)" + fields + "}", auth);
+  ASSERT_EQ(inv.status, 201u) << inv.body;
+  id = inv.json()["id"];
+  code = inv.json()["code"];
+}
+
 // A `passage serve` child; its port is read from its start-up line.
 class child_node {
  public:
@@ -179,11 +190,7 @@ TEST(Crash, EveryAcknowledgedClaimSurvivesSigkillUnderLoad) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     if (round == 0) {
-      ASSERT_EQ(admin.post("/v1/tracks", R"({"track_id":"t","title":"T"})", auth).status, 201u);
-      auto inv = admin.post("/v1/invites", R"({"title":"Crash","tracks":["t"]})", auth);
-      ASSERT_EQ(inv.status, 201u) << inv.body;
-      invite_id = inv.json()["id"];
-      code = inv.json()["code"];
+      ASSERT_NO_FATAL_FAILURE(make_invite(admin, R"("title":"Crash")", invite_id, code));
     } else {
       // Everything acknowledged before the last kill is there.
       auto list = admin.get("/v1/invites/" + invite_id + "/claims", auth);
@@ -265,11 +272,7 @@ TEST(Crash, AReturningLearnerRightAfterASigkillGetsTheirClaimNotASecondOne) {
     child_node node(data);
     ASSERT_NE(node.port(), 0) << "passage serve did not start";
     http_client admin(node.port());
-    ASSERT_EQ(admin.post("/v1/tracks", R"({"track_id":"t","title":"T"})", auth).status, 201u);
-    auto inv = admin.post("/v1/invites", R"({"title":"Again","tracks":["t"]})", auth);
-    ASSERT_EQ(inv.status, 201u) << inv.body;
-    invite_id = inv.json()["id"];
-    code = inv.json()["code"];
+    ASSERT_NO_FATAL_FAILURE(make_invite(admin, R"("title":"Again")", invite_id, code));
     // Many claims before the returning learners' (the last two): a restart has the
     // whole log to apply again before it finds them.
     std::mutex mu;
@@ -333,10 +336,8 @@ TEST(Logs, TheMailersWarningsAreJsonLinesOnStderr) {
   ASSERT_NE(node.port(), 0) << "passage serve did not start";
   http_client c(node.port());
   http_client::headers auth = {{"Authorization", "Bearer " + kOwner}};
-  ASSERT_EQ(c.post("/v1/tracks", R"({"track_id":"t","title":"T"})", auth).status, 201u);
-  auto inv = c.post("/v1/invites", R"({"title":"Logs","tracks":["t"]})", auth);
-  ASSERT_EQ(inv.status, 201u) << inv.body;
-  const std::string code = inv.json()["code"];
+  std::string invite_id, code;
+  ASSERT_NO_FATAL_FAILURE(make_invite(c, R"("title":"Logs")", invite_id, code));
   auto claimed =
       c.post("/v1/public/invites/" + code + "/claims", json{{"email", "ada@example.com"}}.dump());
   ASSERT_EQ(claimed.status, 201u) << claimed.body;
@@ -398,13 +399,11 @@ TEST(Replay, RebuildsIdenticalReadModelsAfterAGracefulStop) {
     child_node node(data);
     ASSERT_NE(node.port(), 0);
     http_client c(node.port());
-    ASSERT_EQ(c.post("/v1/tracks", R"({"track_id":"t","title":"T"})", auth).status, 201u);
-    auto inv =
-        c.post("/v1/invites", R"({"title":"Replay","tracks":["t"],"claim_limit":100})", auth);
-    ASSERT_EQ(inv.status, 201u);
-    invite_id = inv.json()["id"];
+    std::string code;
+    ASSERT_NO_FATAL_FAILURE(
+        make_invite(c, R"("title":"Replay","claim_limit":100)", invite_id, code));
     for (int i = 0; i < 40; ++i) {
-      auto r = c.post("/v1/public/invites/" + inv.json()["code"].get<std::string>() + "/claims",
+      auto r = c.post("/v1/public/invites/" + code + "/claims",
                       json{{"email", "p" + std::to_string(i) + "@example.com"}}.dump());
       ASSERT_EQ(r.status, 201u);
     }
@@ -448,12 +447,10 @@ TEST(Replay, RebuildsReadModelsOfAnOlderRecordFormat) {
     child_node node(data);
     ASSERT_NE(node.port(), 0);
     http_client c(node.port());
-    ASSERT_EQ(c.post("/v1/tracks", R"({"track_id":"t","title":"T"})", auth).status, 201u);
-    auto inv = c.post("/v1/invites", R"({"title":"Old","tracks":["t"],"claim_limit":10})", auth);
-    ASSERT_EQ(inv.status, 201u);
-    invite_id = inv.json()["id"];
+    std::string code;
+    ASSERT_NO_FATAL_FAILURE(make_invite(c, R"("title":"Old","claim_limit":10)", invite_id, code));
     for (int i = 0; i < 3; ++i) {
-      auto r = c.post("/v1/public/invites/" + inv.json()["code"].get<std::string>() + "/claims",
+      auto r = c.post("/v1/public/invites/" + code + "/claims",
                       json{{"email", "old" + std::to_string(i) + "@example.com"}}.dump());
       ASSERT_EQ(r.status, 201u);
     }
@@ -497,10 +494,8 @@ TEST(Export, RunsBesideAWritingServerAndExportsAPrefixOfTheLog) {
   ASSERT_NE(node.port(), 0);
   http_client admin(node.port());
   http_client::headers auth = {{"Authorization", "Bearer " + kOwner}};
-  ASSERT_EQ(admin.post("/v1/tracks", R"({"track_id":"t","title":"T"})", auth).status, 201u);
-  auto inv = admin.post("/v1/invites", R"({"title":"Export","tracks":["t"]})", auth);
-  ASSERT_EQ(inv.status, 201u);
-  std::string invite_id = inv.json()["id"], code = inv.json()["code"];
+  std::string invite_id, code;
+  ASSERT_NO_FATAL_FAILURE(make_invite(admin, R"("title":"Export")", invite_id, code));
   auto first = admin.post("/v1/public/invites/" + code + "/claims",
                           R"({"email":"ada.exported@example.com"})");
   ASSERT_EQ(first.status, 201u);
@@ -644,11 +639,9 @@ TEST(PointInTime, CliAnswersAsTheServerDidAtAnInstantBesideARunningServer) {
   ASSERT_NE(node.port(), 0);
   http_client admin(node.port());
   http_client::headers auth = {{"Authorization", "Bearer " + kOwner}};
-  ASSERT_EQ(admin.post("/v1/tracks", R"({"track_id":"t","title":"T"})", auth).status, 201u);
-  auto inv =
-      admin.post("/v1/invites", R"({"title":"As of","tracks":["t"],"claim_limit":50})", auth);
-  ASSERT_EQ(inv.status, 201u);
-  std::string invite_id = inv.json()["id"], code = inv.json()["code"];
+  std::string invite_id, code;
+  ASSERT_NO_FATAL_FAILURE(
+      make_invite(admin, R"("title":"As of","claim_limit":50)", invite_id, code));
   auto claim_some = [&](int from, int to) {
     for (int i = from; i < to; ++i) {
       auto r = admin.post("/v1/public/invites/" + code + "/claims",
