@@ -70,6 +70,13 @@ class relay_test : public ::testing::Test {
     return store_->head_position();
   }
 
+  // Runs a relay with `o` until it has published up to `head`, then stops it.
+  void publish_until(const relay_options& o, std::uint64_t head) {
+    relay r(*store_, *codec_, o);
+    ASSERT_TRUE(r.start());
+    ASSERT_TRUE(r.wait_for_published(head, 30s)) << r.stats().last_error;
+  }
+
   std::vector<consumed_message> read_all() {
     return read_topic(broker_->bootstrap_servers(), "passage.events");
   }
@@ -191,11 +198,7 @@ TEST_F(relay_test, AForgetDuringAnOutageReachesTheMessagesStillWaitingForTheBrok
 
 TEST_F(relay_test, CleanStopStoresTheCheckpointAndARestartResumesAfterIt) {
   auto head = append(1000);
-  {
-    relay r(*store_, *codec_, options());
-    ASSERT_TRUE(r.start());
-    ASSERT_TRUE(r.wait_for_published(head, 30s));
-  }  // destructor stops
+  ASSERT_NO_FATAL_FAILURE(publish_until(options(), head));
   auto stored = read_checkpoint(dir_.sub("relay"));
   ASSERT_TRUE(stored);
   EXPECT_EQ(*stored, head);
@@ -211,11 +214,7 @@ TEST_F(relay_test, CleanStopStoresTheCheckpointAndARestartResumesAfterIt) {
 
 TEST_F(relay_test, FromStartRepublishesTheWholeLogToAnEmptyBroker) {
   auto head = append(800);
-  {
-    relay r(*store_, *codec_, options());
-    ASSERT_TRUE(r.start());
-    ASSERT_TRUE(r.wait_for_published(head, 30s));
-  }
+  ASSERT_NO_FATAL_FAILURE(publish_until(options(), head));
   broker_ = start_broker({});  // a new, empty broker (what `passage serve` gets on each start)
   auto o = options();
   o.from_start = true;
@@ -231,32 +230,20 @@ TEST_F(relay_test, FromStartRepublishesTheWholeLogToAnEmptyBroker) {
 TEST_F(relay_test, AnotherClusterGetsTheWholeLogAndTheFirstResumesWhereItLeftOff) {
   auto head = append(600);
   auto first_options = options();
-  {
-    relay r(*store_, *codec_, first_options);
-    ASSERT_TRUE(r.start());
-    ASSERT_TRUE(r.wait_for_published(head, 30s));
-  }
+  ASSERT_NO_FATAL_FAILURE(publish_until(first_options, head));
   // The node is pointed at another cluster (its brokers have never seen this log):
   // without from_start, as with `--kafka-brokers`.
   auto first = std::move(broker_);
   broker_ = start_broker({});
   head = append(200);
-  {
-    relay r(*store_, *codec_, options());
-    ASSERT_TRUE(r.start());
-    ASSERT_TRUE(r.wait_for_published(head, 30s)) << r.stats().last_error;
-  }
+  ASSERT_NO_FATAL_FAILURE(publish_until(options(), head));
   auto report = check_delivery(*store_, read_all());
   EXPECT_EQ(report.messages, head) << "the second cluster must get the whole log";
   EXPECT_EQ(report.duplicates, 0u);
 
   // Back to the first cluster: it resumes after the 600 it acknowledged.
   head = append(100);
-  {
-    relay r(*store_, *codec_, first_options);
-    ASSERT_TRUE(r.start());
-    ASSERT_TRUE(r.wait_for_published(head, 30s)) << r.stats().last_error;
-  }
+  ASSERT_NO_FATAL_FAILURE(publish_until(first_options, head));
   report = check_delivery(*store_, read_topic(first->bootstrap_servers(), "passage.events"));
   EXPECT_EQ(report.messages, head);
   EXPECT_EQ(report.duplicates, 0u);
@@ -264,11 +251,7 @@ TEST_F(relay_test, AnotherClusterGetsTheWholeLogAndTheFirstResumesWhereItLeftOff
 
 TEST_F(relay_test, AnotherTopicGetsTheWholeLog) {
   auto head = append(300);
-  {
-    relay r(*store_, *codec_, options());
-    ASSERT_TRUE(r.start());
-    ASSERT_TRUE(r.wait_for_published(head, 30s));
-  }
+  ASSERT_NO_FATAL_FAILURE(publish_until(options(), head));
   auto o = options();
   o.topic = "passage.audit";
   relay r(*store_, *codec_, o);
