@@ -248,12 +248,27 @@ problem primary_only(const std::string& primary) {
   return p;
 }
 
-// On a replica, commands and the reads only the primary can answer are refused by name.
+// On a replica, commands and the reads only the primary can answer are refused by name;
+// the learner pages are sent to the primary.
 router::route_filter read_only_filter(std::string primary) {
   return [primary](http::verb method, std::string_view path, handler h) -> handler {
     static const std::set<std::string_view> primary_reads = {
         "/v1/events", "/v1/events/live", "/v1/streams/{stream}", "/v1/public/claims/{claim_id}",
         "/v1/jobs/{id}"};
+    // Learner pages post to themselves and their script to the commands: served from
+    // the primary, they work. 307 keeps a form post's method and body.
+    static const std::set<std::string_view> learner_pages = {"/i/{code}", "/p/{token}"};
+    if (learner_pages.contains(path)) {
+      return [primary](const request& req, request_context&, responder respond) {
+        std::string base = primary;
+        while (!base.empty() && base.back() == '/') base.pop_back();
+        auto res = text_response(http::status::temporary_redirect,
+                                 "this node is a read replica; the page is at " + base,
+                                 "text/plain; charset=utf-8");
+        res.set(http::field::location, base + std::string(req.target()));
+        respond(std::move(res));
+      };
+    }
     const bool command = method != http::verb::get && method != http::verb::head;
     if (!command && !primary_reads.contains(path)) return h;
     return [primary, command](const request&, request_context&, responder respond) {

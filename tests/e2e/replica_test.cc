@@ -304,6 +304,19 @@ TEST_F(replica_e2e, CommandsAndLogReadsAreRefusedNamingThePrimary) {
     EXPECT_EQ(r.json()["code"], "read_only_replica") << r.body;
     EXPECT_EQ(r.json()["primary"], primary);
   }
+  // The learner pages are the primary's (their form posts and scripts are commands): a
+  // learner sent to a replica lands there, a form post keeping its method (307).
+  const std::string code = client_->get("/v1/invites/" + ids[0], auth()).json()["code"];
+  std::vector<std::pair<std::string, http_reply>> pages = {
+      {"/i/" + code + "?lang=en", replica_client_->get("/i/" + code + "?lang=en")},
+      {"/i/" + code,
+       replica_client_->post("/i/" + code, "email=e%40x.io",
+                             {{"Content-Type", "application/x-www-form-urlencoded"}})},
+      {"/p/some-token", replica_client_->get("/p/some-token")}};
+  for (const auto& [target, r] : pages) {
+    EXPECT_EQ(r.status, 307u) << target << r.body;
+    EXPECT_EQ(r.header("Location"), primary + target);
+  }
   // Answers as of an instant are rebuilt from the log, which only the primary holds.
   for (const auto& path : std::vector<std::string>{
            "/v1/events", "/v1/streams/invite-" + ids[0],
