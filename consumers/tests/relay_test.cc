@@ -175,7 +175,7 @@ TEST_F(relay_test, AForgetDuringAnOutageReachesTheMessagesStillWaitingForTheBrok
     ASSERT_TRUE(store_->append(
         {{domain::stream_of(domain::event{ev}), eventstore::expected_version::any(), {*encoded}}}));
   }
-  for (int i = 0; i < 200 && r.stats().in_flight == 0; ++i) std::this_thread::sleep_for(10ms);
+  for (int i = 0; i < 1000 && r.stats().in_flight == 0; ++i) std::this_thread::sleep_for(10ms);
   ASSERT_EQ(r.stats().in_flight, 1u);
 
   for (const auto& id : learners) ASSERT_TRUE(keys_->destroy("learner:" + id.to_string()));
@@ -218,13 +218,34 @@ TEST_F(relay_test, FromStartRepublishesTheWholeLogToAnEmptyBroker) {
   broker_ = start_broker({});  // a new, empty broker (what `passage serve` gets on each start)
   auto o = options();
   o.from_start = true;
-  relay r(*store_, *codec_, o);
-  ASSERT_TRUE(r.start());
-  ASSERT_TRUE(r.wait_for_published(head, 30s));
+  ASSERT_NO_FATAL_FAILURE(publish_until(o, head));
   EXPECT_EQ(check_delivery(*store_, read_all()).messages, head);
   auto stored = read_checkpoint(dir_.sub("relay"));
   ASSERT_TRUE(stored);
-  EXPECT_EQ(*stored, head);  // never moved back while republishing
+  EXPECT_EQ(*stored, head);
+}
+
+// A broker that reports the same cluster id (an embedded one may) is republished to from
+// position 1 with from_start, and its stored checkpoint never moves back meanwhile.
+TEST_F(relay_test, FromStartToTheSameClusterNeverMovesItsStoredCheckpointBack) {
+  auto head = append(800);
+  ASSERT_NO_FATAL_FAILURE(publish_until(options(), head));
+  auto o = options();
+  o.from_start = true;
+  relay r(*store_, *codec_, o);
+  ASSERT_TRUE(r.start());
+  for (int i = 0; i < 20; ++i) {
+    auto stored = read_checkpoint(dir_.sub("relay"));
+    ASSERT_TRUE(stored);
+    EXPECT_EQ(*stored, head);
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_TRUE(r.wait_for_published(head, 30s)) << r.stats().last_error;
+  r.stop();
+  EXPECT_EQ(check_delivery(*store_, read_all()).messages, 2 * head) << "every event again";
+  auto stored = read_checkpoint(dir_.sub("relay"));
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(*stored, head);
 }
 
 TEST_F(relay_test, AnotherClusterGetsTheWholeLogAndTheFirstResumesWhereItLeftOff) {
@@ -274,7 +295,7 @@ TEST_F(relay_test, ACheckpointOfAnOlderBuildBelongsToTheFirstClusterReached) {
   {
     relay r(*store_, *codec_, options());
     ASSERT_TRUE(r.start());
-    EXPECT_EQ(r.stats().published_position, 300u);
+    EXPECT_GE(r.stats().published_position, 300u) << "the stored checkpoint, assumed at start";
     ASSERT_TRUE(r.wait_for_published(head, 30s)) << r.stats().last_error;
   }
   EXPECT_EQ(read_all().size(), head - 300) << "resumes after the stored checkpoint";
