@@ -34,6 +34,15 @@ std::string envelope_address(const std::string& from) {
   return "<" + from + ">";
 }
 
+// What a failed transfer's SMTP reply refused, from libcurl's error buffer: "RCPT failed:
+// <code>" (the recipient) or "MAIL failed: <code>" (the sender); empty for anything else.
+std::string_view refused_part(CURLcode rc, std::string_view detail) {
+  if (rc != CURLE_SEND_ERROR) return {};
+  if (detail.starts_with("RCPT failed")) return "recipient";
+  if (detail.starts_with("MAIL failed")) return "sender";
+  return {};
+}
+
 class smtp_transport final : public mail_transport {
  public:
   explicit smtp_transport(smtp_options o) : o_(std::move(o)) {
@@ -44,7 +53,7 @@ class smtp_transport final : public mail_transport {
     if (curl_) curl_easy_cleanup(curl_);
   }
 
-  result<void, std::string> send(const mail_message& m, const std::string& wire) override {
+  result<void, send_error> send(const mail_message& m, const std::string& wire) override {
     if (!curl_) return fail(std::string("libcurl could not start"));
     struct reader {
       const std::string* data;
@@ -90,6 +99,13 @@ class smtp_transport final : public mail_transport {
     curl_slist_free_all(rcpt);
     if (rc == CURLE_OK) return {};
     // libcurl's texts name the server and the SMTP reply, never the recipient we gave it.
+    // A 5xx reply to RCPT TO refuses this recipient for good (RFC 5321 §4.2.1); a refused
+    // sender is the operator's to fix, so retried like a 4xx.
+    if (const auto part = refused_part(rc, detail); !part.empty()) {
+      return fail(send_error("the server refused the " + std::string(part) + " (SMTP " +
+                                 std::to_string(smtp_code) + ")",
+                             part == "recipient" && smtp_code >= 500 && smtp_code < 600));
+    }
     std::string why = std::string(curl_easy_strerror(rc));
     if (smtp_code != 0) why += " (SMTP " + std::to_string(smtp_code) + ")";
     return fail(std::move(why));
@@ -137,15 +153,15 @@ class eml_transport final : public mail_transport {
   // takes the copy: the stat() finds the name now names another folder (or none), so that
   // copy is removed and the mail written again under the name, where discard(), a forget's
   // purge and read_copy() look (SPEC §6: no copy out of their reach).
-  result<void, std::string> send(const mail_message& m, const std::string& wire) override {
+  result<void, send_error> send(const mail_message& m, const std::string& wire) override {
     return write_copy(m, wire, true);
   }
 
   // The stat() of the folder's name once for a run of copies (a path walk per mail, ~10 %
   // of the mailer's CPU per welcome mail): confirm_sent() checks it before the mailer
   // records them as sent.
-  result<void, std::string> send_unconfirmed(const mail_message& m,
-                                             const std::string& wire) override {
+  result<void, send_error> send_unconfirmed(const mail_message& m,
+                                            const std::string& wire) override {
     return write_copy(m, wire, false);
   }
 
@@ -191,11 +207,11 @@ class eml_transport final : public mail_transport {
  private:
   // Writes the copy of `m` and, with `check`, makes sure the folder's name still names
   // the folder it went into (see send()); without, leaves that to confirm_sent().
-  result<void, std::string> write_copy(const mail_message& m, const std::string& wire, bool check) {
+  result<void, send_error> write_copy(const mail_message& m, const std::string& wire, bool check) {
     std::string name = eml_name(m.message_id);
     for (bool again = false;; again = true) {
       if (dir_ < 0) {
-        if (auto opened = open_folder(); !opened) return opened;
+        if (auto opened = open_folder(); !opened) return fail(std::move(opened.error()));
       }
       auto written = tmpfile_works_ ? write_unnamed(name, wire) : written::unsupported;
       // A file system without O_TMPFILE, or no /proc to link by.

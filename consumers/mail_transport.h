@@ -20,18 +20,30 @@
 
 namespace passage::consumers {
 
+// Why a mail was not delivered. Its text never contains the recipient's address.
+struct send_error {
+  send_error() = default;
+  send_error(std::string why, bool refused = false)  // NOLINT: implicit, as a plain text
+      : text(std::move(why)), permanent(refused) {}
+  std::string text;
+  // The server refused this recipient for good (an SMTP 5xx reply to RCPT TO: no such
+  // mailbox, a domain it does not serve): sending again would be refused again, so the
+  // mailer records the failure without retrying. Anything else (no connection, a timeout,
+  // a 4xx reply, a refused sender or login, which the operator can fix) is worth retrying.
+  bool permanent = false;
+};
+
 // Used by one thread at a time (the mailer's).
 class mail_transport {
  public:
   virtual ~mail_transport() = default;
-  // Delivers `wire` (the RFC 5322 text of `m`) to m.to. An error is worth retrying; its
-  // text never contains the recipient's address.
-  virtual result<void, std::string> send(const mail_message& m, const std::string& wire) = 0;
+  // Delivers `wire` (the RFC 5322 text of `m`) to m.to.
+  virtual result<void, send_error> send(const mail_message& m, const std::string& wire) = 0;
   // As send(), but a check that holds for every copy written so far may be left to the
   // next confirm_sent(), made once for many mails (the mailer's runs of welcome mails): a
   // mail sent so counts as sent only once confirm_sent() returned true. Default: send().
-  virtual result<void, std::string> send_unconfirmed(const mail_message& m,
-                                                     const std::string& wire) {
+  virtual result<void, send_error> send_unconfirmed(const mail_message& m,
+                                                    const std::string& wire) {
     return send(m, wire);
   }
   // Whether every copy send_unconfirmed() wrote since the last call is where send() would

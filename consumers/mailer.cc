@@ -469,7 +469,8 @@ struct mailer::state {
   }
 
   // Sends `message` (made for the event `rec` of `org`), retrying with backoff up to
-  // max_attempts; nullopt when stopping interrupted it. The mail is indexed under its
+  // max_attempts (a recipient the server refuses for good is not retried); nullopt when
+  // stopping interrupted it. The mail is indexed under its
   // recipient's address (outbox index) so that forgetting them discards the transport's
   // copy, and is not sent once the known `learner` was forgotten.
   std::optional<outcome> send_with_retries(const mail_message& message,
@@ -532,9 +533,9 @@ struct mailer::state {
         break;
       }
       ++attempts_failed;
-      o.error = r.error();
+      o.error = std::move(r.error().text);
       spdlog::warn("mailer: attempt {} for {} failed: {}", o.attempts, what(), o.error);
-      if (o.attempts >= opt.max_attempts) break;
+      if (r.error().permanent || o.attempts >= opt.max_attempts) break;
       if (o.attempts == 1 && before_first_wait && !before_first_wait()) return std::nullopt;
       if (!pause(backoff)) return std::nullopt;
       backoff = std::min(backoff * 2, opt.max_backoff);

@@ -270,7 +270,8 @@ TEST(eml_outbox_unnamed, AFolderGoneTwiceInOneSendFailsWithTheReason) {
                                     }});
   const auto failed = deleted->send(message(1), "text\r\n");
   ASSERT_FALSE(failed);
-  EXPECT_NE(failed.error().find(std::strerror(ENOENT)), std::string::npos) << failed.error();
+  EXPECT_NE(failed.error().text.find(std::strerror(ENOENT)), std::string::npos)
+      << failed.error().text;
   EXPECT_EQ(names_in(folder), std::vector<std::string>{});
 
   // Renamed away (and made anew) just before each link.
@@ -415,7 +416,7 @@ class gated_transport final : public mail_transport {
  public:
   explicit gated_transport(std::string folder) : inner_(make_eml_transport(std::move(folder))) {}
 
-  result<void, std::string> send(const mail_message& m, const std::string& wire) override {
+  result<void, send_error> send(const mail_message& m, const std::string& wire) override {
     std::unique_lock lk(mu_);
     ++waiting_;
     cv_.notify_all();
@@ -463,7 +464,7 @@ class refusing_after final : public mail_transport {
   refusing_after(std::string folder, int ok)
       : inner_(make_eml_transport(std::move(folder))), ok_(ok) {}
 
-  result<void, std::string> send(const mail_message& m, const std::string& wire) override {
+  result<void, send_error> send(const mail_message& m, const std::string& wire) override {
     std::lock_guard lk(mu_);
     ++sends_[m.message_id];
     if (ok_ > 0) {
@@ -504,14 +505,14 @@ class renaming_after final : public mail_transport {
   renaming_after(std::string folder, int after)
       : inner_(make_eml_transport(folder)), folder_(std::move(folder)), after_(after) {}
 
-  result<void, std::string> send(const mail_message& m, const std::string& wire) override {
+  result<void, send_error> send(const mail_message& m, const std::string& wire) override {
     ++checked;
     auto r = inner_->send(m, wire);
     copied();
     return r;
   }
-  result<void, std::string> send_unconfirmed(const mail_message& m,
-                                             const std::string& wire) override {
+  result<void, send_error> send_unconfirmed(const mail_message& m,
+                                            const std::string& wire) override {
     ++unconfirmed;
     auto r = inner_->send_unconfirmed(m, wire);
     copied();

@@ -581,6 +581,42 @@ TEST_F(MailTest, UndeliverableMailIsDeadLetteredAndVisible) {
   EXPECT_EQ(j["dead_letters"][0]["error"].get<std::string>().find("ada@"), std::string::npos);
 }
 
+// A recipient the server refuses for good (550 at RCPT TO) is dead-lettered at the first
+// attempt: retrying would hold every later mail for the whole backoff (minutes) and be
+// refused again. The others in the job are sent.
+TEST_F(MailTest, ARecipientRefusedForGoodIsNotRetried) {
+  client_.reset();
+  node_.reset();
+  max_attempts_ = 3;
+  start();
+  auto invite = private_invite();
+  auto j = wait_job(send(invite["id"], {"refused-ada@example.com", "bob@example.com"}));
+  EXPECT_EQ(j["status"], "error") << j.dump();
+  EXPECT_EQ(j["sent"], 1);
+  EXPECT_EQ(j["failed"], 1);
+  ASSERT_EQ(j["dead_letters"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["dead_letters"][0]["attempts"], 1);
+  EXPECT_EQ(j["dead_letters"][0]["error"], "the server refused the recipient (SMTP 550)");
+  EXPECT_EQ(client_->get("/v1/system").json()["mail"]["attempts_failed"], 1);
+  const auto mails = inbox();
+  ASSERT_EQ(mails.size(), 1u);
+  EXPECT_EQ(mails[0].envelope_to, "bob@example.com");
+}
+
+// A temporary refusal (451) is retried up to max_attempts, as a server that is down.
+TEST_F(MailTest, ATemporaryRefusalIsRetried) {
+  client_.reset();
+  node_.reset();
+  max_attempts_ = 3;
+  start();
+  auto invite = private_invite();
+  auto j = wait_job(send(invite["id"], {"busy-ada@example.com"}));
+  EXPECT_EQ(j["failed"], 1);
+  ASSERT_EQ(j["dead_letters"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["dead_letters"][0]["attempts"], 3);
+  EXPECT_EQ(j["dead_letters"][0]["error"], "the server refused the recipient (SMTP 451)");
+}
+
 // ---- welcome mails and passwords ----------------------------------------------
 
 // The set-password token of a welcome mail's link.

@@ -7,6 +7,8 @@ answers 250), with the envelope recipients on an "X-Envelope-To:" first line. Pr
 "ready" on stdout once listening. Runs until killed; with DIE_AFTER, the process dies
 (exit without answering) in the middle of the transaction after DIE_AFTER accepted
 messages, at RCPT TO: a crash at a known point, so no accepted mail is left unanswered.
+Recipients whose local part starts with "refused-" get a permanent refusal at RCPT TO
+(550, no such mailbox), those starting with "busy-" a temporary one (451).
 """
 import asyncio
 import os
@@ -25,6 +27,10 @@ class Sink:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.die_after is not None and self.accepted >= self.die_after:
             os._exit(3)
+        if address.startswith("refused-"):
+            return "550 5.1.1 No such mailbox"
+        if address.startswith("busy-"):
+            return "451 4.3.0 Try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
