@@ -282,7 +282,7 @@ invite_state evolve(invite_state s, const event& e) {
           ++s.rejections_;
           ++s.version_;
         } else if constexpr (std::is_same_v<E, invite_capacity_warning>) {
-          s.capacity_warning_emitted_ = true;
+          s.capacity_warned_for_ = {v.claim_limit_, v.threshold_percent_};
           ++s.version_;
         } else if constexpr (std::is_same_v<E, invite_filled>) {
           ++s.version_;
@@ -685,7 +685,8 @@ domain_result<claim_decision> decide(const invite_state& s, const claim_invite& 
     const std::int64_t after = count + 1;
     // ceil(limit * percent / 100) claims trigger the warning.
     const std::int64_t threshold = (cfg.claim_limit_ * cfg.capacity_warning_percent_ + 99) / 100;
-    if (!s.capacity_warning_emitted_ && after >= threshold) {
+    const std::pair warned_for{cfg.claim_limit_, cfg.capacity_warning_percent_};
+    if (s.capacity_warned_for_ != warned_for && after >= threshold) {
       d.events_.push_back(invite_capacity_warning{s.org_id_, s.invite_id_, after, cfg.claim_limit_,
                                                   cfg.capacity_warning_percent_, now});
     }

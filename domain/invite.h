@@ -212,7 +212,9 @@ struct invite_state {
   bool deleted_ = false;
   // One claim per learner (see claim_index.h for why not a std::unordered_map).
   claim_index claims_by_learner_;
-  bool capacity_warning_emitted_ = false;
+  // The claim limit and percent the last InviteCapacityWarning was for: an edit of either
+  // arms the warning again (a limit raised after the warning warns again near the new one).
+  std::optional<std::pair<std::int64_t, std::int64_t>> capacity_warned_for_;
   std::optional<timestamp> expired_announced_for_;   // deadline InviteExpired was emitted for
   std::map<std::string, uuid> private_invitations_;  // normalised email -> invitation id
   std::map<uuid, std::string> personal_links_;       // current invitation id -> email

@@ -372,7 +372,45 @@ TEST(Claim, CapacityWarningOnceAtEightyPercentAndFilledOnLastSpot) {
   EXPECT_EQ(seen[2], v{"InviteClaimed"});
   EXPECT_EQ(seen[3], (v{"InviteClaimed", "InviteCapacityWarning"}));
   EXPECT_EQ(seen[4], (v{"InviteClaimed", "InviteFilled"}));
-  EXPECT_TRUE(s.capacity_warning_emitted_);
+  EXPECT_EQ(s.capacity_warned_for_, (std::pair<std::int64_t, std::int64_t>{5, 80}));
+}
+
+// An edit of the limit or the share after the warning arms it again: the admin who raises a
+// warned invite's limit is warned again near the new one. Other edits do not.
+TEST(Claim, CapacityWarningArmedAgainByANewLimitOrShare) {
+  invite_draft d = basic_draft();
+  d.claim_limit_ = 5;  // 80 % = 4 claims
+  invite_state s = given_invite(d);
+  std::uint64_t n = 0;
+  auto warnings_of_next_claims = [&](int claims) {
+    std::vector<std::int64_t> at;
+    for (int i = 0; i < claims; ++i) {
+      auto out = claim_ok(s, claim_anonymous(++n), t0);
+      for (const auto& w : events_of<invite_capacity_warning>(out.events_)) {
+        at.push_back(w.claims_count_);
+      }
+      s = with_events(s, out.events_);
+    }
+    return at;
+  };
+  using v = std::vector<std::int64_t>;
+  EXPECT_EQ(warnings_of_next_claims(4), v{4});
+
+  update_invite title;
+  title.patch_.title_ = "Renamed";
+  s = with_events(s, *decide(s, title, t0));
+  EXPECT_EQ(warnings_of_next_claims(1), v{});  // 5 of 5: filled, not warned twice
+
+  update_invite raise;
+  raise.patch_.claim_limit_ = 20;  // 80 % = 16 claims
+  s = with_events(s, *decide(s, raise, t0));
+  EXPECT_EQ(warnings_of_next_claims(12), v{16});
+
+  update_invite share;
+  share.patch_.capacity_warning_percent_ = 90;  // 90 % of 20 = 18 claims
+  s = with_events(s, *decide(s, share, t0));
+  EXPECT_EQ(warnings_of_next_claims(3), v{18});
+  EXPECT_EQ(s.capacity_warned_for_, (std::pair<std::int64_t, std::int64_t>{20, 90}));
 }
 
 TEST(Claim, FilledNamesTheClaimThatTookTheLastSpot) {

@@ -251,7 +251,8 @@ class simulation {
     std::set<uuid> claimers;
     std::size_t claimed = 0;
     bool deleted = false;
-    int warnings = 0;
+    bool armed = true;
+    std::pair<std::int64_t, std::int64_t> warned_for{};
     std::set<timestamp> expiries;
     for (const auto& e : invite_events) {
       if (deleted) {
@@ -262,12 +263,23 @@ class simulation {
         ++claimed;
         ASSERT_TRUE(claimers.insert(c->learner_id_).second) << "learner claimed twice";
       }
-      if (std::holds_alternative<invite_capacity_warning>(e)) ++warnings;
+      // At most one warning per limit and share: only an edit of either arms it again.
+      if (const auto* c = std::get_if<invite_created>(&e)) {
+        warned_for = {c->settings_.claim_limit_, c->settings_.capacity_warning_percent_};
+      }
+      if (const auto* u = std::get_if<invite_updated>(&e)) {
+        const std::pair now_for{u->settings_.claim_limit_, u->settings_.capacity_warning_percent_};
+        if (now_for != warned_for) armed = true;
+        warned_for = now_for;
+      }
+      if (std::holds_alternative<invite_capacity_warning>(e)) {
+        ASSERT_TRUE(armed) << "InviteCapacityWarning twice for one limit";
+        armed = false;
+      }
       if (const auto* x = std::get_if<invite_expired>(&e)) {
         ASSERT_TRUE(expiries.insert(x->expired_at_).second) << "InviteExpired twice";
       }
     }
-    ASSERT_LE(warnings, 1);
     ASSERT_EQ(claimers.size(), claimed);
     ASSERT_EQ(invite_.claims_count(), static_cast<std::int64_t>(claimed));
     const auto limit = invite_.settings_.claim_limit_;
