@@ -4,7 +4,7 @@ FROM debian:12 AS build
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       g++ cmake make pkg-config ccache libgtest-dev libgmock-dev libbenchmark-dev \
       librocksdb-dev libboost-dev librdkafka-dev nlohmann-json3-dev libsimdjson-dev libssl-dev \
-      libcli11-dev libspdlog-dev prometheus-cpp-dev libjemalloc-dev \
+      libcli11-dev libspdlog-dev prometheus-cpp-dev libjemalloc-dev libcurl4-openssl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -16,7 +16,8 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
       librocksdb7.8 libsimdjson14 librdkafka1 libssl3 libspdlog1.10 libprometheus-cpp-core1.0 libjemalloc2 ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /var/lib/passage passage \
-    && mkdir -p /var/lib/passage && chown passage /var/lib/passage
+    && mkdir -p /var/lib/passage/data /var/lib/passage/replica \
+    && chown -R passage /var/lib/passage
 COPY --from=build /src/build/release/app/passage /usr/local/bin/passage
 USER passage
 WORKDIR /var/lib/passage

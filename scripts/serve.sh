@@ -5,7 +5,7 @@
 # go to `passage serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --run-only
 cmake --preset release -DPASSAGE_BUILD_TESTS=OFF -DPASSAGE_BUILD_BENCH=OFF >/dev/null
 cmake --build build/release -j"$(nproc)" --target passage
 exec build/release/app/passage serve "$@"
