@@ -462,6 +462,24 @@ domain_result<event_list> decide(const invite_state& s, const delete_invite& c, 
   return event_list{invite_deleted{s.org_id_, s.invite_id_, now}};
 }
 
+namespace {
+
+// "<title> (Copy)", the title cut (at a character boundary) to keep the copy's within
+// max_title_length: every later edit checks the title again, so a copy over it could never
+// be edited.
+std::string copy_title(std::string_view title) {
+  constexpr std::string_view suffix = " (Copy)";
+  std::size_t keep = std::min(title.size(), max_title_length - suffix.size());
+  // Back to the first byte of a UTF-8 sequence (not a continuation byte 10xxxxxx).
+  while (keep > 0 && keep < title.size() &&
+         (static_cast<unsigned char>(title[keep]) & 0xC0) == 0x80) {
+    --keep;
+  }
+  return std::string(trim(title.substr(0, keep))) + std::string(suffix);
+}
+
+}  // namespace
+
 domain_result<event_list> decide(const invite_state& s, const duplicate_invite& c, timestamp now) {
   if (auto err = check_existing(s, std::nullopt)) return *err;
   if (c.new_invite_id_.is_nil() || c.new_invite_id_ == s.invite_id_) {
@@ -472,7 +490,7 @@ domain_result<event_list> decide(const invite_state& s, const duplicate_invite& 
   }
   if (auto err = check_notify(s.settings_.notify_on_claim_, c.creator_has_email_)) return *err;
   invite_settings settings = s.settings_;
-  settings.title_ += " (Copy)";
+  settings.title_ = copy_title(settings.title_);
   return event_list{invite_created{s.org_id_, c.new_invite_id_, c.new_code_, std::move(settings),
                                    s.invite_id_, now, c.created_by_}};
 }

@@ -204,6 +204,32 @@ TEST(InviteLifecycle, DuplicateCopiesSettingsWithNewIdCodeAndNoClaims) {
   EXPECT_EQ(s.claims_count(), 1);
 }
 
+// A title near the limit is cut (whole characters) so the copy's title fits and the copy
+// can be edited; before, every edit of such a copy was refused ("title is longer than 200").
+TEST(InviteLifecycle, DuplicateOfALongTitleStaysEditable) {
+  invite_draft d = basic_draft();
+  // 190 ASCII bytes then "é" (2 bytes) at bytes 190-191 and at 192-193, then 6 more: the
+  // cut at 193 (200 - 7) falls inside the second "é".
+  d.title_ = std::string(190, 'a') + "\xc3\xa9\xc3\xa9" + std::string(6, 'b');
+  ASSERT_EQ(d.title_.size(), 200u);
+  invite_state s = given_invite(d);
+  auto r = decide(s, duplicate_invite{id(3000), "ZZZZZZZ"}, t0);
+  ASSERT_TRUE(r);
+  const auto& e = std::get<invite_created>(r->at(0));
+  EXPECT_EQ(e.settings_.title_, std::string(190, 'a') + "\xc3\xa9 (Copy)");
+  invite_state copy = fold<invite_state>(*r);
+  update_invite edit;
+  edit.patch_.claim_limit_ = 5;
+  auto edited = decide(copy, edit, t0);
+  ASSERT_TRUE(edited) << edited.error().message_;
+  // A short title keeps all of it.
+  EXPECT_EQ(
+      std::get<invite_created>(
+          decide(given_invite(basic_draft()), duplicate_invite{id(3001), "ZZZZZZY"}, t0)->at(0))
+          .settings_.title_,
+      "Kubernetes 101 workshop (Copy)");
+}
+
 TEST(InviteLifecycle, DuplicateNeedsAFreshIdAndCode) {
   invite_state s = given_invite(basic_draft());
   EXPECT_EQ(decide(s, duplicate_invite{invite_id, "ZZZZZZZ"}, t0).error().field_, "id");
