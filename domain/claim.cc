@@ -15,9 +15,10 @@ const invite_track* find_track(const claim_state& c, std::string_view track_id) 
 // Checks shared by play, pause and resume; returns the claim's track on success.
 domain_result<const invite_track*> check_common(const claim_state& c, const uuid& learner_id,
                                                 std::string_view track_id, timestamp now) {
-  if (!c.exists_) return make_error(errc::not_found, "claim_id", "no such claim");
-  if (learner_id != c.learner_id_) {
-    return make_error(errc::forbidden, "learner_id", "the claim belongs to another learner");
+  // Another learner's claim is answered as one that does not exist: a 403 would confirm
+  // the id to whoever guesses it (SPEC §2 answers another organization's ids so too).
+  if (!c.exists_ || learner_id != c.learner_id_) {
+    return make_error(errc::not_found, "claim_id", "no such claim");
   }
   const invite_track* t = find_track(c, track_id);
   if (t == nullptr) {

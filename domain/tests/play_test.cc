@@ -90,7 +90,8 @@ TEST(Play, UnknownTrackOrOtherLearnerOrNoClaim) {
   EXPECT_EQ(unknown.error().field_, "track_id");
   auto other = decide(c, play_track{id(1), "linux-vm"}, t0);
   ASSERT_FALSE(other);
-  EXPECT_EQ(other.error().code_, errc::forbidden);
+  EXPECT_EQ(other.error().code_, errc::not_found);  // not 403: the id is not confirmed
+  EXPECT_EQ(other.error().field_, "claim_id");
   auto none = decide(claim_state{}, play_track{ada, "linux-vm"}, t0);
   ASSERT_FALSE(none);
   EXPECT_EQ(none.error().code_, errc::not_found);

@@ -312,6 +312,7 @@ TEST_F(command_service_test, PlaysStopAtTheLimitAndNeedTheLearnersToken) {
   ASSERT_TRUE(other);
   auto stolen = play(other->learner_token);
   ASSERT_FALSE(stolen) << "another learner's token must not play this claim";
+  EXPECT_EQ(stolen.error().code, "not_found");  // as GET /v1/public/claims/{id}: not 403
 }
 
 // A new claim's first play needs no read side (the service keeps the claim's seed), but
