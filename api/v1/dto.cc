@@ -326,6 +326,38 @@ dto_result<domain::invite_patch> parse_invite_patch(const nlohmann::json& body) 
   return p;
 }
 
+namespace {
+
+// What a learner types is stored in events, published and exported: bounded like what
+// admins type (a title: 200), and without control characters (line breaks only in answers).
+constexpr std::size_t max_claim_name_length = 200;
+constexpr std::size_t max_claim_answer_length = 1000;
+
+std::optional<field_error> check_claim_text(const std::string& field, std::string_view value,
+                                            std::size_t max, bool line_breaks) {
+  if (value.size() > max) {
+    return field_error{field, "longer than " + std::to_string(max) + " bytes"};
+  }
+  for (const char ch : value) {
+    const auto c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 || c == 0x7f) && !(line_breaks && (c == '\n' || c == '\r' || c == '\t'))) {
+      return field_error{field, "contains a control character"};
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<field_error> check_claim_texts(const service::claim_input& in) {
+  PASSAGE_TRY(check_claim_text("first_name", in.first_name, max_claim_name_length, false));
+  PASSAGE_TRY(check_claim_text("last_name", in.last_name, max_claim_name_length, false));
+  for (const auto& [name, answer] : in.answers) {
+    PASSAGE_TRY(check_claim_text("answers." + name, answer, max_claim_answer_length, true));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 dto_result<service::claim_input> parse_claim_input(const nlohmann::json& body) {
   if (!body.is_object()) return field_error{"", "the body must be a JSON object"};
   object_reader r(body, "");
@@ -351,6 +383,7 @@ dto_result<service::claim_input> parse_claim_input(const nlohmann::json& body) {
     }
   }
   PASSAGE_TRY(r.no_unknown_members());
+  PASSAGE_TRY(check_claim_texts(in));
   return in;
 }
 
@@ -429,7 +462,10 @@ std::optional<service::claim_input> plain_claim_body(std::string_view body) {
 }
 
 dto_result<service::claim_input> parse_claim_body(std::string_view body) {
-  if (auto plain = plain_claim_body(body)) return std::move(*plain);
+  if (auto plain = plain_claim_body(body)) {
+    PASSAGE_TRY(check_claim_texts(*plain));
+    return std::move(*plain);
+  }
   auto j = parse_body(body);
   if (!j) return j.error();
   return parse_claim_input(*j);
