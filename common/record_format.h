@@ -1,7 +1,8 @@
 #pragma once
-// The binary form of read-model records in RocksDB: varints, length-prefixed strings,
-// uuids and timestamps. Internal to passage::projections; the layout is versioned by
-// read_models' format key, so a change means a rebuild, never a migration.
+// A small binary record codec: varints (LEB128; zigzag for signed), big-endian u64s,
+// length-prefixed strings, uuids and timestamps. The read models' RocksDB rows and the
+// mailer's welcome-ledger records are written with it; its bytes are pinned by
+// common/tests/record_format_test.cc, since changing them changes those stored formats.
 //
 //   record_writer w;
 //   w.id(invite_id); w.str(code); w.ts(created_at);
@@ -19,7 +20,7 @@
 #include "common/clock.h"
 #include "common/uuid.h"
 
-namespace passage::projections {
+namespace passage {
 
 // `v` as 8 big-endian bytes (row keys' positions, the checkpoint): keys sort by it.
 inline void append_be64(std::string& out, std::uint64_t v) {
@@ -51,6 +52,9 @@ class record_writer {
     u64((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));
   }
   void boolean(bool v) { out_.push_back(v ? 1 : 0); }
+  void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  // 8 bytes big-endian (append_be64).
+  void be64(std::uint64_t v) { append_be64(out_, v); }
   void str(std::string_view s) {
     u64(s.size());
     out_.append(s);
@@ -114,6 +118,19 @@ class record_reader {
     in_.remove_prefix(1);
     return c != 0;
   }
+  std::uint8_t u8() {
+    if (in_.empty()) return static_cast<std::uint8_t>(bad());
+    const auto b = static_cast<std::uint8_t>(in_.front());
+    in_.remove_prefix(1);
+    return b;
+  }
+  std::uint64_t be64() {
+    if (in_.size() < 8) return bad();
+    std::uint64_t be;
+    std::memcpy(&be, in_.data(), 8);
+    in_.remove_prefix(8);
+    return __builtin_bswap64(be);
+  }
   std::string str() {
     const std::uint64_t n = u64();
     if (n > in_.size()) {
@@ -156,6 +173,8 @@ class record_reader {
 
   bool ok() const { return ok_; }
   bool at_end() const { return in_.empty(); }
+  // Bytes not read yet (0 once not ok()).
+  std::size_t left() const { return in_.size(); }
   // Marks the input malformed (a value read was out of its range): as a short input,
   // ok() turns false and later reads return zero values.
   void corrupt() { (void)bad(); }
@@ -170,4 +189,4 @@ class record_reader {
   bool ok_ = true;
 };
 
-}  // namespace passage::projections
+}  // namespace passage

@@ -1,7 +1,8 @@
-// The read models' on-disk bytes: varints and big-endian positions pinned byte for byte,
-// so that a faster encoder (the rebuild writes several per row) cannot change a row.
+// The record codec's bytes (read-model rows, the mailer's welcome ledger): varints and
+// big-endian positions pinned byte for byte, so that a faster encoder (the rebuild writes
+// several per row) cannot change a stored record.
 
-#include "projections/record_format.h"
+#include "common/record_format.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-namespace passage::projections {
+namespace passage {
 namespace {
 
 std::string varint_of(std::uint64_t v) {
@@ -82,5 +83,30 @@ TEST(record_format, RawBytesRoundTrip) {
   EXPECT_FALSE(short_one.ok());
 }
 
+// u8() and be64() write the bytes append_be64 and a single byte are; the reader reads them
+// back, counts what is left, and turns not ok() (zero values, nothing left) when short.
+TEST(record_format, BytesAndBigEndianFieldsRoundTrip) {
+  record_writer w;
+  w.u8(0xFE);
+  w.be64(0x0102030405060708ull);
+  w.u8(3);
+  EXPECT_EQ(w.data(), std::string("\xFE\x01\x02\x03\x04\x05\x06\x07\x08\x03"));
+  record_reader r(w.data());
+  EXPECT_EQ(r.left(), 10u);
+  EXPECT_EQ(r.u8(), 0xFE);
+  EXPECT_EQ(r.be64(), 0x0102030405060708ull);
+  EXPECT_EQ(r.left(), 1u);
+  EXPECT_EQ(r.u8(), 3);
+  EXPECT_TRUE(r.ok());
+  EXPECT_TRUE(r.at_end());
+  EXPECT_EQ(r.u8(), 0);
+  EXPECT_FALSE(r.ok());
+
+  record_reader short_one(std::string_view("\x01\x02\x03\x04\x05\x06\x07", 7));
+  EXPECT_EQ(short_one.be64(), 0u);
+  EXPECT_FALSE(short_one.ok());
+  EXPECT_EQ(short_one.left(), 0u);
+}
+
 }  // namespace
-}  // namespace passage::projections
+}  // namespace passage
