@@ -66,6 +66,31 @@ TEST(record_format, BigEndianBytesArePinned) {
   EXPECT_EQ(key, "r\x01\x02\x03\x04\x05\x06\x07\x08");
 }
 
+// The free varint functions are the writer's and reader's: the same bytes, and the reader
+// refuses a varint cut short or longer than ten bytes.
+TEST(record_format, FreeVarintFunctionsMatchTheWriterAndReader) {
+  for (const std::uint64_t v : {0ull, 0x7Full, 0x80ull, 0x4000ull, 0xFFFFFFFFull, ~0ull}) {
+    std::string out = "x";
+    append_varint(out, v);
+    EXPECT_EQ(out.substr(1), varint_of(v)) << v;
+    std::string_view in = std::string_view(out).substr(1);
+    std::uint64_t back = 1;
+    EXPECT_TRUE(read_varint(in, back));
+    EXPECT_EQ(back, v);
+    EXPECT_TRUE(in.empty());
+  }
+  std::uint64_t v = 0;
+  std::string_view cut("\x80\x80", 2);
+  EXPECT_FALSE(read_varint(cut, v));
+  const std::string eleven = std::string(10, '\x80') + '\x01';
+  std::string_view too_long = eleven;
+  EXPECT_FALSE(read_varint(too_long, v));
+  std::string_view ten("\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01zz", 12);
+  EXPECT_TRUE(read_varint(ten, v));
+  EXPECT_EQ(v, 1ull << 63);
+  EXPECT_EQ(ten, "zz");
+}
+
 // raw() bytes come back as written, with no length before them; too few left: not ok.
 TEST(record_format, RawBytesRoundTrip) {
   record_writer w;
