@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <unordered_map>
 
 #include "app/offline.h"
@@ -138,8 +139,8 @@ json ndjson_line(export_kind k, const eventstore::recorded_event& e, const json&
   return j;
 }
 
-}  // namespace
-
+// What is wrong with `o` as a request (a type that is no event type, types for a kind
+// other than events); "" when nothing.
 std::string check_export_options(const export_options& o) {
   if (!o.types.empty() && o.kind != export_kind::events) {
     return "--type applies to `export events` only";
@@ -154,10 +155,25 @@ std::string check_export_options(const export_options& o) {
   return {};
 }
 
-result<export_summary, std::string> run_export(const export_options& o) {
-  if (auto wrong = check_export_options(o); !wrong.empty()) return fail(wrong);
+unexpected<export_error> failed(std::string message) {
+  return fail(export_error{false, std::move(message)});
+}
+
+}  // namespace
+
+result<export_summary, export_error> run_export(const export_options& o) {
+  if (auto wrong = check_export_options(o); !wrong.empty()) {
+    return fail(export_error{true, std::move(wrong)});
+  }
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(nullptr, &std::fclose);
+  std::FILE* out = o.out;
+  if (o.output_path) {
+    file.reset(std::fopen(o.output_path->c_str(), "w"));
+    if (!file) return failed("cannot write " + *o.output_path);
+    out = file.get();
+  }
   auto data = open_offline(o.data_dir);
-  if (!data) return fail(data.error());
+  if (!data) return failed(data.error());
   auto& store = (*data)->store;
   const auto& codec = *(*data)->codec;
 
@@ -198,7 +214,7 @@ result<export_summary, std::string> run_export(const export_options& o) {
   sum.up_to_position = f.to_position;
   if (o.format == export_format::csv) {
     auto line = projections::csv_row(header(o.kind));
-    std::fwrite(line.data(), 1, line.size(), o.out);
+    std::fwrite(line.data(), 1, line.size(), out);
   }
   auto t0 = std::chrono::steady_clock::now();
   auto last_report = t0;
@@ -231,7 +247,7 @@ result<export_summary, std::string> run_export(const export_options& o) {
     std::string line = o.format == export_format::csv
                            ? projections::csv_row(cells)
                            : ndjson_line(o.kind, e, *data, cells).dump() + "\n";
-    std::fwrite(line.data(), 1, line.size(), o.out);
+    std::fwrite(line.data(), 1, line.size(), out);
     ++sum.rows;
     if (o.progress) {
       auto now = std::chrono::steady_clock::now();
@@ -246,9 +262,9 @@ result<export_summary, std::string> run_export(const export_options& o) {
     }
     return true;
   });
-  std::fflush(o.out);
-  if (!scanned) return fail(scanned.error().message);
-  if (failure) return fail(*failure);
+  std::fflush(out);
+  if (!scanned) return failed(scanned.error().message);
+  if (failure) return failed(*failure);
   sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (o.progress) std::fprintf(stderr, "\n");
   return sum;

@@ -34,6 +34,9 @@ struct export_options {
   std::optional<timestamp> as_of;
   std::vector<std::string> types;  // events only: these types (known event type names)
   std::FILE* out = stdout;
+  // When set, rows go to this file instead of `out`: created (or truncated) by run_export
+  // once the options are known to be usable, and closed when it returns.
+  std::optional<std::string> output_path;
   // Progress on stderr (events scanned, events/s). Default: off.
   bool progress = false;
 };
@@ -45,10 +48,15 @@ struct export_summary {
   double seconds = 0;
 };
 
-// What is wrong with `options` as a request (a type that is no event type, types for a
-// kind other than events); "" when nothing.
-std::string check_export_options(const export_options& options);
+// Why run_export() failed. `usage`: the options ask for no export there can be (a type that
+// is no event type, types for a kind other than events), found before anything is opened or
+// written (`passage export` exits 2); otherwise the export itself failed (the data folder,
+// the output file, the log: exits 1).
+struct export_error {
+  bool usage = false;
+  std::string message;
+};
 
-result<export_summary, std::string> run_export(const export_options& options);
+result<export_summary, export_error> run_export(const export_options& options);
 
 }  // namespace passage::app

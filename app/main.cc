@@ -463,25 +463,12 @@ int main(int argc, char** argv) {
         rest = rest.substr(comma + 1);
       }
     }
-    if (auto wrong = app::check_export_options(e); !wrong.empty()) {
-      std::fprintf(stderr, "passage export: %s\n", wrong.c_str());
-      return 2;
-    }
-    std::FILE* out = stdout;
-    if (export_output != "-") {
-      out = std::fopen(export_output.c_str(), "w");
-      if (!out) {
-        std::fprintf(stderr, "passage export: cannot write %s\n", export_output.c_str());
-        return 1;
-      }
-    }
-    e.out = out;
+    if (export_output != "-") e.output_path = export_output;
     e.progress = isatty(fileno(stderr));
     auto r = app::run_export(e);
-    if (out != stdout) std::fclose(out);
     if (!r) {
-      std::fprintf(stderr, "passage export: %s\n", r.error().c_str());
-      return 1;
+      std::fprintf(stderr, "passage export: %s\n", r.error().message.c_str());
+      return r.error().usage ? 2 : 1;
     }
     std::fprintf(stderr, "passage export: %llu rows (up to position %llu) in %.2f s\n",
                  static_cast<unsigned long long>(r->rows),

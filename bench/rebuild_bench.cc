@@ -227,7 +227,7 @@ int phase_export(const fs::path& dir, app::export_kind kind) {
   o.out = out;
   auto r = app::run_export(o);
   std::fclose(out);
-  if (!r) die(r.error());
+  if (!r) die(r.error().message);
   std::printf("%llu %.3f %llu\n", static_cast<unsigned long long>(r->scanned), r->seconds,
               static_cast<unsigned long long>(r->rows));
   return 0;

@@ -21,6 +21,7 @@
 
 #include "common/encoding.h"
 #include "common/hmac.h"
+#include "common/record_format.h"
 #include "common/uuid_text.h"
 #include "consumers/claim_digest.h"
 #include "consumers/state_db.h"
@@ -168,77 +169,48 @@ std::string ledger_entry_json(bool sent, const std::string& error, int attempts,
 
 namespace {
 
-void put_varint(std::string& out, std::uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-
-bool get_varint(std::string_view& in, std::uint64_t& v) {
-  v = 0;
-  for (int shift = 0; shift <= 63 && !in.empty(); shift += 7) {
-    const auto b = static_cast<std::uint8_t>(in.front());
-    in.remove_prefix(1);
-    v |= static_cast<std::uint64_t>(b & 0x7F) << shift;
-    if (!(b & 0x80)) return true;
-  }
-  return false;
-}
-
-bool get_position(std::string_view& in, std::uint64_t& v) {
-  if (in.size() < 8) return false;
-  v = decode_position(in.substr(0, 8));
-  in.remove_prefix(8);
-  return true;
-}
-
-constexpr char welcome_ledger_version = 1;
+constexpr std::uint8_t welcome_ledger_version = 1;
 
 }  // namespace
 
 std::string encode_welcome_ledger(const std::vector<welcome_ledger_entry>& mails) {
-  std::string out(1, welcome_ledger_version);
-  put_varint(out, mails.size());
+  record_writer w;
+  w.u8(welcome_ledger_version);
+  w.u64(mails.size());
   for (const auto& m : mails) {
-    out += encode_position(m.position);
-    out += m.event_id.as_bytes();
-    out.push_back(static_cast<char>((m.sent ? 1 : 0) | (m.forgotten ? 2 : 0)));
-    put_varint(out, static_cast<std::uint64_t>(std::max(m.attempts, 0)));
-    out += encode_position(static_cast<std::uint64_t>(m.at_micros));
-    put_varint(out, m.error.size());
-    out += m.error;
+    w.be64(m.position);
+    w.id(m.event_id);
+    w.u8(static_cast<std::uint8_t>((m.sent ? 1 : 0) | (m.forgotten ? 2 : 0)));
+    w.u64(static_cast<std::uint64_t>(std::max(m.attempts, 0)));
+    w.be64(static_cast<std::uint64_t>(m.at_micros));
+    w.str(m.error);
   }
-  return out;
+  return w.take();
 }
 
 std::optional<std::vector<welcome_ledger_entry>> decode_welcome_ledger(std::string_view in) {
-  if (in.empty() || in.front() != welcome_ledger_version) return std::nullopt;
-  in.remove_prefix(1);
-  std::uint64_t count = 0;
+  record_reader r(in);
+  if (r.u8() != welcome_ledger_version) return std::nullopt;
+  const std::uint64_t count = r.u64();
   // Each mail takes at least 35 bytes: a count past that is no record of this format.
-  if (!get_varint(in, count) || count > in.size() / 35) return std::nullopt;
+  if (!r.ok() || count > r.left() / 35) return std::nullopt;
   std::vector<welcome_ledger_entry> mails(count);
   for (auto& m : mails) {
-    std::uint64_t attempts = 0, at = 0, error_size = 0;
-    if (!get_position(in, m.position) || in.size() < 17) return std::nullopt;
-    std::copy_n(in.data(), 16, reinterpret_cast<char*>(m.event_id.bytes.data()));
-    const auto flags = static_cast<std::uint8_t>(in[16]);
-    in.remove_prefix(17);
-    if (flags > 3 || !get_varint(in, attempts) ||
-        attempts > static_cast<std::uint64_t>(std::numeric_limits<int>::max()) ||
-        !get_position(in, at) || !get_varint(in, error_size) || error_size > in.size()) {
+    m.position = r.be64();
+    m.event_id = r.id();
+    const std::uint8_t flags = r.u8();
+    const std::uint64_t attempts = r.u64();
+    if (flags > 3 || attempts > static_cast<std::uint64_t>(std::numeric_limits<int>::max())) {
       return std::nullopt;
     }
     m.sent = (flags & 1) != 0;
     m.forgotten = (flags & 2) != 0;
     m.attempts = static_cast<int>(attempts);
-    m.at_micros = static_cast<std::int64_t>(at);
-    m.error.assign(in.data(), error_size);
-    in.remove_prefix(error_size);
+    m.at_micros = static_cast<std::int64_t>(r.be64());
+    m.error = r.str();
+    if (!r.ok()) return std::nullopt;
   }
-  if (!in.empty()) return std::nullopt;
+  if (!r.at_end()) return std::nullopt;
   return mails;
 }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "common/crc32c.h"
+#include "common/record_format.h"
 
 namespace passage::eventstore::format {
 namespace {
@@ -18,15 +19,8 @@ void put_u64(std::string& out, std::uint64_t v) {
   std::memcpy(b, &v, 8);
   out.append(b, 8);
 }
-void put_varint(std::string& out, std::uint32_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
 void put_str(std::string& out, std::string_view s) {
-  put_varint(out, static_cast<std::uint32_t>(s.size()));
+  append_varint(out, static_cast<std::uint32_t>(s.size()));
   out.append(s);
 }
 
@@ -47,27 +41,15 @@ struct reader {
     in.remove_prefix(sizeof(T));
     return v;
   }
+  // Into `out`, reusing its buffer (record_reader::str() would make a new string).
   void str(std::string& out) {
-    std::uint32_t len = 0;
-    for (int shift = 0; shift <= 28; shift += 7) {
-      if (in.empty()) {
-        ok = false;
-        return;
-      }
-      auto byte = static_cast<std::uint8_t>(in.front());
-      in.remove_prefix(1);
-      len |= static_cast<std::uint32_t>(byte & 0x7F) << shift;
-      if (!(byte & 0x80)) {
-        if (in.size() < len) {
-          ok = false;
-          return;
-        }
-        out.assign(in.data(), len);
-        in.remove_prefix(len);
-        return;
-      }
+    std::uint64_t len = 0;
+    if (!read_varint(in, len) || len > in.size()) {
+      ok = false;
+      return;
     }
-    ok = false;
+    out.assign(in.data(), len);
+    in.remove_prefix(len);
   }
 };
 

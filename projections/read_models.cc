@@ -33,7 +33,7 @@
 #include "domain/text.h"
 #include "projections/bulk_runs.h"
 #include "projections/email_index.h"
-#include "projections/record_format.h"
+#include "common/record_format.h"
 #include "projections/sealed_rows.h"
 
 namespace passage::projections {

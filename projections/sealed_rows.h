@@ -18,7 +18,7 @@
 
 #include "common/result.h"
 #include "common/uuid.h"
-#include "projections/record_format.h"
+#include "common/record_format.h"
 
 namespace passage::projections::sealed {
 

@@ -323,6 +323,15 @@ struct command_service::impl {
     return agg->state;
   }
 
+  // Drops what `cache` holds of `stream`: the next load or decision reads it afresh from the
+  // log (learner streams, which claims append to outside the learners' cache).
+  template <typename State>
+  void invalidate(aggregate_cache<State>& cache, const std::string& stream) {
+    auto agg = cache.get(stream);
+    std::lock_guard lk(agg->mu);
+    agg->loaded = false;
+  }
+
   // What `read` takes from the aggregate of `stream`, read under its lock: for callers
   // that need a part of a large state (a claim needs its organization's lead form, not
   // the org's every API key).
@@ -1128,11 +1137,7 @@ void command_service::impl::claim_on(invite_ref ref, claim_input input,
     // not an anonymous claim under their id. A forgotten learner's token names nobody.
     // Read afresh: claims register learners outside the learners' cache.
     const auto stream = domain::learner_stream(*token_learner);
-    {
-      auto agg = self->learners.get(stream);
-      std::lock_guard lk(agg->mu);
-      agg->loaded = false;
-    }
+    self->invalidate(self->learners, stream);
     auto registered = self->read_loaded(
         self->learners, stream, [](const domain::learner_state& l) -> std::optional<std::string> {
           if (!l.exists_) return std::nullopt;  // an anonymous learner: no stream
@@ -1421,11 +1426,7 @@ void command_service::forget_learner(const domain::principal& who, const uuid& l
   }
   auto* self = impl_.get();
   // Claims append to learner streams outside this cache: always decide on a fresh load.
-  {
-    auto agg = impl_->learners.get(domain::learner_stream(learner_id));
-    std::lock_guard lk(agg->mu);
-    agg->loaded = false;
-  }
+  impl_->invalidate(impl_->learners, domain::learner_stream(learner_id));
   impl_->execute<domain::learner_state>(
       impl_->learners, domain::learner_stream(learner_id), {},
       [self, who, learner_id, done](const domain::learner_state& s, timestamp now)
@@ -1472,11 +1473,7 @@ void command_service::set_password(std::string token, std::string password, cons
   }
   const auto stream = domain::learner_stream(ref->learner_id);
   // Claims append to learner streams outside this cache: decide on a fresh load.
-  {
-    auto agg = self->learners.get(stream);
-    std::lock_guard lk(agg->mu);
-    agg->loaded = false;
-  }
+  self->invalidate(self->learners, stream);
   // The link's state first (a used or expired link says so whatever the password), then
   // the policy, then the slow hash, outside any lock. The decision is made again on the
   // aggregate below: the link may have been used meanwhile.
@@ -1525,11 +1522,7 @@ void command_service::issue_password_setup(const domain::principal& who, const u
     return;
   }
   const auto stream = domain::learner_stream(learner_id);
-  {
-    auto agg = impl_->learners.get(stream);
-    std::lock_guard lk(agg->mu);
-    agg->loaded = false;
-  }
+  impl_->invalidate(impl_->learners, stream);
   impl_->execute<domain::learner_state>(
       impl_->learners, stream, {},
       [who, done](const domain::learner_state& s,
@@ -1587,11 +1580,7 @@ void command_service::login(login_input input, callback<login_result> done) {
     return;
   }
   const auto stream = domain::learner_stream(*learner_id);
-  {
-    auto agg = self->learners.get(stream);
-    std::lock_guard lk(agg->mu);
-    agg->loaded = false;
-  }
+  self->invalidate(self->learners, stream);
   auto s = self->load(self->learners, stream);
   if (!s) {
     done(s.error());

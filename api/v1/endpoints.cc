@@ -251,7 +251,11 @@ problem primary_only(const std::string& primary) {
 // On a replica, commands and the reads only the primary can answer are refused by name;
 // the learner pages are sent to the primary.
 router::route_filter read_only_filter(std::string primary) {
-  return [primary](http::verb method, std::string_view path, handler h) -> handler {
+  // Where the learner pages are sent: --primary without its trailing slashes (a request's
+  // target, appended to it, starts with one). Worked out once, not per request.
+  std::string base = primary;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  return [primary, base](http::verb method, std::string_view path, handler h) -> handler {
     static const std::set<std::string_view> primary_reads = {
         "/v1/events", "/v1/events/live", "/v1/streams/{stream}", "/v1/public/claims/{claim_id}",
         "/v1/jobs/{id}"};
@@ -259,9 +263,7 @@ router::route_filter read_only_filter(std::string primary) {
     // the primary, they work. 307 keeps a form post's method and body.
     static const std::set<std::string_view> learner_pages = {"/i/{code}", "/p/{token}"};
     if (learner_pages.contains(path)) {
-      return [primary](const request& req, request_context&, responder respond) {
-        std::string base = primary;
-        while (!base.empty() && base.back() == '/') base.pop_back();
+      return [base](const request& req, request_context&, responder respond) {
         auto res = text_response(http::status::temporary_redirect,
                                  "this node is a read replica; the page is at " + base,
                                  "text/plain; charset=utf-8");

@@ -346,5 +346,29 @@ TEST(MailMessage, WelcomeLedgerRecordsReadBackAsWritten) {
   EXPECT_EQ(decode_welcome_ledger(bad_flags), std::nullopt);
 }
 
+// A run's ledger record, byte for byte: states written by earlier builds must keep reading.
+TEST(MailMessage, WelcomeLedgerRecordBytesArePinned) {
+  uuid first, second;
+  for (std::uint8_t i = 0; i < 16; ++i) {
+    first.bytes[i] = static_cast<std::uint8_t>(0x10 + i);
+    second.bytes[i] = static_cast<std::uint8_t>(0xF0 + i);
+  }
+  const std::vector<welcome_ledger_entry> mails{
+      {0x0102030405060708ull, first, true, true, 300, -5, "550 no"},
+      {7, second, false, false, 0, 0x1122334455667788ll, ""},
+  };
+  const std::string expected = std::string("\x01\x02", 2) +              // version, count
+                               "\x01\x02\x03\x04\x05\x06\x07\x08" +      // position
+                               std::string(first.as_bytes()) + "\x03" +  // id, flags
+                               "\xAC\x02" +                              // attempts 300
+                               "\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFB" +      // at -5
+                               std::string(1, 6) + "550 no" +            // error
+                               std::string("\x00\x00\x00\x00\x00\x00\x00\x07", 8) +
+                               std::string(second.as_bytes()) + std::string("\x00\x00", 2) +
+                               "\x11\x22\x33\x44\x55\x66\x77\x88" + std::string(1, '\0');
+  EXPECT_EQ(encode_welcome_ledger(mails), expected);
+  EXPECT_EQ(decode_welcome_ledger(expected), mails);
+}
+
 }  // namespace
 }  // namespace passage::consumers

@@ -23,7 +23,7 @@
 
 #include "projections/csv.h"
 #include "projections/json_views.h"
-#include "projections/record_format.h"
+#include "common/record_format.h"
 #include "projections/tests/fixture.h"
 #include "tests/support/crash_image.h"
 #include "tests/support/forwarding_store.h"

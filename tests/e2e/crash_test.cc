@@ -16,6 +16,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -821,6 +822,23 @@ TEST(Cli, BadFlagsAreNamedAndTouchNothing) {
             status);
   EXPECT_EQ(WEXITSTATUS(status), 2);
   EXPECT_NE(out.find("--type applies to `export events` only"), std::string::npos) << out;
+  {  // a usage error leaves the --output file as it was (found before it is opened)
+    const std::string kept = dir.sub("kept.csv");
+    std::ofstream(kept) << "rows of an earlier export\n";
+    out = run(std::string(PASSAGE_BINARY) + " export events --type Bogus --output " + kept +
+                  " --data-dir " + dir.sub("d") + " 2>&1",
+              status);
+    EXPECT_EQ(WEXITSTATUS(status), 2) << out;
+    EXPECT_NE(out.find("'Bogus' is not an event type"), std::string::npos) << out;
+    std::ifstream in(kept);
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "rows of an earlier export\n");
+  }
+  // Not usage: an output that cannot be written is a failure (1).
+  out = run(std::string(PASSAGE_BINARY) + " export events --output " + dir.sub("no/such.csv") +
+                " --data-dir " + dir.sub("d") + " 2>&1",
+            status);
+  EXPECT_EQ(WEXITSTATUS(status), 1) << out;
+  EXPECT_NE(out.find("cannot write"), std::string::npos) << out;
   EXPECT_FALSE(std::filesystem::exists(dir.sub("d")));
 
   out = run(std::string(PASSAGE_BINARY) + " replica --data-dir " + dir.sub("r") + " 2>&1", status);

@@ -1,7 +1,9 @@
 #pragma once
-// The binary form of read-model records in RocksDB: varints, length-prefixed strings,
-// uuids and timestamps. Internal to passage::projections; the layout is versioned by
-// read_models' format key, so a change means a rebuild, never a migration.
+// A small binary record codec: varints (LEB128; zigzag for signed), big-endian u64s,
+// length-prefixed strings, uuids and timestamps. The read models' RocksDB rows and the
+// mailer's welcome-ledger records are written with it, the event log's records' string
+// lengths with its varint functions; its bytes are pinned by
+// common/tests/record_format_test.cc, since changing them changes those stored formats.
 //
 //   record_writer w;
 //   w.id(invite_id); w.str(code); w.ts(created_at);
@@ -19,7 +21,7 @@
 #include "common/clock.h"
 #include "common/uuid.h"
 
-namespace passage::projections {
+namespace passage {
 
 // `v` as 8 big-endian bytes (row keys' positions, the checkpoint): keys sort by it.
 inline void append_be64(std::string& out, std::uint64_t v) {
@@ -29,28 +31,47 @@ inline void append_be64(std::string& out, std::uint64_t v) {
   out.append(bytes, 8);
 }
 
+// `v` as a varint (LEB128: 7 bits a byte, low first, the high bit set on all but the last).
+inline void append_varint(std::string& out, std::uint64_t v) {
+  if (v < 0x80) {  // most: flags, kinds, small counts, short strings' lengths
+    out.push_back(static_cast<char>(v));
+    return;
+  }
+  // Gathered first, appended once: a rebuild writes several per row, and pushing byte by
+  // byte checked the string's capacity for each.
+  char buf[10];
+  std::size_t n = 0;
+  while (v >= 0x80) {
+    buf[n++] = static_cast<char>((v & 0x7F) | 0x80);
+    v >>= 7;
+  }
+  buf[n++] = static_cast<char>(v);
+  out.append(buf, n);
+}
+
+// The varint at the front of `in` into `v`, and `in` past it; false when `in` ends inside
+// it or it runs past ten bytes (`in` is then past the bytes read).
+inline bool read_varint(std::string_view& in, std::uint64_t& v) {
+  v = 0;
+  for (int shift = 0; shift < 64 && !in.empty(); shift += 7) {
+    const auto b = static_cast<std::uint8_t>(in.front());
+    in.remove_prefix(1);
+    v |= static_cast<std::uint64_t>(b & 0x7F) << shift;
+    if (!(b & 0x80)) return true;
+  }
+  return false;
+}
+
 class record_writer {
  public:
-  void u64(std::uint64_t v) {
-    if (v < 0x80) {  // most: flags, kinds, small counts
-      out_.push_back(static_cast<char>(v));
-      return;
-    }
-    // Gathered first, appended once: a rebuild writes several per row, and pushing byte by
-    // byte checked the string's capacity for each.
-    char buf[10];
-    std::size_t n = 0;
-    while (v >= 0x80) {
-      buf[n++] = static_cast<char>((v & 0x7F) | 0x80);
-      v >>= 7;
-    }
-    buf[n++] = static_cast<char>(v);
-    out_.append(buf, n);
-  }
+  void u64(std::uint64_t v) { append_varint(out_, v); }
   void i64(std::int64_t v) {
     u64((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));
   }
   void boolean(bool v) { out_.push_back(v ? 1 : 0); }
+  void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  // 8 bytes big-endian (append_be64).
+  void be64(std::uint64_t v) { append_be64(out_, v); }
   void str(std::string_view s) {
     u64(s.size());
     out_.append(s);
@@ -94,15 +115,8 @@ class record_reader {
   explicit record_reader(std::string_view in) : in_(in) {}
 
   std::uint64_t u64() {
-    std::uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (in_.empty()) return bad();
-      const auto b = static_cast<std::uint8_t>(in_.front());
-      in_.remove_prefix(1);
-      v |= static_cast<std::uint64_t>(b & 0x7F) << shift;
-      if (!(b & 0x80)) return v;
-    }
-    return bad();
+    std::uint64_t v;
+    return read_varint(in_, v) ? v : bad();
   }
   std::int64_t i64() {
     const std::uint64_t z = u64();
@@ -113,6 +127,19 @@ class record_reader {
     const char c = in_.front();
     in_.remove_prefix(1);
     return c != 0;
+  }
+  std::uint8_t u8() {
+    if (in_.empty()) return static_cast<std::uint8_t>(bad());
+    const auto b = static_cast<std::uint8_t>(in_.front());
+    in_.remove_prefix(1);
+    return b;
+  }
+  std::uint64_t be64() {
+    if (in_.size() < 8) return bad();
+    std::uint64_t be;
+    std::memcpy(&be, in_.data(), 8);
+    in_.remove_prefix(8);
+    return __builtin_bswap64(be);
   }
   std::string str() {
     const std::uint64_t n = u64();
@@ -156,6 +183,8 @@ class record_reader {
 
   bool ok() const { return ok_; }
   bool at_end() const { return in_.empty(); }
+  // Bytes not read yet (0 once not ok()).
+  std::size_t left() const { return in_.size(); }
   // Marks the input malformed (a value read was out of its range): as a short input,
   // ok() turns false and later reads return zero values.
   void corrupt() { (void)bad(); }
@@ -170,4 +199,4 @@ class record_reader {
   bool ok_ = true;
 };
 
-}  // namespace passage::projections
+}  // namespace passage
