@@ -73,6 +73,9 @@ class uuid_map {
     friend bool operator==(const basic_iterator& a, const basic_iterator& b) {
       return a.index_ == b.index_;
     }
+    // The entry's number: its place in insertion order (nth() finds it again), which never
+    // changes (entries are never erased one by one). Smaller than 2^32 - 1.
+    std::size_t index() const { return index_; }
 
    private:
     friend class uuid_map;
@@ -125,6 +128,11 @@ class uuid_map {
     if (i == size_) throw std::out_of_range("uuid_map::at");
     return entry(i).second;
   }
+
+  // Entry number `i` (iterator::index(), below size()): what a table that names entries
+  // by number in 4 bytes rather than by key in 16 (the read models' email index) reads.
+  value_type& nth(std::size_t i) { return entry(i); }
+  const value_type& nth(std::size_t i) const { return entry(i); }
 
   // The entry of `key`, inserted (V constructed from `args`) when there is none.
   template <typename... Args>

@@ -1492,7 +1492,8 @@ event_codec::event_codec(key_store& keys, std::string pepper)
   if (pepper_.size() < 32) throw std::invalid_argument("event_codec: pepper must be >= 32 bytes");
 }
 
-std::string event_codec::email_subject(const uuid& org_id, std::string_view email) const {
+std::array<std::uint8_t, 32> event_codec::email_hash(const uuid& org_id,
+                                                     std::string_view email) const {
   // "<org>|<normalize_email(email)>", written into one buffer: a replay hashes the email
   // of every registration.
   static constexpr char digits[] = "0123456789abcdef";
@@ -1511,6 +1512,14 @@ std::string event_codec::email_subject(const uuid& org_id, std::string_view emai
   if (!hmac_sha256(pepper_, {msg}, md)) {
     throw std::runtime_error("event codec: HMAC-SHA256 of an email failed (OpenSSL)");
   }
+  std::array<std::uint8_t, 32> out;
+  std::copy(md.begin(), md.end(), out.begin());
+  return out;
+}
+
+std::string event_codec::email_subject(const uuid& org_id, std::string_view email) const {
+  static constexpr char digits[] = "0123456789abcdef";
+  const auto md = email_hash(org_id, email);
   std::string out = "email:";
   out.resize(6 + 2 * md.size());
   for (std::size_t i = 0; i < md.size(); ++i) {

@@ -21,6 +21,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <array>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -111,6 +113,9 @@ class event_codec {
   std::string subject_of(const domain::event& e) const;
   // "email:<…>" for an email of an organization (trimmed and lower-cased before hashing).
   std::string email_subject(const uuid& org_id, std::string_view email) const;
+  // The 32 bytes email_subject() writes in hex after "email:", for callers that keep
+  // millions of them (a rebuild's email index) or compare them.
+  std::array<std::uint8_t, 32> email_hash(const uuid& org_id, std::string_view email) const;
 
   // Forgetting a learner must also forget what was recorded about their email before
   // the learner existed (rejected claims, invitations, mails), which is keyed by the

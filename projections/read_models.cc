@@ -28,6 +28,7 @@
 #include <unordered_set>
 
 #include "common/time_format.h"
+#include "common/uuid_list.h"
 #include "common/uuid_map.h"
 #include "domain/events.h"
 #include "domain/text.h"
@@ -296,18 +297,20 @@ std::shared_ptr<const domain::claim_snapshot> shared_terms(invite_rec* i,
   return made;
 }
 
+// A rebuild keeps millions (one per registration): no heap block for the usual learner,
+// whose email hash (32 bytes) and one claim are kept in place.
 struct learner_rec {
   uuid org_id;
   uuid learner_id;
   timestamp registered_at{};
-  std::string email_subject;  // keyed hash; empty when unknown or forgotten
-  bool lead_submitted = false;
-  bool forgotten = false;
-  std::vector<uuid> claims;
   // The position of the first event that made the record (InviteClaimed, LearnerRegistered,
   // LeadCaptured or LearnerForgotten: learner_of's callers): its key (l<position>).
   // Memory only: load() reads it from the key.
   std::uint64_t key_position = 0;
+  uuid_list claims;
+  keyed_email email;  // keyed hash; empty when unknown or forgotten
+  bool lead_submitted = false;
+  bool forgotten = false;
 };
 
 // --- encoding ---
@@ -606,49 +609,28 @@ bool decode(std::string_view in, claim_rec& c, track_names& names) {
 
 // A learner's keyed email hash as event_codec::email_subject writes it, "email:" and 64
 // lowercase hex digits, is kept as its 32 bytes (marked 1): random hex does not compress,
-// and a rebuild writes one per learner. Any other text is kept as it is (marked 0).
-constexpr std::string_view email_subject_prefix = "email:";
-
-void put_email_subject(record_writer& w, std::string_view subject) {
-  // Lowercase hex digits' values, -1 for anything else (uppercase too: another subject).
-  static constexpr std::array<std::int8_t, 256> value = [] {
-    std::array<std::int8_t, 256> t{};
-    t.fill(-1);
-    for (int c = '0'; c <= '9'; ++c) t[c] = static_cast<std::int8_t>(c - '0');
-    for (int c = 'a'; c <= 'f'; ++c) t[c] = static_cast<std::int8_t>(c - 'a' + 10);
-    return t;
-  }();
-  char bytes[32];
-  int bad = subject.size() == email_subject_prefix.size() + 64 &&
-                    subject.starts_with(email_subject_prefix)
-                ? 0
-                : -1;
-  for (std::size_t i = 0; i < sizeof bytes && bad >= 0; ++i) {
-    const auto* hex = reinterpret_cast<const unsigned char*>(subject.data()) +
-                      email_subject_prefix.size() + 2 * i;
-    const int hi = value[hex[0]], lo = value[hex[1]];
-    bad |= hi | lo;  // a -1 sets the sign bit
-    bytes[i] = static_cast<char>(hi << 4 | lo);
-  }
-  if (bad >= 0) {
+// and a rebuild writes one per learner. Any other text is kept as it is (marked 0), as
+// is none (0 and "").
+void put_email_subject(record_writer& w, const keyed_email& email) {
+  if (const auto* hash = email.hash()) {
     w.u64(1);
-    w.raw(std::string_view(bytes, sizeof bytes));
+    w.raw(std::string_view(reinterpret_cast<const char*>(hash->data()), hash->size()));
   } else {
     w.u64(0);
-    w.str(subject);
+    w.str(email.empty() ? std::string_view() : std::string_view(email.text()));
   }
 }
 
-std::string get_email_subject(record_reader& r) {
-  if (r.u64() != 1) return r.str();
-  constexpr std::string_view digits = "0123456789abcdef";
-  std::string subject(email_subject_prefix);
-  for (const char c : r.raw(32)) {
-    const auto b = static_cast<std::uint8_t>(c);
-    subject.push_back(digits[b >> 4]);
-    subject.push_back(digits[b & 0xf]);
+void get_email_subject(record_reader& r, keyed_email& email) {
+  if (r.u64() != 1) {
+    email.assign(r.str());
+    return;
   }
-  return subject;
+  const auto bytes = r.raw(32);
+  if (bytes.size() != 32) return;  // the reader failed (r.ok() says so)
+  email_hash hash;
+  std::memcpy(hash.data(), bytes.data(), hash.size());
+  email.assign(hash);
 }
 
 // Into `w` (cleared first): a load's end encodes millions into one writer.
@@ -657,7 +639,7 @@ void encode_into(record_writer& w, const learner_rec& l) {
   w.id(l.org_id);
   w.id(l.learner_id);
   w.ts(l.registered_at);
-  put_email_subject(w, l.email_subject);
+  put_email_subject(w, l.email);
   w.boolean(l.lead_submitted);
   w.boolean(l.forgotten);
   w.u64(l.claims.size());
@@ -669,7 +651,7 @@ bool decode(std::string_view in, learner_rec& l) {
   l.org_id = r.id();
   l.learner_id = r.id();
   l.registered_at = r.ts();
-  l.email_subject = get_email_subject(r);
+  get_email_subject(r, l.email);
   l.lead_submitted = r.boolean();
   l.forgotten = r.boolean();
   for (auto n = r.u64(); n > 0 && r.ok(); --n) l.claims.push_back(r.id());
@@ -1032,7 +1014,19 @@ struct read_models::state {
   track_names interned_tracks;
   uuid_map<claim_rec> claims;
   uuid_map<learner_rec> learners;
-  email_index learner_by_subject;
+  // The email index names learners by their entry's number in `learners` and reads their
+  // hash from it (email_index.h).
+  struct learner_hash {
+    const uuid_map<learner_rec>* learners;
+    const email_hash& operator()(std::uint32_t entry) const {
+      return *learners->nth(entry).second.email.hash();
+    }
+  };
+  email_index<learner_hash> learner_by_subject{learner_hash{&learners}};
+  // A learner's number in the email index (its entry's in `learners`).
+  static std::uint32_t entry_of(uuid_map<learner_rec>::const_iterator it) {
+    return static_cast<std::uint32_t>(it.index());
+  }
 
   std::atomic<std::uint64_t> applied{0};
   std::mutex waiters_mu;
@@ -1100,7 +1094,7 @@ struct read_models::state {
 
   // --- applying (under the unique lock) ---
 
-  // `decoded`: what decode_range made of the event (its email_subject is moved from).
+  // `decoded`: what decode_range made of the event (its email hash is copied from).
   void apply_one(const recorded_event& re, decoded_entry& decoded);
   // Start loading what apply_one will look up for `decoded` at random in the big tables
   // (claims, learners, the email index): first the tables' lines, a few events later
@@ -1115,7 +1109,11 @@ struct read_models::state {
   }
   // The learner's record, made for the event at `position` if none is made yet. Only the
   // events that make a record call it (not TrackPlayed or ClaimRejected, which name one).
-  learner_rec& learner_of(const uuid& org, const uuid& learner_id, std::uint64_t position);
+  learner_rec& learner_of(const uuid& org, const uuid& learner_id, std::uint64_t position) {
+    return learner_entry_of(org, learner_id, position)->second;
+  }
+  uuid_map<learner_rec>::iterator learner_entry_of(const uuid& org, const uuid& learner_id,
+                                                   std::uint64_t position);
   // day_of(t), remembered for the last day asked: claims come in time order, so most
   // share the previous one's day.
   const std::string& day_text(timestamp t);
@@ -1282,9 +1280,10 @@ result<void, projection_error> read_models::state::load() {
     learner_rec l;
     if (!decode(v, l)) return false;
     l.key_position = position;
-    if (!l.forgotten && !l.email_subject.empty())
-      learner_by_subject.assign(l.email_subject, l.learner_id);
-    learners[l.learner_id] = std::move(l);
+    auto [it, inserted] = learners.try_emplace(l.learner_id);
+    if (!inserted) learner_by_subject.erase_if(it->second.email, entry_of(it));
+    it->second = std::move(l);
+    if (!it->second.forgotten) learner_by_subject.assign(it->second.email, entry_of(it));
     return true;
   });
   if (corrupt) return projection_error{"read models: a record could not be read; rebuild"};
@@ -1316,8 +1315,9 @@ const std::string& read_models::state::day_text(timestamp t) {
   return cached_day_text;
 }
 
-learner_rec& read_models::state::learner_of(const uuid& org, const uuid& learner_id,
-                                            std::uint64_t position) {
+uuid_map<learner_rec>::iterator read_models::state::learner_entry_of(const uuid& org,
+                                                                     const uuid& learner_id,
+                                                                     std::uint64_t position) {
   auto [it, inserted] = learners.try_emplace(learner_id);
   if (inserted) {
     it->second.org_id = org;
@@ -1325,7 +1325,7 @@ learner_rec& read_models::state::learner_of(const uuid& org, const uuid& learner
     it->second.key_position = position;
   }
   mark(dirty.learners, learner_id);
-  return it->second;
+  return it;
 }
 
 void read_models::state::apply_one(const recorded_event& re, decoded_entry& decoded) {
@@ -1509,16 +1509,19 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
                                  e.invite_id_, e.claim_id_, e.track_id_, 0, std::nullopt);
                    },
                    [&](const dm::learner_registered& e) {
-                     auto& l = learner_of(e.org_id_, e.learner_id_, at);
+                     const auto it = learner_entry_of(e.org_id_, e.learner_id_, at);
+                     auto& l = it->second;
                      l.registered_at = e.registered_at_;
                      if (forgotten || l.forgotten || e.personal_data_.email_.empty()) return;
                      // Taken while decoding (decode_range) for exactly these events.
-                     std::string& subject = decoded.email_subject;
-                     if (!l.email_subject.empty() && l.email_subject != subject) {
-                       learner_by_subject.erase_if(l.email_subject, l.learner_id);
+                     const email_hash& hash = decoded.email_hash.value();
+                     const auto* had = l.email.hash();
+                     if (had == nullptr || *had != hash) {
+                       // Out of the index while the learner still keeps the old one.
+                       learner_by_subject.erase_if(l.email, entry_of(it));
+                       l.email.assign(hash);
                      }
-                     learner_by_subject.assign(subject, e.learner_id_);
-                     l.email_subject = std::move(subject);
+                     learner_by_subject.assign(hash, entry_of(it));
                    },
                    [&](const dm::lead_captured& e) {
                      learner_of(e.org_id_, e.learner_id_, at).lead_submitted = true;
@@ -1530,11 +1533,12 @@ void read_models::state::apply_one(const recorded_event& re, decoded_entry& deco
                      out.put_row('L', e.org_id_, re.position);
                    },
                    [&](const dm::learner_forgotten& e) {
-                     auto& l = learner_of(e.org_id_, e.learner_id_, at);
+                     const auto it = learner_entry_of(e.org_id_, e.learner_id_, at);
+                     auto& l = it->second;
                      l.forgotten = true;
-                     if (!l.email_subject.empty()) {
-                       learner_by_subject.erase_if(l.email_subject, l.learner_id);
-                       l.email_subject.clear();
+                     if (!l.email.empty()) {
+                       learner_by_subject.erase_if(l.email, entry_of(it));
+                       l.email.clear();
                      }
                    },
                    [](const auto&) {},
@@ -1561,7 +1565,7 @@ inline void read_models::state::prefetch_slots(const decoded_entry& decoded) con
     learners.prefetch(e->learner_id_);
   } else if (const auto* e = std::get_if<domain::learner_registered>(&ev)) {
     learners.prefetch(e->learner_id_);
-    if (!decoded.email_subject.empty()) learner_by_subject.prefetch(decoded.email_subject);
+    if (decoded.email_hash) learner_by_subject.prefetch(*decoded.email_hash);
   }
 }
 
@@ -1905,7 +1909,7 @@ namespace {
 // Decodes `e` into `out` (its buffers reused); the failure's message, or "".
 std::string decode_entry(const eventstore::event_codec& codec, const eventstore::recorded_event& e,
                          read_models::decoded_entry& out) {
-  out.email_subject.clear();
+  out.email_hash.reset();
   out.invite_stream = uuid_after(e.stream, "invite-");
   const auto type_index = eventstore::event_type_index(e.type);
   if (!needs_decode(type_index)) {
@@ -1926,7 +1930,7 @@ std::string decode_entry(const eventstore::event_codec& codec, const eventstore:
   if (const auto* lr = std::get_if<domain::learner_registered>(&out.event->event);
       lr != nullptr && !out.event->forgotten && !lr->personal_data_.email_.empty()) {
     try {
-      out.email_subject = codec.email_subject(lr->org_id_, lr->personal_data_.email_);
+      out.email_hash = codec.email_hash(lr->org_id_, lr->personal_data_.email_);
     } catch (const std::exception& ex) {  // OpenSSL failed; must not escape a decoder thread
       return "read models: cannot hash the email of the event at position " +
              std::to_string(e.position) + ": " + ex.what();
@@ -1949,11 +1953,9 @@ std::string decode_range(const eventstore::event_codec& codec,
 }  // namespace
 
 void read_models::wipe_decoded(decoded_entry& d) {
-  // The hash is always longer than a string holds in place: an empty one without a buffer
-  // of its own holds nothing (nor does one left by a wipe, which gives its buffer back).
-  if (d.email_subject.capacity() > std::string().capacity()) {
-    state::wipe(d.email_subject);
-    std::string().swap(d.email_subject);
+  if (d.email_hash) {
+    OPENSSL_cleanse(d.email_hash->data(), d.email_hash->size());
+    d.email_hash.reset();
   }
   if (!d.event) return;
   if (std::holds_alternative<domain::invite_created>(d.event->event) ||
@@ -1974,7 +1976,7 @@ read_models::kept_decoded_counts read_models::kept_decoded_for_test() const {
   for (const auto& d : state_->live_decoded) {
     ++n.entries;
     const auto* pd = d.event ? domain::personal_data_of(d.event->event) : nullptr;
-    if (!d.email_subject.empty() || (pd != nullptr && !pd->empty())) ++n.with_personal_data;
+    if (d.email_hash || (pd != nullptr && !pd->empty())) ++n.with_personal_data;
     if (d.event && (std::holds_alternative<domain::invite_created>(d.event->event) ||
                     std::holds_alternative<domain::invite_updated>(d.event->event))) {
       ++n.with_invite_settings;
@@ -2028,7 +2030,7 @@ result<void, projection_error> read_models::apply(
     ~trim_on_exit() { s.keep_live_decoded_small(used); }
   } trim{s, todo.size()};
   if (decoded.size() < todo.size()) decoded.resize(todo.size());
-  for (std::size_t i = 0; i < todo.size(); ++i) decoded[i].email_subject.clear();
+  for (std::size_t i = 0; i < todo.size(); ++i) decoded[i].email_hash.reset();
   // hardware_concurrency() reads /sys/devices/system/cpu/online (an open, a read and a
   // close): asked once, not per batch (~5 % of the projector's thread under live load).
   static const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
@@ -2081,21 +2083,16 @@ result<void, projection_error> read_models::apply_decoded(
     // The batch itself was written by the reading and decoding threads, on the other core:
     // its lines are asked for further ahead still, so that prefetch_slots, which reads
     // them, finds them in (it waited for them: the applier's biggest stall).
-    constexpr std::size_t lines_ahead = 32, subject_ahead = 24;
+    constexpr std::size_t lines_ahead = 32;
     for (std::size_t i = 0; i < todo.size(); ++i) {
       if (i + lines_ahead < todo.size()) {
         const auto* d = reinterpret_cast<const char*>(&decoded[i + lines_ahead]);
         __builtin_prefetch(d);       // the event's ids
         __builtin_prefetch(d + 64);  // (most events' fields are in their first 128 bytes)
         __builtin_prefetch(d + sizeof(domain::event) - 1);  // which event: the variant's index
-        __builtin_prefetch(&decoded[i + lines_ahead].email_subject);
+        __builtin_prefetch(&decoded[i + lines_ahead].email_hash);
         const auto* r = reinterpret_cast<const char*>(&todo[i + lines_ahead]);
         __builtin_prefetch(r + offsetof(recorded_event, stream_version));
-      }
-      // A registration's email hash (a string the decoder made), read by prefetch_slots.
-      if (i + subject_ahead < todo.size()) {
-        const auto& subject = decoded[i + subject_ahead].email_subject;
-        if (!subject.empty()) __builtin_prefetch(subject.data());
       }
       if (i + slots_ahead < todo.size()) s.prefetch_slots(decoded[i + slots_ahead]);
       if (i + entries_ahead < todo.size()) s.prefetch_entries(decoded[i + entries_ahead]);
@@ -2654,7 +2651,7 @@ std::optional<learner_view> read_models::learner(const uuid& org_id, const uuid&
   if (l == state_->learners.end() || l->second.org_id != org_id) return std::nullopt;
   const auto& r = l->second;
   return learner_view{r.org_id,         r.learner_id, r.registered_at,
-                      r.lead_submitted, r.forgotten,  r.claims};
+                      r.lead_submitted, r.forgotten,  std::vector<uuid>(r.claims)};
 }
 
 std::optional<learner_ref> read_models::learner_by_email(const uuid& org_id,
@@ -2662,11 +2659,9 @@ std::optional<learner_ref> read_models::learner_by_email(const uuid& org_id,
   std::shared_lock lock(state_->mu);
   auto s = state_->learner_by_subject.find(email_subject);
   if (!s) return std::nullopt;
-  auto l = state_->learners.find(*s);
-  if (l == state_->learners.end() || l->second.org_id != org_id || l->second.forgotten) {
-    return std::nullopt;
-  }
-  return learner_ref{l->second.learner_id, l->second.lead_submitted};
+  const auto& l = state_->learners.nth(*s).second;
+  if (l.org_id != org_id || l.forgotten) return std::nullopt;
+  return learner_ref{l.learner_id, l.lead_submitted};
 }
 
 std::optional<learner_history_view> read_models::learner_history(const uuid& org_id,
@@ -2757,10 +2752,10 @@ std::optional<learner_history_view> read_models::learner_history(const uuid& org
 std::optional<std::string> read_models::learner_email_subject(const uuid& learner_id) const {
   std::shared_lock lock(state_->mu);
   auto l = state_->learners.find(learner_id);
-  if (l == state_->learners.end() || l->second.forgotten || l->second.email_subject.empty()) {
+  if (l == state_->learners.end() || l->second.forgotten || l->second.email.empty()) {
     return std::nullopt;
   }
-  return l->second.email_subject;
+  return l->second.email.subject();
 }
 
 std::vector<lead_row> read_models::leads(const uuid& org_id) const {

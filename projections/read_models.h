@@ -14,6 +14,7 @@
 //   auto invite = (*models)->invite(org_id, invite_id, clock.now());   // optional<invite_view>
 //   (*models)->when_applied(append_result.last_position, [&] { respond(); });
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -430,10 +431,11 @@ class read_models {
   struct decoded_entry {
     std::optional<eventstore::decoded_event> event;
     // A LearnerRegistered with an email and no forgotten personal data: its keyed email
-    // hash (event_codec::email_subject) for the email index, empty otherwise. The HMAC is
-    // taken while decoding, so that the applying thread (the one that bounds a rebuild's
-    // time) only stores it.
-    std::string email_subject;
+    // hash's 32 bytes (event_codec::email_hash) for the email index, none otherwise. The
+    // HMAC is taken while decoding, so that the applying thread (the one that bounds a
+    // rebuild's time) only stores it; as bytes, so that neither thread writes or reads
+    // its hex or allocates for it.
+    std::optional<std::array<std::uint8_t, 32>> email_hash;
     // The invite whose stream ("invite-<id>") holds the event, whose version it moves:
     // read from the stream name while decoding, off the applying thread.
     std::optional<uuid> invite_stream;
@@ -446,7 +448,7 @@ class read_models {
                                               decoded_entry& out) const;
   // Wipes in place what `d` holds that must not outlive its batch: decrypted personal data
   // is zeroed and emptied (its buffers stay for the next decode to reuse); the email hash
-  // is zeroed and its buffer freed (so that an entry without a buffer holds no hash); an
+  // is zeroed and reset; an
   // invite's settings (InviteCreated/Updated: maybe thousands of allowed emails) are
   // dropped. The live path does so after each batch; a rebuild too.
   static void wipe_decoded(decoded_entry& d);

@@ -190,6 +190,26 @@ TEST(uuid_map_test, EntriesStayInPlaceAndIterateInInsertionOrder) {
   EXPECT_EQ(expected, 5000u);
 }
 
+// An entry's number (iterator::index()) is its place in insertion order, kept through
+// growth; nth() of it is the same entry.
+TEST(uuid_map_test, EntryNumbersNameTheSameEntryThroughGrowth) {
+  uuid_map<std::uint64_t> map;
+  std::vector<std::size_t> numbers;
+  for (std::uint64_t n = 0; n < 5000; ++n) {
+    auto [it, inserted] = map.try_emplace(numbered(n), n);
+    ASSERT_TRUE(inserted);
+    numbers.push_back(it.index());
+  }
+  for (std::uint64_t n = 0; n < 5000; ++n) {
+    ASSERT_EQ(numbers[n], n);
+    ASSERT_EQ(map.find(numbered(n)).index(), n);
+    ASSERT_EQ(map.nth(numbers[n]).first, numbered(n));
+    ASSERT_EQ(map.nth(numbers[n]).second, n);
+  }
+  const auto& cmap = map;
+  EXPECT_EQ(&cmap.nth(7), &*map.find(numbered(7)));
+}
+
 TEST(uuid_map_test, PrefetchesChangeNothing) {
   uuid_map<int> map;
   map.prefetch(numbered(1));  // empty: no table yet

@@ -591,6 +591,14 @@ TEST_F(codec_test, subjects_are_the_learner_else_a_keyed_hash_of_the_email) {
   }
   event_codec again(*other_keys, std::string(32, 'q'));  // perhaps where `gone` was
   EXPECT_EQ(again.email_subject(org, "eve@example.com"), "email:" + q_hash);
+  // email_hash(): the same HMAC's 32 bytes, whose hex email_subject() writes.
+  const auto bytes = codec_.email_hash(org, " Eve@Example.COM");
+  std::string hex;
+  for (const auto b : bytes) {
+    hex += "0123456789abcdef"[b >> 4];
+    hex += "0123456789abcdef"[b & 0xf];
+  }
+  EXPECT_EQ(hex, p_hash);
 
   auto r = stored(unknown);
   auto dec = codec_.decode(r);

@@ -1,10 +1,13 @@
 // The email index's table: answers as a map of strings would, through growth, overwrites
-// and removals (its removal shifts entries back instead of leaving tombstones).
+// and removals (its removal shifts entries back instead of leaving tombstones), though it
+// keeps no hash itself, only a tag and the entry that keeps the hash (hashes sharing their
+// tag are told apart by the entry's); and keyed_email, the form an entry keeps it in.
 
 #include "projections/email_index.h"
 
 #include <gtest/gtest.h>
 
+#include <deque>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -13,8 +16,9 @@ namespace passage::projections {
 namespace {
 
 std::string subject_of(std::uint64_t n) {
-  // Shaped as event_codec::email_subject's; the low bits of n pick the home slot, so
-  // small numbers collide and build long probe runs.
+  // Shaped as event_codec::email_subject's; the first 4 bytes are the tag, whose top bits
+  // pick the home slot, so small numbers collide and build long probe runs, and numbers
+  // that differ only past their fourth byte share their tag.
   static constexpr char hex[] = "0123456789abcdef";
   std::string s = "email:";
   for (int i = 0; i < 32; ++i) {
@@ -25,137 +29,270 @@ std::string subject_of(std::uint64_t n) {
   return s;
 }
 
-uuid learner(std::uint64_t n) {
-  uuid u;
-  for (int i = 0; i < 8; ++i) u.bytes[15 - i] = static_cast<std::uint8_t>(n >> (8 * i));
-  return u;
+email_hash hash_of(std::uint64_t n) {
+  email_hash h;
+  EXPECT_TRUE(parse_email_subject(subject_of(n), h));
+  return h;
 }
 
+// Learners keeping their own email, as the read models' do; the index names them by number.
+struct learners {
+  std::deque<keyed_email> emails;
+  struct hash_of_entry {
+    const learners* all;
+    const email_hash& operator()(std::uint32_t e) const { return *all->emails.at(e).hash(); }
+  };
+  email_index<hash_of_entry> index{hash_of_entry{this}};
+
+  explicit learners(std::size_t n) : emails(n) {}
+  learners(const learners&) = delete;
+  // What the read models do for a registration: out of the index under the old email,
+  // then the new one kept and named.
+  void registers(std::uint32_t e, std::string_view subject) {
+    keyed_email now;
+    now.assign(subject);
+    if (!(emails[e] == now)) {
+      index.erase_if(emails[e], e);
+      emails[e] = now;
+    }
+    index.assign(emails[e], e);
+  }
+  void forgotten(std::uint32_t e) {
+    index.erase_if(emails[e], e);
+    emails[e].clear();
+  }
+};
+
+// The same as a map of strings, what the index replaced.
+struct expected_index {
+  std::unordered_map<std::string, std::uint32_t> by_subject;
+  std::vector<std::string> subject;  // per entry
+  explicit expected_index(std::size_t n) : subject(n) {}
+  void registers(std::uint32_t e, const std::string& s) {
+    if (subject[e] != s) {
+      auto it = by_subject.find(subject[e]);
+      if (!subject[e].empty() && it != by_subject.end() && it->second == e) by_subject.erase(it);
+      subject[e] = s;
+    }
+    by_subject[s] = e;
+  }
+  void forgotten(std::uint32_t e) {
+    auto it = by_subject.find(subject[e]);
+    if (!subject[e].empty() && it != by_subject.end() && it->second == e) by_subject.erase(it);
+    subject[e].clear();
+  }
+};
+
 TEST(email_index_test, FindsAssignsAndErasesOnlyForTheLearnerNamed) {
-  email_index index;
+  learners l(3);
+  auto& index = l.index;
   const auto ada = subject_of(1), bob = subject_of(2);
   EXPECT_FALSE(index.find(ada));
-  index.assign(ada, learner(10));
-  index.assign(bob, learner(20));
-  EXPECT_EQ(index.find(ada), learner(10));
+  l.registers(0, ada);
+  l.registers(1, bob);
+  EXPECT_EQ(index.find(ada), 0u);
+  EXPECT_EQ(index.find(hash_of(1)), 0u);
   EXPECT_EQ(index.size(), 2u);
-  index.assign(ada, learner(11));  // another learner takes the address over
-  EXPECT_EQ(index.find(ada), learner(11));
+  l.registers(2, ada);  // another learner takes the address over
+  EXPECT_EQ(index.find(ada), 2u);
   EXPECT_EQ(index.size(), 2u);
-  EXPECT_FALSE(index.erase_if(ada, learner(10)));  // the old one no longer owns it
-  EXPECT_EQ(index.find(ada), learner(11));
-  EXPECT_TRUE(index.erase_if(ada, learner(11)));
+  EXPECT_FALSE(index.erase_if(l.emails[0], 0));  // the old one no longer owns it
+  EXPECT_EQ(index.find(ada), 2u);
+  l.registers(0, subject_of(3));  // moving away leaves the new owner in place
+  EXPECT_EQ(index.find(ada), 2u);
+  EXPECT_EQ(index.find(subject_of(3)), 0u);
+  EXPECT_TRUE(index.erase_if(l.emails[2], 2));
   EXPECT_FALSE(index.find(ada));
-  EXPECT_EQ(index.find(bob), learner(20));
+  EXPECT_EQ(index.find(bob), 1u);
+  EXPECT_FALSE(index.erase_if(keyed_email{}, 1));  // none names nobody
   index.clear();
   EXPECT_FALSE(index.find(bob));
   EXPECT_EQ(index.size(), 0u);
 }
 
+// Hashes whose first 4 bytes (the tag) agree: the table holds only the tag, so it must
+// read each learner's hash to tell them apart, in finds, overwrites and removals.
+TEST(email_index_test, HashesSharingTheirTagAreToldApartByTheLearnersHashes) {
+  learners l(64);
+  expected_index want(64);
+  std::vector<std::string> same_tag;
+  for (std::uint64_t n = 0; n < 64; ++n) {
+    same_tag.push_back(subject_of(7 + (n << 32)));
+    ASSERT_EQ(same_tag.back().substr(0, 6 + 8), same_tag.front().substr(0, 6 + 8));
+  }
+  for (std::uint32_t e = 0; e < 64; ++e) {
+    l.registers(e, same_tag[e]);
+    want.registers(e, same_tag[e]);
+  }
+  for (std::uint32_t e = 0; e < 64; e += 3) {
+    l.forgotten(e);
+    want.forgotten(e);
+  }
+  for (std::uint32_t e = 1; e < 64; e += 5) {  // taking over one of the same tag
+    l.registers(e, same_tag[(e + 1) % 64]);
+    want.registers(e, same_tag[(e + 1) % 64]);
+  }
+  EXPECT_EQ(l.index.size(), want.by_subject.size());
+  for (std::uint64_t n = 0; n < 70; ++n) {
+    const auto s = subject_of(7 + (n << 32));
+    auto it = want.by_subject.find(s);
+    if (it == want.by_subject.end()) {
+      EXPECT_FALSE(l.index.find(s)) << n;
+    } else {
+      EXPECT_EQ(l.index.find(s), it->second) << n;
+    }
+  }
+}
+
 // reserve(n): the table a run of growths would reach for n subjects, sized at once; no
 // growth up to n, subjects already in it still found, never a smaller table.
 TEST(email_index_test, ReserveSizesTheTableOnceForThatManySubjects) {
-  EXPECT_EQ(email_index::reserved_table_size(0, 0), 0u);
-  EXPECT_EQ(email_index::reserved_table_size(0, 1), 1024u);
-  EXPECT_EQ(email_index::reserved_table_size(0, 768), 1024u);
-  EXPECT_EQ(email_index::reserved_table_size(0, 769), 2048u);
-  EXPECT_EQ(email_index::reserved_table_size(4096, 10), 4096u);  // never shrinks
-  EXPECT_EQ(email_index::reserved_table_size(0, std::size_t{3} << 20), std::size_t{1} << 22);
+  using index_type = email_index<learners::hash_of_entry>;
+  EXPECT_EQ(index_type::reserved_table_size(0, 0), 0u);
+  EXPECT_EQ(index_type::reserved_table_size(0, 1), 1024u);
+  EXPECT_EQ(index_type::reserved_table_size(0, 768), 1024u);
+  EXPECT_EQ(index_type::reserved_table_size(0, 769), 2048u);
+  EXPECT_EQ(index_type::reserved_table_size(4096, 10), 4096u);  // never shrinks
+  EXPECT_EQ(index_type::reserved_table_size(0, std::size_t{3} << 20), std::size_t{1} << 22);
 
-  email_index index;
-  for (std::uint64_t n = 0; n < 100; ++n) index.assign(subject_of(n), learner(n));
-  index.erase_if(subject_of(7), learner(7));
-  index.assign("email:other", learner(1000));  // kept beside the table
+  learners l(3300);
+  auto& index = l.index;
+  for (std::uint32_t n = 0; n < 100; ++n) l.registers(n, subject_of(n));
+  l.forgotten(7);
+  l.registers(3200, "email:other");  // kept beside the table
   index.reserve(3000);
   const std::size_t reserved = index.table_size();
   EXPECT_EQ(reserved, 4096u);
-  for (std::uint64_t n = 0; n < 100; ++n) {
+  for (std::uint32_t n = 0; n < 100; ++n) {
     if (n == 7) {
       ASSERT_FALSE(index.find(subject_of(n)));
     } else {
-      ASSERT_EQ(index.find(subject_of(n)), learner(n));
+      ASSERT_EQ(index.find(subject_of(n)), n);
     }
   }
-  EXPECT_EQ(index.find("email:other"), learner(1000));
-  for (std::uint64_t n = 100; n < 3000; ++n) index.assign(subject_of(n), learner(n));
+  EXPECT_EQ(index.find("email:other"), 3200u);
+  for (std::uint32_t n = 100; n < 3000; ++n) l.registers(n, subject_of(n));
   EXPECT_EQ(index.table_size(), reserved);  // no growth up to the reserved count
   index.reserve(10);
   EXPECT_EQ(index.table_size(), reserved);
-  for (std::uint64_t n = 3000; n < 3200; ++n) index.assign(subject_of(n), learner(n));
+  for (std::uint32_t n = 3000; n < 3200; ++n) l.registers(n, subject_of(n));
   EXPECT_EQ(index.table_size(), 2 * reserved);  // past 3/4 full, grows as before
-  for (std::uint64_t n = 0; n < 3200; ++n) {
+  for (std::uint32_t n = 0; n < 3200; ++n) {
     if (n != 7) {
-      ASSERT_EQ(index.find(subject_of(n)), learner(n)) << n;
+      ASSERT_EQ(index.find(subject_of(n)), n) << n;
     }
   }
   EXPECT_EQ(index.size(), 3200u);  // 3199 in the table and the other one
 }
 
 TEST(email_index_test, PrefetchesChangeNothing) {
-  email_index index;
-  index.prefetch(subject_of(1));  // empty: no table yet
-  index.prefetch("email:not-a-digest");
-  index.assign(subject_of(1), learner(1));
-  index.prefetch(subject_of(1));
-  index.prefetch(subject_of(2));
-  EXPECT_EQ(index.size(), 1u);
-  EXPECT_EQ(index.find(subject_of(1)), learner(1));
-  EXPECT_FALSE(index.find(subject_of(2)));
+  learners l(2);
+  l.index.prefetch(hash_of(1));  // empty: no table yet
+  l.registers(1, subject_of(1));
+  l.index.prefetch(hash_of(1));
+  l.index.prefetch(hash_of(2));
+  EXPECT_EQ(l.index.size(), 1u);
+  EXPECT_EQ(l.index.find(subject_of(1)), 1u);
+  EXPECT_FALSE(l.index.find(subject_of(2)));
 }
 
 TEST(email_index_test, SubjectsOfAnotherShapeAreKeptAsStrings) {
-  email_index index;
+  learners l(5);
   const auto upper = "email:" + std::string(64, 'A');  // not what email_subject writes
   const auto lower = "email:" + std::string(64, 'a');
-  const std::string shorter = "email:abc", empty;
-  index.assign(upper, learner(1));
-  index.assign(lower, learner(2));
-  index.assign(shorter, learner(3));
-  index.assign(empty, learner(4));
-  EXPECT_EQ(index.find(upper), learner(1));
-  EXPECT_EQ(index.find(lower), learner(2));
-  EXPECT_EQ(index.find(shorter), learner(3));
-  EXPECT_EQ(index.find(empty), learner(4));
-  EXPECT_FALSE(index.find("email:" + std::string(64, 'B')));
-  EXPECT_EQ(index.size(), 4u);
-  EXPECT_TRUE(index.erase_if(upper, learner(1)));
-  EXPECT_FALSE(index.find(upper));
-  EXPECT_EQ(index.find(lower), learner(2));
+  const std::string shorter = "email:abc";
+  l.registers(1, upper);
+  l.registers(2, lower);
+  l.registers(3, shorter);
+  EXPECT_EQ(l.emails[1].hash(), nullptr);
+  EXPECT_NE(l.emails[2].hash(), nullptr);
+  EXPECT_EQ(l.index.find(upper), 1u);
+  EXPECT_EQ(l.index.find(lower), 2u);
+  EXPECT_EQ(l.index.find(shorter), 3u);
+  EXPECT_FALSE(l.index.find(""));
+  EXPECT_FALSE(l.index.find("email:" + std::string(64, 'B')));
+  EXPECT_EQ(l.index.size(), 3u);
+  l.forgotten(1);
+  EXPECT_FALSE(l.index.find(upper));
+  EXPECT_EQ(l.index.find(lower), 2u);
+  l.registers(3, lower);  // from text to a hash
+  EXPECT_FALSE(l.index.find(shorter));
+  EXPECT_EQ(l.index.find(lower), 3u);
+  EXPECT_EQ(l.index.size(), 1u);
 }
 
-// Random assignments and removals over few home slots (long runs, wrapping around the
-// table's end) against a map of strings.
+// keyed_email keeps the usual subject as its 32 bytes and gives back the same text; any
+// other text as it is; copies and moves keep what they hold.
+TEST(email_index_test, KeyedEmailGivesBackTheSubjectItWasGiven) {
+  for (const std::string& s : {subject_of(42), std::string("email:abc"),
+                               "email:" + std::string(64, 'F'), std::string("x")}) {
+    keyed_email k;
+    k.assign(s);
+    EXPECT_FALSE(k.empty());
+    EXPECT_EQ(k.subject(), s);
+    EXPECT_EQ(k.hash() != nullptr, s == subject_of(42)) << s;
+    keyed_email copy(k);
+    EXPECT_TRUE(copy == k);
+    EXPECT_EQ(copy.subject(), s);
+    keyed_email moved(std::move(copy));
+    EXPECT_TRUE(copy.empty());  // NOLINT: moved from
+    EXPECT_EQ(moved.subject(), s);
+    keyed_email assigned;
+    assigned.assign("email:other-text");
+    assigned = moved;
+    EXPECT_EQ(assigned.subject(), s);
+    assigned = std::move(moved);
+    EXPECT_EQ(assigned.subject(), s);
+    assigned.clear();
+    EXPECT_TRUE(assigned.empty());
+    EXPECT_EQ(assigned.subject(), "");
+  }
+  keyed_email none;
+  none.assign("");
+  EXPECT_TRUE(none.empty());
+  EXPECT_EQ(email_subject_of(hash_of(42)), subject_of(42));
+  keyed_email a, b;
+  a.assign(hash_of(1));
+  b.assign(subject_of(1));
+  EXPECT_TRUE(a == b);
+  b.assign(subject_of(2));
+  EXPECT_FALSE(a == b);
+}
+
+// Random registrations (new emails, emails other learners hold, the same one again) and
+// forgettings over few home slots (long runs, wrapping around the table's end, shared
+// tags) against a map of strings.
 TEST(email_index_test, MatchesAMapOfStringsUnderRandomChurn) {
-  email_index index;
-  std::unordered_map<std::string, uuid> expected;
+  constexpr std::uint32_t entries = 300;
+  learners l(entries);
+  expected_index want(entries);
   std::mt19937_64 rng(6);
+  auto subject = [](std::uint64_t n) {
+    // Multiples of 2^12 share a home slot until the table outgrows them; of 2^32, a tag.
+    return subject_of(n % 7 == 0 ? (n << 12) : n % 11 == 0 ? (n << 32) : n);
+  };
   for (int step = 0; step < 200000; ++step) {
-    const std::uint64_t n = rng() % 5000;
-    // Multiples of 4096 share a home slot until the table outgrows them.
-    const std::string s = subject_of(n % 7 == 0 ? (n << 12) : n);
-    const uuid who = learner(rng() % 3);
+    const auto e = static_cast<std::uint32_t>(rng() % entries);
     if (rng() % 3 == 0) {
-      auto it = expected.find(s);
-      const bool owned = it != expected.end() && it->second == who;
-      if (owned) expected.erase(it);
-      ASSERT_EQ(index.erase_if(s, who), owned) << "step " << step;
+      l.forgotten(e);
+      want.forgotten(e);
     } else {
-      expected[s] = who;
-      index.assign(s, who);
+      const std::string s = subject(rng() % 5000);
+      l.registers(e, s);
+      want.registers(e, s);
     }
     if (step % 997 == 0) {
-      ASSERT_EQ(index.size(), expected.size());
-      for (const auto& [k, v] : expected) ASSERT_EQ(index.find(k), v) << "step " << step;
+      ASSERT_EQ(l.index.size(), want.by_subject.size());
+      for (const auto& [k, v] : want.by_subject) ASSERT_EQ(l.index.find(k), v) << "step " << step;
     }
   }
   for (std::uint64_t n = 0; n < 5000; ++n) {
-    for (const std::string& s : {subject_of(n), subject_of(n << 12)}) {
-      auto it = expected.find(s);
-      if (it == expected.end()) {
-        EXPECT_FALSE(index.find(s));
-      } else {
-        EXPECT_EQ(index.find(s), it->second);
-      }
+    const std::string s = subject(n);
+    auto it = want.by_subject.find(s);
+    if (it == want.by_subject.end()) {
+      EXPECT_FALSE(l.index.find(s));
+    } else {
+      EXPECT_EQ(l.index.find(s), it->second);
     }
   }
 }
