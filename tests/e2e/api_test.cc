@@ -527,7 +527,9 @@ TEST_F(node_test, EmbeddedKafkaBrokerCarriesEveryEvent) {
   ASSERT_EQ(sys["kafka"]["published_position"], sys["log_position"]) << sys.dump();
   EXPECT_EQ(sys["kafka"]["bootstrap"], node_->kafka_bootstrap());
   EXPECT_TRUE(sys["kafka"]["embedded"].get<bool>());
-  if (std::system("command -v kcat >/dev/null 2>&1") != 0) GTEST_SKIP() << "kcat not installed";
+  // scripts/setup.sh installs kcat: without it this check must fail, not pass unseen.
+  ASSERT_EQ(std::system("command -v kcat >/dev/null 2>&1"), 0)
+      << "kcat not installed: run scripts/setup.sh";
   std::string cmd = "kcat -b " + node_->kafka_bootstrap() +
                     " -C -t passage.events -o beginning -e -q -f '%s\\n' 2>/dev/null";
   FILE* p = popen(cmd.c_str(), "r");
@@ -1165,7 +1167,9 @@ TEST_F(audit_test, LearnerHistoryAcrossInvitesShowsForgottenWithTimesAndCountsIn
 }
 
 TEST_F(audit_test, KafkaMessagesPublishedAfterForgetCarryNoPersonalDataOfTheLearner) {
-  if (std::system("command -v kcat >/dev/null 2>&1") != 0) GTEST_SKIP() << "kcat not installed";
+  // scripts/setup.sh installs kcat: without it this check must fail, not pass unseen.
+  ASSERT_EQ(std::system("command -v kcat >/dev/null 2>&1"), 0)
+      << "kcat not installed: run scripts/setup.sh";
   stop();
   start("0", "0", "");  // embedded broker
   auto read_topic = [&] {
@@ -1180,6 +1184,7 @@ TEST_F(audit_test, KafkaMessagesPublishedAfterForgetCarryNoPersonalDataOfTheLear
                       " -C -t passage.events -o beginning -e -q -f '%s\\n' 2>/dev/null";
     FILE* p = popen(cmd.c_str(), "r");
     std::string out;
+    EXPECT_NE(p, nullptr) << cmd;
     if (!p) return out;
     char buf[4096];
     while (std::fgets(buf, sizeof buf, p)) out += buf;
