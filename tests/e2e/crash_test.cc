@@ -174,6 +174,17 @@ TEST(Crash, ServeRaisesItsSoftOpenFileLimitToTheHardOne) {
   EXPECT_NE(soft, std::to_string(child_node::kLowOpenFiles));
 }
 
+// Waits until /readyz answers 200; false after a generous deadline (it only bounds a hang:
+// a node that never gets ready must not be mistaken for one that lost claims).
+bool wait_ready(http_client& c) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (c.get("/readyz").status != 200) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
 TEST(Crash, EveryAcknowledgedClaimSurvivesSigkillUnderLoad) {
   temp_dir dir;
   const std::string data = dir.sub("data");
@@ -186,9 +197,7 @@ TEST(Crash, EveryAcknowledgedClaimSurvivesSigkillUnderLoad) {
     http_client admin(node.port());
     http_client::headers auth = {{"Authorization", "Bearer " + kOwner}};
     // Wait until the restarted node's read models caught up with its log.
-    for (int i = 0; i < 200 && admin.get("/readyz").status != 200; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    ASSERT_TRUE(wait_ready(admin)) << "round " << round;
     if (round == 0) {
       ASSERT_NO_FATAL_FAILURE(make_invite(admin, R"("title":"Crash")", invite_id, code));
     } else {
@@ -240,10 +249,9 @@ TEST(Crash, EveryAcknowledgedClaimSurvivesSigkillUnderLoad) {
   EXPECT_GT(acknowledged.size(), 10u);
   // A last start checks the final round's acknowledgements.
   child_node node(data);
+  ASSERT_NE(node.port(), 0) << "passage serve did not start";
   http_client admin(node.port());
-  for (int i = 0; i < 200 && admin.get("/readyz").status != 200; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  ASSERT_TRUE(wait_ready(admin)) << "the last start";
   auto list =
       admin.get("/v1/invites/" + invite_id + "/claims", {{"Authorization", "Bearer " + kOwner}});
   std::set<std::string> present;
