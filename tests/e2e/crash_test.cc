@@ -699,7 +699,7 @@ TEST(PointInTime, CliAnswersAsTheServerDidAtAnInstantBesideARunningServer) {
   auto refused = run(std::string(PASSAGE_BINARY) + " replay --data-dir " + data + " --as-of " +
                          as_of + " --out " + data + "/readmodels 2>&1",
                      status);
-  EXPECT_NE(status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 2) << "bad usage: " << refused;
   EXPECT_NE(refused.find("--out"), std::string::npos) << refused;
   const std::string copy = dir.sub("analysis");
   auto out = run(std::string(PASSAGE_BINARY) + " replay --data-dir " + data + " --as-of " + as_of +
@@ -721,7 +721,7 @@ TEST(Replay, RefusesAFolderThatIsNotPassages) {
   int status = -1;
   auto out = run(std::string(PASSAGE_BINARY) + " replay --data-dir " + dir.sub("nothing") + " 2>&1",
                  status);
-  EXPECT_NE(status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 1) << "a failure while running: " << out;
   EXPECT_NE(out.find("not found"), std::string::npos) << out;
 }
 
@@ -832,17 +832,17 @@ TEST(Cli, BadFlagsAreNamedAndTouchNothing) {
   EXPECT_FALSE(std::filesystem::exists(dir.sub("d")));
 
   out = run(std::string(PASSAGE_BINARY) + " replica --data-dir " + dir.sub("r") + " 2>&1", status);
-  EXPECT_NE(status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 2) << out;
   EXPECT_NE(out.find("--kafka-brokers"), std::string::npos) << out;
   out = run(std::string(PASSAGE_BINARY) + " replica --kafka-brokers none --data-dir " +
                 dir.sub("r") + " --listen 127.0.0.1:0 2>&1",
             status);
-  EXPECT_NE(status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 2) << out;
   EXPECT_NE(out.find("--kafka-brokers"), std::string::npos) << out;
   out = run(std::string(PASSAGE_BINARY) + " replica --kafka-brokers 127.0.0.1:9 --data-dir " +
                 dir.sub("r") + " --listen nowhere 2>&1",
             status);
-  EXPECT_NE(status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 2) << out;
   EXPECT_NE(out.find("--listen"), std::string::npos) << out;
   EXPECT_FALSE(std::filesystem::exists(dir.sub("r"))) << "a refused start creates no folder";
 }
