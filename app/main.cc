@@ -479,6 +479,15 @@ int main(int argc, char** argv) {
   if (*replica_cmd) {
     if (!parse_listen("replica", replica_listen, replica_options.address, replica_options.port))
       return 2;
+    // Bad usage (status 2), not a failure while running: replica_node::start would refuse
+    // it too, but with status 1.
+    if (replica_options.kafka_brokers.empty() || replica_options.kafka_brokers == "none") {
+      std::fprintf(stderr,
+                   "passage replica: --kafka-brokers: a replica needs the brokers the primary "
+                   "publishes to, got '%s'\n",
+                   replica_options.kafka_brokers.c_str());
+      return 2;
+    }
     return run_until_signal<app::replica_node>("replica", std::move(replica_options));
   }
   if (*serve_cmd) {

@@ -107,9 +107,13 @@ struct delivery_report {
 // repeated id is an exact copy of a message seen before.
 inline delivery_report check_delivery(eventstore::event_store& store,
                                       const std::vector<consumed_message>& got) {
-  std::map<std::string, std::uint64_t> log;  // event id -> position
+  struct logged_event {
+    std::uint64_t position = 0;
+    std::string stream;
+  };
+  std::map<std::string, logged_event> log;  // event id -> where it is in the log
   auto scanned = store.scan({}, [&](const eventstore::recorded_event& e) {
-    log[e.event_id.to_string()] = e.position;
+    log[e.event_id.to_string()] = {e.position, e.stream};
     return true;
   });
   EXPECT_TRUE(scanned.has_value());
@@ -130,7 +134,8 @@ inline delivery_report check_delivery(eventstore::event_store& store,
     auto logged = log.find(id);
     EXPECT_NE(logged, log.end()) << "message with an id not in the log: " << id;
     if (logged == log.end()) continue;
-    EXPECT_EQ(ce.value("position", std::uint64_t{0}), logged->second);
+    EXPECT_EQ(ce.value("position", std::uint64_t{0}), logged->second.position);
+    EXPECT_EQ(m->key, logged->second.stream) << "the key is the event's stream: " << id;
     auto [it, first] = first_body.emplace(id, m->value);
     if (!first) {
       ++report.duplicates;
@@ -138,9 +143,10 @@ inline delivery_report check_delivery(eventstore::event_store& store,
       continue;
     }
     auto& last = last_first_pos[m->key];
-    EXPECT_LT(last, logged->second) << "key " << m->key << ": position " << logged->second
-                                    << " first seen after position " << last;
-    last = logged->second;
+    EXPECT_LT(last, logged->second.position)
+        << "key " << m->key << ": position " << logged->second.position
+        << " first seen after position " << last;
+    last = logged->second.position;
   }
   EXPECT_EQ(first_body.size(), log.size()) << "events missing from the topic";
   return report;

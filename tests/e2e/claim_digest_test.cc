@@ -86,13 +86,15 @@ class ClaimDigestTest : public node_test {
   }
 
   json mail_stats() { return client_->get("/v1/system").json()["mail"]; }
-  // Waits (bounded by the ctest timeout) until the mailer has batched `n` claims since it
-  // started: after that, what is in the inbox is all that is due at the current clock.
+  // Waits until the mailer has batched `n` claims since it started: after that, what is in
+  // the inbox is all that is due at the current clock. Fails the test after 60 s.
   void wait_batched(int n) {
-    while (mail_stats()["digest_claims"].get<int>() < n) std::this_thread::sleep_for(10ms);
+    ASSERT_TRUE(wait_until([&] { return mail_stats()["digest_claims"].get<int>() >= n; }))
+        << mail_stats().dump() << ", want digest_claims " << n;
   }
   void wait_digests(int n) {
-    while (mail_stats()["digests_sent"].get<int>() < n) std::this_thread::sleep_for(10ms);
+    ASSERT_TRUE(wait_until([&] { return mail_stats()["digests_sent"].get<int>() >= n; }))
+        << mail_stats().dump() << ", want digests_sent " << n;
   }
   // The digests received (the claims' new accounts also get welcome mails: left out).
   std::vector<digest_mail> inbox() {
@@ -379,7 +381,8 @@ TEST_F(ClaimDigestTest, AfterASwitchFromSmtpToEmlAReplayedForgetFindsEarlierLear
   copy_folder(dir_.sub("outbox-before"), data + "/outbox");
   ASSERT_EQ(naming_her(), 1) << "the purge undone, as if it never ran";
   start();
-  while (mail_stats()["checkpoint"].get<std::uint64_t>() < at) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(wait_until([&] { return mail_stats()["checkpoint"].get<std::uint64_t>() >= at; }))
+      << mail_stats().dump() << ", want checkpoint " << at;
   EXPECT_EQ(naming_her(), 0);
 }
 
@@ -427,7 +430,8 @@ TEST_F(ClaimDigestTest, OptedOutInvitesSendNoDigest) {
   ASSERT_EQ(off.status, 200u) << off.body;
   claim_as(invite, 3);  // after the edit: not batched at all
   clock_.advance(1h);
-  while (mail_stats()["digests_skipped"].get<int>() < 1) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(wait_until([&] { return mail_stats()["digests_skipped"].get<int>() >= 1; }))
+      << mail_stats().dump();
   auto other = notifying_invite("Other");
   claim_as(other, 4);
   wait_digests(2);
@@ -542,16 +546,20 @@ class EmlForgetTest : public node_test {
                                        : forgotten["events"][0]["position"].get<std::uint64_t>();
   }
   void wait_mailer_checkpoint(std::uint64_t at) {
-    while (client_->get("/v1/system").json()["mail"]["checkpoint"].get<std::uint64_t>() < at)
-      std::this_thread::sleep_for(10ms);
+    ASSERT_TRUE(wait_until([&] {
+      return client_->get("/v1/system").json()["mail"]["checkpoint"].get<std::uint64_t>() >= at;
+    })) << "mailer checkpoint short of "
+        << at;
   }
 };
 
 TEST_F(EmlForgetTest, ForgettingALearnerDeletesTheirEmlFiles) {
   auto invite = invite_mailed_to({"ada@example.org", "bob@example.org"});
   const std::string job = invite["job_id"];
-  while (client_->get("/v1/jobs/" + job, auth()).json()["status"] == "started")
-    std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(wait_until([&] {
+    return client_->get("/v1/jobs/" + job, auth()).json()["status"] != "started";
+  })) << "job "
+      << job << " still started";
   ASSERT_EQ(recipients(), (std::vector<std::string>{"ada@example.org", "bob@example.org"}));
 
   auto c = claim(invite["code"], {{"email", "Ada@Example.org"}});
@@ -736,13 +744,14 @@ TEST_F(EmlForgetTest, ADigestNamingAForgottenClaimantIsDropped) {
                                       {"first_name", "Zeldarine"},
                                       {"last_name", "Quartermaine"}});
   ASSERT_EQ(zelda.status, 201u) << zelda.body;
-  while (digests() < 1) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(wait_until([&] { return digests() >= 1; })) << "no digest";
   ASSERT_EQ(claim(invite["code"], {{"email", "otto@example.org"}, {"first_name", "Otto"}}).status,
             201u);
-  while (client_->get("/v1/system").json()["mail"]["digest_claims"].get<int>() < 2)
-    std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(wait_until([&] {
+    return client_->get("/v1/system").json()["mail"]["digest_claims"].get<int>() >= 2;
+  })) << "fewer than 2 claims batched";
   clock_.advance(15min);
-  while (digests() < 2) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(wait_until([&] { return digests() >= 2; })) << "fewer than 2 digests";
   auto staff_mails = [&] {
     std::vector<std::string> texts;
     for (const auto& m : outbox_mails())
@@ -795,8 +804,9 @@ TEST_F(EmlForgetTest, AnOutboxOfTheBuildBeforeTheIndexIsIndexedOnceOnStart) {
   ASSERT_EQ(c.status, 201u) << c.body;
   const std::string learner = c.json()["learner_id"];
   wait_mails_sent(3);  // + her welcome mail
-  while (client_->get("/v1/system").json()["mail"]["digests_sent"].get<int>() < 1)
-    std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(wait_until([&] {
+    return client_->get("/v1/system").json()["mail"]["digests_sent"].get<int>() >= 1;
+  })) << "no digest sent";
   ASSERT_EQ(recipients(),
             (std::vector<std::string>{"ada.lovelacey@example.org", "ada.lovelacey@example.org",
                                       "bob@example.org", "staff@example.org"}));

@@ -175,6 +175,17 @@ TEST(Crash, ServeRaisesItsSoftOpenFileLimitToTheHardOne) {
   EXPECT_NE(soft, std::to_string(child_node::kLowOpenFiles));
 }
 
+// Waits until /readyz answers 200; false after a generous deadline (it only bounds a hang:
+// a node that never gets ready must not be mistaken for one that lost claims).
+bool wait_ready(http_client& c) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (c.get("/readyz").status != 200) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
 TEST(Crash, EveryAcknowledgedClaimSurvivesSigkillUnderLoad) {
   temp_dir dir;
   const std::string data = dir.sub("data");
@@ -187,9 +198,7 @@ TEST(Crash, EveryAcknowledgedClaimSurvivesSigkillUnderLoad) {
     http_client admin(node.port());
     http_client::headers auth = {{"Authorization", "Bearer " + kOwner}};
     // Wait until the restarted node's read models caught up with its log.
-    for (int i = 0; i < 200 && admin.get("/readyz").status != 200; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    ASSERT_TRUE(wait_ready(admin)) << "round " << round;
     if (round == 0) {
       ASSERT_NO_FATAL_FAILURE(make_invite(admin, R"("title":"Crash")", invite_id, code));
     } else {
@@ -241,10 +250,9 @@ TEST(Crash, EveryAcknowledgedClaimSurvivesSigkillUnderLoad) {
   EXPECT_GT(acknowledged.size(), 10u);
   // A last start checks the final round's acknowledgements.
   child_node node(data);
+  ASSERT_NE(node.port(), 0) << "passage serve did not start";
   http_client admin(node.port());
-  for (int i = 0; i < 200 && admin.get("/readyz").status != 200; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  ASSERT_TRUE(wait_ready(admin)) << "the last start";
   auto list =
       admin.get("/v1/invites/" + invite_id + "/claims", {{"Authorization", "Bearer " + kOwner}});
   std::set<std::string> present;
@@ -692,7 +700,7 @@ TEST(PointInTime, CliAnswersAsTheServerDidAtAnInstantBesideARunningServer) {
   auto refused = run(std::string(PASSAGE_BINARY) + " replay --data-dir " + data + " --as-of " +
                          as_of + " --out " + data + "/readmodels 2>&1",
                      status);
-  EXPECT_NE(status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 2) << "bad usage: " << refused;
   EXPECT_NE(refused.find("--out"), std::string::npos) << refused;
   const std::string copy = dir.sub("analysis");
   auto out = run(std::string(PASSAGE_BINARY) + " replay --data-dir " + data + " --as-of " + as_of +
@@ -714,7 +722,7 @@ TEST(Replay, RefusesAFolderThatIsNotPassages) {
   int status = -1;
   auto out = run(std::string(PASSAGE_BINARY) + " replay --data-dir " + dir.sub("nothing") + " 2>&1",
                  status);
-  EXPECT_NE(status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 1) << "a failure while running: " << out;
   EXPECT_NE(out.find("not found"), std::string::npos) << out;
 }
 
@@ -842,17 +850,17 @@ TEST(Cli, BadFlagsAreNamedAndTouchNothing) {
   EXPECT_FALSE(std::filesystem::exists(dir.sub("d")));
 
   out = run(std::string(PASSAGE_BINARY) + " replica --data-dir " + dir.sub("r") + " 2>&1", status);
-  EXPECT_NE(status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 2) << out;
   EXPECT_NE(out.find("--kafka-brokers"), std::string::npos) << out;
   out = run(std::string(PASSAGE_BINARY) + " replica --kafka-brokers none --data-dir " +
                 dir.sub("r") + " --listen 127.0.0.1:0 2>&1",
             status);
-  EXPECT_NE(status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 2) << out;
   EXPECT_NE(out.find("--kafka-brokers"), std::string::npos) << out;
   out = run(std::string(PASSAGE_BINARY) + " replica --kafka-brokers 127.0.0.1:9 --data-dir " +
                 dir.sub("r") + " --listen nowhere 2>&1",
             status);
-  EXPECT_NE(status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 2) << out;
   EXPECT_NE(out.find("--listen"), std::string::npos) << out;
   EXPECT_FALSE(std::filesystem::exists(dir.sub("r"))) << "a refused start creates no folder";
 }

@@ -91,14 +91,20 @@ class MailTest : public node_test {
 
   // Polls the job until every address was handled (no timing asserted: the ctest timeout
   // bounds a hang).
+  // The job once it is no longer "started"; fails the test after 5 minutes (a bound on a
+  // hang only: the largest job here sends 400 mails).
   json wait_job(const std::string& job_id) {
-    for (;;) {
-      auto r = client_->get("/v1/jobs/" + job_id, auth());
-      EXPECT_EQ(r.status, 200u) << r.body;
-      auto j = r.json();
-      if (r.status != 200u || j["status"] != "started") return j;
-      std::this_thread::sleep_for(20ms);
-    }
+    json j;
+    const bool done = wait_until(
+        [&] {
+          auto r = client_->get("/v1/jobs/" + job_id, auth());
+          EXPECT_EQ(r.status, 200u) << r.body;
+          j = r.json();
+          return r.status != 200u || j["status"] != "started";
+        },
+        std::chrono::minutes(5));
+    EXPECT_TRUE(done) << "job " << job_id << " still started: " << j.dump();
+    return j;
   }
 
   std::vector<received> inbox() {
@@ -190,11 +196,9 @@ TEST_F(MailTest, SmtpServerDiesMidJobEveryMailDeliveredExactlyOnce) {
   sink_.wait_exit();
   const auto delivered_before = sink_.count();
   // The mailer meets the dead server (a failed attempt), then SMTP comes back.
-  for (;;) {
-    auto sys = client_->get("/v1/system").json();
-    if (sys["mail"]["attempts_failed"].get<std::uint64_t>() > 0) break;
-    std::this_thread::sleep_for(10ms);
-  }
+  ASSERT_TRUE(wait_until([&] {
+    return client_->get("/v1/system").json()["mail"]["attempts_failed"].get<std::uint64_t>() > 0;
+  })) << "no failed attempt against the dead server";
   EXPECT_EQ(delivered_before, 50u);
   EXPECT_EQ(client_->get("/v1/jobs/" + job_id, auth()).json()["status"], "started");
   sink_.start();
@@ -254,7 +258,7 @@ TEST_F(MailTest, NodeRestartMidJobSendsEachMailOnce) {
   std::vector<std::string> emails;
   for (int i = 0; i < 400; ++i) emails.push_back("r" + std::to_string(i) + "@example.com");
   const std::string job_id = send(invite["id"], emails);
-  while (sink_.count() < 30) std::this_thread::sleep_for(2ms);
+  ASSERT_TRUE(wait_until([&] { return sink_.count() >= 30; })) << sink_.count() << " mails";
   restart();
   EXPECT_LT(sink_.count(), 400u);
   auto job = wait_job(job_id);
@@ -424,7 +428,7 @@ TEST_F(MailTest, RemindersGoOnlyToAddresseesWhoHaveNotClaimed) {
   };
   EXPECT_EQ(reminders(), 0);  // not due: the clock has not moved
   clock_.advance(std::chrono::hours(49));
-  while (reminders() < 3) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(wait_until([&] { return reminders() >= 3; })) << reminders() << " reminders";
   auto mail = client_->get("/v1/system").json()["mail"];
   EXPECT_EQ(mail["reminders_sent"], 1);
   EXPECT_EQ(mail["reminders_skipped"], 2);
@@ -460,7 +464,7 @@ TEST_F(MailTest, LostMailerStateSendsNoReminderTwice) {
   };
   send_reminded("bob@example.com");
   clock_.advance(std::chrono::hours(49));
-  while (reminders_sent() < 1) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(wait_until([&] { return reminders_sent() >= 1; })) << "no reminder sent";
   ASSERT_EQ(sink_.count(), 2u);  // bob's invitation and reminder
 
   client_.reset();
@@ -470,7 +474,7 @@ TEST_F(MailTest, LostMailerStateSendsNoReminderTwice) {
   // A later reminder, due after bob's: once it went out, bob's was handled too (due order).
   send_reminded("dan@example.com");
   clock_.advance(std::chrono::hours(49));
-  while (reminders_sent() < 1) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(wait_until([&] { return reminders_sent() >= 1; })) << "no reminder sent";
   std::map<std::string, int> per_address;
   for (const auto& m : inbox()) ++per_address[m.envelope_to];
   EXPECT_EQ(per_address["bob@example.com"], 2);
@@ -496,14 +500,13 @@ TEST_F(EmlTest, WithoutSmtpMailsAreWrittenAsEmlFiles) {
                          json{{"emails", {"ada@example.com", "bob@example.com"}}}.dump(), auth());
   ASSERT_EQ(r.status, 202u) << r.body;
   const std::string job = r.json()["job_id"];
-  for (;;) {
-    auto j = client_->get("/v1/jobs/" + job, auth()).json();
-    if (j["status"] != "started") {
-      EXPECT_EQ(j["status"], "complete");
-      break;
-    }
-    std::this_thread::sleep_for(20ms);
-  }
+  json j;
+  ASSERT_TRUE(wait_until([&] {
+    j = client_->get("/v1/jobs/" + job, auth()).json();
+    return j["status"] != "started";
+  })) << "job "
+      << job << " still started";
+  EXPECT_EQ(j["status"], "complete") << j.dump();
   std::size_t files = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir_.sub("data") + "/outbox")) {
     ASSERT_EQ(e.path().extension(), ".eml");
@@ -528,7 +531,7 @@ TEST_F(EmlTest, ForgettingALearnerRemovesTheirMailsFromTheOutbox) {
       n += e.path().extension() == ".eml" ? 1 : 0;
     return n;
   };
-  while (files() < 1) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(wait_until([&] { return files() >= 1; })) << "no .eml file";
   auto f = client_->post("/v1/learners/" + c.json()["learner_id"].get<std::string>() + "/forget",
                          "", auth());
   ASSERT_EQ(f.status, 200u) << f.body;
@@ -543,15 +546,14 @@ TEST_F(MailTest, ForgottenRecipientGetsNoMail) {
   auto c = claim(open["code"], {{"email", "ada@example.com"}});
   ASSERT_EQ(c.status, 201u) << c.body;
   const std::string learner = c.json()["learner_id"];
-  while (sink_.count() < 1) std::this_thread::sleep_for(10ms);  // her welcome mail
+  ASSERT_TRUE(wait_until([&] { return sink_.count() >= 1; })) << "no welcome mail";
 
   sink_.kill();
   const std::string job = send(invite["id"], {"ada@example.com"});
-  for (;;) {  // the mail is waiting for the server
-    if (client_->get("/v1/system").json()["mail"]["attempts_failed"].get<std::uint64_t>() > 0)
-      break;
-    std::this_thread::sleep_for(10ms);
-  }
+  // The mail is waiting for the server.
+  ASSERT_TRUE(wait_until([&] {
+    return client_->get("/v1/system").json()["mail"]["attempts_failed"].get<std::uint64_t>() > 0;
+  })) << "no failed attempt against the dead server";
   auto f = client_->post("/v1/learners/" + learner + "/forget", "", auth());
   ASSERT_EQ(f.status, 200u) << f.body;
   sink_.start();
@@ -639,7 +641,10 @@ class WelcomeTest : public MailTest {
     auto c = claim(open_["code"], {{"email", email}, {"first_name", first}});
     EXPECT_EQ(c.status, 201u) << c.body;
     claim_ = c.json();
-    while (sink_.count() < before + 1) std::this_thread::sleep_for(10ms);
+    if (!wait_until([&] { return sink_.count() >= before + 1; })) {
+      ADD_FAILURE() << "no mail after the claim by " << email;
+      return {};
+    }
     for (const auto& m : inbox())
       if (m.envelope_to == email && !welcome_token(m).empty()) return m;
     ADD_FAILURE() << "no welcome mail to " << email;
@@ -823,7 +828,7 @@ TEST_F(WelcomeTest, ANewLinkReplacesTheOldOne) {
             401u);
   auto r = client_->post("/v1/learners/" + learner + "/password-setup", "", auth());
   ASSERT_EQ(r.status, 202u) << r.body;
-  while (sink_.count() < 2) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(wait_until([&] { return sink_.count() >= 2; })) << sink_.count() << " mails";
   std::string new_token;
   for (const auto& m : inbox()) {
     if (auto t = welcome_token(m); !t.empty() && t != old_token) {
@@ -872,7 +877,7 @@ TEST_F(WelcomeTest, OpeningTheLinkShowsItsState) {
   open(first, 200u, "");
 
   ASSERT_EQ(client_->post("/v1/learners/" + learner + "/password-setup", "", auth()).status, 202u);
-  while (sink_.count() < 2) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(wait_until([&] { return sink_.count() >= 2; })) << sink_.count() << " mails";
   std::string second;
   for (const auto& m : inbox())
     if (auto t = welcome_token(m); !t.empty() && t != first) second = t;
@@ -1049,7 +1054,8 @@ TEST_F(WelcomeTest, ManyNewAccountsAcrossARestartGetOneMailAndOneOutcomeEach) {
     learners.push_back(c.json()["learner_id"]);
     if (i == n / 2) restart();  // runs of mails in flight
   }
-  while (sink_.count() < std::size_t(n)) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(wait_until([&] { return sink_.count() >= std::size_t(n); }))
+      << sink_.count() << " of " << n << " mails";
   std::map<std::string, int> per_address;
   for (const auto& m : inbox()) ++per_address[m.envelope_to];
   EXPECT_EQ(per_address.size(), std::size_t(n));
@@ -1061,8 +1067,11 @@ TEST_F(WelcomeTest, ManyNewAccountsAcrossARestartGetOneMailAndOneOutcomeEach) {
       if (e["type"] == "PasswordSetupIssued") setup = e["data"]["setup_id"];
     ASSERT_FALSE(setup.empty()) << stream.dump();
     json events;
-    while ((events = client_->get("/v1/streams/job-" + setup, auth()).json()["events"]).empty())
-      std::this_thread::sleep_for(10ms);
+    ASSERT_TRUE(wait_until([&] {
+      events = client_->get("/v1/streams/job-" + setup, auth()).json()["events"];
+      return !events.empty();
+    })) << "no outcome for job-"
+        << setup;
     ASSERT_EQ(events.size(), 1u) << events.dump();
     EXPECT_EQ(events[0]["type"], "EmailSent");
   }
@@ -1074,11 +1083,10 @@ TEST_F(WelcomeTest, AForgottenLearnerGetsNoWelcomeMail) {
   auto c = claim(open_["code"], {{"email", "ada@example.com"}});
   ASSERT_EQ(c.status, 201u) << c.body;
   const std::string learner = c.json()["learner_id"];
-  for (;;) {  // the welcome mail is waiting for the server
-    if (client_->get("/v1/system").json()["mail"]["attempts_failed"].get<std::uint64_t>() > 0)
-      break;
-    std::this_thread::sleep_for(10ms);
-  }
+  // The welcome mail is waiting for the server.
+  ASSERT_TRUE(wait_until([&] {
+    return client_->get("/v1/system").json()["mail"]["attempts_failed"].get<std::uint64_t>() > 0;
+  })) << "no failed attempt against the dead server";
   std::string setup;
   auto stream = client_->get("/v1/streams/learner-" + learner, auth()).json();
   for (const auto& e : stream["events"])
@@ -1087,10 +1095,11 @@ TEST_F(WelcomeTest, AForgottenLearnerGetsNoWelcomeMail) {
   ASSERT_EQ(client_->post("/v1/learners/" + learner + "/forget", "", auth()).status, 200u);
   sink_.start();
   json events;
-  do {
-    std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(wait_until([&] {
     events = client_->get("/v1/streams/job-" + setup, auth()).json()["events"];
-  } while (events.empty());
+    return !events.empty();
+  })) << "no outcome for job-"
+      << setup;
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0]["type"], "EmailFailed");
   EXPECT_EQ(events[0]["data"]["error"], "recipient forgotten");

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -14,6 +15,19 @@
 #include "tests/support/temp_dir.h"
 
 namespace passage::testing {
+
+// Polls `done` every 10 ms until it holds; false once `limit` has passed. The limit only
+// bounds a hang: a wait that never ends fails its test with a message instead of running
+// into the ctest timeout. Never a timing assertion: keep it generous.
+template <typename F>
+bool wait_until(F&& done, std::chrono::milliseconds limit = std::chrono::seconds(60)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
 
 class node_test : public ::testing::Test {
  protected:
@@ -70,12 +84,14 @@ class node_test : public ::testing::Test {
     return client_->post("/v1/public/invites/" + code + "/claims", body.dump());
   }
 
-  // Waits (bounded by the ctest timeout) until the mailer has handled `n` mails since the
-  // node started: their outcome events (EmailSent) are appended after the claim that
-  // caused them (a new account's welcome mail), so a test counting the log waits for them.
+  // Waits until the mailer has handled `n` mails since the node started: their outcome
+  // events (EmailSent) are appended after the claim that caused them (a new account's
+  // welcome mail), so a test counting the log waits for them. Fails the test after 60 s.
   void wait_mails_sent(std::uint64_t n) {
-    while (client_->get("/v1/system").json()["mail"]["sent"].get<std::uint64_t>() < n)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(wait_until([&] {
+      return client_->get("/v1/system").json()["mail"]["sent"].get<std::uint64_t>() >= n;
+    })) << "mails sent: "
+        << client_->get("/v1/system").json()["mail"].dump() << ", want " << n;
   }
 
   // Extra settings for start() (e.g. SMTP), applied last.

@@ -235,13 +235,19 @@ TEST_F(replica_e2e, AReplicaThatStoppedApplyingIsNotReady) {
   wait_for_replica();
   ASSERT_EQ(replica_client_->get("/readyz").status, 200u);
   stop();  // the primary: nothing else is published
+  // The replica has applied all it will see: the position the bad event must take. The
+  // deadline only bounds a hang.
   std::uint64_t seen = 0;
-  for (int i = 0; i < 100; ++i) {
+  bool quiet = false;
+  for (const auto deadline = std::chrono::steady_clock::now() + 60s;
+       !quiet && std::chrono::steady_clock::now() < deadline;) {
     std::this_thread::sleep_for(50ms);
     auto st = replica_->stats();
-    if (st.applied_position == st.last_seen_position && st.applied_position == seen) break;
+    quiet = st.applied_position == st.last_seen_position && st.applied_position == seen;
     seen = st.applied_position;
   }
+  ASSERT_TRUE(quiet) << "the replica kept applying after the primary stopped: "
+                     << replica_->stats().last_error;
 
   // The next position, an InviteClaimed whose data is not one.
   eventstore::recorded_event bad;

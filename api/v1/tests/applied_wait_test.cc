@@ -12,6 +12,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -100,15 +101,30 @@ TEST_F(applied_wait_test, answers_503_read_model_lagging_when_the_projector_is_s
 }
 
 // A sink that keeps the answer a request settles on after a provisional one (as the
-// Idempotency-Key store does), and says so.
+// Idempotency-Key store does), and says so. Answers come from applied_wait's deadline
+// thread while the test reads them: a lock guards them, and readers get copies.
 class keeping_sink final : public response_sink {
  public:
-  void deliver(response r) override { delivered.push_back(std::move(r)); }
+  void deliver(response r) override { keep(delivered_, std::move(r)); }
   std::shared_ptr<event_stream> open_stream(response_header) override { return nullptr; }
-  void deliver_provisional(response r) override { provisional.push_back(std::move(r)); }
-  void settle(response r) override { settled.push_back(std::move(r)); }
+  void deliver_provisional(response r) override { keep(provisional_, std::move(r)); }
+  void settle(response r) override { keep(settled_, std::move(r)); }
   bool keeps_settled() const override { return true; }
-  std::vector<response> delivered, provisional, settled;
+  std::vector<response> delivered() const { return copy(delivered_); }
+  std::vector<response> provisional() const { return copy(provisional_); }
+  std::vector<response> settled() const { return copy(settled_); }
+
+ private:
+  void keep(std::vector<response>& to, response r) {
+    std::lock_guard lk(mu_);
+    to.push_back(std::move(r));
+  }
+  std::vector<response> copy(const std::vector<response>& from) const {
+    std::lock_guard lk(mu_);
+    return from;
+  }
+  mutable std::mutex mu_;
+  std::vector<response> delivered_, provisional_, settled_;
 };
 
 TEST_F(applied_wait_test, a_lagging_answer_is_provisional_and_the_continuation_settles_it) {
@@ -121,15 +137,21 @@ TEST_F(applied_wait_test, a_lagging_answer_is_provisional_and_the_continuation_s
     responder respond(sink);
     waits.answer_when_applied(position, respond, answer_ok(respond, ran));
   }
-  while (sink->provisional.empty()) std::this_thread::sleep_for(5ms);
-  EXPECT_EQ(sink->provisional.at(0).result_int(), 503u);
+  // The deadline only bounds a hang.
+  const auto give_up = std::chrono::steady_clock::now() + 60s;
+  while (sink->provisional().empty() && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(5ms);
+  const auto provisional = sink->provisional();
+  ASSERT_EQ(provisional.size(), 1u) << "no provisional answer";
+  EXPECT_EQ(provisional[0].result_int(), 503u);
   EXPECT_EQ(*ran, 0);
 
   catch_up();  // the read models show the command: its own answer is made for the record
   EXPECT_EQ(*ran, 1);
-  ASSERT_EQ(sink->settled.size(), 1u);
-  EXPECT_EQ(sink->settled[0].result_int(), 200u);
-  EXPECT_TRUE(sink->delivered.empty());  // the client was answered once, provisionally
+  const auto settled = sink->settled();
+  ASSERT_EQ(settled.size(), 1u);
+  EXPECT_EQ(settled[0].result_int(), 200u);
+  EXPECT_TRUE(sink->delivered().empty());  // the client was answered once, provisionally
 }
 
 TEST_F(applied_wait_test, every_wait_times_out_whether_others_are_pending_or_not) {
