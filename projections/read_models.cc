@@ -27,6 +27,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/record_format.h"
 #include "common/time_format.h"
 #include "common/uuid_list.h"
 #include "common/uuid_map.h"
@@ -34,7 +35,6 @@
 #include "domain/text.h"
 #include "projections/bulk_runs.h"
 #include "projections/email_index.h"
-#include "common/record_format.h"
 #include "projections/sealed_rows.h"
 
 namespace passage::projections {

@@ -16,9 +16,9 @@
 #include <string>
 #include <string_view>
 
+#include "common/record_format.h"
 #include "common/result.h"
 #include "common/uuid.h"
-#include "common/record_format.h"
 
 namespace passage::projections::sealed {
 

@@ -21,9 +21,9 @@
 #include <rocksdb/file_system.h>
 #include <rocksdb/write_batch.h>
 
+#include "common/record_format.h"
 #include "projections/csv.h"
 #include "projections/json_views.h"
-#include "common/record_format.h"
 #include "projections/tests/fixture.h"
 #include "tests/support/crash_image.h"
 #include "tests/support/forwarding_store.h"
