@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -111,8 +112,17 @@ class smtp_transport final : public mail_transport {
     return fail(std::move(why));
   }
 
+  // Without the URL's user and password, if it names them (smtp://user:pass@host): the
+  // text goes to /v1/system, which anyone may read, and to the logs.
   std::string describe() const override {
-    return o_.url + (o_.starttls ? " (STARTTLS required)" : "");
+    std::string url = o_.url;
+    if (auto scheme = url.find("://"); scheme != std::string::npos) {
+      const auto host = scheme + 3;
+      const auto end = std::min(url.find_first_of("/?#", host), url.size());
+      const auto at = url.substr(0, end).rfind('@');
+      if (at != std::string::npos && at >= host) url.erase(host, at + 1 - host);
+    }
+    return url + (o_.starttls ? " (STARTTLS required)" : "");
   }
 
  private:

@@ -12,6 +12,7 @@
 #include "common/encoding.h"
 #include "common/time_format.h"
 #include "consumers/mail_message.h"
+#include "consumers/mail_transport.h"
 #include "consumers/mailer.h"
 #include "consumers/welcome_mail.h"
 #include "tests/support/temp_dir.h"
@@ -31,6 +32,20 @@ std::vector<std::string> header_lines(const std::string& wire) {
     at = end + 2;
   }
   return out;
+}
+
+// The transport's description goes to /v1/system (anyone may read it) and to logs: a
+// user and password written into the URL are left out.
+TEST(MailTransport, DescriptionLeavesOutCredentialsInTheUrl) {
+  auto describe = [](std::string url) {
+    return passage::consumers::make_smtp_transport({.url = std::move(url)})->describe();
+  };
+  EXPECT_EQ(describe("smtp://mailer:s3cr3t@mail.example.com:587"), "smtp://mail.example.com:587");
+  EXPECT_EQ(describe("smtps://a%40b:p@ss@mail.example.com/x@y"), "smtps://mail.example.com/x@y");
+  EXPECT_EQ(describe("smtp://127.0.0.1:2525"), "smtp://127.0.0.1:2525");
+  auto tls = passage::consumers::make_smtp_transport(
+      {.url = "smtp://u:p@mail.example.com", .starttls = true});
+  EXPECT_EQ(tls->describe(), "smtp://mail.example.com (STARTTLS required)");
 }
 
 TEST(MailMessage, PlaceholdersAreFilledAndEscapedInHtmlOnly) {
