@@ -189,6 +189,11 @@ dto_result<nlohmann::json> parse_body(std::string_view body, bool allow_empty) {
   };
   std::vector<open_value> open;  // innermost last
   std::optional<std::string> twice;
+  // No request body of the API nests deeper than a few levels; a body nested thousands deep
+  // (64 KiB of `[`) would be copied and compared recursively by the handlers: refused, and
+  // what lies deeper is not even kept while parsing.
+  static constexpr std::size_t max_depth = 32;
+  bool too_deep = false;
   auto path_to = [&](const std::string& name) {
     std::string path;
     for (std::size_t i = 0; i + 1 < open.size(); ++i) {
@@ -206,13 +211,15 @@ dto_result<nlohmann::json> parse_body(std::string_view body, bool allow_empty) {
   };
   auto watch = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
     using ev = nlohmann::json::parse_event_t;
-    if (twice) return true;
+    if (twice || too_deep) return !too_deep;
     switch (event) {
       case ev::object_start:
-        open.emplace_back();
-        break;
       case ev::array_start:
-        open.push_back(open_value{.array = true});
+        if (open.size() >= max_depth) {
+          too_deep = true;
+          return false;
+        }
+        open.push_back(open_value{.array = event == ev::array_start});
         break;
       case ev::object_end:
       case ev::array_end:
@@ -236,6 +243,9 @@ dto_result<nlohmann::json> parse_body(std::string_view body, bool allow_empty) {
     return true;
   };
   auto j = nlohmann::json::parse(body, watch, false);
+  if (too_deep) {
+    return field_error{"", "the body nests deeper than " + std::to_string(max_depth) + " levels"};
+  }
   if (j.is_discarded()) return field_error{"", "the body is not valid JSON (or not UTF-8)"};
   if (!j.is_object()) return field_error{"", "the body must be a JSON object"};
   if (twice) return field_error{*twice, "appears more than once in its object"};

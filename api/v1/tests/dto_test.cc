@@ -71,6 +71,23 @@ TEST(Dto, RefusesBodiesThatAreNotJsonObjects) {
   EXPECT_TRUE(parse_body("", true));
 }
 
+// A body nested deeper than any request of the API needs is refused before a handler copies
+// it (nlohmann's copy and comparison recurse: 64 KiB of `[` could exhaust a thread's stack);
+// 32 levels are still read.
+TEST(Dto, RefusesBodiesNestedTooDeep) {
+  auto nested = [](std::size_t levels) {
+    return R"({"track_id":"a","x":)" + std::string(levels, '[') + std::string(levels, ']') + "}";
+  };
+  EXPECT_TRUE(parse_body(nested(31)));
+  for (std::size_t levels : {32u, 33u, 60000u}) {
+    auto r = parse_body(nested(levels));
+    ASSERT_FALSE(r) << levels;
+    EXPECT_NE(r.error().message.find("deeper than 32"), std::string::npos) << r.error().message;
+  }
+  // Deep but broken: still refused, as too deep (what is known first).
+  EXPECT_FALSE(parse_body(R"({"x":)" + std::string(100, '[')));
+}
+
 // A name twice in one object is refused, naming it by its path; the same name in sibling or
 // nested objects is fine.
 TEST(Dto, RefusesANameTwiceInOneObject) {
