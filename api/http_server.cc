@@ -615,9 +615,12 @@ class session : public std::enable_shared_from_this<session> {
     std::optional<uuid> id;
     if (options_.trust_proxy) {
       // The last entry: the one the proxy in front of us appended (the peer it saw).
-      // Entries before it are whatever the client sent, so they cannot be trusted.
-      auto fwd = ex.req["X-Forwarded-For"];
-      std::string_view last(fwd.data(), fwd.size());
+      // Entries before it are whatever the client sent, so they cannot be trusted. A proxy
+      // may add a header line of its own rather than append to the client's: the last line.
+      std::string_view last;
+      for (auto [it, end] = ex.req.equal_range("X-Forwarded-For"); it != end; ++it) {
+        last = std::string_view(it->value().data(), it->value().size());
+      }
       if (auto comma = last.rfind(','); comma != std::string_view::npos) {
         last.remove_prefix(comma + 1);
       }

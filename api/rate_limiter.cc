@@ -1,7 +1,11 @@
 #include "api/rate_limiter.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <charconv>
+#include <iterator>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -14,6 +18,22 @@ constexpr std::uint32_t max_count = 100'000;
 constexpr std::chrono::seconds max_window = std::chrono::hours(24 * 7);
 
 }  // namespace
+
+std::string client_network(std::string_view ip) {
+  std::string text(ip);
+  in6_addr v6{};
+  if (text.find(':') == std::string::npos || inet_pton(AF_INET6, text.c_str(), &v6) != 1) {
+    return text;
+  }
+  char out[INET6_ADDRSTRLEN] = {};
+  if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+    inet_ntop(AF_INET, &v6.s6_addr[12], out, sizeof out);
+    return out;
+  }
+  std::fill(std::begin(v6.s6_addr) + 8, std::end(v6.s6_addr), std::uint8_t{0});
+  inet_ntop(AF_INET6, &v6, out, sizeof out);
+  return std::string(out) + "/64";
+}
 
 result<rate_limit, std::string> parse_rate_limit(std::string_view spec) {
   auto bad = [&](std::string_view why) {

@@ -39,6 +39,12 @@ result<rate_limit, std::string> parse_rate_limit(std::string_view spec);
 // "5/15m" style text of a limit ("0" when disabled).
 std::string to_string(const rate_limit& limit);
 
+// The key a client address is limited under: an IPv4 address as it is (also when it comes as
+// an IPv4-mapped IPv6 address, ::ffff:a.b.c.d), an IPv6 address by its /64 network ("2001:db8:
+// 1:2::/64"): one host or home network usually holds a whole /64, and a limit per address
+// would let it take a new address for every request. Text that is no address is its own key.
+std::string client_network(std::string_view ip);
+
 struct rate_limiter_options {
   // The limit applied to every key. Default: disabled.
   rate_limit limit;

@@ -1075,6 +1075,13 @@ TEST_F(http_server_test, a_trusted_proxy_s_last_entry_is_the_client_not_what_the
   auto res = c.read();
   ASSERT_TRUE(res);
   EXPECT_EQ(res->body(), "hello 203.0.113.9");
+  // A proxy that adds a header line of its own (HAProxy's `option forwardfor`) rather than
+  // appending to the client's: the last line's last entry, never the client's line.
+  c.send(get("/hello",
+             "X-Forwarded-For: 198.51.100.7\r\nX-Forwarded-For: 10.1.1.1, 203.0.113.10\r\n"));
+  res = c.read();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body(), "hello 203.0.113.10");
 }
 
 TEST_F(http_server_test, metrics_and_access_log_use_route_templates) {

@@ -11,6 +11,19 @@ namespace {
 
 using std::chrono::seconds;
 
+// IPv6 clients are limited per /64 (a host picks any address of its network), IPv4-mapped
+// addresses as the IPv4 address they carry; IPv4 and unparsable text as they are.
+TEST(client_network, ipv6_by_its_slash_64_and_ipv4_as_is) {
+  EXPECT_EQ(client_network("203.0.113.7"), "203.0.113.7");
+  EXPECT_EQ(client_network("::ffff:203.0.113.7"), "203.0.113.7");
+  EXPECT_EQ(client_network("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
+  EXPECT_EQ(client_network("2001:db8:1:2::1"), client_network("2001:0db8:0001:0002:ffff::9"));
+  EXPECT_NE(client_network("2001:db8:1:2::1"), client_network("2001:db8:1:3::1"));
+  EXPECT_EQ(client_network("::1"), "::/64");
+  EXPECT_EQ(client_network("not an address"), "not an address");
+  EXPECT_EQ(client_network(""), "");
+}
+
 TEST(rate_limit_spec, parses_counts_and_durations) {
   struct row {
     const char* spec;

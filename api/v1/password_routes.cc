@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/problem.h"
+#include "api/rate_limiter.h"
 #include "api/v1/dto.h"
 #include "common/encoding.h"
 #include "domain/learner.h"
@@ -62,7 +63,7 @@ std::optional<problem> missing_password(const json& body) {
 std::optional<problem> login_limited(const endpoint_deps& d, const request_context& ctx,
                                      const std::string& email) {
   if (d.logins_per_ip) {
-    if (auto wait = d.logins_per_ip(ctx.client_ip)) {
+    if (auto wait = d.logins_per_ip(client_network(ctx.client_ip))) {
       return rate_limited(*wait, "too many attempts from this address");
     }
   }
