@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <unistd.h>
 #include <charconv>
@@ -245,6 +246,9 @@ static void raise_open_file_limit() {
 }
 
 int main(int argc, char** argv) {
+  // What passage writes (data folders, keys, tokens, mail outboxes, exports with personal
+  // data) is for the user it runs as only.
+  ::umask(077);
   raise_open_file_limit();
   // The node's own logs (the mailer's warnings, ...) as JSON lines on stderr, as its access
   // log is: spdlog's default logger writes coloured text to stdout.
@@ -307,6 +311,13 @@ int main(int argc, char** argv) {
       ->add_option("--max-live-clients", serve_options.max_live_clients,
                    "Live-tail (SSE) clients connected at once; more get 503")
       ->envname("PASSAGE_MAX_LIVE_CLIENTS")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--events-page-scan", serve_options.events_page_scan,
+                   "Log positions one GET /v1/events page examines at most (then it answers "
+                   "with what it found and next_from)")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{10'000'000}))
+      ->envname("PASSAGE_EVENTS_PAGE_SCAN")
       ->capture_default_str();
   serve_cmd
       ->add_option("--smtp-url", serve_options.smtp_url,

@@ -1,5 +1,6 @@
 #include "app/server.h"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
@@ -9,7 +10,9 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -67,12 +70,19 @@ result<std::string, std::string> secret_file(const std::string& file,
     return line;
   }
   std::string value = make();
-  {
-    std::ofstream out(path, std::ios::trunc);
-    if (!out) return fail("cannot write " + path.string());
-    out << value << "\n";
+  // Made 0600 from the start (never readable by others, not even for a moment), and only
+  // if it is still absent: two nodes started at once on one folder do not both write one.
+  const std::string text = value + "\n";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return fail("cannot create " + path.string() + ": " + std::strerror(errno));
+  bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                 ::fsync(fd) == 0;
+  int saved = errno;
+  ::close(fd);
+  if (!written) {
+    ::unlink(path.c_str());
+    return fail("cannot write " + path.string() + ": " + std::strerror(saved));
   }
-  ::chmod(path.c_str(), 0600);
   created = true;
   return value;
 }
@@ -244,6 +254,13 @@ result<std::string, std::string> open_node_folder(const std::string& dir,
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return fail("cannot create data folder " + dir + ": " + ec.message());
+  // The folder holds every learner's key, the node's secret and tokens: for this user only.
+  // A folder others may enter (made by hand, or by an older build) is closed to them.
+  constexpr auto others = fs::perms::group_all | fs::perms::others_all;
+  if (auto st = fs::status(dir, ec); !ec && (st.permissions() & others) != fs::perms::none) {
+    fs::permissions(dir, others, fs::perm_options::remove, ec);
+    if (ec) return fail("cannot make data folder " + dir + " private: " + ec.message());
+  }
   bool created = false;
   return secret_file((fs::path(dir) / secret_name).string(), [] { return secure_random_hex(32); },
                      created);
@@ -456,6 +473,7 @@ result<std::unique_ptr<server>, std::string> server::start(server_options option
       api::work_queue_options{.threads = 2, .max_jobs = o.password_hash_limit});
   deps.password_hashing = im->password_hashing.get();
   deps.live_tail_max_clients = o.max_live_clients;
+  deps.events_page_scan = std::max<std::uint64_t>(1, o.events_page_scan);
   deps.commands = im->commands.get();
   deps.reads = im->reads.get();
   deps.codec = im->codec.get();

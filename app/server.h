@@ -62,6 +62,10 @@ struct server_options {
   // Clients of the live tail (GET /v1/events/live) connected at once; more get 503.
   // Default: 1024.
   std::size_t max_live_clients = 1024;
+  // Log positions one GET /v1/events page examines at most (the log holds every
+  // organization's events: a page of a small one, or of a rare type, stops there and says
+  // where to go on). Default: 20,000.
+  std::uint64_t events_page_scan = 20'000;
   // Claim abuse limits as COUNT/DURATION; "0" disables. Defaults: 5/15m, 3/1h.
   std::string claim_limit_per_ip = "5/15m";
   std::string claim_limit_per_email = "3/1h";

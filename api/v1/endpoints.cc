@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "api/problem.h"
+#include "api/rate_limiter.h"
 #include "api/v1/dto.h"
 #include "api/v1/html.h"
 #include "api/v1/live_tail.h"
@@ -221,7 +222,9 @@ std::optional<json> event_json(const endpoint_deps& d, const eventstore::recorde
 
 // The learner page for a code that names no invite (or a deleted one).
 response invite_not_found_page() {
-  return text_response(http::status::not_found, not_found_page(), "text/html; charset=utf-8");
+  auto res = text_response(http::status::not_found, not_found_page(), "text/html; charset=utf-8");
+  web::set_page_headers(res);  // as every learner page: CSP, no framing, no sniffing
+  return res;
 }
 
 // The learner page of an invite, answering its own form post when `outcome` is set.
@@ -787,7 +790,7 @@ service::callback<service::claim_result> claim_answer(deps_ptr d, responder resp
 std::optional<problem> claim_limited(const endpoint_deps& d, const request_context& ctx,
                                      const service::claim_input& input) {
   if (d.claims_per_ip) {
-    if (auto wait = d.claims_per_ip(ctx.client_ip)) {
+    if (auto wait = d.claims_per_ip(client_network(ctx.client_ip))) {
       return rate_limited(*wait, "too many claims from this address");
     }
   }
@@ -911,7 +914,8 @@ void public_routes(router& r, deps_ptr d) {
                 return respond(problem_response(*limited)), void();
               d->commands->claim(std::string(ctx.params.get_or("code", "")), std::move(*input),
                                  meta_of(ctx), claim_answer(d, respond));
-            }));
+            },
+            kept_answers::acted_on));
 
   auto learner_token = [](const request& req, const json* body) -> std::string {
     auto it = req.find(http::field::authorization);
@@ -1114,19 +1118,31 @@ void event_routes(router& r, deps_ptr d) {
           }
           std::size_t max = static_cast<std::size_t>(limit->value_or(100));
           const std::string org = who.org_id_.to_string();
+          // The log is every organization's: a page examines a bounded stretch of it (on an
+          // I/O thread), and a page of a small organization or a rare type may come back
+          // short or empty with next_from <= head_position: go on from there.
+          const std::uint64_t budget = d->events_page_scan;
+          if (!f.since) {
+            f.to_position = f.from_position > UINT64_MAX - budget
+                                ? UINT64_MAX
+                                : std::max<std::uint64_t>(f.from_position, 1) + budget - 1;
+          }
+          std::uint64_t visited = 0;
           json items = json::array();
           std::uint64_t last = 0;
           bool failed = false;
           auto scanned = d->store->scan(f, [&](const eventstore::recorded_event& e) {
             last = e.position;
-            if (e.org_id != org || (!stream.empty() && e.stream != stream)) return true;
-            auto j = event_json(*d, e);
-            if (!j) {
-              failed = true;
-              return false;
+            if (e.org_id == org && (stream.empty() || e.stream == stream)) {
+              auto j = event_json(*d, e);
+              if (!j) {
+                failed = true;
+                return false;
+              }
+              items.push_back(std::move(*j));
+              if (items.size() >= max) return false;
             }
-            items.push_back(std::move(*j));
-            return items.size() < max;
+            return ++visited < budget;  // with `since` (no position bound): events handed over
           });
           if (!scanned || failed) {
             return respond(problem_response(
@@ -1294,7 +1310,8 @@ void invitation_routes(router& r, deps_ptr d) {
                 return respond(problem_response(*limited)), void();
               d->commands->claim_by_link(std::string(ctx.params.get_or("token", "")),
                                          std::move(*input), meta_of(ctx), claim_answer(d, respond));
-            }));
+            },
+            kept_answers::acted_on));
 }
 
 }  // namespace

@@ -74,6 +74,8 @@ struct endpoint_deps {
   work_queue* password_hashing = nullptr;
   // Clients of GET /v1/events/live connected at once; more get 503 with Retry-After.
   std::size_t live_tail_max_clients = 1024;
+  // Log positions one GET /v1/events page examines at most (server_options).
+  std::uint64_t events_page_scan = 20'000;
   // Bounds how long a command's answer waits for the read models (503
   // read_model_lagging past it). Default: none (waits as long as it takes).
   std::shared_ptr<applied_wait> applied;

@@ -2,6 +2,9 @@
 
 #include <rocksdb/db.h>
 
+#include <algorithm>
+#include <iterator>
+
 #include <nlohmann/json.hpp>
 
 #include "api/problem.h"
@@ -51,6 +54,23 @@ std::optional<stored_response> decode(std::string_view v) {
 // failure or a read model lagging behind (5xx).
 bool kept_for_retries(unsigned status) { return status < 500 && status != 401 && status != 429; }
 
+// The problem codes of the claim refusals recorded as ClaimRejected (SPEC §2).
+bool recorded_refusal(std::string_view problem_body) {
+  auto j = nlohmann::json::parse(problem_body, nullptr, false);
+  if (!j.is_object() || !j.contains("code") || !j["code"].is_string()) return false;
+  static constexpr std::string_view recorded[] = {"expired",        "not_open_yet", "full",
+                                                  "not_allowed",    "deactivated",  "deleted",
+                                                  "details_missing"};
+  const auto& code = j["code"].get_ref<const std::string&>();
+  return std::find(std::begin(recorded), std::end(recorded), code) != std::end(recorded);
+}
+
+bool keeps(kept_answers which, unsigned status, std::string_view body) {
+  if (!kept_for_retries(status)) return false;
+  if (which == kept_answers::settled) return true;
+  return (status >= 200 && status < 300) || recorded_refusal(body);
+}
+
 // Delivers to the original responder after storing the response. A provisional answer
 // (503 while the read models lag behind the stored command) goes to the client and keeps
 // the key in flight: retries meanwhile get 409, and the command's own answer, when it
@@ -58,12 +78,13 @@ bool kept_for_retries(unsigned status) { return status < 500 && status != 401 &&
 class storing_sink final : public response_sink {
  public:
   storing_sink(idempotency_store& store, std::string key, std::string fingerprint, responder out,
-               const passage::clock& clock)
+               const passage::clock& clock, kept_answers which)
       : store_(store),
         key_(std::move(key)),
         fingerprint_(std::move(fingerprint)),
         out_(std::move(out)),
-        clock_(clock) {}
+        clock_(clock),
+        which_(which) {}
   ~storing_sink() override {
     if (!done_) store_.finish(key_, std::nullopt);
   }
@@ -92,7 +113,7 @@ class storing_sink final : public response_sink {
 
  private:
   std::optional<stored_response> kept(const response& res) const {
-    if (!kept_for_retries(res.result_int())) return std::nullopt;
+    if (!keeps(which_, res.result_int(), res.body())) return std::nullopt;
     stored_response r;
     r.fingerprint = fingerprint_;
     r.status = res.result_int();
@@ -108,6 +129,7 @@ class storing_sink final : public response_sink {
   std::string key_, fingerprint_;
   std::optional<responder> out_;
   const passage::clock& clock_;
+  kept_answers which_;
   bool done_ = false;
 };
 
@@ -155,17 +177,20 @@ std::optional<stored_response> idempotency_store::begin(const std::string& key,
 }
 
 void idempotency_store::finish(const std::string& key, const std::optional<stored_response>& r) {
-  std::lock_guard lk(mu_);
   if (r) {
+    // Outside the lock: other keys' requests do not wait for this fsync. The key stays in
+    // flight (a retry meanwhile gets 409) until the answer is stored.
     rocksdb::WriteOptions wo;
     wo.sync = true;  // the response promises the write happened once
     (void)db_->Put(wo, key, encode(*r));
   }
+  std::lock_guard lk(mu_);
   in_flight_.erase(key);
 }
 
-handler with_idempotency(idempotency_store& store, idempotency_scope scope, handler inner) {
-  return [&store, scope = std::move(scope), inner = std::move(inner)](
+handler with_idempotency(idempotency_store& store, idempotency_scope scope, handler inner,
+                         kept_answers which) {
+  return [&store, scope = std::move(scope), inner = std::move(inner), which](
              const request& req, request_context& ctx, responder respond) {
     auto it = req.find("Idempotency-Key");
     if (it == req.end()) {
@@ -210,7 +235,8 @@ handler with_idempotency(idempotency_store& store, idempotency_scope scope, hand
           make_problem("conflict", "a request with this Idempotency-Key is still in progress")));
       return;
     }
-    auto sink = std::make_shared<storing_sink>(store, key, fingerprint, respond, store.clock());
+    auto sink =
+        std::make_shared<storing_sink>(store, key, fingerprint, respond, store.clock(), which);
     inner(req, ctx, responder(sink));
   };
 }

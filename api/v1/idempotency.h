@@ -72,9 +72,20 @@ class idempotency_store {
 using idempotency_scope =
     std::function<std::optional<std::string>(const request&, const request_context&)>;
 
-// Wraps a command handler: without an Idempotency-Key header it runs as is. Responses
-// that say the request was not acted on for reasons of the moment (401, 429, 5xx) are
-// not kept: a retry with the same key runs again.
-handler with_idempotency(idempotency_store& store, idempotency_scope scope, handler inner);
+// Which settled answers are kept for retries with the same key.
+enum class kept_answers {
+  // Every answer but those that say the request was not acted on for reasons of the moment
+  // (401, 429, 5xx): for callers that hold a credential.
+  settled,
+  // Only answers to a request that was acted on: 2xx, or a claim refusal the domain records
+  // as ClaimRejected. For routes anyone may call: a malformed body or an unknown code stores
+  // nothing, so requests that record nothing cannot fill the store either.
+  acted_on,
+};
+
+// Wraps a command handler: without an Idempotency-Key header it runs as is. Answers not
+// kept (see kept_answers) leave nothing behind: a retry with the same key runs again.
+handler with_idempotency(idempotency_store& store, idempotency_scope scope, handler inner,
+                         kept_answers kept = kept_answers::settled);
 
 }  // namespace passage::api::v1

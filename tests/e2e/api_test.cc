@@ -368,6 +368,24 @@ TEST_F(node_test, AnApiKeysContactEmailIsSetChangedAndCleared) {
   EXPECT_EQ(client_->get("/v1/events?type=ApiKeyEmailChanged", auth()).json()["events"].size(), 2u);
 }
 
+// The data folder holds every learner's key, the node's secret and stored answers: closed to
+// other users, also when it was made open (by hand, or by an older build) before a start.
+TEST_F(node_test, TheDataFolderAndItsSecretsAreForTheNodesUserOnly) {
+  namespace fs = std::filesystem;
+  constexpr auto others = fs::perms::group_all | fs::perms::others_all;
+  const fs::path data = dir_.sub("data");
+  EXPECT_EQ(fs::status(data).permissions() & others, fs::perms::none);
+  for (const char* secret : {"server.secret", "owner.token", "operator.token"}) {
+    if (!fs::exists(data / secret)) continue;  // a token given in the options is not stored
+    EXPECT_EQ(fs::status(data / secret).permissions() & ~fs::perms::owner_all, fs::perms::none)
+        << secret;
+  }
+  stop();
+  fs::permissions(data, fs::perms::all);
+  start();
+  EXPECT_EQ(fs::status(data).permissions() & others, fs::perms::none);
+}
+
 TEST_F(node_test, IdempotencyKeyReturnsTheFirstResponse) {
   make_track("k8s-basics");
   http_client::headers h = {{"Authorization", "Bearer " + owner_}, {"Idempotency-Key", "create-1"}};
@@ -381,6 +399,31 @@ TEST_F(node_test, IdempotencyKeyReturnsTheFirstResponse) {
   EXPECT_EQ(client_->get("/v1/invites", auth()).json()["invites"].size(), 1u);
   auto reused = client_->post("/v1/invites", R"({"title":"Other","tracks":["k8s-basics"]})", h);
   EXPECT_EQ(reused.status, 422u);
+}
+
+// On the public claim route a malformed body or an unknown code is not kept under its
+// Idempotency-Key (anyone may send them: each kept answer is a synced write kept for a day);
+// a claim is, and its retry gets the same answer without a second claim.
+TEST_F(node_test, PublicClaimsKeepOnlyAnswersToClaimsActedOn) {
+  make_track("k8s-basics");
+  auto invite = make_invite({{"title", "Open"}, {"tracks", {{{"track_id", "k8s-basics"}}}}});
+  const std::string path = "/v1/public/invites/" + invite["code"].get<std::string>() + "/claims";
+  http_client::headers h = {{"Idempotency-Key", "claim-1"}};
+  for (int i = 0; i < 2; ++i) {
+    auto bad = client_->post(path, "{not json", h);
+    EXPECT_EQ(bad.status, 400u) << bad.body;
+    EXPECT_EQ(bad.header("Idempotent-Replayed"), "");
+    auto unknown = client_->post("/v1/public/invites/ZZZZZZZ/claims", R"({"email":"u@x.io"})", h);
+    EXPECT_EQ(unknown.status, 404u) << unknown.body;
+    EXPECT_EQ(unknown.header("Idempotent-Replayed"), "");
+  }
+  http_client::headers h2 = {{"Idempotency-Key", "claim-2"}};
+  auto first = client_->post(path, R"({"email":"ada@x.io"})", h2);
+  auto again = client_->post(path, R"({"email":"ada@x.io"})", h2);
+  ASSERT_EQ(first.status, 201u) << first.body;
+  EXPECT_EQ(again.status, 201u);
+  EXPECT_EQ(again.header("Idempotent-Replayed"), "true");
+  EXPECT_EQ(first.body, again.body);
 }
 
 // The events of the org in the log but those the mailer appends on its own time (a welcome
@@ -510,7 +553,13 @@ TEST_F(node_test, PublicViewAndClaimPageShowNoInternalFields) {
   EXPECT_EQ(page.body.find("SECRET-NOTE"), std::string::npos);
   EXPECT_NE(page.body.find("Public &lt;b&gt;title&lt;/b&gt;"), std::string::npos) << "escaped";
   EXPECT_NE(page.body.find("<label"), std::string::npos);
-  EXPECT_EQ(client_->get("/i/ZZZZZZZ").status, 404u);
+  auto missing = client_->get("/i/ZZZZZZZ");
+  EXPECT_EQ(missing.status, 404u);
+  // The not-found page is a learner page like the others: the same security headers.
+  for (const char* h : {"Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy"}) {
+    EXPECT_EQ(missing.header(h), page.header(h)) << h;
+    EXPECT_FALSE(missing.header(h).empty()) << h;
+  }
 }
 
 TEST_F(node_test, OpenApiDocumentListsEveryRoute) {
@@ -557,6 +606,40 @@ TEST_F(node_test, ForgottenLearnerShowsAsForgottenWithCountsIntact) {
   auto events = client_->get("/v1/events?limit=1000", auth());
   EXPECT_EQ(events.body.find("ada.lovelace@example.com"), std::string::npos);
   EXPECT_NE(events.body.find("LearnerForgotten"), std::string::npos);
+}
+
+// A page of GET /v1/events examines a bounded stretch of the log (every organization's):
+// a rare type's page stops there, short or empty, with next_from where to go on; paging
+// to head_position still finds every event, once each, in order.
+TEST_F(node_test, EventPagesExamineABoundedStretchOfTheLog) {
+  configure_ = [](app::server_options& o) { o.events_page_scan = 4; };
+  restart();
+  make_track("k8s-basics");
+  for (int i = 0; i < 5; ++i) {
+    auto invite = make_invite({{"title", "Page " + std::to_string(i)}, {"tracks", {"k8s-basics"}}});
+    auto off =
+        client_->post("/v1/invites/" + invite["id"].get<std::string>() + "/deactivate", "", auth());
+    ASSERT_EQ(off.status / 100, 2u) << off.body;
+  }
+  std::vector<std::string> titles;
+  std::uint64_t from = 1, pages = 0;
+  for (;;) {
+    auto page =
+        client_->get("/v1/events?type=InviteCreated&limit=100&from=" + std::to_string(from), auth())
+            .json();
+    ++pages;
+    for (const auto& e : page["events"]) titles.push_back(e["data"]["settings"]["title"]);
+    const std::uint64_t next = page["next_from"];
+    ASSERT_GT(next, from);
+    EXPECT_LE(next - from, 4u) << "examined past the bound";
+    from = next;
+    if (from > page["head_position"].get<std::uint64_t>()) break;
+  }
+  EXPECT_EQ(titles, (std::vector<std::string>{"Page 0", "Page 1", "Page 2", "Page 3", "Page 4"}));
+  EXPECT_GT(pages, 3u);
+  auto everything = client_->get("/v1/events?limit=100", auth()).json();
+  EXPECT_LE(everything["events"].size(), 4u);
+  EXPECT_EQ(everything["next_from"], 5);
 }
 
 TEST_F(node_test, EmbeddedKafkaBrokerCarriesEveryEvent) {

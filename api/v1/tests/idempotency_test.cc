@@ -125,5 +125,51 @@ TEST_F(idempotency_test,
   EXPECT_EQ(unscoped_runs, 2);
 }
 
+// Routes anyone may call keep only what was acted on: a created claim and a refusal the
+// domain records (ClaimRejected), not a malformed body or an unknown code, so requests that
+// record nothing cannot fill the store (each kept answer is an fsynced write kept 24 h).
+TEST_F(idempotency_test, public_routes_keep_only_answers_to_requests_acted_on) {
+  int runs = 0;
+  std::function<void(responder&)> answer;
+  auto h = with_idempotency(
+      *store_, everyone(),
+      [&](const request&, request_context&, responder respond) {
+        ++runs;
+        answer(respond);
+      },
+      kept_answers::acted_on);
+  auto twice = [&](const std::string& key) {
+    runs = 0;
+    auto first = call(h, key);
+    auto second = call(h, key);
+    EXPECT_TRUE(first && second);
+    return std::pair{runs, second ? std::string((*second)["Idempotent-Replayed"]) : ""};
+  };
+
+  for (const char* code : {"invalid_request", "not_found", "forbidden"}) {
+    answer = [&](responder& r) { r(problem_response(make_problem(code, "no"))); };
+    EXPECT_EQ(twice(std::string("k-") + code), std::pair(2, std::string())) << code;
+  }
+  for (const char* code : {"full", "expired", "not_allowed", "details_missing"}) {
+    answer = [&](responder& r) { r(problem_response(make_problem(code, "refused"))); };
+    EXPECT_EQ(twice(std::string("k-") + code), std::pair(1, std::string("true"))) << code;
+  }
+  answer = [](responder& r) {
+    r(json_response(http::status::created, nlohmann::json{{"claim_id", "c-1"}}));
+  };
+  EXPECT_EQ(twice("k-created"), std::pair(1, std::string("true")));
+
+  // The same answers under the default policy: every settled 4xx is kept.
+  int kept_runs = 0;
+  auto settled = with_idempotency(*store_, everyone(),
+                                  [&](const request&, request_context&, responder respond) {
+                                    ++kept_runs;
+                                    respond(problem_response(make_problem("invalid_request", "")));
+                                  });
+  call(settled, "k-settled");
+  call(settled, "k-settled");
+  EXPECT_EQ(kept_runs, 1);
+}
+
 }  // namespace
 }  // namespace passage::api::v1
