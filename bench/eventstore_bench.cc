@@ -59,7 +59,7 @@ std::string payload() {
 
 new_event make(const std::string& data) {
   new_event e;
-  e.event_id = uuid::random();
+  e.event_id = uuid::time_ordered();  // as command_service makes them
   e.type = "InviteClaimed";
   e.org_id = "org-default";
   e.correlation_id = "req-bench";

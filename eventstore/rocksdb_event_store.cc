@@ -12,7 +12,6 @@
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
-#include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
 #include <rocksdb/perf_level.h>
 #include <rocksdb/slice_transform.h>
@@ -379,6 +378,7 @@ class rocksdb_event_store final : public event_store {
       clear_map(ids);
       looked_up.clear();
       looked_up_next = 0;
+      new_ids.clear();
       // The tail cache's copy goes with each written commit (moved out) and is dropped
       // with a failed one: every commit starts a chunk of its own, with room for as many
       // bytes as the last commit's (so that its records are copied once).
@@ -405,6 +405,9 @@ class rocksdb_event_store final : public event_store {
     // in that order from `looked_up_next`.
     std::vector<store_result<std::optional<std::uint64_t>>> looked_up;
     std::size_t looked_up_next = 0;
+    // The batch's new event ids and their positions, put in the id family in id order
+    // when the batch is written (see put_new_ids).
+    std::vector<std::pair<uuid, std::uint64_t>> new_ids;
     std::uint64_t next_position;
     timestamp recorded_at;
     // Scratch, reused for every event of the batch.
@@ -423,6 +426,7 @@ class rocksdb_event_store final : public event_store {
 
   void writer_loop();
   void commit(std::deque<request>& batch);
+  void put_new_ids(batch_state& b);
   void syncer_loop();
   void hand_to_syncer(written_commit c);
   std::optional<store_error> failure();
@@ -536,35 +540,24 @@ store_result<bool> rocksdb_event_store::open() {
     c.write_buffer_size = 64u << 20;
     if (lz4) c.compression = rocksdb::kLZ4Compression;
     if (k == shape::by_id) {
-      // Only ever read by whole key, and every id is random. A skip list memtable would
-      // search among up to a million of them per insert (three per claim). A hash table
-      // of one entry per bucket (a link list keyed by the whole id) inserts in O(1) but
-      // only defers that search: its flush sorts the memtable by inserting every entry
-      // into a fresh skip list in bucket (random) order, ~60 % of the flush thread under
-      // claims, as much as the writer saved. Keyed by the id's first two bytes instead
-      // (RocksDB hashes the 65536 prefixes into as many buckets, a few sharing one), a
-      // bucket holds ids that are neighbours in key order, so the flush's skip list takes
-      // each bucket's ids in a row (its insert finds them right after the previous one) and
-      // searches about once per two-byte prefix rather than once per id.
-      // Claim-shaped appends (eventstore_bench --modes claims, flushes counted): flush
-      // thread -6 us/claim, writer +3, store -3 (-10 %). A bucket holds a few ids (the
-      // memtable is flushed by max_total_wal_size long before it holds a million): a sorted
-      // link list places an id in a step or two, its nodes one next pointer each, where
-      // HashSkipListRep drew a random height and allocated a tower per node and built a
-      // skip-list object (head at full height) per bucket: writer -1 to -3 us/claim of ~23,
-      // the flush no dearer. (In Debian's build of RocksDB, assertions on, either one's
-      // Insert searches the bucket once more, assert(!Contains): a short walk here too.)
-      // A bucket past 256 ids (threshold_use_skiplist) turns into a skip list; the logging
-      // threshold is the same 256, so RocksDB's LOG notes each such bucket once, as it
-      // converts (the count is checked only while the bucket is a link list, which never
-      // holds more than 256: RocksDB's default of 4096 could never fire).
+      // Only ever read by whole key. The ids a command's events get are time-ordered
+      // (uuid::time_ordered(), command_service): each goes in right after the one made
+      // before it, so the default skip list, hinted by the id's first byte as the log's
+      // keys are, places it without a search, and its flush reads the memtable in order.
+      // Until session 17 the ids were random and this family's memtable was a hash of
+      // linked lists keyed by the id's first two bytes (an insert in O(1) without a
+      // search); its flush then sorted every id into a fresh skip list, bucket by bucket in
+      // hash order, a full search each (~8 k instructions per id under Debian's
+      // assertions: ~43 % of the flush thread's instructions under claims). Ids that are
+      // not time-ordered (the mailer's outcome ids, derived from the mail's event id so
+      // that a retry repeats them; ids written before) still go in by a search, as any
+      // key of a skip list does. The two-byte prefix extractor stays for the tables'
+      // filters (files written before hold prefix entries too) and the memtable's filter.
       // Gets ask the memtable's whole-key bloom filter first (most ids looked up are new)
       // and the tables' whole-key filters, which files written with the earlier 16-byte
       // extractor also hold.
       c.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(2));
-      c.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(
-          1u << 16, /*huge_page_tlb_size=*/0, /*bucket_entries_logging_threshold=*/256,
-          /*if_log_bucket_dist_when_flash=*/false, /*threshold_use_skiplist=*/256));
+      c.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(1));
       t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
       c.memtable_whole_key_filtering = true;
       c.memtable_prefix_bloom_size_ratio = 0.1;
@@ -933,7 +926,7 @@ store_result<append_result> rocksdb_event_store::prepare(const request& r, batch
       b.wb.Put(log_cf(), b.log_key, b.record);
       b.records->add(position, b.record);
       b.wb.Put(stream_cf(), b.index_key, b.log_key);
-      b.wb.Put(ids_cf(), rocksdb::Slice(e.event_id.as_bytes().data(), 16), b.log_key);
+      b.new_ids.emplace_back(e.event_id, position);
       b.ids.emplace(e.event_id, pending_id{&e, s.stream, position, version});
       if (sr.first_version == 0) {
         sr.first_version = version;
@@ -957,6 +950,23 @@ std::optional<store_error> rocksdb_event_store::failure() {
 void rocksdb_event_store::fail_with(const store_error& e) {
   std::lock_guard lk(failed_mu_);
   if (!failed_) failed_ = e;
+}
+
+// Adds the batch's new event ids to its write batch in id order. Ids are time-ordered
+// (uuid::time_ordered()), but a batch holds the ids of many commands, made on several
+// threads, and a command's events are grouped by stream: in request order they come a
+// little out of order, and the id family's skip list, hinted by the last insert, would
+// then search for nearly every one. Sorted, each goes in right after the one before, and
+// the next batch's (made later) after this one's. The order of a write batch's puts to
+// distinct keys changes nothing of what it stores; the ids are distinct (prepare()
+// answers a repeated one from `ids` without writing it).
+void rocksdb_event_store::put_new_ids(batch_state& b) {
+  std::sort(b.new_ids.begin(), b.new_ids.end(),
+            [](const auto& x, const auto& y) { return x.first < y.first; });
+  for (const auto& [id, position] : b.new_ids) {
+    format::log_key_into(position, b.log_key);
+    b.wb.Put(ids_cf(), rocksdb::Slice(id.as_bytes().data(), 16), b.log_key);
+  }
 }
 
 // Prepares and writes one group commit without syncing it, then hands it to the sync
@@ -987,6 +997,7 @@ void rocksdb_event_store::commit(std::deque<request>& batch) {
   }
   if (wrote) {
     b.wb.Put(time_cf(), format::time_index_key(b.recorded_at, next_position_), rocksdb::Slice());
+    put_new_ids(b);
     // Not synced here: the sync thread fsyncs the write-ahead log (SyncWAL) for this
     // commit and any written after it, while this thread prepares the next one.
     auto s = db_->Write(rocksdb::WriteOptions(), &b.wb);

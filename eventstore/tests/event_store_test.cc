@@ -8,7 +8,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -171,15 +170,15 @@ TEST_F(store_test, EventIdsSharingTheirFirstBytesAreEachFoundOnceStored) {
   check();
 }
 
-// The event id memtable keeps a bucket as a sorted link list up to 256 ids and turns it into
-// a skip list past that. 400 ids of one two-byte prefix (one bucket): 200 appended one per
-// commit (link list), 100 in one append of many events (the bucket converts while that
-// commit is written) and 100 more one per commit (skip list). Every one of them, retried
-// alone, and the batch retried whole, is found stored once: in the memtable, across the
-// conversion, and after a reopen (the clean close flushes) in table files. Fresh ids of
-// that prefix sorting before and after all others are new events. RocksDB's LOG notes the
-// bucket's conversion once (the store's logging threshold).
-TEST_F(store_test, EventIdsPastALinkListBucketAreEachFoundOnceStored) {
+// 400 ids of one two-byte prefix (as time-ordered ids share theirs), in random order within
+// it: 200 appended one per commit, 100 in one append of many events (the writer puts a
+// batch's ids in id order) and 100 more one per commit. Every one of them, retried alone,
+// and the batch retried whole, is found stored once: in the memtable (a skip list hinted by
+// the first byte, whose hint these ids keep missing) and after a reopen (the clean close
+// flushes) in table files. Fresh ids of that prefix sorting before and after all others
+// are new events. (Until session 17 the memtable was a hash of link lists, and these ids
+// filled one bucket past its conversion to a skip list.)
+TEST_F(store_test, EventIdsOfOnePrefixAreEachFoundOnceStored) {
   // Bytes 2.. are random but never all 0x00 or all 0xFF (the fresh ids below).
   auto in_bucket = [] {
     uuid id = uuid::random();
@@ -246,17 +245,6 @@ TEST_F(store_test, EventIdsPastALinkListBucketAreEachFoundOnceStored) {
   check();
   reopen();
   check();
-  store_.reset();
-  // Every LOG of the store's folder (each open renames the last one LOG.old.*).
-  int conversions = 0;
-  for (const auto& f : std::filesystem::directory_iterator(dir_.sub("events"))) {
-    if (!f.path().filename().string().starts_with("LOG")) continue;
-    std::ifstream in(f.path());
-    for (std::string line; std::getline(in, line);) {
-      conversions += line.find("HashLinkedList bucket") != std::string::npos;
-    }
-  }
-  EXPECT_EQ(conversions, 1);
 }
 
 TEST_F(store_test, SameEventIdWithOtherContentIsAConflict) {

@@ -268,6 +268,45 @@ TEST_F(command_service_test, RepeatClaimReturnsTheSameClaimAndToken) {
   EXPECT_EQ(again->at.position, 0u) << "a repeat claim appends nothing";
 }
 
+// The store's event id index takes time-ordered ids next to the one before (a search-free
+// insert, a flush without a sort): every event a command appends gets a version-7 id, and
+// a later command's ids sort after an earlier one's (within one command the log groups the
+// events by stream, so their ids need not follow log order there).
+TEST_F(command_service_test, EventIdsAreTimeOrderedFromOneCommandToTheNext) {
+  register_track("k8s-basics");
+  auto invite = create_invite(10);
+  std::vector<std::uint64_t> last_of_claim;
+  for (int i = 0; i < 5; ++i) {
+    auto r = claim(invite.code, "ordered" + std::to_string(i) + "@example.com");
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_NE(r->at.position, 0u);
+    last_of_claim.push_back(r->at.position);
+  }
+  auto log = store_->read_all({}, 1000);
+  ASSERT_TRUE(log);
+  ASSERT_GE(log->size(), 1u + 5 * 2);  // the invite, and at least two events per new learner
+  for (const auto& e : *log) {
+    EXPECT_EQ(e.event_id.bytes[6] >> 4, 7) << "event at " << e.position << " (" << e.type << ")";
+    EXPECT_EQ(e.event_id.bytes[8] >> 6, 2) << "event at " << e.position << ": RFC 9562 variant";
+  }
+  // Every id written up to a claim's last event sorts before every id written after it.
+  for (std::uint64_t boundary : last_of_claim) {
+    uuid newest_before{}, oldest_after{};
+    bool any_after = false;
+    for (const auto& e : *log) {
+      if (e.position <= boundary) {
+        newest_before = std::max(newest_before, e.event_id);
+      } else if (!any_after || e.event_id < oldest_after) {
+        oldest_after = e.event_id;
+        any_after = true;
+      }
+    }
+    if (any_after) {
+      EXPECT_LT(newest_before, oldest_after) << "around position " << boundary;
+    }
+  }
+}
+
 TEST_F(command_service_test, OneNewEmailClaimingTwoInvitesAtOnceBecomesOneLearner) {
   register_track("k8s-basics");
   auto a = create_invite(0), b = create_invite(0);
