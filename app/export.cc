@@ -3,7 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <unordered_map>
 
@@ -155,6 +157,12 @@ std::string check_export_options(const export_options& o) {
   return {};
 }
 
+// The export could not write all its rows to `name`: `error` is errno.
+std::string cannot_write(const std::string& name, int error) {
+  std::string why = error != 0 ? std::string(" (") + std::strerror(error) + ")" : "";
+  return "cannot write " + name + why + ": the export is incomplete";
+}
+
 unexpected<export_error> failed(std::string message) {
   return fail(export_error{false, std::move(message)});
 }
@@ -167,6 +175,7 @@ result<export_summary, export_error> run_export(const export_options& o) {
   }
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(nullptr, &std::fclose);
   std::FILE* out = o.out;
+  const std::string out_name = o.output_path ? *o.output_path : "standard output";
   if (o.output_path) {
     file.reset(std::fopen(o.output_path->c_str(), "w"));
     if (!file) return failed("cannot write " + *o.output_path);
@@ -212,9 +221,17 @@ result<export_summary, export_error> run_export(const export_options& o) {
 
   export_summary sum;
   sum.up_to_position = f.to_position;
-  if (o.format == export_format::csv) {
-    auto line = projections::csv_row(header(o.kind));
-    std::fwrite(line.data(), 1, line.size(), out);
+  // A full disk or a closed pipe: the first write that fails ends the export (the rows
+  // after it would be lost too), and the export fails rather than leave a truncated file
+  // behind a success.
+  std::optional<std::string> write_failure;
+  auto write = [&](const std::string& line) {
+    if (std::fwrite(line.data(), 1, line.size(), out) == line.size()) return true;
+    write_failure = cannot_write(out_name, errno);
+    return false;
+  };
+  if (o.format == export_format::csv && !write(projections::csv_row(header(o.kind)))) {
+    return failed(*write_failure);
   }
   auto t0 = std::chrono::steady_clock::now();
   auto last_report = t0;
@@ -247,7 +264,7 @@ result<export_summary, export_error> run_export(const export_options& o) {
     std::string line = o.format == export_format::csv
                            ? projections::csv_row(cells)
                            : ndjson_line(o.kind, e, *data, cells).dump() + "\n";
-    std::fwrite(line.data(), 1, line.size(), out);
+    if (!write(line)) return false;
     ++sum.rows;
     if (o.progress) {
       auto now = std::chrono::steady_clock::now();
@@ -262,7 +279,11 @@ result<export_summary, export_error> run_export(const export_options& o) {
     }
     return true;
   });
-  std::fflush(out);
+  if (write_failure) return failed(*write_failure);
+  errno = 0;
+  // Buffered rows reach the output here: their errors are the output's too.
+  if (std::fflush(out) != 0 || std::ferror(out)) return failed(cannot_write(out_name, errno));
+  if (file && std::fclose(file.release()) != 0) return failed(cannot_write(out_name, errno));
   if (!scanned) return failed(scanned.error().message);
   if (failure) return failed(*failure);
   sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -44,6 +44,26 @@ std::string_view refused_part(CURLcode rc, std::string_view detail) {
   return {};
 }
 
+// The last 4xx or 5xx reply line libcurl read from the server in a transfer (through its
+// debug callback: the error buffer holds the code only). Kept parsed, never as text.
+struct refusal_seen {
+  std::optional<smtp_reply> last;
+};
+
+int on_curl_debug(CURL*, curl_infotype type, char* data, std::size_t size, void* p) {
+  if (type != CURLINFO_HEADER_IN) return 0;
+  auto* seen = static_cast<refusal_seen*>(p);
+  std::string_view in(data, size);
+  while (!in.empty()) {
+    const auto end = in.find('\n');
+    auto reply = parse_smtp_reply(in.substr(0, end));
+    if (reply && (reply->code / 100 == 4 || reply->code / 100 == 5)) seen->last = std::move(reply);
+    if (end == std::string_view::npos) break;
+    in.remove_prefix(end + 1);
+  }
+  return 0;
+}
+
 class smtp_transport final : public mail_transport {
  public:
   explicit smtp_transport(smtp_options o) : o_(std::move(o)) {
@@ -94,18 +114,25 @@ class smtp_transport final : public mail_transport {
     }
     char detail[CURL_ERROR_SIZE] = {0};
     curl_easy_setopt(curl_, CURLOPT_ERRORBUFFER, detail);
+    refusal_seen seen;
+    curl_easy_setopt(curl_, CURLOPT_DEBUGFUNCTION, &on_curl_debug);
+    curl_easy_setopt(curl_, CURLOPT_DEBUGDATA, &seen);
+    curl_easy_setopt(curl_, CURLOPT_VERBOSE, 1L);  // calls on_curl_debug, prints nothing
     const CURLcode rc = curl_easy_perform(curl_);
     long smtp_code = 0;
     curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &smtp_code);
     curl_slist_free_all(rcpt);
     if (rc == CURLE_OK) return {};
     // libcurl's texts name the server and the SMTP reply, never the recipient we gave it.
-    // A 5xx reply to RCPT TO refuses this recipient for good (RFC 5321 §4.2.1); a refused
-    // sender is the operator's to fix, so retried like a 4xx.
+    // A refusal of the recipient's mailbox is for good (refuses_mailbox()); a refused
+    // sender, relay or login is the operator's to fix, so retried like a 4xx.
     if (const auto part = refused_part(rc, detail); !part.empty()) {
+      smtp_reply reply{static_cast<int>(smtp_code), {}};
+      if (seen.last && seen.last->code == reply.code) reply.enhanced = seen.last->enhanced;
       return fail(send_error("the server refused the " + std::string(part) + " (SMTP " +
-                                 std::to_string(smtp_code) + ")",
-                             part == "recipient" && smtp_code >= 500 && smtp_code < 600));
+                                 std::to_string(reply.code) +
+                                 (reply.enhanced.empty() ? "" : " " + reply.enhanced) + ")",
+                             part == "recipient" && refuses_mailbox(reply)));
     }
     std::string why = std::string(curl_easy_strerror(rc));
     if (smtp_code != 0) why += " (SMTP " + std::to_string(smtp_code) + ")";
@@ -461,6 +488,36 @@ class eml_transport final : public mail_transport {
 };
 
 }  // namespace
+
+std::optional<smtp_reply> parse_smtp_reply(std::string_view line) {
+  while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.remove_suffix(1);
+  auto digits = [](std::string_view t, std::size_t min, std::size_t max) {
+    return t.size() >= min && t.size() <= max &&
+           std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (!digits(line.substr(0, 3), 3, 3) || (line.size() > 3 && line[3] != ' ' && line[3] != '-')) {
+    return std::nullopt;
+  }
+  smtp_reply r;
+  r.code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+  if (line.size() <= 4) return r;
+  // "class.subject.detail" after the code: the class is the code's first digit, then 1-3
+  // digits and 1-3 digits (RFC 3463 §2, RFC 2034 §4).
+  const auto rest = line.substr(4);
+  const auto token = rest.substr(0, rest.find(' '));
+  const auto first = token.find('.'), second = token.find('.', first + 1);
+  if (first == 1 && token[0] == line[0] && second != std::string_view::npos &&
+      digits(token.substr(2, second - 2), 1, 3) && digits(token.substr(second + 1), 1, 3)) {
+    r.enhanced = std::string(token);
+  }
+  return r;
+}
+
+bool refuses_mailbox(const smtp_reply& r) {
+  if (r.code / 100 != 5) return false;
+  if (!r.enhanced.empty()) return r.enhanced.starts_with("5.1.");
+  return r.code == 550 || r.code == 551 || r.code == 553;
+}
 
 std::unique_ptr<mail_transport> make_smtp_transport(const smtp_options& o) {
   return std::make_unique<smtp_transport>(o);

@@ -26,12 +26,30 @@ struct send_error {
   send_error(std::string why, bool refused = false)  // NOLINT: implicit, as a plain text
       : text(std::move(why)), permanent(refused) {}
   std::string text;
-  // The server refused this recipient for good (an SMTP 5xx reply to RCPT TO: no such
-  // mailbox, a domain it does not serve): sending again would be refused again, so the
-  // mailer records the failure without retrying. Anything else (no connection, a timeout,
-  // a 4xx reply, a refused sender or login, which the operator can fix) is worth retrying.
+  // The server refused this recipient's mailbox for good (refuses_mailbox(): no such
+  // mailbox, a bad address): sending again would be refused again, so the mailer records
+  // the failure without retrying. Anything else (no connection, a timeout, a 4xx reply, a
+  // refused sender or login, a refused relay or policy, which the operator can fix) is
+  // worth retrying.
   bool permanent = false;
 };
+
+// An SMTP server's reply, as far as the mailer acts on it: its code (550) and its enhanced
+// status code (RFC 3463: "5.1.1"; empty when the server gives none). Never the reply's
+// text, which may hold the recipient's address.
+struct smtp_reply {
+  int code = 0;
+  std::string enhanced;
+};
+// The code and enhanced code of one reply line ("550 5.1.1 No such user", "250-SIZE");
+// nullopt when it does not start with a three-digit code.
+std::optional<smtp_reply> parse_smtp_reply(std::string_view line);
+// Whether `r`, a refusal of RCPT TO, says the mailbox itself is bad (RFC 5321 §4.2.2-3,
+// RFC 3463 §3.2): with an enhanced code, a 5.1.x one (bad mailbox, domain or address
+// syntax, moved); without, 550 (no such mailbox), 551 (user not local) or 553 (mailbox
+// name not allowed). Not 530 (authentication required), 554 or a 5.7.x policy refusal
+// ("550 5.7.1 Relaying denied"): the server's configuration or ours, not the address.
+bool refuses_mailbox(const smtp_reply& r);
 
 // Used by one thread at a time (the mailer's).
 class mail_transport {

@@ -247,6 +247,11 @@ invite_draft to_draft(const invite_settings& s) {
 
 // ---------------------------------------------------------------------------------------
 
+std::int64_t capacity_warning_threshold(const invite_settings& settings) {
+  if (settings.claim_limit_ <= 0) return 0;
+  return (settings.claim_limit_ * settings.capacity_warning_percent_ + 99) / 100;
+}
+
 invite_state evolve(invite_state s, const event& e) {
   std::visit(
       [&s](const auto& v) {
@@ -263,6 +268,11 @@ invite_state evolve(invite_state s, const event& e) {
           ++s.version_;
         } else if constexpr (std::is_same_v<E, invite_updated>) {
           s.settings_ = v.settings_;
+          // Claims below the new threshold: a later crossing is a new one (invite.h).
+          if (s.settings_.claim_limit_ <= 0 ||
+              s.claims_count() < capacity_warning_threshold(s.settings_)) {
+            s.capacity_warned_ = false;
+          }
           ++s.version_;
         } else if constexpr (std::is_same_v<E, invite_deactivated>) {
           s.deactivated_ = true;
@@ -282,7 +292,7 @@ invite_state evolve(invite_state s, const event& e) {
           ++s.rejections_;
           ++s.version_;
         } else if constexpr (std::is_same_v<E, invite_capacity_warning>) {
-          s.capacity_warned_for_ = {v.claim_limit_, v.threshold_percent_};
+          s.capacity_warned_ = true;
           ++s.version_;
         } else if constexpr (std::is_same_v<E, invite_filled>) {
           ++s.version_;
@@ -701,10 +711,8 @@ domain_result<claim_decision> decide(const invite_state& s, const claim_invite& 
 
   if (cfg.claim_limit_ > 0) {
     const std::int64_t after = count + 1;
-    // ceil(limit * percent / 100) claims trigger the warning.
-    const std::int64_t threshold = (cfg.claim_limit_ * cfg.capacity_warning_percent_ + 99) / 100;
-    const std::pair warned_for{cfg.claim_limit_, cfg.capacity_warning_percent_};
-    if (s.capacity_warned_for_ != warned_for && after >= threshold) {
+    // Once per crossing of the threshold (invite_state::capacity_warned_).
+    if (!s.capacity_warned_ && after >= capacity_warning_threshold(cfg)) {
       d.events_.push_back(invite_capacity_warning{s.org_id_, s.invite_id_, after, cfg.claim_limit_,
                                                   cfg.capacity_warning_percent_, now});
     }

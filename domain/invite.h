@@ -212,9 +212,12 @@ struct invite_state {
   bool deleted_ = false;
   // One claim per learner (see claim_index.h for why not a std::unordered_map).
   claim_index claims_by_learner_;
-  // The claim limit and percent the last InviteCapacityWarning was for: an edit of either
-  // arms the warning again (a limit raised after the warning warns again near the new one).
-  std::optional<std::pair<std::int64_t, std::int64_t>> capacity_warned_for_;
+  // An InviteCapacityWarning stands: one was emitted and the claims have stayed at or above
+  // the warning threshold since. An edit that leaves them below the threshold of the new
+  // limit or share (a raised limit or share, no limit) lifts it, so the next crossing warns
+  // again, also back at a limit warned before (10 -> 20 -> 10): one warning per crossing.
+  // Other edits (a lowered limit, a title) keep it: the claims never left the warned zone.
+  bool capacity_warned_ = false;
   std::optional<timestamp> expired_announced_for_;   // deadline InviteExpired was emitted for
   std::map<std::string, uuid> private_invitations_;  // normalised email -> invitation id
   std::map<uuid, std::string> personal_links_;       // current invitation id -> email
@@ -227,6 +230,10 @@ struct invite_state {
 
 // Applies one event of the invite stream; events of other streams are ignored.
 invite_state evolve(invite_state state, const event& e);
+
+// The claims that reach `settings`' warning share of its claim limit, ceil(limit * percent
+// / 100): InviteCapacityWarning's threshold. 0 when there is no limit (never warned).
+std::int64_t capacity_warning_threshold(const invite_settings& settings);
 
 // ---------------------------------------------------------------------------------------
 // Status at an instant (SPEC §2 "Status").

@@ -339,7 +339,9 @@ dto_result<domain::invite_patch> parse_invite_patch(const nlohmann::json& body) 
 namespace {
 
 // What a learner types is stored in events, published and exported: bounded like what
-// admins type (a title: 200), and without control characters (line breaks only in answers).
+// admins type (a title: 200), and without control characters (line breaks only in answers):
+// neither C0 (and DEL) nor C1 (U+0080-U+009F: NEL, CSI... terminals and CSV readers act on
+// them too).
 constexpr std::size_t max_claim_name_length = 200;
 constexpr std::size_t max_claim_answer_length = 1000;
 
@@ -348,11 +350,15 @@ std::optional<field_error> check_claim_text(const std::string& field, std::strin
   if (value.size() > max) {
     return field_error{field, "longer than " + std::to_string(max) + " bytes"};
   }
-  for (const char ch : value) {
-    const auto c = static_cast<unsigned char>(ch);
-    if ((c < 0x20 || c == 0x7f) && !(line_breaks && (c == '\n' || c == '\r' || c == '\t'))) {
-      return field_error{field, "contains a control character"};
-    }
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    const bool c0 =
+        (c < 0x20 || c == 0x7f) && !(line_breaks && (c == '\n' || c == '\r' || c == '\t'));
+    // C1 in UTF-8 (the JSON reader checked the encoding): C2 80 to C2 9F.
+    const bool c1 = c == 0xc2 && i + 1 < value.size() &&
+                    static_cast<unsigned char>(value[i + 1]) >= 0x80 &&
+                    static_cast<unsigned char>(value[i + 1]) <= 0x9f;
+    if (c0 || c1) return field_error{field, "contains a control character"};
   }
   return std::nullopt;
 }

@@ -13,16 +13,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tests/support/test_values.h"
+
 namespace passage {
 namespace {
 
 // Ids that differ only in their last bytes (as sequential ids would): they share most of
 // their bits, so only the hash's mixing spreads them.
-uuid numbered(std::uint64_t n) {
-  uuid u;
-  for (int i = 0; i < 8; ++i) u.bytes[15 - i] = static_cast<std::uint8_t>(n >> (8 * i));
-  return u;
-}
+using testing::sequential_uuid;
 
 uuid random_id(std::mt19937_64& rng) {
   uuid u;
@@ -46,7 +44,7 @@ TEST(uuid_map_test, GrowthStopsAt2To32SlotsWithLengthError) {
   for (std::uint64_t n = 0; n < 1000; ++n) {
     const bool grows = (map.size() + 1) * 4 > map.table_size() * 3;
     if (grows) expected = map_type::grown_table_size(expected);
-    map[numbered(n)] = static_cast<int>(n);
+    map[sequential_uuid(n)] = static_cast<int>(n);
     ASSERT_EQ(map.table_size(), expected) << n;
   }
 }
@@ -67,21 +65,23 @@ TEST(uuid_map_test, ReserveSizesTheTableOnceForThatManyEntries) {
                std::length_error);
 
   map_type map;
-  for (std::uint64_t n = 0; n < 100; ++n) map[numbered(n)] = static_cast<int>(n);
+  for (std::uint64_t n = 0; n < 100; ++n) map[sequential_uuid(n)] = static_cast<int>(n);
   map.reserve(5000);
   const std::size_t reserved = map.table_size();
   EXPECT_EQ(reserved, map_type::reserved_table_size(0, 5000));
   EXPECT_EQ(reserved, 8192u);
-  for (std::uint64_t n = 0; n < 100; ++n) ASSERT_EQ(map.at(numbered(n)), static_cast<int>(n));
-  for (std::uint64_t n = 100; n < 5000; ++n) map[numbered(n)] = static_cast<int>(n);
+  for (std::uint64_t n = 0; n < 100; ++n)
+    ASSERT_EQ(map.at(sequential_uuid(n)), static_cast<int>(n));
+  for (std::uint64_t n = 100; n < 5000; ++n) map[sequential_uuid(n)] = static_cast<int>(n);
   EXPECT_EQ(map.table_size(), reserved);  // no growth up to the reserved count
   map.reserve(10);
   EXPECT_EQ(map.table_size(), reserved);
-  map[numbered(5000)] = 5000;  // still 3/4 full at most: 6144 entries fit
+  map[sequential_uuid(5000)] = 5000;  // still 3/4 full at most: 6144 entries fit
   EXPECT_EQ(map.table_size(), reserved);
-  for (std::uint64_t n = 5001; n < 6145; ++n) map[numbered(n)] = static_cast<int>(n);
+  for (std::uint64_t n = 5001; n < 6145; ++n) map[sequential_uuid(n)] = static_cast<int>(n);
   EXPECT_EQ(map.table_size(), 2 * reserved);  // and past it, grows as before
-  for (std::uint64_t n = 0; n < 6145; ++n) ASSERT_EQ(map.at(numbered(n)), static_cast<int>(n));
+  for (std::uint64_t n = 0; n < 6145; ++n)
+    ASSERT_EQ(map.at(sequential_uuid(n)), static_cast<int>(n));
   std::uint64_t next = 0;  // insertion order kept
   for (const auto& [key, value] : map) ASSERT_EQ(value, static_cast<int>(next++));
   EXPECT_EQ(next, 6145u);
@@ -90,25 +90,25 @@ TEST(uuid_map_test, ReserveSizesTheTableOnceForThatManyEntries) {
 TEST(uuid_map_test, FindsInsertsAndOverwrites) {
   uuid_map<std::string> map;
   EXPECT_TRUE(map.empty());
-  EXPECT_EQ(map.find(numbered(1)), map.end());
-  EXPECT_FALSE(map.contains(numbered(1)));
-  EXPECT_THROW((void)map.at(numbered(1)), std::out_of_range);
-  map[numbered(1)] = "one";
-  auto [it, inserted] = map.try_emplace(numbered(2), "two");
+  EXPECT_EQ(map.find(sequential_uuid(1)), map.end());
+  EXPECT_FALSE(map.contains(sequential_uuid(1)));
+  EXPECT_THROW((void)map.at(sequential_uuid(1)), std::out_of_range);
+  map[sequential_uuid(1)] = "one";
+  auto [it, inserted] = map.try_emplace(sequential_uuid(2), "two");
   EXPECT_TRUE(inserted);
-  EXPECT_EQ(it->first, numbered(2));
+  EXPECT_EQ(it->first, sequential_uuid(2));
   EXPECT_EQ(it->second, "two");
-  auto [again, inserted_again] = map.try_emplace(numbered(2), "not taken");
+  auto [again, inserted_again] = map.try_emplace(sequential_uuid(2), "not taken");
   EXPECT_FALSE(inserted_again);
   EXPECT_EQ(again->second, "two");
-  map[numbered(1)] = "uno";
+  map[sequential_uuid(1)] = "uno";
   EXPECT_EQ(map.size(), 2u);
-  EXPECT_EQ(map.at(numbered(1)), "uno");
-  EXPECT_EQ(map.find(numbered(2))->second, "two");
-  EXPECT_EQ(map.find(numbered(3)), map.end());
+  EXPECT_EQ(map.at(sequential_uuid(1)), "uno");
+  EXPECT_EQ(map.find(sequential_uuid(2))->second, "two");
+  EXPECT_EQ(map.find(sequential_uuid(3)), map.end());
   const auto& constant = map;
-  EXPECT_EQ(constant.find(numbered(1))->second, "uno");
-  EXPECT_EQ(constant.find(numbered(3)), constant.end());
+  EXPECT_EQ(constant.find(sequential_uuid(1))->second, "uno");
+  EXPECT_EQ(constant.find(sequential_uuid(3)), constant.end());
 }
 
 TEST(uuid_map_test, AnswersAsUnorderedMapThroughGrowthAndCollisions) {
@@ -118,7 +118,7 @@ TEST(uuid_map_test, AnswersAsUnorderedMapThroughGrowthAndCollisions) {
   std::unordered_map<uuid, std::uint64_t> model;
   std::mt19937_64 rng(7);
   std::vector<uuid> ids;
-  for (std::uint64_t n = 0; n < 50'000; ++n) ids.push_back(numbered(n));
+  for (std::uint64_t n = 0; n < 50'000; ++n) ids.push_back(sequential_uuid(n));
   for (std::uint64_t n = 0; n < 50'000; ++n) ids.push_back(random_id(rng));
   std::size_t last_table = 0;
   for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -140,7 +140,7 @@ TEST(uuid_map_test, AnswersAsUnorderedMapThroughGrowthAndCollisions) {
     ASSERT_NE(it, map.end());
     EXPECT_EQ(it->second, v);
   }
-  for (std::uint64_t n = 50'000; n < 60'000; ++n) EXPECT_FALSE(map.contains(numbered(n)));
+  for (std::uint64_t n = 50'000; n < 60'000; ++n) EXPECT_FALSE(map.contains(sequential_uuid(n)));
 }
 
 // Ids whose hashes differ only in their low bits: the same tag (the hash's top half) and
@@ -175,15 +175,15 @@ TEST(uuid_map_test, KeysSharingTheirTagAreToldApartByTheirEntries) {
 
 TEST(uuid_map_test, EntriesStayInPlaceAndIterateInInsertionOrder) {
   uuid_map<std::vector<int>> map;
-  auto& first = map[numbered(0)];
+  auto& first = map[sequential_uuid(0)];
   first.push_back(42);
   const auto* first_address = &first;
-  for (std::uint64_t n = 1; n < 5000; ++n) map[numbered(n)].push_back(static_cast<int>(n));
-  EXPECT_EQ(&map.at(numbered(0)), first_address);  // through table growth and new chunks
+  for (std::uint64_t n = 1; n < 5000; ++n) map[sequential_uuid(n)].push_back(static_cast<int>(n));
+  EXPECT_EQ(&map.at(sequential_uuid(0)), first_address);  // through table growth and new chunks
   EXPECT_EQ(first.front(), 42);
   std::uint64_t expected = 0;
   for (const auto& [id, v] : map) {
-    EXPECT_EQ(id, numbered(expected));
+    EXPECT_EQ(id, sequential_uuid(expected));
     EXPECT_EQ(v.front(), expected == 0 ? 42 : static_cast<int>(expected));
     ++expected;
   }
@@ -196,34 +196,34 @@ TEST(uuid_map_test, EntryNumbersNameTheSameEntryThroughGrowth) {
   uuid_map<std::uint64_t> map;
   std::vector<std::size_t> numbers;
   for (std::uint64_t n = 0; n < 5000; ++n) {
-    auto [it, inserted] = map.try_emplace(numbered(n), n);
+    auto [it, inserted] = map.try_emplace(sequential_uuid(n), n);
     ASSERT_TRUE(inserted);
     numbers.push_back(it.index());
   }
   for (std::uint64_t n = 0; n < 5000; ++n) {
     ASSERT_EQ(numbers[n], n);
-    ASSERT_EQ(map.find(numbered(n)).index(), n);
-    ASSERT_EQ(map.nth(numbers[n]).first, numbered(n));
+    ASSERT_EQ(map.find(sequential_uuid(n)).index(), n);
+    ASSERT_EQ(map.nth(numbers[n]).first, sequential_uuid(n));
     ASSERT_EQ(map.nth(numbers[n]).second, n);
   }
   const auto& cmap = map;
-  EXPECT_EQ(&cmap.nth(7), &*map.find(numbered(7)));
+  EXPECT_EQ(&cmap.nth(7), &*map.find(sequential_uuid(7)));
 }
 
 TEST(uuid_map_test, PrefetchesChangeNothing) {
   uuid_map<int> map;
-  map.prefetch(numbered(1));  // empty: no table yet
-  map.prefetch_entry(numbered(1));
+  map.prefetch(sequential_uuid(1));  // empty: no table yet
+  map.prefetch_entry(sequential_uuid(1));
   EXPECT_EQ(map.table_size(), 0u);
-  map[numbered(1)] = 1;
+  map[sequential_uuid(1)] = 1;
   for (std::uint64_t n = 0; n < 200; ++n) {  // present and absent ids, through growth
-    map.prefetch(numbered(n));
-    map.prefetch_entry(numbered(n));
-    if (n % 2 == 0) map[numbered(1000 + n)] = static_cast<int>(n);
+    map.prefetch(sequential_uuid(n));
+    map.prefetch_entry(sequential_uuid(n));
+    if (n % 2 == 0) map[sequential_uuid(1000 + n)] = static_cast<int>(n);
   }
   EXPECT_EQ(map.size(), 101u);
-  EXPECT_EQ(map.at(numbered(1)), 1);
-  EXPECT_FALSE(map.contains(numbered(2)));
+  EXPECT_EQ(map.at(sequential_uuid(1)), 1);
+  EXPECT_FALSE(map.contains(sequential_uuid(2)));
 }
 
 // Counts live instances: each value constructed is destroyed once, by clear() or the map's
@@ -241,14 +241,15 @@ TEST(uuid_map_test, ClearAndDestructionDestroyEveryValueOnce) {
   counted::live = 0;
   {
     uuid_map<counted> map;
-    for (std::uint64_t n = 0; n < 3000; ++n) map.try_emplace(numbered(n), static_cast<int>(n));
+    for (std::uint64_t n = 0; n < 3000; ++n)
+      map.try_emplace(sequential_uuid(n), static_cast<int>(n));
     EXPECT_EQ(counted::live, 3000);
     map.clear();
     EXPECT_EQ(counted::live, 0);
     EXPECT_TRUE(map.empty());
-    EXPECT_EQ(map.find(numbered(5)), map.end());
-    for (std::uint64_t n = 0; n < 100; ++n) map.try_emplace(numbered(n), 1);  // reusable
-    EXPECT_EQ(map.at(numbered(99)).v, 1);
+    EXPECT_EQ(map.find(sequential_uuid(5)), map.end());
+    for (std::uint64_t n = 0; n < 100; ++n) map.try_emplace(sequential_uuid(n), 1);  // reusable
+    EXPECT_EQ(map.at(sequential_uuid(99)).v, 1);
     EXPECT_EQ(counted::live, 100);
     uuid_map<counted> moved = std::move(map);
     EXPECT_EQ(counted::live, 100);

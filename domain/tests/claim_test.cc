@@ -372,7 +372,7 @@ TEST(Claim, CapacityWarningOnceAtEightyPercentAndFilledOnLastSpot) {
   EXPECT_EQ(seen[2], v{"InviteClaimed"});
   EXPECT_EQ(seen[3], (v{"InviteClaimed", "InviteCapacityWarning"}));
   EXPECT_EQ(seen[4], (v{"InviteClaimed", "InviteFilled"}));
-  EXPECT_EQ(s.capacity_warned_for_, (std::pair<std::int64_t, std::int64_t>{5, 80}));
+  EXPECT_TRUE(s.capacity_warned_);
 }
 
 // An edit of the limit or the share after the warning arms it again: the admin who raises a
@@ -410,7 +410,58 @@ TEST(Claim, CapacityWarningArmedAgainByANewLimitOrShare) {
   share.patch_.capacity_warning_percent_ = 90;  // 90 % of 20 = 18 claims
   s = with_events(s, *decide(s, share, t0));
   EXPECT_EQ(warnings_of_next_claims(3), v{18});
-  EXPECT_EQ(s.capacity_warned_for_, (std::pair<std::int64_t, std::int64_t>{20, 90}));
+  EXPECT_TRUE(s.capacity_warned_);
+}
+
+// A warning per crossing of the threshold, not per limit: a limit edited 10 -> 20 -> 10
+// after the warning at 10 took the claims below the warning zone and back into it, so the
+// admin is warned again near 10. An edit that leaves the claims in the zone (a lower limit
+// or share) is no new crossing; no limit at all lifts the warning too.
+TEST(Claim, CapacityWarningOncePerCrossingOfTheThreshold) {
+  invite_draft d = basic_draft();
+  d.claim_limit_ = 10;  // 80 % = 8 claims
+  invite_state s = given_invite(d);
+  std::uint64_t n = 0;
+  auto warnings_of_next_claims = [&](int claims) {
+    std::vector<std::int64_t> at;
+    for (int i = 0; i < claims; ++i) {
+      auto out = claim_ok(s, claim_anonymous(++n), t0);
+      for (const auto& w : events_of<invite_capacity_warning>(out.events_)) {
+        at.push_back(w.claims_count_);
+      }
+      s = with_events(s, out.events_);
+    }
+    return at;
+  };
+  auto edit = [&](std::int64_t limit, std::optional<std::int64_t> percent = std::nullopt) {
+    update_invite u;
+    u.patch_.claim_limit_ = limit;
+    u.patch_.capacity_warning_percent_ = percent;
+    auto r = decide(s, u, t0);
+    ASSERT_TRUE(r) << r.error().message_;
+    s = with_events(s, *r);
+  };
+  using v = std::vector<std::int64_t>;
+  EXPECT_EQ(warnings_of_next_claims(8), v{8});
+
+  edit(20);  // 8 claims, below 16: the warning is lifted
+  EXPECT_FALSE(s.capacity_warned_);
+  edit(10);  // back in the zone: the next claim crosses again
+  EXPECT_EQ(warnings_of_next_claims(1), v{9});
+
+  edit(12);  // 9 claims, threshold ceil(9.6) = 10: the next claim crosses again
+  EXPECT_EQ(warnings_of_next_claims(1), v{10});
+  edit(11);  // lowered, 10 of 11 still in the zone (threshold 9): no new crossing
+  EXPECT_TRUE(s.capacity_warned_);
+  edit(11, 50);  // a lower share: still in the zone
+  edit(11, 80);
+  EXPECT_EQ(warnings_of_next_claims(1), v{});  // 11 of 11: filled, not warned twice
+
+  edit(0);  // no limit: nothing to warn about, the warning is lifted
+  EXPECT_FALSE(s.capacity_warned_);
+  EXPECT_EQ(warnings_of_next_claims(1), v{});  // unlimited: never warned
+  edit(13);  // 12 claims of 13, threshold 11: warned at the next claim
+  EXPECT_EQ(warnings_of_next_claims(1), v{13});
 }
 
 TEST(Claim, FilledNamesTheClaimThatTookTheLastSpot) {

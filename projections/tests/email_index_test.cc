@@ -11,6 +11,7 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace passage::projections {
 namespace {
@@ -260,33 +261,54 @@ TEST(email_index_test, KeyedEmailGivesBackTheSubjectItWasGiven) {
 }
 
 // Random registrations (new emails, emails other learners hold, the same one again) and
-// forgettings over few home slots (long runs, wrapping around the table's end, shared
-// tags) against a map of strings.
+// forgettings against a map of strings, with thousands of learners: the table grows twice
+// (1024 -> 2048 -> 4096 slots) in the middle of the churn, so each growth moves a table
+// that removals shifted back, with runs that wrap around its end, long runs from shared
+// home slots and shared tags. Every entry is looked up after each growth and every 997
+// steps: an entry a growth drops or misplaces is found missing.
 TEST(email_index_test, MatchesAMapOfStringsUnderRandomChurn) {
-  constexpr std::uint32_t entries = 300;
+  constexpr std::uint32_t entries = 3000;
+  constexpr std::uint64_t subjects = 20000;
   learners l(entries);
   expected_index want(entries);
   std::mt19937_64 rng(6);
   auto subject = [](std::uint64_t n) {
-    // Multiples of 2^12 share a home slot until the table outgrows them; of 2^32, a tag.
-    return subject_of(n % 7 == 0 ? (n << 12) : n % 11 == 0 ? (n << 32) : n);
+    // Most spread over the table by a multiplication (their tag is the low 32 bits of the
+    // product); multiples of 7 in a band of shared home slots (their tag n << 12, whose
+    // top bits are few); multiples of 11 all of tag 0, told apart by the learners' hashes.
+    return subject_of(n % 7 == 0 ? (n << 12) : n % 11 == 0 ? (n << 32) : n * 0x9e3779b97f4a7c15ull);
   };
-  for (int step = 0; step < 200000; ++step) {
+  auto expect_same = [&](const std::string& when) {
+    ASSERT_EQ(l.index.size(), want.by_subject.size()) << when;
+    for (const auto& [k, v] : want.by_subject) ASSERT_EQ(l.index.find(k), v) << when;
+  };
+  std::vector<std::size_t> table_sizes;  // each size the table had, in order
+  std::size_t erased_before_growth = 0, erased = 0;
+  for (int step = 0; step < 300000; ++step) {
     const auto e = static_cast<std::uint32_t>(rng() % entries);
     if (rng() % 3 == 0) {
+      erased += want.subject[e].empty() ? 0 : 1;
       l.forgotten(e);
       want.forgotten(e);
     } else {
-      const std::string s = subject(rng() % 5000);
+      const std::string s = subject(rng() % subjects);
       l.registers(e, s);
       want.registers(e, s);
     }
+    const std::size_t table_size = l.index.table_size();  // 0 until the first registration
+    if (table_size != 0 && (table_sizes.empty() || table_sizes.back() != table_size)) {
+      table_sizes.push_back(l.index.table_size());
+      if (table_sizes.size() > 2) erased_before_growth = erased;
+      ASSERT_NO_FATAL_FAILURE(expect_same("after growing to " + std::to_string(table_sizes.back()) +
+                                          " slots at step " + std::to_string(step)));
+    }
     if (step % 997 == 0) {
-      ASSERT_EQ(l.index.size(), want.by_subject.size());
-      for (const auto& [k, v] : want.by_subject) ASSERT_EQ(l.index.find(k), v) << "step " << step;
+      ASSERT_NO_FATAL_FAILURE(expect_same("step " + std::to_string(step)));
     }
   }
-  for (std::uint64_t n = 0; n < 5000; ++n) {
+  EXPECT_EQ(table_sizes, (std::vector<std::size_t>{1024, 2048, 4096}));
+  EXPECT_GT(erased_before_growth, 100u) << "the last growth came after many removals";
+  for (std::uint64_t n = 0; n < subjects; ++n) {
     const std::string s = subject(n);
     auto it = want.by_subject.find(s);
     if (it == want.by_subject.end()) {

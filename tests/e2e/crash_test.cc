@@ -559,6 +559,25 @@ TEST(Export, RunsBesideAWritingServerAndExportsAPrefixOfTheLog) {
   EXPECT_EQ(after.find("ada.exported@example.com"), std::string::npos);
   EXPECT_NE(after.find(first.json()["claim_id"].get<std::string>()), std::string::npos);
   EXPECT_NE(after.find("forgotten"), std::string::npos);
+
+  // A full disk (/dev/full) fails the export (1), naming the output, whether the rows fill
+  // the buffer (events: the first failing write stops it) or only the last flush finds it
+  // (claims of a fresh invite: the header alone).
+  auto fresh = admin.post("/v1/invites", R"({"title":"Unclaimed","tracks":["t"]})", auth);
+  ASSERT_EQ(fresh.status, 201u) << fresh.body;
+  const std::string fresh_id = fresh.json()["id"];
+  for (const std::string& what : {std::string("events"), "claims --invite " + fresh_id}) {
+    auto full = run(std::string(PASSAGE_BINARY) + " export " + what + " --data-dir " + data +
+                        " --output /dev/full 2>&1",
+                    status);
+    EXPECT_EQ(WEXITSTATUS(status), 1) << what << ": " << full;
+    EXPECT_NE(full.find("cannot write /dev/full"), std::string::npos) << what << ": " << full;
+    full = run(std::string(PASSAGE_BINARY) + " export " + what + " --data-dir " + data +
+                   " 2>&1 >/dev/full",
+               status);
+    EXPECT_EQ(WEXITSTATUS(status), 1) << what << ": " << full;
+    EXPECT_NE(full.find("cannot write standard output"), std::string::npos) << what << ": " << full;
+  }
 }
 
 // `--invite` follows the invite into the streams of its learners and claims: its leads,

@@ -13,7 +13,10 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "consumers/mailer.h"
 #include "consumers/state_db.h"
@@ -583,9 +586,10 @@ TEST_F(MailTest, UndeliverableMailIsDeadLetteredAndVisible) {
   EXPECT_EQ(j["dead_letters"][0]["error"].get<std::string>().find("ada@"), std::string::npos);
 }
 
-// A recipient the server refuses for good (550 at RCPT TO) is dead-lettered at the first
-// attempt: retrying would hold every later mail for the whole backoff (minutes) and be
-// refused again. The others in the job are sent.
+// A recipient whose mailbox the server refuses for good (550, 551 or 553 at RCPT TO, or a
+// 5.1.x enhanced code) is dead-lettered at the first attempt: retrying would hold every
+// later mail for the whole backoff (minutes) and be refused again. The others in the job
+// are sent.
 TEST_F(MailTest, ARecipientRefusedForGoodIsNotRetried) {
   client_.reset();
   node_.reset();
@@ -598,11 +602,21 @@ TEST_F(MailTest, ARecipientRefusedForGoodIsNotRetried) {
   EXPECT_EQ(j["failed"], 1);
   ASSERT_EQ(j["dead_letters"].size(), 1u) << j.dump();
   EXPECT_EQ(j["dead_letters"][0]["attempts"], 1);
-  EXPECT_EQ(j["dead_letters"][0]["error"], "the server refused the recipient (SMTP 550)");
+  EXPECT_EQ(j["dead_letters"][0]["error"], "the server refused the recipient (SMTP 550 5.1.1)");
   EXPECT_EQ(client_->get("/v1/system").json()["mail"]["attempts_failed"], 1);
   const auto mails = inbox();
   ASSERT_EQ(mails.size(), 1u);
   EXPECT_EQ(mails[0].envelope_to, "bob@example.com");
+
+  // Without an enhanced code, 550 and 553 still say the mailbox is bad (smtp_sink.py).
+  for (const auto& [to, error] : std::vector<std::pair<std::string, std::string>>{
+           {"nouser-ada@example.com", "the server refused the recipient (SMTP 550)"},
+           {"badname-ada@example.com", "the server refused the recipient (SMTP 553 5.1.3)"}}) {
+    auto refused = wait_job(send(invite["id"], {to}));
+    ASSERT_EQ(refused["dead_letters"].size(), 1u) << to << ": " << refused.dump();
+    EXPECT_EQ(refused["dead_letters"][0]["attempts"], 1) << to;
+    EXPECT_EQ(refused["dead_letters"][0]["error"], error) << to;
+  }
 }
 
 // A temporary refusal (451) is retried up to max_attempts, as a server that is down.
@@ -616,7 +630,29 @@ TEST_F(MailTest, ATemporaryRefusalIsRetried) {
   EXPECT_EQ(j["failed"], 1);
   ASSERT_EQ(j["dead_letters"].size(), 1u) << j.dump();
   EXPECT_EQ(j["dead_letters"][0]["attempts"], 3);
-  EXPECT_EQ(j["dead_letters"][0]["error"], "the server refused the recipient (SMTP 451)");
+  EXPECT_EQ(j["dead_letters"][0]["error"], "the server refused the recipient (SMTP 451 4.3.0)");
+}
+
+// A 5xx at RCPT TO that refuses the relay, a policy or a missing login (554, 530, a 5.7.x
+// enhanced code even on a 550) says nothing against the address: the server's or our
+// configuration, which the operator can fix, so it is retried like a 4xx. The reply's text
+// (which may name the address) stays out of the error.
+TEST_F(MailTest, ARefusedRelayOrLoginIsRetried) {
+  client_.reset();
+  node_.reset();
+  max_attempts_ = 3;
+  start();
+  auto invite = private_invite();
+  for (const auto& [to, error] : std::vector<std::pair<std::string, std::string>>{
+           {"denied-ada@example.com", "the server refused the recipient (SMTP 554 5.7.1)"},
+           {"unrelayed-ada@example.com", "the server refused the recipient (SMTP 550 5.7.1)"},
+           {"unauth-ada@example.com", "the server refused the recipient (SMTP 530 5.7.0)"}}) {
+    auto j = wait_job(send(invite["id"], {to}));
+    EXPECT_EQ(j["failed"], 1) << to;
+    ASSERT_EQ(j["dead_letters"].size(), 1u) << to << ": " << j.dump();
+    EXPECT_EQ(j["dead_letters"][0]["attempts"], 3) << to;
+    EXPECT_EQ(j["dead_letters"][0]["error"], error) << to;
+  }
 }
 
 // ---- welcome mails and passwords ----------------------------------------------

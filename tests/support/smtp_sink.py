@@ -7,8 +7,11 @@ answers 250), with the envelope recipients on an "X-Envelope-To:" first line. Pr
 "ready" on stdout once listening. Runs until killed; with DIE_AFTER, the process dies
 (exit without answering) in the middle of the transaction after DIE_AFTER accepted
 messages, at RCPT TO: a crash at a known point, so no accepted mail is left unanswered.
-Recipients whose local part starts with "refused-" get a permanent refusal at RCPT TO
-(550, no such mailbox), those starting with "busy-" a temporary one (451).
+Recipients are refused at RCPT TO by the start of their local part, as real servers do:
+  refused-   550 5.1.1 (no such mailbox)        nouser-    550 without an enhanced code
+  badname-   553 5.1.3 (bad address syntax)     busy-      451 4.3.0 (try again later)
+  denied-    554 5.7.1 (relay access denied, the address in the text, as Postfix says it)
+  unrelayed- 550 5.7.1 (unable to relay)        unauth-    530 5.7.0 (authentication required)
 """
 import asyncio
 import os
@@ -16,6 +19,17 @@ import sys
 import uuid
 
 from aiosmtpd.controller import Controller
+
+
+REFUSALS = {
+    "refused-": "550 5.1.1 No such mailbox",
+    "nouser-": "550 No such user here",
+    "badname-": "553 5.1.3 Bad recipient address syntax",
+    "busy-": "451 4.3.0 Try again later",
+    "denied-": "554 5.7.1 <{address}>: Relay access denied",
+    "unrelayed-": "550 5.7.1 Unable to relay",
+    "unauth-": "530 5.7.0 Authentication required",
+}
 
 
 class Sink:
@@ -27,10 +41,9 @@ class Sink:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.die_after is not None and self.accepted >= self.die_after:
             os._exit(3)
-        if address.startswith("refused-"):
-            return "550 5.1.1 No such mailbox"
-        if address.startswith("busy-"):
-            return "451 4.3.0 Try again later"
+        for prefix, reply in REFUSALS.items():
+            if address.startswith(prefix):
+                return reply.format(address=address)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

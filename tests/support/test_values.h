@@ -29,4 +29,13 @@ inline uuid numbered_uuid(std::uint64_t n, std::uint8_t tag) {
   return u;
 }
 
+// A uuid with `n` in its last 8 bytes and zeros before, as sequential ids would differ:
+// they share most of their bits, so only a hash's mixing spreads them (the flat maps'
+// tests), and their order is n's.
+inline uuid sequential_uuid(std::uint64_t n) {
+  uuid u;
+  for (int i = 0; i < 8; ++i) u.bytes[15 - i] = static_cast<std::uint8_t>(n >> (8 * i));
+  return u;
+}
+
 }  // namespace passage::testing

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <limits>
 #include <string>
 #include <vector>
@@ -166,6 +167,33 @@ TEST(Dto, ClaimNamesAndAnswersAreBoundedAndWithoutControlCharacters) {
   ASSERT_FALSE(long_answer);
   EXPECT_EQ(long_answer.error().field, "answers.company");
   EXPECT_FALSE(answers("bell\x07"));
+  // C1 controls (U+0080-U+009F) as C0: raw UTF-8 and escaped, through the body and the
+  // document, in names and answers; the characters beside them pass.
+  for (const std::string c1 : {"\xc2\x80", "\xc2\x85", "\xc2\x9b", "\xc2\x9f"}) {
+    for (const std::string field : {"first_name", "last_name"}) {
+      auto raw = name(field, "Ada" + c1);
+      ASSERT_FALSE(raw) << field;
+      EXPECT_EQ(raw.error().field, field);
+      EXPECT_EQ(raw.error().message, "contains a control character");
+      char escape[8];
+      std::snprintf(escape, sizeof escape, "\\u%04x", static_cast<unsigned char>(c1[1]));
+      auto escaped = parse_claim_body("{\"" + field + "\":\"Ada" + escape + "\"}");
+      ASSERT_FALSE(escaped) << field << " " << escape;
+      EXPECT_EQ(escaped.error().message, "contains a control character");
+      auto document = parse_claim_input(json{{field, c1 + "Ada"}});
+      ASSERT_FALSE(document) << field;
+      EXPECT_EQ(document.error().message, "contains a control character");
+    }
+    auto answer = answers("line one" + c1 + "line two");
+    ASSERT_FALSE(answer);
+    EXPECT_EQ(answer.error().field, "answers.company");
+    EXPECT_FALSE(parse_claim_input(json{{"answers", {{"company", c1}}}}));
+  }
+  EXPECT_TRUE(name("first_name",
+                   "\xc2\xa0"
+                   "Ad\xc2\xa9"));                           // NBSP, copyright sign: U+00A0, U+00A9
+  EXPECT_TRUE(name("last_name", "\xc3\x85ngstr\xc3\xb6m"));  // "Ångström": 85 after C3 is Å
+  EXPECT_TRUE(answers("\xc2\xbfQu\xc3\xa9?\n\xe2\x80\x85"));  // U+2005 holds 80 85, not C1
   // Multi-byte text counts in bytes: 100 "é" are 200 bytes.
   std::string accents;
   for (int i = 0; i < 100; ++i) accents += "\xc3\xa9";
@@ -230,6 +258,8 @@ TEST(Dto, ClaimBodiesReadTheSameWithOrWithoutAJsonDocument) {
       {"{\"first_name\":\"\xf0\x9f\x98\x80\"}", false},
       {"{\"email\":\"a\tb\"}", false},
       {"{\"email\":\"a\x7f\"}", false},
+      {"{\"first_name\":\"A\xc2\x85\"}", false},  // C1: NEL
+      {R"({"last_name":"A\u009b"})", false},
       {"{\"first_name\":\"\xc3\x28\"}", false},  // invalid UTF-8 in a string
       // Keys the reader does not take, casing included.
       {R"({"emial":"x"})", false},
