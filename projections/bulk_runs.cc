@@ -4,11 +4,9 @@
 #include <rocksdb/sst_file_writer.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <future>
 #include <memory>
-#include <new>
 #include <optional>
 
 namespace passage::projections::bulk {
@@ -24,8 +22,10 @@ rocksdb::Env* env_or_default(rocksdb::Env* env) {
   return env != nullptr ? env : rocksdb::Env::Default();
 }
 
-void put_u32(char* out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+void put_u32(std::string& out, std::uint32_t v) {
+  char b[4];
+  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  out.append(b, 4);
 }
 
 std::uint32_t get_u32(const char* p) {
@@ -65,60 +65,17 @@ int compare_headed(const key_head& ha, std::string_view a, const key_head& hb, s
   return compare_keys(a, b);
 }
 
-// Rounds `n` up to direct_io::align.
-std::size_t round_up(std::size_t n) {
-  return (n + direct_io::align - 1) / direct_io::align * direct_io::align;
-}
-
-// Memory aligned for direct I/O (direct_io::align), a multiple of it in size.
-class aligned_buffer {
- public:
-  char* data() { return data_.get(); }
-  std::size_t size() const { return size_; }
-  // Grows to at least `n` bytes, keeping the first `keep`.
-  void grow(std::size_t n, std::size_t keep) {
-    if (n <= size_) return;
-    n = round_up(n);
-    std::unique_ptr<char, freed> bigger(
-        static_cast<char*>(std::aligned_alloc(direct_io::align, n)));
-    if (!bigger) throw std::bad_alloc();
-    if (keep > 0) std::memcpy(bigger.get(), data_.get(), keep);
-    data_ = std::move(bigger);
-    size_ = n;
-  }
-
- private:
-  struct freed {
-    void operator()(char* p) const { std::free(p); }
-  };
-  std::unique_ptr<char, freed> data_;
-  std::size_t size_ = 0;
-};
-
 // Reads one run file's entries in order, from an entry's offset, until a key at or past
 // `end` (none: to the file's end). key() and value() stay valid until the next next().
-// Reads whole aligned blocks at aligned offsets into an aligned buffer, as direct reads
-// must (and buffered ones may).
 class run_cursor {
  public:
   run_cursor(std::size_t run, std::optional<std::string> end) : run_(run), end_(std::move(end)) {
     if (end_) end_head_.set(*end_);
   }
 
-  rocksdb::Status open(rocksdb::Env* env, const std::string& path, std::uint64_t offset,
-                       bool direct) {
-    auto st = env->NewRandomAccessFile(path, &file_, direct_io::env_options(direct));
-    if (!st.ok() && direct) st = env->NewRandomAccessFile(path, &file_, rocksdb::EnvOptions());
-    if (!st.ok()) return st;
-    file_offset_ = offset / direct_io::align * direct_io::align;
-    const std::size_t skip = offset - file_offset_;
-    if (skip > 0) {
-      if (!fill(skip)) {
-        if (status_.ok()) status_ = rocksdb::Status::Corruption("run file shorter than its index");
-        return status_;
-      }
-      pos_ += skip;
-    }
+  rocksdb::Status open(rocksdb::Env* env, const std::string& path, std::uint64_t offset) {
+    auto st = env->NewSequentialFile(path, &file_, rocksdb::EnvOptions());
+    if (st.ok() && offset > 0) st = file_->Skip(offset);
     return st;
   }
   // Moves to the next entry; false at the end of the file or of the range (or on an
@@ -161,43 +118,30 @@ class run_cursor {
   bool fill(std::size_t n) {
     if (end_of_buf_ - pos_ >= n) return true;
     if (eof_ || !status_.ok()) return false;
-    // The bytes left are moved to end at an aligned place (the next read's), then whole
-    // blocks are read after them. (Nothing to move before the first read: the buffer has
-    // no memory yet.)
-    const std::size_t left = end_of_buf_ - pos_;
-    const std::size_t start = round_up(left) - left;
-    const std::size_t need = round_up(left) + std::max(round_up(n), io_chunk);
-    if (buf_.size() < need) {
-      aligned_buffer bigger;
-      bigger.grow(need, 0);
-      if (left > 0) std::memcpy(bigger.data() + start, buf_.data() + pos_, left);
-      buf_ = std::move(bigger);
-    } else if (left > 0) {
-      std::memmove(buf_.data() + start, buf_.data() + pos_, left);
-    }
-    pos_ = start;
-    end_of_buf_ = start + left;
-    while (end_of_buf_ - pos_ < n && !eof_) {
+    // (Nothing to move before the first read: the buffer has no memory yet.)
+    if (end_of_buf_ > pos_) std::memmove(buf_.data(), buf_.data() + pos_, end_of_buf_ - pos_);
+    end_of_buf_ -= pos_;
+    pos_ = 0;
+    if (buf_.size() < std::max(n, io_chunk)) buf_.resize(std::max(n, io_chunk));
+    while (end_of_buf_ < n && !eof_) {
       rocksdb::Slice got;
-      const std::size_t want = buf_.size() - end_of_buf_;  // whole blocks
-      status_ = file_->Read(file_offset_, want, &got, buf_.data() + end_of_buf_);
+      const std::size_t want = buf_.size() - end_of_buf_;
+      status_ = file_->Read(want, &got, buf_.data() + end_of_buf_);
       if (!status_.ok()) return false;
       if (got.size() > 0 && got.data() != buf_.data() + end_of_buf_) {
         std::memmove(buf_.data() + end_of_buf_, got.data(), got.size());
       }
       end_of_buf_ += got.size();
-      file_offset_ += got.size();
-      if (got.size() < want) eof_ = true;  // (then no read follows: no alignment needed)
+      if (got.size() < want) eof_ = true;
     }
-    return end_of_buf_ - pos_ >= n;
+    return end_of_buf_ >= n;
   }
 
   std::size_t run_;
   std::optional<std::string> end_;
   key_head end_head_;
-  std::unique_ptr<rocksdb::RandomAccessFile> file_;
-  std::uint64_t file_offset_ = 0;  // of the next read
-  aligned_buffer buf_;
+  std::unique_ptr<rocksdb::SequentialFile> file_;
+  std::vector<char> buf_;
   std::size_t pos_ = 0, end_of_buf_ = 0, consumed_ = 0;
   bool eof_ = false;
   rocksdb::Status status_;
@@ -242,7 +186,7 @@ rocksdb::Status merge_range(const std::vector<run_file>& runs, const merge_optio
   };
   for (std::size_t r = 0; r < runs.size(); ++r) {
     cursors.push_back(std::make_unique<run_cursor>(r, end));
-    auto st = cursors.back()->open(env, runs[r].path, start_offset(runs[r], begin), options.direct);
+    auto st = cursors.back()->open(env, runs[r].path, start_offset(runs[r], begin));
     if (!st.ok()) return st;
     advance(cursors.back().get());
   }
@@ -254,10 +198,9 @@ rocksdb::Status merge_range(const std::vector<run_file>& runs, const merge_optio
     run_cursor* top = heap.back();
     heap.pop_back();
     if (!writer) {
+      writer.emplace(rocksdb::EnvOptions(), options.sst, nullptr, invalidate_page_cache);
       out.push_back(prefix + "-" + std::to_string(++files) + ".sst");
-      if (auto st = open_table(writer, options.sst, out.back(), options.direct); !st.ok()) {
-        return st;
-      }
+      if (auto st = writer->Open(out.back()); !st.ok()) return st;
     }
     auto st = writer->Put(rocksdb::Slice(top->key().data(), top->key().size()),
                           rocksdb::Slice(top->value().data(), top->value().size()));
@@ -325,65 +268,34 @@ bool sorted_run::same_key(const sort_entry& a, const sort_entry& b) const {
   return a.key_size <= sizeof(a.head) || key(entries_[a.index]) == key(entries_[b.index]);
 }
 
-rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, run_file& out,
-                                  bool direct) {
+rocksdb::Status sorted_run::write(rocksdb::Env* env, const std::string& path, run_file& out) {
   out = run_file{};
   out.path = path;
   std::unique_ptr<rocksdb::WritableFile> file;
-  env = env_or_default(env);
-  auto st = env->NewWritableFile(path, &file, direct_io::env_options(direct));
-  if (!st.ok() && direct) st = env->NewWritableFile(path, &file, rocksdb::EnvOptions());
+  auto st = env_or_default(env)->NewWritableFile(path, &file, rocksdb::EnvOptions());
   if (!st.ok()) return st;
-  // Direct writes take whole aligned blocks from aligned memory: the last one is padded,
-  // and the padding cut off once written.
-  const bool aligned = file->use_direct_io();
-  aligned_buffer chunk;
-  chunk.grow(io_chunk + direct_io::align, 0);
-  std::size_t used = 0;
-  auto flush = [&](bool last) {
-    std::size_t n = used;
-    if (aligned) {
-      n = last ? round_up(used) : used / direct_io::align * direct_io::align;
-      if (n > used) std::memset(chunk.data() + used, 0, n - used);
-    }
-    st = file->Append(rocksdb::Slice(chunk.data(), n));
-    const std::size_t rest = n < used ? used - n : 0;
-    if (rest > 0) std::memmove(chunk.data(), chunk.data() + n, rest);
-    used = rest;
-  };
+  std::string chunk;
+  chunk.reserve(io_chunk + 4096);
   std::uint64_t offset = 0;
   for_each_in_key_order([&](std::string_view k, std::string_view v) {
     if (!st.ok()) return;
     if (out.entries % index_every == 0) out.index.emplace_back(std::string(k), offset);
     ++out.entries;
-    const std::size_t n = entry_head + k.size() + v.size();
-    chunk.grow(used + n, used);
-    char* at = chunk.data() + used;
-    put_u32(at, static_cast<std::uint32_t>(k.size()));
-    put_u32(at + 4, static_cast<std::uint32_t>(v.size()));
-    if (!k.empty()) std::memcpy(at + entry_head, k.data(), k.size());
-    if (!v.empty()) std::memcpy(at + entry_head + k.size(), v.data(), v.size());
-    used += n;
-    offset += n;
+    put_u32(chunk, static_cast<std::uint32_t>(k.size()));
+    put_u32(chunk, static_cast<std::uint32_t>(v.size()));
+    chunk.append(k);
+    chunk.append(v);
+    offset += entry_head + k.size() + v.size();
     out.bytes = offset;
-    if (used >= io_chunk) flush(false);
+    if (chunk.size() >= io_chunk) {
+      st = file->Append(rocksdb::Slice(chunk));
+      chunk.clear();
+    }
   });
   if (!st.ok()) return st;
-  if (used > 0) flush(true);
-  if (st.ok() && aligned) st = file->Truncate(offset);
+  if (!chunk.empty()) st = file->Append(rocksdb::Slice(chunk));
   // Not synced: a crash deletes the load's files anyway.
   if (st.ok()) st = file->Close();
-  return st;
-}
-
-rocksdb::Status open_table(std::optional<rocksdb::SstFileWriter>& writer,
-                           const rocksdb::Options& options, const std::string& path, bool direct) {
-  writer.emplace(direct_io::env_options(direct), options, nullptr, invalidate_page_cache);
-  auto st = writer->Open(path);
-  if (!st.ok() && direct) {  // a file system without O_DIRECT
-    writer.emplace(rocksdb::EnvOptions(), options, nullptr, invalidate_page_cache);
-    st = writer->Open(path);
-  }
   return st;
 }
 

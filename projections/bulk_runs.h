@@ -14,7 +14,6 @@
 
 #include <rocksdb/env.h>
 #include <rocksdb/options.h>
-#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/status.h>
 
 #include <algorithm>
@@ -23,7 +22,6 @@
 #include <cstring>
 #include <exception>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -107,9 +105,7 @@ class sorted_run {
   // Writes the pairs in key order to `path` through `env` (Env::Default() when null); of
   // equal keys the last added wins, as in a WriteBatch. `out` describes the file. The
   // sort's memory is kept for the next write (release() gives it back; see swap_rows).
-  // `direct`: past the page cache (direct_io), when the file system allows it.
-  rocksdb::Status write(rocksdb::Env* env, const std::string& path, run_file& out,
-                        bool direct = false);
+  rocksdb::Status write(rocksdb::Env* env, const std::string& path, run_file& out);
 
  private:
   struct entry {
@@ -161,39 +157,12 @@ class sorted_run {
 // Bytewise key order (RocksDB's default comparator): -1, 0 or 1.
 int compare_keys(std::string_view a, std::string_view b);
 
-// The `invalidate_page_cache` argument of a bulk load's SstFileWriters, for files written
-// through the page cache (direct_io refused). With true (RocksDB's default) each writer
-// asks the kernel, every megabyte, to write the file's pages out at once and drop them
-// (posix_fadvise DONTNEED) on the thread writing the rows: ~5 % of the merge's CPU and of
-// the records'. The pages are written out in the background anyway.
+// The `invalidate_page_cache` argument of a bulk load's SstFileWriters. With true
+// (RocksDB's default) each writer asks the kernel, every megabyte, to write the file's
+// pages out at once and drop them (posix_fadvise DONTNEED) on the thread writing the rows:
+// ~5 % of the merge's CPU and of the records'. The pages are written out in the background
+// anyway, and the files are read right after (opened by the ingestion, then by queries).
 inline constexpr bool invalidate_page_cache = false;
-
-// Direct I/O (O_DIRECT) for a bulk load's files: its run files, written and read back once,
-// and its final table files, written once. Through the page cache, every megabyte written
-// took fresh pages the kernel had to find and fill (on this project's 2-core VMs ~4 ms of
-// system time per MiB written, and the writer throttled behind the disk: copying into
-// the page cache was ~12 % of a 1 M-event rebuild's samples, the run files half of it);
-// written directly, the disk reads the writer's own buffer (~0.4 ms per MiB). A file
-// system that refuses O_DIRECT (tmpfs on older kernels, an Env without it) gets the
-// buffered way. The files are not left in the page cache: a rebuilt folder's queries read
-// their blocks from disk the first time.
-struct direct_io {
-  // The alignment of direct reads and writes (offsets, sizes, buffers): the page size,
-  // a multiple of every logical block size Linux file systems use.
-  static constexpr std::size_t align = 4096;
-  // EnvOptions asking for direct reads and writes, or none.
-  static rocksdb::EnvOptions env_options(bool direct) {
-    rocksdb::EnvOptions o;
-    o.use_direct_reads = direct;
-    o.use_direct_writes = direct;
-    return o;
-  }
-};
-
-// Opens `writer` (emplaced) on a new table file `path` with `options`: with direct writes
-// when `direct` and the file system takes them, else buffered.
-rocksdb::Status open_table(std::optional<rocksdb::SstFileWriter>& writer,
-                           const rocksdb::Options& options, const std::string& path, bool direct);
 
 struct merge_options {
   // The final files' options (compression, block size...) and environment.
@@ -204,8 +173,6 @@ struct merge_options {
   std::size_t ranges = 2;
   // An output file ends at the first key after it reaches this size.
   std::uint64_t file_bytes = 64u << 20;
-  // Reads the runs and writes the output past the page cache (direct_io).
-  bool direct = false;
 };
 
 // Merges `runs` into SST files in key order; of equal keys the one of the latest run (in

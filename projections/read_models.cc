@@ -1083,9 +1083,6 @@ struct read_models::state {
   bulk::sorted_run spare;
   bulk::run_file writing;
   std::future<rocksdb::Status> ingesting;
-  // A bulk load's files (runs, merged rows, records) go past the page cache
-  // (bulk::direct_io) unless the folder is in memory.
-  bool direct_files() const { return !options.in_memory; }
 
   // --- loading ---
 
@@ -1625,7 +1622,7 @@ result<void, projection_error> read_models::state::ingest_run() {
         bulk::sorted_run& run;
         ~clear_after() { run.clear(); }
       } done{spare};
-      return bulk::contained([&] { return spare.write(env, file, writing, direct_files()); });
+      return bulk::contained([&] { return spare.write(env, file, writing); });
     });
   } catch (const std::exception& e) {  // no thread to be had
     spare.clear();
@@ -1705,8 +1702,7 @@ result<void, projection_error> read_models::state::merge_and_add_records() {
             .sst = bulk_file_options(env, options.in_memory, compression),
             .out_prefix = options.path + "/" + std::string(run_file_prefix) + "out-",
             // More ranges than cores: they take unequal time (rows compress unequally).
-            .ranges = std::clamp<std::size_t>(2 * std::thread::hardware_concurrency(), 2, 8),
-            .direct = direct_files()};
+            .ranges = std::clamp<std::size_t>(2 * std::thread::hardware_concurrency(), 2, 8)};
         return bulk::merge_runs(runs, o, files);
       });
     });
@@ -1725,10 +1721,11 @@ result<void, projection_error> read_models::state::merge_and_add_records() {
   auto put_key = [&](std::string_view key, std::string_view value) {
     if (!st.ok()) return;
     if (!writer) {  // opened by a part's first record: RocksDB refuses empty files
+      writer.emplace(rocksdb::EnvOptions(), bulk_file_options(env, options.in_memory, compression),
+                     nullptr, bulk::invalidate_page_cache);
       record_files.push_back(options.path + "/" + std::string(run_file_prefix) + "records-" +
                              std::to_string(record_files.size() + 1) + ".sst");
-      st = bulk::open_table(writer, bulk_file_options(env, options.in_memory, compression),
-                            record_files.back(), direct_files());
+      st = writer->Open(record_files.back());
       if (!st.ok()) return;
     }
     st = writer->Put(slice(key), slice(value));

@@ -7,7 +7,6 @@
 #include <array>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <random>
@@ -299,66 +298,6 @@ TEST_F(bulk_runs_test, a_truncated_run_fails_the_merge) {
   std::filesystem::remove(runs[0].path);
   files.clear();
   EXPECT_FALSE(merge_runs(runs, {.out_prefix = path("gone-")}, files).ok());
-}
-
-std::string file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// Past the page cache (direct_io): a run file holds the same bytes as one written through
-// it (the last block's padding cut off), whatever the size of its pairs; merged directly,
-// in ranges that start at indexed entries inside blocks, its files hold every pair once.
-TEST_F(bulk_runs_test, direct_runs_and_merge_hold_what_buffered_ones_do) {
-  std::mt19937_64 rng(13);
-  std::vector<run_file> buffered_runs, direct_runs;
-  pairs expected;
-  sorted_run run;
-  for (int r = 0; r < 4; ++r) {
-    const auto seed = rng();
-    for (int pass = 0; pass < 2; ++pass) {
-      std::mt19937_64 same(seed);  // the same pairs in both files
-      for (int i = 0; i < 5000; ++i) {
-        const auto k = row_key(same, 300);
-        // Mostly small values, some past a block, one past a read chunk.
-        const std::size_t size =
-            i == 17 ? (300u << 10) : (same() % 50 == 0 ? 5000 + same() % 3000 : same() % 300);
-        const auto v = std::to_string(r) + std::string(size, static_cast<char>('a' + i % 26));
-        run.add(k, v);
-        if (pass == 0) expected[k] = v;
-      }
-      run_file f;
-      const auto st = run.write(nullptr, path("run-" + std::to_string(r) + "-" + "bd"[pass]), f,
-                                /*direct=*/pass == 1);
-      ASSERT_TRUE(st.ok()) << st.ToString();
-      run.clear();
-      (pass == 0 ? buffered_runs : direct_runs).push_back(f);
-    }
-    const auto& b = buffered_runs.back();
-    const auto& d = direct_runs.back();
-    EXPECT_NE(b.bytes % direct_io::align, 0u);  // the padding is the case under test
-    EXPECT_EQ(d.bytes, b.bytes);
-    EXPECT_EQ(d.entries, b.entries);
-    EXPECT_EQ(d.index, b.index);
-    EXPECT_EQ(std::filesystem::file_size(d.path), d.bytes);
-    EXPECT_TRUE(file_bytes(d.path) == file_bytes(b.path));
-  }
-  for (std::size_t ranges : {1, 3}) {
-    merge_options o{.out_prefix = path("direct-" + std::to_string(ranges) + "-"),
-                    .ranges = ranges,
-                    .file_bytes = std::uint64_t{256} << 10,
-                    .direct = true};
-    std::vector<std::string> files;
-    const auto st = merge_runs(direct_runs, o, files);
-    ASSERT_TRUE(st.ok()) << st.ToString();
-    EXPECT_GE(files.size(), ranges);
-    EXPECT_EQ(read_back(files, o.sst), expected) << ranges << " ranges";
-  }
-  // A run cut short still fails a direct merge.
-  std::filesystem::resize_file(direct_runs[0].path, direct_runs[0].bytes - 10);
-  std::vector<std::string> files;
-  merge_options o{.out_prefix = path("direct-cut-"), .direct = true};
-  EXPECT_TRUE(merge_runs(direct_runs, o, files).IsCorruption());
 }
 
 // Runs and merged files go through the environment given (the in-memory one of
