@@ -375,6 +375,20 @@ TEST(Claim, CapacityWarningOnceAtEightyPercentAndFilledOnLastSpot) {
   EXPECT_TRUE(s.capacity_warned_);
 }
 
+// The claims_count of each capacity warning the next `claims` anonymous claims on `s` raise
+// (learners numbered on from `n`), applied to `s`.
+std::vector<std::int64_t> capacity_warnings_of(invite_state& s, std::uint64_t& n, int claims) {
+  std::vector<std::int64_t> at;
+  for (int i = 0; i < claims; ++i) {
+    auto out = claim_ok(s, claim_anonymous(++n), t0);
+    for (const auto& w : events_of<invite_capacity_warning>(out.events_)) {
+      at.push_back(w.claims_count_);
+    }
+    s = with_events(s, out.events_);
+  }
+  return at;
+}
+
 // An edit of the limit or the share after the warning arms it again: the admin who raises a
 // warned invite's limit is warned again near the new one. Other edits do not.
 TEST(Claim, CapacityWarningArmedAgainByANewLimitOrShare) {
@@ -382,17 +396,7 @@ TEST(Claim, CapacityWarningArmedAgainByANewLimitOrShare) {
   d.claim_limit_ = 5;  // 80 % = 4 claims
   invite_state s = given_invite(d);
   std::uint64_t n = 0;
-  auto warnings_of_next_claims = [&](int claims) {
-    std::vector<std::int64_t> at;
-    for (int i = 0; i < claims; ++i) {
-      auto out = claim_ok(s, claim_anonymous(++n), t0);
-      for (const auto& w : events_of<invite_capacity_warning>(out.events_)) {
-        at.push_back(w.claims_count_);
-      }
-      s = with_events(s, out.events_);
-    }
-    return at;
-  };
+  auto warnings_of_next_claims = [&](int claims) { return capacity_warnings_of(s, n, claims); };
   using v = std::vector<std::int64_t>;
   EXPECT_EQ(warnings_of_next_claims(4), v{4});
 
@@ -422,17 +426,7 @@ TEST(Claim, CapacityWarningOncePerCrossingOfTheThreshold) {
   d.claim_limit_ = 10;  // 80 % = 8 claims
   invite_state s = given_invite(d);
   std::uint64_t n = 0;
-  auto warnings_of_next_claims = [&](int claims) {
-    std::vector<std::int64_t> at;
-    for (int i = 0; i < claims; ++i) {
-      auto out = claim_ok(s, claim_anonymous(++n), t0);
-      for (const auto& w : events_of<invite_capacity_warning>(out.events_)) {
-        at.push_back(w.claims_count_);
-      }
-      s = with_events(s, out.events_);
-    }
-    return at;
-  };
+  auto warnings_of_next_claims = [&](int claims) { return capacity_warnings_of(s, n, claims); };
   auto edit = [&](std::int64_t limit, std::optional<std::int64_t> percent = std::nullopt) {
     update_invite u;
     u.patch_.claim_limit_ = limit;
