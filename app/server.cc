@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 
@@ -257,9 +258,16 @@ result<std::string, std::string> open_node_folder(const std::string& dir,
   // The folder holds every learner's key, the node's secret and tokens: for this user only.
   // A folder others may enter (made by hand, or by an older build) is closed to them.
   constexpr auto others = fs::perms::group_all | fs::perms::others_all;
+  // One this user may not change (owned by another, e.g. a volume shared by group) is
+  // used as it is, with a warning: its owner decides who may enter it.
   if (auto st = fs::status(dir, ec); !ec && (st.permissions() & others) != fs::perms::none) {
     fs::permissions(dir, others, fs::perm_options::remove, ec);
-    if (ec) return fail("cannot make data folder " + dir + " private: " + ec.message());
+    if (ec) {
+      spdlog::warn(
+          "data folder {} is open to other users and cannot be made private ({}): "
+          "it holds every learner's key",
+          dir, ec.message());
+    }
   }
   bool created = false;
   return secret_file((fs::path(dir) / secret_name).string(), [] { return secure_random_hex(32); },

@@ -497,7 +497,7 @@ store_result<bool> rocksdb_event_store::open() {
   db_options.create_if_missing = !options_.read_only;
   db_options.create_missing_column_families = !options_.read_only;
   db_options.paranoid_checks = true;
-  // One writer thread; hash memtables do not take concurrent inserts.
+  // One writer thread: concurrent memtable inserts would only add atomic operations.
   db_options.allow_concurrent_memtable_write = false;
   db_options.max_background_jobs = 2;
   // Every write goes to the WAL file at once; the sync thread's SyncWAL then makes it

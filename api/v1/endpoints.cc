@@ -1,5 +1,6 @@
 #include "api/v1/endpoints.h"
 
+#include <algorithm>
 #include <charconv>
 #include <map>
 #include <memory>
@@ -1122,10 +1123,18 @@ void event_routes(router& r, deps_ptr d) {
           // I/O thread), and a page of a small organization or a rare type may come back
           // short or empty with next_from <= head_position: go on from there.
           const std::uint64_t budget = d->events_page_scan;
+          std::vector<std::string> types;  // filtered here rather than in the store
           if (!f.since) {
             f.to_position = f.from_position > UINT64_MAX - budget
                                 ? UINT64_MAX
                                 : std::max<std::uint64_t>(f.from_position, 1) + budget - 1;
+          } else {
+            // Where `since` starts in positions is the store's to find (its time index): the
+            // budget then counts the events handed over, so every event examined must be
+            // handed over, the type and stream filters applied here.
+            types = std::move(f.types);
+            f.types.clear();
+            f.stream_prefix.clear();
           }
           std::uint64_t visited = 0;
           json items = json::array();
@@ -1133,7 +1142,8 @@ void event_routes(router& r, deps_ptr d) {
           bool failed = false;
           auto scanned = d->store->scan(f, [&](const eventstore::recorded_event& e) {
             last = e.position;
-            if (e.org_id == org && (stream.empty() || e.stream == stream)) {
+            if (e.org_id == org && (stream.empty() || e.stream == stream) &&
+                (types.empty() || std::find(types.begin(), types.end(), e.type) != types.end())) {
               auto j = event_json(*d, e);
               if (!j) {
                 failed = true;
@@ -1142,7 +1152,7 @@ void event_routes(router& r, deps_ptr d) {
               items.push_back(std::move(*j));
               if (items.size() >= max) return false;
             }
-            return ++visited < budget;  // with `since` (no position bound): events handed over
+            return ++visited < budget;  // with `since` (no position bound): events examined
           });
           if (!scanned || failed) {
             return respond(problem_response(

@@ -640,6 +640,19 @@ TEST_F(node_test, EventPagesExamineABoundedStretchOfTheLog) {
   auto everything = client_->get("/v1/events?limit=100", auth()).json();
   EXPECT_LE(everything["events"].size(), 4u);
   EXPECT_EQ(everything["next_from"], 5);
+  // With `since` (a time, found through the time index) a page is bounded too, also when
+  // its type or stream names nothing: four events examined from the first one at `since`.
+  for (const char* filter : {"&type=NoSuchType", "&stream=invite-nothing", ""}) {
+    auto page =
+        client_
+            ->get("/v1/events?since=1970-01-01T00:00:00Z&limit=100" + std::string(filter), auth())
+            .json();
+    EXPECT_LE(page["events"].size(), 4u) << filter;
+    EXPECT_EQ(page["next_from"], 5) << filter << " " << page.dump();
+  }
+  auto since_created = client_->get(
+      "/v1/events?since=1970-01-01T00:00:00Z&type=InviteCreated&limit=100&from=1", auth());
+  for (const auto& e : since_created.json()["events"]) EXPECT_EQ(e["type"], "InviteCreated");
 }
 
 TEST_F(node_test, EmbeddedKafkaBrokerCarriesEveryEvent) {
