@@ -652,7 +652,9 @@ TEST_F(node_test, EventPagesExamineABoundedStretchOfTheLog) {
   }
   auto since_created = client_->get(
       "/v1/events?since=1970-01-01T00:00:00Z&type=InviteCreated&limit=100&from=1", auth());
-  for (const auto& e : since_created.json()["events"]) EXPECT_EQ(e["type"], "InviteCreated");
+  // Kept in a variable: a range-for over a member of a temporary would dangle.
+  const auto since_page = since_created.json();
+  for (const auto& e : since_page["events"]) EXPECT_EQ(e["type"], "InviteCreated");
 }
 
 TEST_F(node_test, EmbeddedKafkaBrokerCarriesEveryEvent) {
